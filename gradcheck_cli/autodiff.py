@@ -1,0 +1,153 @@
+"""Forward and backward passes over a Graph. No gate-specific code: everything goes through the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import GradValueError
+from .graph import Graph, Node
+
+
+def _gate_inputs(graph: Graph, node: Node, values: list) -> list:
+    return [values[i] for i in node.inputs]
+
+
+def forward(graph: Graph) -> list:
+    """Every node's value at the given point; a non-finite value is an input error naming its node."""
+    values: list = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.gate is None:
+                values[node.id] = node.value
+                continue
+            args = _gate_inputs(graph, node, values)
+            out = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
+            if not np.all(np.isfinite(out)):
+                raise _domain_error(graph, node, args, out)
+            values[node.id] = out
+    return values
+
+
+def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:
+    bad = "nan" if np.isnan(out).any() else "infinite"
+    inputs = ", ".join(f"{graph.nodes[i].name} = {_short(a)}" for i, a in zip(node.inputs, args))
+    why = f" ({node.gate.name} needs {node.gate.domain})" if node.gate.domain else ""
+    msg = f"'{node.name}' is {bad} at this point{why}"
+    if inputs:
+        msg += f"; its inputs: {inputs}"
+    return GradValueError(msg, node.pos.line, node.pos.col)
+
+
+def _short(value) -> str:
+    v = np.asarray(value)
+    if v.ndim == 0:
+        return f"{float(v):.6g}"
+    return f"array of shape {v.shape}"
+
+
+def backward(graph: Graph, values: list) -> list:
+    """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
+
+    Fan-out accumulates: a node's adjoint is the sum over its consumers.
+    """
+    out = graph.nodes[graph.output]
+    k = out.size
+    adjoints: list = [None] * len(graph.nodes)
+    adjoints[out.id] = np.eye(k).reshape((k,) + out.shape)
+    with np.errstate(all="ignore"):
+        for node in reversed(graph.nodes[: out.id + 1]):
+            g = adjoints[node.id]
+            if g is None or node.gate is None:
+                continue
+            args = _gate_inputs(graph, node, values)
+            grads = node.gate.vjp(g, args, values[node.id], node.attrs)
+            for i, gi in zip(node.inputs, grads):
+                gi = np.broadcast_to(gi, (k,) + graph.nodes[i].shape)
+                adjoints[i] = gi.copy() if adjoints[i] is None else adjoints[i] + gi
+    for node in graph.nodes:
+        if adjoints[node.id] is None:
+            adjoints[node.id] = np.zeros((k,) + node.shape)
+    return adjoints
+
+
+def jacobian(graph: Graph, adjoint: np.ndarray, node: Node) -> np.ndarray:
+    """A node's adjoint as the gradient (scalar output) or Jacobian (output.shape + node.shape)."""
+    out = graph.nodes[graph.output]
+    return adjoint.reshape(out.shape + node.shape)
+
+
+class Probe:
+    """Rows of a batched forward pass that each nudge one element of one node by `delta`."""
+    __slots__ = ("node", "rows", "flat", "delta")
+
+    def __init__(self, node: int, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
+        self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
+
+
+def batched_forward(graph: Graph, values: list, probes: list, n_rows: int):
+    """Run the forward pass once for `n_rows` perturbed copies of the graph.
+
+    Row r of the result is the output when the element named by row r's probe is nudged and
+    everything downstream of it is recomputed; nodes upstream of every probe are shared.
+    Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
+    set when some gate with a kink switched branch in that row.
+    """
+    by_node: dict[int, list] = {}
+    for p in probes:
+        by_node.setdefault(p.node, []).append(p)
+    start = min(by_node)
+    out_id = graph.output
+    last_use = _last_uses(graph)
+    batched: dict[int, np.ndarray] = {}
+    kinks = np.zeros(n_rows, dtype=bool)
+    with np.errstate(all="ignore"):
+        for node in graph.nodes[start: out_id + 1]:
+            nid = node.id
+            in_batch = [i for i in node.inputs if i in batched]
+            if node.gate is not None and in_batch:
+                args = [batched[i] if i in batched else values[i] for i in node.inputs]
+                if node.gate.elementwise:
+                    args = [_pad(a, node.shape, n_rows) if i in batched else a
+                            for a, i in zip(args, node.inputs)]
+                value = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
+                value = np.broadcast_to(value, (n_rows,) + node.shape)
+                if node.gate.branch is not None:
+                    kinks |= _switched(node, args, values, graph, n_rows)
+            elif nid in by_node:
+                value = np.broadcast_to(values[nid], (n_rows,) + node.shape)
+            else:
+                continue
+            if nid in by_node:
+                value = value.copy()
+                flat = value.reshape(n_rows, -1)
+                for p in by_node[nid]:
+                    flat[p.rows, p.flat] += p.delta
+            batched[nid] = value
+            for i in set(in_batch):
+                if last_use[i] <= nid and i != out_id:
+                    del batched[i]
+    if out_id not in batched:  # no probe reaches the output
+        return np.broadcast_to(values[out_id], (n_rows,) + graph.nodes[out_id].shape), kinks
+    return batched[out_id], kinks
+
+
+def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
+    """Give a batched operand of an elementwise gate the result's rank, so broadcasting lines up."""
+    extra = len(shape) - (a.ndim - 1)
+    return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
+
+
+def _switched(node: Node, args: list, values: list, graph: Graph, n_rows: int) -> np.ndarray:
+    centre = np.asarray(node.gate.branch(_gate_inputs(graph, node, values), node.attrs))
+    moved = np.asarray(node.gate.branch(args, node.attrs))
+    moved = np.broadcast_to(moved, np.broadcast_shapes(moved.shape, (n_rows,) + (1,) * centre.ndim))
+    return (moved != centre).reshape(n_rows, -1).any(axis=1)
+
+
+def _last_uses(graph: Graph) -> list:
+    """For each node, the id of the last node that reads it."""
+    last = list(range(len(graph.nodes)))
+    for node in graph.nodes:
+        for i in node.inputs:
+            last[i] = max(last[i], node.id)
+    return last

@@ -1,0 +1,74 @@
+"""Errors a user can cause, each carrying the source position it points at."""
+
+from __future__ import annotations
+
+
+class GradcheckError(Exception):
+    """A user error: bad input or a bad command line (exit code 2)."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None,
+                 source: str | None = None, text: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+        self.source = source
+        self.text = text
+
+    def located(self, source: str, text: str | None) -> "GradcheckError":
+        """Attach the file name and source text, if not already known."""
+        if self.source is None:
+            self.source = source
+        if self.text is None:
+            self.text = text
+        return self
+
+    def source_line(self) -> str | None:
+        """The line of the source the error points at, if known."""
+        if self.text is None or self.line is None:
+            return None
+        lines = self.text.splitlines()
+        return lines[self.line - 1] if 0 < self.line <= len(lines) else None
+
+    def format(self) -> str:
+        """`FILE:LINE:COL: error: message`, then the source line and a caret."""
+        where = self.source or "<input>"
+        if self.line is not None:
+            where += f":{self.line}:{self.col or 1}"
+        out = f"{where}: error: {self.message}"
+        line = self.source_line()
+        if line is not None:
+            shown = line.expandtabs(1)
+            out += f"\n  {shown}\n  {' ' * max(0, (self.col or 1) - 1)}^"
+        return out
+
+    def to_dict(self) -> dict:
+        """The JSON form of an error (DESIGN.md, schema 1)."""
+        return {"message": self.message, "line": self.line, "col": self.col}
+
+
+class GradSyntaxError(GradcheckError):
+    """The text is not in the language."""
+
+
+class GradNameError(GradcheckError):
+    """An unknown or clashing name or function."""
+
+
+class GradShapeError(GradcheckError):
+    """Operand shapes that do not fit the gate."""
+
+
+class GradValueError(GradcheckError):
+    """A value that is not finite, or outside a gate's domain, at the given point."""
+
+
+class UsageError(GradcheckError):
+    """A bad command-line option or path."""
+
+
+def did_you_mean(word: str, candidates) -> str:
+    """A ' (did you mean X?)' suffix, or '' when nothing is close."""
+    import difflib
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,637 @@
+"""The gate registry: one record per gate — forward, VJP, SymPy form, kink test, formula, doc.
+
+Conventions every entry follows, so autodiff, numeric and symbolic need no gate-specific code:
+- `forward(args, attrs)`: numpy float64 arrays that may carry extra *leading* (batch) axes;
+  gates address axes from the end (negative axes) so batching is free.
+- `vjp(g, args, out, attrs)`: `g` has one leading axis (the rows of the Jacobian being pulled
+  back); `args`/`out` are unbatched. Returns one array per input, shaped `(K, *input.shape)`.
+- `sym(args, attrs)`: the same function on numpy object arrays of SymPy expressions.
+- `branch(args, attrs)`: for gates with kinks, an array that changes exactly when the gate
+  switches branch (the sign of `a - b` for max); None for smooth gates.
+- `infer(shapes, params)`: checks operand shapes and parameters, returns `(out_shape, attrs)`;
+  raises ValueError with a message for the user.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ConstForm:
+    """How an operator with one literal operand maps onto this gate: `x - c` → `+c` with -c."""
+    operator: str
+    side: str  # 'left' (c OP x), 'right' (x OP c) or 'either'
+    to_attr: Callable[[float], float] = lambda c: c
+    accepts: Callable[[float], bool] = lambda c: True
+
+
+@dataclass(frozen=True)
+class Example:
+    """Operand shapes (and params) the registry test draws random inputs for."""
+    shapes: tuple
+    params: dict = field(default_factory=dict)
+    low: float = -2.0
+    high: float = 2.0
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str                       # registry key, unique
+    arity: int                      # number of tensor operands
+    forward: Callable
+    vjp: Callable
+    sym: Callable
+    local: str                      # the local gradient, as text
+    doc: str                        # one line: what the gate computes
+    routes: str                     # one line: how it routes the gradient
+    infer: Callable
+    label: Callable = None          # attrs -> text shown in the gate column
+    operator: str | None = None     # '+', '*', '@', '.T', '<', ... when written as an operator
+    call: str | None = None         # the function name in the language, if callable as call(...)
+    const_forms: tuple = ()         # operator forms with one literal operand
+    branch: Callable | None = None  # kink test
+    elementwise: bool = False       # operands broadcast elementwise
+    domain: str | None = None       # where the forward is finite, for error messages
+    params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
+    positional_params: tuple = ()   # parameters that may also follow the operands positionally
+    examples: tuple = (Example(((),)),)
+    differentiable: bool = True     # False: constant for differentiation (comparisons)
+
+    def display(self, attrs: dict) -> str:
+        """The gate's label in reports: `+1`, `*-1`, `1/x`, `exp`, `@`."""
+        return self.label(attrs) if self.label else (self.call or self.operator or self.name)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient of shape (K, *broadcast) back to (K, *shape)."""
+    extra = g.ndim - 1 - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(1, 1 + extra)))
+    axes = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and g.shape[i + 1] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def _broadcast_infer(shapes, params):
+    try:
+        return tuple(np.broadcast_shapes(*shapes)), {}
+    except ValueError:
+        raise ValueError("shapes " + " and ".join(_fmt(s) for s in shapes)
+                         + " do not broadcast") from None
+
+
+def _same_infer(shapes, params):
+    return tuple(shapes[0]), {}
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _num(c):
+    """A literal as a SymPy number: an Integer when it is one, else a Float."""
+    import sympy
+    if float(c).is_integer() and abs(c) < 2 ** 53:
+        return sympy.Integer(int(c))
+    return sympy.Float(float(c))
+
+
+def _cfmt(c) -> str:
+    return f"{c:g}"
+
+
+def _ew(fn):
+    """Apply a SymPy function elementwise over object arrays (with broadcasting)."""
+    uf = np.frompyfunc(fn, 1, 1)
+    return lambda args, a: np.asarray(uf(args[0]), dtype=object)
+
+
+def _ew2(fn):
+    uf = np.frompyfunc(fn, 2, 1)
+    return lambda args, a: np.asarray(uf(args[0], args[1]), dtype=object)
+
+
+def _unary(name, fwd, dfdx, sym_fn, local, doc, routes, *, domain=None, branch=None,
+           low=-2.0, high=2.0, label=None):
+    """An elementwise one-input gate from its forward and its derivative f'(x, out)."""
+    return Gate(
+        name=name, arity=1, call=name,
+        forward=lambda args, a: fwd(args[0]),
+        vjp=lambda g, args, out, a: (g * dfdx(args[0], out),),
+        sym=_ew(sym_fn), local=local, doc=doc, routes=routes, infer=_same_infer,
+        elementwise=True, domain=domain, branch=branch,
+        examples=(Example(((),), low=low, high=high), Example(((3,),), low=low, high=high)),
+    )
+
+
+def _axes_infer(allow_keepdims=True):
+    """Parameter check for reductions: `axis` (int or list of ints) and `keepdims`."""
+    def infer(shapes, params):
+        shape = tuple(shapes[0])
+        nd = len(shape)
+        axis = params.get("axis")
+        if axis is None:
+            axes = tuple(range(-nd, 0))
+        else:
+            raw = [axis] if np.ndim(axis) == 0 else list(np.ravel(axis))
+            axes = []
+            for ax in raw:
+                if not float(ax).is_integer():
+                    raise ValueError(f"axis must be an integer, not {ax:g}")
+                ax = int(ax)
+                if not -nd <= ax < nd:
+                    raise ValueError(f"axis {ax} is out of range for shape {_fmt(shape)}")
+                axes.append(ax - nd if ax >= 0 else ax)
+            if len(set(axes)) != len(axes):
+                raise ValueError("repeated axis")
+            axes = tuple(sorted(axes))
+        keep = bool(params.get("keepdims", 0)) if allow_keepdims else False
+        out = tuple(1 if (i - nd) in axes else n for i, n in enumerate(shape)) if keep else \
+            tuple(n for i, n in enumerate(shape) if (i - nd) not in axes)
+        return out, {"axes": axes, "keepdims": keep, "nd": nd}
+    return infer
+
+
+def _expand(g, a):
+    """Undo a reduction's dropped axes on a gradient (for the VJP)."""
+    return g if a["keepdims"] or not a["axes"] else np.expand_dims(g, a["axes"])
+
+
+def _sym_reduce(x, a, combine):
+    """Reduce an object array over `axes` with `combine(list_of_exprs)`; keepdims honoured."""
+    axes = tuple(ax + x.ndim for ax in a["axes"])
+    moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim))) if axes else x
+    lead = moved.shape[: x.ndim - len(axes)]
+    flat = moved.reshape(lead + (-1,))
+    out = np.empty(lead, dtype=object)
+    for idx in np.ndindex(*lead):
+        out[idx] = combine(list(flat[idx]))
+    if a["keepdims"]:
+        out = np.expand_dims(out, axes)
+    return out
+
+
+# --- matmul -------------------------------------------------------------------------------------
+
+def _matmul_infer(shapes, params):
+    sa, sb = (tuple(s) for s in shapes)
+    if len(sa) == 0 or len(sb) == 0:
+        raise ValueError("@ needs vectors or matrices, not scalars; use * to scale")
+    if len(sa) > 2 or len(sb) > 2:
+        raise ValueError("@ takes vectors and matrices (at most 2 dimensions)")
+    inner_a = sa[-1]
+    inner_b = sb[0] if len(sb) == 1 else sb[-2]
+    if inner_a != inner_b:
+        raise ValueError(f"cannot multiply shapes {_fmt(sa)} @ {_fmt(sb)}: "
+                         f"inner sizes {inner_a} and {inner_b} differ")
+    out = sa[:-1] + sb[1:] if len(sb) == 2 else sa[:-1]
+    return out, {"nd": (len(sa), len(sb))}
+
+
+def _matmul2(A, B):
+    """A @ B on 2-D operands that may carry one leading batch axis, as one BLAS call if it can."""
+    if A.ndim == 2 and B.ndim == 3:  # one matrix times a batch: a single wide product
+        n, (bt, _, p) = A.shape[0], B.shape
+        return (A @ B.transpose(1, 0, 2).reshape(B.shape[1], bt * p)).reshape(n, bt, p).transpose(1, 0, 2)
+    if A.ndim == 3 and B.ndim == 2:
+        bt, m, _ = A.shape
+        return (A.reshape(bt * m, A.shape[2]) @ B).reshape(bt, m, B.shape[1])
+    return np.matmul(A, B)
+
+
+def _matmul_forward(args, a):
+    A, B = args
+    nda, ndb = a["nd"]
+    if nda == 1:
+        A = A[..., None, :]
+    if ndb == 1:
+        B = B[..., :, None]
+    out = _matmul2(A, B)
+    if ndb == 1:
+        out = out[..., 0]
+    if nda == 1:
+        out = out[..., 0] if ndb == 1 else out[..., 0, :]
+    return out
+
+
+def _matmul_vjp(g, args, out, a):
+    A, B = args
+    nda, ndb = a["nd"]
+    A2 = A[None, :] if nda == 1 else A
+    B2 = B[:, None] if ndb == 1 else B
+    if nda == 1 and ndb == 1:
+        g = g[..., None, None]
+    elif nda == 1:
+        g = g[..., None, :]
+    elif ndb == 1:
+        g = g[..., None]
+    dA = np.matmul(g, B2.T)
+    dB = np.matmul(A2.T, g)
+    if nda == 1:
+        dA = dA[..., 0, :]
+    if ndb == 1:
+        dB = dB[..., 0]
+    return dA, dB
+
+
+def _matmul_sym(args, a):
+    A, B = args
+    nda, ndb = a["nd"]
+    A2 = A[None, :] if nda == 1 else A
+    B2 = B[:, None] if ndb == 1 else B
+    out = np.empty((A2.shape[0], B2.shape[1]), dtype=object)
+    for i in range(A2.shape[0]):
+        for j in range(B2.shape[1]):
+            out[i, j] = _sym_sum(A2[i, k] * B2[k, j] for k in range(A2.shape[1]))
+    if ndb == 1:
+        out = out[:, 0]
+    if nda == 1:
+        out = out[0]
+    return np.asarray(out, dtype=object)
+
+
+def _sym_sum(terms):
+    import sympy
+    return sympy.Add(*list(terms))
+
+
+def _transpose_forward(args, a):
+    x = args[0]
+    return np.swapaxes(x, -1, -2) if a["nd"] >= 2 else x
+
+
+def _transpose_infer(shapes, params):
+    s = tuple(shapes[0])
+    return (s[::-1] if len(s) == 2 else s), {"nd": len(s)}
+
+
+# --- reductions and friends ---------------------------------------------------------------------
+
+def _count(a, shape):
+    return int(np.prod([shape[ax] for ax in a["axes"]])) if a["axes"] else 1
+
+
+def _sum_vjp(g, args, out, a):
+    return (np.broadcast_to(_expand(g, a), g.shape[:1] + args[0].shape),)
+
+
+def _mean_forward(args, a):
+    x = args[0]
+    return x.sum(axis=a["axes"], keepdims=a["keepdims"]) / _count(a, x.shape)
+
+
+def _mean_vjp(g, args, out, a):
+    x = args[0]
+    return (np.broadcast_to(_expand(g, a), g.shape[:1] + x.shape) / _count(a, x.shape),)
+
+
+def _max_mask(x, a):
+    m = x.max(axis=a["axes"], keepdims=True)
+    hit = (x == m).astype(float)
+    return hit / hit.sum(axis=a["axes"], keepdims=True)
+
+
+def _max_vjp(g, args, out, a):
+    x = args[0]
+    return (_expand(g, a) * _max_mask(x, a),)
+
+
+def _max_branch(args, a):
+    x = args[0]
+    return x == x.max(axis=a["axes"], keepdims=True)
+
+
+def _softmax_np(x, axes):
+    e = np.exp(x - x.max(axis=axes, keepdims=True))
+    return e / e.sum(axis=axes, keepdims=True)
+
+
+def _softmax_vjp(g, args, out, a):
+    y = out
+    return (y * (g - (g * y).sum(axis=a["axes"], keepdims=True)),)
+
+
+def _lse_forward(args, a):
+    x = args[0]
+    m = x.max(axis=a["axes"], keepdims=True)
+    out = m + np.log(np.exp(x - m).sum(axis=a["axes"], keepdims=True))
+    return out if a["keepdims"] else np.squeeze(out, axis=a["axes"])
+
+
+def _lse_vjp(g, args, out, a):
+    return (_expand(g, a) * _softmax_np(args[0], a["axes"]),)
+
+
+def _sym_softmax(args, a):
+    import sympy
+    x = args[0]
+    e = np.asarray(np.frompyfunc(sympy.exp, 1, 1)(x), dtype=object)
+    total = _sym_reduce(e, dict(a, keepdims=True), _sym_sum_list)
+    return np.asarray(e / total, dtype=object)
+
+
+def _sym_sum_list(items):
+    import sympy
+    return sympy.Add(*items)
+
+
+def _sym_lse(args, a):
+    import sympy
+    e = np.asarray(np.frompyfunc(sympy.exp, 1, 1)(args[0]), dtype=object)
+    return _sym_reduce(e, a, lambda items: sympy.log(sympy.Add(*items)))
+
+
+def _vector_pair_infer(name):
+    def infer(shapes, params):
+        sa, sb = (tuple(s) for s in shapes)
+        if len(sa) != 1 or len(sb) != 1:
+            raise ValueError(f"{name} takes two vectors, not {_fmt(sa)} and {_fmt(sb)}; use @ for matrices")
+        if sa != sb:
+            raise ValueError(f"{name} needs vectors of one length, not {_fmt(sa)} and {_fmt(sb)}")
+        return (), {}
+    return infer
+
+
+def _norm_forward(args, a):
+    x = args[0]
+    return np.sqrt((x * x).sum(axis=a["axes"]))
+
+
+def _norm_vjp(g, args, out, a):
+    x = args[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(out > 0, 1.0 / np.where(out > 0, out, 1.0), 0.0)
+    return (_expand(g, a) * x * _expand(scale[None], a)[0],)
+
+
+def _sym_norm(args, a):
+    import sympy
+    return _sym_reduce(args[0], a, lambda items: sympy.sqrt(sympy.Add(*[i * i for i in items])))
+
+
+# --- elementwise binary -------------------------------------------------------------------------
+
+def _binary(name, operator, fwd, grads, sym_fn, local, doc, routes, *, branch=None, domain=None,
+            function=False, low=-2.0, high=2.0, const_forms=()):
+    """An elementwise two-input gate; `grads(a, b, out)` gives the two local derivatives."""
+    def vjp(g, args, out, attrs):
+        da, db = grads(args[0], args[1], out)
+        return unbroadcast(g * da, args[0].shape), unbroadcast(g * db, args[1].shape)
+    shapes = (((), ()), ((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 3)))
+    return Gate(name=name, arity=2, operator=operator, call=name if function else None,
+                forward=lambda args, a: fwd(args[0], args[1]), vjp=vjp, sym=_ew2(sym_fn),
+                local=local, doc=doc, routes=routes, infer=_broadcast_infer, elementwise=True,
+                branch=branch, domain=domain, const_forms=const_forms,
+                examples=tuple(Example(s, low=low, high=high) for s in shapes))
+
+
+def _const_gate(name, label, fwd, dfdx, sym_fn, local, doc, routes, forms, *, domain=None,
+                branch=None, attr_example=2.0, low=-2.0, high=2.0):
+    """A one-input gate with a literal `c` folded in: the CS231n `+c`, `*a`, `1/x` forms."""
+    return Gate(name=name, arity=1, label=label,
+                forward=lambda args, a: fwd(args[0], a["c"]),
+                vjp=lambda g, args, out, a: (g * dfdx(args[0], a["c"], out),),
+                sym=lambda args, a: np.asarray(np.frompyfunc(lambda x: sym_fn(x, _num(a["c"])), 1, 1)(args[0]),
+                                               dtype=object),
+                local=local, doc=doc, routes=routes, infer=_same_infer, elementwise=True,
+                const_forms=forms, domain=domain, branch=branch,
+                examples=(Example(((),), {"c": attr_example}, low, high),
+                          Example(((3,),), {"c": attr_example}, low, high)))
+
+
+def _sign(x):
+    return np.sign(x)
+
+
+def _half_step(x):
+    """1 where x > 0, 0 where x < 0, 1/2 at a tie: the even split at a kink."""
+    return (np.sign(x) + 1.0) / 2.0
+
+
+def _cmp(name, op, fn, h0_sym):
+    """A comparison: 0.0 or 1.0, constant for differentiation (so `dout * (x > 0)` can be written)."""
+    def sym(args, a):
+        import sympy
+        uf = np.frompyfunc(lambda x, y: h0_sym(sympy, x, y), 2, 1)
+        return np.asarray(uf(args[0], args[1]), dtype=object)
+    return Gate(name=name, arity=2, operator=op,
+                forward=lambda args, a: fn(args[0], args[1]).astype(float),
+                vjp=lambda g, args, out, a: (unbroadcast(g * 0.0, args[0].shape),
+                                             unbroadcast(g * 0.0, args[1].shape)),
+                sym=sym, local="0 (a comparison is constant)", doc=f"1 where a {op} b, else 0",
+                routes="blocks the gradient: a comparison is a constant",
+                infer=_broadcast_infer, elementwise=True, differentiable=False,
+                branch=lambda args, a: fn(args[0], args[1]),
+                examples=(Example(((), ())), Example(((3,), (3,)))))
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _relu_grad(x, out):
+    return _half_step(x)
+
+
+def _sym_relu(x):
+    import sympy
+    return sympy.Max(0, x)
+
+
+def _sp(fname):
+    """A SymPy function looked up lazily (sympy is imported only when the symbolic oracle runs)."""
+    def call(*args):
+        import sympy
+        return getattr(sympy, fname)(*args)
+    return call
+
+
+def _sym_sigmoid(x):
+    import sympy
+    return 1 / (1 + sympy.exp(-x))
+
+
+def _pow_grads(a, b, out):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        da = b * np.power(a, b - 1.0)
+        db = out * np.log(np.where(a > 0, a, 1.0))
+    return da, np.where(a > 0, db, 0.0)
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+_GATES = [
+    _binary("add", "+", np.add, lambda a, b, o: (1.0, 1.0), lambda a, b: a + b,
+            "∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1", "a + b",
+            "add distributes: each input gets the upstream gradient unchanged"),
+    _binary("sub", "-", np.subtract, lambda a, b, o: (1.0, -1.0), lambda a, b: a - b,
+            "∂(a-b)/∂a = 1, ∂(a-b)/∂b = -1", "a - b",
+            "passes the upstream gradient to a, and its negative to b"),
+    _binary("mul", "*", np.multiply, lambda a, b, o: (b, a), lambda a, b: a * b,
+            "∂(ab)/∂a = b, ∂(ab)/∂b = a", "a * b (elementwise)",
+            "mul switches: each input gets the upstream gradient times the other input"),
+    _binary("div", "/", np.divide, lambda a, b, o: (1.0 / b, -a / (b * b)), lambda a, b: a / b,
+            "∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b²", "a / b (elementwise)",
+            "a gets upstream/b; b gets -upstream·a/b²", domain="b ≠ 0", low=0.5, high=2.0),
+    _binary("pow", "^", np.power, _pow_grads, lambda a, b: a ** b,
+            "∂(aᵇ)/∂a = b·aᵇ⁻¹, ∂(aᵇ)/∂b = aᵇ·ln a", "a ^ b (elementwise; also **)",
+            "a gets upstream·b·aᵇ⁻¹; b gets upstream·aᵇ·ln a", domain="a > 0", low=0.5, high=2.0),
+    _binary("max", None, np.maximum, lambda a, b, o: (_half_step(a - b), _half_step(b - a)),
+            _sp("Max"), "∂max(a,b)/∂a = 1 if a > b else 0 (½ at a tie)", "the larger of a and b",
+            "max routes: the whole gradient goes to the larger input (split evenly at a tie)",
+            branch=lambda args, a: np.sign(args[0] - args[1]), function=True),
+    _binary("min", None, np.minimum, lambda a, b, o: (_half_step(b - a), _half_step(a - b)),
+            _sp("Min"), "∂min(a,b)/∂a = 1 if a < b else 0 (½ at a tie)", "the smaller of a and b",
+            "min routes: the whole gradient goes to the smaller input (split evenly at a tie)",
+            branch=lambda args, a: np.sign(args[0] - args[1]), function=True),
+
+    _const_gate("+c", lambda a: f"+{_cfmt(a['c'])}" if a["c"] >= 0 else f"-{_cfmt(-a['c'])}",
+                lambda x, c: x + c, lambda x, c, o: 1.0, lambda x, c: x + c,
+                "∂(x+c)/∂x = 1", "adds a constant c", "passes the upstream gradient through unchanged",
+                (ConstForm("+", "either"), ConstForm("-", "right", lambda c: -c))),
+    _const_gate("c-x", lambda a: f"{_cfmt(a['c'])}-x", lambda x, c: c - x, lambda x, c, o: -1.0,
+                lambda x, c: c - x, "∂(c-x)/∂x = -1", "a constant minus x",
+                "passes the negated upstream gradient", (ConstForm("-", "left"),)),
+    _const_gate("*a", lambda a: f"*{_cfmt(a['c'])}", lambda x, c: x * c, lambda x, c, o: c,
+                lambda x, c: x * c, "∂(ax)/∂x = a", "multiplies by a constant a (-x is *-1)",
+                "scales the upstream gradient by a",
+                (ConstForm("*", "either"), ConstForm("/", "right", lambda c: 1.0 / c, lambda c: c != 0))),
+    _const_gate("c/x", lambda a: "1/x" if a["c"] == 1 else f"{_cfmt(a['c'])}/x",
+                lambda x, c: c / x, lambda x, c, o: -c / (x * x), lambda x, c: c / x,
+                "∂(c/x)/∂x = -c/x² (the 1/x gate: -1/x²)", "a constant over x: 1/x when c = 1",
+                "multiplies the upstream gradient by -c/x²", (ConstForm("/", "left"),),
+                domain="x ≠ 0", attr_example=1.0, low=0.5, high=2.0),
+    _const_gate("^c", lambda a: f"^{_cfmt(a['c'])}", lambda x, c: np.power(x, c),
+                lambda x, c, o: c * np.power(x, c - 1.0), lambda x, c: x ** c,
+                "∂(xᶜ)/∂x = c·xᶜ⁻¹", "x to a constant power c",
+                "multiplies the upstream gradient by c·xᶜ⁻¹", (ConstForm("^", "right"),),
+                domain="x ≥ 0 unless c is an integer", low=0.5, high=2.0),
+    _const_gate("c^x", lambda a: f"{_cfmt(a['c'])}^x", lambda x, c: np.power(c, x),
+                lambda x, c, o: o * math.log(c) if c > 0 else np.nan * o, lambda x, c: c ** x,
+                "∂(cˣ)/∂x = cˣ·ln c", "a positive constant to the power x",
+                "multiplies the upstream gradient by cˣ·ln c", (ConstForm("^", "left"),),
+                domain="c > 0"),
+
+    _unary("exp", np.exp, lambda x, o: o, _sp("exp"), "∂eˣ/∂x = eˣ", "eˣ",
+           "multiplies the upstream gradient by eˣ (its own output)"),
+    _unary("log", np.log, lambda x, o: 1.0 / x, _sp("log"), "∂ln x/∂x = 1/x", "the natural logarithm",
+           "multiplies the upstream gradient by 1/x", domain="x > 0", low=0.5, high=2.0),
+    _unary("sqrt", np.sqrt, lambda x, o: 0.5 / o, _sp("sqrt"), "∂√x/∂x = 1/(2√x)", "the square root",
+           "multiplies the upstream gradient by 1/(2√x)", domain="x ≥ 0 (and x > 0 for the gradient)",
+           low=0.5, high=2.0),
+    _unary("abs", np.abs, lambda x, o: np.sign(x), _sp("Abs"), "∂|x|/∂x = sign(x) (0 at 0)",
+           "the absolute value", "passes the gradient with the sign of x (0 at a tie)",
+           branch=lambda args, a: np.sign(args[0])),
+    _unary("sin", np.sin, lambda x, o: np.cos(x), _sp("sin"), "∂sin x/∂x = cos x", "the sine",
+           "multiplies the upstream gradient by cos x"),
+    _unary("cos", np.cos, lambda x, o: -np.sin(x), _sp("cos"), "∂cos x/∂x = -sin x", "the cosine",
+           "multiplies the upstream gradient by -sin x"),
+    _unary("tan", np.tan, lambda x, o: 1.0 + o * o, _sp("tan"), "∂tan x/∂x = 1 + tan² x", "the tangent",
+           "multiplies the upstream gradient by 1 + tan² x", low=-1.2, high=1.2),
+    _unary("tanh", np.tanh, lambda x, o: 1.0 - o * o, _sp("tanh"), "∂tanh x/∂x = 1 - tanh² x",
+           "the hyperbolic tangent", "multiplies the upstream gradient by 1 - tanh² x"),
+    _unary("sigmoid", _sigmoid, lambda x, o: o * (1.0 - o), _sym_sigmoid, "∂σ(x)/∂x = σ(x)(1 - σ(x))",
+           "the logistic sigmoid 1/(1+e⁻ˣ)", "multiplies the upstream gradient by σ(1-σ)"),
+    _unary("relu", lambda x: np.maximum(x, 0.0), _relu_grad, _sym_relu,
+           "∂relu(x)/∂x = 1 if x > 0 else 0 (½ at 0)", "max(x, 0)",
+           "routes the gradient where x > 0, blocks it where x < 0",
+           branch=lambda args, a: np.sign(args[0])),
+
+    Gate(name="matmul", arity=2, operator="@", label=lambda a: "@",
+         forward=_matmul_forward, vjp=_matmul_vjp, sym=_matmul_sym, infer=_matmul_infer,
+         local="∂(AB)/∂A: dA = dD·Bᵀ, dB = Aᵀ·dD", doc="matrix product A @ B (vectors allowed)",
+         routes="dA = upstream @ Bᵀ and dB = Aᵀ @ upstream: the shapes tell you the order",
+         examples=(Example(((2, 3), (3, 4))), Example(((3,), (3, 2))), Example(((2, 3), (3,))),
+                   Example(((3,), (3,))))),
+    Gate(name="transpose", arity=1, operator=".T", label=lambda a: ".T",
+         forward=_transpose_forward, vjp=lambda g, args, out, a: (_transpose_forward([g], a),),
+         sym=lambda args, a: args[0].T if a["nd"] >= 2 else args[0], infer=_transpose_infer,
+         local="d(xᵀ) = (dout)ᵀ", doc="the transpose x.T", routes="transposes the upstream gradient",
+         examples=(Example(((2, 3),)), Example(((3,),)))),
+    Gate(name="sum", arity=1, call="sum", params=("axis", "keepdims"), positional_params=("axis",),
+         forward=lambda args, a: args[0].sum(axis=a["axes"], keepdims=a["keepdims"]),
+         vjp=_sum_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_sum_list),
+         infer=_axes_infer(), local="∂(Σx)/∂xᵢ = 1", doc="sum of the elements (optional axis, keepdims)",
+         routes="copies the upstream gradient to every summed element",
+         examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}), Example(((2, 3),), {"axis": 0, "keepdims": 1}))),
+    Gate(name="mean", arity=1, call="mean", params=("axis", "keepdims"), positional_params=("axis",),
+         forward=_mean_forward, vjp=_mean_vjp,
+         sym=lambda args, a: _sym_reduce(args[0], a, lambda items: _sym_sum_list(items) / len(items)),
+         infer=_axes_infer(), local="∂(mean x)/∂xᵢ = 1/n", doc="mean of the elements (optional axis)",
+         routes="shares the upstream gradient evenly: 1/n to each element",
+         examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
+    Gate(name="reduce_max", arity=1, call="max", params=("axis", "keepdims"),
+         forward=lambda args, a: args[0].max(axis=a["axes"], keepdims=a["keepdims"]),
+         vjp=_max_vjp, sym=lambda args, a: _sym_reduce(args[0], a, lambda items: _sp("Max")(*items)),
+         infer=_axes_infer(), branch=_max_branch,
+         local="∂(max x)/∂xᵢ = 1 for the largest element, else 0", doc="largest element (axis= by keyword)",
+         routes="max routes: the gradient goes to the largest element (split evenly at a tie)",
+         examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
+    Gate(name="dot", arity=2, call="dot",
+         forward=lambda args, a: (args[0] * args[1]).sum(axis=-1),
+         vjp=lambda g, args, out, a: (g[..., None] * args[1], g[..., None] * args[0]),
+         sym=lambda args, a: np.asarray(_sym_sum(args[0] * args[1]), dtype=object),
+         infer=_vector_pair_infer("dot"), local="∂(a·b)/∂a = b, ∂(a·b)/∂b = a",
+         doc="dot product of two vectors", routes="each vector gets upstream times the other",
+         examples=(Example(((3,), (3,))),)),
+    Gate(name="norm", arity=1, call="norm", params=("axis",),
+         forward=_norm_forward, vjp=_norm_vjp, sym=_sym_norm, infer=_axes_infer(allow_keepdims=False),
+         local="∂‖x‖/∂x = x/‖x‖", doc="Euclidean (Frobenius) norm (optional axis)",
+         routes="passes upstream·x/‖x‖ (undefined at 0)", domain="x ≠ 0 for the gradient",
+         branch=lambda args, a: np.sign(np.abs(args[0]).sum(axis=a["axes"])),
+         examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
+    Gate(name="softmax", arity=1, call="softmax", params=("axis",),
+         forward=lambda args, a: _softmax_np(args[0], a["axes"]), vjp=_softmax_vjp, sym=_sym_softmax,
+         infer=lambda shapes, p: (tuple(shapes[0]), _axes_infer(False)(shapes, p)[1] | {"keepdims": False}),
+         local="∂yᵢ/∂xⱼ = yᵢ(δᵢⱼ - yⱼ)", doc="softmax (over all elements, or along axis)",
+         routes="dx = y ∘ (upstream - Σ upstream·y)",
+         examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
+    Gate(name="logsumexp", arity=1, call="logsumexp", params=("axis", "keepdims"),
+         forward=_lse_forward, vjp=_lse_vjp, sym=_sym_lse, infer=_axes_infer(),
+         local="∂ logΣeˣ/∂xᵢ = softmax(x)ᵢ", doc="log Σ exp(x), computed stably (optional axis)",
+         routes="spreads the upstream gradient by softmax(x)",
+         examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
+
+    _cmp("lt", "<", np.less, lambda s, x, y: s.Heaviside(y - x, 0)),
+    _cmp("le", "<=", np.less_equal, lambda s, x, y: s.Heaviside(y - x, 1)),
+    _cmp("gt", ">", np.greater, lambda s, x, y: s.Heaviside(x - y, 0)),
+    _cmp("ge", ">=", np.greater_equal, lambda s, x, y: s.Heaviside(x - y, 1)),
+    _cmp("eq", "==", np.equal, lambda s, x, y: 1 - s.Heaviside(x - y, 0) - s.Heaviside(y - x, 0)),
+]
+
+REGISTRY: dict[str, Gate] = {g.name: g for g in _GATES}
+assert len(REGISTRY) == len(_GATES), "duplicate gate names"
+
+
+def functions(name: str) -> list[Gate]:
+    """Gates callable as `name(...)` in the language (several may share a name, by arity)."""
+    return [g for g in _GATES if g.call == name]
+
+
+def function_names() -> set[str]:
+    return {g.call for g in _GATES if g.call}
+
+
+def operator_gate(op: str) -> Gate | None:
+    """The gate for an operator with no literal operand."""
+    for g in _GATES:
+        if g.operator == op:
+            return g
+    return None
+
+
+def const_form(op: str, side: str, c: float) -> tuple[Gate, dict] | None:
+    """The constant-folded gate for `c OP x` (side 'left') or `x OP c` (side 'right'), if any."""
+    for g in _GATES:
+        for form in g.const_forms:
+            if form.operator == op and form.side in (side, "either") and form.accepts(c):
+                return g, {"c": float(form.to_attr(c))}
+    return None

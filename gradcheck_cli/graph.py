@@ -1,0 +1,359 @@
+"""AST → Graph: nodes in topological order, names resolved, constants folded, shapes checked."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import gates as G
+from . import nodes as N
+from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
+from .values import CONSTRUCTORS, MAX_ELEMENTS, construct
+
+NAME_WIDTH = 60
+KEYWORDS = {"const", "output", "expect", "gate"}
+
+
+@dataclass(eq=False)
+class Node:
+    """One node of the circuit: a leaf, a frozen constant, a hidden literal, or a gate."""
+    id: int
+    name: str
+    kind: str  # 'leaf' | 'const' | 'literal' | 'gate'
+    shape: tuple
+    pos: N.Pos
+    gate: G.Gate | None = None
+    inputs: tuple = ()
+    attrs: dict = field(default_factory=dict)
+    value: np.ndarray | None = None
+
+    @property
+    def label(self) -> str:
+        """What the gate column shows: `input`, `const`, `+1`, `exp`, `@`, ..."""
+        if self.kind == "leaf":
+            return "input"
+        if self.kind in ("const", "literal"):
+            return "const"
+        return self.gate.display(self.attrs)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass
+class Graph:
+    """The circuit: `nodes` are in topological order (every input precedes its gate)."""
+    nodes: list
+    output: int
+    names: dict
+    expects: list
+    text: str
+    source: str
+
+    def node(self, name: str) -> Node:
+        return self.nodes[self.names[name]]
+
+    def checked(self) -> list:
+        """Nodes that get a row in a report: everything but hidden literals."""
+        return [n for n in self.nodes if n.kind != "literal"]
+
+    def descendants(self, start: set) -> list:
+        """Ids of the nodes downstream of `start` (excluded), in topological order."""
+        reached = set(start)
+        out = []
+        for node in self.nodes[min(start) + 1:] if start else []:
+            if any(i in reached for i in node.inputs):
+                reached.add(node.id)
+                out.append(node.id)
+        return out
+
+
+def _source_text(text: str, pos: N.Pos) -> str:
+    name = re.sub(r"\s+", " ", text[pos.start:pos.end]).strip()
+    if len(name) > NAME_WIDTH:
+        half = (NAME_WIDTH - 1) // 2
+        name = name[:half] + "…" + name[-half:]
+    return name
+
+
+class _Const:
+    """A value known when the graph is built (a literal or a folded constant expression)."""
+    __slots__ = ("value", "pos")
+
+    def __init__(self, value, pos):
+        self.value = np.asarray(value, dtype=float)
+        self.pos = pos
+
+
+def _children(expr) -> tuple:
+    if isinstance(expr, N.Op):
+        return expr.args
+    if isinstance(expr, N.Call):
+        return expr.args + tuple(k[1] for k in expr.kwargs)
+    if isinstance(expr, N.Array):
+        return expr.items
+    return ()
+
+
+def _finite_or_raise(value, pos, what):
+    if not np.all(np.isfinite(value)):
+        raise GradValueError(f"{what} is not finite ({_describe_bad(value)})", pos.line, pos.col)
+
+
+def _describe_bad(value) -> str:
+    v = np.asarray(value)
+    bad = v[~np.isfinite(v)]
+    return "nan" if np.isnan(bad).any() else "overflow to infinity"
+
+
+class Builder:
+    """Turns a parsed Program into a Graph; one instance per program."""
+
+    def __init__(self, program: N.Program, source: str, at: dict | None, free_names: bool, seed: int):
+        self.program = program
+        self.text = program.text
+        self.source = source
+        self.at = dict(at or {})
+        self.free_names = free_names
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[Node] = []
+        self.names: dict[str, int] = {}
+        self.defined_at: dict[str, N.Pos] = {}
+
+    # --- nodes ----------------------------------------------------------------------------------
+
+    def _add(self, **kw) -> int:
+        node = Node(id=len(self.nodes), **kw)
+        if node.size > MAX_ELEMENTS:
+            raise GradShapeError(f"{node.name} would have {node.size:,} elements (at most {MAX_ELEMENTS:,})",
+                                 node.pos.line, node.pos.col)
+        self.nodes.append(node)
+        return node.id
+
+    def _leaf(self, name: str, value: np.ndarray, pos: N.Pos, const: bool) -> int:
+        if name in self.at:
+            value = self.at.pop(name)
+        return self._add(name=name, kind="const" if const else "leaf", shape=value.shape, pos=pos, value=value)
+
+    def _literal(self, c: _Const) -> int:
+        return self._add(name=_source_text(self.text, c.pos), kind="literal", shape=c.value.shape,
+                         pos=c.pos, value=c.value)
+
+    def _define(self, name: str, pos: N.Pos):
+        if name in self.defined_at:
+            first = self.defined_at[name]
+            raise GradNameError(f"'{name}' is already defined (line {first.line}); pick another name",
+                                pos.line, pos.col)
+        self.defined_at[name] = pos
+
+    # --- expressions ----------------------------------------------------------------------------
+
+    def expr(self, root, name: str | None = None):
+        """Build `root` bottom-up without recursion; returns a node id or a _Const."""
+        done: dict[int, object] = {}
+        stack = [(root, False)]
+        while stack:
+            expr, expanded = stack.pop()
+            if not expanded:
+                stack.append((expr, True))
+                stack.extend((c, False) for c in reversed(_children(expr)))
+                continue
+            top = expr is root
+            done[id(expr)] = self._one(expr, [done[id(c)] for c in _children(expr)], name if top else None)
+        return done[id(root)]
+
+    def _one(self, expr, refs, name):
+        if isinstance(expr, N.Num):
+            _finite_or_raise(expr.value, expr.pos, "this number")
+            return _Const(expr.value, expr.pos)
+        if isinstance(expr, N.Name):
+            return self._name(expr)
+        if isinstance(expr, N.Array):
+            return self._array(expr, refs)
+        if isinstance(expr, N.Op):
+            return self._op(expr, refs, name)
+        if isinstance(expr, N.Call):
+            return self._call(expr, refs, name)
+        raise GradSyntaxError(f"unexpected {type(expr).__name__}", expr.pos.line, expr.pos.col)
+
+    def _name(self, expr: N.Name):
+        if expr.id in self.names:
+            return self.names[expr.id]
+        if self.free_names and expr.id not in CONSTRUCTORS and expr.id not in G.function_names():
+            value = self.at.pop(expr.id) if expr.id in self.at else np.asarray(self.rng.standard_normal())
+            self.defined_at[expr.id] = expr.pos
+            self.names[expr.id] = self._add(name=expr.id, kind="leaf", shape=value.shape, pos=expr.pos,
+                                            value=value)
+            return self.names[expr.id]
+        if expr.id in G.function_names() or expr.id in CONSTRUCTORS:
+            raise GradNameError(f"'{expr.id}' is a function; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
+        raise GradNameError(f"unknown name '{expr.id}'" + did_you_mean(expr.id, self.names),
+                            expr.pos.line, expr.pos.col)
+
+    def _array(self, expr: N.Array, refs):
+        if not refs:
+            raise GradShapeError("an empty array literal", expr.pos.line, expr.pos.col)
+        for item, ref in zip(expr.items, refs):
+            if not isinstance(ref, _Const):
+                raise GradSyntaxError("array literals hold numbers only; combine named values with gates",
+                                      item.pos.line, item.pos.col)
+        shapes = {r.value.shape for r in refs}
+        if len(shapes) != 1:
+            bad = next(item for item, r in zip(expr.items, refs) if r.value.shape != refs[0].value.shape)
+            raise GradShapeError("the rows of an array literal must all have the same length",
+                                 bad.pos.line, bad.pos.col)
+        return _Const(np.stack([r.value for r in refs]), expr.pos)
+
+    def _op(self, expr: N.Op, refs, name):
+        where = expr.op_pos or expr.pos
+        if expr.op == "neg":
+            (ref,) = refs
+            if isinstance(ref, _Const):
+                return _Const(-ref.value, expr.pos)
+            gate, attrs = G.const_form("*", "left", -1.0)
+            return self._gate(gate, [ref], {}, attrs, expr, name, where)
+        gate = G.operator_gate(expr.op)
+        if gate is None:
+            raise GradSyntaxError(f"unknown operator '{expr.op}'", where.line, where.col)
+        if len(refs) == 2 and not all(isinstance(r, _Const) for r in refs):
+            for side, c, other in (("left", refs[0], refs[1]), ("right", refs[1], refs[0])):
+                if isinstance(c, _Const) and c.value.ndim == 0:
+                    form = G.const_form(expr.op, side, float(c.value))
+                    if form:
+                        return self._gate(form[0], [other], {}, form[1], expr, name, where)
+        return self._gate(gate, refs, {}, {}, expr, name, where)
+
+    def _call(self, expr: N.Call, refs, name):
+        fpos = expr.func_pos
+        npos = len(expr.args)
+        args, kw_refs = refs[:npos], refs[npos:]
+        if expr.func in CONSTRUCTORS:
+            if expr.kwargs or not all(isinstance(r, _Const) for r in args):
+                raise GradSyntaxError(f"{expr.func}(...) takes integer sizes", fpos.line, fpos.col)
+            try:
+                return _Const(construct(expr.func, [r.value for r in args], self.rng), expr.pos)
+            except ValueError as err:
+                raise GradShapeError(str(err), fpos.line, fpos.col) from None
+        candidates = G.functions(expr.func)
+        if not candidates:
+            if expr.func in self.names:
+                raise GradNameError(f"'{expr.func}' is a value, not a function", fpos.line, fpos.col)
+            known = G.function_names() | set(CONSTRUCTORS)
+            raise GradNameError(f"unknown function '{expr.func}'" + did_you_mean(expr.func, known),
+                                fpos.line, fpos.col)
+        gate = next((g for g in candidates if g.arity == npos), None) or next(
+            (g for g in candidates if g.arity < npos <= g.arity + len(g.positional_params)), None)
+        if gate is None:
+            counts = sorted({g.arity for g in candidates} | {g.arity + len(g.positional_params) for g in candidates})
+            want = " or ".join(str(c) for c in counts)
+            raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if counts != [1] else ''}, got {npos}",
+                                  fpos.line, fpos.col)
+        params = {}
+        for pname, ref, apos in zip(gate.positional_params, args[gate.arity:], expr.args[gate.arity:]):
+            params[pname] = self._param(ref, apos.pos, pname)
+        for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
+            if kname not in gate.params:
+                allowed = ", ".join(gate.params) or "none"
+                raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: {allowed})",
+                                    kpos.line, kpos.col)
+            if kname in params:
+                raise GradSyntaxError(f"{expr.func}() got '{kname}' twice", kpos.line, kpos.col)
+            params[kname] = self._param(ref, kpos, kname)
+        return self._gate(gate, list(args[:gate.arity]), params, {}, expr, name, fpos)
+
+    def _param(self, ref, pos, pname):
+        if not isinstance(ref, _Const):
+            raise GradSyntaxError(f"'{pname}' must be a number", pos.line, pos.col)
+        return ref.value
+
+    def _gate(self, gate, refs, params, attrs, expr, name, where):
+        shapes = [self._shape(r) for r in refs]
+        try:
+            shape, inferred = gate.infer(shapes, params)
+        except ValueError as err:
+            raise GradShapeError(str(err), where.line, where.col) from None
+        attrs = {**inferred, **attrs}
+        if all(isinstance(r, _Const) for r in refs):
+            with np.errstate(all="ignore"):
+                value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)
+            _finite_or_raise(value, expr.pos, f"the constant {_source_text(self.text, expr.pos)}")
+            return _Const(value, expr.pos)
+        inputs = tuple(r if isinstance(r, int) else self._literal(r) for r in refs)
+        return self._add(name=name or _source_text(self.text, expr.pos), kind="gate", shape=tuple(shape),
+                         pos=expr.pos, gate=gate, inputs=inputs, attrs=attrs)
+
+    def _shape(self, ref):
+        return ref.value.shape if isinstance(ref, _Const) else self.nodes[ref].shape
+
+    # --- statements -----------------------------------------------------------------------------
+
+    def build(self) -> Graph:
+        output = None
+        output_pos = None
+        last_computed = None
+        expects = []
+        statements = self.program.statements
+        for index, st in enumerate(statements):
+            if isinstance(st, N.Assign):
+                ref = self._assignment(st)
+                last_computed = last_computed if ref is None else ref
+            elif isinstance(st, N.ExprStmt):
+                if index != len(statements) - 1:
+                    raise GradSyntaxError("a bare expression is only allowed as the last statement "
+                                          "(the output); name it: f = ...", st.pos.line, st.pos.col)
+                out_name = "f" if "f" not in self.names else None
+                ref = self.expr(st.expr, out_name)
+                if isinstance(ref, _Const):
+                    raise GradValueError("the output is a constant: there is nothing to differentiate",
+                                         st.pos.line, st.pos.col)
+                if out_name and self.nodes[ref].name == out_name:
+                    self.names[out_name] = ref
+                last_computed = ref
+            elif isinstance(st, N.Output):
+                if st.name not in self.names:
+                    raise GradNameError(f"unknown name '{st.name}'" + did_you_mean(st.name, self.names),
+                                        st.pos.line, st.pos.col)
+                output, output_pos = self.names[st.name], st.pos
+            elif isinstance(st, N.Expect):
+                expects.append(st)
+            elif isinstance(st, N.GateDef):
+                raise GradSyntaxError("gate definitions are not supported yet", st.pos.line, st.pos.col)
+        if self.at:
+            bad = next(iter(self.at))
+            known = [n.name for n in self.nodes if n.kind in ("leaf", "const")]
+            raise GradNameError(f"--at {bad}: no leaf named '{bad}'" + did_you_mean(bad, known))
+        if output is None:
+            output = last_computed
+        if output is None:
+            if not statements:
+                raise GradSyntaxError("the input is empty: write at least one computed node, e.g. f = x * x", 1, 1)
+            st = statements[-1]
+            raise GradValueError("nothing to differentiate: no computed node (e.g. f = x * y)",
+                                 st.pos.line, st.pos.col)
+        del output_pos
+        return Graph(self.nodes, output, self.names, expects, self.text, self.source)
+
+    def _assignment(self, st: N.Assign) -> int | None:
+        """Build `name = expr`; returns the node id when it is computed (not a leaf or an alias)."""
+        self._define(st.name, st.pos)
+        if st.name in KEYWORDS:
+            raise GradNameError(f"'{st.name}' is a keyword", st.pos.line, st.pos.col)
+        before = len(self.nodes)
+        ref = self.expr(st.expr, st.name)
+        if isinstance(ref, _Const):
+            self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const)
+            return None
+        if st.const:
+            raise GradValueError(f"const {st.name} must be a value, but its right side names other nodes",
+                                 st.pos.line, st.pos.col)
+        self.names[st.name] = ref
+        return ref if ref >= before else None
+
+
+def build(program: N.Program, source: str = "<expr>", at: dict | None = None,
+          free_names: bool = False, seed: int = 0) -> Graph:
+    """Build the gate graph of a parsed program. `at` maps leaf names to numpy values."""
+    return Builder(program, source, at, free_names, seed).build()

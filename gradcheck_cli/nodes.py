@@ -1,0 +1,96 @@
+"""The abstract syntax tree: frozen dataclasses, no behaviour; every node keeps its position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Pos:
+    """Where a piece of source starts (1-based line and column) and its character span."""
+    line: int
+    col: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Op:
+    """An operator: '+', '-', '*', '/', '@', '^', 'neg', '.T', or a comparison."""
+    op: str
+    args: tuple
+    pos: Pos
+    op_pos: Pos | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple
+    kwargs: tuple  # ((name, expr, pos), ...)
+    pos: Pos
+    func_pos: Pos
+
+
+@dataclass(frozen=True)
+class Array:
+    """A bracketed literal: `[1, 2]`, `[[1, 2], [3, 4]]`."""
+    items: tuple
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Assign:
+    name: str
+    expr: object
+    pos: Pos
+    const: bool = False
+
+
+@dataclass(frozen=True)
+class ExprStmt:
+    """A bare expression: the output, when it is the last statement."""
+    expr: object
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Expect:
+    target: str
+    expr: object
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class GateDef:
+    """`gate NAME(params) = expr`, then indented locals and `d<param>` lines."""
+    name: str
+    params: tuple
+    expr: object
+    body: tuple  # Assign statements
+    pos: Pos
+    param_pos: tuple = field(default=())
+
+
+@dataclass(frozen=True)
+class Program:
+    statements: tuple
+    text: str

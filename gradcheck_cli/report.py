@@ -1,0 +1,126 @@
+"""Plain report data and its JSON form (schema 1). Imports neither rich nor click."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCHEMA = 1
+STATUS_ORDER = ("pass", "skip", "kink", "warn", "fail")
+
+
+def to_json_value(value):
+    """A number for a scalar, nested lists for a tensor, None for None."""
+    if value is None:
+        return None
+    v = np.asarray(value, dtype=float)
+    return float(v) if v.ndim == 0 else v.tolist()
+
+
+@dataclass
+class NodeRow:
+    """One node of the circuit with its three gradients and verdict."""
+    name: str
+    op: str
+    shape: tuple
+    line: int
+    col: int
+    value: np.ndarray
+    grad: np.ndarray | None
+    numeric: np.ndarray | None
+    symbolic: np.ndarray | None
+    numeric_error: float | None
+    symbolic_error: float | None
+    status: str
+    note: str | None = None
+    tolerance: float | None = None
+    worst_index: tuple | None = None
+    numeric_method: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "op": self.op, "shape": list(self.shape),
+            "line": self.line, "col": self.col,
+            "value": to_json_value(self.value), "grad": to_json_value(self.grad),
+            "numeric": to_json_value(self.numeric), "symbolic": to_json_value(self.symbolic),
+            "numeric_error": self.numeric_error, "symbolic_error": self.symbolic_error,
+            "status": self.status, "note": self.note,
+            "tolerance": self.tolerance,
+            "worst_index": list(self.worst_index) if self.worst_index is not None else None,
+            "numeric_method": self.numeric_method,
+        }
+
+
+@dataclass
+class ExpectRow:
+    target: str
+    expected: object
+    actual: object
+    status: str
+    line: int | None = None
+    col: int | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "expected": to_json_value(self.expected),
+                "actual": to_json_value(self.actual), "status": self.status}
+
+
+@dataclass
+class CheckReport:
+    """The check of one source: a file or an inline expression."""
+    source: str
+    output: str | None = None
+    value: np.ndarray | None = None
+    seed: int = 0
+    nodes: list = field(default_factory=list)
+    expects: list = field(default_factory=list)
+    error: object = None  # a GradcheckError when the source could not be read, parsed or evaluated
+    options: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        if self.error is not None:
+            return False
+        return all(r.status in ("pass", "skip") or (r.status in ("kink", "warn") and not self.options.get("strict"))
+                   for r in self.nodes + self.expects)
+
+    @property
+    def failures(self) -> list:
+        """Rows that make this report fail."""
+        strict = self.options.get("strict")
+        bad = ("fail", "kink", "warn") if strict else ("fail",)
+        return [r for r in self.nodes + self.expects if r.status in bad]
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "output": self.output, "value": to_json_value(self.value),
+            "seed": self.seed, "passed": self.passed,
+            "error": self.error.to_dict() if self.error is not None else None,
+            "nodes": [r.to_dict() for r in self.nodes],
+            "expects": [e.to_dict() for e in self.expects],
+        }
+
+
+@dataclass
+class RunReport:
+    """Every source checked in one run."""
+    results: list
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def has_input_error(self) -> bool:
+        return any(r.error is not None for r in self.results)
+
+    def exit_code(self) -> int:
+        """0 all passed · 1 a check failed · 2 an input could not be checked."""
+        if self.has_input_error:
+            return 2
+        return 0 if self.passed else 1
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "passed": self.passed, "results": [r.to_dict() for r in self.results]}

@@ -1,0 +1,237 @@
+"""Text → AST. Lark's errors become GradSyntaxError with a line, a column and a caret."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF,
+                             UnexpectedInput, UnexpectedToken, VisitError)
+from lark.indenter import DedentError, Indenter
+
+from . import nodes as N
+from .errors import GradSyntaxError
+
+_TOKEN_WORDS = {
+    "_NL": "end of line", "$END": "end of input", "_INDENT": "indentation",
+    "_DEDENT": "end of the indented block", "NAME": "a name", "NUMBER": "a number",
+    "COMPARE": "a comparison", "POW": "'^'",
+}
+
+
+class _GradIndenter(Indenter):
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR", "LSQB"]
+    CLOSE_PAREN_types = ["RPAR", "RSQB"]
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+
+def _pos(item) -> N.Pos:
+    """The position of a token or of an AST node."""
+    if isinstance(item, Token):
+        return N.Pos(item.line, item.column, item.start_pos, item.end_pos)
+    return item.pos
+
+
+_outer: dict = {}  # id(expr) -> its span with enclosing parentheses, for the current parse
+
+
+def _span(first, last) -> N.Pos:
+    """From the start of `first` to the end of `last`, parentheses around them included."""
+    a = _outer.get(id(first)) or _pos(first)
+    b = _outer.get(id(last)) or _pos(last)
+    return N.Pos(a.line, a.col, a.start, b.end)
+
+
+def _exprs(items) -> tuple:
+    return tuple(i for i in items if i is not None and not isinstance(i, Token))
+
+
+def _op(op):
+    def build(self, *items):
+        tok = next((i for i in items if isinstance(i, Token)), None)
+        return N.Op(op, _exprs(items), _span(items[0], items[-1]), _pos(tok) if tok else None)
+    return build
+
+
+@v_args(inline=True)
+class _ToAst(Transformer):
+    """Builds AST nodes while the LALR parser runs (no recursion, so deep nesting is fine)."""
+
+    def number(self, tok):
+        return N.Num(float(tok), _pos(tok))  # float() of any digit string is safe: huge → inf
+
+    def name(self, tok):
+        return N.Name(str(tok), _pos(tok))
+
+    add = _op("+")
+    sub = _op("-")
+    mul = _op("*")
+    div = _op("/")
+    matmul = _op("@")
+    neg = _op("neg")
+    transpose = _op(".T")
+
+    def pos(self, _plus, operand):
+        return operand
+
+    def atom(self, lpar, expr, rpar):
+        _outer[id(expr)] = N.Pos(lpar.line, lpar.column, lpar.start_pos, rpar.end_pos)
+        return expr
+
+    def pow(self, base, _tok, exponent):
+        return N.Op("^", (base, exponent), _span(base, exponent), _pos(_tok))
+
+    def compare(self, left, tok, right):
+        return N.Op(str(tok), (left, right), _span(left, right), _pos(tok))
+
+    def call(self, func, *rest):
+        args = _exprs(rest)
+        pos_args = tuple(a for a in args if not isinstance(a, tuple))
+        kwargs = tuple(a for a in args if isinstance(a, tuple))
+        return N.Call(str(func), pos_args, kwargs, _span(func, rest[-1]), _pos(func))
+
+    def kwarg(self, name, _eq, value):
+        return (str(name), value, _pos(name))
+
+    def array(self, *items):
+        return N.Array(_exprs(items), _span(items[0], items[-1]))
+
+    def assign(self, name, _eq, expr):
+        return N.Assign(str(name), expr, _pos(name))
+
+    def const_assign(self, _kw, name, _eq, expr):
+        return N.Assign(str(name), expr, _pos(name), const=True)
+
+    def output(self, _kw, name):
+        return N.Output(str(name), _pos(name))
+
+    def expect(self, _kw, name, _eq, expr):
+        return N.Expect(str(name), expr, _pos(name))
+
+    def expr_stmt(self, expr):
+        return N.ExprStmt(expr, _pos(expr))
+
+    def params(self, *items):
+        return tuple(t for t in items if isinstance(t, Token) and t.type == "NAME")
+
+    def gate_line(self, name, _eq, expr, *_nl):
+        return N.Assign(str(name), expr, _pos(name))
+
+    def gate_def(self, _kw, name, _lpar, params, _rpar, _eq, expr, *body):
+        params = params or ()
+        return N.GateDef(str(name), tuple(str(p) for p in params), expr,
+                         tuple(b for b in body if isinstance(b, N.Assign)), _pos(name),
+                         tuple(_pos(p) for p in params))
+
+    def start(self, *statements):
+        return [s for s in statements if s is not None and not isinstance(s, Token)]
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", postlex=_GradIndenter(), propagate_positions=True,
+                maybe_placeholders=True, keep_all_tokens=True, transformer=_ToAst())
+
+
+def _describe(token: Token) -> str:
+    if token.type in _TOKEN_WORDS:
+        return _TOKEN_WORDS[token.type]
+    return f"'{token.value}'"
+
+
+def _expected_words(expected) -> str:
+    words = []
+    for t in sorted(expected):
+        if t in ("NAME", "NUMBER"):
+            words.append("a name" if t == "NAME" else "a number")
+        elif t in ("LPAR", "LSQB"):
+            words.append("'('" if t == "LPAR" else "'['")
+        elif t in ("RPAR", "RSQB"):
+            words.append("')'" if t == "RPAR" else "']'")
+    words = sorted(set(words))
+    return f"; expected {' or '.join(words)}" if words and len(words) <= 3 else ""
+
+
+def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
+    line, col = getattr(err, "line", None), getattr(err, "column", None)
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        if ch in "\"'":
+            msg = "strings are not part of the language"
+        elif ch == "." and text[err.pos_in_stream:err.pos_in_stream + 2] != ".T":
+            msg = "attributes are not part of the language (the only postfix is '.T')"
+        elif ch == "\r":
+            msg = "a bare carriage return (use LF or CRLF line endings)"
+        elif not ch.isprintable():
+            msg = f"unexpected character {ch!r}"
+        else:
+            msg = f"unexpected character '{ch}'"
+        return GradSyntaxError(msg, line, col)
+    if isinstance(err, UnexpectedToken):
+        tok = err.token
+        if tok.type == "$END" or line in (None, -1):
+            lines = text.rstrip("\n").splitlines() or [""]
+            return GradSyntaxError("unexpected end of input" + _expected_words(err.expected),
+                                   len(lines), len(lines[-1]) + 1)
+        if tok.type == "_INDENT":
+            return GradSyntaxError("unexpected indentation (only the lines under a `gate` are indented)",
+                                   tok.line, tok.column)
+        if tok.type == "_NL":
+            msg = "unexpected end of line" + _expected_words(err.expected)
+            # The newline token starts at the end of the offending line.
+            return GradSyntaxError(msg, tok.line, tok.column)
+        return GradSyntaxError(f"unexpected {_describe(tok)}" + _expected_words(err.expected),
+                               tok.line, tok.column)
+    if isinstance(err, UnexpectedEOF):
+        lines = text.rstrip("\n").splitlines() or [""]
+        return GradSyntaxError("unexpected end of input", len(lines), len(lines[-1]) + 1)
+    return GradSyntaxError(str(err).splitlines()[0], line, col)
+
+
+def normalize(text: str) -> str:
+    """Drop a UTF-8 BOM and make sure the text ends with a newline."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text if text.endswith("\n") else text + "\n"
+
+
+def parse(text: str) -> N.Program:
+    """Parse source text into a Program; raise GradSyntaxError on anything not in the language."""
+    text = normalize(text)
+    if "\x00" in text:
+        raise GradSyntaxError("this is not a text file (it contains NUL bytes)", 1, 1)
+    _outer.clear()
+    try:
+        statements = _parser().parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, text) from None
+    except DedentError:
+        raise GradSyntaxError("inconsistent indentation", *_dedent_position(text)) from None
+    except VisitError as err:  # a transformer callback failed: report as a syntax error
+        raise GradSyntaxError(str(err.orig_exc), 1, 1) from None
+    finally:
+        _outer.clear()
+    return N.Program(tuple(statements), text)
+
+
+def _dedent_position(text: str) -> tuple[int, int]:
+    """The first line whose indentation matches no enclosing block (best effort)."""
+    levels = [0]
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line[: len(line) - len(stripped)].expandtabs(8))
+        if indent > levels[-1]:
+            levels.append(indent)
+        else:
+            while indent < levels[-1]:
+                levels.pop()
+            if indent != levels[-1]:
+                return number, 1
+    return 1, 1
