@@ -9,64 +9,70 @@ import numpy as np
 from .report import CheckReport, NodeRow, RunReport
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "kink": "yellow", "warn": "magenta", "skip": "dim"}
-WIDE = 110  # at or above this many columns the table also shows the numeric and symbolic values
+MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
 
-def fmt_number(x) -> str:
-    """A short, fixed-ish width rendering of a float."""
+def fmt_number(x, digits: int = 6) -> str:
+    """A short rendering of a float: `digits` significant digits, scientific when very large or small."""
     if x is None:
         return "—"
     x = float(x)
     if x == 0:
         return "0"
     if 1e-4 <= abs(x) < 1e6:
-        return f"{x:.6g}"
-    return f"{x:.3e}"
+        return f"{x:.{digits}g}"
+    return f"{x:.{max(1, digits - 3)}e}"
 
 
 def fmt_error(x) -> str:
     return "—" if x is None else ("0" if x == 0 else f"{x:.1e}")
 
 
-def _element(array, row: NodeRow):
-    """A tensor cell: the worst element (with its index), or the scalar itself."""
+def _element(array, row: NodeRow, digits: int) -> str:
+    """A tensor cell shows its worst element; a scalar cell the number itself."""
     if array is None:
         return "—"
     a = np.asarray(array, dtype=float)
     if a.ndim == 0:
-        return fmt_number(a)
+        return fmt_number(a, digits)
     idx = row.worst_index if row.worst_index is not None and len(row.worst_index) == a.ndim else None
-    if idx is None:
-        return f"[{a.size}]"
-    return f"{fmt_number(a[idx])} @{list(idx)}"
+    return fmt_number(a[idx], digits) if idx is not None else f"[{a.size}]"
 
 
-def _value_cell(row: NodeRow) -> str:
+def _index_cell(row: NodeRow) -> str:
+    return "" if not row.worst_index else "[" + ",".join(map(str, row.worst_index)) + "]"
+
+
+def _value_cell(row: NodeRow, digits: int) -> str:
     v = np.asarray(row.value)
-    if v.ndim == 0:
-        return fmt_number(v)
-    return "×".join(str(n) for n in v.shape)
+    return fmt_number(v, digits) if v.ndim == 0 else "×".join(str(n) for n in v.shape)
 
 
 def node_table(report: CheckReport, width: int):
-    """The per-node rich Table for one report."""
+    """The per-node rich Table; its columns fit the terminal (80 columns and up)."""
     from rich.table import Table
-    wide = width >= WIDE
+    medium, wide = width >= MEDIUM, width >= WIDE
+    digits = 6 if medium else 4
+    tensors = any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None)
     table = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
-    table.add_column("node", overflow="ellipsis", max_width=28 if wide else 18, no_wrap=True)
-    table.add_column("gate", overflow="ellipsis", max_width=10, no_wrap=True)
+    table.add_column("node", overflow="ellipsis", max_width=30 if wide else (22 if medium else 16), no_wrap=True)
+    table.add_column("gate", overflow="ellipsis", max_width=10 if medium else 7, no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("backprop", justify="right", no_wrap=True)
     if wide:
         table.add_column("numeric", justify="right", no_wrap=True)
         table.add_column("symbolic", justify="right", no_wrap=True)
-    table.add_column("num err", justify="right", no_wrap=True)
-    table.add_column("sym err", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    if medium and tensors:
+        table.add_column("at", no_wrap=True)
+    table.add_column("num err", justify="right", no_wrap=True, min_width=7)
+    table.add_column("sym err", justify="right", no_wrap=True, min_width=7)
+    table.add_column("status", no_wrap=True, min_width=6)
     for row in report.nodes:
-        cells = [row.name, row.op, _value_cell(row), _element(row.grad, row)]
+        cells = [row.name, row.op, _value_cell(row, digits), _element(row.grad, row, digits)]
         if wide:
-            cells += [_element(row.numeric, row), _element(row.symbolic, row)]
+            cells += [_element(row.numeric, row, digits), _element(row.symbolic, row, digits)]
+        if medium and tensors:
+            cells.append(_index_cell(row))
         cells += [fmt_error(row.numeric_error), fmt_error(row.symbolic_error),
                   f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]"]
         table.add_row(*cells)
@@ -84,7 +90,7 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
             continue
         mark = "[green]✓[/]" if report.passed else "[bold red]✗[/]"
         out = np.asarray(report.value)
-        value = fmt_number(out) if out.ndim == 0 else "×".join(map(str, out.shape))
+        value = fmt_number(out) if out.ndim == 0 else "×".join(map(str, out.shape)) + " (Jacobian checked)"
         console.print(f"{mark} {escape(report.source)}  output [bold]{escape(str(report.output))}[/] = {value}",
                       highlight=False)
         console.print(node_table(report, console.width))
@@ -94,6 +100,8 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
                               f"(line {row.line}): {escape(row.note)}", highlight=False)
         if expand:
             render_expand(report, expand, console)
+        if any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None):
+            console.print("  [dim]tensor rows show the worst element; --expand NODE lists them all[/]")
         console.print()
     console.print(summary(run), highlight=False)
 

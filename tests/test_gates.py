@@ -1,0 +1,106 @@
+"""The registry test: every gate's VJP against finite differences, its SymPy form against its
+forward, and its forward on batched operands — so a new gate is tested with no new test code."""
+
+import numpy as np
+import pytest
+import sympy
+
+from gradcheck_cli import gates as G
+
+CASES = [(g, ex) for g in G.REGISTRY.values() for ex in g.examples]
+
+
+def _ids(case):
+    gate, ex = case
+    return f"{gate.name}-{'x'.join(str(s) for s in ex.shapes)}-{ex.params}"
+
+
+def _inputs(gate, ex, seed=0):
+    rng = np.random.default_rng(seed)
+    args = []
+    for shape in ex.shapes:
+        a = rng.uniform(ex.low, ex.high, size=shape)
+        if ex.low < 0 < ex.high:  # keep away from 0 so kinks and poles are far
+            a = np.where(np.abs(a) < 0.2, a + np.sign(a + 1e-9) * 0.3, a)
+        args.append(np.asarray(a, dtype=float))
+    shape, attrs = gate.infer([a.shape for a in args], {k: v for k, v in ex.params.items() if k != "c"})
+    attrs = {**attrs, **({"c": ex.params["c"]} if "c" in ex.params else {})}
+    return args, shape, attrs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_vjp_matches_central_differences(case):
+    gate, ex = case
+    args, shape, attrs = _inputs(gate, ex)
+    out = np.asarray(gate.forward(args, attrs))
+    assert out.shape == tuple(shape)
+    g = np.random.default_rng(1).standard_normal((2,) + out.shape)  # two rows of the Jacobian at once
+    grads = gate.vjp(g, args, out, attrs)
+    assert len(grads) == gate.arity
+    h = 1e-6
+    for k, a in enumerate(args):
+        got = np.broadcast_to(grads[k], (2,) + a.shape)
+        want = np.zeros((2,) + a.shape)
+        for idx in np.ndindex(*a.shape):
+            plus = [x.copy() for x in args]
+            minus = [x.copy() for x in args]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            d = (np.asarray(gate.forward(plus, attrs)) - np.asarray(gate.forward(minus, attrs))) / (2 * h)
+            want[(slice(None),) + idx] = (g * d).reshape(2, -1).sum(axis=1)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=f"{gate.name} input {k}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_sympy_form_matches_forward(case):
+    gate, ex = case
+    args, shape, attrs = _inputs(gate, ex, seed=2)
+    numbers = [np.asarray(np.frompyfunc(sympy.Float, 1, 1)(a), dtype=object) for a in args]
+    expr = np.asarray(gate.sym(numbers, attrs), dtype=object)
+    assert expr.shape == tuple(shape)
+    got = np.asarray(np.frompyfunc(lambda e: float(sympy.N(e)), 1, 1)(expr), dtype=float)
+    np.testing.assert_allclose(got, gate.forward(args, attrs), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_forward_is_batch_agnostic(case):
+    """A leading batch axis on any operand gives the stacked unbatched results (the numeric oracle relies on it)."""
+    gate, ex = case
+    args, shape, attrs = _inputs(gate, ex, seed=3)
+    for k in range(gate.arity):
+        stack = np.stack([args[k], args[k] * 1.1, args[k] * 0.9])
+        batched = list(args)
+        batched[k] = stack
+        if gate.elementwise:  # autodiff pads batched operands of elementwise gates to the result's rank
+            extra = len(shape) - args[k].ndim
+            batched[k] = stack.reshape((3,) + (1,) * extra + args[k].shape)
+        got = np.asarray(gate.forward(batched, attrs))
+        for b in range(3):
+            single = list(args)
+            single[k] = stack[b]
+            np.testing.assert_allclose(np.broadcast_to(got, (3,) + tuple(shape))[b],
+                                       gate.forward(single, attrs), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("gate", list(G.REGISTRY.values()), ids=lambda g: g.name)
+def test_every_gate_is_documented(gate):
+    assert gate.local and gate.doc and gate.routes
+    assert gate.operator or gate.call or gate.const_forms, f"{gate.name} cannot be written in the language"
+
+
+def test_kink_gates_declare_a_branch():
+    for name in ("max", "min", "relu", "abs", "reduce_max"):
+        assert G.REGISTRY[name].branch is not None
+
+
+def test_ties_split_the_gradient_evenly():
+    g = np.ones((1,))
+    for name in ("max", "min"):
+        da, db = G.REGISTRY[name].vjp(g, [np.array(2.0), np.array(2.0)], np.array(2.0), {})
+        assert (da.item(), db.item()) == (0.5, 0.5)
+    (d,) = G.REGISTRY["relu"].vjp(g, [np.array(0.0)], np.array(0.0), {})
+    assert d.item() == 0.5
+    x = np.array([1.0, 3.0, 3.0])
+    _, attrs = G.REGISTRY["reduce_max"].infer([(3,)], {})
+    (d,) = G.REGISTRY["reduce_max"].vjp(np.ones((1,)), [x], np.array(3.0), attrs)
+    np.testing.assert_array_equal(d, [[0, 0.5, 0.5]])
