@@ -29,9 +29,9 @@ def forward(graph: Graph) -> list:
 
 
 def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:
-    bad = "nan" if np.isnan(out).any() else "infinite"
+    bad = "nan (undefined)" if np.isnan(out).any() else "infinite (an overflow or a pole)"
     inputs = ", ".join(f"{graph.nodes[i].name} = {_short(a)}" for i, a in zip(node.inputs, args))
-    why = f" ({node.gate.name} needs {node.gate.domain})" if node.gate.domain else ""
+    why = f"; {node.label} is defined for {node.gate.domain}" if node.gate.domain else ""
     msg = f"'{node.name}' is {bad} at this point{why}"
     if inputs:
         msg += f"; its inputs: {inputs}"

@@ -179,7 +179,8 @@ def _judge(node, bp, value, num: numeric.NumericResult, sym, rtol, atol) -> Node
     label = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}[code]
     note = _note(label, sv_cmp is not None, bool(np.asarray(num_ok)[worst]) if status.size else True,
                  bool(np.asarray(unreliable)[worst]) if status.size else False, num, sym)
-    tol_rel = float((tol / np.where(scale > 0, scale, 1.0)).ravel()[worst_flat]) if status.size else rtol
+    with np.errstate(all="ignore"):
+        tol_rel = float((tol / np.where(scale > 0, scale, 1.0)).ravel()[worst_flat]) if status.size else rtol
     return NodeRow(
         name=node.name, op=node.label, shape=node.shape, line=node.pos.line, col=node.pos.col,
         value=value, grad=bp, numeric=num.value, symbolic=sv,
@@ -223,7 +224,7 @@ def _diagnose(graph: Graph, rows: dict):
     for nid, row in rows.items():
         if row.status != "fail":
             continue
-        consumers = [n for n in graph.nodes if nid in n.inputs and n.id in rows]
+        consumers = [graph.nodes[c] for c in graph.consumers[nid] if c in rows]
         good = [c for c in consumers if rows[c.id].status != "fail"]
         if good:
             names = ", ".join(f"'{c.name}' ({c.label}, line {c.pos.line})" for c in good)

@@ -441,9 +441,21 @@ def _relu_grad(x, out):
     return _half_step(x)
 
 
+# Max/Min are built unevaluated: SymPy's simplification search on them costs far more than the
+# derivative, which stays exact (Heaviside, ½ at a tie: the even split).
 def _sym_relu(x):
     import sympy
-    return sympy.Max(0, x)
+    return sympy.Max(0, x, evaluate=False)
+
+
+def _sym_max(a, b):
+    import sympy
+    return sympy.Max(a, b, evaluate=False)
+
+
+def _sym_min(a, b):
+    import sympy
+    return sympy.Min(a, b, evaluate=False)
 
 
 def _sp(fname):
@@ -485,11 +497,11 @@ _GATES = [
             "∂(aᵇ)/∂a = b·aᵇ⁻¹, ∂(aᵇ)/∂b = aᵇ·ln a", "a ^ b (elementwise; also **)",
             "a gets upstream·b·aᵇ⁻¹; b gets upstream·aᵇ·ln a", domain="a > 0", low=0.5, high=2.0),
     _binary("max", None, np.maximum, lambda a, b, o: (_half_step(a - b), _half_step(b - a)),
-            _sp("Max"), "∂max(a,b)/∂a = 1 if a > b else 0 (½ at a tie)", "the larger of a and b",
+            _sym_max, "∂max(a,b)/∂a = 1 if a > b else 0 (½ at a tie)", "the larger of a and b",
             "max routes: the whole gradient goes to the larger input (split evenly at a tie)",
             branch=lambda args, a: np.sign(args[0] - args[1]), function=True),
     _binary("min", None, np.minimum, lambda a, b, o: (_half_step(b - a), _half_step(a - b)),
-            _sp("Min"), "∂min(a,b)/∂a = 1 if a < b else 0 (½ at a tie)", "the smaller of a and b",
+            _sym_min, "∂min(a,b)/∂a = 1 if a < b else 0 (½ at a tie)", "the smaller of a and b",
             "min routes: the whole gradient goes to the smaller input (split evenly at a tie)",
             branch=lambda args, a: np.sign(args[0] - args[1]), function=True),
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -38,9 +40,8 @@ class Node:
             return "const"
         return self.gate.display(self.attrs)
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+    def __post_init__(self):
+        self.size = math.prod(self.shape)
 
 
 @dataclass
@@ -60,15 +61,25 @@ class Graph:
         """Nodes that get a row in a report: everything but hidden literals."""
         return [n for n in self.nodes if n.kind != "literal"]
 
-    def descendants(self, start: set) -> list:
-        """Ids of the nodes downstream of `start` (excluded), in topological order."""
-        reached = set(start)
-        out = []
-        for node in self.nodes[min(start) + 1:] if start else []:
-            if any(i in reached for i in node.inputs):
-                reached.add(node.id)
-                out.append(node.id)
+    @cached_property
+    def consumers(self) -> list:
+        """For each node, the ids of the gates that read it."""
+        out = [[] for _ in self.nodes]
+        for node in self.nodes:
+            for i in set(node.inputs):
+                out[i].append(node.id)
         return out
+
+    def descendants(self, start) -> list:
+        """Ids of the nodes downstream of `start` (excluded), in topological order."""
+        seen = set()
+        stack = [c for s in start for c in self.consumers[s]]
+        while stack:
+            nid = stack.pop()
+            if nid not in seen:
+                seen.add(nid)
+                stack.extend(self.consumers[nid])
+        return sorted(seen)
 
 
 def _source_text(text: str, pos: N.Pos) -> str:

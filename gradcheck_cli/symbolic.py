@@ -40,16 +40,18 @@ def _depths(graph: Graph) -> list:
     return depth
 
 
-def _budget_note(graph: Graph, nid: int, downstream: list, depth: int) -> str | None:
+def _budget_note(graph: Graph, nid: int, depth: int) -> tuple[str | None, list]:
+    """Why SymPy should not try this node (cheapest tests first), and its downstream nodes."""
     node, out = graph.nodes[nid], graph.nodes[graph.output]
     if node.size > MAX_ELEMENTS or node.size * out.size > MAX_DERIVATIVES:
-        return f"symbolic skipped: {node.size}×{out.size} derivatives exceed the SymPy budget"
+        return f"symbolic skipped: {node.size}×{out.size} derivatives exceed the SymPy budget", []
+    if depth > MAX_DEPTH:
+        return f"symbolic skipped: the expression is {depth} gates deep (SymPy budget {MAX_DEPTH})", []
+    downstream = graph.descendants([nid])
     terms = sum(graph.nodes[d].size for d in downstream)
     if terms > MAX_TERMS:
-        return f"symbolic skipped: the expression ({terms} element-gates) exceeds the SymPy budget"
-    if depth > MAX_DEPTH:
-        return f"symbolic skipped: the expression is {depth} gates deep (SymPy budget {MAX_DEPTH})"
-    return None
+        return f"symbolic skipped: the expression ({terms} element-gates) exceeds the SymPy budget", []
+    return None, downstream
 
 
 def _numbers(value) -> np.ndarray:
@@ -81,7 +83,7 @@ def derivative(graph: Graph, values: list, nid: int, downstream: list) -> Symbol
         for j, s in enumerate(symbols.ravel()):
             d = sympy.diff(oe, s).xreplace(point)
             try:
-                result[i, j] = float(sympy.N(d))
+                result[i, j] = float(d if d.is_Number else sympy.N(d))
             except (TypeError, ValueError):
                 return SymbolicResult(None, "symbolic derivative is not finite at this point")
     if not np.all(np.isfinite(result)):
@@ -95,8 +97,7 @@ def derivatives(graph: Graph, values: list, node_ids, seconds: float = DEFAULT_S
     depths = _depths(graph)
     todo = []
     for nid in node_ids:
-        downstream = graph.descendants({nid})
-        note = _budget_note(graph, nid, downstream, depths[nid])
+        note, downstream = _budget_note(graph, nid, depths[nid])
         if note:
             results[nid] = SymbolicResult(None, note)
         else:

@@ -139,22 +139,11 @@ def _parser() -> Lark:
 
 
 def _describe(token: Token) -> str:
+    if token.type in ("NAME", "NUMBER"):
+        return f"{_TOKEN_WORDS[token.type][2:]} '{token.value}'"
     if token.type in _TOKEN_WORDS:
         return _TOKEN_WORDS[token.type]
     return f"'{token.value}'"
-
-
-def _expected_words(expected) -> str:
-    words = []
-    for t in sorted(expected):
-        if t in ("NAME", "NUMBER"):
-            words.append("a name" if t == "NAME" else "a number")
-        elif t in ("LPAR", "LSQB"):
-            words.append("'('" if t == "LPAR" else "'['")
-        elif t in ("RPAR", "RSQB"):
-            words.append("')'" if t == "RPAR" else "']'")
-    words = sorted(set(words))
-    return f"; expected {' or '.join(words)}" if words and len(words) <= 3 else ""
 
 
 def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
@@ -176,17 +165,16 @@ def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
         tok = err.token
         if tok.type == "$END" or line in (None, -1):
             lines = text.rstrip("\n").splitlines() or [""]
-            return GradSyntaxError("unexpected end of input" + _expected_words(err.expected),
+            return GradSyntaxError("unexpected end of input: something is unfinished",
                                    len(lines), len(lines[-1]) + 1)
-        if tok.type == "_INDENT":
+        if tok.type == "_INDENT":  # borrowed from the newline token: point past the indentation
             return GradSyntaxError("unexpected indentation (only the lines under a `gate` are indented)",
-                                   tok.line, tok.column)
+                                   tok.end_line, tok.end_column)
         if tok.type == "_NL":
-            msg = "unexpected end of line" + _expected_words(err.expected)
-            # The newline token starts at the end of the offending line.
-            return GradSyntaxError(msg, tok.line, tok.column)
-        return GradSyntaxError(f"unexpected {_describe(tok)}" + _expected_words(err.expected),
-                               tok.line, tok.column)
+            return GradSyntaxError("unexpected end of line: the statement is unfinished", tok.line, tok.column)
+        if tok.type == "NAME" and tok.value in ("lambda", "import", "def", "class", "for", "while", "if"):
+            return GradSyntaxError(f"'{tok.value}' is Python, not part of this language", tok.line, tok.column)
+        return GradSyntaxError(f"unexpected {_describe(tok)}", tok.line, tok.column)
     if isinstance(err, UnexpectedEOF):
         lines = text.rstrip("\n").splitlines() or [""]
         return GradSyntaxError("unexpected end of input", len(lines), len(lines[-1]) + 1)

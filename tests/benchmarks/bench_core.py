@@ -1,0 +1,112 @@
+"""Core speed benchmark (run by hand, not by CI): start-up, and the per-node check vs. gate count.
+
+    python tests/benchmarks/bench_core.py [--sizes 125,250,500,1000,2000] [--repeat 5]
+
+Every figure is a whole `gradcheck` process, as a user runs it, timed with time.perf_counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+UNARY = ["sin({})", "cos({})", "tanh({})", "sigmoid({})", "exp(-{})", "0.5 * {}", "{} + 0.25"]
+BINARY = ["{} + {}", "{} - {}", "{} * {}", "max({}, {})", "0.5 * ({} + {})"]
+
+
+def expression_file(n_gates: int, seed: int = 0, leaves: int = 10) -> str:
+    """A random formula of `n_gates` gates over `leaves` leaves, one statement per gate.
+
+    The formula is a random expression tree (sizes split uniformly at every binary gate), so its
+    depth grows like log n and every leaf reaches the output along many paths: a big formula,
+    not a chain.
+    """
+    rng = random.Random(seed)
+    lines = [f"x{i} = {rng.uniform(0.5, 1.5):.6f}" for i in range(leaves)]
+    counter = [0]
+    stack = [(n_gates, None)]  # (gates in this subtree, parent slot) built without recursion
+    built: dict = {}
+    order = []
+    while stack:
+        size, slot = stack.pop()
+        order.append((size, slot))
+        if size >= 2 and rng.random() < 0.7:
+            left = rng.randrange(0, size - 1)
+            stack.append((left, (len(order) - 1, 0)))
+            stack.append((size - 1 - left, (len(order) - 1, 1)))
+        elif size >= 1:
+            stack.append((size - 1, (len(order) - 1, 0)))
+    children: dict = {}
+    for index, (size, slot) in enumerate(order):
+        if slot is not None:
+            children.setdefault(slot[0], {})[slot[1]] = index
+    for index in reversed(range(len(order))):
+        kids = children.get(index, {})
+        if not kids:
+            built[index] = f"x{rng.randrange(leaves)}"
+            continue
+        name = f"n{counter[0]}"
+        counter[0] += 1
+        if len(kids) == 2:
+            expr = rng.choice(BINARY).format(built[kids[0]], built[kids[1]])
+        else:
+            expr = rng.choice(UNARY).format(built[kids[0]])
+        lines.append(f"{name} = {expr}")
+        built[index] = name
+    return "\n".join(lines) + "\n"
+
+
+def count_gates(path: str) -> int:
+    from gradcheck_cli.graph import build
+    from gradcheck_cli.syntax import parse
+    with open(path, encoding="utf-8") as f:
+        graph = build(parse(f.read()))
+    return sum(1 for n in graph.nodes if n.kind == "gate")
+
+
+def timed(cmd: list, repeat: int) -> tuple[float, int]:
+    times = []
+    code = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), code
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="125,250,500,1000,2000")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    exe = [sys.executable, "-m", "gradcheck_cli"]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+
+    click_t, _ = timed([sys.executable, "-c", "import click"], 15)
+    help_t, _ = timed(exe + ["--help"], 15)
+    version_t, _ = timed(exe + ["--version"], 15)
+    print(f"start-up: python -c 'import click' {click_t*1000:.0f} ms · gradcheck --help {help_t*1000:.0f} ms "
+          f"({help_t/click_t:.2f}×) · --version {version_t*1000:.0f} ms ({version_t/click_t:.2f}×)")
+
+    print(f"{'gates':>6} {'nodes':>6} {'full check (s)':>15} {'--no-symbolic (s)':>18} {'exit':>5}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            path = os.path.join(tmp, f"bench_{size}.grad")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(expression_file(size))
+            gates = count_gates(path)
+            full, code_full = timed(exe + ["check", path], args.repeat)
+            fast, code_fast = timed(exe + ["check", path, "--no-symbolic"], args.repeat)
+            print(f"{gates:>6} {gates + 10:>6} {full:>15.2f} {fast:>18.2f} {code_full:>3}/{code_fast}")
+
+
+if __name__ == "__main__":
+    main()
