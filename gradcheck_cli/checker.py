@@ -160,8 +160,10 @@ def _judge(node, bp, value, num: numeric.NumericResult, sym, rtol, atol) -> Node
     finite = np.isfinite(b)
     with np.errstate(all="ignore"):
         tol = np.maximum(np.maximum(atol, rtol * scale), SAFETY * num.estimate)
-        num_ok = finite & (np.abs(a - b) <= tol)
-        unreliable = ~finite | (num.estimate > UNRELIABLE * np.maximum(scale, atol))
+        # judged against the row's largest gradient, so exact zeros with rounding noise stay reliable
+        row_scale = max(float(np.max(scale[finite], initial=0.0)), atol)
+        unreliable = ~finite | (num.truncation > UNRELIABLE * np.maximum(scale, row_scale))
+        num_ok = finite & (np.abs(a - b) <= tol) & ~unreliable  # an unreliable difference vouches for nothing
     num_err = rel_error(a, np.where(finite, b, np.inf), atol)
     kink = num.kink
     if sv_cmp is not None:

@@ -27,12 +27,13 @@ class NumericResult:
     random u, with `estimate` and `kink` shaped like `projected`'s rows.
     """
     method: str
-    estimate: np.ndarray
+    estimate: np.ndarray            # truncation + rounding
     kink: np.ndarray
     value: np.ndarray | None = None
     directions: np.ndarray | None = None
     projected: np.ndarray | None = None
     left_domain: bool = False
+    truncation: np.ndarray | None = None  # |D(h) − D(h/2)|: large means curvature the step can't resolve
 
 
 class _Plan:
@@ -126,6 +127,11 @@ def _probes(plan: _Plan, group: list, row0: int) -> list:
 
 
 def _result(graph: Graph, plan: _Plan, outputs: np.ndarray, kinks: np.ndarray) -> NumericResult:
+    with np.errstate(all="ignore"):
+        return _differences(graph, plan, outputs, kinks)
+
+
+def _differences(graph: Graph, plan: _Plan, outputs: np.ndarray, kinks: np.ndarray) -> NumericResult:
     out_shape = graph.nodes[graph.output].shape
     n = plan.n_probes
     f = outputs.reshape((n, ROWS) + out_shape)
@@ -134,15 +140,17 @@ def _result(graph: Graph, plan: _Plan, outputs: np.ndarray, kinks: np.ndarray) -
     d2 = (f[:, 2] - f[:, 3]) / h
     value = d2 + (d2 - d1) / 3.0          # Richardson: the h² error terms cancel
     scale = np.abs(f).max(axis=1)
-    estimate = np.abs(d2 - d1) + 8 * EPS * scale / h
+    truncation = np.abs(d2 - d1)
+    estimate = truncation + 8 * EPS * scale / h
     kink = kinks.reshape(n, ROWS).any(axis=1)
     left_domain = not np.all(np.isfinite(value))
     if plan.directions is not None:
         kink_b = np.broadcast_to(kink.reshape((n,) + (1,) * len(out_shape)), value.shape)
         return NumericResult("projection", estimate, kink_b, directions=plan.directions.reshape(
-            (n,) + plan.node.shape), projected=value, left_domain=left_domain)
+            (n,) + plan.node.shape), projected=value, left_domain=left_domain, truncation=truncation)
     # probes × output → output.shape + node.shape
     jac = np.moveaxis(value, 0, -1).reshape(out_shape + plan.node.shape)
     est = np.moveaxis(estimate, 0, -1).reshape(out_shape + plan.node.shape)
+    trunc = np.moveaxis(truncation, 0, -1).reshape(out_shape + plan.node.shape)
     kink_j = np.broadcast_to(kink.reshape((1,) * len(out_shape) + plan.node.shape), jac.shape)
-    return NumericResult("exhaustive", est, kink_j, value=jac, left_domain=left_domain)
+    return NumericResult("exhaustive", est, kink_j, value=jac, left_domain=left_domain, truncation=trunc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
@@ -172,13 +173,26 @@ def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
                                    tok.end_line, tok.end_column)
         if tok.type == "_NL":
             return GradSyntaxError("unexpected end of line: the statement is unfinished", tok.line, tok.column)
-        if tok.type == "NAME" and tok.value in ("lambda", "import", "def", "class", "for", "while", "if"):
-            return GradSyntaxError(f"'{tok.value}' is Python, not part of this language", tok.line, tok.column)
+        python = _python_keyword_before(text, tok)
+        if python:
+            return GradSyntaxError(f"'{python[0]}' is Python, not part of this language", python[1], python[2])
         return GradSyntaxError(f"unexpected {_describe(tok)}", tok.line, tok.column)
     if isinstance(err, UnexpectedEOF):
         lines = text.rstrip("\n").splitlines() or [""]
         return GradSyntaxError("unexpected end of input", len(lines), len(lines[-1]) + 1)
     return GradSyntaxError(str(err).splitlines()[0], line, col)
+
+
+_PYTHON = {"lambda", "import", "from", "def", "class", "for", "while", "if", "return", "with", "print"}
+
+
+def _python_keyword_before(text: str, tok: Token):
+    """(keyword, line, col) when the unexpected token follows a Python keyword on its line."""
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", text[line_start:tok.start_pos + len(str(tok.value))]):
+        if m.group() in _PYTHON:
+            return m.group(), tok.line, m.start() + 1
+    return None
 
 
 def normalize(text: str) -> str:

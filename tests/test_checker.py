@@ -1,0 +1,180 @@
+"""The three oracles and the verdicts: pass, kink, warn, fail; Jacobians, broadcasting, projections."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gradcheck_cli import check
+from gradcheck_cli import gates as G
+from gradcheck_cli.checker import rel_error
+from conftest import rows
+
+
+def inline(src, **at):
+    return check(src, at={k: str(v) for k, v in at.items()}, free_names=True)
+
+
+def status(report, name):
+    return rows(report)[name].status
+
+
+def test_rel_error_has_an_absolute_floor():
+    assert rel_error(1e-12, -1e-12) == 0
+    assert rel_error(1.0, 1.0 + 1e-9) == pytest.approx(1e-9, rel=1e-6)
+    assert rel_error(1e-3, 0) == 1
+
+
+def test_fan_out_accumulates():
+    r = check("a = 3\nb = a + a\nf = b * a")
+    assert float(rows(r)["a"].grad) == 12  # d(2a·a)/da = 4a
+    assert r.passed
+
+
+@pytest.mark.parametrize("src,at,expected", [
+    ("relu(x)", {"x": 1e-7}, "kink"),            # the step straddles 0
+    ("relu(x)", {"x": 0.0}, "kink"),             # exact tie: split evenly
+    ("abs(x)", {"x": 0.0}, "kink"),
+    ("max(x, y)", {"x": 2.0, "y": 2.0}, "kink"),
+    ("min(x, y)", {"x": 2.0, "y": 2.0 + 1e-9}, "kink"),
+    ("max(x, y)", {"x": 2.0, "y": 1.0}, "pass"),
+])
+def test_kinks(src, at, expected):
+    assert status(inline(src, **at), "x") == expected
+
+
+def test_exact_tie_splits_the_gradient_evenly_like_the_oracles():
+    r = inline("max(x, y)", x=1.0, y=1.0)
+    for name in "xy":
+        row = rows(r)[name]
+        assert float(row.grad) == 0.5 and float(row.symbolic) == 0.5
+        assert float(row.numeric) == pytest.approx(0.5)
+
+
+def test_warn_when_the_difference_is_the_artefact():
+    r = inline("sin(1e5 * x)", x=0.3)
+    row = rows(r)["x"]
+    assert row.status == "warn" and "backprop agrees with SymPy" in row.note
+    assert r.passed  # a warn is not a failure ...
+    assert not check("x = 0.3\nf = sin(1e5 * x)", strict=True).passed  # ... unless --strict
+
+
+def test_warn_when_a_nudge_leaves_the_domain():
+    row = rows(inline("sqrt(x)", x=1e-12))["x"]
+    assert row.status == "warn" and "left the function's domain" in row.note
+
+
+def _with_wrong(monkeypatch, name, vjp):
+    wrong = dataclasses.replace(G.REGISTRY[name], vjp=vjp)
+    monkeypatch.setattr(G, "_GATES", [wrong if g.name == name else g for g in G._GATES])
+
+
+def test_a_wrong_vjp_fails_exactly_the_rows_upstream_and_names_the_gate(monkeypatch):
+    _with_wrong(monkeypatch, "exp", lambda g, args, out, a: (-g * out,))  # wrong sign
+    r = check("w = 2; x = -1\ndot = w * x\nf = 1 / (1 + exp(-dot))\n")
+    by = rows(r)
+    assert [n for n, row in by.items() if row.status == "fail"] == ["w", "x", "dot", "-dot"]
+    assert all(by[n].status == "pass" for n in ("exp(-dot)", "1 + exp(-dot)", "f"))
+    assert "backprop disagrees with both finite differences and SymPy" in by["-dot"].note
+    assert "backward of 'exp(-dot)' (exp, line 3)" in by["-dot"].note
+    assert not r.passed
+
+
+def test_wrong_vjp_without_symbolic_still_fails(monkeypatch):
+    _with_wrong(monkeypatch, "sin", lambda g, args, out, a: (g * np.sin(args[0]),))
+    r = check("x = 0.7\nf = sin(x)", symbolic_check=False)
+    assert rows(r)["x"].status == "fail" and rows(r)["x"].symbolic is None
+
+
+def test_non_scalar_output_checks_the_full_jacobian():
+    r = check("W = [[1, 2, 3], [4, 5, 6]]\nx = [0.5, -1, 2]\ny = tanh(W @ x * 0.1)")
+    assert r.passed
+    jw = np.asarray(rows(r)["W"].grad)
+    jx = np.asarray(rows(r)["x"].grad)
+    assert jw.shape == (2, 2, 3) and jx.shape == (2, 3)
+    W = np.array([[1, 2, 3], [4, 5, 6.]])
+    x = np.array([0.5, -1, 2.])
+    d = (1 - np.tanh(W @ x * 0.1) ** 2) * 0.1
+    np.testing.assert_allclose(jx, d[:, None] * W, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(rows(r)["x"].numeric), jx, rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(rows(r)["x"].symbolic), jx, rtol=1e-12)
+
+
+SHAPES = {"scalar": "1.3", "vec6": "rand(6) + 0.5", "mat76": "rand(7, 6) + 0.5", "mat16": "rand(1, 6) + 0.5"}
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "^"])
+@pytest.mark.parametrize("left", list(SHAPES))
+@pytest.mark.parametrize("right", list(SHAPES))
+def test_broadcasting_pairs(op, left, right):
+    src = f"a = {SHAPES[left]}\nb = {SHAPES[right]}\nf = sum(sin(a {op} b))\n"
+    r = check(src, symbolic_check=False)
+    assert r.error is None and r.passed, [(x.name, x.status, x.note) for x in r.nodes]
+    by = rows(r)
+    a, b = np.asarray(by["a"].value), np.asarray(by["b"].value)
+    ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}
+    # an independent gradient by central differences straight from numpy
+    def f(a_, b_):
+        return np.sum(np.sin(ops[op](a_, b_)))
+    for name, v in (("a", a), ("b", b)):
+        want = np.zeros(v.shape)
+        for idx in np.ndindex(*v.shape):
+            e = np.zeros(v.shape)
+            e[idx] = 1e-6
+            want[idx] = ((f(a + e, b) - f(a - e, b)) if name == "a" else (f(a, b + e) - f(a, b - e))) / 2e-6
+        np.testing.assert_allclose(np.asarray(by[name].grad), want, rtol=1e-6, atol=1e-8)
+
+
+def test_projection_past_the_budget_passes_and_says_so():
+    r = check("W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x))", budget=8)
+    assert r.passed
+    w = rows(r)["W"]
+    assert w.numeric is None and w.numeric_method.startswith("projection")
+    assert "random projections" in w.note
+    assert rows(r)["x"].numeric_method == "exhaustive"
+
+
+def test_failed_projection_rechecks_every_element_and_names_the_bad_one(monkeypatch):
+    def bad_tanh(g, args, out, a):
+        grad = g * (1 - out * out)
+        grad[..., 2] *= 1.5  # one wrong element
+        return (grad,)
+    _with_wrong(monkeypatch, "tanh", bad_tanh)
+    r = check("W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x))", budget=8, symbolic_check=False)
+    w = rows(r)["W"]
+    assert w.status == "fail" and w.numeric_method == "exhaustive" and w.numeric is not None
+    assert w.worst_index[0] == 2
+
+
+def test_consts_are_skipped_and_not_perturbed():
+    r = check("const c = 2\nx = 3\nf = c * x")
+    assert status(r, "c") == "skip" and rows(r)["c"].grad is None
+    assert float(rows(r)["x"].grad) == 2
+
+
+def test_output_statement_chooses_the_output():
+    r = check("x = 2\ny = x * x\nz = y + 1\noutput y")
+    assert r.output == "y" and float(rows(r)["x"].grad) == 4
+
+
+def test_symbolic_budget_skips_with_a_note_not_a_hang():
+    r = check("X = randn(20, 20)\nf = sum(X @ X)")
+    row = rows(r)["X"]
+    assert row.symbolic is None and "exceed the SymPy budget" in row.note and r.passed
+
+
+def test_symbolic_chained_mode_for_large_files():
+    src = "x = 0.3\n" + "\n".join(f"y{i} = sin(x * {i % 7 + 1}) + y{i - 1} * 0.5" if i else "y0 = x"
+                                   for i in range(0, 80))
+    r = check(src)
+    assert r.passed
+    notes = {row.note for row in r.nodes}
+    assert any(n and "exact local derivatives" in n for n in notes)
+    assert all(row.symbolic is not None for row in r.nodes)
+
+
+def test_same_seed_same_result():
+    a = check("W = randn(3, 3)\nf = sum(W @ W)", seed=5)
+    b = check("W = randn(3, 3)\nf = sum(W @ W)", seed=5)
+    np.testing.assert_array_equal(rows(a)["W"].value, rows(b)["W"].value)
+    np.testing.assert_array_equal(rows(a)["W"].numeric, rows(b)["W"].numeric)

@@ -1,0 +1,141 @@
+"""The command line through click's CliRunner: exit codes, JSON, the table, output files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli import __version__
+from gradcheck_cli.cli import main
+from conftest import EXPRESSIONS
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def test_version_and_help():
+    assert run("--version").output.strip().endswith(__version__)
+    for cmd in ([], ["check"], ["gates"]):
+        result = run(*cmd, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_examples_directory_exits_0():
+    result = run("check", str(EXPRESSIONS))
+    assert result.exit_code == 0, result.output
+    assert "passed, 0 failed, 0 with errors" in result.output
+
+
+def test_inline_expression_from_the_design():
+    result = run("check", "-e", "(x+y)*max(y,z)", "--at", "x=1", "--at", "y=2", "--at", "z=0", "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    nodes = {n["name"]: n for n in data["results"][0]["nodes"]}
+    assert data["results"][0]["value"] == 6.0
+    assert (nodes["x"]["grad"], nodes["y"]["grad"], nodes["z"]["grad"]) == (2.0, 5.0, 0.0)
+
+
+def test_inline_free_names_are_seeded():
+    a = json.loads(run("check", "-e", "x*y + sin(z)", "--format", "json").stdout)
+    b = json.loads(run("check", "-e", "x*y + sin(z)", "--format", "json").stdout)
+    c = json.loads(run("check", "-e", "x*y + sin(z)", "--format", "json", "--seed", "1").stdout)
+    assert a == b and a != c
+
+
+def test_json_schema_1_shape():
+    result = run("check", str(EXPRESSIONS / "cs231n_circuit.grad"), "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["schema"] == 1 and data["passed"] is True
+    res = data["results"][0]
+    assert set(res) == {"source", "output", "value", "seed", "passed", "error", "nodes", "expects"}
+    assert res["output"] == "f" and res["value"] == -12.0 and res["seed"] == 0 and res["error"] is None
+    x = res["nodes"][0]
+    for key in ("name", "op", "shape", "line", "col", "value", "grad", "numeric", "symbolic",
+                "numeric_error", "symbolic_error", "status", "note"):
+        assert key in x
+    assert (x["name"], x["op"], x["shape"], x["line"], x["col"]) == ("x", "input", [], 3, 1)
+    assert x["grad"] == -4.0 and x["symbolic"] == -4.0 and abs(x["numeric"] + 4) < 1e-8
+    assert x["status"] == "pass" and x["numeric_error"] < 1e-9
+
+
+def test_json_tensors_are_nested_lists():
+    data = json.loads(run("check", str(EXPRESSIONS / "cs231n_norm_wx.grad"), "--format", "json").stdout)
+    w = data["results"][0]["nodes"][0]
+    assert w["shape"] == [2, 2] and len(w["grad"]) == 2 and len(w["grad"][0]) == 2
+    assert w["worst_index"] is not None and w["numeric_method"] == "exhaustive"
+
+
+def test_json_pipes_into_json_tool():
+    out = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(EXPRESSIONS), "--format", "json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    tool = subprocess.run([sys.executable, "-m", "json.tool"], input=out.stdout, capture_output=True, text=True)
+    assert tool.returncode == 0
+
+
+def test_failing_check_exits_1(monkeypatch):
+    import dataclasses
+    from gradcheck_cli import gates as G
+    wrong = dataclasses.replace(G.REGISTRY["exp"], vjp=lambda g, args, out, a: (g * out * 2,))
+    monkeypatch.setattr(G, "_GATES", [wrong if g.name == "exp" else g for g in G._GATES])
+    result = run("check", str(EXPRESSIONS / "cs231n_sigmoid.grad"))
+    assert result.exit_code == 1
+    assert "fail" in result.output and "the gradient goes wrong in the backward of 'exp(-dot)'" in result.output
+
+
+def test_strict_turns_kinks_into_failures():
+    assert run("check", "-e", "max(x, y)", "--at", "x=1", "--at", "y=1").exit_code == 0
+    assert run("check", "-e", "max(x, y)", "--at", "x=1", "--at", "y=1", "--strict").exit_code == 1
+
+
+def test_table_fits_80_columns_without_color():
+    result = run("check", str(EXPRESSIONS / "two_layer_softmax.grad"), env={"COLUMNS": "80", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "\x1b[" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    for header in ("node", "gate", "value", "backprop", "num err", "sym err", "status"):
+        assert header in result.output
+
+
+def test_wide_table_shows_every_oracle():
+    result = run("check", str(EXPRESSIONS / "cs231n_circuit.grad"), env={"COLUMNS": "140"})
+    assert "numeric" in result.output and "symbolic" in result.output
+
+
+def test_output_file_is_written_whole(tmp_path):
+    out = tmp_path / "report.json"
+    result = run("check", str(EXPRESSIONS / "cs231n_circuit.grad"), "--format", "json", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads(out.read_text())["passed"] is True
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_expand_lists_every_element():
+    result = run("check", str(EXPRESSIONS / "cs231n_norm_wx.grad"), "--expand", "W", env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    assert "W: every element" in result.output
+    for idx in ("[0, 0]", "[0, 1]", "[1, 0]", "[1, 1]"):
+        assert idx in result.output
+
+
+def test_gates_lists_the_registry():
+    from gradcheck_cli.gates import REGISTRY
+    result = run("gates", env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for gate in REGISTRY.values():
+        assert gate.local in result.output
+
+
+def test_help_is_fast_because_imports_are_lazy():
+    code = "import sys, gradcheck_cli.cli; print('numpy' in sys.modules, 'sympy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_library_check_from_python():
+    out = subprocess.run([sys.executable, "-c", "import gradcheck_cli as g; print(g.check('x = 2\\nf = x*x').passed)"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "True"
