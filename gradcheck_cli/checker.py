@@ -125,15 +125,17 @@ def _fill(report: CheckReport, graph: Graph, rtol, atol, step, symbolic_check, b
     report.output, report.value = out.name, values[out.id]
     checked = [n for n in graph.checked() if n.kind != "const"]
     ids = [n.id for n in checked]
-    num = numeric.finite_differences(graph, values, ids, step, budget, seed)
+    backprop = {n.id: autodiff.jacobian(graph, adjoints[n.id], n) for n in checked}
+    differences = dict(step=step, budget=budget, seed=seed, reference=backprop, rtol=rtol, atol=atol)
+    num = numeric.finite_differences(graph, values, ids, **differences)
     sym = symbolic.derivatives(graph, values, ids, sympy_seconds) if symbolic_check else {}
     rows = {}
     for node in checked:
-        bp = autodiff.jacobian(graph, adjoints[node.id], node)
+        bp = backprop[node.id]
         row = _judge(node, bp, values[node.id], num[node.id], sym.get(node.id), rtol, atol)
         if row.status == "fail" and num[node.id].method == "projection":
             # A random projection failed: recheck every element so the report names the bad one.
-            redo = numeric.finite_differences(graph, values, [node.id], step, budget, seed, exhaustive={node.id})
+            redo = numeric.finite_differences(graph, values, [node.id], exhaustive={node.id}, **differences)
             row = _judge(node, bp, values[node.id], redo[node.id], sym.get(node.id), rtol, atol)
         rows[node.id] = row
     _diagnose(graph, rows)

@@ -6,8 +6,9 @@ Conventions every entry follows, so autodiff, numeric and symbolic need no gate-
 - `vjp(g, args, out, attrs)`: `g` has one leading axis (the rows of the Jacobian being pulled
   back); `args`/`out` are unbatched. Returns one array per input, shaped `(K, *input.shape)`.
 - `sym(args, attrs)`: the same function on numpy object arrays of SymPy expressions.
-- `branch(args, attrs)`: for gates with kinks, an array that changes exactly when the gate
-  switches branch (the sign of `a - b` for max); None for smooth gates.
+- `branch(args, attrs)`: for gates with kinks, a boolean array that flips when the gate switches
+  branch (`a > b` for max). A value at a tie flips under one of the ±h nudges, so ties are
+  caught too. None for smooth gates.
 - `infer(shapes, params)`: checks operand shapes and parameters, returns `(out_shape, attrs)`;
   raises ValueError with a message for the user.
 """
@@ -197,11 +198,8 @@ def _matmul_infer(shapes, params):
 
 
 def _matmul2(A, B):
-    """A @ B on 2-D operands that may carry one leading batch axis, as one BLAS call if it can."""
-    if A.ndim == 2 and B.ndim == 3:  # one matrix times a batch: a single wide product
-        n, (bt, _, p) = A.shape[0], B.shape
-        return (A @ B.transpose(1, 0, 2).reshape(B.shape[1], bt * p)).reshape(n, bt, p).transpose(1, 0, 2)
-    if A.ndim == 3 and B.ndim == 2:
+    """A @ B on 2-D operands that may carry one leading batch axis."""
+    if A.ndim == 3 and B.ndim == 2:  # a batch times one matrix: a single tall product
         bt, m, _ = A.shape
         return (A.reshape(bt * m, A.shape[2]) @ B).reshape(bt, m, B.shape[1])
     return np.matmul(A, B)
@@ -499,11 +497,11 @@ _GATES = [
     _binary("max", None, np.maximum, lambda a, b, o: (_half_step(a - b), _half_step(b - a)),
             _sym_max, "∂max(a,b)/∂a = 1 if a > b else 0 (½ at a tie)", "the larger of a and b",
             "max routes: the whole gradient goes to the larger input (split evenly at a tie)",
-            branch=lambda args, a: np.sign(args[0] - args[1]), function=True),
+            branch=lambda args, a: args[0] > args[1], function=True),
     _binary("min", None, np.minimum, lambda a, b, o: (_half_step(b - a), _half_step(a - b)),
             _sym_min, "∂min(a,b)/∂a = 1 if a < b else 0 (½ at a tie)", "the smaller of a and b",
             "min routes: the whole gradient goes to the smaller input (split evenly at a tie)",
-            branch=lambda args, a: np.sign(args[0] - args[1]), function=True),
+            branch=lambda args, a: args[0] < args[1], function=True),
 
     _const_gate("+c", lambda a: f"+{_cfmt(a['c'])}" if a["c"] >= 0 else f"-{_cfmt(-a['c'])}",
                 lambda x, c: x + c, lambda x, c, o: 1.0, lambda x, c: x + c,
@@ -541,7 +539,7 @@ _GATES = [
            low=0.5, high=2.0),
     _unary("abs", np.abs, lambda x, o: np.sign(x), _sp("Abs"), "∂|x|/∂x = sign(x) (0 at 0)",
            "the absolute value", "passes the gradient with the sign of x (0 at a tie)",
-           branch=lambda args, a: np.sign(args[0])),
+           branch=lambda args, a: args[0] > 0),
     _unary("sin", np.sin, lambda x, o: np.cos(x), _sp("sin"), "∂sin x/∂x = cos x", "the sine",
            "multiplies the upstream gradient by cos x"),
     _unary("cos", np.cos, lambda x, o: -np.sin(x), _sp("cos"), "∂cos x/∂x = -sin x", "the cosine",
@@ -555,7 +553,7 @@ _GATES = [
     _unary("relu", lambda x: np.maximum(x, 0.0), _relu_grad, _sym_relu,
            "∂relu(x)/∂x = 1 if x > 0 else 0 (½ at 0)", "max(x, 0)",
            "routes the gradient where x > 0, blocks it where x < 0",
-           branch=lambda args, a: np.sign(args[0])),
+           branch=lambda args, a: args[0] > 0),
 
     Gate(name="matmul", arity=2, operator="@", label=lambda a: "@",
          forward=_matmul_forward, vjp=_matmul_vjp, sym=_matmul_sym, infer=_matmul_infer,
