@@ -213,7 +213,7 @@ def _note(label, have_sym, num_ok, unreliable, num, sym) -> str | None:
         else:
             notes.append("finite difference unreliable here and no exact derivative to decide")
     elif label == "kink":
-        notes.append("a max/min/relu/abs switches branch within the step: not differentiable here")
+        notes.append("a max/min/relu/abs changes branch within the step")
     if num.left_domain:
         notes.append("a nudged value left the function's domain")
     if num.method == "projection":
