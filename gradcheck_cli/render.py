@@ -100,10 +100,32 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
                               f"(line {row.line}): {escape(row.note)}", highlight=False)
         if expand:
             render_expand(report, expand, console)
-        if any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None):
-            console.print("  [dim]tensor rows show the worst element; --expand NODE lists them all[/]")
+        for line in method_lines(report):
+            console.print(f"  [dim]{escape(line)}[/]", highlight=False)
         console.print()
     console.print(summary(run), highlight=False)
+
+
+def method_lines(report: CheckReport) -> list:
+    """How the oracles ran, when not the plain way: projections, chained or skipped SymPy."""
+    lines = []
+    if any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None):
+        lines.append("tensor rows show the worst element; --expand NODE lists them all")
+    projected = [r.name for r in report.nodes if r.numeric_method and r.numeric_method.startswith("projection")]
+    if projected:
+        lines.append(f"numeric by 4 random projections (past the element budget): {_names(projected)}")
+    chained = [r for r in report.nodes if r.note and "exact local derivatives" in r.note]
+    if chained:
+        lines.append("symbolic: SymPy's exact local derivatives, chained (the file is past the whole-expression budget)")
+    skipped = [r.name for r in report.nodes if r.status != "skip" and r.symbolic is None]
+    if skipped and report.options.get("symbolic", True):
+        lines.append(f"symbolic skipped (see the JSON note): {_names(skipped)}")
+    return lines
+
+
+def _names(names: list, limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def render_expand(report: CheckReport, name: str, console) -> None:
