@@ -8,17 +8,85 @@ from .errors import GradValueError
 from .graph import Graph, Node
 
 
+class BackwardError(Exception):
+    """A gate's backward could not be computed (a hand-written d line): a failed check, not bad input."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None, grads=None):
+        super().__init__(message)
+        self.message, self.line, self.col = message, line, col
+        self.grads = grads  # the inputs' gradients that could be computed (NaN where not), if any
+
+
 def _gate_inputs(graph: Graph, node: Node, values: list) -> list:
     return [values[i] for i in node.inputs]
 
 
-def forward(graph: Graph) -> list:
-    """Every node's value at the given point; a non-finite value is an input error naming its node."""
+def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
+    """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
+    if node.gate.elementwise and n_rows is not None:
+        args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
+    return np.asarray(node.gate.forward(args, node.attrs), dtype=float)
+
+
+def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_branches: bool = False):
+    """Evaluate a small graph (a user gate's body) on values for its leaves, in order.
+
+    An input with more dimensions than its leaf carries a leading row axis; results that depend
+    on it do too. Returns the output's value, or the values of `outputs` (node ids); with
+    `collect_branches`, also the kink gates' branch arrays, one row each when batched.
+    """
+    leaves = [n for n in graph.nodes if n.kind == "leaf"]
     values: list = [None] * len(graph.nodes)
+    rows = set()
+    n_rows = None
+    for leaf, value in zip(leaves, inputs):
+        values[leaf.id] = value
+        if np.ndim(value) > len(leaf.shape):
+            rows.add(leaf.id)
+            n_rows = np.shape(value)[0]
+    branches = []
+    with np.errstate(all="ignore"):
+        for node in graph.nodes[: graph.output + 1]:
+            if node.kind == "literal":
+                values[node.id] = node.value
+            if node.gate is None:
+                continue
+            args = _gate_inputs(graph, node, values)
+            flags = [i in rows for i in node.inputs]
+            values[node.id] = apply_gate(node, args, flags, n_rows if any(flags) else None)
+            if any(flags):
+                rows.add(node.id)
+            if collect_branches and node.gate.branch is not None:
+                b = np.asarray(node.gate.branch(_padded(node, args, flags, n_rows), node.attrs))
+                if n_rows is not None:
+                    b = np.broadcast_to(b, np.broadcast_shapes(b.shape, (n_rows,) + (1,) * (b.ndim - any(flags))))
+                    branches.append(b.reshape(n_rows, -1))
+                else:
+                    branches.append(b.reshape(-1))
+    wanted = [graph.output] if outputs is None else outputs
+    results = [values[i] for i in wanted]
+    if collect_branches:
+        return results[0], branches
+    return results[0] if outputs is None else results
+
+
+def _padded(node, args, flags, n_rows):
+    if node.gate.elementwise and n_rows is not None and any(flags):
+        return [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
+    return args
+
+
+def forward(graph: Graph, inputs: dict | None = None) -> list:
+    """Every node's value at the given point; a non-finite value is an input error naming its node.
+
+    `inputs` gives values for leaves by id (a user gate's parameters).
+    """
+    values: list = [None] * len(graph.nodes)
+    inputs = inputs or {}
     with np.errstate(all="ignore"):
         for node in graph.nodes:
             if node.gate is None:
-                values[node.id] = node.value
+                values[node.id] = inputs.get(node.id, node.value)
                 continue
             args = _gate_inputs(graph, node, values)
             out = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
@@ -45,22 +113,32 @@ def _short(value) -> str:
     return f"array of shape {v.shape}"
 
 
-def backward(graph: Graph, values: list) -> list:
+def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None) -> list:
     """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
 
-    Fan-out accumulates: a node's adjoint is the sum over its consumers.
+    Fan-out accumulates: a node's adjoint is the sum over its consumers. `seed` replaces the
+    identity at the output (a user gate's upstream gradient). A gate whose backward raises
+    BackwardError is recorded in `errors` (node id -> error) and passes NaN to its inputs.
     """
     out = graph.nodes[graph.output]
-    k = out.size
+    if seed is None:
+        seed = np.eye(out.size).reshape((out.size,) + out.shape)
+    k = seed.shape[0]
     adjoints: list = [None] * len(graph.nodes)
-    adjoints[out.id] = np.eye(k).reshape((k,) + out.shape)
+    adjoints[out.id] = seed
     with np.errstate(all="ignore"):
         for node in reversed(graph.nodes[: out.id + 1]):
             g = adjoints[node.id]
             if g is None or node.gate is None:
                 continue
             args = _gate_inputs(graph, node, values)
-            grads = node.gate.vjp(g, args, values[node.id], node.attrs)
+            try:
+                grads = node.gate.vjp(g, args, values[node.id], node.attrs)
+            except BackwardError as err:
+                if errors is None:
+                    raise
+                errors[node.id] = err
+                grads = err.grads or [np.full((k,) + np.shape(a), np.nan) for a in args]
             for i, gi in zip(node.inputs, grads):
                 gi = np.broadcast_to(gi, (k,) + graph.nodes[i].shape)
                 adjoints[i] = gi.copy() if adjoints[i] is None else adjoints[i] + gi
@@ -106,13 +184,10 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int):
             in_batch = [i for i in node.inputs if i in batched]
             if node.gate is not None and in_batch:
                 args = [batched[i] if i in batched else values[i] for i in node.inputs]
-                if node.gate.elementwise:
-                    args = [_pad(a, node.shape, n_rows) if i in batched else a
-                            for a, i in zip(args, node.inputs)]
-                value = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
-                value = np.broadcast_to(value, (n_rows,) + node.shape)
+                flags = [i in batched for i in node.inputs]
+                value = np.broadcast_to(apply_gate(node, args, flags, n_rows), (n_rows,) + node.shape)
                 if node.gate.branch is not None:
-                    kinks |= _switched(node, args, values, graph, n_rows)
+                    kinks |= _switched(node, _padded(node, args, flags, n_rows), values, graph, n_rows)
             elif nid in by_node:
                 value = np.broadcast_to(values[nid], (n_rows,) + node.shape)
             else:

@@ -120,12 +120,17 @@ def check_paths(targets, **options) -> RunReport:
 
 def _fill(report: CheckReport, graph: Graph, rtol, atol, step, symbolic_check, budget, sympy_seconds, seed):
     values = autodiff.forward(graph)
-    adjoints = autodiff.backward(graph, values)
+    backward_errors: dict = {}
+    adjoints = autodiff.backward(graph, values, backward_errors)
     out = graph.nodes[graph.output]
     report.output, report.value = out.name, values[out.id]
     checked = [n for n in graph.checked() if n.kind != "const"]
     ids = [n.id for n in checked]
     backprop = {n.id: autodiff.jacobian(graph, adjoints[n.id], n) for n in checked}
+
+    def backprop_of(nid):
+        return backprop.get(nid, autodiff.jacobian(graph, adjoints[nid], graph.nodes[nid]))
+
     differences = dict(step=step, budget=budget, seed=seed, reference=backprop, rtol=rtol, atol=atol)
     num = numeric.finite_differences(graph, values, ids, **differences)
     sym = symbolic.derivatives(graph, values, ids, sympy_seconds) if symbolic_check else {}
@@ -138,14 +143,14 @@ def _fill(report: CheckReport, graph: Graph, rtol, atol, step, symbolic_check, b
             redo = numeric.finite_differences(graph, values, [node.id], exhaustive={node.id}, **differences)
             row = _judge(node, bp, values[node.id], redo[node.id], sym.get(node.id), rtol, atol)
         rows[node.id] = row
-    _diagnose(graph, rows)
+    _diagnose(graph, rows, backward_errors)
     for node in graph.checked():
         if node.kind == "const":
             rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
                                     values[node.id], None, None, None, None, None, "skip",
                                     "const: frozen, no gradient is checked")
     report.nodes = [rows[n.id] for n in graph.checked()]
-    report.expects = [_expect_row(graph, e, adjoints) for e in graph.expects]
+    report.expects = [_expect_row(graph, e, values, backprop_of(e.node), symbolic_check) for e in graph.expects]
 
 
 def _judge(node, bp, value, num: numeric.NumericResult, sym, rtol, atol) -> NodeRow:
@@ -168,14 +173,25 @@ def _judge(node, bp, value, num: numeric.NumericResult, sym, rtol, atol) -> Node
         num_ok = finite & (np.abs(a - b) <= tol) & ~unreliable  # an unreliable difference vouches for nothing
     num_err = rel_error(a, np.where(finite, b, np.inf), atol)
     kink = num.kink
+    # On a kink (v itself) any slope between the one-sided differences is a valid subgradient;
+    # near one, the function is differentiable at v and the exact derivative decides.
+    if num.one_sided is not None:
+        lower, upper = num.one_sided
+        with np.errstate(all="ignore"):
+            subgradient = (a >= lower - tol) & (a <= upper + tol)
+        on_kink = num.at_kink
+    else:
+        subgradient = np.ones(np.shape(a), dtype=bool)
+        on_kink = np.ones(np.shape(a), dtype=bool)
     if sv_cmp is not None:
         sym_err = rel_error(bp, sv_cmp, atol)
         sym_ok = np.abs(bp - sv_cmp) <= np.maximum(atol, SYMBOLIC_RTOL * np.maximum(np.abs(bp), np.abs(sv_cmp)))
-        status = np.where(~sym_ok, np.where(num_ok, 2, 3),
-                          np.where(~num_ok, np.where(kink, 1, 2), np.where(kink, 1, 0)))
+        at_kink = np.where(sym_ok | (on_kink & subgradient), 1, 3)
+        status = np.where(kink, at_kink, np.where(~sym_ok, np.where(num_ok, 2, 3), np.where(~num_ok, 2, 0)))
     else:
         sym_err = None
-        status = np.where(~num_ok, np.where(kink, 1, np.where(unreliable, 2, 3)), np.where(kink, 1, 0))
+        at_kink = np.where(subgradient, 1, 3)
+        status = np.where(kink, at_kink, np.where(~num_ok, np.where(unreliable, 2, 3), 0))
     worst_flat = int(np.argmax(status.ravel() * 10.0 + np.nan_to_num(num_err.ravel(), nan=9.0) / 10.0)) \
         if status.size else 0
     worst = np.unravel_index(worst_flat, status.shape) if status.ndim else ()
@@ -223,18 +239,39 @@ def _note(label, have_sym, num_ok, unreliable, num, sym) -> str | None:
     return "; ".join(notes) or None
 
 
-def _diagnose(graph: Graph, rows: dict):
-    """Point a failing row at the gate whose backward first goes wrong: a consumer that passes."""
+def _diagnose(graph: Graph, rows: dict, backward_errors: dict):
+    """Point failing rows at the gate whose backward goes wrong.
+
+    The cause sits where a failing node feeds a consumer whose own row passes: that consumer's
+    backward is wrong (for a user gate, the d line of that input). Rows further upstream only
+    inherit the failure, and say so.
+    """
     for nid, row in rows.items():
         if row.status != "fail":
             continue
         consumers = [graph.nodes[c] for c in graph.consumers[nid] if c in rows]
-        good = [c for c in consumers if rows[c.id].status != "fail"]
-        if good:
-            names = ", ".join(f"'{c.name}' ({c.label}, line {c.pos.line})" for c in good)
-            row.note = f"{row.note}; the gradient goes wrong in the backward of {names}"
+        good = [c for c in consumers if rows[c.id].status != "fail" or c.id in backward_errors]
+        if not good:
+            bad = next((c for c in consumers if rows[c.id].status == "fail"), None)
+            if bad is not None:
+                row.note = f"inherits the failure of '{bad.name}' downstream"
+            continue
+        causes = []
+        for c in good:
+            where = f"'{c.name}' ({c.label}, line {c.pos.line})"
+            if c.id in backward_errors:
+                err = backward_errors[c.id]
+                causes.append(f"the backward of {where} failed: {err.message}"
+                              + (f" (line {err.line})" if err.line else ""))
+                continue
+            slots = [k for k, i in enumerate(c.inputs) if i == nid]
+            origin = [c.gate.backward_source[k] for k in slots if k < len(c.gate.backward_source)]
+            causes.append(f"the gradient goes wrong in the backward of {where}"
+                          + (f": {origin[0]}" if origin else ""))
+        row.note = f"{row.note}; " + "; ".join(causes)
 
 
-def _expect_row(graph, expect, adjoints) -> ExpectRow:
-    return ExpectRow(expect.target, None, None, "skip", expect.pos.line, expect.pos.col,
-                     "expect lines are not checked yet")
+def _expect_row(graph, exp, values, actual, symbolic_check) -> ExpectRow:
+    from .expects import judge
+    expected, status, note = judge(exp, graph, values, actual, symbolic_check)
+    return ExpectRow(exp.target, expected, actual, status, exp.pos.line, exp.pos.col, note)

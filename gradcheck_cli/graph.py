@@ -133,6 +133,7 @@ class Builder:
         self.nodes: list[Node] = []
         self.names: dict[str, int] = {}
         self.defined_at: dict[str, N.Pos] = {}
+        self.user_gates: dict = {}
 
     # --- nodes ----------------------------------------------------------------------------------
 
@@ -193,6 +194,8 @@ class Builder:
     def _name(self, expr: N.Name):
         if expr.id in self.names:
             return self.names[expr.id]
+        if expr.id in self.user_gates:
+            raise GradNameError(f"'{expr.id}' is a gate; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
         if self.free_names and expr.id not in CONSTRUCTORS and expr.id not in G.function_names():
             value = self.at.pop(expr.id) if expr.id in self.at else np.asarray(self.rng.standard_normal())
             self.defined_at[expr.id] = expr.pos
@@ -248,6 +251,8 @@ class Builder:
                 return _Const(construct(expr.func, [r.value for r in args], self.rng), expr.pos)
             except ValueError as err:
                 raise GradShapeError(str(err), fpos.line, fpos.col) from None
+        if expr.func in self.user_gates:
+            return self._user_call(expr, args, refs[npos:], name)
         candidates = G.functions(expr.func)
         if not candidates:
             if expr.func in self.names:
@@ -274,6 +279,52 @@ class Builder:
                 raise GradSyntaxError(f"{expr.func}() got '{kname}' twice", kpos.line, kpos.col)
             params[kname] = self._param(ref, kpos, kname)
         return self._gate(gate, list(args[:gate.arity]), params, {}, expr, name, fpos)
+
+    def _user_call(self, expr: N.Call, args, kw_refs, name):
+        from .usergates import instantiate
+        fpos = expr.func_pos
+        user = self.user_gates[expr.func]
+        if expr.kwargs:
+            k = expr.kwargs[0][2]
+            raise GradSyntaxError(f"gate '{expr.func}' takes no keyword parameters", k.line, k.col)
+        want = len(user.defn.params)
+        if len(args) != want:
+            raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if want != 1 else ''}, got {len(args)}",
+                                  fpos.line, fpos.col)
+        gate = instantiate(user, [self._shape(r) for r in args], self)
+        return self._gate(gate, list(args), {}, {}, expr, name, fpos)
+
+    def subgraph(self, bindings: list, body, output_expr, failed: dict | None = None) -> Graph:
+        """A user gate's body as a small Graph: `bindings` (name, shape, pos) become its leaves, in order.
+
+        `body` holds named lines built in order; the output is `output_expr`, or else the last line.
+        With `failed` (a dict), a line whose shapes or values are wrong is recorded there by name
+        instead of raising, and lines that use it are recorded too.
+        """
+        sub = Builder(self.program, self.source, None, False, 0)
+        sub.user_gates, sub.rng = self.user_gates, self.rng
+        for bname, shape, pos in bindings:
+            sub.defined_at[bname] = pos
+            sub.names[bname] = sub._add(name=bname, kind="leaf", shape=tuple(shape), pos=pos, value=None)
+        for line in body:
+            sub._define(line.name, line.pos)
+            try:
+                sub.names[line.name] = sub._ref_node(sub.expr(line.expr, line.name), line.name)
+            except (GradShapeError, GradValueError, GradNameError) as err:
+                if failed is None or (isinstance(err, GradNameError) and not failed):
+                    raise
+                failed[line.name] = err
+        output = sub._ref_node(sub.expr(output_expr), None) if output_expr is not None else max(sub.names.values())
+        return Graph(sub.nodes, output, sub.names, [], self.text, self.source)
+
+    def _ref_node(self, ref, name):
+        """A node id for a reference, making a literal node of a constant."""
+        if isinstance(ref, _Const):
+            node = self._literal(ref)
+            if name:
+                self.nodes[node].name = name
+            return node
+        return ref
 
     def _param(self, ref, pos, pname):
         if not isinstance(ref, _Const):
@@ -331,13 +382,17 @@ class Builder:
             elif isinstance(st, N.Expect):
                 expects.append(st)
             elif isinstance(st, N.GateDef):
-                raise GradSyntaxError("gate definitions are not supported yet", st.pos.line, st.pos.col)
+                from .usergates import define
+                self.user_gates[st.name] = define(st, self.user_gates)
         if self.at:
             bad = next(iter(self.at))
             known = [n.name for n in self.nodes if n.kind in ("leaf", "const")]
             raise GradNameError(f"--at {bad}: no leaf named '{bad}'" + did_you_mean(bad, known))
         if output is None:
             output = last_computed
+        if output is not None and expects:
+            from .expects import compile_expect
+            expects = [compile_expect(e, self, self.nodes, self.names, self.nodes[output].shape) for e in expects]
         if output is None:
             if not statements:
                 raise GradSyntaxError("the input is empty: write at least one computed node, e.g. f = x * x", 1, 1)

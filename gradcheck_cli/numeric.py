@@ -17,6 +17,7 @@ CHUNK_ELEMENTS = 1_000_000           # float64 elements per batched array (8 MB:
 FIRST = (1.0, -1.0)                  # every element: ±h
 REFINE = (0.5, -0.5)                 # elements still in doubt: ±h/2, for Richardson and an error estimate
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
+TIE = (1e-4, -1e-4)                  # kink elements: does the branch still switch this close? then the kink is *at* v
 
 
 @dataclass
@@ -37,6 +38,8 @@ class NumericResult:
     left_domain: bool = False
     truncation: np.ndarray | None = None  # |D(h) − D(h/2)|: large means curvature the step can't resolve
     refined: int = 0                      # elements that needed the second step
+    one_sided: tuple | None = None        # (lower, upper) of the one-sided slopes: the subgradients at a kink
+    at_kink: np.ndarray | None = None     # kink elements whose branch switches within 1e-4·h: v sits on the kink
 
 
 class _Plan:
@@ -94,16 +97,23 @@ def finite_differences(graph: Graph, values: list, node_ids, step: float | None 
             if plan.directions is not None:
                 results[nid] = _projection(graph, plan, *first[nid])
                 continue
-            d1, rounding, kink = _first_step(graph, plan, *first[nid])
+            d1, rounding, kink, sides = _first_step(graph, plan, *first[nid], values[graph.output])
             doubt = _in_doubt(d1, None if reference is None else reference.get(nid), rtol, atol)
-            results[nid] = (d1, rounding, kink, doubt)
+            results[nid] = (d1, rounding, kink, doubt, sides)
             if doubt.any():
                 idx = np.flatnonzero(doubt)
                 second_plans.append(_Plan(plan.node, plan.steps[idx], REFINE, flat=idx))
         second = _run(graph, values, second_plans) if second_plans else {}
+        tie_plans = [_Plan(p.node, p.steps[np.flatnonzero(results[n][2])], TIE, flat=np.flatnonzero(results[n][2]))
+                     for n, p in plans.items() if p.directions is None and results[n][2].any()]
+        ties = _run(graph, values, tie_plans) if tie_plans else {}
         for nid, plan in plans.items():
             if plan.directions is None:
-                results[nid] = _exhaustive(graph, plan, *results[nid], second.get(nid))
+                at = np.zeros(plan.n_probes, dtype=bool)
+                if nid in ties:
+                    idx = np.flatnonzero(results[nid][2])
+                    at[idx] = ties[nid][1].reshape(idx.size, -1).any(axis=1)
+                results[nid] = _exhaustive(graph, plan, *results[nid], second.get(nid), at)
     return results
 
 
@@ -171,14 +181,15 @@ def _pairs(plan: _Plan, outputs: np.ndarray, out_shape: tuple):
     return f[:, :, 0], f[:, :, 1]
 
 
-def _first_step(graph: Graph, plan: _Plan, outputs, kinks):
+def _first_step(graph: Graph, plan: _Plan, outputs, kinks, centre):
     out_shape = graph.nodes[graph.output].shape
     plus, minus = _pairs(plan, outputs, out_shape)
     h = plan.steps.reshape((-1,) + (1,) * len(out_shape))
     d1 = (plus[:, 0] - minus[:, 0]) / (2 * h)
     rounding = 8 * EPS * np.maximum(np.abs(plus[:, 0]), np.abs(minus[:, 0])) / h
     kink = kinks.reshape(plan.n_probes, -1).any(axis=1)
-    return d1, rounding, kink
+    right, left = (plus[:, 0] - centre) / h, (centre - minus[:, 0]) / h
+    return d1, rounding, kink, (np.minimum(left, right), np.maximum(left, right))
 
 
 def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
@@ -191,7 +202,7 @@ def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
     return ~ok.reshape(d1.shape[0], -1).all(axis=1)
 
 
-def _exhaustive(graph, plan, d1, rounding, kink, doubt, second) -> NumericResult:
+def _exhaustive(graph, plan, d1, rounding, kink, doubt, sides, second, at) -> NumericResult:
     out_shape = graph.nodes[graph.output].shape
     value, truncation = d1.copy(), np.zeros_like(d1)
     refined = np.flatnonzero(doubt)
@@ -210,7 +221,8 @@ def _exhaustive(graph, plan, d1, rounding, kink, doubt, second) -> NumericResult
     kink_j = np.broadcast_to(kink.reshape((1,) * len(out_shape) + node_shape), jac.shape)
     return NumericResult("exhaustive", to_jac(truncation + rounding), kink_j, value=jac,
                          left_domain=not np.all(np.isfinite(jac)), truncation=to_jac(truncation),
-                         refined=int(refined.size))
+                         refined=int(refined.size), one_sided=(to_jac(sides[0]), to_jac(sides[1])),
+                         at_kink=np.broadcast_to(at.reshape((1,) * len(out_shape) + node_shape), jac.shape))
 
 
 def _projection(graph, plan, outputs, kinks) -> NumericResult:

@@ -94,9 +94,12 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
         console.print(f"{mark} {escape(report.source)}  output [bold]{escape(str(report.output))}[/] = {value}",
                       highlight=False)
         console.print(node_table(report, console.width))
-        for row in report.nodes:
+        if report.expects:
+            console.print(expect_table(report))
+        for row in report.nodes + report.expects:
             if row.note and row.status not in ("pass", "skip"):
-                console.print(f"  [{STATUS_STYLE[row.status]}]{row.status}[/] {escape(row.name)} "
+                label = getattr(row, "name", None) or f"expect {row.target}"
+                console.print(f"  [{STATUS_STYLE[row.status]}]{row.status}[/] {escape(label)} "
                               f"(line {row.line}): {escape(row.note)}", highlight=False)
         if expand:
             render_expand(report, expand, console)
@@ -104,6 +107,25 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
             console.print(f"  [dim]{escape(line)}[/]", highlight=False)
         console.print()
     console.print(summary(run), highlight=False)
+
+
+def expect_table(report: CheckReport):
+    """The `expect` lines: what was written, what backprop gives, the verdict."""
+    from rich.table import Table
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for col, justify in (("expect", "left"), ("line", "right"), ("expected", "right"), ("actual", "right"),
+                         ("status", "left"), ("how", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "how")
+    for e in report.expects:
+        how = "at the point" if e.note is None else ("symbolically" if e.note == "symbolically equal" else "")
+        table.add_row(e.target, str(e.line), _cell(e.expected), _cell(e.actual),
+                      f"[{STATUS_STYLE.get(e.status, '')}]{e.status}[/]", how)
+    return table
+
+
+def _cell(value) -> str:
+    a = np.asarray(value, dtype=float)
+    return fmt_number(a) if a.ndim == 0 else "×".join(map(str, a.shape))
 
 
 def method_lines(report: CheckReport) -> list:
@@ -160,7 +182,11 @@ def summary(run: RunReport) -> str:
             counts[row.status] = counts.get(row.status, 0) + 1
     nodes = ", ".join(f"{counts[s]} {s}" for s in ("pass", "kink", "warn", "fail", "skip") if counts.get(s))
     noun = "file" if files == 1 else "files"
-    return f"{files} {noun}: {passed} passed, {failed} failed, {errors} with errors · nodes: {nodes or 'none'}"
+    line = f"{files} {noun}: {passed} passed, {failed} failed, {errors} with errors · nodes: {nodes or 'none'}"
+    expects = [e.status for r in run.results for e in r.expects]
+    if expects:
+        line += f" · expects: {expects.count('pass')} pass" + (f", {expects.count('fail')} fail" if "fail" in expects else "")
+    return line
 
 
 def render_json(run: RunReport) -> str:

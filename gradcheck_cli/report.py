@@ -11,11 +11,19 @@ STATUS_ORDER = ("pass", "skip", "kink", "warn", "fail")
 
 
 def to_json_value(value):
-    """A number for a scalar, nested lists for a tensor, None for None."""
+    """A number for a scalar, nested lists for a tensor; None for None and for nan or ±inf."""
     if value is None:
         return None
     v = np.asarray(value, dtype=float)
-    return float(v) if v.ndim == 0 else v.tolist()
+    if v.ndim == 0:
+        return float(v) if np.isfinite(v) else None
+    if np.all(np.isfinite(v)):
+        return v.tolist()
+    return np.where(np.isfinite(v), v, None).astype(object).tolist()
+
+
+def _finite_or_none(x):
+    return None if x is None or not np.isfinite(x) else float(x)
 
 
 @dataclass
@@ -44,9 +52,10 @@ class NodeRow:
             "line": self.line, "col": self.col,
             "value": to_json_value(self.value), "grad": to_json_value(self.grad),
             "numeric": to_json_value(self.numeric), "symbolic": to_json_value(self.symbolic),
-            "numeric_error": self.numeric_error, "symbolic_error": self.symbolic_error,
+            "numeric_error": _finite_or_none(self.numeric_error),
+            "symbolic_error": _finite_or_none(self.symbolic_error),
             "status": self.status, "note": self.note,
-            "tolerance": self.tolerance,
+            "tolerance": _finite_or_none(self.tolerance),
             "worst_index": list(self.worst_index) if self.worst_index is not None else None,
             "numeric_method": self.numeric_method,
         }

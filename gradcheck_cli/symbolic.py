@@ -71,6 +71,18 @@ def _numbers(value) -> np.ndarray:
     return np.asarray(np.frompyfunc(_num, 1, 1)(np.asarray(value, dtype=float)), dtype=object)
 
 
+def evaluate(graph: Graph, inputs: list) -> np.ndarray:
+    """A small graph's output as SymPy expressions, for object-array inputs in leaf order."""
+    leaves = [n for n in graph.nodes if n.kind == "leaf"]
+    expr = {leaf.id: np.asarray(v, dtype=object) for leaf, v in zip(leaves, inputs)}
+    for node in graph.nodes[: graph.output + 1]:
+        if node.kind == "literal":
+            expr[node.id] = _numbers(node.value)
+        elif node.gate is not None:
+            expr[node.id] = np.asarray(node.gate.sym([expr[i] for i in node.inputs], node.attrs), dtype=object)
+    return expr[graph.output]
+
+
 def derivative(graph: Graph, values: list, nid: int, downstream: list) -> SymbolicResult:
     """SymPy's d(output)/d(node) at the point, or a note saying why it is not available."""
     import sympy
