@@ -62,8 +62,9 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, seed: in
 
     Never raises for bad input: the report's `error` holds the GradcheckError instead.
     """
-    options = {"rtol": rtol, "atol": atol, "step": step, "symbolic": symbolic_check, "strict": strict}
-    report = CheckReport(source=source, seed=seed, options=options)
+    options = {"rtol": rtol, "atol": atol, "step": step, "symbolic": symbolic_check, "strict": strict,
+               "budget": budget, "at": {k: v for k, v in (at or {}).items() if isinstance(v, str)}}
+    report = CheckReport(source=source, seed=seed, options=options, inline=text if free_names else None)
     try:
         graph = build(parse(text), source, _at_values(at, seed), free_names, seed)
         _fill(report, graph, rtol, atol, step, symbolic_check, budget, sympy_seconds, seed)
@@ -111,9 +112,20 @@ def expand_targets(targets) -> list:
     return files
 
 
-def check_paths(targets, **options) -> RunReport:
+def check_paths(targets, jobs: int = 1, **options) -> RunReport:
     """Check every file a list of targets names; a broken file is reported, the rest still run."""
-    return RunReport([check_file(f, **options) for f in expand_targets(targets)])
+    return check_paths_parallel(expand_targets(targets), jobs, **options)
+
+
+def check_paths_parallel(files: list, jobs: int = 1, **options) -> RunReport:
+    """Check files in `jobs` processes; the results keep the order of `files`."""
+    if jobs <= 1 or len(files) <= 1:
+        return RunReport([check_file(f, **options) for f in files])
+    import functools
+    from concurrent.futures import ProcessPoolExecutor
+    chunk = max(1, len(files) // (jobs * 4))
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return RunReport(list(pool.map(functools.partial(check_file, **options), files, chunksize=chunk)))
 
 
 # --- judging ------------------------------------------------------------------------------------
@@ -263,11 +275,13 @@ def _diagnose(graph: Graph, rows: dict, backward_errors: dict):
                 err = backward_errors[c.id]
                 causes.append(f"the backward of {where} failed: {err.message}"
                               + (f" (line {err.line})" if err.line else ""))
+                row.culprit = row.culprit or ((err.line, err.col) if err.line else (c.pos.line, c.pos.col))
                 continue
             slots = [k for k, i in enumerate(c.inputs) if i == nid]
             origin = [c.gate.backward_source[k] for k in slots if k < len(c.gate.backward_source)]
             causes.append(f"the gradient goes wrong in the backward of {where}"
-                          + (f": {origin[0]}" if origin else ""))
+                          + (f": {origin[0][0]}" if origin else ""))
+            row.culprit = row.culprit or ((origin[0][1], origin[0][2]) if origin else (c.pos.line, c.pos.col))
         row.note = f"{row.note}; " + "; ".join(causes)
 
 

@@ -11,7 +11,7 @@ import click
 
 from . import __version__
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "junit", "github", "markdown")
 _AT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
 
 
@@ -87,8 +87,8 @@ def main():
 @click.option("-e", "--expr", "expr", metavar="SRC", help="Check this source text instead of files; free names become leaves.")
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE",
               help="Set a leaf's value (repeatable): a number, [1, 2], randn(3), ...")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for randn/rand and unset leaves.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed for randn/rand and unset leaves [default: 0].")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table].")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
 @click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Relative tolerance against finite differences [default: 1e-5].")
@@ -96,15 +96,21 @@ def main():
               help="Values both below this count as equal [default: 1e-8].")
 @click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Relative step h (h = step·max(1,|v|)) [default: cbrt(eps) ≈ 6.1e-6].")
-@click.option("--no-symbolic", is_flag=True, help="Skip the SymPy oracle.")
-@click.option("--strict", is_flag=True, help="Count kink and warn rows as failures.")
+@click.option("--no-symbolic", "no_symbolic", is_flag=True, default=None, help="Skip the SymPy oracle.")
+@click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures.")
 @click.option("--expand", metavar="NODE", help="Also print every element of this tensor node.")
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Elements per file differenced one by one, leaves first; the rest by random "
                    "projections [default: 10000].")
-def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget):
-    """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC."""
-    from .checker import DEFAULT_ATOL, DEFAULT_RTOL, check as run_check, check_file, expand_targets
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Check files in N parallel processes (results keep their order) [default: 1].")
+def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget, jobs):
+    """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC.
+
+    Defaults come from [tool.gradcheck] in the nearest pyproject.toml; options given here win.
+    """
+    from .checker import DEFAULT_ATOL, DEFAULT_RTOL, check as run_check, check_paths_parallel, expand_targets
+    from .config import load
     from .errors import GradcheckError
     from .numeric import DEFAULT_BUDGET
     from .report import RunReport
@@ -114,9 +120,20 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
         _fail_usage("give either TARGET files or -e SRC, not both")
     if expr is None and not targets:
         _fail_usage("nothing to check: give TARGET files or directories, or -e SRC (see --help)")
-    options = dict(at=_parse_at(at), seed=seed, rtol=rtol or DEFAULT_RTOL,
-                   atol=DEFAULT_ATOL if atol is None else atol, step=step, symbolic_check=not no_symbolic,
-                   strict=strict, budget=budget or DEFAULT_BUDGET)
+    try:
+        config, _ = load()
+    except GradcheckError as err:
+        click.echo(err.format(), err=True)
+        sys.exit(2)
+
+    def pick(given, key, default):
+        return given if given is not None else config.get(key, default)
+
+    options = dict(at=_parse_at(at), seed=pick(seed, "seed", 0), rtol=pick(rtol, "rtol", DEFAULT_RTOL),
+                   atol=pick(atol, "atol", DEFAULT_ATOL), step=pick(step, "step", None),
+                   symbolic_check=not no_symbolic if no_symbolic else config.get("symbolic", True),
+                   strict=pick(strict, "strict", False), budget=pick(budget, "budget", DEFAULT_BUDGET))
+    fmt = pick(fmt, "format", "table")
     if expr is not None:
         run = RunReport([run_check(expr, source="<expr>", free_names=True, **options)])
     else:
@@ -124,21 +141,37 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
             files = expand_targets(targets)
         except GradcheckError as err:
             _fail_usage(err.message)
-        run = RunReport([check_file(f, **options) for f in files])
+        run = check_paths_parallel(files, pick(jobs, "jobs", 1), **options)
     _emit(run, fmt, output, expand)
+    _github_step_summary(run, fmt)
     sys.exit(run.exit_code())
+
+
+def _github_step_summary(run, fmt: str) -> None:
+    """With --format github inside GitHub Actions, append a Markdown summary to the job's page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt != "github" or not path:
+        return
+    from .render import render_markdown
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(render_markdown(run))
+    except OSError as err:
+        click.echo(f"gradcheck: warning: cannot write $GITHUB_STEP_SUMMARY ({err})", err=True)
 
 
 def _emit(run, fmt: str, output: str | None, expand: str | None) -> None:
     from io import StringIO
-    from .render import render_json, render_table
+    from .render import render_github, render_json, render_junit, render_markdown, render_table
 
     for report in run.results:
         if report.error is not None:
             click.echo(report.error.format(), err=True)
     ok = type(run)([r for r in run.results if r.error is None])
-    if fmt == "json":
-        text = render_json(run) + "\n"
+    machine = {"json": lambda r: render_json(r) + "\n", "junit": render_junit, "github": render_github,
+               "markdown": render_markdown}
+    if fmt in machine:
+        text = machine[fmt](run)
     else:
         if not ok.results and not output:
             return

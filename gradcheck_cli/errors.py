@@ -15,6 +15,10 @@ class GradcheckError(Exception):
         self.source = source
         self.text = text
 
+    def __reduce__(self):
+        # keep the position when a report crosses processes (-j N)
+        return (type(self), (self.message, self.line, self.col, self.source, self.text))
+
     def located(self, source: str, text: str | None) -> "GradcheckError":
         """Attach the file name and source text, if not already known."""
         if self.source is None:

@@ -62,7 +62,7 @@ class Gate:
     positional_params: tuple = ()   # parameters that may also follow the operands positionally
     examples: tuple = (Example(((),)),)
     differentiable: bool = True     # False: constant for differentiation (comparisons)
-    backward_source: tuple = ()     # per input, where its backward was written (user gates' d lines)
+    backward_source: tuple = ()     # per input, (text, line, col) of where its backward was written
 
     def display(self, attrs: dict) -> str:
         """The gate's label in reports: `+1`, `*-1`, `1/x`, `exp`, `@`."""

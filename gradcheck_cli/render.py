@@ -103,6 +103,8 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
                               f"(line {row.line}): {escape(row.note)}", highlight=False)
         if expand:
             render_expand(report, expand, console)
+        if not report.passed:
+            console.print(f"  reproduce: {escape(reproduce(report))}", highlight=False, soft_wrap=True)
         for line in method_lines(report):
             console.print(f"  [dim]{escape(line)}[/]", highlight=False)
         console.print()
@@ -191,3 +193,135 @@ def summary(run: RunReport) -> str:
 
 def render_json(run: RunReport) -> str:
     return json.dumps(run.to_dict(), indent=2, allow_nan=False)
+
+
+# --- reproduce, and the CI formats ----------------------------------------------------------------
+
+def reproduce(report: CheckReport) -> str:
+    """One shell line that reruns this check as it ran (file or -e, seed, tolerances, flags)."""
+    import shlex
+    from .checker import DEFAULT_ATOL, DEFAULT_RTOL
+    from .numeric import DEFAULT_BUDGET
+    o = report.options
+    parts = ["gradcheck", "check"]
+    if report.inline is not None:
+        parts += ["-e", shlex.quote(report.inline)]
+    else:
+        parts.append(shlex.quote(report.source))
+    for name, value in sorted((o.get("at") or {}).items()):
+        parts += ["--at", shlex.quote(f"{name}={value}")]
+    parts += ["--seed", str(report.seed)]
+    if o.get("rtol") not in (None, DEFAULT_RTOL):
+        parts += ["--rtol", repr(o["rtol"])]
+    if o.get("atol") not in (None, DEFAULT_ATOL):
+        parts += ["--atol", repr(o["atol"])]
+    if o.get("step") is not None:
+        parts += ["--step", repr(o["step"])]
+    if o.get("budget") not in (None, DEFAULT_BUDGET):
+        parts += ["--budget", str(o["budget"])]
+    if o.get("symbolic") is False:
+        parts.append("--no-symbolic")
+    if o.get("strict"):
+        parts.append("--strict")
+    return " ".join(parts)
+
+
+def _failure_lines(report: CheckReport) -> list:
+    """`name (line N): status — note` for every row that makes the report fail."""
+    out = []
+    for row in report.failures:
+        name = getattr(row, "name", None) or f"expect {row.target}"
+        err = getattr(row, "numeric_error", None)
+        detail = f", numeric error {fmt_error(err)}" if err is not None else ""
+        out.append(f"{name} (line {row.line}): {row.status}{detail}" + (f" — {row.note}" if row.note else ""))
+    return out
+
+
+def _case_name(report: CheckReport) -> str:
+    return report.source if report.inline is None else f"<expr> {report.inline}"
+
+
+def render_junit(run: RunReport) -> str:
+    """JUnit XML as GitLab and Jenkins read it: one testsuite, one testcase per file."""
+    import xml.etree.ElementTree as ET
+    failures = sum(1 for r in run.results if r.error is None and not r.passed)
+    errors = sum(1 for r in run.results if r.error is not None)
+    suite = ET.Element("testsuite", name="gradcheck", tests=str(len(run.results)),
+                       failures=str(failures), errors=str(errors), skipped="0")
+    seen: dict = {}
+    for report in run.results:
+        name = _case_name(report)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # unique and stable: the same file twice gets #2, #3, ...
+            name = f"{name} #{seen[name]}"
+        case = ET.SubElement(suite, "testcase", classname="gradcheck", name=name, file=report.source)
+        if report.error is not None:
+            err = report.error
+            el = ET.SubElement(case, "error", message=err.message, type=type(err).__name__)
+            el.text = err.format()
+        elif not report.passed:
+            lines = _failure_lines(report)
+            el = ET.SubElement(case, "failure", message=f"{len(lines)} gradient check(s) failed", type="GradientCheckFailure")
+            el.text = "\n".join(lines + ["", "reproduce: " + reproduce(report)])
+    return '<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n' + ET.tostring(suite, encoding="unicode") + "\n</testsuites>\n"
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(run: RunReport) -> str:
+    """GitHub Actions workflow commands: one ::error per failing row, at its line."""
+    out = []
+    for report in run.results:
+        if report.error is not None:
+            err = report.error
+            props = f"file={_gh_property(report.source)}"
+            if err.line:
+                props += f",line={err.line},col={err.col or 1}"
+            out.append(f"::error {props},title={_gh_property('gradcheck: input error')}::{_gh_data(err.message)}")
+            continue
+        for row in report.failures:
+            name = getattr(row, "name", None) or f"expect {row.target}"
+            level = "error" if row.status == "fail" or report.options.get("strict") else "warning"
+            title = _gh_property(f"gradcheck {row.status}: {name}")
+            message = (row.note or row.status) + "\nreproduce: " + reproduce(report)
+            line, col = getattr(row, "culprit", None) or (row.line, row.col or 1)
+            out.append(f"::{level} file={_gh_property(report.source)},line={line},col={col},"
+                       f"title={title}::{_gh_data(message)}")
+    out.append(_gh_data(summary(run)))
+    return "\n".join(out) + "\n"
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(run: RunReport) -> str:
+    """A Markdown report for a job summary or a pull-request comment."""
+    ok = run.passed and not run.has_input_error
+    lines = [f"## gradcheck {'✅ passed' if ok else '❌ failed'}", "", summary(run), ""]
+    lines += ["| file | output | nodes | result |", "|---|---|---|---|"]
+    for r in run.results:
+        if r.error is not None:
+            lines.append(f"| `{_md_cell(r.source)}` | — | — | ❌ error: {_md_cell(r.error.message)} |")
+            continue
+        counts = ", ".join(f"{sum(x.status == s for x in r.nodes)} {s}" for s in ("pass", "kink", "warn", "fail", "skip")
+                           if any(x.status == s for x in r.nodes))
+        lines.append(f"| `{_md_cell(r.source)}` | {_md_cell(r.output)} | {counts} | {'✅' if r.passed else '❌'} |")
+    failed = [r for r in run.results if r.error is None and not r.passed]
+    for r in failed:
+        lines += ["", f"### `{_md_cell(r.source)}`", "", "| node | line | status | backprop | numeric error | note |",
+                  "|---|---|---|---|---|---|"]
+        for row in r.failures:
+            name = getattr(row, "name", None) or f"expect {row.target}"
+            grad = getattr(row, "grad", None)
+            lines.append(f"| `{_md_cell(name)}` | {row.line} | {row.status} | "
+                         f"{_md_cell(_element(grad, row, 6) if hasattr(row, 'worst_index') else fmt_number(np.asarray(row.actual)) if np.ndim(row.actual) == 0 else '')} | "
+                         f"{fmt_error(getattr(row, 'numeric_error', None))} | {_md_cell(row.note or '')} |")
+        lines += ["", f"Reproduce: `{reproduce(r)}`"]
+    return "\n".join(lines) + "\n"

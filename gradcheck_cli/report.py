@@ -45,6 +45,7 @@ class NodeRow:
     tolerance: float | None = None
     worst_index: tuple | None = None
     numeric_method: str | None = None
+    culprit: tuple | None = None  # (line, col) of the backward that goes wrong, when diagnosed
 
     def to_dict(self) -> dict:
         return {
@@ -87,6 +88,7 @@ class CheckReport:
     expects: list = field(default_factory=list)
     error: object = None  # a GradcheckError when the source could not be read, parsed or evaluated
     options: dict = field(default_factory=dict)
+    inline: str | None = None  # the source text, for an `-e` check (to reproduce it)
 
     @property
     def passed(self) -> bool:

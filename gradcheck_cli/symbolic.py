@@ -23,6 +23,7 @@ MAX_DERIVATIVES = 1_024    # output elements × node elements
 MAX_DEPTH = 150            # whole-expression mode: gates on the longest path (SymPy recurses)
 DEFAULT_SECONDS = 20.0     # time budget for all of a file's SymPy work
 WHOLE_BUDGET = 1_500       # Σ over nodes of downstream element-gates for whole-expression mode
+INLINE_WORK = 100          # whole-expression work this small runs inline: a thread's GIL hand-off costs more
 CHAIN_NOTE = "symbolic: SymPy's exact local derivatives, chained (the whole expression is past its budget)"
 
 
@@ -190,6 +191,9 @@ def derivatives(graph: Graph, values: list, node_ids, seconds: float = DEFAULT_S
             for nid in todo:
                 found.setdefault(nid, SymbolicResult(None, f"symbolic skipped: SymPy failed ({type(err).__name__})"))
 
+    if plan is not None and sum(graph.nodes[d].size for nid in todo for d in plan[nid]) <= INLINE_WORK:
+        work()
+        return {**results, **found}
     worker = threading.Thread(target=work, name="gradcheck-sympy", daemon=True)
     started = time.perf_counter()
     worker.start()

@@ -193,7 +193,8 @@ def _make_gate(user, fwd, bwd, failures, shapes, out_shape, text) -> G.Gate:
     source = text[defn.expr.pos.start:defn.expr.pos.end]
     if user.d_lines:
         local = "; ".join(f"d{p} = {text[line.expr.pos.start:line.expr.pos.end]}" for p, line in user.d_lines.items())
-        origin = tuple(f"its d line 'd{p}' (line {user.d_lines[p].pos.line})" for p in defn.params)
+        origin = tuple((f"its d line 'd{p}' (line {user.d_lines[p].pos.line})", user.d_lines[p].pos.line,
+                        user.d_lines[p].pos.col) for p in defn.params)
     else:
         local = "differentiated automatically through its body"
         origin = ()

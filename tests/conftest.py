@@ -1,5 +1,7 @@
 """Shared helpers for the test suite."""
 
+pytest_plugins = ["pytester"]
+
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,74 @@
+"""pytest plugin (entry point `pytest11`): every `.grad` file collected is one test.
+
+It only claims files ending in `.grad`, so projects without them are untouched. Options come from
+`[tool.gradcheck]` in the nearest pyproject.toml, as for the command line.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".grad":
+        return GradFile.from_parent(parent, path=file_path)
+    return None
+
+
+class GradFile(pytest.File):
+    """A `.grad` file: one test item."""
+
+    def collect(self):
+        yield GradItem.from_parent(self, name=self.path.name)
+
+
+class GradCheckFailed(Exception):
+    """Raised by a `.grad` item whose check failed; carries the report."""
+
+    def __init__(self, report):
+        super().__init__(report.source)
+        self.report = report
+
+
+class GradItem(pytest.Item):
+    """Checks its file three ways; fails with the table of the failing rows."""
+
+    def runtest(self):
+        from .checker import check_file
+        from .config import load
+        settings, _ = load(self.path.parent)
+        options = {k: v for k, v in settings.items() if k in ("seed", "rtol", "atol", "step", "strict", "budget")}
+        if "symbolic" in settings:
+            options["symbolic_check"] = settings["symbolic"]
+        report = check_file(self.path, **options)
+        if not report.passed:
+            raise GradCheckFailed(report)
+
+    def repr_failure(self, excinfo, style=None):
+        if not isinstance(excinfo.value, GradCheckFailed):
+            return super().repr_failure(excinfo)
+        return failure_text(excinfo.value.report)
+
+    def reportinfo(self):
+        return self.path, None, f"gradcheck {self.path.name}"
+
+
+def failure_text(report) -> str:
+    """The failing rows as a plain table, their notes, and the reproduce command."""
+    from io import StringIO
+    from rich.console import Console
+    from .render import node_table, reproduce
+    from .report import CheckReport
+    if report.error is not None:
+        return report.error.format()
+    buffer = StringIO()
+    console = Console(file=buffer, width=120, no_color=True, highlight=False)
+    failing = [r for r in report.nodes if r in report.failures]
+    if failing:
+        console.print(node_table(CheckReport(report.source, report.output, report.value, report.seed, failing,
+                                             options=report.options), 120))
+    for row in report.failures:
+        name = getattr(row, "name", None) or f"expect {row.target}"
+        console.print(f"{row.status} {name} (line {row.line}): {row.note or ''}")
+    console.print(f"reproduce: {reproduce(report)}")
+    return buffer.getvalue()
