@@ -33,13 +33,16 @@ def _console(file=None, width=None):
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Write all of `text` or nothing: a temporary file renamed into place."""
+def _write_atomically(path: str, data) -> None:
+    """Write all of `data` (text or bytes) or nothing: a temporary file renamed into place."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gradcheck-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -63,6 +66,23 @@ def _reuse_freed_memory() -> None:
         libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
     except (OSError, AttributeError):
         pass
+
+
+class _AsciiFile:
+    """A text stream that reports an ASCII encoding, so rich draws with ASCII characters only."""
+    encoding = "ascii"
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._stream.write(text)
+
+    def flush(self):
+        return self._stream.flush()
+
+    def isatty(self):
+        return False
 
 
 def _fail_usage(message: str):
@@ -187,6 +207,225 @@ def _emit(run, fmt: str, output: str | None, expand: str | None) -> None:
         _write_atomically(output, text)
     else:
         click.echo(text, nl=False)
+
+
+def _source_options(f):
+    """TARGET or -e SRC, with --at and --seed: how the teaching commands take their function."""
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for randn/rand and unset leaves.")(f)
+    f = click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="Set a leaf's value (repeatable).")(f)
+    f = click.option("-e", "--expr", "expr", metavar="SRC", help="Use this source text; free names become leaves.")(f)
+    return click.argument("target", required=False, type=click.Path())(f)
+
+
+def _load(target, expr, at, seed):
+    """The graph of TARGET or -e SRC, or exit 2 with the error."""
+    from pathlib import Path
+    from .errors import GradcheckError
+    from .teach import load
+    if (target is None) == (expr is None):
+        _fail_usage("give one TARGET file or -e SRC")
+    source, text = ("<expr>", expr) if expr is not None else (target, None)
+    try:
+        if text is None:
+            try:
+                text = Path(target).read_bytes().decode("utf-8")
+            except OSError as err:
+                _fail_usage(f"{target}: {err.strerror or err}")
+            except UnicodeDecodeError:
+                _fail_usage(f"{target}: not UTF-8 text")
+        return load(text, source, _parse_at(at), seed, free_names=expr is not None)
+    except GradcheckError as err:
+        click.echo(err.located(source, text).format(), err=True)
+        sys.exit(2)
+
+
+def _explained(target, expr, at, seed):
+    from .errors import GradcheckError
+    from .teach import explain as run_explain
+    graph = _load(target, expr, at, seed)
+    try:
+        return run_explain(graph)
+    except GradcheckError as err:
+        click.echo(err.located(graph.source, graph.text).format(), err=True)
+        sys.exit(2)
+
+
+@main.command()
+@_source_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
+def explain(target, expr, at, seed, fmt, latex):
+    """The chain rule step by step: the forward pass, then each edge of the backward pass
+    as upstream × local = downstream."""
+    from .render_teach import explain_json, explain_latex, explain_text
+    ex = _explained(target, expr, at, seed)
+    click.echo(explain_latex(ex) if latex else explain_json(ex) if fmt == "json" else explain_text(ex), nl=False)
+
+
+@main.command()
+@_source_options
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "svg", "png"]), default="text", show_default=True,
+              help="text: a tree in the terminal; dot: Graphviz source; svg/png: rendered by Graphviz (needs -o).")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@click.option("--ascii", "ascii_only", is_flag=True, help="Draw the tree with ASCII characters only.")
+def graph(target, expr, at, seed, fmt, output, ascii_only):
+    """The circuit: every gate with its value (green) and gradient (red)."""
+    import shutil
+    import subprocess
+    from .render_teach import circuit_dot, circuit_tree
+    ex = _explained(target, expr, at, seed)
+    if fmt == "text":
+        from io import StringIO
+        from rich.console import Console
+        buffer = StringIO() if output else None
+        target_file = buffer if output else sys.stdout
+        if ascii_only:
+            target_file = _AsciiFile(target_file)
+        console = Console(file=target_file, highlight=False, width=120 if output else None,
+                          **({"color_system": None} if output else {}))
+        console.print(circuit_tree(ex, ascii_only))
+        if output:
+            _write_atomically(output, buffer.getvalue())
+        return
+    dot_text = circuit_dot(ex)
+    if fmt == "dot":
+        if output:
+            _write_atomically(output, dot_text)
+        else:
+            click.echo(dot_text, nl=False)
+        return
+    if not output:
+        _fail_usage(f"--format {fmt} writes an image: give -o FILE")
+    dot = shutil.which("dot")
+    if dot is None:
+        _fail_usage(f"--format {fmt} needs Graphviz's `dot`, which is not installed. Install it "
+                    "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
+                    "conda: conda install graphviz), or use --format dot and render the text elsewhere.")
+    result = subprocess.run([dot, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True)
+    if result.returncode != 0:
+        _fail_usage(f"Graphviz failed: {result.stderr.decode(errors='replace').strip()}")
+    _write_atomically(output, result.stdout)
+
+
+@main.command()
+@_source_options
+@click.option("--answers", type=click.Path(dir_okay=False, exists=True),
+              help="Grade a file of `d<name> = value` lines instead of asking.")
+def quiz(target, expr, at, seed, answers):
+    """Asks for the gradient at each node in backward order, grades each answer and explains it.
+
+    Exit 0 when every answer was right, 1 otherwise. Reads standard input when it is not a terminal.
+    """
+    from .teach import quiz as questions_of
+    ex = _explained(target, expr, at, seed)
+    questions = questions_of(ex)
+    given = _answer_file(answers, {q.node for q in questions}) if answers else None
+    interactive = given is None and sys.stdin.isatty()
+    click.echo(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
+               "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
+    right = 0
+    for q in questions:
+        if given is not None:
+            written = given.get(q.node)
+            click.echo(f"d{q.node} = {written if written is not None else '(no answer)'}")
+        else:
+            written = _ask(f"d{q.node}", interactive)
+        ok = written is not None and _grade(written, q.answer)
+        right += ok
+        _feedback(q, ok, ex.output)
+    click.echo(f"\nscore: {right}/{len(questions)}")
+    sys.exit(0 if right == len(questions) else 1)
+
+
+def _ask(prompt: str, interactive: bool) -> str | None:
+    """One answer from the terminal (asking again if it does not parse) or one line of stdin."""
+    from .checker import parse_value
+    from .errors import GradcheckError
+    while True:
+        try:
+            text = click.prompt(prompt, prompt_suffix=" = ", default="", show_default=False)
+        except (click.exceptions.Abort, EOFError):
+            click.echo("(no answer)")
+            return None
+        if not interactive:
+            click.echo(text)
+        try:
+            parse_value(text, name="the answer")
+            return text
+        except GradcheckError as err:
+            click.echo(f"  not a value: {err.message}")
+            if not interactive:
+                return None
+
+
+def _grade(written: str, answer) -> bool:
+    from .errors import GradcheckError
+    from .teach import grade
+    try:
+        return grade(written, answer)
+    except GradcheckError:
+        return False
+
+
+def _feedback(q, ok: bool, output: str) -> None:
+    from .render_teach import short
+    if ok:
+        click.echo(f"  right: d{q.node} = {short(q.answer)}")
+    else:
+        click.echo(f"  wrong: d{q.node} = {short(q.answer)}")
+    for e in q.edges:
+        local = short(e.local) if e.local is not None else "J"
+        click.echo(f"    from {e.node} [{e.gate}: {e.formula}]: upstream {short(e.upstream)} × local {local}"
+                   f" = {short(e.downstream)}" + ("  (added: fan-out)" if e.accumulate else ""))
+
+
+def _answer_file(path: str, names: set) -> dict:
+    """`d<name> = value` lines, checked like source (exit 2 on a bad line)."""
+    from .errors import GradcheckError, GradNameError, did_you_mean
+    from .nodes import Assign
+    from .syntax import parse
+    text = open(path, encoding="utf-8").read()
+    try:
+        program = parse(text)
+        out = {}
+        for st in program.statements:
+            if not isinstance(st, Assign) or not st.name.startswith("d") or st.name[1:] not in names:
+                name = getattr(st, "name", "")
+                raise GradNameError(f"expected d<node> = value for a node of the quiz"
+                                    + did_you_mean(name, ["d" + n for n in names]), st.pos.line, st.pos.col)
+            out[st.name[1:]] = program.text[st.expr.pos.start:st.expr.pos.end]
+        return out
+    except GradcheckError as err:
+        click.echo(err.located(path, text).format(), err=True)
+        sys.exit(2)
+
+
+@main.command()
+@_source_options
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="Learning rate η.")
+@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def descend(target, expr, at, seed, lr, steps, fmt):
+    """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
+    from .errors import GradcheckError
+    from .render_teach import descent_json, descent_table
+    from .teach import Diverged, descend as run_descend
+    graph = _load(target, expr, at, seed)
+    try:
+        history = run_descend(graph, lr, steps)
+    except Diverged as err:
+        click.echo(err.error.located(graph.source, graph.text).format(), err=True)
+        click.echo(f"gradcheck: the descent diverged at step {err.step} (the function left its domain "
+                   "or overflowed); try a smaller --lr", err=True)
+        sys.exit(1)
+    except GradcheckError as err:
+        click.echo(err.located(graph.source, graph.text).format(), err=True)
+        sys.exit(2)
+    if fmt == "json":
+        click.echo(descent_json(history), nl=False)
+    else:
+        _console().print(descent_table(history))
 
 
 @main.command()

@@ -1,0 +1,182 @@
+"""Teaching data: the chain rule step by step, quiz questions, gradient descent. Never prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import autodiff
+from .checker import _at_values
+from .graph import Graph, build
+from .syntax import parse
+
+SMALL = 64  # tensors up to this many elements are shown in full; larger ones by shape
+
+
+@dataclass
+class ForwardStep:
+    node: str
+    gate: str
+    inputs: list        # [(name, value)]
+    value: np.ndarray
+    line: int
+
+
+@dataclass
+class BackwardStep:
+    """One edge of the backward pass: upstream × local = downstream, into `input`."""
+    node: str
+    gate: str
+    input: str
+    upstream: np.ndarray
+    local: np.ndarray | None   # ∂node/∂input (None for tensors too large to show)
+    downstream: np.ndarray
+    formula: str
+    accumulate: bool            # fan-out: added (+=) to what `input` already received
+    total: np.ndarray           # the input's gradient after this edge
+    line: int
+
+
+@dataclass
+class Explanation:
+    source: str
+    output: str
+    value: np.ndarray
+    forward: list = field(default_factory=list)
+    backward: list = field(default_factory=list)
+    graph: Graph | None = None
+    values: list | None = None
+    grads: dict | None = None   # node id -> gradient
+
+
+def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 0,
+         free_names: bool = False) -> Graph:
+    """Build a graph for teaching; raises GradcheckError on bad input."""
+    return build(parse(text), source, _at_values(at, seed), free_names, seed)
+
+
+def explain(graph: Graph) -> Explanation:
+    """The forward pass in topological order, then every edge of the backward pass in reverse."""
+    values = autodiff.forward(graph)
+    out = graph.nodes[graph.output]
+    if out.size != 1:
+        from .errors import GradValueError
+        raise GradValueError(f"the output '{out.name}' has shape {out.shape}: explaining needs a scalar output "
+                             "(wrap it, e.g. sum(...))", out.pos.line, out.pos.col)
+    ex = Explanation(graph.source, out.name, values[out.id], graph=graph, values=values)
+    for node in graph.nodes[: out.id + 1]:
+        if node.gate is not None:
+            ex.forward.append(ForwardStep(node.name, node.label,
+                                          [(graph.nodes[i].name, values[i]) for i in node.inputs],
+                                          values[node.id], node.pos.line))
+    adjoint = {out.id: np.ones(out.shape)}
+    for node in reversed(graph.nodes[: out.id + 1]):
+        if node.gate is None or node.id not in adjoint:
+            continue
+        upstream = adjoint[node.id]
+        args = [values[i] for i in node.inputs]
+        pulled = node.gate.vjp(upstream[None], args, values[node.id], node.attrs)
+        for slot, (i, contribution) in enumerate(zip(node.inputs, pulled)):
+            target = graph.nodes[i]
+            if target.kind == "literal":
+                continue
+            downstream = np.broadcast_to(contribution, (1,) + target.shape)[0]
+            accumulate = i in adjoint
+            adjoint[i] = adjoint[i] + downstream if accumulate else downstream.copy()
+            ex.backward.append(BackwardStep(
+                node.name, node.label, target.name, upstream, _local(node, args, values, slot),
+                downstream, node.gate.local, accumulate, adjoint[i].copy(), node.pos.line))
+    ex.grads = {nid: g for nid, g in adjoint.items()}
+    return ex
+
+
+def _local(node, args, values, slot):
+    """∂node/∂(its input `slot`) at the point: the local gradient, for small nodes."""
+    out_size, in_size = node.size, int(np.size(args[slot]))
+    if out_size * in_size > SMALL:
+        return None
+    eye = np.eye(out_size).reshape((out_size,) + node.shape)
+    jac = node.gate.vjp(eye, args, values[node.id], node.attrs)[slot]
+    jac = np.broadcast_to(jac, (out_size,) + np.shape(args[slot]))
+    return jac.reshape(node.shape + np.shape(args[slot]))
+
+
+@dataclass
+class Question:
+    """Quiz: what is d(output)/d(node)? Asked in backward order."""
+    node: str
+    answer: np.ndarray
+    edges: list          # the BackwardSteps into this node
+    line: int
+
+
+def quiz(ex: Explanation) -> list:
+    """One question per node (output, consts and literals aside), in backward order."""
+    graph = ex.graph
+    questions = []
+    for node in reversed(graph.nodes[: graph.output]):
+        if node.kind in ("const", "literal"):
+            continue
+        edges = [s for s in ex.backward if s.input == node.name]
+        answer = ex.grads.get(node.id, np.zeros(node.shape))
+        questions.append(Question(node.name, answer, edges, node.pos.line))
+    return questions
+
+
+def grade(written: str, answer: np.ndarray) -> bool:
+    """Is the written answer right? Digits written set the tolerance, as for `expect`."""
+    from .checker import parse_value
+    from .expects import _literal_decimals
+    value = parse_value(written, name="the answer")
+    program = parse(written)
+    decimals = _literal_decimals(program.statements[0].expr, program.text)
+    if np.shape(value) != np.shape(answer) and np.size(value) != 1:
+        return False
+    with np.errstate(all="ignore"):
+        if decimals is not None:
+            return bool(np.all(np.abs(value - answer) <= 0.5 * 10.0 ** (-decimals) + 1e-12 * np.abs(answer)))
+        return bool(np.all(np.abs(value - answer) <= np.maximum(1e-9, 1e-6 * np.abs(answer))))
+
+
+class Diverged(Exception):
+    """Gradient descent left the function's domain or overflowed at `step`."""
+
+    def __init__(self, step: int, error):
+        super().__init__(error.message)
+        self.step, self.error = step, error
+
+
+@dataclass
+class DescentStep:
+    value: float
+    leaves: dict   # name -> value
+
+
+def descend(graph: Graph, lr: float, steps: int) -> list:
+    """Gradient descent x ← x − η∇f on the leaves (consts stay); the state before each step and after the last."""
+    from .errors import GradValueError
+    out = graph.nodes[graph.output]
+    if out.size != 1:
+        raise GradValueError(f"the output '{out.name}' has shape {out.shape}: descent needs a scalar output",
+                             out.pos.line, out.pos.col)
+    leaves = [n for n in graph.nodes if n.kind == "leaf"]
+    history = []
+    for step in range(steps + 1):
+        try:
+            values = autodiff.forward(graph)
+        except GradValueError as err:
+            if step == 0:
+                raise
+            raise Diverged(step, err) from None
+        history.append(DescentStep(float(values[out.id]), {n.name: np.array(values[n.id]) for n in leaves}))
+        if step == steps:
+            break
+        adjoints = autodiff.backward(graph, values)
+        for n in leaves:
+            with np.errstate(all="ignore"):
+                n.value = n.value - lr * adjoints[n.id][0]
+            if not np.all(np.isfinite(n.value)):
+                raise Diverged(step + 1, GradValueError(f"leaf '{n.name}' is not finite after step {step + 1}",
+                                                        n.pos.line, n.pos.col))
+    return history
