@@ -42,7 +42,8 @@ def parse_value(text: str, seed: int = 0, name: str = "value") -> np.ndarray:
     return ref.value
 
 
-def _at_values(at: dict | None, seed: int) -> dict:
+def leaf_values(at: dict | None, seed: int) -> dict:
+    """`--at` values (text in the language, or numbers) as arrays; errors point into the value."""
     out = {}
     for key, value in (at or {}).items():
         if isinstance(value, str):
@@ -66,7 +67,7 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, seed: in
                "budget": budget, "at": {k: v for k, v in (at or {}).items() if isinstance(v, str)}}
     report = CheckReport(source=source, seed=seed, options=options, inline=text if free_names else None)
     try:
-        graph = build(parse(text), source, _at_values(at, seed), free_names, seed)
+        graph = build(parse(text), source, leaf_values(at, seed), free_names, seed)
         _fill(report, graph, rtol, atol, step, symbolic_check, budget, sympy_seconds, seed)
     except GradcheckError as err:
         report.error = err.located(source, text)

@@ -75,8 +75,8 @@ def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape
 
 
 def _names(expr):
-    from .usergates import _walk
-    return (e for e in _walk(expr) if isinstance(e, N.Name))
+    from .usergates import walk
+    return (e for e in walk(expr) if isinstance(e, N.Name))
 
 
 def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_check: bool):

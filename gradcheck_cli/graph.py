@@ -354,7 +354,6 @@ class Builder:
 
     def build(self) -> Graph:
         output = None
-        output_pos = None
         last_computed = None
         expects = []
         statements = self.program.statements
@@ -378,7 +377,7 @@ class Builder:
                 if st.name not in self.names:
                     raise GradNameError(f"unknown name '{st.name}'" + did_you_mean(st.name, self.names),
                                         st.pos.line, st.pos.col)
-                output, output_pos = self.names[st.name], st.pos
+                output = self.names[st.name]
             elif isinstance(st, N.Expect):
                 expects.append(st)
             elif isinstance(st, N.GateDef):
@@ -399,7 +398,6 @@ class Builder:
             st = statements[-1]
             raise GradValueError("nothing to differentiate: no computed node (e.g. f = x * y)",
                                  st.pos.line, st.pos.col)
-        del output_pos
         return Graph(self.nodes, output, self.names, expects, self.text, self.source)
 
     def _assignment(self, st: N.Assign) -> int | None:

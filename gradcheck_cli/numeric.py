@@ -127,11 +127,9 @@ def _run(graph: Graph, values: list, plans: list) -> dict:
     while pos < len(pending):
         first_plan = pending[pos][0]
         width = max(int(suffix_max[first_plan.node.id]), graph.nodes[graph.output].size)
-        rows_per_probe = len(first_plan.factors) * (first_plan.node.size if first_plan.directions is not None else 1)
         probes_per_chunk = max(1, CHUNK_ELEMENTS // (len(first_plan.factors) * width))
         chunk = pending[pos: pos + probes_per_chunk]
         pos += len(chunk)
-        del rows_per_probe
         probes, row = [], 0
         for plan, group in _group(chunk):
             probes.extend(_probes(plan, group, row))

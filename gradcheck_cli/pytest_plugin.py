@@ -47,28 +47,8 @@ class GradItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if not isinstance(excinfo.value, GradCheckFailed):
             return super().repr_failure(excinfo)
+        from .render import failure_text
         return failure_text(excinfo.value.report)
 
     def reportinfo(self):
         return self.path, None, f"gradcheck {self.path.name}"
-
-
-def failure_text(report) -> str:
-    """The failing rows as a plain table, their notes, and the reproduce command."""
-    from io import StringIO
-    from rich.console import Console
-    from .render import node_table, reproduce
-    from .report import CheckReport
-    if report.error is not None:
-        return report.error.format()
-    buffer = StringIO()
-    console = Console(file=buffer, width=120, no_color=True, highlight=False)
-    failing = [r for r in report.nodes if r in report.failures]
-    if failing:
-        console.print(node_table(CheckReport(report.source, report.output, report.value, report.seed, failing,
-                                             options=report.options), 120))
-    for row in report.failures:
-        name = getattr(row, "name", None) or f"expect {row.target}"
-        console.print(f"{row.status} {name} (line {row.line}): {row.note or ''}")
-    console.print(f"reproduce: {reproduce(report)}")
-    return buffer.getvalue()

@@ -301,6 +301,32 @@ def _md_cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _backprop_cell(row) -> str:
+    """Backprop's value for a node row (its worst element), or the actual gradient for an expectation."""
+    if isinstance(row, NodeRow):
+        return _element(row.grad, row, 6)
+    return fmt_number(np.asarray(row.actual)) if np.ndim(row.actual) == 0 else "×".join(map(str, np.shape(row.actual)))
+
+
+def failure_text(report: CheckReport, width: int = 120) -> str:
+    """Plain text for a failed check (the pytest plugin's report): failing rows, notes, reproduce."""
+    from io import StringIO
+    from rich.console import Console
+    if report.error is not None:
+        return report.error.format()
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, no_color=True, highlight=False)
+    failing = [r for r in report.nodes if r in report.failures]
+    if failing:
+        console.print(node_table(CheckReport(report.source, report.output, report.value, report.seed, failing,
+                                             options=report.options), width))
+    for row in report.failures:
+        name = getattr(row, "name", None) or f"expect {row.target}"
+        console.print(f"{row.status} {name} (line {row.line}): {row.note or ''}")
+    console.print(f"reproduce: {reproduce(report)}")
+    return buffer.getvalue()
+
+
 def render_markdown(run: RunReport) -> str:
     """A Markdown report for a job summary or a pull-request comment."""
     ok = run.passed and not run.has_input_error
@@ -319,9 +345,7 @@ def render_markdown(run: RunReport) -> str:
                   "|---|---|---|---|---|---|"]
         for row in r.failures:
             name = getattr(row, "name", None) or f"expect {row.target}"
-            grad = getattr(row, "grad", None)
-            lines.append(f"| `{_md_cell(name)}` | {row.line} | {row.status} | "
-                         f"{_md_cell(_element(grad, row, 6) if hasattr(row, 'worst_index') else fmt_number(np.asarray(row.actual)) if np.ndim(row.actual) == 0 else '')} | "
+            lines.append(f"| `{_md_cell(name)}` | {row.line} | {row.status} | {_md_cell(_backprop_cell(row))} | "
                          f"{fmt_error(getattr(row, 'numeric_error', None))} | {_md_cell(row.note or '')} |")
         lines += ["", f"Reproduce: `{reproduce(r)}`"]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import autodiff
-from .checker import _at_values
+from .checker import leaf_values
 from .graph import Graph, build
 from .syntax import parse
 
@@ -53,7 +53,7 @@ class Explanation:
 def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 0,
          free_names: bool = False) -> Graph:
     """Build a graph for teaching; raises GradcheckError on bad input."""
-    return build(parse(text), source, _at_values(at, seed), free_names, seed)
+    return build(parse(text), source, leaf_values(at, seed), free_names, seed)
 
 
 def explain(graph: Graph) -> Explanation:

@@ -31,7 +31,7 @@ class UserGate:
         return self.defn.name
 
 
-def _walk(expr):
+def walk(expr):
     """Every AST node under `expr` (iteratively)."""
     stack = [expr]
     while stack:
@@ -87,7 +87,7 @@ def define(defn: N.GateDef, user_gates: dict) -> UserGate:
 
 
 def _check_names(defn, expr, visible: set, known_functions: set):
-    for e in _walk(expr):
+    for e in walk(expr):
         if isinstance(e, N.Name) and e.id not in visible:
             if e.id in RESERVED:
                 raise GradNameError(f"'{e.id}' is only defined in the indented backward lines",
@@ -106,7 +106,7 @@ def _check_names(defn, expr, visible: set, known_functions: set):
 
 def _check_unknown_d_lines(defn: N.GateDef, d_lines: dict):
     """A `d<name>` line that is no parameter's gradient and that nothing uses is a misnamed d line."""
-    used = {e.id for line in defn.body for e in _walk(line.expr) if isinstance(e, N.Name)}
+    used = {e.id for line in defn.body for e in walk(line.expr) if isinstance(e, N.Name)}
     for line in defn.body:
         if line.name.startswith("d") and line.name[1:] not in defn.params and line.name not in used:
             raise GradNameError(f"'{line.name}' is not the gradient of a parameter of '{defn.name}' "
