@@ -65,6 +65,8 @@ def node_table(report: CheckReport, width: int):
     if medium and tensors:
         table.add_column("at", no_wrap=True)
     table.add_column("num err", justify="right", no_wrap=True, min_width=7)
+    if wide:
+        table.add_column("tol", justify="right", no_wrap=True)
     table.add_column("sym err", justify="right", no_wrap=True, min_width=7)
     table.add_column("status", no_wrap=True, min_width=6)
     for row in report.nodes:
@@ -73,8 +75,10 @@ def node_table(report: CheckReport, width: int):
             cells += [_element(row.numeric, row, digits), _element(row.symbolic, row, digits)]
         if medium and tensors:
             cells.append(_index_cell(row))
-        cells += [fmt_error(row.numeric_error), fmt_error(row.symbolic_error),
-                  f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]"]
+        cells.append(fmt_error(row.numeric_error))
+        if wide:
+            cells.append(fmt_error(row.tolerance) if row.grad is not None else "—")
+        cells += [fmt_error(row.symbolic_error), f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]"]
         table.add_row(*cells)
     return table
 
@@ -99,6 +103,8 @@ def render_table(run: RunReport, console, expand: str | None = None) -> None:
         for row in report.nodes + report.expects:
             if row.note and row.status not in ("pass", "skip"):
                 label = getattr(row, "name", None) or f"expect {row.target}"
+                if getattr(row, "worst_index", None):
+                    label += f" {list(row.worst_index)}"
                 console.print(f"  [{STATUS_STYLE[row.status]}]{row.status}[/] {escape(label)} "
                               f"(line {row.line}): {escape(row.note)}", highlight=False)
         if expand:

@@ -1,6 +1,7 @@
 """The command line through click's CliRunner: exit codes, JSON, the table, output files."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -103,6 +104,18 @@ def test_table_fits_80_columns_without_color():
 def test_wide_table_shows_every_oracle():
     result = run("check", str(EXPRESSIONS / "cs231n_circuit.grad"), env={"COLUMNS": "140"})
     assert "numeric" in result.output and "symbolic" in result.output
+    header = next(l for l in result.output.splitlines() if "backprop" in l)
+    assert "tol" in header  # the tolerance applied is shown
+    assert "1.0e-05" in result.output
+
+
+def test_a_failing_tensor_row_names_its_worst_element_at_80_columns(tmp_path):
+    p = tmp_path / "affine.grad"
+    p.write_text("gate affine(x, W, b) = x @ W + b\n  dx = dout @ W.T\n  dW = x.T @ dout\n  db = dout * 1.5\n"
+                 "x = randn(4, 3)\nW = randn(3, 2)\nb = randn(4, 2)\nf = sum(affine(x, W, b)^2)\n")
+    result = run("check", str(p), env={"COLUMNS": "80"})
+    assert result.exit_code == 1
+    assert re.search(r"fail b \[\d, \d\] \(line 7\)", result.output)
 
 
 def test_output_file_is_written_whole(tmp_path):
