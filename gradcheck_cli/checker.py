@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ DEFAULT_ATOL = 1e-8      # values both below this count as equal
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
 SAFETY = 4.0             # how many error estimates a finite difference may be off by
 UNRELIABLE = 1e-2        # an error estimate above this fraction of the value: the difference can't judge
-_SEVERITY = {"pass": 0, "kink": 1, "warn": 2, "fail": 3}
 
 
 def rel_error(a, b, atol: float = DEFAULT_ATOL) -> np.ndarray:

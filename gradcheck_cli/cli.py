@@ -391,7 +391,7 @@ def _answer_file(path: str, names: set) -> dict:
         for st in program.statements:
             if not isinstance(st, Assign) or not st.name.startswith("d") or st.name[1:] not in names:
                 name = getattr(st, "name", "")
-                raise GradNameError(f"expected d<node> = value for a node of the quiz"
+                raise GradNameError("expected d<node> = value for a node of the quiz"
                                     + did_you_mean(name, ["d" + n for n in names]), st.pos.line, st.pos.col)
             out[st.name[1:]] = program.text[st.expr.pos.start:st.expr.pos.end]
         return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import nodes as N
-from .errors import GradNameError, GradShapeError, GradSyntaxError, did_you_mean
+from .errors import GradNameError, GradShapeError, did_you_mean
 
 INTEGER_RTOL = 1e-9     # `expect dx = -4`: as exact as floats allow
 FORMULA_RTOL = 1e-9

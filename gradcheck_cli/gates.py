@@ -61,7 +61,6 @@ class Gate:
     params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
     positional_params: tuple = ()   # parameters that may also follow the operands positionally
     examples: tuple = (Example(((),)),)
-    differentiable: bool = True     # False: constant for differentiation (comparisons)
     backward_source: tuple = ()     # per input, (text, line, col) of where its backward was written
 
     def display(self, attrs: dict) -> str:
@@ -249,7 +248,7 @@ def _matmul_sym(args, a):
     out = np.empty((A2.shape[0], B2.shape[1]), dtype=object)
     for i in range(A2.shape[0]):
         for j in range(B2.shape[1]):
-            out[i, j] = _sym_sum(A2[i, k] * B2[k, j] for k in range(A2.shape[1]))
+            out[i, j] = _sym_sum([A2[i, k] * B2[k, j] for k in range(A2.shape[1])])
     if ndb == 1:
         out = out[:, 0]
     if nda == 1:
@@ -257,9 +256,10 @@ def _matmul_sym(args, a):
     return np.asarray(out, dtype=object)
 
 
-def _sym_sum(terms):
+def _sym_sum(items):
+    """Σ of SymPy terms, built in one Add."""
     import sympy
-    return sympy.Add(*list(terms))
+    return sympy.Add(*items)
 
 
 def _transpose_forward(args, a):
@@ -333,13 +333,8 @@ def _sym_softmax(args, a):
     import sympy
     x = args[0]
     e = np.asarray(np.frompyfunc(sympy.exp, 1, 1)(x), dtype=object)
-    total = _sym_reduce(e, dict(a, keepdims=True), _sym_sum_list)
+    total = _sym_reduce(e, dict(a, keepdims=True), _sym_sum)
     return np.asarray(e / total, dtype=object)
-
-
-def _sym_sum_list(items):
-    import sympy
-    return sympy.Add(*items)
 
 
 def _sym_lse(args, a):
@@ -427,7 +422,7 @@ def _cmp(name, op, fn, h0_sym):
                                              unbroadcast(g * 0.0, args[1].shape)),
                 sym=sym, local="0 (a comparison is constant)", doc=f"1 where a {op} b, else 0",
                 routes="blocks the gradient: a comparison is a constant",
-                infer=_broadcast_infer, elementwise=True, differentiable=False,
+                infer=_broadcast_infer, elementwise=True,
                 branch=lambda args, a: fn(args[0], args[1]),
                 examples=(Example(((), ())), Example(((3,), (3,)))))
 
@@ -569,13 +564,13 @@ _GATES = [
          examples=(Example(((2, 3),)), Example(((3,),)))),
     Gate(name="sum", arity=1, call="sum", params=("axis", "keepdims"), positional_params=("axis",),
          forward=lambda args, a: args[0].sum(axis=a["axes"], keepdims=a["keepdims"]),
-         vjp=_sum_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_sum_list),
+         vjp=_sum_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_sum),
          infer=_axes_infer(), local="∂(Σx)/∂xᵢ = 1", doc="sum of the elements (optional axis, keepdims)",
          routes="copies the upstream gradient to every summed element",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}), Example(((2, 3),), {"axis": 0, "keepdims": 1}))),
     Gate(name="mean", arity=1, call="mean", params=("axis", "keepdims"), positional_params=("axis",),
          forward=_mean_forward, vjp=_mean_vjp,
-         sym=lambda args, a: _sym_reduce(args[0], a, lambda items: _sym_sum_list(items) / len(items)),
+         sym=lambda args, a: _sym_reduce(args[0], a, lambda items: _sym_sum(items) / len(items)),
          infer=_axes_infer(), local="∂(mean x)/∂xᵢ = 1/n", doc="mean of the elements (optional axis)",
          routes="shares the upstream gradient evenly: 1/n to each element",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
@@ -589,7 +584,7 @@ _GATES = [
     Gate(name="dot", arity=2, call="dot",
          forward=lambda args, a: (args[0] * args[1]).sum(axis=-1),
          vjp=lambda g, args, out, a: (g[..., None] * args[1], g[..., None] * args[0]),
-         sym=lambda args, a: np.asarray(_sym_sum(args[0] * args[1]), dtype=object),
+         sym=lambda args, a: np.asarray(_sym_sum(list(np.ravel(args[0] * args[1]))), dtype=object),
          infer=_vector_pair_infer("dot"), local="∂(a·b)/∂a = b, ∂(a·b)/∂b = a",
          doc="dot product of two vectors", routes="each vector gets upstream times the other",
          examples=(Example(((3,), (3,))),)),

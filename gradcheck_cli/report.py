@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SCHEMA = 1
-STATUS_ORDER = ("pass", "skip", "kink", "warn", "fail")
 
 
 def to_json_value(value):

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import gates as G
 from . import nodes as N
-from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
+from .errors import GradNameError, GradSyntaxError, did_you_mean
 from .values import CONSTRUCTORS
 
 RESERVED = ("out", "dout")

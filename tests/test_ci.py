@@ -3,13 +3,12 @@
 import json
 import shlex
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from gradcheck_cli.cli import main
-from conftest import EXPRESSIONS, ROOT
+from conftest import ROOT
 
 GOOD = "x = 3\ny = -4\nf = 2 * (x*y + max(x, y))\n"
 BAD_GATE = "gate sig(t) = 1 / (1 + exp(-t))\n  dt = -dout * out * (1 - out)\nx = 0.5\nf = sig(x)\n"

@@ -1,6 +1,5 @@
 """Property tests: random expressions agree three ways; random text never raises anything but our error."""
 
-import math
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st

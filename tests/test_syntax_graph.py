@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from gradcheck_cli import nodes as N
 from gradcheck_cli.graph import build
 from gradcheck_cli.syntax import parse
 

@@ -1,6 +1,5 @@
 """Hand-derived gates, comparisons, const leaves and expectations (issue 4)."""
 
-import re
 
 import numpy as np
 import pytest

@@ -44,7 +44,7 @@ def expression_file(n_gates: int, seed: int = 0, leaves: int = 10) -> str:
         elif size >= 1:
             stack.append((size - 1, (len(order) - 1, 0)))
     children: dict = {}
-    for index, (size, slot) in enumerate(order):
+    for index, (_size, slot) in enumerate(order):
         if slot is not None:
             children.setdefault(slot[0], {})[slot[1]] = index
     for index in reversed(range(len(order))):
