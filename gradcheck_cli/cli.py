@@ -379,21 +379,38 @@ def _feedback(q, ok: bool, output: str) -> None:
                    f" = {short(e.downstream)}" + ("  (added: fan-out)" if e.accumulate else ""))
 
 
+_ANSWER_EQ = re.compile(r"(?<![<>=!])=(?!=)")  # the `=` of `dname = value`, not of `==`, `<=`, `>=`
+
+
 def _answer_file(path: str, names: set) -> dict:
-    """`d<name> = value` lines, checked like source (exit 2 on a bad line)."""
-    from .errors import GradcheckError, GradNameError, did_you_mean
-    from .nodes import Assign
-    from .syntax import parse
+    """`d<node> = value` lines, one per node as the quiz names it (spaces ignored), so unnamed
+    gates like `exp(-dot)` can be answered too. A bad line is an input error (exit 2)."""
+    from .checker import parse_value
+    from .errors import GradcheckError, GradNameError, GradSyntaxError, did_you_mean
     text = open(path, encoding="utf-8").read()
+    by_key = {re.sub(r"\s+", "", n): n for n in names}
+    out = {}
     try:
-        program = parse(text)
-        out = {}
-        for st in program.statements:
-            if not isinstance(st, Assign) or not st.name.startswith("d") or st.name[1:] not in names:
-                name = getattr(st, "name", "")
-                raise GradNameError("expected d<node> = value for a node of the quiz"
-                                    + did_you_mean(name, ["d" + n for n in names]), st.pos.line, st.pos.col)
-            out[st.name[1:]] = program.text[st.expr.pos.start:st.expr.pos.end]
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0]
+            if not line.strip():
+                continue
+            eqs = list(_ANSWER_EQ.finditer(line))
+            name = line[: eqs[-1].start()].strip() if eqs else ""
+            key = re.sub(r"\s+", "", name)[1:]
+            if not eqs or not name.startswith("d") or key not in by_key:
+                col = len(raw) - len(raw.lstrip()) + 1
+                if not eqs:
+                    raise GradSyntaxError("expected d<node> = value", number, col)
+                raise GradNameError(f"'{name}' is not the gradient of a quiz node"
+                                    + did_you_mean(name, ["d" + n for n in names]), number, col)
+            value = line[eqs[-1].end():]
+            start = eqs[-1].end() + len(value) - len(value.lstrip())
+            try:
+                parse_value(value.strip(), name="the answer")
+            except GradcheckError as err:
+                raise type(err)(err.message, number, start + (err.col or 1)) from None
+            out[by_key[key]] = value.strip()
         return out
     except GradcheckError as err:
         click.echo(err.located(path, text).format(), err=True)

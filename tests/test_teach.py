@@ -135,13 +135,19 @@ def test_quiz_end_of_input_counts_as_unanswered():
     assert result.exit_code == 1 and "score: 1/5" in result.output
 
 
-def test_quiz_rounded_answers_use_the_digits_written():
-    result = run("quiz", SIGMOID, "--answers", _answers_file(
-        "d1 + exp(-dot) = -0.53", "dexp(-dot) = -0.53", "d-dot = -0.20", "ddot = 0.20",
-        "dw2 = 0.20", "dw0*x0 + w1*x1 = 0.20", "dw1*x1 = 0.20", "dx1 = -0.59", "dw1 = -0.39",
-        "dw0*x0 = 0.2", "dx0 = 0.39", "dw0 = -0.20"))
-    # `d-dot` and `dexp(-dot)` are not names: the file cannot hold them, so it is an error
-    assert result.exit_code == 2
+def test_quiz_answers_file_covers_unnamed_gates_and_rounding():
+    # every node of the written-out neuron, unnamed gates included, to the notes' two decimals
+    good = _answers_file(
+        "d1 + exp(-dot) = -0.53", "dexp(-dot) = -0.53", "d-dot = -0.20", "ddot = 0.20", "dw2 = 0.20",
+        "dw0*x0 + w1*x1 = 0.20", "dw1*x1 = 0.20", "dx1 = -0.59", "dw1 = -0.39", "dw0 * x0 = 0.20",
+        "dx0 = 0.39", "dw0 = -0.20")
+    result = run("quiz", SIGMOID, "--answers", good)
+    assert result.exit_code == 0 and "score: 12/12" in result.output
+    # three decimals claim more precision: 0.200 is not 0.1966
+    result = run("quiz", "-e", "sigmoid(x)", "--at", "x=1", "--answers", _answers_file("dx = 0.200"))
+    assert result.exit_code == 1 and "wrong: dx = 0.1966" in result.output
+    result = run("quiz", "-e", "sigmoid(x)", "--at", "x=1", "--answers", _answers_file("dx = 0.20"))
+    assert result.exit_code == 0
 
 
 def _answers_file(*lines):
@@ -161,11 +167,17 @@ def test_quiz_answers_file():
     assert result.exit_code == 1 and "da = (no answer)" in result.output and "score: 1/5" in result.output
 
 
-@pytest.mark.parametrize("line,fragment", [("dq = 2", "expected d<node> = value"), ("db = (", "unexpected"),
-                                           ("x = 2", "expected d<node> = value")])
+@pytest.mark.parametrize("line,fragment", [
+    ("dq = 2", ":1:1: error: 'dq' is not the gradient of a quiz node"),
+    ("  db = (", ":1:9: error: unexpected end of input"),
+    ("db = foo", ":1:6: error: unknown name 'foo'"),
+    ("x = 2", ":1:1: error: 'x' is not the gradient of a quiz node"),
+    ("db 2", ":1:1: error: expected d<node> = value"),
+])
 def test_quiz_bad_answers_file(line, fragment):
-    result = run("quiz", MAXCIRCUIT, "--answers", _answers_file(line))
-    assert result.exit_code == 2 and fragment in result.output and ":1:" in result.output
+    result = run("quiz", MAXCIRCUIT, "--answers", _answers_file("# answers", line))
+    fragment = fragment.replace(":1:", ":2:", 1)
+    assert result.exit_code == 2 and fragment in result.output, result.output
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
