@@ -16,6 +16,25 @@ def rows(report) -> dict:
     return {r.name: r for r in report.nodes}
 
 
+def assert_positioned_error(source: str, fragment: str, line: int, col: int, name: str = "bad.grad"):
+    """check() of `source` fails with a GradcheckError at line:col whose message has `fragment`,
+    formatted as FILE:LINE:COL: error: ..., the source line and a caret under the column."""
+    from gradcheck_cli import check
+    from gradcheck_cli.errors import GradcheckError
+    report = check(source, source=name)
+    err = report.error
+    assert isinstance(err, GradcheckError), f"no error for {source!r}"
+    assert fragment in err.message, err.format()
+    assert (err.line, err.col) == (line, col), err.format()
+    text = err.format()
+    assert text.startswith(f"{name}:{line}:{col}: error: ")
+    if err.source_line() is not None and err.source_line().strip():
+        caret_line = text.splitlines()[-1]
+        assert caret_line.rstrip().endswith("^") and caret_line.index("^") == 2 + col - 1
+    assert report.passed is False
+    return err
+
+
 def grad(report, name):
     return np.asarray(rows(report)[name].grad, dtype=float)
 

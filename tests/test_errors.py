@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli import check
 from gradcheck_cli.cli import main
-from gradcheck_cli.errors import GradcheckError
+from conftest import assert_positioned_error
 
 # (source, a fragment of the message, line, col)
 BAD_SOURCES = [
@@ -70,17 +70,7 @@ BAD_SOURCES = [
 
 @pytest.mark.parametrize("source,fragment,line,col", BAD_SOURCES, ids=[s[1][:40] for s in BAD_SOURCES])
 def test_bad_source_is_a_positioned_error(source, fragment, line, col):
-    report = check(source, source="bad.grad")
-    err = report.error
-    assert isinstance(err, GradcheckError), f"no error for {source!r}"
-    assert fragment in err.message
-    assert (err.line, err.col) == (line, col), err.format()
-    text = err.format()
-    assert text.startswith(f"bad.grad:{line}:{col}: error: ")
-    if source.strip() and not source.startswith("#"):
-        caret_line = text.splitlines()[-1]
-        assert caret_line.rstrip().endswith("^") and caret_line.index("^") == 2 + col - 1
-    assert report.passed is False
+    assert_positioned_error(source, fragment, line, col)
 
 
 @pytest.mark.parametrize("source,fragment,line,col", BAD_SOURCES[:12], ids=[s[1][:40] for s in BAD_SOURCES[:12]])

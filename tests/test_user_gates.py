@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli import check, check_file
 from gradcheck_cli.cli import main
-from conftest import EXPRESSIONS, rows
+from conftest import EXPRESSIONS, assert_positioned_error, rows
 
 
 def failing(report):
@@ -163,9 +163,7 @@ BAD_GATES = [
 
 @pytest.mark.parametrize("src,fragment,line,col", BAD_GATES, ids=[b[1][:30] for b in BAD_GATES])
 def test_bad_gate_definitions(src, fragment, line, col):
-    err = check(src, source="g.grad").error
-    assert err is not None and fragment in err.message, err and err.format()
-    assert (err.line, err.col) == (line, col), err.format()
+    assert_positioned_error(src, fragment, line, col, name="g.grad")
 
 
 # --- expectations ---------------------------------------------------------------------------------
