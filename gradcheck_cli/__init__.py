@@ -2,15 +2,16 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "check_file", "check_paths", "GradcheckError", "__version__"]
+__all__ = ["check", "check_file", "check_paths", "load", "Settings", "GradcheckError", "__version__"]
+
+_LAZY = {  # name -> module: `gradcheck --help` must not pay for numpy and sympy
+    "check": "checker", "check_file": "files", "check_paths": "files", "load": "frontend",
+    "Settings": "settings", "GradcheckError": "errors",
+}
 
 
 def __getattr__(name):
-    # Lazy: `gradcheck --help` must not pay for numpy and sympy.
-    if name in ("check", "check_file", "check_paths"):
-        from . import checker as _check
-        return getattr(_check, name)
-    if name == "GradcheckError":
-        from .errors import GradcheckError
-        return GradcheckError
+    if name in _LAZY:
+        from importlib import import_module
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)

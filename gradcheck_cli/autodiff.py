@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GradValueError
+from .errors import BackwardError, GradValueError
 from .graph import Graph, Node
-
-
-class BackwardError(Exception):
-    """A gate's backward could not be computed (a hand-written d line): a failed check, not bad input."""
-
-    def __init__(self, message: str, line: int | None = None, col: int | None = None, grads=None):
-        super().__init__(message)
-        self.message, self.line, self.col = message, line, col
-        self.grads = grads  # the inputs' gradients that could be computed (NaN where not), if any
 
 
 def _gate_inputs(graph: Graph, node: Node, values: list) -> list:
@@ -113,12 +104,15 @@ def _short(value) -> str:
     return f"array of shape {v.shape}"
 
 
-def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None) -> list:
+def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None,
+             on_edge=None, on_node=None) -> list:
     """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
 
     Fan-out accumulates: a node's adjoint is the sum over its consumers. `seed` replaces the
     identity at the output (a user gate's upstream gradient). A gate whose backward raises
     BackwardError is recorded in `errors` (node id -> error) and passes NaN to its inputs.
+    `on_node(node, adjoint)` is called for every gate reached, before its backward runs, and
+    `on_edge(node, slot, contribution, total, accumulated)` for every edge, in backward order.
     """
     out = graph.nodes[graph.output]
     if seed is None:
@@ -131,6 +125,8 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
             g = adjoints[node.id]
             if g is None or node.gate is None:
                 continue
+            if on_node is not None:
+                on_node(node, g)
             args = _gate_inputs(graph, node, values)
             try:
                 grads = node.gate.vjp(g, args, values[node.id], node.attrs)
@@ -139,9 +135,12 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
                     raise
                 errors[node.id] = err
                 grads = err.grads or [np.full((k,) + np.shape(a), np.nan) for a in args]
-            for i, gi in zip(node.inputs, grads):
+            for slot, (i, gi) in enumerate(zip(node.inputs, grads)):
                 gi = np.broadcast_to(gi, (k,) + graph.nodes[i].shape)
-                adjoints[i] = gi.copy() if adjoints[i] is None else adjoints[i] + gi
+                accumulated = adjoints[i] is not None
+                adjoints[i] = adjoints[i] + gi if accumulated else gi.copy()
+                if on_edge is not None:
+                    on_edge(node, slot, gi, adjoints[i], accumulated)
     for node in graph.nodes:
         if adjoints[node.id] is None:
             adjoints[node.id] = np.zeros((k,) + node.shape)

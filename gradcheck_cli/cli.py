@@ -1,4 +1,7 @@
-"""The `gradcheck` command line: parse options, call the library, render, set the exit code."""
+"""The `gradcheck` command line: parse options, call the library, render, set the exit code.
+
+numpy, sympy and rich are imported inside the commands, so `gradcheck --help` stays instant.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import tempfile
 import click
 
 from . import __version__
+from .settings import FORMATS
 
-FORMATS = ("table", "json", "junit", "github", "markdown")
 _AT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
 
 
@@ -90,6 +93,14 @@ def _fail_usage(message: str):
     sys.exit(2)
 
 
+def _fail(err, source=None, text=None):
+    """Print a GradcheckError (located at `source`, `text` when it is not yet) and exit 2."""
+    if source is not None:
+        err = err.located(source, text)
+    click.echo(err.format(), err=True)
+    sys.exit(2)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="gradcheck")
 def main():
@@ -107,14 +118,15 @@ def main():
 @click.option("-e", "--expr", "expr", metavar="SRC", help="Check this source text instead of files; free names become leaves.")
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE",
               help="Set a leaf's value (repeatable): a number, [1, 2], randn(3), ...")
-@click.option("--seed", type=int, default=None, help="Seed for randn/rand and unset leaves [default: 0].")
+@click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None,
+              help="Seed for randn/rand and unset leaves [default: 0].")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table].")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
-@click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Relative tolerance against finite differences [default: 1e-5].")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Values both below this count as equal [default: 1e-8].")
-@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Relative step h (h = step·max(1,|v|)) [default: cbrt(eps) ≈ 6.1e-6].")
 @click.option("--no-symbolic", "no_symbolic", is_flag=True, default=None, help="Skip the SymPy oracle.")
 @click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures.")
@@ -129,10 +141,10 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
 
     Defaults come from [tool.gradcheck] in the nearest pyproject.toml; options given here win.
     """
-    from .checker import DEFAULT_ATOL, DEFAULT_RTOL, check as run_check, check_paths_parallel, expand_targets
+    from .checker import check as check_text
     from .config import load
     from .errors import GradcheckError
-    from .numeric import DEFAULT_BUDGET
+    from .files import check_files, expand_targets
     from .report import RunReport
 
     _reuse_freed_memory()
@@ -142,28 +154,21 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
         _fail_usage("nothing to check: give TARGET files or directories, or -e SRC (see --help)")
     try:
         config, _ = load()
+        settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
+                                     symbolic=False if no_symbolic else None, budget=budget, jobs=jobs)
     except GradcheckError as err:
-        click.echo(err.format(), err=True)
-        sys.exit(2)
-
-    def pick(given, key, default):
-        return given if given is not None else config.get(key, default)
-
-    options = dict(at=_parse_at(at), seed=pick(seed, "seed", 0), rtol=pick(rtol, "rtol", DEFAULT_RTOL),
-                   atol=pick(atol, "atol", DEFAULT_ATOL), step=pick(step, "step", None),
-                   symbolic_check=not no_symbolic if no_symbolic else config.get("symbolic", True),
-                   strict=pick(strict, "strict", False), budget=pick(budget, "budget", DEFAULT_BUDGET))
-    fmt = pick(fmt, "format", "table")
+        _fail(err)
+    at = _parse_at(at)
     if expr is not None:
-        run = RunReport([run_check(expr, source="<expr>", free_names=True, **options)])
+        run = RunReport([check_text(expr, source="<expr>", at=at, free_names=True, settings=settings)])
     else:
         try:
             files = expand_targets(targets)
         except GradcheckError as err:
             _fail_usage(err.message)
-        run = check_paths_parallel(files, pick(jobs, "jobs", 1), **options)
-    _emit(run, fmt, output, expand)
-    _github_step_summary(run, fmt)
+        run = check_files(files, settings)
+    _emit(run, settings.format, output, expand)
+    _github_step_summary(run, settings.format)
     sys.exit(run.exit_code())
 
 
@@ -172,36 +177,32 @@ def _github_step_summary(run, fmt: str) -> None:
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt != "github" or not path:
         return
-    from .render import render_markdown
+    from .render import render
     try:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(render_markdown(run))
+            f.write(render(run, "markdown"))
     except OSError as err:
         click.echo(f"gradcheck: warning: cannot write $GITHUB_STEP_SUMMARY ({err})", err=True)
 
 
 def _emit(run, fmt: str, output: str | None, expand: str | None) -> None:
     from io import StringIO
-    from .render import render_github, render_json, render_junit, render_markdown, render_table
+    from .render import MACHINE_FORMATS, render
+    from .render.table import print_table
 
     for report in run.results:
         if report.error is not None:
             click.echo(report.error.format(), err=True)
     ok = type(run)([r for r in run.results if r.error is None])
-    machine = {"json": lambda r: render_json(r) + "\n", "junit": render_junit, "github": render_github,
-               "markdown": render_markdown}
-    if fmt in machine:
-        text = machine[fmt](run)
+    if fmt in MACHINE_FORMATS:
+        text = render(run, fmt)
+    elif output is None:
+        if ok.results:
+            print_table(ok, _console(), expand)
+        return
     else:
-        if not ok.results and not output:
-            return
         buffer = StringIO()
-        width = None if output is None else 120
-        console = _console(buffer, width) if output else _console()
-        if output is None:
-            render_table(ok, console, expand)
-            return
-        render_table(ok, console, expand)
+        print_table(ok, _console(buffer, 120), expand)
         text = buffer.getvalue()
     if output:
         _write_atomically(output, text)
@@ -211,7 +212,8 @@ def _emit(run, fmt: str, output: str | None, expand: str | None) -> None:
 
 def _source_options(f):
     """TARGET or -e SRC, with --at and --seed: how the teaching commands take their function."""
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed for randn/rand and unset leaves.")(f)
+    f = click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=0, show_default=True,
+                     help="Seed for randn/rand and unset leaves.")(f)
     f = click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="Set a leaf's value (repeatable).")(f)
     f = click.option("-e", "--expr", "expr", metavar="SRC", help="Use this source text; free names become leaves.")(f)
     return click.argument("target", required=False, type=click.Path())(f)
@@ -219,24 +221,18 @@ def _source_options(f):
 
 def _load(target, expr, at, seed):
     """The graph of TARGET or -e SRC, or exit 2 with the error."""
-    from pathlib import Path
     from .errors import GradcheckError
-    from .teach import load
+    from .files import read_source
+    from .frontend import load
     if (target is None) == (expr is None):
         _fail_usage("give one TARGET file or -e SRC")
     source, text = ("<expr>", expr) if expr is not None else (target, None)
     try:
         if text is None:
-            try:
-                text = Path(target).read_bytes().decode("utf-8")
-            except OSError as err:
-                _fail_usage(f"{target}: {err.strerror or err}")
-            except UnicodeDecodeError:
-                _fail_usage(f"{target}: not UTF-8 text")
+            text = read_source(target)
         return load(text, source, _parse_at(at), seed, free_names=expr is not None)
     except GradcheckError as err:
-        click.echo(err.located(source, text).format(), err=True)
-        sys.exit(2)
+        _fail(err, source, text)
 
 
 def _explained(target, expr, at, seed):
@@ -246,8 +242,7 @@ def _explained(target, expr, at, seed):
     try:
         return run_explain(graph)
     except GradcheckError as err:
-        click.echo(err.located(graph.source, graph.text).format(), err=True)
-        sys.exit(2)
+        _fail(err, graph.source, graph.text)
 
 
 @main.command()
@@ -257,7 +252,7 @@ def _explained(target, expr, at, seed):
 def explain(target, expr, at, seed, fmt, latex):
     """The chain rule step by step: the forward pass, then each edge of the backward pass
     as upstream × local = downstream."""
-    from .render_teach import explain_json, explain_latex, explain_text
+    from .render.teach import explain_json, explain_latex, explain_text
     ex = _explained(target, expr, at, seed)
     click.echo(explain_latex(ex) if latex else explain_json(ex) if fmt == "json" else explain_text(ex), nl=False)
 
@@ -270,9 +265,8 @@ def explain(target, expr, at, seed, fmt, latex):
 @click.option("--ascii", "ascii_only", is_flag=True, help="Draw the tree with ASCII characters only.")
 def graph(target, expr, at, seed, fmt, output, ascii_only):
     """The circuit: every gate with its value (green) and gradient (red)."""
-    import shutil
-    import subprocess
-    from .render_teach import circuit_dot, circuit_tree
+    from .errors import GradcheckError
+    from .render.circuit import circuit_dot, circuit_tree
     ex = _explained(target, expr, at, seed)
     if fmt == "text":
         from io import StringIO
@@ -296,15 +290,11 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         return
     if not output:
         _fail_usage(f"--format {fmt} writes an image: give -o FILE")
-    dot = shutil.which("dot")
-    if dot is None:
-        _fail_usage(f"--format {fmt} needs Graphviz's `dot`, which is not installed. Install it "
-                    "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
-                    "conda: conda install graphviz), or use --format dot and render the text elsewhere.")
-    result = subprocess.run([dot, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True)
-    if result.returncode != 0:
-        _fail_usage(f"Graphviz failed: {result.stderr.decode(errors='replace').strip()}")
-    _write_atomically(output, result.stdout)
+    from . import graphviz
+    try:
+        _write_atomically(output, graphviz.render(dot_text, fmt))
+    except GradcheckError as err:
+        _fail_usage(err.message)
 
 
 @main.command()
@@ -316,6 +306,7 @@ def quiz(target, expr, at, seed, answers):
 
     Exit 0 when every answer was right, 1 otherwise. Reads standard input when it is not a terminal.
     """
+    from .render.teach import feedback_lines
     from .teach import quiz as questions_of
     ex = _explained(target, expr, at, seed)
     questions = questions_of(ex)
@@ -332,15 +323,16 @@ def quiz(target, expr, at, seed, answers):
             written = _ask(f"d{q.node}", interactive)
         ok = written is not None and _grade(written, q.answer)
         right += ok
-        _feedback(q, ok, ex.output)
+        for line in feedback_lines(q, ok):
+            click.echo(line)
     click.echo(f"\nscore: {right}/{len(questions)}")
     sys.exit(0 if right == len(questions) else 1)
 
 
 def _ask(prompt: str, interactive: bool) -> str | None:
     """One answer from the terminal (asking again if it does not parse) or one line of stdin."""
-    from .checker import parse_value
     from .errors import GradcheckError
+    from .frontend import parse_value
     while True:
         try:
             text = click.prompt(prompt, prompt_suffix=" = ", default="", show_default=False)
@@ -367,54 +359,15 @@ def _grade(written: str, answer) -> bool:
         return False
 
 
-def _feedback(q, ok: bool, output: str) -> None:
-    from .render_teach import short
-    if ok:
-        click.echo(f"  right: d{q.node} = {short(q.answer)}")
-    else:
-        click.echo(f"  wrong: d{q.node} = {short(q.answer)}")
-    for e in q.edges:
-        local = short(e.local) if e.local is not None else "J"
-        click.echo(f"    from {e.node} [{e.gate}: {e.formula}]: upstream {short(e.upstream)} × local {local}"
-                   f" = {short(e.downstream)}" + ("  (added: fan-out)" if e.accumulate else ""))
-
-
-_ANSWER_EQ = re.compile(r"(?<![<>=!])=(?!=)")  # the `=` of `dname = value`, not of `==`, `<=`, `>=`
-
-
 def _answer_file(path: str, names: set) -> dict:
-    """`d<node> = value` lines, one per node as the quiz names it (spaces ignored), so unnamed
-    gates like `exp(-dot)` can be answered too. A bad line is an input error (exit 2)."""
-    from .checker import parse_value
-    from .errors import GradcheckError, GradNameError, GradSyntaxError, did_you_mean
+    """The answers in FILE, or exit 2 with the position of a bad line."""
+    from .answers import parse_answers
+    from .errors import GradcheckError
     text = open(path, encoding="utf-8").read()
-    by_key = {re.sub(r"\s+", "", n): n for n in names}
-    out = {}
     try:
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.split("#", 1)[0]
-            if not line.strip():
-                continue
-            eqs = list(_ANSWER_EQ.finditer(line))
-            name = line[: eqs[-1].start()].strip() if eqs else ""
-            key = re.sub(r"\s+", "", name)[1:]
-            if not eqs or not name.startswith("d") or key not in by_key:
-                col = len(raw) - len(raw.lstrip()) + 1
-                if not eqs:
-                    raise GradSyntaxError("expected d<node> = value", number, col)
-                raise GradNameError(f"'{name}' is not the gradient of a quiz node"
-                                    + did_you_mean(name, ["d" + n for n in names]), number, col)
-            value = line[eqs[-1].end():]
-            start = eqs[-1].end() + len(value) - len(value.lstrip())
-            try:
-                parse_value(value.strip(), name="the answer")
-            except GradcheckError as err:
-                raise type(err)(err.message, number, start + (err.col or 1)) from None
-            out[by_key[key]] = value.strip()
-        return out
+        return parse_answers(text, names)
     except GradcheckError as err:
-        click.echo(err.located(path, text).format(), err=True)
-        sys.exit(2)
+        _fail(err, path, text)
 
 
 @main.command()
@@ -426,7 +379,7 @@ def _answer_file(path: str, names: set) -> dict:
 def descend(target, expr, at, seed, lr, steps, fmt):
     """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
     from .errors import GradcheckError
-    from .render_teach import descent_json, descent_table
+    from .render.teach import descent_json, descent_table
     from .teach import Diverged, descend as run_descend
     graph = _load(target, expr, at, seed)
     try:
@@ -437,8 +390,7 @@ def descend(target, expr, at, seed, lr, steps, fmt):
                    "or overflowed); try a smaller --lr", err=True)
         sys.exit(1)
     except GradcheckError as err:
-        click.echo(err.located(graph.source, graph.text).format(), err=True)
-        sys.exit(2)
+        _fail(err, graph.source, graph.text)
     if fmt == "json":
         click.echo(descent_json(history), nl=False)
     else:
@@ -448,19 +400,5 @@ def descend(target, expr, at, seed, lr, steps, fmt):
 @main.command()
 def gates():
     """List every gate with its local gradient and how it routes the gradient."""
-    from rich.table import Table
-    from .gates import REGISTRY
-
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("gate", no_wrap=True)
-    table.add_column("written", no_wrap=True)
-    table.add_column("local gradient")
-    table.add_column("routes the gradient")
-    for gate in REGISTRY.values():
-        written = gate.operator or (f"{gate.call}(...)" if gate.call else "")
-        if gate.const_forms:
-            written = ", ".join(f"{'c ' + f.operator + ' x' if f.side == 'left' else 'x ' + f.operator + ' c'}"
-                                if f.side != "either" else f"x {f.operator} c" for f in gate.const_forms)
-        table.add_row(gate.display({"c": 1.0}) if gate.const_forms else gate.display({}), written,
-                      gate.local, gate.routes)
-    _console().print(table)
+    from .render.gatelist import gate_table
+    _console().print(gate_table())

@@ -1,31 +1,12 @@
-"""`[tool.gradcheck]` in the nearest pyproject.toml: defaults for the command line's options."""
+"""`[tool.gradcheck]` in the nearest pyproject.toml: the defaults a run starts from."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from .errors import UsageError, did_you_mean
-
-FORMATS = ("table", "json", "junit", "github", "markdown")
-
-
-def _positive(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-
-KEYS = {
-    # key: (check, what it must be)
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "rtol": (_positive, "a positive number"),
-    "atol": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number ≥ 0"),
-    "step": (_positive, "a positive number"),
-    "strict": (lambda v: isinstance(v, bool), "true or false"),
-    "symbolic": (lambda v: isinstance(v, bool), "true or false"),
-    "format": (lambda v: v in FORMATS, "one of " + ", ".join(FORMATS)),
-    "budget": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
-    "jobs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
-}
+from .errors import UsageError
+from .settings import Settings
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -49,30 +30,34 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
-def load(start: Path | None = None) -> tuple[dict, Path | None]:
-    """The validated `[tool.gradcheck]` settings and the file they came from ({} when none)."""
+def load(start: Path | None = None) -> tuple[Settings, Path | None]:
+    """The validated settings of the nearest `[tool.gradcheck]` and the file they came from."""
     path = find_pyproject((start or Path.cwd()).resolve())
     if path is None:
-        return {}, None
+        return Settings(), None
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        raise UsageError(f"cannot read: {err.strerror or err}", source=str(path)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"not valid TOML: {err}", source=str(path)) from None
-    settings = data.get("tool", {}).get("gradcheck", {})
-    if not isinstance(settings, dict):
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise UsageError("'tool' must be a table", _line_of(text, "tool"), 1, str(path), text)
+    table = tool.get("gradcheck", {})
+    if not isinstance(table, dict):
         raise UsageError("[tool.gradcheck] must be a table", source=str(path))
-    for key, value in settings.items():
+
+    def locate(key):
         line = _line_of(text, key)
-        if key not in KEYS:
-            raise UsageError(f"[tool.gradcheck] has an unknown key '{key}'" + did_you_mean(key, KEYS)
-                             + f" (known: {', '.join(KEYS)})", line, 1 if line else None, str(path), text)
-        check, what = KEYS[key]
-        if not check(value):
-            raise UsageError(f"[tool.gradcheck] {key} must be {what}, not {value!r}", line, 1 if line else None,
-                             str(path), text)
-    return dict(settings), path
+        return line, 1 if line else None
+    try:
+        return Settings.from_mapping(table, locate), path
+    except UsageError as err:
+        raise err.located(str(path), text) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class GradcheckError(Exception):
     """A user error: bad input or a bad command line (exit code 2)."""
@@ -71,8 +73,16 @@ class UsageError(GradcheckError):
     """A bad command-line option or path."""
 
 
+class BackwardError(Exception):
+    """A gate's backward could not be computed (a hand-written d line): a failed check, not bad input."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None, grads=None):
+        super().__init__(message)
+        self.message, self.line, self.col = message, line, col
+        self.grads = grads  # the inputs' gradients that could be computed (NaN where not), if any
+
+
 def did_you_mean(word: str, candidates) -> str:
     """A ' (did you mean X?)' suffix, or '' when nothing is close."""
-    import difflib
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import nodes as N
+from .autodiff import run_graph
 from .errors import GradNameError, GradShapeError, did_you_mean
+from .nodes import walk
+from .symbolic import MAX_ELEMENTS, evaluate, numbers
 
 INTEGER_RTOL = 1e-9     # `expect dx = -4`: as exact as floats allow
 FORMULA_RTOL = 1e-9
@@ -26,7 +29,7 @@ class Expectation:
     is_number: bool
 
 
-def _literal_decimals(expr, text: str) -> int | None:
+def literal_decimals(expr, text: str) -> int | None:
     """Decimals written in a plain (possibly negated) number literal: `-0.20` → 2; None otherwise."""
     while isinstance(expr, N.Op) and expr.op == "neg":
         expr = expr.args[0]
@@ -41,7 +44,10 @@ def _literal_decimals(expr, text: str) -> int | None:
 
 
 def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape: tuple) -> Expectation:
-    """Check an expect line against the built graph; bad targets and formulas are input errors."""
+    """Check an expect line against the built graph; bad targets and formulas are input errors.
+
+    `builder` is the graph's builder.Builder: it builds the formula as a small Graph.
+    """
     pos = st.pos
     if not st.target.startswith("d") or st.target[1:] not in names:
         wanted = ["d" + n for n in names]
@@ -67,7 +73,7 @@ def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape
     except ValueError:
         raise GradShapeError(f"expected a gradient of shape {want}, but this has shape {got}",
                              st.expr.pos.line, st.expr.pos.col) from None
-    decimals = _literal_decimals(st.expr, builder.text)
+    decimals = literal_decimals(st.expr, builder.text)
     tolerance = 0.5 * 10.0 ** (-decimals) if decimals is not None else None
     is_number = isinstance(st.expr, N.Num) or (isinstance(st.expr, N.Op) and st.expr.op == "neg"
                                                  and decimals is not None) or not list(_names(st.expr))
@@ -75,13 +81,11 @@ def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape
 
 
 def _names(expr):
-    from .usergates import walk
     return (e for e in walk(expr) if isinstance(e, N.Name))
 
 
 def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_check: bool):
     """(expected value, status, note) for one expectation."""
-    from .autodiff import run_graph
     expected = np.broadcast_to(run_graph(exp.formula, [values[i] for i in exp.leaves]), actual.shape)
     with np.errstate(all="ignore"):
         if exp.tolerance is not None:
@@ -126,7 +130,6 @@ def _symbolic_verdict(exp: Expectation, graph, values: list):
 
 def _symbolic(exp: Expectation, graph, values: list):
     import sympy
-    from .symbolic import MAX_ELEMENTS, evaluate
     node = graph.nodes[exp.node]
     if node.size * graph.nodes[graph.output].size > MAX_ELEMENTS or len(graph.nodes) > 200:
         return None
@@ -140,8 +143,7 @@ def _symbolic(exp: Expectation, graph, values: list):
             leaf_syms[n.id] = arr
             expr[n.id] = arr
         elif n.kind == "literal":
-            from .symbolic import _numbers
-            expr[n.id] = _numbers(n.value)
+            expr[n.id] = numbers(n.value)
         else:
             expr[n.id] = np.asarray(n.gate.sym([expr[i] for i in n.inputs], n.attrs), dtype=object)
         if n.id == exp.node and n.kind not in ("leaf", "const"):

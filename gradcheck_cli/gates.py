@@ -85,7 +85,7 @@ def _broadcast_infer(shapes, params):
     try:
         return tuple(np.broadcast_shapes(*shapes)), {}
     except ValueError:
-        raise ValueError("shapes " + " and ".join(_fmt(s) for s in shapes)
+        raise ValueError("shapes " + " and ".join(fmt_shape(s) for s in shapes)
                          + " do not broadcast") from None
 
 
@@ -93,11 +93,11 @@ def _same_infer(shapes, params):
     return tuple(shapes[0]), {}
 
 
-def _fmt(shape) -> str:
+def fmt_shape(shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _num(c):
+def sym_number(c):
     """A literal as a SymPy number: an Integer when it is one, else a Float."""
     import sympy
     if float(c).is_integer() and abs(c) < 2 ** 53:
@@ -149,7 +149,7 @@ def _axes_infer(allow_keepdims=True):
                     raise ValueError(f"axis must be an integer, not {ax:g}")
                 ax = int(ax)
                 if not -nd <= ax < nd:
-                    raise ValueError(f"axis {ax} is out of range for shape {_fmt(shape)}")
+                    raise ValueError(f"axis {ax} is out of range for shape {fmt_shape(shape)}")
                 axes.append(ax - nd if ax >= 0 else ax)
             if len(set(axes)) != len(axes):
                 raise ValueError("repeated axis")
@@ -191,7 +191,7 @@ def _matmul_infer(shapes, params):
     inner_a = sa[-1]
     inner_b = sb[0] if len(sb) == 1 else sb[-2]
     if inner_a != inner_b:
-        raise ValueError(f"cannot multiply shapes {_fmt(sa)} @ {_fmt(sb)}: "
+        raise ValueError(f"cannot multiply shapes {fmt_shape(sa)} @ {fmt_shape(sb)}: "
                          f"inner sizes {inner_a} and {inner_b} differ")
     out = sa[:-1] + sb[1:] if len(sb) == 2 else sa[:-1]
     return out, {"nd": (len(sa), len(sb))}
@@ -347,9 +347,9 @@ def _vector_pair_infer(name):
     def infer(shapes, params):
         sa, sb = (tuple(s) for s in shapes)
         if len(sa) != 1 or len(sb) != 1:
-            raise ValueError(f"{name} takes two vectors, not {_fmt(sa)} and {_fmt(sb)}; use @ for matrices")
+            raise ValueError(f"{name} takes two vectors, not {fmt_shape(sa)} and {fmt_shape(sb)}; use @ for matrices")
         if sa != sb:
-            raise ValueError(f"{name} needs vectors of one length, not {_fmt(sa)} and {_fmt(sb)}")
+            raise ValueError(f"{name} needs vectors of one length, not {fmt_shape(sa)} and {fmt_shape(sb)}")
         return (), {}
     return infer
 
@@ -393,7 +393,7 @@ def _const_gate(name, label, fwd, dfdx, sym_fn, local, doc, routes, forms, *, do
     return Gate(name=name, arity=1, label=label,
                 forward=lambda args, a: fwd(args[0], a["c"]),
                 vjp=lambda g, args, out, a: (g * dfdx(args[0], a["c"], out),),
-                sym=lambda args, a: np.asarray(np.frompyfunc(lambda x: sym_fn(x, _num(a["c"])), 1, 1)(args[0]),
+                sym=lambda args, a: np.asarray(np.frompyfunc(lambda x: sym_fn(x, sym_number(a["c"])), 1, 1)(args[0]),
                                                dtype=object),
                 local=local, doc=doc, routes=routes, infer=_same_infer, elementwise=True,
                 const_forms=forms, domain=domain, branch=branch,
@@ -619,16 +619,16 @@ assert len(REGISTRY) == len(_GATES), "duplicate gate names"
 
 def functions(name: str) -> list[Gate]:
     """Gates callable as `name(...)` in the language (several may share a name, by arity)."""
-    return [g for g in _GATES if g.call == name]
+    return [g for g in REGISTRY.values() if g.call == name]
 
 
 def function_names() -> set[str]:
-    return {g.call for g in _GATES if g.call}
+    return {g.call for g in REGISTRY.values() if g.call}
 
 
 def operator_gate(op: str) -> Gate | None:
     """The gate for an operator with no literal operand."""
-    for g in _GATES:
+    for g in REGISTRY.values():
         if g.operator == op:
             return g
     return None
@@ -636,7 +636,7 @@ def operator_gate(op: str) -> Gate | None:
 
 def const_form(op: str, side: str, c: float) -> tuple[Gate, dict] | None:
     """The constant-folded gate for `c OP x` (side 'left') or `x OP c` (side 'right'), if any."""
-    for g in _GATES:
+    for g in REGISTRY.values():
         for form in g.const_forms:
             if form.operator == op and form.side in (side, "either") and form.accepts(c):
                 return g, {"c": float(form.to_attr(c))}

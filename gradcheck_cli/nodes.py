@@ -94,3 +94,23 @@ class GateDef:
 class Program:
     statements: tuple
     text: str
+
+
+def children(expr) -> tuple:
+    """The sub-expressions of an expression node, in source order."""
+    if isinstance(expr, Op):
+        return expr.args
+    if isinstance(expr, Call):
+        return expr.args + tuple(k[1] for k in expr.kwargs)
+    if isinstance(expr, Array):
+        return expr.items
+    return ()
+
+
+def walk(expr):
+    """Every expression node under `expr`, itself included (iterative: deep nesting is fine)."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        stack.extend(children(e))

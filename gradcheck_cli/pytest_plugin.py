@@ -34,20 +34,17 @@ class GradItem(pytest.Item):
     """Checks its file three ways; fails with the table of the failing rows."""
 
     def runtest(self):
-        from .checker import check_file
         from .config import load
+        from .files import check_file
         settings, _ = load(self.path.parent)
-        options = {k: v for k, v in settings.items() if k in ("seed", "rtol", "atol", "step", "strict", "budget")}
-        if "symbolic" in settings:
-            options["symbolic_check"] = settings["symbolic"]
-        report = check_file(self.path, **options)
+        report = check_file(self.path, settings)
         if not report.passed:
             raise GradCheckFailed(report)
 
     def repr_failure(self, excinfo, style=None):
         if not isinstance(excinfo.value, GradCheckFailed):
             return super().repr_failure(excinfo)
-        from .render import failure_text
+        from .render.table import failure_text
         return failure_text(excinfo.value.report)
 
     def reportinfo(self):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .settings import Settings
+
 SCHEMA = 1
 
 
@@ -82,26 +84,34 @@ class CheckReport:
     source: str
     output: str | None = None
     value: np.ndarray | None = None
-    seed: int = 0
     nodes: list = field(default_factory=list)
     expects: list = field(default_factory=list)
     error: object = None  # a GradcheckError when the source could not be read, parsed or evaluated
-    options: dict = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
     inline: str | None = None  # the source text, for an `-e` check (to reproduce it)
+    at: dict = field(default_factory=dict)  # `--at` values given as text (to reproduce them)
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
 
     @property
     def passed(self) -> bool:
         if self.error is not None:
             return False
-        return all(r.status in ("pass", "skip") or (r.status in ("kink", "warn") and not self.options.get("strict"))
-                   for r in self.nodes + self.expects)
+        return not self.failures
 
     @property
     def failures(self) -> list:
         """Rows that make this report fail."""
-        strict = self.options.get("strict")
-        bad = ("fail", "kink", "warn") if strict else ("fail",)
+        bad = ("fail", "kink", "warn") if self.settings.strict else ("fail",)
         return [r for r in self.nodes + self.expects if r.status in bad]
+
+    def reproduce(self) -> str:
+        """One shell line that reruns this check as it ran."""
+        if self.inline is not None:
+            return self.settings.reproduce(self.inline, inline=True, at=self.at)
+        return self.settings.reproduce(self.source, at=self.at)
 
     def to_dict(self) -> dict:
         return {

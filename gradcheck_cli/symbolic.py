@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .gates import sym_number
 from .graph import Graph
 
 MAX_ELEMENTS = 64          # elements of a node given symbols of their own
@@ -67,9 +68,9 @@ def _whole_plan(graph: Graph, node_ids) -> dict | None:
     return plan
 
 
-def _numbers(value) -> np.ndarray:
-    from .gates import _num
-    return np.asarray(np.frompyfunc(_num, 1, 1)(np.asarray(value, dtype=float)), dtype=object)
+def numbers(value) -> np.ndarray:
+    """A float array as an object array of SymPy numbers."""
+    return np.asarray(np.frompyfunc(sym_number, 1, 1)(np.asarray(value, dtype=float)), dtype=object)
 
 
 def evaluate(graph: Graph, inputs: list) -> np.ndarray:
@@ -78,7 +79,7 @@ def evaluate(graph: Graph, inputs: list) -> np.ndarray:
     expr = {leaf.id: np.asarray(v, dtype=object) for leaf, v in zip(leaves, inputs)}
     for node in graph.nodes[: graph.output + 1]:
         if node.kind == "literal":
-            expr[node.id] = _numbers(node.value)
+            expr[node.id] = numbers(node.value)
         elif node.gate is not None:
             expr[node.id] = np.asarray(node.gate.sym([expr[i] for i in node.inputs], node.attrs), dtype=object)
     return expr[graph.output]
@@ -97,7 +98,7 @@ def derivative(graph: Graph, values: list, nid: int, downstream: list) -> Symbol
     expr = {nid: symbols}
     for d in downstream:
         gate_node = graph.nodes[d]
-        args = [expr[i] if i in expr else _numbers(values[i]) for i in gate_node.inputs]
+        args = [expr[i] if i in expr else numbers(values[i]) for i in gate_node.inputs]
         expr[d] = np.asarray(gate_node.gate.sym(args, gate_node.attrs), dtype=object)
         if d == graph.output:
             break

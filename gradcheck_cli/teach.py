@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import autodiff
-from .checker import leaf_values
-from .graph import Graph, build
+from .errors import GradValueError
+from .expects import literal_decimals
+from .frontend import load, parse_value
+from .graph import Graph
 from .syntax import parse
 
 SMALL = 64  # tensors up to this many elements are shown in full; larger ones by shape
+
+__all__ = ["load", "explain", "quiz", "grade", "descend", "Diverged"]
 
 
 @dataclass
@@ -50,44 +54,43 @@ class Explanation:
     grads: dict | None = None   # node id -> gradient
 
 
-def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 0,
-         free_names: bool = False) -> Graph:
-    """Build a graph for teaching; raises GradcheckError on bad input."""
-    return build(parse(text), source, leaf_values(at, seed), free_names, seed)
+def _scalar_output(graph: Graph, what: str):
+    out = graph.nodes[graph.output]
+    if out.size != 1:
+        raise GradValueError(f"the output '{out.name}' has shape {out.shape}: {what} needs a scalar output "
+                             "(wrap it, e.g. sum(...))", out.pos.line, out.pos.col)
+    return out
 
 
 def explain(graph: Graph) -> Explanation:
     """The forward pass in topological order, then every edge of the backward pass in reverse."""
     values = autodiff.forward(graph)
-    out = graph.nodes[graph.output]
-    if out.size != 1:
-        from .errors import GradValueError
-        raise GradValueError(f"the output '{out.name}' has shape {out.shape}: explaining needs a scalar output "
-                             "(wrap it, e.g. sum(...))", out.pos.line, out.pos.col)
+    out = _scalar_output(graph, "explaining")
     ex = Explanation(graph.source, out.name, values[out.id], graph=graph, values=values)
     for node in graph.nodes[: out.id + 1]:
         if node.gate is not None:
             ex.forward.append(ForwardStep(node.name, node.label,
                                           [(graph.nodes[i].name, values[i]) for i in node.inputs],
                                           values[node.id], node.pos.line))
-    adjoint = {out.id: np.ones(out.shape)}
-    for node in reversed(graph.nodes[: out.id + 1]):
-        if node.gate is None or node.id not in adjoint:
-            continue
-        upstream = adjoint[node.id]
+    upstream_of: dict = {}
+    reached = {out.id}
+
+    def on_edge(node, slot, contribution, total, accumulated):
+        target = graph.nodes[node.inputs[slot]]
+        if target.kind == "literal":
+            return
+        reached.add(target.id)
         args = [values[i] for i in node.inputs]
-        pulled = node.gate.vjp(upstream[None], args, values[node.id], node.attrs)
-        for slot, (i, contribution) in enumerate(zip(node.inputs, pulled)):
-            target = graph.nodes[i]
-            if target.kind == "literal":
-                continue
-            downstream = np.broadcast_to(contribution, (1,) + target.shape)[0]
-            accumulate = i in adjoint
-            adjoint[i] = adjoint[i] + downstream if accumulate else downstream.copy()
-            ex.backward.append(BackwardStep(
-                node.name, node.label, target.name, upstream, _local(node, args, values, slot),
-                downstream, node.gate.local, accumulate, adjoint[i].copy(), node.pos.line))
-    ex.grads = {nid: g for nid, g in adjoint.items()}
+        upstream = upstream_of[node.id]
+        ex.backward.append(BackwardStep(
+            node.name, node.label, target.name, upstream, _local(node, args, values, slot),
+            contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line))
+
+    def record(node, adjoint):
+        upstream_of[node.id] = adjoint[0]
+
+    adjoints = autodiff.backward(graph, values, seed=np.ones((1,) + out.shape), on_edge=on_edge, on_node=record)
+    ex.grads = {nid: adjoints[nid][0] for nid in sorted(reached)}
     return ex
 
 
@@ -126,11 +129,9 @@ def quiz(ex: Explanation) -> list:
 
 def grade(written: str, answer: np.ndarray) -> bool:
     """Is the written answer right? Digits written set the tolerance, as for `expect`."""
-    from .checker import parse_value
-    from .expects import _literal_decimals
     value = parse_value(written, name="the answer")
     program = parse(written)
-    decimals = _literal_decimals(program.statements[0].expr, program.text)
+    decimals = literal_decimals(program.statements[0].expr, program.text)
     if np.shape(value) != np.shape(answer) and np.size(value) != 1:
         return False
     with np.errstate(all="ignore"):
@@ -155,12 +156,8 @@ class DescentStep:
 
 def descend(graph: Graph, lr: float, steps: int) -> list:
     """Gradient descent x ← x − η∇f on the leaves (consts stay); the state before each step and after the last."""
-    from .errors import GradValueError
-    out = graph.nodes[graph.output]
-    if out.size != 1:
-        raise GradValueError(f"the output '{out.name}' has shape {out.shape}: descent needs a scalar output",
-                             out.pos.line, out.pos.col)
-    leaves = [n for n in graph.nodes if n.kind == "leaf"]
+    out = _scalar_output(graph, "descent")
+    leaves = graph.leaves()
     history = []
     for step in range(steps + 1):
         try:
@@ -169,7 +166,8 @@ def descend(graph: Graph, lr: float, steps: int) -> list:
             if step == 0:
                 raise
             raise Diverged(step, err) from None
-        history.append(DescentStep(float(values[out.id]), {n.name: np.array(values[n.id]) for n in leaves}))
+        history.append(DescentStep(float(np.asarray(values[out.id]).reshape(())),
+                                   {n.name: np.array(values[n.id]) for n in leaves}))
         if step == steps:
             break
         adjoints = autodiff.backward(graph, values)

@@ -13,7 +13,10 @@ import numpy as np
 
 from . import gates as G
 from . import nodes as N
-from .errors import GradNameError, GradSyntaxError, did_you_mean
+from .autodiff import backward, forward, run_graph
+from .errors import BackwardError, GradNameError, GradSyntaxError, did_you_mean
+from .nodes import walk
+from .symbolic import evaluate
 from .values import CONSTRUCTORS
 
 RESERVED = ("out", "dout")
@@ -29,21 +32,6 @@ class UserGate:
     @property
     def name(self) -> str:
         return self.defn.name
-
-
-def walk(expr):
-    """Every AST node under `expr` (iteratively)."""
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        yield e
-        if isinstance(e, N.Op):
-            stack.extend(e.args)
-        elif isinstance(e, N.Call):
-            stack.extend(e.args)
-            stack.extend(k[1] for k in e.kwargs)
-        elif isinstance(e, N.Array):
-            stack.extend(e.items)
 
 
 def define(defn: N.GateDef, user_gates: dict) -> UserGate:
@@ -116,8 +104,10 @@ def _check_unknown_d_lines(defn: N.GateDef, d_lines: dict):
 
 
 def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
-    """The registry Gate for calls of `user` on operands of these shapes (cached)."""
-    from .autodiff import BackwardError
+    """The registry Gate for calls of `user` on operands of these shapes (cached).
+
+    `builder` is the caller's builder.Builder: it builds the body as a small Graph.
+    """
     key = tuple(tuple(s) for s in shapes)
     if key in user.instances:
         return user.instances[key]
@@ -139,15 +129,14 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
                 continue
             got = bwd.nodes[bwd.names["d" + p]].shape
             if got != shape:
-                failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {G._fmt(got)} but {p} has "
-                                            f"shape {G._fmt(shape)}", line.pos.line, line.pos.col)
+                failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {G.fmt_shape(got)} but {p} has "
+                                            f"shape {G.fmt_shape(shape)}", line.pos.line, line.pos.col)
     gate = _make_gate(user, fwd, bwd, failures, key, out_shape, builder.text)
     user.instances[key] = gate
     return gate
 
 
 def _make_gate(user, fwd, bwd, failures, shapes, out_shape, text) -> G.Gate:
-    from .autodiff import BackwardError, backward, forward, run_graph
     defn = user.defn
     leaves = [n.id for n in fwd.nodes if n.kind == "leaf"]
 
@@ -181,7 +170,6 @@ def _make_gate(user, fwd, bwd, failures, shapes, out_shape, text) -> G.Gate:
         return grads
 
     def sym(args, attrs):
-        from .symbolic import evaluate
         return evaluate(fwd, list(args))
 
     has_kinks = any(n.gate is not None and n.gate.branch is not None for n in fwd.nodes)

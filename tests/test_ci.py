@@ -67,7 +67,7 @@ def test_github_annotations_point_at_the_d_line_and_escape(tmp_path):
 
 
 def test_github_escapes_percent_and_carriage_returns():
-    from gradcheck_cli.render import _gh_data, _gh_property
+    from gradcheck_cli.render.github import gh_data as _gh_data, gh_property as _gh_property
     assert _gh_data("50% done\r\nnext") == "50%25 done%0D%0Anext"
     assert _gh_property("a:b,c") == "a%3Ab%2Cc"
 
@@ -152,7 +152,7 @@ def test_config_sets_defaults_and_the_command_line_wins(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("toml,fragment,line", [
     ("[tool.gradcheck]\nrtoll = 1e-6\n", "unknown key 'rtoll' (did you mean 'rtol'?)", 2),
-    ("[tool.gradcheck]\nseed = 1\nrtol = 'tight'\n", "rtol must be a positive number, not 'tight'", 3),
+    ("[tool.gradcheck]\nseed = 1\nrtol = 'tight'\n", "rtol must be a number between 0 and 1, not 'tight'", 3),
     ("[tool.gradcheck]\nformat = 'xml'\n", "format must be one of", 2),
     ("[tool.gradcheck]\nstrict = 1\n", "strict must be true or false", 2),
     ("[tool.gradcheck\nseed = 1\n", "not valid TOML", None),

@@ -98,7 +98,7 @@ def test_deep_unary_nesting_is_iterative():
 
 def test_ten_thousand_gate_chain_works():
     src = "x0 = 0.5\n" + "\n".join(f"x{i} = x{i - 1} * 0.999 + 0.001" for i in range(1, 5001))
-    report = check(src, symbolic_check=False)
+    report = check(src, symbolic=False)
     assert report.error is None and report.passed
     assert len(report.nodes) == 10001
     assert float(report.nodes[0].grad) == pytest.approx(0.999 ** 5000, rel=1e-9)

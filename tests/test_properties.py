@@ -49,8 +49,8 @@ def test_random_expressions_agree_three_ways(expr, x, y, z):
 @given(expr=expressions(3), x=values, y=values, z=values)
 def test_inline_and_file_forms_agree(expr, x, y, z):
     body = f"{expr} + 0 * (x + y + z)"
-    a = check(f"x = {x!r}\ny = {y!r}\nz = {z!r}\nf = {body}", symbolic_check=False)
-    b = check(body, at={"x": repr(x), "y": repr(y), "z": repr(z)}, free_names=True, symbolic_check=False)
+    a = check(f"x = {x!r}\ny = {y!r}\nz = {z!r}\nf = {body}", symbolic=False)
+    b = check(body, at={"x": repr(x), "y": repr(y), "z": repr(z)}, free_names=True, symbolic=False)
     assert a.error is None and b.error is None
     grads = lambda r: {row.name: float(row.grad) for row in r.nodes if row.name in LEAVES}
     assert grads(a) == grads(b)
@@ -78,5 +78,5 @@ def test_random_text_never_raises(text):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_arbitrary_unicode_never_raises(text):
-    report = check(text, free_names=True, symbolic_check=False)
+    report = check(text, free_names=True, symbolic=False)
     assert report.error is None or isinstance(report.error, GradcheckError)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gradcheck_cli.graph import build
+from gradcheck_cli.builder import build
 from gradcheck_cli.syntax import parse
 
 

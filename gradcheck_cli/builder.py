@@ -1,0 +1,323 @@
+"""AST → Graph: names resolved, constants folded, shapes checked, gates chosen from the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import gates as G
+from . import nodes as N
+from . import usergates
+from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
+from .graph import Const, Graph, Node, source_text
+from .values import CONSTRUCTORS, MAX_ELEMENTS, construct
+
+KEYWORDS = {"const", "output", "expect", "gate"}
+
+
+def _finite_or_raise(value, pos, what):
+    if not np.all(np.isfinite(value)):
+        raise GradValueError(f"{what} is not finite ({_describe_bad(value)})", pos.line, pos.col)
+
+
+def _describe_bad(value) -> str:
+    v = np.asarray(value)
+    bad = v[~np.isfinite(v)]
+    return "nan" if np.isnan(bad).any() else "overflow to infinity"
+
+
+class Builder:
+    """Turns a parsed Program into a Graph; one instance per program."""
+
+    def __init__(self, program: N.Program, source: str, at: dict | None, free_names: bool, seed: int):
+        self.program = program
+        self.text = program.text
+        self.source = source
+        self.at = dict(at or {})
+        self.free_names = free_names
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[Node] = []
+        self.names: dict[str, int] = {}
+        self.defined_at: dict[str, N.Pos] = {}
+        self.user_gates: dict = {}
+
+    # --- nodes ----------------------------------------------------------------------------------
+
+    def _add(self, **kw) -> int:
+        node = Node(id=len(self.nodes), **kw)
+        if node.size > MAX_ELEMENTS:
+            raise GradShapeError(f"{node.name} would have {node.size:,} elements (at most {MAX_ELEMENTS:,})",
+                                 node.pos.line, node.pos.col)
+        self.nodes.append(node)
+        return node.id
+
+    def _leaf(self, name: str, value: np.ndarray, pos: N.Pos, const: bool) -> int:
+        if name in self.at:
+            value = self.at.pop(name)
+        return self._add(name=name, kind="const" if const else "leaf", shape=value.shape, pos=pos, value=value)
+
+    def _literal(self, c: Const) -> int:
+        return self._add(name=source_text(self.text, c.pos), kind="literal", shape=c.value.shape,
+                         pos=c.pos, value=c.value)
+
+    def _define(self, name: str, pos: N.Pos):
+        if name in self.defined_at:
+            first = self.defined_at[name]
+            raise GradNameError(f"'{name}' is already defined (line {first.line}); pick another name",
+                                pos.line, pos.col)
+        self.defined_at[name] = pos
+
+    # --- expressions ----------------------------------------------------------------------------
+
+    def expr(self, root, name: str | None = None):
+        """Build `root` bottom-up without recursion; returns a node id or a Const."""
+        done: dict[int, object] = {}
+        stack = [(root, False)]
+        while stack:
+            expr, expanded = stack.pop()
+            if not expanded:
+                stack.append((expr, True))
+                stack.extend((c, False) for c in reversed(N.children(expr)))
+                continue
+            top = expr is root
+            done[id(expr)] = self._one(expr, [done[id(c)] for c in N.children(expr)], name if top else None)
+        return done[id(root)]
+
+    def _one(self, expr, refs, name):
+        if isinstance(expr, N.Num):
+            _finite_or_raise(expr.value, expr.pos, "this number")
+            return Const(expr.value, expr.pos)
+        if isinstance(expr, N.Name):
+            return self._name(expr)
+        if isinstance(expr, N.Array):
+            return self._array(expr, refs)
+        if isinstance(expr, N.Op):
+            return self._op(expr, refs, name)
+        if isinstance(expr, N.Call):
+            return self._call(expr, refs, name)
+        raise GradSyntaxError(f"unexpected {type(expr).__name__}", expr.pos.line, expr.pos.col)
+
+    def _name(self, expr: N.Name):
+        if expr.id in self.names:
+            return self.names[expr.id]
+        if expr.id in self.user_gates:
+            raise GradNameError(f"'{expr.id}' is a gate; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
+        if self.free_names and expr.id not in CONSTRUCTORS and expr.id not in G.function_names():
+            value = self.at.pop(expr.id) if expr.id in self.at else np.asarray(self.rng.standard_normal())
+            self.defined_at[expr.id] = expr.pos
+            self.names[expr.id] = self._add(name=expr.id, kind="leaf", shape=value.shape, pos=expr.pos,
+                                            value=value)
+            return self.names[expr.id]
+        if expr.id in G.function_names() or expr.id in CONSTRUCTORS:
+            raise GradNameError(f"'{expr.id}' is a function; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
+        raise GradNameError(f"unknown name '{expr.id}'" + did_you_mean(expr.id, self.names),
+                            expr.pos.line, expr.pos.col)
+
+    def _array(self, expr: N.Array, refs):
+        if not refs:
+            raise GradShapeError("an empty array literal", expr.pos.line, expr.pos.col)
+        for item, ref in zip(expr.items, refs):
+            if not isinstance(ref, Const):
+                raise GradSyntaxError("array literals hold numbers only; combine named values with gates",
+                                      item.pos.line, item.pos.col)
+        shapes = {r.value.shape for r in refs}
+        if len(shapes) != 1:
+            bad = next(item for item, r in zip(expr.items, refs) if r.value.shape != refs[0].value.shape)
+            raise GradShapeError("the rows of an array literal must all have the same length",
+                                 bad.pos.line, bad.pos.col)
+        return Const(np.stack([r.value for r in refs]), expr.pos)
+
+    def _op(self, expr: N.Op, refs, name):
+        where = expr.op_pos or expr.pos
+        if expr.op == "neg":
+            (ref,) = refs
+            if isinstance(ref, Const):
+                return Const(-ref.value, expr.pos)
+            gate, attrs = G.const_form("*", "left", -1.0)
+            return self._gate(gate, [ref], {}, attrs, expr, name, where)
+        gate = G.operator_gate(expr.op)
+        if gate is None:
+            raise GradSyntaxError(f"unknown operator '{expr.op}'", where.line, where.col)
+        if len(refs) == 2 and not all(isinstance(r, Const) for r in refs):
+            for side, c, other in (("left", refs[0], refs[1]), ("right", refs[1], refs[0])):
+                if isinstance(c, Const) and c.value.ndim == 0:
+                    form = G.const_form(expr.op, side, float(c.value))
+                    if form:
+                        return self._gate(form[0], [other], {}, form[1], expr, name, where)
+        return self._gate(gate, refs, {}, {}, expr, name, where)
+
+    def _call(self, expr: N.Call, refs, name):
+        fpos = expr.func_pos
+        npos = len(expr.args)
+        args, kw_refs = refs[:npos], refs[npos:]
+        if expr.func in CONSTRUCTORS:
+            if expr.kwargs or not all(isinstance(r, Const) for r in args):
+                raise GradSyntaxError(f"{expr.func}(...) takes integer sizes", fpos.line, fpos.col)
+            try:
+                return Const(construct(expr.func, [r.value for r in args], self.rng), expr.pos)
+            except ValueError as err:
+                raise GradShapeError(str(err), fpos.line, fpos.col) from None
+        if expr.func in self.user_gates:
+            return self._user_call(expr, args, refs[npos:], name)
+        candidates = G.functions(expr.func)
+        if not candidates:
+            if expr.func in self.names:
+                raise GradNameError(f"'{expr.func}' is a value, not a function", fpos.line, fpos.col)
+            known = G.function_names() | set(CONSTRUCTORS)
+            raise GradNameError(f"unknown function '{expr.func}'" + did_you_mean(expr.func, known),
+                                fpos.line, fpos.col)
+        gate = next((g for g in candidates if g.arity == npos), None) or next(
+            (g for g in candidates if g.arity < npos <= g.arity + len(g.positional_params)), None)
+        if gate is None:
+            counts = sorted({g.arity for g in candidates} | {g.arity + len(g.positional_params) for g in candidates})
+            want = " or ".join(str(c) for c in counts)
+            raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if counts != [1] else ''}, got {npos}",
+                                  fpos.line, fpos.col)
+        params = {}
+        for pname, ref, apos in zip(gate.positional_params, args[gate.arity:], expr.args[gate.arity:]):
+            params[pname] = self._param(ref, apos.pos, pname)
+        for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
+            if kname not in gate.params:
+                allowed = ", ".join(gate.params) or "none"
+                raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: {allowed})",
+                                    kpos.line, kpos.col)
+            if kname in params:
+                raise GradSyntaxError(f"{expr.func}() got '{kname}' twice", kpos.line, kpos.col)
+            params[kname] = self._param(ref, kpos, kname)
+        return self._gate(gate, list(args[:gate.arity]), params, {}, expr, name, fpos)
+
+    def _user_call(self, expr: N.Call, args, kw_refs, name):
+        fpos = expr.func_pos
+        user = self.user_gates[expr.func]
+        if expr.kwargs:
+            k = expr.kwargs[0][2]
+            raise GradSyntaxError(f"gate '{expr.func}' takes no keyword parameters", k.line, k.col)
+        want = len(user.defn.params)
+        if len(args) != want:
+            raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if want != 1 else ''}, got {len(args)}",
+                                  fpos.line, fpos.col)
+        gate = usergates.instantiate(user, [self._shape(r) for r in args], self)
+        return self._gate(gate, list(args), {}, {}, expr, name, fpos)
+
+    def subgraph(self, bindings: list, body, output_expr, failed: dict | None = None) -> Graph:
+        """A user gate's body as a small Graph: `bindings` (name, shape, pos) become its leaves, in order.
+
+        `body` holds named lines built in order; the output is `output_expr`, or else the last line.
+        With `failed` (a dict), a line whose shapes or values are wrong is recorded there by name
+        instead of raising, and lines that use it are recorded too.
+        """
+        sub = Builder(self.program, self.source, None, False, 0)
+        sub.user_gates, sub.rng = self.user_gates, self.rng
+        for bname, shape, pos in bindings:
+            sub.defined_at[bname] = pos
+            sub.names[bname] = sub._add(name=bname, kind="leaf", shape=tuple(shape), pos=pos, value=None)
+        for line in body:
+            sub._define(line.name, line.pos)
+            try:
+                sub.names[line.name] = sub._ref_node(sub.expr(line.expr, line.name), line.name)
+            except (GradShapeError, GradValueError, GradNameError) as err:
+                if failed is None or (isinstance(err, GradNameError) and not failed):
+                    raise
+                failed[line.name] = err
+        output = sub._ref_node(sub.expr(output_expr), None) if output_expr is not None else max(sub.names.values())
+        return Graph(sub.nodes, output, sub.names, [], self.text, self.source)
+
+    def _ref_node(self, ref, name):
+        """A node id for a reference, making a literal node of a constant."""
+        if isinstance(ref, Const):
+            node = self._literal(ref)
+            if name:
+                self.nodes[node].name = name
+            return node
+        return ref
+
+    def _param(self, ref, pos, pname):
+        if not isinstance(ref, Const):
+            raise GradSyntaxError(f"'{pname}' must be a number", pos.line, pos.col)
+        return ref.value
+
+    def _gate(self, gate, refs, params, attrs, expr, name, where):
+        shapes = [self._shape(r) for r in refs]
+        try:
+            shape, inferred = gate.infer(shapes, params)
+        except ValueError as err:
+            raise GradShapeError(str(err), where.line, where.col) from None
+        attrs = {**inferred, **attrs}
+        if all(isinstance(r, Const) for r in refs):
+            with np.errstate(all="ignore"):
+                value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)
+            _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
+            return Const(value, expr.pos)
+        inputs = tuple(r if isinstance(r, int) else self._literal(r) for r in refs)
+        return self._add(name=name or source_text(self.text, expr.pos), kind="gate", shape=tuple(shape),
+                         pos=expr.pos, gate=gate, inputs=inputs, attrs=attrs)
+
+    def _shape(self, ref):
+        return ref.value.shape if isinstance(ref, Const) else self.nodes[ref].shape
+
+    # --- statements -----------------------------------------------------------------------------
+
+    def build(self) -> Graph:
+        output = None
+        last_computed = None
+        expects = []
+        statements = self.program.statements
+        for index, st in enumerate(statements):
+            if isinstance(st, N.Assign):
+                ref = self._assignment(st)
+                last_computed = last_computed if ref is None else ref
+            elif isinstance(st, N.ExprStmt):
+                if index != len(statements) - 1:
+                    raise GradSyntaxError("a bare expression is only allowed as the last statement "
+                                          "(the output); name it: f = ...", st.pos.line, st.pos.col)
+                out_name = "f" if "f" not in self.names else None
+                ref = self.expr(st.expr, out_name)
+                if isinstance(ref, Const):
+                    raise GradValueError("the output is a constant: there is nothing to differentiate",
+                                         st.pos.line, st.pos.col)
+                if out_name and self.nodes[ref].name == out_name:
+                    self.names[out_name] = ref
+                last_computed = ref
+            elif isinstance(st, N.Output):
+                if st.name not in self.names:
+                    raise GradNameError(f"unknown name '{st.name}'" + did_you_mean(st.name, self.names),
+                                        st.pos.line, st.pos.col)
+                output = self.names[st.name]
+            elif isinstance(st, N.Expect):
+                expects.append(st)
+            elif isinstance(st, N.GateDef):
+                self.user_gates[st.name] = usergates.define(st, self.user_gates)
+        if self.at:
+            bad = next(iter(self.at))
+            known = [n.name for n in self.nodes if n.kind in ("leaf", "const")]
+            raise GradNameError(f"--at {bad}: no leaf named '{bad}'" + did_you_mean(bad, known))
+        if output is None:
+            output = last_computed
+        if output is None:
+            if not statements:
+                raise GradSyntaxError("the input is empty: write at least one computed node, e.g. f = x * x", 1, 1)
+            st = statements[-1]
+            raise GradValueError("nothing to differentiate: no computed node (e.g. f = x * y)",
+                                 st.pos.line, st.pos.col)
+        return Graph(self.nodes, output, self.names, expects, self.text, self.source)
+
+    def _assignment(self, st: N.Assign) -> int | None:
+        """Build `name = expr`; returns the node id when it is computed (not a leaf or an alias)."""
+        self._define(st.name, st.pos)
+        if st.name in KEYWORDS:
+            raise GradNameError(f"'{st.name}' is a keyword", st.pos.line, st.pos.col)
+        before = len(self.nodes)
+        ref = self.expr(st.expr, st.name)
+        if isinstance(ref, Const):
+            self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const)
+            return None
+        if st.const:
+            raise GradValueError(f"const {st.name} must be a value, but its right side names other nodes",
+                                 st.pos.line, st.pos.col)
+        self.names[st.name] = ref
+        return ref if ref >= before else None
+
+
+def build(program: N.Program, source: str = "<expr>", at: dict | None = None,
+          free_names: bool = False, seed: int = 0) -> Graph:
+    """Build the gate graph of a parsed program. `at` maps leaf names to numpy values."""
+    return Builder(program, source, at, free_names, seed).build()

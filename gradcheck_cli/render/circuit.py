@@ -1,0 +1,88 @@
+"""The circuit: a tree in the terminal, and Graphviz DOT (values in green above the wires, gradients in red below)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..teach import Explanation
+from .teach import short
+
+MAX_TREE_DEPTH = 40
+
+
+def circuit_tree(ex: Explanation, ascii_only: bool = False):
+    """A rich Tree from the output back to the inputs: value and gradient on every node."""
+    from rich.markup import escape
+    from rich.tree import Tree
+    graph, values, grads = ex.graph, ex.values, ex.grads
+
+    def label(node, seen_before):
+        grad = grads.get(node.id)
+        text = (f"[bold]{escape(node.name)}[/] [dim]\\[{escape(node.label)}][/]  "
+                f"[green]{escape(short(values[node.id]))}[/]")
+        if grad is not None and node.kind != "literal":
+            text += f"  [red]{'grad' if ascii_only else '∇'} {escape(short(grad))}[/]"
+        return text + ("  [dim](shown above)[/]" if seen_before else "")
+
+    root_node = graph.nodes[graph.output]
+    root = Tree(label(root_node, False), guide_style="dim")
+    shown = {root_node.id}
+    stack = [(root, root_node, 0)]
+    while stack:  # iterative: a 10,000-gate chain must not recurse
+        tree, node, depth = stack.pop()
+        if depth >= MAX_TREE_DEPTH:
+            tree.add("[dim]… (deeper gates not drawn)[/]")
+            continue
+        children = []
+        for i in node.inputs:
+            child = graph.nodes[i]
+            seen = child.id in shown
+            branch = tree.add(label(child, seen))
+            shown.add(child.id)
+            if not seen and child.inputs:
+                children.append((branch, child, depth + 1))
+        stack.extend(reversed(children))
+    return root
+
+
+def _dot_id(nid: int) -> str:
+    return f'"n{nid}"'
+
+
+def _dot_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def circuit_dot(ex: Explanation) -> str:
+    """Graphviz DOT, as the CS231n figures: values in green above each wire, gradients in red below."""
+    graph, values, grads = ex.graph, ex.values, ex.grads
+    out = graph.nodes[graph.output]
+    lines = ["digraph circuit {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
+             '  edge [fontname="Helvetica", fontsize=10];']
+    for node in graph.nodes[: out.id + 1]:
+        if node.kind == "literal":
+            continue
+        shape = ", shape=plaintext" if node.gate is None else ""
+        lines.append(f"  {_dot_id(node.id)} [label={_dot_string(node.name + chr(10) + node.label)}{shape}];")
+    for node in graph.nodes[: out.id + 1]:
+        for i in node.inputs:
+            src = graph.nodes[i]
+            if src.kind == "literal":
+                continue
+            lines.append(f"  {_dot_id(i)} -> {_dot_id(node.id)} [label=<{_wire(values[i], grads.get(i))}>];")
+    lines.append('  "output" [shape=point, width=0.05];')
+    lines.append(f'  {_dot_id(out.id)} -> "output" [label=<{_wire(values[out.id], np.ones(out.shape))}>];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _wire(value, grad) -> str:
+    top = f'<font color="darkgreen">{_html(short(value, 3))}</font>'
+    bottom = f'<font color="red">{_html(short(grad, 3))}</font>' if grad is not None else ""
+    return top + ("<br/>" + bottom if bottom else "")
+
+

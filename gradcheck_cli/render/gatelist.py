@@ -1,0 +1,22 @@
+"""`gradcheck gates`: every registry gate with how it is written, its local gradient and how it routes."""
+
+from __future__ import annotations
+
+
+def gate_table():
+    """The registry as a rich Table."""
+    from rich.table import Table
+    from ..gates import REGISTRY
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("gate", no_wrap=True)
+    table.add_column("written", no_wrap=True)
+    table.add_column("local gradient")
+    table.add_column("routes the gradient")
+    for gate in REGISTRY.values():
+        written = gate.operator or (f"{gate.call}(...)" if gate.call else "")
+        if gate.const_forms:
+            written = ", ".join(f"{'c ' + f.operator + ' x' if f.side == 'left' else 'x ' + f.operator + ' c'}"
+                                if f.side != "either" else f"x {f.operator} c" for f in gate.const_forms)
+        table.add_row(gate.display({"c": 1.0}) if gate.const_forms else gate.display({}), written,
+                      gate.local, gate.routes)
+    return table

@@ -1,0 +1,35 @@
+"""GitHub Actions workflow commands: one ::error per failing row, at the line that goes wrong."""
+
+from __future__ import annotations
+
+from ..report import RunReport
+from .common import row_name, summary
+
+
+def gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def gh_property(text: str) -> str:
+    return gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(run: RunReport) -> str:
+    out = []
+    for report in run.results:
+        if report.error is not None:
+            err = report.error
+            props = f"file={gh_property(report.source)}"
+            if err.line:
+                props += f",line={err.line},col={err.col or 1}"
+            out.append(f"::error {props},title={gh_property('gradcheck: input error')}::{gh_data(err.message)}")
+            continue
+        for row in report.failures:
+            level = "error" if row.status == "fail" or report.settings.strict else "warning"
+            title = gh_property(f"gradcheck {row.status}: {row_name(row)}")
+            message = (row.note or row.status) + "\nreproduce: " + report.reproduce()
+            line, col = getattr(row, "culprit", None) or (row.line, row.col or 1)
+            out.append(f"::{level} file={gh_property(report.source)},line={line},col={col},"
+                       f"title={title}::{gh_data(message)}")
+    out.append(gh_data(summary(run)))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,36 @@
+"""JUnit XML, as GitLab and Jenkins read it: one testsuite, one testcase per file."""
+
+from __future__ import annotations
+
+from ..report import RunReport
+from .common import failure_lines
+
+
+def _case_name(report) -> str:
+    return report.source if report.inline is None else f"<expr> {report.inline}"
+
+
+def render_junit(run: RunReport) -> str:
+    import xml.etree.ElementTree as ET
+    failures = sum(1 for r in run.results if r.error is None and not r.passed)
+    errors = sum(1 for r in run.results if r.error is not None)
+    suite = ET.Element("testsuite", name="gradcheck", tests=str(len(run.results)),
+                       failures=str(failures), errors=str(errors), skipped="0")
+    seen: dict = {}
+    for report in run.results:
+        name = _case_name(report)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # unique and stable: the same file twice gets #2, #3, ...
+            name = f"{name} #{seen[name]}"
+        case = ET.SubElement(suite, "testcase", classname="gradcheck", name=name, file=report.source)
+        if report.error is not None:
+            err = report.error
+            el = ET.SubElement(case, "error", message=err.message, type=type(err).__name__)
+            el.text = err.format()
+        elif not report.passed:
+            lines = failure_lines(report)
+            el = ET.SubElement(case, "failure", message=f"{len(lines)} gradient check(s) failed",
+                               type="GradientCheckFailure")
+            el.text = "\n".join(lines + ["", "reproduce: " + report.reproduce()])
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n' + ET.tostring(suite, encoding="unicode")
+            + "\n</testsuites>\n")

@@ -1,0 +1,40 @@
+"""A Markdown report for a job summary or a pull-request comment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..report import NodeRow, RunReport
+from .common import STATUSES, element, fmt_error, fmt_number, fmt_shape, row_name, summary
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _backprop_cell(row) -> str:
+    """Backprop's value for a node row (its worst element), or the actual gradient for an expectation."""
+    if isinstance(row, NodeRow):
+        return element(row.grad, row, 6)
+    return fmt_number(np.asarray(row.actual)) if np.ndim(row.actual) == 0 else fmt_shape(np.shape(row.actual))
+
+
+def render_markdown(run: RunReport) -> str:
+    ok = run.passed and not run.has_input_error
+    lines = [f"## gradcheck {'✅ passed' if ok else '❌ failed'}", "", summary(run), ""]
+    lines += ["| file | output | nodes | result |", "|---|---|---|---|"]
+    for r in run.results:
+        if r.error is not None:
+            lines.append(f"| `{_md_cell(r.source)}` | — | — | ❌ error: {_md_cell(r.error.message)} |")
+            continue
+        counts = ", ".join(f"{sum(x.status == s for x in r.nodes)} {s}" for s in STATUSES
+                           if any(x.status == s for x in r.nodes))
+        lines.append(f"| `{_md_cell(r.source)}` | {_md_cell(r.output)} | {counts} | {'✅' if r.passed else '❌'} |")
+    for r in (r for r in run.results if r.error is None and not r.passed):
+        lines += ["", f"### `{_md_cell(r.source)}`", "", "| node | line | status | backprop | numeric error | note |",
+                  "|---|---|---|---|---|---|"]
+        for row in r.failures:
+            lines.append(f"| `{_md_cell(row_name(row))}` | {row.line} | {row.status} | {_md_cell(_backprop_cell(row))} | "
+                         f"{fmt_error(getattr(row, 'numeric_error', None))} | {_md_cell(row.note or '')} |")
+        lines += ["", f"Reproduce: `{r.reproduce()}`"]
+    return "\n".join(lines) + "\n"

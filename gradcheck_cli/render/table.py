@@ -1,0 +1,171 @@
+"""The terminal table: one row per node, notes, the reproduce line, a summary; and pytest's failure text."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..report import CheckReport, RunReport
+from ..verdict import rel_error
+from .common import STATUS_STYLE, element, fmt_error, fmt_number, fmt_shape, row_name, summary
+
+MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
+
+
+def _index_cell(row) -> str:
+    return "" if not row.worst_index else "[" + ",".join(map(str, row.worst_index)) + "]"
+
+
+def _value_cell(row, digits: int) -> str:
+    v = np.asarray(row.value)
+    return fmt_number(v, digits) if v.ndim == 0 else fmt_shape(v.shape)
+
+
+def node_table(report: CheckReport, width: int):
+    """The per-node rich Table; its columns fit the terminal (80 columns and up)."""
+    from rich.table import Table
+    from rich.text import Text
+    medium, wide = width >= MEDIUM, width >= WIDE
+    digits = 6 if medium else 4
+    tensors = any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None)
+    table = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
+    table.add_column("node", overflow="ellipsis", max_width=30 if wide else (22 if medium else 16), no_wrap=True)
+    table.add_column("gate", overflow="ellipsis", max_width=10 if medium else 7, no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("backprop", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("numeric", justify="right", no_wrap=True)
+        table.add_column("symbolic", justify="right", no_wrap=True)
+    if medium and tensors:
+        table.add_column("at", no_wrap=True)
+    table.add_column("num err", justify="right", no_wrap=True, min_width=7)
+    if wide:
+        table.add_column("tol", justify="right", no_wrap=True)
+    table.add_column("sym err", justify="right", no_wrap=True, min_width=7)
+    table.add_column("status", no_wrap=True, min_width=6)
+    for row in report.nodes:
+        cells = [Text(row.name), Text(row.op), _value_cell(row, digits), element(row.grad, row, digits)]
+        if wide:
+            cells += [element(row.numeric, row, digits), element(row.symbolic, row, digits)]
+        if medium and tensors:
+            cells.append(_index_cell(row))
+        cells.append(fmt_error(row.numeric_error))
+        if wide:
+            cells.append(fmt_error(row.tolerance) if row.grad is not None else "—")
+        cells += [fmt_error(row.symbolic_error), Text(row.status, style=STATUS_STYLE.get(row.status, ""))]
+        table.add_row(*cells)
+    return table
+
+
+def print_table(run: RunReport, console, expand: str | None = None) -> None:
+    """Print every report: a heading, the table, notes, then a one-line summary of the run."""
+    from rich.markup import escape
+    for report in run.results:
+        if report.error is not None:
+            console.print(f"[bold red]✗[/] {escape(report.source)}", highlight=False)
+            console.print(escape(report.error.format()), highlight=False, soft_wrap=True)
+            console.print()
+            continue
+        mark = "[green]✓[/]" if report.passed else "[bold red]✗[/]"
+        out = np.asarray(report.value)
+        value = fmt_number(out) if out.ndim == 0 else fmt_shape(out.shape) + " (Jacobian checked)"
+        console.print(f"{mark} {escape(report.source)}  output [bold]{escape(str(report.output))}[/] = {value}",
+                      highlight=False)
+        console.print(node_table(report, console.width))
+        if report.expects:
+            console.print(expect_table(report))
+        for row in report.nodes + report.expects:
+            if row.note and row.status not in ("pass", "skip"):
+                label = row_name(row)
+                if getattr(row, "worst_index", None):
+                    label += f" {list(row.worst_index)}"
+                console.print(f"  [{STATUS_STYLE[row.status]}]{row.status}[/] {escape(label)} "
+                              f"(line {row.line}): {escape(row.note)}", highlight=False)
+        if expand:
+            print_expand(report, expand, console)
+        if not report.passed:
+            console.print(f"  reproduce: {escape(report.reproduce())}", highlight=False, soft_wrap=True)
+        for line in method_lines(report):
+            console.print(f"  [dim]{escape(line)}[/]", highlight=False)
+        console.print()
+    console.print(summary(run), highlight=False)
+
+
+def expect_table(report: CheckReport):
+    """The `expect` lines: what was written, what backprop gives, the verdict."""
+    from rich.table import Table
+    from rich.text import Text
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for col, justify in (("expect", "left"), ("line", "right"), ("expected", "right"), ("actual", "right"),
+                         ("status", "left"), ("how", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "how")
+    for e in report.expects:
+        how = "at the point" if e.note is None else ("symbolically" if e.note == "symbolically equal" else "")
+        table.add_row(Text(e.target), str(e.line), _cell(e.expected), _cell(e.actual),
+                      Text(e.status, style=STATUS_STYLE.get(e.status, "")), how)
+    return table
+
+
+def _cell(value) -> str:
+    a = np.asarray(value, dtype=float)
+    return fmt_number(a) if a.ndim == 0 else fmt_shape(a.shape)
+
+
+def method_lines(report: CheckReport) -> list:
+    """How the oracles ran, when not the plain way: projections, chained or skipped SymPy."""
+    lines = []
+    if any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None):
+        lines.append("tensor rows show the worst element; --expand NODE lists them all")
+    projected = [r.name for r in report.nodes if r.numeric_method and r.numeric_method.startswith("projection")]
+    if projected:
+        lines.append(f"numeric by 4 random projections (past the element budget): {_names(projected)}")
+    chained = [r for r in report.nodes if r.note and "exact local derivatives" in r.note]
+    if chained:
+        lines.append("symbolic: SymPy's exact local derivatives, chained (the file is past the whole-expression budget)")
+    skipped = [r.name for r in report.nodes if r.status != "skip" and r.symbolic is None]
+    if skipped and report.settings.symbolic:
+        lines.append(f"symbolic skipped (see the JSON note): {_names(skipped)}")
+    return lines
+
+
+def _names(names: list, limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def print_expand(report: CheckReport, name: str, console) -> None:
+    """Print one tensor node's elements side by side: backprop, numeric, symbolic, error."""
+    from rich.table import Table
+    from rich.markup import escape
+    row = next((r for r in report.nodes if r.name == name), None)
+    if row is None or row.grad is None:
+        return
+    table = Table(title=f"{escape(name)}: every element", show_edge=False, header_style="bold")
+    for col in ("index", "backprop", "numeric", "symbolic", "rel err"):
+        table.add_column(col, justify="right")
+    grad = np.asarray(row.grad, dtype=float)
+    num = None if row.numeric is None else np.asarray(row.numeric, dtype=float)
+    sym = None if row.symbolic is None else np.asarray(row.symbolic, dtype=float)
+    for idx in np.ndindex(*grad.shape):
+        err = rel_error(grad[idx], num[idx]) if num is not None else None
+        table.add_row(str(list(idx)), fmt_number(grad[idx]), fmt_number(num[idx]) if num is not None else "—",
+                      fmt_number(sym[idx]) if sym is not None else "—", fmt_error(None if err is None else float(err)))
+    console.print(table)
+
+
+def failure_text(report: CheckReport, width: int = 120) -> str:
+    """Plain text for a failed check (the pytest plugin's report): failing rows, notes, reproduce."""
+    from io import StringIO
+    from rich.console import Console
+    from rich.markup import escape
+    if report.error is not None:
+        return report.error.format()
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, no_color=True, highlight=False)
+    failing = [r for r in report.nodes if r in report.failures]
+    if failing:
+        console.print(node_table(CheckReport(report.source, report.output, report.value, failing,
+                                             settings=report.settings), width))
+    for row in report.failures:
+        console.print(escape(f"{row.status} {row_name(row)} (line {row.line}): {row.note or ''}"))
+    console.print(escape(f"reproduce: {report.reproduce()}"))
+    return buffer.getvalue()

@@ -1,0 +1,147 @@
+"""The package's shape: imports go one way (no cycles), and imports inside functions only where they
+keep start-up fast."""
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "gradcheck_cli"
+# Modules that import the rest of the package lazily, so `gradcheck --help` never pays for numpy.
+LAZY_FRONT = {"cli", "__init__", "pytest_plugin", "render"}
+# Heavy or rarely needed libraries any module may import inside a function, with the reason.
+LAZY_LIBRARIES = {
+    "sympy": "only the symbolic oracle needs it, and it takes ~0.3 s to import",
+    "rich": "only the terminal renderers need it",
+    "xml": "only the JUnit renderer",
+    "concurrent": "only -j N",
+    "ctypes": "only the CLI's malloc tuning and worker set-up",
+    "tomllib": "only when a pyproject.toml exists",
+    "tomli": "tomllib on Python 3.10",
+    "subprocess": "only Graphviz rendering",
+    "importlib": "only user Python modules (check-py)",
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts) or "__init__"
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> list:
+    """Package modules an import statement names (relative imports only: the package never imports itself absolutely)."""
+    if node.level == 0:
+        return []
+    base = module.split(".")
+    is_package = (PACKAGE / Path(*base) / "__init__.py").exists() if module != "__init__" else True
+    anchor = base if is_package and module != "__init__" else base[:-1]
+    anchor = anchor[: len(anchor) - (node.level - 1)] if node.level > 1 else anchor
+    if module == "__init__":
+        anchor = []
+    target = anchor + (node.module.split(".") if node.module else [])
+    names = []
+    for alias in node.names:
+        candidate = target + [alias.name]
+        if (PACKAGE / Path(*candidate)).with_suffix(".py").exists() or (PACKAGE / Path(*candidate) / "__init__.py").exists():
+            names.append(".".join(candidate))
+        elif target:
+            names.append(".".join(target))
+    return names
+
+
+def _imports():
+    """module -> [(imported package module, inside a function?, third-party top name)]"""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        entries = []
+
+        def visit(node, in_function):
+            for child in ast.iter_child_nodes(node):
+                nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                if isinstance(child, ast.ImportFrom):
+                    targets = _resolve(module, child)
+                    entries.extend((t, in_function, None) for t in targets)
+                    if child.level == 0:
+                        entries.append((None, in_function, child.module.split(".")[0]))
+                elif isinstance(child, ast.Import):
+                    entries.extend((None, in_function, a.name.split(".")[0]) for a in child.names)
+                visit(child, nested)
+        visit(tree, False)
+        found[module] = entries
+    return found
+
+
+def find_cycle(graph: dict):
+    """A list of modules that import each other in a ring, or None."""
+    state, stack = {}, []
+
+    def dfs(m):
+        state[m] = "open"
+        stack.append(m)
+        for t in graph.get(m, []):
+            if state.get(t) == "open":
+                return stack[stack.index(t):] + [t]
+            if t not in state:
+                found = dfs(t)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = "done"
+        return None
+
+    for m in graph:
+        if m not in state:
+            found = dfs(m)
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": ["b", "c"], "b": ["c"], "c": []}) is None
+
+
+def test_no_import_cycles_inside_the_package():
+    imports = _imports()
+    assert len(imports) > 20 and sum(len(e) for e in imports.values()) > 50  # the scan sees the package
+    graph = {m: sorted({t for t, _, _ in entries if t and t != m}) for m, entries in imports.items()}
+    graph = {m: [t for t in ts if t in graph and t.split(".")[0] not in LAZY_FRONT and m != "__init__"]
+             for m, ts in graph.items()}
+    assert graph["checker"] and "autodiff" in graph["checker"]
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_imports_inside_functions_only_keep_start_up_fast():
+    for module, entries in _imports().items():
+        if module.split(".")[0] in LAZY_FRONT:
+            continue
+        for target, in_function, library in entries:
+            if not in_function:
+                continue
+            assert target is None, f"{module} imports {target} inside a function: import it at the top"
+            assert library in LAZY_LIBRARIES, f"{module} imports {library} inside a function"
+
+
+def test_the_library_never_prints():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name in ("cli.py",):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+        assert not calls, f"{path.name} calls print()"
+
+
+def test_no_evaluator_is_ever_called():
+    banned = {"eval", "exec", "sympify", "parse_expr", "lambdify", "compile"}
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Call):
+                name = getattr(n.func, "id", None) or getattr(n.func, "attr", None)
+                if name in banned and not (name == "compile" and isinstance(n.func, ast.Attribute)):
+                    raise AssertionError(f"{path.name}:{n.lineno} calls {name}()")
