@@ -1,4 +1,9 @@
-"""Forward and backward passes over a Graph. No gate-specific code: everything goes through the registry."""
+"""Forward and backward passes over a Graph. No gate-specific code: everything goes through the registry.
+
+One evaluator (`_sweep`) serves the plain forward pass, small sub-graphs (a user gate's body, an
+expectation) and the batched forward pass of the finite differences, where each row of a leading
+axis carries its own perturbation.
+"""
 
 from __future__ import annotations
 
@@ -7,64 +12,82 @@ import numpy as np
 from .errors import BackwardError, GradValueError
 from .graph import Graph, Node
 
+__all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian", "Probe"]
 
-def _gate_inputs(graph: Graph, node: Node, values: list) -> list:
-    return [values[i] for i in node.inputs]
+
+class Probe:
+    """Rows of a batched forward pass that each nudge one element of one node by `delta`."""
+    __slots__ = ("node", "rows", "flat", "delta")
+
+    def __init__(self, node: int, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
+        self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
+
+
+def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
+    """Give a batched operand of an elementwise gate the result's rank, so broadcasting lines up."""
+    extra = len(shape) - (a.ndim - 1)
+    return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
 
 
 def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
     """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
-    if node.gate.elementwise and n_rows is not None:
-        args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
+    if n_rows is not None and any(batched):
+        if node.gate.elementwise:
+            args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
+        out = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
+        return np.broadcast_to(out, (n_rows,) + node.shape)
     return np.asarray(node.gate.forward(args, node.attrs), dtype=float)
 
 
-def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_branches: bool = False):
-    """Evaluate a small graph (a user gate's body) on values for its leaves, in order.
+def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.ndarray:
+    """The gate's branch array, one flattened row per batch row (or one row when unbatched)."""
+    if n_rows is not None and node.gate.elementwise and any(flags):
+        args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
+    b = np.asarray(node.gate.branch(args, node.attrs))
+    if n_rows is None or not any(flags):
+        return b.reshape(1, -1)
+    b = np.broadcast_to(b, np.broadcast_shapes(b.shape, (n_rows,) + (1,) * (b.ndim - 1)))
+    return b.reshape(n_rows, -1)
 
-    An input with more dimensions than its leaf carries a leading row axis; results that depend
-    on it do too. Returns the output's value, or the values of `outputs` (node ids); with
-    `collect_branches`, also the kink gates' branch arrays, one row each when batched.
+
+def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
+           inject: dict | None = None, centre_branches: list | None = None, kinks=None,
+           branches: list | None = None, last_use: list | None = None, keep: int | None = None):
+    """Evaluate the gates of `nodes` in order.
+
+    Unbatched results go into `values`, batched ones into `batched` (node id -> (n_rows, *shape)).
+    `inject` (node id -> [Probe]) adds perturbations to a node's batched value. With `kinks`
+    (a bool array per row), a row is flagged when a kink gate's branch differs from its branch in
+    `centre_branches`. `branches` collects every kink gate's branch rows. With `last_use`,
+    batched values no longer needed are dropped (all but `keep`).
     """
-    leaves = [n for n in graph.nodes if n.kind == "leaf"]
-    values: list = [None] * len(graph.nodes)
-    rows = set()
-    n_rows = None
-    for leaf, value in zip(leaves, inputs):
-        values[leaf.id] = value
-        if np.ndim(value) > len(leaf.shape):
-            rows.add(leaf.id)
-            n_rows = np.shape(value)[0]
-    branches = []
-    with np.errstate(all="ignore"):
-        for node in graph.nodes[: graph.output + 1]:
-            if node.kind == "literal":
-                values[node.id] = node.value
-            if node.gate is None:
-                continue
-            args = _gate_inputs(graph, node, values)
-            flags = [i in rows for i in node.inputs]
-            values[node.id] = apply_gate(node, args, flags, n_rows if any(flags) else None)
+    for node in nodes:
+        nid = node.id
+        if node.gate is not None:
+            flags = [i in batched for i in node.inputs]
+            args = [batched[i] if f else values[i] for i, f in zip(node.inputs, flags)]
             if any(flags):
-                rows.add(node.id)
-            if collect_branches and node.gate.branch is not None:
-                b = np.asarray(node.gate.branch(_padded(node, args, flags, n_rows), node.attrs))
-                if n_rows is not None:
-                    b = np.broadcast_to(b, np.broadcast_shapes(b.shape, (n_rows,) + (1,) * (b.ndim - any(flags))))
-                    branches.append(b.reshape(n_rows, -1))
-                else:
-                    branches.append(b.reshape(-1))
-    wanted = [graph.output] if outputs is None else outputs
-    results = [values[i] for i in wanted]
-    if collect_branches:
-        return results[0], branches
-    return results[0] if outputs is None else results
-
-
-def _padded(node, args, flags, n_rows):
-    if node.gate.elementwise and n_rows is not None and any(flags):
-        return [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
-    return args
+                batched[nid] = apply_gate(node, args, flags, n_rows)
+            elif values[nid] is None:
+                values[nid] = apply_gate(node, args, flags, None)
+            if node.gate.branch is not None and (branches is not None or (kinks is not None and any(flags))):
+                rows = branch_of(node, args, flags, n_rows)
+                if branches is not None:
+                    branches.append(rows)
+                if kinks is not None and any(flags):
+                    kinks |= (rows != centre_branches[nid]).any(axis=1)
+        if inject is not None and nid in inject:
+            if nid not in batched:
+                batched[nid] = np.broadcast_to(values[nid], (n_rows,) + node.shape)
+            value = batched[nid].copy()
+            flat = value.reshape(n_rows, -1)
+            for p in inject[nid]:
+                flat[p.rows, p.flat] += p.delta
+            batched[nid] = value
+        if last_use is not None:
+            for i in dict.fromkeys(node.inputs):
+                if i in batched and last_use[i] <= nid and i != keep:
+                    del batched[i]
 
 
 def forward(graph: Graph, inputs: dict | None = None) -> list:
@@ -73,18 +96,89 @@ def forward(graph: Graph, inputs: dict | None = None) -> list:
     `inputs` gives values for leaves by id (a user gate's parameters).
     """
     values: list = [None] * len(graph.nodes)
-    inputs = inputs or {}
+    for node in graph.nodes:
+        if node.gate is None:
+            values[node.id] = (inputs or {}).get(node.id, node.value)
     with np.errstate(all="ignore"):
         for node in graph.nodes:
             if node.gate is None:
-                values[node.id] = inputs.get(node.id, node.value)
                 continue
-            args = _gate_inputs(graph, node, values)
-            out = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
-            if not np.all(np.isfinite(out)):
-                raise _domain_error(graph, node, args, out)
-            values[node.id] = out
+            _sweep(graph, values, (node,), {}, None)
+            if not np.all(np.isfinite(values[node.id])):
+                raise _domain_error(graph, node, [values[i] for i in node.inputs], values[node.id])
     return values
+
+
+def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_branches: bool = False):
+    """Evaluate a small graph (a user gate's body) on values for its leaves, in order.
+
+    An input with more dimensions than its leaf carries a leading row axis; results that depend
+    on it do too. Returns the output's value, or the values of `outputs` (node ids); with
+    `collect_branches`, also the kink gates' branch arrays, one row each.
+    """
+    values: list = [None] * len(graph.nodes)
+    batched: dict = {}
+    n_rows = None
+    for leaf, value in zip(graph.leaves(), inputs):
+        if np.ndim(value) > len(leaf.shape):
+            batched[leaf.id] = value
+            n_rows = np.shape(value)[0]
+        else:
+            values[leaf.id] = value
+    for node in graph.nodes:
+        if node.kind == "literal":
+            values[node.id] = node.value
+    branches = [] if collect_branches else None
+    with np.errstate(all="ignore"):
+        _sweep(graph, values, graph.nodes[: graph.output + 1], batched, n_rows, branches=branches)
+    wanted = [graph.output] if outputs is None else outputs
+    results = [batched[i] if i in batched else values[i] for i in wanted]
+    if collect_branches:
+        rows = [np.broadcast_to(b, (n_rows or 1, b.shape[1])) for b in branches]
+        return results[0], rows
+    return results[0] if outputs is None else results
+
+
+def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list):
+    """Run the forward pass once for `n_rows` perturbed copies of the graph.
+
+    Row r of the result is the output when the element named by row r's probe is nudged and
+    everything downstream of it is recomputed; nodes upstream of every probe are shared.
+    Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
+    set when some gate with a kink switched branch in that row (`centre_branches` from `branch_rows`).
+    """
+    inject: dict[int, list] = {}
+    for p in probes:
+        inject.setdefault(p.node, []).append(p)
+    start = min(inject)
+    out_id = graph.output
+    batched: dict = {}
+    kinks = np.zeros(n_rows, dtype=bool)
+    with np.errstate(all="ignore"):
+        _sweep(graph, list(values), graph.nodes[start: out_id + 1], batched, n_rows, inject=inject,
+               centre_branches=centre_branches, kinks=kinks, last_use=_last_uses(graph), keep=out_id)
+    if out_id not in batched:  # no probe reaches the output
+        return np.broadcast_to(values[out_id], (n_rows,) + graph.nodes[out_id].shape), kinks
+    return batched[out_id], kinks
+
+
+def branch_rows(graph: Graph, values: list) -> list:
+    """Each kink gate's branch array at the point (flattened, one row), by node id; None elsewhere."""
+    rows: list = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.gate is not None and node.gate.branch is not None:
+                rows[node.id] = branch_of(node, [values[i] for i in node.inputs], [False] * len(node.inputs), None)
+    return rows
+
+
+def _last_uses(graph: Graph) -> list:
+    """For each node, the id of the last node that reads it."""
+    last = list(range(len(graph.nodes)))
+    for node in graph.nodes:
+        for i in node.inputs:
+            last[i] = max(last[i], node.id)
+    return last
 
 
 def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:
@@ -127,7 +221,7 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
                 continue
             if on_node is not None:
                 on_node(node, g)
-            args = _gate_inputs(graph, node, values)
+            args = [values[i] for i in node.inputs]
             try:
                 grads = node.gate.vjp(g, args, values[node.id], node.attrs)
             except BackwardError as err:
@@ -151,77 +245,3 @@ def jacobian(graph: Graph, adjoint: np.ndarray, node: Node) -> np.ndarray:
     """A node's adjoint as the gradient (scalar output) or Jacobian (output.shape + node.shape)."""
     out = graph.nodes[graph.output]
     return adjoint.reshape(out.shape + node.shape)
-
-
-class Probe:
-    """Rows of a batched forward pass that each nudge one element of one node by `delta`."""
-    __slots__ = ("node", "rows", "flat", "delta")
-
-    def __init__(self, node: int, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
-        self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
-
-
-def batched_forward(graph: Graph, values: list, probes: list, n_rows: int):
-    """Run the forward pass once for `n_rows` perturbed copies of the graph.
-
-    Row r of the result is the output when the element named by row r's probe is nudged and
-    everything downstream of it is recomputed; nodes upstream of every probe are shared.
-    Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
-    set when some gate with a kink switched branch in that row.
-    """
-    by_node: dict[int, list] = {}
-    for p in probes:
-        by_node.setdefault(p.node, []).append(p)
-    start = min(by_node)
-    out_id = graph.output
-    last_use = _last_uses(graph)
-    batched: dict[int, np.ndarray] = {}
-    kinks = np.zeros(n_rows, dtype=bool)
-    with np.errstate(all="ignore"):
-        for node in graph.nodes[start: out_id + 1]:
-            nid = node.id
-            in_batch = [i for i in node.inputs if i in batched]
-            if node.gate is not None and in_batch:
-                args = [batched[i] if i in batched else values[i] for i in node.inputs]
-                flags = [i in batched for i in node.inputs]
-                value = np.broadcast_to(apply_gate(node, args, flags, n_rows), (n_rows,) + node.shape)
-                if node.gate.branch is not None:
-                    kinks |= _switched(node, _padded(node, args, flags, n_rows), values, graph, n_rows)
-            elif nid in by_node:
-                value = np.broadcast_to(values[nid], (n_rows,) + node.shape)
-            else:
-                continue
-            if nid in by_node:
-                value = value.copy()
-                flat = value.reshape(n_rows, -1)
-                for p in by_node[nid]:
-                    flat[p.rows, p.flat] += p.delta
-            batched[nid] = value
-            for i in set(in_batch):
-                if last_use[i] <= nid and i != out_id:
-                    del batched[i]
-    if out_id not in batched:  # no probe reaches the output
-        return np.broadcast_to(values[out_id], (n_rows,) + graph.nodes[out_id].shape), kinks
-    return batched[out_id], kinks
-
-
-def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
-    """Give a batched operand of an elementwise gate the result's rank, so broadcasting lines up."""
-    extra = len(shape) - (a.ndim - 1)
-    return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
-
-
-def _switched(node: Node, args: list, values: list, graph: Graph, n_rows: int) -> np.ndarray:
-    centre = np.asarray(node.gate.branch(_gate_inputs(graph, node, values), node.attrs))
-    moved = np.asarray(node.gate.branch(args, node.attrs))
-    moved = np.broadcast_to(moved, np.broadcast_shapes(moved.shape, (n_rows,) + (1,) * centre.ndim))
-    return (moved != centre).reshape(n_rows, -1).any(axis=1)
-
-
-def _last_uses(graph: Graph) -> list:
-    """For each node, the id of the last node that reads it."""
-    last = list(range(len(graph.nodes)))
-    for node in graph.nodes:
-        for i in node.inputs:
-            last[i] = max(last[i], node.id)
-    return last

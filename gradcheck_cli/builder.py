@@ -39,6 +39,7 @@ class Builder:
         self.names: dict[str, int] = {}
         self.defined_at: dict[str, N.Pos] = {}
         self.user_gates: dict = {}
+        self.warnings: list = []
 
     # --- nodes ----------------------------------------------------------------------------------
 
@@ -286,6 +287,7 @@ class Builder:
                 expects.append(st)
             elif isinstance(st, N.GateDef):
                 self.user_gates[st.name] = usergates.define(st, self.user_gates)
+                self.warnings.extend(self.user_gates[st.name].warnings)
         if self.at:
             bad = next(iter(self.at))
             known = [n.name for n in self.nodes if n.kind in ("leaf", "const")]
@@ -298,7 +300,7 @@ class Builder:
             st = statements[-1]
             raise GradValueError("nothing to differentiate: no computed node (e.g. f = x * y)",
                                  st.pos.line, st.pos.col)
-        return Graph(self.nodes, output, self.names, expects, self.text, self.source)
+        return Graph(self.nodes, output, self.names, expects, self.text, self.source, self.warnings)
 
     def _assignment(self, st: N.Assign) -> int | None:
         """Build `name = expr`; returns the node id when it is computed (not a leaf or an alias)."""

@@ -1,14 +1,19 @@
-"""The library entry point `check`: build the graph, run the three oracles, judge every node."""
+"""The library entry point `check`: build the graph, run the three oracles, judge every node and gate."""
 
 from __future__ import annotations
 
-from . import autodiff, numeric, symbolic, verdict
+import numpy as np
+
+from . import autodiff, gatecheck, numeric, symbolic, verdict
 from .errors import GradcheckError
 from .expects import judge as judge_expect
 from .frontend import load
 from .graph import Graph
-from .report import CheckReport, ExpectRow, NodeRow
+from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
+
+ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
+NOISE_STEP = gatecheck.NOISE_STEP
 
 
 def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_names: bool = False,
@@ -32,30 +37,56 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_nam
     return report
 
 
+def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
+    """Per node, how much backprop moves when every value is nudged by a few ulps: its own rounding."""
+    out = graph.nodes[graph.output]
+    noise = [np.zeros_like(a) for a in adjoints]
+    for delta in (NOISE_STEP, -NOISE_STEP):
+        scaled = [None if v is None else v * (1 + delta) for v in values]
+        seed = np.eye(out.size).reshape((out.size,) + out.shape) * (1 + delta)
+        again = autodiff.backward(graph, scaled, {}, seed)
+        with np.errstate(all="ignore"):
+            noise = [np.maximum(z, np.nan_to_num(np.abs(b - a), nan=0.0, posinf=0.0))
+                     for z, a, b in zip(noise, adjoints, again)]
+    return noise
+
+
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
     values = autodiff.forward(graph)
     backward_errors: dict = {}
     adjoints = autodiff.backward(graph, values, backward_errors)
+    noise = backprop_noise(graph, values, adjoints)
     out = graph.nodes[graph.output]
     report.output, report.value = out.name, values[out.id]
+    report.warnings = list(graph.warnings)
     checked = [n for n in graph.checked() if n.kind != "const"]
-    ids = [n.id for n in checked]
-    backprop = {n.id: autodiff.jacobian(graph, adjoints[n.id], n) for n in checked}
-    differences = dict(step=settings.step, budget=settings.budget, seed=settings.seed, reference=backprop,
-                       rtol=settings.rtol, atol=settings.atol)
-    num = numeric.finite_differences(graph, values, ids, **differences)
-    sym = symbolic.derivatives(graph, values, ids) if settings.symbolic else {}
+    k = out.size
+    flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
+    sizes = {n.id: n.size for n in checked}
+    exhaustive = numeric.allocate(sizes, {n.id for n in checked if n.kind == "leaf"}, settings.budget)
+    targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
+    runner = numeric.GraphRunner(graph, values)
+    num = numeric.differentiate(runner, targets, settings.h, settings.rtol, settings.atol, flat, settings.seed)
+    jacobians: dict = {}
+    sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
+           if settings.symbolic else {})
     rows = {}
     for node in checked:
-        bp = backprop[node.id]
-        j = verdict.judge(bp, node.shape, num[node.id], sym.get(node.id), settings.rtol, settings.atol)
+        s = sym.get(node.id)
+        sv = s.value.reshape(k, node.size) if s is not None and s.value is not None else None
+        mag = s.magnitude.reshape(k, node.size) if sv is not None else None
+        z = noise[node.id].reshape(k, node.size)
+        j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
         if j.status == "fail" and num[node.id].method == "projection":
             # A random projection failed: recheck every element so the report names the bad one.
-            num[node.id] = numeric.finite_differences(graph, values, [node.id], exhaustive={node.id},
-                                                      **differences)[node.id]
-            j = verdict.judge(bp, node.shape, num[node.id], sym.get(node.id), settings.rtol, settings.atol)
-        rows[node.id] = _row(node, values[node.id], bp, num[node.id], sym.get(node.id), j)
-    _diagnose(graph, rows, backward_errors)
+            target = numeric.Target(node.id, np.ravel(values[node.id]))
+            num[node.id] = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol,
+                                                 flat, settings.seed)[node.id]
+            j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
+        rows[node.id] = _row(graph, node, values[node.id], adjoints[node.id], num[node.id], s, j)
+    checks = _gate_checks(graph, values, settings, jacobians, rows)
+    report.gates = [_gate_row(graph, c) for c in checks]
+    _diagnose(graph, rows, checks, backward_errors)
     for node in graph.checked():
         if node.kind == "const":
             rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
@@ -65,26 +96,120 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     report.expects = []
     for e in graph.expects:
         node = graph.nodes[e.node]
-        actual = backprop.get(e.node, autodiff.jacobian(graph, adjoints[e.node], node))
+        actual = autodiff.jacobian(graph, adjoints[e.node], node)
         expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
         report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
 
 
-def _row(node, value, bp, num, sym, j: verdict.Judgement) -> NodeRow:
+def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow:
+    out = graph.nodes[graph.output]
+    jac = lambda a: None if a is None else np.asarray(a).reshape(out.shape + node.shape)  # noqa: E731
     method = num.method if num.method == "exhaustive" else f"projection ({num.projected.shape[0]} random directions)"
+    note = j.note
+    if sym is not None and sym.note:
+        note = f"{note}; {sym.note}" if note else sym.note
+    worst = None
+    if num.method == "exhaustive" and (out.shape or node.shape):
+        worst = tuple(int(i) for i in np.unravel_index(j.worst[0], out.shape or (1,))[: len(out.shape)]) + \
+            tuple(int(i) for i in np.unravel_index(j.worst[1], node.shape or (1,))[: len(node.shape)])
     return NodeRow(name=node.name, op=node.label, shape=node.shape, line=node.pos.line, col=node.pos.col,
-                   value=value, grad=bp, numeric=num.value, symbolic=sym.value if sym is not None else None,
-                   numeric_error=j.numeric_error, symbolic_error=j.symbolic_error, status=j.status, note=j.note,
-                   tolerance=j.tolerance, worst_index=j.worst_index, numeric_method=method)
+                   value=value, grad=jac(adjoint), numeric=jac(num.value if num.method == "exhaustive" else None),
+                   symbolic=jac(sym.value if sym is not None else None),
+                   numeric_error=j.numeric_error, symbolic_error=j.symbolic_error, status=j.status, note=note,
+                   tolerance=j.tolerance, worst_index=worst, numeric_method=method)
 
 
-def _diagnose(graph: Graph, rows: dict, backward_errors: dict):
-    """Add the cause to every failing row's note (and the culprit's position)."""
-    gates = {n.id: (n.name, n.label, n.pos.line, n.pos.col, n.gate.backward_source, n.inputs)
-             for n in graph.nodes if n.gate is not None and n.id in rows}
-    statuses = {nid: row.status for nid, row in rows.items()}
-    consumers = {nid: graph.consumers[nid] for nid in rows}
-    for nid, cause in verdict.diagnose(consumers, statuses, gates, backward_errors).items():
-        row = rows[nid]
-        row.note = cause.note if cause.inherited else f"{row.note}; {cause.note}"
-        row.culprit = cause.culprit
+def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict) -> list:
+    """Every gate call's own check (hand-derived gates also at a second point)."""
+    gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None]
+    user = [n for n in gates if n.gate.instance is not None]
+    if len(gates) > ALL_GATES:  # big files: built-in gates on their own only below a failing row
+        failing = [nid for nid, r in rows.items() if r.status == "fail"]
+        below = set(graph.descendants(failing)) | {c for f in failing for c in graph.consumers[f]}
+        gates = [n for n in gates if n.gate.instance is not None or n.id in below]
+    checks = []
+    for node in gates:
+        checks += gatecheck.check_gate(graph, values, node, settings, 1, jacobians)
+    failed = {c.node for c in checks if c.status == "fail"}
+    hand_derived = [n for n in user if n.gate.instance.bwd is not None and n.id not in failed]
+    if hand_derived:
+        second = gatecheck.second_point(graph, settings)
+        if second is not None:
+            for node in hand_derived:
+                checks += gatecheck.check_gate(graph, second, node, settings, 2)
+    return checks
+
+
+def _gate_row(graph: Graph, c: gatecheck.GateCheck) -> GateRow:
+    node = graph.nodes[c.node]
+    j = c.judgement
+    note = c.error or j.note
+    if c.point == 2 and c.status == "fail":
+        note = f"fails at a second, random point (every leaf moved by up to ~10%): {note}"
+    return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
+                   j.symbolic_error, j.tolerance, c.point, note)
+
+
+def _diagnose(graph: Graph, rows: dict, checks: list, backward_errors: dict):
+    """Name, in every failing row's note, the gate whose own check fails downstream of it."""
+    failing: dict = {}
+    for c in checks:
+        if c.status == "fail" and c.slot is not None:
+            failing.setdefault(c.node, set()).add(c.slot)
+    order = [n.id for n in graph.nodes]
+    inputs = {n.id: n.inputs for n in graph.nodes}
+    found = verdict.culprits(order, {i: graph.consumers[i] for i in order}, inputs, failing)
+    by_slot = {(c.node, c.slot, c.point): c for c in checks}
+    fallback = {}
+    if any(r.status == "fail" and not found.get(nid) for nid, r in rows.items()):
+        gates = {n.id: (n.name, n.label, n.pos.line, n.pos.col, n.gate.backward_source, n.inputs)
+                 for n in graph.nodes if n.gate is not None and n.id in rows}
+        statuses = {nid: row.status for nid, row in rows.items()}
+        fallback = verdict.diagnose({nid: graph.consumers[nid] for nid in rows}, statuses, gates, backward_errors)
+    for nid, row in rows.items():
+        if row.status != "fail":
+            continue
+        culprit = found.get(nid)
+        if not culprit:
+            cause = fallback.get(nid)
+            if cause is not None:
+                row.note = cause.note if cause.inherited else f"{row.note}; {cause.note}"
+                row.culprit = cause.culprit
+            continue
+        g, slot = culprit[0]
+        gate = graph.nodes[g]
+        check = by_slot.get((g, slot, 1)) or by_slot.get((g, slot, 2))
+        line, col, what = _culprit_line(gate, slot, checks)
+        where = f"'{gate.name}' ({gate.label}, line {gate.pos.line})"
+        if gate.inputs[slot] != nid:
+            row.note = f"inherits the failure of the backward of {where} downstream"
+        else:
+            detail = f": {what}" if what else ", whose own check fails"
+            if check is not None and check.error:
+                detail += f" ({check.error})"
+            row.note = f"{row.note}; the gradient goes wrong in the backward of {where}{detail}"
+        row.culprit = (line, col)
+
+
+def _culprit_line(gate, slot: int, checks: list) -> tuple:
+    """(line, col, text) of the line to blame in a gate whose check of `slot` fails: a failing
+    `d<local>` line it uses whose own inputs pass, else its d line, else the gate call."""
+    inst = gate.gate.instance
+    if inst is None or inst.bwd is None:
+        return gate.pos.line, gate.pos.col, None
+    param = inst.user.defn.params[slot]
+    d_line = inst.user.d_lines[param]
+    bad = {c.what: c for c in checks if c.node == gate.id and c.slot is None and c.status == "fail"}
+    names = {local: "d" + local for local, *_ in inst.intermediates}
+    uses = inst.depends.get(inst.bwd.names.get("d" + param), [])
+    suspects = [names[u] for u in uses if names[u] in bad]
+    while suspects:
+        line_name = suspects[0]
+        bid = inst.bwd.names.get(line_name)
+        deeper = [names[u] for u in inst.depends.get(bid, []) if names[u] in bad]
+        if not deeper:
+            c = bad[line_name]
+            return (c.line, c.col, f"its line '{line_name}' (line {c.line}) is not the gradient of "
+                    f"'{line_name[1:]}' (it fails its own check), and d{param} uses it")
+        suspects = deeper
+    return d_line.pos.line, d_line.pos.col, f"its d line 'd{param}' (line {d_line.pos.line}) fails its own check"

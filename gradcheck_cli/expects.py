@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,11 +10,13 @@ from . import nodes as N
 from .autodiff import run_graph
 from .errors import GradNameError, GradShapeError, did_you_mean
 from .nodes import walk
-from .symbolic import MAX_ELEMENTS, evaluate, numbers
+from . import symbolic
 
 INTEGER_RTOL = 1e-9     # `expect dx = -4`: as exact as floats allow
 FORMULA_RTOL = 1e-9
-SYMPY_SECONDS = 5.0
+MAX_DERIVATIVES = 64    # output elements × target elements SymPy differentiates for one expectation
+MAX_NODES = 200         # graphs larger than this are compared at the point only
+RANDOM_POINTS = 3       # points at which SymPy's derivative and the formula must agree
 
 
 @dataclass
@@ -84,7 +85,8 @@ def _names(expr):
     return (e for e in walk(expr) if isinstance(e, N.Name))
 
 
-def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_check: bool):
+def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_check: bool,
+          budget: int = symbolic.DEFAULT_BUDGET):
     """(expected value, status, note) for one expectation."""
     expected = np.broadcast_to(run_graph(exp.formula, [values[i] for i in exp.leaves]), actual.shape)
     with np.errstate(all="ignore"):
@@ -98,9 +100,9 @@ def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_ch
         return expected, "fail", f"{exp.target} is {right}, not {_fmt(expected)}"
     if exp.is_number or not symbolic_check:
         return expected, "pass", None
-    verdict = _symbolic_verdict(exp, graph, values)
+    verdict = symbolic_verdict(exp, graph, budget)
     if verdict is None:
-        return expected, "pass", "equal at the point (SymPy could not decide in time whether equal everywhere)"
+        return expected, "pass", "equal at the point (too large for SymPy to decide whether equal everywhere)"
     same, derivative = verdict
     if same:
         return expected, "pass", "symbolically equal"
@@ -112,71 +114,65 @@ def _fmt(a) -> str:
     return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=4, threshold=12)
 
 
-def _symbolic_verdict(exp: Expectation, graph, values: list):
-    """(same everywhere?, SymPy's derivative as text), or None when SymPy ran out of time or budget."""
-    out = {}
+def symbolic_verdict(exp: Expectation, graph, budget: int):
+    """(same everywhere?, SymPy's derivative as text), or None when past the work budget.
 
-    def work():
-        try:
-            out["v"] = _symbolic(exp, graph, values)
-        except Exception:  # SymPy failing on a hard expression means "undecided", never a crash
-            out["v"] = None
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(SYMPY_SECONDS)
-    return out.get("v")
-
-
-def _symbolic(exp: Expectation, graph, values: list):
+    SymPy differentiates the output written in the named leaves; the expected formula is then
+    compared with that derivative at random points (a formula right only at this point fails)."""
     import sympy
-    node = graph.nodes[exp.node]
-    if node.size * graph.nodes[graph.output].size > MAX_ELEMENTS or len(graph.nodes) > 200:
+    node, out = graph.nodes[exp.node], graph.nodes[graph.output]
+    if node.size * out.size > MAX_DERIVATIVES or len(graph.nodes) > MAX_NODES:
         return None
-    leaf_syms = {}
-    expr = {}
-    for n in graph.nodes[: max([graph.output] + exp.leaves) + 1]:
+    work = symbolic.Work(budget)
+    named = {}
+    for n in graph.nodes:
         if n.kind in ("leaf", "const"):
             arr = np.empty(n.shape, dtype=object)
             for k, idx in enumerate(np.ndindex(*n.shape)):
                 arr[idx] = sympy.Symbol(n.name if not n.shape else f"{n.name}_{k}", real=True)
-            leaf_syms[n.id] = arr
-            expr[n.id] = arr
-        elif n.kind == "literal":
-            expr[n.id] = numbers(n.value)
-        else:
-            expr[n.id] = np.asarray(n.gate.sym([expr[i] for i in n.inputs], n.attrs), dtype=object)
-        if n.id == exp.node and n.kind not in ("leaf", "const"):
-            # the output as a function of this node: a fresh symbol for it, substituted back after
-            inner = expr[n.id]
-            target = np.empty(n.shape, dtype=object)
-            for k, idx in enumerate(np.ndindex(*n.shape)):
-                target[idx] = sympy.Symbol(f"_t{k}", real=True)
-            expr[n.id] = target
-    target = expr[exp.node] if node.kind not in ("leaf", "const") else leaf_syms[exp.node]
-    back = {} if node.kind in ("leaf", "const") else dict(zip(target.ravel(), inner.ravel()))
-    outs = np.asarray(expr[graph.output], dtype=object).ravel()
-    derivative = np.array([[sympy.diff(o, t).xreplace(back) for t in target.ravel()] for o in outs], dtype=object)
-    derivative = derivative.reshape(graph.nodes[graph.output].shape + node.shape)
-    named = [inner if i == exp.node and node.kind not in ("leaf", "const") else expr[i] for i in exp.leaves]
-    expected = np.asarray(evaluate(exp.formula, named), dtype=object)
+            named[n.id] = arr
+    exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides=named)
+    if node.kind in ("leaf", "const"):
+        target, back = named[node.id], {}
+    else:  # the output as a function of this node: a placeholder for it, substituted back after
+        target = symbolic.make_symbols(node.shape, "_t")
+        inner = exprs[node.id]
+        exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides={**named, node.id: target})
+        back = dict(zip(target.ravel(), inner.ravel()))
+    outs = np.asarray(exprs[graph.output], dtype=object).ravel()
+    try:
+        for o in outs:
+            symbolic.count(o, work)
+        derivative = np.array([[sympy.diff(o, t).xreplace(back) for t in target.ravel()] for o in outs], dtype=object)
+    except (symbolic.Exhausted, RecursionError):
+        return None
+    derivative = derivative.reshape(out.shape + node.shape)
+    formula_inputs = [exprs[i] if i != exp.node or not back else np.asarray(inner, dtype=object) for i in exp.leaves]
+    expected = np.asarray(symbolic.evaluate(exp.formula, formula_inputs), dtype=object)
     if back:  # named nodes downstream of the target hold its placeholder: back to the leaves
-        expected = np.asarray(np.frompyfunc(lambda e: e.xreplace(back), 1, 1)(expected), dtype=object)
+        expected = np.asarray(np.frompyfunc(lambda e: e.xreplace(back) if hasattr(e, "xreplace") else e, 1, 1)(expected),
+                              dtype=object)
     expected = np.broadcast_to(expected, derivative.shape)
     rng = np.random.default_rng(0)
-    symbols = [s for arr in leaf_syms.values() for s in arr.ravel()]
-    same = True
-    for d, e in zip(derivative.ravel(), expected.ravel()):
-        diff = sympy.simplify(d - e)
-        if diff == 0:
-            continue
-        for _ in range(3):  # simplify may miss an identity: random points decide
-            point = {s: sympy.Float(rng.uniform(0.3, 1.7)) for s in symbols}
-            val = complex(sympy.N(diff.xreplace(point)))
-            if abs(val) > 1e-9 * max(1.0, abs(complex(sympy.N(d.xreplace(point))))):
-                same = False
-                break
-        if not same:
-            break
+    symbols = [s for arr in named.values() for s in arr.ravel()]
+    try:
+        for _ in range(RANDOM_POINTS):
+            point = {s: float(rng.uniform(0.3, 1.7)) for s in symbols}
+            for d, e in zip(derivative.ravel(), expected.ravel()):
+                dv, ev = symbolic.value_at(_expr(d), point), symbolic.value_at(_expr(e), point)
+                if not (abs(dv - ev) <= 1e-9 * max(1.0, abs(dv))):
+                    return False, _text(derivative)
+    except (symbolic.Unsupported, KeyError):
+        return None
+    return True, _text(derivative)
+
+
+def _expr(x):
+    """A SymPy expression for an element that may be a plain number."""
+    import sympy
+    return x if isinstance(x, sympy.Basic) else sympy.Float(float(x))
+
+
+def _text(derivative) -> str:
     text = str(derivative.item()) if derivative.ndim == 0 else str(derivative.tolist())
-    return same, text
+    return text if len(text) <= 200 else text[:199] + "…"

@@ -62,6 +62,7 @@ class Gate:
     positional_params: tuple = ()   # parameters that may also follow the operands positionally
     examples: tuple = (Example(((),)),)
     backward_source: tuple = ()     # per input, (text, line, col) of where its backward was written
+    instance: object = None         # a user gate's usergates.Instance (its body graphs), else None
 
     def display(self, attrs: dict) -> str:
         """The gate's label in reports: `+1`, `*-1`, `1/x`, `exp`, `@`."""

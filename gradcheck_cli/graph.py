@@ -49,6 +49,7 @@ class Graph:
     expects: list
     text: str
     source: str
+    warnings: list = field(default_factory=list)  # (message, line, col): not errors, shown with the report
 
     def node(self, name: str) -> Node:
         return self.nodes[self.names[name]]

@@ -1,239 +1,449 @@
-"""Centered finite differences at every node, batched: many perturbed forward passes in one."""
+"""Centered finite differences, batched: many perturbed evaluations of a function in one call.
+
+One engine serves every oracle that differences something: the whole graph as a function of one
+node, a single gate as a function of its inputs, a user's Python function. What it differences is
+a *runner*: `run(probes, n_rows)` evaluates `n_rows` perturbed copies at once and says, per row,
+whether a kink gate switched branch. A *target* is one flat vector of inputs the runner perturbs.
+
+Per element: a centered difference at ±h; elements in doubt get a second pair at ±h·REFINE for
+Richardson extrapolation and an error estimate; elements whose error is rounding-dominated are
+re-done with a larger step; elements at a kink are probed at ±TIE·h (is the kink *at* the point?)
+and tied elements are grouped (nudged together, a tie is kept, so the function is smooth there).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .autodiff import Probe, batched_forward
-from .graph import Graph
+from .autodiff import Probe, apply_gate, branch_of, batched_forward, branch_rows
+from .verdict import ROW_FLOOR, SAFETY
 
-EPS = np.finfo(float).eps
-DEFAULT_STEP = float(np.cbrt(EPS))   # h = step * max(1, |v|)
-DEFAULT_BUDGET = 10_000              # elements per file differenced one by one (leaves first)
-PROJECTIONS = 4                      # random directions for a node past the budget
+EPS = float(np.finfo(float).eps)
+PROJECTIONS = 4                      # random ±1 directions for a target past the element budget
 CHUNK_ELEMENTS = 1_000_000           # float64 elements per batched array (8 MB: stays in cache)
-FIRST = (1.0, -1.0)                  # every element: ±h
-REFINE = (0.5, -0.5)                 # elements still in doubt: ±h/2, for Richardson and an error estimate
+REFINE = 0.5                         # the second step, as a fraction of h (Richardson's ratio)
+ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
-TIE = (1e-4, -1e-4)                  # kink elements: does the branch still switch this close? then the kink is *at* v
+TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
+ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
+MAX_TIE_ELEMENTS = 16                # at most this many kink elements of a target are grouped pairwise
+
+
+@dataclass
+class Target:
+    """One flat vector a runner perturbs: `x` are its values (the point)."""
+    id: object
+    x: np.ndarray
+    projections: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.x.size
 
 
 @dataclass
 class NumericResult:
-    """Finite differences for one node.
+    """Finite differences for one target, flat: arrays are (out, n), or (P, out) for projections.
 
-    Exhaustive: `value` is the gradient/Jacobian (output.shape + node.shape), `estimate` its
-    error estimate, `kink` where a branch switched within the step.
-    Projection: `directions` (P, *node.shape) and `projected` (P, *output.shape) are J·u for
-    random u, with `estimate` and `kink` shaped like `projected`.
+    `value` is the Jacobian, `estimate` its error estimate (truncation + rounding), `kink` the
+    elements whose perturbation switched a branch, `at_kink` those on the kink itself, `lower`/
+    `upper` the one-sided slopes there, `groups` tied elements as (members, joint slope (out,)).
     """
     method: str
-    estimate: np.ndarray            # truncation + rounding
+    estimate: np.ndarray
+    truncation: np.ndarray
     kink: np.ndarray
     value: np.ndarray | None = None
-    directions: np.ndarray | None = None
-    projected: np.ndarray | None = None
+    at_kink: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    groups: list = field(default_factory=list)
+    directions: np.ndarray | None = None   # (P, n) for projections
+    projected: np.ndarray | None = None    # (P, out)
     left_domain: bool = False
-    truncation: np.ndarray | None = None  # |D(h) − D(h/2)|: large means curvature the step can't resolve
-    refined: int = 0                      # elements that needed the second step
-    one_sided: tuple | None = None        # (lower, upper) of the one-sided slopes: the subgradients at a kink
-    at_kink: np.ndarray | None = None     # kink elements whose branch switches within 1e-4·h: v sits on the kink
+    refined: int = 0
+    escalated: int = 0
 
 
-class _Plan:
-    """Probes of one node: each nudges one element (or, for projections, a direction) by factor·h."""
-
-    def __init__(self, node, steps, factors, directions=None, flat=None):
-        self.node = node
-        self.steps = steps            # h per probe
-        self.factors = factors        # multiples of h, one row each
-        self.directions = directions  # (P, size) for projections, else None
-        self.flat = np.arange(len(steps)) if flat is None else flat  # element per probe
-
-    @property
-    def n_probes(self) -> int:
-        return len(self.steps)
+def steps(x: np.ndarray, step: float) -> np.ndarray:
+    """The step per element: h = step·max(1, |v|)."""
+    return step * np.maximum(1.0, np.abs(x))
 
 
-def allocate(graph: Graph, node_ids, budget: int, exhaustive: set) -> set:
-    """Nodes differenced element by element: leaves first, then the smallest, within `budget` elements."""
-    ordered = sorted(node_ids, key=lambda nid: (graph.nodes[nid].kind != "leaf", graph.nodes[nid].size, nid))
-    chosen, used = set(), 0
-    for nid in ordered:
-        size = graph.nodes[nid].size
-        if nid in exhaustive or used + size <= budget:
-            chosen.add(nid)
-            used += size
-    return chosen
-
-
-def finite_differences(graph: Graph, values: list, node_ids, step: float | None = None,
-                       budget: int = DEFAULT_BUDGET, seed: int = 0, exhaustive: set | None = None,
-                       reference: dict | None = None, rtol: float = 1e-5, atol: float = 1e-8) -> dict:
-    """NumericResult for every node in `node_ids`.
-
-    `exhaustive` forces nodes past the budget. `reference` (node id -> backprop Jacobian) only
-    decides which elements get the second, smaller step; without it every element gets both.
-    """
-    step = DEFAULT_STEP if step is None else step
+def differentiate(runner, targets: list, step: float, rtol: float, atol: float, reference: dict | None = None,
+                  seed: int = 0) -> dict:
+    """NumericResult for every target. `reference` (target id -> (out, n) backprop) only decides
+    where extra accuracy is spent (refinement, larger steps), never a verdict."""
+    reference = reference or {}
     rng = np.random.default_rng(seed + 7919)
-    element_wise = allocate(graph, node_ids, budget, exhaustive or set())
-    plans = {}
-    for nid in sorted(node_ids):
-        node = graph.nodes[nid]
-        v = np.asarray(values[nid]).ravel()
-        if nid in element_wise:
-            plans[nid] = _Plan(node, step * np.maximum(1.0, np.abs(v)), FIRST)
-        else:
-            u = rng.choice([-1.0, 1.0], size=(PROJECTIONS, node.size))
-            h = step * max(1.0, float(np.abs(v).max()))
-            plans[nid] = _Plan(node, np.full(PROJECTIONS, h), FIRST + REFINE, directions=u)
-    first = _run(graph, values, list(plans.values()))
-    results, second_plans = {}, []
-    with np.errstate(all="ignore"):
-        for nid, plan in plans.items():
-            if plan.directions is not None:
-                results[nid] = _projection(graph, plan, *first[nid])
-                continue
-            d1, rounding, kink, sides = _first_step(graph, plan, *first[nid], values[graph.output])
-            doubt = _in_doubt(d1, None if reference is None else reference.get(nid), rtol, atol)
-            results[nid] = (d1, rounding, kink, doubt, sides)
-            if doubt.any():
-                idx = np.flatnonzero(doubt)
-                second_plans.append(_Plan(plan.node, plan.steps[idx], REFINE, flat=idx))
-        second = _run(graph, values, second_plans) if second_plans else {}
-        tie_plans = [_Plan(p.node, p.steps[np.flatnonzero(results[n][2])], TIE, flat=np.flatnonzero(results[n][2]))
-                     for n, p in plans.items() if p.directions is None and results[n][2].any()]
-        ties = _run(graph, values, tie_plans) if tie_plans else {}
-        for nid, plan in plans.items():
-            if plan.directions is None:
-                at = np.zeros(plan.n_probes, dtype=bool)
-                if nid in ties:
-                    idx = np.flatnonzero(results[nid][2])
-                    at[idx] = ties[nid][1].reshape(idx.size, -1).any(axis=1)
-                results[nid] = _exhaustive(graph, plan, *results[nid], second.get(nid), at)
+    centre = np.asarray(runner.centre, dtype=float).ravel()
+    exhaustive = [t for t in targets if not t.projections]
+    projected = [t for t in targets if t.projections]
+    results = {}
+    if exhaustive:
+        results.update(_exhaustive(runner, exhaustive, centre, step, rtol, atol, reference))
+    for t in projected:
+        results[t.id] = _projection(runner, t, centre, step, rng)
     return results
 
 
-def _run(graph: Graph, values: list, plans: list) -> dict:
-    """Evaluate every plan's rows in chunks; returns node id -> (outputs, kinks), one row per probe × factor."""
-    sizes = [n.size for n in graph.nodes]
-    suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
-    results = {p.node.id: ([], []) for p in plans}
-    pending = [(p, i) for p in plans for i in range(p.n_probes)]
+# --- running rows in chunks -----------------------------------------------------------------------
+
+class _Rows:
+    """Rows for one pass: per target, elements (index arrays) and deltas for each row."""
+
+    def __init__(self):
+        self.items = []  # (target, elems per row: list of arrays, deltas per row: list of arrays)
+
+    def add(self, target, elems: list, deltas: list):
+        if elems:
+            self.items.append((target, elems, deltas))
+
+
+def _run(runner, rows: _Rows) -> dict:
+    """Evaluate every row; returns target id -> (outputs (rows, out), switched (rows,)).
+
+    Rows of several targets share a batched pass (a graph's nodes downstream of all of them are
+    computed once per chunk), chunked so no batched array passes CHUNK_ELEMENTS."""
+    pending = [(t, e, d) for t, elems, deltas in rows.items for e, d in zip(elems, deltas)]
+    pending.sort(key=lambda r: _order_key(r[0].id))  # stable: a target's rows stay in order
+    outs: dict = {t.id: [] for t, _, _ in rows.items}
+    flags: dict = {t.id: [] for t, _, _ in rows.items}
     pos = 0
     while pos < len(pending):
-        first_plan = pending[pos][0]
-        width = max(int(suffix_max[first_plan.node.id]), graph.nodes[graph.output].size)
-        probes_per_chunk = max(1, CHUNK_ELEMENTS // (len(first_plan.factors) * width))
-        chunk = pending[pos: pos + probes_per_chunk]
+        width = max(1, runner.width(pending[pos][0].id))
+        chunk = pending[pos: pos + max(1, CHUNK_ELEMENTS // width)]
         pos += len(chunk)
-        probes, row = [], 0
-        for plan, group in _group(chunk):
-            probes.extend(_probes(plan, group, row))
-            row += len(plan.factors) * len(group)
-        outputs, kinks = batched_forward(graph, values, probes, row)
+        probes, order = [], []
         row = 0
-        for plan, group in _group(chunk):
-            n = len(plan.factors) * len(group)
-            results[plan.node.id][0].append(outputs[row: row + n])
-            results[plan.node.id][1].append(kinks[row: row + n])
-            row += n
-    return {nid: (np.concatenate(o), np.concatenate(k)) for nid, (o, k) in results.items()}
+        for tid, group in _grouped(chunk):
+            counts = [len(e) for _, e, _ in group]
+            probes.append(Probe(tid, np.repeat(np.arange(row, row + len(group)), counts),
+                                np.concatenate([e for _, e, _ in group]), np.concatenate([d for _, _, d in group])))
+            order.append((tid, row, len(group)))
+            row += len(group)
+        o, sw = runner.run(probes, row)
+        o = np.asarray(o, dtype=float).reshape(row, -1)
+        sw = np.asarray(sw, dtype=bool)
+        for tid, start, n in order:
+            outs[tid].append(o[start:start + n])
+            flags[tid].append(sw[start:start + n])
+    return {tid: (np.concatenate(outs[tid]), np.concatenate(flags[tid])) for tid in outs}
 
 
-def _group(chunk):
-    """Consecutive (plan, probe index) pairs of one plan, as (plan, [indices])."""
+def _order_key(tid):
+    return tid if isinstance(tid, (int, np.integer)) else 0
+
+
+def _grouped(chunk):
+    """Consecutive rows of one target, as (target id, rows)."""
     groups = []
-    for plan, i in chunk:
-        if groups and groups[-1][0] is plan:
-            groups[-1][1].append(i)
+    for row in chunk:
+        if groups and groups[-1][0] == row[0].id:
+            groups[-1][1].append(row)
         else:
-            groups.append((plan, [i]))
+            groups.append((row[0].id, [row]))
     return groups
 
 
-def _probes(plan: _Plan, group: list, row0: int) -> list:
-    """Rows row0.. nudge by factor·h, one row per (probe, factor)."""
-    idx = np.asarray(group)
-    h = plan.steps[idx]
-    k = len(plan.factors)
-    if plan.directions is None:
-        rows = row0 + k * np.arange(len(idx))
-        return [Probe(plan.node.id, rows + j, plan.flat[idx], f * h) for j, f in enumerate(plan.factors)]
-    probes = []
-    size = plan.node.size
-    for j, i in enumerate(idx):
-        for m, f in enumerate(plan.factors):
-            rows = np.full(size, row0 + k * j + m)
-            probes.append(Probe(plan.node.id, rows, np.arange(size), f * h[j] * plan.directions[i]))
-    return probes
+def _single(idx: np.ndarray, deltas: np.ndarray) -> tuple:
+    """Rows that each nudge one element: idx[r] by deltas[r]."""
+    return [np.array([i]) for i in idx], [np.array([d]) for d in deltas]
 
 
-def _pairs(plan: _Plan, outputs: np.ndarray, out_shape: tuple):
-    """(f(+), f(−)) per probe for a plan whose factors come in ± pairs; shapes (n, pairs, *out)."""
-    n, k = plan.n_probes, len(plan.factors)
-    f = outputs.reshape((n, k // 2, 2) + out_shape)
-    return f[:, :, 0], f[:, :, 1]
+def _pm(idx, h, factor):
+    """Rows at +factor·h and −factor·h for each element of idx, interleaved (+, −, +, −, ...)."""
+    e, d = [], []
+    for i, hi in zip(idx, h):
+        e += [np.array([i]), np.array([i])]
+        d += [np.array([factor * hi]), np.array([-factor * hi])]
+    return e, d
 
 
-def _first_step(graph: Graph, plan: _Plan, outputs, kinks, centre):
-    out_shape = graph.nodes[graph.output].shape
-    plus, minus = _pairs(plan, outputs, out_shape)
-    h = plan.steps.reshape((-1,) + (1,) * len(out_shape))
-    d1 = (plus[:, 0] - minus[:, 0]) / (2 * h)
-    rounding = 8 * EPS * np.maximum(np.abs(plus[:, 0]), np.abs(minus[:, 0])) / h
-    kink = kinks.reshape(plan.n_probes, -1).any(axis=1)
-    right, left = (plus[:, 0] - centre) / h, (centre - minus[:, 0]) / h
-    return d1, rounding, kink, (np.minimum(left, right), np.maximum(left, right))
+def _split(outputs, flags):
+    """Interleaved ± rows → (f+, f−, switched+ | switched−)."""
+    return outputs[0::2], outputs[1::2], flags[0::2] | flags[1::2]
+
+
+# --- exhaustive ------------------------------------------------------------------------------------
+
+def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
+    state = {}
+    rows = _Rows()
+    for t in targets:
+        h = steps(t.x, step)
+        idx = np.arange(t.n)
+        rows.add(t, *_pm(idx, h, 1.0))
+        state[t.id] = {"h": h}
+    first = _run(runner, rows)
+    refine, tie = _Rows(), _Rows()
+    with np.errstate(all="ignore"):
+        for t in targets:
+            s = state[t.id]
+            plus, minus, switched = _split(*first[t.id])
+            h = s["h"][:, None]
+            d1 = (plus - minus) / (2 * h)
+            s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
+                     rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h,
+                     kink=switched.copy(), upper=np.maximum((plus - centre) / h, (centre - minus) / h),
+                     lower=np.minimum((plus - centre) / h, (centre - minus) / h))
+            doubt = _in_doubt(d1, reference.get(t.id), rtol, atol)
+            s["doubt"] = np.flatnonzero(doubt)
+            rows_for = _pm(s["doubt"], s["h"][s["doubt"]], REFINE)
+            refine.add(t, *rows_for)
+        second = _run(runner, refine)
+        escalate = _Rows()
+        for t in targets:
+            s = state[t.id]
+            idx = s["doubt"]
+            if idx.size:
+                plus, minus, switched = _split(*second[t.id])
+                h = s["h"][idx, None] * REFINE
+                d2 = (plus - minus) / (2 * h)
+                d1 = s["d1"][idx]
+                s["value"][idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
+                s["truncation"][idx] = np.abs(d2 - d1)
+                s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+                s["kink"][idx] |= switched
+            # rounding-bound elements (the step is too small for |f|): larger steps, Richardson again
+            factor = _escalation(s, reference.get(t.id), rtol, atol)
+            s["esc"] = np.flatnonzero(factor > 1)
+            if s["esc"].size:
+                big = s["h"][s["esc"]] * factor[s["esc"]]
+                e1, d1_ = _pm(s["esc"], big, 1.0)
+                e2, d2_ = _pm(s["esc"], big, REFINE)
+                escalate.add(t, e1 + e2, d1_ + d2_)
+                s["big"] = big
+        third = _run(runner, escalate)
+        for t in targets:
+            s = state[t.id]
+            idx = s["esc"]
+            if idx.size:
+                outs, flags = third[t.id]
+                n = idx.size
+                p1, m1, sw1 = _split(outs[: 2 * n], flags[: 2 * n])
+                p2, m2, sw2 = _split(outs[2 * n:], flags[2 * n:])
+                H = s["big"][:, None]
+                D1 = (p1 - m1) / (2 * H)
+                D2 = (p2 - m2) / (2 * H * REFINE)
+                value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
+                trunc = np.abs(D2 - D1)
+                rounding = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (H * REFINE)
+                old = (s["truncation"][idx] + s["rounding"][idx]).max(axis=1)
+                new = (trunc + rounding).max(axis=1)
+                better = ~(sw1 | sw2) & (new < old) & np.all(np.isfinite(value), axis=1)
+                take = idx[better]
+                s["value"][take] = value[better]
+                s["truncation"][take] = trunc[better]
+                s["rounding"][take] = rounding[better]
+                s["escalated"] = int(better.sum())
+            kinked = np.flatnonzero(s["kink"])
+            s["kinked"] = kinked
+            tie.add(t, *_pm(kinked, s["h"][kinked], TIE))
+        ties = _run(runner, tie)
+        group_rows = _Rows()
+        for t in targets:
+            s = state[t.id]
+            s["at"] = np.zeros(t.n, dtype=bool)
+            if s["kinked"].size:
+                _, _, switched = _split(*ties[t.id])
+                s["at"][s["kinked"]] = switched
+            s["pairs"] = _pairs(np.flatnonzero(s["at"]))
+            if s["pairs"]:
+                e, d = [], []
+                for i, j in s["pairs"]:
+                    hh = min(s["h"][i], s["h"][j])
+                    e += [np.array([i, j]), np.array([i, j])]
+                    d += [np.array([hh, hh]), np.array([-hh, -hh])]
+                group_rows.add(t, e, d)
+        pair_out = _run(runner, group_rows)
+        joint = _Rows()
+        for t in targets:
+            s = state[t.id]
+            s["groups"] = []
+            if s["pairs"]:
+                _, _, switched = _split(*pair_out[t.id])
+                s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
+                e, d = [], []
+                for members in s["groups"]:
+                    hh = s["h"][members].min()
+                    e += [members, members]
+                    d += [np.full(members.size, hh), np.full(members.size, -hh)]
+                joint.add(t, e, d)
+        joint_out = _run(runner, joint)
+        results = {}
+        for t in targets:
+            s = state[t.id]
+            groups = []
+            if s["groups"]:
+                plus, minus, switched = _split(*joint_out[t.id])
+                for k, members in enumerate(s["groups"]):
+                    if switched[k]:
+                        continue  # moving them together still switches: not a tie, judge one by one
+                    hh = s["h"][members].min()
+                    slope = (plus[k] - minus[k]) / (2 * hh)
+                    groups.append((members, slope))
+                    s["value"][members] = slope / members.size  # the tie's slope, shared evenly
+            results[t.id] = NumericResult(
+                "exhaustive", estimate=(s["truncation"] + s["rounding"]).T, truncation=s["truncation"].T,
+                kink=s["kink"], value=s["value"].T, at_kink=s["at"], lower=s["lower"].T, upper=s["upper"].T,
+                groups=groups, left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
+                escalated=s.get("escalated", 0))
+    return results
 
 
 def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
-    """Per probe: True unless the first step already agrees well inside the tolerance."""
+    """Per element: True unless the first step already agrees well inside the tolerance."""
     if ref is None:
         return np.ones(d1.shape[0], dtype=bool)
-    ref = np.moveaxis(np.asarray(ref).reshape(d1.shape[1:] + (-1,)), -1, 0)  # probes first
+    ref = np.asarray(ref, dtype=float).T  # (n, out)
     scale = np.maximum(np.abs(d1), np.abs(ref))
     ok = np.isfinite(d1) & (np.abs(d1 - ref) <= np.maximum(atol, REFINE_RTOL * rtol * scale))
-    return ~ok.reshape(d1.shape[0], -1).all(axis=1)
+    return ~ok.all(axis=1)
 
 
-def _exhaustive(graph, plan, d1, rounding, kink, doubt, sides, second, at) -> NumericResult:
-    out_shape = graph.nodes[graph.output].shape
-    value, truncation = d1.copy(), np.zeros_like(d1)
-    refined = np.flatnonzero(doubt)
-    if second is not None and refined.size:
-        sub = _Plan(plan.node, plan.steps[refined], REFINE, flat=refined)
-        plus, minus = _pairs(sub, second[0], out_shape)
-        h = sub.steps.reshape((-1,) + (1,) * len(out_shape))
-        d2 = (plus[:, 0] - minus[:, 0]) / h
-        value[refined] = d2 + (d2 - d1[refined]) / 3.0      # Richardson: the h² error terms cancel
-        truncation[refined] = np.abs(d2 - d1[refined])
-        rounding[refined] *= 2.0                            # the half step doubles the rounding error
-        kink[refined] |= second[1].reshape(refined.size, -1).any(axis=1)
-    node_shape = plan.node.shape
-    to_jac = lambda a: np.moveaxis(a, 0, -1).reshape(out_shape + node_shape)  # noqa: E731
-    jac = to_jac(value)
-    kink_j = np.broadcast_to(kink.reshape((1,) * len(out_shape) + node_shape), jac.shape)
-    return NumericResult("exhaustive", to_jac(truncation + rounding), kink_j, value=jac,
-                         left_domain=not np.all(np.isfinite(jac)), truncation=to_jac(truncation),
-                         refined=int(refined.size), one_sided=(to_jac(sides[0]), to_jac(sides[1])),
-                         at_kink=np.broadcast_to(at.reshape((1,) * len(out_shape) + node_shape), jac.shape))
+def _escalation(s: dict, ref, rtol: float, atol: float) -> np.ndarray:
+    """Per element, how many times larger a step should be (1 = none): for elements whose error
+    estimate is dominated by rounding and too large to judge at `rtol`."""
+    n = s["value"].shape[0]
+    if ref is None:
+        return np.ones(n)
+    ref = np.asarray(ref, dtype=float).T
+    scale = np.maximum(np.abs(ref), np.abs(s["value"]))
+    row = float(np.max(scale[np.isfinite(scale)], initial=0.0))
+    need = np.maximum(atol, rtol * np.maximum(scale, ROW_FLOOR * row))
+    est = s["truncation"] + s["rounding"]
+    ratio = np.where(need > 0, SAFETY * est / np.where(need > 0, need, 1.0), np.inf)
+    bound = (s["rounding"] >= s["truncation"]) & (ratio > 1) & np.isfinite(s["value"]) & ~s["kink"][:, None]
+    ratio = np.where(bound, ratio, 0.0).max(axis=1)
+    return np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
 
 
-def _projection(graph, plan, outputs, kinks) -> NumericResult:
-    out_shape = graph.nodes[graph.output].shape
-    plus, minus = _pairs(plan, outputs, out_shape)
-    h = plan.steps.reshape((-1,) + (1,) * len(out_shape))
-    d1 = (plus[:, 0] - minus[:, 0]) / (2 * h)
-    d2 = (plus[:, 1] - minus[:, 1]) / h
-    value = d2 + (d2 - d1) / 3.0
-    truncation = np.abs(d2 - d1)
-    rounding = 16 * EPS * np.abs(plus).max(axis=1) / h
-    kink = kinks.reshape(plan.n_probes, -1).any(axis=1)
-    kink_b = np.broadcast_to(kink.reshape((-1,) + (1,) * len(out_shape)), value.shape)
-    return NumericResult("projection", truncation + rounding, kink_b,
-                         directions=plan.directions.reshape((plan.n_probes,) + plan.node.shape),
-                         projected=value, left_domain=not np.all(np.isfinite(value)), truncation=truncation)
+def _pairs(at: np.ndarray) -> list:
+    """Pairs of kink elements to test for a tie (only when there are few)."""
+    if not 2 <= at.size <= MAX_TIE_ELEMENTS:
+        return []
+    return [(int(at[a]), int(at[b])) for a in range(at.size) for b in range(a + 1, at.size)]
+
+
+def _union(pairs: list, members: np.ndarray) -> list:
+    """Groups (arrays of ≥ 2 elements) joined by the pairs that keep a tie."""
+    parent = {int(m): int(m) for m in members}
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+    for i, j in pairs:
+        parent[root(i)] = root(j)
+    groups: dict = {}
+    for m in members:
+        groups.setdefault(root(int(m)), []).append(int(m))
+    return [np.array(sorted(g)) for g in groups.values() if len(g) > 1]
+
+
+# --- projections -------------------------------------------------------------------------------
+
+def _projection(runner, t: Target, centre, step, rng) -> NumericResult:
+    u = rng.choice([-1.0, 1.0], size=(PROJECTIONS, t.n))
+    h = step * max(1.0, float(np.abs(t.x).max(initial=0.0)))
+    rows = _Rows()
+    e, d = [], []
+    for k in range(PROJECTIONS):
+        for f in (1.0, -1.0, REFINE, -REFINE):
+            e.append(np.arange(t.n))
+            d.append(f * h * u[k])
+    rows.add(t, e, d)
+    outs, flags = _run(runner, rows)[t.id]
+    outs = outs.reshape(PROJECTIONS, 4, -1)
+    with np.errstate(all="ignore"):
+        d1 = (outs[:, 0] - outs[:, 1]) / (2 * h)
+        d2 = (outs[:, 2] - outs[:, 3]) / (2 * h * REFINE)
+        value = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)
+        truncation = np.abs(d2 - d1)
+        rounding = 2 * ROUNDING * EPS * np.abs(outs).max(axis=1) / h
+    kink = flags.reshape(PROJECTIONS, 4).any(axis=1)
+    return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
+                         kink=kink, directions=u, projected=value,
+                         left_domain=not np.all(np.isfinite(value)))
+
+
+# --- runners ---------------------------------------------------------------------------------------
+
+class GraphRunner:
+    """The graph's output (optionally contracted with `weights`) as a function of one node."""
+
+    def __init__(self, graph, values: list, weights: np.ndarray | None = None):
+        self.graph, self.values, self.weights = graph, values, weights
+        out = graph.nodes[graph.output]
+        self.centre = values[out.id] if weights is None else np.sum(values[out.id] * weights)
+        self.out_size = 1 if weights is not None else out.size
+        sizes = [n.size for n in graph.nodes]
+        self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
+        self._branches = branch_rows(graph, values)
+
+    def width(self, node_id) -> int:
+        return max(int(self._suffix_max[node_id]), self.out_size)
+
+    def run(self, probes: list, n_rows: int):
+        out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches)
+        out = np.asarray(out).reshape(n_rows, -1)
+        if self.weights is not None:
+            out = out @ np.ravel(self.weights)[:, None]
+        return out, switched
+
+
+class GateRunner:
+    """One gate alone, Σ weights ⊙ gate(inputs), as a function of its inputs' elements, concatenated."""
+
+    def __init__(self, node, args: list, weights: np.ndarray, slots: list):
+        self.node, self.args, self.weights, self.slots = node, [np.asarray(a, dtype=float) for a in args], weights, slots
+        sizes = [self.args[k].size for k in slots]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.x = np.concatenate([self.args[k].ravel() for k in slots]) if slots else np.zeros(0)
+        with np.errstate(all="ignore"):
+            out = np.asarray(node.gate.forward(self.args, node.attrs), dtype=float)
+        self.centre = np.sum(out * weights)
+        self.out_size = 1
+        self._branch = self._branch_of(self.args, [False] * len(args), None)
+
+    def _branch_of(self, args, flags, n_rows):
+        if self.node.gate.branch is None:
+            return None
+        return branch_of(self.node, args, flags, n_rows)
+
+    def width(self, target_id) -> int:
+        return max(self.node.size, int(self.x.size))
+
+    def run(self, probes: list, n_rows: int):
+        args, flags = list(self.args), [False] * len(self.args)
+        for pos, k in enumerate(self.slots):
+            lo, hi = self.offsets[pos], self.offsets[pos + 1]
+            a = np.broadcast_to(self.args[k], (n_rows,) + self.args[k].shape).copy()
+            flat = a.reshape(n_rows, -1)
+            for p in probes:
+                sel = (p.flat >= lo) & (p.flat < hi)
+                if sel.any():
+                    np.add.at(flat, (p.rows[sel], p.flat[sel] - lo), np.broadcast_to(p.delta, p.flat.shape)[sel])
+            args[k], flags[k] = a, True
+        with np.errstate(all="ignore"):
+            out = apply_gate(self.node, args, flags, n_rows)
+            phi = (out.reshape(n_rows, -1) * np.ravel(self.weights)).sum(axis=1, keepdims=True)
+            switched = np.zeros(n_rows, dtype=bool)
+            if self._branch is not None:
+                switched = (self._branch_of(args, flags, n_rows) != self._branch).any(axis=1)
+        return phi, switched
+
+
+def allocate(sizes: dict, leaves: set, budget: int, forced: set = frozenset()) -> set:
+    """Targets differenced element by element: leaves first, then the smallest, within `budget` elements."""
+    ordered = sorted(sizes, key=lambda t: (t not in leaves, sizes[t], t))
+    chosen, used = set(), 0
+    for t in ordered:
+        if t in forced or used + sizes[t] <= budget:
+            chosen.add(t)
+            used += sizes[t]
+    return chosen

@@ -64,6 +64,30 @@ class NodeRow:
 
 
 @dataclass
+class GateRow:
+    """A gate call's backward checked on its own: one input (or one d<local> line), at one point."""
+    name: str                  # the gate call's node name
+    gate: str                  # its label
+    input: str                 # the parameter or input checked, or the d<local> line
+    line: int                  # where that backward is written (the d line, or the gate call)
+    col: int
+    call_line: int             # the gate call's line
+    status: str
+    numeric_error: float | None
+    symbolic_error: float | None
+    tolerance: float | None
+    point: int = 1             # 1: the file's point; 2: a second, random point
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,
+                "call_line": self.call_line, "point": self.point, "status": self.status,
+                "numeric_error": _finite_or_none(self.numeric_error),
+                "symbolic_error": _finite_or_none(self.symbolic_error),
+                "tolerance": _finite_or_none(self.tolerance), "note": self.note}
+
+
+@dataclass
 class ExpectRow:
     target: str
     expected: object
@@ -86,6 +110,8 @@ class CheckReport:
     value: np.ndarray | None = None
     nodes: list = field(default_factory=list)
     expects: list = field(default_factory=list)
+    gates: list = field(default_factory=list)      # GateRows: every gate's backward on its own
+    warnings: list = field(default_factory=list)   # (message, line, col)
     error: object = None  # a GradcheckError when the source could not be read, parsed or evaluated
     settings: Settings = field(default_factory=Settings)
     inline: str | None = None  # the source text, for an `-e` check (to reproduce it)
@@ -105,7 +131,7 @@ class CheckReport:
     def failures(self) -> list:
         """Rows that make this report fail."""
         bad = ("fail", "kink", "warn") if self.settings.strict else ("fail",)
-        return [r for r in self.nodes + self.expects if r.status in bad]
+        return [r for r in self.nodes + self.gates + self.expects if r.status in bad]
 
     def reproduce(self) -> str:
         """One shell line that reruns this check as it ran."""
@@ -120,6 +146,8 @@ class CheckReport:
             "error": self.error.to_dict() if self.error is not None else None,
             "nodes": [r.to_dict() for r in self.nodes],
             "expects": [e.to_dict() for e in self.expects],
+            "gates": [g.to_dict() for g in self.gates],
+            "warnings": [{"message": m, "line": line, "col": col} for m, line, col in self.warnings],
         }
 
 

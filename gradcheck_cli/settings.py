@@ -13,6 +13,7 @@ DEFAULT_RTOL = 1e-5      # finite differences: CS231n's "below 1e-7 is right, ab
 DEFAULT_ATOL = 1e-8      # values both below this count as equal
 DEFAULT_STEP = (2.0 ** -52) ** (1 / 3)  # ∛ε: h = step·max(1, |v|)
 DEFAULT_BUDGET = 10_000  # elements per file differenced one by one (leaves first)
+DEFAULT_SYMBOLIC_BUDGET = 1_000_000  # expression nodes SymPy's derivatives may visit per file
 
 
 def _is_int(v) -> bool:
@@ -32,6 +33,7 @@ RULES = {
     "strict": (lambda v: isinstance(v, bool), "true or false"),
     "symbolic": (lambda v: isinstance(v, bool), "true or false"),
     "budget": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "symbolic_budget": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "format": (lambda v: v in FORMATS, "one of " + ", ".join(FORMATS)),
     "jobs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
 }
@@ -47,6 +49,7 @@ class Settings:
     strict: bool = False
     symbolic: bool = True
     budget: int = DEFAULT_BUDGET
+    symbolic_budget: int = DEFAULT_SYMBOLIC_BUDGET
     format: str = "table"
     jobs: int = 1
 
@@ -87,7 +90,8 @@ class Settings:
             parts += ["--at", shlex.quote(f"{name}={value}")]
         parts += ["--seed", str(self.seed)]
         default = Settings()
-        for name, flag in (("rtol", "--rtol"), ("atol", "--atol"), ("step", "--step"), ("budget", "--budget")):
+        for name, flag in (("rtol", "--rtol"), ("atol", "--atol"), ("step", "--step"), ("budget", "--budget"),
+                           ("symbolic_budget", "--symbolic-budget")):
             if getattr(self, name) != getattr(default, name):
                 parts += [flag, repr(getattr(self, name))]
         if not self.symbolic:

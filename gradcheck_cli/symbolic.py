@@ -1,71 +1,67 @@
-"""SymPy's exact derivatives at the point, two ways; expressions are built from objects, never text.
+"""SymPy's exact derivatives at the point. Expressions are built from objects, never from text.
 
-- Whole expression (the default): the output written as an expression of each node — everything
-  not downstream of the node enters as a number — differentiated by SymPy. Its cost grows like
-  nodes × depth, so it runs while the file's total fits WHOLE_BUDGET.
-- Local chain (larger files): SymPy differentiates each gate's own expression exactly at the
-  point, and a reverse pass of its own composes those local derivatives. It grows linearly and
-  is still independent of the registry's hand-written VJPs and of autodiff's accumulation.
+Each gate's output elements are SymPy expressions of symbols for its input elements (the registry's
+`sym` forms). Their partial derivatives come from SymPy's own rules: for an elementwise gate,
+`sympy.diff` of its one-element expression (cached per gate); otherwise a reverse pass over the
+expression tree that takes each function's derivative from SymPy (`F(d).diff(d)`) and applies the
+chain rule. The partials are evaluated exactly at the point (the floats substituted as they are),
+then composed in reverse over the graph — linear in its size, independent of the registry's
+hand-written VJPs, of users' d lines and of autodiff's accumulation. Along with each derivative
+comes the magnitude of the terms summed into it, which bounds the rounding any float computation
+of it can have.
+
+Work is counted, not timed: past `budget` expression nodes the rest is skipped with a note, so
+the same input gives the same result on any machine, loaded or not.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .gates import sym_number
 from .graph import Graph
-
-MAX_ELEMENTS = 64          # elements of a node given symbols of their own
-MAX_DERIVATIVES = 1_024    # output elements × node elements
-MAX_DEPTH = 150            # whole-expression mode: gates on the longest path (SymPy recurses)
-DEFAULT_SECONDS = 20.0     # time budget for all of a file's SymPy work
-WHOLE_BUDGET = 1_500       # Σ over nodes of downstream element-gates for whole-expression mode
-INLINE_WORK = 100          # whole-expression work this small runs inline: a thread's GIL hand-off costs more
-CHAIN_NOTE = "symbolic: SymPy's exact local derivatives, chained (the whole expression is past its budget)"
+from .settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
 
 @dataclass
 class SymbolicResult:
-    value: np.ndarray | None   # gradient/Jacobian (output.shape + node.shape), or None when skipped
+    value: np.ndarray | None      # gradient/Jacobian (output.shape + node.shape), or None when skipped
+    magnitude: np.ndarray | None = None  # Σ |terms| summed into each entry (bounds float rounding)
     note: str | None = None
 
 
-def _depths(graph: Graph) -> list:
-    """Longest path (in gates) from each node to the output."""
-    depth = [-1] * len(graph.nodes)
-    depth[graph.output] = 0
-    for node in reversed(graph.nodes[: graph.output + 1]):
-        if depth[node.id] < 0:
-            continue
-        for i in node.inputs:
-            depth[i] = max(depth[i], depth[node.id] + 1)
-    return depth
+class Exhausted(Exception):
+    """The symbolic work budget is spent."""
 
 
-def _size_note(graph: Graph, nid: int) -> str | None:
-    """Why a node has too many elements for SymPy, if it has."""
-    node, out = graph.nodes[nid], graph.nodes[graph.output]
-    if node.size > MAX_ELEMENTS or node.size * out.size > MAX_DERIVATIVES:
-        return f"symbolic skipped: {node.size}×{out.size} derivatives exceed the SymPy budget"
-    return None
+class Unsupported(Exception):
+    """An expression holds a function this module cannot evaluate."""
 
 
-def _whole_plan(graph: Graph, node_ids) -> dict | None:
-    """Downstream nodes per node for whole-expression mode, or None when it is past its budget."""
-    depths = _depths(graph)
-    if any(depths[nid] > MAX_DEPTH for nid in node_ids):
-        return None
-    plan, total = {}, 0
-    for nid in node_ids:
-        plan[nid] = graph.descendants([nid])
-        total += sum(graph.nodes[d].size for d in plan[nid])
-        if total > WHOLE_BUDGET:
-            return None
-    return plan
+class Work:
+    """A counter of expression nodes visited; `spend` raises Exhausted past the budget."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+
+    def spend(self, n: int):
+        self.used += n
+        if self.used > self.budget:
+            raise Exhausted
+
+
+# --- building expressions ---------------------------------------------------------------------
+
+def make_symbols(shape: tuple, prefix: str) -> np.ndarray:
+    """An object array of fresh real SymPy symbols `prefix0`, `prefix1`, ..."""
+    import sympy
+    out = np.empty(shape, dtype=object)
+    for k, idx in enumerate(np.ndindex(*shape)):
+        out[idx] = sympy.Symbol(f"{prefix}{k}", real=True)
+    return out
 
 
 def numbers(value) -> np.ndarray:
@@ -73,135 +69,346 @@ def numbers(value) -> np.ndarray:
     return np.asarray(np.frompyfunc(sym_number, 1, 1)(np.asarray(value, dtype=float)), dtype=object)
 
 
-def evaluate(graph: Graph, inputs: list) -> np.ndarray:
-    """A small graph's output as SymPy expressions, for object-array inputs in leaf order."""
-    leaves = [n for n in graph.nodes if n.kind == "leaf"]
-    expr = {leaf.id: np.asarray(v, dtype=object) for leaf, v in zip(leaves, inputs)}
-    for node in graph.nodes[: graph.output + 1]:
-        if node.kind == "literal":
+def expressions(graph: Graph, inputs: list, overrides: dict | None = None, upto: int | None = None) -> dict:
+    """SymPy expressions of every node up to the output (or `upto`), from object arrays for the
+    leaves in order. `overrides` (node id -> object array) replaces a node's expression."""
+    overrides = overrides or {}
+    expr = {leaf.id: np.asarray(v, dtype=object) for leaf, v in zip(graph.leaves(), inputs)}
+    last = graph.output if upto is None else upto
+    for node in graph.nodes[: last + 1]:
+        if node.id in overrides:
+            expr[node.id] = overrides[node.id]
+        elif node.kind in ("literal", "const") or (node.kind == "leaf" and node.id not in expr):
             expr[node.id] = numbers(node.value)
         elif node.gate is not None:
             expr[node.id] = np.asarray(node.gate.sym([expr[i] for i in node.inputs], node.attrs), dtype=object)
-    return expr[graph.output]
+    return expr
 
 
-def derivative(graph: Graph, values: list, nid: int, downstream: list) -> SymbolicResult:
-    """SymPy's d(output)/d(node) at the point, or a note saying why it is not available."""
-    import sympy
-    node, out = graph.nodes[nid], graph.nodes[graph.output]
-    jac_shape = out.shape + node.shape
-    if nid != graph.output and graph.output not in downstream:
-        return SymbolicResult(np.zeros(jac_shape))
-    symbols = np.empty(node.shape, dtype=object)
-    for k, idx in enumerate(np.ndindex(*node.shape)):
-        symbols[idx] = sympy.Symbol(f"v{k}", real=True)
-    expr = {nid: symbols}
-    for d in downstream:
-        gate_node = graph.nodes[d]
-        args = [expr[i] if i in expr else numbers(values[i]) for i in gate_node.inputs]
-        expr[d] = np.asarray(gate_node.gate.sym(args, gate_node.attrs), dtype=object)
-        if d == graph.output:
-            break
-    point = {s: sympy.Float(float(v)) for s, v in zip(symbols.ravel(), np.ravel(values[nid]))}
-    result = np.empty((out.size, node.size))
-    out_exprs = np.asarray(expr[graph.output], dtype=object).ravel()
-    for i, oe in enumerate(out_exprs):
-        for j, s in enumerate(symbols.ravel()):
-            d = sympy.diff(oe, s).xreplace(point)
-            try:
-                result[i, j] = float(d if d.is_Number else sympy.N(d))
-            except (TypeError, ValueError):
-                return SymbolicResult(None, "symbolic derivative is not finite at this point")
-    if not np.all(np.isfinite(result)):
-        return SymbolicResult(None, "symbolic derivative is not finite at this point")
-    return SymbolicResult(result.reshape(jac_shape))
+def evaluate(graph: Graph, inputs: list) -> np.ndarray:
+    """A small graph's output as SymPy expressions, for object-array inputs in leaf order."""
+    return expressions(graph, inputs)[graph.output]
 
 
-def local_chain(graph: Graph, values: list, node_ids, stop: threading.Event) -> dict:
-    """Exact local derivatives from SymPy, composed by a reverse pass of this module's own."""
-    import sympy
-    out = graph.nodes[graph.output]
-    wanted = set(node_ids)
-    adjoint: dict = {out.id: np.eye(out.size)}  # (output elements, node elements)
-    results: dict = {}
-    for node in reversed(graph.nodes[: out.id + 1]):
-        if stop.is_set():
-            return results
-        a = adjoint.get(node.id)
-        if a is None:
-            a = adjoint[node.id] = np.zeros((out.size, node.size))
-        if node.id in wanted:
-            results[node.id] = SymbolicResult(a.reshape(out.shape + node.shape).copy(), CHAIN_NOTE)
-        if node.gate is None:
-            continue
-        slots = []
-        for k, i in enumerate(node.inputs):
-            sym = np.empty(graph.nodes[i].shape, dtype=object)
-            for e, idx in enumerate(np.ndindex(*graph.nodes[i].shape)):
-                sym[idx] = sympy.Symbol(f"a{k}_{e}", real=True)
-            slots.append(sym)
-        expr = np.asarray(node.gate.sym(slots, node.attrs), dtype=object).ravel()
-        point = {s: sympy.Float(float(v)) for sym, i in zip(slots, node.inputs)
-                 for s, v in zip(sym.ravel(), np.ravel(values[i]))}
-        for sym, i in zip(slots, node.inputs):
-            local = np.empty((node.size, sym.size))
-            for o, oe in enumerate(expr):
-                for e, s in enumerate(sym.ravel()):
-                    d = sympy.diff(oe, s).xreplace(point)
-                    local[o, e] = float(d if d.is_Number else sympy.N(d))
-            contribution = a @ local
-            adjoint[i] = adjoint[i] + contribution if i in adjoint else contribution
-    for nid in wanted - set(results):
-        results[nid] = SymbolicResult(np.zeros(out.shape + graph.nodes[nid].shape), CHAIN_NOTE)
-    return results
+# --- evaluating expressions and their partials at a point ------------------------------------------
 
-
-def derivatives(graph: Graph, values: list, node_ids, seconds: float = DEFAULT_SECONDS) -> dict:
-    """SymbolicResult per node; work past the time budget is abandoned with a note, never waited on."""
-    results: dict = {}
-    todo = []
-    for nid in node_ids:
-        note = _size_note(graph, nid)
-        if note:
-            results[nid] = SymbolicResult(None, note)
-        else:
-            todo.append(nid)
-    if not todo:
-        return results
-    plan = _whole_plan(graph, todo)
-    if plan is None:
-        big = next((n for n in graph.nodes[: graph.output + 1] if n.gate is not None and any(
-            n.size * graph.nodes[i].size > MAX_DERIVATIVES for i in n.inputs)), None)
-        if big is not None:
-            note = f"symbolic skipped: gate '{big.name}' is too large for SymPy's local derivatives"
-            return {**results, **{nid: SymbolicResult(None, note) for nid in todo}}
-    stop = threading.Event()
-    found: dict = {}
-
-    def work():
+def _safe(fn):
+    def call(*args):
         try:
-            if plan is None:
-                found.update(local_chain(graph, values, todo, stop))
-                return
-            for nid in todo:
-                if stop.is_set():
-                    return
-                found[nid] = derivative(graph, values, nid, plan[nid])
-        except (RecursionError, MemoryError, OverflowError, ZeroDivisionError, ValueError,
-                TypeError, AttributeError) as err:
-            for nid in todo:
-                found.setdefault(nid, SymbolicResult(None, f"symbolic skipped: SymPy failed ({type(err).__name__})"))
+            return fn(*args)
+        except (ValueError, ZeroDivisionError):
+            return math.nan
+        except OverflowError:
+            return math.inf
+    return call
 
-    if plan is not None and sum(graph.nodes[d].size for nid in todo for d in plan[nid]) <= INLINE_WORK:
-        work()
-        return {**results, **found}
-    worker = threading.Thread(target=work, name="gradcheck-sympy", daemon=True)
-    started = time.perf_counter()
-    worker.start()
-    worker.join(seconds)
-    stop.set()
-    spent = time.perf_counter() - started
-    for nid in todo:
-        results[nid] = found.get(nid) or SymbolicResult(
-            None, f"symbolic skipped: the SymPy time budget ({seconds:g} s) was spent after {spent:.1f} s")
+
+def _log(x):
+    return -math.inf if x == 0 else math.log(x)
+
+
+def _pow(b, e):
+    if b == 0 and e < 0:
+        return math.inf
+    return math.pow(b, e)
+
+
+_FUNCTIONS = {  # SymPy function name -> float implementation
+    "exp": math.exp, "log": _log, "sin": math.sin, "cos": math.cos, "tan": math.tan, "tanh": math.tanh,
+    "sinh": math.sinh, "cosh": math.cosh, "asin": math.asin, "acos": math.acos, "atan": math.atan,
+    "erf": math.erf, "Abs": abs,
+    "sign": lambda x: 0.0 if x == 0 else math.copysign(1.0, x),
+}
+_FUNCTIONS = {k: _safe(v) for k, v in _FUNCTIONS.items()}
+_POW = _safe(_pow)
+_ZERO_DERIVATIVE = {"sign", "Heaviside", "DiracDelta"}  # constant for differentiation (comparisons)
+_templates: dict = {}
+
+
+def _template(name: str):
+    """SymPy's derivative of the one-argument function `name`, as an expression of the symbol `d`."""
+    if name not in _templates:
+        import sympy
+        d = sympy.Symbol("d", real=True)
+        _templates[name] = (d, getattr(sympy, name)(d).diff(d))
+    return _templates[name]
+
+
+def _order(expr, work: Work) -> list:
+    """The distinct sub-expressions of `expr`, children before parents."""
+    order, seen = [], set()
+    stack = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if ready:
+            order.append(e)
+            continue
+        if e in seen:
+            continue
+        seen.add(e)
+        stack.append((e, True))
+        stack.extend((a, False) for a in e.args if a not in seen)
+    work.spend(len(order))
+    return order
+
+
+def count(expr, work: Work) -> int:
+    """The number of distinct sub-expressions of `expr`, spent from `work`."""
+    return len(_order(expr, work))
+
+
+def _value_of(e, val: dict) -> float:
+    if e.is_Number or e.is_NumberSymbol:
+        return float(e)
+    if e.is_Add:
+        return math.fsum(val[a] for a in e.args)
+    if e.is_Mul:
+        p = 1.0
+        for a in e.args:
+            p *= val[a]
+        return p
+    if e.is_Pow:
+        return _POW(val[e.args[0]], val[e.args[1]])
+    name = type(e).__name__
+    if name in _FUNCTIONS:
+        return _FUNCTIONS[name](val[e.args[0]])
+    if name == "Heaviside":
+        x = val[e.args[0]]
+        return 1.0 if x > 0 else 0.0 if x < 0 else (val[e.args[1]] if len(e.args) > 1 else 0.5)
+    if name in ("Max", "Min"):
+        return (max if name == "Max" else min)(val[a] for a in e.args)
+    if name == "DiracDelta":
+        return 0.0  # only in derivatives of comparisons, which are constant for differentiation
+    raise Unsupported(name)
+
+
+def value_at(expr, point: dict, work: Work | None = None) -> float:
+    """The float value of a SymPy expression, its symbols taken from `point`."""
+    val: dict = {}
+    for e in _order(expr, work or Work(10 ** 9)):
+        val[e] = point[e] if e.is_Symbol else _value_of(e, val)
+    return val[expr]
+
+
+_ARRAY_FUNCTIONS = {
+    "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh,
+    "sinh": np.sinh, "cosh": np.cosh, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "Abs": np.abs, "sign": np.sign,
+}
+
+
+def array_value(expr, point: dict) -> np.ndarray:
+    """`value_at` for many points at once: `point` maps each symbol to an array (broadcast together)."""
+    val: dict = {}
+    with np.errstate(all="ignore"):
+        for e in _order(expr, Work(10 ** 9)):
+            if e.is_Symbol:
+                val[e] = np.asarray(point[e], dtype=float)
+            elif e.is_Number or e.is_NumberSymbol:
+                val[e] = np.asarray(float(e))
+            elif e.is_Add:
+                val[e] = sum(val[a] for a in e.args)
+            elif e.is_Mul:
+                val[e] = np.prod(np.broadcast_arrays(*[val[a] for a in e.args]), axis=0)
+            elif e.is_Pow:
+                b, x = val[e.args[0]], val[e.args[1]]
+                val[e] = np.where((b == 0) & (x < 0), np.inf, np.power(b, x))
+            else:
+                name = type(e).__name__
+                args = [val[a] for a in e.args]
+                if name in _ARRAY_FUNCTIONS:
+                    val[e] = _ARRAY_FUNCTIONS[name](args[0])
+                elif name == "Heaviside":
+                    h0 = args[1] if len(args) > 1 else 0.5
+                    val[e] = np.where(args[0] > 0, 1.0, np.where(args[0] < 0, 0.0, h0))
+                elif name in ("Max", "Min"):
+                    val[e] = (np.maximum if name == "Max" else np.minimum).reduce(np.broadcast_arrays(*args))
+                elif name == "DiracDelta":
+                    val[e] = np.zeros_like(args[0])  # comparisons are constant for differentiation
+                elif name == "erf":
+                    val[e] = np.vectorize(math.erf)(args[0])
+                else:
+                    raise Unsupported(name)
+    return val[expr]
+
+
+def partials(expr, point: dict, work: Work) -> dict:
+    """∂expr/∂symbol at the point, for every symbol in `expr` (exact rules, float arithmetic)."""
+    order = _order(expr, work)
+    val: dict = {}
+    for e in order:
+        val[e] = point[e] if e.is_Symbol else _value_of(e, val)
+    adj = {expr: 1.0}
+    for e in reversed(order):
+        g = adj.get(e)
+        if g is None or e.is_Symbol or e.is_Number or e.is_NumberSymbol or g == 0:
+            continue
+        for a, d in _local(e, val):
+            if d != 0:
+                adj[a] = adj.get(a, 0.0) + g * d
+    return {e: adj.get(e, 0.0) for e in order if e.is_Symbol}
+
+
+def _local(e, val: dict):
+    """(argument, ∂e/∂argument) pairs at the point."""
+    args = e.args
+    if e.is_Add:
+        return [(a, 1.0) for a in args]
+    if e.is_Mul:
+        out = []
+        for k, a in enumerate(args):
+            p = 1.0
+            for j, b in enumerate(args):
+                if j != k:
+                    p *= val[b]
+            out.append((a, p))
+        return out
+    if e.is_Pow:
+        b, x = args
+        vb, vx = val[b], val[x]
+        db = 0.0 if vx == 0 else (1.0 if vx == 1 else vx * _POW(vb, vx - 1.0))
+        out = [(b, db)]
+        if x.free_symbols:
+            out.append((x, val[e] * _FUNCTIONS["log"](vb) if vb > 0 else math.nan))
+        return out
+    name = type(e).__name__
+    if name in _ZERO_DERIVATIVE:
+        return []
+    if name == "Abs":
+        return [(args[0], _FUNCTIONS["sign"](val[args[0]]))]
+    if name in ("Max", "Min"):
+        hit = [a for a in args if val[a] == val[e]]
+        return [(a, 1.0 / len(hit)) for a in hit]  # a tie splits evenly, as backprop does
+    if name in _FUNCTIONS and len(args) == 1:
+        d, template = _template(name)
+        return [(args[0], value_at(template, {d: val[args[0]]}))]
+    raise Unsupported(name)
+
+
+# --- a gate's local Jacobian --------------------------------------------------------------------
+
+_elementwise: dict = {}
+
+
+def _elementwise_partials(gate, attrs: dict, arity: int):
+    """For an elementwise gate: its one-element expression and SymPy's partial w.r.t. each input."""
+    key = (gate.name, repr(sorted(attrs.items())), arity)
+    if key not in _elementwise:
+        import sympy
+        d = [sympy.Symbol(f"d{k}", real=True) for k in range(arity)]
+        expr = np.asarray(gate.sym([np.asarray(s, dtype=object) for s in d], attrs), dtype=object).item()
+        _elementwise[key] = (d, [expr.diff(s) for s in d])
+    return _elementwise[key]
+
+
+def local_jacobian(node, args: list, work: Work) -> list:
+    """Per input slot, the gate's exact local Jacobian at the point as (rows, cols, values):
+    ∂out[row]/∂input[col] (flat indices), zero entries left out."""
+    gate, attrs = node.gate, node.attrs
+    if gate.elementwise:
+        return _elementwise_jacobian(node, args, work)
+    slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
+    where, point = {}, {}
+    for k, (sym, a) in enumerate(zip(slots, args)):
+        for e, (s, v) in enumerate(zip(sym.ravel(), np.ravel(a))):
+            where[s] = (k, e)
+            point[s] = float(v)
+    out = np.asarray(gate.sym(slots, attrs), dtype=object).ravel()
+    entries = [([], [], []) for _ in args]
+    for o, expr in enumerate(out):
+        if not hasattr(expr, "free_symbols"):
+            continue  # a plain number: no dependence
+        for s, d in partials(expr, point, work).items():
+            if s in where and d != 0:
+                k, e = where[s]
+                entries[k][0].append(o)
+                entries[k][1].append(e)
+                entries[k][2].append(d)
+    return [(np.asarray(r, dtype=int), np.asarray(c, dtype=int), np.asarray(v, dtype=float)) for r, c, v in entries]
+
+
+def _elementwise_jacobian(node, args, work: Work) -> list:
+    d, derivs = _elementwise_partials(node.gate, node.attrs, len(args))
+    shape = node.shape
+    work.spend(node.size * (len(args) + 1))
+    point = [np.broadcast_to(np.asarray(a, dtype=float), shape).ravel() for a in args]
+    rows = np.arange(node.size)
+    result = []
+    for k, (a, deriv) in enumerate(zip(args, derivs)):
+        values = np.broadcast_to(array_value(deriv, dict(zip(d, point))), (node.size,))
+        cols = np.broadcast_to(np.arange(np.size(a)).reshape(np.shape(a)), shape).ravel()
+        keep = values != 0
+        result.append((rows[keep], cols[keep], values[keep]))
+    return result
+
+
+def pull_back(adjoint: np.ndarray, magnitude: np.ndarray, jac: tuple, size: int) -> tuple:
+    """adjoint (K, out) through a local Jacobian (rows, cols, values) to (K, size), with magnitudes."""
+    rows, cols, vals = jac
+    k = adjoint.shape[0]
+    grad = np.zeros((k, size))
+    mag = np.zeros((k, size))
+    if rows.size:
+        np.add.at(grad, (slice(None), cols), adjoint[:, rows] * vals)
+        np.add.at(mag, (slice(None), cols), magnitude[:, rows] * np.abs(vals))
+    return grad, mag
+
+
+# --- derivatives of the output with respect to every node -------------------------------------------
+
+def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDGET,
+                seed: np.ndarray | None = None, jacobians: dict | None = None) -> dict:
+    """SymbolicResult per node: SymPy's exact d(output)/d(node), composed in reverse.
+
+    `seed` (K, output.size) replaces the identity at the output. Local Jacobians are kept in
+    `jacobians` (node id -> per slot) for reuse. Past the work budget, or at a function SymPy's
+    rules here cannot evaluate, the nodes not yet complete get a note instead of a value.
+    """
+    out = graph.nodes[graph.output]
+    adj = {out.id: np.eye(out.size) if seed is None else np.asarray(seed, dtype=float).reshape(-1, out.size)}
+    k = adj[out.id].shape[0]
+    mag = {out.id: np.abs(adj[out.id])}
+    jacobians = {} if jacobians is None else jacobians
+    work = Work(budget)
+    stopped_at, note = None, None
+    for node in reversed(graph.nodes[: out.id + 1]):
+        if node.gate is None or node.id not in adj:
+            continue
+        try:
+            if node.id not in jacobians:
+                jacobians[node.id] = local_jacobian(node, [values[i] for i in node.inputs], work)
+        except Exhausted:
+            stopped_at, note = node.id, f"symbolic skipped: past the SymPy work budget ({budget:,} expression nodes)"
+            break
+        except Unsupported as err:
+            stopped_at, note = node.id, f"symbolic skipped: SymPy's rules here do not cover {err} (gate '{node.name}')"
+            break
+        for i, jac in zip(node.inputs, jacobians[node.id]):
+            g, m = pull_back(adj[node.id], mag[node.id], jac, graph.nodes[i].size)
+            if i in adj:
+                adj[i] += g
+                mag[i] += m
+            else:
+                adj[i], mag[i] = g, m
+    results = {}
+    complete = _complete(graph, stopped_at)
+    for nid in node_ids:
+        node = graph.nodes[nid]
+        shape = (out.shape if seed is None else (k,) if k > 1 else ()) + node.shape
+        if not complete(nid):
+            results[nid] = SymbolicResult(None, None, note)
+            continue
+        value = adj.get(nid, np.zeros((k, node.size)))
+        magnitude = mag.get(nid, np.zeros((k, node.size)))
+        if not np.all(np.isfinite(value)):
+            results[nid] = SymbolicResult(None, None, "symbolic derivative is not finite at this point")
+            continue
+        results[nid] = SymbolicResult(value.reshape(shape), magnitude.reshape(shape))
     return results
+
+
+def _complete(graph: Graph, stopped_at):
+    """Whether a node's derivative was fully accumulated before the reverse pass stopped."""
+    if stopped_at is None:
+        return lambda nid: True
+    return lambda nid: nid >= stopped_at or all(c > stopped_at for c in graph.consumers[nid])

@@ -1,8 +1,14 @@
 """User `gate` definitions: checked when defined, then made into an ordinary registry `Gate` per call site.
 
-The instance's forward and SymPy form come from the forward expression only; its VJP runs the
-user's `d` lines (or, without them, backprop through the body). So a wrong derivation shows up as
-a disagreement with the other two oracles, and autodiff, numeric and symbolic need no new code.
+The lines under a gate are of two kinds. Lines that use neither `out`, `dout` nor a backward line
+are the forward's *locals* (its cache); the forward formula may use them (`where`-style:
+`gate bn(x) = gamma * xhat + beta` with `xhat = ...` below). Lines that use `out` or `dout` are the
+*backward*: `d<param>` lines give each parameter's VJP, and a `d<local>` line the gradient of a
+forward local (staged backprop: `dxhat`, `dvar`, ...), which is then checked on its own too.
+
+The instance's forward and SymPy form come from the forward formula and its locals only; its VJP
+runs the user's d lines (or, without them, backprop through the body). So a wrong derivation shows
+up as a disagreement with the other two oracles, and autodiff, numeric and symbolic need no new code.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from . import gates as G
 from . import nodes as N
 from .autodiff import backward, forward, run_graph
 from .errors import BackwardError, GradNameError, GradSyntaxError, did_you_mean
+from .graph import Graph
 from .nodes import walk
 from .symbolic import evaluate
 from .values import CONSTRUCTORS
@@ -27,6 +34,9 @@ class UserGate:
     """A validated `gate` definition and its instances by operand shapes."""
     defn: N.GateDef
     d_lines: dict                      # parameter -> its `d` line (N.Assign)
+    forward_locals: list               # names of the lines the forward formula uses, in order
+    intermediates: dict                # forward local -> its `d<local>` line
+    warnings: list                     # (message, line, col)
     instances: dict = field(default_factory=dict)
 
     @property
@@ -34,8 +44,24 @@ class UserGate:
         return self.defn.name
 
 
+@dataclass
+class Instance:
+    """A user gate at one set of operand shapes: its forward and backward as small graphs."""
+    user: UserGate
+    fwd: Graph
+    bwd: Graph | None
+    shapes: tuple
+    failures: dict                     # parameter -> BackwardError (a d line that cannot be computed)
+    intermediates: list                # (local, fwd node id, bwd node id or None, line, BackwardError or None)
+    depends: dict                      # bwd node id of a d line -> ids of the intermediate d lines it uses
+
+
+def _names_in(expr) -> set:
+    return {e.id for e in walk(expr) if isinstance(e, N.Name)}
+
+
 def define(defn: N.GateDef, user_gates: dict) -> UserGate:
-    """Check a definition without shapes: names, clashes, recursion, and its `d` lines."""
+    """Check a definition without shapes: names, clashes, recursion, its d lines and locals."""
     pos = defn.pos
     builtin = G.function_names() | set(CONSTRUCTORS)
     if defn.name in builtin:
@@ -45,33 +71,69 @@ def define(defn: N.GateDef, user_gates: dict) -> UserGate:
         raise GradNameError(f"gate '{defn.name}' is already defined (line {first.line})", pos.line, pos.col)
     if not defn.params:
         raise GradSyntaxError(f"gate '{defn.name}' needs at least one parameter", pos.line, pos.col)
-    seen = set()
+    params = set()
     for name, ppos in zip(defn.params, defn.param_pos):
-        if name in seen or name in RESERVED:
+        if name in params or name in RESERVED:
             why = "is reserved for the backward lines" if name in RESERVED else "is repeated"
             raise GradNameError(f"parameter '{name}' {why}", ppos.line, ppos.col)
-        seen.add(name)
+        params.add(name)
     known_functions = builtin | set(user_gates)
-    _check_names(defn, defn.expr, set(defn.params), known_functions)
-    d_lines, local_names = {}, []
+    kind, uses, d_lines, order = {}, {}, {}, []
     for line in defn.body:
-        if line.name in seen or line.name in RESERVED or line.name in local_names or line.name in d_lines.values():
+        if line.name in params or line.name in RESERVED or line.name in kind:
             raise GradNameError(f"'{line.name}' is already a name in gate '{defn.name}'", line.pos.line, line.pos.col)
-        visible = set(defn.params) | set(RESERVED) | set(local_names)
-        _check_names(defn, line.expr, visible, known_functions)
-        if line.name.startswith("d") and line.name[1:] in defn.params:
-            if line.name[1:] in d_lines:
-                raise GradNameError(f"'{line.name}' is given twice", line.pos.line, line.pos.col)
+        _check_names(defn, line.expr, params | set(RESERVED) | set(kind), known_functions)
+        used = _names_in(line.expr)
+        is_d_param = line.name.startswith("d") and line.name[1:] in params
+        backward_line = is_d_param or bool(used & set(RESERVED)) or any(kind.get(u) == "backward" for u in used)
+        kind[line.name] = "backward" if backward_line else "forward"
+        uses[line.name] = used
+        order.append(line)
+        if is_d_param:
             d_lines[line.name[1:]] = line
-        local_names.append(line.name)
-    _check_unknown_d_lines(defn, d_lines)
+    forward_names = {n for n, k in kind.items() if k == "forward"}
+    _check_header(defn, params, forward_names, set(kind) - forward_names, known_functions)
+    forward_used = _closure(_names_in(defn.expr) & forward_names, uses, forward_names)
     if d_lines:
         missing = [p for p in defn.params if p not in d_lines]
         if missing:
             raise GradSyntaxError(f"gate '{defn.name}' gives d lines for some parameters but not for "
                                   + ", ".join(missing) + " (give all, or none to differentiate automatically)",
                                   pos.line, pos.col)
-    return UserGate(defn, d_lines)
+    intermediates = {line.name[1:]: line for line in order if kind[line.name] == "backward"
+                     and line.name.startswith("d") and line.name[1:] in forward_used}
+    needed = _closure({"d" + p for p in d_lines} | {"d" + n for n in intermediates}, uses, set(kind))
+    warnings = []
+    for line in order:
+        if line.name not in needed and line.name not in forward_used:
+            hint = ""
+            if line.name.startswith("d") and line.name[1:] not in params and line.name[1:] not in kind:
+                hint = (f" (it is no parameter's gradient: the parameters are {', '.join(defn.params)}"
+                        + did_you_mean(line.name, ["d" + p for p in defn.params]) + ")")
+            warnings.append((f"line '{line.name}' in gate '{defn.name}' is not used by the forward or by any "
+                             f"d line{hint}", line.pos.line, line.pos.col))
+    return UserGate(defn, d_lines, [line.name for line in order if line.name in forward_used],
+                    intermediates, warnings)
+
+
+def _closure(start: set, uses: dict, within: set) -> set:
+    """`start` and every line of `within` that it uses, transitively."""
+    seen, stack = set(), list(start)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in within:
+            continue
+        seen.add(name)
+        stack.extend(uses.get(name, ()))
+    return seen
+
+
+def _check_header(defn, params: set, forward_names: set, backward_names: set, known_functions: set):
+    for e in walk(defn.expr):
+        if isinstance(e, N.Name) and e.id in backward_names:
+            raise GradNameError(f"the forward formula cannot use '{e.id}': it is a backward line "
+                                "(it uses dout, out or a d line)", e.pos.line, e.pos.col)
+    _check_names(defn, defn.expr, params | forward_names, known_functions)
 
 
 def _check_names(defn, expr, visible: set, known_functions: set):
@@ -81,7 +143,7 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                 raise GradNameError(f"'{e.id}' is only defined in the indented backward lines",
                                     e.pos.line, e.pos.col)
             raise GradNameError(f"unknown name '{e.id}' in gate '{defn.name}' (it sees its parameters"
-                                f"{', out, dout' if visible - set(defn.params) else ''} and earlier lines)"
+                                f"{', out, dout' if RESERVED[0] in visible else ''} and earlier lines)"
                                 + did_you_mean(e.id, visible), e.pos.line, e.pos.col)
         if isinstance(e, N.Call):
             if e.func == defn.name:
@@ -92,30 +154,20 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                                     e.func_pos.line, e.func_pos.col)
 
 
-def _check_unknown_d_lines(defn: N.GateDef, d_lines: dict):
-    """A `d<name>` line that is no parameter's gradient and that nothing uses is a misnamed d line."""
-    used = {e.id for line in defn.body for e in walk(line.expr) if isinstance(e, N.Name)}
-    for line in defn.body:
-        if line.name.startswith("d") and line.name[1:] not in defn.params and line.name not in used:
-            raise GradNameError(f"'{line.name}' is not the gradient of a parameter of '{defn.name}' "
-                                f"(its parameters: {', '.join(defn.params)})"
-                                + did_you_mean(line.name, ["d" + p for p in defn.params]),
-                                line.pos.line, line.pos.col)
-
-
 def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
     """The registry Gate for calls of `user` on operands of these shapes (cached).
 
-    `builder` is the caller's builder.Builder: it builds the body as a small Graph.
+    `builder` is the caller's builder.Builder: it builds the body as small Graphs.
     """
     key = tuple(tuple(s) for s in shapes)
     if key in user.instances:
         return user.instances[key]
     defn = user.defn
     bindings = [(p, s, pp) for p, s, pp in zip(defn.params, key, defn.param_pos)]
-    fwd = builder.subgraph(bindings, (), defn.expr)
+    lines = [line for line in defn.body if line.name in user.forward_locals]
+    fwd = builder.subgraph(bindings, lines, defn.expr)
     out_shape = fwd.nodes[fwd.output].shape
-    bwd, failures = None, {}
+    bwd, failures, intermediates, depends = None, {}, [], {}
     if user.d_lines:
         extra = [("out", out_shape, defn.pos), ("dout", out_shape, defn.pos)]
         broken: dict = {}
@@ -131,14 +183,49 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
             if got != shape:
                 failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {G.fmt_shape(got)} but {p} has "
                                             f"shape {G.fmt_shape(shape)}", line.pos.line, line.pos.col)
-    gate = _make_gate(user, fwd, bwd, failures, key, out_shape, builder.text)
+        for local, line in user.intermediates.items():
+            node = fwd.nodes[fwd.names[local]]
+            err = broken.get(line.name)
+            bid = None if err is not None else bwd.names.get(line.name)
+            if bid is not None and bwd.nodes[bid].shape != node.shape:
+                err = BackwardError(f"gate '{defn.name}': {line.name} has shape {G.fmt_shape(bwd.nodes[bid].shape)} "
+                                    f"but {local} has shape {G.fmt_shape(node.shape)}", line.pos.line, line.pos.col)
+                bid = None
+            intermediates.append((local, fwd.names[local], bid, line, err))
+        marks = {bid: local for local, _, bid, _, _ in intermediates if bid is not None}
+        for p in defn.params:
+            if p not in failures:
+                nid = bwd.names["d" + p]
+                depends[nid] = sorted(marks[a] for a in _ancestors(bwd, nid) if a in marks)
+        for local, _, bid, _, _ in intermediates:
+            if bid is not None:
+                depends[bid] = sorted(marks[a] for a in _ancestors(bwd, bid) if a in marks and a != bid)
+    inst = Instance(user, fwd, bwd, key, failures, intermediates, depends)
+    gate = _make_gate(inst, out_shape, builder.text)
     user.instances[key] = gate
     return gate
 
 
-def _make_gate(user, fwd, bwd, failures, shapes, out_shape, text) -> G.Gate:
-    defn = user.defn
-    leaves = [n.id for n in fwd.nodes if n.kind == "leaf"]
+def _ancestors(graph: Graph, nid: int) -> set:
+    seen, stack = set(), [nid]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(graph.nodes[n].inputs)
+    return seen
+
+
+def run_backward(inst: Instance, args: list, out, g, outputs: list) -> list:
+    """Values of backward-graph nodes for these operands, output value and upstream gradient rows."""
+    return run_graph(inst.bwd, list(args) + [out, g], outputs=outputs)
+
+
+def _make_gate(inst: Instance, out_shape: tuple, text: str) -> G.Gate:
+    user, fwd, bwd = inst.user, inst.fwd, inst.bwd
+    defn, shapes, failures = user.defn, inst.shapes, inst.failures
+    leaves = [n.id for n in fwd.leaves()]
 
     def forward_fn(args, attrs):
         return run_graph(fwd, list(args))
@@ -150,8 +237,7 @@ def _make_gate(user, fwd, bwd, failures, shapes, out_shape, text) -> G.Gate:
             adjoints = backward(fwd, values, seed=g)
             return [adjoints[i] for i in leaves]
         working = [p for p in defn.params if p not in failures]
-        results = dict(zip(working, run_graph(bwd, list(args) + [out, g],
-                                              outputs=[bwd.names["d" + p] for p in working])))
+        results = dict(zip(working, run_backward(inst, args, out, g, [bwd.names["d" + p] for p in working])))
         grads, problems = [], [failures[p] for p in defn.params if p in failures]
         for p, shape in zip(defn.params, shapes):
             if p in failures:
@@ -192,4 +278,4 @@ def _make_gate(user, fwd, bwd, failures, shapes, out_shape, text) -> G.Gate:
         routes="by the d lines written for it" if user.d_lines else "through the gates of its body",
         infer=lambda s, p: (out_shape, {}), label=lambda a: defn.name,
         branch=branch if has_kinks else None, backward_source=origin,
-        examples=(G.Example(tuple(shapes)),))
+        examples=(G.Example(tuple(shapes)),), instance=inst)

@@ -1,4 +1,22 @@
-"""The verdict policy as pure functions: arrays of the three oracles in; status, note, culprit out."""
+"""The verdict policy as pure functions: arrays of the three oracles in; status, note, culprit out.
+
+Per element (a gradient or Jacobian entry), with backprop a, finite difference b (estimate e of its
+error), SymPy's exact value s (magnitude m of the terms summed into it) and backprop's own noise z:
+
+- the element is judged at the scale n = max(|a|, |b|, ROW_FLOOR·(the row's largest)), so exact
+  zeros next to large entries are judged at the row's precision, and a row of tiny gradients at its own;
+- tolerance t = max(atol, rtol·n, NOISE·z);
+- the finite difference *agrees* when |a − b| ≤ t and SAFETY·e ≤ t (it could have seen an error of t),
+  *disagrees* when |a − b| > max(t, SAFETY·e) and it is reliable, and is *undecided* otherwise;
+- SymPy agrees when |a − s| ≤ max(atol, SYMBOLIC_RTOL·max(|a|, |s|), NOISE·z, SYM_ROUNDING·ε·m).
+
+Status: backprop that disagrees with SymPy fails; with SymPy agreeing, an agreeing difference
+passes and any other is `warn`; without SymPy, the difference decides (undecided is `warn`). Where a
+branch switches within the step the element is a `kink` if backprop is defensible there — SymPy's
+value, or (on the kink itself) a slope between the one-sided differences, with tied elements'
+gradients summing to the slope of moving them together — and fails otherwise. So a passing row
+never shows an error above its tolerance, and backprop that disagrees with SymPy never passes.
+"""
 
 from __future__ import annotations
 
@@ -6,160 +24,220 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .settings import DEFAULT_ATOL
+from .settings import DEFAULT_ATOL, DEFAULT_RTOL
 
+EPS = float(np.finfo(float).eps)
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
 SAFETY = 4.0             # how many error estimates a finite difference may be off by
-UNRELIABLE = 1e-2        # an error estimate above this fraction of the value: the difference can't judge
+UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: the difference can't judge
+ROW_FLOOR = 1e-3         # an element is judged at no less than this fraction of its row's largest entry
+NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
+SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
 STATUS_CODES = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}
+RANK = {"pass": 0, "skip": 0, "kink": 1, "warn": 2, "fail": 3}
 
 
-def rel_error(a, b, atol: float = DEFAULT_ATOL) -> np.ndarray:
-    """|a − b| / max(|a|, |b|), elementwise; 0 where both are below `atol`."""
+def rel_error(a, b, floor: float = 0.0) -> np.ndarray:
+    """|a − b| / max(|a|, |b|, floor), elementwise; 0 where both are 0."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    scale = np.maximum(np.abs(a), np.abs(b))
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
     with np.errstate(all="ignore"):
         err = np.abs(a - b) / np.where(scale > 0, scale, 1.0)
-    return np.where(scale < atol, 0.0, err)
+    return np.where((scale == 0) & (a == b), 0.0, err)
 
 
 @dataclass
 class Judgement:
-    """The verdict on one node: its status, why, and the numbers shown for its worst element."""
+    """The verdict on one row: its status, why, and the numbers shown for its worst element."""
     status: str
     note: str | None
-    numeric_error: float
+    numeric_error: float | None
     symbolic_error: float | None
     tolerance: float
-    worst_index: tuple | None
+    worst: tuple               # index into the flat (out, n) arrays (or (out, P) for projections)
+    codes: np.ndarray          # per element: 0 pass, 1 kink, 2 warn, 3 fail
 
 
-def judge(bp, shape, num, sym, rtol: float, atol: float) -> Judgement:
-    """Compare backprop `bp` (output.shape + shape) with a NumericResult and a SymbolicResult (or None)."""
-    sv = sym.value if sym is not None else None
-    if num.method == "projection":
-        flat_bp = bp.reshape(bp.shape[: bp.ndim - len(shape)] + (-1,))
-        u = num.directions.reshape(num.directions.shape[0], -1)
-        a = np.moveaxis(np.tensordot(flat_bp, u, axes=([-1], [1])), -1, 0)  # (P, *out)
-        b = num.projected
-        sv_cmp = None
+def _projected(bp, noise, num, sym, mag):
+    """Everything in the projected space of a projection result: (out, P)."""
+    u = num.directions
+    a = bp @ u.T
+    b = num.projected.T
+    z = np.abs(noise) @ np.abs(u).T
+    sv = None if sym is None else sym @ u.T
+    m = None if mag is None else np.abs(mag) @ np.abs(u).T
+    kink = np.broadcast_to(num.kink[None, :], a.shape)
+    return a, b, num.estimate.T, num.truncation.T, z, sv, m, kink
+
+
+@dataclass
+class Evidence:
+    """Per-element comparisons of one row, before they are summed up into a Judgement."""
+    codes: np.ndarray          # 0 pass, 1 kink, 2 warn, 3 fail
+    excess: np.ndarray         # |a − b| / tolerance (or against SymPy, whichever is worse)
+    num_rel: np.ndarray        # |a − b| / n: the shown numeric error
+    tol_rel: np.ndarray        # t / n: the shown tolerance
+    sym_rel: np.ndarray | None
+    context: dict              # boolean arrays for the notes
+    a: np.ndarray
+    num: object
+    have_sym: bool
+    groups: dict
+
+
+def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
+             atol: float = DEFAULT_ATOL) -> Evidence:
+    """Compare one row element by element. `bp`, `noise`, `sym`, `mag` are flat (out, n) arrays;
+    `num` a numeric.NumericResult for the same n elements (exhaustive or projection)."""
+    bp = np.asarray(bp, dtype=float)
+    noise = np.zeros_like(bp) if noise is None else np.nan_to_num(np.asarray(noise, dtype=float), nan=0.0, posinf=0.0)
+    projection = num.method == "projection"
+    if projection:
+        a, b, est, trunc, z, sv, m, kink = _projected(bp, noise, num, sym, mag)
+        at = np.zeros_like(kink)
     else:
-        a, b, sv_cmp = bp, num.value, sv
-    scale = np.maximum(np.abs(a), np.abs(b))
-    finite = np.isfinite(b)
+        a, b, est, trunc, z, sv, m = bp, num.value, num.estimate, num.truncation, noise, sym, mag
+        kink = np.broadcast_to(num.kink[None, :], a.shape)
+        at = np.broadcast_to(num.at_kink[None, :], a.shape)
     with np.errstate(all="ignore"):
-        tol = np.maximum(np.maximum(atol, rtol * scale), SAFETY * num.estimate)
-        # judged against the row's largest gradient, so exact zeros with rounding noise stay reliable
-        row_scale = max(float(np.max(scale[finite], initial=0.0)), atol)
-        unreliable = ~finite | (num.truncation > UNRELIABLE * np.maximum(scale, row_scale))
-        num_ok = finite & (np.abs(a - b) <= tol) & ~unreliable  # an unreliable difference vouches for nothing
-    num_err = rel_error(a, np.where(finite, b, np.inf), atol)
-    kink = num.kink
-    # On a kink (v itself) any slope between the one-sided differences is a valid subgradient;
-    # near one, the function is differentiable at v and the exact derivative decides.
-    if num.one_sided is not None:
-        lower, upper = num.one_sided
-        with np.errstate(all="ignore"):
-            subgradient = (a >= lower - tol) & (a <= upper + tol)
-        on_kink = num.at_kink
-    else:
-        subgradient = np.ones(np.shape(a), dtype=bool)
-        on_kink = np.ones(np.shape(a), dtype=bool)
-    if sv_cmp is not None:
-        sym_err = rel_error(bp, sv_cmp, atol)
-        sym_ok = np.abs(bp - sv_cmp) <= np.maximum(atol, SYMBOLIC_RTOL * np.maximum(np.abs(bp), np.abs(sv_cmp)))
-        at_kink = np.where(sym_ok | (on_kink & subgradient), 1, 3)
-        status = np.where(kink, at_kink, np.where(~sym_ok, np.where(num_ok, 2, 3), np.where(~num_ok, 2, 0)))
-    else:
-        sym_err = None
-        at_kink = np.where(subgradient, 1, 3)
-        status = np.where(kink, at_kink, np.where(~num_ok, np.where(unreliable, 2, 3), 0))
-    worst_flat = int(np.argmax(status.ravel() * 10.0 + np.nan_to_num(num_err.ravel(), nan=9.0) / 10.0)) \
-        if status.size else 0
-    worst = np.unravel_index(worst_flat, status.shape) if status.ndim else ()
-    code = int(status.max()) if status.size else 0
-    label = STATUS_CODES[code]
-    note = _note(label, sv_cmp is not None, bool(np.asarray(num_ok)[worst]) if status.size else True,
-                 num, sym)
-    with np.errstate(all="ignore"):
-        tol_rel = float((tol / np.where(scale > 0, scale, 1.0)).ravel()[worst_flat]) if status.size else rtol
-    return Judgement(
-        status=label, note=note,
-        numeric_error=float(np.max(num_err)) if num_err.size else 0.0,
-        symbolic_error=float(np.max(sym_err)) if sym_err is not None and sym_err.size else None,
-        tolerance=max(rtol, min(tol_rel, 1.0)),
-        worst_index=tuple(int(i) for i in worst) if np.ndim(status) else None)
+        finite = np.isfinite(b)
+        s = np.maximum(np.abs(a), np.where(finite, np.abs(b), 0.0))
+        scales = [s[np.isfinite(s)]] + ([np.abs(sv)[np.isfinite(sv)]] if sv is not None else [])
+        row_scale = max(float(np.max(x, initial=0.0)) for x in scales)
+        n = np.maximum(s, ROW_FLOOR * row_scale)
+        tol = np.maximum(np.maximum(atol, rtol * n), NOISE * z)
+        diff = np.where(finite, np.abs(a - b), np.inf)
+        unreliable = ~finite | (trunc > UNRELIABLE * np.maximum(s, row_scale))
+        agree = ~unreliable & (diff <= tol) & (SAFETY * est <= tol)
+        disagree = ~unreliable & (diff > np.maximum(tol, SAFETY * est))
+        sym_ok = None
+        if sv is not None:
+            sym_tol = np.maximum.reduce([np.full_like(a, atol), SYMBOLIC_RTOL * np.maximum(np.abs(a), np.abs(sv)),
+                                         NOISE * z, SYM_ROUNDING * EPS * (m if m is not None else 0 * a)])
+            sym_diff = np.abs(a - sv)
+            sym_ok = sym_diff <= sym_tol
+        within = np.ones(a.shape, dtype=bool) if projection else (a >= num.lower - tol) & (a <= num.upper + tol)
+        group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else _groups(a, tol, est, num)
+        on_kink = at & within & group_ok
+        if sv is not None:
+            defensible = sym_ok | on_kink
+            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym_ok, 3, np.where(agree, 0, 2)))
+        else:
+            defensible = np.where(at, on_kink, within)
+            codes = np.where(kink, np.where(defensible, 1, 3), np.where(agree, 0, np.where(disagree, 3, 2)))
+        excess = np.nan_to_num(diff / tol, nan=1e300, posinf=1e300)
+        if sv is not None:
+            excess = np.maximum(excess, np.nan_to_num(sym_diff / sym_tol, nan=1e300, posinf=1e300))
+        num_rel = diff / np.where(n > 0, n, 1.0)
+        tol_rel = tol / np.where(n > 0, n, 1.0)
+        sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None
+    context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok)
+    return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail)
 
 
-def _note(label, have_sym, num_ok, num, sym) -> str | None:
+def summarize(ev: Evidence, columns=None) -> Judgement:
+    """The Judgement of a row, or of some of its elements (`columns`: indices along n)."""
+    cols = np.arange(ev.codes.shape[1]) if columns is None else np.asarray(columns)
+    codes, excess = ev.codes[:, cols], ev.excess[:, cols]
+    if not codes.size:
+        return Judgement("pass", None, 0.0, None, 0.0, (0, 0), codes)
+    flat = codes.ravel()
+    k = int(np.lexsort((excess.ravel(), flat))[-1])
+    r, c = np.unravel_index(k, codes.shape)
+    w = (int(r), int(cols[c]))
+    label = STATUS_CODES[int(flat.max())]
+    num_err = float(ev.num_rel[w])
+    sym_err = float(np.max(ev.sym_rel[:, cols])) if ev.sym_rel is not None else None
+    c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
+    c["group"] = ev.groups.get(w[1])
+    note = _note(label, c, ev.num, ev.have_sym, ev.a, w)
+    return Judgement(label, note, num_err if np.isfinite(num_err) else None, sym_err,
+                     float(ev.tol_rel[w]), w, codes)
+
+
+def judge(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
+          atol: float = DEFAULT_ATOL) -> Judgement:
+    """The verdict on one row (see `evidence` for the arguments)."""
+    return summarize(evidence(bp, num, noise, sym, mag, rtol, atol))
+
+
+def _groups(a, tol, est, num):
+    """Tied elements: backprop's gradients must sum to the slope of moving them together."""
+    ok = np.ones(a.shape, dtype=bool)
+    detail = {}
+    for members, slope in getattr(num, "groups", ()):
+        total = a[:, members].sum(axis=1)
+        gtol = tol[:, members].sum(axis=1) + SAFETY * est[:, members].max(axis=1)
+        good = np.abs(total - slope) <= gtol
+        ok[:, members] &= good[:, None]
+        for mem in members:
+            detail[int(mem)] = (members, total, slope, good)
+    return ok, detail
+
+
+def _note(label, c, numres, have_sym, a, w) -> str | None:
+    num = numres
     notes = []
     if label == "fail":
-        if have_sym and num_ok:
-            notes.append("SymPy disagrees with backprop and finite differences")
+        if c["kink"]:
+            if c["group"] is not None and not c["group"][3][w[0]]:
+                members, total, slope, _ = c["group"]
+                notes.append(f"at a tie of {members.size} elements, backprop's gradients sum to {total[w[0]]:.6g} "
+                             f"but moving them together gives {slope[w[0]]:.6g}")
+            elif not c["within"] and numres.lower is not None:
+                notes.append(f"at a kink, backprop ({a[w]:.6g}) is outside the one-sided slopes "
+                             f"[{numres.lower[w]:.6g}, {numres.upper[w]:.6g}]")
+            else:
+                notes.append("near a kink, backprop disagrees with SymPy's exact derivative")
+        elif have_sym and c["sym_ok"] is False and c["agree"]:
+            notes.append("backprop disagrees with SymPy's exact derivative (finite differences are too coarse "
+                         "here to see it)")
         elif have_sym:
             notes.append("backprop disagrees with both finite differences and SymPy")
         else:
             notes.append("backprop disagrees with finite differences")
     elif label == "warn":
-        if have_sym and num_ok:
-            notes.append("SymPy disagrees with backprop and finite differences (which agree)")
+        if have_sym and not c["unreliable"] and not c["agree"]:
+            notes.append("finite differences cannot confirm backprop here; backprop agrees with SymPy")
         elif have_sym:
             notes.append("finite difference unreliable here: backprop agrees with SymPy")
-        else:
+        elif c["unreliable"]:
             notes.append("finite difference unreliable here and no exact derivative to decide")
+        else:
+            notes.append("finite differences cannot resolve the tolerance here and no exact derivative to decide")
     elif label == "kink":
         notes.append("a max/min/relu/abs changes branch within the step")
     if num.left_domain:
         notes.append("a nudged value left the function's domain")
     if num.method == "projection":
         notes.append("finite differences by random projections (node past the element budget)")
-    if sym is not None and sym.note:
-        notes.append(sym.note)
     return "; ".join(notes) or None
 
 
-@dataclass
-class Cause:
-    """Why a failing node fails: the note, and the (line, col) of the culprit if one is named."""
-    note: str
-    culprit: tuple | None
-    inherited: bool = False  # the node only inherits a failure from downstream
+def worst_status(statuses) -> str:
+    """The most serious of several statuses (fail > warn > kink > pass/skip)."""
+    return max(statuses, key=lambda s: RANK.get(s, 0), default="pass")
 
 
-def diagnose(consumers: dict, statuses: dict, gates: dict, backward_errors: dict) -> dict:
-    """Point failing nodes at the gate whose backward goes wrong.
+# --- which backward is wrong ----------------------------------------------------------------------
 
-    `consumers` maps a node id to the ids of the gates reading it, `statuses` node id to status,
-    `gates` gate node id to (name, label, line, col, backward_source, inputs), `backward_errors`
-    gate node id to its BackwardError. The cause sits where a failing node feeds a consumer whose
-    own row passes: that consumer's backward is wrong (for a user gate, the d line of that input).
-    Rows further upstream only inherit the failure, and say so.
+def culprits(order: list, consumers: dict, inputs: dict, failing: dict, limit: int = 3) -> dict:
+    """For every node, the failing gate checks downstream of it, nearest first.
+
+    `order` is node ids in topological order, `consumers` node -> gates reading it, `inputs` gate ->
+    its input ids, `failing` gate -> the slots whose own check fails. A node's culprits are the
+    failing (gate, slot) whose input is that node, then the culprits of the gates that read it.
     """
-    causes = {}
-    for nid, status in statuses.items():
-        if status != "fail":
-            continue
-        users = [c for c in consumers.get(nid, ()) if c in statuses]
-        good = [c for c in users if statuses[c] != "fail" or c in backward_errors]
-        if not good:
-            bad = next((c for c in users if statuses[c] == "fail"), None)
-            if bad is not None:
-                causes[nid] = Cause(f"inherits the failure of '{gates[bad][0]}' downstream", None, True)
-            continue
-        texts, culprit = [], None
-        for c in good:
-            name, label, line, col, origin_of, inputs = gates[c]
-            where = f"'{name}' ({label}, line {line})"
-            if c in backward_errors:
-                err = backward_errors[c]
-                texts.append(f"the backward of {where} failed: {err.message}"
-                             + (f" (line {err.line})" if err.line else ""))
-                culprit = culprit or ((err.line, err.col) if err.line else (line, col))
-                continue
-            slots = [k for k, i in enumerate(inputs) if i == nid]
-            origin = [origin_of[k] for k in slots if k < len(origin_of)]
-            texts.append(f"the gradient goes wrong in the backward of {where}"
-                         + (f": {origin[0][0]}" if origin else ""))
-            culprit = culprit or ((origin[0][1], origin[0][2]) if origin else (line, col))
-        causes[nid] = Cause("; ".join(texts), culprit)
-    return causes
+    found: dict = {}
+    for nid in reversed(order):
+        mine = []
+        for g in consumers.get(nid, ()):
+            for slot in failing.get(g, ()):
+                if inputs[g][slot] == nid and (g, slot) not in mine:
+                    mine.append((g, slot))
+        for g in consumers.get(nid, ()):
+            for c in found.get(g, ()):
+                if c not in mine:
+                    mine.append(c)
+        found[nid] = mine[:limit]
+    return found

@@ -19,10 +19,11 @@ def status(report, name):
     return rows(report)[name].status
 
 
-def test_rel_error_has_an_absolute_floor():
-    assert rel_error(1e-12, -1e-12) == 0
+def test_rel_error_is_relative_to_the_larger_value_or_a_floor():
+    assert rel_error(1e-12, -1e-12) == 2          # a sign flip is wrong at any scale
+    assert rel_error(1e-12, -1e-12, floor=1e-3) == pytest.approx(2e-9)
     assert rel_error(1.0, 1.0 + 1e-9) == pytest.approx(1e-9, rel=1e-6)
-    assert rel_error(1e-3, 0) == 1
+    assert rel_error(1e-3, 0) == 1 and rel_error(0, 0) == 0
 
 
 def test_fan_out_accumulates():
@@ -157,19 +158,20 @@ def test_output_statement_chooses_the_output():
     assert r.output == "y" and float(rows(r)["x"].grad) == 4
 
 
-def test_symbolic_budget_skips_with_a_note_not_a_hang():
-    r = check("X = randn(20, 20)\nf = sum(X @ X)")
+def test_symbolic_work_budget_skips_with_a_note_not_a_hang():
+    r = check("X = randn(20, 20)\nf = sum(X @ X)", symbolic_budget=5_000)
     row = rows(r)["X"]
-    assert row.symbolic is None and "exceed the SymPy budget" in row.note and r.passed
+    assert row.symbolic is None and "past the SymPy work budget (5,000 expression nodes)" in row.note
+    assert rows(r)["f"].symbolic is not None and r.passed   # what was reached before the budget keeps its value
+    full = check("X = randn(20, 20)\nf = sum(X @ X)")
+    assert rows(full)["X"].symbolic is not None and full.passed
 
 
-def test_symbolic_chained_mode_for_large_files():
+def test_symbolic_covers_long_chains():
     src = "x = 0.3\n" + "\n".join(f"y{i} = sin(x * {i % 7 + 1}) + y{i - 1} * 0.5" if i else "y0 = x"
                                    for i in range(0, 80))
     r = check(src)
     assert r.passed
-    notes = {row.note for row in r.nodes}
-    assert any(n and "exact local derivatives" in n for n in notes)
     assert all(row.symbolic is not None for row in r.nodes)
 
 

@@ -50,7 +50,11 @@ def test_json_schema_1_shape():
     data = json.loads(result.stdout)
     assert data["schema"] == 1 and data["passed"] is True
     res = data["results"][0]
-    assert set(res) == {"source", "output", "value", "seed", "passed", "error", "nodes", "expects"}
+    assert set(res) == {"source", "output", "value", "seed", "passed", "error", "nodes", "expects", "gates",
+                        "warnings"}
+    assert {g["gate"] for g in res["gates"]} == {"+", "*"} and all(g["status"] == "pass" for g in res["gates"])
+    assert set(res["gates"][0]) == {"name", "gate", "input", "line", "col", "call_line", "point", "status",
+                                    "numeric_error", "symbolic_error", "tolerance", "note"}
     assert res["output"] == "f" and res["value"] == -12.0 and res["seed"] == 0 and res["error"] is None
     x = res["nodes"][0]
     for key in ("name", "op", "shape", "line", "col", "value", "grad", "numeric", "symbolic",

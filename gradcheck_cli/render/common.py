@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import NodeRow, RunReport
+from ..report import GateRow, NodeRow, RunReport
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "kink": "yellow", "warn": "magenta", "skip": "dim"}
 STATUSES = ("pass", "kink", "warn", "fail", "skip")
@@ -42,7 +42,9 @@ def element(array, row: NodeRow, digits: int) -> str:
 
 
 def row_name(row) -> str:
-    """A node row's name, or `expect dx` for an expectation row."""
+    """A node row's name, `expect dx` for an expectation, `gate f: dt` for a gate's own check."""
+    if isinstance(row, GateRow):
+        return f"gate {row.name}: {row.input}" + (" (second point)" if row.point == 2 else "")
     return getattr(row, "name", None) or f"expect {row.target}"
 
 

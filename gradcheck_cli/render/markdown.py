@@ -16,6 +16,8 @@ def _backprop_cell(row) -> str:
     """Backprop's value for a node row (its worst element), or the actual gradient for an expectation."""
     if isinstance(row, NodeRow):
         return element(row.grad, row, 6)
+    if not hasattr(row, "actual"):
+        return "—"
     return fmt_number(np.asarray(row.actual)) if np.ndim(row.actual) == 0 else fmt_shape(np.shape(row.actual))
 
 
