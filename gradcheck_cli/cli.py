@@ -125,7 +125,7 @@ def main():
 @click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Relative tolerance against finite differences [default: 1e-5].")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
-              help="Values both below this count as equal [default: 1e-8].")
+              help="An absolute floor for every tolerance [default: 0: each row's own scale sets it].")
 @click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Relative step h (h = step·max(1,|v|)) [default: cbrt(eps) ≈ 6.1e-6].")
 @click.option("--no-symbolic", "no_symbolic", is_flag=True, default=None, help="Skip the SymPy oracle.")
@@ -134,9 +134,12 @@ def main():
 @click.option("--budget", type=click.IntRange(min=1), default=None,
               help="Elements per file differenced one by one, leaves first; the rest by random "
                    "projections [default: 10000].")
+@click.option("--symbolic-budget", "symbolic_budget", type=click.IntRange(min=1), default=None,
+              help="Expression nodes SymPy's derivatives may visit per file (work, not time) [default: 1000000].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Check files in N parallel processes (results keep their order) [default: 1].")
-def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget, jobs):
+def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget,
+          symbolic_budget, jobs):
     """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC.
 
     Defaults come from [tool.gradcheck] in the nearest pyproject.toml; options given here win.
@@ -155,7 +158,8 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
     try:
         config, _ = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
-                                     symbolic=False if no_symbolic else None, budget=budget, jobs=jobs)
+                                     symbolic=False if no_symbolic else None, budget=budget,
+                                     symbolic_budget=symbolic_budget, jobs=jobs)
     except GradcheckError as err:
         _fail(err)
     at = _parse_at(at)

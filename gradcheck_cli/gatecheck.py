@@ -59,9 +59,11 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
     grads, error = _vjp(node, args, out, u)
     bp = np.concatenate([np.ravel(grads[k]) for k in slots])[None, :]
     noise = np.zeros_like(bp)
-    for delta in (NOISE_STEP, -NOISE_STEP):
-        scaled, _ = _vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))
-        noise = np.maximum(noise, np.abs(np.concatenate([np.ravel(scaled[k]) for k in slots])[None, :] - bp))
+    with np.errstate(all="ignore"):
+        for delta in (NOISE_STEP, -NOISE_STEP):
+            scaled, _ = _vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))
+            moved = np.abs(np.concatenate([np.ravel(scaled[k]) for k in slots])[None, :] - bp)
+            noise = np.maximum(noise, np.nan_to_num(moved, nan=0.0, posinf=0.0))
     runner = numeric.GateRunner(node, args, u, slots)
     target = numeric.Target(node.id, runner.x, projections=runner.x.size > max(settings.budget, EXHAUSTIVE))
     reference = {node.id: bp}

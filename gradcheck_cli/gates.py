@@ -468,7 +468,7 @@ def _sym_sigmoid(x):
 
 def _pow_grads(a, b, out):
     with np.errstate(divide="ignore", invalid="ignore"):
-        da = b * np.power(a, b - 1.0)
+        da = np.where(b == 0, 0.0, b * np.power(a, b - 1.0))
         db = out * np.log(np.where(a > 0, a, 1.0))
     return da, np.where(a > 0, db, 0.0)
 
@@ -517,7 +517,7 @@ _GATES = [
                 "multiplies the upstream gradient by -c/x²", (ConstForm("/", "left"),),
                 domain="x ≠ 0", attr_example=1.0, low=0.5, high=2.0),
     _const_gate("^c", lambda a: f"^{_cfmt(a['c'])}", lambda x, c: np.power(x, c),
-                lambda x, c, o: c * np.power(x, c - 1.0), lambda x, c: x ** c,
+                lambda x, c, o: 0.0 * x if c == 0 else c * np.power(x, c - 1.0), lambda x, c: x ** c,
                 "∂(xᶜ)/∂x = c·xᶜ⁻¹", "x to a constant power c",
                 "multiplies the upstream gradient by c·xᶜ⁻¹", (ConstForm("^", "right"),),
                 domain="x ≥ 0 unless c is an integer", low=0.5, high=2.0),

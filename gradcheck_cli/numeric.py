@@ -263,9 +263,14 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
         for t in targets:
             s = state[t.id]
             s["groups"] = []
+            at = np.flatnonzero(s["at"])
             if s["pairs"]:
                 _, _, switched = _split(*pair_out[t.id])
-                s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
+                s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], at)
+            alone = np.setdiff1d(at, np.concatenate(s["groups"]) if s["groups"] else [])
+            if 3 <= alone.size <= MAX_TIE_ELEMENTS:
+                s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
+            if s["groups"]:
                 e, d = [], []
                 for members in s["groups"]:
                     hh = s["h"][members].min()

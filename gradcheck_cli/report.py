@@ -133,6 +133,14 @@ class CheckReport:
         bad = ("fail", "kink", "warn") if self.settings.strict else ("fail",)
         return [r for r in self.nodes + self.gates + self.expects if r.status in bad]
 
+    @property
+    def symbolic_coverage(self) -> float | None:
+        """The fraction of checked nodes with a SymPy value (None when SymPy was off or nothing was checked)."""
+        checked = [r for r in self.nodes if r.status != "skip"]
+        if not self.settings.symbolic or not checked:
+            return None
+        return sum(r.symbolic is not None for r in checked) / len(checked)
+
     def reproduce(self) -> str:
         """One shell line that reruns this check as it ran."""
         if self.inline is not None:
@@ -147,6 +155,7 @@ class CheckReport:
             "nodes": [r.to_dict() for r in self.nodes],
             "expects": [e.to_dict() for e in self.expects],
             "gates": [g.to_dict() for g in self.gates],
+            "symbolic_coverage": self.symbolic_coverage,
             "warnings": [{"message": m, "line": line, "col": col} for m, line, col in self.warnings],
         }
 

@@ -10,7 +10,7 @@ from .errors import UsageError, did_you_mean
 
 FORMATS = ("table", "json", "junit", "github", "markdown")
 DEFAULT_RTOL = 1e-5      # finite differences: CS231n's "below 1e-7 is right, above 1e-4 is wrong"
-DEFAULT_ATOL = 1e-8      # values both below this count as equal
+DEFAULT_ATOL = 0.0       # an absolute floor for the tolerance (none: the row's own scale sets it)
 DEFAULT_STEP = (2.0 ** -52) ** (1 / 3)  # ∛ε: h = step·max(1, |v|)
 DEFAULT_BUDGET = 10_000  # elements per file differenced one by one (leaves first)
 DEFAULT_SYMBOLIC_BUDGET = 1_000_000  # expression nodes SymPy's derivatives may visit per file

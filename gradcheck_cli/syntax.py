@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import re
 from importlib import resources
 
@@ -132,11 +134,40 @@ class _ToAst(Transformer):
         return [s for s in statements if s is not None and not isinstance(s, Token)]
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
-    grammar = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
+TABLES = "grammar.tables"  # the LALR tables lark builds from grammar.lark, saved: loading them takes ms, building 0.2 s
+
+
+def _grammar() -> tuple[str, str]:
+    text = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _build(grammar: str) -> Lark:
     return Lark(grammar, parser="lalr", postlex=_GradIndenter(), propagate_positions=True,
                 maybe_placeholders=True, keep_all_tokens=True, transformer=_ToAst())
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar, digest = _grammar()
+    try:  # the saved tables ship with the package (trusted as its code); stale or unreadable: rebuild
+        head, _, body = resources.files(__package__).joinpath(TABLES).read_bytes().partition(b"\n")
+        if head.decode("ascii") == digest:
+            return Lark.__new__(Lark)._load(io.BytesIO(body), postlex=_GradIndenter(), transformer=_ToAst())
+    except Exception:  # noqa: BLE001 - any failure to load the cache means: build the parser instead
+        pass
+    return _build(grammar)
+
+
+def write_tables(path=None) -> str:
+    """Save the parser tables for the current grammar next to it (run after editing grammar.lark)."""
+    grammar, digest = _grammar()
+    buffer = io.BytesIO()
+    _build(grammar).save(buffer)
+    target = path or str(resources.files(__package__).joinpath(TABLES))
+    with open(target, "wb") as f:
+        f.write(digest.encode("ascii") + b"\n" + buffer.getvalue())
+    return target
 
 
 def _describe(token: Token) -> str:
@@ -237,3 +268,8 @@ def _dedent_position(text: str) -> tuple[int, int]:
             if indent != levels[-1]:
                 return number, 1
     return 1, 1
+
+
+if __name__ == "__main__":  # python -m gradcheck_cli.syntax: refresh grammar.tables
+    from gradcheck_cli import syntax  # the module by its import name, so the tables refer to it by that name
+    syntax.write_tables()

@@ -10,8 +10,9 @@ error), SymPy's exact value s (magnitude m of the terms summed into it) and back
   *disagrees* when |a − b| > max(t, SAFETY·e) and it is reliable, and is *undecided* otherwise;
 - SymPy agrees when |a − s| ≤ max(atol, SYMBOLIC_RTOL·max(|a|, |s|), NOISE·z, SYM_ROUNDING·ε·m).
 
-Status: backprop that disagrees with SymPy fails; with SymPy agreeing, an agreeing difference
-passes and any other is `warn`; without SymPy, the difference decides (undecided is `warn`). Where a
+Status: backprop that disagrees with SymPy fails; with SymPy agreeing, the row passes unless the
+difference is unreliable or disagrees (`warn`); without SymPy, the difference decides (undecided
+is `warn`). Where a
 branch switches within the step the element is a `kink` if backprop is defensible there — SymPy's
 value, or (on the kink itself) a slope between the one-sided differences, with tied elements'
 gradients summing to the slope of moving them together — and fails otherwise. So a passing row
@@ -121,7 +122,10 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         on_kink = at & within & group_ok
         if sv is not None:
             defensible = sym_ok | on_kink
-            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym_ok, 3, np.where(agree, 0, 2)))
+            # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
+            confirmed = ~disagree & ~unreliable
+            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym_ok, 3, np.where(confirmed, 0, 2)))
+            tol = np.where(confirmed & ~agree, np.maximum(tol, SAFETY * est), tol)
         else:
             defensible = np.where(at, on_kink, within)
             codes = np.where(kink, np.where(defensible, 1, 3), np.where(agree, 0, np.where(disagree, 3, 2)))

@@ -145,3 +145,20 @@ def test_no_evaluator_is_ever_called():
                 name = getattr(n.func, "id", None) or getattr(n.func, "attr", None)
                 if name in banned and not (name == "compile" and isinstance(n.func, ast.Attribute)):
                     raise AssertionError(f"{path.name}:{n.lineno} calls {name}()")
+
+
+def test_saved_parser_tables_match_the_grammar():
+    from gradcheck_cli import syntax
+    grammar, digest = syntax._grammar()
+    head = (PACKAGE / syntax.TABLES).read_bytes().split(b"\n", 1)[0].decode()
+    assert head == digest, "grammar.lark changed: run `python -m gradcheck_cli.syntax` to refresh grammar.tables"
+
+
+def test_the_parser_is_built_when_the_tables_are_stale(monkeypatch):
+    from gradcheck_cli import syntax
+    syntax._parser.cache_clear()
+    monkeypatch.setattr(syntax, "TABLES", "no-such-file")
+    try:
+        assert syntax.parse("x = 1\nf = x * x").statements[1].name == "f"
+    finally:
+        syntax._parser.cache_clear()

@@ -94,3 +94,9 @@ def test_two_layer_net_and_svm_have_frozen_labels():
         r = check_file(EXPRESSIONS / name)
         assert rows(r)["Y"].status == "skip" and rows(r)["X"].status == "skip"
         assert rows(r)["Y"].grad is None
+
+
+@pytest.mark.parametrize("path", sorted(EXPRESSIONS.glob("*.grad")), ids=lambda p: p.name)
+def test_symbolic_covers_every_example(path):
+    report = check_file(path)
+    assert report.symbolic_coverage is not None and report.symbolic_coverage >= 0.95

@@ -61,6 +61,15 @@ def summary(run: RunReport) -> str:
     nodes = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
     noun = "file" if files == 1 else "files"
     line = f"{files} {noun}: {passed} passed, {failed} failed, {errors} with errors · nodes: {nodes or 'none'}"
+    covered = [(r.symbolic_coverage, len([x for x in r.nodes if x.status != "skip"])) for r in run.results
+               if r.error is None and r.symbolic_coverage is not None]
+    if covered:
+        total = sum(n for _, n in covered)
+        share = sum(c * n for c, n in covered) / total if total else 1.0
+        line += f" · symbolic: {share:.0%}"
+    gates = [g.status for r in run.results for g in r.gates]
+    if gates:
+        line += f" · gate checks: {gates.count('pass') + gates.count('kink') + gates.count('warn')} of {len(gates)} pass"
     expects = [e.status for r in run.results for e in r.expects]
     if expects:
         line += f" · expects: {expects.count('pass')} pass" + (f", {expects.count('fail')} fail" if "fail" in expects else "")
