@@ -16,7 +16,8 @@ __all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward
 
 
 class Probe:
-    """Rows of a batched forward pass that each nudge one element of one node by `delta`."""
+    """Rows of a batched forward pass that each nudge elements `flat` of one node by `delta`
+    (`flat` None: `delta` holds a whole vector per row)."""
     __slots__ = ("node", "rows", "flat", "delta")
 
     def __init__(self, node: int, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
@@ -82,7 +83,10 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
             value = batched[nid].copy()
             flat = value.reshape(n_rows, -1)
             for p in inject[nid]:
-                flat[p.rows, p.flat] += p.delta
+                if p.flat is None:  # a dense perturbation: one full vector per row
+                    flat[p.rows] += p.delta
+                else:
+                    flat[p.rows, p.flat] += p.delta
             batched[nid] = value
         if last_use is not None:
             for i in dict.fromkeys(node.inputs):

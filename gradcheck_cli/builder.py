@@ -9,7 +9,8 @@ from . import nodes as N
 from . import usergates
 from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
 from .graph import Const, Graph, Node, source_text
-from .values import CONSTRUCTORS, MAX_ELEMENTS, construct
+from .limits import MAX_ELEMENTS, MAX_GATE_WORK, MAX_NDIM, MAX_NODES, MAX_TOTAL_ELEMENTS, size_error
+from .values import CONSTRUCTORS, construct
 
 KEYWORDS = {"const", "output", "expect", "gate"}
 
@@ -17,6 +18,17 @@ KEYWORDS = {"const", "output", "expect", "gate"}
 def _finite_or_raise(value, pos, what):
     if not np.all(np.isfinite(value)):
         raise GradValueError(f"{what} is not finite ({_describe_bad(value)})", pos.line, pos.col)
+
+
+def _check_shape(shape: tuple, pos, what: str):
+    """Refuse, before anything is allocated, an array past the documented limits."""
+    if len(shape) > MAX_NDIM:
+        raise GradShapeError(f"{what} would have {len(shape)} dimensions (at most {MAX_NDIM})", pos.line, pos.col)
+    size = 1
+    for n in shape:
+        size *= int(n)
+    if size > MAX_ELEMENTS:
+        raise GradShapeError(size_error(what, size, MAX_ELEMENTS, name="MAX_ELEMENTS"), pos.line, pos.col)
 
 
 def _describe_bad(value) -> str:
@@ -40,14 +52,28 @@ class Builder:
         self.defined_at: dict[str, N.Pos] = {}
         self.user_gates: dict = {}
         self.warnings: list = []
+        self.total = 0   # elements in all nodes so far
+        self.work = 0    # gate applications one forward pass takes (a user gate counts its body's)
 
     # --- nodes ----------------------------------------------------------------------------------
 
     def _add(self, **kw) -> int:
         node = Node(id=len(self.nodes), **kw)
-        if node.size > MAX_ELEMENTS:
-            raise GradShapeError(f"{node.name} would have {node.size:,} elements (at most {MAX_ELEMENTS:,})",
-                                 node.pos.line, node.pos.col)
+        pos = node.pos
+        _check_shape(node.shape, pos, f"'{node.name}'")
+        self.total += node.size
+        if self.total > MAX_TOTAL_ELEMENTS:
+            raise GradShapeError(size_error("all the nodes up to here together", self.total, MAX_TOTAL_ELEMENTS,
+                                            name="MAX_TOTAL_ELEMENTS"),
+                                 pos.line, pos.col)
+        if len(self.nodes) >= MAX_NODES:
+            raise GradShapeError(size_error("the graph", len(self.nodes) + 1, MAX_NODES, "nodes", "MAX_NODES"), pos.line, pos.col)
+        if node.gate is not None:
+            inst = node.gate.instance
+            self.work += inst.cost if inst is not None else 1
+            if self.work > MAX_GATE_WORK:
+                raise GradShapeError(size_error("one forward pass", self.work, MAX_GATE_WORK, "gate applications", "MAX_GATE_WORK")
+                                     + " (gates that call gates multiply)", pos.line, pos.col)
         self.nodes.append(node)
         return node.id
 
@@ -121,6 +147,7 @@ class Builder:
                 raise GradSyntaxError("array literals hold numbers only; combine named values with gates",
                                       item.pos.line, item.pos.col)
         shapes = {r.value.shape for r in refs}
+        _check_shape((len(refs),) + refs[0].value.shape, expr.pos, "this array literal")
         if len(shapes) != 1:
             bad = next(item for item, r in zip(expr.items, refs) if r.value.shape != refs[0].value.shape)
             raise GradShapeError("the rows of an array literal must all have the same length",
@@ -243,6 +270,7 @@ class Builder:
         except ValueError as err:
             raise GradShapeError(str(err), where.line, where.col) from None
         attrs = {**inferred, **attrs}
+        _check_shape(tuple(shape), where, f"'{source_text(self.text, expr.pos)}'")
         if all(isinstance(r, Const) for r in refs):
             with np.errstate(all="ignore"):
                 value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)

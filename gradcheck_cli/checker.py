@@ -9,10 +9,12 @@ from .errors import GradcheckError
 from .expects import judge as judge_expect
 from .frontend import load
 from .graph import Graph
+from .limits import MAX_JACOBIAN, size_error
 from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
+RECHECK = 100_000        # a failed projection is redone element by element up to this many elements
 NOISE_STEP = gatecheck.NOISE_STEP
 
 
@@ -51,15 +53,40 @@ def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
     return noise
 
 
+def _reach(graph: Graph) -> set:
+    """The nodes the output depends on (the output included)."""
+    seen, stack = set(), [graph.output]
+    while stack:
+        nid = stack.pop()
+        if nid not in seen:
+            seen.add(nid)
+            stack.extend(graph.nodes[nid].inputs)
+    return seen
+
+
+def _unreached_row(node, value) -> NodeRow:
+    zero = np.zeros(node.shape)
+    return NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col, value, zero, zero, zero,
+                   0.0, 0.0, "pass", "does not reach the output: its gradient is 0", 0.0, None, "none")
+
+
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
+    out = graph.nodes[graph.output]
+    entries = out.size * sum(n.size for n in graph.checked() if n.kind != "const")
+    if entries > MAX_JACOBIAN:
+        raise GradcheckError(size_error(f"the Jacobians of the output '{out.name}' ({out.size:,} elements)",
+                                        entries, MAX_JACOBIAN, "entries", "MAX_JACOBIAN")
+                             + "; reduce the output, e.g. sum(...)",
+                             out.pos.line, out.pos.col)
     values = autodiff.forward(graph)
     backward_errors: dict = {}
     adjoints = autodiff.backward(graph, values, backward_errors)
     noise = backprop_noise(graph, values, adjoints)
-    out = graph.nodes[graph.output]
     report.output, report.value = out.name, values[out.id]
     report.warnings = list(graph.warnings)
-    checked = [n for n in graph.checked() if n.kind != "const"]
+    reach = _reach(graph)
+    rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
+    checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
     k = out.size
     flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
     sizes = {n.id: n.size for n in checked}
@@ -70,21 +97,20 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
            if settings.symbolic else {})
-    rows = {}
     for node in checked:
         s = sym.get(node.id)
         sv = s.value.reshape(k, node.size) if s is not None and s.value is not None else None
         mag = s.magnitude.reshape(k, node.size) if sv is not None else None
         z = noise[node.id].reshape(k, node.size)
         j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
-        if j.status == "fail" and num[node.id].method == "projection":
+        if j.status == "fail" and num[node.id].method == "projection" and node.size <= RECHECK:
             # A random projection failed: recheck every element so the report names the bad one.
             target = numeric.Target(node.id, np.ravel(values[node.id]))
             num[node.id] = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol,
                                                  flat, settings.seed)[node.id]
             j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
         rows[node.id] = _row(graph, node, values[node.id], adjoints[node.id], num[node.id], s, j)
-    checks = _gate_checks(graph, values, settings, jacobians, rows)
+    checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
     report.gates = [_gate_row(graph, c) for c in checks]
     _diagnose(graph, rows, checks, backward_errors)
     for node in graph.checked():
@@ -119,9 +145,9 @@ def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow
                    tolerance=j.tolerance, worst_index=worst, numeric_method=method)
 
 
-def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict) -> list:
+def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set) -> list:
     """Every gate call's own check (hand-derived gates also at a second point)."""
-    gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None]
+    gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None and n.id in reach]
     user = [n for n in gates if n.gate.instance is not None]
     if len(gates) > ALL_GATES:  # big files: built-in gates on their own only below a failing row
         failing = [nid for nid, r in rows.items() if r.status == "fail"]

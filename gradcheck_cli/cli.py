@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 
 import click
 
@@ -33,24 +32,34 @@ def _parse_at(values) -> dict:
 
 def _console(file=None, width=None):
     from rich.console import Console
-    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+    console = Console(file=file, width=width, highlight=False, soft_wrap=False)
+    console.on_broken_pipe = _raise_broken_pipe  # rich would exit 1; a closed pipe is not a failed check
+    return console
+
+
+def _raise_broken_pipe():
+    raise BrokenPipeError
 
 
 def _write_atomically(path: str, data) -> None:
-    """Write all of `data` (text or bytes) or nothing: a temporary file renamed into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gradcheck-", suffix=".tmp")
+    """Write to -o FILE (see writer.py), or exit 2 saying why it cannot be written."""
+    from .errors import GradcheckError
+    from .writer import write_file
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write_file(path, data)
+    except GradcheckError as err:
+        _fail_usage(err.message)
+
+
+def _silence_stdout() -> None:
+    """The reader of our output went away (`| head`): drop the rest quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _reuse_freed_memory() -> None:
@@ -86,6 +95,20 @@ class _AsciiFile:
 
     def isatty(self):
         return False
+
+
+def _pipe_safe(command):
+    """A teaching command whose reader goes away (`| head`) stops quietly with exit 0."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(0)
+    return run
 
 
 def _fail_usage(message: str):
@@ -171,7 +194,10 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
         except GradcheckError as err:
             _fail_usage(err.message)
         run = check_files(files, settings)
-    _emit(run, settings.format, output, expand)
+    try:
+        _emit(run, settings.format, output, expand)
+    except BrokenPipeError:  # a closed pipe is not a failed check: the exit code still says how it went
+        _silence_stdout()
     _github_step_summary(run, settings.format)
     sys.exit(run.exit_code())
 
@@ -249,16 +275,33 @@ def _explained(target, expr, at, seed):
         _fail(err, graph.source, graph.text)
 
 
+def _backward_failures(ex) -> None:
+    """A hand-derived backward that could not run: say where (after the output), and exit 1."""
+    _fail_backward(ex.errors, ex.source, ex.graph.text)
+
+
+def _fail_backward(errors: list, source: str, text: str) -> None:
+    from .errors import GradcheckError
+    if not errors:
+        return
+    for err in errors:
+        located = GradcheckError(err.message, err.line, err.col).located(source, text)
+        click.echo(located.format().replace(": error: ", ": error: the backward pass fails: ", 1), err=True)
+    sys.exit(1)
+
+
 @main.command()
 @_source_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
+@_pipe_safe
 def explain(target, expr, at, seed, fmt, latex):
     """The chain rule step by step: the forward pass, then each edge of the backward pass
     as upstream × local = downstream."""
     from .render.teach import explain_json, explain_latex, explain_text
     ex = _explained(target, expr, at, seed)
     click.echo(explain_latex(ex) if latex else explain_json(ex) if fmt == "json" else explain_text(ex), nl=False)
+    _backward_failures(ex)
 
 
 @main.command()
@@ -267,6 +310,7 @@ def explain(target, expr, at, seed, fmt, latex):
               help="text: a tree in the terminal; dot: Graphviz source; svg/png: rendered by Graphviz (needs -o).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE.")
 @click.option("--ascii", "ascii_only", is_flag=True, help="Draw the tree with ASCII characters only.")
+@_pipe_safe
 def graph(target, expr, at, seed, fmt, output, ascii_only):
     """The circuit: every gate with its value (green) and gradient (red)."""
     from .errors import GradcheckError
@@ -281,9 +325,11 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
             target_file = _AsciiFile(target_file)
         console = Console(file=target_file, highlight=False, width=120 if output else None,
                           **({"color_system": None} if output else {}))
+        console.on_broken_pipe = _raise_broken_pipe
         console.print(circuit_tree(ex, ascii_only))
         if output:
             _write_atomically(output, buffer.getvalue())
+        _backward_failures(ex)
         return
     dot_text = circuit_dot(ex)
     if fmt == "dot":
@@ -291,6 +337,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
             _write_atomically(output, dot_text)
         else:
             click.echo(dot_text, nl=False)
+        _backward_failures(ex)
         return
     if not output:
         _fail_usage(f"--format {fmt} writes an image: give -o FILE")
@@ -299,12 +346,14 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         _write_atomically(output, graphviz.render(dot_text, fmt))
     except GradcheckError as err:
         _fail_usage(err.message)
+    _backward_failures(ex)
 
 
 @main.command()
 @_source_options
 @click.option("--answers", type=click.Path(dir_okay=False, exists=True),
               help="Grade a file of `d<name> = value` lines instead of asking.")
+@_pipe_safe
 def quiz(target, expr, at, seed, answers):
     """Asks for the gradient at each node in backward order, grades each answer and explains it.
 
@@ -313,6 +362,7 @@ def quiz(target, expr, at, seed, answers):
     from .render.teach import feedback_lines
     from .teach import quiz as questions_of
     ex = _explained(target, expr, at, seed)
+    _backward_failures(ex)  # no quiz on a backward that cannot run
     questions = questions_of(ex)
     given = _answer_file(answers, {q.node for q in questions}) if answers else None
     interactive = given is None and sys.stdin.isatty()
@@ -367,8 +417,10 @@ def _answer_file(path: str, names: set) -> dict:
     """The answers in FILE, or exit 2 with the position of a bad line."""
     from .answers import parse_answers
     from .errors import GradcheckError
-    text = open(path, encoding="utf-8").read()
+    from .files import read_source
+    text = None
     try:
+        text = read_source(path)
         return parse_answers(text, names)
     except GradcheckError as err:
         _fail(err, path, text)
@@ -380,14 +432,17 @@ def _answer_file(path: str, names: set) -> dict:
               help="Learning rate η.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_pipe_safe
 def descend(target, expr, at, seed, lr, steps, fmt):
     """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
-    from .errors import GradcheckError
+    from .errors import BackwardError, GradcheckError
     from .render.teach import descent_json, descent_table
     from .teach import Diverged, descend as run_descend
     graph = _load(target, expr, at, seed)
     try:
         history = run_descend(graph, lr, steps)
+    except BackwardError as err:
+        _fail_backward([err], graph.source, graph.text)
     except Diverged as err:
         click.echo(err.error.located(graph.source, graph.text).format(), err=True)
         click.echo(f"gradcheck: the descent diverged at step {err.step} (the function left its domain "
@@ -402,6 +457,7 @@ def descend(target, expr, at, seed, lr, steps, fmt):
 
 
 @main.command()
+@_pipe_safe
 def gates():
     """List every gate with its local gradient and how it routes the gradient."""
     from .render.gatelist import gate_table

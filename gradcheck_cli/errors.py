@@ -44,7 +44,8 @@ class GradcheckError(Exception):
         out = f"{where}: error: {self.message}"
         line = self.source_line()
         if line is not None:
-            shown = line.expandtabs(1)
+            # one visible character per unprintable one, so the caret stays aligned and the terminal safe
+            shown = "".join(c if c.isprintable() else "\ufffd" for c in line.expandtabs(1))
             out += f"\n  {shown}\n  {' ' * max(0, (self.col or 1) - 1)}^"
         return out
 

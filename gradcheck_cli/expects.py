@@ -16,6 +16,7 @@ INTEGER_RTOL = 1e-9     # `expect dx = -4`: as exact as floats allow
 FORMULA_RTOL = 1e-9
 MAX_DERIVATIVES = 64    # output elements × target elements SymPy differentiates for one expectation
 MAX_NODES = 200         # graphs larger than this are compared at the point only
+MAX_LEAF_ELEMENTS = 2_000  # ... and graphs whose leaves hold more elements than this
 RANDOM_POINTS = 3       # points at which SymPy's derivative and the formula must agree
 
 
@@ -38,10 +39,19 @@ def literal_decimals(expr, text: str) -> int | None:
         return None
     written = text[expr.pos.start:expr.pos.end].lower()
     mantissa = written.split("e")[0]
-    exponent = int(written.split("e")[1]) if "e" in written else 0
+    exponent = _exponent(written.split("e")[1]) if "e" in written else 0
     if "." not in mantissa:
-        return None if exponent >= 0 else -exponent
-    return len(mantissa.split(".")[1]) - exponent
+        decimals = None if exponent >= 0 else -exponent
+    else:
+        decimals = len(mantissa.split(".")[1]) - exponent
+    return None if decimals is None else max(0, min(300, decimals))  # 1.5e3: ±0.5; 0.0e400 is 0 ±0.5
+
+
+def _exponent(text: str) -> int:
+    """A decimal exponent's value, clamped to ±1000 (its digits may be many)."""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    value = int(digits) if len(digits) <= 6 else 10 ** 6
+    return max(-1000, min(1000, -value if text.startswith("-") else value))
 
 
 def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape: tuple) -> Expectation:
@@ -122,6 +132,8 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
     import sympy
     node, out = graph.nodes[exp.node], graph.nodes[graph.output]
     if node.size * out.size > MAX_DERIVATIVES or len(graph.nodes) > MAX_NODES:
+        return None
+    if sum(n.size for n in graph.nodes if n.kind in ("leaf", "const")) > MAX_LEAF_ELEMENTS:
         return None
     work = symbolic.Work(budget)
     named = {}

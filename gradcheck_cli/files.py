@@ -3,21 +3,49 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import stat
+import sys
 from pathlib import Path
 
 from .checker import check
 from .errors import GradcheckError, UsageError
+from .limits import MAX_FILE_BYTES
 from .report import CheckReport, RunReport
 from .settings import Settings
 
 
 def read_source(path) -> str:
-    """A `.grad` file's text; a file that cannot be read, or is not UTF-8 text, is a GradcheckError."""
+    """A `.grad` file's text (`-`: standard input); a file that cannot be read, is not a regular
+    file, is longer than MAX_FILE_BYTES or is not UTF-8 text is a GradcheckError."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with open(path, "rb", opener=_regular_only) as f:
+                data = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise GradcheckError(f"cannot read: {err.strerror or err}").located(source, None) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise GradcheckError(f"longer than {MAX_FILE_BYTES:,} bytes: not read (a .grad source is text, "
+                             "a few kilobytes)").located(source, None)
+    return decode_source(data, source)
+
+
+def _regular_only(path, flags):
+    """Open without blocking (a FIFO would wait for a writer forever), then refuse anything but a file."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def decode_source(data: bytes, source: str) -> str:
+    """Bytes of a source as text: UTF-8, no NUL bytes."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -34,7 +62,7 @@ def check_file(path, settings: Settings | None = None, **overrides) -> CheckRepo
     try:
         text = read_source(path)
     except GradcheckError as err:
-        return CheckReport(source=str(path), error=err, settings=(settings or Settings()))
+        return CheckReport(source=str(path), error=err, settings=(settings or Settings()).with_flags(**overrides))
     return check(text, source=str(path), settings=settings, **overrides)
 
 
@@ -42,6 +70,9 @@ def expand_targets(targets) -> list:
     """Files named, and every `*.grad` under directories named (sorted, recursive)."""
     files = []
     for target in targets:
+        if target == "-":
+            files.append("-")
+            continue
         p = Path(target)
         if p.is_dir():
             found = sorted(q for q in p.rglob("*.grad") if q.is_file())
@@ -62,11 +93,44 @@ def check_paths(targets, settings: Settings | None = None, **overrides) -> RunRe
 
 
 def check_files(files: list, settings: Settings) -> RunReport:
-    """Check files in `settings.jobs` processes; the results keep the order of `files`."""
-    if settings.jobs <= 1 or len(files) <= 1:
+    """Check files in `settings.jobs` processes (at most one per core); results keep the order of `files`.
+
+    Standard input (`-`) is read here, once, before any worker starts."""
+    jobs = min(settings.jobs, os.cpu_count() or 1, len(files))
+    if jobs <= 1:
         return RunReport([check_file(f, settings) for f in files])
+    texts = {f: _read_or_error(f) for f in files if str(f) == "-"}
     from concurrent.futures import ProcessPoolExecutor
-    chunk = max(1, len(files) // (settings.jobs * 4))
-    with ProcessPoolExecutor(max_workers=settings.jobs) as pool:
-        work = functools.partial(check_file, settings=settings)
+    chunk = max(1, len(files) // (jobs * 4))
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        work = functools.partial(_check_one, settings=settings, texts=texts)
         return RunReport(list(pool.map(work, files, chunksize=chunk)))
+
+
+def _read_or_error(path):
+    try:
+        return read_source(path)
+    except GradcheckError as err:
+        return err
+
+
+def _check_one(path, settings: Settings, texts: dict) -> CheckReport:
+    if path in texts:
+        text = texts[path]
+        if isinstance(text, GradcheckError):
+            return CheckReport(source=str(path), error=text, settings=settings)
+        return check(text, source=str(path), settings=settings)
+    return check_file(path, settings)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker is killed when the gradcheck process that started it dies (even by SIGKILL)."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's own handlers stop the pool
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)

@@ -264,13 +264,16 @@ def _sym_sum(items):
 
 
 def _transpose_forward(args, a):
+    """x.T as numpy has it: all axes reversed (the last `nd`; leading batch axes stay)."""
     x = args[0]
-    return np.swapaxes(x, -1, -2) if a["nd"] >= 2 else x
+    nd = a["nd"]
+    lead = x.ndim - nd
+    return np.transpose(x, tuple(range(lead)) + tuple(range(x.ndim - 1, lead - 1, -1)))
 
 
 def _transpose_infer(shapes, params):
     s = tuple(shapes[0])
-    return (s[::-1] if len(s) == 2 else s), {"nd": len(s)}
+    return s[::-1], {"nd": len(s)}
 
 
 # --- reductions and friends ---------------------------------------------------------------------
@@ -560,9 +563,10 @@ _GATES = [
                    Example(((3,), (3,))))),
     Gate(name="transpose", arity=1, operator=".T", label=lambda a: ".T",
          forward=_transpose_forward, vjp=lambda g, args, out, a: (_transpose_forward([g], a),),
-         sym=lambda args, a: args[0].T if a["nd"] >= 2 else args[0], infer=_transpose_infer,
-         local="d(xᵀ) = (dout)ᵀ", doc="the transpose x.T", routes="transposes the upstream gradient",
-         examples=(Example(((2, 3),)), Example(((3,),)))),
+         sym=lambda args, a: np.transpose(args[0]), infer=_transpose_infer,
+         local="d(xᵀ) = (dout)ᵀ", doc="the transpose x.T (all axes reversed, as numpy's)",
+         routes="transposes the upstream gradient",
+         examples=(Example(((2, 3),)), Example(((3,),)), Example(((2, 3, 4),)))),
     Gate(name="sum", arity=1, call="sum", params=("axis", "keepdims"), positional_params=("axis",),
          forward=lambda args, a: args[0].sum(axis=a["axes"], keepdims=a["keepdims"]),
          vjp=_sum_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_sum),

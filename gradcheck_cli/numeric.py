@@ -98,6 +98,8 @@ class _Rows:
         self.items = []  # (target, elems per row: list of arrays, deltas per row: list of arrays)
 
     def add(self, target, elems: list, deltas: list):
+        """Rows of `target`: per row, element indices and their deltas (or None and a function
+        giving the whole delta vector, for dense rows)."""
         if elems:
             self.items.append((target, elems, deltas))
 
@@ -119,9 +121,13 @@ def _run(runner, rows: _Rows) -> dict:
         probes, order = [], []
         row = 0
         for tid, group in _grouped(chunk):
-            counts = [len(e) for _, e, _ in group]
-            probes.append(Probe(tid, np.repeat(np.arange(row, row + len(group)), counts),
-                                np.concatenate([e for _, e, _ in group]), np.concatenate([d for _, _, d in group])))
+            if group[0][1] is None:  # dense rows: the delta vector is made only now, one chunk at a time
+                probes.append(Probe(tid, np.arange(row, row + len(group)), None, np.stack([d() for _, _, d in group])))
+            else:
+                counts = [len(e) for _, e, _ in group]
+                probes.append(Probe(tid, np.repeat(np.arange(row, row + len(group)), counts),
+                                    np.concatenate([e for _, e, _ in group]),
+                                    np.concatenate([d for _, _, d in group])))
             order.append((tid, row, len(group)))
             row += len(group)
         o, sw = runner.run(probes, row)
@@ -353,14 +359,14 @@ def _union(pairs: list, members: np.ndarray) -> list:
 # --- projections -------------------------------------------------------------------------------
 
 def _projection(runner, t: Target, centre, step, rng) -> NumericResult:
-    u = rng.choice([-1.0, 1.0], size=(PROJECTIONS, t.n))
+    u = rng.choice(np.array([-1, 1], dtype=np.int8), size=(PROJECTIONS, t.n))
     h = step * max(1.0, float(np.abs(t.x).max(initial=0.0)))
     rows = _Rows()
     e, d = [], []
     for k in range(PROJECTIONS):
         for f in (1.0, -1.0, REFINE, -REFINE):
-            e.append(np.arange(t.n))
-            d.append(f * h * u[k])
+            e.append(None)
+            d.append(lambda k=k, f=f: (f * h) * u[k])
     rows.add(t, e, d)
     outs, flags = _run(runner, rows)[t.id]
     outs = outs.reshape(PROJECTIONS, 4, -1)
@@ -430,6 +436,9 @@ class GateRunner:
             a = np.broadcast_to(self.args[k], (n_rows,) + self.args[k].shape).copy()
             flat = a.reshape(n_rows, -1)
             for p in probes:
+                if p.flat is None:
+                    flat[p.rows] += p.delta[:, lo:hi]
+                    continue
                 sel = (p.flat >= lo) & (p.flat < hi)
                 if sel.any():
                     np.add.at(flat, (p.rows[sel], p.flat[sel] - lo), np.broadcast_to(p.delta, p.flat.shape)[sel])

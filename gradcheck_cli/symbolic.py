@@ -25,6 +25,8 @@ from .gates import sym_number
 from .graph import Graph
 from .settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
+SYMBOL_COST = 4  # work units per SymPy symbol made for a gate's input element
+
 
 @dataclass
 class SymbolicResult:
@@ -307,6 +309,8 @@ def local_jacobian(node, args: list, work: Work) -> list:
     gate, attrs = node.gate, node.attrs
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
+    # before any symbol is made: a symbol costs about as much as visiting SYMBOL_COST expression nodes
+    work.spend(node.size + SYMBOL_COST * sum(int(np.size(a)) for a in args))
     slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
     where, point = {}, {}
     for k, (sym, a) in enumerate(zip(slots, args)):
@@ -330,7 +334,7 @@ def local_jacobian(node, args: list, work: Work) -> list:
 def _elementwise_jacobian(node, args, work: Work) -> list:
     d, derivs = _elementwise_partials(node.gate, node.attrs, len(args))
     shape = node.shape
-    work.spend(node.size * (len(args) + 1))
+    work.spend(node.size)  # vectorised: an element costs about one expression node
     point = [np.broadcast_to(np.asarray(a, dtype=float), shape).ravel() for a in args]
     rows = np.arange(node.size)
     result = []

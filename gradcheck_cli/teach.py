@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import autodiff
-from .errors import GradValueError
+from .errors import BackwardError, GradValueError
 from .expects import literal_decimals
 from .frontend import load, parse_value
 from .graph import Graph
@@ -40,6 +40,7 @@ class BackwardStep:
     accumulate: bool            # fan-out: added (+=) to what `input` already received
     total: np.ndarray           # the input's gradient after this edge
     line: int
+    input_id: int = -1          # the input's node id (names of unnamed gates can repeat)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Explanation:
     graph: Graph | None = None
     values: list | None = None
     grads: dict | None = None   # node id -> gradient
+    errors: list = field(default_factory=list)  # BackwardErrors of hand-derived gates that could not run
 
 
 def _scalar_output(graph: Graph, what: str):
@@ -84,12 +86,15 @@ def explain(graph: Graph) -> Explanation:
         upstream = upstream_of[node.id]
         ex.backward.append(BackwardStep(
             node.name, node.label, target.name, upstream, _local(node, args, values, slot),
-            contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line))
+            contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line, target.id))
 
     def record(node, adjoint):
         upstream_of[node.id] = adjoint[0]
 
-    adjoints = autodiff.backward(graph, values, seed=np.ones((1,) + out.shape), on_edge=on_edge, on_node=record)
+    failed: dict = {}
+    adjoints = autodiff.backward(graph, values, failed, seed=np.ones((1,) + out.shape), on_edge=on_edge,
+                                 on_node=record)
+    ex.errors = list(failed.values())
     ex.grads = {nid: adjoints[nid][0] for nid in sorted(reached)}
     return ex
 
@@ -100,7 +105,10 @@ def _local(node, args, values, slot):
     if out_size * in_size > SMALL:
         return None
     eye = np.eye(out_size).reshape((out_size,) + node.shape)
-    jac = node.gate.vjp(eye, args, values[node.id], node.attrs)[slot]
+    try:
+        jac = node.gate.vjp(eye, args, values[node.id], node.attrs)[slot]
+    except BackwardError as err:
+        jac = (err.grads or [np.full((out_size,) + np.shape(a), np.nan) for a in args])[slot]
     jac = np.broadcast_to(jac, (out_size,) + np.shape(args[slot]))
     return jac.reshape(node.shape + np.shape(args[slot]))
 
@@ -118,10 +126,13 @@ def quiz(ex: Explanation) -> list:
     """One question per node (output, consts and literals aside), in backward order."""
     graph = ex.graph
     questions = []
+    into: dict = {}
+    for step in ex.backward:
+        into.setdefault(step.input_id, []).append(step)
     for node in reversed(graph.nodes[: graph.output]):
         if node.kind in ("const", "literal"):
             continue
-        edges = [s for s in ex.backward if s.input == node.name]
+        edges = into.get(node.id, [])
         answer = ex.grads.get(node.id, np.zeros(node.shape))
         questions.append(Question(node.name, answer, edges, node.pos.line))
     return questions
@@ -170,7 +181,10 @@ def descend(graph: Graph, lr: float, steps: int) -> list:
                                    {n.name: np.array(values[n.id]) for n in leaves}))
         if step == steps:
             break
-        adjoints = autodiff.backward(graph, values)
+        failed: dict = {}
+        adjoints = autodiff.backward(graph, values, failed)
+        if failed:
+            raise next(iter(failed.values()))
         for n in leaves:
             with np.errstate(all="ignore"):
                 n.value = n.value - lr * adjoints[n.id][0]

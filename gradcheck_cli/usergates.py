@@ -54,6 +54,7 @@ class Instance:
     failures: dict                     # parameter -> BackwardError (a d line that cannot be computed)
     intermediates: list                # (local, fwd node id, bwd node id or None, line, BackwardError or None)
     depends: dict                      # bwd node id of a d line -> ids of the intermediate d lines it uses
+    cost: int = 1                      # gate applications one call takes (forward and backward)
 
 
 def _names_in(expr) -> set:
@@ -200,10 +201,17 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
         for local, _, bid, _, _ in intermediates:
             if bid is not None:
                 depends[bid] = sorted(marks[a] for a in _ancestors(bwd, bid) if a in marks and a != bid)
-    inst = Instance(user, fwd, bwd, key, failures, intermediates, depends)
+    cost = sum(_cost(n) for n in fwd.nodes) + (sum(_cost(n) for n in bwd.nodes) if bwd is not None else 0)
+    inst = Instance(user, fwd, bwd, key, failures, intermediates, depends, max(1, cost))
     gate = _make_gate(inst, out_shape, builder.text)
     user.instances[key] = gate
     return gate
+
+
+def _cost(node) -> int:
+    if node.gate is None:
+        return 0
+    return node.gate.instance.cost if node.gate.instance is not None else 1
 
 
 def _ancestors(graph: Graph, nid: int) -> set:

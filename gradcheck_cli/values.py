@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-MAX_ELEMENTS = 5_000_000
+from .limits import MAX_ELEMENTS, MAX_NDIM
 
 
 def _dims(name: str, args: list) -> tuple[int, ...]:
+    """Sizes checked before anything is allocated: integers, at most MAX_ELEMENTS in all."""
     dims = []
     for a in args:
-        if np.ndim(a) != 0 or not float(a).is_integer() or float(a) < 0:
+        if np.ndim(a) != 0 or not np.isfinite(float(a)) or not float(a).is_integer() or float(a) < 0:
             raise ValueError(f"{name}(...) takes non-negative integer sizes")
+        if float(a) > MAX_ELEMENTS:
+            raise ValueError(f"{name}(...): a size of {float(a):g} is too large (at most {MAX_ELEMENTS:,} elements; GRADCHECK_MAX_ELEMENTS raises it)")
         dims.append(int(a))
-    if int(np.prod(dims, dtype=float)) > MAX_ELEMENTS:
-        raise ValueError(f"{name}{tuple(dims)} is too large (at most {MAX_ELEMENTS:,} elements)")
+    if len(dims) > MAX_NDIM:
+        raise ValueError(f"{name}(...) takes at most {MAX_NDIM} sizes")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise ValueError(f"{name}{tuple(dims)} is too large: {math.prod(dims):,} elements (at most {MAX_ELEMENTS:,}; GRADCHECK_MAX_ELEMENTS raises it)")
     return tuple(dims)
 
 
 def _eye(args, rng):
     (n,) = _dims("eye", args)
+    _dims("eye", [n, n])
     return np.eye(n)
 
 

@@ -61,12 +61,14 @@ class Judgement:
 
 def _projected(bp, noise, num, sym, mag):
     """Everything in the projected space of a projection result: (out, P)."""
-    u = num.directions
-    a = bp @ u.T
+    def project(x, absolute=False):  # one direction at a time: the ±1 directions stay int8
+        x = np.abs(x) if absolute else x
+        return np.stack([x @ (np.abs(d) if absolute else d).astype(float) for d in num.directions], axis=1)
+    a = project(bp)
     b = num.projected.T
-    z = np.abs(noise) @ np.abs(u).T
-    sv = None if sym is None else sym @ u.T
-    m = None if mag is None else np.abs(mag) @ np.abs(u).T
+    z = project(noise, True)
+    sv = None if sym is None else project(sym)
+    m = None if mag is None else project(mag, True)
     kink = np.broadcast_to(num.kink[None, :], a.shape)
     return a, b, num.estimate.T, num.truncation.T, z, sv, m, kink
 

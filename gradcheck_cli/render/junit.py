@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from ..report import RunReport
 from .common import failure_lines
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """Text XML 1.0 can hold: control characters and lone surrogates become visible escapes (\\x1b)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                        text)
 
 
 def _case_name(report) -> str:
@@ -22,15 +32,16 @@ def render_junit(run: RunReport) -> str:
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:  # unique and stable: the same file twice gets #2, #3, ...
             name = f"{name} #{seen[name]}"
-        case = ET.SubElement(suite, "testcase", classname="gradcheck", name=name, file=report.source)
+        case = ET.SubElement(suite, "testcase", classname="gradcheck", name=xml_text(name),
+                             file=xml_text(report.source))
         if report.error is not None:
             err = report.error
-            el = ET.SubElement(case, "error", message=err.message, type=type(err).__name__)
-            el.text = err.format()
+            el = ET.SubElement(case, "error", message=xml_text(err.message), type=type(err).__name__)
+            el.text = xml_text(err.format())
         elif not report.passed:
             lines = failure_lines(report)
             el = ET.SubElement(case, "failure", message=f"{len(lines)} gradient check(s) failed",
                                type="GradientCheckFailure")
-            el.text = "\n".join(lines + ["", "reproduce: " + report.reproduce()])
+            el.text = xml_text("\n".join(lines + ["", "reproduce: " + report.reproduce()]))
     return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n' + ET.tostring(suite, encoding="unicode")
             + "\n</testsuites>\n")

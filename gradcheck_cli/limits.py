@@ -1,0 +1,31 @@
+"""The documented resource limits: every input is bounded before anything is allocated or run.
+
+Each limit is checked where a size is first known (a literal, a constructor's arguments, a gate's
+inferred shape, a file's length) and refused with a positioned error, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _limit(name: str, default: int) -> int:
+    """A limit, raised (or lowered) with the environment variable GRADCHECK_<NAME>."""
+    value = os.environ.get(f"GRADCHECK_{name}", "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+MAX_ELEMENTS = _limit("MAX_ELEMENTS", 2_000_000)              # elements in any one array (16 MB of float64)
+MAX_TOTAL_ELEMENTS = _limit("MAX_TOTAL_ELEMENTS", 4_000_000)  # elements in all the nodes of one file together
+MAX_JACOBIAN = _limit("MAX_JACOBIAN", 4_000_000)    # output elements × checked elements (the Jacobians held)
+MAX_NDIM = 8                                          # dimensions of any array
+MAX_NODES = _limit("MAX_NODES", 250_000)              # nodes in one file's graph
+MAX_GATE_WORK = _limit("MAX_GATE_WORK", 1_000_000)    # gate applications a forward pass expands to
+MAX_FILE_BYTES = _limit("MAX_FILE_BYTES", 4 * 1024 * 1024)  # bytes read from one source (or standard input)
+MAX_COMPREHENSION = _limit("MAX_COMPREHENSION", 10_000)     # iterations a comprehension may unroll to
+
+
+def size_error(what: str, size: int, limit: int, unit: str = "elements", name: str | None = None) -> str:
+    """`X would have N elements (at most L; GRADCHECK_NAME raises it)`."""
+    hint = f"; GRADCHECK_{name} raises it" if name else ""
+    return f"{what} would have {size:,} {unit} (at most {limit:,}{hint})"
