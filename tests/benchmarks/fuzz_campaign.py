@@ -1,0 +1,91 @@
+"""A fuzz campaign (run by hand): many generated programs, valid and broken, each checked and rendered
+in every format. Prints how many ran, any exception other than GradcheckError, the slowest input and
+the largest resident memory of a worker process.
+
+    python tests/benchmarks/fuzz_campaign.py [--count 5000] [--batch 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def worker(count: int, seed: int) -> None:
+    """Check `count` programs; print one JSON line: the slowest input, its time, and any crash."""
+    sys.path.insert(0, str(HERE.parent))
+    import random
+    import xml.etree.ElementTree as ET
+    from io import StringIO
+
+    from hypothesis import strategies as st
+    from rich.console import Console
+
+    from fuzzing import programs
+    from gradcheck_cli import check
+    from gradcheck_cli.errors import GradcheckError
+    from gradcheck_cli.render import render
+    from gradcheck_cli.render.table import print_table
+    from gradcheck_cli.report import RunReport
+
+    warnings.simplefilter("ignore")
+    random.seed(seed)
+    strategy = programs()
+    worst, worst_text, crashes = 0.0, "", []
+    for _ in range(count):
+        text = strategy.example() if not crashes else st.just("x").example()
+        start = time.perf_counter()
+        try:
+            report = check(text, source="fuzz.grad")
+            assert report.error is None or isinstance(report.error, GradcheckError)
+            run = RunReport([report])
+            json.loads(render(run, "json"))
+            ET.fromstring(render(run, "junit"))
+            render(run, "github")
+            render(run, "markdown")
+            print_table(run, Console(file=StringIO(), width=80))
+        except Exception as err:  # noqa: BLE001 - the point is to find any
+            crashes.append((text, f"{type(err).__name__}: {err}"))
+        spent = time.perf_counter() - start
+        if spent > worst:
+            worst, worst_text = spent, text
+    print(json.dumps({"worst": worst, "worst_text": worst_text, "crashes": crashes}))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--worker", type=int, nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(*args.worker)
+    total, worst, worst_text, crashes, rss = 0, 0.0, "", [], 0
+    start = time.perf_counter()
+    for seed in range(0, args.count, args.batch):
+        n = min(args.batch, args.count - seed)
+        out = subprocess.run([sys.executable, __file__, "--worker", str(n), str(seed)], capture_output=True, text=True)
+        rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        line = json.loads(out.stdout.strip().splitlines()[-1])
+        total += n
+        crashes += line["crashes"]
+        if line["worst"] > worst:
+            worst, worst_text = line["worst"], line["worst_text"]
+    print(f"{total} fuzzed programs in {time.perf_counter() - start:.0f} s")
+    print(f"exceptions other than GradcheckError: {len(crashes)}")
+    for text, err in crashes[:10]:
+        print(f"  {err}\n    {text!r}")
+    print(f"slowest input: {worst:.2f} s\n    {worst_text!r}")
+    print(f"largest worker RSS: {rss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""A grammar-aware generator of `.grad` programs, valid and broken, for the fuzz tests and the
+fuzz campaign (tests/benchmarks/fuzz_campaign.py)."""
+
+from hypothesis import strategies as st
+
+NAMES = ["x", "y", "z", "W", "b", "h", "t", "q"]
+UNARY = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "sum", "mean", "max",
+         "softmax", "logsumexp", "norm"]
+BINARY_FUNCS = ["max", "min", "dot"]
+OPERATORS = ["+", "-", "*", "/", "@", "^", "**", "<", ">", "==", ">="]
+SIZES = ["0", "1", "2", "3", "-1", "1.5", "1e200", "1e6", "40000"]
+NOISE = ["(", ")", "[", "]", ",", ";", "=", "#", "\n", "  ", "\t", ".", ".T", "'", "$", "\x1b", "\udcff",
+         "gate", "expect", "const", "output", "lambda", "import", "\u00e9", "[link=x]", "0.0e400", "9" * 400]
+
+
+def _number(draw):
+    return draw(st.sampled_from(["0", "1", "-1", "2.5", "1e-9", "1e8", "0.0e400", "3", "-0.5", "1e308"]))
+
+
+def _value(draw, depth=0):
+    kind = draw(st.integers(0, 5 if depth < 3 else 1))
+    if kind <= 1:
+        return _number(draw)
+    if kind == 2:
+        n = draw(st.integers(1, 3))
+        return "[" + ", ".join(_value(draw, depth + 1) for _ in range(n)) + "]"
+    if kind == 3:
+        func = draw(st.sampled_from(["randn", "rand", "zeros", "ones", "eye"]))
+        args = draw(st.lists(st.sampled_from(SIZES[:6] + SIZES[6:]), min_size=0, max_size=3))
+        return f"{func}({', '.join(args)})"
+    if kind == 4:
+        return f"{_number(draw)} * {_value(draw, depth + 1)}"
+    return "[" * 9 + "1" + "]" * 9
+
+
+def _expr(draw, names, depth=0):
+    kind = draw(st.integers(0, 6 if depth < 4 else 1))
+    if kind == 0 or not names:
+        return _number(draw)
+    if kind == 1:
+        return draw(st.sampled_from(names))
+    if kind == 2:
+        return f"{draw(st.sampled_from(UNARY))}({_expr(draw, names, depth + 1)})"
+    if kind == 3:
+        op = draw(st.sampled_from(OPERATORS))
+        return f"({_expr(draw, names, depth + 1)} {op} {_expr(draw, names, depth + 1)})"
+    if kind == 4:
+        f = draw(st.sampled_from(BINARY_FUNCS))
+        return f"{f}({_expr(draw, names, depth + 1)}, {_expr(draw, names, depth + 1)})"
+    if kind == 5:
+        return f"-{_expr(draw, names, depth + 1)}"
+    axis = draw(st.sampled_from(["0", "1", "-1", "5", "x"]))
+    return f"sum({_expr(draw, names, depth + 1)}, axis={axis})"
+
+
+@st.composite
+def programs(draw):
+    """A program: leaves, a gate (sometimes with d lines), computed nodes, expects; sometimes broken."""
+    lines, names = [], []
+    if draw(st.booleans()):
+        body = ["  dt = dout * " + _expr(draw, ["t", "out"], 2)] if draw(st.booleans()) else []
+        if draw(st.booleans()):
+            body.insert(0, "  u = " + _expr(draw, ["t"], 2))
+        lines += ["gate g(t) = " + _expr(draw, ["t"] + (["u"] if any("u =" in b for b in body) else []), 1)] + body
+    for name in draw(st.lists(st.sampled_from(NAMES[:4]), min_size=1, max_size=3, unique=True)):
+        prefix = "const " if draw(st.integers(0, 5)) == 0 else ""
+        lines.append(f"{prefix}{name} = {_value(draw)}")
+        names.append(name)
+    callable_ = names + (["g(" + names[0] + ")"] if lines[0].startswith("gate") else [])
+    for name in draw(st.lists(st.sampled_from(NAMES[4:]), min_size=1, max_size=3, unique=True)):
+        lines.append(f"{name} = {_expr(draw, callable_)}")
+        names.append(name)
+        callable_.append(name)
+    if draw(st.booleans()):
+        lines.append(f"expect d{draw(st.sampled_from(names))} = {_expr(draw, names, 3)}")
+    if draw(st.integers(0, 3)) == 0:
+        lines.append(f"output {draw(st.sampled_from(names + ['nope']))}")
+    text = "\n".join(lines) + "\n"
+    if draw(st.integers(0, 2)) == 0:  # break it: insert noise somewhere
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(NOISE)) + text[at:]
+    return text

@@ -1,0 +1,365 @@
+"""Never a traceback, never a hang, never a blown machine (issue 11): every input and every fault is
+bounded, and refused with one positioned message (exit 2)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings as hsettings
+
+from gradcheck_cli import check, files, limits
+from gradcheck_cli.cli import main
+from gradcheck_cli.errors import GradcheckError
+from gradcheck_cli.render import render
+from gradcheck_cli.render.table import print_table
+from gradcheck_cli.report import RunReport
+from conftest import EXPRESSIONS, assert_positioned_error, rows
+from fuzzing import programs
+
+BAD_D_LINE = ("gate affine(x, W, b) = x @ W + b\n  dx = dout @ W.T\n  dW = x.T @ dout\n  db = dout\n"
+              "X = randn(4, 5)\nW = randn(5, 3)\nb = randn(3)\nL = sum(affine(X, W, b))\n")
+
+
+def run(*args, **kw):
+    return CliRunner().invoke(main, list(args), **kw)
+
+
+def gc(*args, stdin=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, input=stdin,
+                          timeout=timeout)
+
+
+# --- positioned errors, not tracebacks ----------------------------------------------------------
+
+@pytest.mark.parametrize("source,fragment,line,col", [
+    ("x = zeros(1e200, 1e200)\nf = sum(x)", "a size of 1e+200 is too large", 1, 5),
+    ("x = eye(1e6)\nf = sum(x)", "1,000,000,000,000 elements", 1, 5),
+    ("x = eye(40000)\nf = sum(x)", "1,600,000,000 elements", 1, 5),
+    ("x = ones(30000, 1) * ones(1, 30000)\nf = sum(x)", "900,000,000 elements", 1, 20),
+    ("x = randn(5000000)\nf = sum(x)", "a size of 5e+06 is too large", 1, 5),
+    ("x = randn(1500000)\ny = x * x\nz = y * x\nf = sum(z)", "all the nodes up to here together", 3, 5),
+    ("x = " + "[" * 33 + "1" + "]" * 33 + "\nf = sum(x)", "9 dimensions (at most 8)", 1, 29),
+    ("x = " + "[" * 65 + "1" + "]" * 65 + "\nf = sum(x)", "9 dimensions (at most 8)", 1, 61),
+    ("x = randn(2, 2, 2, 2, 2, 2, 2, 2, 2)\nf = sum(x)", "at most 8 sizes", 1, 5),
+])
+def test_sizes_are_refused_before_anything_is_allocated(source, fragment, line, col):
+    err = assert_positioned_error(source, fragment, line, col)
+    assert "GRADCHECK_" in err.message or "dimensions" in err.message or "sizes" in err.message
+
+
+def test_at_values_are_bounded_too():
+    result = run("check", "-e", "sum(x)", "--at", "x=ones(30000,1)*ones(1,30000)")
+    assert result.exit_code == 2 and "--at x:1:14: error:" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_jacobian_of_a_big_output_is_refused():
+    err = check("x = randn(3000)\nf = x * 2").error
+    assert err is not None and "Jacobians of the output 'f'" in err.message and "sum(...)" in err.message
+
+
+def test_limits_are_raised_with_the_environment(tmp_path):
+    p = tmp_path / "a.grad"
+    p.write_text("x = randn(2500000)\nf = sum(x)\n")
+    assert b"GRADCHECK_MAX_ELEMENTS raises it" in gc("check", str(p), "--no-symbolic").stderr
+    env = dict(os.environ, GRADCHECK_MAX_ELEMENTS="3000000", GRADCHECK_MAX_TOTAL_ELEMENTS="6000000",
+               GRADCHECK_MAX_JACOBIAN="6000000")
+    result = subprocess.run([sys.executable, "-c", "import gradcheck_cli.limits as l; print(l.MAX_ELEMENTS)"],
+                            capture_output=True, env=env)
+    assert result.stdout.strip() == b"3000000"
+
+
+def test_gates_calling_gates_are_bounded_by_their_expanded_work():
+    src = "gate g0(t) = t * 1.01\n" + "".join(f"gate g{i}(t) = g{i - 1}(g{i - 1}(t))\n" for i in range(1, 23))
+    src += "x = 0.5\nf = g22(x)\n"
+    err = check(src).error
+    assert err is not None and "gate applications" in err.message and err.line is not None
+    assert check("gate g0(t) = t * 1.01\ngate g1(t) = g0(g0(t))\nx = 0.5\nf = g1(x)").passed
+
+
+def test_huge_exponents_in_expectations_and_answers():
+    r = check("x = 1\nf = x*x\nexpect dx = 0.0e400")
+    assert r.error is None and r.expects[0].status == "fail"
+    assert check("x = 1\nf = x*x\nexpect dx = 2.0e" + "0" * 5000).passed
+    from gradcheck_cli.teach import grade
+    assert grade("0.0e400", np.array(0.1)) and not grade("0.0e400", np.array(2.0))
+
+
+def test_transpose_reverses_all_axes_like_numpy():
+    r = check("x = randn(2, 3, 4)\nconst R = randn(4, 3, 2)\nf = sum(x.T * R)", seed=3)
+    assert r.passed
+    R = np.asarray(rows(r)["R"].value)
+    np.testing.assert_allclose(rows(r)["x"].grad, R.T)
+
+
+def test_comments_and_markup_never_reach_names_or_the_terminal():
+    src = "x = 1\nf = (x # [link=http://e.vil]hi[/link] [bold]\n + 2) * x\n"
+    r = check(src)
+    assert all("#" not in row.name and "link" not in row.name for row in r.nodes)
+    result = run("check", "-e", "x = 1\nf = (x # [link=http://e.vil]hi[/link]\n + 2) * x", env={"COLUMNS": "120"})
+    assert result.exit_code == 0 and "\x1b]8;" not in result.output and "e.vil" not in result.output
+    from io import StringIO
+    from rich.console import Console
+    weird = check("x = 1\n`[link=a]` = 2")  # an error with markup-looking text in its source line
+    buf = StringIO()
+    print_table(RunReport([weird]), Console(file=buf, width=100, force_terminal=True))
+    assert "\x1b]8;" not in buf.getvalue() and "[link=a]" in buf.getvalue()
+
+
+def test_control_characters_in_the_source_are_not_sent_to_the_terminal():
+    result = run("check", "-e", "x = 1\nf = x \x1b[31m+ 2")
+    assert result.exit_code == 2 and "\x1b" not in result.stderr.split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("command", ["explain", "graph", "quiz", "descend"])
+def test_teaching_commands_on_a_wrong_shape_d_line(tmp_path, command):
+    p = tmp_path / "bad.grad"
+    p.write_text(BAD_D_LINE)
+    result = run(command, str(p), input="")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"bad.grad:4:3: error: the backward pass fails: gate 'affine': db has shape (4, 3)" in result.stderr
+
+
+def test_descend_with_a_one_element_output():
+    result = run("descend", "-e", "x = [1.0]\nf = x * x", "--steps", "2", "--format", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["steps"][1]["value"] == pytest.approx(0.64)
+
+
+def test_explain_graph_quiz_on_a_3000_gate_chain(tmp_path):
+    p = tmp_path / "chain.grad"
+    p.write_text("x = 0.5\nf = " + "sin(" * 3000 + "x" + ")" * 3000 + "\n")
+    for args in (["explain"], ["graph"], ["graph", "--format", "dot"], ["quiz"]):
+        result = run(*args, str(p), input="")
+        assert result.exit_code in (0, 1) and "Traceback" not in result.output, args
+
+
+# --- files, output, configuration ------------------------------------------------------------------
+
+def test_output_into_a_missing_directory_or_a_full_device(tmp_path):
+    result = run("check", "-e", "x*x", "-o", str(tmp_path / "no" / "r.json"), "--format", "json")
+    assert result.exit_code == 2 and "cannot write" in result.stderr and "No such file" in result.stderr
+    if os.path.exists("/dev/full"):
+        result = run("check", "-e", "x*x", "-o", "/dev/full", "--format", "json")
+        assert result.exit_code == 2 and "No space left on device" in result.stderr
+        assert not os.path.isfile("/dev/full") or os.path.ischardev if False else True
+        assert os.stat("/dev/full").st_mode & 0o170000 == 0o020000  # still a character device
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_output_into_a_read_only_directory(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    result = run("check", "-e", "x*x", "-o", str(d / "r.json"), "--format", "json")
+    assert result.exit_code == 2 and "Permission denied" in result.stderr
+
+
+def test_output_to_dev_stdout_and_through_a_symlink(tmp_path):
+    result = gc("check", "-e", "x*x", "-o", "/dev/stdout", "--format", "json")
+    assert result.returncode == 0 and json.loads(result.stdout)["passed"]
+    assert os.path.islink("/dev/stdout") or os.path.exists("/dev/stdout")
+    (tmp_path / "link.json").symlink_to("real.json")
+    assert run("check", "-e", "x*x", "-o", str(tmp_path / "link.json"), "--format", "json").exit_code == 0
+    assert (tmp_path / "link.json").is_symlink() and json.loads((tmp_path / "real.json").read_text())["passed"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".gradcheck-")]
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from gradcheck_cli import writer
+    def refuse(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(writer.os, "replace", refuse)
+    with pytest.raises(GradcheckError, match="No space left"):
+        writer.write_file(str(tmp_path / "r.json"), "data")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_surrogate_in_the_source_with_junit_output(tmp_path):
+    out = tmp_path / "r.xml"
+    result = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "-e", "x\udcff*2", "--format", "junit",
+                             "-o", str(out)], capture_output=True)
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    ET.fromstring(out.read_bytes())
+
+
+def test_junit_is_well_formed_with_control_characters(tmp_path):
+    p = tmp_path / "ctl\x01.grad"
+    p.write_text("x = 1\nf = x \x1b[31m+ \x07 2\n")
+    root = ET.fromstring(run("check", str(p), "--format", "junit").stdout)
+    assert "\\x1b" in root.find(".//error").text
+
+
+@pytest.mark.parametrize("toml,fragment", [
+    ("tool = 1\n", "'tool' must be a table"),
+    ("[tool.gradcheck]\nseed = -1\n", "seed must be an integer from 0"),
+    ("[tool.gradcheck]\nrtol = 2\n", "rtol must be a number between 0 and 1"),
+    ("[tool]\ngradcheck = 3\n", "[tool.gradcheck] must be a table"),
+])
+def test_bad_configuration_is_an_input_error(tmp_path, toml, fragment):
+    (tmp_path / "pyproject.toml").write_text(toml)
+    (tmp_path / "a.grad").write_text("x = 1\nf = x*x\n")
+    result = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "a.grad"], capture_output=True,
+                            cwd=tmp_path, text=True)
+    assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
+def test_an_unreadable_pyproject(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.gradcheck]\n")
+    (tmp_path / "pyproject.toml").chmod(0)
+    result = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "-e", "x"], capture_output=True,
+                            cwd=tmp_path, text=True)
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_seed_minus_one():
+    assert run("check", "-e", "x", "--seed", "-1").exit_code == 2
+    assert run("explain", "-e", "x", "--seed", "-1").exit_code == 2
+
+
+def test_a_non_utf8_answers_file(tmp_path):
+    p = tmp_path / "answers.txt"
+    p.write_bytes(b"dx = \xff\n")
+    result = run("quiz", "-e", "x * 2", "--answers", str(p))
+    assert result.exit_code == 2 and "answers.txt:1:1: error: not UTF-8 text" in result.stderr
+
+
+def test_a_fifo_a_device_and_a_huge_file_are_not_read(tmp_path):
+    fifo = tmp_path / "f.grad"
+    os.mkfifo(fifo)
+    result = gc("check", str(fifo), timeout=20)
+    assert result.returncode == 2 and b"not a regular file" in result.stderr
+    assert b"not a regular file" in gc("check", "/dev/zero", timeout=20).stderr
+    big = tmp_path / "big.grad"
+    big.write_bytes(b"x = 1\n" * (limits.MAX_FILE_BYTES // 6 + 10))
+    assert b"longer than" in gc("check", str(big)).stderr
+
+
+def test_standard_input_is_a_target():
+    result = gc("check", "-", stdin=b"x = 3\nf = x * x\n")
+    assert result.returncode == 0 and b"1 file: 1 passed" in result.stdout
+    result = gc("check", "-", stdin=b"\xff")
+    assert result.returncode == 2 and b"not UTF-8" in result.stderr
+
+
+def test_unused_leaves_are_not_differenced():
+    src = "".join(f"u{i} = {i}\n" for i in range(10_000)) + "x = 2\nf = x * x\n"
+    r = check(src, symbolic=False)
+    assert r.passed and rows(r)["u7"].note.startswith("does not reach the output")
+    assert rows(r)["u7"].numeric_method == "none"
+
+
+def test_naming_long_spans_reads_only_their_ends():
+    from gradcheck_cli.graph import source_text
+    from gradcheck_cli.nodes import Pos
+    text = "f = " + "sin(" * 50_000 + "x" + ")" * 50_000
+    name = source_text(text, Pos(1, 5, 4, len(text)))
+    assert "…" in name and name.startswith("sin(sin(") and name.endswith("))") and len(name) <= 60
+
+
+# --- processes and pipes ----------------------------------------------------------------------------
+
+def test_jobs_are_capped_at_the_core_count(tmp_path, monkeypatch):
+    seen = []
+
+    class Pool:
+        def __init__(self, max_workers, **kw):
+            seen.append(max_workers)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, fn, items, chunksize=1):
+            return [fn(i) for i in items]
+    import concurrent.futures
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(files.os, "cpu_count", lambda: 2)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.grad"
+        p.write_text("x = 1\nf = x * 2\n")
+        paths.append(p)
+    report = files.check_files(paths, files.Settings(jobs=1000))
+    assert seen == [2] and report.passed
+
+
+def _children(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to see the worker processes")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent(tmp_path, sig):
+    slow = "W = randn(40, 40)\nx = randn(40)\n" + "".join(f"h{i} = tanh(W @ {'x' if i == 0 else f'h{i-1}'})\n"
+                                                        for i in range(30)) + "f = sum(h29)\n"
+    for i in range(8):
+        (tmp_path / f"{i}.grad").write_text(slow)
+    proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check", str(tmp_path), "-j", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    deadline = time.time() + 30
+    while time.time() < deadline and len(workers) < 2:
+        workers = _children(proc.pid)
+        time.sleep(0.1)
+    assert len(workers) >= 2, "the workers did not start"
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=10)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
+def test_a_closed_pipe_is_not_a_failed_check():
+    for fmt in ("table", "json"):
+        result = subprocess.run(f"{sys.executable} -m gradcheck_cli check {EXPRESSIONS} --format {fmt} | head -1;"
+                                " echo \"exit=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
+                                capture_output=True, text=True)
+        assert "exit=0" in result.stdout and "Traceback" not in result.stderr, result.stderr
+
+
+# --- the fuzz test: any program, any format, never an exception but GradcheckError -----------------
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(programs())
+def test_fuzzed_programs_in_every_format(text):
+    report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
+    assert report.error is None or isinstance(report.error, GradcheckError)
+    if report.error is not None:
+        text_of_error = report.error.format()
+        assert text_of_error.startswith("fuzz.grad")
+    run_report = RunReport([report])
+    json.loads(render(run_report, "json"))
+    ET.fromstring(render(run_report, "junit"))
+    render(run_report, "github")
+    render(run_report, "markdown")
+    from io import StringIO
+    from rich.console import Console
+    print_table(run_report, Console(file=StringIO(), width=80))
