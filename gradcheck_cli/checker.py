@@ -9,7 +9,7 @@ from .errors import GradcheckError
 from .expects import judge as judge_expect
 from .frontend import load
 from .graph import Graph
-from .limits import MAX_JACOBIAN, size_error
+from .limits import MAX_DIFFERENCE_WORK, MAX_JACOBIAN, size_error
 from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
 
@@ -92,6 +92,12 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     sizes = {n.id: n.size for n in checked}
     exhaustive = numeric.allocate(sizes, {n.id for n in checked if n.kind == "leaf"}, settings.budget)
     targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
+    cost = numeric.work(graph, targets)
+    if cost > MAX_DIFFERENCE_WORK:
+        raise GradcheckError(size_error(f"the finite differences at the {len(targets):,} nodes before '{out.name}'",
+                                        cost, MAX_DIFFERENCE_WORK, "element evaluations", "MAX_DIFFERENCE_WORK")
+                             + "; split the function into shorter pieces",
+                             out.pos.line, out.pos.col)
     runner = numeric.GraphRunner(graph, values)
     num = numeric.differentiate(runner, targets, settings.h, settings.rtol, settings.atol, flat, settings.seed)
     jacobians: dict = {}

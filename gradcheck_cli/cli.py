@@ -202,6 +202,105 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
     sys.exit(run.exit_code())
 
 
+_SHAPE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+(?:\s*[,x×]\s*\d+)*)?\s*$")
+
+
+def _parse_shapes(values) -> dict:
+    out = {}
+    for item in values:
+        m = _SHAPE.match(item)
+        if not m:
+            raise click.BadParameter(f"'{item}': expected NAME=D1,D2,..., e.g. --shape x=10,20,3 (NAME= for a scalar)",
+                                     param_hint="--shape")
+        dims = tuple(int(d) for d in re.split(r"\s*[,x×]\s*", m.group(2))) if m.group(2) else ()
+        out[m.group(1)] = dims
+    return out
+
+
+def _parse_params(values) -> dict:
+    import json
+    import numpy as np
+    out = {}
+    for item in values:
+        m = _AT.match(item)
+        try:
+            value = json.loads(m.group(2)) if m else None
+        except ValueError as err:
+            raise click.BadParameter(f"'{item}': the value is not JSON ({err})", param_hint="--param")
+        if not m:
+            raise click.BadParameter(f"'{item}': expected NAME=JSON, e.g. --param conv_param='{{\"stride\": 1, \"pad\": 1}}'",
+                                     param_hint="--param")
+        out[m.group(1)] = np.array(value) if isinstance(value, list) else value
+    return out
+
+
+@main.command("check-py")
+@click.argument("targets", nargs=-1, required=True, metavar="FILE.py::NAME...")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=D1,D2",
+              help="A differentiated input and its shape, filled with seeded normal values (repeatable).")
+@click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="A differentiated input's value: 1.5, [1, 2], randn(3), ...")
+@click.option("--param", "params", multiple=True, metavar="NAME=JSON",
+              help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
+@click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None, help="Seed for the inputs [default: 0].")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table].")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
+@click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+              help="Relative tolerance against finite differences [default: 1e-5].")
+@click.option("--atol", type=click.FloatRange(min=0), default=None, help="An absolute floor for every tolerance [default: 0].")
+@click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+              help="Relative step h [default: cbrt(eps)].")
+@click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures.")
+@click.option("--budget", type=click.IntRange(min=1), default=None,
+              help="Elements differenced one by one when the forward takes a batch axis [default: 10000].")
+def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, strict, budget):
+    """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
+    convention; or NAME with NAME_vjp, or FILE.py::FORWARD,BACKWARD) and checks every input's
+    gradient against finite differences, at the given point and at a second random one.
+
+    This imports FILE.py and runs its code, as pytest does. .grad files are never executed.
+
+    \b
+    gradcheck check-py layers.py::affine --shape x=10,20,3 --shape w=60,5 --shape b=5
+    gradcheck check-py layers.py::conv --shape x=2,3,5,5 --shape w=4,3,3,3 --shape b=4 \\
+        --param conv_param='{"stride": 1, "pad": 1}'
+    """
+    from .config import load
+    from .errors import GradcheckError
+    from .frontend import parse_value
+    from .pycheck import check_target, source_text
+    from .report import CheckReport, RunReport
+
+    try:
+        config, _ = load()
+        settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
+                                     budget=budget)
+    except GradcheckError as err:
+        _fail(err)
+    shapes, params = _parse_shapes(shapes), _parse_params(params)
+    values = {}
+    for name, text in _parse_at(at).items():
+        try:
+            values[name] = parse_value(text, settings.seed, f"--at {name}")
+        except GradcheckError as err:
+            _fail(err)
+    results = []
+    for spec in targets:
+        try:
+            results.append(check_target(spec, shapes, values, params, settings))
+        except GradcheckError as err:
+            report = CheckReport(spec, settings=settings)
+            path = spec.rpartition("::")[0] or spec
+            report.error = err.located(path, source_text(path))
+            results.append(report)
+    run = RunReport(results)
+    try:
+        _emit(run, settings.format, output, None)
+    except BrokenPipeError:
+        _silence_stdout()
+    _github_step_summary(run, settings.format)
+    sys.exit(run.exit_code())
+
+
 def _github_step_summary(run, fmt: str) -> None:
     """With --format github inside GitHub Actions, append a Markdown summary to the job's page."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -46,7 +46,8 @@ class GradcheckError(Exception):
         if line is not None:
             # one visible character per unprintable one, so the caret stays aligned and the terminal safe
             shown = "".join(c if c.isprintable() else "\ufffd" for c in line.expandtabs(1))
-            out += f"\n  {shown}\n  {' ' * max(0, (self.col or 1) - 1)}^"
+            shown, caret = _window(shown, max(0, (self.col or 1) - 1))
+            out += f"\n  {shown}\n  {' ' * caret}^"
         return out
 
     def to_dict(self) -> dict:
@@ -87,3 +88,19 @@ def did_you_mean(word: str, candidates) -> str:
     """A ' (did you mean X?)' suffix, or '' when nothing is close."""
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+SHOWN = 100  # characters of a long source line shown around the caret
+
+
+def _window(line: str, caret: int) -> tuple[str, int]:
+    """At most SHOWN characters of `line` around column `caret`, elided with '…'; the caret's new column."""
+    if len(line) <= SHOWN:
+        return line, caret
+    start = min(max(0, caret - SHOWN // 2), len(line) - SHOWN)
+    shown = line[start:start + SHOWN]
+    if start > 0:
+        shown, caret = "…" + shown[1:], caret - start
+    if start + SHOWN < len(line):
+        shown = shown[:-1] + "…"
+    return shown, caret if start > 0 else caret

@@ -452,6 +452,18 @@ class GateRunner:
         return phi, switched
 
 
+def work(graph, targets: list) -> int:
+    """An upper bound on the element evaluations `differentiate` needs for `targets` of `graph`:
+    four rows per element (or per projection), each recomputing the nodes after its target."""
+    sizes = np.array([n.size for n in graph.nodes], dtype=np.int64)
+    after = np.concatenate([np.cumsum(sizes[::-1])[::-1][1:], [0]])  # elements of the nodes after each id
+    total = 0
+    for t in targets:
+        rows = 4 * (PROJECTIONS if t.projections else t.n)
+        total += rows * int(after[t.id] if isinstance(t.id, (int, np.integer)) else 0)
+    return total
+
+
 def allocate(sizes: dict, leaves: set, budget: int, forced: set = frozenset()) -> set:
     """Targets differenced element by element: leaves first, then the smallest, within `budget` elements."""
     ordered = sorted(sizes, key=lambda t: (t not in leaves, sizes[t], t))

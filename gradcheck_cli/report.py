@@ -116,6 +116,8 @@ class CheckReport:
     settings: Settings = field(default_factory=Settings)
     inline: str | None = None  # the source text, for an `-e` check (to reproduce it)
     at: dict = field(default_factory=dict)  # `--at` values given as text (to reproduce them)
+    path: str | None = None   # the file the rows' lines are in, when not `source` (a Python check)
+    rerun: str | None = None  # the command that reruns this check, when not a `check` of `source`
 
     @property
     def seed(self) -> int:
@@ -143,6 +145,8 @@ class CheckReport:
 
     def reproduce(self) -> str:
         """One shell line that reruns this check as it ran."""
+        if self.rerun is not None:
+            return self.rerun
         if self.inline is not None:
             return self.settings.reproduce(self.inline, inline=True, at=self.at)
         return self.settings.reproduce(self.source, at=self.at)

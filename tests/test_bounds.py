@@ -363,3 +363,17 @@ def test_fuzzed_programs_in_every_format(text):
     from io import StringIO
     from rich.console import Console
     print_table(run_report, Console(file=StringIO(), width=80))
+
+
+def test_a_long_line_is_shown_as_a_window_around_the_column():
+    source = "x = 1\nf = " + "x*" * 300 + " nosuch + x"
+    err = assert_positioned_error(source, "unknown name 'nosuch'", 2, 606)
+    shown, caret = err.format().splitlines()[-2:]
+    assert shown.startswith("  …") and shown[caret.index("^"):].startswith("nosuch")
+
+
+def test_finite_differences_past_their_work_limit_are_refused_at_the_output():
+    depth = 14_000  # a chain: each node's differences recompute every node after it
+    source = "x = 0.5\nf = " + "sin(" * depth + "x" + ")" * depth
+    err = assert_positioned_error(source, "element evaluations", 2, 5)
+    assert "GRADCHECK_MAX_DIFFERENCE_WORK" in err.message

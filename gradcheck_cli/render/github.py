@@ -19,7 +19,7 @@ def render_github(run: RunReport) -> str:
     for report in run.results:
         if report.error is not None:
             err = report.error
-            props = f"file={gh_property(report.source)}"
+            props = f"file={gh_property(report.path or report.source)}"
             if err.line:
                 props += f",line={err.line},col={err.col or 1}"
             out.append(f"::error {props},title={gh_property('gradcheck: input error')}::{gh_data(err.message)}")
@@ -29,7 +29,7 @@ def render_github(run: RunReport) -> str:
             title = gh_property(f"gradcheck {row.status}: {row_name(row)}")
             message = (row.note or row.status) + "\nreproduce: " + report.reproduce()
             line, col = getattr(row, "culprit", None) or (row.line, row.col or 1)
-            out.append(f"::{level} file={gh_property(report.source)},line={line},col={col},"
+            out.append(f"::{level} file={gh_property(report.path or report.source)},line={line},col={col},"
                        f"title={title}::{gh_data(message)}")
     out.append(gh_data(summary(run)))
     return "\n".join(out) + "\n"

@@ -67,7 +67,8 @@ def print_table(run: RunReport, console, expand: str | None = None) -> None:
             continue
         mark = "[green]✓[/]" if report.passed else "[bold red]✗[/]"
         out = np.asarray(report.value)
-        value = fmt_number(out) if out.ndim == 0 else fmt_shape(out.shape) + " (Jacobian checked)"
+        value = fmt_number(out) if out.ndim == 0 else fmt_shape(out.shape) + (
+            " (Jacobian checked)" if report.path is None else " (checked with a seeded random dout)")
         console.print(f"{mark} {escape(report.source)}  output [bold]{escape(str(report.output))}[/] = {value}",
                       highlight=False)
         console.print(node_table(report, console.width))
@@ -128,7 +129,7 @@ def method_lines(report: CheckReport) -> list:
 
 
 def _names(names: list, limit: int = 4) -> str:
-    shown = ", ".join(names[:limit])
+    shown = ", ".join(n if len(n) <= 40 else n[:39] + "…" for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 

@@ -1,0 +1,550 @@
+"""Checks of the user's own Python: a numpy forward and its hand-written backward, per input.
+
+This runs the user's code (opt-in, as pytest does); `.grad` files are never executed. The finite
+differences are `numeric.differentiate` and the verdicts `verdict.judge`, as for `.grad` files.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import functools
+import importlib.util
+import inspect
+import json
+import os
+import shlex
+import sys
+import textwrap
+import traceback
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import numeric, verdict
+from .autodiff import Probe
+from .errors import GradcheckError, did_you_mean
+from .limits import MAX_ELEMENTS, size_error
+from .report import CheckReport, GateRow, NodeRow
+from .settings import Settings
+
+LOOP_BUDGET = 64        # elements per input differenced one by one when the forward is called row by row
+RECHECK = 4_096         # a failed projection is redone element by element up to this many elements
+SECOND_SCALE = 0.1      # the second point moves every input by about this × (|x| + 1)
+KINK_ELEMENTS = 16      # failing elements probed for a kink (one-sided slopes), per input
+NOISE_STEP = 4 * verdict.EPS
+
+
+class PythonError(GradcheckError):
+    """The user's Python could not be called as a layer: it raised, or returned the wrong things."""
+
+
+@dataclass
+class Layer:
+    """A forward and its backward, as plain calls on a list of input arrays."""
+    name: str
+    forward: object        # list of arrays -> output array
+    backward: object       # (dout, list of arrays) -> list of gradients, one per input
+    names: list            # the inputs' names
+    path: str              # the backward's file (the rows' lines are in it), or a description
+    line: int              # the backward's first line
+    forward_at: tuple      # the forward's (file, first line): its errors are there
+    grad_lines: dict       # input name -> (line, col) where its gradient is last assigned in the backward
+    batched: bool | None = None  # does the forward take a leading axis of copies? (found on first use)
+
+
+def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
+                settings: Settings | None = None, **options) -> CheckReport:
+    """Check a CS231n-style layer: `forward(*inputs, *params) -> (out, cache)` and
+    `backward(dout, cache) -> (dinput, ...)` with one gradient per entry of `inputs`, in order.
+
+    Inputs and params are passed by keyword when their names are all the forward's parameters,
+    else by position (inputs first). Params (labels, `conv_param`, ...) are not differentiated and
+    are deep-copied for every call, so a forward that updates them (running means) changes nothing.
+    """
+    params = dict(params or {})
+    names = list(inputs)
+    by_keyword = _takes_keywords(forward, tuple(names + list(params)))
+
+    def call(arrays):
+        fresh = copy.deepcopy(params) if params else params
+        if by_keyword:
+            return forward(**dict(zip(names, arrays)), **fresh)
+        return forward(*arrays, *fresh.values())
+
+    def fwd(arrays):
+        result = call(arrays)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise PythonError(f"{_qualname(forward)} must return (out, cache), not {_describe(result)}")
+        return result[0]
+
+    def bwd(dout, arrays):
+        return _gradients(backward(dout, call(arrays)[1]), names, backward)
+
+    layer = _layer(name or _base_name(forward), fwd, bwd, names, forward, backward)
+    return check_python(layer, inputs, _settings(settings, options))
+
+
+def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: Settings | None = None,
+                   **options) -> CheckReport:
+    """Check a plain function and its vector-Jacobian product: `f(*inputs) -> out` and
+    `vjp(dout, *inputs) -> (dinput, ...)` (a single array when there is one input)."""
+    names = list(inputs)
+    layer = _layer(name or _qualname(f), lambda arrays: f(*arrays),
+                   lambda dout, arrays: _gradients(vjp(dout, *arrays), names, vjp), names, f, vjp)
+    return check_python(layer, inputs, _settings(settings, options))
+
+
+def _settings(settings: Settings | None, options: dict) -> Settings:
+    base = settings or Settings()
+    return Settings(**{**base.__dict__, **options, "symbolic": False})
+
+
+def _layer(name, fwd, bwd, names, forward, backward) -> Layer:
+    path, line = _where(backward)
+    return Layer(name, fwd, bwd, names, path, line, _where(forward), _grad_lines(backward, tuple(names)))
+
+
+# --- the check -------------------------------------------------------------------------------------
+
+def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
+    """The report of one layer: a row per input at the given point, and each input again at a second
+    seeded random point (gate rows); never raises for the user's errors (they land in `error`)."""
+    report = CheckReport(layer.name, settings=settings)
+    report.path = layer.path
+    report.rerun = f"rerun the Python check of {layer.name} with seed={settings.seed}"
+    try:
+        args = [_array(layer, k, v) for k, v in inputs.items()]
+        out, rows1 = _check_point(layer, args, settings, point=1)
+        report.output, report.value = "out", out
+        args2 = _second_point(args, settings)
+        _, rows2 = _check_point(layer, args2, settings, point=2, first={r.name: r.status for r, _ in rows1})
+    except GradcheckError as err:
+        err = err if err.line is not None else _at(err, layer)
+        report.error = err.located(layer.path, source_text(err.source or layer.path))
+        report.path = err.source or layer.path
+        return report
+    report.nodes = [row for row, _ in rows1]
+    report.gates = [g for _, g in rows1] + [g for _, g in rows2]
+    return report
+
+
+def _check_point(layer: Layer, args: list, settings: Settings, point: int, first: dict | None = None):
+    out = _output(layer, args)
+    rng = np.random.default_rng([settings.seed, 104729, point])
+    u = rng.standard_normal(out.shape)
+    grads, failure = _backward(layer, u, args)
+    noise = _noise(layer, u, args, grads) if failure is None else [np.zeros(a.size) for a in args]
+    runner = FunctionRunner(layer.forward, args, u, out, layer.batched)
+    layer.batched = runner.batched
+    # All inputs are one target, as for a gate alone: random projections cover every input at once,
+    # and only a failure (or a small layer) is differenced element by element, to name the element.
+    budget = settings.budget if runner.batched else LOOP_BUDGET
+    target = numeric.Target("inputs", runner.x.copy(), projections=runner.x.size > budget)
+    bp = np.concatenate([g.ravel() for g in grads])[None, :]
+    z = np.concatenate(noise)[None, :]
+    reference = {target.id: bp}
+
+    def difference():
+        return numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol, reference,
+                                     settings.seed)[target.id]
+    num = difference()
+    ev = verdict.evidence(bp, num, z, None, None, settings.rtol, settings.atol)
+    if target.projections and runner.x.size <= RECHECK and verdict.summarize(ev).status == "fail":
+        target.projections = False
+        num = difference()
+        ev = verdict.evidence(bp, num, z, None, None, settings.rtol, settings.atol)
+    rows = []
+    for k, (name, a) in enumerate(zip(layer.names, args)):
+        lo, hi = runner.offsets[k], runner.offsets[k + 1]
+        columns = None if num.method == "projection" else np.arange(lo, hi)
+        j = verdict.summarize(ev, columns)
+        status, note = j.status, j.note
+        if failure is not None:
+            status, note = "fail", failure
+        elif status == "fail" and columns is not None:
+            status, note = _kink(runner, target, bp, j.codes[0] == 3, j.tolerance, settings) or (status, note)
+        if point == 2 and status == "fail":
+            special = " (right at the given point, which must be special)" if (first or {}).get(name) == "pass" else ""
+            note = f"wrong at a second, random point{special}: {note}"
+        value = num.value[0, lo:hi].reshape(a.shape) if columns is not None else None
+        worst = (tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, a.shape))
+                 if columns is not None and a.ndim else None)
+        rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst))
+    return out, rows
+
+
+def _output(layer: Layer, args: list) -> np.ndarray:
+    out = _call(layer.forward_at[0], "forward", lambda: layer.forward([a.copy() for a in args]))
+    try:
+        out = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        raise PythonError(f"the forward's output must be an array of numbers, not {_describe(out)}")
+    if out.size == 0 or not np.all(np.isfinite(out)):
+        raise PythonError("the forward's output is empty" if out.size == 0 else
+                          "the forward's output is not finite (nan or inf) at this point")
+    return out
+
+
+def _backward(layer: Layer, u: np.ndarray, args: list):
+    """The backward's gradients (NaN where it failed) and why it failed, if it did."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            grads = layer.backward(u.copy(), [a.copy() for a in args])
+        for name, g, a in zip(layer.names, grads, args):
+            if g.shape != a.shape:
+                raise PythonError(f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}")
+        return grads, None
+    except PythonError as err:
+        return [np.full(a.shape, np.nan) for a in args], err.message
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        return [np.full(a.shape, np.nan) for a in args], f"the backward raised {_exception(exc)}"
+
+
+def _noise(layer: Layer, u, args, grads) -> list:
+    """How much the backward moves under a rounding-sized rescaling: its own rounding error."""
+    noise = [np.zeros(a.size) for a in args]
+    for delta in (NOISE_STEP,):  # one rescaled rerun: rounding shows either way, and the user's calls are dear
+        moved, failure = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
+        if failure is not None:
+            continue
+        for k, (m, g) in enumerate(zip(moved, grads)):
+            diff = np.abs(np.ravel(m) - np.ravel(g))
+            noise[k] = np.maximum(noise[k], np.nan_to_num(diff, nan=0.0, posinf=0.0))
+    return noise
+
+
+def _second_point(args: list, settings: Settings) -> list:
+    rng = np.random.default_rng([settings.seed, 2])
+    return [a + SECOND_SCALE * (np.abs(a) + 1.0) * rng.standard_normal(a.shape) for a in args]
+
+
+def _kink(runner, target, bp, failing: np.ndarray, tolerance: float, settings: Settings):
+    """Failing elements the forward's own slope changes at (one-sided slopes that each hold still
+    but differ): ("kink", note) when backprop lies between them, else ("fail", note); None: no kink."""
+    bad = np.flatnonzero(failing)
+    if bad.size == 0 or bad.size > KINK_ELEMENTS:
+        return None
+    h = numeric.steps(target.x[bad], settings.h)
+    factors = (1.0, 0.25, -1.0, -0.25)
+    probes = [Probe(target.id, np.arange(r * bad.size, (r + 1) * bad.size), bad, f * h) for r, f in enumerate(factors)]
+    phi = np.asarray(runner.run(probes, len(factors) * bad.size)[0]).reshape(len(factors), bad.size)
+    slopes = (phi - runner.centre) / (np.array(factors)[:, None] * h)
+    right, right_near, left, left_near = slopes
+    gap = np.abs(right - left)
+    tol = tolerance * np.maximum(np.abs(right), np.abs(left)) + 64 * verdict.EPS * abs(runner.centre) / h
+    steady = (np.abs(right - right_near) < 0.1 * gap) & (np.abs(left - left_near) < 0.1 * gap)
+    if not np.all(steady & (gap > tol)):
+        return None
+    a = bp[0, bad]
+    lo, hi = np.minimum(left, right) - tol, np.maximum(left, right) + tol
+    if np.all((a >= lo) & (a <= hi)):
+        return "kink", (f"the forward's slope changes within h of the point (one-sided slopes {left[0]:.6g} and "
+                        f"{right[0]:.6g}); backprop's {a[0]:.6g} is between them: a kink, not a bug")
+    return "fail", (f"at a kink (one-sided slopes {left[0]:.6g} and {right[0]:.6g}), backprop's {a[0]:.6g} "
+                    f"is neither")
+
+
+def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst):
+    line, col = layer.grad_lines.get(name, (layer.line, 1))
+    method = num.method if num.method == "exhaustive" else f"projection ({num.projected.shape[0]} random directions)"
+    node = NodeRow(name, "input", a.shape, line, col, a, grad, value, None, j.numeric_error, None,
+                   status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None)
+    gate = GateRow(layer.name, "backward", name, line, col, layer.line, status, j.numeric_error, None,
+                   j.tolerance, point, note)
+    return node, gate
+
+
+class FunctionRunner:
+    """Σ upstream ⊙ forward(inputs) as a function of the inputs' elements, concatenated.
+
+    `batched`: the forward takes a leading axis of perturbed copies (checked once, on two rows
+    against two single calls); otherwise it is called once per row.
+    """
+
+    def __init__(self, forward, args: list, upstream: np.ndarray, out: np.ndarray, batched: bool | None = None):
+        self.forward, self.args, self.upstream = forward, args, np.ravel(upstream)
+        self.offsets = np.concatenate([[0], np.cumsum([a.size for a in args])]).astype(int)
+        self.x = np.concatenate([a.ravel() for a in args])
+        self.centre = float(np.sum(out * upstream))
+        self.out_size, self.out_shape, self.calls = 1, out.shape, 0
+        self.batched = self._batches(out) if batched is None else batched
+
+    def _batches(self, out) -> bool:
+        rng = np.random.default_rng(1)
+        other = [a + 1e-3 * rng.standard_normal(a.shape) for a in self.args]
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                single = np.asarray(self._call(other), dtype=float)
+                both = np.asarray(self._call([np.stack([a, b]) for a, b in zip(self.args, other)]), dtype=float)
+        except Exception:  # noqa: BLE001 - a forward that cannot batch simply raises
+            return False
+        scale = np.abs(out).max() + np.abs(single).max()
+        return (both.shape == (2,) + out.shape and np.allclose(both[0], out, rtol=1e-12, atol=1e-14 * scale)
+                and np.allclose(both[1], single, rtol=1e-12, atol=1e-14 * scale))
+
+    def _call(self, arrays):
+        self.calls += 1
+        return self.forward(arrays)
+
+    def width(self, target_id) -> int:
+        return max(int(np.prod(self.out_shape, dtype=np.int64)), self.x.size)
+
+    def run(self, probes: list, n_rows: int):
+        flat = np.broadcast_to(self.x, (n_rows, self.x.size)).copy()
+        for p in probes:
+            if p.flat is None:
+                flat[p.rows] += p.delta
+            else:
+                np.add.at(flat, (p.rows, p.flat), np.broadcast_to(p.delta, p.flat.shape))
+        rows = [flat[:, lo:hi].reshape((n_rows,) + a.shape)
+                for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if self.batched:
+                out = np.asarray(self._call([np.ascontiguousarray(a) for a in rows]), dtype=float).reshape(n_rows, -1)
+            else:
+                out = np.stack([np.asarray(self._call([a[r].copy() for a in rows]), dtype=float).ravel()
+                                for r in range(n_rows)])
+        return out @ self.upstream[:, None], np.zeros(n_rows, dtype=bool)
+
+
+# --- the user's functions --------------------------------------------------------------------------
+
+def _call(path: str, what: str, thunk):
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return thunk()
+    except PythonError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        line = _user_line(exc, path)
+        raise PythonError(f"the {what} raised {_exception(exc)}", line, 1 if line else None, path if line else None)
+
+
+def _gradients(result, names: list, backward) -> list:
+    """The backward's result as one float array per input."""
+    if isinstance(result, dict):
+        missing = [n for n in names if n not in result and f"d{n}" not in result]
+        if missing:
+            raise PythonError(f"{_qualname(backward)} returned no gradient for {', '.join(missing)}")
+        result = [result[n] if n in result else result[f"d{n}"] for n in names]
+    elif len(names) == 1 and not isinstance(result, (tuple, list)):
+        result = [result]
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        raise PythonError(f"{_qualname(backward)} must return {len(names)} gradient(s) "
+                          f"(d{', d'.join(names)}), not {_describe(result)}")
+    try:
+        return [np.asarray(g, dtype=float) for g in result]
+    except (TypeError, ValueError):
+        raise PythonError(f"{_qualname(backward)} must return arrays of numbers")
+
+
+def _array(layer: Layer, name: str, value) -> np.ndarray:
+    try:
+        a = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        raise PythonError(f"input '{name}' must be an array of numbers, not {_describe(value)}")
+    if a.size > MAX_ELEMENTS:
+        raise PythonError(size_error(f"input '{name}'", a.size, MAX_ELEMENTS, name="MAX_ELEMENTS"))
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise PythonError(f"input '{name}' must be a non-empty array of finite numbers")
+    return a
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_keywords(fn, names: tuple) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(n in params for n in names)
+
+
+@functools.lru_cache(maxsize=256)
+def _where(fn) -> tuple:
+    try:
+        path = inspect.getsourcefile(fn) or fn.__code__.co_filename
+        return _display(path), fn.__code__.co_firstlineno
+    except (TypeError, AttributeError):
+        return _qualname(fn), 1
+
+
+def _display(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+@functools.lru_cache(maxsize=256)
+def _grad_lines(backward, names: tuple) -> dict:
+    """Input name -> (line, col) of the last assignment to the name the backward returns for it."""
+    try:
+        lines, start = inspect.getsourcelines(backward)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        indent = len(lines[0]) - len(lines[0].lstrip())
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return {}
+    func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))), None)
+    returns = [n for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None] if func else []
+    if not returns:
+        return {}
+    ret = returns[-1]
+    values = ret.value.elts if isinstance(ret.value, (ast.Tuple, ast.List)) else [ret.value]
+    found = {}
+    for name, value in zip(names, values):
+        where = (start + value.lineno - 1, value.col_offset + indent + 1)
+        if isinstance(value, ast.Name):
+            assigned = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                        and value.id in _targets(t)]
+            if assigned:
+                last = max(assigned, key=lambda t: (t.lineno, t.col_offset))
+                where = (start + last.lineno - 1, last.col_offset + indent + 1)
+        found[name] = where
+    return found
+
+
+def _targets(node) -> set:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = set()
+    for t in targets:
+        for n in ast.walk(t):
+            if isinstance(n, ast.Name):
+                names.add(n.id)
+            elif isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name):
+                names.add(n.value.id)  # dx[...] = ... writes dx
+    return names
+
+
+def _user_line(exc: BaseException, path: str) -> int | None:
+    """The innermost line of the traceback that is in the user's file."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if _display(frame.filename) == path:
+            line = frame.lineno
+    return line
+
+
+def source_text(path: str) -> str | None:
+    """A Python file's text, to show the line an error is at (None when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except (OSError, ValueError):
+        return None
+
+
+def _at(err: GradcheckError, layer: Layer) -> GradcheckError:
+    """An error about the layer as a whole: at the forward's first line."""
+    err.source, err.line, err.col = layer.forward_at[0], layer.forward_at[1], 1
+    return err
+
+
+def _exception(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _describe(value) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    return type(value).__name__
+
+
+def _qualname(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _base_name(forward) -> str:
+    name = getattr(forward, "__name__", "layer")
+    return name[: -len("_forward")] if name.endswith("_forward") else name
+
+
+# --- targets named on the command line: FILE.py::NAME ----------------------------------------------
+
+def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> CheckReport:
+    """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
+    with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
+    forward, backward, layer_style = load_target(spec)
+    order = _parameter_names(forward)
+    given = list(shapes) + [n for n in values if n not in shapes]
+    for name in given + list(params):
+        if order and name not in order:
+            raise PythonError(f"{_qualname(forward)} has no parameter '{name}'" + did_you_mean(name, order)
+                              + f" (its parameters: {', '.join(order)})")
+    if not given:
+        raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
+    names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
+    rng = np.random.default_rng(settings.seed)
+    inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
+    if layer_style:
+        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
+    else:
+        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
+    report.source = spec
+    report.rerun = _rerun(spec, shapes, values, params, settings)
+    return report
+
+
+def load_target(spec: str):
+    """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or not path or not name:
+        raise PythonError(f"'{spec}': expected FILE.py::NAME, e.g. layers.py::affine")
+    if not os.path.isfile(path):
+        raise PythonError(f"'{path}': no such file")
+    module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # so the file's own `from layers import ...` works, as under pytest
+    try:
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset)
+    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
+        line = _user_line(exc, _display(path))
+        raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None)
+    if "," in name:
+        fwd_name, _, bwd_name = (p.strip() for p in name.partition(","))
+        pairs = [(fwd_name, bwd_name, True)]
+    else:
+        pairs = [(f"{name}_forward", f"{name}_backward", True), (f"{name}_forward_naive", f"{name}_backward_naive", True),
+                 (name, f"{name}_vjp", False), (name, f"{name}_backward", True)]
+    for fwd_name, bwd_name, layer_style in pairs:
+        fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
+        if callable(fwd) and callable(bwd):
+            return fwd, bwd, layer_style
+    offered = sorted(n[: -len("_forward")] for n in dir(module) if n.endswith("_forward")
+                     and callable(getattr(module, n + "", None)))
+    hint = f" (layers there: {', '.join(offered)})" if offered else ""
+    raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp{hint}")
+
+
+def _parameter_names(fn) -> list:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
+    except (TypeError, ValueError):
+        return []
+
+
+def _rerun(spec, shapes, values, params, settings: Settings) -> str:
+    parts = ["gradcheck", "check-py", spec]
+    parts += [f"--shape={n}={','.join(str(d) for d in s)}" for n, s in shapes.items()]
+    parts += [f"--at={n}={np.asarray(v).tolist()}" for n, v in values.items()]
+    parts += [f"--param={n}={json.dumps(_jsonable(v))}" for n, v in params.items()]
+    if settings.seed:
+        parts.append(f"--seed={settings.seed}")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,267 @@
+"""Checks of real Python layers (issue 14): check_layer, check_function, `check-py`, testing helpers."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli import check_function, check_layer
+from gradcheck_cli.cli import main
+from gradcheck_cli.pycheck import FunctionRunner
+from gradcheck_cli.testing import assert_function, assert_layer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "python"
+sys.path.insert(0, str(EXAMPLES))
+
+import layers  # noqa: E402
+import layers_wrong  # noqa: E402
+
+RNG = np.random.default_rng(7)
+CASES = {
+    "affine": ({"x": RNG.standard_normal((10, 20, 3)), "w": RNG.standard_normal((60, 5)),
+                "b": RNG.standard_normal(5)}, {}),
+    "relu": ({"x": RNG.standard_normal((10, 10))}, {}),
+    "batchnorm": ({"x": RNG.standard_normal((10, 5)), "gamma": RNG.standard_normal(5),
+                   "beta": RNG.standard_normal(5)}, {"bn_param": {"mode": "train"}}),
+    "conv": ({"x": RNG.standard_normal((2, 3, 5, 5)), "w": RNG.standard_normal((4, 3, 3, 3)),
+              "b": RNG.standard_normal(4)}, {"conv_param": {"stride": 1, "pad": 1}}),
+}
+WRONG_INPUT = {"affine": "b", "relu": "x", "batchnorm": "x", "conv": "x"}
+
+
+def pair(module, name):
+    suffix = "_naive" if name == "conv" else ""
+    return getattr(module, f"{name}_forward{suffix}"), getattr(module, f"{name}_backward{suffix}")
+
+
+def bug_line(name: str) -> int:
+    """The line of `layers_wrong.py` whose returned gradient the bug ends in (the `# bug` comment's
+    function, its last assignment of the failing input's gradient)."""
+    source = (EXAMPLES / "layers_wrong.py").read_text().splitlines()
+    start = next(i for i, text in enumerate(source) if re.match(rf"def {name}_backward", text))
+    target = "d" + WRONG_INPUT[name]
+    lines = [i + 1 for i, text in enumerate(source[start:], start) if re.match(rf"\s+{target} = ", text)]
+    end = next((i for i, text in enumerate(source[start + 1:], start + 1) if text.startswith("def ")), len(source))
+    return max(i for i in lines if i <= end)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_right_layers_pass_every_input_at_both_points(name):
+    inputs, params = CASES[name]
+    report = check_layer(*pair(layers, name), inputs, params)
+    assert report.error is None and report.passed, [(r.name, r.status, r.note) for r in report.nodes]
+    assert [r.name for r in report.nodes] == list(inputs)
+    assert sorted({g.point for g in report.gates}) == [1, 2] and len(report.gates) == 2 * len(inputs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_classic_mistakes_fail_on_the_right_input_and_line(name):
+    inputs, params = CASES[name]
+    report = check_layer(*pair(layers_wrong, name), inputs, params)
+    assert report.error is None and not report.passed
+    failing = {r.name for r in report.nodes if r.status == "fail"}
+    assert failing == {WRONG_INPUT[name]}
+    row = next(r for r in report.nodes if r.status == "fail")
+    assert row.line == bug_line(name) and row.culprit == (row.line, row.col)
+    assert report.path.endswith("layers_wrong.py")
+    assert row.worst_index is not None and len(row.worst_index) == np.ndim(inputs[row.name])
+
+
+def test_a_backward_that_forgets_dout_fails_although_it_is_right_for_ones():
+    # relu_backward without dout is right exactly when dout is all ones: the upstream is random
+    x = CASES["relu"][0]["x"]
+    dx = layers_wrong.relu_backward(np.ones_like(x), layers_wrong.relu_forward(x)[1])
+    assert np.array_equal(dx, layers.relu_backward(np.ones_like(x), x))
+    assert not check_layer(*pair(layers_wrong, "relu"), {"x": x}).passed
+
+
+def test_a_backward_right_only_at_the_given_point_fails_at_the_second():
+    def vjp(dout, x):
+        return dout * 3 * x ** 2 + (x - 1) ** 3  # the extra term vanishes at x = 1 only
+    report = check_function(lambda x: x ** 3, vjp, {"x": np.ones(4)})
+    assert report.nodes[0].status == "pass"
+    second = [g for g in report.gates if g.point == 2]
+    assert second and second[0].status == "fail" and "second, random point (right at the given point" in second[0].note
+    assert not report.passed
+
+
+def test_a_kink_is_told_from_a_bug():
+    x = np.array([[0.0, 1.0], [-2.0, 3.0]])  # relu at exactly 0: either one-sided slope is right
+    kink = check_layer(layers.relu_forward, layers.relu_backward, {"x": x})
+    assert kink.nodes[0].status == "kink" and kink.passed and "one-sided slopes" in kink.nodes[0].note
+
+    def relu_backward_wrong_at_zero(dout, cache):
+        return dout * (cache > 0) + 2 * dout * (cache == 0)  # 2·dout at 0: neither slope
+    bug = check_layer(layers.relu_forward, relu_backward_wrong_at_zero, {"x": x})
+    assert bug.nodes[0].status == "fail" and "neither" in bug.nodes[0].note
+
+
+def test_a_vectorised_forward_is_batched_and_a_row_wise_one_looped():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4))
+    u = rng.standard_normal((3, 4))
+    tanh = FunctionRunner(lambda a: np.tanh(a[0]), [x], u, np.tanh(x))
+    affine = FunctionRunner(lambda a: layers.affine_forward(*a)[0], [x, rng.standard_normal((4, 2)), np.zeros(2)],
+                            rng.standard_normal((3, 2)), np.zeros((3, 2)) + layers.affine_forward(
+                                x, np.ones((4, 2)), np.zeros(2))[0] * 0)
+    assert tanh.batched and not affine.batched
+    cross_talk = FunctionRunner(lambda a: a[0] + a[0].sum(), [x], u, x + x.sum())  # sums over the batch axis too
+    assert not cross_talk.batched
+
+
+def test_batched_and_looped_checks_agree():
+    x = np.random.default_rng(1).standard_normal(30)
+    fast = check_function(np.tanh, lambda dout, x: dout * (1 - np.tanh(x) ** 2), {"x": x})
+    slow = check_function(lambda x: np.tanh(np.asarray(x).reshape(-1)[: x.size if x.ndim == 1 else -1]),
+                          lambda dout, x: dout * (1 - np.tanh(x) ** 2), {"x": x})
+    assert fast.passed and slow.passed
+    assert fast.nodes[0].numeric_method == "exhaustive"  # batched: every element, within the budget
+
+
+def test_the_users_errors_are_reported_not_raised():
+    def forward(x):
+        raise ValueError("shapes do not align")
+    report = check_layer(forward, layers.relu_backward, {"x": np.ones(3)})
+    assert report.error is not None and "forward raised ValueError: shapes do not align" in report.error.message
+    assert report.error.line == forward.__code__.co_firstlineno + 1
+
+    not_a_pair = check_layer(lambda x: x, layers.relu_backward, {"x": np.ones(3)})
+    assert "must return (out, cache)" in not_a_pair.error.message
+
+    def backward_raises(dout, cache):
+        raise IndexError("oops")
+    raised = check_layer(layers.relu_forward, backward_raises, {"x": np.ones(3)})
+    assert raised.error is None and raised.nodes[0].status == "fail"
+    assert "backward raised IndexError: oops" in raised.nodes[0].note
+
+    too_few = check_layer(layers.affine_forward, lambda dout, cache: (dout, dout), CASES["affine"][0])
+    assert all(r.status == "fail" for r in too_few.nodes) and "must return 3 gradient(s)" in too_few.nodes[0].note
+
+    bad_shape = check_function(np.sin, lambda dout, x: np.cos(x)[:2] * dout[:2], {"x": np.ones(3)})
+    assert "has shape (2,), but x has (3,)" in bad_shape.nodes[0].note
+
+    for bad in (np.array([1.0, np.nan]), np.array([]), "abc"):
+        assert check_function(np.sin, lambda d, x: d * np.cos(x), {"x": bad}).error is not None
+
+
+def test_params_are_copied_for_every_call():
+    calls = []
+
+    def forward(x, bn_param):
+        bn_param["seen"] = bn_param.get("seen", 0) + 1  # a forward that updates its params (running means)
+        calls.append(bn_param["seen"])
+        return x * 2, None
+    params = {"bn_param": {}}
+    report = check_layer(forward, lambda dout, cache: dout * 2, {"x": np.ones(3)}, params)
+    assert report.passed and params == {"bn_param": {}} and set(calls) == {1}
+
+
+def test_assert_layer_fails_with_the_table():
+    inputs, params = CASES["batchnorm"]
+    assert_layer(*pair(layers, "batchnorm"), inputs, params)
+    with pytest.raises(AssertionError) as info:
+        assert_layer(*pair(layers_wrong, "batchnorm"), inputs, params)
+    text = str(info.value)
+    assert "fail x" in text and f"line {bug_line('batchnorm')}" in text and "node" in text
+    with pytest.raises(AssertionError):
+        assert_function(np.sin, lambda d, x: d * np.sin(x), {"x": np.ones(2)})
+
+
+def test_the_verdict_is_the_same_for_the_same_seed():
+    inputs, params = CASES["conv"]
+    a = check_layer(*pair(layers, "conv"), inputs, params, seed=3).to_dict()
+    b = check_layer(*pair(layers, "conv"), inputs, params, seed=3).to_dict()
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+AFFINE = ["--shape", "x=10,20,3", "--shape", "w=60,5", "--shape", "b=5"]
+
+
+def test_check_py_finds_the_cs231n_pair_and_sets_the_exit_code():
+    good = run("check-py", f"{EXAMPLES}/layers.py::affine", *AFFINE)
+    assert good.exit_code == 0, good.output
+    bad = run("check-py", f"{EXAMPLES}/layers_wrong.py::affine", *AFFINE)
+    assert bad.exit_code == 1 and "fail b" in bad.output
+    assert "reproduce: gradcheck check-py" in bad.output
+    conv = run("check-py", f"{EXAMPLES}/layers_wrong.py::conv", "--shape", "x=2,3,5,5", "--shape", "w=4,3,3,3",
+               "--shape", "b=4", "--param", 'conv_param={"stride": 1, "pad": 1}')
+    assert conv.exit_code == 1 and f"(line {bug_line('conv')})" in conv.output
+
+
+def test_check_py_machine_formats():
+    out = run("check-py", f"{EXAMPLES}/layers_wrong.py::affine", *AFFINE, "--format", "json")
+    data = json.loads(out.stdout)
+    assert data["passed"] is False and [n["status"] for n in data["results"][0]["nodes"]] == ["pass", "pass", "fail"]
+    junit = run("check-py", f"{EXAMPLES}/layers_wrong.py::affine", *AFFINE, "--format", "junit")
+    ET.fromstring(junit.stdout)
+    github = run("check-py", f"{EXAMPLES}/layers_wrong.py::affine", *AFFINE, "--format", "github")
+    assert f"layers_wrong.py,line={bug_line('affine')}," in github.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["layers.py"], "expected FILE.py::NAME"),
+    (["nosuch.py::affine", "--shape", "x=2"], "no such file"),
+    (["{ex}/layers.py::nosuch", "--shape", "x=2"], "no nosuch_forward/nosuch_backward pair"),
+    (["{ex}/layers.py::affine", "--shape", "X=2"], "has no parameter 'X' (its parameters: x, w, b)"),
+    (["{ex}/layers.py::affine"], "give each differentiated input's shape"),
+    (["{ex}/layers.py::affine", "--shape", "x=2,a"], "expected NAME=D1,D2"),
+    (["{ex}/layers.py::affine", "--shape", "x=2", "--param", "w={bad"], "not JSON"),
+    (["{ex}/layers.py::affine", "--shape", "x=2,3", "--shape", "w=4,5", "--shape", "b=5"], "forward raised"),
+])
+def test_check_py_bad_input_is_exit_2_without_a_traceback(args, fragment):
+    result = run("check-py", *[a.replace("{ex}", str(EXAMPLES)) for a in args])
+    assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
+
+
+def test_an_import_error_points_at_the_users_line(tmp_path):
+    (tmp_path / "broken.py").write_text("import numpy as np\n\nBAD = 1 / 0\n")
+    result = run("check-py", f"{tmp_path}/broken.py::f", "--shape", "x=2")
+    assert result.exit_code == 2 and "broken.py:3:1: error: cannot import" in result.output
+    assert "ZeroDivisionError" in result.output and "BAD = 1 / 0" in result.output
+    (tmp_path / "syntax.py").write_text("def f(x):\n    return x +\n")
+    result = run("check-py", f"{tmp_path}/syntax.py::f", "--shape", "x=2")
+    assert result.exit_code == 2 and "syntax.py:2:" in result.output
+
+
+def test_check_py_with_a_vjp_and_values(tmp_path):
+    (tmp_path / "fns.py").write_text(
+        "import numpy as np\n\ndef softplus(x):\n    return np.log1p(np.exp(x))\n\n"
+        "def softplus_vjp(dout, x):\n    return dout / (1 + np.exp(-x))\n")
+    result = run("check-py", f"{tmp_path}/fns.py::softplus", "--at", "x=[0.5, -1, 2]")
+    assert result.exit_code == 0, result.output
+
+
+def test_torch_agrees_with_the_example_layers():
+    torch = pytest.importorskip("torch")
+    inputs, params = CASES["conv"]
+    out, cache = layers.conv_forward_naive(*inputs.values(), **params)
+    dout = np.random.default_rng(3).standard_normal(out.shape)
+    ours = layers.conv_backward_naive(dout, cache)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in inputs.items()}
+    tout = torch.nn.functional.conv2d(t["x"], t["w"], t["b"], stride=1, padding=1)
+    np.testing.assert_allclose(tout.detach().numpy(), out, rtol=1e-12, atol=1e-12)
+    tout.backward(torch.tensor(dout))
+    for k, g in zip(inputs, ours):
+        np.testing.assert_allclose(t[k].grad.numpy(), g, rtol=1e-10, atol=1e-12)
+    inputs, params = CASES["batchnorm"]
+    out, cache = layers.batchnorm_forward(*inputs.values(), **params)
+    dout = np.random.default_rng(4).standard_normal(out.shape)
+    ours = layers.batchnorm_backward(dout, cache)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in inputs.items()}
+    tout = torch.nn.functional.batch_norm(t["x"], None, None, t["gamma"], t["beta"], training=True, eps=1e-5)
+    tout.backward(torch.tensor(dout))
+    for k, g in zip(inputs, ours):
+        np.testing.assert_allclose(t[k].grad.numpy(), g, rtol=1e-8, atol=1e-10)
