@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import autodiff, gatecheck, numeric, symbolic, verdict
@@ -25,6 +27,7 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_nam
     `settings` (default: `Settings()`) with `overrides` applied (`seed=1`, `symbolic=False`, ...).
     Never raises for bad input: the report's `error` holds the GradcheckError instead.
     """
+    started = time.perf_counter()
     at_text = {k: v for k, v in (at or {}).items() if isinstance(v, str)}
     report = CheckReport(source=source, inline=text if free_names else None, at=at_text)
     try:
@@ -36,6 +39,7 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_nam
         report.error = err.located(source, text)
     except RecursionError:
         report.error = GradcheckError("the input is nested too deeply", 1, 1).located(source, text)
+    report.elapsed = time.perf_counter() - started
     return report
 
 

@@ -30,9 +30,11 @@ def _parse_at(values) -> dict:
     return out
 
 
-def _console(file=None, width=None):
+def _console(file=None, width=None, color: bool | None = None):
+    """A rich console: colour as the terminal and NO_COLOR say, unless --color/--no-color decides."""
     from rich.console import Console
-    console = Console(file=file, width=width, highlight=False, soft_wrap=False)
+    options = {} if color is None else ({"force_terminal": True} if color else {"no_color": True, "color_system": None})
+    console = Console(file=file, width=width, highlight=False, soft_wrap=False, **options)
     console.on_broken_pipe = _raise_broken_pipe  # rich would exit 1; a closed pipe is not a failed check
     return console
 
@@ -161,8 +163,13 @@ def main():
               help="Expression nodes SymPy's derivatives may visit per file (work, not time) [default: 1000000].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Check files in N parallel processes (results keep their order) [default: 1].")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the files that fail, and the summary.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print each gate's own check.")
+@click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first file that fails.")
+@click.option("--exit-zero", "exit_zero", is_flag=True, help="Exit 0 even when a check fails (input errors still exit 2).")
+@click.option("--color/--no-color", "color", default=None, help="Force colour on or off [default: on for a terminal, off with NO_COLOR].")
 def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget,
-          symbolic_budget, jobs):
+          symbolic_budget, jobs, quiet, verbose, exitfirst, exit_zero, color):
     """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC.
 
     Defaults come from [tool.gradcheck] in the nearest pyproject.toml; options given here win.
@@ -193,13 +200,24 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
             files = expand_targets(targets)
         except GradcheckError as err:
             _fail_usage(err.message)
-        run = check_files(files, settings)
+        run = check_files(files, settings, exitfirst=exitfirst)
+    if expand is not None:
+        _check_expand(run, expand)
     try:
-        _emit(run, settings.format, output, expand)
+        _emit(run, settings.format, output, expand, quiet=quiet, verbose=verbose, color=color)
     except BrokenPipeError:  # a closed pipe is not a failed check: the exit code still says how it went
         _silence_stdout()
     _github_step_summary(run, settings.format)
-    sys.exit(run.exit_code())
+    code = run.exit_code()
+    sys.exit(0 if exit_zero and code == 1 else code)
+
+
+def _check_expand(run, name: str) -> None:
+    """--expand NODE must name a node of some checked file."""
+    from .errors import did_you_mean
+    names = [r.name for report in run.results for r in report.nodes]
+    if names and name not in names:
+        _fail_usage(f"--expand: no node '{name}'{did_you_mean(name, names)} (nodes: {', '.join(dict.fromkeys(names))})"[:400])
 
 
 _SHAPE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+(?:\s*[,x×]\s*\d+)*)?\s*$")
@@ -314,7 +332,8 @@ def _github_step_summary(run, fmt: str) -> None:
         click.echo(f"gradcheck: warning: cannot write $GITHUB_STEP_SUMMARY ({err})", err=True)
 
 
-def _emit(run, fmt: str, output: str | None, expand: str | None) -> None:
+def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = False, verbose: bool = False,
+          color: bool | None = None) -> None:
     from io import StringIO
     from .render import MACHINE_FORMATS, render
     from .render.table import print_table
@@ -322,16 +341,15 @@ def _emit(run, fmt: str, output: str | None, expand: str | None) -> None:
     for report in run.results:
         if report.error is not None:
             click.echo(report.error.format(), err=True)
-    ok = type(run)([r for r in run.results if r.error is None])
     if fmt in MACHINE_FORMATS:
         text = render(run, fmt)
     elif output is None:
-        if ok.results:
-            print_table(ok, _console(), expand)
+        if any(r.error is None for r in run.results) or len(run.results) > 1:
+            print_table(run, _console(color=color), expand, quiet, verbose, errors_shown=True)
         return
     else:
         buffer = StringIO()
-        print_table(ok, _console(buffer, 120), expand)
+        print_table(run, _console(buffer, 120, color=False), expand, quiet, verbose, errors_shown=True)
         text = buffer.getvalue()
     if output:
         _write_atomically(output, text)

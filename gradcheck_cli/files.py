@@ -92,19 +92,30 @@ def check_paths(targets, settings: Settings | None = None, **overrides) -> RunRe
     return check_files(expand_targets(targets), settings)
 
 
-def check_files(files: list, settings: Settings) -> RunReport:
+def check_files(files: list, settings: Settings, exitfirst: bool = False) -> RunReport:
     """Check files in `settings.jobs` processes (at most one per core); results keep the order of `files`.
+    With `exitfirst`, stop after the first file that does not pass.
 
     Standard input (`-`) is read here, once, before any worker starts."""
     jobs = min(settings.jobs, os.cpu_count() or 1, len(files))
+    results: list = []
     if jobs <= 1:
-        return RunReport([check_file(f, settings) for f in files])
+        for f in files:
+            results.append(check_file(f, settings))
+            if exitfirst and not results[-1].passed:
+                break
+        return RunReport(results)
     texts = {f: _read_or_error(f) for f in files if str(f) == "-"}
     from concurrent.futures import ProcessPoolExecutor
     chunk = max(1, len(files) // (jobs * 4))
     with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         work = functools.partial(_check_one, settings=settings, texts=texts)
-        return RunReport(list(pool.map(work, files, chunksize=chunk)))
+        for report in pool.map(work, files, chunksize=chunk):
+            results.append(report)
+            if exitfirst and not report.passed:
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+    return RunReport(results)
 
 
 def _read_or_error(path):

@@ -118,6 +118,7 @@ class CheckReport:
     at: dict = field(default_factory=dict)  # `--at` values given as text (to reproduce them)
     path: str | None = None   # the file the rows' lines are in, when not `source` (a Python check)
     rerun: str | None = None  # the command that reruns this check, when not a `check` of `source`
+    elapsed: float = 0.0      # seconds the check took: only JUnit's `time` shows it (never a verdict)
 
     @property
     def seed(self) -> int:

@@ -38,7 +38,9 @@ def test_junit_is_valid_xml_with_one_case_per_file(batch):
     assert len(set(names)) == 3 and names[0].endswith("a_good.grad")
     assert cases[0].find("failure") is None and cases[0].find("error") is None
     failure = cases[1].find("failure")
-    assert failure is not None and "x (line 3): fail" in failure.text
+    # the root cause leads (the gate's d line), the rows that only inherit it are folded into one line
+    assert failure is not None and failure.text.startswith("gate f: dt (line 2): fail")
+    assert "also: x" in failure.text
     assert "its d line 'dt' (line 2)" in failure.text and "reproduce: gradcheck check" in failure.text
     error = cases[2].find("error")
     assert error is not None and "c_broken.grad:1:9: error:" in error.text
@@ -61,7 +63,9 @@ def test_github_annotations_point_at_the_d_line_and_escape(tmp_path):
     props, message = line[len("::error "):].split("::", 1)
     assert "we%2Cird%3Aname.grad" in props          # , and : escaped in properties
     assert ",line=2,col=3," in props                 # the faulty d line, not the row
-    assert "title=gradcheck fail%3A x" in props
+    assert "title=gradcheck fail%3A gate f%3A dt" in props  # the root cause names the gate and d line
+    assert len([l for l in result.stdout.splitlines() if l.startswith("::")]) == 1  # one annotation per cause
+    assert "also%3A x" not in props and "also: x" in message.replace("%3A", ":")
     assert "%0Areproduce: gradcheck check" in message  # newline escaped in the message
     assert "\n" not in message
 

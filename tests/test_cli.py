@@ -86,8 +86,9 @@ def test_failing_check_exits_1(monkeypatch):
     from gradcheck_cli import gates as G
     wrong = dataclasses.replace(G.REGISTRY["exp"], vjp=lambda g, args, out, a: (g * out * 2,))
     monkeypatch.setitem(G.REGISTRY, "exp", wrong)
-    result = run("check", str(EXPRESSIONS / "cs231n_sigmoid.grad"))
+    result = run("check", str(EXPRESSIONS / "cs231n_sigmoid.grad"), env={"COLUMNS": "300"})
     assert result.exit_code == 1
+    assert "fail gate exp(-dot)" in result.output
     assert "fail" in result.output and "the gradient goes wrong in the backward of 'exp(-dot)'" in result.output
 
 
@@ -119,7 +120,9 @@ def test_a_failing_tensor_row_names_its_worst_element_at_80_columns(tmp_path):
                  "x = randn(4, 3)\nW = randn(3, 2)\nb = randn(4, 2)\nf = sum(affine(x, W, b)^2)\n")
     result = run("check", str(p), env={"COLUMNS": "80"})
     assert result.exit_code == 1
-    assert re.search(r"fail b \[\d, \d\] \(line 7\)", result.output)
+    # the cause leads (the d line of the gate), the leaf that inherits it follows with its worst element
+    assert re.search(r"fail gate affine\(x, W, b\): db \(line 4\)", result.output)
+    assert re.search(r"also: b \[\d, \d\]", result.output)
 
 
 def test_output_file_is_written_whole(tmp_path):

@@ -27,7 +27,8 @@ def fmt_error(x) -> str:
 
 
 def fmt_shape(shape) -> str:
-    return "×".join(map(str, shape))
+    """`[6]` for a vector (never a bare 6, which reads as a scalar), `4×3` for a matrix."""
+    return f"[{shape[0]}]" if len(shape) == 1 else "×".join(map(str, shape))
 
 
 def element(array, row: NodeRow, digits: int) -> str:
@@ -46,6 +47,40 @@ def row_name(row) -> str:
     if isinstance(row, GateRow):
         return f"gate {row.name}: {row.input}" + (" (second point)" if row.point == 2 else "")
     return getattr(row, "name", None) or f"expect {row.target}"
+
+
+def causes(report) -> list:
+    """The report's failures grouped by where they go wrong, root causes first:
+    [(status, (line, col), the row that says why, [every row it explains])].
+
+    A gate's own check that fails is a root cause; node rows that only inherit it (their culprit is
+    that gate's line) collapse into its group instead of each being a finding of its own."""
+    groups: dict = {}
+    for row in report.failures:
+        where = getattr(row, "culprit", None) or (row.line, getattr(row, "col", None) or 1)
+        groups.setdefault(tuple(where), []).append(row)
+    found = []
+    for where, rows in groups.items():
+        lead = next((r for r in rows if isinstance(r, GateRow) and r.point == 1),
+                    next((r for r in rows if not isinstance(r, GateRow)), rows[0]))
+        found.append((lead.status, where, lead, rows))
+    found.sort(key=lambda c: (not any(isinstance(r, GateRow) for r in c[3]), c[0] != "fail"))
+    return found
+
+
+def inherited(rows: list, lead) -> str:
+    """`also: y, f (2 rows inherit it): <the first one's note>` for the rows of a cause other than
+    its lead, or ''."""
+    others = [r for r in rows if r is not lead]
+    names = list(dict.fromkeys(row_name(r) + (f" {list(r.worst_index)}" if getattr(r, "worst_index", None) else "")
+                               for r in others))
+    if not names:
+        return ""
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    text = f"also: {shown} ({len(names)} row{'s' if len(names) > 1 else ''} inherit{'s' if len(names) == 1 else ''} it)"
+    notes = [r.note for r in others if r.note and r.note != lead.note]
+    note = next((n for n in notes if not n.startswith("inherits")), notes[0] if notes else None)
+    return f"{text}: {note}" if note else text
 
 
 def summary(run: RunReport) -> str:
@@ -77,10 +112,13 @@ def summary(run: RunReport) -> str:
 
 
 def failure_lines(report) -> list:
-    """`name (line N): status — note` for every row that makes the report fail."""
+    """`name (line N): status — note` for each root cause of the report's failure."""
     out = []
-    for row in report.failures:
+    for status, (line, _), row, rows in causes(report):  # root causes first, inherited rows folded in
         err = getattr(row, "numeric_error", None)
         detail = f", numeric error {fmt_error(err)}" if err is not None else ""
-        out.append(f"{row_name(row)} (line {row.line}): {row.status}{detail}" + (f" — {row.note}" if row.note else ""))
+        out.append(f"{row_name(row)} (line {line}): {status}{detail}" + (f" — {row.note}" if row.note else ""))
+        also = inherited(rows, row)
+        if also:
+            out.append(f"  {also}")
     return out

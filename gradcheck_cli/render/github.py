@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..report import RunReport
-from .common import row_name, summary
+from .common import causes, inherited, row_name, summary
 
 
 def gh_data(text: str) -> str:
@@ -24,11 +24,11 @@ def render_github(run: RunReport) -> str:
                 props += f",line={err.line},col={err.col or 1}"
             out.append(f"::error {props},title={gh_property('gradcheck: input error')}::{gh_data(err.message)}")
             continue
-        for row in report.failures:
-            level = "error" if row.status == "fail" or report.settings.strict else "warning"
-            title = gh_property(f"gradcheck {row.status}: {row_name(row)}")
-            message = (row.note or row.status) + "\nreproduce: " + report.reproduce()
-            line, col = getattr(row, "culprit", None) or (row.line, row.col or 1)
+        for status, (line, col), lead, rows in causes(report):  # one annotation per root cause, causes first
+            level = "error" if status == "fail" or report.settings.strict else "warning"
+            title = gh_property(f"gradcheck {status}: {row_name(lead)}")
+            also = inherited(rows, lead)
+            message = (lead.note or status) + (f"\n{also}" if also else "") + "\nreproduce: " + report.reproduce()
             out.append(f"::{level} file={gh_property(report.path or report.source)},line={line},col={col},"
                        f"title={title}::{gh_data(message)}")
     out.append(gh_data(summary(run)))

@@ -25,7 +25,8 @@ def render_junit(run: RunReport) -> str:
     failures = sum(1 for r in run.results if r.error is None and not r.passed)
     errors = sum(1 for r in run.results if r.error is not None)
     suite = ET.Element("testsuite", name="gradcheck", tests=str(len(run.results)),
-                       failures=str(failures), errors=str(errors), skipped="0")
+                       failures=str(failures), errors=str(errors), skipped="0",
+                       time=f"{sum(r.elapsed for r in run.results):.3f}")
     seen: dict = {}
     for report in run.results:
         name = _case_name(report)
@@ -33,7 +34,7 @@ def render_junit(run: RunReport) -> str:
         if seen[name] > 1:  # unique and stable: the same file twice gets #2, #3, ...
             name = f"{name} #{seen[name]}"
         case = ET.SubElement(suite, "testcase", classname="gradcheck", name=xml_text(name),
-                             file=xml_text(report.source))
+                             file=xml_text(report.path or report.source), time=f"{report.elapsed:.3f}")
         if report.error is not None:
             err = report.error
             el = ET.SubElement(case, "error", message=xml_text(err.message), type=type(err).__name__)

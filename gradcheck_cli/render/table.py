@@ -6,7 +6,7 @@ import numpy as np
 
 from ..report import CheckReport, RunReport
 from ..verdict import rel_error
-from .common import STATUS_STYLE, element, fmt_error, fmt_number, fmt_shape, row_name, summary
+from .common import STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -56,14 +56,25 @@ def node_table(report: CheckReport, width: int):
     return table
 
 
-def print_table(run: RunReport, console, expand: str | None = None) -> None:
-    """Print every report: a heading, the table, notes, then a one-line summary of the run."""
+def print_table(run: RunReport, console, expand: str | None = None, quiet: bool = False,
+                verbose: bool = False, errors_shown: bool = False) -> None:
+    """Print every report: a heading, the table, notes, then a one-line summary of the run.
+
+    `quiet`: only the reports that fail; `verbose`: also each gate's own check; `errors_shown`: input
+    errors were printed elsewhere (standard error), so a broken file is one line here, in its place."""
     from rich.markup import escape
     for report in run.results:
         if report.error is not None:
             console.print(f"[bold red]✗[/] {escape(report.source)}", highlight=False)
-            console.print(escape(report.error.format()), highlight=False, soft_wrap=True)
+            if errors_shown:
+                err = report.error
+                where = f":{err.line}:{err.col or 1}" if err.line else ""
+                console.print(f"  input error{where}: {escape(err.message)}", highlight=False, soft_wrap=True)
+            else:
+                console.print(escape(report.error.format()), highlight=False, soft_wrap=True)
             console.print()
+            continue
+        if quiet and report.passed:
             continue
         mark = "[green]✓[/]" if report.passed else "[bold red]✗[/]"
         out = np.asarray(report.value)
@@ -74,13 +85,10 @@ def print_table(run: RunReport, console, expand: str | None = None) -> None:
         console.print(node_table(report, console.width))
         if report.expects:
             console.print(expect_table(report))
-        for row in report.nodes + report.expects:
-            if row.note and row.status not in ("pass", "skip"):
-                label = row_name(row)
-                if getattr(row, "worst_index", None):
-                    label += f" {list(row.worst_index)}"
-                console.print(f"  [{STATUS_STYLE[row.status]}]{row.status}[/] {escape(label)} "
-                              f"(line {row.line}): {escape(row.note)}", highlight=False)
+        for line in cause_lines(report):
+            console.print(line, highlight=False)
+        if verbose and report.gates:
+            console.print(gate_table(report))
         if expand:
             print_expand(report, expand, console)
         if not report.passed:
@@ -89,6 +97,43 @@ def print_table(run: RunReport, console, expand: str | None = None) -> None:
             console.print(f"  [dim]{escape(line)}[/]", highlight=False)
         console.print()
     console.print(summary(run), highlight=False)
+
+
+def cause_lines(report: CheckReport, markup: bool = True) -> list:
+    """The notes under a table: each root cause first (the gate and line that go wrong), the rows that
+    only inherit it collapsed into one line, then the other rows that are not a plain pass."""
+    from rich.markup import escape
+    esc = escape if markup else (lambda t: t)
+    lines, explained = [], set()
+    for status, (line, _), lead, rows in causes(report):
+        label = row_name(lead) + (f" {list(lead.worst_index)}" if getattr(lead, "worst_index", None) else "")
+        style = STATUS_STYLE[status]
+        head = f"[{style}]{status}[/]" if markup else status
+        lines.append(f"  {head} {esc(label)} (line {line}): {esc(lead.note or status)}")
+        also = inherited(rows, lead)
+        if also:
+            lines.append(f"    {esc(also)}")
+        explained.update(id(r) for r in rows)
+    for row in report.nodes + report.expects:
+        if row.note and row.status not in ("pass", "skip") and id(row) not in explained:
+            label = row_name(row) + (f" {list(row.worst_index)}" if getattr(row, "worst_index", None) else "")
+            head = f"[{STATUS_STYLE[row.status]}]{row.status}[/]" if markup else row.status
+            lines.append(f"  {head} {esc(label)} (line {row.line}): {esc(row.note)}")
+    return lines
+
+
+def gate_table(report: CheckReport):
+    """Each gate call's backward checked on its own (-v)."""
+    from rich.table import Table
+    from rich.text import Text
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for col, justify in (("gate", "left"), ("input", "left"), ("line", "right"), ("point", "right"),
+                         ("num err", "right"), ("status", "left")):
+        table.add_column(col, justify=justify)
+    for g in report.gates:
+        table.add_row(Text(f"{g.name}"), Text(g.input), str(g.line), str(g.point), fmt_error(g.numeric_error),
+                      Text(g.status, style=STATUS_STYLE.get(g.status, "")))
+    return table
 
 
 def expect_table(report: CheckReport):
@@ -162,11 +207,11 @@ def failure_text(report: CheckReport, width: int = 120) -> str:
         return report.error.format()
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=True, highlight=False)
+    for line in cause_lines(report, markup=False):  # the cause first: pytest's short summary shows this line
+        console.print(escape(line.strip() if line.startswith("  ") and not line.startswith("    ") else line))
     failing = [r for r in report.nodes if r in report.failures]
     if failing:
         console.print(node_table(CheckReport(report.source, report.output, report.value, failing,
                                              settings=report.settings), width))
-    for row in report.failures:
-        console.print(escape(f"{row.status} {row_name(row)} (line {row.line}): {row.note or ''}"))
     console.print(escape(f"reproduce: {report.reproduce()}"))
     return buffer.getvalue()

@@ -1,0 +1,100 @@
+"""The command line's faces for CI and the terminal (issue 13): flags, order, counts, shapes, causes."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli.cli import main
+
+GOOD = "x = 3\ny = -4\nf = x * y\n"
+BAD = "gate f(t) = t^2\n  dt = dout * t\nx = 1.5\nf = f(x)\n"
+FAN = "gate sq(t) = t^2\n  dt = dout * t\nx = 1.5\ny = sq(x)\nz = y * 3\nf = exp(x) + z\n"
+
+
+def run(*args, **kw):
+    return CliRunner().invoke(main, list(args), **kw)
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "a_good.grad").write_text(GOOD)
+    (tmp_path / "b_bad.grad").write_text(BAD)
+    (tmp_path / "c_broken.grad").write_text("x = 1\nf = x +\n")
+    (tmp_path / "d_good.grad").write_text(GOOD)
+    return tmp_path
+
+
+def test_the_summary_counts_broken_files_and_keeps_their_place(files):
+    result = run("check", str(files))
+    assert result.exit_code == 2
+    assert "4 files: 2 passed, 1 failed, 1 with errors" in result.stdout
+    out = result.stdout
+    assert out.index("b_bad.grad") < out.index("c_broken.grad") < out.index("d_good.grad")
+    assert "input error:2:" in out and "c_broken.grad:2:" in result.stderr
+
+
+def test_quiet_prints_only_what_fails(files):
+    result = run("check", str(files), "-q")
+    assert "a_good.grad" not in result.stdout and "d_good.grad" not in result.stdout
+    assert "b_bad.grad" in result.stdout and "4 files:" in result.stdout
+
+
+def test_exitfirst_stops_after_the_first_failing_file(files):
+    result = run("check", str(files), "-x")
+    assert result.exit_code == 1 and "2 files: 1 passed, 1 failed" in result.stdout
+    assert "d_good.grad" not in result.stdout
+    parallel = run("check", str(files), "-x", "-j", "2")
+    assert parallel.exit_code == 1 and "d_good.grad" not in parallel.stdout
+
+
+def test_exit_zero_keeps_failures_from_failing_the_job_but_not_input_errors(files):
+    assert run("check", str(files / "b_bad.grad"), "--exit-zero").exit_code == 0
+    assert run("check", str(files), "--exit-zero").exit_code == 2
+
+
+def test_verbose_prints_each_gates_own_check(files):
+    quiet = run("check", str(files / "b_bad.grad"))
+    verbose = run("check", str(files / "b_bad.grad"), "-v", env={"COLUMNS": "160"})
+    assert "┃ point" not in quiet.stdout and re.search(r"f\s+│\s+dt\s+│\s+2\s+│\s+1\s+│\s+5.0e-01\s+│\s+fail", verbose.stdout)
+
+
+def test_color_flags():
+    forced = run("check", "-e", "x*y", "--color")
+    plain = run("check", "-e", "x*y", "--no-color", "--color")  # the last flag wins
+    off = run("check", "-e", "x*y", "--no-color")
+    assert "\x1b[" in forced.stdout and "\x1b[" in plain.stdout and "\x1b[" not in off.stdout
+
+
+def test_expand_of_an_unknown_node_is_an_error():
+    result = run("check", "-e", "x*y", "--expand", "xx")
+    assert result.exit_code == 2 and "--expand: no node 'xx'" in result.output and "nodes: x, y" in result.output
+
+
+def test_vectors_look_like_vectors():
+    result = run("check", "-e", "sum(x * 2)", "--at", "x=[1, 2, 3, 4, 5, 6]", env={"COLUMNS": "120"})
+    row = next(line for line in result.stdout.splitlines() if line.startswith("x "))
+    assert "[6]" in row and not re.search(r"│\s+6\s+│", row)
+    matrix = run("check", "-e", "sum(W)", "--at", "W=ones(4, 3)", env={"COLUMNS": "120"})
+    assert "4×3" in matrix.stdout
+
+
+def test_junit_has_time_attributes(files):
+    suite = ET.fromstring(run("check", str(files / "a_good.grad"), "--format", "junit").stdout).find("testsuite")
+    assert float(suite.get("time")) >= 0 and float(suite.find("testcase").get("time")) >= 0
+
+
+def test_fan_out_gives_one_cause_first_in_every_face(tmp_path):
+    p = tmp_path / "fan.grad"
+    p.write_text(FAN)
+    table = run("check", str(p), env={"COLUMNS": "200"}).stdout
+    notes = [line.strip() for line in table.splitlines() if line.startswith("  fail") or line.startswith("    also")]
+    assert notes[0].startswith("fail gate y: dt (line 2)") and notes[1].startswith("also: x (1 row inherits it)")
+    assert "exp" not in " ".join(notes)  # the innocent sibling is never blamed
+    github = [line for line in run("check", str(p), "--format", "github").stdout.splitlines() if line.startswith("::")]
+    assert len(github) == 1 and ",line=2,col=3," in github[0]
+    junit = ET.fromstring(run("check", str(p), "--format", "junit").stdout)
+    assert junit.find(".//failure").text.startswith("gate y: dt (line 2): fail")
