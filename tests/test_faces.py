@@ -98,3 +98,10 @@ def test_fan_out_gives_one_cause_first_in_every_face(tmp_path):
     assert len(github) == 1 and ",line=2,col=3," in github[0]
     junit = ET.fromstring(run("check", str(p), "--format", "junit").stdout)
     assert junit.find(".//failure").text.startswith("gate y: dt (line 2): fail")
+
+
+def test_an_infinite_backprop_gradient_fails_instead_of_passing_silently():
+    result = run("check", "-e", "sqrt(x)", "--at", "x=0", env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "backprop's gradient is infinite here" in result.stdout
+    assert run("check", "-e", "sqrt(x)", "--at", "x=0.5").exit_code == 0
+    assert run("check", "-e", "abs(x)", "--at", "x=0").exit_code == 0  # a kink has finite one-sided slopes

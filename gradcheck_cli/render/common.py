@@ -80,6 +80,8 @@ def inherited(rows: list, lead) -> str:
     text = f"also: {shown} ({len(names)} row{'s' if len(names) > 1 else ''} inherit{'s' if len(names) == 1 else ''} it)"
     notes = [r.note for r in others if r.note and r.note != lead.note]
     note = next((n for n in notes if not n.startswith("inherits")), notes[0] if notes else None)
+    if note and lead.note and note.startswith(lead.note):
+        note = note[len(lead.note):].lstrip("; ") or None
     return f"{text}: {note}" if note else text
 
 
