@@ -451,6 +451,12 @@ def _sym_max(a, b):
     return sympy.Max(a, b, evaluate=False)
 
 
+def _sym_max_all(items):
+    """Max of many, unevaluated: evaluating compares every pair under SymPy's assumptions (minutes at ~100)."""
+    import sympy
+    return items[0] if len(items) == 1 else sympy.Max(*items, evaluate=False)
+
+
 def _sym_min(a, b):
     import sympy
     return sympy.Min(a, b, evaluate=False)
@@ -581,7 +587,7 @@ _GATES = [
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
     Gate(name="reduce_max", arity=1, call="max", params=("axis", "keepdims"),
          forward=lambda args, a: args[0].max(axis=a["axes"], keepdims=a["keepdims"]),
-         vjp=_max_vjp, sym=lambda args, a: _sym_reduce(args[0], a, lambda items: _sp("Max")(*items)),
+         vjp=_max_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_max_all),
          infer=_axes_infer(), branch=_max_branch,
          local="∂(max x)/∂xᵢ = 1 for the largest element, else 0", doc="largest element (axis= by keyword)",
          routes="max routes: the gradient goes to the largest element (split evenly at a tie)",

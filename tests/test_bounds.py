@@ -377,3 +377,14 @@ def test_finite_differences_past_their_work_limit_are_refused_at_the_output():
     source = "x = 0.5\nf = " + "sin(" * depth + "x" + ")" * depth
     err = assert_positioned_error(source, "element evaluations", 2, 5)
     assert "GRADCHECK_MAX_DIFFERENCE_WORK" in err.message
+
+
+def test_symbolic_max_of_many_is_built_unevaluated():
+    # Evaluating Max(x1..xn) compares every pair under SymPy's assumptions: a fuzzed max over a
+    # tensor hung a worker for over 90 minutes inside a gate's own symbolic check.
+    import sympy
+    from gradcheck_cli.gates import REGISTRY
+    s = sympy.Symbol("s", real=True)
+    items = np.array([s, s + 1, s - 1], dtype=object)
+    out = REGISTRY["reduce_max"].sym([items], {"axes": (-1,), "keepdims": False})
+    assert isinstance(out[()], sympy.Max) and len(out[()].args) == 3  # evaluated, it would be s + 1

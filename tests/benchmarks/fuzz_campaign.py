@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+HANG = 120  # seconds: an input still running after this is reported as a hang (the campaign goes on)
 
 
 def worker(count: int, seed: int) -> None:
@@ -36,6 +37,14 @@ def worker(count: int, seed: int) -> None:
     from gradcheck_cli.render.table import print_table
     from gradcheck_cli.report import RunReport
 
+    import signal
+
+    class Hang(Exception):
+        pass
+
+    def alarm(signum, frame):
+        raise Hang(f"still running after {HANG} s")
+    signal.signal(signal.SIGALRM, alarm)
     warnings.simplefilter("ignore")
     random.seed(seed)
     strategy = programs()
@@ -43,6 +52,7 @@ def worker(count: int, seed: int) -> None:
     for _ in range(count):
         text = strategy.example() if not crashes else st.just("x").example()
         start = time.perf_counter()
+        signal.alarm(HANG)
         try:
             report = check(text, source="fuzz.grad")
             assert report.error is None or isinstance(report.error, GradcheckError)
@@ -52,8 +62,10 @@ def worker(count: int, seed: int) -> None:
             render(run, "github")
             render(run, "markdown")
             print_table(run, Console(file=StringIO(), width=80))
-        except Exception as err:  # noqa: BLE001 - the point is to find any
+        except Exception as err:  # noqa: BLE001 - the point is to find any (a Hang too)
             crashes.append((text, f"{type(err).__name__}: {err}"))
+        finally:
+            signal.alarm(0)
         spent = time.perf_counter() - start
         if spent > worst:
             worst, worst_text = spent, text
