@@ -481,17 +481,21 @@ def quiz(target, expr, at, seed, answers):
     ex = _explained(target, expr, at, seed)
     _backward_failures(ex)  # no quiz on a backward that cannot run
     questions = questions_of(ex)
-    given = _answer_file(answers, {q.node for q in questions}) if answers else None
+    given = _answer_file(answers, [q.node for q in questions], ex.output) if answers else None
     interactive = given is None and sys.stdin.isatty()
     click.echo(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
                "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
     right = 0
-    for q in questions:
+    for number, q in enumerate(questions):
         if given is not None:
             written = given.get(q.node)
             click.echo(f"d{q.node} = {written if written is not None else '(no answer)'}")
         else:
-            written = _ask(f"d{q.node}", interactive)
+            try:
+                written = _ask(f"d{q.node}", interactive)
+            except click.exceptions.Abort:  # Ctrl-C or Ctrl-D at the terminal: leave the quiz
+                click.echo(f"\nquiz stopped after {number} of {len(questions)} questions; score: {right}/{number}")
+                sys.exit(1)
         ok = written is not None and _grade(written, q.answer)
         right += ok
         for line in feedback_lines(q, ok):
@@ -508,7 +512,9 @@ def _ask(prompt: str, interactive: bool) -> str | None:
         try:
             text = click.prompt(prompt, prompt_suffix=" = ", default="", show_default=False)
         except (click.exceptions.Abort, EOFError):
-            click.echo("(no answer)")
+            if interactive:
+                raise click.exceptions.Abort()
+            click.echo("(no answer)")  # piped answers ran out
             return None
         if not interactive:
             click.echo(text)
@@ -530,7 +536,7 @@ def _grade(written: str, answer) -> bool:
         return False
 
 
-def _answer_file(path: str, names: set) -> dict:
+def _answer_file(path: str, names: list, output: str) -> dict:
     """The answers in FILE, or exit 2 with the position of a bad line."""
     from .answers import parse_answers
     from .errors import GradcheckError
@@ -538,7 +544,7 @@ def _answer_file(path: str, names: set) -> dict:
     text = None
     try:
         text = read_source(path)
-        return parse_answers(text, names)
+        return parse_answers(text, names, output)
     except GradcheckError as err:
         _fail(err, path, text)
 

@@ -105,3 +105,47 @@ def test_an_infinite_backprop_gradient_fails_instead_of_passing_silently():
     assert result.exit_code == 1 and "backprop's gradient is infinite here" in result.stdout
     assert run("check", "-e", "sqrt(x)", "--at", "x=0.5").exit_code == 0
     assert run("check", "-e", "abs(x)", "--at", "x=0").exit_code == 0  # a kink has finite one-sided slopes
+
+
+QUIZ = "x = 3\ny = -4\nf = x * y\n"
+
+
+def test_an_answer_file_may_start_with_the_output_and_unknown_names_are_listed(tmp_path):
+    (tmp_path / "q.grad").write_text(QUIZ)
+    (tmp_path / "a.txt").write_text("df = 1\ndy = 3\ndx = -4\n")
+    result = run("quiz", str(tmp_path / "q.grad"), "--answers", str(tmp_path / "a.txt"))
+    assert result.exit_code == 0 and "score: 2/2" in result.output
+    (tmp_path / "b.txt").write_text("dz = 3\n")
+    bad = run("quiz", str(tmp_path / "q.grad"), "--answers", str(tmp_path / "b.txt"))
+    assert bad.exit_code == 2 and "b.txt:1:1:" in bad.output and "(the quiz asks for: dy, dx)" in bad.output
+
+
+@pytest.mark.parametrize("key", ["C-d", "C-c"])
+def test_the_quiz_can_be_left_at_a_real_terminal(tmp_path, key):
+    import shutil
+    import subprocess
+    import sys
+    import time
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed: the quiz's terminal test needs a real terminal")
+    (tmp_path / "q.grad").write_text(QUIZ)
+    session = f"gradcheck-quiz-{key}-{tmp_path.name}"
+    command = f"{sys.executable} -m gradcheck_cli quiz {tmp_path / 'q.grad'}; echo EXIT=$?; sleep 20"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "30", command], check=True)
+    try:
+        def screen():
+            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        deadline = time.time() + 30
+        while "dy =" not in screen() and time.time() < deadline:
+            time.sleep(0.2)
+        subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
+        while "dx =" not in screen() and time.time() < deadline:
+            time.sleep(0.2)
+        subprocess.run(["tmux", "send-keys", "-t", session, key], check=True)
+        while "EXIT=" not in screen() and time.time() < deadline:
+            time.sleep(0.2)
+        text = screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert "quiz stopped after 1 of 2 questions; score: 1/1" in text and "EXIT=1" in text
+    assert "(no answer)" not in text
