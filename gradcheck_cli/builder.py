@@ -27,6 +27,8 @@ def _check_shape(shape: tuple, pos, what: str):
     size = 1
     for n in shape:
         size *= int(n)
+    if size == 0:
+        raise GradShapeError(f"{what} would have no elements (a size is 0); nothing could be checked", pos.line, pos.col)
     if size > MAX_ELEMENTS:
         raise GradShapeError(size_error(what, size, MAX_ELEMENTS, name="MAX_ELEMENTS"), pos.line, pos.col)
 

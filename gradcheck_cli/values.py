@@ -13,8 +13,8 @@ def _dims(name: str, args: list) -> tuple[int, ...]:
     """Sizes checked before anything is allocated: integers, at most MAX_ELEMENTS in all."""
     dims = []
     for a in args:
-        if np.ndim(a) != 0 or not np.isfinite(float(a)) or not float(a).is_integer() or float(a) < 0:
-            raise ValueError(f"{name}(...) takes non-negative integer sizes")
+        if np.ndim(a) != 0 or not np.isfinite(float(a)) or not float(a).is_integer() or float(a) < 1:
+            raise ValueError(f"{name}(...) takes positive integer sizes (an array with no elements has nothing to check)")
         if float(a) > MAX_ELEMENTS:
             raise ValueError(f"{name}(...): a size of {float(a):g} is too large (at most {MAX_ELEMENTS:,} elements; GRADCHECK_MAX_ELEMENTS raises it)")
         dims.append(int(a))

@@ -388,3 +388,10 @@ def test_symbolic_max_of_many_is_built_unevaluated():
     items = np.array([s, s + 1, s - 1], dtype=object)
     out = REGISTRY["reduce_max"].sym([items], {"axes": (-1,), "keepdims": False})
     assert isinstance(out[()], sympy.Max) and len(out[()].args) == 3  # evaluated, it would be s + 1
+
+
+def test_an_array_with_no_elements_is_refused_wherever_it_arises():
+    # found by the fuzz campaign: a zero-size node crashed the finite differences (KeyError)
+    assert_positioned_error("W = zeros(3, 0, 2)\nt = (W ^ W)\n", "takes positive integer sizes", 1, 5)
+    assert_positioned_error("x = [[]]\nf = sum(x)", "an empty array literal", 1, 6)
+    assert check("x = randn(1)\nf = sum(x * 2)").passed
