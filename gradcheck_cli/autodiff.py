@@ -187,12 +187,30 @@ def _last_uses(graph: Graph) -> list:
 
 def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:
     bad = "nan (undefined)" if np.isnan(out).any() else "infinite (an overflow or a pole)"
-    inputs = ", ".join(f"{graph.nodes[i].name} = {_short(a)}" for i, a in zip(node.inputs, args))
     why = f"; {node.label} is defined for {node.gate.domain}" if node.gate.domain else ""
+    if bad.startswith("infinite") and _overflows(node, args):
+        bad, why = "infinite: it overflows, beyond the largest float (±1.8e308)", ""
+    inputs = ", ".join(f"{graph.nodes[i].name} = {_short(a)}" for i, a in zip(node.inputs, args))
     msg = f"'{node.name}' is {bad} at this point{why}"
     if inputs:
         msg += f"; its inputs: {inputs}"
     return GradValueError(msg, node.pos.line, node.pos.col)
+
+
+def _overflows(node: Node, args: list) -> bool:
+    """Infinite from finite inputs, and still infinite with every input moved a little: an overflow
+    (a pole, like 1/x at 0, is infinite only on the pole itself)."""
+    if not all(np.all(np.isfinite(a)) for a in args):
+        return False
+    try:
+        with np.errstate(all="ignore"):
+            moved = [np.asarray(a, dtype=float) + 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
+            again = np.asarray(node.gate.forward(moved, node.attrs), dtype=float)
+            back = [np.asarray(a, dtype=float) - 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
+            again2 = np.asarray(node.gate.forward(back, node.attrs), dtype=float)
+    except Exception:  # noqa: BLE001 - a gate that cannot even run moved inputs says nothing
+        return False
+    return bool(np.isinf(again).any() and np.isinf(again2).any())
 
 
 def _short(value) -> str:

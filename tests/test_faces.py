@@ -149,3 +149,13 @@ def test_the_quiz_can_be_left_at_a_real_terminal(tmp_path, key):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     assert "quiz stopped after 1 of 2 questions; score: 1/1" in text and "EXIT=1" in text
     assert "(no answer)" not in text
+
+
+@pytest.mark.parametrize("src, at, says", [
+    ("x^1000", "x=3", "overflows"), ("exp(x)", "x=1000", "overflows"),
+    ("1/x", "x=0", "1/x is defined for x ≠ 0"), ("log(x)", "x=0", "log is defined for x > 0"),
+])
+def test_an_overflow_is_told_from_a_pole(src, at, says):
+    result = run("check", "-e", src, "--at", at)
+    assert result.exit_code == 2 and says in result.output
+    assert ("overflows" in result.output) == (says == "overflows")
