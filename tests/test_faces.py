@@ -159,3 +159,9 @@ def test_an_overflow_is_told_from_a_pole(src, at, says):
     result = run("check", "-e", src, "--at", at)
     assert result.exit_code == 2 and says in result.output
     assert ("overflows" in result.output) == (says == "overflows")
+
+
+def test_gates_are_named_in_words():
+    out = run("gates", env={"COLUMNS": "200"}).stdout
+    for name in ("add", "mul", "matmul", "transpose", "reduce_max", "sigmoid"):
+        assert re.search(rf"^\s*{name}\s+│", out, re.M), name

@@ -8,6 +8,7 @@ def gate_table():
     from rich.table import Table
     from ..gates import REGISTRY
     table = Table(show_edge=False, header_style="bold")
+    table.add_column("name", no_wrap=True)  # in words, so a learner can search for "matmul"
     table.add_column("gate", no_wrap=True)
     table.add_column("written", no_wrap=True)
     table.add_column("local gradient")
@@ -17,6 +18,6 @@ def gate_table():
         if gate.const_forms:
             written = ", ".join(f"{'c ' + f.operator + ' x' if f.side == 'left' else 'x ' + f.operator + ' c'}"
                                 if f.side != "either" else f"x {f.operator} c" for f in gate.const_forms)
-        table.add_row(gate.display({"c": 1.0}) if gate.const_forms else gate.display({}), written,
+        table.add_row(gate.name, gate.display({"c": 1.0}) if gate.const_forms else gate.display({}), written,
                       gate.local, gate.routes)
     return table
