@@ -411,13 +411,18 @@ def _fail_backward(errors: list, source: str, text: str) -> None:
 @_source_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
 @_pipe_safe
-def explain(target, expr, at, seed, fmt, latex):
+def explain(target, expr, at, seed, fmt, latex, output):
     """The chain rule step by step: the forward pass, then each edge of the backward pass
     as upstream × local = downstream."""
     from .render.teach import explain_json, explain_latex, explain_text
     ex = _explained(target, expr, at, seed)
-    click.echo(explain_latex(ex) if latex else explain_json(ex) if fmt == "json" else explain_text(ex), nl=False)
+    text = explain_latex(ex) if latex else explain_json(ex) if fmt == "json" else explain_text(ex)
+    if output:
+        _write_atomically(output, text)
+    else:
+        click.echo(text, nl=False)
     _backward_failures(ex)
 
 
@@ -555,8 +560,9 @@ def _answer_file(path: str, names: list, output: str) -> dict:
               help="Learning rate η.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
 @_pipe_safe
-def descend(target, expr, at, seed, lr, steps, fmt):
+def descend(target, expr, at, seed, lr, steps, fmt, output):
     """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
     from .errors import BackwardError, GradcheckError
     from .render.teach import descent_json, descent_table
@@ -574,9 +580,18 @@ def descend(target, expr, at, seed, lr, steps, fmt):
     except GradcheckError as err:
         _fail(err, graph.source, graph.text)
     if fmt == "json":
-        click.echo(descent_json(history), nl=False)
+        text = descent_json(history)
     else:
-        _console().print(descent_table(history))
+        from io import StringIO
+        buffer = StringIO() if output else None
+        _console(buffer, 120 if output else None, color=False if output else None).print(descent_table(history))
+        if not output:
+            return
+        text = buffer.getvalue()
+    if output:
+        _write_atomically(output, text)
+    else:
+        click.echo(text, nl=False)
 
 
 @main.command()

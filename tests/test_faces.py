@@ -165,3 +165,19 @@ def test_gates_are_named_in_words():
     out = run("gates", env={"COLUMNS": "200"}).stdout
     for name in ("add", "mul", "matmul", "transpose", "reduce_max", "sigmoid"):
         assert re.search(rf"^\s*{name}\s+│", out, re.M), name
+
+
+def test_explain_and_descend_write_to_a_file(tmp_path):
+    (tmp_path / "q.grad").write_text(QUIZ)
+    shown = run("explain", str(tmp_path / "q.grad")).stdout
+    assert run("explain", str(tmp_path / "q.grad"), "-o", str(tmp_path / "e.txt")).stdout == ""
+    assert (tmp_path / "e.txt").read_text() == shown
+    assert run("descend", str(tmp_path / "q.grad"), "--steps", "2", "-o", str(tmp_path / "d.txt")).exit_code == 0
+    assert "-14.62" in (tmp_path / "d.txt").read_text() and "\x1b[" not in (tmp_path / "d.txt").read_text()
+    bad = run("explain", str(tmp_path / "q.grad"), "-o", str(tmp_path / "missing" / "e.txt"))
+    assert bad.exit_code == 2 and "cannot write" in bad.output
+
+
+def test_latex_keeps_tensor_shapes_out_of_bare_math_text():
+    out = run("explain", "-e", "sum(W @ X)", "--at", "W=ones(2,2)", "--at", "X=ones(2,2)", "--latex").stdout
+    assert "array 2×2" not in out and r"\text{array } 2 \times 2 \times 2 \times 2" in out

@@ -49,15 +49,23 @@ def _tex_name(name: str) -> str:
     return "".join(special.get(c, c) for c in name)
 
 
+def _tex(value) -> str:
+    """A value in math mode: a large tensor as `\text{array } 2\times 2`, never bare text."""
+    text = short(value)
+    if text.startswith("array "):
+        return r"\text{array } " + r" \times ".join(map(str, np.shape(value)))
+    return text
+
+
 def explain_latex(ex: Explanation) -> str:
     out = ex.output
     lines = [r"\begin{align*}", rf"\frac{{\partial \text{{{_tex_name(out)}}}}}{{\partial \text{{{_tex_name(out)}}}}} &= 1 \\"]
     for s in ex.backward:
         op = r"\mathrel{+}=" if s.accumulate else "="
-        local = short(s.local) if s.local is not None else "J"
+        local = _tex(s.local) if s.local is not None else "J"
         lines.append(rf"\frac{{\partial \text{{{_tex_name(out)}}}}}{{\partial \text{{{_tex_name(s.input)}}}}} &{op} "
-                     rf"\underbrace{{{short(s.upstream)}}}_{{\text{{upstream}}}} \times "
-                     rf"\underbrace{{{local}}}_{{\text{{local}}}} = {short(s.downstream)} "
+                     rf"\underbrace{{{_tex(s.upstream)}}}_{{\text{{upstream}}}} \times "
+                     rf"\underbrace{{{local}}}_{{\text{{local}}}} = {_tex(s.downstream)} "
                      rf"&& \text{{{_tex_name(s.node)} [{_tex_name(s.gate)}]}} \\")
     lines.append(r"\end{align*}")
     return "\n".join(lines) + "\n"
