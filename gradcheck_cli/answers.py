@@ -6,6 +6,7 @@ import re
 
 from .errors import GradcheckError, GradNameError, GradSyntaxError, did_you_mean
 from .frontend import parse_value
+from .teach import grad_name
 
 _ANSWER_EQ = re.compile(r"(?<![<>=!])=(?!=)")  # the `=` of `dname = value`, not of `==`, `<=`, `>=`
 
@@ -25,11 +26,13 @@ def parse_answers(text: str, names, output: str | None = None) -> dict:
         eqs = list(_ANSWER_EQ.finditer(line))
         name = line[: eqs[-1].start()].strip() if eqs else ""
         key = re.sub(r"\s+", "", name)[1:]
+        if key.startswith("(") and key.endswith(")") and key not in by_key:
+            key = key[1:-1]  # d(q^2), as the quiz writes it
         if not eqs or not name.startswith("d") or key not in by_key:
             col = len(raw) - len(raw.lstrip()) + 1
             if not eqs:
                 raise GradSyntaxError("expected d<node> = value", number, col)
-            listed = ", ".join("d" + n for n in names)
+            listed = ", ".join(grad_name(n) for n in names)
             raise GradNameError(f"'{name}' is not the gradient of a quiz node"
                                 + did_you_mean(name, ["d" + n for n in names])
                                 + f" (the quiz asks for: {listed})"[:300], number, col)

@@ -482,7 +482,7 @@ def quiz(target, expr, at, seed, answers):
     Exit 0 when every answer was right, 1 otherwise. Reads standard input when it is not a terminal.
     """
     from .render.teach import feedback_lines
-    from .teach import quiz as questions_of
+    from .teach import grad_name, quiz as questions_of
     ex = _explained(target, expr, at, seed)
     _backward_failures(ex)  # no quiz on a backward that cannot run
     questions = questions_of(ex)
@@ -494,10 +494,10 @@ def quiz(target, expr, at, seed, answers):
     for number, q in enumerate(questions):
         if given is not None:
             written = given.get(q.node)
-            click.echo(f"d{q.node} = {written if written is not None else '(no answer)'}")
+            click.echo(f"{grad_name(q.node)} = {written if written is not None else '(no answer)'}")
         else:
             try:
-                written = _ask(f"d{q.node}", interactive)
+                written = _ask(grad_name(q.node), interactive)
             except click.exceptions.Abort:  # Ctrl-C or Ctrl-D at the terminal: leave the quiz
                 click.echo(f"\nquiz stopped after {number} of {len(questions)} questions; score: {right}/{number}")
                 sys.exit(1)

@@ -192,3 +192,9 @@ def descend(graph: Graph, lr: float, steps: int) -> list:
                 raise Diverged(step + 1, GradValueError(f"leaf '{n.name}' is not finite after step {step + 1}",
                                                         n.pos.line, n.pos.col))
     return history
+
+
+def grad_name(node: str) -> str:
+    """The gradient of a node in words that cannot be misread: `dx`, but `d(q^2)` and `d(1 + exp(-dot))`
+    (`dq^2` reads as (dq)^2)."""
+    return f"d{node}" if node.isidentifier() else f"d({node})"

@@ -181,3 +181,11 @@ def test_explain_and_descend_write_to_a_file(tmp_path):
 def test_latex_keeps_tensor_shapes_out_of_bare_math_text():
     out = run("explain", "-e", "sum(W @ X)", "--at", "W=ones(2,2)", "--at", "X=ones(2,2)", "--latex").stdout
     assert "array 2×2" not in out and r"\text{array } 2 \times 2 \times 2 \times 2" in out
+
+
+def test_gradients_of_unnamed_nodes_are_written_unambiguously(tmp_path):
+    out = run("explain", "-e", "(x+1)^2", "--at", "x=2").stdout
+    assert "d(x+1) = 1 × 6 = 6" in out and "dx = 6 × 1 = 6" in out and "dx+1" not in out
+    (tmp_path / "a.txt").write_text("d(x+1) = 6\ndx = 6\n")
+    quiz = run("quiz", "-e", "(x+1)^2", "--at", "x=2", "--answers", str(tmp_path / "a.txt"))
+    assert quiz.exit_code == 0 and "right: d(x+1) = 6" in quiz.stdout

@@ -27,8 +27,8 @@ def run(*args, **kw):
 def test_explain_shows_the_notes_numbers():
     out = run("explain", SIGMOID).output
     assert "forward pass" in out and "backward pass" in out
-    for text in ("d1 + exp(-dot) = 1 × -0.5344 = -0.5344", "dexp(-dot) = -0.5344 × 1 = -0.5344",
-                 "d-dot = -0.5344 × 0.3679 = -0.1966", "ddot = -0.1966 × -1 = 0.1966",
+    for text in ("d(1 + exp(-dot)) = 1 × -0.5344 = -0.5344", "d(exp(-dot)) = -0.5344 × 1 = -0.5344",
+                 "d(-dot) = -0.5344 × 0.3679 = -0.1966", "ddot = -0.1966 × -1 = 0.1966",
                  "dx0 = 0.1966 × 2 = 0.3932", "dx1 = 0.1966 × -3 = -0.5898"):
         assert text in out, text
     assert "[1/x: ∂(c/x)/∂x = -c/x²" in out  # the registry's local-gradient formula

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from ..report import to_json_value
-from ..teach import Explanation
+from ..teach import Explanation, grad_name
 from .common import fmt_number
 
 
@@ -29,16 +29,16 @@ def explain_text(ex: Explanation) -> str:
         inputs = ", ".join(f"{n} = {short(v)}" for n, v in s.inputs)
         lines.append(f"  {s.node:<{width}}  [{s.gate}]  from {inputs}  →  {short(s.value)}")
     lines += ["", "backward pass, in reverse order, one line per edge:  upstream × local = downstream",
-              f"  d{ex.output}/d{ex.output} = 1"]
+              f"  {grad_name(ex.output)}/{grad_name(ex.output)} = 1"]
     for s in ex.backward:
         local = short(s.local) if s.local is not None else "J"
         sign = "+=" if s.accumulate else "="
         lines.append(f"  {s.node} → {s.input}  [{s.gate}: {s.formula}]")
-        tail = f"   (total d{s.input} = {short(s.total)}, fan-out adds)" if s.accumulate else ""
-        lines.append(f"      d{s.input} {sign} {short(s.upstream)} × {local} = {short(s.downstream)}{tail}")
+        tail = f"   (total {grad_name(s.input)} = {short(s.total)}, fan-out adds)" if s.accumulate else ""
+        lines.append(f"      {grad_name(s.input)} {sign} {short(s.upstream)} × {local} = {short(s.downstream)}{tail}")
     graph = ex.graph
     leaves = [n for n in graph.nodes if n.kind in ("leaf", "const")]
-    grads = ", ".join(f"d{n.name} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}" for n in leaves)
+    grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}" for n in leaves)
     lines += ["", f"gradients on the inputs: {grads}"]
     return "\n".join(lines) + "\n"
 
@@ -104,7 +104,7 @@ def descent_table(history):
 
 def feedback_lines(q, ok: bool) -> list:
     """The quiz's answer to one question: right or wrong, then upstream × local for each edge into it."""
-    lines = [f"  {'right' if ok else 'wrong'}: d{q.node} = {short(q.answer)}"]
+    lines = [f"  {'right' if ok else 'wrong'}: {grad_name(q.node)} = {short(q.answer)}"]
     for e in q.edges:
         local = short(e.local) if e.local is not None else "J"
         lines.append(f"    from {e.node} [{e.gate}: {e.formula}]: upstream {short(e.upstream)} × local {local}"
