@@ -345,8 +345,10 @@ class Builder:
         if st.const:
             raise GradValueError(f"const {st.name} must be a value, but its right side names other nodes",
                                  st.pos.line, st.pos.col)
+        if ref < before:  # `y = x`: a computed node by the language's rule (the identity), not a vanishing alias
+            ref = self._gate(G.REGISTRY["identity"], [ref], {}, {}, st.expr, st.name, st.pos)
         self.names[st.name] = ref
-        return ref if ref >= before else None
+        return ref
 
 
 def build(program: N.Program, source: str = "<expr>", at: dict | None = None,

@@ -129,7 +129,7 @@ def _unary(name, fwd, dfdx, sym_fn, local, doc, routes, *, domain=None, branch=N
         forward=lambda args, a: fwd(args[0]),
         vjp=lambda g, args, out, a: (g * dfdx(args[0], out),),
         sym=_ew(sym_fn), local=local, doc=doc, routes=routes, infer=_same_infer,
-        elementwise=True, domain=domain, branch=branch,
+        elementwise=True, domain=domain, branch=branch, label=label,
         examples=(Example(((),), low=low, high=high), Example(((3,),), low=low, high=high)),
     )
 
@@ -556,6 +556,9 @@ _GATES = [
            "the hyperbolic tangent", "multiplies the upstream gradient by 1 - tanh² x"),
     _unary("sigmoid", _sigmoid, lambda x, o: o * (1.0 - o), _sym_sigmoid, "∂σ(x)/∂x = σ(x)(1 - σ(x))",
            "the logistic sigmoid 1/(1+e⁻ˣ)", "multiplies the upstream gradient by σ(1-σ)"),
+    _unary("identity", lambda x: np.array(x, dtype=float), lambda x, o: np.ones_like(o), lambda x: x,
+           "∂x/∂x = 1", "the value itself: what `y = x` makes, so the alias is a node of its own",
+           "passes the upstream gradient through unchanged", label=lambda a: "id"),
     _unary("relu", lambda x: np.maximum(x, 0.0), _relu_grad, _sym_relu,
            "∂relu(x)/∂x = 1 if x > 0 else 0 (½ at 0)", "max(x, 0)",
            "routes the gradient where x > 0, blocks it where x < 0",

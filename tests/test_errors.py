@@ -39,7 +39,7 @@ BAD_SOURCES = [
     ("const c = 1\nx = 2\nconst d = x * 2", "const d must be a value", 3, 7),
     ("x = 1\noutput nope\nf = x*x", "unknown name 'nope'", 2, 8),
     ("x = 1\ny = 2", "nothing to differentiate", 2, 1),
-    ("x = 1\nf = 3 * 4\ny = x", "nothing to differentiate", 3, 1),
+    ("x = 1\nf = 3 * 4", "nothing to differentiate", 2, 1),
     ("x = 1\nx * 2\nf = x", "a bare expression is only allowed as the last statement", 2, 1),
     ("", "the input is empty", 1, 1),
     ("# only a comment\n\n", "the input is empty", 1, 1),

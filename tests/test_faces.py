@@ -189,3 +189,14 @@ def test_gradients_of_unnamed_nodes_are_written_unambiguously(tmp_path):
     (tmp_path / "a.txt").write_text("d(x+1) = 6\ndx = 6\n")
     quiz = run("quiz", "-e", "(x+1)^2", "--at", "x=2", "--answers", str(tmp_path / "a.txt"))
     assert quiz.exit_code == 0 and "right: d(x+1) = 6" in quiz.stdout
+
+
+@pytest.mark.parametrize("src", ["x = 3\nf = x\n", "x = 3\nf = ((x))\n", "x = 3\ny = x\nf = y * 2\n"])
+def test_an_alias_is_an_identity_node_that_stays_in_the_table(tmp_path, src):
+    p = tmp_path / "alias.grad"
+    p.write_text(src)
+    result = run("check", str(p), "--format", "json")
+    assert result.exit_code == 0
+    nodes = {n["name"]: n for n in __import__("json").loads(result.stdout)["results"][0]["nodes"]}
+    alias = "y" if "y = x" in src else "f"
+    assert nodes[alias]["op"] == "id" and nodes[alias]["status"] == "pass" and nodes["x"]["grad"] in (1.0, 2.0)
