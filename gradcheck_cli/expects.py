@@ -98,7 +98,12 @@ def _names(expr):
 def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_check: bool,
           budget: int = symbolic.DEFAULT_BUDGET):
     """(expected value, status, note) for one expectation."""
-    expected = np.broadcast_to(run_graph(exp.formula, [values[i] for i in exp.leaves]), actual.shape)
+    value = np.asarray(run_graph(exp.formula, [values[i] for i in exp.leaves]))
+    try:
+        expected = np.broadcast_to(value, actual.shape)
+    except ValueError:
+        raise GradShapeError(f"expect {exp.target}: the expected value has shape {value.shape}, but "
+                             f"{exp.target} has shape {np.shape(actual)}", exp.pos.line, exp.pos.col) from None
     with np.errstate(all="ignore"):
         if exp.tolerance is not None:
             ok = np.all(np.abs(expected - actual) <= exp.tolerance + 1e-12 * np.abs(actual))

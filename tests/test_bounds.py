@@ -395,3 +395,9 @@ def test_an_array_with_no_elements_is_refused_wherever_it_arises():
     assert_positioned_error("W = zeros(3, 0, 2)\nt = (W ^ W)\n", "takes positive integer sizes", 1, 5)
     assert_positioned_error("x = [[]]\nf = sum(x)", "an empty array literal", 1, 6)
     assert check("x = randn(1)\nf = sum(x * 2)").passed
+
+
+def test_an_expectation_of_the_wrong_shape_is_a_positioned_error():
+    # found by the fuzz campaign: a ValueError from broadcasting escaped as a traceback
+    assert_positioned_error("z = [[1, 2]]\nq = 0.5\nb = sum(z, axis=1)\nexpect db = (q ** z)\n",
+                            "expect db: the expected value has shape (1, 2), but db has shape (1, 1)", 4, 8)
