@@ -200,7 +200,8 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
             files = expand_targets(targets)
         except GradcheckError as err:
             _fail_usage(err.message)
-        run = check_files(files, settings, exitfirst=exitfirst)
+        with _progress(settings.format) as on_file:
+            run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file)
     if expand is not None:
         _check_expand(run, expand)
     try:
@@ -210,6 +211,28 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
     _github_step_summary(run, settings.format)
     code = run.exit_code()
     sys.exit(0 if exit_zero and code == 1 else code)
+
+
+class _progress:
+    """A spinner on standard error naming the file being checked: only for the table with standard
+    error a terminal, so logs, pipes, CI and machine formats never see it."""
+
+    def __init__(self, fmt: str):
+        self.status = None
+        if fmt == "table" and sys.stderr.isatty() and not os.environ.get("CI"):
+            from rich.console import Console
+            self.status = Console(stderr=True).status("checking ...")
+
+    def __enter__(self):
+        if self.status is None:
+            return None
+        self.status.start()
+        return lambda done, total, path: self.status.update(f"checking {path} ({done + 1 if done < total else done}/{total})")
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.stop()
+        return False
 
 
 def _check_expand(run, name: str) -> None:

@@ -92,15 +92,18 @@ def check_paths(targets, settings: Settings | None = None, **overrides) -> RunRe
     return check_files(expand_targets(targets), settings)
 
 
-def check_files(files: list, settings: Settings, exitfirst: bool = False) -> RunReport:
+def check_files(files: list, settings: Settings, exitfirst: bool = False, on_file=None) -> RunReport:
     """Check files in `settings.jobs` processes (at most one per core); results keep the order of `files`.
-    With `exitfirst`, stop after the first file that does not pass.
+    With `exitfirst`, stop after the first file that does not pass. `on_file(done, total, path)` is
+    told as each file starts (one process) or ends (several), for a progress display.
 
     Standard input (`-`) is read here, once, before any worker starts."""
     jobs = min(settings.jobs, os.cpu_count() or 1, len(files))
     results: list = []
     if jobs <= 1:
         for f in files:
+            if on_file:
+                on_file(len(results), len(files), f)
             results.append(check_file(f, settings))
             if exitfirst and not results[-1].passed:
                 break
@@ -112,6 +115,8 @@ def check_files(files: list, settings: Settings, exitfirst: bool = False) -> Run
         work = functools.partial(_check_one, settings=settings, texts=texts)
         for report in pool.map(work, files, chunksize=chunk):
             results.append(report)
+            if on_file:
+                on_file(len(results), len(files), report.source)
             if exitfirst and not report.passed:
                 pool.shutdown(wait=True, cancel_futures=True)
                 break

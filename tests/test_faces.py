@@ -200,3 +200,13 @@ def test_an_alias_is_an_identity_node_that_stays_in_the_table(tmp_path, src):
     nodes = {n["name"]: n for n in __import__("json").loads(result.stdout)["results"][0]["nodes"]}
     alias = "y" if "y = x" in src else "f"
     assert nodes[alias]["op"] == "id" and nodes[alias]["status"] == "pass" and nodes["x"]["grad"] in (1.0, 2.0)
+
+
+def test_progress_is_reported_per_file_and_never_into_a_log(files):
+    from gradcheck_cli.files import check_files, expand_targets
+    from gradcheck_cli.settings import Settings
+    seen = []
+    check_files(expand_targets([str(files)]), Settings(), on_file=lambda done, total, path: seen.append((done, total)))
+    assert seen == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    result = run("check", str(files))  # standard error is not a terminal here: errors only, no spinner
+    assert "checking" not in result.stderr
