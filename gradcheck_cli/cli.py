@@ -511,7 +511,8 @@ def quiz(target, expr, at, seed, answers):
     questions = questions_of(ex)
     given = _answer_file(answers, [q.node for q in questions], ex.output) if answers else None
     interactive = given is None and sys.stdin.isatty()
-    click.echo(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
+    say = _wrapped_echo()
+    say(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
                "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
     right = 0
     for number, q in enumerate(questions):
@@ -527,9 +528,23 @@ def quiz(target, expr, at, seed, answers):
         ok = written is not None and _grade(written, q.answer)
         right += ok
         for line in feedback_lines(q, ok):
-            click.echo(line)
+            say(line)
     click.echo(f"\nscore: {right}/{len(questions)}")
     sys.exit(0 if right == len(questions) else 1)
+
+
+def _wrapped_echo():
+    """click.echo that wraps at the terminal's width (80 when unknown, at most 100), keeping indents."""
+    import shutil
+    import textwrap
+    width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+
+    def say(text: str) -> None:
+        for line in text.split("\n"):
+            indent = " " * (len(line) - len(line.lstrip(" ")))
+            click.echo(textwrap.fill(line, width=width, subsequent_indent=indent + "    ",
+                                     break_long_words=False, break_on_hyphens=False) if line.strip() else line)
+    return say
 
 
 def _ask(prompt: str, interactive: bool) -> str | None:

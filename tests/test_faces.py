@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -210,3 +211,10 @@ def test_progress_is_reported_per_file_and_never_into_a_log(files):
     assert seen == [(0, 4), (1, 4), (2, 4), (3, 4)]
     result = run("check", str(files))  # standard error is not a terminal here: errors only, no spinner
     assert "checking" not in result.stderr
+
+
+def test_quiz_lines_wrap_at_80_columns(tmp_path):
+    (tmp_path / "none.txt").write_text("")
+    sigmoid = Path(__file__).resolve().parent.parent / "expressions" / "cs231n_sigmoid.grad"
+    out = run("quiz", str(sigmoid), "--answers", str(tmp_path / "none.txt"), env={"COLUMNS": "80"}).stdout
+    assert "from f [1/x" in out and max(len(line) for line in out.splitlines()) <= 80

@@ -119,7 +119,7 @@ def test_graph_image_needs_an_output_file():
 # --- quiz ---------------------------------------------------------------------------------------
 
 def test_quiz_from_stdin_all_right():
-    result = run("quiz", MAXCIRCUIT, input="3\n2\n0\n5\n2\n")
+    result = run("quiz", MAXCIRCUIT, input="3\n2\n0\n5\n2\n", env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "score: 5/5" in result.output and "right: dy = 5" in result.output
     assert "upstream 2 × local 1 = 2  (added: fan-out)" in result.output
