@@ -41,6 +41,7 @@ class BackwardStep:
     total: np.ndarray           # the input's gradient after this edge
     line: int
     input_id: int = -1          # the input's node id (names of unnamed gates can repeat)
+    node_id: int = -1           # the gate's node id
 
 
 @dataclass
@@ -86,7 +87,8 @@ def explain(graph: Graph) -> Explanation:
         upstream = upstream_of[node.id]
         ex.backward.append(BackwardStep(
             node.name, node.label, target.name, upstream, _local(node, args, values, slot),
-            contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line, target.id))
+            contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line, target.id,
+            node.id))
 
     def record(node, adjoint):
         upstream_of[node.id] = adjoint[0]

@@ -218,3 +218,20 @@ def test_quiz_lines_wrap_at_80_columns(tmp_path):
     sigmoid = Path(__file__).resolve().parent.parent / "expressions" / "cs231n_sigmoid.grad"
     out = run("quiz", str(sigmoid), "--answers", str(tmp_path / "none.txt"), env={"COLUMNS": "80"}).stdout
     assert "from f [1/x" in out and max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_the_picture_shows_the_gradient_along_each_wire_and_a_legend():
+    dot = run("graph", "-e", "(x+y)*max(y,z)", "--at", "x=1", "--at", "y=2", "--at", "z=0", "--format", "dot").stdout
+    wires = {}
+    for line in dot.splitlines():
+        m = re.match(r'\s*"(n\d)" -> "(n\d|output)" \[label=<<font color="darkgreen">([^<]*)</font>'
+                     r'(?:<br/><font color="red">([^<]*)</font>)?>\];', line)
+        if m:
+            wires[(m.group(1), m.group(2))] = m.group(4)
+    y_wires = sorted(g for (src, _), g in wires.items() if src == "n1")
+    assert y_wires == ["2", "3"]  # at fan-out each wire carries its own share, not the total 5
+    assert "legend" in dot and "red: the gradient flowing back along it" in dot
+    const = run("graph", "-e", "const c = 3\nf = c * x", "--at", "x=2", "--format", "dot").stdout
+    assert '"n0" -> "n2" [label=<<font color="darkgreen">3</font>>];' in const  # a constant gets no gradient
+    tensor = run("graph", "-e", "sum(W * 2)", "--at", "W=ones(4,3)", "--format", "dot").stdout
+    assert "4×3 tensor" in tensor and "array 4×3" not in tensor

@@ -58,11 +58,17 @@ def _html(text: str) -> str:
 
 
 def circuit_dot(ex: Explanation) -> str:
-    """Graphviz DOT, as the CS231n figures: values in green above each wire, gradients in red below."""
-    graph, values, grads = ex.graph, ex.values, ex.grads
+    """Graphviz DOT, as the CS231n figures: values in green above each wire, gradients in red below.
+
+    Each wire carries its own gradient (at fan-out, what flows back along that wire, not the input's
+    total); constants carry none."""
+    graph, values = ex.graph, ex.values
     out = graph.nodes[graph.output]
+    along = {(s.node_id, s.input_id): s.downstream for s in ex.backward}
     lines = ["digraph circuit {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
-             '  edge [fontname="Helvetica", fontsize=10];']
+             '  edge [fontname="Helvetica", fontsize=10, labelfloat=false];',
+             '  legend [shape=plaintext, label=<<font color="darkgreen">green: the value on a wire</font><br/>'
+             '<font color="red">red: the gradient flowing back along it</font>>];']
     for node in graph.nodes[: out.id + 1]:
         if node.kind == "literal":
             continue
@@ -73,7 +79,8 @@ def circuit_dot(ex: Explanation) -> str:
             src = graph.nodes[i]
             if src.kind == "literal":
                 continue
-            lines.append(f"  {_dot_id(i)} -> {_dot_id(node.id)} [label=<{_wire(values[i], grads.get(i))}>];")
+            grad = None if src.kind == "const" else along.get((node.id, i))
+            lines.append(f"  {_dot_id(i)} -> {_dot_id(node.id)} [label=<{_wire(values[i], grad)}>];")
     lines.append('  "output" [shape=point, width=0.05];')
     lines.append(f'  {_dot_id(out.id)} -> "output" [label=<{_wire(values[out.id], np.ones(out.shape))}>];')
     lines.append("}")
@@ -81,8 +88,9 @@ def circuit_dot(ex: Explanation) -> str:
 
 
 def _wire(value, grad) -> str:
-    top = f'<font color="darkgreen">{_html(short(value, 3))}</font>'
+    shown = short(value, 3)
+    if shown.startswith("array "):  # too large to draw: the shape once, not "array 4×3" twice
+        return f'<font color="darkgreen">{_html(shown[len("array "):])} tensor</font>'
+    top = f'<font color="darkgreen">{_html(shown)}</font>'
     bottom = f'<font color="red">{_html(short(grad, 3))}</font>' if grad is not None else ""
     return top + ("<br/>" + bottom if bottom else "")
-
-
