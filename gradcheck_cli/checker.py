@@ -122,7 +122,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
         rows[node.id] = _row(graph, node, values[node.id], adjoints[node.id], num[node.id], s, j)
     checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
     report.gates = [_gate_row(graph, c) for c in checks]
-    _diagnose(graph, rows, checks, backward_errors)
+    _diagnose(graph, rows, checks)
     for node in graph.checked():
         if node.kind == "const":
             rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
@@ -186,7 +186,7 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck) -> GateRow:
                    j.symbolic_error, j.tolerance, c.point, note)
 
 
-def _diagnose(graph: Graph, rows: dict, checks: list, backward_errors: dict):
+def _diagnose(graph: Graph, rows: dict, checks: list):
     """Name, in every failing row's note, the gate whose own check fails downstream of it."""
     failing: dict = {}
     for c in checks:
@@ -196,21 +196,11 @@ def _diagnose(graph: Graph, rows: dict, checks: list, backward_errors: dict):
     inputs = {n.id: n.inputs for n in graph.nodes}
     found = verdict.culprits(order, {i: graph.consumers[i] for i in order}, inputs, failing)
     by_slot = {(c.node, c.slot, c.point): c for c in checks}
-    fallback = {}
-    if any(r.status == "fail" and not found.get(nid) for nid, r in rows.items()):
-        gates = {n.id: (n.name, n.label, n.pos.line, n.pos.col, n.gate.backward_source, n.inputs)
-                 for n in graph.nodes if n.gate is not None and n.id in rows}
-        statuses = {nid: row.status for nid, row in rows.items()}
-        fallback = verdict.diagnose({nid: graph.consumers[nid] for nid in rows}, statuses, gates, backward_errors)
     for nid, row in rows.items():
         if row.status != "fail":
             continue
         culprit = found.get(nid)
-        if not culprit:
-            cause = fallback.get(nid)
-            if cause is not None:
-                row.note = cause.note if cause.inherited else f"{row.note}; {cause.note}"
-                row.culprit = cause.culprit
+        if not culprit:  # no gate's own check fails downstream: the row's own note is all there is
             continue
         g, slot = culprit[0]
         gate = graph.nodes[g]

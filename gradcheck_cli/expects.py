@@ -149,6 +149,8 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
                 arr[idx] = sympy.Symbol(n.name if not n.shape else f"{n.name}_{k}", real=True)
             named[n.id] = arr
     exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides=named)
+    if any(i not in exprs for i in [node.id, *exp.leaves]):
+        return None  # a node computed after the output: its gradient is 0, compared at the point only
     if node.kind in ("leaf", "const"):
         target, back = named[node.id], {}
     else:  # the output as a function of this node: a placeholder for it, substituted back after

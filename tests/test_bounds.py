@@ -401,3 +401,18 @@ def test_an_expectation_of_the_wrong_shape_is_a_positioned_error():
     # found by the fuzz campaign: a ValueError from broadcasting escaped as a traceback
     assert_positioned_error("z = [[1, 2]]\nq = 0.5\nb = sum(z, axis=1)\nexpect db = (q ** z)\n",
                             "expect db: the expected value has shape (1, 2), but db has shape (1, 1)", 4, 8)
+
+
+@pytest.mark.parametrize("source", [
+    "z = -1\nb = -abs(-(z ** z))\nh = -z\nq = ---min(b, 3)\nexpect dz = --1\noutput q\n",  # a row fails, no gate does
+    "W = [3.0, 2]\nq = sin(W)\nt = q\nexpect dt = -W\noutput W\n",  # an expectation on a node after the output
+    "gate g(t) = (1e-9 == t)\n  dt = dout * t\nW = ones(2)\nq = g(W)\nexpect dq = q\noutput W\n",
+])
+def test_inputs_the_fuzz_campaign_found_give_a_report_not_a_traceback(source):
+    report = check(source)  # found by tests/benchmarks/fuzz_campaign.py: AttributeError and KeyError
+    assert report.error is None and report.nodes
+
+
+def test_a_node_after_the_output_has_a_zero_gradient_in_expectations():
+    report = check("W = [3.0, 2]\nq = sin(W)\nt = q\nexpect dt = 0\noutput W\n")
+    assert report.passed and report.expects[0].status == "pass"
