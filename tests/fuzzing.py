@@ -80,3 +80,33 @@ def programs(draw):
         at = draw(st.integers(0, len(text)))
         text = text[:at] + draw(st.sampled_from(NOISE)) + text[at:]
     return text
+
+
+def check_in_every_format(text: str):
+    """Check `text` and render it in every format, asserting each is well formed; the report.
+
+    Raises on anything a user must never see: an exception other than GradcheckError, JSON that
+    does not parse, JUnit that is not XML."""
+    import json
+    import xml.etree.ElementTree as ET
+    from io import StringIO
+
+    from rich.console import Console
+
+    from gradcheck_cli import check
+    from gradcheck_cli.errors import GradcheckError
+    from gradcheck_cli.render import render
+    from gradcheck_cli.render.table import print_table
+    from gradcheck_cli.report import RunReport
+
+    report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
+    assert report.error is None or isinstance(report.error, GradcheckError)
+    if report.error is not None:
+        assert report.error.format().startswith("fuzz.grad")
+    run = RunReport([report])
+    json.loads(render(run, "json"))
+    ET.fromstring(render(run, "junit"))
+    render(run, "github")
+    render(run, "markdown")
+    print_table(run, Console(file=StringIO(), width=80))
+    return report

@@ -17,11 +17,10 @@ from hypothesis import HealthCheck, given, settings as hsettings
 from gradcheck_cli import check, files, limits
 from gradcheck_cli.cli import main
 from gradcheck_cli.errors import GradcheckError
-from gradcheck_cli.render import render
 from gradcheck_cli.render.table import print_table
 from gradcheck_cli.report import RunReport
 from conftest import EXPRESSIONS, assert_positioned_error, rows
-from fuzzing import programs
+from fuzzing import check_in_every_format, programs
 
 BAD_D_LINE = ("gate affine(x, W, b) = x @ W + b\n  dx = dout @ W.T\n  dW = x.T @ dout\n  db = dout\n"
               "X = randn(4, 5)\nW = randn(5, 3)\nb = randn(3)\nL = sum(affine(X, W, b))\n")
@@ -350,19 +349,7 @@ def test_a_closed_pipe_is_not_a_failed_check():
 @hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(programs())
 def test_fuzzed_programs_in_every_format(text):
-    report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
-    assert report.error is None or isinstance(report.error, GradcheckError)
-    if report.error is not None:
-        text_of_error = report.error.format()
-        assert text_of_error.startswith("fuzz.grad")
-    run_report = RunReport([report])
-    json.loads(render(run_report, "json"))
-    ET.fromstring(render(run_report, "junit"))
-    render(run_report, "github")
-    render(run_report, "markdown")
-    from io import StringIO
-    from rich.console import Console
-    print_table(run_report, Console(file=StringIO(), width=80))
+    check_in_every_format(text)
 
 
 def test_a_long_line_is_shown_as_a_window_around_the_column():
