@@ -17,7 +17,7 @@ def _limit(name: str, default: int) -> int:
 
 MAX_ELEMENTS = _limit("MAX_ELEMENTS", 2_000_000)              # elements in any one array (16 MB of float64)
 MAX_TOTAL_ELEMENTS = _limit("MAX_TOTAL_ELEMENTS", 4_000_000)  # elements in all the nodes of one file together
-MAX_JACOBIAN = _limit("MAX_JACOBIAN", 4_000_000)    # output elements × checked elements (the Jacobians held)
+MAX_JACOBIAN = _limit("MAX_JACOBIAN", 4_000_000)    # output elements × elements of every node up to it (adjoints held)
 MAX_NDIM = 8                                          # dimensions of any array
 MAX_NODES = _limit("MAX_NODES", 250_000)              # nodes in one file's graph
 MAX_GATE_WORK = _limit("MAX_GATE_WORK", 1_000_000)    # gate applications a forward pass expands to
