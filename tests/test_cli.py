@@ -81,6 +81,23 @@ def test_json_pipes_into_json_tool():
     assert tool.returncode == 0
 
 
+def test_console_script_flushes_everything_and_keeps_the_exit_code(tmp_path):
+    """The entry point leaves with os._exit: a redirected report must still be whole, codes kept."""
+    wrong = tmp_path / "wrong.grad"
+    wrong.write_text("gate sq(t) = t^2\n  dt = dout * t\nx = 1.5\nf = exp(x) + sq(x)\n")
+    report = tmp_path / "report.json"
+    with open(report, "w") as sink:
+        code = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(EXPRESSIONS), str(wrong),
+                               "--format", "json"], stdout=sink).returncode
+    assert code == 1
+    data = json.loads(report.read_text())
+    assert len(data["results"]) == len(list(EXPRESSIONS.glob("*.grad"))) + 1 and data["passed"] is False
+    bad = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "-e", "x +"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("<expr>:1:") and "^" in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "gradcheck_cli", "nosuch"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "No such command" in usage.stderr
+
+
 def test_failing_check_exits_1(monkeypatch):
     import dataclasses
     from gradcheck_cli import gates as G
