@@ -52,7 +52,7 @@ def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
         seed = np.eye(out.size).reshape((out.size,) + out.shape) * (1 + delta)
         again = autodiff.backward(graph, scaled, {}, seed)
         with np.errstate(all="ignore"):
-            noise = [np.maximum(z, np.nan_to_num(np.abs(b - a), nan=0.0, posinf=0.0))
+            noise = [np.maximum(z, verdict.finite_or(np.abs(b - a), 0.0))
                      for z, a, b in zip(noise, adjoints, again)]
     return noise
 

@@ -64,7 +64,7 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
         for delta in (NOISE_STEP, -NOISE_STEP):
             scaled, _ = _vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))
             moved = np.abs(np.concatenate([np.ravel(scaled[k]) for k in slots])[None, :] - bp)
-            noise = np.maximum(noise, np.nan_to_num(moved, nan=0.0, posinf=0.0))
+            noise = np.maximum(noise, verdict.finite_or(moved, 0.0))
     runner = numeric.GateRunner(node, args, u, slots)
     target = numeric.Target(node.id, runner.x, projections=runner.x.size > max(settings.budget, EXHAUSTIVE))
     reference = {node.id: bp}

@@ -73,11 +73,13 @@ def steps(x: np.ndarray, step: float) -> np.ndarray:
 
 
 def differentiate(runner, targets: list, step: float, rtol: float, atol: float, reference: dict | None = None,
-                  seed: int = 0) -> dict:
+                  seed: int | np.random.Generator = 0) -> dict:
     """NumericResult for every target. `reference` (target id -> (out, n) backprop) only decides
-    where extra accuracy is spent (refinement, larger steps), never a verdict."""
+    where extra accuracy is spent (refinement, larger steps), never a verdict. `seed` draws the
+    projections' directions (a caller's own generator may be handed in: making one costs more than
+    a small layer's whole difference)."""
     reference = reference or {}
-    rng = np.random.default_rng(seed + 7919)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed + 7919)
     centre = np.asarray(runner.centre, dtype=float).ravel()
     exhaustive = [t for t in targets if not t.projections]
     projected = [t for t in targets if t.projections]
@@ -85,7 +87,7 @@ def differentiate(runner, targets: list, step: float, rtol: float, atol: float, 
     if exhaustive:
         results.update(_exhaustive(runner, exhaustive, centre, step, rtol, atol, reference))
     for t in projected:
-        results[t.id] = _projection(runner, t, centre, step, rng)
+        results[t.id] = _projection(runner, t, centre, step, rng, reference.get(t.id), rtol, atol)
     return results
 
 
@@ -358,28 +360,47 @@ def _union(pairs: list, members: np.ndarray) -> list:
 
 # --- projections -------------------------------------------------------------------------------
 
-def _projection(runner, t: Target, centre, step, rng) -> NumericResult:
-    u = rng.choice(np.array([-1, 1], dtype=np.int8), size=(PROJECTIONS, t.n))
+def _projection(runner, t: Target, centre, step, rng, reference=None, rtol: float = 0.0,
+                atol: float = 0.0) -> NumericResult:
+    """vᵀJ along PROJECTIONS random ±1 directions; as for single elements, a direction whose first
+    difference is already well within the tolerance of backprop's projection gets no second step."""
+    u = rng.integers(0, 2, size=(PROJECTIONS, t.n), dtype=np.int8) * np.int8(2) - np.int8(1)
     h = step * max(1.0, float(np.abs(t.x).max(initial=0.0)))
+    plus, minus, kink = _along(runner, t, u, h)
+    with np.errstate(all="ignore"):
+        d1 = (plus - minus) / (2 * h)
+        value, truncation = d1.copy(), np.zeros_like(d1)
+        rounding = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+        ref = None if reference is None else (u.astype(float) @ np.asarray(reference, dtype=float).T)
+        doubt = np.flatnonzero(_in_doubt(d1, None if ref is None else ref.T, rtol, atol))
+        if doubt.size:
+            p2, m2, k2 = _along(runner, t, u[doubt], h * REFINE)
+            d2 = (p2 - m2) / (2 * h * REFINE)
+            value[doubt] = d2 + (d2 - d1[doubt]) / (1.0 / REFINE ** 2 - 1.0)
+            truncation[doubt] = np.abs(d2 - d1[doubt])
+            rounding[doubt] = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (h * REFINE)
+            kink[doubt] |= k2
+    return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
+                         kink=kink, directions=u, projected=value, refined=int(doubt.size),
+                         left_domain=not np.all(np.isfinite(value)))
+
+
+def _along(runner, t: Target, u: np.ndarray, h: float):
+    """f at x ± h·u for each direction u: (f+ (P, out), f− (P, out), switched (P,))."""
+    n_rows = 2 * u.shape[0]
+    if max(1, runner.width(t.id)) * n_rows <= CHUNK_ELEMENTS:  # one batch: no chunking to plan
+        signs = np.tile(np.array([h, -h]), u.shape[0])[:, None]
+        probe = Probe(t.id, np.arange(n_rows), None, np.repeat(u, 2, axis=0) * signs)
+        outs, flags = runner.run([probe], n_rows)
+        return _split(np.asarray(outs, dtype=float).reshape(n_rows, -1), np.asarray(flags, dtype=bool))
     rows = _Rows()
     e, d = [], []
-    for k in range(PROJECTIONS):
-        for f in (1.0, -1.0, REFINE, -REFINE):
+    for k in range(u.shape[0]):
+        for f in (1.0, -1.0):
             e.append(None)
             d.append(lambda k=k, f=f: (f * h) * u[k])
     rows.add(t, e, d)
-    outs, flags = _run(runner, rows)[t.id]
-    outs = outs.reshape(PROJECTIONS, 4, -1)
-    with np.errstate(all="ignore"):
-        d1 = (outs[:, 0] - outs[:, 1]) / (2 * h)
-        d2 = (outs[:, 2] - outs[:, 3]) / (2 * h * REFINE)
-        value = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)
-        truncation = np.abs(d2 - d1)
-        rounding = 2 * ROUNDING * EPS * np.abs(outs).max(axis=1) / h
-    kink = flags.reshape(PROJECTIONS, 4).any(axis=1)
-    return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
-                         kink=kink, directions=u, projected=value,
-                         left_domain=not np.all(np.isfinite(value)))
+    return _split(*_run(runner, rows)[t.id])
 
 
 # --- runners ---------------------------------------------------------------------------------------

@@ -38,6 +38,12 @@ STATUS_CODES = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}
 RANK = {"pass": 0, "skip": 0, "kink": 1, "warn": 2, "fail": 3}
 
 
+def finite_or(x, fill: float) -> np.ndarray:
+    """`x` with every nan and ±inf replaced by `fill` (np.nan_to_num is five times slower on small rows)."""
+    x = np.asarray(x, dtype=float)
+    return np.where(np.isfinite(x), x, fill)
+
+
 def rel_error(a, b, floor: float = 0.0) -> np.ndarray:
     """|a − b| / max(|a|, |b|, floor), elementwise; 0 where both are 0."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -61,14 +67,12 @@ class Judgement:
 
 def _projected(bp, noise, num, sym, mag):
     """Everything in the projected space of a projection result: (out, P)."""
-    def project(x, absolute=False):  # one direction at a time: the ±1 directions stay int8
-        x = np.abs(x) if absolute else x
-        return np.stack([x @ (np.abs(d) if absolute else d).astype(float) for d in num.directions], axis=1)
-    a = project(bp)
+    d = num.directions.astype(float).T  # (n, P): the ±1 directions
+    a = bp @ d
     b = num.projected.T
-    z = project(noise, True)
-    sv = None if sym is None else project(sym)
-    m = None if mag is None else project(mag, True)
+    z = np.abs(noise) @ np.abs(d) if np.any(noise) else np.zeros_like(a)
+    sv = None if sym is None else sym @ d
+    m = None if mag is None else np.abs(mag) @ np.abs(d)
     kink = np.broadcast_to(num.kink[None, :], a.shape)
     return a, b, num.estimate.T, num.truncation.T, z, sv, m, kink
 
@@ -93,7 +97,7 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
     """Compare one row element by element. `bp`, `noise`, `sym`, `mag` are flat (out, n) arrays;
     `num` a numeric.NumericResult for the same n elements (exhaustive or projection)."""
     bp = np.asarray(bp, dtype=float)
-    noise = np.zeros_like(bp) if noise is None else np.nan_to_num(np.asarray(noise, dtype=float), nan=0.0, posinf=0.0)
+    noise = np.zeros_like(bp) if noise is None else finite_or(noise, 0.0)
     projection = num.method == "projection"
     if projection:
         a, b, est, trunc, z, sv, m, kink = _projected(bp, noise, num, sym, mag)
@@ -134,9 +138,9 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         # No gradient exists to check where backprop's is infinite or nan (sqrt at 0): never a pass,
         # so a CI job cannot go green on a point where nothing was verified.
         codes = np.where(np.isfinite(a), codes, 3)
-        excess = np.nan_to_num(diff / tol, nan=1e300, posinf=1e300)
+        excess = finite_or(diff / tol, 1e300)
         if sv is not None:
-            excess = np.maximum(excess, np.nan_to_num(sym_diff / sym_tol, nan=1e300, posinf=1e300))
+            excess = np.maximum(excess, finite_or(sym_diff / sym_tol, 1e300))
         num_rel = diff / np.where(n > 0, n, 1.0)
         tol_rel = tol / np.where(n > 0, n, 1.0)
         sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None

@@ -265,3 +265,51 @@ def test_torch_agrees_with_the_example_layers():
     tout.backward(torch.tensor(dout))
     for k, g in zip(inputs, ours):
         np.testing.assert_allclose(t[k].grad.numpy(), g, rtol=1e-8, atol=1e-10)
+
+
+def _counted(fn, counter: list):
+    def run(*args, **kwargs):
+        counter.append(1)
+        return fn(*args, **kwargs)
+    return run
+
+
+def test_a_right_unbatched_layer_costs_eight_differences_a_point_and_no_noise_rerun():
+    """Directions whose first difference already agrees get no second step, and the backward's
+    noise is measured only where a row does not pass without it (speed, issue 14)."""
+    inputs, _ = CASES["affine"]
+    forwards, backwards = [], []
+    report = check_layer(_counted(layers.affine_forward, forwards), _counted(layers.affine_backward, backwards), inputs)
+    assert report.passed and all(r.numeric_method.startswith("projection") for r in report.nodes)
+    # per point: the output, the cache for the backward, 4 directions × ±h; the first point also
+    # tries a leading batch axis (one call on two stacked copies, one on the other copy)
+    assert len(forwards) == 2 * (1 + 1 + 8) + 2
+    assert len(backwards) == 2
+
+
+def test_a_wrong_unbatched_layer_is_refined_rechecked_and_measured_for_noise():
+    inputs, _ = CASES["affine"]
+    backwards = []
+    report = check_layer(layers.affine_forward, _counted(layers_wrong.affine_backward, backwards), inputs)
+    b = next(r for r in report.nodes if r.name == "b")
+    assert b.status == "fail" and b.numeric_method == "exhaustive"  # the failed projection named its element
+    assert [r.status for r in report.nodes if r.name != "b"] == ["pass", "pass"]
+    assert len(backwards) == 4  # each point: the backward, then its noise rerun because a row failed
+
+
+@pytest.mark.parametrize("offset, refined", [(0.5, 0), (2.0, 4)])
+def test_projected_directions_get_a_second_step_only_when_in_doubt(offset, refined):
+    """A direction whose first difference is within REFINE_RTOL·rtol of backprop's projection is
+    not refined; one just outside is (so the constant matters both ways)."""
+    from gradcheck_cli import numeric
+    x = np.random.default_rng(3).standard_normal(50)
+    u = np.random.default_rng(4).standard_normal(7)
+    runner = FunctionRunner(lambda a: np.full(7, np.exp(a[0]).sum() / 7), [x], u,
+                            np.full(7, np.exp(x).sum() / 7))
+    exact = (np.exp(x) * u.sum() / 7)[None, :]
+    target = numeric.Target("x", runner.x.copy(), projections=True)
+    rtol = 1e-5
+    # every projection of the reference is off by `offset` × 0.1 × rtol (REFINE_RTOL's value), relatively
+    reference = exact * (1 + offset * 0.1 * rtol)
+    result = numeric.differentiate(runner, [target], 6e-6, rtol, 0.0, {"x": reference}, 0)["x"]
+    assert result.method == "projection" and result.refined == refined
