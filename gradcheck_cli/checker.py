@@ -43,6 +43,17 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_nam
     return report
 
 
+def check_graph(graph: Graph, settings: Settings | None = None) -> CheckReport:
+    """Check a Graph already loaded (as the teaching commands hold it); errors land in `error`."""
+    settings = settings or Settings()
+    report = CheckReport(source=graph.source, settings=settings)
+    try:
+        _fill(report, graph, settings)
+    except GradcheckError as err:
+        report.error = err.located(graph.source, graph.text)
+    return report
+
+
 def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
     """Per node, how much backprop moves when every value is nudged by a few ulps: its own rounding."""
     out = graph.nodes[graph.output]
@@ -71,7 +82,8 @@ def _reach(graph: Graph) -> set:
 def _unreached_row(node, value) -> NodeRow:
     zero = np.zeros(node.shape)
     return NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col, value, zero, zero, zero,
-                   0.0, 0.0, "pass", "does not reach the output: its gradient is 0", 0.0, None, "none")
+                   0.0, 0.0, "pass", "does not reach the output: its gradient is 0", 0.0, None, "none",
+                   node_id=node.id)
 
 
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
@@ -128,7 +140,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
         if node.kind == "const":
             rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
                                     values[node.id], None, None, None, None, None, "skip",
-                                    "const: frozen, no gradient is checked")
+                                    "const: frozen, no gradient is checked", node_id=node.id)
     report.nodes = [rows[n.id] for n in graph.checked()]
     report.expects = []
     for e in graph.expects:
@@ -153,7 +165,7 @@ def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow
                    value=value, grad=jac(adjoint), numeric=jac(num.value if num.method == "exhaustive" else None),
                    symbolic=jac(sym.value if sym is not None else None),
                    numeric_error=j.numeric_error, symbolic_error=j.symbolic_error, status=j.status, note=note,
-                   tolerance=j.tolerance, worst_index=worst, numeric_method=method)
+                   tolerance=j.tolerance, worst_index=worst, numeric_method=method, node_id=node.id)
 
 
 def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set) -> list:
@@ -184,7 +196,7 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck) -> GateRow:
     if c.point == 2 and c.status == "fail":
         note = f"fails at a second, random point (every leaf moved by up to ~10%): {note}"
     return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
-                   j.symbolic_error, j.tolerance, c.point, note)
+                   j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot)
 
 
 def _diagnose(graph: Graph, rows: dict, checks: list):

@@ -482,10 +482,15 @@ def explain(target, expr, at, seed, fmt, latex, output):
 @click.option("--ascii", "ascii_only", is_flag=True, help="Draw the tree with ASCII characters only.")
 @_pipe_safe
 def graph(target, expr, at, seed, fmt, output, ascii_only):
-    """The circuit: every gate with its value (green) and gradient (red)."""
+    """The circuit: every gate with its value (green) and gradient (red); a gate whose own backward
+    fails, and every wrong gradient, marked in red."""
+    from .checker import check_graph
     from .errors import GradcheckError
     from .render.circuit import circuit_dot, circuit_tree
+    from .report import faults as faults_of
+    from .settings import Settings
     ex = _explained(target, expr, at, seed)
+    faults = faults_of(check_graph(ex.graph, Settings(seed=seed or 0)))
     if fmt == "text":
         from io import StringIO
         from rich.console import Console
@@ -496,12 +501,12 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         console = Console(file=target_file, highlight=False, width=120 if output else None,
                           **({"color_system": None} if output else {}))
         console.on_broken_pipe = _raise_broken_pipe
-        console.print(circuit_tree(ex, ascii_only))
+        console.print(circuit_tree(ex, ascii_only, faults))
         if output:
             _write_atomically(output, buffer.getvalue())
         _backward_failures(ex)
         return
-    dot_text = circuit_dot(ex)
+    dot_text = circuit_dot(ex, faults)
     if fmt == "dot":
         if output:
             _write_atomically(output, dot_text)
@@ -523,8 +528,10 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
 @_source_options
 @click.option("--answers", type=click.Path(dir_okay=False, exists=True),
               help="Grade a file of `d<name> = value` lines instead of asking.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
+              help="Write the transcript to FILE (whole, at the end); at a terminal the quiz is still asked there.")
 @_pipe_safe
-def quiz(target, expr, at, seed, answers):
+def quiz(target, expr, at, seed, answers, output):
     """Asks for the gradient at each node in backward order, grades each answer and explains it.
 
     Exit 0 when every answer was right, 1 otherwise. Reads standard input when it is not a terminal.
@@ -536,61 +543,80 @@ def quiz(target, expr, at, seed, answers):
     questions = questions_of(ex)
     given = _answer_file(answers, [q.node for q in questions], ex.output) if answers else None
     interactive = given is None and sys.stdin.isatty()
-    say = _wrapped_echo()
+    # With -o and nobody at a terminal, the transcript goes to FILE only; at a terminal, to both.
+    say = _Transcript(echo=interactive or not output)
     say(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
-               "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
+        "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
     right = 0
     for number, q in enumerate(questions):
         if given is not None:
             written = given.get(q.node)
-            click.echo(f"{grad_name(q.node)} = {written if written is not None else '(no answer)'}")
+            say(f"{grad_name(q.node)} = {written if written is not None else '(no answer)'}", wrap=False)
         else:
             try:
-                written = _ask(grad_name(q.node), interactive)
+                written = _ask(grad_name(q.node), interactive, say)
             except click.exceptions.Abort:  # Ctrl-C or Ctrl-D at the terminal: leave the quiz
-                click.echo(f"\nquiz stopped after {number} of {len(questions)} questions; score: {right}/{number}")
+                say(f"\nquiz stopped after {number} of {len(questions)} questions; score: {right}/{number}")
+                say.save(output)
                 sys.exit(1)
         ok = written is not None and _grade(written, q.answer)
         right += ok
         for line in feedback_lines(q, ok):
             say(line)
-    click.echo(f"\nscore: {right}/{len(questions)}")
+    say(f"\nscore: {right}/{len(questions)}")
+    say.save(output)
     sys.exit(0 if right == len(questions) else 1)
 
 
-def _wrapped_echo():
-    """click.echo that wraps at the terminal's width (80 when unknown, at most 100), keeping indents."""
-    import shutil
-    import textwrap
-    width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+class _Transcript:
+    """The quiz's lines: echoed, wrapped at the terminal's width (80 when unknown, at most 100,
+    keeping indents), unless they go to -o FILE only; and kept for -o FILE."""
 
-    def say(text: str) -> None:
+    def __init__(self, echo: bool = True):
+        import shutil
+        self.echo, self.lines = echo, []
+        self.width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+
+    def __call__(self, text: str, wrap: bool = True, typed: bool = False) -> None:
+        """A line of the quiz; `typed`: the answer someone typed at the terminal (already on it)."""
+        import textwrap
         for line in text.split("\n"):
             indent = " " * (len(line) - len(line.lstrip(" ")))
-            click.echo(textwrap.fill(line, width=width, subsequent_indent=indent + "    ",
-                                     break_long_words=False, break_on_hyphens=False) if line.strip() else line)
-    return say
+            if wrap and line.strip():
+                line = textwrap.fill(line, width=self.width, subsequent_indent=indent + "    ",
+                                     break_long_words=False, break_on_hyphens=False)
+            self.lines.append(line)
+            if self.echo and not typed:
+                click.echo(line)
+
+    def save(self, output: str | None) -> None:
+        if output:
+            _write_atomically(output, "\n".join(self.lines) + "\n")
 
 
-def _ask(prompt: str, interactive: bool) -> str | None:
+def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
     """One answer from the terminal (asking again if it does not parse) or one line of stdin."""
     from .errors import GradcheckError
     from .frontend import parse_value
     while True:
-        try:
-            text = click.prompt(prompt, prompt_suffix=" = ", default="", show_default=False)
-        except (click.exceptions.Abort, EOFError):
-            if interactive:
+        if interactive:
+            try:
+                text = click.prompt(prompt, prompt_suffix=" = ", default="", show_default=False)
+            except (click.exceptions.Abort, EOFError):
                 raise click.exceptions.Abort()
-            click.echo("(no answer)")  # piped answers ran out
-            return None
-        if not interactive:
-            click.echo(text)
+            say(f"{prompt} = {text}", wrap=False, typed=True)
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                say(f"{prompt} = (no answer)", wrap=False)  # piped answers ran out
+                return None
+            text = line.rstrip("\r\n")
+            say(f"{prompt} = {text}", wrap=False)
         try:
             parse_value(text, name="the answer")
             return text
         except GradcheckError as err:
-            click.echo(f"  not a value: {err.message}")
+            say(f"  not a value: {err.message}")
             if not interactive:
                 return None
 

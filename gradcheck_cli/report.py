@@ -47,6 +47,7 @@ class NodeRow:
     worst_index: tuple | None = None
     numeric_method: str | None = None
     culprit: tuple | None = None  # (line, col) of the backward that goes wrong, when diagnosed
+    node_id: int | None = None    # the graph node (not in the JSON: names say it there)
 
     def to_dict(self) -> dict:
         return {
@@ -78,6 +79,8 @@ class GateRow:
     tolerance: float | None
     point: int = 1             # 1: the file's point; 2: a second, random point
     note: str | None = None
+    node_id: int | None = None  # the gate call's graph node, and the input slot checked (None: a d<local>
+    slot: int | None = None     # line); not in the JSON
 
     def to_dict(self) -> dict:
         return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,
@@ -186,3 +189,26 @@ class RunReport:
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "passed": self.passed, "results": [r.to_dict() for r in self.results]}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What a picture of the circuit marks as wrong, by graph node id."""
+    culprits: frozenset = frozenset()   # gate calls whose own backward check fails
+    wrong: frozenset = frozenset()      # nodes whose gradient fails (so every wire into them is wrong too)
+    wires: frozenset = frozenset()      # (gate call, input slot) whose own check fails
+
+    def wire(self, node_id: int, slot: int) -> bool:
+        """Is the gradient flowing back from gate `node_id` into its input `slot` wrong?"""
+        return node_id in self.wrong or (node_id, slot) in self.wires
+
+    def __bool__(self) -> bool:
+        return bool(self.culprits or self.wrong or self.wires)
+
+
+def faults(report: CheckReport) -> Faults:
+    """The failing gates, rows and wires of a report of a `.grad` check."""
+    failed = [g for g in report.gates if g.status == "fail" and g.node_id is not None]
+    return Faults(culprits=frozenset(g.node_id for g in failed),
+                  wrong=frozenset(r.node_id for r in report.nodes if r.status == "fail" and r.node_id is not None),
+                  wires=frozenset((g.node_id, g.slot) for g in failed if g.slot is not None))

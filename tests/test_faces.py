@@ -131,7 +131,8 @@ def test_the_quiz_can_be_left_at_a_real_terminal(tmp_path, key):
         pytest.skip("tmux is not installed: the quiz's terminal test needs a real terminal")
     (tmp_path / "q.grad").write_text(QUIZ)
     session = f"gradcheck-quiz-{key}-{tmp_path.name}"
-    command = f"{sys.executable} -m gradcheck_cli quiz {tmp_path / 'q.grad'}; echo EXIT=$?; sleep 20"
+    transcript = tmp_path / "transcript.txt"
+    command = f"{sys.executable} -m gradcheck_cli quiz {tmp_path / 'q.grad'} -o {transcript}; echo EXIT=$?; sleep 20"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "30", command], check=True)
     try:
         def screen():
@@ -150,6 +151,8 @@ def test_the_quiz_can_be_left_at_a_real_terminal(tmp_path, key):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     assert "quiz stopped after 1 of 2 questions; score: 1/1" in text and "EXIT=1" in text
     assert "(no answer)" not in text
+    saved = transcript.read_text()  # -o at a terminal: asked there, and the transcript kept
+    assert "dy = 3\n" in saved and "right: dy = 3" in saved and "quiz stopped after 1 of 2" in saved
 
 
 @pytest.mark.parametrize("src, at, says", [
@@ -235,3 +238,62 @@ def test_the_picture_shows_the_gradient_along_each_wire_and_a_legend():
     assert '"n0" -> "n2" [label=<<font color="darkgreen">3</font>>];' in const  # a constant gets no gradient
     tensor = run("graph", "-e", "sum(W * 2)", "--at", "W=ones(4,3)", "--format", "dot").stdout
     assert "4×3 tensor" in tensor and "array 4×3" not in tensor
+
+
+FAN_OUT_BUG = "gate sq(t) = t^2\n  dt = dout * t\nx = 1.5\ny = -0.5\nf = exp(x) * y + sq(x)\n"
+
+
+def _edges(dot: str) -> dict:
+    """(source, target) -> the edge's attribute text, from DOT lines `"nA" -> "nB" [...]`."""
+    found = {}
+    for line in dot.splitlines():
+        m = re.match(r'\s*"(n\d+)" -> "(n\d+|output)" \[(.*)\];$', line)
+        if m:
+            found[(m.group(1), m.group(2))] = m.group(3)
+    return found
+
+
+def test_the_picture_marks_the_wrong_gate_and_only_the_wires_it_gets_wrong(tmp_path):
+    (tmp_path / "bug.grad").write_text(FAN_OUT_BUG)
+    dot = run("graph", str(tmp_path / "bug.grad"), "--format", "dot").stdout
+    names = dict(re.findall(r'"(n\d+)" \[label="([^"\\]*)', dot))
+    ids = {name: nid for nid, name in names.items()}
+    culprit = next(line for line in dot.splitlines() if line.strip().startswith(f'"{ids["sq(x)"]}" [label'))
+    assert "✗ backward fails its own check" in culprit and "color=red" in culprit
+    innocent = [line for line in dot.splitlines() if line.strip().startswith(f'"{ids["exp(x)"]}" [label')]
+    assert innocent and "color=red" not in innocent[0]  # the sibling at the fan-out is not blamed
+    edges = _edges(dot)
+    wrong = {pair for pair, attrs in edges.items() if "style=dashed" in attrs}
+    assert wrong == {(ids["x"], ids["sq(x)"])}  # x's wire into exp(x) carries a right gradient
+    assert "✗ 1.5" in edges[(ids["x"], ids["sq(x)"])]  # dout * t: 1.5, where 2t = 3 was due
+    assert "a wrong gradient" in dot and "decorate=true" in dot
+    tree = run("graph", str(tmp_path / "bug.grad"), "--ascii").stdout
+    assert "sq(x) [sq]  2.25  grad 1  X its backward fails its own check" in tree
+    assert next(line for line in tree.splitlines() if "exp(x) [exp]" in line).endswith("grad -0.5")  # unmarked
+    assert "x [input]  1.5  grad -0.7408  X wrong gradient" in tree
+
+
+def test_a_right_picture_has_no_marks():
+    dot = run("graph", str(Path(__file__).resolve().parent.parent / "expressions" / "cs224n_max.grad"),
+              "--format", "dot").stdout
+    assert "✗" not in dot and "dashed" not in dot and "a wrong gradient" not in dot
+
+
+QUIZ_ANSWERS = "3\n2\n0\n5\n2\n"
+
+
+def test_the_quiz_writes_its_transcript_to_a_file(tmp_path):
+    maxcircuit = str(Path(__file__).resolve().parent.parent / "expressions" / "cs224n_max.grad")
+    out = tmp_path / "quiz.txt"
+    result = run("quiz", maxcircuit, "-o", str(out), input=QUIZ_ANSWERS)
+    assert result.exit_code == 0 and result.stdout == ""  # piped: the transcript goes to the file only
+    text = out.read_text()
+    assert text.startswith("Quiz on ") and "db = 3\n" in text and "right: dy = 5" in text
+    assert text.rstrip().endswith("score: 5/5")
+    plain = run("quiz", maxcircuit, input=QUIZ_ANSWERS).stdout
+    assert plain == text  # the same lines as on standard output
+    (tmp_path / "a.txt").write_text("db = 3\ndy = 4\n")
+    graded = run("quiz", maxcircuit, "--answers", str(tmp_path / "a.txt"), "-o", str(out))
+    assert graded.exit_code == 1 and "wrong: dy = 5" in out.read_text() and "score: 1/5" in out.read_text()
+    missing = run("quiz", maxcircuit, "-o", str(tmp_path / "no" / "such" / "dir.txt"), input=QUIZ_ANSWERS)
+    assert missing.exit_code == 2 and "gradcheck: error:" in missing.output
