@@ -39,6 +39,14 @@ def _describe_bad(value) -> str:
     return "nan" if np.isnan(bad).any() else "overflow to infinity"
 
 
+class _SliceRef:
+    """A built subscript item that is no value: a slice (parts: (ref, pos) or None each) or None (parts None)."""
+    __slots__ = ("parts", "pos")
+
+    def __init__(self, parts, pos):
+        self.parts, self.pos = parts, pos
+
+
 class Builder:
     """Turns a parsed Program into a Graph; one instance per program."""
 
@@ -123,6 +131,14 @@ class Builder:
             return self._op(expr, refs, name)
         if isinstance(expr, N.Call):
             return self._call(expr, refs, name)
+        if isinstance(expr, N.Index):
+            return self._index(expr, refs, name)
+        if isinstance(expr, N.Slice):
+            parts = iter(refs)
+            return _SliceRef(tuple(None if p is None else (next(parts), p.pos)
+                                   for p in (expr.start, expr.stop, expr.step)), expr.pos)
+        if isinstance(expr, N.NewAxis):
+            return _SliceRef(None, expr.pos)
         raise GradSyntaxError(f"unexpected {type(expr).__name__}", expr.pos.line, expr.pos.col)
 
     def _name(self, expr: N.Name):
@@ -144,10 +160,11 @@ class Builder:
     def _array(self, expr: N.Array, refs):
         if not refs:
             raise GradShapeError("an empty array literal", expr.pos.line, expr.pos.col)
+        refs = [self._as_const(r) or r for r in refs]
         for item, ref in zip(expr.items, refs):
             if not isinstance(ref, Const):
-                raise GradSyntaxError("array literals hold numbers only; combine named values with gates",
-                                      item.pos.line, item.pos.col)
+                raise GradSyntaxError("array literals hold numbers and consts only; combine named values with "
+                                      "gates (stack, concatenate)", item.pos.line, item.pos.col)
         shapes = {r.value.shape for r in refs}
         _check_shape((len(refs),) + refs[0].value.shape, expr.pos, "this array literal")
         if len(shapes) != 1:
@@ -158,6 +175,8 @@ class Builder:
 
     def _op(self, expr: N.Op, refs, name):
         where = expr.op_pos or expr.pos
+        if expr.op == ".shape":  # known when the graph is built: a constant vector of sizes
+            return Const(np.asarray(self._shape(refs[0]), dtype=float), expr.pos)
         if expr.op == "neg":
             (ref,) = refs
             if isinstance(ref, Const):
@@ -180,6 +199,7 @@ class Builder:
         npos = len(expr.args)
         args, kw_refs = refs[:npos], refs[npos:]
         if expr.func in CONSTRUCTORS:
+            args = [self._as_const(r) or r for r in args]
             if expr.kwargs or not all(isinstance(r, Const) for r in args):
                 raise GradSyntaxError(f"{expr.func}(...) takes integer sizes", fpos.line, fpos.col)
             try:
@@ -195,15 +215,25 @@ class Builder:
             known = G.function_names() | set(CONSTRUCTORS)
             raise GradNameError(f"unknown function '{expr.func}'" + did_you_mean(expr.func, known),
                                 fpos.line, fpos.col)
-        gate = next((g for g in candidates if g.arity == npos), None) or next(
-            (g for g in candidates if g.arity < npos <= g.arity + len(g.positional_params)), None)
+        gate = next((g for g in candidates if g.arity + len(g.constant_args) == npos), None) or next(
+            (g for g in candidates if g.arity < npos <= g.arity + len(g.positional_params)), None) or next(
+            (g for g in candidates if g.variadic and npos >= g.arity), None)
         if gate is None:
             counts = sorted({g.arity for g in candidates} | {g.arity + len(g.positional_params) for g in candidates})
             want = " or ".join(str(c) for c in counts)
             raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if counts != [1] else ''}, got {npos}",
                                   fpos.line, fpos.col)
         params = {}
-        for pname, ref, apos in zip(gate.positional_params, args[gate.arity:], expr.args[gate.arity:]):
+        if gate.constant_args:  # call arguments that are parameters: taken out of the operands
+            drop = {position for position, _ in gate.constant_args}
+            for position, pname in gate.constant_args:
+                params[pname] = self._key([args[position]], [expr.args[position]], expr.func_pos)
+            expr_args = [e for k, e in enumerate(expr.args) if k not in drop]
+            args = [r for k, r in enumerate(args) if k not in drop]
+        else:
+            expr_args = list(expr.args)
+        n_operands = len(args) if gate.variadic else gate.arity
+        for pname, ref, apos in zip(gate.positional_params, args[n_operands:], expr_args[n_operands:]):
             params[pname] = self._param(ref, apos.pos, pname)
         for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
             if kname not in gate.params:
@@ -213,7 +243,58 @@ class Builder:
             if kname in params:
                 raise GradSyntaxError(f"{expr.func}() got '{kname}' twice", kpos.line, kpos.col)
             params[kname] = self._param(ref, kpos, kname)
-        return self._gate(gate, list(args[:gate.arity]), params, {}, expr, name, fpos)
+        return self._gate(gate, list(args[:n_operands]), params, {}, expr, name, fpos)
+
+    def _index(self, expr: N.Index, refs, name):
+        key = self._key(refs[1:], expr.items, expr.bracket_pos)
+        return self._gate(G.REGISTRY["index"], [refs[0]], {"key": key}, {}, expr, name, expr.bracket_pos)
+
+    def _key(self, refs, items, where) -> tuple:
+        """A numpy index from subscript items: ints, slices, None, integer arrays (all constants)."""
+        key = []
+        for ref, item in zip(refs, items):
+            pos = getattr(item, "pos", where)
+            if isinstance(ref, _SliceRef):
+                if ref.parts is None:
+                    key.append(None)
+                    continue
+                parts = [None if p is None else self._integer(p[0], p[1], "a slice bound") for p in ref.parts]
+                if parts[2] == 0:
+                    raise GradValueError("a slice step must not be 0", ref.parts[2][1].line, ref.parts[2][1].col)
+                key.append(slice(*parts))
+                continue
+            value = self._constant(ref, pos, "an index")
+            if value.size == 0:
+                raise GradShapeError("an empty index array", pos.line, pos.col)
+            if not np.all(np.isfinite(value)) or not np.all(value == np.round(value)):
+                bad = value.ravel()[~(np.isfinite(value.ravel()) & (value.ravel() == np.round(value.ravel())))][0]
+                raise GradValueError(f"an index must be an integer, not {bad:g}", pos.line, pos.col)
+            key.append(int(value) if value.ndim == 0 else value.astype(np.int64))
+        return tuple(key)
+
+    def _integer(self, ref, pos, what) -> int:
+        value = self._constant(ref, pos, what)
+        if value.ndim != 0 or not np.isfinite(value) or float(value) != round(float(value)):
+            raise GradValueError(f"{what} must be an integer, not {np.asarray(value).tolist()}", pos.line, pos.col)
+        return int(value)
+
+    def _as_const(self, ref):
+        """A Const for a literal value or a `const` node (known when the graph is built), else None."""
+        if isinstance(ref, Const):
+            return ref
+        if isinstance(ref, int) and self.nodes[ref].kind == "const":
+            node = self.nodes[ref]
+            return Const(np.asarray(node.value, dtype=float), node.pos)
+        return None
+
+    def _constant(self, ref, pos, what) -> np.ndarray:
+        const = self._as_const(ref)
+        if const is None:
+            node = self.nodes[ref] if isinstance(ref, int) else None
+            kind = "a leaf (its gradient is checked)" if node is not None and node.kind == "leaf" else "computed"
+            raise GradValueError(f"{what} must be a constant (a number, a const, arange(...), x.shape[...]); "
+                                 f"'{node.name if node else '?'}' is {kind}", pos.line, pos.col)
+        return const.value
 
     def _user_call(self, expr: N.Call, args, kw_refs, name):
         fpos = expr.func_pos
@@ -261,9 +342,10 @@ class Builder:
         return ref
 
     def _param(self, ref, pos, pname):
-        if not isinstance(ref, Const):
-            raise GradSyntaxError(f"'{pname}' must be a number", pos.line, pos.col)
-        return ref.value
+        const = self._as_const(ref)
+        if const is None:
+            raise GradSyntaxError(f"'{pname}' must be a number or a const", pos.line, pos.col)
+        return const.value
 
     def _gate(self, gate, refs, params, attrs, expr, name, where):
         shapes = [self._shape(r) for r in refs]

@@ -21,6 +21,11 @@ from typing import Callable
 
 import numpy as np
 
+from . import array_gates as A
+from . import conv_gates as C
+from .tensors import fmt_shape, unbroadcast
+from .tensors import sym_sum as _sym_sum
+
 
 @dataclass(frozen=True)
 class ConstForm:
@@ -61,6 +66,9 @@ class Gate:
     params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
     positional_params: tuple = ()   # parameters that may also follow the operands positionally
     examples: tuple = (Example(((),)),)
+    variadic: bool = False          # takes `arity` or more operands (concatenate, stack)
+    constant_args: tuple = ()       # (position, param): call arguments that are constant parameters, not
+                                    # operands (add_at's index): a const, a literal or arange(...)
     backward_source: tuple = ()     # per input, (text, line, col) of where its backward was written
     instance: object = None         # a user gate's usergates.Instance (its body graphs), else None
 
@@ -70,17 +78,6 @@ class Gate:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum a gradient of shape (K, *broadcast) back to (K, *shape)."""
-    extra = g.ndim - 1 - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(1, 1 + extra)))
-    axes = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and g.shape[i + 1] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g
-
 
 def _broadcast_infer(shapes, params):
     try:
@@ -92,10 +89,6 @@ def _broadcast_infer(shapes, params):
 
 def _same_infer(shapes, params):
     return tuple(shapes[0]), {}
-
-
-def fmt_shape(shape) -> str:
-    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def sym_number(c):
@@ -184,18 +177,31 @@ def _sym_reduce(x, a, combine):
 # --- matmul -------------------------------------------------------------------------------------
 
 def _matmul_infer(shapes, params):
+    """numpy's matmul: vectors, matrices, and stacks of matrices (leading axes broadcast)."""
     sa, sb = (tuple(s) for s in shapes)
     if len(sa) == 0 or len(sb) == 0:
         raise ValueError("@ needs vectors or matrices, not scalars; use * to scale")
-    if len(sa) > 2 or len(sb) > 2:
-        raise ValueError("@ takes vectors and matrices (at most 2 dimensions)")
     inner_a = sa[-1]
     inner_b = sb[0] if len(sb) == 1 else sb[-2]
     if inner_a != inner_b:
         raise ValueError(f"cannot multiply shapes {fmt_shape(sa)} @ {fmt_shape(sb)}: "
                          f"inner sizes {inner_a} and {inner_b} differ")
-    out = sa[:-1] + sb[1:] if len(sb) == 2 else sa[:-1]
-    return out, {"nd": (len(sa), len(sb))}
+    try:
+        batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    except ValueError:
+        raise ValueError(f"cannot multiply shapes {fmt_shape(sa)} @ {fmt_shape(sb)}: their leading (stack) "
+                         f"axes {fmt_shape(sa[:-2])} and {fmt_shape(sb[:-2])} do not broadcast") from None
+    out = batch + (sa[-2:-1] if len(sa) >= 2 else ()) + (sb[-1:] if len(sb) >= 2 else ())
+    return out, {"nd": (len(sa), len(sb)), "batch": len(batch)}
+
+
+def _align(x, core: int, batch: int):
+    """Give an operand that carries a leading row axis the full stack rank, so rows line up."""
+    lead = x.ndim - core
+    missing = batch - (core - 2)
+    if lead and missing > 0:
+        return x.reshape(x.shape[:lead] + (1,) * missing + x.shape[lead:])
+    return x
 
 
 def _matmul2(A, B):
@@ -213,7 +219,9 @@ def _matmul_forward(args, a):
         A = A[..., None, :]
     if ndb == 1:
         B = B[..., :, None]
-    out = _matmul2(A, B)
+    batch = a.get("batch", 0)
+    A, B = _align(A, max(nda, 2), batch), _align(B, max(ndb, 2), batch)
+    out = _matmul2(A, B) if batch == 0 else np.matmul(A, B)
     if ndb == 1:
         out = out[..., 0]
     if nda == 1:
@@ -232,8 +240,8 @@ def _matmul_vjp(g, args, out, a):
         g = g[..., None, :]
     elif ndb == 1:
         g = g[..., None]
-    dA = np.matmul(g, B2.T)
-    dB = np.matmul(A2.T, g)
+    dA = unbroadcast(np.matmul(g, np.swapaxes(B2, -1, -2)), A2.shape)
+    dB = unbroadcast(np.matmul(np.swapaxes(A2, -1, -2), g), B2.shape)
     if nda == 1:
         dA = dA[..., 0, :]
     if ndb == 1:
@@ -246,21 +254,19 @@ def _matmul_sym(args, a):
     nda, ndb = a["nd"]
     A2 = A[None, :] if nda == 1 else A
     B2 = B[:, None] if ndb == 1 else B
-    out = np.empty((A2.shape[0], B2.shape[1]), dtype=object)
-    for i in range(A2.shape[0]):
-        for j in range(B2.shape[1]):
-            out[i, j] = _sym_sum([A2[i, k] * B2[k, j] for k in range(A2.shape[1])])
+    batch = tuple(np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2]))
+    A2 = np.broadcast_to(A2, batch + A2.shape[-2:])
+    B2 = np.broadcast_to(B2, batch + B2.shape[-2:])
+    out = np.empty(batch + (A2.shape[-2], B2.shape[-1]), dtype=object)
+    for idx in np.ndindex(*out.shape):
+        *stack, i, j = idx
+        stack = tuple(stack)
+        out[idx] = _sym_sum([A2[stack + (i, k)] * B2[stack + (k, j)] for k in range(A2.shape[-1])])
     if ndb == 1:
-        out = out[:, 0]
+        out = out[..., 0]
     if nda == 1:
-        out = out[0]
+        out = out[..., 0] if ndb == 1 else out[..., 0, :]
     return np.asarray(out, dtype=object)
-
-
-def _sym_sum(items):
-    """Σ of SymPy terms, built in one Add."""
-    import sympy
-    return sympy.Add(*items)
 
 
 def _transpose_forward(args, a):
@@ -569,7 +575,8 @@ _GATES = [
          local="∂(AB)/∂A: dA = dD·Bᵀ, dB = Aᵀ·dD", doc="matrix product A @ B (vectors allowed)",
          routes="dA = upstream @ Bᵀ and dB = Aᵀ @ upstream: the shapes tell you the order",
          examples=(Example(((2, 3), (3, 4))), Example(((3,), (3, 2))), Example(((2, 3), (3,))),
-                   Example(((3,), (3,))))),
+                   Example(((3,), (3,))), Example(((2, 2, 3), (3, 2))), Example(((2, 3), (2, 3, 2))),
+                   Example(((2, 1, 2, 3), (3, 3, 2))), Example(((2, 2, 3), (3,))))),
     Gate(name="transpose", arity=1, operator=".T", label=lambda a: ".T",
          forward=_transpose_forward, vjp=lambda g, args, out, a: (_transpose_forward([g], a),),
          sym=lambda args, a: np.transpose(args[0]), infer=_transpose_infer,
@@ -619,6 +626,90 @@ _GATES = [
          local="∂ logΣeˣ/∂xᵢ = softmax(x)ᵢ", doc="log Σ exp(x), computed stably (optional axis)",
          routes="spreads the upstream gradient by softmax(x)",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
+
+    Gate(name="index", arity=1, operator="x[...]", label=lambda a: "[]", params=("key",),
+         forward=A.index_forward, vjp=A.index_vjp, sym=A.index_sym, infer=A.index_infer,
+         local="∂x[i]/∂x[j] = 1 where i picks j (repeats add up)",
+         doc="x[...]: numpy indexing and slicing (integers, start:stop:step, None, constant integer arrays)",
+         routes="scatters the upstream gradient back to the picked elements (np.add.at: repeats add up)",
+         examples=(Example(((4,),), {"key": (1,)}), Example(((3, 4),), {"key": (slice(None), slice(1, None, 2))}),
+                   Example(((3, 4),), {"key": (np.array([0, 2, 0]), np.array([1, 3, 1]))}),
+                   Example(((3, 4),), {"key": (slice(None, None, -1), None, -1)}),
+                   Example(((5, 3),), {"key": (np.array([4, 0, 4, 4]),)}))),
+    Gate(name="add_at", arity=2, call="add_at", constant_args=((1, "index"),),
+         forward=A.add_at_forward, vjp=A.add_at_vjp, sym=A.add_at_sym, infer=A.add_at_infer,
+         local="∂/∂a = 1; ∂/∂v = 1 at each place v is added",
+         doc="add_at(a, index, v): a copy of a with v added at a[index], repeats adding up (numpy's np.add.at)",
+         routes="a gets the upstream gradient; v gets it gathered from the places it was added",
+         examples=(Example(((5, 2), (3, 2)), {"index": (np.array([1, 4, 1]),)}),
+                   Example(((4,), ()), {"index": (slice(1, 3),)}))),
+    Gate(name="reshape", arity=1, call="reshape", params=("shape",) + tuple(f"d{i}" for i in range(8)),
+         positional_params=tuple(f"d{i}" for i in range(8)),
+         forward=A.reshape_forward, vjp=A.reshape_vjp, sym=lambda args, a: np.reshape(args[0], a["shape"]),
+         infer=A.reshape_infer, local="∂y/∂x = 1 (the same elements, in another shape)",
+         doc="reshape(x, 4, 3) or reshape(x, [N, -1]): the elements in a new shape (C order, one -1 allowed)",
+         routes="reshapes the upstream gradient back to x's shape",
+         examples=(Example(((2, 6),), {"d0": 3, "d1": -1}), Example(((2, 3, 2),), {"shape": np.array([12.0])}))),
+    Gate(name="permute", arity=1, call="transpose", params=("axes",), positional_params=("axes",),
+         label=lambda a: "transpose", forward=A.permute_forward, vjp=A.permute_vjp, sym=A.permute_sym,
+         infer=A.permute_infer, local="d(x permuted) = dout permuted back",
+         doc="transpose(x, [0, 2, 1]): the axes in a new order (all reversed without axes, as x.T)",
+         routes="permutes the upstream gradient back",
+         examples=(Example(((2, 3, 4),), {"axes": np.array([2.0, 0.0, 1.0])}), Example(((2, 3),)))),
+    Gate(name="flip", arity=1, call="flip", params=("axis",), positional_params=("axis",),
+         forward=A.flip_forward, vjp=A.flip_vjp, sym=lambda args, a: A.flip_forward([np.asarray(args[0], dtype=object)], a),
+         infer=A.flip_infer, local="d(flip x) = flip(dout)",
+         doc="flip(x, axis): the elements in reverse order along axis (all axes without one)",
+         routes="flips the upstream gradient back",
+         examples=(Example(((3, 4),), {"axis": 1}), Example(((2, 2, 3),), {"axis": np.array([-1.0, -2.0])}))),
+    Gate(name="pad", arity=1, call="pad", params=("width", "value"), positional_params=("width",),
+         forward=A.pad_forward, vjp=A.pad_vjp, sym=A.pad_sym, infer=A.pad_infer,
+         local="∂pad(x)/∂x = 1 inside, nothing for the padding",
+         doc="pad(x, width, value=0): a border of a constant, width = n, [before, after] or one pair per axis",
+         routes="crops the upstream gradient back to x (the border gets none)",
+         examples=(Example(((2, 3),), {"width": 1}), Example(((1, 2, 3),), {"width": np.array([[0, 0], [1, 0], [2, 1]],
+                                                                                              dtype=float)}))),
+    Gate(name="concatenate", arity=1, variadic=True, call="concatenate", params=("axis",),
+         forward=A.concat_forward, vjp=A.concat_vjp, sym=A.concat_sym, infer=A.concat_infer,
+         local="∂/∂(each part) = 1 on its own stretch", doc="concatenate(a, b, ..., axis=0): arrays joined along an axis",
+         routes="cuts the upstream gradient into the parts' stretches",
+         examples=(Example(((2, 3), (1, 3))), Example(((2, 3), (2, 2), (2, 1)), {"axis": 1}))),
+    Gate(name="stack", arity=1, variadic=True, call="stack", params=("axis",),
+         forward=A.stack_forward, vjp=A.stack_vjp, sym=A.stack_sym, infer=A.stack_infer,
+         local="∂/∂(each part) = 1 on its own slice", doc="stack(a, b, ..., axis=0): arrays of one shape along a new axis",
+         routes="gives each part its slice of the upstream gradient",
+         examples=(Example(((3,), (3,))), Example(((2, 3), (2, 3), (2, 3)), {"axis": -1}))),
+    Gate(name="where", arity=3, call="where",
+         forward=lambda args, a: np.where(args[0] != 0, args[1], args[2]), vjp=A.where_vjp, sym=A.where_sym,
+         infer=A.where_infer, local="∂/∂a = 1 where cond, ∂/∂b = 1 elsewhere (cond is constant)",
+         doc="where(cond, a, b): a where cond ≠ 0, else b (cond is constant for differentiation)",
+         routes="where routes: the gradient goes to a where cond holds, to b elsewhere",
+         examples=(Example(((3,), (3,), (3,)), low=-2, high=2), Example(((2, 1), (2, 3), ())))),
+    _unary("sign", np.sign, lambda x, o: 0.0 * x, _sp("sign"), "∂sign(x)/∂x = 0 (a step at 0)",
+           "-1, 0 or 1: the sign of x (constant for differentiation)", "blocks the gradient: a sign is a constant",
+           branch=lambda args, a: args[0] > 0),
+    Gate(name="outer", arity=2, call="outer", forward=A.outer_forward, vjp=A.outer_vjp, sym=A.outer_sym,
+         infer=A.outer_infer, local="∂(uvᵀ)/∂u = v, ∂(uvᵀ)/∂v = u", doc="outer(u, v): the matrix uᵢvⱼ of two vectors",
+         routes="du = upstream @ v, dv = upstreamᵀ @ u", examples=(Example(((3,), (2,))),)),
+    Gate(name="argmax", arity=1, call="argmax", params=("axis",), positional_params=("axis",),
+         forward=A.argmax_forward, vjp=lambda g, args, out, a: (np.zeros(g.shape[:1] + args[0].shape),),
+         sym=A.argmax_sym, infer=A.argmax_infer, branch=A.argmax_branch,
+         local="0 (an index is constant)", doc="argmax(x, axis): the index of the largest element (the first at a tie)",
+         routes="blocks the gradient: an index is a constant",
+         examples=(Example(((4,),)), Example(((2, 3),), {"axis": 1}))),
+    Gate(name="conv2d", arity=3, call="conv2d", params=("stride", "pad"),
+         forward=C.conv_forward, vjp=C.conv_vjp, sym=C.conv_sym, infer=C.conv_infer,
+         local="dx = dout ⋆ flipped w; dw = x ⋆ dout; db = Σ dout",
+         doc="conv2d(x, w, b, stride=1, pad=0): CS231n's convolution, x (N,C,H,W), w (F,C,HH,WW), b (F,)",
+         routes="each input pixel gets the upstream gradient of every window it is in, times the filter weight",
+         examples=(Example(((1, 2, 4, 4), (3, 2, 3, 3), (3,)), {"pad": 1}),
+                   Example(((2, 1, 5, 5), (2, 1, 3, 3), (2,)), {"stride": 2}))),
+    Gate(name="maxpool2d", arity=1, call="maxpool2d", params=("size", "stride"),
+         forward=C.pool_forward, vjp=C.pool_vjp, sym=C.pool_sym, infer=C.pool_infer, branch=C.pool_branch,
+         local="1 for each window's largest, else 0 (½ at a tie)",
+         doc="maxpool2d(x, size=2, stride=size): the largest element of each window, x (N,C,H,W)",
+         routes="max routes: each window's gradient goes to its largest element",
+         examples=(Example(((1, 2, 4, 4),)), Example(((1, 1, 5, 5),), {"size": 3, "stride": 2}))),
 
     _cmp("lt", "<", np.less, lambda s, x, y: s.Heaviside(y - x, 0)),
     _cmp("le", "<=", np.less_equal, lambda s, x, y: s.Heaviside(y - x, 1)),

@@ -52,6 +52,30 @@ class Array:
 
 
 @dataclass(frozen=True)
+class Slice:
+    """`start:stop:step` in a subscript; a part left out is None."""
+    start: object
+    stop: object
+    step: object
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class NewAxis:
+    """`None` in a subscript."""
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Index:
+    """`base[item, ...]`: items are expressions, Slices or NewAxis."""
+    base: object
+    items: tuple
+    pos: Pos
+    bracket_pos: Pos
+
+
+@dataclass(frozen=True)
 class Assign:
     name: str
     expr: object
@@ -104,6 +128,10 @@ def children(expr) -> tuple:
         return expr.args + tuple(k[1] for k in expr.kwargs)
     if isinstance(expr, Array):
         return expr.items
+    if isinstance(expr, Index):
+        return (expr.base,) + expr.items
+    if isinstance(expr, Slice):
+        return tuple(p for p in (expr.start, expr.stop, expr.step) if p is not None)
     return ()
 
 

@@ -77,6 +77,29 @@ class _ToAst(Transformer):
     matmul = _op("@")
     neg = _op("neg")
     transpose = _op(".T")
+    shape_of = _op(".shape")
+
+    def index(self, base, lsqb, *rest):
+        items = tuple(i for i in rest[:-1] if i is not None and not isinstance(i, Token))
+        return N.Index(base, items, _span(base, rest[-1]), _pos(lsqb))
+
+    def slice(self, *items):
+        parts, current, first = [], None, None
+        for item in items:
+            if isinstance(item, Token) and item.type == "COLON":
+                first = first or item
+                parts.append(current)
+                current = None
+            else:
+                current = item
+        parts.append(current)
+        parts += [None] * (3 - len(parts))
+        start = next((i for i in items if i is not None), first)
+        end = next((i for i in reversed(items) if i is not None), first)
+        return N.Slice(*parts[:3], _span(start, end))
+
+    def newaxis(self, tok):
+        return N.NewAxis(_pos(tok))
 
     def pos(self, _plus, operand):
         return operand
@@ -184,8 +207,9 @@ def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         if ch in "\"'":
             msg = "strings are not part of the language"
-        elif ch == "." and text[err.pos_in_stream:err.pos_in_stream + 2] != ".T":
-            msg = "attributes are not part of the language (the only postfix is '.T')"
+        elif ch == "." and text[err.pos_in_stream:err.pos_in_stream + 2] != ".T" \
+                and text[err.pos_in_stream:err.pos_in_stream + 6] != ".shape":
+            msg = "attributes are not part of the language (the postfixes are '.T' and '.shape')"
         elif ch == "\r":
             msg = "a bare carriage return (use LF or CRLF line endings)"
         elif not ch.isprintable():

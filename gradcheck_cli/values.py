@@ -1,4 +1,4 @@
-"""Value constructors for leaves: randn, rand, zeros, ones, eye (seeded, float64)."""
+"""Value constructors for leaves: randn, rand, zeros, ones, eye, arange (seeded, float64)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,31 @@ def _eye(args, rng):
     return np.eye(n)
 
 
+def _arange(args, rng):
+    """arange(n), arange(start, stop) or arange(start, stop, step): integers, as numpy's."""
+    if not 1 <= len(args) <= 3:
+        raise ValueError("arange takes 1 to 3 numbers: arange(n), arange(start, stop), arange(start, stop, step)")
+    if any(np.ndim(a) != 0 or not np.isfinite(float(a)) or not float(a).is_integer() for a in args):
+        raise ValueError("arange(...) takes integers")
+    start, stop, step = (0, int(args[0]), 1) if len(args) == 1 else (int(args[0]), int(args[1]),
+                                                                     int(args[2]) if len(args) == 3 else 1)
+    if step == 0:
+        raise ValueError("arange(...): a step of 0")
+    n = max(0, -(-(stop - start) // step))
+    if n == 0:
+        raise ValueError(f"arange{tuple(int(a) for a in args)} is empty: nothing could be checked")
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"arange(...) would have {n:,} elements (at most {MAX_ELEMENTS:,}; GRADCHECK_MAX_ELEMENTS raises it)")
+    return np.arange(start, stop, step, dtype=float)
+
+
 CONSTRUCTORS = {
     "randn": (lambda args, rng: rng.standard_normal(_dims("randn", args)), "standard normal samples, seeded"),
     "rand": (lambda args, rng: rng.random(_dims("rand", args)), "uniform samples in [0, 1), seeded"),
     "zeros": (lambda args, rng: np.zeros(_dims("zeros", args)), "all zeros"),
     "ones": (lambda args, rng: np.ones(_dims("ones", args)), "all ones"),
     "eye": (_eye, "the n×n identity matrix"),
+    "arange": (_arange, "the integers start, start+step, ... below stop (as numpy's; for indices)"),
 }
 
 

@@ -59,7 +59,7 @@ BAD_SOURCES = [
     ("W = randn(2, 3); x = randn(2)\nf = sum(W @ x)", "cannot multiply shapes (2, 3) @ (2,)", 2, 11),
     ("a = randn(3); b = randn(4)\nf = sum(a + b)", "shapes (3,) and (4,) do not broadcast", 2, 11),
     ("x = [[1, 2], [3]]", "the rows of an array literal must all have the same length", 1, 14),
-    ("x = 1\nf = [x, 2]", "array literals hold numbers only", 2, 6),
+    ("x = 1\nf = [x, 2]", "array literals hold numbers and consts only", 2, 6),
     ("x = randn(-1)", "positive integer sizes", 1, 5),
     ("x = zeros(3, 0, 2)", "positive integer sizes", 1, 5),
     ("x = eye(0)", "positive integer sizes", 1, 5),

@@ -36,7 +36,7 @@ def test_vjp_matches_central_differences(case):
     assert out.shape == tuple(shape)
     g = np.random.default_rng(1).standard_normal((2,) + out.shape)  # two rows of the Jacobian at once
     grads = gate.vjp(g, args, out, attrs)
-    assert len(grads) == gate.arity
+    assert len(grads) == len(args)
     h = 1e-6
     for k, a in enumerate(args):
         got = np.broadcast_to(grads[k], (2,) + a.shape)
@@ -67,7 +67,7 @@ def test_forward_is_batch_agnostic(case):
     """A leading batch axis on any operand gives the stacked unbatched results (the numeric oracle relies on it)."""
     gate, ex = case
     args, shape, attrs = _inputs(gate, ex, seed=3)
-    for k in range(gate.arity):
+    for k in range(len(args)):
         stack = np.stack([args[k], args[k] * 1.1, args[k] * 0.9])
         batched = list(args)
         batched[k] = stack

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def gate_table():
     """The registry as a rich Table."""
+    from rich.markup import escape
     from rich.table import Table
     from ..gates import REGISTRY
     table = Table(show_edge=False, header_style="bold")
@@ -18,6 +19,6 @@ def gate_table():
         if gate.const_forms:
             written = ", ".join(f"{'c ' + f.operator + ' x' if f.side == 'left' else 'x ' + f.operator + ' c'}"
                                 if f.side != "either" else f"x {f.operator} c" for f in gate.const_forms)
-        table.add_row(gate.name, gate.display({"c": 1.0}) if gate.const_forms else gate.display({}), written,
-                      gate.local, gate.routes)
+        label = gate.display({"c": 1.0}) if gate.const_forms else gate.display({})
+        table.add_row(*(escape(text) for text in (gate.name, label, written, gate.local, gate.routes)))
     return table

@@ -1,0 +1,402 @@
+"""Forward, VJP, SymPy form and shape rule of the gates that move elements: indexing and slicing,
+reshape, transpose, flip, pad, concatenate, stack, where, outer, argmax, add_at.
+
+Each operand may carry extra *leading* batch axes (the finite differences' rows), so every function
+addresses axes from the end, or counts the leading ones from `nd` (the operand's own rank).
+The registry entries that use these are in gates.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .limits import MAX_ELEMENTS
+from .tensors import axis_of, fmt_shape, integer, unbroadcast
+
+
+def _lead(x, nd: int) -> tuple:
+    return (slice(None),) * (np.ndim(x) - nd)
+
+
+# --- indexing and slicing -----------------------------------------------------------------------
+
+def _advanced(key) -> list:
+    """Positions of the advanced (array) indices; integers count too once an array is present."""
+    arrays = [i for i, k in enumerate(key) if isinstance(k, np.ndarray)]
+    if not arrays:
+        return []
+    return [i for i, k in enumerate(key) if isinstance(k, (np.ndarray, int))]
+
+
+def index_infer(shapes, params):
+    shape, key = tuple(shapes[0]), tuple(params["key"])
+    used = sum(1 for k in key if k is not None)
+    if used > len(shape):
+        raise ValueError(f"{used} indices for an array of shape {fmt_shape(shape)}")
+    advanced = _advanced(key)
+    if advanced and advanced != list(range(advanced[0], advanced[-1] + 1)):
+        raise ValueError("index arrays separated by a slice are not supported (numpy moves their axes to the "
+                         "front); index in two steps")
+    if advanced:
+        try:
+            joint = np.broadcast_shapes(*[np.shape(key[i]) for i in advanced])
+        except ValueError:
+            raise ValueError("the index arrays' shapes " + " and ".join(fmt_shape(np.shape(key[i])) for i in advanced)
+                             + " do not broadcast") from None
+        rest = [n for i, n in enumerate(_dims_of(key, shape)) if i not in advanced]
+        bound = math.prod(joint) * math.prod(n for n in rest if n is not None)
+        if bound > MAX_ELEMENTS:
+            raise ValueError(f"this index would gather {bound:,} elements (at most {MAX_ELEMENTS:,})")
+    view = np.broadcast_to(np.zeros((), dtype=bool), shape)
+    try:
+        out = view[key]
+    except IndexError as err:
+        raise ValueError(str(err)) from None
+    return out.shape, {"key": key, "nd": len(shape)}
+
+
+def _dims_of(key, shape) -> list:
+    """Per key entry, the size of the axis it indexes (None for a new axis)."""
+    dims, axis = [], 0
+    for k in key:
+        if k is None:
+            dims.append(None)
+        else:
+            dims.append(shape[axis] if axis < len(shape) else 1)
+            axis += 1
+    return dims + list(shape[axis:])
+
+
+def index_forward(args, a):
+    x = args[0]
+    return x[_lead(x, a["nd"]) + a["key"]]
+
+
+def index_vjp(g, args, out, a):
+    x = args[0]
+    dx = np.zeros(g.shape[:1] + x.shape)
+    np.add.at(dx, (slice(None),) + a["key"], g)  # repeated indices add up (numpy's scatter-add)
+    return (dx,)
+
+
+def index_sym(args, a):
+    return np.asarray(np.asarray(args[0], dtype=object)[a["key"]], dtype=object)
+
+
+def add_at_infer(shapes, params):
+    sa, sv = (tuple(s) for s in shapes)
+    target, _ = index_infer([sa], {"key": params["index"]})
+    try:
+        np.broadcast_shapes(target, sv)
+        if np.broadcast_shapes(target, sv) != tuple(target):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"add_at: values of shape {fmt_shape(sv)} do not fit the {fmt_shape(target)} "
+                         f"elements the index selects") from None
+    return sa, {"key": params["index"], "nd": len(sa), "nd_v": len(sv)}
+
+
+def add_at_forward(args, a):
+    base, v = args
+    lead = np.broadcast_shapes(base.shape[: base.ndim - a["nd"]], v.shape[: v.ndim - a["nd_v"]])
+    out = np.array(np.broadcast_to(base, lead + base.shape[base.ndim - a["nd"]:]), dtype=float)
+    where = (slice(None),) * len(lead) + a["key"]
+    selected = out[where].shape
+    if lead:  # the rows' axis first, then v's own axes right-aligned with what the index selects
+        v_lead = v.ndim - a["nd_v"]
+        v = v.reshape(v.shape[:v_lead] + (1,) * (len(lead) - v_lead)
+                      + (1,) * (len(selected) - len(lead) - a["nd_v"]) + v.shape[v_lead:])
+    np.add.at(out, where, np.broadcast_to(v, selected))
+    return out
+
+
+def add_at_vjp(g, args, out, a):
+    base, v = args
+    picked = g[(slice(None),) + a["key"]]  # what each added value reached
+    return g, unbroadcast(picked, v.shape)
+
+
+def add_at_sym(args, a):
+    out = np.array(np.asarray(args[0], dtype=object), dtype=object)
+    values = np.broadcast_to(np.asarray(args[1], dtype=object), out[a["key"]].shape)
+    flat_index = np.arange(out.size).reshape(out.shape)[a["key"]]
+    flat = out.reshape(-1)
+    for i, v in zip(np.ravel(flat_index), np.ravel(values)):
+        flat[i] = flat[i] + v
+    return flat.reshape(out.shape)
+
+
+# --- reshape, transpose, flip, pad ----------------------------------------------------------------
+
+def reshape_infer(shapes, params):
+    shape = tuple(shapes[0])
+    dims = [params[k] for k in sorted((k for k in params if k[0] == "d" and k[1:].isdigit()), key=lambda k: int(k[1:]))]
+    if "shape" in params:
+        if dims:
+            raise ValueError("give the new shape once: reshape(x, [4, 3]) or reshape(x, 4, 3)")
+        dims = [params["shape"]]
+    if len(dims) == 1 and np.ndim(dims[0]) == 1:
+        dims = list(np.ravel(dims[0]))
+    if not dims or any(np.ndim(d) for d in dims):
+        raise ValueError("reshape(x, ...) takes the new shape: integers, or one list of them")
+    new = [integer(d, "a size") for d in dims]
+    size = math.prod(shape)
+    if new.count(-1) > 1 or any(n < -1 or n == 0 for n in new):
+        raise ValueError("reshape: sizes are positive integers, with at most one -1 (the rest)")
+    if -1 in new:
+        known = math.prod(n for n in new if n != -1)
+        if size % known:
+            raise ValueError(f"cannot reshape {fmt_shape(shape)} ({size} elements) into {fmt_shape(tuple(new))}")
+        new[new.index(-1)] = size // known
+    if math.prod(new) != size:
+        raise ValueError(f"cannot reshape {fmt_shape(shape)} ({size} elements) into {fmt_shape(tuple(new))} "
+                         f"({math.prod(new)} elements)")
+    return tuple(new), {"shape": tuple(new), "old": shape}
+
+
+def reshape_forward(args, a):
+    x = args[0]
+    return x.reshape(x.shape[: x.ndim - len(a["old"])] + a["shape"])
+
+
+def reshape_vjp(g, args, out, a):
+    return (g.reshape(g.shape[:1] + a["old"]),)
+
+
+def permute_infer(shapes, params):
+    shape = tuple(shapes[0])
+    nd = len(shape)
+    if params.get("axes") is None:
+        axes = tuple(range(-1, -nd - 1, -1))
+    else:
+        raw = np.ravel(params["axes"])
+        axes = tuple(axis_of(v, nd) for v in raw)
+        if sorted(axes) != list(range(-nd, 0)):
+            raise ValueError(f"axes {[int(v) for v in raw]} must name each of the {nd} axes once")
+    return tuple(shape[ax] for ax in axes), {"axes": axes, "nd": nd}
+
+
+def permute_forward(args, a):
+    x = args[0]
+    lead = x.ndim - a["nd"]
+    return np.transpose(x, tuple(range(lead)) + tuple(ax + x.ndim for ax in a["axes"]))
+
+
+def permute_vjp(g, args, out, a):
+    nd = a["nd"]
+    inverse = np.argsort([ax + nd for ax in a["axes"]])
+    return (np.transpose(g, (0,) + tuple(int(i) + 1 for i in inverse)),)
+
+
+def permute_sym(args, a):
+    x = np.asarray(args[0], dtype=object)
+    return np.transpose(x, tuple(ax + x.ndim for ax in a["axes"]))
+
+
+def flip_infer(shapes, params):
+    shape = tuple(shapes[0])
+    nd = len(shape)
+    if params.get("axis") is None:
+        axes = tuple(range(-nd, 0))
+    else:
+        axes = tuple(sorted({axis_of(v, nd) for v in np.ravel(params["axis"])}))
+    return shape, {"axes": axes}
+
+
+def flip_forward(args, a):
+    return np.flip(args[0], axis=a["axes"]) if a["axes"] else args[0]
+
+
+def flip_vjp(g, args, out, a):
+    return (np.flip(g, axis=a["axes"]) if a["axes"] else g,)
+
+
+def pad_infer(shapes, params):
+    shape = tuple(shapes[0])
+    nd = len(shape)
+    width = np.asarray(params.get("width", 0), dtype=float)
+    if width.ndim == 0:
+        pairs = [(width, width)] * nd
+    elif width.shape == (2,):
+        pairs = [tuple(width)] * nd
+    elif width.shape == (nd, 2):
+        pairs = [tuple(p) for p in width]
+    else:
+        raise ValueError(f"pad width: one number, [before, after], or one pair per axis ({nd} pairs), "
+                         f"not an array of shape {fmt_shape(width.shape)}")
+    pairs = tuple((integer(b, "a pad width"), integer(e, "a pad width")) for b, e in pairs)
+    if any(b < 0 or e < 0 for b, e in pairs):
+        raise ValueError("pad widths must not be negative")
+    value = float(params.get("value", 0.0))
+    return tuple(n + b + e for n, (b, e) in zip(shape, pairs)), {"pairs": pairs, "value": value}
+
+
+def pad_forward(args, a):
+    x = args[0]
+    lead = ((0, 0),) * (x.ndim - len(a["pairs"]))
+    return np.pad(x, lead + a["pairs"], mode="constant", constant_values=a["value"])
+
+
+def pad_vjp(g, args, out, a):
+    crop = tuple(slice(b, n - e) for (b, e), n in zip(a["pairs"], g.shape[1:]))
+    return (g[(slice(None),) + crop],)
+
+
+def pad_sym(args, a):
+    import sympy
+    x = np.asarray(args[0], dtype=object)
+    out = np.full(tuple(n + b + e for n, (b, e) in zip(x.shape, a["pairs"])), sympy.Float(a["value"]), dtype=object)
+    out[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, a["pairs"]))] = x
+    return out
+
+
+# --- concatenate and stack (any number of operands) -----------------------------------------------
+
+def concat_infer(shapes, params):
+    shapes = [tuple(s) for s in shapes]
+    nd = len(shapes[0])
+    if nd == 0:
+        raise ValueError("concatenate joins arrays along an axis, not scalars (use stack)")
+    ax = axis_of(params.get("axis", 0), nd)
+    for s in shapes[1:]:
+        if len(s) != nd or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i - nd != ax):
+            raise ValueError(f"cannot concatenate shapes {', '.join(fmt_shape(x) for x in shapes)} along axis {ax}")
+    out = list(shapes[0])
+    out[ax] = sum(s[ax] for s in shapes)
+    return tuple(out), {"axis": ax, "nds": tuple(len(s) for s in shapes), "sizes": tuple(s[ax] for s in shapes)}
+
+
+def _common_lead(args, nds):
+    return np.broadcast_shapes(*[a.shape[: a.ndim - nd] for a, nd in zip(args, nds)])
+
+
+def concat_forward(args, a):
+    lead = _common_lead(args, a["nds"])
+    parts = [np.broadcast_to(x, lead + x.shape[x.ndim - nd:]) for x, nd in zip(args, a["nds"])]
+    return np.concatenate(parts, axis=a["axis"])
+
+
+def concat_vjp(g, args, out, a):
+    bounds = np.cumsum((0,) + a["sizes"])
+    return tuple(np.take(g, np.arange(lo, hi), axis=a["axis"]) for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+
+def concat_sym(args, a):
+    return np.concatenate([np.asarray(x, dtype=object) for x in args], axis=a["axis"])
+
+
+def stack_infer(shapes, params):
+    shapes = [tuple(s) for s in shapes]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"stack needs arrays of one shape, not {', '.join(fmt_shape(s) for s in shapes)}")
+    nd = len(shapes[0]) + 1
+    ax = axis_of(params.get("axis", 0), nd)
+    out = list(shapes[0])
+    out.insert(ax + nd, len(shapes))
+    return tuple(out), {"axis": ax, "nds": tuple(len(s) for s in shapes)}
+
+
+def stack_forward(args, a):
+    lead = _common_lead(args, a["nds"])
+    return np.stack([np.broadcast_to(x, lead + x.shape[x.ndim - nd:]) for x, nd in zip(args, a["nds"])],
+                    axis=a["axis"])
+
+
+def stack_vjp(g, args, out, a):
+    return tuple(np.take(g, k, axis=a["axis"]) for k in range(len(args)))
+
+
+def stack_sym(args, a):
+    return np.stack([np.asarray(x, dtype=object) for x in args], axis=a["axis"])
+
+
+# --- where, outer, argmax ----------------------------------------------------------------------
+
+def where_infer(shapes, params):
+    try:
+        return tuple(np.broadcast_shapes(*shapes)), {}
+    except ValueError:
+        raise ValueError("where(cond, a, b): shapes " + ", ".join(fmt_shape(s) for s in shapes)
+                         + " do not broadcast") from None
+
+
+def where_vjp(g, args, out, a):
+    cond, x, y = args
+    take = np.asarray(cond != 0, dtype=float)
+    return unbroadcast(g * 0.0, cond.shape), unbroadcast(g * take, x.shape), unbroadcast(g * (1 - take), y.shape)
+
+
+def where_sym(args, a):
+    import sympy
+
+    def pick(c, x, y):  # 1 where c ≠ 0: a step in c, constant for differentiation as the comparison is
+        chosen = sympy.Heaviside(c, 0) + sympy.Heaviside(-c, 0)
+        return chosen * x + (1 - chosen) * y
+    return np.asarray(np.frompyfunc(pick, 3, 1)(*args), dtype=object)
+
+
+def outer_infer(shapes, params):
+    sa, sb = (tuple(s) for s in shapes)
+    if len(sa) != 1 or len(sb) != 1:
+        raise ValueError(f"outer takes two vectors, not {fmt_shape(sa)} and {fmt_shape(sb)}")
+    return (sa[0], sb[0]), {}
+
+
+def outer_forward(args, a):
+    u, v = args
+    return u[..., :, None] * v[..., None, :]
+
+
+def outer_vjp(g, args, out, a):
+    u, v = args
+    return g @ v, np.einsum("kij,i->kj", g, u)
+
+
+def outer_sym(args, a):
+    u, v = (np.asarray(x, dtype=object) for x in args)
+    return np.asarray(u[:, None] * v[None, :], dtype=object)
+
+
+def argmax_infer(shapes, params):
+    shape = tuple(shapes[0])
+    nd = len(shape)
+    if params.get("axis") is None:
+        return (), {"axis": None, "nd": nd}
+    ax = axis_of(params["axis"], nd)
+    return tuple(n for i, n in enumerate(shape) if i - nd != ax), {"axis": ax, "nd": nd}
+
+
+def argmax_forward(args, a):
+    x = args[0]
+    if a["axis"] is None:
+        flat = x.reshape(x.shape[: x.ndim - a["nd"]] + (-1,))
+        return np.argmax(flat, axis=-1).astype(float)
+    return np.argmax(x, axis=a["axis"]).astype(float)
+
+
+def argmax_branch(args, a):
+    x = args[0]
+    if a["axis"] is None:
+        return x == x.reshape(x.shape[: x.ndim - a["nd"]] + (-1,)).max(axis=-1).reshape(
+            x.shape[: x.ndim - a["nd"]] + (1,) * a["nd"])
+    return x == x.max(axis=a["axis"], keepdims=True)
+
+
+def argmax_sym(args, a):
+    """The first largest element's index as a sum of steps: constant for differentiation."""
+    import sympy
+    x = np.asarray(args[0], dtype=object)
+    moved = x.reshape(-1, 1) if a["axis"] is None else np.moveaxis(x, a["axis"] + x.ndim, -1)
+    flat = moved.reshape(-1, moved.shape[-1]) if a["axis"] is not None else x.reshape(1, -1)
+    out = []
+    for row in flat:
+        total = 0
+        for i, xi in enumerate(row):
+            first = sympy.Mul(*[sympy.Heaviside(xi - xj, 0) for xj in row[:i]],
+                              *[sympy.Heaviside(xi - xj, 1) for xj in row[i + 1:]])
+            total = total + i * first
+        out.append(total)
+    shape = () if a["axis"] is None else moved.shape[:-1]
+    return np.asarray(out, dtype=object).reshape(shape)

@@ -1,0 +1,42 @@
+"""Small helpers every gate module shares: shapes as text, gradients summed back to a shape, SymPy sums."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fmt_shape(shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient of shape (K, *broadcast) back to (K, *shape)."""
+    extra = g.ndim - 1 - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(1, 1 + extra)))
+    axes = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and g.shape[i + 1] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def sym_sum(items):
+    """Σ of SymPy terms, built in one Add."""
+    import sympy
+    return sympy.Add(*items)
+
+
+def integer(value, what: str) -> int:
+    """A whole number given as a float (the language's numbers are floats), or ValueError."""
+    v = float(np.asarray(value, dtype=float))
+    if not np.isfinite(v) or not v.is_integer():
+        raise ValueError(f"{what} must be an integer, not {v:g}")
+    return int(v)
+
+
+def axis_of(value, nd: int, what: str = "axis") -> int:
+    """A (possibly negative) axis of an nd-dimensional operand, as a negative axis."""
+    ax = integer(value, what)
+    if not -nd <= ax < nd:
+        raise ValueError(f"{what} {ax} is out of range for {nd} dimension{'s' if nd != 1 else ''}")
+    return ax - nd if ax >= 0 else ax
