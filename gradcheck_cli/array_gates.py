@@ -128,6 +128,41 @@ def add_at_sym(args, a):
     return flat.reshape(out.shape)
 
 
+def _winners(shape, key) -> np.ndarray:
+    """For a[key] = v: which of the selected places' writes stay (at a repeated index, numpy's last)."""
+    ids = np.full(shape, -1, dtype=np.int64)
+    order = np.arange(math.prod(ids[key].shape)).reshape(ids[key].shape)
+    ids[key] = order
+    return ids[key] == order
+
+
+def set_at_forward(args, a):
+    base, v = args
+    lead = np.broadcast_shapes(base.shape[: base.ndim - a["nd"]], v.shape[: v.ndim - a["nd_v"]])
+    out = np.array(np.broadcast_to(base, lead + base.shape[base.ndim - a["nd"]:]), dtype=float)
+    where = (slice(None),) * len(lead) + a["key"]
+    if lead:
+        v_lead = v.ndim - a["nd_v"]
+        v = v.reshape(v.shape[:v_lead] + (1,) * (len(lead) - v_lead)
+                      + (1,) * (out[where].ndim - len(lead) - a["nd_v"]) + v.shape[v_lead:])
+    out[where] = np.broadcast_to(v, out[where].shape)
+    return out
+
+
+def set_at_vjp(g, args, out, a):
+    base, v = args
+    da = np.array(g)
+    da[(slice(None),) + a["key"]] = 0.0  # overwritten: a's old values there do not reach the output
+    picked = g[(slice(None),) + a["key"]] * _winners(base.shape, a["key"])
+    return da, unbroadcast(picked, v.shape)
+
+
+def set_at_sym(args, a):
+    out = np.array(np.asarray(args[0], dtype=object), dtype=object)
+    out[a["key"]] = np.broadcast_to(np.asarray(args[1], dtype=object), out[a["key"]].shape)
+    return out
+
+
 # --- reshape, transpose, flip, pad ----------------------------------------------------------------
 
 def reshape_infer(shapes, params):

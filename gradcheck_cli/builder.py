@@ -61,6 +61,7 @@ class Builder:
         self.names: dict[str, int] = {}
         self.defined_at: dict[str, N.Pos] = {}
         self.user_gates: dict = {}
+        self.consts: dict = {}   # in a gate's body: the file consts it may use, name -> value
         self.warnings: list = []
         self.total = 0   # elements in all nodes so far
         self.work = 0    # gate applications one forward pass takes (a user gate counts its body's)
@@ -144,6 +145,8 @@ class Builder:
     def _name(self, expr: N.Name):
         if expr.id in self.names:
             return self.names[expr.id]
+        if expr.id in self.consts:  # a file const seen from inside a gate: a constant there
+            return Const(self.consts[expr.id], expr.pos)
         if expr.id in self.user_gates:
             raise GradNameError(f"'{expr.id}' is a gate; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
         if self.free_names and expr.id not in CONSTRUCTORS and expr.id not in G.function_names():
@@ -282,7 +285,7 @@ class Builder:
         """A Const for a literal value or a `const` node (known when the graph is built), else None."""
         if isinstance(ref, Const):
             return ref
-        if isinstance(ref, int) and self.nodes[ref].kind == "const":
+        if isinstance(ref, int) and self.nodes[ref].kind in ("const", "literal"):
             node = self.nodes[ref]
             return Const(np.asarray(node.value, dtype=float), node.pos)
         return None
@@ -309,7 +312,7 @@ class Builder:
         gate = usergates.instantiate(user, [self._shape(r) for r in args], self)
         return self._gate(gate, list(args), {}, {}, expr, name, fpos)
 
-    def subgraph(self, bindings: list, body, output_expr, failed: dict | None = None) -> Graph:
+    def subgraph(self, bindings: list, body, output_expr, failed: dict | None = None, consts: dict | None = None) -> Graph:
         """A user gate's body as a small Graph: `bindings` (name, shape, pos) become its leaves, in order.
 
         `body` holds named lines built in order; the output is `output_expr`, or else the last line.
@@ -318,6 +321,7 @@ class Builder:
         """
         sub = Builder(self.program, self.source, None, False, 0)
         sub.user_gates, sub.rng = self.user_gates, self.rng
+        sub.consts = {n: np.asarray(v, dtype=float) for n, v in (consts or {}).items()}
         for bname, shape, pos in bindings:
             sub.defined_at[bname] = pos
             sub.names[bname] = sub._add(name=bname, kind="leaf", shape=tuple(shape), pos=pos, value=None)
@@ -355,7 +359,9 @@ class Builder:
             raise GradShapeError(str(err), where.line, where.col) from None
         attrs = {**inferred, **attrs}
         _check_shape(tuple(shape), where, f"'{source_text(self.text, expr.pos)}'")
-        if all(isinstance(r, Const) for r in refs):
+        constants = [self._as_const(r) for r in refs]
+        if all(c is not None for c in constants):  # literals and consts only: a constant, folded
+            refs = constants
             with np.errstate(all="ignore"):
                 value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)
             _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
@@ -398,7 +404,8 @@ class Builder:
             elif isinstance(st, N.Expect):
                 expects.append(st)
             elif isinstance(st, N.GateDef):
-                self.user_gates[st.name] = usergates.define(st, self.user_gates)
+                consts = {n: self.nodes[i].value for n, i in self.names.items() if self.nodes[i].kind == "const"}
+                self.user_gates[st.name] = usergates.define(st, self.user_gates, consts)
                 self.warnings.extend(self.user_gates[st.name].warnings)
         if self.at:
             bad = next(iter(self.at))

@@ -134,7 +134,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
             j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
         rows[node.id] = _row(graph, node, values[node.id], adjoints[node.id], num[node.id], s, j)
     checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
-    report.gates = [_gate_row(graph, c) for c in checks]
+    report.gates = [_gate_row(graph, c, checks) for c in checks]
     _diagnose(graph, rows, checks)
     for node in graph.checked():
         if node.kind == "const":
@@ -189,14 +189,19 @@ def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict
     return checks
 
 
-def _gate_row(graph: Graph, c: gatecheck.GateCheck) -> GateRow:
+def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:
     node = graph.nodes[c.node]
     j = c.judgement
     note = c.error or j.note
     if c.point == 2 and c.status == "fail":
         note = f"fails at a second, random point (every leaf moved by up to ~10%): {note}"
+    culprit = None
+    if c.status == "fail" and c.slot is not None and node.gate.instance is not None and node.gate.instance.bwd is not None:
+        line, col, why = _culprit_line(node, c.slot, checks)
+        if (line, col) != (c.line, c.col):  # it uses a d<local> line that fails on its own: that line is the cause
+            culprit, note = (line, col), f"{note}; {why}"
     return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
-                   j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot)
+                   j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot, culprit=culprit)
 
 
 def _diagnose(graph: Graph, rows: dict, checks: list):

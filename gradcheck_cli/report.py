@@ -81,6 +81,7 @@ class GateRow:
     note: str | None = None
     node_id: int | None = None  # the gate call's graph node, and the input slot checked (None: a d<local>
     slot: int | None = None     # line); not in the JSON
+    culprit: tuple | None = None  # (line, col) of a failing d<local> line this d line's failure comes from
 
     def to_dict(self) -> dict:
         return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,

@@ -38,6 +38,7 @@ class UserGate:
     intermediates: dict                # forward local -> its `d<local>` line
     warnings: list                     # (message, line, col)
     instances: dict = field(default_factory=dict)
+    consts: dict = field(default_factory=dict)  # file `const`s defined before the gate: name -> value
 
     @property
     def name(self) -> str:
@@ -61,8 +62,12 @@ def _names_in(expr) -> set:
     return {e.id for e in walk(expr) if isinstance(e, N.Name)}
 
 
-def define(defn: N.GateDef, user_gates: dict) -> UserGate:
-    """Check a definition without shapes: names, clashes, recursion, its d lines and locals."""
+def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> UserGate:
+    """Check a definition without shapes: names, clashes, recursion, its d lines and locals.
+
+    `consts` (name -> value): the file's `const`s defined before the gate, which its lines may use
+    as constants (hyper-parameters: eps, alpha, stride)."""
+    consts = dict(consts or {})
     pos = defn.pos
     builtin = G.function_names() | set(CONSTRUCTORS)
     if defn.name in builtin:
@@ -83,7 +88,7 @@ def define(defn: N.GateDef, user_gates: dict) -> UserGate:
     for line in defn.body:
         if line.name in params or line.name in RESERVED or line.name in kind:
             raise GradNameError(f"'{line.name}' is already a name in gate '{defn.name}'", line.pos.line, line.pos.col)
-        _check_names(defn, line.expr, params | set(RESERVED) | set(kind), known_functions)
+        _check_names(defn, line.expr, params | set(RESERVED) | set(kind) | set(consts), known_functions)
         used = _names_in(line.expr)
         is_d_param = line.name.startswith("d") and line.name[1:] in params
         backward_line = is_d_param or bool(used & set(RESERVED)) or any(kind.get(u) == "backward" for u in used)
@@ -93,7 +98,7 @@ def define(defn: N.GateDef, user_gates: dict) -> UserGate:
         if is_d_param:
             d_lines[line.name[1:]] = line
     forward_names = {n for n, k in kind.items() if k == "forward"}
-    _check_header(defn, params, forward_names, set(kind) - forward_names, known_functions)
+    _check_header(defn, params, forward_names | set(consts), set(kind) - forward_names, known_functions)
     forward_used = _closure(_names_in(defn.expr) & forward_names, uses, forward_names)
     if d_lines:
         missing = [p for p in defn.params if p not in d_lines]
@@ -113,8 +118,9 @@ def define(defn: N.GateDef, user_gates: dict) -> UserGate:
                         + did_you_mean(line.name, ["d" + p for p in defn.params]) + ")")
             warnings.append((f"line '{line.name}' in gate '{defn.name}' is not used by the forward or by any "
                              f"d line{hint}", line.pos.line, line.pos.col))
+    used_consts = {n for line in order for n in uses[line.name]} | _names_in(defn.expr)
     return UserGate(defn, d_lines, [line.name for line in order if line.name in forward_used],
-                    intermediates, warnings)
+                    intermediates, warnings, consts={n: v for n, v in consts.items() if n in used_consts})
 
 
 def _closure(start: set, uses: dict, within: set) -> set:
@@ -144,7 +150,8 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                 raise GradNameError(f"'{e.id}' is only defined in the indented backward lines",
                                     e.pos.line, e.pos.col)
             raise GradNameError(f"unknown name '{e.id}' in gate '{defn.name}' (it sees its parameters"
-                                f"{', out, dout' if RESERVED[0] in visible else ''} and earlier lines)"
+                                f"{', out, dout' if RESERVED[0] in visible else ''}, earlier lines and the "
+                                f"consts defined before it)"
                                 + did_you_mean(e.id, visible), e.pos.line, e.pos.col)
         if isinstance(e, N.Call):
             if e.func == defn.name:
@@ -166,13 +173,13 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
     defn = user.defn
     bindings = [(p, s, pp) for p, s, pp in zip(defn.params, key, defn.param_pos)]
     lines = [line for line in defn.body if line.name in user.forward_locals]
-    fwd = builder.subgraph(bindings, lines, defn.expr)
+    fwd = builder.subgraph(bindings, lines, defn.expr, consts=user.consts)
     out_shape = fwd.nodes[fwd.output].shape
     bwd, failures, intermediates, depends = None, {}, [], {}
     if user.d_lines:
         extra = [("out", out_shape, defn.pos), ("dout", out_shape, defn.pos)]
         broken: dict = {}
-        bwd = builder.subgraph(bindings + extra, defn.body, None, failed=broken)
+        bwd = builder.subgraph(bindings + extra, defn.body, None, failed=broken, consts=user.consts)
         for p, shape in zip(defn.params, key):
             line = user.d_lines[p]
             err = broken.get("d" + p)

@@ -61,8 +61,9 @@ def causes(report) -> list:
         groups.setdefault(tuple(where), []).append(row)
     found = []
     for where, rows in groups.items():
-        lead = next((r for r in rows if isinstance(r, GateRow) and r.point == 1),
-                    next((r for r in rows if not isinstance(r, GateRow)), rows[0]))
+        checks = [r for r in rows if isinstance(r, GateRow) and r.point == 1]
+        own = [r for r in checks if (r.line, r.col) == where]  # the line's own check leads its group
+        lead = (own or checks or [r for r in rows if not isinstance(r, GateRow)] or rows)[0]
         found.append((lead.status, where, lead, rows))
     found.sort(key=lambda c: (not any(isinstance(r, GateRow) for r in c[3]), c[0] != "fail"))
     return found

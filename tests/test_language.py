@@ -1,0 +1,211 @@
+"""The language for real layers (issue 12): indexing, slicing, shape moves, conv and pooling, consts
+in gates; the CS231n layers in expressions/ with their classic mistakes; the new constructs' bad forms."""
+
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli import check
+from gradcheck_cli.cli import main
+from conftest import EXPRESSIONS, assert_positioned_error, rows
+
+LAYERS = ["cs231n_conv_layer", "cs231n_maxpool", "cs231n_word_embedding", "cs231n_rnn_step", "cs231n_lstm_step",
+          "cs231n_svm_labels", "cs231n_softmax_labels", "cs231n_temporal_softmax", "cs231n_spatial_batchnorm"]
+
+
+def annotations(text: str, name: str = "bug.grad"):
+    """(line, title) of each GitHub annotation of checking `text`."""
+    report = check(text, source=name)
+    assert report.error is None, report.error.format()
+    from gradcheck_cli.render.github import render_github
+    from gradcheck_cli.report import RunReport
+    out = render_github(RunReport([report]))
+    return report, [(int(m.group(1)), m.group(2)) for m in re.finditer(r"::error file=[^,]*,line=(\d+),col=\d+,title=([^:]*)::", out)]
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_every_layer_passes_with_full_symbolic_coverage(name):
+    report = check((EXPRESSIONS / f"{name}.grad").read_text(), source=name)
+    assert report.error is None and report.passed, [(r.name, r.status, r.note) for r in report.nodes]
+    assert report.symbolic_coverage == 1.0
+    hand = [g for g in report.gates if g.input.startswith("d")]
+    assert hand and all(g.status in ("pass", "kink") for g in hand)  # the hand-derived backward, on its own
+
+
+def _mutate(name: str, old: str, new: str) -> str:
+    text = (EXPRESSIONS / f"{name}.grad").read_text()
+    assert old in text, old
+    return text.replace(old, new)
+
+
+def _line_of(text: str, start: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.lstrip().startswith(start))
+
+
+@pytest.mark.parametrize("name, old, new, line_start", [
+    # conv: the kernel not turned 180° in dx's full convolution
+    ("cs231n_conv_layer", "wflip = flip(transpose(w, [1, 0, 2, 3]), [2, 3])", "wflip = transpose(w, [1, 0, 2, 3])",
+     "wflip ="),
+    # conv: dx's padding not cropped back (the full convolution padded by HH - 1 instead of HH - 1 - pad)
+    ("cs231n_conv_layer", "pad=w.shape[2] - 1 - pad)", "pad=w.shape[2] - 1)", "dx ="),
+    # max-pool: the gradient to every element of a tied window, not shared
+    ("cs231n_maxpool", "dx = reshape(share * ", "dx = reshape(hit * ", "dx ="),
+    # embedding: `=` instead of a scatter-add for the repeated words
+    ("cs231n_word_embedding", "dW = add_at(0 * W, words, dout)", "dW = set_at(0 * W, words, dout)", "dW ="),
+    # LSTM: the forget and output gates' slices swapped in the backward
+    ("cs231n_lstm_step", "df * f * (1 - f), do * o * (1 - o)", "do * o * (1 - o), df * f * (1 - f)", "da ="),
+    # SVM: the correct class's term forgotten
+    ("cs231n_svm_labels", "dS = dout * (positive - Y * sum(positive, axis=1, keepdims=1)) / N",
+     "dS = dout * positive / N", "dS ="),
+    # temporal softmax: the mask forgotten in the backward
+    ("cs231n_temporal_softmax", "dxf = dout * (P - eye(V)[yf]) * m[:, None] / N", "dxf = dout * (P - eye(V)[yf]) / N",
+     "dxf ="),
+    # spatial batchnorm: the mean of dxhat·xhat term dropped
+    ("cs231n_spatial_batchnorm", " - xhat * mean(dxhat * xhat, axis=0)", "", "dxf ="),
+])
+def test_a_classic_mistake_is_named_at_its_own_line_and_nowhere_else(name, old, new, line_start):
+    text = _mutate(name, old, new)
+    if name == "cs231n_maxpool":  # the mistake shows only where a window ties
+        text = text.replace("[[[[1.0, 3.0, 0.5, 0.6], [2.0, -1.0, 0.4, 0.2],", TIED)
+    wflip_is_a_forward_local = line_start == "wflip ="  # wflip only feeds dx: the mistake shows at dx
+    want = _line_of(text, "dx =" if wflip_is_a_forward_local else line_start)
+    report, found = annotations(text)
+    assert not report.passed
+    assert [line for line, _ in found] == [want], found
+
+
+def test_the_conv_layer_matches_the_textbook_shapes_and_torch_where_installed():
+    torch = pytest.importorskip("torch")
+    report = check((EXPRESSIONS / "cs231n_conv_layer.grad").read_text())
+    r = rows(report)
+    t = {n: torch.tensor(np.asarray(r[n].value, dtype=float), dtype=torch.float64, requires_grad=n in "xwb")
+         for n in ("x", "w", "b", "u")}
+    out = torch.nn.functional.conv2d(t["x"], t["w"], t["b"], padding=1)
+    (out * t["u"]).sum().backward()
+    for n in "xwb":
+        np.testing.assert_allclose(r[n].grad, t[n].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["cs231n_word_embedding", "cs231n_softmax_labels", "cs231n_temporal_softmax",
+                                  "cs231n_lstm_step", "cs231n_spatial_batchnorm", "cs231n_maxpool"])
+def test_layer_golden_values_match_torch(name):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    report = check((EXPRESSIONS / f"{name}.grad").read_text())
+    r = rows(report)
+
+    def leaf(n, grad=True):
+        return torch.tensor(np.asarray(r[n].value, dtype=float), dtype=torch.float64, requires_grad=grad)
+
+    if name == "cs231n_word_embedding":
+        W, u = leaf("W"), leaf("u", False)
+        words = torch.tensor([[0, 3, 1], [3, 3, 0]])
+        loss, inputs = (torch.tanh(F.embedding(words, W)) * u).sum(), {"W": W}
+    elif name == "cs231n_softmax_labels":
+        S = leaf("S")
+        loss, inputs = F.cross_entropy(S, torch.tensor([1, 0, 2, 2, 1])), {"S": S}
+    elif name == "cs231n_temporal_softmax":
+        x = leaf("x")
+        y, mask = torch.tensor([[1, 3, 0], [2, 2, 1]]), torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.float64)
+        per = F.cross_entropy(x.reshape(6, 4), y.reshape(6), reduction="none")
+        loss, inputs = (per * mask.reshape(6)).sum() / 2, {"x": x}
+    elif name == "cs231n_lstm_step":
+        inputs = {n: leaf(n) for n in ("x", "h0", "c0", "Wx", "Wh", "b")}
+        a = inputs["x"] @ inputs["Wx"] + inputs["h0"] @ inputs["Wh"] + inputs["b"]
+        i, f, o, g = torch.sigmoid(a[:, :3]), torch.sigmoid(a[:, 3:6]), torch.sigmoid(a[:, 6:9]), torch.tanh(a[:, 9:])
+        loss = (o * torch.tanh(f * inputs["c0"] + i * g) * leaf("u", False)).sum()
+    elif name == "cs231n_spatial_batchnorm":
+        inputs = {n: leaf(n) for n in ("x", "gamma", "beta")}
+        y = F.batch_norm(inputs["x"], None, None, inputs["gamma"], inputs["beta"], training=True, eps=1e-5)
+        loss = (y * leaf("u", False)).sum()
+    else:
+        x = leaf("x")
+        loss, inputs = (F.max_pool2d(x, 2) * leaf("u", False)).sum(), {"x": x}
+    loss.backward()
+    assert float(report.value) == pytest.approx(loss.item(), rel=1e-10)
+    for n, t in inputs.items():
+        np.testing.assert_allclose(r[n].grad, t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+TIED = "[[[[1.0, 3.0, 0.5, 0.5], [2.0, -1.0, 0.5, 0.2],"  # the top right window ties three ways
+
+
+def test_a_max_pool_tie_is_a_kink_and_its_gradient_is_split():
+    text = (EXPRESSIONS / "cs231n_maxpool.grad").read_text()
+    report = check(text.replace("[[[[1.0, 3.0, 0.5, 0.6], [2.0, -1.0, 0.4, 0.2],", TIED))
+    x = rows(report)["x"]
+    assert x.status == "kink"
+    g = np.asarray(x.grad)
+    # the window [[0.5, 0.5], [0.5, 0.2]] (channel 0, top right) ties three ways: each gets a third of u = -2
+    np.testing.assert_allclose(g[0, 0, :2, 2:], [[-2 / 3, -2 / 3], [-2 / 3, 0.0]])
+
+
+def test_indexing_semantics_follow_numpy():
+    x = np.arange(24.0).reshape(2, 3, 4) / 10
+    w = np.linspace(-1, 1, 12).reshape(2, 3, 2)
+    report = check("x = randn(2, 3, 4)\nconst i = [1, 0, 1]\nconst w = randn(2, 3, 2)\n"
+                   "f = sum(x[:, i, ::-2] * w) + sum(x[-1, None, :2, 1:3].T ^ 2)", at={"x": x, "w": w})
+    assert report.error is None and report.passed
+    want = np.zeros_like(x)
+    np.add.at(want, (slice(None), [1, 0, 1], slice(None, None, -2)), w)  # the repeated row 1 adds up
+    want[-1, :2, 1:3] += 2 * x[-1, :2, 1:3]
+    np.testing.assert_allclose(rows(report)["x"].grad, want)
+
+
+def test_shape_access_and_consts_feed_parameters_and_gates():
+    report = check("const k = 2\nconst alpha = 0.1\nx = randn(4, 6)\n"
+                   "gate leaky(t) = where(t > 0, t, alpha * t)\n  dt = dout * where(t > 0, 1, alpha)\n"
+                   "f = sum(leaky(reshape(x, x.shape[0] * k, -1)) * arange(3)) + sum(x, axis=k - 1)[0]")
+    assert report.error is None and report.passed
+    assert [g.status for g in report.gates if g.input == "dt"] == ["pass", "pass"]
+    wrong = check(report.inline or "const alpha = 0.1\nx = randn(3)\ngate leaky(t) = where(t > 0, t, alpha * t)\n"
+                  "  dt = dout * where(t > 0, 1, 0.2)\nf = sum(leaky(x))", at={"x": "[-1, 2, -3]"})
+    assert not wrong.passed and [g.line for g in wrong.gates if g.status == "fail"][:1] == [4]
+
+
+BAD = [
+    ("x = randn(3, 4)\nconst y = [0, 4, 1]\nf = sum(x[arange(3), y])", "index 4 is out of bounds for axis 1 with size 4", 3, 10),
+    ("x = randn(3)\nf = sum(x[1.5])", "an index must be an integer, not 1.5", 2, 11),
+    ("x = randn(3)\ni = randn(2)\nf = sum(x[i])", "an index must be a constant", 3, 11),
+    ("x = randn(3)\nf = sum(x[0, 1])", "2 indices for an array of shape (3,)", 2, 10),
+    ("x = randn(3)\nf = sum(x[::0])", "a slice step must not be 0", 2, 13),
+    ("x = randn(3)\nf = sum(x[0:1.5])", "a slice bound must be an integer", 2, 13),
+    ("x = randn(3, 4, 5)\nconst i = [0, 1]\nf = sum(x[i, :, i])", "index arrays separated by a slice", 3, 10),
+    ("x = randn(3, 4)\nconst i = [[0, 1], [1, 2], [0, 0]]\nconst j = [0, 1, 2]\nf = sum(x[i, j])", "do not broadcast", 4, 10),
+    ("x = randn(3, 4)\nf = sum(reshape(x, 5, -1))", "cannot reshape (3, 4) (12 elements)", 2, 9),
+    ("x = randn(3, 4)\nf = sum(reshape(x, -1, -1))", "at most one -1", 2, 9),
+    ("x = randn(3, 4)\nf = sum(transpose(x, [0, 0]))", "must name each of the 2 axes once", 2, 9),
+    ("a = randn(3, 4)\nb = randn(2, 5)\nf = sum(concatenate(a, b))", "cannot concatenate shapes (3, 4), (2, 5)", 3, 9),
+    ("a = randn(3)\nb = randn(4)\nf = sum(stack(a, b))", "stack needs arrays of one shape", 3, 9),
+    ("x = randn(3)\nf = sum(pad(x, -1))", "pad widths must not be negative", 2, 9),
+    ("x = randn(1, 2, 5, 5)\nw = randn(3, 3, 3, 3)\nb = randn(3)\nf = sum(conv2d(x, w, b))",
+     "x has 2 channels but w expects 3", 4, 9),
+    ("x = randn(1, 2, 6, 6)\nw = randn(3, 2, 3, 3)\nb = randn(3)\nf = sum(conv2d(x, w, b, stride=2))",
+     "stride 2 does not tile the 6×6 padded input", 4, 9),
+    ("x = randn(1, 2, 5, 5)\nw = randn(3, 2, 3, 3)\nb = randn(3)\nf = sum(conv2d(x, w, b, stride=0))",
+     "stride must be positive, not 0", 4, 9),
+    ("x = randn(1, 2, 5, 5)\nw = randn(3, 2, 3, 3)\nb = randn(3)\nf = sum(conv2d(x, w, b, stride=1.5))",
+     "stride must be an integer, not 1.5", 4, 9),
+    ("x = randn(2, 5)\nw = randn(3, 2, 3, 3)\nb = randn(3)\nf = sum(conv2d(x, w, b))", "conv2d(x, w, b) takes x (N, C, H, W)", 4, 9),
+    ("x = randn(1, 1, 5, 5)\nf = sum(maxpool2d(x, size=2))", "2×2 windows with stride 2 do not tile a 5×5 input", 2, 9),
+    ("x = randn(4)\nf = sum(add_at(x, [0, 7], [1, 2]))", "index 7 is out of bounds", 2, 9),
+    ("x = randn(4)\nf = sum(add_at(x, [0, 1], [1, 2, 3]))", "do not fit", 2, 9),
+    ("A = randn(2, 3, 4)\nB = randn(3, 4, 2)\nf = sum(A @ B)", "leading (stack) axes (2,) and (3,) do not broadcast", 3, 11),
+    ("x = randn(3)\nf = sum(x[arange(0)])", "arange(0,) is empty", 2, 11),
+    ("x = randn(3)\nf = sum(x[arange(1e9)])", "arange(...) would have 1,000,000,000 elements", 2, 11),
+    ("x = randn(3)\nf = sum(x[None, None, 0, 0])", "2 indices for an array of shape (3,)", 2, 10),
+    ("x = randn(3)\nf = x.size", "attributes are not part of the language (the postfixes are '.T' and '.shape')", 2, 6),
+]
+
+
+@pytest.mark.parametrize("source, fragment, line, col", BAD, ids=[b[1][:40] for b in BAD])
+def test_bad_forms_of_the_new_constructs_are_positioned_errors(source, fragment, line, col):
+    assert_positioned_error(source, fragment, line, col)
+
+
+def test_a_bad_index_exits_2_on_the_command_line(tmp_path):
+    (tmp_path / "bad.grad").write_text("x = randn(3)\nf = sum(x[5])\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "bad.grad")])
+    assert result.exit_code == 2 and f"{tmp_path / 'bad.grad'}:2:10: error: index 5 is out of bounds" in result.output
