@@ -17,6 +17,7 @@ the same input gives the same result on any machine, loaded or not.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,8 +235,41 @@ def array_value(expr, point: dict) -> np.ndarray:
     return val[expr]
 
 
+def _sum_of_products(expr, point: dict, work: Work) -> dict | None:
+    """`partials` for a sum of symbols and products of symbols and numbers (matmul, conv, dot: most
+    of a network's terms), read straight off the terms; None for any other expression."""
+    if not expr.is_Add:
+        return None
+    terms = expr.args
+    for t in terms:
+        if not (t.is_Symbol or t.is_Number or (t.is_Mul and all(f.is_Symbol or f.is_Number for f in t.args))):
+            return None
+    distinct = {expr, *terms}
+    for t in terms:
+        if t.is_Mul:
+            distinct.update(t.args)
+    work.spend(len(distinct))  # what _order would have counted: the same work, whichever way
+    grad = {e: 0.0 for e in distinct if e.is_Symbol}
+    for t in terms:
+        if t.is_Symbol:
+            grad[t] += 1.0
+        elif t.is_Mul:
+            values = [point[f] if f.is_Symbol else float(f) for f in t.args]
+            for k, f in enumerate(t.args):
+                if f.is_Symbol:
+                    p = 1.0
+                    for j, v in enumerate(values):
+                        if j != k:
+                            p *= v
+                    grad[f] += p
+    return grad
+
+
 def partials(expr, point: dict, work: Work) -> dict:
     """∂expr/∂symbol at the point, for every symbol in `expr` (exact rules, float arithmetic)."""
+    fast = _sum_of_products(expr, point, work)
+    if fast is not None:
+        return fast
     order = _order(expr, work)
     val: dict = {}
     for e in order:
@@ -290,6 +324,7 @@ def _local(e, val: dict):
 # --- a gate's local Jacobian --------------------------------------------------------------------
 
 _elementwise: dict = {}
+_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # gate node -> (symbols, where, expressions)
 
 
 def _elementwise_partials(gate, attrs: dict, arity: int):
@@ -311,13 +346,12 @@ def local_jacobian(node, args: list, work: Work) -> list:
         return _elementwise_jacobian(node, args, work)
     # before any symbol is made: a symbol costs about as much as visiting SYMBOL_COST expression nodes
     work.spend(node.size + SYMBOL_COST * sum(int(np.size(a)) for a in args))
-    slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
-    where, point = {}, {}
-    for k, (sym, a) in enumerate(zip(slots, args)):
-        for e, (s, v) in enumerate(zip(sym.ravel(), np.ravel(a))):
-            where[s] = (k, e)
-            point[s] = float(v)
-    out = np.asarray(gate.sym(slots, attrs), dtype=object).ravel()
+    if node not in _built:  # the expressions depend on the shapes only: a second point reuses them
+        slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
+        where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
+        _built[node] = (slots, where, np.asarray(gate.sym(slots, attrs), dtype=object).ravel())
+    slots, where, out = _built[node]
+    point = {s: float(v) for sym, a in zip(slots, args) for s, v in zip(sym.ravel(), np.ravel(a))}
     entries = [([], [], []) for _ in args]
     for o, expr in enumerate(out):
         if not hasattr(expr, "free_symbols"):
