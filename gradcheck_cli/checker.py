@@ -196,8 +196,13 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:
     if c.point == 2 and c.status == "fail":
         note = f"fails at a second, random point (every leaf moved by up to ~10%): {note}"
     culprit = None
-    if c.status == "fail" and c.slot is not None and node.gate.instance is not None and node.gate.instance.bwd is not None:
-        line, col, why = _culprit_line(node, c.slot, checks)
+    inst = node.gate.instance
+    if c.status == "fail" and inst is not None and inst.bwd is not None:
+        if c.slot is not None:
+            line, col, why = _culprit_line(node, c.slot, checks)
+        else:  # a d<local> line: does it fail only through another failing d<local> line it uses?
+            bid = inst.bwd.names.get(c.what)
+            line, col, why = _deepest_failing(node, inst.depends.get(bid, []), checks) or (c.line, c.col, None)
         if (line, col) != (c.line, c.col):  # it uses a d<local> line that fails on its own: that line is the cause
             culprit, note = (line, col), f"{note}; {why}"
     return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
@@ -243,9 +248,18 @@ def _culprit_line(gate, slot: int, checks: list) -> tuple:
         return gate.pos.line, gate.pos.col, None
     param = inst.user.defn.params[slot]
     d_line = inst.user.d_lines[param]
+    found = _deepest_failing(gate, inst.depends.get(inst.bwd.names.get("d" + param), []), checks, f"d{param}")
+    if found:
+        return found
+    return d_line.pos.line, d_line.pos.col, f"its d line 'd{param}' (line {d_line.pos.line}) fails its own check"
+
+
+def _deepest_failing(gate, uses: list, checks: list, user: str | None = None):
+    """(line, col, text) of the first failing d<local> line among the locals `uses` (their d lines)
+    whose own inputs pass, following failing lines down; None when none of them fails."""
+    inst = gate.gate.instance
     bad = {c.what: c for c in checks if c.node == gate.id and c.slot is None and c.status == "fail"}
     names = {local: "d" + local for local, *_ in inst.intermediates}
-    uses = inst.depends.get(inst.bwd.names.get("d" + param), [])
     suspects = [names[u] for u in uses if names[u] in bad]
     while suspects:
         line_name = suspects[0]
@@ -254,6 +268,6 @@ def _culprit_line(gate, slot: int, checks: list) -> tuple:
         if not deeper:
             c = bad[line_name]
             return (c.line, c.col, f"its line '{line_name}' (line {c.line}) is not the gradient of "
-                    f"'{line_name[1:]}' (it fails its own check), and d{param} uses it")
+                    f"'{line_name[1:]}' (it fails its own check)" + (f", and {user} uses it" if user else ""))
         suspects = deeper
-    return d_line.pos.line, d_line.pos.col, f"its d line 'd{param}' (line {d_line.pos.line}) fails its own check"
+    return None

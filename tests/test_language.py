@@ -56,6 +56,8 @@ def _line_of(text: str, start: str) -> int:
     ("cs231n_word_embedding", "dW = add_at(0 * W, words, dout)", "dW = set_at(0 * W, words, dout)", "dW ="),
     # LSTM: the forget and output gates' slices swapped in the backward
     ("cs231n_lstm_step", "df * f * (1 - f), do * o * (1 - o)", "do * o * (1 - o), df * f * (1 - f)", "da ="),
+    # LSTM: the gradient arriving on next_c forgotten
+    ("cs231n_lstm_step", "dcn = dnext_c + dnext_h", "dcn = dnext_h", "dcn ="),
     # SVM: the correct class's term forgotten
     ("cs231n_svm_labels", "dS = dout * (positive - Y * sum(positive, axis=1, keepdims=1)) / N",
      "dS = dout * positive / N", "dS ="),
@@ -115,7 +117,8 @@ def test_layer_golden_values_match_torch(name):
         inputs = {n: leaf(n) for n in ("x", "h0", "c0", "Wx", "Wh", "b")}
         a = inputs["x"] @ inputs["Wx"] + inputs["h0"] @ inputs["Wh"] + inputs["b"]
         i, f, o, g = torch.sigmoid(a[:, :3]), torch.sigmoid(a[:, 3:6]), torch.sigmoid(a[:, 6:9]), torch.tanh(a[:, 9:])
-        loss = (o * torch.tanh(f * inputs["c0"] + i * g) * leaf("u", False)).sum()
+        cn = f * inputs["c0"] + i * g
+        loss = (o * torch.tanh(cn) * leaf("u", False)).sum() + (cn * leaf("v", False)).sum()
     elif name == "cs231n_spatial_batchnorm":
         inputs = {n: leaf(n) for n in ("x", "gamma", "beta")}
         y = F.batch_norm(inputs["x"], None, None, inputs["gamma"], inputs["beta"], training=True, eps=1e-5)
