@@ -9,7 +9,7 @@ from . import nodes as N
 from . import usergates
 from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
 from .graph import Const, Graph, Node, source_text
-from .limits import MAX_ELEMENTS, MAX_GATE_WORK, MAX_NDIM, MAX_NODES, MAX_TOTAL_ELEMENTS, size_error
+from .limits import MAX_ELEMENTS, MAX_GATE_WORK, MAX_NDIM, MAX_NODES, MAX_TOTAL_ELEMENTS, MAX_UNROLL, size_error
 from .values import CONSTRUCTORS, construct
 
 KEYWORDS = {"const", "output", "expect", "gate"}
@@ -62,6 +62,7 @@ class Builder:
         self.defined_at: dict[str, N.Pos] = {}
         self.user_gates: dict = {}
         self.consts: dict = {}   # in a gate's body: the file consts it may use, name -> value
+        self.loop_values: dict = {}  # inside a comprehension: its loop variables' current values
         self.warnings: list = []
         self.total = 0   # elements in all nodes so far
         self.work = 0    # gate applications one forward pass takes (a user gate counts its body's)
@@ -140,9 +141,13 @@ class Builder:
                                    for p in (expr.start, expr.stop, expr.step)), expr.pos)
         if isinstance(expr, N.NewAxis):
             return _SliceRef(None, expr.pos)
+        if isinstance(expr, N.Comprehension):
+            return self._comprehension(expr, refs, name)
         raise GradSyntaxError(f"unexpected {type(expr).__name__}", expr.pos.line, expr.pos.col)
 
     def _name(self, expr: N.Name):
+        if expr.id in self.loop_values:
+            return Const(np.asarray(float(self.loop_values[expr.id])), expr.pos)
         if expr.id in self.names:
             return self.names[expr.id]
         if expr.id in self.consts:  # a file const seen from inside a gate: a constant there
@@ -247,6 +252,59 @@ class Builder:
                 raise GradSyntaxError(f"{expr.func}() got '{kname}' twice", kpos.line, kpos.col)
             params[kname] = self._param(ref, kpos, kname)
         return self._gate(gate, list(args[:n_operands]), params, {}, expr, name, fpos)
+
+    COMPREHENSIONS = {"sum": "add", "stack": "stack", "concatenate": "concatenate"}
+
+    def _comprehension(self, expr: N.Comprehension, kw_refs, name):
+        """Unroll `f(element for v in range(...) ...)`: the element built once per loop value, then
+        added up (sum) or joined (stack, concatenate). Bounded: MAX_UNROLL terms at most."""
+        fpos = expr.func_pos
+        if expr.func not in self.COMPREHENSIONS:
+            raise GradSyntaxError(f"a comprehension goes in sum(...), stack(...) or concatenate(...), "
+                                  f"not {expr.func}(...)", fpos.line, fpos.col)
+        if expr.func == "sum" and expr.kwargs:
+            k = expr.kwargs[0][2]
+            raise GradSyntaxError("sum(... for ...) adds its terms and takes no parameters", k.line, k.col)
+        outer = dict(self.loop_values)
+        terms: list = []
+
+        def unroll(depth: int):
+            if depth == len(expr.loops):
+                terms.append(self.expr(expr.element))
+                return
+            loop = expr.loops[depth]
+            if loop.var in self.names or loop.var in outer or loop.var in self.consts:
+                raise GradNameError(f"the loop variable '{loop.var}' is already a name here; pick another",
+                                    loop.pos.line, loop.pos.col)
+            bounds = [self._integer(self.expr(a), a.pos, "a range bound") for a in loop.args]
+            if len(bounds) > 3:
+                raise GradSyntaxError("range takes 1 to 3 integers", loop.pos.line, loop.pos.col)
+            values = range(*bounds)
+            if len(terms) + len(values) > MAX_UNROLL or len(values) > MAX_UNROLL:
+                raise GradShapeError(size_error("this comprehension", len(terms) + len(values), MAX_UNROLL,
+                                                "terms", "MAX_UNROLL"), loop.pos.line, loop.pos.col)
+            for v in values:
+                self.loop_values[loop.var] = v
+                unroll(depth + 1)
+            self.loop_values.pop(loop.var, None)
+            self.loop_values.update(outer)
+
+        unroll(0)
+        if not terms:
+            loop = expr.loops[0]
+            raise GradValueError("the comprehension's ranges are empty: nothing to add up or join",
+                                 loop.pos.line, loop.pos.col)
+        if expr.func == "sum":
+            total = terms[0]
+            for k, term in enumerate(terms[1:], 2):
+                total = self._gate(G.REGISTRY["add"], [total, term], {}, {}, expr, name if k == len(terms) else None, fpos)
+            return total
+        params = {}
+        for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
+            if kname != "axis":
+                raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: axis)", kpos.line, kpos.col)
+            params[kname] = self._param(ref, kpos, kname)
+        return self._gate(G.REGISTRY[self.COMPREHENSIONS[expr.func]], terms, params, {}, expr, name, fpos)
 
     def _index(self, expr: N.Index, refs, name):
         key = self._key(refs[1:], expr.items, expr.bracket_pos)

@@ -52,6 +52,25 @@ class Array:
 
 
 @dataclass(frozen=True)
+class Loop:
+    """`for NAME in range(args)` in a comprehension."""
+    var: str
+    args: tuple
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Comprehension:
+    """`func(element for v in range(...) ...)`: the element is built once per value of the loops."""
+    func: str
+    element: object
+    loops: tuple
+    kwargs: tuple  # ((name, expr, pos), ...)
+    pos: Pos
+    func_pos: Pos
+
+
+@dataclass(frozen=True)
 class Slice:
     """`start:stop:step` in a subscript; a part left out is None."""
     start: object
@@ -132,6 +151,8 @@ def children(expr) -> tuple:
         return (expr.base,) + expr.items
     if isinstance(expr, Slice):
         return tuple(p for p in (expr.start, expr.stop, expr.step) if p is not None)
+    if isinstance(expr, Comprehension):  # the element and the ranges are built by it, per loop value
+        return tuple(k[1] for k in expr.kwargs)
     return ()
 
 
@@ -142,3 +163,6 @@ def walk(expr):
         e = stack.pop()
         yield e
         stack.extend(children(e))
+        if isinstance(e, Comprehension):
+            stack.append(e.element)
+            stack.extend(a for loop in e.loops for a in loop.args)

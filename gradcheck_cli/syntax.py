@@ -123,6 +123,14 @@ class _ToAst(Transformer):
     def kwarg(self, name, _eq, value):
         return (str(name), value, _pos(name))
 
+    def comprehension(self, func, _lpar, element, *rest):
+        loops = tuple(r for r in rest if isinstance(r, N.Loop))
+        kwargs = tuple(r for r in rest if isinstance(r, tuple))
+        return N.Comprehension(str(func), element, loops, kwargs, _span(func, rest[-1]), _pos(func))
+
+    def comp_for(self, kw, name, _in, _range, _lpar, *rest):
+        return N.Loop(str(name), _exprs(rest), _pos(kw))
+
     def array(self, *items):
         return N.Array(_exprs(items), _span(items[0], items[-1]))
 

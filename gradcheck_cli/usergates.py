@@ -144,6 +144,7 @@ def _check_header(defn, params: set, forward_names: set, backward_names: set, kn
 
 
 def _check_names(defn, expr, visible: set, known_functions: set):
+    visible = visible | {loop.var for e in walk(expr) if isinstance(e, N.Comprehension) for loop in e.loops}
     for e in walk(expr):
         if isinstance(e, N.Name) and e.id not in visible:
             if e.id in RESERVED:

@@ -11,7 +11,7 @@ from gradcheck_cli import check
 from gradcheck_cli.cli import main
 from conftest import EXPRESSIONS, assert_positioned_error, rows
 
-LAYERS = ["cs231n_conv_layer", "cs231n_maxpool", "cs231n_word_embedding", "cs231n_rnn_step", "cs231n_lstm_step",
+LAYERS = ["cs231n_conv_layer", "cs231n_conv_naive", "cs231n_maxpool", "cs231n_word_embedding", "cs231n_rnn_step", "cs231n_lstm_step",
           "cs231n_svm_labels", "cs231n_softmax_labels", "cs231n_temporal_softmax", "cs231n_spatial_batchnorm"]
 
 
@@ -50,6 +50,9 @@ def _line_of(text: str, start: str) -> int:
      "wflip ="),
     # conv: dx's padding not cropped back (the full convolution padded by HH - 1 instead of HH - 1 - pad)
     ("cs231n_conv_layer", "pad=w.shape[2] - 1 - pad)", "pad=w.shape[2] - 1)", "dx ="),
+    # naive conv: the padding not cropped off dx, then the shifted slices padded on the wrong sides
+    ("cs231n_conv_naive", "dx = dxpad[:, :, pad:-pad, pad:-pad]", "dx = dxpad", "dx ="),
+    ("cs231n_conv_naive", "[di, HH - 1 - di], [dj, WW - 1 - dj]", "[HH - 1 - di, di], [WW - 1 - dj, dj]", "dxpad ="),
     # max-pool: the gradient to every element of a tied window, not shared
     ("cs231n_maxpool", "dx = reshape(share * ", "dx = reshape(hit * ", "dx ="),
     # embedding: `=` instead of a scatter-add for the repeated words
@@ -135,6 +138,29 @@ def test_layer_golden_values_match_torch(name):
 TIED = "[[[[1.0, 3.0, 0.5, 0.5], [2.0, -1.0, 0.5, 0.2],"  # the top right window ties three ways
 
 
+def test_the_naive_conv_loops_give_the_built_in_conv2d_and_its_gradients():
+    naive = check((EXPRESSIONS / "cs231n_conv_naive.grad").read_text())
+    r = rows(naive)
+    at = {n: np.asarray(r[n].value) for n in ("x", "w", "b", "u")}
+    built_in = check("x = randn(2, 3, 4, 4)\nw = randn(2, 3, 3, 3)\nb = randn(2)\nconst u = randn(2, 2, 4, 4)\n"
+                     "f = sum(conv2d(x, w, b, pad=1) * u)", at=at)
+    assert naive.passed and built_in.passed
+    assert float(naive.value) == pytest.approx(float(built_in.value), rel=1e-12)
+    for n in "xwb":
+        np.testing.assert_allclose(r[n].grad, rows(built_in)[n].grad, rtol=1e-11, atol=1e-13)
+
+
+def test_a_comprehension_unrolls_in_order_with_nested_ranges():
+    report = check("x = randn(3, 3)\nf = sum(stack(x[i, j] * (i + 1) for i in range(3) for j in range(i + 1)) * [1, 2, 3, 4, 5, 6])",
+                   at={"x": np.arange(9.0).reshape(3, 3)})
+    # terms in loop order: (0,0)·1, (1,0)·2, (1,1)·2, (2,0)·3, (2,1)·3, (2,2)·3, weighted 1..6
+    want = np.zeros((3, 3))
+    for k, (i, j) in enumerate([(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]):
+        want[i, j] += (i + 1) * (k + 1)
+    np.testing.assert_allclose(rows(report)["x"].grad, want)
+    assert report.passed
+
+
 def test_a_max_pool_tie_is_a_kink_and_its_gradient_is_split():
     text = (EXPRESSIONS / "cs231n_maxpool.grad").read_text()
     report = check(text.replace("[[[[1.0, 3.0, 0.5, 0.6], [2.0, -1.0, 0.4, 0.2],", TIED))
@@ -199,6 +225,14 @@ BAD = [
     ("x = randn(3)\nf = sum(x[arange(0)])", "arange(0,) is empty", 2, 11),
     ("x = randn(3)\nf = sum(x[arange(1e9)])", "arange(...) would have 1,000,000,000 elements", 2, 11),
     ("x = randn(3)\nf = sum(x[None, None, 0, 0])", "2 indices for an array of shape (3,)", 2, 10),
+    ("x = randn(4)\nf = sum(x[i] for i in range(0))", "the comprehension's ranges are empty", 2, 14),
+    ("x = randn(4)\nf = sum(x[i] for x in range(3))", "the loop variable 'x' is already a name", 2, 14),
+    ("x = randn(4)\nf = sum(x[i] for i in range(100000))", "would have 100,000 terms (at most 10,000", 2, 14),
+    ("x = randn(4)\nf = exp(x[i] for i in range(3))", "a comprehension goes in sum(...), stack(...)", 2, 5),
+    ("x = randn(4)\nf = sum(x[i] for i in range(1.5))", "a range bound must be an integer, not 1.5", 2, 29),
+    ("x = randn(4)\nf = sum(x[i] for i in range(4), axis=0)", "sum(... for ...) adds its terms and takes no parameters", 2, 33),
+    ("x = randn(4)\nf = sum(x[i] for i in range(1, 2, 3, 4))", "range takes 1 to 3 integers", 2, 14),
+    ("x = randn(4)\nf = sum(x[i] for i in range(x[0]))", "a range bound must be a constant", 2, 29),
     ("x = randn(3)\nf = x.size", "attributes are not part of the language (the postfixes are '.T' and '.shape')", 2, 6),
 ]
 
