@@ -251,6 +251,8 @@ def flip_vjp(g, args, out, a):
 def pad_infer(shapes, params):
     shape = tuple(shapes[0])
     nd = len(shape)
+    if nd == 0:
+        raise ValueError("pad takes an array, not a scalar")
     width = np.asarray(params.get("width", 0), dtype=float)
     if width.ndim == 0:
         pairs = [(width, width)] * nd

@@ -486,14 +486,16 @@ class Builder:
             raise GradNameError(f"'{st.name}' is a keyword", st.pos.line, st.pos.col)
         before = len(self.nodes)
         ref = self.expr(st.expr, st.name)
+        if isinstance(ref, int) and ref < before:  # `y = x`: a computed node by the language's rule (the identity)
+            ref = self._gate(G.REGISTRY["identity"], [ref], {}, {}, st.expr, st.name, st.pos)
         if isinstance(ref, Const):
-            self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const)
+            # A value: a leaf, unless it is made of consts only (`n = N * 2`), which makes it a const too.
+            of_consts = any(isinstance(e, N.Name) and e.id in self.names for e in N.walk(st.expr))
+            self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const or of_consts)
             return None
         if st.const:
             raise GradValueError(f"const {st.name} must be a value, but its right side names other nodes",
                                  st.pos.line, st.pos.col)
-        if ref < before:  # `y = x`: a computed node by the language's rule (the identity), not a vanishing alias
-            ref = self._gate(G.REGISTRY["identity"], [ref], {}, {}, st.expr, st.name, st.pos)
         self.names[st.name] = ref
         return ref
 

@@ -28,6 +28,8 @@ def sym_sum(items):
 
 def integer(value, what: str) -> int:
     """A whole number given as a float (the language's numbers are floats), or ValueError."""
+    if np.ndim(value) != 0:
+        raise ValueError(f"{what} must be one integer, not an array of shape {fmt_shape(np.shape(value))}")
     v = float(np.asarray(value, dtype=float))
     if not np.isfinite(v) or not v.is_integer():
         raise ValueError(f"{what} must be an integer, not {v:g}")

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 NAMES = ["x", "y", "z", "W", "b", "h", "t", "q"]
 UNARY = ["exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "sum", "mean", "max",
          "softmax", "logsumexp", "norm"]
-BINARY_FUNCS = ["max", "min", "dot"]
+BINARY_FUNCS = ["max", "min", "dot", "outer", "concatenate", "stack"]
+INDICES = ["0", "-1", "1:", "::-1", ":, 0", "None", "0, 0", "1.5", "arange(2)", "[0, 0, 1]", "5", "::0", "x", "2:1"]
 OPERATORS = ["+", "-", "*", "/", "@", "^", "**", "<", ">", "==", ">="]
 SIZES = ["0", "1", "2", "3", "-1", "1.5", "1e200", "1e6", "40000"]
 NOISE = ["(", ")", "[", "]", ",", ";", "=", "#", "\n", "  ", "\t", ".", ".T", "'", "$", "\x1b", "\udcff",
@@ -49,8 +50,24 @@ def _expr(draw, names, depth=0):
         return f"{f}({_expr(draw, names, depth + 1)}, {_expr(draw, names, depth + 1)})"
     if kind == 5:
         return f"-{_expr(draw, names, depth + 1)}"
+    shape_kind = draw(st.integers(0, 7))
+    inner = _expr(draw, names, depth + 1)
+    if shape_kind == 0:
+        return f"{inner}[{draw(st.sampled_from(INDICES))}]"
+    if shape_kind == 1:
+        return f"reshape({inner}, {draw(st.sampled_from(['-1', '2, -1', '[3, 2]', '0', 'x.shape[0], -1']))})"
+    if shape_kind == 2:
+        return f"where({inner} > 0, {inner}, {_expr(draw, names, depth + 1)})"
+    if shape_kind == 3:
+        return f"sum({inner} * {draw(st.sampled_from(['i', '2']))} for i in range({draw(st.sampled_from(['3', '0', '1.5', '20000']))}))"
+    if shape_kind == 4:
+        return f"{draw(st.sampled_from(['pad', 'flip', 'transpose', 'argmax', 'sign']))}({inner}{draw(st.sampled_from(['', ', 1', ', [1, 0]', ', -1']))})"
+    if shape_kind == 5:
+        return f"conv2d({inner}, {inner}, {inner}, stride={draw(st.sampled_from(['1', '2', '0']))}, pad=1)"
+    if shape_kind == 6:
+        return f"maxpool2d({inner}{draw(st.sampled_from(['', ', size=2', ', size=3, stride=1']))})"
     axis = draw(st.sampled_from(["0", "1", "-1", "5", "x"]))
-    return f"sum({_expr(draw, names, depth + 1)}, axis={axis})"
+    return f"sum({inner}, axis={axis})"
 
 
 @st.composite

@@ -233,6 +233,8 @@ BAD = [
     ("x = randn(4)\nf = sum(x[i] for i in range(4), axis=0)", "sum(... for ...) adds its terms and takes no parameters", 2, 33),
     ("x = randn(4)\nf = sum(x[i] for i in range(1, 2, 3, 4))", "range takes 1 to 3 integers", 2, 14),
     ("x = randn(4)\nf = sum(x[i] for i in range(x[0]))", "a range bound must be a constant", 2, 29),
+    ("x = 2\nf = pad(x, 1) * x", "pad takes an array, not a scalar", 2, 5),
+    ("x = randn(3)\nf = sum(argmax(x, [1, 0]) * x)", "axis must be one integer", 2, 9),
     ("x = randn(3)\nf = x.size", "attributes are not part of the language (the postfixes are '.T' and '.shape')", 2, 6),
 ]
 
@@ -246,3 +248,11 @@ def test_a_bad_index_exits_2_on_the_command_line(tmp_path):
     (tmp_path / "bad.grad").write_text("x = randn(3)\nf = sum(x[5])\n")
     result = CliRunner().invoke(main, ["check", str(tmp_path / "bad.grad")])
     assert result.exit_code == 2 and f"{tmp_path / 'bad.grad'}:2:10: error: index 5 is out of bounds" in result.output
+
+
+def test_a_value_made_of_consts_is_a_const_and_an_alias_of_a_const_too():
+    report = check("const y = randn(3)\nconst N = 2\nh = y\nn = N * 3\nx = randn(3)\nf = sum(x * h) * n")
+    assert report.error is None and report.passed
+    status = {r.name: r.status for r in report.nodes}
+    assert status["h"] == "skip" and status["n"] == "skip" and status["x"] == "pass"
+    np.testing.assert_allclose(rows(report)["x"].grad, 6 * np.asarray(rows(report)["y"].value))
