@@ -37,7 +37,7 @@ def explain_text(ex: Explanation) -> str:
         tail = f"   (total {grad_name(s.input)} = {short(s.total)}, fan-out adds)" if s.accumulate else ""
         lines.append(f"      {grad_name(s.input)} {sign} {short(s.upstream)} × {local} = {short(s.downstream)}{tail}")
     graph = ex.graph
-    leaves = [n for n in graph.nodes if n.kind in ("leaf", "const")]
+    leaves = [n for n in graph.nodes if n.kind == "leaf"]  # consts are frozen: no gradient to show
     grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}" for n in leaves)
     lines += ["", f"gradients on the inputs: {grads}"]
     return "\n".join(lines) + "\n"
