@@ -98,17 +98,24 @@ def add_at_infer(shapes, params):
     return sa, {"key": params["index"], "nd": len(sa), "nd_v": len(sv)}
 
 
-def add_at_forward(args, a):
+def _placed(args, a):
+    """For add_at/set_at: a fresh copy of the base (with any rows' axis), where the index lands in
+    it, and v shaped to fit there (its own axes right-aligned with what the index selects)."""
     base, v = args
     lead = np.broadcast_shapes(base.shape[: base.ndim - a["nd"]], v.shape[: v.ndim - a["nd_v"]])
     out = np.array(np.broadcast_to(base, lead + base.shape[base.ndim - a["nd"]:]), dtype=float)
     where = (slice(None),) * len(lead) + a["key"]
     selected = out[where].shape
-    if lead:  # the rows' axis first, then v's own axes right-aligned with what the index selects
+    if lead:
         v_lead = v.ndim - a["nd_v"]
         v = v.reshape(v.shape[:v_lead] + (1,) * (len(lead) - v_lead)
                       + (1,) * (len(selected) - len(lead) - a["nd_v"]) + v.shape[v_lead:])
-    np.add.at(out, where, np.broadcast_to(v, selected))
+    return out, where, np.broadcast_to(v, selected)
+
+
+def add_at_forward(args, a):
+    out, where, v = _placed(args, a)
+    np.add.at(out, where, v)
     return out
 
 
@@ -137,15 +144,8 @@ def _winners(shape, key) -> np.ndarray:
 
 
 def set_at_forward(args, a):
-    base, v = args
-    lead = np.broadcast_shapes(base.shape[: base.ndim - a["nd"]], v.shape[: v.ndim - a["nd_v"]])
-    out = np.array(np.broadcast_to(base, lead + base.shape[base.ndim - a["nd"]:]), dtype=float)
-    where = (slice(None),) * len(lead) + a["key"]
-    if lead:
-        v_lead = v.ndim - a["nd_v"]
-        v = v.reshape(v.shape[:v_lead] + (1,) * (len(lead) - v_lead)
-                      + (1,) * (out[where].ndim - len(lead) - a["nd_v"]) + v.shape[v_lead:])
-    out[where] = np.broadcast_to(v, out[where].shape)
+    out, where, v = _placed(args, a)
+    out[where] = v
     return out
 
 
