@@ -425,8 +425,8 @@ def argmax_sym(args, a):
     """The first largest element's index as a sum of steps: constant for differentiation."""
     import sympy
     x = np.asarray(args[0], dtype=object)
-    moved = x.reshape(-1, 1) if a["axis"] is None else np.moveaxis(x, a["axis"] + x.ndim, -1)
-    flat = moved.reshape(-1, moved.shape[-1]) if a["axis"] is not None else x.reshape(1, -1)
+    moved = x.reshape(1, -1) if a["axis"] is None else np.moveaxis(x, a["axis"] + x.ndim, -1)
+    flat = moved.reshape(-1, moved.shape[-1])
     out = []
     for row in flat:
         total = 0
@@ -435,5 +435,4 @@ def argmax_sym(args, a):
                               *[sympy.Heaviside(xi - xj, 1) for xj in row[i + 1:]])
             total = total + i * first
         out.append(total)
-    shape = () if a["axis"] is None else moved.shape[:-1]
-    return np.asarray(out, dtype=object).reshape(shape)
+    return np.asarray(out, dtype=object).reshape(() if a["axis"] is None else moved.shape[:-1])
