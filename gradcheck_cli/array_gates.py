@@ -69,6 +69,20 @@ def _dims_of(key, shape) -> list:
     return dims + list(shape[axis:])
 
 
+def index_label(a) -> str:
+    """The gate column's text for an index: `[:, :3]`, `[0, idx]`."""
+    def item(k):
+        if k is None:
+            return "None"
+        if isinstance(k, slice):
+            text = ":".join("" if v is None else str(v) for v in (k.start, k.stop, k.step))
+            return text[:-1] if text.endswith(":") and k.step is None else text
+        if isinstance(k, np.ndarray):
+            return "[…]"
+        return str(k)
+    return "[" + ", ".join(item(k) for k in a.get("key", ())) + "]"
+
+
 def index_forward(args, a):
     x = args[0]
     return x[_lead(x, a["nd"]) + a["key"]]

@@ -627,7 +627,7 @@ _GATES = [
          routes="spreads the upstream gradient by softmax(x)",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
 
-    Gate(name="index", arity=1, operator="x[...]", label=lambda a: "[]", params=("key",),
+    Gate(name="index", arity=1, operator="x[...]", label=A.index_label, params=("key",),
          forward=A.index_forward, vjp=A.index_vjp, sym=A.index_sym, infer=A.index_infer,
          local="∂x[i]/∂x[j] = 1 where i picks j (repeats add up)",
          doc="x[...]: numpy indexing and slicing (integers, start:stop:step, None, constant integer arrays)",
