@@ -94,7 +94,8 @@ def test_the_conv_layer_matches_the_textbook_shapes_and_torch_where_installed():
 
 
 @pytest.mark.parametrize("name", ["cs231n_word_embedding", "cs231n_softmax_labels", "cs231n_temporal_softmax",
-                                  "cs231n_lstm_step", "cs231n_spatial_batchnorm", "cs231n_maxpool"])
+                                  "cs231n_lstm_step", "cs231n_spatial_batchnorm", "cs231n_maxpool",
+                                  "cs231n_svm_labels", "cs231n_rnn_step", "cs231n_conv_naive"])
 def test_layer_golden_values_match_torch(name):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -126,6 +127,19 @@ def test_layer_golden_values_match_torch(name):
         inputs = {n: leaf(n) for n in ("x", "gamma", "beta")}
         y = F.batch_norm(inputs["x"], None, None, inputs["gamma"], inputs["beta"], training=True, eps=1e-5)
         loss = (y * leaf("u", False)).sum()
+    elif name == "cs231n_svm_labels":
+        S = leaf("S")
+        y = torch.tensor([0, 2, 1, 2])
+        correct = S[torch.arange(4), y][:, None]
+        margins = torch.relu(S - correct + 1) * (1 - F.one_hot(y, 3).double())
+        loss, inputs = margins.sum() / 4, {"S": S}
+    elif name == "cs231n_rnn_step":
+        inputs = {n: leaf(n) for n in ("x", "h0", "Wx", "Wh", "b")}
+        h1 = torch.tanh(inputs["x"] @ inputs["Wx"] + inputs["h0"] @ inputs["Wh"] + inputs["b"])
+        loss = (h1 * leaf("u", False)).sum()
+    elif name == "cs231n_conv_naive":
+        inputs = {n: leaf(n) for n in ("x", "w", "b")}
+        loss = (F.conv2d(inputs["x"], inputs["w"], inputs["b"], padding=1) * leaf("u", False)).sum()
     else:
         x = leaf("x")
         loss, inputs = (F.max_pool2d(x, 2) * leaf("u", False)).sum(), {"x": x}
