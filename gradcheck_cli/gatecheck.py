@@ -20,6 +20,7 @@ from .usergates import run_backward
 
 NOISE_STEP = 4 * verdict.EPS   # the relative nudge of a rerun that measures backprop's own rounding
 EXHAUSTIVE = 4_096             # a gate alone is differenced element by element up to this many inputs
+BUILT_IN_EXHAUSTIVE = 64       # ... a registry gate (its VJP is the suite's, SymPy checks every element) up to this many
 RECHECK = 100_000              # a failed projection is redone element by element up to this many inputs
 
 
@@ -66,7 +67,11 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
             moved = np.abs(np.concatenate([np.ravel(scaled[k]) for k in slots])[None, :] - bp)
             noise = np.maximum(noise, verdict.finite_or(moved, 0.0))
     runner = numeric.GateRunner(node, args, u, slots)
-    target = numeric.Target(node.id, runner.x, projections=runner.x.size > max(settings.budget, EXHAUSTIVE))
+    # A hand-derived gate is differenced element by element (within the budget); a registry gate past a
+    # few inputs along random directions (SymPy still checks it element by element), and element by
+    # element again only when a direction fails, to name the element.
+    limit = max(settings.budget, EXHAUSTIVE) if node.gate.instance is not None else BUILT_IN_EXHAUSTIVE
+    target = numeric.Target(node.id, runner.x, projections=runner.x.size > limit)
     reference = {node.id: bp}
     num = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol, reference,
                                 settings.seed)[node.id]

@@ -64,10 +64,9 @@ def expression_file(n_gates: int, seed: int = 0, leaves: int = 10) -> str:
 
 
 def count_gates(path: str) -> int:
-    from gradcheck_cli.graph import build
-    from gradcheck_cli.syntax import parse
+    from gradcheck_cli import load
     with open(path, encoding="utf-8") as f:
-        graph = build(parse(f.read()))
+        graph = load(f.read())
     return sum(1 for n in graph.nodes if n.kind == "gate")
 
 
