@@ -23,7 +23,7 @@ MAX_NODES = _limit("MAX_NODES", 250_000)              # nodes in one file's grap
 MAX_GATE_WORK = _limit("MAX_GATE_WORK", 1_000_000)    # gate applications a forward pass expands to
 MAX_FILE_BYTES = _limit("MAX_FILE_BYTES", 4 * 1024 * 1024)  # bytes read from one source (or standard input)
 MAX_UNROLL = _limit("MAX_UNROLL", 10_000)            # terms one comprehension unrolls to (all its loops)
-MAX_DIFFERENCE_WORK = _limit("MAX_DIFFERENCE_WORK", 400_000_000)  # element evaluations finite differences may need
+MAX_DIFFERENCE_WORK = _limit("MAX_DIFFERENCE_WORK", 6_000_000_000)  # element evaluations finite differences may need
 
 
 def size_error(what: str, size: int, limit: int, unit: str = "elements", name: str | None = None) -> str:

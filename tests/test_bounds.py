@@ -410,3 +410,17 @@ def test_a_large_constant_output_is_refused_before_the_backward_seeds_it():
     # 80,000 × 80,000 identity seed was allocated (48 GB)
     assert_positioned_error("const z = ones(40000, 2)\nh = 2.5\nexpect dh = z\noutput z\n",
                             "GRADCHECK_MAX_JACOBIAN", 1, 7)
+
+
+def test_the_difference_limit_admits_the_reference_network_and_a_10000_deep_chain():
+    """The limit refuses hopeless work (a 14,000-deep chain, above) but not the workloads the tool is
+    for: the 9,600-parameter reference network, and a 10,000-deep chain (about 20 s)."""
+    from gradcheck_cli import load, numeric
+    from gradcheck_cli.limits import MAX_DIFFERENCE_WORK
+    network = ("const X = randn(32, 64)\nW1 = 0.1 * randn(64, 128)\nb1 = 0.1 * randn(128)\n"
+               "W2 = 0.1 * randn(128, 10)\nS = relu(X @ W1 + b1) @ W2\nL = mean(logsumexp(S, axis=1))\n")
+    chain = "x = 0.5\nf = " + "sin(" * 10_000 + "x" + ")" * 10_000
+    for source in (network, chain):
+        graph = load(source)
+        targets = [numeric.Target(n.id, np.zeros(n.size)) for n in graph.nodes if n.kind in ("leaf", "gate")]
+        assert numeric.work(graph, targets) <= MAX_DIFFERENCE_WORK
