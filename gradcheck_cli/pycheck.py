@@ -74,14 +74,18 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
             return forward(**dict(zip(names, arrays)), **fresh)
         return forward(*arrays, *fresh.values())
 
+    last: list = []  # the latest forward's inputs and cache: the backward at the same point reuses it
+
     def fwd(arrays):
         result = call(arrays)
         if not isinstance(result, tuple) or len(result) != 2:
             raise PythonError(f"{_qualname(forward)} must return (out, cache), not {_describe(result)}")
+        last[:] = [arrays, result[1]]  # callers pass fresh copies; one the forward changed won't match
         return result[0]
 
     def bwd(dout, arrays):
-        return _gradients(backward(dout, call(arrays)[1]), names, backward)
+        reuse = last and all(np.array_equal(a, b) for a, b in zip(last[0], arrays))
+        return _gradients(backward(dout, last[1] if reuse else call(arrays)[1]), names, backward)
 
     layer = _layer(name or _base_name(forward), fwd, bwd, names, forward, backward)
     return check_python(layer, inputs, _settings(settings, options))
@@ -118,7 +122,7 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
     report.rerun = f"rerun the Python check of {layer.name} with seed={settings.seed}"
     try:
         args = [_array(layer, k, v) for k, v in inputs.items()]
-        rng = np.random.default_rng([settings.seed, 104729])  # one stream: upstreams, directions, second point
+        rng = np.random.default_rng(settings.seed * 1_000_003 + 104_729)  # one stream: upstreams, directions, second point
         out, rows1 = _check_point(layer, args, settings, rng, point=1)
         report.output, report.value = "out", out
         args2 = _second_point(args, rng)

@@ -281,9 +281,9 @@ def test_a_right_unbatched_layer_costs_eight_differences_a_point_and_no_noise_re
     forwards, backwards = [], []
     report = check_layer(_counted(layers.affine_forward, forwards), _counted(layers.affine_backward, backwards), inputs)
     assert report.passed and all(r.numeric_method.startswith("projection") for r in report.nodes)
-    # per point: the output, the cache for the backward, 4 directions × ±h; the first point also
-    # tries a leading batch axis (one call on two stacked copies, one on the other copy)
-    assert len(forwards) == 2 * (1 + 1 + 8) + 2
+    # per point: the output (whose cache the backward reuses), 4 directions × ±h; the first point
+    # also tries a leading batch axis (one call on two stacked copies, one on the other copy)
+    assert len(forwards) == 2 * (1 + 8) + 2
     assert len(backwards) == 2
 
 
