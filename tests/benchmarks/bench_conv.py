@@ -8,6 +8,7 @@ torch.autograd.gradcheck on the same layer. Both are whole Python processes, as 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import statistics
 import subprocess
@@ -64,9 +65,7 @@ def main():
         plain = whole([sys.executable, "-m", "gradcheck_cli", "check", str(layer), "--no-symbolic"], args.repeat)
         print(f"gradcheck check (three oracles, per-gate checks, both points): {ours:.2f} s (target ≤ 2 s)")
         print(f"gradcheck check --no-symbolic:                                {plain:.2f} s")
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             print("torch is not installed: pip install torch==2.13.0 for the comparison")
             return
         script = Path(tmp) / "torch_gradcheck.py"
