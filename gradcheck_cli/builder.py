@@ -155,7 +155,13 @@ class Builder:
         if expr.id in self.user_gates:
             raise GradNameError(f"'{expr.id}' is a gate; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
         if self.free_names and expr.id not in CONSTRUCTORS and expr.id not in G.function_names():
-            value = self.at.pop(expr.id) if expr.id in self.at else np.asarray(self.rng.standard_normal())
+            if expr.id in self.at:
+                value = self.at.pop(expr.id)
+            else:
+                value = np.asarray(self.rng.standard_normal())
+                self.warnings.append((f"'{expr.id}' has no --at value: checked at a seeded random "
+                                      f"{expr.id} = {float(value):.6g} (--at {expr.id}=VALUE sets it)",
+                                      expr.pos.line, expr.pos.col))
             self.defined_at[expr.id] = expr.pos
             self.names[expr.id] = self._add(name=expr.id, kind="leaf", shape=value.shape, pos=expr.pos,
                                             value=value)

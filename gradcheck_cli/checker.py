@@ -133,6 +133,8 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
                                                  flat, settings.seed)[node.id]
             j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
         rows[node.id] = _row(graph, node, values[node.id], adjoints[node.id], num[node.id], s, j)
+        if j.status == "kink" and rows[node.id].note:
+            rows[node.id].note = rows[node.id].note.replace(verdict.KINK_NOTE, _kink_note(graph, node.id, reach))
     checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
     report.gates = [_gate_row(graph, c, checks) for c in checks]
     _diagnose(graph, rows, checks)
@@ -148,6 +150,17 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
         actual = autodiff.jacobian(graph, adjoints[e.node], node)
         expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
         report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
+
+
+def _kink_note(graph: Graph, nid: int, reach: set) -> str:
+    """`a kink of relu (line 3) lies within the step`: the gates with kinks on the way to the output, nearest first."""
+    kinked = [graph.nodes[g] for g in ([nid] + graph.descendants([nid]))
+              if g in reach and graph.nodes[g].gate is not None and graph.nodes[g].gate.branch is not None]
+    if not kinked:
+        return verdict.KINK_NOTE
+    named = list(dict.fromkeys(f"{g.label} (line {g.pos.line})" for g in kinked))
+    shown = " or ".join(named[:3]) + (f" or {len(named) - 3} more" if len(named) > 3 else "")
+    return f"a kink of {shown} lies within the step"
 
 
 def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow:

@@ -161,6 +161,12 @@ def main():
     Exit codes: 0 every check passed · 1 a gradient check failed ·
                 2 the input or the command line is wrong.
     """
+    from .errors import GradcheckError
+    from .limits import check_environment
+    try:
+        check_environment()
+    except GradcheckError as err:
+        _fail_usage(err.message)
 
 
 @main.command()
@@ -206,6 +212,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
     from .report import RunReport
 
     _reuse_freed_memory()
+    at = _parse_at(at)  # first: `--at x 3` is a malformed --at, not a file named 3
     if expr is not None and targets:
         _fail_usage("give either TARGET files or -e SRC, not both")
     if expr is None and not targets:
@@ -217,7 +224,6 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
                                      symbolic_budget=symbolic_budget, jobs=jobs)
     except GradcheckError as err:
         _fail(err)
-    at = _parse_at(at)
     if expr is not None:
         run = RunReport([check_text(expr, source="<expr>", at=at, free_names=True, settings=settings)])
     else:
@@ -226,7 +232,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
         except GradcheckError as err:
             _fail_usage(err.message)
         with _progress(settings.format) as on_file:
-            run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file)
+            run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file, at=at)
     if expand is not None:
         _check_expand(run, expand)
     try:
@@ -440,6 +446,14 @@ def _explained(target, expr, at, seed):
         _fail(err, graph.source, graph.text)
 
 
+def _faults(ex, seed):
+    """What the check finds wrong in the circuit `ex` explains (the gates whose own backward fails)."""
+    from .checker import check_graph
+    from .report import faults as faults_of
+    from .settings import Settings
+    return faults_of(check_graph(ex.graph, Settings(seed=seed or 0)))
+
+
 def _backward_failures(ex) -> None:
     """A hand-derived backward that could not run: say where (after the output), and exit 1."""
     _fail_backward(ex.errors, ex.source, ex.graph.text)
@@ -466,7 +480,8 @@ def explain(target, expr, at, seed, fmt, latex, output):
     as upstream × local = downstream."""
     from .render.teach import explain_json, explain_latex, explain_text
     ex = _explained(target, expr, at, seed)
-    text = explain_latex(ex) if latex else explain_json(ex) if fmt == "json" else explain_text(ex)
+    faults = _faults(ex, seed)
+    text = explain_latex(ex) if latex else explain_json(ex, faults) if fmt == "json" else explain_text(ex, faults)
     if output:
         _write_atomically(output, text)
     else:
@@ -484,13 +499,10 @@ def explain(target, expr, at, seed, fmt, latex, output):
 def graph(target, expr, at, seed, fmt, output, ascii_only):
     """The circuit: every gate with its value (green) and gradient (red); a gate whose own backward
     fails, and every wrong gradient, marked in red."""
-    from .checker import check_graph
     from .errors import GradcheckError
     from .render.circuit import circuit_dot, circuit_tree
-    from .report import faults as faults_of
-    from .settings import Settings
     ex = _explained(target, expr, at, seed)
-    faults = faults_of(check_graph(ex.graph, Settings(seed=seed or 0)))
+    faults = _faults(ex, seed)
     if fmt == "text":
         from io import StringIO
         from rich.console import Console
@@ -687,5 +699,12 @@ def descend(target, expr, at, seed, lr, steps, fmt, output):
 @_pipe_safe
 def gates():
     """List every gate with its local gradient and how it routes the gradient."""
-    from .render.gatelist import gate_table
-    _console().print(gate_table())
+    from .render.gatelist import gate_lines, gate_table
+    from .render.table import print_note
+    console = _console()
+    table = gate_table()
+    if console.measure(table, options=console.options.update_width(100_000)).maximum <= console.width:
+        console.print(table)
+    else:  # a table that would wrap every row: one block per gate instead
+        for line in gate_lines():
+            print_note(console, line)

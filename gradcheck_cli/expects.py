@@ -27,7 +27,7 @@ class Expectation:
     formula: object       # a small Graph over the leaves, giving the expected value
     leaves: list          # main-graph ids of the named nodes the formula's leaves stand for
     pos: N.Pos
-    tolerance: float | None  # absolute, from the digits written; None for formulas and integers
+    tolerance: object        # absolute, from the digits written (per element for an array); None for formulas and integers
     is_number: bool
 
 
@@ -45,6 +45,45 @@ def literal_decimals(expr, text: str) -> int | None:
     else:
         decimals = len(mantissa.split(".")[1]) - exponent
     return None if decimals is None else max(0, min(300, decimals))  # 1.5e3: ±0.5; 0.0e400 is 0 ±0.5
+
+
+def written_tolerance(expr, text: str):
+    """The half-unit of the last digit written, per element of a number or array literal (`[0.23, 0]`
+    → [0.005, nan]: nan where an integer was written); None when `expr` is not such a literal or
+    no element has decimals."""
+    def walk_items(e):
+        if isinstance(e, N.Array):
+            parts = [walk_items(item) for item in e.items]
+            return None if any(p is None for p in parts) else parts
+        inner = e
+        while isinstance(inner, N.Op) and inner.op == "neg":
+            inner = inner.args[0]
+        if not isinstance(inner, N.Num):
+            return None
+        decimals = literal_decimals(e, text)
+        return float("nan") if decimals is None else 0.5 * 10.0 ** (-decimals)
+    found = walk_items(expr)
+    if found is None:
+        return None
+    try:
+        tolerance = np.asarray(found, dtype=float)
+    except ValueError:  # a ragged literal: the builder reports it
+        return None
+    if np.all(np.isnan(tolerance)):
+        return None
+    return float(tolerance) if tolerance.ndim == 0 else tolerance
+
+
+def within(expected, actual, tolerance, rtol: float) -> bool:
+    """Do the values agree: within the written digits' tolerance where digits were written, else within rtol."""
+    expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
+    relative = np.maximum(1e-12, rtol * np.maximum(np.abs(expected), np.abs(actual)))
+    with np.errstate(all="ignore"):
+        if tolerance is None:
+            return bool(np.all(np.abs(expected - actual) <= relative))
+        tol = np.broadcast_to(np.asarray(tolerance, dtype=float), np.broadcast_shapes(np.shape(tolerance), actual.shape))
+        tol = np.where(np.isnan(tol), relative, tol + 1e-12 * np.abs(actual))
+        return bool(np.all(np.abs(expected - actual) <= tol))
 
 
 def _exponent(text: str) -> int:
@@ -84,10 +123,8 @@ def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape
     except ValueError:
         raise GradShapeError(f"expected a gradient of shape {want}, but this has shape {got}",
                              st.expr.pos.line, st.expr.pos.col) from None
-    decimals = literal_decimals(st.expr, builder.text)
-    tolerance = 0.5 * 10.0 ** (-decimals) if decimals is not None else None
-    is_number = isinstance(st.expr, N.Num) or (isinstance(st.expr, N.Op) and st.expr.op == "neg"
-                                                 and decimals is not None) or not list(_names(st.expr))
+    tolerance = written_tolerance(st.expr, builder.text)
+    is_number = not list(_names(st.expr))
     return Expectation(st.target, node.id, formula, [n.id for n in leaves], pos, tolerance, is_number)
 
 
@@ -104,12 +141,7 @@ def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_ch
     except ValueError:
         raise GradShapeError(f"expect {exp.target}: the expected value has shape {value.shape}, but "
                              f"{exp.target} has shape {np.shape(actual)}", exp.pos.line, exp.pos.col) from None
-    with np.errstate(all="ignore"):
-        if exp.tolerance is not None:
-            ok = np.all(np.abs(expected - actual) <= exp.tolerance + 1e-12 * np.abs(actual))
-        else:
-            rtol = INTEGER_RTOL if exp.is_number else FORMULA_RTOL
-            ok = np.all(np.abs(expected - actual) <= np.maximum(1e-12, rtol * np.maximum(np.abs(expected), np.abs(actual))))
+    ok = within(expected, actual, exp.tolerance, INTEGER_RTOL if exp.is_number else FORMULA_RTOL)
     right = _fmt(actual)
     if not ok:
         return expected, "fail", f"{exp.target} is {right}, not {_fmt(expected)}"

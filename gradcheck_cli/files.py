@@ -57,13 +57,13 @@ def decode_source(data: bytes, source: str) -> str:
     return text
 
 
-def check_file(path, settings: Settings | None = None, **overrides) -> CheckReport:
-    """Check one `.grad` file; a file that cannot be read becomes a report with an error."""
+def check_file(path, settings: Settings | None = None, at: dict | None = None, **overrides) -> CheckReport:
+    """Check one `.grad` file (leaves set by `at`); a file that cannot be read becomes a report with an error."""
     try:
         text = read_source(path)
     except GradcheckError as err:
         return CheckReport(source=str(path), error=err, settings=(settings or Settings()).with_flags(**overrides))
-    return check(text, source=str(path), settings=settings, **overrides)
+    return check(text, source=str(path), at=at, settings=settings, **overrides)
 
 
 def expand_targets(targets) -> list:
@@ -82,18 +82,21 @@ def expand_targets(targets) -> list:
         elif p.exists():
             files.append(p)
         else:
-            raise UsageError(f"{target}: no such file or directory")
+            hint = "" if target.endswith(".grad") else f" (to check source text, use -e: gradcheck check -e '{target}')"
+            raise UsageError(f"{target}: no such file or directory{hint}")
     return files
 
 
-def check_paths(targets, settings: Settings | None = None, **overrides) -> RunReport:
+def check_paths(targets, settings: Settings | None = None, at: dict | None = None, **overrides) -> RunReport:
     """Check every file a list of targets names; a broken file is reported, the rest still run."""
     settings = (settings or Settings()).with_flags(**overrides)
-    return check_files(expand_targets(targets), settings)
+    return check_files(expand_targets(targets), settings, at=at)
 
 
-def check_files(files: list, settings: Settings, exitfirst: bool = False, on_file=None) -> RunReport:
+def check_files(files: list, settings: Settings, exitfirst: bool = False, on_file=None,
+                at: dict | None = None) -> RunReport:
     """Check files in `settings.jobs` processes (at most one per core); results keep the order of `files`.
+    `at` sets leaves in every file (a name a file lacks is that file's error).
     With `exitfirst`, stop after the first file that does not pass. `on_file(done, total, path)` is
     told as each file starts (one process) or ends (several), for a progress display.
 
@@ -104,15 +107,15 @@ def check_files(files: list, settings: Settings, exitfirst: bool = False, on_fil
         for f in files:
             if on_file:
                 on_file(len(results), len(files), f)
-            results.append(check_file(f, settings))
+            results.append(check_file(f, settings, at=at))
             if exitfirst and not results[-1].passed:
                 break
-        return RunReport(results)
+        return RunReport(results, total=len(files))
     texts = {f: _read_or_error(f) for f in files if str(f) == "-"}
     from concurrent.futures import ProcessPoolExecutor
     chunk = max(1, len(files) // (jobs * 4))
     with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        work = functools.partial(_check_one, settings=settings, texts=texts)
+        work = functools.partial(_check_one, settings=settings, texts=texts, at=at)
         for report in pool.map(work, files, chunksize=chunk):
             results.append(report)
             if on_file:
@@ -120,7 +123,7 @@ def check_files(files: list, settings: Settings, exitfirst: bool = False, on_fil
             if exitfirst and not report.passed:
                 pool.shutdown(wait=True, cancel_futures=True)
                 break
-    return RunReport(results)
+    return RunReport(results, total=len(files))
 
 
 def _read_or_error(path):
@@ -130,13 +133,13 @@ def _read_or_error(path):
         return err
 
 
-def _check_one(path, settings: Settings, texts: dict) -> CheckReport:
+def _check_one(path, settings: Settings, texts: dict, at: dict | None = None) -> CheckReport:
     if path in texts:
         text = texts[path]
         if isinstance(text, GradcheckError):
             return CheckReport(source=str(path), error=text, settings=settings)
-        return check(text, source=str(path), settings=settings)
-    return check_file(path, settings)
+        return check(text, source=str(path), at=at, settings=settings)
+    return check_file(path, settings, at=at)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -7,12 +7,30 @@ inferred shape, a file's length) and refused with a positioned error, exit 2.
 from __future__ import annotations
 
 import os
+import re
+
+from .errors import UsageError
+
+INVALID: dict = {}  # GRADCHECK_<NAME> variables set to something that is not a positive whole number
 
 
 def _limit(name: str, default: int) -> int:
-    """A limit, raised (or lowered) with the environment variable GRADCHECK_<NAME>."""
-    value = os.environ.get(f"GRADCHECK_{name}", "")
-    return int(value) if value.isdigit() and int(value) > 0 else default
+    """A limit, raised (or lowered) with the environment variable GRADCHECK_<NAME>; a value that is
+    not a positive whole number is recorded in INVALID (the CLI refuses it) and the default kept."""
+    value = os.environ.get(f"GRADCHECK_{name}")
+    if value is None:
+        return default
+    if re.fullmatch(r"\s*[0-9]+\s*", value, re.ASCII) and int(value) > 0:
+        return int(value)
+    INVALID[f"GRADCHECK_{name}"] = value
+    return default
+
+
+def check_environment() -> None:
+    """Raise UsageError naming the first GRADCHECK_* limit variable whose value is not a positive whole number."""
+    for variable, value in INVALID.items():
+        raise UsageError(f"{variable}={value!r}: a limit must be a positive whole number "
+                         f"(e.g. {variable}=1000000), or unset for its default")
 
 
 MAX_ELEMENTS = _limit("MAX_ELEMENTS", 2_000_000)              # elements in any one array (16 MB of float64)

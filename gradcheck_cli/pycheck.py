@@ -142,7 +142,7 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
                  first: dict | None = None):
     out = _output(layer, args)
     u = rng.standard_normal(out.shape)
-    grads, failure = _backward(layer, u, args)
+    grads, failures = _backward(layer, u, args)
     runner = FunctionRunner(layer.forward, args, u, out, layer.batched)
     layer.batched = runner.batched
     # All inputs are one target, as for a gate alone: random projections cover every input at once,
@@ -159,7 +159,7 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     z = None
     ev = verdict.evidence(bp, num, z, None, None, settings.rtol, settings.atol)
     whole = verdict.summarize(ev)
-    if whole.status != "pass" and failure is None:
+    if whole.status != "pass" and not failures:
         # The backward's own rounding only ever widens a tolerance, so it is measured (one more call
         # of the user's backward) only where a row does not pass without it.
         z = np.concatenate(_noise(layer, u, args, grads))[None, :]
@@ -175,8 +175,9 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
         columns = None if num.method == "projection" else np.arange(lo, hi)
         j = whole if columns is None else verdict.summarize(ev, columns)
         status, note = j.status, j.note
-        if failure is not None:
-            status, note = "fail", failure
+        culprit = None
+        if name in failures:
+            status, (note, culprit) = "fail", failures[name]
         elif status == "fail" and columns is not None:
             status, note = _kink(runner, target, bp, j.codes[0] == 3, j.tolerance, settings) or (status, note)
         if point == 2 and status == "fail":
@@ -185,7 +186,7 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
         value = num.value[0, lo:hi].reshape(a.shape) if columns is not None else None
         worst = (tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, a.shape))
                  if columns is not None and a.ndim else None)
-        rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst))
+        rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst, culprit))
     return out, rows
 
 
@@ -202,27 +203,33 @@ def _output(layer: Layer, args: list) -> np.ndarray:
 
 
 def _backward(layer: Layer, u: np.ndarray, args: list):
-    """The backward's gradients (NaN where it failed) and why it failed, if it did."""
+    """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
+    to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
+    exception fails every input at the line that raised."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             grads = layer.backward(u.copy(), [a.copy() for a in args])
-        for name, g, a in zip(layer.names, grads, args):
-            if g.shape != a.shape:
-                raise PythonError(f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}")
-        return grads, None
     except PythonError as err:
-        return [np.full(a.shape, np.nan) for a in args], err.message
+        return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        return [np.full(a.shape, np.nan) for a in args], f"the backward raised {_exception(exc)}"
+        line = _user_line(exc, layer.path)
+        why = (f"the backward raised {_exception(exc)}", (line, 1) if line else None)
+        return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
+    failures = {}
+    for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
+        if g.shape != a.shape:
+            failures[name] = (f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}", None)
+            grads[k] = np.full(a.shape, np.nan)
+    return grads, failures
 
 
 def _noise(layer: Layer, u, args, grads) -> list:
     """How much the backward moves under a rounding-sized rescaling: its own rounding error."""
     noise = [np.zeros(a.size) for a in args]
     for delta in (NOISE_STEP,):  # one rescaled rerun: rounding shows either way, and the user's calls are dear
-        moved, failure = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
-        if failure is not None:
+        moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
+        if failed:
             continue
         for k, (m, g) in enumerate(zip(moved, grads)):
             diff = np.abs(np.ravel(m) - np.ravel(g))
@@ -260,9 +267,12 @@ def _kink(runner, target, bp, failing: np.ndarray, tolerance: float, settings: S
                     f"is neither")
 
 
-def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst):
-    line, col = layer.grad_lines.get(name, (layer.line, 1))
-    method = num.method if num.method == "exhaustive" else f"projection ({num.projected.shape[0]} random directions)"
+def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None):
+    line, col = culprit or layer.grad_lines.get(name, (layer.line, 1))
+    why = ("past the element budget; --budget raises it" if layer.batched else
+           f"the forward takes no batch axis, so past {LOOP_BUDGET} elements it is called once per direction")
+    method = num.method if num.method == "exhaustive" else \
+        f"projection ({num.projected.shape[0]} random directions; {why})"
     node = NodeRow(name, "input", a.shape, line, col, a, grad, value, None, j.numeric_error, None,
                    status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None)
     gate = GateRow(layer.name, "backward", name, line, col, layer.line, status, j.numeric_error, None,

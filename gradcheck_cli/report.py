@@ -103,7 +103,8 @@ class ExpectRow:
 
     def to_dict(self) -> dict:
         return {"target": self.target, "expected": to_json_value(self.expected),
-                "actual": to_json_value(self.actual), "status": self.status}
+                "actual": to_json_value(self.actual), "status": self.status,
+                "line": self.line, "col": self.col, "note": self.note}
 
 
 @dataclass
@@ -171,8 +172,15 @@ class CheckReport:
 
 @dataclass
 class RunReport:
-    """Every source checked in one run."""
+    """Every source checked in one run; `total`: how many were to be checked (more than `results`
+    when -x stopped early)."""
     results: list
+    total: int | None = None
+
+    @property
+    def not_checked(self) -> int:
+        """Sources left unchecked because the run stopped at the first failure."""
+        return max(0, (self.total or len(self.results)) - len(self.results))
 
     @property
     def passed(self) -> bool:

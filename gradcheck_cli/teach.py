@@ -8,12 +8,13 @@ import numpy as np
 
 from . import autodiff
 from .errors import BackwardError, GradValueError
-from .expects import literal_decimals
+from .expects import within, written_tolerance
 from .frontend import load, parse_value
 from .graph import Graph
 from .syntax import parse
 
 SMALL = 64  # tensors up to this many elements are shown in full; larger ones by shape
+ANSWER_RTOL = 1e-6  # an answer written without decimals (`3`, `[1, 2]`) is right within this
 
 __all__ = ["load", "explain", "quiz", "grade", "descend", "Diverged"]
 
@@ -42,6 +43,7 @@ class BackwardStep:
     line: int
     input_id: int = -1          # the input's node id (names of unnamed gates can repeat)
     node_id: int = -1           # the gate's node id
+    slot: int = -1              # which input of the gate
 
 
 @dataclass
@@ -80,7 +82,7 @@ def explain(graph: Graph) -> Explanation:
 
     def on_edge(node, slot, contribution, total, accumulated):
         target = graph.nodes[node.inputs[slot]]
-        if target.kind == "literal":
+        if target.kind in ("literal", "const"):  # frozen: no gradient flows into it
             return
         reached.add(target.id)
         args = [values[i] for i in node.inputs]
@@ -88,7 +90,7 @@ def explain(graph: Graph) -> Explanation:
         ex.backward.append(BackwardStep(
             node.name, node.label, target.name, upstream, _local(node, args, values, slot),
             contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line, target.id,
-            node.id))
+            node.id, slot))
 
     def record(node, adjoint):
         upstream_of[node.id] = adjoint[0]
@@ -144,13 +146,9 @@ def grade(written: str, answer: np.ndarray) -> bool:
     """Is the written answer right? Digits written set the tolerance, as for `expect`."""
     value = parse_value(written, name="the answer")
     program = parse(written)
-    decimals = literal_decimals(program.statements[0].expr, program.text)
     if np.shape(value) != np.shape(answer) and np.size(value) != 1:
         return False
-    with np.errstate(all="ignore"):
-        if decimals is not None:
-            return bool(np.all(np.abs(value - answer) <= 0.5 * 10.0 ** (-decimals) + 1e-12 * np.abs(answer)))
-        return bool(np.all(np.abs(value - answer) <= np.maximum(1e-9, 1e-6 * np.abs(answer))))
+    return within(value, answer, written_tolerance(program.statements[0].expr, program.text), ANSWER_RTOL)
 
 
 class Diverged(Exception):

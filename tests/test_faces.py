@@ -166,9 +166,18 @@ def test_an_overflow_is_told_from_a_pole(src, at, says):
 
 
 def test_gates_are_named_in_words():
-    out = run("gates", env={"COLUMNS": "200"}).stdout
-    for name in ("add", "mul", "matmul", "transpose", "reduce_max", "sigmoid"):
-        assert re.search(rf"^\s*{name}\s+│", out, re.M), name
+    wide = run("gates", env={"COLUMNS": "400"}).stdout
+    narrow = run("gates", env={"COLUMNS": "80"}).stdout
+    for name in ("add", "mul", "matmul", "transpose", "reduce_max", "sigmoid", "pow"):
+        assert re.search(rf"^\s*{name}\s+│", wide, re.M), name
+        assert re.search(rf"^{name}  ", narrow, re.M), name
+
+
+def test_gates_fit_a_narrow_terminal_without_wrapping_every_row():
+    narrow = run("gates", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "│" not in narrow  # one block per gate, not a table whose every row wraps
+    assert "local gradient: ∂(aᵇ)/∂a = b·aᵇ⁻¹" in narrow.replace("\n      ", " ")
 
 
 def test_explain_and_descend_write_to_a_file(tmp_path):

@@ -225,4 +225,5 @@ def test_expect_json():
     import json
     exp = json.loads(result.stdout)["results"][0]["expects"]
     assert [e["target"] for e in exp] == ["dw0", "dx0", "ddot"]
-    assert exp[0] == {"target": "dw0", "expected": -0.2, "actual": pytest.approx(-0.1966, abs=1e-4), "status": "pass"}
+    assert exp[0] == {"target": "dw0", "expected": -0.2, "actual": pytest.approx(-0.1966, abs=1e-4), "status": "pass",
+                      "line": 11, "col": 8, "note": None}

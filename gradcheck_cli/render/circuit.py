@@ -23,7 +23,7 @@ def circuit_tree(ex: Explanation, ascii_only: bool = False, faults: Faults = Fau
         grad = grads.get(node.id)
         text = (f"[bold]{escape(node.name)}[/] [dim]\\[{escape(node.label)}][/]  "
                 f"[green]{escape(short(values[node.id]))}[/]")
-        if grad is not None and node.kind != "literal":
+        if grad is not None and node.kind not in ("literal", "const"):
             text += f"  [red]{'grad' if ascii_only else '∇'} {escape(short(grad))}[/]"
         if node.id in faults.culprits:
             text += f"  [bold red]{cross} its backward fails its own check[/]"
@@ -109,9 +109,9 @@ def circuit_dot(ex: Explanation, faults: Faults = Faults()) -> str:
 def _wire(value, grad, wrong: bool = False) -> str:
     shown = short(value, 3)
     mark = "✗ " if wrong else ""
-    if shown.startswith("array "):  # too large to draw: the shape once, not "array 4×3" twice
+    if np.size(value) > 6:  # too large to draw: the shape once
         tail = f'<br/><font color="red">{mark}wrong gradient</font>' if wrong else ""
-        return f'<font color="darkgreen">{_html(shown[len("array "):])} tensor</font>{tail}'
+        return f'<font color="darkgreen">{_html("×".join(map(str, np.shape(value))))} tensor</font>{tail}'
     top = f'<font color="darkgreen">{_html(shown)}</font>'
     bottom = f'<font color="red">{mark}{_html(short(grad, 3))}</font>' if grad is not None else ""
     return top + ("<br/>" + bottom if bottom else "")

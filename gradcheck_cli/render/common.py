@@ -39,7 +39,10 @@ def element(array, row: NodeRow, digits: int) -> str:
     if a.ndim == 0:
         return fmt_number(a, digits)
     idx = row.worst_index if row.worst_index is not None and len(row.worst_index) == a.ndim else None
-    return fmt_number(a[idx], digits) if idx is not None else f"[{a.size}]"
+    if idx is None:  # no element singled out (checked by projections): the largest in magnitude
+        finite = np.where(np.isfinite(a), np.abs(a), -1.0)
+        idx = np.unravel_index(int(np.argmax(finite)), a.shape)
+    return fmt_number(a[idx], digits)
 
 
 def row_name(row) -> str:
@@ -111,11 +114,22 @@ def summary(run: RunReport) -> str:
     expects = [e.status for r in run.results for e in r.expects]
     if expects:
         line += f" · expects: {expects.count('pass')} pass" + (f", {expects.count('fail')} fail" if "fail" in expects else "")
+    warned = sum(len(r.warnings) for r in run.results)
+    if warned:
+        line += f" · {warned} warning{'s' if warned > 1 else ''}"
+    if run.not_checked:
+        line += f" · {run.not_checked} not checked (stopped at the first failure, -x)"
     return line
 
 
+def warning_lines(report) -> list:
+    """`warning (line N): message` for each warning of a report (an unused gate line, ...)."""
+    return [f"warning (line {line}): {message}" if line else f"warning: {message}"
+            for message, line, _ in report.warnings]
+
+
 def failure_lines(report) -> list:
-    """`name (line N): status — note` for each root cause of the report's failure."""
+    """`name (line N): status — note` for each root cause of the report's failure, then its warnings."""
     out = []
     for status, (line, _), row, rows in causes(report):  # root causes first, inherited rows folded in
         err = getattr(row, "numeric_error", None)
@@ -124,4 +138,4 @@ def failure_lines(report) -> list:
         also = inherited(rows, row)
         if also:
             out.append(f"  {also}")
-    return out
+    return out + warning_lines(report)

@@ -31,5 +31,9 @@ def render_github(run: RunReport) -> str:
             message = (lead.note or status) + (f"\n{also}" if also else "") + "\nreproduce: " + report.reproduce()
             out.append(f"::{level} file={gh_property(report.path or report.source)},line={line},col={col},"
                        f"title={title}::{gh_data(message)}")
-    out.append(gh_data(summary(run)))
+        for message, line, col in report.warnings:
+            where = f",line={line},col={col or 1}" if line else ""
+            out.append(f"::warning file={gh_property(report.path or report.source)}{where},"
+                       f"title={gh_property('gradcheck: warning')}::{gh_data(message)}")
+    out.append(summary(run))  # plain text, not a workflow command: nothing to escape
     return "\n".join(out) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..report import NodeRow, RunReport
-from .common import STATUSES, element, fmt_error, fmt_number, fmt_shape, row_name, summary
+from .common import STATUSES, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary, warning_lines
 
 
 def _md_cell(text) -> str:
@@ -35,8 +35,14 @@ def render_markdown(run: RunReport) -> str:
     for r in (r for r in run.results if r.error is None and not r.passed):
         lines += ["", f"### `{_md_cell(r.source)}`", "", "| node | line | status | backprop | numeric error | note |",
                   "|---|---|---|---|---|---|"]
-        for row in r.failures:
-            lines.append(f"| `{_md_cell(row_name(row))}` | {row.line} | {row.status} | {_md_cell(_backprop_cell(row))} | "
-                         f"{fmt_error(getattr(row, 'numeric_error', None))} | {_md_cell(row.note or '')} |")
+        for status, (line, _), lead, rows in causes(r):  # the root cause leads; rows that inherit it fold in
+            note = lead.note or ""
+            also = inherited(rows, lead)
+            note += f" ({also})" if also else ""
+            lines.append(f"| `{_md_cell(row_name(lead))}` | {line} | {status} | {_md_cell(_backprop_cell(lead))} | "
+                         f"{fmt_error(getattr(lead, 'numeric_error', None))} | {_md_cell(note)} |")
         lines += ["", f"Reproduce: `{r.reproduce()}`"]
+    warned = [(r, w) for r in run.results for w in warning_lines(r)]
+    if warned:
+        lines += ["", "### Warnings", ""] + [f"- `{_md_cell(r.source)}`: {_md_cell(w)}" for r, w in warned]
     return "\n".join(lines) + "\n"

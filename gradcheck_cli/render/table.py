@@ -6,7 +6,8 @@ import numpy as np
 
 from ..report import CheckReport, RunReport
 from ..verdict import rel_error
-from .common import STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary
+from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary,
+                     warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -20,40 +21,86 @@ def _value_cell(row, digits: int) -> str:
     return fmt_number(v, digits) if v.ndim == 0 else fmt_shape(v.shape)
 
 
+SEPARATOR = 3        # " │ " between two columns
+NAME_MIN = 12        # below this the node column gives way: optional columns are dropped first
+OPTIONAL = ("sym err", "gate", "value", "backprop")  # dropped in this order in a narrow terminal
+
+
 def node_table(report: CheckReport, width: int):
-    """The per-node rich Table; its columns fit the terminal (80 columns and up)."""
+    """The per-node rich Table, fitted to the terminal: the status column is never cut, optional
+    columns go before the names get short, and two different nodes never show the same text."""
     from rich.table import Table
     from rich.text import Text
     medium, wide = width >= MEDIUM, width >= WIDE
     digits = 6 if medium else 4
     tensors = any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None)
-    table = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
-    table.add_column("node", overflow="ellipsis", max_width=30 if wide else (22 if medium else 16), no_wrap=True)
-    table.add_column("gate", overflow="ellipsis", max_width=10 if medium else 7, no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("backprop", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("numeric", justify="right", no_wrap=True)
-        table.add_column("symbolic", justify="right", no_wrap=True)
-    if medium and tensors:
-        table.add_column("at", no_wrap=True)
-    table.add_column("num err", justify="right", no_wrap=True, min_width=7)
-    if wide:
-        table.add_column("tol", justify="right", no_wrap=True)
-    table.add_column("sym err", justify="right", no_wrap=True, min_width=7)
-    table.add_column("status", no_wrap=True, min_width=6)
+    symbolic = any(r.symbolic is not None or r.symbolic_error is not None for r in report.nodes)
+    columns = ["gate", "value", "backprop"] + (["numeric"] if wide else []) + (["symbolic"] if wide and symbolic else []) \
+        + (["at"] if medium and tensors else []) + ["num err"] + (["tol"] if wide else []) \
+        + (["sym err"] if symbolic else []) + ["status"]
+    cells = {c: [] for c in columns}
     for row in report.nodes:
-        cells = [Text(row.name), Text(row.op), _value_cell(row, digits), element(row.grad, row, digits)]
-        if wide:
-            cells += [element(row.numeric, row, digits), element(row.symbolic, row, digits)]
-        if medium and tensors:
-            cells.append(_index_cell(row))
-        cells.append(fmt_error(row.numeric_error))
-        if wide:
-            cells.append(fmt_error(row.tolerance) if row.grad is not None else "—")
-        cells += [fmt_error(row.symbolic_error), Text(row.status, style=STATUS_STYLE.get(row.status, ""))]
-        table.add_row(*cells)
+        cell = {"gate": row.op, "value": _value_cell(row, digits), "backprop": element(row.grad, row, digits),
+                "numeric": element(row.numeric, row, digits), "symbolic": element(row.symbolic, row, digits),
+                "at": _index_cell(row), "num err": fmt_error(row.numeric_error),
+                "tol": fmt_error(row.tolerance) if row.grad is not None else "—",
+                "sym err": fmt_error(row.symbolic_error), "status": row.status}
+        for c in columns:
+            cells[c].append(cell[c])
+    widths = {c: max([len(c)] + [len(x) for x in cells[c]]) for c in columns}
+    widths["gate"] = min(widths["gate"], 10 if medium else 7)
+    longest = max([len("node")] + [len(r.name) for r in report.nodes])
+
+    def name_room():
+        return width - sum(widths[c] + SEPARATOR for c in columns)
+
+    for optional in (c for c in OPTIONAL if c in columns):
+        if name_room() >= min(NAME_MIN, longest):
+            break
+        columns.remove(optional)
+    names = fitted_names(distinct_names(report.nodes), max(4, name_room()))
+    table = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
+    table.add_column("node", no_wrap=not names.folded, overflow="fold")
+    for c in columns:
+        left = c in ("gate", "at", "status")
+        table.add_column(c, justify="left" if left else "right", no_wrap=True,
+                         overflow="ellipsis" if c == "gate" else "fold", max_width=widths[c] if c == "gate" else None,
+                         min_width=widths[c] if c == "status" else None)
+    for i, row in enumerate(report.nodes):
+        values = [Text(names[i])]
+        for c in columns:
+            text = cells[c][i]
+            values.append(Text(text, style=STATUS_STYLE.get(text, "")) if c == "status" else Text(text))
+        table.add_row(*values)
     return table
+
+
+class _Names(list):
+    """Display names, and whether some must wrap to stay apart."""
+    folded = False
+
+
+def distinct_names(rows: list) -> list:
+    """Row names, with `@LINE:COL` added where different nodes share a name (`v * r` written twice)."""
+    count: dict = {}
+    for r in rows:
+        count[r.name] = count.get(r.name, 0) + 1
+    return [r.name if count[r.name] == 1 else f"{r.name} @{r.line}:{r.col}" for r in rows]
+
+
+def fitted_names(names: list, room: int) -> _Names:
+    """Names cut to `room` characters in the middle (`sum(v * r)…sum(v * q)`), keeping both ends;
+    where two different names would still read the same, both are shown whole (wrapped)."""
+    out = _Names(n if len(n) <= room else n[: (room - 1) - (room - 1) // 2] + "…" + n[len(n) - (room - 1) // 2:]
+                 for n in names)
+    seen: dict = {}
+    for i, shown in enumerate(out):
+        seen.setdefault(shown, set()).add(names[i])
+    for i, shown in enumerate(out):
+        if len(seen[shown]) > 1:
+            out[i] = names[i]
+            out.folded = True
+    return out
 
 
 def print_table(run: RunReport, console, expand: str | None = None, quiet: bool = False,
@@ -86,7 +133,7 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         if report.expects:
             console.print(expect_table(report))
         for line in cause_lines(report):
-            console.print(line, highlight=False)
+            print_note(console, line)
         if verbose and report.gates:
             console.print(gate_table(report))
         if expand:
@@ -94,9 +141,20 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         if not report.passed:
             console.print(f"  reproduce: {escape(report.reproduce())}", highlight=False, soft_wrap=True)
         for line in method_lines(report):
-            console.print(f"  [dim]{escape(line)}[/]", highlight=False)
+            print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
-    console.print(summary(run), highlight=False)
+    print_note(console, escape(summary(run)))
+
+
+def print_note(console, line: str) -> None:
+    """A note (rich markup) under a table, wrapped with its continuation lines indented under it."""
+    from rich.text import Text
+    indent = len(line) - len(line.lstrip(" "))
+    text = Text.from_markup(line[indent:])
+    for i, part in enumerate(text.wrap(console, max(20, console.width - indent - 4))):
+        part.rstrip()
+        console.print(Text(" " * (indent if i == 0 else indent + 4)) + part, highlight=False, crop=False,
+                      no_wrap=True)
 
 
 def cause_lines(report: CheckReport, markup: bool = True) -> list:
@@ -119,6 +177,8 @@ def cause_lines(report: CheckReport, markup: bool = True) -> list:
             label = row_name(row) + (f" {list(row.worst_index)}" if getattr(row, "worst_index", None) else "")
             head = f"[{STATUS_STYLE[row.status]}]{row.status}[/]" if markup else row.status
             lines.append(f"  {head} {esc(label)} (line {row.line}): {esc(row.note)}")
+    for line in warning_lines(report):
+        lines.append(f"  [yellow]{esc(line)}[/]" if markup else f"  {line}")
     return lines
 
 
@@ -161,9 +221,10 @@ def method_lines(report: CheckReport) -> list:
     lines = []
     if any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None):
         lines.append("tensor rows show the worst element; --expand NODE lists them all")
-    projected = [r.name for r in report.nodes if r.numeric_method and r.numeric_method.startswith("projection")]
+    projected = [r for r in report.nodes if r.numeric_method and r.numeric_method.startswith("projection")]
     if projected:
-        lines.append(f"numeric by 4 random projections (past the element budget): {_names(projected)}")
+        why = projected[0].numeric_method.partition("; ")[2].rstrip(")") or "past the element budget; --budget raises it"
+        lines.append(f"numeric by random projections ({why}): {_names([r.name for r in projected])}")
     chained = [r for r in report.nodes if r.note and "exact local derivatives" in r.note]
     if chained:
         lines.append("symbolic: SymPy's exact local derivatives, chained (the file is past the whole-expression budget)")

@@ -6,22 +6,42 @@ import json
 
 import numpy as np
 
-from ..report import to_json_value
+from ..report import Faults, to_json_value
 from ..teach import Explanation, grad_name
 from .common import fmt_number
 
 
 def short(value, digits: int = 4) -> str:
-    """A value in a sentence: the number, a small tensor in full, a large one by its shape."""
+    """A value in a sentence: the number, a small tensor in full, a large one by its shape and its
+    first and last elements (`3×3 [1, 2, 3, …, 2]`)."""
     a = np.asarray(value, dtype=float)
     if a.ndim == 0:
         return fmt_number(a, digits)
     if a.size <= 6:
         return "[" + ", ".join(short(x, digits) for x in a) + "]"
-    return "array " + "×".join(map(str, a.shape))
+    flat = a.ravel()
+    return ("×".join(map(str, a.shape)) + " [" + ", ".join(fmt_number(x, digits) for x in flat[:3])
+            + f", …, {fmt_number(flat[-1], digits)}]")
 
 
-def explain_text(ex: Explanation) -> str:
+def full(value, digits: int = 4, limit: int = 64) -> str:
+    """Every element of a tensor up to `limit` of them (numpy's layout, one row a line); else `short`."""
+    a = np.asarray(value, dtype=float)
+    if a.ndim == 0 or a.size <= 6 or a.size > limit:
+        return short(a, digits)
+    return np.array2string(a, separator=", ", max_line_width=100,
+                           formatter={"float_kind": lambda x: fmt_number(x, digits)})
+
+
+def _wrong(s, faults: Faults) -> str:
+    """Why a backward step is flagged: its gate's own check fails for this input, or '' when it is right."""
+    if faults.wire(s.node_id, s.slot):
+        return "this gate's backward is wrong for this input (it fails its own check)" \
+            if (s.node_id, s.slot) in faults.wires else "wrong: the gradient arriving here is already wrong"
+    return ""
+
+
+def explain_text(ex: Explanation, faults: Faults = Faults()) -> str:
     lines = [f"{ex.source}: output {ex.output} = {short(ex.value, 6)}", "",
              "forward pass, in topological order (each gate, its inputs, its value):"]
     width = max((len(s.node) for s in ex.forward), default=4)
@@ -36,10 +56,17 @@ def explain_text(ex: Explanation) -> str:
         lines.append(f"  {s.node} → {s.input}  [{s.gate}: {s.formula}]")
         tail = f"   (total {grad_name(s.input)} = {short(s.total)}, fan-out adds)" if s.accumulate else ""
         lines.append(f"      {grad_name(s.input)} {sign} {short(s.upstream)} × {local} = {short(s.downstream)}{tail}")
+        if _wrong(s, faults):
+            lines.append(f"      ✗ {_wrong(s, faults)}")
     graph = ex.graph
     leaves = [n for n in graph.nodes if n.kind == "leaf"]  # consts are frozen: no gradient to show
-    grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}" for n in leaves)
+    grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}"
+                      + (" ✗" if n.id in faults.wrong else "") for n in leaves)
     lines += ["", f"gradients on the inputs: {grads}"]
+    for nid in sorted(faults.culprits):
+        node = graph.nodes[nid]
+        lines.append(f"✗ the backward of '{node.name}' ({node.label}, called at line {node.pos.line}) fails its own check: "
+                     f"the gradients marked ✗ are wrong (gradcheck check says which line)")
     return "\n".join(lines) + "\n"
 
 
@@ -51,10 +78,9 @@ def _tex_name(name: str) -> str:
 
 def _tex(value) -> str:
     """A value in math mode: a large tensor as `\text{array } 2\times 2`, never bare text."""
-    text = short(value)
-    if text.startswith("array "):
+    if np.size(value) > 6:
         return r"\text{array } " + r" \times ".join(map(str, np.shape(value)))
-    return text
+    return short(value)
 
 
 def explain_latex(ex: Explanation) -> str:
@@ -71,14 +97,15 @@ def explain_latex(ex: Explanation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def explain_json(ex: Explanation) -> str:
+def explain_json(ex: Explanation, faults: Faults = Faults()) -> str:
     steps = [{"pass": "forward", "node": s.node, "gate": s.gate,
               "inputs": {n: to_json_value(v) for n, v in s.inputs}, "value": to_json_value(s.value), "line": s.line}
              for s in ex.forward]
     steps += [{"pass": "backward", "node": s.node, "gate": s.gate, "input": s.input,
                "upstream": to_json_value(s.upstream), "local": to_json_value(s.local),
                "downstream": to_json_value(s.downstream), "accumulate": s.accumulate,
-               "total": to_json_value(s.total), "formula": s.formula, "line": s.line} for s in ex.backward]
+               "total": to_json_value(s.total), "formula": s.formula, "line": s.line,
+               "wrong": bool(_wrong(s, faults))} for s in ex.backward]
     return json.dumps({"source": ex.source, "output": ex.output, "value": to_json_value(ex.value),
                        "steps": steps}, indent=2, allow_nan=False) + "\n"
 
@@ -104,7 +131,8 @@ def descent_table(history):
 
 def feedback_lines(q, ok: bool) -> list:
     """The quiz's answer to one question: right or wrong, then upstream × local for each edge into it."""
-    lines = [f"  {'right' if ok else 'wrong'}: {grad_name(q.node)} = {short(q.answer)}"]
+    answer = full(q.answer).replace("\n", "\n" + " " * (len(f"  wrong: {grad_name(q.node)} = ")))
+    lines = [f"  {'right' if ok else 'wrong'}: {grad_name(q.node)} = {answer}"]
     for e in q.edges:
         local = short(e.local) if e.local is not None else "J"
         lines.append(f"    from {e.node} [{e.gate}: {e.formula}]: upstream {short(e.upstream)} × local {local}"
