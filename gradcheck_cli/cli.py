@@ -169,36 +169,47 @@ def main():
         _fail_usage(err.message)
 
 
+def _report_options(f):
+    """The options `check` and `check-py` share: the point's seed, the tolerances, what is printed and how."""
+    options = [
+        click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None,
+                     help="Seed for randn/rand, unset leaves and the inputs [default: 0]."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table]."),
+        click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
+        click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+                     help="Relative tolerance against finite differences [default: 1e-5]."),
+        click.option("--atol", type=click.FloatRange(min=0), default=None,
+                     help="An absolute floor for every tolerance [default: 0: each row's own scale sets it]."),
+        click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+                     help="Relative step h (h = step·max(1,|v|)) [default: cbrt(eps) ≈ 6.1e-6]."),
+        click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures."),
+        click.option("--expand", metavar="NODE", help="Also print every element of this tensor node (or input)."),
+        click.option("--budget", type=click.IntRange(min=1), default=None,
+                     help="Elements per check differenced one by one; the rest by random projections [default: 10000]."),
+        click.option("-q", "--quiet", is_flag=True, help="Print only what fails, and the summary."),
+        click.option("--exit-zero", "exit_zero", is_flag=True,
+                     help="Exit 0 even when a check fails (input errors still exit 2)."),
+        click.option("--color/--no-color", "color", default=None,
+                     help="Force colour on or off [default: on for a terminal, off with NO_COLOR]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @main.command()
 @click.argument("targets", nargs=-1, type=click.Path())
 @click.option("-e", "--expr", "expr", metavar="SRC", help="Check this source text instead of files; free names become leaves.")
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE",
               help="Set a leaf's value (repeatable): a number, [1, 2], randn(3), ...")
-@click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None,
-              help="Seed for randn/rand and unset leaves [default: 0].")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table].")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
-@click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
-              help="Relative tolerance against finite differences [default: 1e-5].")
-@click.option("--atol", type=click.FloatRange(min=0), default=None,
-              help="An absolute floor for every tolerance [default: 0: each row's own scale sets it].")
-@click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
-              help="Relative step h (h = step·max(1,|v|)) [default: cbrt(eps) ≈ 6.1e-6].")
+@_report_options
 @click.option("--no-symbolic", "no_symbolic", is_flag=True, default=None, help="Skip the SymPy oracle.")
-@click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures.")
-@click.option("--expand", metavar="NODE", help="Also print every element of this tensor node.")
-@click.option("--budget", type=click.IntRange(min=1), default=None,
-              help="Elements per file differenced one by one, leaves first; the rest by random "
-                   "projections [default: 10000].")
 @click.option("--symbolic-budget", "symbolic_budget", type=click.IntRange(min=1), default=None,
               help="Expression nodes SymPy's derivatives may visit per file (work, not time) [default: 1000000].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Check files in N parallel processes (results keep their order) [default: 1].")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the files that fail, and the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print each gate's own check.")
 @click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first file that fails.")
-@click.option("--exit-zero", "exit_zero", is_flag=True, help="Exit 0 even when a check fails (input errors still exit 2).")
-@click.option("--color/--no-color", "color", default=None, help="Force colour on or off [default: on for a terminal, off with NO_COLOR].")
 def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget,
           symbolic_budget, jobs, quiet, verbose, exitfirst, exit_zero, color):
     """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC.
@@ -233,15 +244,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
             _fail_usage(err.message)
         with _progress(settings.format) as on_file:
             run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file, at=at)
-    if expand is not None:
-        _check_expand(run, expand)
-    try:
-        _emit(run, settings.format, output, expand, quiet=quiet, verbose=verbose, color=color)
-    except BrokenPipeError:  # a closed pipe is not a failed check: the exit code still says how it went
-        _silence_stdout()
-    _github_step_summary(run, settings.format)
-    code = run.exit_code()
-    sys.exit(0 if exit_zero and code == 1 else code)
+    _finish(run, settings.format, output, expand, quiet=quiet, verbose=verbose, color=color, exit_zero=exit_zero)
 
 
 class _progress:
@@ -307,27 +310,21 @@ def _parse_params(values) -> dict:
 
 
 @main.command("check-py")
-@click.argument("targets", nargs=-1, required=True, metavar="FILE.py::NAME...")
+@click.argument("targets", nargs=-1, required=True, metavar="FILE.py[::NAME]...")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D1,D2",
               help="A differentiated input and its shape, filled with seeded normal values (repeatable).")
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="A differentiated input's value: 1.5, [1, 2], randn(3), ...")
 @click.option("--param", "params", multiple=True, metavar="NAME=JSON",
               help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
-@click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None, help="Seed for the inputs [default: 0].")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table].")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
-@click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
-              help="Relative tolerance against finite differences [default: 1e-5].")
-@click.option("--atol", type=click.FloatRange(min=0), default=None, help="An absolute floor for every tolerance [default: 0].")
-@click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
-              help="Relative step h [default: cbrt(eps)].")
-@click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures.")
-@click.option("--budget", type=click.IntRange(min=1), default=None,
-              help="Elements differenced one by one when the forward takes a batch axis [default: 10000].")
-def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, strict, budget):
+@_report_options
+def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+             exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, or FILE.py::FORWARD,BACKWARD) and checks every input's
-    gradient against finite differences, at the given point and at a second random one.
+    gradient against finite differences, at the given point and at a second random one. FILE.py
+    alone checks every NAME_forward/NAME_backward pair whose inputs are given (each takes the
+    --shape, --at and --param entries it has parameters for). A composite layer that fails is
+    blamed on the helper layer it calls whose own check fails.
 
     This imports FILE.py and runs its code, as pytest does. .grad files are never executed.
 
@@ -339,7 +336,8 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     from .config import load
     from .errors import GradcheckError
     from .frontend import parse_value
-    from .pycheck import check_target, source_text
+    from .pycheck import source_text
+    from .pymodule import check_spec, collect, used_params
     from .report import CheckReport, RunReport
 
     try:
@@ -355,22 +353,44 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
             values[name] = parse_value(text, settings.seed, f"--at {name}")
         except GradcheckError as err:
             _fail(err)
-    results = []
-    for spec in targets:
+    results, skipped = [], []
+
+    def failed(spec, err):
+        report = CheckReport(spec, settings=settings)
+        path = spec.rpartition("::")[0] or spec
+        report.error = err.located(path, source_text(path))
+        results.append(report)
+    for target in targets:
         try:
-            results.append(check_target(spec, shapes, values, params, settings))
+            specs, left = ([target], []) if "::" in target else collect(target, shapes, values, params, settings)
         except GradcheckError as err:
-            report = CheckReport(spec, settings=settings)
-            path = spec.rpartition("::")[0] or spec
-            report.error = err.located(path, source_text(path))
-            results.append(report)
-    run = RunReport(results)
+            failed(target, err)
+            continue
+        skipped += left
+        for spec in specs:
+            try:
+                chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
+                results.append(check_spec(spec, *chosen, settings))
+            except GradcheckError as err:
+                failed(spec, err)
+    if not results:
+        _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
+    run = RunReport(results, skipped=skipped, noun="layer")
+    _finish(run, settings.format, output, expand, quiet=quiet, color=color, exit_zero=exit_zero)
+
+
+def _finish(run, fmt: str, output, expand, quiet: bool = False, verbose: bool = False, color=None,
+            exit_zero: bool = False):
+    """Render the run, append the GitHub step summary, and exit with the run's code."""
+    if expand is not None:
+        _check_expand(run, expand)
     try:
-        _emit(run, settings.format, output, None)
-    except BrokenPipeError:
+        _emit(run, fmt, output, expand, quiet=quiet, verbose=verbose, color=color)
+    except BrokenPipeError:  # a closed pipe is not a failed check: the exit code still says how it went
         _silence_stdout()
-    _github_step_summary(run, settings.format)
-    sys.exit(run.exit_code())
+    _github_step_summary(run, fmt)
+    code = run.exit_code()
+    sys.exit(0 if exit_zero and code == 1 else code)
 
 
 def _github_step_summary(run, fmt: str) -> None:

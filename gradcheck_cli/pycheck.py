@@ -53,6 +53,7 @@ class Layer:
     forward_at: tuple      # the forward's (file, first line): its errors are there
     grad_lines: dict       # input name -> (line, col) where its gradient is last assigned in the backward
     batched: bool | None = None  # does the forward take a leading axis of copies? (found on first use)
+    backward_name: str = "backward"  # the backward's name, as its own checks are labelled
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -108,7 +109,8 @@ def _settings(settings: Settings | None, options: dict) -> Settings:
 
 def _layer(name, fwd, bwd, names, forward, backward) -> Layer:
     path, line = _where(backward)
-    return Layer(name, fwd, bwd, names, path, line, _where(forward), _grad_lines(backward, tuple(names)))
+    return Layer(name, fwd, bwd, names, path, line, _where(forward), _grad_lines(backward, tuple(names)),
+                 backward_name=_qualname(backward))
 
 
 # --- the check -------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status,
         f"projection ({num.projected.shape[0]} random directions; {why})"
     node = NodeRow(name, "input", a.shape, line, col, a, grad, value, None, j.numeric_error, None,
                    status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None)
-    gate = GateRow(layer.name, "backward", name, line, col, layer.line, status, j.numeric_error, None,
+    gate = GateRow(layer.backward_name, "backward", name, line, col, layer.line, status, j.numeric_error, None,
                    j.tolerance, point, note)
     return node, gate
 
@@ -491,6 +493,19 @@ def _base_name(forward) -> str:
 def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> CheckReport:
     """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
     with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
+    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
+    if layer_style:
+        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
+    else:
+        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
+    report.source = spec
+    report.rerun = _rerun(spec, shapes, values, params, settings)
+    return report
+
+
+def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> tuple:
+    """(forward, backward, is a layer, inputs) of `FILE.py::NAME`: the differentiated inputs in the
+    forward's parameter order, seeded normal values of the given shapes or the given values."""
     forward, backward, layer_style = load_target(spec)
     order = _parameter_names(forward)
     given = list(shapes) + [n for n in values if n not in shapes]
@@ -503,13 +518,7 @@ def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: 
     names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
     rng = np.random.default_rng(settings.seed)
     inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
-    if layer_style:
-        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
-    else:
-        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
-    report.source = spec
-    report.rerun = _rerun(spec, shapes, values, params, settings)
-    return report
+    return forward, backward, layer_style, inputs
 
 
 def load_target(spec: str):
@@ -517,21 +526,7 @@ def load_target(spec: str):
     path, sep, name = spec.rpartition("::")
     if not sep or not path or not name:
         raise PythonError(f"'{spec}': expected FILE.py::NAME, e.g. layers.py::affine")
-    if not os.path.isfile(path):
-        raise PythonError(f"'{path}': no such file")
-    module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(path))
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(0, folder)  # so the file's own `from layers import ...` works, as under pytest
-    try:
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset)
-    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
-        line = _user_line(exc, _display(path))
-        raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None)
+    module = load_module(path)
     if "," in name:
         fwd_name, _, bwd_name = (p.strip() for p in name.partition(","))
         pairs = [(fwd_name, bwd_name, True)]
@@ -546,6 +541,34 @@ def load_target(spec: str):
                      and callable(getattr(module, n + "", None)))
     hint = f" (layers there: {', '.join(offered)})" if offered else ""
     raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp{hint}")
+
+
+_MODULES: dict = {}  # imported user files, by path and version: each is imported (run) once per process
+
+
+def load_module(path: str):
+    """The user's FILE.py, imported once (this runs its code); errors point into the file."""
+    if not os.path.isfile(path):
+        raise PythonError(f"'{path}': no such file")
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key in _MODULES:
+        return _MODULES[key]
+    module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
+    folder = os.path.dirname(key[0])
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # so the file's own `from layers import ...` works, as under pytest
+    try:
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset)
+    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
+        line = _user_line(exc, _display(path))
+        raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None)
+    _MODULES[key] = module
+    return module
 
 
 def _parameter_names(fn) -> list:

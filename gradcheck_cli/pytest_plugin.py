@@ -6,6 +6,8 @@ It only claims files ending in `.grad`, so projects without them are untouched. 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -37,7 +39,8 @@ class GradItem(pytest.Item):
         from .config import load
         from .files import check_file
         settings, _ = load(self.path.parent)
-        report = check_file(self.path, settings)
+        shown = os.path.relpath(self.path, self.config.invocation_params.dir)  # as the user typed it: no absolute path
+        report = check_file(self.path if shown.startswith("..") else shown, settings)
         if not report.passed:
             raise GradCheckFailed(report)
 
@@ -45,7 +48,8 @@ class GradItem(pytest.Item):
         if not isinstance(excinfo.value, GradCheckFailed):
             return super().repr_failure(excinfo)
         from .render.table import failure_text
-        return failure_text(excinfo.value.report)
+        width = self.config.get_terminal_writer().fullwidth  # pytest's own width (COLUMNS, the terminal, or 80)
+        return failure_text(excinfo.value.report, max(60, width))
 
     def reportinfo(self):
         return self.path, None, f"gradcheck {self.path.name}"

@@ -176,6 +176,8 @@ class RunReport:
     when -x stopped early)."""
     results: list
     total: int | None = None
+    skipped: list = field(default_factory=list)  # (source, why it was not checked): layers missing inputs
+    noun: str = "file"                            # what a result is: a file, or a (Python) layer
 
     @property
     def not_checked(self) -> int:
@@ -191,13 +193,16 @@ class RunReport:
         return any(r.error is not None for r in self.results)
 
     def exit_code(self) -> int:
-        """0 all passed · 1 a check failed · 2 an input could not be checked."""
-        if self.has_input_error:
+        """0 all passed · 1 a check failed · 2 an input could not be checked (or nothing was)."""
+        if self.has_input_error or not self.results:
             return 2
         return 0 if self.passed else 1
 
     def to_dict(self) -> dict:
-        return {"schema": SCHEMA, "passed": self.passed, "results": [r.to_dict() for r in self.results]}
+        out = {"schema": SCHEMA, "passed": self.passed, "results": [r.to_dict() for r in self.results]}
+        if self.skipped:
+            out["skipped"] = [{"source": source, "reason": why} for source, why in self.skipped]
+        return out
 
 
 @dataclass(frozen=True)

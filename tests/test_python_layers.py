@@ -212,7 +212,9 @@ def test_check_py_machine_formats():
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["layers.py"], "expected FILE.py::NAME"),
+    (["layers.py"], "no such file"),
+    (["{ex}/layers.py"], "affine: not checked: give x, w, b"),
+    (["::affine", "--shape", "x=2"], "expected FILE.py::NAME"),
     (["nosuch.py::affine", "--shape", "x=2"], "no such file"),
     (["{ex}/layers.py::nosuch", "--shape", "x=2"], "no nosuch_forward/nosuch_backward pair"),
     (["{ex}/layers.py::affine", "--shape", "X=2"], "has no parameter 'X' (its parameters: x, w, b)"),

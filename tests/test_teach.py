@@ -1,5 +1,6 @@
 """Teaching commands: explain, graph, quiz (stdin and a real terminal), descend, gates."""
 
+import re
 import json
 import os
 import shutil
@@ -60,9 +61,10 @@ def test_explain_latex():
     assert "w\\_1" in out  # names are escaped
 
 
-def test_explain_tensors_use_shapes():
+def test_explain_tensors_show_their_shape_and_numbers():
     out = run("explain", str(EXPRESSIONS / "two_layer_softmax.grad")).output
-    assert "array 5×6" in out and "× J =" in out
+    assert "× J =" in out  # a local Jacobian too large to print
+    assert re.search(r"dW2 = 6×3 \[-?\d\.\d+, -?\d\.\d+, -?\d\.\d+, …, -?\d\.\d+\]", out), out[-400:]
 
 
 def test_explain_needs_a_scalar_output():

@@ -81,3 +81,16 @@ def conv_backward_naive(dout, cache):
                 np.tensordot(dout[:, :, i, j], w, axes=([1], [0]))
     dx = dxp[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]]
     return dx, dw, db
+
+
+def affine_relu_forward(x, w, b):
+    a, fc_cache = affine_forward(x, w, b)
+    out, relu_cache = relu_forward(a)
+    return out, (fc_cache, relu_cache)
+
+
+def affine_relu_backward(dout, cache):
+    fc_cache, relu_cache = cache
+    da = relu_backward(dout, relu_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db

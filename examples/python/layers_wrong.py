@@ -48,3 +48,16 @@ def conv_backward_naive(dout, cache):
                 np.tensordot(dout[:, :, i, j], w[:, :, ::-1, ::-1], axes=([1], [0]))  # bug: flipped kernel
     dx = dxp[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]]
     return dx, dw, db
+
+
+def affine_relu_forward(x, w, b):
+    a, fc_cache = affine_forward(x, w, b)
+    out, relu_cache = relu_forward(a)
+    return out, (fc_cache, relu_cache)
+
+
+def affine_relu_backward(dout, cache):  # right, but it calls the wrong relu_backward and affine_backward above
+    fc_cache, relu_cache = cache
+    da = relu_backward(dout, relu_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db

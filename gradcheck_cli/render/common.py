@@ -100,7 +100,7 @@ def summary(run: RunReport) -> str:
         for row in r.nodes:
             counts[row.status] = counts.get(row.status, 0) + 1
     nodes = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
-    noun = "file" if files == 1 else "files"
+    noun = run.noun if files == 1 else run.noun + "s"
     line = f"{files} {noun}: {passed} passed, {failed} failed, {errors} with errors · nodes: {nodes or 'none'}"
     covered = [(r.symbolic_coverage, len([x for x in r.nodes if x.status != "skip"])) for r in run.results
                if r.error is None and r.symbolic_coverage is not None]
@@ -117,6 +117,8 @@ def summary(run: RunReport) -> str:
     warned = sum(len(r.warnings) for r in run.results)
     if warned:
         line += f" · {warned} warning{'s' if warned > 1 else ''}"
+    if run.skipped:
+        line += f" · {len(run.skipped)} not checked (inputs not given)"
     if run.not_checked:
         line += f" · {run.not_checked} not checked (stopped at the first failure, -x)"
     return line

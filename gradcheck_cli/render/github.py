@@ -15,7 +15,7 @@ def gh_property(text: str) -> str:
 
 
 def render_github(run: RunReport) -> str:
-    out = []
+    out, annotated = [], set()
     for report in run.results:
         if report.error is not None:
             err = report.error
@@ -25,6 +25,9 @@ def render_github(run: RunReport) -> str:
             out.append(f"::error {props},title={gh_property('gradcheck: input error')}::{gh_data(err.message)}")
             continue
         for status, (line, col), lead, rows in causes(report):  # one annotation per root cause, causes first
+            if (report.path or report.source, line, col) in annotated:  # a helper two layers share: once
+                continue
+            annotated.add((report.path or report.source, line, col))
             level = "error" if status == "fail" or report.settings.strict else "warning"
             title = gh_property(f"gradcheck {status}: {row_name(lead)}")
             also = inherited(rows, lead)

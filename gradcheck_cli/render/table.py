@@ -126,9 +126,8 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         mark = "[green]✓[/]" if report.passed else "[bold red]✗[/]"
         out = np.asarray(report.value)
         value = fmt_number(out) if out.ndim == 0 else fmt_shape(out.shape) + (
-            " (Jacobian checked)" if report.path is None else " (checked with a seeded random dout)")
-        console.print(f"{mark} {escape(report.source)}  output [bold]{escape(str(report.output))}[/] = {value}",
-                      highlight=False)
+            " (Jacobian checked)" if report.path is None else " (a seeded random dout)")
+        print_note(console, f"{mark} {escape(report.source)}  output [bold]{escape(str(report.output))}[/] = {value}")
         console.print(node_table(report, console.width))
         if report.expects:
             console.print(expect_table(report))
@@ -143,6 +142,8 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         for line in method_lines(report):
             print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
+    for source, why in run.skipped:
+        print_note(console, f"[dim]- {escape(source)}: not checked: {escape(why)}[/]")
     print_note(console, escape(summary(run)))
 
 
@@ -269,7 +270,7 @@ def failure_text(report: CheckReport, width: int = 120) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=True, highlight=False)
     for line in cause_lines(report, markup=False):  # the cause first: pytest's short summary shows this line
-        console.print(escape(line.strip() if line.startswith("  ") and not line.startswith("    ") else line))
+        print_note(console, escape(line.strip() if line.startswith("  ") and not line.startswith("    ") else line))
     failing = [r for r in report.nodes if r in report.failures]
     if failing:
         console.print(node_table(CheckReport(report.source, report.output, report.value, failing,

@@ -1,0 +1,169 @@
+"""A user's Python module of layers: every forward/backward pair in it, and the helper layers a
+composite layer calls (so a composite's failure is blamed on the helper whose own check fails).
+
+Importing FILE.py runs its code (opt-in, as pytest does); `.grad` files are never executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+
+import numpy as np
+
+from .report import GateRow
+from .pycheck import (PythonError, _display, _parameter_names, check_layer, check_target, load_module, load_target,
+                      target_inputs)
+
+SUFFIXES = (("_forward", "_backward"), ("_forward_naive", "_backward_naive"))
+
+
+def layer_pairs(module) -> list:
+    """(name, forward, backward) for every NAME_forward/NAME_backward (and _naive) pair, in the order
+    their backwards are written."""
+    found = []
+    for attr in dir(module):
+        for fwd_suffix, bwd_suffix in SUFFIXES:
+            name = attr[: -len(fwd_suffix)] if attr.endswith(fwd_suffix) else ""
+            fwd, bwd = getattr(module, attr), getattr(module, name + bwd_suffix, None)
+            if name and callable(fwd) and callable(bwd):
+                found.append((name, fwd, bwd))
+    return sorted(found, key=lambda p: _first_line(p[2]))
+
+
+def _first_line(fn) -> int:
+    code = getattr(fn, "__code__", None)
+    return code.co_firstlineno if code is not None else 0
+
+
+def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tuple:
+    """(specs to check, [(spec, why not checked)]) for `check-py FILE.py`: every pair whose
+    forward's required parameters are all given (--shape, --at or --param)."""
+    module = load_module(path)
+    pairs = layer_pairs(module)
+    if not pairs:
+        raise PythonError(f"{path} has no NAME_forward/NAME_backward pair to check")
+    given = set(shapes) | set(values) | set(params)
+    specs, skipped = [], []
+    for name, fwd, _ in pairs:
+        spec = f"{path}::{name}"
+        try:
+            signature = inspect.signature(fwd)
+        except (TypeError, ValueError):
+            skipped.append((spec, "its forward's parameters cannot be read"))
+            continue
+        missing = [p.name for p in signature.parameters.values()
+                   if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY)
+                   and p.name not in given]
+        if missing:
+            skipped.append((spec, f"give {', '.join(missing)} (--shape, --at or --param)"))
+        elif not any(p in signature.parameters for p in list(shapes) + list(values)):
+            skipped.append((spec, "no differentiated input given (--shape or --at)"))
+        else:
+            specs.append(spec)
+    return specs, skipped
+
+
+def used_params(spec: str, shapes: dict, values: dict, params: dict) -> tuple:
+    """The --shape, --at and --param entries that the layer of `spec` takes (a module's layers share them)."""
+    forward, _, _ = load_target(spec)
+    names = set(_parameter_names(forward))
+    pick = lambda d: {k: v for k, v in d.items() if k in names}  # noqa: E731
+    return pick(shapes), pick(values), pick(params)
+
+
+def check_spec(spec: str, shapes: dict, values: dict, params: dict, settings):
+    """Check one `FILE.py::NAME`; a composite layer that fails is folded into the helper whose own check fails."""
+    report = check_target(spec, shapes, values, params, settings)
+    if report.error is None and not report.passed:
+        fold_into_helpers(report, spec, shapes, values, params, settings)
+    return report
+
+
+def fold_into_helpers(report, spec: str, shapes: dict, values: dict, params: dict, settings) -> None:
+    """When a composite layer fails (affine_relu calling relu's backward), check each helper layer
+    of its file that it calls, at the inputs the composite gives it; if a helper's own check fails,
+    the composite's failing rows are that helper's failure: blamed at the helper's line, one cause."""
+    path, _, name = spec.rpartition("::")
+    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
+    if not layer_style:
+        return
+    module = load_module(path)
+    order = _names_in(backward)  # helpers in the order the backward calls them
+    called = set(order) | set(_names_in(forward))
+    failing = []
+    for hname, hfwd, hbwd in layer_pairs(module):
+        if hname == name or hbwd.__name__ not in called or _display(inspect.getsourcefile(hbwd) or "") != report.path:
+            continue
+        recorded = _record(module, hfwd, forward, inputs, params)
+        if recorded is None:
+            continue
+        helper = check_layer(hfwd, hbwd, *recorded, name=f"{path}::{hname}", settings=settings)
+        bad = [r for r in helper.nodes if r.status == "fail"]
+        if helper.error is None and bad:
+            failing.append((order.index(hbwd.__name__) if hbwd.__name__ in order else len(order), hbwd.__name__, bad[0]))
+    # The first helper the backward calls whose own check fails is where the gradient first goes
+    # wrong: the composite's rows fold into it. Any other failing helper is a cause of its own.
+    for rank, (_, helper_name, row) in enumerate(sorted(failing, key=lambda f: f[0])):
+        _fold(report, row, helper_name, rows_too=rank == 0)
+
+
+def _fold(report, row, helper_name: str, rows_too: bool) -> None:
+    """Add the helper's own failing check to the report; with `rows_too`, blame the composite's failing rows on it."""
+    where = (row.line, row.col)
+    if rows_too:
+        why = f"the gradient goes wrong in {helper_name}, which it calls and whose own check fails (line {row.line})"
+        for r in report.failures:
+            r.culprit = where
+            r.note = f"{r.note}; {why}" if r.note else why
+    report.gates.insert(0, GateRow(helper_name, "backward", row.name, row.line, row.col, row.line, "fail",
+                                   row.numeric_error, None, row.tolerance, 1,
+                                   f"{helper_name} on its own, at the inputs the composite gives it: {row.note}"))
+
+
+def _names_in(fn) -> list:
+    """Every name a function's source mentions (calls to helpers among them), in the order written."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found = [(n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    found += [(n.lineno, n.col_offset, n.attr) for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+    return list(dict.fromkeys(name for *_, name in sorted(found)))
+
+
+def _record(module, hfwd, forward, inputs: dict, params: dict):
+    """(inputs, params) of the helper's forward's first call inside the composite's forward, split into
+    float arrays (differentiated) and the rest; None when it is not called there."""
+    calls = []
+    attr = hfwd.__name__
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return hfwd(*args, **kwargs)
+    original = getattr(module, attr, None)
+    if original is not hfwd:
+        return None
+    setattr(module, attr, spy)
+    try:
+        with np.errstate(all="ignore"):
+            forward(**{k: np.array(v) for k, v in inputs.items()}, **params)
+    except Exception:  # noqa: BLE001 - the user's code may raise anything: then nothing to fold
+        return None
+    finally:
+        setattr(module, attr, original)
+    if not calls:
+        return None
+    try:
+        bound = inspect.signature(hfwd).bind(*calls[0][0], **calls[0][1])
+    except (TypeError, ValueError):
+        return None
+    h_inputs, h_params = {}, {}
+    for key, value in bound.arguments.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            h_inputs[key] = value.copy()
+        else:
+            h_params[key] = value
+    return (h_inputs, h_params) if h_inputs else None
+

@@ -1,0 +1,116 @@
+"""The README is executable: every `console` block of README.md (and of the Markdown files it links)
+is run, and what it prints must be what the block shows.
+
+Each `$ COMMAND` line is run by bash from the repository's root, standard error merged into
+standard output, in an 80-column terminal that is not a tty (`COLUMNS=80`, `NO_COLOR=1`), with this
+Python's scripts first on PATH. The output after it, up to the next `$` line, is compared line by
+line, with these normalisations only:
+
+- trailing spaces are ignored, and so are blank lines at the end;
+- a line that is `...` alone stands for any number of lines (none included);
+- `...` inside a line stands for any text on that line (as doctest's ELLIPSIS).
+
+A block that cannot run here says so on the line before its fence:
+`<!-- readme: not run (the reason) -->`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+NOT_RUN = re.compile(r"<!--\s*readme:\s*not run\b.*-->")
+LINK = re.compile(r"\]\(((?!https?:)[^)#\s]+\.md)\)")
+
+
+def documents() -> list:
+    """README.md and the Markdown files it links to."""
+    readme = ROOT / "README.md"
+    linked = [ROOT / m for m in LINK.findall(readme.read_text(encoding="utf-8"))]
+    return [readme] + [p for p in dict.fromkeys(linked) if p.exists()]
+
+
+def console_blocks(path: Path) -> list:
+    """(line number, [(command, expected output lines)]) of each console block that is run."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```console":
+            start, j = i, i + 1
+            while not lines[j].strip().startswith("```"):
+                j += 1
+            skipped = start > 0 and NOT_RUN.search(lines[start - 1])
+            if not skipped:
+                runs = []
+                for text in lines[start + 1:j]:
+                    if text.startswith("$ "):
+                        runs.append((text[2:], []))
+                    elif runs:
+                        runs[-1][1].append(text)
+                    else:
+                        raise AssertionError(f"{path.name}:{start + 1}: a console block starts with output, not '$ '")
+                blocks.append((start + 1, runs))
+            i = j
+        i += 1
+    return blocks
+
+
+def pattern(expected: list) -> re.Pattern:
+    """The regular expression of the expected lines, with the normalisations above."""
+    parts = []
+    for line in expected:
+        line = line.rstrip()
+        if line == "...":
+            parts.append(r"(?:[^\n]*\n)*?")
+        else:
+            parts.append(".*?".join(re.escape(piece) for piece in line.split("...")) + "\n")
+    return re.compile("".join(parts))
+
+
+def normalise(output: str) -> str:
+    return "\n".join(line.rstrip() for line in output.rstrip().splitlines()) + "\n"
+
+
+def run(command: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADCHECK_", "GITHUB_", "PYTEST_"))}
+    env.update(COLUMNS="80", LINES="50", NO_COLOR="1", TERM="dumb",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+    env.pop("CI", None)
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    return done.stdout
+
+
+CASES = [(path, line, runs) for path in documents() for line, runs in console_blocks(path)]
+
+
+def test_the_readme_has_console_blocks_to_run():
+    assert len(CASES) >= 8
+
+
+@pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])
+def test_console_block_prints_what_it_shows(path, line, runs):
+    for command, expected in runs:
+        got = normalise(run(command))
+        want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])
+        assert want.fullmatch(got), (f"{path.name}:{line}: `$ {command}` printed\n{got}\n"
+                                     f"but the block shows\n" + "\n".join(expected))
+
+
+@pytest.mark.parametrize("expected, output, matches", [
+    (["a", "...", "d"], "a\nb\nc\nd\n", True),
+    (["a", "...", "d"], "a\nd\n", True),
+    (["a", "x...z"], "a\nxyz\n", True),
+    (["a", "b"], "a\nc\n", False),
+    (["a"], "a\nb\n", False),            # nothing printed beyond what is shown, unless `...` says so
+    (["a ... b"], "a\nb\n", False),      # an inline `...` never spans lines
+])
+def test_the_normalisations_are_the_documented_ones(expected, output, matches):
+    assert bool(pattern(expected).fullmatch(normalise(output))) == matches
