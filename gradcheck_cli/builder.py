@@ -303,7 +303,10 @@ class Builder:
         if expr.func == "sum":
             total = terms[0]
             for k, term in enumerate(terms[1:], 2):
-                total = self._gate(G.REGISTRY["add"], [total, term], {}, {}, expr, name if k == len(terms) else None, fpos)
+                partial = name if k == len(terms) else None
+                if partial is None and k < len(terms):  # the running sums read apart: `sum(...) (first 2 terms)`
+                    partial = f"{self._auto_name(expr)} (first {k} terms)"
+                total = self._gate(G.REGISTRY["add"], [total, term], {}, {}, expr, partial, fpos)
             return total
         params = {}
         for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
@@ -431,8 +434,15 @@ class Builder:
             _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
             return Const(value, expr.pos)
         inputs = tuple(r if isinstance(r, int) else self._literal(r) for r in refs)
-        return self._add(name=name or source_text(self.text, expr.pos), kind="gate", shape=tuple(shape),
+        return self._add(name=name or self._auto_name(expr), kind="gate", shape=tuple(shape),
                          pos=expr.pos, gate=gate, inputs=inputs, attrs=attrs)
+
+    def _auto_name(self, expr) -> str:
+        """An unnamed gate's name: its source text, with the loop values inside a comprehension (`x[i] (i=2)`)."""
+        text = source_text(self.text, expr.pos)
+        if not self.loop_values:
+            return text
+        return f"{text} ({', '.join(f'{var}={value}' for var, value in self.loop_values.items())})"
 
     def _shape(self, ref):
         return ref.value.shape if isinstance(ref, Const) else self.nodes[ref].shape

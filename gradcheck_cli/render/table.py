@@ -81,11 +81,18 @@ class _Names(list):
 
 
 def distinct_names(rows: list) -> list:
-    """Row names, with `@LINE:COL` added where different nodes share a name (`v * r` written twice)."""
+    """Row names, with `@LINE:COL` added where different nodes share a name (`v * r` written twice),
+    and `#2`, `#3`, ... where they share the position too (the partial sums of one comprehension)."""
     count: dict = {}
     for r in rows:
         count[r.name] = count.get(r.name, 0) + 1
-    return [r.name if count[r.name] == 1 else f"{r.name} @{r.line}:{r.col}" for r in rows]
+    named = [r.name if count[r.name] == 1 else f"{r.name} @{r.line}:{r.col}" for r in rows]
+    seen: dict = {}
+    for i, name in enumerate(named):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            named[i] = f"{name} #{seen[name]}"
+    return named
 
 
 def fitted_names(names: list, room: int) -> _Names:
