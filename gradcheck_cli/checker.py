@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import autodiff, gatecheck, numeric, symbolic, verdict
+from . import autodiff, diagnosis, gatecheck, numeric, symbolic, verdict
 from .errors import GradcheckError
 from .expects import judge as judge_expect
 from .frontend import load
@@ -137,7 +137,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
             rows[node.id].note = rows[node.id].note.replace(verdict.KINK_NOTE, _kink_note(graph, node.id, reach))
     checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
     report.gates = [_gate_row(graph, c, checks) for c in checks]
-    _diagnose(graph, rows, checks)
+    diagnosis.name_culprits(graph, rows, checks)
     for node in graph.checked():
         if node.kind == "const":
             rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
@@ -212,75 +212,11 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:
     inst = node.gate.instance
     if c.status == "fail" and inst is not None and inst.bwd is not None:
         if c.slot is not None:
-            line, col, why = _culprit_line(node, c.slot, checks)
+            line, col, why = diagnosis.culprit_line(node, c.slot, checks)
         else:  # a d<local> line: does it fail only through another failing d<local> line it uses?
             bid = inst.bwd.names.get(c.what)
-            line, col, why = _deepest_failing(node, inst.depends.get(bid, []), checks) or (c.line, c.col, None)
+            line, col, why = diagnosis.deepest_failing(node, inst.depends.get(bid, []), checks) or (c.line, c.col, None)
         if (line, col) != (c.line, c.col):  # it uses a d<local> line that fails on its own: that line is the cause
             culprit, note = (line, col), f"{note}; {why}"
     return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
                    j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot, culprit=culprit)
-
-
-def _diagnose(graph: Graph, rows: dict, checks: list):
-    """Name, in every failing row's note, the gate whose own check fails downstream of it."""
-    failing: dict = {}
-    for c in checks:
-        if c.status == "fail" and c.slot is not None:
-            failing.setdefault(c.node, set()).add(c.slot)
-    order = [n.id for n in graph.nodes]
-    inputs = {n.id: n.inputs for n in graph.nodes}
-    found = verdict.culprits(order, {i: graph.consumers[i] for i in order}, inputs, failing)
-    by_slot = {(c.node, c.slot, c.point): c for c in checks}
-    for nid, row in rows.items():
-        if row.status != "fail":
-            continue
-        culprit = found.get(nid)
-        if not culprit:  # no gate's own check fails downstream: the row's own note is all there is
-            continue
-        g, slot = culprit[0]
-        gate = graph.nodes[g]
-        check = by_slot.get((g, slot, 1)) or by_slot.get((g, slot, 2))
-        line, col, what = _culprit_line(gate, slot, checks)
-        where = f"'{gate.name}' ({gate.label}, line {gate.pos.line})"
-        if gate.inputs[slot] != nid:
-            row.note = f"inherits the failure of the backward of {where} downstream"
-        else:
-            detail = f": {what}" if what else ", whose own check fails"
-            if check is not None and check.error:
-                detail += f" ({check.error})"
-            row.note = f"{row.note}; the gradient goes wrong in the backward of {where}{detail}"
-        row.culprit = (line, col)
-
-
-def _culprit_line(gate, slot: int, checks: list) -> tuple:
-    """(line, col, text) of the line to blame in a gate whose check of `slot` fails: a failing
-    `d<local>` line it uses whose own inputs pass, else its d line, else the gate call."""
-    inst = gate.gate.instance
-    if inst is None or inst.bwd is None:
-        return gate.pos.line, gate.pos.col, None
-    param = inst.user.defn.params[slot]
-    d_line = inst.user.d_lines[param]
-    found = _deepest_failing(gate, inst.depends.get(inst.bwd.names.get("d" + param), []), checks, f"d{param}")
-    if found:
-        return found
-    return d_line.pos.line, d_line.pos.col, f"its d line 'd{param}' (line {d_line.pos.line}) fails its own check"
-
-
-def _deepest_failing(gate, uses: list, checks: list, user: str | None = None):
-    """(line, col, text) of the first failing d<local> line among the locals `uses` (their d lines)
-    whose own inputs pass, following failing lines down; None when none of them fails."""
-    inst = gate.gate.instance
-    bad = {c.what: c for c in checks if c.node == gate.id and c.slot is None and c.status == "fail"}
-    names = {local: "d" + local for local, *_ in inst.intermediates}
-    suspects = [names[u] for u in uses if names[u] in bad]
-    while suspects:
-        line_name = suspects[0]
-        bid = inst.bwd.names.get(line_name)
-        deeper = [names[u] for u in inst.depends.get(bid, []) if names[u] in bad]
-        if not deeper:
-            c = bad[line_name]
-            return (c.line, c.col, f"its line '{line_name}' (line {c.line}) is not the gradient of "
-                    f"'{line_name[1:]}' (it fails its own check)" + (f", and {user} uses it" if user else ""))
-        suspects = deeper
-    return None

@@ -301,7 +301,7 @@ def _parse_params(values) -> dict:
         try:
             value = json.loads(m.group(2)) if m else None
         except ValueError as err:
-            raise click.BadParameter(f"'{item}': the value is not JSON ({err})", param_hint="--param")
+            raise click.BadParameter(f"'{item}': the value is not JSON ({err})", param_hint="--param") from None
         if not m:
             raise click.BadParameter(f"'{item}': expected NAME=JSON, e.g. --param conv_param='{{\"stride\": 1, \"pad\": 1}}'",
                                      param_hint="--param")
@@ -635,7 +635,7 @@ def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
             try:
                 text = click.prompt(prompt, prompt_suffix=" = ", default="", show_default=False)
             except (click.exceptions.Abort, EOFError):
-                raise click.exceptions.Abort()
+                raise click.exceptions.Abort() from None
             say(f"{prompt} = {text}", wrap=False, typed=True)
         else:
             line = sys.stdin.readline()

@@ -153,7 +153,7 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
     ids = [bid for _, _, bid, _, _ in wanted if bid is not None]
     bvals = dict(zip(ids, run_backward(inst, args, out, u[None], ids))) if ids else {}
     runner = numeric.GraphRunner(fwd, fvals, weights=u)
-    for local, lid, bid, line, err in wanted:
+    for _local, lid, bid, line, err in wanted:
         if bid is None:
             j = verdict.Judgement("fail", None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))
             checks.append(GateCheck(node.id, None, line.name, "fail", j, point, line.pos.line, line.pos.col,

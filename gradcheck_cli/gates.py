@@ -69,7 +69,6 @@ class Gate:
     variadic: bool = False          # takes `arity` or more operands (concatenate, stack)
     constant_args: tuple = ()       # (position, param): call arguments that are constant parameters, not
                                     # operands (add_at's index): a const, a literal or arange(...)
-    backward_source: tuple = ()     # per input, (text, line, col) of where its backward was written
     instance: object = None         # a user gate's usergates.Instance (its body graphs), else None
 
     def display(self, attrs: dict) -> str:
@@ -411,10 +410,6 @@ def _const_gate(name, label, fwd, dfdx, sym_fn, local, doc, routes, forms, *, do
                           Example(((3,),), {"c": attr_example}, low, high)))
 
 
-def _sign(x):
-    return np.sign(x)
-
-
 def _half_step(x):
     """1 where x > 0, 0 where x < 0, 1/2 at a tie: the even split at a kink."""
     return (np.sign(x) + 1.0) / 2.0
@@ -688,10 +683,11 @@ _GATES = [
          examples=(Example(((3,), (3,))), Example(((2, 3), (2, 3), (2, 3)), {"axis": -1}))),
     Gate(name="where", arity=3, call="where",
          forward=lambda args, a: np.where(args[0] != 0, args[1], args[2]), vjp=A.where_vjp, sym=A.where_sym,
-         infer=A.where_infer, local="∂/∂a = 1 where cond, ∂/∂b = 1 elsewhere (cond is constant)",
+         infer=A.where_infer, elementwise=True, local="∂/∂a = 1 where cond, ∂/∂b = 1 elsewhere (cond is constant)",
          doc="where(cond, a, b): a where cond ≠ 0, else b (cond is constant for differentiation)",
          routes="where routes: the gradient goes to a where cond holds, to b elsewhere",
-         examples=(Example(((3,), (3,), (3,)), low=-2, high=2), Example(((2, 1), (2, 3), ())))),
+         examples=(Example(((3,), (3,), (3,)), low=-2, high=2), Example(((2, 1), (2, 3), ())),
+                   Example(((), (), (2,)), low=-2, high=2))),  # operands of different ranks (found by fuzzing)
     _unary("sign", np.sign, lambda x, o: 0.0 * x, _sp("sign"), "∂sign(x)/∂x = 0 (a step at 0)",
            "-1, 0 or 1: the sign of x (constant for differentiation)", "blocks the gradient: a sign is a constant",
            branch=lambda args, a: args[0] > 0),

@@ -156,11 +156,6 @@ def _grouped(chunk):
     return groups
 
 
-def _single(idx: np.ndarray, deltas: np.ndarray) -> tuple:
-    """Rows that each nudge one element: idx[r] by deltas[r]."""
-    return [np.array([i]) for i in idx], [np.array([d]) for d in deltas]
-
-
 def _pm(idx, h, factor):
     """Rows at +factor·h and −factor·h for each element of idx, interleaved (+, −, +, −, ...)."""
     e, d = [], []

@@ -197,7 +197,7 @@ def _output(layer: Layer, args: list) -> np.ndarray:
     try:
         out = np.asarray(out, dtype=float)
     except (TypeError, ValueError):
-        raise PythonError(f"the forward's output must be an array of numbers, not {_describe(out)}")
+        raise PythonError(f"the forward's output must be an array of numbers, not {_describe(out)}") from None
     if out.size == 0 or not np.all(np.isfinite(out)):
         raise PythonError("the forward's output is empty" if out.size == 0 else
                           "the forward's output is not finite (nan or inf) at this point")
@@ -349,7 +349,8 @@ def _call(path: str, what: str, thunk):
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
         line = _user_line(exc, path)
-        raise PythonError(f"the {what} raised {_exception(exc)}", line, 1 if line else None, path if line else None)
+        raise PythonError(f"the {what} raised {_exception(exc)}", line, 1 if line else None,
+                          path if line else None) from None
 
 
 def _gradients(result, names: list, backward) -> list:
@@ -367,14 +368,14 @@ def _gradients(result, names: list, backward) -> list:
     try:
         return [np.asarray(g, dtype=float) for g in result]
     except (TypeError, ValueError):
-        raise PythonError(f"{_qualname(backward)} must return arrays of numbers")
+        raise PythonError(f"{_qualname(backward)} must return arrays of numbers") from None
 
 
 def _array(layer: Layer, name: str, value) -> np.ndarray:
     try:
         a = np.array(value, dtype=float)
     except (TypeError, ValueError):
-        raise PythonError(f"input '{name}' must be an array of numbers, not {_describe(value)}")
+        raise PythonError(f"input '{name}' must be an array of numbers, not {_describe(value)}") from None
     if a.size > MAX_ELEMENTS:
         raise PythonError(size_error(f"input '{name}'", a.size, MAX_ELEMENTS, name="MAX_ELEMENTS"))
     if a.size == 0 or not np.all(np.isfinite(a)):
@@ -563,10 +564,10 @@ def load_module(path: str):
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset)
+        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
     except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
         line = _user_line(exc, _display(path))
-        raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None)
+        raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None) from None
     _MODULES[key] = module
     return module
 

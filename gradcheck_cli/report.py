@@ -48,6 +48,7 @@ class NodeRow:
     numeric_method: str | None = None
     culprit: tuple | None = None  # (line, col) of the backward that goes wrong, when diagnosed
     node_id: int | None = None    # the graph node (not in the JSON: names say it there)
+    inherits: bool = False        # it fails only because a backward downstream of it fails
 
     def to_dict(self) -> dict:
         return {

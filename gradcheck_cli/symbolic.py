@@ -372,7 +372,7 @@ def _elementwise_jacobian(node, args, work: Work) -> list:
     point = [np.broadcast_to(np.asarray(a, dtype=float), shape).ravel() for a in args]
     rows = np.arange(node.size)
     result = []
-    for k, (a, deriv) in enumerate(zip(args, derivs)):
+    for a, deriv in zip(args, derivs):
         values = np.broadcast_to(array_value(deriv, dict(zip(d, point))), (node.size,))
         cols = np.broadcast_to(np.arange(np.size(a)).reshape(np.shape(a)), shape).ravel()
         keep = values != 0

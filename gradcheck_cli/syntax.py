@@ -8,6 +8,7 @@ import io
 import re
 from importlib import resources
 
+import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF,
                              UnexpectedInput, UnexpectedToken, VisitError)
@@ -169,8 +170,10 @@ TABLES = "grammar.tables"  # the LALR tables lark builds from grammar.lark, save
 
 
 def _grammar() -> tuple[str, str]:
+    """The grammar's text, and the key its saved tables must carry: its digest and lark's version
+    (tables saved by another lark are rebuilt, never loaded)."""
     text = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
-    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text, f"{hashlib.sha256(text.encode('utf-8')).hexdigest()} lark-{lark.__version__}"
 
 
 def _build(grammar: str) -> Lark:

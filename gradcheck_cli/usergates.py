@@ -206,7 +206,7 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
             if p not in failures:
                 nid = bwd.names["d" + p]
                 depends[nid] = sorted(marks[a] for a in _ancestors(bwd, nid) if a in marks)
-        for local, _, bid, _, _ in intermediates:
+        for _local, _, bid, _, _ in intermediates:
             if bid is not None:
                 depends[bid] = sorted(marks[a] for a in _ancestors(bwd, bid) if a in marks and a != bid)
     cost = sum(_cost(n) for n in fwd.nodes) + (sum(_cost(n) for n in bwd.nodes) if bwd is not None else 0)
@@ -283,15 +283,12 @@ def _make_gate(inst: Instance, out_shape: tuple, text: str) -> G.Gate:
     source = text[defn.expr.pos.start:defn.expr.pos.end]
     if user.d_lines:
         local = "; ".join(f"d{p} = {text[line.expr.pos.start:line.expr.pos.end]}" for p, line in user.d_lines.items())
-        origin = tuple((f"its d line 'd{p}' (line {user.d_lines[p].pos.line})", user.d_lines[p].pos.line,
-                        user.d_lines[p].pos.col) for p in defn.params)
     else:
         local = "differentiated automatically through its body"
-        origin = ()
     return G.Gate(
         name=defn.name, arity=len(defn.params), forward=forward_fn, vjp=vjp, sym=sym, local=local,
         doc=f"user gate {defn.name}({', '.join(defn.params)}) = {source}",
         routes="by the d lines written for it" if user.d_lines else "through the gates of its body",
         infer=lambda s, p: (out_shape, {}), label=lambda a: defn.name,
-        branch=branch if has_kinks else None, backward_source=origin,
+        branch=branch if has_kinks else None,
         examples=(G.Example(tuple(shapes)),), instance=inst)

@@ -138,9 +138,9 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         # No gradient exists to check where backprop's is infinite or nan (sqrt at 0): never a pass,
         # so a CI job cannot go green on a point where nothing was verified.
         codes = np.where(np.isfinite(a), codes, 3)
-        excess = finite_or(diff / tol, 1e300)
+        excess = _ratio(diff, tol)
         if sv is not None:
-            excess = np.maximum(excess, finite_or(sym_diff / sym_tol, 1e300))
+            excess = np.maximum(excess, _ratio(sym_diff, sym_tol))
         num_rel = diff / np.where(n > 0, n, 1.0)
         tol_rel = tol / np.where(n > 0, n, 1.0)
         sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None
@@ -172,6 +172,13 @@ def judge(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
           atol: float = DEFAULT_ATOL) -> Judgement:
     """The verdict on one row (see `evidence` for the arguments)."""
     return summarize(evidence(bp, num, noise, sym, mag, rtol, atol))
+
+
+def _ratio(diff, tol) -> np.ndarray:
+    """diff / tol, how far past its tolerance an element is: 0 where they agree exactly (0 = 0 is no
+    excess, even at a zero tolerance), 1e300 where a difference meets no tolerance at all."""
+    with np.errstate(all="ignore"):
+        return np.where(diff == 0, 0.0, finite_or(diff / tol, 1e300))
 
 
 def _groups(a, tol, est, num):
@@ -236,27 +243,3 @@ KINK_NOTE = "a max/min/relu/abs changes branch within the step"  # the checker n
 def worst_status(statuses) -> str:
     """The most serious of several statuses (fail > warn > kink > pass/skip)."""
     return max(statuses, key=lambda s: RANK.get(s, 0), default="pass")
-
-
-# --- which backward is wrong ----------------------------------------------------------------------
-
-def culprits(order: list, consumers: dict, inputs: dict, failing: dict, limit: int = 3) -> dict:
-    """For every node, the failing gate checks downstream of it, nearest first.
-
-    `order` is node ids in topological order, `consumers` node -> gates reading it, `inputs` gate ->
-    its input ids, `failing` gate -> the slots whose own check fails. A node's culprits are the
-    failing (gate, slot) whose input is that node, then the culprits of the gates that read it.
-    """
-    found: dict = {}
-    for nid in reversed(order):
-        mine = []
-        for g in consumers.get(nid, ()):
-            for slot in failing.get(g, ()):
-                if inputs[g][slot] == nid and (g, slot) not in mine:
-                    mine.append((g, slot))
-        for g in consumers.get(nid, ()):
-            for c in found.get(g, ()):
-                if c not in mine:
-                    mine.append(c)
-        found[nid] = mine[:limit]
-    return found

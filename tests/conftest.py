@@ -2,10 +2,17 @@
 
 pytest_plugins = ["pytester"]
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Under CI the property tests draw the same examples every run: a red job is reproducible, never luck.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPRESSIONS = ROOT / "expressions"

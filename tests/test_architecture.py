@@ -151,7 +151,25 @@ def test_saved_parser_tables_match_the_grammar():
     from gradcheck_cli import syntax
     grammar, digest = syntax._grammar()
     head = (PACKAGE / syntax.TABLES).read_bytes().split(b"\n", 1)[0].decode()
-    assert head == digest, "grammar.lark changed: run `python -m gradcheck_cli.syntax` to refresh grammar.tables"
+    assert head.split()[0] == digest.split()[0], \
+        "grammar.lark changed: run `python -m gradcheck_cli.syntax` to refresh grammar.tables"
+    assert head.split()[1].startswith("lark-")
+
+
+def test_tables_saved_by_another_lark_are_rebuilt_not_loaded(monkeypatch):
+    from gradcheck_cli import syntax
+    loaded = []
+    real_load = syntax.Lark._load
+    monkeypatch.setattr(syntax.Lark, "_load", lambda self, *a, **k: loaded.append(1) or real_load(self, *a, **k))
+    for version, expect_loaded in (("0.0.1", False), (syntax.lark.__version__, True)):
+        syntax._parser.cache_clear()
+        monkeypatch.setattr(syntax.lark, "__version__", version)
+        loaded.clear()
+        try:
+            assert syntax.parse("x = 1\nf = x * x").statements[1].name == "f"
+        finally:
+            syntax._parser.cache_clear()
+        assert bool(loaded) == expect_loaded, version
 
 
 def test_the_parser_is_built_when_the_tables_are_stale(monkeypatch):

@@ -122,7 +122,7 @@ def test_teaching_commands_on_a_wrong_shape_d_line(tmp_path, command):
     p.write_text(BAD_D_LINE)
     result = run(command, str(p), input="")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert f"bad.grad:4:3: error: the backward pass fails: gate 'affine': db has shape (4, 3)" in result.stderr
+    assert "bad.grad:4:3: error: the backward pass fails: gate 'affine': db has shape (4, 3)" in result.stderr
 
 
 def test_descend_with_a_one_element_output():

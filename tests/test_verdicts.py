@@ -331,3 +331,12 @@ def test_a_built_in_gate_past_64_inputs_is_checked_along_directions_and_its_bad_
     assert a.status == "fail" and a.worst_index == (3, 5)
     monkeypatch.setitem(G.REGISTRY, "matmul", dataclasses.replace(G.REGISTRY["matmul"], vjp=right))
     assert check("A = randn(8, 10)\nB = randn(10, 6)\nf = sum(tanh(A @ B))", symbolic=False).passed
+
+
+def test_an_exact_zero_is_never_the_worst_element_when_another_is_off():
+    # 0 = 0 against a zero tolerance is no excess: the element shown is one that is actually off
+    from gradcheck_cli import check
+    report = check("W = [[1, 2], [3, 4]]\nf = sum(W * [[1e6, 0], [1, 1]])")
+    w = next(r for r in report.nodes if r.name == "W")
+    assert w.status == "pass" and w.worst_index in ((1, 0), (1, 1)), w.worst_index
+    assert w.numeric_error > 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import GateRow, NodeRow, RunReport
+from ..diagnosis import causes, inherited, row_name
+from ..report import NodeRow, RunReport
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "kink": "yellow", "warn": "magenta", "skip": "dim"}
 STATUSES = ("pass", "kink", "warn", "fail", "skip")
@@ -43,50 +44,6 @@ def element(array, row: NodeRow, digits: int) -> str:
         finite = np.where(np.isfinite(a), np.abs(a), -1.0)
         idx = np.unravel_index(int(np.argmax(finite)), a.shape)
     return fmt_number(a[idx], digits)
-
-
-def row_name(row) -> str:
-    """A node row's name, `expect dx` for an expectation, `gate f: dt` for a gate's own check."""
-    if isinstance(row, GateRow):
-        return f"gate {row.name}: {row.input}" + (" (second point)" if row.point == 2 else "")
-    return getattr(row, "name", None) or f"expect {row.target}"
-
-
-def causes(report) -> list:
-    """The report's failures grouped by where they go wrong, root causes first:
-    [(status, (line, col), the row that says why, [every row it explains])].
-
-    A gate's own check that fails is a root cause; node rows that only inherit it (their culprit is
-    that gate's line) collapse into its group instead of each being a finding of its own."""
-    groups: dict = {}
-    for row in report.failures:
-        where = getattr(row, "culprit", None) or (row.line, getattr(row, "col", None) or 1)
-        groups.setdefault(tuple(where), []).append(row)
-    found = []
-    for where, rows in groups.items():
-        checks = [r for r in rows if isinstance(r, GateRow) and r.point == 1]
-        own = [r for r in checks if (r.line, r.col) == where]  # the line's own check leads its group
-        lead = (own or checks or [r for r in rows if not isinstance(r, GateRow)] or rows)[0]
-        found.append((lead.status, where, lead, rows))
-    found.sort(key=lambda c: (not any(isinstance(r, GateRow) for r in c[3]), c[0] != "fail"))
-    return found
-
-
-def inherited(rows: list, lead) -> str:
-    """`also: y, f (2 rows inherit it): <the first one's note>` for the rows of a cause other than
-    its lead, or ''."""
-    others = [r for r in rows if r is not lead]
-    names = list(dict.fromkeys(row_name(r) + (f" {list(r.worst_index)}" if getattr(r, "worst_index", None) else "")
-                               for r in others))
-    if not names:
-        return ""
-    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-    text = f"also: {shown} ({len(names)} row{'s' if len(names) > 1 else ''} inherit{'s' if len(names) == 1 else ''} it)"
-    notes = [r.note for r in others if r.note and r.note != lead.note]
-    note = next((n for n in notes if not n.startswith("inherits")), notes[0] if notes else None)
-    if note and lead.note and note.startswith(lead.note):
-        note = note[len(lead.note):].lstrip("; ") or None
-    return f"{text}: {note}" if note else text
 
 
 def summary(run: RunReport) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..report import CheckReport, RunReport
-from ..verdict import rel_error
+from ..verdict import ROW_FLOOR, rel_error
 from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary,
                      warning_lines)
 
@@ -66,7 +66,7 @@ def node_table(report: CheckReport, width: int):
         table.add_column(c, justify="left" if left else "right", no_wrap=True,
                          overflow="ellipsis" if c == "gate" else "fold", max_width=widths[c] if c == "gate" else None,
                          min_width=widths[c] if c == "status" else None)
-    for i, row in enumerate(report.nodes):
+    for i in range(len(report.nodes)):
         values = [Text(names[i])]
         for c in columns:
             text = cells[c][i]
@@ -260,8 +260,11 @@ def print_expand(report: CheckReport, name: str, console) -> None:
     grad = np.asarray(row.grad, dtype=float)
     num = None if row.numeric is None else np.asarray(row.numeric, dtype=float)
     sym = None if row.symbolic is None else np.asarray(row.symbolic, dtype=float)
+    # each element's error as the verdict measures it: at no less than ROW_FLOOR of the row's largest entry
+    both = np.concatenate([grad.ravel()] + ([num.ravel()] if num is not None else []))
+    floor = ROW_FLOOR * float(np.max(np.abs(both[np.isfinite(both)]), initial=0.0))
     for idx in np.ndindex(*grad.shape):
-        err = rel_error(grad[idx], num[idx]) if num is not None else None
+        err = rel_error(grad[idx], num[idx], floor) if num is not None else None
         table.add_row(str(list(idx)), fmt_number(grad[idx]), fmt_number(num[idx]) if num is not None else "—",
                       fmt_number(sym[idx]) if sym is not None else "—", fmt_error(None if err is None else float(err)))
     console.print(table)
