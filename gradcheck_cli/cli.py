@@ -43,14 +43,22 @@ def _raise_broken_pipe():
     raise BrokenPipeError
 
 
-def _write_atomically(path: str, data) -> None:
+def _write_atomically(path: str, data, inputs=()) -> None:
     """Write to -o FILE (see writer.py), or exit 2 saying why it cannot be written."""
     from .errors import GradcheckError
     from .writer import write_file
     try:
-        write_file(path, data)
+        write_file(path, data, inputs)
     except GradcheckError as err:
         _fail_usage(err.message)
+
+
+def _guard_output(output, inputs) -> None:
+    """Before any work: -o must not name a file this run reads (by any name), nor one with other hard links."""
+    from .writer import refusal
+    why = refusal(output, inputs) if output else None
+    if why:
+        _fail_usage(why)
 
 
 def _silence_stdout() -> None:
@@ -242,6 +250,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, s
             files = expand_targets(targets)
         except GradcheckError as err:
             _fail_usage(err.message)
+        _guard_output(output, files)
         with _progress(settings.format) as on_file:
             run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file, at=at)
     _finish(run, settings.format, output, expand, quiet=quiet, verbose=verbose, color=color, exit_zero=exit_zero)
@@ -347,6 +356,7 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     except GradcheckError as err:
         _fail(err)
     shapes, params = _parse_shapes(shapes), _parse_params(params)
+    _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
     values = {}
     for name, text in _parse_at(at).items():
         try:
@@ -426,7 +436,7 @@ def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = F
         print_table(run, _console(buffer, 120, color=False), expand, quiet, verbose, errors_shown=True)
         text = buffer.getvalue()
     if output:
-        _write_atomically(output, text)
+        _write_atomically(output, text, [r.source for r in run.results] + [r.path for r in run.results if r.path])
     else:
         click.echo(text, nl=False)
 
@@ -499,11 +509,12 @@ def explain(target, expr, at, seed, fmt, latex, output):
     """The chain rule step by step: the forward pass, then each edge of the backward pass
     as upstream × local = downstream."""
     from .render.teach import explain_json, explain_latex, explain_text
+    _guard_output(output, [target])
     ex = _explained(target, expr, at, seed)
     faults = _faults(ex, seed)
     text = explain_latex(ex) if latex else explain_json(ex, faults) if fmt == "json" else explain_text(ex, faults)
     if output:
-        _write_atomically(output, text)
+        _write_atomically(output, text, [target])
     else:
         click.echo(text, nl=False)
     _backward_failures(ex)
@@ -521,6 +532,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
     fails, and every wrong gradient, marked in red."""
     from .errors import GradcheckError
     from .render.circuit import circuit_dot, circuit_tree
+    _guard_output(output, [target])
     ex = _explained(target, expr, at, seed)
     faults = _faults(ex, seed)
     if fmt == "text":
@@ -535,13 +547,13 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         console.on_broken_pipe = _raise_broken_pipe
         console.print(circuit_tree(ex, ascii_only, faults))
         if output:
-            _write_atomically(output, buffer.getvalue())
+            _write_atomically(output, buffer.getvalue(), [target])
         _backward_failures(ex)
         return
     dot_text = circuit_dot(ex, faults)
     if fmt == "dot":
         if output:
-            _write_atomically(output, dot_text)
+            _write_atomically(output, dot_text, [target])
         else:
             click.echo(dot_text, nl=False)
         _backward_failures(ex)
@@ -550,7 +562,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         _fail_usage(f"--format {fmt} writes an image: give -o FILE")
     from . import graphviz
     try:
-        _write_atomically(output, graphviz.render(dot_text, fmt))
+        _write_atomically(output, graphviz.render(dot_text, fmt), [target])
     except GradcheckError as err:
         _fail_usage(err.message)
     _backward_failures(ex)
@@ -570,13 +582,14 @@ def quiz(target, expr, at, seed, answers, output):
     """
     from .render.teach import feedback_lines
     from .teach import grad_name, quiz as questions_of
+    _guard_output(output, [target, answers])
     ex = _explained(target, expr, at, seed)
     _backward_failures(ex)  # no quiz on a backward that cannot run
     questions = questions_of(ex)
     given = _answer_file(answers, [q.node for q in questions], ex.output) if answers else None
     interactive = given is None and sys.stdin.isatty()
     # With -o and nobody at a terminal, the transcript goes to FILE only; at a terminal, to both.
-    say = _Transcript(echo=interactive or not output)
+    say = _Transcript(echo=interactive or not output, inputs=[target, answers])
     say(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
         "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
     right = 0
@@ -604,9 +617,9 @@ class _Transcript:
     """The quiz's lines: echoed, wrapped at the terminal's width (80 when unknown, at most 100,
     keeping indents), unless they go to -o FILE only; and kept for -o FILE."""
 
-    def __init__(self, echo: bool = True):
+    def __init__(self, echo: bool = True, inputs=()):
         import shutil
-        self.echo, self.lines = echo, []
+        self.echo, self.lines, self.inputs = echo, [], [i for i in inputs if i]
         self.width = min(shutil.get_terminal_size((80, 24)).columns, 100)
 
     def __call__(self, text: str, wrap: bool = True, typed: bool = False) -> None:
@@ -623,7 +636,7 @@ class _Transcript:
 
     def save(self, output: str | None) -> None:
         if output:
-            _write_atomically(output, "\n".join(self.lines) + "\n")
+            _write_atomically(output, "\n".join(self.lines) + "\n", self.inputs)
 
 
 def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
@@ -688,6 +701,7 @@ def descend(target, expr, at, seed, lr, steps, fmt, output):
     from .errors import BackwardError, GradcheckError
     from .render.teach import descent_json, descent_table
     from .teach import Diverged, descend as run_descend
+    _guard_output(output, [target])
     graph = _load(target, expr, at, seed)
     try:
         history = run_descend(graph, lr, steps)
@@ -710,7 +724,7 @@ def descend(target, expr, at, seed, lr, steps, fmt, output):
             return
         text = buffer.getvalue()
     if output:
-        _write_atomically(output, text)
+        _write_atomically(output, text, [target])
     else:
         click.echo(text, nl=False)
 

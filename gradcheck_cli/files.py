@@ -69,6 +69,8 @@ def check_file(path, settings: Settings | None = None, at: dict | None = None, *
 def expand_targets(targets) -> list:
     """Files named, and every `*.grad` under directories named (sorted, recursive)."""
     files = []
+    if list(targets).count("-") > 1:
+        raise UsageError("standard input (-) can be read only once: give - at most once")
     for target in targets:
         if target == "-":
             files.append("-")
