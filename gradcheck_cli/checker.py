@@ -16,7 +16,8 @@ from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
-RECHECK = 100_000        # a failed projection is redone element by element up to this many elements
+RECHECK_WORK = 500_000_000  # a failed projection is redone element by element when numeric.work counts at most
+                           # this many element evaluations for it (else the row fails unnamed: no minute-long rerun)
 NOISE_STEP = gatecheck.NOISE_STEP
 
 
@@ -126,9 +127,9 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
         mag = s.magnitude.reshape(k, node.size) if sv is not None else None
         z = noise[node.id].reshape(k, node.size)
         j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
-        if j.status == "fail" and num[node.id].method == "projection" and node.size <= RECHECK:
+        target = numeric.Target(node.id, np.ravel(values[node.id]))
+        if j.status == "fail" and num[node.id].method == "projection" and numeric.work(graph, [target]) <= RECHECK_WORK:
             # A random projection failed: recheck every element so the report names the bad one.
-            target = numeric.Target(node.id, np.ravel(values[node.id]))
             num[node.id] = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol,
                                                  flat, settings.seed)[node.id]
             j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)

@@ -21,7 +21,8 @@ from .usergates import run_backward
 NOISE_STEP = 4 * verdict.EPS   # the relative nudge of a rerun that measures backprop's own rounding
 EXHAUSTIVE = 4_096             # a gate alone is differenced element by element up to this many inputs
 BUILT_IN_EXHAUSTIVE = 64       # ... a registry gate (its VJP is the suite's, SymPy checks every element) up to this many
-RECHECK = 100_000              # a failed projection is redone element by element up to this many inputs
+RECHECK_WORK = 200_000_000     # a failed projection is redone element by element when that costs at most this
+                               # many element evaluations (inputs × (inputs + outputs) per ± pair): 10,000 inputs
 
 
 @dataclass
@@ -77,7 +78,8 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
                                 settings.seed)[node.id]
     sym, mag = _symbolic(node, args, u, slots, settings, jacobians)
     ev = verdict.evidence(bp, num, noise, sym, mag, settings.rtol, settings.atol)
-    if target.projections and runner.x.size <= RECHECK and verdict.summarize(ev).status == "fail":
+    recheck_work = 2 * runner.x.size * (runner.x.size + out.size)
+    if target.projections and recheck_work <= RECHECK_WORK and verdict.summarize(ev).status == "fail":
         target.projections = False  # name the bad element
         num = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol, reference,
                                     settings.seed)[node.id]

@@ -474,14 +474,15 @@ NODE_COST = 24  # a node's evaluation in a batched row costs about this many ele
 
 def work(graph, targets: list) -> int:
     """An upper bound on the work `differentiate` needs for `targets` of `graph`, in element
-    evaluations: four rows per element (or per projection), each recomputing the nodes after its
-    target, every node counting NODE_COST elements more than its size."""
+    evaluations: four rows per element (or per projection), each holding a perturbed copy of its
+    target and recomputing the nodes after it, every node counting NODE_COST elements more than its size."""
     sizes = np.array([n.size for n in graph.nodes], dtype=np.int64) + NODE_COST
     after = np.concatenate([np.cumsum(sizes[::-1])[::-1][1:], [0]])  # the cost of the nodes after each id
     total = 0
     for t in targets:
         rows = 4 * (PROJECTIONS if t.projections else t.n)
-        total += rows * int(after[t.id] if isinstance(t.id, (int, np.integer)) else 0)
+        own = int(sizes[t.id] + after[t.id]) if isinstance(t.id, (int, np.integer)) else 0
+        total += rows * own
     return total
 
 

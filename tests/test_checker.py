@@ -180,3 +180,35 @@ def test_same_seed_same_result():
     b = check("W = randn(3, 3)\nf = sum(W @ W)", seed=5)
     np.testing.assert_array_equal(rows(a)["W"].value, rows(b)["W"].value)
     np.testing.assert_array_equal(rows(a)["W"].numeric, rows(b)["W"].numeric)
+
+
+@pytest.mark.parametrize("limit, named", [(10 ** 9, True), (10 ** 3, False)])
+def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch, limit, named):
+    # the element-by-element rerun costs numeric.work's count; past RECHECK_WORK the row fails unnamed
+    # (an 80,000-element input took 40 s to rerun before this limit, 1 s after)
+    from gradcheck_cli import checker, numeric
+    def bad_tanh(g, args, out, a):
+        grad = g * (1 - out * out)
+        grad[..., 2] *= 1.5
+        return (grad,)
+    _with_wrong(monkeypatch, "tanh", bad_tanh)
+    monkeypatch.setattr(checker, "RECHECK_WORK", limit)
+    src = "W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x))"
+    r = check(src, budget=8, symbolic=False)
+    w = rows(r)["W"]
+    assert w.status == "fail"
+    assert (w.numeric_method == "exhaustive") == named
+    from gradcheck_cli.frontend import load
+    graph = load(src)
+    W = next(n for n in graph.nodes if n.name == "W")
+    cost = numeric.work(graph, [numeric.Target(W.id, np.zeros(W.size))])
+    assert 10 ** 3 < cost <= checker.RECHECK_WORK or not named
+
+
+def test_work_counts_each_rows_own_copy_of_its_target():
+    from gradcheck_cli import numeric
+    from gradcheck_cli.frontend import load
+    graph = load("y = ones(400, 2)\nf = sum(y)")  # 800 elements, one scalar after them
+    y = graph.nodes[0]
+    cost = numeric.work(graph, [numeric.Target(y.id, np.zeros(y.size))])
+    assert cost >= 4 * 800 * 800  # every row holds a perturbed copy of all 800 elements
