@@ -280,7 +280,10 @@ def pad_infer(shapes, params):
     pairs = tuple((integer(b, "a pad width"), integer(e, "a pad width")) for b, e in pairs)
     if any(b < 0 or e < 0 for b, e in pairs):
         raise ValueError("pad widths must not be negative")
-    value = float(params.get("value", 0.0))
+    value = np.asarray(params.get("value", 0.0), dtype=float)
+    if value.ndim != 0:
+        raise ValueError(f"pad's value must be one number, not an array of shape {fmt_shape(value.shape)}")
+    value = float(value)
     return tuple(n + b + e for n, (b, e) in zip(shape, pairs)), {"pairs": pairs, "value": value}
 
 

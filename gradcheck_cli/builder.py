@@ -274,20 +274,32 @@ class Builder:
         outer = dict(self.loop_values)
         terms: list = []
 
+        entered = [0]  # loops started, inner ones once per outer value: bounded even when they add no term
+
         def unroll(depth: int):
             if depth == len(expr.loops):
                 terms.append(self.expr(expr.element))
                 return
             loop = expr.loops[depth]
+            entered[0] += 1
+            if entered[0] > MAX_UNROLL:
+                raise GradShapeError(size_error("this comprehension's inner loops", entered[0], MAX_UNROLL,
+                                                "starts", "MAX_UNROLL") + " (even when they add no term)",
+                                     loop.pos.line, loop.pos.col)
             if loop.var in self.names or loop.var in outer or loop.var in self.consts:
                 raise GradNameError(f"the loop variable '{loop.var}' is already a name here; pick another",
                                     loop.pos.line, loop.pos.col)
             bounds = [self._integer(self.expr(a), a.pos, "a range bound") for a in loop.args]
             if len(bounds) > 3:
                 raise GradSyntaxError("range takes 1 to 3 integers", loop.pos.line, loop.pos.col)
+            if len(bounds) == 3 and bounds[2] == 0:
+                step = loop.args[2].pos
+                raise GradValueError("range's step must not be 0", step.line, step.col)
             values = range(*bounds)
-            if len(terms) + len(values) > MAX_UNROLL or len(values) > MAX_UNROLL:
-                raise GradShapeError(size_error("this comprehension", len(terms) + len(values), MAX_UNROLL,
+            span, step = values.stop - values.start, values.step  # len() of a huge range overflows
+            count = (abs(span) + abs(step) - 1) // abs(step) if span * step > 0 else 0
+            if len(terms) + count > MAX_UNROLL:
+                raise GradShapeError(size_error("this comprehension", len(terms) + count, MAX_UNROLL,
                                                 "terms", "MAX_UNROLL"), loop.pos.line, loop.pos.col)
             for v in values:
                 self.loop_values[loop.var] = v
@@ -424,6 +436,8 @@ class Builder:
             shape, inferred = gate.infer(shapes, params)
         except ValueError as err:
             raise GradShapeError(str(err), where.line, where.col) from None
+        except TypeError as err:  # a parameter of the wrong kind that a gate's shape rule did not foresee
+            raise GradValueError(f"{gate.call or gate.name}(): {err}", where.line, where.col) from None
         attrs = {**inferred, **attrs}
         _check_shape(tuple(shape), where, f"'{source_text(self.text, expr.pos)}'")
         constants = [self._as_const(r) for r in refs]

@@ -134,6 +134,14 @@ def _fail(err, source=None, text=None):
     sys.exit(2)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C. A BaseException of our own, so click does not turn it into 'Aborted!' and exit 1."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted
+
+
 def entry() -> None:
     """The `gradcheck` console script: run the command, then leave without tearing the interpreter down.
 
@@ -143,11 +151,19 @@ def entry() -> None:
     """
     import gc
     gc.set_threshold(20_000, 20, 20)
+    import signal
+    for name in ("stdout", "stderr"):  # started with that stream closed (`>&-`): write nowhere, keep the exit code
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         main()
         code = 0
     except SystemExit as done:
         code = done.code
+    except Interrupted:  # Ctrl-C: not "a check failed" (1) but the shell's 128 + SIGINT
+        click.echo("\ngradcheck: interrupted", err=True)
+        code = 130
     if code is not None and not isinstance(code, int):
         click.echo(code, err=True)
         code = 1
@@ -580,14 +596,16 @@ def quiz(target, expr, at, seed, answers, output):
 
     Exit 0 when every answer was right, 1 otherwise. Reads standard input when it is not a terminal.
     """
+    import signal
     from .render.teach import feedback_lines
     from .teach import grad_name, quiz as questions_of
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C leaves the quiz with its score (exit 1)
     _guard_output(output, [target, answers])
     ex = _explained(target, expr, at, seed)
     _backward_failures(ex)  # no quiz on a backward that cannot run
     questions = questions_of(ex)
     given = _answer_file(answers, [q.node for q in questions], ex.output) if answers else None
-    interactive = given is None and sys.stdin.isatty()
+    interactive = given is None and sys.stdin is not None and sys.stdin.isatty()
     # With -o and nobody at a terminal, the transcript goes to FILE only; at a terminal, to both.
     say = _Transcript(echo=interactive or not output, inputs=[target, answers])
     say(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
@@ -651,7 +669,7 @@ def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
                 raise click.exceptions.Abort() from None
             say(f"{prompt} = {text}", wrap=False, typed=True)
         else:
-            line = sys.stdin.readline()
+            line = sys.stdin.readline() if sys.stdin is not None else ""  # closed (`<&-`): no answers
             if not line:
                 say(f"{prompt} = (no answer)", wrap=False)  # piped answers ran out
                 return None

@@ -22,6 +22,8 @@ def read_source(path) -> str:
     source = str(path)
     try:
         if source == "-":
+            if sys.stdin is None:  # started with standard input closed (`<&-`)
+                raise OSError(0, "standard input is closed")
             data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
         else:
             with open(path, "rb", opener=_regular_only) as f:
@@ -114,18 +116,64 @@ def check_files(files: list, settings: Settings, exitfirst: bool = False, on_fil
                 break
         return RunReport(results, total=len(files))
     texts = {f: _read_or_error(f) for f in files if str(f) == "-"}
-    from concurrent.futures import ProcessPoolExecutor
-    chunk = max(1, len(files) // (jobs * 4))
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        work = functools.partial(_check_one, settings=settings, texts=texts, at=at)
-        for report in pool.map(work, files, chunksize=chunk):
-            results.append(report)
-            if on_file:
-                on_file(len(results), len(files), report.source)
-            if exitfirst and not report.passed:
-                pool.shutdown(wait=True, cancel_futures=True)
-                break
+    work = functools.partial(_check_one, settings=settings, texts=texts, at=at)
+    for report in _in_workers(work, files, jobs):
+        if report is None:  # the worker died: the file gets the error, the others are still checked
+            report = CheckReport(source=str(files[len(results)]), settings=settings,
+                                 error=GradcheckError("the process checking this file died (killed, or out of "
+                                                      "memory); the other files were checked"))
+        results.append(report)
+        if on_file:
+            on_file(len(results), len(files), report.source)
+        if exitfirst and not report.passed:
+            break
     return RunReport(results, total=len(files))
+
+
+def _in_workers(work, files: list, jobs: int):
+    """work(file) for every file in `jobs` processes, in order; None for a file whose worker died
+    (each such file is tried once more alone, so one bad file does not sink its neighbours).
+    Stopping early, or an interrupt, kills the workers at once: nothing is left running."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    def pool(n):
+        return ProcessPoolExecutor(max_workers=n, initializer=_worker_setup, initargs=(os.getpid(),))
+
+    def alone(f):
+        single = pool(1)
+        try:
+            return single.submit(work, f).result()
+        except BrokenProcessPool:
+            return None
+        finally:
+            _kill(single)
+    executor = pool(jobs)
+    try:
+        pending = {i: executor.submit(work, f) for i, f in enumerate(files)}
+        for i, f in enumerate(files):
+            try:
+                yield pending[i].result()
+                continue
+            except BrokenProcessPool:
+                pass
+            # A worker died and took the pool with it: this file once more on its own, the rest in a new pool.
+            _kill(executor)
+            yield alone(f)
+            executor = pool(jobs)
+            pending.update({j: executor.submit(work, files[j]) for j in range(i + 1, len(files))})
+    finally:
+        _kill(executor)
+
+
+def _kill(executor) -> None:
+    """Stop a pool now: its workers are killed, its queued work dropped."""
+    for process in list(getattr(executor, "_processes", {}).values()):
+        try:
+            process.kill()
+        except (OSError, AttributeError):
+            pass
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _read_or_error(path):
@@ -142,6 +190,12 @@ def _check_one(path, settings: Settings, texts: dict, at: dict | None = None) ->
             return CheckReport(source=str(path), error=text, settings=settings)
         return check(text, source=str(path), at=at, settings=settings)
     return check_file(path, settings, at=at)
+
+
+def _worker_setup(parent: int) -> None:
+    """A worker leaves Ctrl-C to its parent (which kills it) and dies with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -53,6 +53,29 @@ def test_sizes_are_refused_before_anything_is_allocated(source, fragment, line, 
     assert "GRADCHECK_" in err.message or "dimensions" in err.message or "sizes" in err.message
 
 
+@pytest.mark.parametrize("source,fragment,line,col", [
+    # found by the attack of issue 22: each was a traceback
+    ("x = randn(3)\nf = sum(pad(x, 1, value=[1, 2]))", "pad's value must be one number", 2, 9),
+    ("x = randn(3)\nf = sum(x[0] for i in range(1e19))", "10,000,000,000,000,000,000 terms", 2, 14),
+    ("x = randn(3)\nf = sum(x[0] for i in range(3, 0, 0))", "range's step must not be 0", 2, 35),
+    # inner loops that add no term still run: bounded by the loops started, not only by the terms
+    ("x = randn(3)\nf = sum(x[0] for i in range(10000) for j in range(10000) for k in range(0))",
+     "inner loops would have 10,001 starts", 2, 58),
+])
+def test_odd_parameters_and_ranges_are_positioned_errors(source, fragment, line, col):
+    assert_positioned_error(source, fragment, line, col)
+
+
+def test_a_huge_range_is_refused_before_it_is_counted(monkeypatch):
+    from gradcheck_cli import builder
+    monkeypatch.setattr(builder, "MAX_UNROLL", 5)
+    assert_positioned_error("x = randn(3)\nf = sum(x[0] for i in range(6))", "6 terms (at most 5", 2, 14)
+    assert check("x = randn(3)\nf = sum(x[0] for i in range(5))").error is None
+    assert check("x = randn(3)\nf = sum(x[0] for i in range(2) for j in range(2))").error is None  # 3 starts
+    assert_positioned_error("x = randn(3)\nf = sum(x[0] for i in range(5) for j in range(0))",
+                            "inner loops would have 6 starts", 2, 32)
+
+
 def test_at_values_are_bounded_too():
     result = run("check", "-e", "sum(x)", "--at", "x=ones(30000,1)*ones(1,30000)")
     assert result.exit_code == 2 and "--at x:1:14: error:" in result.stderr and "Traceback" not in result.output
@@ -271,14 +294,13 @@ def test_jobs_are_capped_at_the_core_count(tmp_path, monkeypatch):
         def __init__(self, max_workers, **kw):
             seen.append(max_workers)
 
-        def __enter__(self):
-            return self
+        def submit(self, fn, item):
+            done = concurrent.futures.Future()
+            done.set_result(fn(item))
+            return done
 
-        def __exit__(self, *a):
-            return False
-
-        def map(self, fn, items, chunksize=1):
-            return [fn(i) for i in items]
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
     import concurrent.futures
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
     monkeypatch.setattr(files.os, "cpu_count", lambda: 2)

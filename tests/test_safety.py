@@ -76,3 +76,46 @@ def test_o_refuses_a_file_with_other_hard_links(source, tmp_path):
 def test_standard_input_is_read_once():
     result = run("check", "-", "-", input=SOURCE)
     assert result.exit_code == 2 and "at most once" in result.output
+
+
+def _dies_on_die(path, settings, texts, at=None):
+    """A stand-in for files._check_one whose worker dies on one file (as an out-of-memory kill would)."""
+    from gradcheck_cli import files
+    if str(path).endswith("die.grad"):
+        os._exit(9)
+    return files.check_file(path, settings, at=at)
+
+
+def test_a_dead_worker_is_an_error_for_its_file_and_the_rest_are_checked(tmp_path, monkeypatch):
+    import multiprocessing
+    if multiprocessing.get_start_method() != "fork" or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs forked workers on two cores")
+    from gradcheck_cli import files
+    from gradcheck_cli.settings import Settings
+    for name in ("a.grad", "die.grad", "c.grad", "d.grad"):
+        (tmp_path / name).write_text(SOURCE)
+    monkeypatch.setattr(files, "_check_one", _dies_on_die)
+    run_ = files.check_files(sorted(tmp_path.glob("*.grad")), Settings(jobs=2))
+    by_name = {os.path.basename(r.source): r for r in run_.results}
+    assert sorted(by_name) == ["a.grad", "c.grad", "d.grad", "die.grad"]
+    assert "died" in by_name["die.grad"].error.message
+    assert all(by_name[n].passed for n in ("a.grad", "c.grad", "d.grad"))
+    assert run_.exit_code() == 2
+
+
+def test_ctrl_c_stops_the_run_and_its_workers_with_exit_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    slow = "x = randn(60)\nW = randn(60, 60)\nf = sum(softmax(softmax(softmax(tanh(W @ x)))))\n"
+    for i in range(24):
+        (tmp_path / f"f{i}.grad").write_text(slow)
+    for jobs in ("1", "2"):
+        proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check", str(tmp_path), "-j", jobs],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)  # well inside the run (24 files take over 8 s with -j 2), past start-up
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, (jobs, err[-500:])
+        assert "interrupted" in err and "Traceback" not in err
