@@ -48,6 +48,9 @@ def test_safety_factor_on_the_error_estimate():
 def test_symbolic_rtol():
     assert status(1.0, num1(1.0), sym=1.0 + 1e-10) == "pass"
     assert status(1.0, num1(1.0), sym=1.0 + 1e-6) == "fail"   # finite differences cannot see 1e-6; SymPy can
+    # held both ways: 3e-9 is within SYMBOLIC_RTOL (1e-8), 3e-8 is not (either fails at 10x or 0.1x)
+    assert status(1.0, num1(1.0), sym=1.0 + 3e-9) == "pass"
+    assert status(1.0, num1(1.0), sym=1.0 + 3e-8) == "fail"
     j = verdict.judge(np.array([[1.0]]), num1(1.0), None, np.array([[1.0 + 1e-6]]))
     assert "too coarse here to see it" in j.note
 
@@ -66,20 +69,28 @@ def test_row_floor_judges_zeros_at_the_rows_scale():
                         kink=np.zeros(2, bool), value=np.array([[1.0, 5e-9]]), at_kink=np.zeros(2, bool),
                         lower=np.zeros((1, 2)), upper=np.zeros((1, 2)))
     assert verdict.judge(bp, num).status == "pass"                  # 5e-9 ≤ 1e-5 · 1e-3 · 1
-    num.value = np.array([[1.0, 5e-7]])
-    assert verdict.judge(bp, num).status == "fail"                  # 5e-7 is not rounding next to 1
+    num.value = np.array([[1.0, 3e-8]])
+    assert verdict.judge(bp, num).status == "fail"                  # 3e-8 > 1e-8 (it would pass at 10x ROW_FLOOR)
 
 
 def test_backprop_noise_widens_the_tolerance():
     bp, sym = np.array([[3.7e-13]]), np.array([[3.7e-13 + 1e-16]])
     assert verdict.judge(bp, num1(3.7e-13), None, sym).status == "fail"
     assert verdict.judge(bp, num1(3.7e-13), np.array([[2e-16]]), sym).status == "pass"
+    # NOISE (16) held both ways: a difference of 10 noises is rounding, one of 30 noises is not
+    noise = np.array([[1e-15]])
+    assert verdict.judge(bp, num1(3.7e-13), noise, bp + 10e-15).status == "pass"
+    assert verdict.judge(bp, num1(3.7e-13), noise, bp + 30e-15).status == "fail"
 
 
 def test_sympy_rounding_allowance_scales_with_the_magnitude_of_the_terms():
     bp, sym = np.array([[1e-17]]), np.array([[0.0]])
     assert verdict.judge(bp, num1(0.0, estimate=1e-9), None, sym).status == "fail"
     assert verdict.judge(bp, num1(0.0, estimate=1e-9), None, sym, np.array([[1.0]])).status == "pass"
+    # SYM_ROUNDING (64) held both ways: 32 ε·m apart is SymPy's float rounding, 128 ε·m is not
+    eps, m = verdict.EPS, np.array([[1.0]])
+    assert verdict.judge(np.array([[32 * eps]]), num1(0.0, estimate=1e-9), None, sym, m).status == "pass"
+    assert verdict.judge(np.array([[128 * eps]]), num1(0.0, estimate=1e-9), None, sym, m).status == "fail"
 
 
 def test_unreliable_truncation():
@@ -340,3 +351,10 @@ def test_an_exact_zero_is_never_the_worst_element_when_another_is_off():
     w = next(r for r in report.nodes if r.name == "W")
     assert w.status == "pass" and w.worst_index in ((1, 0), (1, 1)), w.worst_index
     assert w.numeric_error > 0
+
+
+@pytest.mark.parametrize("factor, status_", [("1+3e-8", "fail"), ("1+3e-9", "pass")])
+def test_a_backward_off_by_less_than_any_difference_can_see_is_judged_by_sympy(factor, status_):
+    # end to end: 3e-8 of relative error is past SYMBOLIC_RTOL (a bug), 3e-9 is within it (rounding)
+    r = check(f"gate g(t) = t*t\n  dt = 2*dout*t*({factor})\nx = 1.3\nf = g(x)\n")
+    assert rows(r)["x"].status == status_ and r.gates[0].status == status_
