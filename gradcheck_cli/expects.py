@@ -142,9 +142,11 @@ def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_ch
         raise GradShapeError(f"expect {exp.target}: the expected value has shape {value.shape}, but "
                              f"{exp.target} has shape {np.shape(actual)}", exp.pos.line, exp.pos.col) from None
     ok = within(expected, actual, exp.tolerance, INTEGER_RTOL if exp.is_number else FORMULA_RTOL)
-    right = _fmt(actual)
+    right, written = _fmt(actual), _fmt(expected)
+    if right == written:  # apart by less than 6 digits show: show enough digits to tell them apart
+        right, written = _fmt(actual, None), _fmt(expected, None)
     if not ok:
-        return expected, "fail", f"{exp.target} is {right}, not {_fmt(expected)}"
+        return expected, "fail", f"{exp.target} is {right}, not {written}"
     if exp.is_number or not symbolic_check:
         return expected, "pass", None
     verdict = symbolic_verdict(exp, graph, budget)
@@ -156,9 +158,12 @@ def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_ch
     return expected, "fail", f"equal at this point only: {exp.target} = {derivative}"
 
 
-def _fmt(a) -> str:
+def _fmt(a, digits: int | None = 6) -> str:
+    """6 significant digits; `None`: every digit the float holds (its shortest exact form)."""
     a = np.asarray(a, dtype=float)
-    return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=4, threshold=12)
+    if a.ndim == 0:
+        return f"{float(a):.{digits}g}" if digits else repr(float(a))
+    return np.array2string(a, precision=4 if digits else 17, threshold=12)
 
 
 def symbolic_verdict(exp: Expectation, graph, budget: int):

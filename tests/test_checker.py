@@ -212,3 +212,57 @@ def test_work_counts_each_rows_own_copy_of_its_target():
     y = graph.nodes[0]
     cost = numeric.work(graph, [numeric.Target(y.id, np.zeros(y.size))])
     assert cost >= 4 * 800 * 800  # every row holds a perturbed copy of all 800 elements
+
+
+@pytest.mark.parametrize("big, factor, status_", [
+    ("1e7", 1, "pass"), ("1e7", 0.1, "warn"), ("1e7", None, "warn"),   # escalation needed, and switched off
+    ("1e8", 1, "warn"), ("1e8", 10, "pass"),                           # past ESCALATE_MAX: an honest warn
+])
+def test_a_rounding_bound_difference_is_escalated_up_to_its_limit(monkeypatch, big, factor, status_):
+    # f = B + x²: the difference of a huge value is rounding-bound; a larger step (its truncation is
+    # nil here) resolves it, up to ESCALATE_MAX·h. Held both ways, and against being switched off.
+    from gradcheck_cli import numeric
+    monkeypatch.setattr(numeric, "ESCALATE_MAX", 1.0 if factor is None else numeric.ESCALATE_MAX * factor)
+    r = check(f"x = 0.7\nf = {big} + x * x\n", symbolic=False)
+    assert rows(r)["x"].status == status_
+
+
+@pytest.mark.parametrize("factor, status_", [(1, "pass"), (0.1, "warn"), (10, "warn")])
+def test_the_rounding_estimate_decides_when_to_escalate(monkeypatch, factor, status_):
+    # ROUNDING·ε·|f|/h is the difference's rounding error: 10x too small misses the rounding, 10x too
+    # large escalates into a step too coarse; both leave the same x unresolved (warn)
+    from gradcheck_cli import numeric
+    monkeypatch.setattr(numeric, "ROUNDING", numeric.ROUNDING * factor)
+    assert rows(check("x = 0.7\nf = 1e7 + x * x\n", symbolic=False))["x"].status == status_
+
+
+@pytest.mark.parametrize("on, status_", [(True, "pass"), (False, "fail")])
+def test_backprops_own_rounding_is_measured_for_each_gate(monkeypatch, on, status_):
+    # a VJP whose last digits jitter with its input (1e-7 relative, past SYMBOLIC_RTOL): measured by
+    # rerunning it 4 ulps away it is rounding; with the measurement off it would be a bug (a nudge 10x
+    # larger measures the same: NOISE_STEP can only be pinned against being switched off)
+    from gradcheck_cli import checker, gatecheck
+
+    def jittery(g, args, out, a):
+        x = args[0]
+        return (g * np.cos(x) * (1 + 1e-7 * np.sin(1e17 * x)),)
+    _with_wrong(monkeypatch, "sin", jittery)
+    if not on:
+        monkeypatch.setattr(gatecheck, "NOISE_STEP", 0.0)
+        monkeypatch.setattr(checker, "NOISE_STEP", 0.0)
+    r = check("x = 0.7\nf = sin(x)\n")
+    assert rows(r)["x"].status == status_ and r.gates[0].status == status_
+
+
+@pytest.mark.parametrize("gap, factor, judged", [
+    ("3e-10", 1, "fail"), ("3e-10", 0.1, "kink"),   # within TIE·h of the tie: on it, so the sum must hold
+    ("3e-9", 1, "kink"), ("3e-9", 10, "fail"),      # farther: near a kink only, each slope judged alone
+])
+def test_tie_decides_when_a_near_tie_is_on_the_kink(monkeypatch, gap, factor, judged):
+    # the whole gradient to both elements of a max: on a tie (the branch still switches at ±TIE·h) their
+    # sum (2) must equal the slope of moving them together (1), which fails; a near tie is only a kink
+    from gradcheck_cli import numeric
+    monkeypatch.setattr(numeric, "TIE", numeric.TIE * factor)
+    r = check(f"gate m(a, b) = max(a, b)\n  da = dout\n  db = dout\nb = 0.5\na = b + {gap}\nf = m(a, b)\n",
+              symbolic=False)
+    assert r.gates[1].status == judged

@@ -104,3 +104,25 @@ def test_ties_split_the_gradient_evenly():
     _, attrs = G.REGISTRY["reduce_max"].infer([(3,)], {})
     (d,) = G.REGISTRY["reduce_max"].vjp(np.ones((1,)), [x], np.array(3.0), attrs)
     np.testing.assert_array_equal(d, [[0, 0.5, 0.5]])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_sympy_local_jacobian_matches_the_vjp(case):
+    """The symbolic oracle's own path (symbolic.local_jacobian: SymPy's derivatives of the `sym` form,
+    evaluated by the module's float tables) equals the registry VJP: a `sym` form using a function the
+    oracle cannot evaluate fails here, not only in a user's check."""
+    from gradcheck_cli import nodes as N
+    from gradcheck_cli import symbolic
+    from gradcheck_cli.graph import Node
+    gate, ex = case
+    args, shape, attrs = _inputs(gate, ex, seed=4)
+    out = np.asarray(gate.forward(args, attrs))
+    node = Node(id=10 ** 6 + next(i for i, c in enumerate(CASES) if c is case), name=gate.name, kind="gate", shape=tuple(shape), pos=N.Pos(1, 1, 0, 0),
+                gate=gate, inputs=tuple(range(len(args))), attrs=attrs)
+    jac = symbolic.local_jacobian(node, args, symbolic.Work(10 ** 8))
+    u = np.random.default_rng(5).standard_normal((1,) + out.shape)
+    grads = gate.vjp(u, args, out, attrs)
+    for k, a in enumerate(args):
+        value, _ = symbolic.pull_back(u.reshape(1, -1), np.abs(u.reshape(1, -1)), jac[k], int(np.size(a)))
+        want = np.broadcast_to(grads[k], (1,) + a.shape).reshape(1, -1)
+        np.testing.assert_allclose(value, want, rtol=1e-9, atol=1e-12, err_msg=f"{gate.name} input {k}")

@@ -315,3 +315,15 @@ def test_projected_directions_get_a_second_step_only_when_in_doubt(offset, refin
     reference = exact * (1 + offset * 0.1 * rtol)
     result = numeric.differentiate(runner, [target], 6e-6, rtol, 0.0, {"x": reference}, 0)["x"]
     assert result.method == "projection" and result.refined == refined
+
+
+@pytest.mark.parametrize("on, status", [(True, "pass"), (False, "fail")])
+def test_the_backwards_own_rounding_is_measured(monkeypatch, on, status):
+    # a backward whose digits jitter with its input (1e-4 relative) is rounding when it jitters as much
+    # 4 ulps away; with pycheck's measurement switched off it would be a bug
+    from gradcheck_cli import pycheck
+    if not on:
+        monkeypatch.setattr(pycheck, "NOISE_STEP", 0.0)
+    x = np.array([0.7, -0.3, 1.1])
+    report = check_function(np.sin, lambda d, x: d * np.cos(x) * (1 + 1e-4 * np.sin(1e17 * x)), {"x": x})
+    assert report.nodes[0].status == status

@@ -227,3 +227,14 @@ def test_expect_json():
     assert [e["target"] for e in exp] == ["dw0", "dx0", "ddot"]
     assert exp[0] == {"target": "dw0", "expected": -0.2, "actual": pytest.approx(-0.1966, abs=1e-4), "status": "pass",
                       "line": 11, "col": 8, "note": None}
+
+
+@pytest.mark.parametrize("x, status", [("1.0000000003", "pass"), ("1.000000003", "fail")])
+def test_an_integer_expect_matches_to_1e9_held_both_ways(x, status):
+    # dx = 4x: 3e-10 off is float rounding (within INTEGER_RTOL), 3e-9 off is not; a formula likewise
+    r = check(f"x = {x}\nf = 2*x*x\nexpect dx = 4\n")
+    assert r.expects[0].status == status
+    if status == "fail":
+        assert r.expects[0].note == "dx is 4.000000012, not 4.0"  # digits enough to tell them apart
+    formula = check(f"x = 1\ny = {x}\nf = 2*x*x\nexpect dx = 4*y\n", symbolic=False)
+    assert formula.expects[0].status == status
