@@ -103,6 +103,11 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     report.output, report.value = out.name, values[out.id]
     report.warnings = list(graph.warnings)
     reach = _reach(graph)
+    unused = [n for n in graph.checked() if n.kind == "leaf" and n.id not in reach]
+    if unused:  # one warning for them all: a file of 100,000 stray leaves gets one line, not 100,000
+        names = ", ".join(n.name for n in unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+        report.warnings.append((f"not used by the output '{out.name}': {names} (their gradient is 0; "
+                                "nothing is differenced for them)", unused[0].pos.line, unused[0].pos.col))
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
     checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
     k = out.size

@@ -266,3 +266,18 @@ def test_tie_decides_when_a_near_tie_is_on_the_kink(monkeypatch, gap, factor, ju
     r = check(f"gate m(a, b) = max(a, b)\n  da = dout\n  db = dout\nb = 0.5\na = b + {gap}\nf = m(a, b)\n",
               symbolic=False)
     assert r.gates[1].status == judged
+
+
+def test_leaves_the_output_does_not_use_are_one_warning_and_never_differenced(monkeypatch):
+    from gradcheck_cli import numeric
+    seen = []
+    real = numeric.differentiate
+    monkeypatch.setattr(numeric, "differentiate", lambda runner, targets, *a, **k: seen.extend(t.id for t in targets)
+                        or real(runner, targets, *a, **k))
+    src = "\n".join(f"v{i} = {i}" for i in range(8)) + "\nx = 3\nf = x * x\n"
+    r = check(src)
+    assert r.passed and len(r.warnings) == 1
+    message, line, col = r.warnings[0]
+    assert message.startswith("not used by the output 'f': v0, v1, v2, v3, v4 and 3 more") and (line, col) == (1, 1)
+    unused = {n.node_id for n in r.nodes if n.name.startswith("v")}
+    assert unused and not unused & set(seen)
