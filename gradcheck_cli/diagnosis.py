@@ -15,20 +15,22 @@ def row_name(row) -> str:
 
 def causes(report) -> list:
     """The report's failures grouped by where they go wrong, root causes first:
-    [(status, (line, col), the row that says why, [every row it explains])].
+    [(status, (line, col), the row that says why, [every row it explains], file)], `file` the file
+    that line is in (the report's own file unless a helper elsewhere is to blame).
 
     A gate's own check that fails is a root cause; node rows that only inherit it (their culprit is
     that gate's line) collapse into its group instead of each being a finding of its own."""
     groups: dict = {}
     for row in report.failures:
-        where = getattr(row, "culprit", None) or (row.line, getattr(row, "col", None) or 1)
-        groups.setdefault(tuple(where), []).append(row)
+        where = tuple(getattr(row, "culprit", None) or (row.line, getattr(row, "col", None) or 1))
+        key = (where[0], where[1], where[2] if len(where) > 2 else getattr(row, "file", None))
+        groups.setdefault(key, []).append(row)
     found = []
-    for where, rows in groups.items():
+    for (line, col, file), rows in groups.items():
         checks = [r for r in rows if isinstance(r, GateRow) and r.point == 1]
-        own = [r for r in checks if (r.line, r.col) == where]  # the line's own check leads its group
+        own = [r for r in checks if (r.line, r.col) == (line, col)]  # the line's own check leads its group
         lead = (own or checks or [r for r in rows if not isinstance(r, GateRow)] or rows)[0]
-        found.append((lead.status, where, lead, rows))
+        found.append((lead.status, (line, col), lead, rows, file or report.path or report.source))
     found.sort(key=lambda c: (not any(isinstance(r, GateRow) for r in c[3]), c[0] != "fail"))
     return found
 

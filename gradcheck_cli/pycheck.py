@@ -555,14 +555,17 @@ def load_module(path: str):
     key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
     if key in _MODULES:
         return _MODULES[key]
-    module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
-    folder = os.path.dirname(key[0])
-    if folder not in sys.path:
-        sys.path.insert(0, folder)  # so the file's own `from layers import ...` works, as under pytest
+    root, dotted = _package_of(key[0])
+    if root not in sys.path:
+        sys.path.insert(0, root)  # so the file's own `from layers import ...` works, as under pytest
     try:
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        if dotted:  # a module of a package (cs231n/layer_utils.py's `from .layers import *`): by its dotted name
+            module = importlib.import_module(dotted)
+        else:
+            module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
     except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
@@ -570,6 +573,17 @@ def load_module(path: str):
         raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None) from None
     _MODULES[key] = module
     return module
+
+
+def _package_of(path: str) -> tuple:
+    """(the folder to import from, the dotted module name) of a file inside a package (folders with
+    __init__.py), or (its own folder, None) for a plain script."""
+    folder, name = os.path.split(path)
+    parts = [os.path.splitext(name)[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.insert(0, package)
+    return (folder, ".".join(parts)) if len(parts) > 1 else (folder, None)
 
 
 def _parameter_names(fn) -> list:

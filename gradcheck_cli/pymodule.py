@@ -13,23 +13,29 @@ import textwrap
 import numpy as np
 
 from .report import GateRow
-from .pycheck import (PythonError, _display, _parameter_names, check_layer, check_target, load_module, load_target,
+from .pycheck import (PythonError, _parameter_names, check_layer, check_target, load_module, load_target,
                       target_inputs)
 
 SUFFIXES = (("_forward", "_backward"), ("_forward_naive", "_backward_naive"))
 
 
-def layer_pairs(module) -> list:
-    """(name, forward, backward) for every NAME_forward/NAME_backward (and _naive) pair, in the order
-    their backwards are written."""
+def layer_pairs(module, own_only: bool = False) -> list:
+    """(name, forward, backward) for every NAME_forward/NAME_backward (and _naive) pair the module
+    holds (`own_only`: whose backward is written in the module's own file, as pytest collects a
+    file's own tests), in the order their backwards are written."""
     found = []
     for attr in dir(module):
         for fwd_suffix, bwd_suffix in SUFFIXES:
             name = attr[: -len(fwd_suffix)] if attr.endswith(fwd_suffix) else ""
             fwd, bwd = getattr(module, attr), getattr(module, name + bwd_suffix, None)
-            if name and callable(fwd) and callable(bwd):
+            if name and callable(fwd) and callable(bwd) and (not own_only or _defined_in(bwd, module)):
                 found.append((name, fwd, bwd))
     return sorted(found, key=lambda p: _first_line(p[2]))
+
+
+def _defined_in(fn, module) -> bool:
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_filename == getattr(module, "__file__", None)
 
 
 def _first_line(fn) -> int:
@@ -41,7 +47,7 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
     """(specs to check, [(spec, why not checked)]) for `check-py FILE.py`: every pair whose
     forward's required parameters are all given (--shape, --at or --param)."""
     module = load_module(path)
-    pairs = layer_pairs(module)
+    pairs = layer_pairs(module, own_only=True)
     if not pairs:
         raise PythonError(f"{path} has no NAME_forward/NAME_backward pair to check")
     given = set(shapes) | set(values) | set(params)
@@ -82,9 +88,10 @@ def check_spec(spec: str, shapes: dict, values: dict, params: dict, settings):
 
 
 def fold_into_helpers(report, spec: str, shapes: dict, values: dict, params: dict, settings) -> None:
-    """When a composite layer fails (affine_relu calling relu's backward), check each helper layer
-    of its file that it calls, at the inputs the composite gives it; if a helper's own check fails,
-    the composite's failing rows are that helper's failure: blamed at the helper's line, one cause."""
+    """When a composite layer fails (affine_relu calling relu's backward), check each helper layer it
+    calls (defined in its file or imported into it), at the inputs the composite gives it; if a
+    helper's own check fails, the composite's failing rows are that helper's failure: blamed at the
+    helper's line, in the helper's file, one cause."""
     path, _, name = spec.rpartition("::")
     forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
     if not layer_style:
@@ -93,8 +100,8 @@ def fold_into_helpers(report, spec: str, shapes: dict, values: dict, params: dic
     order = _names_in(backward)  # helpers in the order the backward calls them
     called = set(order) | set(_names_in(forward))
     failing = []
-    for hname, hfwd, hbwd in layer_pairs(module):
-        if hname == name or hbwd.__name__ not in called or _display(inspect.getsourcefile(hbwd) or "") != report.path:
+    for hname, hfwd, hbwd in layer_pairs(module):  # defined in the file, or imported into it (layer_utils.py)
+        if hname == name or hbwd.__name__ not in called:
             continue
         recorded = _record(module, hfwd, forward, inputs, params)
         if recorded is None:
@@ -102,24 +109,27 @@ def fold_into_helpers(report, spec: str, shapes: dict, values: dict, params: dic
         helper = check_layer(hfwd, hbwd, *recorded, name=f"{path}::{hname}", settings=settings)
         bad = [r for r in helper.nodes if r.status == "fail"]
         if helper.error is None and bad:
-            failing.append((order.index(hbwd.__name__) if hbwd.__name__ in order else len(order), hbwd.__name__, bad[0]))
+            rank = order.index(hbwd.__name__) if hbwd.__name__ in order else len(order)
+            failing.append((rank, hbwd.__name__, bad[0], helper.path))
     # The first helper the backward calls whose own check fails is where the gradient first goes
     # wrong: the composite's rows fold into it. Any other failing helper is a cause of its own.
-    for rank, (_, helper_name, row) in enumerate(sorted(failing, key=lambda f: f[0])):
-        _fold(report, row, helper_name, rows_too=rank == 0)
+    for k, (_, helper_name, row, file) in enumerate(sorted(failing, key=lambda f: f[0])):
+        _fold(report, row, helper_name, None if file == report.path else file, rows_too=k == 0)
 
 
-def _fold(report, row, helper_name: str, rows_too: bool) -> None:
-    """Add the helper's own failing check to the report; with `rows_too`, blame the composite's failing rows on it."""
-    where = (row.line, row.col)
+def _fold(report, row, helper_name: str, file: str | None, rows_too: bool) -> None:
+    """Add the helper's own failing check to the report (its line is in `file` when that is another
+    file); with `rows_too`, blame the composite's failing rows on it."""
+    at = f"line {row.line}" + (f" of {file}" if file else "")
     if rows_too:
-        why = f"the gradient goes wrong in {helper_name}, which it calls and whose own check fails (line {row.line})"
+        why = f"the gradient goes wrong in {helper_name}, which it calls and whose own check fails ({at})"
         for r in report.failures:
-            r.culprit = where
+            r.culprit = (row.line, row.col, file) if file else (row.line, row.col)
             r.note = f"{r.note}; {why}" if r.note else why
     report.gates.insert(0, GateRow(helper_name, "backward", row.name, row.line, row.col, row.line, "fail",
                                    row.numeric_error, None, row.tolerance, 1,
-                                   f"{helper_name} on its own, at the inputs the composite gives it: {row.note}"))
+                                   f"{helper_name} on its own, at the inputs the composite gives it: {row.note}",
+                                   file=file))
 
 
 def _names_in(fn) -> list:

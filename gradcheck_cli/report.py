@@ -46,7 +46,7 @@ class NodeRow:
     tolerance: float | None = None
     worst_index: tuple | None = None
     numeric_method: str | None = None
-    culprit: tuple | None = None  # (line, col) of the backward that goes wrong, when diagnosed
+    culprit: tuple | None = None  # (line, col[, file]) of the backward that goes wrong, when diagnosed
     node_id: int | None = None    # the graph node (not in the JSON: names say it there)
     inherits: bool = False        # it fails only because a backward downstream of it fails
 
@@ -83,9 +83,11 @@ class GateRow:
     node_id: int | None = None  # the gate call's graph node, and the input slot checked (None: a d<local>
     slot: int | None = None     # line); not in the JSON
     culprit: tuple | None = None  # (line, col) of a failing d<local> line this d line's failure comes from
+    file: str | None = None       # the file `line` is in, when not the report's (a helper layer elsewhere)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,
+                **({"file": self.file} if self.file else {}),
                 "call_line": self.call_line, "point": self.point, "status": self.status,
                 "numeric_error": _finite_or_none(self.numeric_error),
                 "symbolic_error": _finite_or_none(self.symbolic_error),

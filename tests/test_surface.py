@@ -327,3 +327,32 @@ def test_no_binary_or_generated_file_is_tracked():
     files = [f for f in listed.stdout.split("\0") if f]
     assert not [f for f in files if f.endswith((".whl", ".pyc", ".so", ".tar.gz", ".zip", ".egg"))]
     assert not [f for f in files if (ROOT / f).is_file() and (ROOT / f).stat().st_size > 512 * 1024]
+
+
+def test_check_py_blames_a_helper_in_another_file_of_a_package(tmp_path):
+    # CS231n's layout: cs231n/layer_utils.py does `from .layers import *`; the bug is in layers.py
+    package = tmp_path / "cs231n"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(
+        "import numpy as np\n\n\ndef affine_forward(x, w, b):\n    return x @ w + b, (x, w, b)\n\n\n"
+        "def affine_backward(dout, cache):\n    x, w, b = cache\n    return dout @ w.T, x.T @ dout, dout.sum(axis=0)\n\n\n"
+        "def relu_forward(x):\n    return np.maximum(0, x), x\n\n\n"
+        "def relu_backward(dout, cache):\n    dx = (cache > 0).astype(float)  # forgets dout\n    return dx\n")
+    (package / "layer_utils.py").write_text(
+        "from .layers import *\n\n\ndef affine_relu_forward(x, w, b):\n    a, fc = affine_forward(x, w, b)\n"
+        "    out, rc = relu_forward(a)\n    return out, (fc, rc)\n\n\ndef affine_relu_backward(dout, cache):\n"
+        "    fc, rc = cache\n    da = relu_backward(dout, rc)\n    return affine_backward(da, fc)\n")
+    shapes = ["--shape", "x=4,5", "--shape", "w=5,3", "--shape", "b=3"]
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        one = run("check-py", "cs231n/layer_utils.py::affine_relu", *shapes, "--format", "github").output
+        module = run("check-py", "cs231n/layer_utils.py", *shapes, "--format", "json").output
+    finally:
+        os.chdir(old)
+    errors = github_errors(one)
+    assert len(errors) == 1 and errors[0].startswith("::error file=cs231n/layers.py,line=18,")
+    assert "line 18 of cs231n/layers.py" in errors[0]
+    sources = [r["source"] for r in json.loads(module)["results"]]
+    assert sources == ["cs231n/layer_utils.py::affine_relu"]  # its own layers, not those it imports

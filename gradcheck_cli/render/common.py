@@ -81,6 +81,11 @@ def summary(run: RunReport) -> str:
     return line
 
 
+def line_in(line: int, file: str, report) -> str:
+    """`line 21`, or `line 21 of layers.py` when that line is in another file than the report's."""
+    return f"line {line}" if file == (report.path or report.source) else f"line {line} of {file}"
+
+
 def warning_lines(report) -> list:
     """`warning (line N): message` for each warning of a report (an unused gate line, ...)."""
     return [f"warning (line {line}): {message}" if line else f"warning: {message}"
@@ -90,10 +95,10 @@ def warning_lines(report) -> list:
 def failure_lines(report) -> list:
     """`name (line N): status — note` for each root cause of the report's failure, then its warnings."""
     out = []
-    for status, (line, _), row, rows in causes(report):  # root causes first, inherited rows folded in
+    for status, (line, _), row, rows, file in causes(report):  # root causes first, inherited rows folded in
         err = getattr(row, "numeric_error", None)
         detail = f", numeric error {fmt_error(err)}" if err is not None else ""
-        out.append(f"{row_name(row)} (line {line}): {status}{detail}" + (f" — {row.note}" if row.note else ""))
+        out.append(f"{row_name(row)} ({line_in(line, file, report)}): {status}{detail}" + (f" — {row.note}" if row.note else ""))
         also = inherited(rows, row)
         if also:
             out.append(f"  {also}")

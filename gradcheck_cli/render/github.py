@@ -24,15 +24,15 @@ def render_github(run: RunReport) -> str:
                 props += f",line={err.line},col={err.col or 1}"
             out.append(f"::error {props},title={gh_property('gradcheck: input error')}::{gh_data(err.message)}")
             continue
-        for status, (line, col), lead, rows in causes(report):  # one annotation per root cause, causes first
-            if (report.path or report.source, line, col) in annotated:  # a helper two layers share: once
+        for status, (line, col), lead, rows, file in causes(report):  # one annotation per root cause, causes first
+            if (file, line, col) in annotated:  # a helper two layers share: once
                 continue
-            annotated.add((report.path or report.source, line, col))
+            annotated.add((file, line, col))
             level = "error" if status == "fail" or report.settings.strict else "warning"
             title = gh_property(f"gradcheck {status}: {row_name(lead)}")
             also = inherited(rows, lead)
             message = (lead.note or status) + (f"\n{also}" if also else "") + "\nreproduce: " + report.reproduce()
-            out.append(f"::{level} file={gh_property(report.path or report.source)},line={line},col={col},"
+            out.append(f"::{level} file={gh_property(file)},line={line},col={col},"
                        f"title={title}::{gh_data(message)}")
         for message, line, col in report.warnings:
             where = f",line={line},col={col or 1}" if line else ""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..report import NodeRow, RunReport
-from .common import STATUSES, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary, warning_lines
+from .common import (STATUSES, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name, summary,
+                     warning_lines)
 
 
 def _md_cell(text) -> str:
@@ -35,11 +36,11 @@ def render_markdown(run: RunReport) -> str:
     for r in (r for r in run.results if r.error is None and not r.passed):
         lines += ["", f"### `{_md_cell(r.source)}`", "", "| node | line | status | backprop | numeric error | note |",
                   "|---|---|---|---|---|---|"]
-        for status, (line, _), lead, rows in causes(r):  # the root cause leads; rows that inherit it fold in
+        for status, (line, _), lead, rows, file in causes(r):  # the root cause leads; rows that inherit it fold in
             note = lead.note or ""
             also = inherited(rows, lead)
             note += f" ({also})" if also else ""
-            lines.append(f"| `{_md_cell(row_name(lead))}` | {line} | {status} | {_md_cell(_backprop_cell(lead))} | "
+            lines.append(f"| `{_md_cell(row_name(lead))}` | {_md_cell(line_in(line, file, r).removeprefix('line '))} | {status} | {_md_cell(_backprop_cell(lead))} | "
                          f"{fmt_error(getattr(lead, 'numeric_error', None))} | {_md_cell(note)} |")
         lines += ["", f"Reproduce: `{r.reproduce()}`"]
     warned = [(r, w) for r in run.results for w in warning_lines(r)]

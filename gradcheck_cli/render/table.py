@@ -6,8 +6,8 @@ import numpy as np
 
 from ..report import CheckReport, RunReport
 from ..verdict import ROW_FLOOR, rel_error
-from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, row_name, summary,
-                     warning_lines)
+from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name,
+                     summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -171,11 +171,11 @@ def cause_lines(report: CheckReport, markup: bool = True) -> list:
     from rich.markup import escape
     esc = escape if markup else (lambda t: t)
     lines, explained = [], set()
-    for status, (line, _), lead, rows in causes(report):
+    for status, (line, _), lead, rows, file in causes(report):
         label = row_name(lead) + (f" {list(lead.worst_index)}" if getattr(lead, "worst_index", None) else "")
         style = STATUS_STYLE[status]
         head = f"[{style}]{status}[/]" if markup else status
-        lines.append(f"  {head} {esc(label)} (line {line}): {esc(lead.note or status)}")
+        lines.append(f"  {head} {esc(label)} ({esc(line_in(line, file, report))}): {esc(lead.note or status)}")
         also = inherited(rows, lead)
         if also:
             lines.append(f"    {esc(also)}")
