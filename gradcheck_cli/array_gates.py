@@ -140,12 +140,16 @@ def add_at_vjp(g, args, out, a):
 
 
 def add_at_sym(args, a):
+    import sympy
     out = np.array(np.asarray(args[0], dtype=object), dtype=object)
     values = np.broadcast_to(np.asarray(args[1], dtype=object), out[a["key"]].shape)
     flat_index = np.arange(out.size).reshape(out.shape)[a["key"]]
-    flat = out.reshape(-1)
+    added: dict = {}
     for i, v in zip(np.ravel(flat_index), np.ravel(values)):
-        flat[i] = flat[i] + v
+        added.setdefault(int(i), []).append(v)
+    flat = out.reshape(-1)
+    for i, terms in added.items():  # one sum per place: adding one term at a time re-flattens it (quadratic)
+        flat[i] = sympy.Add(flat[i], *terms)
     return flat.reshape(out.shape)
 
 
@@ -436,6 +440,13 @@ def argmax_branch(args, a):
         return x == x.reshape(x.shape[: x.ndim - a["nd"]] + (-1,)).max(axis=-1).reshape(
             x.shape[: x.ndim - a["nd"]] + (1,) * a["nd"])
     return x == x.max(axis=a["axis"], keepdims=True)
+
+
+def argmax_sym_cost(shapes, a) -> int:
+    """argmax's form compares every element with every other of its row: rows × n² factors."""
+    shape = tuple(shapes[0])
+    n = math.prod(shape) if a["axis"] is None else shape[a["axis"]]
+    return (math.prod(shape) // max(n, 1)) * n * n
 
 
 def argmax_sym(args, a):

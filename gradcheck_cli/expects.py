@@ -185,7 +185,10 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
             for k, idx in enumerate(np.ndindex(*n.shape)):
                 arr[idx] = sympy.Symbol(n.name if not n.shape else f"{n.name}_{k}", real=True)
             named[n.id] = arr
-    exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides=named)
+    try:
+        exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides=named, work=work)
+    except symbolic.Exhausted:
+        return None
     if any(i not in exprs for i in [node.id, *exp.leaves]):
         return None  # a node computed after the output: its gradient is 0, compared at the point only
     if node.kind in ("leaf", "const"):
@@ -193,7 +196,11 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
     else:  # the output as a function of this node: a placeholder for it, substituted back after
         target = symbolic.make_symbols(node.shape, "_t")
         inner = exprs[node.id]
-        exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides={**named, node.id: target})
+        try:
+            exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()],
+                                         overrides={**named, node.id: target}, work=work)
+        except symbolic.Exhausted:
+            return None
         back = dict(zip(target.ravel(), inner.ravel()))
     outs = np.asarray(exprs[graph.output], dtype=object).ravel()
     try:

@@ -61,6 +61,7 @@ class Gate:
     call: str | None = None         # the function name in the language, if callable as call(...)
     const_forms: tuple = ()         # operator forms with one literal operand
     branch: Callable | None = None  # kink test
+    sym_cost: Callable | None = None  # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
     elementwise: bool = False       # operands broadcast elementwise
     domain: str | None = None       # where the forward is finite, for error messages
     params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
@@ -696,7 +697,7 @@ _GATES = [
          routes="du = upstream @ v, dv = upstreamᵀ @ u", examples=(Example(((3,), (2,))),)),
     Gate(name="argmax", arity=1, call="argmax", params=("axis",), positional_params=("axis",),
          forward=A.argmax_forward, vjp=lambda g, args, out, a: (np.zeros(g.shape[:1] + args[0].shape),),
-         sym=A.argmax_sym, infer=A.argmax_infer, branch=A.argmax_branch,
+         sym=A.argmax_sym, infer=A.argmax_infer, branch=A.argmax_branch, sym_cost=A.argmax_sym_cost,
          local="0 (an index is constant)", doc="argmax(x, axis): the index of the largest element (the first at a tie)",
          routes="blocks the gradient: an index is a constant",
          examples=(Example(((4,),)), Example(((2, 3),), {"axis": 1}))),

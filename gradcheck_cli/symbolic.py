@@ -72,9 +72,18 @@ def numbers(value) -> np.ndarray:
     return np.asarray(np.frompyfunc(sym_number, 1, 1)(np.asarray(value, dtype=float)), dtype=object)
 
 
-def expressions(graph: Graph, inputs: list, overrides: dict | None = None, upto: int | None = None) -> dict:
+def build_cost(node, shapes: list) -> int:
+    """Expression nodes a gate's SymPy form builds: one per output element, more where its registry
+    entry says so (argmax compares every pair). Charged before anything is built."""
+    extra = node.gate.sym_cost(shapes, node.attrs) if node.gate.sym_cost is not None else 0
+    return node.size + extra
+
+
+def expressions(graph: Graph, inputs: list, overrides: dict | None = None, upto: int | None = None,
+                work: "Work | None" = None) -> dict:
     """SymPy expressions of every node up to the output (or `upto`), from object arrays for the
-    leaves in order. `overrides` (node id -> object array) replaces a node's expression."""
+    leaves in order. `overrides` (node id -> object array) replaces a node's expression. With
+    `work`, each gate's build cost is charged before it is built (Exhausted past the budget)."""
     overrides = overrides or {}
     expr = {leaf.id: np.asarray(v, dtype=object) for leaf, v in zip(graph.leaves(), inputs)}
     last = graph.output if upto is None else upto
@@ -84,6 +93,8 @@ def expressions(graph: Graph, inputs: list, overrides: dict | None = None, upto:
         elif node.kind in ("literal", "const") or (node.kind == "leaf" and node.id not in expr):
             expr[node.id] = numbers(node.value)
         elif node.gate is not None:
+            if work is not None:
+                work.spend(build_cost(node, [np.shape(expr[i]) for i in node.inputs]))
             expr[node.id] = np.asarray(node.gate.sym([expr[i] for i in node.inputs], node.attrs), dtype=object)
     return expr
 
@@ -345,7 +356,7 @@ def local_jacobian(node, args: list, work: Work) -> list:
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
     # before any symbol is made: a symbol costs about as much as visiting SYMBOL_COST expression nodes
-    work.spend(node.size + SYMBOL_COST * sum(int(np.size(a)) for a in args))
+    work.spend(build_cost(node, [np.shape(a) for a in args]) + SYMBOL_COST * sum(int(np.size(a)) for a in args))
     if node not in _built:  # the expressions depend on the shapes only: a second point reuses them
         slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
         where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}

@@ -446,3 +446,25 @@ def test_the_difference_limit_admits_the_reference_network_and_a_10000_deep_chai
         graph = load(source)
         targets = [numeric.Target(n.id, np.zeros(n.size)) for n in graph.nodes if n.kind in ("leaf", "gate")]
         assert numeric.work(graph, targets) <= MAX_DIFFERENCE_WORK
+
+
+def test_argmax_charges_its_pairwise_form_before_building_it():
+    # a 1,000-vector's argmax builds a million Heaviside factors: charged first, so SymPy is skipped
+    # for it (a note, never a hang); a small one is still built
+    from gradcheck_cli import symbolic
+    from gradcheck_cli.frontend import load
+    graph = load("x = randn(1000)\nf = sum(x * argmax(x))")
+    node = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "argmax")
+    assert symbolic.build_cost(node, [(1000,)]) == 1 + 1000 * 1000
+    r = check("x = randn(1000)\nf = sum(x * argmax(x))", symbolic_budget=10 ** 5)
+    assert r.error is None and r.symbolic_coverage < 1
+    assert check("x = randn(4)\nf = sum(x * argmax(x))").symbolic_coverage == 1
+
+
+def test_add_at_sums_repeats_in_one_term_not_a_chain():
+    import sympy
+    from gradcheck_cli import array_gates as A
+    base = np.array([sympy.Symbol("b0"), sympy.Symbol("b1")], dtype=object)
+    v = np.array([sympy.Symbol(f"v{i}") for i in range(500)], dtype=object)
+    out = A.add_at_sym([base, v], {"key": (np.zeros(500, dtype=int),)})
+    assert isinstance(out[0], sympy.Add) and len(out[0].args) == 501 and out[1] == base[1]
