@@ -42,6 +42,8 @@ MAX_GATE_WORK = _limit("MAX_GATE_WORK", 1_000_000)    # gate applications a forw
 MAX_FILE_BYTES = _limit("MAX_FILE_BYTES", 4 * 1024 * 1024)  # bytes read from one source (or standard input)
 MAX_UNROLL = _limit("MAX_UNROLL", 10_000)            # terms one comprehension unrolls to (all its loops)
 MAX_DIFFERENCE_WORK = _limit("MAX_DIFFERENCE_WORK", 6_000_000_000)  # element evaluations finite differences may need
+MAX_DESCENT_WORK = _limit("MAX_DESCENT_WORK", 20_000_000)  # steps × (each node's elements + NODE_COST) of `descend`
+MAX_HISTORY = _limit("MAX_HISTORY", 4_000_000)           # leaf values `descend` keeps: (steps + 1) × leaf elements
 
 
 def size_error(what: str, size: int, limit: int, unit: str = "elements", name: str | None = None) -> str:

@@ -10,6 +10,7 @@ from . import autodiff
 from .errors import BackwardError, GradValueError
 from .expects import within, written_tolerance
 from .frontend import load, parse_value
+from .limits import MAX_DESCENT_WORK, MAX_HISTORY, size_error
 from .graph import Graph
 from .syntax import parse
 
@@ -169,6 +170,7 @@ def descend(graph: Graph, lr: float, steps: int) -> list:
     """Gradient descent x ← x − η∇f on the leaves (consts stay); the state before each step and after the last."""
     out = _scalar_output(graph, "descent")
     leaves = graph.leaves()
+    _bound_descent(graph, leaves, steps)
     history = []
     for step in range(steps + 1):
         try:
@@ -192,6 +194,21 @@ def descend(graph: Graph, lr: float, steps: int) -> list:
                 raise Diverged(step + 1, GradValueError(f"leaf '{n.name}' is not finite after step {step + 1}",
                                                         n.pos.line, n.pos.col))
     return history
+
+
+DESCENT_NODE_COST = 24  # a node's forward and backward in one step cost about this many elements more than its size
+
+
+def _bound_descent(graph: Graph, leaves: list, steps: int) -> None:
+    """Refuse, before the first step, a descent whose work or history is past its limit."""
+    per_step = sum(n.size + DESCENT_NODE_COST for n in graph.nodes[: graph.output + 1])
+    if (steps + 1) * per_step > MAX_DESCENT_WORK:
+        raise GradValueError(size_error(f"{steps:,} descent steps of this function", (steps + 1) * per_step,
+                                        MAX_DESCENT_WORK, "units of work", "MAX_DESCENT_WORK") + "; take fewer --steps")
+    kept = (steps + 1) * sum(n.size for n in leaves)
+    if kept > MAX_HISTORY:
+        raise GradValueError(size_error(f"the history of {steps:,} steps", kept, MAX_HISTORY, "leaf values",
+                                        "MAX_HISTORY") + "; take fewer --steps")
 
 
 def grad_name(node: str) -> str:

@@ -468,3 +468,19 @@ def test_add_at_sums_repeats_in_one_term_not_a_chain():
     v = np.array([sympy.Symbol(f"v{i}") for i in range(500)], dtype=object)
     out = A.add_at_sym([base, v], {"key": (np.zeros(500, dtype=int),)})
     assert isinstance(out[0], sympy.Add) and len(out[0].args) == 501 and out[1] == base[1]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-e", "(x - 3)^2 + y^2", "--steps", "100000000"], "GRADCHECK_MAX_DESCENT_WORK"),
+    (["-e", "sum(x * x)", "--at", "x=randn(2000)", "--steps", "3000"], "GRADCHECK_MAX_HISTORY"),
+])
+def test_descend_is_bounded_before_the_first_step(args, fragment):
+    result = run("descend", *args)
+    assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
+
+
+def test_descend_within_its_limits_runs(monkeypatch):
+    from gradcheck_cli import teach
+    assert run("descend", "-e", "(x - 3)^2", "--at", "x=0", "--steps", "1000", "--format", "json").exit_code == 0
+    monkeypatch.setattr(teach, "MAX_DESCENT_WORK", 1000)  # the same run, past a lowered limit
+    assert run("descend", "-e", "(x - 3)^2", "--at", "x=0", "--steps", "1000").exit_code == 2
