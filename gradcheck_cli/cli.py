@@ -578,7 +578,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         _fail_usage(f"--format {fmt} writes an image: give -o FILE")
     from . import graphviz
     try:
-        _write_atomically(output, graphviz.render(dot_text, fmt), [target])
+        _write_atomically(output, graphviz.render(dot_text, fmt, ex.graph.output + 1), [target])
     except GradcheckError as err:
         _fail_usage(err.message)
     _backward_failures(ex)

@@ -6,13 +6,18 @@ import shutil
 import subprocess
 
 from .errors import UsageError
+from .limits import MAX_DRAWN_NODES, size_error
 
 INSTALL = ("Install it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
            "conda: conda install graphviz), or use --format dot and render the text elsewhere.")
 
 
-def render(dot_text: str, fmt: str) -> bytes:
-    """The image bytes; a UsageError when Graphviz is missing or fails."""
+def render(dot_text: str, fmt: str, nodes: int = 0) -> bytes:
+    """The image bytes of a picture of `nodes` nodes; a UsageError when it is too large for Graphviz
+    to lay out in reasonable time (its layout grows faster than the graph), or Graphviz is missing or fails."""
+    if nodes > MAX_DRAWN_NODES:
+        raise UsageError(size_error(f"--format {fmt}: the picture", nodes, MAX_DRAWN_NODES, "nodes",
+                                    "MAX_DRAWN_NODES") + "; --format dot prints its source at any size")
     dot = shutil.which("dot")
     if dot is None:
         raise UsageError(f"--format {fmt} needs Graphviz's `dot`, which is not installed. " + INSTALL)

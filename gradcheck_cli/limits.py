@@ -44,6 +44,7 @@ MAX_UNROLL = _limit("MAX_UNROLL", 10_000)            # terms one comprehension u
 MAX_DIFFERENCE_WORK = _limit("MAX_DIFFERENCE_WORK", 6_000_000_000)  # element evaluations finite differences may need
 MAX_DESCENT_WORK = _limit("MAX_DESCENT_WORK", 20_000_000)  # steps × (each node's elements + NODE_COST) of `descend`
 MAX_HISTORY = _limit("MAX_HISTORY", 4_000_000)           # leaf values `descend` keeps: (steps + 1) × leaf elements
+MAX_DRAWN_NODES = _limit("MAX_DRAWN_NODES", 1_000)        # nodes `graph` hands Graphviz to lay out (svg, png)
 
 
 def size_error(what: str, size: int, limit: int, unit: str = "elements", name: str | None = None) -> str:

@@ -484,3 +484,15 @@ def test_descend_within_its_limits_runs(monkeypatch):
     assert run("descend", "-e", "(x - 3)^2", "--at", "x=0", "--steps", "1000", "--format", "json").exit_code == 0
     monkeypatch.setattr(teach, "MAX_DESCENT_WORK", 1000)  # the same run, past a lowered limit
     assert run("descend", "-e", "(x - 3)^2", "--at", "x=0", "--steps", "1000").exit_code == 2
+
+
+def test_a_picture_past_the_drawing_limit_is_refused_before_graphviz_runs(tmp_path, monkeypatch):
+    from gradcheck_cli import graphviz
+    calls = []
+    monkeypatch.setattr(graphviz.subprocess, "run", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(graphviz, "MAX_DRAWN_NODES", 10)
+    src = tmp_path / "chain.grad"
+    src.write_text("x0 = 0.5\n" + "\n".join(f"x{i} = sin(x{i - 1})" for i in range(1, 12)) + "\n")
+    result = run("graph", str(src), "--format", "svg", "-o", str(tmp_path / "c.svg"))
+    assert result.exit_code == 2 and "GRADCHECK_MAX_DRAWN_NODES" in result.output and not calls
+    assert run("graph", str(src), "--format", "dot").exit_code == 0  # the source is printed at any size
