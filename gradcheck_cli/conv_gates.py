@@ -42,6 +42,14 @@ def conv_infer(shapes, params):
     return (n, f, ho, wo), {"stride": stride, "pad": pad, "out": (ho, wo), "filter": (hh, ww)}
 
 
+def window_workspace(shapes, a) -> int:
+    """Elements of the windows a conv2d or maxpool2d call lays out (every receptive field copied for
+    one matrix product, or masked in the backward): N·C·Ho·Wo·HH·WW."""
+    n, c = tuple(shapes[0])[:2]
+    (ho, wo), (hh, ww) = a["out"], a["filter"]
+    return n * c * ho * wo * hh * ww
+
+
 def _padded(x, pad):
     if not pad:
         return x

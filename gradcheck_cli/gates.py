@@ -62,6 +62,7 @@ class Gate:
     const_forms: tuple = ()         # operator forms with one literal operand
     branch: Callable | None = None  # kink test
     sym_cost: Callable | None = None  # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
+    workspace: Callable | None = None  # (input shapes, attrs) -> elements of its largest temporary, when past its output
     elementwise: bool = False       # operands broadcast elementwise
     domain: str | None = None       # where the forward is finite, for error messages
     params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
@@ -702,7 +703,7 @@ _GATES = [
          routes="blocks the gradient: an index is a constant",
          examples=(Example(((4,),)), Example(((2, 3),), {"axis": 1}))),
     Gate(name="conv2d", arity=3, call="conv2d", params=("stride", "pad"),
-         forward=C.conv_forward, vjp=C.conv_vjp, sym=C.conv_sym, infer=C.conv_infer,
+         forward=C.conv_forward, vjp=C.conv_vjp, sym=C.conv_sym, infer=C.conv_infer, workspace=C.window_workspace,
          local="dx = dout ⋆ flipped w; dw = x ⋆ dout; db = Σ dout",
          doc="conv2d(x, w, b, stride=1, pad=0): CS231n's convolution, x (N,C,H,W), w (F,C,HH,WW), b (F,)",
          routes="each input pixel gets the upstream gradient of every window it is in, times the filter weight",
@@ -710,6 +711,7 @@ _GATES = [
                    Example(((2, 1, 5, 5), (2, 1, 3, 3), (2,)), {"stride": 2}))),
     Gate(name="maxpool2d", arity=1, call="maxpool2d", params=("size", "stride"),
          forward=C.pool_forward, vjp=C.pool_vjp, sym=C.pool_sym, infer=C.pool_infer, branch=C.pool_branch,
+         workspace=C.window_workspace,
          local="1 for each window's largest, else 0 (½ at a tie)",
          doc="maxpool2d(x, size=2, stride=size): the largest element of each window, x (N,C,H,W)",
          routes="max routes: each window's gradient goes to its largest element",

@@ -400,6 +400,14 @@ def _along(runner, t: Target, u: np.ndarray, h: float):
 
 # --- runners ---------------------------------------------------------------------------------------
 
+def workspace(graph, node, shapes: list | None = None) -> int:
+    """Elements of the largest temporary one evaluation of `node` lays out (0 unless its gate says)."""
+    gate = node.gate
+    if gate is None or gate.workspace is None:
+        return 0
+    return int(gate.workspace(shapes or [graph.nodes[i].shape for i in node.inputs], node.attrs))
+
+
 class GraphRunner:
     """The graph's output (optionally contracted with `weights`) as a function of one node."""
 
@@ -408,7 +416,7 @@ class GraphRunner:
         out = graph.nodes[graph.output]
         self.centre = values[out.id] if weights is None else np.sum(values[out.id] * weights)
         self.out_size = 1 if weights is not None else out.size
-        sizes = [n.size for n in graph.nodes]
+        sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]  # the largest array a row holds
         self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
         self._branches = branch_rows(graph, values)
 
@@ -443,7 +451,7 @@ class GateRunner:
         return branch_of(self.node, args, flags, n_rows)
 
     def width(self, target_id) -> int:
-        return max(self.node.size, int(self.x.size))
+        return max(self.node.size, int(self.x.size), workspace(None, self.node, [np.shape(a) for a in self.args]))
 
     def run(self, probes: list, n_rows: int):
         args, flags = list(self.args), [False] * len(self.args)

@@ -496,3 +496,25 @@ def test_a_picture_past_the_drawing_limit_is_refused_before_graphviz_runs(tmp_pa
     result = run("graph", str(src), "--format", "svg", "-o", str(tmp_path / "c.svg"))
     assert result.exit_code == 2 and "GRADCHECK_MAX_DRAWN_NODES" in result.output and not calls
     assert run("graph", str(src), "--format", "dot").exit_code == 0  # the source is printed at any size
+
+
+@pytest.mark.parametrize("source, fragment", [
+    # a conv2d whose output fits but whose windows (every receptive field, laid out) would take 816 MB
+    ("x = randn(1, 1, 200, 200)\nw = randn(1, 1, 100, 100)\nb = randn(1)\nf = sum(conv2d(x, w, b))",
+     "the windows of 'conv2d(x, w, b)' would have 102,010,000 elements"),
+    ("x = randn(1, 1, 300, 300)\nf = sum(maxpool2d(x, size=200, stride=1))",
+     "the windows of 'maxpool2d(x, size=200, stride=1)' would have 408,040,000 elements"),
+])
+def test_window_buffers_are_bounded_before_they_are_laid_out(source, fragment):
+    assert_positioned_error(source, fragment, 4 if "conv" in source else 2, 9)
+
+
+def test_the_chunk_planner_counts_a_gates_workspace():
+    from gradcheck_cli import numeric
+    from gradcheck_cli.frontend import load
+    graph = load("x = randn(2, 3, 8, 8)\nw = randn(4, 3, 3, 3)\nb = randn(4)\nf = sum(conv2d(x, w, b, pad=1))")
+    conv = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "conv2d")
+    assert numeric.workspace(graph, conv) == 2 * 3 * 8 * 8 * 3 * 3 > conv.size
+    from gradcheck_cli import autodiff
+    runner = numeric.GraphRunner(graph, autodiff.forward(graph))
+    assert runner.width(0) >= numeric.workspace(graph, conv)
