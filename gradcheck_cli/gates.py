@@ -177,6 +177,12 @@ def _sym_reduce(x, a, combine):
 
 # --- matmul -------------------------------------------------------------------------------------
 
+def _matmul_sym_cost(shapes, attrs) -> int:
+    """Each output element of A @ B is a sum of as many products as the shared axis is long."""
+    shape, _ = _matmul_infer(shapes, {})
+    return math.prod(shape) * tuple(shapes[0])[-1]
+
+
 def _matmul_infer(shapes, params):
     """numpy's matmul: vectors, matrices, and stacks of matrices (leading axes broadcast)."""
     sa, sb = (tuple(s) for s in shapes)
@@ -568,7 +574,7 @@ _GATES = [
            branch=lambda args, a: args[0] > 0),
 
     Gate(name="matmul", arity=2, operator="@", label=lambda a: "@",
-         forward=_matmul_forward, vjp=_matmul_vjp, sym=_matmul_sym, infer=_matmul_infer,
+         forward=_matmul_forward, vjp=_matmul_vjp, sym=_matmul_sym, infer=_matmul_infer, sym_cost=_matmul_sym_cost,
          local="∂(AB)/∂A: dA = dD·Bᵀ, dB = Aᵀ·dD", doc="matrix product A @ B (vectors allowed)",
          routes="dA = upstream @ Bᵀ and dB = Aᵀ @ upstream: the shapes tell you the order",
          examples=(Example(((2, 3), (3, 4))), Example(((3,), (3, 2))), Example(((2, 3), (3,))),

@@ -518,3 +518,12 @@ def test_the_chunk_planner_counts_a_gates_workspace():
     from gradcheck_cli import autodiff
     runner = numeric.GraphRunner(graph, autodiff.forward(graph))
     assert runner.width(0) >= numeric.workspace(graph, conv)
+
+
+def test_a_matmul_is_charged_its_products_not_its_output():
+    # (100, 30, 10) @ (10, 30): 90,000 outputs, but 900,000 products for SymPy to build
+    from gradcheck_cli import symbolic
+    from gradcheck_cli.frontend import load
+    graph = load("X = randn(100, 30, 10)\nW = randn(10, 30)\nf = sum(X @ W)")
+    mm = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "matmul")
+    assert symbolic.build_cost(mm, [(100, 30, 10), (10, 30)]) == 90_000 + 900_000
