@@ -129,6 +129,8 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
         report.output, report.value = "out", out
         args2 = _second_point(args, rng)
         _, rows2 = _check_point(layer, args2, settings, rng, point=2, first={r.name: r.status for r, _ in rows1})
+        if any(r.status != "pass" for r, _ in rows1 + rows2):
+            _deterministic(layer, args, out)  # only then: a passing layer pays no extra forward call
     except GradcheckError as err:
         err = err if err.line is not None else _at(err, layer)
         report.error = err.located(layer.path, source_text(err.source or layer.path))
@@ -192,8 +194,21 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     return out, rows
 
 
+def _deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
+    """A forward that answers twice differently at one point (dropout drawing a new mask) has no
+    gradient to check: an input error, never a gradient verdict."""
+    again = _output(layer, args)
+    scale = max(float(np.max(np.abs(out))), 1e-300)
+    if again.shape != out.shape or float(np.max(np.abs(again - out))) > 1e-12 * scale:
+        raise PythonError("the forward is not deterministic: called twice at the same point it gave different "
+                          "outputs (a random mask drawn anew?), so no gradient can be checked; seed it "
+                          "(CS231n: --param dropout_param='{\"mode\": \"train\", \"p\": 0.5, \"seed\": 0}')")
+
+
 def _output(layer: Layer, args: list) -> np.ndarray:
     out = _call(layer.forward_at[0], "forward", lambda: layer.forward([a.copy() for a in args]))
+    if out is None:
+        raise PythonError("the forward returned None as its output: is it written yet?")
     try:
         out = np.asarray(out, dtype=float)
     except (TypeError, ValueError):

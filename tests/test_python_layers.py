@@ -327,3 +327,44 @@ def test_the_backwards_own_rounding_is_measured(monkeypatch, on, status):
     x = np.array([0.7, -0.3, 1.1])
     report = check_function(np.sin, lambda d, x: d * np.cos(x) * (1 + 1e-4 * np.sin(1e17 * x)), {"x": x})
     assert report.nodes[0].status == status
+
+
+DROPOUT = '''
+import numpy as np
+
+
+def dropout_forward(x, dropout_param):
+    if "seed" in dropout_param:
+        np.random.seed(dropout_param["seed"])
+    mask = (np.random.rand(*x.shape) < dropout_param["p"]) / dropout_param["p"]
+    return x * mask, mask
+
+
+def dropout_backward(dout, mask):
+    return dout * mask
+
+
+def affine_forward(x, w, b):
+    out = None  # the assignment's stub, not written yet
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    return None, None, None
+'''
+
+
+def test_a_forward_that_answers_twice_differently_is_an_input_error(tmp_path):
+    (tmp_path / "drop.py").write_text(DROPOUT)
+    unseeded = run("check-py", f"{tmp_path}/drop.py::dropout", "--shape", "x=4,5", "--param",
+                   'dropout_param={"mode": "train", "p": 0.5}')
+    assert unseeded.exit_code == 2 and "not deterministic" in unseeded.output and "seed" in unseeded.output
+    seeded = run("check-py", f"{tmp_path}/drop.py::dropout", "--shape", "x=4,5", "--param",
+                 'dropout_param={"mode": "train", "p": 0.5, "seed": 1}')
+    assert seeded.exit_code == 0
+
+
+def test_an_unwritten_stub_says_it_returned_none(tmp_path):
+    (tmp_path / "drop.py").write_text(DROPOUT)
+    stub = run("check-py", f"{tmp_path}/drop.py::affine", "--shape", "x=4,5", "--shape", "w=5,3", "--shape", "b=3")
+    assert stub.exit_code == 2 and "returned None" in stub.output and "not finite" not in stub.output
