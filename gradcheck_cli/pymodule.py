@@ -51,9 +51,11 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
     if not pairs:
         raise PythonError(f"{path} has no NAME_forward/NAME_backward pair to check")
     given = set(shapes) | set(values) | set(params)
-    specs, skipped = [], []
-    for name, fwd, _ in pairs:
-        spec = f"{path}::{name}"
+    specs, skipped, named = [], [], set()
+    for name, fwd, bwd in pairs:
+        # conv_forward and conv_forward_naive in one file: the second by its explicit pair
+        spec = f"{path}::{name}" if name not in named else f"{path}::{fwd.__name__},{bwd.__name__}"
+        named.add(name)
         try:
             signature = inspect.signature(fwd)
         except (TypeError, ValueError):

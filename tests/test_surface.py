@@ -356,3 +356,14 @@ def test_check_py_blames_a_helper_in_another_file_of_a_package(tmp_path):
     assert "line 18 of cs231n/layers.py" in errors[0]
     sources = [r["source"] for r in json.loads(module)["results"]]
     assert sources == ["cs231n/layer_utils.py::affine_relu"]  # its own layers, not those it imports
+
+
+def test_check_py_on_a_file_with_a_layer_and_its_naive_twin_checks_both(tmp_path):
+    (tmp_path / "l.py").write_text(
+        "import numpy as np\n\n\ndef relu_forward(x):\n    return np.maximum(0, x), x\n\n\n"
+        "def relu_backward(dout, x):\n    return dout * (x > 0)\n\n\n"
+        "def relu_forward_naive(x):\n    return np.maximum(0, x), x\n\n\n"
+        "def relu_backward_naive(dout, x):\n    return dout * (x > 0)\n")
+    data = json.loads(run("check-py", tmp_path / "l.py", "--shape", "x=3,4", "--format", "json").output)
+    assert [r["source"].rpartition("::")[2] for r in data["results"]] == [
+        "relu", "relu_forward_naive,relu_backward_naive"]
