@@ -20,8 +20,10 @@ HERE = Path(__file__).resolve().parent
 HANG = 120  # seconds: an input still running after this is reported as a hang (the campaign goes on)
 
 
-def worker(count: int, seed: int) -> None:
-    """Check `count` programs; print one JSON line: the slowest input, its time, and any crash."""
+def worker(count: int, seed: int, memory: bool = False) -> None:
+    """Check `count` programs; print one JSON line: the slowest input, every input's time (or, with
+    `memory`, every input's peak of traced allocations in bytes beyond what was held before it: numpy
+    reports its arrays to tracemalloc), and any crash."""
     sys.path.insert(0, str(HERE.parent))
     import random
     import signal
@@ -37,9 +39,15 @@ def worker(count: int, seed: int) -> None:
     warnings.simplefilter("ignore")
     random.seed(seed)
     strategy = programs()
-    worst, worst_text, crashes = 0.0, "", []
+    worst, worst_text, crashes, spent_all, peaks = 0.0, "", [], [], []
+    if memory:
+        import tracemalloc
+        tracemalloc.start()
     for _ in range(count):
         text = strategy.example()
+        if memory:
+            tracemalloc.reset_peak()
+            held = tracemalloc.get_traced_memory()[0]  # what earlier inputs and imports still hold
         start = time.perf_counter()
         signal.alarm(HANG)
         try:
@@ -49,36 +57,58 @@ def worker(count: int, seed: int) -> None:
         finally:
             signal.alarm(0)
         spent = time.perf_counter() - start
+        spent_all.append(spent)
+        if memory:
+            peaks.append(tracemalloc.get_traced_memory()[1] - held)
         if spent > worst:
             worst, worst_text = spent, text
-    print(json.dumps({"worst": worst, "worst_text": worst_text, "crashes": crashes}))
+    print(json.dumps({"worst": worst, "worst_text": worst_text, "crashes": crashes, "times": spent_all,
+                      "peaks": peaks}))
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--memory", action="store_true",
+                        help="also trace each input's peak allocations (tracemalloc: times then run slower)")
     parser.add_argument("--worker", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(*args.worker)
-    total, worst, worst_text, crashes, rss = 0, 0.0, "", [], 0
+        return worker(*args.worker, memory=args.memory)
+    total, worst, worst_text, crashes, rss, times, peaks = 0, 0.0, "", [], 0, [], []
     start = time.perf_counter()
     for seed in range(0, args.count, args.batch):
         n = min(args.batch, args.count - seed)
-        out = subprocess.run([sys.executable, __file__, "--worker", str(n), str(seed)], capture_output=True, text=True)
+        command = [sys.executable, __file__, "--worker", str(n), str(seed)] + (["--memory"] if args.memory else [])
+        out = subprocess.run(command, capture_output=True, text=True)
         rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
         line = json.loads(out.stdout.strip().splitlines()[-1])
         total += n
         crashes += line["crashes"]
+        times += line["times"]
+        peaks += line["peaks"]
         if line["worst"] > worst:
             worst, worst_text = line["worst"], line["worst_text"]
     print(f"{total} fuzzed programs in {time.perf_counter() - start:.0f} s")
+    print("time per input: " + _distribution(times, lambda t: f"{t * 1000:.0f} ms")
+          + (" (with tracemalloc)" if args.memory else ""))
+    if peaks:
+        print("peak traced memory per input: " + _distribution(peaks, lambda b: f"{b / 2 ** 20:.1f} MB"))
     print(f"exceptions other than GradcheckError: {len(crashes)}")
     for text, err in crashes[:10]:
         print(f"  {err}\n    {text!r}")
     print(f"slowest input: {worst:.2f} s\n    {worst_text!r}")
     print(f"largest worker RSS: {rss / 1024:.0f} MB")
+
+
+def _distribution(values: list, show) -> str:
+    """median, 99th percentile and maximum of `values`, each shown by `show`."""
+    ordered = sorted(values)
+    if not ordered:
+        return "none"
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return f"median {show(pick(0.5))}, 99th percentile {show(pick(0.99))}, maximum {show(ordered[-1])}"
 
 
 if __name__ == "__main__":
