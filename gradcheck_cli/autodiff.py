@@ -12,16 +12,7 @@ import numpy as np
 from .errors import BackwardError, GradValueError
 from .graph import Graph, Node
 
-__all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian", "Probe"]
-
-
-class Probe:
-    """Rows of a batched forward pass that each nudge elements `flat` of one node by `delta`
-    (`flat` None: `delta` holds a whole vector per row)."""
-    __slots__ = ("node", "rows", "flat", "delta")
-
-    def __init__(self, node: int, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
-        self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
+__all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
 
 
 def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
@@ -57,7 +48,7 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
     """Evaluate the gates of `nodes` in order.
 
     Unbatched results go into `values`, batched ones into `batched` (node id -> (n_rows, *shape)).
-    `inject` (node id -> [Probe]) adds perturbations to a node's batched value. With `kinks`
+    `inject` (node id -> [numeric.Probe]: .rows, .flat, .delta) adds perturbations to a node's batched value. With `kinks`
     (a bool array per row), a row is flagged when a kink gate's branch differs from its branch in
     `centre_branches`. `branches` collects every kink gate's branch rows. With `last_use`,
     batched values no longer needed are dropped (all but `keep`).

@@ -17,10 +17,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .autodiff import Probe, apply_gate, branch_of, batched_forward, branch_rows
-from .verdict import ROW_FLOOR, SAFETY
+from .autodiff import apply_gate, branch_of, batched_forward, branch_rows
+from .tolerances import EPS, ROW_FLOOR, SAFETY
 
-EPS = float(np.finfo(float).eps)
+class Probe:
+    """Rows of a batched forward pass that each nudge elements `flat` of one target by `delta`
+    (`flat` None: `delta` holds a whole vector per row)."""
+    __slots__ = ("node", "rows", "flat", "delta")
+
+    def __init__(self, node, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
+        self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
+
+
 PROJECTIONS = 4                      # random ±1 directions for a target past the element budget
 CHUNK_ELEMENTS = 1_000_000           # float64 elements per batched array (8 MB: stays in cache)
 REFINE = 0.5                         # the second step, as a fraction of h (Richardson's ratio)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import numeric, verdict
-from .autodiff import Probe
 from .errors import GradcheckError, did_you_mean
 from .limits import MAX_ELEMENTS, size_error
 from .report import CheckReport, GateRow, NodeRow
@@ -266,7 +265,7 @@ def _kink(runner, target, bp, failing: np.ndarray, tolerance: float, settings: S
         return None
     h = numeric.steps(target.x[bad], settings.h)
     factors = (1.0, 0.25, -1.0, -0.25)
-    probes = [Probe(target.id, np.arange(r * bad.size, (r + 1) * bad.size), bad, f * h) for r, f in enumerate(factors)]
+    probes = [numeric.Probe(target.id, np.arange(r * bad.size, (r + 1) * bad.size), bad, f * h) for r, f in enumerate(factors)]
     phi = np.asarray(runner.run(probes, len(factors) * bad.size)[0]).reshape(len(factors), bad.size)
     slopes = (phi - runner.centre) / (np.array(factors)[:, None] * h)
     right, right_near, left, left_near = slopes

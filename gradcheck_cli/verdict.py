@@ -26,12 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .settings import DEFAULT_ATOL, DEFAULT_RTOL
+from .tolerances import EPS, ROW_FLOOR, SAFETY
 
-EPS = float(np.finfo(float).eps)
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
-SAFETY = 4.0             # how many error estimates a finite difference may be off by
 UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: the difference can't judge
-ROW_FLOOR = 1e-3         # an element is judged at no less than this fraction of its row's largest entry
 NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
 SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
 STATUS_CODES = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}

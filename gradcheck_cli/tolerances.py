@@ -1,0 +1,10 @@
+"""The numbers the verdict policy and the difference engine share: the engine spends its extra
+accuracy (refinement, larger steps) where the policy will judge, so both read them from here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = float(np.finfo(float).eps)
+SAFETY = 4.0             # how many error estimates a finite difference may be off by
+ROW_FLOOR = 1e-3         # an element is judged at no less than this fraction of its row's largest entry
