@@ -1,0 +1,189 @@
+"""`check` (.grad files, directories, -e) and `check-py` (your Python layers)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import click
+
+from . import main
+from .common import (_fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options,
+                     _reuse_freed_memory)
+from .common import _AT
+
+@main.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("-e", "--expr", "expr", metavar="SRC", help="Check this source text instead of files; free names become leaves.")
+@click.option("--at", "at", multiple=True, metavar="NAME=VALUE",
+              help="Set a leaf's value (repeatable): a number, [1, 2], randn(3), ...")
+@_report_options
+@click.option("--no-symbolic", "no_symbolic", is_flag=True, default=None, help="Skip the SymPy oracle.")
+@click.option("--symbolic-budget", "symbolic_budget", type=click.IntRange(min=1), default=None,
+              help="Expression nodes SymPy's derivatives may visit per file (work, not time) [default: 1000000].")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Check files in N parallel processes (results keep their order) [default: 1].")
+@click.option("-v", "--verbose", is_flag=True, help="Also print each gate's own check.")
+@click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first file that fails.")
+def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, strict, expand, budget,
+          symbolic_budget, jobs, quiet, verbose, exitfirst, exit_zero, color):
+    """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC.
+
+    Defaults come from [tool.gradcheck] in the nearest pyproject.toml; options given here win.
+    """
+    from ..checker import check as check_text
+    from ..config import load
+    from ..errors import GradcheckError
+    from ..files import check_files, expand_targets
+    from ..report import RunReport
+
+    _reuse_freed_memory()
+    at = _parse_at(at)  # first: `--at x 3` is a malformed --at, not a file named 3
+    if expr is not None and targets:
+        _fail_usage("give either TARGET files or -e SRC, not both")
+    if expr is None and not targets:
+        _fail_usage("nothing to check: give TARGET files or directories, or -e SRC (see --help)")
+    try:
+        config, _ = load()
+        settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
+                                     symbolic=False if no_symbolic else None, budget=budget,
+                                     symbolic_budget=symbolic_budget, jobs=jobs)
+    except GradcheckError as err:
+        _fail(err)
+    if expr is not None:
+        run = RunReport([check_text(expr, source="<expr>", at=at, free_names=True, settings=settings)])
+    else:
+        try:
+            files = expand_targets(targets)
+        except GradcheckError as err:
+            _fail_usage(err.message)
+        _guard_output(output, files)
+        with _progress(settings.format) as on_file:
+            run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file, at=at)
+    _finish(run, settings.format, output, expand, quiet=quiet, verbose=verbose, color=color, exit_zero=exit_zero)
+
+
+class _progress:
+    """A spinner on standard error naming the file being checked: only for the table with standard
+    error a terminal, so logs, pipes, CI and machine formats never see it."""
+
+    def __init__(self, fmt: str):
+        self.status = None
+        if fmt == "table" and sys.stderr.isatty() and not os.environ.get("CI"):
+            from rich.console import Console
+            self.status = Console(stderr=True).status("checking ...")
+
+    def __enter__(self):
+        if self.status is None:
+            return None
+        self.status.start()
+        return lambda done, total, path: self.status.update(f"checking {path} ({done + 1 if done < total else done}/{total})")
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.stop()
+        return False
+
+
+_SHAPE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+(?:\s*[,x×]\s*\d+)*)?\s*$")
+
+
+def _parse_shapes(values) -> dict:
+    out = {}
+    for item in values:
+        m = _SHAPE.match(item)
+        if not m:
+            raise click.BadParameter(f"'{item}': expected NAME=D1,D2,..., e.g. --shape x=10,20,3 (NAME= for a scalar)",
+                                     param_hint="--shape")
+        dims = tuple(int(d) for d in re.split(r"\s*[,x×]\s*", m.group(2))) if m.group(2) else ()
+        out[m.group(1)] = dims
+    return out
+
+
+def _parse_params(values) -> dict:
+    import json
+    import numpy as np
+    out = {}
+    for item in values:
+        m = _AT.match(item)
+        try:
+            value = json.loads(m.group(2)) if m else None
+        except ValueError as err:
+            raise click.BadParameter(f"'{item}': the value is not JSON ({err})", param_hint="--param") from None
+        if not m:
+            raise click.BadParameter(f"'{item}': expected NAME=JSON, e.g. --param conv_param='{{\"stride\": 1, \"pad\": 1}}'",
+                                     param_hint="--param")
+        out[m.group(1)] = np.array(value) if isinstance(value, list) else value
+    return out
+
+
+@main.command("check-py")
+@click.argument("targets", nargs=-1, required=True, metavar="FILE.py[::NAME]...")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=D1,D2",
+              help="A differentiated input and its shape, filled with seeded normal values (repeatable).")
+@click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="A differentiated input's value: 1.5, [1, 2], randn(3), ...")
+@click.option("--param", "params", multiple=True, metavar="NAME=JSON",
+              help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
+@_report_options
+def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+             exit_zero, color):
+    """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
+    convention; or NAME with NAME_vjp, or FILE.py::FORWARD,BACKWARD) and checks every input's
+    gradient against finite differences, at the given point and at a second random one. FILE.py
+    alone checks every NAME_forward/NAME_backward pair whose inputs are given (each takes the
+    --shape, --at and --param entries it has parameters for). A composite layer that fails is
+    blamed on the helper layer it calls whose own check fails.
+
+    This imports FILE.py and runs its code, as pytest does. .grad files are never executed.
+
+    \b
+    gradcheck check-py layers.py::affine --shape x=10,20,3 --shape w=60,5 --shape b=5
+    gradcheck check-py layers.py::conv --shape x=2,3,5,5 --shape w=4,3,3,3 --shape b=4 \\
+        --param conv_param='{"stride": 1, "pad": 1}'
+    """
+    from ..config import load
+    from ..errors import GradcheckError
+    from ..frontend import parse_value
+    from ..pycheck import source_text
+    from ..pymodule import check_spec, collect, used_params
+    from ..report import CheckReport, RunReport
+
+    try:
+        config, _ = load()
+        settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
+                                     budget=budget)
+    except GradcheckError as err:
+        _fail(err)
+    shapes, params = _parse_shapes(shapes), _parse_params(params)
+    _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
+    values = {}
+    for name, text in _parse_at(at).items():
+        try:
+            values[name] = parse_value(text, settings.seed, f"--at {name}")
+        except GradcheckError as err:
+            _fail(err)
+    results, skipped = [], []
+
+    def failed(spec, err):
+        report = CheckReport(spec, settings=settings)
+        path = spec.rpartition("::")[0] or spec
+        report.error = err.located(path, source_text(path))
+        results.append(report)
+    for target in targets:
+        try:
+            specs, left = ([target], []) if "::" in target else collect(target, shapes, values, params, settings)
+        except GradcheckError as err:
+            failed(target, err)
+            continue
+        skipped += left
+        for spec in specs:
+            try:
+                chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
+                results.append(check_spec(spec, *chosen, settings))
+            except GradcheckError as err:
+                failed(spec, err)
+    if not results:
+        _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
+    run = RunReport(results, skipped=skipped, noun="layer")
+    _finish(run, settings.format, output, expand, quiet=quiet, color=color, exit_zero=exit_zero)

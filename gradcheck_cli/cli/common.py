@@ -1,0 +1,218 @@
+"""What every command shares: option parsing, consoles, writing -o FILE, errors and the exit."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import click
+
+from ..settings import FORMATS
+
+_AT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
+
+
+def _parse_at(values) -> dict:
+    out = {}
+    for item in values:
+        m = _AT.match(item)
+        if not m or not m.group(2).strip():
+            raise click.BadParameter(f"'{item}': expected NAME=VALUE, e.g. --at x=1.5 or --at W='[[1,2],[3,4]]'",
+                                     param_hint="--at")
+        if m.group(1) in out:
+            raise click.BadParameter(f"'{m.group(1)}' is given twice", param_hint="--at")
+        out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _console(file=None, width=None, color: bool | None = None):
+    """A rich console: colour as the terminal and NO_COLOR say, unless --color/--no-color decides."""
+    from rich.console import Console
+    options = {} if color is None else ({"force_terminal": True} if color else {"no_color": True, "color_system": None})
+    console = Console(file=file, width=width, highlight=False, soft_wrap=False, **options)
+    console.on_broken_pipe = _raise_broken_pipe  # rich would exit 1; a closed pipe is not a failed check
+    return console
+
+
+def _raise_broken_pipe():
+    raise BrokenPipeError
+
+
+def _write_atomically(path: str, data, inputs=()) -> None:
+    """Write to -o FILE (see writer.py), or exit 2 saying why it cannot be written."""
+    from ..errors import GradcheckError
+    from ..writer import write_file
+    try:
+        write_file(path, data, inputs)
+    except GradcheckError as err:
+        _fail_usage(err.message)
+
+
+def _guard_output(output, inputs) -> None:
+    """Before any work: -o must not name a file this run reads (by any name), nor one with other hard links."""
+    from ..writer import refusal
+    why = refusal(output, inputs) if output else None
+    if why:
+        _fail_usage(why)
+
+
+def _silence_stdout() -> None:
+    """The reader of our output went away (`| head`): drop the rest quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _reuse_freed_memory() -> None:
+    """Keep glibc from mmapping (and page-faulting) every large batch array afresh.
+
+    The finite differences allocate many equal 8 MB arrays; glibc's default serves each from a new
+    mmap until a free raises its threshold, which here cost ~40% of a tensor check. Process-wide,
+    so the CLI sets it, not the library; a no-op where glibc's mallopt is absent.
+    """
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+        libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
+class _AsciiFile:
+    """A text stream that reports an ASCII encoding, so rich draws with ASCII characters only."""
+    encoding = "ascii"
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._stream.write(text)
+
+    def flush(self):
+        return self._stream.flush()
+
+    def isatty(self):
+        return False
+
+
+def _pipe_safe(command):
+    """A teaching command whose reader goes away (`| head`) stops quietly with exit 0."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(0)
+    return run
+
+
+def _fail_usage(message: str):
+    click.echo(f"gradcheck: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _fail(err, source=None, text=None):
+    """Print a GradcheckError (located at `source`, `text` when it is not yet) and exit 2."""
+    if source is not None:
+        err = err.located(source, text)
+    click.echo(err.format(), err=True)
+    sys.exit(2)
+
+
+def _report_options(f):
+    """The options `check` and `check-py` share: the point's seed, the tolerances, what is printed and how."""
+    options = [
+        click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None,
+                     help="Seed for randn/rand, unset leaves and the inputs [default: 0]."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table]."),
+        click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
+        click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+                     help="Relative tolerance against finite differences [default: 1e-5]."),
+        click.option("--atol", type=click.FloatRange(min=0), default=None,
+                     help="An absolute floor for every tolerance [default: 0: each row's own scale sets it]."),
+        click.option("--step", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+                     help="Relative step h (h = step·max(1,|v|)) [default: cbrt(eps) ≈ 6.1e-6]."),
+        click.option("--strict", is_flag=True, default=None, help="Count kink and warn rows as failures."),
+        click.option("--expand", metavar="NODE", help="Also print every element of this tensor node (or input)."),
+        click.option("--budget", type=click.IntRange(min=1), default=None,
+                     help="Elements per check differenced one by one; the rest by random projections [default: 10000]."),
+        click.option("-q", "--quiet", is_flag=True, help="Print only what fails, and the summary."),
+        click.option("--exit-zero", "exit_zero", is_flag=True,
+                     help="Exit 0 even when a check fails (input errors still exit 2)."),
+        click.option("--color/--no-color", "color", default=None,
+                     help="Force colour on or off [default: on for a terminal, off with NO_COLOR]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _check_expand(run, name: str) -> None:
+    """--expand NODE must name a node of some checked file."""
+    from ..errors import did_you_mean
+    names = [r.name for report in run.results for r in report.nodes]
+    if names and name not in names:
+        _fail_usage(f"--expand: no node '{name}'{did_you_mean(name, names)} (nodes: {', '.join(dict.fromkeys(names))})"[:400])
+
+
+def _finish(run, fmt: str, output, expand, quiet: bool = False, verbose: bool = False, color=None,
+            exit_zero: bool = False):
+    """Render the run, append the GitHub step summary, and exit with the run's code."""
+    if expand is not None:
+        _check_expand(run, expand)
+    try:
+        _emit(run, fmt, output, expand, quiet=quiet, verbose=verbose, color=color)
+    except BrokenPipeError:  # a closed pipe is not a failed check: the exit code still says how it went
+        _silence_stdout()
+    _github_step_summary(run, fmt)
+    code = run.exit_code()
+    sys.exit(0 if exit_zero and code == 1 else code)
+
+
+def _github_step_summary(run, fmt: str) -> None:
+    """With --format github inside GitHub Actions, append a Markdown summary to the job's page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt != "github" or not path:
+        return
+    from ..render import render
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(render(run, "markdown"))
+    except OSError as err:
+        click.echo(f"gradcheck: warning: cannot write $GITHUB_STEP_SUMMARY ({err})", err=True)
+
+
+def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = False, verbose: bool = False,
+          color: bool | None = None) -> None:
+    from io import StringIO
+    from ..render import MACHINE_FORMATS, render
+    from ..render.table import print_table
+
+    for report in run.results:
+        if report.error is not None:
+            click.echo(report.error.format(), err=True)
+    if fmt in MACHINE_FORMATS:
+        text = render(run, fmt)
+    elif output is None:
+        if any(r.error is None for r in run.results) or len(run.results) > 1:
+            print_table(run, _console(color=color), expand, quiet, verbose, errors_shown=True)
+        return
+    else:
+        buffer = StringIO()
+        print_table(run, _console(buffer, 120, color=False), expand, quiet, verbose, errors_shown=True)
+        text = buffer.getvalue()
+    if output:
+        _write_atomically(output, text, [r.source for r in run.results] + [r.path for r in run.results if r.path])
+    else:
+        click.echo(text, nl=False)
