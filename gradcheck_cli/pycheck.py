@@ -6,26 +6,18 @@ differences are `numeric.differentiate` and the verdicts `verdict.judge`, as for
 
 from __future__ import annotations
 
-import ast
 import copy
-import functools
-import importlib.util
-import inspect
-import json
-import os
-import shlex
-import sys
-import textwrap
 import time
-import traceback
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import numeric, verdict
-from .errors import GradcheckError, did_you_mean
+from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, size_error
+from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname,
+                       source_text, takes_keywords, user_line, where)
 from .report import CheckReport, GateRow, NodeRow
 from .settings import Settings
 
@@ -34,10 +26,6 @@ RECHECK = 4_096         # a failed projection is redone element by element up to
 SECOND_SCALE = 0.1      # the second point moves every input by about this × (|x| + 1)
 KINK_ELEMENTS = 16      # failing elements probed for a kink (one-sided slopes), per input
 NOISE_STEP = 4 * verdict.EPS
-
-
-class PythonError(GradcheckError):
-    """The user's Python could not be called as a layer: it raised, or returned the wrong things."""
 
 
 @dataclass
@@ -66,7 +54,7 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
     """
     params = dict(params or {})
     names = list(inputs)
-    by_keyword = _takes_keywords(forward, tuple(names + list(params)))
+    by_keyword = takes_keywords(forward, tuple(names + list(params)))
 
     def call(arrays):
         fresh = copy.deepcopy(params) if params else params
@@ -79,7 +67,7 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
     def fwd(arrays):
         result = call(arrays)
         if not isinstance(result, tuple) or len(result) != 2:
-            raise PythonError(f"{_qualname(forward)} must return (out, cache), not {_describe(result)}")
+            raise PythonError(f"{qualname(forward)} must return (out, cache), not {describe(result)}")
         last[:] = [arrays, result[1]]  # callers pass fresh copies; one the forward changed won't match
         return result[0]
 
@@ -87,7 +75,7 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
         reuse = last and all(np.array_equal(a, b) for a, b in zip(last[0], arrays))
         return _gradients(backward(dout, last[1] if reuse else call(arrays)[1]), names, backward)
 
-    layer = _layer(name or _base_name(forward), fwd, bwd, names, forward, backward)
+    layer = _layer(name or base_name(forward), fwd, bwd, names, forward, backward)
     return check_python(layer, inputs, _settings(settings, options))
 
 
@@ -96,7 +84,7 @@ def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: S
     """Check a plain function and its vector-Jacobian product: `f(*inputs) -> out` and
     `vjp(dout, *inputs) -> (dinput, ...)` (a single array when there is one input)."""
     names = list(inputs)
-    layer = _layer(name or _qualname(f), lambda arrays: f(*arrays),
+    layer = _layer(name or qualname(f), lambda arrays: f(*arrays),
                    lambda dout, arrays: _gradients(vjp(dout, *arrays), names, vjp), names, f, vjp)
     return check_python(layer, inputs, _settings(settings, options))
 
@@ -107,9 +95,9 @@ def _settings(settings: Settings | None, options: dict) -> Settings:
 
 
 def _layer(name, fwd, bwd, names, forward, backward) -> Layer:
-    path, line = _where(backward)
-    return Layer(name, fwd, bwd, names, path, line, _where(forward), _grad_lines(backward, tuple(names)),
-                 backward_name=_qualname(backward))
+    path, line = where(backward)
+    return Layer(name, fwd, bwd, names, path, line, where(forward), grad_lines(backward, tuple(names)),
+                 backward_name=qualname(backward))
 
 
 # --- the check -------------------------------------------------------------------------------------
@@ -211,7 +199,7 @@ def _output(layer: Layer, args: list) -> np.ndarray:
     try:
         out = np.asarray(out, dtype=float)
     except (TypeError, ValueError):
-        raise PythonError(f"the forward's output must be an array of numbers, not {_describe(out)}") from None
+        raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}") from None
     if out.size == 0 or not np.all(np.isfinite(out)):
         raise PythonError("the forward's output is empty" if out.size == 0 else
                           "the forward's output is not finite (nan or inf) at this point")
@@ -229,8 +217,8 @@ def _backward(layer: Layer, u: np.ndarray, args: list):
     except PythonError as err:
         return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        line = _user_line(exc, layer.path)
-        why = (f"the backward raised {_exception(exc)}", (line, 1) if line else None)
+        line = user_line(exc, layer.path)
+        why = (f"the backward raised {exception_text(exc)}", (line, 1) if line else None)
         return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
     failures = {}
     for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
@@ -362,8 +350,8 @@ def _call(path: str, what: str, thunk):
     except PythonError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        line = _user_line(exc, path)
-        raise PythonError(f"the {what} raised {_exception(exc)}", line, 1 if line else None,
+        line = user_line(exc, path)
+        raise PythonError(f"the {what} raised {exception_text(exc)}", line, 1 if line else None,
                           path if line else None) from None
 
 
@@ -372,110 +360,29 @@ def _gradients(result, names: list, backward) -> list:
     if isinstance(result, dict):
         missing = [n for n in names if n not in result and f"d{n}" not in result]
         if missing:
-            raise PythonError(f"{_qualname(backward)} returned no gradient for {', '.join(missing)}")
+            raise PythonError(f"{qualname(backward)} returned no gradient for {', '.join(missing)}")
         result = [result[n] if n in result else result[f"d{n}"] for n in names]
     elif len(names) == 1 and not isinstance(result, (tuple, list)):
         result = [result]
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        raise PythonError(f"{_qualname(backward)} must return {len(names)} gradient(s) "
-                          f"(d{', d'.join(names)}), not {_describe(result)}")
+        raise PythonError(f"{qualname(backward)} must return {len(names)} gradient(s) "
+                          f"(d{', d'.join(names)}), not {describe(result)}")
     try:
         return [np.asarray(g, dtype=float) for g in result]
     except (TypeError, ValueError):
-        raise PythonError(f"{_qualname(backward)} must return arrays of numbers") from None
+        raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
 
 
 def _array(layer: Layer, name: str, value) -> np.ndarray:
     try:
         a = np.array(value, dtype=float)
     except (TypeError, ValueError):
-        raise PythonError(f"input '{name}' must be an array of numbers, not {_describe(value)}") from None
+        raise PythonError(f"input '{name}' must be an array of numbers, not {describe(value)}") from None
     if a.size > MAX_ELEMENTS:
         raise PythonError(size_error(f"input '{name}'", a.size, MAX_ELEMENTS, name="MAX_ELEMENTS"))
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise PythonError(f"input '{name}' must be a non-empty array of finite numbers")
     return a
-
-
-@functools.lru_cache(maxsize=256)
-def _takes_keywords(fn, names: tuple) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return all(n in params for n in names)
-
-
-@functools.lru_cache(maxsize=256)
-def _where(fn) -> tuple:
-    try:
-        path = inspect.getsourcefile(fn) or fn.__code__.co_filename
-        return _display(path), fn.__code__.co_firstlineno
-    except (TypeError, AttributeError):
-        return _qualname(fn), 1
-
-
-def _display(path: str) -> str:
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith("..") else path
-
-
-@functools.lru_cache(maxsize=256)
-def _grad_lines(backward, names: tuple) -> dict:
-    """Input name -> (line, col) of the last assignment to the name the backward returns for it."""
-    try:
-        lines, start = inspect.getsourcelines(backward)
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-        indent = len(lines[0]) - len(lines[0].lstrip())
-    except (OSError, TypeError, SyntaxError, IndentationError):
-        return {}
-    func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))), None)
-    returns = [n for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None] if func else []
-    if not returns:
-        return {}
-    ret = returns[-1]
-    values = ret.value.elts if isinstance(ret.value, (ast.Tuple, ast.List)) else [ret.value]
-    found = {}
-    for name, value in zip(names, values):
-        where = (start + value.lineno - 1, value.col_offset + indent + 1)
-        if isinstance(value, ast.Name):
-            assigned = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))
-                        and value.id in _targets(t)]
-            if assigned:
-                last = max(assigned, key=lambda t: (t.lineno, t.col_offset))
-                where = (start + last.lineno - 1, last.col_offset + indent + 1)
-        found[name] = where
-    return found
-
-
-def _targets(node) -> set:
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-    names = set()
-    for t in targets:
-        for n in ast.walk(t):
-            if isinstance(n, ast.Name):
-                names.add(n.id)
-            elif isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name):
-                names.add(n.value.id)  # dx[...] = ... writes dx
-    return names
-
-
-def _user_line(exc: BaseException, path: str) -> int | None:
-    """The innermost line of the traceback that is in the user's file."""
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if _display(frame.filename) == path:
-            line = frame.lineno
-    return line
-
-
-def source_text(path: str) -> str | None:
-    """A Python file's text, to show the line an error is at (None when it cannot be read)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(1 << 20)
-    except (OSError, ValueError):
-        return None
 
 
 def _at(err: GradcheckError, layer: Layer) -> GradcheckError:
@@ -484,143 +391,6 @@ def _at(err: GradcheckError, layer: Layer) -> GradcheckError:
     return err
 
 
-def _exception(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _describe(value) -> str:
-    if isinstance(value, tuple):
-        return f"a tuple of {len(value)}"
-    return type(value).__name__
-
-
-def _qualname(fn) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
-def _base_name(forward) -> str:
-    name = getattr(forward, "__name__", "layer")
-    return name[: -len("_forward")] if name.endswith("_forward") else name
-
-
 # --- targets named on the command line: FILE.py::NAME ----------------------------------------------
 
-def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> CheckReport:
-    """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
-    with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
-    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
-    if layer_style:
-        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
-    else:
-        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
-    report.source = spec
-    report.rerun = _rerun(spec, shapes, values, params, settings)
-    return report
 
-
-def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> tuple:
-    """(forward, backward, is a layer, inputs) of `FILE.py::NAME`: the differentiated inputs in the
-    forward's parameter order, seeded normal values of the given shapes or the given values."""
-    forward, backward, layer_style = load_target(spec)
-    order = _parameter_names(forward)
-    given = list(shapes) + [n for n in values if n not in shapes]
-    for name in given + list(params):
-        if order and name not in order:
-            raise PythonError(f"{_qualname(forward)} has no parameter '{name}'" + did_you_mean(name, order)
-                              + f" (its parameters: {', '.join(order)})")
-    if not given:
-        raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
-    names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
-    rng = np.random.default_rng(settings.seed)
-    inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
-    return forward, backward, layer_style, inputs
-
-
-def load_target(spec: str):
-    """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code)."""
-    path, sep, name = spec.rpartition("::")
-    if not sep or not path or not name:
-        raise PythonError(f"'{spec}': expected FILE.py::NAME, e.g. layers.py::affine")
-    module = load_module(path)
-    if "," in name:
-        fwd_name, _, bwd_name = (p.strip() for p in name.partition(","))
-        pairs = [(fwd_name, bwd_name, True)]
-    else:
-        pairs = [(f"{name}_forward", f"{name}_backward", True), (f"{name}_forward_naive", f"{name}_backward_naive", True),
-                 (name, f"{name}_vjp", False), (name, f"{name}_backward", True)]
-    for fwd_name, bwd_name, layer_style in pairs:
-        fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
-        if callable(fwd) and callable(bwd):
-            return fwd, bwd, layer_style
-    offered = sorted(n[: -len("_forward")] for n in dir(module) if n.endswith("_forward")
-                     and callable(getattr(module, n + "", None)))
-    hint = f" (layers there: {', '.join(offered)})" if offered else ""
-    raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp{hint}")
-
-
-_MODULES: dict = {}  # imported user files, by path and version: each is imported (run) once per process
-
-
-def load_module(path: str):
-    """The user's FILE.py, imported once (this runs its code); errors point into the file."""
-    if not os.path.isfile(path):
-        raise PythonError(f"'{path}': no such file")
-    stat = os.stat(path)
-    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
-    if key in _MODULES:
-        return _MODULES[key]
-    root, dotted = _package_of(key[0])
-    if root not in sys.path:
-        sys.path.insert(0, root)  # so the file's own `from layers import ...` works, as under pytest
-    try:
-        if dotted:  # a module of a package (cs231n/layer_utils.py's `from .layers import *`): by its dotted name
-            module = importlib.import_module(dotted)
-        else:
-            module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
-    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
-        line = _user_line(exc, _display(path))
-        raise PythonError(f"cannot import {path}: {_exception(exc)}", line, 1 if line else None) from None
-    _MODULES[key] = module
-    return module
-
-
-def _package_of(path: str) -> tuple:
-    """(the folder to import from, the dotted module name) of a file inside a package (folders with
-    __init__.py), or (its own folder, None) for a plain script."""
-    folder, name = os.path.split(path)
-    parts = [os.path.splitext(name)[0]]
-    while os.path.isfile(os.path.join(folder, "__init__.py")):
-        folder, package = os.path.split(folder)
-        parts.insert(0, package)
-    return (folder, ".".join(parts)) if len(parts) > 1 else (folder, None)
-
-
-def _parameter_names(fn) -> list:
-    try:
-        return [p.name for p in inspect.signature(fn).parameters.values()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
-    except (TypeError, ValueError):
-        return []
-
-
-def _rerun(spec, shapes, values, params, settings: Settings) -> str:
-    parts = ["gradcheck", "check-py", spec]
-    parts += [f"--shape={n}={','.join(str(d) for d in s)}" for n, s in shapes.items()]
-    parts += [f"--at={n}={np.asarray(v).tolist()}" for n, v in values.items()]
-    parts += [f"--param={n}={json.dumps(_jsonable(v))}" for n, v in params.items()]
-    if settings.seed:
-        parts.append(f"--seed={settings.seed}")
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value

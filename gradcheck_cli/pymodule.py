@@ -7,14 +7,22 @@ Importing FILE.py runs its code (opt-in, as pytest does); `.grad` files are neve
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import inspect
+import json
+import os
+import shlex
+import sys
 import textwrap
 
 import numpy as np
 
-from .report import GateRow
-from .pycheck import (PythonError, _parameter_names, check_layer, check_target, load_module, load_target,
-                      target_inputs)
+from .pycheck import check_function, check_layer
+from .errors import did_you_mean
+from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_line
+from .report import CheckReport, GateRow
+from .settings import Settings
 
 SUFFIXES = (("_forward", "_backward"), ("_forward_naive", "_backward_naive"))
 
@@ -76,7 +84,7 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
 def used_params(spec: str, shapes: dict, values: dict, params: dict) -> tuple:
     """The --shape, --at and --param entries that the layer of `spec` takes (a module's layers share them)."""
     forward, _, _ = load_target(spec)
-    names = set(_parameter_names(forward))
+    names = set(parameter_names(forward))
     pick = lambda d: {k: v for k, v in d.items() if k in names}  # noqa: E731
     return pick(shapes), pick(values), pick(params)
 
@@ -179,3 +187,117 @@ def _record(module, hfwd, forward, inputs: dict, params: dict):
             h_params[key] = value
     return (h_inputs, h_params) if h_inputs else None
 
+
+# --- targets named on the command line: FILE.py::NAME ----------------------------------------------
+
+def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> CheckReport:
+    """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
+    with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
+    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
+    if layer_style:
+        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
+    else:
+        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
+    report.source = spec
+    report.rerun = _rerun(spec, shapes, values, params, settings)
+    return report
+
+
+def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> tuple:
+    """(forward, backward, is a layer, inputs) of `FILE.py::NAME`: the differentiated inputs in the
+    forward's parameter order, seeded normal values of the given shapes or the given values."""
+    forward, backward, layer_style = load_target(spec)
+    order = parameter_names(forward)
+    given = list(shapes) + [n for n in values if n not in shapes]
+    for name in given + list(params):
+        if order and name not in order:
+            raise PythonError(f"{qualname(forward)} has no parameter '{name}'" + did_you_mean(name, order)
+                              + f" (its parameters: {', '.join(order)})")
+    if not given:
+        raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
+    names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
+    rng = np.random.default_rng(settings.seed)
+    inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
+    return forward, backward, layer_style, inputs
+
+
+def load_target(spec: str):
+    """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or not path or not name:
+        raise PythonError(f"'{spec}': expected FILE.py::NAME, e.g. layers.py::affine")
+    module = load_module(path)
+    if "," in name:
+        fwd_name, _, bwd_name = (p.strip() for p in name.partition(","))
+        pairs = [(fwd_name, bwd_name, True)]
+    else:
+        pairs = [(f"{name}_forward", f"{name}_backward", True), (f"{name}_forward_naive", f"{name}_backward_naive", True),
+                 (name, f"{name}_vjp", False), (name, f"{name}_backward", True)]
+    for fwd_name, bwd_name, layer_style in pairs:
+        fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
+        if callable(fwd) and callable(bwd):
+            return fwd, bwd, layer_style
+    offered = sorted(n[: -len("_forward")] for n in dir(module) if n.endswith("_forward")
+                     and callable(getattr(module, n + "", None)))
+    hint = f" (layers there: {', '.join(offered)})" if offered else ""
+    raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp{hint}")
+
+
+_MODULES: dict = {}  # imported user files, by path and version: each is imported (run) once per process
+
+
+def load_module(path: str):
+    """The user's FILE.py, imported once (this runs its code); errors point into the file."""
+    if not os.path.isfile(path):
+        raise PythonError(f"'{path}': no such file")
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key in _MODULES:
+        return _MODULES[key]
+    root, dotted = _package_of(key[0])
+    if root not in sys.path:
+        sys.path.insert(0, root)  # so the file's own `from layers import ...` works, as under pytest
+    try:
+        if dotted:  # a module of a package (cs231n/layer_utils.py's `from .layers import *`): by its dotted name
+            module = importlib.import_module(dotted)
+        else:
+            module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
+    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
+        line = user_line(exc, display(path))
+        raise PythonError(f"cannot import {path}: {exception_text(exc)}", line, 1 if line else None) from None
+    _MODULES[key] = module
+    return module
+
+
+def _package_of(path: str) -> tuple:
+    """(the folder to import from, the dotted module name) of a file inside a package (folders with
+    __init__.py), or (its own folder, None) for a plain script."""
+    folder, name = os.path.split(path)
+    parts = [os.path.splitext(name)[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.insert(0, package)
+    return (folder, ".".join(parts)) if len(parts) > 1 else (folder, None)
+
+
+def _rerun(spec, shapes, values, params, settings: Settings) -> str:
+    parts = ["gradcheck", "check-py", spec]
+    parts += [f"--shape={n}={','.join(str(d) for d in s)}" for n, s in shapes.items()]
+    parts += [f"--at={n}={np.asarray(v).tolist()}" for n, v in values.items()]
+    parts += [f"--param={n}={json.dumps(_jsonable(v))}" for n, v in params.items()]
+    if settings.seed:
+        parts.append(f"--seed={settings.seed}")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

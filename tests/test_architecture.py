@@ -186,7 +186,7 @@ def test_the_parser_is_built_when_the_tables_are_stale(monkeypatch):
 # text → graph → oracles → checks → report → faces.
 LAYERS = [
     {"errors", "nodes", "tensors", "settings", "limits", "tolerances"},
-    {"syntax", "values", "array_gates", "conv_gates", "gates", "graph", "report", "writer", "verdict"},
+    {"syntax", "values", "array_gates", "conv_gates", "gates", "graph", "report", "writer", "verdict", "pysource"},
     {"builder", "usergates", "frontend", "expects"},                       # building the graph
     {"autodiff", "symbolic", "numeric", "diagnosis"},                      # the oracles, and reading results
     {"gatecheck", "checker", "teach", "answers", "files", "pycheck", "pymodule", "config", "graphviz"},

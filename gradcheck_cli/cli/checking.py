@@ -145,7 +145,7 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     from ..config import load
     from ..errors import GradcheckError
     from ..frontend import parse_value
-    from ..pycheck import source_text
+    from ..pysource import source_text
     from ..pymodule import check_spec, collect, used_params
     from ..report import CheckReport, RunReport
 

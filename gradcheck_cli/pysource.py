@@ -1,0 +1,125 @@
+"""What the user's Python says about itself: where a function is written, which line assigns the
+gradient it returns, the user's line in a traceback, names and descriptions for messages."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import os
+import textwrap
+import traceback
+
+from .errors import GradcheckError
+
+
+class PythonError(GradcheckError):
+    """The user's Python could not be called as a layer: it raised, or returned the wrong things."""
+
+
+@functools.lru_cache(maxsize=256)
+def takes_keywords(fn, names: tuple) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(n in params for n in names)
+
+
+@functools.lru_cache(maxsize=256)
+def where(fn) -> tuple:
+    try:
+        path = inspect.getsourcefile(fn) or fn.__code__.co_filename
+        return display(path), fn.__code__.co_firstlineno
+    except (TypeError, AttributeError):
+        return qualname(fn), 1
+
+
+def display(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+@functools.lru_cache(maxsize=256)
+def grad_lines(backward, names: tuple) -> dict:
+    """Input name -> (line, col) of the last assignment to the name the backward returns for it."""
+    try:
+        lines, start = inspect.getsourcelines(backward)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        indent = len(lines[0]) - len(lines[0].lstrip())
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return {}
+    func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))), None)
+    returns = [n for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None] if func else []
+    if not returns:
+        return {}
+    ret = returns[-1]
+    values = ret.value.elts if isinstance(ret.value, (ast.Tuple, ast.List)) else [ret.value]
+    found = {}
+    for name, value in zip(names, values):
+        where = (start + value.lineno - 1, value.col_offset + indent + 1)
+        if isinstance(value, ast.Name):
+            assigned = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                        and value.id in assigned_names(t)]
+            if assigned:
+                last = max(assigned, key=lambda t: (t.lineno, t.col_offset))
+                where = (start + last.lineno - 1, last.col_offset + indent + 1)
+        found[name] = where
+    return found
+
+
+def assigned_names(node) -> set:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = set()
+    for t in targets:
+        for n in ast.walk(t):
+            if isinstance(n, ast.Name):
+                names.add(n.id)
+            elif isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name):
+                names.add(n.value.id)  # dx[...] = ... writes dx
+    return names
+
+
+def user_line(exc: BaseException, path: str) -> int | None:
+    """The innermost line of the traceback that is in the user's file."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if display(frame.filename) == path:
+            line = frame.lineno
+    return line
+
+
+def source_text(path: str) -> str | None:
+    """A Python file's text, to show the line an error is at (None when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except (OSError, ValueError):
+        return None
+
+
+def exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def describe(value) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    return type(value).__name__
+
+
+def qualname(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def base_name(forward) -> str:
+    name = getattr(forward, "__name__", "layer")
+    return name[: -len("_forward")] if name.endswith("_forward") else name
+
+
+def parameter_names(fn) -> list:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
+    except (TypeError, ValueError):
+        return []
