@@ -175,7 +175,11 @@ def _value_of(e, val: dict) -> float:
     if e.is_Number or e.is_NumberSymbol:
         return float(e)
     if e.is_Add:
-        return math.fsum(val[a] for a in e.args)
+        terms = [val[a] for a in e.args]
+        try:
+            return math.fsum(terms)
+        except OverflowError:  # partial sums past the float range (1e308 - 1e308 ...): inf or nan, as floats add
+            return float(sum(terms))
     if e.is_Mul:
         p = 1.0
         for a in e.args:

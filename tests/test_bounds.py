@@ -539,3 +539,9 @@ def test_a_matmul_is_charged_its_products_not_its_output():
     graph = load("X = randn(100, 30, 10)\nW = randn(10, 30)\nf = sum(X @ W)")
     mm = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "matmul")
     assert symbolic.build_cost(mm, [(100, 30, 10), (10, 30)]) == 90_000 + 900_000
+
+
+def test_a_sum_past_the_float_range_in_sympys_values_is_no_traceback():
+    # found by the fuzz campaign: SymPy's value of 1e308 - (-1e308)... overflowed math.fsum
+    r = check("gate g(t) = -stack((0 - 1e308), 1e308)\n  dt = dout * 1e8\nz = 1e308\nq = -argmax(g(z), -1)\n")
+    assert r.error is None and r.nodes  # checked, no exception: the wrong d line (dt = 1e8·dout) fails
