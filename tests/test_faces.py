@@ -306,3 +306,14 @@ def test_the_quiz_writes_its_transcript_to_a_file(tmp_path):
     assert graded.exit_code == 1 and "wrong: dy = 5" in out.read_text() and "score: 1/5" in out.read_text()
     missing = run("quiz", maxcircuit, "-o", str(tmp_path / "no" / "such" / "dir.txt"), input=QUIZ_ANSWERS)
     assert missing.exit_code == 2 and "gradcheck: error:" in missing.output
+
+
+def test_json_writes_each_tensor_on_one_line_and_stays_valid():
+    import json
+    out = run("check", str(Path(__file__).resolve().parent.parent / "expressions" / "cs231n_norm_wx.grad"),
+              "--format", "json").stdout
+    data = json.loads(out)
+    w = data["results"][0]["nodes"][0]
+    assert w["value"] == [[0.1, 0.5], [-0.3, 0.8]] and w["shape"] == [2, 2]
+    assert '"value": [[0.1, 0.5], [-0.3, 0.8]],' in out  # one line, not one number a line
+    assert '"tensor' not in out and "\\u0000" not in out

@@ -1,11 +1,39 @@
-"""JSON, schema 1."""
+"""JSON, schema 1: the report's structure indented, each tensor on one line."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from ..report import RunReport
 
 
 def render_json(run: RunReport) -> str:
-    return json.dumps(run.to_dict(), indent=2, allow_nan=False)
+    """The run as JSON. Tensors (nested lists of numbers) are written compactly by json's C encoder
+    and put in place afterwards: indenting a 2-million-element tensor one number per line took 15 s
+    and 2 GB; this takes a fraction of a second and the text it needs."""
+    tensors: list = []
+
+    def lift(value):
+        if isinstance(value, dict):
+            return {k: lift(v) for k, v in value.items()}
+        if isinstance(value, list):
+            if value and _numeric(value):
+                tensors.append(value)
+                return f"\0tensor{len(tensors) - 1}\0"
+            return [lift(v) for v in value]
+        return value
+    text = json.dumps(lift(run.to_dict()), indent=2, allow_nan=False)
+    return re.sub(r'"\\u0000tensor(\d+)\\u0000"', lambda m: json.dumps(tensors[int(m.group(1))], allow_nan=False), text)
+
+
+def _numeric(value) -> bool:
+    """Is this a (nested) list of numbers and nulls only: a tensor?"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
+            return False
+    return True
