@@ -273,7 +273,6 @@ class Builder:
             raise GradSyntaxError("sum(... for ...) adds its terms and takes no parameters", k.line, k.col)
         outer = dict(self.loop_values)
         terms: list = []
-
         entered = [0]  # loops started, inner ones once per outer value: bounded even when they add no term
 
         def unroll(depth: int):
@@ -289,18 +288,7 @@ class Builder:
             if loop.var in self.names or loop.var in outer or loop.var in self.consts:
                 raise GradNameError(f"the loop variable '{loop.var}' is already a name here; pick another",
                                     loop.pos.line, loop.pos.col)
-            bounds = [self._integer(self.expr(a), a.pos, "a range bound") for a in loop.args]
-            if len(bounds) > 3:
-                raise GradSyntaxError("range takes 1 to 3 integers", loop.pos.line, loop.pos.col)
-            if len(bounds) == 3 and bounds[2] == 0:
-                step = loop.args[2].pos
-                raise GradValueError("range's step must not be 0", step.line, step.col)
-            values = range(*bounds)
-            span, step = values.stop - values.start, values.step  # len() of a huge range overflows
-            count = (abs(span) + abs(step) - 1) // abs(step) if span * step > 0 else 0
-            if len(terms) + count > MAX_UNROLL:
-                raise GradShapeError(size_error("this comprehension", len(terms) + count, MAX_UNROLL,
-                                                "terms", "MAX_UNROLL"), loop.pos.line, loop.pos.col)
+            values = self._range(loop, len(terms))
             for v in values:
                 self.loop_values[loop.var] = v
                 unroll(depth + 1)
@@ -326,6 +314,23 @@ class Builder:
                 raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: axis)", kpos.line, kpos.col)
             params[kname] = self._param(ref, kpos, kname)
         return self._gate(G.REGISTRY[self.COMPREHENSIONS[expr.func]], terms, params, {}, expr, name, fpos)
+
+    def _range(self, loop, terms_so_far: int) -> range:
+        """A comprehension loop's `range(...)`: constant integers, a non-zero step, and no more terms
+        than MAX_UNROLL with those already made (counted before the range is, as len() overflows)."""
+        bounds = [self._integer(self.expr(a), a.pos, "a range bound") for a in loop.args]
+        if len(bounds) > 3:
+            raise GradSyntaxError("range takes 1 to 3 integers", loop.pos.line, loop.pos.col)
+        if len(bounds) == 3 and bounds[2] == 0:
+            step = loop.args[2].pos
+            raise GradValueError("range's step must not be 0", step.line, step.col)
+        values = range(*bounds)
+        span, step = values.stop - values.start, values.step
+        count = (abs(span) + abs(step) - 1) // abs(step) if span * step > 0 else 0
+        if terms_so_far + count > MAX_UNROLL:
+            raise GradShapeError(size_error("this comprehension", terms_so_far + count, MAX_UNROLL,
+                                            "terms", "MAX_UNROLL"), loop.pos.line, loop.pos.col)
+        return values
 
     def _index(self, expr: N.Index, refs, name):
         key = self._key(refs[1:], expr.items, expr.bracket_pos)

@@ -171,13 +171,29 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
 
     SymPy differentiates the output written in the named leaves; the expected formula is then
     compared with that derivative at random points (a formula right only at this point fails)."""
-    import sympy
     node, out = graph.nodes[exp.node], graph.nodes[graph.output]
     if node.size * out.size > MAX_DERIVATIVES or len(graph.nodes) > MAX_NODES:
         return None
     if sum(n.size for n in graph.nodes if n.kind in ("leaf", "const")) > MAX_LEAF_ELEMENTS:
         return None
-    work = symbolic.Work(budget)
+    named = _named_symbols(graph)
+    try:
+        found = _derivative_and_expected(exp, graph, named, symbolic.Work(budget))
+    except (symbolic.Exhausted, RecursionError):
+        return None
+    if found is None:
+        return None
+    derivative, expected = found
+    try:
+        same = _same_at_random_points(derivative, expected, [s for arr in named.values() for s in arr.ravel()])
+    except (symbolic.Unsupported, KeyError):
+        return None
+    return same, _text(derivative)
+
+
+def _named_symbols(graph) -> dict:
+    """A real SymPy symbol for every element of every leaf and const, by node id (`x`, `W_0`, ...)."""
+    import sympy
     named = {}
     for n in graph.nodes:
         if n.kind in ("leaf", "const"):
@@ -185,10 +201,16 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
             for k, idx in enumerate(np.ndindex(*n.shape)):
                 arr[idx] = sympy.Symbol(n.name if not n.shape else f"{n.name}_{k}", real=True)
             named[n.id] = arr
-    try:
-        exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()], overrides=named, work=work)
-    except symbolic.Exhausted:
-        return None
+    return named
+
+
+def _derivative_and_expected(exp: Expectation, graph, named: dict, work):
+    """SymPy's derivative of the output by the target and the written formula, both in the leaves'
+    symbols and of the same shape; None when the target comes after the output. Raises Exhausted."""
+    import sympy
+    node, out = graph.nodes[exp.node], graph.nodes[graph.output]
+    leaves = [named[n.id] for n in graph.leaves()]
+    exprs = symbolic.expressions(graph, leaves, overrides=named, work=work)
     if any(i not in exprs for i in [node.id, *exp.leaves]):
         return None  # a node computed after the output: its gradient is 0, compared at the point only
     if node.kind in ("leaf", "const"):
@@ -196,38 +218,31 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
     else:  # the output as a function of this node: a placeholder for it, substituted back after
         target = symbolic.make_symbols(node.shape, "_t")
         inner = exprs[node.id]
-        try:
-            exprs = symbolic.expressions(graph, [named[n.id] for n in graph.leaves()],
-                                         overrides={**named, node.id: target}, work=work)
-        except symbolic.Exhausted:
-            return None
+        exprs = symbolic.expressions(graph, leaves, overrides={**named, node.id: target}, work=work)
         back = dict(zip(target.ravel(), inner.ravel()))
     outs = np.asarray(exprs[graph.output], dtype=object).ravel()
-    try:
-        for o in outs:
-            symbolic.count(o, work)
-        derivative = np.array([[sympy.diff(o, t).xreplace(back) for t in target.ravel()] for o in outs], dtype=object)
-    except (symbolic.Exhausted, RecursionError):
-        return None
+    for o in outs:
+        symbolic.count(o, work)
+    derivative = np.array([[sympy.diff(o, t).xreplace(back) for t in target.ravel()] for o in outs], dtype=object)
     derivative = derivative.reshape(out.shape + node.shape)
     formula_inputs = [exprs[i] if i != exp.node or not back else np.asarray(inner, dtype=object) for i in exp.leaves]
     expected = np.asarray(symbolic.evaluate(exp.formula, formula_inputs), dtype=object)
     if back:  # named nodes downstream of the target hold its placeholder: back to the leaves
         expected = np.asarray(np.frompyfunc(lambda e: e.xreplace(back) if hasattr(e, "xreplace") else e, 1, 1)(expected),
                               dtype=object)
-    expected = np.broadcast_to(expected, derivative.shape)
+    return derivative, np.broadcast_to(expected, derivative.shape)
+
+
+def _same_at_random_points(derivative, expected, symbols: list) -> bool:
+    """Do the two agree (to 1e-9) at RANDOM_POINTS seeded random points of the symbols?"""
     rng = np.random.default_rng(0)
-    symbols = [s for arr in named.values() for s in arr.ravel()]
-    try:
-        for _ in range(RANDOM_POINTS):
-            point = {s: float(rng.uniform(0.3, 1.7)) for s in symbols}
-            for d, e in zip(derivative.ravel(), expected.ravel()):
-                dv, ev = symbolic.value_at(_expr(d), point), symbolic.value_at(_expr(e), point)
-                if not (abs(dv - ev) <= 1e-9 * max(1.0, abs(dv))):
-                    return False, _text(derivative)
-    except (symbolic.Unsupported, KeyError):
-        return None
-    return True, _text(derivative)
+    for _ in range(RANDOM_POINTS):
+        point = {s: float(rng.uniform(0.3, 1.7)) for s in symbols}
+        for d, e in zip(derivative.ravel(), expected.ravel()):
+            dv, ev = symbolic.value_at(_expr(d), point), symbolic.value_at(_expr(e), point)
+            if not (abs(dv - ev) <= 1e-9 * max(1.0, abs(dv))):
+                return False
+    return True
 
 
 def _expr(x):
