@@ -445,10 +445,10 @@ class Builder:
             raise GradValueError(f"{gate.call or gate.name}(): {err}", where.line, where.col) from None
         attrs = {**inferred, **attrs}
         _check_shape(tuple(shape), where, f"'{source_text(self.text, expr.pos)}'")
-        if gate.workspace is not None and gate.workspace(shapes, attrs) > MAX_ELEMENTS:
-            raise GradShapeError(size_error(f"the windows of '{source_text(self.text, expr.pos)}'",
-                                            gate.workspace(shapes, attrs), MAX_ELEMENTS, name="MAX_ELEMENTS"),
-                                 where.line, where.col)
+        workspace = gate.workspace(shapes, attrs) if gate.workspace is not None else 0
+        if workspace > MAX_ELEMENTS:
+            raise GradShapeError(size_error(f"the windows of '{source_text(self.text, expr.pos)}'", workspace,
+                                            MAX_ELEMENTS, name="MAX_ELEMENTS"), where.line, where.col)
         constants = [self._as_const(r) for r in refs]
         if all(c is not None for c in constants):  # literals and consts only: a constant, folded
             refs = constants

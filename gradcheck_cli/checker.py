@@ -132,7 +132,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
         mag = s.magnitude.reshape(k, node.size) if sv is not None else None
         z = noise[node.id].reshape(k, node.size)
         j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
-        target = numeric.Target(node.id, np.ravel(values[node.id]))
+        target = numeric.Target(node.id, np.ravel(values[node.id]))  # every element: the recheck, if affordable
         if j.status == "fail" and num[node.id].method == "projection" and numeric.work(graph, [target]) <= RECHECK_WORK:
             # A random projection failed: recheck every element so the report names the bad one.
             num[node.id] = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol,

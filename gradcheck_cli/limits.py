@@ -28,7 +28,8 @@ def _limit(name: str, default: int) -> int:
 
 def check_environment() -> None:
     """Raise UsageError naming the first GRADCHECK_* limit variable whose value is not a positive whole number."""
-    for variable, value in INVALID.items():
+    if INVALID:
+        variable, value = next(iter(INVALID.items()))
         raise UsageError(f"{variable}={value!r}: a limit must be a positive whole number "
                          f"(e.g. {variable}=1000000), or unset for its default")
 

@@ -11,6 +11,7 @@ from .errors import BackwardError, GradValueError
 from .expects import within, written_tolerance
 from .frontend import load, parse_value
 from .limits import MAX_DESCENT_WORK, MAX_HISTORY, size_error
+from .numeric import NODE_COST
 from .graph import Graph
 from .syntax import parse
 
@@ -196,12 +197,9 @@ def descend(graph: Graph, lr: float, steps: int) -> list:
     return history
 
 
-DESCENT_NODE_COST = 24  # a node's forward and backward in one step cost about this many elements more than its size
-
-
 def _bound_descent(graph: Graph, leaves: list, steps: int) -> None:
     """Refuse, before the first step, a descent whose work or history is past its limit."""
-    per_step = sum(n.size + DESCENT_NODE_COST for n in graph.nodes[: graph.output + 1])
+    per_step = sum(n.size + NODE_COST for n in graph.nodes[: graph.output + 1])  # as the differences count a node
     if (steps + 1) * per_step > MAX_DESCENT_WORK:
         raise GradValueError(size_error(f"{steps:,} descent steps of this function", (steps + 1) * per_step,
                                         MAX_DESCENT_WORK, "units of work", "MAX_DESCENT_WORK") + "; take fewer --steps")

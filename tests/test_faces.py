@@ -317,3 +317,15 @@ def test_json_writes_each_tensor_on_one_line_and_stays_valid():
     assert w["value"] == [[0.1, 0.5], [-0.3, 0.8]] and w["shape"] == [2, 2]
     assert '"value": [[0.1, 0.5], [-0.3, 0.8]],' in out  # one line, not one number a line
     assert '"tensor' not in out and "\\u0000" not in out
+
+
+def test_a_projected_tensor_row_shows_one_element_in_every_column(tmp_path):
+    # no worst element is singled out by projections: backprop's largest is shown, and the same
+    # element (with its index) in the symbolic column, never each column's own largest
+    path = tmp_path / "p.grad"
+    path.write_text("W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x) * [1, -3, 2, 0.5, -1, 4])\n")
+    out = run("check", str(path), "--budget", "8", env={"COLUMNS": "160"}).stdout
+    w = next(line for line in out.splitlines() if line.startswith("W "))
+    cells = [c.strip() for c in w.split("│")]
+    backprop, numeric, symbolic, at = cells[3], cells[4], cells[5], cells[6]
+    assert numeric == "—" and backprop == symbolic and at.startswith("[")

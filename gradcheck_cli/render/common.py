@@ -32,18 +32,27 @@ def fmt_shape(shape) -> str:
     return f"[{shape[0]}]" if len(shape) == 1 else "×".join(map(str, shape))
 
 
+def shown_index(row: NodeRow) -> tuple | None:
+    """The element a tensor row shows in every column: its worst one, or, where none was singled
+    out (checked by projections), backprop's largest in magnitude; None for a scalar row."""
+    grad = None if row.grad is None else np.asarray(row.grad, dtype=float)
+    if row.worst_index is not None and (grad is None or len(row.worst_index) == grad.ndim):
+        return tuple(row.worst_index) or None
+    if grad is None or grad.ndim == 0:
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(np.isfinite(grad), np.abs(grad), -1.0))),
+                                                  grad.shape))
+
+
 def element(array, row: NodeRow, digits: int) -> str:
-    """A tensor cell shows its worst element; a scalar cell the number itself."""
+    """A tensor cell shows the row's shown element (the same in every column); a scalar cell the number."""
     if array is None:
         return "—"
     a = np.asarray(array, dtype=float)
     if a.ndim == 0:
         return fmt_number(a, digits)
-    idx = row.worst_index if row.worst_index is not None and len(row.worst_index) == a.ndim else None
-    if idx is None:  # no element singled out (checked by projections): the largest in magnitude
-        finite = np.where(np.isfinite(a), np.abs(a), -1.0)
-        idx = np.unravel_index(int(np.argmax(finite)), a.shape)
-    return fmt_number(a[idx], digits)
+    idx = shown_index(row)
+    return fmt_number(a[idx], digits) if idx is not None and len(idx) == a.ndim else "—"
 
 
 def summary(run: RunReport) -> str:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..report import CheckReport, RunReport
-from ..verdict import ROW_FLOOR, rel_error
+from ..tolerances import ROW_FLOOR
+from ..verdict import rel_error
 from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name,
-                     summary, warning_lines)
+                     shown_index, summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
 
 def _index_cell(row) -> str:
-    return "" if not row.worst_index else "[" + ",".join(map(str, row.worst_index)) + "]"
+    idx = shown_index(row)
+    return "" if not idx else "[" + ",".join(map(str, idx)) + "]"
 
 
 def _value_cell(row, digits: int) -> str:
