@@ -212,7 +212,7 @@ def _short(value) -> str:
 
 
 def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None,
-             on_edge=None, on_node=None) -> list:
+             on_edge=None, on_node=None, local=None) -> list:
     """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
 
     Fan-out accumulates: a node's adjoint is the sum over its consumers. `seed` replaces the
@@ -220,6 +220,7 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
     BackwardError is recorded in `errors` (node id -> error) and passes NaN to its inputs.
     `on_node(node, adjoint)` is called for every gate reached, before its backward runs, and
     `on_edge(node, slot, contribution, total, accumulated)` for every edge, in backward order.
+    `local(node, g, args, out)` replaces the gates' own VJPs (another valid chain rule at a kink).
     """
     out = graph.nodes[graph.output]
     if seed is None:
@@ -236,7 +237,8 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
                 on_node(node, g)
             args = [values[i] for i in node.inputs]
             try:
-                grads = node.gate.vjp(g, args, values[node.id], node.attrs)
+                grads = (local(node, g, args, values[node.id]) if local is not None
+                         else node.gate.vjp(g, args, values[node.id], node.attrs))
             except BackwardError as err:
                 if errors is None:
                     raise

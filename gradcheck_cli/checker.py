@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import autodiff, diagnosis, gatecheck, numeric, symbolic, verdict
+from . import autodiff, diagnosis, gatecheck, numeric, pipeline, subgradients, symbolic, verdict
 from .errors import GradcheckError
 from .expects import judge as judge_expect
 from .frontend import load
@@ -16,9 +16,7 @@ from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
-RECHECK_WORK = 500_000_000  # a failed projection is redone element by element when numeric.work counts at most
-                           # this many element evaluations for it (else the row fails unnamed: no minute-long rerun)
-NOISE_STEP = gatecheck.NOISE_STEP
+POLICY = pipeline.POLICIES["graph"]
 
 
 def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_names: bool = False,
@@ -58,15 +56,12 @@ def check_graph(graph: Graph, settings: Settings | None = None) -> CheckReport:
 def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
     """Per node, how much backprop moves when every value is nudged by a few ulps: its own rounding."""
     out = graph.nodes[graph.output]
-    noise = [np.zeros_like(a) for a in adjoints]
-    for delta in (NOISE_STEP, -NOISE_STEP):
+
+    def rerun(delta):
         scaled = [None if v is None else v * (1 + delta) for v in values]
         seed = np.eye(out.size).reshape((out.size,) + out.shape) * (1 + delta)
-        again = autodiff.backward(graph, scaled, {}, seed)
-        with np.errstate(all="ignore"):
-            noise = [np.maximum(z, verdict.finite_or(np.abs(b - a), 0.0))
-                     for z, a, b in zip(noise, adjoints, again)]
-    return noise
+        return autodiff.backward(graph, scaled, {}, seed)
+    return pipeline.rounding(rerun, adjoints, POLICY.noise_signs)
 
 
 def _reach(graph: Graph) -> set:
@@ -126,21 +121,27 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
            if settings.symbolic else {})
+    chain_rules: list = []  # the valid chain rules at kinks, computed once, when a kink row first fails
+
+    def references(nid):
+        if not chain_rules:
+            seed = np.eye(k).reshape((k,) + out.shape)
+            chain_rules.append(subgradients.references(lambda side, order: subgradients.chain_rule(
+                graph, values, seed, side, order)))
+        return [(name, adj[nid].reshape(k, -1)) for name, adj in chain_rules[0]]
     for node in checked:
         s = sym.get(node.id)
         sv = s.value.reshape(k, node.size) if s is not None and s.value is not None else None
         mag = s.magnitude.reshape(k, node.size) if sv is not None else None
-        z = noise[node.id].reshape(k, node.size)
-        j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
-        target = numeric.Target(node.id, np.ravel(values[node.id]))  # every element: the recheck, if affordable
-        if j.status == "fail" and num[node.id].method == "projection" and numeric.work(graph, [target]) <= RECHECK_WORK:
-            # A random projection failed: recheck every element so the report names the bad one.
-            num[node.id] = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol,
-                                                 flat, settings.seed)[node.id]
-            j = verdict.judge(flat[node.id], num[node.id], z, sv, mag, settings.rtol, settings.atol)
-        rows[node.id] = _row(graph, node, values[node.id], adjoints[node.id], num[node.id], s, j)
-        if j.status == "kink" and rows[node.id].note:
-            rows[node.id].note = rows[node.id].note.replace(verdict.KINK_NOTE, _kink_note(graph, node.id, reach))
+        nid = node.id
+        compared = pipeline.compare(runner, numeric.Target(nid, np.ravel(values[nid]), num[nid].method == "projection"),
+                                    flat[nid], settings, POLICY, num=num[nid], noise=noise[nid].reshape(k, node.size),
+                                    sym=sv, mag=mag, references=lambda nid=nid: references(nid))
+        num[nid] = compared.num
+        j = verdict.summarize(compared.evidence)
+        rows[nid] = _row(graph, node, values[nid], adjoints[nid], num[nid], s, j)
+        if j.status == "kink" and rows[nid].note:
+            rows[nid].note = rows[nid].note.replace(verdict.KINK_NOTE, _kink_note(graph, nid, reach))
     checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
     report.gates = [_gate_row(graph, c, checks) for c in checks]
     diagnosis.name_culprits(graph, rows, checks)

@@ -11,18 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import numeric, symbolic, verdict
+from . import numeric, pipeline, subgradients, symbolic, verdict
 from .autodiff import forward
 from .errors import BackwardError, GradValueError
 from .graph import Graph
 from .settings import Settings
 from .usergates import run_backward
 
-NOISE_STEP = 4 * verdict.EPS   # the relative nudge of a rerun that measures backprop's own rounding
+POLICY = pipeline.POLICIES["gate"]
 EXHAUSTIVE = 4_096             # a gate alone is differenced element by element up to this many inputs
 BUILT_IN_EXHAUSTIVE = 64       # ... a registry gate (its VJP is the suite's, SymPy checks every element) up to this many
-RECHECK_WORK = 200_000_000     # a failed projection is redone element by element when that costs at most this
-                               # many element evaluations (inputs × (inputs + outputs) per ± pair): 10,000 inputs
 
 
 @dataclass
@@ -60,30 +58,28 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
     out = values[node.id]
     u = upstream(settings, point, node)
     grads, error = _vjp(node, args, out, u)
-    bp = np.concatenate([np.ravel(grads[k]) for k in slots])[None, :]
-    noise = np.zeros_like(bp)
-    with np.errstate(all="ignore"):
-        for delta in (NOISE_STEP, -NOISE_STEP):
-            scaled, _ = _vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))
-            moved = np.abs(np.concatenate([np.ravel(scaled[k]) for k in slots])[None, :] - bp)
-            noise = np.maximum(noise, verdict.finite_or(moved, 0.0))
+
+    def flat(gs):
+        return np.concatenate([np.ravel(gs[k]) for k in slots])[None, :]
+
+    def rerun(delta):
+        return flat(_vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))[0])
+
+    def references():
+        return subgradients.references(lambda side, order: flat(
+            [np.broadcast_to(g, (1,) + np.shape(a))[0]
+             for g, a in zip(subgradients.local_vjp(node, u[None], args, out, side, order), args)]))
+
     runner = numeric.GateRunner(node, args, u, slots)
     # A hand-derived gate is differenced element by element (within the budget); a registry gate past a
     # few inputs along random directions (SymPy still checks it element by element), and element by
     # element again only when a direction fails, to name the element.
     limit = max(settings.budget, EXHAUSTIVE) if node.gate.instance is not None else BUILT_IN_EXHAUSTIVE
     target = numeric.Target(node.id, runner.x, projections=runner.x.size > limit)
-    reference = {node.id: bp}
-    num = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol, reference,
-                                settings.seed)[node.id]
     sym, mag = _symbolic(node, args, u, slots, settings, jacobians)
-    ev = verdict.evidence(bp, num, noise, sym, mag, settings.rtol, settings.atol)
-    recheck_work = 2 * runner.x.size * (runner.x.size + out.size)
-    if target.projections and recheck_work <= RECHECK_WORK and verdict.summarize(ev).status == "fail":
-        target.projections = False  # name the bad element
-        num = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol, reference,
-                                    settings.seed)[node.id]
-        ev = verdict.evidence(bp, num, noise, sym, mag, settings.rtol, settings.atol)
+    compared = pipeline.compare(runner, target, flat(grads), settings, POLICY, rerun=rerun, sym=sym, mag=mag,
+                                references=references)
+    ev, num = compared.evidence, compared.num
     checks = []
     offsets = np.concatenate([[0], np.cumsum([np.size(args[k]) for k in slots])]).astype(int)
     inst = node.gate.instance
@@ -175,16 +171,17 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
     return checks
 
 
-def second_point(graph: Graph, settings: Settings) -> list | None:
+def second_point(graph: Graph, settings: Settings, policy: pipeline.Policy = POLICY) -> list | None:
     """The graph's values at a second, seeded random point (every leaf moved by ~10% or less),
     or None when the function is not defined near enough."""
     rng = np.random.default_rng([settings.seed, 2])
     leaves = graph.leaves()
-    noise = {n.id: rng.standard_normal(n.shape) for n in leaves}
-    for scale in (0.1, 0.02, 0.004):
-        inputs = {n.id: n.value + scale * (np.abs(n.value) + 1.0) * noise[n.id] for n in leaves}
+    draws = [rng.standard_normal(n.shape) for n in leaves]
+
+    def evaluate(moved):
         try:
-            return forward(graph, inputs)
+            return forward(graph, {n.id: v for n, v in zip(leaves, moved)})
         except GradValueError:
-            continue
-    return None
+            return None
+    found = pipeline.second_point([n.value for n in leaves], draws, evaluate, policy)
+    return None if found is None else found[1]

@@ -36,7 +36,12 @@ ROUNDING = 2.0                       # a centred difference's rounding error: RO
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
-MAX_TIE_ELEMENTS = 16                # at most this many kink elements of a target are grouped pairwise
+MAX_TIE_ELEMENTS = 16                # at most this many kink elements of one class (equal jumps) are grouped pairwise
+CLASS_RTOL = 1e-6                    # two kink elements' slope jumps this close (relative) may be one tie
+# Kinks in code whose branches cannot be seen (a user's Python), told from the slopes alone:
+SMOOTH_RATIO = 0.1                   # smooth: the slope jump at h/2 is REFINE ± this of the jump at h
+JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding errors above noise
+KEPT = 0.25                          # a jump within this fraction of itself at ±TIE·h stays: on the point
 
 
 @dataclass
@@ -181,6 +186,7 @@ def _split(outputs, flags):
 # --- exhaustive ------------------------------------------------------------------------------------
 
 def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
+    sees = getattr(runner, "sees_branches", True)  # else kinks are told from the slopes alone (opaque code)
     state = {}
     rows = _Rows()
     for t in targets:
@@ -198,7 +204,7 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
             d1 = (plus - minus) / (2 * h)
             s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
                      rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h,
-                     kink=switched.copy(), upper=np.maximum((plus - centre) / h, (centre - minus) / h),
+                     kink=switched.copy(), plus=plus, minus=minus, upper=np.maximum((plus - centre) / h, (centre - minus) / h),
                      lower=np.minimum((plus - centre) / h, (centre - minus) / h))
             doubt = _in_doubt(d1, reference.get(t.id), rtol, atol)
             s["doubt"] = np.flatnonzero(doubt)
@@ -218,6 +224,8 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
                 s["truncation"][idx] = np.abs(d2 - d1)
                 s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
                 s["kink"][idx] |= switched
+                if not sees:
+                    s["kink"][idx] |= _slope_jumps(s, idx, plus, minus, centre, h, reference.get(t.id), rtol, atol)
             # rounding-bound elements (the step is too small for |f|): larger steps, Richardson again
             factor = _escalation(s, reference.get(t.id), rtol, atol)
             s["esc"] = np.flatnonzero(factor > 1)
@@ -260,8 +268,10 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
             s["at"] = np.zeros(t.n, dtype=bool)
             if s["kinked"].size:
                 _, _, switched = _split(*ties[t.id])
-                s["at"][s["kinked"]] = switched
-            s["pairs"] = _pairs(np.flatnonzero(s["at"]))
+                s["at"][s["kinked"]] = switched if sees else _jump_kept(s, s["kinked"], *_split(*ties[t.id])[:2],
+                                                                        centre, s["h"][s["kinked"], None] * TIE)
+            s["classes"] = _classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
+            s["pairs"] = [p for members in s["classes"] for p in _pairs(members)]
             if s["pairs"]:
                 e, d = [], []
                 for i, j in s["pairs"]:
@@ -276,11 +286,15 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
             s["groups"] = []
             at = np.flatnonzero(s["at"])
             if s["pairs"]:
-                _, _, switched = _split(*pair_out[t.id])
+                plus, minus, switched = _split(*pair_out[t.id])
+                if not sees:
+                    switched = _jump_joint(s, s["pairs"], plus, minus, centre)
                 s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], at)
-            alone = np.setdiff1d(at, np.concatenate(s["groups"]) if s["groups"] else [])
-            if 3 <= alone.size <= MAX_TIE_ELEMENTS:
-                s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
+            grouped = np.concatenate(s["groups"]) if s["groups"] else []
+            for members in s["classes"]:
+                alone = np.setdiff1d(members, grouped)
+                if alone.size >= 3:
+                    s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
             if s["groups"]:
                 e, d = [], []
                 for members in s["groups"]:
@@ -295,6 +309,8 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
             groups = []
             if s["groups"]:
                 plus, minus, switched = _split(*joint_out[t.id])
+                if not sees:
+                    switched = _jump_joint(s, s["groups"], plus, minus, centre)
                 for k, members in enumerate(s["groups"]):
                     if switched[k]:
                         continue  # moving them together still switches: not a tie, judge one by one
@@ -308,6 +324,45 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
                 groups=groups, left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
                 escalated=s.get("escalated", 0))
     return results
+
+
+def _gap(plus, minus, centre, h):
+    """(f(v+h) + f(v−h) − 2f(v))/h: the jump between the one-sided slopes (≈ f''·h where f is smooth)."""
+    return (plus + minus - 2 * centre) / h
+
+
+def _slope_jumps(s: dict, idx, plus2, minus2, centre, h2, ref, rtol: float, atol: float) -> np.ndarray:
+    """For code whose branches cannot be seen: elements whose one-sided slopes jump. Where f is smooth
+    the jump shrinks with the step (it halves from h to h/2); at a kink it stays. It must also be
+    large enough to matter to the verdict and to stand above rounding."""
+    h1 = s["h"][idx, None]
+    g1 = _gap(s["plus"][idx], s["minus"][idx], centre, h1)
+    g2 = _gap(plus2, minus2, centre, h2)
+    scale = np.maximum(np.abs(s["d1"][idx]), 0.0 if ref is None else np.abs(np.asarray(ref, dtype=float).T[idx]))
+    floor = np.maximum.reduce([np.full_like(g1, atol), rtol * scale, JUMP_ROUNDING * s["rounding"][idx]])
+    big = np.maximum(np.abs(g1), np.abs(g2))
+    with np.errstate(all="ignore"):
+        ratio = g2 / np.where(g1 != 0, g1, np.inf)
+    return np.any((big > floor) & ~(np.abs(ratio - REFINE) <= SMOOTH_RATIO), axis=1)
+
+
+def _jump_kept(s: dict, idx, plus, minus, centre, h) -> np.ndarray:
+    """At ±TIE·h the jump is still there: the kink is on the point, not merely within the step."""
+    g = _gap(plus, minus, centre, h)
+    g1 = _gap(s["plus"][idx], s["minus"][idx], centre, s["h"][idx, None])
+    return np.any(np.abs(g - g1) <= KEPT * np.abs(g1), axis=1) & np.any(np.abs(g1) > 0, axis=1)
+
+
+def _jump_joint(s: dict, groups: list, plus, minus, centre) -> np.ndarray:
+    """Moved together, do the members still jump? (A tie moved together stays a tie: no jump.)"""
+    out = []
+    for k, members in enumerate(groups):
+        members = np.asarray(members)
+        hh = s["h"][members].min()
+        joint = np.abs(_gap(plus[k], minus[k], centre, hh))
+        alone = np.abs(_gap(s["plus"][members], s["minus"][members], centre, s["h"][members, None])).max(axis=1).min()
+        out.append(bool(np.any(joint > KEPT * alone)))
+    return np.array(out, dtype=bool)
 
 
 def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
@@ -335,6 +390,27 @@ def _escalation(s: dict, ref, rtol: float, atol: float) -> np.ndarray:
     bound = (s["rounding"] >= s["truncation"]) & (ratio > 1) & np.isfinite(s["value"]) & ~s["kink"][:, None]
     ratio = np.where(bound, ratio, 0.0).max(axis=1)
     return np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
+
+
+def _classes(at: np.ndarray, jumps: np.ndarray, rounding: np.ndarray) -> list:
+    """Kink elements whose one-sided slopes jump by the same amount, in classes of 2 to MAX_TIE_ELEMENTS:
+    the members of a tie all jump by the tie's slope, so only they are tested against each other
+    (a max-pool's windows, each with its own upstream gradient, are told apart without pairing them all)."""
+    if at.size < 2:
+        return []
+    j = jumps[at]
+    key = j @ np.cos(np.arange(j.shape[1]) + 1.0)  # a fixed projection: equal jump vectors, equal keys
+    order = np.argsort(key, kind="stable")
+    tol = CLASS_RTOL * np.abs(j).max(axis=1) + JUMP_ROUNDING * rounding[at].max(axis=1)
+    classes, current = [], [order[0]]
+    for a, b in zip(order[:-1], order[1:]):
+        if np.all(np.abs(j[a] - j[b]) <= max(tol[a], tol[b])):
+            current.append(b)
+        else:
+            classes.append(current)
+            current = [b]
+    classes.append(current)
+    return [np.sort(at[c]) for c in classes if 2 <= len(c) <= MAX_TIE_ELEMENTS]
 
 
 def _pairs(at: np.ndarray) -> list:
@@ -431,6 +507,10 @@ class GraphRunner:
     def width(self, node_id) -> int:
         return max(int(self._suffix_max[node_id]), self.out_size)
 
+    def work(self, target: Target) -> int:
+        """What differencing `target` costs, in element evaluations (see `work`)."""
+        return work(self.graph, [target])
+
     def run(self, probes: list, n_rows: int):
         out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches)
         out = np.asarray(out).reshape(n_rows, -1)
@@ -460,6 +540,11 @@ class GateRunner:
 
     def width(self, target_id) -> int:
         return max(self.node.size, int(self.x.size), workspace(None, self.node, [np.shape(a) for a in self.args]))
+
+    def work(self, target: Target) -> int:
+        """Four rows per element (or projection), each as wide as the gate's inputs and output."""
+        rows = 4 * (PROJECTIONS if target.projections else target.n)
+        return rows * (int(self.x.size) + self.node.size)
 
     def run(self, probes: list, n_rows: int):
         args, flags = list(self.args), [False] * len(self.args)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import numeric, verdict
+from . import numeric, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, size_error
 from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname,
@@ -21,11 +21,9 @@ from .pysource import (PythonError, base_name, describe, exception_text, grad_li
 from .report import CheckReport, GateRow, NodeRow
 from .settings import Settings
 
+POLICY = pipeline.POLICIES["python"]
 LOOP_BUDGET = 64        # elements per input differenced one by one when the forward is called row by row
-RECHECK = 4_096         # a failed projection is redone element by element up to this many elements
-SECOND_SCALE = 0.1      # the second point moves every input by about this × (|x| + 1)
-KINK_ELEMENTS = 16      # failing elements probed for a kink (one-sided slopes), per input
-NOISE_STEP = 4 * verdict.EPS
+CALL_WORK = 10_000      # one call of a forward that takes no batch axis costs about this many elements' work
 
 
 @dataclass
@@ -114,8 +112,9 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
         rng = np.random.default_rng(settings.seed * 1_000_003 + 104_729)  # one stream: upstreams, directions, second point
         out, rows1 = _check_point(layer, args, settings, rng, point=1)
         report.output, report.value = "out", out
-        args2 = _second_point(args, rng)
-        _, rows2 = _check_point(layer, args2, settings, rng, point=2, first={r.name: r.status for r, _ in rows1})
+        args2, out2 = _second_point(layer, args, rng)
+        _, rows2 = _check_point(layer, args2, settings, rng, point=2, first={r.name: r.status for r, _ in rows1},
+                                out=out2)
         if any(r.status != "pass" for r, _ in rows1 + rows2):
             _deterministic(layer, args, out)  # only then: a passing layer pays no extra forward call
     except GradcheckError as err:
@@ -130,8 +129,8 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
 
 
 def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Generator, point: int,
-                 first: dict | None = None):
-    out = _output(layer, args)
+                 first: dict | None = None, out: np.ndarray | None = None):
+    out = _output(layer, args) if out is None else out
     u = rng.standard_normal(out.shape)
     grads, failures = _backward(layer, u, args)
     runner = FunctionRunner(layer.forward, args, u, out, layer.batched)
@@ -140,26 +139,14 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     # and only a failure (or a small layer) is differenced element by element, to name the element.
     budget = settings.budget if runner.batched else LOOP_BUDGET
     target = numeric.Target("inputs", runner.x.copy(), projections=runner.x.size > budget)
-    bp = np.concatenate([g.ravel() for g in grads])[None, :]
-    reference = {target.id: bp}
 
-    def difference():
-        return numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol, reference,
-                                     rng)[target.id]
-    num = difference()
-    z = None
-    ev = verdict.evidence(bp, num, z, None, None, settings.rtol, settings.atol)
+    def rerun(delta):
+        moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
+        return None if failed else np.concatenate([np.ravel(m) for m in moved])[None, :]
+    compared = pipeline.compare(runner, target, np.concatenate([g.ravel() for g in grads])[None, :], settings,
+                                POLICY, rerun=None if failures else rerun, seed=rng)
+    num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
-    if whole.status != "pass" and not failures:
-        # The backward's own rounding only ever widens a tolerance, so it is measured (one more call
-        # of the user's backward) only where a row does not pass without it.
-        z = np.concatenate(_noise(layer, u, args, grads))[None, :]
-        ev = verdict.evidence(bp, num, z, None, None, settings.rtol, settings.atol)
-        whole = verdict.summarize(ev)
-    if target.projections and runner.x.size <= RECHECK and whole.status == "fail":
-        target.projections = False
-        num = difference()
-        ev = verdict.evidence(bp, num, z, None, None, settings.rtol, settings.atol)
     rows = []
     for k, (name, a) in enumerate(zip(layer.names, args)):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
@@ -169,8 +156,8 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
         culprit = None
         if name in failures:
             status, (note, culprit) = "fail", failures[name]
-        elif status == "fail" and columns is not None:
-            status, note = _kink(runner, target, bp, j.codes[0] == 3, j.tolerance, settings) or (status, note)
+        elif status == "kink" and columns is not None and note and note.startswith(verdict.KINK_NOTE):
+            note = note.replace(verdict.KINK_NOTE, _kink_note(ev, j.worst))
         if point == 2 and status == "fail":
             special = " (right at the given point, which must be special)" if (first or {}).get(name) == "pass" else ""
             note = f"wrong at a second, random point{special}: {note}"
@@ -228,47 +215,34 @@ def _backward(layer: Layer, u: np.ndarray, args: list):
     return grads, failures
 
 
-def _noise(layer: Layer, u, args, grads) -> list:
-    """How much the backward moves under a rounding-sized rescaling: its own rounding error."""
-    noise = [np.zeros(a.size) for a in args]
-    for delta in (NOISE_STEP,):  # one rescaled rerun: rounding shows either way, and the user's calls are dear
-        moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
-        if failed:
-            continue
-        for k, (m, g) in enumerate(zip(moved, grads)):
-            diff = np.abs(np.ravel(m) - np.ravel(g))
-            noise[k] = np.maximum(noise[k], verdict.finite_or(diff, 0.0))
-    return noise
+def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
+    """Every input moved by ~10% (less where the forward is not defined that far); the forward's
+    error at the smallest move when it is defined at none. Returns (inputs, output)."""
+    draws = [rng.standard_normal(a.shape) for a in args]
+    errors: list = []
+
+    def evaluate(moved):
+        try:
+            return _output(layer, moved)
+        except PythonError as err:
+            errors.append(err)
+            return None
+    found = pipeline.second_point(args, draws, evaluate, POLICY)
+    if found is None:
+        raise errors[-1]
+    return found
 
 
-def _second_point(args: list, rng: np.random.Generator) -> list:
-    return [a + SECOND_SCALE * (np.abs(a) + 1.0) * rng.standard_normal(a.shape) for a in args]
-
-
-def _kink(runner, target, bp, failing: np.ndarray, tolerance: float, settings: Settings):
-    """Failing elements the forward's own slope changes at (one-sided slopes that each hold still
-    but differ): ("kink", note) when backprop lies between them, else ("fail", note); None: no kink."""
-    bad = np.flatnonzero(failing)
-    if bad.size == 0 or bad.size > KINK_ELEMENTS:
-        return None
-    h = numeric.steps(target.x[bad], settings.h)
-    factors = (1.0, 0.25, -1.0, -0.25)
-    probes = [numeric.Probe(target.id, np.arange(r * bad.size, (r + 1) * bad.size), bad, f * h) for r, f in enumerate(factors)]
-    phi = np.asarray(runner.run(probes, len(factors) * bad.size)[0]).reshape(len(factors), bad.size)
-    slopes = (phi - runner.centre) / (np.array(factors)[:, None] * h)
-    right, right_near, left, left_near = slopes
-    gap = np.abs(right - left)
-    tol = tolerance * np.maximum(np.abs(right), np.abs(left)) + 64 * verdict.EPS * abs(runner.centre) / h
-    steady = (np.abs(right - right_near) < 0.1 * gap) & (np.abs(left - left_near) < 0.1 * gap)
-    if not np.all(steady & (gap > tol)):
-        return None
-    a = bp[0, bad]
-    lo, hi = np.minimum(left, right) - tol, np.maximum(left, right) + tol
-    if np.all((a >= lo) & (a <= hi)):
-        return "kink", (f"the forward's slope changes within h of the point (one-sided slopes {left[0]:.6g} and "
-                        f"{right[0]:.6g}); backprop's {a[0]:.6g} is between them: a kink, not a bug")
-    return "fail", (f"at a kink (one-sided slopes {left[0]:.6g} and {right[0]:.6g}), backprop's {a[0]:.6g} "
-                    f"is neither")
+def _kink_note(ev: verdict.Evidence, w: tuple) -> str:
+    """What the forward's slopes say at a kink element: the one-sided slopes, or a tie's joint slope."""
+    group = ev.groups.get(w[1])
+    if group is not None:
+        members, total, slope, _ = group
+        return (f"a tie of {members.size} elements: backprop's gradients sum to {total[w[0]]:.6g}, the slope of "
+                f"moving them together ({slope[w[0]]:.6g}): a valid subgradient, not a bug")
+    lo, hi = ev.num.lower[w], ev.num.upper[w]
+    return (f"the forward's slope changes within the step (one-sided slopes {lo:.6g} and {hi:.6g}); "
+            f"backprop's {ev.a[w]:.6g} is between them: a kink, not a bug")
 
 
 def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None):
@@ -298,6 +272,7 @@ class FunctionRunner:
         self.x = np.concatenate([a.ravel() for a in args])
         self.centre = float(np.sum(out * upstream))
         self.out_size, self.out_shape, self.calls = 1, out.shape, 0
+        self.sees_branches = False  # the user's code: kinks are told from its slopes alone
         self.batched = self._batches(out) if batched is None else batched
 
     def _batches(self, out) -> bool:
@@ -319,6 +294,12 @@ class FunctionRunner:
 
     def width(self, target_id) -> int:
         return max(int(np.prod(self.out_shape, dtype=np.int64)), self.x.size)
+
+    def work(self, target) -> int:
+        """Four rows per element (or projection), each as wide as the inputs and the output, and a
+        call of its own when the forward takes no batch axis."""
+        rows = 4 * (numeric.PROJECTIONS if target.projections else target.n)
+        return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else CALL_WORK))
 
     def run(self, probes: list, n_rows: int):
         flat = np.broadcast_to(self.x, (n_rows, self.x.size)).copy()

@@ -88,6 +88,9 @@ class Evidence:
     num: object
     have_sym: bool
     groups: dict
+    noise: np.ndarray          # backprop's own noise z, in the space of `a`
+    atol: float
+    convention: str | None = None  # the valid chain rule that explains its kinks (by_chain_rule)
 
 
 def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
@@ -143,7 +146,30 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         tol_rel = tol / np.where(n > 0, n, 1.0)
         sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None
     context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok)
-    return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail)
+    return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol)
+
+
+def by_chain_rule(ev: Evidence, references: list) -> Evidence:
+    """Failing elements at a kink where backprop equals a valid chain rule become kinks: `references`
+    are (convention, (out, n) values); the first that matches every such element (as SymPy is
+    matched) is named. Elements away from kinks are never touched."""
+    failing = (ev.codes == 3) & ev.context["kink"] & np.isfinite(ev.a)
+    if not failing.any():
+        return ev
+    for name, ref in references:
+        ref = np.asarray(ref, dtype=float).reshape(ev.codes.shape[0], -1)
+        if ev.num.method == "projection":
+            ref = ref @ ev.num.directions.astype(float).T
+        with np.errstate(all="ignore"):
+            tol = np.maximum.reduce([np.full_like(ev.a, ev.atol), SYMBOLIC_RTOL * np.maximum(np.abs(ev.a), np.abs(ref)),
+                                     NOISE * ev.noise])
+            match = np.abs(ev.a - ref) <= tol
+        if np.all(match[failing]):
+            ev.codes = np.where(failing, 1, ev.codes)
+            ev.excess = np.where(failing, 0.0, ev.excess)
+            ev.convention = name
+            return ev
+    return ev
 
 
 def summarize(ev: Evidence, columns=None) -> Judgement:
@@ -162,6 +188,9 @@ def summarize(ev: Evidence, columns=None) -> Judgement:
     c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])
     note = _note(label, c, ev.num, ev.have_sym, ev.a, w)
+    if label == "kink" and ev.convention and ev.codes[w] == 1:
+        note = f"backprop is the chain rule with {ev.convention}: a valid choice at every kink"
+
     return Judgement(label, note, num_err if np.isfinite(num_err) else None, sym_err,
                      float(ev.tol_rel[w]), w, codes)
 

@@ -184,15 +184,16 @@ def test_same_seed_same_result():
 
 @pytest.mark.parametrize("limit, named", [(10 ** 9, True), (10 ** 3, False)])
 def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch, limit, named):
-    # the element-by-element rerun costs numeric.work's count; past RECHECK_WORK the row fails unnamed
-    # (an 80,000-element input took 40 s to rerun before this limit, 1 s after)
+    # the element-by-element rerun costs numeric.work's count; past the graph policy's recheck_work the
+    # row fails unnamed (an 80,000-element input took 40 s to rerun before this limit, 1 s after)
+    import dataclasses
     from gradcheck_cli import checker, numeric
     def bad_tanh(g, args, out, a):
         grad = g * (1 - out * out)
         grad[..., 2] *= 1.5
         return (grad,)
     _with_wrong(monkeypatch, "tanh", bad_tanh)
-    monkeypatch.setattr(checker, "RECHECK_WORK", limit)
+    monkeypatch.setattr(checker, "POLICY", dataclasses.replace(checker.POLICY, recheck_work=limit))
     src = "W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x))"
     r = check(src, budget=8, symbolic=False)
     w = rows(r)["W"]
@@ -202,7 +203,7 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
     graph = load(src)
     W = next(n for n in graph.nodes if n.name == "W")
     cost = numeric.work(graph, [numeric.Target(W.id, np.zeros(W.size))])
-    assert 10 ** 3 < cost <= checker.RECHECK_WORK or not named
+    assert 10 ** 3 < cost <= checker.POLICY.recheck_work or not named
 
 
 def test_work_counts_each_rows_own_copy_of_its_target():
@@ -241,15 +242,14 @@ def test_backprops_own_rounding_is_measured_for_each_gate(monkeypatch, on, statu
     # a VJP whose last digits jitter with its input (1e-7 relative, past SYMBOLIC_RTOL): measured by
     # rerunning it 4 ulps away it is rounding; with the measurement off it would be a bug (a nudge 10x
     # larger measures the same: NOISE_STEP can only be pinned against being switched off)
-    from gradcheck_cli import checker, gatecheck
+    from gradcheck_cli import pipeline
 
     def jittery(g, args, out, a):
         x = args[0]
         return (g * np.cos(x) * (1 + 1e-7 * np.sin(1e17 * x)),)
     _with_wrong(monkeypatch, "sin", jittery)
     if not on:
-        monkeypatch.setattr(gatecheck, "NOISE_STEP", 0.0)
-        monkeypatch.setattr(checker, "NOISE_STEP", 0.0)
+        monkeypatch.setattr(pipeline, "NOISE_STEP", 0.0)
     r = check("x = 0.7\nf = sin(x)\n")
     assert rows(r)["x"].status == status_ and r.gates[0].status == status_
 
