@@ -159,14 +159,17 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
             continue
         bp = np.broadcast_to(np.asarray(bvals[bid], dtype=float), (1,) + fwd.nodes[lid].shape).reshape(1, -1)
         target = numeric.Target(lid, np.ravel(fvals[lid]), projections=bp.size > max(settings.budget, EXHAUSTIVE))
-        num = numeric.differentiate(runner, [target], settings.h, settings.rtol, settings.atol,
-                                    {lid: bp}, settings.seed)[lid]
         sym = mag = None
         if settings.symbolic:
             res = symbolic.derivatives(fwd, fvals, [lid], settings.symbolic_budget, seed=u.reshape(1, -1))[lid]
             if res.value is not None:
                 sym, mag = res.value.reshape(1, -1), res.magnitude.reshape(1, -1)
-        j = verdict.judge(bp, num, None, sym, mag, settings.rtol, settings.atol)
+
+        def references(lid=lid):
+            return subgradients.references(lambda side, order: subgradients.chain_rule(
+                fwd, fvals, u[None], side, order)[lid].reshape(1, -1))
+        compared = pipeline.compare(runner, target, bp, settings, POLICY, sym=sym, mag=mag, references=references)
+        j = verdict.summarize(compared.evidence)
         checks.append(GateCheck(node.id, None, line.name, j.status, j, point, line.pos.line, line.pos.col))
     return checks
 

@@ -13,6 +13,7 @@ up as a disagreement with the other two oracles, and autodiff, numeric and symbo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,6 +100,7 @@ def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> Use
             d_lines[line.name[1:]] = line
     forward_names = {n for n, k in kind.items() if k == "forward"}
     _check_header(defn, params, forward_names | set(consts), set(kind) - forward_names, known_functions)
+    defn = _named_in_expression(defn, order, kind, uses)
     forward_used = _closure(_names_in(defn.expr) & forward_names, uses, forward_names)
     if d_lines:
         missing = [p for p in defn.params if p not in d_lines]
@@ -121,6 +123,48 @@ def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> Use
     used_consts = {n for line in order for n in uses[line.name]} | _names_in(defn.expr)
     return UserGate(defn, d_lines, [line.name for line in order if line.name in forward_used],
                     intermediates, warnings, consts={n: v for n, v in consts.items() if n in used_consts})
+
+
+def _named_in_expression(defn: N.GateDef, order: list, kind: dict, uses: dict) -> N.GateDef:
+    """`z = x @ W + b` beside `gate g(x, W, b) = relu(x @ W + b)`: a forward line the expression does
+    not use but spells out verbatim names that part of it, so `dz` is checked as the gradient of z."""
+    expr = defn.expr
+    if any(isinstance(e, (N.Comprehension, N.Loop)) for e in walk(expr)):
+        return defn  # loop variables are scoped: leave such expressions alone
+    for line in order:
+        if kind[line.name] == "forward" and line.name not in _names_in(expr):
+            if not any(line.name in uses[other.name] for other in order if kind[other.name] == "backward"):
+                continue
+            expr = _substitute(expr, _shape(line.expr), line.name)
+    return defn if expr is defn.expr else dataclasses.replace(defn, expr=expr)
+
+
+def _shape(e):
+    """An expression without its positions: equal for equal text up to spacing."""
+    if isinstance(e, N.Pos):
+        return None
+    if dataclasses.is_dataclass(e):
+        return (type(e).__name__,) + tuple(_shape(getattr(e, f.name)) for f in dataclasses.fields(e)
+                                           if not f.name.endswith("pos"))
+    if isinstance(e, tuple):
+        return tuple(_shape(x) for x in e)
+    return e
+
+
+def _substitute(e, shape, name: str):
+    """`e` with every sub-expression of this shape replaced by the name."""
+    if dataclasses.is_dataclass(e) and not isinstance(e, N.Pos):
+        if _shape(e) == shape:
+            return N.Name(name, e.pos)
+        changes = {f.name: _substitute(getattr(e, f.name), shape, name) for f in dataclasses.fields(e)
+                   if not f.name.endswith("pos")}
+        if all(changes[k] is getattr(e, k) for k in changes):
+            return e
+        return dataclasses.replace(e, **changes)
+    if isinstance(e, tuple):
+        items = tuple(_substitute(x, shape, name) for x in e)
+        return e if all(a is b for a, b in zip(items, e)) else items
+    return e
 
 
 def _closure(start: set, uses: dict, within: set) -> set:
