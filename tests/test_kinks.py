@@ -1,0 +1,303 @@
+"""Kinks on real code: a backward is right at a kink when it is a valid chain rule of valid local
+subgradients, and wrong when some local choice lies outside (issue 21).
+
+Integer-valued inputs give what real tests give: ties in most max-pool windows and exact zeros
+before a ReLU. Every correct convention (first, last or even routing at ties; relu′(0) = 0 or 1)
+is a `kink`, never a `fail`; every choice outside the subdifferential fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli import check, check_function, check_layer, numeric, subgradients
+from gradcheck_cli.cli import main
+
+POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+
+def _verdict(row) -> str:
+    """`kink` for a row a valid choice explains; the midpoint of the one-sided slopes (relu′(0) = ½,
+    an even split) is the centred difference itself and may simply pass."""
+    return "kink" if row.status == "pass" and row.numeric_error is not None else row.status
+
+
+def pool_forward(x, pool_param):
+    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, 1 + (h - ph) // s, 1 + (w - pw) // s))
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            out[:, :, i, j] = x[:, :, i * s:i * s + ph, j * s:j * s + pw].max(axis=(2, 3))
+    return out, (x, pool_param)
+
+
+def _pool_backward(route):
+    def backward(dout, cache):
+        x, p = cache
+        ph, pw, s = p["pool_height"], p["pool_width"], p["stride"]
+        dx = np.zeros_like(x)
+        for a, b, i, j in np.ndindex(*dout.shape):
+            window = x[a, b, i * s:i * s + ph, j * s:j * s + pw]
+            dx[a, b, i * s:i * s + ph, j * s:j * s + pw] += route(window) * dout[a, b, i, j]
+        return dx
+    return backward
+
+
+def _first(window):
+    m = np.zeros(window.size)
+    m[np.argmax(window)] = 1  # np.argmax: the first maximum, CS231n's usual answer
+    return m.reshape(window.shape)
+
+
+def _last(window):
+    m = np.zeros(window.size)
+    m[window.size - 1 - np.argmax(window.ravel()[::-1])] = 1
+    return m.reshape(window.shape)
+
+
+def _even(window):
+    m = window == window.max()
+    return m / m.sum()
+
+
+def _every(window):
+    return (window == window.max()).astype(float)  # every tied element gets the whole gradient: wrong
+
+
+def _tied_x():
+    x = np.random.default_rng(0).integers(0, 3, size=(2, 2, 4, 4)).astype(float)
+    windows = x.reshape(2, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4)
+    assert ((windows == windows.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum() >= 6  # ties in most windows
+    return x
+
+
+@pytest.mark.parametrize("route, status", [(_first, "kink"), (_last, "kink"), (_even, "kink"), (_every, "fail")])
+def test_max_pool_at_ties_every_valid_routing_is_a_kink_and_the_whole_gradient_to_each_fails(route, status):
+    report = check_layer(pool_forward, _pool_backward(route), {"x": _tied_x()}, {"pool_param": POOL})
+    row = report.nodes[0]
+    assert row.status == status, row.note
+    if status == "fail":
+        assert "at a tie of" in row.note and "moving them together" in row.note
+    else:
+        assert report.passed
+
+
+def test_max_pool_first_max_through_check_py(tmp_path):
+    # the issue's command line, on a student-style file: it was `fail x: backprop disagrees`
+    (tmp_path / "pool.py").write_text(
+        "import numpy as np\n\n"
+        "def max_pool_forward_naive(x, pool_param):\n"
+        "    ph, pw, s = pool_param['pool_height'], pool_param['pool_width'], pool_param['stride']\n"
+        "    n, c, h, w = x.shape\n"
+        "    out = np.zeros((n, c, 1 + (h - ph) // s, 1 + (w - pw) // s))\n"
+        "    for i in range(out.shape[2]):\n"
+        "        for j in range(out.shape[3]):\n"
+        "            out[:, :, i, j] = x[:, :, i*s:i*s+ph, j*s:j*s+pw].max(axis=(2, 3))\n"
+        "    return out, (x, pool_param)\n\n"
+        "def max_pool_backward_naive(dout, cache):\n"
+        "    x, pool_param = cache\n"
+        "    ph, pw, s = pool_param['pool_height'], pool_param['pool_width'], pool_param['stride']\n"
+        "    dx = np.zeros_like(x)\n"
+        "    for a, b, i, j in np.ndindex(*dout.shape):\n"
+        "        window = x[a, b, i*s:i*s+ph, j*s:j*s+pw]\n"
+        "        k = np.argmax(window)\n"
+        "        dx[a, b, i*s + k // pw, j*s + k % pw] += dout[a, b, i, j]\n"
+        "    return dx\n")
+    result = CliRunner().invoke(main, ["check-py", str(tmp_path / "pool.py") + "::max_pool",
+                                       "--param", "pool_param=" + json.dumps(POOL),
+                                       "--at", "x=" + json.dumps(_tied_x().tolist())])
+    assert result.exit_code == 0, result.output
+    assert "kink" in result.output and "a tie of" in result.output
+
+
+def affine_relu_forward(x, w, b):
+    z = x @ w + b
+    return np.maximum(z, 0), (x, w, z)
+
+
+def _affine_relu_backward(at_zero):
+    def backward(dout, cache):
+        x, w, z = cache
+        dz = dout * ((z > 0) + at_zero * (z == 0))
+        return dz @ w.T, x.T @ dz, dz.sum(axis=0)
+    return backward
+
+
+AFFINE = {"x": np.array([[1., 0, -1], [2, 1, 0], [0, 0, 1], [1, -1, 1]]),
+          "w": np.array([[1., -1], [0, 1], [1, 1]]), "b": np.zeros(2)}
+
+
+@pytest.mark.parametrize("at_zero, status", [(0.0, "kink"), (1.0, "kink"), (0.5, "kink"), (2.0, "fail"),
+                                             (-1.0, "fail")])
+def test_relu_inside_an_affine_layer_at_exact_zeros(at_zero, status):
+    assert np.sum(AFFINE["x"] @ AFFINE["w"] == 0) >= 1  # a pre-activation exactly 0
+    report = check_layer(affine_relu_forward, _affine_relu_backward(at_zero), AFFINE)
+    worst = max(report.nodes, key=lambda r: {"pass": 0, "kink": 1, "fail": 2}[r.status])
+    assert _verdict(worst) == status, worst.note
+
+
+def test_a_backward_wrong_at_the_nearby_smooth_points_fails_at_the_kink_too():
+    def backward(dout, cache):
+        x, w, z = cache
+        dz = 0.9 * dout * (z > 0)  # wrong everywhere, not only at the kink
+        return dz @ w.T, x.T @ dz, dz.sum(axis=0)
+    report = check_layer(affine_relu_forward, backward, AFFINE)
+    assert not report.passed and all(r.status == "fail" for r in report.nodes)
+
+
+@pytest.mark.parametrize("slope_at_zero, status", [(1.0, "kink"), (0.1, "kink"), (0.55, "kink"), (-0.1, "fail")])
+def test_leaky_relu_at_zero(slope_at_zero, status):
+    x = np.array([0.0, 1.0, -2.0, 0.0, 3.0])
+
+    def vjp(dout, x):
+        return dout * np.where(x > 0, 1.0, np.where(x < 0, 0.1, slope_at_zero))
+    report = check_function(lambda x: np.maximum(x, 0.1 * x), vjp, {"x": x})
+    assert _verdict(report.nodes[0]) == status, report.nodes[0].note
+
+
+@pytest.mark.parametrize("at_zero, status", [(0.0, "kink"), (1.0, "kink"), (-1.0, "kink"), (3.0, "fail")])
+def test_abs_at_zero(at_zero, status):
+    x = np.array([0.0, 1.5, -2.0])
+    report = check_function(np.abs, lambda d, x: d * np.where(x == 0, at_zero, np.sign(x)), {"x": x})
+    assert _verdict(report.nodes[0]) == status, report.nodes[0].note
+
+
+def _svm(x, y):
+    margins = np.maximum(0, x - x[np.arange(len(y)), y][:, None] + 1)
+    margins[np.arange(len(y)), y] = 0
+    return margins.sum() / len(y)
+
+
+def _svm_grad(on_zero):
+    def vjp(dout, x):
+        y = np.array([1, 0])
+        m = x - x[np.arange(2), y][:, None] + 1
+        pos = (m > 0) + on_zero * (m == 0)
+        pos[np.arange(2), y] = 0
+        dx = pos.astype(float)
+        dx[np.arange(2), y] -= pos.sum(axis=1)
+        return dout * dx / 2
+    return vjp
+
+
+@pytest.mark.parametrize("on_zero, status", [(0, "kink"), (1, "kink"), (3, "fail")])
+def test_svm_margins_exactly_zero(on_zero, status):
+    x = np.array([[1.0, 2.0, 3.0, 1.0], [0.0, 1.0, -1.0, 2.0]])  # margins of 0 at [0, 0], [0, 3], [1, 1]
+    report = check_function(lambda x: _svm(x, np.array([1, 0])), _svm_grad(on_zero), {"x": x})
+    assert report.nodes[0].status == status, report.nodes[0].note
+
+
+def _top2(x):
+    return np.sort(x, axis=1)[:, -2:].sum(axis=1)
+
+
+@pytest.mark.parametrize("to_all_ties, status", [(False, "kink"), (True, "fail")])
+def test_top_k_routing_at_ties(to_all_ties, status):
+    x = np.array([[3.0, 1.0, 3.0, 3.0], [2.0, 2.0, 0.0, 1.0]])  # three-way tie for the top two in row 0
+
+    def vjp(dout, x):
+        dx = np.zeros_like(x)
+        for r in range(x.shape[0]):
+            if to_all_ties:
+                dx[r] = dout[r] * (x[r] >= np.sort(x[r])[-2])
+            else:
+                dx[r, np.argsort(-x[r], kind="stable")[:2]] = dout[r]
+        return dx
+    report = check_function(_top2, vjp, {"x": x})
+    assert report.nodes[0].status == status, report.nodes[0].note
+
+
+CONV_RELU = """const pad = 1
+gate conv_relu(x, w, b) = relu(conv2d(x, w, b, stride=1, pad=pad))
+  z = conv2d(x, w, b, stride=1, pad=pad)
+  dz = dout * (z > 0){extra}
+  wflip = flip(transpose(w, [1, 0, 2, 3]), [2, 3])
+  dx = conv2d(dz, wflip, zeros(x.shape[1]), pad=w.shape[2] - 1 - pad)
+  xpad = pad(x, [[0, 0], [0, 0], [pad, pad], [pad, pad]])
+  dw = transpose(conv2d(transpose(xpad, [1, 0, 2, 3]), transpose(dz, [1, 0, 2, 3]), zeros(w.shape[0])), [1, 0, 2, 3])
+  db = sum(dz, axis=[0, 2, 3])
+x = {x}
+w = {w}
+b = [0, 0, 0, 0]
+const u = randn(2, 4, 5, 5)
+f = sum(conv_relu(x, w, b) * u)
+"""
+
+
+def _conv_relu(extra=""):
+    rng = np.random.default_rng(0)
+    return CONV_RELU.format(extra=extra, x=json.dumps(rng.integers(-1, 2, (2, 3, 5, 5)).tolist()),
+                            w=json.dumps(rng.integers(-1, 2, (4, 3, 3, 3)).tolist()))
+
+
+@pytest.mark.parametrize("symbolic", [True, False])
+def test_conv_relu_gate_with_relu_backward_at_exact_zeros_is_a_valid_chain_rule(symbolic):
+    # the issue's case: moving one weight moves many pre-activations across 0, so the composite's
+    # one-sided slopes are the wrong yardstick; the d lines are the chain rule with relu'(0) = 0
+    report = check(_conv_relu(), symbolic=symbolic)
+    assert report.passed, [(r.name, r.status, r.note) for r in report.nodes + report.gates if r.status == "fail"]
+    noted = [r.note for r in report.nodes + report.gates if r.status == "kink" and r.note]
+    assert any("chain rule with each kink's left slope (relu′(0) = 0)" in n for n in noted)
+
+
+def test_conv_relu_gate_with_a_derivative_outside_the_subdifferential_fails_at_its_line():
+    report = check(_conv_relu(" + 2 * dout * (z == 0)"), symbolic=False)  # relu'(0) = 3: outside [0, 1]
+    assert not report.passed
+    failing = {(g.input, g.line) for g in report.gates if g.status == "fail"}
+    assert ("dz", 4) in failing  # the line that is wrong, checked as the gradient of z
+
+
+def test_a_forward_line_spelled_out_in_the_expression_is_that_local():
+    # `z = x @ W + b` beside `relu(x @ W + b)`: a wrong dz is named at its own line, not at dx, dW, db
+    src = ("gate affine_relu(x, W, b) = relu(x @ W + b)\n  z = x @ W + b\n  dz = dout * (z > 0) * 0.5\n"
+           "  dx = dz @ W.T\n  dW = x.T @ dz\n  db = sum(dz, axis=0)\n"
+           "x = randn(4, 3)\nW = randn(3, 2)\nb = randn(2)\nf = sum(affine_relu(x, W, b) ^ 2)\n")
+    report = check(src)
+    culprits = {r.culprit for r in report.nodes if r.status == "fail"}
+    assert culprits == {(3, 3)}, culprits
+
+
+def test_backprops_rounding_is_not_measured_across_a_kink():
+    # nudged by 4 ulps to measure rounding, a pre-activation at exactly 0 may flip its branch: that
+    # jump is the branch, not rounding, and must not widen the tolerance (relu'(0) = 3 hid behind it)
+    src = ("gate affine_relu(x, W, b) = relu(z)\n  z = x @ W + b\n  dz = dout * (z > 0) + 2 * dout * (z == 0)\n"
+           "  dx = dz @ W.T\n  dW = x.T @ dz\n  db = sum(dz, axis=0)\n"
+           "x = [[1, 0, -1], [2, 1, 0], [0, 0, 1], [1, -1, 1]]\nW = [[1, -1], [0, 1], [1, 1]]\nb = [0, 0]\n"
+           "const u = randn(4, 2)\nf = sum(affine_relu(x, W, b) * u)\n")
+    report = check(src, symbolic=False)
+    assert not report.passed
+    assert {g.input for g in report.gates if g.status == "fail"} >= {"dz"}
+
+
+@pytest.mark.parametrize("d_b, status", [("dout * (a < b)", True), ("dout * (b >= a)", False)])
+def test_max_of_two_at_a_tie(d_b, status):
+    src = (f"gate mx(a, b) = max(a, b)\n  da = dout * (a >= b)\n  db = {d_b}\n"
+           "a = [1, 2, 3, 0]\nb = [1, 0, 3, 2]\nconst u = [0.5, -1.5, 2.0, 0.7]\nf = sum(mx(a, b) * u)\n")
+    assert check(src, symbolic=False).passed == status
+
+
+def test_the_nudge_takes_each_side_and_breaks_ties_by_position():
+    relu_in = [np.array([0.0, -1.0, 2.0])]
+    left, right = subgradients.nudged(relu_in, -1, -1)[0], subgradients.nudged(relu_in, 1, 1)[0]
+    assert left[0] < 0 < right[0] and left[1] < 0 and left[2] > 0
+    tie = [np.array([2.0, 2.0, 2.0])]
+    first, last = subgradients.nudged(tie, 1, -1)[0], subgradients.nudged(tie, 1, 1)[0]
+    assert np.argmax(first) == 0 and np.argmax(last) == 2
+    assert np.all(np.abs(first - 2.0) < 1e-8)  # a nudge, not a move
+
+
+def test_opaque_code_tells_a_kink_from_curvature():
+    # x² has no kink but its one-sided slopes differ by 2h; |x| has a jump of 2 that does not shrink
+    from gradcheck_cli.pycheck import FunctionRunner
+    x = np.array([0.0, 0.5])
+    for f, kinked in ((lambda a: a[0] ** 2, [False, False]), (lambda a: np.abs(a[0]), [True, False])):
+        u = np.ones(2)
+        runner = FunctionRunner(f, [x], u, f([x]))
+        wrong = np.full((1, 2), 7.0)  # a reference far off puts every element in doubt
+        res = numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0, {"x": wrong}, 0)["x"]
+        assert list(res.kink) == kinked
