@@ -45,6 +45,8 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
                 settings: Settings | None = None, **options) -> CheckReport:
     """Check a CS231n-style layer: `forward(*inputs, *params) -> (out, cache)` and
     `backward(dout, cache) -> (dinput, ...)` with one gradient per entry of `inputs`, in order.
+    Several outputs, then the cache (`lstm_step_forward -> (next_h, next_c, cache)`), are checked as
+    one: the backward then takes an upstream gradient for each (`lstm_step_backward(dnext_h, dnext_c, cache)`).
 
     Inputs and params are passed by keyword when their names are all the forward's parameters,
     else by position (inputs first). Params (labels, `conv_param`, ...) are not differentiated and
@@ -61,19 +63,54 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
         return forward(*arrays, *fresh.values())
 
     last: list = []  # the latest forward's inputs and cache: the backward at the same point reuses it
+    shapes: list = []  # several outputs: their shapes (they are checked as one flat output)
 
     def fwd(arrays):
         result = call(arrays)
-        if not isinstance(result, tuple) or len(result) != 2:
-            raise PythonError(f"{qualname(forward)} must return (out, cache), not {describe(result)}")
-        last[:] = [arrays, result[1]]  # callers pass fresh copies; one the forward changed won't match
-        return result[0]
+        if not isinstance(result, tuple) or len(result) < 2:
+            raise PythonError(f"{qualname(forward)} must return (out, cache), or several outputs and then the "
+                              f"cache, not {describe(result)}")
+        last[:] = [arrays, result[-1]]  # callers pass fresh copies; one the forward changed won't match
+        if len(result) == 2:
+            return result[0]
+        try:
+            outs = [np.asarray(o, dtype=float) for o in result[:-1]]
+        except (TypeError, ValueError):
+            raise PythonError(f"{qualname(forward)}'s outputs must be arrays of numbers") from None
+        shapes[:] = [o.shape for o in outs]
+        return np.concatenate([o.ravel() for o in outs])
 
     def bwd(dout, arrays):
         reuse = last and all(np.array_equal(a, b) for a, b in zip(last[0], arrays))
-        return _gradients(backward(dout, last[1] if reuse else call(arrays)[1]), names, backward)
+        cache = last[1] if reuse else call(arrays)[-1]
+        if not shapes:
+            return _gradients(backward(dout, cache), names, backward)
+        cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
+        douts = [d.reshape(s) for d, s in zip(np.split(np.ravel(dout), cuts), shapes)]
+        return _gradients(backward(*douts, cache), names, backward)
 
     layer = _layer(name or base_name(forward), fwd, bwd, names, forward, backward)
+    return check_python(layer, inputs, _settings(settings, options))
+
+
+def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | None = None,
+               settings: Settings | None = None, **options) -> CheckReport:
+    """Check a loss that returns its own gradient, CS231n's `svm_loss(x, y) -> (loss, dx)`: one
+    gradient per entry of `inputs` (a tuple when there are several); params as for check_layer."""
+    params = dict(params or {})
+    names = list(inputs)
+    by_keyword = takes_keywords(loss, tuple(names + list(params)))
+
+    def call(arrays):
+        fresh = copy.deepcopy(params) if params else params
+        result = loss(**dict(zip(names, arrays)), **fresh) if by_keyword else loss(*arrays, *fresh.values())
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise PythonError(f"{qualname(loss)} must return (loss, gradient), not {describe(result)}")
+        return result
+
+    def bwd(dout, arrays):
+        return [dout * g for g in _gradients(call(arrays)[1], names, loss)]
+    layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss)
     return check_python(layer, inputs, _settings(settings, options))
 
 

@@ -18,7 +18,7 @@ import textwrap
 
 import numpy as np
 
-from .pycheck import check_function, check_layer
+from .pycheck import check_function, check_layer, check_loss
 from .errors import did_you_mean
 from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_line
 from .report import CheckReport, GateRow
@@ -194,7 +194,9 @@ def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: 
     """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
     with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
     forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
-    if layer_style:
+    if backward is None:
+        report = check_loss(forward, inputs, params, name=spec, settings=settings)
+    elif layer_style:
         report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
     else:
         report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
@@ -222,7 +224,8 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
 
 
 def load_target(spec: str):
-    """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code)."""
+    """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code). A
+    function NAME with no backward beside it is a loss that returns its own gradient (backward None)."""
     path, sep, name = spec.rpartition("::")
     if not sep or not path or not name:
         raise PythonError(f"'{spec}': expected FILE.py::NAME, e.g. layers.py::affine")
@@ -237,10 +240,13 @@ def load_target(spec: str):
         fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
         if callable(fwd) and callable(bwd):
             return fwd, bwd, layer_style
+    if "," not in name and callable(getattr(module, name, None)):
+        return getattr(module, name), None, False  # a loss returning its own gradient: svm_loss -> (loss, dx)
     offered = sorted(n[: -len("_forward")] for n in dir(module) if n.endswith("_forward")
                      and callable(getattr(module, n + "", None)))
     hint = f" (layers there: {', '.join(offered)})" if offered else ""
-    raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp{hint}")
+    raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp, nor a "
+                      f"function {name} returning (loss, gradient){hint}")
 
 
 _MODULES: dict = {}  # imported user files, by path and version: each is imported (run) once per process

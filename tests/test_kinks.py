@@ -301,3 +301,12 @@ def test_opaque_code_tells_a_kink_from_curvature():
         wrong = np.full((1, 2), 7.0)  # a reference far off puts every element in doubt
         res = numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0, {"x": wrong}, 0)["x"]
         assert list(res.kink) == kinked
+
+
+def test_the_nudge_resolves_ties_among_many_elements_and_leaves_near_ties_alone():
+    # NUDGE must separate a tie across 100,000 elements in float64, yet never reorder values that
+    # differ by 1e-7 (they are not tied: the function is smooth there at this scale)
+    many = subgradients.nudged([np.full(100_000, 3.0)], 1, -1)[0]
+    assert np.all(np.diff(many) < 0)
+    near = subgradients.nudged([np.array([1.0, 1.0 + 1e-7])], 1, -1)[0]
+    assert np.argmax(near) == 1
