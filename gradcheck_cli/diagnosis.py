@@ -82,6 +82,12 @@ def name_culprits(graph, rows: dict, checks: list) -> None:
     for c in checks:
         if c.status == "fail" and c.slot is not None:
             failing.setdefault(c.node, set()).add(c.slot)
+        elif c.status == "fail":  # a failing d<local> line: every d line that uses it is wrong with it,
+            gate = graph.nodes[c.node]  # even one whose own check happened to pass at this upstream
+            inst = gate.gate.instance
+            for slot, param in enumerate(inst.user.defn.params):
+                if deepest_failing(gate, inst.depends.get(inst.bwd.names.get("d" + param), []), checks):
+                    failing.setdefault(c.node, set()).add(slot)
     order = [n.id for n in graph.nodes]
     inputs = {n.id: n.inputs for n in graph.nodes}
     found = downstream_failures(order, {i: graph.consumers[i] for i in order}, inputs, failing)

@@ -22,10 +22,10 @@ NUDGE = 1e-9   # a kink gate's inputs are moved this far (relative) to take one 
 # first/last element (row-major, earlier operands first); (0, 0) is the registry's own choice.
 CONVENTIONS = (
     ("the registry's choices at the kinks (relu′(0) = ½, a tie split evenly)", 0, 0),
-    ("each kink's left slope (relu′(0) = 0) and each tie routed to its first element", -1, -1),
-    ("each kink's left slope (relu′(0) = 0) and each tie routed to its last element", -1, 1),
-    ("each kink's right slope (relu′(0) = 1) and each tie routed to its first element", 1, -1),
-    ("each kink's right slope (relu′(0) = 1) and each tie routed to its last element", 1, 1),
+    ("the left slope at every kink (relu′(0) = 0; a tie to its first element)", -1, -1),
+    ("the left slope at every kink (relu′(0) = 0; a tie to its last element)", -1, 1),
+    ("the right slope at every kink (relu′(0) = 1; a tie to its first element)", 1, -1),
+    ("the right slope at every kink (relu′(0) = 1; a tie to its last element)", 1, 1),
 )
 
 

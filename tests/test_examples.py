@@ -9,13 +9,19 @@ from conftest import EXPRESSIONS, grad, rows
 EXAMPLES = sorted(EXPRESSIONS.glob("*.grad"))
 
 
+AT_KINKS = {"cs231n_conv_relu_zeros.grad"}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_passes(path):
     report = check_file(path)
     assert report.error is None, report.error and report.error.format()
     assert report.passed, [(r.name, r.status, r.note) for r in report.nodes if r.status != "pass"]
     statuses = {r.status for r in report.nodes}
-    assert statuses <= {"pass", "skip"}
+    if path.name in AT_KINKS:  # checked at exact zeros on purpose: kinks, each a valid chain rule
+        assert "kink" in statuses and statuses <= {"pass", "skip", "kink"}
+    else:
+        assert statuses <= {"pass", "skip"}
 
 
 def test_cs231n_circuit_published_numbers():

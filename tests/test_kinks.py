@@ -242,7 +242,7 @@ def test_conv_relu_gate_with_relu_backward_at_exact_zeros_is_a_valid_chain_rule(
     report = check(_conv_relu(), symbolic=symbolic)
     assert report.passed, [(r.name, r.status, r.note) for r in report.nodes + report.gates if r.status == "fail"]
     noted = [r.note for r in report.nodes + report.gates if r.status == "kink" and r.note]
-    assert any("chain rule with each kink's left slope (relu′(0) = 0)" in n for n in noted)
+    assert any("chain rule with the left slope at every kink (relu′(0) = 0" in n for n in noted)
 
 
 def test_conv_relu_gate_with_a_derivative_outside_the_subdifferential_fails_at_its_line():
@@ -310,3 +310,19 @@ def test_the_nudge_resolves_ties_among_many_elements_and_leaves_near_ties_alone(
     assert np.all(np.diff(many) < 0)
     near = subgradients.nudged([np.array([1.0, 1.0 + 1e-7])], 1, -1)[0]
     assert np.argmax(near) == 1
+
+
+@pytest.mark.parametrize("f, x0, kinked", [
+    (lambda a: np.sin(3e4 * a[0]), 0.3, False),      # smooth but fast: the jump halves with the step, to 1e-3
+    (lambda a: 1e8 + a[0] ** 2, 0.7, False),          # smooth, rounding-dominated: a jump of noise is no kink
+    (lambda a: 1e5 + 0.01 * np.abs(a[0]), 0.0, True),  # a small kink on a large value stands above rounding
+])
+def test_the_slope_jump_thresholds(f, x0, kinked):
+    # SMOOTH_RATIO (how exactly a smooth jump halves) and JUMP_ROUNDING (how far above rounding a jump
+    # must stand), each held both ways by these three functions
+    from gradcheck_cli.pycheck import FunctionRunner
+    x = np.array([x0])
+    runner = FunctionRunner(f, [x], np.ones(1), f([x]))
+    far = np.full((1, 1), 7.0)  # a reference far off puts the element in doubt, so it is examined
+    res = numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0, {"x": far}, 0)["x"]
+    assert bool(res.kink[0]) == kinked
