@@ -125,7 +125,49 @@ def culprit_line(gate, slot: int, checks: list) -> tuple:
     found = deepest_failing(gate, inst.depends.get(inst.bwd.names.get("d" + param), []), checks, f"d{param}")
     if found:
         return found
+    shared = shared_line(gate, checks)
+    if shared is not None and shared[0] in _uses(inst.bwd, inst.bwd.names["d" + param]):
+        _, line, names = shared
+        return (line.pos.line, line.pos.col, f"{names} fail, and all of them (and no line that passes) use "
+                f"'{line.name}' (line {line.pos.line}): look there first")
     return d_line.pos.line, d_line.pos.col, f"its d line 'd{param}' (line {d_line.pos.line}) fails its own check"
+
+
+def shared_line(gate, checks: list):
+    """(node id, line, names) of the one backward line that every failing line of this gate uses and
+    no passing one does (`doutT = dout`, its .T forgotten, feeding dx, dgamma and dbeta): the single
+    cause those failures share. None when fewer than two lines fail, or no single line fits."""
+    inst = gate.gate.instance
+    bwd, names = inst.bwd, inst.bwd.names
+    mine = [c for c in checks if c.node == gate.id and c.point == 1 and c.what in names]
+    failing = [c for c in mine if c.status == "fail"]
+    if len(failing) < 2:
+        return None
+    common = set.intersection(*(_uses(bwd, names[c.what]) for c in failing))
+    for c in mine:
+        if c.status != "fail":
+            common -= _uses(bwd, names[c.what])
+    lines = {names.get(line.name): line for line in inst.user.defn.body}
+    dout = names.get("dout")
+    # only lines that carry the upstream gradient: a forward value's reshape (xhatT = xhat.T) that two
+    # independently wrong lines both read is no shared cause of theirs
+    common = [nid for nid in common if nid in lines and lines[nid].name not in {c.what for c in failing}
+              and dout in _uses(bwd, nid)]
+    if len(common) != 1:
+        return None  # none, or a chain of lines that could each be the one: do not guess
+    what = [c.what for c in failing]
+    return common[0], lines[common[0]], ", ".join(what[:-1]) + " and " + what[-1]
+
+
+def _uses(graph, nid: int) -> set:
+    """The node and every node it is computed from."""
+    seen, stack = set(), [nid]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(graph.nodes[n].inputs)
+    return seen
 
 
 def deepest_failing(gate, uses: list, checks: list, user: str | None = None):

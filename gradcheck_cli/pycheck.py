@@ -16,7 +16,7 @@ import numpy as np
 from . import numeric, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, size_error
-from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname,
+from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname, shared_line,
                        source_text, takes_keywords, user_line, where)
 from .report import CheckReport, GateRow, NodeRow
 from .settings import Settings
@@ -39,6 +39,8 @@ class Layer:
     grad_lines: dict       # input name -> (line, col) where its gradient is last assigned in the backward
     batched: bool | None = None  # does the forward take a leading axis of copies? (found on first use)
     backward_name: str = "backward"  # the backward's name, as its own checks are labelled
+    code: object = None    # the user's function that computes the gradients (its source is read)
+    first: int = 0         # how many of its returned values come before the gradients (a loss: 1)
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -110,7 +112,7 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
 
     def bwd(dout, arrays):
         return [dout * g for g in _gradients(call(arrays)[1], names, loss)]
-    layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss)
+    layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
     return check_python(layer, inputs, _settings(settings, options))
 
 
@@ -129,10 +131,10 @@ def _settings(settings: Settings | None, options: dict) -> Settings:
     return Settings(**{**base.__dict__, **options, "symbolic": False})
 
 
-def _layer(name, fwd, bwd, names, forward, backward) -> Layer:
+def _layer(name, fwd, bwd, names, forward, backward, first: int = 0) -> Layer:
     path, line = where(backward)
-    return Layer(name, fwd, bwd, names, path, line, where(forward), grad_lines(backward, tuple(names)),
-                 backward_name=qualname(backward))
+    return Layer(name, fwd, bwd, names, path, line, where(forward), grad_lines(backward, tuple(names), first),
+                 backward_name=qualname(backward), code=backward, first=first)
 
 
 # --- the check -------------------------------------------------------------------------------------
@@ -159,6 +161,8 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
         report.error = err.located(layer.path, source_text(err.source or layer.path))
         report.path = err.source or layer.path
         return report
+    for rows in (rows1, rows2):
+        _shared_cause(layer, rows)
     report.nodes = [row for row, _ in rows1]
     report.gates = [g for _, g in rows2]  # the given point's per-input checks are the node rows
     report.elapsed = time.perf_counter() - started
@@ -282,8 +286,29 @@ def _kink_note(ev: verdict.Evidence, w: tuple) -> str:
             f"backprop's {ev.a[w]:.6g} is between them: a kink, not a bug")
 
 
+def _shared_cause(layer: Layer, rows: list) -> None:
+    """Several inputs failing through one line they all use (and no passing one does): one cause, at it."""
+    failing = {node.name for node, _ in rows if node.status == "fail" and node.culprit == node_line(layer, node.name)}
+    found = shared_line(layer.code, tuple(layer.names), failing, layer.first) if len(failing) > 1 else None
+    if found is None:
+        return
+    line, col, var = found
+    why = (f"{', '.join('d' + n for n in sorted(failing))} all use '{var}' (line {line}), which no passing "
+           f"gradient uses: look there first")
+    for node, gate in rows:
+        if node.name in failing:
+            node.culprit, node.line, node.col = (line, col), line, col
+            gate.line, gate.col = line, col
+            node.note = gate.note = f"{node.note}; {why}"
+
+
+def node_line(layer: Layer, name: str) -> tuple:
+    """Where the backward last assigns the gradient it returns for this input."""
+    return layer.grad_lines.get(name, (layer.line, 1))
+
+
 def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None):
-    line, col = culprit or layer.grad_lines.get(name, (layer.line, 1))
+    line, col = culprit or node_line(layer, name)
     why = ("past the element budget; --budget raises it" if layer.batched else
            f"the forward takes no batch axis, so past {LOOP_BUDGET} elements it is called once per direction")
     method = num.method if num.method == "exhaustive" else \

@@ -41,20 +41,31 @@ def display(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def grad_lines(backward, names: tuple) -> dict:
-    """Input name -> (line, col) of the last assignment to the name the backward returns for it."""
+def _parsed(fn):
+    """(the function's AST, its first line, its indent, the values its last return gives), or None."""
     try:
-        lines, start = inspect.getsourcelines(backward)
+        lines, start = inspect.getsourcelines(fn)
         tree = ast.parse(textwrap.dedent("".join(lines)))
         indent = len(lines[0]) - len(lines[0].lstrip())
     except (OSError, TypeError, SyntaxError, IndentationError):
-        return {}
+        return None
     func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))), None)
     returns = [n for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None] if func else []
     if not returns:
-        return {}
+        return None
     ret = returns[-1]
     values = ret.value.elts if isinstance(ret.value, (ast.Tuple, ast.List)) else [ret.value]
+    return func, start, indent, values
+
+
+def grad_lines(backward, names: tuple, first: int = 0) -> dict:
+    """Input name -> (line, col) of the last assignment to the name the backward returns for it
+    (`first`: how many returned values come before the gradients, 1 for a loss's `(loss, dx)`)."""
+    parsed = _parsed(backward)
+    if parsed is None:
+        return {}
+    func, start, indent, values = parsed
+    values = values[first:]
     found = {}
     for name, value in zip(names, values):
         where = (start + value.lineno - 1, value.col_offset + indent + 1)
@@ -66,6 +77,48 @@ def grad_lines(backward, names: tuple) -> dict:
                 where = (start + last.lineno - 1, last.col_offset + indent + 1)
         found[name] = where
     return found
+
+
+def shared_line(backward, names: tuple, failing: set, first: int = 0):
+    """(line, col, variable) of the one assignment that every failing gradient is computed from, no
+    passing one is, and that carries `dout` (`dout_t = dout`, its .T forgotten, feeding dx, dgamma and
+    dbeta): the cause they share. None when fewer than two fail or no single assignment fits.
+    Control flow is ignored: every assignment to a name counts (an over-approximation)."""
+    parsed = _parsed(backward)
+    if parsed is None or len(failing) < 2 or isinstance(parsed[0], ast.Lambda):
+        return None
+    func, start, indent, values = parsed
+    args = func.args.args
+    dout = {args[0].arg} if args else set()
+    stmts = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))]
+    reads = [{n.id for n in ast.walk(t.value) if isinstance(n, ast.Name)} if t.value is not None else set()
+             for t in stmts]
+    writers: dict = {}
+    for k, t in enumerate(stmts):
+        for name in assigned_names(t):
+            writers.setdefault(name, []).append(k)
+
+    def deps(read: set) -> set:
+        found, todo = set(), [k for name in read for k in writers.get(name, [])]
+        while todo:
+            k = todo.pop()
+            if k not in found:
+                found.add(k)
+                todo += [j for name in reads[k] for j in writers.get(name, [])]
+        return found
+    per_input = {name: deps({n.id for n in ast.walk(v) if isinstance(n, ast.Name)})
+                 for name, v in zip(names, values[first:])}
+    if not failing <= set(per_input):
+        return None
+    common = set.intersection(*(per_input[n] for n in failing))
+    for name, used in per_input.items():
+        if name not in failing:
+            common -= used
+    carries = [k for k in common if reads[k] & dout or any(reads[j] & dout for j in deps(reads[k]))]
+    if len(carries) != 1:
+        return None
+    t = stmts[carries[0]]
+    return start + t.lineno - 1, t.col_offset + indent + 1, sorted(assigned_names(t))[0]
 
 
 def assigned_names(node) -> set:

@@ -92,7 +92,10 @@ def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> Use
         _check_names(defn, line.expr, params | set(RESERVED) | set(kind) | set(consts), known_functions)
         used = _names_in(line.expr)
         is_d_param = line.name.startswith("d") and line.name[1:] in params
-        backward_line = is_d_param or bool(used & set(RESERVED)) or any(kind.get(u) == "backward" for u in used)
+        # `dquad = small` forgets dout but is still quad's gradient by its name: a backward line, checked
+        is_d_local = line.name.startswith("d") and kind.get(line.name[1:]) == "forward"
+        backward_line = (is_d_param or is_d_local or bool(used & set(RESERVED))
+                         or any(kind.get(u) == "backward" for u in used))
         kind[line.name] = "backward" if backward_line else "forward"
         uses[line.name] = used
         order.append(line)
