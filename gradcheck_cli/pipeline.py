@@ -46,11 +46,12 @@ class Compared:
 
 
 def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Policy, *, num=None,
-            noise=None, rerun=None, sym=None, mag=None, references=None, seed=None) -> Compared:
+            noise=None, rerun=None, sym=None, mag=None, references=None, explain=None, seed=None) -> Compared:
     """Judge one target: `bp` is backprop's (out, n) row; `num` differences already run (a graph runs
     every node's at once); `noise` backprop's rounding if measured, else `rerun(delta)` gives backprop
     with every value scaled by (1 + delta), None when it fails; `references()` the valid chain rules
-    at kinks [(convention, (out, n))], asked for only when a kink element fails."""
+    at kinks [(convention, (out, n))], asked for only when a kink element fails; `explain(evidence)`
+    the same for code whose chain rules cannot be computed (per_output.explain)."""
     seed = settings.seed if seed is None else seed
 
     def difference(t):
@@ -66,13 +67,18 @@ def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Po
     if noise is None and rerun is not None and verdict.summarize(ev).status != "pass":
         noise = rounding(rerun, bp, policy.noise_signs)
         ev = judge(num, noise)
-    if num.method == "projection" and verdict.summarize(ev).status == "fail":
-        whole = replace(target, projections=False)  # name the bad element, when affordable
+    # A failed projection is redone element by element, to name the element; so is one that passes only
+    # by the measured rounding, which may be a branch the rerun flipped (seen as a kink element by element).
+    rescued = noise is not None and num.method == "projection" and verdict.summarize(judge(num, None)).status == "fail"
+    if num.method == "projection" and (rescued or verdict.summarize(ev).status == "fail"):
+        whole = replace(target, projections=False)
         if runner.work(whole) <= policy.recheck_work:
             num = difference(whole)
             ev = judge(num, noise)
     if references is not None and verdict.summarize(ev).status == "fail" and np.any(ev.context["kink"]):
         ev = verdict.by_chain_rule(ev, references())
+    if explain is not None and verdict.summarize(ev).status == "fail" and np.any(ev.context["kink"]):
+        ev = explain(ev)
     return Compared(num, ev, noise)
 
 

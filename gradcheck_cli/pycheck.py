@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import numeric, pipeline, verdict
+from . import numeric, per_output, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, size_error
 from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname, shared_line,
@@ -184,8 +184,16 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     def rerun(delta):
         moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
         return None if failed else np.concatenate([np.ravel(m) for m in moved])[None, :]
+    def backward_of(upstream):
+        moved, failed = _backward(layer, upstream.reshape(out.shape), args)
+        return np.concatenate([np.ravel(m) for m in moved])
+
+    def explain(ev):
+        return per_output.explain(ev, runner.outputs, backward_of, runner.x, np.ravel(u), settings.h,
+                                  settings.rtol, settings.atol)
     compared = pipeline.compare(runner, target, np.concatenate([g.ravel() for g in grads])[None, :], settings,
-                                POLICY, rerun=None if failures else rerun, seed=rng)
+                                POLICY, rerun=None if failures else rerun, explain=None if failures else explain,
+                                seed=rng)
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
     rows = []
@@ -362,6 +370,17 @@ class FunctionRunner:
         call of its own when the forward takes no batch axis."""
         rows = 4 * (numeric.PROJECTIONS if target.projections else target.n)
         return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else CALL_WORK))
+
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """The forward's whole output (flat) at each row of flat inputs: (rows, outputs)."""
+        parts = [rows[:, lo:hi].reshape((rows.shape[0],) + a.shape)
+                 for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if self.batched:
+                return np.asarray(self._call([np.ascontiguousarray(p) for p in parts]), dtype=float).reshape(rows.shape[0], -1)
+            return np.array([np.ravel(np.asarray(self._call([p[r].copy() for p in parts]), dtype=float))
+                             for r in range(rows.shape[0])])
 
     def run(self, probes: list, n_rows: int):
         flat = np.broadcast_to(self.x, (n_rows, self.x.size)).copy()

@@ -236,6 +236,9 @@ def load_target(spec: str):
     else:
         pairs = [(f"{name}_forward", f"{name}_backward", True), (f"{name}_forward_naive", f"{name}_backward_naive", True),
                  (name, f"{name}_vjp", False), (name, f"{name}_backward", True)]
+        for suffix, back in (("_forward", "_backward"), ("_forward_naive", "_backward_naive")):
+            if name.endswith(suffix):  # ::rnn_forward means the rnn_forward/rnn_backward pair
+                pairs.append((name, name[: -len(suffix)] + back, True))
     for fwd_name, bwd_name, layer_style in pairs:
         fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
         if callable(fwd) and callable(bwd):

@@ -34,6 +34,7 @@ NOISE = 16.0             # backprop's measured noise, times this, is rounding (n
 SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
 STATUS_CODES = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}
 RANK = {"pass": 0, "skip": 0, "kink": 1, "warn": 2, "fail": 3}
+STATUS_CODES_BY_NAME = {v: k for k, v in STATUS_CODES.items()}
 
 
 def finite_or(x, fill: float) -> np.ndarray:
@@ -90,7 +91,7 @@ class Evidence:
     groups: dict
     noise: np.ndarray          # backprop's own noise z, in the space of `a`
     atol: float
-    convention: str | None = None  # the valid chain rule that explains its kinks (by_chain_rule)
+    convention: str | None = None  # why its kinks are valid (by_chain_rule, per_output.explain)
 
 
 def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
@@ -107,15 +108,16 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         a, b, est, trunc, z, sv, m = bp, num.value, num.estimate, num.truncation, noise, sym, mag
         kink = np.broadcast_to(num.kink[None, :], a.shape)
         at = np.broadcast_to(num.at_kink[None, :], a.shape)
-    # Where a perturbation crosses a kink, the rerun that measures backprop's rounding may cross it
-    # too (a pre-activation at exactly 0 nudged to 1e-17): that is a branch, not rounding.
-    z = np.where(kink, 0.0, z)
     with np.errstate(all="ignore"):
         finite = np.isfinite(b)
         s = np.maximum(np.abs(a), np.where(finite, np.abs(b), 0.0))
         scales = [s[np.isfinite(s)]] + ([np.abs(sv)[np.isfinite(sv)]] if sv is not None else [])
         row_scale = max(float(np.max(x, initial=0.0)) for x in scales)
         n = np.maximum(s, ROW_FLOOR * row_scale)
+        # Where a perturbation crosses a kink, the rerun that measures backprop's rounding (every value
+        # nudged by 4 ulps) may cross it too — a pre-activation at exactly 0 nudged to 1e-17 flips its
+        # branch: that measured a branch, not rounding.
+        z = np.where(kink, 0.0, z)
         tol = np.maximum(np.maximum(atol, rtol * n), NOISE * z)
         diff = np.where(finite, np.abs(a - b), np.inf)
         unreliable = ~finite | (trunc > UNRELIABLE * np.maximum(s, row_scale))
@@ -168,10 +170,16 @@ def by_chain_rule(ev: Evidence, references: list) -> Evidence:
                                      NOISE * ev.noise])
             match = np.abs(ev.a - ref) <= tol
         if np.all(match[failing]):
-            ev.codes = np.where(failing, 1, ev.codes)
-            ev.excess = np.where(failing, 0.0, ev.excess)
-            ev.convention = name
-            return ev
+            return explained(ev, f"backprop is the chain rule with {name}: a valid choice at every kink")
+    return ev
+
+
+def explained(ev: Evidence, note: str, code: int = 1) -> Evidence:
+    """`ev` with its failing elements at a kink marked as kinks (or `code`), for the reason `note`."""
+    failing = (ev.codes == 3) & ev.context["kink"] & np.isfinite(ev.a)
+    ev.codes = np.where(failing, code, ev.codes)
+    ev.excess = np.where(failing, 0.0, ev.excess)
+    ev.convention = note
     return ev
 
 
@@ -191,8 +199,8 @@ def summarize(ev: Evidence, columns=None) -> Judgement:
     c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])
     note = _note(label, c, ev.num, ev.have_sym, ev.a, w)
-    if label == "kink" and ev.convention and ev.codes[w] == 1:
-        note = f"backprop is the chain rule with {ev.convention}: a valid choice at every kink"
+    if label in ("kink", "warn") and ev.convention and ev.codes[w] == STATUS_CODES_BY_NAME[label]:
+        note = ev.convention
 
     return Judgement(label, note, num_err if np.isfinite(num_err) else None, sym_err,
                      float(ev.tol_rel[w]), w, codes)

@@ -104,3 +104,11 @@ def test_a_forward_returning_one_item_is_refused_clearly(tmp_path):
     result = _run(str(tmp_path / "m.py") + "::a", "--shape", "x=3")
     assert result.exit_code == 2
     assert "must return (out, cache), or several outputs and then the cache" in result.output
+
+
+@pytest.mark.parametrize("spec", ["rnn", "rnn_forward"])  # ::NAME or the forward's own name
+def test_a_sequence_layer_and_its_step(spec):
+    shapes = ["--shape", "x=2,3,4", "--shape", "h0=2,5", "--shape", "Wx=4,5", "--shape", "Wh=5,5", "--shape", "b=5"]
+    assert _run(str(EXAMPLES / "rnn_layers.py") + "::" + spec, *shapes).exit_code == 0
+    step = ["--shape", "x=2,4", "--shape", "prev_h=2,5", "--shape", "Wx=4,5", "--shape", "Wh=5,5", "--shape", "b=5"]
+    assert _run(str(EXAMPLES / "rnn_layers.py") + "::rnn_step", *step).exit_code == 0

@@ -326,3 +326,69 @@ def test_the_slope_jump_thresholds(f, x0, kinked):
     far = np.full((1, 1), 7.0)  # a reference far off puts the element in doubt, so it is examined
     res = numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0, {"x": far}, 0)["x"]
     assert bool(res.kink[0]) == kinked
+
+
+@pytest.mark.parametrize("at_zero, passed", [(0.0, True), (1.0, True), (0.5, True), (2.0, False), (3.0, False),
+                                             (-1.0, False)])
+def test_numpy_conv_relu_at_plus_minus_one_inputs_and_a_zero_bias(at_zero, passed):
+    # the same layer as the .grad conv + ReLU, through check-py's path: CS231n's naive conv and
+    # relu_backward composed, at inputs whose pre-activations are often exactly 0. Moving one weight
+    # moves many of them across 0, so only the output-by-output analysis tells relu'(0) in [0, 1]
+    # (right) from 2, 3 or -1 (wrong); before it, every one of them passed (the rounding rerun had
+    # flipped the zeros' branches and its "noise" hid the difference)
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
+    import layers
+    conv_param = {"stride": 1, "pad": 1}
+
+    def forward(x, w, b, conv_param):
+        z, conv_cache = layers.conv_forward_naive(x, w, b, conv_param)
+        return np.maximum(z, 0), (conv_cache, z)
+
+    def backward(dout, cache):
+        conv_cache, z = cache
+        return layers.conv_backward_naive(dout * ((z > 0) + at_zero * (z == 0)), conv_cache)
+    rng = np.random.default_rng(0)
+    x, w = np.sign(rng.standard_normal((2, 2, 4, 4))), np.sign(rng.standard_normal((3, 2, 3, 3)))
+    b = np.zeros(3)
+    assert np.sum(layers.conv_forward_naive(x, w, b, conv_param)[0] == 0) >= 5
+    report = check_layer(forward, backward, {"x": x, "w": w, "b": b}, {"conv_param": conv_param})
+    assert report.passed == passed, [(r.name, r.status, r.note) for r in report.nodes]
+    if passed and at_zero != 0.5:
+        assert any("output by output" in (r.note or "") for r in report.nodes)
+
+
+@pytest.mark.parametrize("d_line, passed", [("where(x > 0, 1, alpha)", True), ("where(x >= 0, 1, alpha)", True),
+                                            ("where(x > 0, 1, -alpha)", False)])
+def test_leaky_relu_gate_at_exact_zeros(d_line, passed):
+    src = (f"const alpha = 0.1\ngate leaky(x) = max(x, alpha * x)\n  dx = dout * {d_line}\n"
+           "x = [0, 1, -2, 0]\nconst u = [0.5, -1.5, 2.0, 0.7]\nf = sum(leaky(x) * u)\n")
+    for symbolic in (True, False):
+        assert check(src, symbolic=symbolic).passed == passed
+
+
+@pytest.mark.parametrize("limit, status", [(1_000, "kink"), (1, "warn")])
+def test_past_the_output_analysis_limit_a_composite_kink_is_undecided_not_a_false_alarm(monkeypatch, limit, status):
+    # MAX_KINKED held: with it, the textbook conv + ReLU is explained; past it, the element is `warn`
+    # (outside the composite's one-sided slopes proves nothing when several kinks move at once)
+    from gradcheck_cli import per_output
+    monkeypatch.setattr(per_output, "MAX_KINKED", limit)
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
+    import layers
+    conv_param = {"stride": 1, "pad": 1}
+
+    def forward(x, w, b, conv_param):
+        z, conv_cache = layers.conv_forward_naive(x, w, b, conv_param)
+        return np.maximum(z, 0), (conv_cache, z)
+
+    def backward(dout, cache):
+        conv_cache, z = cache
+        return layers.conv_backward_naive(dout * (z > 0), conv_cache)
+    rng = np.random.default_rng(0)
+    x, w = np.sign(rng.standard_normal((2, 2, 4, 4))), np.sign(rng.standard_normal((3, 2, 3, 3)))
+    report = check_layer(forward, backward, {"x": x, "w": w, "b": np.zeros(3)}, {"conv_param": conv_param})
+    statuses = {r.status for r in report.nodes}
+    assert "fail" not in statuses and ("warn" in statuses) == (status == "warn")

@@ -13,6 +13,38 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    x, prev_h, Wx, Wh, next_h = cache
+    dz = dnext_h * (1 - next_h ** 2)
+    return dz @ Wx.T, dz @ Wh.T, x.T @ dz, prev_h.T @ dz, dz.sum(axis=0)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    N, T, _ = x.shape
+    h, caches, prev = np.zeros((N, T, h0.shape[1])), [], h0
+    for t in range(T):
+        prev, cache = rnn_step_forward(x[:, t], prev, Wx, Wh, b)
+        h[:, t] = prev
+        caches.append(cache)
+    return h, caches
+
+
+def rnn_backward(dh, cache):
+    x0, _, Wx, Wh, _ = cache[0]
+    N, T, _ = dh.shape
+    dx, dWx, dWh = np.zeros((N, T, x0.shape[1])), np.zeros_like(Wx), np.zeros_like(Wh)
+    db, dprev = np.zeros(Wh.shape[0]), np.zeros((N, Wh.shape[0]))
+    for t in reversed(range(T)):
+        dx[:, t], dprev, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev, cache[t])
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return dx, dprev, dWx, dWh, db
+
+
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     H = prev_h.shape[1]
     a = x @ Wx + prev_h @ Wh + b
