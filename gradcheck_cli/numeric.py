@@ -42,6 +42,7 @@ CLASS_RTOL = 1e-6                    # two kink elements' slope jumps this close
 SMOOTH_RATIO = 0.1                   # smooth: the slope jump at h/2 is REFINE ± this of the jump at h
 JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding errors above noise
 KEPT = 0.25                          # a jump within this fraction of itself at ±TIE·h stays: on the point
+CLEAR = 1e-2                         # a jump under this fraction of itself at ±TIE·h: that step missed the kink
 
 
 @dataclass
@@ -73,6 +74,8 @@ class NumericResult:
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     groups: list = field(default_factory=list)
+    near: np.ndarray | None = None         # off a kink within the step: the difference at ±TIE·h, which
+    near_error: np.ndarray | None = None   # does not reach it (nan elsewhere), and its rounding error
     directions: np.ndarray | None = None   # (P, n) for projections
     projected: np.ndarray | None = None    # (P, out)
     left_domain: bool = False
@@ -224,6 +227,12 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
                 s["truncation"][idx] = np.abs(d2 - d1)
                 s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
                 s["kink"][idx] |= switched
+                # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
+                # (the secants from v itself are biased by the kink's offset): they widen the bounds
+                outer = np.stack([(s["plus"][idx] - plus) / ((1 - REFINE) * s["h"][idx, None]),
+                                  (minus - s["minus"][idx]) / ((1 - REFINE) * s["h"][idx, None])])
+                s["upper"][idx] = np.maximum(s["upper"][idx], outer.max(axis=0))
+                s["lower"][idx] = np.minimum(s["lower"][idx], outer.min(axis=0))
                 if not sees:
                     s["kink"][idx] |= _slope_jumps(s, idx, plus, minus, centre, h, reference.get(t.id), rtol, atol)
             # rounding-bound elements (the step is too small for |f|): larger steps, Richardson again
@@ -266,10 +275,19 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
         for t in targets:
             s = state[t.id]
             s["at"] = np.zeros(t.n, dtype=bool)
+            s["near"] = np.full(s["value"].shape, np.nan)
+            s["near_error"] = np.full(s["value"].shape, np.inf)
             if s["kinked"].size:
-                _, _, switched = _split(*ties[t.id])
-                s["at"][s["kinked"]] = switched if sees else _jump_kept(s, s["kinked"], *_split(*ties[t.id])[:2],
-                                                                        centre, s["h"][s["kinked"], None] * TIE)
+                plus, minus, switched = _split(*ties[t.id])
+                small = s["h"][s["kinked"], None] * TIE
+                s["at"][s["kinked"]] = switched if sees else _jump_kept(s, s["kinked"], plus, minus, centre, small)
+                # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
+                near = (plus - minus) / (2 * small)
+                if not sees:  # opaque code: only where the small step shows no jump did it stay off the kink
+                    big = _gap(s["plus"][s["kinked"]], s["minus"][s["kinked"]], centre, s["h"][s["kinked"], None])
+                    near = np.where(np.abs(_gap(plus, minus, centre, small)) <= CLEAR * np.abs(big), near, np.nan)
+                s["near"][s["kinked"]] = near
+                s["near_error"][s["kinked"]] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / small
             s["classes"] = _classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
             s["pairs"] = [p for members in s["classes"] for p in _pairs(members)]
             if s["pairs"]:
@@ -321,6 +339,7 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
             results[t.id] = NumericResult(
                 "exhaustive", estimate=(s["truncation"] + s["rounding"]).T, truncation=s["truncation"].T,
                 kink=s["kink"], value=s["value"].T, at_kink=s["at"], lower=s["lower"].T, upper=s["upper"].T,
+                near=s["near"].T, near_error=s["near_error"].T,
                 groups=groups, left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
                 escalated=s.get("escalated", 0))
     return results

@@ -130,6 +130,12 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
             sym_diff = np.abs(a - sv)
             sym_ok = sym_diff <= sym_tol
         within = np.ones(a.shape, dtype=bool) if projection else (a >= num.lower - tol) & (a <= num.upper + tol)
+        resolved = np.zeros(a.shape, dtype=bool)
+        if not projection and num.near is not None:
+            # near a kink but not on it, the function is smooth at v: where the small step that does not
+            # reach the kink resolves the tolerance, backprop must equal it (a bug beside a kink fails)
+            resolved = ~at & np.isfinite(num.near) & (SAFETY * num.near_error <= tol)
+            within = np.where(resolved, np.abs(a - num.near) <= tol, within)
         group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else _groups(a, tol, est, num)
         on_kink = at & within & group_ok
         if sv is not None:
@@ -150,7 +156,8 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         num_rel = diff / np.where(n > 0, n, 1.0)
         tol_rel = tol / np.where(n > 0, n, 1.0)
         sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None
-    context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok)
+    context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok,
+                   near=resolved)
     return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol)
 
 
@@ -245,6 +252,9 @@ def _note(label, c, numres, have_sym, a, w) -> str | None:
                 members, total, slope, _ = c["group"]
                 notes.append(f"at a tie of {members.size} elements, backprop's gradients sum to {total[w[0]]:.6g} "
                              f"but moving them together gives {slope[w[0]]:.6g}")
+            elif c["near"] and not c["within"]:
+                notes.append(f"beside a kink but not on it (a step of 10⁻⁴·h does not reach it), the function is "
+                             f"smooth here: its derivative is {numres.near[w]:.6g}, not backprop's {a[w]:.6g}")
             elif not c["within"] and numres.lower is not None:
                 notes.append(f"at a kink, backprop ({a[w]:.6g}) is outside the one-sided slopes "
                              f"[{numres.lower[w]:.6g}, {numres.upper[w]:.6g}]")

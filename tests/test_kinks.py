@@ -392,3 +392,19 @@ def test_past_the_output_analysis_limit_a_composite_kink_is_undecided_not_a_fals
     report = check_layer(forward, backward, {"x": x, "w": w, "b": np.zeros(3)}, {"conv_param": conv_param})
     statuses = {r.status for r in report.nodes}
     assert "fail" not in statuses and ("warn" in statuses) == (status == "warn")
+
+
+@pytest.mark.parametrize("v, ok", [(-3e-10, True), (-3e-9, False), (-1e-7, True)])
+def test_beside_a_kink_the_backward_must_be_the_derivative_there(v, ok):
+    # `dout * (x > -1e-8)`: at -3e-10 the kink is within 10⁻⁴·h (and within the conventions' nudge):
+    # a valid choice; at -3e-9 the function is flat at v, so 1 is wrong (.grad and Python agree);
+    # at -1e-7 the threshold excludes v: right. The secant slopes from v are biased by the kink's offset
+    # (5e-5 at -3e-10): the slopes beyond it bound the one-sided limits instead
+    x = np.array([v, 1.0, -2.0])
+    report = check_function(lambda x: np.maximum(x, 0), lambda d, x: d * (x > -1e-8), {"x": x})
+    assert report.passed == ok, report.nodes[0].note
+    if not ok:
+        assert "beside a kink but not on it" in report.nodes[0].note
+    src = (f"gate r(t) = relu(t)\n  dt = dout * (t > -1e-8)\nx = [{v!r}, 1.0, -2.0]\n"
+           "const u = [0.7, -1.2, 0.4]\nf = sum(r(x) * u)\n")
+    assert check(src, symbolic=False).passed == ok
