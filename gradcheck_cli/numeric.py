@@ -37,7 +37,6 @@ REFINE_RTOL = 0.1                    # "in doubt": off from the reference by mor
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
 MAX_TIE_ELEMENTS = 16                # at most this many kink elements of one class (equal jumps) are grouped pairwise
-CLASS_RTOL = 1e-6                    # two kink elements' slope jumps this close (relative) may be one tie
 # Kinks in code whose branches cannot be seen (a user's Python), told from the slopes alone:
 SMOOTH_RATIO = 0.1                   # smooth: the slope jump at h/2 is REFINE ± this of the jump at h
 JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding errors above noise
@@ -420,7 +419,7 @@ def _classes(at: np.ndarray, jumps: np.ndarray, rounding: np.ndarray) -> list:
     j = jumps[at]
     key = j @ np.cos(np.arange(j.shape[1]) + 1.0)  # a fixed projection: equal jump vectors, equal keys
     order = np.argsort(key, kind="stable")
-    tol = CLASS_RTOL * np.abs(j).max(axis=1) + JUMP_ROUNDING * rounding[at].max(axis=1)
+    tol = JUMP_ROUNDING * rounding[at].max(axis=1)  # a tie's members jump by the same slope, to rounding
     classes, current = [], [order[0]]
     for a, b in zip(order[:-1], order[1:]):
         if np.all(np.abs(j[a] - j[b]) <= max(tol[a], tol[b])):

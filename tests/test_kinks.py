@@ -408,3 +408,16 @@ def test_beside_a_kink_the_backward_must_be_the_derivative_there(v, ok):
     src = (f"gate r(t) = relu(t)\n  dt = dout * (t > -1e-8)\nx = [{v!r}, 1.0, -2.0]\n"
            "const u = [0.7, -1.2, 0.4]\nf = sum(r(x) * u)\n")
     assert check(src, symbolic=False).passed == ok
+
+
+@pytest.mark.parametrize("f, kinked, on_point", [
+    (lambda a: np.abs(a[0]) + 300 * a[0] ** 2, True, True),  # on the point, curved beside it: KEPT lowered misses it
+    (lambda a: np.abs(a[0] - 1e-6), True, False),            # within the step, 1e-6 away: KEPT raised would say on it
+])
+def test_a_kink_on_the_point_is_told_from_one_within_the_step(f, kinked, on_point):
+    from gradcheck_cli.pycheck import FunctionRunner
+    x = np.array([0.0])
+    runner = FunctionRunner(f, [x], np.ones(1), f([x]))
+    far = np.full((1, 1), 7.0)
+    res = numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0, {"x": far}, 0)["x"]
+    assert (bool(res.kink[0]), bool(res.at_kink[0])) == (kinked, on_point)
