@@ -21,21 +21,51 @@ def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
     return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
 
 
+def gate_forward(gate, args: list, attrs: dict) -> np.ndarray:
+    """A gate's forward: the registry's, or a user gate's body run (a composite gate)."""
+    if gate.instance is not None:
+        return run_graph(gate.instance.fwd, list(args))
+    return gate.forward(args, attrs)
+
+
+def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
+    """A gate's VJP for upstream rows g: the registry's, a user gate's d lines, or backprop through
+    its body when it has none."""
+    inst = gate.instance
+    if inst is None:
+        return gate.vjp(g, args, out, attrs)
+    if inst.bwd is None:
+        leaves = [n.id for n in inst.fwd.leaves()]
+        adjoints = backward(inst.fwd, forward(inst.fwd, dict(zip(leaves, args))), seed=g)
+        return [adjoints[i] for i in leaves]
+    wanted = inst.backward_outputs()
+    results = run_graph(inst.bwd, list(args) + [out, g], outputs=wanted) if wanted else []
+    return inst.gradients(results, g.shape[0])
+
+
+def gate_branch(gate, args: list, attrs: dict) -> np.ndarray:
+    """A kink gate's branch array; a user gate's is its body's kink gates' branches, side by side."""
+    if gate.instance is not None:
+        _, branches = run_graph(gate.instance.fwd, list(args), collect_branches=True)
+        return np.concatenate(branches, axis=-1)
+    return gate.branch(args, attrs)
+
+
 def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
     """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
     if n_rows is not None and any(batched):
         if node.gate.elementwise:
             args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
-        out = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
+        out = np.asarray(gate_forward(node.gate, args, node.attrs), dtype=float)
         return np.broadcast_to(out, (n_rows,) + node.shape)
-    return np.asarray(node.gate.forward(args, node.attrs), dtype=float)
+    return np.asarray(gate_forward(node.gate, args, node.attrs), dtype=float)
 
 
 def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.ndarray:
     """The gate's branch array, one flattened row per batch row (or one row when unbatched)."""
     if n_rows is not None and node.gate.elementwise and any(flags):
         args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
-    b = np.asarray(node.gate.branch(args, node.attrs))
+    b = np.asarray(gate_branch(node.gate, args, node.attrs))
     if n_rows is None or not any(flags):
         return b.reshape(1, -1)
     b = np.broadcast_to(b, np.broadcast_shapes(b.shape, (n_rows,) + (1,) * (b.ndim - 1)))
@@ -196,9 +226,9 @@ def _overflows(node: Node, args: list) -> bool:
     try:
         with np.errstate(all="ignore"):
             moved = [np.asarray(a, dtype=float) + 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
-            again = np.asarray(node.gate.forward(moved, node.attrs), dtype=float)
+            again = np.asarray(gate_forward(node.gate, moved, node.attrs), dtype=float)
             back = [np.asarray(a, dtype=float) - 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
-            again2 = np.asarray(node.gate.forward(back, node.attrs), dtype=float)
+            again2 = np.asarray(gate_forward(node.gate, back, node.attrs), dtype=float)
     except Exception:  # noqa: BLE001 - a gate that cannot even run moved inputs says nothing
         return False
     return bool(np.isinf(again).any() and np.isinf(again2).any())
@@ -238,7 +268,7 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
             args = [values[i] for i in node.inputs]
             try:
                 grads = (local(node, g, args, values[node.id]) if local is not None
-                         else node.gate.vjp(g, args, values[node.id], node.attrs))
+                         else gate_vjp(node.gate, g, args, values[node.id], node.attrs))
             except BackwardError as err:
                 if errors is None:
                     raise

@@ -393,8 +393,25 @@ class Builder:
         if len(args) != want:
             raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if want != 1 else ''}, got {len(args)}",
                                   fpos.line, fpos.col)
-        gate = usergates.instantiate(user, [self._shape(r) for r in args], self)
+        gate = usergates.instantiate(user, [self._shape(r) for r in args], self.subgraph, self.text)
+        constants = [self._as_const(r) for r in args]
+        if all(c is not None for c in constants):  # on constants: its body, built with them, folds to one
+            value = self._folded(user, [c.value for c in constants])
+            _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
+            return Const(value, expr.pos)
         return self._gate(gate, list(args), {}, {}, expr, name, fpos)
+
+    def _folded(self, user, values: list) -> np.ndarray:
+        """A user gate's value on constant operands: its forward lines and expression built with the
+        parameters as consts, so the builder's own constant folding evaluates them."""
+        sub = Builder(self.program, self.source, None, False, 0)
+        sub.user_gates, sub.rng = self.user_gates, self.rng
+        sub.consts = {**{n: np.asarray(v, dtype=float) for n, v in user.consts.items()},
+                      **{p: np.asarray(v, dtype=float) for p, v in zip(user.defn.params, values)}}
+        for line in user.defn.body:
+            if line.name in user.forward_locals:
+                sub.consts[line.name] = sub.expr(line.expr, line.name).value
+        return sub.expr(user.defn.expr).value
 
     def subgraph(self, bindings: list, body, output_expr, failed: dict | None = None, consts: dict | None = None) -> Graph:
         """A user gate's body as a small Graph: `bindings` (name, shape, pos) become its leaves, in order.
@@ -450,7 +467,7 @@ class Builder:
             raise GradShapeError(size_error(f"the windows of '{source_text(self.text, expr.pos)}'", workspace,
                                             MAX_ELEMENTS, name="MAX_ELEMENTS"), where.line, where.col)
         constants = [self._as_const(r) for r in refs]
-        if all(c is not None for c in constants):  # literals and consts only: a constant, folded
+        if all(c is not None for c in constants) and gate.instance is None:  # literals and consts only: folded
             refs = constants
             with np.errstate(all="ignore"):
                 value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import autodiff, diagnosis, gatecheck, numeric, pipeline, subgradients, symbolic, verdict
 from .errors import GradcheckError
-from .expects import judge as judge_expect
+from .expectcheck import judge as judge_expect
 from .frontend import load
 from .graph import Graph
 from .limits import MAX_DIFFERENCE_WORK, MAX_JACOBIAN, size_error

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import numeric, pipeline, subgradients, symbolic, verdict
-from .autodiff import forward
+from .autodiff import forward, gate_vjp, run_graph
 from .errors import BackwardError, GradValueError
 from .graph import Graph
 from .settings import Settings
-from .usergates import run_backward
 
 POLICY = pipeline.POLICIES["gate"]
 EXHAUSTIVE = 4_096             # a gate alone is differenced element by element up to this many inputs
@@ -102,7 +101,7 @@ def _vjp(node, args, out, u):
     """The gate's VJP for upstream u, per input; NaN where it cannot be computed (with the error)."""
     try:
         with np.errstate(all="ignore"):
-            grads = node.gate.vjp(u[None], args, out, node.attrs)
+            grads = gate_vjp(node.gate, u[None], args, out, node.attrs)
         return [np.broadcast_to(g, (1,) + np.shape(a))[0] for g, a in zip(grads, args)], None
     except BackwardError as err:
         grads = err.grads or [np.full((1,) + np.shape(a), np.nan) for a in args]
@@ -149,7 +148,7 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
     fvals = forward(fwd, dict(zip(leaves, args)))
     wanted = [(local, lid, bid, line, err) for local, lid, bid, line, err in inst.intermediates]
     ids = [bid for _, _, bid, _, _ in wanted if bid is not None]
-    bvals = dict(zip(ids, run_backward(inst, args, out, u[None], ids))) if ids else {}
+    bvals = dict(zip(ids, run_graph(inst.bwd, list(args) + [out, u[None]], outputs=ids))) if ids else {}
     runner = numeric.GraphRunner(fwd, fvals, weights=u)
     for _local, lid, bid, line, err in wanted:
         if bid is None:

@@ -45,13 +45,19 @@ class Example:
     high: float = 2.0
 
 
+def from_body(*_args):
+    """A user gate's forward, VJP and branch: the evaluators run its body (autodiff.gate_forward,
+    gate_vjp, gate_branch; symbolic.gate_sym), so building a graph needs none of them."""
+    raise TypeError("a user gate is evaluated through its body: call autodiff.gate_forward / gate_vjp / gate_branch")
+
+
 @dataclass(frozen=True)
 class Gate:
     name: str                       # registry key, unique
     arity: int                      # number of tensor operands
     forward: Callable
     vjp: Callable
-    sym: Callable
+    sym: Callable                   # its SymPy form (None for a user gate: symbolic evaluates its body)
     local: str                      # the local gradient, as text
     doc: str                        # one line: what the gate computes
     routes: str                     # one line: how it routes the gradient

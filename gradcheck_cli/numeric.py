@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .autodiff import apply_gate, branch_of, batched_forward, branch_rows
+from .autodiff import apply_gate, batched_forward, branch_of, branch_rows, gate_forward
 from .tolerances import EPS, ROW_FLOOR, SAFETY
 
 class Probe:
@@ -546,7 +546,7 @@ class GateRunner:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.x = np.concatenate([self.args[k].ravel() for k in slots]) if slots else np.zeros(0)
         with np.errstate(all="ignore"):
-            out = np.asarray(node.gate.forward(self.args, node.attrs), dtype=float)
+            out = np.asarray(gate_forward(node.gate, self.args, node.attrs), dtype=float)
         self.centre = np.sum(out * weights)
         self.out_size = 1
         self._branch = self._branch_of(self.args, [False] * len(args), None)

@@ -95,7 +95,7 @@ def expressions(graph: Graph, inputs: list, overrides: dict | None = None, upto:
         elif node.gate is not None:
             if work is not None:
                 work.spend(build_cost(node, [np.shape(expr[i]) for i in node.inputs]))
-            expr[node.id] = np.asarray(node.gate.sym([expr[i] for i in node.inputs], node.attrs), dtype=object)
+            expr[node.id] = np.asarray(gate_sym(node.gate, [expr[i] for i in node.inputs], node.attrs), dtype=object)
     return expr
 
 
@@ -338,6 +338,13 @@ def _local(e, val: dict):
 
 # --- a gate's local Jacobian --------------------------------------------------------------------
 
+def gate_sym(gate, args: list, attrs: dict):
+    """A gate's SymPy form on these operands: the registry's, or a user gate's body evaluated."""
+    if gate.instance is not None:
+        return evaluate(gate.instance.fwd, list(args))
+    return gate.sym(args, attrs)
+
+
 _elementwise: dict = {}
 _built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # gate node -> (symbols, where, expressions)
 
@@ -348,7 +355,7 @@ def _elementwise_partials(gate, attrs: dict, arity: int):
     if key not in _elementwise:
         import sympy
         d = [sympy.Symbol(f"d{k}", real=True) for k in range(arity)]
-        expr = np.asarray(gate.sym([np.asarray(s, dtype=object) for s in d], attrs), dtype=object).item()
+        expr = np.asarray(gate_sym(gate, [np.asarray(s, dtype=object) for s in d], attrs), dtype=object).item()
         _elementwise[key] = (d, [expr.diff(s) for s in d])
     return _elementwise[key]
 
@@ -364,7 +371,7 @@ def local_jacobian(node, args: list, work: Work) -> list:
     if node not in _built:  # the expressions depend on the shapes only: a second point reuses them
         slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
         where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
-        _built[node] = (slots, where, np.asarray(gate.sym(slots, attrs), dtype=object).ravel())
+        _built[node] = (slots, where, np.asarray(gate_sym(gate, slots, attrs), dtype=object).ravel())
     slots, where, out = _built[node]
     point = {s: float(v) for sym, a in zip(slots, args) for s, v in zip(sym.ravel(), np.ravel(a))}
     entries = [([], [], []) for _ in args]

@@ -112,7 +112,7 @@ def _local(node, args, values, slot):
         return None
     eye = np.eye(out_size).reshape((out_size,) + node.shape)
     try:
-        jac = node.gate.vjp(eye, args, values[node.id], node.attrs)[slot]
+        jac = autodiff.gate_vjp(node.gate, eye, args, values[node.id], node.attrs)[slot]
     except BackwardError as err:
         jac = (err.grads or [np.full((out_size,) + np.shape(a), np.nan) for a in args])[slot]
     jac = np.broadcast_to(jac, (out_size,) + np.shape(args[slot]))

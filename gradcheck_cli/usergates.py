@@ -20,11 +20,9 @@ import numpy as np
 
 from . import gates as G
 from . import nodes as N
-from .autodiff import backward, forward, run_graph
 from .errors import BackwardError, GradNameError, GradSyntaxError, did_you_mean
 from .graph import Graph
 from .nodes import walk
-from .symbolic import evaluate
 from .values import CONSTRUCTORS
 
 RESERVED = ("out", "dout")
@@ -57,6 +55,32 @@ class Instance:
     intermediates: list                # (local, fwd node id, bwd node id or None, line, BackwardError or None)
     depends: dict                      # bwd node id of a d line -> ids of the intermediate d lines it uses
     cost: int = 1                      # gate applications one call takes (forward and backward)
+
+    def backward_outputs(self) -> list:
+        """The backward graph's nodes of the d lines that can be computed, in parameter order."""
+        return [self.bwd.names["d" + p] for p in self.user.defn.params if p not in self.failures]
+
+    def gradients(self, results: list, k: int) -> list:
+        """The d lines' values (`results`, for backward_outputs) as one gradient per parameter, with K
+        rows; a d line that cannot be computed, or is not finite, raises BackwardError (NaN for it)."""
+        defn, failures = self.user.defn, self.failures
+        found = dict(zip([p for p in defn.params if p not in failures], results))
+        grads, problems = [], [failures[p] for p in defn.params if p in failures]
+        for p, shape in zip(defn.params, self.shapes):
+            if p in failures:
+                grads.append(np.full((k,) + shape, np.nan))
+                continue
+            r = np.broadcast_to(np.asarray(found[p], dtype=float), (k,) + shape)
+            if not np.all(np.isfinite(r)):
+                line = self.user.d_lines[p]
+                problems.append(BackwardError(f"gate '{defn.name}': d{p} is not finite at this point",
+                                              line.pos.line, line.pos.col))
+                r = np.full((k,) + shape, np.nan)
+            grads.append(r)
+        if problems:
+            first = problems[0]
+            raise BackwardError("; ".join(e.message for e in problems), first.line, first.col, grads)
+        return grads
 
 
 def _names_in(expr) -> set:
@@ -210,10 +234,11 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                                     e.func_pos.line, e.func_pos.col)
 
 
-def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
+def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> G.Gate:
     """The registry Gate for calls of `user` on operands of these shapes (cached).
 
-    `builder` is the caller's builder.Builder: it builds the body as small Graphs.
+    `subgraph(bindings, body, expr, failed=, consts=)` builds the body as a small Graph (the caller's
+    builder does); `text` is the file's source, for the gate's docs.
     """
     key = tuple(tuple(s) for s in shapes)
     if key in user.instances:
@@ -221,13 +246,13 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
     defn = user.defn
     bindings = [(p, s, pp) for p, s, pp in zip(defn.params, key, defn.param_pos)]
     lines = [line for line in defn.body if line.name in user.forward_locals]
-    fwd = builder.subgraph(bindings, lines, defn.expr, consts=user.consts)
+    fwd = subgraph(bindings, lines, defn.expr, consts=user.consts)
     out_shape = fwd.nodes[fwd.output].shape
     bwd, failures, intermediates, depends = None, {}, [], {}
     if user.d_lines:
         extra = [("out", out_shape, defn.pos), ("dout", out_shape, defn.pos)]
         broken: dict = {}
-        bwd = builder.subgraph(bindings + extra, defn.body, None, failed=broken, consts=user.consts)
+        bwd = subgraph(bindings + extra, defn.body, None, failed=broken, consts=user.consts)
         for p, shape in zip(defn.params, key):
             line = user.d_lines[p]
             err = broken.get("d" + p)
@@ -258,7 +283,7 @@ def instantiate(user: UserGate, shapes: list, builder) -> G.Gate:
                 depends[bid] = sorted(marks[a] for a in _ancestors(bwd, bid) if a in marks and a != bid)
     cost = sum(_cost(n) for n in fwd.nodes) + (sum(_cost(n) for n in bwd.nodes) if bwd is not None else 0)
     inst = Instance(user, fwd, bwd, key, failures, intermediates, depends, max(1, cost))
-    gate = _make_gate(inst, out_shape, builder.text)
+    gate = _make_gate(inst, out_shape, text)
     user.instances[key] = gate
     return gate
 
@@ -280,62 +305,19 @@ def _ancestors(graph: Graph, nid: int) -> set:
     return seen
 
 
-def run_backward(inst: Instance, args: list, out, g, outputs: list) -> list:
-    """Values of backward-graph nodes for these operands, output value and upstream gradient rows."""
-    return run_graph(inst.bwd, list(args) + [out, g], outputs=outputs)
-
-
 def _make_gate(inst: Instance, out_shape: tuple, text: str) -> G.Gate:
-    user, fwd, bwd = inst.user, inst.fwd, inst.bwd
-    defn, shapes, failures = user.defn, inst.shapes, inst.failures
-    leaves = [n.id for n in fwd.leaves()]
-
-    def forward_fn(args, attrs):
-        return run_graph(fwd, list(args))
-
-    def vjp(g, args, out, attrs):
-        k = g.shape[0]
-        if bwd is None:  # no d lines: backprop through the body
-            values = forward(fwd, dict(zip(leaves, args)))
-            adjoints = backward(fwd, values, seed=g)
-            return [adjoints[i] for i in leaves]
-        working = [p for p in defn.params if p not in failures]
-        results = dict(zip(working, run_backward(inst, args, out, g, [bwd.names["d" + p] for p in working])))
-        grads, problems = [], [failures[p] for p in defn.params if p in failures]
-        for p, shape in zip(defn.params, shapes):
-            if p in failures:
-                grads.append(np.full((k,) + shape, np.nan))
-                continue
-            r = np.broadcast_to(np.asarray(results[p], dtype=float), (k,) + shape)
-            if not np.all(np.isfinite(r)):
-                line = user.d_lines[p]
-                problems.append(BackwardError(f"gate '{defn.name}': d{p} is not finite at this point",
-                                              line.pos.line, line.pos.col))
-                r = np.full((k,) + shape, np.nan)
-            grads.append(r)
-        if problems:
-            first = problems[0]
-            raise BackwardError("; ".join(e.message for e in problems), first.line, first.col, grads)
-        return grads
-
-    def sym(args, attrs):
-        return evaluate(fwd, list(args))
-
+    user, fwd = inst.user, inst.fwd
+    defn = user.defn
     has_kinks = any(n.gate is not None and n.gate.branch is not None for n in fwd.nodes)
-
-    def branch(args, attrs):
-        _, branches = run_graph(fwd, list(args), collect_branches=True)
-        return np.concatenate(branches, axis=-1)
-
     source = text[defn.expr.pos.start:defn.expr.pos.end]
     if user.d_lines:
         local = "; ".join(f"d{p} = {text[line.expr.pos.start:line.expr.pos.end]}" for p, line in user.d_lines.items())
     else:
         local = "differentiated automatically through its body"
     return G.Gate(
-        name=defn.name, arity=len(defn.params), forward=forward_fn, vjp=vjp, sym=sym, local=local,
+        name=defn.name, arity=len(defn.params), forward=G.from_body, vjp=G.from_body, sym=None, local=local,
         doc=f"user gate {defn.name}({', '.join(defn.params)}) = {source}",
         routes="by the d lines written for it" if user.d_lines else "through the gates of its body",
         infer=lambda s, p: (out_shape, {}), label=lambda a: defn.name,
-        branch=branch if has_kinks else None,
-        examples=(G.Example(tuple(shapes)),), instance=inst)
+        branch=G.from_body if has_kinks else None,
+        examples=(G.Example(tuple(inst.shapes)),), instance=inst)
