@@ -187,161 +187,197 @@ def _split(outputs, flags):
 
 # --- exhaustive ------------------------------------------------------------------------------------
 
+@dataclass
+class _Context:
+    """What every pass of one exhaustive differencing shares."""
+    runner: object
+    centre: np.ndarray
+    sees: bool          # the runner reports branch switches (else kinks are told from the slopes alone)
+    reference: dict
+    rtol: float
+    atol: float
+
+
 def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
-    sees = getattr(runner, "sees_branches", True)  # else kinks are told from the slopes alone (opaque code)
-    state = {}
+    """Every element of every target, in passes that each run one batch of rows for all targets:
+    ±h; ±h/2 where in doubt (Richardson); larger steps where rounding-bound; ±TIE·h at kinks (on the
+    point?); pairs of kink elements (ties?); each tie moved together (its slope)."""
+    ctx = _Context(runner, centre, getattr(runner, "sees_branches", True), reference, rtol, atol)
+    state = {t.id: {"h": steps(t.x, step)} for t in targets}
+    with np.errstate(all="ignore"):
+        for stage in (_first_pass, _refine_pass, _escalate_pass, _kink_pass, _pair_pass, _tie_pass):
+            stage(ctx, targets, state)
+    return {t.id: _result(state[t.id]) for t in targets}
+
+
+def _first_pass(ctx: _Context, targets, state) -> None:
     rows = _Rows()
     for t in targets:
-        h = steps(t.x, step)
-        idx = np.arange(t.n)
-        rows.add(t, *_pm(idx, h, 1.0))
-        state[t.id] = {"h": h}
-    first = _run(runner, rows)
-    refine, tie = _Rows(), _Rows()
-    with np.errstate(all="ignore"):
-        for t in targets:
-            s = state[t.id]
-            plus, minus, switched = _split(*first[t.id])
-            h = s["h"][:, None]
-            d1 = (plus - minus) / (2 * h)
-            s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
-                     rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h,
-                     kink=switched.copy(), plus=plus, minus=minus, upper=np.maximum((plus - centre) / h, (centre - minus) / h),
-                     lower=np.minimum((plus - centre) / h, (centre - minus) / h))
-            doubt = _in_doubt(d1, reference.get(t.id), rtol, atol)
-            s["doubt"] = np.flatnonzero(doubt)
-            rows_for = _pm(s["doubt"], s["h"][s["doubt"]], REFINE)
-            refine.add(t, *rows_for)
-        second = _run(runner, refine)
-        escalate = _Rows()
-        for t in targets:
-            s = state[t.id]
-            idx = s["doubt"]
-            if idx.size:
-                plus, minus, switched = _split(*second[t.id])
-                h = s["h"][idx, None] * REFINE
-                d2 = (plus - minus) / (2 * h)
-                d1 = s["d1"][idx]
-                s["value"][idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
-                s["truncation"][idx] = np.abs(d2 - d1)
-                s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
-                s["kink"][idx] |= switched
-                # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
-                # (the secants from v itself are biased by the kink's offset): they widen the bounds
-                outer = np.stack([(s["plus"][idx] - plus) / ((1 - REFINE) * s["h"][idx, None]),
-                                  (minus - s["minus"][idx]) / ((1 - REFINE) * s["h"][idx, None])])
-                s["upper"][idx] = np.maximum(s["upper"][idx], outer.max(axis=0))
-                s["lower"][idx] = np.minimum(s["lower"][idx], outer.min(axis=0))
-                if not sees:
-                    s["kink"][idx] |= _slope_jumps(s, idx, plus, minus, centre, h, reference.get(t.id), rtol, atol)
-            # rounding-bound elements (the step is too small for |f|): larger steps, Richardson again
-            factor = _escalation(s, reference.get(t.id), rtol, atol)
-            s["esc"] = np.flatnonzero(factor > 1)
-            if s["esc"].size:
-                big = s["h"][s["esc"]] * factor[s["esc"]]
-                e1, d1_ = _pm(s["esc"], big, 1.0)
-                e2, d2_ = _pm(s["esc"], big, REFINE)
-                escalate.add(t, e1 + e2, d1_ + d2_)
-                s["big"] = big
-        third = _run(runner, escalate)
-        for t in targets:
-            s = state[t.id]
-            idx = s["esc"]
-            if idx.size:
-                outs, flags = third[t.id]
-                n = idx.size
-                p1, m1, sw1 = _split(outs[: 2 * n], flags[: 2 * n])
-                p2, m2, sw2 = _split(outs[2 * n:], flags[2 * n:])
-                H = s["big"][:, None]
-                D1 = (p1 - m1) / (2 * H)
-                D2 = (p2 - m2) / (2 * H * REFINE)
-                value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
-                trunc = np.abs(D2 - D1)
-                rounding = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (H * REFINE)
-                old = (s["truncation"][idx] + s["rounding"][idx]).max(axis=1)
-                new = (trunc + rounding).max(axis=1)
-                better = ~(sw1 | sw2) & (new < old) & np.all(np.isfinite(value), axis=1)
-                take = idx[better]
-                s["value"][take] = value[better]
-                s["truncation"][take] = trunc[better]
-                s["rounding"][take] = rounding[better]
-                s["escalated"] = int(better.sum())
-            kinked = np.flatnonzero(s["kink"])
-            s["kinked"] = kinked
-            tie.add(t, *_pm(kinked, s["h"][kinked], TIE))
-        ties = _run(runner, tie)
-        group_rows = _Rows()
-        for t in targets:
-            s = state[t.id]
-            s["at"] = np.zeros(t.n, dtype=bool)
-            s["near"] = np.full(s["value"].shape, np.nan)
-            s["near_error"] = np.full(s["value"].shape, np.inf)
-            if s["kinked"].size:
-                plus, minus, switched = _split(*ties[t.id])
-                small = s["h"][s["kinked"], None] * TIE
-                s["at"][s["kinked"]] = switched if sees else _jump_kept(s, s["kinked"], plus, minus, centre, small)
-                # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
-                near = (plus - minus) / (2 * small)
-                if not sees:  # opaque code: only where the small step shows no jump did it stay off the kink
-                    big = _gap(s["plus"][s["kinked"]], s["minus"][s["kinked"]], centre, s["h"][s["kinked"], None])
-                    near = np.where(np.abs(_gap(plus, minus, centre, small)) <= CLEAR * np.abs(big), near, np.nan)
-                s["near"][s["kinked"]] = near
-                s["near_error"][s["kinked"]] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / small
-            s["classes"] = _classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
-            s["pairs"] = [p for members in s["classes"] for p in _pairs(members)]
-            if s["pairs"]:
-                e, d = [], []
-                for i, j in s["pairs"]:
-                    hh = min(s["h"][i], s["h"][j])
-                    e += [np.array([i, j]), np.array([i, j])]
-                    d += [np.array([hh, hh]), np.array([-hh, -hh])]
-                group_rows.add(t, e, d)
-        pair_out = _run(runner, group_rows)
-        joint = _Rows()
-        for t in targets:
-            s = state[t.id]
-            s["groups"] = []
-            at = np.flatnonzero(s["at"])
-            if s["pairs"]:
-                plus, minus, switched = _split(*pair_out[t.id])
-                if not sees:
-                    switched = _jump_joint(s, s["pairs"], plus, minus, centre)
-                s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], at)
-            grouped = np.concatenate(s["groups"]) if s["groups"] else []
-            for members in s["classes"]:
-                alone = np.setdiff1d(members, grouped)
-                if alone.size >= 3:
-                    s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
-            if s["groups"]:
-                e, d = [], []
-                for members in s["groups"]:
-                    hh = s["h"][members].min()
-                    e += [members, members]
-                    d += [np.full(members.size, hh), np.full(members.size, -hh)]
-                joint.add(t, e, d)
-        joint_out = _run(runner, joint)
-        results = {}
-        for t in targets:
-            s = state[t.id]
-            groups = []
-            if s["groups"]:
-                plus, minus, switched = _split(*joint_out[t.id])
-                if not sees:
-                    switched = _jump_joint(s, s["groups"], plus, minus, centre)
-                for k, members in enumerate(s["groups"]):
-                    if switched[k]:
-                        continue  # moving them together still switches: not a tie, judge one by one
-                    hh = s["h"][members].min()
-                    slope = (plus[k] - minus[k]) / (2 * hh)
-                    groups.append((members, slope))
-                    s["value"][members] = slope / members.size  # the tie's slope, shared evenly
-            results[t.id] = NumericResult(
-                "exhaustive", estimate=(s["truncation"] + s["rounding"]).T, truncation=s["truncation"].T,
-                kink=s["kink"], value=s["value"].T, at_kink=s["at"], lower=s["lower"].T, upper=s["upper"].T,
-                near=s["near"].T, near_error=s["near_error"].T,
-                groups=groups, left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
-                escalated=s.get("escalated", 0))
-    return results
+        rows.add(t, *_pm(np.arange(t.n), state[t.id]["h"], 1.0))
+    out = _run(ctx.runner, rows)
+    for t in targets:
+        s = state[t.id]
+        plus, minus, switched = _split(*out[t.id])
+        h = s["h"][:, None]
+        d1 = (plus - minus) / (2 * h)
+        right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
+        s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
+                 rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h,
+                 kink=switched.copy(), plus=plus, minus=minus, upper=np.maximum(right, left),
+                 lower=np.minimum(right, left),
+                 doubt=np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol)))
+
+
+def _refine_pass(ctx: _Context, targets, state) -> None:
+    rows = _Rows()
+    for t in targets:
+        s = state[t.id]
+        rows.add(t, *_pm(s["doubt"], s["h"][s["doubt"]], REFINE))
+    out = _run(ctx.runner, rows)
+    for t in targets:
+        s, idx = state[t.id], state[t.id]["doubt"]
+        if not idx.size:
+            continue
+        plus, minus, switched = _split(*out[t.id])
+        h = s["h"][idx, None] * REFINE
+        d2 = (plus - minus) / (2 * h)
+        d1 = s["d1"][idx]
+        s["value"][idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
+        s["truncation"][idx] = np.abs(d2 - d1)
+        s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+        s["kink"][idx] |= switched
+        # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
+        # (the secants from v itself are biased by the kink's offset): they widen the bounds
+        outer = np.stack([(s["plus"][idx] - plus) / ((1 - REFINE) * s["h"][idx, None]),
+                          (minus - s["minus"][idx]) / ((1 - REFINE) * s["h"][idx, None])])
+        s["upper"][idx] = np.maximum(s["upper"][idx], outer.max(axis=0))
+        s["lower"][idx] = np.minimum(s["lower"][idx], outer.min(axis=0))
+        if not ctx.sees:
+            s["kink"][idx] |= _slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
+                                           ctx.rtol, ctx.atol)
+
+
+def _escalate_pass(ctx: _Context, targets, state) -> None:
+    """Rounding-bound elements (the step is too small for |f|): larger steps, Richardson again."""
+    rows = _Rows()
+    for t in targets:
+        s = state[t.id]
+        factor = _escalation(s, ctx.reference.get(t.id), ctx.rtol, ctx.atol)
+        s["esc"] = np.flatnonzero(factor > 1)
+        if s["esc"].size:
+            s["big"] = s["h"][s["esc"]] * factor[s["esc"]]
+            e1, d1 = _pm(s["esc"], s["big"], 1.0)
+            e2, d2 = _pm(s["esc"], s["big"], REFINE)
+            rows.add(t, e1 + e2, d1 + d2)
+    out = _run(ctx.runner, rows)
+    for t in targets:
+        s, idx = state[t.id], state[t.id]["esc"]
+        if not idx.size:
+            continue
+        outs, flags = out[t.id]
+        n = idx.size
+        p1, m1, sw1 = _split(outs[: 2 * n], flags[: 2 * n])
+        p2, m2, sw2 = _split(outs[2 * n:], flags[2 * n:])
+        H = s["big"][:, None]
+        D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
+        value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
+        trunc = np.abs(D2 - D1)
+        rounding = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (H * REFINE)
+        old = (s["truncation"][idx] + s["rounding"][idx]).max(axis=1)
+        better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
+        take = idx[better]
+        s["value"][take], s["truncation"][take], s["rounding"][take] = value[better], trunc[better], rounding[better]
+        s["escalated"] = int(better.sum())
+
+
+def _kink_pass(ctx: _Context, targets, state) -> None:
+    """At ±TIE·h: is each kink on the point, or beside it (then that small step is the derivative)?"""
+    rows = _Rows()
+    for t in targets:
+        s = state[t.id]
+        s["kinked"] = np.flatnonzero(s["kink"])
+        rows.add(t, *_pm(s["kinked"], s["h"][s["kinked"]], TIE))
+    out = _run(ctx.runner, rows)
+    for t in targets:
+        s, kinked = state[t.id], state[t.id]["kinked"]
+        s["at"] = np.zeros(t.n, dtype=bool)
+        s["near"] = np.full(s["value"].shape, np.nan)
+        s["near_error"] = np.full(s["value"].shape, np.inf)
+        if kinked.size:
+            plus, minus, switched = _split(*out[t.id])
+            small = s["h"][kinked, None] * TIE
+            s["at"][kinked] = switched if ctx.sees else _jump_kept(s, kinked, plus, minus, ctx.centre, small)
+            # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
+            near = (plus - minus) / (2 * small)
+            if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
+                big = _gap(s["plus"][kinked], s["minus"][kinked], ctx.centre, s["h"][kinked, None])
+                near = np.where(np.abs(_gap(plus, minus, ctx.centre, small)) <= CLEAR * np.abs(big), near, np.nan)
+            s["near"][kinked] = near
+            s["near_error"][kinked] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / small
+        s["classes"] = _classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
+        s["pairs"] = [p for members in s["classes"] for p in _pairs(members)]
+
+
+def _pair_pass(ctx: _Context, targets, state) -> None:
+    """Pairs of kink elements on the point moved together: a pair that keeps its tie is one group."""
+    rows = _Rows()
+    for t in targets:
+        e, d = [], []
+        for i, j in state[t.id]["pairs"]:
+            hh = min(state[t.id]["h"][i], state[t.id]["h"][j])
+            e += [np.array([i, j]), np.array([i, j])]
+            d += [np.array([hh, hh]), np.array([-hh, -hh])]
+        rows.add(t, e, d)
+    out = _run(ctx.runner, rows)
+    for t in targets:
+        s = state[t.id]
+        s["groups"] = []
+        if s["pairs"]:
+            plus, minus, switched = _split(*out[t.id])
+            if not ctx.sees:
+                switched = _jump_joint(s, s["pairs"], plus, minus, ctx.centre)
+            s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
+        grouped = np.concatenate(s["groups"]) if s["groups"] else []
+        for members in s["classes"]:
+            alone = np.setdiff1d(members, grouped)
+            if alone.size >= 3:
+                s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
+
+
+def _tie_pass(ctx: _Context, targets, state) -> None:
+    """Each group moved together: if it keeps its tie, the tie's slope, shared evenly."""
+    rows = _Rows()
+    for t in targets:
+        e, d = [], []
+        for members in state[t.id]["groups"]:
+            hh = state[t.id]["h"][members].min()
+            e += [members, members]
+            d += [np.full(members.size, hh), np.full(members.size, -hh)]
+        rows.add(t, e, d)
+    out = _run(ctx.runner, rows)
+    for t in targets:
+        s = state[t.id]
+        s["ties"] = []
+        if not s["groups"]:
+            continue
+        plus, minus, switched = _split(*out[t.id])
+        if not ctx.sees:
+            switched = _jump_joint(s, s["groups"], plus, minus, ctx.centre)
+        for k, members in enumerate(s["groups"]):
+            if switched[k]:
+                continue  # moving them together still switches: not a tie, judge one by one
+            slope = (plus[k] - minus[k]) / (2 * s["h"][members].min())
+            s["ties"].append((members, slope))
+            s["value"][members] = slope / members.size
+
+
+def _result(s: dict) -> NumericResult:
+    return NumericResult(
+        "exhaustive", estimate=(s["truncation"] + s["rounding"]).T, truncation=s["truncation"].T,
+        kink=s["kink"], value=s["value"].T, at_kink=s["at"], lower=s["lower"].T, upper=s["upper"].T,
+        near=s["near"].T, near_error=s["near_error"].T, groups=s["ties"],
+        left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
+        escalated=s.get("escalated", 0))
 
 
 def _gap(plus, minus, centre, h):

@@ -248,18 +248,7 @@ def _note(label, c, numres, have_sym, a, w) -> str | None:
                 "so nothing can be checked; check it at another point")
     if label == "fail":
         if c["kink"]:
-            if c["group"] is not None and not c["group"][3][w[0]]:
-                members, total, slope, _ = c["group"]
-                notes.append(f"at a tie of {members.size} elements, backprop's gradients sum to {total[w[0]]:.6g} "
-                             f"but moving them together gives {slope[w[0]]:.6g}")
-            elif c["near"] and not c["within"]:
-                notes.append(f"beside a kink but not on it (a step of 10⁻⁴·h does not reach it), the function is "
-                             f"smooth here: its derivative is {numres.near[w]:.6g}, not backprop's {a[w]:.6g}")
-            elif not c["within"] and numres.lower is not None:
-                notes.append(f"at a kink, backprop ({a[w]:.6g}) is outside the one-sided slopes "
-                             f"[{numres.lower[w]:.6g}, {numres.upper[w]:.6g}]")
-            else:
-                notes.append("near a kink, backprop disagrees with SymPy's exact derivative")
+            notes.append(_kink_failure(c, numres, a, w))
         elif have_sym and c["sym_ok"] is False and c["agree"]:
             notes.append("backprop disagrees with SymPy's exact derivative (finite differences are too coarse "
                          "here to see it)")
@@ -283,6 +272,21 @@ def _note(label, c, numres, have_sym, a, w) -> str | None:
     if num.method == "projection":
         notes.append("finite differences by random projections (node past the element budget)")
     return "; ".join(notes) or None
+
+
+def _kink_failure(c, numres, a, w) -> str:
+    """Why a kink element fails: a tie's sum, the derivative beside the kink, or the one-sided slopes."""
+    if c["group"] is not None and not c["group"][3][w[0]]:
+        members, total, slope, _ = c["group"]
+        return (f"at a tie of {members.size} elements, backprop's gradients sum to {total[w[0]]:.6g} "
+                f"but moving them together gives {slope[w[0]]:.6g}")
+    if c["near"] and not c["within"]:
+        return (f"beside a kink but not on it (a step of 10⁻⁴·h does not reach it), the function is "
+                f"smooth here: its derivative is {numres.near[w]:.6g}, not backprop's {a[w]:.6g}")
+    if not c["within"] and numres.lower is not None:
+        return (f"at a kink, backprop ({a[w]:.6g}) is outside the one-sided slopes "
+                f"[{numres.lower[w]:.6g}, {numres.upper[w]:.6g}]")
+    return "near a kink, backprop disagrees with SymPy's exact derivative"
 
 
 KINK_NOTE = "a max/min/relu/abs changes branch within the step"  # the checker names the gate where it can
