@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import autodiff, diagnosis, gatecheck, numeric, pipeline, subgradients, symbolic, verdict
+from . import autodiff, diagnosis, gatecheck, numeric, pipeline, runners, subgradients, symbolic, verdict
 from .errors import GradcheckError
 from .expectcheck import judge as judge_expect
 from .frontend import load
@@ -108,15 +108,15 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     k = out.size
     flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
     sizes = {n.id: n.size for n in checked}
-    exhaustive = numeric.allocate(sizes, {n.id for n in checked if n.kind == "leaf"}, settings.budget)
+    exhaustive = runners.allocate(sizes, {n.id for n in checked if n.kind == "leaf"}, settings.budget)
     targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
-    cost = numeric.work(graph, targets)
+    cost = runners.work(graph, targets)
     if cost > MAX_DIFFERENCE_WORK:
         raise GradcheckError(size_error(f"the finite differences at the {len(targets):,} nodes before '{out.name}'",
                                         cost, MAX_DIFFERENCE_WORK, "element evaluations", "MAX_DIFFERENCE_WORK")
                              + "; split the function into shorter pieces",
                              out.pos.line, out.pos.col)
-    runner = numeric.GraphRunner(graph, values)
+    runner = runners.GraphRunner(graph, values)
     num = numeric.differentiate(runner, targets, settings.h, settings.rtol, settings.atol, flat, settings.seed)
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)

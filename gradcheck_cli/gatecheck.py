@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import numeric, pipeline, subgradients, symbolic, verdict
+from . import numeric, pipeline, runners, subgradients, symbolic, verdict
 from .autodiff import forward, gate_vjp, run_graph
 from .errors import BackwardError, GradValueError
 from .graph import Graph
@@ -69,7 +69,7 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
             [np.broadcast_to(g, (1,) + np.shape(a))[0]
              for g, a in zip(subgradients.local_vjp(node, u[None], args, out, side, order), args)]))
 
-    runner = numeric.GateRunner(node, args, u, slots)
+    runner = runners.GateRunner(node, args, u, slots)
     # A hand-derived gate is differenced element by element (within the budget); a registry gate past a
     # few inputs along random directions (SymPy still checks it element by element), and element by
     # element again only when a direction fails, to name the element.
@@ -149,7 +149,7 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
     wanted = [(local, lid, bid, line, err) for local, lid, bid, line, err in inst.intermediates]
     ids = [bid for _, _, bid, _, _ in wanted if bid is not None]
     bvals = dict(zip(ids, run_graph(inst.bwd, list(args) + [out, u[None]], outputs=ids))) if ids else {}
-    runner = numeric.GraphRunner(fwd, fvals, weights=u)
+    runner = runners.GraphRunner(fwd, fvals, weights=u)
     for _local, lid, bid, line, err in wanted:
         if bid is None:
             j = verdict.Judgement("fail", None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))

@@ -11,7 +11,7 @@ from .errors import BackwardError, GradValueError
 from .expects import within, written_tolerance
 from .frontend import load, parse_value
 from .limits import MAX_DESCENT_WORK, MAX_HISTORY, size_error
-from .numeric import NODE_COST
+from .runners import NODE_COST
 from .graph import Graph
 from .syntax import parse
 

@@ -449,7 +449,7 @@ def test_a_large_constant_output_is_refused_before_the_backward_seeds_it():
 def test_the_difference_limit_admits_the_reference_network_and_a_10000_deep_chain():
     """The limit refuses hopeless work (a 14,000-deep chain, above) but not the workloads the tool is
     for: the 9,600-parameter reference network, and a 10,000-deep chain (about 4 s)."""
-    from gradcheck_cli import load, numeric
+    from gradcheck_cli import load, numeric, runners
     from gradcheck_cli.limits import MAX_DIFFERENCE_WORK
     network = ("const X = randn(32, 64)\nW1 = 0.1 * randn(64, 128)\nb1 = 0.1 * randn(128)\n"
                "W2 = 0.1 * randn(128, 10)\nS = relu(X @ W1 + b1) @ W2\nL = mean(logsumexp(S, axis=1))\n")
@@ -457,7 +457,7 @@ def test_the_difference_limit_admits_the_reference_network_and_a_10000_deep_chai
     for source in (network, chain):
         graph = load(source)
         targets = [numeric.Target(n.id, np.zeros(n.size)) for n in graph.nodes if n.kind in ("leaf", "gate")]
-        assert numeric.work(graph, targets) <= MAX_DIFFERENCE_WORK
+        assert runners.work(graph, targets) <= MAX_DIFFERENCE_WORK
 
 
 def test_argmax_charges_its_pairwise_form_before_building_it():
@@ -522,14 +522,14 @@ def test_window_buffers_are_bounded_before_they_are_laid_out(source, fragment):
 
 
 def test_the_chunk_planner_counts_a_gates_workspace():
-    from gradcheck_cli import numeric
+    from gradcheck_cli import runners
     from gradcheck_cli.frontend import load
     graph = load("x = randn(2, 3, 8, 8)\nw = randn(4, 3, 3, 3)\nb = randn(4)\nf = sum(conv2d(x, w, b, pad=1))")
     conv = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "conv2d")
-    assert numeric.workspace(graph, conv) == 2 * 3 * 8 * 8 * 3 * 3 > conv.size
+    assert runners.workspace(graph, conv) == 2 * 3 * 8 * 8 * 3 * 3 > conv.size
     from gradcheck_cli import autodiff
-    runner = numeric.GraphRunner(graph, autodiff.forward(graph))
-    assert runner.width(0) >= numeric.workspace(graph, conv)
+    runner = runners.GraphRunner(graph, autodiff.forward(graph))
+    assert runner.width(0) >= runners.workspace(graph, conv)
 
 
 def test_a_matmul_is_charged_its_products_not_its_output():

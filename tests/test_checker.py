@@ -187,7 +187,7 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
     # the element-by-element rerun costs numeric.work's count; past the graph policy's recheck_work the
     # row fails unnamed (an 80,000-element input took 40 s to rerun before this limit, 1 s after)
     import dataclasses
-    from gradcheck_cli import checker, numeric
+    from gradcheck_cli import checker, numeric, runners
     def bad_tanh(g, args, out, a):
         grad = g * (1 - out * out)
         grad[..., 2] *= 1.5
@@ -202,16 +202,16 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
     from gradcheck_cli.frontend import load
     graph = load(src)
     W = next(n for n in graph.nodes if n.name == "W")
-    cost = numeric.work(graph, [numeric.Target(W.id, np.zeros(W.size))])
+    cost = runners.work(graph, [numeric.Target(W.id, np.zeros(W.size))])
     assert 10 ** 3 < cost <= checker.POLICY.recheck_work or not named
 
 
 def test_work_counts_each_rows_own_copy_of_its_target():
-    from gradcheck_cli import numeric
+    from gradcheck_cli import numeric, runners
     from gradcheck_cli.frontend import load
     graph = load("y = ones(400, 2)\nf = sum(y)")  # 800 elements, one scalar after them
     y = graph.nodes[0]
-    cost = numeric.work(graph, [numeric.Target(y.id, np.zeros(y.size))])
+    cost = runners.work(graph, [numeric.Target(y.id, np.zeros(y.size))])
     assert cost >= 4 * 800 * 800  # every row holds a perturbed copy of all 800 elements
 
 

@@ -1,0 +1,125 @@
+"""What the finite-difference engine differences: runners. A runner evaluates `n_rows` perturbed
+copies of a function at once (`run(probes, n_rows)`), says per row whether a kink gate switched
+branch, how wide a row is (`width`) and what differencing a target costs (`work`). The whole graph as
+a function of one node, and one gate alone, are here; a user's Python function is pycheck's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .autodiff import apply_gate, batched_forward, branch_of, branch_rows, gate_forward
+from .numeric import PROJECTIONS, Target
+
+def workspace(graph, node, shapes: list | None = None) -> int:
+    """Elements of the largest temporary one evaluation of `node` lays out (0 unless its gate says)."""
+    gate = node.gate
+    if gate is None or gate.workspace is None:
+        return 0
+    return int(gate.workspace(shapes or [graph.nodes[i].shape for i in node.inputs], node.attrs))
+
+
+class GraphRunner:
+    """The graph's output (optionally contracted with `weights`) as a function of one node."""
+
+    def __init__(self, graph, values: list, weights: np.ndarray | None = None):
+        self.graph, self.values, self.weights = graph, values, weights
+        out = graph.nodes[graph.output]
+        self.centre = values[out.id] if weights is None else np.sum(values[out.id] * weights)
+        self.out_size = 1 if weights is not None else out.size
+        sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]  # the largest array a row holds
+        self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
+        self._branches = branch_rows(graph, values)
+
+    def width(self, node_id) -> int:
+        return max(int(self._suffix_max[node_id]), self.out_size)
+
+    def work(self, target: Target) -> int:
+        """What differencing `target` costs, in element evaluations (see `work`)."""
+        return work(self.graph, [target])
+
+    def run(self, probes: list, n_rows: int):
+        out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches)
+        out = np.asarray(out).reshape(n_rows, -1)
+        if self.weights is not None:
+            out = out @ np.ravel(self.weights)[:, None]
+        return out, switched
+
+
+class GateRunner:
+    """One gate alone, Σ weights ⊙ gate(inputs), as a function of its inputs' elements, concatenated."""
+
+    def __init__(self, node, args: list, weights: np.ndarray, slots: list):
+        self.node, self.args, self.weights, self.slots = node, [np.asarray(a, dtype=float) for a in args], weights, slots
+        sizes = [self.args[k].size for k in slots]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.x = np.concatenate([self.args[k].ravel() for k in slots]) if slots else np.zeros(0)
+        with np.errstate(all="ignore"):
+            out = np.asarray(gate_forward(node.gate, self.args, node.attrs), dtype=float)
+        self.centre = np.sum(out * weights)
+        self.out_size = 1
+        self._branch = self._branch_of(self.args, [False] * len(args), None)
+
+    def _branch_of(self, args, flags, n_rows):
+        if self.node.gate.branch is None:
+            return None
+        return branch_of(self.node, args, flags, n_rows)
+
+    def width(self, target_id) -> int:
+        return max(self.node.size, int(self.x.size), workspace(None, self.node, [np.shape(a) for a in self.args]))
+
+    def work(self, target: Target) -> int:
+        """Four rows per element (or projection), each as wide as the gate's inputs and output."""
+        rows = 4 * (PROJECTIONS if target.projections else target.n)
+        return rows * (int(self.x.size) + self.node.size)
+
+    def run(self, probes: list, n_rows: int):
+        args, flags = list(self.args), [False] * len(self.args)
+        for pos, k in enumerate(self.slots):
+            lo, hi = self.offsets[pos], self.offsets[pos + 1]
+            a = np.broadcast_to(self.args[k], (n_rows,) + self.args[k].shape).copy()
+            flat = a.reshape(n_rows, -1)
+            for p in probes:
+                if p.flat is None:
+                    flat[p.rows] += p.delta[:, lo:hi]
+                    continue
+                sel = (p.flat >= lo) & (p.flat < hi)
+                if sel.any():
+                    np.add.at(flat, (p.rows[sel], p.flat[sel] - lo), np.broadcast_to(p.delta, p.flat.shape)[sel])
+            args[k], flags[k] = a, True
+        with np.errstate(all="ignore"):
+            out = apply_gate(self.node, args, flags, n_rows)
+            phi = (out.reshape(n_rows, -1) * np.ravel(self.weights)).sum(axis=1, keepdims=True)
+            switched = np.zeros(n_rows, dtype=bool)
+            if self._branch is not None:
+                switched = (self._branch_of(args, flags, n_rows) != self._branch).any(axis=1)
+        return phi, switched
+
+
+NODE_COST = 24  # a node's evaluation in a batched row costs about this many elements' (measured: a chain
+                # of scalars runs ~25 times slower per element than a network of matrices)
+
+
+def work(graph, targets: list) -> int:
+    """An upper bound on the work `differentiate` needs for `targets` of `graph`, in element
+    evaluations: four rows per element (or per projection), each holding a perturbed copy of its
+    target and recomputing the nodes after it, every node counting NODE_COST elements more than its size."""
+    sizes = np.array([n.size for n in graph.nodes], dtype=np.int64) + NODE_COST
+    after = np.concatenate([np.cumsum(sizes[::-1])[::-1][1:], [0]])  # the cost of the nodes after each id
+    total = 0
+    for t in targets:
+        rows = 4 * (PROJECTIONS if t.projections else t.n)
+        own = int(sizes[t.id] + after[t.id]) if isinstance(t.id, (int, np.integer)) else 0
+        total += rows * own
+    return total
+
+
+def allocate(sizes: dict, leaves: set, budget: int, forced: set = frozenset()) -> set:
+    """Targets differenced element by element: leaves first, then the smallest, within `budget` elements."""
+    ordered = sorted(sizes, key=lambda t: (t not in leaves, sizes[t], t))
+    chosen, used = set(), 0
+    for t in ordered:
+        if t in forced or used + sizes[t] <= budget:
+            chosen.add(t)
+            used += sizes[t]
+    return chosen
