@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kinks
 from .tolerances import EPS, ROW_FLOOR, SAFETY
 
 class Probe:
@@ -35,12 +36,6 @@ ROUNDING = 2.0                       # a centred difference's rounding error: RO
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
-MAX_TIE_ELEMENTS = 16                # at most this many kink elements of one class (equal jumps) are grouped pairwise
-# Kinks in code whose branches cannot be seen (a user's Python), told from the slopes alone:
-SMOOTH_RATIO = 0.1                   # smooth: the slope jump at h/2 is REFINE ± this of the jump at h
-JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding errors above noise
-KEPT = 0.25                          # a jump within this fraction of itself at ±TIE·h stays: on the point
-CLEAR = 1e-2                         # a jump under this fraction of itself at ±TIE·h: that step missed the kink
 
 
 @dataclass
@@ -252,8 +247,8 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         s["upper"][idx] = np.maximum(s["upper"][idx], outer.max(axis=0))
         s["lower"][idx] = np.minimum(s["lower"][idx], outer.min(axis=0))
         if not ctx.sees:
-            s["kink"][idx] |= _slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
-                                           ctx.rtol, ctx.atol)
+            s["kink"][idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
+                                                 ctx.rtol, ctx.atol, REFINE)
 
 
 def _escalate_pass(ctx: _Context, targets, state) -> None:
@@ -305,16 +300,16 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
         if kinked.size:
             plus, minus, switched = _split(*out[t.id])
             small = s["h"][kinked, None] * TIE
-            s["at"][kinked] = switched if ctx.sees else _jump_kept(s, kinked, plus, minus, ctx.centre, small)
+            s["at"][kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre, small)
             # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
             near = (plus - minus) / (2 * small)
             if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
-                big = _gap(s["plus"][kinked], s["minus"][kinked], ctx.centre, s["h"][kinked, None])
-                near = np.where(np.abs(_gap(plus, minus, ctx.centre, small)) <= CLEAR * np.abs(big), near, np.nan)
+                big = kinks.gap(s["plus"][kinked], s["minus"][kinked], ctx.centre, s["h"][kinked, None])
+                near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre, small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
             s["near"][kinked] = near
             s["near_error"][kinked] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / small
-        s["classes"] = _classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
-        s["pairs"] = [p for members in s["classes"] for p in _pairs(members)]
+        s["classes"] = kinks.classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
+        s["pairs"] = [p for members in s["classes"] for p in kinks.pairs(members)]
 
 
 def _pair_pass(ctx: _Context, targets, state) -> None:
@@ -334,8 +329,8 @@ def _pair_pass(ctx: _Context, targets, state) -> None:
         if s["pairs"]:
             plus, minus, switched = _split(*out[t.id])
             if not ctx.sees:
-                switched = _jump_joint(s, s["pairs"], plus, minus, ctx.centre)
-            s["groups"] = _union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
+                switched = kinks.jump_joint(s, s["pairs"], plus, minus, ctx.centre)
+            s["groups"] = kinks.union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
         grouped = np.concatenate(s["groups"]) if s["groups"] else []
         for members in s["classes"]:
             alone = np.setdiff1d(members, grouped)
@@ -361,7 +356,7 @@ def _tie_pass(ctx: _Context, targets, state) -> None:
             continue
         plus, minus, switched = _split(*out[t.id])
         if not ctx.sees:
-            switched = _jump_joint(s, s["groups"], plus, minus, ctx.centre)
+            switched = kinks.jump_joint(s, s["groups"], plus, minus, ctx.centre)
         for k, members in enumerate(s["groups"]):
             if switched[k]:
                 continue  # moving them together still switches: not a tie, judge one by one
@@ -377,45 +372,6 @@ def _result(s: dict) -> NumericResult:
         near=s["near"].T, near_error=s["near_error"].T, groups=s["ties"],
         left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
         escalated=s.get("escalated", 0))
-
-
-def _gap(plus, minus, centre, h):
-    """(f(v+h) + f(v−h) − 2f(v))/h: the jump between the one-sided slopes (≈ f''·h where f is smooth)."""
-    return (plus + minus - 2 * centre) / h
-
-
-def _slope_jumps(s: dict, idx, plus2, minus2, centre, h2, ref, rtol: float, atol: float) -> np.ndarray:
-    """For code whose branches cannot be seen: elements whose one-sided slopes jump. Where f is smooth
-    the jump shrinks with the step (it halves from h to h/2); at a kink it stays. It must also be
-    large enough to matter to the verdict and to stand above rounding."""
-    h1 = s["h"][idx, None]
-    g1 = _gap(s["plus"][idx], s["minus"][idx], centre, h1)
-    g2 = _gap(plus2, minus2, centre, h2)
-    scale = np.maximum(np.abs(s["d1"][idx]), 0.0 if ref is None else np.abs(np.asarray(ref, dtype=float).T[idx]))
-    floor = np.maximum.reduce([np.full_like(g1, atol), rtol * scale, JUMP_ROUNDING * s["rounding"][idx]])
-    big = np.maximum(np.abs(g1), np.abs(g2))
-    with np.errstate(all="ignore"):
-        ratio = g2 / np.where(g1 != 0, g1, np.inf)
-    return np.any((big > floor) & ~(np.abs(ratio - REFINE) <= SMOOTH_RATIO), axis=1)
-
-
-def _jump_kept(s: dict, idx, plus, minus, centre, h) -> np.ndarray:
-    """At ±TIE·h the jump is still there: the kink is on the point, not merely within the step."""
-    g = _gap(plus, minus, centre, h)
-    g1 = _gap(s["plus"][idx], s["minus"][idx], centre, s["h"][idx, None])
-    return np.any(np.abs(g - g1) <= KEPT * np.abs(g1), axis=1) & np.any(np.abs(g1) > 0, axis=1)
-
-
-def _jump_joint(s: dict, groups: list, plus, minus, centre) -> np.ndarray:
-    """Moved together, do the members still jump? (A tie moved together stays a tie: no jump.)"""
-    out = []
-    for k, members in enumerate(groups):
-        members = np.asarray(members)
-        hh = s["h"][members].min()
-        joint = np.abs(_gap(plus[k], minus[k], centre, hh))
-        alone = np.abs(_gap(s["plus"][members], s["minus"][members], centre, s["h"][members, None])).max(axis=1).min()
-        out.append(bool(np.any(joint > KEPT * alone)))
-    return np.array(out, dtype=bool)
 
 
 def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
@@ -443,51 +399,6 @@ def _escalation(s: dict, ref, rtol: float, atol: float) -> np.ndarray:
     bound = (s["rounding"] >= s["truncation"]) & (ratio > 1) & np.isfinite(s["value"]) & ~s["kink"][:, None]
     ratio = np.where(bound, ratio, 0.0).max(axis=1)
     return np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
-
-
-def _classes(at: np.ndarray, jumps: np.ndarray, rounding: np.ndarray) -> list:
-    """Kink elements whose one-sided slopes jump by the same amount, in classes of 2 to MAX_TIE_ELEMENTS:
-    the members of a tie all jump by the tie's slope, so only they are tested against each other
-    (a max-pool's windows, each with its own upstream gradient, are told apart without pairing them all)."""
-    if at.size < 2:
-        return []
-    j = jumps[at]
-    key = j @ np.cos(np.arange(j.shape[1]) + 1.0)  # a fixed projection: equal jump vectors, equal keys
-    order = np.argsort(key, kind="stable")
-    tol = JUMP_ROUNDING * rounding[at].max(axis=1)  # a tie's members jump by the same slope, to rounding
-    classes, current = [], [order[0]]
-    for a, b in zip(order[:-1], order[1:]):
-        if np.all(np.abs(j[a] - j[b]) <= max(tol[a], tol[b])):
-            current.append(b)
-        else:
-            classes.append(current)
-            current = [b]
-    classes.append(current)
-    return [np.sort(at[c]) for c in classes if 2 <= len(c) <= MAX_TIE_ELEMENTS]
-
-
-def _pairs(at: np.ndarray) -> list:
-    """Pairs of kink elements to test for a tie (only when there are few)."""
-    if not 2 <= at.size <= MAX_TIE_ELEMENTS:
-        return []
-    return [(int(at[a]), int(at[b])) for a in range(at.size) for b in range(a + 1, at.size)]
-
-
-def _union(pairs: list, members: np.ndarray) -> list:
-    """Groups (arrays of ≥ 2 elements) joined by the pairs that keep a tie."""
-    parent = {int(m): int(m) for m in members}
-
-    def root(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-    for i, j in pairs:
-        parent[root(i)] = root(j)
-    groups: dict = {}
-    for m in members:
-        groups.setdefault(root(int(m)), []).append(int(m))
-    return [np.array(sorted(g)) for g in groups.values() if len(g) > 1]
 
 
 # --- projections -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import numeric, verdict
+from . import kinks, numeric, verdict
 from .tolerances import EPS, SAFETY
 
 MAX_WORK = 4_000_000   # inputs × outputs the analysis may hold (four rows of full outputs per input)
@@ -45,9 +45,9 @@ def explain(ev: verdict.Evidence, evaluate, backward, x: np.ndarray, u: np.ndarr
         gap1, gap2 = (p1 + m1 - 2 * f0) / H, (p2 + m2 - 2 * f0) / (H / 2)
         rounding = numeric.ROUNDING * EPS * np.maximum(np.abs(p1), np.abs(m1)) / H
         slopes = np.maximum(np.abs((p1 - f0) / H), np.abs((f0 - m1) / H))
-        floor = np.maximum.reduce([np.full_like(gap1, atol), rtol * slopes, numeric.JUMP_ROUNDING * rounding])
+        floor = np.maximum.reduce([np.full_like(gap1, atol), rtol * slopes, kinks.JUMP_ROUNDING * rounding])
         ratio = gap2 / np.where(gap1 != 0, gap1, np.inf)
-        jumps = (np.maximum(np.abs(gap1), np.abs(gap2)) > floor) & ~(np.abs(ratio - numeric.REFINE) <= numeric.SMOOTH_RATIO)
+        jumps = (np.maximum(np.abs(gap1), np.abs(gap2)) > floor) & ~(np.abs(ratio - numeric.REFINE) <= kinks.SMOOTH_RATIO)
     kinked = np.flatnonzero(jumps.any(axis=0))
     if kinked.size == 0:
         return ev
@@ -104,7 +104,7 @@ def _output_explained(g, k: int, jumped, x, f0, p1, m1, h, evaluate, rtol: float
         move[members] = hh
         fp, fm = evaluate(np.stack([x + move, x - move]))[:, k]
         joint_gap = abs(fp + fm - 2 * f0[k]) / hh
-        if joint_gap > numeric.KEPT * float(np.min(np.abs(hi - lo)[members])):
+        if joint_gap > kinks.KEPT * float(np.min(np.abs(hi - lo)[members])):
             return True  # moved together they still jump: no tie, nothing to share
         slope = (fp - fm) / (2 * hh)
         return bool(abs(g[members].sum() - slope) <= float(tol[members].sum()) + atol)

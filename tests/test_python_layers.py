@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli import check_function, check_layer
 from gradcheck_cli.cli import main
-from gradcheck_cli.pycheck import FunctionRunner
+from gradcheck_cli.pyrunner import FunctionRunner
 from gradcheck_cli.testing import assert_function, assert_layer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "python"

@@ -1,0 +1,86 @@
+"""The runner over a user's Python forward: Σ upstream ⊙ forward(inputs) as a function of the
+inputs' elements, for the finite-difference engine, batched when the forward takes a leading axis."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import numeric
+
+CALL_WORK = 10_000      # one call of a forward that takes no batch axis costs about this many elements' work
+
+
+class FunctionRunner:
+    """Σ upstream ⊙ forward(inputs) as a function of the inputs' elements, concatenated.
+
+    `batched`: the forward takes a leading axis of perturbed copies (checked once, on two rows
+    against two single calls); otherwise it is called once per row.
+    """
+
+    def __init__(self, forward, args: list, upstream: np.ndarray, out: np.ndarray, batched: bool | None = None):
+        self.forward, self.args, self.upstream = forward, args, np.ravel(upstream)
+        sizes = [0] + [a.size for a in args]
+        self.offsets = [sum(sizes[: k + 1]) for k in range(len(sizes))]
+        self.x = np.concatenate([a.ravel() for a in args])
+        self.centre = float(np.sum(out * upstream))
+        self.out_size, self.out_shape, self.calls = 1, out.shape, 0
+        self.sees_branches = False  # the user's code: kinks are told from its slopes alone
+        self.batched = self._batches(out) if batched is None else batched
+
+    def _batches(self, out) -> bool:
+        other = [a + 1e-3 * np.cos(np.arange(a.size) + k).reshape(a.shape) for k, a in enumerate(self.args)]
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                single = np.asarray(self._call(other), dtype=float)
+                both = np.asarray(self._call([np.stack([a, b]) for a, b in zip(self.args, other)]), dtype=float)
+        except Exception:  # noqa: BLE001 - a forward that cannot batch simply raises
+            return False
+        scale = np.abs(out).max() + np.abs(single).max()
+        return (both.shape == (2,) + out.shape and np.allclose(both[0], out, rtol=1e-12, atol=1e-14 * scale)
+                and np.allclose(both[1], single, rtol=1e-12, atol=1e-14 * scale))
+
+    def _call(self, arrays):
+        self.calls += 1
+        return self.forward(arrays)
+
+    def width(self, target_id) -> int:
+        return max(int(np.prod(self.out_shape, dtype=np.int64)), self.x.size)
+
+    def work(self, target) -> int:
+        """Four rows per element (or projection), each as wide as the inputs and the output, and a
+        call of its own when the forward takes no batch axis."""
+        rows = 4 * (numeric.PROJECTIONS if target.projections else target.n)
+        return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else CALL_WORK))
+
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """The forward's whole output (flat) at each row of flat inputs: (rows, outputs)."""
+        parts = [rows[:, lo:hi].reshape((rows.shape[0],) + a.shape)
+                 for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if self.batched:
+                return np.asarray(self._call([np.ascontiguousarray(p) for p in parts]), dtype=float).reshape(rows.shape[0], -1)
+            return np.array([np.ravel(np.asarray(self._call([p[r].copy() for p in parts]), dtype=float))
+                             for r in range(rows.shape[0])])
+
+    def run(self, probes: list, n_rows: int):
+        flat = np.broadcast_to(self.x, (n_rows, self.x.size)).copy()
+        for p in probes:
+            if p.flat is None:
+                flat[p.rows] += p.delta
+            else:
+                np.add.at(flat, (p.rows, p.flat), np.broadcast_to(p.delta, p.flat.shape))
+        rows = [flat[:, lo:hi].reshape((n_rows,) + a.shape)
+                for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if self.batched:
+                out = np.asarray(self._call([np.ascontiguousarray(a) for a in rows]), dtype=float).reshape(n_rows, -1)
+            else:  # one call per row: only the weighted sum of each output is kept
+                u = self.upstream
+                return (np.array([[np.dot(np.asarray(self._call([a[r].copy() for a in rows]), dtype=float).ravel(), u)]
+                                  for r in range(n_rows)]), np.zeros(n_rows, dtype=bool))
+        return out @ self.upstream[:, None], np.zeros(n_rows, dtype=bool)
