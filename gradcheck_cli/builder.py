@@ -7,47 +7,17 @@ import numpy as np
 from . import gates as G
 from . import nodes as N
 from . import usergates
+from .build_calls import CallsMixin
+from .build_common import KEYWORDS, _check_shape, _finite_or_raise, _SliceRef
+from .build_index import IndexMixin
+from .build_loops import LoopsMixin
 from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
 from .graph import Const, Graph, Node, source_text
-from .limits import MAX_ELEMENTS, MAX_GATE_WORK, MAX_NDIM, MAX_NODES, MAX_TOTAL_ELEMENTS, MAX_UNROLL, size_error
-from .values import CONSTRUCTORS, construct
-
-KEYWORDS = {"const", "output", "expect", "gate"}
+from .limits import MAX_GATE_WORK, MAX_NODES, MAX_TOTAL_ELEMENTS, size_error
+from .values import CONSTRUCTORS
 
 
-def _finite_or_raise(value, pos, what):
-    if not np.all(np.isfinite(value)):
-        raise GradValueError(f"{what} is not finite ({_describe_bad(value)})", pos.line, pos.col)
-
-
-def _check_shape(shape: tuple, pos, what: str):
-    """Refuse, before anything is allocated, an array past the documented limits."""
-    if len(shape) > MAX_NDIM:
-        raise GradShapeError(f"{what} would have {len(shape)} dimensions (at most {MAX_NDIM})", pos.line, pos.col)
-    size = 1
-    for n in shape:
-        size *= int(n)
-    if size == 0:
-        raise GradShapeError(f"{what} would have no elements (a size is 0); nothing could be checked", pos.line, pos.col)
-    if size > MAX_ELEMENTS:
-        raise GradShapeError(size_error(what, size, MAX_ELEMENTS, name="MAX_ELEMENTS"), pos.line, pos.col)
-
-
-def _describe_bad(value) -> str:
-    v = np.asarray(value)
-    bad = v[~np.isfinite(v)]
-    return "nan" if np.isnan(bad).any() else "overflow to infinity"
-
-
-class _SliceRef:
-    """A built subscript item that is no value: a slice (parts: (ref, pos) or None each) or None (parts None)."""
-    __slots__ = ("parts", "pos")
-
-    def __init__(self, parts, pos):
-        self.parts, self.pos = parts, pos
-
-
-class Builder:
+class Builder(CallsMixin, LoopsMixin, IndexMixin):
     """Turns a parsed Program into a Graph; one instance per program."""
 
     def __init__(self, program: N.Program, source: str, at: dict | None, free_names: bool, seed: int):
@@ -208,162 +178,13 @@ class Builder:
                         return self._gate(form[0], [other], {}, form[1], expr, name, where)
         return self._gate(gate, refs, {}, {}, expr, name, where)
 
-    def _call(self, expr: N.Call, refs, name):
-        fpos = expr.func_pos
-        npos = len(expr.args)
-        args, kw_refs = refs[:npos], refs[npos:]
-        if expr.func in CONSTRUCTORS:
-            args = [self._as_const(r) or r for r in args]
-            if expr.kwargs or not all(isinstance(r, Const) for r in args):
-                raise GradSyntaxError(f"{expr.func}(...) takes integer sizes", fpos.line, fpos.col)
-            try:
-                return Const(construct(expr.func, [r.value for r in args], self.rng), expr.pos)
-            except ValueError as err:
-                raise GradShapeError(str(err), fpos.line, fpos.col) from None
-        if expr.func in self.user_gates:
-            return self._user_call(expr, args, refs[npos:], name)
-        candidates = G.functions(expr.func)
-        if not candidates:
-            if expr.func in self.names:
-                raise GradNameError(f"'{expr.func}' is a value, not a function", fpos.line, fpos.col)
-            known = G.function_names() | set(CONSTRUCTORS)
-            raise GradNameError(f"unknown function '{expr.func}'" + did_you_mean(expr.func, known),
-                                fpos.line, fpos.col)
-        gate = next((g for g in candidates if g.arity + len(g.constant_args) == npos), None) or next(
-            (g for g in candidates if g.arity < npos <= g.arity + len(g.positional_params)), None) or next(
-            (g for g in candidates if g.variadic and npos >= g.arity), None)
-        if gate is None:
-            counts = sorted({g.arity for g in candidates} | {g.arity + len(g.positional_params) for g in candidates})
-            want = " or ".join(str(c) for c in counts)
-            raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if counts != [1] else ''}, got {npos}",
-                                  fpos.line, fpos.col)
-        params = {}
-        if gate.constant_args:  # call arguments that are parameters: taken out of the operands
-            drop = {position for position, _ in gate.constant_args}
-            for position, pname in gate.constant_args:
-                params[pname] = self._key([args[position]], [expr.args[position]], expr.func_pos)
-            expr_args = [e for k, e in enumerate(expr.args) if k not in drop]
-            args = [r for k, r in enumerate(args) if k not in drop]
-        else:
-            expr_args = list(expr.args)
-        n_operands = len(args) if gate.variadic else gate.arity
-        for pname, ref, apos in zip(gate.positional_params, args[n_operands:], expr_args[n_operands:]):
-            params[pname] = self._param(ref, apos.pos, pname)
-        for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
-            if kname not in gate.params:
-                allowed = ", ".join(gate.params) or "none"
-                raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: {allowed})",
-                                    kpos.line, kpos.col)
-            if kname in params:
-                raise GradSyntaxError(f"{expr.func}() got '{kname}' twice", kpos.line, kpos.col)
-            params[kname] = self._param(ref, kpos, kname)
-        return self._gate(gate, list(args[:n_operands]), params, {}, expr, name, fpos)
 
     COMPREHENSIONS = {"sum": "add", "stack": "stack", "concatenate": "concatenate"}
 
-    def _comprehension(self, expr: N.Comprehension, kw_refs, name):
-        """Unroll `f(element for v in range(...) ...)`: the element built once per loop value, then
-        added up (sum) or joined (stack, concatenate). Bounded: MAX_UNROLL terms at most."""
-        fpos = expr.func_pos
-        if expr.func not in self.COMPREHENSIONS:
-            raise GradSyntaxError(f"a comprehension goes in sum(...), stack(...) or concatenate(...), "
-                                  f"not {expr.func}(...)", fpos.line, fpos.col)
-        if expr.func == "sum" and expr.kwargs:
-            k = expr.kwargs[0][2]
-            raise GradSyntaxError("sum(... for ...) adds its terms and takes no parameters", k.line, k.col)
-        outer = dict(self.loop_values)
-        terms: list = []
-        entered = [0]  # loops started, inner ones once per outer value: bounded even when they add no term
 
-        def unroll(depth: int):
-            if depth == len(expr.loops):
-                terms.append(self.expr(expr.element))
-                return
-            loop = expr.loops[depth]
-            entered[0] += 1
-            if entered[0] > MAX_UNROLL:
-                raise GradShapeError(size_error("this comprehension's inner loops", entered[0], MAX_UNROLL,
-                                                "starts", "MAX_UNROLL") + " (even when they add no term)",
-                                     loop.pos.line, loop.pos.col)
-            if loop.var in self.names or loop.var in outer or loop.var in self.consts:
-                raise GradNameError(f"the loop variable '{loop.var}' is already a name here; pick another",
-                                    loop.pos.line, loop.pos.col)
-            values = self._range(loop, len(terms))
-            for v in values:
-                self.loop_values[loop.var] = v
-                unroll(depth + 1)
-            self.loop_values.pop(loop.var, None)
-            self.loop_values.update(outer)
 
-        unroll(0)
-        if not terms:
-            loop = expr.loops[0]
-            raise GradValueError("the comprehension's ranges are empty: nothing to add up or join",
-                                 loop.pos.line, loop.pos.col)
-        if expr.func == "sum":
-            total = terms[0]
-            for k, term in enumerate(terms[1:], 2):
-                partial = name if k == len(terms) else None
-                if partial is None and k < len(terms):  # the running sums read apart: `sum(...) (first 2 terms)`
-                    partial = f"{self._auto_name(expr)} (first {k} terms)"
-                total = self._gate(G.REGISTRY["add"], [total, term], {}, {}, expr, partial, fpos)
-            return total
-        params = {}
-        for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
-            if kname != "axis":
-                raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: axis)", kpos.line, kpos.col)
-            params[kname] = self._param(ref, kpos, kname)
-        return self._gate(G.REGISTRY[self.COMPREHENSIONS[expr.func]], terms, params, {}, expr, name, fpos)
 
-    def _range(self, loop, terms_so_far: int) -> range:
-        """A comprehension loop's `range(...)`: constant integers, a non-zero step, and no more terms
-        than MAX_UNROLL with those already made (counted before the range is, as len() overflows)."""
-        bounds = [self._integer(self.expr(a), a.pos, "a range bound") for a in loop.args]
-        if len(bounds) > 3:
-            raise GradSyntaxError("range takes 1 to 3 integers", loop.pos.line, loop.pos.col)
-        if len(bounds) == 3 and bounds[2] == 0:
-            step = loop.args[2].pos
-            raise GradValueError("range's step must not be 0", step.line, step.col)
-        values = range(*bounds)
-        span, step = values.stop - values.start, values.step
-        count = (abs(span) + abs(step) - 1) // abs(step) if span * step > 0 else 0
-        if terms_so_far + count > MAX_UNROLL:
-            raise GradShapeError(size_error("this comprehension", terms_so_far + count, MAX_UNROLL,
-                                            "terms", "MAX_UNROLL"), loop.pos.line, loop.pos.col)
-        return values
 
-    def _index(self, expr: N.Index, refs, name):
-        key = self._key(refs[1:], expr.items, expr.bracket_pos)
-        return self._gate(G.REGISTRY["index"], [refs[0]], {"key": key}, {}, expr, name, expr.bracket_pos)
-
-    def _key(self, refs, items, where) -> tuple:
-        """A numpy index from subscript items: ints, slices, None, integer arrays (all constants)."""
-        key = []
-        for ref, item in zip(refs, items):
-            pos = getattr(item, "pos", where)
-            if isinstance(ref, _SliceRef):
-                if ref.parts is None:
-                    key.append(None)
-                    continue
-                parts = [None if p is None else self._integer(p[0], p[1], "a slice bound") for p in ref.parts]
-                if parts[2] == 0:
-                    raise GradValueError("a slice step must not be 0", ref.parts[2][1].line, ref.parts[2][1].col)
-                key.append(slice(*parts))
-                continue
-            value = self._constant(ref, pos, "an index")
-            if value.size == 0:
-                raise GradShapeError("an empty index array", pos.line, pos.col)
-            if not np.all(np.isfinite(value)) or not np.all(value == np.round(value)):
-                bad = value.ravel()[~(np.isfinite(value.ravel()) & (value.ravel() == np.round(value.ravel())))][0]
-                raise GradValueError(f"an index must be an integer, not {bad:g}", pos.line, pos.col)
-            key.append(int(value) if value.ndim == 0 else value.astype(np.int64))
-        return tuple(key)
-
-    def _integer(self, ref, pos, what) -> int:
-        value = self._constant(ref, pos, what)
-        if value.ndim != 0 or not np.isfinite(value) or float(value) != round(float(value)):
-            raise GradValueError(f"{what} must be an integer, not {np.asarray(value).tolist()}", pos.line, pos.col)
-        return int(value)
 
     def _as_const(self, ref):
         """A Const for a literal value or a `const` node (known when the graph is built), else None."""
@@ -383,35 +204,7 @@ class Builder:
                                  f"'{node.name if node else '?'}' is {kind}", pos.line, pos.col)
         return const.value
 
-    def _user_call(self, expr: N.Call, args, kw_refs, name):
-        fpos = expr.func_pos
-        user = self.user_gates[expr.func]
-        if expr.kwargs:
-            k = expr.kwargs[0][2]
-            raise GradSyntaxError(f"gate '{expr.func}' takes no keyword parameters", k.line, k.col)
-        want = len(user.defn.params)
-        if len(args) != want:
-            raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if want != 1 else ''}, got {len(args)}",
-                                  fpos.line, fpos.col)
-        gate = usergates.instantiate(user, [self._shape(r) for r in args], self.subgraph, self.text)
-        constants = [self._as_const(r) for r in args]
-        if all(c is not None for c in constants):  # on constants: its body, built with them, folds to one
-            value = self._folded(user, [c.value for c in constants])
-            _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
-            return Const(value, expr.pos)
-        return self._gate(gate, list(args), {}, {}, expr, name, fpos)
 
-    def _folded(self, user, values: list) -> np.ndarray:
-        """A user gate's value on constant operands: its forward lines and expression built with the
-        parameters as consts, so the builder's own constant folding evaluates them."""
-        sub = Builder(self.program, self.source, None, False, 0)
-        sub.user_gates, sub.rng = self.user_gates, self.rng
-        sub.consts = {**{n: np.asarray(v, dtype=float) for n, v in user.consts.items()},
-                      **{p: np.asarray(v, dtype=float) for p, v in zip(user.defn.params, values)}}
-        for line in user.defn.body:
-            if line.name in user.forward_locals:
-                sub.consts[line.name] = sub.expr(line.expr, line.name).value
-        return sub.expr(user.defn.expr).value
 
     def subgraph(self, bindings: list, body, output_expr, failed: dict | None = None, consts: dict | None = None) -> Graph:
         """A user gate's body as a small Graph: `bindings` (name, shape, pos) become its leaves, in order.
@@ -446,43 +239,8 @@ class Builder:
             return node
         return ref
 
-    def _param(self, ref, pos, pname):
-        const = self._as_const(ref)
-        if const is None:
-            raise GradSyntaxError(f"'{pname}' must be a number or a const", pos.line, pos.col)
-        return const.value
 
-    def _gate(self, gate, refs, params, attrs, expr, name, where):
-        shapes = [self._shape(r) for r in refs]
-        try:
-            shape, inferred = gate.infer(shapes, params)
-        except ValueError as err:
-            raise GradShapeError(str(err), where.line, where.col) from None
-        except TypeError as err:  # a parameter of the wrong kind that a gate's shape rule did not foresee
-            raise GradValueError(f"{gate.call or gate.name}(): {err}", where.line, where.col) from None
-        attrs = {**inferred, **attrs}
-        _check_shape(tuple(shape), where, f"'{source_text(self.text, expr.pos)}'")
-        workspace = gate.workspace(shapes, attrs) if gate.workspace is not None else 0
-        if workspace > MAX_ELEMENTS:
-            raise GradShapeError(size_error(f"the windows of '{source_text(self.text, expr.pos)}'", workspace,
-                                            MAX_ELEMENTS, name="MAX_ELEMENTS"), where.line, where.col)
-        constants = [self._as_const(r) for r in refs]
-        if all(c is not None for c in constants) and gate.instance is None:  # literals and consts only: folded
-            refs = constants
-            with np.errstate(all="ignore"):
-                value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)
-            _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
-            return Const(value, expr.pos)
-        inputs = tuple(r if isinstance(r, int) else self._literal(r) for r in refs)
-        return self._add(name=name or self._auto_name(expr), kind="gate", shape=tuple(shape),
-                         pos=expr.pos, gate=gate, inputs=inputs, attrs=attrs)
 
-    def _auto_name(self, expr) -> str:
-        """An unnamed gate's name: its source text, with the loop values inside a comprehension (`x[i] (i=2)`)."""
-        text = source_text(self.text, expr.pos)
-        if not self.loop_values:
-            return text
-        return f"{text} ({', '.join(f'{var}={value}' for var, value in self.loop_values.items())})"
 
     def _shape(self, ref):
         return ref.value.shape if isinstance(ref, Const) else self.nodes[ref].shape

@@ -11,7 +11,6 @@ from .errors import GradNameError, GradShapeError, did_you_mean
 from .nodes import walk
 
 
-
 @dataclass
 class Expectation:
     target: str           # "dx"

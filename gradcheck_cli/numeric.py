@@ -20,6 +20,7 @@ import numpy as np
 from . import kinks
 from .tolerances import EPS, ROW_FLOOR, SAFETY
 
+
 class Probe:
     """Rows of a batched forward pass that each nudge elements `flat` of one target by `delta`
     (`flat` None: `delta` holds a whole vector per row)."""

@@ -14,11 +14,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import numeric, per_output, pipeline, verdict
-from .pyrunner import FunctionRunner
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, size_error
-from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname, shared_line,
-                       source_text, takes_keywords, user_line, where)
+from .pyrunner import FunctionRunner
+from .pysource import (
+    PythonError,
+    base_name,
+    describe,
+    exception_text,
+    grad_lines,
+    qualname,
+    shared_line,
+    source_text,
+    takes_keywords,
+    user_line,
+    where,
+)
 from .report import CheckReport, GateRow, NodeRow
 from .settings import Settings
 

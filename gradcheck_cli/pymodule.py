@@ -18,8 +18,8 @@ import textwrap
 
 import numpy as np
 
-from .pycheck import check_function, check_layer, check_loss
 from .errors import did_you_mean
+from .pycheck import check_function, check_layer, check_loss
 from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_line
 from .report import CheckReport, GateRow
 from .settings import Settings

@@ -11,6 +11,7 @@ import numpy as np
 from .autodiff import apply_gate, batched_forward, branch_of, branch_rows, gate_forward
 from .numeric import PROJECTIONS, Target
 
+
 def workspace(graph, node, shapes: list | None = None) -> int:
     """Elements of the largest temporary one evaluation of `node` lays out (0 unless its gate says)."""
     gate = node.gate

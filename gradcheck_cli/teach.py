@@ -10,9 +10,9 @@ from . import autodiff
 from .errors import BackwardError, GradValueError
 from .expects import within, written_tolerance
 from .frontend import load, parse_value
+from .graph import Graph
 from .limits import MAX_DESCENT_WORK, MAX_HISTORY, size_error
 from .runners import NODE_COST
-from .graph import Graph
 from .syntax import parse
 
 SMALL = 64  # tensors up to this many elements are shown in full; larger ones by shape

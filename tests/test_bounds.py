@@ -67,8 +67,8 @@ def test_odd_parameters_and_ranges_are_positioned_errors(source, fragment, line,
 
 
 def test_a_huge_range_is_refused_before_it_is_counted(monkeypatch):
-    from gradcheck_cli import builder
-    monkeypatch.setattr(builder, "MAX_UNROLL", 5)
+    from gradcheck_cli import build_loops
+    monkeypatch.setattr(build_loops, "MAX_UNROLL", 5)
     assert_positioned_error("x = randn(3)\nf = sum(x[0] for i in range(6))", "6 terms (at most 5", 2, 14)
     assert check("x = randn(3)\nf = sum(x[0] for i in range(5))").error is None
     assert check("x = randn(3)\nf = sum(x[0] for i in range(2) for j in range(2))").error is None  # 3 starts

@@ -9,9 +9,8 @@ import sys
 import click
 
 from . import main
-from .common import (_fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options,
-                     _reuse_freed_memory)
-from .common import _AT
+from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options, _reuse_freed_memory
+
 
 @main.command()
 @click.argument("targets", nargs=-1, type=click.Path())
@@ -103,6 +102,7 @@ def _parse_shapes(values) -> dict:
 
 def _parse_params(values) -> dict:
     import json
+
     import numpy as np
     out = {}
     for item in values:
@@ -145,8 +145,8 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     from ..config import load
     from ..errors import GradcheckError
     from ..frontend import parse_value
-    from ..pysource import source_text
     from ..pymodule import check_spec, collect, used_params
+    from ..pysource import source_text
     from ..report import CheckReport, RunReport
 
     try:
