@@ -84,31 +84,58 @@ def _unreached_row(node, value) -> NodeRow:
 
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
     out = graph.nodes[graph.output]
-    # the backward holds one (output × node) adjoint per node, constants and the output's own identity seed too
+    _refuse_large_jacobians(graph, out)
+    values = autodiff.forward(graph)
+    adjoints = autodiff.backward(graph, values, {})
+    noise = backprop_noise(graph, values, adjoints)
+    report.output, report.value = out.name, values[out.id]
+    reach = _reach(graph)
+    report.warnings = list(graph.warnings) + _unused_warning(graph, reach, out)
+    rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
+    checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
+    jacobians = _judge_nodes(graph, checked, values, adjoints, noise, settings, rows, reach)
+    checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
+    report.gates = [_gate_row(graph, c, checks) for c in checks]
+    diagnosis.name_culprits(graph, rows, checks)
+    for node in graph.checked():
+        if node.kind == "const":
+            rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
+                                    values[node.id], None, None, None, None, None, "skip",
+                                    "const: frozen, no gradient is checked", node_id=node.id)
+    report.nodes = [rows[n.id] for n in graph.checked()]
+    report.expects = []
+    for e in graph.expects:
+        actual = autodiff.jacobian(graph, adjoints[e.node], graph.nodes[e.node])
+        expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
+        report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
+
+
+def _refuse_large_jacobians(graph: Graph, out) -> None:
+    """The backward holds one (output × node) adjoint per node, constants and the output's own seed too."""
     entries = out.size * sum(n.size for n in graph.nodes[: out.id + 1])
     if entries > MAX_JACOBIAN:
         raise GradcheckError(size_error(f"the Jacobians of the output '{out.name}' ({out.size:,} elements)",
                                         entries, MAX_JACOBIAN, "entries", "MAX_JACOBIAN")
                              + "; reduce the output, e.g. sum(...)",
                              out.pos.line, out.pos.col)
-    values = autodiff.forward(graph)
-    backward_errors: dict = {}
-    adjoints = autodiff.backward(graph, values, backward_errors)
-    noise = backprop_noise(graph, values, adjoints)
-    report.output, report.value = out.name, values[out.id]
-    report.warnings = list(graph.warnings)
-    reach = _reach(graph)
+
+
+def _unused_warning(graph: Graph, reach: set, out) -> list:
+    """One warning for every leaf the output does not use: 100,000 stray leaves get one line, not 100,000."""
     unused = [n for n in graph.checked() if n.kind == "leaf" and n.id not in reach]
-    if unused:  # one warning for them all: a file of 100,000 stray leaves gets one line, not 100,000
-        names = ", ".join(n.name for n in unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
-        report.warnings.append((f"not used by the output '{out.name}': {names} (their gradient is 0; "
-                                "nothing is differenced for them)", unused[0].pos.line, unused[0].pos.col))
-    rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
-    checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
-    k = out.size
-    flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
-    sizes = {n.id: n.size for n in checked}
-    exhaustive = runners.allocate(sizes, {n.id for n in checked if n.kind == "leaf"}, settings.budget)
+    if not unused:
+        return []
+    names = ", ".join(n.name for n in unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+    return [(f"not used by the output '{out.name}': {names} (their gradient is 0; nothing is differenced for them)",
+             unused[0].pos.line, unused[0].pos.col)]
+
+
+def _targets(graph: Graph, checked: list, values: list, settings: Settings) -> list:
+    """Every checked node as a target: leaves first, then the smallest, element by element within the
+    budget, the rest by projections; refused past MAX_DIFFERENCE_WORK before any work."""
+    out = graph.nodes[graph.output]
+    exhaustive = runners.allocate({n.id: n.size for n in checked}, {n.id for n in checked if n.kind == "leaf"},
+                                  settings.budget)
     targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
     cost = runners.work(graph, targets)
     if cost > MAX_DIFFERENCE_WORK:
@@ -116,8 +143,19 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
                                         cost, MAX_DIFFERENCE_WORK, "element evaluations", "MAX_DIFFERENCE_WORK")
                              + "; split the function into shorter pieces",
                              out.pos.line, out.pos.col)
+    return targets
+
+
+def _judge_nodes(graph: Graph, checked: list, values: list, adjoints: list, noise: list, settings: Settings,
+                 rows: dict, reach: set) -> dict:
+    """Every checked node's row: all differences in one batched run, SymPy, then the check step per node.
+    Returns SymPy's local Jacobians by gate node (the gates' own checks reuse them)."""
+    out = graph.nodes[graph.output]
+    k = out.size
+    flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
     runner = runners.GraphRunner(graph, values)
-    num = numeric.differentiate(runner, targets, settings.h, settings.rtol, settings.atol, flat, settings.seed)
+    num = numeric.differentiate(runner, _targets(graph, checked, values, settings), settings.h, settings.rtol,
+                                settings.atol, flat, settings.seed)
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
            if settings.symbolic else {})
@@ -130,33 +168,17 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
                 graph, values, seed, side, order)))
         return [(name, adj[nid].reshape(k, -1)) for name, adj in chain_rules[0]]
     for node in checked:
-        s = sym.get(node.id)
+        nid, s = node.id, sym.get(node.id)
         sv = s.value.reshape(k, node.size) if s is not None and s.value is not None else None
         mag = s.magnitude.reshape(k, node.size) if sv is not None else None
-        nid = node.id
         compared = pipeline.compare(runner, numeric.Target(nid, np.ravel(values[nid]), num[nid].method == "projection"),
                                     flat[nid], settings, POLICY, num=num[nid], noise=noise[nid].reshape(k, node.size),
                                     sym=sv, mag=mag, references=lambda nid=nid: references(nid))
-        num[nid] = compared.num
         j = verdict.summarize(compared.evidence)
-        rows[nid] = _row(graph, node, values[nid], adjoints[nid], num[nid], s, j)
+        rows[nid] = _row(graph, node, values[nid], adjoints[nid], compared.num, s, j)
         if j.status == "kink" and rows[nid].note:
             rows[nid].note = rows[nid].note.replace(verdict.KINK_NOTE, _kink_note(graph, nid, reach))
-    checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
-    report.gates = [_gate_row(graph, c, checks) for c in checks]
-    diagnosis.name_culprits(graph, rows, checks)
-    for node in graph.checked():
-        if node.kind == "const":
-            rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
-                                    values[node.id], None, None, None, None, None, "skip",
-                                    "const: frozen, no gradient is checked", node_id=node.id)
-    report.nodes = [rows[n.id] for n in graph.checked()]
-    report.expects = []
-    for e in graph.expects:
-        node = graph.nodes[e.node]
-        actual = autodiff.jacobian(graph, adjoints[e.node], node)
-        expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
-        report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
+    return jacobians
 
 
 def _kink_note(graph: Graph, nid: int, reach: set) -> str:
