@@ -23,6 +23,7 @@ import numpy as np
 
 from . import array_gates as A
 from . import conv_gates as C
+from . import tensor_gates as T
 from .tensors import fmt_shape, unbroadcast
 from .tensors import sym_sum as _sym_sum
 
@@ -134,266 +135,6 @@ def _unary(name, *, fwd, dfdx, sym_fn, local, doc, routes, domain=None, branch=N
     )
 
 
-def _axes_infer(allow_keepdims=True):
-    """Parameter check for reductions: `axis` (int or list of ints) and `keepdims`."""
-    def infer(shapes, params):
-        shape = tuple(shapes[0])
-        nd = len(shape)
-        axis = params.get("axis")
-        if axis is None:
-            axes = tuple(range(-nd, 0))
-        else:
-            raw = [axis] if np.ndim(axis) == 0 else list(np.ravel(axis))
-            axes = []
-            for ax in raw:
-                if not float(ax).is_integer():
-                    raise ValueError(f"axis must be an integer, not {ax:g}")
-                ax = int(ax)
-                if not -nd <= ax < nd:
-                    raise ValueError(f"axis {ax} is out of range for shape {fmt_shape(shape)}")
-                axes.append(ax - nd if ax >= 0 else ax)
-            if len(set(axes)) != len(axes):
-                raise ValueError("repeated axis")
-            axes = tuple(sorted(axes))
-        keep = bool(params.get("keepdims", 0)) if allow_keepdims else False
-        out = tuple(1 if (i - nd) in axes else n for i, n in enumerate(shape)) if keep else \
-            tuple(n for i, n in enumerate(shape) if (i - nd) not in axes)
-        return out, {"axes": axes, "keepdims": keep, "nd": nd}
-    return infer
-
-
-def _expand(g, a):
-    """Undo a reduction's dropped axes on a gradient (for the VJP)."""
-    return g if a["keepdims"] or not a["axes"] else np.expand_dims(g, a["axes"])
-
-
-def _sym_reduce(x, a, combine):
-    """Reduce an object array over `axes` with `combine(list_of_exprs)`; keepdims honoured."""
-    axes = tuple(ax + x.ndim for ax in a["axes"])
-    moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim))) if axes else x
-    lead = moved.shape[: x.ndim - len(axes)]
-    flat = moved.reshape(lead + (-1,))
-    out = np.empty(lead, dtype=object)
-    for idx in np.ndindex(*lead):
-        out[idx] = combine(list(flat[idx]))
-    if a["keepdims"]:
-        out = np.expand_dims(out, axes)
-    return out
-
-
-# --- matmul -------------------------------------------------------------------------------------
-
-def _matmul_sym_cost(shapes, attrs) -> int:
-    """Each output element of A @ B is a sum of as many products as the shared axis is long."""
-    shape, _ = _matmul_infer(shapes, {})
-    return math.prod(shape) * tuple(shapes[0])[-1]
-
-
-def _matmul_infer(shapes, params):
-    """numpy's matmul: vectors, matrices, and stacks of matrices (leading axes broadcast)."""
-    sa, sb = (tuple(s) for s in shapes)
-    if len(sa) == 0 or len(sb) == 0:
-        raise ValueError("@ needs vectors or matrices, not scalars; use * to scale")
-    inner_a = sa[-1]
-    inner_b = sb[0] if len(sb) == 1 else sb[-2]
-    if inner_a != inner_b:
-        raise ValueError(f"cannot multiply shapes {fmt_shape(sa)} @ {fmt_shape(sb)}: "
-                         f"inner sizes {inner_a} and {inner_b} differ")
-    try:
-        batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
-    except ValueError:
-        raise ValueError(f"cannot multiply shapes {fmt_shape(sa)} @ {fmt_shape(sb)}: their leading (stack) "
-                         f"axes {fmt_shape(sa[:-2])} and {fmt_shape(sb[:-2])} do not broadcast") from None
-    out = batch + (sa[-2:-1] if len(sa) >= 2 else ()) + (sb[-1:] if len(sb) >= 2 else ())
-    return out, {"nd": (len(sa), len(sb)), "batch": len(batch)}
-
-
-def _align(x, core: int, batch: int):
-    """Give an operand that carries a leading row axis the full stack rank, so rows line up."""
-    lead = x.ndim - core
-    missing = batch - (core - 2)
-    if lead and missing > 0:
-        return x.reshape(x.shape[:lead] + (1,) * missing + x.shape[lead:])
-    return x
-
-
-def _matmul2(A, B):
-    """A @ B on 2-D operands that may carry one leading batch axis."""
-    if A.ndim == 3 and B.ndim == 2:  # a batch times one matrix: a single tall product
-        bt, m, _ = A.shape
-        return (A.reshape(bt * m, A.shape[2]) @ B).reshape(bt, m, B.shape[1])
-    return np.matmul(A, B)
-
-
-def _matmul_forward(args, a):
-    A, B = args
-    nda, ndb = a["nd"]
-    if nda == 1:
-        A = A[..., None, :]
-    if ndb == 1:
-        B = B[..., :, None]
-    batch = a.get("batch", 0)
-    A, B = _align(A, max(nda, 2), batch), _align(B, max(ndb, 2), batch)
-    out = _matmul2(A, B) if batch == 0 else np.matmul(A, B)
-    if ndb == 1:
-        out = out[..., 0]
-    if nda == 1:
-        out = out[..., 0] if ndb == 1 else out[..., 0, :]
-    return out
-
-
-def _matmul_vjp(g, args, out, a):
-    A, B = args
-    nda, ndb = a["nd"]
-    A2 = A[None, :] if nda == 1 else A
-    B2 = B[:, None] if ndb == 1 else B
-    if nda == 1 and ndb == 1:
-        g = g[..., None, None]
-    elif nda == 1:
-        g = g[..., None, :]
-    elif ndb == 1:
-        g = g[..., None]
-    dA = unbroadcast(np.matmul(g, np.swapaxes(B2, -1, -2)), A2.shape)
-    dB = unbroadcast(np.matmul(np.swapaxes(A2, -1, -2), g), B2.shape)
-    if nda == 1:
-        dA = dA[..., 0, :]
-    if ndb == 1:
-        dB = dB[..., 0]
-    return dA, dB
-
-
-def _matmul_sym(args, a):
-    A, B = args
-    nda, ndb = a["nd"]
-    A2 = A[None, :] if nda == 1 else A
-    B2 = B[:, None] if ndb == 1 else B
-    batch = tuple(np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2]))
-    A2 = np.broadcast_to(A2, batch + A2.shape[-2:])
-    B2 = np.broadcast_to(B2, batch + B2.shape[-2:])
-    out = np.empty(batch + (A2.shape[-2], B2.shape[-1]), dtype=object)
-    for idx in np.ndindex(*out.shape):
-        *stack, i, j = idx
-        stack = tuple(stack)
-        out[idx] = _sym_sum([A2[stack + (i, k)] * B2[stack + (k, j)] for k in range(A2.shape[-1])])
-    if ndb == 1:
-        out = out[..., 0]
-    if nda == 1:
-        out = out[..., 0] if ndb == 1 else out[..., 0, :]
-    return np.asarray(out, dtype=object)
-
-
-def _transpose_forward(args, a):
-    """x.T as numpy has it: all axes reversed (the last `nd`; leading batch axes stay)."""
-    x = args[0]
-    nd = a["nd"]
-    lead = x.ndim - nd
-    return np.transpose(x, tuple(range(lead)) + tuple(range(x.ndim - 1, lead - 1, -1)))
-
-
-def _transpose_infer(shapes, params):
-    s = tuple(shapes[0])
-    return s[::-1], {"nd": len(s)}
-
-
-# --- reductions and friends ---------------------------------------------------------------------
-
-def _count(a, shape):
-    return int(np.prod([shape[ax] for ax in a["axes"]])) if a["axes"] else 1
-
-
-def _sum_vjp(g, args, out, a):
-    return (np.broadcast_to(_expand(g, a), g.shape[:1] + args[0].shape),)
-
-
-def _mean_forward(args, a):
-    x = args[0]
-    return x.sum(axis=a["axes"], keepdims=a["keepdims"]) / _count(a, x.shape)
-
-
-def _mean_vjp(g, args, out, a):
-    x = args[0]
-    return (np.broadcast_to(_expand(g, a), g.shape[:1] + x.shape) / _count(a, x.shape),)
-
-
-def _max_mask(x, a):
-    m = x.max(axis=a["axes"], keepdims=True)
-    hit = (x == m).astype(float)
-    return hit / hit.sum(axis=a["axes"], keepdims=True)
-
-
-def _max_vjp(g, args, out, a):
-    x = args[0]
-    return (_expand(g, a) * _max_mask(x, a),)
-
-
-def _max_branch(args, a):
-    x = args[0]
-    return x == x.max(axis=a["axes"], keepdims=True)
-
-
-def _softmax_np(x, axes):
-    e = np.exp(x - x.max(axis=axes, keepdims=True))
-    return e / e.sum(axis=axes, keepdims=True)
-
-
-def _softmax_vjp(g, args, out, a):
-    y = out
-    return (y * (g - (g * y).sum(axis=a["axes"], keepdims=True)),)
-
-
-def _lse_forward(args, a):
-    x = args[0]
-    m = x.max(axis=a["axes"], keepdims=True)
-    out = m + np.log(np.exp(x - m).sum(axis=a["axes"], keepdims=True))
-    return out if a["keepdims"] else np.squeeze(out, axis=a["axes"])
-
-
-def _lse_vjp(g, args, out, a):
-    return (_expand(g, a) * _softmax_np(args[0], a["axes"]),)
-
-
-def _sym_softmax(args, a):
-    import sympy
-    x = args[0]
-    e = np.asarray(np.frompyfunc(sympy.exp, 1, 1)(x), dtype=object)
-    total = _sym_reduce(e, dict(a, keepdims=True), _sym_sum)
-    return np.asarray(e / total, dtype=object)
-
-
-def _sym_lse(args, a):
-    import sympy
-    e = np.asarray(np.frompyfunc(sympy.exp, 1, 1)(args[0]), dtype=object)
-    return _sym_reduce(e, a, lambda items: sympy.log(sympy.Add(*items)))
-
-
-def _vector_pair_infer(name):
-    def infer(shapes, params):
-        sa, sb = (tuple(s) for s in shapes)
-        if len(sa) != 1 or len(sb) != 1:
-            raise ValueError(f"{name} takes two vectors, not {fmt_shape(sa)} and {fmt_shape(sb)}; use @ for matrices")
-        if sa != sb:
-            raise ValueError(f"{name} needs vectors of one length, not {fmt_shape(sa)} and {fmt_shape(sb)}")
-        return (), {}
-    return infer
-
-
-def _norm_forward(args, a):
-    x = args[0]
-    return np.sqrt((x * x).sum(axis=a["axes"]))
-
-
-def _norm_vjp(g, args, out, a):
-    x = args[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(out > 0, 1.0 / np.where(out > 0, out, 1.0), 0.0)
-    return (_expand(g, a) * x * _expand(scale[None], a)[0],)
-
-
-def _sym_norm(args, a):
-    import sympy
-    return _sym_reduce(args[0], a, lambda items: sympy.sqrt(sympy.Add(*[i * i for i in items])))
-
-
 # --- elementwise binary -------------------------------------------------------------------------
 
 def _binary(name, *, operator, fwd, grads, sym_fn, local, doc, routes, branch=None, domain=None,
@@ -424,11 +165,6 @@ def _const_gate(name, *, label, fwd, dfdx, sym_fn, local, doc, routes, forms, do
                           Example(((3,),), {"c": attr_example}, low, high)))
 
 
-def _half_step(x):
-    """1 where x > 0, 0 where x < 0, 1/2 at a tie: the even split at a kink."""
-    return (np.sign(x) + 1.0) / 2.0
-
-
 def _cmp(name, op, fn, h0_sym):
     """A comparison: 0.0 or 1.0, constant for differentiation (so `dout * (x > 0)` can be written)."""
     def sym(args, a):
@@ -446,55 +182,8 @@ def _cmp(name, op, fn, h0_sym):
                 examples=(Example(((), ())), Example(((3,), (3,)))))
 
 
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _relu_grad(x, out):
-    return _half_step(x)
-
-
 # Max/Min are built unevaluated: SymPy's simplification search on them costs far more than the
 # derivative, which stays exact (Heaviside, ½ at a tie: the even split).
-def _sym_relu(x):
-    import sympy
-    return sympy.Max(0, x, evaluate=False)
-
-
-def _sym_max(a, b):
-    import sympy
-    return sympy.Max(a, b, evaluate=False)
-
-
-def _sym_max_all(items):
-    """Max of many, unevaluated: evaluating compares every pair under SymPy's assumptions (minutes at ~100)."""
-    import sympy
-    return items[0] if len(items) == 1 else sympy.Max(*items, evaluate=False)
-
-
-def _sym_min(a, b):
-    import sympy
-    return sympy.Min(a, b, evaluate=False)
-
-
-def _sp(fname):
-    """A SymPy function looked up lazily (sympy is imported only when the symbolic oracle runs)."""
-    def call(*args):
-        import sympy
-        return getattr(sympy, fname)(*args)
-    return call
-
-
-def _sym_sigmoid(x):
-    import sympy
-    return 1 / (1 + sympy.exp(-x))
-
-
-def _pow_grads(a, b, out):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        da = np.where(b == 0, 0.0, b * np.power(a, b - 1.0))
-        db = out * np.log(np.where(a > 0, a, 1.0))
-    return da, np.where(a > 0, db, 0.0)
 
 
 # --- the registry -------------------------------------------------------------------------------
@@ -512,15 +201,15 @@ _GATES = [
     _binary("div", operator="/", fwd=np.divide, grads=lambda a, b, o: (1.0 / b, -a / (b * b)), sym_fn=lambda a, b: a / b,
             local="∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b²", doc="a / b (elementwise)",
             routes="a gets upstream/b; b gets -upstream·a/b²", domain="b ≠ 0", low=0.5, high=2.0),
-    _binary("pow", operator="^", fwd=np.power, grads=_pow_grads, sym_fn=lambda a, b: a ** b,
+    _binary("pow", operator="^", fwd=np.power, grads=T.pow_grads, sym_fn=lambda a, b: a ** b,
             local="∂(aᵇ)/∂a = b·aᵇ⁻¹, ∂(aᵇ)/∂b = aᵇ·ln a", doc="a ^ b (elementwise; also **)",
             routes="a gets upstream·b·aᵇ⁻¹; b gets upstream·aᵇ·ln a", domain="a > 0", low=0.5, high=2.0),
-    _binary("max", operator=None, fwd=np.maximum, grads=lambda a, b, o: (_half_step(a - b), _half_step(b - a)),
-            sym_fn=_sym_max, local="∂max(a,b)/∂a = 1 if a > b else 0 (½ at a tie)", doc="the larger of a and b",
+    _binary("max", operator=None, fwd=np.maximum, grads=lambda a, b, o: (T.half_step(a - b), T.half_step(b - a)),
+            sym_fn=T.sym_max, local="∂max(a,b)/∂a = 1 if a > b else 0 (½ at a tie)", doc="the larger of a and b",
             routes="max routes: the whole gradient goes to the larger input (split evenly at a tie)",
             branch=lambda args, a: args[0] > args[1], function=True),
-    _binary("min", operator=None, fwd=np.minimum, grads=lambda a, b, o: (_half_step(b - a), _half_step(a - b)),
-            sym_fn=_sym_min, local="∂min(a,b)/∂a = 1 if a < b else 0 (½ at a tie)", doc="the smaller of a and b",
+    _binary("min", operator=None, fwd=np.minimum, grads=lambda a, b, o: (T.half_step(b - a), T.half_step(a - b)),
+            sym_fn=T.sym_min, local="∂min(a,b)/∂a = 1 if a < b else 0 (½ at a tie)", doc="the smaller of a and b",
             routes="min routes: the whole gradient goes to the smaller input (split evenly at a tie)",
             branch=lambda args, a: args[0] < args[1], function=True),
 
@@ -551,63 +240,63 @@ _GATES = [
                 routes="multiplies the upstream gradient by cˣ·ln c", forms=(ConstForm("^", "left"),),
                 domain="c > 0"),
 
-    _unary("exp", fwd=np.exp, dfdx=lambda x, o: o, sym_fn=_sp("exp"), local="∂eˣ/∂x = eˣ", doc="eˣ",
+    _unary("exp", fwd=np.exp, dfdx=lambda x, o: o, sym_fn=T.sp("exp"), local="∂eˣ/∂x = eˣ", doc="eˣ",
            routes="multiplies the upstream gradient by eˣ (its own output)"),
-    _unary("log", fwd=np.log, dfdx=lambda x, o: 1.0 / x, sym_fn=_sp("log"), local="∂ln x/∂x = 1/x", doc="the natural logarithm",
+    _unary("log", fwd=np.log, dfdx=lambda x, o: 1.0 / x, sym_fn=T.sp("log"), local="∂ln x/∂x = 1/x", doc="the natural logarithm",
            routes="multiplies the upstream gradient by 1/x", domain="x > 0", low=0.5, high=2.0),
-    _unary("sqrt", fwd=np.sqrt, dfdx=lambda x, o: 0.5 / o, sym_fn=_sp("sqrt"), local="∂√x/∂x = 1/(2√x)", doc="the square root",
+    _unary("sqrt", fwd=np.sqrt, dfdx=lambda x, o: 0.5 / o, sym_fn=T.sp("sqrt"), local="∂√x/∂x = 1/(2√x)", doc="the square root",
            routes="multiplies the upstream gradient by 1/(2√x)", domain="x ≥ 0 (and x > 0 for the gradient)",
            low=0.5, high=2.0),
-    _unary("abs", fwd=np.abs, dfdx=lambda x, o: np.sign(x), sym_fn=_sp("Abs"), local="∂|x|/∂x = sign(x) (0 at 0)",
+    _unary("abs", fwd=np.abs, dfdx=lambda x, o: np.sign(x), sym_fn=T.sp("Abs"), local="∂|x|/∂x = sign(x) (0 at 0)",
            doc="the absolute value", routes="passes the gradient with the sign of x (0 at a tie)",
            branch=lambda args, a: args[0] > 0),
-    _unary("sin", fwd=np.sin, dfdx=lambda x, o: np.cos(x), sym_fn=_sp("sin"), local="∂sin x/∂x = cos x", doc="the sine",
+    _unary("sin", fwd=np.sin, dfdx=lambda x, o: np.cos(x), sym_fn=T.sp("sin"), local="∂sin x/∂x = cos x", doc="the sine",
            routes="multiplies the upstream gradient by cos x"),
-    _unary("cos", fwd=np.cos, dfdx=lambda x, o: -np.sin(x), sym_fn=_sp("cos"), local="∂cos x/∂x = -sin x", doc="the cosine",
+    _unary("cos", fwd=np.cos, dfdx=lambda x, o: -np.sin(x), sym_fn=T.sp("cos"), local="∂cos x/∂x = -sin x", doc="the cosine",
            routes="multiplies the upstream gradient by -sin x"),
-    _unary("tan", fwd=np.tan, dfdx=lambda x, o: 1.0 + o * o, sym_fn=_sp("tan"), local="∂tan x/∂x = 1 + tan² x", doc="the tangent",
+    _unary("tan", fwd=np.tan, dfdx=lambda x, o: 1.0 + o * o, sym_fn=T.sp("tan"), local="∂tan x/∂x = 1 + tan² x", doc="the tangent",
            routes="multiplies the upstream gradient by 1 + tan² x", low=-1.2, high=1.2),
-    _unary("tanh", fwd=np.tanh, dfdx=lambda x, o: 1.0 - o * o, sym_fn=_sp("tanh"), local="∂tanh x/∂x = 1 - tanh² x",
+    _unary("tanh", fwd=np.tanh, dfdx=lambda x, o: 1.0 - o * o, sym_fn=T.sp("tanh"), local="∂tanh x/∂x = 1 - tanh² x",
            doc="the hyperbolic tangent", routes="multiplies the upstream gradient by 1 - tanh² x"),
-    _unary("sigmoid", fwd=_sigmoid, dfdx=lambda x, o: o * (1.0 - o), sym_fn=_sym_sigmoid, local="∂σ(x)/∂x = σ(x)(1 - σ(x))",
+    _unary("sigmoid", fwd=T.sigmoid, dfdx=lambda x, o: o * (1.0 - o), sym_fn=T.sym_sigmoid, local="∂σ(x)/∂x = σ(x)(1 - σ(x))",
            doc="the logistic sigmoid 1/(1+e⁻ˣ)", routes="multiplies the upstream gradient by σ(1-σ)"),
     _unary("identity", fwd=lambda x: np.array(x, dtype=float), dfdx=lambda x, o: np.ones_like(o), sym_fn=lambda x: x,
            local="∂x/∂x = 1", doc="the value itself: what `y = x` makes, so the alias is a node of its own",
            routes="passes the upstream gradient through unchanged", label=lambda a: "id"),
-    _unary("relu", fwd=lambda x: np.maximum(x, 0.0), dfdx=_relu_grad, sym_fn=_sym_relu,
+    _unary("relu", fwd=lambda x: np.maximum(x, 0.0), dfdx=T.relu_grad, sym_fn=T.sym_relu,
            local="∂relu(x)/∂x = 1 if x > 0 else 0 (½ at 0)", doc="max(x, 0)",
            routes="routes the gradient where x > 0, blocks it where x < 0",
            branch=lambda args, a: args[0] > 0),
 
     Gate(name="matmul", arity=2, operator="@", label=lambda a: "@",
-         forward=_matmul_forward, vjp=_matmul_vjp, sym=_matmul_sym, infer=_matmul_infer, sym_cost=_matmul_sym_cost,
+         forward=T.matmul_forward, vjp=T.matmul_vjp, sym=T.matmul_sym, infer=T.matmul_infer, sym_cost=T.matmul_sym_cost,
          local="∂(AB)/∂A: dA = dD·Bᵀ, dB = Aᵀ·dD", doc="matrix product A @ B (vectors allowed)",
          routes="dA = upstream @ Bᵀ and dB = Aᵀ @ upstream: the shapes tell you the order",
          examples=(Example(((2, 3), (3, 4))), Example(((3,), (3, 2))), Example(((2, 3), (3,))),
                    Example(((3,), (3,))), Example(((2, 2, 3), (3, 2))), Example(((2, 3), (2, 3, 2))),
                    Example(((2, 1, 2, 3), (3, 3, 2))), Example(((2, 2, 3), (3,))))),
     Gate(name="transpose", arity=1, operator=".T", label=lambda a: ".T",
-         forward=_transpose_forward, vjp=lambda g, args, out, a: (_transpose_forward([g], a),),
-         sym=lambda args, a: np.transpose(args[0]), infer=_transpose_infer,
+         forward=T.transpose_forward, vjp=lambda g, args, out, a: (T.transpose_forward([g], a),),
+         sym=lambda args, a: np.transpose(args[0]), infer=T.transpose_infer,
          local="d(xᵀ) = (dout)ᵀ", doc="the transpose x.T (all axes reversed, as numpy's)",
          routes="transposes the upstream gradient",
          examples=(Example(((2, 3),)), Example(((3,),)), Example(((2, 3, 4),)))),
     Gate(name="sum", arity=1, call="sum", params=("axis", "keepdims"), positional_params=("axis",),
          forward=lambda args, a: args[0].sum(axis=a["axes"], keepdims=a["keepdims"]),
-         vjp=_sum_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_sum),
-         infer=_axes_infer(), local="∂(Σx)/∂xᵢ = 1", doc="sum of the elements (optional axis, keepdims)",
+         vjp=T.sum_vjp, sym=lambda args, a: T.sym_reduce(args[0], a, _sym_sum),
+         infer=T.axes_infer(), local="∂(Σx)/∂xᵢ = 1", doc="sum of the elements (optional axis, keepdims)",
          routes="copies the upstream gradient to every summed element",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}), Example(((2, 3),), {"axis": 0, "keepdims": 1}))),
     Gate(name="mean", arity=1, call="mean", params=("axis", "keepdims"), positional_params=("axis",),
-         forward=_mean_forward, vjp=_mean_vjp,
-         sym=lambda args, a: _sym_reduce(args[0], a, lambda items: _sym_sum(items) / len(items)),
-         infer=_axes_infer(), local="∂(mean x)/∂xᵢ = 1/n", doc="mean of the elements (optional axis)",
+         forward=T.mean_forward, vjp=T.mean_vjp,
+         sym=lambda args, a: T.sym_reduce(args[0], a, lambda items: _sym_sum(items) / len(items)),
+         infer=T.axes_infer(), local="∂(mean x)/∂xᵢ = 1/n", doc="mean of the elements (optional axis)",
          routes="shares the upstream gradient evenly: 1/n to each element",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
     Gate(name="reduce_max", arity=1, call="max", params=("axis", "keepdims"),
          forward=lambda args, a: args[0].max(axis=a["axes"], keepdims=a["keepdims"]),
-         vjp=_max_vjp, sym=lambda args, a: _sym_reduce(args[0], a, _sym_max_all),
-         infer=_axes_infer(), branch=_max_branch,
+         vjp=T.max_vjp, sym=lambda args, a: T.sym_reduce(args[0], a, T.sym_max_all),
+         infer=T.axes_infer(), branch=T.max_branch,
          local="∂(max x)/∂xᵢ = 1 for the largest element, else 0", doc="largest element (axis= by keyword)",
          routes="max routes: the gradient goes to the largest element (split evenly at a tie)",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
@@ -615,23 +304,23 @@ _GATES = [
          forward=lambda args, a: (args[0] * args[1]).sum(axis=-1),
          vjp=lambda g, args, out, a: (g[..., None] * args[1], g[..., None] * args[0]),
          sym=lambda args, a: np.asarray(_sym_sum(list(np.ravel(args[0] * args[1]))), dtype=object),
-         infer=_vector_pair_infer("dot"), local="∂(a·b)/∂a = b, ∂(a·b)/∂b = a",
+         infer=T.vector_pair_infer("dot"), local="∂(a·b)/∂a = b, ∂(a·b)/∂b = a",
          doc="dot product of two vectors", routes="each vector gets upstream times the other",
          examples=(Example(((3,), (3,))),)),
     Gate(name="norm", arity=1, call="norm", params=("axis",),
-         forward=_norm_forward, vjp=_norm_vjp, sym=_sym_norm, infer=_axes_infer(allow_keepdims=False),
+         forward=T.norm_forward, vjp=T.norm_vjp, sym=T.sym_norm, infer=T.axes_infer(allow_keepdims=False),
          local="∂‖x‖/∂x = x/‖x‖", doc="Euclidean (Frobenius) norm (optional axis)",
          routes="passes upstream·x/‖x‖ (undefined at 0)", domain="x ≠ 0 for the gradient",
          branch=lambda args, a: np.sign(np.abs(args[0]).sum(axis=a["axes"])),
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
     Gate(name="softmax", arity=1, call="softmax", params=("axis",),
-         forward=lambda args, a: _softmax_np(args[0], a["axes"]), vjp=_softmax_vjp, sym=_sym_softmax,
-         infer=lambda shapes, p: (tuple(shapes[0]), _axes_infer(False)(shapes, p)[1] | {"keepdims": False}),
+         forward=lambda args, a: T.softmax_np(args[0], a["axes"]), vjp=T.softmax_vjp, sym=T.sym_softmax,
+         infer=lambda shapes, p: (tuple(shapes[0]), T.axes_infer(False)(shapes, p)[1] | {"keepdims": False}),
          local="∂yᵢ/∂xⱼ = yᵢ(δᵢⱼ - yⱼ)", doc="softmax (over all elements, or along axis)",
          routes="dx = y ∘ (upstream - Σ upstream·y)",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
     Gate(name="logsumexp", arity=1, call="logsumexp", params=("axis", "keepdims"),
-         forward=_lse_forward, vjp=_lse_vjp, sym=_sym_lse, infer=_axes_infer(),
+         forward=T.lse_forward, vjp=T.lse_vjp, sym=T.sym_lse, infer=T.axes_infer(),
          local="∂ logΣeˣ/∂xᵢ = softmax(x)ᵢ", doc="log Σ exp(x), computed stably (optional axis)",
          routes="spreads the upstream gradient by softmax(x)",
          examples=(Example(((3,),)), Example(((2, 3),), {"axis": 1}))),
@@ -702,7 +391,7 @@ _GATES = [
          routes="where routes: the gradient goes to a where cond holds, to b elsewhere",
          examples=(Example(((3,), (3,), (3,)), low=-2, high=2), Example(((2, 1), (2, 3), ())),
                    Example(((), (), (2,)), low=-2, high=2))),  # operands of different ranks (found by fuzzing)
-    _unary("sign", fwd=np.sign, dfdx=lambda x, o: 0.0 * x, sym_fn=_sp("sign"), local="∂sign(x)/∂x = 0 (a step at 0)",
+    _unary("sign", fwd=np.sign, dfdx=lambda x, o: 0.0 * x, sym_fn=T.sp("sign"), local="∂sign(x)/∂x = 0 (a step at 0)",
            doc="-1, 0 or 1: the sign of x (constant for differentiation)", routes="blocks the gradient: a sign is a constant",
            branch=lambda args, a: args[0] > 0),
     Gate(name="outer", arity=2, call="outer", forward=A.outer_forward, vjp=A.outer_vjp, sym=A.outer_sym,
