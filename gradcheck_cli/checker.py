@@ -64,17 +64,6 @@ def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
     return pipeline.rounding(rerun, adjoints, POLICY.noise_signs)
 
 
-def _reach(graph: Graph) -> set:
-    """The nodes the output depends on (the output included)."""
-    seen, stack = set(), [graph.output]
-    while stack:
-        nid = stack.pop()
-        if nid not in seen:
-            seen.add(nid)
-            stack.extend(graph.nodes[nid].inputs)
-    return seen
-
-
 def _unreached_row(node, value) -> NodeRow:
     zero = np.zeros(node.shape)
     return NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col, value, zero, zero, zero,
@@ -89,7 +78,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     adjoints = autodiff.backward(graph, values, {})
     noise = backprop_noise(graph, values, adjoints)
     report.output, report.value = out.name, values[out.id]
-    reach = _reach(graph)
+    reach = graph.ancestors(graph.output)
     report.warnings = list(graph.warnings) + _unused_warning(graph, reach, out)
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
     checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]

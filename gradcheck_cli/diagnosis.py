@@ -126,7 +126,7 @@ def culprit_line(gate, slot: int, checks: list) -> tuple:
     if found:
         return found
     shared = shared_line(gate, checks)
-    if shared is not None and shared[0] in _uses(inst.bwd, inst.bwd.names["d" + param]):
+    if shared is not None and shared[0] in inst.bwd.ancestors(inst.bwd.names["d" + param]):
         _, line, names = shared
         return (line.pos.line, line.pos.col, f"{names} fail, and all of them (and no line that passes) use "
                 f"'{line.name}' (line {line.pos.line}): look there first")
@@ -143,31 +143,20 @@ def shared_line(gate, checks: list):
     failing = [c for c in mine if c.status == "fail"]
     if len(failing) < 2:
         return None
-    common = set.intersection(*(_uses(bwd, names[c.what]) for c in failing))
+    common = set.intersection(*(bwd.ancestors(names[c.what]) for c in failing))
     for c in mine:
         if c.status != "fail":
-            common -= _uses(bwd, names[c.what])
+            common -= bwd.ancestors(names[c.what])
     lines = {names.get(line.name): line for line in inst.user.defn.body}
     dout = names.get("dout")
     # only lines that carry the upstream gradient: a forward value's reshape (xhatT = xhat.T) that two
     # independently wrong lines both read is no shared cause of theirs
     common = [nid for nid in common if nid in lines and lines[nid].name not in {c.what for c in failing}
-              and dout in _uses(bwd, nid)]
+              and dout in bwd.ancestors(nid)]
     if len(common) != 1:
         return None  # none, or a chain of lines that could each be the one: do not guess
     what = [c.what for c in failing]
     return common[0], lines[common[0]], ", ".join(what[:-1]) + " and " + what[-1]
-
-
-def _uses(graph, nid: int) -> set:
-    """The node and every node it is computed from."""
-    seen, stack = set(), [nid]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(graph.nodes[n].inputs)
-    return seen
 
 
 def deepest_failing(gate, uses: list, checks: list, user: str | None = None):

@@ -82,6 +82,16 @@ class Graph:
                 stack.extend(self.consumers[nid])
         return sorted(seen)
 
+    def ancestors(self, nid: int) -> set:
+        """The node and every node it is computed from."""
+        seen, stack = set(), [nid]
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(self.nodes[n].inputs)
+        return seen
+
 
 class Const:
     """A value known when the graph is built (a literal or a folded constant expression)."""

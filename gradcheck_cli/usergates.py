@@ -277,10 +277,10 @@ def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> G.Gate:
         for p in defn.params:
             if p not in failures:
                 nid = bwd.names["d" + p]
-                depends[nid] = sorted(marks[a] for a in _ancestors(bwd, nid) if a in marks)
+                depends[nid] = sorted(marks[a] for a in bwd.ancestors(nid) if a in marks)
         for _local, _, bid, _, _ in intermediates:
             if bid is not None:
-                depends[bid] = sorted(marks[a] for a in _ancestors(bwd, bid) if a in marks and a != bid)
+                depends[bid] = sorted(marks[a] for a in bwd.ancestors(bid) if a in marks and a != bid)
     cost = sum(_cost(n) for n in fwd.nodes) + (sum(_cost(n) for n in bwd.nodes) if bwd is not None else 0)
     inst = Instance(user, fwd, bwd, key, failures, intermediates, depends, max(1, cost))
     gate = _make_gate(inst, out_shape, text)
@@ -292,17 +292,6 @@ def _cost(node) -> int:
     if node.gate is None:
         return 0
     return node.gate.instance.cost if node.gate.instance is not None else 1
-
-
-def _ancestors(graph: Graph, nid: int) -> set:
-    seen, stack = set(), [nid]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(graph.nodes[n].inputs)
-    return seen
 
 
 def _make_gate(inst: Instance, out_shape: tuple, text: str) -> G.Gate:

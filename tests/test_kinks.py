@@ -328,19 +328,16 @@ def test_the_slope_jump_thresholds(f, x0, kinked):
     assert bool(res.kink[0]) == kinked
 
 
-@pytest.mark.parametrize("at_zero, passed", [(0.0, True), (1.0, True), (0.5, True), (2.0, False), (3.0, False),
-                                             (-1.0, False)])
-def test_numpy_conv_relu_at_plus_minus_one_inputs_and_a_zero_bias(at_zero, passed):
-    # the same layer as the .grad conv + ReLU, through check-py's path: CS231n's naive conv and
-    # relu_backward composed, at inputs whose pre-activations are often exactly 0. Moving one weight
-    # moves many of them across 0, so only the output-by-output analysis tells relu'(0) in [0, 1]
-    # (right) from 2, 3 or -1 (wrong); before it, every one of them passed (the rounding rerun had
-    # flipped the zeros' branches and its "noise" hid the difference)
+CONV_PARAM = {"stride": 1, "pad": 1}
+
+
+def _numpy_conv_relu(at_zero: float):
+    """CS231n's naive conv and relu_backward composed (relu'(0) = at_zero), and ±1 inputs with a zero
+    bias, whose pre-activations are often exactly 0."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
     import layers
-    conv_param = {"stride": 1, "pad": 1}
 
     def forward(x, w, b, conv_param):
         z, conv_cache = layers.conv_forward_naive(x, w, b, conv_param)
@@ -350,10 +347,21 @@ def test_numpy_conv_relu_at_plus_minus_one_inputs_and_a_zero_bias(at_zero, passe
         conv_cache, z = cache
         return layers.conv_backward_naive(dout * ((z > 0) + at_zero * (z == 0)), conv_cache)
     rng = np.random.default_rng(0)
-    x, w = np.sign(rng.standard_normal((2, 2, 4, 4))), np.sign(rng.standard_normal((3, 2, 3, 3)))
-    b = np.zeros(3)
-    assert np.sum(layers.conv_forward_naive(x, w, b, conv_param)[0] == 0) >= 5
-    report = check_layer(forward, backward, {"x": x, "w": w, "b": b}, {"conv_param": conv_param})
+    inputs = {"x": np.sign(rng.standard_normal((2, 2, 4, 4))), "w": np.sign(rng.standard_normal((3, 2, 3, 3))),
+              "b": np.zeros(3)}
+    assert np.sum(layers.conv_forward_naive(*inputs.values(), CONV_PARAM)[0] == 0) >= 5
+    return forward, backward, inputs
+
+
+@pytest.mark.parametrize("at_zero, passed", [(0.0, True), (1.0, True), (0.5, True), (2.0, False), (3.0, False),
+                                             (-1.0, False)])
+def test_numpy_conv_relu_at_plus_minus_one_inputs_and_a_zero_bias(at_zero, passed):
+    # the same layer as the .grad conv + ReLU, through check-py's path. Moving one weight moves many
+    # pre-activations across 0, so only the output-by-output analysis tells relu'(0) in [0, 1]
+    # (right) from 2, 3 or -1 (wrong); before it, every one of them passed (the rounding rerun had
+    # flipped the zeros' branches and its "noise" hid the difference)
+    forward, backward, inputs = _numpy_conv_relu(at_zero)
+    report = check_layer(forward, backward, inputs, {"conv_param": CONV_PARAM})
     assert report.passed == passed, [(r.name, r.status, r.note) for r in report.nodes]
     if passed and at_zero != 0.5:
         assert any("output by output" in (r.note or "") for r in report.nodes)
@@ -374,22 +382,8 @@ def test_past_the_output_analysis_limit_a_composite_kink_is_undecided_not_a_fals
     # (outside the composite's one-sided slopes proves nothing when several kinks move at once)
     from gradcheck_cli import per_output
     monkeypatch.setattr(per_output, "MAX_KINKED", limit)
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
-    import layers
-    conv_param = {"stride": 1, "pad": 1}
-
-    def forward(x, w, b, conv_param):
-        z, conv_cache = layers.conv_forward_naive(x, w, b, conv_param)
-        return np.maximum(z, 0), (conv_cache, z)
-
-    def backward(dout, cache):
-        conv_cache, z = cache
-        return layers.conv_backward_naive(dout * (z > 0), conv_cache)
-    rng = np.random.default_rng(0)
-    x, w = np.sign(rng.standard_normal((2, 2, 4, 4))), np.sign(rng.standard_normal((3, 2, 3, 3)))
-    report = check_layer(forward, backward, {"x": x, "w": w, "b": np.zeros(3)}, {"conv_param": conv_param})
+    forward, backward, inputs = _numpy_conv_relu(0.0)
+    report = check_layer(forward, backward, inputs, {"conv_param": CONV_PARAM})
     statuses = {r.status for r in report.nodes}
     assert "fail" not in statuses and ("warn" in statuses) == (status == "warn")
 
