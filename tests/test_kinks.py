@@ -415,3 +415,16 @@ def test_a_kink_on_the_point_is_told_from_one_within_the_step(f, kinked, on_poin
     far = np.full((1, 1), 7.0)
     res = numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0, {"x": far}, 0)["x"]
     assert (bool(res.kink[0]), bool(res.at_kink[0])) == (kinked, on_point)
+
+
+@pytest.mark.parametrize("share, passed", [("hit / sum(hit, axis=[3, 5], keepdims=1)", True), ("hit", False)])
+def test_max_pool_gate_at_integer_inputs(share, passed):
+    # expressions/cs231n_maxpool.grad's hand-derived gate at inputs in {0, 1, 2}: ties in most windows.
+    # The even split is a valid choice; every tied element getting the whole gradient is not.
+    from conftest import ROOT
+    src = (ROOT / "expressions" / "cs231n_maxpool.grad").read_text()
+    src = src.replace("  share = hit / sum(hit, axis=[3, 5], keepdims=1)", f"  share = {share}")
+    x = np.random.default_rng(0).integers(0, 3, size=(1, 2, 4, 4)).tolist()
+    for symbolic in (True, False):
+        report = check(src, at={"x": json.dumps(x)}, symbolic=symbolic)
+        assert report.error is None and report.passed == passed, [(r.name, r.status, r.note) for r in report.nodes]
