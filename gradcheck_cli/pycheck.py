@@ -52,6 +52,7 @@ class Layer:
     backward_name: str = "backward"  # the backward's name, as its own checks are labelled
     code: object = None    # the user's function that computes the gradients (its source is read)
     first: int = 0         # how many of its returned values come before the gradients (a loss: 1)
+    output: str = "out"    # what the report calls the output
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -124,6 +125,7 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
     def bwd(dout, arrays):
         return [dout * g for g in _gradients(call(arrays)[1], names, loss)]
     layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
+    layer.output = "loss"
     return check_python(layer, inputs, _settings(settings, options))
 
 
@@ -161,7 +163,7 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
         args = [_array(layer, k, v) for k, v in inputs.items()]
         rng = np.random.default_rng(settings.seed * 1_000_003 + 104_729)  # one stream: upstreams, directions, second point
         out, rows1 = _check_point(layer, args, settings, rng, point=1)
-        report.output, report.value = "out", out
+        report.output, report.value = layer.output, out
         args2, out2 = _second_point(layer, args, rng)
         _, rows2 = _check_point(layer, args2, settings, rng, point=2, first={r.name: r.status for r, _ in rows1},
                                 out=out2)
