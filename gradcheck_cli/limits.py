@@ -43,6 +43,9 @@ MAX_GATE_WORK = _limit("MAX_GATE_WORK", 20_000)       # gate applications a forw
 # a check runs the forward ~30 times over, and an automatic VJP of nested gates re-runs their forwards;
 # 16,384 nested applications check in 20 s, 32,768 in 52 s on this project's 2-core machine)
 MAX_FILE_BYTES = _limit("MAX_FILE_BYTES", 4 * 1024 * 1024)  # bytes read from one source (or standard input)
+MAX_STATEMENTS = _limit("MAX_STATEMENTS", 20_000)     # lines of code (not blank, not comments) parsed from one source:
+                                                      # parsing is ~60 µs a line, so past this a file is refused in ms,
+                                                      # not after seconds of parsing (one forward pass allows 20,000 gates)
 MAX_UNROLL = _limit("MAX_UNROLL", 10_000)            # terms one comprehension unrolls to (all its loops)
 MAX_DIFFERENCE_WORK = _limit("MAX_DIFFERENCE_WORK", 6_000_000_000)  # element evaluations finite differences may need
 MAX_DESCENT_WORK = _limit("MAX_DESCENT_WORK", 20_000_000)  # steps × (each node's elements + NODE_COST) of `descend`

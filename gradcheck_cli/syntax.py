@@ -15,6 +15,7 @@ from lark.indenter import DedentError, Indenter
 
 from . import nodes as N
 from .errors import GradSyntaxError
+from .limits import MAX_STATEMENTS
 
 _TOKEN_WORDS = {
     "_NL": "end of line", "$END": "end of input", "_INDENT": "indentation",
@@ -272,6 +273,7 @@ def parse(text: str) -> N.Program:
     text = normalize(text)
     if "\x00" in text:
         raise GradSyntaxError("this is not a text file (it contains NUL bytes)", 1, 1)
+    _refuse_long(text)
     _outer.clear()
     try:
         statements = _parser().parse(text)
@@ -284,6 +286,18 @@ def parse(text: str) -> N.Program:
     finally:
         _outer.clear()
     return N.Program(tuple(statements), text)
+
+
+def _refuse_long(text: str) -> None:
+    """More lines of code than MAX_STATEMENTS: refused before parsing, at the first line past it."""
+    if text.count("\n") < MAX_STATEMENTS:
+        return
+    code = [number for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#")]
+    if len(code) > MAX_STATEMENTS:
+        raise GradSyntaxError(f"this source has {len(code):,} lines of code (at most {MAX_STATEMENTS:,}; "
+                              "GRADCHECK_MAX_STATEMENTS raises it); split it into several files",
+                              code[MAX_STATEMENTS], 1)
 
 
 def _dedent_position(text: str) -> tuple[int, int]:

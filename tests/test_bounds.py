@@ -545,3 +545,13 @@ def test_a_sum_past_the_float_range_in_sympys_values_is_no_traceback():
     # found by the fuzz campaign: SymPy's value of 1e308 - (-1e308)... overflowed math.fsum
     r = check("gate g(t) = -stack((0 - 1e308), 1e308)\n  dt = dout * 1e8\nz = 1e308\nq = -argmax(g(z), -1)\n")
     assert r.error is None and r.nodes  # checked, no exception: the wrong d line (dt = 1e8·dout) fails
+
+
+def test_a_source_past_the_statement_limit_is_refused_before_parsing(monkeypatch):
+    # a 50,000-line chain took 3 s to parse before its refusal; now the line count refuses it first.
+    # Blank lines and comments do not count (MAX_STATEMENTS held: one line more is refused, at it)
+    from gradcheck_cli import syntax
+    monkeypatch.setattr(syntax, "MAX_STATEMENTS", 5)
+    lines = ["x = 0.5", "", "# a comment", "a = x + 1", "b = a + 1", "c = b + 1", "f = c * 2"]
+    assert check("\n".join(lines)).error is None
+    assert_positioned_error("\n".join(lines[:-1] + ["d = c + 1", "f = d * 2"]), "6 lines of code (at most 5;", 8, 1)
