@@ -21,23 +21,51 @@ def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
     return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
 
 
-def gate_forward(gate, args: list, attrs: dict) -> np.ndarray:
+_bodies: dict | None = None  # while a user gate's VJP runs: its nested bodies' values, by operands, so that
+                             # gates calling gates run each body once (not once per level of nesting)
+
+
+def _body_values(inst, args: list) -> list:
+    """Every node of a user gate's body on these (unbatched) operands; remembered during a VJP."""
+    key = (id(inst), tuple(np.asarray(a, dtype=float).tobytes() for a in args))
+    if _bodies is not None and key in _bodies:
+        return _bodies[key]
+    values = forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], args)))
+    if _bodies is not None:
+        _bodies[key] = values
+    return values
+
+
+def gate_forward(gate, args: list, attrs: dict, batched: bool = False) -> np.ndarray:
     """A gate's forward: the registry's, or a user gate's body run (a composite gate)."""
-    if gate.instance is not None:
-        return run_graph(gate.instance.fwd, list(args))
+    inst = gate.instance
+    if inst is not None:
+        if not batched:
+            try:
+                return _body_values(inst, args)[inst.fwd.output]
+            except GradValueError:
+                pass  # undefined inside: its nan output is reported at the call, as for any gate
+        return run_graph(inst.fwd, list(args))
     return gate.forward(args, attrs)
 
 
 def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
     """A gate's VJP for upstream rows g: the registry's, a user gate's d lines, or backprop through
     its body when it has none."""
+    global _bodies
     inst = gate.instance
     if inst is None:
         return gate.vjp(g, args, out, attrs)
     if inst.bwd is None:
-        leaves = [n.id for n in inst.fwd.leaves()]
-        adjoints = backward(inst.fwd, forward(inst.fwd, dict(zip(leaves, args))), seed=g)
-        return [adjoints[i] for i in leaves]
+        outermost = _bodies is None
+        if outermost:
+            _bodies = {}
+        try:
+            adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
+        finally:
+            if outermost:
+                _bodies = None
+        return [adjoints[n.id] for n in inst.fwd.leaves()]
     wanted = inst.backward_outputs()
     results = run_graph(inst.bwd, list(args) + [out, g], outputs=wanted) if wanted else []
     return inst.gradients(results, g.shape[0])
@@ -56,7 +84,7 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.
     if n_rows is not None and any(batched):
         if node.gate.elementwise:
             args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
-        out = np.asarray(gate_forward(node.gate, args, node.attrs), dtype=float)
+        out = np.asarray(gate_forward(node.gate, args, node.attrs, batched=True), dtype=float)
         return np.broadcast_to(out, (n_rows,) + node.shape)
     return np.asarray(gate_forward(node.gate, args, node.attrs), dtype=float)
 
