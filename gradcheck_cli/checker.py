@@ -16,6 +16,7 @@ from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
+LOCAL_CHECKS = 2_000     # past this many gate calls (not below a failing row), a seeded sample this size is checked
 POLICY = pipeline.POLICIES["graph"]
 
 
@@ -83,7 +84,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
     checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
     jacobians = _judge_nodes(graph, checked, values, adjoints, noise, settings, rows, reach)
-    checks = _gate_checks(graph, values, settings, jacobians, rows, reach)
+    checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report)
     report.gates = [_gate_row(graph, c, checks) for c in checks]
     diagnosis.name_culprits(graph, rows, checks)
     for node in graph.checked():
@@ -199,24 +200,37 @@ def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow
                    tolerance=j.tolerance, worst_index=worst, numeric_method=method, node_id=node.id)
 
 
-def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set) -> list:
-    """Every gate call's own check (hand-derived gates also at a second point)."""
+def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set,
+                 report: CheckReport) -> list:
+    """Every gate call's own check (hand-derived gates also at a second point). Call sites of one gate
+    at the same operands share one check; past LOCAL_CHECKS call sites, a seeded sample is checked
+    (every call below a failing row still is), and the report says so."""
     gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None and n.id in reach]
-    user = [n for n in gates if n.gate.instance is not None]
+    failing = [nid for nid, r in rows.items() if r.status == "fail"]
+    below = set(graph.descendants(failing)) | {c for f in failing for c in graph.consumers[f]}
     if len(gates) > ALL_GATES:  # big files: built-in gates on their own only below a failing row
-        failing = [nid for nid, r in rows.items() if r.status == "fail"]
-        below = set(graph.descendants(failing)) | {c for f in failing for c in graph.consumers[f]}
         gates = [n for n in gates if n.gate.instance is not None or n.id in below]
+    others = [n for n in gates if n.id not in below]
+    if len(others) > LOCAL_CHECKS:
+        rng = np.random.default_rng([settings.seed, 7])
+        keep = {others[i].id for i in rng.choice(len(others), LOCAL_CHECKS, replace=False)}
+        report.warnings.append((f"{len(keep) + len(gates) - len(others):,} of {len(gates):,} gate calls checked on "
+                                f"their own: a seeded sample of {LOCAL_CHECKS:,} (every call below a failing row is "
+                                "checked; --seed draws another)", graph.nodes[graph.output].pos.line,
+                                graph.nodes[graph.output].pos.col))
+        gates = [n for n in gates if n.id in keep or n.id in below]
+    memo: dict = {}
     checks = []
     for node in gates:
-        checks += gatecheck.check_gate(graph, values, node, settings, 1, jacobians)
+        checks += gatecheck.check_gate(graph, values, node, settings, 1, jacobians, memo)
     failed = {c.node for c in checks if c.status == "fail"}
-    hand_derived = [n for n in user if n.gate.instance.bwd is not None and n.id not in failed]
+    hand_derived = [n for n in gates if n.gate.instance is not None and n.gate.instance.bwd is not None
+                    and n.id not in failed]
     if hand_derived:
         second = gatecheck.second_point(graph, settings)
         if second is not None:
             for node in hand_derived:
-                checks += gatecheck.check_gate(graph, second, node, settings, 2)
+                checks += gatecheck.check_gate(graph, second, node, settings, 2, None, memo)
     return checks
 
 

@@ -7,7 +7,7 @@ These checks name the culprit: a failing row upstream is explained by the gate w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,12 +48,34 @@ def checkable_slots(graph: Graph, node) -> list:
 
 
 def check_gate(graph: Graph, values: list, node, settings: Settings, point: int = 1,
-               jacobians: dict | None = None) -> list:
-    """The GateChecks of one gate call at this point."""
+               jacobians: dict | None = None, memo: dict | None = None) -> list:
+    """The GateChecks of one gate call at this point. With `memo`, calls of one gate at the same
+    operands share one check (its judgement, at each call's own lines)."""
     slots = checkable_slots(graph, node)
     if not slots:
         return []
     args = [values[i] for i in node.inputs]
+    key = None
+    if memo is not None:
+        key = (id(node.gate), repr(sorted(node.attrs.items())), point, tuple(slots),
+               tuple((np.shape(a), np.asarray(a, dtype=float).tobytes()) for a in args))
+        if key in memo:
+            return [_at_call(graph, node, c) for c in memo[key]]
+    checks = _check_gate(graph, values, node, settings, point, jacobians, slots, args)
+    if key is not None:
+        memo[key] = checks
+    return checks
+
+
+def _at_call(graph: Graph, node, c: GateCheck) -> GateCheck:
+    """A shared check, for another call of the same gate: its node, and its lines where they are the call's."""
+    if c.slot is None:
+        return replace(c, node=node.id)
+    what, line, col = _where(graph, node, c.slot)
+    return replace(c, node=node.id, what=what, line=line, col=col)
+
+
+def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int, jacobians, slots, args) -> list:
     out = values[node.id]
     u = upstream(settings, point, node)
     grads, error = _vjp(node, args, out, u)

@@ -574,3 +574,42 @@ def test_an_automatic_vjp_of_nested_gates_runs_each_body_once(monkeypatch):
     grads = autodiff.gate_vjp(node.gate, np.ones((1,)), [values[i] for i in node.inputs], values[node.id], node.attrs)
     assert len(applied) <= 3 * 2 ** k  # every node of every body, once (it was 5,890 here, k·2^k-like)
     assert np.isclose(float(np.ravel(grads[0])[0]), 1.01 ** 2 ** k)
+
+
+def test_calls_of_one_gate_at_the_same_operands_share_one_check(monkeypatch):
+    from gradcheck_cli import gatecheck
+    done = []
+    original = gatecheck._check_gate
+    monkeypatch.setattr(gatecheck, "_check_gate", lambda *a: done.append(a[2].id) or original(*a))
+    a, b = "x[0]", "x[1]"
+    src = ("gate g(t) = t * t\n  dt = 2 * dout * t\nx = randn(2)\n"
+           + "".join(f"y{i} = g({a if i % 2 else b})\n" for i in range(10)) + "f = " + " + ".join(f"y{i}" for i in range(10)))
+    report = check(src, symbolic=False)
+    assert report.passed
+    calls = {g.node_id for g in report.gates if g.gate == "g" and g.point == 1}
+    checked = [report_node for report_node in done if report_node in calls]
+    assert len(calls) == 10 and len(checked) == 4  # two distinct operands, two points: four checks for twenty
+
+
+@pytest.mark.parametrize("limit, sampled", [(3, True), (2_000, False)])
+def test_past_a_count_gate_calls_are_sampled_and_the_report_says_so(monkeypatch, limit, sampled):
+    # LOCAL_CHECKS held: past it a seeded sample of that size is checked on its own, with a warning
+    from gradcheck_cli import checker
+    monkeypatch.setattr(checker, "LOCAL_CHECKS", limit)
+    src = "gate g(t) = t * t\n  dt = 2 * dout * t\nx = randn(10)\nf = sum(g(x[i]) for i in range(10))\n"
+    report = check(src, symbolic=False)
+    assert report.passed
+    own = {g.node_id for g in report.gates if g.point == 1}
+    assert (len(own) <= 3) == sampled and (len(own) >= 19) == (not sampled)
+    assert any("seeded sample of 3" in w[0] for w in report.warnings) == sampled
+
+
+def test_a_sampled_file_still_checks_every_call_below_a_failing_row(monkeypatch):
+    from gradcheck_cli import checker
+    monkeypatch.setattr(checker, "LOCAL_CHECKS", 2)
+    src = ("gate g(t) = t * t\n  dt = 2 * dout * t\ngate bad(t) = t * t\n  dt = dout * t\n"
+           "x = randn(10)\ny = sum(g(x[i]) for i in range(10))\nf = bad(y)\n")
+    report = check(src, symbolic=False)
+    assert not report.passed
+    assert any(g.gate == "bad" and g.status == "fail" for g in report.gates)
+    assert {r.culprit for r in report.nodes if r.status == "fail"} == {(4, 3)}
