@@ -1,6 +1,7 @@
 """A grammar-aware generator of `.grad` programs, valid and broken, for the fuzz tests and the
 fuzz campaign (tests/benchmarks/fuzz_campaign.py)."""
 
+import numpy as np
 from hypothesis import strategies as st
 
 NAMES = ["x", "y", "z", "W", "b", "h", "t", "q"]
@@ -79,11 +80,15 @@ def programs(draw):
         if draw(st.booleans()):
             body.insert(0, "  u = " + _expr(draw, ["t"], 2))
         lines += ["gate g(t) = " + _expr(draw, ["t"] + (["u"] if any("u =" in b for b in body) else []), 1)] + body
+        if draw(st.booleans()):  # gates calling gates, sometimes doubling (nested work multiplies)
+            lines.append("gate g2(t) = " + draw(st.sampled_from(["g(g(t))", "g(t) * t", "g(t) + g(2 * t)"])))
     for name in draw(st.lists(st.sampled_from(NAMES[:4]), min_size=1, max_size=3, unique=True)):
         prefix = "const " if draw(st.integers(0, 5)) == 0 else ""
         lines.append(f"{prefix}{name} = {_value(draw)}")
         names.append(name)
     callable_ = names + (["g(" + names[0] + ")"] if lines[0].startswith("gate") else [])
+    if any(line.startswith("gate g2") for line in lines):
+        callable_.append("g2(" + names[0] + ")")
     for name in draw(st.lists(st.sampled_from(NAMES[4:]), min_size=1, max_size=3, unique=True)):
         lines.append(f"{name} = {_expr(draw, callable_)}")
         names.append(name)
@@ -126,4 +131,77 @@ def check_in_every_format(text: str):
     render(run, "github")
     render(run, "markdown")
     print_table(run, Console(file=StringIO(), width=80))
+    return report
+
+
+PY_FORWARDS = {  # name -> (forward, its right VJP's local derivative); the bridge's inputs are numpy code
+    "tanh": (np.tanh, lambda x, y: 1 - y ** 2),
+    "relu": (lambda x: np.maximum(x, 0), lambda x, y: (x > 0) * 1.0),
+    "abs": (np.abs, lambda x, y: np.sign(x)),
+    "square": (lambda x: x * x, lambda x, y: 2 * x),
+    "max_row": (lambda x: np.max(x, axis=-1, keepdims=True) + 0 * x, None),
+    "exp": (np.exp, lambda x, y: y),
+}
+
+
+@st.composite
+def python_layers(draw):
+    """A Python forward and VJP pair for the bridge (`check_function`): right or wrong, at integer or
+    random inputs (ties and exact zeros included), of odd shapes."""
+    name = draw(st.sampled_from(sorted(PY_FORWARDS)))
+    forward, local = PY_FORWARDS[name]
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=0, max_size=3)))
+    integer = draw(st.booleans())
+    seed = draw(st.integers(0, 2 ** 16))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=shape).astype(float) if integer else rng.standard_normal(shape)
+    slip = draw(st.sampled_from([None, "scale", "forget_dout", "shape", "raise", "nan"]))
+
+    def vjp(dout, x):
+        y = forward(x)
+        if local is not None:
+            g = dout * local(x, y)
+        else:  # the row's max, broadcast back: each row's upstream summed, split evenly over its ties
+            hit = x == np.max(x, axis=-1, keepdims=True)
+            g = hit * np.sum(dout, axis=-1, keepdims=True) / hit.sum(axis=-1, keepdims=True)
+        if slip == "scale":
+            g = 1.5 * g
+        elif slip == "forget_dout":
+            g = g / np.where(dout == 0, 1, dout)
+        elif slip == "shape":
+            g = np.ravel(g)[:-1] if np.size(g) > 1 else np.zeros(3)
+        elif slip == "raise":
+            raise ValueError("a bug in the backward")
+        elif slip == "nan":
+            g = g * np.nan
+        return g
+    return name, forward, vjp, x, slip
+
+
+def check_layer_in_every_format(layer):
+    """check_function on a generated pair, rendered in every format; raises on what a user must never see."""
+    import json
+    import xml.etree.ElementTree as ET
+    from io import StringIO
+
+    from rich.console import Console
+
+    from gradcheck_cli import check_function
+    from gradcheck_cli.render import render
+    from gradcheck_cli.render.table import print_table
+    from gradcheck_cli.report import RunReport
+
+    name, forward, vjp, x, slip = layer
+    report = check_function(forward, vjp, {"x": x}, name=name)
+    run = RunReport([report])
+    json.loads(render(run, "json"))
+    ET.fromstring(render(run, "junit"))
+    render(run, "github")
+    render(run, "markdown")
+    print_table(run, Console(file=StringIO(), width=80))
+    if report.error is None:
+        if slip in ("raise", "nan", "shape"):
+            assert not report.passed, (name, slip)  # a backward that raises, or returns nan or the wrong shape
+        elif slip is None:
+            assert report.passed, (name, x.tolist())  # a right backward passes, at ties and zeros too
     return report

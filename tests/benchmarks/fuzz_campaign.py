@@ -18,6 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HANG = 120  # seconds: an input still running after this is reported as a hang (the campaign goes on)
+BRIDGE = 0.2  # the share of inputs that are Python layers (the bridge) rather than .grad programs
 
 
 def worker(count: int, seed: int, memory: bool = False) -> None:
@@ -28,7 +29,7 @@ def worker(count: int, seed: int, memory: bool = False) -> None:
     import random
     import signal
 
-    from fuzzing import check_in_every_format, programs
+    from fuzzing import check_in_every_format, check_layer_in_every_format, programs, python_layers
 
     class Hang(Exception):
         pass
@@ -38,20 +39,22 @@ def worker(count: int, seed: int, memory: bool = False) -> None:
     signal.signal(signal.SIGALRM, alarm)
     warnings.simplefilter("ignore")
     random.seed(seed)
-    strategy = programs()
+    strategy, layers = programs(), python_layers()
     worst, worst_text, crashes, spent_all, peaks = 0.0, "", [], [], []
     if memory:
         import tracemalloc
         tracemalloc.start()
     for _ in range(count):
-        text = strategy.example()
+        bridge = random.random() < BRIDGE  # a Python layer through check_function, else a .grad program
+        layer = layers.example() if bridge else None
+        text = f"python layer {layer[0]} ({layer[4] or 'right'}) at {layer[3].tolist()}" if bridge else strategy.example()
         if memory:
             tracemalloc.reset_peak()
             held = tracemalloc.get_traced_memory()[0]  # what earlier inputs and imports still hold
         start = time.perf_counter()
         signal.alarm(HANG)
         try:
-            check_in_every_format(text)
+            check_layer_in_every_format(layer) if bridge else check_in_every_format(text)
         except Exception as err:  # noqa: BLE001 - the point is to find any (a Hang too)
             crashes.append((text, f"{type(err).__name__}: {err}"))
         finally:
