@@ -6,6 +6,7 @@ import functools
 import hashlib
 import io
 import re
+from contextvars import ContextVar
 from importlib import resources
 
 import lark
@@ -40,13 +41,15 @@ def _pos(item) -> N.Pos:
     return item.pos
 
 
-_outer: dict = {}  # id(expr) -> its span with enclosing parentheses, for the current parse
+# id(expr) -> its span with enclosing parentheses, for the parse under way (one per parse: re-entrant)
+_outer: ContextVar = ContextVar("outer")
 
 
 def _span(first, last) -> N.Pos:
     """From the start of `first` to the end of `last`, parentheses around them included."""
-    a = _outer.get(id(first)) or _pos(first)
-    b = _outer.get(id(last)) or _pos(last)
+    spans = _outer.get()
+    a = spans.get(id(first)) or _pos(first)
+    b = spans.get(id(last)) or _pos(last)
     return N.Pos(a.line, a.col, a.start, b.end)
 
 
@@ -106,7 +109,7 @@ class _ToAst(Transformer):
         return operand
 
     def atom(self, lpar, expr, rpar):
-        _outer[id(expr)] = N.Pos(lpar.line, lpar.column, lpar.start_pos, rpar.end_pos)
+        _outer.get()[id(expr)] = N.Pos(lpar.line, lpar.column, lpar.start_pos, rpar.end_pos)
         return expr
 
     def pow(self, base, _tok, exponent):
@@ -274,7 +277,7 @@ def parse(text: str) -> N.Program:
     if "\x00" in text:
         raise GradSyntaxError("this is not a text file (it contains NUL bytes)", 1, 1)
     _refuse_long(text)
-    _outer.clear()
+    token = _outer.set({})
     try:
         statements = _parser().parse(text)
     except UnexpectedInput as err:
@@ -284,7 +287,7 @@ def parse(text: str) -> N.Program:
     except VisitError as err:  # a transformer callback failed: report as a syntax error
         raise GradSyntaxError(str(err.orig_exc), 1, 1) from None
     finally:
-        _outer.clear()
+        _outer.reset(token)
     return N.Program(tuple(statements), text)
 
 
