@@ -11,6 +11,10 @@ from .settings import Settings
 SCHEMA = 1
 
 
+class Tensor(list):
+    """A tensor's nested lists: a list, marked so the JSON writer need not look inside to know it."""
+
+
 def to_json_value(value):
     """A number for a scalar, nested lists for a tensor; None for None and for nan or ±inf."""
     if value is None:
@@ -19,8 +23,8 @@ def to_json_value(value):
     if v.ndim == 0:
         return float(v) if np.isfinite(v) else None
     if np.all(np.isfinite(v)):
-        return v.tolist()
-    return np.where(np.isfinite(v), v, None).astype(object).tolist()
+        return Tensor(v.tolist())
+    return Tensor(np.where(np.isfinite(v), v, None).astype(object).tolist())
 
 
 def _finite_or_none(x):
