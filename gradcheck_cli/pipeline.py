@@ -64,22 +64,30 @@ def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Po
     if noise is None and rerun is not None and policy.noise_first:
         noise = rounding(rerun, bp, policy.noise_signs)
     ev = judge(num, noise)
-    if noise is None and rerun is not None and verdict.summarize(ev).status != "pass":
+    if noise is None and rerun is not None and _worst(ev) != PASS:
         noise = rounding(rerun, bp, policy.noise_signs)
         ev = judge(num, noise)
     # A failed projection is redone element by element, to name the element; so is one that passes only
     # by the measured rounding, which may be a branch the rerun flipped (seen as a kink element by element).
-    rescued = noise is not None and num.method == "projection" and verdict.summarize(judge(num, None)).status == "fail"
-    if num.method == "projection" and (rescued or verdict.summarize(ev).status == "fail"):
+    if num.method == "projection" and (_worst(ev) == FAIL or (
+            noise is not None and np.any(noise) and _worst(judge(num, None)) == FAIL)):
         whole = replace(target, projections=False)
         if runner.work(whole) <= policy.recheck_work:
             num = difference(whole)
             ev = judge(num, noise)
-    if references is not None and verdict.summarize(ev).status == "fail" and np.any(ev.context["kink"]):
+    if references is not None and _worst(ev) == FAIL and np.any(ev.context["kink"]):
         ev = verdict.by_chain_rule(ev, references())
-    if explain is not None and verdict.summarize(ev).status == "fail" and np.any(ev.context["kink"]):
+    if explain is not None and _worst(ev) == FAIL and np.any(ev.context["kink"]):
         ev = explain(ev)
     return Compared(num, ev, noise)
+
+
+PASS, FAIL = 0, 3  # verdict's element codes
+
+
+def _worst(ev: verdict.Evidence) -> int:
+    """The worst element code of a comparison (0 pass ... 3 fail), without writing its notes."""
+    return int(ev.codes.max(initial=0))
 
 
 def rounding(rerun, bp, signs) -> np.ndarray | list:

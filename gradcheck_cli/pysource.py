@@ -58,6 +58,7 @@ def _parsed(fn):
     return func, start, indent, values
 
 
+@functools.lru_cache(maxsize=256)
 def grad_lines(backward, names: tuple, first: int = 0) -> dict:
     """Input name -> (line, col) of the last assignment to the name the backward returns for it
     (`first`: how many returned values come before the gradients, 1 for a loss's `(loss, dx)`)."""
