@@ -109,22 +109,28 @@ def check_in_every_format(text: str):
 
     Raises on anything a user must never see: an exception other than GradcheckError, JSON that
     does not parse, JUnit that is not XML."""
+    from gradcheck_cli import check
+    from gradcheck_cli.errors import GradcheckError
+
+    report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
+    assert report.error is None or isinstance(report.error, GradcheckError)
+    if report.error is not None:
+        assert report.error.format().startswith("fuzz.grad")
+    return _render_every_format(report)
+
+
+def _render_every_format(report):
+    """Render a report in every format, asserting each is well formed (JSON parses, JUnit is XML)."""
     import json
     import xml.etree.ElementTree as ET
     from io import StringIO
 
     from rich.console import Console
 
-    from gradcheck_cli import check
-    from gradcheck_cli.errors import GradcheckError
     from gradcheck_cli.render import render
     from gradcheck_cli.render.table import print_table
     from gradcheck_cli.report import RunReport
 
-    report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
-    assert report.error is None or isinstance(report.error, GradcheckError)
-    if report.error is not None:
-        assert report.error.format().startswith("fuzz.grad")
     run = RunReport([report])
     json.loads(render(run, "json"))
     ET.fromstring(render(run, "junit"))
@@ -180,25 +186,10 @@ def python_layers(draw):
 
 def check_layer_in_every_format(layer):
     """check_function on a generated pair, rendered in every format; raises on what a user must never see."""
-    import json
-    import xml.etree.ElementTree as ET
-    from io import StringIO
-
-    from rich.console import Console
-
     from gradcheck_cli import check_function
-    from gradcheck_cli.render import render
-    from gradcheck_cli.render.table import print_table
-    from gradcheck_cli.report import RunReport
 
     name, forward, vjp, x, slip = layer
-    report = check_function(forward, vjp, {"x": x}, name=name)
-    run = RunReport([report])
-    json.loads(render(run, "json"))
-    ET.fromstring(render(run, "junit"))
-    render(run, "github")
-    render(run, "markdown")
-    print_table(run, Console(file=StringIO(), width=80))
+    report = _render_every_format(check_function(forward, vjp, {"x": x}, name=name))
     if report.error is None:
         if slip in ("raise", "nan", "shape"):
             assert not report.passed, (name, slip)  # a backward that raises, or returns nan or the wrong shape

@@ -5,19 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..report import NodeRow, RunReport
-from .common import (
-    STATUSES,
-    causes,
-    element,
-    fmt_error,
-    fmt_number,
-    fmt_shape,
-    inherited,
-    line_in,
-    row_name,
-    summary,
-    warning_lines,
-)
+from .common import (STATUSES, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name, summary,
+                     warning_lines)
 
 
 def _md_cell(text) -> str:

@@ -7,20 +7,8 @@ import numpy as np
 from ..report import CheckReport, RunReport
 from ..tolerances import ROW_FLOOR
 from ..verdict import rel_error
-from .common import (
-    STATUS_STYLE,
-    causes,
-    element,
-    fmt_error,
-    fmt_number,
-    fmt_shape,
-    inherited,
-    line_in,
-    row_name,
-    shown_index,
-    summary,
-    warning_lines,
-)
+from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name,
+                     shown_index, summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -263,8 +251,8 @@ def _names(names: list, limit: int = 4) -> str:
 
 def print_expand(report: CheckReport, name: str, console) -> None:
     """Print one tensor node's elements side by side: backprop, numeric, symbolic, error."""
-    from rich.markup import escape
     from rich.table import Table
+    from rich.markup import escape
     row = next((r for r in report.nodes if r.name == name), None)
     if row is None or row.grad is None:
         return
@@ -287,7 +275,6 @@ def print_expand(report: CheckReport, name: str, console) -> None:
 def failure_text(report: CheckReport, width: int = 120) -> str:
     """Plain text for a failed check (the pytest plugin's report): failing rows, notes, reproduce."""
     from io import StringIO
-
     from rich.console import Console
     from rich.markup import escape
     if report.error is not None:
