@@ -16,7 +16,9 @@ def _dims(name: str, args: list) -> tuple[int, ...]:
         if np.ndim(a) != 0 or not np.isfinite(float(a)) or not float(a).is_integer() or float(a) < 1:
             raise ValueError(f"{name}(...) takes positive integer sizes (an array with no elements has nothing to check)")
         if float(a) > MAX_ELEMENTS:
-            raise ValueError(f"{name}(...): a size of {float(a):g} is too large (at most {MAX_ELEMENTS:,} elements; GRADCHECK_MAX_ELEMENTS raises it)")
+            size = f"{int(float(a)):,}" if float(a) < 1e18 else f"{float(a):g}"  # 2,000,001, not 2e+06
+            raise ValueError(f"{name}(...): a size of {size} is too large (at most {MAX_ELEMENTS:,} elements; "
+                             "GRADCHECK_MAX_ELEMENTS raises it)")
         dims.append(int(a))
     if len(dims) > MAX_NDIM:
         raise ValueError(f"{name}(...) takes at most {MAX_NDIM} sizes")
