@@ -112,3 +112,12 @@ def test_a_sequence_layer_and_its_step(spec):
     assert _run(str(EXAMPLES / "rnn_layers.py") + "::" + spec, *shapes).exit_code == 0
     step = ["--shape", "x=2,4", "--shape", "prev_h=2,5", "--shape", "Wx=4,5", "--shape", "Wh=5,5", "--shape", "b=5"]
     assert _run(str(EXAMPLES / "rnn_layers.py") + "::rnn_step", *step).exit_code == 0
+
+
+@pytest.mark.parametrize("value", ["[[1, 2], [3]]", '["a", 1]'])
+def test_a_ragged_or_mixed_param_is_passed_as_written_never_a_traceback(value):
+    # arrays of numbers become numpy arrays; anything else reaches the layer as the JSON list it is
+    # (here the layer cannot index with it: an input error at its line, exit 2, no traceback)
+    result = _run(str(EXAMPLES / "rnn_layers.py") + "::word_embedding", "--param", f"x={value}", "--shape", "W=5,3")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "rnn_layers.py" in result.output

@@ -114,8 +114,19 @@ def _parse_params(values) -> dict:
         if not m:
             raise click.BadParameter(f"'{item}': expected NAME=JSON, e.g. --param conv_param='{{\"stride\": 1, \"pad\": 1}}'",
                                      param_hint="--param")
-        out[m.group(1)] = np.array(value) if isinstance(value, list) else value
+        out[m.group(1)] = _array_or_list(value) if isinstance(value, list) else value
     return out
+
+
+def _array_or_list(value: list):
+    """A JSON array of numbers as a numpy array (integers stay integers: an index argument works as
+    written); a ragged or non-numeric one stays the list it is."""
+    import numpy as np
+    try:
+        a = np.array(value)
+    except ValueError:  # ragged: [[1, 2], [3]]
+        return value
+    return a if a.dtype.kind in "biuf" else value
 
 
 @main.command("check-py")
