@@ -102,8 +102,6 @@ def _parse_shapes(values) -> dict:
 
 def _parse_params(values) -> dict:
     import json
-
-    import numpy as np
     out = {}
     for item in values:
         m = _AT.match(item)
