@@ -13,7 +13,6 @@ import click
 from .. import __version__
 from .common import _fail_usage, _silence_stdout
 
-
 class Interrupted(BaseException):
     """Ctrl-C. A BaseException of our own, so click does not turn it into 'Aborted!' and exit 1."""
 

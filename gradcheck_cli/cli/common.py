@@ -196,7 +196,6 @@ def _github_step_summary(run, fmt: str) -> None:
 def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = False, verbose: bool = False,
           color: bool | None = None) -> None:
     from io import StringIO
-
     from ..render import MACHINE_FORMATS, render
     from ..render.table import print_table
 

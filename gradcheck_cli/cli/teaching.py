@@ -7,18 +7,8 @@ import sys
 import click
 
 from . import main
-from .common import (
-    _AsciiFile,
-    _console,
-    _fail,
-    _fail_usage,
-    _guard_output,
-    _parse_at,
-    _pipe_safe,
-    _raise_broken_pipe,
-    _write_atomically,
-)
-
+from .common import (_AsciiFile, _console, _fail, _fail_usage, _guard_output, _parse_at, _pipe_safe,
+                     _raise_broken_pipe, _write_atomically)
 
 def _source_options(f):
     """TARGET or -e SRC, with --at and --seed: how the teaching commands take their function."""
@@ -116,7 +106,6 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
     faults = _faults(ex, seed)
     if fmt == "text":
         from io import StringIO
-
         from rich.console import Console
         buffer = StringIO() if output else None
         target_file = buffer if output else sys.stdout
@@ -161,10 +150,8 @@ def quiz(target, expr, at, seed, answers, output):
     Exit 0 when every answer was right, 1 otherwise. Reads standard input when it is not a terminal.
     """
     import signal
-
     from ..render.teach import feedback_lines
-    from ..teach import grad_name
-    from ..teach import quiz as questions_of
+    from ..teach import grad_name, quiz as questions_of
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C leaves the quiz with its score (exit 1)
     _guard_output(output, [target, answers])
     ex = _explained(target, expr, at, seed)
@@ -284,8 +271,7 @@ def descend(target, expr, at, seed, lr, steps, fmt, output):
     """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
     from ..errors import BackwardError, GradcheckError
     from ..render.teach import descent_json, descent_table
-    from ..teach import Diverged
-    from ..teach import descend as run_descend
+    from ..teach import Diverged, descend as run_descend
     _guard_output(output, [target])
     graph = _load(target, expr, at, seed)
     try:
