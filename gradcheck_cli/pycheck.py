@@ -187,7 +187,7 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     out = _output(layer, args) if out is None else out
     u = rng.standard_normal(out.shape)
     grads, failures = _backward(layer, u, args)
-    runner = FunctionRunner(layer.forward, args, u, out, layer.batched)
+    runner = FunctionRunner(layer.forward, args, u, out, layer.batched, layer.forward_at[0])
     layer.batched = runner.batched
     # All inputs are one target, as for a gate alone: random projections cover every input at once,
     # and only a failure (or a small layer) is differenced element by element, to name the element.

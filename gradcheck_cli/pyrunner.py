@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from . import numeric
+from .pysource import PythonError, exception_text, user_line
 
 CALL_WORK = 10_000      # one call of a forward that takes no batch axis costs about this many elements' work
 
@@ -19,7 +20,9 @@ class FunctionRunner:
     against two single calls); otherwise it is called once per row.
     """
 
-    def __init__(self, forward, args: list, upstream: np.ndarray, out: np.ndarray, batched: bool | None = None):
+    def __init__(self, forward, args: list, upstream: np.ndarray, out: np.ndarray, batched: bool | None = None,
+                 path: str | None = None):
+        self.path = path  # the forward's file: an exception it raises at a nudged point is shown at its line
         self.forward, self.args, self.upstream = forward, args, np.ravel(upstream)
         sizes = [0] + [a.size for a in args]
         self.offsets = [sum(sizes[: k + 1]) for k in range(len(sizes))]
@@ -44,7 +47,15 @@ class FunctionRunner:
 
     def _call(self, arrays):
         self.calls += 1
-        return self.forward(arrays)
+        try:
+            return self.forward(arrays)
+        except PythonError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+            line = user_line(exc, self.path) if self.path else None
+            raise PythonError(f"the forward raised {exception_text(exc)} at a point within a step of the given one "
+                              "(the differences nudge each input by ~6e-6·max(1, |x|)): it must be defined around the point",
+                              line, 1 if line else None, self.path if line else None) from None
 
     def width(self, target_id) -> int:
         return max(int(np.prod(self.out_shape, dtype=np.int64)), self.x.size)

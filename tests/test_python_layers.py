@@ -368,3 +368,17 @@ def test_an_unwritten_stub_says_it_returned_none(tmp_path):
     (tmp_path / "drop.py").write_text(DROPOUT)
     stub = run("check-py", f"{tmp_path}/drop.py::affine", "--shape", "x=4,5", "--shape", "w=5,3", "--shape", "b=3")
     assert stub.exit_code == 2 and "returned None" in stub.output and "not finite" not in stub.output
+
+
+def test_a_forward_that_raises_at_a_nudged_point_is_an_input_error_at_its_line():
+    # defined at the point, not around it: no gradient to check, and never a traceback
+    def picky_forward(x):
+        if np.any(x > 0.9999999):
+            raise ValueError("too big")  # the line the error points at
+        return np.maximum(x, 0), x
+
+    def picky_backward(dout, cache):
+        return dout * (cache > 0)
+    report = check_layer(picky_forward, picky_backward, {"x": np.array([0.9999999, 0.0, -1.0])})
+    assert report.error is not None and "must be defined around the point" in report.error.message
+    assert report.error.line == picky_forward.__code__.co_firstlineno + 2
