@@ -62,6 +62,8 @@ def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
             _bodies = {}
         try:
             adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
+        except BackwardError as err:  # a gate inside failed: its partial gradients are shaped for it, not us
+            raise BackwardError(err.message, err.line, err.col) from None
         finally:
             if outermost:
                 _bodies = None

@@ -238,3 +238,14 @@ def test_an_integer_expect_matches_to_1e9_held_both_ways(x, status):
         assert r.expects[0].note == "dx is 4.000000012, not 4.0"  # digits enough to tell them apart
     formula = check(f"x = 1\ny = {x}\nf = 2*x*x\nexpect dx = 4*y\n", symbolic=False)
     assert formula.expects[0].status == status
+
+
+def test_a_gate_whose_inner_gate_cannot_be_differentiated_fails_never_a_traceback():
+    # g's d line has the wrong shape (it broadcasts to g's output); g2 differentiates through a body
+    # that calls g: g's partial gradients are shaped for g, so g2 fails with g's reason, not a
+    # broadcasting traceback (found by the fuzz campaign once it wrote gates calling gates)
+    src = ("gate g(t) = concatenate(max((1e8 >= t), -1), concatenate(t, t))\n  dt = dout * (-t - tanh(out))\n"
+           "gate g2(t) = g(g(t).T)\nz = randn(4, 3)\nh = sum(g2(z))\n")
+    report = check(src)
+    assert report.error is None and not report.passed
+    assert any("gate 'g': dt cannot be computed" in (r.note or "") for r in report.nodes + report.gates)
