@@ -33,7 +33,6 @@ UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: th
 NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
 SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
 STATUS_CODES = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}
-RANK = {"pass": 0, "skip": 0, "kink": 1, "warn": 2, "fail": 3}
 STATUS_CODES_BY_NAME = {v: k for k, v in STATUS_CODES.items()}
 
 
@@ -290,8 +289,3 @@ def _kink_failure(c, numres, a, w) -> str:
 
 
 KINK_NOTE = "a max/min/relu/abs changes branch within the step"  # the checker names the gate where it can
-
-
-def worst_status(statuses) -> str:
-    """The most serious of several statuses (fail > warn > kink > pass/skip)."""
-    return max(statuses, key=lambda s: RANK.get(s, 0), default="pass")
