@@ -16,7 +16,6 @@ the same input gives the same result on any machine, loaded or not.
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from .gates import sym_number
 from .graph import Graph
+from .symvalues import Exhausted, Unsupported, Work, array_value, count, partials, value_at  # noqa: F401 - part of the module's API
 from .settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
 SYMBOL_COST = 4  # work units per SymPy symbol made for a gate's input element
@@ -34,26 +34,6 @@ class SymbolicResult:
     value: np.ndarray | None      # gradient/Jacobian (output.shape + node.shape), or None when skipped
     magnitude: np.ndarray | None = None  # Σ |terms| summed into each entry (bounds float rounding)
     note: str | None = None
-
-
-class Exhausted(Exception):
-    """The symbolic work budget is spent."""
-
-
-class Unsupported(Exception):
-    """An expression holds a function this module cannot evaluate."""
-
-
-class Work:
-    """A counter of expression nodes visited; `spend` raises Exhausted past the budget."""
-
-    def __init__(self, budget: int):
-        self.budget, self.used = budget, 0
-
-    def spend(self, n: int):
-        self.used += n
-        if self.used > self.budget:
-            raise Exhausted
 
 
 # --- building expressions ---------------------------------------------------------------------
@@ -102,238 +82,6 @@ def expressions(graph: Graph, inputs: list, overrides: dict | None = None, upto:
 def evaluate(graph: Graph, inputs: list) -> np.ndarray:
     """A small graph's output as SymPy expressions, for object-array inputs in leaf order."""
     return expressions(graph, inputs)[graph.output]
-
-
-# --- evaluating expressions and their partials at a point ------------------------------------------
-
-def _safe(fn):
-    def call(*args):
-        try:
-            return fn(*args)
-        except (ValueError, ZeroDivisionError):
-            return math.nan
-        except OverflowError:
-            return math.inf
-    return call
-
-
-def _log(x):
-    return -math.inf if x == 0 else math.log(x)
-
-
-def _pow(b, e):
-    if b == 0 and e < 0:
-        return math.inf
-    return math.pow(b, e)
-
-
-_FUNCTIONS = {  # SymPy function name -> float implementation
-    "exp": math.exp, "log": _log, "sin": math.sin, "cos": math.cos, "tan": math.tan, "tanh": math.tanh,
-    "sinh": math.sinh, "cosh": math.cosh, "asin": math.asin, "acos": math.acos, "atan": math.atan,
-    "erf": math.erf, "Abs": abs,
-    "sign": lambda x: 0.0 if x == 0 else math.copysign(1.0, x),
-}
-_FUNCTIONS = {k: _safe(v) for k, v in _FUNCTIONS.items()}
-_POW = _safe(_pow)
-_ZERO_DERIVATIVE = {"sign", "Heaviside", "DiracDelta"}  # constant for differentiation (comparisons)
-_templates: dict = {}
-
-
-def _template(name: str):
-    """SymPy's derivative of the one-argument function `name`, as an expression of the symbol `d`."""
-    if name not in _templates:
-        import sympy
-        d = sympy.Symbol("d", real=True)
-        _templates[name] = (d, getattr(sympy, name)(d).diff(d))
-    return _templates[name]
-
-
-def _order(expr, work: Work) -> list:
-    """The distinct sub-expressions of `expr`, children before parents."""
-    order, seen = [], set()
-    stack = [(expr, False)]
-    while stack:
-        e, ready = stack.pop()
-        if ready:
-            order.append(e)
-            continue
-        if e in seen:
-            continue
-        seen.add(e)
-        stack.append((e, True))
-        stack.extend((a, False) for a in e.args if a not in seen)
-    work.spend(len(order))
-    return order
-
-
-def count(expr, work: Work) -> int:
-    """The number of distinct sub-expressions of `expr`, spent from `work`."""
-    return len(_order(expr, work))
-
-
-def _value_of(e, val: dict) -> float:
-    if e.is_Number or e.is_NumberSymbol:
-        return float(e)
-    if e.is_Add:
-        terms = [val[a] for a in e.args]
-        try:
-            return math.fsum(terms)
-        except OverflowError:  # partial sums past the float range (1e308 - 1e308 ...): inf or nan, as floats add
-            return float(sum(terms))
-    if e.is_Mul:
-        p = 1.0
-        for a in e.args:
-            p *= val[a]
-        return p
-    if e.is_Pow:
-        return _POW(val[e.args[0]], val[e.args[1]])
-    name = type(e).__name__
-    if name in _FUNCTIONS:
-        return _FUNCTIONS[name](val[e.args[0]])
-    if name == "Heaviside":
-        x = val[e.args[0]]
-        return 1.0 if x > 0 else 0.0 if x < 0 else (val[e.args[1]] if len(e.args) > 1 else 0.5)
-    if name in ("Max", "Min"):
-        return (max if name == "Max" else min)(val[a] for a in e.args)
-    if name == "DiracDelta":
-        return 0.0  # only in derivatives of comparisons, which are constant for differentiation
-    raise Unsupported(name)
-
-
-def value_at(expr, point: dict, work: Work | None = None) -> float:
-    """The float value of a SymPy expression, its symbols taken from `point`."""
-    val: dict = {}
-    for e in _order(expr, work or Work(10 ** 9)):
-        val[e] = point[e] if e.is_Symbol else _value_of(e, val)
-    return val[expr]
-
-
-_ARRAY_FUNCTIONS = {
-    "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh,
-    "sinh": np.sinh, "cosh": np.cosh, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
-    "Abs": np.abs, "sign": np.sign,
-}
-
-
-def array_value(expr, point: dict) -> np.ndarray:
-    """`value_at` for many points at once: `point` maps each symbol to an array (broadcast together)."""
-    val: dict = {}
-    with np.errstate(all="ignore"):
-        for e in _order(expr, Work(10 ** 9)):
-            if e.is_Symbol:
-                val[e] = np.asarray(point[e], dtype=float)
-            elif e.is_Number or e.is_NumberSymbol:
-                val[e] = np.asarray(float(e))
-            elif e.is_Add:
-                val[e] = sum(val[a] for a in e.args)
-            elif e.is_Mul:
-                val[e] = np.prod(np.broadcast_arrays(*[val[a] for a in e.args]), axis=0)
-            elif e.is_Pow:
-                b, x = val[e.args[0]], val[e.args[1]]
-                val[e] = np.where((b == 0) & (x < 0), np.inf, np.power(b, x))
-            else:
-                name = type(e).__name__
-                args = [val[a] for a in e.args]
-                if name in _ARRAY_FUNCTIONS:
-                    val[e] = _ARRAY_FUNCTIONS[name](args[0])
-                elif name == "Heaviside":
-                    h0 = args[1] if len(args) > 1 else 0.5
-                    val[e] = np.where(args[0] > 0, 1.0, np.where(args[0] < 0, 0.0, h0))
-                elif name in ("Max", "Min"):
-                    val[e] = (np.maximum if name == "Max" else np.minimum).reduce(np.broadcast_arrays(*args))
-                elif name == "DiracDelta":
-                    val[e] = np.zeros_like(args[0])  # comparisons are constant for differentiation
-                elif name == "erf":
-                    val[e] = np.vectorize(math.erf)(args[0])
-                else:
-                    raise Unsupported(name)
-    return val[expr]
-
-
-def _sum_of_products(expr, point: dict, work: Work) -> dict | None:
-    """`partials` for a sum of symbols and products of symbols and numbers (matmul, conv, dot: most
-    of a network's terms), read straight off the terms; None for any other expression."""
-    if not expr.is_Add:
-        return None
-    terms = expr.args
-    for t in terms:
-        if not (t.is_Symbol or t.is_Number or (t.is_Mul and all(f.is_Symbol or f.is_Number for f in t.args))):
-            return None
-    distinct = {expr, *terms}
-    for t in terms:
-        if t.is_Mul:
-            distinct.update(t.args)
-    work.spend(len(distinct))  # what _order would have counted: the same work, whichever way
-    grad = {e: 0.0 for e in distinct if e.is_Symbol}
-    for t in terms:
-        if t.is_Symbol:
-            grad[t] += 1.0
-        elif t.is_Mul:
-            values = [point[f] if f.is_Symbol else float(f) for f in t.args]
-            for k, f in enumerate(t.args):
-                if f.is_Symbol:
-                    p = 1.0
-                    for j, v in enumerate(values):
-                        if j != k:
-                            p *= v
-                    grad[f] += p
-    return grad
-
-
-def partials(expr, point: dict, work: Work) -> dict:
-    """∂expr/∂symbol at the point, for every symbol in `expr` (exact rules, float arithmetic)."""
-    fast = _sum_of_products(expr, point, work)
-    if fast is not None:
-        return fast
-    order = _order(expr, work)
-    val: dict = {}
-    for e in order:
-        val[e] = point[e] if e.is_Symbol else _value_of(e, val)
-    adj = {expr: 1.0}
-    for e in reversed(order):
-        g = adj.get(e)
-        if g is None or e.is_Symbol or e.is_Number or e.is_NumberSymbol or g == 0:
-            continue
-        for a, d in _local(e, val):
-            if d != 0:
-                adj[a] = adj.get(a, 0.0) + g * d
-    return {e: adj.get(e, 0.0) for e in order if e.is_Symbol}
-
-
-def _local(e, val: dict):
-    """(argument, ∂e/∂argument) pairs at the point."""
-    args = e.args
-    if e.is_Add:
-        return [(a, 1.0) for a in args]
-    if e.is_Mul:
-        out = []
-        for k, a in enumerate(args):
-            p = 1.0
-            for j, b in enumerate(args):
-                if j != k:
-                    p *= val[b]
-            out.append((a, p))
-        return out
-    if e.is_Pow:
-        b, x = args
-        vb, vx = val[b], val[x]
-        db = 0.0 if vx == 0 else (1.0 if vx == 1 else vx * _POW(vb, vx - 1.0))
-        out = [(b, db)]
-        if x.free_symbols:
-            out.append((x, val[e] * _FUNCTIONS["log"](vb) if vb > 0 else math.nan))
-        return out
-    name = type(e).__name__
-    if name in _ZERO_DERIVATIVE:
-        return []
-    if name == "Abs":
-        return [(args[0], _FUNCTIONS["sign"](val[args[0]]))]
-    if name in ("Max", "Min"):
-        hit = [a for a in args if val[a] == val[e]]
-        return [(a, 1.0 / len(hit)) for a in hit]  # a tie splits evenly, as backprop does
-    if name in _FUNCTIONS and len(args) == 1:
-        d, template = _template(name)
-        return [(args[0], value_at(template, {d: val[args[0]]}))]
-    raise Unsupported(name)
 
 
 # --- a gate's local Jacobian --------------------------------------------------------------------
