@@ -42,3 +42,8 @@ def axis_of(value, nd: int, what: str = "axis") -> int:
     if not -nd <= ax < nd:
         raise ValueError(f"{what} {ax} is out of range for {nd} dimension{'s' if nd != 1 else ''}")
     return ax - nd if ax >= 0 else ax
+
+
+def lead(x, nd: int) -> tuple:
+    """Full slices over the leading (batch) axes an operand of rank `nd` carries."""
+    return (slice(None),) * (np.ndim(x) - nd)
