@@ -18,20 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kinks
+from .batches import CHUNK_ELEMENTS, Probe, Rows, pm, run_rows, split
 from .tolerances import EPS, ROW_FLOOR, SAFETY
 
 
-class Probe:
-    """Rows of a batched forward pass that each nudge elements `flat` of one target by `delta`
-    (`flat` None: `delta` holds a whole vector per row)."""
-    __slots__ = ("node", "rows", "flat", "delta")
-
-    def __init__(self, node, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
-        self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
-
-
 PROJECTIONS = 4                      # random ±1 directions for a target past the element budget
-CHUNK_ELEMENTS = 1_000_000           # float64 elements per batched array (8 MB: stays in cache)
 REFINE = 0.5                         # the second step, as a fraction of h (Richardson's ratio)
 ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
@@ -101,85 +92,6 @@ def differentiate(runner, targets: list, step: float, rtol: float, atol: float, 
     return results
 
 
-# --- running rows in chunks -----------------------------------------------------------------------
-
-class _Rows:
-    """Rows for one pass: per target, elements (index arrays) and deltas for each row."""
-
-    def __init__(self):
-        self.items = []  # (target, elems per row: list of arrays, deltas per row: list of arrays)
-
-    def add(self, target, elems: list, deltas: list):
-        """Rows of `target`: per row, element indices and their deltas (or None and a function
-        giving the whole delta vector, for dense rows)."""
-        if elems:
-            self.items.append((target, elems, deltas))
-
-
-def _run(runner, rows: _Rows) -> dict:
-    """Evaluate every row; returns target id -> (outputs (rows, out), switched (rows,)).
-
-    Rows of several targets share a batched pass (a graph's nodes downstream of all of them are
-    computed once per chunk), chunked so no batched array passes CHUNK_ELEMENTS."""
-    pending = [(t, e, d) for t, elems, deltas in rows.items for e, d in zip(elems, deltas)]
-    pending.sort(key=lambda r: _order_key(r[0].id))  # stable: a target's rows stay in order
-    outs: dict = {t.id: [] for t, _, _ in rows.items}
-    flags: dict = {t.id: [] for t, _, _ in rows.items}
-    pos = 0
-    while pos < len(pending):
-        width = max(1, runner.width(pending[pos][0].id))
-        chunk = pending[pos: pos + max(1, CHUNK_ELEMENTS // width)]
-        pos += len(chunk)
-        probes, order = [], []
-        row = 0
-        for tid, group in _grouped(chunk):
-            if group[0][1] is None:  # dense rows: the delta vector is made only now, one chunk at a time
-                probes.append(Probe(tid, np.arange(row, row + len(group)), None, np.stack([d() for _, _, d in group])))
-            else:
-                counts = [len(e) for _, e, _ in group]
-                probes.append(Probe(tid, np.repeat(np.arange(row, row + len(group)), counts),
-                                    np.concatenate([e for _, e, _ in group]),
-                                    np.concatenate([d for _, _, d in group])))
-            order.append((tid, row, len(group)))
-            row += len(group)
-        o, sw = runner.run(probes, row)
-        o = np.asarray(o, dtype=float).reshape(row, -1)
-        sw = np.asarray(sw, dtype=bool)
-        for tid, start, n in order:
-            outs[tid].append(o[start:start + n])
-            flags[tid].append(sw[start:start + n])
-    return {tid: (np.concatenate(outs[tid]), np.concatenate(flags[tid])) for tid in outs}
-
-
-def _order_key(tid):
-    return tid if isinstance(tid, (int, np.integer)) else 0
-
-
-def _grouped(chunk):
-    """Consecutive rows of one target, as (target id, rows)."""
-    groups = []
-    for row in chunk:
-        if groups and groups[-1][0] == row[0].id:
-            groups[-1][1].append(row)
-        else:
-            groups.append((row[0].id, [row]))
-    return groups
-
-
-def _pm(idx, h, factor):
-    """Rows at +factor·h and −factor·h for each element of idx, interleaved (+, −, +, −, ...)."""
-    e, d = [], []
-    for i, hi in zip(idx, h):
-        e += [np.array([i]), np.array([i])]
-        d += [np.array([factor * hi]), np.array([-factor * hi])]
-    return e, d
-
-
-def _split(outputs, flags):
-    """Interleaved ± rows → (f+, f−, switched+ | switched−)."""
-    return outputs[0::2], outputs[1::2], flags[0::2] | flags[1::2]
-
-
 # --- exhaustive ------------------------------------------------------------------------------------
 
 @dataclass
@@ -206,13 +118,13 @@ def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
 
 
 def _first_pass(ctx: _Context, targets, state) -> None:
-    rows = _Rows()
+    rows = Rows()
     for t in targets:
-        rows.add(t, *_pm(np.arange(t.n), state[t.id]["h"], 1.0))
-    out = _run(ctx.runner, rows)
+        rows.add(t, *pm(np.arange(t.n), state[t.id]["h"], 1.0))
+    out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
-        plus, minus, switched = _split(*out[t.id])
+        plus, minus, switched = split(*out[t.id])
         h = s["h"][:, None]
         d1 = (plus - minus) / (2 * h)
         right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
@@ -224,16 +136,16 @@ def _first_pass(ctx: _Context, targets, state) -> None:
 
 
 def _refine_pass(ctx: _Context, targets, state) -> None:
-    rows = _Rows()
+    rows = Rows()
     for t in targets:
         s = state[t.id]
-        rows.add(t, *_pm(s["doubt"], s["h"][s["doubt"]], REFINE))
-    out = _run(ctx.runner, rows)
+        rows.add(t, *pm(s["doubt"], s["h"][s["doubt"]], REFINE))
+    out = run_rows(ctx.runner, rows)
     for t in targets:
         s, idx = state[t.id], state[t.id]["doubt"]
         if not idx.size:
             continue
-        plus, minus, switched = _split(*out[t.id])
+        plus, minus, switched = split(*out[t.id])
         h = s["h"][idx, None] * REFINE
         d2 = (plus - minus) / (2 * h)
         d1 = s["d1"][idx]
@@ -254,25 +166,25 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
 
 def _escalate_pass(ctx: _Context, targets, state) -> None:
     """Rounding-bound elements (the step is too small for |f|): larger steps, Richardson again."""
-    rows = _Rows()
+    rows = Rows()
     for t in targets:
         s = state[t.id]
         factor = _escalation(s, ctx.reference.get(t.id), ctx.rtol, ctx.atol)
         s["esc"] = np.flatnonzero(factor > 1)
         if s["esc"].size:
             s["big"] = s["h"][s["esc"]] * factor[s["esc"]]
-            e1, d1 = _pm(s["esc"], s["big"], 1.0)
-            e2, d2 = _pm(s["esc"], s["big"], REFINE)
+            e1, d1 = pm(s["esc"], s["big"], 1.0)
+            e2, d2 = pm(s["esc"], s["big"], REFINE)
             rows.add(t, e1 + e2, d1 + d2)
-    out = _run(ctx.runner, rows)
+    out = run_rows(ctx.runner, rows)
     for t in targets:
         s, idx = state[t.id], state[t.id]["esc"]
         if not idx.size:
             continue
         outs, flags = out[t.id]
         n = idx.size
-        p1, m1, sw1 = _split(outs[: 2 * n], flags[: 2 * n])
-        p2, m2, sw2 = _split(outs[2 * n:], flags[2 * n:])
+        p1, m1, sw1 = split(outs[: 2 * n], flags[: 2 * n])
+        p2, m2, sw2 = split(outs[2 * n:], flags[2 * n:])
         H = s["big"][:, None]
         D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
         value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
@@ -287,19 +199,19 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
 
 def _kink_pass(ctx: _Context, targets, state) -> None:
     """At ±TIE·h: is each kink on the point, or beside it (then that small step is the derivative)?"""
-    rows = _Rows()
+    rows = Rows()
     for t in targets:
         s = state[t.id]
         s["kinked"] = np.flatnonzero(s["kink"])
-        rows.add(t, *_pm(s["kinked"], s["h"][s["kinked"]], TIE))
-    out = _run(ctx.runner, rows)
+        rows.add(t, *pm(s["kinked"], s["h"][s["kinked"]], TIE))
+    out = run_rows(ctx.runner, rows)
     for t in targets:
         s, kinked = state[t.id], state[t.id]["kinked"]
         s["at"] = np.zeros(t.n, dtype=bool)
         s["near"] = np.full(s["value"].shape, np.nan)
         s["near_error"] = np.full(s["value"].shape, np.inf)
         if kinked.size:
-            plus, minus, switched = _split(*out[t.id])
+            plus, minus, switched = split(*out[t.id])
             small = s["h"][kinked, None] * TIE
             s["at"][kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre, small)
             # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
@@ -315,7 +227,7 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
 
 def _pair_pass(ctx: _Context, targets, state) -> None:
     """Pairs of kink elements on the point moved together: a pair that keeps its tie is one group."""
-    rows = _Rows()
+    rows = Rows()
     for t in targets:
         e, d = [], []
         for i, j in state[t.id]["pairs"]:
@@ -323,12 +235,12 @@ def _pair_pass(ctx: _Context, targets, state) -> None:
             e += [np.array([i, j]), np.array([i, j])]
             d += [np.array([hh, hh]), np.array([-hh, -hh])]
         rows.add(t, e, d)
-    out = _run(ctx.runner, rows)
+    out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
         s["groups"] = []
         if s["pairs"]:
-            plus, minus, switched = _split(*out[t.id])
+            plus, minus, switched = split(*out[t.id])
             if not ctx.sees:
                 switched = kinks.jump_joint(s, s["pairs"], plus, minus, ctx.centre)
             s["groups"] = kinks.union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
@@ -341,7 +253,7 @@ def _pair_pass(ctx: _Context, targets, state) -> None:
 
 def _tie_pass(ctx: _Context, targets, state) -> None:
     """Each group moved together: if it keeps its tie, the tie's slope, shared evenly."""
-    rows = _Rows()
+    rows = Rows()
     for t in targets:
         e, d = [], []
         for members in state[t.id]["groups"]:
@@ -349,13 +261,13 @@ def _tie_pass(ctx: _Context, targets, state) -> None:
             e += [members, members]
             d += [np.full(members.size, hh), np.full(members.size, -hh)]
         rows.add(t, e, d)
-    out = _run(ctx.runner, rows)
+    out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
         s["ties"] = []
         if not s["groups"]:
             continue
-        plus, minus, switched = _split(*out[t.id])
+        plus, minus, switched = split(*out[t.id])
         if not ctx.sees:
             switched = kinks.jump_joint(s, s["groups"], plus, minus, ctx.centre)
         for k, members in enumerate(s["groups"]):
@@ -436,12 +348,12 @@ def _along(runner, t: Target, u: np.ndarray, h: float):
         signs = np.tile(np.array([h, -h]), u.shape[0])[:, None]
         probe = Probe(t.id, np.arange(n_rows), None, np.repeat(u, 2, axis=0) * signs)
         outs, flags = runner.run([probe], n_rows)
-        return _split(np.asarray(outs, dtype=float).reshape(n_rows, -1), np.asarray(flags, dtype=bool))
-    rows = _Rows()
+        return split(np.asarray(outs, dtype=float).reshape(n_rows, -1), np.asarray(flags, dtype=bool))
+    rows = Rows()
     e, d = [], []
     for k in range(u.shape[0]):
         for f in (1.0, -1.0):
             e.append(None)
             d.append(lambda k=k, f=f: (f * h) * u[k])
     rows.add(t, e, d)
-    return _split(*_run(runner, rows)[t.id])
+    return split(*run_rows(runner, rows)[t.id])

@@ -188,7 +188,7 @@ LAYERS = [
     {"errors", "nodes", "tensors", "settings", "limits", "tolerances"},
     {"syntax", "values", "array_gates", "shape_gates", "conv_gates", "tensor_gates", "gates", "graph", "report", "writer", "verdict", "pysource"},
     {"builder", "build_calls", "build_loops", "build_index", "build_common", "usergates", "frontend", "expects"},                       # building the graph
-    {"autodiff", "symbolic", "symvalues", "kinks", "numeric", "runners", "subgradients", "per_output", "pipeline", "diagnosis"},  # the oracles, one check step
+    {"autodiff", "symbolic", "symvalues", "batches", "kinks", "numeric", "runners", "subgradients", "per_output", "pipeline", "diagnosis"},  # the oracles, one check step
     {"gatecheck", "checker", "expectcheck", "teach", "answers", "files", "pycheck", "pyrunner", "pymodule", "config", "graphviz"},
     {"render", "testing", "cli", "pytest_plugin", "__init__", "__main__"},  # the faces
 ]
