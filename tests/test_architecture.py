@@ -186,7 +186,7 @@ def test_the_parser_is_built_when_the_tables_are_stale(monkeypatch):
 # text → graph → oracles → checks → report → faces.
 LAYERS = [
     {"errors", "nodes", "tensors", "settings", "limits", "tolerances"},
-    {"syntax", "values", "array_gates", "shape_gates", "conv_gates", "tensor_gates", "gates", "graph", "report", "writer", "verdict", "pysource"},
+    {"syntax", "values", "array_gates", "shape_gates", "conv_gates", "tensor_gates", "gate_record", "gates", "graph", "report", "writer", "verdict", "pysource"},
     {"builder", "build_calls", "build_loops", "build_index", "build_common", "usergates", "frontend", "expects"},                       # building the graph
     {"autodiff", "symbolic", "symvalues", "batches", "kinks", "numeric", "runners", "subgradients", "per_output", "pipeline", "diagnosis"},  # the oracles, one check step
     {"gatecheck", "checker", "expectcheck", "teach", "answers", "files", "pycheck", "pyrunner", "pymodule", "config", "graphviz"},

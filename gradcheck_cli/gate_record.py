@@ -1,0 +1,63 @@
+"""The gate record: what one registry entry holds (see gates.py for its conventions and the table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class ConstForm:
+    """How an operator with one literal operand maps onto this gate: `x - c` → `+c` with -c."""
+    operator: str
+    side: str  # 'left' (c OP x), 'right' (x OP c) or 'either'
+    to_attr: Callable[[float], float] = lambda c: c
+    accepts: Callable[[float], bool] = lambda c: True
+
+
+@dataclass(frozen=True)
+class Example:
+    """Operand shapes (and params) the registry test draws random inputs for."""
+    shapes: tuple
+    params: dict = field(default_factory=dict)
+    low: float = -2.0
+    high: float = 2.0
+
+
+def from_body(*_args):
+    """A user gate's forward, VJP and branch: the evaluators run its body (autodiff.gate_forward,
+    gate_vjp, gate_branch; symbolic.gate_sym), so building a graph needs none of them."""
+    raise TypeError("a user gate is evaluated through its body: call autodiff.gate_forward / gate_vjp / gate_branch")
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str                       # registry key, unique
+    arity: int                      # number of tensor operands
+    forward: Callable
+    vjp: Callable
+    sym: Callable                   # its SymPy form (None for a user gate: symbolic evaluates its body)
+    local: str                      # the local gradient, as text
+    doc: str                        # one line: what the gate computes
+    routes: str                     # one line: how it routes the gradient
+    infer: Callable
+    label: Callable = None          # attrs -> text shown in the gate column
+    operator: str | None = None     # '+', '*', '@', '.T', '<', ... when written as an operator
+    call: str | None = None         # the function name in the language, if callable as call(...)
+    const_forms: tuple = ()         # operator forms with one literal operand
+    branch: Callable | None = None  # kink test
+    sym_cost: Callable | None = None  # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
+    workspace: Callable | None = None  # (input shapes, attrs) -> elements of its largest temporary, when past its output
+    elementwise: bool = False       # operands broadcast elementwise
+    domain: str | None = None       # where the forward is finite, for error messages
+    params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
+    positional_params: tuple = ()   # parameters that may also follow the operands positionally
+    examples: tuple = (Example(((),)),)
+    variadic: bool = False          # takes `arity` or more operands (concatenate, stack)
+    constant_args: tuple = ()       # (position, param): call arguments that are constant parameters, not
+                                    # operands (add_at's index): a const, a literal or arange(...)
+    instance: object = None         # a user gate's usergates.Instance (its body graphs), else None
+
+    def display(self, attrs: dict) -> str:
+        """The gate's label in reports: `+1`, `*-1`, `1/x`, `exp`, `@`."""
+        return self.label(attrs) if self.label else (self.call or self.operator or self.name)
