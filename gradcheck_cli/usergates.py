@@ -138,18 +138,24 @@ def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> Use
     intermediates = {line.name[1:]: line for line in order if kind[line.name] == "backward"
                      and line.name.startswith("d") and line.name[1:] in forward_used}
     needed = _closure({"d" + p for p in d_lines} | {"d" + n for n in intermediates}, uses, set(kind))
+    warnings = _unused_lines(defn, order, needed | forward_used, params, kind)
+    used_consts = {n for line in order for n in uses[line.name]} | _names_in(defn.expr)
+    return UserGate(defn, d_lines, [line.name for line in order if line.name in forward_used],
+                    intermediates, warnings, consts={n: v for n, v in consts.items() if n in used_consts})
+
+
+def _unused_lines(defn: N.GateDef, order: list, used: set, params: set, kind: dict) -> list:
+    """A warning for each line neither the forward nor any d line uses (a typo'd gradient name hinted)."""
     warnings = []
     for line in order:
-        if line.name not in needed and line.name not in forward_used:
+        if line.name not in used:
             hint = ""
             if line.name.startswith("d") and line.name[1:] not in params and line.name[1:] not in kind:
                 hint = (f" (it is no parameter's gradient: the parameters are {', '.join(defn.params)}"
                         + did_you_mean(line.name, ["d" + p for p in defn.params]) + ")")
             warnings.append((f"line '{line.name}' in gate '{defn.name}' is not used by the forward or by any "
                              f"d line{hint}", line.pos.line, line.pos.col))
-    used_consts = {n for line in order for n in uses[line.name]} | _names_in(defn.expr)
-    return UserGate(defn, d_lines, [line.name for line in order if line.name in forward_used],
-                    intermediates, warnings, consts={n: v for n, v in consts.items() if n in used_consts})
+    return warnings
 
 
 def _named_in_expression(defn: N.GateDef, order: list, kind: dict, uses: dict) -> N.GateDef:

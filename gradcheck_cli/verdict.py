@@ -128,13 +128,7 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
                                          NOISE * z, SYM_ROUNDING * EPS * (m if m is not None else 0 * a)])
             sym_diff = np.abs(a - sv)
             sym_ok = sym_diff <= sym_tol
-        within = np.ones(a.shape, dtype=bool) if projection else (a >= num.lower - tol) & (a <= num.upper + tol)
-        resolved = np.zeros(a.shape, dtype=bool)
-        if not projection and num.near is not None:
-            # near a kink but not on it, the function is smooth at v: where the small step that does not
-            # reach the kink resolves the tolerance, backprop must equal it (a bug beside a kink fails)
-            resolved = ~at & np.isfinite(num.near) & (SAFETY * num.near_error <= tol)
-            within = np.where(resolved, np.abs(a - num.near) <= tol, within)
+        within, resolved = _between_slopes(a, tol, at, num, projection)
         group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else _groups(a, tol, est, num)
         on_kink = at & within & group_ok
         if sv is not None:
@@ -158,6 +152,19 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
     context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok,
                    near=resolved)
     return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol)
+
+
+def _between_slopes(a, tol, at, num, projection: bool) -> tuple:
+    """(within, resolved): backprop between the one-sided slopes; and, near a kink but not on it, where
+    the small step that does not reach the kink resolves the tolerance (the function is smooth at v
+    there), equal to that step's derivative instead — a bug beside a kink fails."""
+    if projection:
+        return np.ones(a.shape, dtype=bool), np.zeros(a.shape, dtype=bool)
+    within = (a >= num.lower - tol) & (a <= num.upper + tol)
+    if num.near is None:
+        return within, np.zeros(a.shape, dtype=bool)
+    resolved = ~at & np.isfinite(num.near) & (SAFETY * num.near_error <= tol)
+    return np.where(resolved, np.abs(a - num.near) <= tol, within), resolved
 
 
 def by_chain_rule(ev: Evidence, references: list) -> Evidence:

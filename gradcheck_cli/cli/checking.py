@@ -100,6 +100,19 @@ def _parse_shapes(values) -> dict:
     return out
 
 
+def _at_values(at, settings) -> dict:
+    """`--at NAME=VALUE` entries as arrays (the language's values: 1.5, [1, 2], randn(3), ...)."""
+    from ..errors import GradcheckError
+    from ..frontend import parse_value
+    values = {}
+    for name, text in _parse_at(at).items():
+        try:
+            values[name] = parse_value(text, settings.seed, f"--at {name}")
+        except GradcheckError as err:
+            _fail(err)
+    return values
+
+
 def _parse_params(values) -> dict:
     import json
     out = {}
@@ -138,7 +151,8 @@ def _array_or_list(value: list):
 def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
-    convention; or NAME with NAME_vjp, or FILE.py::FORWARD,BACKWARD) and checks every input's
+    convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
+    (loss, gradient)) and checks every input's
     gradient against finite differences, at the given point and at a second random one. FILE.py
     alone checks every NAME_forward/NAME_backward pair whose inputs are given (each takes the
     --shape, --at and --param entries it has parameters for). A composite layer that fails is
@@ -153,7 +167,6 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     """
     from ..config import load
     from ..errors import GradcheckError
-    from ..frontend import parse_value
     from ..pymodule import check_spec, collect, used_params
     from ..pysource import source_text
     from ..report import CheckReport, RunReport
@@ -166,12 +179,7 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
         _fail(err)
     shapes, params = _parse_shapes(shapes), _parse_params(params)
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
-    values = {}
-    for name, text in _parse_at(at).items():
-        try:
-            values[name] = parse_value(text, settings.seed, f"--at {name}")
-        except GradcheckError as err:
-            _fail(err)
+    values = _at_values(at, settings)
     results, skipped = [], []
 
     def failed(spec, err):
