@@ -281,3 +281,19 @@ def test_leaves_the_output_does_not_use_are_one_warning_and_never_differenced(mo
     assert message.startswith("not used by the output 'f': v0, v1, v2, v3, v4 and 3 more") and (line, col) == (1, 1)
     unused = {n.node_id for n in r.nodes if n.name.startswith("v")}
     assert unused and not unused & set(seen)
+
+
+@pytest.mark.parametrize("n, named", [(7_000, True), (7_200, False)])
+def test_a_gate_alone_is_rechecked_element_by_element_up_to_its_policys_work(monkeypatch, n, named):
+    # the gate policy's recheck_work (4·10⁸: 4·inputs·(inputs + outputs) ≤ it, ~7,070 inputs of an
+    # elementwise gate) held at its value: just inside, the failed projection is redone element by
+    # element (the note no longer says projections); just past, the row fails unnamed
+    def bad_tanh(g, args, out, a):
+        grad = g * (1 - out * out)
+        grad[..., 2] *= 1.5
+        return (grad,)
+    _with_wrong(monkeypatch, "tanh", bad_tanh)
+    r = check(f"x = randn({n})\nf = sum(tanh(x))", symbolic=False, budget=8)
+    gate = next(g for g in r.gates if g.gate == "tanh")
+    assert gate.status == "fail"
+    assert ("random projections" not in (gate.note or "")) == named

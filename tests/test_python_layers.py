@@ -382,3 +382,18 @@ def test_a_forward_that_raises_at_a_nudged_point_is_an_input_error_at_its_line()
     report = check_layer(picky_forward, picky_backward, {"x": np.array([0.9999999, 0.0, -1.0])})
     assert report.error is not None and "must be defined around the point" in report.error.message
     assert report.error.line == picky_forward.__code__.co_firstlineno + 2
+
+
+@pytest.mark.parametrize("n, named", [(7_000, True), (7_200, False)])
+def test_a_python_layer_is_rechecked_element_by_element_up_to_its_policys_work(n, named):
+    # the Python policy's recheck_work (2·10⁸: 4·inputs·(inputs + outputs) for a forward that takes a
+    # batch axis, ~7,070 inputs here) held at its value: inside, a failed projection is redone
+    # element by element and names the element; past it, the row fails by its projections
+    def vjp(dout, x):
+        g = 2 * x * dout
+        g[2] *= 1.5
+        return g
+    x = np.random.default_rng(0).standard_normal(n)
+    report = check_function(lambda x: (x ** 2).sum(axis=-1), vjp, {"x": x}, budget=8)
+    row = report.nodes[0]
+    assert row.status == "fail" and row.numeric_method.startswith("exhaustive") == named
