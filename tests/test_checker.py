@@ -65,6 +65,13 @@ def test_warn_when_a_nudge_leaves_the_domain():
     assert row.status == "warn" and "left the function's domain" in row.note
 
 
+def _tanh_wrong_at_element_2(g, args, out, a):
+    """tanh's VJP, 1.5 times too large at element 2 only."""
+    grad = g * (1 - out * out)
+    grad[..., 2] *= 1.5
+    return (grad,)
+
+
 def _with_wrong(monkeypatch, name, vjp):
     wrong = dataclasses.replace(G.REGISTRY[name], vjp=vjp)
     monkeypatch.setitem(G.REGISTRY, name, wrong)
@@ -188,11 +195,7 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
     # row fails unnamed (an 80,000-element input took 40 s to rerun before this limit, 1 s after)
     import dataclasses
     from gradcheck_cli import checker, numeric, runners
-    def bad_tanh(g, args, out, a):
-        grad = g * (1 - out * out)
-        grad[..., 2] *= 1.5
-        return (grad,)
-    _with_wrong(monkeypatch, "tanh", bad_tanh)
+    _with_wrong(monkeypatch, "tanh", _tanh_wrong_at_element_2)
     monkeypatch.setattr(checker, "POLICY", dataclasses.replace(checker.POLICY, recheck_work=limit))
     src = "W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x))"
     r = check(src, budget=8, symbolic=False)
@@ -288,11 +291,7 @@ def test_a_gate_alone_is_rechecked_element_by_element_up_to_its_policys_work(mon
     # the gate policy's recheck_work (4·10⁸: 4·inputs·(inputs + outputs) ≤ it, ~7,070 inputs of an
     # elementwise gate) held at its value: just inside, the failed projection is redone element by
     # element (the note no longer says projections); just past, the row fails unnamed
-    def bad_tanh(g, args, out, a):
-        grad = g * (1 - out * out)
-        grad[..., 2] *= 1.5
-        return (grad,)
-    _with_wrong(monkeypatch, "tanh", bad_tanh)
+    _with_wrong(monkeypatch, "tanh", _tanh_wrong_at_element_2)
     r = check(f"x = randn({n})\nf = sum(tanh(x))", symbolic=False, budget=8)
     gate = next(g for g in r.gates if g.gate == "tanh")
     assert gate.status == "fail"
