@@ -108,7 +108,7 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
     """Evaluate the gates of `nodes` in order.
 
     Unbatched results go into `values`, batched ones into `batched` (node id -> (n_rows, *shape)).
-    `inject` (node id -> [numeric.Probe]: .rows, .flat, .delta) adds perturbations to a node's batched value. With `kinks`
+    `inject` (node id -> [batches.Probe]: .rows, .flat, .delta) adds perturbations to a node's batched value. With `kinks`
     (a bool array per row), a row is flagged when a kink gate's branch differs from its branch in
     `centre_branches`. `branches` collects every kink gate's branch rows. With `last_use`,
     batched values no longer needed are dropped (all but `keep`).

@@ -227,7 +227,7 @@ def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict
     hand_derived = [n for n in gates if n.gate.instance is not None and n.gate.instance.bwd is not None
                     and n.id not in failed]
     if hand_derived:
-        second = gatecheck.second_point(graph, settings)
+        second = gatecheck.second_point(graph, settings, POLICY)
         if second is not None:
             for node in hand_derived:
                 checks += gatecheck.check_gate(graph, second, node, settings, 2, None, memo)

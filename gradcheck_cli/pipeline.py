@@ -42,7 +42,6 @@ class Compared:
     """A target's finite differences and the per-element comparison with backprop."""
     num: numeric.NumericResult
     evidence: verdict.Evidence
-    noise: np.ndarray | None
 
 
 def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Policy, *, num=None,
@@ -79,7 +78,7 @@ def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Po
         ev = verdict.by_chain_rule(ev, references())
     if explain is not None and _worst(ev) == FAIL and np.any(ev.context["kink"]):
         ev = explain(ev)
-    return Compared(num, ev, noise)
+    return Compared(num, ev)
 
 
 PASS, FAIL = 0, 3  # verdict's element codes
