@@ -14,6 +14,7 @@ from .build_loops import LoopsMixin
 from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
 from .graph import Const, Graph, Node, source_text
 from .limits import MAX_GATE_WORK, MAX_NODES, MAX_TOTAL_ELEMENTS, size_error
+from .meter import count
 from .values import CONSTRUCTORS
 
 
@@ -40,6 +41,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
     # --- nodes ----------------------------------------------------------------------------------
 
     def _add(self, **kw) -> int:
+        count("build")
         node = Node(id=len(self.nodes), **kw)
         pos = node.pos
         _check_shape(node.shape, pos, f"'{node.name}'")

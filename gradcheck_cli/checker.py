@@ -6,12 +6,13 @@ import time
 
 import numpy as np
 
-from . import autodiff, diagnosis, gatecheck, numeric, pipeline, runners, subgradients, symbolic, verdict
+from . import autodiff, cost, diagnosis, gatecheck, numeric, pipeline, runners, subgradients, symbolic, verdict
 from .errors import GradcheckError
 from .expectcheck import judge as judge_expect
 from .frontend import load
 from .graph import Graph
-from .limits import MAX_DIFFERENCE_WORK, MAX_JACOBIAN, size_error
+from .limits import MAX_JACOBIAN, MAX_WORK, size_error
+from .meter import PRICES
 from .report import CheckReport, ExpectRow, GateRow, NodeRow
 from .settings import Settings
 
@@ -75,16 +76,26 @@ def _unreached_row(node, value) -> NodeRow:
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
     out = graph.nodes[graph.output]
     _refuse_large_jacobians(graph, out)
+    reach = graph.ancestors(graph.output)
+    checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
+    exhaustive = runners.allocate({n.id: n.size for n in checked}, {n.id for n in checked if n.kind == "leaf"},
+                                  settings.budget)
+    report.work, units = _predict(graph, checked, exhaustive, reach, settings)
     values = autodiff.forward(graph)
     adjoints = autodiff.backward(graph, values, {})
     noise = backprop_noise(graph, values, adjoints)
     report.output, report.value = out.name, values[out.id]
-    reach = graph.ancestors(graph.output)
     report.warnings = list(graph.warnings) + _unused_warning(graph, reach, out)
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
-    checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
-    jacobians = _judge_nodes(graph, checked, values, adjoints, noise, settings, rows, reach)
-    checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report)
+    with symbolic.shared(report.work.parts.get("symbolic", {}).get("sympy", 0)) as sympy:
+        jacobians = _judge_nodes(graph, checked, exhaustive, values, adjoints, noise, settings, rows, reach)
+        room = MAX_WORK - report.work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
+        checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report, lambda calls: _within(calls, units, room))
+        report.expects = []
+        for e in graph.expects:
+            actual = autodiff.jacobian(graph, adjoints[e.node], graph.nodes[e.node])
+            expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
+            report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
     report.gates = [_gate_row(graph, c, checks) for c in checks]
     diagnosis.name_culprits(graph, rows, checks)
     for node in graph.checked():
@@ -93,11 +104,6 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
                                     values[node.id], None, None, None, None, None, "skip",
                                     "const: frozen, no gradient is checked", node_id=node.id)
     report.nodes = [rows[n.id] for n in graph.checked()]
-    report.expects = []
-    for e in graph.expects:
-        actual = autodiff.jacobian(graph, adjoints[e.node], graph.nodes[e.node])
-        expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
-        report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
 
 
 def _refuse_large_jacobians(graph: Graph, out) -> None:
@@ -120,32 +126,48 @@ def _unused_warning(graph: Graph, reach: set, out) -> list:
              unused[0].pos.line, unused[0].pos.col)]
 
 
-def _targets(graph: Graph, checked: list, values: list, settings: Settings) -> list:
-    """Every checked node as a target: leaves first, then the smallest, element by element within the
-    budget, the rest by projections; refused past MAX_DIFFERENCE_WORK before any work."""
+def _predict(graph: Graph, checked: list, exhaustive: set, reach: set, settings: Settings) -> cost.Cost:
+    """The check's cost before any of it runs; refused past MAX_WORK at the output. SymPy gets what
+    is left (its budget shrinks, never the numeric checks)."""
     out = graph.nodes[graph.output]
-    exhaustive = runners.allocate({n.id: n.size for n in checked}, {n.id for n in checked if n.kind == "leaf"},
-                                  settings.budget)
-    targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
-    cost = runners.work(graph, targets)
-    if cost > MAX_DIFFERENCE_WORK:
-        raise GradcheckError(size_error(f"the finite differences at the {len(targets):,} nodes before '{out.name}'",
-                                        cost, MAX_DIFFERENCE_WORK, "element evaluations", "MAX_DIFFERENCE_WORK")
-                             + "; split the function into shorter pieces",
+    calls, _ = _gate_calls(graph, reach, set(), settings.seed)
+    units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
+                       lambda n: n.gate.instance is not None and n.gate.instance.bwd is not None)
+    predicted = cost.predict(graph, checked, exhaustive, calls, [], units, graph.built)
+    if predicted.total > MAX_WORK:
+        raise GradcheckError(size_error(f"checking '{out.name}' ({len(checked):,} nodes to difference, "
+                                        f"{len(calls):,} gate calls to check)", predicted.total, MAX_WORK,
+                                        "work units", "MAX_WORK")
+                             + f"; most of it is {predicted.largest()}: split the function into smaller pieces",
                              out.pos.line, out.pos.col)
-    return targets
+    if settings.symbolic:
+        predicted.parts["symbolic"] = {"sympy": min(settings.symbolic_budget, (MAX_WORK - predicted.total) // PRICES["sympy"])}
+    return predicted, units
 
 
-def _judge_nodes(graph: Graph, checked: list, values: list, adjoints: list, noise: list, settings: Settings,
-                 rows: dict, reach: set) -> dict:
+def _within(extra: list, units: cost.Calls, room: int) -> list:
+    """The gate calls of `extra` (below failing rows, beyond the predicted ones) that fit in `room`
+    work units, the nearest the output first (where backprop's error enters): a failing file never
+    takes more than MAX_WORK."""
+    kept = []
+    for node in reversed(extra):
+        room -= units.units(node)
+        if room < 0:
+            break
+        kept.append(node)
+    return kept
+
+
+def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adjoints: list, noise: list,
+                 settings: Settings, rows: dict, reach: set) -> dict:
     """Every checked node's row: all differences in one batched run, SymPy, then the check step per node.
     Returns SymPy's local Jacobians by gate node (the gates' own checks reuse them)."""
     out = graph.nodes[graph.output]
     k = out.size
     flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
     runner = runners.GraphRunner(graph, values)
-    num = numeric.differentiate(runner, _targets(graph, checked, values, settings), settings.h, settings.rtol,
-                                settings.atol, flat, settings.seed)
+    targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
+    num = numeric.differentiate(runner, targets, settings.h, settings.rtol, settings.atol, flat, settings.seed)
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
            if settings.symbolic else {})
@@ -201,24 +223,23 @@ def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow
 
 
 def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set,
-                 report: CheckReport) -> list:
+                 report: CheckReport, within) -> list:
     """Every gate call's own check (hand-derived gates also at a second point). Call sites of one gate
     at the same operands share one check; past LOCAL_CHECKS call sites, a seeded sample is checked
     (every call below a failing row still is), and the report says so."""
-    gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None and n.id in reach]
     failing = [nid for nid, r in rows.items() if r.status == "fail"]
     below = set(graph.descendants(failing)) | {c for f in failing for c in graph.consumers[f]}
-    if len(gates) > ALL_GATES:  # big files: built-in gates on their own only below a failing row
-        gates = [n for n in gates if n.gate.instance is not None or n.id in below]
-    others = [n for n in gates if n.id not in below]
-    if len(others) > LOCAL_CHECKS:
-        rng = np.random.default_rng([settings.seed, 7])
-        keep = {others[i].id for i in rng.choice(len(others), LOCAL_CHECKS, replace=False)}
-        report.warnings.append((f"{len(keep) + len(gates) - len(others):,} of {len(gates):,} gate calls checked on "
-                                f"their own: a seeded sample of {LOCAL_CHECKS:,} (every call below a failing row is "
-                                "checked; --seed draws another)", graph.nodes[graph.output].pos.line,
-                                graph.nodes[graph.output].pos.col))
-        gates = [n for n in gates if n.id in keep or n.id in below]
+    gates, warning = _gate_calls(graph, reach, below, settings.seed)
+    if below:  # calls the prediction did not count are checked while MAX_WORK allows
+        predicted = {n.id for n in _gate_calls(graph, reach, set(), settings.seed)[0]}
+        extra = [n for n in gates if n.id not in predicted]
+        kept = {n.id for n in within(extra)}
+        if len(kept) < len(extra):
+            warning = (f"{len(extra) - len(kept):,} gate calls below a failing row were not checked on their own: "
+                       f"past the work limit (GRADCHECK_MAX_WORK raises it)") + (f"; {warning}" if warning else "")
+        gates = [n for n in gates if n.id in predicted or n.id in kept]
+    if warning:
+        report.warnings.append((warning, graph.nodes[graph.output].pos.line, graph.nodes[graph.output].pos.col))
     memo: dict = {}
     checks = []
     for node in gates:
@@ -232,6 +253,24 @@ def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict
             for node in hand_derived:
                 checks += gatecheck.check_gate(graph, second, node, settings, 2, None, memo)
     return checks
+
+
+def _gate_calls(graph: Graph, reach: set, below: set, seed: int) -> tuple:
+    """The gate calls checked on their own, and a warning when they are a sample: past ALL_GATES
+    gates, built-in ones only below a failing row; past LOCAL_CHECKS calls, a seeded sample of
+    those not below a failing row, and every one below one (the checker bounds those by MAX_WORK)."""
+    gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None and n.id in reach]
+    if len(gates) > ALL_GATES:
+        gates = [n for n in gates if n.gate.instance is not None or n.id in below]
+    others = [n for n in gates if n.id not in below]
+    under = [n for n in gates if n.id in below]
+    if len(others) <= LOCAL_CHECKS:
+        return gates, None
+    rng = np.random.default_rng([seed, 7])
+    keep = {others[i].id for i in rng.choice(len(others), LOCAL_CHECKS, replace=False)} | {n.id for n in under}
+    return ([n for n in gates if n.id in keep],
+            f"{len(keep):,} of {len(gates):,} gate calls checked on their own: a seeded sample of {LOCAL_CHECKS:,}"
+            + (" and every call below a failing row" if under else "") + " (--seed draws another sample)")
 
 
 def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:

@@ -9,6 +9,7 @@ from .builder import Builder
 from .errors import GradcheckError, GradSyntaxError
 from .expects import compile_expect
 from .graph import Const, Graph
+from .meter import Meter
 from .syntax import parse
 
 
@@ -19,11 +20,13 @@ def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 
     `at` maps leaf names to values: arrays, numbers, or constant text in the language.
     With `free_names`, unknown names become leaves (the `-e` form).
     """
-    program = parse(text)
-    builder = Builder(program, source, leaf_values(at, seed), free_names, seed)
-    graph = builder.build()
-    shape = graph.nodes[graph.output].shape
-    graph.expects = [compile_expect(e, builder, graph.nodes, graph.names, shape) for e in graph.expects]
+    with Meter() as built:
+        program = parse(text)
+        builder = Builder(program, source, leaf_values(at, seed), free_names, seed)
+        graph = builder.build()
+        shape = graph.nodes[graph.output].shape
+        graph.expects = [compile_expect(e, builder, graph.nodes, graph.names, shape) for e in graph.expects]
+    graph.built = built.counts.get("build", 0)
     return graph
 
 

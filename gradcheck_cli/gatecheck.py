@@ -95,8 +95,7 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
     # A hand-derived gate is differenced element by element (within the budget); a registry gate past a
     # few inputs along random directions (SymPy still checks it element by element), and element by
     # element again only when a direction fails, to name the element.
-    limit = max(settings.budget, EXHAUSTIVE) if node.gate.instance is not None else BUILT_IN_EXHAUSTIVE
-    target = numeric.Target(node.id, runner.x, projections=runner.x.size > limit)
+    target = numeric.Target(node.id, runner.x, projections=runner.x.size > exhaustive_limit(node, settings))
     sym, mag = _symbolic(node, args, u, slots, settings, jacobians)
     compared = pipeline.compare(runner, target, flat(grads), settings, POLICY, rerun=rerun, sym=sym, mag=mag,
                                 references=references)
@@ -117,6 +116,11 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
     if inst is not None and inst.bwd is not None:
         checks += _intermediates(node, inst, args, out, u, settings, point)
     return checks
+
+
+def exhaustive_limit(node, settings: Settings) -> int:
+    """Inputs up to which a gate alone is differenced element by element (past it: projections)."""
+    return max(settings.budget, EXHAUSTIVE) if node.gate.instance is not None else BUILT_IN_EXHAUSTIVE
 
 
 def _vjp(node, args, out, u):

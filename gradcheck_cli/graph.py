@@ -50,6 +50,7 @@ class Graph:
     text: str
     source: str
     warnings: list = field(default_factory=list)  # (message, line, col): not errors, shown with the report
+    built: int = 0  # nodes built for it, user gates' bodies included (the cost model's building part)
 
     def node(self, name: str) -> Node:
         return self.nodes[self.names[name]]

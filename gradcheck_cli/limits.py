@@ -47,7 +47,8 @@ MAX_STATEMENTS = _limit("MAX_STATEMENTS", 20_000)     # lines of code (not blank
                                                       # parsing is ~60 µs a line, so past this a file is refused in ms,
                                                       # not after seconds of parsing (one forward pass allows 20,000 gates)
 MAX_UNROLL = _limit("MAX_UNROLL", 10_000)            # terms one comprehension unrolls to (all its loops)
-MAX_DIFFERENCE_WORK = _limit("MAX_DIFFERENCE_WORK", 6_000_000_000)  # element evaluations finite differences may need
+MAX_WORK = _limit("MAX_WORK", 8_000_000_000)  # work units one check may take, predicted by cost.py before it starts
+# (calibrated by tests/benchmarks/bench_cost.py: the slowest shape runs 7.2 ns a unit here, so 58 s)
 MAX_DESCENT_WORK = _limit("MAX_DESCENT_WORK", 20_000_000)  # steps × (each node's elements + NODE_COST) of `descend`
 MAX_HISTORY = _limit("MAX_HISTORY", 4_000_000)           # leaf values `descend` keeps: (steps + 1) × leaf elements
 MAX_DRAWN_NODES = _limit("MAX_DRAWN_NODES", 1_000)        # nodes `graph` hands Graphviz to lay out (svg, png)

@@ -16,6 +16,7 @@ import numpy as np
 from . import numeric, per_output, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, size_error
+from .meter import count
 from .pyrunner import FunctionRunner
 from .pysource import (
     PythonError,
@@ -259,6 +260,8 @@ def _backward(layer: Layer, u: np.ndarray, args: list):
     """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
     to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
     exception fails every input at the line that raised."""
+    count("python")
+    count("element", u.size + sum(a.size for a in args))
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 
 from . import numeric
+from .meter import PRICES, count
 from .pysource import PythonError, exception_text, user_line
 
-CALL_WORK = 10_000      # one call of a forward that takes no batch axis costs about this many elements' work
 
 
 class FunctionRunner:
@@ -47,6 +47,8 @@ class FunctionRunner:
 
     def _call(self, arrays):
         self.calls += 1
+        count("python")
+        count("element", sum(int(np.size(a)) for a in arrays))
         try:
             return self.forward(arrays)
         except PythonError:
@@ -64,7 +66,7 @@ class FunctionRunner:
         """Four rows per element (or projection), each as wide as the inputs and the output, and a
         call of its own when the forward takes no batch axis."""
         rows = 4 * (numeric.PROJECTIONS if target.projections else target.n)
-        return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else CALL_WORK))
+        return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else PRICES["python"]))
 
     def outputs(self, rows: np.ndarray) -> np.ndarray:
         """The forward's whole output (flat) at each row of flat inputs: (rows, outputs)."""

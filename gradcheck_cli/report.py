@@ -131,6 +131,7 @@ class CheckReport:
     path: str | None = None   # the file the rows' lines are in, when not `source` (a Python check)
     rerun: str | None = None  # the command that reruns this check, when not a `check` of `source`
     elapsed: float = 0.0      # seconds the check took: only JUnit's `time` shows it (never a verdict)
+    work: object = None       # the cost model's prediction (cost.Cost): what the check was expected to take
 
     @property
     def seed(self) -> int:

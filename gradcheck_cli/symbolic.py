@@ -23,7 +23,7 @@ import numpy as np
 
 from .gates import sym_number
 from .graph import Graph
-from .symvalues import Exhausted, Unsupported, Work, array_value, count, partials, value_at  # noqa: F401 - part of the module's API
+from .symvalues import Exhausted, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
 from .settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
 SYMBOL_COST = 4  # work units per SymPy symbol made for a gate's input element
@@ -186,7 +186,7 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
             if node.id not in jacobians:
                 jacobians[node.id] = local_jacobian(node, [values[i] for i in node.inputs], work)
         except Exhausted:
-            stopped_at, note = node.id, f"symbolic skipped: past the SymPy work budget ({budget:,} expression nodes)"
+            stopped_at, note = node.id, f"symbolic skipped: past the SymPy work budget ({work.limit:,} expression nodes)"
             break
         except Unsupported as err:
             stopped_at, note = node.id, f"symbolic skipped: SymPy's rules here do not cover {err} (gate '{node.name}')"

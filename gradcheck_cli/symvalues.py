@@ -5,8 +5,12 @@ function's derivative taken from SymPy once per function. Work is counted in exp
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
+
+from . import meter
 
 
 class Exhausted(Exception):
@@ -18,15 +22,43 @@ class Unsupported(Exception):
 
 
 class Work:
-    """A counter of expression nodes visited; `spend` raises Exhausted past the budget."""
+    """A counter of expression nodes visited; `spend` raises Exhausted past the budget, or past the
+    file's shared budget when one is set (`shared`). `counted=False`: an evaluation of expressions
+    already built and charged (free here: the meter's sympy price covers a node's building and evaluating)."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, counted: bool = True):
         self.budget, self.used = budget, 0
+        self.pool = _pool.get() if counted else None
+        self.counted = counted
+
+    @property
+    def limit(self) -> int:
+        """The nodes this work may visit: its own budget, or the file's shared one when smaller."""
+        return self.budget if self.pool is None else min(self.budget, self.pool.budget)
 
     def spend(self, n: int):
-        self.used += n
-        if self.used > self.budget:
+        if self.used + n > self.budget or (self.pool is not None and self.pool.used + n > self.pool.budget):
+            self.used += n
             raise Exhausted
+        self.used += n
+        if self.pool is not None:
+            self.pool.used += n
+        if self.counted:
+            meter.count("sympy", n)
+
+
+_pool: ContextVar = ContextVar("gradcheck_sympy_pool", default=None)
+
+
+@contextmanager
+def shared(budget: int):
+    """Every Work made inside also spends from one budget of `budget` nodes (a whole file's)."""
+    pool = Work(budget, counted=False)
+    token = _pool.set(pool)
+    try:
+        yield pool
+    finally:
+        _pool.reset(token)
 
 
 def _safe(fn):
@@ -126,7 +158,7 @@ def _value_of(e, val: dict) -> float:
 def value_at(expr, point: dict, work: Work | None = None) -> float:
     """The float value of a SymPy expression, its symbols taken from `point`."""
     val: dict = {}
-    for e in _order(expr, work or Work(10 ** 9)):
+    for e in _order(expr, work or Work(10 ** 9, counted=False)):
         val[e] = point[e] if e.is_Symbol else _value_of(e, val)
     return val[expr]
 
@@ -142,7 +174,7 @@ def array_value(expr, point: dict) -> np.ndarray:
     """`value_at` for many points at once: `point` maps each symbol to an array (broadcast together)."""
     val: dict = {}
     with np.errstate(all="ignore"):
-        for e in _order(expr, Work(10 ** 9)):
+        for e in _order(expr, Work(10 ** 9, counted=False)):
             if e.is_Symbol:
                 val[e] = np.asarray(point[e], dtype=float)
             elif e.is_Number or e.is_NumberSymbol:

@@ -1,0 +1,208 @@
+"""The cost model: what checking a graph will cost, predicted from its shape before any of the work
+runs, as counts of the meter's kinds (gate calls, elements, nodes walked, rows judged, nodes built,
+SymPy nodes) priced in work units by meter.PRICES. One figure, its parts named, held against MAX_WORK.
+
+A node evaluated for `rows` copies costs its calls and `rows ×` its elements (a user gate: its
+body's). The finite differences are planned as the engine plans them (rows sorted by node, chunks
+of CHUNK_ELEMENTS, each walking every node from its first row's node to the output); the gates' own
+checks are the calls the checker will check; SymPy gets what is left of MAX_WORK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .batches import CHUNK_ELEMENTS
+from .meter import PRICES, gate_units
+from .numeric import PROJECTIONS
+from .runners import workspace
+
+ROWS = 4            # rows per element differenced: ±h, then ±h/2 where in doubt (Richardson)
+EXTRA = 0.5         # the rarer passes (larger steps, kinks, ties), as a share of the differences
+BACKWARD_PASSES = 3 + 5  # backprop and its two rounding reruns; five chain-rule conventions at kinks
+FORWARD_PASSES = 4  # the point; the second point's attempts (0.1, 0.02, 0.004)
+
+
+def units(counts: dict) -> int:
+    """Counts priced in work units."""
+    return int(sum(PRICES[k] * n for k, n in counts.items()))
+
+
+def _add(a: dict, b: dict, times: float = 1) -> dict:
+    for k, n in b.items():
+        a[k] = a.get(k, 0) + int(n * times)
+    return a
+
+
+@dataclass
+class Cost:
+    """Predicted counts, by part (build, forward, backward, differences, rows, gate checks, symbolic)."""
+    parts: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(units(c) for c in self.parts.values())
+
+    def largest(self) -> str:
+        return max(self.parts, key=lambda p: units(self.parts[p])) if self.parts else "work"
+
+
+class Shape:
+    """Per node of a graph: the gate calls, and the elements and window elements per row, one
+    evaluation of it takes."""
+
+    def __init__(self, graph, memo: dict):
+        self.calls, self.elements, self.windows = (np.zeros(len(graph.nodes), dtype=np.int64) for _ in range(3))
+        for node in graph.nodes:
+            if node.gate is not None:
+                self.calls[node.id], self.elements[node.id], self.windows[node.id] = node_shape(graph, node, memo)
+
+    def counts(self, rows: int = 1) -> dict:
+        return {"call": int(self.calls.sum()), "element": rows * int(self.elements.sum()),
+                "window": rows * int(self.windows.sum())}
+
+
+def node_shape(graph, node, memo: dict) -> tuple:
+    """(gate calls, elements, window elements) per row of one evaluation of a gate node (a user
+    gate: its whole body, and a call of its own)."""
+    inst = node.gate.instance
+    if inst is None:
+        return (1,) + gate_units(node.gate, [graph.nodes[i].shape for i in node.inputs], node.attrs, node.size)
+    if id(inst) not in memo:
+        body = shape_of(inst.fwd, memo)
+        memo[id(inst)] = (1 + int(body.calls.sum()), int(body.elements.sum()), int(body.windows.sum()))
+    return memo[id(inst)]
+
+
+def shape_of(graph, memo: dict) -> Shape:
+    key = ("shape", id(graph))
+    if key not in memo:
+        memo[key] = Shape(graph, memo)
+    return memo[key]
+
+
+def backward(graph, k: int, memo: dict, outer: bool = True) -> dict:
+    """One backward pass with k rows: every gate's VJP."""
+    total: dict = {}
+    for node in graph.nodes[: graph.output + 1]:
+        if node.gate is not None:
+            _add(total, vjp(graph, node, k, memo, outer))
+    return total
+
+
+def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
+    """One gate's VJP with k rows: the registry's, a user gate's d lines, or backprop through its
+    body (whose values the outermost such VJP computes once, nested bodies included: autodiff._bodies)."""
+    inst = node.gate.instance
+    if inst is None:
+        _, windows = gate_units(node.gate, [graph.nodes[i].shape for i in node.inputs], node.attrs, node.size, k)
+        return {"call": 1, "element": k * node.size + sum(graph.nodes[i].size for i in node.inputs), "window": windows}
+    key = ("vjp", id(inst), k, outer)
+    if key not in memo:
+        if inst.bwd is not None:
+            memo[key] = _add(shape_of(inst.bwd, memo).counts(k), {"call": 1})
+        else:
+            body = shape_of(inst.fwd, memo).counts() if outer else {}
+            memo[key] = _add(_add(body, {"call": 1}), backward(inst.fwd, k, memo, outer=False))
+    return memo[key]
+
+
+def differences(shape: Shape, width, targets: list, output: int) -> dict:
+    """The batched rows of `targets` (id, elements, projected), chunked as batches.run_rows chunks
+    them: each chunk walks every node from its first row's node to the output, for all its rows.
+    Targets differenced element by element share chunks; each projected one runs on its own, twice
+    (its directions, then the smaller step where in doubt)."""
+    def suffix(a):
+        return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
+    calls, elements, windows = suffix(shape.calls), suffix(shape.elements), suffix(shape.windows)
+    total = {"call": 0, "element": 0, "window": 0, "sweep": 0}
+
+    def close(start, rows):
+        total["call"] += int(calls[start])
+        total["element"] += rows * int(elements[start])
+        total["window"] += rows * int(windows[start])
+        total["sweep"] += output + 1 - start
+
+    def run(stream):
+        start, room, rows = None, 0, 0
+        for tid, n, left in stream:
+            while left:
+                if room == 0:
+                    if start is not None:
+                        close(start, rows)
+                    start, room, rows = tid, max(1, CHUNK_ELEMENTS // max(1, width(tid))), 0
+                take = min(left, room)
+                rows, room, left = rows + take, room - take, left - take
+                total["element"] += take * n  # the perturbed copies of the target
+        if start is not None:
+            close(start, rows)
+    run([(tid, n, ROWS * n) for tid, n, projected in sorted(targets) if not projected])
+    for tid, n, projected in targets:
+        if projected:
+            for _ in range(2):
+                run([(tid, n, ROWS // 2 * PROJECTIONS)])
+    return {k: int(v * (1 + EXTRA)) for k, v in total.items()}
+
+
+class Calls:
+    """What checking one gate call on its own costs: its rows of differences (its inputs' elements,
+    four each, or projections past `exhaustive(node)`), three VJPs and its judging; a
+    `hand_derived(node)` gate again at the second point, and its d<local> lines through its body."""
+
+    def __init__(self, graph, exhaustive, hand_derived, memo: dict | None = None):
+        self.graph, self.exhaustive, self.hand_derived = graph, exhaustive, hand_derived
+        self.memo = {} if memo is None else memo
+
+    def counts(self, node) -> dict:
+        graph, memo = self.graph, self.memo
+        calls, elements, windows = node_shape(graph, node, memo)
+        n = sum(graph.nodes[i].size for i in node.inputs)
+        rows = ROWS * (n if n <= self.exhaustive(node) else PROJECTIONS)
+        chunks = -(-rows // max(1, CHUNK_ELEMENTS // max(node.size, n, 1)))
+        one = {"call": chunks * calls, "element": rows * (elements + n), "window": rows * windows, "row": 1}
+        one = _add({k: int(v * (1 + EXTRA)) for k, v in one.items()}, vjp(graph, node, 1, memo), 3)
+        inst = node.gate.instance
+        if inst is not None and inst.bwd is not None:
+            body = shape_of(inst.fwd, memo)
+            widest = max((m.size for m in inst.fwd.nodes), default=1)
+            lines = len(inst.intermediates)
+            _add(one, {"call": 2 * int(body.calls.sum()), "element": ROWS * widest * int(body.elements.sum()),
+                       "window": ROWS * widest * int(body.windows.sum()), "sweep": len(inst.fwd.nodes), "row": 1},
+                 lines * (1 + EXTRA))
+        return {k: v * (2 if self.hand_derived(node) else 1) for k, v in one.items()}
+
+    def units(self, node) -> int:
+        return units(self.counts(node))
+
+
+def _width(graph):
+    """A target's batch width, as GraphRunner.width computes it (without the values)."""
+    sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]
+    suffix = np.maximum.accumulate(sizes[::-1])[::-1]
+    out = graph.nodes[graph.output].size
+    return lambda tid: max(int(suffix[tid]), out)
+
+
+def predict(graph, checked: list, exhaustive: set, calls: list, worst_extra: list, gate_calls: Calls,
+            built: int) -> Cost:
+    """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
+    (element by element for `exhaustive`, else projections) and their rows, the gate `calls` checked
+    on their own and, in the worst case, the `worst_extra` ones below failing rows too. SymPy is
+    not included: it gets what is left."""
+    memo = gate_calls.memo
+    out = graph.nodes[graph.output]
+    shape = Shape(graph, memo)
+    targets = [(n.id, n.size, n.id not in exhaustive) for n in checked]
+    gates: dict = {}
+    for node in calls + worst_extra:
+        _add(gates, gate_calls.counts(node))
+    return Cost({
+        "building": {"build": built},
+        "forward": _add({}, shape.counts(), FORWARD_PASSES),
+        "backward": _add({}, backward(graph, out.size, memo), BACKWARD_PASSES),
+        "differences": differences(shape, _width(graph), targets, graph.output),
+        "rows": {"row": len(graph.nodes), "element": out.size * sum(n.size for n in checked)},
+        "gate checks": gates,
+    })
