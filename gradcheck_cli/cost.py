@@ -206,3 +206,15 @@ def predict(graph, checked: list, exhaustive: set, calls: list, worst_extra: lis
         "rows": {"row": len(graph.nodes), "element": out.size * sum(n.size for n in checked)},
         "gate checks": gates,
     })
+
+
+def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int, kinked: int) -> Cost:
+    """A Python layer checked at two points: per point, its output and backward calls (with the
+    rounding reruns), its rows of differences (each a call of its own unless the forward batches),
+    a failed projection's element-by-element recheck (at most `recheck` units) and the
+    output-by-output analysis at kinks, when it runs (`kinked`: at most that many outputs, else 0)."""
+    rows = int(ROWS * (n if n <= exhaustive else PROJECTIONS) * (1 + EXTRA))
+    calls = -(-rows // max(1, CHUNK_ELEMENTS // max(n, out, 1))) if batched else rows
+    analysis = {"python": 4 * n + kinked, "element": (4 * n + kinked) * (n + out)} if kinked else {}
+    point = {"python": 6 + calls, "element": (6 + rows) * (n + out) + rows * n, "row": 1}
+    return Cost({"differences": _add({}, point, 2), "recheck": {"element": 2 * recheck}, "kinks": _add({}, analysis, 2)})

@@ -26,6 +26,11 @@ MAX_INPUTS = 4_096     # inputs differenced one by one (the forward is called fo
 MAX_KINKED = 1_000     # kinked outputs (one backward call each)
 
 
+def runs(n: int, m: int) -> bool:
+    """Whether the analysis runs for n inputs and m outputs (else kinks are left undecided)."""
+    return n <= MAX_INPUTS and 4 * n * m <= MAX_WORK
+
+
 def explain(ev: verdict.Evidence, evaluate, backward, x: np.ndarray, u: np.ndarray, step: float, rtol: float,
             atol: float) -> verdict.Evidence:
     """`ev` with its failing kink elements marked as kinks when the backward is explained output by
@@ -33,7 +38,7 @@ def explain(ev: verdict.Evidence, evaluate, backward, x: np.ndarray, u: np.ndarr
     `backward(upstream (m,)) -> (n,)` the user's backward, `x` the flat inputs, `u` the flat upstream."""
     f0 = evaluate(x[None, :])[0]
     n, m = x.size, f0.size
-    if n > MAX_INPUTS or 4 * n * m > MAX_WORK:
+    if not runs(n, m):
         return _undecided(ev, f"{n:,} inputs × {m:,} outputs")
     h = numeric.steps(x, step)
     eye = np.eye(n)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import numeric, per_output, pipeline, verdict
+from . import cost, numeric, per_output, pipeline, verdict
 from .errors import GradcheckError
-from .limits import MAX_ELEMENTS, size_error
+from .limits import MAX_ELEMENTS, MAX_WORK, size_error
 from .meter import count
 from .pyrunner import FunctionRunner
 from .pysource import (
@@ -54,6 +54,7 @@ class Layer:
     code: object = None    # the user's function that computes the gradients (its source is read)
     first: int = 0         # how many of its returned values come before the gradients (a loss: 1)
     output: str = "out"    # what the report calls the output
+    work: object = None    # the check's predicted cost (cost.Cost), once its first point is known
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -179,6 +180,7 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
         _shared_cause(layer, rows)
     report.nodes = [row for row, _ in rows1]
     report.gates = [g for _, g in rows2]  # the given point's per-input checks are the node rows
+    report.work = layer.work
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -194,6 +196,8 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     # and only a failure (or a small layer) is differenced element by element, to name the element.
     budget = settings.budget if runner.batched else LOOP_BUDGET
     target = numeric.Target("inputs", runner.x.copy(), projections=runner.x.size > budget)
+    if point == 1:
+        layer.work = _predict(layer, runner, out, budget)
 
     def rerun(delta):
         moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
@@ -254,6 +258,20 @@ def _output(layer: Layer, args: list) -> np.ndarray:
         raise PythonError("the forward's output is empty" if out.size == 0 else
                           "the forward's output is not finite (nan or inf) at this point")
     return out
+
+
+def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int) -> cost.Cost:
+    """The check's predicted work (cost.python_layer), refused past MAX_WORK before the differences."""
+    whole = runner.work(numeric.Target("inputs", runner.x, projections=False))
+    predicted = cost.python_layer(runner.x.size, out.size, runner.batched, budget,
+                                  whole if whole <= POLICY.recheck_work else 0,
+                                  min(out.size, per_output.MAX_KINKED) if per_output.runs(runner.x.size, out.size) else 0)
+    if predicted.total > MAX_WORK:
+        raise PythonError(size_error(f"checking {layer.name} ({runner.x.size:,} input elements, {out.size:,} outputs"
+                                     + ("" if runner.batched else ", one forward call per row") + ")",
+                                     predicted.total, MAX_WORK, "work units", "MAX_WORK")
+                          + "; check it on smaller inputs")
+    return predicted
 
 
 def _backward(layer: Layer, u: np.ndarray, args: list):

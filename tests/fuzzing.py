@@ -112,8 +112,13 @@ def check_in_every_format(text: str):
     from gradcheck_cli import check
     from gradcheck_cli.errors import GradcheckError
 
-    report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
+    from gradcheck_cli.meter import Meter
+
+    with Meter() as meter:
+        report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
     assert report.error is None or isinstance(report.error, GradcheckError)
+    if report.work is not None:  # the cost model is an upper bound on the work the check did
+        assert meter.units <= report.work.total, (meter.counts, report.work.parts)
     if report.error is not None:
         assert report.error.format().startswith("fuzz.grad")
     return _render_every_format(report)
@@ -188,8 +193,13 @@ def check_layer_in_every_format(layer):
     """check_function on a generated pair, rendered in every format; raises on what a user must never see."""
     from gradcheck_cli import check_function
 
+    from gradcheck_cli.meter import Meter
+
     name, forward, vjp, x, slip = layer
-    report = _render_every_format(check_function(forward, vjp, {"x": x}, name=name))
+    with Meter() as meter:
+        report = _render_every_format(check_function(forward, vjp, {"x": x}, name=name))
+    if report.work is not None:  # the cost model is an upper bound on the work the check did
+        assert meter.units <= report.work.total, (meter.counts, report.work.parts)
     if report.error is None:
         if slip in ("raise", "nan", "shape"):
             assert not report.passed, (name, slip)  # a backward that raises, or returns nan or the wrong shape
