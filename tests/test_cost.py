@@ -48,6 +48,11 @@ SMALL = {  # shape: a source that runs (in well under a second or two)
     "a hand-derived gate, wrong": ("gate sq(t) = t * t\n  dt = t * dout\nx = randn(30)\n"
                                    "f = sum(stack(sq(x[i]) for i in range(30)))\n"),
     "kinks at ties": "x = [1.0, 1.0, 0.0, -0.0]\nf = sum(relu(x)) + max(x)\n",
+    # every element on a kink: the kink, pair and tie passes run for all of them
+    "relu at zeros": "x = zeros(300)\nf = sum(relu(x))\n",
+    "max over ties": "x = ones(200)\nf = max(x) + sum(abs(x - 1))\n",
+    "a hand-derived gate at its kink": "gate r(t) = relu(t)\n  dt = dout * (t > 0)\nx = [0.0, 0, 1, -1]\nf = sum(r(x))\n",
+    "abs of a zero matmul": "x = zeros(50, 50)\nf = sum(abs(x @ x))\n",
     "expectations": "x = 2.0\ny = x * x\nexpect dx = 2 * x\nf = y + x\n",
 }
 
@@ -151,3 +156,15 @@ def test_a_python_layer_past_the_limit_is_refused_before_its_differences():
     with Meter() as meter:
         small = check_function(outer, outer_vjp, {"x": np.linspace(-1, 1, 40)})
     assert small.passed and meter.units <= small.work.total
+
+
+def test_the_prices_are_the_benchmarks_fit():
+    # the meter's prices convert counts into time; the suite cannot time (CI machines differ), so they
+    # are pinned to what tests/benchmarks/bench_cost.py fitted on this project's machine (README):
+    # within 2x of each fitted price, the unfitted ones (sweep: collinear with rows; python: your code)
+    # kept between their neighbours
+    from gradcheck_cli.meter import PRICES
+    fitted = {"element": 1, "window": 5, "call": 5_050, "row": 152_714, "build": 33_216, "sympy": 3_796}
+    for kind, price in fitted.items():
+        assert price / 2 <= PRICES[kind] <= 2 * price, kind
+    assert PRICES["element"] < PRICES["sweep"] < PRICES["call"] <= PRICES["python"] < PRICES["row"]
