@@ -12,6 +12,23 @@ _LAZY = {  # name -> module: `gradcheck --help` must not pay for numpy and sympy
 }
 
 
+def _notebook_bundle(obj):
+    """A report's HTML and text for Jupyter (the notebook face, imported only when a report is shown)."""
+    from .notebook import bundle
+    return bundle(obj)
+
+
+from . import display as _display  # noqa: E402 - a tiny module: reports show themselves in Jupyter through it
+
+_display.RENDERER = _notebook_bundle
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext gradcheck_cli`: the `%%gradcheck` cell magic and `%gradcheck` line magic."""
+    from .notebook import register
+    register(ipython)
+
+
 def __getattr__(name):
     if name in _LAZY:
         from importlib import import_module

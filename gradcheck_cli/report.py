@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .display import Displayed
 from .settings import Settings
 
 SCHEMA = 1
@@ -115,7 +116,7 @@ class ExpectRow:
 
 
 @dataclass
-class CheckReport:
+class CheckReport(Displayed):
     """The check of one source: a file or an inline expression."""
     source: str
     output: str | None = None
@@ -132,6 +133,8 @@ class CheckReport:
     rerun: str | None = None  # the command that reruns this check, when not a `check` of `source`
     elapsed: float = 0.0      # seconds the check took: only JUnit's `time` shows it (never a verdict)
     work: object = None       # the cost model's prediction (cost.Cost): what the check was expected to take
+    text: str | None = None   # the source text when it is no file (a notebook cell)
+    picture: str | None = None  # the circuit as SVG, when a face drew it (a notebook)
 
     @property
     def seed(self) -> int:
@@ -179,7 +182,7 @@ class CheckReport:
 
 
 @dataclass
-class RunReport:
+class RunReport(Displayed):
     """Every source checked in one run; `total`: how many were to be checked (more than `results`
     when -x stopped early)."""
     results: list

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError, did_you_mean
 
-FORMATS = ("table", "json", "junit", "github", "markdown")
+FORMATS = ("table", "json", "junit", "github", "markdown", "html")
 DEFAULT_RTOL = 1e-5      # finite differences: CS231n's "below 1e-7 is right, above 1e-4 is wrong"
 DEFAULT_ATOL = 0.0       # an absolute floor for the tolerance (none: the row's own scale sets it)
 DEFAULT_STEP = (2.0 ** -52) ** (1 / 3)  # ∛ε: h = step·max(1, |v|)

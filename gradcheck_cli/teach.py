@@ -10,6 +10,7 @@ from . import autodiff
 from .errors import BackwardError, GradValueError
 from .expects import within, written_tolerance
 from .frontend import load, parse_value
+from .display import Displayed
 from .graph import Graph
 from .limits import MAX_DESCENT_WORK, MAX_HISTORY, size_error
 from .runners import NODE_COST
@@ -49,7 +50,7 @@ class BackwardStep:
 
 
 @dataclass
-class Explanation:
+class Explanation(Displayed):
     source: str
     output: str
     value: np.ndarray

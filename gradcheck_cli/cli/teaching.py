@@ -70,7 +70,8 @@ def _fail_backward(errors: list, source: str, text: str) -> None:
 
 @main.command()
 @_source_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+              help="text, json, or html: one self-contained page with the circuit (Graphviz permitting).")
 @click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
 @_pipe_safe
@@ -81,7 +82,11 @@ def explain(target, expr, at, seed, fmt, latex, output):
     _guard_output(output, [target])
     ex = _explained(target, expr, at, seed)
     faults = _faults(ex, seed)
-    text = explain_latex(ex) if latex else explain_json(ex, faults) if fmt == "json" else explain_text(ex, faults)
+    if fmt == "html" and not latex:
+        from ..render.html import circuit_svg, explain_html, page
+        text = page(f"gradcheck explain: {ex.source}", explain_html(ex, faults, circuit_svg(ex, faults)))
+    else:
+        text = explain_latex(ex) if latex else explain_json(ex, faults) if fmt == "json" else explain_text(ex, faults)
     if output:
         _write_atomically(output, text, [target])
     else:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-MACHINE_FORMATS = ("json", "junit", "github", "markdown")
+MACHINE_FORMATS = ("json", "junit", "github", "markdown", "html")  # rendered whole, as text
 
 
 def render(run, fmt: str) -> str:
-    """A machine format of a RunReport as text: json, junit, github or markdown."""
+    """A whole-text format of a RunReport: json, junit, github, markdown or html."""
     if fmt == "json":
         from .json_report import render_json
         return render_json(run) + "\n"
@@ -19,4 +19,7 @@ def render(run, fmt: str) -> str:
     if fmt == "markdown":
         from .markdown import render_markdown
         return render_markdown(run)
+    if fmt == "html":
+        from .html import pictures, render_html
+        return render_html(run, pictures(run))
     raise ValueError(f"unknown format {fmt!r}")

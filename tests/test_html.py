@@ -1,0 +1,98 @@
+"""`--format html`: one self-contained page for check, check-py and explain, escaped, and opened in a
+real headless browser (Chromium from Debian's packages; skipped with the reason without it)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WRONG = ROOT / "examples" / "mistakes" / "sq_forgot_2.grad"
+
+
+def _run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def _self_contained(page: str):
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert not re.search(r"<script|<link|<iframe|\bsrc=|@import|url\(", page, re.I), "fetches or runs something"
+    for address in re.findall(r"https?://[^\"' )]+", page):
+        assert address.startswith(("http://www.w3.org/", "https://www.w3.org/")), address  # SVG's namespaces only
+
+
+def _browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page is not opened in a browser")
+    return chromium
+
+
+def _open(page: Path, shot: Path) -> str:
+    """Load the page headless: its DOM after loading (and a screenshot); fails on a console message."""
+    chromium = _browser()
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+            "--v=0", f"--user-data-dir={shot.parent / 'profile'}"]
+    dom = subprocess.run(base + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "CONSOLE" not in dom.stderr, dom.stderr  # a console message (an error) while loading
+    subprocess.run(base + ["--window-size=1200,900", f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                   timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000  # a real picture, not an empty one
+    return dom.stdout
+
+
+def test_a_failing_check_as_one_page_with_the_culprit_first(tmp_path):
+    out = tmp_path / "report.html"
+    done = _run("check", str(WRONG), "--format", "html", "-o", str(out))
+    assert done.returncode == 1, done.stderr
+    page = out.read_text(encoding="utf-8")
+    _self_contained(page)
+    first = page.index('class="culprit"')
+    assert first < page.index("<table") and "gate sq(x): dt" in page[first:page.index("</div>", first)]
+    assert "line 3" in page[first:page.index("</div>", first)]
+    if shutil.which("dot"):
+        assert "<svg" in page and "backward fails its own check" in page
+    dom = _open(out, tmp_path / "report.png")
+    assert 'class="culprit"' in dom and "gate sq(x): dt" in dom
+
+
+def test_check_py_and_explain_pages(tmp_path):
+    out = tmp_path / "layer.html"
+    done = _run("check-py", "examples/python/layers_wrong.py::affine", "--shape", "x=10,20,3", "--shape", "w=60,5",
+                "--shape", "b=5", "--format", "html", "-o", str(out))
+    assert done.returncode == 1, done.stderr
+    page = out.read_text(encoding="utf-8")
+    _self_contained(page)
+    lead = page[page.index('class="culprit"'):]
+    assert "<b>b</b> at <b>line 15</b>" in lead[:lead.index("</div>")]
+    explained = _run("explain", str(WRONG), "--format", "html")
+    assert explained.returncode == 0, explained.stderr
+    _self_contained(explained.stdout)
+    assert "Backward pass" in explained.stdout and "the backward of <b>sq(x)</b>" in explained.stdout
+    (tmp_path / "explain.html").write_text(explained.stdout, encoding="utf-8")
+    assert "Backward pass" in _open(tmp_path / "explain.html", tmp_path / "explain.png")
+
+
+def test_hostile_names_and_notes_are_escaped_in_the_page(tmp_path):
+    module = tmp_path / "evil.py"
+    module.write_text("import numpy as np\n\n"
+                      "def twice_forward(x):\n    return 2 * x, x\n\n"
+                      "def twice_backward(dout, cache):\n"
+                      "    raise ValueError('<script>alert(1)</script>')\n", encoding="utf-8")
+    out = tmp_path / "evil.html"
+    done = _run("check-py", f"{module}::twice", "--shape", "x=3", "--format", "html", "-o", str(out))
+    assert done.returncode == 1, done.stderr
+    page = out.read_text(encoding="utf-8")
+    _self_contained(page)  # no <script> survived
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    source = tmp_path / "cmp.grad"
+    source.write_text("x = 1.5\ny = 2.0\nf = x * (x < y) + y\n", encoding="utf-8")  # a node named `x < y`
+    done = _run("check", str(source), "--format", "html")
+    assert "x &lt; y" in done.stdout and "x < y" not in done.stdout.replace("&lt;", "")
+    _open(out, tmp_path / "evil.png")

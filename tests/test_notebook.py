@@ -1,0 +1,92 @@
+"""Notebooks: the example notebook executed by a real kernel (nbclient + ipykernel), the magics, and
+what every report shows itself as (HTML leading with the culprit, a plain-text fallback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "examples" / "notebooks" / "backprop_checks.ipynb"
+
+
+def _execute(nb, allow_errors=False):
+    nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extras: pip install -e '.[test]'")
+    pytest.importorskip("ipykernel", reason="ipykernel is in the test extras")
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    return nb
+
+
+def _outputs(cell) -> list:
+    return [o for o in cell.get("outputs", []) if o.output_type in ("execute_result", "display_data", "error")]
+
+
+def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_verdicts():
+    nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extras")
+    nb = _execute(nbformat.read(NOTEBOOK, as_version=4))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(o.output_type == "error" for c in code for o in c.get("outputs", []))
+    circuit, slip, layer, wrong, explained = (_outputs(c) for c in code[1:6])
+    html = circuit[0]["data"]["text/html"]
+    assert 'class="ok"' in html and "all 5 checked nodes" in html and "<svg" in html  # the picture, Graphviz permitting
+    assert "1 passed" in circuit[0]["data"]["text/plain"]
+    # the slip: the culprit leads, naming the d line (line 2 of the cell), and the row that inherits it
+    html = slip[0]["data"]["text/html"]
+    lead = html[html.index('class="culprit"'):]
+    assert lead.index("gate sq(x): dt") < lead.index("</div>") and "line 2" in lead[:lead.index("</div>")]
+    assert "dt (line 2): fail" in slip[0]["data"]["text/plain"]
+    assert "1 passed" in layer[0]["data"]["text/plain"] and 'class="ok"' in layer[0]["data"]["text/html"]
+    html = wrong[0]["data"]["text/html"]
+    lead = html[html.index('class="culprit"'): html.index("</div>", html.index('class="culprit"'))]
+    assert "<b>b</b>" in lead and "line 5" in lead  # db = dout[0], line 5 of the cell
+    assert "<details>" in html  # tensor rows fold out
+    assert "backward pass" in explained[0]["data"]["text/plain"] and "Backward pass" in explained[0]["data"]["text/html"]
+
+
+def test_magic_errors_are_one_line_not_a_traceback():
+    nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extras")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext gradcheck_cli"),
+                nbformat.v4.new_code_cell("%%gradcheck --bogus\nx = 1\nf = x"),
+                nbformat.v4.new_code_cell("%%gradcheck\nx = 1\nf = x +\n"),
+                nbformat.v4.new_code_cell("%gradcheck expressions/cs231n_circuit.grad --seed 3"),
+                nbformat.v4.new_code_cell("%gradcheck nosuch.grad")]
+    nb = _execute(nb, allow_errors=True)
+    bogus = nb.cells[1].outputs  # IPython shows a UsageError as one line on stderr
+    assert len(bogus) == 1 and bogus[0].output_type == "stream" and bogus[0].name == "stderr"
+    assert bogus[0].text.startswith("UsageError: %%gradcheck: unknown option --bogus") and "Traceback" not in bogus[0].text
+    syntax = _outputs(nb.cells[2])[0]  # a bad program is the report's error, shown with its caret
+    assert syntax.output_type == "execute_result" and "cell:2:8: error: unexpected end of line" in syntax["data"]["text/plain"]
+    assert "^" in syntax["data"]["text/plain"] and 'class="culprit"' in syntax["data"]["text/html"]
+    ok = _outputs(nb.cells[3])[0]
+    assert "1 passed" in ok["data"]["text/plain"]
+    missing = _outputs(nb.cells[4])[0]
+    assert "nosuch.grad" in missing["data"]["text/plain"] and "1 with errors" in missing["data"]["text/plain"]
+
+
+def test_every_report_has_a_mime_bundle_without_a_kernel():
+    from gradcheck_cli import check, check_function, load
+    from gradcheck_cli.teach import explain
+    report = check("x = 2.0\nf = x * x\n")
+    bundle = report._repr_mimebundle_()
+    assert set(bundle) == {"text/html", "text/plain"} and "1 passed" in bundle["text/plain"]
+    layer = check_function(np.tanh, lambda g, x: g * (1 - np.tanh(x) ** 2) * 1.01, {"x": np.linspace(-1, 1, 5)})
+    assert "x (line" in layer._repr_mimebundle_()["text/plain"] and 'class="culprit"' in layer._repr_mimebundle_()["text/html"]
+    assert "Backward pass" in explain(load("x = 3\nf = x * x"))._repr_mimebundle_()["text/html"]
+
+
+def test_hostile_names_and_notes_are_escaped():
+    from gradcheck_cli import check_function
+
+    def f(x):
+        return x * 2
+
+    def vjp(g, x):
+        raise ValueError("<script>alert(1)</script>")
+    report = check_function(f, vjp, {"x": np.ones(3)}, name="<img src=x onerror=alert(2)>")
+    html = report._repr_mimebundle_()["text/html"]
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
