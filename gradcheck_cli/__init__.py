@@ -3,12 +3,12 @@
 __version__ = "0.1.0"
 
 __all__ = ["check", "check_file", "check_paths", "check_layer", "check_function", "check_loss", "load", "Settings",
-           "GradcheckError", "__version__"]
+           "GradcheckError", "partial_credit", "__version__"]
 
 _LAZY = {  # name -> module: `gradcheck --help` must not pay for numpy and sympy
     "check": "checker", "check_file": "files", "check_paths": "files", "load": "frontend",
     "Settings": "settings", "GradcheckError": "errors", "check_layer": "pycheck", "check_function": "pycheck",
-    "check_loss": "pycheck",
+    "check_loss": "pycheck", "partial_credit": "grading",
 }
 
 

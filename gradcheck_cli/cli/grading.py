@@ -1,0 +1,97 @@
+"""`gradcheck grade EXERCISE SUBMISSIONS...`: a class graded with partial credit and reasons."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import main
+from .common import _console, _fail, _fail_usage, _guard_output, _write_atomically
+
+
+@main.command()
+@click.argument("exercise", type=click.Path())
+@click.argument("submissions", nargs=-1, required=True, type=click.Path())
+@click.option("--secret", type=click.IntRange(min=0, max=2 ** 63 - 1), envvar="GRADCHECK_SECRET",
+              help="The seed of the hidden points: a number only you know (or $GRADCHECK_SECRET).")
+@click.option("--hidden", type=click.IntRange(min=0, max=20), default=3, show_default=True,
+              help="Random points each part is checked at, besides the exercise's own.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Submissions graded at once (at most one per core).")
+@click.option("--timeout", type=click.FloatRange(min=1, max=3600), default=60, show_default=True,
+              help="Seconds per submission; past it, 0 for every part with the reason.")
+@click.option("--memory", "memory_mb", type=click.IntRange(min=200, max=1_000_000), default=2000, show_default=True,
+              help="Megabytes of memory per submission.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the gradebook as CSV.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write everything as JSON.")
+@click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False),
+              help="Write one feedback file per student into this directory.")
+@click.option("--feedback-format", type=click.Choice(["md", "html"]), default="md", show_default=True)
+def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
+          feedback_format):
+    """Grade SUBMISSIONS against EXERCISE, part by part, at the exercise's point and at hidden ones.
+
+    \b
+    EXERCISE is the teacher's solution with `# points:` lines: a .grad file (the
+    parts are d lines of its gates: `# points: dW=2 dx=2 db=1`), or a Python module
+    of NAME_forward/NAME_backward pairs (`# points: affine.dx=2 ...` and
+    `# shapes: affine x=4,2,3 w=6,5 b=5`). Each submission runs in a process of its
+    own with --timeout and --memory; one that does not parse, raises or loops gets 0
+    for what it broke, with the reason, and the class run goes on.
+    Exit codes: 0 graded · 2 the exercise or the command line is wrong.
+    """
+    from ..errors import GradcheckError
+    from ..exercise import load_exercise
+    from ..graderun import Limits, grade_class
+    from ..render.grades import feedback_html, feedback_markdown, grades_csv, grades_json, grades_table
+    if secret is None:
+        _fail_usage("give --secret N (or set GRADCHECK_SECRET): the seed of the hidden points, a number only you know")
+    for path in submissions:
+        if not os.path.isfile(path):
+            _fail_usage(f"'{path}': no such submission file")
+    _guard_output(csv_path, [exercise, *submissions])
+    _guard_output(json_path, [exercise, *submissions])
+    try:
+        ex = load_exercise(exercise)
+    except GradcheckError as err:
+        _fail(err, exercise, None)
+    kind = ".py" if ex.kind == "python" else ".grad"
+    wrong = [p for p in submissions if not p.endswith(kind)]
+    if wrong:
+        _fail_usage(f"'{wrong[0]}': the exercise is a {kind} file, so are its submissions")
+    progress = _progress(len(submissions))
+    graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(timeout, memory_mb), progress)
+    if csv_path:
+        _write_atomically(csv_path, grades_csv(graded, ex), [exercise, *submissions])
+    if json_path:
+        _write_atomically(json_path, grades_json(graded, ex), [exercise, *submissions])
+    if feedback_dir:
+        _feedback(graded, ex, feedback_dir, feedback_format, feedback_html if feedback_format == "html" else feedback_markdown)
+    if fmt == "csv":
+        click.echo(grades_csv(graded, ex), nl=False)
+    elif fmt == "json":
+        click.echo(grades_json(graded, ex), nl=False)
+    else:
+        grades_table(graded, ex, _console())
+
+
+def _feedback(graded, ex, folder, suffix, render) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for g in graded:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in g.student) or "student"
+        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+
+
+def _progress(total: int):
+    """`graded 3/25` on standard error when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    done = [0]
+
+    def tell(_graded):
+        done[0] += 1
+        click.echo(f"\rgraded {done[0]}/{total}", err=True, nl=done[0] == total)
+    return tell

@@ -1,0 +1,217 @@
+"""`gradcheck grade`: a class of generated submissions with known mistakes, scored exactly, each
+wrong part with the reason a learner can act on; submissions that do not parse, raise, loop, eat
+memory or write files get 0 for what they broke and never stop the run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY_EXERCISE = ROOT / "examples" / "grading" / "affine.py"
+GRAD_EXERCISE = ROOT / "examples" / "grading" / "affine_gate.grad"
+
+RIGHT = {"dx": "(dout @ w.T).reshape(x.shape)", "dw": "x.reshape(x.shape[0], -1).T @ dout", "db": "dout.sum(axis=0)"}
+
+
+def backward(**slips) -> str:
+    lines = {**RIGHT, **slips}
+    return ("import numpy as np\n\n\ndef affine_backward(dout, cache):\n    x, w, b = cache\n"
+            + "".join(f"    {k} = {v}\n" for k, v in lines.items()) + "    return dx, dw, db\n")
+
+
+# name: (source, {part: points earned}, {part: a phrase its reason must hold})
+PY_CLASS = {
+    "ada": (backward(), {"dx": 2, "dw": 2, "db": 1}, {}),
+    "ben": (backward(db="dout"), {"dx": 2, "dw": 2, "db": 0}, {"db": "not summed over the batch"}),
+    "cai": (backward(dw="dout.T @ x.reshape(x.shape[0], -1)"), {"dx": 2, "dw": 0, "db": 1},
+            {"dw": "transpose of the right answer"}),
+    "dee": (backward(dx="dout @ w.T"), {"dx": 0, "dw": 2, "db": 1}, {"dx": "right values in the wrong shape"}),
+    "eve": (backward(dx="2 * (dout @ w.T).reshape(x.shape)"), {"dx": 0, "dw": 2, "db": 1}, {"dx": "factor of 2"}),
+    "fay": (backward(db="-dout.sum(axis=0)"), {"dx": 2, "dw": 2, "db": 0}, {"db": "wrong sign"}),
+    "gus": (backward(dw="0.5 * x.reshape(x.shape[0], -1).T @ dout"), {"dx": 2, "dw": 0, "db": 1},
+            {"dw": "factor of 0.5 (a forgotten 2?)"}),
+    "hal": (backward(db="dout.mean(axis=0)"), {"dx": 2, "dw": 2, "db": 0}, {"db": "factor of 0.25"}),
+    "ivy": (backward(db="dout.sum(axis=0) * np.nan"), {"dx": 2, "dw": 2, "db": 0}, {"db": "not finite"}),
+    "jon": (backward(db="None"), {"dx": 2, "dw": 2, "db": 0}, {"db": "db"}),
+    "kim": ("import numpy as np\n\ndef affine_backward(dout, cache):\n    raise NotImplementedError('todo')\n",
+            {"dx": 0, "dw": 0, "db": 0}, {"dx": "raised NotImplementedError", "db": "raised NotImplementedError"}),
+    "lou": ("def affine_backward(dout, cache)\n    return 1\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "lou.py:1:33: error: cannot import"}),
+    "max": ("def affine_backward(dout, cache):\n    while True:\n        pass\n", {"dx": 0, "dw": 0, "db": 0},
+            {"dx": "ran out of time"}),
+    "ned": ("import numpy as np\n\ndef affine_backward(dout, cache):\n    big = np.ones((10 ** 5, 10 ** 5))\n"
+            "    return big, big, big\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "MemoryError"}),
+    "ola": ("def affine_bwd(dout, cache):\n    return None\n", {"dx": 0, "dw": 0, "db": 0},
+            {"dx": "defines no affine_backward"}),
+    "pam": (backward(dw="x.T @ dout"), {"dx": 2, "dw": 0, "db": 1}, {"dw": "dw has shape (3, 2, 5), but the input has shape (6, 5)"}),
+    "quin": ("import sys\nsys.exit(3)\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "ended with code 3"}),
+    "rae": ("print('hello ' * 1000)\n" + backward(), {"dx": 2, "dw": 2, "db": 1}, {}),
+    "sol": (backward().replace("    x, w, b = cache\n", "    x, w, b = cache\n    open('junk.bin', 'wb').write(b'0' * 10 ** 7)\n"),
+            {"dx": 0, "dw": 0, "db": 0}, {"dx": "File too large"}),  # a 1 MB limit on files it writes
+    "tia": (backward() + "\n\ndef affine_forward(x, w, b):\n    return x.reshape(x.shape[0], -1) @ w + b + 1, (x, w, b)\n",
+            {"dx": 0, "dw": 0, "db": 0}, {"dx": "forward's output differs"}),
+    "uma": (backward(dx="(dout @ w.T).reshape(x.shape) / x.shape[0]"), {"dx": 0, "dw": 2, "db": 1},
+            {"dx": "factor of 0.25"}),
+    "vic": (backward(dw="x.reshape(x.shape[0], -1).T @ dout + 1e-3"), {"dx": 2, "dw": 0, "db": 1},
+            {"dw": "wrong values"}),
+}
+
+
+def _grade(exercise, folder: Path, *extra):
+    files = sorted(str(p) for p in folder.iterdir())
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), *files, "--secret", "424242",
+                           "--timeout", "12", "-j", "2", "--format", "json", *extra],
+                          capture_output=True, text=True, cwd=folder.parent)
+    assert done.returncode == 0, done.stderr
+    return {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
+
+
+@pytest.fixture(scope="module")
+def python_class(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("class") / "submissions"
+    folder.mkdir()
+    for name, (source, _, _) in PY_CLASS.items():
+        (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    feedback = folder.parent / "feedback"
+    graded = _grade(PY_EXERCISE, folder, "--csv", str(folder.parent / "grades.csv"), "--feedback", str(feedback))
+    return graded, folder.parent
+
+
+@pytest.mark.parametrize("name", list(PY_CLASS))
+def test_a_python_class_is_scored_exactly_with_reasons(python_class, name):
+    graded, _ = python_class
+    _, expected, phrases = PY_CLASS[name]
+    parts = {p["what"].split(".")[-1]: p for p in graded[name]["parts"]}
+    assert {k: p["earned"] for k, p in parts.items()} == expected, parts
+    assert graded[name]["score"] == sum(expected.values()) and graded[name]["out_of"] == 5
+    for part, phrase in phrases.items():
+        assert phrase in parts[part]["reason"], (name, part, parts[part]["reason"])
+    for part, p in parts.items():
+        assert (p["status"] == "right") == (expected[part] > 0)
+
+
+def test_the_gradebook_and_the_feedback_files(python_class):
+    graded, folder = python_class
+    rows = list(csv.DictReader(io.StringIO((folder / "grades.csv").read_text(encoding="utf-8"))))
+    assert len(rows) == len(PY_CLASS) and {r["student"] for r in rows} == set(PY_CLASS)
+    ben = next(r for r in rows if r["student"] == "ben")
+    assert (ben["score"], ben["out_of"], ben["affine.db"]) == ("4", "5", "0") and "not summed" in ben["reasons"]
+    note = (folder / "feedback" / "ben.md").read_text(encoding="utf-8")
+    assert "**4 / 5**" in note and "not summed over the batch" in note
+    assert len(list((folder / "feedback").iterdir())) == len(PY_CLASS)
+
+
+GATE = "gate affine(x, W, b) = x @ W + b\n"
+POINT = ("\nx = [[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]]\nW = [[1.0, 2.0], [2.0, -1.0]]\nb = [0.5, -0.5]\n"
+         "L = sum(tanh(affine(x, W, b)))\n")
+
+
+def gate(dx="dout @ W.T", dW="x.T @ dout", db="sum(dout, axis=0)") -> str:
+    return GATE + f"  dx = {dx}\n  dW = {dW}\n  db = {db}\n" + POINT
+
+
+GRAD_CLASS = {
+    "ann": (gate(), {"dW": 2, "dx": 2, "db": 1}, {}),
+    "bo": (gate(dx="dout @ W"), {"dW": 2, "dx": 0, "db": 1}, {"dx": "right only at the exercise's own point"}),
+    "cy": (gate(db="dout"), {"dW": 2, "dx": 2, "db": 0}, {"db": "not summed over the batch"}),
+    "di": (gate(dW="(x.T @ dout).T"), {"dW": 0, "dx": 2, "db": 1}, {"dW": "transpose of the right answer"}),
+    "ed": (gate(dW="x.T @ dout / 2"), {"dW": 0, "dx": 2, "db": 1}, {"dW": "factor of 0.5"}),
+    "flo": (gate(db="sum(dout, axis=0"), {"dW": 0, "dx": 0, "db": 0}, {"dW": "flo.grad:6:1: error: unexpected"}),
+    "gil": ("x = 1\nf = x * x\n", {"dW": 0, "dx": 0, "db": 0}, {"dx": "no `gate affine(...)`"}),
+    "hu": (gate(dx="dout"), {"dW": 2, "dx": 0, "db": 1}, {"dx": "shape"}),
+}
+
+
+@pytest.fixture(scope="module")
+def grad_class(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gclass") / "submissions"
+    folder.mkdir()
+    for name, (source, _, _) in GRAD_CLASS.items():
+        (folder / f"{name}.grad").write_text(source, encoding="utf-8")
+    return _grade(GRAD_EXERCISE, folder)
+
+
+@pytest.mark.parametrize("name", list(GRAD_CLASS))
+def test_a_grad_class_is_scored_exactly_with_reasons(grad_class, name):
+    _, expected, phrases = GRAD_CLASS[name]
+    parts = {p["what"]: p for p in grad_class[name]["parts"]}
+    assert {k: p["earned"] for k, p in parts.items()} == expected, parts
+    for part, phrase in phrases.items():
+        assert phrase in parts[part]["reason"], (name, part, parts[part]["reason"])
+
+
+def test_the_hidden_points_depend_on_the_secret_only(tmp_path):
+    from gradcheck_cli.exercise import load_exercise
+    from gradcheck_cli.grading import _python_points
+    ex = load_exercise(str(PY_EXERCISE))
+    a, b, c = (_python_points(ex, "affine", s, 2) for s in (1, 1, 2))
+    assert all((a[i][1]["w"] == b[i][1]["w"]).all() for i in range(3))
+    assert (a[0][1]["w"] == c[0][1]["w"]).all() and not (a[1][1]["w"] == c[1][1]["w"]).all()
+
+
+@pytest.mark.parametrize("text, fragment, line", [
+    ("# points: dq=2\n" + gate(), "no gate of the exercise has a parameter 'q'", 1),
+    ("# points: dW=two\n" + gate(), "NAME=POINTS", 1),
+    (gate(), "names no parts", 1),
+    ("# points: dW=1\n" + GATE + "  dx = dout\n" + POINT, "has no line `dW = ...`", 2),
+])
+def test_bad_exercises_are_positioned_errors(tmp_path, text, fragment, line):
+    path = tmp_path / "ex.grad"
+    path.write_text(text, encoding="utf-8")
+    sub = tmp_path / "s.grad"
+    sub.write_text(gate(), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(path), str(sub), "--secret", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and fragment in done.stderr and f"ex.grad:{line}:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_grade_needs_a_secret_and_matching_submissions(tmp_path):
+    sub = tmp_path / "s.py"
+    sub.write_text(backward(), encoding="utf-8")
+    base = [sys.executable, "-m", "gradcheck_cli", "grade", str(PY_EXERCISE), str(sub)]
+    done = subprocess.run(base, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and "--secret" in done.stderr
+    other = tmp_path / "s.grad"
+    other.write_text(gate(), encoding="utf-8")
+    done = subprocess.run(base[:-1] + [str(other), "--secret", "3"], capture_output=True, text=True)
+    assert done.returncode == 2 and "its submissions" in done.stderr
+
+
+def test_partial_credit_for_an_nbgrader_cell(tmp_path):
+    from gradcheck_cli import partial_credit
+    from gradcheck_cli.errors import GradcheckError
+    from gradcheck_cli.pymodule import load_module
+    (tmp_path / "cell.py").write_text(backward(db="dout"), encoding="utf-8")
+    namespace = vars(load_module(str(tmp_path / "cell.py")))  # what a notebook's globals() holds
+    credit = partial_credit(str(PY_EXERCISE), namespace)
+    assert credit == 4.0 and credit._repr_mimebundle_()["text/plain"] == "4.0"  # nbgrader reads the number
+    assert "not summed over the batch" in credit._repr_mimebundle_()["text/html"]
+    assert partial_credit(str(PY_EXERCISE), namespace, "affine.db") == 0.0
+    assert partial_credit(str(PY_EXERCISE), namespace, ["affine.dx", "affine.dw"]) == 4.0
+    with pytest.raises(GradcheckError, match="no part 'affine.dz'"):
+        partial_credit(str(PY_EXERCISE), namespace, "affine.dz")
+
+
+def test_points_from_a_toml_beside_the_exercise_and_html_feedback(tmp_path):
+    exercise = tmp_path / "ex.grad"
+    exercise.write_text(gate(), encoding="utf-8")  # no `# points:` line
+    (tmp_path / "points.toml").write_text('[points]\ndb = 3\n"affine.dW" = 1\n', encoding="utf-8")
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / "zed.grad").write_text(gate(db="dout"), encoding="utf-8")
+    graded = _grade(exercise, folder, "--feedback", str(tmp_path / "fb"), "--feedback-format", "html")
+    parts = {p["what"]: p["earned"] for p in graded["zed"]["parts"]}
+    assert parts == {"db": 0, "affine.dW": 1} and graded["zed"]["out_of"] == 4
+    page = (tmp_path / "fb" / "zed.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "1 / 4" in page and "not summed over the batch" in page
+    (tmp_path / "points.toml").write_text("[points]\ndb = -1\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(folder / "zed.grad"),
+                           "--secret", "1"], capture_output=True, text=True)
+    assert done.returncode == 2 and "must be a number ≥ 0" in done.stderr
