@@ -292,7 +292,10 @@ def _backward(layer: Layer, u: np.ndarray, args: list):
         return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
     failures = {}
     for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
-        if g.shape != a.shape:
+        if g is None:
+            failures[name] = (f"the backward returned None for {name}, which is differentiable", None)
+            grads[k] = np.full(a.shape, np.nan)
+        elif g.shape != a.shape:
             failures[name] = (f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}", None)
             grads[k] = np.full(a.shape, np.nan)
     return grads, failures
@@ -390,7 +393,7 @@ def _gradients(result, names: list, backward) -> list:
         raise PythonError(f"{qualname(backward)} must return {len(names)} gradient(s) "
                           f"(d{', d'.join(names)}), not {describe(result)}")
     try:
-        return [np.asarray(g, dtype=float) for g in result]
+        return [None if g is None else np.asarray(g, dtype=float) for g in result]  # None: said per input
     except (TypeError, ValueError):
         raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
 

@@ -1,0 +1,222 @@
+"""PyTorch (an optional extra, imported only when a target uses it): a `torch.autograd.Function` — or
+any function of tensors whose backward is not autograd's own — checked by this project's engine, as
+one more target of the check pipeline (a Python layer whose forward and backward run in torch).
+
+- `check(fn, inputs)`: rows per differentiable input, seeded upstreams, the second point, kinks told
+  from bugs, the culprit at the line of `backward` that returns the failing gradient; non-tensor
+  arguments pass through; several outputs; `None` for a differentiable input is a failure.
+- Low precision: a Function whose inputs are float32, float16 or bfloat16 is checked in float64 (its
+  inputs upcast: the engine's oracles need it) and then its backward in its own dtype against that
+  float64 reference, allowed K = LOW_PRECISION_FACTOR times the error autograd makes through the
+  same forward in the same dtype (FlashAttention's rule).
+- `order=2`: the double backward (gradgradcheck's job): the first backward as a function of the
+  inputs and the upstream gradient, its own backward checked against its finite differences.
+- `gradcheck(func, inputs, eps=..., atol=..., rtol=...)`: torch's signature, this project's verdict;
+  raises with the table's lines instead of two Jacobians.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from .errors import GradcheckError
+from .pycheck import Layer, _settings, check_python
+from .pysource import PythonError, grad_lines, qualname, where
+from .report import CheckReport, GateRow
+from .settings import Settings
+
+LOW_PRECISION_FACTOR = 3.0   # K: a low-precision backward may err at most K× what autograd errs in that dtype
+FLOOR = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}  # ... or K× its ε
+
+
+def _apply(fn):
+    return fn.apply if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) else fn
+
+
+def _names(fn, args: list) -> list:
+    """The forward's parameter names for the arguments (after ctx for a Function), else input0, ..."""
+    target = fn.forward if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) else fn
+    try:
+        params = [p.name for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if inspect.isclass(fn) and params[:1] == ["ctx"]:
+        params = params[1:]
+    return [params[i] if i < len(params) else f"input{i}" for i in range(len(args))]
+
+
+def _differentiable(args: list) -> list:
+    """Positions differenced: tensors that require grad (or every floating tensor, when none does)."""
+    tensors = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.is_floating_point()]
+    asked = [i for i in tensors if args[i].requires_grad]
+    return asked or tensors
+
+
+def _outputs(result) -> list:
+    outs = list(result) if isinstance(result, (tuple, list)) else [result]
+    return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+
+
+class _Bridge:
+    """The Function as plain calls on float64 numpy arrays, the shape pycheck's Layer takes."""
+
+    def __init__(self, fn, args: list, diff: list, names: list, dtype=torch.float64):
+        self.apply, self.args, self.diff, self.names, self.dtype = _apply(fn), args, diff, names, dtype
+        self.shapes: list = []
+
+    def _args(self, arrays, grad: bool):
+        args = list(self.args)
+        made = []
+        for i, a in zip(self.diff, arrays):
+            t = torch.tensor(np.asarray(a), dtype=self.dtype, device=self.args[i].device).requires_grad_(grad)
+            args[i] = t
+            made.append(t)
+        return args, made
+
+    def forward(self, arrays):
+        with torch.no_grad():
+            outs = _outputs(self.apply(*self._args(arrays, False)[0]))
+        if not outs:
+            raise PythonError(f"{qualname(self.apply)} returned no floating-point tensor")
+        self.shapes = [tuple(o.shape) for o in outs]
+        flat = [o.detach().to(torch.float64).cpu().numpy() for o in outs]
+        return flat[0] if len(flat) == 1 else np.concatenate([f.ravel() for f in flat])
+
+    def backward(self, dout, arrays):
+        args, made = self._args(arrays, True)
+        outs = _outputs(self.apply(*args))
+        cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in self.shapes])[:-1]
+        douts = [torch.tensor(d.reshape(s), dtype=o.dtype, device=o.device)
+                 for d, s, o in zip(np.split(np.ravel(dout), cuts), self.shapes, outs)]
+        grads = torch.autograd.grad(outs, made, grad_outputs=douts, allow_unused=True)
+        return [None if g is None else g.detach().to(torch.float64).cpu().numpy() for g in grads]
+
+
+def _layer(fn, bridge: _Bridge, name: str | None, all_names: list) -> Layer:
+    """A Layer whose rows point into the user's `backward` (a Function's), not into this bridge."""
+    code = fn.backward if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) else fn
+    forward = fn.forward if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) else fn
+    path, line = where(code)
+    lines = grad_lines(code, tuple(all_names))
+    names = [all_names[i] for i in bridge.diff]
+    return Layer(name or qualname(fn), bridge.forward, bridge.backward, names, path, line, where(forward),
+                 {n: lines[n] for n in names if n in lines}, backward_name=qualname(code), code=code)
+
+
+def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Settings | None = None,
+          **options) -> CheckReport:
+    """Check `fn` (a torch.autograd.Function subclass, or a function of tensors) at `inputs` (a
+    tuple of arguments, or a dict by name); non-tensor arguments pass through unchanged."""
+    args = list(inputs.values()) if isinstance(inputs, dict) else list(inputs)
+    all_names = list(inputs) if isinstance(inputs, dict) else _names(fn, args)
+    diff = _differentiable(args)
+    settings = _settings(settings, options)
+    if not diff:
+        report = CheckReport(name or qualname(fn), settings=settings)
+        report.error = GradcheckError("no floating-point tensor among the inputs: nothing to differentiate", None, None)
+        return report
+    if order == 2:
+        from .torch_order2 import check_double
+        return check_double(fn, args, diff, all_names, name, settings)
+    dtypes = {args[i].dtype for i in diff}
+    bridge = _Bridge(fn, args, diff, all_names)
+    layer = _layer(fn, bridge, name, all_names)
+    report = check_python(layer, {all_names[i]: args[i].detach().to(torch.float64).cpu().numpy() for i in diff},
+                          settings)
+    low = [d for d in dtypes if d in FLOOR]
+    if report.error is None and low:
+        report.gates += low_precision(fn, args, diff, all_names, low[0], layer)
+    return report
+
+
+def low_precision(fn, args: list, diff: list, names: list, dtype, layer: Layer) -> list:
+    """GateRows, one per input: the backward in `dtype` against the float64 reference (autograd
+    through the forward in float64), allowed K× autograd's own error through the forward in `dtype`."""
+    rows = []
+    ref = _grads(fn, args, diff, torch.float64, autograd_forward=True)
+    own = _grads(fn, args, diff, dtype, autograd_forward=False)
+    auto = _grads(fn, args, diff, dtype, autograd_forward=True)
+    if ref is None or own is None:
+        return rows
+    for k, i in enumerate(diff):
+        scale = max(float(np.max(np.abs(ref[k]), initial=0.0)), 1e-30)
+        err = float(np.max(np.abs(own[k] - ref[k]), initial=0.0)) / scale
+        base = FLOOR[dtype]
+        if auto is not None:
+            base = max(base, float(np.max(np.abs(auto[k] - ref[k]), initial=0.0)) / scale)
+        allowed = LOW_PRECISION_FACTOR * base
+        ok = err <= allowed
+        line, col = layer.grad_lines.get(names[i], (layer.line, 1))
+        note = (f"in {str(dtype).removeprefix('torch.')}: error {err:.1e} against the float64 reference, "
+                f"{'within' if ok else 'past'} {LOW_PRECISION_FACTOR:g}× autograd's own through the forward "
+                f"({base:.1e})")
+        from .verdict import Judgement
+        j = Judgement("pass" if ok else "fail", err, None, None, allowed, (0, 0), np.zeros((1, 0)))
+        rows.append(GateRow(layer.backward_name, str(dtype).removeprefix("torch."), names[i], line, col, layer.line,
+                            j.status, err, None, allowed, 1, note))
+    return rows
+
+
+class _Ctx:
+    """A stand-in for a Function's ctx, so its forward can run as plain autograd code."""
+
+    def __init__(self):
+        self.saved_tensors = ()
+        self.needs_input_grad = ()
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *args):
+        pass
+
+    def mark_dirty(self, *args):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+
+def _grads(fn, args: list, diff: list, dtype, autograd_forward: bool):
+    """The gradients for a fixed seeded upstream, in `dtype` (as float64 arrays): through the
+    Function's own backward, or through its forward run as autograd code; None when that fails."""
+    moved = list(args)
+    made = []
+    for i in diff:
+        moved[i] = args[i].detach().to(dtype).requires_grad_(True)
+        made.append(moved[i])
+    try:
+        if autograd_forward and inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
+            result = fn.forward(_Ctx(), *moved)
+        else:
+            result = _apply(fn)(*moved)
+        outs = _outputs(result)
+        gen = torch.Generator().manual_seed(104729)
+        douts = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype) for o in outs]
+        grads = torch.autograd.grad(outs, made, grad_outputs=douts, allow_unused=True)
+    except Exception:  # noqa: BLE001 - the user's code may raise anything (the float64 check says what)
+        return None
+    if any(g is None for g in grads):
+        return None
+    return [g.detach().to(torch.float64).cpu().numpy() for g in grads]
+
+
+def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              raise_exception: bool = True, fast_mode: bool = False, **ignored) -> bool:
+    """torch.autograd.gradcheck's signature with this project's engine: True when every input's
+    gradient is right; else raises GradcheckError listing each failing input and its line (or returns
+    False with raise_exception=False). eps sets the step, rtol the tolerance; atol is kept as a floor."""
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    report = check(func, args, step=min(max(eps, 1e-12), 0.5), rtol=min(max(rtol, 1e-12), 0.5),
+                   atol=max(float(atol), 0.0) if atol else 0.0)
+    if report.error is None and report.passed:
+        return True
+    if not raise_exception:
+        return False
+    from .render.common import failure_lines
+    lines = [report.error.format()] if report.error is not None else failure_lines(report)
+    raise GradcheckError("gradcheck failed:\n" + "\n".join(lines), None, None)
