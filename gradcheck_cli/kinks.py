@@ -10,6 +10,7 @@ MAX_TIE_ELEMENTS = 16                # at most this many kink elements of one cl
 # Kinks in code whose branches cannot be seen (a user's Python), told from the slopes alone:
 SMOOTH_RATIO = 0.1                   # smooth: the slope jump at h/2 is numeric.REFINE ± this of the jump at h
 JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding errors above noise
+GAP_NOISE = 2.0                      # a slope jump's own rounding: this many of its step's rounding errors
 KEPT = 0.25                          # a jump within this fraction of itself at ±TIE·h stays: on the point
 CLEAR = 1e-2                         # a jump under this fraction of itself at ±TIE·h: that step missed the kink
 
@@ -29,9 +30,10 @@ def slope_jumps(s: dict, idx, plus2, minus2, centre, h2, ref, rtol: float, atol:
     scale = np.maximum(np.abs(s["d1"][idx]), 0.0 if ref is None else np.abs(np.asarray(ref, dtype=float).T[idx]))
     floor = np.maximum.reduce([np.full_like(g1, atol), rtol * scale, JUMP_ROUNDING * s["rounding"][idx]])
     big = np.maximum(np.abs(g1), np.abs(g2))
-    with np.errstate(all="ignore"):
-        ratio = g2 / np.where(g1 != 0, g1, np.inf)
-    return np.any((big > floor) & ~(np.abs(ratio - refine) <= SMOOTH_RATIO), axis=1)
+    # the gaps are differences of rounded values: each carries up to ~2 of its step's rounding errors
+    noise = GAP_NOISE * s["rounding"][idx] * (1 + 1 / refine)
+    smooth = np.abs(g2 - refine * g1) <= SMOOTH_RATIO * np.abs(g1) + noise
+    return np.any((big > floor) & ~smooth, axis=1)
 
 
 def jump_kept(s: dict, idx, plus, minus, centre, h) -> np.ndarray:

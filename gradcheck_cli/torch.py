@@ -27,6 +27,8 @@ from .pycheck import Layer, _settings, check_python
 from .pysource import PythonError, grad_lines, qualname, where
 from .report import CheckReport, GateRow
 from .settings import Settings
+from .torch_order2 import check_double
+from .verdict import Judgement
 
 LOW_PRECISION_FACTOR = 3.0   # K: a low-precision backward may err at most K× what autograd errs in that dtype
 FLOOR = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}  # ... or K× its ε
@@ -120,8 +122,7 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         report.error = GradcheckError("no floating-point tensor among the inputs: nothing to differentiate", None, None)
         return report
     if order == 2:
-        from .torch_order2 import check_double
-        return check_double(fn, args, diff, all_names, name, settings)
+        return check_double(fn, _apply(fn), args, diff, all_names, name, settings)
     dtypes = {args[i].dtype for i in diff}
     bridge = _Bridge(fn, args, diff, all_names)
     layer = _layer(fn, bridge, name, all_names)
@@ -154,7 +155,6 @@ def low_precision(fn, args: list, diff: list, names: list, dtype, layer: Layer) 
         note = (f"in {str(dtype).removeprefix('torch.')}: error {err:.1e} against the float64 reference, "
                 f"{'within' if ok else 'past'} {LOW_PRECISION_FACTOR:g}× autograd's own through the forward "
                 f"({base:.1e})")
-        from .verdict import Judgement
         j = Judgement("pass" if ok else "fail", err, None, None, allowed, (0, 0), np.zeros((1, 0)))
         rows.append(GateRow(layer.backward_name, str(dtype).removeprefix("torch."), names[i], line, col, layer.line,
                             j.status, err, None, allowed, 1, note))
