@@ -223,6 +223,18 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
     return forward, backward, layer_style, inputs
 
 
+def torch_function(spec: str):
+    """The torch.autograd.Function subclass `FILE.py::NAME` names, or None (torch is not imported here)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or "," in name:
+        return None
+    fn = getattr(load_module(path), name, None)
+    if inspect.isclass(fn) and any(c.__module__.startswith("torch.autograd") and c.__name__ == "Function"
+                                   for c in fn.__mro__[1:]):
+        return fn
+    return None
+
+
 def load_target(spec: str):
     """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code). A
     function NAME with no backward beside it is a loss that returns its own gradient (backward None)."""

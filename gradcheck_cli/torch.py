@@ -24,6 +24,7 @@ import torch
 
 from .errors import GradcheckError
 from .pycheck import Layer, _settings, check_python
+from .pymodule import _rerun
 from .pysource import PythonError, grad_lines, qualname, where
 from .report import CheckReport, GateRow
 from .settings import Settings
@@ -217,6 +218,35 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
         return True
     if not raise_exception:
         return False
-    from .render.common import failure_lines
-    lines = [report.error.format()] if report.error is not None else failure_lines(report)
+    rows = [r for r in report.nodes + report.gates if r.status == "fail"]
+    lines = [report.error.format()] if report.error is not None else [
+        f"{getattr(r, 'input', None) or r.name} (line {r.line} of {report.path}): {r.note or 'fail'}" for r in rows]
     raise GradcheckError("gradcheck failed:\n" + "\n".join(lines), None, None)
+
+
+def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings: Settings, order: int = 1) -> CheckReport:
+    """`check-py FILE.py::MyFunction --shape x=4,5 [--param dim=1]`: float64 tensors of the given
+    shapes (seeded normal values) or values, params passed through, in the forward's parameter order."""
+    names = _names(fn, [None] * 64)
+    given = list(shapes) + [n for n in values if n not in shapes]
+    unknown = [n for n in given + list(params) if n not in names]
+    if unknown:
+        raise PythonError(f"{qualname(fn)}.forward has no parameter '{unknown[0]}' (its parameters: "
+                          + ", ".join(n for n in names if not n.startswith("input")) + ")")
+    if not given:
+        raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
+    rng = np.random.default_rng(settings.seed)
+    last = max(names.index(n) for n in given + list(params))
+    args = []
+    for n in names[: last + 1]:
+        if n in given:
+            value = values[n] if n in values else rng.standard_normal(shapes[n])
+            args.append(torch.tensor(np.asarray(value, dtype=float), dtype=torch.float64, requires_grad=True))
+        elif n in params:
+            args.append(params[n])
+        else:
+            raise PythonError(f"{qualname(fn)}.forward's parameter '{n}' comes before the given ones: give it too")
+    report = check(fn, {n: a for n, a in zip(names, args)}, name=spec, order=order, settings=settings)
+    report.source = spec
+    report.rerun = _rerun(spec, shapes, values, params, settings) + (" --order 2" if order == 2 else "")
+    return report

@@ -147,8 +147,10 @@ def _array_or_list(value: list):
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="A differentiated input's value: 1.5, [1, 2], randn(3), ...")
 @click.option("--param", "params", multiple=True, metavar="NAME=JSON",
               help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
+@click.option("--order", type=click.IntRange(min=1, max=2), default=1, show_default=True,
+              help="2: check a torch.autograd.Function's double backward (gradgradcheck's job).")
 @_report_options
-def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, order, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -157,6 +159,10 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     alone checks every NAME_forward/NAME_backward pair whose inputs are given (each takes the
     --shape, --at and --param entries it has parameters for). A composite layer that fails is
     blamed on the helper layer it calls whose own check fails.
+
+    FILE.py::MyFunction checks a torch.autograd.Function (PyTorch installed): its backward in
+    float64, and again in its inputs' dtype against that float64 reference; --order 2 its double
+    backward.
 
     This imports FILE.py and runs its code, as pytest does. .grad files are never executed.
 
@@ -167,7 +173,7 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
     """
     from ..config import load
     from ..errors import GradcheckError
-    from ..pymodule import check_spec, collect, used_params
+    from ..pymodule import check_spec, collect, torch_function, used_params
     from ..pysource import source_text
     from ..report import CheckReport, RunReport
 
@@ -197,7 +203,13 @@ def check_py(targets, shapes, at, params, seed, fmt, output, rtol, atol, step, s
         for spec in specs:
             try:
                 chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
-                results.append(check_spec(spec, *chosen, settings))
+                if torch_function(spec) is not None:  # a torch.autograd.Function: the torch bridge (imports torch)
+                    from ..torch import check_spec as check_torch
+                    results.append(check_torch(spec, torch_function(spec), *chosen, settings, order))
+                else:
+                    if order != 1:
+                        raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
+                    results.append(check_spec(spec, *chosen, settings))
             except GradcheckError as err:
                 failed(spec, err)
     if not results:

@@ -1,0 +1,180 @@
+"""torch.autograd.Function checked by this project's engine (issue 24): right and wrong examples
+failing on their lines, non-tensor arguments, None gradients, several outputs, low precision
+(float32, float16, bfloat16 against a float64 reference), the double backward, and torch's
+gradcheck signature. Skipped without PyTorch (`pip install 'gradcheck-cli[torch]'`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install 'gradcheck-cli[torch]'")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "torch" / "functions.py"
+sys.path.insert(0, str(EXAMPLES.parent))
+import functions as F  # noqa: E402
+
+from gradcheck_cli.errors import GradcheckError  # noqa: E402
+from gradcheck_cli.torch import check, gradcheck  # noqa: E402
+
+
+def line_of(cls, text: str) -> int:
+    """The line, in the examples file, of `text` inside class `cls`."""
+    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"class {cls.__name__}("))
+    return next(i for i in range(start, len(lines)) if text in lines[i]) + 1
+
+
+def x(*shape, dtype=torch.float64, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).requires_grad_()
+
+
+@pytest.mark.parametrize("right, wrong, shape", [
+    (F.FusedGELU, F.FusedGELURounded, (4, 5)),
+    (F.LayerNorm, F.LayerNormNoMean, (4, 6)),
+    (F.Softmax, F.SoftmaxWrongAxis, (3, 5)),
+    (F.Transpose, F.TransposeStrideBug, (4, 4)),
+])
+def test_right_functions_pass_and_wrong_ones_fail_on_their_line(right, wrong, shape):
+    ok = check(right, (x(*shape),))
+    assert ok.error is None and ok.passed, [(r.name, r.status, r.note) for r in ok.nodes]
+    bad = check(wrong, (x(*shape),))
+    assert bad.error is None and not bad.passed
+    (row,) = bad.nodes
+    assert row.status == "fail" and row.line == line_of(wrong, "dx = ")
+
+
+def test_non_tensor_arguments_pass_through_and_none_for_them_is_fine():
+    report = check(F.LayerNorm, (x(3, 4), 1e-3))  # eps: a float, returned None for
+    assert report.passed and [r.name for r in report.nodes] == ["x"]
+
+
+def test_none_for_a_differentiable_input_fails_that_input():
+    class Forgets(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            return g * b, None
+    report = check(Forgets, (x(3), x(3, seed=1)))
+    status = {r.name: (r.status, r.note) for r in report.nodes}
+    assert status["a"][0] == "pass" and status["b"][0] == "fail" and "returned None for b" in status["b"][1]
+
+
+def test_several_outputs_and_a_wrong_shape():
+    class SinCos(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a.sin(), a.cos()
+
+        @staticmethod
+        def backward(ctx, gs, gc):
+            (a,) = ctx.saved_tensors
+            return gs * a.cos() - gc * a.sin()
+    assert check(SinCos, (x(4),)).passed
+
+    class WrongShape(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g * 2).sum(0)
+    report = check(WrongShape, (x(3, 4),))
+    assert not report.passed and "shape" in (report.nodes[0].note or "")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_low_precision_right_passes_and_a_one_percent_bug_fails(dtype):
+    class OnePercent(F.FusedGELU):
+        @staticmethod
+        def backward(ctx, grad):
+            return F.FusedGELU.backward(ctx, grad) * 1.01
+    ok = check(F.FusedGELU, (x(64, 32, dtype=dtype),))
+    low = [g for g in ok.gates if g.gate == str(dtype).removeprefix("torch.")]
+    assert ok.passed and len(low) == 1 and low[0].status == "pass", [g.note for g in low]
+    bad = check(OnePercent, (x(64, 32, dtype=dtype),))
+    assert not bad.passed and bad.nodes[0].status == "fail"  # the float64 check sees 1% in any dtype
+
+
+def test_a_float32_backward_that_rounds_through_bfloat16_fails_only_in_its_dtype():
+    class ThroughBF16(F.FusedGELU):
+        @staticmethod
+        def backward(ctx, grad):
+            dx = F.FusedGELU.backward(ctx, grad.to(torch.bfloat16)) if grad.dtype == torch.float32 else F.FusedGELU.backward(ctx, grad)
+            return dx.to(grad.dtype)
+    report = check(ThroughBF16, (x(64, 32, dtype=torch.float32),))
+    low = [g for g in report.gates if g.gate == "float32"]
+    assert report.nodes[0].status != "fail" and low[0].status == "fail" and not report.passed
+    assert "past 3× autograd's own" in low[0].note
+
+
+def test_the_double_backward_of_a_function_that_keeps_an_intermediate_on_ctx_fails():
+    # pytorch #76185: an intermediate kept on ctx (not save_for_backward) is a constant to autograd,
+    # so the first backward is right and the double backward silently misses its derivative
+    class ExpSaved(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            y = 2 * a.exp()
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * y
+
+    class ExpOnCtx(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            t = a.exp()
+            ctx.t = t
+            return 2 * t
+
+        @staticmethod
+        def backward(ctx, g):
+            return 2 * g * ctx.t
+    a = x(5)
+    assert check(ExpOnCtx, (a,)).passed  # the first backward is right
+    assert check(ExpSaved, (a,), order=2).passed
+    twice = check(ExpOnCtx, (a,), order=2)
+    status = {r.name: r.status for r in twice.nodes}
+    assert status == {"a": "fail", "grad_out": "pass"}
+
+
+def test_the_drop_in_gradcheck_raises_with_lines_not_jacobians():
+    assert gradcheck(F.Softmax.apply, (x(3, 4),), eps=1e-6, atol=1e-5, rtol=1e-3)
+    assert gradcheck(F.SoftmaxWrongAxis, (x(3, 4),), raise_exception=False) is False
+    with pytest.raises(GradcheckError) as err:
+        gradcheck(F.SoftmaxWrongAxis, (x(3, 4),))
+    assert f"line {line_of(F.SoftmaxWrongAxis, 'dx = ')}" in err.value.message and "functions.py" in err.value.message
+
+
+def test_check_py_on_a_function_and_its_double_backward():
+    run = [sys.executable, "-m", "gradcheck_cli", "check-py"]
+    done = subprocess.run(run + [f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6"], capture_output=True, text=True)
+    assert done.returncode == 1 and f"(line {line_of(F.LayerNormNoMean, 'dx = ')})" in done.stdout
+    done = subprocess.run(run + [f"{EXAMPLES}::Softmax", "--shape", "x=3,5", "--order", "2"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(run + [f"{ROOT / 'examples/python/layers.py'}::affine", "--shape", "x=2,3", "--shape", "w=3,2",
+                                 "--shape", "b=2", "--order", "2"], capture_output=True, text=True)
+    assert done.returncode == 2 and "torch.autograd.Functions only" in done.stderr
+
+
+def test_torch_is_imported_only_when_a_target_uses_it():
+    code = ("import sys\nfrom gradcheck_cli import check, check_function\nimport numpy as np\n"
+            "check('x = 1.5\\nf = x * x')\ncheck_function(np.sin, lambda g, x: g * np.cos(x), {'x': np.ones(3)})\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
