@@ -226,8 +226,8 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
 def torch_function(spec: str):
     """The torch.autograd.Function subclass `FILE.py::NAME` names, or None (torch is not imported here)."""
     path, sep, name = spec.rpartition("::")
-    if not sep or "," in name:
-        return None
+    if not sep or not path or not name or "," in name:
+        return None  # (load_target says what is wrong with the spec)
     fn = getattr(load_module(path), name, None)
     if inspect.isclass(fn) and any(c.__module__.startswith("torch.autograd") and c.__name__ == "Function"
                                    for c in fn.__mro__[1:]):
