@@ -133,7 +133,7 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set, settings:
     calls, _ = _gate_calls(graph, reach, set(), settings.seed)
     units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
                        lambda n: n.gate.instance is not None and n.gate.instance.bwd is not None)
-    predicted = cost.predict(graph, checked, exhaustive, calls, [], units, graph.built)
+    predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built)
     if predicted.total > MAX_WORK:
         raise GradcheckError(size_error(f"checking '{out.name}' ({len(checked):,} nodes to difference, "
                                         f"{len(calls):,} gate calls to check)", predicted.total, MAX_WORK,

@@ -185,18 +185,17 @@ def _width(graph):
     return lambda tid: max(int(suffix[tid]), out)
 
 
-def predict(graph, checked: list, exhaustive: set, calls: list, worst_extra: list, gate_calls: Calls,
-            built: int) -> Cost:
+def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int) -> Cost:
     """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
-    (element by element for `exhaustive`, else projections) and their rows, the gate `calls` checked
-    on their own and, in the worst case, the `worst_extra` ones below failing rows too. SymPy is
-    not included: it gets what is left."""
+    (element by element for `exhaustive`, else projections) and their rows, and the gate `calls`
+    checked on their own. Not included: SymPy (it gets what is left) and the calls below failing
+    rows (the checker admits them while the limit allows)."""
     memo = gate_calls.memo
     out = graph.nodes[graph.output]
     shape = Shape(graph, memo)
     targets = [(n.id, n.size, n.id not in exhaustive) for n in checked]
     gates: dict = {}
-    for node in calls + worst_extra:
+    for node in calls:
         _add(gates, gate_calls.counts(node))
     return Cost({
         "building": {"build": built},

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import nodes as N
-from .errors import GradcheckError, GradSyntaxError
+from .errors import GradcheckError
 from .files import read_source
 from .syntax import parse
 
@@ -157,15 +157,12 @@ def _inputs(ex: Exercise, m, number: int) -> None:
             into.setdefault(pair, {})[name] = value
 
 
-def splice(exercise: Exercise, submission_text: str, source: str) -> str:
+def splice(exercise: Exercise, submission_text: str) -> str:
     """The exercise with the student's d lines in place of the solution's, for the parts' gates: each
     gate keeps the exercise's header (its forward: the student cannot change what is differentiated)
     and takes the submission's indented lines. Raises GradcheckError (the submission's line) when
     the submission does not parse or lacks a gate."""
-    try:
-        theirs = {s.name: s for s in parse(submission_text).statements if isinstance(s, N.GateDef)}
-    except GradSyntaxError:
-        raise
+    theirs = {s.name: s for s in parse(submission_text).statements if isinstance(s, N.GateDef)}
     ours = {s.name: s for s in parse(exercise.text).statements if isinstance(s, N.GateDef)}
     lines = exercise.text.splitlines()
     sub_lines = submission_text.splitlines()

@@ -73,7 +73,7 @@ def grade_grad(exercise: Exercise, path: str, student: str, secret: int, hidden:
     """A `.grad` submission: its d lines for the exercise's gates, checked in the exercise's program."""
     try:
         text = read_source(path)
-        program = splice(exercise, text, path)
+        program = splice(exercise, text)
     except GradcheckError as err:
         return zero(exercise, student, path, err.located(path, _text(path)).format())
     verdicts: dict = {}

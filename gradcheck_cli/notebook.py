@@ -51,8 +51,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def options(line: str, prog: str) -> tuple:
-    """(check keyword arguments, --at values, the remaining words) from a magic's line; a bad
-    option is a UsageError naming it (shown by IPython without a traceback)."""
+    """(check keyword arguments, --at values, the remaining words, draw the circuit?) from a magic's
+    line; a bad option is a UsageError naming it (shown by IPython without a traceback)."""
     try:
         words = shlex.split(line)
         found, rest = _parser(prog).parse_known_args(words)

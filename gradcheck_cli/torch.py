@@ -67,8 +67,8 @@ def _outputs(result) -> list:
 class _Bridge:
     """The Function as plain calls on float64 numpy arrays, the shape pycheck's Layer takes."""
 
-    def __init__(self, fn, args: list, diff: list, names: list, dtype=torch.float64):
-        self.apply, self.args, self.diff, self.names, self.dtype = _apply(fn), args, diff, names, dtype
+    def __init__(self, fn, args: list, diff: list, dtype=torch.float64):
+        self.apply, self.args, self.diff, self.dtype = _apply(fn), args, diff, dtype
         self.shapes: list = []
         self.vmap = None  # does torch.func.vmap run it? (found on the first batch)
 
@@ -154,7 +154,7 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
     if order == 2:
         return check_double(fn, _apply(fn), args, diff, all_names, name, settings)
     dtypes = {args[i].dtype for i in diff}
-    bridge = _Bridge(fn, args, diff, all_names)
+    bridge = _Bridge(fn, args, diff)
     layer = _layer(fn, bridge, name, all_names)
     report = check_python(layer, {all_names[i]: args[i].detach().to(torch.float64).cpu().numpy() for i in diff},
                           settings)
@@ -194,9 +194,9 @@ def low_precision(fn, args: list, diff: list, names: list, dtype, layer: Layer) 
 class _Ctx:
     """A stand-in for a Function's ctx, so its forward can run as plain autograd code."""
 
-    def __init__(self):
+    def __init__(self, n: int):
         self.saved_tensors = ()
-        self.needs_input_grad = ()
+        self.needs_input_grad = (True,) * n
 
     def save_for_backward(self, *tensors):
         self.saved_tensors = tensors
@@ -221,7 +221,7 @@ def _grads(fn, args: list, diff: list, dtype, autograd_forward: bool):
         made.append(moved[i])
     try:
         if autograd_forward and inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
-            result = fn.forward(_Ctx(), *moved)
+            result = fn.forward(_Ctx(len(moved)), *moved)
         else:
             result = _apply(fn)(*moved)
         outs = _outputs(result)
