@@ -7,7 +7,7 @@ one more target of the check pipeline (a Python layer whose forward and backward
   arguments pass through; several outputs; `None` for a differentiable input is a failure.
 - Low precision: a Function whose inputs are float32, float16 or bfloat16 is checked in float64 (its
   inputs upcast: the engine's oracles need it) and then its backward in its own dtype against that
-  float64 reference, allowed K = LOW_PRECISION_FACTOR times the error autograd makes through the
+  float64 reference, allowed K = precision.FACTOR times the error autograd makes through the
   same forward in the same dtype (FlashAttention's rule).
 - `order=2`: the double backward (gradgradcheck's job): the first backward as a function of the
   inputs and the upstream gradient, its own backward checked against its finite differences.
@@ -22,17 +22,16 @@ import inspect
 import numpy as np
 import torch
 
+from . import precision
 from .errors import GradcheckError
 from .pycheck import Layer, _settings, check_python
 from .pymodule import _rerun
 from .pysource import PythonError, grad_lines, qualname, where
-from .report import CheckReport, GateRow
+from .report import CheckReport
 from .settings import Settings
 from .torch_order2 import check_double
-from .verdict import Judgement
 
-LOW_PRECISION_FACTOR = 3.0   # K: a low-precision backward may err at most K× what autograd errs in that dtype
-FLOOR = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}  # ... or K× its ε
+LOW = (torch.float32, torch.float16, torch.bfloat16)  # dtypes checked again in themselves (precision.py)
 
 
 def _apply(fn):
@@ -158,7 +157,7 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
     layer = _layer(fn, bridge, name, all_names)
     report = check_python(layer, {all_names[i]: args[i].detach().to(torch.float64).cpu().numpy() for i in diff},
                           settings)
-    low = [d for d in dtypes if d in FLOOR]
+    low = [d for d in dtypes if d in LOW]
     if report.error is None and low:
         report.gates += low_precision(fn, args, diff, all_names, low[0], layer)
     return report
@@ -167,28 +166,12 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
 def low_precision(fn, args: list, diff: list, names: list, dtype, layer: Layer) -> list:
     """GateRows, one per input: the backward in `dtype` against the float64 reference (autograd
     through the forward in float64), allowed K× autograd's own error through the forward in `dtype`."""
-    rows = []
     ref = _grads(fn, args, diff, torch.float64, autograd_forward=True)
     own = _grads(fn, args, diff, dtype, autograd_forward=False)
-    auto = _grads(fn, args, diff, dtype, autograd_forward=True)
     if ref is None or own is None:
-        return rows
-    for k, i in enumerate(diff):
-        scale = max(float(np.max(np.abs(ref[k]), initial=0.0)), 1e-30)
-        err = float(np.max(np.abs(own[k] - ref[k]), initial=0.0)) / scale
-        base = FLOOR[dtype]
-        if auto is not None:
-            base = max(base, float(np.max(np.abs(auto[k] - ref[k]), initial=0.0)) / scale)
-        allowed = LOW_PRECISION_FACTOR * base
-        ok = err <= allowed
-        line, col = layer.grad_lines.get(names[i], (layer.line, 1))
-        note = (f"in {str(dtype).removeprefix('torch.')}: error {err:.1e} against the float64 reference, "
-                f"{'within' if ok else 'past'} {LOW_PRECISION_FACTOR:g}× autograd's own through the forward "
-                f"({base:.1e})")
-        j = Judgement("pass" if ok else "fail", err, None, None, allowed, (0, 0), np.zeros((1, 0)))
-        rows.append(GateRow(layer.backward_name, str(dtype).removeprefix("torch."), names[i], line, col, layer.line,
-                            j.status, err, None, allowed, 1, note))
-    return rows
+        return []
+    auto = _grads(fn, args, diff, dtype, autograd_forward=True)
+    return precision.rows(ref, own, auto, [names[i] for i in diff], str(dtype).removeprefix("torch."), layer)
 
 
 class _Ctx:

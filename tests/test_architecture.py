@@ -21,6 +21,8 @@ LAZY_LIBRARIES = {
     "subprocess": "only Graphviz rendering",
     "importlib": "only user Python modules (check-py)",
     "IPython": "an optional extra: only when a notebook loads the extension",
+    "jax": "an optional extra: only when a target uses it",
+    "torch": "an optional extra: only when a target uses it",
     "resource": "only in a grading child process, as it starts (the limits are Unix's)",
 }
 
@@ -190,8 +192,8 @@ LAYERS = [
     {"errors", "nodes", "tensors", "settings", "limits", "tolerances", "meter", "display"},
     {"syntax", "values", "array_gates", "shape_gates", "conv_gates", "tensor_gates", "gate_record", "gates", "graph", "report", "writer", "verdict", "pysource"},
     {"builder", "build_calls", "build_loops", "build_index", "build_common", "usergates", "frontend", "expects"},                       # building the graph
-    {"autodiff", "symbolic", "symvalues", "batches", "kinks", "numeric", "runners", "subgradients", "per_output", "pipeline", "diagnosis", "cost", "diagnose_grads"},  # the oracles, one check step
-    {"gatecheck", "checker", "expectcheck", "teach", "answers", "files", "pycheck", "pyrunner", "pymodule", "config", "graphviz", "exercise", "grading", "graderun", "torch", "torch_order2"},
+    {"autodiff", "symbolic", "symvalues", "batches", "kinks", "numeric", "runners", "subgradients", "per_output", "pipeline", "diagnosis", "cost", "diagnose_grads", "precision"},  # the oracles, one check step
+    {"gatecheck", "checker", "expectcheck", "teach", "answers", "files", "pycheck", "pyrunner", "pymodule", "config", "graphviz", "exercise", "grading", "graderun", "torch", "torch_order2", "jax"},
     {"render", "testing", "cli", "pytest_plugin", "notebook", "grade_worker", "__init__", "__main__"},  # the faces
 ]
 # Arrows against that order that exist today, each to be removed. None: a user gate is a composite

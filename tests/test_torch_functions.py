@@ -116,7 +116,7 @@ def test_a_float32_backward_that_rounds_through_bfloat16_fails_only_in_its_dtype
     report = check(ThroughBF16, (x(64, 32, dtype=torch.float32),))
     low = [g for g in report.gates if g.gate == "float32"]
     assert report.nodes[0].status != "fail" and low[0].status == "fail" and not report.passed
-    assert "past 3× autograd's own" in low[0].note
+    assert "past 3× autodiff's own" in low[0].note
 
 
 def test_the_double_backward_of_a_function_that_keeps_an_intermediate_on_ctx_fails():
