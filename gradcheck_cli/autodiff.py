@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import BackwardError, GradValueError
 from .graph import Graph, Node
-from .meter import count, gate_units
+from .meter import active, count, gate_units
 
 __all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
 
@@ -55,11 +55,13 @@ def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
     its body when it has none."""
     global _bodies
     inst = gate.instance
-    count("call")
+    if active():
+        count("call")
+        if inst is None:
+            count("element", int(np.size(g)) + sum(int(np.size(a)) for a in args))
+            if gate.workspace is not None:
+                count("window", g.shape[0] * int(gate.workspace([np.shape(a) for a in args], attrs)))
     if inst is None:
-        count("element", int(np.size(g)) + sum(int(np.size(a)) for a in args))
-        if gate.workspace is not None:
-            count("window", g.shape[0] * int(gate.workspace([np.shape(a) for a in args], attrs)))
         return gate.vjp(g, args, out, attrs)
     if inst.bwd is None:
         outermost = _bodies is None
@@ -86,15 +88,21 @@ def gate_branch(gate, args: list, attrs: dict) -> np.ndarray:
     return gate.branch(args, attrs)
 
 
-def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
-    """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
-    rows = n_rows if n_rows is not None and any(batched) else None
-    count("call")  # a user gate's too: running its body costs a call of its own
+def _count_call(node: Node, args: list, batched: list, rows) -> None:
+    """The meter's counts for one gate call (a user gate's too: running its body costs a call)."""
+    count("call")
     if node.gate.instance is None:
         elements, windows = gate_units(node.gate, [np.shape(a)[1:] if b and rows else np.shape(a)
                                                    for a, b in zip(args, batched)], node.attrs, node.size, rows or 1)
         count("element", elements)
         count("window", windows)
+
+
+def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
+    """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
+    rows = n_rows if n_rows is not None and any(batched) else None
+    if active():
+        _count_call(node, args, batched, rows)
     if rows is not None:
         if node.gate.elementwise:
             args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
@@ -144,7 +152,6 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
             if nid not in batched:
                 batched[nid] = np.broadcast_to(values[nid], (n_rows,) + node.shape)
             value = batched[nid].copy()
-            count("element", value.size)  # the perturbed copies, and their deltas made and added
             flat = value.reshape(n_rows, -1)
             for p in inject[nid]:
                 if p.flat is None:  # a dense perturbation: one full vector per row
@@ -222,7 +229,9 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     out_id = graph.output
     batched: dict = {}
     kinks = np.zeros(n_rows, dtype=bool)
-    count("sweep", out_id + 1 - start)
+    if active():
+        count("sweep", out_id + 1 - start)
+        count("element", n_rows * sum(graph.nodes[nid].size for nid in inject))  # the perturbed copies
     with np.errstate(all="ignore"):
         _sweep(graph, list(values), graph.nodes[start: out_id + 1], batched, n_rows, inject=inject,
                centre_branches=centre_branches, kinks=kinks, last_use=_last_uses(graph), keep=out_id)

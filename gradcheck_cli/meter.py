@@ -47,6 +47,11 @@ class Meter:
         return sum(PRICES[k] * n for k, n in self.counts.items())
 
 
+def active() -> bool:
+    """Whether a meter is counting (callers skip working out what to count when none is)."""
+    return _meter.get() is not None
+
+
 def count(kind: str, n: int = 1) -> None:
     """Count `n` of `kind` (a key of PRICES) on the active meter (free when none is active)."""
     m = _meter.get()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import numeric, verdict
-from .meter import count
+from .meter import active, count
 from .tolerances import NOISE_STEP
 
 
@@ -53,8 +53,9 @@ def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Po
     at kinks [(convention, (out, n))], asked for only when a kink element fails; `explain(evidence)`
     the same for code whose chain rules cannot be computed (per_output.explain)."""
     seed = settings.seed if seed is None else seed
-    count("row")
-    count("element", int(np.size(bp)))
+    if active():
+        count("row")
+        count("element", int(np.size(bp)))
 
     def difference(t):
         return numeric.differentiate(runner, [t], settings.h, settings.rtol, settings.atol, {t.id: bp}, seed)[t.id]

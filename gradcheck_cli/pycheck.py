@@ -16,7 +16,7 @@ import numpy as np
 from . import cost, numeric, per_output, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, MAX_WORK, size_error
-from .meter import count
+from .meter import active, count
 from .pyrunner import FunctionRunner
 from .pysource import (
     PythonError,
@@ -278,8 +278,9 @@ def _backward(layer: Layer, u: np.ndarray, args: list):
     """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
     to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
     exception fails every input at the line that raised."""
-    count("python")
-    count("element", u.size + sum(a.size for a in args))
+    if active():
+        count("python")
+        count("element", u.size + sum(a.size for a in args))
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")

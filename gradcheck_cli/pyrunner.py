@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from . import numeric
-from .meter import PRICES, count
+from .meter import PRICES, active, count
 from .pysource import PythonError, exception_text, user_line
 
 
@@ -47,8 +47,9 @@ class FunctionRunner:
 
     def _call(self, arrays):
         self.calls += 1
-        count("python")
-        count("element", sum(int(np.size(a)) for a in arrays))
+        if active():
+            count("python")
+            count("element", sum(int(np.size(a)) for a in arrays))
         try:
             return self.forward(arrays)
         except PythonError:
@@ -79,19 +80,33 @@ class FunctionRunner:
             return np.array([np.ravel(np.asarray(self._call([p[r].copy() for p in parts]), dtype=float))
                              for r in range(rows.shape[0])])
 
-    def run(self, probes: list, n_rows: int):
-        flat = np.broadcast_to(self.x, (n_rows, self.x.size)).copy()
+    def _perturbed(self, probes: list, n_rows: int) -> list:
+        """Each input with a leading axis of rows, the probes' nudges added (each input copied once)."""
+        parts = [np.broadcast_to(a, (n_rows,) + a.shape).copy() for a in self.args]
+        flats = [p.reshape(n_rows, -1) for p in parts]
+        bounds = np.asarray(self.offsets)
         for p in probes:
             if p.flat is None:
-                flat[p.rows] += p.delta
-            else:
-                np.add.at(flat, (p.rows, p.flat), np.broadcast_to(p.delta, p.flat.shape))
-        rows = [flat[:, lo:hi].reshape((n_rows,) + a.shape)
-                for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
+                for f, lo, hi in zip(flats, bounds[:-1], bounds[1:]):
+                    f[p.rows] += p.delta[:, lo:hi]
+                continue
+            delta = np.broadcast_to(p.delta, p.flat.shape)
+            if len(flats) == 1:
+                np.add.at(flats[0], (p.rows, p.flat), delta)
+                continue
+            which = np.searchsorted(bounds, p.flat, side="right") - 1
+            for k, f in enumerate(flats):
+                sel = which == k
+                if sel.any():
+                    np.add.at(f, (p.rows[sel], p.flat[sel] - bounds[k]), delta[sel])
+        return parts
+
+    def run(self, probes: list, n_rows: int):
+        rows = self._perturbed(probes, n_rows)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             if self.batched:
-                out = np.asarray(self._call([np.ascontiguousarray(a) for a in rows]), dtype=float).reshape(n_rows, -1)
+                out = np.asarray(self._call(rows), dtype=float).reshape(n_rows, -1)
             else:  # one call per row: only the weighted sum of each output is kept
                 u = self.upstream
                 return (np.array([[np.dot(np.asarray(self._call([a[r].copy() for a in rows]), dtype=float).ravel(), u)]

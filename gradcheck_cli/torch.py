@@ -34,6 +34,14 @@ from .torch_order2 import check_double
 LOW = (torch.float32, torch.float16, torch.bfloat16)  # dtypes checked again in themselves (precision.py)
 
 
+def _takes_ctx(fn) -> bool:
+    """A Function in the classic style: `forward(ctx, ...)` (the newer one has setup_context)."""
+    try:
+        return next(iter(inspect.signature(fn.forward).parameters), None) == "ctx"
+    except (TypeError, ValueError):
+        return False
+
+
 def _apply(fn):
     return fn.apply if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) else fn
 
@@ -68,6 +76,11 @@ class _Bridge:
 
     def __init__(self, fn, args: list, diff: list, dtype=torch.float64):
         self.apply, self.args, self.diff, self.dtype = _apply(fn), args, diff, dtype
+        # the engine's rows need the forward's values only: a ctx-style Function's forward, run on a
+        # stand-in ctx, is plain torch code that vmap can batch (its apply cannot be vmapped)
+        self.batched_apply = self.apply
+        if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) and _takes_ctx(fn):
+            self.batched_apply = lambda *a: fn.forward(_Ctx(len(a)), *a)
         self.shapes: list = []
         self.vmap = None  # does torch.func.vmap run it? (found on the first batch)
 
@@ -102,7 +115,7 @@ class _Bridge:
                 dims = tuple(0 if i in self.diff else None for i in range(len(self.args)))
 
                 def call(*parts):
-                    return torch.cat([o.reshape(-1) for o in _outputs(self.apply(*parts))])
+                    return torch.cat([o.reshape(-1) for o in _outputs(self.batched_apply(*parts))])
                 with torch.no_grad():
                     args = list(self.args)
                     for i, b in zip(self.diff, batched):
