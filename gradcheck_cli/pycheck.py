@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cost, numeric, per_output, pipeline, verdict
+from . import complexstep, cost, numeric, per_output, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, MAX_WORK, size_error
 from .meter import active, count
@@ -214,6 +214,9 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
                                 seed=rng)
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
+    bp = np.concatenate([g.ravel() for g in grads])
+    exact = (_complex_step(layer, args, u, runner, num, bp, rerun)
+             if settings.complex_step and num.method == "exhaustive" and not failures else {})
     rows = []
     for k, (name, a) in enumerate(zip(layer.names, args)):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
@@ -225,6 +228,10 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
             status, (note, culprit) = "fail", failures[name]
         elif status == "kink" and columns is not None and note and note.startswith(verdict.KINK_NOTE):
             note = note.replace(verdict.KINK_NOTE, _kink_note(ev, j.worst))
+        if name in exact:
+            override, extra = exact[name]
+            status = override or status
+            note = extra if override else (f"{note}; {extra}" if note else extra)
         if point == 2 and status == "fail":
             special = " (right at the given point, which must be special)" if (first or {}).get(name) == "pass" else ""
             note = f"wrong at a second, random point{special}: {note}"
@@ -233,6 +240,34 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
                  if columns is not None and a.ndim else None)
         rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst, culprit))
     return out, rows
+
+
+def _complex_step(layer: Layer, args: list, u: np.ndarray, runner: FunctionRunner, num, bp: np.ndarray, rerun) -> dict:
+    """Per input, (a status that overrides the row's, or None; a note) from the complex step: a
+    backward wrong by less than any finite difference resolves fails here; code that is not
+    complex-safe is said so and judged by the differences alone."""
+    cs, why = complexstep.derivatives(layer.forward, args, u, runner.offsets, runner.batched)
+    if cs is None:
+        return {n: (None, f"complex step not used: {why}") for n in layer.names}
+    kinked = np.ravel(num.kink)
+    usable, failing, err = complexstep.judge(cs, num.value[0], num.estimate[0], bp, None, kinked)
+    if usable and failing.size:  # backprop's own rounding, measured only now
+        noise = pipeline.rounding(rerun, bp[None, :], POLICY.noise_signs)
+        usable, failing, err = complexstep.judge(cs, num.value[0], num.estimate[0], bp, noise, kinked)
+    if not usable:
+        return {n: (None, "complex step not used: it disagrees with the finite differences (abs, a comparison or a "
+                          "cast on the imaginary part: the code is not complex-safe)") for n in layer.names}
+    out = {}
+    for k, name in enumerate(layer.names):
+        lo, hi = runner.offsets[k], runner.offsets[k + 1]
+        bad = failing[(failing >= lo) & (failing < hi)]
+        if bad.size:
+            e = float(np.max(np.abs(bp[bad] - cs[bad]))) / max(float(np.max(np.abs(cs))), 1e-300)
+            out[name] = ("fail", f"backprop disagrees with the complex-step derivative by {e:.1e} of the row's largest "
+                                 f"(under what finite differences resolve; the complex step is exact to rounding)")
+        else:
+            out[name] = (None, f"complex step agrees to {err:.0e}")
+    return out
 
 
 def _deterministic(layer: Layer, args: list, out: np.ndarray) -> None:

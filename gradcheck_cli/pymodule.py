@@ -313,6 +313,8 @@ def _rerun(spec, shapes, values, params, settings: Settings) -> str:
     parts += [f"--param={n}={json.dumps(_jsonable(v))}" for n, v in params.items()]
     if settings.seed:
         parts.append(f"--seed={settings.seed}")
+    if settings.complex_step:
+        parts.append("--complex-step")
     return " ".join(shlex.quote(p) for p in parts)
 
 

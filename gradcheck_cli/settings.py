@@ -36,6 +36,7 @@ RULES = {
     "symbolic_budget": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "format": (lambda v: v in FORMATS, "one of " + ", ".join(FORMATS)),
     "jobs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "complex_step": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -52,6 +53,7 @@ class Settings:
     symbolic_budget: int = DEFAULT_SYMBOLIC_BUDGET
     format: str = "table"
     jobs: int = 1
+    complex_step: bool = False  # Python layers: the complex step as a further oracle (complexstep.py)
 
     def __post_init__(self):
         for name, (ok, what) in RULES.items():
@@ -98,4 +100,6 @@ class Settings:
             parts.append("--no-symbolic")
         if self.strict:
             parts.append("--strict")
+        if self.complex_step:
+            parts.append("--complex-step")
         return " ".join(parts)

@@ -149,8 +149,10 @@ def _array_or_list(value: list):
               help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
 @click.option("--order", type=click.IntRange(min=1, max=2), default=1, show_default=True,
               help="2: check a torch.autograd.Function's double backward (gradgradcheck's job).")
+@click.option("--complex-step", "complex_step", is_flag=True, default=None,
+              help="Also differentiate by the complex step (exact to rounding): sees a backward wrong by 1e-7.")
 @_report_options
-def check_py(targets, shapes, at, params, order, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, order, complex_step, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -180,7 +182,7 @@ def check_py(targets, shapes, at, params, order, seed, fmt, output, rtol, atol, 
     try:
         config, _ = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
-                                     budget=budget)
+                                     budget=budget, complex_step=complex_step)
     except GradcheckError as err:
         _fail(err)
     shapes, params = _parse_shapes(shapes), _parse_params(params)
