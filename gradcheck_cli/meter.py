@@ -12,7 +12,7 @@ from contextvars import ContextVar
 
 PRICES = {
     "element": 1,        # an element a gate computes (a row's copy of its output, a VJP's row entry): ~2 ns
-    "window": 6,         # an element of a window buffer conv2d and maxpool2d lay out (copied, then reduced)
+    "window": 12,        # an element of a window buffer conv2d and maxpool2d lay out (copied, then reduced)
     "call": 5_000,      # a gate call (a user gate's body too), beyond its elements: numpy's dispatch, bookkeeping
     "sweep": 500,        # a node a batched pass walks past (recomputed or not)
     "row": 100_000,      # a node or gate call judged: the check step, its verdict, its row
