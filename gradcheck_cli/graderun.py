@@ -65,19 +65,23 @@ def _isolated(exercise: Exercise, path: str, student: str, secret: int, hidden: 
                           "student": student, "secret": secret, "hidden": hidden})
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:  # whatever it writes is thrown away
-        try:
-            done = subprocess.run([sys.executable, "-m", "gradcheck_cli.grade_worker"], input=request,
-                                  capture_output=True, text=True, timeout=limits.seconds, cwd=cwd, env=env,
-                                  preexec_fn=_limit(limits))
-        except subprocess.TimeoutExpired:
-            return zero(exercise, student, path, f"ran out of time ({limits.seconds:g} s): an endless loop?")
+        # its standard error goes to a file under the same size limit (a flood is cut, not held in memory)
+        with open(os.path.join(cwd, ".stderr"), "w+", encoding="utf-8", errors="replace") as err:
+            try:
+                done = subprocess.run([sys.executable, "-m", "gradcheck_cli.grade_worker"], input=request,
+                                      stdout=subprocess.PIPE, stderr=err, text=True, timeout=limits.seconds,
+                                      cwd=cwd, env=env, preexec_fn=_limit(limits))
+            except subprocess.TimeoutExpired:
+                return zero(exercise, student, path, f"ran out of time ({limits.seconds:g} s): an endless loop?")
+            err.seek(max(0, os.path.getsize(err.name) - 4096))
+            stderr = err.read()
     if done.returncode == 0:
         try:
             data = json.loads(done.stdout.strip().splitlines()[-1])
             return Graded(data["student"], data["source"], [PartResult(**p) for p in data["parts"]])
         except (ValueError, KeyError, TypeError, IndexError):
             pass
-    tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
+    tail = stderr.strip().splitlines()[-1:] or [""]
     if "MemoryError" in tail[0] or done.returncode in (-9, 137):
         why = f"ran out of memory ({limits.memory_mb:,} MB)"
     elif done.returncode in (-25, 153):  # SIGXFSZ: the file size limit

@@ -60,6 +60,10 @@ PY_CLASS = {
             {"dx": "factor of 0.25"}),
     "vic": (backward(dw="x.reshape(x.shape[0], -1).T @ dout + 1e-3"), {"dx": 2, "dw": 0, "db": 1},
             {"dw": "wrong values"}),
+    "wes": (backward().replace("    x, w, b = cache\n", "    x, w, b = cache\n    print('x' * 10 ** 7)\n"),
+            {"dx": 2, "dw": 2, "db": 1}, {}),  # 10 MB printed per call: thrown away, graded as usual
+    "xia": ("import sys\nwhile True:\n    sys.stderr.write('y' * 10 ** 6)\n", {"dx": 0, "dw": 0, "db": 0},
+            {"dx": "File too large"}),  # a flood on standard error is cut at the file limit
 }
 
 
