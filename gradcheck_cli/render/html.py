@@ -63,9 +63,11 @@ def headline(report: CheckReport) -> str:
     found = list(causes(report))
     if not found:
         checked = sum(1 for r in report.nodes if r.status != "skip")
+        kinks = sum(1 for r in report.nodes if r.status == "kink")
+        at_kinks = f" ({kinks} at a kink, within its one-sided slopes)" if kinks else ""
         return (f'<div class="ok"><span class="pass">pass</span> — all {checked} checked nodes of '
                 f"<code>{_e(report.source)}</code> agree with finite differences"
-                + (" and SymPy" if report.symbolic_coverage else "") + ".</div>")
+                + (" and SymPy" if report.symbolic_coverage else "") + f"{at_kinks}.</div>")
     status, (line, _), row, _rows, file = found[0]
     where = line_in(line, file, report)
     rest = f" {len(found) - 1} more cause{'s' if len(found) > 2 else ''} below." if len(found) > 1 else ""
