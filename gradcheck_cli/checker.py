@@ -133,7 +133,11 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set, settings:
     calls, _ = _gate_calls(graph, reach, set(), settings.seed)
     units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
                        lambda n: n.gate.instance is not None and n.gate.instance.bwd is not None)
-    predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built)
+    # a projection that fails is differenced again element by element when that is cheap enough (pipeline)
+    recheckable = [n for n in checked if n.id not in exhaustive
+                   and runners.work(graph, [numeric.Target(n.id, np.zeros(n.size), projections=False)])
+                   <= POLICY.recheck_work]
+    predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built, recheckable)
     if predicted.total > MAX_WORK:
         raise GradcheckError(size_error(f"checking '{out.name}' ({len(checked):,} nodes to difference, "
                                         f"{len(calls):,} gate calls to check)", predicted.total, MAX_WORK,

@@ -185,15 +185,21 @@ def _width(graph):
     return lambda tid: max(int(suffix[tid]), out)
 
 
-def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int) -> Cost:
+def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int,
+            recheckable: list = ()) -> Cost:
     """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
-    (element by element for `exhaustive`, else projections) and their rows, and the gate `calls`
-    checked on their own. Not included: SymPy (it gets what is left) and the calls below failing
-    rows (the checker admits them while the limit allows)."""
+    (element by element for `exhaustive`, else projections) and their rows, the `recheckable`
+    projected nodes differenced again element by element (as a failed projection is), and the gate
+    `calls` checked on their own. Not included: SymPy (it gets what is left) and the calls below
+    failing rows (the checker admits them while the limit allows)."""
     memo = gate_calls.memo
     out = graph.nodes[graph.output]
     shape = Shape(graph, memo)
+    width = _width(graph)
     targets = [(n.id, n.size, n.id not in exhaustive) for n in checked]
+    rechecks: dict = {}
+    for node in recheckable:
+        _add(rechecks, differences(shape, width, [(node.id, node.size, False)], graph.output))
     gates: dict = {}
     for node in calls:
         _add(gates, gate_calls.counts(node))
@@ -201,7 +207,8 @@ def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Call
         "building": {"build": built},
         "forward": _add({}, shape.counts(), FORWARD_PASSES),
         "backward": _add({}, backward(graph, out.size, memo), BACKWARD_PASSES),
-        "differences": differences(shape, _width(graph), targets, graph.output),
+        "differences": differences(shape, width, targets, graph.output),
+        "rechecks": rechecks,
         "rows": {"row": len(graph.nodes), "element": out.size * sum(n.size for n in checked)},
         "gate checks": gates,
     })

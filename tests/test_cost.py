@@ -168,3 +168,16 @@ def test_the_prices_are_the_benchmarks_fit():
     for kind, price in fitted.items():
         assert price / 2 <= PRICES[kind] <= 2 * price, kind
     assert PRICES["element"] < PRICES["sweep"] < PRICES["call"] <= PRICES["python"] < PRICES["row"]
+
+
+def test_a_failing_projection_rechecked_element_by_element_is_in_the_prediction():
+    # x and w past the budget are differenced along projections; they fail, so each is differenced
+    # again element by element (pipeline's recheck): 10.3e6 units, where the prediction without its
+    # "rechecks" part was 6.3e6
+    from gradcheck_cli.cost import units
+    src = "gate sq(t) = t * t\n  dt = t * dout\nx = randn(400)\nw = randn(400)\ny = sq(x * w)\nf = sum(tanh(y))\n"
+    with Meter() as meter:
+        report = check(src, budget=100, symbolic=False)
+    assert {r.name: r.numeric_method for r in report.nodes}["x"] == "exhaustive"  # rechecked
+    assert meter.units <= report.work.total
+    assert meter.units > report.work.total - units(report.work.parts["rechecks"])
