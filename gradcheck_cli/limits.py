@@ -26,8 +26,16 @@ def _limit(name: str, default: int) -> int:
     return default
 
 
+RENAMED = {"GRADCHECK_MAX_DIFFERENCE_WORK": "GRADCHECK_MAX_WORK"}  # old name -> the limit that replaced it
+
+
 def check_environment() -> None:
-    """Raise UsageError naming the first GRADCHECK_* limit variable whose value is not a positive whole number."""
+    """Raise UsageError naming the first GRADCHECK_* limit variable whose value is not a positive
+    whole number, or that names a limit that is gone (a setting silently ignored is worse)."""
+    for old, new in RENAMED.items():
+        if old in os.environ:
+            raise UsageError(f"{old} is gone: the one work limit is {new} (work units of the cost model, "
+                             f"default {MAX_WORK:,}); set that instead")
     if INVALID:
         variable, value = next(iter(INVALID.items()))
         raise UsageError(f"{variable}={value!r}: a limit must be a positive whole number "

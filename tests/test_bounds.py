@@ -97,6 +97,15 @@ def test_limits_are_raised_with_the_environment(tmp_path):
     assert result.stdout.strip() == b"3000000"
 
 
+def test_the_renamed_difference_limit_is_refused_naming_its_successor(tmp_path):
+    p = tmp_path / "a.grad"
+    p.write_text("x = 2\nf = x * x\n")
+    env = dict(os.environ, GRADCHECK_MAX_DIFFERENCE_WORK="1000")
+    result = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(p)], capture_output=True, env=env)
+    assert result.returncode == 2 and b"GRADCHECK_MAX_DIFFERENCE_WORK is gone" in result.stderr
+    assert b"GRADCHECK_MAX_WORK" in result.stderr and b"Traceback" not in result.stderr
+
+
 def nested(k: int) -> str:
     """Gates that call gates, doubling: g_k applies g0 2^k times."""
     src = "gate g0(t) = t * 1.01\n" + "".join(f"gate g{i}(t) = g{i - 1}(g{i - 1}(t))\n" for i in range(1, k + 1))
