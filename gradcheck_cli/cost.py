@@ -214,13 +214,18 @@ def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Call
     })
 
 
-def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int, kinked: int) -> Cost:
+def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int, kinked: int,
+                 reference: bool = False) -> Cost:
     """A Python layer checked at two points: per point, its output and backward calls (with the
     rounding reruns), its rows of differences (each a call of its own unless the forward batches),
     a failed projection's element-by-element recheck (at most `recheck` units) and the
-    output-by-output analysis at kinks, when it runs (`kinked`: at most that many outputs, else 0)."""
-    rows = int(ROWS * (n if n <= exhaustive else PROJECTIONS) * (1 + EXTRA))
+    output-by-output analysis at kinks, when it runs (`kinked`: at most that many outputs, else 0).
+    With an exact `reference`: projections, and up to `exhaustive` elements where it disagrees
+    differenced one by one (or, should it fail the projections, the differences alone)."""
+    alone = n if n <= exhaustive else PROJECTIONS
+    rows = int(ROWS * (alone + PROJECTIONS + min(n, exhaustive) if reference else alone) * (1 + EXTRA))
     calls = -(-rows // max(1, CHUNK_ELEMENTS // max(n, out, 1))) if batched else rows
     analysis = {"python": 4 * n + kinked, "element": (4 * n + kinked) * (n + out)} if kinked else {}
-    point = {"python": 6 + calls, "element": (6 + rows) * (n + out) + rows * n, "row": 1}
+    extra = 2 if reference else 0  # the reference's forward and backward; its rows of differences
+    point = {"python": 6 + extra + calls, "element": (6 + extra + rows) * (n + out) + rows * n, "row": 1 + extra // 2}
     return Cost({"differences": _add({}, point, 2), "recheck": {"element": 2 * recheck}, "kinks": _add({}, analysis, 2)})

@@ -58,12 +58,19 @@ class _Bridge:
                 return np.asarray(jax.vmap(self.f, in_axes=dims)(*self._call_args(arrays)), dtype=float)
             return np.asarray(self.f(*self._call_args(arrays)), dtype=float)
 
-    def backward(self, dout, arrays):
+    def backward(self, dout, arrays, through=None):
+        """The cotangents for `dout` through the rule (or through `through`, differentiated by JAX)."""
         with jax.enable_x64(True):
             args = self._call_args(arrays)
-            out, vjp = jax.vjp(lambda *d: self.f(*_with(args, self.diff, d)), *[args[i] for i in self.diff])
+            f = through or self.f
+            out, vjp = jax.vjp(lambda *d: f(*_with(args, self.diff, d)), *[args[i] for i in self.diff])
             grads = vjp(jnp.asarray(np.reshape(dout, np.shape(out)), dtype=out.dtype))
         return [None if g is None else np.asarray(g, dtype=float) for g in grads]
+
+    def reference(self, dout, arrays):
+        """The exact cotangents: JAX's autodiff of the primal function, the rule left out; None without a rule."""
+        fun, bwd = _parts(self.f)
+        return None if bwd is None else self.backward(dout, arrays, fun)
 
 
 def _with(args: list, diff: list, values) -> list:
@@ -91,7 +98,8 @@ def check(f, inputs, *, name: str | None = None, settings: Settings | None = Non
     wanted = [names[i] for i in diff]
     bridge = _Bridge(f, args, diff)
     layer = Layer(name or qualname(fun), bridge.forward, bridge.backward, wanted, path, line, where(fun),
-                  {n: lines[n] for n in wanted if n in lines}, backward_name=qualname(code), code=code)
+                  {n: lines[n] for n in wanted if n in lines}, backward_name=qualname(code), code=code,
+                  reference=bridge.reference, batched=True)  # rows through jax.vmap
     report = check_python(layer, {names[i]: np.asarray(args[i], dtype=float) for i in diff}, settings)
     low = [str(jnp.asarray(args[i]).dtype) for i in diff if str(jnp.asarray(args[i]).dtype) in LOW]
     if report.error is None and low:

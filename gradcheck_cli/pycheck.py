@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from . import complexstep, cost, numeric, per_output, pipeline, verdict
 from .errors import GradcheckError
 from .limits import MAX_ELEMENTS, MAX_WORK, size_error
 from .meter import active, count
-from .pyrunner import FunctionRunner
+from .pyrunner import FunctionRunner, Subset
 from .pysource import (
     PythonError,
     base_name,
@@ -33,6 +33,7 @@ from .pysource import (
 )
 from .report import CheckReport, GateRow, NodeRow
 from .settings import Settings
+from .tolerances import ROW_FLOOR
 
 POLICY = pipeline.POLICIES["python"]
 LOOP_BUDGET = 64        # elements per input differenced one by one when the forward is called row by row
@@ -55,6 +56,7 @@ class Layer:
     first: int = 0         # how many of its returned values come before the gradients (a loss: 1)
     output: str = "out"    # what the report calls the output
     work: object = None    # the check's predicted cost (cost.Cost), once its first point is known
+    reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -192,12 +194,10 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     grads, failures = _backward(layer, u, args)
     runner = FunctionRunner(layer.forward, args, u, out, layer.batched, layer.forward_at[0])
     layer.batched = runner.batched
-    # All inputs are one target, as for a gate alone: random projections cover every input at once,
-    # and only a failure (or a small layer) is differenced element by element, to name the element.
     budget = settings.budget if runner.batched else LOOP_BUDGET
-    target = numeric.Target("inputs", runner.x.copy(), projections=runner.x.size > budget)
+    ref = _reference(layer, u, args) if settings.reference and layer.reference is not None and not failures else None
     if point == 1:
-        layer.work = _predict(layer, runner, out, budget)
+        layer.work = _predict(layer, runner, out, budget, ref is not None)
 
     def rerun(delta):
         moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
@@ -209,37 +209,146 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     def explain(ev):
         return per_output.explain(ev, runner.outputs, backward_of, runner.x, np.ravel(u), settings.h,
                                   settings.rtol, settings.atol)
-    compared = pipeline.compare(runner, target, np.concatenate([g.ravel() for g in grads])[None, :], settings,
-                                POLICY, rerun=None if failures else rerun, explain=None if failures else explain,
-                                seed=rng)
+    bp = np.concatenate([g.ravel() for g in grads])
+    compared, by_ref, dropped = _differences(runner, bp, ref, settings, budget, rng, None if failures else rerun,
+                                             None if failures else explain)
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
-    bp = np.concatenate([g.ravel() for g in grads])
     exact = (_complex_step(layer, args, u, runner, num, bp, rerun)
              if settings.complex_step and num.method == "exhaustive" and not failures else {})
     rows = []
     for k, (name, a) in enumerate(zip(layer.names, args)):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
-        columns = None if num.method == "projection" else np.arange(lo, hi)
-        j = whole if columns is None else verdict.summarize(ev, columns)
+        if by_ref is not None:
+            j, worst, method, kink_ev = _by_reference(by_ref, whole, lo, hi, a.shape)
+            value = None
+        else:
+            j, worst, value, kink_ev = _by_differences(ev, whole, num, lo, hi, a.shape)
+            method = None
         status, note = j.status, j.note
         culprit = None
         if name in failures:
             status, (note, culprit) = "fail", failures[name]
-        elif status == "kink" and columns is not None and note and note.startswith(verdict.KINK_NOTE):
-            note = note.replace(verdict.KINK_NOTE, _kink_note(ev, j.worst))
+        elif status == "kink" and kink_ev is not None and note and note.startswith(verdict.KINK_NOTE):
+            note = note.replace(verdict.KINK_NOTE, _kink_note(kink_ev, j.worst))
         if name in exact:
             override, extra = exact[name]
             status = override or status
             note = extra if override else (f"{note}; {extra}" if note else extra)
+        if dropped:
+            note = f"{note}; {dropped}" if note else dropped
         if point == 2 and status == "fail":
             special = " (right at the given point, which must be special)" if (first or {}).get(name) == "pass" else ""
             note = f"wrong at a second, random point{special}: {note}"
-        value = num.value[0, lo:hi].reshape(a.shape) if columns is not None else None
-        worst = (tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, a.shape))
-                 if columns is not None and a.ndim else None)
-        rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst, culprit))
+        rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst, culprit, method))
     return out, rows
+
+
+def _differences(runner: FunctionRunner, bp: np.ndarray, ref, settings: Settings, budget: int, rng, rerun, explain):
+    """(the comparison, ByReference or None, why the reference was dropped or None). All inputs are one
+    target, as for a gate alone: random projections cover every input at once, and only a failure (or
+    a small layer) is differenced element by element, to name the element; with an exact reference,
+    every element is compared with it and only where they disagree are the elements differenced."""
+    def compare(projections: bool, policy=POLICY):
+        return pipeline.compare(runner, numeric.Target("inputs", runner.x.copy(), projections=projections),
+                                bp[None, :], settings, policy, rerun=rerun, explain=explain, seed=rng)
+    if ref is not None:
+        compared = compare(True, replace(POLICY, recheck_work=0))
+        by_ref = _against_reference(runner, bp, ref, compared, settings, rng, rerun, budget)
+        if isinstance(by_ref, ByReference):
+            return compared, by_ref, None
+        return compare(runner.x.size > budget), None, by_ref
+    return compare(runner.x.size > budget), None, None
+
+
+def _reference(layer: Layer, u: np.ndarray, args: list) -> np.ndarray | None:
+    """The reference's gradients, flat, or None where it has none (the forward is not autodiff code)."""
+    if active():
+        count("python", 2)
+        count("element", 2 * (u.size + sum(a.size for a in args)))
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            grads = layer.reference(u.copy(), [a.copy() for a in args])
+    except Exception:  # noqa: BLE001 - no reference: the differences alone judge, as for any layer
+        return None
+    if grads is None or any(g is None or np.shape(g) != a.shape for g, a in zip(grads, args)):
+        return None
+    flat = np.concatenate([np.ravel(np.asarray(g, dtype=float)) for g in grads])
+    return flat if np.all(np.isfinite(flat)) else None
+
+
+@dataclass
+class ByReference:
+    """Backprop against an exact reference: the elements where they disagree (`index`, flat), the
+    differences' evidence on those alone, and how many more disagree than were differenced."""
+    index: np.ndarray
+    evidence: verdict.Evidence | None
+    left: int
+    projections: int
+
+
+def _against_reference(runner: FunctionRunner, bp: np.ndarray, ref: np.ndarray, compared, settings: Settings,
+                       rng, rerun, cap: int) -> ByReference | str:
+    """Every element of backprop against the reference, and the elements where they disagree
+    differenced one by one (at most `cap`, the worst first); or, when the reference itself fails a
+    random projection, why it is not used."""
+    num = compared.num
+    own = verdict.evidence(ref[None, :], num, None, None, None, settings.rtol, settings.atol)
+    if int(own.codes.max(initial=0)) == pipeline.FAIL:
+        return ("autodiff through the forward disagrees with the finite differences along a random direction (a kink "
+                "in the way, or a detach, .data, in-place or non-differentiable op in the forward): each element "
+                "differenced instead")
+    with np.errstate(all="ignore"):
+        scale = max(float(np.max(np.abs(ref), initial=0.0)), float(np.max(np.abs(bp), initial=0.0)))
+        tol = np.maximum(settings.atol, settings.rtol * np.maximum.reduce(
+            [np.abs(bp), np.abs(ref), np.full(bp.shape, ROW_FLOOR * scale)]))
+        excess = np.where(np.isfinite(bp), np.abs(bp - ref) / np.where(tol > 0, tol, 1e-300), np.inf)
+    off = np.flatnonzero(excess > 1.0)
+    left = max(0, off.size - cap)
+    if left:
+        off = np.sort(off[np.argsort(-excess[off], kind="stable")[:cap]])
+    if not off.size:
+        return ByReference(off, None, 0, num.projected.shape[0])
+    sub = Subset(runner, off)
+
+    def rerun_sub(delta):
+        moved = rerun(delta)
+        return None if moved is None else moved[:, off]
+    found = pipeline.compare(sub, numeric.Target("inputs", sub.x.copy()), bp[None, off], settings,
+                             replace(POLICY, recheck_work=0), rerun=rerun_sub, seed=rng)
+    return ByReference(off, found.evidence, left, num.projected.shape[0])
+
+
+def _by_differences(ev: verdict.Evidence, whole: verdict.Judgement, num, lo: int, hi: int, shape: tuple):
+    """One input's (Judgement, worst element, differences, evidence for its kink note) from the differences:
+    its own elements when they were differenced one by one, else the projections of every input at once."""
+    if num.method == "projection":
+        return whole, None, None, None
+    j = verdict.summarize(ev, np.arange(lo, hi))
+    worst = tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, shape)) if len(shape) else None
+    return j, worst, num.value[0, lo:hi].reshape(shape), ev
+
+
+def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: int, shape: tuple):
+    """One input's (Judgement, worst element, method, evidence) from the reference and the differences
+    at its elements that disagree with it: those decide; the others agree with an exact derivative."""
+    cols = np.flatnonzero((by_ref.index >= lo) & (by_ref.index < hi))
+    method = (f"every element against autodiff through the forward; differences along {by_ref.projections} "
+              "random directions" + (f" and at the {cols.size:,} element{'s' if cols.size > 1 else ''} where they disagree"
+                                       if cols.size else ""))
+    if not cols.size:
+        j = (replace(whole, note=None) if whole.status == "pass" else
+             verdict.Judgement("pass", None, 0.0, None, 0.0, (0, 0), np.zeros((1, 0))))
+        return j, None, method, None
+    j = verdict.summarize(by_ref.evidence, cols)
+    flat = int(by_ref.index[j.worst[1]]) - lo
+    worst = tuple(int(i) for i in np.unravel_index(flat, shape)) if len(shape) else None
+    if by_ref.left and j.status == "pass":
+        j = verdict.Judgement("warn", f"{by_ref.left:,} more elements disagree with autodiff through the forward than "
+                              "were differenced (past the element budget; --budget raises it)", j.numeric_error,
+                              None, j.tolerance, j.worst, j.codes)
+    return j, worst, method, by_ref.evidence
 
 
 def _complex_step(layer: Layer, args: list, u: np.ndarray, runner: FunctionRunner, num, bp: np.ndarray, rerun) -> dict:
@@ -295,12 +404,13 @@ def _output(layer: Layer, args: list) -> np.ndarray:
     return out
 
 
-def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int) -> cost.Cost:
+def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int, reference: bool) -> cost.Cost:
     """The check's predicted work (cost.python_layer), refused past MAX_WORK before the differences."""
     whole = runner.work(numeric.Target("inputs", runner.x, projections=False))
     predicted = cost.python_layer(runner.x.size, out.size, runner.batched, budget,
                                   whole if whole <= POLICY.recheck_work else 0,
-                                  min(out.size, per_output.MAX_KINKED) if per_output.runs(runner.x.size, out.size) else 0)
+                                  min(out.size, per_output.MAX_KINKED) if per_output.runs(runner.x.size, out.size) else 0,
+                                  reference)
     if predicted.total > MAX_WORK:
         raise PythonError(size_error(f"checking {layer.name} ({runner.x.size:,} input elements, {out.size:,} outputs"
                                      + ("" if runner.batched else ", one forward call per row") + ")",
@@ -388,12 +498,13 @@ def node_line(layer: Layer, name: str) -> tuple:
     return layer.grad_lines.get(name, (layer.line, 1))
 
 
-def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None):
+def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None,
+          method=None):
     line, col = culprit or node_line(layer, name)
     why = ("past the element budget; --budget raises it" if layer.batched else
            f"the forward takes no batch axis, so past {LOOP_BUDGET} elements it is called once per direction")
-    method = num.method if num.method == "exhaustive" else \
-        f"projection ({num.projected.shape[0]} random directions; {why})"
+    method = method or (num.method if num.method == "exhaustive" else
+                        f"projection ({num.projected.shape[0]} random directions; {why})")
     node = NodeRow(name, "input", a.shape, line, col, a, grad, value, None, j.numeric_error, None,
                    status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None)
     gate = GateRow(layer.backward_name, "backward", name, line, col, layer.line, status, j.numeric_error, None,

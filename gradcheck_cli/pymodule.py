@@ -315,6 +315,8 @@ def _rerun(spec, shapes, values, params, settings: Settings) -> str:
         parts.append(f"--seed={settings.seed}")
     if settings.complex_step:
         parts.append("--complex-step")
+    if not settings.reference:
+        parts.append("--no-reference")
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from . import numeric
+from .batches import Probe
 from .meter import PRICES, active, count
 from .pysource import PythonError, exception_text, user_line
 
@@ -112,3 +113,31 @@ class FunctionRunner:
                 return (np.array([[np.dot(np.asarray(self._call([a[r].copy() for a in rows]), dtype=float).ravel(), u)]
                                   for r in range(n_rows)]), np.zeros(n_rows, dtype=bool))
         return out @ self.upstream[:, None], np.zeros(n_rows, dtype=bool)
+
+
+class Subset:
+    """Some elements (`index`, flat) of another runner's inputs, the rest held at the point: the
+    elements an exact reference disagrees with, differenced one by one."""
+
+    def __init__(self, runner: FunctionRunner, index: np.ndarray):
+        self.runner, self.index = runner, np.asarray(index, dtype=np.int64)
+        self.x = runner.x[self.index]
+        self.centre, self.sees_branches = runner.centre, runner.sees_branches
+
+    def width(self, target_id) -> int:
+        return self.runner.width(target_id)
+
+    def work(self, target) -> int:
+        per_row = self.runner.work(numeric.Target("one", self.runner.x[:1])) // 4
+        return 4 * (numeric.PROJECTIONS if target.projections else target.n) * per_row
+
+    def run(self, probes: list, n_rows: int):
+        mapped = []
+        for p in probes:
+            if p.flat is None:
+                delta = np.zeros((p.delta.shape[0], self.runner.x.size))
+                delta[:, self.index] = p.delta
+                mapped.append(Probe(p.node, p.rows, None, delta))
+            else:
+                mapped.append(Probe(p.node, p.rows, self.index[p.flat], p.delta))
+        return self.runner.run(mapped, n_rows)

@@ -37,6 +37,7 @@ RULES = {
     "format": (lambda v: v in FORMATS, "one of " + ", ".join(FORMATS)),
     "jobs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "complex_step": (lambda v: isinstance(v, bool), "true or false"),
+    "reference": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -54,6 +55,7 @@ class Settings:
     format: str = "table"
     jobs: int = 1
     complex_step: bool = False  # Python layers: the complex step as a further oracle (complexstep.py)
+    reference: bool = True      # framework targets: every element against autodiff through the forward (pycheck)
 
     def __post_init__(self):
         for name, (ok, what) in RULES.items():

@@ -43,7 +43,21 @@ def _takes_ctx(fn) -> bool:
 
 
 def _apply(fn):
-    return fn.apply if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) else fn
+    return fn.apply if _is_function(fn) else fn
+
+
+def _is_function(fn) -> bool:
+    return inspect.isclass(fn) and issubclass(fn, torch.autograd.Function)
+
+
+def _plain(fn):
+    """A Function's forward as plain autograd code (on a stand-in ctx in the classic style), or None
+    for any other callable (its autograd may run the very backward under test)."""
+    if not _is_function(fn):
+        return None
+    if _takes_ctx(fn):
+        return lambda *a: fn.forward(_Ctx(len(a)), *a)
+    return fn.forward
 
 
 def _names(fn, args: list) -> list:
@@ -78,9 +92,8 @@ class _Bridge:
         self.apply, self.args, self.diff, self.dtype = _apply(fn), args, diff, dtype
         # the engine's rows need the forward's values only: a ctx-style Function's forward, run on a
         # stand-in ctx, is plain torch code that vmap can batch (its apply cannot be vmapped)
-        self.batched_apply = self.apply
-        if inspect.isclass(fn) and issubclass(fn, torch.autograd.Function) and _takes_ctx(fn):
-            self.batched_apply = lambda *a: fn.forward(_Ctx(len(a)), *a)
+        self.plain = _plain(fn)
+        self.batched_apply = self.plain if _is_function(fn) and _takes_ctx(fn) else self.apply
         self.shapes: list = []
         self.vmap = None  # does torch.func.vmap run it? (found on the first batch)
 
@@ -130,14 +143,21 @@ class _Bridge:
     def _shape(self) -> tuple:
         return self.shapes[0] if len(self.shapes) == 1 else (sum(int(np.prod(s)) for s in self.shapes),)
 
-    def backward(self, dout, arrays):
+    def backward(self, dout, arrays, through=None):
+        """The gradients for `dout` through the Function's backward (or through `through`'s autograd)."""
         args, made = self._args(arrays, True)
-        outs = _outputs(self.apply(*args))
+        outs = _outputs((through or self.apply)(*args))
         cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in self.shapes])[:-1]
         douts = [torch.tensor(d.reshape(s), dtype=o.dtype, device=o.device)
                  for d, s, o in zip(np.split(np.ravel(dout), cuts), self.shapes, outs)]
         grads = torch.autograd.grad(outs, made, grad_outputs=douts, allow_unused=True)
+        if through is not None:  # an input the forward does not use: its exact gradient is 0
+            grads = [torch.zeros_like(m) if g is None else g for g, m in zip(grads, made)]
         return [None if g is None else g.detach().to(torch.float64).cpu().numpy() for g in grads]
+
+    def reference(self, dout, arrays):
+        """The exact gradients for `dout`: autograd through the forward's own torch code, or None."""
+        return None if self.plain is None else self.backward(dout, arrays, self.plain)
 
 
 def _layer(fn, bridge: _Bridge, name: str | None, all_names: list) -> Layer:
@@ -148,7 +168,8 @@ def _layer(fn, bridge: _Bridge, name: str | None, all_names: list) -> Layer:
     lines = grad_lines(code, tuple(all_names))
     names = [all_names[i] for i in bridge.diff]
     return Layer(name or qualname(fn), bridge.forward, bridge.backward, names, path, line, where(forward),
-                 {n: lines[n] for n in names if n in lines}, backward_name=qualname(code), code=code)
+                 {n: lines[n] for n in names if n in lines}, backward_name=qualname(code), code=code,
+                 reference=bridge.reference, batched=True)  # the bridge takes rows itself (vmap, or one call each)
 
 
 def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Settings | None = None,
@@ -216,10 +237,7 @@ def _grads(fn, args: list, diff: list, dtype, autograd_forward: bool):
         moved[i] = args[i].detach().to(dtype).requires_grad_(True)
         made.append(moved[i])
     try:
-        if autograd_forward and inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
-            result = fn.forward(_Ctx(len(moved)), *moved)
-        else:
-            result = _apply(fn)(*moved)
+        result = ((_plain(fn) if autograd_forward else None) or _apply(fn))(*moved)
         outs = _outputs(result)
         gen = torch.Generator().manual_seed(104729)
         douts = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype) for o in outs]

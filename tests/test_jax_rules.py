@@ -57,3 +57,20 @@ def test_float32_is_checked_against_a_float64_reference():
                  "result = [report.passed, [g.status for g in report.gates if g.gate == 'float32'],\n"
                  "          [g.status for g in check(rules.softplus_wrong, (x,)).gates if g.gate == 'float32']]")
     assert result == [True, ["pass"], ["fail"]]
+
+
+def test_every_element_against_jax_autodiff_of_the_primal_names_the_one_wrong_element():
+    result = run("import jax, jax.numpy as jnp\n"
+                 "@jax.custom_vjp\n"
+                 "def f(w):\n    return jnp.sin(w) * w\n"
+                 "def f_fwd(w):\n    return f(w), w\n"
+                 "def f_bwd(w, g):\n    dw = g * (jnp.cos(w) * w + jnp.sin(w))\n    return (dw.at[2, 1].multiply(1.001),)\n"
+                 "f.defvjp(f_fwd, f_bwd)\n"
+                 "w = np.random.default_rng(0).standard_normal((4, 3))\n"
+                 "bad = check(f, (w,), budget=1)\n"
+                 "ok = check(rules.softplus, (w,), budget=1)\n"
+                 "result = [[(r.name, r.status, list(r.worst_index)) for r in bad.nodes], bad.nodes[0].numeric_method,\n"
+                 "          ok.passed, ok.nodes[0].numeric_method]")
+    assert result[0] == [["w", "fail", [2, 1]]]
+    assert result[1].startswith("every element against autodiff") and "the 1 element where" in result[1]
+    assert result[2] is True and result[3].startswith("every element against autodiff")

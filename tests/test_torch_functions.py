@@ -178,3 +178,151 @@ def test_torch_is_imported_only_when_a_target_uses_it():
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+class TwoLayer(torch.autograd.Function):
+    """relu(x @ W1) @ W2, summed squares; backward by hand (a small MLP as one Function)."""
+
+    @staticmethod
+    def forward(ctx, x, W1, W2):
+        h = x @ W1
+        a = h.clamp(min=0)
+        y = a @ W2
+        ctx.save_for_backward(x, W1, W2, h, a, y)
+        return (y * y).sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W1, W2, h, a, y = ctx.saved_tensors
+        dy = 2 * y * g
+        da = dy @ W2.T
+        dh = da * (h > 0)
+        return dh @ W1.T, x.T @ dh, a.T @ dy
+
+
+class OffByOneInAThousand(TwoLayer):
+    """dW1[3, 2] wrong by 0.1%: only the exact reference sees it element by element; 4 projections cannot name it."""
+
+    @staticmethod
+    def backward(ctx, g):
+        dx, dW1, dW2 = TwoLayer.backward(ctx, g)
+        dW1 = dW1.clone()
+        dW1[3, 2] *= 1.001
+        return dx, dW1, dW2
+
+
+def here(text: str) -> int:
+    """The line of `text` in this file."""
+    return next(i for i, line in enumerate(Path(__file__).read_text(encoding="utf-8").splitlines(), 1) if text in line)
+
+
+def mlp(seed=0, integers=False):
+    if integers:  # what real tests use: integer values, exact zeros in h (relu's kink), ties
+        g = torch.Generator().manual_seed(seed)
+        return tuple(torch.randint(-2, 3, s, generator=g).to(torch.float64).requires_grad_()
+                     for s in [(6, 5), (5, 7), (7, 3)])
+    return (x(6, 5, seed=seed), x(5, 7, seed=seed + 1), x(7, 3, seed=seed + 2))
+
+
+@pytest.mark.parametrize("options", [{}, {"budget": 1}, {"reference": False}])
+def test_every_element_against_autograd_through_the_forward_names_the_one_wrong_element(options):
+    report = check(OffByOneInAThousand, mlp(), **options)
+    failing = [(r.name, r.worst_index, r.line) for r in report.nodes if r.status == "fail"]
+    assert failing == [("W1", (3, 2), here("dW1[3, 2] *= 1.001"))], [(r.name, r.status, r.note) for r in report.nodes]
+    method = report.nodes[1].numeric_method
+    if options.get("reference") is False:
+        assert method == "exhaustive"
+    else:
+        assert method.startswith("every element against autodiff through the forward") and "the 1 element" in method
+    assert check(TwoLayer, mlp(), **options).passed
+
+
+def test_without_the_reference_a_projection_failure_blames_every_input():
+    # why the reference matters: 4 random projections cover every input at once, and 100 elements
+    # are too many for this layer's recheck budget... here the recheck runs, so the element is named
+    # either way; the reference names it without differencing every element
+    report = check(TwoLayer, mlp(), budget=1)
+    assert report.passed and all(r.numeric_method.startswith("every element against autodiff") for r in report.nodes)
+    assert all(r.numeric is None for r in report.nodes)  # no element was differenced: none disagreed
+
+
+def test_a_forward_autograd_cannot_follow_is_judged_by_the_differences_alone():
+    class Detached(torch.autograd.Function):
+        """x · x.detach(): autograd through this forward sees half the derivative."""
+
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a * a.detach()
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return 2 * a * g
+
+    class LikeAutograd(Detached):
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return a * g  # agrees with the wrong reference at every element: the differences must fail it
+    right = check(Detached, (x(40),), budget=1)
+    assert right.passed and "each element differenced instead" in right.nodes[0].note
+    wrong = check(LikeAutograd, (x(40),), budget=1)
+    assert [r.status for r in wrong.nodes] == ["fail"]
+
+
+class ScaledRelu(torch.autograd.Function):
+    """max(x, 0) · w; its backward takes relu'(0) = 0 where torch's clamp takes 1."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x.clamp(min=0) * w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g * w * (x > 0), g * x.clamp(min=0)
+
+
+class ScaledReluDoubleAtZero(ScaledRelu):
+    """2 · g · w at x = 0: outside the one-sided slopes (0 and g · w), a bug only at the kink."""
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        dx = g * w * ((x > 0) + 2.0 * (x == 0))
+        return dx, g * x.clamp(min=0)
+
+
+def test_integer_inputs_at_relu_kinks_pass_though_autograd_picks_another_subgradient():
+    xs = torch.tensor([[-2.0, 0.0, 1.0, 0.0], [3.0, -1.0, 0.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    ws = torch.tensor([[1.0, 2.0, -3.0, 1.0], [2.0, 1.0, 1.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    report = check(ScaledRelu, (xs, ws))
+    assert report.passed, [(r.name, r.status, r.note) for r in report.nodes]
+    row = report.nodes[0]  # the random directions cross the kinks: nothing confirms the reference, so each element is differenced
+    assert row.status == "kink" and row.numeric_method == "exhaustive" and "a kink in the way" in row.note, row
+    bad = check(ScaledReluDoubleAtZero, (xs, ws))
+    assert [(r.name, r.status) for r in bad.nodes] == [("x", "fail"), ("w", "pass")]
+    assert bad.nodes[0].worst_index in {(0, 1), (0, 3), (1, 2)} and "outside the one-sided slopes" in bad.nodes[0].note
+
+
+def test_the_reference_costs_no_more_than_predicted():
+    from gradcheck_cli.meter import Meter
+    for fn in (TwoLayer, OffByOneInAThousand):
+        with Meter() as meter:
+            report = check(fn, mlp(), budget=1)
+        assert meter.units <= report.work.total, (meter.counts, report.work.parts)
+
+
+def test_check_py_without_the_reference_differences_every_element():
+    import json
+    run = [sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNorm", "--shape", "x=4,6", "--format", "json"]
+    plain = json.loads(subprocess.run(run, capture_output=True, text=True).stdout)
+    alone = json.loads(subprocess.run(run + ["--no-reference"], capture_output=True, text=True).stdout)
+    method = [n["numeric_method"] for n in plain["results"][0]["nodes"]]
+    assert method[0].startswith("every element against autodiff"), method
+    assert [n["numeric_method"] for n in alone["results"][0]["nodes"]] == ["exhaustive"]
+    wrong = [sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6"]
+    done = subprocess.run(wrong + ["--no-reference"], capture_output=True, text=True)
+    assert done.returncode == 1 and "--shape=x=4,6 --no-reference" in done.stdout

@@ -151,8 +151,11 @@ def _array_or_list(value: list):
               help="2: check a torch.autograd.Function's double backward (gradgradcheck's job).")
 @click.option("--complex-step", "complex_step", is_flag=True, default=None,
               help="Also differentiate by the complex step (exact to rounding): sees a backward wrong by 1e-7.")
+@click.option("--no-reference", "reference", flag_value=False, default=None,
+              help="A torch Function or JAX rule: difference every element one by one (torch's way) instead of "
+                   "comparing each with autodiff through the forward.")
 @_report_options
-def check_py(targets, shapes, at, params, order, complex_step, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, order, complex_step, reference, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -163,8 +166,9 @@ def check_py(targets, shapes, at, params, order, complex_step, seed, fmt, output
     blamed on the helper layer it calls whose own check fails.
 
     FILE.py::MyFunction checks a torch.autograd.Function (PyTorch installed): its backward in
-    float64, and again in its inputs' dtype against that float64 reference; --order 2 its double
-    backward.
+    float64 — every element against autograd through its forward, differences along random
+    directions and at every element where the two disagree — and again in its inputs' dtype against
+    that float64 reference; --order 2 its double backward.
 
     This imports FILE.py and runs its code, as pytest does. .grad files are never executed.
 
@@ -182,7 +186,7 @@ def check_py(targets, shapes, at, params, order, complex_step, seed, fmt, output
     try:
         config, _ = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
-                                     budget=budget, complex_step=complex_step)
+                                     budget=budget, complex_step=complex_step, reference=reference)
     except GradcheckError as err:
         _fail(err)
     shapes, params = _parse_shapes(shapes), _parse_params(params)

@@ -3,6 +3,12 @@ fully checked by gradcheck_cli.torch.check and by torch.autograd.gradcheck, in-p
 processes (run by hand; issue 24's speed target: ≤ 0.25× torch's time, fast mode ≤ 2× torch's
 fast_mode=True).
 
+Modes: `full` — every element against autograd through the forward, differences along random
+directions and at any element where the two disagree (the default); `differences` — every element
+differenced one by one at both points (reference=False: torch's way); `fast` — budget 1 (projections,
+at most one element differenced); each also with one element of dW1 wrong by 1%, which must fail
+naming W1[3, 5].
+
     python tests/benchmarks/bench_torch.py
 """
 
@@ -77,42 +83,66 @@ def inputs():
 
 
 FUNCTIONS = {"ctx": MLP.apply, "vmap": loss_vmap}
-OURS = {"ctx": MLP, "vmap": loss_vmap}  # the Function itself: its forward is run on a stand-in ctx for the rows
+OURS = {"ctx": MLP, "vmap": loss_vmap}  # the Function itself (its forward run on a stand-in ctx for the rows), a function
 
 
-def ours(fast: bool = False, style: str = "ctx"):
+class Wrong(MLP):
+    """dW1[3, 5] off by 1%."""
+
+    @staticmethod
+    def backward(ctx, g):
+        grads = list(MLP.backward(ctx, g))
+        grads[1] = grads[1].clone()
+        grads[1][3, 5] *= 1.01
+        return tuple(grads)
+
+
+def ours(mode: str = "full", style: str = "ctx", wrong: bool = False):
     from gradcheck_cli.torch import check
-    report = check(OURS[style], inputs(), budget=1 if fast else 10_000)
+    options = {"full": {}, "differences": {"reference": False}, "fast": {"budget": 1}}[mode]
+    report = check(Wrong if wrong else OURS[style], inputs(), **options)
+    if wrong:
+        failing = [(r.name, r.worst_index) for r in report.nodes if r.status == "fail"]
+        assert failing == [("W1", (3, 5))], failing
+        return
     assert report.passed, [(r.name, r.status, r.note) for r in report.nodes]
-    assert all(r.numeric_method == ("projection (4 random directions)" if fast else "exhaustive") or fast
-               for r in report.nodes), [r.numeric_method for r in report.nodes]
+    # a plain function of tensors has no reference (its autograd runs the very backward under test)
+    plain = style == "vmap"
+    expected = ("exhaustive" if mode == "differences" or (plain and mode == "full") else
+                "projection" if plain else "every element against autodiff")
+    assert all(r.numeric_method.startswith(expected) for r in report.nodes), [r.numeric_method for r in report.nodes]
 
 
-def theirs(fast: bool = False, style: str = "ctx"):
-    assert torch.autograd.gradcheck(FUNCTIONS[style], inputs(), fast_mode=fast)
+def theirs(mode: str = "full", style: str = "ctx", wrong: bool = False):
+    passed = torch.autograd.gradcheck(Wrong.apply if wrong else FUNCTIONS[style], inputs(), fast_mode=mode == "fast",
+                                      raise_exception=False)
+    assert passed != wrong
 
 
-def timed(fn, *args) -> float:
+def timed(fn, *args, **kwargs) -> float:
     start = time.perf_counter()
-    fn(*args)
+    fn(*args, **kwargs)
     return time.perf_counter() - start
 
 
 def main():
-    if len(sys.argv) > 1:  # a whole process: one of the eight
-        {"ours": ours, "theirs": theirs}[sys.argv[1]](sys.argv[2] == "fast", sys.argv[3])
+    if len(sys.argv) > 1:  # a whole process: one of the runs
+        {"ours": ours, "theirs": theirs}[sys.argv[1]](sys.argv[2], sys.argv[3], sys.argv[4] == "wrong")
         return
     n = sum(t.numel() for t in inputs())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"torch {torch.__version__}; {n:,} input elements")
-    for style in ("ctx", "vmap"):
-        for mode in ("full", "fast"):
-            fast = mode == "fast"
-            a, b = timed(ours, fast, style), timed(theirs, fast, style)
-            pa = timed(subprocess.run, [sys.executable, __file__, "ours", mode, style], True)
-            pb = timed(subprocess.run, [sys.executable, __file__, "theirs", mode, style], True)
-            print(f"{style:4} {mode:4}: in-process gradcheck_cli {a:6.2f} s, torch {b:6.2f} s (ratio {a / b:.2f}); "
-                  f"whole processes {pa:6.2f} s vs {pb:6.2f} s (ratio {pa / pb:.2f})")
+    timed(ours), timed(theirs)  # warm: imports and first calls are the whole-process figures' business
+    runs = [(s, m, False) for s in ("ctx", "vmap") for m in ("full", "differences", "fast")]
+    runs += [("ctx", m, True) for m in ("full", "fast")]
+    for style, mode, wrong in runs:
+        a = min(timed(ours, mode, style, wrong) for _ in range(3))
+        b = min(timed(theirs, mode, style, wrong) for _ in range(3))
+        tail = [mode, style, "wrong" if wrong else "right"]
+        pa = timed(subprocess.run, [sys.executable, __file__, "ours", *tail], check=True)
+        pb = timed(subprocess.run, [sys.executable, __file__, "theirs", *tail], check=True)
+        print(f"{style:4} {mode:11} {tail[2]:5}: in-process gradcheck_cli {a:6.3f} s, torch {b:6.3f} s "
+              f"(ratio {a / b:.3f}); whole processes {pa:5.2f} s vs {pb:5.2f} s (ratio {pa / pb:.2f})")
 
 
 if __name__ == "__main__":
