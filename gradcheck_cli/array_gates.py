@@ -115,7 +115,7 @@ def _placed(args, a):
     it, and v shaped to fit there (its own axes right-aligned with what the index selects)."""
     base, v = args
     lead = np.broadcast_shapes(base.shape[: base.ndim - a["nd"]], v.shape[: v.ndim - a["nd_v"]])
-    out = np.array(np.broadcast_to(base, lead + base.shape[base.ndim - a["nd"]:]), dtype=float)
+    out = np.array(np.broadcast_to(base, lead + base.shape[base.ndim - a["nd"]:]), dtype=np.result_type(base, v, float))
     where = (slice(None),) * len(lead) + a["key"]
     selected = out[where].shape
     if lead:
@@ -236,7 +236,7 @@ def argmax_infer(shapes, params):
 
 
 def argmax_forward(args, a):
-    x = args[0]
+    x = np.real(args[0])  # on complex operands: the real part decides (an index is constant)
     if a["axis"] is None:
         flat = x.reshape(x.shape[: x.ndim - a["nd"]] + (-1,))
         return np.argmax(flat, axis=-1).astype(float)

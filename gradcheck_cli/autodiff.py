@@ -41,13 +41,13 @@ def gate_forward(gate, args: list, attrs: dict, batched: bool = False) -> np.nda
     """A gate's forward: the registry's, or a user gate's body run (a composite gate)."""
     inst = gate.instance
     if inst is not None:
-        if not batched:
+        if not batched and not any(np.iscomplexobj(a) for a in args):
             try:
                 return _body_values(inst, args)[inst.fwd.output]
             except GradValueError:
                 pass  # undefined inside: its nan output is reported at the call, as for any gate
         return run_graph(inst.fwd, list(args))
-    return gate.forward(args, attrs)
+    return gate.forward_on(args, attrs)
 
 
 def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
@@ -106,13 +106,20 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.
     if rows is not None:
         if node.gate.elementwise:
             args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
-        out = np.asarray(gate_forward(node.gate, args, node.attrs, batched=True), dtype=float)
+        out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True))
         return np.broadcast_to(out, (n_rows,) + node.shape)
-    return np.asarray(gate_forward(node.gate, args, node.attrs), dtype=float)
+    return _numbers(gate_forward(node.gate, args, node.attrs))
+
+
+def _numbers(out) -> np.ndarray:
+    """A gate's result as float64, or complex128 on the complex step's rows."""
+    out = np.asarray(out)
+    return out.astype(complex if np.iscomplexobj(out) else float, copy=False)
 
 
 def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.ndarray:
     """The gate's branch array, one flattened row per batch row (or one row when unbatched)."""
+    args = [np.real(a) for a in args]  # on the complex step's rows the real part decides a branch
     if n_rows is not None and node.gate.elementwise and any(flags):
         args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
     b = np.asarray(gate_branch(node.gate, args, node.attrs))
@@ -151,7 +158,7 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
         if inject is not None and nid in inject:
             if nid not in batched:
                 batched[nid] = np.broadcast_to(values[nid], (n_rows,) + node.shape)
-            value = batched[nid].copy()
+            value = batched[nid].astype(np.result_type(batched[nid], *[p.delta for p in inject[nid]]), order="C")
             flat = value.reshape(n_rows, -1)
             for p in inject[nid]:
                 if p.flat is None:  # a dense perturbation: one full vector per row

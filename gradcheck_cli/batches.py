@@ -58,7 +58,8 @@ def run_rows(runner, rows: Rows) -> dict:
             order.append((tid, row, len(group)))
             row += len(group)
         o, sw = runner.run(probes, row)
-        o = np.asarray(o, dtype=float).reshape(row, -1)
+        o = np.asarray(o)
+        o = o.astype(complex if np.iscomplexobj(o) else float, copy=False).reshape(row, -1)  # complex: the complex step
         sw = np.asarray(sw, dtype=bool)
         for tid, start, n in order:
             outs[tid].append(o[start:start + n])

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import autodiff, cost, diagnosis, gatecheck, numeric, pipeline, runners, subgradients, symbolic, verdict
+from . import autodiff, complexstep, cost, diagnosis, gatecheck, numeric, pipeline, runners, subgradients, symbolic, verdict
 from .errors import GradcheckError
 from .expectcheck import judge as judge_expect
 from .frontend import load
@@ -137,7 +137,8 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set, settings:
     recheckable = [n for n in checked if n.id not in exhaustive
                    and runners.work(graph, [numeric.Target(n.id, np.zeros(n.size), projections=False)])
                    <= POLICY.recheck_work]
-    predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built, recheckable)
+    exact = complexstep.analytic_nodes(graph, reach) if settings.complex_step is not False else set()
+    predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built, recheckable, exact & exhaustive)
     if predicted.total > MAX_WORK:
         raise GradcheckError(size_error(f"checking '{out.name}' ({len(checked):,} nodes to difference, "
                                         f"{len(calls):,} gate calls to check)", predicted.total, MAX_WORK,
@@ -171,7 +172,12 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
     flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
     runner = runners.GraphRunner(graph, values)
     targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
-    num = numeric.differentiate(runner, targets, settings.h, settings.rtol, settings.atol, flat, settings.seed)
+    # a node whose way to the output is complex-analytic gets the complex step (exact); the rest the differences
+    analytic = complexstep.analytic_nodes(graph, reach) if settings.complex_step is not False else set()
+    exact = [t for t in targets if not t.projections and t.id in analytic]
+    num = numeric.differentiate(runner, [t for t in targets if t not in exact], settings.h, settings.rtol, settings.atol,
+                                flat, settings.seed)
+    num.update(complexstep.columns(runner, exact))
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
            if settings.symbolic else {})
@@ -211,16 +217,16 @@ def _kink_note(graph: Graph, nid: int, reach: set) -> str:
 def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow:
     out = graph.nodes[graph.output]
     jac = lambda a: None if a is None else np.asarray(a).reshape(out.shape + node.shape)  # noqa: E731
-    method = num.method if num.method == "exhaustive" else f"projection ({num.projected.shape[0]} random directions)"
+    method = num.method if num.method != "projection" else f"projection ({num.projected.shape[0]} random directions)"
     note = j.note
     if sym is not None and sym.note:
         note = f"{note}; {sym.note}" if note else sym.note
     worst = None
-    if num.method == "exhaustive" and (out.shape or node.shape):
+    if num.method != "projection" and (out.shape or node.shape):
         worst = tuple(int(i) for i in np.unravel_index(j.worst[0], out.shape or (1,))[: len(out.shape)]) + \
             tuple(int(i) for i in np.unravel_index(j.worst[1], node.shape or (1,))[: len(node.shape)])
     return NodeRow(name=node.name, op=node.label, shape=node.shape, line=node.pos.line, col=node.pos.col,
-                   value=value, grad=jac(adjoint), numeric=jac(num.value if num.method == "exhaustive" else None),
+                   value=value, grad=jac(adjoint), numeric=jac(num.value if num.method != "projection" else None),
                    symbolic=jac(sym.value if sym is not None else None),
                    numeric_error=j.numeric_error, symbolic_error=j.symbolic_error, status=j.status, note=note,
                    tolerance=j.tolerance, worst_index=worst, numeric_method=method, node_id=node.id)

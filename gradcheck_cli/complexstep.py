@@ -1,15 +1,23 @@
-"""The complex step as an oracle for a user's Python (opt-in: `complex_step=True`, `--complex-step`):
-φ'(x)·e_j = Im φ(x + i·H·e_j) / H has no subtractive cancellation, so it is exact to rounding with
-H = 1e-20 (Squire & Trapp 1998; Martins, Sturdza & Alonso 2003) and sees a backward wrong by 1e-7 of
-its value, which no finite difference can. Code that is not complex-safe (it raises, drops the
-imaginary part, or takes abs of it) is told by comparing with the finite differences: then the
-complex step is not used for it, and the report says so — never a wrong verdict."""
+"""The complex step as an oracle: φ'(x)·e_j = Im φ(x + i·H·e_j) / H has no subtractive cancellation,
+so it is exact to rounding with H = 1e-20 (Squire & Trapp 1998; Martins, Sturdza & Alonso 2003) and
+sees a backward wrong by 1e-7 of its value, which no finite difference can.
+
+- `.grad` files: a node whose every gate on the way to the output is complex-analytic (the registry's
+  `analytic`) gets its numeric column from the complex step (`columns`); the others keep the centered
+  differences, which tell kinks from bugs.
+- A user's Python (opt-in: `complex_step=True`, `--complex-step`): code that is not complex-safe (it
+  raises, drops the imaginary part, or takes abs of it) is told by comparing with the finite
+  differences: then the complex step is not used for it, and the report says so — never a wrong verdict."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+
+from .batches import Rows, run_rows
+from .numeric import ROUNDING, NumericResult
+from .tolerances import EPS
 
 H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
 RTOL = 1e-11       # backprop must agree with the complex step to this, relative to the row's largest
@@ -69,3 +77,38 @@ def judge(cs: np.ndarray, fd: np.ndarray, fd_error: np.ndarray, bp: np.ndarray, 
     allowed = RTOL * scale + (0.0 if noise is None else np.ravel(noise))
     err = np.where(smooth, np.abs(bp - cs), 0.0)
     return True, np.flatnonzero(err > allowed), float(np.max(err, initial=0.0)) / scale
+
+
+# --- .grad files ------------------------------------------------------------------------------------
+
+def analytic_nodes(graph, reach: set) -> set:
+    """The nodes whose every gate on the way to the output is complex-analytic (a user gate when
+    every gate of its body is): the complex step differentiates them exactly."""
+    ok: dict = {}
+    for node in reversed(graph.nodes[: graph.output + 1]):
+        users = [c for c in graph.consumers[node.id] if c in reach]
+        ok[node.id] = all(_analytic(graph.nodes[c].gate) and ok.get(c, False) for c in users)
+    return {nid for nid, good in ok.items() if good and nid in reach}
+
+
+def _analytic(gate) -> bool:
+    if gate.instance is None:
+        return gate.analytic
+    body = gate.instance.fwd
+    return all(_analytic(n.gate) for n in body.nodes if n.gate is not None)
+
+
+def columns(runner, targets: list) -> dict:
+    """The complex step for every element of each target (a node of the graph), one complex row per
+    element run in the engine's batches: target id -> NumericResult, exact to rounding."""
+    rows = Rows()
+    for t in targets:
+        rows.add(t, [np.array([j]) for j in range(t.n)], [np.array([1j * H])] * t.n)
+    out = run_rows(runner, rows)
+    results = {}
+    for t in targets:
+        value = (np.imag(out[t.id][0]) / H).T  # (out, n)
+        zero = np.zeros(t.n, dtype=bool)
+        results[t.id] = NumericResult("complex step", ROUNDING * EPS * np.abs(value), np.zeros_like(value), zero,
+                                      value=value, at_kink=zero, lower=value, upper=value, exact=True)
+    return results

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .tensors import fmt_shape, integer
+from .tensors import by_real_max, fmt_shape, integer
 
 
 def _positive(params, key, default, what) -> int:
@@ -129,6 +129,11 @@ def pool_infer(shapes, params):
 
 def pool_forward(args, a):
     return _windows(args[0], a).max(axis=(-2, -1))
+
+
+def pool_forward_complex(args, a):
+    """On complex operands: each window's largest element by its real part (the complex step)."""
+    return by_real_max(_windows(args[0], a), (-2, -1))
 
 
 def _pool_share(x, a):

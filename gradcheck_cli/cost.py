@@ -109,11 +109,12 @@ def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
     return memo[key]
 
 
-def differences(shape: Shape, width, targets: list, output: int) -> dict:
+def differences(shape: Shape, width, targets: list, output: int, exact: set = frozenset()) -> dict:
     """The batched rows of `targets` (id, elements, projected), chunked as batches.run_rows chunks
     them: each chunk walks every node from its first row's node to the output, for all its rows.
     Targets differenced element by element share chunks; each projected one runs on its own, twice
-    (its directions, then the smaller step where in doubt)."""
+    (its directions, then the smaller step where in doubt). The `exact` ones (the complex step: one
+    row per element, complex, so dearer) run in chunks of their own, counted as ROWS real rows."""
     def suffix(a):
         return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
     calls, elements, windows = suffix(shape.calls), suffix(shape.elements), suffix(shape.windows)
@@ -138,7 +139,8 @@ def differences(shape: Shape, width, targets: list, output: int) -> dict:
                 total["element"] += take * n  # the perturbed copies of the target
         if start is not None:
             close(start, rows)
-    run([(tid, n, ROWS * n) for tid, n, projected in sorted(targets) if not projected])
+    run([(tid, n, ROWS * n) for tid, n, projected in sorted(targets) if not projected and tid not in exact])
+    run([(tid, n, ROWS * n) for tid, n, projected in sorted(targets) if not projected and tid in exact])
     for tid, n, projected in targets:
         if projected:
             for _ in range(2):
@@ -186,7 +188,7 @@ def _width(graph):
 
 
 def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int,
-            recheckable: list = ()) -> Cost:
+            recheckable: list = (), exact: set = frozenset()) -> Cost:
     """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
     (element by element for `exhaustive`, else projections) and their rows, the `recheckable`
     projected nodes differenced again element by element (as a failed projection is), and the gate
@@ -207,7 +209,7 @@ def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Call
         "building": {"build": built},
         "forward": _add({}, shape.counts(), FORWARD_PASSES),
         "backward": _add({}, backward(graph, out.size, memo), BACKWARD_PASSES),
-        "differences": differences(shape, width, targets, graph.output),
+        "differences": differences(shape, width, targets, graph.output, exact),
         "rechecks": rechecks,
         "rows": {"row": len(graph.nodes), "element": out.size * sum(n.size for n in checked)},
         "gate checks": gates,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class ConstForm:
@@ -57,6 +59,16 @@ class Gate:
     constant_args: tuple = ()       # (position, param): call arguments that are constant parameters, not
                                     # operands (add_at's index): a const, a literal or arange(...)
     instance: object = None         # a user gate's usergates.Instance (its body graphs), else None
+    analytic: bool = False          # complex-analytic: on complex operands its forward is the holomorphic
+                                    # extension, so the complex step differentiates through it exactly
+    complex_forward: Callable | None = None  # its forward on complex operands where numpy's is not the right
+                                    # one (kink gates follow the real part, as the complex-step literature does)
+
+    def forward_on(self, args: list, attrs: dict):
+        """The forward, on real or complex operands (complex_forward where numpy's is not the right one)."""
+        if self.complex_forward is not None and any(np.iscomplexobj(a) for a in args):
+            return self.complex_forward(args, attrs)
+        return self.forward(args, attrs)
 
     def display(self, attrs: dict) -> str:
         """The gate's label in reports: `+1`, `*-1`, `1/x`, `exp`, `@`."""

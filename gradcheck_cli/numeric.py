@@ -62,6 +62,7 @@ class NumericResult:
     near: np.ndarray | None = None         # off a kink within the step: the difference at ±TIE·h, which
     near_error: np.ndarray | None = None   # does not reach it (nan elsewhere), and its rounding error
     directions: np.ndarray | None = None   # (P, n) for projections
+    exact: bool = False                    # the values are exact to rounding (the complex step), not differences
     projected: np.ndarray | None = None    # (P, out)
     left_domain: bool = False
     refined: int = 0

@@ -36,7 +36,7 @@ RULES = {
     "symbolic_budget": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "format": (lambda v: v in FORMATS, "one of " + ", ".join(FORMATS)),
     "jobs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
-    "complex_step": (lambda v: isinstance(v, bool), "true or false"),
+    "complex_step": (lambda v: v is None or isinstance(v, bool), "true or false"),
     "reference": (lambda v: isinstance(v, bool), "true or false"),
 }
 
@@ -54,7 +54,8 @@ class Settings:
     symbolic_budget: int = DEFAULT_SYMBOLIC_BUDGET
     format: str = "table"
     jobs: int = 1
-    complex_step: bool = False  # Python layers: the complex step as a further oracle (complexstep.py)
+    complex_step: bool | None = None  # the complex step (complexstep.py): None is each kind's default (on for
+                                      # .grad files' analytic nodes, off for Python layers, whose code runs)
     reference: bool = True      # framework targets: every element against autodiff through the forward (pycheck)
 
     def __post_init__(self):
@@ -102,6 +103,6 @@ class Settings:
             parts.append("--no-symbolic")
         if self.strict:
             parts.append("--strict")
-        if self.complex_step:
-            parts.append("--complex-step")
+        if self.complex_step is False:
+            parts.append("--no-complex-step")
         return " ".join(parts)

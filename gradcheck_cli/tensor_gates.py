@@ -274,6 +274,24 @@ def half_step(x):
     return (np.sign(x) + 1.0) / 2.0
 
 
+# --- on complex operands (the complex step): the kink gates follow the real part ------------------
+
+def abs_complex(x):
+    return np.where(np.real(x) >= 0, x, -x)
+
+
+def relu_complex(x):
+    return np.where(np.real(x) > 0, x, 0.0)
+
+
+def max_complex(a, b):
+    return np.where(np.real(a) >= np.real(b), a, b)
+
+
+def min_complex(a, b):
+    return np.where(np.real(a) <= np.real(b), a, b)
+
+
 def sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 

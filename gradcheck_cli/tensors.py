@@ -47,3 +47,10 @@ def axis_of(value, nd: int, what: str = "axis") -> int:
 def lead(x, nd: int) -> tuple:
     """Full slices over the leading (batch) axes an operand of rank `nd` carries."""
     return (slice(None),) * (np.ndim(x) - nd)
+
+
+def by_real_max(x, axes, keepdims=False):
+    """The largest element by its real part, its complex value kept (a tie averaged: the even split)."""
+    re = np.real(x)
+    hit = (re == re.max(axis=axes, keepdims=True)).astype(float)
+    return (x * hit).sum(axis=axes, keepdims=keepdims) / hit.sum(axis=axes, keepdims=keepdims)

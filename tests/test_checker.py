@@ -53,16 +53,20 @@ def test_exact_tie_splits_the_gradient_evenly_like_the_oracles():
 
 
 def test_warn_when_the_difference_is_the_artefact():
-    r = inline("sin(1e5 * x)", x=0.3)
+    r = check("x = 0.3\nf = sin(1e5 * x)", complex_step=False)
     row = rows(r)["x"]
     assert row.status == "warn" and "backprop agrees with SymPy" in row.note
     assert r.passed  # a warn is not a failure ...
-    assert not check("x = 0.3\nf = sin(1e5 * x)", strict=True).passed  # ... unless --strict
+    assert not check("x = 0.3\nf = sin(1e5 * x)", strict=True, complex_step=False).passed  # ... unless --strict
+    exact = rows(inline("sin(1e5 * x)", x=0.3))["x"]  # the complex step has no step to be too coarse
+    assert exact.status == "pass" and exact.numeric_method == "complex step" and exact.numeric_error < 1e-12
 
 
 def test_warn_when_a_nudge_leaves_the_domain():
-    row = rows(inline("sqrt(x)", x=1e-12))["x"]
+    row = rows(check("x = 1e-12\nf = sqrt(x)", complex_step=False))["x"]
     assert row.status == "warn" and "left the function's domain" in row.note
+    exact = rows(inline("sqrt(x)", x=1e-12))["x"]  # the complex step moves no real part: it never leaves it
+    assert exact.status == "pass" and exact.numeric_method == "complex step"
 
 
 def _tanh_wrong_at_element_2(g, args, out, a):
@@ -83,6 +87,9 @@ def test_a_wrong_vjp_fails_exactly_the_rows_upstream_and_names_the_gate(monkeypa
     by = rows(r)
     assert [n for n, row in by.items() if row.status == "fail"] == ["w", "x", "dot", "-dot"]
     assert all(by[n].status == "pass" for n in ("exp(-dot)", "1 + exp(-dot)", "f"))
+    assert "backprop disagrees with both the complex-step derivative and SymPy" in by["-dot"].note
+    assert "less than any finite difference" not in by["-dot"].note  # a sign is not a fine error
+    by = rows(check("w = 2; x = -1\ndot = w * x\nf = 1 / (1 + exp(-dot))\n", complex_step=False))
     assert "backprop disagrees with both finite differences and SymPy" in by["-dot"].note
     assert "backward of 'exp(-dot)' (exp, line 3)" in by["-dot"].note
     assert not r.passed
@@ -139,7 +146,7 @@ def test_projection_past_the_budget_passes_and_says_so():
     w = rows(r)["W"]
     assert w.numeric is None and w.numeric_method.startswith("projection")
     assert "random projections" in w.note
-    assert rows(r)["x"].numeric_method == "exhaustive"
+    assert rows(r)["x"].numeric_method == "complex step"  # every element, and exact
 
 
 def test_failed_projection_rechecks_every_element_and_names_the_bad_one(monkeypatch):
@@ -227,7 +234,7 @@ def test_a_rounding_bound_difference_is_escalated_up_to_its_limit(monkeypatch, b
     # nil here) resolves it, up to ESCALATE_MAX·h. Held both ways, and against being switched off.
     from gradcheck_cli import numeric
     monkeypatch.setattr(numeric, "ESCALATE_MAX", 1.0 if factor is None else numeric.ESCALATE_MAX * factor)
-    r = check(f"x = 0.7\nf = {big} + x * x\n", symbolic=False)
+    r = check(f"x = 0.7\nf = {big} + x * x\n", symbolic=False, complex_step=False)
     assert rows(r)["x"].status == status_
 
 
@@ -237,7 +244,7 @@ def test_the_rounding_estimate_decides_when_to_escalate(monkeypatch, factor, sta
     # large escalates into a step too coarse; both leave the same x unresolved (warn)
     from gradcheck_cli import numeric
     monkeypatch.setattr(numeric, "ROUNDING", numeric.ROUNDING * factor)
-    assert rows(check("x = 0.7\nf = 1e7 + x * x\n", symbolic=False))["x"].status == status_
+    assert rows(check("x = 0.7\nf = 1e7 + x * x\n", symbolic=False, complex_step=False))["x"].status == status_
 
 
 @pytest.mark.parametrize("on, status_", [(True, "pass"), (False, "fail")])

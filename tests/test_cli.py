@@ -70,7 +70,9 @@ def test_json_tensors_are_nested_lists():
     data = json.loads(run("check", str(EXPRESSIONS / "cs231n_norm_wx.grad"), "--format", "json").stdout)
     w = data["results"][0]["nodes"][0]
     assert w["shape"] == [2, 2] and len(w["grad"]) == 2 and len(w["grad"][0]) == 2
-    assert w["worst_index"] is not None and w["numeric_method"] == "exhaustive"
+    assert w["worst_index"] is not None and w["numeric_method"] == "complex step"
+    data = json.loads(run("check", str(EXPRESSIONS / "cs231n_norm_wx.grad"), "--format", "json", "--no-complex-step").stdout)
+    assert data["results"][0]["nodes"][0]["numeric_method"] == "exhaustive"
 
 
 def test_json_pipes_into_json_tool():
@@ -128,7 +130,9 @@ def test_wide_table_shows_every_oracle():
     assert "numeric" in result.output and "symbolic" in result.output
     header = next(l for l in result.output.splitlines() if "backprop" in l)
     assert "tol" in header  # the tolerance applied is shown
-    assert "1.0e-05" in result.output
+    assert "1.0e-09" in result.output  # the complex step's: exact to rounding
+    result = run("check", str(EXPRESSIONS / "cs231n_circuit.grad"), "--no-complex-step", env={"COLUMNS": "140"})
+    assert "1.0e-05" in result.output and "1.0e-09" not in result.output
 
 
 def test_a_failing_tensor_row_names_its_worst_element_at_80_columns(tmp_path):

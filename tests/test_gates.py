@@ -126,3 +126,38 @@ def test_sympy_local_jacobian_matches_the_vjp(case):
         value, _ = symbolic.pull_back(u.reshape(1, -1), np.abs(u.reshape(1, -1)), jac[k], int(np.size(a)))
         want = np.broadcast_to(grads[k], (1,) + a.shape).reshape(1, -1)
         np.testing.assert_allclose(value, want, rtol=1e-9, atol=1e-12, err_msg=f"{gate.name} input {k}")
+
+
+COMPLEX_STEP = 1e-20
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_complex_forward_matches_the_real_forward_and_its_derivative(case):
+    # the complex step's premise, gate by gate: f(x + i·h·e_j) has f(x) as its real part and
+    # h·∂f/∂x_j as its imaginary part (kink gates follow the real part: exact away from their kinks)
+    import warnings
+    gate, ex = case
+    args, shape, attrs = _inputs(gate, ex)
+    out = np.asarray(gate.forward(args, attrs), dtype=float)
+    g = np.random.default_rng(1).standard_normal(out.shape)
+    grads = gate.vjp(g[None], args, out, attrs)
+    for k, a in enumerate(args):
+        want = np.broadcast_to(grads[k], (1,) + a.shape)[0]
+        got = np.zeros(a.shape)
+        for idx in np.ndindex(*a.shape):
+            z = [x.astype(complex) for x in args]
+            z[k][idx] += 1j * COMPLEX_STEP
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a cast that drops the imaginary part is an error here
+                o = np.asarray(gate.forward_on(z, attrs))
+            np.testing.assert_allclose(np.real(o), out, rtol=1e-14, atol=1e-15, err_msg=f"{gate.name}: real part")
+            got[idx] = np.sum(g * np.imag(o)) / COMPLEX_STEP
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"{gate.name} input {k}")
+
+
+def test_analytic_gates_have_no_kinks_and_kink_gates_are_not_analytic():
+    kinked = {g.name for g in G.REGISTRY.values() if g.branch is not None}
+    analytic = {g.name for g in G.REGISTRY.values() if g.analytic}
+    assert not kinked & analytic  # norm too: at 0 its complex step is i·H/H = 1, not a derivative
+    assert {"abs", "relu", "max", "min", "reduce_max", "maxpool2d", "sign", "argmax", "lt", "eq", "norm"} <= kinked - analytic
+    assert {"exp", "matmul", "conv2d", "softmax", "logsumexp", "where", "add_at", "identity"} <= analytic

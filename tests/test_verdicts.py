@@ -347,7 +347,7 @@ def test_a_built_in_gate_past_64_inputs_is_checked_along_directions_and_its_bad_
 def test_an_exact_zero_is_never_the_worst_element_when_another_is_off():
     # 0 = 0 against a zero tolerance is no excess: the element shown is one that is actually off
     from gradcheck_cli import check
-    report = check("W = [[1, 2], [3, 4]]\nf = sum(W * [[1e6, 0], [1, 1]])")
+    report = check("W = [[1, 2], [3, 4]]\nf = sum(W * [[1e6, 0], [1, 1]])", complex_step=False)  # (exact: no error)
     w = next(r for r in report.nodes if r.name == "W")
     assert w.status == "pass" and w.worst_index in ((1, 0), (1, 1)), w.worst_index
     assert w.numeric_error > 0
@@ -355,6 +355,18 @@ def test_an_exact_zero_is_never_the_worst_element_when_another_is_off():
 
 @pytest.mark.parametrize("factor, status_", [("1+3e-8", "fail"), ("1+3e-9", "pass")])
 def test_a_backward_off_by_less_than_any_difference_can_see_is_judged_by_sympy(factor, status_):
-    # end to end: 3e-8 of relative error is past SYMBOLIC_RTOL (a bug), 3e-9 is within it (rounding)
-    r = check(f"gate g(t) = t*t\n  dt = 2*dout*t*({factor})\nx = 1.3\nf = g(x)\n")
+    # end to end, without the complex step: 3e-8 of relative error is past SYMBOLIC_RTOL (a bug),
+    # 3e-9 is within it (rounding)
+    r = check(f"gate g(t) = t*t\n  dt = 2*dout*t*({factor})\nx = 1.3\nf = g(x)\n", complex_step=False)
     assert rows(r)["x"].status == status_ and r.gates[0].status == status_
+
+
+@pytest.mark.parametrize("factor, status_", [("1+3e-9", "fail"), ("1+3e-10", "pass"), ("1+1e-14", "pass")])
+def test_the_complex_step_sees_a_backward_off_by_less_than_sympy_can(factor, status_):
+    # the complex step is exact to rounding: EXACT_RTOL (1e-9) is its tolerance, with SymPy or without
+    for symbolic in (True, False):
+        r = check(f"gate g(t) = t*t\n  dt = 2*dout*t*({factor})\nx = 1.3\nf = g(x)\n", symbolic=symbolic)
+        row = rows(r)["x"]
+        assert row.status == status_ and row.numeric_method == "complex step", (symbolic, row.note)
+        if status_ == "fail":
+            assert "by less than any finite difference resolves" in row.note
