@@ -111,10 +111,18 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.
     return _numbers(gate_forward(node.gate, args, node.attrs))
 
 
+IMAG_LIMIT = 1e-6  # the complex step's rows: an imaginary part past this left the linear regime (H times a
+                   # derivative is not small: exp(i·1e16) is no derivative), so it is poisoned with nan
+
+
 def _numbers(out) -> np.ndarray:
-    """A gate's result as float64, or complex128 on the complex step's rows."""
+    """A gate's result as float64, or complex128 on the complex step's rows (nan where it is not one)."""
     out = np.asarray(out)
-    return out.astype(complex if np.iscomplexobj(out) else float, copy=False)
+    if not np.iscomplexobj(out):
+        return out.astype(float, copy=False)
+    out = out.astype(complex, copy=False)
+    past = np.abs(out.imag) > IMAG_LIMIT
+    return np.where(past, complex(np.nan, np.nan), out) if past.any() else out
 
 
 def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.ndarray:

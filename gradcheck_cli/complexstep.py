@@ -20,6 +20,8 @@ from .numeric import ROUNDING, NumericResult
 from .tolerances import EPS
 
 H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
+GRAPH_H = 1e-100   # .grad files: smaller, so H times an intermediate's derivative stays far below 1 even
+                   # where it is huge (exp(exp(x)): 1e116), and far above underflow where it is tiny
 RTOL = 1e-11       # backprop must agree with the complex step to this, relative to the row's largest
 AGREE = 10.0       # the complex step must agree with the finite differences within this many of their error estimates
 
@@ -87,28 +89,57 @@ def analytic_nodes(graph, reach: set) -> set:
     ok: dict = {}
     for node in reversed(graph.nodes[: graph.output + 1]):
         users = [c for c in graph.consumers[node.id] if c in reach]
-        ok[node.id] = all(_analytic(graph.nodes[c].gate) and ok.get(c, False) for c in users)
+        ok[node.id] = all(analytic(graph.nodes[c].gate) and ok.get(c, False) for c in users)
     return {nid for nid, good in ok.items() if good and nid in reach}
 
 
-def _analytic(gate) -> bool:
+def analytic(gate) -> bool:
+    """A registry gate's declaration; a user gate is analytic when every gate of its body is."""
     if gate.instance is None:
         return gate.analytic
     body = gate.instance.fwd
-    return all(_analytic(n.gate) for n in body.nodes if n.gate is not None)
+    return all(analytic(n.gate) for n in body.nodes if n.gate is not None)
 
 
-def columns(runner, targets: list) -> dict:
+def exact_columns(runner, targets: list, scale: float) -> tuple:
+    """The complex step for each target: (NumericResults by target id, the targets it does not
+    differentiate — some intermediate's imaginary part left the linear regime (autodiff.IMAG_LIMIT),
+    poisoning its rows with nan — which the caller differences instead: never a wrong verdict).
+    `scale` is the function's own (the largest |adjoint|·|value| of its nodes): a derivative that is a
+    cancellation of terms that large rounds at ε of it (softmax's rows summing to 1)."""
+    exact = columns(runner, targets, scale=scale)
+    good = {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
+    return good, [t for t in targets if t.id not in good]
+
+
+def off_kinks(runner, target, num: NumericResult, scale: float) -> NumericResult | None:
+    """A second opinion where the differences fail a node behind a kink gate: the complex step at
+    every element where they saw no branch switch (the kink gates follow the real part, which it
+    never moves, so it differentiates the branch the point is on, exactly), the differences at the
+    kinks. None where an intermediate leaves its linear regime."""
+    exact = columns(runner, [target], scale=scale)[target.id]
+    if not np.all(np.isfinite(exact.value)):
+        return None
+    off = ~np.asarray(num.kink, dtype=bool)
+    return NumericResult("complex step (differences at kinks)", np.where(off, exact.estimate, num.estimate),
+                         np.where(off, 0.0, num.truncation), num.kink, value=np.where(off, exact.value, num.value),
+                         at_kink=num.at_kink, lower=num.lower, upper=num.upper, groups=num.groups, near=num.near,
+                         near_error=num.near_error, exact=off)
+
+
+def columns(runner, targets: list, h: float = GRAPH_H, scale: float = 0.0) -> dict:
     """The complex step for every element of each target (a node of the graph), one complex row per
-    element run in the engine's batches: target id -> NumericResult, exact to rounding."""
+    element run in the engine's batches: target id -> NumericResult, exact to rounding: ε of the
+    value and of the function's `scale` over the target's (as a difference's rounding is ε·|f|/h)."""
     rows = Rows()
     for t in targets:
-        rows.add(t, [np.array([j]) for j in range(t.n)], [np.array([1j * H])] * t.n)
+        rows.add(t, [np.array([j]) for j in range(t.n)], [np.array([1j * h])] * t.n)
     out = run_rows(runner, rows)
     results = {}
     for t in targets:
-        value = (np.imag(out[t.id][0]) / H).T  # (out, n)
+        value = (np.imag(out[t.id][0]) / h).T  # (out, n)
         zero = np.zeros(t.n, dtype=bool)
-        results[t.id] = NumericResult("complex step", ROUNDING * EPS * np.abs(value), np.zeros_like(value), zero,
+        floor = scale / max(1.0, float(np.max(np.abs(t.x), initial=0.0)))
+        results[t.id] = NumericResult("complex step", ROUNDING * EPS * (np.abs(value) + floor), np.zeros_like(value), zero,
                                       value=value, at_kink=zero, lower=value, upper=value, exact=True)
     return results

@@ -109,12 +109,15 @@ def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
     return memo[key]
 
 
-def differences(shape: Shape, width, targets: list, output: int, exact: set = frozenset()) -> dict:
+def differences(shape: Shape, width, targets: list, output: int, exact: set | None = None) -> dict:
     """The batched rows of `targets` (id, elements, projected), chunked as batches.run_rows chunks
     them: each chunk walks every node from its first row's node to the output, for all its rows.
     Targets differenced element by element share chunks; each projected one runs on its own, twice
-    (its directions, then the smaller step where in doubt). The `exact` ones (the complex step: one
-    row per element, complex, so dearer) run in chunks of their own, counted as ROWS real rows."""
+    (its directions, then the smaller step where in doubt). The `exact` ones (the complex step: a
+    complex row per element) run in chunks of their own, counted as ROWS + 1 rows per element (the
+    differences too, should an intermediate leave the complex step's linear regime); with `exact`
+    given (the complex step on), the rest get a row more per element: a row the differences fail is
+    given the complex step off its kinks (a second opinion). None: no complex step."""
     def suffix(a):
         return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
     calls, elements, windows = suffix(shape.calls), suffix(shape.elements), suffix(shape.windows)
@@ -139,8 +142,9 @@ def differences(shape: Shape, width, targets: list, output: int, exact: set = fr
                 total["element"] += take * n  # the perturbed copies of the target
         if start is not None:
             close(start, rows)
-    run([(tid, n, ROWS * n) for tid, n, projected in sorted(targets) if not projected and tid not in exact])
-    run([(tid, n, ROWS * n) for tid, n, projected in sorted(targets) if not projected and tid in exact])
+    second = 1 if exact is not None else 0  # a failing row's second opinion: the complex step off its kinks
+    run([(tid, n, (ROWS + second) * n) for tid, n, projected in sorted(targets) if not projected and tid not in (exact or ())])
+    run([(tid, n, (ROWS + 1) * n) for tid, n, projected in sorted(targets) if not projected and tid in (exact or ())])
     for tid, n, projected in targets:
         if projected:
             for _ in range(2):
@@ -188,7 +192,7 @@ def _width(graph):
 
 
 def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int,
-            recheckable: list = (), exact: set = frozenset()) -> Cost:
+            recheckable: list = (), exact: set | None = None) -> Cost:
     """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
     (element by element for `exhaustive`, else projections) and their rows, the `recheckable`
     projected nodes differenced again element by element (as a failed projection is), and the gate

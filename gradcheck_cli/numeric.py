@@ -62,7 +62,8 @@ class NumericResult:
     near: np.ndarray | None = None         # off a kink within the step: the difference at ±TIE·h, which
     near_error: np.ndarray | None = None   # does not reach it (nan elsewhere), and its rounding error
     directions: np.ndarray | None = None   # (P, n) for projections
-    exact: bool = False                    # the values are exact to rounding (the complex step), not differences
+    exact: object = False                  # values exact to rounding (the complex step), not differences: all
+                                           # (True), or a mask of the elements (those off a kink)
     projected: np.ndarray | None = None    # (P, out)
     left_domain: bool = False
     refined: int = 0

@@ -78,7 +78,8 @@ class GateRunner:
         args, flags = list(self.args), [False] * len(self.args)
         for pos, k in enumerate(self.slots):
             lo, hi = self.offsets[pos], self.offsets[pos + 1]
-            a = np.broadcast_to(self.args[k], (n_rows,) + self.args[k].shape).copy()
+            dtype = np.result_type(self.args[k], *[p.delta for p in probes])  # complex: the complex step
+            a = np.broadcast_to(self.args[k], (n_rows,) + self.args[k].shape).astype(dtype, order="C")
             flat = a.reshape(n_rows, -1)
             for p in probes:
                 if p.flat is None:

@@ -30,6 +30,7 @@ from .tolerances import EPS, ROW_FLOOR, SAFETY
 
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
 EXACT_RTOL = 1e-9        # backprop against a numeric column exact to rounding (the complex step): no step's error
+EXACT_ATOL = 1e-80       # ... and below this it is 0: its step (1e-100) times the curvature leaks into it
 UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: the difference can't judge
 NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
 SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
@@ -101,8 +102,9 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
     bp = np.asarray(bp, dtype=float)
     noise = np.zeros_like(bp) if noise is None else finite_or(noise, 0.0)
     projection = num.method == "projection"
-    if num.exact:  # the complex step: its tolerance is rounding, not a step's truncation
-        rtol = min(rtol, EXACT_RTOL)
+    exact = np.asarray(num.exact, dtype=bool)  # elements from the complex step (all, or those off a kink)
+    if exact.any():  # the complex step: its tolerance is rounding, not a step's truncation
+        rtol, atol = np.where(exact, min(rtol, EXACT_RTOL), rtol), np.where(exact, max(atol, EXACT_ATOL), atol)
     if projection:
         a, b, est, trunc, z, sv, m, kink = _projected(bp, noise, num, sym, mag)
         at = np.zeros_like(kink)
@@ -143,8 +145,8 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         else:
             defensible = np.where(at, on_kink, within)
             codes = np.where(kink, np.where(defensible, 1, 3), np.where(agree, 0, np.where(disagree, 3, 2)))
-        if num.exact:  # an exact column that disagrees is a bug, whatever SymPy's coarser tolerance says
-            codes = np.where(~np.asarray(kink) & disagree, 3, codes)
+        if exact.any():  # an exact column that disagrees is a bug, whatever SymPy's coarser tolerance says
+            codes = np.where(exact & ~np.asarray(kink) & disagree, 3, codes)
         # No gradient exists to check where backprop's is infinite or nan (sqrt at 0): never a pass,
         # so a CI job cannot go green on a point where nothing was verified.
         codes = np.where(np.isfinite(a), codes, 3)
@@ -155,7 +157,8 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         tol_rel = tol / np.where(n > 0, n, 1.0)
         sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None
     context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok,
-                   near=resolved, fine=diff <= DEFAULT_RTOL * n)  # an error finite differences cannot see
+                   near=resolved, fine=diff <= DEFAULT_RTOL * n,  # an error finite differences cannot see
+                   exact=np.broadcast_to(exact, np.shape(a)))
     return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol)
 
 
@@ -260,7 +263,7 @@ def _note(label, c, numres, have_sym, a, w) -> str | None:
     if label == "fail":
         if c["kink"]:
             notes.append(_kink_failure(c, numres, a, w))
-        elif num.exact and not c["agree"]:
+        elif c["exact"] and not c["agree"]:
             both = "both the complex-step derivative and SymPy" if have_sym and c["sym_ok"] is False else \
                 "the complex-step derivative"
             fine = " (by less than any finite difference resolves: the complex step is exact to rounding)" \
@@ -280,6 +283,9 @@ def _note(label, c, numres, have_sym, a, w) -> str | None:
             notes.append("finite difference unreliable here: backprop agrees with SymPy")
         elif c["unreliable"]:
             notes.append("finite difference unreliable here and no exact derivative to decide")
+        elif c["exact"]:
+            notes.append("the complex step cannot resolve the tolerance here: its rounding (ε of the function's own "
+                         "scale) is larger")
         else:
             notes.append("finite differences cannot resolve the tolerance here and no exact derivative to decide")
     elif label == "kink":
