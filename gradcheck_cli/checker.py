@@ -201,7 +201,8 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
         def judge(n, nid=nid, target=target, sv=sv, mag=mag):
             return pipeline.compare(runner, target, flat[nid], settings, POLICY, num=n,
                                     noise=noise[nid].reshape(k, target.n), sym=sv, mag=mag,
-                                    references=lambda: references(nid))
+                                    references=lambda: references(nid),
+                                    exact_noise=lambda n: complexstep.rounding(runner, target, n))
         compared = judge(num[nid])
         j = verdict.summarize(compared.evidence)
         if j.status == "fail" and num[nid].method == "exhaustive" and settings.complex_step is not False:

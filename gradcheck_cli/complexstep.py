@@ -20,6 +20,7 @@ from .numeric import ROUNDING, NumericResult
 from .tolerances import EPS
 
 H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
+VARY = 1.3         # the step scaled by this (not a power of 2, which would round alike) measures its own rounding
 GRAPH_H = 1e-100   # .grad files: smaller, so H times an intermediate's derivative stays far below 1 even
                    # where it is huge (exp(exp(x)): 1e116), and far above underflow where it is tiny
 RTOL = 1e-11       # backprop must agree with the complex step to this, relative to the row's largest
@@ -110,6 +111,17 @@ def exact_columns(runner, targets: list, scale: float) -> tuple:
     exact = columns(runner, targets, scale=scale)
     good = {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
     return good, [t for t in targets if t.id not in good]
+
+
+def rounding(runner, target, num: NumericResult) -> np.ndarray:
+    """The complex step's own error, per element (0 where its elements are differences): how far it
+    moves with the step scaled by VARY, scaled up to the whole error. Intermediates round at ε of
+    their imaginary parts, which are H times their derivatives: where those are large and cancel (a
+    softmax's tied rows), what is left is that rounding over H, and it moves with H."""
+    moved = columns(runner, [target], GRAPH_H * VARY)[target.id].value
+    with np.errstate(all="ignore"):
+        err = np.abs(moved - num.value) * VARY / (VARY - 1)
+    return np.where(np.asarray(num.exact, dtype=bool) & np.isfinite(err), err, 0.0)
 
 
 def off_kinks(runner, target, num: NumericResult, scale: float) -> NumericResult | None:

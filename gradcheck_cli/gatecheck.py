@@ -103,7 +103,7 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
         confirmed, _ = complexstep.exact_columns(runner, [target], float(np.max(np.abs(u))) * float(np.max(np.abs(out))))
         exact = confirmed.get(node.id)
     compared = pipeline.compare(runner, target, flat(grads), settings, POLICY, num=exact, rerun=rerun, sym=sym, mag=mag,
-                                references=references)
+                                references=references, exact_noise=lambda n: complexstep.rounding(runner, target, n))
     ev, num = compared.evidence, compared.num
     checks = []
     offsets = np.concatenate([[0], np.cumsum([np.size(args[k]) for k in slots])]).astype(int)

@@ -46,12 +46,14 @@ class Compared:
 
 
 def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Policy, *, num=None,
-            noise=None, rerun=None, sym=None, mag=None, references=None, explain=None, seed=None) -> Compared:
+            noise=None, rerun=None, sym=None, mag=None, references=None, explain=None, seed=None,
+            exact_noise=None) -> Compared:
     """Judge one target: `bp` is backprop's (out, n) row; `num` differences already run (a graph runs
     every node's at once); `noise` backprop's rounding if measured, else `rerun(delta)` gives backprop
     with every value scaled by (1 + delta), None when it fails; `references()` the valid chain rules
     at kinks [(convention, (out, n))], asked for only when a kink element fails; `explain(evidence)`
-    the same for code whose chain rules cannot be computed (per_output.explain)."""
+    the same for code whose chain rules cannot be computed (per_output.explain); `exact_noise(num)`
+    the complex step's own rounding, measured only where a row fails against it (complexstep.rounding)."""
     seed = settings.seed if seed is None else seed
     if active():
         count("row")
@@ -69,6 +71,9 @@ def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Po
     ev = judge(num, noise)
     if noise is None and rerun is not None and _worst(ev) != PASS:
         noise = rounding(rerun, bp, policy.noise_signs)
+        ev = judge(num, noise)
+    if np.any(num.exact) and exact_noise is not None and _worst(ev) == FAIL:  # the complex step rounds too
+        noise = np.maximum(np.zeros_like(bp) if noise is None else noise, exact_noise(num))
         ev = judge(num, noise)
     # A failed projection is redone element by element, to name the element; so is one that passes only
     # by the measured rounding, which may be a branch the rerun flipped (seen as a kink element by element).

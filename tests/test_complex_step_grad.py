@@ -98,3 +98,56 @@ def test_check_takes_no_complex_step(tmp_path):
     assert subprocess.run(run, capture_output=True, text=True).returncode == 1
     done = subprocess.run(run + ["--no-complex-step"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+SATURATED = ("x = [[-2., -3., -3.]]\nW = [[2., 1., 0., -2.], [-1., -3., -3., -3.], [-2., 2., 1., 3.]]\n"
+             "const V = [[-1., 2., -1., -3.], [3., -1., -1., -3.], [0., -1., -3., -3.], [3., 3., 3., 2.]]\n"
+             "f = sum(tanh(relu(x @ W) @ V))\n")
+
+
+def test_a_row_the_differences_fail_behind_a_kink_gets_the_complex_step_off_its_kinks():
+    # tanh saturated at integer inputs: gradients of 1e-8 under a function of 4, where the differences'
+    # error estimate falls short (a false alarm, found by fuzzing); the complex step through relu
+    # (which follows the real part) is exact wherever no branch switches within the step
+    r = rows(check(SATURATED, symbolic=False))
+    assert not [n for n, row in r.items() if row.status == "fail"], {n: row.note for n, row in r.items()}
+    assert r["W"].numeric_method == "complex step (differences at kinks)"
+    assert r["relu(x @ W)"].numeric_method == "complex step"
+    # a real bug there still fails, named at its gate (the second opinion is exact, not lenient)
+    wrong = SATURATED.replace("relu(x @ W)", "r(x @ W)").replace("x = ", "gate r(t) = relu(t)\n  dt = 1.01 * dout * (t > 0)\nx = ")
+    bad = check(wrong, symbolic=False)
+    assert [g.input for g in bad.gates if g.status == "fail"] == ["dt"]
+
+
+def test_the_complex_step_measures_its_own_rounding_where_a_row_fails():
+    # a softmax of tied rows: the derivative is 0 and the complex step's is its rounding over H; the
+    # step scaled by VARY (not a power of 2) measures it, so this is not called a bug
+    text = ("x = [[2., 1.]]\nW = [[-3., -1., 2., 0.], [3., 3., -2., 3.]]\n"
+            "f = mean(logsumexp(softmax(((x @ W) * (x @ W)) * ((x @ W) * (x @ W)), axis=1), axis=1))\n")
+    assert not [r.name for r in check(text, symbolic=False).nodes if r.status == "fail"]
+
+
+def test_huge_intermediate_derivatives_stay_in_the_linear_regime_or_fall_back():
+    # exp(exp(x)): derivatives of 1e87 — H = 1e-100 keeps H times them far below 1 ...
+    r = rows(check("x = 1.5\nf = exp(0.5 * exp(x + 4.5))\n", symbolic=False))
+    assert r["x"].numeric_method == "complex step" and r["x"].status == "pass"
+    # ... and past that (1e116) an intermediate's imaginary part leaves it: poisoned, the differences decide
+    r = rows(check("x = [[-3.]]\nW = [[2., -2.]]\nf = mean(logsumexp(exp(0.2 * exp(0.2 * (x @ W) * (x @ W))), axis=1))\n",
+                   symbolic=False))
+    assert r["W"].numeric_method == "exhaustive" and r["W"].status != "fail"
+
+
+def test_an_imaginary_part_past_the_limit_is_poisoned():
+    from gradcheck_cli.autodiff import IMAG_LIMIT, _numbers
+    kept, poisoned = _numbers(np.array([1 + 0.1j * IMAG_LIMIT])), _numbers(np.array([1 + 10j * IMAG_LIMIT]))
+    assert np.isfinite(kept).all() and np.isnan(poisoned.imag).all() and np.isnan(poisoned.real).all()
+    assert 1e-8 <= IMAG_LIMIT <= 1e-4
+
+
+def test_derivatives_far_below_what_floats_resolve_are_zero_to_the_complex_step():
+    # bp says 0 (the values underflow); the complex step leaks H·curvature (1e-200): EXACT_ATOL says 0
+    text = "x = 0.0170\nf = log(1 + (log(1 + (log(1 + (log(1 + (0.1257 * x)^2))^2))^2))^2)\n"
+    assert rows(check(text, symbolic=False))["x"].status != "fail"
+    # while a bug in a derivative of 1e-78 is still one
+    wrong = "gate g(t) = 1e-78 * t^2\n  dt = 1e-78 * dout * t\nx = 1.5\nf = g(x)\n"
+    assert rows(check(wrong, symbolic=False))["x"].status == "fail"
