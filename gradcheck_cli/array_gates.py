@@ -88,7 +88,7 @@ def index_forward(args, a):
 
 def index_vjp(g, args, out, a):
     x = args[0]
-    dx = np.zeros(g.shape[:1] + x.shape)
+    dx = np.zeros(g.shape[:1] + x.shape, dtype=np.result_type(g, float))
     np.add.at(dx, (slice(None),) + a["key"], g)  # repeated indices add up (numpy's scatter-add)
     return (dx,)
 
@@ -191,7 +191,7 @@ def where_infer(shapes, params):
 
 def where_vjp(g, args, out, a):
     cond, x, y = args
-    take = np.asarray(cond != 0, dtype=float)
+    take = np.asarray(np.real(cond) != 0, dtype=float)
     return unbroadcast(g * 0.0, cond.shape), unbroadcast(g * take, x.shape), unbroadcast(g * (1 - take), y.shape)
 
 

@@ -28,7 +28,7 @@ _bodies: dict | None = None  # while a user gate's VJP runs: its nested bodies' 
 
 def _body_values(inst, args: list) -> list:
     """Every node of a user gate's body on these (unbatched) operands; remembered during a VJP."""
-    key = (id(inst), tuple(np.asarray(a, dtype=float).tobytes() for a in args))
+    key = (id(inst), tuple((np.asarray(a).dtype.str, np.asarray(a).tobytes()) for a in args))
     if _bodies is not None and key in _bodies:
         return _bodies[key]
     values = forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], args)))

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import autodiff, complexstep, cost, diagnosis, gatecheck, numeric, pipeline, runners, subgradients, symbolic, verdict
+from . import autodiff, complexstep, cost, diagnosis, gatecheck, hvp, numeric, pipeline, runners, subgradients, symbolic, verdict
 from .errors import GradcheckError
 from .expectcheck import judge as judge_expect
 from .frontend import load
@@ -74,6 +74,8 @@ def _unreached_row(node, value) -> NodeRow:
 
 
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
+    if settings.order == 2:
+        return hvp.fill(report, graph, settings)
     out = graph.nodes[graph.output]
     _refuse_large_jacobians(graph, out)
     reach = graph.ancestors(graph.output)

@@ -85,7 +85,8 @@ def conv_vjp(g, args, out, a):
     win = _windows(x, a)  # (N, C, Ho, Wo, HH, WW)
     db = g.sum(axis=(1, 3, 4))
     dw = np.einsum("knfhw,nchwij->kfcij", g, win, optimize=True)
-    dxp = np.zeros(g.shape[:1] + x.shape[:2] + (x.shape[2] + 2 * pad, x.shape[3] + 2 * pad))
+    dxp = np.zeros(g.shape[:1] + x.shape[:2] + (x.shape[2] + 2 * pad, x.shape[3] + 2 * pad),
+                   dtype=np.result_type(g, w, float))  # complex: forward-over-reverse
     for i in range(hh):
         for j in range(ww):
             dxp[..., i:i + s * ho:s, j:j + s * wo:s] += np.einsum("knfhw,fc->knchw", g, w[:, :, i, j], optimize=True)
@@ -138,7 +139,7 @@ def pool_forward_complex(args, a):
 
 def _pool_share(x, a):
     """Per window element: its share of the window's gradient (1 for the max, 1/k at a k-way tie)."""
-    win = _windows(x, a)
+    win = np.real(_windows(x, a))  # the real part decides the largest (complex: forward-over-reverse)
     hit = (win == win.max(axis=(-2, -1), keepdims=True)).astype(float)
     return hit / hit.sum(axis=(-2, -1), keepdims=True)
 
@@ -149,7 +150,7 @@ def pool_vjp(g, args, out, a):
     k, _ = a["filter"]
     ho, wo = a["out"]
     share = _pool_share(x, a)  # (N, C, Ho, Wo, k, k)
-    dx = np.zeros(g.shape[:1] + x.shape)
+    dx = np.zeros(g.shape[:1] + x.shape, dtype=np.result_type(g, float))
     for i in range(k):
         for j in range(k):
             dx[..., i:i + s * ho:s, j:j + s * wo:s] += g * share[..., i, j]

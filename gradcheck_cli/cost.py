@@ -183,6 +183,22 @@ class Calls:
         return units(self.counts(node))
 
 
+def second_order(graph, hand_derived: list) -> Cost:
+    """`check --order 2`: forward and backward passes (the point, two complex ones counted twice, four
+    differences), with one upstream row; each hand-derived call's body and d lines, complex, twice."""
+    memo: dict = {}
+    passes = 1 + 2 * 2 + 4 + 1
+    gates: dict = {}
+    for node in hand_derived:
+        inst = node.gate.instance
+        body = shape_of(inst.fwd, memo)
+        _add(gates, {"call": int(body.calls.sum()), "element": int(body.elements.sum()), "window": int(body.windows.sum()),
+                     "row": 1}, 3 * 2 * 2)  # its body forward (thrice: the kink test), backward, d lines; complex
+    return Cost({"building": {"build": graph.built}, "forward": _add({}, Shape(graph, memo).counts(), passes),
+                 "backward": _add({}, backward(graph, 1, memo), passes), "rows": {"row": len(graph.nodes)},
+                 "gate checks": gates})
+
+
 def _width(graph):
     """A target's batch width, as GraphRunner.width computes it (without the values)."""
     sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]

@@ -191,7 +191,7 @@ _GATES = [
     _unary("sqrt", fwd=np.sqrt, dfdx=lambda x, o: 0.5 / o, sym_fn=T.sp("sqrt"), local="∂√x/∂x = 1/(2√x)", doc="the square root",
            routes="multiplies the upstream gradient by 1/(2√x)", domain="x ≥ 0 (and x > 0 for the gradient)",
            low=0.5, high=2.0),
-    _unary("abs", fwd=np.abs, dfdx=lambda x, o: np.sign(x), sym_fn=T.sp("Abs"), local="∂|x|/∂x = sign(x) (0 at 0)",
+    _unary("abs", fwd=np.abs, dfdx=lambda x, o: np.sign(np.real(x)), sym_fn=T.sp("Abs"), local="∂|x|/∂x = sign(x) (0 at 0)",
            doc="the absolute value", routes="passes the gradient with the sign of x (0 at a tie)",
            branch=lambda args, a: args[0] > 0, analytic=False, complex_fwd=T.abs_complex),
     _unary("sin", fwd=np.sin, dfdx=lambda x, o: np.cos(x), sym_fn=T.sp("sin"), local="∂sin x/∂x = cos x", doc="the sine",

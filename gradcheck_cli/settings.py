@@ -38,6 +38,7 @@ RULES = {
     "jobs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "complex_step": (lambda v: v is None or isinstance(v, bool), "true or false"),
     "reference": (lambda v: isinstance(v, bool), "true or false"),
+    "order": (lambda v: v in (1, 2), "1 or 2"),
 }
 
 
@@ -57,6 +58,7 @@ class Settings:
     complex_step: bool | None = None  # the complex step (complexstep.py): None is each kind's default (on for
                                       # .grad files' analytic nodes, off for Python layers, whose code runs)
     reference: bool = True      # framework targets: every element against autodiff through the forward (pycheck)
+    order: int = 1              # .grad files: 2 checks Hessian-vector products (hvp.py)
 
     def __post_init__(self):
         for name, (ok, what) in RULES.items():
@@ -105,4 +107,6 @@ class Settings:
             parts.append("--strict")
         if self.complex_step is False:
             parts.append("--no-complex-step")
+        if self.order == 2:
+            parts += ["--order", "2"]
         return " ".join(parts)

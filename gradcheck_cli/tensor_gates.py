@@ -191,6 +191,7 @@ def mean_vjp(g, args, out, a):
 
 
 def max_mask(x, a):
+    x = np.real(x)  # the real part decides the largest (complex: forward-over-reverse)
     m = x.max(axis=a["axes"], keepdims=True)
     hit = (x == m).astype(float)
     return hit / hit.sum(axis=a["axes"], keepdims=True)
@@ -270,8 +271,8 @@ def sym_norm(args, a):
 
 
 def half_step(x):
-    """1 where x > 0, 0 where x < 0, 1/2 at a tie: the even split at a kink."""
-    return (np.sign(x) + 1.0) / 2.0
+    """1 where x > 0, 0 where x < 0, 1/2 at a tie: the even split at a kink (the real part decides)."""
+    return (np.sign(np.real(x)) + 1.0) / 2.0
 
 
 # --- on complex operands (the complex step): the kink gates follow the real part ------------------

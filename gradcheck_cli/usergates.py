@@ -70,7 +70,8 @@ class Instance:
             if p in failures:
                 grads.append(np.full((k,) + shape, np.nan))
                 continue
-            r = np.broadcast_to(np.asarray(found[p], dtype=float), (k,) + shape)
+            value = np.asarray(found[p])  # complex on forward-over-reverse's rows (hvp.py)
+            r = np.broadcast_to(value.astype(complex if np.iscomplexobj(value) else float, copy=False), (k,) + shape)
             if not np.all(np.isfinite(r)):
                 line = self.user.d_lines[p]
                 problems.append(BackwardError(f"gate '{defn.name}': d{p} is not finite at this point",

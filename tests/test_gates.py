@@ -128,7 +128,7 @@ def test_sympy_local_jacobian_matches_the_vjp(case):
         np.testing.assert_allclose(value, want, rtol=1e-9, atol=1e-12, err_msg=f"{gate.name} input {k}")
 
 
-COMPLEX_STEP = 1e-20
+COMPLEX_STEP = 1e-20  # the registry tests of the complex step (forward, and the VJP: second order)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
@@ -161,3 +161,33 @@ def test_analytic_gates_have_no_kinks_and_kink_gates_are_not_analytic():
     assert not kinked & analytic  # norm too: at 0 its complex step is i·H/H = 1, not a derivative
     assert {"abs", "relu", "max", "min", "reduce_max", "maxpool2d", "sign", "argmax", "lt", "eq", "norm"} <= kinked - analytic
     assert {"exp", "matmul", "conv2d", "softmax", "logsumexp", "where", "add_at", "identity"} <= analytic
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_vjp_on_complex_operands_differentiates_itself(case):
+    # forward-over-reverse's premise (second order, hvp.py), gate by gate: the VJP run on x + i·h·e_j
+    # with upstream g + i·h·g2 has h·(∂VJP/∂x_j + VJP(g2)) as its imaginary part
+    import warnings
+    gate, ex = case
+    args, shape, attrs = _inputs(gate, ex)
+    out = np.asarray(gate.forward(args, attrs), dtype=float)
+    rng = np.random.default_rng(1)
+    g, g2 = rng.standard_normal((1,) + out.shape), rng.standard_normal((1,) + out.shape)
+    linear = gate.vjp(g2, args, out, attrs)
+    h = 1e-6
+    for k, a in enumerate(args):
+        for idx in list(np.ndindex(*a.shape))[:4]:
+            z = [x.astype(complex) for x in args]
+            z[k][idx] += 1j * COMPLEX_STEP
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                got = gate.vjp(g + 1j * COMPLEX_STEP * g2, z, np.asarray(gate.forward_on(z, attrs)), attrs)
+            plus, minus = [x.copy() for x in args], [x.copy() for x in args]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            up = gate.vjp(g, plus, np.asarray(gate.forward(plus, attrs)), attrs)
+            down = gate.vjp(g, minus, np.asarray(gate.forward(minus, attrs)), attrs)
+            for slot, (c, p, m, lin) in enumerate(zip(got, up, down, linear)):
+                want = (np.asarray(p, dtype=float) - np.asarray(m, dtype=float)) / (2 * h) + np.asarray(lin, dtype=float)
+                np.testing.assert_allclose(np.imag(c) / COMPLEX_STEP, np.broadcast_to(want, np.shape(c)), rtol=1e-5,
+                                           atol=1e-6, err_msg=f"{gate.name} d{slot}/d{k}{idx}")

@@ -19,6 +19,8 @@ from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, 
               help="Set a leaf's value (repeatable): a number, [1, 2], randn(3), ...")
 @_report_options
 @click.option("--no-symbolic", "no_symbolic", is_flag=True, default=None, help="Skip the SymPy oracle.")
+@click.option("--order", type=click.IntRange(min=1, max=2), default=None,
+              help="2: check Hessian-vector products at every leaf (forward-over-reverse through your d lines).")
 @click.option("--no-complex-step", "complex_step", flag_value=False, default=None,
               help="Finite differences for every node, not the complex step where the way to the output is analytic.")
 @click.option("--symbolic-budget", "symbolic_budget", type=click.IntRange(min=1), default=None,
@@ -27,7 +29,7 @@ from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, 
               help="Check files in N parallel processes (results keep their order) [default: 1].")
 @click.option("-v", "--verbose", is_flag=True, help="Also print each gate's own check.")
 @click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first file that fails.")
-def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, complex_step, strict, expand, budget,
+def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, order, complex_step, strict, expand, budget,
           symbolic_budget, jobs, quiet, verbose, exitfirst, exit_zero, color):
     """Check gradients at every node of TARGET files (or directories of *.grad files), or of -e SRC.
 
@@ -49,7 +51,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, c
         config, _ = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
                                      symbolic=False if no_symbolic else None, budget=budget,
-                                     symbolic_budget=symbolic_budget, jobs=jobs, complex_step=complex_step)
+                                     symbolic_budget=symbolic_budget, jobs=jobs, complex_step=complex_step, order=order)
     except GradcheckError as err:
         _fail(err)
     if expr is not None:

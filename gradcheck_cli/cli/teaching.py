@@ -45,6 +45,25 @@ def _explained(target, expr, at, seed):
         _fail(err, graph.source, graph.text)
 
 
+def _newton(target, expr, at, seed, fmt, latex, output):
+    """explain --order 2: one Newton step, as text."""
+    from ..errors import GradcheckError
+    from ..hvp import newton
+    from ..render.teach import newton_text
+    if fmt != "text" or latex:
+        _fail_usage("explain --order 2 writes text")
+    graph = _load(target, expr, at, seed)
+    try:
+        step = newton(graph)
+    except GradcheckError as err:
+        _fail(err, graph.source, graph.text)
+    text = newton_text(graph.source, graph.nodes[graph.output].name, step)
+    if output:
+        _write_atomically(output, text, [target])
+    else:
+        click.echo(text, nl=False)
+
+
 def _faults(ex, seed):
     """What the check finds wrong in the circuit `ex` explains (the gates whose own backward fails)."""
     from ..checker import check_graph
@@ -73,13 +92,18 @@ def _fail_backward(errors: list, source: str, text: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
               help="text, json, or html: one self-contained page with the circuit (Graphviz permitting).")
 @click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
+@click.option("--order", type=click.IntRange(min=1, max=2), default=1, show_default=True,
+              help="2: the gradient, the Hessian (forward-over-reverse) and one Newton step, for a small function.")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
 @_pipe_safe
-def explain(target, expr, at, seed, fmt, latex, output):
+def explain(target, expr, at, seed, fmt, latex, order, output):
     """The chain rule step by step: the forward pass, then each edge of the backward pass
-    as upstream × local = downstream."""
+    as upstream × local = downstream. --order 2: a Newton step."""
     from ..render.teach import explain_json, explain_latex, explain_text
     _guard_output(output, [target])
+    if order == 2:
+        _newton(target, expr, at, seed, fmt, latex, output)
+        return
     ex = _explained(target, expr, at, seed)
     faults = _faults(ex, seed)
     if fmt == "html" and not latex:

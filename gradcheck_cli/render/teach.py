@@ -138,3 +138,24 @@ def feedback_lines(q, ok: bool) -> list:
         lines.append(f"    from {e.node} [{e.gate}: {e.formula}]: upstream {short(e.upstream)} × local {local}"
                      f" = {short(e.downstream)}" + ("  (added: fan-out)" if e.accumulate else ""))
     return lines
+
+
+def newton_text(source: str, output: str, n) -> str:
+    """`explain --order 2`: the gradient, the Hessian and one Newton step, for a learner."""
+    width = max(len(name) for name in n.names)
+    lines = [f"{source}: output {output} = {fmt_number(n.f)} at " + ", ".join(
+        f"{name} = {fmt_number(v)}" for name, v in zip(n.names, n.x)), "",
+        "gradient g (backprop):"]
+    lines += [f"  d{output}/d{name:<{width}} = {fmt_number(v)}" for name, v in zip(n.names, n.g)]
+    lines += ["", "Hessian H (forward-over-reverse through the backward pass, your d lines included):"]
+    lines += ["  " + "  ".join(f"{fmt_number(v):>10}" for v in row) for row in n.hessian]
+    lines += ["", n.why + "."]
+    if n.step is None:
+        return "\n".join(lines) + "\n"
+    lines += ["", "Newton step Δ = −H⁻¹·g:"]
+    lines += [f"  {name:<{width}} {fmt_number(x)} → {fmt_number(x + d)}  (Δ = {fmt_number(d)})"
+              for name, x, d in zip(n.names, n.x, n.step)]
+    after = "undefined there" if n.f_after is None else fmt_number(n.f_after)
+    lines += ["", f"{output}: {fmt_number(n.f)} → {after}; the quadratic model f + g·Δ + ½·Δ·H·Δ predicted "
+                  f"{fmt_number(n.model)} (equal when the function is quadratic)"]
+    return "\n".join(lines) + "\n"
