@@ -4,25 +4,26 @@ direction v over all the leaves, with the same rows, verdicts and culprits as fi
 - backprop's: forward-over-reverse through the backward graph, your d lines included — the forward
   and the backward run on x + i·H·v (the complex step: every gate's forward and VJP are complex-safe,
   the registry test checks both), and H·v is the imaginary part of the gradient over H;
-- the exact one: the same through the forward's own derivatives (every gate body differentiated by
-  the registry's VJPs, your d lines left out), so a gate whose d lines are right in value at the point
-  but wrong in derivative fails (gradgradcheck's job); SymPy's second derivatives are not built;
+- SymPy's: its exact first derivatives, composed as at first order, evaluated at x + i·H·v — so a
+  gate whose d lines are right in value at the point but wrong in derivative fails (gradgradcheck's job);
 - the finite differences of backprop's gradient along v (centred, with Richardson's second step).
 
-Each hand-derived gate call is checked on its own the same way (its d lines against its body), and
-names the culprit. A branch switch within the step makes the row a kink: no second derivative there.
+Each hand-derived gate call is checked on its own: its d lines' derivative against its body's
+(backprop through the body with the registry's VJPs, complex-stepped), which names the culprit, with
+SymPy on or off. A branch switch within the step makes the row a kink: no second derivative there.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import cost, verdict
+from . import cost, symbolic, verdict
 from dataclasses import dataclass
 
-from .autodiff import _body_values, backward, branch_rows, forward, gate_vjp, run_graph
+from .autodiff import backward, branch_rows, forward, run_graph
 from .errors import BackwardError, GradcheckError, GradValueError
 from .limits import MAX_WORK, size_error
+from .meter import PRICES
 from .numeric import REFINE, ROUNDING, NumericResult
 from .report import GateRow, NodeRow
 from .tolerances import EPS
@@ -43,22 +44,29 @@ def fill(report, graph, settings) -> None:
         raise GradcheckError(size_error(f"checking '{out.name}' at second order", report.work.total, MAX_WORK,
                                         "work units", "MAX_WORK") + "; split the function into smaller pieces",
                              out.pos.line, out.pos.col)
+    if settings.symbolic:  # SymPy gets what is left, as at first order
+        report.work.parts["symbolic"] = {"sympy": min(settings.symbolic_budget,
+                                                      (MAX_WORK - report.work.total) // PRICES["sympy"])}
     values = forward(graph)
     report.output, report.value = out.name, values[out.id]
     rng = np.random.default_rng([settings.seed, 2, 2])
     seed = (rng.standard_normal((1,) + out.shape) if out.size > 1 else np.ones((1,) + out.shape))
     v = {n.id: rng.standard_normal(n.shape) for n in leaves}
     errors: dict = {}
-    own = _product(graph, values, leaves, v, seed, errors)
-    exact = _product(graph, values, leaves, v, seed, {}, through_bodies=True)
+    own, moved = _product(graph, values, leaves, v, seed, errors)
+    exact = _sympy(graph, moved, leaves, seed, settings, report) if settings.symbolic else {}
     num = _differences(graph, leaves, v, seed, settings.h)
     report.gates = [row for node in hand for row in _gate_rows(graph, values, node, settings)]
     failing = [g for g in report.gates if g.status == "fail"]
     report.nodes = []
     for node in leaves:
-        j = verdict.summarize(verdict.evidence(own[node.id].reshape(1, -1), num[node.id],
-                                               None, exact[node.id].reshape(1, -1), None, settings.rtol, settings.atol))
+        sym, sym_note = exact.get(node.id, (None, None))
+        j = verdict.summarize(verdict.evidence(own[node.id].reshape(1, -1), num[node.id], None,
+                                               None if sym is None else sym.reshape(1, -1), None, settings.rtol,
+                                               settings.atol))
         status, note = j.status, _note(j, node, errors)
+        if sym_note:
+            note = f"{note}; {sym_note}" if note else sym_note
         if np.any(num[node.id].kink) and not errors:  # a relu at 0, a tie: the Hessian is not defined there
             status, note = "kink", "a branch switches within the step: no second derivative there"
         culprit = (failing[0].line, failing[0].col) if status == "fail" and failing else None
@@ -67,25 +75,28 @@ def fill(report, graph, settings) -> None:
                    f"its d line '{failing[0].input}' (line {failing[0].line}) fails its own check"
         worst = tuple(int(i) for i in np.unravel_index(j.worst[1], node.shape)) if node.shape else None
         report.nodes.append(NodeRow(node.name, "input", node.shape, node.pos.line, node.pos.col, node.value,
-                                    own[node.id], num[node.id].value.reshape(node.shape), exact[node.id],
+                                    own[node.id], num[node.id].value.reshape(node.shape), sym,
                                     j.numeric_error, j.symbolic_error, status, note, j.tolerance, worst, METHOD,
                                     culprit, node_id=node.id))
 
 
-def _product(graph, values, leaves, v, seed, errors, through_bodies=False) -> dict:
-    """H·v at every leaf by forward-over-reverse (the complex step through forward and backward)."""
+def _product(graph, values, leaves, v, seed, errors) -> tuple:
+    """(H·v at every leaf, the values at x + i·H·v) by forward-over-reverse: the complex step through
+    the forward and backward passes."""
     moved = forward(graph, {n.id: n.value + 1j * H * v[n.id] for n in leaves})
-    adjoints = backward(graph, moved, errors, seed=seed, local=_through_bodies if through_bodies else None)
-    return {n.id: np.imag(adjoints[n.id][0]) / H for n in leaves}
+    adjoints = backward(graph, moved, errors, seed=seed)
+    return {n.id: np.imag(adjoints[n.id][0]) / H for n in leaves}, moved
 
 
-def _through_bodies(node, g, args, out):
-    """A gate's VJP with a hand-derived gate's d lines left out: backprop through its body instead."""
-    inst = node.gate.instance
-    if inst is None or inst.bwd is None:
-        return gate_vjp(node.gate, g, args, out, node.attrs)
-    adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
-    return [adjoints[n.id] for n in inst.fwd.leaves()]
+def _sympy(graph, moved: list, leaves: list, seed, settings, report) -> dict:
+    """SymPy's H·v per leaf (value or None, note): its exact first derivatives, composed as at first
+    order, evaluated at the complex point x + i·H·v (their imaginary part over H)."""
+    budget = report.work.parts.get("symbolic", {}).get("sympy", settings.symbolic_budget)
+    with symbolic.shared(budget):
+        found = symbolic.derivatives(graph, moved, [n.id for n in leaves], settings.symbolic_budget,
+                                     seed=seed.reshape(1, -1))
+    return {n.id: (None if found[n.id].value is None else np.imag(np.asarray(found[n.id].value)).reshape(n.shape) / H,
+                   found[n.id].note) for n in leaves}
 
 
 def _differences(graph, leaves, v, seed, step: float) -> dict:
@@ -131,12 +142,9 @@ def _note(j: verdict.Judgement, node, errors: dict) -> str | None:
         err = next(iter(errors.values()))
         return f"the backward raised at line {err.line}: {err.message}"
     if j.status == "fail" and j.note and "SymPy" in j.note:
-        return ("backprop's second derivative disagrees with the forward's own (exact: every gate body "
-                "differentiated, your d lines left out)") + ("" if "finite" not in j.note else
-                                                               ", and with the differences of its gradient")
-    if j.status == "kink":
-        return "a branch switches within the step: no second derivative there"
-    return j.note.replace("SymPy", "the forward's exact second derivative") if j.note else None
+        return "backprop's Hessian-vector product disagrees with SymPy's" + (
+            "" if "finite" not in j.note else ", and with the differences of its gradient")
+    return j.note
 
 
 def _hand_derived(node) -> bool:
@@ -239,7 +247,7 @@ def newton(graph) -> NewtonStep:
         for node in leaves:
             v[node.id] = unit[pos: pos + node.size].reshape(node.shape)
             pos += node.size
-        hv = _product(graph, values, leaves, v, seed, None)
+        hv, _ = _product(graph, values, leaves, v, seed, None)
         columns.append(np.concatenate([hv[node.id].ravel() for node in leaves]))
     hessian = np.array(columns).T
     x = np.concatenate([np.ravel(node.value) for node in leaves])

@@ -154,10 +154,9 @@ class CheckReport(Displayed):
 
     @property
     def symbolic_coverage(self) -> float | None:
-        """The fraction of checked nodes with a SymPy value (None when SymPy was off or nothing was checked;
-        at second order the exact column is the forward's own, not SymPy's)."""
+        """The fraction of checked nodes with a SymPy value (None when SymPy was off or nothing was checked)."""
         checked = [r for r in self.nodes if r.status != "skip"]
-        if not self.settings.symbolic or self.settings.order == 2 or not checked:
+        if not self.settings.symbolic or not checked:
             return None
         return sum(r.symbolic is not None for r in checked) / len(checked)
 

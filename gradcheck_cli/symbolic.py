@@ -121,7 +121,7 @@ def local_jacobian(node, args: list, work: Work) -> list:
         where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
         _built[node] = (slots, where, np.asarray(gate_sym(gate, slots, attrs), dtype=object).ravel())
     slots, where, out = _built[node]
-    point = {s: float(v) for sym, a in zip(slots, args) for s, v in zip(sym.ravel(), np.ravel(a))}
+    point = {s: _number(v) for sym, a in zip(slots, args) for s, v in zip(sym.ravel(), np.ravel(a))}
     entries = [([], [], []) for _ in args]
     for o, expr in enumerate(out):
         if not hasattr(expr, "free_symbols"):
@@ -132,14 +132,20 @@ def local_jacobian(node, args: list, work: Work) -> list:
                 entries[k][0].append(o)
                 entries[k][1].append(e)
                 entries[k][2].append(d)
-    return [(np.asarray(r, dtype=int), np.asarray(c, dtype=int), np.asarray(v, dtype=float)) for r, c, v in entries]
+    return [(np.asarray(r, dtype=int), np.asarray(c, dtype=int),
+             np.asarray(v, dtype=complex if any(isinstance(x, complex) for x in v) else float)) for r, c, v in entries]
+
+
+def _number(v):
+    """A point's value: a float, or a complex one on second order's complex step."""
+    return complex(v) if np.iscomplexobj(v) else float(v)
 
 
 def _elementwise_jacobian(node, args, work: Work) -> list:
     d, derivs = _elementwise_partials(node.gate, node.attrs, len(args))
     shape = node.shape
     work.spend(node.size)  # vectorised: an element costs about one expression node
-    point = [np.broadcast_to(np.asarray(a, dtype=float), shape).ravel() for a in args]
+    point = [np.broadcast_to(np.asarray(a, dtype=complex if np.iscomplexobj(a) else float), shape).ravel() for a in args]
     rows = np.arange(node.size)
     result = []
     for a, deriv in zip(args, derivs):
@@ -154,7 +160,7 @@ def pull_back(adjoint: np.ndarray, magnitude: np.ndarray, jac: tuple, size: int)
     """adjoint (K, out) through a local Jacobian (rows, cols, values) to (K, size), with magnitudes."""
     rows, cols, vals = jac
     k = adjoint.shape[0]
-    grad = np.zeros((k, size))
+    grad = np.zeros((k, size), dtype=np.result_type(adjoint, vals))
     mag = np.zeros((k, size))
     if rows.size:
         np.add.at(grad, (slice(None), cols), adjoint[:, rows] * vals)
@@ -194,7 +200,7 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
         for i, jac in zip(node.inputs, jacobians[node.id]):
             g, m = pull_back(adj[node.id], mag[node.id], jac, graph.nodes[i].size)
             if i in adj:
-                adj[i] += g
+                adj[i] = adj[i] + g  # (complex at second order, where a real one may come first)
                 mag[i] += m
             else:
                 adj[i], mag[i] = g, m

@@ -4,6 +4,7 @@ function's derivative taken from SymPy once per function. Work is counted in exp
 
 from __future__ import annotations
 
+import cmath
 import math
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,7 +90,40 @@ _FUNCTIONS = {  # SymPy function name -> float implementation
     "sign": lambda x: 0.0 if x == 0 else math.copysign(1.0, x),
 }
 _FUNCTIONS = {k: _safe(v) for k, v in _FUNCTIONS.items()}
-_POW = _safe(_pow)
+# On a complex point (second order's complex step: x + i·H·v) the kink functions follow the real part.
+_COMPLEX = {
+    "exp": cmath.exp, "log": lambda z: -math.inf if z == 0 else cmath.log(z), "sin": cmath.sin, "cos": cmath.cos,
+    "tan": cmath.tan, "tanh": cmath.tanh, "sinh": cmath.sinh, "cosh": cmath.cosh, "asin": cmath.asin,
+    "acos": cmath.acos, "atan": cmath.atan, "Abs": lambda z: z if z.real >= 0 else -z,
+    "sign": lambda z: 0.0 if z.real == 0 else math.copysign(1.0, z.real),
+}
+_COMPLEX = {k: _safe(v) for k, v in _COMPLEX.items()}
+
+
+def _function(name: str, x):
+    if isinstance(x, complex):
+        if name not in _COMPLEX:
+            raise Unsupported(f"{name} on complex values")
+        return _COMPLEX[name](x)
+    return _FUNCTIONS[name](x)
+
+
+def _pow_any(b, e):
+    if isinstance(b, complex) or isinstance(e, complex):
+        if b == 0 and e.real < 0:
+            return math.inf
+        try:
+            return b ** e
+        except (ZeroDivisionError, OverflowError, ValueError):
+            return math.nan
+    return _pow(b, e)
+
+
+def _real(x) -> float:
+    return x.real if isinstance(x, complex) else x
+
+
+_POW = _safe(_pow_any)
 _ZERO_DERIVATIVE = {"sign", "Heaviside", "DiracDelta"}  # constant for differentiation (comparisons)
 _templates: dict = {}
 
@@ -131,6 +165,8 @@ def _value_of(e, val: dict) -> float:
         return float(e)
     if e.is_Add:
         terms = [val[a] for a in e.args]
+        if any(isinstance(t, complex) for t in terms):
+            return sum(terms)
         try:
             return math.fsum(terms)
         except OverflowError:  # partial sums past the float range (1e308 - 1e308 ...): inf or nan, as floats add
@@ -144,12 +180,12 @@ def _value_of(e, val: dict) -> float:
         return _POW(val[e.args[0]], val[e.args[1]])
     name = type(e).__name__
     if name in _FUNCTIONS:
-        return _FUNCTIONS[name](val[e.args[0]])
+        return _function(name, val[e.args[0]])
     if name == "Heaviside":
-        x = val[e.args[0]]
+        x = _real(val[e.args[0]])
         return 1.0 if x > 0 else 0.0 if x < 0 else (val[e.args[1]] if len(e.args) > 1 else 0.5)
     if name in ("Max", "Min"):
-        return (max if name == "Max" else min)(val[a] for a in e.args)
+        return (max if name == "Max" else min)((val[a] for a in e.args), key=_real)
     if name == "DiracDelta":
         return 0.0  # only in derivatives of comparisons, which are constant for differentiation
     raise Unsupported(name)
@@ -176,7 +212,8 @@ def array_value(expr, point: dict) -> np.ndarray:
     with np.errstate(all="ignore"):
         for e in _order(expr, Work(10 ** 9, counted=False)):
             if e.is_Symbol:
-                val[e] = np.asarray(point[e], dtype=float)
+                val[e] = np.asarray(point[e])
+                val[e] = val[e] if np.iscomplexobj(val[e]) else val[e].astype(float)
             elif e.is_Number or e.is_NumberSymbol:
                 val[e] = np.asarray(float(e))
             elif e.is_Add:
@@ -185,17 +222,23 @@ def array_value(expr, point: dict) -> np.ndarray:
                 val[e] = np.prod(np.broadcast_arrays(*[val[a] for a in e.args]), axis=0)
             elif e.is_Pow:
                 b, x = val[e.args[0]], val[e.args[1]]
-                val[e] = np.where((b == 0) & (x < 0), np.inf, np.power(b, x))
+                val[e] = np.where((b == 0) & (np.real(x) < 0), np.inf, np.power(b, x))
             else:
                 name = type(e).__name__
                 args = [val[a] for a in e.args]
-                if name in _ARRAY_FUNCTIONS:
+                if name in ("Abs", "sign") and np.iscomplexobj(args[0]):  # the real part decides, as for a gate
+                    re = np.real(args[0])
+                    val[e] = np.where(re >= 0, args[0], -args[0]) if name == "Abs" else np.sign(re)
+                elif name in _ARRAY_FUNCTIONS:
                     val[e] = _ARRAY_FUNCTIONS[name](args[0])
                 elif name == "Heaviside":
                     h0 = args[1] if len(args) > 1 else 0.5
-                    val[e] = np.where(args[0] > 0, 1.0, np.where(args[0] < 0, 0.0, h0))
+                    re = np.real(args[0])
+                    val[e] = np.where(re > 0, 1.0, np.where(re < 0, 0.0, h0))
                 elif name in ("Max", "Min"):
-                    val[e] = (np.maximum if name == "Max" else np.minimum).reduce(np.broadcast_arrays(*args))
+                    stacked = np.stack(np.broadcast_arrays(*args))
+                    pick = (np.argmax if name == "Max" else np.argmin)(np.real(stacked), axis=0)
+                    val[e] = np.take_along_axis(stacked, pick[None], axis=0)[0]
                 elif name == "DiracDelta":
                     val[e] = np.zeros_like(args[0])  # comparisons are constant for differentiation
                 elif name == "erf":
@@ -275,15 +318,15 @@ def _local(e, val: dict):
         db = 0.0 if vx == 0 else (1.0 if vx == 1 else vx * _POW(vb, vx - 1.0))
         out = [(b, db)]
         if x.free_symbols:
-            out.append((x, val[e] * _FUNCTIONS["log"](vb) if vb > 0 else math.nan))
+            out.append((x, val[e] * _function("log", vb) if _real(vb) > 0 else math.nan))
         return out
     name = type(e).__name__
     if name in _ZERO_DERIVATIVE:
         return []
     if name == "Abs":
-        return [(args[0], _FUNCTIONS["sign"](val[args[0]]))]
+        return [(args[0], _function("sign", val[args[0]]))]
     if name in ("Max", "Min"):
-        hit = [a for a in args if val[a] == val[e]]
+        hit = [a for a in args if _real(val[a]) == _real(val[e])]
         return [(a, 1.0 / len(hit)) for a in hit]  # a tie splits evenly, as backprop does
     if name in _FUNCTIONS and len(args) == 1:
         d, template = _template(name)

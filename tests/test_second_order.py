@@ -35,7 +35,11 @@ def test_a_d_line_right_in_value_but_wrong_in_derivative_fails_at_its_line():
     assert {r.name: r.status for r in bad.nodes} == {"x": "fail", "y": "pass"}
     (gate,) = [g for g in bad.gates if g.status == "fail"]
     assert (gate.input, gate.line) == ("dt", 2) and "wrong in derivative" in gate.note
-    assert bad.nodes[0].culprit == (2, 3)
+    assert bad.nodes[0].culprit == (2, 3) and "disagrees with SymPy's" in bad.nodes[0].note
+    # without SymPy the leaf rows differentiate the same backward code and agree; the gate's own check
+    # (its d lines against its body) still fails, at the line
+    plain = check(WRONG, order=2, symbolic=False)
+    assert not plain.passed and [g.input for g in plain.gates if g.status == "fail"] == ["dt"]
     # at first order it is right at the given point: only the second point sees it
     first = check(WRONG)
     assert all(r.status == "pass" for r in first.nodes) and [g.point for g in first.gates if g.status == "fail"] == [2]
@@ -100,3 +104,17 @@ def test_second_order_costs_no_more_than_predicted_and_is_refused_past_the_limit
     monkeypatch.setattr(hvp, "MAX_WORK", 1000)
     refused = check(RIGHT, order=2)
     assert refused.error is not None and "GRADCHECK_MAX_WORK" in refused.error.message and refused.error.line == 5
+
+
+def test_the_hessian_is_torchs():
+    # a peer as the oracle: torch.autograd.functional.hessian of the same forward (skipped without torch)
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
+    text = ("x = [0.3, -1.2]\nW = [[0.5, -0.4, 1.1], [0.9, 0.2, -0.7]]\n"
+            "f = logsumexp(tanh(x @ W) * 2) + 0.1 * sum(W * W) * sum(x * x)\n")
+    ours = newton(load(text, "t.grad", None, 0, False)).hessian
+
+    def f(flat):
+        x, W = flat[:2], flat[2:].reshape(2, 3)
+        return torch.logsumexp(torch.tanh(x @ W) * 2, 0) + 0.1 * (W * W).sum() * (x * x).sum()
+    point = torch.tensor([0.3, -1.2, 0.5, -0.4, 1.1, 0.9, 0.2, -0.7], dtype=torch.float64)
+    np.testing.assert_allclose(ours, torch.autograd.functional.hessian(f, point).numpy(), rtol=1e-11, atol=1e-12)
