@@ -142,8 +142,10 @@ def _note(j: verdict.Judgement, node, errors: dict) -> str | None:
         err = next(iter(errors.values()))
         return f"the backward raised at line {err.line}: {err.message}"
     if j.status == "fail" and j.note and "SymPy" in j.note:
+        both = "both finite differences and SymPy" in j.note or "complex-step derivative and SymPy" in j.note
         return "backprop's Hessian-vector product disagrees with SymPy's" + (
-            "" if "finite" not in j.note else ", and with the differences of its gradient")
+            ", and with the differences of its gradient" if both else
+            " (the differences of its gradient agree: they differentiate the same backward)")
     return j.note
 
 
