@@ -118,3 +118,23 @@ def test_the_hessian_is_torchs():
         return torch.logsumexp(torch.tanh(x @ W) * 2, 0) + 0.1 * (W * W).sum() * (x * x).sum()
     point = torch.tensor([0.3, -1.2, 0.5, -0.4, 1.1, 0.9, 0.2, -0.7], dtype=torch.float64)
     np.testing.assert_allclose(ours, torch.autograd.functional.hessian(f, point).numpy(), rtol=1e-11, atol=1e-12)
+
+
+def test_fuzzed_programs_at_second_order_never_raise_and_render_every_format():
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+
+    from fuzzing import _render_every_format, programs
+    from gradcheck_cli.errors import GradcheckError
+    from gradcheck_cli.meter import Meter
+
+    @hsettings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(programs())
+    def run(text):
+        with Meter() as meter:
+            report = check(text, source="fuzz.grad", order=2)
+        assert report.error is None or isinstance(report.error, GradcheckError)
+        if report.error is None:
+            assert meter.units <= report.work.total, (meter.counts, report.work.parts)
+        _render_every_format(report)
+    run()
