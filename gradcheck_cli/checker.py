@@ -179,7 +179,7 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
     exact = [t for t in targets if not t.projections and t.id in analytic]
     scale = max(float(np.max(np.abs(adjoints[n.id]), initial=0.0)) * float(np.max(np.abs(values[n.id]), initial=0.0))
                 for n in graph.nodes[: graph.output + 1] if adjoints[n.id] is not None and values[n.id] is not None)
-    confirmed, _ = complexstep.exact_columns(runner, exact, scale)
+    confirmed = complexstep.exact_columns(runner, exact, scale)
     num = numeric.differentiate(runner, [t for t in targets if t.id not in confirmed], settings.h, settings.rtol,
                                 settings.atol, flat, settings.seed)
     num.update(confirmed)

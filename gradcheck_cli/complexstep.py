@@ -102,15 +102,14 @@ def analytic(gate) -> bool:
     return all(analytic(n.gate) for n in body.nodes if n.gate is not None)
 
 
-def exact_columns(runner, targets: list, scale: float) -> tuple:
-    """The complex step for each target: (NumericResults by target id, the targets it does not
-    differentiate — some intermediate's imaginary part left the linear regime (autodiff.IMAG_LIMIT),
-    poisoning its rows with nan — which the caller differences instead: never a wrong verdict).
+def exact_columns(runner, targets: list, scale: float) -> dict:
+    """The complex step for each target it differentiates, NumericResults by target id: not those where
+    some intermediate's imaginary part left the linear regime (autodiff.IMAG_LIMIT), poisoning their
+    rows with nan — the caller differences those instead: never a wrong verdict.
     `scale` is the function's own (the largest |adjoint|·|value| of its nodes): a derivative that is a
     cancellation of terms that large rounds at ε of it (softmax's rows summing to 1)."""
     exact = columns(runner, targets, scale=scale)
-    good = {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
-    return good, [t for t in targets if t.id not in good]
+    return {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
 
 
 def rounding(runner, target, num: NumericResult) -> np.ndarray:

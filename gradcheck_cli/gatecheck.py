@@ -100,8 +100,7 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
     # an analytic gate gets the complex step (exact), as a node whose way to the output is analytic does
     exact = None
     if settings.complex_step is not False and not target.projections and complexstep.analytic(node.gate):
-        confirmed, _ = complexstep.exact_columns(runner, [target], float(np.max(np.abs(u))) * float(np.max(np.abs(out))))
-        exact = confirmed.get(node.id)
+        exact = complexstep.exact_columns(runner, [target], float(np.max(np.abs(u))) * float(np.max(np.abs(out)))).get(node.id)
     compared = pipeline.compare(runner, target, flat(grads), settings, POLICY, num=exact, rerun=rerun, sym=sym, mag=mag,
                                 references=references, exact_noise=lambda n: complexstep.rounding(runner, target, n))
     ev, num = compared.evidence, compared.num

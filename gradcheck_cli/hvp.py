@@ -64,7 +64,7 @@ def fill(report, graph, settings) -> None:
         j = verdict.summarize(verdict.evidence(own[node.id].reshape(1, -1), num[node.id], None,
                                                None if sym is None else sym.reshape(1, -1), None, settings.rtol,
                                                settings.atol))
-        status, note = j.status, _note(j, node, errors)
+        status, note = j.status, _note(j, errors)
         if sym_note:
             note = f"{note}; {sym_note}" if note else sym_note
         if np.any(num[node.id].kink) and not errors:  # a relu at 0, a tie: the Hessian is not defined there
@@ -137,7 +137,7 @@ def _differences(graph, leaves, v, seed, step: float) -> dict:
     return results
 
 
-def _note(j: verdict.Judgement, node, errors: dict) -> str | None:
+def _note(j: verdict.Judgement, errors: dict) -> str | None:
     if errors:
         err = next(iter(errors.values()))
         return f"the backward raised at line {err.line}: {err.message}"
