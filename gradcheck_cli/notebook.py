@@ -46,6 +46,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--symbolic-budget", type=int)
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--no-symbolic", action="store_true")
+    parser.add_argument("--no-complex-step", action="store_true")
+    parser.add_argument("--order", type=int, choices=(1, 2))
     parser.add_argument("--no-picture", action="store_true", help="leave the circuit out")
     return parser
 
@@ -61,7 +63,8 @@ def options(line: str, prog: str) -> tuple:
     unknown = [w for w in rest if w.startswith("-") and w != "-"]
     if unknown:
         raise UsageError(f"%{prog}: unknown option {unknown[0]} (options: --at NAME=VALUE, --seed, --rtol, --atol, "
-                         "--step, --budget, --symbolic-budget, --strict, --no-symbolic, --no-picture)")
+                         "--step, --budget, --symbolic-budget, --strict, --no-symbolic, --no-complex-step, "
+                         "--order 2, --no-picture)")
     at = {}
     for item in found.at:
         name, eq, value = item.partition("=")
@@ -70,11 +73,13 @@ def options(line: str, prog: str) -> tuple:
         at[name.strip()] = value
     flags = {k: v for k, v in (("seed", found.seed), ("rtol", found.rtol), ("atol", found.atol),
                                ("step", found.step), ("budget", found.budget),
-                               ("symbolic_budget", found.symbolic_budget)) if v is not None}
+                               ("symbolic_budget", found.symbolic_budget), ("order", found.order)) if v is not None}
     if found.strict:
         flags["strict"] = True
     if found.no_symbolic:
         flags["symbolic"] = False
+    if found.no_complex_step:
+        flags["complex_step"] = False
     return flags, at, rest, not found.no_picture
 
 

@@ -90,3 +90,16 @@ def test_hostile_names_and_notes_are_escaped():
     html = report._repr_mimebundle_()["text/html"]
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_the_magics_take_order_2_and_no_complex_step():
+    pytest.importorskip("IPython", reason="IPython is in the test extras")
+    from IPython.core.error import UsageError
+
+    from gradcheck_cli.notebook import check_cell, options
+    flags, _, _, _ = options("--order 2 --no-complex-step --seed 1", "gradcheck")
+    assert flags == {"order": 2, "complex_step": False, "seed": 1}
+    with pytest.raises(UsageError, match="--order"):
+        options("--order 3", "gradcheck")
+    report = check_cell("--order 2 --no-picture", "gate cube(t) = t^3\n  dt = dout * 6.75\nx = 1.5\nf = cube(x)\n")
+    assert not report.passed and [g.input for g in report.gates if g.status == "fail"] == ["dt"]
