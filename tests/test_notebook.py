@@ -93,9 +93,7 @@ def test_hostile_names_and_notes_are_escaped():
 
 
 def test_the_magics_take_order_2_and_no_complex_step():
-    pytest.importorskip("IPython", reason="IPython is in the test extras")
-    from IPython.core.error import UsageError
-
+    from gradcheck_cli.errors import UsageError
     from gradcheck_cli.notebook import check_cell, options
     flags, _, _, _ = options("--order 2 --no-complex-step --seed 1", "gradcheck")
     assert flags == {"order": 2, "complex_step": False, "seed": 1}
