@@ -136,9 +136,9 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set, settings:
     units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
                        lambda n: n.gate.instance is not None and n.gate.instance.bwd is not None)
     # a projection that fails is differenced again element by element when that is cheap enough (pipeline)
-    recheckable = [n for n in checked if n.id not in exhaustive
-                   and runners.work(graph, [numeric.Target(n.id, np.zeros(n.size), projections=False)])
-                   <= POLICY.recheck_work]
+    projected = [n for n in checked if n.id not in exhaustive]
+    whole = runners.works(graph, [numeric.Target(n.id, np.zeros(n.size), projections=False) for n in projected])
+    recheckable = [n for n, w in zip(projected, whole) if w <= POLICY.recheck_work]
     exact = complexstep.analytic_nodes(graph, reach) & exhaustive if settings.complex_step is not False else None
     predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built, recheckable, exact)
     if predicted.total > MAX_WORK:

@@ -106,14 +106,19 @@ def work(graph, targets: list) -> int:
     """An upper bound on the work `differentiate` needs for `targets` of `graph`, in element
     evaluations: four rows per element (or per projection), each holding a perturbed copy of its
     target and recomputing the nodes after it, every node counting NODE_COST elements more than its size."""
+    return sum(works(graph, targets))
+
+
+def works(graph, targets: list) -> list:
+    """`work` of each target on its own (the graph's sizes summed once, not once per target)."""
     sizes = np.array([n.size for n in graph.nodes], dtype=np.int64) + NODE_COST
     after = np.concatenate([np.cumsum(sizes[::-1])[::-1][1:], [0]])  # the cost of the nodes after each id
-    total = 0
+    out = []
     for t in targets:
         rows = 4 * (PROJECTIONS if t.projections else t.n)
         own = int(sizes[t.id] + after[t.id]) if isinstance(t.id, (int, np.integer)) else 0
-        total += rows * own
-    return total
+        out.append(rows * own)
+    return out
 
 
 def allocate(sizes: dict, leaves: set, budget: int, forced: set = frozenset()) -> set:
