@@ -184,10 +184,11 @@ class Calls:
 
 
 def second_order(graph, hand_derived: list) -> Cost:
-    """`check --order 2`: forward and backward passes (the point, two complex ones counted twice, four
-    differences), with one upstream row; each hand-derived call's body and d lines, complex, twice."""
+    """`check --order 2`: forward and backward passes (the point, three complex ones counted twice —
+    backprop's, and through the gate bodies — four differences), with one upstream row; each
+    hand-derived call's body and d lines, complex, twice."""
     memo: dict = {}
-    passes = 1 + 2 * 2 + 4 + 1
+    passes = 1 + 3 * 2 + 4 + 1
     gates: dict = {}
     for node in hand_derived:
         inst = node.gate.instance

@@ -36,10 +36,12 @@ def test_a_d_line_right_in_value_but_wrong_in_derivative_fails_at_its_line():
     (gate,) = [g for g in bad.gates if g.status == "fail"]
     assert (gate.input, gate.line) == ("dt", 2) and "wrong in derivative" in gate.note
     assert bad.nodes[0].culprit == (2, 3) and "disagrees with SymPy's" in bad.nodes[0].note
-    # without SymPy the leaf rows differentiate the same backward code and agree; the gate's own check
-    # (its d lines against its body) still fails, at the line
+    # without SymPy the leaf rows compare with the forward's own H·v (the gate bodies differentiated,
+    # the d lines left out), and the gate's own check still fails at the line
     plain = check(WRONG, order=2, symbolic=False)
-    assert not plain.passed and [g.input for g in plain.gates if g.status == "fail"] == ["dt"]
+    assert [g.input for g in plain.gates if g.status == "fail"] == ["dt"]
+    assert {r.name: r.status for r in plain.nodes} == {"x": "fail", "y": "pass"} and "forward's own" in plain.nodes[0].note
+    assert check(RIGHT, order=2, symbolic=False).passed
     # at first order it is right at the given point: only the second point sees it
     first = check(WRONG)
     assert all(r.status == "pass" for r in first.nodes) and [g.point for g in first.gates if g.status == "fail"] == [2]
