@@ -317,6 +317,8 @@ def _rerun(spec, shapes, values, params, settings: Settings) -> str:
         parts.append("--complex-step")
     if not settings.reference:
         parts.append("--no-reference")
+    if settings.fast:
+        parts.append("--fast")
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -39,6 +39,7 @@ RULES = {
     "complex_step": (lambda v: v is None or isinstance(v, bool), "true or false"),
     "reference": (lambda v: isinstance(v, bool), "true or false"),
     "order": (lambda v: v in (1, 2), "1 or 2"),
+    "fast": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -59,6 +60,7 @@ class Settings:
                                       # .grad files' analytic nodes, off for Python layers, whose code runs)
     reference: bool = True      # framework targets: every element against autodiff through the forward (pycheck)
     order: int = 1              # .grad files: 2 checks Hessian-vector products (hvp.py)
+    fast: bool = False          # Python targets: the given point only, along random directions (torch's fast_mode)
 
     def __post_init__(self):
         for name, (ok, what) in RULES.items():

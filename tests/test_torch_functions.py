@@ -224,7 +224,7 @@ def mlp(seed=0, integers=False):
     return (x(6, 5, seed=seed), x(5, 7, seed=seed + 1), x(7, 3, seed=seed + 2))
 
 
-@pytest.mark.parametrize("options", [{}, {"budget": 1}, {"reference": False}])
+@pytest.mark.parametrize("options", [{}, {"budget": 1}, {"fast": True}, {"reference": False}])
 def test_every_element_against_autograd_through_the_forward_names_the_one_wrong_element(options):
     report = check(OffByOneInAThousand, mlp(), **options)
     failing = [(r.name, r.worst_index, r.line) for r in report.nodes if r.status == "fail"]
@@ -326,3 +326,29 @@ def test_check_py_without_the_reference_differences_every_element():
     wrong = [sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6"]
     done = subprocess.run(wrong + ["--no-reference"], capture_output=True, text=True)
     assert done.returncode == 1 and "--shape=x=4,6 --no-reference" in done.stdout
+
+
+class RightAtThePointOnly(torch.autograd.Function):
+    """d(x²) written as 2·x₀ with x₀ the given point's value: right there, wrong anywhere else."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return a * a
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2 * torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+
+
+def test_fast_mode_checks_the_given_point_only_as_torchs_does():
+    a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    full = check(RightAtThePointOnly, (a,))
+    assert full.nodes[0].status == "pass" and [g.status for g in full.gates] == ["fail"]  # the second point sees it
+    fast = check(RightAtThePointOnly, (a,), fast=True)
+    assert fast.passed and fast.gates == []  # the trade fast mode makes, as torch's fast_mode does
+    assert gradcheck(F.Softmax.apply, (x(3, 4),), fast_mode=True)
+    with pytest.raises(GradcheckError):
+        gradcheck(OffByOneInAThousand.apply, mlp(), rtol=1e-5, fast_mode=True)  # torch's default rtol, 1e-3, allows 0.1%
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNormNoMean", "--shape",
+                           "x=4,6", "--fast"], capture_output=True, text=True)
+    assert done.returncode == 1 and "--fast" in done.stdout and "second point" not in done.stdout

@@ -155,11 +155,14 @@ def _array_or_list(value: list):
               help="2: check a torch.autograd.Function's double backward (gradgradcheck's job).")
 @click.option("--complex-step", "complex_step", is_flag=True, default=None,
               help="Also differentiate by the complex step (exact to rounding): sees a backward wrong by 1e-7.")
+@click.option("--fast", "fast", is_flag=True, default=None,
+              help="The given point only, along random directions (torch's fast_mode): quicker, and blind to a backward "
+                   "right only at a special point.")
 @click.option("--no-reference", "reference", flag_value=False, default=None,
               help="A torch Function or JAX rule: difference every element one by one (torch's way) instead of "
                    "comparing each with autodiff through the forward.")
 @_report_options
-def check_py(targets, shapes, at, params, order, complex_step, reference, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, order, complex_step, fast, reference, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -190,7 +193,7 @@ def check_py(targets, shapes, at, params, order, complex_step, reference, seed, 
     try:
         config, _ = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
-                                     budget=budget, complex_step=complex_step, reference=reference)
+                                     budget=budget, complex_step=complex_step, reference=reference, fast=fast)
     except GradcheckError as err:
         _fail(err)
     shapes, params = _parse_shapes(shapes), _parse_params(params)

@@ -5,9 +5,9 @@ fast_mode=True).
 
 Modes: `full` — every element against autograd through the forward, differences along random
 directions and at any element where the two disagree (the default); `differences` — every element
-differenced one by one at both points (reference=False: torch's way); `fast` — budget 1 (projections,
-at most one element differenced); each also with one element of dW1 wrong by 1%, which must fail
-naming W1[3, 5].
+differenced one by one at both points (reference=False: torch's way); `fast` — fast=True (torch's
+fast_mode: the given point only, along random directions and, for a Function, every element against
+the reference); each also with one element of dW1 wrong by 1%, which must fail naming W1[3, 5].
 
     python tests/benchmarks/bench_torch.py
 """
@@ -99,7 +99,7 @@ class Wrong(MLP):
 
 def ours(mode: str = "full", style: str = "ctx", wrong: bool = False):
     from gradcheck_cli.torch import check
-    options = {"full": {}, "differences": {"reference": False}, "fast": {"budget": 1}}[mode]
+    options = {"full": {}, "differences": {"reference": False}, "fast": {"fast": True}}[mode]
     report = check(Wrong if wrong else OURS[style], inputs(), **options)
     if wrong:
         failing = [(r.name, r.worst_index) for r in report.nodes if r.status == "fail"]
