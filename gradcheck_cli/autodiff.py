@@ -64,20 +64,26 @@ def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
     if inst is None:
         return gate.vjp(g, args, out, attrs)
     if inst.bwd is None:
-        outermost = _bodies is None
-        if outermost:
-            _bodies = {}
-        try:
-            adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
-        except BackwardError as err:  # a gate inside failed: its partial gradients are shaped for it, not us
-            raise BackwardError(err.message, err.line, err.col) from None
-        finally:
-            if outermost:
-                _bodies = None
-        return [adjoints[n.id] for n in inst.fwd.leaves()]
+        return body_vjp(inst, g, args)
     wanted = inst.backward_outputs()
     results = run_graph(inst.bwd, list(args) + [out, g], outputs=wanted) if wanted else []
     return inst.gradients(results, g.shape[0])
+
+
+def body_vjp(inst, g: np.ndarray, args: list) -> list:
+    """Backprop through a user gate's body, its d lines (if it has any) left out: per parameter."""
+    global _bodies
+    outermost = _bodies is None
+    if outermost:
+        _bodies = {}
+    try:
+        adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
+    except BackwardError as err:  # a gate inside failed: its partial gradients are shaped for it, not us
+        raise BackwardError(err.message, err.line, err.col) from None
+    finally:
+        if outermost:
+            _bodies = None
+    return [adjoints[n.id] for n in inst.fwd.leaves()]
 
 
 def gate_branch(gate, args: list, attrs: dict) -> np.ndarray:

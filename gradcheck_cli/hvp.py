@@ -15,12 +15,13 @@ SymPy on or off. A branch switch within the step makes the row a kink: no second
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import cost, symbolic, verdict
-from dataclasses import dataclass
-
-from .autodiff import backward, branch_rows, forward, gate_vjp, run_graph
+from .autodiff import backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
+from .complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from .errors import BackwardError, GradcheckError, GradValueError
 from .limits import MAX_WORK, size_error
 from .meter import PRICES
@@ -28,7 +29,6 @@ from .numeric import REFINE, ROUNDING, NumericResult
 from .report import GateRow, NodeRow
 from .tolerances import EPS
 
-H = 1e-100     # the complex step of forward-over-reverse (complexstep.GRAPH_H's reasons)
 NEWTON_MAX = 16  # leaf elements `explain --order 2` builds the whole Hessian for (a column per element)
 METHOD = "Hessian-vector product: finite differences of backprop's gradient along v"
 
@@ -55,7 +55,7 @@ def fill(report, graph, settings) -> None:
     errors: dict = {}
     own, moved = _product(graph, values, leaves, v, seed, errors)
     exact = _sympy(graph, moved, leaves, seed, settings, report) if settings.symbolic else {}
-    num = _differences(graph, leaves, v, seed, settings.h)
+    num = _differences(graph, values, leaves, v, seed, settings.h)
     # without SymPy's, the forward's own H·v (every gate body differentiated, the d lines left out) still
     # sees a d line wrong in derivative at the leaves (with no hand-derived gate it is backprop's own)
     bodies = (_product(graph, values, leaves, v, seed, {}, local=_through_bodies)[0]
@@ -102,7 +102,7 @@ def _through_bodies(node, g, args, out):
     inst = node.gate.instance
     if inst is None or inst.bwd is None:
         return gate_vjp(node.gate, g, args, out, node.attrs)
-    return _through_bodies_of(inst, args, g)
+    return body_vjp(inst, g, args)
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,14 +121,13 @@ def _sympy(graph, moved: list, leaves: list, seed, settings, report) -> dict:
                    found[n.id].note) for n in leaves}
 
 
-def _differences(graph, leaves, v, seed, step: float) -> dict:
+def _differences(graph, values: list, leaves, v, seed, step: float) -> dict:
     """Backprop's gradient differenced along v (±ε, then ±ε/2: Richardson), per leaf; a branch switch
     within the step marks the row a kink (its one-sided slopes bound it)."""
     scale = max([1.0] + [float(np.max(np.abs(n.value), initial=0.0)) for n in leaves])
     eps = step * scale
-    centre_values = forward(graph)
-    centre = backward(graph, centre_values, {}, seed=seed)
-    branches = branch_rows(graph, centre_values)
+    centre = backward(graph, values, {}, seed=seed)
+    branches = branch_rows(graph, values)
     grads, switched = {}, False
     for t in (eps, -eps, eps * REFINE, -eps * REFINE):
         try:
@@ -189,11 +188,11 @@ def _gate_rows(graph, values, node, settings) -> list:
         wanted = inst.backward_outputs()
         results = run_graph(inst.bwd, list(moved) + [moved_out, g], outputs=wanted) if wanted else []
         own = inst.gradients(results, 1)
+        body = body_vjp(inst, g, moved)
     except (BackwardError, GradValueError) as err:
         return [GateRow(node.name, node.label, "d lines", err.line or node.pos.line, err.col or node.pos.col,
                         node.pos.line, "fail", None, None, None, 1, f"at second order: {err.message}",
                         node_id=node.id)]
-    body = _through_bodies_of(inst, moved, g)
     if _at_a_kink(inst, args, dirs, settings.h):
         return [GateRow(node.name, node.label, f"d{p}", node.pos.line, node.pos.col, node.pos.line, "kink", None, None,
                         None, 1, "a branch of its body switches at this point: no second derivative there",
@@ -221,11 +220,6 @@ def _at_a_kink(inst, args: list, dirs: list, step: float) -> bool:
         if any(not np.array_equal(b, c) for b, c in zip(branches, centre)):
             return True
     return False
-
-
-def _through_bodies_of(inst, moved: list, g) -> list:
-    adjoints = backward(inst.fwd, forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], moved))), seed=g)
-    return [adjoints[n.id] for n in inst.fwd.leaves()]
 
 
 
