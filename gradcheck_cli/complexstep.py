@@ -88,18 +88,21 @@ def analytic_nodes(graph, reach: set) -> set:
     """The nodes whose every gate on the way to the output is complex-analytic (a user gate when
     every gate of its body is): the complex step differentiates them exactly."""
     ok: dict = {}
+    gates: dict = {}  # a user gate's body is walked once, however many calls (gates calling gates: 2^k)
     for node in reversed(graph.nodes[: graph.output + 1]):
         users = [c for c in graph.consumers[node.id] if c in reach]
-        ok[node.id] = all(analytic(graph.nodes[c].gate) and ok.get(c, False) for c in users)
+        ok[node.id] = all(analytic(graph.nodes[c].gate, gates) and ok.get(c, False) for c in users)
     return {nid for nid, good in ok.items() if good and nid in reach}
 
 
-def analytic(gate) -> bool:
+def analytic(gate, memo: dict | None = None) -> bool:
     """A registry gate's declaration; a user gate is analytic when every gate of its body is."""
     if gate.instance is None:
         return gate.analytic
-    body = gate.instance.fwd
-    return all(analytic(n.gate) for n in body.nodes if n.gate is not None)
+    memo = {} if memo is None else memo
+    if id(gate) not in memo:
+        memo[id(gate)] = all(analytic(n.gate, memo) for n in gate.instance.fwd.nodes if n.gate is not None)
+    return memo[id(gate)]
 
 
 def exact_columns(runner, targets: list, scale: float) -> dict:
