@@ -12,6 +12,7 @@ import numpy as np
 from .errors import BackwardError, GradValueError
 from .graph import Graph, Node
 from .meter import active, count, gate_units
+from .tensors import fmt_note
 
 __all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
 
@@ -311,7 +312,7 @@ def _overflows(node: Node, args: list) -> bool:
 def _short(value) -> str:
     v = np.asarray(value)
     if v.ndim == 0:
-        return f"{float(v):.6g}"
+        return fmt_note(v)
     return f"array of shape {v.shape}"
 
 

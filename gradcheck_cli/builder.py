@@ -15,7 +15,10 @@ from .errors import GradNameError, GradShapeError, GradSyntaxError, GradValueErr
 from .graph import Const, Graph, Node, source_text
 from .limits import MAX_GATE_WORK, MAX_NODES, MAX_TOTAL_ELEMENTS, size_error
 from .meter import count
+from .tensors import fmt_note
 from .values import CONSTRUCTORS
+
+VALUE_CONSTRUCTORS = {"randn", "rand", "zeros", "ones", "eye"}  # arange stays a constant: it makes indices
 
 
 class Builder(CallsMixin, LoopsMixin, IndexMixin):
@@ -34,6 +37,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         self.user_gates: dict = {}
         self.consts: dict = {}   # in a gate's body: the file consts it may use, name -> value
         self.loop_values: dict = {}  # inside a comprehension: its loop variables' current values
+        self.made_of_consts: dict = {}  # name -> (the names it is made of, its value): a value folded to a const
         self.warnings: list = []
         self.total = 0   # elements in all nodes so far
         self.work = 0    # gate applications one forward pass takes (a user gate counts its body's)
@@ -126,13 +130,15 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
             return Const(self.consts[expr.id], expr.pos)
         if expr.id in self.user_gates:
             raise GradNameError(f"'{expr.id}' is a gate; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
-        if self.free_names and expr.id not in CONSTRUCTORS and expr.id not in G.function_names():
+        # With -e every free name is a leaf; anywhere, a name only `--at NAME=VALUE` gives a value is one too.
+        if ((self.free_names or expr.id in self.at)
+                and expr.id not in CONSTRUCTORS and expr.id not in G.function_names()):
             if expr.id in self.at:
                 value = self.at.pop(expr.id)
             else:
                 value = np.asarray(self.rng.standard_normal())
                 self.warnings.append((f"'{expr.id}' has no --at value: checked at a seeded random "
-                                      f"{expr.id} = {float(value):.6g} (--at {expr.id}=VALUE sets it)",
+                                      f"{expr.id} = {fmt_note(value)} (--at {expr.id}=VALUE sets it)",
                                       expr.pos.line, expr.pos.col))
             self.defined_at[expr.id] = expr.pos
             self.names[expr.id] = self._add(name=expr.id, kind="leaf", shape=value.shape, pos=expr.pos,
@@ -282,18 +288,40 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
                 self.user_gates[st.name] = usergates.define(st, self.user_gates, consts)
                 self.warnings.extend(self.user_gates[st.name].warnings)
         if self.at:
-            bad = next(iter(self.at))
-            known = [n.name for n in self.nodes if n.kind in ("leaf", "const")]
-            raise GradNameError(f"--at {bad}: no leaf named '{bad}'" + did_you_mean(bad, known))
+            raise GradNameError(self._no_leaf(next(iter(self.at))))
         if output is None:
             output = last_computed
         if output is None:
             if not statements:
                 raise GradSyntaxError("the input is empty: write at least one computed node, e.g. f = x * x", 1, 1)
             st = statements[-1]
-            raise GradValueError("nothing to differentiate: no computed node (e.g. f = x * y)",
+            raise GradValueError("nothing to differentiate: no computed node (e.g. f = x * y)" + self._consts_hint(),
                                  st.pos.line, st.pos.col)
         return Graph(self.nodes, output, self.names, expects, self.text, self.source, self.warnings)
+
+    def _no_leaf(self, bad: str, shown: int = 20) -> str:
+        """Why `--at bad=...` sets nothing, with the leaves it could set (the first `shown` of them)."""
+        def listed(names):
+            return ", ".join(names[:shown]) + (f", … ({len(names)} in all)" if len(names) > shown else "")
+        leaves = [n.name for n in self.nodes if n.kind == "leaf"]
+        consts = [n.name for n in self.nodes if n.kind == "const"]
+        if bad in self.names:  # named, but neither a leaf nor a const: those would have taken the value
+            message = f"--at {bad}: '{bad}' is a computed node, not a leaf (--at sets leaves)"
+        else:
+            message = f"--at {bad}: no leaf named '{bad}'" + did_you_mean(bad, leaves + consts)
+        message += f"; the leaves are: {listed(leaves)}" if leaves else "; there are no leaves"
+        return message + (f" (consts: {listed(consts)})" if consts else "")
+
+    def _consts_hint(self) -> str:
+        """Why a value the user may have meant as a leaf is a const: the first one made of declared consts."""
+        for name, (used, value) in self.made_of_consts.items():
+            if not any(u in self.made_of_consts for u in used):
+                value = np.asarray(value)
+                literal = (fmt_note(value) if value.ndim == 0
+                           else f"randn({', '.join(str(d) for d in value.shape)})")
+                return (f"; '{name}' is a const: it is computed from consts only ({', '.join(used)}); "
+                        f"to check its gradient, give it a value of its own ({name} = {literal})")
+        return ""
 
     def _assignment(self, st: N.Assign) -> int | None:
         """Build `name = expr`; returns the node id when it is computed (not a leaf or an alias)."""
@@ -306,8 +334,14 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
             ref = self._gate(G.REGISTRY["identity"], [ref], {}, {}, st.expr, st.name, st.pos)
         if isinstance(ref, Const):
             # A value: a leaf, unless it is made of consts only (`n = N * 2`), which makes it a const too.
-            of_consts = any(isinstance(e, N.Name) and e.id in self.names for e in N.walk(st.expr))
-            self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const or of_consts)
+            # A value constructor's sizes do not count: `randn(N)` is a value of its own, as `randn(3)` is.
+            sizes = {id(e) for c in N.walk(st.expr) if isinstance(c, N.Call) and c.func in VALUE_CONSTRUCTORS
+                     for e in N.walk(c)}
+            of_consts = sorted({e.id for e in N.walk(st.expr)
+                                if isinstance(e, N.Name) and e.id in self.names and id(e) not in sizes})
+            self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const or bool(of_consts))
+            if of_consts and not st.const:
+                self.made_of_consts[st.name] = (of_consts, ref.value)
             return None
         if st.const:
             raise GradValueError(f"const {st.name} must be a value, but its right side names other nodes",

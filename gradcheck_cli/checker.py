@@ -244,7 +244,8 @@ def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow
                    value=value, grad=jac(adjoint), numeric=jac(num.value if num.method != "projection" else None),
                    symbolic=jac(sym.value if sym is not None else None),
                    numeric_error=j.numeric_error, symbolic_error=j.symbolic_error, status=j.status, note=note,
-                   tolerance=j.tolerance, worst_index=worst, numeric_method=method, node_id=node.id)
+                   tolerance=j.tolerance, worst_index=worst, numeric_method=method, node_id=node.id,
+                   numeric_rounding=j.numeric_rounding, symbolic_rounding=j.symbolic_rounding)
 
 
 def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set,
@@ -315,4 +316,5 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:
         if (line, col) != (c.line, c.col):  # it uses a d<local> line that fails on its own: that line is the cause
             culprit, note = (line, col), f"{note}; {why}"
     return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
-                   j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot, culprit=culprit)
+                   j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot, culprit=culprit,
+                   numeric_rounding=j.numeric_rounding, symbolic_rounding=j.symbolic_rounding)

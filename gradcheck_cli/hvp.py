@@ -86,7 +86,8 @@ def fill(report, graph, settings) -> None:
         report.nodes.append(NodeRow(node.name, "input", node.shape, node.pos.line, node.pos.col, node.value,
                                     own[node.id], num[node.id].value.reshape(node.shape), sym,
                                     j.numeric_error, j.symbolic_error, status, note, j.tolerance, worst, METHOD,
-                                    culprit, node_id=node.id))
+                                    culprit, node_id=node.id, numeric_rounding=j.numeric_rounding,
+                                    symbolic_rounding=j.symbolic_rounding))
 
 
 def _product(graph, values, leaves, v, seed, errors, local=None) -> tuple:

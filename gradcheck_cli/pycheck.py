@@ -28,11 +28,12 @@ from .pysource import (
     shared_line,
     source_text,
     takes_keywords,
-    user_line,
+    user_position,
     where,
 )
 from .report import CheckReport, GateRow, NodeRow
 from .settings import Settings
+from .tensors import fmt_note
 from .tolerances import ROW_FLOOR
 
 POLICY = pipeline.POLICIES["python"]
@@ -352,7 +353,7 @@ def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: in
     if by_ref.left and j.status == "pass":
         j = verdict.Judgement("warn", f"{by_ref.left:,} more elements disagree with autodiff through the forward than "
                               "were differenced (past the element budget; --budget raises it)", j.numeric_error,
-                              None, j.tolerance, j.worst, j.codes)
+                              None, j.tolerance, j.worst, j.codes, j.numeric_rounding)
     return j, worst, method, by_ref.evidence
 
 
@@ -438,8 +439,8 @@ def _backward(layer: Layer, u: np.ndarray, args: list):
     except PythonError as err:
         return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        line = user_line(exc, layer.path)
-        why = (f"the backward raised {exception_text(exc)}", (line, 1) if line else None)
+        line, col = user_position(exc, layer.path)
+        why = (f"the backward raised {exception_text(exc)}", (line, col) if line else None)
         return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
     failures = {}
     for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
@@ -475,11 +476,11 @@ def _kink_note(ev: verdict.Evidence, w: tuple) -> str:
     group = ev.groups.get(w[1])
     if group is not None:
         members, total, slope, _ = group
-        return (f"a tie of {members.size} elements: backprop's gradients sum to {total[w[0]]:.6g}, the slope of "
-                f"moving them together ({slope[w[0]]:.6g}): a valid subgradient, not a bug")
+        return (f"a tie of {members.size} elements: backprop's gradients sum to {fmt_note(total[w[0]])}, the slope of "
+                f"moving them together ({fmt_note(slope[w[0]])}): a valid subgradient, not a bug")
     lo, hi = ev.num.lower[w], ev.num.upper[w]
-    return (f"the forward's slope changes within the step (one-sided slopes {lo:.6g} and {hi:.6g}); "
-            f"backprop's {ev.a[w]:.6g} is between them: a kink, not a bug")
+    return (f"the forward's slope changes within the step (one-sided slopes {fmt_note(lo)} and {fmt_note(hi)}); "
+            f"backprop's {fmt_note(ev.a[w])} is between them: a kink, not a bug")
 
 
 def _shared_cause(layer: Layer, rows: list) -> None:
@@ -511,9 +512,10 @@ def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status,
     method = method or (num.method if num.method == "exhaustive" else
                         f"projection ({num.projected.shape[0]} random directions; {why})")
     node = NodeRow(name, "input", a.shape, line, col, a, grad, value, None, j.numeric_error, None,
-                   status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None)
+                   status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None,
+                   numeric_rounding=j.numeric_rounding)
     gate = GateRow(layer.backward_name, "backward", name, line, col, layer.line, status, j.numeric_error, None,
-                   j.tolerance, point, note)
+                   j.tolerance, point, note, numeric_rounding=j.numeric_rounding)
     return node, gate
 
 
@@ -527,8 +529,8 @@ def _call(path: str, what: str, thunk):
     except PythonError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        line = user_line(exc, path)
-        raise PythonError(f"the {what} raised {exception_text(exc)}", line, 1 if line else None,
+        line, col = user_position(exc, path)
+        raise PythonError(f"the {what} raised {exception_text(exc)}", line, col,
                           path if line else None) from None
 
 

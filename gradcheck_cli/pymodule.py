@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import did_you_mean
 from .pycheck import check_function, check_layer, check_loss
-from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_line
+from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_position
 from .report import CheckReport, GateRow
 from .settings import Settings
 
@@ -41,6 +41,19 @@ def layer_pairs(module, own_only: bool = False) -> list:
     return sorted(found, key=lambda p: _first_line(p[2]))
 
 
+def loss_functions(module, taken: set) -> list:
+    """(name, function, None) for every function of the module's own file named as a loss (`svm_loss`,
+    `softmax_loss_naive`, `loss`) that is not part of a layer pair: checked as one returning
+    (loss, gradient), as `FILE.py::NAME` would check it."""
+    found = []
+    for attr in dir(module):
+        fn = getattr(module, attr)
+        if (inspect.isfunction(fn) and _defined_in(fn, module) and attr not in taken
+                and "loss" in attr.split("_") and not attr.endswith(("_backward", "_vjp"))):
+            found.append((attr, fn, None))
+    return found
+
+
 def _defined_in(fn, module) -> bool:
     code = getattr(fn, "__code__", None)
     return code is not None and code.co_filename == getattr(module, "__file__", None)
@@ -53,11 +66,14 @@ def _first_line(fn) -> int:
 
 def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tuple:
     """(specs to check, [(spec, why not checked)]) for `check-py FILE.py`: every pair whose
-    forward's required parameters are all given (--shape, --at or --param)."""
+    forward's required parameters are all given (--shape, --at or --param), and every loss
+    function (returning (loss, gradient)) whose parameters are."""
     module = load_module(path)
     pairs = layer_pairs(module, own_only=True)
+    taken = {f.__name__ for _, fwd, bwd in pairs for f in (fwd, bwd)}
+    pairs = sorted(pairs + loss_functions(module, taken), key=lambda p: _first_line(p[2] or p[1]))
     if not pairs:
-        raise PythonError(f"{path} has no NAME_forward/NAME_backward pair to check")
+        raise PythonError(f"{path} has no NAME_forward/NAME_backward pair, nor a NAME_loss function, to check")
     given = set(shapes) | set(values) | set(params)
     specs, skipped, named = [], [], set()
     for name, fwd, bwd in pairs:
@@ -289,8 +305,8 @@ def load_module(path: str):
     except SyntaxError as exc:
         raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
     except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
-        line = user_line(exc, display(path))
-        raise PythonError(f"cannot import {path}: {exception_text(exc)}", line, 1 if line else None) from None
+        line, col = user_position(exc, display(path))
+        raise PythonError(f"cannot import {path}: {exception_text(exc)}", line, col) from None
     _MODULES[key] = module
     return module
 

@@ -10,7 +10,7 @@ import numpy as np
 from . import numeric
 from .batches import Probe
 from .meter import PRICES, active, count
-from .pysource import PythonError, exception_text, user_line
+from .pysource import PythonError, exception_text, user_position
 
 
 
@@ -56,10 +56,10 @@ class FunctionRunner:
         except PythonError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-            line = user_line(exc, self.path) if self.path else None
+            line, col = user_position(exc, self.path) if self.path else (None, None)
             raise PythonError(f"the forward raised {exception_text(exc)} at a point within a step of the given one "
                               "(the differences nudge each input by ~6e-6·max(1, |x|)): it must be defined around the point",
-                              line, 1 if line else None, self.path if line else None) from None
+                              line, col, self.path if line else None) from None
 
     def width(self, target_id) -> int:
         return max(int(np.prod(self.out_shape, dtype=np.int64)), self.x.size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import linecache
 import os
 import textwrap
 import traceback
@@ -136,11 +137,24 @@ def assigned_names(node) -> set:
 
 def user_line(exc: BaseException, path: str) -> int | None:
     """The innermost line of the traceback that is in the user's file."""
-    line = None
+    return user_position(exc, path)[0]
+
+
+def user_position(exc: BaseException, path: str) -> tuple:
+    """(line, column) of the innermost traceback frame in the user's file, or (None, None): the column
+    of the expression that raised where Python records it (3.11+), else the line's first non-blank
+    character — never column 1 of an indented line."""
+    found = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if display(frame.filename) == path:
-            line = frame.lineno
-    return line
+            found = frame
+    if found is None:
+        return None, None
+    text = linecache.getline(found.filename, found.lineno).rstrip("\r\n")
+    colno = getattr(found, "colno", None)
+    if colno is not None and 0 <= colno <= len(text.encode("utf-8")):
+        return found.lineno, len(text.encode("utf-8")[:colno].decode("utf-8", "replace")) + 1
+    return found.lineno, len(text) - len(text.lstrip()) + 1
 
 
 def source_text(path: str) -> str | None:

@@ -32,6 +32,21 @@ def _finite_or_none(x):
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def at_rounding(error: float | None, rounding: float | None) -> bool:
+    """An error figure no larger than its rounding level: the two sides are equal as far as float64
+    can tell, and the figure's digits are noise (another CPU or BLAS kernel gives others)."""
+    return bool(error is not None and rounding is not None and np.isfinite(error) and error <= rounding)
+
+
+def _rounding_fields(row) -> dict:
+    """JSON's `numeric_error_at_rounding` / `symbolic_error_at_rounding`: true where that figure is
+    rounding, not a measured error (null where no figure)."""
+    return {f"{side}_error_at_rounding": (None if getattr(row, f"{side}_error") is None
+                                          else at_rounding(getattr(row, f"{side}_error"),
+                                                           getattr(row, f"{side}_rounding")))
+            for side in ("numeric", "symbolic")}
+
+
 @dataclass
 class NodeRow:
     """One node of the circuit with its three gradients and verdict."""
@@ -54,6 +69,8 @@ class NodeRow:
     culprit: tuple | None = None  # (line, col[, file]) of the backward that goes wrong, when diagnosed
     node_id: int | None = None    # the graph node (not in the JSON: names say it there)
     inherits: bool = False        # it fails only because a backward downstream of it fails
+    numeric_rounding: float | None = None   # the rounding level of each error figure (relative, as it is):
+    symbolic_rounding: float | None = None  # a figure at or below it is equality within rounding
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +80,7 @@ class NodeRow:
             "numeric": to_json_value(self.numeric), "symbolic": to_json_value(self.symbolic),
             "numeric_error": _finite_or_none(self.numeric_error),
             "symbolic_error": _finite_or_none(self.symbolic_error),
+            **_rounding_fields(self),
             "status": self.status, "note": self.note,
             "tolerance": _finite_or_none(self.tolerance),
             "worst_index": list(self.worst_index) if self.worst_index is not None else None,
@@ -89,6 +107,8 @@ class GateRow:
     slot: int | None = None     # line); not in the JSON
     culprit: tuple | None = None  # (line, col) of a failing d<local> line this d line's failure comes from
     file: str | None = None       # the file `line` is in, when not the report's (a helper layer elsewhere)
+    numeric_rounding: float | None = None   # as NodeRow's
+    symbolic_rounding: float | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,
@@ -96,6 +116,7 @@ class GateRow:
                 "call_line": self.call_line, "point": self.point, "status": self.status,
                 "numeric_error": _finite_or_none(self.numeric_error),
                 "symbolic_error": _finite_or_none(self.symbolic_error),
+                **_rounding_fields(self),
                 "tolerance": _finite_or_none(self.tolerance), "note": self.note}
 
 

@@ -9,6 +9,11 @@ def fmt_shape(shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def fmt_note(x) -> str:
+    """A number as a note writes it: 6 significant digits, and -0 as 0 (a sign on nothing says nothing)."""
+    return f"{float(x) + 0.0:.6g}"
+
+
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum a gradient of shape (K, *broadcast) back to (K, *shape)."""
     extra = g.ndim - 1 - len(shape)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .settings import DEFAULT_ATOL, DEFAULT_RTOL
+from .tensors import fmt_note
 from .tolerances import EPS, ROW_FLOOR, SAFETY
 
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
@@ -63,6 +64,8 @@ class Judgement:
     tolerance: float
     worst: tuple               # index into the flat (out, n) arrays (or (out, P) for projections)
     codes: np.ndarray          # per element: 0 pass, 1 kink, 2 warn, 3 fail
+    numeric_rounding: float | None = None   # the rounding level of numeric_error (relative, as it is):
+    symbolic_rounding: float | None = None  # a figure at or below it is rounding, not a measured error
 
 
 def _projected(bp, noise, num, sym, mag):
@@ -93,6 +96,9 @@ class Evidence:
     noise: np.ndarray          # backprop's own noise z, in the space of `a`
     atol: float
     convention: str | None = None  # why its kinks are valid (by_chain_rule, per_output.explain)
+    slack: np.ndarray | None = None     # how far `excess` may move by rounding alone (another CPU or BLAS kernel)
+    num_round: np.ndarray | None = None  # the rounding level of num_rel, relative as it is
+    sym_round: np.ndarray | None = None  # ... and of sym_rel
 
 
 def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
@@ -151,15 +157,39 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         # so a CI job cannot go green on a point where nothing was verified.
         codes = np.where(np.isfinite(a), codes, 3)
         excess = _ratio(diff, tol)
+        # The rounding of each comparison: what another CPU or BLAS kernel may change in |a − b| (the
+        # difference's own rounding, backprop's measured noise, float64 at the elements' scale).
+        rounding = rounding_level(a, b, z, est, trunc)
+        slack = _ratio(rounding, tol)
         if sv is not None:
             excess = np.maximum(excess, _ratio(sym_diff, sym_tol))
+            sym_rounding = np.maximum(NOISE * z, SYM_ROUNDING * EPS * np.maximum(
+                np.maximum(np.abs(a), np.abs(sv)), m if m is not None else 0.0))
+            slack = np.maximum(slack, _ratio(sym_rounding, sym_tol))
         num_rel = diff / np.where(n > 0, n, 1.0)
         tol_rel = tol / np.where(n > 0, n, 1.0)
-        sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale) if sv is not None else None
+        num_round = rounding / np.where(n > 0, n, 1.0)
+        sym_rel = sym_round = None
+        if sv is not None:
+            sym_scale = np.maximum(np.maximum(np.abs(a), np.abs(sv)), ROW_FLOOR * row_scale)
+            sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale)
+            sym_round = sym_rounding / np.where(sym_scale > 0, sym_scale, 1.0)
     context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok,
                    near=resolved, fine=diff <= DEFAULT_RTOL * n,  # an error finite differences cannot see
                    exact=np.broadcast_to(exact, np.shape(a)))
-    return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol)
+    return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol,
+                    slack=slack, num_round=num_round, sym_round=sym_round)
+
+
+def rounding_level(a, b, z, est, trunc) -> np.ndarray:
+    """How much |a − b| may change by rounding alone, per element: the difference's rounding (its
+    estimate less its truncation, SAFETY times), backprop's measured noise (NOISE times) and float64's
+    rounding at the elements' own scale. Two figures closer than this are equal as far as the machine
+    can tell, and an error below it is rounding, not a measured error."""
+    with np.errstate(all="ignore"):
+        own = np.maximum(np.asarray(est, dtype=float) - np.asarray(trunc, dtype=float), 0.0)
+        scale = np.maximum(np.abs(a), np.where(np.isfinite(b), np.abs(b), 0.0))
+        return finite_or(SAFETY * own + NOISE * np.asarray(z, dtype=float) + SYM_ROUNDING * EPS * scale, 0.0)
 
 
 def _between_slopes(a, tol, at, num, projection: bool) -> tuple:
@@ -200,6 +230,8 @@ def explained(ev: Evidence, note: str, code: int = 1) -> Evidence:
     failing = (ev.codes == 3) & ev.context["kink"] & np.isfinite(ev.a)
     ev.codes = np.where(failing, code, ev.codes)
     ev.excess = np.where(failing, 0.0, ev.excess)
+    if ev.slack is not None:
+        ev.slack = np.where(failing, 0.0, ev.slack)
     ev.convention = note
     return ev
 
@@ -211,12 +243,15 @@ def summarize(ev: Evidence, columns=None) -> Judgement:
     if not codes.size:
         return Judgement("pass", None, 0.0, None, 0.0, (0, 0), codes)
     flat = codes.ravel()
-    k = int(np.lexsort((excess.ravel(), flat))[-1])
-    r, c = np.unravel_index(k, codes.shape)
+    slack = ev.slack[:, cols] if ev.slack is not None else np.zeros_like(excess)
+    r, c = np.unravel_index(worst_element(flat, excess.ravel(), slack.ravel()), codes.shape)
     w = (int(r), int(cols[c]))
     label = STATUS_CODES[int(flat.max())]
     num_err = float(ev.num_rel[w])
-    sym_err = float(np.max(ev.sym_rel[:, cols])) if ev.sym_rel is not None else None
+    num_round = float(ev.num_round[w]) if ev.num_round is not None else None
+    sym_err = sym_round = None
+    if ev.sym_rel is not None:
+        sym_err, sym_round = _largest_measured(ev.sym_rel[:, cols], ev.sym_round[:, cols])
     c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])
     note = _note(label, c, ev.num, ev.have_sym, ev.a, w)
@@ -224,7 +259,28 @@ def summarize(ev: Evidence, columns=None) -> Judgement:
         note = ev.convention
 
     return Judgement(label, note, num_err if np.isfinite(num_err) else None, sym_err,
-                     float(ev.tol_rel[w]), w, codes)
+                     float(ev.tol_rel[w]), w, codes, num_round, sym_round)
+
+
+def worst_element(codes, excess, slack) -> int:
+    """The flat index of a row's worst element, the same on any CPU and BLAS kernel: of the elements
+    with the worst status, those whose excess could be the largest within its rounding (`slack`) are
+    tied, and the tie goes to the lowest index. Rounding never decides which element a report shows."""
+    worst = codes == codes.max()
+    with np.errstate(all="ignore"):
+        lower = np.where(worst, np.maximum(excess - slack, 0.0), -1.0)
+        upper = np.where(worst, excess + slack, -1.0)
+    return int(np.flatnonzero(worst & (upper >= lower.max()))[0])
+
+
+def _largest_measured(rel, rounding) -> tuple:
+    """(the largest relative error, its rounding level): of the elements whose error is above their
+    rounding when there are any (rounding-level elements elsewhere cannot outrank a measured error)."""
+    measured = rel > rounding
+    if measured.any():
+        k = int(np.flatnonzero(measured.ravel() & (rel.ravel() == rel[measured].max()))[0])
+        return float(rel.ravel()[k]), float(rounding.ravel()[k])
+    return float(np.max(rel, initial=0.0)), float(np.max(rounding, initial=0.0))
 
 
 def judge(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
@@ -301,14 +357,14 @@ def _kink_failure(c, numres, a, w) -> str:
     """Why a kink element fails: a tie's sum, the derivative beside the kink, or the one-sided slopes."""
     if c["group"] is not None and not c["group"][3][w[0]]:
         members, total, slope, _ = c["group"]
-        return (f"at a tie of {members.size} elements, backprop's gradients sum to {total[w[0]]:.6g} "
-                f"but moving them together gives {slope[w[0]]:.6g}")
+        return (f"at a tie of {members.size} elements, backprop's gradients sum to {fmt_note(total[w[0]])} "
+                f"but moving them together gives {fmt_note(slope[w[0]])}")
     if c["near"] and not c["within"]:
         return (f"beside a kink but not on it (a step of 10⁻⁴·h does not reach it), the function is "
-                f"smooth here: its derivative is {numres.near[w]:.6g}, not backprop's {a[w]:.6g}")
+                f"smooth here: its derivative is {fmt_note(numres.near[w])}, not backprop's {fmt_note(a[w])}")
     if not c["within"] and numres.lower is not None:
-        return (f"at a kink, backprop ({a[w]:.6g}) is outside the one-sided slopes "
-                f"[{numres.lower[w]:.6g}, {numres.upper[w]:.6g}]")
+        return (f"at a kink, backprop ({fmt_note(a[w])}) is outside the one-sided slopes "
+                f"[{fmt_note(numres.lower[w])}, {fmt_note(numres.upper[w])}]")
     return "near a kink, backprop disagrees with SymPy's exact derivative"
 
 

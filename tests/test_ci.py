@@ -185,3 +185,13 @@ def test_pytest_plugin_leaves_other_projects_alone(pytester):
     pytester.makefile(".txt", notes="not a grad file")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_junit_failure_message_counts_failing_checks_not_lines_of_text(tmp_path):
+    # one failing expect, plus a warning line in the text: one check failed
+    root = ET.fromstring(run("check", "-e", "f = x * x; expect dx = 5", "--format", "junit").stdout)
+    assert root.find("testsuite/testcase/failure").get("message") == "1 gradient check failed"
+    # a wrong d line and the leaf row that inherits it: two failing checks, one root cause
+    (tmp_path / "bad.grad").write_text(BAD_GATE)
+    root = ET.fromstring(run("check", str(tmp_path / "bad.grad"), "--format", "junit").stdout)
+    assert root.find("testsuite/testcase/failure").get("message") == "2 gradient checks failed (1 root cause)"

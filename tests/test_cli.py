@@ -55,7 +55,8 @@ def test_json_schema_1_shape():
     assert res["symbolic_coverage"] == 1.0
     assert {g["gate"] for g in res["gates"]} == {"+", "*"} and all(g["status"] == "pass" for g in res["gates"])
     assert set(res["gates"][0]) == {"name", "gate", "input", "line", "col", "call_line", "point", "status",
-                                    "numeric_error", "symbolic_error", "tolerance", "note"}
+                                    "numeric_error", "symbolic_error", "numeric_error_at_rounding",
+                                    "symbolic_error_at_rounding", "tolerance", "note"}
     assert res["output"] == "f" and res["value"] == -12.0 and res["seed"] == 0 and res["error"] is None
     x = res["nodes"][0]
     for key in ("name", "op", "shape", "line", "col", "value", "grad", "numeric", "symbolic",
@@ -64,6 +65,8 @@ def test_json_schema_1_shape():
     assert (x["name"], x["op"], x["shape"], x["line"], x["col"]) == ("x", "input", [], 3, 1)
     assert x["grad"] == -4.0 and x["symbolic"] == -4.0 and abs(x["numeric"] + 4) < 1e-8
     assert x["status"] == "pass" and x["numeric_error"] < 1e-9
+    # the complex step and SymPy agree with backprop to rounding: figures marked as such, not as measured errors
+    assert x["numeric_error_at_rounding"] is True and x["symbolic_error_at_rounding"] is True
 
 
 def test_json_tensors_are_nested_lists():
@@ -180,3 +183,56 @@ def test_library_check_from_python():
     out = subprocess.run([sys.executable, "-c", "import gradcheck_cli as g; print(g.check('x = 2\\nf = x*x').passed)"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "True"
+
+
+def test_exitfirst_on_a_broken_first_file_still_prints_the_summary(tmp_path):
+    (tmp_path / "a.grad").write_text("x = 1\nf = x *\n")
+    for name in ("b", "c"):
+        (tmp_path / f"{name}.grad").write_text("x = 1\nf = x * x\n")
+    result = run("check", str(tmp_path), "-x")
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'a.grad'}:2:" in result.stderr  # the error, positioned, on standard error
+    assert "1 file: 0 passed, 0 failed, 1 with errors" in result.stdout
+    assert "2 not checked" in result.stdout
+
+
+COMMANDS = ["check", "check-py", "descend", "explain", "gates", "grade", "graph", "quiz"]
+
+
+def test_help_texts_read_whole_and_say_what_the_tool_does():
+    top = run("--help").output
+    assert "three ways" not in top and "complex step" in top
+    assert "130 interrupted" in top  # every exit code, Ctrl-C's too
+    listed = top.split("Commands:")[1].splitlines()
+    summaries = {line.split()[0]: line.split(None, 1)[1] for line in listed if line.strip()}
+    assert sorted(summaries) == COMMANDS
+    assert not any(s.endswith("...") for s in summaries.values()), summaries  # never cut mid-sentence
+    assert "130 interrupted" in run("grade", "--help").output
+    steps = next(line for line in run("descend", "--help").output.splitlines() if line.strip().startswith("--steps"))
+    fmt = next(line for line in run("descend", "--help").output.splitlines() if line.strip().startswith("--format"))
+    assert not steps.split(None, 2)[2].startswith("[") and not fmt.split(None, 2)[2].startswith("[")
+    check_help = run("check", "--help").output
+    assert "Examples:" in check_help
+    assert "\n    gradcheck check expressions/\n" in check_help  # one example per line, as written
+
+
+def test_seed_help_hides_its_range_but_a_negative_seed_is_still_refused():
+    for cmd in COMMANDS:
+        out = run(cmd, "--help").output
+        assert "9223372036854775807" not in out, cmd
+    assert run("check", "-e", "x * x", "--seed", "-1").exit_code == 2
+    assert run("explain", "-e", "x * x", "--seed", "-3").exit_code == 2
+    assert run("check", "-e", "x * x", "--seed", "abc").exit_code == 2
+    assert run("check", "-e", "x * x", "--seed", str(2 ** 63)).exit_code == 2
+    assert run("check", "-e", "x * x", "--seed", "7").exit_code == 0
+
+
+def test_expand_drops_the_worst_element_hint_once_every_tensor_row_is_expanded(tmp_path):
+    hint = "tensor rows show the worst element; --expand NODE lists them all"
+    (tmp_path / "v.grad").write_text("x = randn(3)\nf = sum(x * 2)\n")
+    assert hint in run("check", str(tmp_path / "v.grad")).output
+    assert hint in run("check", str(tmp_path / "v.grad"), "--expand", "x").output  # x * 2 is a tensor row too
+    (tmp_path / "s.grad").write_text("x = randn(3)\nf = sum(x)\n")
+    expanded = run("check", str(tmp_path / "s.grad"), "--expand", "x")
+    assert expanded.exit_code == 0 and "x: every element" in expanded.output
+    assert hint not in expanded.output

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli import check
 from gradcheck_cli.cli import main
-from conftest import assert_positioned_error
+from conftest import EXPRESSIONS, assert_positioned_error
 
 # (source, a fragment of the message, line, col)
 BAD_SOURCES = [
@@ -203,3 +203,18 @@ def test_a_broken_file_in_a_batch_does_not_stop_the_others(tmp_path):
     assert [r["passed"] for r in data["results"]] == [True, False, True]
     assert data["results"][1]["error"]["line"] == 1
     assert re.search(r"b_bad\.grad:1:\d+: error:", result.stderr)
+
+
+def test_at_a_name_that_is_no_leaf_lists_the_leaves_and_suggests_one():
+    sigmoid = str(EXPRESSIONS / "cs231n_sigmoid.grad")
+    result = _run("check", sigmoid, "--at", "q=1")
+    assert result.exit_code == 2
+    assert "--at q: no leaf named 'q'; the leaves are: w0, x0, w1, x1, w2" in result.output
+    close = _run("check", sigmoid, "--at", "w00=1")
+    assert "no leaf named 'w00' (did you mean 'w0'?); the leaves are: w0, x0, w1, x1, w2" in close.output
+    computed = _run("check", sigmoid, "--at", "dot=1")
+    assert computed.exit_code == 2 and "'dot' is a computed node, not a leaf" in computed.output
+    # many leaves: the list is capped
+    many = "".join(f"a{i} = {i}\n" for i in range(30)) + "f = " + " + ".join(f"a{i}" for i in range(30)) + "\n"
+    result = _run("check", "-e", many.replace("\n", "; ").rstrip("; "), "--at", "zz=1")
+    assert "the leaves are: a0, a1," in result.output and "a19, … (30 in all)" in result.output

@@ -271,3 +271,28 @@ def test_a_value_made_of_consts_is_a_const_and_an_alias_of_a_const_too():
     status = {r.name: r.status for r in report.nodes}
     assert status["h"] == "skip" and status["n"] == "skip" and status["x"] == "pass"
     np.testing.assert_allclose(rows(report)["x"].grad, 6 * np.asarray(rows(report)["y"].value))
+
+
+def test_a_random_or_literal_constructor_sized_by_consts_makes_a_leaf(tmp_path):
+    # randn(N) with a const N is a value of its own, as randn(3) is: a leaf whose gradient is checked
+    (tmp_path / "n.grad").write_text("const N = 3\nx = randn(N)\nb = 0.1 * zeros(N, 2)\nf = sum(x * x) + sum(b)\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "n.grad"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    import json
+    nodes = {n["name"]: n for n in json.loads(result.output)["results"][0]["nodes"]}
+    assert nodes["x"]["op"] == "input" and nodes["x"]["status"] == "pass" and nodes["x"]["shape"] == [3]
+    assert nodes["b"]["op"] == "input" and nodes["b"]["shape"] == [3, 2]
+    assert nodes["N"]["op"] == "const"
+    # a value computed from consts (no constructor) stays a const, and an index made by arange(N) too
+    report = check("const N = 3\nn = N * 2\ni = arange(N)\nx = randn(N)\nf = sum(x[i]) * n")
+    assert report.error is None and report.passed
+    status = {r.name: r.status for r in report.nodes}
+    assert status["n"] == "skip" and status["i"] == "skip" and status["x"] == "pass"
+
+
+def test_a_file_made_of_consts_only_says_which_value_is_a_const_and_why(tmp_path):
+    (tmp_path / "c.grad").write_text("const N = 3\nx = N * 2\nf = x * x\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "c.grad")])
+    assert result.exit_code == 2
+    assert "'x' is a const: it is computed from consts only (N)" in result.output
+    assert "x = 6" in result.output

@@ -231,7 +231,7 @@ def test_check_py_bad_input_is_exit_2_without_a_traceback(args, fragment):
 def test_an_import_error_points_at_the_users_line(tmp_path):
     (tmp_path / "broken.py").write_text("import numpy as np\n\nBAD = 1 / 0\n")
     result = run("check-py", f"{tmp_path}/broken.py::f", "--shape", "x=2")
-    assert result.exit_code == 2 and "broken.py:3:1: error: cannot import" in result.output
+    assert result.exit_code == 2 and "broken.py:3:7: error: cannot import" in result.output  # the caret under 1 / 0
     assert "ZeroDivisionError" in result.output and "BAD = 1 / 0" in result.output
     (tmp_path / "syntax.py").write_text("def f(x):\n    return x +\n")
     result = run("check-py", f"{tmp_path}/syntax.py::f", "--shape", "x=2")
@@ -397,3 +397,46 @@ def test_a_python_layer_is_rechecked_element_by_element_up_to_its_policys_work(n
     report = check_function(lambda x: (x ** 2).sum(axis=-1), vjp, {"x": x}, budget=8)
     row = report.nodes[0]
     assert row.status == "fail" and row.numeric_method.startswith("exhaustive") == named
+
+
+def test_check_py_on_a_file_checks_its_loss_functions_too(tmp_path):
+    # a loss returning (loss, gradient) is checked with the layers when its inputs are given
+    result = run("check-py", f"{EXAMPLES}/rnn_layers.py", "--shape", "x=4,5", "--param", "y=[0, 1, 2, 3]",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    checked = sorted(r["source"].rpartition("::")[2] for r in data["results"])
+    assert checked == ["softmax_loss", "svm_loss"]
+    skipped = {s["source"].rpartition("::")[2]: s for s in data["skipped"]}
+    assert "temporal_softmax_loss" in skipped  # it needs a mask: said, not silently left out
+    table = run("check-py", f"{EXAMPLES}/rnn_layers.py", "--shape", "x=4,5", "--param", "y=[0, 1, 2, 3]")
+    assert "temporal_softmax_loss: not checked: give mask" in " ".join(table.stdout.split())
+    # a wrong loss gradient beside a right layer fails the run
+    (tmp_path / "m.py").write_text("def scale_forward(x):\n    return 2 * x, None\n\n\n"
+                                   "def scale_backward(dout, cache):\n    return 2 * dout\n\n\n"
+                                   "def l2_loss(x):\n    return (x ** 2).sum(), x  # should be 2 * x\n")
+    result = run("check-py", str(tmp_path / "m.py"), "--shape", "x=3")
+    assert result.exit_code == 1 and "2 layers: 1 passed, 1 failed" in result.stdout, result.output
+
+
+def test_a_kink_note_shows_negative_zero_as_0():
+    # relu's backward at x = 0 with a negative upstream gives -0.0: the note says 0
+    result = run("check-py", f"{EXAMPLES}/layers.py::relu", "--at", "x=[0, 0, 0, 1]")
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0 and "kink" in text
+    assert "backprop's 0 is between them" in text and "-0 " not in text and "-0)" not in text
+
+
+def test_a_raised_error_puts_its_caret_at_the_code_not_at_column_1(tmp_path):
+    (tmp_path / "bad.py").write_text("def bad_forward(x):\n    if x.shape[0] > 1:\n        raise ValueError('too big')\n"
+                                     "    return x, None\n\n\ndef bad_backward(dout, cache):\n    return dout\n")
+    result = run("check-py", f"{tmp_path}/bad.py::bad", "--shape", "x=3")
+    assert result.exit_code == 2 and "bad.py:3:9: error: the forward raised ValueError: too big" in result.output
+    lines = result.output.splitlines()
+    shown = next(i for i, line in enumerate(lines) if "raise ValueError('too big')" in line)
+    assert lines[shown + 1].index("^") == lines[shown].index("raise")
+    # where Python knows the expression that raised, the caret is under it: the matmul's left operand
+    result = run("check-py", f"{EXAMPLES}/layers.py::affine", "--shape", "x=2,3", "--shape", "w=4,5", "--shape", "b=5")
+    lines = result.output.splitlines()
+    shown = next(i for i, line in enumerate(lines) if "out = x.reshape" in line)
+    assert result.exit_code == 2 and lines[shown + 1].index("^") == lines[shown].index("x.reshape")

@@ -1,5 +1,5 @@
-"""The README is executable: every `console` block of README.md (and of the Markdown files it links)
-is run, and what it prints must be what the block shows.
+"""The README and the docs are executable: every `console` block of README.md and of every page in
+docs/ (docs/*.md) is run, and what it prints must be what the block shows.
 
 Each `$ COMMAND` line is run by bash from the repository's root, standard error merged into
 standard output, in an 80-column terminal that is not a tty (`COLUMNS=80`, `NO_COLOR=1`), with this
@@ -31,10 +31,8 @@ LINK = re.compile(r"\]\(((?!https?:)[^)#\s]+\.md)\)")
 
 
 def documents() -> list:
-    """README.md and the Markdown files it links to."""
-    readme = ROOT / "README.md"
-    linked = [ROOT / m for m in LINK.findall(readme.read_text(encoding="utf-8"))]
-    return [readme] + [p for p in dict.fromkeys(linked) if p.exists()]
+    """README.md and every Markdown page of docs/, sorted."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 
 
 def console_blocks(path: Path) -> list:
@@ -93,6 +91,12 @@ CASES = [(path, line, runs) for path in documents() for line, runs in console_bl
 
 def test_the_readme_has_console_blocks_to_run():
     assert len(CASES) >= 8
+
+
+@pytest.mark.parametrize("path", documents(), ids=lambda p: p.name)
+def test_the_markdown_links_point_at_files_that_exist(path):
+    missing = [m for m in LINK.findall(path.read_text(encoding="utf-8")) if not (path.parent / m).exists()]
+    assert not missing, f"{path.name} links to Markdown files that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])

@@ -143,13 +143,14 @@ def test_a_quiz_array_answer_is_graded_by_its_digits_and_shown_in_full(tmp_path)
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("dW = [[0.23, -0.1], [0.17, 0.5]]\n")
     result = run("quiz", path, "--answers", wrong)
-    assert result.exit_code == 1 and "wrong: dW = [[0.2298, -0.1], [0.159, 0.5]]" in result.output
+    assert result.exit_code == 1 and "wrong: you said dW = [[0.23, -0.1], [0.17, 0.5]]" in result.output
+    assert "the answer is dW = [[0.2298, -0.1], [0.159, 0.5]]" in result.output
     big = tmp_path / "big.grad"
     big.write_text("h = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [1, 1, 1, 1, 1], [2, 2, 2, 2, 2]]\nf = sum(h * h) / 2\n")
     none = tmp_path / "none.txt"
     none.write_text("dh = 0\n")
     out = run("quiz", big, "--answers", none).output
-    assert "wrong: dh = [[1, 2, 3, 4, 5]," in out and "[2, 2, 2, 2, 2]]" in out
+    assert "wrong: you said dh = 0" in out and "the answer is dh = [[1, 2, 3, 4, 5]," in out and "[2, 2, 2, 2, 2]]" in out
 
 
 # --- 8, 9: check-py -------------------------------------------------------------------------------

@@ -129,7 +129,26 @@ def test_quiz_from_stdin_all_right():
 
 def test_quiz_wrong_answer_explains_and_exits_1():
     result = run("quiz", MAXCIRCUIT, input="3\n2\n0\n3\n2\n")
-    assert result.exit_code == 1 and "wrong: dy = 5" in result.output and "score: 4/5" in result.output
+    assert result.exit_code == 1 and "the answer is dy = 5" in result.output and "score: 4/5" in result.output
+
+
+def test_quiz_wrong_answer_says_what_was_said_and_what_the_answer_is():
+    result = run("quiz", MAXCIRCUIT, input="3\n2\n0\n3\n2\n")
+    assert "wrong: you said dy = 3; the answer is dy = 5" in result.output
+    assert "wrong: dy = 5" not in result.output  # the right answer is never shown under "wrong:" alone
+
+
+def test_quiz_piped_typo_is_asked_again_not_graded():
+    result = run("quiz", MAXCIRCUIT, input="3\n2\noops\n0\n5\n2\n")
+    assert result.exit_code == 0 and "score: 5/5" in result.output, result.output
+    assert "dz = oops" in result.output and "not a value" in result.output and "dz = 0" in result.output
+    # bounded: after three answers that are not values the question counts as unanswered, and the quiz goes on
+    result = run("quiz", MAXCIRCUIT, input="3\n2\n(\n)\n[\n5\n2\n")
+    assert result.exit_code == 1 and "score: 4/5" in result.output, result.output
+    assert "no answer for dz after 3 tries" in result.output
+    # end of input in the middle of the retries: unanswered, no error
+    result = run("quiz", MAXCIRCUIT, input="3\n2\noops\n")
+    assert result.exit_code == 1 and "score: 2/5" in result.output and "Traceback" not in result.output
 
 
 def test_quiz_end_of_input_counts_as_unanswered():
@@ -147,7 +166,7 @@ def test_quiz_answers_file_covers_unnamed_gates_and_rounding():
     assert result.exit_code == 0 and "score: 12/12" in result.output
     # three decimals claim more precision: 0.200 is not 0.1966
     result = run("quiz", "-e", "sigmoid(x)", "--at", "x=1", "--answers", _answers_file("dx = 0.200"))
-    assert result.exit_code == 1 and "wrong: dx = 0.1966" in result.output
+    assert result.exit_code == 1 and "wrong: you said dx = 0.200; the answer is dx = 0.1966" in result.output
     result = run("quiz", "-e", "sigmoid(x)", "--at", "x=1", "--answers", _answers_file("dx = 0.20"))
     assert result.exit_code == 0
 

@@ -1,7 +1,7 @@
 """torch.autograd.Function checked by this project's engine (issue 24): right and wrong examples
 failing on their lines, non-tensor arguments, None gradients, several outputs, low precision
 (float32, float16, bfloat16 against a float64 reference), the double backward, and torch's
-gradcheck signature. Skipped without PyTorch (`pip install 'gradcheck-cli[torch]'`)."""
+gradcheck signature. Skipped without PyTorch (`pip install '.[torch]'`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install 'gradcheck-cli[torch]'")
+torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "torch" / "functions.py"

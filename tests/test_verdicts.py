@@ -345,12 +345,36 @@ def test_a_built_in_gate_past_64_inputs_is_checked_along_directions_and_its_bad_
 
 
 def test_an_exact_zero_is_never_the_worst_element_when_another_is_off():
-    # 0 = 0 against a zero tolerance is no excess: the element shown is one that is actually off
+    # 0 = 0 against a zero tolerance is no excess: the element shown is one that is actually off, and of
+    # the three off by the same 1% (equal within rounding) the first, whatever the CPU's rounding says
     from gradcheck_cli import check
-    report = check("W = [[1, 2], [3, 4]]\nf = sum(W * [[1e6, 0], [1, 1]])", complex_step=False)  # (exact: no error)
+    report = check("gate sq(t) = t * t\n  dt = dout * 2 * t * 1.01\nW = [[0, 2], [3, 4]]\nf = sum(sq(W))")
     w = next(r for r in report.nodes if r.name == "W")
-    assert w.status == "pass" and w.worst_index in ((1, 0), (1, 1)), w.worst_index
-    assert w.numeric_error > 0
+    assert w.status == "fail" and w.worst_index == (0, 1), w.worst_index
+    assert w.numeric_error == pytest.approx(0.01 / 1.01) and not w.numeric_error <= w.numeric_rounding
+
+
+def test_a_row_whose_errors_are_all_rounding_shows_its_first_element_and_says_so():
+    from gradcheck_cli import check
+    from gradcheck_cli.render.common import row_error
+    report = check("W = [[1, 2], [3, 4]]\nf = sum(W * [[1e6, 0], [1, 1]])", complex_step=False)
+    w = next(r for r in report.nodes if r.name == "W")
+    assert w.status == "pass" and w.worst_index == (0, 0)
+    assert w.numeric_error <= w.numeric_rounding and row_error(w) == "≈0" and row_error(w, "symbolic") == "≈0"
+    assert w.to_dict()["numeric_error_at_rounding"] is True
+
+
+@pytest.mark.parametrize("codes, excess, slack, worst", [
+    ([0, 0, 0], [0.0, 5.0, 3.0], [0.0, 0.1, 0.1], 1),     # clearly the largest
+    ([0, 0, 0], [0.0, 4.95, 5.0], [0.0, 0.1, 0.1], 1),    # equal within rounding: the first of them
+    ([0, 0, 0], [4.95, 5.0, 0.0], [0.1, 0.1, 0.0], 0),
+    ([0, 0, 0], [4.0, 5.0, 0.0], [0.1, 0.1, 0.0], 1),     # apart by more than their rounding
+    ([0, 3, 3], [9.0, 1.0, 1.0], [0.0, 0.0, 0.0], 1),     # the worst status first, whatever the excess
+    ([0, 0, 0], [1e-3, 2e-3, 0.0], [1.0, 1.0, 1.0], 0),   # all rounding: the first element
+])
+def test_the_worst_element_is_chosen_within_rounding_and_ties_go_to_the_lowest_index(codes, excess, slack, worst):
+    from gradcheck_cli.verdict import worst_element
+    assert worst_element(np.array(codes), np.array(excess), np.array(slack)) == worst
 
 
 @pytest.mark.parametrize("factor, status_", [("1+3e-8", "fail"), ("1+3e-9", "pass")])

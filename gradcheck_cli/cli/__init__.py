@@ -57,12 +57,14 @@ def entry() -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="gradcheck")
 def main():
-    """Check backpropagation at every node of a gate graph, three ways:
-    backprop, centered finite differences, and SymPy's exact derivative.
+    """Check backpropagation at every node of a gate graph: backprop against a
+    numeric derivative (the complex step where the function is analytic, centered
+    finite differences elsewhere) and SymPy's exact derivative.
 
     \b
     Exit codes: 0 every check passed · 1 a gradient check failed ·
-                2 the input or the command line is wrong.
+                2 the input or the command line is wrong ·
+                130 interrupted (Ctrl-C).
     """
     from ..errors import GradcheckError
     from ..limits import check_environment

@@ -12,7 +12,13 @@ from . import main
 from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options, _reuse_freed_memory
 
 
-@main.command()
+@main.command(short_help="Check gradients in .grad files or -e SRC.", epilog="""\b
+Examples:
+  gradcheck check expressions/
+  gradcheck check expressions/two_layer_softmax.grad --expand b2
+  gradcheck check -e "(x+y)*max(y,z)" --at x=1 --at y=2 --at z=0
+  gradcheck check expressions/ -x -q
+  gradcheck check expressions/ --format junit -o report.xml""")
 @click.argument("targets", nargs=-1, type=click.Path())
 @click.option("-e", "--expr", "expr", metavar="SRC", help="Check this source text instead of files; free names become leaves.")
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE",
@@ -144,7 +150,7 @@ def _array_or_list(value: list):
     return a if a.dtype.kind in "biuf" else value
 
 
-@main.command("check-py")
+@main.command("check-py", short_help="Check the backward of your Python layers.")
 @click.argument("targets", nargs=-1, required=True, metavar="FILE.py[::NAME]...")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D1,D2",
               help="A differentiated input and its shape, filled with seeded normal values (repeatable).")
@@ -168,8 +174,9 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
     (loss, gradient)) and checks every input's
     gradient against finite differences, at the given point and at a second random one. FILE.py
-    alone checks every NAME_forward/NAME_backward pair whose inputs are given (each takes the
-    --shape, --at and --param entries it has parameters for). A composite layer that fails is
+    alone checks every NAME_forward/NAME_backward pair, and every loss function (svm_loss, ...),
+    whose inputs are given (each takes the --shape, --at and --param entries it has parameters
+    for; the others are listed as not checked, with what to give). A composite layer that fails is
     blamed on the helper layer it calls whose own check fails.
 
     FILE.py::MyFunction checks a torch.autograd.Function (PyTorch installed): its backward in

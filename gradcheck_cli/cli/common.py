@@ -13,6 +13,24 @@ from ..settings import FORMATS
 _AT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
 
 
+class _Seed(click.ParamType):
+    """A seed: a whole number from 0 to 2**63 - 1, checked as click's IntRange would, without its
+    `[0<=x<=9223372036854775807]` in every --help."""
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        try:
+            n = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a valid integer.", param, ctx)
+        if not 0 <= n <= 2 ** 63 - 1:
+            self.fail(f"{n} is not a seed: give a whole number from 0 to 2**63 - 1.", param, ctx)
+        return n
+
+
+SEED = _Seed()
+
+
 def _parse_at(values) -> dict:
     out = {}
     for item in values:
@@ -133,7 +151,7 @@ def _fail(err, source=None, text=None):
 def _report_options(f):
     """The options `check` and `check-py` share: the point's seed, the tolerances, what is printed and how."""
     options = [
-        click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=None,
+        click.option("--seed", type=SEED, metavar="N", default=None,
                      help="Seed for randn/rand, unset leaves and the inputs [default: 0]."),
         click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table]."),
         click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
@@ -205,7 +223,7 @@ def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = F
     if fmt in MACHINE_FORMATS:
         text = render(run, fmt)
     elif output is None:
-        if any(r.error is None for r in run.results) or len(run.results) > 1:
+        if any(r.error is None for r in run.results) or len(run.results) > 1 or run.not_checked:
             print_table(run, _console(color=color), expand, quiet, verbose, errors_shown=True)
         return
     else:

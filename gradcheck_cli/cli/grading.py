@@ -8,13 +8,13 @@ import sys
 import click
 
 from . import main
-from .common import _console, _fail, _fail_usage, _guard_output, _write_atomically
+from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_atomically
 
 
-@main.command()
+@main.command(short_help="Grade submissions against an exercise.")
 @click.argument("exercise", type=click.Path())
 @click.argument("submissions", nargs=-1, required=True, type=click.Path())
-@click.option("--secret", type=click.IntRange(min=0, max=2 ** 63 - 1), envvar="GRADCHECK_SECRET",
+@click.option("--secret", type=SEED, metavar="N", envvar="GRADCHECK_SECRET",
               help="The seed of the hidden points: a number only you know (or $GRADCHECK_SECRET).")
 @click.option("--hidden", type=click.IntRange(min=0, max=20), default=3, show_default=True,
               help="Random points each part is checked at, besides the exercise's own.")
@@ -41,7 +41,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     `# shapes: affine x=4,2,3 w=6,5 b=5`). Each submission runs in a process of its
     own with --timeout and --memory; one that does not parse, raises or loops gets 0
     for what it broke, with the reason, and the class run goes on.
-    Exit codes: 0 graded · 2 the exercise or the command line is wrong.
+    Exit codes: 0 graded · 2 the exercise or the command line is wrong ·
+    130 interrupted (Ctrl-C).
     """
     from ..errors import GradcheckError
     from ..exercise import load_exercise

@@ -7,12 +7,12 @@ import sys
 import click
 
 from . import main
-from .common import (_AsciiFile, _console, _fail, _fail_usage, _guard_output, _parse_at, _pipe_safe,
+from .common import (SEED, _AsciiFile, _console, _fail, _fail_usage, _guard_output, _parse_at, _pipe_safe,
                      _raise_broken_pipe, _write_atomically)
 
 def _source_options(f):
     """TARGET or -e SRC, with --at and --seed: how the teaching commands take their function."""
-    f = click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=0, show_default=True,
+    f = click.option("--seed", type=SEED, metavar="N", default=0, show_default=True,
                      help="Seed for randn/rand and unset leaves.")(f)
     f = click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="Set a leaf's value (repeatable).")(f)
     f = click.option("-e", "--expr", "expr", metavar="SRC", help="Use this source text; free names become leaves.")(f)
@@ -87,7 +87,7 @@ def _fail_backward(errors: list, source: str, text: str) -> None:
     sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Show the chain rule step by step.")
 @_source_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
               help="text, json, or html: one self-contained page with the circuit (Graphviz permitting).")
@@ -118,7 +118,7 @@ def explain(target, expr, at, seed, fmt, latex, order, output):
     _backward_failures(ex)
 
 
-@main.command()
+@main.command(short_help="Draw the circuit with its values and gradients.")
 @_source_options
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "svg", "png"]), default="text", show_default=True,
               help="text: a tree in the terminal; dot: Graphviz source; svg/png: rendered by Graphviz (needs -o).")
@@ -166,7 +166,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
     _backward_failures(ex)
 
 
-@main.command()
+@main.command(short_help="Quiz yourself on each node's gradient.")
 @_source_options
 @click.option("--answers", type=click.Path(dir_okay=False, exists=True),
               help="Grade a file of `d<name> = value` lines instead of asking.")
@@ -206,7 +206,7 @@ def quiz(target, expr, at, seed, answers, output):
                 sys.exit(1)
         ok = written is not None and _grade(written, q.answer)
         right += ok
-        for line in feedback_lines(q, ok):
+        for line in feedback_lines(q, ok, written):
             say(line)
     say(f"\nscore: {right}/{len(questions)}")
     say.save(output)
@@ -239,10 +239,15 @@ class _Transcript:
             _write_atomically(output, "\n".join(self.lines) + "\n", self.inputs)
 
 
+PIPED_TRIES = 3  # answers read from a pipe that are not values, before a question counts as unanswered
+
+
 def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
-    """One answer from the terminal (asking again if it does not parse) or one line of stdin."""
+    """One answer from the terminal or from stdin, asking again while it does not parse (from stdin,
+    up to PIPED_TRIES lines); None when stdin runs out or every try was a typo."""
     from ..errors import GradcheckError
     from ..frontend import parse_value
+    tries = 0
     while True:
         if interactive:
             try:
@@ -261,8 +266,15 @@ def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
             parse_value(text, name="the answer")
             return text
         except GradcheckError as err:
-            say(f"  not a value: {err.message}")
-            if not interactive:
+            tries += 1
+            if interactive:
+                say(f"  not a value: {err.message}")
+            elif tries < PIPED_TRIES:
+                left = PIPED_TRIES - tries
+                say(f"  not a value: {err.message}; asked again ({left} {'tries' if left != 1 else 'try'} left)")
+            else:
+                say(f"  not a value: {err.message}")
+                say(f"  no answer for {prompt} after {PIPED_TRIES} tries: counted as unanswered")
                 return None
 
 
@@ -288,12 +300,14 @@ def _answer_file(path: str, names: list, output: str) -> dict:
         _fail(err, path, text)
 
 
-@main.command()
+@main.command(short_help="Run gradient descent on the leaves.")
 @_source_options
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Learning rate η.")
-@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many steps to take (0: just the starting point).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: one row per step; json: every step's output and leaves, for a plot.")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
 @_pipe_safe
 def descend(target, expr, at, seed, lr, steps, fmt, output):
@@ -329,7 +343,7 @@ def descend(target, expr, at, seed, lr, steps, fmt, output):
         click.echo(text, nl=False)
 
 
-@main.command()
+@main.command(short_help="List every gate with its local gradient.")
 @_pipe_safe
 def gates():
     """List every gate with its local gradient and how it routes the gradient."""

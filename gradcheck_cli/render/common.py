@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..diagnosis import causes, inherited, row_name
-from ..report import NodeRow, RunReport
+from ..report import NodeRow, RunReport, at_rounding
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "kink": "yellow", "warn": "magenta", "skip": "dim"}
 STATUSES = ("pass", "kink", "warn", "fail", "skip")
@@ -23,8 +23,27 @@ def fmt_number(x, digits: int = 6) -> str:
     return f"{x:.{max(1, digits - 3)}e}"
 
 
-def fmt_error(x) -> str:
-    return "—" if x is None else ("0" if x == 0 else f"{x:.1e}")
+ROUGH = 0.05  # a figure whose rounding level is past this fraction of it shows one digit
+
+
+def fmt_error(x, rounding: float | None = None) -> str:
+    """An error figure as a face shows it: `≈0` where it is at or below its rounding level (equal as
+    far as float64 can tell; its digits would be noise, different on another CPU or BLAS kernel), one
+    digit (`~3e-07`) where rounding could move its second, else two (`1.5e-07`)."""
+    if x is None:
+        return "—"
+    if at_rounding(x, rounding):
+        return "≈0"
+    if x == 0:
+        return "0"
+    if rounding is not None and rounding > ROUGH * x:
+        return f"~{x:.0e}"
+    return f"{x:.1e}"
+
+
+def row_error(row, side: str = "numeric") -> str:
+    """A row's numeric or symbolic error figure, as `fmt_error` shows it with the row's rounding level."""
+    return fmt_error(getattr(row, f"{side}_error", None), getattr(row, f"{side}_rounding", None))
 
 
 def fmt_shape(shape) -> str:
@@ -34,14 +53,20 @@ def fmt_shape(shape) -> str:
 
 def shown_index(row: NodeRow) -> tuple | None:
     """The element a tensor row shows in every column: its worst one, or, where none was singled
-    out (checked by projections), backprop's largest in magnitude; None for a scalar row."""
+    out (checked by projections), backprop's largest in magnitude (the first of those equal within
+    rounding, so the same on any CPU); None for a scalar row."""
     grad = None if row.grad is None else np.asarray(row.grad, dtype=float)
     if row.worst_index is not None and (grad is None or len(row.worst_index) == grad.ndim):
         return tuple(row.worst_index) or None
-    if grad is None or grad.ndim == 0:
+    if grad is None or grad.ndim == 0 or grad.size == 0:
         return None
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(np.isfinite(grad), np.abs(grad), -1.0))),
-                                                  grad.shape))
+    size = np.where(np.isfinite(grad), np.abs(grad), -1.0).ravel()
+    top = float(size.max())
+    first = int(np.flatnonzero(size >= top - abs(top) * TIE_RTOL)[0])
+    return tuple(int(i) for i in np.unravel_index(first, grad.shape))
+
+
+TIE_RTOL = 1e-9  # magnitudes this close (relative) are equal for choosing what to show: far above rounding
 
 
 def element(array, row: NodeRow, digits: int) -> str:
@@ -106,7 +131,7 @@ def failure_lines(report) -> list:
     out = []
     for status, (line, _), row, rows, file in causes(report):  # root causes first, inherited rows folded in
         err = getattr(row, "numeric_error", None)
-        detail = f", numeric error {fmt_error(err)}" if err is not None else ""
+        detail = f", numeric error {row_error(row)}" if err is not None else ""
         out.append(f"{row_name(row)} ({line_in(line, file, report)}): {status}{detail}" + (f" — {row.note}" if row.note else ""))
         also = inherited(rows, row)
         if also:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import GradcheckError
 from ..report import CheckReport, NodeRow, RunReport
-from .common import causes, element, fmt_error, fmt_number, fmt_shape, line_in, row_name, summary
+from .common import causes, element, fmt_number, row_error, fmt_shape, line_in, row_name, summary
 
 # light and dark themes from one set of variables: the status colours keep their contrast in both
 CSS = """
@@ -84,7 +84,7 @@ def _nodes_table(report: CheckReport) -> str:
         body.append(f"<tr><td><code>{_e(r.name)}</code></td><td>{_e(r.op)}</td><td>{_e(shape)}</td>"
                     f'<td class="num">{r.line}</td><td>{_status(r.status)}</td>'
                     f'<td class="num">{_tensor(r.grad, r)}</td><td class="num">{_tensor(r.numeric, r)}</td>'
-                    f'<td class="num">{_tensor(r.symbolic, r)}</td><td class="num">{_e(fmt_error(r.numeric_error))}</td>'
+                    f'<td class="num">{_tensor(r.symbolic, r)}</td><td class="num">{_e(row_error(r))}</td>'
                     f"<td>{_e(r.note or '')}</td></tr>")
     return f"<table>{head}{''.join(body)}</table>"
 
@@ -96,7 +96,7 @@ def _gates_table(report: CheckReport) -> str:
             "<th>numeric error</th><th>note</th></tr>")
     body = [f"<tr><td><code>{_e(g.name)}</code></td><td>{_e(g.gate)}</td><td><code>{_e(g.input)}</code></td>"
             f'<td class="num">{g.line}</td><td class="num">{g.point}</td><td>{_status(g.status)}</td>'
-            f'<td class="num">{_e(fmt_error(g.numeric_error))}</td><td>{_e(g.note or "")}</td></tr>'
+            f'<td class="num">{_e(row_error(g))}</td><td>{_e(g.note or "")}</td></tr>'
             for g in report.gates]
     return f"<h2>Each gate's backward on its own</h2><table>{head}{''.join(body)}</table>"
 

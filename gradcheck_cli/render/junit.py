@@ -20,6 +20,14 @@ def _case_name(report) -> str:
     return report.source if report.inline is None else f"<expr> {report.inline}"
 
 
+def _failure_message(report) -> str:
+    """`2 gradient checks failed (1 root cause)`: the failing rows, and the causes they come from when fewer."""
+    from ..diagnosis import causes
+    rows, roots = len(report.failures), len(causes(report))
+    message = f"{rows} gradient check{'s' if rows != 1 else ''} failed"
+    return message + (f" ({roots} root cause{'s' if roots != 1 else ''})" if roots < rows else "")
+
+
 def render_junit(run: RunReport) -> str:
     import xml.etree.ElementTree as ET
     failures = sum(1 for r in run.results if r.error is None and not r.passed)
@@ -41,8 +49,7 @@ def render_junit(run: RunReport) -> str:
             el.text = xml_text(err.format())
         elif not report.passed:
             lines = failure_lines(report)
-            el = ET.SubElement(case, "failure", message=f"{len(lines)} gradient check(s) failed",
-                               type="GradientCheckFailure")
+            el = ET.SubElement(case, "failure", message=_failure_message(report), type="GradientCheckFailure")
             el.text = xml_text("\n".join(lines + ["", "reproduce: " + report.reproduce()]))
         elif report.warnings:  # a passing file's warnings: in its output, as JUnit readers show it
             ET.SubElement(case, "system-out").text = xml_text("\n".join(warning_lines(report)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..report import NodeRow, RunReport
-from .common import (STATUSES, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name, summary,
+from .common import (STATUSES, causes, element, fmt_number, row_error, fmt_shape, inherited, line_in, row_name, summary,
                      warning_lines)
 
 
@@ -41,7 +41,7 @@ def render_markdown(run: RunReport) -> str:
             also = inherited(rows, lead)
             note += f" ({also})" if also else ""
             lines.append(f"| `{_md_cell(row_name(lead))}` | {_md_cell(line_in(line, file, r).removeprefix('line '))} | {status} | {_md_cell(_backprop_cell(lead))} | "
-                         f"{fmt_error(getattr(lead, 'numeric_error', None))} | {_md_cell(note)} |")
+                         f"{row_error(lead)} | {_md_cell(note)} |")
         lines += ["", f"Reproduce: `{r.reproduce()}`"]
     warned = [(r, w) for r in run.results for w in warning_lines(r)]
     if warned:

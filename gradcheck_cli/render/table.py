@@ -7,7 +7,7 @@ import numpy as np
 from ..report import CheckReport, RunReport
 from ..tolerances import ROW_FLOOR
 from ..verdict import rel_error
-from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, fmt_shape, inherited, line_in, row_name,
+from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in, row_name,
                      shown_index, summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
@@ -44,9 +44,9 @@ def node_table(report: CheckReport, width: int):
     for row in report.nodes:
         cell = {"gate": row.op, "value": _value_cell(row, digits), "backprop": element(row.grad, row, digits),
                 "numeric": element(row.numeric, row, digits), "symbolic": element(row.symbolic, row, digits),
-                "at": _index_cell(row), "num err": fmt_error(row.numeric_error),
+                "at": _index_cell(row), "num err": row_error(row),
                 "tol": fmt_error(row.tolerance) if row.grad is not None else "—",
-                "sym err": fmt_error(row.symbolic_error), "status": row.status}
+                "sym err": row_error(row, "symbolic"), "status": row.status}
         for c in columns:
             cells[c].append(cell[c])
     widths = {c: max([len(c)] + [len(x) for x in cells[c]]) for c in columns}
@@ -148,7 +148,7 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
             print_expand(report, expand, console)
         if not report.passed:
             console.print(f"  reproduce: {escape(report.reproduce())}", highlight=False, soft_wrap=True)
-        for line in method_lines(report):
+        for line in method_lines(report, expand):
             print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
     for source, why in run.skipped:
@@ -201,7 +201,7 @@ def gate_table(report: CheckReport):
                          ("num err", "right"), ("status", "left")):
         table.add_column(col, justify=justify)
     for g in report.gates:
-        table.add_row(Text(f"{g.name}"), Text(g.input), str(g.line), str(g.point), fmt_error(g.numeric_error),
+        table.add_row(Text(f"{g.name}"), Text(g.input), str(g.line), str(g.point), row_error(g),
                       Text(g.status, style=STATUS_STYLE.get(g.status, "")))
     return table
 
@@ -226,10 +226,11 @@ def _cell(value) -> str:
     return fmt_number(a) if a.ndim == 0 else fmt_shape(a.shape)
 
 
-def method_lines(report: CheckReport) -> list:
-    """How the oracles ran, when not the plain way: projections, chained or skipped SymPy."""
+def method_lines(report: CheckReport, expand: str | None = None) -> list:
+    """How the oracles ran, when not the plain way: projections, chained or skipped SymPy. The hint
+    about tensor rows only while some tensor row is not the one `expand` lists in full."""
     lines = []
-    if any(np.ndim(r.grad) > 0 for r in report.nodes if r.grad is not None):
+    if any(np.ndim(r.grad) > 0 and r.name != expand for r in report.nodes if r.grad is not None):
         lines.append("tensor rows show the worst element; --expand NODE lists them all")
     projected = [r for r in report.nodes if r.numeric_method and r.numeric_method.startswith("projection")]
     if projected:
@@ -268,7 +269,7 @@ def print_expand(report: CheckReport, name: str, console) -> None:
     for idx in np.ndindex(*grad.shape):
         err = rel_error(grad[idx], num[idx], floor) if num is not None else None
         table.add_row(str(list(idx)), fmt_number(grad[idx]), fmt_number(num[idx]) if num is not None else "—",
-                      fmt_number(sym[idx]) if sym is not None else "—", fmt_error(None if err is None else float(err)))
+                      fmt_number(sym[idx]) if sym is not None else "—", fmt_error(None if err is None else float(err), row.numeric_rounding))
     console.print(table)
 
 

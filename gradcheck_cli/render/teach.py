@@ -129,10 +129,22 @@ def descent_table(history):
 
 
 
-def feedback_lines(q, ok: bool) -> list:
-    """The quiz's answer to one question: right or wrong, then upstream × local for each edge into it."""
-    answer = full(q.answer).replace("\n", "\n" + " " * (len(f"  wrong: {grad_name(q.node)} = ")))
-    lines = [f"  {'right' if ok else 'wrong'}: {grad_name(q.node)} = {answer}"]
+def feedback_lines(q, ok: bool, written: str | None = None) -> list:
+    """The quiz's answer to one question: right (the answer), or wrong (what was said and the answer),
+    then upstream × local for each edge into it."""
+    name = grad_name(q.node)
+    if ok:
+        head = f"  right: {name} = "
+        lines = [head + full(q.answer).replace("\n", "\n" + " " * len(head))]
+    else:
+        said = f"you said {name} = {written.strip()}" if written is not None and written.strip() else "no answer"
+        one_line = f"  wrong: {said}; the answer is {name} = "
+        answer = full(q.answer)
+        if "\n" not in answer and len(one_line + answer) <= 76:
+            lines = [one_line + answer]
+        else:  # a long or multi-line answer: under what was said, aligned
+            head = f"         the answer is {name} = "
+            lines = [f"  wrong: {said}", head + answer.replace("\n", "\n" + " " * len(head))]
     for e in q.edges:
         local = short(e.local) if e.local is not None else "J"
         lines.append(f"    from {e.node} [{e.gate}: {e.formula}]: upstream {short(e.upstream)} × local {local}"

@@ -1,0 +1,127 @@
+"""One answer on any machine: every figure a face shows is the same under any BLAS kernel.
+
+OpenBLAS picks a kernel for the CPU it runs on (Haswell, SkylakeX, ...), and each sums a matrix
+product in its own order, so raw floats differ in their last bits from one machine to another.
+Nothing shown may depend on those bits: statuses, notes, culprits, worst-element indices and every
+rounded figure. Here the examples' JSON, their table at 140 columns and every console block of the
+README and the docs run under at least three kernels this CPU can execute (OPENBLAS_CORETYPE, set for
+those processes only) and must come out identical: JSON floats to 6 significant digits, error figures
+that are at their rounding level (`*_error_at_rounding`) aside, others to the one digit every face
+shows at least.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from test_readme import CASES, normalise, pattern, run
+
+
+def _cpu_flags() -> set:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def _numpy_uses_openblas() -> bool:
+    try:
+        config = np.show_config(mode="dicts")
+    except TypeError:  # numpy < 1.26 prints instead
+        return False
+    blas = config.get("Build Dependencies", {}).get("blas", {})
+    return "openblas" in str(blas.get("name", "")).lower()
+
+
+def kernels() -> list:
+    """The OpenBLAS kernels this CPU can run, oldest first."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not _numpy_uses_openblas():
+        return []
+    flags = _cpu_flags()
+    found = ["Prescott"]
+    if "avx" in flags:
+        found.append("Sandybridge")
+    if {"avx2", "fma"} <= flags:
+        found.append("Haswell")
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags:
+        found.append("SkylakeX")
+    return found
+
+
+KERNELS = kernels()
+pytestmark = pytest.mark.skipif(
+    len(KERNELS) < 3, reason="needs numpy on OpenBLAS and an x86-64 CPU that runs three of its kernels "
+                             f"(found: {', '.join(KERNELS) or 'none'})")
+
+
+def _under_each_kernel(command: str) -> dict:
+    """The normalised output of a console command under each kernel (two at a time: two cores)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = pool.map(lambda k: normalise(run(f"export OPENBLAS_CORETYPE={k}\n{command}")), KERNELS)
+    return dict(zip(KERNELS, outputs))
+
+
+def _cli(args: list, kernel: str, columns: int = 80) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADCHECK_", "GITHUB_"))}
+    env.update(OPENBLAS_CORETYPE=kernel, COLUMNS=str(columns), NO_COLOR="1", TERM="dumb")
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600).stdout
+
+
+def _shown(value, key: str = "", row: dict | None = None):
+    """A JSON value as far as it is defined on every machine (see the module's docstring)."""
+    if isinstance(value, dict):
+        return {k: _shown(v, k, value) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v, key, row) for v in value]
+    if isinstance(value, float):
+        if key in ("numeric_error", "symbolic_error") and row is not None:
+            return "rounding" if row.get(f"{key}_at_rounding") else f"{value:.0e}"
+        return float(f"{value:.6g}")
+    return value
+
+
+def test_the_examples_json_is_the_same_under_every_kernel():
+    args = ["check", "expressions/", "examples/", "--format", "json"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        shown = list(pool.map(lambda k: _shown(json.loads(_cli(args, k))), KERNELS))
+    nodes = [n for r in shown[0]["results"] for n in r["nodes"]]
+    assert len(nodes) > 100 and any(n["worst_index"] for n in nodes)
+    for kernel, other in zip(KERNELS[1:], shown[1:]):
+        assert other == shown[0], f"{kernel} and {KERNELS[0]} disagree"
+
+
+def test_the_examples_table_is_the_same_under_every_kernel_at_140_columns():
+    args = ["check", "expressions/", "examples/"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tables = list(pool.map(lambda k: _cli(args, k, columns=140), KERNELS))
+    assert "num err" in tables[0] and "at " in tables[0]  # the wide faces: errors and worst elements shown
+    for kernel, table in zip(KERNELS[1:], tables[1:]):
+        assert table == tables[0], f"{kernel} and {KERNELS[0]} disagree"
+
+
+TIMINGS = re.compile(r"\b\d+(\.\d+)?\s?m?s\b")  # a wall-clock time is not a figure of the check
+
+
+@pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])
+def test_every_console_example_prints_the_same_under_every_kernel(path, line, runs):
+    for command, expected in runs:
+        outputs = _under_each_kernel(command)
+        want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])
+        first = TIMINGS.sub("<time>", outputs[KERNELS[0]])
+        for kernel, output in outputs.items():
+            assert want.fullmatch(output), f"{path.name}:{line}: `$ {command}` under {kernel} printed\n{output}"
+            assert TIMINGS.sub("<time>", output) == first, f"`{command}` under {kernel}:\n{output}\nunder {KERNELS[0]}:\n{first}"
