@@ -128,7 +128,7 @@ def test_the_quiz_can_be_left_at_a_real_terminal(tmp_path, key):
     import sys
     import time
     if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed: the quiz's terminal test needs a real terminal")
+        pytest.skip("tmux is not installed (apt-get install tmux): the quiz's terminal test needs a real terminal")
     (tmp_path / "q.grad").write_text(QUIZ)
     session = f"gradcheck-quiz-{key}-{tmp_path.name}"
     transcript = tmp_path / "transcript.txt"

@@ -82,7 +82,7 @@ def test_a_classic_mistake_is_named_at_its_own_line_and_nowhere_else(name, old, 
 
 
 def test_the_conv_layer_matches_the_textbook_shapes_and_torch_where_installed():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
     report = check((EXPRESSIONS / "cs231n_conv_layer.grad").read_text())
     r = rows(report)
     t = {n: torch.tensor(np.asarray(r[n].value, dtype=float), dtype=torch.float64, requires_grad=n in "xwb")
@@ -97,7 +97,7 @@ def test_the_conv_layer_matches_the_textbook_shapes_and_torch_where_installed():
                                   "cs231n_lstm_step", "cs231n_spatial_batchnorm", "cs231n_maxpool",
                                   "cs231n_svm_labels", "cs231n_rnn_step", "cs231n_conv_naive"])
 def test_layer_golden_values_match_torch(name):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
     F = torch.nn.functional
     report = check((EXPRESSIONS / f"{name}.grad").read_text())
     r = rows(report)

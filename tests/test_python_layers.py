@@ -247,7 +247,7 @@ def test_check_py_with_a_vjp_and_values(tmp_path):
 
 
 def test_torch_agrees_with_the_example_layers():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
     inputs, params = CASES["conv"]
     out, cache = layers.conv_forward_naive(*inputs.values(), **params)
     dout = np.random.default_rng(3).standard_normal(out.shape)

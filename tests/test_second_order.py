@@ -110,7 +110,7 @@ def test_second_order_costs_no_more_than_predicted_and_is_refused_past_the_limit
 
 def test_the_hessian_is_torchs():
     # a peer as the oracle: torch.autograd.functional.hessian of the same forward (skipped without torch)
-    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra")
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
     text = ("x = [0.3, -1.2]\nW = [[0.5, -0.4, 1.1], [0.9, 0.2, -0.7]]\n"
             "f = logsumexp(tanh(x @ W) * 2) + 0.1 * sum(W * W) * sum(x * x)\n")
     ours = newton(load(text, "t.grad", None, 0, False)).hessian

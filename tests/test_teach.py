@@ -95,7 +95,7 @@ def test_graph_dot_is_quoted_and_coloured():
     assert '"n0" [label="x\\ninput", shape=plaintext];' in out
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed (apt-get install graphviz): nothing to draw with")
 @pytest.mark.parametrize("src", [SIGMOID, str(EXPRESSIONS / "cs231n_layers.grad"), "-e"])
 def test_graph_dot_is_valid_graphviz(src, tmp_path):
     args = ["-e", "relu(x) * (x > 0) + max(x, 1e-3)"] if src == "-e" else [src]
@@ -201,7 +201,7 @@ def test_quiz_bad_answers_file(line, fragment):
     assert result.exit_code == 2 and fragment in result.output, result.output
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux): the quiz needs a real terminal")
 def test_quiz_in_a_real_terminal(tmp_path):
     socket = f"gradcheck-{uuid.uuid4().hex[:8]}"
     done = tmp_path / "exit"

@@ -6,7 +6,7 @@ import pytest
 from gradcheck_cli import check, check_file
 from conftest import EXPRESSIONS, rows
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
 
 def leaves(report):
