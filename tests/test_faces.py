@@ -35,7 +35,7 @@ def test_the_summary_counts_broken_files_and_keeps_their_place(files):
     assert "4 files: 2 passed, 1 failed, 1 with errors" in result.stdout
     out = result.stdout
     assert out.index("b_bad.grad") < out.index("c_broken.grad") < out.index("d_good.grad")
-    assert "input error:2:" in out and "c_broken.grad:2:" in result.stderr
+    assert "input error at line 2, column" in out and "c_broken.grad:2:" in result.stderr
 
 
 def test_quiet_prints_only_what_fails(files):

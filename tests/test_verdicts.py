@@ -394,3 +394,30 @@ def test_the_complex_step_sees_a_backward_off_by_less_than_sympy_can(factor, sta
         assert row.status == status_ and row.numeric_method == "complex step", (symbolic, row.note)
         if status_ == "fail":
             assert "by less than any finite difference resolves" in row.note
+
+
+@pytest.mark.parametrize("error, rounding, shown", [
+    (1.5e-7, None, "1.5e-07"),     # no rounding level known: two digits, as always
+    (1.5e-7, 1e-9, "1.5e-07"),     # rounding reaches the 4th digit: two shown
+    (1.6e-7, 1e-8, "~2e-07"),      # it could move the second: one shown
+    (1e-16, 2e-16, "≈0"),          # at or below its rounding: equality as far as float64 can tell
+    (0.0, 0.0, "≈0"),
+    (0.0, None, "0"),
+    (None, 1e-9, "—"),
+])
+def test_an_error_figure_shows_only_the_digits_rounding_leaves_it(error, rounding, shown):
+    from gradcheck_cli.render.common import fmt_error
+    assert fmt_error(error, rounding) == shown
+
+
+@pytest.mark.parametrize("grad, index", [
+    ([1 - 3e-10, 1.0, 0.5], 0),   # equal within rounding: the first
+    ([1 - 3e-9, 1.0, 0.5], 1),    # apart by more: the largest
+    ([-2.0, 1.0, 2.0], 0),        # magnitude, the first of a tie
+])
+def test_a_row_without_a_worst_element_shows_its_largest_the_first_of_a_tie(grad, index):
+    from gradcheck_cli.report import NodeRow
+    from gradcheck_cli.render.common import shown_index
+    row = NodeRow(name="W", op="input", shape=(3,), line=1, col=1, value=np.zeros(3), grad=np.array(grad),
+                  numeric=None, symbolic=None, numeric_error=None, symbolic_error=None, status="pass")
+    assert shown_index(row) == (index,)

@@ -124,7 +124,7 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
             console.print(f"[bold red]✗[/] {escape(report.source)}", highlight=False)
             if errors_shown:
                 err = report.error
-                where = f":{err.line}:{err.col or 1}" if err.line else ""
+                where = f" at line {err.line}, column {err.col or 1}" if err.line else ""
                 console.print(f"  input error{where}: {escape(err.message)}", highlight=False, soft_wrap=True)
             else:
                 console.print(escape(report.error.format()), highlight=False, soft_wrap=True)
