@@ -2,7 +2,7 @@
 network (tests/benchmarks/bench_tensor.py) and of the conv layer (bench_conv.py), with the complex
 step (the default) and without (--no-complex-step), in-process, SymPy off (and glibc's allocator
 set as the CLI sets it). The numeric column is the time inside the finite-difference engine and the
-complex step (both wrapped with timers here); the whole check is timed too, and as whole processes. Medians of --repeat runs.
+complex step (both wrapped with timers here); the whole check is timed too, and as whole processes. Best of --repeat runs.
 
     python tests/benchmarks/bench_complex_step.py [--repeat 5]
 """

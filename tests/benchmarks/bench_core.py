@@ -3,6 +3,9 @@
     python tests/benchmarks/bench_core.py [--sizes 125,250,500,1000,2000] [--repeat 5]
 
 Every figure is a whole `gradcheck` process, as a user runs it, timed with time.perf_counter.
+Last, the smallest formula's full check is timed again with the interpreter torn down normally
+(the CLI run by a `python -c` that lets it exit the ordinary way) instead of the console script's
+`os._exit`: the difference is what tearing down costs.
 """
 
 from __future__ import annotations
@@ -63,6 +66,15 @@ def expression_file(n_gates: int, seed: int = 0, leaves: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
+NORMAL_EXIT = """\
+import gc, sys
+gc.set_threshold(20_000, 20, 20)  # as the console script sets it
+from gradcheck_cli.cli import main
+sys.argv[0] = "gradcheck"
+main()  # click exits with SystemExit: the interpreter then tears down as usual
+"""
+
+
 def count_gates(path: str) -> int:
     from gradcheck_cli import load
     with open(path, encoding="utf-8") as f:
@@ -105,6 +117,13 @@ def main() -> None:
             full, code_full = timed(exe + ["check", path], args.repeat)
             fast, code_fast = timed(exe + ["check", path, "--no-symbolic"], args.repeat)
             print(f"{gates:>6} {gates + 10:>6} {full:>15.2f} {fast:>18.2f} {code_full:>3}/{code_fast}")
+        path = os.path.join(tmp, "teardown.grad")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(expression_file(int(args.sizes.split(",")[0])))
+        quick, _ = timed(exe + ["check", path], args.repeat + 2)
+        slow, code = timed([sys.executable, "-c", NORMAL_EXIT, "check", path], args.repeat + 2)
+        print(f"teardown: full check of the smallest formula {quick:.2f} s with os._exit, {slow:.2f} s with a normal "
+              f"exit (exit {code}): tearing down costs {slow - quick:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Speed of the full three-way check with SymPy on ordinary networks (issue 10). Run by hand:
 
-    python tests/benchmarks/bench_verdicts.py [--repeat 5]
+    python tests/benchmarks/bench_verdicts.py [--repeat 5] [--hog]
 
 Each workload is timed twice: as a whole `gradcheck check` process (what a user waits for,
-including ~1 s of importing Python, numpy, lark, rich and SymPy), and in-process (the check itself,
-imports already done). Also prints each example's symbolic coverage.
+including importing Python, numpy, lark, rich and SymPy), and in-process (the check itself,
+imports already done). With --hog, the whole processes are timed again while a busy loop
+(`while True: pass` in another process) keeps one core busy. The 83-parameter net and the RNN step
+are also timed at second order (`check --order 2`), both ways. Also prints each example's symbolic
+coverage.
 """
 
 from __future__ import annotations
@@ -65,23 +68,23 @@ WORKLOADS = [("83-parameter net", NET, 2.0), ("RNN step", RNN, 1.0), ("sum(softm
              ("30 expect lines", expects30(), 5.0)]
 
 
-def whole_process(path: Path, repeat: int) -> float:
+def whole_process(path: Path, repeat: int, extra: tuple = ()) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(path)], capture_output=True)
+        result = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(path), *extra], capture_output=True)
         times.append(time.perf_counter() - start)
         assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     return statistics.median(times)
 
 
-def in_process(text: str, repeat: int) -> float:
+def in_process(text: str, repeat: int, **options) -> float:
     from gradcheck_cli import check
-    check(text)  # warm: imports and SymPy's caches
+    check(text, **options)  # warm: imports and SymPy's caches
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        report = check(text)
+        report = check(text, **options)
         times.append(time.perf_counter() - start)
         assert report.passed
     return statistics.median(times)
@@ -90,11 +93,15 @@ def in_process(text: str, repeat: int) -> float:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--hog", action="store_true", help="also time the whole processes with one core kept busy")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}")
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import sympy, numpy, lark, rich.table, click"], check=True)
-    print(f"importing sympy, numpy, lark, rich, click: {time.perf_counter() - start:.2f} s (one process)")
+    imports = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import sympy, numpy, lark, rich.table, click"], check=True)
+        imports.append(time.perf_counter() - start)
+    print(f"importing sympy, numpy, lark, rich, click: {statistics.median(imports):.2f} s (whole process, median)")
     with tempfile.TemporaryDirectory() as tmp:
         for name, text, target in WORKLOADS:
             path = Path(tmp) / "w.grad"
@@ -102,6 +109,23 @@ def main():
             whole = whole_process(path, args.repeat)
             inner = in_process(text, args.repeat)
             print(f"{name:32s} whole process {whole:5.2f} s   in-process {inner:5.2f} s   (target ≤ {target:g} s)")
+        for name, text, _ in WORKLOADS[:2]:
+            path = Path(tmp) / "w.grad"
+            path.write_text(text)
+            whole = whole_process(path, args.repeat, ("--order", "2"))
+            inner = in_process(text, args.repeat, order=2)
+            print(f"{name:32s} --order 2: whole process {whole:5.2f} s   in-process {inner:5.3f} s")
+        if args.hog:
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                time.sleep(0.5)
+                for name, text, _ in WORKLOADS:
+                    path = Path(tmp) / "w.grad"
+                    path.write_text(text)
+                    print(f"{name:32s} whole process, one core busy: {whole_process(path, args.repeat):5.2f} s")
+            finally:
+                hog.kill()
+                hog.wait()
     from gradcheck_cli import check_file
     for path in sorted((ROOT / "expressions").glob("*.grad")):
         report = check_file(path)
