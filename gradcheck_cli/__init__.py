@@ -6,9 +6,10 @@ __all__ = ["check", "check_file", "check_paths", "check_layer", "check_function"
            "GradcheckError", "partial_credit", "__version__"]
 
 _LAZY = {  # name -> module: `gradcheck --help` must not pay for numpy and sympy
-    "check": "checker", "check_file": "files", "check_paths": "files", "load": "frontend",
-    "Settings": "settings", "GradcheckError": "errors", "check_layer": "pycheck", "check_function": "pycheck",
-    "check_loss": "pycheck", "partial_credit": "grading",
+    "check": "checking.checker", "check_file": "checking.files", "check_paths": "checking.files",
+    "load": "language.frontend", "Settings": "core.settings", "GradcheckError": "core.errors",
+    "check_layer": "python.pycheck", "check_function": "python.pycheck", "check_loss": "python.pycheck",
+    "partial_credit": "teaching.grading",
 }
 
 
@@ -18,7 +19,7 @@ def _notebook_bundle(obj):
     return bundle(obj)
 
 
-from . import display as _display  # noqa: E402 - a tiny module: reports show themselves in Jupyter through it
+from .core import display as _display  # noqa: E402 - a tiny module: reports show themselves in Jupyter through it
 
 _display.RENDERER = _notebook_bundle
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from .checker import check, check_graph
-from .errors import GradcheckError, UsageError
-from .files import check_file, check_paths
+from .checking.checker import check, check_graph
+from .core.errors import GradcheckError, UsageError
+from .checking.files import check_file, check_paths
 from .render.common import failure_lines, summary
 from .render.html import circuit_svg, explain_html, fragment, picture, report_block
 from .render.teach import explain_text
-from .report import CheckReport, RunReport
-from .report import faults as faults_of
-from .settings import Settings
-from .teach import Explanation
+from .core.report import CheckReport, RunReport
+from .core.report import faults as faults_of
+from .core.settings import Settings
+from .teaching.teach import Explanation
 
 
 def bundle(obj) -> dict:

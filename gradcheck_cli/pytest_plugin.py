@@ -36,8 +36,8 @@ class GradItem(pytest.Item):
     """Checks its file three ways; fails with the table of the failing rows."""
 
     def runtest(self):
-        from .config import load
-        from .files import check_file
+        from .core.config import load
+        from .checking.files import check_file
         settings, _ = load(self.path.parent)
         shown = os.path.relpath(self.path, self.config.invocation_params.dir)  # as the user typed it: no absolute path
         report = check_file(self.path if shown.startswith("..") else shown, settings)

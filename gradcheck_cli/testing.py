@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from .pycheck import check_function, check_layer
+from .python.pycheck import check_function, check_layer
 from .render.table import failure_text
-from .report import CheckReport
+from .core.report import CheckReport
 
 
 def assert_layer(forward, backward, inputs: dict, params: dict | None = None, **options) -> CheckReport:

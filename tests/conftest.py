@@ -27,7 +27,7 @@ def assert_positioned_error(source: str, fragment: str, line: int, col: int, nam
     """check() of `source` fails with a GradcheckError at line:col whose message has `fragment`,
     formatted as FILE:LINE:COL: error: ..., the source line and a caret under the column."""
     from gradcheck_cli import check
-    from gradcheck_cli.errors import GradcheckError
+    from gradcheck_cli.core.errors import GradcheckError
     report = check(source, source=name)
     err = report.error
     assert isinstance(err, GradcheckError), f"no error for {source!r}"

@@ -110,9 +110,9 @@ def check_in_every_format(text: str):
     Raises on anything a user must never see: an exception other than GradcheckError, JSON that
     does not parse, JUnit that is not XML."""
     from gradcheck_cli import check
-    from gradcheck_cli.errors import GradcheckError
+    from gradcheck_cli.core.errors import GradcheckError
 
-    from gradcheck_cli.meter import Meter
+    from gradcheck_cli.core.meter import Meter
 
     with Meter() as meter:
         report = check(text, source="fuzz.grad")  # never raises: bad input is in report.error
@@ -134,7 +134,7 @@ def _render_every_format(report):
 
     from gradcheck_cli.render import render
     from gradcheck_cli.render.table import print_table
-    from gradcheck_cli.report import RunReport
+    from gradcheck_cli.core.report import RunReport
 
     run = RunReport([report])
     json.loads(render(run, "json"))
@@ -193,7 +193,7 @@ def check_layer_in_every_format(layer):
     """check_function on a generated pair, rendered in every format; raises on what a user must never see."""
     from gradcheck_cli import check_function
 
-    from gradcheck_cli.meter import Meter
+    from gradcheck_cli.core.meter import Meter
 
     name, forward, vjp, x, slip = layer
     with Meter() as meter:

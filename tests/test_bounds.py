@@ -14,11 +14,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings as hsettings
 
-from gradcheck_cli import check, files, limits
+from gradcheck_cli import check
+from gradcheck_cli.checking import files
+from gradcheck_cli.core import limits
 from gradcheck_cli.cli import main
-from gradcheck_cli.errors import GradcheckError
+from gradcheck_cli.core.errors import GradcheckError
 from gradcheck_cli.render.table import print_table
-from gradcheck_cli.report import RunReport
+from gradcheck_cli.core.report import RunReport
 from conftest import EXPRESSIONS, assert_positioned_error, rows
 from fuzzing import check_in_every_format, check_layer_in_every_format, programs, python_layers
 
@@ -67,7 +69,7 @@ def test_odd_parameters_and_ranges_are_positioned_errors(source, fragment, line,
 
 
 def test_a_huge_range_is_refused_before_it_is_counted(monkeypatch):
-    from gradcheck_cli import build_loops
+    from gradcheck_cli.language import build_loops
     monkeypatch.setattr(build_loops, "MAX_UNROLL", 5)
     assert_positioned_error("x = randn(3)\nf = sum(x[0] for i in range(6))", "6 terms (at most 5", 2, 14)
     assert check("x = randn(3)\nf = sum(x[0] for i in range(5))").error is None
@@ -92,7 +94,7 @@ def test_limits_are_raised_with_the_environment(tmp_path):
     assert b"GRADCHECK_MAX_ELEMENTS raises it" in gc("check", str(p), "--no-symbolic").stderr
     env = dict(os.environ, GRADCHECK_MAX_ELEMENTS="3000000", GRADCHECK_MAX_TOTAL_ELEMENTS="6000000",
                GRADCHECK_MAX_JACOBIAN="6000000")
-    result = subprocess.run([sys.executable, "-c", "import gradcheck_cli.limits as l; print(l.MAX_ELEMENTS)"],
+    result = subprocess.run([sys.executable, "-c", "import gradcheck_cli.core.limits as l; print(l.MAX_ELEMENTS)"],
                             capture_output=True, env=env)
     assert result.stdout.strip() == b"3000000"
 
@@ -122,7 +124,7 @@ def test_the_gate_work_limit_is_set_where_a_check_still_takes_under_a_minute():
     # measured on this project's machine (whole check with SymPy): 2^14 nested applications in 8 s,
     # 2^15 in 15 s, 2^16 in 28 s (an automatic VJP runs each nested body once since 2026-12-02; it
     # re-ran them at every level before, and 2^15 took 52 s)
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.language.frontend import load
     load(nested(15))  # accepted
     with pytest.raises(GradcheckError, match="gate applications"):
         load(nested(16))
@@ -132,7 +134,7 @@ def test_huge_exponents_in_expectations_and_answers():
     r = check("x = 1\nf = x*x\nexpect dx = 0.0e400")
     assert r.error is None and r.expects[0].status == "fail"
     assert check("x = 1\nf = x*x\nexpect dx = 2.0e" + "0" * 5000).passed
-    from gradcheck_cli.teach import grade
+    from gradcheck_cli.teaching.teach import grade
     assert grade("0.0e400", np.array(0.1)) and not grade("0.0e400", np.array(2.0))
 
 
@@ -216,7 +218,7 @@ def test_output_to_dev_stdout_and_through_a_symlink(tmp_path):
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from gradcheck_cli import writer
+    from gradcheck_cli.core import writer
     def refuse(*a, **k):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(writer.os, "replace", refuse)
@@ -301,8 +303,8 @@ def test_unused_leaves_are_not_differenced():
 
 
 def test_naming_long_spans_reads_only_their_ends():
-    from gradcheck_cli.graph import source_text
-    from gradcheck_cli.nodes import Pos
+    from gradcheck_cli.language.graph import source_text
+    from gradcheck_cli.language.nodes import Pos
     text = "f = " + "sin(" * 50_000 + "x" + ")" * 50_000
     name = source_text(text, Pos(1, 5, 4, len(text)))
     assert "…" in name and name.startswith("sin(sin(") and name.endswith("))") and len(name) <= 60
@@ -468,7 +470,7 @@ def test_a_large_constant_output_is_refused_before_the_backward_seeds_it():
 def test_the_work_limit_admits_the_reference_network_and_a_10000_deep_chain():
     """The limit refuses hopeless work (a 14,000-deep chain, above) but not the workloads the tool is
     for: the 9,600-parameter reference network, and a 10,000-deep chain (about 3 s)."""
-    from gradcheck_cli.limits import MAX_WORK
+    from gradcheck_cli.core.limits import MAX_WORK
     network = ("const X = randn(32, 64)\nW1 = 0.1 * randn(64, 128)\nb1 = 0.1 * randn(128)\n"
                "W2 = 0.1 * randn(128, 10)\nS = relu(X @ W1 + b1) @ W2\nL = mean(logsumexp(S, axis=1))\n")
     chain = "x = 0.5\nf = " + "sin(" * 10_000 + "x" + ")" * 10_000
@@ -481,8 +483,8 @@ def test_the_work_limit_admits_the_reference_network_and_a_10000_deep_chain():
 def test_argmax_charges_its_pairwise_form_before_building_it():
     # a 1,000-vector's argmax builds a million Heaviside factors: charged first, so SymPy is skipped
     # for it (a note, never a hang); a small one is still built
-    from gradcheck_cli import symbolic
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.oracles import symbolic
+    from gradcheck_cli.language.frontend import load
     graph = load("x = randn(1000)\nf = sum(x * argmax(x))")
     node = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "argmax")
     assert symbolic.build_cost(node, [(1000,)]) == 1 + 1000 * 1000
@@ -493,7 +495,7 @@ def test_argmax_charges_its_pairwise_form_before_building_it():
 
 def test_add_at_sums_repeats_in_one_term_not_a_chain():
     import sympy
-    from gradcheck_cli import array_gates as A
+    from gradcheck_cli.gates import arrays as A
     base = np.array([sympy.Symbol("b0"), sympy.Symbol("b1")], dtype=object)
     v = np.array([sympy.Symbol(f"v{i}") for i in range(500)], dtype=object)
     out = A.add_at_sym([base, v], {"key": (np.zeros(500, dtype=int),)})
@@ -510,14 +512,14 @@ def test_descend_is_bounded_before_the_first_step(args, fragment):
 
 
 def test_descend_within_its_limits_runs(monkeypatch):
-    from gradcheck_cli import teach
+    from gradcheck_cli.teaching import teach
     assert run("descend", "-e", "(x - 3)^2", "--at", "x=0", "--steps", "1000", "--format", "json").exit_code == 0
     monkeypatch.setattr(teach, "MAX_DESCENT_WORK", 1000)  # the same run, past a lowered limit
     assert run("descend", "-e", "(x - 3)^2", "--at", "x=0", "--steps", "1000").exit_code == 2
 
 
 def test_a_picture_past_the_drawing_limit_is_refused_before_graphviz_runs(tmp_path, monkeypatch):
-    from gradcheck_cli import graphviz
+    from gradcheck_cli.render import graphviz
     calls = []
     monkeypatch.setattr(graphviz.subprocess, "run", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(graphviz, "MAX_DRAWN_NODES", 10)
@@ -540,20 +542,20 @@ def test_window_buffers_are_bounded_before_they_are_laid_out(source, fragment):
 
 
 def test_the_chunk_planner_counts_a_gates_workspace():
-    from gradcheck_cli import runners
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.oracles import runners
+    from gradcheck_cli.language.frontend import load
     graph = load("x = randn(2, 3, 8, 8)\nw = randn(4, 3, 3, 3)\nb = randn(4)\nf = sum(conv2d(x, w, b, pad=1))")
     conv = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "conv2d")
     assert runners.workspace(graph, conv) == 2 * 3 * 8 * 8 * 3 * 3 > conv.size
-    from gradcheck_cli import autodiff
+    from gradcheck_cli.oracles import autodiff
     runner = runners.GraphRunner(graph, autodiff.forward(graph))
     assert runner.width(0) >= runners.workspace(graph, conv)
 
 
 def test_a_matmul_is_charged_its_products_not_its_output():
     # (100, 30, 10) @ (10, 30): 90,000 outputs, but 900,000 products for SymPy to build
-    from gradcheck_cli import symbolic
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.oracles import symbolic
+    from gradcheck_cli.language.frontend import load
     graph = load("X = randn(100, 30, 10)\nW = randn(10, 30)\nf = sum(X @ W)")
     mm = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "matmul")
     assert symbolic.build_cost(mm, [(100, 30, 10), (10, 30)]) == 90_000 + 900_000
@@ -568,7 +570,7 @@ def test_a_sum_past_the_float_range_in_sympys_values_is_no_traceback():
 def test_a_source_past_the_statement_limit_is_refused_before_parsing(monkeypatch):
     # a 50,000-line chain took 3 s to parse before its refusal; now the line count refuses it first.
     # Blank lines and comments do not count (MAX_STATEMENTS held: one line more is refused, at it)
-    from gradcheck_cli import syntax
+    from gradcheck_cli.language import syntax
     monkeypatch.setattr(syntax, "MAX_STATEMENTS", 5)
     lines = ["x = 0.5", "", "# a comment", "a = x + 1", "b = a + 1", "c = b + 1", "f = c * 2"]
     assert check("\n".join(lines)).error is None
@@ -578,8 +580,8 @@ def test_a_source_past_the_statement_limit_is_refused_before_parsing(monkeypatch
 def test_an_automatic_vjp_of_nested_gates_runs_each_body_once(monkeypatch):
     # the VJP of g_k through its body used to re-run every nested body's forward at each level
     # (k·2^k gate applications); remembered by operands within the VJP, each body runs once
-    from gradcheck_cli import autodiff
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.oracles import autodiff
+    from gradcheck_cli.language.frontend import load
     k = 8
     graph = load(nested(k))
     node = graph.nodes[graph.output]
@@ -593,7 +595,7 @@ def test_an_automatic_vjp_of_nested_gates_runs_each_body_once(monkeypatch):
 
 
 def test_calls_of_one_gate_at_the_same_operands_share_one_check(monkeypatch):
-    from gradcheck_cli import gatecheck
+    from gradcheck_cli.checking import gatecheck
     done = []
     original = gatecheck._check_gate
     monkeypatch.setattr(gatecheck, "_check_gate", lambda *a: done.append(a[2].id) or original(*a))
@@ -610,7 +612,7 @@ def test_calls_of_one_gate_at_the_same_operands_share_one_check(monkeypatch):
 @pytest.mark.parametrize("limit, sampled", [(3, True), (2_000, False)])
 def test_past_a_count_gate_calls_are_sampled_and_the_report_says_so(monkeypatch, limit, sampled):
     # LOCAL_CHECKS held: past it a seeded sample of that size is checked on its own, with a warning
-    from gradcheck_cli import checker
+    from gradcheck_cli.checking import checker
     monkeypatch.setattr(checker, "LOCAL_CHECKS", limit)
     src = "gate g(t) = t * t\n  dt = 2 * dout * t\nx = randn(10)\nf = sum(g(x[i]) for i in range(10))\n"
     report = check(src, symbolic=False)
@@ -621,7 +623,7 @@ def test_past_a_count_gate_calls_are_sampled_and_the_report_says_so(monkeypatch,
 
 
 def test_a_sampled_file_still_checks_every_call_below_a_failing_row(monkeypatch):
-    from gradcheck_cli import checker
+    from gradcheck_cli.checking import checker
     monkeypatch.setattr(checker, "LOCAL_CHECKS", 2)
     src = ("gate g(t) = t * t\n  dt = 2 * dout * t\ngate bad(t) = t * t\n  dt = dout * t\n"
            "x = randn(10)\ny = sum(g(x[i]) for i in range(10))\nf = bad(y)\n")

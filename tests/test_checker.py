@@ -7,7 +7,7 @@ import pytest
 
 from gradcheck_cli import check
 from gradcheck_cli import gates as G
-from gradcheck_cli.verdict import rel_error
+from gradcheck_cli.checking.verdict import rel_error
 from conftest import rows
 
 
@@ -201,7 +201,8 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
     # the element-by-element rerun costs numeric.work's count; past the graph policy's recheck_work the
     # row fails unnamed (an 80,000-element input took 40 s to rerun before this limit, 1 s after)
     import dataclasses
-    from gradcheck_cli import checker, numeric, runners
+    from gradcheck_cli.checking import checker
+    from gradcheck_cli.oracles import numeric, runners
     _with_wrong(monkeypatch, "tanh", _tanh_wrong_at_element_2)
     monkeypatch.setattr(checker, "POLICY", dataclasses.replace(checker.POLICY, recheck_work=limit))
     src = "W = randn(6, 5)\nx = randn(5)\nf = sum(tanh(W @ x))"
@@ -209,7 +210,7 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
     w = rows(r)["W"]
     assert w.status == "fail"
     assert (w.numeric_method == "exhaustive") == named
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.language.frontend import load
     graph = load(src)
     W = next(n for n in graph.nodes if n.name == "W")
     cost = runners.work(graph, [numeric.Target(W.id, np.zeros(W.size))])
@@ -217,8 +218,8 @@ def test_a_failed_projection_is_rechecked_only_within_the_work_limit(monkeypatch
 
 
 def test_work_counts_each_rows_own_copy_of_its_target():
-    from gradcheck_cli import numeric, runners
-    from gradcheck_cli.frontend import load
+    from gradcheck_cli.oracles import numeric, runners
+    from gradcheck_cli.language.frontend import load
     graph = load("y = ones(400, 2)\nf = sum(y)")  # 800 elements, one scalar after them
     y = graph.nodes[0]
     cost = runners.work(graph, [numeric.Target(y.id, np.zeros(y.size))])
@@ -232,7 +233,7 @@ def test_work_counts_each_rows_own_copy_of_its_target():
 def test_a_rounding_bound_difference_is_escalated_up_to_its_limit(monkeypatch, big, factor, status_):
     # f = B + x²: the difference of a huge value is rounding-bound; a larger step (its truncation is
     # nil here) resolves it, up to ESCALATE_MAX·h. Held both ways, and against being switched off.
-    from gradcheck_cli import numeric
+    from gradcheck_cli.oracles import numeric
     monkeypatch.setattr(numeric, "ESCALATE_MAX", 1.0 if factor is None else numeric.ESCALATE_MAX * factor)
     r = check(f"x = 0.7\nf = {big} + x * x\n", symbolic=False, complex_step=False)
     assert rows(r)["x"].status == status_
@@ -242,7 +243,7 @@ def test_a_rounding_bound_difference_is_escalated_up_to_its_limit(monkeypatch, b
 def test_the_rounding_estimate_decides_when_to_escalate(monkeypatch, factor, status_):
     # ROUNDING·ε·|f|/h is the difference's rounding error: 10x too small misses the rounding, 10x too
     # large escalates into a step too coarse; both leave the same x unresolved (warn)
-    from gradcheck_cli import numeric
+    from gradcheck_cli.oracles import numeric
     monkeypatch.setattr(numeric, "ROUNDING", numeric.ROUNDING * factor)
     assert rows(check("x = 0.7\nf = 1e7 + x * x\n", symbolic=False, complex_step=False))["x"].status == status_
 
@@ -252,8 +253,7 @@ def test_backprops_own_rounding_is_measured_for_each_gate(monkeypatch, on, statu
     # a VJP whose last digits jitter with its input (1e-7 relative, past SYMBOLIC_RTOL): measured by
     # rerunning it 4 ulps away it is rounding; with the measurement off it would be a bug (a nudge 10x
     # larger measures the same: NOISE_STEP can only be pinned against being switched off)
-    from gradcheck_cli import pipeline
-
+    from gradcheck_cli.checking import pipeline
     def jittery(g, args, out, a):
         x = args[0]
         return (g * np.cos(x) * (1 + 1e-7 * np.sin(1e17 * x)),)
@@ -271,7 +271,7 @@ def test_backprops_own_rounding_is_measured_for_each_gate(monkeypatch, on, statu
 def test_tie_decides_when_a_near_tie_is_on_the_kink(monkeypatch, gap, factor, judged):
     # the whole gradient to both elements of a max: on a tie (the branch still switches at ±TIE·h) their
     # sum (2) must equal the slope of moving them together (1), which fails; a near tie is only a kink
-    from gradcheck_cli import numeric
+    from gradcheck_cli.oracles import numeric
     monkeypatch.setattr(numeric, "TIE", numeric.TIE * factor)
     r = check(f"gate m(a, b) = max(a, b)\n  da = dout\n  db = dout\nb = 0.5\na = b + {gap}\nf = m(a, b)\n",
               symbolic=False)
@@ -279,7 +279,7 @@ def test_tie_decides_when_a_near_tie_is_on_the_kink(monkeypatch, gap, factor, ju
 
 
 def test_leaves_the_output_does_not_use_are_one_warning_and_never_differenced(monkeypatch):
-    from gradcheck_cli import numeric
+    from gradcheck_cli.oracles import numeric
     seen = []
     real = numeric.differentiate
     monkeypatch.setattr(numeric, "differentiate", lambda runner, targets, *a, **k: seen.extend(t.id for t in targets)

@@ -138,7 +138,7 @@ def test_huge_intermediate_derivatives_stay_in_the_linear_regime_or_fall_back():
 
 
 def test_an_imaginary_part_past_the_limit_is_poisoned():
-    from gradcheck_cli.autodiff import IMAG_LIMIT, _numbers
+    from gradcheck_cli.oracles.autodiff import IMAG_LIMIT, _numbers
     kept, poisoned = _numbers(np.array([1 + 0.1j * IMAG_LIMIT])), _numbers(np.array([1 + 10j * IMAG_LIMIT]))
     assert np.isfinite(kept).all() and np.isnan(poisoned.imag).all() and np.isnan(poisoned.real).all()
     assert 1e-8 <= IMAG_LIMIT <= 1e-4

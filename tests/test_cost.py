@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from gradcheck_cli import check
-from gradcheck_cli.meter import Meter
+from gradcheck_cli.core.meter import Meter
 
 
 def nested(k: int) -> str:
@@ -95,9 +95,9 @@ def test_work_past_the_limit_is_refused_before_it_starts(shape):
 
 
 def test_sympy_gets_what_is_left_of_the_work_limit(monkeypatch):
-    from gradcheck_cli import checker
-    from gradcheck_cli.cost import units
-    from gradcheck_cli.meter import PRICES
+    from gradcheck_cli.checking import checker
+    from gradcheck_cli.checking.cost import units
+    from gradcheck_cli.core.meter import PRICES
     numeric = check(SMALL["a network"], symbolic=False).work.total
     limit = numeric + 1_000 * PRICES["sympy"]  # room for 1,000 SymPy nodes: it needs ~3,200
     monkeypatch.setattr(checker, "MAX_WORK", limit)
@@ -113,15 +113,16 @@ def test_sympy_gets_what_is_left_of_the_work_limit(monkeypatch):
 
 
 def test_calls_below_a_failing_row_are_checked_while_the_limit_allows(monkeypatch):
-    from gradcheck_cli import checker
+    from gradcheck_cli.checking import checker
     source = SMALL["a hand-derived gate, wrong"]
     report = check(source, symbolic=False)
     assert sum(1 for g in report.gates if g.status == "fail" and g.point == 1) == 30
     monkeypatch.setattr(checker, "LOCAL_CHECKS", 2)  # the calls are below failing rows: all still checked
     report = check(source, symbolic=False)
     assert sum(1 for g in report.gates if g.status == "fail" and g.point == 1) == 30
-    from gradcheck_cli import cost, gatecheck, load
-    from gradcheck_cli.settings import Settings
+    from gradcheck_cli import load
+    from gradcheck_cli.checking import cost, gatecheck
+    from gradcheck_cli.core.settings import Settings
     graph = load(source)
     sq = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "sq")
     one = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, Settings()), lambda n: True).units(sq)
@@ -163,7 +164,7 @@ def test_the_prices_are_the_benchmarks_fit():
     # are pinned to what tests/benchmarks/bench_cost.py fitted on this project's machine (README):
     # within 2x of each fitted price, the unfitted ones (sweep: collinear with rows; python: your code)
     # kept between their neighbours
-    from gradcheck_cli.meter import PRICES
+    from gradcheck_cli.core.meter import PRICES
     fitted = {"element": 1, "window": 13, "call": 4_846, "row": 145_839, "build": 31_880, "sympy": 3_787}
     for kind, price in fitted.items():
         assert price / 2 <= PRICES[kind] <= 2 * price, kind
@@ -174,7 +175,7 @@ def test_a_failing_projection_rechecked_element_by_element_is_in_the_prediction(
     # x and w past the budget are differenced along projections; they fail, so each is differenced
     # again element by element (pipeline's recheck): 10.3e6 units, where the prediction without its
     # "rechecks" part was 6.3e6
-    from gradcheck_cli.cost import units
+    from gradcheck_cli.checking.cost import units
     src = "gate sq(t) = t * t\n  dt = t * dout\nx = randn(400)\nw = randn(400)\ny = sq(x * w)\nf = sum(tanh(y))\n"
     with Meter() as meter:
         report = check(src, budget=100, symbolic=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradcheck_cli import check, check_layer, check_loss
-from gradcheck_cli.diagnosis import causes
+from gradcheck_cli.checking.diagnosis import causes
 
 SMOOTH_L1 = """const beta = 2.0
 gate smooth_l1(x) = sum(where(small, quad, lin))

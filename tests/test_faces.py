@@ -216,8 +216,8 @@ def test_an_alias_is_an_identity_node_that_stays_in_the_table(tmp_path, src):
 
 
 def test_progress_is_reported_per_file_and_never_into_a_log(files):
-    from gradcheck_cli.files import check_files, expand_targets
-    from gradcheck_cli.settings import Settings
+    from gradcheck_cli.checking.files import check_files, expand_targets
+    from gradcheck_cli.core.settings import Settings
     seen = []
     check_files(expand_targets([str(files)]), Settings(), on_file=lambda done, total, path: seen.append((done, total)))
     assert seen == [(0, 4), (1, 4), (2, 4), (3, 4)]

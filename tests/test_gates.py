@@ -111,9 +111,9 @@ def test_sympy_local_jacobian_matches_the_vjp(case):
     """The symbolic oracle's own path (symbolic.local_jacobian: SymPy's derivatives of the `sym` form,
     evaluated by the module's float tables) equals the registry VJP: a `sym` form using a function the
     oracle cannot evaluate fails here, not only in a user's check."""
-    from gradcheck_cli import nodes as N
-    from gradcheck_cli import symbolic
-    from gradcheck_cli.graph import Node
+    from gradcheck_cli.language import nodes as N
+    from gradcheck_cli.oracles import symbolic
+    from gradcheck_cli.language.graph import Node
     gate, ex = case
     args, shape, attrs = _inputs(gate, ex, seed=4)
     out = np.asarray(gate.forward(args, attrs))

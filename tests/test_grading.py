@@ -151,8 +151,8 @@ def test_a_grad_class_is_scored_exactly_with_reasons(grad_class, name):
 
 
 def test_the_hidden_points_depend_on_the_secret_only(tmp_path):
-    from gradcheck_cli.exercise import load_exercise
-    from gradcheck_cli.grading import _python_points
+    from gradcheck_cli.teaching.exercise import load_exercise
+    from gradcheck_cli.teaching.grading import _python_points
     ex = load_exercise(str(PY_EXERCISE))
     a, b, c = (_python_points(ex, "affine", s, 2) for s in (1, 1, 2))
     assert all((a[i][1]["w"] == b[i][1]["w"]).all() for i in range(3))
@@ -190,8 +190,8 @@ def test_grade_needs_a_secret_and_matching_submissions(tmp_path):
 
 def test_partial_credit_for_an_nbgrader_cell(tmp_path):
     from gradcheck_cli import partial_credit
-    from gradcheck_cli.errors import GradcheckError
-    from gradcheck_cli.pymodule import load_module
+    from gradcheck_cli.core.errors import GradcheckError
+    from gradcheck_cli.python.pymodule import load_module
     (tmp_path / "cell.py").write_text(backward(db="dout"), encoding="utf-8")
     namespace = vars(load_module(str(tmp_path / "cell.py")))  # what a notebook's globals() holds
     credit = partial_credit(str(PY_EXERCISE), namespace)

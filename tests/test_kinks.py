@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gradcheck_cli import check, check_function, check_layer, numeric, subgradients
+from gradcheck_cli import check, check_function, check_layer
+from gradcheck_cli.oracles import numeric, subgradients
 from gradcheck_cli.cli import main
 
 POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -293,7 +294,7 @@ def test_the_nudge_takes_each_side_and_breaks_ties_by_position():
 
 def test_opaque_code_tells_a_kink_from_curvature():
     # x² has no kink but its one-sided slopes differ by 2h; |x| has a jump of 2 that does not shrink
-    from gradcheck_cli.pyrunner import FunctionRunner
+    from gradcheck_cli.python.pyrunner import FunctionRunner
     x = np.array([0.0, 0.5])
     for f, kinked in ((lambda a: a[0] ** 2, [False, False]), (lambda a: np.abs(a[0]), [True, False])):
         u = np.ones(2)
@@ -320,7 +321,7 @@ def test_the_nudge_resolves_ties_among_many_elements_and_leaves_near_ties_alone(
 def test_the_slope_jump_thresholds(f, x0, kinked):
     # SMOOTH_RATIO (how exactly a smooth jump halves) and JUMP_ROUNDING (how far above rounding a jump
     # must stand), each held both ways by these three functions
-    from gradcheck_cli.pyrunner import FunctionRunner
+    from gradcheck_cli.python.pyrunner import FunctionRunner
     x = np.array([x0])
     runner = FunctionRunner(f, [x], np.ones(1), f([x]))
     far = np.full((1, 1), 7.0)  # a reference far off puts the element in doubt, so it is examined
@@ -380,7 +381,7 @@ def test_leaky_relu_gate_at_exact_zeros(d_line, passed):
 def test_past_the_output_analysis_limit_a_composite_kink_is_undecided_not_a_false_alarm(monkeypatch, limit, status):
     # MAX_KINKED held: with it, the textbook conv + ReLU is explained; past it, the element is `warn`
     # (outside the composite's one-sided slopes proves nothing when several kinks move at once)
-    from gradcheck_cli import per_output
+    from gradcheck_cli.checking import per_output
     monkeypatch.setattr(per_output, "MAX_KINKED", limit)
     forward, backward, inputs = _numpy_conv_relu(0.0)
     report = check_layer(forward, backward, inputs, {"conv_param": CONV_PARAM})
@@ -409,7 +410,7 @@ def test_beside_a_kink_the_backward_must_be_the_derivative_there(v, ok):
     (lambda a: np.abs(a[0] - 1e-6), True, False),            # within the step, 1e-6 away: KEPT raised would say on it
 ])
 def test_a_kink_on_the_point_is_told_from_one_within_the_step(f, kinked, on_point):
-    from gradcheck_cli.pyrunner import FunctionRunner
+    from gradcheck_cli.python.pyrunner import FunctionRunner
     x = np.array([0.0])
     runner = FunctionRunner(f, [x], np.ones(1), f([x]))
     far = np.full((1, 1), 7.0)

@@ -20,7 +20,7 @@ def annotations(text: str, name: str = "bug.grad"):
     report = check(text, source=name)
     assert report.error is None, report.error.format()
     from gradcheck_cli.render.github import render_github
-    from gradcheck_cli.report import RunReport
+    from gradcheck_cli.core.report import RunReport
     out = render_github(RunReport([report]))
     return report, [(int(m.group(1)), m.group(2)) for m in re.finditer(r"::error file=[^,]*,line=(\d+),col=\d+,title=([^:]*)::", out)]
 

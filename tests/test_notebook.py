@@ -72,7 +72,7 @@ def test_magic_errors_are_one_line_not_a_traceback():
 
 def test_every_report_has_a_mime_bundle_without_a_kernel():
     from gradcheck_cli import check, check_function, load
-    from gradcheck_cli.teach import explain
+    from gradcheck_cli.teaching.teach import explain
     report = check("x = 2.0\nf = x * x\n")
     bundle = report._repr_mimebundle_()
     assert set(bundle) == {"text/html", "text/plain"} and "1 passed" in bundle["text/plain"]
@@ -96,7 +96,7 @@ def test_hostile_names_and_notes_are_escaped():
 
 
 def test_the_magics_take_order_2_and_no_complex_step():
-    from gradcheck_cli.errors import UsageError
+    from gradcheck_cli.core.errors import UsageError
     from gradcheck_cli.notebook import check_cell, options
     flags, _, _, _ = options("--order 2 --no-complex-step --seed 1", "gradcheck")
     assert flags == {"order": 2, "complex_step": False, "seed": 1}

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gradcheck_cli import check
-from gradcheck_cli.errors import GradcheckError
+from gradcheck_cli.core.errors import GradcheckError
 
 LEAVES = ["x", "y", "z"]
 SMOOTH_UNARY = ["sin({})", "cos({})", "tanh({})", "sigmoid({})", "exp(0.3 * {})", "({})^2", "log(1 + ({})^2)",

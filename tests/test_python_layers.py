@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli import check_function, check_layer
 from gradcheck_cli.cli import main
-from gradcheck_cli.pyrunner import FunctionRunner
+from gradcheck_cli.python.pyrunner import FunctionRunner
 from gradcheck_cli.testing import assert_function, assert_layer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "python"
@@ -303,7 +303,7 @@ def test_a_wrong_unbatched_layer_is_refined_rechecked_and_measured_for_noise():
 def test_projected_directions_get_a_second_step_only_when_in_doubt(offset, refined):
     """A direction whose first difference is within REFINE_RTOL·rtol of backprop's projection is
     not refined; one just outside is (so the constant matters both ways)."""
-    from gradcheck_cli import numeric
+    from gradcheck_cli.oracles import numeric
     x = np.random.default_rng(3).standard_normal(50)
     u = np.random.default_rng(4).standard_normal(7)
     runner = FunctionRunner(lambda a: np.full(7, np.exp(a[0]).sum() / 7), [x], u,
@@ -321,7 +321,7 @@ def test_projected_directions_get_a_second_step_only_when_in_doubt(offset, refin
 def test_the_backwards_own_rounding_is_measured(monkeypatch, on, status):
     # a backward whose digits jitter with its input (1e-4 relative) is rounding when it jitters as much
     # 4 ulps away; with the pipeline's measurement switched off it would be a bug
-    from gradcheck_cli import pipeline
+    from gradcheck_cli.checking import pipeline
     if not on:
         monkeypatch.setattr(pipeline, "NOISE_STEP", 0.0)
     x = np.array([0.7, -0.3, 1.1])

@@ -80,7 +80,7 @@ def test_standard_input_is_read_once():
 
 def _dies_on_die(path, settings, texts, at=None):
     """A stand-in for files._check_one whose worker dies on one file (as an out-of-memory kill would)."""
-    from gradcheck_cli import files
+    from gradcheck_cli.checking import files
     if str(path).endswith("die.grad"):
         os._exit(9)
     return files.check_file(path, settings, at=at)
@@ -90,8 +90,8 @@ def test_a_dead_worker_is_an_error_for_its_file_and_the_rest_are_checked(tmp_pat
     import multiprocessing
     if multiprocessing.get_start_method() != "fork" or (os.cpu_count() or 1) < 2:
         pytest.skip("needs forked workers on two cores")
-    from gradcheck_cli import files
-    from gradcheck_cli.settings import Settings
+    from gradcheck_cli.checking import files
+    from gradcheck_cli.core.settings import Settings
     for name in ("a.grad", "die.grad", "c.grad", "d.grad"):
         (tmp_path / name).write_text(SOURCE)
     monkeypatch.setattr(files, "_check_one", _dies_on_die)

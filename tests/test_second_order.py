@@ -16,8 +16,8 @@ import pytest
 import sympy
 
 from gradcheck_cli import check
-from gradcheck_cli.frontend import load
-from gradcheck_cli.hvp import newton
+from gradcheck_cli.language.frontend import load
+from gradcheck_cli.checking.hvp import newton
 
 ROOT = Path(__file__).resolve().parent.parent
 RIGHT = "gate cube(t) = t^3\n  dt = 3 * dout * t^2\nx = 1.5\ny = 0.7\nf = cube(x) * sin(y)\n"
@@ -97,8 +97,8 @@ def test_explain_order_2_refuses_what_it_cannot_show(args, message):
 
 
 def test_second_order_costs_no_more_than_predicted_and_is_refused_past_the_limit(monkeypatch):
-    from gradcheck_cli import hvp
-    from gradcheck_cli.meter import Meter
+    from gradcheck_cli.checking import hvp
+    from gradcheck_cli.core.meter import Meter
     for text in (RIGHT, WRONG, (ROOT / "expressions" / "cs231n_lstm_step.grad").read_text(encoding="utf-8")):
         with Meter() as meter:
             report = check(text, order=2)
@@ -127,8 +127,8 @@ def test_fuzzed_programs_at_second_order_never_raise_and_render_every_format():
     from hypothesis import settings as hsettings
 
     from fuzzing import _render_every_format, programs
-    from gradcheck_cli.errors import GradcheckError
-    from gradcheck_cli.meter import Meter
+    from gradcheck_cli.core.errors import GradcheckError
+    from gradcheck_cli.core.meter import Meter
 
     @hsettings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(programs())

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gradcheck_cli.builder import build
-from gradcheck_cli.syntax import parse
+from gradcheck_cli.language.builder import build
+from gradcheck_cli.language.syntax import parse
 
 
 def expr_of(src):

@@ -18,7 +18,7 @@ EXAMPLES = ROOT / "examples" / "torch" / "functions.py"
 sys.path.insert(0, str(EXAMPLES.parent))
 import functions as F  # noqa: E402
 
-from gradcheck_cli.errors import GradcheckError  # noqa: E402
+from gradcheck_cli.core.errors import GradcheckError  # noqa: E402
 from gradcheck_cli.torch import check, gradcheck  # noqa: E402
 
 
@@ -308,7 +308,7 @@ def test_integer_inputs_at_relu_kinks_pass_though_autograd_picks_another_subgrad
 
 
 def test_the_reference_costs_no_more_than_predicted():
-    from gradcheck_cli.meter import Meter
+    from gradcheck_cli.core.meter import Meter
     for fn in (TwoLayer, OffByOneInAThousand):
         with Meter() as meter:
             report = check(fn, mlp(), budget=1)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gradcheck_cli import check, numeric, verdict
+from gradcheck_cli import check
+from gradcheck_cli.oracles import numeric
+from gradcheck_cli.checking import verdict
 from gradcheck_cli.cli import main
-from gradcheck_cli.numeric import NumericResult
+from gradcheck_cli.oracles.numeric import NumericResult
 from conftest import EXPRESSIONS, rows
 
 
@@ -373,7 +375,7 @@ def test_a_row_whose_errors_are_all_rounding_shows_its_first_element_and_says_so
     ([0, 0, 0], [1e-3, 2e-3, 0.0], [1.0, 1.0, 1.0], 0),   # all rounding: the first element
 ])
 def test_the_worst_element_is_chosen_within_rounding_and_ties_go_to_the_lowest_index(codes, excess, slack, worst):
-    from gradcheck_cli.verdict import worst_element
+    from gradcheck_cli.checking.verdict import worst_element
     assert worst_element(np.array(codes), np.array(excess), np.array(slack)) == worst
 
 
@@ -416,7 +418,7 @@ def test_an_error_figure_shows_only_the_digits_rounding_leaves_it(error, roundin
     ([-2.0, 1.0, 2.0], 0),        # magnitude, the first of a tie
 ])
 def test_a_row_without_a_worst_element_shows_its_largest_the_first_of_a_tie(grad, index):
-    from gradcheck_cli.report import NodeRow
+    from gradcheck_cli.core.report import NodeRow
     from gradcheck_cli.render.common import shown_index
     row = NodeRow(name="W", op="input", shape=(3,), line=1, col=1, value=np.zeros(3), grad=np.array(grad),
                   numeric=None, symbolic=None, numeric_error=None, symbolic_error=None, status="pass")

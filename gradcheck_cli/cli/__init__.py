@@ -66,8 +66,8 @@ def main():
                 2 the input or the command line is wrong ·
                 130 interrupted (Ctrl-C).
     """
-    from ..errors import GradcheckError
-    from ..limits import check_environment
+    from ..core.errors import GradcheckError
+    from ..core.limits import check_environment
     try:
         check_environment()
     except GradcheckError as err:

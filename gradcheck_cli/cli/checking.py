@@ -41,11 +41,11 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, o
 
     Defaults come from [tool.gradcheck] in the nearest pyproject.toml; options given here win.
     """
-    from ..checker import check as check_text
-    from ..config import load
-    from ..errors import GradcheckError
-    from ..files import check_files, expand_targets
-    from ..report import RunReport
+    from ..checking.checker import check as check_text
+    from ..core.config import load
+    from ..core.errors import GradcheckError
+    from ..checking.files import check_files, expand_targets
+    from ..core.report import RunReport
 
     _reuse_freed_memory()
     at = _parse_at(at)  # first: `--at x 3` is a malformed --at, not a file named 3
@@ -112,8 +112,8 @@ def _parse_shapes(values) -> dict:
 
 def _at_values(at, settings) -> dict:
     """`--at NAME=VALUE` entries as arrays (the language's values: 1.5, [1, 2], randn(3), ...)."""
-    from ..errors import GradcheckError
-    from ..frontend import parse_value
+    from ..core.errors import GradcheckError
+    from ..language.frontend import parse_value
     values = {}
     for name, text in _parse_at(at).items():
         try:
@@ -191,11 +191,11 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
     gradcheck check-py layers.py::conv --shape x=2,3,5,5 --shape w=4,3,3,3 --shape b=4 \\
         --param conv_param='{"stride": 1, "pad": 1}'
     """
-    from ..config import load
-    from ..errors import GradcheckError
-    from ..pymodule import check_spec, collect, torch_function, used_params
-    from ..pysource import source_text
-    from ..report import CheckReport, RunReport
+    from ..core.config import load
+    from ..core.errors import GradcheckError
+    from ..python.pymodule import check_spec, collect, torch_function, used_params
+    from ..python.pysource import source_text
+    from ..core.report import CheckReport, RunReport
 
     try:
         config, _ = load()
@@ -224,7 +224,7 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
             try:
                 chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
                 if torch_function(spec) is not None:  # a torch.autograd.Function: the torch bridge (imports torch)
-                    from ..torch import check_spec as check_torch
+                    from ..python.torch import check_spec as check_torch
                     results.append(check_torch(spec, torch_function(spec), *chosen, settings, order))
                 else:
                     if order != 1:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..settings import FORMATS
+from ..core.settings import FORMATS
 
 _AT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
 
@@ -59,8 +59,8 @@ def _raise_broken_pipe():
 
 def _write_atomically(path: str, data, inputs=()) -> None:
     """Write to -o FILE (see writer.py), or exit 2 saying why it cannot be written."""
-    from ..errors import GradcheckError
-    from ..writer import write_file
+    from ..core.errors import GradcheckError
+    from ..core.writer import write_file
     try:
         write_file(path, data, inputs)
     except GradcheckError as err:
@@ -69,7 +69,7 @@ def _write_atomically(path: str, data, inputs=()) -> None:
 
 def _guard_output(output, inputs) -> None:
     """Before any work: -o must not name a file this run reads (by any name), nor one with other hard links."""
-    from ..writer import refusal
+    from ..core.writer import refusal
     why = refusal(output, inputs) if output else None
     if why:
         _fail_usage(why)
@@ -178,7 +178,7 @@ def _report_options(f):
 
 def _check_expand(run, name: str) -> None:
     """--expand NODE must name a node of some checked file."""
-    from ..errors import did_you_mean
+    from ..core.errors import did_you_mean
     names = [r.name for report in run.results for r in report.nodes]
     if names and name not in names:
         _fail_usage(f"--expand: no node '{name}'{did_you_mean(name, names)} (nodes: {', '.join(dict.fromkeys(names))})"[:400])

@@ -44,9 +44,9 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     Exit codes: 0 graded · 2 the exercise or the command line is wrong ·
     130 interrupted (Ctrl-C).
     """
-    from ..errors import GradcheckError
-    from ..exercise import load_exercise
-    from ..graderun import Limits, grade_class
+    from ..core.errors import GradcheckError
+    from ..teaching.exercise import load_exercise
+    from ..teaching.graderun import Limits, grade_class
     from ..render.grades import feedback_html, feedback_markdown, grades_csv, grades_json, grades_table
     if secret is None:
         _fail_usage("give --secret N (or set GRADCHECK_SECRET): the seed of the hidden points, a number only you know")

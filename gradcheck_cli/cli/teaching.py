@@ -21,9 +21,9 @@ def _source_options(f):
 
 def _load(target, expr, at, seed):
     """The graph of TARGET or -e SRC, or exit 2 with the error."""
-    from ..errors import GradcheckError
-    from ..files import read_source
-    from ..frontend import load
+    from ..core.errors import GradcheckError
+    from ..checking.files import read_source
+    from ..language.frontend import load
     if (target is None) == (expr is None):
         _fail_usage("give one TARGET file or -e SRC")
     source, text = ("<expr>", expr) if expr is not None else (target, None)
@@ -36,8 +36,8 @@ def _load(target, expr, at, seed):
 
 
 def _explained(target, expr, at, seed):
-    from ..errors import GradcheckError
-    from ..teach import explain as run_explain
+    from ..core.errors import GradcheckError
+    from ..teaching.teach import explain as run_explain
     graph = _load(target, expr, at, seed)
     try:
         return run_explain(graph)
@@ -47,8 +47,8 @@ def _explained(target, expr, at, seed):
 
 def _newton(target, expr, at, seed, fmt, latex, output):
     """explain --order 2: one Newton step, as text."""
-    from ..errors import GradcheckError
-    from ..hvp import newton
+    from ..core.errors import GradcheckError
+    from ..checking.hvp import newton
     from ..render.teach import newton_text
     if fmt != "text" or latex:
         _fail_usage("explain --order 2 writes text")
@@ -66,9 +66,9 @@ def _newton(target, expr, at, seed, fmt, latex, output):
 
 def _faults(ex, seed):
     """What the check finds wrong in the circuit `ex` explains (the gates whose own backward fails)."""
-    from ..checker import check_graph
-    from ..report import faults as faults_of
-    from ..settings import Settings
+    from ..checking.checker import check_graph
+    from ..core.report import faults as faults_of
+    from ..core.settings import Settings
     return faults_of(check_graph(ex.graph, Settings(seed=seed or 0)))
 
 
@@ -78,7 +78,7 @@ def _backward_failures(ex) -> None:
 
 
 def _fail_backward(errors: list, source: str, text: str) -> None:
-    from ..errors import GradcheckError
+    from ..core.errors import GradcheckError
     if not errors:
         return
     for err in errors:
@@ -128,7 +128,7 @@ def explain(target, expr, at, seed, fmt, latex, order, output):
 def graph(target, expr, at, seed, fmt, output, ascii_only):
     """The circuit: every gate with its value (green) and gradient (red); a gate whose own backward
     fails, and every wrong gradient, marked in red."""
-    from ..errors import GradcheckError
+    from ..core.errors import GradcheckError
     from ..render.circuit import circuit_dot, circuit_tree
     _guard_output(output, [target])
     ex = _explained(target, expr, at, seed)
@@ -158,7 +158,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         return
     if not output:
         _fail_usage(f"--format {fmt} writes an image: give -o FILE")
-    from .. import graphviz
+    from ..render import graphviz
     try:
         _write_atomically(output, graphviz.render(dot_text, fmt, ex.graph.output + 1), [target])
     except GradcheckError as err:
@@ -180,7 +180,7 @@ def quiz(target, expr, at, seed, answers, output):
     """
     import signal
     from ..render.teach import feedback_lines
-    from ..teach import grad_name, quiz as questions_of
+    from ..teaching.teach import grad_name, quiz as questions_of
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C leaves the quiz with its score (exit 1)
     _guard_output(output, [target, answers])
     ex = _explained(target, expr, at, seed)
@@ -245,8 +245,8 @@ PIPED_TRIES = 3  # answers read from a pipe that are not values, before a questi
 def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
     """One answer from the terminal or from stdin, asking again while it does not parse (from stdin,
     up to PIPED_TRIES lines); None when stdin runs out or every try was a typo."""
-    from ..errors import GradcheckError
-    from ..frontend import parse_value
+    from ..core.errors import GradcheckError
+    from ..language.frontend import parse_value
     tries = 0
     while True:
         if interactive:
@@ -279,8 +279,8 @@ def _ask(prompt: str, interactive: bool, say: _Transcript) -> str | None:
 
 
 def _grade(written: str, answer) -> bool:
-    from ..errors import GradcheckError
-    from ..teach import grade
+    from ..core.errors import GradcheckError
+    from ..teaching.teach import grade
     try:
         return grade(written, answer)
     except GradcheckError:
@@ -289,9 +289,9 @@ def _grade(written: str, answer) -> bool:
 
 def _answer_file(path: str, names: list, output: str) -> dict:
     """The answers in FILE, or exit 2 with the position of a bad line."""
-    from ..answers import parse_answers
-    from ..errors import GradcheckError
-    from ..files import read_source
+    from ..teaching.answers import parse_answers
+    from ..core.errors import GradcheckError
+    from ..checking.files import read_source
     text = None
     try:
         text = read_source(path)
@@ -312,9 +312,9 @@ def _answer_file(path: str, names: list, output: str) -> dict:
 @_pipe_safe
 def descend(target, expr, at, seed, lr, steps, fmt, output):
     """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
-    from ..errors import BackwardError, GradcheckError
+    from ..core.errors import BackwardError, GradcheckError
     from ..render.teach import descent_json, descent_table
-    from ..teach import Diverged, descend as run_descend
+    from ..teaching.teach import Diverged, descend as run_descend
     _guard_output(output, [target])
     graph = _load(target, expr, at, seed)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import Faults
-from ..teach import Explanation
+from ..core.report import Faults
+from ..teaching.teach import Explanation
 from .teach import short
 
 MAX_TREE_DEPTH = 40

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..diagnosis import causes, inherited, row_name
-from ..report import NodeRow, RunReport, at_rounding
+from ..checking.diagnosis import causes, inherited, row_name
+from ..core.report import NodeRow, RunReport, at_rounding
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "kink": "yellow", "warn": "magenta", "skip": "dim"}
 STATUSES = ("pass", "kink", "warn", "fail", "skip")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report import RunReport
+from ..core.report import RunReport
 from .common import causes, inherited, row_name, summary
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GradcheckError
-from ..report import CheckReport, NodeRow, RunReport
+from ..core.errors import GradcheckError
+from ..core.report import CheckReport, NodeRow, RunReport
 from .common import causes, element, fmt_number, row_error, fmt_shape, line_in, row_name, summary
 
 # light and dark themes from one set of variables: the status colours keep their contrast in both
@@ -166,9 +166,9 @@ def pictures(run: RunReport) -> dict:
 
 def picture(report: CheckReport) -> str | None:
     """The report's circuit (values and gradients on the wires, failing gates marked) as SVG, or None."""
-    from ..frontend import load
-    from ..report import faults
-    from ..teach import explain
+    from ..language.frontend import load
+    from ..core.report import faults
+    from ..teaching.teach import explain
     try:
         text = report.inline or report.text or Path(report.source).read_text(encoding="utf-8")
         graph = load(text, report.source, report.at or None, report.settings.seed, report.inline is not None)
@@ -179,7 +179,7 @@ def picture(report: CheckReport) -> str | None:
 
 def circuit_svg(ex, faults) -> str | None:
     """An explained circuit as inline SVG, or None without Graphviz (or past its drawing limit)."""
-    from .. import graphviz
+    from . import graphviz
     from .circuit import circuit_dot
     if shutil.which("dot") is None:
         return None
@@ -193,7 +193,7 @@ def circuit_svg(ex, faults) -> str | None:
 def explain_html(ex, faults, svg: str | None = None) -> str:
     """explain's chain rule as a page: the forward pass, each backward edge as upstream × local =
     downstream (the wrong ones marked), the inputs' gradients and the circuit."""
-    from ..teach import grad_name
+    from ..teaching.teach import grad_name
     from .teach import short
     culprits = [ex.graph.nodes[nid] for nid in sorted(faults.culprits)]
     lead = "".join(f'<div class="culprit"><span class="fail">fail</span> the backward of <b>{_e(n.name)}</b> '

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..report import RunReport, Tensor
+from ..core.report import RunReport, Tensor
 
 
 def render_json(run: RunReport) -> str:

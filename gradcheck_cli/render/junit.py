@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..report import RunReport
+from ..core.report import RunReport
 from .common import failure_lines, warning_lines
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -22,7 +22,7 @@ def _case_name(report) -> str:
 
 def _failure_message(report) -> str:
     """`2 gradient checks failed (1 root cause)`: the failing rows, and the causes they come from when fewer."""
-    from ..diagnosis import causes
+    from ..checking.diagnosis import causes
     rows, roots = len(report.failures), len(causes(report))
     message = f"{rows} gradient check{'s' if rows != 1 else ''} failed"
     return message + (f" ({roots} root cause{'s' if roots != 1 else ''})" if roots < rows else "")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import NodeRow, RunReport
-from .common import (STATUSES, causes, element, fmt_number, row_error, fmt_shape, inherited, line_in, row_name, summary,
-                     warning_lines)
+from ..core.report import NodeRow, RunReport
+from .common import (STATUSES, causes, element, fmt_number, row_error, fmt_shape, inherited, line_in, row_name,
+                     summary, warning_lines)
 
 
 def _md_cell(text) -> str:

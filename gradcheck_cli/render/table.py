@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import CheckReport, RunReport
-from ..tolerances import ROW_FLOOR
-from ..verdict import rel_error
-from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in, row_name,
-                     shown_index, summary, warning_lines)
+from ..core.report import CheckReport, RunReport
+from ..core.tolerances import ROW_FLOOR
+from ..checking.verdict import rel_error
+from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
+                     row_name, shown_index, summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 

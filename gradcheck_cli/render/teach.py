@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from ..report import Faults, to_json_value
-from ..teach import Explanation, grad_name
+from ..core.report import Faults, to_json_value
+from ..teaching.teach import Explanation, grad_name
 from .common import fmt_number
 
 

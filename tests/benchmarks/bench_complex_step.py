@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_conv import LAYER  # noqa: E402
 from bench_tensor import WORKLOAD  # noqa: E402
 
-from gradcheck_cli import check, checker, complexstep, numeric  # noqa: E402
+from gradcheck_cli import check  # noqa: E402
+from gradcheck_cli.oracles import numeric  # noqa: E402
+from gradcheck_cli.checking import checker
+from gradcheck_cli.oracles import complexstep
 from gradcheck_cli.cli.common import _reuse_freed_memory  # noqa: E402
 
 SPENT = [0.0]

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from gradcheck_cli import check
-from gradcheck_cli.meter import PRICES, Meter
+from gradcheck_cli.core.meter import PRICES, Meter
 
 
 def chain(n):

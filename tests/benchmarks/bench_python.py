@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "pytho
 
 import layers  # noqa: E402
 
-from gradcheck_cli.pycheck import check_layer  # noqa: E402
+from gradcheck_cli.python.pycheck import check_layer  # noqa: E402
 
 
 def eval_numerical_gradient_array(f, x, df, h=1e-5):

@@ -1,0 +1,220 @@
+"""Each gate's backward on its own: its VJP, with a seeded random upstream gradient, against finite
+differences and SymPy of that gate alone, at its actual inputs. For a hand-derived gate, also each
+`d<local>` line (the gradient of a forward local) against the true adjoint of that local.
+
+These checks name the culprit: a failing row upstream is explained by the gate whose own check fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..oracles import complexstep, numeric, runners, subgradients, symbolic
+from . import pipeline, verdict
+from ..oracles.autodiff import forward, gate_vjp, run_graph
+from ..core.errors import BackwardError, GradValueError
+from ..language.graph import Graph
+from ..core.settings import Settings
+
+POLICY = pipeline.POLICIES["gate"]
+EXHAUSTIVE = 4_096             # a gate alone is differenced element by element up to this many inputs
+BUILT_IN_EXHAUSTIVE = 64       # ... a registry gate (its VJP is the suite's, SymPy checks every element) up to this many
+
+
+@dataclass
+class GateCheck:
+    """One input of one gate call (or one `d<local>` line), checked on its own at one point."""
+    node: int                  # the gate's node id
+    slot: int | None           # the input checked, or None for a d<local> line
+    what: str                  # the parameter (`x`), the input's name, or the d<local> line's name
+    status: str
+    judgement: verdict.Judgement
+    point: int                 # 1: the file's point; 2: a second, random point
+    line: int                  # where this backward is written: the d line, or the gate call
+    col: int
+    error: str | None = None   # the backward could not be computed: why
+
+
+def upstream(settings: Settings, point: int, node) -> np.ndarray:
+    """The seeded random upstream gradient a gate is checked with (never all ones)."""
+    rng = np.random.default_rng([settings.seed, 104729, point, node.id])
+    return rng.standard_normal(node.shape)
+
+
+def checkable_slots(graph: Graph, node) -> list:
+    """Input slots whose gradient matters: not constants."""
+    return [k for k, i in enumerate(node.inputs) if graph.nodes[i].kind in ("leaf", "gate")]
+
+
+def check_gate(graph: Graph, values: list, node, settings: Settings, point: int = 1,
+               jacobians: dict | None = None, memo: dict | None = None) -> list:
+    """The GateChecks of one gate call at this point. With `memo`, calls of one gate at the same
+    operands share one check (its judgement, at each call's own lines)."""
+    slots = checkable_slots(graph, node)
+    if not slots:
+        return []
+    args = [values[i] for i in node.inputs]
+    key = None
+    if memo is not None:
+        key = (id(node.gate), repr(sorted(node.attrs.items())), point, tuple(slots),
+               tuple((np.shape(a), np.asarray(a, dtype=float).tobytes()) for a in args))
+        if key in memo:
+            return [_at_call(graph, node, c) for c in memo[key]]
+    checks = _check_gate(graph, values, node, settings, point, jacobians, slots, args)
+    if key is not None:
+        memo[key] = checks
+    return checks
+
+
+def _at_call(graph: Graph, node, c: GateCheck) -> GateCheck:
+    """A shared check, for another call of the same gate: its node, and its lines where they are the call's."""
+    if c.slot is None:
+        return replace(c, node=node.id)
+    what, line, col = _where(graph, node, c.slot)
+    return replace(c, node=node.id, what=what, line=line, col=col)
+
+
+def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int, jacobians, slots, args) -> list:
+    out = values[node.id]
+    u = upstream(settings, point, node)
+    grads, error = _vjp(node, args, out, u)
+
+    def flat(gs):
+        return np.concatenate([np.ravel(gs[k]) for k in slots])[None, :]
+
+    def rerun(delta):
+        return flat(_vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))[0])
+
+    def references():
+        return subgradients.references(lambda side, order: flat(
+            [np.broadcast_to(g, (1,) + np.shape(a))[0]
+             for g, a in zip(subgradients.local_vjp(node, u[None], args, out, side, order), args)]))
+
+    runner = runners.GateRunner(node, args, u, slots)
+    # A hand-derived gate is differenced element by element (within the budget); a registry gate past a
+    # few inputs along random directions (SymPy still checks it element by element), and element by
+    # element again only when a direction fails, to name the element.
+    target = numeric.Target(node.id, runner.x, projections=runner.x.size > exhaustive_limit(node, settings))
+    sym, mag = _symbolic(node, args, u, slots, settings, jacobians)
+    # an analytic gate gets the complex step (exact), as a node whose way to the output is analytic does
+    exact = None
+    if settings.complex_step is not False and not target.projections and complexstep.analytic(node.gate):
+        exact = complexstep.exact_columns(runner, [target], float(np.max(np.abs(u))) * float(np.max(np.abs(out)))).get(node.id)
+    compared = pipeline.compare(runner, target, flat(grads), settings, POLICY, num=exact, rerun=rerun, sym=sym, mag=mag,
+                                references=references, exact_noise=lambda n: complexstep.rounding(runner, target, n))
+    ev, num = compared.evidence, compared.num
+    checks = []
+    offsets = np.concatenate([[0], np.cumsum([np.size(args[k]) for k in slots])]).astype(int)
+    inst = node.gate.instance
+    for pos, k in enumerate(slots):
+        columns = None if num.method == "projection" else np.arange(offsets[pos], offsets[pos + 1])
+        j = verdict.summarize(ev, columns)
+        what, line, col = _where(graph, node, k)
+        slot_error = None
+        if error is not None and (inst is None or inst.user.defn.params[k] in inst.failures
+                                  or not np.all(np.isfinite(grads[k]))):
+            slot_error = error.message
+            j.status = "fail"
+        checks.append(GateCheck(node.id, k, what, j.status, j, point, line, col, slot_error))
+    if inst is not None and inst.bwd is not None:
+        checks += _intermediates(node, inst, args, out, u, settings, point)
+    return checks
+
+
+def exhaustive_limit(node, settings: Settings) -> int:
+    """Inputs up to which a gate alone is differenced element by element (past it: projections)."""
+    return max(settings.budget, EXHAUSTIVE) if node.gate.instance is not None else BUILT_IN_EXHAUSTIVE
+
+
+def _vjp(node, args, out, u):
+    """The gate's VJP for upstream u, per input; NaN where it cannot be computed (with the error)."""
+    try:
+        with np.errstate(all="ignore"):
+            grads = gate_vjp(node.gate, u[None], args, out, node.attrs)
+        return [np.broadcast_to(g, (1,) + np.shape(a))[0] for g, a in zip(grads, args)], None
+    except BackwardError as err:
+        grads = err.grads or [np.full((1,) + np.shape(a), np.nan) for a in args]
+        return [np.broadcast_to(g, (1,) + np.shape(a))[0] for g, a in zip(grads, args)], err
+
+
+def _symbolic(node, args, u, slots, settings: Settings, jacobians):
+    """SymPy's VJP of the gate alone for upstream u, with magnitudes; (None, None) when skipped."""
+    if not settings.symbolic:
+        return None, None
+    jac = (jacobians or {}).get(node.id)
+    if jac is None:
+        try:
+            jac = symbolic.local_jacobian(node, args, symbolic.Work(settings.symbolic_budget))
+        except (symbolic.Exhausted, symbolic.Unsupported):
+            return None, None
+        if jacobians is not None:
+            jacobians[node.id] = jac
+    flat_u = u.reshape(1, -1)
+    parts = [symbolic.pull_back(flat_u, np.abs(flat_u), jac[k], int(np.size(args[k]))) for k in slots]
+    value = np.concatenate([p[0] for p in parts], axis=1)
+    if not np.all(np.isfinite(value)):
+        return None, None
+    return value, np.concatenate([p[1] for p in parts], axis=1)
+
+
+def _where(graph: Graph, node, slot: int) -> tuple:
+    """(what, line, col): the parameter and its d line for a user gate, else the input and the call."""
+    inst = node.gate.instance
+    if inst is not None and inst.bwd is not None:
+        param = inst.user.defn.params[slot]
+        line = inst.user.d_lines[param]
+        return "d" + param, line.pos.line, line.pos.col
+    if inst is not None:
+        return "d" + inst.user.defn.params[slot], node.pos.line, node.pos.col
+    return f"d({graph.nodes[node.inputs[slot]].name})", node.pos.line, node.pos.col
+
+
+def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> list:
+    """Each `d<local>` line against the true gradient of that forward local, for upstream u."""
+    checks = []
+    fwd = inst.fwd
+    leaves = [n.id for n in fwd.leaves()]
+    fvals = forward(fwd, dict(zip(leaves, args)))
+    wanted = [(local, lid, bid, line, err) for local, lid, bid, line, err in inst.intermediates]
+    ids = [bid for _, _, bid, _, _ in wanted if bid is not None]
+    bvals = dict(zip(ids, run_graph(inst.bwd, list(args) + [out, u[None]], outputs=ids))) if ids else {}
+    runner = runners.GraphRunner(fwd, fvals, weights=u)
+    for _local, lid, bid, line, err in wanted:
+        if bid is None:
+            j = verdict.Judgement("fail", None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))
+            checks.append(GateCheck(node.id, None, line.name, "fail", j, point, line.pos.line, line.pos.col,
+                                    err.message if err is not None else "cannot be computed"))
+            continue
+        bp = np.broadcast_to(np.asarray(bvals[bid], dtype=float), (1,) + fwd.nodes[lid].shape).reshape(1, -1)
+        target = numeric.Target(lid, np.ravel(fvals[lid]), projections=bp.size > max(settings.budget, EXHAUSTIVE))
+        sym = mag = None
+        if settings.symbolic:
+            res = symbolic.derivatives(fwd, fvals, [lid], settings.symbolic_budget, seed=u.reshape(1, -1))[lid]
+            if res.value is not None:
+                sym, mag = res.value.reshape(1, -1), res.magnitude.reshape(1, -1)
+
+        def references(lid=lid):
+            return subgradients.references(lambda side, order: subgradients.chain_rule(
+                fwd, fvals, u[None], side, order)[lid].reshape(1, -1))
+        compared = pipeline.compare(runner, target, bp, settings, POLICY, sym=sym, mag=mag, references=references)
+        j = verdict.summarize(compared.evidence)
+        checks.append(GateCheck(node.id, None, line.name, j.status, j, point, line.pos.line, line.pos.col))
+    return checks
+
+
+def second_point(graph: Graph, settings: Settings, policy: pipeline.Policy = POLICY) -> list | None:
+    """The graph's values at a second, seeded random point (every leaf moved by ~10% or less),
+    or None when the function is not defined near enough."""
+    rng = np.random.default_rng([settings.seed, 2])
+    leaves = graph.leaves()
+    draws = [rng.standard_normal(n.shape) for n in leaves]
+
+    def evaluate(moved):
+        try:
+            return forward(graph, {n.id: v for n, v in zip(leaves, moved)})
+        except GradValueError:
+            return None
+    found = pipeline.second_point([n.value for n in leaves], draws, evaluate, policy)
+    return None if found is None else found[1]

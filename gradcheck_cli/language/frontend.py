@@ -1,0 +1,54 @@
+"""Source text → Graph: parse, bind `--at` values, build the circuit, compile the `expect` lines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import nodes as N
+from .builder import Builder
+from ..core.errors import GradcheckError, GradSyntaxError
+from .expects import compile_expect
+from .graph import Const, Graph
+from ..core.meter import Meter
+from .syntax import parse
+
+
+def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 0,
+         free_names: bool = False) -> Graph:
+    """The checked circuit of `text`; raises GradcheckError (with a position) on bad input.
+
+    `at` maps leaf names to values: arrays, numbers, or constant text in the language.
+    With `free_names`, unknown names become leaves (the `-e` form).
+    """
+    with Meter() as built:
+        program = parse(text)
+        builder = Builder(program, source, leaf_values(at, seed), free_names, seed)
+        graph = builder.build()
+        shape = graph.nodes[graph.output].shape
+        graph.expects = [compile_expect(e, builder, graph.nodes, graph.names, shape) for e in graph.expects]
+    graph.built = built.counts.get("build", 0)
+    return graph
+
+
+def parse_value(text: str, seed: int = 0, name: str = "value") -> np.ndarray:
+    """A constant written in the language (`2`, `[1, 2]`, `0.1*randn(3)`) as an array."""
+    program = parse(text)
+    if len(program.statements) != 1 or not isinstance(program.statements[0], N.ExprStmt):
+        raise GradSyntaxError(f"{name} must be a single value", 1, 1)
+    ref = Builder(program, name, None, False, seed).expr(program.statements[0].expr)
+    if not isinstance(ref, Const):
+        raise GradSyntaxError(f"{name} must be a constant value (numbers, arrays, randn(...))", 1, 1)
+    return ref.value
+
+
+def leaf_values(at: dict | None, seed: int) -> dict:
+    """`--at` values (text in the language, or numbers) as arrays; errors point into the value."""
+    out = {}
+    for key, value in (at or {}).items():
+        if isinstance(value, str):
+            try:
+                value = parse_value(value, seed, f"--at {key}")
+            except GradcheckError as err:
+                raise err.located(f"--at {key}", value) from None
+        out[key] = np.asarray(value, dtype=float)
+    return out

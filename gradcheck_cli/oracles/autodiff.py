@@ -1,0 +1,367 @@
+"""Forward and backward passes over a Graph. No gate-specific code: everything goes through the registry.
+
+One evaluator (`_sweep`) serves the plain forward pass, small sub-graphs (a user gate's body, an
+expectation) and the batched forward pass of the finite differences, where each row of a leading
+axis carries its own perturbation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.errors import BackwardError, GradValueError
+from ..language.graph import Graph, Node
+from ..core.meter import active, count, gate_units
+from ..gates.tensors import fmt_note
+
+__all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
+
+
+def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
+    """Give a batched operand of an elementwise gate the result's rank, so broadcasting lines up."""
+    extra = len(shape) - (a.ndim - 1)
+    return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
+
+
+_bodies: dict | None = None  # while a user gate's VJP runs: its nested bodies' values, by operands, so that
+                             # gates calling gates run each body once (not once per level of nesting)
+
+
+def _body_values(inst, args: list) -> list:
+    """Every node of a user gate's body on these (unbatched) operands; remembered during a VJP."""
+    key = (id(inst), tuple((np.asarray(a).dtype.str, np.asarray(a).tobytes()) for a in args))
+    if _bodies is not None and key in _bodies:
+        return _bodies[key]
+    values = forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], args)))
+    if _bodies is not None:
+        _bodies[key] = values
+    return values
+
+
+def gate_forward(gate, args: list, attrs: dict, batched: bool = False) -> np.ndarray:
+    """A gate's forward: the registry's, or a user gate's body run (a composite gate)."""
+    inst = gate.instance
+    if inst is not None:
+        if not batched and not any(np.iscomplexobj(a) for a in args):
+            try:
+                return _body_values(inst, args)[inst.fwd.output]
+            except GradValueError:
+                pass  # undefined inside: its nan output is reported at the call, as for any gate
+        return run_graph(inst.fwd, list(args))
+    return gate.forward_on(args, attrs)
+
+
+def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
+    """A gate's VJP for upstream rows g: the registry's, a user gate's d lines, or backprop through
+    its body when it has none."""
+    global _bodies
+    inst = gate.instance
+    if active():
+        count("call")
+        if inst is None:
+            count("element", int(np.size(g)) + sum(int(np.size(a)) for a in args))
+            if gate.workspace is not None:
+                count("window", g.shape[0] * int(gate.workspace([np.shape(a) for a in args], attrs)))
+    if inst is None:
+        return gate.vjp(g, args, out, attrs)
+    if inst.bwd is None:
+        return body_vjp(inst, g, args)
+    wanted = inst.backward_outputs()
+    results = run_graph(inst.bwd, list(args) + [out, g], outputs=wanted) if wanted else []
+    return inst.gradients(results, g.shape[0])
+
+
+def body_vjp(inst, g: np.ndarray, args: list) -> list:
+    """Backprop through a user gate's body, its d lines (if it has any) left out: per parameter."""
+    global _bodies
+    outermost = _bodies is None
+    if outermost:
+        _bodies = {}
+    try:
+        adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
+    except BackwardError as err:  # a gate inside failed: its partial gradients are shaped for it, not us
+        raise BackwardError(err.message, err.line, err.col) from None
+    finally:
+        if outermost:
+            _bodies = None
+    return [adjoints[n.id] for n in inst.fwd.leaves()]
+
+
+def gate_branch(gate, args: list, attrs: dict) -> np.ndarray:
+    """A kink gate's branch array; a user gate's is its body's kink gates' branches, side by side."""
+    if gate.instance is not None:
+        _, branches = run_graph(gate.instance.fwd, list(args), collect_branches=True)
+        return np.concatenate(branches, axis=-1)
+    return gate.branch(args, attrs)
+
+
+def _count_call(node: Node, args: list, batched: list, rows) -> None:
+    """The meter's counts for one gate call (a user gate's too: running its body costs a call)."""
+    count("call")
+    if node.gate.instance is None:
+        elements, windows = gate_units(node.gate, [np.shape(a)[1:] if b and rows else np.shape(a)
+                                                   for a, b in zip(args, batched)], node.attrs, node.size, rows or 1)
+        count("element", elements)
+        count("window", windows)
+
+
+def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
+    """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
+    rows = n_rows if n_rows is not None and any(batched) else None
+    if active():
+        _count_call(node, args, batched, rows)
+    if rows is not None:
+        if node.gate.elementwise:
+            args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
+        out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True))
+        return np.broadcast_to(out, (n_rows,) + node.shape)
+    return _numbers(gate_forward(node.gate, args, node.attrs))
+
+
+IMAG_LIMIT = 1e-6  # the complex step's rows: an imaginary part past this left the linear regime (H times a
+                   # derivative is not small: exp(i·1e16) is no derivative), so it is poisoned with nan
+
+
+def _numbers(out) -> np.ndarray:
+    """A gate's result as float64, or complex128 on the complex step's rows (nan where it is not one)."""
+    out = np.asarray(out)
+    if not np.iscomplexobj(out):
+        return out.astype(float, copy=False)
+    out = out.astype(complex, copy=False)
+    past = np.abs(out.imag) > IMAG_LIMIT
+    return np.where(past, complex(np.nan, np.nan), out) if past.any() else out
+
+
+def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.ndarray:
+    """The gate's branch array, one flattened row per batch row (or one row when unbatched)."""
+    args = [np.real(a) for a in args]  # on the complex step's rows the real part decides a branch
+    if n_rows is not None and node.gate.elementwise and any(flags):
+        args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
+    b = np.asarray(gate_branch(node.gate, args, node.attrs))
+    if n_rows is None or not any(flags):
+        return b.reshape(1, -1)
+    b = np.broadcast_to(b, np.broadcast_shapes(b.shape, (n_rows,) + (1,) * (b.ndim - 1)))
+    return b.reshape(n_rows, -1)
+
+
+def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
+           inject: dict | None = None, centre_branches: list | None = None, kinks=None,
+           branches: list | None = None, last_use: list | None = None, keep: int | None = None):
+    """Evaluate the gates of `nodes` in order.
+
+    Unbatched results go into `values`, batched ones into `batched` (node id -> (n_rows, *shape)).
+    `inject` (node id -> [batches.Probe]: .rows, .flat, .delta) adds perturbations to a node's batched value. With `kinks`
+    (a bool array per row), a row is flagged when a kink gate's branch differs from its branch in
+    `centre_branches`. `branches` collects every kink gate's branch rows. With `last_use`,
+    batched values no longer needed are dropped (all but `keep`).
+    """
+    for node in nodes:
+        nid = node.id
+        if node.gate is not None:
+            flags = [i in batched for i in node.inputs]
+            args = [batched[i] if f else values[i] for i, f in zip(node.inputs, flags)]
+            if any(flags):
+                batched[nid] = apply_gate(node, args, flags, n_rows)
+            elif values[nid] is None:
+                values[nid] = apply_gate(node, args, flags, None)
+            if node.gate.branch is not None and (branches is not None or (kinks is not None and any(flags))):
+                rows = branch_of(node, args, flags, n_rows)
+                if branches is not None:
+                    branches.append(rows)
+                if kinks is not None and any(flags):
+                    kinks |= (rows != centre_branches[nid]).any(axis=1)
+        if inject is not None and nid in inject:
+            if nid not in batched:
+                batched[nid] = np.broadcast_to(values[nid], (n_rows,) + node.shape)
+            value = batched[nid].astype(np.result_type(batched[nid], *[p.delta for p in inject[nid]]), order="C")
+            flat = value.reshape(n_rows, -1)
+            for p in inject[nid]:
+                if p.flat is None:  # a dense perturbation: one full vector per row
+                    flat[p.rows] += p.delta
+                else:
+                    flat[p.rows, p.flat] += p.delta
+            batched[nid] = value
+        if last_use is not None:
+            for i in dict.fromkeys(node.inputs):
+                if i in batched and last_use[i] <= nid and i != keep:
+                    del batched[i]
+
+
+def forward(graph: Graph, inputs: dict | None = None) -> list:
+    """Every node's value at the given point; a non-finite value is an input error naming its node.
+
+    `inputs` gives values for leaves by id (a user gate's parameters).
+    """
+    values: list = [None] * len(graph.nodes)
+    for node in graph.nodes:
+        if node.gate is None:
+            values[node.id] = (inputs or {}).get(node.id, node.value)
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.gate is None:
+                continue
+            _sweep(graph, values, (node,), {}, None)
+            if not np.all(np.isfinite(values[node.id])):
+                raise _domain_error(graph, node, [values[i] for i in node.inputs], values[node.id])
+    return values
+
+
+def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_branches: bool = False):
+    """Evaluate a small graph (a user gate's body) on values for its leaves, in order.
+
+    An input with more dimensions than its leaf carries a leading row axis; results that depend
+    on it do too. Returns the output's value, or the values of `outputs` (node ids); with
+    `collect_branches`, also the kink gates' branch arrays, one row each.
+    """
+    values: list = [None] * len(graph.nodes)
+    batched: dict = {}
+    n_rows = None
+    for leaf, value in zip(graph.leaves(), inputs):
+        if np.ndim(value) > len(leaf.shape):
+            batched[leaf.id] = value
+            n_rows = np.shape(value)[0]
+        else:
+            values[leaf.id] = value
+    for node in graph.nodes:
+        if node.kind == "literal":
+            values[node.id] = node.value
+    branches = [] if collect_branches else None
+    with np.errstate(all="ignore"):
+        _sweep(graph, values, graph.nodes[: graph.output + 1], batched, n_rows, branches=branches)
+    wanted = [graph.output] if outputs is None else outputs
+    results = [batched[i] if i in batched else values[i] for i in wanted]
+    if collect_branches:
+        rows = [np.broadcast_to(b, (n_rows or 1, b.shape[1])) for b in branches]
+        return results[0], rows
+    return results[0] if outputs is None else results
+
+
+def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list):
+    """Run the forward pass once for `n_rows` perturbed copies of the graph.
+
+    Row r of the result is the output when the element named by row r's probe is nudged and
+    everything downstream of it is recomputed; nodes upstream of every probe are shared.
+    Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
+    set when some gate with a kink switched branch in that row (`centre_branches` from `branch_rows`).
+    """
+    inject: dict[int, list] = {}
+    for p in probes:
+        inject.setdefault(p.node, []).append(p)
+    start = min(inject)
+    out_id = graph.output
+    batched: dict = {}
+    kinks = np.zeros(n_rows, dtype=bool)
+    if active():
+        count("sweep", out_id + 1 - start)
+        count("element", n_rows * sum(graph.nodes[nid].size for nid in inject))  # the perturbed copies
+    with np.errstate(all="ignore"):
+        _sweep(graph, list(values), graph.nodes[start: out_id + 1], batched, n_rows, inject=inject,
+               centre_branches=centre_branches, kinks=kinks, last_use=_last_uses(graph), keep=out_id)
+    if out_id not in batched:  # no probe reaches the output
+        return np.broadcast_to(values[out_id], (n_rows,) + graph.nodes[out_id].shape), kinks
+    return batched[out_id], kinks
+
+
+def branch_rows(graph: Graph, values: list) -> list:
+    """Each kink gate's branch array at the point (flattened, one row), by node id; None elsewhere."""
+    rows: list = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.gate is not None and node.gate.branch is not None:
+                rows[node.id] = branch_of(node, [values[i] for i in node.inputs], [False] * len(node.inputs), None)
+    return rows
+
+
+def _last_uses(graph: Graph) -> list:
+    """For each node, the id of the last node that reads it."""
+    last = list(range(len(graph.nodes)))
+    for node in graph.nodes:
+        for i in node.inputs:
+            last[i] = max(last[i], node.id)
+    return last
+
+
+def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:
+    bad = "nan (undefined)" if np.isnan(out).any() else "infinite (an overflow or a pole)"
+    why = f"; {node.label} is defined for {node.gate.domain}" if node.gate.domain else ""
+    if bad.startswith("infinite") and _overflows(node, args):
+        bad, why = "infinite: it overflows, beyond the largest float (±1.8e308)", ""
+    inputs = ", ".join(f"{graph.nodes[i].name} = {_short(a)}" for i, a in zip(node.inputs, args))
+    msg = f"'{node.name}' is {bad} at this point{why}"
+    if inputs:
+        msg += f"; its inputs: {inputs}"
+    return GradValueError(msg, node.pos.line, node.pos.col)
+
+
+def _overflows(node: Node, args: list) -> bool:
+    """Infinite from finite inputs, and still infinite with every input moved a little: an overflow
+    (a pole, like 1/x at 0, is infinite only on the pole itself)."""
+    if not all(np.all(np.isfinite(a)) for a in args):
+        return False
+    try:
+        with np.errstate(all="ignore"):
+            moved = [np.asarray(a, dtype=float) + 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
+            again = np.asarray(gate_forward(node.gate, moved, node.attrs), dtype=float)
+            back = [np.asarray(a, dtype=float) - 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
+            again2 = np.asarray(gate_forward(node.gate, back, node.attrs), dtype=float)
+    except Exception:  # noqa: BLE001 - a gate that cannot even run moved inputs says nothing
+        return False
+    return bool(np.isinf(again).any() and np.isinf(again2).any())
+
+
+def _short(value) -> str:
+    v = np.asarray(value)
+    if v.ndim == 0:
+        return fmt_note(v)
+    return f"array of shape {v.shape}"
+
+
+def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None,
+             on_edge=None, on_node=None, local=None) -> list:
+    """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
+
+    Fan-out accumulates: a node's adjoint is the sum over its consumers. `seed` replaces the
+    identity at the output (a user gate's upstream gradient). A gate whose backward raises
+    BackwardError is recorded in `errors` (node id -> error) and passes NaN to its inputs.
+    `on_node(node, adjoint)` is called for every gate reached, before its backward runs, and
+    `on_edge(node, slot, contribution, total, accumulated)` for every edge, in backward order.
+    `local(node, g, args, out)` replaces the gates' own VJPs (another valid chain rule at a kink).
+    """
+    out = graph.nodes[graph.output]
+    if seed is None:
+        seed = np.eye(out.size).reshape((out.size,) + out.shape)
+    k = seed.shape[0]
+    adjoints: list = [None] * len(graph.nodes)
+    adjoints[out.id] = seed
+    with np.errstate(all="ignore"):
+        for node in reversed(graph.nodes[: out.id + 1]):
+            g = adjoints[node.id]
+            if g is None or node.gate is None:
+                continue
+            if on_node is not None:
+                on_node(node, g)
+            args = [values[i] for i in node.inputs]
+            try:
+                grads = (local(node, g, args, values[node.id]) if local is not None
+                         else gate_vjp(node.gate, g, args, values[node.id], node.attrs))
+            except BackwardError as err:
+                if errors is None:
+                    raise
+                errors[node.id] = err
+                grads = err.grads or [np.full((k,) + np.shape(a), np.nan) for a in args]
+            for slot, (i, gi) in enumerate(zip(node.inputs, grads)):
+                gi = np.broadcast_to(gi, (k,) + graph.nodes[i].shape)
+                accumulated = adjoints[i] is not None
+                adjoints[i] = adjoints[i] + gi if accumulated else gi.copy()
+                if on_edge is not None:
+                    on_edge(node, slot, gi, adjoints[i], accumulated)
+    for node in graph.nodes:
+        if adjoints[node.id] is None:
+            adjoints[node.id] = np.zeros((k,) + node.shape)
+    return adjoints
+
+
+def jacobian(graph: Graph, adjoint: np.ndarray, node: Node) -> np.ndarray:
+    """A node's adjoint as the gradient (scalar output) or Jacobian (output.shape + node.shape)."""
+    out = graph.nodes[graph.output]
+    return adjoint.reshape(out.shape + node.shape)

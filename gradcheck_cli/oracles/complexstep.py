@@ -1,0 +1,159 @@
+"""The complex step as an oracle: φ'(x)·e_j = Im φ(x + i·H·e_j) / H has no subtractive cancellation,
+so it is exact to rounding with H = 1e-20 (Squire & Trapp 1998; Martins, Sturdza & Alonso 2003) and
+sees a backward wrong by 1e-7 of its value, which no finite difference can.
+
+- `.grad` files: a node whose every gate on the way to the output is complex-analytic (the registry's
+  `analytic`) gets its numeric column from the complex step (`columns`); the others keep the centered
+  differences, which tell kinks from bugs.
+- A user's Python (opt-in: `complex_step=True`, `--complex-step`): code that is not complex-safe (it
+  raises, drops the imaginary part, or takes abs of it) is told by comparing with the finite
+  differences: then the complex step is not used for it, and the report says so — never a wrong verdict."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .batches import Rows, run_rows
+from .numeric import ROUNDING, NumericResult
+from ..core.tolerances import EPS
+
+H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
+VARY = 1.3         # the step scaled by this (not a power of 2, which would round alike) measures its own rounding
+GRAPH_H = 1e-100   # .grad files: smaller, so H times an intermediate's derivative stays far below 1 even
+                   # where it is huge (exp(exp(x)): 1e116), and far above underflow where it is tiny
+RTOL = 1e-11       # backprop must agree with the complex step to this, relative to the row's largest
+AGREE = 10.0       # the complex step must agree with the finite differences within this many of their error estimates
+
+
+def derivatives(forward, args: list, upstream: np.ndarray, offsets: list, batched: bool):
+    """Im Σ upstream ⊙ forward(x + iH·e_j) / H for every input element j: (n,) and None, or None and
+    why the code is not complex-safe."""
+    x = np.concatenate([np.ravel(a) for a in args]).astype(complex)
+    n = x.size
+    u = np.ravel(upstream)
+
+    def call(rows):  # rows (r, n) complex -> (r,) directional derivatives
+        parts = [rows[:, lo:hi].reshape((rows.shape[0],) + np.shape(a)) for a, lo, hi in zip(args, offsets[:-1], offsets[1:])]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            if batched:
+                out = np.asarray(forward([np.ascontiguousarray(p) for p in parts]))
+                return _imag(out, rows.shape[0]) @ u / H
+            return np.array([(_imag(np.asarray(forward([p[r].copy() for p in parts])), 1) @ u)[0]
+                             for r in range(rows.shape[0])]) / H
+    try:
+        values = np.concatenate([call(x[None, :] + 1j * H * np.eye(n)[lo:hi]) for lo, hi in _chunks(n)])
+    except _NotComplex as err:
+        return None, str(err)
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything on complex inputs
+        return None, f"it raised {type(exc).__name__} on complex inputs"
+    return values, None
+
+
+class _NotComplex(Exception):
+    pass
+
+
+def _imag(out: np.ndarray, rows: int) -> np.ndarray:
+    if not np.iscomplexobj(out):
+        raise _NotComplex("its output is real: the imaginary part was dropped on the way (a cast to float?)")
+    return np.imag(out).reshape(rows, -1)
+
+
+def _chunks(n: int, size: int = 256) -> list:
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def judge(cs: np.ndarray, fd: np.ndarray, fd_error: np.ndarray, bp: np.ndarray, noise: np.ndarray | None,
+          kinked: np.ndarray):
+    """(usable, failing elements, worst error): the complex step is usable where it agrees with the
+    finite differences within AGREE× their error estimate (a wrong backward does not enter this);
+    then backprop must agree with it to RTOL of the row's scale, plus backprop's own rounding.
+    Elements at a kink are left to the differences' verdict (no derivative to be exact about)."""
+    smooth = ~np.asarray(kinked, dtype=bool)
+    scale = max(float(np.max(np.abs(cs[smooth]), initial=0.0)), 1e-300)
+    usable = np.abs(cs - fd) <= AGREE * fd_error  # (the estimate is never 0: it counts the differences' rounding)
+    if not np.all(usable[smooth]):
+        return False, np.zeros(0, dtype=int), 0.0
+    allowed = RTOL * scale + (0.0 if noise is None else np.ravel(noise))
+    err = np.where(smooth, np.abs(bp - cs), 0.0)
+    return True, np.flatnonzero(err > allowed), float(np.max(err, initial=0.0)) / scale
+
+
+# --- .grad files ------------------------------------------------------------------------------------
+
+def analytic_nodes(graph, reach: set) -> set:
+    """The nodes whose every gate on the way to the output is complex-analytic (a user gate when
+    every gate of its body is): the complex step differentiates them exactly."""
+    ok: dict = {}
+    gates: dict = {}  # a user gate's body is walked once, however many calls (gates calling gates: 2^k)
+    for node in reversed(graph.nodes[: graph.output + 1]):
+        users = [c for c in graph.consumers[node.id] if c in reach]
+        ok[node.id] = all(analytic(graph.nodes[c].gate, gates) and ok.get(c, False) for c in users)
+    return {nid for nid, good in ok.items() if good and nid in reach}
+
+
+def analytic(gate, memo: dict | None = None) -> bool:
+    """A registry gate's declaration; a user gate is analytic when every gate of its body is."""
+    if gate.instance is None:
+        return gate.analytic
+    memo = {} if memo is None else memo
+    if id(gate) not in memo:
+        memo[id(gate)] = all(analytic(n.gate, memo) for n in gate.instance.fwd.nodes if n.gate is not None)
+    return memo[id(gate)]
+
+
+def exact_columns(runner, targets: list, scale: float) -> dict:
+    """The complex step for each target it differentiates, NumericResults by target id: not those where
+    some intermediate's imaginary part left the linear regime (autodiff.IMAG_LIMIT), poisoning their
+    rows with nan — the caller differences those instead: never a wrong verdict.
+    `scale` is the function's own (the largest |adjoint|·|value| of its nodes): a derivative that is a
+    cancellation of terms that large rounds at ε of it (softmax's rows summing to 1)."""
+    exact = columns(runner, targets, scale=scale)
+    return {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
+
+
+def rounding(runner, target, num: NumericResult) -> np.ndarray:
+    """The complex step's own error, per element (0 where its elements are differences): how far it
+    moves with the step scaled by VARY, scaled up to the whole error. Intermediates round at ε of
+    their imaginary parts, which are H times their derivatives: where those are large and cancel (a
+    softmax's tied rows), what is left is that rounding over H, and it moves with H."""
+    moved = columns(runner, [target], GRAPH_H * VARY)[target.id].value
+    with np.errstate(all="ignore"):
+        err = np.abs(moved - num.value) * VARY / (VARY - 1)
+    return np.where(np.asarray(num.exact, dtype=bool) & np.isfinite(err), err, 0.0)
+
+
+def off_kinks(runner, target, num: NumericResult, scale: float) -> NumericResult | None:
+    """A second opinion where the differences fail a node behind a kink gate: the complex step at
+    every element where they saw no branch switch (the kink gates follow the real part, which it
+    never moves, so it differentiates the branch the point is on, exactly), the differences at the
+    kinks. None where an intermediate leaves its linear regime."""
+    exact = columns(runner, [target], scale=scale)[target.id]
+    if not np.all(np.isfinite(exact.value)):
+        return None
+    off = ~np.asarray(num.kink, dtype=bool)
+    return NumericResult("complex step (differences at kinks)", np.where(off, exact.estimate, num.estimate),
+                         np.where(off, 0.0, num.truncation), num.kink, value=np.where(off, exact.value, num.value),
+                         at_kink=num.at_kink, lower=num.lower, upper=num.upper, groups=num.groups, near=num.near,
+                         near_error=num.near_error, exact=off)
+
+
+def columns(runner, targets: list, h: float = GRAPH_H, scale: float = 0.0) -> dict:
+    """The complex step for every element of each target (a node of the graph), one complex row per
+    element run in the engine's batches: target id -> NumericResult, exact to rounding: ε of the
+    value and of the function's `scale` over the target's (as a difference's rounding is ε·|f|/h)."""
+    rows = Rows()
+    for t in targets:
+        rows.add(t, [np.array([j]) for j in range(t.n)], [np.array([1j * h])] * t.n)
+    out = run_rows(runner, rows)
+    results = {}
+    for t in targets:
+        value = (np.imag(out[t.id][0]) / h).T  # (out, n)
+        zero = np.zeros(t.n, dtype=bool)
+        floor = scale / max(1.0, float(np.max(np.abs(t.x), initial=0.0)))
+        results[t.id] = NumericResult("complex step", ROUNDING * EPS * (np.abs(value) + floor), np.zeros_like(value), zero,
+                                      value=value, at_kink=zero, lower=value, upper=value, exact=True)
+    return results

@@ -1,0 +1,361 @@
+"""Centered finite differences, batched: many perturbed evaluations of a function in one call.
+
+One engine serves every oracle that differences something: the whole graph as a function of one
+node, a single gate as a function of its inputs, a user's Python function. What it differences is
+a *runner*: `run(probes, n_rows)` evaluates `n_rows` perturbed copies at once and says, per row,
+whether a kink gate switched branch. A *target* is one flat vector of inputs the runner perturbs.
+
+Per element: a centered difference at ±h; elements in doubt get a second pair at ±h·REFINE for
+Richardson extrapolation and an error estimate; elements whose error is rounding-dominated are
+re-done with a larger step; elements at a kink are probed at ±TIE·h (is the kink *at* the point?)
+and tied elements are grouped (nudged together, a tie is kept, so the function is smooth there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kinks
+from .batches import CHUNK_ELEMENTS, Probe, Rows, pm, run_rows, split
+from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
+
+
+PROJECTIONS = 4                      # random ±1 directions for a target past the element budget
+REFINE = 0.5                         # the second step, as a fraction of h (Richardson's ratio)
+ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h
+REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
+TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
+ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
+
+
+@dataclass
+class Target:
+    """One flat vector a runner perturbs: `x` are its values (the point)."""
+    id: object
+    x: np.ndarray
+    projections: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.x.size
+
+
+@dataclass
+class NumericResult:
+    """Finite differences for one target, flat: arrays are (out, n), or (P, out) for projections.
+
+    `value` is the Jacobian, `estimate` its error estimate (truncation + rounding), `kink` the
+    elements whose perturbation switched a branch, `at_kink` those on the kink itself, `lower`/
+    `upper` the one-sided slopes there, `groups` tied elements as (members, joint slope (out,)).
+    """
+    method: str
+    estimate: np.ndarray
+    truncation: np.ndarray
+    kink: np.ndarray
+    value: np.ndarray | None = None
+    at_kink: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    groups: list = field(default_factory=list)
+    near: np.ndarray | None = None         # off a kink within the step: the difference at ±TIE·h, which
+    near_error: np.ndarray | None = None   # does not reach it (nan elsewhere), and its rounding error
+    directions: np.ndarray | None = None   # (P, n) for projections
+    exact: object = False                  # values exact to rounding (the complex step), not differences: all
+                                           # (True), or a mask of the elements (those off a kink)
+    projected: np.ndarray | None = None    # (P, out)
+    left_domain: bool = False
+    refined: int = 0
+    escalated: int = 0
+
+
+def steps(x: np.ndarray, step: float) -> np.ndarray:
+    """The step per element: h = step·max(1, |v|)."""
+    return step * np.maximum(1.0, np.abs(x))
+
+
+def differentiate(runner, targets: list, step: float, rtol: float, atol: float, reference: dict | None = None,
+                  seed: int | np.random.Generator = 0) -> dict:
+    """NumericResult for every target. `reference` (target id -> (out, n) backprop) only decides
+    where extra accuracy is spent (refinement, larger steps), never a verdict. `seed` draws the
+    projections' directions (a caller's own generator may be handed in: making one costs more than
+    a small layer's whole difference)."""
+    reference = reference or {}
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed + 7919)
+    centre = np.asarray(runner.centre, dtype=float).ravel()
+    exhaustive = [t for t in targets if not t.projections]
+    projected = [t for t in targets if t.projections]
+    results = {}
+    if exhaustive:
+        results.update(_exhaustive(runner, exhaustive, centre, step, rtol, atol, reference))
+    for t in projected:
+        results[t.id] = _projection(runner, t, centre, step, rng, reference.get(t.id), rtol, atol)
+    return results
+
+
+# --- exhaustive ------------------------------------------------------------------------------------
+
+@dataclass
+class _Context:
+    """What every pass of one exhaustive differencing shares."""
+    runner: object
+    centre: np.ndarray
+    sees: bool          # the runner reports branch switches (else kinks are told from the slopes alone)
+    reference: dict
+    rtol: float
+    atol: float
+
+
+def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
+    """Every element of every target, in passes that each run one batch of rows for all targets:
+    ±h; ±h/2 where in doubt (Richardson); larger steps where rounding-bound; ±TIE·h at kinks (on the
+    point?); pairs of kink elements (ties?); each tie moved together (its slope)."""
+    ctx = _Context(runner, centre, getattr(runner, "sees_branches", True), reference, rtol, atol)
+    state = {t.id: {"h": steps(t.x, step)} for t in targets}
+    with np.errstate(all="ignore"):
+        for stage in (_first_pass, _refine_pass, _escalate_pass, _kink_pass, _pair_pass, _tie_pass):
+            stage(ctx, targets, state)
+    return {t.id: _result(state[t.id]) for t in targets}
+
+
+def _first_pass(ctx: _Context, targets, state) -> None:
+    rows = Rows()
+    for t in targets:
+        rows.add(t, *pm(np.arange(t.n), state[t.id]["h"], 1.0))
+    out = run_rows(ctx.runner, rows)
+    for t in targets:
+        s = state[t.id]
+        plus, minus, switched = split(*out[t.id])
+        h = s["h"][:, None]
+        d1 = (plus - minus) / (2 * h)
+        right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
+        s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
+                 rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h,
+                 kink=switched.copy(), plus=plus, minus=minus, upper=np.maximum(right, left),
+                 lower=np.minimum(right, left),
+                 doubt=np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol)))
+
+
+def _refine_pass(ctx: _Context, targets, state) -> None:
+    rows = Rows()
+    for t in targets:
+        s = state[t.id]
+        rows.add(t, *pm(s["doubt"], s["h"][s["doubt"]], REFINE))
+    out = run_rows(ctx.runner, rows)
+    for t in targets:
+        s, idx = state[t.id], state[t.id]["doubt"]
+        if not idx.size:
+            continue
+        plus, minus, switched = split(*out[t.id])
+        h = s["h"][idx, None] * REFINE
+        d2 = (plus - minus) / (2 * h)
+        d1 = s["d1"][idx]
+        s["value"][idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
+        s["truncation"][idx] = np.abs(d2 - d1)
+        s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+        s["kink"][idx] |= switched
+        # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
+        # (the secants from v itself are biased by the kink's offset): they widen the bounds
+        outer = np.stack([(s["plus"][idx] - plus) / ((1 - REFINE) * s["h"][idx, None]),
+                          (minus - s["minus"][idx]) / ((1 - REFINE) * s["h"][idx, None])])
+        s["upper"][idx] = np.maximum(s["upper"][idx], outer.max(axis=0))
+        s["lower"][idx] = np.minimum(s["lower"][idx], outer.min(axis=0))
+        if not ctx.sees:
+            s["kink"][idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
+                                                 ctx.rtol, ctx.atol, REFINE)
+
+
+def _escalate_pass(ctx: _Context, targets, state) -> None:
+    """Rounding-bound elements (the step is too small for |f|): larger steps, Richardson again."""
+    rows = Rows()
+    for t in targets:
+        s = state[t.id]
+        factor = _escalation(s, ctx.reference.get(t.id), ctx.rtol, ctx.atol)
+        s["esc"] = np.flatnonzero(factor > 1)
+        if s["esc"].size:
+            s["big"] = s["h"][s["esc"]] * factor[s["esc"]]
+            e1, d1 = pm(s["esc"], s["big"], 1.0)
+            e2, d2 = pm(s["esc"], s["big"], REFINE)
+            rows.add(t, e1 + e2, d1 + d2)
+    out = run_rows(ctx.runner, rows)
+    for t in targets:
+        s, idx = state[t.id], state[t.id]["esc"]
+        if not idx.size:
+            continue
+        outs, flags = out[t.id]
+        n = idx.size
+        p1, m1, sw1 = split(outs[: 2 * n], flags[: 2 * n])
+        p2, m2, sw2 = split(outs[2 * n:], flags[2 * n:])
+        H = s["big"][:, None]
+        D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
+        value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
+        trunc = np.abs(D2 - D1)
+        rounding = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (H * REFINE)
+        old = (s["truncation"][idx] + s["rounding"][idx]).max(axis=1)
+        better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
+        take = idx[better]
+        s["value"][take], s["truncation"][take], s["rounding"][take] = value[better], trunc[better], rounding[better]
+        s["escalated"] = int(better.sum())
+
+
+def _kink_pass(ctx: _Context, targets, state) -> None:
+    """At ±TIE·h: is each kink on the point, or beside it (then that small step is the derivative)?"""
+    rows = Rows()
+    for t in targets:
+        s = state[t.id]
+        s["kinked"] = np.flatnonzero(s["kink"])
+        rows.add(t, *pm(s["kinked"], s["h"][s["kinked"]], TIE))
+    out = run_rows(ctx.runner, rows)
+    for t in targets:
+        s, kinked = state[t.id], state[t.id]["kinked"]
+        s["at"] = np.zeros(t.n, dtype=bool)
+        s["near"] = np.full(s["value"].shape, np.nan)
+        s["near_error"] = np.full(s["value"].shape, np.inf)
+        if kinked.size:
+            plus, minus, switched = split(*out[t.id])
+            small = s["h"][kinked, None] * TIE
+            s["at"][kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre, small)
+            # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
+            near = (plus - minus) / (2 * small)
+            if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
+                big = kinks.gap(s["plus"][kinked], s["minus"][kinked], ctx.centre, s["h"][kinked, None])
+                near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre, small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
+            s["near"][kinked] = near
+            s["near_error"][kinked] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / small
+        s["classes"] = kinks.classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
+        s["pairs"] = [p for members in s["classes"] for p in kinks.pairs(members)]
+
+
+def _pair_pass(ctx: _Context, targets, state) -> None:
+    """Pairs of kink elements on the point moved together: a pair that keeps its tie is one group."""
+    rows = Rows()
+    for t in targets:
+        e, d = [], []
+        for i, j in state[t.id]["pairs"]:
+            hh = min(state[t.id]["h"][i], state[t.id]["h"][j])
+            e += [np.array([i, j]), np.array([i, j])]
+            d += [np.array([hh, hh]), np.array([-hh, -hh])]
+        rows.add(t, e, d)
+    out = run_rows(ctx.runner, rows)
+    for t in targets:
+        s = state[t.id]
+        s["groups"] = []
+        if s["pairs"]:
+            plus, minus, switched = split(*out[t.id])
+            if not ctx.sees:
+                switched = kinks.jump_joint(s, s["pairs"], plus, minus, ctx.centre)
+            s["groups"] = kinks.union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
+        grouped = np.concatenate(s["groups"]) if s["groups"] else []
+        for members in s["classes"]:
+            alone = np.setdiff1d(members, grouped)
+            if alone.size >= 3:
+                s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
+
+
+def _tie_pass(ctx: _Context, targets, state) -> None:
+    """Each group moved together: if it keeps its tie, the tie's slope, shared evenly."""
+    rows = Rows()
+    for t in targets:
+        e, d = [], []
+        for members in state[t.id]["groups"]:
+            hh = state[t.id]["h"][members].min()
+            e += [members, members]
+            d += [np.full(members.size, hh), np.full(members.size, -hh)]
+        rows.add(t, e, d)
+    out = run_rows(ctx.runner, rows)
+    for t in targets:
+        s = state[t.id]
+        s["ties"] = []
+        if not s["groups"]:
+            continue
+        plus, minus, switched = split(*out[t.id])
+        if not ctx.sees:
+            switched = kinks.jump_joint(s, s["groups"], plus, minus, ctx.centre)
+        for k, members in enumerate(s["groups"]):
+            if switched[k]:
+                continue  # moving them together still switches: not a tie, judge one by one
+            slope = (plus[k] - minus[k]) / (2 * s["h"][members].min())
+            s["ties"].append((members, slope))
+            s["value"][members] = slope / members.size
+
+
+def _result(s: dict) -> NumericResult:
+    return NumericResult(
+        "exhaustive", estimate=(s["truncation"] + s["rounding"]).T, truncation=s["truncation"].T,
+        kink=s["kink"], value=s["value"].T, at_kink=s["at"], lower=s["lower"].T, upper=s["upper"].T,
+        near=s["near"].T, near_error=s["near_error"].T, groups=s["ties"],
+        left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
+        escalated=s.get("escalated", 0))
+
+
+def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
+    """Per element: True unless the first step already agrees well inside the tolerance."""
+    if ref is None:
+        return np.ones(d1.shape[0], dtype=bool)
+    ref = np.asarray(ref, dtype=float).T  # (n, out)
+    scale = np.maximum(np.abs(d1), np.abs(ref))
+    ok = np.isfinite(d1) & (np.abs(d1 - ref) <= np.maximum(atol, REFINE_RTOL * rtol * scale))
+    return ~ok.all(axis=1)
+
+
+def _escalation(s: dict, ref, rtol: float, atol: float) -> np.ndarray:
+    """Per element, how many times larger a step should be (1 = none): for elements whose error
+    estimate is dominated by rounding and too large to judge at `rtol`."""
+    n = s["value"].shape[0]
+    if ref is None:
+        return np.ones(n)
+    ref = np.asarray(ref, dtype=float).T
+    scale = np.maximum(np.abs(ref), np.abs(s["value"]))
+    row = float(np.max(scale[np.isfinite(scale)], initial=0.0))
+    need = np.maximum(atol, rtol * np.maximum(scale, ROW_FLOOR * row))
+    est = s["truncation"] + s["rounding"]
+    ratio = np.where(need > 0, SAFETY * est / np.where(need > 0, need, 1.0), np.inf)
+    bound = (s["rounding"] >= s["truncation"]) & (ratio > 1) & np.isfinite(s["value"]) & ~s["kink"][:, None]
+    ratio = np.where(bound, ratio, 0.0).max(axis=1)
+    return np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
+
+
+# --- projections -------------------------------------------------------------------------------
+
+def _projection(runner, t: Target, centre, step, rng, reference=None, rtol: float = 0.0,
+                atol: float = 0.0) -> NumericResult:
+    """vᵀJ along PROJECTIONS random ±1 directions; as for single elements, a direction whose first
+    difference is already well within the tolerance of backprop's projection gets no second step."""
+    u = rng.integers(0, 2, size=(PROJECTIONS, t.n), dtype=np.int8) * np.int8(2) - np.int8(1)
+    h = step * max(1.0, float(np.abs(t.x).max(initial=0.0)))
+    plus, minus, kink = _along(runner, t, u, h)
+    with np.errstate(all="ignore"):
+        d1 = (plus - minus) / (2 * h)
+        value, truncation = d1.copy(), np.zeros_like(d1)
+        rounding = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+        ref = None if reference is None else (u.astype(float) @ np.asarray(reference, dtype=float).T)
+        doubt = np.flatnonzero(_in_doubt(d1, None if ref is None else ref.T, rtol, atol))
+        if doubt.size:
+            p2, m2, k2 = _along(runner, t, u[doubt], h * REFINE)
+            d2 = (p2 - m2) / (2 * h * REFINE)
+            value[doubt] = d2 + (d2 - d1[doubt]) / (1.0 / REFINE ** 2 - 1.0)
+            truncation[doubt] = np.abs(d2 - d1[doubt])
+            rounding[doubt] = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (h * REFINE)
+            kink[doubt] |= k2
+    return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
+                         kink=kink, directions=u, projected=value, refined=int(doubt.size),
+                         left_domain=not np.all(np.isfinite(value)))
+
+
+def _along(runner, t: Target, u: np.ndarray, h: float):
+    """f at x ± h·u for each direction u: (f+ (P, out), f− (P, out), switched (P,))."""
+    n_rows = 2 * u.shape[0]
+    if max(1, runner.width(t.id)) * n_rows <= CHUNK_ELEMENTS:  # one batch: no chunking to plan
+        signs = np.tile(np.array([h, -h]), u.shape[0])[:, None]
+        probe = Probe(t.id, np.arange(n_rows), None, np.repeat(u, 2, axis=0) * signs)
+        outs, flags = runner.run([probe], n_rows)
+        return split(np.asarray(outs, dtype=float).reshape(n_rows, -1), np.asarray(flags, dtype=bool))
+    rows = Rows()
+    e, d = [], []
+    for k in range(u.shape[0]):
+        for f in (1.0, -1.0):
+            e.append(None)
+            d.append(lambda k=k, f=f: (f * h) * u[k])
+    rows.add(t, e, d)
+    return split(*run_rows(runner, rows)[t.id])

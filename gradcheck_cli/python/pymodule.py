@@ -1,0 +1,346 @@
+"""A user's Python module of layers: every forward/backward pair in it, and the helper layers a
+composite layer calls (so a composite's failure is blamed on the helper whose own check fails).
+
+Importing FILE.py runs its code (opt-in, as pytest does); `.grad` files are never executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import shlex
+import sys
+import textwrap
+
+import numpy as np
+
+from ..core.errors import did_you_mean
+from .pycheck import check_function, check_layer, check_loss
+from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_position
+from ..core.report import CheckReport, GateRow
+from ..core.settings import Settings
+
+SUFFIXES = (("_forward", "_backward"), ("_forward_naive", "_backward_naive"))
+
+
+def layer_pairs(module, own_only: bool = False) -> list:
+    """(name, forward, backward) for every NAME_forward/NAME_backward (and _naive) pair the module
+    holds (`own_only`: whose backward is written in the module's own file, as pytest collects a
+    file's own tests), in the order their backwards are written."""
+    found = []
+    for attr in dir(module):
+        for fwd_suffix, bwd_suffix in SUFFIXES:
+            name = attr[: -len(fwd_suffix)] if attr.endswith(fwd_suffix) else ""
+            fwd, bwd = getattr(module, attr), getattr(module, name + bwd_suffix, None)
+            if name and callable(fwd) and callable(bwd) and (not own_only or _defined_in(bwd, module)):
+                found.append((name, fwd, bwd))
+    return sorted(found, key=lambda p: _first_line(p[2]))
+
+
+def loss_functions(module, taken: set) -> list:
+    """(name, function, None) for every function of the module's own file named as a loss (`svm_loss`,
+    `softmax_loss_naive`, `loss`) that is not part of a layer pair: checked as one returning
+    (loss, gradient), as `FILE.py::NAME` would check it."""
+    found = []
+    for attr in dir(module):
+        fn = getattr(module, attr)
+        if (inspect.isfunction(fn) and _defined_in(fn, module) and attr not in taken
+                and "loss" in attr.split("_") and not attr.endswith(("_backward", "_vjp"))):
+            found.append((attr, fn, None))
+    return found
+
+
+def _defined_in(fn, module) -> bool:
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_filename == getattr(module, "__file__", None)
+
+
+def _first_line(fn) -> int:
+    code = getattr(fn, "__code__", None)
+    return code.co_firstlineno if code is not None else 0
+
+
+def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tuple:
+    """(specs to check, [(spec, why not checked)]) for `check-py FILE.py`: every pair whose
+    forward's required parameters are all given (--shape, --at or --param), and every loss
+    function (returning (loss, gradient)) whose parameters are."""
+    module = load_module(path)
+    pairs = layer_pairs(module, own_only=True)
+    taken = {f.__name__ for _, fwd, bwd in pairs for f in (fwd, bwd)}
+    pairs = sorted(pairs + loss_functions(module, taken), key=lambda p: _first_line(p[2] or p[1]))
+    if not pairs:
+        raise PythonError(f"{path} has no NAME_forward/NAME_backward pair, nor a NAME_loss function, to check")
+    given = set(shapes) | set(values) | set(params)
+    specs, skipped, named = [], [], set()
+    for name, fwd, bwd in pairs:
+        # conv_forward and conv_forward_naive in one file: the second by its explicit pair
+        spec = f"{path}::{name}" if name not in named else f"{path}::{fwd.__name__},{bwd.__name__}"
+        named.add(name)
+        try:
+            signature = inspect.signature(fwd)
+        except (TypeError, ValueError):
+            skipped.append((spec, "its forward's parameters cannot be read"))
+            continue
+        missing = [p.name for p in signature.parameters.values()
+                   if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY)
+                   and p.name not in given]
+        if missing:
+            skipped.append((spec, f"give {', '.join(missing)} (--shape, --at or --param)"))
+        elif not any(p in signature.parameters for p in list(shapes) + list(values)):
+            skipped.append((spec, "no differentiated input given (--shape or --at)"))
+        else:
+            specs.append(spec)
+    return specs, skipped
+
+
+def used_params(spec: str, shapes: dict, values: dict, params: dict) -> tuple:
+    """The --shape, --at and --param entries that the layer of `spec` takes (a module's layers share them)."""
+    forward, _, _ = load_target(spec)
+    names = set(parameter_names(forward))
+    pick = lambda d: {k: v for k, v in d.items() if k in names}  # noqa: E731
+    return pick(shapes), pick(values), pick(params)
+
+
+def check_spec(spec: str, shapes: dict, values: dict, params: dict, settings):
+    """Check one `FILE.py::NAME`; a composite layer that fails is folded into the helper whose own check fails."""
+    report = check_target(spec, shapes, values, params, settings)
+    if report.error is None and not report.passed:
+        fold_into_helpers(report, spec, shapes, values, params, settings)
+    return report
+
+
+def fold_into_helpers(report, spec: str, shapes: dict, values: dict, params: dict, settings) -> None:
+    """When a composite layer fails (affine_relu calling relu's backward), check each helper layer it
+    calls (defined in its file or imported into it), at the inputs the composite gives it; if a
+    helper's own check fails, the composite's failing rows are that helper's failure: blamed at the
+    helper's line, in the helper's file, one cause."""
+    path, _, name = spec.rpartition("::")
+    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
+    if not layer_style:
+        return
+    module = load_module(path)
+    order = _names_in(backward)  # helpers in the order the backward calls them
+    called = set(order) | set(_names_in(forward))
+    failing = []
+    for hname, hfwd, hbwd in layer_pairs(module):  # defined in the file, or imported into it (layer_utils.py)
+        if hname == name or hbwd.__name__ not in called:
+            continue
+        recorded = _record(module, hfwd, forward, inputs, params)
+        if recorded is None:
+            continue
+        helper = check_layer(hfwd, hbwd, *recorded, name=f"{path}::{hname}", settings=settings)
+        bad = [r for r in helper.nodes if r.status == "fail"]
+        if helper.error is None and bad:
+            rank = order.index(hbwd.__name__) if hbwd.__name__ in order else len(order)
+            failing.append((rank, hbwd.__name__, bad[0], helper.path))
+    # The first helper the backward calls whose own check fails is where the gradient first goes
+    # wrong: the composite's rows fold into it. Any other failing helper is a cause of its own.
+    for k, (_, helper_name, row, file) in enumerate(sorted(failing, key=lambda f: f[0])):
+        _fold(report, row, helper_name, None if file == report.path else file, rows_too=k == 0)
+
+
+def _fold(report, row, helper_name: str, file: str | None, rows_too: bool) -> None:
+    """Add the helper's own failing check to the report (its line is in `file` when that is another
+    file); with `rows_too`, blame the composite's failing rows on it."""
+    at = f"line {row.line}" + (f" of {file}" if file else "")
+    if rows_too:
+        why = f"the gradient goes wrong in {helper_name}, which it calls and whose own check fails ({at})"
+        for r in report.failures:
+            r.culprit = (row.line, row.col, file) if file else (row.line, row.col)
+            r.note = f"{r.note}; {why}" if r.note else why
+    report.gates.insert(0, GateRow(helper_name, "backward", row.name, row.line, row.col, row.line, "fail",
+                                   row.numeric_error, None, row.tolerance, 1,
+                                   f"{helper_name} on its own, at the inputs the composite gives it: {row.note}",
+                                   file=file))
+
+
+def _names_in(fn) -> list:
+    """Every name a function's source mentions (calls to helpers among them), in the order written."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found = [(n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    found += [(n.lineno, n.col_offset, n.attr) for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+    return list(dict.fromkeys(name for *_, name in sorted(found)))
+
+
+def _record(module, hfwd, forward, inputs: dict, params: dict):
+    """(inputs, params) of the helper's forward's first call inside the composite's forward, split into
+    float arrays (differentiated) and the rest; None when it is not called there."""
+    calls = []
+    attr = hfwd.__name__
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return hfwd(*args, **kwargs)
+    original = getattr(module, attr, None)
+    if original is not hfwd:
+        return None
+    setattr(module, attr, spy)
+    try:
+        with np.errstate(all="ignore"):
+            forward(**{k: np.array(v) for k, v in inputs.items()}, **params)
+    except Exception:  # noqa: BLE001 - the user's code may raise anything: then nothing to fold
+        return None
+    finally:
+        setattr(module, attr, original)
+    if not calls:
+        return None
+    try:
+        bound = inspect.signature(hfwd).bind(*calls[0][0], **calls[0][1])
+    except (TypeError, ValueError):
+        return None
+    h_inputs, h_params = {}, {}
+    for key, value in bound.arguments.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            h_inputs[key] = value.copy()
+        else:
+            h_params[key] = value
+    return (h_inputs, h_params) if h_inputs else None
+
+
+# --- targets named on the command line: FILE.py::NAME ----------------------------------------------
+
+def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> CheckReport:
+    """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
+    with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
+    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
+    if backward is None:
+        report = check_loss(forward, inputs, params, name=spec, settings=settings)
+    elif layer_style:
+        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
+    else:
+        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
+    report.source = spec
+    report.rerun = _rerun(spec, shapes, values, params, settings)
+    return report
+
+
+def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> tuple:
+    """(forward, backward, is a layer, inputs) of `FILE.py::NAME`: the differentiated inputs in the
+    forward's parameter order, seeded normal values of the given shapes or the given values."""
+    forward, backward, layer_style = load_target(spec)
+    order = parameter_names(forward)
+    given = list(shapes) + [n for n in values if n not in shapes]
+    for name in given + list(params):
+        if order and name not in order:
+            raise PythonError(f"{qualname(forward)} has no parameter '{name}'" + did_you_mean(name, order)
+                              + f" (its parameters: {', '.join(order)})")
+    if not given:
+        raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
+    names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
+    rng = np.random.default_rng(settings.seed)
+    inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
+    return forward, backward, layer_style, inputs
+
+
+def torch_function(spec: str):
+    """The torch.autograd.Function subclass `FILE.py::NAME` names, or None (torch is not imported here)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or not path or not name or "," in name:
+        return None  # (load_target says what is wrong with the spec)
+    fn = getattr(load_module(path), name, None)
+    if inspect.isclass(fn) and any(c.__module__.startswith("torch.autograd") and c.__name__ == "Function"
+                                   for c in fn.__mro__[1:]):
+        return fn
+    return None
+
+
+def load_target(spec: str):
+    """(forward, backward, is a layer) for `FILE.py::NAME`; imports FILE (this runs its code). A
+    function NAME with no backward beside it is a loss that returns its own gradient (backward None)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or not path or not name:
+        raise PythonError(f"'{spec}': expected FILE.py::NAME, e.g. layers.py::affine")
+    module = load_module(path)
+    if "," in name:
+        fwd_name, _, bwd_name = (p.strip() for p in name.partition(","))
+        pairs = [(fwd_name, bwd_name, True)]
+    else:
+        pairs = [(f"{name}_forward", f"{name}_backward", True), (f"{name}_forward_naive", f"{name}_backward_naive", True),
+                 (name, f"{name}_vjp", False), (name, f"{name}_backward", True)]
+        for suffix, back in (("_forward", "_backward"), ("_forward_naive", "_backward_naive")):
+            if name.endswith(suffix):  # ::rnn_forward means the rnn_forward/rnn_backward pair
+                pairs.append((name, name[: -len(suffix)] + back, True))
+    for fwd_name, bwd_name, layer_style in pairs:
+        fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
+        if callable(fwd) and callable(bwd):
+            return fwd, bwd, layer_style
+    if "," not in name and callable(getattr(module, name, None)):
+        return getattr(module, name), None, False  # a loss returning its own gradient: svm_loss -> (loss, dx)
+    offered = sorted(n[: -len("_forward")] for n in dir(module) if n.endswith("_forward")
+                     and callable(getattr(module, n + "", None)))
+    hint = f" (layers there: {', '.join(offered)})" if offered else ""
+    raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp, nor a "
+                      f"function {name} returning (loss, gradient){hint}")
+
+
+_MODULES: dict = {}  # imported user files, by path and version: each is imported (run) once per process
+
+
+def load_module(path: str):
+    """The user's FILE.py, imported once (this runs its code); errors point into the file."""
+    if not os.path.isfile(path):
+        raise PythonError(f"'{path}': no such file")
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key in _MODULES:
+        return _MODULES[key]
+    root, dotted = _package_of(key[0])
+    if root not in sys.path:
+        sys.path.insert(0, root)  # so the file's own `from layers import ...` works, as under pytest
+    try:
+        if dotted:  # a module of a package (cs231n/layer_utils.py's `from .layers import *`): by its dotted name
+            module = importlib.import_module(dotted)
+        else:
+            module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
+    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
+        line, col = user_position(exc, display(path))
+        raise PythonError(f"cannot import {path}: {exception_text(exc)}", line, col) from None
+    _MODULES[key] = module
+    return module
+
+
+def _package_of(path: str) -> tuple:
+    """(the folder to import from, the dotted module name) of a file inside a package (folders with
+    __init__.py), or (its own folder, None) for a plain script."""
+    folder, name = os.path.split(path)
+    parts = [os.path.splitext(name)[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.insert(0, package)
+    return (folder, ".".join(parts)) if len(parts) > 1 else (folder, None)
+
+
+def _rerun(spec, shapes, values, params, settings: Settings) -> str:
+    parts = ["gradcheck", "check-py", spec]
+    parts += [f"--shape={n}={','.join(str(d) for d in s)}" for n, s in shapes.items()]
+    parts += [f"--at={n}={np.asarray(v).tolist()}" for n, v in values.items()]
+    parts += [f"--param={n}={json.dumps(_jsonable(v))}" for n, v in params.items()]
+    if settings.seed:
+        parts.append(f"--seed={settings.seed}")
+    if settings.complex_step:
+        parts.append("--complex-step")
+    if not settings.reference:
+        parts.append("--no-reference")
+    if settings.fast:
+        parts.append("--fast")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,143 @@
+"""The runner over a user's Python forward: Σ upstream ⊙ forward(inputs) as a function of the
+inputs' elements, for the finite-difference engine, batched when the forward takes a leading axis."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..oracles import numeric
+from ..oracles.batches import Probe
+from ..core.meter import PRICES, active, count
+from .pysource import PythonError, exception_text, user_position
+
+
+
+class FunctionRunner:
+    """Σ upstream ⊙ forward(inputs) as a function of the inputs' elements, concatenated.
+
+    `batched`: the forward takes a leading axis of perturbed copies (checked once, on two rows
+    against two single calls); otherwise it is called once per row.
+    """
+
+    def __init__(self, forward, args: list, upstream: np.ndarray, out: np.ndarray, batched: bool | None = None,
+                 path: str | None = None):
+        self.path = path  # the forward's file: an exception it raises at a nudged point is shown at its line
+        self.forward, self.args, self.upstream = forward, args, np.ravel(upstream)
+        sizes = [0] + [a.size for a in args]
+        self.offsets = [sum(sizes[: k + 1]) for k in range(len(sizes))]
+        self.x = np.concatenate([a.ravel() for a in args])
+        self.centre = float(np.sum(out * upstream))
+        self.out_size, self.out_shape, self.calls = 1, out.shape, 0
+        self.sees_branches = False  # the user's code: kinks are told from its slopes alone
+        self.batched = self._batches(out) if batched is None else batched
+
+    def _batches(self, out) -> bool:
+        other = [a + 1e-3 * np.cos(np.arange(a.size) + k).reshape(a.shape) for k, a in enumerate(self.args)]
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                single = np.asarray(self._call(other), dtype=float)
+                both = np.asarray(self._call([np.stack([a, b]) for a, b in zip(self.args, other)]), dtype=float)
+        except Exception:  # noqa: BLE001 - a forward that cannot batch simply raises
+            return False
+        scale = np.abs(out).max() + np.abs(single).max()
+        return (both.shape == (2,) + out.shape and np.allclose(both[0], out, rtol=1e-12, atol=1e-14 * scale)
+                and np.allclose(both[1], single, rtol=1e-12, atol=1e-14 * scale))
+
+    def _call(self, arrays):
+        self.calls += 1
+        if active():
+            count("python")
+            count("element", sum(int(np.size(a)) for a in arrays))
+        try:
+            return self.forward(arrays)
+        except PythonError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+            line, col = user_position(exc, self.path) if self.path else (None, None)
+            raise PythonError(f"the forward raised {exception_text(exc)} at a point within a step of the given one "
+                              "(the differences nudge each input by ~6e-6·max(1, |x|)): it must be defined around the point",
+                              line, col, self.path if line else None) from None
+
+    def width(self, target_id) -> int:
+        return max(int(np.prod(self.out_shape, dtype=np.int64)), self.x.size)
+
+    def work(self, target) -> int:
+        """Four rows per element (or projection), each as wide as the inputs and the output, and a
+        call of its own when the forward takes no batch axis."""
+        rows = 4 * (numeric.PROJECTIONS if target.projections else target.n)
+        return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else PRICES["python"]))
+
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """The forward's whole output (flat) at each row of flat inputs: (rows, outputs)."""
+        parts = [rows[:, lo:hi].reshape((rows.shape[0],) + a.shape)
+                 for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if self.batched:
+                return np.asarray(self._call([np.ascontiguousarray(p) for p in parts]), dtype=float).reshape(rows.shape[0], -1)
+            return np.array([np.ravel(np.asarray(self._call([p[r].copy() for p in parts]), dtype=float))
+                             for r in range(rows.shape[0])])
+
+    def _perturbed(self, probes: list, n_rows: int) -> list:
+        """Each input with a leading axis of rows, the probes' nudges added (each input copied once)."""
+        parts = [np.broadcast_to(a, (n_rows,) + a.shape).copy() for a in self.args]
+        flats = [p.reshape(n_rows, -1) for p in parts]
+        bounds = np.asarray(self.offsets)
+        for p in probes:
+            if p.flat is None:
+                for f, lo, hi in zip(flats, bounds[:-1], bounds[1:]):
+                    f[p.rows] += p.delta[:, lo:hi]
+                continue
+            delta = np.broadcast_to(p.delta, p.flat.shape)
+            if len(flats) == 1:
+                np.add.at(flats[0], (p.rows, p.flat), delta)
+                continue
+            which = np.searchsorted(bounds, p.flat, side="right") - 1
+            for k, f in enumerate(flats):
+                sel = which == k
+                if sel.any():
+                    np.add.at(f, (p.rows[sel], p.flat[sel] - bounds[k]), delta[sel])
+        return parts
+
+    def run(self, probes: list, n_rows: int):
+        rows = self._perturbed(probes, n_rows)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if self.batched:
+                out = np.asarray(self._call(rows), dtype=float).reshape(n_rows, -1)
+            else:  # one call per row: only the weighted sum of each output is kept
+                u = self.upstream
+                return (np.array([[np.dot(np.asarray(self._call([a[r].copy() for a in rows]), dtype=float).ravel(), u)]
+                                  for r in range(n_rows)]), np.zeros(n_rows, dtype=bool))
+        return out @ self.upstream[:, None], np.zeros(n_rows, dtype=bool)
+
+
+class Subset:
+    """Some elements (`index`, flat) of another runner's inputs, the rest held at the point: the
+    elements an exact reference disagrees with, differenced one by one."""
+
+    def __init__(self, runner: FunctionRunner, index: np.ndarray):
+        self.runner, self.index = runner, np.asarray(index, dtype=np.int64)
+        self.x = runner.x[self.index]
+        self.centre, self.sees_branches = runner.centre, runner.sees_branches
+
+    def width(self, target_id) -> int:
+        return self.runner.width(target_id)
+
+    def work(self, target) -> int:
+        per_row = self.runner.work(numeric.Target("one", self.runner.x[:1])) // 4
+        return 4 * (numeric.PROJECTIONS if target.projections else target.n) * per_row
+
+    def run(self, probes: list, n_rows: int):
+        mapped = []
+        for p in probes:
+            if p.flat is None:
+                delta = np.zeros((p.delta.shape[0], self.runner.x.size))
+                delta[:, self.index] = p.delta
+                mapped.append(Probe(p.node, p.rows, None, delta))
+            else:
+                mapped.append(Probe(p.node, p.rows, self.index[p.flat], p.delta))
+        return self.runner.run(mapped, n_rows)

@@ -1,0 +1,193 @@
+"""What the user's Python says about itself: where a function is written, which line assigns the
+gradient it returns, the user's line in a traceback, names and descriptions for messages."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import linecache
+import os
+import textwrap
+import traceback
+
+from ..core.errors import GradcheckError
+
+
+class PythonError(GradcheckError):
+    """The user's Python could not be called as a layer: it raised, or returned the wrong things."""
+
+
+@functools.lru_cache(maxsize=256)
+def takes_keywords(fn, names: tuple) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(n in params for n in names)
+
+
+@functools.lru_cache(maxsize=256)
+def where(fn) -> tuple:
+    try:
+        path = inspect.getsourcefile(fn) or fn.__code__.co_filename
+        return display(path), fn.__code__.co_firstlineno
+    except (TypeError, AttributeError):
+        return qualname(fn), 1
+
+
+def display(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(fn):
+    """(the function's AST, its first line, its indent, the values its last return gives), or None."""
+    try:
+        lines, start = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        indent = len(lines[0]) - len(lines[0].lstrip())
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+    func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))), None)
+    returns = [n for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None] if func else []
+    if not returns:
+        return None
+    ret = returns[-1]
+    values = ret.value.elts if isinstance(ret.value, (ast.Tuple, ast.List)) else [ret.value]
+    return func, start, indent, values
+
+
+@functools.lru_cache(maxsize=256)
+def grad_lines(backward, names: tuple, first: int = 0) -> dict:
+    """Input name -> (line, col) of the last assignment to the name the backward returns for it
+    (`first`: how many returned values come before the gradients, 1 for a loss's `(loss, dx)`)."""
+    parsed = _parsed(backward)
+    if parsed is None:
+        return {}
+    func, start, indent, values = parsed
+    values = values[first:]
+    found = {}
+    for name, value in zip(names, values):
+        where = (start + value.lineno - 1, value.col_offset + indent + 1)
+        if isinstance(value, ast.Name):
+            assigned = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                        and value.id in assigned_names(t)]
+            if assigned:
+                last = max(assigned, key=lambda t: (t.lineno, t.col_offset))
+                where = (start + last.lineno - 1, last.col_offset + indent + 1)
+        found[name] = where
+    return found
+
+
+def shared_line(backward, names: tuple, failing: set, first: int = 0):
+    """(line, col, variable) of the one assignment that every failing gradient is computed from, no
+    passing one is, and that carries `dout` (`dout_t = dout`, its .T forgotten, feeding dx, dgamma and
+    dbeta): the cause they share. None when fewer than two fail or no single assignment fits.
+    Control flow is ignored: every assignment to a name counts (an over-approximation)."""
+    parsed = _parsed(backward)
+    if parsed is None or len(failing) < 2 or isinstance(parsed[0], ast.Lambda):
+        return None
+    func, start, indent, values = parsed
+    args = func.args.args
+    dout = {args[0].arg} if args else set()
+    stmts = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))]
+    reads = [{n.id for n in ast.walk(t.value) if isinstance(n, ast.Name)} if t.value is not None else set()
+             for t in stmts]
+    writers: dict = {}
+    for k, t in enumerate(stmts):
+        for name in assigned_names(t):
+            writers.setdefault(name, []).append(k)
+
+    def deps(read: set) -> set:
+        found, todo = set(), [k for name in read for k in writers.get(name, [])]
+        while todo:
+            k = todo.pop()
+            if k not in found:
+                found.add(k)
+                todo += [j for name in reads[k] for j in writers.get(name, [])]
+        return found
+    per_input = {name: deps({n.id for n in ast.walk(v) if isinstance(n, ast.Name)})
+                 for name, v in zip(names, values[first:])}
+    if not failing <= set(per_input):
+        return None
+    common = set.intersection(*(per_input[n] for n in failing))
+    for name, used in per_input.items():
+        if name not in failing:
+            common -= used
+    carries = [k for k in common if reads[k] & dout or any(reads[j] & dout for j in deps(reads[k]))]
+    if len(carries) != 1:
+        return None
+    t = stmts[carries[0]]
+    return start + t.lineno - 1, t.col_offset + indent + 1, sorted(assigned_names(t))[0]
+
+
+def assigned_names(node) -> set:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = set()
+    for t in targets:
+        for n in ast.walk(t):
+            if isinstance(n, ast.Name):
+                names.add(n.id)
+            elif isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name):
+                names.add(n.value.id)  # dx[...] = ... writes dx
+    return names
+
+
+def user_line(exc: BaseException, path: str) -> int | None:
+    """The innermost line of the traceback that is in the user's file."""
+    return user_position(exc, path)[0]
+
+
+def user_position(exc: BaseException, path: str) -> tuple:
+    """(line, column) of the innermost traceback frame in the user's file, or (None, None): the column
+    of the expression that raised where Python records it (3.11+), else the line's first non-blank
+    character — never column 1 of an indented line."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if display(frame.filename) == path:
+            found = frame
+    if found is None:
+        return None, None
+    text = linecache.getline(found.filename, found.lineno).rstrip("\r\n")
+    colno = getattr(found, "colno", None)
+    if colno is not None and 0 <= colno <= len(text.encode("utf-8")):
+        return found.lineno, len(text.encode("utf-8")[:colno].decode("utf-8", "replace")) + 1
+    return found.lineno, len(text) - len(text.lstrip()) + 1
+
+
+def source_text(path: str) -> str | None:
+    """A Python file's text, to show the line an error is at (None when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except (OSError, ValueError):
+        return None
+
+
+def exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def describe(value) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    return type(value).__name__
+
+
+def qualname(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def base_name(forward) -> str:
+    name = getattr(forward, "__name__", "layer")
+    return name[: -len("_forward")] if name.endswith("_forward") else name
+
+
+def parameter_names(fn) -> list:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
+    except (TypeError, ValueError):
+        return []

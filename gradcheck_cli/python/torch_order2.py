@@ -1,0 +1,87 @@
+"""The double backward of a torch Function (gradgradcheck's job), as one more Python target: the
+first backward, a function of the inputs and of the upstream gradient, differenced by the engine and
+compared with its own backward — autograd through the Function's backward, which is what a second
+derivative (a Hessian-vector product, a gradient penalty) runs. A Function that keeps an
+intermediate on ctx outside `save_for_backward` computes a right first backward and a silently
+wrong double one (pytorch #76185): its rows fail here."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pycheck import Layer, check_python
+from .pysource import qualname, where
+from ..core.report import CheckReport
+from ..core.settings import Settings
+
+UPSTREAM = "grad_out"  # the name the upstream gradient's row gets
+
+
+class _FirstBackward:
+    """(inputs, upstream) -> the first backward's gradients (flat), and its backward by autograd."""
+
+    def __init__(self, apply, args: list, diff: list):
+        self.apply, self.args, self.diff = apply, args, diff
+        with torch.no_grad():
+            outs = self._outs(self._with([args[i].detach().to(torch.float64) for i in diff])[0])
+        self.out_shapes = [tuple(o.shape) for o in outs]
+
+    def _outs(self, args):
+        result = self.apply(*args)
+        outs = list(result) if isinstance(result, (tuple, list)) else [result]
+        return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+
+    def _with(self, values):
+        args, made = list(self.args), []
+        for i, v in zip(self.diff, values):
+            t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v, dtype=torch.float64)
+            args[i] = t.detach().clone().requires_grad_(True)
+            made.append(args[i])
+        return args, made
+
+    def _first(self, arrays, create_graph: bool):
+        n = len(self.diff)
+        args, made = self._with(arrays[:n])
+        ups = [torch.as_tensor(np.asarray(u), dtype=torch.float64).reshape(s).requires_grad_(create_graph)
+               for u, s in zip(self._split(arrays[n]), self.out_shapes)]
+        grads = torch.autograd.grad(self._outs(args), made, grad_outputs=ups, create_graph=create_graph,
+                                    allow_unused=True)
+        grads = [torch.zeros_like(m) if g is None else g for g, m in zip(grads, made)]
+        return made, ups, grads
+
+    def _split(self, flat):
+        cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in self.out_shapes])[:-1]
+        return np.split(np.ravel(flat), cuts)
+
+    def forward(self, arrays):
+        _, _, grads = self._first(arrays, create_graph=False)
+        return np.concatenate([g.detach().numpy().ravel() for g in grads])
+
+    def backward(self, dout, arrays):
+        made, ups, grads = self._first(arrays, create_graph=True)
+        cuts = np.cumsum([g.numel() for g in grads])[:-1]
+        ws = [torch.as_tensor(w.reshape(tuple(g.shape)), dtype=torch.float64) for w, g in zip(np.split(np.ravel(dout), cuts), grads)]
+        wanted = [(g, w) for g, w in zip(grads, ws) if g.requires_grad]
+        if not wanted:
+            return [np.zeros(m.shape) for m in made] + [np.zeros(sum(int(np.prod(s)) for s in self.out_shapes))]
+        second = torch.autograd.grad([g for g, _ in wanted], made + ups, grad_outputs=[w for _, w in wanted],
+                                     allow_unused=True)
+        return [np.zeros(tuple(t.shape)) if g is None else g.detach().numpy() for g, t in zip(second, made)] + \
+            [np.concatenate([(np.zeros(tuple(t.shape)) if g is None else g.detach().numpy()).ravel()
+                             for g, t in zip(second[len(made):], ups)])]
+
+
+def check_double(fn, apply, args: list, diff: list, names: list, name: str | None, settings: Settings) -> CheckReport:
+    """The report of the double backward of `fn` (called as `apply`): a row per input, and one for
+    the upstream gradient."""
+    first = _FirstBackward(apply, args, diff)
+    code = getattr(fn, "backward", fn)
+    path, line = where(code)
+    inputs = {names[i]: args[i].detach().to(torch.float64).numpy() for i in diff}
+    rng = np.random.default_rng(settings.seed + 31)
+    inputs[UPSTREAM] = rng.standard_normal(sum(int(np.prod(s, dtype=np.int64)) for s in first.out_shapes))
+    layer = Layer((name or qualname(fn)) + " (double backward)", first.forward, first.backward, list(inputs), path,
+                  line, where(getattr(fn, "forward", fn)), {}, backward_name=qualname(code), code=code)
+    layer.output = "the first backward"
+    return check_python(layer, inputs, settings)

@@ -1,0 +1,189 @@
+"""A teacher's exercise for `gradcheck grade`: what the student writes and the points for each part.
+
+A `.grad` exercise is the teacher's solution: its `gate`s with d lines, and `# points:` lines naming
+the d lines a student writes (`dW=2 dx=2 db=1`, or `affine.dW=2` when several gates have a `W`).
+A Python exercise is a module with `NAME_forward`/`NAME_backward` pairs (the teacher's, right),
+`# points: affine.dx=2 affine.dw=2 affine.db=1` and `# shapes: affine x=4,2,3 w=6,5 b=5` lines (or
+`# inputs: affine x=[[1, 2], [2, 1]]` values, fixed). Points may also come from `points.toml`
+beside the exercise (`[points]`, the same names). Every mistake is a positioned error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..language import nodes as N
+from ..core.errors import GradcheckError
+from ..checking.files import read_source
+from ..language.syntax import parse
+
+POINTS = re.compile(r"^\s*#\s*points\s*:(.*)$")
+SHAPES = re.compile(r"^\s*#\s*(shapes|inputs)\s*:\s*(\w+)\s+(.*)$")
+MAX_PARTS = 100  # parts one exercise may name (each is graded at every point)
+
+
+@dataclass
+class Part:
+    """One thing the student writes: `what` (`dW`, `affine.db`), its gate or pair, its input, its points."""
+    what: str
+    owner: str      # the gate (a .grad exercise) or the pair's NAME (a Python one)
+    input: str      # the parameter or input whose gradient it is
+    points: float
+    line: int = 0   # where the exercise names it
+
+
+@dataclass
+class Exercise:
+    path: str
+    kind: str                                  # "grad" or "python"
+    text: str
+    parts: list = field(default_factory=list)
+    shapes: dict = field(default_factory=dict)  # pair -> {input: shape tuple} (Python)
+    values: dict = field(default_factory=dict)  # pair -> {input: value text} (Python, fixed values)
+
+    @property
+    def total(self) -> float:
+        return sum(p.points for p in self.parts)
+
+
+def load_exercise(path: str) -> Exercise:
+    """The exercise at `path` (`.grad` or `.py`), its parts and points; a GradcheckError (with the
+    exercise's line) when it names nothing, or names what it does not have."""
+    text = read_source(path)
+    kind = "python" if str(path).endswith(".py") else "grad"
+    ex = Exercise(str(path), kind, text)
+    named = _points(text, Path(path))
+    if not named:
+        raise GradcheckError("the exercise names no parts: add a line like `# points: dW=2 dx=2 db=1` "
+                             "(or a points.toml beside it)", 1, 1)
+    if len(named) > MAX_PARTS:
+        raise GradcheckError(f"the exercise names {len(named)} parts (at most {MAX_PARTS})", named[MAX_PARTS][2], 1)
+    if kind == "grad":
+        ex.parts = _grad_parts(text, named)
+    else:
+        ex.parts = [_python_part(what, pts, line) for what, pts, line in named]
+        for number, line in enumerate(text.splitlines(), 1):
+            m = SHAPES.match(line)
+            if m:
+                _inputs(ex, m, number)
+        for p in ex.parts:
+            if p.owner not in ex.shapes and p.owner not in ex.values:
+                raise GradcheckError(f"part '{p.what}': give its inputs with `# shapes: {p.owner} x=4,5 ...`", p.line, 1)
+    return ex
+
+
+def _points(text: str, path: Path) -> list:
+    """[(name, points, line)] from the `# points:` lines, or from points.toml beside the exercise."""
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        m = POINTS.match(line)
+        if not m:
+            continue
+        for item in m.group(1).split():
+            name, eq, value = item.partition("=")
+            try:
+                pts = float(value)
+            except ValueError:
+                pts = -1.0
+            if not eq or not name or not pts >= 0 or pts > 1e6:
+                raise GradcheckError(f"`# points:` takes NAME=POINTS (a number ≥ 0), not {item!r}", number,
+                                     line.index(item) + 1)
+            found.append((name, pts, number))
+    toml = path.with_name("points.toml")
+    if not found and toml.is_file():
+        found = _toml_points(toml)
+    return found
+
+
+def _toml_points(toml: Path) -> list:
+    import tomllib  # only when a points.toml is there
+    try:
+        table = tomllib.loads(toml.read_text(encoding="utf-8")).get("points", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as err:
+        raise GradcheckError(f"{toml}: {err}", 1, 1) from None
+    bad = [k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+    if bad:
+        raise GradcheckError(f"{toml}: [points] {bad[0]} must be a number ≥ 0", 1, 1)
+    return [(k, float(v), 0) for k, v in table.items()]
+
+
+def _grad_parts(text: str, named: list) -> list:
+    gates = {s.name: s for s in parse(text).statements if isinstance(s, N.GateDef)}
+    parts = []
+    for what, pts, line in named:
+        owner, _, d = what.rpartition(".")
+        if not d.startswith("d") or len(d) < 2:
+            raise GradcheckError(f"part '{what}': name a d line (`dW`, or `affine.dW`)", line, 1)
+        param = d[1:]
+        having = [g for g in gates.values() if param in g.params and (not owner or g.name == owner)]
+        if not having:
+            raise GradcheckError(f"part '{what}': no gate of the exercise has a parameter '{param}'"
+                                 + (f" (gate '{owner}')" if owner else ""), line, 1)
+        if len(having) > 1:
+            raise GradcheckError(f"part '{what}': gates {', '.join(g.name for g in having)} all have '{param}': "
+                                 f"write {having[0].name}.{d}", line, 1)
+        gate = having[0]
+        if not any(s.name == d for s in gate.body):
+            raise GradcheckError(f"part '{what}': gate '{gate.name}' has no line `{d} = ...` (the solution writes it)",
+                                 gate.pos.line, gate.pos.col)
+        parts.append(Part(what, gate.name, param, pts, line))
+    return parts
+
+
+def _python_part(what: str, pts: float, line: int) -> Part:
+    owner, _, d = what.partition(".")
+    if not owner or not d.startswith("d") or len(d) < 2:
+        raise GradcheckError(f"part '{what}': name a pair and a gradient (`affine.dx`)", line, 1)
+    return Part(what, owner, d[1:], pts, line)
+
+
+def _inputs(ex: Exercise, m, number: int) -> None:
+    kind, pair, rest = m.group(1), m.group(2), m.group(3)
+    into = ex.shapes if kind == "shapes" else ex.values
+    for item in re.findall(r"(\w+)=(\[[^=]*\]|[^\s]+)", rest):
+        name, value = item
+        if kind == "shapes":
+            try:
+                shape = tuple(int(s) for s in value.split(","))
+            except ValueError:
+                shape = ()
+            if not shape or any(s <= 0 or s > 10_000 for s in shape) or len(shape) > 8:
+                raise GradcheckError(f"`# shapes:` {name}={value}: a shape is sizes like 4,5 (each 1 to 10,000)",
+                                     number, 1)
+            into.setdefault(pair, {})[name] = shape
+        else:
+            into.setdefault(pair, {})[name] = value
+
+
+def splice(exercise: Exercise, submission_text: str) -> str:
+    """The exercise with the student's d lines in place of the solution's, for the parts' gates: each
+    gate keeps the exercise's header (its forward: the student cannot change what is differentiated)
+    and takes the submission's indented lines. Raises GradcheckError (the submission's line) when
+    the submission does not parse or lacks a gate."""
+    theirs = {s.name: s for s in parse(submission_text).statements if isinstance(s, N.GateDef)}
+    ours = {s.name: s for s in parse(exercise.text).statements if isinstance(s, N.GateDef)}
+    lines = exercise.text.splitlines()
+    sub_lines = submission_text.splitlines()
+    replaced = []
+    for name in dict.fromkeys(p.owner for p in exercise.parts):
+        if name not in theirs:
+            raise GradcheckError(f"the submission has no `gate {name}(...)`: the exercise's parts are its d lines", 1, 1)
+        start, end = _block(lines, ours[name].pos.line)
+        s_start, s_end = _block(sub_lines, theirs[name].pos.line)
+        replaced.append((start, end, [lines[start]] + sub_lines[s_start + 1: s_end]))
+    for start, end, block in sorted(replaced, reverse=True):
+        lines[start:end] = block
+    return "\n".join(lines) + "\n"
+
+
+def _block(lines: list, first: int) -> tuple:
+    """(start, end) indices of the gate whose header is line `first` (1-based) and its indented lines."""
+    start = end = first - 1
+    end += 1
+    while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return start, end
