@@ -111,13 +111,7 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
     exact = np.asarray(num.exact, dtype=bool)  # elements from the complex step (all, or those off a kink)
     if exact.any():  # the complex step: its tolerance is rounding, not a step's truncation
         rtol, atol = np.where(exact, min(rtol, EXACT_RTOL), rtol), np.where(exact, max(atol, EXACT_ATOL), atol)
-    if projection:
-        a, b, est, trunc, z, sv, m, kink = _projected(bp, noise, num, sym, mag)
-        at = np.zeros_like(kink)
-    else:
-        a, b, est, trunc, z, sv, m = bp, num.value, num.estimate, num.truncation, noise, sym, mag
-        kink = np.broadcast_to(num.kink[None, :], a.shape)
-        at = np.broadcast_to(num.at_kink[None, :], a.shape)
+    a, b, est, trunc, z, sv, m, kink, at = _aligned(bp, noise, num, sym, mag, projection)
     with np.errstate(all="ignore"):
         finite = np.isfinite(b)
         s = np.maximum(np.abs(a), np.where(finite, np.abs(b), 0.0))
@@ -133,16 +127,12 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         unreliable = ~finite | (trunc > UNRELIABLE * np.maximum(s, row_scale))
         agree = ~unreliable & (diff <= tol) & (SAFETY * est <= tol)
         disagree = ~unreliable & (diff > np.maximum(tol, SAFETY * est))
-        sym_ok = None
-        if sv is not None:
-            sym_tol = np.maximum.reduce([np.full_like(a, atol), SYMBOLIC_RTOL * np.maximum(np.abs(a), np.abs(sv)),
-                                         NOISE * z, SYM_ROUNDING * EPS * (m if m is not None else 0 * a)])
-            sym_diff = np.abs(a - sv)
-            sym_ok = sym_diff <= sym_tol
+        sym = _against_sympy(a, sv, m, z, atol, row_scale) if sv is not None else None
+        sym_ok = sym.ok if sym is not None else None
         within, resolved = _between_slopes(a, tol, at, num, projection)
         group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else _groups(a, tol, est, num)
         on_kink = at & within & group_ok
-        if sv is not None:
+        if sym is not None:
             defensible = sym_ok | on_kink
             # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
             confirmed = ~disagree & ~unreliable
@@ -156,29 +146,54 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
         # No gradient exists to check where backprop's is infinite or nan (sqrt at 0): never a pass,
         # so a CI job cannot go green on a point where nothing was verified.
         codes = np.where(np.isfinite(a), codes, 3)
-        excess = _ratio(diff, tol)
         # The rounding of each comparison: what another CPU or BLAS kernel may change in |a − b| (the
         # difference's own rounding, backprop's measured noise, float64 at the elements' scale).
         rounding = rounding_level(a, b, z, est, trunc)
-        slack = _ratio(rounding, tol)
-        if sv is not None:
-            excess = np.maximum(excess, _ratio(sym_diff, sym_tol))
-            sym_rounding = np.maximum(NOISE * z, SYM_ROUNDING * EPS * np.maximum(
-                np.maximum(np.abs(a), np.abs(sv)), m if m is not None else 0.0))
-            slack = np.maximum(slack, _ratio(sym_rounding, sym_tol))
-        num_rel = diff / np.where(n > 0, n, 1.0)
-        tol_rel = tol / np.where(n > 0, n, 1.0)
-        num_round = rounding / np.where(n > 0, n, 1.0)
-        sym_rel = sym_round = None
-        if sv is not None:
-            sym_scale = np.maximum(np.maximum(np.abs(a), np.abs(sv)), ROW_FLOOR * row_scale)
-            sym_rel = rel_error(a, sv, ROW_FLOOR * row_scale)
-            sym_round = sym_rounding / np.where(sym_scale > 0, sym_scale, 1.0)
+        excess, slack = _ratio(diff, tol), _ratio(rounding, tol)
+        if sym is not None:
+            excess, slack = np.maximum(excess, sym.excess), np.maximum(slack, sym.slack)
+        per_n = np.where(n > 0, n, 1.0)
+        num_rel, tol_rel, num_round = diff / per_n, tol / per_n, rounding / per_n
     context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok,
                    near=resolved, fine=diff <= DEFAULT_RTOL * n,  # an error finite differences cannot see
                    exact=np.broadcast_to(exact, np.shape(a)))
-    return Evidence(codes, excess, num_rel, tol_rel, sym_rel, context, a, num, sv is not None, group_detail, z, atol,
-                    slack=slack, num_round=num_round, sym_round=sym_round)
+    return Evidence(codes, excess, num_rel, tol_rel, sym.rel if sym is not None else None, context, a, num,
+                    sym is not None, group_detail, z, atol, slack=slack, num_round=num_round,
+                    sym_round=sym.round_rel if sym is not None else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SymPySide:
+    """Backprop against SymPy's exact values, per element."""
+    ok: np.ndarray          # within the symbolic tolerance
+    excess: np.ndarray      # |a − s| / that tolerance
+    slack: np.ndarray       # how far `excess` may move by rounding alone
+    rel: np.ndarray         # the shown relative error
+    round_rel: np.ndarray   # its rounding level, relative as it is
+
+
+def _against_sympy(a, sv, m, z, atol, row_scale) -> _SymPySide:
+    with np.errstate(all="ignore"):
+        magnitude = m if m is not None else 0.0 * a
+        tol = np.maximum.reduce([np.full_like(a, atol), SYMBOLIC_RTOL * np.maximum(np.abs(a), np.abs(sv)),
+                                 NOISE * z, SYM_ROUNDING * EPS * magnitude])
+        diff = np.abs(a - sv)
+        rounding = np.maximum(NOISE * z, SYM_ROUNDING * EPS * np.maximum(np.maximum(np.abs(a), np.abs(sv)), magnitude))
+        scale = np.maximum(np.maximum(np.abs(a), np.abs(sv)), ROW_FLOOR * row_scale)
+        return _SymPySide(ok=diff <= tol, excess=_ratio(diff, tol), slack=_ratio(rounding, tol),
+                          rel=rel_error(a, sv, ROW_FLOOR * row_scale),
+                          round_rel=rounding / np.where(scale > 0, scale, 1.0))
+
+
+def _aligned(bp, noise, num, sym, mag, projection: bool) -> tuple:
+    """(a, b, estimate, truncation, noise, SymPy, magnitude, kink, on the kink) in the space the row is
+    compared in: the elements, or the random directions of a projection."""
+    if projection:
+        a, b, est, trunc, z, sv, m, kink = _projected(bp, noise, num, sym, mag)
+        return a, b, est, trunc, z, sv, m, kink, np.zeros_like(kink)
+    kink = np.broadcast_to(num.kink[None, :], bp.shape)
+    at = np.broadcast_to(num.at_kink[None, :], bp.shape)
+    return bp, num.value, num.estimate, num.truncation, noise, sym, mag, kink, at
 
 
 def rounding_level(a, b, z, est, trunc) -> np.ndarray:

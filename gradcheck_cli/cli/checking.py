@@ -193,7 +193,7 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
     """
     from ..core.config import load
     from ..core.errors import GradcheckError
-    from ..python.pymodule import check_spec, collect, torch_function, used_params
+    from ..python.pymodule import collect, used_params
     from ..python.pysource import source_text
     from ..core.report import CheckReport, RunReport
 
@@ -223,16 +223,24 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
         for spec in specs:
             try:
                 chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
-                if torch_function(spec) is not None:  # a torch.autograd.Function: the torch bridge (imports torch)
-                    from ..python.torch import check_spec as check_torch
-                    results.append(check_torch(spec, torch_function(spec), *chosen, settings, order))
-                else:
-                    if order != 1:
-                        raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
-                    results.append(check_spec(spec, *chosen, settings))
+                results.append(_check_spec(spec, chosen, settings, order))
             except GradcheckError as err:
                 failed(spec, err)
     if not results:
         _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
     run = RunReport(results, skipped=skipped, noun="layer")
     _finish(run, settings.format, output, expand, quiet=quiet, color=color, exit_zero=exit_zero)
+
+
+def _check_spec(spec: str, chosen: tuple, settings, order: int):
+    """One FILE.py::NAME checked: a torch.autograd.Function by the torch bridge (which imports torch),
+    anything else as a Python layer (first order only)."""
+    from ..core.errors import GradcheckError
+    from ..python.pymodule import check_spec, torch_function
+    function = torch_function(spec)
+    if function is not None:
+        from ..python.torch import check_spec as check_torch
+        return check_torch(spec, function, *chosen, settings, order)
+    if order != 1:
+        raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
+    return check_spec(spec, *chosen, settings)

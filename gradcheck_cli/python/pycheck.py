@@ -8,46 +8,25 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from ..oracles import complexstep, numeric
 from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
-from ..core.limits import MAX_ELEMENTS, MAX_WORK, size_error
-from ..core.meter import active, count
-from .pyrunner import FunctionRunner, Subset
-from .pysource import (PythonError, base_name, describe, exception_text, grad_lines, qualname, shared_line,
-                       source_text, takes_keywords, user_position, where)
+from ..core.limits import MAX_WORK, size_error
+from .pyrunner import FunctionRunner
+from .reference import _by_differences, _by_reference, _differences, _reference
+from .usercode import Layer, _array, _at, _backward, _deterministic, _gradients, _output, node_line
+from .pysource import (PythonError, base_name, describe, grad_lines, qualname, shared_line,
+                       source_text, takes_keywords, where)
 from ..core.report import CheckReport, GateRow, NodeRow
 from ..core.settings import Settings
 from ..gates.tensors import fmt_note
-from ..core.tolerances import ROW_FLOOR
 
 POLICY = pipeline.POLICIES["python"]
 LOOP_BUDGET = 64        # elements per input differenced one by one when the forward is called row by row
-
-
-@dataclass
-class Layer:
-    """A forward and its backward, as plain calls on a list of input arrays."""
-    name: str
-    forward: object        # list of arrays -> output array
-    backward: object       # (dout, list of arrays) -> list of gradients, one per input
-    names: list            # the inputs' names
-    path: str              # the backward's file (the rows' lines are in it), or a description
-    line: int              # the backward's first line
-    forward_at: tuple      # the forward's (file, first line): its errors are there
-    grad_lines: dict       # input name -> (line, col) where its gradient is last assigned in the backward
-    batched: bool | None = None  # does the forward take a leading axis of copies? (found on first use)
-    backward_name: str = "backward"  # the backward's name, as its own checks are labelled
-    code: object = None    # the user's function that computes the gradients (its source is read)
-    first: int = 0         # how many of its returned values come before the gradients (a loss: 1)
-    output: str = "out"    # what the report calls the output
-    work: object = None    # the check's predicted cost (cost.Cost), once its first point is known
-    reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -240,113 +219,6 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     return out, rows
 
 
-def _differences(runner: FunctionRunner, bp: np.ndarray, ref, settings: Settings, budget: int, rng, rerun, explain):
-    """(the comparison, ByReference or None, why the reference was dropped or None). All inputs are one
-    target, as for a gate alone: random projections cover every input at once, and only a failure (or
-    a small layer) is differenced element by element, to name the element; with an exact reference,
-    every element is compared with it and only where they disagree are the elements differenced."""
-    def compare(projections: bool, policy=POLICY):
-        return pipeline.compare(runner, numeric.Target("inputs", runner.x.copy(), projections=projections),
-                                bp[None, :], settings, policy, rerun=rerun, explain=explain, seed=rng)
-    if ref is not None:
-        compared = compare(True, replace(POLICY, recheck_work=0))
-        by_ref = _against_reference(runner, bp, ref, compared, settings, rng, rerun, budget)
-        if isinstance(by_ref, ByReference):
-            return compared, by_ref, None
-        return compare(runner.x.size > budget), None, by_ref
-    return compare(runner.x.size > budget), None, None
-
-
-def _reference(layer: Layer, u: np.ndarray, args: list) -> np.ndarray | None:
-    """The reference's gradients, flat, or None where it has none (the forward is not autodiff code)."""
-    if active():
-        count("python", 2)
-        count("element", 2 * (u.size + sum(a.size for a in args)))
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            grads = layer.reference(u.copy(), [a.copy() for a in args])
-    except Exception:  # noqa: BLE001 - no reference: the differences alone judge, as for any layer
-        return None
-    if grads is None or any(g is None or np.shape(g) != a.shape for g, a in zip(grads, args)):
-        return None
-    flat = np.concatenate([np.ravel(np.asarray(g, dtype=float)) for g in grads])
-    return flat if np.all(np.isfinite(flat)) else None
-
-
-@dataclass
-class ByReference:
-    """Backprop against an exact reference: the elements where they disagree (`index`, flat), the
-    differences' evidence on those alone, and how many more disagree than were differenced."""
-    index: np.ndarray
-    evidence: verdict.Evidence | None
-    left: int
-    projections: int
-
-
-def _against_reference(runner: FunctionRunner, bp: np.ndarray, ref: np.ndarray, compared, settings: Settings,
-                       rng, rerun, cap: int) -> ByReference | str:
-    """Every element of backprop against the reference, and the elements where they disagree
-    differenced one by one (at most `cap`, the worst first); or, when the reference itself fails a
-    random projection, why it is not used."""
-    num = compared.num
-    own = verdict.evidence(ref[None, :], num, None, None, None, settings.rtol, settings.atol)
-    if int(own.codes.max(initial=0)) == pipeline.FAIL:
-        return ("autodiff through the forward disagrees with the finite differences along a random direction (a kink "
-                "in the way, or a detach, .data, in-place or non-differentiable op in the forward): each element "
-                "differenced instead")
-    with np.errstate(all="ignore"):
-        scale = max(float(np.max(np.abs(ref), initial=0.0)), float(np.max(np.abs(bp), initial=0.0)))
-        tol = np.maximum(settings.atol, settings.rtol * np.maximum.reduce(
-            [np.abs(bp), np.abs(ref), np.full(bp.shape, ROW_FLOOR * scale)]))
-        excess = np.where(np.isfinite(bp), np.abs(bp - ref) / np.where(tol > 0, tol, 1e-300), np.inf)
-    off = np.flatnonzero(excess > 1.0)
-    left = max(0, off.size - cap)
-    if left:
-        off = np.sort(off[np.argsort(-excess[off], kind="stable")[:cap]])
-    if not off.size:
-        return ByReference(off, None, 0, num.projected.shape[0])
-    sub = Subset(runner, off)
-
-    def rerun_sub(delta):
-        moved = rerun(delta)
-        return None if moved is None else moved[:, off]
-    found = pipeline.compare(sub, numeric.Target("inputs", sub.x.copy()), bp[None, off], settings,
-                             replace(POLICY, recheck_work=0), rerun=rerun_sub, seed=rng)
-    return ByReference(off, found.evidence, left, num.projected.shape[0])
-
-
-def _by_differences(ev: verdict.Evidence, whole: verdict.Judgement, num, lo: int, hi: int, shape: tuple):
-    """One input's (Judgement, worst element, differences, evidence for its kink note) from the differences:
-    its own elements when they were differenced one by one, else the projections of every input at once."""
-    if num.method == "projection":
-        return whole, None, None, None
-    j = verdict.summarize(ev, np.arange(lo, hi))
-    worst = tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, shape)) if len(shape) else None
-    return j, worst, num.value[0, lo:hi].reshape(shape), ev
-
-
-def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: int, shape: tuple):
-    """One input's (Judgement, worst element, method, evidence) from the reference and the differences
-    at its elements that disagree with it: those decide; the others agree with an exact derivative."""
-    cols = np.flatnonzero((by_ref.index >= lo) & (by_ref.index < hi))
-    method = (f"every element against autodiff through the forward; differences along {by_ref.projections} "
-              "random directions" + (f" and at the {cols.size:,} element{'s' if cols.size > 1 else ''} where they disagree"
-                                       if cols.size else ""))
-    if not cols.size:
-        j = (replace(whole, note=None) if whole.status == "pass" else
-             verdict.Judgement("pass", None, 0.0, None, 0.0, (0, 0), np.zeros((1, 0))))
-        return j, None, method, None
-    j = verdict.summarize(by_ref.evidence, cols)
-    flat = int(by_ref.index[j.worst[1]]) - lo
-    worst = tuple(int(i) for i in np.unravel_index(flat, shape)) if len(shape) else None
-    if by_ref.left and j.status == "pass":
-        j = verdict.Judgement("warn", f"{by_ref.left:,} more elements disagree with autodiff through the forward than "
-                              "were differenced (past the element budget; --budget raises it)", j.numeric_error,
-                              None, j.tolerance, j.worst, j.codes, j.numeric_rounding)
-    return j, worst, method, by_ref.evidence
-
-
 def _complex_step(layer: Layer, args: list, u: np.ndarray, runner: FunctionRunner, num, bp: np.ndarray, rerun) -> dict:
     """Per input, (a status that overrides the row's, or None; a note) from the complex step: a
     backward wrong by less than any finite difference resolves fails here; code that is not
@@ -375,31 +247,6 @@ def _complex_step(layer: Layer, args: list, u: np.ndarray, runner: FunctionRunne
     return out
 
 
-def _deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
-    """A forward that answers twice differently at one point (dropout drawing a new mask) has no
-    gradient to check: an input error, never a gradient verdict."""
-    again = _output(layer, args)
-    scale = max(float(np.max(np.abs(out))), 1e-300)
-    if again.shape != out.shape or float(np.max(np.abs(again - out))) > 1e-12 * scale:
-        raise PythonError("the forward is not deterministic: called twice at the same point it gave different "
-                          "outputs (a random mask drawn anew?), so no gradient can be checked; seed it "
-                          "(CS231n: --param dropout_param='{\"mode\": \"train\", \"p\": 0.5, \"seed\": 0}')")
-
-
-def _output(layer: Layer, args: list) -> np.ndarray:
-    out = _call(layer.forward_at[0], "forward", lambda: layer.forward([a.copy() for a in args]))
-    if out is None:
-        raise PythonError("the forward returned None as its output: is it written yet?")
-    try:
-        out = np.asarray(out, dtype=float)
-    except (TypeError, ValueError):
-        raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}") from None
-    if out.size == 0 or not np.all(np.isfinite(out)):
-        raise PythonError("the forward's output is empty" if out.size == 0 else
-                          "the forward's output is not finite (nan or inf) at this point")
-    return out
-
-
 def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int, reference: bool) -> cost.Cost:
     """The check's predicted work (cost.python_layer), refused past MAX_WORK before the differences."""
     whole = runner.work(numeric.Target("inputs", runner.x, projections=False))
@@ -413,52 +260,6 @@ def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int,
                                      predicted.total, MAX_WORK, "work units", "MAX_WORK")
                           + "; check it on smaller inputs")
     return predicted
-
-
-def _backward(layer: Layer, u: np.ndarray, args: list):
-    """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
-    to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
-    exception fails every input at the line that raised."""
-    if active():
-        count("python")
-        count("element", u.size + sum(a.size for a in args))
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            grads = layer.backward(u.copy(), [a.copy() for a in args])
-    except PythonError as err:
-        return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
-    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        line, col = user_position(exc, layer.path)
-        why = (f"the backward raised {exception_text(exc)}", (line, col) if line else None)
-        return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
-    failures = {}
-    for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
-        if g is None:
-            failures[name] = (f"the backward returned None for {name}, which is differentiable", None)
-            grads[k] = np.full(a.shape, np.nan)
-        elif g.shape != a.shape:
-            failures[name] = (f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}", None)
-            grads[k] = np.full(a.shape, np.nan)
-    return grads, failures
-
-
-def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
-    """Every input moved by ~10% (less where the forward is not defined that far); the forward's
-    error at the smallest move when it is defined at none. Returns (inputs, output)."""
-    draws = [rng.standard_normal(a.shape) for a in args]
-    errors: list = []
-
-    def evaluate(moved):
-        try:
-            return _output(layer, moved)
-        except PythonError as err:
-            errors.append(err)
-            return None
-    found = pipeline.second_point(args, draws, evaluate, POLICY)
-    if found is None:
-        raise errors[-1]
-    return found
 
 
 def _kink_note(ev: verdict.Evidence, w: tuple) -> str:
@@ -489,11 +290,6 @@ def _shared_cause(layer: Layer, rows: list) -> None:
             node.note = gate.note = f"{node.note}; {why}"
 
 
-def node_line(layer: Layer, name: str) -> tuple:
-    """Where the backward last assigns the gradient it returns for this input."""
-    return layer.grad_lines.get(name, (layer.line, 1))
-
-
 def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None,
           method=None):
     line, col = culprit or node_line(layer, name)
@@ -511,55 +307,23 @@ def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status,
 
 # --- the user's functions --------------------------------------------------------------------------
 
-def _call(path: str, what: str, thunk):
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            return thunk()
-    except PythonError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        line, col = user_position(exc, path)
-        raise PythonError(f"the {what} raised {exception_text(exc)}", line, col,
-                          path if line else None) from None
-
-
-def _gradients(result, names: list, backward) -> list:
-    """The backward's result as one float array per input."""
-    if isinstance(result, dict):
-        missing = [n for n in names if n not in result and f"d{n}" not in result]
-        if missing:
-            raise PythonError(f"{qualname(backward)} returned no gradient for {', '.join(missing)}")
-        result = [result[n] if n in result else result[f"d{n}"] for n in names]
-    elif len(names) == 1 and not isinstance(result, (tuple, list)):
-        result = [result]
-    if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        raise PythonError(f"{qualname(backward)} must return {len(names)} gradient(s) "
-                          f"(d{', d'.join(names)}), not {describe(result)}")
-    try:
-        return [None if g is None else np.asarray(g, dtype=float) for g in result]  # None: said per input
-    except (TypeError, ValueError):
-        raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
-
-
-def _array(layer: Layer, name: str, value) -> np.ndarray:
-    try:
-        a = np.array(value, dtype=float)
-    except (TypeError, ValueError):
-        raise PythonError(f"input '{name}' must be an array of numbers, not {describe(value)}") from None
-    if a.size > MAX_ELEMENTS:
-        raise PythonError(size_error(f"input '{name}'", a.size, MAX_ELEMENTS, name="MAX_ELEMENTS"))
-    if a.size == 0 or not np.all(np.isfinite(a)):
-        raise PythonError(f"input '{name}' must be a non-empty array of finite numbers")
-    return a
-
-
-def _at(err: GradcheckError, layer: Layer) -> GradcheckError:
-    """An error about the layer as a whole: at the forward's first line."""
-    err.source, err.line, err.col = layer.forward_at[0], layer.forward_at[1], 1
-    return err
-
 
 # --- targets named on the command line: FILE.py::NAME ----------------------------------------------
 
 
+def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
+    """Every input moved by ~10% (less where the forward is not defined that far); the forward's
+    error at the smallest move when it is defined at none. Returns (inputs, output)."""
+    draws = [rng.standard_normal(a.shape) for a in args]
+    errors: list = []
+
+    def evaluate(moved):
+        try:
+            return _output(layer, moved)
+        except PythonError as err:
+            errors.append(err)
+            return None
+    found = pipeline.second_point(args, draws, evaluate, POLICY)
+    if found is None:
+        raise errors[-1]
+    return found

@@ -1,0 +1,142 @@
+"""The user's code as plain calls, and what crosses back from it validated: a layer's forward and
+backward on lists of arrays, its output and gradients checked for type, shape and finiteness, its
+errors placed at the user's line, and the second, random point."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import GradcheckError
+from ..core.limits import MAX_ELEMENTS, size_error
+from ..core.meter import active, count
+from .pysource import (PythonError, describe, exception_text, qualname, user_position)
+
+
+@dataclass
+class Layer:
+    """A forward and its backward, as plain calls on a list of input arrays."""
+    name: str
+    forward: object        # list of arrays -> output array
+    backward: object       # (dout, list of arrays) -> list of gradients, one per input
+    names: list            # the inputs' names
+    path: str              # the backward's file (the rows' lines are in it), or a description
+    line: int              # the backward's first line
+    forward_at: tuple      # the forward's (file, first line): its errors are there
+    grad_lines: dict       # input name -> (line, col) where its gradient is last assigned in the backward
+    batched: bool | None = None  # does the forward take a leading axis of copies? (found on first use)
+    backward_name: str = "backward"  # the backward's name, as its own checks are labelled
+    code: object = None    # the user's function that computes the gradients (its source is read)
+    first: int = 0         # how many of its returned values come before the gradients (a loss: 1)
+    output: str = "out"    # what the report calls the output
+    work: object = None    # the check's predicted cost (cost.Cost), once its first point is known
+    reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
+
+
+def _deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
+    """A forward that answers twice differently at one point (dropout drawing a new mask) has no
+    gradient to check: an input error, never a gradient verdict."""
+    again = _output(layer, args)
+    scale = max(float(np.max(np.abs(out))), 1e-300)
+    if again.shape != out.shape or float(np.max(np.abs(again - out))) > 1e-12 * scale:
+        raise PythonError("the forward is not deterministic: called twice at the same point it gave different "
+                          "outputs (a random mask drawn anew?), so no gradient can be checked; seed it "
+                          "(CS231n: --param dropout_param='{\"mode\": \"train\", \"p\": 0.5, \"seed\": 0}')")
+
+
+def _output(layer: Layer, args: list) -> np.ndarray:
+    out = _call(layer.forward_at[0], "forward", lambda: layer.forward([a.copy() for a in args]))
+    if out is None:
+        raise PythonError("the forward returned None as its output: is it written yet?")
+    try:
+        out = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}") from None
+    if out.size == 0 or not np.all(np.isfinite(out)):
+        raise PythonError("the forward's output is empty" if out.size == 0 else
+                          "the forward's output is not finite (nan or inf) at this point")
+    return out
+
+
+def _backward(layer: Layer, u: np.ndarray, args: list):
+    """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
+    to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
+    exception fails every input at the line that raised."""
+    if active():
+        count("python")
+        count("element", u.size + sum(a.size for a in args))
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            grads = layer.backward(u.copy(), [a.copy() for a in args])
+    except PythonError as err:
+        return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        line, col = user_position(exc, layer.path)
+        why = (f"the backward raised {exception_text(exc)}", (line, col) if line else None)
+        return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
+    failures = {}
+    for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
+        if g is None:
+            failures[name] = (f"the backward returned None for {name}, which is differentiable", None)
+            grads[k] = np.full(a.shape, np.nan)
+        elif g.shape != a.shape:
+            failures[name] = (f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}", None)
+            grads[k] = np.full(a.shape, np.nan)
+    return grads, failures
+
+
+def node_line(layer: Layer, name: str) -> tuple:
+    """Where the backward last assigns the gradient it returns for this input."""
+    return layer.grad_lines.get(name, (layer.line, 1))
+
+
+def _call(path: str, what: str, thunk):
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return thunk()
+    except PythonError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        line, col = user_position(exc, path)
+        raise PythonError(f"the {what} raised {exception_text(exc)}", line, col,
+                          path if line else None) from None
+
+
+def _gradients(result, names: list, backward) -> list:
+    """The backward's result as one float array per input."""
+    if isinstance(result, dict):
+        missing = [n for n in names if n not in result and f"d{n}" not in result]
+        if missing:
+            raise PythonError(f"{qualname(backward)} returned no gradient for {', '.join(missing)}")
+        result = [result[n] if n in result else result[f"d{n}"] for n in names]
+    elif len(names) == 1 and not isinstance(result, (tuple, list)):
+        result = [result]
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        raise PythonError(f"{qualname(backward)} must return {len(names)} gradient(s) "
+                          f"(d{', d'.join(names)}), not {describe(result)}")
+    try:
+        return [None if g is None else np.asarray(g, dtype=float) for g in result]  # None: said per input
+    except (TypeError, ValueError):
+        raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
+
+
+def _array(layer: Layer, name: str, value) -> np.ndarray:
+    try:
+        a = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        raise PythonError(f"input '{name}' must be an array of numbers, not {describe(value)}") from None
+    if a.size > MAX_ELEMENTS:
+        raise PythonError(size_error(f"input '{name}'", a.size, MAX_ELEMENTS, name="MAX_ELEMENTS"))
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise PythonError(f"input '{name}' must be a non-empty array of finite numbers")
+    return a
+
+
+def _at(err: GradcheckError, layer: Layer) -> GradcheckError:
+    """An error about the layer as a whole: at the forward's first line."""
+    err.source, err.line, err.col = layer.forward_at[0], layer.forward_at[1], 1
+    return err
