@@ -105,9 +105,9 @@ def test_console_script_flushes_everything_and_keeps_the_exit_code(tmp_path):
 
 def test_failing_check_exits_1(monkeypatch):
     import dataclasses
-    from gradcheck_cli import gates as G
-    wrong = dataclasses.replace(G.REGISTRY["exp"], vjp=lambda g, args, out, a: (g * out * 2,))
-    monkeypatch.setitem(G.REGISTRY, "exp", wrong)
+    from gradcheck_cli import gates
+    wrong = dataclasses.replace(gates.REGISTRY["exp"], vjp=lambda g, args, out, a: (g * out * 2,))
+    monkeypatch.setitem(gates.REGISTRY, "exp", wrong)
     result = run("check", str(EXPRESSIONS / "cs231n_sigmoid.grad"), env={"COLUMNS": "300"})
     assert result.exit_code == 1
     assert "fail gate exp(-dot)" in result.output

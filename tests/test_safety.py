@@ -1,5 +1,5 @@
 """No data lost by a slip of the shell: -o never replaces an input, keeps a file's mode, never splits
-hard links; standard input is read once (issue 22)."""
+hard links; standard input is read once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-derived gates, comparisons, const leaves and expectations (issue 4)."""
+"""Hand-derived gates, comparisons, const leaves and expectations."""
 
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""One root cause, one line (issue 21): the culprit of a failing gate or layer is the first line whose
+"""One root cause, one line: the culprit of a failing gate or layer is the first line whose
 own value is wrong; a line that is wrong only because it uses a wrong one is folded into it, in
 `.grad` files and Python layers alike. Two independent mistakes stay two."""
 

@@ -1,5 +1,5 @@
 """The cost model (cost.py) against the work meter (meter.py): every check finishes within the work
-it predicted, or is refused before the work with the limit named. Shapes from issue 22's list of
+it predicted, or is refused before the work with the limit named. Shapes from the list of
 inputs that ran for minutes inside the old limits, each small enough to run here and large enough
 to be refused."""
 

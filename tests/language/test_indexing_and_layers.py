@@ -1,4 +1,4 @@
-"""The language for real layers (issue 12): indexing, slicing, shape moves, conv and pooling, consts
+"""The language for real layers: indexing, slicing, shape moves, conv and pooling, consts
 in gates; the CS231n layers in expressions/ with their classic mistakes; the new constructs' bad forms."""
 
 import re

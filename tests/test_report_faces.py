@@ -1,4 +1,4 @@
-"""The command line's faces for CI and the terminal (issue 13): flags, order, counts, shapes, causes."""
+"""The command line's faces for CI and the terminal: flags, order, counts, shapes, causes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of real Python layers (issue 14): check_layer, check_function, `check-py`, testing helpers."""
+"""Checks of real Python layers: check_layer, check_function, `check-py`, testing helpers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gradcheck_cli.cli import main
 from gradcheck_cli.python.pyrunner import FunctionRunner
 from gradcheck_cli.testing import assert_function, assert_layer
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "python"
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "python"
 sys.path.insert(0, str(EXAMPLES))
 
 import layers  # noqa: E402
@@ -278,7 +278,7 @@ def _counted(fn, counter: list):
 
 def test_a_right_unbatched_layer_costs_eight_differences_a_point_and_no_noise_rerun():
     """Directions whose first difference already agrees get no second step, and the backward's
-    noise is measured only where a row does not pass without it (speed, issue 14)."""
+    noise is measured only where a row does not pass without it (speed)."""
     inputs, _ = CASES["affine"]
     forwards, backwards = [], []
     report = check_layer(_counted(layers.affine_forward, forwards), _counted(layers.affine_backward, backwards), inputs)

@@ -1,4 +1,4 @@
-"""The complex step for Python layers (issue 25, part 2-3): backwards wrong by less than any finite
+"""The complex step for Python layers: backwards wrong by less than any finite
 difference resolves fail with it (and pass without it: that is why it is there), right ones pass with
 it at integer inputs, ties and zeros too, and code that is not complex-safe is said so and judged by
 the differences alone — never a wrong verdict."""
@@ -16,7 +16,7 @@ from hypothesis import settings as hsettings
 
 from gradcheck_cli import check_function, check_layer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT / "examples" / "python"))
 import subtle  # noqa: E402
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradcheck_cli import check
-from gradcheck_cli import gates as G
+from gradcheck_cli import gates
 from gradcheck_cli.checking.verdict import rel_error
 from conftest import rows
 
@@ -77,8 +77,8 @@ def _tanh_wrong_at_element_2(g, args, out, a):
 
 
 def _with_wrong(monkeypatch, name, vjp):
-    wrong = dataclasses.replace(G.REGISTRY[name], vjp=vjp)
-    monkeypatch.setitem(G.REGISTRY, name, wrong)
+    wrong = dataclasses.replace(gates.REGISTRY[name], vjp=vjp)
+    monkeypatch.setitem(gates.REGISTRY, name, wrong)
 
 
 def test_a_wrong_vjp_fails_exactly_the_rows_upstream_and_names_the_gate(monkeypatch):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import sympy
 
-from gradcheck_cli import gates as G
+from gradcheck_cli import gates
 
-CASES = [(g, ex) for g in G.REGISTRY.values() for ex in g.examples]
+CASES = [(g, ex) for g in gates.REGISTRY.values() for ex in g.examples]
 
 
 def _ids(case):
@@ -82,7 +82,7 @@ def test_forward_is_batch_agnostic(case):
                                        gate.forward(single, attrs), rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("gate", list(G.REGISTRY.values()), ids=lambda g: g.name)
+@pytest.mark.parametrize("gate", list(gates.REGISTRY.values()), ids=lambda g: g.name)
 def test_every_gate_is_documented(gate):
     assert gate.local and gate.doc and gate.routes
     assert gate.operator or gate.call or gate.const_forms, f"{gate.name} cannot be written in the language"
@@ -90,19 +90,19 @@ def test_every_gate_is_documented(gate):
 
 def test_kink_gates_declare_a_branch():
     for name in ("max", "min", "relu", "abs", "reduce_max"):
-        assert G.REGISTRY[name].branch is not None
+        assert gates.REGISTRY[name].branch is not None
 
 
 def test_ties_split_the_gradient_evenly():
     g = np.ones((1,))
     for name in ("max", "min"):
-        da, db = G.REGISTRY[name].vjp(g, [np.array(2.0), np.array(2.0)], np.array(2.0), {})
+        da, db = gates.REGISTRY[name].vjp(g, [np.array(2.0), np.array(2.0)], np.array(2.0), {})
         assert (da.item(), db.item()) == (0.5, 0.5)
-    (d,) = G.REGISTRY["relu"].vjp(g, [np.array(0.0)], np.array(0.0), {})
+    (d,) = gates.REGISTRY["relu"].vjp(g, [np.array(0.0)], np.array(0.0), {})
     assert d.item() == 0.5
     x = np.array([1.0, 3.0, 3.0])
-    _, attrs = G.REGISTRY["reduce_max"].infer([(3,)], {})
-    (d,) = G.REGISTRY["reduce_max"].vjp(np.ones((1,)), [x], np.array(3.0), attrs)
+    _, attrs = gates.REGISTRY["reduce_max"].infer([(3,)], {})
+    (d,) = gates.REGISTRY["reduce_max"].vjp(np.ones((1,)), [x], np.array(3.0), attrs)
     np.testing.assert_array_equal(d, [[0, 0.5, 0.5]])
 
 
@@ -111,13 +111,13 @@ def test_sympy_local_jacobian_matches_the_vjp(case):
     """The symbolic oracle's own path (symbolic.local_jacobian: SymPy's derivatives of the `sym` form,
     evaluated by the module's float tables) equals the registry VJP: a `sym` form using a function the
     oracle cannot evaluate fails here, not only in a user's check."""
-    from gradcheck_cli.language import nodes as N
+    from gradcheck_cli.language import nodes
     from gradcheck_cli.oracles import symbolic
     from gradcheck_cli.language.graph import Node
     gate, ex = case
     args, shape, attrs = _inputs(gate, ex, seed=4)
     out = np.asarray(gate.forward(args, attrs))
-    node = Node(id=10 ** 6 + next(i for i, c in enumerate(CASES) if c is case), name=gate.name, kind="gate", shape=tuple(shape), pos=N.Pos(1, 1, 0, 0),
+    node = Node(id=10 ** 6 + next(i for i, c in enumerate(CASES) if c is case), name=gate.name, kind="gate", shape=tuple(shape), pos=nodes.Pos(1, 1, 0, 0),
                 gate=gate, inputs=tuple(range(len(args))), attrs=attrs)
     jac = symbolic.local_jacobian(node, args, symbolic.Work(10 ** 8))
     u = np.random.default_rng(5).standard_normal((1,) + out.shape)
@@ -156,8 +156,8 @@ def test_complex_forward_matches_the_real_forward_and_its_derivative(case):
 
 
 def test_analytic_gates_have_no_kinks_and_kink_gates_are_not_analytic():
-    kinked = {g.name for g in G.REGISTRY.values() if g.branch is not None}
-    analytic = {g.name for g in G.REGISTRY.values() if g.analytic}
+    kinked = {g.name for g in gates.REGISTRY.values() if g.branch is not None}
+    analytic = {g.name for g in gates.REGISTRY.values() if g.analytic}
     assert not kinked & analytic  # norm too: at 0 its complex step is i·H/H = 1, not a derivative
     assert {"abs", "relu", "max", "min", "reduce_max", "maxpool2d", "sign", "argmax", "lt", "eq", "norm"} <= kinked - analytic
     assert {"exp", "matmul", "conv2d", "softmax", "logsumexp", "where", "add_at", "identity"} <= analytic

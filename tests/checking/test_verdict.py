@@ -1,4 +1,4 @@
-"""Verdicts you can trust (issue 10): the policy's constants pinned, the culprit named exactly, no
+"""Verdicts you can trust: the policy's constants pinned, the culprit named exactly, no
 misses at the tolerance edges, a second point, and the same bytes on any machine."""
 
 import json
@@ -328,21 +328,21 @@ def test_the_symbolic_budget_counts_work_so_its_cut_is_deterministic():
 
 def test_a_built_in_gate_past_64_inputs_is_checked_along_directions_and_its_bad_element_named(monkeypatch):
     import dataclasses
-    from gradcheck_cli import gates as G
-    right = G.REGISTRY["matmul"].vjp
+    from gradcheck_cli import gates
+    right = gates.REGISTRY["matmul"].vjp
 
     def off_by_one_percent(g, args, out, a):
         dA, dB = right(g, args, out, a)
         dA = np.array(dA)
         dA[:, 3, 5] *= 1.01
         return dA, dB
-    monkeypatch.setitem(G.REGISTRY, "matmul", dataclasses.replace(G.REGISTRY["matmul"], vjp=off_by_one_percent))
+    monkeypatch.setitem(gates.REGISTRY, "matmul", dataclasses.replace(gates.REGISTRY["matmul"], vjp=off_by_one_percent))
     report = check("A = randn(8, 10)\nB = randn(10, 6)\nf = sum(tanh(A @ B))", symbolic=False)
     own = [g for g in report.gates if g.name == "A @ B" and g.status == "fail"]
     assert own and own[0].input == "d(A)"  # the gate's own check fails, for A only
     a = next(r for r in report.nodes if r.name == "A")
     assert a.status == "fail" and a.worst_index == (3, 5)
-    monkeypatch.setitem(G.REGISTRY, "matmul", dataclasses.replace(G.REGISTRY["matmul"], vjp=right))
+    monkeypatch.setitem(gates.REGISTRY, "matmul", dataclasses.replace(gates.REGISTRY["matmul"], vjp=right))
     assert check("A = randn(8, 10)\nB = randn(10, 6)\nf = sum(tanh(A @ B))", symbolic=False).passed
 
 

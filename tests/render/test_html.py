@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 WRONG = ROOT / "examples" / "mistakes" / "sq_forgot_2.grad"
 
 

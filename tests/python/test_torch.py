@@ -1,4 +1,4 @@
-"""torch.autograd.Function checked by this project's engine (issue 24): right and wrong examples
+"""torch.autograd.Function checked by this project's engine: right and wrong examples
 failing on their lines, non-tensor arguments, None gradients, several outputs, low precision
 (float32, float16, bfloat16 against a float64 reference), the double backward, and torch's
 gradcheck signature. Skipped without PyTorch (`pip install '.[torch]'`)."""
@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples" / "torch" / "functions.py"
 sys.path.insert(0, str(EXAMPLES.parent))
 import functions as F  # noqa: E402

@@ -1,4 +1,4 @@
-"""The complex step for .grad files (issue 25, parts 1 and 3): a node whose every gate on the way to
+"""The complex step for .grad files: a node whose every gate on the way to
 the output is complex-analytic gets its numeric column from the complex step, exact to rounding, so
 backwards wrong by less than any finite difference resolves fail; nodes behind a kink gate keep the
 centered differences; right programs pass at integer-valued inputs and with SymPy off."""
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gradcheck_cli import check
 
-SUBTLE = Path(__file__).resolve().parent.parent / "examples" / "subtle"
+SUBTLE = Path(__file__).resolve().parent.parent.parent / "examples" / "subtle"
 
 
 def rows(report):

@@ -1,4 +1,4 @@
-"""Every convention of CS231n's `layers.py` and `rnn_layers.py` is checkable as written (issue 21):
+"""Every convention of CS231n's `layers.py` and `rnn_layers.py` is checkable as written:
 several outputs then the cache, an index argument given with --param, losses returning their own
 gradient. The layers are examples/python/rnn_layers.py (written here, in the assignments' conventions)."""
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from gradcheck_cli import check_layer, check_loss
 from gradcheck_cli.cli import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "python"
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "python"
 sys.path.insert(0, str(EXAMPLES))
 import rnn_layers  # noqa: E402
 

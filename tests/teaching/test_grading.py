@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PY_EXERCISE = ROOT / "examples" / "grading" / "affine.py"
 GRAD_EXERCISE = ROOT / "examples" / "grading" / "affine_gate.grad"
 

@@ -1,5 +1,5 @@
 """Kinks on real code: a backward is right at a kink when it is a valid chain rule of valid local
-subgradients, and wrong when some local choice lies outside (issue 21).
+subgradients, and wrong when some local choice lies outside.
 
 Integer-valued inputs give what real tests give: ties in most max-pool windows and exact zeros
 before a ReLU. Every correct convention (first, last or even routing at ties; relu′(0) = 0 or 1)
@@ -337,7 +337,7 @@ def _numpy_conv_relu(at_zero: float):
     bias, whose pre-activations are often exactly 0."""
     import sys
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "examples" / "python"))
     import layers
 
     def forward(x, w, b, conv_param):

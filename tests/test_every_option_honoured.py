@@ -1,4 +1,4 @@
-"""Every word the user gives is honoured, and every face tells the same story (issue 19)."""
+"""Every word the user gives is honoured, and every face tells the same story."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""jax.custom_vjp rules checked by this project's engine (issue 24): right ones pass, wrong ones fail
+"""jax.custom_vjp rules checked by this project's engine: right ones pass, wrong ones fail
 at the line of the rule's bwd that computes the failing cotangent; float32 against a float64
 reference. Skipped without JAX (`pip install '.[jax]'`). Each runs in a process of its
 own: JAX starts threads, and the suite's other tests fork (-j workers) after it."""
@@ -16,7 +16,7 @@ import pytest
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples" / "jax" / "rules.py"
 
 

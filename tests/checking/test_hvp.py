@@ -1,4 +1,4 @@
-"""Second order for .grad files (issue 25, part 4): `check --order 2` checks a Hessian-vector
+"""Second order for .grad files: `check --order 2` checks a Hessian-vector
 product at every leaf — forward-over-reverse through the backward graph, the d lines included —
 against the forward's own exact second derivatives and the differences of the gradient; a gate
 whose d line is right in value but wrong in derivative fails at its line. `explain --order 2`
@@ -19,7 +19,7 @@ from gradcheck_cli import check
 from gradcheck_cli.language.frontend import load
 from gradcheck_cli.checking.hvp import newton
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 RIGHT = "gate cube(t) = t^3\n  dt = 3 * dout * t^2\nx = 1.5\ny = 0.7\nf = cube(x) * sin(y)\n"
 # right in value at x = 1.5 only (3·1.5² = 6.75): its derivative is 0, not 6·t
 WRONG = "gate cube(t) = t^3\n  dt = dout * 6.75\nx = 1.5\ny = 0.7\nf = cube(x) * sin(y)\n"
