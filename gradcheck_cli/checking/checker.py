@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from ..core.limits import MAX_JACOBIAN, MAX_WORK, size_error
 from ..core.meter import PRICES
 from ..core.report import CheckReport, ExpectRow, GateRow, NodeRow
 from ..core.settings import Settings
+from ..core.streams import Stream, stream
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
 LOCAL_CHECKS = 2_000     # past this many gate calls (not below a failing row), a seeded sample this size is checked
@@ -83,16 +85,17 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     checked = [n for n in graph.checked() if n.kind != "const" and n.id in reach]
     exhaustive = runners.allocate({n.id: n.size for n in checked}, {n.id for n in checked if n.kind == "leaf"},
                                   settings.budget)
-    report.work, units = _predict(graph, checked, exhaustive, reach, settings)
+    work, units = _predict(graph, checked, exhaustive, reach, settings)
+    report.work = work
     values = autodiff.forward(graph)
     adjoints = autodiff.backward(graph, values, {})
     noise = backprop_noise(graph, values, adjoints)
     report.output, report.value = out.name, values[out.id]
     report.warnings = list(graph.warnings) + _unused_warning(graph, reach, out)
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
-    with symbolic.shared(report.work.parts.get("symbolic", {}).get("sympy", 0)) as sympy:
+    with symbolic.shared(work.parts.get("symbolic", {}).get("sympy", 0)) as sympy:
         jacobians = _judge_nodes(graph, checked, exhaustive, values, adjoints, noise, settings, rows, reach)
-        room = MAX_WORK - report.work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
+        room = MAX_WORK - work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
         checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report, lambda calls: _within(calls, units, room))
         report.expects = []
         for e in graph.expects:
@@ -129,13 +132,14 @@ def _unused_warning(graph: Graph, reach: set, out) -> list:
              unused[0].pos.line, unused[0].pos.col)]
 
 
-def _predict(graph: Graph, checked: list, exhaustive: set, reach: set, settings: Settings) -> cost.Cost:
-    """The check's cost before any of it runs; refused past MAX_WORK at the output. SymPy gets what
-    is left (its budget shrinks, never the numeric checks)."""
+def _predict(graph: Graph, checked: list, exhaustive: set, reach: set,
+             settings: Settings) -> tuple[cost.Cost, cost.Calls]:
+    """The check's cost before any of it runs, and what each gate call's own check costs; refused past
+    MAX_WORK at the output. SymPy gets what is left (its budget shrinks, never the numeric checks)."""
     out = graph.nodes[graph.output]
     calls, _ = _gate_calls(graph, reach, set(), settings.seed)
     units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
-                       lambda n: n.gate.instance is not None and n.gate.instance.bwd is not None)
+                       lambda n: n.gate is not None and n.gate.instance is not None and n.gate.instance.bwd is not None)
     # a projection that fails is differenced again element by element when that is cheap enough (pipeline)
     projected = [n for n in checked if n.id not in exhaustive]
     whole = runners.works(graph, [numeric.Target(n.id, np.zeros(n.size), projections=False) for n in projected])
@@ -198,7 +202,7 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
     for node in checked:
         nid, s = node.id, sym.get(node.id)
         sv = s.value.reshape(k, node.size) if s is not None and s.value is not None else None
-        mag = s.magnitude.reshape(k, node.size) if sv is not None else None
+        mag = s.magnitude.reshape(k, node.size) if sv is not None and s is not None else None
         target = numeric.Target(nid, np.ravel(values[nid]), num[nid].method == "projection")
 
         def judge(n, nid=nid, target=target, sv=sv, mag=mag):
@@ -250,7 +254,7 @@ def _row(graph, node, value, adjoint, num, sym, j: verdict.Judgement) -> NodeRow
 
 
 def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict, rows: dict, reach: set,
-                 report: CheckReport, within) -> list:
+                 report: CheckReport, within: Callable[[list], list]) -> list:
     """Every gate call's own check (hand-derived gates also at a second point). Call sites of one gate
     at the same operands share one check; past LOCAL_CHECKS call sites, a seeded sample is checked
     (every call below a failing row still is), and the report says so."""
@@ -293,7 +297,7 @@ def _gate_calls(graph: Graph, reach: set, below: set, seed: int) -> tuple:
     under = [n for n in gates if n.id in below]
     if len(others) <= LOCAL_CHECKS:
         return gates, None
-    rng = np.random.default_rng([seed, 7])
+    rng = stream(seed, Stream.LOCAL_SAMPLE)
     keep = {others[i].id for i in rng.choice(len(others), LOCAL_CHECKS, replace=False)} | {n.id for n in under}
     return ([n for n in gates if n.id in keep],
             f"{len(keep):,} of {len(gates):,} gate calls checked on their own: a seeded sample of {LOCAL_CHECKS:,}"

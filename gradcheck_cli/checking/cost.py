@@ -10,10 +10,12 @@ checks are the calls the checker will check; SymPy gets what is left of MAX_WORK
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..language.graph import Node
 from ..oracles.batches import CHUNK_ELEMENTS
 from ..core.meter import PRICES, gate_units
 from ..oracles.numeric import PROJECTIONS
@@ -109,7 +111,8 @@ def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
     return memo[key]
 
 
-def differences(shape: Shape, width, targets: list, output: int, exact: set | None = None) -> dict:
+def differences(shape: Shape, width: Callable[[int], int], targets: list, output: int,
+                exact: set | None = None) -> dict:
     """The batched rows of `targets` (id, elements, projected), chunked as batches.run_rows chunks
     them: each chunk walks every node from its first row's node to the output, for all its rows.
     Targets differenced element by element share chunks; each projected one runs on its own, twice
@@ -157,7 +160,8 @@ class Calls:
     four each, or projections past `exhaustive(node)`), three VJPs and its judging; a
     `hand_derived(node)` gate again at the second point, and its d<local> lines through its body."""
 
-    def __init__(self, graph, exhaustive, hand_derived, memo: dict | None = None):
+    def __init__(self, graph, exhaustive: Callable[[Node], int], hand_derived: Callable[[Node], bool],
+                 memo: dict | None = None):
         self.graph, self.exhaustive, self.hand_derived = graph, exhaustive, hand_derived
         self.memo = {} if memo is None else memo
 
@@ -200,7 +204,7 @@ def second_order(graph, hand_derived: list) -> Cost:
                  "gate checks": gates})
 
 
-def _width(graph):
+def _width(graph) -> Callable[[int], int]:
     """A target's batch width, as GraphRunner.width computes it (without the values)."""
     sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]
     suffix = np.maximum.accumulate(sizes[::-1])[::-1]
@@ -209,7 +213,7 @@ def _width(graph):
 
 
 def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int,
-            recheckable: list = (), exact: set | None = None) -> Cost:
+            recheckable: Sequence = (), exact: set | None = None) -> Cost:
     """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
     (element by element for `exhaustive`, else projections) and their rows, the `recheckable`
     projected nodes differenced again element by element (as a failed projection is), and the gate

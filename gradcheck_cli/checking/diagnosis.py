@@ -151,12 +151,12 @@ def shared_line(gate, checks: list):
     dout = names.get("dout")
     # only lines that carry the upstream gradient: a forward value's reshape (xhatT = xhat.T) that two
     # independently wrong lines both read is no shared cause of theirs
-    common = [nid for nid in common if nid in lines and lines[nid].name not in {c.what for c in failing}
-              and dout in bwd.ancestors(nid)]
-    if len(common) != 1:
+    carrying = [nid for nid in common if nid in lines and lines[nid].name not in {c.what for c in failing}
+                and dout in bwd.ancestors(nid)]
+    if len(carrying) != 1:
         return None  # none, or a chain of lines that could each be the one: do not guess
     what = [c.what for c in failing]
-    return common[0], lines[common[0]], ", ".join(what[:-1]) + " and " + what[-1]
+    return carrying[0], lines[carrying[0]], ", ".join(what[:-1]) + " and " + what[-1]
 
 
 def deepest_failing(gate, uses: list, checks: list, user: str | None = None):

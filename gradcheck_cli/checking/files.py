@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .checker import check
@@ -68,9 +69,9 @@ def check_file(path, settings: Settings | None = None, at: dict | None = None, *
     return check(text, source=str(path), at=at, settings=settings, **overrides)
 
 
-def expand_targets(targets) -> list:
+def expand_targets(targets) -> list[str | Path]:
     """Files named, and every `*.grad` under directories named (sorted, recursive)."""
-    files = []
+    files: list[str | Path] = []  # "-" for standard input
     if list(targets).count("-") > 1:
         raise UsageError("standard input (-) can be read only once: give - at most once")
     for target in targets:
@@ -97,8 +98,8 @@ def check_paths(targets, settings: Settings | None = None, at: dict | None = Non
     return check_files(expand_targets(targets), settings, at=at)
 
 
-def check_files(files: list, settings: Settings, exitfirst: bool = False, on_file=None,
-                at: dict | None = None) -> RunReport:
+def check_files(files: list, settings: Settings, exitfirst: bool = False,
+                on_file: Callable[[int, int, str | Path], None] | None = None, at: dict | None = None) -> RunReport:
     """Check files in `settings.jobs` processes (at most one per core); results keep the order of `files`.
     `at` sets leaves in every file (a name a file lacks is that file's error).
     With `exitfirst`, stop after the first file that does not pass. `on_file(done, total, path)` is

@@ -17,6 +17,7 @@ from ..oracles.autodiff import forward, gate_vjp, run_graph
 from ..core.errors import BackwardError, GradValueError
 from ..language.graph import Graph
 from ..core.settings import Settings
+from ..core.streams import Stream, stream
 
 POLICY = pipeline.POLICIES["gate"]
 EXHAUSTIVE = 4_096             # a gate alone is differenced element by element up to this many inputs
@@ -39,7 +40,7 @@ class GateCheck:
 
 def upstream(settings: Settings, point: int, node) -> np.ndarray:
     """The seeded random upstream gradient a gate is checked with (never all ones)."""
-    rng = np.random.default_rng([settings.seed, 104729, point, node.id])
+    rng = stream(settings.seed, Stream.GATE_CHECK, point, node.id)
     return rng.standard_normal(node.shape)
 
 
@@ -63,7 +64,7 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
         if key in memo:
             return [_at_call(graph, node, c) for c in memo[key]]
     checks = _check_gate(graph, values, node, settings, point, jacobians, slots, args)
-    if key is not None:
+    if key is not None and memo is not None:  # (key is made only with a memo)
         memo[key] = checks
     return checks
 
@@ -207,7 +208,7 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
 def second_point(graph: Graph, settings: Settings, policy: pipeline.Policy = POLICY) -> list | None:
     """The graph's values at a second, seeded random point (every leaf moved by ~10% or less),
     or None when the function is not defined near enough."""
-    rng = np.random.default_rng([settings.seed, 2])
+    rng = stream(settings.seed, Stream.SECOND_POINT)
     leaves = graph.leaves()
     draws = [rng.standard_normal(n.shape) for n in leaves]
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import cost, verdict
 from ..oracles import symbolic
-from ..oracles.autodiff import backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
+from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from ..core.errors import BackwardError, GradcheckError, GradValueError
 from ..core.limits import MAX_WORK, size_error
@@ -29,6 +29,7 @@ from ..core.meter import PRICES
 from ..oracles.numeric import REFINE, ROUNDING, NumericResult
 from ..core.report import GateRow, NodeRow
 from ..core.tolerances import EPS
+from ..core.streams import Stream, stream
 
 NEWTON_MAX = 16  # leaf elements `explain --order 2` builds the whole Hessian for (a column per element)
 METHOD = "Hessian-vector product: finite differences of backprop's gradient along v"
@@ -50,7 +51,7 @@ def fill(report, graph, settings) -> None:
                                                       (MAX_WORK - report.work.total) // PRICES["sympy"])}
     values = forward(graph)
     report.output, report.value = out.name, values[out.id]
-    rng = np.random.default_rng([settings.seed, 2, 2])
+    rng = stream(settings.seed, Stream.HVP_DIRECTION)
     seed = (rng.standard_normal((1,) + out.shape) if out.size > 1 else np.ones((1,) + out.shape))
     v = {n.id: rng.standard_normal(n.shape) for n in leaves}
     errors: dict = {}
@@ -91,7 +92,7 @@ def fill(report, graph, settings) -> None:
                                     symbolic_rounding=j.symbolic_rounding))
 
 
-def _product(graph, values, leaves, v, seed, errors, local=None) -> tuple:
+def _product(graph, values, leaves, v, seed, errors, local: LocalVjp | None = None) -> tuple:
     """(H·v at every leaf, the values at x + i·H·v) by forward-over-reverse: the complex step through
     the forward and backward passes (`local` replaces gates' VJPs, as autodiff.backward takes it)."""
     moved = forward(graph, {n.id: n.value + 1j * H * v[n.id] for n in leaves})
@@ -181,7 +182,7 @@ def _gate_rows(graph, values, node, settings) -> list:
     operands (and upstream), against its body's (backprop through it with the registry's VJPs)."""
     inst = node.gate.instance
     args = [values[i] for i in node.inputs]
-    rng = np.random.default_rng([settings.seed, 2, node.id])
+    rng = stream(settings.seed, Stream.HVP_GATE, node.id)
     g = rng.standard_normal((1,) + node.shape)
     dirs = [rng.standard_normal(np.shape(a)) for a in args]
     moved = [a + 1j * H * d for a, d in zip(args, dirs)]
@@ -191,9 +192,9 @@ def _gate_rows(graph, values, node, settings) -> list:
         results = run_graph(inst.bwd, list(moved) + [moved_out, g], outputs=wanted) if wanted else []
         own = inst.gradients(results, 1)
         body = body_vjp(inst, g, moved)
-    except (BackwardError, GradValueError) as err:
-        return [GateRow(node.name, node.label, "d lines", err.line or node.pos.line, err.col or node.pos.col,
-                        node.pos.line, "fail", None, None, None, 1, f"at second order: {err.message}",
+    except (BackwardError, GradValueError) as exc:
+        return [GateRow(node.name, node.label, "d lines", exc.line or node.pos.line, exc.col or node.pos.col,
+                        node.pos.line, "fail", None, None, None, 1, f"at second order: {exc.message}",
                         node_id=node.id)]
     if _at_a_kink(inst, args, dirs, settings.h):
         return [GateRow(node.name, node.label, f"d{p}", node.pos.line, node.pos.col, node.pos.line, "kink", None, None,

@@ -16,6 +16,8 @@ The backward is linear in its upstream gradient, so (1) and (2) cover backprop's
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..oracles import kinks, numeric
@@ -32,7 +34,8 @@ def runs(n: int, m: int) -> bool:
     return n <= MAX_INPUTS and 4 * n * m <= MAX_WORK
 
 
-def explain(ev: verdict.Evidence, evaluate, backward, x: np.ndarray, u: np.ndarray, step: float, rtol: float,
+def explain(ev: verdict.Evidence, evaluate: Callable[[np.ndarray], np.ndarray],
+            backward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, u: np.ndarray, step: float, rtol: float,
             atol: float) -> verdict.Evidence:
     """`ev` with its failing kink elements marked as kinks when the backward is explained output by
     output (see the module); unchanged otherwise. `evaluate(rows (r, n)) -> (r, m)` full outputs,
@@ -63,7 +66,7 @@ def explain(ev: verdict.Evidence, evaluate, backward, x: np.ndarray, u: np.ndarr
     masked[kinked] = 0.0
     if not _smooth_part_agrees(backward(masked), masked, p1, m1, p2, m2, h, rtol, atol):
         return ev
-    for k in kinked:
+    for k in kinked.tolist():
         if not _output_explained(backward(np.eye(1, m, k)[0]), k, jumps[:, k], x, f0, p1, m1, h, evaluate,
                                  rtol, atol):
             return ev
@@ -92,7 +95,8 @@ def _smooth_part_agrees(g, w, p1, m1, p2, m2, h, rtol: float, atol: float) -> bo
         return bool(np.all(np.isfinite(g)) and np.all(np.abs(g - value) <= tol + SAFETY * estimate))
 
 
-def _output_explained(g, k: int, jumped, x, f0, p1, m1, h, evaluate, rtol: float, atol: float) -> bool:
+def _output_explained(g, k: int, jumped, x, f0, p1, m1, h, evaluate: Callable[[np.ndarray], np.ndarray],
+                      rtol: float, atol: float) -> bool:
     """Output k's gradient between its one-sided slopes, element by element, and its jumping elements
     summing to the slope of moving them together where that is smooth (a tie)."""
     with np.errstate(all="ignore"):

@@ -10,14 +10,21 @@ by a valid chain rule. The intended differences between kinds are the rows of PO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar, overload
 
 import numpy as np
 
 from ..oracles import numeric
 from . import verdict
 from ..core.meter import active, count
+from ..core.settings import Settings
 from ..core.tolerances import NOISE_STEP
+
+Result = TypeVar("Result")
+# backprop rerun with every value scaled by (1 + delta): in kind with `bp` (an array, or a list of them), or None
+Rerun = Callable[[float], np.ndarray | list | None]
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,13 @@ class Compared:
     evidence: verdict.Evidence
 
 
-def compare(runner, target: numeric.Target, bp: np.ndarray, settings, policy: Policy, *, num=None,
-            noise=None, rerun=None, sym=None, mag=None, references=None, explain=None, seed=None,
-            exact_noise=None) -> Compared:
+def compare(runner: numeric.Runner, target: numeric.Target, bp: np.ndarray, settings: Settings, policy: Policy, *,
+            num: numeric.NumericResult | None = None, noise: np.ndarray | None = None, rerun: Rerun | None = None,
+            sym: np.ndarray | None = None, mag: np.ndarray | None = None,
+            references: Callable[[], list[tuple[str, np.ndarray]]] | None = None,
+            explain: Callable[[verdict.Evidence], verdict.Evidence] | None = None,
+            seed: int | np.random.Generator | None = None,
+            exact_noise: Callable[[numeric.NumericResult], np.ndarray] | None = None) -> Compared:
     """Judge one target: `bp` is backprop's (out, n) row; `num` differences already run (a graph runs
     every node's at once); `noise` backprop's rounding if measured, else `rerun(delta)` gives backprop
     with every value scaled by (1 + delta), None when it fails; `references()` the valid chain rules
@@ -99,7 +110,11 @@ def _worst(ev: verdict.Evidence) -> int:
     return int(ev.codes.max(initial=0))
 
 
-def rounding(rerun, bp, signs) -> np.ndarray | list:
+@overload
+def rounding(rerun: Rerun, bp: np.ndarray, signs: tuple) -> np.ndarray: ...
+@overload
+def rounding(rerun: Rerun, bp: list, signs: tuple) -> list: ...
+def rounding(rerun: Rerun, bp: np.ndarray | list, signs: tuple) -> np.ndarray | list:
     """How far backprop moves when rerun with every value nudged by NOISE_STEP·sign: its own rounding,
     per element (`bp` an array, or a list of arrays that `rerun` answers in kind)."""
     parts = bp if isinstance(bp, list) else [bp]
@@ -115,7 +130,8 @@ def rounding(rerun, bp, signs) -> np.ndarray | list:
     return noise if isinstance(bp, list) else noise[0]
 
 
-def second_point(points: list, draws: list, evaluate, policy: Policy):
+def second_point(points: list, draws: list, evaluate: Callable[[list], Result | None],
+                 policy: Policy) -> tuple[list, Result] | None:
     """`evaluate(moved)` at the first of the policy's scales where it is defined (not None): every
     input moved by ~scale·(|v| + 1)·draw. Returns (moved, result), or None."""
     for scale in policy.second_scales:

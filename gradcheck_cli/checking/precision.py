@@ -28,6 +28,6 @@ def rows(ref: list, own: list, auto: list | None, names: list, dtype: str, layer
         line, col = layer.grad_lines.get(name, (layer.line, 1))
         note = (f"in {dtype}: error {err:.1e} against the float64 reference, {'within' if status == 'pass' else 'past'} "
                 f"{FACTOR:g}× autodiff's own through the forward ({base:.1e})")
-        j = Judgement(status, err, None, None, allowed, (0, 0), np.zeros((1, 0)))
+        j = Judgement(status, None, err, None, allowed, (0, 0), np.zeros((1, 0)))
         out.append(GateRow(layer.backward_name, dtype, name, line, col, layer.line, j.status, err, None, allowed, 1, note))
     return out

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.settings import DEFAULT_ATOL, DEFAULT_RTOL
 from ..gates.tensors import fmt_note
+from ..oracles.numeric import NumericResult
 from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
 
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
@@ -90,19 +91,20 @@ class Evidence:
     sym_rel: np.ndarray | None
     context: dict              # boolean arrays for the notes
     a: np.ndarray
-    num: object
+    num: NumericResult
     have_sym: bool
     groups: dict
     noise: np.ndarray          # backprop's own noise z, in the space of `a`
-    atol: float
+    atol: float | np.ndarray   # per element where some are exact (the complex step's)
     convention: str | None = None  # why its kinks are valid (by_chain_rule, per_output.explain)
     slack: np.ndarray | None = None     # how far `excess` may move by rounding alone (another CPU or BLAS kernel)
     num_round: np.ndarray | None = None  # the rounding level of num_rel, relative as it is
     sym_round: np.ndarray | None = None  # ... and of sym_rel
 
 
-def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL,
-             atol: float = DEFAULT_ATOL) -> Evidence:
+def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None, sym=None,
+             mag: np.ndarray | None = None, rtol: float | np.ndarray = DEFAULT_RTOL,
+             atol: float | np.ndarray = DEFAULT_ATOL) -> Evidence:
     """Compare one row element by element. `bp`, `noise`, `sym`, `mag` are flat (out, n) arrays;
     `num` a numeric.NumericResult for the same n elements (exhaustive or projection)."""
     bp = np.asarray(bp, dtype=float)
@@ -136,7 +138,7 @@ def evidence(bp, num, noise=None, sym=None, mag=None, rtol: float = DEFAULT_RTOL
             defensible = sym_ok | on_kink
             # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
             confirmed = ~disagree & ~unreliable
-            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym_ok, 3, np.where(confirmed, 0, 2)))
+            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym.ok, 3, np.where(confirmed, 0, 2)))
             tol = np.where(confirmed & ~agree, np.maximum(tol, SAFETY * est), tol)
         else:
             defensible = np.where(at, on_kink, within)
@@ -230,6 +232,7 @@ def by_chain_rule(ev: Evidence, references: list) -> Evidence:
     for name, ref in references:
         ref = np.asarray(ref, dtype=float).reshape(ev.codes.shape[0], -1)
         if ev.num.method == "projection":
+            assert ev.num.directions is not None  # a projection's
             ref = ref @ ev.num.directions.astype(float).T
         with np.errstate(all="ignore"):
             tol = np.maximum.reduce([np.full_like(ev.a, ev.atol), SYMBOLIC_RTOL * np.maximum(np.abs(ev.a), np.abs(ref)),
@@ -259,13 +262,13 @@ def summarize(ev: Evidence, columns=None) -> Judgement:
         return Judgement("pass", None, 0.0, None, 0.0, (0, 0), codes)
     flat = codes.ravel()
     slack = ev.slack[:, cols] if ev.slack is not None else np.zeros_like(excess)
-    r, c = np.unravel_index(worst_element(flat, excess.ravel(), slack.ravel()), codes.shape)
-    w = (int(r), int(cols[c]))
+    row, col = np.unravel_index(worst_element(flat, excess.ravel(), slack.ravel()), codes.shape)
+    w = (int(row), int(cols[col]))
     label = STATUS_CODES[int(flat.max())]
     num_err = float(ev.num_rel[w])
     num_round = float(ev.num_round[w]) if ev.num_round is not None else None
     sym_err = sym_round = None
-    if ev.sym_rel is not None:
+    if ev.sym_rel is not None and ev.sym_round is not None:  # (set together)
         sym_err, sym_round = _largest_measured(ev.sym_rel[:, cols], ev.sym_round[:, cols])
     c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])

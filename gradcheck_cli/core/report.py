@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from .display import Displayed
+from .errors import GradcheckError
 from .settings import Settings
 
 SCHEMA = 1
@@ -25,7 +27,9 @@ def to_json_value(value):
         return float(v) if np.isfinite(v) else None
     if np.all(np.isfinite(v)):
         return Tensor(v.tolist())
-    return Tensor(np.where(np.isfinite(v), v, None).astype(object).tolist())
+    # numpy's stubs take no None as a where() operand; numpy does (an object array). unused-ignore: stubs
+    # that accept it make the ignore unused, and that is no error
+    return Tensor(np.where(np.isfinite(v), v, None).astype(object).tolist())  # type: ignore[call-overload, unused-ignore]
 
 
 def _finite_or_none(x):
@@ -52,7 +56,7 @@ class NodeRow:
     """One node of the circuit with its three gradients and verdict."""
     name: str
     op: str
-    shape: tuple
+    shape: tuple[int, ...]
     line: int
     col: int
     value: np.ndarray
@@ -64,9 +68,10 @@ class NodeRow:
     status: str
     note: str | None = None
     tolerance: float | None = None
-    worst_index: tuple | None = None
+    worst_index: tuple[int, ...] | None = None
     numeric_method: str | None = None
-    culprit: tuple | None = None  # (line, col[, file]) of the backward that goes wrong, when diagnosed
+    culprit: tuple[int, int] | tuple[int, int, str] | None = None  # (line, col[, file]) of the backward that
+                                  # goes wrong, when diagnosed
     node_id: int | None = None    # the graph node (not in the JSON: names say it there)
     inherits: bool = False        # it fails only because a backward downstream of it fails
     numeric_rounding: float | None = None   # the rounding level of each error figure (relative, as it is):
@@ -105,7 +110,7 @@ class GateRow:
     note: str | None = None
     node_id: int | None = None  # the gate call's graph node, and the input slot checked (None: a d<local>
     slot: int | None = None     # line); not in the JSON
-    culprit: tuple | None = None  # (line, col) of a failing d<local> line this d line's failure comes from
+    culprit: tuple[int, int] | None = None  # (line, col) of a failing d<local> line this d line's failure comes from
     file: str | None = None       # the file `line` is in, when not the report's (a helper layer elsewhere)
     numeric_rounding: float | None = None   # as NodeRow's
     symbolic_rounding: float | None = None
@@ -123,8 +128,8 @@ class GateRow:
 @dataclass
 class ExpectRow:
     target: str
-    expected: object
-    actual: object
+    expected: np.ndarray
+    actual: np.ndarray
     status: str
     line: int | None = None
     col: int | None = None
@@ -136,24 +141,32 @@ class ExpectRow:
                 "line": self.line, "col": self.col, "note": self.note}
 
 
+class Prediction(Protocol):
+    """What a report holds of the cost model's prediction (checking.cost.Cost, a package above this one)."""
+    parts: dict
+
+    @property
+    def total(self) -> int: ...
+
+
 @dataclass
 class CheckReport(Displayed):
     """The check of one source: a file or an inline expression."""
     source: str
     output: str | None = None
     value: np.ndarray | None = None
-    nodes: list = field(default_factory=list)
-    expects: list = field(default_factory=list)
-    gates: list = field(default_factory=list)      # GateRows: every gate's backward on its own
-    warnings: list = field(default_factory=list)   # (message, line, col)
-    error: object = None  # a GradcheckError when the source could not be read, parsed or evaluated
+    nodes: list[NodeRow] = field(default_factory=list)
+    expects: list[ExpectRow] = field(default_factory=list)
+    gates: list[GateRow] = field(default_factory=list)      # every gate's backward on its own
+    warnings: list[tuple[str, int, int]] = field(default_factory=list)   # (message, line, col)
+    error: GradcheckError | None = None  # when the source could not be read, parsed or evaluated
     settings: Settings = field(default_factory=Settings)
     inline: str | None = None  # the source text, for an `-e` check (to reproduce it)
     at: dict = field(default_factory=dict)  # `--at` values given as text (to reproduce them)
     path: str | None = None   # the file the rows' lines are in, when not `source` (a Python check)
     rerun: str | None = None  # the command that reruns this check, when not a `check` of `source`
     elapsed: float = 0.0      # seconds the check took: only JUnit's `time` shows it (never a verdict)
-    work: object = None       # the cost model's prediction (cost.Cost): what the check was expected to take
+    work: Prediction | None = None  # the cost model's prediction (cost.Cost): what the check was expected to take
     text: str | None = None   # the source text when it is no file (a notebook cell)
     picture: str | None = None  # the circuit as SVG, when a face drew it (a notebook)
 
@@ -206,9 +219,9 @@ class CheckReport(Displayed):
 class RunReport(Displayed):
     """Every source checked in one run; `total`: how many were to be checked (more than `results`
     when -x stopped early)."""
-    results: list
+    results: list[CheckReport]
     total: int | None = None
-    skipped: list = field(default_factory=list)  # (source, why it was not checked): layers missing inputs
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, why it was not checked): layers missing inputs
     noun: str = "file"                            # what a result is: a file, or a (Python) layer
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import UsageError, did_you_mean
@@ -74,7 +75,8 @@ class Settings:
         return DEFAULT_STEP if self.step is None else self.step
 
     @classmethod
-    def from_mapping(cls, mapping: dict, locate=None) -> "Settings":
+    def from_mapping(cls, mapping: dict,
+                     locate: Callable[[str], tuple[int | None, int | None]] | None = None) -> "Settings":
         """Settings from a `[tool.gradcheck]` table; `locate(key)` gives (line, col) for errors."""
         locate = locate or (lambda key: (None, None))
         known = {f.name for f in dataclasses.fields(cls)}

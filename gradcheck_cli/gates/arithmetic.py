@@ -23,17 +23,17 @@ def axes_infer(allow_keepdims=True):
             axes = tuple(range(-nd, 0))
         else:
             raw = [axis] if np.ndim(axis) == 0 else list(np.ravel(axis))
-            axes = []
+            given: list[int] = []
             for ax in raw:
                 if not float(ax).is_integer():
                     raise ValueError(f"axis must be an integer, not {ax:g}")
                 ax = int(ax)
                 if not -nd <= ax < nd:
                     raise ValueError(f"axis {ax} is out of range for shape {fmt_shape(shape)}")
-                axes.append(ax - nd if ax >= 0 else ax)
-            if len(set(axes)) != len(axes):
+                given.append(ax - nd if ax >= 0 else ax)
+            if len(set(given)) != len(given):
                 raise ValueError("repeated axis")
-            axes = tuple(sorted(axes))
+            axes = tuple(sorted(given))
         keep = bool(params.get("keepdims", 0)) if allow_keepdims else False
         out = tuple(1 if (i - nd) in axes else n for i, n in enumerate(shape)) if keep else \
             tuple(n for i, n in enumerate(shape) if (i - nd) not in axes)

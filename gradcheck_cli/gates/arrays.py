@@ -57,7 +57,8 @@ def index_infer(shapes, params):
 
 def _dims_of(key, shape) -> list:
     """Per key entry, the size of the axis it indexes (None for a new axis)."""
-    dims, axis = [], 0
+    dims: list[int | None] = []
+    axis = 0
     for k in key:
         if k is None:
             dims.append(None)

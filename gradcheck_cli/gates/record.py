@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
+
+# What a gate's functions take and give (operands and attrs as the evaluators hand them over).
+Forward = Callable[[list, dict], Any]                          # (operands, attrs) -> output
+Vjp = Callable[[np.ndarray, list, Any, dict], Sequence[Any]]   # (upstream rows, operands, output, attrs) -> per operand
+Sym = Callable[[list, dict], Any]                              # (operand expressions, attrs) -> object array
+Infer = Callable[[list, dict], tuple[tuple, dict]]             # (operand shapes, params) -> (shape, attrs)
+Branch = Callable[[list, dict], np.ndarray]                    # (operands, attrs) -> the branch taken, per element
+Units = Callable[[list, dict], int]                            # (operand shapes, attrs) -> a count
 
 
 @dataclass(frozen=True)
@@ -36,20 +45,20 @@ def from_body(*_args):
 class Gate:
     name: str                       # registry key, unique
     arity: int                      # number of tensor operands
-    forward: Callable
-    vjp: Callable
-    sym: Callable                   # its SymPy form (None for a user gate: symbolic evaluates its body)
+    forward: Forward
+    vjp: Vjp
+    sym: Sym | None                 # its SymPy form (None for a user gate: symbolic evaluates its body)
     local: str                      # the local gradient, as text
     doc: str                        # one line: what the gate computes
     routes: str                     # one line: how it routes the gradient
-    infer: Callable
-    label: Callable = None          # attrs -> text shown in the gate column
+    infer: Infer
+    label: Callable[[dict], str] | None = None  # attrs -> text shown in the gate column
     operator: str | None = None     # '+', '*', '@', '.T', '<', ... when written as an operator
     call: str | None = None         # the function name in the language, if callable as call(...)
     const_forms: tuple = ()         # operator forms with one literal operand
-    branch: Callable | None = None  # kink test
-    sym_cost: Callable | None = None  # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
-    workspace: Callable | None = None  # (input shapes, attrs) -> elements of its largest temporary, when past its output
+    branch: Branch | None = None    # kink test
+    sym_cost: Units | None = None   # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
+    workspace: Units | None = None  # (input shapes, attrs) -> elements of its largest temporary, when past its output
     elementwise: bool = False       # operands broadcast elementwise
     domain: str | None = None       # where the forward is finite, for error messages
     params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')
@@ -58,10 +67,11 @@ class Gate:
     variadic: bool = False          # takes `arity` or more operands (concatenate, stack)
     constant_args: tuple = ()       # (position, param): call arguments that are constant parameters, not
                                     # operands (add_at's index): a const, a literal or arange(...)
-    instance: object = None         # a user gate's usergates.Instance (its body graphs), else None
+    instance: Any = None            # a user gate's usergates.Instance (its body graphs), else None (a class of
+                                    # language, above this package: not named here)
     analytic: bool = False          # complex-analytic: on complex operands its forward is the holomorphic
                                     # extension, so the complex step differentiates through it exactly
-    complex_forward: Callable | None = None  # its forward on complex operands where numpy's is not the right
+    complex_forward: Forward | None = None  # its forward on complex operands where numpy's is not the right
                                     # one (kink gates follow the real part, as the complex-step literature does)
 
     def forward_on(self, args: list, attrs: dict):

@@ -103,22 +103,23 @@ def pad_infer(shapes, params):
     if nd == 0:
         raise ValueError("pad takes an array, not a scalar")
     width = np.asarray(params.get("width", 0), dtype=float)
+    given: list[tuple]  # (before, after) per axis, as written
     if width.ndim == 0:
-        pairs = [(width, width)] * nd
+        given = [(width, width)] * nd
     elif width.shape == (2,):
-        pairs = [tuple(width)] * nd
+        given = [tuple(width)] * nd
     elif width.shape == (nd, 2):
-        pairs = [tuple(p) for p in width]
+        given = [tuple(p) for p in width]
     else:
         raise ValueError(f"pad width: one number, [before, after], or one pair per axis ({nd} pairs), "
                          f"not an array of shape {fmt_shape(width.shape)}")
-    pairs = tuple((integer(b, "a pad width"), integer(e, "a pad width")) for b, e in pairs)
+    pairs = tuple((integer(b, "a pad width"), integer(e, "a pad width")) for b, e in given)
     if any(b < 0 or e < 0 for b, e in pairs):
         raise ValueError("pad widths must not be negative")
-    value = np.asarray(params.get("value", 0.0), dtype=float)
-    if value.ndim != 0:
-        raise ValueError(f"pad's value must be one number, not an array of shape {fmt_shape(value.shape)}")
-    value = float(value)
+    fill = np.asarray(params.get("value", 0.0), dtype=float)
+    if fill.ndim != 0:
+        raise ValueError(f"pad's value must be one number, not an array of shape {fmt_shape(fill.shape)}")
+    value = float(fill)
     return tuple(n + b + e for n, (b, e) in zip(shape, pairs)), {"pairs": pairs, "value": value}
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import gates as G
-from . import nodes as N
+from .. import gates
+from . import nodes
 from . import usergates
 from .build_common import _check_shape, _finite_or_raise
 from ..core.errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
@@ -18,7 +18,7 @@ from .values import CONSTRUCTORS, construct
 class CallsMixin:
     """Part of builder.Builder."""
 
-    def _call(self, expr: N.Call, refs, name):
+    def _call(self, expr: nodes.Call, refs, name):
         fpos = expr.func_pos
         npos = len(expr.args)
         args, kw_refs = refs[:npos], refs[npos:]
@@ -32,11 +32,11 @@ class CallsMixin:
                 raise GradShapeError(str(err), fpos.line, fpos.col) from None
         if expr.func in self.user_gates:
             return self._user_call(expr, args, refs[npos:], name)
-        candidates = G.functions(expr.func)
+        candidates = gates.functions(expr.func)
         if not candidates:
             if expr.func in self.names:
                 raise GradNameError(f"'{expr.func}' is a value, not a function", fpos.line, fpos.col)
-            known = G.function_names() | set(CONSTRUCTORS)
+            known = gates.function_names() | set(CONSTRUCTORS)
             raise GradNameError(f"unknown function '{expr.func}'" + did_you_mean(expr.func, known),
                                 fpos.line, fpos.col)
         gate = next((g for g in candidates if g.arity + len(g.constant_args) == npos), None) or next(
@@ -69,7 +69,7 @@ class CallsMixin:
             params[kname] = self._param(ref, kpos, kname)
         return self._gate(gate, list(args[:n_operands]), params, {}, expr, name, fpos)
 
-    def _user_call(self, expr: N.Call, args, kw_refs, name):
+    def _user_call(self, expr: nodes.Call, args, kw_refs, name):
         fpos = expr.func_pos
         user = self.user_gates[expr.func]
         if expr.kwargs:

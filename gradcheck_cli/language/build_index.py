@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import gates as G
-from . import nodes as N
+from .. import gates
+from . import nodes
 from .build_common import _SliceRef
 from ..core.errors import GradShapeError, GradValueError
 
@@ -13,9 +13,9 @@ from ..core.errors import GradShapeError, GradValueError
 class IndexMixin:
     """Part of builder.Builder."""
 
-    def _index(self, expr: N.Index, refs, name):
+    def _index(self, expr: nodes.Index, refs, name):
         key = self._key(refs[1:], expr.items, expr.bracket_pos)
-        return self._gate(G.REGISTRY["index"], [refs[0]], {"key": key}, {}, expr, name, expr.bracket_pos)
+        return self._gate(gates.REGISTRY["index"], [refs[0]], {"key": key}, {}, expr, name, expr.bracket_pos)
 
     def _key(self, refs, items, where) -> tuple:
         """A numpy index from subscript items: ints, slices, None, integer arrays (all constants)."""

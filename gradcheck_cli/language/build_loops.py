@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .. import gates as G
-from . import nodes as N
+from .. import gates
+from . import nodes
 from ..core.errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError
 from ..core.limits import MAX_UNROLL, size_error
 
@@ -11,7 +11,7 @@ from ..core.limits import MAX_UNROLL, size_error
 class LoopsMixin:
     """Part of builder.Builder."""
 
-    def _comprehension(self, expr: N.Comprehension, kw_refs, name):
+    def _comprehension(self, expr: nodes.Comprehension, kw_refs, name):
         """Unroll `f(element for v in range(...) ...)`: the element built once per loop value, then
         added up (sum) or joined (stack, concatenate). Bounded: MAX_UNROLL terms at most."""
         fpos = expr.func_pos
@@ -56,14 +56,14 @@ class LoopsMixin:
                 partial = name if k == len(terms) else None
                 if partial is None and k < len(terms):  # the running sums read apart: `sum(...) (first 2 terms)`
                     partial = f"{self._auto_name(expr)} (first {k} terms)"
-                total = self._gate(G.REGISTRY["add"], [total, term], {}, {}, expr, partial, fpos)
+                total = self._gate(gates.REGISTRY["add"], [total, term], {}, {}, expr, partial, fpos)
             return total
         params = {}
         for (kname, _e, kpos), ref in zip(expr.kwargs, kw_refs):
             if kname != "axis":
                 raise GradNameError(f"{expr.func}() has no parameter '{kname}' (parameters: axis)", kpos.line, kpos.col)
             params[kname] = self._param(ref, kpos, kname)
-        return self._gate(G.REGISTRY[self.COMPREHENSIONS[expr.func]], terms, params, {}, expr, name, fpos)
+        return self._gate(gates.REGISTRY[self.COMPREHENSIONS[expr.func]], terms, params, {}, expr, name, fpos)
 
     def _range(self, loop, terms_so_far: int) -> range:
         """A comprehension loop's `range(...)`: constant integers, a non-zero step, and no more terms

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import gates as G
-from . import nodes as N
+from .. import gates
+from . import nodes
 from . import usergates
 from .build_calls import CallsMixin
 from .build_common import KEYWORDS, _check_shape, _finite_or_raise, _SliceRef
@@ -24,7 +24,7 @@ VALUE_CONSTRUCTORS = {"randn", "rand", "zeros", "ones", "eye"}  # arange stays a
 class Builder(CallsMixin, LoopsMixin, IndexMixin):
     """Turns a parsed Program into a Graph; one instance per program."""
 
-    def __init__(self, program: N.Program, source: str, at: dict | None, free_names: bool, seed: int):
+    def __init__(self, program: nodes.Program, source: str, at: dict | None, free_names: bool, seed: int):
         self.program = program
         self.text = program.text
         self.source = source
@@ -33,7 +33,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         self.rng = np.random.default_rng(seed)
         self.nodes: list[Node] = []
         self.names: dict[str, int] = {}
-        self.defined_at: dict[str, N.Pos] = {}
+        self.defined_at: dict[str, nodes.Pos] = {}
         self.user_gates: dict = {}
         self.consts: dict = {}   # in a gate's body: the file consts it may use, name -> value
         self.loop_values: dict = {}  # inside a comprehension: its loop variables' current values
@@ -65,7 +65,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         self.nodes.append(node)
         return node.id
 
-    def _leaf(self, name: str, value: np.ndarray, pos: N.Pos, const: bool) -> int:
+    def _leaf(self, name: str, value: np.ndarray, pos: nodes.Pos, const: bool) -> int:
         if name in self.at:
             value = self.at.pop(name)
         return self._add(name=name, kind="const" if const else "leaf", shape=value.shape, pos=pos, value=value)
@@ -74,7 +74,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         return self._add(name=source_text(self.text, c.pos), kind="literal", shape=c.value.shape,
                          pos=c.pos, value=c.value)
 
-    def _define(self, name: str, pos: N.Pos):
+    def _define(self, name: str, pos: nodes.Pos):
         if name in self.defined_at:
             first = self.defined_at[name]
             raise GradNameError(f"'{name}' is already defined (line {first.line}); pick another name",
@@ -91,37 +91,37 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
             expr, expanded = stack.pop()
             if not expanded:
                 stack.append((expr, True))
-                stack.extend((c, False) for c in reversed(N.children(expr)))
+                stack.extend((c, False) for c in reversed(nodes.children(expr)))
                 continue
             top = expr is root
-            done[id(expr)] = self._one(expr, [done[id(c)] for c in N.children(expr)], name if top else None)
+            done[id(expr)] = self._one(expr, [done[id(c)] for c in nodes.children(expr)], name if top else None)
         return done[id(root)]
 
     def _one(self, expr, refs, name):
-        if isinstance(expr, N.Num):
+        if isinstance(expr, nodes.Num):
             _finite_or_raise(expr.value, expr.pos, "this number")
             return Const(expr.value, expr.pos)
-        if isinstance(expr, N.Name):
+        if isinstance(expr, nodes.Name):
             return self._name(expr)
-        if isinstance(expr, N.Array):
+        if isinstance(expr, nodes.Array):
             return self._array(expr, refs)
-        if isinstance(expr, N.Op):
+        if isinstance(expr, nodes.Op):
             return self._op(expr, refs, name)
-        if isinstance(expr, N.Call):
+        if isinstance(expr, nodes.Call):
             return self._call(expr, refs, name)
-        if isinstance(expr, N.Index):
+        if isinstance(expr, nodes.Index):
             return self._index(expr, refs, name)
-        if isinstance(expr, N.Slice):
+        if isinstance(expr, nodes.Slice):
             parts = iter(refs)
             return _SliceRef(tuple(None if p is None else (next(parts), p.pos)
                                    for p in (expr.start, expr.stop, expr.step)), expr.pos)
-        if isinstance(expr, N.NewAxis):
+        if isinstance(expr, nodes.NewAxis):
             return _SliceRef(None, expr.pos)
-        if isinstance(expr, N.Comprehension):
+        if isinstance(expr, nodes.Comprehension):
             return self._comprehension(expr, refs, name)
         raise GradSyntaxError(f"unexpected {type(expr).__name__}", expr.pos.line, expr.pos.col)
 
-    def _name(self, expr: N.Name):
+    def _name(self, expr: nodes.Name):
         if expr.id in self.loop_values:
             return Const(np.asarray(float(self.loop_values[expr.id])), expr.pos)
         if expr.id in self.names:
@@ -132,7 +132,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
             raise GradNameError(f"'{expr.id}' is a gate; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
         # With -e every free name is a leaf; anywhere, a name only `--at NAME=VALUE` gives a value is one too.
         if ((self.free_names or expr.id in self.at)
-                and expr.id not in CONSTRUCTORS and expr.id not in G.function_names()):
+                and expr.id not in CONSTRUCTORS and expr.id not in gates.function_names()):
             if expr.id in self.at:
                 value = self.at.pop(expr.id)
             else:
@@ -144,12 +144,12 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
             self.names[expr.id] = self._add(name=expr.id, kind="leaf", shape=value.shape, pos=expr.pos,
                                             value=value)
             return self.names[expr.id]
-        if expr.id in G.function_names() or expr.id in CONSTRUCTORS:
+        if expr.id in gates.function_names() or expr.id in CONSTRUCTORS:
             raise GradNameError(f"'{expr.id}' is a function; call it as {expr.id}(...)", expr.pos.line, expr.pos.col)
         raise GradNameError(f"unknown name '{expr.id}'" + did_you_mean(expr.id, self.names),
                             expr.pos.line, expr.pos.col)
 
-    def _array(self, expr: N.Array, refs):
+    def _array(self, expr: nodes.Array, refs):
         if not refs:
             raise GradShapeError("an empty array literal", expr.pos.line, expr.pos.col)
         refs = [self._as_const(r) or r for r in refs]
@@ -165,7 +165,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
                                  bad.pos.line, bad.pos.col)
         return Const(np.stack([r.value for r in refs]), expr.pos)
 
-    def _op(self, expr: N.Op, refs, name):
+    def _op(self, expr: nodes.Op, refs, name):
         where = expr.op_pos or expr.pos
         if expr.op == ".shape":  # known when the graph is built: a constant vector of sizes
             return Const(np.asarray(self._shape(refs[0]), dtype=float), expr.pos)
@@ -173,15 +173,15 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
             (ref,) = refs
             if isinstance(ref, Const):
                 return Const(-ref.value, expr.pos)
-            gate, attrs = G.const_form("*", "left", -1.0)
+            gate, attrs = gates.const_form("*", "left", -1.0)
             return self._gate(gate, [ref], {}, attrs, expr, name, where)
-        gate = G.operator_gate(expr.op)
+        gate = gates.operator_gate(expr.op)
         if gate is None:
             raise GradSyntaxError(f"unknown operator '{expr.op}'", where.line, where.col)
         if len(refs) == 2 and not all(isinstance(r, Const) for r in refs):
             for side, c, other in (("left", refs[0], refs[1]), ("right", refs[1], refs[0])):
                 if isinstance(c, Const) and c.value.ndim == 0:
-                    form = G.const_form(expr.op, side, float(c.value))
+                    form = gates.const_form(expr.op, side, float(c.value))
                     if form:
                         return self._gate(form[0], [other], {}, form[1], expr, name, where)
         return self._gate(gate, refs, {}, {}, expr, name, where)
@@ -261,10 +261,10 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         expects = []
         statements = self.program.statements
         for index, st in enumerate(statements):
-            if isinstance(st, N.Assign):
+            if isinstance(st, nodes.Assign):
                 ref = self._assignment(st)
                 last_computed = last_computed if ref is None else ref
-            elif isinstance(st, N.ExprStmt):
+            elif isinstance(st, nodes.ExprStmt):
                 if index != len(statements) - 1:
                     raise GradSyntaxError("a bare expression is only allowed as the last statement "
                                           "(the output); name it: f = ...", st.pos.line, st.pos.col)
@@ -276,14 +276,14 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
                 if out_name and self.nodes[ref].name == out_name:
                     self.names[out_name] = ref
                 last_computed = ref
-            elif isinstance(st, N.Output):
+            elif isinstance(st, nodes.Output):
                 if st.name not in self.names:
                     raise GradNameError(f"unknown name '{st.name}'" + did_you_mean(st.name, self.names),
                                         st.pos.line, st.pos.col)
                 output = self.names[st.name]
-            elif isinstance(st, N.Expect):
+            elif isinstance(st, nodes.Expect):
                 expects.append(st)
-            elif isinstance(st, N.GateDef):
+            elif isinstance(st, nodes.GateDef):
                 consts = {n: self.nodes[i].value for n, i in self.names.items() if self.nodes[i].kind == "const"}
                 self.user_gates[st.name] = usergates.define(st, self.user_gates, consts)
                 self.warnings.extend(self.user_gates[st.name].warnings)
@@ -323,7 +323,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
                         f"to check its gradient, give it a value of its own ({name} = {literal})")
         return ""
 
-    def _assignment(self, st: N.Assign) -> int | None:
+    def _assignment(self, st: nodes.Assign) -> int | None:
         """Build `name = expr`; returns the node id when it is computed (not a leaf or an alias)."""
         self._define(st.name, st.pos)
         if st.name in KEYWORDS:
@@ -331,14 +331,14 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         before = len(self.nodes)
         ref = self.expr(st.expr, st.name)
         if isinstance(ref, int) and ref < before:  # `y = x`: a computed node by the language's rule (the identity)
-            ref = self._gate(G.REGISTRY["identity"], [ref], {}, {}, st.expr, st.name, st.pos)
+            ref = self._gate(gates.REGISTRY["identity"], [ref], {}, {}, st.expr, st.name, st.pos)
         if isinstance(ref, Const):
             # A value: a leaf, unless it is made of consts only (`n = N * 2`), which makes it a const too.
             # A value constructor's sizes do not count: `randn(N)` is a value of its own, as `randn(3)` is.
-            sizes = {id(e) for c in N.walk(st.expr) if isinstance(c, N.Call) and c.func in VALUE_CONSTRUCTORS
-                     for e in N.walk(c)}
-            of_consts = sorted({e.id for e in N.walk(st.expr)
-                                if isinstance(e, N.Name) and e.id in self.names and id(e) not in sizes})
+            sizes = {id(e) for c in nodes.walk(st.expr) if isinstance(c, nodes.Call) and c.func in VALUE_CONSTRUCTORS
+                     for e in nodes.walk(c)}
+            of_consts = sorted({e.id for e in nodes.walk(st.expr)
+                                if isinstance(e, nodes.Name) and e.id in self.names and id(e) not in sizes})
             self.names[st.name] = self._leaf(st.name, ref.value, st.pos, st.const or bool(of_consts))
             if of_consts and not st.const:
                 self.made_of_consts[st.name] = (of_consts, ref.value)
@@ -350,7 +350,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         return ref
 
 
-def build(program: N.Program, source: str = "<expr>", at: dict | None = None,
+def build(program: nodes.Program, source: str = "<expr>", at: dict | None = None,
           free_names: bool = False, seed: int = 0) -> Graph:
     """Build the gate graph of a parsed program. `at` maps leaf names to numpy values."""
     return Builder(program, source, at, free_names, seed).build()

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nodes as N
+from . import nodes
+from .graph import Graph
 from ..core.errors import GradNameError, GradShapeError, did_you_mean
 from .nodes import walk
 
@@ -15,18 +16,18 @@ from .nodes import walk
 class Expectation:
     target: str           # "dx"
     node: int             # the node whose gradient is expected
-    formula: object       # a small Graph over the leaves, giving the expected value
+    formula: Graph        # a small graph over the leaves, giving the expected value
     leaves: list          # main-graph ids of the named nodes the formula's leaves stand for
-    pos: N.Pos
-    tolerance: object        # absolute, from the digits written (per element for an array); None for formulas and integers
+    pos: nodes.Pos
+    tolerance: float | np.ndarray | None  # absolute, from the digits written (per element for an array); None for formulas and integers
     is_number: bool
 
 
 def literal_decimals(expr, text: str) -> int | None:
     """Decimals written in a plain (possibly negated) number literal: `-0.20` → 2; None otherwise."""
-    while isinstance(expr, N.Op) and expr.op == "neg":
+    while isinstance(expr, nodes.Op) and expr.op == "neg":
         expr = expr.args[0]
-    if not isinstance(expr, N.Num):
+    if not isinstance(expr, nodes.Num):
         return None
     written = text[expr.pos.start:expr.pos.end].lower()
     mantissa = written.split("e")[0]
@@ -43,13 +44,13 @@ def written_tolerance(expr, text: str):
     → [0.005, nan]: nan where an integer was written); None when `expr` is not such a literal or
     no element has decimals."""
     def walk_items(e):
-        if isinstance(e, N.Array):
+        if isinstance(e, nodes.Array):
             parts = [walk_items(item) for item in e.items]
             return None if any(p is None for p in parts) else parts
         inner = e
-        while isinstance(inner, N.Op) and inner.op == "neg":
+        while isinstance(inner, nodes.Op) and inner.op == "neg":
             inner = inner.args[0]
-        if not isinstance(inner, N.Num):
+        if not isinstance(inner, nodes.Num):
             return None
         decimals = literal_decimals(e, text)
         return float("nan") if decimals is None else 0.5 * 10.0 ** (-decimals)
@@ -84,7 +85,7 @@ def _exponent(text: str) -> int:
     return max(-1000, min(1000, -value if text.startswith("-") else value))
 
 
-def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape: tuple) -> Expectation:
+def compile_expect(st: nodes.Expect, builder, graph_nodes, names: dict, output_shape: tuple) -> Expectation:
     """Check an expect line against the built graph; bad targets and formulas are input errors.
 
     `builder` is the graph's builder.Builder: it builds the formula as a small Graph.
@@ -120,4 +121,4 @@ def compile_expect(st: N.Expect, builder, graph_nodes, names: dict, output_shape
 
 
 def _names(expr):
-    return (e for e in walk(expr) if isinstance(e, N.Name))
+    return (e for e in walk(expr) if isinstance(e, nodes.Name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nodes as N
+from . import nodes
 from .builder import Builder
 from ..core.errors import GradcheckError, GradSyntaxError
 from .expects import compile_expect
@@ -33,7 +33,7 @@ def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 
 def parse_value(text: str, seed: int = 0, name: str = "value") -> np.ndarray:
     """A constant written in the language (`2`, `[1, 2]`, `0.1*randn(3)`) as an array."""
     program = parse(text)
-    if len(program.statements) != 1 or not isinstance(program.statements[0], N.ExprStmt):
+    if len(program.statements) != 1 or not isinstance(program.statements[0], nodes.ExprStmt):
         raise GradSyntaxError(f"{name} must be a single value", 1, 1)
     ref = Builder(program, name, None, False, seed).expr(program.statements[0].expr)
     if not isinstance(ref, Const):

@@ -9,7 +9,8 @@ from functools import cached_property
 
 import numpy as np
 
-from . import nodes as N
+from ..gates.record import Gate
+from . import nodes
 
 NAME_WIDTH = 60
 
@@ -21,8 +22,8 @@ class Node:
     name: str
     kind: str  # 'leaf' | 'const' | 'literal' | 'gate'
     shape: tuple
-    pos: N.Pos
-    gate: object = None       # a gates.Gate for kind 'gate'
+    pos: nodes.Pos
+    gate: Gate | None = None  # for kind 'gate' (None for the others)
     inputs: tuple = ()
     attrs: dict = field(default_factory=dict)
     value: np.ndarray | None = None
@@ -103,7 +104,7 @@ class Const:
         self.pos = pos
 
 
-def source_text(text: str, pos: N.Pos) -> str:
+def source_text(text: str, pos: nodes.Pos) -> str:
     """The source of a node, one line, comments dropped, shortened with … past NAME_WIDTH.
 
     Only the two ends of a long span are read, so naming every node of a deep chain stays linear.

@@ -14,7 +14,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.indenter import DedentError, Indenter
 
-from . import nodes as N
+from . import nodes
 from ..core.errors import GradSyntaxError
 from ..core.limits import MAX_STATEMENTS
 
@@ -34,10 +34,10 @@ class _GradIndenter(Indenter):
     tab_len = 8
 
 
-def _pos(item) -> N.Pos:
+def _pos(item) -> nodes.Pos:
     """The position of a token or of an AST node."""
     if isinstance(item, Token):
-        return N.Pos(item.line, item.column, item.start_pos, item.end_pos)
+        return nodes.Pos(item.line, item.column, item.start_pos, item.end_pos)
     return item.pos
 
 
@@ -45,12 +45,12 @@ def _pos(item) -> N.Pos:
 _outer: ContextVar = ContextVar("outer")
 
 
-def _span(first, last) -> N.Pos:
+def _span(first, last) -> nodes.Pos:
     """From the start of `first` to the end of `last`, parentheses around them included."""
     spans = _outer.get()
     a = spans.get(id(first)) or _pos(first)
     b = spans.get(id(last)) or _pos(last)
-    return N.Pos(a.line, a.col, a.start, b.end)
+    return nodes.Pos(a.line, a.col, a.start, b.end)
 
 
 def _exprs(items) -> tuple:
@@ -60,7 +60,7 @@ def _exprs(items) -> tuple:
 def _op(op):
     def build(self, *items):
         tok = next((i for i in items if isinstance(i, Token)), None)
-        return N.Op(op, _exprs(items), _span(items[0], items[-1]), _pos(tok) if tok else None)
+        return nodes.Op(op, _exprs(items), _span(items[0], items[-1]), _pos(tok) if tok else None)
     return build
 
 
@@ -69,10 +69,10 @@ class _ToAst(Transformer):
     """Builds AST nodes while the LALR parser runs (no recursion, so deep nesting is fine)."""
 
     def number(self, tok):
-        return N.Num(float(tok), _pos(tok))  # float() of any digit string is safe: huge → inf
+        return nodes.Num(float(tok), _pos(tok))  # float() of any digit string is safe: huge → inf
 
     def name(self, tok):
-        return N.Name(str(tok), _pos(tok))
+        return nodes.Name(str(tok), _pos(tok))
 
     add = _op("+")
     sub = _op("-")
@@ -85,7 +85,7 @@ class _ToAst(Transformer):
 
     def index(self, base, lsqb, *rest):
         items = tuple(i for i in rest[:-1] if i is not None and not isinstance(i, Token))
-        return N.Index(base, items, _span(base, rest[-1]), _pos(lsqb))
+        return nodes.Index(base, items, _span(base, rest[-1]), _pos(lsqb))
 
     def slice(self, *items):
         parts, current, first = [], None, None
@@ -100,69 +100,69 @@ class _ToAst(Transformer):
         parts += [None] * (3 - len(parts))
         start = next((i for i in items if i is not None), first)
         end = next((i for i in reversed(items) if i is not None), first)
-        return N.Slice(*parts[:3], _span(start, end))
+        return nodes.Slice(*parts[:3], _span(start, end))
 
     def newaxis(self, tok):
-        return N.NewAxis(_pos(tok))
+        return nodes.NewAxis(_pos(tok))
 
     def pos(self, _plus, operand):
         return operand
 
     def atom(self, lpar, expr, rpar):
-        _outer.get()[id(expr)] = N.Pos(lpar.line, lpar.column, lpar.start_pos, rpar.end_pos)
+        _outer.get()[id(expr)] = nodes.Pos(lpar.line, lpar.column, lpar.start_pos, rpar.end_pos)
         return expr
 
     def pow(self, base, _tok, exponent):
-        return N.Op("^", (base, exponent), _span(base, exponent), _pos(_tok))
+        return nodes.Op("^", (base, exponent), _span(base, exponent), _pos(_tok))
 
     def compare(self, left, tok, right):
-        return N.Op(str(tok), (left, right), _span(left, right), _pos(tok))
+        return nodes.Op(str(tok), (left, right), _span(left, right), _pos(tok))
 
     def call(self, func, *rest):
         args = _exprs(rest)
         pos_args = tuple(a for a in args if not isinstance(a, tuple))
         kwargs = tuple(a for a in args if isinstance(a, tuple))
-        return N.Call(str(func), pos_args, kwargs, _span(func, rest[-1]), _pos(func))
+        return nodes.Call(str(func), pos_args, kwargs, _span(func, rest[-1]), _pos(func))
 
     def kwarg(self, name, _eq, value):
         return (str(name), value, _pos(name))
 
     def comprehension(self, func, _lpar, element, *rest):
-        loops = tuple(r for r in rest if isinstance(r, N.Loop))
+        loops = tuple(r for r in rest if isinstance(r, nodes.Loop))
         kwargs = tuple(r for r in rest if isinstance(r, tuple))
-        return N.Comprehension(str(func), element, loops, kwargs, _span(func, rest[-1]), _pos(func))
+        return nodes.Comprehension(str(func), element, loops, kwargs, _span(func, rest[-1]), _pos(func))
 
     def comp_for(self, kw, name, _in, _range, _lpar, *rest):
-        return N.Loop(str(name), _exprs(rest), _pos(kw))
+        return nodes.Loop(str(name), _exprs(rest), _pos(kw))
 
     def array(self, *items):
-        return N.Array(_exprs(items), _span(items[0], items[-1]))
+        return nodes.Array(_exprs(items), _span(items[0], items[-1]))
 
     def assign(self, name, _eq, expr):
-        return N.Assign(str(name), expr, _pos(name))
+        return nodes.Assign(str(name), expr, _pos(name))
 
     def const_assign(self, _kw, name, _eq, expr):
-        return N.Assign(str(name), expr, _pos(name), const=True)
+        return nodes.Assign(str(name), expr, _pos(name), const=True)
 
     def output(self, _kw, name):
-        return N.Output(str(name), _pos(name))
+        return nodes.Output(str(name), _pos(name))
 
     def expect(self, _kw, name, _eq, expr):
-        return N.Expect(str(name), expr, _pos(name))
+        return nodes.Expect(str(name), expr, _pos(name))
 
     def expr_stmt(self, expr):
-        return N.ExprStmt(expr, _pos(expr))
+        return nodes.ExprStmt(expr, _pos(expr))
 
     def params(self, *items):
         return tuple(t for t in items if isinstance(t, Token) and t.type == "NAME")
 
     def gate_line(self, name, _eq, expr, *_nl):
-        return N.Assign(str(name), expr, _pos(name))
+        return nodes.Assign(str(name), expr, _pos(name))
 
     def gate_def(self, _kw, name, _lpar, params, _rpar, _eq, expr, *body):
         params = params or ()
-        return N.GateDef(str(name), tuple(str(p) for p in params), expr,
-                         tuple(b for b in body if isinstance(b, N.Assign)), _pos(name),
+        return nodes.GateDef(str(name), tuple(str(p) for p in params), expr,
+                         tuple(b for b in body if isinstance(b, nodes.Assign)), _pos(name),
                          tuple(_pos(p) for p in params))
 
     def start(self, *statements):
@@ -271,7 +271,7 @@ def normalize(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def parse(text: str) -> N.Program:
+def parse(text: str) -> nodes.Program:
     """Parse source text into a Program; raise GradSyntaxError on anything not in the language."""
     text = normalize(text)
     if "\x00" in text:
@@ -288,7 +288,7 @@ def parse(text: str) -> N.Program:
         raise GradSyntaxError(str(err.orig_exc), 1, 1) from None
     finally:
         _outer.reset(token)
-    return N.Program(tuple(statements), text)
+    return nodes.Program(tuple(statements), text)
 
 
 def _refuse_long(text: str) -> None:

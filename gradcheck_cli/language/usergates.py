@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import gates as G
-from . import nodes as N
+from .. import gates
+from . import nodes
 from ..core.errors import BackwardError, GradNameError, GradSyntaxError, did_you_mean
 from .graph import Graph
 from .nodes import walk
@@ -31,8 +31,8 @@ RESERVED = ("out", "dout")
 @dataclass
 class UserGate:
     """A validated `gate` definition and its instances by operand shapes."""
-    defn: N.GateDef
-    d_lines: dict                      # parameter -> its `d` line (N.Assign)
+    defn: nodes.GateDef
+    d_lines: dict                      # parameter -> its `d` line (nodes.Assign)
     forward_locals: list               # names of the lines the forward formula uses, in order
     intermediates: dict                # forward local -> its `d<local>` line
     warnings: list                     # (message, line, col)
@@ -85,17 +85,17 @@ class Instance:
 
 
 def _names_in(expr) -> set:
-    return {e.id for e in walk(expr) if isinstance(e, N.Name)}
+    return {e.id for e in walk(expr) if isinstance(e, nodes.Name)}
 
 
-def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> UserGate:
+def define(defn: nodes.GateDef, user_gates: dict, consts: dict | None = None) -> UserGate:
     """Check a definition without shapes: names, clashes, recursion, its d lines and locals.
 
     `consts` (name -> value): the file's `const`s defined before the gate, which its lines may use
     as constants (hyper-parameters: eps, alpha, stride)."""
     consts = dict(consts or {})
     pos = defn.pos
-    builtin = G.function_names() | set(CONSTRUCTORS)
+    builtin = gates.function_names() | set(CONSTRUCTORS)
     if defn.name in builtin:
         raise GradNameError(f"gate '{defn.name}' clashes with the built-in function of that name", pos.line, pos.col)
     if defn.name in user_gates:
@@ -145,7 +145,7 @@ def define(defn: N.GateDef, user_gates: dict, consts: dict | None = None) -> Use
                     intermediates, warnings, consts={n: v for n, v in consts.items() if n in used_consts})
 
 
-def _unused_lines(defn: N.GateDef, order: list, used: set, params: set, kind: dict) -> list:
+def _unused_lines(defn: nodes.GateDef, order: list, used: set, params: set, kind: dict) -> list:
     """A warning for each line neither the forward nor any d line uses (a typo'd gradient name hinted)."""
     warnings = []
     for line in order:
@@ -159,11 +159,11 @@ def _unused_lines(defn: N.GateDef, order: list, used: set, params: set, kind: di
     return warnings
 
 
-def _named_in_expression(defn: N.GateDef, order: list, kind: dict, uses: dict) -> N.GateDef:
+def _named_in_expression(defn: nodes.GateDef, order: list, kind: dict, uses: dict) -> nodes.GateDef:
     """`z = x @ W + b` beside `gate g(x, W, b) = relu(x @ W + b)`: a forward line the expression does
     not use but spells out verbatim names that part of it, so `dz` is checked as the gradient of z."""
     expr = defn.expr
-    if any(isinstance(e, (N.Comprehension, N.Loop)) for e in walk(expr)):
+    if any(isinstance(e, (nodes.Comprehension, nodes.Loop)) for e in walk(expr)):
         return defn  # loop variables are scoped: leave such expressions alone
     for line in order:
         if kind[line.name] == "forward" and line.name not in _names_in(expr):
@@ -175,7 +175,7 @@ def _named_in_expression(defn: N.GateDef, order: list, kind: dict, uses: dict) -
 
 def _shape(e):
     """An expression without its positions: equal for equal text up to spacing."""
-    if isinstance(e, N.Pos):
+    if isinstance(e, nodes.Pos):
         return None
     if dataclasses.is_dataclass(e):
         return (type(e).__name__,) + tuple(_shape(getattr(e, f.name)) for f in dataclasses.fields(e)
@@ -187,9 +187,9 @@ def _shape(e):
 
 def _substitute(e, shape, name: str):
     """`e` with every sub-expression of this shape replaced by the name."""
-    if dataclasses.is_dataclass(e) and not isinstance(e, N.Pos):
+    if dataclasses.is_dataclass(e) and not isinstance(e, nodes.Pos):
         if _shape(e) == shape:
-            return N.Name(name, e.pos)
+            return nodes.Name(name, e.pos)
         changes = {f.name: _substitute(getattr(e, f.name), shape, name) for f in dataclasses.fields(e)
                    if not f.name.endswith("pos")}
         if all(changes[k] is getattr(e, k) for k in changes):
@@ -215,16 +215,16 @@ def _closure(start: set, uses: dict, within: set) -> set:
 
 def _check_header(defn, params: set, forward_names: set, backward_names: set, known_functions: set):
     for e in walk(defn.expr):
-        if isinstance(e, N.Name) and e.id in backward_names:
+        if isinstance(e, nodes.Name) and e.id in backward_names:
             raise GradNameError(f"the forward formula cannot use '{e.id}': it is a backward line "
                                 "(it uses dout, out or a d line)", e.pos.line, e.pos.col)
     _check_names(defn, defn.expr, params | forward_names, known_functions)
 
 
 def _check_names(defn, expr, visible: set, known_functions: set):
-    visible = visible | {loop.var for e in walk(expr) if isinstance(e, N.Comprehension) for loop in e.loops}
+    visible = visible | {loop.var for e in walk(expr) if isinstance(e, nodes.Comprehension) for loop in e.loops}
     for e in walk(expr):
-        if isinstance(e, N.Name) and e.id not in visible:
+        if isinstance(e, nodes.Name) and e.id not in visible:
             if e.id in RESERVED:
                 raise GradNameError(f"'{e.id}' is only defined in the indented backward lines",
                                     e.pos.line, e.pos.col)
@@ -232,7 +232,7 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                                 f"{', out, dout' if RESERVED[0] in visible else ''}, earlier lines and the "
                                 f"consts defined before it)"
                                 + did_you_mean(e.id, visible), e.pos.line, e.pos.col)
-        if isinstance(e, N.Call):
+        if isinstance(e, nodes.Call):
             if e.func == defn.name:
                 raise GradNameError(f"gate '{defn.name}' calls itself: recursive gates are not allowed",
                                     e.func_pos.line, e.func_pos.col)
@@ -241,7 +241,7 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                                     e.func_pos.line, e.func_pos.col)
 
 
-def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> G.Gate:
+def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> gates.Gate:
     """The registry Gate for calls of `user` on operands of these shapes (cached).
 
     `subgraph(bindings, body, expr, failed=, consts=)` builds the body as a small Graph (the caller's
@@ -269,15 +269,15 @@ def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> G.Gate:
                 continue
             got = bwd.nodes[bwd.names["d" + p]].shape
             if got != shape:
-                failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {G.fmt_shape(got)} but {p} has "
-                                            f"shape {G.fmt_shape(shape)}", line.pos.line, line.pos.col)
+                failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {gates.fmt_shape(got)} but {p} has "
+                                            f"shape {gates.fmt_shape(shape)}", line.pos.line, line.pos.col)
         for local, line in user.intermediates.items():
             node = fwd.nodes[fwd.names[local]]
             err = broken.get(line.name)
             bid = None if err is not None else bwd.names.get(line.name)
             if bid is not None and bwd.nodes[bid].shape != node.shape:
-                err = BackwardError(f"gate '{defn.name}': {line.name} has shape {G.fmt_shape(bwd.nodes[bid].shape)} "
-                                    f"but {local} has shape {G.fmt_shape(node.shape)}", line.pos.line, line.pos.col)
+                err = BackwardError(f"gate '{defn.name}': {line.name} has shape {gates.fmt_shape(bwd.nodes[bid].shape)} "
+                                    f"but {local} has shape {gates.fmt_shape(node.shape)}", line.pos.line, line.pos.col)
                 bid = None
             intermediates.append((local, fwd.names[local], bid, line, err))
         marks = {bid: local for local, _, bid, _, _ in intermediates if bid is not None}
@@ -301,7 +301,7 @@ def _cost(node) -> int:
     return node.gate.instance.cost if node.gate.instance is not None else 1
 
 
-def _make_gate(inst: Instance, out_shape: tuple, text: str) -> G.Gate:
+def _make_gate(inst: Instance, out_shape: tuple, text: str) -> gates.Gate:
     user, fwd = inst.user, inst.fwd
     defn = user.defn
     has_kinks = any(n.gate is not None and n.gate.branch is not None for n in fwd.nodes)
@@ -310,10 +310,10 @@ def _make_gate(inst: Instance, out_shape: tuple, text: str) -> G.Gate:
         local = "; ".join(f"d{p} = {text[line.expr.pos.start:line.expr.pos.end]}" for p, line in user.d_lines.items())
     else:
         local = "differentiated automatically through its body"
-    return G.Gate(
-        name=defn.name, arity=len(defn.params), forward=G.from_body, vjp=G.from_body, sym=None, local=local,
+    return gates.Gate(
+        name=defn.name, arity=len(defn.params), forward=gates.from_body, vjp=gates.from_body, sym=None, local=local,
         doc=f"user gate {defn.name}({', '.join(defn.params)}) = {source}",
         routes="by the d lines written for it" if user.d_lines else "through the gates of its body",
         infer=lambda s, p: (out_shape, {}), label=lambda a: defn.name,
-        branch=G.from_body if has_kinks else None,
-        examples=(G.Example(tuple(inst.shapes)),), instance=inst)
+        branch=gates.from_body if has_kinks else None,
+        examples=(gates.Example(tuple(inst.shapes)),), instance=inst)

@@ -7,6 +7,9 @@ axis carries its own perturbation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from ..core.errors import BackwardError, GradValueError
@@ -15,6 +18,9 @@ from ..core.meter import active, count, gate_units
 from ..gates.tensors import fmt_note
 
 __all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
+
+# another chain rule's VJP for one gate call: (node, upstream rows g, operands, output) -> per operand
+LocalVjp = Callable[[Node, np.ndarray, list, Any], Sequence[Any]]
 
 
 def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
@@ -98,6 +104,7 @@ def gate_branch(gate, args: list, attrs: dict) -> np.ndarray:
 def _count_call(node: Node, args: list, batched: list, rows) -> None:
     """The meter's counts for one gate call (a user gate's too: running its body costs a call)."""
     count("call")
+    assert node.gate is not None  # a gate node (as every node this module evaluates)
     if node.gate.instance is None:
         elements, windows = gate_units(node.gate, [np.shape(a)[1:] if b and rows else np.shape(a)
                                                    for a, b in zip(args, batched)], node.attrs, node.size, rows or 1)
@@ -110,11 +117,12 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.
     rows = n_rows if n_rows is not None and any(batched) else None
     if active():
         _count_call(node, args, batched, rows)
-    if rows is not None:
+    assert node.gate is not None  # a gate node
+    if rows is not None:  # then rows is n_rows
         if node.gate.elementwise:
-            args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, batched)]
+            args = [_pad(a, node.shape, rows) if b else a for a, b in zip(args, batched)]
         out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True))
-        return np.broadcast_to(out, (n_rows,) + node.shape)
+        return np.broadcast_to(out, (rows,) + node.shape)
     return _numbers(gate_forward(node.gate, args, node.attrs))
 
 
@@ -135,6 +143,7 @@ def _numbers(out) -> np.ndarray:
 def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.ndarray:
     """The gate's branch array, one flattened row per batch row (or one row when unbatched)."""
     args = [np.real(a) for a in args]  # on the complex step's rows the real part decides a branch
+    assert node.gate is not None  # a gate node (with a kink)
     if n_rows is not None and node.gate.elementwise and any(flags):
         args = [_pad(a, node.shape, n_rows) if b else a for a, b in zip(args, flags)]
     b = np.asarray(gate_branch(node.gate, args, node.attrs))
@@ -169,6 +178,7 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
                 if branches is not None:
                     branches.append(rows)
                 if kinks is not None and any(flags):
+                    assert centre_branches is not None  # given with kinks
                     kinks |= (rows != centre_branches[nid]).any(axis=1)
         if inject is not None and nid in inject:
             if nid not in batched:
@@ -225,12 +235,12 @@ def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_b
     for node in graph.nodes:
         if node.kind == "literal":
             values[node.id] = node.value
-    branches = [] if collect_branches else None
+    branches: list | None = [] if collect_branches else None
     with np.errstate(all="ignore"):
         _sweep(graph, values, graph.nodes[: graph.output + 1], batched, n_rows, branches=branches)
     wanted = [graph.output] if outputs is None else outputs
     results = [batched[i] if i in batched else values[i] for i in wanted]
-    if collect_branches:
+    if branches is not None:  # collect_branches
         rows = [np.broadcast_to(b, (n_rows or 1, b.shape[1])) for b in branches]
         return results[0], rows
     return results[0] if outputs is None else results
@@ -283,6 +293,7 @@ def _last_uses(graph: Graph) -> list:
 
 def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:
     bad = "nan (undefined)" if np.isnan(out).any() else "infinite (an overflow or a pole)"
+    assert node.gate is not None  # a gate node
     why = f"; {node.label} is defined for {node.gate.domain}" if node.gate.domain else ""
     if bad.startswith("infinite") and _overflows(node, args):
         bad, why = "infinite: it overflows, beyond the largest float (±1.8e308)", ""
@@ -317,7 +328,9 @@ def _short(value) -> str:
 
 
 def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None,
-             on_edge=None, on_node=None, local=None) -> list:
+             on_edge: Callable[[Node, int, np.ndarray, np.ndarray, bool], None] | None = None,
+             on_node: Callable[[Node, np.ndarray], None] | None = None,
+             local: LocalVjp | None = None) -> list:
     """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
 
     Fan-out accumulates: a node's adjoint is the sum over its consumers. `seed` replaces the

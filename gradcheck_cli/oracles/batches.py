@@ -4,6 +4,9 @@ a time, in chunks that keep every batched array under CHUNK_ELEMENTS."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any, Protocol
+
 import numpy as np
 
 CHUNK_ELEMENTS = 1_000_000           # float64 elements per batched array (8 MB: stays in cache)
@@ -14,24 +17,34 @@ class Probe:
     (`flat` None: `delta` holds a whole vector per row)."""
     __slots__ = ("node", "rows", "flat", "delta")
 
-    def __init__(self, node, rows: np.ndarray, flat: np.ndarray, delta: np.ndarray):
+    def __init__(self, node: Hashable, rows: np.ndarray, flat: np.ndarray | None, delta: np.ndarray):
         self.node, self.rows, self.flat, self.delta = node, rows, flat, delta
+
+
+class BatchRunner(Protocol):
+    """What runs rows: how wide a row of a target is (elements), and `run(probes, n_rows)`, which
+    evaluates `n_rows` perturbed copies at once: (outputs (n_rows, out), switched (n_rows,))."""
+
+    def width(self, target_id: Hashable) -> int: ...
+
+    def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class Rows:
     """Rows for one pass: per target, elements (index arrays) and deltas for each row."""
 
-    def __init__(self):
-        self.items = []  # (target, elems per row: list of arrays, deltas per row: list of arrays)
+    def __init__(self) -> None:
+        # (a numeric.Target, elems per row: list of arrays, deltas per row: list of arrays)
+        self.items: list[tuple[Any, list, list]] = []
 
-    def add(self, target, elems: list, deltas: list):
+    def add(self, target: Any, elems: list, deltas: list) -> None:
         """Rows of `target`: per row, element indices and their deltas (or None and a function
         giving the whole delta vector, for dense rows)."""
         if elems:
             self.items.append((target, elems, deltas))
 
 
-def run_rows(runner, rows: Rows) -> dict:
+def run_rows(runner: BatchRunner, rows: Rows) -> dict:
     """Evaluate every row; returns target id -> (outputs (rows, out), switched (rows,)).
 
     Rows of several targets share a batched pass (a graph's nodes downstream of all of them are
@@ -71,9 +84,9 @@ def _order_key(tid):
     return tid if isinstance(tid, (int, np.integer)) else 0
 
 
-def _grouped(chunk):
+def _grouped(chunk: list) -> list:
     """Consecutive rows of one target, as (target id, rows)."""
-    groups = []
+    groups: list[tuple[Hashable, list]] = []
     for row in chunk:
         if groups and groups[-1][0] == row[0].id:
             groups[-1][1].append(row)

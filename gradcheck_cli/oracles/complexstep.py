@@ -12,11 +12,13 @@ sees a backward wrong by 1e-7 of its value, which no finite difference can.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .batches import Rows, run_rows
-from .numeric import ROUNDING, NumericResult
+from .batches import BatchRunner, Rows, run_rows
+from .numeric import ROUNDING, NumericResult, Target
 from ..core.tolerances import EPS
 
 H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
@@ -27,7 +29,8 @@ RTOL = 1e-11       # backprop must agree with the complex step to this, relative
 AGREE = 10.0       # the complex step must agree with the finite differences within this many of their error estimates
 
 
-def derivatives(forward, args: list, upstream: np.ndarray, offsets: list, batched: bool):
+def derivatives(forward: Callable[[list], Any], args: list, upstream: np.ndarray, offsets: list,
+                batched: bool) -> tuple[np.ndarray, None] | tuple[None, str]:
     """Im Σ upstream ⊙ forward(x + iH·e_j) / H for every input element j: (n,) and None, or None and
     why the code is not complex-safe."""
     x = np.concatenate([np.ravel(a) for a in args]).astype(complex)
@@ -105,7 +108,7 @@ def analytic(gate, memo: dict | None = None) -> bool:
     return memo[id(gate)]
 
 
-def exact_columns(runner, targets: list, scale: float) -> dict:
+def exact_columns(runner: BatchRunner, targets: list[Target], scale: float) -> dict:
     """The complex step for each target it differentiates, NumericResults by target id: not those where
     some intermediate's imaginary part left the linear regime (autodiff.IMAG_LIMIT), poisoning their
     rows with nan — the caller differences those instead: never a wrong verdict.
@@ -115,7 +118,7 @@ def exact_columns(runner, targets: list, scale: float) -> dict:
     return {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
 
 
-def rounding(runner, target, num: NumericResult) -> np.ndarray:
+def rounding(runner: BatchRunner, target: Target, num: NumericResult) -> np.ndarray:
     """The complex step's own error, per element (0 where its elements are differences): how far it
     moves with the step scaled by VARY, scaled up to the whole error. Intermediates round at ε of
     their imaginary parts, which are H times their derivatives: where those are large and cancel (a
@@ -126,7 +129,7 @@ def rounding(runner, target, num: NumericResult) -> np.ndarray:
     return np.where(np.asarray(num.exact, dtype=bool) & np.isfinite(err), err, 0.0)
 
 
-def off_kinks(runner, target, num: NumericResult, scale: float) -> NumericResult | None:
+def off_kinks(runner: BatchRunner, target: Target, num: NumericResult, scale: float) -> NumericResult | None:
     """A second opinion where the differences fail a node behind a kink gate: the complex step at
     every element where they saw no branch switch (the kink gates follow the real part, which it
     never moves, so it differentiates the branch the point is on, exactly), the differences at the
@@ -135,13 +138,14 @@ def off_kinks(runner, target, num: NumericResult, scale: float) -> NumericResult
     if not np.all(np.isfinite(exact.value)):
         return None
     off = ~np.asarray(num.kink, dtype=bool)
+    assert exact.value is not None and num.value is not None  # the complex step's columns; exhaustive differences
     return NumericResult("complex step (differences at kinks)", np.where(off, exact.estimate, num.estimate),
                          np.where(off, 0.0, num.truncation), num.kink, value=np.where(off, exact.value, num.value),
                          at_kink=num.at_kink, lower=num.lower, upper=num.upper, groups=num.groups, near=num.near,
                          near_error=num.near_error, exact=off)
 
 
-def columns(runner, targets: list, h: float = GRAPH_H, scale: float = 0.0) -> dict:
+def columns(runner: BatchRunner, targets: list[Target], h: float = GRAPH_H, scale: float = 0.0) -> dict:
     """The complex step for every element of each target (a node of the graph), one complex row per
     element run in the engine's batches: target id -> NumericResult, exact to rounding: ε of the
     value and of the function's `scale` over the target's (as a difference's rounding is ε·|f|/h)."""

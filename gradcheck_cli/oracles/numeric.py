@@ -13,18 +13,21 @@ and tied elements are grouped (nudged together, a tie is kept, so the function i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from . import kinks
-from .batches import CHUNK_ELEMENTS, Probe, Rows, pm, run_rows, split
+from .batches import CHUNK_ELEMENTS, BatchRunner, Probe, Rows, pm, run_rows, split
 from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
+from ..core.streams import Stream, stream
 
 
 PROJECTIONS = 4                      # random ±1 directions for a target past the element budget
 REFINE = 0.5                         # the second step, as a fraction of h (Richardson's ratio)
-ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h
+ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h (|f|: see _rounding)
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
@@ -33,7 +36,7 @@ ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with 
 @dataclass
 class Target:
     """One flat vector a runner perturbs: `x` are its values (the point)."""
-    id: object
+    id: Hashable  # a graph node's id, or a name (a Python layer's inputs)
     x: np.ndarray
     projections: bool = False
 
@@ -58,11 +61,11 @@ class NumericResult:
     at_kink: np.ndarray | None = None
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
-    groups: list = field(default_factory=list)
+    groups: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     near: np.ndarray | None = None         # off a kink within the step: the difference at ±TIE·h, which
     near_error: np.ndarray | None = None   # does not reach it (nan elsewhere), and its rounding error
     directions: np.ndarray | None = None   # (P, n) for projections
-    exact: object = False                  # values exact to rounding (the complex step), not differences: all
+    exact: bool | np.ndarray = False       # values exact to rounding (the complex step), not differences: all
                                            # (True), or a mask of the elements (those off a kink)
     projected: np.ndarray | None = None    # (P, out)
     left_domain: bool = False
@@ -70,23 +73,41 @@ class NumericResult:
     escalated: int = 0
 
 
+class Runner(BatchRunner, Protocol):
+    """What the engine differences (the module's docstring): a BatchRunner, with the function's value
+    at the point and what differencing a target costs (element evaluations)."""
+
+    @property
+    def centre(self) -> float | np.ndarray: ...
+
+    def work(self, target: Target) -> int: ...
+
+
+def _rounding(runner, plus, minus) -> np.ndarray:
+    """ROUNDING·ε times what a centred difference's two values are rounded at: their size, or, for a
+    runner that sums many terms (Σ weights ⊙ outputs), the size of those terms, which rounding follows
+    where the sum cancels."""
+    terms = float(getattr(runner, "terms", 0.0))
+    return ROUNDING * EPS * np.maximum(np.maximum(np.abs(plus), np.abs(minus)), terms)
+
+
 def steps(x: np.ndarray, step: float) -> np.ndarray:
     """The step per element: h = step·max(1, |v|)."""
     return step * np.maximum(1.0, np.abs(x))
 
 
-def differentiate(runner, targets: list, step: float, rtol: float, atol: float, reference: dict | None = None,
-                  seed: int | np.random.Generator = 0) -> dict:
+def differentiate(runner: Runner, targets: list[Target], step: float, rtol: float, atol: float,
+                  reference: dict | None = None, seed: int | np.random.Generator = 0) -> dict[Hashable, NumericResult]:
     """NumericResult for every target. `reference` (target id -> (out, n) backprop) only decides
     where extra accuracy is spent (refinement, larger steps), never a verdict. `seed` draws the
     projections' directions (a caller's own generator may be handed in: making one costs more than
     a small layer's whole difference)."""
     reference = reference or {}
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed + 7919)
+    rng = seed if isinstance(seed, np.random.Generator) else stream(seed, Stream.DIFFERENCES)
     centre = np.asarray(runner.centre, dtype=float).ravel()
     exhaustive = [t for t in targets if not t.projections]
     projected = [t for t in targets if t.projections]
-    results = {}
+    results: dict[Hashable, NumericResult] = {}
     if exhaustive:
         results.update(_exhaustive(runner, exhaustive, centre, step, rtol, atol, reference))
     for t in projected:
@@ -99,7 +120,7 @@ def differentiate(runner, targets: list, step: float, rtol: float, atol: float, 
 @dataclass
 class _Context:
     """What every pass of one exhaustive differencing shares."""
-    runner: object
+    runner: Runner
     centre: np.ndarray
     sees: bool          # the runner reports branch switches (else kinks are told from the slopes alone)
     reference: dict
@@ -107,7 +128,8 @@ class _Context:
     atol: float
 
 
-def _exhaustive(runner, targets, centre, step, rtol, atol, reference) -> dict:
+def _exhaustive(runner: Runner, targets: list[Target], centre: np.ndarray, step: float, rtol: float, atol: float,
+                reference: dict) -> dict[Hashable, NumericResult]:
     """Every element of every target, in passes that each run one batch of rows for all targets:
     ±h; ±h/2 where in doubt (Richardson); larger steps where rounding-bound; ±TIE·h at kinks (on the
     point?); pairs of kink elements (ties?); each tie moved together (its slope)."""
@@ -131,7 +153,7 @@ def _first_pass(ctx: _Context, targets, state) -> None:
         d1 = (plus - minus) / (2 * h)
         right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
         s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
-                 rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h,
+                 rounding=_rounding(ctx.runner, plus, minus) / h,
                  kink=switched.copy(), plus=plus, minus=minus, upper=np.maximum(right, left),
                  lower=np.minimum(right, left),
                  doubt=np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol)))
@@ -153,7 +175,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         d1 = s["d1"][idx]
         s["value"][idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
         s["truncation"][idx] = np.abs(d2 - d1)
-        s["rounding"][idx] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+        s["rounding"][idx] = _rounding(ctx.runner, plus, minus) / h
         s["kink"][idx] |= switched
         # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
         # (the secants from v itself are biased by the kink's offset): they widen the bounds
@@ -191,7 +213,7 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
         D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
         value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
         trunc = np.abs(D2 - D1)
-        rounding = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (H * REFINE)
+        rounding = _rounding(ctx.runner, p2, m2) / (H * REFINE)
         old = (s["truncation"][idx] + s["rounding"][idx]).max(axis=1)
         better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
         take = idx[better]
@@ -222,7 +244,7 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
                 big = kinks.gap(s["plus"][kinked], s["minus"][kinked], ctx.centre, s["h"][kinked, None])
                 near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre, small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
             s["near"][kinked] = near
-            s["near_error"][kinked] = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / small
+            s["near_error"][kinked] = _rounding(ctx.runner, plus, minus) / small
         s["classes"] = kinks.classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
         s["pairs"] = [p for members in s["classes"] for p in kinks.pairs(members)]
 
@@ -246,7 +268,7 @@ def _pair_pass(ctx: _Context, targets, state) -> None:
             if not ctx.sees:
                 switched = kinks.jump_joint(s, s["pairs"], plus, minus, ctx.centre)
             s["groups"] = kinks.union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
-        grouped = np.concatenate(s["groups"]) if s["groups"] else []
+        grouped: np.ndarray | list = np.concatenate(s["groups"]) if s["groups"] else []
         for members in s["classes"]:
             alone = np.setdiff1d(members, grouped)
             if alone.size >= 3:
@@ -318,7 +340,7 @@ def _escalation(s: dict, ref, rtol: float, atol: float) -> np.ndarray:
 
 # --- projections -------------------------------------------------------------------------------
 
-def _projection(runner, t: Target, centre, step, rng, reference=None, rtol: float = 0.0,
+def _projection(runner: Runner, t: Target, centre, step, rng, reference=None, rtol: float = 0.0,
                 atol: float = 0.0) -> NumericResult:
     """vᵀJ along PROJECTIONS random ±1 directions; as for single elements, a direction whose first
     difference is already well within the tolerance of backprop's projection gets no second step."""
@@ -328,7 +350,7 @@ def _projection(runner, t: Target, centre, step, rng, reference=None, rtol: floa
     with np.errstate(all="ignore"):
         d1 = (plus - minus) / (2 * h)
         value, truncation = d1.copy(), np.zeros_like(d1)
-        rounding = ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h
+        rounding = _rounding(runner, plus, minus) / h
         ref = None if reference is None else (u.astype(float) @ np.asarray(reference, dtype=float).T)
         doubt = np.flatnonzero(_in_doubt(d1, None if ref is None else ref.T, rtol, atol))
         if doubt.size:
@@ -336,14 +358,14 @@ def _projection(runner, t: Target, centre, step, rng, reference=None, rtol: floa
             d2 = (p2 - m2) / (2 * h * REFINE)
             value[doubt] = d2 + (d2 - d1[doubt]) / (1.0 / REFINE ** 2 - 1.0)
             truncation[doubt] = np.abs(d2 - d1[doubt])
-            rounding[doubt] = ROUNDING * EPS * np.maximum(np.abs(p2), np.abs(m2)) / (h * REFINE)
+            rounding[doubt] = _rounding(runner, p2, m2) / (h * REFINE)
             kink[doubt] |= k2
     return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
                          kink=kink, directions=u, projected=value, refined=int(doubt.size),
                          left_domain=not np.all(np.isfinite(value)))
 
 
-def _along(runner, t: Target, u: np.ndarray, h: float):
+def _along(runner: Runner, t: Target, u: np.ndarray, h: float):
     """f at x ± h·u for each direction u: (f+ (P, out), f− (P, out), switched (P,))."""
     n_rows = 2 * u.shape[0]
     if max(1, runner.width(t.id)) * n_rows <= CHUNK_ELEMENTS:  # one batch: no chunking to plan
@@ -352,7 +374,8 @@ def _along(runner, t: Target, u: np.ndarray, h: float):
         outs, flags = runner.run([probe], n_rows)
         return split(np.asarray(outs, dtype=float).reshape(n_rows, -1), np.asarray(flags, dtype=bool))
     rows = Rows()
-    e, d = [], []
+    e: list[None] = []
+    d: list[Callable[..., np.ndarray]] = []  # dense rows: each makes its delta vector when its chunk runs
     for k in range(u.shape[0]):
         for f in (1.0, -1.0):
             e.append(None)

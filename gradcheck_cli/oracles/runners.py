@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autodiff import apply_gate, batched_forward, branch_of, branch_rows, gate_forward
+from .batches import Probe
 from .numeric import PROJECTIONS, Target
 
 
@@ -26,7 +27,10 @@ class GraphRunner:
     def __init__(self, graph, values: list, weights: np.ndarray | None = None):
         self.graph, self.values, self.weights = graph, values, weights
         out = graph.nodes[graph.output]
-        self.centre = values[out.id] if weights is None else np.sum(values[out.id] * weights)
+        with np.errstate(over="ignore", invalid="ignore"):  # past the float range: inf, judged as not finite
+            self.centre = values[out.id] if weights is None else np.sum(values[out.id] * weights)
+            # the size of the terms summed: a difference of the sum is rounded at it, where the sum cancels
+            self.terms = 0.0 if weights is None else float(np.sum(np.abs(values[out.id] * weights)))
         self.out_size = 1 if weights is not None else out.size
         sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]  # the largest array a row holds
         self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
@@ -39,7 +43,7 @@ class GraphRunner:
         """What differencing `target` costs, in element evaluations (see `work`)."""
         return work(self.graph, [target])
 
-    def run(self, probes: list, n_rows: int):
+    def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches)
         out = np.asarray(out).reshape(n_rows, -1)
         if self.weights is not None:
@@ -57,7 +61,9 @@ class GateRunner:
         self.x = np.concatenate([self.args[k].ravel() for k in slots]) if slots else np.zeros(0)
         with np.errstate(all="ignore"):
             out = np.asarray(gate_forward(node.gate, self.args, node.attrs), dtype=float)
-        self.centre = np.sum(out * weights)
+        with np.errstate(over="ignore", invalid="ignore"):  # past the float range: inf, judged as not finite
+            self.centre = np.sum(out * weights)
+            self.terms = float(np.sum(np.abs(out * weights)))  # as GraphRunner's
         self.out_size = 1
         self._branch = self._branch_of(self.args, [False] * len(args), None)
 
@@ -74,7 +80,7 @@ class GateRunner:
         rows = 4 * (PROJECTIONS if target.projections else target.n)
         return rows * (int(self.x.size) + self.node.size)
 
-    def run(self, probes: list, n_rows: int):
+    def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         args, flags = list(self.args), [False] * len(self.args)
         for pos, k in enumerate(self.slots):
             lo, hi = self.offsets[pos], self.offsets[pos + 1]
@@ -121,7 +127,7 @@ def works(graph, targets: list) -> list:
     return out
 
 
-def allocate(sizes: dict, leaves: set, budget: int, forced: set = frozenset()) -> set:
+def allocate(sizes: dict, leaves: set, budget: int, forced: set | frozenset = frozenset()) -> set:
     """Targets differenced element by element: leaves first, then the smallest, within `budget` elements."""
     ordered = sorted(sizes, key=lambda t: (t not in leaves, sizes[t], t))
     chosen, used = set(), 0

@@ -11,6 +11,8 @@ none of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .autodiff import backward, forward
@@ -62,9 +64,9 @@ def chain_rule(graph, values: list, seed: np.ndarray, side: int, order: int) -> 
                     local=lambda node, g, args, out: local_vjp(node, g, args, out, side, order))
 
 
-def references(compute) -> list:
+def references(compute: Callable[[int, int], list]) -> list[tuple[str, list]]:
     """[(convention, compute(side, order))] for every convention that can be computed at this point."""
-    found = []
+    found: list[tuple[str, list]] = []
     for name, side, order in CONVENTIONS:
         try:
             with np.errstate(all="ignore"):

@@ -122,7 +122,7 @@ def local_jacobian(node, args: list, work: Work) -> list:
         _built[node] = (slots, where, np.asarray(gate_sym(gate, slots, attrs), dtype=object).ravel())
     slots, where, out = _built[node]
     point = {s: _number(v) for sym, a in zip(slots, args) for s, v in zip(sym.ravel(), np.ravel(a))}
-    entries = [([], [], []) for _ in args]
+    entries: list[tuple[list, list, list]] = [([], [], []) for _ in args]  # per slot: rows, cols, values
     for o, expr in enumerate(out):
         if not hasattr(expr, "free_symbols"):
             continue  # a plain number: no dependence
@@ -163,8 +163,10 @@ def pull_back(adjoint: np.ndarray, magnitude: np.ndarray, jac: tuple, size: int)
     grad = np.zeros((k, size), dtype=np.result_type(adjoint, vals))
     mag = np.zeros((k, size))
     if rows.size:
-        np.add.at(grad, (slice(None), cols), adjoint[:, rows] * vals)
-        np.add.at(mag, (slice(None), cols), magnitude[:, rows] * np.abs(vals))
+        # numpy's stubs take only integer arrays as ufunc.at's indices; numpy takes any index (a slice here).
+        # unused-ignore: stubs that accept it make the ignore unused, and that is no error
+        np.add.at(grad, (slice(None), cols), adjoint[:, rows] * vals)  # type: ignore[arg-type, unused-ignore]
+        np.add.at(mag, (slice(None), cols), magnitude[:, rows] * np.abs(vals))  # type: ignore[arg-type, unused-ignore]
     return grad, mag
 
 

@@ -20,6 +20,7 @@ from .pycheck import Layer, _settings, check_python
 from .pysource import PythonError, grad_lines, qualname, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
+from ..core.streams import Stream, stream
 
 LOW = ("float32", "float16", "bfloat16")
 
@@ -123,7 +124,7 @@ def _grads(f, args: list, diff: list, dtype: str):
         with jax.enable_x64(True):
             moved = [jnp.asarray(np.asarray(args[i], dtype=float), dtype=dtype) for i in diff]
             out, vjp = jax.vjp(lambda *d: f(*_with(args, diff, d)), *moved)
-            u = np.random.default_rng(104729).standard_normal(np.shape(out))
+            u = stream(0, Stream.JAX_LOW_PRECISION).standard_normal(np.shape(out))
             grads = vjp(jnp.asarray(u, dtype=out.dtype))
         return [np.asarray(g, dtype=float) for g in grads]
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything (the float64 check says what)

@@ -24,6 +24,7 @@ from .pysource import (PythonError, base_name, describe, grad_lines, qualname, s
 from ..core.report import CheckReport, GateRow, NodeRow
 from ..core.settings import Settings
 from ..gates.tensors import fmt_note
+from ..core.streams import Stream, stream
 
 POLICY = pipeline.POLICIES["python"]
 LOOP_BUDGET = 64        # elements per input differenced one by one when the forward is called row by row
@@ -136,7 +137,7 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
     report.rerun = f"rerun the Python check of {layer.name} with seed={settings.seed}"
     try:
         args = [_array(layer, k, v) for k, v in inputs.items()]
-        rng = np.random.default_rng(settings.seed * 1_000_003 + 104_729)  # one stream: upstreams, directions, second point
+        rng = stream(settings.seed, Stream.PYTHON_CHECK)  # one stream: upstreams, directions, second point
         if settings.fast:  # along random directions (every element against a reference, where there is one)
             settings = replace(settings, budget=1)
         out, rows1 = _check_point(layer, args, settings, rng, point=1)

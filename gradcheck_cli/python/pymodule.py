@@ -23,6 +23,7 @@ from .pycheck import check_function, check_layer, check_loss
 from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_position
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
+from ..core.streams import Stream, stream
 
 SUFFIXES = (("_forward", "_backward"), ("_forward_naive", "_backward_naive"))
 
@@ -234,7 +235,7 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
     if not given:
         raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
     names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
-    rng = np.random.default_rng(settings.seed)
+    rng = stream(settings.seed, Stream.PYTHON_MODULE)
     inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
     return forward, backward, layer_style, inputs
 

@@ -29,6 +29,8 @@ class FunctionRunner:
         self.offsets = [sum(sizes[: k + 1]) for k in range(len(sizes))]
         self.x = np.concatenate([a.ravel() for a in args])
         self.centre = float(np.sum(out * upstream))
+        with np.errstate(over="ignore", invalid="ignore"):  # the size of the terms summed: rounding follows it
+            self.terms = float(np.sum(np.abs(out * upstream)))
         self.out_size, self.out_shape, self.calls = 1, out.shape, 0
         self.sees_branches = False  # the user's code: kinks are told from its slopes alone
         self.batched = self._batches(out) if batched is None else batched
@@ -122,7 +124,7 @@ class Subset:
     def __init__(self, runner: FunctionRunner, index: np.ndarray):
         self.runner, self.index = runner, np.asarray(index, dtype=np.int64)
         self.x = runner.x[self.index]
-        self.centre, self.sees_branches = runner.centre, runner.sees_branches
+        self.centre, self.sees_branches, self.terms = runner.centre, runner.sees_branches, runner.terms
 
     def width(self, target_id) -> int:
         return self.runner.width(target_id)

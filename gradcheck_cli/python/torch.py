@@ -30,6 +30,7 @@ from .pysource import PythonError, grad_lines, qualname, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
 from .torch_order2 import check_double
+from ..core.streams import Stream, stream
 
 LOW = (torch.float32, torch.float16, torch.bfloat16)  # dtypes checked again in themselves (precision.py)
 
@@ -286,7 +287,7 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
                           + ", ".join(n for n in names if not n.startswith("input")) + ")")
     if not given:
         raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
-    rng = np.random.default_rng(settings.seed)
+    rng = stream(settings.seed, Stream.TORCH_INPUTS)
     last = max(names.index(n) for n in given + list(params))
     args = []
     for n in names[: last + 1]:

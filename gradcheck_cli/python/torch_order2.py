@@ -14,6 +14,7 @@ from .pycheck import Layer, check_python
 from .pysource import qualname, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
+from ..core.streams import Stream, stream
 
 UPSTREAM = "grad_out"  # the name the upstream gradient's row gets
 
@@ -79,7 +80,7 @@ def check_double(fn, apply, args: list, diff: list, names: list, name: str | Non
     code = getattr(fn, "backward", fn)
     path, line = where(code)
     inputs = {names[i]: args[i].detach().to(torch.float64).numpy() for i in diff}
-    rng = np.random.default_rng(settings.seed + 31)
+    rng = stream(settings.seed, Stream.TORCH_DOUBLE)
     inputs[UPSTREAM] = rng.standard_normal(sum(int(np.prod(s, dtype=np.int64)) for s in first.out_shapes))
     layer = Layer((name or qualname(fn)) + " (double backward)", first.forward, first.backward, list(inputs), path,
                   line, where(getattr(fn, "forward", fn)), {}, backward_name=qualname(code), code=code)

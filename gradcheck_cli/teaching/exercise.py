@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..language import nodes as N
+from ..language import nodes
 from ..core.errors import GradcheckError
 from ..checking.files import read_source
 from ..language.syntax import parse
@@ -110,7 +110,7 @@ def _toml_points(toml: Path) -> list:
 
 
 def _grad_parts(text: str, named: list) -> list:
-    gates = {s.name: s for s in parse(text).statements if isinstance(s, N.GateDef)}
+    gates = {s.name: s for s in parse(text).statements if isinstance(s, nodes.GateDef)}
     parts = []
     for what, pts, line in named:
         owner, _, d = what.rpartition(".")
@@ -162,8 +162,8 @@ def splice(exercise: Exercise, submission_text: str) -> str:
     gate keeps the exercise's header (its forward: the student cannot change what is differentiated)
     and takes the submission's indented lines. Raises GradcheckError (the submission's line) when
     the submission does not parse or lacks a gate."""
-    theirs = {s.name: s for s in parse(submission_text).statements if isinstance(s, N.GateDef)}
-    ours = {s.name: s for s in parse(exercise.text).statements if isinstance(s, N.GateDef)}
+    theirs = {s.name: s for s in parse(submission_text).statements if isinstance(s, nodes.GateDef)}
+    ours = {s.name: s for s in parse(exercise.text).statements if isinstance(s, nodes.GateDef)}
     lines = exercise.text.splitlines()
     sub_lines = submission_text.splitlines()
     replaced = []

@@ -23,6 +23,7 @@ from ..checking.gatecheck import upstream
 from ..python.pycheck import check_layer
 from ..python.pymodule import load_module
 from ..core.settings import Settings
+from ..core.streams import Stream, stream
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
 
@@ -106,7 +107,7 @@ def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
     graph = load(exercise.text, exercise.path)
     leaves = graph.leaves()
     points = [("the exercise's point", None, 0)]
-    rng = np.random.default_rng([secret, 17])
+    rng = stream(secret, Stream.GRADE_POINTS)
     tries = 0
     while len(points) < hidden + 1 and tries < (hidden + 1) * RETRIES:
         tries += 1
@@ -178,9 +179,9 @@ def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> 
     shapes = {**{k: np.shape(parse_value(v)) for k, v in exercise.values.get(owner, {}).items()},
               **exercise.shapes.get(owner, {})}
     fixed = {k: parse_value(v) for k, v in exercise.values.get(owner, {}).items()}
-    rng0 = np.random.default_rng(0)
+    rng0 = stream(0, Stream.GRADE_EXERCISE_POINT)
     points = [("the exercise's point", {k: fixed[k] if k in fixed else rng0.standard_normal(s) for k, s in shapes.items()})]
-    rng = np.random.default_rng([secret, 29])
+    rng = stream(secret, Stream.GRADE_PYTHON_POINTS)
     points += [(f"random point {k + 1}", {n: rng.standard_normal(s) for n, s in shapes.items()}) for k in range(hidden)]
     return points
 
@@ -227,7 +228,7 @@ def _call_pair(fwd, bwd, inputs: dict, dout_like=None) -> tuple:
         return None, None
     try:
         with np.errstate(all="ignore"):
-            dout = np.random.default_rng(7).standard_normal(np.shape(out if dout_like is None else dout_like))
+            dout = stream(0, Stream.GRADE_UPSTREAM).standard_normal(np.shape(out if dout_like is None else dout_like))
             grads = bwd(dout, cache)
         grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
         return out, [None if g is None else np.asarray(g, dtype=float) for g in grads]

@@ -1,0 +1,143 @@
+"""`checking.pipeline.compare`, the one check step, on a Python function's runner: backprop here is
+written in the test (a closed-form derivative, right or broken on purpose), never taken from the
+code under test."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gradcheck_cli.checking import checker, gatecheck, pipeline, verdict
+from gradcheck_cli.core.settings import Settings
+from gradcheck_cli.core.tolerances import EPS
+from gradcheck_cli.oracles.numeric import Target
+from gradcheck_cli.python import pycheck, reference
+from gradcheck_cli.python.pyrunner import FunctionRunner
+
+SETTINGS = Settings()
+PYTHON = pipeline.POLICIES["python"]
+X = np.array([1.0, -1.0, 0.0, 2.0])
+
+
+def f(a):
+    return np.exp(a[0]) * a[0] ** 2
+
+
+RIGHT = np.exp(X) * (X ** 2 + 2 * X)  # d/dx eˣx²; exactly 0 at x = 0
+
+
+def runner_of(fn, x):
+    x = np.asarray(x, dtype=float)
+    out = fn([x])
+    return FunctionRunner(fn, [x], np.ones_like(out), out)
+
+
+def compare(bp, fn=f, x=X, policy=PYTHON, projections=False, **kw):
+    runner = runner_of(fn, x)
+    compared = pipeline.compare(runner, Target("x", runner.x.copy(), projections), np.asarray(bp, dtype=float)[None],
+                                SETTINGS, policy, **kw)
+    return compared, verdict.summarize(compared.evidence)
+
+
+def counted(values):
+    """A rerun that answers `values` whatever the nudge, and counts its calls."""
+    calls = []
+    return calls, (lambda delta: calls.append(delta) or np.asarray(values, dtype=float)[None])
+
+
+def test_a_right_backward_passes():
+    _, j = compare(RIGHT)
+    assert j.status == "pass"
+
+
+def test_a_backward_off_by_one_percent_at_one_element_fails_there():
+    wrong = RIGHT.copy()
+    wrong[1] *= 1.01
+    compared, j = compare(wrong)
+    assert j.status == "fail" and j.worst == (0, 1)
+    np.testing.assert_array_equal(compared.evidence.codes[0], [0, 3, 0, 0])
+    assert j.numeric_error == pytest.approx(0.01 / 1.01, rel=1e-3)
+
+
+def test_a_backward_right_up_to_rounding_passes_exact_zeros_included():
+    noisy = RIGHT * (1 + 4 * EPS * np.array([1, -1, 1, -1]))
+    noisy[2] = 1e-17  # the exact 0 at x = 0, computed with a cancellation's rounding
+    _, j = compare(noisy)
+    assert j.status == "pass"
+
+
+def test_backprops_measured_rounding_widens_the_tolerance_and_is_asked_for_only_on_failure():
+    off = RIGHT.copy()
+    off[3] *= 1 + 5e-5  # past rtol 1e-5
+    calls, rerun = counted(off * np.array([1, 1, 1, 1 + 1e-5]))  # rerun moves it by 1e-5: its own rounding
+    _, j = compare(off, rerun=rerun)
+    assert j.status == "pass" and len(calls) == 1             # the python policy: one nudge, + only
+    _, rerun = counted(off)                                  # a rerun that does not move: no rounding
+    assert compare(off, rerun=rerun)[1].status == "fail"
+    calls, rerun = counted(RIGHT)
+    assert compare(RIGHT, rerun=rerun)[1].status == "pass" and calls == []  # a user's backward is dear
+
+
+def test_graph_policy_measures_rounding_first_with_both_signs():
+    calls, rerun = counted(RIGHT)
+    assert compare(RIGHT, policy=pipeline.POLICIES["graph"], rerun=rerun)[1].status == "pass"
+    assert len(calls) == 2 and calls[0] == -calls[1] > 0
+
+
+def relu(z):
+    return np.maximum(z, 0.0)
+
+
+def g(a):
+    # relu(x) − 2·relu(−x): at x = 0 the one-sided slopes are 2 (left) and 1 (right), and the chain
+    # rule with relu′(0) = 0 gives 0, outside them, though valid; at 1.5 and −2 the slopes are 1 and 2
+    return relu(a[0]) - 2 * relu(-a[0])
+
+
+def test_a_kink_outside_the_one_sided_slopes_fails_without_a_chain_rule_to_explain_it():
+    compared, j = compare([0.0, 1.0, 2.0], fn=g, x=[0.0, 1.5, -2.0])
+    assert j.status == "fail" and j.worst == (0, 0)
+    assert compared.num.at_kink.tolist() == [True, False, False]
+    np.testing.assert_allclose([compared.num.lower[0, 0], compared.num.upper[0, 0]], [1.0, 2.0], atol=1e-9)
+
+
+def test_a_kink_explained_by_a_valid_chain_rule_becomes_kink_not_fail():
+    asked = []
+    refs = [("relu'(0) = 1", [[3.0, 1.0, 2.0]]), ("relu'(0) = 0", [[0.0, 1.0, 2.0]])]
+    references = lambda: asked.append(1) or refs  # noqa: E731
+    compared, j = compare([0.0, 1.0, 2.0], fn=g, x=[0.0, 1.5, -2.0], references=references)
+    assert j.status == "kink" and "relu'(0) = 0" in j.note and asked == [1]
+    np.testing.assert_array_equal(compared.evidence.codes[0], [1, 0, 0])
+
+
+def test_a_kink_no_chain_rule_matches_still_fails_and_references_are_asked_only_on_failure():
+    refs = [("relu'(0) = 0", [[0.0, 1.0, 2.0]])]
+    assert compare([0.5, 1.0, 2.0], fn=g, x=[0.0, 1.5, -2.0], references=lambda: refs)[1].status == "fail"
+    # a chain rule never excuses an element away from the kink
+    assert compare([0.0, 1.1, 2.0], fn=g, x=[0.0, 1.5, -2.0],
+                   references=lambda: [("x", [[0.0, 1.1, 2.0]])])[1].worst == (0, 1)
+    asked = []
+    assert compare(RIGHT, references=lambda: asked.append(1) or [])[1].status == "pass" and asked == []
+
+
+def test_a_failed_projection_is_redone_element_by_element_to_name_the_element():
+    wrong = RIGHT.copy()
+    wrong[3] *= 1.01
+    compared, j = compare(wrong, projections=True)
+    assert compared.num.method == "exhaustive" and j.status == "fail" and j.worst == (0, 3)
+    compared, j = compare(wrong, projections=True, policy=replace(PYTHON, recheck_work=0))
+    assert compared.num.method == "projection" and j.status == "fail"
+    compared, j = compare(RIGHT, projections=True)
+    assert compared.num.method == "projection" and j.status == "pass"
+
+
+def test_policies_has_one_row_per_kind_of_target_and_the_modules_use_theirs():
+    assert set(pipeline.POLICIES) == {"graph", "gate", "python"}
+    assert checker.POLICY is pipeline.POLICIES["graph"]
+    assert gatecheck.POLICY is pipeline.POLICIES["gate"]
+    assert reference.POLICY is pycheck.POLICY is pipeline.POLICIES["python"]
+    python = pipeline.POLICIES["python"]
+    assert not python.noise_first and python.noise_signs == (1,)
+    assert all(p.noise_first and p.noise_signs == (1, -1) for k, p in pipeline.POLICIES.items() if k != "python")
