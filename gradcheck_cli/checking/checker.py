@@ -18,6 +18,7 @@ from ..core.meter import PRICES
 from ..core.report import CheckReport, ExpectRow, GateRow, NodeRow
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
+from ..core.status import Status
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
 LOCAL_CHECKS = 2_000     # past this many gate calls (not below a failing row), a seeded sample this size is checked
@@ -72,7 +73,7 @@ def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
 def _unreached_row(node, value) -> NodeRow:
     zero = np.zeros(node.shape)
     return NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col, value, zero, zero, zero,
-                   0.0, 0.0, "pass", "does not reach the output: its gradient is 0", 0.0, None, "none",
+                   0.0, 0.0, Status.PASS, "does not reach the output: its gradient is 0", 0.0, None, "none",
                    node_id=node.id)
 
 
@@ -107,7 +108,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     for node in graph.checked():
         if node.kind == "const":
             rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
-                                    values[node.id], None, None, None, None, None, "skip",
+                                    values[node.id], None, None, None, None, None, Status.SKIP,
                                     "const: frozen, no gradient is checked", node_id=node.id)
     report.nodes = [rows[n.id] for n in graph.checked()]
 
@@ -211,15 +212,16 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
                                     references=lambda: references(nid),
                                     exact_noise=lambda n: complexstep.rounding(runner, target, n))
         compared = judge(num[nid])
-        j = verdict.summarize(compared.evidence)
+
+        def kink_note(ev, w, nid=nid):
+            return _kink_note(graph, nid, reach)
+        j = verdict.summarize(compared.evidence, kink_note=kink_note)
         if j.status == "fail" and num[nid].method == "exhaustive" and settings.complex_step is not False:
             second = complexstep.off_kinks(runner, target, num[nid], scale)  # a difference that fails may be wrong
             if second is not None:
                 compared = judge(second)
-                j = verdict.summarize(compared.evidence)
+                j = verdict.summarize(compared.evidence, kink_note=kink_note)
         rows[nid] = _row(graph, node, values[nid], adjoints[nid], compared.num, s, j)
-        if j.status == "kink" and rows[nid].note:
-            rows[nid].note = rows[nid].note.replace(verdict.KINK_NOTE, _kink_note(graph, nid, reach))
     return jacobians
 
 

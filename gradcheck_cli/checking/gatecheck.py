@@ -17,6 +17,7 @@ from ..oracles.autodiff import forward, gate_vjp, run_graph
 from ..core.errors import BackwardError, GradValueError
 from ..language.graph import Graph
 from ..core.settings import Settings
+from ..core.status import Status
 from ..core.streams import Stream, stream
 
 POLICY = pipeline.POLICIES["gate"]
@@ -30,7 +31,7 @@ class GateCheck:
     node: int                  # the gate's node id
     slot: int | None           # the input checked, or None for a d<local> line
     what: str                  # the parameter (`x`), the input's name, or the d<local> line's name
-    status: str
+    status: Status
     judgement: verdict.Judgement
     point: int                 # 1: the file's point; 2: a second, random point
     line: int                  # where this backward is written: the d line, or the gate call
@@ -117,7 +118,7 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
         if error is not None and (inst is None or inst.user.defn.params[k] in inst.failures
                                   or not np.all(np.isfinite(grads[k]))):
             slot_error = error.message
-            j.status = "fail"
+            j.status = Status.FAIL
         checks.append(GateCheck(node.id, k, what, j.status, j, point, line, col, slot_error))
     if inst is not None and inst.bwd is not None:
         checks += _intermediates(node, inst, args, out, u, settings, point)
@@ -184,8 +185,8 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
     runner = runners.GraphRunner(fwd, fvals, weights=u)
     for _local, lid, bid, line, err in wanted:
         if bid is None:
-            j = verdict.Judgement("fail", None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))
-            checks.append(GateCheck(node.id, None, line.name, "fail", j, point, line.pos.line, line.pos.col,
+            j = verdict.Judgement(Status.FAIL, None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))
+            checks.append(GateCheck(node.id, None, line.name, Status.FAIL, j, point, line.pos.line, line.pos.col,
                                     err.message if err is not None else "cannot be computed"))
             continue
         bp = np.broadcast_to(np.asarray(bvals[bid], dtype=float), (1,) + fwd.nodes[lid].shape).reshape(1, -1)

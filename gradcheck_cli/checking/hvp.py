@@ -30,6 +30,7 @@ from ..oracles.numeric import REFINE, ROUNDING, NumericResult
 from ..core.report import GateRow, NodeRow
 from ..core.tolerances import EPS
 from ..core.streams import Stream, stream
+from ..core.status import Status
 
 NEWTON_MAX = 16  # leaf elements `explain --order 2` builds the whole Hessian for (a column per element)
 METHOD = "Hessian-vector product: finite differences of backprop's gradient along v"
@@ -76,10 +77,10 @@ def fill(report, graph, settings) -> None:
         if sym is None and node.id in bodies and status != "fail" and not errors:
             off = _relative(own[node.id], bodies[node.id])
             if off > verdict.SYMBOLIC_RTOL:
-                status, note = "fail", (f"backprop's Hessian-vector product is off by {off:.1e} from the forward's own "
+                status, note = Status.FAIL, (f"backprop's Hessian-vector product is off by {off:.1e} from the forward's own "
                                         "(every gate body differentiated, your d lines left out)")
         if np.any(num[node.id].kink) and not errors:  # a relu at 0, a tie: the Hessian is not defined there
-            status, note = "kink", "a branch switches within the step: no second derivative there"
+            status, note = Status.KINK, "a branch switches within the step: no second derivative there"
         culprit = (failing[0].line, failing[0].col) if status == "fail" and failing else None
         if culprit:
             note = f"{note}; the second derivative goes wrong in gate '{failing[0].gate}' (line {failing[0].call_line}): " \
@@ -194,17 +195,17 @@ def _gate_rows(graph, values, node, settings) -> list:
         body = body_vjp(inst, g, moved)
     except (BackwardError, GradValueError) as exc:
         return [GateRow(node.name, node.label, "d lines", exc.line or node.pos.line, exc.col or node.pos.col,
-                        node.pos.line, "fail", None, None, None, 1, f"at second order: {exc.message}",
+                        node.pos.line, Status.FAIL, None, None, None, 1, f"at second order: {exc.message}",
                         node_id=node.id)]
     if _at_a_kink(inst, args, dirs, settings.h):
-        return [GateRow(node.name, node.label, f"d{p}", node.pos.line, node.pos.col, node.pos.line, "kink", None, None,
+        return [GateRow(node.name, node.label, f"d{p}", node.pos.line, node.pos.col, node.pos.line, Status.KINK, None, None,
                         None, 1, "a branch of its body switches at this point: no second derivative there",
                         node_id=node.id) for p in inst.user.defn.params]
     rows = []
     for p, mine, ref in zip(inst.user.defn.params, own, body):
         err = _relative(np.imag(np.asarray(mine)[0]).ravel() / H, np.imag(np.asarray(ref)[0]).ravel() / H)
         allowed = verdict.SYMBOLIC_RTOL
-        status = "pass" if err <= allowed else "fail"
+        status = Status.PASS if err <= allowed else Status.FAIL
         line = inst.user.d_lines[p].pos if p in inst.user.d_lines else node.pos
         note = None if status == "pass" else (f"at second order: the derivative of d{p} along a random direction is "
                                               f"off by {err:.1e} of its largest element from the derivative of the "

@@ -21,6 +21,7 @@ from . import verdict
 from ..core.meter import active, count
 from ..core.settings import Settings
 from ..core.tolerances import NOISE_STEP
+from ..core.status import Status
 
 Result = TypeVar("Result")
 # backprop rerun with every value scaled by (1 + delta): in kind with `bp` (an array, or a list of them), or None
@@ -81,33 +82,30 @@ def compare(runner: numeric.Runner, target: numeric.Target, bp: np.ndarray, sett
     if noise is None and rerun is not None and policy.noise_first:
         noise = rounding(rerun, bp, policy.noise_signs)
     ev = judge(num, noise)
-    if noise is None and rerun is not None and _worst(ev) != PASS:
+    if noise is None and rerun is not None and _worst(ev) != Status.PASS:
         noise = rounding(rerun, bp, policy.noise_signs)
         ev = judge(num, noise)
-    if np.any(num.exact) and exact_noise is not None and _worst(ev) == FAIL:  # the complex step rounds too
+    if np.any(num.exact) and exact_noise is not None and _worst(ev) == Status.FAIL:  # the complex step rounds too
         noise = np.maximum(np.zeros_like(bp) if noise is None else noise, exact_noise(num))
         ev = judge(num, noise)
     # A failed projection is redone element by element, to name the element; so is one that passes only
     # by the measured rounding, which may be a branch the rerun flipped (seen as a kink element by element).
-    if num.method == "projection" and (_worst(ev) == FAIL or (
-            noise is not None and np.any(noise) and _worst(judge(num, None)) == FAIL)):
+    if num.method == "projection" and (_worst(ev) == Status.FAIL or (
+            noise is not None and np.any(noise) and _worst(judge(num, None)) == Status.FAIL)):
         whole = replace(target, projections=False)
         if runner.work(whole) <= policy.recheck_work:
             num = difference(whole)
             ev = judge(num, noise)
-    if references is not None and _worst(ev) == FAIL and np.any(ev.context["kink"]):
+    if references is not None and _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
         ev = verdict.by_chain_rule(ev, references())
-    if explain is not None and _worst(ev) == FAIL and np.any(ev.context["kink"]):
+    if explain is not None and _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
         ev = explain(ev)
     return Compared(num, ev)
 
 
-PASS, FAIL = 0, 3  # verdict's element codes
-
-
-def _worst(ev: verdict.Evidence) -> int:
-    """The worst element code of a comparison (0 pass ... 3 fail), without writing its notes."""
-    return int(ev.codes.max(initial=0))
+def _worst(ev: verdict.Evidence) -> Status:
+    """The worst element's status of a comparison, without writing its notes."""
+    return Status.of_code(int(ev.codes.max(initial=0)))
 
 
 @overload

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..core.report import GateRow
 from .verdict import Judgement
+from ..core.status import Status
 
 FACTOR = 3.0  # K: a low-precision backward may err at most K× autodiff's own error in that dtype
 EPS = {"float32": 2.0 ** -23, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
@@ -24,7 +25,7 @@ def rows(ref: list, own: list, auto: list | None, names: list, dtype: str, layer
         if auto is not None:
             base = max(base, float(np.max(np.abs(auto[k] - ref[k]), initial=0.0)) / scale)
         allowed = FACTOR * base
-        status = "pass" if err <= allowed else "fail"
+        status = Status.PASS if err <= allowed else Status.FAIL
         line, col = layer.grad_lines.get(name, (layer.line, 1))
         note = (f"in {dtype}: error {err:.1e} against the float64 reference, {'within' if status == 'pass' else 'past'} "
                 f"{FACTOR:g}× autodiff's own through the forward ({base:.1e})")

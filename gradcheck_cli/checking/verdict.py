@@ -21,11 +21,13 @@ never shows an error above its tolerance, and backprop that disagrees with SymPy
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.settings import DEFAULT_ATOL, DEFAULT_RTOL
+from ..core.status import Status
 from ..gates.tensors import fmt_note
 from ..oracles.numeric import NumericResult
 from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
@@ -36,8 +38,6 @@ EXACT_ATOL = 1e-80       # ... and below this it is 0: its step (1e-100) times t
 UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: the difference can't judge
 NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
 SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
-STATUS_CODES = {0: "pass", 1: "kink", 2: "warn", 3: "fail"}
-STATUS_CODES_BY_NAME = {v: k for k, v in STATUS_CODES.items()}
 
 
 def finite_or(x, fill: float) -> np.ndarray:
@@ -58,7 +58,7 @@ def rel_error(a, b, floor: float = 0.0) -> np.ndarray:
 @dataclass
 class Judgement:
     """The verdict on one row: its status, why, and the numbers shown for its worst element."""
-    status: str
+    status: Status
     note: str | None
     numeric_error: float | None
     symbolic_error: float | None
@@ -254,17 +254,20 @@ def explained(ev: Evidence, note: str, code: int = 1) -> Evidence:
     return ev
 
 
-def summarize(ev: Evidence, columns=None) -> Judgement:
+KinkNote = Callable[[Evidence, tuple], str]  # (the row's evidence, its worst element) -> why it is a kink
+
+
+def summarize(ev: Evidence, columns=None, *, kink_note: KinkNote | None = None) -> Judgement:
     """The Judgement of a row, or of some of its elements (`columns`: indices along n)."""
     cols = np.arange(ev.codes.shape[1]) if columns is None else np.asarray(columns)
     codes, excess = ev.codes[:, cols], ev.excess[:, cols]
     if not codes.size:
-        return Judgement("pass", None, 0.0, None, 0.0, (0, 0), codes)
+        return Judgement(Status.PASS, None, 0.0, None, 0.0, (0, 0), codes)
     flat = codes.ravel()
     slack = ev.slack[:, cols] if ev.slack is not None else np.zeros_like(excess)
     row, col = np.unravel_index(worst_element(flat, excess.ravel(), slack.ravel()), codes.shape)
     w = (int(row), int(cols[col]))
-    label = STATUS_CODES[int(flat.max())]
+    label = Status.of_code(int(flat.max()))
     num_err = float(ev.num_rel[w])
     num_round = float(ev.num_round[w]) if ev.num_round is not None else None
     sym_err = sym_round = None
@@ -272,8 +275,8 @@ def summarize(ev: Evidence, columns=None) -> Judgement:
         sym_err, sym_round = _largest_measured(ev.sym_rel[:, cols], ev.sym_round[:, cols])
     c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])
-    note = _note(label, c, ev.num, ev.have_sym, ev.a, w)
-    if label in ("kink", "warn") and ev.convention and ev.codes[w] == STATUS_CODES_BY_NAME[label]:
+    note = _note(label, c, ev.num, ev.have_sym, ev.a, w, (lambda: kink_note(ev, w)) if kink_note else None)
+    if label in (Status.KINK, Status.WARN) and ev.convention and ev.codes[w] == label.code:
         note = ev.convention
 
     return Judgement(label, note, num_err if np.isfinite(num_err) else None, sym_err,
@@ -328,7 +331,9 @@ def _groups(a, tol, est, num):
     return ok, detail
 
 
-def _note(label, c, numres, have_sym, a, w) -> str | None:
+def _note(label, c, numres, have_sym, a, w, kink=None) -> str | None:
+    """The row's note, built from its worst element's comparison; `kink()` says why a kink is one,
+    where the caller knows more than that a branch switched (the gate, the slopes)."""
     num = numres
     notes = []
     if label == "fail" and np.isinf(a[w]):
@@ -363,7 +368,7 @@ def _note(label, c, numres, have_sym, a, w) -> str | None:
         else:
             notes.append("finite differences cannot resolve the tolerance here and no exact derivative to decide")
     elif label == "kink":
-        notes.append(KINK_NOTE)
+        notes.append(kink() if kink is not None else KINK_NOTE)
     if num.left_domain:
         notes.append("a nudged value left the function's domain")
     if num.method == "projection":
@@ -387,3 +392,18 @@ def _kink_failure(c, numres, a, w) -> str:
 
 
 KINK_NOTE = "a max/min/relu/abs changes branch within the step"  # the checker names the gate where it can
+
+
+def slopes_kink_note(ev: Evidence, w: tuple) -> str:
+    """What the forward's slopes say at a kink element (for code whose branches cannot be seen): the
+    one-sided slopes, or a tie's joint slope."""
+    group = ev.groups.get(w[1])
+    if group is not None:
+        members, total, slope, _ = group
+        return (f"a tie of {members.size} elements: backprop's gradients sum to {fmt_note(total[w[0]])}, the slope of "
+                f"moving them together ({fmt_note(slope[w[0]])}): a valid subgradient, not a bug")
+    if ev.num.lower is None or ev.num.upper is None:  # projections have no one-sided slopes
+        return KINK_NOTE
+    lo, hi = ev.num.lower[w], ev.num.upper[w]
+    return (f"the forward's slope changes within the step (one-sided slopes {fmt_note(lo)} and {fmt_note(hi)}); "
+            f"backprop's {fmt_note(ev.a[w])} is between them: a kink, not a bug")

@@ -10,6 +10,7 @@ import numpy as np
 from .display import Displayed
 from .errors import GradcheckError
 from .settings import Settings
+from .status import Status
 
 SCHEMA = 1
 
@@ -65,7 +66,7 @@ class NodeRow:
     symbolic: np.ndarray | None
     numeric_error: float | None
     symbolic_error: float | None
-    status: str
+    status: Status             # given as the enum or its word ("pass"): held as the enum
     note: str | None = None
     tolerance: float | None = None
     worst_index: tuple[int, ...] | None = None
@@ -76,6 +77,9 @@ class NodeRow:
     inherits: bool = False        # it fails only because a backward downstream of it fails
     numeric_rounding: float | None = None   # the rounding level of each error figure (relative, as it is):
     symbolic_rounding: float | None = None  # a figure at or below it is equality within rounding
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     def to_dict(self) -> dict:
         return {
@@ -102,7 +106,7 @@ class GateRow:
     line: int                  # where that backward is written (the d line, or the gate call)
     col: int
     call_line: int             # the gate call's line
-    status: str
+    status: Status             # as NodeRow's
     numeric_error: float | None
     symbolic_error: float | None
     tolerance: float | None
@@ -114,6 +118,9 @@ class GateRow:
     file: str | None = None       # the file `line` is in, when not the report's (a helper layer elsewhere)
     numeric_rounding: float | None = None   # as NodeRow's
     symbolic_rounding: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,

@@ -23,7 +23,6 @@ from .pysource import (PythonError, base_name, describe, grad_lines, qualname, s
                        source_text, takes_keywords, where)
 from ..core.report import CheckReport, GateRow, NodeRow
 from ..core.settings import Settings
-from ..gates.tensors import fmt_note
 from ..core.streams import Stream, stream
 
 POLICY = pipeline.POLICIES["python"]
@@ -205,8 +204,6 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
         culprit = None
         if name in failures:
             status, (note, culprit) = "fail", failures[name]
-        elif status == "kink" and kink_ev is not None and note and note.startswith(verdict.KINK_NOTE):
-            note = note.replace(verdict.KINK_NOTE, _kink_note(kink_ev, j.worst))
         if name in exact:
             override, extra = exact[name]
             status = override or status
@@ -261,18 +258,6 @@ def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int,
                                      predicted.total, MAX_WORK, "work units", "MAX_WORK")
                           + "; check it on smaller inputs")
     return predicted
-
-
-def _kink_note(ev: verdict.Evidence, w: tuple) -> str:
-    """What the forward's slopes say at a kink element: the one-sided slopes, or a tie's joint slope."""
-    group = ev.groups.get(w[1])
-    if group is not None:
-        members, total, slope, _ = group
-        return (f"a tie of {members.size} elements: backprop's gradients sum to {fmt_note(total[w[0]])}, the slope of "
-                f"moving them together ({fmt_note(slope[w[0]])}): a valid subgradient, not a bug")
-    lo, hi = ev.num.lower[w], ev.num.upper[w]
-    return (f"the forward's slope changes within the step (one-sided slopes {fmt_note(lo)} and {fmt_note(hi)}); "
-            f"backprop's {fmt_note(ev.a[w])} is between them: a kink, not a bug")
 
 
 def _shared_cause(layer: Layer, rows: list) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from ..checking import pipeline, verdict
 from ..core.meter import active, count
 from ..core.settings import Settings
+from ..core.status import Status
 from ..core.tolerances import ROW_FLOOR
 from ..oracles import numeric
 from .pyrunner import FunctionRunner, Subset
@@ -71,7 +72,7 @@ def _against_reference(runner: FunctionRunner, bp: np.ndarray, ref: np.ndarray, 
     random projection, why it is not used."""
     num = compared.num
     own = verdict.evidence(ref[None, :], num, None, None, None, settings.rtol, settings.atol)
-    if int(own.codes.max(initial=0)) == pipeline.FAIL:
+    if Status.of_code(int(own.codes.max(initial=0))) == Status.FAIL:
         return ("autodiff through the forward disagrees with the finite differences along a random direction (a kink "
                 "in the way, or a detach, .data, in-place or non-differentiable op in the forward): each element "
                 "differenced instead")
@@ -101,7 +102,7 @@ def _by_differences(ev: verdict.Evidence, whole: verdict.Judgement, num, lo: int
     its own elements when they were differenced one by one, else the projections of every input at once."""
     if num.method == "projection":
         return whole, None, None, None
-    j = verdict.summarize(ev, np.arange(lo, hi))
+    j = verdict.summarize(ev, np.arange(lo, hi), kink_note=verdict.slopes_kink_note)
     worst = tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, shape)) if len(shape) else None
     return j, worst, num.value[0, lo:hi].reshape(shape), ev
 
@@ -115,13 +116,13 @@ def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: in
                                        if cols.size else ""))
     if not cols.size:
         j = (replace(whole, note=None) if whole.status == "pass" else
-             verdict.Judgement("pass", None, 0.0, None, 0.0, (0, 0), np.zeros((1, 0))))
+             verdict.Judgement(Status.PASS, None, 0.0, None, 0.0, (0, 0), np.zeros((1, 0))))
         return j, None, method, None
-    j = verdict.summarize(by_ref.evidence, cols)
+    j = verdict.summarize(by_ref.evidence, cols, kink_note=verdict.slopes_kink_note)
     flat = int(by_ref.index[j.worst[1]]) - lo
     worst = tuple(int(i) for i in np.unravel_index(flat, shape)) if len(shape) else None
     if by_ref.left and j.status == "pass":
-        j = verdict.Judgement("warn", f"{by_ref.left:,} more elements disagree with autodiff through the forward than "
+        j = verdict.Judgement(Status.WARN, f"{by_ref.left:,} more elements disagree with autodiff through the forward than "
                               "were differenced (past the element budget; --budget raises it)", j.numeric_error,
                               None, j.tolerance, j.worst, j.codes, j.numeric_rounding)
     return j, worst, method, by_ref.evidence
