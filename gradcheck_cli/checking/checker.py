@@ -72,9 +72,11 @@ def backprop_noise(graph: Graph, values: list, adjoints: list) -> list:
 
 def _unreached_row(node, value) -> NodeRow:
     zero = np.zeros(node.shape)
-    return NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col, value, zero, zero, zero,
-                   0.0, 0.0, Status.PASS, "does not reach the output: its gradient is 0", 0.0, None, "none",
-                   node_id=node.id)
+    return NodeRow(name=node.name, op=node.label, shape=node.shape, line=node.pos.line, col=node.pos.col,
+                   value=value, grad=zero, numeric=zero, symbolic=zero, numeric_error=0.0,
+                   symbolic_error=0.0, status=Status.PASS,
+                   note="does not reach the output: its gradient is 0", tolerance=0.0, worst_index=None,
+                   numeric_method="none", node_id=node.id)
 
 
 def _fill(report: CheckReport, graph: Graph, settings: Settings):
@@ -107,9 +109,12 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     diagnosis.name_culprits(graph, rows, checks)
     for node in graph.checked():
         if node.kind == "const":
-            rows[node.id] = NodeRow(node.name, node.label, node.shape, node.pos.line, node.pos.col,
-                                    values[node.id], None, None, None, None, None, Status.SKIP,
-                                    "const: frozen, no gradient is checked", node_id=node.id)
+            rows[node.id] = NodeRow(name=node.name, op=node.label, shape=node.shape, line=node.pos.line,
+                                    col=node.pos.col, value=values[node.id], grad=None,
+                                    numeric=None, symbolic=None, numeric_error=None,
+                                    symbolic_error=None, status=Status.SKIP,
+                                    note="const: frozen, no gradient is checked",
+                                    node_id=node.id)
     report.nodes = [rows[n.id] for n in graph.checked()]
 
 
@@ -322,6 +327,8 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:
             line, col, why = diagnosis.deepest_failing(node, inst.depends.get(bid, []), checks) or (c.line, c.col, None)
         if (line, col) != (c.line, c.col):  # it uses a d<local> line that fails on its own: that line is the cause
             culprit, note = (line, col), f"{note}; {why}"
-    return GateRow(node.name, node.label, c.what, c.line, c.col, node.pos.line, c.status, j.numeric_error,
-                   j.symbolic_error, j.tolerance, c.point, note, node_id=node.id, slot=c.slot, culprit=culprit,
-                   numeric_rounding=j.numeric_rounding, symbolic_rounding=j.symbolic_rounding)
+    return GateRow(name=node.name, gate=node.label, input=c.what, line=c.line, col=c.col, call_line=node.pos.line,
+                   status=c.status, numeric_error=j.numeric_error, symbolic_error=j.symbolic_error,
+                   tolerance=j.tolerance, point=c.point, note=note, node_id=node.id, slot=c.slot,
+                   culprit=culprit, numeric_rounding=j.numeric_rounding,
+                   symbolic_rounding=j.symbolic_rounding)

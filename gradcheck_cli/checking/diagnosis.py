@@ -3,6 +3,8 @@ plain data out; every face (table, GitHub, JUnit, Markdown, pytest) groups and f
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..core.report import GateRow
 
 
@@ -104,14 +106,14 @@ def name_culprits(graph, rows: dict, checks: list) -> None:
         line, col, what = culprit_line(gate, slot, checks)
         where = f"'{gate.name}' ({gate.label}, line {gate.pos.line})"
         if gate.inputs[slot] != nid:
-            row.note = f"inherits the failure of the backward of {where} downstream"
-            row.inherits = True
+            rows[nid] = replace(row, note=f"inherits the failure of the backward of {where} downstream",
+                                inherits=True, culprit=(line, col))
         else:
             detail = f": {what}" if what else ", whose own check fails"
             if check is not None and check.error:
                 detail += f" ({check.error})"
-            row.note = f"{row.note}; the gradient goes wrong in the backward of {where}{detail}"
-        row.culprit = (line, col)
+            rows[nid] = replace(row, note=f"{row.note}; the gradient goes wrong in the backward of {where}{detail}",
+                                culprit=(line, col))
 
 
 def culprit_line(gate, slot: int, checks: list) -> tuple:

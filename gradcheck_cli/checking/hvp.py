@@ -86,10 +86,16 @@ def fill(report, graph, settings) -> None:
             note = f"{note}; the second derivative goes wrong in gate '{failing[0].gate}' (line {failing[0].call_line}): " \
                    f"its d line '{failing[0].input}' (line {failing[0].line}) fails its own check"
         worst = tuple(int(i) for i in np.unravel_index(j.worst[1], node.shape)) if node.shape else None
-        report.nodes.append(NodeRow(node.name, "input", node.shape, node.pos.line, node.pos.col, node.value,
-                                    own[node.id], num[node.id].value.reshape(node.shape), sym,
-                                    j.numeric_error, j.symbolic_error, status, note, j.tolerance, worst, METHOD,
-                                    culprit, node_id=node.id, numeric_rounding=j.numeric_rounding,
+        report.nodes.append(NodeRow(name=node.name, op="input", shape=node.shape, line=node.pos.line,
+                                    col=node.pos.col, value=node.value,
+                                    grad=own[node.id],
+                                    numeric=num[node.id].value.reshape(node.shape),
+                                    symbolic=sym, numeric_error=j.numeric_error,
+                                    symbolic_error=j.symbolic_error, status=status,
+                                    note=note, tolerance=j.tolerance,
+                                    worst_index=worst, numeric_method=METHOD,
+                                    culprit=culprit, node_id=node.id,
+                                    numeric_rounding=j.numeric_rounding,
                                     symbolic_rounding=j.symbolic_rounding))
 
 
@@ -194,12 +200,15 @@ def _gate_rows(graph, values, node, settings) -> list:
         own = inst.gradients(results, 1)
         body = body_vjp(inst, g, moved)
     except (BackwardError, GradValueError) as exc:
-        return [GateRow(node.name, node.label, "d lines", exc.line or node.pos.line, exc.col or node.pos.col,
-                        node.pos.line, Status.FAIL, None, None, None, 1, f"at second order: {exc.message}",
-                        node_id=node.id)]
+        return [GateRow(name=node.name, gate=node.label, input="d lines", line=exc.line or node.pos.line,
+                        col=exc.col or node.pos.col, call_line=node.pos.line, status=Status.FAIL,
+                        numeric_error=None, symbolic_error=None, tolerance=None, point=1,
+                        note=f"at second order: {exc.message}", node_id=node.id)]
     if _at_a_kink(inst, args, dirs, settings.h):
-        return [GateRow(node.name, node.label, f"d{p}", node.pos.line, node.pos.col, node.pos.line, Status.KINK, None, None,
-                        None, 1, "a branch of its body switches at this point: no second derivative there",
+        return [GateRow(name=node.name, gate=node.label, input=f"d{p}", line=node.pos.line, col=node.pos.col,
+                        call_line=node.pos.line, status=Status.KINK, numeric_error=None,
+                        symbolic_error=None, tolerance=None, point=1,
+                        note="a branch of its body switches at this point: no second derivative there",
                         node_id=node.id) for p in inst.user.defn.params]
     rows = []
     for p, mine, ref in zip(inst.user.defn.params, own, body):
@@ -210,8 +219,10 @@ def _gate_rows(graph, values, node, settings) -> list:
         note = None if status == "pass" else (f"at second order: the derivative of d{p} along a random direction is "
                                               f"off by {err:.1e} of its largest element from the derivative of the "
                                               "gate's body (right in value, wrong in derivative?)")
-        rows.append(GateRow(node.name, node.label, f"d{p}", line.line, line.col, node.pos.line, status, err, None,
-                            allowed, 1, note, node_id=node.id))
+        rows.append(GateRow(name=node.name, gate=node.label, input=f"d{p}", line=line.line, col=line.col,
+                            call_line=node.pos.line, status=status, numeric_error=err,
+                            symbolic_error=None, tolerance=allowed, point=1, note=note,
+                            node_id=node.id))
     return rows
 
 

@@ -30,5 +30,7 @@ def rows(ref: list, own: list, auto: list | None, names: list, dtype: str, layer
         note = (f"in {dtype}: error {err:.1e} against the float64 reference, {'within' if status == 'pass' else 'past'} "
                 f"{FACTOR:g}× autodiff's own through the forward ({base:.1e})")
         j = Judgement(status, None, err, None, allowed, (0, 0), np.zeros((1, 0)))
-        out.append(GateRow(layer.backward_name, dtype, name, line, col, layer.line, j.status, err, None, allowed, 1, note))
+        out.append(GateRow(name=layer.backward_name, gate=dtype, input=name, line=line, col=col,
+                           call_line=layer.line, status=j.status, numeric_error=err,
+                           symbolic_error=None, tolerance=allowed, point=1, note=note))
     return out

@@ -52,7 +52,7 @@ def _rounding_fields(row) -> dict:
             for side in ("numeric", "symbolic")}
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class NodeRow:
     """One node of the circuit with its three gradients and verdict."""
     name: str
@@ -79,7 +79,7 @@ class NodeRow:
     symbolic_rounding: float | None = None  # a figure at or below it is equality within rounding
 
     def __post_init__(self) -> None:
-        self.status = Status(self.status)
+        object.__setattr__(self, "status", Status(self.status))  # given as the word or the enum: held as the enum
 
     def to_dict(self) -> dict:
         return {
@@ -97,7 +97,7 @@ class NodeRow:
         }
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class GateRow:
     """A gate call's backward checked on its own: one input (or one d<local> line), at one point."""
     name: str                  # the gate call's node name
@@ -120,7 +120,7 @@ class GateRow:
     symbolic_rounding: float | None = None
 
     def __post_init__(self) -> None:
-        self.status = Status(self.status)
+        object.__setattr__(self, "status", Status(self.status))  # given as the word or the enum: held as the enum
 
     def to_dict(self) -> dict:
         return {"name": self.name, "gate": self.gate, "input": self.input, "line": self.line, "col": self.col,

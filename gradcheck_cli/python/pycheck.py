@@ -269,11 +269,11 @@ def _shared_cause(layer: Layer, rows: list) -> None:
     line, col, var = found
     why = (f"{', '.join('d' + n for n in sorted(failing))} all use '{var}' (line {line}), which no passing "
            f"gradient uses: look there first")
-    for node, gate in rows:
+    for k, (node, gate) in enumerate(rows):
         if node.name in failing:
-            node.culprit, node.line, node.col = (line, col), line, col
-            gate.line, gate.col = line, col
-            node.note = gate.note = f"{node.note}; {why}"
+            note = f"{node.note}; {why}"
+            rows[k] = (replace(node, culprit=(line, col), line=line, col=col, note=note),
+                       replace(gate, line=line, col=col, note=note))
 
 
 def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status, note, point, worst, culprit=None,
@@ -283,11 +283,14 @@ def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status,
            f"the forward takes no batch axis, so past {LOOP_BUDGET} elements it is called once per direction")
     method = method or (num.method if num.method == "exhaustive" else
                         f"projection ({num.projected.shape[0]} random directions; {why})")
-    node = NodeRow(name, "input", a.shape, line, col, a, grad, value, None, j.numeric_error, None,
-                   status, note, j.tolerance, worst, method, (line, col) if status == "fail" else None,
+    node = NodeRow(name=name, op="input", shape=a.shape, line=line, col=col, value=a, grad=grad, numeric=value,
+                   symbolic=None, numeric_error=j.numeric_error, symbolic_error=None, status=status,
+                   note=note, tolerance=j.tolerance, worst_index=worst, numeric_method=method,
+                   culprit=(line, col) if status == "fail" else None,
                    numeric_rounding=j.numeric_rounding)
-    gate = GateRow(layer.backward_name, "backward", name, line, col, layer.line, status, j.numeric_error, None,
-                   j.tolerance, point, note, numeric_rounding=j.numeric_rounding)
+    gate = GateRow(name=layer.backward_name, gate="backward", input=name, line=line, col=col, call_line=layer.line,
+                   status=status, numeric_error=j.numeric_error, symbolic_error=None,
+                   tolerance=j.tolerance, point=point, note=note, numeric_rounding=j.numeric_rounding)
     return node, gate
 
 

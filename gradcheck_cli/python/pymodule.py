@@ -10,6 +10,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+from dataclasses import replace
 import json
 import os
 import shlex
@@ -150,12 +151,21 @@ def _fold(report, row, helper_name: str, file: str | None, rows_too: bool) -> No
     at = f"line {row.line}" + (f" of {file}" if file else "")
     if rows_too:
         why = f"the gradient goes wrong in {helper_name}, which it calls and whose own check fails ({at})"
-        for r in report.failures:
-            r.culprit = (row.line, row.col, file) if file else (row.line, row.col)
-            r.note = f"{r.note}; {why}" if r.note else why
-    report.gates.insert(0, GateRow(helper_name, "backward", row.name, row.line, row.col, row.line, "fail",
-                                   row.numeric_error, None, row.tolerance, 1,
-                                   f"{helper_name} on its own, at the inputs the composite gives it: {row.note}",
+        culprit = (row.line, row.col, file) if file else (row.line, row.col)
+        failing = {id(r) for r in report.failures}
+
+        def blamed(r):
+            return replace(r, culprit=culprit, note=f"{r.note}; {why}" if r.note else why) if id(r) in failing else r
+        report.nodes = [blamed(r) for r in report.nodes]
+        report.gates = [blamed(r) for r in report.gates]
+        for r in report.expects:
+            if id(r) in failing:
+                r.culprit, r.note = culprit, f"{r.note}; {why}" if r.note else why
+    report.gates.insert(0, GateRow(name=helper_name, gate="backward", input=row.name, line=row.line, col=row.col,
+                                   call_line=row.line, status="fail",
+                                   numeric_error=row.numeric_error, symbolic_error=None,
+                                   tolerance=row.tolerance, point=1,
+                                   note=f"{helper_name} on its own, at the inputs the composite gives it: {row.note}",
                                    file=file))
 
 
