@@ -34,7 +34,7 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_nam
     """
     started = time.perf_counter()
     at_text = {k: v for k, v in (at or {}).items() if isinstance(v, str)}
-    report = CheckReport(source=source, inline=text if free_names else None, at=at_text)
+    report = CheckReport(source=source, inline=text if free_names else None, at=at_text, text=text)
     try:
         settings = (settings or Settings()).with_flags(**overrides)
         report.settings = settings
@@ -51,7 +51,7 @@ def check(text: str, *, source: str = "<expr>", at: dict | None = None, free_nam
 def check_graph(graph: Graph, settings: Settings | None = None) -> CheckReport:
     """Check a Graph already loaded (as the teaching commands hold it); errors land in `error`."""
     settings = settings or Settings()
-    report = CheckReport(source=graph.source, settings=settings)
+    report = CheckReport(source=graph.source, settings=settings, text=graph.text)
     try:
         _fill(report, graph, settings)
     except GradcheckError as err:

@@ -96,7 +96,7 @@ def backward(graph, k: int, memo: dict, outer: bool = True) -> dict:
 
 def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
     """One gate's VJP with k rows: the registry's, a user gate's d lines, or backprop through its
-    body (whose values the outermost such VJP computes once, nested bodies included: autodiff._bodies)."""
+    body (whose values the outermost such VJP computes once, nested bodies included: autodiff._BODIES)."""
     inst = node.gate.instance
     if inst is None:
         _, windows = gate_units(node.gate, [graph.nodes[i].shape for i in node.inputs], node.attrs, node.size, k)

@@ -174,7 +174,7 @@ class CheckReport(Displayed):
     rerun: str | None = None  # the command that reruns this check, when not a `check` of `source`
     elapsed: float = 0.0      # seconds the check took: only JUnit's `time` shows it (never a verdict)
     work: Prediction | None = None  # the cost model's prediction (cost.Cost): what the check was expected to take
-    text: str | None = None   # the source text when it is no file (a notebook cell)
+    text: str | None = None   # the source text that was checked (a face that draws the circuit reads it, never the file again)
     picture: str | None = None  # the circuit as SVG, when a face drew it (a notebook)
 
     @property

@@ -8,6 +8,7 @@ axis carries its own perturbation.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -29,18 +30,21 @@ def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
     return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
 
 
-_bodies: dict | None = None  # while a user gate's VJP runs: its nested bodies' values, by operands, so that
-                             # gates calling gates run each body once (not once per level of nesting)
+# While a user gate's VJP runs: its nested bodies' values, by operands, so that gates calling gates run
+# each body once (not once per level of nesting). A context variable, not a module global: set by the
+# outermost body_vjp and reset by it, so nested, re-entrant and concurrent checks never share it.
+_BODIES: ContextVar[dict | None] = ContextVar("user_gate_bodies", default=None)
 
 
 def _body_values(inst, args: list) -> list:
     """Every node of a user gate's body on these (unbatched) operands; remembered during a VJP."""
     key = (id(inst), tuple((np.asarray(a).dtype.str, np.asarray(a).tobytes()) for a in args))
-    if _bodies is not None and key in _bodies:
-        return _bodies[key]
+    memo = _BODIES.get()
+    if memo is not None and key in memo:
+        return memo[key]
     values = forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], args)))
-    if _bodies is not None:
-        _bodies[key] = values
+    if memo is not None:
+        memo[key] = values
     return values
 
 
@@ -60,7 +64,6 @@ def gate_forward(gate, args: list, attrs: dict, batched: bool = False) -> np.nda
 def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
     """A gate's VJP for upstream rows g: the registry's, a user gate's d lines, or backprop through
     its body when it has none."""
-    global _bodies
     inst = gate.instance
     if active():
         count("call")
@@ -79,17 +82,14 @@ def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
 
 def body_vjp(inst, g: np.ndarray, args: list) -> list:
     """Backprop through a user gate's body, its d lines (if it has any) left out: per parameter."""
-    global _bodies
-    outermost = _bodies is None
-    if outermost:
-        _bodies = {}
+    token = _BODIES.set({}) if _BODIES.get() is None else None  # the outermost VJP holds the memo
     try:
         adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
     except BackwardError as err:  # a gate inside failed: its partial gradients are shaped for it, not us
         raise BackwardError(err.message, err.line, err.col) from None
     finally:
-        if outermost:
-            _bodies = None
+        if token is not None:
+            _BODIES.reset(token)
     return [adjoints[n.id] for n in inst.fwd.leaves()]
 
 

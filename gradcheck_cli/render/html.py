@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from html import escape
-from pathlib import Path
 
 import numpy as np
 
@@ -160,17 +159,21 @@ def pictures(run: RunReport) -> dict:
     """The circuit of each `.grad` report as inline SVG, by source, where Graphviz is installed."""
     if shutil.which("dot") is None:
         return {}
-    return {r.source: svg for r in run.results if r.error is None and r.path is None
-            and (r.rerun is None or r.text is not None) for svg in [picture(r)] if svg}
+    return {r.source: svg for r in run.results if r.error is None and r.path is None and r.text is not None
+            for svg in [picture(r)] if svg}
 
 
 def picture(report: CheckReport) -> str | None:
-    """The report's circuit (values and gradients on the wires, failing gates marked) as SVG, or None."""
+    """The report's circuit (values and gradients on the wires, failing gates marked) as SVG, or None:
+    drawn from the text the report was checked from, with its own point and seed (never the file read again,
+    which may have changed since)."""
     from ..language.frontend import load
     from ..core.report import faults
     from ..teaching.teach import explain
     try:
-        text = report.inline or report.text or Path(report.source).read_text(encoding="utf-8")
+        text = report.inline or report.text
+        if text is None:
+            return None
         graph = load(text, report.source, report.at or None, report.settings.seed, report.inline is not None)
         return circuit_svg(explain(graph), faults(report)) if len(graph.nodes) <= PICTURED else None
     except (GradcheckError, OSError, UnicodeDecodeError):
