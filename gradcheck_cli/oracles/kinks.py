@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .passes import PassState
+
 MAX_TIE_ELEMENTS = 16                # at most this many kink elements of one class (equal jumps) are grouped pairwise
 # Kinks in code whose branches cannot be seen (a user's Python), told from the slopes alone:
 SMOOTH_RATIO = 0.1                   # smooth: the slope jump at h/2 is numeric.REFINE ± this of the jump at h
@@ -20,37 +22,37 @@ def gap(plus, minus, centre, h):
     return (plus + minus - 2 * centre) / h
 
 
-def slope_jumps(s: dict, idx, plus2, minus2, centre, h2, ref, rtol: float, atol: float, refine: float) -> np.ndarray:
+def slope_jumps(s: PassState, idx, plus2, minus2, centre, h2, ref, rtol: float, atol: float, refine: float) -> np.ndarray:
     """For code whose branches cannot be seen: elements whose one-sided slopes jump. Where f is smooth
     the jump shrinks with the step (it halves from h to h/2: `refine`); at a kink it stays. It must also be
     large enough to matter to the verdict and to stand above rounding."""
-    h1 = s["h"][idx, None]
-    g1 = gap(s["plus"][idx], s["minus"][idx], centre, h1)
+    h1 = s.h[idx, None]
+    g1 = gap(s.plus[idx], s.minus[idx], centre, h1)
     g2 = gap(plus2, minus2, centre, h2)
-    scale = np.maximum(np.abs(s["d1"][idx]), 0.0 if ref is None else np.abs(np.asarray(ref, dtype=float).T[idx]))
-    floor = np.maximum.reduce([np.full_like(g1, atol), rtol * scale, JUMP_ROUNDING * s["rounding"][idx]])
+    scale = np.maximum(np.abs(s.d1[idx]), 0.0 if ref is None else np.abs(np.asarray(ref, dtype=float).T[idx]))
+    floor = np.maximum.reduce([np.full_like(g1, atol), rtol * scale, JUMP_ROUNDING * s.rounding[idx]])
     big = np.maximum(np.abs(g1), np.abs(g2))
     # the gaps are differences of rounded values: each carries up to ~2 of its step's rounding errors
-    noise = GAP_NOISE * s["rounding"][idx] * (1 + 1 / refine)
+    noise = GAP_NOISE * s.rounding[idx] * (1 + 1 / refine)
     smooth = np.abs(g2 - refine * g1) <= SMOOTH_RATIO * np.abs(g1) + noise
     return np.any((big > floor) & ~smooth, axis=1)
 
 
-def jump_kept(s: dict, idx, plus, minus, centre, h) -> np.ndarray:
+def jump_kept(s: PassState, idx, plus, minus, centre, h) -> np.ndarray:
     """At ±TIE·h the jump is still there: the kink is on the point, not merely within the step."""
     g = gap(plus, minus, centre, h)
-    g1 = gap(s["plus"][idx], s["minus"][idx], centre, s["h"][idx, None])
+    g1 = gap(s.plus[idx], s.minus[idx], centre, s.h[idx, None])
     return np.any(np.abs(g - g1) <= KEPT * np.abs(g1), axis=1) & np.any(np.abs(g1) > 0, axis=1)
 
 
-def jump_joint(s: dict, groups: list, plus, minus, centre) -> np.ndarray:
+def jump_joint(s: PassState, groups: list, plus, minus, centre) -> np.ndarray:
     """Moved together, do the members still jump? (A tie moved together stays a tie: no jump.)"""
     out = []
     for k, members in enumerate(groups):
         members = np.asarray(members)
-        hh = s["h"][members].min()
+        hh = s.h[members].min()
         joint = np.abs(gap(plus[k], minus[k], centre, hh))
-        alone = np.abs(gap(s["plus"][members], s["minus"][members], centre, s["h"][members, None])).max(axis=1).min()
+        alone = np.abs(gap(s.plus[members], s.minus[members], centre, s.h[members, None])).max(axis=1).min()
         out.append(bool(np.any(joint > KEPT * alone)))
     return np.array(out, dtype=bool)
 

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from . import kinks
+from .passes import PassState
 from .batches import CHUNK_ELEMENTS, BatchRunner, Probe, Rows, pm, run_rows, split
 from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
 from ..core.streams import Stream, stream
@@ -134,7 +135,7 @@ def _exhaustive(runner: Runner, targets: list[Target], centre: np.ndarray, step:
     ±h; ±h/2 where in doubt (Richardson); larger steps where rounding-bound; ±TIE·h at kinks (on the
     point?); pairs of kink elements (ties?); each tie moved together (its slope)."""
     ctx = _Context(runner, centre, getattr(runner, "sees_branches", True), reference, rtol, atol)
-    state = {t.id: {"h": steps(t.x, step)} for t in targets}
+    state = {t.id: PassState(h=steps(t.x, step)) for t in targets}
     with np.errstate(all="ignore"):
         for stage in (_first_pass, _refine_pass, _escalate_pass, _kink_pass, _pair_pass, _tie_pass):
             stage(ctx, targets, state)
@@ -144,47 +145,47 @@ def _exhaustive(runner: Runner, targets: list[Target], centre: np.ndarray, step:
 def _first_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
-        rows.add(t, *pm(np.arange(t.n), state[t.id]["h"], 1.0))
+        rows.add(t, *pm(np.arange(t.n), state[t.id].h, 1.0))
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
         plus, minus, switched = split(*out[t.id])
-        h = s["h"][:, None]
+        h = s.h[:, None]
         d1 = (plus - minus) / (2 * h)
         right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
-        s.update(value=d1.copy(), d1=d1, truncation=np.zeros_like(d1),
-                 rounding=_rounding(ctx.runner, plus, minus) / h,
-                 kink=switched.copy(), plus=plus, minus=minus, upper=np.maximum(right, left),
-                 lower=np.minimum(right, left),
-                 doubt=np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol)))
+        s.value, s.d1, s.truncation = d1.copy(), d1, np.zeros_like(d1)
+        s.rounding = _rounding(ctx.runner, plus, minus) / h
+        s.kink, s.plus, s.minus = switched.copy(), plus, minus
+        s.upper, s.lower = np.maximum(right, left), np.minimum(right, left)
+        s.doubt = np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol))
 
 
 def _refine_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
         s = state[t.id]
-        rows.add(t, *pm(s["doubt"], s["h"][s["doubt"]], REFINE))
+        rows.add(t, *pm(s.doubt, s.h[s.doubt], REFINE))
     out = run_rows(ctx.runner, rows)
     for t in targets:
-        s, idx = state[t.id], state[t.id]["doubt"]
+        s, idx = state[t.id], state[t.id].doubt
         if not idx.size:
             continue
         plus, minus, switched = split(*out[t.id])
-        h = s["h"][idx, None] * REFINE
+        h = s.h[idx, None] * REFINE
         d2 = (plus - minus) / (2 * h)
-        d1 = s["d1"][idx]
-        s["value"][idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
-        s["truncation"][idx] = np.abs(d2 - d1)
-        s["rounding"][idx] = _rounding(ctx.runner, plus, minus) / h
-        s["kink"][idx] |= switched
+        d1 = s.d1[idx]
+        s.value[idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
+        s.truncation[idx] = np.abs(d2 - d1)
+        s.rounding[idx] = _rounding(ctx.runner, plus, minus) / h
+        s.kink[idx] |= switched
         # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
         # (the secants from v itself are biased by the kink's offset): they widen the bounds
-        outer = np.stack([(s["plus"][idx] - plus) / ((1 - REFINE) * s["h"][idx, None]),
-                          (minus - s["minus"][idx]) / ((1 - REFINE) * s["h"][idx, None])])
-        s["upper"][idx] = np.maximum(s["upper"][idx], outer.max(axis=0))
-        s["lower"][idx] = np.minimum(s["lower"][idx], outer.min(axis=0))
+        outer = np.stack([(s.plus[idx] - plus) / ((1 - REFINE) * s.h[idx, None]),
+                          (minus - s.minus[idx]) / ((1 - REFINE) * s.h[idx, None])])
+        s.upper[idx] = np.maximum(s.upper[idx], outer.max(axis=0))
+        s.lower[idx] = np.minimum(s.lower[idx], outer.min(axis=0))
         if not ctx.sees:
-            s["kink"][idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
+            s.kink[idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
                                                  ctx.rtol, ctx.atol, REFINE)
 
 
@@ -194,31 +195,31 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
     for t in targets:
         s = state[t.id]
         factor = _escalation(s, ctx.reference.get(t.id), ctx.rtol, ctx.atol)
-        s["esc"] = np.flatnonzero(factor > 1)
-        if s["esc"].size:
-            s["big"] = s["h"][s["esc"]] * factor[s["esc"]]
-            e1, d1 = pm(s["esc"], s["big"], 1.0)
-            e2, d2 = pm(s["esc"], s["big"], REFINE)
+        s.esc = np.flatnonzero(factor > 1)
+        if s.esc.size:
+            s.big = s.h[s.esc] * factor[s.esc]
+            e1, d1 = pm(s.esc, s.big, 1.0)
+            e2, d2 = pm(s.esc, s.big, REFINE)
             rows.add(t, e1 + e2, d1 + d2)
     out = run_rows(ctx.runner, rows)
     for t in targets:
-        s, idx = state[t.id], state[t.id]["esc"]
+        s, idx = state[t.id], state[t.id].esc
         if not idx.size:
             continue
         outs, flags = out[t.id]
         n = idx.size
         p1, m1, sw1 = split(outs[: 2 * n], flags[: 2 * n])
         p2, m2, sw2 = split(outs[2 * n:], flags[2 * n:])
-        H = s["big"][:, None]
+        H = s.big[:, None]
         D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
         value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
         trunc = np.abs(D2 - D1)
         rounding = _rounding(ctx.runner, p2, m2) / (H * REFINE)
-        old = (s["truncation"][idx] + s["rounding"][idx]).max(axis=1)
+        old = (s.truncation[idx] + s.rounding[idx]).max(axis=1)
         better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
         take = idx[better]
-        s["value"][take], s["truncation"][take], s["rounding"][take] = value[better], trunc[better], rounding[better]
-        s["escalated"] = int(better.sum())
+        s.value[take], s.truncation[take], s.rounding[take] = value[better], trunc[better], rounding[better]
+        s.escalated = int(better.sum())
 
 
 def _kink_pass(ctx: _Context, targets, state) -> None:
@@ -226,27 +227,27 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
         s = state[t.id]
-        s["kinked"] = np.flatnonzero(s["kink"])
-        rows.add(t, *pm(s["kinked"], s["h"][s["kinked"]], TIE))
+        s.kinked = np.flatnonzero(s.kink)
+        rows.add(t, *pm(s.kinked, s.h[s.kinked], TIE))
     out = run_rows(ctx.runner, rows)
     for t in targets:
-        s, kinked = state[t.id], state[t.id]["kinked"]
-        s["at"] = np.zeros(t.n, dtype=bool)
-        s["near"] = np.full(s["value"].shape, np.nan)
-        s["near_error"] = np.full(s["value"].shape, np.inf)
+        s, kinked = state[t.id], state[t.id].kinked
+        s.at = np.zeros(t.n, dtype=bool)
+        s.near = np.full(s.value.shape, np.nan)
+        s.near_error = np.full(s.value.shape, np.inf)
         if kinked.size:
             plus, minus, switched = split(*out[t.id])
-            small = s["h"][kinked, None] * TIE
-            s["at"][kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre, small)
+            small = s.h[kinked, None] * TIE
+            s.at[kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre, small)
             # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
             near = (plus - minus) / (2 * small)
             if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
-                big = kinks.gap(s["plus"][kinked], s["minus"][kinked], ctx.centre, s["h"][kinked, None])
+                big = kinks.gap(s.plus[kinked], s.minus[kinked], ctx.centre, s.h[kinked, None])
                 near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre, small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
-            s["near"][kinked] = near
-            s["near_error"][kinked] = _rounding(ctx.runner, plus, minus) / small
-        s["classes"] = kinks.classes(np.flatnonzero(s["at"]), s["upper"] - s["lower"], s["rounding"])
-        s["pairs"] = [p for members in s["classes"] for p in kinks.pairs(members)]
+            s.near[kinked] = near
+            s.near_error[kinked] = _rounding(ctx.runner, plus, minus) / small
+        s.classes = kinks.classes(np.flatnonzero(s.at), s.upper - s.lower, s.rounding)
+        s.pairs = [p for members in s.classes for p in kinks.pairs(members)]
 
 
 def _pair_pass(ctx: _Context, targets, state) -> None:
@@ -254,25 +255,25 @@ def _pair_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
         e, d = [], []
-        for i, j in state[t.id]["pairs"]:
-            hh = min(state[t.id]["h"][i], state[t.id]["h"][j])
+        for i, j in state[t.id].pairs:
+            hh = min(state[t.id].h[i], state[t.id].h[j])
             e += [np.array([i, j]), np.array([i, j])]
             d += [np.array([hh, hh]), np.array([-hh, -hh])]
         rows.add(t, e, d)
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
-        s["groups"] = []
-        if s["pairs"]:
+        s.groups = []
+        if s.pairs:
             plus, minus, switched = split(*out[t.id])
             if not ctx.sees:
-                switched = kinks.jump_joint(s, s["pairs"], plus, minus, ctx.centre)
-            s["groups"] = kinks.union([p for p, sw in zip(s["pairs"], switched) if not sw], np.flatnonzero(s["at"]))
-        grouped: np.ndarray | list = np.concatenate(s["groups"]) if s["groups"] else []
-        for members in s["classes"]:
+                switched = kinks.jump_joint(s, s.pairs, plus, minus, ctx.centre)
+            s.groups = kinks.union([p for p, sw in zip(s.pairs, switched) if not sw], np.flatnonzero(s.at))
+        grouped: np.ndarray | list = np.concatenate(s.groups) if s.groups else []
+        for members in s.classes:
             alone = np.setdiff1d(members, grouped)
             if alone.size >= 3:
-                s["groups"].append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
+                s.groups.append(alone)  # no pair keeps a tie, but all of them together may (a k-way tie)
 
 
 def _tie_pass(ctx: _Context, targets, state) -> None:
@@ -280,35 +281,35 @@ def _tie_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
         e, d = [], []
-        for members in state[t.id]["groups"]:
-            hh = state[t.id]["h"][members].min()
+        for members in state[t.id].groups:
+            hh = state[t.id].h[members].min()
             e += [members, members]
             d += [np.full(members.size, hh), np.full(members.size, -hh)]
         rows.add(t, e, d)
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
-        s["ties"] = []
-        if not s["groups"]:
+        s.ties = []
+        if not s.groups:
             continue
         plus, minus, switched = split(*out[t.id])
         if not ctx.sees:
-            switched = kinks.jump_joint(s, s["groups"], plus, minus, ctx.centre)
-        for k, members in enumerate(s["groups"]):
+            switched = kinks.jump_joint(s, s.groups, plus, minus, ctx.centre)
+        for k, members in enumerate(s.groups):
             if switched[k]:
                 continue  # moving them together still switches: not a tie, judge one by one
-            slope = (plus[k] - minus[k]) / (2 * s["h"][members].min())
-            s["ties"].append((members, slope))
-            s["value"][members] = slope / members.size
+            slope = (plus[k] - minus[k]) / (2 * s.h[members].min())
+            s.ties.append((members, slope))
+            s.value[members] = slope / members.size
 
 
-def _result(s: dict) -> NumericResult:
+def _result(s: PassState) -> NumericResult:
     return NumericResult(
-        "exhaustive", estimate=(s["truncation"] + s["rounding"]).T, truncation=s["truncation"].T,
-        kink=s["kink"], value=s["value"].T, at_kink=s["at"], lower=s["lower"].T, upper=s["upper"].T,
-        near=s["near"].T, near_error=s["near_error"].T, groups=s["ties"],
-        left_domain=not np.all(np.isfinite(s["value"])), refined=int(s["doubt"].size),
-        escalated=s.get("escalated", 0))
+        "exhaustive", estimate=(s.truncation + s.rounding).T, truncation=s.truncation.T,
+        kink=s.kink, value=s.value.T, at_kink=s.at, lower=s.lower.T, upper=s.upper.T,
+        near=s.near.T, near_error=s.near_error.T, groups=s.ties,
+        left_domain=not np.all(np.isfinite(s.value)), refined=int(s.doubt.size),
+        escalated=s.escalated)
 
 
 def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
@@ -321,19 +322,19 @@ def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
     return ~ok.all(axis=1)
 
 
-def _escalation(s: dict, ref, rtol: float, atol: float) -> np.ndarray:
+def _escalation(s: PassState, ref, rtol: float, atol: float) -> np.ndarray:
     """Per element, how many times larger a step should be (1 = none): for elements whose error
     estimate is dominated by rounding and too large to judge at `rtol`."""
-    n = s["value"].shape[0]
+    n = s.value.shape[0]
     if ref is None:
         return np.ones(n)
     ref = np.asarray(ref, dtype=float).T
-    scale = np.maximum(np.abs(ref), np.abs(s["value"]))
+    scale = np.maximum(np.abs(ref), np.abs(s.value))
     row = float(np.max(scale[np.isfinite(scale)], initial=0.0))
     need = np.maximum(atol, rtol * np.maximum(scale, ROW_FLOOR * row))
-    est = s["truncation"] + s["rounding"]
+    est = s.truncation + s.rounding
     ratio = np.where(need > 0, SAFETY * est / np.where(need > 0, need, 1.0), np.inf)
-    bound = (s["rounding"] >= s["truncation"]) & (ratio > 1) & np.isfinite(s["value"]) & ~s["kink"][:, None]
+    bound = (s.rounding >= s.truncation) & (ratio > 1) & np.isfinite(s.value) & ~s.kink[:, None]
     ratio = np.where(bound, ratio, 0.0).max(axis=1)
     return np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
 

@@ -10,6 +10,7 @@ import pytest
 from gradcheck_cli.core.tolerances import EPS
 from gradcheck_cli.oracles import kinks
 from gradcheck_cli.oracles.numeric import REFINE, ROUNDING, TIE
+from gradcheck_cli.oracles.passes import PassState
 
 H = 1e-3
 
@@ -28,8 +29,8 @@ def rows(f, x, h, factor=1.0):
 def state(f, x, h):
     """What the engine's first pass keeps per element (numeric._first_pass)."""
     plus, minus = rows(f, x, h)
-    return dict(h=h, plus=plus, minus=minus, d1=(plus - minus) / (2 * h[:, None]),
-                rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h[:, None])
+    return PassState(h=h, plus=plus, minus=minus, d1=(plus - minus) / (2 * h[:, None]),
+                     rounding=ROUNDING * EPS * np.maximum(np.abs(plus), np.abs(minus)) / h[:, None])
 
 
 # x0 = 0: |x| on its kink; x1 = H/4: its kink within the step, beside the point; x2 = 1: smooth
@@ -93,10 +94,10 @@ def test_classes_group_kink_elements_with_equal_jumps():
     x = np.array([2.0, 2.0, -1.0, -1.0, 7.0])
     s = state(f, x, np.full(5, H))
     centre = f(x[None])[0]
-    right, left = (s["plus"] - centre) / H, (centre - s["minus"]) / H
+    right, left = (s.plus - centre) / H, (centre - s.minus) / H
     jumps = np.maximum(right, left) - np.minimum(right, left)
     np.testing.assert_allclose(jumps[:, 0], [1, 1, 3, 3, 0], atol=1e-9)
-    found = kinks.classes(np.arange(4), jumps, s["rounding"])
+    found = kinks.classes(np.arange(4), jumps, s.rounding)
     assert [c.tolist() for c in found] == [[0, 1], [2, 3]]
 
 
