@@ -13,7 +13,7 @@ from ..core.errors import GradcheckError
 from .expectcheck import judge as judge_expect
 from ..language.frontend import load
 from ..language.graph import Graph
-from ..core.limits import MAX_JACOBIAN, MAX_WORK, size_error
+from ..core.limits import MAX_JACOBIAN, size_error
 from ..core.meter import PRICES
 from ..core.report import CheckReport, ExpectRow, GateRow, NodeRow
 from ..core.settings import Settings
@@ -98,7 +98,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
     with symbolic.shared(work.parts.get("symbolic", {}).get("sympy", 0)) as sympy:
         jacobians = _judge_nodes(graph, checked, exhaustive, values, adjoints, noise, settings, rows, reach)
-        room = MAX_WORK - work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
+        room = cost.MAX_WORK - work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
         checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report, lambda calls: _within(calls, units, room))
         report.expects = []
         for e in graph.expects:
@@ -152,14 +152,12 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set,
     recheckable = [n for n, w in zip(projected, whole) if w <= POLICY.recheck_work]
     exact = complexstep.analytic_nodes(graph, reach) & exhaustive if settings.complex_step is not False else None
     predicted = cost.predict(graph, checked, exhaustive, calls, units, graph.built, recheckable, exact)
-    if predicted.total > MAX_WORK:
-        raise GradcheckError(size_error(f"checking '{out.name}' ({len(checked):,} nodes to difference, "
-                                        f"{len(calls):,} gate calls to check)", predicted.total, MAX_WORK,
-                                        "work units", "MAX_WORK")
-                             + f"; most of it is {predicted.largest()}: split the function into smaller pieces",
-                             out.pos.line, out.pos.col)
+    refused = predicted.refusal(f"checking '{out.name}' ({len(checked):,} nodes to difference, {len(calls):,} gate "
+                                "calls to check)", f"most of it is {predicted.largest()}: split the function into smaller pieces")
+    if refused:
+        raise GradcheckError(refused, out.pos.line, out.pos.col)
     if settings.symbolic:
-        predicted.parts["symbolic"] = {"sympy": min(settings.symbolic_budget, (MAX_WORK - predicted.total) // PRICES["sympy"])}
+        predicted.leave_to_sympy(settings.symbolic_budget)
     return predicted, units
 
 

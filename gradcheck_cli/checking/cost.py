@@ -17,6 +17,7 @@ import numpy as np
 
 from ..language.graph import Node
 from ..oracles.batches import CHUNK_ELEMENTS
+from ..core.limits import MAX_WORK, size_error
 from ..core.meter import PRICES, gate_units
 from ..oracles.numeric import PROJECTIONS
 from ..oracles.runners import workspace
@@ -49,6 +50,17 @@ class Cost:
 
     def largest(self) -> str:
         return max(self.parts, key=lambda p: units(self.parts[p])) if self.parts else "work"
+
+    def refusal(self, what: str, advice: str) -> str | None:
+        """Why checking `what` is refused before any of the work (past MAX_WORK), or None within it:
+        one message for every kind of check, each raising it at its own position."""
+        if self.total <= MAX_WORK:
+            return None
+        return size_error(what, self.total, MAX_WORK, "work units", "MAX_WORK") + f"; {advice}"
+
+    def leave_to_sympy(self, budget: int) -> None:
+        """SymPy gets what the numeric checks leave of MAX_WORK (its budget shrinks, never theirs)."""
+        self.parts["symbolic"] = {"sympy": min(budget, (MAX_WORK - self.total) // PRICES["sympy"])}
 
 
 class Shape:

@@ -24,8 +24,6 @@ from ..oracles import symbolic
 from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from ..core.errors import BackwardError, GradcheckError, GradValueError
-from ..core.limits import MAX_WORK, size_error
-from ..core.meter import PRICES
 from ..oracles.numeric import REFINE, ROUNDING, NumericResult
 from ..core.report import GateRow, NodeRow
 from ..core.tolerances import EPS
@@ -43,13 +41,11 @@ def fill(report, graph, settings) -> None:
     leaves = [n for n in graph.leaves() if n.id in reach]
     hand = [node for node in graph.nodes[: out.id + 1] if node.id in reach and _hand_derived(node)]
     report.work = cost.second_order(graph, hand)
-    if report.work.total > MAX_WORK:
-        raise GradcheckError(size_error(f"checking '{out.name}' at second order", report.work.total, MAX_WORK,
-                                        "work units", "MAX_WORK") + "; split the function into smaller pieces",
-                             out.pos.line, out.pos.col)
+    refused = report.work.refusal(f"checking '{out.name}' at second order", "split the function into smaller pieces")
+    if refused:
+        raise GradcheckError(refused, out.pos.line, out.pos.col)
     if settings.symbolic:  # SymPy gets what is left, as at first order
-        report.work.parts["symbolic"] = {"sympy": min(settings.symbolic_budget,
-                                                      (MAX_WORK - report.work.total) // PRICES["sympy"])}
+        report.work.leave_to_sympy(settings.symbolic_budget)
     values = forward(graph)
     report.output, report.value = out.name, values[out.id]
     rng = stream(settings.seed, Stream.HVP_DIRECTION)

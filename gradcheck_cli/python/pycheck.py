@@ -15,7 +15,6 @@ import numpy as np
 from ..oracles import complexstep, numeric
 from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
-from ..core.limits import MAX_WORK, size_error
 from .pyrunner import FunctionRunner
 from .reference import _by_differences, _by_reference, _differences, _reference
 from .usercode import Layer, _array, _at, _backward, _deterministic, _gradients, _output, node_line
@@ -252,11 +251,11 @@ def _predict(layer: Layer, runner: FunctionRunner, out: np.ndarray, budget: int,
                                   whole if whole <= POLICY.recheck_work else 0,
                                   min(out.size, per_output.MAX_KINKED) if per_output.runs(runner.x.size, out.size) else 0,
                                   reference)
-    if predicted.total > MAX_WORK:
-        raise PythonError(size_error(f"checking {layer.name} ({runner.x.size:,} input elements, {out.size:,} outputs"
-                                     + ("" if runner.batched else ", one forward call per row") + ")",
-                                     predicted.total, MAX_WORK, "work units", "MAX_WORK")
-                          + "; check it on smaller inputs")
+    refused = predicted.refusal(f"checking {layer.name} ({runner.x.size:,} input elements, {out.size:,} outputs"
+                                + ("" if runner.batched else ", one forward call per row") + ")",
+                                "check it on smaller inputs")
+    if refused:
+        raise PythonError(refused)
     return predicted
 
 

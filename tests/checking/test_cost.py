@@ -95,19 +95,19 @@ def test_work_past_the_limit_is_refused_before_it_starts(shape):
 
 
 def test_sympy_gets_what_is_left_of_the_work_limit(monkeypatch):
-    from gradcheck_cli.checking import checker
+    from gradcheck_cli.checking import cost
     from gradcheck_cli.checking.cost import units
     from gradcheck_cli.core.meter import PRICES
     numeric = check(SMALL["a network"], symbolic=False).work.total
     limit = numeric + 1_000 * PRICES["sympy"]  # room for 1,000 SymPy nodes: it needs ~3,200
-    monkeypatch.setattr(checker, "MAX_WORK", limit)
+    monkeypatch.setattr(cost, "MAX_WORK", limit)
     with Meter() as meter:
         report = check(SMALL["a network"])
     assert report.error is None
     assert units(report.work.parts["symbolic"]) == 1_000 * PRICES["sympy"]
     assert meter.units <= limit
     assert any("past the SymPy work budget" in (r.note or "") for r in report.nodes)
-    monkeypatch.setattr(checker, "MAX_WORK", 8_000_000_000)
+    monkeypatch.setattr(cost, "MAX_WORK", 8_000_000_000)
     report = check(SMALL["a network"])
     assert not any("past the SymPy work budget" in (r.note or "") for r in report.nodes)
 
@@ -127,7 +127,7 @@ def test_calls_below_a_failing_row_are_checked_while_the_limit_allows(monkeypatc
     sq = next(n for n in graph.nodes if n.gate is not None and n.gate.name == "sq")
     one = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, Settings()), lambda n: True).units(sq)
     limit = report.work.total + int(3.5 * one)  # room for three calls the sample left out
-    monkeypatch.setattr(checker, "MAX_WORK", limit)
+    monkeypatch.setattr(cost, "MAX_WORK", limit)
     with Meter() as meter:
         report = check(source, symbolic=False)
     assert meter.units <= limit

@@ -97,13 +97,13 @@ def test_explain_order_2_refuses_what_it_cannot_show(args, message):
 
 
 def test_second_order_costs_no_more_than_predicted_and_is_refused_past_the_limit(monkeypatch):
-    from gradcheck_cli.checking import hvp
+    from gradcheck_cli.checking import cost
     from gradcheck_cli.core.meter import Meter
     for text in (RIGHT, WRONG, (ROOT / "expressions" / "cs231n_lstm_step.grad").read_text(encoding="utf-8")):
         with Meter() as meter:
             report = check(text, order=2)
         assert meter.units <= report.work.total, (meter.counts, report.work.parts)
-    monkeypatch.setattr(hvp, "MAX_WORK", 1000)
+    monkeypatch.setattr(cost, "MAX_WORK", 1000)
     refused = check(RIGHT, order=2)
     assert refused.error is not None and "GRADCHECK_MAX_WORK" in refused.error.message and refused.error.line == 5
 
