@@ -11,24 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_conv import whole as timed  # noqa: E402  (a whole process's median time, failing on a non-zero exit)
+
 FILE = "x = 0.5\ny = -1.5\nq = x * y\nf = exp(q) + q\n"
-
-
-def timed(cmd: list, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = subprocess.run(cmd, capture_output=True)
-        times.append(time.perf_counter() - start)
-        assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
-    return statistics.median(times)
 
 
 def main():
