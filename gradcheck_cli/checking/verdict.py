@@ -102,7 +102,7 @@ class Evidence:
     sym_round: np.ndarray | None = None  # ... and of sym_rel
 
 
-def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None, sym=None,
+def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None, sym: np.ndarray | None = None,
              mag: np.ndarray | None = None, rtol: float | np.ndarray = DEFAULT_RTOL,
              atol: float | np.ndarray = DEFAULT_ATOL) -> Evidence:
     """Compare one row element by element. `bp`, `noise`, `sym`, `mag` are flat (out, n) arrays;
@@ -129,16 +129,16 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         unreliable = ~finite | (trunc > UNRELIABLE * np.maximum(s, row_scale))
         agree = ~unreliable & (diff <= tol) & (SAFETY * est <= tol)
         disagree = ~unreliable & (diff > np.maximum(tol, SAFETY * est))
-        sym = _against_sympy(a, sv, m, z, atol, row_scale) if sv is not None else None
-        sym_ok = sym.ok if sym is not None else None
+        versus = _against_sympy(a, sv, m, z, atol, row_scale) if sv is not None else None
+        sym_ok = versus.ok if versus is not None else None
         within, resolved = _between_slopes(a, tol, at, num, projection)
         group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else _groups(a, tol, est, num)
         on_kink = at & within & group_ok
-        if sym is not None:
+        if versus is not None:
             defensible = sym_ok | on_kink
             # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
             confirmed = ~disagree & ~unreliable
-            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym.ok, 3, np.where(confirmed, 0, 2)))
+            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~versus.ok, 3, np.where(confirmed, 0, 2)))
             tol = np.where(confirmed & ~agree, np.maximum(tol, SAFETY * est), tol)
         else:
             defensible = np.where(at, on_kink, within)
@@ -152,16 +152,16 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         # difference's own rounding, backprop's measured noise, float64 at the elements' scale).
         rounding = rounding_level(a, b, z, est, trunc)
         excess, slack = _ratio(diff, tol), _ratio(rounding, tol)
-        if sym is not None:
-            excess, slack = np.maximum(excess, sym.excess), np.maximum(slack, sym.slack)
+        if versus is not None:
+            excess, slack = np.maximum(excess, versus.excess), np.maximum(slack, versus.slack)
         per_n = np.where(n > 0, n, 1.0)
         num_rel, tol_rel, num_round = diff / per_n, tol / per_n, rounding / per_n
     context = dict(agree=agree, unreliable=unreliable, kink=np.asarray(kink), within=within, sym_ok=sym_ok,
                    near=resolved, fine=diff <= DEFAULT_RTOL * n,  # an error finite differences cannot see
                    exact=np.broadcast_to(exact, np.shape(a)))
-    return Evidence(codes, excess, num_rel, tol_rel, sym.rel if sym is not None else None, context, a, num,
-                    sym is not None, group_detail, z, atol, slack=slack, num_round=num_round,
-                    sym_round=sym.round_rel if sym is not None else None)
+    return Evidence(codes, excess, num_rel, tol_rel, versus.rel if versus is not None else None, context, a, num,
+                    versus is not None, group_detail, z, atol, slack=slack, num_round=num_round,
+                    sym_round=versus.round_rel if versus is not None else None)
 
 
 @dataclass(frozen=True, kw_only=True)
