@@ -24,7 +24,7 @@ from ..oracles import symbolic
 from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from ..core.errors import BackwardError, GradcheckError, GradValueError
-from ..oracles.numeric import REFINE, ROUNDING, NumericResult
+from ..oracles.numeric import REFINE, ROUNDING, NumericResult, richardson
 from ..core.report import GateRow, NodeRow
 from ..core.tolerances import EPS
 from ..core.streams import Stream, stream
@@ -153,8 +153,7 @@ def _differences(graph, values: list, leaves, v, seed, step: float) -> dict:
         p2, m2 = grads[eps * REFINE][n.id].ravel(), grads[-eps * REFINE][n.id].ravel()
         with np.errstate(all="ignore"):
             d1, d2 = (p1 - m1) / (2 * eps), (p2 - m2) / (2 * eps * REFINE)
-            value = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)
-            truncation = np.abs(d2 - d1)
+            value, truncation = richardson(d1, d2)
             rounding = ROUNDING * EPS * np.maximum.reduce([np.abs(p1), np.abs(m1), np.abs(g0)]) / (eps * REFINE)
             right, left = (p1 - g0) / eps, (g0 - m1) / eps
         kink = np.full(n.size, switched)

@@ -84,6 +84,12 @@ class Runner(BatchRunner, Protocol):
     def work(self, target: Target) -> int: ...
 
 
+def richardson(d1, d2) -> tuple:
+    """(the extrapolated derivative, its truncation estimate) from centred differences at h (`d1`) and
+    at REFINE·h (`d2`): the h² terms cancel, and their difference estimates the error."""
+    return d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0), np.abs(d2 - d1)
+
+
 def _rounding(runner, plus, minus) -> np.ndarray:
     """ROUNDING·ε times what a centred difference's two values are rounded at: their size, or, for a
     runner that sums many terms (Σ weights ⊙ outputs), the size of those terms, which rounding follows
@@ -174,8 +180,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         h = s.h[idx, None] * REFINE
         d2 = (plus - minus) / (2 * h)
         d1 = s.d1[idx]
-        s.value[idx] = d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0)   # Richardson: the h² terms cancel
-        s.truncation[idx] = np.abs(d2 - d1)
+        s.value[idx], s.truncation[idx] = richardson(d1, d2)
         s.rounding[idx] = _rounding(ctx.runner, plus, minus) / h
         s.kink[idx] |= switched
         # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
@@ -212,8 +217,7 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
         p2, m2, sw2 = split(outs[2 * n:], flags[2 * n:])
         H = s.big[:, None]
         D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
-        value = D2 + (D2 - D1) / (1.0 / REFINE ** 2 - 1.0)
-        trunc = np.abs(D2 - D1)
+        value, trunc = richardson(D1, D2)
         rounding = _rounding(ctx.runner, p2, m2) / (H * REFINE)
         old = (s.truncation[idx] + s.rounding[idx]).max(axis=1)
         better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
@@ -357,8 +361,7 @@ def _projection(runner: Runner, t: Target, centre, step, rng, reference=None, rt
         if doubt.size:
             p2, m2, k2 = _along(runner, t, u[doubt], h * REFINE)
             d2 = (p2 - m2) / (2 * h * REFINE)
-            value[doubt] = d2 + (d2 - d1[doubt]) / (1.0 / REFINE ** 2 - 1.0)
-            truncation[doubt] = np.abs(d2 - d1[doubt])
+            value[doubt], truncation[doubt] = richardson(d1[doubt], d2)
             rounding[doubt] = _rounding(runner, p2, m2) / (h * REFINE)
             kink[doubt] |= k2
     return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
