@@ -16,8 +16,8 @@ from ..oracles import complexstep, numeric
 from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
 from .pyrunner import FunctionRunner
-from .reference import _by_differences, _by_reference, _differences, _reference
-from .usercode import Layer, _array, _at, _backward, _deterministic, _gradients, _output, node_line
+from .reference import by_differences, by_reference, compare_inputs, reference_gradients
+from .usercode import Layer, checked_array, placed_at_forward, call_backward, check_deterministic, gradients_of, call_forward, node_line
 from .pysource import (PythonError, base_name, describe, grad_lines, qualname, shared_line,
                        source_text, takes_keywords, where)
 from ..core.report import CheckReport, GateRow, NodeRow
@@ -71,10 +71,10 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
         reuse = last and all(np.array_equal(a, b) for a, b in zip(last[0], arrays))
         cache = last[1] if reuse else call(arrays)[-1]
         if not shapes:
-            return _gradients(backward(dout, cache), names, backward)
+            return gradients_of(backward(dout, cache), names, backward)
         cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
         douts = [d.reshape(s) for d, s in zip(np.split(np.ravel(dout), cuts), shapes)]
-        return _gradients(backward(*douts, cache), names, backward)
+        return gradients_of(backward(*douts, cache), names, backward)
 
     layer = _layer(name or base_name(forward), fwd, bwd, names, forward, backward)
     return check_python(layer, inputs, _settings(settings, options))
@@ -96,7 +96,7 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
         return result
 
     def bwd(dout, arrays):
-        return [dout * g for g in _gradients(call(arrays)[1], names, loss)]
+        return [dout * g for g in gradients_of(call(arrays)[1], names, loss)]
     layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
     layer.output = "loss"
     return check_python(layer, inputs, _settings(settings, options))
@@ -108,7 +108,7 @@ def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: S
     `vjp(dout, *inputs) -> (dinput, ...)` (a single array when there is one input)."""
     names = list(inputs)
     layer = _layer(name or qualname(f), lambda arrays: f(*arrays),
-                   lambda dout, arrays: _gradients(vjp(dout, *arrays), names, vjp), names, f, vjp)
+                   lambda dout, arrays: gradients_of(vjp(dout, *arrays), names, vjp), names, f, vjp)
     return check_python(layer, inputs, _settings(settings, options))
 
 
@@ -134,7 +134,7 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
     report.path = layer.path
     report.rerun = f"rerun the Python check of {layer.name} with seed={settings.seed}"
     try:
-        args = [_array(layer, k, v) for k, v in inputs.items()]
+        args = [checked_array(layer, k, v) for k, v in inputs.items()]
         rng = stream(settings.seed, Stream.PYTHON_CHECK)  # one stream: upstreams, directions, second point
         if settings.fast:  # along random directions (every element against a reference, where there is one)
             settings = replace(settings, budget=1)
@@ -146,9 +146,9 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
             _, rows2 = _check_point(layer, args2, settings, rng, point=2, first={r.name: r.status for r, _ in rows1},
                                     out=out2)
         if any(r.status != "pass" for r, _ in rows1 + rows2):
-            _deterministic(layer, args, out)  # only then: a passing layer pays no extra forward call
+            check_deterministic(layer, args, out)  # only then: a passing layer pays no extra forward call
     except GradcheckError as err:
-        err = err if err.line is not None else _at(err, layer)
+        err = err if err.line is not None else placed_at_forward(err, layer)
         report.error = err.located(layer.path, source_text(err.source or layer.path))
         report.path = err.source or layer.path
         return report
@@ -163,28 +163,28 @@ def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
 
 def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Generator, point: int,
                  first: dict | None = None, out: np.ndarray | None = None):
-    out = _output(layer, args) if out is None else out
+    out = call_forward(layer, args) if out is None else out
     u = rng.standard_normal(out.shape)
-    grads, failures = _backward(layer, u, args)
+    grads, failures = call_backward(layer, u, args)
     runner = FunctionRunner(layer.forward, args, u, out, layer.batched, layer.forward_at[0])
     layer.batched = runner.batched
     budget = settings.budget if runner.batched else LOOP_BUDGET
-    ref = _reference(layer, u, args) if settings.reference and layer.reference is not None and not failures else None
+    ref = reference_gradients(layer, u, args) if settings.reference and layer.reference is not None and not failures else None
     if point == 1:
         layer.work = _predict(layer, runner, out, budget, ref is not None)
 
     def rerun(delta):
-        moved, failed = _backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
+        moved, failed = call_backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
         return None if failed else np.concatenate([np.ravel(m) for m in moved])[None, :]
     def backward_of(upstream):
-        moved, failed = _backward(layer, upstream.reshape(out.shape), args)
+        moved, failed = call_backward(layer, upstream.reshape(out.shape), args)
         return np.concatenate([np.ravel(m) for m in moved])
 
     def explain(ev):
         return per_output.explain(ev, runner.outputs, backward_of, runner.x, np.ravel(u), settings.h,
                                   settings.rtol, settings.atol)
     bp = np.concatenate([g.ravel() for g in grads])
-    compared, by_ref, dropped = _differences(runner, bp, ref, settings, budget, rng, None if failures else rerun,
+    compared, by_ref, dropped = compare_inputs(runner, bp, ref, settings, budget, rng, None if failures else rerun,
                                              None if failures else explain)
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
@@ -194,10 +194,10 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     for k, (name, a) in enumerate(zip(layer.names, args)):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
         if by_ref is not None:
-            j, worst, method, kink_ev = _by_reference(by_ref, whole, lo, hi, a.shape)
+            j, worst, method = by_reference(by_ref, whole, lo, hi, a.shape)
             value = None
         else:
-            j, worst, value, kink_ev = _by_differences(ev, whole, num, lo, hi, a.shape)
+            j, worst, value = by_differences(ev, whole, num, lo, hi, a.shape)
             method = None
         status, note = j.status, j.note
         culprit = None
@@ -307,7 +307,7 @@ def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
 
     def evaluate(moved):
         try:
-            return _output(layer, moved)
+            return call_forward(layer, moved)
         except PythonError as err:
             errors.append(err)
             return None

@@ -21,7 +21,7 @@ from .usercode import Layer
 POLICY = pipeline.POLICIES["python"]
 
 
-def _differences(runner: FunctionRunner, bp: np.ndarray, ref, settings: Settings, budget: int, rng, rerun, explain):
+def compare_inputs(runner: FunctionRunner, bp: np.ndarray, ref, settings: Settings, budget: int, rng, rerun, explain):
     """(the comparison, ByReference or None, why the reference was dropped or None). All inputs are one
     target, as for a gate alone: random projections cover every input at once, and only a failure (or
     a small layer) is differenced element by element, to name the element; with an exact reference,
@@ -38,7 +38,7 @@ def _differences(runner: FunctionRunner, bp: np.ndarray, ref, settings: Settings
     return compare(runner.x.size > budget), None, None
 
 
-def _reference(layer: Layer, u: np.ndarray, args: list) -> np.ndarray | None:
+def reference_gradients(layer: Layer, u: np.ndarray, args: list) -> np.ndarray | None:
     """The reference's gradients, flat, or None where it has none (the forward is not autodiff code)."""
     if active():
         count("python", 2)
@@ -97,18 +97,18 @@ def _against_reference(runner: FunctionRunner, bp: np.ndarray, ref: np.ndarray, 
     return ByReference(off, found.evidence, left, num.projected.shape[0])
 
 
-def _by_differences(ev: verdict.Evidence, whole: verdict.Judgement, num, lo: int, hi: int, shape: tuple):
-    """One input's (Judgement, worst element, differences, evidence for its kink note) from the differences:
+def by_differences(ev: verdict.Evidence, whole: verdict.Judgement, num, lo: int, hi: int, shape: tuple):
+    """One input's (Judgement, worst element, differences) from the differences:
     its own elements when they were differenced one by one, else the projections of every input at once."""
     if num.method == "projection":
-        return whole, None, None, None
+        return whole, None, None
     j = verdict.summarize(ev, np.arange(lo, hi), kink_note=verdict.slopes_kink_note)
     worst = tuple(int(i) for i in np.unravel_index(j.worst[1] - lo, shape)) if len(shape) else None
-    return j, worst, num.value[0, lo:hi].reshape(shape), ev
+    return j, worst, num.value[0, lo:hi].reshape(shape)
 
 
-def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: int, shape: tuple):
-    """One input's (Judgement, worst element, method, evidence) from the reference and the differences
+def by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: int, shape: tuple):
+    """One input's (Judgement, worst element, method) from the reference and the differences
     at its elements that disagree with it: those decide; the others agree with an exact derivative."""
     cols = np.flatnonzero((by_ref.index >= lo) & (by_ref.index < hi))
     method = (f"every element against autodiff through the forward; differences along {by_ref.projections} "
@@ -117,7 +117,7 @@ def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: in
     if not cols.size:
         j = (replace(whole, note=None) if whole.status == "pass" else
              verdict.Judgement(Status.PASS, None, 0.0, None, 0.0, (0, 0), np.zeros((1, 0))))
-        return j, None, method, None
+        return j, None, method
     j = verdict.summarize(by_ref.evidence, cols, kink_note=verdict.slopes_kink_note)
     flat = int(by_ref.index[j.worst[1]]) - lo
     worst = tuple(int(i) for i in np.unravel_index(flat, shape)) if len(shape) else None
@@ -125,4 +125,4 @@ def _by_reference(by_ref: ByReference, whole: verdict.Judgement, lo: int, hi: in
         j = verdict.Judgement(Status.WARN, f"{by_ref.left:,} more elements disagree with autodiff through the forward than "
                               "were differenced (past the element budget; --budget raises it)", j.numeric_error,
                               None, j.tolerance, j.worst, j.codes, j.numeric_rounding)
-    return j, worst, method, by_ref.evidence
+    return j, worst, method

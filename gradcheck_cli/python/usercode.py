@@ -35,10 +35,10 @@ class Layer:
     reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
 
 
-def _deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
+def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
     """A forward that answers twice differently at one point (dropout drawing a new mask) has no
     gradient to check: an input error, never a gradient verdict."""
-    again = _output(layer, args)
+    again = call_forward(layer, args)
     scale = max(float(np.max(np.abs(out))), 1e-300)
     if again.shape != out.shape or float(np.max(np.abs(again - out))) > 1e-12 * scale:
         raise PythonError("the forward is not deterministic: called twice at the same point it gave different "
@@ -46,7 +46,7 @@ def _deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
                           "(CS231n: --param dropout_param='{\"mode\": \"train\", \"p\": 0.5, \"seed\": 0}')")
 
 
-def _output(layer: Layer, args: list) -> np.ndarray:
+def call_forward(layer: Layer, args: list) -> np.ndarray:
     out = _call(layer.forward_at[0], "forward", lambda: layer.forward([a.copy() for a in args]))
     if out is None:
         raise PythonError("the forward returned None as its output: is it written yet?")
@@ -60,7 +60,7 @@ def _output(layer: Layer, args: list) -> np.ndarray:
     return out
 
 
-def _backward(layer: Layer, u: np.ndarray, args: list):
+def call_backward(layer: Layer, u: np.ndarray, args: list):
     """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
     to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
     exception fails every input at the line that raised."""
@@ -106,7 +106,7 @@ def _call(path: str, what: str, thunk):
                           path if line else None) from None
 
 
-def _gradients(result, names: list, backward) -> list:
+def gradients_of(result, names: list, backward) -> list:
     """The backward's result as one float array per input."""
     if isinstance(result, dict):
         missing = [n for n in names if n not in result and f"d{n}" not in result]
@@ -124,7 +124,7 @@ def _gradients(result, names: list, backward) -> list:
         raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
 
 
-def _array(layer: Layer, name: str, value) -> np.ndarray:
+def checked_array(layer: Layer, name: str, value) -> np.ndarray:
     try:
         a = np.array(value, dtype=float)
     except (TypeError, ValueError):
@@ -136,7 +136,7 @@ def _array(layer: Layer, name: str, value) -> np.ndarray:
     return a
 
 
-def _at(err: GradcheckError, layer: Layer) -> GradcheckError:
+def placed_at_forward(err: GradcheckError, layer: Layer) -> GradcheckError:
     """An error about the layer as a whole: at the forward's first line."""
     err.source, err.line, err.col = layer.forward_at[0], layer.forward_at[1], 1
     return err
