@@ -81,6 +81,11 @@ class Runner(BatchRunner, Protocol):
     @property
     def centre(self) -> float | np.ndarray: ...
 
+    @property
+    def terms(self) -> float:
+        """The size of the terms the function sums (Σ|weights ⊙ outputs|), or 0 where it sums none:
+        a difference of a sum that cancels is rounded at its terms, not at the sum."""
+
     def work(self, target: Target) -> int: ...
 
 
@@ -90,12 +95,11 @@ def richardson(d1, d2) -> tuple:
     return d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0), np.abs(d2 - d1)
 
 
-def _rounding(runner, plus, minus) -> np.ndarray:
+def _rounding(runner: Runner, plus, minus) -> np.ndarray:
     """ROUNDING·ε times what a centred difference's two values are rounded at: their size, or, for a
     runner that sums many terms (Σ weights ⊙ outputs), the size of those terms, which rounding follows
     where the sum cancels."""
-    terms = float(getattr(runner, "terms", 0.0))
-    return ROUNDING * EPS * np.maximum(np.maximum(np.abs(plus), np.abs(minus)), terms)
+    return ROUNDING * EPS * np.maximum(np.maximum(np.abs(plus), np.abs(minus)), runner.terms)
 
 
 def steps(x: np.ndarray, step: float) -> np.ndarray:
