@@ -47,24 +47,33 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     from ..core.errors import GradcheckError
     from ..teaching.exercise import load_exercise
     from ..teaching.graderun import Limits, grade_class
+    from ..teaching.grading import load_reference
+    from ..teaching.sandbox import hidden_folders
     from ..render.grades import feedback_html, feedback_markdown, grades_csv, grades_json, grades_table
     if secret is None:
         _fail_usage("give --secret N (or set GRADCHECK_SECRET): the seed of the hidden points, a number only you know")
     for path in submissions:
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):  # a link or an odd file is that student's 0, with the reason
             _fail_usage(f"'{path}': no such submission file")
     _guard_output(csv_path, [exercise, *submissions])
     _guard_output(json_path, [exercise, *submissions])
     try:
         ex = load_exercise(exercise)
+        ours = load_reference(ex)  # the teacher's module, loaded and checked before any submission runs
     except GradcheckError as err:
-        _fail(err, exercise, None)
+        _fail(err, err.source or exercise, None)
+    if ex.kind == "python":
+        _sandbox_or_say()
     kind = ".py" if ex.kind == "python" else ".grad"
     wrong = [p for p in submissions if not p.endswith(kind)]
     if wrong:
         _fail_usage(f"'{wrong[0]}': the exercise is a {kind} file, so are its submissions")
     progress = _progress(len(submissions))
-    graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(timeout, memory_mb), progress)
+    outputs = [p for p in (csv_path, json_path) if p] + ([feedback_dir] if feedback_dir else [])
+    hide = hidden_folders([os.path.dirname(os.path.abspath(p)) for p in [exercise, *submissions, *outputs]]
+                          + [os.getcwd()] + ([os.path.abspath(feedback_dir)] if feedback_dir else []))
+    graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(seconds=timeout, memory_mb=memory_mb),
+                         progress, ours=ours, hide=tuple(hide))
     if csv_path:
         _write_atomically(csv_path, grades_csv(graded, ex), [exercise, *submissions])
     if json_path:
@@ -80,10 +89,31 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
 
 
 def _feedback(graded, ex, folder, suffix, render) -> None:
+    """One file per student, named after the student; names that would meet (`a b` and `a_b`, or
+    names differing only in case) are told apart by a number."""
     os.makedirs(folder, exist_ok=True)
+    taken: set = set()
     for g in graded:
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in g.student) or "student"
+        base = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in g.student)[:80] or "student"
+        name, k = base, 1
+        while name.lower() in taken:
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name.lower())
         _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+
+
+def _sandbox_or_say() -> None:
+    """Python submissions run in bubblewrap's sandbox where it works; $GRADCHECK_SANDBOX=required
+    refuses to grade without it, and without it the teacher is told (once, on standard error)."""
+    from ..teaching.sandbox import bubblewrap, mode
+    if bubblewrap() is not None:
+        return
+    if mode() == "required":
+        _fail_usage("GRADCHECK_SANDBOX=required, but bubblewrap (bwrap) cannot start a sandbox here: install "
+                    "Debian's package bubblewrap, or allow unprivileged user namespaces")
+    why = "GRADCHECK_SANDBOX=off" if mode() == "off" else "bubblewrap (bwrap) cannot start a sandbox here"
+    click.echo(f"note: {why}: submissions run without the OS sandbox (what still holds: docs/grading.md)", err=True)
 
 
 def _progress(total: int):

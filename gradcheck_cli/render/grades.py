@@ -13,8 +13,15 @@ def _pts(x: float) -> str:
     return f"{x:g}"
 
 
+def _md(text: str) -> str:
+    """Text shown as itself in Markdown: its markup characters escaped, HTML's too."""
+    text = escape(str(text), quote=False)
+    return "".join("\\" + c if c in "\\`*_[]#|" else c for c in text)
+
+
 def grades_table(graded: list, exercise, console) -> None:
     from rich.table import Table
+    from rich.text import Text  # cells as plain text: a student's `[/bold]` is shown, never taken as markup
     table = Table(title=f"{exercise.path}: {len(graded)} submissions, out of {_pts(exercise.total)}")
     table.add_column("student", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
@@ -24,8 +31,8 @@ def grades_table(graded: list, exercise, console) -> None:
     table.add_column("the first wrong part: why", overflow="fold", ratio=1)
     for g in graded:
         wrong = next((p for p in g.parts if p.status != "right"), None)
-        table.add_row(g.student, _pts(g.earned), *[_pts(p.earned) for p in g.parts],
-                      f"{wrong.what}: {wrong.reason}" if wrong else "all right")
+        table.add_row(Text(g.student), _pts(g.earned), *[_pts(p.earned) for p in g.parts],
+                      Text(f"{wrong.what}: {wrong.reason}" if wrong else "all right"))
     console.print(table)
 
 
@@ -46,11 +53,11 @@ def grades_json(graded: list, exercise) -> str:
 
 
 def feedback_markdown(g, exercise) -> str:
-    lines = [f"# Feedback: {g.student}", "", f"**{_pts(g.earned)} / {_pts(g.total)}** for `{exercise.path}`",
+    lines = [f"# Feedback: {_md(g.student)}", "", f"**{_pts(g.earned)} / {_pts(g.total)}** for `{exercise.path}`",
              "", "| part | points | |", "|---|---|---|"]
     for p in g.parts:
         mark = "✅" if p.status == "right" else "❌"
-        lines.append(f"| `{p.what}` | {_pts(p.earned)} / {_pts(p.points)} | {mark} {p.reason.replace('|', '/')} |")
+        lines.append(f"| `{p.what}` | {_pts(p.earned)} / {_pts(p.points)} | {mark} {_md(p.reason)} |")
     lines += ["", "Each part was checked at the exercise's own point and at random points only the teacher "
               "knows; a gradient must be right at all of them."]
     return "\n".join(lines) + "\n"

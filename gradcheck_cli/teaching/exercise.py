@@ -157,33 +157,111 @@ def _inputs(ex: Exercise, m, number: int) -> None:
             into.setdefault(pair, {})[name] = value
 
 
-def splice(exercise: Exercise, submission_text: str) -> str:
-    """The exercise with the student's d lines in place of the solution's, for the parts' gates: each
-    gate keeps the exercise's header (its forward: the student cannot change what is differentiated)
-    and takes the submission's indented lines. Raises GradcheckError (the submission's line) when
-    the submission does not parse or lacks a gate."""
-    theirs = {s.name: s for s in parse(submission_text).statements if isinstance(s, nodes.GateDef)}
-    ours = {s.name: s for s in parse(exercise.text).statements if isinstance(s, nodes.GateDef)}
-    lines = exercise.text.splitlines()
-    sub_lines = submission_text.splitlines()
-    replaced = []
+def splice(exercise: Exercise, submission_text: str) -> tuple:
+    """(the program, {gate: why its parts get 0}): the exercise with the student's lines in place of
+    the solution's backward, for the parts' gates. Each gate keeps the exercise's header and forward
+    locals (what is differentiated cannot change) and takes, of the submission's lines, only d lines
+    and names of its own: a line that rebinds a name the exercise defines (a parameter, a forward
+    local, a name of the file) is a positioned error, and that gate's parts get 0 (it keeps the
+    solution's lines so the others can be graded). Raises GradcheckError (the submission's line)
+    when the submission does not parse."""
+    program = parse(submission_text)
+    theirs = {s.name: s for s in program.statements if isinstance(s, nodes.GateDef)}
+    statements = parse(exercise.text).statements
+    ours = {s.name: s for s in statements if isinstance(s, nodes.GateDef)}
+    file_names = {getattr(s, "name", None) for s in statements} - {None}
+    lines, sub_lines = exercise.text.splitlines(), submission_text.splitlines()
+    replaced, refused = [], {}
     for name in dict.fromkeys(p.owner for p in exercise.parts):
         if name not in theirs:
-            raise GradcheckError(f"the submission has no `gate {name}(...)`: the exercise's parts are its d lines", 1, 1)
-        start, end = _block(lines, ours[name].pos.line)
-        s_start, s_end = _block(sub_lines, theirs[name].pos.line)
-        replaced.append((start, end, [lines[start]] + sub_lines[s_start + 1: s_end]))
+            refused[name] = GradcheckError(f"the submission has no `gate {name}(...)`: the exercise's parts are its d "
+                                           "lines", 1, 1)
+            continue
+        try:
+            block = _spliced_gate(ours[name], theirs[name], lines, sub_lines, file_names,
+                                  _next_line(statements, ours[name]), _next_line(program.statements, theirs[name]))
+        except GradcheckError as err:
+            refused[name] = err
+            continue
+        replaced.append((ours[name].pos.line - 1, _extent(lines, ours[name].pos.line - 1,
+                                                          _next_line(statements, ours[name]))[1], block))
     for start, end, block in sorted(replaced, reverse=True):
         lines[start:end] = block
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    _same_shape(exercise.text, text)
+    return text, refused
 
 
-def _block(lines: list, first: int) -> tuple:
-    """(start, end) indices of the gate whose header is line `first` (1-based) and its indented lines."""
-    start = end = first - 1
-    end += 1
-    while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
-        end += 1
-    while end > start + 1 and not lines[end - 1].strip():
+def _next_line(statements: tuple, stmt) -> int:
+    """The line (1-based) of the statement after `stmt` at the top level, or one past the end."""
+    later = [s.pos.line for s in statements if s.pos.line > stmt.pos.line]
+    return min(later) if later else 10 ** 9
+
+
+def _extent(lines: list, start: int, stop_line: int) -> tuple:
+    """(start, end) indices of a statement's lines: from `start` to before line `stop_line`, without
+    the blank and comment lines that trail it."""
+    end = min(stop_line - 1, len(lines))
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
         end -= 1
     return start, end
+
+
+def _spliced_gate(ours, theirs, lines: list, sub_lines: list, file_names: set, ours_end: int,
+                  theirs_end: int) -> list:
+    """The gate's lines: the exercise's header and forward locals, then the submission's own lines."""
+    kinds = _line_kinds(ours)
+    taken = set(ours.params) | {"out", "dout"} | {n for n, k in kinds.items() if k == "forward"} | file_names
+    body_start = ours.body[0].pos.line if ours.body else ours_end
+    block = lines[ours.pos.line - 1: _extent(lines, ours.pos.line - 1, body_start)[1]]
+    stops = [s.pos.line for s in ours.body[1:]] + [ours_end]
+    forward = {}  # name -> the exercise's forward line, as text without space or comments
+    for stmt, stop in zip(ours.body, stops):
+        if kinds[stmt.name] == "forward":
+            own = lines[slice(*_extent(lines, stmt.pos.line - 1, stop))]
+            block += own
+            forward[stmt.name] = _bare(own)
+    indent = next((ln[: len(ln) - len(ln.lstrip())] for ln in lines[body_start - 1: body_start]), "  ") or "  "
+    stops = [s.pos.line for s in theirs.body[1:]] + [theirs_end]
+    for stmt, stop in zip(theirs.body, stops):
+        own = sub_lines[slice(*_extent(sub_lines, stmt.pos.line - 1, stop))]
+        if forward.get(stmt.name) == _bare(own):
+            continue  # the exercise's own forward line, copied: the exercise's is used
+        if stmt.name in taken:
+            what = ("a parameter" if stmt.name in ours.params else "the gate's forward" if stmt.name in kinds
+                    else "a name of the exercise's file" if stmt.name in file_names else "reserved")
+            raise GradcheckError(f"gate '{theirs.name}': '{stmt.name}' is {what}, which a submission cannot "
+                                 "change: write only d lines and names of your own", stmt.pos.line, stmt.pos.col)
+        if own and own[-1].rstrip().endswith("\\"):
+            raise GradcheckError(f"gate '{theirs.name}': line {stmt.pos.line} continues (a backslash) past the "
+                                 "gate's last line", stmt.pos.line, len(own[-1].rstrip()))
+        first = own[0][: len(own[0]) - len(own[0].lstrip())] if own else ""
+        block += [indent + ln[len(first):] if ln.startswith(first) else ln for ln in own]
+    return block
+
+
+def _bare(lines: list) -> str:
+    """A statement's text without comments, spaces or line continuations (the language has no strings)."""
+    return "".join("".join(line.split("#", 1)[0].split()).rstrip("\\") for line in lines)
+
+
+def _line_kinds(gate) -> dict:
+    """name -> "forward" or "backward" for each line under the gate, as the language tells them apart
+    (usergates.define): a line is the backward's when it is a d line or uses out, dout or a backward line."""
+    kinds: dict = {}
+    for line in gate.body:
+        used = {e.id for e in nodes.walk(line.expr) if isinstance(e, nodes.Name)}
+        backward = (line.name.startswith("d") and (line.name[1:] in gate.params or kinds.get(line.name[1:]) == "forward")
+                    or bool(used & {"out", "dout"}) or any(kinds.get(u) == "backward" for u in used))
+        kinds[line.name] = "backward" if backward else "forward"
+    return kinds
+
+
+def _same_shape(exercise_text: str, program: str) -> None:
+    """The spliced program has the exercise's statements, in its order (a submission's text cannot
+    swallow or add a line of the exercise's)."""
+    want = [(type(s).__name__, getattr(s, "name", None)) for s in parse(exercise_text).statements]
+    got = [(type(s).__name__, getattr(s, "name", None)) for s in parse(program).statements]
+    if want != got:
+        raise GradcheckError("the submission's lines change the exercise's program around the gate (a continuation "
+                             "line?): submit only the gate's own lines", 1, 1)

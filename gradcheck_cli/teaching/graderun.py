@@ -1,46 +1,71 @@
-"""Grading a class: each submission in a process of its own, with a time and a memory limit, several
-at once (`-j`); a submission that does not parse, raises, loops or runs out of memory gets 0 for
-what it broke, with the reason, and never stops the run. (A limit, not a sandbox: run code you do
-not trust in a container.)"""
+"""Grading a class: every submission read once by the grader (a symbolic link or a special file is
+that student's 0), a Python one run in a sealed process of its own (sandbox.py) while the verdicts are
+computed here, a `.grad` one (text gradcheck evaluates, no code of the student's) checked in a worker
+process with the same limits, several at once (`-j`). A submission that does not parse, raises, loops
+or runs out of memory gets 0 for what it broke, with the reason; the run always ends with a full
+gradebook."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.limits import MAX_FILE_BYTES
 from .exercise import Exercise
-from .grading import Graded, PartResult, zero
+from .grading import Graded, PartResult, grade_python, zero
+from .sandbox import Limits, _environment, _limit
+from .text import student_name, student_text
 
-FILE_BYTES = 1 << 20  # a submission's process may write files of at most this many bytes
-
-
-@dataclass(frozen=True)
-class Limits:
-    seconds: float = 60.0     # wall-clock time per submission
-    memory_mb: int = 2_000    # address space per submission
+__all__ = ["Limits", "grade_class", "students"]
 
 
 def students(paths: list) -> list:
     """(student name, path) for each submission: its file's stem, or its folder's name when the file
-    is named like the others (alice/affine.py, bob/affine.py); duplicates get their relative path."""
+    is named like the others (alice/affine.py, bob/affine.py); duplicates get their relative path.
+    Names are the grader's, made from the paths, never the submission's."""
     stems = [Path(p).stem for p in paths]
     names = [Path(p).parent.name if stems.count(Path(p).stem) > 1 and Path(p).parent.name else Path(p).stem
              for p in paths]
-    return [(n if names.count(n) == 1 else str(p), str(p)) for n, p in zip(names, paths)]
+    return [(student_name(n if names.count(n) == 1 else str(p)), str(p)) for n, p in zip(names, paths)]
+
+
+def read_submission(path: str) -> bytes | str:
+    """The submission's bytes, or why it cannot be graded (a str): only a regular file, not a link."""
+    try:
+        info = os.lstat(path)
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link, not a file of its own: submit the file itself"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_size > MAX_FILE_BYTES:
+        return f"is {info.st_size:,} bytes, past the {MAX_FILE_BYTES:,} a submission may have"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return "is not a regular file"
+            return f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
 
 
 def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int, jobs: int = 1,
-                limits: Limits = Limits(), on_done=None) -> list:
-    """Graded for every submission, in their order. `on_done(graded)` is told as each finishes."""
+                limits: Limits = Limits(), on_done=None, *, ours=None, hide: tuple = ()) -> list:
+    """Graded for every submission, in their order. `ours` is the exercise's module (a Python
+    exercise, loaded by the caller before any submission runs); `hide` the class's folders, out of
+    a sandboxed submission's sight. `on_done(graded)` is told as each finishes."""
     def one(item):
         student, path = item
-        graded = _isolated(exercise, path, student, secret, hidden, limits)
+        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits, list(hide)), secret)
         if on_done is not None:
             on_done(graded)
         return graded
@@ -48,46 +73,56 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
         return list(pool.map(one, students(submissions)))
 
 
-def _limit(limits: Limits):
-    def apply():  # in the child, before it runs anything
-        import resource
-        memory = limits.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        cpu = int(limits.seconds) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
+def _masked(graded: Graded, secret: int) -> Graded:
+    """The secret never shown: a submission run without the sandbox may read it (from the grader's
+    command line) and put it in what it raises; any reason holding it has it masked."""
+    if len(str(secret)) >= 4:
+        for part in graded.parts:
+            part.reason = part.reason.replace(str(secret), "[the secret]")
+    return graded
 
 
-def _isolated(exercise: Exercise, path: str, student: str, secret: int, hidden: int, limits: Limits) -> Graded:
-    request = json.dumps({"exercise": os.path.abspath(exercise.path), "submission": os.path.abspath(path),
+def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
+               hide: list) -> Graded:
+    display = student_text(os.path.basename(path), 200)
+    source = read_submission(path)
+    if isinstance(source, str):
+        return zero(exercise, student, display, f"the submission {source}")
+    try:
+        if exercise.kind == "python":
+            return grade_python(exercise, ours, source, display, student, secret, hidden, limits, hide)
+        try:
+            text = source.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return zero(exercise, student, display, f"the submission is not UTF-8 text (byte {err.start + 1})")
+        return _grad_worker(exercise, text, display, student, secret, hidden, limits)
+    except RecursionError:
+        return zero(exercise, student, display, "the submission is nested too deeply to grade")
+    except MemoryError:
+        return zero(exercise, student, display, "ran out of memory")
+
+
+def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secret: int, hidden: int,
+                 limits: Limits) -> Graded:
+    """A `.grad` submission checked in a worker process (gradcheck's own code, with the limits: a
+    submission within the language's limits may still be slow)."""
+    request = json.dumps({"exercise": dataclasses.asdict(exercise), "text": text, "display": display,
                           "student": student, "secret": secret, "hidden": hidden})
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:  # whatever it writes is thrown away
-        # its standard error goes to a file under the same size limit (a flood is cut, not held in memory)
-        with open(os.path.join(cwd, ".stderr"), "w+", encoding="utf-8", errors="replace") as err:
-            try:
-                done = subprocess.run([sys.executable, "-m", "gradcheck_cli.teaching.grade_worker"], input=request,
-                                      stdout=subprocess.PIPE, stderr=err, text=True, timeout=limits.seconds,
-                                      cwd=cwd, env=env, preexec_fn=_limit(limits))
-            except subprocess.TimeoutExpired:
-                return zero(exercise, student, path, f"ran out of time ({limits.seconds:g} s): an endless loop?")
-            err.seek(max(0, os.path.getsize(err.name) - 4096))
-            stderr = err.read()
+    with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
+        env = {**_environment(cwd), "PYTHONIOENCODING": "utf-8"}
+        try:
+            done = subprocess.run([sys.executable, "-I", "-m", "gradcheck_cli.teaching.grade_worker"], input=request,
+                                  capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                  timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=_limit(limits, False))
+        except subprocess.TimeoutExpired:
+            return zero(exercise, student, display, f"ran out of time ({limits.seconds:g} s)")
     if done.returncode == 0:
         try:
             data = json.loads(done.stdout.strip().splitlines()[-1])
-            return Graded(data["student"], data["source"], [PartResult(**p) for p in data["parts"]])
+            return Graded(student, display, [PartResult(**p) for p in data["parts"]])
         except (ValueError, KeyError, TypeError, IndexError):
             pass
-    tail = stderr.strip().splitlines()[-1:] or [""]
-    if "MemoryError" in tail[0] or done.returncode in (-9, 137):
-        why = f"ran out of memory ({limits.memory_mb:,} MB)"
-    elif done.returncode in (-25, 153):  # SIGXFSZ: the file size limit
-        why = f"wrote a file past {FILE_BYTES:,} bytes"
-    elif done.returncode in (-24, 152):  # SIGXCPU: the CPU limit
-        why = f"ran out of time ({limits.seconds:g} s of CPU): an endless loop?"
-    else:
-        why = f"its process ended with code {done.returncode}" + (f": {tail[0][:200]}" if tail[0] else "")
-    return zero(exercise, student, path, why)
+    tail = (done.stderr.strip().splitlines() or [""])[-1]
+    why = ("ran out of memory" if "MemoryError" in tail or done.returncode in (-9, 137) else
+           f"could not be graded (the worker ended with code {done.returncode})")
+    return zero(exercise, student, display, why)

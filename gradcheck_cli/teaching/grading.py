@@ -7,23 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
-from types import SimpleNamespace
 
 import numpy as np
 
-from ..oracles.autodiff import backward as backprop
-from ..oracles.autodiff import forward, run_graph
 from ..checking.checker import check
-from .diagnose_grads import across_points, diagnose
-from ..core.errors import GradcheckError
-from .exercise import Exercise, load_exercise, splice
-from ..checking.files import read_source
-from ..language.frontend import load, parse_value
 from ..checking.gatecheck import upstream
-from ..python.pycheck import check_layer
-from ..python.pymodule import load_module
+from ..core.errors import GradcheckError
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
+from ..language.frontend import load, parse_value
+from ..oracles.autodiff import backward as backprop
+from ..oracles.autodiff import forward, run_graph
+from ..python.pycheck import check_layer
+from ..python.pymodule import load_module
+from .diagnose_grads import across_points, diagnose
+from .exercise import Exercise, load_exercise, splice
+from .sandbox import Limits, Stopped, Submission
+from .sealed import Local, Pair, Remote, Student, check_point, failure, function_lines
+from .text import student_text
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
 
@@ -70,35 +71,30 @@ def score(exercise: Exercise, student: str, source: str, verdicts: dict) -> Grad
     return graded
 
 
-def grade_grad(exercise: Exercise, path: str, student: str, secret: int, hidden: int) -> Graded:
-    """A `.grad` submission: its d lines for the exercise's gates, checked in the exercise's program."""
+def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: int, hidden: int) -> Graded:
+    """A `.grad` submission's text: its d lines for the exercise's gates, checked in the exercise's
+    program (no code of the student's runs: the language is evaluated by gradcheck)."""
     try:
-        text = read_source(path)
-        program = splice(exercise, text)
+        program, refused = splice(exercise, text)
     except GradcheckError as err:
-        return zero(exercise, student, path, err.located(path, _text(path)).format())
-    verdicts: dict = {}
+        return zero(exercise, student, path, student_text(err.located(path, text).format().splitlines()[0]))
+    verdicts: dict = {p.what: [("every point", False, student_text(refused[p.owner].located(path, text).format()
+                                                                   .splitlines()[0]))]
+                      for p in exercise.parts if p.owner in refused}
     for name, at, seed in _grad_points(exercise, secret, hidden):
         report = check(program, source=path, at=at, settings=Settings(seed=seed))
         if report.error is not None:
             why = report.error.message
             for p in exercise.parts:
-                verdicts.setdefault(p.what, []).append((name, False, f"the program fails here: {why}"))
+                verdicts.setdefault(p.what, []).append((name, False, student_text(f"the program fails here: {why}")))
             continue
-        for p in exercise.parts:
+        for p in (p for p in exercise.parts if p.owner not in refused):
             # its calls' own checks at this point (gradcheck's second point is a random one: the hidden points are ours)
             rows = [g for g in report.gates if g.gate == p.owner and g.input == "d" + p.input and g.point == 1]
             right = bool(rows) and all(g.status != "fail" for g in rows)
             how = None if right else _grad_diagnosis(program, at, seed, p, rows)
             verdicts.setdefault(p.what, []).append((name, right, how))
     return score(exercise, student, path, verdicts)
-
-
-def _text(path: str) -> str:
-    try:
-        return read_source(path)
-    except GradcheckError:
-        return ""
 
 
 def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
@@ -144,34 +140,78 @@ def _grad_diagnosis(program: str, at, seed: int, part, rows) -> str:
     return diagnose(theirs, right, part.input) or note or "wrong"
 
 
-def grade_python(exercise: Exercise, path: str, student: str, secret: int, hidden: int) -> Graded:
-    """A Python submission file: its NAME_backward (and NAME_forward, if it writes one) for each pair."""
+def grade_python(exercise: Exercise, ours, source: bytes, display: str, student: str, secret: int, hidden: int,
+                 limits: Limits, hide: list) -> Graded:
+    """A Python submission: its NAME_backward (and NAME_forward, if it writes one) for each pair, called
+    in a process of its own (sandbox.Submission); every verdict here, against the exercise's own pair."""
+    pairs = exercise_pairs(exercise, ours)
+    names = [p.owner + suffix for p in pairs.values() for suffix in ("_forward", "_backward")]
     try:
-        theirs = load_module(path)
-    except GradcheckError as err:
-        return zero(exercise, student, path, err.located(path, _text(path)).format())
-    return grade_functions(exercise, theirs, path, student, secret, hidden)
+        with Submission(source, limits=limits, hide=hide) as process:
+            loaded = process.ask({"op": "load", "names": names}, max_elements=0)
+            if not loaded["ok"]:
+                _, text, line, col = failure(loaded)
+                at = f"{display}:{line}:{col or 1}: error: " if line else ""
+                return zero(exercise, student, display, f"{at}cannot import it: {text}")
+            has = loaded.get("has")
+            if not isinstance(has, dict):
+                raise Stopped("answered with a message that is not the grader's format")
+            who = Student(display=display, lines=function_lines(source), has={n: has.get(n) is True for n in names})
+            return grade_functions(exercise, pairs, lambda pair: Remote(process, pair, who), display, student,
+                                   secret, hidden)
+    except Stopped as stop:
+        return zero(exercise, student, display, stop.why)
 
 
-def grade_functions(exercise: Exercise, theirs, path: str, student: str, secret: int, hidden: int) -> Graded:
-    """The functions of `theirs` (a module, or a notebook's namespace as an object) graded."""
+def load_reference(exercise: Exercise):
+    """A Python exercise's module (the teacher's code, run here, trusted), with each pair's backward
+    checked by gradcheck against its own forward at the exercise's point: a wrong reference is the
+    teacher's error (exit 2), never every student's 0. None for a `.grad` exercise."""
+    if exercise.kind != "python":
+        return None
     ours = load_module(exercise.path)
-    verdicts: dict = {}
-    for owner in dict.fromkeys(p.owner for p in exercise.parts):
-        parts = [p for p in exercise.parts if p.owner == owner]
-        fwd, bwd = getattr(ours, owner + "_forward", None), getattr(ours, owner + "_backward", None)
-        s_bwd = getattr(theirs, owner + "_backward", None)
+    for owner, pair in exercise_pairs(exercise, ours).items():
+        _, inputs = _python_points(exercise, owner, 0, 0)[0]
+        report = check_layer(pair.forward, pair.backward, inputs)
+        line = next((p.line for p in exercise.parts if p.owner == owner), 1)
+        if report.error is not None:
+            raise GradcheckError(f"the exercise's {owner} pair cannot be checked: {report.error.message}", line, 1)
+        wrong = [r.name for r in report.nodes + report.gates if r.status == "fail"]
+        if wrong:
+            raise GradcheckError(f"the exercise's own {owner}_backward fails gradcheck for d{wrong[0]}: "
+                                 "a reference must be right before it grades anyone", line, 1)
+    return ours
+
+
+def exercise_pairs(exercise: Exercise, ours) -> dict:
+    """owner -> Pair: the exercise's own forward and backward for each pair its parts name."""
+    pairs = {}
+    for p in exercise.parts:
+        fwd, bwd = getattr(ours, p.owner + "_forward", None), getattr(ours, p.owner + "_backward", None)
         if fwd is None or bwd is None:
-            raise GradcheckError(f"the exercise has no {owner}_forward/{owner}_backward pair", parts[0].line, 1)
-        if not callable(s_bwd):
+            raise GradcheckError(f"the exercise has no {p.owner}_forward/{p.owner}_backward pair", p.line, 1)
+        names = tuple({**exercise.values.get(p.owner, {}), **exercise.shapes.get(p.owner, {})})
+        pairs.setdefault(p.owner, Pair(owner=p.owner, forward=fwd, backward=bwd, names=names))
+    return pairs
+
+
+def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, student: str, secret: int,
+                    hidden: int) -> Graded:
+    """Each pair's parts judged at every point: `remote_of(pair)` calls the student's functions."""
+    verdicts: dict = {}
+    for owner, pair in pairs.items():
+        parts = [p for p in exercise.parts if p.owner == owner]
+        remote = remote_of(pair)
+        if not remote.student.has.get(owner + "_backward"):
             for p in parts:
                 verdicts[p.what] = [("every point", False, f"the submission defines no {owner}_backward")]
             continue
-        s_fwd = getattr(theirs, owner + "_forward", fwd)
-        for name, inputs in _python_points(exercise, owner, secret, hidden):
-            for p, right, how in _python_point(parts, fwd, bwd, s_fwd, s_bwd, inputs, path):
+        for k, (name, inputs) in enumerate(_python_points(exercise, owner, secret, hidden)):
+            found = check_point(pair, remote, inputs, seed=k)
+            for p in parts:
+                right, how = found.get(p.input, (False, f"the exercise has no input '{p.input}'"))
                 verdicts.setdefault(p.what, []).append((name, right, how))
-    return score(exercise, student, path, verdicts)
+    return score(exercise, student, display, verdicts)
 
 
 def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> list:
@@ -180,60 +220,11 @@ def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> 
               **exercise.shapes.get(owner, {})}
     fixed = {k: parse_value(v) for k, v in exercise.values.get(owner, {}).items()}
     rng0 = stream(0, Stream.GRADE_EXERCISE_POINT)
-    points = [("the exercise's point", {k: fixed[k] if k in fixed else rng0.standard_normal(s) for k, s in shapes.items()})]
+    points = [("the exercise's point", {k: np.asarray(fixed[k], dtype=float) if k in fixed else rng0.standard_normal(s)
+                                        for k, s in shapes.items()})]
     rng = stream(secret, Stream.GRADE_PYTHON_POINTS)
     points += [(f"random point {k + 1}", {n: rng.standard_normal(s) for n, s in shapes.items()}) for k in range(hidden)]
     return points
-
-
-def _python_point(parts, fwd, bwd, s_fwd, s_bwd, inputs: dict, path: str) -> list:
-    """[(part, right, how)] at one point: gradcheck's verdict on the student's pair, and how each
-    wrong gradient differs from the exercise's own backward's."""
-    report = check_layer(s_fwd, s_bwd, {k: v.copy() for k, v in inputs.items()})
-    if report.error is not None:
-        why = report.error.located(report.path or path, _text(report.path or path)).format().splitlines()[0]
-        return [(p, False, why) for p in parts]
-    status = {r.name: r.status for r in report.nodes}
-    status.update({g.input: "fail" for g in report.gates if g.status == "fail"})
-    mine = _call_pair(fwd, bwd, inputs)
-    ours = _call_pair(s_fwd, s_bwd, inputs, dout_like=mine[0])
-    forward_ok = mine[0] is not None and ours[0] is not None and np.shape(ours[0]) == np.shape(mine[0]) \
-        and np.allclose(ours[0], mine[0], rtol=1e-6, atol=1e-9)
-    names = list(inputs)
-    out = []
-    for p in parts:
-        right = status.get(p.input) in ("pass", "kink", "warn") and forward_ok
-        if right:
-            out.append((p, True, None))
-            continue
-        if not forward_ok:
-            out.append((p, False, "the forward's output differs from the exercise's: fix the forward first"))
-            continue
-        k = names.index(p.input) if p.input in names else None
-        theirs = ours[1][k] if k is not None and ours[1] is not None and k < len(ours[1]) else None
-        right_value = mine[1][k] if k is not None and mine[1] is not None else None
-        note = next((r.note for r in report.nodes if r.name == p.input and r.note), None)
-        how = diagnose(theirs, right_value, p.input) if right_value is not None and ours[1] is not None else None
-        out.append((p, False, how or note or "wrong"))
-    return out
-
-
-def _call_pair(fwd, bwd, inputs: dict, dout_like=None) -> tuple:
-    """(the output, the gradients) of a forward and backward with a seeded upstream; None where they raise."""
-    try:
-        with np.errstate(all="ignore"):
-            out, cache = fwd(*[v.copy() for v in inputs.values()])
-            out = np.asarray(out, dtype=float)
-    except Exception:  # noqa: BLE001 - the student's code may raise anything (the check says what)
-        return None, None
-    try:
-        with np.errstate(all="ignore"):
-            dout = stream(0, Stream.GRADE_UPSTREAM).standard_normal(np.shape(out if dout_like is None else dout_like))
-            grads = bwd(dout, cache)
-        grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
-        return out, [None if g is None else np.asarray(g, dtype=float) for g in grads]
-    except Exception:  # noqa: BLE001
-        return out, None
 
 
 class Credit(float):
@@ -262,7 +253,11 @@ def partial_credit(exercise_path: str, namespace: dict, parts=None, secret: int 
         exercise.parts = [p for p in exercise.parts if p.what in wanted]
     if exercise.kind != "python":
         raise GradcheckError("partial_credit grades Python functions: the exercise must be a .py module", 1, 1)
-    graded = grade_functions(exercise, SimpleNamespace(**namespace), "notebook", "notebook", secret, hidden)
+    pairs = exercise_pairs(exercise, load_module(exercise.path))
+    who = Student(display="notebook", lines={}, has={name: callable(namespace.get(name))
+                                                     for p in pairs for name in (p + "_forward", p + "_backward")})
+    graded = grade_functions(exercise, pairs, lambda pair: Local(namespace, pair, who), "notebook", "notebook",
+                             secret, hidden)
     credit = Credit(graded.earned)
     credit.graded = graded
     return credit

@@ -50,7 +50,7 @@ PY_CLASS = {
     "ola": ("def affine_bwd(dout, cache):\n    return None\n", {"dx": 0, "dw": 0, "db": 0},
             {"dx": "defines no affine_backward"}),
     "pam": (backward(dw="x.T @ dout"), {"dx": 2, "dw": 0, "db": 1}, {"dw": "dw has shape (3, 2, 5), but the input has shape (6, 5)"}),
-    "quin": ("import sys\nsys.exit(3)\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "ended with code 3"}),
+    "quin": ("import sys\nsys.exit(3)\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "sys.exit(3)"}),
     "rae": ("print('hello ' * 1000)\n" + backward(), {"dx": 2, "dw": 2, "db": 1}, {}),
     "sol": (backward().replace("    x, w, b = cache\n", "    x, w, b = cache\n    open('junk.bin', 'wb').write(b'0' * 10 ** 7)\n"),
             {"dx": 0, "dw": 0, "db": 0}, {"dx": "File too large"}),  # a 1 MB limit on files it writes

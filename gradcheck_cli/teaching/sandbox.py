@@ -1,0 +1,439 @@
+"""The process a submission runs in, from the grader's side: started with nothing worth stealing,
+asked to call the student's functions, and its answers read through a strict, size-limited framing.
+
+What the process gets: a private folder holding a read-only copy of the submission and the student's
+side (student_side.py), Python started isolated (`-I`: neither its folder nor the user's site is on
+its path), an environment of a few harmless variables (no secret), its own session and process
+group, and limits on address space, CPU time, file size, core dumps and, run by root, processes.
+Where bubblewrap works (`bwrap`, Debian's package `bubblewrap`) it also runs in a sandbox: no network,
+its own PID namespace (it sees no other process), a read-only view of the file system with the
+class's folders hidden and a small private /tmp, as an unprivileged user. Without bubblewrap, run as
+root, it runs as the unprivileged user `nobody`.
+
+Nothing it says is believed: every answer is checked here (types, shapes, sizes), and the verdicts
+are computed by the grader, never in that process.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import student_side
+from .student_side import HEADER, WireError
+
+FILE_BYTES = 1 << 20         # each file the submission's process writes (and its standard error)
+TMP_BYTES = 16 << 20         # its private /tmp in the sandbox, in all
+STDERR_TAIL = 4096           # bytes of its standard error kept for a reason
+NOBODY = 65534
+WATCH_SECONDS = 0.1          # how often a running submission's processes are counted and measured
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    seconds: float = 60.0     # wall-clock time per submission
+    memory_mb: int = 2_000    # address space per submission
+    processes: int = 16       # processes the submission may start (enforced by the sandbox, or as root)
+
+
+class Stopped(BaseException):
+    """The submission's process is gone or broke the framing: nothing more can be asked of it. A
+    BaseException, so that no `except Exception` in the check mistakes it for the student's error."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+_BWRAP: list = []   # [path or None]: does bubblewrap work on this machine (probed once)
+_NOBODY: list = []  # [bool]: can the user nobody run this Python (probed once, as root)
+MODES = ("auto", "off", "required")  # $GRADCHECK_SANDBOX: bubblewrap where it works, never, or always
+
+
+def mode() -> str:
+    value = os.environ.get("GRADCHECK_SANDBOX", "auto").strip().lower() or "auto"
+    return value if value in MODES else "auto"
+
+
+def bubblewrap() -> str | None:
+    """The bwrap executable when it can start a sandbox here (and $GRADCHECK_SANDBOX is not `off`)."""
+    if mode() == "off":
+        return None
+    if not _BWRAP:
+        path = shutil.which("bwrap")
+        ok = False
+        if path:
+            try:
+                ok = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--uid",
+                                     str(NOBODY), "--gid", str(NOBODY), "true"], capture_output=True,
+                                    timeout=20).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        _BWRAP.append(path if ok else None)
+    return _BWRAP[0]
+
+
+def nobody_can_run() -> bool:
+    """Whether, run by root without a sandbox, the submission can run as the user nobody (this
+    Python must be readable by all: not under a private /root, say)."""
+    if not _NOBODY:
+        try:
+            _NOBODY.append(subprocess.run([sys.executable, "-I", "-c", "import numpy"], capture_output=True, timeout=60,
+                                          cwd="/", preexec_fn=_as_nobody).returncode == 0)
+        except (OSError, subprocess.SubprocessError):
+            _NOBODY.append(False)
+    return _NOBODY[0]
+
+
+def _as_nobody() -> None:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def _environment(home: str) -> dict:
+    """All the submission's process sees of the grader's environment: nothing it was not given."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1"}
+
+
+def _limit(limits: Limits, drop_to_nobody: bool):
+    def apply():  # in the child, before it runs anything
+        import resource
+        memory = limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        cpu = int(limits.seconds) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if drop_to_nobody:  # root without a sandbox: the submission runs as nobody, with few processes
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+            _as_nobody()
+    return apply
+
+
+def hidden_folders(paths: list) -> list:
+    """The folders of the class (the exercise's, the submissions', the outputs', the working one) to
+    hide from the submission: each once, a folder inside another dropped, the system's own kept."""
+    system = {"/", "/usr", "/bin", "/lib", "/lib64", "/etc", "/proc", "/dev", "/sys", "/tmp", "/var", "/opt", "/home",
+              "/root", "/work", "/srv", "/mnt", "/media", "/run"}
+    found: list = []
+    for p in sorted({os.path.realpath(p) for p in paths}, key=len):
+        if p in system or not os.path.isdir(p):
+            continue
+        if not any(p == f or p.startswith(f + os.sep) for f in found):
+            found.append(p)
+    return found
+
+
+def _python_folders() -> list:
+    """What Python and numpy need to start, seen again if a hidden folder holds them."""
+    import numpy
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(numpy.__file__))}
+    return sorted(os.path.realpath(f) for f in folders if os.path.isdir(f))
+
+
+def _children(pid: int) -> list:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def processes_of(leader: int, sandboxed: bool, token: bytes = b"") -> list:
+    """The submission's processes: in a sandbox, every process of its PID namespace (none can leave
+    it); without one, those of its session, and any carrying its token in their environment (one
+    that starts a session of its own and clears its environment is not found: only the sandbox
+    closes that door)."""
+    if sandboxed:
+        inside = _children(leader)  # bwrap's child: the namespace's first process
+        try:
+            namespace = os.readlink(f"/proc/{inside[0]}/ns/pid") if inside else None
+        except OSError:
+            namespace = None
+        if namespace is None:
+            return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if sandboxed:
+                if os.readlink(f"/proc/{pid}/ns/pid") == namespace:
+                    found.append(pid)
+            else:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[3]) == leader:  # its session
+                    found.append(pid)
+                elif token and pid != os.getpid():
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        if token in f.read(1 << 16):
+                            found.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def folder_bytes(folder: str, most: int = 100_000) -> int:
+    """The bytes of the files under `folder` (no recursion: however deep it goes); past `most`
+    entries, counted as full."""
+    total, stack, seen = 0, [folder], 0
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > most:
+                        return TMP_BYTES + 1
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+def resident_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class Submission:
+    """One submission's process: `ask(message)` sends a request and returns its validated reply;
+    `close()` ends it and every process it started. Use as a context manager."""
+
+    def __init__(self, source: bytes, *, limits: Limits, hide: list):
+        self.limits = limits
+        self.broke = ""    # why the watch killed it, if it did
+        self.ticks = 0
+        self.waited = 0.0  # seconds spent waiting for it (the grader's own work is not charged to it)
+        self.folder = tempfile.mkdtemp(prefix="gradcheck-submission-")
+        os.chmod(self.folder, 0o755)
+        work = os.path.join(self.folder, "work")
+        os.mkdir(work)
+        for name, data in ((student_side.SUBMISSION, source),
+                           ("student_side.py", Path(student_side.__file__).read_bytes())):
+            target = os.path.join(work, name)
+            with open(target, "wb") as f:
+                f.write(data)
+            os.chmod(target, 0o444)
+        self.work = work
+        os.chmod(work, 0o777)  # its working folder (outside a sandbox; inside, it works in a private /tmp)
+        self._stderr = tempfile.TemporaryFile(dir=self.folder)
+        bwrap = bubblewrap()
+        self.token = b"GRADCHECK_SUBMISSION=" + os.urandom(8).hex().encode("ascii")
+        env = {**_environment(work if not bwrap else "/tmp"), "GRADCHECK_SUBMISSION": self.token.split(b"=")[1].decode()}
+        requests_read, self._requests = os.pipe()
+        self._replies, replies_write = os.pipe()
+        root = os.geteuid() == 0
+        if bwrap:
+            command = self._sandboxed(bwrap, work, hide, replies_write)
+        else:
+            command = [sys.executable, "-I", os.path.join(work, "student_side.py"), str(replies_write),
+                       os.path.join(work, student_side.SUBMISSION)]
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=requests_read, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                pass_fds=(replies_write,), cwd=work, env=env,
+                start_new_session=True, preexec_fn=_limit(limits, root and not bwrap and nobody_can_run()), close_fds=True)
+        finally:
+            os.close(requests_read)
+            os.close(replies_write)
+        self.sandboxed = bool(bwrap)
+        self.survivors = 0  # processes of its own still running when it ended (killed, and reported)
+
+    def _sandboxed(self, bwrap: str, work: str, hide: list, replies: int) -> list:
+        command = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--uid", str(NOBODY), "--gid",
+                   str(NOBODY), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                   "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+        for folder in hide:
+            command += ["--tmpfs", folder]
+        for folder in _python_folders():
+            if any(folder == h or folder.startswith(h + os.sep) for h in hide):
+                command += ["--ro-bind", folder, folder]
+        command += ["--ro-bind", work, "/tmp/submission", "--dir", "/tmp/work", "--chdir", "/tmp/work",
+                    "--", sys.executable, "-I", "/tmp/submission/student_side.py", str(replies),
+                    "/tmp/submission/" + student_side.SUBMISSION]
+        return command
+
+    # --- asking ---------------------------------------------------------------------------------
+
+    def ask(self, message: dict, max_elements: int) -> dict:
+        """Its reply to `message`: a JSON object, every array of at most `max_elements` elements.
+        Raises Stopped when the process is gone, out of time, or answers outside the framing."""
+        try:
+            data = student_side.frame(message)
+            self._send(data)
+            head = self._receive(HEADER.size)
+            size = HEADER.unpack(head)[0]
+            if size > 64 + 24 * max_elements + 1_000_000:
+                raise Stopped(f"answered with a message of {size:,} bytes (far past what was asked for)")
+            import json
+            try:
+                reply = json.loads(self._receive(size).decode("utf-8"))
+            except (ValueError, RecursionError, MemoryError):
+                raise Stopped("answered with a message that is not the grader's format") from None
+            if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+                raise Stopped("answered with a message that is not the grader's format")
+            return reply
+        except Stopped:
+            self.close()
+            raise
+
+    def _wait(self, read: list, write: list) -> bool:
+        """Whether the pipe is ready before the submission's time runs out (the wait is charged to it);
+        while waiting, its processes are counted and measured (watch)."""
+        while True:
+            left = self.limits.seconds - self.waited
+            if left <= 0:
+                return False
+            started = time.monotonic()
+            ready = select.select(read, write, [], min(left, WATCH_SECONDS))
+            self.waited += time.monotonic() - started
+            if ready[0] or ready[1]:
+                return True
+            self._watch()
+
+    def _watch(self) -> None:
+        """Its processes, all of them (however they were started), within the limits: past them, every
+        one is killed and the reason kept for the grader."""
+        members = processes_of(self.process.pid, self.sandboxed, self.token)
+        self.ticks += 1
+        if len(members) > self.limits.processes + 2:  # (+ the sandbox's own two)
+            self.broke = f"started more than {self.limits.processes} processes"
+        elif not self.sandboxed and self.ticks % 10 == 0 and folder_bytes(self.work) > TMP_BYTES:
+            self.broke = f"wrote more than {TMP_BYTES:,} bytes of files"
+        elif sum(resident_bytes(pid) for pid in members) > self.limits.memory_mb * 1024 * 1024:
+            self.broke = f"ran out of memory ({self.limits.memory_mb:,} MB across its processes)"
+        else:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if not self._wait([], [self._requests]):
+                raise self._gone()
+            try:
+                view = view[os.write(self._requests, view[: 1 << 16]):]
+            except OSError:
+                raise self._gone() from None
+
+    def _receive(self, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            if not self._wait([self._replies], []):
+                raise self._gone()
+            more = os.read(self._replies, min(n - len(chunks), 1 << 20))
+            if not more:
+                raise self._gone()
+            chunks += more
+        return bytes(chunks)
+
+    def _gone(self) -> Stopped:
+        """Why the process cannot answer: out of time, killed, out of memory, or it ended."""
+        if self.broke:
+            self.close()
+            return Stopped(self.broke)
+        if self.waited >= self.limits.seconds:
+            self.close()
+            return Stopped(f"ran out of time ({self.limits.seconds:g} s): an endless loop?")
+        try:
+            code = self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.close()
+        tail = self.stderr_tail().strip().splitlines()[-1:] or [""]
+        if code is None:
+            return Stopped("stopped answering (it closed the grader's pipe)")
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            return Stopped(f"wrote a file past {FILE_BYTES:,} bytes (File too large)")
+        if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return Stopped(f"ran out of time ({self.limits.seconds:g} s of CPU): an endless loop?")
+        if "MemoryError" in tail[0] or code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return Stopped(f"ran out of memory ({self.limits.memory_mb:,} MB), or its process was killed")
+        return Stopped(f"its process ended with code {code} before answering"
+                       + (f": {tail[0][:200]}" if tail[0] else ""))
+
+    def stderr_tail(self) -> str:
+        try:
+            size = os.fstat(self._stderr.fileno()).st_size
+            self._stderr.seek(max(0, size - STDERR_TAIL))
+            return self._stderr.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    # --- ending -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the process and every process of its group (a sandbox's namespace dies with it)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        for fd in (self._requests, self._replies):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if not self.sandboxed:  # a sandbox's namespace ends with it; without one, look for what got away
+            left = [p for p in processes_of(self.process.pid, False, self.token) if p != self.process.pid]
+            self.survivors = len(left)
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        threading.Thread(target=_remove, args=(self.folder, self._stderr), daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _remove(folder: str, stderr) -> None:
+    """The private folder removed, however deep or odd what the submission left in it."""
+    try:
+        stderr.close()
+    except OSError:
+        pass
+    for root, dirs, _ in os.walk(folder):
+        for d in dirs:
+            try:
+                os.chmod(os.path.join(root, d), 0o700)
+            except OSError:
+                pass
+    shutil.rmtree(folder, ignore_errors=True)
+    if os.path.exists(folder):
+        subprocess.run(["rm", "-rf", "--", folder], capture_output=True, check=False)

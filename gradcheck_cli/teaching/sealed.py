@@ -1,0 +1,201 @@
+"""A Python submission graded across the process boundary: the student's functions run in their own
+process (sandbox.Submission) and are only called there; here, on the grader's side, the exercise's own
+forward is differenced and its own backward is the reference, and every verdict is computed.
+
+The student's `NAME_backward` is checked as a Layer whose forward is the exercise's: finite differences
+and the complex step see only the teacher's code, every element of the student's gradient is compared
+with the teacher's backward, and where they disagree the elements are differenced — so at a kink or a
+tie any valid subgradient of the exercise's forward earns the points. A student's `NAME_forward`, when
+written, must give the exercise's output, and only makes the cache the student's backward reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.settings import Settings
+from ..core.streams import Stream, stream
+from ..python.pycheck import check_python
+from ..python.pysource import PythonError, exception_text
+from ..python.usercode import Layer, gradients_of
+from .diagnose_grads import diagnose
+from .sandbox import Stopped, Submission
+from .student_side import WireError, decode, encode
+from .text import student_text
+
+SETTINGS = Settings(symbolic=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pair:
+    """The exercise's NAME_forward / NAME_backward (the teacher's, trusted, in this process)."""
+    owner: str
+    forward: object
+    backward: object
+    names: tuple
+
+    def output(self, arrays: list) -> np.ndarray:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return np.asarray(self.forward(*[a.copy() for a in arrays])[0], dtype=float)
+
+    def cache(self, arrays: list):
+        return self.forward(*[a.copy() for a in arrays])[1]
+
+    def gradients(self, dout: np.ndarray, arrays: list) -> list:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return gradients_of(self.backward(dout.copy(), self.cache(arrays)), list(self.names), self.backward)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Student:
+    """What the grader knows of the submission, all from its own reading: the name shown, the lines
+    of its functions (parsed here, never executed here), and which functions the process has."""
+    display: str
+    lines: dict          # function name -> its `def` line
+    has: dict            # function name -> callable in the submission's module (as its process says)
+
+
+def function_lines(source: bytes) -> dict:
+    """Each top-level function's `def` line, from the submission's text (parsed, not run)."""
+    try:
+        tree = ast.parse(source.decode("utf-8", "replace"))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    return {node.name: node.lineno for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+class Remote:
+    """The student's NAME_backward, called in its process at the grader's inputs and upstreams; the
+    cache it reads is its own forward's, or the exercise's sent as data when it writes no forward."""
+
+    def __init__(self, process: Submission, pair: Pair, student: Student):
+        self.process, self.pair, self.student = process, pair, student
+        self.own_forward = bool(student.has.get(pair.owner + "_forward"))
+
+    def call(self, dout: np.ndarray, arrays: list) -> tuple:
+        """(the student's forward output or None, the gradients: one array or None per input).
+        Raises PythonError for what the student's code raised, Stopped when its process is gone."""
+        cache = None
+        if not self.own_forward:
+            try:
+                cache = encode(self.pair.cache(arrays))
+            except WireError as err:
+                raise PythonError(f"the exercise's {self.pair.owner}_forward returns a cache the grader cannot send "
+                                  f"to a submission ({err}): ask students to write {self.pair.owner}_forward too") from None
+        biggest = max([int(np.size(a)) for a in arrays] + [int(dout.size)])
+        cap = 8 * biggest + 1024  # a gradient of the wrong shape is still read (and named), within reason
+        reply = self.process.ask({"op": "call", "owner": self.pair.owner, "names": list(self.pair.names),
+                                  "inputs": [encode(a) for a in arrays], "cache": cache, "upstream": encode(dout)},
+                                 max_elements=cap * (len(arrays) + 1))
+        if not reply["ok"]:
+            raise self._raised(reply)
+        try:
+            grads = reply["grads"]
+            if not isinstance(grads, list):
+                raise WireError("gradients that are not a list")
+            values = [None if g is None else decode(g, cap) for g in grads[: len(self.pair.names) + 1]]
+            out = reply.get("out")
+            out = None if out is None else decode(out, cap)
+        except WireError as err:
+            raise Stopped(f"answered with a message that is not the grader's format ({err})") from None
+        if any(v is not None and not isinstance(v, np.ndarray) for v in values) or (
+                out is not None and not isinstance(out, np.ndarray)):
+            raise Stopped("answered with a message that is not the grader's format")
+        if len(values) != len(self.pair.names):
+            raise PythonError(f"{self.pair.owner}_backward must return {len(self.pair.names)} gradient(s) "
+                              f"(d{', d'.join(self.pair.names)}), not {len(values)}")
+        return out, values
+
+    def _raised(self, reply: dict) -> PythonError:
+        where, text, line, col = failure(reply)
+        at = f" (line {line})" if line else ""
+        return PythonError(f"the {where} raised {text}{at}", line, col, self.student.display if line else None)
+
+    def backward(self, dout: np.ndarray, arrays: list) -> list:
+        return self.call(dout, arrays)[1]
+
+
+class Local:
+    """The student's functions called in this very process (a notebook's namespace, for nbgrader's
+    cell): the same checks as Remote, with no boundary — see partial_credit."""
+
+    def __init__(self, namespace: dict, pair: Pair, student: Student):
+        self.pair, self.student = pair, student
+        self.functions = (namespace.get(pair.owner + "_forward"), namespace.get(pair.owner + "_backward"))
+        self.own_forward = callable(self.functions[0])
+
+    def call(self, dout: np.ndarray, arrays: list) -> tuple:
+        forward, backward = self.functions
+        out = None
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                if self.own_forward:
+                    out, cache = forward(*[a.copy() for a in arrays])
+                    out = np.asarray(out, dtype=float)
+                else:
+                    cache = self.pair.cache(arrays)
+            except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
+                raise PythonError(f"the forward raised {student_text(exception_text(exc))}") from None
+            try:
+                return out, gradients_of(backward(dout.copy(), cache), list(self.pair.names), backward)
+            except PythonError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PythonError(f"the backward raised {student_text(exception_text(exc))}") from None
+
+    def backward(self, dout: np.ndarray, arrays: list) -> list:
+        return self.call(dout, arrays)[1]
+
+
+def failure(reply: dict) -> tuple:
+    """(where: import, forward or backward; what was raised, made safe; line or None; column or None) of a
+    reply saying the student's code raised — each field checked, whatever the process put there."""
+    def number(value):
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10 ** 7 else None
+    where = reply.get("where") if reply.get("where") in ("import", "forward", "backward") else "backward"
+    text = student_text(reply.get("error") if isinstance(reply.get("error"), str) else "an error")
+    line = number(reply.get("line"))
+    return where, text, line, number(reply.get("col")) if line else None
+
+
+def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int) -> dict:
+    """{input: (right, how it is wrong)} of the student's backward at one point."""
+    names = list(pair.names)
+    layer = Layer(pair.owner, pair.output, remote.backward, names, remote.student.display,
+                  remote.student.lines.get(pair.owner + "_backward", 1),
+                  ("the exercise", 1), {}, backward_name=pair.owner + "_backward",
+                  reference=pair.gradients)
+    report = check_python(layer, {k: v.copy() for k, v in inputs.items()}, Settings(seed=seed, symbolic=False))
+    arrays = [np.asarray(v, dtype=float) for v in inputs.values()]
+    right_out = pair.output(arrays)
+    dout = stream(0, Stream.GRADE_UPSTREAM).standard_normal(right_out.shape)
+    mine = pair.gradients(dout, arrays)
+    try:
+        theirs_out, theirs = remote.call(dout, arrays)
+    except PythonError as err:
+        return {n: (False, err.message) for n in names}
+    if remote.own_forward and (theirs_out is None or theirs_out.shape != right_out.shape
+                               or not np.allclose(theirs_out, right_out, rtol=1e-6, atol=1e-9)):
+        return {n: (False, "the forward's output differs from the exercise's: fix the forward first") for n in names}
+    if report.error is not None:
+        return {n: (False, student_text(report.error.message)) for n in names}
+    status = {r.name: r.status for r in report.nodes}
+    status.update({g.input: "fail" for g in report.gates if g.status == "fail"})
+    out = {}
+    for k, name in enumerate(names):
+        if status.get(name) in ("pass", "kink", "warn"):
+            out[name] = (True, None)
+            continue
+        note = next((r.note for r in report.nodes if r.name == name and r.note), None)
+        how = (diagnose(theirs[k], mine[k], name) if theirs[k] is not None
+               else f"{pair.owner}_backward returns None as d{name}")
+        out[name] = (False, student_text(how or note or "wrong"))
+    return out
+

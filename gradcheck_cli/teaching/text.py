@@ -1,0 +1,25 @@
+"""Text that came from a student (exception messages, file names), made safe once, where it enters:
+valid UTF-8 (a lone surrogate replaced), no control characters (escape sequences, a bell, a newline
+that would start a CI workflow command), and at most a few hundred characters, with a note when cut.
+Each face escapes its own markup on top (rich's, Markdown's, HTML's)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+MAX_REASON = 400   # characters of a student's text kept in a reason
+MAX_NAME = 80      # characters of a student's name (from the file name)
+
+
+def student_text(text: str, limit: int = MAX_REASON) -> str:
+    """`text` with every control or unpaired-surrogate character replaced, cut at `limit` characters."""
+    text = str(text).encode("utf-8", "replace").decode("utf-8", "replace")
+    text = "".join(" " if ch in "\t\n\r" else ("?" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+                                              else ch) for ch in text)
+    if len(text) > limit:
+        text = text[: limit - 40].rstrip() + f" … (cut: {len(text):,} characters in all)"
+    return text
+
+
+def student_name(name: str) -> str:
+    return student_text(name, MAX_NAME)
