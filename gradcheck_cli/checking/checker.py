@@ -145,7 +145,8 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set,
     out = graph.nodes[graph.output]
     calls, _ = _gate_calls(graph, reach, set(), settings.seed)
     units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
-                       lambda n: n.gate is not None and n.gate.instance is not None and n.gate.instance.bwd is not None)
+                       lambda n: n.gate is not None and n.gate.instance is not None and n.gate.instance.bwd is not None,
+                       planned=cost.CheckPlan.of(POLICY, gatecheck.POLICY))
     # a projection that fails is differenced again element by element when that is cheap enough (pipeline)
     projected = [n for n in checked if n.id not in exhaustive]
     whole = runners.works(graph, [numeric.Target(n.id, np.zeros(n.size), projections=False) for n in projected])

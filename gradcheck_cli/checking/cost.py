@@ -3,9 +3,12 @@ runs, as counts of the meter's kinds (gate calls, elements, nodes walked, rows j
 SymPy nodes) priced in work units by meter.PRICES. One figure, its parts named, held against MAX_WORK.
 
 A node evaluated for `rows` copies costs its calls and `rows ×` its elements (a user gate: its
-body's). The finite differences are planned as the engine plans them (rows sorted by node, chunks
-of CHUNK_ELEMENTS, each walking every node from its first row's node to the output); the gates' own
-checks are the calls the checker will check; SymPy gets what is left of MAX_WORK.
+body's). Every count of passes and rows is read from the plan the engine runs (`CheckPlan`: the
+differences' `plan.DifferencePlan`, the policies whose reruns and attempts the checker makes, the
+chain rules tried at kinks), never copied as a number. The finite differences are batched as the
+engine batches them (rows sorted by node, chunks of CHUNK_ELEMENTS, each walking every node from its
+first row's node to the output); the gates' own checks are the calls the checker will check; SymPy
+gets what is left of MAX_WORK.
 """
 
 from __future__ import annotations
@@ -16,16 +19,56 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..language.graph import Node
+from ..oracles import plan, subgradients
 from ..oracles.batches import CHUNK_ELEMENTS
+from ..oracles.plan import STEPS, DifferencePlan
 from ..core.limits import MAX_WORK, size_error
 from ..core.meter import PRICES, gate_units
-from ..oracles.numeric import PROJECTIONS
 from ..oracles.runners import workspace
+from .pipeline import POLICIES, Policy
 
-ROWS = 4            # rows per element differenced: ±h, then ±h/2 where in doubt (Richardson)
-EXTRA = 0.5         # the rarer passes (larger steps, kinks, ties), as a share of the differences
-BACKWARD_PASSES = 3 + 5  # backprop and its two rounding reruns; five chain-rule conventions at kinks
-FORWARD_PASSES = 4  # the point; the second point's attempts (0.1, 0.02, 0.004)
+# The model's allowance for the engine's rarer passes, which run only where the data asks (larger
+# steps where rounding-bound, ±TIE·h at kinks, pairs and ties): a share of the plan's rows.
+RARER_PASSES = 0.5
+COMPLEX_PASS = 2     # a pass in complex numbers costs about two real ones
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckPlan:
+    """What a graph's check runs, as the engine runs it: the differences' rows (`differences`), the
+    graph's policy (its rounding reruns, its second point's attempts), each gate call's policy (its
+    rounding reruns), and the chain rules tried at kinks (one backward pass each)."""
+    differences: DifferencePlan
+    graph: Policy
+    gate: Policy
+    conventions: int
+
+    @classmethod
+    def of(cls, graph: Policy | None = None, gate: Policy | None = None) -> CheckPlan:
+        """The plan the engine runs now: plan.PLAN, the policies given (else the defaults), and
+        subgradients.CONVENTIONS."""
+        return cls(differences=plan.PLAN, graph=graph or POLICIES["graph"], gate=gate or POLICIES["gate"],
+                   conventions=len(subgradients.CONVENTIONS))
+
+    @property
+    def forward_passes(self) -> int:
+        """The point's forward pass, then one for each attempt at the second point."""
+        return 1 + len(self.graph.second_scales)
+
+    @property
+    def backward_passes(self) -> int:
+        """Backprop, its rounding reruns, and the chain rules at kinks (computed once a kink row fails)."""
+        return 1 + len(self.graph.noise_signs) + self.conventions
+
+    @property
+    def gate_vjps(self) -> int:
+        """A gate call's VJP, then its rounding reruns."""
+        return 1 + len(self.gate.noise_signs)
+
+    @property
+    def hand_derived_points(self) -> int:
+        """A hand-derived gate is checked at the file's point and at the second point."""
+        return 2
 
 
 def units(counts: dict) -> int:
@@ -124,15 +167,17 @@ def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
 
 
 def differences(shape: Shape, width: Callable[[int], int], targets: list, output: int,
-                exact: set | None = None) -> dict:
+                exact: set | None = None, planned: DifferencePlan | None = None) -> dict:
     """The batched rows of `targets` (id, elements, projected), chunked as batches.run_rows chunks
     them: each chunk walks every node from its first row's node to the output, for all its rows.
-    Targets differenced element by element share chunks; each projected one runs on its own, twice
-    (its directions, then the smaller step where in doubt). The `exact` ones (the complex step: a
-    complex row per element) run in chunks of their own, counted as ROWS + 1 rows per element (the
-    differences too, should an intermediate leave the complex step's linear regime); with `exact`
-    given (the complex step on), the rest get a row more per element: a row the differences fail is
-    given the complex step off its kinks (a second opinion). None: no complex step."""
+    Targets differenced element by element share chunks, the plan's rows per element; each projected
+    one runs on its own, once per step (its directions, then the smaller step where in doubt). The
+    `exact` ones (the complex step: its rows per element) run in chunks of their own, with the
+    differences' rows too, should an intermediate leave the complex step's linear regime; with
+    `exact` given (the complex step on), the rest get the complex step's rows too: a row the
+    differences fail is given the complex step off its kinks (a second opinion). None: no complex
+    step. `planned`: the differences' plan (else plan.PLAN)."""
+    planned = planned or plan.PLAN
     def suffix(a):
         return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
     calls, elements, windows = suffix(shape.calls), suffix(shape.elements), suffix(shape.windows)
@@ -157,54 +202,59 @@ def differences(shape: Shape, width: Callable[[int], int], targets: list, output
                 total["element"] += take * n  # the perturbed copies of the target
         if start is not None:
             close(start, rows)
-    second = 1 if exact is not None else 0  # a failing row's second opinion: the complex step off its kinks
-    run([(tid, n, (ROWS + second) * n) for tid, n, projected in sorted(targets) if not projected and tid not in (exact or ())])
-    run([(tid, n, (ROWS + 1) * n) for tid, n, projected in sorted(targets) if not projected and tid in (exact or ())])
+    exact_rows = planned.rows_per_element + planned.complex_rows_per_element
+    # a failing row's second opinion, where the complex step is on: the complex step off its kinks
+    differenced_rows = planned.rows_per_element + (planned.complex_rows_per_element if exact is not None else 0)
+    run([(tid, n, differenced_rows * n) for tid, n, projected in sorted(targets)
+         if not projected and tid not in (exact or ())])
+    run([(tid, n, exact_rows * n) for tid, n, projected in sorted(targets) if not projected and tid in (exact or ())])
     for tid, n, projected in targets:
         if projected:
-            for _ in range(2):
-                run([(tid, n, ROWS // 2 * PROJECTIONS)])
-    return {k: int(v * (1 + EXTRA)) for k, v in total.items()}
+            for _ in STEPS:
+                run([(tid, n, planned.direction_rows_per_step)])
+    return {k: int(v * (1 + RARER_PASSES)) for k, v in total.items()}
 
 
 class Calls:
-    """What checking one gate call on its own costs: its rows of differences (its inputs' elements,
-    four each, or projections past `exhaustive(node)`), three VJPs and its judging; a
-    `hand_derived(node)` gate again at the second point, and its d<local> lines through its body."""
+    """What checking one gate call on its own costs, by the plan (`planned`, else CheckPlan.of()): its
+    rows of differences (its inputs' elements, or projections past `exhaustive(node)`), its VJP and
+    rounding reruns, and its judging; a `hand_derived(node)` gate again at the second point, and its
+    d<local> lines through its body."""
 
     def __init__(self, graph, exhaustive: Callable[[Node], int], hand_derived: Callable[[Node], bool],
-                 memo: dict | None = None):
+                 memo: dict | None = None, *, planned: CheckPlan | None = None):
         self.graph, self.exhaustive, self.hand_derived = graph, exhaustive, hand_derived
         self.memo = {} if memo is None else memo
+        self.planned = planned or CheckPlan.of()
 
     def counts(self, node) -> dict:
-        graph, memo = self.graph, self.memo
+        graph, memo, planned = self.graph, self.memo, self.planned
         calls, elements, windows = node_shape(graph, node, memo)
         n = sum(graph.nodes[i].size for i in node.inputs)
-        rows = ROWS * (n if n <= self.exhaustive(node) else PROJECTIONS)
+        rows = planned.differences.rows(n, projected=n > self.exhaustive(node))
         chunks = -(-rows // max(1, CHUNK_ELEMENTS // max(node.size, n, 1)))
         one = {"call": chunks * calls, "element": rows * (elements + n), "window": rows * windows, "row": 1}
-        one = _add({k: int(v * (1 + EXTRA)) for k, v in one.items()}, vjp(graph, node, 1, memo), 3)
+        one = _add({k: int(v * (1 + RARER_PASSES)) for k, v in one.items()}, vjp(graph, node, 1, memo), planned.gate_vjps)
         inst = node.gate.instance
         if inst is not None and inst.bwd is not None:
             body = shape_of(inst.fwd, memo)
-            widest = max((m.size for m in inst.fwd.nodes), default=1)
+            widest_rows = planned.differences.rows(max((m.size for m in inst.fwd.nodes), default=1), projected=False)
             lines = len(inst.intermediates)
-            _add(one, {"call": 2 * int(body.calls.sum()), "element": ROWS * widest * int(body.elements.sum()),
-                       "window": ROWS * widest * int(body.windows.sum()), "sweep": len(inst.fwd.nodes), "row": 1},
-                 lines * (1 + EXTRA))
-        return {k: v * (2 if self.hand_derived(node) else 1) for k, v in one.items()}
+            _add(one, {"call": 2 * int(body.calls.sum()), "element": widest_rows * int(body.elements.sum()),
+                       "window": widest_rows * int(body.windows.sum()), "sweep": len(inst.fwd.nodes), "row": 1},
+                 lines * (1 + RARER_PASSES))
+        return {k: v * (planned.hand_derived_points if self.hand_derived(node) else 1) for k, v in one.items()}
 
     def units(self, node) -> int:
         return units(self.counts(node))
 
 
 def second_order(graph, hand_derived: list) -> Cost:
-    """`check --order 2`: forward and backward passes (the point, three complex ones counted twice —
-    backprop's, and through the gate bodies — four differences), with one upstream row; each
-    hand-derived call's body and d lines, complex, twice."""
+    """`check --order 2`: forward and backward passes (the point, three complex ones — backprop's, and
+    through the gate bodies — the plan's rows of differences along v, and the gradient at the point),
+    with one upstream row; each hand-derived call's body and d lines, complex, twice."""
     memo: dict = {}
-    passes = 1 + 3 * 2 + 4 + 1
+    passes = 1 + 3 * COMPLEX_PASS + plan.PLAN.rows_per_element + 1
     gates: dict = {}
     for node in hand_derived:
         inst = node.gate.instance
@@ -226,27 +276,29 @@ def _width(graph) -> Callable[[int], int]:
 
 def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Calls, built: int,
             recheckable: Sequence = (), exact: set | None = None) -> Cost:
-    """What checking `graph` costs: its `built` nodes, its passes, the differences at `checked`
+    """What checking `graph` costs, by the plan `gate_calls` holds: its `built` nodes, its passes
+    (CheckPlan.forward_passes and backward_passes), the differences at `checked`
     (element by element for `exhaustive`, else projections) and their rows, the `recheckable`
     projected nodes differenced again element by element (as a failed projection is), and the gate
     `calls` checked on their own. Not included: SymPy (it gets what is left) and the calls below
     failing rows (the checker admits them while the limit allows)."""
-    memo = gate_calls.memo
+    memo, planned = gate_calls.memo, gate_calls.planned
     out = graph.nodes[graph.output]
     shape = Shape(graph, memo)
     width = _width(graph)
     targets = [(n.id, n.size, n.id not in exhaustive) for n in checked]
     rechecks: dict = {}
     for node in recheckable:
-        _add(rechecks, differences(shape, width, [(node.id, node.size, False)], graph.output))
+        _add(rechecks, differences(shape, width, [(node.id, node.size, False)], graph.output,
+                                   planned=planned.differences))
     gates: dict = {}
     for node in calls:
         _add(gates, gate_calls.counts(node))
     return Cost({
         "building": {"build": built},
-        "forward": _add({}, shape.counts(), FORWARD_PASSES),
-        "backward": _add({}, backward(graph, out.size, memo), BACKWARD_PASSES),
-        "differences": differences(shape, width, targets, graph.output, exact),
+        "forward": _add({}, shape.counts(), planned.forward_passes),
+        "backward": _add({}, backward(graph, out.size, memo), planned.backward_passes),
+        "differences": differences(shape, width, targets, graph.output, exact, planned.differences),
         "rechecks": rechecks,
         "rows": {"row": len(graph.nodes), "element": out.size * sum(n.size for n in checked)},
         "gate checks": gates,
@@ -261,10 +313,13 @@ def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int,
     output-by-output analysis at kinks, when it runs (`kinked`: at most that many outputs, else 0).
     With an exact `reference`: projections, and up to `exhaustive` elements where it disagrees
     differenced one by one (or, should it fail the projections, the differences alone)."""
-    alone = n if n <= exhaustive else PROJECTIONS
-    rows = int(ROWS * (alone + PROJECTIONS + min(n, exhaustive) if reference else alone) * (1 + EXTRA))
+    planned = plan.PLAN
+    alone = planned.rows(n, projected=n > exhaustive)
+    rows = alone if not reference else planned.rows(planned.projections + min(n, exhaustive), projected=False) + alone
+    rows = int(rows * (1 + RARER_PASSES))
     calls = -(-rows // max(1, CHUNK_ELEMENTS // max(n, out, 1))) if batched else rows
-    analysis = {"python": 4 * n + kinked, "element": (4 * n + kinked) * (n + out)} if kinked else {}
+    analysis_calls = planned.rows(n, projected=False) + kinked  # the output-by-output rows, and a backward per kinked output
+    analysis = {"python": analysis_calls, "element": analysis_calls * (n + out)} if kinked else {}
     extra = 2 if reference else 0  # the reference's forward and backward; its rows of differences
     point = {"python": 6 + extra + calls, "element": (6 + extra + rows) * (n + out) + rows * n, "row": 1 + extra // 2}
     return Cost({"differences": _add({}, point, 2), "recheck": {"element": 2 * recheck}, "kinks": _add({}, analysis, 2)})

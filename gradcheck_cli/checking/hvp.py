@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cost, verdict
-from ..oracles import symbolic
+from ..oracles import plan, symbolic
 from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from ..core.errors import BackwardError, GradcheckError, GradValueError
@@ -134,23 +134,23 @@ def _differences(graph, values: list, leaves, v, seed, step: float) -> dict:
     eps = step * scale
     centre = backward(graph, values, {}, seed=seed)
     branches = branch_rows(graph, values)
-    grads, switched = {}, False
-    for t in (eps, -eps, eps * REFINE, -eps * REFINE):
+    grads: list[dict] = []  # per row of the plan (±ε, then ±ε·REFINE), backprop's gradient at each leaf
+    switched = False
+    for t in plan.PLAN.offsets(eps):
         try:
             vals = forward(graph, {n.id: n.value + t * v[n.id] for n in leaves})
         except GradValueError:
             vals = None
         if vals is None:
-            grads[t] = {n.id: np.full(n.shape, np.nan) for n in leaves}
+            grads.append({n.id: np.full(n.shape, np.nan) for n in leaves})
             continue
         switched |= any(b is not None and not np.array_equal(b, c) for b, c in zip(branch_rows(graph, vals), branches))
         adj = backward(graph, vals, {}, seed=seed)
-        grads[t] = {n.id: adj[n.id][0] for n in leaves}
+        grads.append({n.id: adj[n.id][0] for n in leaves})
     results = {}
     for n in leaves:
         g0 = centre[n.id][0].ravel()
-        p1, m1 = grads[eps][n.id].ravel(), grads[-eps][n.id].ravel()
-        p2, m2 = grads[eps * REFINE][n.id].ravel(), grads[-eps * REFINE][n.id].ravel()
+        p1, m1, p2, m2 = (g[n.id].ravel() for g in grads)
         with np.errstate(all="ignore"):
             d1, d2 = (p1 - m1) / (2 * eps), (p2 - m2) / (2 * eps * REFINE)
             value, truncation = richardson(d1, d2)

@@ -20,18 +20,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..oracles import kinks, numeric
+from ..oracles import kinks, numeric, plan
 from . import verdict
 from ..core.tolerances import EPS, SAFETY
 
-MAX_WORK = 4_000_000   # inputs × outputs the analysis may hold (four rows of full outputs per input)
-MAX_INPUTS = 4_096     # inputs differenced one by one (the forward is called four times for each)
+MAX_WORK = 4_000_000   # rows × outputs the analysis may hold (the plan's rows of full outputs per input)
+MAX_INPUTS = 4_096     # inputs differenced one by one (the forward is called for each of the plan's rows)
 MAX_KINKED = 1_000     # kinked outputs (one backward call each)
 
 
 def runs(n: int, m: int) -> bool:
     """Whether the analysis runs for n inputs and m outputs (else kinks are left undecided)."""
-    return n <= MAX_INPUTS and 4 * n * m <= MAX_WORK
+    return n <= MAX_INPUTS and plan.PLAN.rows(n, projected=False) * m <= MAX_WORK
 
 
 def explain(ev: verdict.Evidence, evaluate: Callable[[np.ndarray], np.ndarray],
@@ -47,9 +47,8 @@ def explain(ev: verdict.Evidence, evaluate: Callable[[np.ndarray], np.ndarray],
     h = numeric.steps(x, step)
     eye = np.eye(n)
     with np.errstate(all="ignore"):
-        rows = evaluate(np.concatenate([x + eye * h[:, None], x - eye * h[:, None],
-                                        x + eye * (h[:, None] / 2), x - eye * (h[:, None] / 2)]))
-        p1, m1, p2, m2 = rows[:n], rows[n:2 * n], rows[2 * n:3 * n], rows[3 * n:]
+        rows = evaluate(np.concatenate([x + eye * offset for offset in plan.PLAN.offsets(h[:, None])]))
+        p1, m1, p2, m2 = np.split(rows, plan.PLAN.rows_per_element)  # ±h, then ±h·REFINE
         H = h[:, None]
         gap1, gap2 = (p1 + m1 - 2 * f0) / H, (p2 + m2 - 2 * f0) / (H / 2)
         rounding = numeric.ROUNDING * EPS * np.maximum(np.abs(p1), np.abs(m1)) / H

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .plan import SIDES
+
 CHUNK_ELEMENTS = 1_000_000           # float64 elements per batched array (8 MB: stays in cache)
 
 
@@ -96,11 +98,11 @@ def _grouped(chunk: list) -> list:
 
 
 def pm(idx, h, factor):
-    """Rows at +factor·h and −factor·h for each element of idx, interleaved (+, −, +, −, ...)."""
+    """Rows at factor·h on each of SIDES for each element of idx, interleaved (+, −, +, −, ...)."""
     e, d = [], []
     for i, hi in zip(idx, h):
-        e += [np.array([i]), np.array([i])]
-        d += [np.array([factor * hi]), np.array([-factor * hi])]
+        e += [np.array([i]) for _ in SIDES]
+        d += [np.array([side * factor * hi]) for side in SIDES]
     return e, d
 
 

@@ -9,6 +9,8 @@ Per element: a centered difference at ±h; elements in doubt get a second pair a
 Richardson extrapolation and an error estimate; elements whose error is rounding-dominated are
 re-done with a larger step; elements at a kink are probed at ±TIE·h (is the kink *at* the point?)
 and tied elements are grouped (nudged together, a tie is kept, so the function is smooth there).
+The rows each element and each projection direction take are the plan's (`plan`), which the cost
+model multiplies out.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from typing import Protocol
 
 import numpy as np
 
-from . import kinks
+from . import kinks, plan
 from .passes import PassState
+from .plan import REFINE, SIDES, STEPS
 from .batches import CHUNK_ELEMENTS, BatchRunner, Probe, Rows, pm, run_rows, split
 from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
 from ..core.streams import Stream, stream
 
 
-PROJECTIONS = 4                      # random ±1 directions for a target past the element budget
-REFINE = 0.5                         # the second step, as a fraction of h (Richardson's ratio)
+PROJECTIONS = plan.PLAN.projections  # the default plan's directions: python.pyrunner still reads this name
 ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h (|f|: see _rounding)
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
@@ -121,8 +123,9 @@ def differentiate(runner: Runner, targets: list[Target], step: float, rtol: floa
     results: dict[Hashable, NumericResult] = {}
     if exhaustive:
         results.update(_exhaustive(runner, exhaustive, centre, step, rtol, atol, reference))
+    directions = plan.PLAN.projections  # the plan the cost model predicted from, read as the work starts
     for t in projected:
-        results[t.id] = _projection(runner, t, centre, step, rng, reference.get(t.id), rtol, atol)
+        results[t.id] = _projection(runner, t, centre, step, rng, reference.get(t.id), rtol, atol, directions)
     return results
 
 
@@ -155,7 +158,7 @@ def _exhaustive(runner: Runner, targets: list[Target], centre: np.ndarray, step:
 def _first_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
-        rows.add(t, *pm(np.arange(t.n), state[t.id].h, 1.0))
+        rows.add(t, *pm(np.arange(t.n), state[t.id].h, STEPS[0]))
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s = state[t.id]
@@ -174,7 +177,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
     rows = Rows()
     for t in targets:
         s = state[t.id]
-        rows.add(t, *pm(s.doubt, s.h[s.doubt], REFINE))
+        rows.add(t, *pm(s.doubt, s.h[s.doubt], STEPS[1]))
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s, idx = state[t.id], state[t.id].doubt
@@ -207,8 +210,8 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
         s.esc = np.flatnonzero(factor > 1)
         if s.esc.size:
             s.big = s.h[s.esc] * factor[s.esc]
-            e1, d1 = pm(s.esc, s.big, 1.0)
-            e2, d2 = pm(s.esc, s.big, REFINE)
+            e1, d1 = pm(s.esc, s.big, STEPS[0])
+            e2, d2 = pm(s.esc, s.big, STEPS[1])
             rows.add(t, e1 + e2, d1 + d2)
     out = run_rows(ctx.runner, rows)
     for t in targets:
@@ -349,11 +352,12 @@ def _escalation(s: PassState, ref, rtol: float, atol: float) -> np.ndarray:
 
 # --- projections -------------------------------------------------------------------------------
 
-def _projection(runner: Runner, t: Target, centre, step, rng, reference=None, rtol: float = 0.0,
-                atol: float = 0.0) -> NumericResult:
-    """vᵀJ along PROJECTIONS random ±1 directions; as for single elements, a direction whose first
-    difference is already well within the tolerance of backprop's projection gets no second step."""
-    u = rng.integers(0, 2, size=(PROJECTIONS, t.n), dtype=np.int8) * np.int8(2) - np.int8(1)
+def _projection(runner: Runner, t: Target, centre, step, rng, reference, rtol: float, atol: float,
+                directions: int) -> NumericResult:
+    """vᵀJ along `directions` random ±1 directions (the plan's projections); as for single elements, a
+    direction whose first difference is already well within the tolerance of backprop's projection
+    gets no second step."""
+    u = rng.integers(0, 2, size=(directions, t.n), dtype=np.int8) * np.int8(2) - np.int8(1)
     h = step * max(1.0, float(np.abs(t.x).max(initial=0.0)))
     plus, minus, kink = _along(runner, t, u, h)
     with np.errstate(all="ignore"):
@@ -363,7 +367,7 @@ def _projection(runner: Runner, t: Target, centre, step, rng, reference=None, rt
         ref = None if reference is None else (u.astype(float) @ np.asarray(reference, dtype=float).T)
         doubt = np.flatnonzero(_in_doubt(d1, None if ref is None else ref.T, rtol, atol))
         if doubt.size:
-            p2, m2, k2 = _along(runner, t, u[doubt], h * REFINE)
+            p2, m2, k2 = _along(runner, t, u[doubt], h * STEPS[1])
             d2 = (p2 - m2) / (2 * h * REFINE)
             value[doubt], truncation[doubt] = richardson(d1[doubt], d2)
             rounding[doubt] = _rounding(runner, p2, m2) / (h * REFINE)
@@ -377,7 +381,7 @@ def _along(runner: Runner, t: Target, u: np.ndarray, h: float):
     """f at x ± h·u for each direction u: (f+ (P, out), f− (P, out), switched (P,))."""
     n_rows = 2 * u.shape[0]
     if max(1, runner.width(t.id)) * n_rows <= CHUNK_ELEMENTS:  # one batch: no chunking to plan
-        signs = np.tile(np.array([h, -h]), u.shape[0])[:, None]
+        signs = np.tile(np.array(SIDES) * h, u.shape[0])[:, None]
         probe = Probe(t.id, np.arange(n_rows), None, np.repeat(u, 2, axis=0) * signs)
         outs, flags = runner.run([probe], n_rows)
         return split(np.asarray(outs, dtype=float).reshape(n_rows, -1), np.asarray(flags, dtype=bool))
@@ -385,7 +389,7 @@ def _along(runner: Runner, t: Target, u: np.ndarray, h: float):
     e: list[None] = []
     d: list[Callable[..., np.ndarray]] = []  # dense rows: each makes its delta vector when its chunk runs
     for k in range(u.shape[0]):
-        for f in (1.0, -1.0):
+        for f in SIDES:
             e.append(None)
             d.append(lambda k=k, f=f: (f * h) * u[k])
     rows.add(t, e, d)

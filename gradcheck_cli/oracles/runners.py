@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import plan
 from .autodiff import apply_gate, batched_forward, branch_of, branch_rows, gate_forward
 from .batches import Probe
-from .numeric import PROJECTIONS, Target
+from .numeric import Target
 
 
 def workspace(graph, node, shapes: list | None = None) -> int:
@@ -76,9 +77,9 @@ class GateRunner:
         return max(self.node.size, int(self.x.size), workspace(None, self.node, [np.shape(a) for a in self.args]))
 
     def work(self, target: Target) -> int:
-        """Four rows per element (or projection), each as wide as the gate's inputs and output."""
-        rows = 4 * (PROJECTIONS if target.projections else target.n)
-        return rows * (int(self.x.size) + self.node.size)
+        """The plan's rows for the target (plan.DifferencePlan.rows), each as wide as the gate's inputs
+        and output."""
+        return plan.PLAN.rows(target.n, target.projections) * (int(self.x.size) + self.node.size)
 
     def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         args, flags = list(self.args), [False] * len(self.args)
@@ -110,8 +111,9 @@ NODE_COST = 24  # a node's evaluation in a batched row costs about this many ele
 
 def work(graph, targets: list) -> int:
     """An upper bound on the work `differentiate` needs for `targets` of `graph`, in element
-    evaluations: four rows per element (or per projection), each holding a perturbed copy of its
-    target and recomputing the nodes after it, every node counting NODE_COST elements more than its size."""
+    evaluations: the plan's rows per element (or per projection: plan.DifferencePlan.rows), each holding
+    a perturbed copy of its target and recomputing the nodes after it, every node counting NODE_COST
+    elements more than its size."""
     return sum(works(graph, targets))
 
 
@@ -121,7 +123,7 @@ def works(graph, targets: list) -> list:
     after = np.concatenate([np.cumsum(sizes[::-1])[::-1][1:], [0]])  # the cost of the nodes after each id
     out = []
     for t in targets:
-        rows = 4 * (PROJECTIONS if t.projections else t.n)
+        rows = plan.PLAN.rows(t.n, t.projections)
         own = int(sizes[t.id] + after[t.id]) if isinstance(t.id, (int, np.integer)) else 0
         out.append(rows * own)
     return out

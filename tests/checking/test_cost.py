@@ -182,3 +182,46 @@ def test_a_failing_projection_rechecked_element_by_element_is_in_the_prediction(
     assert {r.name: r.numeric_method for r in report.nodes}["x"] == "exhaustive"  # rechecked
     assert meter.units <= report.work.total
     assert meter.units > report.work.total - units(report.work.parts["rechecks"])
+
+
+def test_the_check_plan_counts_the_passes_the_engine_makes(monkeypatch):
+    from dataclasses import replace
+
+    from gradcheck_cli.checking.cost import CheckPlan
+    from gradcheck_cli.checking.pipeline import POLICIES
+    from gradcheck_cli.oracles import plan, subgradients
+    planned = CheckPlan.of()
+    assert planned.differences is plan.PLAN and planned.graph is POLICIES["graph"] and planned.gate is POLICIES["gate"]
+    # the point and three attempts at the second point; backprop, two rounding reruns, five chain rules
+    assert (planned.forward_passes, planned.backward_passes, planned.gate_vjps) == (4, 8, 3)
+    fewer = CheckPlan.of(replace(POLICIES["graph"], noise_signs=(1,), second_scales=(0.1,)))
+    assert (fewer.forward_passes, fewer.backward_passes) == (2, 7)
+    monkeypatch.setattr(subgradients, "CONVENTIONS", subgradients.CONVENTIONS[:2])
+    assert CheckPlan.of().backward_passes == 1 + 2 + 2
+
+
+def test_a_changed_plan_moves_the_prediction_and_the_metered_work_together(monkeypatch):
+    from dataclasses import replace
+
+    from gradcheck_cli.checking import checker
+    from gradcheck_cli.oracles import plan
+    src = "x = randn(300)\nw = randn(300)\nf = sum(tanh(x * w))\n"
+
+    def run(**options):
+        with Meter() as meter:
+            report = check(src, symbolic=False, **options)
+        assert report.error is None and meter.units <= report.work.total, (meter.counts, report.work.parts)
+        return report, meter.units
+    # x and w past the budget: differenced along the plan's directions, more of them in a larger plan
+    four, four_metered = run(budget=10)
+    monkeypatch.setattr(plan, "PLAN", plan.DifferencePlan(projections=12))
+    twelve, twelve_metered = run(budget=10)
+    assert {r.numeric_method for r in twelve.nodes if r.name in ("x", "w")} == {"projection (12 random directions)"}
+    assert twelve_metered > four_metered and twelve.work.total - four.work.total >= twelve_metered - four_metered
+    monkeypatch.setattr(plan, "PLAN", plan.DifferencePlan())
+    # one more rounding rerun of backprop: the prediction and the meter each count one more backward pass
+    before, before_metered = run()
+    monkeypatch.setattr(checker, "POLICY", replace(checker.POLICY, noise_signs=(1, -1, 2)))
+    after, after_metered = run()
+    assert after_metered > before_metered
+    assert after.work.total - before.work.total == after_metered - before_metered

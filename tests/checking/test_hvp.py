@@ -140,3 +140,21 @@ def test_fuzzed_programs_at_second_order_never_raise_and_render_every_format():
             assert meter.units <= report.work.total, (meter.counts, report.work.parts)
         _render_every_format(report)
     run()
+
+
+def test_the_differences_of_the_gradient_take_the_plans_rows(monkeypatch):
+    from gradcheck_cli.checking import hvp
+    from gradcheck_cli.oracles import autodiff, plan
+    moves: list = []
+
+    def forward(graph, overrides=None):
+        moves.append(float(next(iter(overrides.values()))[0] - 0.5))
+        return autodiff.forward(graph, overrides)
+    monkeypatch.setattr(hvp, "forward", forward)
+    graph = load("x = [0.5, 2.0]\nf = sum(x * x * x)", "t.grad", {}, 0, False)
+    leaf = graph.nodes[graph.names["x"]]
+    v = {leaf.id: np.array([1.0, -1.0])}
+    num = hvp._differences(graph, autodiff.forward(graph), [leaf], v, np.ones((1,)), 1e-4)[leaf.id]
+    # one forward (and backward) per row of the plan, at its offsets along v: ±ε, then ±ε·REFINE
+    np.testing.assert_allclose(moves, plan.PLAN.offsets(2e-4), rtol=1e-9)
+    np.testing.assert_allclose(num.value[0], 6 * np.array([0.5, 2.0]) * v[leaf.id], rtol=1e-7)  # H·v of Σ x³

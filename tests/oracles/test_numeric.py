@@ -8,7 +8,7 @@ import pytest
 
 from gradcheck_cli.core.settings import DEFAULT_STEP
 from gradcheck_cli.language.frontend import load
-from gradcheck_cli.oracles import autodiff, numeric, runners
+from gradcheck_cli.oracles import autodiff, plan, runners
 from gradcheck_cli.oracles.numeric import Target, differentiate, steps
 from gradcheck_cli.python.pyrunner import FunctionRunner
 
@@ -98,7 +98,7 @@ def test_projections_are_the_directional_derivatives_along_the_returned_directio
     n = diff(python_runner(lambda v: np.tanh(v[0] @ a.T), x, u), Target("x", x, projections=True), seed=3)
     g = u @ ((1 - np.tanh(a @ x) ** 2)[:, None] * a)     # uᵀJ
     assert n.method == "projection" and n.value is None
-    assert n.directions.shape == (numeric.PROJECTIONS, x.size) and set(np.unique(n.directions)) == {-1, 1}
+    assert n.directions.shape == (plan.PLAN.projections, x.size) and set(np.unique(n.directions)) == {-1, 1}
     expected = n.directions @ g
     assert np.all(np.abs(n.projected[:, 0] - expected) <= n.estimate[:, 0])
     assert np.all(n.estimate < 1e-8)
@@ -108,7 +108,7 @@ def test_projections_of_a_vector_output_are_j_times_each_direction():
     runner, target = graph_runner("x = [1, -2, 3]\nf = x * x")
     n = diff(runner, Target(target.id, target.x, projections=True))
     expected = n.directions @ np.diag(2 * target.x).T    # (P, out): J·d for each direction d
-    assert n.projected.shape == expected.shape == (numeric.PROJECTIONS, 3)
+    assert n.projected.shape == expected.shape == (plan.PLAN.projections, 3)
     assert np.all(np.abs(n.projected - expected) <= n.estimate + 1e-12)
 
 
