@@ -29,7 +29,6 @@ from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
 from ..core.streams import Stream, stream
 
 
-PROJECTIONS = plan.PLAN.projections  # the default plan's directions: python.pyrunner still reads this name
 ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h (|f|: see _rounding)
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from ..oracles import numeric
+from ..oracles import numeric, plan
 from ..oracles.batches import Probe
 from ..core.meter import PRICES, active, count
 from .pysource import PythonError, exception_text, user_position
@@ -69,7 +69,7 @@ class FunctionRunner:
     def work(self, target) -> int:
         """Four rows per element (or projection), each as wide as the inputs and the output, and a
         call of its own when the forward takes no batch axis."""
-        rows = 4 * (numeric.PROJECTIONS if target.projections else target.n)
+        rows = plan.PLAN.rows(target.n, target.projections)
         return rows * (self.x.size + int(np.prod(self.out_shape, dtype=np.int64)) + (0 if self.batched else PRICES["python"]))
 
     def outputs(self, rows: np.ndarray) -> np.ndarray:
@@ -131,7 +131,7 @@ class Subset:
 
     def work(self, target) -> int:
         per_row = self.runner.work(numeric.Target("one", self.runner.x[:1])) // 4
-        return 4 * (numeric.PROJECTIONS if target.projections else target.n) * per_row
+        return plan.PLAN.rows(target.n, target.projections) * per_row
 
     def run(self, probes: list, n_rows: int):
         mapped = []
