@@ -22,7 +22,7 @@ import numpy as np
 
 from ..oracles import kinks, numeric
 from . import verdict
-from ..core.tolerances import EPS, SAFETY
+from ..core.tolerances import SAFETY
 
 MAX_WORK = 4_000_000   # inputs × outputs the analysis may hold (four rows of full outputs per input)
 MAX_INPUTS = 4_096     # inputs differenced one by one (the forward is called four times for each)
@@ -52,7 +52,7 @@ def explain(ev: verdict.Evidence, evaluate: Callable[[np.ndarray], np.ndarray],
         p1, m1, p2, m2 = rows[:n], rows[n:2 * n], rows[2 * n:3 * n], rows[3 * n:]
         H = h[:, None]
         gap1, gap2 = (p1 + m1 - 2 * f0) / H, (p2 + m2 - 2 * f0) / (H / 2)
-        rounding = numeric.ROUNDING * EPS * np.maximum(np.abs(p1), np.abs(m1)) / H
+        rounding = numeric.difference_rounding(p1, m1) / H
         slopes = np.maximum(np.abs((p1 - f0) / H), np.abs((f0 - m1) / H))
         floor = np.maximum.reduce([np.full_like(gap1, atol), rtol * slopes, kinks.JUMP_ROUNDING * rounding])
         ratio = gap2 / np.where(gap1 != 0, gap1, np.inf)
