@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..oracles import autodiff, complexstep, numeric, runners, subgradients, symbolic
-from . import cost, diagnosis, gatecheck, hvp, pipeline, verdict
+from ..oracles import autodiff, complexstep, numeric, runners, symbolic
+from . import cost, diagnosis, gatecheck, hvp, pipeline, targets, verdict
 from ..core.errors import GradcheckError
 from .expectcheck import judge as judge_expect
 from ..language.frontend import load
@@ -183,50 +183,42 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
     k = out.size
     flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
     runner = runners.GraphRunner(graph, values)
-    targets = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
+    every = [numeric.Target(n.id, np.ravel(values[n.id]), projections=n.id not in exhaustive) for n in checked]
     # a node whose way to the output is complex-analytic gets the complex step (exact); the rest the differences
     analytic = complexstep.analytic_nodes(graph, reach) if settings.complex_step is not False else set()
-    exact = [t for t in targets if not t.projections and t.id in analytic]
+    exact = [t for t in every if not t.projections and t.id in analytic]
     scale = max(float(np.max(np.abs(adjoints[n.id]), initial=0.0)) * float(np.max(np.abs(values[n.id]), initial=0.0))
                 for n in graph.nodes[: graph.output + 1] if adjoints[n.id] is not None and values[n.id] is not None)
     confirmed = complexstep.exact_columns(runner, exact, scale)
-    num = numeric.differentiate(runner, [t for t in targets if t.id not in confirmed], settings.h, settings.rtol,
+    num = numeric.differentiate(runner, [t for t in every if t.id not in confirmed], settings.h, settings.rtol,
                                 settings.atol, flat, settings.seed)
     num.update(confirmed)
     jacobians: dict = {}
     sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
            if settings.symbolic else {})
-    chain_rules: list = []  # the valid chain rules at kinks, computed once, when a kink row first fails
-
-    def references(nid):
-        if not chain_rules:
-            seed = np.eye(k).reshape((k,) + out.shape)
-            chain_rules.append(subgradients.references(lambda side, order: subgradients.chain_rule(
-                graph, values, seed, side, order)))
-        return [(name, adj[nid].reshape(k, -1)) for name, adj in chain_rules[0]]
+    chain_rules = targets.ChainRules(graph, values, np.eye(k).reshape((k,) + out.shape))
     for node in checked:
         nid, s = node.id, sym.get(node.id)
-        sv = s.value.reshape(k, node.size) if s is not None and s.value is not None else None
-        mag = s.magnitude.reshape(k, node.size) if sv is not None and s is not None else None
-        target = numeric.Target(nid, np.ravel(values[nid]), num[nid].method == "projection")
-
-        def judge(n, nid=nid, target=target, sv=sv, mag=mag):
-            return pipeline.compare(runner, target, flat[nid], settings, POLICY, num=n,
-                                    noise=noise[nid].reshape(k, target.n), sym=sv, mag=mag,
-                                    references=lambda: references(nid),
-                                    exact_noise=lambda n: complexstep.rounding(runner, target, n))
-        compared = judge(num[nid])
+        elements = numeric.Target(nid, np.ravel(values[nid]), num[nid].method == "projection")
+        step = (complexstep.OnRunner(runner=runner, target=elements, scale=scale)
+                if settings.complex_step is not False else None)
+        target = targets.GraphNode(runner=runner, elements=elements, backprop=flat[nid], chain_rules=chain_rules,
+                                   differences=num[nid], noise=noise[nid].reshape(k, elements.n),
+                                   symbolic=_symbolic_row(s, k, node.size), complex_step=step)
+        compared = pipeline.compare(target, settings, POLICY)
 
         def kink_note(ev, w, nid=nid):
             return _kink_note(graph, nid, reach)
         j = verdict.summarize(compared.evidence, kink_note=kink_note)
-        if j.status == "fail" and num[nid].method == "exhaustive" and settings.complex_step is not False:
-            second = complexstep.off_kinks(runner, target, num[nid], scale)  # a difference that fails may be wrong
-            if second is not None:
-                compared = judge(second)
-                j = verdict.summarize(compared.evidence, kink_note=kink_note)
         rows[nid] = _row(graph, node, values[nid], adjoints[nid], compared.num, s, j)
     return jacobians
+
+
+def _symbolic_row(found, k: int, size: int) -> pipeline.Symbolic | None:
+    """SymPy's (out, n) row of one node, where it has a value."""
+    if found is None or found.value is None:
+        return None
+    return pipeline.Symbolic(values=found.value.reshape(k, size), magnitudes=found.magnitude.reshape(k, size))
 
 
 def _kink_note(graph: Graph, nid: int, reach: set) -> str:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..oracles import complexstep, numeric, runners, subgradients, symbolic
-from . import pipeline, verdict
+from . import pipeline, targets, verdict
 from ..oracles.autodiff import forward, gate_vjp, run_graph
 from ..core.errors import BackwardError, GradValueError
-from ..language.graph import Graph
+from ..language.graph import Graph, Node
 from ..core.settings import Settings
 from ..core.status import Status
 from ..core.streams import Stream, stream
@@ -78,34 +78,62 @@ def _at_call(graph: Graph, node, c: GateCheck) -> GateCheck:
     return replace(c, node=node.id, what=what, line=line, col=col)
 
 
+@dataclass(frozen=True, kw_only=True)
+class GateCall:
+    """One gate call alone, as a target of the check step (pipeline.CheckTarget): Σ upstream ⊙ the
+    gate's output as a function of its checkable operands (`slots`), concatenated."""
+    node: Node
+    args: list
+    out: np.ndarray
+    upstream: np.ndarray
+    slots: list
+    runner: numeric.Runner
+    elements: numeric.Target
+    backprop: np.ndarray
+    symbolic: pipeline.Symbolic | None = None
+    complex_step: pipeline.ComplexStep | None = None
+    differences: numeric.NumericResult | None = None
+    noise: np.ndarray | None = None
+    seed: int | np.random.Generator | None = None
+
+    def rerun(self, delta: float) -> np.ndarray | None:
+        scaled = [a * (1 + delta) for a in self.args]
+        return _flat(_vjp(self.node, scaled, self.out * (1 + delta), self.upstream * (1 + delta))[0], self.slots)
+
+    def references(self) -> list[tuple[str, np.ndarray]]:
+        u, args = self.upstream[None], self.args
+        return subgradients.references(lambda side, order: _flat(
+            [np.broadcast_to(g, (1,) + np.shape(a))[0]
+             for g, a in zip(subgradients.local_vjp(self.node, u, args, self.out, side, order), args)], self.slots))
+
+    def explain(self, ev: verdict.Evidence) -> verdict.Evidence:
+        return ev  # its chain rules are computed: references() explain its kinks
+
+
+def _flat(grads: list, slots: list) -> np.ndarray:
+    """The gradients of the checked operands as one (1, n) row."""
+    return np.concatenate([np.ravel(grads[k]) for k in slots])[None, :]
+
+
 def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int, jacobians, slots, args) -> list:
     out = values[node.id]
     u = upstream(settings, point, node)
     grads, error = _vjp(node, args, out, u)
-
-    def flat(gs):
-        return np.concatenate([np.ravel(gs[k]) for k in slots])[None, :]
-
-    def rerun(delta):
-        return flat(_vjp(node, [a * (1 + delta) for a in args], out * (1 + delta), u * (1 + delta))[0])
-
-    def references():
-        return subgradients.references(lambda side, order: flat(
-            [np.broadcast_to(g, (1,) + np.shape(a))[0]
-             for g, a in zip(subgradients.local_vjp(node, u[None], args, out, side, order), args)]))
-
     runner = runners.GateRunner(node, args, u, slots)
     # A hand-derived gate is differenced element by element (within the budget); a registry gate past a
     # few inputs along random directions (SymPy still checks it element by element), and element by
     # element again only when a direction fails, to name the element.
-    target = numeric.Target(node.id, runner.x, projections=runner.x.size > exhaustive_limit(node, settings))
-    sym, mag = _symbolic(node, args, u, slots, settings, jacobians)
+    elements = numeric.Target(node.id, runner.x, projections=runner.x.size > exhaustive_limit(node, settings))
     # an analytic gate gets the complex step (exact), as a node whose way to the output is analytic does
-    exact = None
-    if settings.complex_step is not False and not target.projections and complexstep.analytic(node.gate):
-        exact = complexstep.exact_columns(runner, [target], float(np.max(np.abs(u))) * float(np.max(np.abs(out)))).get(node.id)
-    compared = pipeline.compare(runner, target, flat(grads), settings, POLICY, num=exact, rerun=rerun, sym=sym, mag=mag,
-                                references=references, exact_noise=lambda n: complexstep.rounding(runner, target, n))
+    step = None
+    if settings.complex_step is not False:
+        scale = float(np.max(np.abs(u))) * float(np.max(np.abs(out)))
+        step = complexstep.OnRunner(runner=runner, target=elements, scale=scale,
+                                    up_front=not elements.projections and complexstep.analytic(node.gate))
+    target = GateCall(node=node, args=args, out=out, upstream=u, slots=slots, runner=runner, elements=elements,
+                      backprop=_flat(grads, slots), symbolic=_symbolic(node, args, u, slots, settings, jacobians),
+                      complex_step=step)
+    compared = pipeline.compare(target, settings, POLICY)
     ev, num = compared.evidence, compared.num
     checks = []
     offsets = np.concatenate([[0], np.cumsum([np.size(args[k]) for k in slots])]).astype(int)
@@ -141,24 +169,24 @@ def _vjp(node, args, out, u):
         return [np.broadcast_to(g, (1,) + np.shape(a))[0] for g, a in zip(grads, args)], err
 
 
-def _symbolic(node, args, u, slots, settings: Settings, jacobians):
-    """SymPy's VJP of the gate alone for upstream u, with magnitudes; (None, None) when skipped."""
+def _symbolic(node, args, u, slots, settings: Settings, jacobians) -> pipeline.Symbolic | None:
+    """SymPy's VJP of the gate alone for upstream u, with magnitudes; None when skipped."""
     if not settings.symbolic:
-        return None, None
+        return None
     jac = (jacobians or {}).get(node.id)
     if jac is None:
         try:
             jac = symbolic.local_jacobian(node, args, symbolic.Work(settings.symbolic_budget))
         except (symbolic.Exhausted, symbolic.Unsupported):
-            return None, None
+            return None
         if jacobians is not None:
             jacobians[node.id] = jac
     flat_u = u.reshape(1, -1)
     parts = [symbolic.pull_back(flat_u, np.abs(flat_u), jac[k], int(np.size(args[k]))) for k in slots]
     value = np.concatenate([p[0] for p in parts], axis=1)
     if not np.all(np.isfinite(value)):
-        return None, None
-    return value, np.concatenate([p[1] for p in parts], axis=1)
+        return None
+    return pipeline.Symbolic(values=value, magnitudes=np.concatenate([p[1] for p in parts], axis=1))
 
 
 def _where(graph: Graph, node, slot: int) -> tuple:
@@ -183,6 +211,7 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
     ids = [bid for _, _, bid, _, _ in wanted if bid is not None]
     bvals = dict(zip(ids, run_graph(inst.bwd, list(args) + [out, u[None]], outputs=ids))) if ids else {}
     runner = runners.GraphRunner(fwd, fvals, weights=u)
+    chain_rules = targets.ChainRules(fwd, fvals, u[None])
     for _local, lid, bid, line, err in wanted:
         if bid is None:
             j = verdict.Judgement(Status.FAIL, None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))
@@ -190,17 +219,15 @@ def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> 
                                     err.message if err is not None else "cannot be computed"))
             continue
         bp = np.broadcast_to(np.asarray(bvals[bid], dtype=float), (1,) + fwd.nodes[lid].shape).reshape(1, -1)
-        target = numeric.Target(lid, np.ravel(fvals[lid]), projections=bp.size > max(settings.budget, EXHAUSTIVE))
-        sym = mag = None
+        elements = numeric.Target(lid, np.ravel(fvals[lid]), projections=bp.size > max(settings.budget, EXHAUSTIVE))
+        exact = None
         if settings.symbolic:
             res = symbolic.derivatives(fwd, fvals, [lid], settings.symbolic_budget, seed=u.reshape(1, -1))[lid]
             if res.value is not None:
-                sym, mag = res.value.reshape(1, -1), res.magnitude.reshape(1, -1)
-
-        def references(lid=lid):
-            return subgradients.references(lambda side, order: subgradients.chain_rule(
-                fwd, fvals, u[None], side, order)[lid].reshape(1, -1))
-        compared = pipeline.compare(runner, target, bp, settings, POLICY, sym=sym, mag=mag, references=references)
+                exact = pipeline.Symbolic(values=res.value.reshape(1, -1), magnitudes=res.magnitude.reshape(1, -1))
+        target = targets.GraphNode(runner=runner, elements=elements, backprop=bp, chain_rules=chain_rules,
+                                   symbolic=exact)
+        compared = pipeline.compare(target, settings, POLICY)
         j = verdict.summarize(compared.evidence)
         checks.append(GateCheck(node.id, None, line.name, j.status, j, point, line.pos.line, line.pos.col))
     return checks

@@ -24,9 +24,8 @@ from ..oracles import plan, symbolic
 from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from ..core.errors import BackwardError, GradcheckError, GradValueError
-from ..oracles.numeric import REFINE, ROUNDING, NumericResult, richardson
+from ..oracles.numeric import REFINE, NumericResult, difference_rounding, richardson
 from ..core.report import GateRow, NodeRow
-from ..core.tolerances import EPS
 from ..core.streams import Stream, stream
 from ..core.status import Status
 
@@ -154,7 +153,7 @@ def _differences(graph, values: list, leaves, v, seed, step: float) -> dict:
         with np.errstate(all="ignore"):
             d1, d2 = (p1 - m1) / (2 * eps), (p2 - m2) / (2 * eps * REFINE)
             value, truncation = richardson(d1, d2)
-            rounding = ROUNDING * EPS * np.maximum.reduce([np.abs(p1), np.abs(m1), np.abs(g0)]) / (eps * REFINE)
+            rounding = difference_rounding(p1, m1, np.abs(g0)) / (eps * REFINE)  # (rounded at the centre's size too)
             right, left = (p1 - g0) / eps, (g0 - m1) / eps
         kink = np.full(n.size, switched)
         results[n.id] = NumericResult("exhaustive", (truncation + rounding)[None, :], truncation[None, :], kink,

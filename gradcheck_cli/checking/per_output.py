@@ -22,7 +22,7 @@ import numpy as np
 
 from ..oracles import kinks, numeric, plan
 from . import verdict
-from ..core.tolerances import EPS, SAFETY
+from ..core.tolerances import SAFETY
 
 MAX_WORK = 4_000_000   # rows × outputs the analysis may hold (the plan's rows of full outputs per input)
 MAX_INPUTS = 4_096     # inputs differenced one by one (the forward is called for each of the plan's rows)
@@ -51,7 +51,7 @@ def explain(ev: verdict.Evidence, evaluate: Callable[[np.ndarray], np.ndarray],
         p1, m1, p2, m2 = np.split(rows, plan.PLAN.rows_per_element)  # ±h, then ±h·REFINE
         H = h[:, None]
         gap1, gap2 = (p1 + m1 - 2 * f0) / H, (p2 + m2 - 2 * f0) / (H / 2)
-        rounding = numeric.ROUNDING * EPS * np.maximum(np.abs(p1), np.abs(m1)) / H
+        rounding = numeric.difference_rounding(p1, m1) / H
         slopes = np.maximum(np.abs((p1 - f0) / H), np.abs((f0 - m1) / H))
         floor = np.maximum.reduce([np.full_like(gap1, atol), rtol * slopes, kinks.JUMP_ROUNDING * rounding])
         ratio = gap2 / np.where(gap1 != 0, gap1, np.inf)

@@ -1,22 +1,26 @@
 """One check of one target, whatever the target: the whole graph as a function of one node, one gate
 call, a user's Python layer (and next, a framework's backward).
 
-A target kind hands in a numeric runner (it evaluates perturbed copies), backprop's flat row and,
-optionally, how to rerun its backward nudged (its own rounding), SymPy's values and the valid chain
-rules at kinks. `compare` does the rest, the same way for every kind: the differences, the
-comparison, the rounding measured, a failed projection redone element by element, kinks explained
-by a valid chain rule. The intended differences between kinds are the rows of POLICIES, nothing else.
+A target kind hands in a `CheckTarget`: a numeric runner (it evaluates perturbed copies), backprop's
+flat row, how to rerun its backward nudged (its own rounding), SymPy's values, the valid chain rules
+at kinks, an explanation of kinks for code whose chain rules cannot be computed, and the complex
+step (`ComplexStep`), each where the kind has one. `compare` does the rest, the same way for every
+kind: the differences (or the complex step's exact columns), the comparison, the rounding measured,
+a failed projection redone element by element, kinks explained by a valid chain rule, the complex
+step's second opinion and cross-check. The intended differences between kinds are the rows of
+POLICIES, nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar, overload
+from typing import Protocol, TypeVar, overload
 
 import numpy as np
 
 from ..oracles import numeric
+from ..oracles.complexstep import CrossCheck
 from . import verdict
 from ..core.meter import active, count
 from ..core.settings import Settings
@@ -36,71 +40,171 @@ class Policy:
     noise_first: bool        # backprop's rounding measured before judging (else only where a row fails without it)
     noise_signs: tuple       # the nudges that measure it: ± (two reruns), or + alone (a user's backward is dear)
     second_scales: tuple     # the second point moves every input by ~scale·(|v| + 1); smaller ones tried in turn
+    second_opinion: bool     # a row whose element-by-element differences fail is judged again with the complex
+                             # step off its kinks (the differences at them), where the target has the complex step
 
 
 POLICIES = {
     # a graph's rounding is one more backward for every node at once; its recheck holds the graph's rows
-    "graph": Policy(recheck_work=500_000_000, noise_first=True, noise_signs=(1, -1), second_scales=(0.1, 0.02, 0.004)),
-    "gate": Policy(recheck_work=400_000_000, noise_first=True, noise_signs=(1, -1), second_scales=(0.1, 0.02, 0.004)),
+    "graph": Policy(recheck_work=500_000_000, noise_first=True, noise_signs=(1, -1), second_scales=(0.1, 0.02, 0.004),
+                    second_opinion=True),
+    "gate": Policy(recheck_work=400_000_000, noise_first=True, noise_signs=(1, -1), second_scales=(0.1, 0.02, 0.004),
+                   second_opinion=False),
     # the user's own Python: each call of their backward is dear, so rounding is measured only on demand
-    "python": Policy(recheck_work=200_000_000, noise_first=False, noise_signs=(1,), second_scales=(0.1, 0.02, 0.004)),
+    "python": Policy(recheck_work=200_000_000, noise_first=False, noise_signs=(1,), second_scales=(0.1, 0.02, 0.004),
+                     second_opinion=False),
 }
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
+class Symbolic:
+    """SymPy's exact values of a target's row and the magnitudes of the terms summed into them, (out, n)."""
+    values: np.ndarray
+    magnitudes: np.ndarray
+
+
+class ComplexStep(Protocol):
+    """The complex step for one target (oracles/complexstep.py: `OnRunner`, `ThroughForward`)."""
+
+    def columns(self) -> numeric.NumericResult | None:
+        """Its exact columns, in place of the differences; None where they are not used so."""
+
+    def rounding(self, num: numeric.NumericResult) -> np.ndarray:
+        """Its own rounding, per element of `num` (0 where `num` holds differences)."""
+
+    def off_kinks(self, num: numeric.NumericResult) -> numeric.NumericResult | None:
+        """The element-by-element differences `num` with its exact columns off their kinks; None where it has none."""
+
+    def cross_check(self, num: numeric.NumericResult, bp: np.ndarray,
+                    noise: Callable[[], np.ndarray]) -> CrossCheck | None:
+        """Backprop (flat) against it after the differences `num`, where it agrees with them; `noise()`
+        backprop's rounding. None where its columns are judged by the verdict instead."""
+
+
+class CheckTarget(Protocol):
+    """What the check step needs of one target: a graph's node (checking/targets.GraphNode), a gate
+    call (gatecheck.GateCall), a Python layer's inputs (python/reference.LayerInputs)."""
+
+    @property
+    def runner(self) -> numeric.Runner:
+        """Evaluates the function at perturbed copies of the elements."""
+
+    @property
+    def elements(self) -> numeric.Target:
+        """The flat elements the runner perturbs, one by one or along random projections."""
+
+    @property
+    def backprop(self) -> np.ndarray:
+        """Backprop's row, (out, n)."""
+
+    @property
+    def differences(self) -> numeric.NumericResult | None:
+        """The differences already run (a graph runs every node's at once), else None."""
+
+    @property
+    def noise(self) -> np.ndarray | None:
+        """Backprop's rounding already measured (a graph's, one backward for every node), else None."""
+
+    @property
+    def symbolic(self) -> Symbolic | None:
+        """SymPy's exact row, or None."""
+
+    @property
+    def complex_step(self) -> ComplexStep | None:
+        """The complex step for this target, or None."""
+
+    @property
+    def seed(self) -> int | np.random.Generator | None:
+        """What draws the random projections (None: the settings' seed)."""
+
+    def rerun(self, delta: float) -> np.ndarray | None:
+        """Backprop with every value scaled by (1 + delta), or None where it cannot be rerun."""
+
+    def references(self) -> list[tuple[str, np.ndarray]]:
+        """The valid chain rules at kinks [(convention, (out, n))], asked for only when a kink element fails."""
+
+    def explain(self, ev: verdict.Evidence) -> verdict.Evidence:
+        """`ev` with failing kink elements explained where this kind can (per_output.explain), else `ev`."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Compared:
     """A target's finite differences and the per-element comparison with backprop."""
     num: numeric.NumericResult
     evidence: verdict.Evidence
+    complex_step: CrossCheck | None = None   # backprop against the complex step after the differences, if run
 
 
-def compare(runner: numeric.Runner, target: numeric.Target, bp: np.ndarray, settings: Settings, policy: Policy, *,
-            num: numeric.NumericResult | None = None, noise: np.ndarray | None = None, rerun: Rerun | None = None,
-            sym: np.ndarray | None = None, mag: np.ndarray | None = None,
-            references: Callable[[], list[tuple[str, np.ndarray]]] | None = None,
-            explain: Callable[[verdict.Evidence], verdict.Evidence] | None = None,
-            seed: int | np.random.Generator | None = None,
-            exact_noise: Callable[[numeric.NumericResult], np.ndarray] | None = None) -> Compared:
-    """Judge one target: `bp` is backprop's (out, n) row; `num` differences already run (a graph runs
-    every node's at once); `noise` backprop's rounding if measured, else `rerun(delta)` gives backprop
-    with every value scaled by (1 + delta), None when it fails; `references()` the valid chain rules
-    at kinks [(convention, (out, n))], asked for only when a kink element fails; `explain(evidence)`
-    the same for code whose chain rules cannot be computed (per_output.explain); `exact_noise(num)`
-    the complex step's own rounding, measured only where a row fails against it (complexstep.rounding)."""
-    seed = settings.seed if seed is None else seed
+def compare(target: CheckTarget, settings: Settings, policy: Policy) -> Compared:
+    """Judge one target: the differences (run already, the complex step's exact columns, or run now),
+    then `judged`; a row whose element-by-element differences fail is judged again with the complex
+    step off its kinks where the policy says so; then the complex step's cross-check, where it has one."""
     if active():
         count("row")
-        count("element", int(np.size(bp)))
+        count("element", int(np.size(target.backprop)))
+    step = target.complex_step
+    first = target.differences
+    if first is None and step is not None:
+        first = step.columns()
+    if first is None:
+        first = _difference(target, target.elements, settings)
+    compared, noise = judged(target, first, settings, policy)
+    if (policy.second_opinion and step is not None and first.method == "exhaustive"
+            and _worst(compared.evidence) == Status.FAIL):
+        second = step.off_kinks(first)  # a difference that fails may be wrong
+        if second is not None:
+            compared, noise = judged(target, second, settings, policy, noise)
+    if step is not None and compared.num.method == "exhaustive":
+        def measured() -> np.ndarray:
+            return noise if noise is not None else rounding(target.rerun, target.backprop, policy.noise_signs)
+        cross = step.cross_check(compared.num, np.ravel(target.backprop), measured)
+        compared = replace(compared, complex_step=cross)
+    return compared
 
-    def difference(t):
-        return numeric.differentiate(runner, [t], settings.h, settings.rtol, settings.atol, {t.id: bp}, seed)[t.id]
+
+def judged(target: CheckTarget, num: numeric.NumericResult, settings: Settings, policy: Policy,
+           noise: np.ndarray | None = None) -> tuple[Compared, np.ndarray | None]:
+    """The comparison of backprop with `num`, and backprop's rounding where it was measured: the
+    rounding measured first or only where a row fails (the policy's), the complex step's own where
+    its exact columns fail, a failed projection redone element by element, kinks explained by a valid
+    chain rule or the target's own explanation."""
+    bp = target.backprop
+    noise = target.noise if noise is None else noise
 
     def judge(num, z):
-        return verdict.evidence(bp, num, z, sym, mag, settings.rtol, settings.atol)
+        sym = target.symbolic
+        return verdict.evidence(bp, num, z, None if sym is None else sym.values, None if sym is None else sym.magnitudes,
+                                settings.rtol, settings.atol)
 
-    num = difference(target) if num is None else num
-    if noise is None and rerun is not None and policy.noise_first:
-        noise = rounding(rerun, bp, policy.noise_signs)
+    if noise is None and policy.noise_first:
+        noise = rounding(target.rerun, bp, policy.noise_signs)
     ev = judge(num, noise)
-    if noise is None and rerun is not None and _worst(ev) != Status.PASS:
-        noise = rounding(rerun, bp, policy.noise_signs)
+    if noise is None and _worst(ev) != Status.PASS:
+        noise = rounding(target.rerun, bp, policy.noise_signs)
         ev = judge(num, noise)
-    if np.any(num.exact) and exact_noise is not None and _worst(ev) == Status.FAIL:  # the complex step rounds too
-        noise = np.maximum(np.zeros_like(bp) if noise is None else noise, exact_noise(num))
+    step = target.complex_step
+    if np.any(num.exact) and step is not None and _worst(ev) == Status.FAIL:  # the complex step rounds too
+        noise = np.maximum(np.zeros_like(bp) if noise is None else noise, step.rounding(num))
         ev = judge(num, noise)
     # A failed projection is redone element by element, to name the element; so is one that passes only
     # by the measured rounding, which may be a branch the rerun flipped (seen as a kink element by element).
     if num.method == "projection" and (_worst(ev) == Status.FAIL or (
             noise is not None and np.any(noise) and _worst(judge(num, None)) == Status.FAIL)):
-        whole = replace(target, projections=False)
-        if runner.work(whole) <= policy.recheck_work:
-            num = difference(whole)
+        whole = replace(target.elements, projections=False)
+        if target.runner.work(whole) <= policy.recheck_work:
+            num = _difference(target, whole, settings)
             ev = judge(num, noise)
-    if references is not None and _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
-        ev = verdict.by_chain_rule(ev, references())
-    if explain is not None and _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
-        ev = explain(ev)
-    return Compared(num, ev)
+    if _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
+        ev = verdict.by_chain_rule(ev, target.references())
+    if _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
+        ev = target.explain(ev)
+    return Compared(num=num, evidence=ev), noise
+
+
+def _difference(target: CheckTarget, elements: numeric.Target, settings: Settings) -> numeric.NumericResult:
+    seed = settings.seed if target.seed is None else target.seed
+    return numeric.differentiate(target.runner, [elements], settings.h, settings.rtol, settings.atol,
+                                 {elements.id: target.backprop}, seed)[elements.id]
 
 
 def _worst(ev: verdict.Evidence) -> Status:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..core.settings import DEFAULT_ATOL, DEFAULT_RTOL
 from ..core.status import Status
+from . import ties
 from ..gates.tensors import fmt_note
 from ..oracles.numeric import NumericResult
 from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
@@ -93,7 +95,7 @@ class Evidence:
     a: np.ndarray
     num: NumericResult
     have_sym: bool
-    groups: dict
+    groups: dict[int, ties.Tie]  # each tied element's tie
     noise: np.ndarray          # backprop's own noise z, in the space of `a`
     atol: float | np.ndarray   # per element where some are exact (the complex step's)
     convention: str | None = None  # why its kinks are valid (by_chain_rule, per_output.explain)
@@ -132,7 +134,7 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         versus = _against_sympy(a, sv, m, z, atol, row_scale) if sv is not None else None
         sym_ok = versus.ok if versus is not None else None
         within, resolved = _between_slopes(a, tol, at, num, projection)
-        group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else _groups(a, tol, est, num)
+        group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else ties.of_row(a, tol, est, num)
         on_kink = at & within & group_ok
         if versus is not None:
             defensible = sym_ok | on_kink
@@ -273,7 +275,7 @@ def summarize(ev: Evidence, columns=None, *, kink_note: KinkNote | None = None) 
     sym_err = sym_round = None
     if ev.sym_rel is not None and ev.sym_round is not None:  # (set together)
         sym_err, sym_round = _largest_measured(ev.sym_rel[:, cols], ev.sym_round[:, cols])
-    c = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
+    c: dict[str, Any] = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])
     note = _note(label, c, ev.num, ev.have_sym, ev.a, w, (lambda: kink_note(ev, w)) if kink_note else None)
     if label in (Status.KINK, Status.WARN) and ev.convention and ev.codes[w] == label.code:
@@ -315,20 +317,6 @@ def _ratio(diff, tol) -> np.ndarray:
     excess, even at a zero tolerance), 1e300 where a difference meets no tolerance at all."""
     with np.errstate(all="ignore"):
         return np.where(diff == 0, 0.0, finite_or(diff / tol, 1e300))
-
-
-def _groups(a, tol, est, num):
-    """Tied elements: backprop's gradients must sum to the slope of moving them together."""
-    ok = np.ones(a.shape, dtype=bool)
-    detail = {}
-    for members, slope in getattr(num, "groups", ()):
-        total = a[:, members].sum(axis=1)
-        gtol = tol[:, members].sum(axis=1) + SAFETY * est[:, members].max(axis=1)
-        good = np.abs(total - slope) <= gtol
-        ok[:, members] &= good[:, None]
-        for mem in members:
-            detail[int(mem)] = (members, total, slope, good)
-    return ok, detail
 
 
 def _note(label, c, numres, have_sym, a, w, kink=None) -> str | None:
@@ -378,10 +366,8 @@ def _note(label, c, numres, have_sym, a, w, kink=None) -> str | None:
 
 def _kink_failure(c, numres, a, w) -> str:
     """Why a kink element fails: a tie's sum, the derivative beside the kink, or the one-sided slopes."""
-    if c["group"] is not None and not c["group"][3][w[0]]:
-        members, total, slope, _ = c["group"]
-        return (f"at a tie of {members.size} elements, backprop's gradients sum to {fmt_note(total[w[0]])} "
-                f"but moving them together gives {fmt_note(slope[w[0]])}")
+    if c["group"] is not None and not c["group"].holds[w[0]]:
+        return c["group"].note(w[0])
     if c["near"] and not c["within"]:
         return (f"beside a kink but not on it (a step of 10⁻⁴·h does not reach it), the function is "
                 f"smooth here: its derivative is {fmt_note(numres.near[w])}, not backprop's {fmt_note(a[w])}")
@@ -397,11 +383,9 @@ KINK_NOTE = "a max/min/relu/abs changes branch within the step"  # the checker n
 def slopes_kink_note(ev: Evidence, w: tuple) -> str:
     """What the forward's slopes say at a kink element (for code whose branches cannot be seen): the
     one-sided slopes, or a tie's joint slope."""
-    group = ev.groups.get(w[1])
-    if group is not None:
-        members, total, slope, _ = group
-        return (f"a tie of {members.size} elements: backprop's gradients sum to {fmt_note(total[w[0]])}, the slope of "
-                f"moving them together ({fmt_note(slope[w[0]])}): a valid subgradient, not a bug")
+    tie = ev.groups.get(w[1])
+    if tie is not None:
+        return tie.note(w[0])
     if ev.num.lower is None or ev.num.upper is None:  # projections have no one-sided slopes
         return KINK_NOTE
     lo, hi = ev.num.lower[w], ev.num.upper[w]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,57 @@ def derivatives(forward: Callable[[list], Any], args: list, upstream: np.ndarray
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything on complex inputs
         return None, f"it raised {type(exc).__name__} on complex inputs"
     return values, None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossCheck:
+    """Backprop against the complex step of a user's forward: where it is not used, why; else the
+    elements where backprop disagrees with it (flat) and the largest error off the kinks, relative to
+    the row's largest."""
+    unused: str | None                  # why the complex step was not used (the code is not complex-safe)
+    failing: np.ndarray                 # flat indices of the elements where backprop disagrees with it
+    error: float                        # the largest error off the kinks, relative to the row's largest
+    values: np.ndarray | None = None    # its derivatives, flat (None where it was not used)
+
+
+NOT_COMPLEX_SAFE = ("it disagrees with the finite differences (abs, a comparison or a cast on the imaginary part: "
+                    "the code is not complex-safe)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThroughForward:
+    """The complex step through a user's forward (opt-in): a cross-check of backprop after the
+    differences, used only where it agrees with them. It never stands in for the differences."""
+    forward: Callable[[list], Any]
+    args: list
+    upstream: np.ndarray
+    offsets: list
+    batched: bool
+
+    def columns(self) -> NumericResult | None:
+        return None
+
+    def rounding(self, num: NumericResult) -> np.ndarray:
+        return np.zeros_like(num.estimate)  # (no column of `num` is its own)
+
+    def off_kinks(self, num: NumericResult) -> NumericResult | None:
+        return None
+
+    def cross_check(self, num: NumericResult, bp: np.ndarray, noise: Callable[[], np.ndarray]) -> CrossCheck:
+        """Backprop (flat) against the complex step; `noise()` backprop's own rounding, asked for only
+        where some element disagrees."""
+        cs, why = derivatives(self.forward, self.args, self.upstream, self.offsets, self.batched)
+        nothing = np.zeros(0, dtype=int)
+        if cs is None:
+            return CrossCheck(unused=why, failing=nothing, error=0.0)
+        assert num.value is not None  # exhaustive differences
+        kinked = np.ravel(num.kink)
+        usable, failing, err = judge(cs, num.value[0], num.estimate[0], bp, None, kinked)
+        if usable and failing.size:
+            usable, failing, err = judge(cs, num.value[0], num.estimate[0], bp, noise(), kinked)
+        if not usable:
+            return CrossCheck(unused=NOT_COMPLEX_SAFE, failing=nothing, error=0.0)
+        return CrossCheck(unused=None, failing=failing, error=err, values=cs)
 
 
 class _NotComplex(Exception):
@@ -106,6 +158,29 @@ def analytic(gate, memo: dict | None = None) -> bool:
     if id(gate) not in memo:
         memo[id(gate)] = all(analytic(n.gate, memo) for n in gate.instance.fwd.nodes if n.gate is not None)
     return memo[id(gate)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnRunner:
+    """The complex step through the engine's runner (a graph's node, a gate call): its exact columns
+    up front where the way to the output is analytic, its own rounding, and a second opinion off the
+    kinks where the differences fail. `scale` is the function's own (see exact_columns)."""
+    runner: BatchRunner
+    target: Target
+    scale: float
+    up_front: bool = False   # its columns stand in for the differences (else they were run already, or not at all)
+
+    def columns(self) -> NumericResult | None:
+        return exact_columns(self.runner, [self.target], self.scale).get(self.target.id) if self.up_front else None
+
+    def rounding(self, num: NumericResult) -> np.ndarray:
+        return rounding(self.runner, self.target, num)
+
+    def off_kinks(self, num: NumericResult) -> NumericResult | None:
+        return off_kinks(self.runner, self.target, num, self.scale)
+
+    def cross_check(self, num: NumericResult, bp: np.ndarray, noise: Callable[[], np.ndarray]) -> CrossCheck | None:
+        return None  # its columns are judged by the verdict, as any numeric column
 
 
 def exact_columns(runner: BatchRunner, targets: list[Target], scale: float) -> dict:

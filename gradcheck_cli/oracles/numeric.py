@@ -29,7 +29,7 @@ from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
 from ..core.streams import Stream, stream
 
 
-ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h (|f|: see _rounding)
+ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h (|f|: see difference_rounding)
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
@@ -96,11 +96,11 @@ def richardson(d1, d2) -> tuple:
     return d2 + (d2 - d1) / (1.0 / REFINE ** 2 - 1.0), np.abs(d2 - d1)
 
 
-def _rounding(runner: Runner, plus, minus) -> np.ndarray:
+def difference_rounding(plus, minus, terms: float | np.ndarray = 0.0) -> np.ndarray:
     """ROUNDING·ε times what a centred difference's two values are rounded at: their size, or, for a
-    runner that sums many terms (Σ weights ⊙ outputs), the size of those terms, which rounding follows
-    where the sum cancels."""
-    return ROUNDING * EPS * np.maximum(np.maximum(np.abs(plus), np.abs(minus)), runner.terms)
+    function that sums many terms (a runner's Σ weights ⊙ outputs), the size of those terms, which
+    rounding follows where the sum cancels. Over the step, it is the difference's rounding error."""
+    return ROUNDING * EPS * np.maximum(np.maximum(np.abs(plus), np.abs(minus)), terms)
 
 
 def steps(x: np.ndarray, step: float) -> np.ndarray:
@@ -166,7 +166,7 @@ def _first_pass(ctx: _Context, targets, state) -> None:
         d1 = (plus - minus) / (2 * h)
         right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
         s.value, s.d1, s.truncation = d1.copy(), d1, np.zeros_like(d1)
-        s.rounding = _rounding(ctx.runner, plus, minus) / h
+        s.rounding = difference_rounding(plus, minus, ctx.runner.terms) / h
         s.kink, s.plus, s.minus = switched.copy(), plus, minus
         s.upper, s.lower = np.maximum(right, left), np.minimum(right, left)
         s.doubt = np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol))
@@ -187,7 +187,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         d2 = (plus - minus) / (2 * h)
         d1 = s.d1[idx]
         s.value[idx], s.truncation[idx] = richardson(d1, d2)
-        s.rounding[idx] = _rounding(ctx.runner, plus, minus) / h
+        s.rounding[idx] = difference_rounding(plus, minus, ctx.runner.terms) / h
         s.kink[idx] |= switched
         # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
         # (the secants from v itself are biased by the kink's offset): they widen the bounds
@@ -224,7 +224,7 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
         H = s.big[:, None]
         D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
         value, trunc = richardson(D1, D2)
-        rounding = _rounding(ctx.runner, p2, m2) / (H * REFINE)
+        rounding = difference_rounding(p2, m2, ctx.runner.terms) / (H * REFINE)
         old = (s.truncation[idx] + s.rounding[idx]).max(axis=1)
         better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
         take = idx[better]
@@ -255,7 +255,7 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
                 big = kinks.gap(s.plus[kinked], s.minus[kinked], ctx.centre, s.h[kinked, None])
                 near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre, small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
             s.near[kinked] = near
-            s.near_error[kinked] = _rounding(ctx.runner, plus, minus) / small
+            s.near_error[kinked] = difference_rounding(plus, minus, ctx.runner.terms) / small
         s.classes = kinks.classes(np.flatnonzero(s.at), s.upper - s.lower, s.rounding)
         s.pairs = [p for members in s.classes for p in kinks.pairs(members)]
 
@@ -362,14 +362,14 @@ def _projection(runner: Runner, t: Target, centre, step, rng, reference, rtol: f
     with np.errstate(all="ignore"):
         d1 = (plus - minus) / (2 * h)
         value, truncation = d1.copy(), np.zeros_like(d1)
-        rounding = _rounding(runner, plus, minus) / h
+        rounding = difference_rounding(plus, minus, runner.terms) / h
         ref = None if reference is None else (u.astype(float) @ np.asarray(reference, dtype=float).T)
         doubt = np.flatnonzero(_in_doubt(d1, None if ref is None else ref.T, rtol, atol))
         if doubt.size:
             p2, m2, k2 = _along(runner, t, u[doubt], h * STEPS[1])
             d2 = (p2 - m2) / (2 * h * REFINE)
             value[doubt], truncation[doubt] = richardson(d1[doubt], d2)
-            rounding[doubt] = _rounding(runner, p2, m2) / (h * REFINE)
+            rounding[doubt] = difference_rounding(p2, m2, runner.terms) / (h * REFINE)
             kink[doubt] |= k2
     return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
                          kink=kink, directions=u, projected=value, refined=int(doubt.size),

@@ -12,6 +12,7 @@ none of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -64,9 +65,12 @@ def chain_rule(graph, values: list, seed: np.ndarray, side: int, order: int) -> 
                     local=lambda node, g, args, out: local_vjp(node, g, args, out, side, order))
 
 
-def references(compute: Callable[[int, int], list]) -> list[tuple[str, list]]:
+Computed = TypeVar("Computed")
+
+
+def references(compute: Callable[[int, int], Computed]) -> list[tuple[str, Computed]]:
     """[(convention, compute(side, order))] for every convention that can be computed at this point."""
-    found: list[tuple[str, list]] = []
+    found: list[tuple[str, Computed]] = []
     for name, side, order in CONVENTIONS:
         try:
             with np.errstate(all="ignore"):

@@ -16,7 +16,7 @@ from ..oracles import complexstep, numeric
 from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
 from .pyrunner import FunctionRunner
-from .reference import by_differences, by_reference, compare_inputs, reference_gradients
+from .reference import LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
 from .usercode import Layer, checked_array, placed_at_forward, call_backward, check_deterministic, gradients_of, call_forward, node_line
 from .pysource import (PythonError, base_name, describe, grad_lines, qualname, shared_line,
                        source_text, takes_keywords, where)
@@ -173,23 +173,13 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     if point == 1:
         layer.work = _predict(layer, runner, out, budget, ref is not None)
 
-    def rerun(delta):
-        moved, failed = call_backward(layer, u * (1 + delta), [a * (1 + delta) for a in args])
-        return None if failed else np.concatenate([np.ravel(m) for m in moved])[None, :]
-    def backward_of(upstream):
-        moved, failed = call_backward(layer, upstream.reshape(out.shape), args)
-        return np.concatenate([np.ravel(m) for m in moved])
-
-    def explain(ev):
-        return per_output.explain(ev, runner.outputs, backward_of, runner.x, np.ravel(u), settings.h,
-                                  settings.rtol, settings.atol)
     bp = np.concatenate([g.ravel() for g in grads])
-    compared, by_ref, dropped = compare_inputs(runner, bp, ref, settings, budget, rng, None if failures else rerun,
-                                             None if failures else explain)
+    inputs = LayerInputs(layer=layer, forward=runner, args=args, upstream=u, backprop=bp[None, :], settings=settings,
+                         seed=rng, failed=bool(failures))
+    compared, by_ref, dropped = compare_inputs(inputs, ref, budget)
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
-    exact = (_complex_step(layer, args, u, runner, num, bp, rerun)
-             if settings.complex_step and num.method == "exhaustive" and not failures else {})
+    exact = _complex_step_notes(compared.complex_step, layer, runner, bp)
     rows = []
     for k, (name, a) in enumerate(zip(layer.names, args)):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
@@ -216,21 +206,16 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     return out, rows
 
 
-def _complex_step(layer: Layer, args: list, u: np.ndarray, runner: FunctionRunner, num, bp: np.ndarray, rerun) -> dict:
-    """Per input, (a status that overrides the row's, or None; a note) from the complex step: a
-    backward wrong by less than any finite difference resolves fails here; code that is not
-    complex-safe is said so and judged by the differences alone."""
-    cs, why = complexstep.derivatives(layer.forward, args, u, runner.offsets, runner.batched)
-    if cs is None:
-        return {n: (None, f"complex step not used: {why}") for n in layer.names}
-    kinked = np.ravel(num.kink)
-    usable, failing, err = complexstep.judge(cs, num.value[0], num.estimate[0], bp, None, kinked)
-    if usable and failing.size:  # backprop's own rounding, measured only now
-        noise = pipeline.rounding(rerun, bp[None, :], POLICY.noise_signs)
-        usable, failing, err = complexstep.judge(cs, num.value[0], num.estimate[0], bp, noise, kinked)
-    if not usable:
-        return {n: (None, "complex step not used: it disagrees with the finite differences (abs, a comparison or a "
-                          "cast on the imaginary part: the code is not complex-safe)") for n in layer.names}
+def _complex_step_notes(cross: complexstep.CrossCheck | None, layer: Layer, runner: FunctionRunner,
+                        bp: np.ndarray) -> dict:
+    """Per input, (a status that overrides the row's, or None; a note) from the complex step's
+    cross-check (pipeline.compare runs it): a backward wrong by less than any finite difference
+    resolves fails here; code that is not complex-safe is said so and judged by the differences alone."""
+    if cross is None:
+        return {}
+    if cross.unused is not None or cross.values is None:
+        return {n: (None, f"complex step not used: {cross.unused}") for n in layer.names}
+    cs, failing = cross.values, cross.failing
     out = {}
     for k, name in enumerate(layer.names):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
@@ -240,7 +225,7 @@ def _complex_step(layer: Layer, args: list, u: np.ndarray, runner: FunctionRunne
             out[name] = ("fail", f"backprop disagrees with the complex-step derivative by {e:.1e} of the row's largest "
                                  f"(under what finite differences resolve; the complex step is exact to rounding)")
         else:
-            out[name] = (None, f"complex step agrees to {err:.0e}")
+            out[name] = (None, f"complex step agrees to {cross.error:.0e}")
     return out
 
 

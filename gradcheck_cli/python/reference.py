@@ -6,36 +6,95 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
-from ..checking import pipeline, verdict
+from ..checking import per_output, pipeline, verdict
 from ..core.meter import active, count
 from ..core.settings import Settings
 from ..core.status import Status
 from ..core.tolerances import ROW_FLOOR
-from ..oracles import numeric
+from ..oracles import complexstep, numeric
 from .pyrunner import FunctionRunner, Subset
-from .usercode import Layer
+from .usercode import Layer, call_backward
 
 POLICY = pipeline.POLICIES["python"]
 
 
-def compare_inputs(runner: FunctionRunner, bp: np.ndarray, ref, settings: Settings, budget: int, rng, rerun, explain):
+@dataclass(frozen=True, kw_only=True)
+class LayerInputs:
+    """A Python layer's inputs as one target of the check step (pipeline.CheckTarget), as a gate's
+    operands are: Σ upstream ⊙ forward as a function of every input element, concatenated; or, with
+    `index`, of those elements alone (the rest held at the point). A backward that failed for some
+    input is not rerun, and gets neither the kink analysis nor the complex step."""
+    layer: Layer
+    forward: FunctionRunner              # the runner over every input element
+    args: list
+    upstream: np.ndarray
+    backprop: np.ndarray                 # (1, n): every element's, or those of `index`
+    settings: Settings
+    seed: np.random.Generator
+    failed: bool = False
+    projections: bool = False
+    index: np.ndarray | None = None      # the flat elements checked alone, or None for all
+    differences: numeric.NumericResult | None = None
+    noise: np.ndarray | None = None
+    symbolic: pipeline.Symbolic | None = None
+
+    @cached_property
+    def runner(self) -> FunctionRunner | Subset:
+        return self.forward if self.index is None else Subset(self.forward, self.index)
+
+    @property
+    def elements(self) -> numeric.Target:
+        return numeric.Target("inputs", self.runner.x.copy(), projections=self.projections)
+
+    @property
+    def complex_step(self) -> complexstep.ThroughForward | None:
+        if not self.settings.complex_step or self.failed or self.index is not None:
+            return None
+        return complexstep.ThroughForward(forward=self.layer.forward, args=self.args, upstream=self.upstream,
+                                          offsets=self.forward.offsets, batched=bool(self.forward.batched))
+
+    def rerun(self, delta: float) -> np.ndarray | None:
+        if self.failed:
+            return None
+        moved, failed = call_backward(self.layer, self.upstream * (1 + delta), [a * (1 + delta) for a in self.args])
+        if failed:
+            return None
+        row = np.concatenate([np.ravel(m) for m in moved])[None, :]
+        return row if self.index is None else row[:, self.index]
+
+    def references(self) -> list[tuple[str, np.ndarray]]:
+        return []  # the user's code: its branches cannot be seen, so explain() tells its kinks
+
+    def explain(self, ev: verdict.Evidence) -> verdict.Evidence:
+        if self.failed or self.index is not None:
+            return ev
+        s = self.settings
+        return per_output.explain(ev, self.forward.outputs, self._backward, self.forward.x, np.ravel(self.upstream),
+                                  s.h, s.rtol, s.atol)
+
+    def _backward(self, upstream: np.ndarray) -> np.ndarray:
+        moved, _ = call_backward(self.layer, upstream.reshape(np.shape(self.upstream)), self.args)
+        return np.concatenate([np.ravel(m) for m in moved])
+
+
+def compare_inputs(inputs: LayerInputs, ref: np.ndarray | None, budget: int
+                   ) -> tuple[pipeline.Compared, ByReference | None, str | None]:
     """(the comparison, ByReference or None, why the reference was dropped or None). All inputs are one
     target, as for a gate alone: random projections cover every input at once, and only a failure (or
     a small layer) is differenced element by element, to name the element; with an exact reference,
     every element is compared with it and only where they disagree are the elements differenced."""
-    def compare(projections: bool, policy=POLICY):
-        return pipeline.compare(runner, numeric.Target("inputs", runner.x.copy(), projections=projections),
-                                bp[None, :], settings, policy, rerun=rerun, explain=explain, seed=rng)
+    whole = replace(inputs, projections=inputs.forward.x.size > budget)
     if ref is not None:
-        compared = compare(True, replace(POLICY, recheck_work=0))
-        by_ref = _against_reference(runner, bp, ref, compared, settings, rng, rerun, budget)
+        compared = pipeline.compare(replace(inputs, projections=True), inputs.settings, replace(POLICY, recheck_work=0))
+        by_ref = _against_reference(inputs, ref, compared, budget)
         if isinstance(by_ref, ByReference):
             return compared, by_ref, None
-        return compare(runner.x.size > budget), None, by_ref
-    return compare(runner.x.size > budget), None, None
+        return pipeline.compare(whole, inputs.settings, POLICY), None, by_ref
+    return pipeline.compare(whole, inputs.settings, POLICY), None, None
 
 
 def reference_gradients(layer: Layer, u: np.ndarray, args: list) -> np.ndarray | None:
@@ -65,12 +124,12 @@ class ByReference:
     projections: int
 
 
-def _against_reference(runner: FunctionRunner, bp: np.ndarray, ref: np.ndarray, compared, settings: Settings,
-                       rng, rerun, cap: int) -> ByReference | str:
+def _against_reference(inputs: LayerInputs, ref: np.ndarray, compared: pipeline.Compared,
+                       cap: int) -> ByReference | str:
     """Every element of backprop against the reference, and the elements where they disagree
     differenced one by one (at most `cap`, the worst first); or, when the reference itself fails a
     random projection, why it is not used."""
-    num = compared.num
+    num, settings, bp = compared.num, inputs.settings, np.ravel(inputs.backprop)
     own = verdict.evidence(ref[None, :], num, None, None, None, settings.rtol, settings.atol)
     if Status.of_code(int(own.codes.max(initial=0))) == Status.FAIL:
         return ("autodiff through the forward disagrees with the finite differences along a random direction (a kink "
@@ -87,13 +146,8 @@ def _against_reference(runner: FunctionRunner, bp: np.ndarray, ref: np.ndarray, 
         off = np.sort(off[np.argsort(-excess[off], kind="stable")[:cap]])
     if not off.size:
         return ByReference(off, None, 0, num.projected.shape[0])
-    sub = Subset(runner, off)
-
-    def rerun_sub(delta):
-        moved = rerun(delta)
-        return None if moved is None else moved[:, off]
-    found = pipeline.compare(sub, numeric.Target("inputs", sub.x.copy()), bp[None, off], settings,
-                             replace(POLICY, recheck_work=0), rerun=rerun_sub, seed=rng)
+    alone = replace(inputs, index=off, backprop=bp[None, off], projections=False)
+    found = pipeline.compare(alone, settings, replace(POLICY, recheck_work=0))
     return ByReference(off, found.evidence, left, num.projected.shape[0])
 
 

@@ -1,10 +1,12 @@
-"""`checking.pipeline.compare`, the one check step, on a Python function's runner: backprop here is
-written in the test (a closed-form derivative, right or broken on purpose), never taken from the
-code under test."""
+"""`checking.pipeline.compare`, the one check step, on a tiny fake target over a Python function's
+runner: backprop here is written in the test (a closed-form derivative, right or broken on purpose),
+never taken from the code under test, and so are the fake's rerun, chain rules, explanation and
+complex step."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -12,7 +14,8 @@ import pytest
 from gradcheck_cli.checking import checker, gatecheck, pipeline, verdict
 from gradcheck_cli.core.settings import Settings
 from gradcheck_cli.core.tolerances import EPS
-from gradcheck_cli.oracles.numeric import Target
+from gradcheck_cli.oracles import complexstep
+from gradcheck_cli.oracles.numeric import NumericResult, Target
 from gradcheck_cli.python import pycheck, reference
 from gradcheck_cli.python.pyrunner import FunctionRunner
 
@@ -34,10 +37,39 @@ def runner_of(fn, x):
     return FunctionRunner(fn, [x], np.ones_like(out), out)
 
 
-def compare(bp, fn=f, x=X, policy=PYTHON, projections=False, **kw):
+@dataclass(frozen=True, kw_only=True)
+class Fake:
+    """The smallest CheckTarget: a runner over `fn`, backprop as written, and whatever else the test hands in."""
+    runner: FunctionRunner
+    elements: Target
+    backprop: np.ndarray
+    moved: Callable | None = None          # what rerun(delta) answers
+    chain_rules: Callable | None = None    # what references() answers
+    explanation: Callable | None = None    # what explain(ev) does
+    complex_step: object = None
+    differences: NumericResult | None = None
+    noise: np.ndarray | None = None
+    symbolic: pipeline.Symbolic | None = None
+    seed: int | None = None
+
+    def rerun(self, delta):
+        return None if self.moved is None else self.moved(delta)
+
+    def references(self):
+        return [] if self.chain_rules is None else self.chain_rules()
+
+    def explain(self, ev):
+        return ev if self.explanation is None else self.explanation(ev)
+
+
+def fake(bp, fn=f, x=X, projections=False, rerun=None, references=None, **kw) -> Fake:
     runner = runner_of(fn, x)
-    compared = pipeline.compare(runner, Target("x", runner.x.copy(), projections), np.asarray(bp, dtype=float)[None],
-                                SETTINGS, policy, **kw)
+    return Fake(runner=runner, elements=Target("x", runner.x.copy(), projections), backprop=np.asarray(bp, dtype=float)[None],
+                moved=rerun, chain_rules=references, **kw)
+
+
+def compare(bp, fn=f, x=X, policy=PYTHON, projections=False, **kw):
+    compared = pipeline.compare(fake(bp, fn, x, projections, **kw), SETTINGS, policy)
     return compared, verdict.summarize(compared.evidence)
 
 
@@ -140,4 +172,108 @@ def test_policies_has_one_row_per_kind_of_target_and_the_modules_use_theirs():
     assert reference.POLICY is pycheck.POLICY is pipeline.POLICIES["python"]
     python = pipeline.POLICIES["python"]
     assert not python.noise_first and python.noise_signs == (1,)
+    assert [k for k, p in pipeline.POLICIES.items() if p.second_opinion] == ["graph"]
     assert all(p.noise_first and p.noise_signs == (1, -1) for k, p in pipeline.POLICIES.items() if k != "python")
+
+
+# --- the complex step, wired through the check step -------------------------------------------------
+
+def exact(values) -> NumericResult:
+    """A complex step's columns: exact to rounding, (1, n)."""
+    v = np.asarray(values, dtype=float)[None]
+    zero = np.zeros(v.shape[1], dtype=bool)
+    return NumericResult("complex step", 1e-16 * np.abs(v), np.zeros_like(v), zero, value=v, at_kink=zero,
+                         lower=v, upper=v, exact=True)
+
+
+@dataclass
+class Step:
+    """A fake ComplexStep that records what the check step asks of it."""
+    up_front: NumericResult | None = None
+    own_rounding: float = 0.0
+    second: NumericResult | None = None
+    cross: complexstep.CrossCheck | None = None
+    asked: list | None = None
+
+    def __post_init__(self):
+        self.asked = []
+
+    def columns(self):
+        self.asked.append("columns")
+        return self.up_front
+
+    def rounding(self, num):
+        self.asked.append("rounding")
+        return np.full(np.shape(num.value), self.own_rounding)
+
+    def off_kinks(self, num):
+        self.asked.append("off_kinks")
+        return self.second
+
+    def cross_check(self, num, bp, noise):
+        self.asked.append(("cross_check", num.method, float(np.max(noise()))))
+        return self.cross
+
+
+def test_the_complex_steps_columns_stand_in_for_the_differences():
+    step = Step(up_front=exact(RIGHT))
+    target = fake(RIGHT, complex_step=step)
+    before = target.runner.calls  # (the runner's own test of whether the forward batches)
+    compared = pipeline.compare(target, SETTINGS, pipeline.POLICIES["gate"])
+    assert compared.num.method == "complex step" and verdict.summarize(compared.evidence).status == "pass"
+    assert target.runner.calls == before and step.asked == ["columns"]  # nothing differenced, nothing else asked
+
+
+def test_a_failing_exact_column_is_judged_again_with_the_complex_steps_own_rounding():
+    off = RIGHT * (1 + 1e-8)  # past the exact columns' tolerance (1e-9), within ~1e-7 of rounding
+    for own, status in ((0.0, "fail"), (1e-7 * float(np.max(np.abs(RIGHT))), "pass")):
+        step = Step(up_front=exact(RIGHT), own_rounding=own)
+        compared = pipeline.compare(fake(off, complex_step=step), SETTINGS, pipeline.POLICIES["gate"])
+        assert verdict.summarize(compared.evidence).status == status and "rounding" in step.asked
+
+
+def test_the_second_opinion_off_the_kinks_is_the_policys_and_only_for_failing_element_by_element_rows():
+    wrong = RIGHT.copy()
+    wrong[1] *= 1.01
+    for kind, used in (("graph", True), ("gate", False), ("python", False)):
+        step = Step(second=exact(wrong))  # the complex step says backprop is right after all
+        compared = pipeline.compare(fake(wrong, complex_step=step), SETTINGS, pipeline.POLICIES[kind])
+        assert ("off_kinks" in step.asked) == used
+        assert verdict.summarize(compared.evidence).status == ("pass" if used else "fail")
+    step = Step(second=exact(RIGHT))
+    pipeline.compare(fake(RIGHT, complex_step=step), SETTINGS, pipeline.POLICIES["graph"])
+    assert "off_kinks" not in step.asked  # a passing row needs no second opinion
+
+
+def test_the_cross_check_runs_after_element_by_element_differences_with_backprops_rounding_on_demand():
+    cross = complexstep.CrossCheck(unused=None, failing=np.array([2]), error=0.5, values=RIGHT)
+    calls, rerun = counted(RIGHT * (1 + 1e-12))
+    step = Step(cross=cross)
+    compared = pipeline.compare(fake(RIGHT, rerun=rerun, complex_step=step), SETTINGS, PYTHON)
+    assert compared.complex_step is cross
+    columns, asked = step.asked
+    assert columns == "columns" and asked[:2] == ("cross_check", "exhaustive") and asked[2] > 0 and len(calls) == 1
+    step = Step(cross=cross)
+    compared = pipeline.compare(fake(RIGHT, projections=True, complex_step=step), SETTINGS, PYTHON)
+    assert compared.num.method == "projection" and compared.complex_step is None and step.asked == ["columns"]
+
+
+def test_the_targets_explanation_is_asked_for_only_where_a_kink_element_fails():
+    asked = []
+
+    def explanation(ev):
+        asked.append(1)
+        return verdict.explained(ev, "explained by the fake")
+    compared, j = compare([0.0, 1.0, 2.0], fn=g, x=[0.0, 1.5, -2.0], explanation=explanation)
+    assert j.status == "kink" and j.note == "explained by the fake" and asked == [1]
+    compare(RIGHT, explanation=explanation)
+    wrong = RIGHT.copy()
+    wrong[1] *= 1.01
+    assert compare(wrong, explanation=explanation)[1].status == "fail" and asked == [1]  # no kink: not asked
+
+
+def test_symbolic_values_fail_a_backward_the_differences_cannot_see():
+    off = RIGHT * (1 + 1e-7)  # within the differences' tolerance, far past SymPy's
+    sym = pipeline.Symbolic(values=RIGHT[None], magnitudes=np.abs(RIGHT)[None])
+    assert compare(off)[1].status == "pass"
+    assert compare(off, symbolic=sym)[1].status == "fail"

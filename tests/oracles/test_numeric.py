@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gradcheck_cli.core.settings import DEFAULT_STEP
+from gradcheck_cli.core.tolerances import EPS
 from gradcheck_cli.language.frontend import load
 from gradcheck_cli.oracles import autodiff, plan, runners
 from gradcheck_cli.oracles.numeric import Target, differentiate, steps
@@ -174,3 +175,12 @@ def test_several_targets_in_one_call_give_what_each_gives_alone():
     assert both[ty.id].value[0, 0] == pytest.approx(1.5 * np.exp(-2.0), rel=1e-9)
     for t in (tx, ty):
         np.testing.assert_array_equal(both[t.id].value, diff(runner, t).value)
+
+
+def test_a_differences_rounding_is_at_its_two_values_or_at_the_terms_it_sums_whichever_is_larger():
+    plus, minus = np.array([1.0, -4.0, 0.0]), np.array([-2.0, 1.0, 0.0])
+    np.testing.assert_array_equal(numeric.difference_rounding(plus, minus), numeric.ROUNDING * EPS * np.array([2.0, 4.0, 0.0]))
+    np.testing.assert_array_equal(numeric.difference_rounding(plus, minus, 3.0),
+                                  numeric.ROUNDING * EPS * np.array([3.0, 4.0, 3.0]))
+    np.testing.assert_array_equal(numeric.difference_rounding(plus, minus, np.array([0.0, 0.0, 5.0])),
+                                  numeric.ROUNDING * EPS * np.array([2.0, 4.0, 5.0]))
