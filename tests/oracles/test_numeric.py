@@ -9,7 +9,7 @@ import pytest
 from gradcheck_cli.core.settings import DEFAULT_STEP
 from gradcheck_cli.core.tolerances import EPS
 from gradcheck_cli.language.frontend import load
-from gradcheck_cli.oracles import autodiff, plan, runners
+from gradcheck_cli.oracles import autodiff, numeric, plan, runners
 from gradcheck_cli.oracles.numeric import Target, differentiate, steps
 from gradcheck_cli.python.pyrunner import FunctionRunner
 
