@@ -16,7 +16,9 @@ are computed by the grader, never in that process.
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -28,8 +30,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy
+
 from . import student_side
-from .student_side import HEADER, WireError
+from .student_side import HEADER
 
 FILE_BYTES = 1 << 20         # each file the submission's process writes (and its standard error)
 TMP_BYTES = 16 << 20         # its private /tmp in the sandbox, in all
@@ -109,7 +113,6 @@ def _environment(home: str) -> dict:
 
 def _limit(limits: Limits, drop_to_nobody: bool):
     def apply():  # in the child, before it runs anything
-        import resource
         memory = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         cpu = int(limits.seconds) + 1
@@ -138,7 +141,6 @@ def hidden_folders(paths: list) -> list:
 
 def _python_folders() -> list:
     """What Python and numpy need to start, seen again if a hidden folder holds them."""
-    import numpy
     folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(numpy.__file__))}
     return sorted(os.path.realpath(f) for f in folders if os.path.isdir(f))
 
@@ -285,7 +287,6 @@ class Submission:
             size = HEADER.unpack(head)[0]
             if size > 64 + 24 * max_elements + 1_000_000:
                 raise Stopped(f"answered with a message of {size:,} bytes (far past what was asked for)")
-            import json
             try:
                 reply = json.loads(self._receive(size).decode("utf-8"))
             except (ValueError, RecursionError, MemoryError):

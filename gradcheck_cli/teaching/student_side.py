@@ -20,6 +20,8 @@ import struct
 import sys
 import traceback
 
+import numpy as np
+
 HEADER = struct.Struct(">Q")
 MAX_DEPTH = 16          # nesting of lists, tuples and objects in one value
 MAX_TEXT = 2_000        # characters of any one string
@@ -33,7 +35,6 @@ class WireError(ValueError):
 def encode(value, depth: int = 0):
     """A value as JSON-ready data: arrays of numbers, numbers, text, None, and lists, tuples and
     dicts of them. Raises WireError for anything else (an object, a complex array, a function)."""
-    import numpy as np
     if depth > MAX_DEPTH:
         raise WireError("nested too deeply")
     if value is None or isinstance(value, (bool, str)):
@@ -59,49 +60,50 @@ def encode(value, depth: int = 0):
 def decode(data, max_elements: int, depth: int = 0):
     """The value `encode` wrote, checked as it is rebuilt: types, nesting, sizes (at most
     `max_elements` array elements in any one array). Raises WireError."""
-    import numpy as np
     if depth > MAX_DEPTH:
         raise WireError("nested too deeply")
-    if data is None or isinstance(data, bool):
+    if data is None or isinstance(data, (bool, float)):
         return data
     if isinstance(data, int):
         if abs(data) > 2 ** 62:
             raise WireError("an integer out of range")
-        return data
-    if isinstance(data, float):
         return data
     if isinstance(data, str):
         if len(data) > MAX_TEXT:
             raise WireError("a string too long")
         return data
     if isinstance(data, list):
-        if len(data) > MAX_ITEMS:
-            raise WireError("a list too long")
-        return [decode(v, max_elements, depth + 1) for v in data]
+        return [decode(v, max_elements, depth + 1) for v in _items(data)]
     if isinstance(data, dict) and set(data) == {"shape", "f8"}:
-        shape, text = data["shape"], data["f8"]
-        if (not isinstance(shape, list) or len(shape) > 32
-                or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= max_elements for s in shape)):
-            raise WireError("an array with a bad shape")
-        size = 1
-        for s in shape:
-            size *= s
-        if size > max_elements or not isinstance(text, str) or len(text) != 4 * ((8 * size + 2) // 3):
-            raise WireError("an array of the wrong size")
-        try:
-            raw = base64.b64decode(text.encode("ascii"), validate=True)
-        except (ValueError, UnicodeEncodeError):
-            raise WireError("an array that is not base64") from None
-        return np.frombuffer(raw, dtype="<f8").astype(float).reshape(shape)
+        return _array(data["shape"], data["f8"], max_elements)
     if isinstance(data, dict) and set(data) == {"tuple"} and isinstance(data["tuple"], list):
-        if len(data["tuple"]) > MAX_ITEMS:
-            raise WireError("a tuple too long")
-        return tuple(decode(v, max_elements, depth + 1) for v in data["tuple"])
+        return tuple(decode(v, max_elements, depth + 1) for v in _items(data["tuple"]))
     if isinstance(data, dict) and set(data) == {"dict"} and isinstance(data["dict"], dict):
-        if len(data["dict"]) > MAX_ITEMS:
-            raise WireError("an object too long")
-        return {str(k)[:MAX_TEXT]: decode(v, max_elements, depth + 1) for k, v in data["dict"].items()}
+        return {str(k)[:MAX_TEXT]: decode(v, max_elements, depth + 1) for k, v in _items(data["dict"]).items()}
     raise WireError("a value of an unknown kind")
+
+
+def _items(items):
+    if len(items) > MAX_ITEMS:
+        raise WireError("a list or an object too long")
+    return items
+
+
+def _array(shape, text, max_elements: int):
+    """An array from its shape and base64 text, each checked before anything is allocated."""
+    if (not isinstance(shape, list) or len(shape) > 32
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= max_elements for s in shape)):
+        raise WireError("an array with a bad shape")
+    size = 1
+    for s in shape:
+        size *= s
+    if size > max_elements or not isinstance(text, str) or len(text) != 4 * ((8 * size + 2) // 3):
+        raise WireError("an array of the wrong size")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise WireError("an array that is not base64") from None
+    return np.frombuffer(raw, dtype="<f8").astype(float).reshape(shape)
 
 
 def frame(message: dict) -> bytes:
@@ -157,7 +159,6 @@ def _failure(exc: BaseException, where: str) -> dict:
 
 
 def _gradients(result, names: list) -> list:
-    import numpy as np
     if isinstance(result, dict):
         result = [result.get(n, result.get("d" + n)) for n in names]
     elif len(names) == 1 and not isinstance(result, (tuple, list)):
@@ -177,7 +178,6 @@ def _gradients(result, names: list) -> list:
 
 
 def _call(module, request: dict) -> dict:
-    import numpy as np
     owner, names = request["owner"], request["names"]
     inputs = [np.array(decode(a, 1 << 40)) for a in request["inputs"]]
     out = None
