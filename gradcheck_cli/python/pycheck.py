@@ -77,7 +77,7 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
         return gradients_of(backward(*douts, cache), names, backward)
 
     layer = _layer(name or base_name(forward), fwd, bwd, names, forward, backward)
-    return check_python(layer, inputs, _settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options))
 
 
 def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | None = None,
@@ -99,7 +99,7 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
         return [dout * g for g in gradients_of(call(arrays)[1], names, loss)]
     layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
     layer.output = "loss"
-    return check_python(layer, inputs, _settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options))
 
 
 def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: Settings | None = None,
@@ -109,10 +109,12 @@ def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: S
     names = list(inputs)
     layer = _layer(name or qualname(f), lambda arrays: f(*arrays),
                    lambda dout, arrays: gradients_of(vjp(dout, *arrays), names, vjp), names, f, vjp)
-    return check_python(layer, inputs, _settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options))
 
 
-def _settings(settings: Settings | None, options: dict) -> Settings:
+def layer_settings(settings: Settings | None, options: dict) -> Settings:
+    """The settings of a Python check: `settings` (or the defaults) with the keyword options, and no
+    symbolic oracle (Python has none)."""
     base = settings or Settings()
     return Settings(**{**base.__dict__, **options, "symbolic": False})
 

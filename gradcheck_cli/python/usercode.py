@@ -124,6 +124,23 @@ def gradients_of(result, names: list, backward) -> list:
         raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
 
 
+def split_outputs(flat: np.ndarray, shapes: list) -> list:
+    """A flat array cut into one array per output, in the outputs' shapes: several outputs are
+    checked as one flat output, and each gets its own part of the upstream gradient."""
+    cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
+    return [part.reshape(s) for part, s in zip(np.split(np.ravel(flat), cuts), shapes)]
+
+
+def joined(outputs: list) -> np.ndarray:
+    """Several outputs as one flat array; a single output as it is."""
+    return outputs[0] if len(outputs) == 1 else np.concatenate([np.ravel(o) for o in outputs])
+
+
+def flat_size(shapes: list) -> int:
+    """How many elements arrays of these shapes hold together."""
+    return sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
+
+
 def checked_array(layer: Layer, name: str, value) -> np.ndarray:
     try:
         a = np.array(value, dtype=float)
