@@ -23,7 +23,7 @@ import torch
 from . import bridge
 from ..core.errors import GradcheckError
 from .pycheck import layer_settings
-from .pymodule import _rerun
+from .pymodule import rerun_command
 from .pysource import PythonError, qualname
 from ..core.report import CheckReport
 from ..core.settings import Settings
@@ -89,5 +89,5 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
             raise PythonError(f"{qualname(fn)}.forward's parameter '{n}' comes before the given ones: give it too")
     report = check(fn, {n: a for n, a in zip(names, args)}, name=spec, order=order, settings=settings)
     report.source = spec
-    report.rerun = _rerun(spec, shapes, values, params, settings) + (" --order 2" if order == 2 else "")
+    report.rerun = rerun_command(spec, shapes, values, params, settings) + (" --order 2" if order == 2 else "")
     return report
