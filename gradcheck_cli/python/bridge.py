@@ -14,7 +14,7 @@ backward is written) come as a `UserCode`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -217,7 +217,7 @@ def seeded_gradients(framework: Framework, function: Callable, given: Arguments,
     return None if any(g is None for g in grads) else grads
 
 
-def placed(values: list, diff: list[int], parts: list) -> list:
+def placed(values: list, diff: list[int], parts: Sequence) -> list:
     """`values` with `parts` at the differentiated positions."""
     out = list(values)
     for i, part in zip(diff, parts):
