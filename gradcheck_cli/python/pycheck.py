@@ -17,7 +17,8 @@ from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
 from .pyrunner import FunctionRunner
 from .reference import LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
-from .usercode import Layer, checked_array, placed_at_forward, call_backward, check_deterministic, gradients_of, call_forward, node_line
+from .usercode import (Layer, call_backward, call_forward, check_deterministic, checked_array, gradients_of, joined,
+                       node_line, placed_at_forward, split_outputs)
 from .pysource import (PythonError, base_name, describe, grad_lines, qualname, shared_line,
                        source_text, takes_keywords, where)
 from ..core.report import CheckReport, GateRow, NodeRow
@@ -39,16 +40,8 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
     else by position (inputs first). Params (labels, `conv_param`, ...) are not differentiated and
     are deep-copied for every call, so a forward that updates them (running means) changes nothing.
     """
-    params = dict(params or {})
     names = list(inputs)
-    by_keyword = takes_keywords(forward, tuple(names + list(params)))
-
-    def call(arrays):
-        fresh = copy.deepcopy(params) if params else params
-        if by_keyword:
-            return forward(**dict(zip(names, arrays)), **fresh)
-        return forward(*arrays, *fresh.values())
-
+    call = _caller(forward, names, params)
     last: list = []  # the latest forward's inputs and cache: the backward at the same point reuses it
     shapes: list = []  # several outputs: their shapes (they are checked as one flat output)
 
@@ -65,32 +58,28 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
         except (TypeError, ValueError):
             raise PythonError(f"{qualname(forward)}'s outputs must be arrays of numbers") from None
         shapes[:] = [o.shape for o in outs]
-        return np.concatenate([o.ravel() for o in outs])
+        return joined(outs)
 
     def bwd(dout, arrays):
         reuse = last and all(np.array_equal(a, b) for a, b in zip(last[0], arrays))
         cache = last[1] if reuse else call(arrays)[-1]
         if not shapes:
             return gradients_of(backward(dout, cache), names, backward)
-        cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
-        douts = [d.reshape(s) for d, s in zip(np.split(np.ravel(dout), cuts), shapes)]
-        return gradients_of(backward(*douts, cache), names, backward)
+        return gradients_of(backward(*split_outputs(dout, shapes), cache), names, backward)
 
     layer = _layer(name or base_name(forward), fwd, bwd, names, forward, backward)
-    return check_python(layer, inputs, _settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options))
 
 
 def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | None = None,
                settings: Settings | None = None, **options) -> CheckReport:
     """Check a loss that returns its own gradient, CS231n's `svm_loss(x, y) -> (loss, dx)`: one
     gradient per entry of `inputs` (a tuple when there are several); params as for check_layer."""
-    params = dict(params or {})
     names = list(inputs)
-    by_keyword = takes_keywords(loss, tuple(names + list(params)))
+    call_loss = _caller(loss, names, params)
 
     def call(arrays):
-        fresh = copy.deepcopy(params) if params else params
-        result = loss(**dict(zip(names, arrays)), **fresh) if by_keyword else loss(*arrays, *fresh.values())
+        result = call_loss(arrays)
         if not isinstance(result, tuple) or len(result) != 2:
             raise PythonError(f"{qualname(loss)} must return (loss, gradient), not {describe(result)}")
         return result
@@ -99,7 +88,7 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
         return [dout * g for g in gradients_of(call(arrays)[1], names, loss)]
     layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
     layer.output = "loss"
-    return check_python(layer, inputs, _settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options))
 
 
 def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: Settings | None = None,
@@ -109,10 +98,26 @@ def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: S
     names = list(inputs)
     layer = _layer(name or qualname(f), lambda arrays: f(*arrays),
                    lambda dout, arrays: gradients_of(vjp(dout, *arrays), names, vjp), names, f, vjp)
-    return check_python(layer, inputs, _settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options))
 
 
-def _settings(settings: Settings | None, options: dict) -> Settings:
+def _caller(fn, names: list, params: dict | None):
+    """`fn` as a call on a list of input arrays: inputs and params by keyword when their names are
+    all `fn`'s parameters, else by position (inputs first); params deep-copied for every call."""
+    params = dict(params or {})
+    by_keyword = takes_keywords(fn, tuple(names + list(params)))
+
+    def call(arrays):
+        fresh = copy.deepcopy(params) if params else params
+        if by_keyword:
+            return fn(**dict(zip(names, arrays)), **fresh)
+        return fn(*arrays, *fresh.values())
+    return call
+
+
+def layer_settings(settings: Settings | None, options: dict) -> Settings:
+    """The settings of a Python check: `settings` (or the defaults) with the keyword options, and no
+    symbolic oracle (Python has none)."""
     base = settings or Settings()
     return Settings(**{**base.__dict__, **options, "symbolic": False})
 

@@ -228,7 +228,7 @@ def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: 
     else:
         report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
     report.source = spec
-    report.rerun = _rerun(spec, shapes, values, params, settings)
+    report.rerun = rerun_command(spec, shapes, values, params, settings)
     return report
 
 
@@ -333,7 +333,8 @@ def _package_of(path: str) -> tuple:
     return (folder, ".".join(parts)) if len(parts) > 1 else (folder, None)
 
 
-def _rerun(spec, shapes, values, params, settings: Settings) -> str:
+def rerun_command(spec, shapes, values, params, settings: Settings) -> str:
+    """The check-py command line that reruns this check of `spec`."""
     parts = ["gradcheck", "check-py", spec]
     parts += [f"--shape={n}={','.join(str(d) for d in s)}" for n, s in shapes.items()]
     parts += [f"--at={n}={np.asarray(v).tolist()}" for n, v in values.items()]

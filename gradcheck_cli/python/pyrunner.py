@@ -3,7 +3,6 @@ inputs' elements, for the finite-difference engine, batched when the forward tak
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
@@ -11,6 +10,7 @@ from ..oracles import numeric, plan
 from ..oracles.batches import Probe
 from ..core.meter import PRICES, active, count
 from .pysource import PythonError, exception_text, user_position
+from .usercode import quiet
 
 
 
@@ -38,8 +38,7 @@ class FunctionRunner:
     def _batches(self, out) -> bool:
         other = [a + 1e-3 * np.cos(np.arange(a.size) + k).reshape(a.shape) for k, a in enumerate(self.args)]
         try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
+            with quiet():
                 single = np.asarray(self._call(other), dtype=float)
                 both = np.asarray(self._call([np.stack([a, b]) for a, b in zip(self.args, other)]), dtype=float)
         except Exception:  # noqa: BLE001 - a forward that cannot batch simply raises
@@ -76,8 +75,7 @@ class FunctionRunner:
         """The forward's whole output (flat) at each row of flat inputs: (rows, outputs)."""
         parts = [rows[:, lo:hi].reshape((rows.shape[0],) + a.shape)
                  for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             if self.batched:
                 return np.asarray(self._call([np.ascontiguousarray(p) for p in parts]), dtype=float).reshape(rows.shape[0], -1)
             return np.array([np.ravel(np.asarray(self._call([p[r].copy() for p in parts]), dtype=float))
@@ -106,8 +104,7 @@ class FunctionRunner:
 
     def run(self, probes: list, n_rows: int):
         rows = self._perturbed(probes, n_rows)
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             if self.batched:
                 out = np.asarray(self._call(rows), dtype=float).reshape(n_rows, -1)
             else:  # one call per row: only the weighted sum of each output is kept

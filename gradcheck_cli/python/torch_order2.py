@@ -10,11 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .pycheck import Layer, check_python
+from .bridge import Arguments, UserCode, placed
+from .pycheck import check_python
 from .pysource import qualname, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
+from .torch_bridge import floating_outputs
+from .usercode import Layer, flat_size, split_outputs
 
 UPSTREAM = "grad_out"  # the name the upstream gradient's row gets
 
@@ -29,31 +32,22 @@ class _FirstBackward:
         self.out_shapes = [tuple(o.shape) for o in outs]
 
     def _outs(self, args):
-        result = self.apply(*args)
-        outs = list(result) if isinstance(result, (tuple, list)) else [result]
-        return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+        return floating_outputs(self.apply(*args))
 
     def _with(self, values):
-        args, made = list(self.args), []
-        for i, v in zip(self.diff, values):
-            t = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v, dtype=torch.float64)
-            args[i] = t.detach().clone().requires_grad_(True)
-            made.append(args[i])
-        return args, made
+        made = [torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v, dtype=torch.float64)
+                .detach().clone().requires_grad_(True) for v in values]
+        return placed(self.args, self.diff, made), made
 
     def _first(self, arrays, create_graph: bool):
         n = len(self.diff)
         args, made = self._with(arrays[:n])
-        ups = [torch.as_tensor(np.asarray(u), dtype=torch.float64).reshape(s).requires_grad_(create_graph)
-               for u, s in zip(self._split(arrays[n]), self.out_shapes)]
+        ups = [torch.as_tensor(u, dtype=torch.float64).requires_grad_(create_graph)
+               for u in split_outputs(arrays[n], self.out_shapes)]
         grads = torch.autograd.grad(self._outs(args), made, grad_outputs=ups, create_graph=create_graph,
                                     allow_unused=True)
         grads = [torch.zeros_like(m) if g is None else g for g, m in zip(grads, made)]
         return made, ups, grads
-
-    def _split(self, flat):
-        cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in self.out_shapes])[:-1]
-        return np.split(np.ravel(flat), cuts)
 
     def forward(self, arrays):
         _, _, grads = self._first(arrays, create_graph=False)
@@ -61,11 +55,10 @@ class _FirstBackward:
 
     def backward(self, dout, arrays):
         made, ups, grads = self._first(arrays, create_graph=True)
-        cuts = np.cumsum([g.numel() for g in grads])[:-1]
-        ws = [torch.as_tensor(w.reshape(tuple(g.shape)), dtype=torch.float64) for w, g in zip(np.split(np.ravel(dout), cuts), grads)]
+        ws = [torch.as_tensor(w, dtype=torch.float64) for w in split_outputs(dout, [tuple(g.shape) for g in grads])]
         wanted = [(g, w) for g, w in zip(grads, ws) if g.requires_grad]
         if not wanted:
-            return [np.zeros(m.shape) for m in made] + [np.zeros(sum(int(np.prod(s)) for s in self.out_shapes))]
+            return [np.zeros(m.shape) for m in made] + [np.zeros(flat_size(self.out_shapes))]
         second = torch.autograd.grad([g for g, _ in wanted], made + ups, grad_outputs=[w for _, w in wanted],
                                      allow_unused=True)
         return [np.zeros(tuple(t.shape)) if g is None else g.detach().numpy() for g, t in zip(second, made)] + \
@@ -73,16 +66,16 @@ class _FirstBackward:
                              for g, t in zip(second[len(made):], ups)])]
 
 
-def check_double(fn, apply, args: list, diff: list, names: list, name: str | None, settings: Settings) -> CheckReport:
-    """The report of the double backward of `fn` (called as `apply`): a row per input, and one for
-    the upstream gradient."""
-    first = _FirstBackward(apply, args, diff)
-    code = getattr(fn, "backward", fn)
-    path, line = where(code)
-    inputs = {names[i]: args[i].detach().to(torch.float64).numpy() for i in diff}
+def check_double(code: UserCode, given: Arguments, name: str | None, settings: Settings) -> CheckReport:
+    """The report of the double backward of a Function (or of a function of tensors): a row per
+    differentiated argument, and one for the upstream gradient."""
+    args, diff = given.values, given.diff
+    first = _FirstBackward(code.call, args, diff)
+    path, line = where(code.backward)
+    inputs = {given.names[i]: args[i].detach().to(torch.float64).numpy() for i in diff}
     rng = stream(settings.seed, Stream.TORCH_DOUBLE)
-    inputs[UPSTREAM] = rng.standard_normal(sum(int(np.prod(s, dtype=np.int64)) for s in first.out_shapes))
-    layer = Layer((name or qualname(fn)) + " (double backward)", first.forward, first.backward, list(inputs), path,
-                  line, where(getattr(fn, "forward", fn)), {}, backward_name=qualname(code), code=code)
+    inputs[UPSTREAM] = rng.standard_normal(flat_size(first.out_shapes))
+    layer = Layer((name or code.name) + " (double backward)", first.forward, first.backward, list(inputs), path,
+                  line, where(code.forward), {}, backward_name=qualname(code.backward), code=code.backward)
     layer.output = "the first backward"
     return check_python(layer, inputs, settings)

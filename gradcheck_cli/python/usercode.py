@@ -4,6 +4,7 @@ errors placed at the user's line, and the second, random point."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -64,13 +65,8 @@ def call_backward(layer: Layer, u: np.ndarray, args: list):
     """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
     to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
     exception fails every input at the line that raised."""
-    if active():
-        count("python")
-        count("element", u.size + sum(a.size for a in args))
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            grads = layer.backward(u.copy(), [a.copy() for a in args])
+        grads = call_on_copies(layer.backward, u, args)
     except PythonError as err:
         return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
@@ -93,10 +89,28 @@ def node_line(layer: Layer, name: str) -> tuple:
     return layer.grad_lines.get(name, (layer.line, 1))
 
 
+def call_on_copies(function, u: np.ndarray, args: list, *, calls: int = 1):
+    """`function(u, args)` on copies of the upstream and of the inputs, quietly, counted by the work
+    meter as `calls` calls of the user's Python."""
+    if active():
+        count("python", calls)
+        count("element", calls * (u.size + sum(a.size for a in args)))
+    with quiet():
+        return function(u.copy(), [a.copy() for a in args])
+
+
+@contextlib.contextmanager
+def quiet():
+    """numpy's warnings and floating-point errors silenced while the user's code runs: what they
+    would say, the check says in its own words (a nan, an exception at its line)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _call(path: str, what: str, thunk):
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with quiet():
             return thunk()
     except PythonError:
         raise
@@ -122,6 +136,23 @@ def gradients_of(result, names: list, backward) -> list:
         return [None if g is None else np.asarray(g, dtype=float) for g in result]  # None: said per input
     except (TypeError, ValueError):
         raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
+
+
+def split_outputs(flat: np.ndarray, shapes: list) -> list:
+    """A flat array cut into one array per output, in the outputs' shapes: several outputs are
+    checked as one flat output, and each gets its own part of the upstream gradient."""
+    cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
+    return [part.reshape(s) for part, s in zip(np.split(np.ravel(flat), cuts), shapes)]
+
+
+def joined(outputs: list) -> np.ndarray:
+    """Several outputs as one flat array; a single output as it is."""
+    return outputs[0] if len(outputs) == 1 else np.concatenate([np.ravel(o) for o in outputs])
+
+
+def flat_size(shapes: list) -> int:
+    """How many elements arrays of these shapes hold together."""
+    return sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
 
 
 def checked_array(layer: Layer, name: str, value) -> np.ndarray:

@@ -1,0 +1,150 @@
+"""PyTorch's side of the bridge (bridge.py): tensors in and out, `torch.func.vmap` over the engine's
+rows, autograd's vector-Jacobian product, and a `torch.autograd.Function`'s parts — its `apply`,
+its `backward` (the rows' lines), and its forward as plain autograd code (on a stand-in ctx in the
+classic style), the exact reference that leaves the backward under test out."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from .bridge import Pullback, UserCode, placed
+from .pysource import qualname
+
+
+class Torch:
+    """The `Framework` of tensors: float64 on the arguments' own devices, autograd's VJP."""
+
+    word = "tensor"
+
+    def differentiable(self, values: list) -> list[int]:
+        """Tensors that require grad (or every floating tensor, when none does)."""
+        tensors = [i for i, a in enumerate(values) if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        asked = [i for i in tensors if values[i].requires_grad]
+        return asked or tensors
+
+    def to_numpy(self, value) -> np.ndarray:
+        return value.detach().to(torch.float64).cpu().numpy()
+
+    def dtype_name(self, value) -> str:
+        return str(value.dtype).removeprefix("torch.")
+
+    def evaluate(self, function, values: list, diff: list[int], arrays: list) -> list[np.ndarray]:
+        with torch.no_grad():
+            outs = floating_outputs(function(*placed(values, diff, _tensors(values, diff, arrays, torch.float64))))
+        return [o.detach().to(torch.float64).cpu().numpy() for o in outs]
+
+    def evaluate_rows(self, function, values: list, diff: list[int], arrays: list) -> np.ndarray:
+        """With torch.func.vmap (a ctx-style Function's forward runs on a stand-in ctx: its apply
+        cannot be vmapped)."""
+        batched = [torch.from_numpy(np.ascontiguousarray(a)).to(torch.float64) for a in arrays]
+        dims = tuple(0 if i in diff else None for i in range(len(values)))
+
+        def call(*parts):
+            return torch.cat([o.reshape(-1) for o in floating_outputs(function(*parts))])
+        with torch.no_grad():
+            out = torch.func.vmap(call, in_dims=dims)(*placed(values, diff, batched))
+        return out.numpy()
+
+    def pullback(self, function, values: list, diff: list[int], arrays: list, dtype: str) -> Pullback:
+        made = [t.requires_grad_(True) for t in _tensors(values, diff, arrays, getattr(torch, dtype))]
+        outs = floating_outputs(function(*placed(values, diff, made)))
+
+        def pull(cotangents: list) -> list:
+            douts = [torch.tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outs)]
+            grads = torch.autograd.grad(outs, made, grad_outputs=douts, allow_unused=True)
+            return [None if g is None else g.detach().to(torch.float64).cpu().numpy() for g in grads]
+        return Pullback(shapes=[tuple(o.shape) for o in outs], pull=pull)
+
+    def seeded_upstream(self, shapes: list[tuple]) -> list[np.ndarray]:
+        generator = torch.Generator().manual_seed(104729)
+        return [torch.randn(s, generator=generator, dtype=torch.float64).numpy() for s in shapes]
+
+
+TORCH = Torch()
+
+
+def _tensors(values: list, diff: list[int], arrays: list, dtype) -> list:
+    """The arrays as tensors of `dtype`, each on its argument's device."""
+    return [torch.tensor(np.asarray(a), dtype=dtype, device=values[i].device) for i, a in zip(diff, arrays)]
+
+
+def floating_outputs(result) -> list:
+    """A call's floating-point tensors, in order (one output, or a tuple or list of them)."""
+    outs = list(result) if isinstance(result, (tuple, list)) else [result]
+    return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+
+
+def user_code(fn) -> UserCode:
+    """A Function's parts (or a plain function of tensors': it is its own forward and backward, and
+    has no reference, since its autograd may run the very backward under test)."""
+    function = is_function(fn)
+    call = fn.apply if function else fn
+    plain = _plain(fn)
+    return UserCode(name=qualname(fn), call=call, batched=plain if function and _takes_ctx(fn) else call,
+                    autodiff=plain or call, reference=plain is not None, forward=fn.forward if function else fn,
+                    backward=fn.backward if function else fn, parameters=_parameters(fn))
+
+
+def is_function(fn) -> bool:
+    return inspect.isclass(fn) and issubclass(fn, torch.autograd.Function)
+
+
+def unbound(fn):
+    """`MyFunction.apply` (what torch's gradcheck is given) as the Function itself, so its forward can
+    be the reference and its backward the culprit's file; anything else as it is."""
+    owner = getattr(fn, "__self__", None)
+    return owner if getattr(fn, "__name__", None) == "apply" and is_function(owner) else fn
+
+
+def _takes_ctx(fn) -> bool:
+    """A Function in the classic style: `forward(ctx, ...)` (the newer one has setup_context)."""
+    try:
+        return next(iter(inspect.signature(fn.forward).parameters), None) == "ctx"
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain(fn):
+    """A Function's forward as plain autograd code (on a stand-in ctx in the classic style), or None
+    for any other callable."""
+    if not is_function(fn):
+        return None
+    if _takes_ctx(fn):
+        return lambda *a: fn.forward(_Ctx(len(a)), *a)
+    return fn.forward
+
+
+def _parameters(fn) -> tuple[str, ...]:
+    """The forward's positional parameters (after ctx for a Function)."""
+    target = fn.forward if is_function(fn) else fn
+    try:
+        params = [p.name for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if inspect.isclass(fn) and params[:1] == ["ctx"]:
+        params = params[1:]
+    return tuple(params)
+
+
+class _Ctx:
+    """A stand-in for a Function's ctx, so its forward can run as plain autograd code."""
+
+    def __init__(self, n: int):
+        self.saved_tensors: tuple = ()
+        self.needs_input_grad = (True,) * n
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *args):
+        pass
+
+    def mark_dirty(self, *args):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
