@@ -95,6 +95,7 @@ class GateCall:
     differences: numeric.NumericResult | None = None
     noise: np.ndarray | None = None
     seed: int | np.random.Generator | None = None
+    groups: np.ndarray | None = None
 
     def rerun(self, delta: float) -> np.ndarray | None:
         scaled = [a * (1 + delta) for a in self.args]

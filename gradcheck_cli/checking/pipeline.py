@@ -98,6 +98,12 @@ class CheckTarget(Protocol):
         """Backprop's row, (out, n)."""
 
     @property
+    def groups(self) -> np.ndarray | None:
+        """Which input each element belongs to, where the row joins several (a layer's inputs): each
+        input is judged at its own scale, so one huge entry cannot loosen another's tolerance. None:
+        one scale for the row."""
+
+    @property
     def differences(self) -> numeric.NumericResult | None:
         """The differences already run (a graph runs every node's at once), else None."""
 
@@ -174,7 +180,7 @@ def judged(target: CheckTarget, num: numeric.NumericResult, settings: Settings, 
     def judge(num, z):
         sym = target.symbolic
         return verdict.evidence(bp, num, z, None if sym is None else sym.values, None if sym is None else sym.magnitudes,
-                                settings.rtol, settings.atol)
+                                settings.rtol, settings.atol, groups=target.groups)
 
     if noise is None and policy.noise_first:
         noise = rounding(target.rerun, bp, policy.noise_signs)

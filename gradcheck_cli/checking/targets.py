@@ -45,6 +45,7 @@ class GraphNode:
     symbolic: Symbolic | None = None
     complex_step: ComplexStep | None = None
     seed: int | np.random.Generator | None = None
+    groups: np.ndarray | None = None   # a node is one array: one scale for its row
 
     def rerun(self, delta: float) -> np.ndarray | None:
         return None

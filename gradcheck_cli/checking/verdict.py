@@ -106,9 +106,10 @@ class Evidence:
 
 def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None, sym: np.ndarray | None = None,
              mag: np.ndarray | None = None, rtol: float | np.ndarray = DEFAULT_RTOL,
-             atol: float | np.ndarray = DEFAULT_ATOL) -> Evidence:
+             atol: float | np.ndarray = DEFAULT_ATOL, *, groups: np.ndarray | None = None) -> Evidence:
     """Compare one row element by element. `bp`, `noise`, `sym`, `mag` are flat (out, n) arrays;
-    `num` a numeric.NumericResult for the same n elements (exhaustive or projection)."""
+    `num` a numeric.NumericResult for the same n elements (exhaustive or projection); `groups` the
+    input each element belongs to, where the row joins several (each judged at its own scale)."""
     bp = np.asarray(bp, dtype=float)
     noise = np.zeros_like(bp) if noise is None else finite_or(noise, 0.0)
     projection = num.method == "projection"
@@ -119,8 +120,7 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
     with np.errstate(all="ignore"):
         finite = np.isfinite(b)
         s = np.maximum(np.abs(a), np.where(finite, np.abs(b), 0.0))
-        scales = [s[np.isfinite(s)]] + ([np.abs(sv)[np.isfinite(sv)]] if sv is not None else [])
-        row_scale = max(float(np.max(x, initial=0.0)) for x in scales)
+        row_scale = _row_scale(s, sv, None if projection else groups)
         n = np.maximum(s, ROW_FLOOR * row_scale)
         # Where a perturbation crosses a kink, the rerun that measures backprop's rounding (every value
         # nudged by 4 ulps) may cross it too — a pre-activation at exactly 0 nudged to 1e-17 flips its
@@ -164,6 +164,18 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
     return Evidence(codes, excess, num_rel, tol_rel, versus.rel if versus is not None else None, context, a, num,
                     versus is not None, group_detail, z, atol, slack=slack, num_round=num_round,
                     sym_round=versus.round_rel if versus is not None else None)
+
+
+def _row_scale(s: np.ndarray, sv: np.ndarray | None, groups: np.ndarray | None) -> float | np.ndarray:
+    """The largest finite magnitude of the row (of backprop, the differences and SymPy), or, with
+    `groups`, of each element's input: a float, or one value per element."""
+    parts = [np.where(np.isfinite(s), s, 0.0)] + ([np.where(np.isfinite(sv), np.abs(sv), 0.0)] if sv is not None else [])
+    if groups is None:
+        return max(float(np.max(p, initial=0.0)) for p in parts)
+    column = np.max([np.max(np.reshape(p, (-1, np.shape(p)[-1])), axis=0) for p in parts], axis=0)
+    per_group = np.zeros(int(np.max(groups, initial=0)) + 1)
+    np.maximum.at(per_group, groups, column)
+    return per_group[groups]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,6 +49,13 @@ class LayerInputs:
         return numeric.Target("inputs", self.runner.x.copy(), projections=self.projections)
 
     @property
+    def groups(self) -> np.ndarray:
+        """Each element's input (tolerances are per input)."""
+        sizes = np.diff(self.forward.offsets)
+        groups = np.repeat(np.arange(len(sizes)), sizes)
+        return groups if self.index is None else groups[self.index]
+
+    @property
     def complex_step(self) -> complexstep.ThroughForward | None:
         if not self.settings.complex_step or self.failed or self.index is not None:
             return None
@@ -129,7 +136,10 @@ def _against_reference(inputs: LayerInputs, ref: np.ndarray, compared: pipeline.
                 "in the way, or a detach, .data, in-place or non-differentiable op in the forward): each element "
                 "differenced instead")
     with np.errstate(all="ignore"):
-        scale = max(float(np.max(np.abs(ref), initial=0.0)), float(np.max(np.abs(bp), initial=0.0)))
+        magnitude = np.maximum(np.where(np.isfinite(ref), np.abs(ref), 0.0), np.where(np.isfinite(bp), np.abs(bp), 0.0))
+        per_input = np.zeros(int(np.max(inputs.groups, initial=0)) + 1)
+        np.maximum.at(per_input, inputs.groups, magnitude)
+        scale = per_input[inputs.groups]  # each input at its own scale: one huge entry loosens no other input
         tol = np.maximum(settings.atol, settings.rtol * np.maximum.reduce(
             [np.abs(bp), np.abs(ref), np.full(bp.shape, ROW_FLOOR * scale)]))
         excess = np.where(np.isfinite(bp), np.abs(bp - ref) / np.where(tol > 0, tol, 1e-300), np.inf)

@@ -51,6 +51,7 @@ class Fake:
     noise: np.ndarray | None = None
     symbolic: pipeline.Symbolic | None = None
     seed: int | None = None
+    groups: np.ndarray | None = None
 
     def rerun(self, delta):
         return None if self.moved is None else self.moved(delta)

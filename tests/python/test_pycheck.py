@@ -440,3 +440,17 @@ def test_a_raised_error_puts_its_caret_at_the_code_not_at_column_1(tmp_path):
     lines = result.output.splitlines()
     shown = next(i for i, line in enumerate(lines) if "out = x.reshape" in line)
     assert result.exit_code == 2 and lines[shown + 1].index("^") == lines[shown].index("x.reshape")
+
+
+def test_each_input_is_judged_at_its_own_scale():
+    """One input's huge gradient does not loosen another's tolerance: a dy wrong by 30% beside a dx of
+    1e15 is not a pass (the differences cannot resolve it under the big terms' rounding: warn). One
+    tolerance for the row passed it."""
+    def f(x, y):
+        return np.concatenate([1e15 * x, np.sin(y)])
+
+    def vjp(dout, x, y):
+        return 1e15 * dout[:3], dout[3:] * np.cos(y) * 1.3
+    inputs = {"x": np.array([1.0, 2.0, 3.0]), "y": np.array([0.5, -0.2])}
+    status = {r.name: r.status for r in check_function(f, vjp, inputs).nodes}
+    assert status["x"] == "pass" and status["y"] in ("warn", "fail")
