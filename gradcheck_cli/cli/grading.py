@@ -68,6 +68,7 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     wrong = [p for p in submissions if not p.endswith(kind)]
     if wrong:
         _fail_usage(f"'{wrong[0]}': the exercise is a {kind} file, so are its submissions")
+    _import_what_grading_needs()
     progress = _progress(len(submissions))
     outputs = [p for p in (csv_path, json_path) if p] + ([feedback_dir] if feedback_dir else [])
     hide = hidden_folders([os.path.dirname(os.path.abspath(p)) for p in [exercise, *submissions, *outputs]]
@@ -101,6 +102,22 @@ def _feedback(graded, ex, folder, suffix, render) -> None:
             name = f"{base}-{k}"
         taken.add(name.lower())
         _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+
+
+def _import_what_grading_needs() -> None:
+    """Every module the run will need, imported before any submission runs: without the sandbox a
+    submission may write `rich.py` or `csv.py` into this process's working folder (first on its path
+    under `python -m`), and a later import would run it here."""
+    import csv  # noqa: F401
+    import html  # noqa: F401
+    import tomllib  # noqa: F401
+
+    import rich.console  # noqa: F401
+    import rich.table  # noqa: F401
+    import rich.text  # noqa: F401
+
+    from ..render import grades, html as html_face  # noqa: F401
+    from ..teaching import graderun, sandbox, sealed  # noqa: F401
 
 
 def _sandbox_or_say() -> None:

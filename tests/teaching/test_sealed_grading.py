@@ -155,6 +155,21 @@ ATTACKS = {
             except OSError:
                 pass
         """), "others"),
+    "plant_beside_grader": (attack("""
+        try:
+            folder = os.readlink(f'/proc/{os.getppid()}/cwd')
+            open(os.path.join(folder, 'rich.py'), 'w').write('raise SystemExit(0)')
+            open(os.path.join(folder, 'csv.py'), 'w').write('raise SystemExit(0)')
+        except OSError:
+            pass
+        """), "others"),
+    "rewrite_class_files": (attack("""
+        for path in CLASS_FILES:
+            try:
+                open(path, 'w').write('# owned')
+            except OSError:
+                pass
+        """), "others"),
     "fork_bomb": (attack("""
         kids = []
         for _ in range(50):
@@ -246,7 +261,7 @@ ATTACKS = {
 # Attacks no process boundary can stop without the OS sandbox: a process of the grader's own user may
 # signal the grader or unlink what its descriptors point at (run by root: every process on the
 # machine, and /dev/null itself). Sent to the sandboxed class only.
-SANDBOX_ONLY = {"kill_everyone", "kill_parent", "delete_stderr"}
+SANDBOX_ONLY = {"kill_everyone", "kill_parent", "delete_stderr", "rewrite_class_files"}
 # Attacks only the sandbox defeats: without it, the submission's process reads what its user can
 # read, the teacher's solution among it (said in the docs). Sent to both, asserted in the sandbox only.
 SANDBOX_DEFENDS = {"proc_solution"}
@@ -262,7 +277,9 @@ def _write_class(folder: Path, mode: str) -> list:
     subs = folder / "submissions"
     subs.mkdir()
     chosen = {name: ATTACKS[name] for name in _attacks(mode)}
+    targets = [str(EXERCISE)] + [str(subs / f"{n}.py") for n in CLASSMATES]
     for name, (source, _) in {**chosen, **{k: (v[0], "") for k, v in CLASSMATES.items()}}.items():
+        source = source.replace("CLASS_FILES", repr(targets))
         data = source.encode("latin-1") if name == "not_utf8_source" else source.encode("utf-8")
         (subs / f"{name}.py").write_bytes(data)
     (subs / "linked.py").symlink_to(EXERCISE)                    # the solution, by a symbolic link
@@ -369,6 +386,8 @@ def test_class_files_are_untouched_and_nothing_survives(graded_class):
     assert not os.path.exists("/tmp/gradcheck-redteam-survivor"), "a process outlived its submission"
     folder = graded_class["folder"]
     assert not (folder / "gradcheck_cli").exists() and not (folder / "numpy.py").exists()
+    if graded_class["mode"] == "sandbox":  # without it, it can write there: but the grader imported all it needs first
+        assert not (folder / "rich.py").exists() and not (folder / "csv.py").exists()
     assert "owned" not in graded_class["csv"]
 
 
