@@ -75,6 +75,9 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
                           + [os.getcwd()] + ([os.path.abspath(feedback_dir)] if feedback_dir else []))
     graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(seconds=timeout, memory_mb=memory_mb),
                          progress, ours=ours, hide=tuple(hide))
+    for g in graded:
+        for note in g.notes:
+            click.echo(f"note: {g.student}: {note}", err=True)
     if csv_path:
         _write_atomically(csv_path, grades_csv(graded, ex), [exercise, *submissions])
     if json_path:

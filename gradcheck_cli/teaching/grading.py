@@ -43,6 +43,7 @@ class Graded:
     student: str
     source: str
     parts: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # for the teacher: what the submission's process left behind
 
     @property
     def earned(self) -> float:
@@ -53,8 +54,9 @@ class Graded:
         return sum(p.points for p in self.parts)
 
     def to_dict(self) -> dict:
-        return {"student": self.student, "source": self.source, "score": self.earned, "out_of": self.total,
-                "parts": [vars(p) for p in self.parts]}
+        found = {"student": self.student, "source": self.source, "score": self.earned, "out_of": self.total,
+                 "parts": [vars(p) for p in self.parts]}
+        return {**found, "notes": list(self.notes)} if self.notes else found
 
 
 def zero(exercise: Exercise, student: str, source: str, why: str) -> Graded:
@@ -146,21 +148,27 @@ def grade_python(exercise: Exercise, ours, source: bytes, display: str, student:
     in a process of its own (sandbox.Submission); every verdict here, against the exercise's own pair."""
     pairs = exercise_pairs(exercise, ours)
     names = [p.owner + suffix for p in pairs.values() for suffix in ("_forward", "_backward")]
+    process = Submission(source, limits=limits, hide=hide)
     try:
-        with Submission(source, limits=limits, hide=hide) as process:
+        with process:
             loaded = process.ask({"op": "load", "names": names}, max_elements=0)
+            has = loaded.get("has")
             if not loaded["ok"]:
                 _, text, line, col = failure(loaded)
                 at = f"{display}:{line}:{col or 1}: error: " if line else ""
-                return zero(exercise, student, display, f"{at}cannot import it: {text}")
-            has = loaded.get("has")
-            if not isinstance(has, dict):
+                graded = zero(exercise, student, display, f"{at}cannot import it: {text}")
+            elif not isinstance(has, dict):
                 raise Stopped("answered with a message that is not the grader's format")
-            who = Student(display=display, lines=function_lines(source), has={n: has.get(n) is True for n in names})
-            return grade_functions(exercise, pairs, lambda pair: Remote(process, pair, who), display, student,
-                                   secret, hidden)
+            else:
+                who = Student(display=display, lines=function_lines(source),
+                              has={n: has.get(n) is True for n in names})
+                graded = grade_functions(exercise, pairs, lambda pair: Remote(process, pair, who), display, student,
+                                         secret, hidden)
     except Stopped as stop:
-        return zero(exercise, student, display, stop.why)
+        graded = zero(exercise, student, display, stop.why)
+    if process.survivors:
+        graded.notes.append(f"{process.survivors} process(es) it started were still running after it ended: killed")
+    return graded
 
 
 def load_reference(exercise: Exercise):

@@ -384,6 +384,8 @@ def test_class_files_are_untouched_and_nothing_survives(graded_class):
     for path, data in graded_class["before"].items():
         assert Path(path).read_bytes() == data, f"{path} was changed"
     assert not os.path.exists("/tmp/gradcheck-redteam-survivor"), "a process outlived its submission"
+    if graded_class["mode"] == "off":  # found by its session or its environment, killed, and the teacher told
+        assert "note: survivor: 1 process(es) it started were still running after it ended" in graded_class["done"].stderr
     folder = graded_class["folder"]
     assert not (folder / "gradcheck_cli").exists() and not (folder / "numpy.py").exists()
     if graded_class["mode"] == "sandbox":  # without it, it can write there: but the grader imported all it needs first
@@ -511,3 +513,34 @@ def test_the_secret_never_appears_in_any_output(tmp_path_factory, secret):
         snoop = json.loads((out / "g.json").read_text(encoding="utf-8"))["submissions"][0]
         if mode == "off":  # it did read the command line: what it raised shows the mask, not the number
             assert snoop["student"] == "snoop" and "[the secret]" in snoop["parts"][0]["reason"]
+
+
+# --- at a kink, any valid subgradient of the exercise's forward earns the points -----------------
+
+RELU_EXERCISE = """# points: relu.dx=1
+# inputs: relu x=[[0.0, 1.5, -2.0], [0.0, -0.5, 0.0]]
+
+
+def relu_forward(x):
+    return x * (x > 0), x
+
+
+def relu_backward(dout, cache):
+    return dout * (cache > 0)
+"""
+
+
+@pytest.mark.parametrize("mask, earned", [("x >= 0", 1), ("x > 0", 1), ("x > -1", 0), ("0.5 + 0 * x", 0)])
+def test_any_valid_subgradient_at_the_exercises_kinks_earns_the_points(tmp_path, mask, earned):
+    """relu at exact zeros (the exercise's own point): the slopes there are 0 and 1, so a backward
+    that passes 1 (x >= 0) is as right as the exercise's 0; one that is wrong off the kinks is not;
+    0.5 at a zero is a valid subgradient but 0.5 elsewhere is wrong."""
+    exercise = tmp_path / "relu.py"
+    exercise.write_text(RELU_EXERCISE, encoding="utf-8")
+    student = tmp_path / "student.py"
+    student.write_text(f"def relu_backward(dout, cache):\n    x = cache\n    return dout * ({mask})\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(student), "--secret", SECRET,
+                           "--format", "json"], capture_output=True, text=True, encoding="utf-8", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    part = json.loads(done.stdout)["submissions"][0]["parts"][0]
+    assert part["earned"] == earned, part
