@@ -34,6 +34,7 @@ import numpy
 
 from . import student_side
 from .student_side import HEADER
+from .watch import folder_bytes, processes_of, resident_bytes
 
 FILE_BYTES = 1 << 20         # each file the submission's process writes (and its standard error)
 TMP_BYTES = 16 << 20         # its private /tmp in the sandbox, in all
@@ -145,78 +146,6 @@ def _python_folders() -> list:
     return sorted(os.path.realpath(f) for f in folders if os.path.isdir(f))
 
 
-def _children(pid: int) -> list:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(c) for c in f.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def processes_of(leader: int, sandboxed: bool, token: bytes = b"") -> list:
-    """The submission's processes: in a sandbox, every process of its PID namespace (none can leave
-    it); without one, those of its session, and any carrying its token in their environment (one
-    that starts a session of its own and clears its environment is not found: only the sandbox
-    closes that door)."""
-    if sandboxed:
-        inside = _children(leader)  # bwrap's child: the namespace's first process
-        try:
-            namespace = os.readlink(f"/proc/{inside[0]}/ns/pid") if inside else None
-        except OSError:
-            namespace = None
-        if namespace is None:
-            return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            if sandboxed:
-                if os.readlink(f"/proc/{pid}/ns/pid") == namespace:
-                    found.append(pid)
-            else:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                if int(fields[3]) == leader:  # its session
-                    found.append(pid)
-                elif token and pid != os.getpid():
-                    with open(f"/proc/{pid}/environ", "rb") as f:
-                        if token in f.read(1 << 16):
-                            found.append(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
-def folder_bytes(folder: str, most: int = 100_000) -> int:
-    """The bytes of the files under `folder` (no recursion: however deep it goes); past `most`
-    entries, counted as full."""
-    total, stack, seen = 0, [folder], 0
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    seen += 1
-                    if seen > most:
-                        return TMP_BYTES + 1
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            continue
-    return total
-
-
-def resident_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 class Submission:
     """One submission's process: `ask(message)` sends a request and returns its validated reply;
     `close()` ends it and every process it started. Use as a context manager."""
@@ -319,7 +248,7 @@ class Submission:
         self.ticks += 1
         if len(members) > self.limits.processes + 2:  # (+ the sandbox's own two)
             self.broke = f"started more than {self.limits.processes} processes"
-        elif not self.sandboxed and self.ticks % 10 == 0 and folder_bytes(self.work) > TMP_BYTES:
+        elif not self.sandboxed and self.ticks % 10 == 0 and folder_bytes(self.work, most_bytes=TMP_BYTES) > TMP_BYTES:
             self.broke = f"wrote more than {TMP_BYTES:,} bytes of files"
         elif sum(resident_bytes(pid) for pid in members) > self.limits.memory_mb * 1024 * 1024:
             self.broke = f"ran out of memory ({self.limits.memory_mb:,} MB across its processes)"
