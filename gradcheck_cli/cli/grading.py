@@ -48,7 +48,6 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     from ..teaching.exercise import load_exercise
     from ..teaching.graderun import Limits, grade_class
     from ..teaching.grading import load_reference
-    from ..teaching.sandbox import hidden_folders
     from ..render.grades import feedback_html, feedback_markdown, grades_csv, grades_json, grades_table
     if secret is None:
         _fail_usage("give --secret N (or set GRADCHECK_SECRET): the seed of the hidden points, a number only you know")
@@ -70,11 +69,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
         _fail_usage(f"'{wrong[0]}': the exercise is a {kind} file, so are its submissions")
     _import_what_grading_needs()
     progress = _progress(len(submissions))
-    outputs = [p for p in (csv_path, json_path) if p] + ([feedback_dir] if feedback_dir else [])
-    hide = hidden_folders([os.path.dirname(os.path.abspath(p)) for p in [exercise, *submissions, *outputs]]
-                          + [os.getcwd()] + ([os.path.abspath(feedback_dir)] if feedback_dir else []))
     graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(seconds=timeout, memory_mb=memory_mb),
-                         progress, ours=ours, hide=tuple(hide))
+                         progress, ours=ours)
     for g in graded:
         for note in g.notes:
             click.echo(f"note: {g.student}: {note}", err=True)

@@ -63,7 +63,7 @@ class LayerInputs:
                                           offsets=self.forward.offsets, batched=bool(self.forward.batched))
 
     def rerun(self, delta: float) -> np.ndarray | None:
-        if self.failed:
+        if self.failed or not self.layer.rerun:
             return None
         moved, failed = call_backward(self.layer, self.upstream * (1 + delta), [a * (1 + delta) for a in self.args])
         if failed:

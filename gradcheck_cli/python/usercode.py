@@ -34,6 +34,8 @@ class Layer:
     output: str = "out"    # what the report calls the output
     work: object = None    # the check's predicted cost (cost.Cost), once its first point is known
     reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
+    rerun: bool = True     # may backprop's rounding be measured by calling the backward again, nudged? (not when
+                           # the backward is a submission being graded: it could answer the nudge)
 
 
 def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:

@@ -59,13 +59,13 @@ def read_submission(path: str) -> bytes | str:
 
 
 def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int, jobs: int = 1,
-                limits: Limits = Limits(), on_done=None, *, ours=None, hide: tuple = ()) -> list:
+                limits: Limits = Limits(), on_done=None, *, ours=None) -> list:
     """Graded for every submission, in their order. `ours` is the exercise's module (a Python
-    exercise, loaded by the caller before any submission runs); `hide` the class's folders, out of
-    a sandboxed submission's sight. `on_done(graded)` is told as each finishes."""
+    exercise, loaded by the caller before any submission runs). `on_done(graded)` is told as each
+    finishes."""
     def one(item):
         student, path = item
-        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits, list(hide)), secret)
+        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits), secret)
         if on_done is not None:
             on_done(graded)
         return graded
@@ -82,15 +82,14 @@ def _masked(graded: Graded, secret: int) -> Graded:
     return graded
 
 
-def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
-               hide: list) -> Graded:
+def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits) -> Graded:
     display = student_text(os.path.basename(path), 200)
     source = read_submission(path)
     if isinstance(source, str):
         return zero(exercise, student, display, f"the submission {source}")
     try:
         if exercise.kind == "python":
-            return grade_python(exercise, ours, source, display, student, secret, hidden, limits, hide)
+            return grade_python(exercise, ours, source, display, student, secret, hidden, limits)
         try:
             text = source.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -100,6 +99,9 @@ def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, h
         return zero(exercise, student, display, "the submission is nested too deeply to grade")
     except MemoryError:
         return zero(exercise, student, display, "ran out of memory")
+    except Exception as err:  # noqa: BLE001 - one submission never loses the class its gradebook
+        return zero(exercise, student, display, f"could not be graded: {student_text(type(err).__name__)} "
+                    "in the grader (reported to the teacher as this 0)")
 
 
 def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secret: int, hidden: int,

@@ -5,6 +5,8 @@ exercise's own backward, or backprop through the gate's forward) to say how it i
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from html import escape
 
@@ -27,6 +29,15 @@ from .sealed import Local, Pair, Remote, Student, check_point, failure, function
 from .text import student_text
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
+
+
+@functools.lru_cache(maxsize=8)
+def hidden_seed(secret: int) -> int:
+    """The seed of the hidden points: the secret through scrypt (16 MB, ~50 ms), so that a submission
+    that sees a hidden point cannot find the secret by trying seeds in the time it is given."""
+    key = hashlib.scrypt(str(int(secret)).encode("ascii"), salt=b"gradcheck: the hidden points", n=2 ** 14, r=8, p=1,
+                         maxmem=64 * 1024 * 1024, dklen=8)
+    return int.from_bytes(key, "big")
 
 
 @dataclass
@@ -105,7 +116,7 @@ def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
     graph = load(exercise.text, exercise.path)
     leaves = graph.leaves()
     points = [("the exercise's point", None, 0)]
-    rng = stream(secret, Stream.GRADE_POINTS)
+    rng = stream(hidden_seed(secret), Stream.GRADE_POINTS)
     tries = 0
     while len(points) < hidden + 1 and tries < (hidden + 1) * RETRIES:
         tries += 1
@@ -143,12 +154,12 @@ def _grad_diagnosis(program: str, at, seed: int, part, rows) -> str:
 
 
 def grade_python(exercise: Exercise, ours, source: bytes, display: str, student: str, secret: int, hidden: int,
-                 limits: Limits, hide: list) -> Graded:
+                 limits: Limits) -> Graded:
     """A Python submission: its NAME_backward (and NAME_forward, if it writes one) for each pair, called
     in a process of its own (sandbox.Submission); every verdict here, against the exercise's own pair."""
     pairs = exercise_pairs(exercise, ours)
     names = [p.owner + suffix for p in pairs.values() for suffix in ("_forward", "_backward")]
-    process = Submission(source, limits=limits, hide=hide)
+    process = Submission(source, limits=limits)
     try:
         with process:
             loaded = process.ask({"op": "load", "names": names}, max_elements=0)
@@ -230,7 +241,7 @@ def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> 
     rng0 = stream(0, Stream.GRADE_EXERCISE_POINT)
     points = [("the exercise's point", {k: np.asarray(fixed[k], dtype=float) if k in fixed else rng0.standard_normal(s)
                                         for k, s in shapes.items()})]
-    rng = stream(secret, Stream.GRADE_PYTHON_POINTS)
+    rng = stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS)
     points += [(f"random point {k + 1}", {n: rng.standard_normal(s) for n, s in shapes.items()}) for k in range(hidden)]
     return points
 

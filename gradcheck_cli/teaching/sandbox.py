@@ -126,31 +126,34 @@ def _limit(limits: Limits, drop_to_nobody: bool):
     return apply
 
 
-def hidden_folders(paths: list) -> list:
-    """The folders of the class (the exercise's, the submissions', the outputs', the working one) to
-    hide from the submission: each once, a folder inside another dropped, the system's own kept."""
-    system = {"/", "/usr", "/bin", "/lib", "/lib64", "/etc", "/proc", "/dev", "/sys", "/tmp", "/var", "/opt", "/home",
-              "/root", "/work", "/srv", "/mnt", "/media", "/run"}
-    found: list = []
-    for p in sorted({os.path.realpath(p) for p in paths}, key=len):
-        if p in system or not os.path.isdir(p):
-            continue
-        if not any(p == f or p.startswith(f + os.sep) for f in found):
-            found.append(p)
-    return found
-
-
 def _python_folders() -> list:
-    """What Python and numpy need to start, seen again if a hidden folder holds them."""
-    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(numpy.__file__))}
-    return sorted(os.path.realpath(f) for f in folders if os.path.isdir(f))
+    """All of the file system the sandbox shows (read-only): the system's programs and libraries
+    (/usr, and /bin, /lib, /lib64, /sbin where they are folders, not links into /usr), this Python
+    and its virtual environment, and numpy's folder. Nothing else: not the class's files, not the
+    grader's repository or home, not /etc."""
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(numpy.__file__)),
+               os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), "/usr"}
+    found = sorted({os.path.realpath(f) for f in folders if os.path.isdir(f)}, key=len)
+    return [f for k, f in enumerate(found) if not any(f.startswith(g + os.sep) for g in found[:k])]
+
+
+def _system_links() -> list:
+    """bwrap arguments for /bin, /lib, /lib64, /sbin: a link into /usr where they are links, the
+    folder read-only where they are folders."""
+    out = []
+    for name in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(name):
+            out += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            out += ["--ro-bind", name, name]
+    return out
 
 
 class Submission:
     """One submission's process: `ask(message)` sends a request and returns its validated reply;
     `close()` ends it and every process it started. Use as a context manager."""
 
-    def __init__(self, source: bytes, *, limits: Limits, hide: list):
+    def __init__(self, source: bytes, *, limits: Limits):
         self.limits = limits
         self.broke = ""    # why the watch killed it, if it did
         self.ticks = 0
@@ -175,7 +178,7 @@ class Submission:
         self._replies, replies_write = os.pipe()
         root = os.geteuid() == 0
         if bwrap:
-            command = self._sandboxed(bwrap, work, hide, replies_write)
+            command = self._sandboxed(bwrap, work, replies_write)
         else:
             command = [sys.executable, "-I", os.path.join(work, "student_side.py"), str(replies_write),
                        os.path.join(work, student_side.SUBMISSION)]
@@ -190,18 +193,19 @@ class Submission:
         self.sandboxed = bool(bwrap)
         self.survivors = 0  # processes of its own still running when it ended (killed, and reported)
 
-    def _sandboxed(self, bwrap: str, work: str, hide: list, replies: int) -> list:
+    def _sandboxed(self, bwrap: str, work: str, replies: int) -> list:
+        """The sandbox: an empty, read-only root that shows only what Python and numpy need, a private
+        /tmp of TMP_BYTES (the only place it can write), its own /dev and /proc (its processes alone),
+        no network, every capability dropped."""
         command = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--uid", str(NOBODY), "--gid",
-                   str(NOBODY), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                   "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
-        for folder in hide:
-            command += ["--tmpfs", folder]
+                   str(NOBODY), "--cap-drop", "ALL", "--size", str(1 << 20), "--tmpfs", "/"]
         for folder in _python_folders():
-            if any(folder == h or folder.startswith(h + os.sep) for h in hide):
-                command += ["--ro-bind", folder, folder]
-        command += ["--ro-bind", work, "/tmp/submission", "--dir", "/tmp/work", "--chdir", "/tmp/work",
-                    "--", sys.executable, "-I", "/tmp/submission/student_side.py", str(replies),
-                    "/tmp/submission/" + student_side.SUBMISSION]
+            command += ["--ro-bind", folder, folder]
+        command += _system_links()
+        command += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+                    "--ro-bind", work, "/tmp/submission", "--dir", "/tmp/work", "--remount-ro", "/",
+                    "--chdir", "/tmp/work", "--", sys.executable, "-I", "/tmp/submission/student_side.py",
+                    str(replies), "/tmp/submission/" + student_side.SUBMISSION]
         return command
 
     # --- asking ---------------------------------------------------------------------------------

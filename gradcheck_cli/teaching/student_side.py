@@ -103,6 +103,8 @@ def _array(shape, text, max_elements: int):
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError):
         raise WireError("an array that is not base64") from None
+    if len(raw) != 8 * size:
+        raise WireError("an array of the wrong size")
     return np.frombuffer(raw, dtype="<f8").astype(float).reshape(shape)
 
 

@@ -170,6 +170,38 @@ ATTACKS = {
             except OSError:
                 pass
         """), "others"),
+    "nudged_noise": ("import numpy as np\nSEEN = []\n\n\ndef affine_backward(dout, cache):\n    x, w, b = cache\n"
+                     "    nudged = any(d.shape == dout.shape and not np.array_equal(d, dout) and np.allclose(d, dout, "
+                     "rtol=1e-13, atol=0) for d in SEEN)\n"
+                     "    SEEN.append(dout.copy())\n"
+                     "    if nudged:\n        return np.full(x.shape, 1e12), np.full(w.shape, 1e12), np.full(b.shape, 1e12)\n"
+                     "    return np.zeros_like(x), np.zeros_like(w), np.zeros_like(b)\n", "points"),
+    "reply_without_grads": (attack("""
+        sys.modules['__main__']._call = lambda module, request: {'ok': True}
+        """), "stop"),
+    "short_base64": (attack("""
+        sys.modules['__main__']._call = lambda module, request: {'ok': True, 'out': None,
+            'grads': [{'shape': [1], 'f8': 'AAAAAAAAAA=='}] * 3}
+        """), "stop"),
+    "read_repository": (attack("""
+        found = []
+        for path in CLASS_FILES + [REPOSITORY + '/.git/HEAD', REPOSITORY + '/pyproject.toml', '/etc/passwd']:
+            if os.path.exists(path):
+                found.append(path)
+        raise RuntimeError('found: ' + repr(found))
+        """), "leak"),
+    "fill_memory": (attack("""
+        written = 0
+        for folder in ['/tmp', '.', os.path.expanduser('~'), '/dev/shm', '/dev', '/run', '/var/tmp', '/']:
+            for k in range(64):
+                try:
+                    with open(os.path.join(folder, f'fill{k}.bin'), 'wb') as f:
+                        f.write(b'0' * ((1 << 20) - 1))
+                    written += 1
+                except OSError:
+                    break
+        raise RuntimeError(f'wrote {written} MB')
+        """), "others"),
     "fork_bomb": (attack("""
         kids = []
         for _ in range(50):
@@ -261,10 +293,10 @@ ATTACKS = {
 # Attacks no process boundary can stop without the OS sandbox: a process of the grader's own user may
 # signal the grader or unlink what its descriptors point at (run by root: every process on the
 # machine, and /dev/null itself). Sent to the sandboxed class only.
-SANDBOX_ONLY = {"kill_everyone", "kill_parent", "delete_stderr", "rewrite_class_files"}
+SANDBOX_ONLY = {"kill_everyone", "kill_parent", "delete_stderr", "rewrite_class_files", "fill_memory"}
 # Attacks only the sandbox defeats: without it, the submission's process reads what its user can
 # read, the teacher's solution among it (said in the docs). Sent to both, asserted in the sandbox only.
-SANDBOX_DEFENDS = {"proc_solution"}
+SANDBOX_DEFENDS = {"proc_solution", "read_repository"}
 
 CLASSMATES = {"ada": (RIGHT, 5), "ben": (RIGHT.replace("dout.sum(axis=0)", "dout"), 4)}
 
@@ -279,7 +311,7 @@ def _write_class(folder: Path, mode: str) -> list:
     chosen = {name: ATTACKS[name] for name in _attacks(mode)}
     targets = [str(EXERCISE)] + [str(subs / f"{n}.py") for n in CLASSMATES]
     for name, (source, _) in {**chosen, **{k: (v[0], "") for k, v in CLASSMATES.items()}}.items():
-        source = source.replace("CLASS_FILES", repr(targets))
+        source = source.replace("CLASS_FILES", repr(targets)).replace("REPOSITORY", repr(str(ROOT)))
         data = source.encode("latin-1") if name == "not_utf8_source" else source.encode("utf-8")
         (subs / f"{name}.py").write_bytes(data)
     (subs / "linked.py").symlink_to(EXERCISE)                    # the solution, by a symbolic link
@@ -375,6 +407,9 @@ def test_nothing_a_submission_says_reaches_the_output_raw(graded_class):
 def test_the_solution_stays_with_the_teacher(graded_class):
     if graded_class["mode"] != "sandbox":
         pytest.skip("without the sandbox, the submission's process can read what the user it runs as can read")
+    assert "found: []" in graded_class["graded"]["read_repository"]["parts"][0]["reason"]
+    written = graded_class["graded"]["fill_memory"]["parts"][0]["reason"]
+    assert int(written.split("wrote ")[1].split(" MB")[0]) <= 16, written  # its private /tmp is all it can fill
     reasons = " ".join(p["reason"] for s in graded_class["graded"].values() for p in s["parts"])
     assert "affine.py" not in reasons.replace("affine.dx", "").replace("affine.dw", "").replace("affine.db", "")
     assert graded_class["graded"]["proc_solution"]["score"] == 0
@@ -435,6 +470,10 @@ GRAD_ATTACKS = {
     "zero_header_zero_d": ("gate f(x) = 0 * \\\n  x\n  dx = 0 * dout\n" + G_RIGHT, {"f.dx": 0, "g.dx": 1}, {}),
     "backslash_tail": (G_RIGHT + "gate f(x) = 2 * y\n  dx = dout * 4 * x \\\n\n", {"f.dx": 0, "g.dx": 1}, {}),
     "own_helper": ("gate f(x) = 2 * y\n  t = 4 * x\n  dx = dout * t\n" + G_RIGHT, {"f.dx": 2, "g.dx": 1}, {}),
+    "amplified_rounding": ("gate f(x) = 2 * y\n  y = x * x\n  dx = 1e30 * sum(out - 2 * y) + 0 * x\n" + G_RIGHT,
+                           {"f.dx": 0, "g.dx": 1}, {}),
+    "slightly_wrong_behind_rounding": ("gate f(x) = 2 * y\n  y = x * x\n  dx = dout * 4 * x * (1 + 5e-7) + 1e30 * "
+                                       "sum(out - 2 * y)\n" + G_RIGHT, {"f.dx": 0, "g.dx": 1}, {}),
     "no_gate": ("z = 1\n", {"f.dx": 0, "g.dx": 0}, {"f.dx": "has no `gate f"}),
 }
 
@@ -544,3 +583,13 @@ def test_any_valid_subgradient_at_the_exercises_kinks_earns_the_points(tmp_path,
     assert done.returncode == 0, done.stderr
     part = json.loads(done.stdout)["submissions"][0]["parts"][0]
     assert part["earned"] == earned, part
+
+
+def test_the_hidden_points_are_not_the_secret_used_as_a_seed():
+    """A submission sees its hidden points; were the secret their seed, it could try seeds until one
+    gives them (a secret up to ~1e7 within the timeout). They come from the secret through scrypt."""
+    from gradcheck_cli.core.streams import Stream, stream
+    from gradcheck_cli.teaching.grading import hidden_seed
+    assert hidden_seed(424242) != 424242 and hidden_seed(424242) == hidden_seed(424242)
+    assert stream(hidden_seed(7), Stream.GRADE_PYTHON_POINTS).standard_normal() != \
+        stream(7, Stream.GRADE_PYTHON_POINTS).standard_normal()
