@@ -39,8 +39,6 @@ EXACT_RTOL = 1e-9        # backprop against a numeric column exact to rounding (
 EXACT_ATOL = 1e-80       # ... and below this it is 0: its step (1e-100) times the curvature leaks into it
 UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: the difference can't judge
 NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
-NOISE_CAP = 1e-8         # ... but it is rounding only up to this fraction of the element's scale: a backward that
-                         # moves more under a nudge of a few ulps is not rounding (and must not buy a tolerance)
 SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
 
 
@@ -124,7 +122,6 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         s = np.maximum(np.abs(a), np.where(finite, np.abs(b), 0.0))
         row_scale = _row_scale(s, sv, None if projection else groups)
         n = np.maximum(s, ROW_FLOOR * row_scale)
-        z = np.minimum(z, NOISE_CAP * n)
         # Where a perturbation crosses a kink, the rerun that measures backprop's rounding (every value
         # nudged by 4 ulps) may cross it too — a pre-activation at exactly 0 nudged to 1e-17 flips its
         # branch: that measured a branch, not rounding.

@@ -29,6 +29,7 @@ from .sealed import Local, Pair, Remote, Student, check_point, failure, function
 from .text import student_text
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
+REFERENCE_RTOL = 1e-8  # a .grad d line against backprop through its gate's forward: two exact float64 formulas
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,6 +106,9 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
             # its calls' own checks at this point (gradcheck's second point is a random one: the hidden points are ours)
             rows = [g for g in report.gates if g.gate == p.owner and g.input == "d" + p.input and g.point == 1]
             right = bool(rows) and all(g.status != "fail" for g in rows)
+            # at a kink any valid subgradient is right; elsewhere the d line must also be backprop's own
+            if right and not any(g.status == "kink" for g in rows) and not _same_as_backprop(program, at, seed, p):
+                right = False
             how = None if right else _grad_diagnosis(program, at, seed, p, rows)
             verdicts.setdefault(p.what, []).append((name, right, how))
     return score(exercise, student, path, verdicts)
@@ -130,13 +134,23 @@ def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
 def _grad_diagnosis(program: str, at, seed: int, part, rows) -> str:
     """How the student's d line differs from backprop through the gate's forward, at its first call."""
     note = next((g.note for g in rows if g.status == "fail" and g.note), None)
+    found = _vjps(program, at, seed, part)
+    if found is None:
+        return note or "wrong"
+    theirs, right = found
+    return diagnose(theirs, right, part.input) or note or "wrong"
+
+
+def _vjps(program: str, at, seed: int, part) -> tuple | None:
+    """(the student's d line, backprop through the gate's forward) at the gate's first call, with the
+    upstream gradient gradcheck's own check of that call uses; None where either cannot be had."""
     try:
         graph = load(program, at=at, seed=seed)
         values = forward(graph)
         node = next(n for n in graph.nodes if n.gate is not None and n.gate.instance is not None
                     and n.gate.instance.user.defn.name == part.owner)
     except (GradcheckError, StopIteration):
-        return note or "wrong"
+        return None
     inst = node.gate.instance
     args = [values[i] for i in node.inputs]
     u = upstream(Settings(seed=seed), 1, node)[None]
@@ -149,8 +163,22 @@ def _grad_diagnosis(program: str, at, seed: int, part, rows) -> str:
         if theirs.shape != right.shape and theirs.ndim and theirs.shape[0] == 1:
             theirs = theirs[0]  # the d line's leading row axis (one upstream row)
     except (GradcheckError, KeyError, ValueError, IndexError):
-        return note or "wrong"
-    return diagnose(theirs, right, part.input) or note or "wrong"
+        return None
+    return theirs, np.asarray(right, dtype=float)
+
+
+def _same_as_backprop(program: str, at, seed: int, part) -> bool:
+    """Is the student's d line backprop through the gate's forward, to float64's rounding of the terms
+    (both are exact formulas)? Where a row passed only by a tolerance its own measured rounding widened
+    (a d line that jumps when its inputs move by a few ulps), it is not."""
+    found = _vjps(program, at, seed, part)
+    if found is None:
+        return False
+    theirs, right = found
+    if theirs.shape != right.shape or not np.all(np.isfinite(theirs)):
+        return False
+    scale = max(float(np.max(np.abs(right), initial=0.0)), 1e-300)
+    return bool(np.allclose(theirs, right, rtol=REFERENCE_RTOL, atol=REFERENCE_RTOL * scale))
 
 
 def grade_python(exercise: Exercise, ours, source: bytes, display: str, student: str, secret: int, hidden: int,

@@ -40,6 +40,7 @@ FILE_BYTES = 1 << 20         # each file the submission's process writes (and it
 TMP_BYTES = 16 << 20         # its private /tmp in the sandbox, in all
 STDERR_TAIL = 4096           # bytes of its standard error kept for a reason
 NOBODY = 65534
+DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")  # all of /dev a sandbox shows (nowhere to write)
 WATCH_SECONDS = 0.1          # how often a running submission's processes are counted and measured
 
 
@@ -195,14 +196,17 @@ class Submission:
 
     def _sandboxed(self, bwrap: str, work: str, replies: int) -> list:
         """The sandbox: an empty, read-only root that shows only what Python and numpy need, a private
-        /tmp of TMP_BYTES (the only place it can write), its own /dev and /proc (its processes alone),
+        /tmp of TMP_BYTES (the only place it can write), four devices (null, zero, random, urandom), its
+        own /proc (its processes alone),
         no network, every capability dropped."""
         command = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--uid", str(NOBODY), "--gid",
                    str(NOBODY), "--cap-drop", "ALL", "--size", str(1 << 20), "--tmpfs", "/"]
         for folder in _python_folders():
             command += ["--ro-bind", folder, folder]
         command += _system_links()
-        command += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+        for device in DEVICES:
+            command += ["--dev-bind", device, device]
+        command += ["--proc", "/proc", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
                     "--ro-bind", work, "/tmp/submission", "--dir", "/tmp/work", "--remount-ro", "/",
                     "--chdir", "/tmp/work", "--", sys.executable, "-I", "/tmp/submission/student_side.py",
                     str(replies), "/tmp/submission/" + student_side.SUBMISSION]

@@ -192,10 +192,10 @@ ATTACKS = {
         """), "leak"),
     "fill_memory": (attack("""
         written = 0
-        for folder in ['/tmp', '.', os.path.expanduser('~'), '/dev/shm', '/dev', '/run', '/var/tmp', '/']:
+        for n, folder in enumerate(['/tmp', '.', os.path.expanduser('~'), '/dev/shm', '/dev', '/run', '/var/tmp', '/']):
             for k in range(64):
                 try:
-                    with open(os.path.join(folder, f'fill{k}.bin'), 'wb') as f:
+                    with open(os.path.join(folder, f'fill{n}_{k}.bin'), 'wb') as f:
                         f.write(b'0' * ((1 << 20) - 1))
                     written += 1
                 except OSError:
@@ -542,7 +542,7 @@ def test_the_secret_never_appears_in_any_output(tmp_path_factory, secret):
         out = folder / f"out-{mode}"
         out.mkdir()
         done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), str(folder / "snoop.py"),
-                               str(folder / "ada.py"), "--secret", str(secret), "--timeout", "20", "--json",
+                               str(folder / "ada.py"), "--secret", str(secret), "--timeout", "120", "--json",
                                str(out / "g.json"), "--csv", str(out / "g.csv"), "--feedback", str(out / "fb")],
                               capture_output=True, text=True, encoding="utf-8", cwd=folder, timeout=600,
                               env={**os.environ, "GRADCHECK_SANDBOX": mode, "GRADCHECK_SECRET": str(secret)})
