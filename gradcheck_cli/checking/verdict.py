@@ -9,9 +9,8 @@ error), SymPy's exact value s (magnitude m of the terms summed into it) and back
 - the finite difference *agrees* when |a − b| ≤ t and SAFETY·e ≤ t (it could have seen an error of t),
   *disagrees* when |a − b| > max(t, SAFETY·e) and it is reliable, and is *undecided* otherwise;
 - SymPy agrees when |a − s| ≤ max(atol, SYMBOLIC_RTOL·max(|a|, |s|), NOISE·z, SYM_ROUNDING·ε·m);
-- against an exact column (the complex step: rtol is EXACT_RTOL), backprop's own rounding is at least
-  SYM_ROUNDING·ε·m, whatever its measured noise says: it stands beside SAFETY·e above, so an error
-  within it is never a disagreement.
+- against an exact column (the complex step), backprop rounds at SYM_ROUNDING·ε·m at least, whatever
+  its measured noise says: that stands beside SAFETY·e above (an error within it never disagrees).
 
 Status: backprop that disagrees with SymPy fails; with SymPy agreeing, the row passes unless the
 difference is unreliable or disagrees (`warn`); without SymPy, the difference decides (undecided
@@ -130,9 +129,8 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         # branch: that measured a branch, not rounding.
         z = np.where(kink, 0.0, z)
         tol = np.maximum(np.maximum(atol, rtol * n), NOISE * z)
-        # Against an exact column, backprop's own rounding is ε of the terms it sums (`m`): a rerun that
-        # measures it may round a cancellation of equal terms identically and see none of it. With the
-        # column's own rounding, it is the least error the comparison can resolve.
+        # Against an exact column, backprop rounds at ε of the terms it sums (`m`) even where the rerun that
+        # measures its noise rounds a cancellation of equal terms alike: the least error it can resolve.
         terms = np.where(exact, SYM_ROUNDING * EPS * m, 0.0) if exact.any() and m is not None else 0.0
         resolves = np.maximum(SAFETY * est, terms)
         diff = np.where(finite, np.abs(a - b), np.inf)

@@ -110,7 +110,6 @@ class ThroughForward:
             return CrossCheck(unused=NOT_COMPLEX_SAFE, failing=nothing, error=0.0)
         return CrossCheck(unused=None, failing=failing, error=err, values=cs)
 
-
     def terms_size(self) -> float:
         """The size of the terms a derivative of Σ upstream ⊙ forward sums, as the graph's `scale` is:
         Σ |upstream ⊙ output| over the inputs' size (no less than 1); 0 where the forward cannot be run."""
