@@ -72,6 +72,10 @@ class ComplexStep(Protocol):
     def rounding(self, num: numeric.NumericResult) -> np.ndarray:
         """Its own rounding, per element of `num` (0 where `num` holds differences)."""
 
+    def terms(self, num: numeric.NumericResult) -> np.ndarray | None:
+        """The size of the terms a derivative of the target sums, per element of `num`, as far as it
+        can tell without SymPy (backprop's rounding is ε of them); None where it cannot."""
+
     def off_kinks(self, num: numeric.NumericResult) -> numeric.NumericResult | None:
         """The element-by-element differences `num` with its exact columns off their kinks; None where it has none."""
 
@@ -179,7 +183,7 @@ def judged(target: CheckTarget, num: numeric.NumericResult, settings: Settings, 
 
     def judge(num, z):
         sym = target.symbolic
-        return verdict.evidence(bp, num, z, None if sym is None else sym.values, None if sym is None else sym.magnitudes,
+        return verdict.evidence(bp, num, z, None if sym is None else sym.values, _terms(target, num),
                                 settings.rtol, settings.atol, groups=target.groups)
 
     if noise is None and policy.noise_first:
@@ -205,6 +209,15 @@ def judged(target: CheckTarget, num: numeric.NumericResult, settings: Settings, 
     if _worst(ev) == Status.FAIL and np.any(ev.context["kink"]):
         ev = target.explain(ev)
     return Compared(num=num, evidence=ev), noise
+
+
+def _terms(target: CheckTarget, num: numeric.NumericResult) -> np.ndarray | None:
+    """The size of the terms a derivative of the target sums, (out, n): SymPy's, else the complex
+    step's estimate where `num` holds its exact columns (backprop rounds at ε of them), else None."""
+    if target.symbolic is not None:
+        return target.symbolic.magnitudes
+    step = target.complex_step
+    return step.terms(num) if step is not None and np.any(num.exact) else None
 
 
 def _difference(target: CheckTarget, elements: numeric.Target, settings: Settings) -> numeric.NumericResult:

@@ -8,7 +8,9 @@ error), SymPy's exact value s (magnitude m of the terms summed into it) and back
 - tolerance t = max(atol, rtol·n, NOISE·z);
 - the finite difference *agrees* when |a − b| ≤ t and SAFETY·e ≤ t (it could have seen an error of t),
   *disagrees* when |a − b| > max(t, SAFETY·e) and it is reliable, and is *undecided* otherwise;
-- SymPy agrees when |a − s| ≤ max(atol, SYMBOLIC_RTOL·max(|a|, |s|), NOISE·z, SYM_ROUNDING·ε·m).
+- SymPy agrees when |a − s| ≤ max(atol, SYMBOLIC_RTOL·max(|a|, |s|), NOISE·z, SYM_ROUNDING·ε·m);
+- against an exact column (the complex step), backprop rounds at SYM_ROUNDING·ε·m at least, whatever
+  its measured noise says: that stands beside SAFETY·e above (an error within it never disagrees).
 
 Status: backprop that disagrees with SymPy fails; with SymPy agreeing, the row passes unless the
 difference is unreliable or disagrees (`warn`); without SymPy, the difference decides (undecided
@@ -32,14 +34,14 @@ from ..core.status import Status
 from . import ties
 from ..gates.tensors import fmt_note
 from ..oracles.numeric import NumericResult
-from ..core.tolerances import EPS, ROW_FLOOR, SAFETY
+from ..core.tolerances import EPS, ROW_FLOOR, SAFETY, TERMS_ROUNDING
 
 SYMBOLIC_RTOL = 1e-8     # backprop against the exact derivative: float rounding only
 EXACT_RTOL = 1e-9        # backprop against a numeric column exact to rounding (the complex step): no step's error
 EXACT_ATOL = 1e-80       # ... and below this it is 0: its step (1e-100) times the curvature leaks into it
 UNRELIABLE = 1e-2        # truncation above this fraction of the row's scale: the difference can't judge
 NOISE = 16.0             # backprop's measured noise, times this, is rounding (not a bug)
-SYM_ROUNDING = 64.0      # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
+SYM_ROUNDING = TERMS_ROUNDING  # an exact derivative's float sum may be off by this × ε × the magnitude of its terms
 
 
 def finite_or(x, fill: float) -> np.ndarray:
@@ -127,10 +129,14 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         # branch: that measured a branch, not rounding.
         z = np.where(kink, 0.0, z)
         tol = np.maximum(np.maximum(atol, rtol * n), NOISE * z)
+        # Against an exact column, backprop rounds at ε of the terms it sums (`m`) even where the rerun that
+        # measures its noise rounds a cancellation of equal terms alike: the least error it can resolve.
+        terms = np.where(exact, SYM_ROUNDING * EPS * m, 0.0) if exact.any() and m is not None else 0.0
+        resolves = np.maximum(SAFETY * est, terms)
         diff = np.where(finite, np.abs(a - b), np.inf)
         unreliable = ~finite | (trunc > UNRELIABLE * np.maximum(s, row_scale))
-        agree = ~unreliable & (diff <= tol) & (SAFETY * est <= tol)
-        disagree = ~unreliable & (diff > np.maximum(tol, SAFETY * est))
+        agree = ~unreliable & (diff <= tol) & (resolves <= tol)
+        disagree = ~unreliable & (diff > np.maximum(tol, resolves))
         versus = _against_sympy(a, sv, m, z, atol, row_scale) if sv is not None else None
         sym_ok = versus.ok if versus is not None else None
         within, resolved = _between_slopes(a, tol, at, num, projection)
@@ -141,7 +147,7 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
             # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
             confirmed = ~disagree & ~unreliable
             codes = np.where(kink, np.where(defensible, 1, 3), np.where(~versus.ok, 3, np.where(confirmed, 0, 2)))
-            tol = np.where(confirmed & ~agree, np.maximum(tol, SAFETY * est), tol)
+            tol = np.where(confirmed & ~agree, np.maximum(tol, resolves), tol)
         else:
             defensible = np.where(at, on_kink, within)
             codes = np.where(kink, np.where(defensible, 1, 3), np.where(agree, 0, np.where(disagree, 3, 2)))
@@ -152,7 +158,7 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         codes = np.where(np.isfinite(a), codes, 3)
         # The rounding of each comparison: what another CPU or BLAS kernel may change in |a − b| (the
         # difference's own rounding, backprop's measured noise, float64 at the elements' scale).
-        rounding = rounding_level(a, b, z, est, trunc)
+        rounding = np.maximum(rounding_level(a, b, z, est, trunc), terms)
         excess, slack = _ratio(diff, tol), _ratio(rounding, tol)
         if versus is not None:
             excess, slack = np.maximum(excess, versus.excess), np.maximum(slack, versus.slack)

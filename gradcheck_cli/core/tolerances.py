@@ -9,3 +9,4 @@ EPS = float(np.finfo(float).eps)
 SAFETY = 4.0             # how many error estimates a finite difference may be off by
 ROW_FLOOR = 1e-3         # an element is judged at no less than this fraction of its row's largest entry
 NOISE_STEP = 4 * EPS     # the relative nudge of a rerun that measures backprop's own rounding
+TERMS_ROUNDING = 64.0     # a float sum of terms may be off by this × ε × their magnitude (exact or backprop's)

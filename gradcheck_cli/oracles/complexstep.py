@@ -20,7 +20,7 @@ import numpy as np
 
 from .batches import BatchRunner, Rows, run_rows
 from .numeric import ROUNDING, NumericResult, Target
-from ..core.tolerances import EPS
+from ..core.tolerances import EPS, TERMS_ROUNDING
 
 H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
 VARY = 1.3         # the step scaled by this (not a power of 2, which would round alike) measures its own rounding
@@ -87,6 +87,9 @@ class ThroughForward:
     def rounding(self, num: NumericResult) -> np.ndarray:
         return np.zeros_like(num.estimate)  # (no column of `num` is its own)
 
+    def terms(self, num: NumericResult) -> np.ndarray | None:
+        return None  # its columns are never the verdict's (cross_check weighs backprop's rounding itself)
+
     def off_kinks(self, num: NumericResult) -> NumericResult | None:
         return None
 
@@ -100,11 +103,25 @@ class ThroughForward:
         assert num.value is not None  # exhaustive differences
         kinked = np.ravel(num.kink)
         usable, failing, err = judge(cs, num.value[0], num.estimate[0], bp, None, kinked)
-        if usable and failing.size:
-            usable, failing, err = judge(cs, num.value[0], num.estimate[0], bp, noise(), kinked)
+        if usable and failing.size:  # backprop's rounding: as measured, and at least ε of the terms it sums
+            rounded = np.maximum(np.ravel(noise()), TERMS_ROUNDING * EPS * self.terms_size())
+            usable, failing, err = judge(cs, num.value[0], num.estimate[0], bp, rounded, kinked)
         if not usable:
             return CrossCheck(unused=NOT_COMPLEX_SAFE, failing=nothing, error=0.0)
         return CrossCheck(unused=None, failing=failing, error=err, values=cs)
+
+    def terms_size(self) -> float:
+        """The size of the terms a derivative of Σ upstream ⊙ forward sums, as the graph's `scale` is:
+        Σ |upstream ⊙ output| over the inputs' size (no less than 1); 0 where the forward cannot be run."""
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                out = (np.asarray(self.forward([np.asarray(a)[None] for a in self.args]))[0] if self.batched
+                       else np.asarray(self.forward([np.array(a, copy=True) for a in self.args])))
+                total = float(np.sum(np.abs(np.ravel(self.upstream)) * np.abs(np.ravel(out).astype(float))))
+            except Exception:  # noqa: BLE001 - the user's code may raise anything; then no floor
+                return 0.0
+        return _per_input(total if np.isfinite(total) else 0.0, self.args)
 
 
 class _NotComplex(Exception):
@@ -176,6 +193,11 @@ class OnRunner:
     def rounding(self, num: NumericResult) -> np.ndarray:
         return rounding(self.runner, self.target, num)
 
+    def terms(self, num: NumericResult) -> np.ndarray | None:
+        """The function's own scale over the target's size, per element of `num`: the size of the terms
+        a derivative that cancels sums (as the complex step's own rounding is counted, `columns`)."""
+        return np.full(np.shape(num.estimate), _per_input(self.scale, [self.target.x]))
+
     def off_kinks(self, num: NumericResult) -> NumericResult | None:
         return off_kinks(self.runner, self.target, num, self.scale)
 
@@ -232,7 +254,14 @@ def columns(runner: BatchRunner, targets: list[Target], h: float = GRAPH_H, scal
     for t in targets:
         value = (np.imag(out[t.id][0]) / h).T  # (out, n)
         zero = np.zeros(t.n, dtype=bool)
-        floor = scale / max(1.0, float(np.max(np.abs(t.x), initial=0.0)))
+        floor = _per_input(scale, [t.x])
         results[t.id] = NumericResult("complex step", ROUNDING * EPS * (np.abs(value) + floor), np.zeros_like(value), zero,
                                       value=value, at_kink=zero, lower=value, upper=value, exact=True)
     return results
+
+
+def _per_input(scale: float, inputs: list) -> float:
+    """A function's scale (Σ or max of |adjoint|·|value|) over its inputs' largest size, no less than 1:
+    the size of the terms a derivative with respect to them sums, where they cancel."""
+    largest = max((float(np.max(np.abs(np.asarray(x, dtype=float)), initial=0.0)) for x in inputs), default=0.0)
+    return scale / max(1.0, largest)

@@ -194,6 +194,7 @@ class Step:
     own_rounding: float = 0.0
     second: NumericResult | None = None
     cross: complexstep.CrossCheck | None = None
+    term_size: float | None = None     # what terms(num) tells, per element (None: it cannot tell)
     asked: list | None = None
 
     def __post_init__(self):
@@ -206,6 +207,9 @@ class Step:
     def rounding(self, num):
         self.asked.append("rounding")
         return np.full(np.shape(num.value), self.own_rounding)
+
+    def terms(self, num):
+        return None if self.term_size is None else np.full(np.shape(num.value), self.term_size)
 
     def off_kinks(self, num):
         self.asked.append("off_kinks")
@@ -231,6 +235,27 @@ def test_a_failing_exact_column_is_judged_again_with_the_complex_steps_own_round
         step = Step(up_front=exact(RIGHT), own_rounding=own)
         compared = pipeline.compare(fake(off, complex_step=step), SETTINGS, pipeline.POLICIES["gate"])
         assert verdict.summarize(compared.evidence).status == status and "rounding" in step.asked
+
+
+def test_backprops_rounding_at_the_size_of_its_terms_is_never_a_failure_against_exact_columns():
+    """A gradient that is 0 as a cancellation of terms of about 1/3 (backprop rounds it to -2.3e-17, the
+    complex step to exactly 0, and the rerun that measures backprop's noise does not move): the size of
+    the terms, from SymPy or else from the complex step, says it is rounding; without it, a false alarm."""
+    zero = np.zeros(1)
+    cancelled = np.array([-2.3e-17])
+
+    def judged(bp=cancelled, **kw):
+        step = Step(up_front=exact(zero), term_size=kw.pop("term_size", None))
+        target = fake(bp, fn=lambda a: 0.0 * a[0], x=[0.03125], rerun=lambda d: bp[None], complex_step=step, **kw)
+        return verdict.summarize(pipeline.compare(target, SETTINGS, pipeline.POLICIES["gate"]).evidence).status
+    assert judged() == "fail"
+    assert judged(term_size=0.667) == "warn"  # no SymPy: never a failure, but no exact derivative confirms it
+    sym = pipeline.Symbolic(values=zero[None], magnitudes=np.full((1, 1), 0.667))
+    assert judged(symbolic=sym) == "pass"
+    assert judged(symbolic=sym, term_size=1e-30) == "pass"  # SymPy's magnitudes come first
+    # an error of 1e-9 of the terms is far above their rounding (about 1e-14): a bug, with or without SymPy
+    assert judged(np.array([0.667e-9]), term_size=0.667) == "fail"
+    assert judged(np.array([0.667e-9]), symbolic=sym) == "fail"
 
 
 def test_the_second_opinion_off_the_kinks_is_the_policys_and_only_for_failing_element_by_element_rows():
