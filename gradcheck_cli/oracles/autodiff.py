@@ -119,7 +119,7 @@ def _count_call(node: Node, args: list, batched: list, rows) -> None:
         count("window", windows)
 
 
-def apply_gate(node: Node, args: list, batched: list, n_rows: int | None, *,
+def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
                bodies: BodyValues | None = None) -> np.ndarray:
     """A gate's forward on operands of which those flagged `batched` carry a leading row axis
     (`bodies`: composites' body values kept by a VJP through a body)."""
@@ -180,9 +180,9 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
             flags = [i in batched for i in node.inputs]
             args = [batched[i] if f else values[i] for i, f in zip(node.inputs, flags)]
             if any(flags):
-                batched[nid] = apply_gate(node, args, flags, n_rows, bodies=bodies)
+                batched[nid] = apply_gate(node, args, flags, n_rows, bodies)
             elif values[nid] is None:
-                values[nid] = apply_gate(node, args, flags, None, bodies=bodies)
+                values[nid] = apply_gate(node, args, flags, None, bodies)
             if node.gate.has_kinks and (branches is not None or (kinks is not None and any(flags))):
                 rows = branch_of(node, args, flags, n_rows)
                 if branches is not None:
