@@ -145,7 +145,7 @@ def _predict(graph: Graph, checked: list, exhaustive: set, reach: set,
     out = graph.nodes[graph.output]
     calls, _ = _gate_calls(graph, reach, set(), settings.seed)
     units = cost.Calls(graph, lambda n: gatecheck.exhaustive_limit(n, settings),
-                       lambda n: n.gate is not None and n.gate.instance is not None and n.gate.instance.bwd is not None,
+                       lambda n: n.composite is not None and n.composite.hand_derived,
                        planned=cost.CheckPlan.of(POLICY, gatecheck.POLICY))
     # a projection that fails is differenced again element by element when that is cheap enough (pipeline)
     projected = [n for n in checked if n.id not in exhaustive]
@@ -224,7 +224,7 @@ def _symbolic_row(found, k: int, size: int) -> pipeline.Symbolic | None:
 def _kink_note(graph: Graph, nid: int, reach: set) -> str:
     """`a kink of relu (line 3) lies within the step`: the gates with kinks on the way to the output, nearest first."""
     kinked = [graph.nodes[g] for g in ([nid] + graph.descendants([nid]))
-              if g in reach and graph.nodes[g].gate is not None and graph.nodes[g].gate.branch is not None]
+              if g in reach and graph.nodes[g].gate is not None and graph.nodes[g].gate.has_kinks]
     if not kinked:
         return verdict.KINK_NOTE
     named = list(dict.fromkeys(f"{g.label} (line {g.pos.line})" for g in kinked))
@@ -274,8 +274,7 @@ def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict
     for node in gates:
         checks += gatecheck.check_gate(graph, values, node, settings, 1, jacobians, memo)
     failed = {c.node for c in checks if c.status == "fail"}
-    hand_derived = [n for n in gates if n.gate.instance is not None and n.gate.instance.bwd is not None
-                    and n.id not in failed]
+    hand_derived = [n for n in gates if n.composite is not None and n.composite.hand_derived and n.id not in failed]
     if hand_derived:
         second = gatecheck.second_point(graph, settings, POLICY)
         if second is not None:
@@ -290,7 +289,7 @@ def _gate_calls(graph: Graph, reach: set, below: set, seed: int) -> tuple:
     those not below a failing row, and every one below one (the checker bounds those by MAX_WORK)."""
     gates = [n for n in graph.nodes[: graph.output + 1] if n.gate is not None and n.id in reach]
     if len(gates) > ALL_GATES:
-        gates = [n for n in gates if n.gate.instance is not None or n.id in below]
+        gates = [n for n in gates if n.composite is not None or n.id in below]
     others = [n for n in gates if n.id not in below]
     under = [n for n in gates if n.id in below]
     if len(others) <= LOCAL_CHECKS:
@@ -309,13 +308,13 @@ def _gate_row(graph: Graph, c: gatecheck.GateCheck, checks: list) -> GateRow:
     if c.point == 2 and c.status == "fail":
         note = f"fails at a second, random point (every leaf moved by up to ~10%): {note}"
     culprit = None
-    inst = node.gate.instance
-    if c.status == "fail" and inst is not None and inst.bwd is not None:
+    composite = node.composite
+    if c.status == "fail" and composite is not None and composite.backward is not None:
         if c.slot is not None:
             line, col, why = diagnosis.culprit_line(node, c.slot, checks)
         else:  # a d<local> line: does it fail only through another failing d<local> line it uses?
-            bid = inst.bwd.names.get(c.what)
-            line, col, why = diagnosis.deepest_failing(node, inst.depends.get(bid, []), checks) or (c.line, c.col, None)
+            uses = diagnosis.d_local_uses(composite, c.what)
+            line, col, why = diagnosis.deepest_failing(node, uses, checks) or (c.line, c.col, None)
         if (line, col) != (c.line, c.col):  # it uses a d<local> line that fails on its own: that line is the cause
             culprit, note = (line, col), f"{note}; {why}"
     return GateRow(name=node.name, gate=node.label, input=c.what, line=c.line, col=c.col, call_line=node.pos.line,

@@ -124,13 +124,13 @@ class Shape:
 def node_shape(graph, node, memo: dict) -> tuple:
     """(gate calls, elements, window elements) per row of one evaluation of a gate node (a user
     gate: its whole body, and a call of its own)."""
-    inst = node.gate.instance
-    if inst is None:
+    composite = node.composite
+    if composite is None:
         return (1,) + gate_units(node.gate, [graph.nodes[i].shape for i in node.inputs], node.attrs, node.size)
-    if id(inst) not in memo:
-        body = shape_of(inst.fwd, memo)
-        memo[id(inst)] = (1 + int(body.calls.sum()), int(body.elements.sum()), int(body.windows.sum()))
-    return memo[id(inst)]
+    if id(composite) not in memo:
+        body = shape_of(composite.body, memo)
+        memo[id(composite)] = (1 + int(body.calls.sum()), int(body.elements.sum()), int(body.windows.sum()))
+    return memo[id(composite)]
 
 
 def shape_of(graph, memo: dict) -> Shape:
@@ -151,18 +151,18 @@ def backward(graph, k: int, memo: dict, outer: bool = True) -> dict:
 
 def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
     """One gate's VJP with k rows: the registry's, a user gate's d lines, or backprop through its
-    body (whose values the outermost such VJP computes once, nested bodies included: autodiff._BODIES)."""
-    inst = node.gate.instance
-    if inst is None:
+    body (whose values the outermost such VJP computes once, nested bodies included: autodiff.BodyValues)."""
+    composite = node.composite
+    if composite is None:
         _, windows = gate_units(node.gate, [graph.nodes[i].shape for i in node.inputs], node.attrs, node.size, k)
         return {"call": 1, "element": k * node.size + sum(graph.nodes[i].size for i in node.inputs), "window": windows}
-    key = ("vjp", id(inst), k, outer)
+    key = ("vjp", id(composite), k, outer)
     if key not in memo:
-        if inst.bwd is not None:
-            memo[key] = _add(shape_of(inst.bwd, memo).counts(k), {"call": 1})
+        if composite.backward is not None:
+            memo[key] = _add(shape_of(composite.backward, memo).counts(k), {"call": 1})
         else:
-            body = shape_of(inst.fwd, memo).counts() if outer else {}
-            memo[key] = _add(_add(body, {"call": 1}), backward(inst.fwd, k, memo, outer=False))
+            body = shape_of(composite.body, memo).counts() if outer else {}
+            memo[key] = _add(_add(body, {"call": 1}), backward(composite.body, k, memo, outer=False))
     return memo[key]
 
 
@@ -235,13 +235,13 @@ class Calls:
         chunks = -(-rows // max(1, CHUNK_ELEMENTS // max(node.size, n, 1)))
         one = {"call": chunks * calls, "element": rows * (elements + n), "window": rows * windows, "row": 1}
         one = _add({k: int(v * (1 + RARER_PASSES)) for k, v in one.items()}, vjp(graph, node, 1, memo), planned.gate_vjps)
-        inst = node.gate.instance
-        if inst is not None and inst.bwd is not None:
-            body = shape_of(inst.fwd, memo)
-            widest_rows = planned.differences.rows(max((m.size for m in inst.fwd.nodes), default=1), projected=False)
-            lines = len(inst.intermediates)
+        composite = node.composite
+        if composite is not None and composite.hand_derived:
+            body = shape_of(composite.body, memo)
+            widest_rows = planned.differences.rows(max((m.size for m in composite.body.nodes), default=1), projected=False)
+            lines = len(composite.intermediates)
             _add(one, {"call": 2 * int(body.calls.sum()), "element": widest_rows * int(body.elements.sum()),
-                       "window": widest_rows * int(body.windows.sum()), "sweep": len(inst.fwd.nodes), "row": 1},
+                       "window": widest_rows * int(body.windows.sum()), "sweep": len(composite.body.nodes), "row": 1},
                  lines * (1 + RARER_PASSES))
         return {k: v * (planned.hand_derived_points if self.hand_derived(node) else 1) for k, v in one.items()}
 
@@ -257,8 +257,7 @@ def second_order(graph, hand_derived: list) -> Cost:
     passes = 1 + 3 * COMPLEX_PASS + plan.PLAN.rows_per_element + 1
     gates: dict = {}
     for node in hand_derived:
-        inst = node.gate.instance
-        body = shape_of(inst.fwd, memo)
+        body = shape_of(node.composite.body, memo)
         _add(gates, {"call": int(body.calls.sum()), "element": int(body.elements.sum()), "window": int(body.windows.sum()),
                      "row": 1}, 3 * 2 * 2)  # its body forward (thrice: the kink test), backward, d lines; complex
     return Cost({"building": {"build": graph.built}, "forward": _add({}, Shape(graph, memo).counts(), passes),

@@ -86,9 +86,8 @@ def name_culprits(graph, rows: dict, checks: list) -> None:
             failing.setdefault(c.node, set()).add(c.slot)
         elif c.status == "fail":  # a failing d<local> line: every d line that uses it is wrong with it,
             gate = graph.nodes[c.node]  # even one whose own check happened to pass at this upstream
-            inst = gate.gate.instance
-            for slot, param in enumerate(inst.user.defn.params):
-                if deepest_failing(gate, inst.depends.get(inst.bwd.names.get("d" + param), []), checks):
+            for slot, param in enumerate(gate.composite.params):
+                if deepest_failing(gate, d_local_uses(gate.composite, "d" + param), checks):
                     failing.setdefault(c.node, set()).add(slot)
     order = [n.id for n in graph.nodes]
     inputs = {n.id: n.inputs for n in graph.nodes}
@@ -119,16 +118,16 @@ def name_culprits(graph, rows: dict, checks: list) -> None:
 def culprit_line(gate, slot: int, checks: list) -> tuple:
     """(line, col, text) of the line to blame in a gate whose check of `slot` fails: a failing
     `d<local>` line it uses whose own inputs pass, else its d line, else the gate call."""
-    inst = gate.gate.instance
-    if inst is None or inst.bwd is None:
+    composite = gate.composite
+    if composite is None or composite.backward is None:
         return gate.pos.line, gate.pos.col, None
-    param = inst.user.defn.params[slot]
-    d_line = inst.user.d_lines[param]
-    found = deepest_failing(gate, inst.depends.get(inst.bwd.names.get("d" + param), []), checks, f"d{param}")
+    param = composite.params[slot]
+    d_line = composite.d_lines[param]
+    found = deepest_failing(gate, d_local_uses(composite, "d" + param), checks, f"d{param}")
     if found:
         return found
     shared = shared_line(gate, checks)
-    if shared is not None and shared[0] in inst.bwd.ancestors(inst.bwd.names["d" + param]):
+    if shared is not None and shared[0] in composite.backward.ancestors(composite.backward.names["d" + param]):
         _, line, names = shared
         return (line.pos.line, line.pos.col, f"{names} fail, and all of them (and no line that passes) use "
                 f"'{line.name}' (line {line.pos.line}): look there first")
@@ -139,8 +138,8 @@ def shared_line(gate, checks: list):
     """(node id, line, names) of the one backward line that every failing line of this gate uses and
     no passing one does (`doutT = dout`, its .T forgotten, feeding dx, dgamma and dbeta): the single
     cause those failures share. None when fewer than two lines fail, or no single line fits."""
-    inst = gate.gate.instance
-    bwd, names = inst.bwd, inst.bwd.names
+    composite = gate.composite
+    bwd, names = composite.backward, composite.backward.names
     mine = [c for c in checks if c.node == gate.id and c.point == 1 and c.what in names]
     failing = [c for c in mine if c.status == "fail"]
     if len(failing) < 2:
@@ -149,7 +148,7 @@ def shared_line(gate, checks: list):
     for c in mine:
         if c.status != "fail":
             common -= bwd.ancestors(names[c.what])
-    lines = {names.get(line.name): line for line in inst.user.defn.body}
+    lines = {names.get(line.name): line for line in composite.definition.body}
     dout = names.get("dout")
     # only lines that carry the upstream gradient: a forward value's reshape (xhatT = xhat.T) that two
     # independently wrong lines both read is no shared cause of theirs
@@ -164,17 +163,21 @@ def shared_line(gate, checks: list):
 def deepest_failing(gate, uses: list, checks: list, user: str | None = None):
     """(line, col, text) of the first failing d<local> line among the locals `uses` (their d lines)
     whose own inputs pass, following failing lines down; None when none of them fails."""
-    inst = gate.gate.instance
+    composite = gate.composite
     bad = {c.what: c for c in checks if c.node == gate.id and c.slot is None and c.status == "fail"}
-    names = {local: "d" + local for local, *_ in inst.intermediates}
+    names = {m.local: "d" + m.local for m in composite.intermediates}
     suspects = [names[u] for u in uses if names[u] in bad]
     while suspects:
         line_name = suspects[0]
-        bid = inst.bwd.names.get(line_name)
-        deeper = [names[u] for u in inst.depends.get(bid, []) if names[u] in bad]
+        deeper = [names[u] for u in d_local_uses(composite, line_name) if names[u] in bad]
         if not deeper:
             c = bad[line_name]
             return (c.line, c.col, f"its line '{line_name}' (line {c.line}) is not the gradient of "
                     f"'{line_name[1:]}' (it fails its own check)" + (f", and {user} uses it" if user else ""))
         suspects = deeper
     return None
+
+
+def d_local_uses(composite, line_name: str) -> list:
+    """The forward locals whose d<local> lines the backward line `line_name` of a composite uses."""
+    return composite.depends.get(composite.backward.names.get(line_name), [])

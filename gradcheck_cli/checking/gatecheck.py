@@ -15,7 +15,7 @@ from ..oracles import complexstep, numeric, runners, subgradients, symbolic
 from . import pipeline, targets, verdict
 from ..oracles.autodiff import forward, gate_vjp, run_graph
 from ..core.errors import BackwardError, GradValueError
-from ..language.graph import Graph, Node
+from ..language.graph import Composite, Graph, Node
 from ..core.settings import Settings
 from ..core.status import Status
 from ..core.streams import Stream, stream
@@ -138,25 +138,25 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
     ev, num = compared.evidence, compared.num
     checks = []
     offsets = np.concatenate([[0], np.cumsum([np.size(args[k]) for k in slots])]).astype(int)
-    inst = node.gate.instance
+    composite = node.composite
     for pos, k in enumerate(slots):
         columns = None if num.method == "projection" else np.arange(offsets[pos], offsets[pos + 1])
         j = verdict.summarize(ev, columns)
         what, line, col = _where(graph, node, k)
         slot_error = None
-        if error is not None and (inst is None or inst.user.defn.params[k] in inst.failures
+        if error is not None and (composite is None or composite.params[k] in composite.failures
                                   or not np.all(np.isfinite(grads[k]))):
             slot_error = error.message
             j.status = Status.FAIL
         checks.append(GateCheck(node.id, k, what, j.status, j, point, line, col, slot_error))
-    if inst is not None and inst.bwd is not None:
-        checks += _intermediates(node, inst, args, out, u, settings, point)
+    if composite is not None and composite.backward is not None:
+        checks += _intermediates(node, composite, args, out, u, settings, point)
     return checks
 
 
 def exhaustive_limit(node, settings: Settings) -> int:
     """Inputs up to which a gate alone is differenced element by element (past it: projections)."""
-    return max(settings.budget, EXHAUSTIVE) if node.gate.instance is not None else BUILT_IN_EXHAUSTIVE
+    return max(settings.budget, EXHAUSTIVE) if node.composite is not None else BUILT_IN_EXHAUSTIVE
 
 
 def _vjp(node, args, out, u):
@@ -192,28 +192,29 @@ def _symbolic(node, args, u, slots, settings: Settings, jacobians) -> pipeline.S
 
 def _where(graph: Graph, node, slot: int) -> tuple:
     """(what, line, col): the parameter and its d line for a user gate, else the input and the call."""
-    inst = node.gate.instance
-    if inst is not None and inst.bwd is not None:
-        param = inst.user.defn.params[slot]
-        line = inst.user.d_lines[param]
+    composite = node.composite
+    if composite is not None and composite.hand_derived:
+        param = composite.params[slot]
+        line = composite.d_lines[param]
         return "d" + param, line.pos.line, line.pos.col
-    if inst is not None:
-        return "d" + inst.user.defn.params[slot], node.pos.line, node.pos.col
+    if composite is not None:
+        return "d" + composite.params[slot], node.pos.line, node.pos.col
     return f"d({graph.nodes[node.inputs[slot]].name})", node.pos.line, node.pos.col
 
 
-def _intermediates(node, inst, args, out, u, settings: Settings, point: int) -> list:
+def _intermediates(node, composite: Composite, args, out, u, settings: Settings, point: int) -> list:
     """Each `d<local>` line against the true gradient of that forward local, for upstream u."""
     checks = []
-    fwd = inst.fwd
+    fwd = composite.body
+    assert composite.backward is not None  # a hand-derived gate
     leaves = [n.id for n in fwd.leaves()]
     fvals = forward(fwd, dict(zip(leaves, args)))
-    wanted = [(local, lid, bid, line, err) for local, lid, bid, line, err in inst.intermediates]
-    ids = [bid for _, _, bid, _, _ in wanted if bid is not None]
-    bvals = dict(zip(ids, run_graph(inst.bwd, list(args) + [out, u[None]], outputs=ids))) if ids else {}
+    ids = [m.backward_id for m in composite.intermediates if m.backward_id is not None]
+    bvals = dict(zip(ids, run_graph(composite.backward, list(args) + [out, u[None]], outputs=ids))) if ids else {}
     runner = runners.GraphRunner(fwd, fvals, weights=u)
     chain_rules = targets.ChainRules(fwd, fvals, u[None])
-    for _local, lid, bid, line, err in wanted:
+    for m in composite.intermediates:
+        lid, bid, line, err = m.body_id, m.backward_id, m.line, m.error
         if bid is None:
             j = verdict.Judgement(Status.FAIL, None, None, None, settings.rtol, (0, 0), np.zeros((1, 0)))
             checks.append(GateCheck(node.id, None, line.name, Status.FAIL, j, point, line.pos.line, line.pos.col,

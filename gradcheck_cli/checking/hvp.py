@@ -24,6 +24,7 @@ from ..oracles import plan, symbolic
 from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
 from ..core.errors import BackwardError, GradcheckError, GradValueError
+from ..language.graph import Composite
 from ..oracles.numeric import REFINE, NumericResult, difference_rounding, richardson
 from ..core.report import GateRow, NodeRow
 from ..core.streams import Stream, stream
@@ -104,10 +105,10 @@ def _product(graph, values, leaves, v, seed, errors, local: LocalVjp | None = No
 
 def _through_bodies(node, g, args, out):
     """A gate's VJP with a hand-derived gate's d lines left out: backprop through its body instead."""
-    inst = node.gate.instance
-    if inst is None or inst.bwd is None:
+    composite = node.composite
+    if composite is None or not composite.hand_derived:
         return gate_vjp(node.gate, g, args, out, node.attrs)
-    return body_vjp(inst, g, args)
+    return body_vjp(composite, g, args)
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -175,41 +176,42 @@ def _note(j: verdict.Judgement, errors: dict) -> str | None:
 
 
 def _hand_derived(node) -> bool:
-    return node.gate is not None and node.gate.instance is not None and node.gate.instance.bwd is not None
+    return node.composite is not None and node.composite.hand_derived
 
 
 def _gate_rows(graph, values, node, settings) -> list:
     """A hand-derived gate call on its own: its d lines' derivative along a random direction of its
     operands (and upstream), against its body's (backprop through it with the registry's VJPs)."""
-    inst = node.gate.instance
+    composite = node.composite
+    assert composite is not None and composite.backward is not None  # a hand-derived gate's call
     args = [values[i] for i in node.inputs]
     rng = stream(settings.seed, Stream.HVP_GATE, node.id)
     g = rng.standard_normal((1,) + node.shape)
     dirs = [rng.standard_normal(np.shape(a)) for a in args]
     moved = [a + 1j * H * d for a, d in zip(args, dirs)]
     try:
-        moved_out = run_graph(inst.fwd, list(moved))
-        wanted = inst.backward_outputs()
-        results = run_graph(inst.bwd, list(moved) + [moved_out, g], outputs=wanted) if wanted else []
-        own = inst.gradients(results, 1)
-        body = body_vjp(inst, g, moved)
+        moved_out = run_graph(composite.body, list(moved))
+        wanted = composite.backward_outputs()
+        results = run_graph(composite.backward, list(moved) + [moved_out, g], outputs=wanted) if wanted else []
+        own = composite.gradients(results, 1)
+        body = body_vjp(composite, g, moved)
     except (BackwardError, GradValueError) as exc:
         return [GateRow(name=node.name, gate=node.label, input="d lines", line=exc.line or node.pos.line,
                         col=exc.col or node.pos.col, call_line=node.pos.line, status=Status.FAIL,
                         numeric_error=None, symbolic_error=None, tolerance=None, point=1,
                         note=f"at second order: {exc.message}", node_id=node.id)]
-    if _at_a_kink(inst, args, dirs, settings.h):
+    if _at_a_kink(composite, args, dirs, settings.h):
         return [GateRow(name=node.name, gate=node.label, input=f"d{p}", line=node.pos.line, col=node.pos.col,
                         call_line=node.pos.line, status=Status.KINK, numeric_error=None,
                         symbolic_error=None, tolerance=None, point=1,
                         note="a branch of its body switches at this point: no second derivative there",
-                        node_id=node.id) for p in inst.user.defn.params]
+                        node_id=node.id) for p in composite.params]
     rows = []
-    for p, mine, ref in zip(inst.user.defn.params, own, body):
+    for p, mine, ref in zip(composite.params, own, body):
         err = _relative(np.imag(np.asarray(mine)[0]).ravel() / H, np.imag(np.asarray(ref)[0]).ravel() / H)
         allowed = verdict.SYMBOLIC_RTOL
         status = Status.PASS if err <= allowed else Status.FAIL
-        line = inst.user.d_lines[p].pos if p in inst.user.d_lines else node.pos
+        line = composite.d_lines[p].pos if p in composite.d_lines else node.pos
         note = None if status == "pass" else (f"at second order: the derivative of d{p} along a random direction is "
                                               f"off by {err:.1e} of its largest element from the derivative of the "
                                               "gate's body (right in value, wrong in derivative?)")
@@ -220,12 +222,12 @@ def _gate_rows(graph, values, node, settings) -> list:
     return rows
 
 
-def _at_a_kink(inst, args: list, dirs: list, step: float) -> bool:
+def _at_a_kink(composite: Composite, args: list, dirs: list, step: float) -> bool:
     """Does a kink gate of the body switch branch within a step along the direction, either way?"""
-    _, centre = run_graph(inst.fwd, list(args), collect_branches=True)
+    _, centre = run_graph(composite.body, list(args), collect_branches=True)
     for sign in (1, -1):
         moved = [a + sign * step * max(1.0, float(np.max(np.abs(a), initial=0.0))) * d for a, d in zip(args, dirs)]
-        _, branches = run_graph(inst.fwd, moved, collect_branches=True)
+        _, branches = run_graph(composite.body, moved, collect_branches=True)
         if any(not np.array_equal(b, c) for b, c in zip(branches, centre)):
             return True
     return False

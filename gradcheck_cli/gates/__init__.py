@@ -23,7 +23,7 @@ from . import arrays as array_gates
 from . import conv as conv_gates
 from . import shapes as shape_gates
 from . import arithmetic as arithmetic_gates
-from .record import ConstForm, Example, Gate, from_body  # noqa: F401 - the record, here with its table
+from .record import ConstForm, Example, Gate, Operation  # noqa: F401 - the record, here with its table
 from .tensors import by_real_max, fmt_shape, unbroadcast
 from .tensors import sym_sum as _sym_sum
 

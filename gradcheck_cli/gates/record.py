@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,12 +35,6 @@ class Example:
     high: float = 2.0
 
 
-def from_body(*_args):
-    """A user gate's forward, VJP and branch: the evaluators run its body (autodiff.gate_forward,
-    gate_vjp, gate_branch; symbolic.gate_sym), so building a graph needs none of them."""
-    raise TypeError("a user gate is evaluated through its body: call autodiff.gate_forward / gate_vjp / gate_branch")
-
-
 @dataclass(frozen=True)
 class Gate:
     name: str                       # registry key, unique
@@ -67,8 +61,6 @@ class Gate:
     variadic: bool = False          # takes `arity` or more operands (concatenate, stack)
     constant_args: tuple = ()       # (position, param): call arguments that are constant parameters, not
                                     # operands (add_at's index): a const, a literal or arange(...)
-    instance: Any = None            # a user gate's usergates.Instance (its body graphs), else None (a class of
-                                    # language, above this package: not named here)
     analytic: bool = False          # complex-analytic: on complex operands its forward is the holomorphic
                                     # extension, so the complex step differentiates through it exactly
     complex_forward: Forward | None = None  # its forward on complex operands where numpy's is not the right
@@ -80,6 +72,40 @@ class Gate:
             return self.complex_forward(args, attrs)
         return self.forward(args, attrs)
 
+    @property
+    def has_kinks(self) -> bool:
+        """Whether it has a kink test (max, relu, abs, ...): its branch can switch between nearby points."""
+        return self.branch is not None
+
     def display(self, attrs: dict) -> str:
         """The gate's label in reports: `+1`, `*-1`, `1/x`, `exp`, `@`."""
         return self.label(attrs) if self.label else (self.call or self.operator or self.name)
+
+
+@runtime_checkable
+class Operation(Protocol):
+    """What every gate call's operation shows and tells, whichever its kind: a registry `Gate`, or a
+    user gate's `language.graph.Composite` (whose body the evaluators run). Reports, the teaching
+    pages and the evaluators' shared paths read only these; what runs a gate is the evaluators' own
+    dispatch (autodiff.gate_forward, gate_vjp, gate_branch; symbolic.gate_sym)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def local(self) -> str: ...
+    @property
+    def doc(self) -> str: ...
+    @property
+    def routes(self) -> str: ...
+    @property
+    def elementwise(self) -> bool: ...
+    @property
+    def domain(self) -> str | None: ...
+    @property
+    def has_kinks(self) -> bool: ...
+    @property
+    def workspace(self) -> Units | None: ...
+    @property
+    def sym_cost(self) -> Units | None: ...
+
+    def display(self, attrs: dict) -> str: ...

@@ -79,13 +79,17 @@ class CallsMixin:
         if len(args) != want:
             raise GradSyntaxError(f"{expr.func}() takes {want} argument{'s' if want != 1 else ''}, got {len(args)}",
                                   fpos.line, fpos.col)
-        gate = usergates.instantiate(user, [self._shape(r) for r in args], self.subgraph, self.text)
+        composite = usergates.instantiate(user, [self._shape(r) for r in args], self.subgraph, self.text)
         constants = [self._as_const(r) for r in args]
         if all(c is not None for c in constants):  # on constants: its body, built with them, folds to one
             value = self._folded(user, [c.value for c in constants])
             _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
             return Const(value, expr.pos)
-        return self._gate(gate, list(args), {}, {}, expr, name, fpos)
+        shape = composite.body.nodes[composite.body.output].shape
+        _check_shape(tuple(shape), fpos, f"'{source_text(self.text, expr.pos)}'")
+        inputs = tuple(r if isinstance(r, int) else self._literal(r) for r in args)
+        return self._add(name=name or self._auto_name(expr), kind="gate", shape=tuple(shape),
+                         pos=expr.pos, gate=composite, inputs=inputs, attrs={})
 
     def _folded(self, user, values: list) -> np.ndarray:
         """A user gate's value on constant operands: its forward lines and expression built with the
@@ -105,7 +109,7 @@ class CallsMixin:
             raise GradSyntaxError(f"'{pname}' must be a number or a const", pos.line, pos.col)
         return const.value
 
-    def _gate(self, gate, refs, params, attrs, expr, name, where):
+    def _gate(self, gate: gates.Gate, refs, params, attrs, expr, name, where):
         shapes = [self._shape(r) for r in refs]
         try:
             shape, inferred = gate.infer(shapes, params)
@@ -120,7 +124,7 @@ class CallsMixin:
             raise GradShapeError(size_error(f"the windows of '{source_text(self.text, expr.pos)}'", workspace,
                                             MAX_ELEMENTS, name="MAX_ELEMENTS"), where.line, where.col)
         constants = [self._as_const(r) for r in refs]
-        if all(c is not None for c in constants) and gate.instance is None:  # literals and consts only: folded
+        if all(c is not None for c in constants):  # literals and consts only: folded
             refs = constants
             with np.errstate(all="ignore"):
                 value = np.asarray(gate.forward([r.value for r in refs], attrs), dtype=float)

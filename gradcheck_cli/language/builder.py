@@ -12,7 +12,7 @@ from .build_common import KEYWORDS, _check_shape, _finite_or_raise, _SliceRef
 from .build_index import IndexMixin
 from .build_loops import LoopsMixin
 from ..core.errors import GradNameError, GradShapeError, GradSyntaxError, GradValueError, did_you_mean
-from .graph import Const, Graph, Node, source_text
+from .graph import Const, Graph, Node, applications, source_text
 from ..core.limits import MAX_GATE_WORK, MAX_NODES, MAX_TOTAL_ELEMENTS, size_error
 from ..core.meter import count
 from ..gates.tensors import fmt_note
@@ -57,8 +57,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         if len(self.nodes) >= MAX_NODES:
             raise GradShapeError(size_error("the graph", len(self.nodes) + 1, MAX_NODES, "nodes", "MAX_NODES"), pos.line, pos.col)
         if node.gate is not None:
-            inst = node.gate.instance
-            self.work += inst.cost if inst is not None else 1
+            self.work += applications(node.gate)
             if self.work > MAX_GATE_WORK:
                 raise GradShapeError(size_error("one forward pass", self.work, MAX_GATE_WORK, "gate applications", "MAX_GATE_WORK")
                                      + " (gates that call gates multiply)", pos.line, pos.col)

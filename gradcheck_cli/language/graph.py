@@ -1,14 +1,25 @@
-"""The circuit as data: nodes in topological order, each a leaf, a constant or a gate call."""
+"""The circuit as data: nodes in topological order, each a leaf, a constant or a gate call.
+
+A gate call's operation is of one of two kinds: a registry `Gate` (numpy forward, VJP, SymPy form), or
+a `Composite`, the call of a user `gate` at one set of operand shapes, which has no functions of its
+own but small graphs: its forward body and, when the user wrote d lines, its backward. The evaluators
+(autodiff, symbolic, the complex step, the chain rules at kinks, the cost model) each tell the two
+kinds apart in one place and run a composite's graphs; everything else reads what both kinds show
+(`gates.record.Operation`).
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
+from ..core.errors import BackwardError
 from ..gates.record import Gate
 from . import nodes
 
@@ -23,7 +34,7 @@ class Node:
     kind: str  # 'leaf' | 'const' | 'literal' | 'gate'
     shape: tuple
     pos: nodes.Pos
-    gate: Gate | None = None  # for kind 'gate' (None for the others)
+    gate: Gate | Composite | None = None  # for kind 'gate' (None for the others)
     inputs: tuple = ()
     attrs: dict = field(default_factory=dict)
     value: np.ndarray | None = None
@@ -39,6 +50,11 @@ class Node:
 
     def __post_init__(self):
         self.size = math.prod(self.shape)
+
+    @property
+    def composite(self) -> Composite | None:
+        """The user gate this node calls, or None (a leaf, a constant or a registry gate's call)."""
+        return self.gate if isinstance(self.gate, Composite) else None
 
 
 @dataclass
@@ -93,6 +109,97 @@ class Graph:
                 seen.add(n)
                 stack.extend(self.nodes[n].inputs)
         return seen
+
+
+@dataclass(frozen=True, kw_only=True)
+class Intermediate:
+    """A forward local of a user gate that has a `d<local>` line (staged backprop: `dxhat`): checked on
+    its own against the true gradient of that local."""
+    local: str                      # the forward local's name
+    body_id: int                    # its node in the forward body
+    backward_id: int | None         # its d line's node in the backward graph; None when it cannot be computed
+    line: nodes.Assign              # its d line
+    error: BackwardError | None     # why its d line cannot be computed (a failure, or a wrong shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Composite:
+    """A call of a user `gate` at one set of operand shapes: its forward body and its backward as small
+    graphs, and what the reports show of it. Distinct from a registry `Gate`: it has no numpy forward,
+    VJP or SymPy form; the evaluators run its graphs. Compared and hashed by identity (calls of one
+    gate at the same shapes share one)."""
+    definition: nodes.GateDef       # the `gate` definition (its name, parameters, body lines, formula)
+    d_lines: Mapping[str, nodes.Assign]  # parameter -> its d line; empty: differentiated through the body
+    body: Graph                     # the forward: its leaves are the parameters, its output the formula
+    backward: Graph | None          # the d lines, on the parameters, `out` and `dout`; None without d lines
+    shapes: tuple                   # the operands' shapes
+    failures: Mapping[str, BackwardError]  # parameter -> why its d line cannot be computed
+    intermediates: tuple[Intermediate, ...] = ()  # the forward locals with a d<local> line
+    depends: Mapping[int, list] = field(default_factory=dict)  # a d line's backward node -> the locals whose
+                                    # d<local> lines it uses
+    cost: int = 1                   # gate applications one call takes (forward and backward)
+    local: str                      # the local gradient, as text: the d lines, or how it is differentiated
+    doc: str                        # one line: the definition
+    routes: str                     # one line: how it routes the gradient
+    has_kinks: bool                 # a gate of its body has a kink (max, relu, abs, ...)
+
+    # What a registry gate says of itself that a composite does not have (gates.record.Operation).
+    elementwise: ClassVar[bool] = False
+    domain: ClassVar[str | None] = None
+    workspace: ClassVar[None] = None
+    sym_cost: ClassVar[None] = None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def params(self) -> tuple:
+        """The parameters' names, in order (one per operand)."""
+        return tuple(self.definition.params)
+
+    @property
+    def hand_derived(self) -> bool:
+        """Whether the user wrote its backward (d lines)."""
+        return self.backward is not None
+
+    def display(self, attrs: dict) -> str:
+        """Its label in reports: the gate's name."""
+        return self.definition.name
+
+    def backward_outputs(self) -> list:
+        """The backward graph's nodes of the d lines that can be computed, in parameter order."""
+        if self.backward is None:
+            return []
+        return [self.backward.names["d" + p] for p in self.params if p not in self.failures]
+
+    def gradients(self, results: list, k: int) -> list:
+        """The d lines' values (`results`, for backward_outputs) as one gradient per parameter, with K
+        rows; a d line that cannot be computed, or is not finite, raises BackwardError (NaN for it)."""
+        failures = self.failures
+        found = dict(zip([p for p in self.params if p not in failures], results))
+        grads, problems = [], [failures[p] for p in self.params if p in failures]
+        for p, shape in zip(self.params, self.shapes):
+            if p in failures:
+                grads.append(np.full((k,) + shape, np.nan))
+                continue
+            value = np.asarray(found[p])  # complex on forward-over-reverse's rows (hvp.py)
+            r = np.broadcast_to(value.astype(complex if np.iscomplexobj(value) else float, copy=False), (k,) + shape)
+            if not np.all(np.isfinite(r)):
+                line = self.d_lines[p]
+                problems.append(BackwardError(f"gate '{self.name}': d{p} is not finite at this point",
+                                              line.pos.line, line.pos.col))
+                r = np.full((k,) + shape, np.nan)
+            grads.append(r)
+        if problems:
+            first = problems[0]
+            raise BackwardError("; ".join(e.message for e in problems), first.line, first.col, grads)
+        return grads
+
+
+def applications(operation: Gate | Composite) -> int:
+    """Gate applications one call of this operation takes: one for a registry gate, its bodies' for a composite."""
+    return operation.cost if isinstance(operation, Composite) else 1
 
 
 class Const:

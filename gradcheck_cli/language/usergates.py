@@ -1,4 +1,4 @@
-"""User `gate` definitions: checked when defined, then made into an ordinary registry `Gate` per call site.
+"""User `gate` definitions: checked when defined, then made into a `Composite` per set of operand shapes.
 
 The lines under a gate are of two kinds. Lines that use neither `out`, `dout` nor a backward line
 are the forward's *locals* (its cache); the forward formula may use them (`where`-style:
@@ -6,9 +6,10 @@ are the forward's *locals* (its cache); the forward formula may use them (`where
 *backward*: `d<param>` lines give each parameter's VJP, and a `d<local>` line the gradient of a
 forward local (staged backprop: `dxhat`, `dvar`, ...), which is then checked on its own too.
 
-The instance's forward and SymPy form come from the forward formula and its locals only; its VJP
-runs the user's d lines (or, without them, backprop through the body). So a wrong derivation shows
-up as a disagreement with the other two oracles, and autodiff, numeric and symbolic need no new code.
+A composite's forward and SymPy form come from the forward formula and its locals only (its `body`);
+its VJP runs the user's d lines (its `backward`) or, without them, backprop through the body. So a
+wrong derivation shows up as a disagreement with the other two oracles; each evaluator runs a
+composite's graphs in the one place it tells the two kinds of gate apart.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .. import gates
 from . import nodes
 from ..core.errors import BackwardError, GradNameError, GradSyntaxError, did_you_mean
-from .graph import Graph
+from .graph import Composite, Graph, Intermediate, applications
 from .nodes import walk
 from .values import CONSTRUCTORS
 
@@ -30,58 +29,18 @@ RESERVED = ("out", "dout")
 
 @dataclass
 class UserGate:
-    """A validated `gate` definition and its instances by operand shapes."""
+    """A validated `gate` definition and its composites by operand shapes."""
     defn: nodes.GateDef
     d_lines: dict                      # parameter -> its `d` line (nodes.Assign)
     forward_locals: list               # names of the lines the forward formula uses, in order
     intermediates: dict                # forward local -> its `d<local>` line
     warnings: list                     # (message, line, col)
-    instances: dict = field(default_factory=dict)
+    instances: dict = field(default_factory=dict)  # operand shapes -> its Composite
     consts: dict = field(default_factory=dict)  # file `const`s defined before the gate: name -> value
 
     @property
     def name(self) -> str:
         return self.defn.name
-
-
-@dataclass
-class Instance:
-    """A user gate at one set of operand shapes: its forward and backward as small graphs."""
-    user: UserGate
-    fwd: Graph
-    bwd: Graph | None
-    shapes: tuple
-    failures: dict                     # parameter -> BackwardError (a d line that cannot be computed)
-    intermediates: list                # (local, fwd node id, bwd node id or None, line, BackwardError or None)
-    depends: dict                      # bwd node id of a d line -> ids of the intermediate d lines it uses
-    cost: int = 1                      # gate applications one call takes (forward and backward)
-
-    def backward_outputs(self) -> list:
-        """The backward graph's nodes of the d lines that can be computed, in parameter order."""
-        return [self.bwd.names["d" + p] for p in self.user.defn.params if p not in self.failures]
-
-    def gradients(self, results: list, k: int) -> list:
-        """The d lines' values (`results`, for backward_outputs) as one gradient per parameter, with K
-        rows; a d line that cannot be computed, or is not finite, raises BackwardError (NaN for it)."""
-        defn, failures = self.user.defn, self.failures
-        found = dict(zip([p for p in defn.params if p not in failures], results))
-        grads, problems = [], [failures[p] for p in defn.params if p in failures]
-        for p, shape in zip(defn.params, self.shapes):
-            if p in failures:
-                grads.append(np.full((k,) + shape, np.nan))
-                continue
-            value = np.asarray(found[p])  # complex on forward-over-reverse's rows (hvp.py)
-            r = np.broadcast_to(value.astype(complex if np.iscomplexobj(value) else float, copy=False), (k,) + shape)
-            if not np.all(np.isfinite(r)):
-                line = self.user.d_lines[p]
-                problems.append(BackwardError(f"gate '{defn.name}': d{p} is not finite at this point",
-                                              line.pos.line, line.pos.col))
-                r = np.full((k,) + shape, np.nan)
-            grads.append(r)
-        if problems:
-            first = problems[0]
-            raise BackwardError("; ".join(e.message for e in problems), first.line, first.col, grads)
-        return grads
 
 
 def _names_in(expr) -> set:
@@ -241,8 +200,8 @@ def _check_names(defn, expr, visible: set, known_functions: set):
                                     e.func_pos.line, e.func_pos.col)
 
 
-def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> gates.Gate:
-    """The registry Gate for calls of `user` on operands of these shapes (cached).
+def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> Composite:
+    """The Composite for calls of `user` on operands of these shapes (cached).
 
     `subgraph(bindings, body, expr, failed=, consts=)` builds the body as a small Graph (the caller's
     builder does); `text` is the file's source, for the gate's docs.
@@ -253,67 +212,82 @@ def instantiate(user: UserGate, shapes: list, subgraph, text: str) -> gates.Gate
     defn = user.defn
     bindings = [(p, s, pp) for p, s, pp in zip(defn.params, key, defn.param_pos)]
     lines = [line for line in defn.body if line.name in user.forward_locals]
-    fwd = subgraph(bindings, lines, defn.expr, consts=user.consts)
-    out_shape = fwd.nodes[fwd.output].shape
-    bwd, failures, intermediates, depends = None, {}, [], {}
+    body = subgraph(bindings, lines, defn.expr, consts=user.consts)
+    out_shape = body.nodes[body.output].shape
+    backward, failures, intermediates, depends = None, {}, (), {}
     if user.d_lines:
         extra = [("out", out_shape, defn.pos), ("dout", out_shape, defn.pos)]
         broken: dict = {}
-        bwd = subgraph(bindings + extra, defn.body, None, failed=broken, consts=user.consts)
-        for p, shape in zip(defn.params, key):
-            line = user.d_lines[p]
-            err = broken.get("d" + p)
-            if err is not None:
-                failures[p] = BackwardError(f"gate '{defn.name}': d{p} cannot be computed: {err.message}",
-                                            err.line, err.col)
-                continue
-            got = bwd.nodes[bwd.names["d" + p]].shape
-            if got != shape:
-                failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {gates.fmt_shape(got)} but {p} has "
-                                            f"shape {gates.fmt_shape(shape)}", line.pos.line, line.pos.col)
-        for local, line in user.intermediates.items():
-            node = fwd.nodes[fwd.names[local]]
-            err = broken.get(line.name)
-            bid = None if err is not None else bwd.names.get(line.name)
-            if bid is not None and bwd.nodes[bid].shape != node.shape:
-                err = BackwardError(f"gate '{defn.name}': {line.name} has shape {gates.fmt_shape(bwd.nodes[bid].shape)} "
-                                    f"but {local} has shape {gates.fmt_shape(node.shape)}", line.pos.line, line.pos.col)
-                bid = None
-            intermediates.append((local, fwd.names[local], bid, line, err))
-        marks = {bid: local for local, _, bid, _, _ in intermediates if bid is not None}
-        for p in defn.params:
-            if p not in failures:
-                nid = bwd.names["d" + p]
-                depends[nid] = sorted(marks[a] for a in bwd.ancestors(nid) if a in marks)
-        for _local, _, bid, _, _ in intermediates:
-            if bid is not None:
-                depends[bid] = sorted(marks[a] for a in bwd.ancestors(bid) if a in marks and a != bid)
-    cost = sum(_cost(n) for n in fwd.nodes) + (sum(_cost(n) for n in bwd.nodes) if bwd is not None else 0)
-    inst = Instance(user, fwd, bwd, key, failures, intermediates, depends, max(1, cost))
-    gate = _make_gate(inst, out_shape, text)
-    user.instances[key] = gate
-    return gate
+        backward = subgraph(bindings + extra, defn.body, None, failed=broken, consts=user.consts)
+        failures = _failures(user, key, backward, broken)
+        intermediates = _intermediates(user, body, backward, broken)
+        depends = _depends(defn.params, failures, intermediates, backward)
+    cost = sum(applications(n.gate) for n in body.nodes if n.gate is not None)
+    if backward is not None:
+        cost += sum(applications(n.gate) for n in backward.nodes if n.gate is not None)
+    composite = Composite(definition=defn, d_lines=dict(user.d_lines), body=body, backward=backward, shapes=key,
+                          failures=failures, intermediates=intermediates, depends=depends, cost=max(1, cost),
+                          has_kinks=any(n.gate is not None and n.gate.has_kinks for n in body.nodes),
+                          **_described(user, text))
+    user.instances[key] = composite
+    return composite
 
 
-def _cost(node) -> int:
-    if node.gate is None:
-        return 0
-    return node.gate.instance.cost if node.gate.instance is not None else 1
+def _failures(user: UserGate, shapes: tuple, backward: Graph, broken: dict) -> dict:
+    """Parameter -> why its d line cannot be computed: it raised while built, or its shape is not the parameter's."""
+    defn, failures = user.defn, {}
+    for p, shape in zip(defn.params, shapes):
+        line = user.d_lines[p]
+        err = broken.get("d" + p)
+        if err is not None:
+            failures[p] = BackwardError(f"gate '{defn.name}': d{p} cannot be computed: {err.message}",
+                                        err.line, err.col)
+            continue
+        got = backward.nodes[backward.names["d" + p]].shape
+        if got != shape:
+            failures[p] = BackwardError(f"gate '{defn.name}': d{p} has shape {gates.fmt_shape(got)} but {p} has "
+                                        f"shape {gates.fmt_shape(shape)}", line.pos.line, line.pos.col)
+    return failures
 
 
-def _make_gate(inst: Instance, out_shape: tuple, text: str) -> gates.Gate:
-    user, fwd = inst.user, inst.fwd
+def _intermediates(user: UserGate, body: Graph, backward: Graph, broken: dict) -> tuple:
+    """The forward locals with a d<local> line, each with its d line's node (None when it cannot be computed)."""
+    found = []
+    for local, line in user.intermediates.items():
+        node = body.nodes[body.names[local]]
+        err = broken.get(line.name)
+        bid = None if err is not None else backward.names.get(line.name)
+        if bid is not None and backward.nodes[bid].shape != node.shape:
+            err = BackwardError(f"gate '{user.defn.name}': {line.name} has shape "
+                                f"{gates.fmt_shape(backward.nodes[bid].shape)} but {local} has shape "
+                                f"{gates.fmt_shape(node.shape)}", line.pos.line, line.pos.col)
+            bid = None
+        found.append(Intermediate(local=local, body_id=body.names[local], backward_id=bid, line=line, error=err))
+    return tuple(found)
+
+
+def _depends(params: tuple, failures: dict, intermediates: tuple, backward: Graph) -> dict:
+    """A d line's backward node -> the locals whose d<local> lines it uses (sorted by name)."""
+    marks = {m.backward_id: m.local for m in intermediates if m.backward_id is not None}
+    depends = {}
+    for p in params:
+        if p not in failures:
+            nid = backward.names["d" + p]
+            depends[nid] = sorted(marks[a] for a in backward.ancestors(nid) if a in marks)
+    for m in intermediates:
+        if m.backward_id is not None:
+            bid = m.backward_id
+            depends[bid] = sorted(marks[a] for a in backward.ancestors(bid) if a in marks and a != bid)
+    return depends
+
+
+def _described(user: UserGate, text: str) -> dict:
+    """What the reports show of the gate: its local gradient, its one-line doc, how it routes gradients."""
     defn = user.defn
-    has_kinks = any(n.gate is not None and n.gate.branch is not None for n in fwd.nodes)
     source = text[defn.expr.pos.start:defn.expr.pos.end]
     if user.d_lines:
         local = "; ".join(f"d{p} = {text[line.expr.pos.start:line.expr.pos.end]}" for p, line in user.d_lines.items())
     else:
         local = "differentiated automatically through its body"
-    return gates.Gate(
-        name=defn.name, arity=len(defn.params), forward=gates.from_body, vjp=gates.from_body, sym=None, local=local,
-        doc=f"user gate {defn.name}({', '.join(defn.params)}) = {source}",
-        routes="by the d lines written for it" if user.d_lines else "through the gates of its body",
-        infer=lambda s, p: (out_shape, {}), label=lambda a: defn.name,
-        branch=gates.from_body if has_kinks else None,
-        examples=(gates.Example(tuple(inst.shapes)),), instance=inst)
+    return {"local": local, "doc": f"user gate {defn.name}({', '.join(defn.params)}) = {source}",
+            "routes": "by the d lines written for it" if user.d_lines else "through the gates of its body"}

@@ -1,20 +1,22 @@
-"""Forward and backward passes over a Graph. No gate-specific code: everything goes through the registry.
+"""Forward and backward passes over a Graph. No gate-specific code: everything goes through the registry,
+or, for the call of a user gate (a `Composite`), through its graphs: `gate_forward`, `gate_vjp` and
+`gate_branch` are the one place the two kinds are told apart.
 
-One evaluator (`_sweep`) serves the plain forward pass, small sub-graphs (a user gate's body, an
-expectation) and the batched forward pass of the finite differences, where each row of a leading
-axis carries its own perturbation.
+One evaluator (`_sweep`) serves the plain forward pass, small sub-graphs (a composite's body or
+backward, an expectation) and the batched forward pass of the finite differences, where each row of
+a leading axis carries its own perturbation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 
 from ..core.errors import BackwardError, GradValueError
-from ..language.graph import Graph, Node
+from ..gates.record import Gate
+from ..language.graph import Composite, Graph, Node
 from ..core.meter import active, count, gate_units
 from ..gates.tensors import fmt_note
 
@@ -30,90 +32,97 @@ def _pad(a: np.ndarray, shape: tuple, n_rows: int) -> np.ndarray:
     return a.reshape((n_rows,) + (1,) * extra + a.shape[1:]) if extra > 0 else a
 
 
-# While a user gate's VJP runs: its nested bodies' values, by operands, so that gates calling gates run
-# each body once (not once per level of nesting). A context variable, not a module global: set by the
-# outermost body_vjp and reset by it, so nested, re-entrant and concurrent checks never share it.
-_BODIES: ContextVar[dict | None] = ContextVar("user_gate_bodies", default=None)
+class BodyValues:
+    """The values of every node of composites' bodies, by composite and operands, kept while one VJP
+    through a body runs: a composite calling composites then runs each nested body once, not once per
+    level of nesting. Made by the outermost `body_vjp` and handed down the passes it runs (`bodies=`),
+    so that nothing outlives that VJP or is shared between checks."""
+
+    def __init__(self) -> None:
+        self._known: dict = {}
+
+    def of(self, composite: Composite, args: list) -> list:
+        """Every node of the composite's body on these (unbatched) operands, computed once."""
+        key = (id(composite), tuple((np.asarray(a).dtype.str, np.asarray(a).tobytes()) for a in args))
+        if key not in self._known:
+            self._known[key] = forward(composite.body, dict(zip([n.id for n in composite.body.leaves()], args)),
+                                       bodies=self)
+        return self._known[key]
 
 
-def _body_values(inst, args: list) -> list:
-    """Every node of a user gate's body on these (unbatched) operands; remembered during a VJP."""
-    key = (id(inst), tuple((np.asarray(a).dtype.str, np.asarray(a).tobytes()) for a in args))
-    memo = _BODIES.get()
-    if memo is not None and key in memo:
-        return memo[key]
-    values = forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], args)))
-    if memo is not None:
-        memo[key] = values
-    return values
+def body_values(composite: Composite, args: list, bodies: BodyValues | None = None) -> list:
+    """Every node of a composite's body on these (unbatched) operands (kept in `bodies`, when given);
+    a non-finite value raises GradValueError."""
+    if bodies is not None:
+        return bodies.of(composite, args)
+    return forward(composite.body, dict(zip([n.id for n in composite.body.leaves()], args)))
 
 
-def gate_forward(gate, args: list, attrs: dict, batched: bool = False) -> np.ndarray:
-    """A gate's forward: the registry's, or a user gate's body run (a composite gate)."""
-    inst = gate.instance
-    if inst is not None:
-        if not batched and not any(np.iscomplexobj(a) for a in args):
-            try:
-                return _body_values(inst, args)[inst.fwd.output]
-            except GradValueError:
-                pass  # undefined inside: its nan output is reported at the call, as for any gate
-        return run_graph(inst.fwd, list(args))
-    return gate.forward_on(args, attrs)
+def gate_forward(gate: Gate | Composite, args: list, attrs: dict, batched: bool = False, *,
+                 bodies: BodyValues | None = None) -> np.ndarray:
+    """A gate's forward: the registry's, or a composite's body run."""
+    if not isinstance(gate, Composite):
+        return gate.forward_on(args, attrs)
+    if not batched and not any(np.iscomplexobj(a) for a in args):
+        try:
+            return body_values(gate, args, bodies)[gate.body.output]
+        except GradValueError:
+            pass  # undefined inside: its nan output is reported at the call, as for any gate
+    return run_graph(gate.body, list(args), bodies=bodies)
 
 
-def gate_vjp(gate, g: np.ndarray, args: list, out, attrs: dict) -> list:
-    """A gate's VJP for upstream rows g: the registry's, a user gate's d lines, or backprop through
+def gate_vjp(gate: Gate | Composite, g: np.ndarray, args: list, out, attrs: dict, *,
+             bodies: BodyValues | None = None) -> Sequence[Any]:
+    """A gate's VJP for upstream rows g: the registry's, a composite's d lines, or backprop through
     its body when it has none."""
-    inst = gate.instance
     if active():
         count("call")
-        if inst is None:
+        if isinstance(gate, Gate):
             count("element", int(np.size(g)) + sum(int(np.size(a)) for a in args))
             if gate.workspace is not None:
                 count("window", g.shape[0] * int(gate.workspace([np.shape(a) for a in args], attrs)))
-    if inst is None:
+    if not isinstance(gate, Composite):
         return gate.vjp(g, args, out, attrs)
-    if inst.bwd is None:
-        return body_vjp(inst, g, args)
-    wanted = inst.backward_outputs()
-    results = run_graph(inst.bwd, list(args) + [out, g], outputs=wanted) if wanted else []
-    return inst.gradients(results, g.shape[0])
+    if gate.backward is None:
+        return body_vjp(gate, g, args, bodies=bodies)
+    wanted = gate.backward_outputs()
+    results = run_graph(gate.backward, list(args) + [out, g], outputs=wanted, bodies=bodies) if wanted else []
+    return gate.gradients(results, g.shape[0])
 
 
-def body_vjp(inst, g: np.ndarray, args: list) -> list:
-    """Backprop through a user gate's body, its d lines (if it has any) left out: per parameter."""
-    token = _BODIES.set({}) if _BODIES.get() is None else None  # the outermost VJP holds the memo
+def body_vjp(composite: Composite, g: np.ndarray, args: list, *, bodies: BodyValues | None = None) -> list:
+    """Backprop through a composite's body, its d lines (if it has any) left out: per parameter."""
+    bodies = BodyValues() if bodies is None else bodies  # the outermost VJP holds the body values
     try:
-        adjoints = backward(inst.fwd, _body_values(inst, args), seed=g)
+        adjoints = backward(composite.body, bodies.of(composite, args), seed=g, bodies=bodies)
     except BackwardError as err:  # a gate inside failed: its partial gradients are shaped for it, not us
         raise BackwardError(err.message, err.line, err.col) from None
-    finally:
-        if token is not None:
-            _BODIES.reset(token)
-    return [adjoints[n.id] for n in inst.fwd.leaves()]
+    return [adjoints[n.id] for n in composite.body.leaves()]
 
 
-def gate_branch(gate, args: list, attrs: dict) -> np.ndarray:
-    """A kink gate's branch array; a user gate's is its body's kink gates' branches, side by side."""
-    if gate.instance is not None:
-        _, branches = run_graph(gate.instance.fwd, list(args), collect_branches=True)
+def gate_branch(gate: Gate | Composite, args: list, attrs: dict) -> np.ndarray:
+    """A kink gate's branch array; a composite's is its body's kink gates' branches, side by side."""
+    if isinstance(gate, Composite):
+        _, branches = run_graph(gate.body, list(args), collect_branches=True)
         return np.concatenate(branches, axis=-1)
+    assert gate.branch is not None  # a kink gate
     return gate.branch(args, attrs)
 
 
 def _count_call(node: Node, args: list, batched: list, rows) -> None:
-    """The meter's counts for one gate call (a user gate's too: running its body costs a call)."""
+    """The meter's counts for one gate call (a composite's too: running its body costs a call)."""
     count("call")
-    assert node.gate is not None  # a gate node (as every node this module evaluates)
-    if node.gate.instance is None:
+    if isinstance(node.gate, Gate):
         elements, windows = gate_units(node.gate, [np.shape(a)[1:] if b and rows else np.shape(a)
                                                    for a, b in zip(args, batched)], node.attrs, node.size, rows or 1)
         count("element", elements)
         count("window", windows)
 
 
-def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.ndarray:
-    """A gate's forward on operands of which those flagged `batched` carry a leading row axis."""
+def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
+               bodies: BodyValues | None = None) -> np.ndarray:
+    """A gate's forward on operands of which those flagged `batched` carry a leading row axis
+    (`bodies`: composites' body values kept by a VJP through a body)."""
     rows = n_rows if n_rows is not None and any(batched) else None
     if active():
         _count_call(node, args, batched, rows)
@@ -121,9 +130,9 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None) -> np.
     if rows is not None:  # then rows is n_rows
         if node.gate.elementwise:
             args = [_pad(a, node.shape, rows) if b else a for a, b in zip(args, batched)]
-        out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True))
+        out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True, bodies=bodies))
         return np.broadcast_to(out, (rows,) + node.shape)
-    return _numbers(gate_forward(node.gate, args, node.attrs))
+    return _numbers(gate_forward(node.gate, args, node.attrs, bodies=bodies))
 
 
 IMAG_LIMIT = 1e-6  # the complex step's rows: an imaginary part past this left the linear regime (H times a
@@ -155,14 +164,15 @@ def branch_of(node: Node, args: list, flags: list, n_rows: int | None) -> np.nda
 
 def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
            inject: dict | None = None, centre_branches: list | None = None, kinks=None,
-           branches: list | None = None, last_use: list | None = None, keep: int | None = None):
+           branches: list | None = None, last_use: list | None = None, keep: int | None = None,
+           bodies: BodyValues | None = None):
     """Evaluate the gates of `nodes` in order.
 
     Unbatched results go into `values`, batched ones into `batched` (node id -> (n_rows, *shape)).
     `inject` (node id -> [batches.Probe]: .rows, .flat, .delta) adds perturbations to a node's batched value. With `kinks`
     (a bool array per row), a row is flagged when a kink gate's branch differs from its branch in
     `centre_branches`. `branches` collects every kink gate's branch rows. With `last_use`,
-    batched values no longer needed are dropped (all but `keep`).
+    batched values no longer needed are dropped (all but `keep`). `bodies`: as apply_gate takes it.
     """
     for node in nodes:
         nid = node.id
@@ -170,10 +180,10 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
             flags = [i in batched for i in node.inputs]
             args = [batched[i] if f else values[i] for i, f in zip(node.inputs, flags)]
             if any(flags):
-                batched[nid] = apply_gate(node, args, flags, n_rows)
+                batched[nid] = apply_gate(node, args, flags, n_rows, bodies)
             elif values[nid] is None:
-                values[nid] = apply_gate(node, args, flags, None)
-            if node.gate.branch is not None and (branches is not None or (kinks is not None and any(flags))):
+                values[nid] = apply_gate(node, args, flags, None, bodies)
+            if node.gate.has_kinks and (branches is not None or (kinks is not None and any(flags))):
                 rows = branch_of(node, args, flags, n_rows)
                 if branches is not None:
                     branches.append(rows)
@@ -197,10 +207,10 @@ def _sweep(graph: Graph, values: list, nodes, batched: dict, n_rows: int | None,
                     del batched[i]
 
 
-def forward(graph: Graph, inputs: dict | None = None) -> list:
+def forward(graph: Graph, inputs: dict | None = None, *, bodies: BodyValues | None = None) -> list:
     """Every node's value at the given point; a non-finite value is an input error naming its node.
 
-    `inputs` gives values for leaves by id (a user gate's parameters).
+    `inputs` gives values for leaves by id (a composite's parameters); `bodies` as apply_gate takes it.
     """
     values: list = [None] * len(graph.nodes)
     for node in graph.nodes:
@@ -210,14 +220,15 @@ def forward(graph: Graph, inputs: dict | None = None) -> list:
         for node in graph.nodes:
             if node.gate is None:
                 continue
-            _sweep(graph, values, (node,), {}, None)
+            _sweep(graph, values, (node,), {}, None, bodies=bodies)
             if not np.all(np.isfinite(values[node.id])):
                 raise _domain_error(graph, node, [values[i] for i in node.inputs], values[node.id])
     return values
 
 
-def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_branches: bool = False):
-    """Evaluate a small graph (a user gate's body) on values for its leaves, in order.
+def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_branches: bool = False, *,
+              bodies: BodyValues | None = None):
+    """Evaluate a small graph (a composite's body or backward) on values for its leaves, in order.
 
     An input with more dimensions than its leaf carries a leading row axis; results that depend
     on it do too. Returns the output's value, or the values of `outputs` (node ids); with
@@ -237,7 +248,7 @@ def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_b
             values[node.id] = node.value
     branches: list | None = [] if collect_branches else None
     with np.errstate(all="ignore"):
-        _sweep(graph, values, graph.nodes[: graph.output + 1], batched, n_rows, branches=branches)
+        _sweep(graph, values, graph.nodes[: graph.output + 1], batched, n_rows, branches=branches, bodies=bodies)
     wanted = [graph.output] if outputs is None else outputs
     results = [batched[i] if i in batched else values[i] for i in wanted]
     if branches is not None:  # collect_branches
@@ -277,7 +288,7 @@ def branch_rows(graph: Graph, values: list) -> list:
     rows: list = [None] * len(graph.nodes)
     with np.errstate(all="ignore"):
         for node in graph.nodes:
-            if node.gate is not None and node.gate.branch is not None:
+            if node.gate is not None and node.gate.has_kinks:
                 rows[node.id] = branch_of(node, [values[i] for i in node.inputs], [False] * len(node.inputs), None)
     return rows
 
@@ -309,6 +320,7 @@ def _overflows(node: Node, args: list) -> bool:
     (a pole, like 1/x at 0, is infinite only on the pole itself)."""
     if not all(np.all(np.isfinite(a)) for a in args):
         return False
+    assert node.gate is not None  # a gate node
     try:
         with np.errstate(all="ignore"):
             moved = [np.asarray(a, dtype=float) + 1e-3 * np.maximum(1.0, np.abs(a)) for a in args]
@@ -330,7 +342,7 @@ def _short(value) -> str:
 def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.ndarray | None = None,
              on_edge: Callable[[Node, int, np.ndarray, np.ndarray, bool], None] | None = None,
              on_node: Callable[[Node, np.ndarray], None] | None = None,
-             local: LocalVjp | None = None) -> list:
+             local: LocalVjp | None = None, bodies: BodyValues | None = None) -> list:
     """Adjoints of every node, shaped (K, *node.shape) where K = output size (rows of the Jacobian).
 
     Fan-out accumulates: a node's adjoint is the sum over its consumers. `seed` replaces the
@@ -338,7 +350,8 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
     BackwardError is recorded in `errors` (node id -> error) and passes NaN to its inputs.
     `on_node(node, adjoint)` is called for every gate reached, before its backward runs, and
     `on_edge(node, slot, contribution, total, accumulated)` for every edge, in backward order.
-    `local(node, g, args, out)` replaces the gates' own VJPs (another valid chain rule at a kink).
+    `local(node, g, args, out)` replaces the gates' own VJPs (another valid chain rule at a kink);
+    `bodies`: composites' body values kept by a VJP through a body (body_vjp).
     """
     out = graph.nodes[graph.output]
     if seed is None:
@@ -356,7 +369,7 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
             args = [values[i] for i in node.inputs]
             try:
                 grads = (local(node, g, args, values[node.id]) if local is not None
-                         else gate_vjp(node.gate, g, args, values[node.id], node.attrs))
+                         else gate_vjp(node.gate, g, args, values[node.id], node.attrs, bodies=bodies))
             except BackwardError as err:
                 if errors is None:
                     raise

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..language.graph import Composite
 from .batches import BatchRunner, Rows, run_rows
 from .numeric import ROUNDING, NumericResult, Target
 from ..core.tolerances import EPS, TERMS_ROUNDING
@@ -169,11 +170,11 @@ def analytic_nodes(graph, reach: set) -> set:
 
 def analytic(gate, memo: dict | None = None) -> bool:
     """A registry gate's declaration; a user gate is analytic when every gate of its body is."""
-    if gate.instance is None:
+    if not isinstance(gate, Composite):
         return gate.analytic
     memo = {} if memo is None else memo
     if id(gate) not in memo:
-        memo[id(gate)] = all(analytic(n.gate, memo) for n in gate.instance.fwd.nodes if n.gate is not None)
+        memo[id(gate)] = all(analytic(n.gate, memo) for n in gate.body.nodes if n.gate is not None)
     return memo[id(gate)]
 
 

@@ -69,7 +69,7 @@ class GateRunner:
         self._branch = self._branch_of(self.args, [False] * len(args), None)
 
     def _branch_of(self, args, flags, n_rows):
-        if self.node.gate.branch is None:
+        if not self.node.gate.has_kinks:
             return None
         return branch_of(self.node, args, flags, n_rows)
 

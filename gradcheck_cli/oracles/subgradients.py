@@ -47,13 +47,13 @@ def nudged(args: list, side: int, order: int) -> list:
 
 
 def local_vjp(node, g, args: list, out, side: int, order: int) -> list:
-    """One gate's VJP under one convention; a user gate's through its forward body."""
-    inst = node.gate.instance
-    if inst is not None:
-        leaves = [n.id for n in inst.fwd.leaves()]
-        adjoints = chain_rule(inst.fwd, forward(inst.fwd, dict(zip(leaves, args))), g, side, order)
+    """One gate's VJP under one convention; a composite's through its forward body."""
+    composite = node.composite
+    if composite is not None:
+        leaves = [n.id for n in composite.body.leaves()]
+        adjoints = chain_rule(composite.body, forward(composite.body, dict(zip(leaves, args))), g, side, order)
         return [adjoints[i] for i in leaves]
-    if node.gate.branch is not None and side:
+    if node.gate.has_kinks and side:
         args = nudged(args, side, order)
         out = np.asarray(node.gate.forward(args, node.attrs), dtype=float)
     return node.gate.vjp(g, args, out, node.attrs)

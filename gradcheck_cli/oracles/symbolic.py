@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..gates import sym_number
-from ..language.graph import Graph
+from ..gates.record import Gate
+from ..language.graph import Composite, Graph
 from .symvalues import Exhausted, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
 from ..core.settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
@@ -86,10 +87,11 @@ def evaluate(graph: Graph, inputs: list) -> np.ndarray:
 
 # --- a gate's local Jacobian --------------------------------------------------------------------
 
-def gate_sym(gate, args: list, attrs: dict):
-    """A gate's SymPy form on these operands: the registry's, or a user gate's body evaluated."""
-    if gate.instance is not None:
-        return evaluate(gate.instance.fwd, list(args))
+def gate_sym(gate: Gate | Composite, args: list, attrs: dict):
+    """A gate's SymPy form on these operands: the registry's, or a composite's body evaluated."""
+    if isinstance(gate, Composite):
+        return evaluate(gate.body, list(args))
+    assert gate.sym is not None  # every registry gate has its SymPy form
     return gate.sym(args, attrs)
 
 

@@ -147,18 +147,20 @@ def _vjps(program: str, at, seed: int, part) -> tuple | None:
     try:
         graph = load(program, at=at, seed=seed)
         values = forward(graph)
-        node = next(n for n in graph.nodes if n.gate is not None and n.gate.instance is not None
-                    and n.gate.instance.user.defn.name == part.owner)
+        node = next(n for n in graph.nodes if n.composite is not None and n.composite.name == part.owner)
     except (GradcheckError, StopIteration):
         return None
-    inst = node.gate.instance
+    composite = node.composite
+    if composite is None or composite.backward is None:  # a gate without d lines: nothing of the student's
+        return None
     args = [values[i] for i in node.inputs]
     u = upstream(Settings(seed=seed), 1, node)[None]
-    slot = list(inst.user.defn.params).index(part.input)
-    body = forward(inst.fwd, dict(zip([n.id for n in inst.fwd.leaves()], args)))
-    right = backprop(inst.fwd, body, seed=u)[inst.fwd.leaves()[slot].id][0]
+    slot = list(composite.params).index(part.input)
+    body = forward(composite.body, dict(zip([n.id for n in composite.body.leaves()], args)))
+    right = backprop(composite.body, body, seed=u)[composite.body.leaves()[slot].id][0]
     try:
-        theirs = run_graph(inst.bwd, list(args) + [values[node.id], u], outputs=[inst.bwd.names["d" + part.input]])[0]
+        theirs = run_graph(composite.backward, list(args) + [values[node.id], u],
+                           outputs=[composite.backward.names["d" + part.input]])[0]
         theirs = np.asarray(theirs, dtype=float)
         if theirs.shape != right.shape and theirs.ndim and theirs.shape[0] == 1:
             theirs = theirs[0]  # the d line's leading row axis (one upstream row)
