@@ -472,7 +472,7 @@ GRAD_ATTACKS = {
     "own_helper": ("gate f(x) = 2 * y\n  t = 4 * x\n  dx = dout * t\n" + G_RIGHT, {"f.dx": 2, "g.dx": 1}, {}),
     "amplified_rounding": ("gate f(x) = 2 * y\n  y = x * x\n  dx = 1e30 * sum(out - 2 * y) + 0 * x\n" + G_RIGHT,
                            {"f.dx": 0, "g.dx": 1}, {}),
-    "slightly_wrong_behind_rounding": ("gate f(x) = 2 * y\n  y = x * x\n  dx = dout * 4 * x * (1 + 5e-7) + 1e30 * "
+    "slightly_wrong_behind_rounding": ("gate f(x) = 2 * y\n  y = x * x\n  dx = dout * 4 * x * (1 + 5e-8) + 1e30 * "
                                        "sum(out - 2 * y)\n" + G_RIGHT, {"f.dx": 0, "g.dx": 1}, {}),
     "no_gate": ("z = 1\n", {"f.dx": 0, "g.dx": 0}, {"f.dx": "has no `gate f"}),
 }
