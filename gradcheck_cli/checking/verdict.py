@@ -141,21 +141,10 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
         sym_ok = versus.ok if versus is not None else None
         within, resolved = _between_slopes(a, tol, at, num, projection)
         group_ok, group_detail = (np.ones(a.shape, dtype=bool), {}) if projection else ties.of_row(a, tol, est, num)
-        on_kink = at & within & group_ok
-        if versus is not None:
-            defensible = sym_ok | on_kink
-            # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
-            confirmed = ~disagree & ~unreliable
-            codes = np.where(kink, np.where(defensible, 1, 3), np.where(~versus.ok, 3, np.where(confirmed, 0, 2)))
+        codes, confirmed = _codes(a, kink=kink, on_kink=at & within & group_ok, at=at, within=within, agree=agree,
+                                  disagree=disagree, unreliable=unreliable, sym_ok=sym_ok, exact=exact)
+        if confirmed is not None:  # SymPy confirms: the shown tolerance is what the difference could resolve
             tol = np.where(confirmed & ~agree, np.maximum(tol, resolves), tol)
-        else:
-            defensible = np.where(at, on_kink, within)
-            codes = np.where(kink, np.where(defensible, 1, 3), np.where(agree, 0, np.where(disagree, 3, 2)))
-        if exact.any():  # an exact column that disagrees is a bug, whatever SymPy's coarser tolerance says
-            codes = np.where(exact & ~np.asarray(kink) & disagree, 3, codes)
-        # No gradient exists to check where backprop's is infinite or nan (sqrt at 0): never a pass,
-        # so a CI job cannot go green on a point where nothing was verified.
-        codes = np.where(np.isfinite(a), codes, 3)
         # The rounding of each comparison: what another CPU or BLAS kernel may change in |a − b| (the
         # difference's own rounding, backprop's measured noise, float64 at the elements' scale).
         rounding = np.maximum(rounding_level(a, b, z, est, trunc), terms)
@@ -170,6 +159,24 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
     return Evidence(codes, excess, num_rel, tol_rel, versus.rel if versus is not None else None, context, a, num,
                     versus is not None, group_detail, z, atol, slack=slack, num_round=num_round,
                     sym_round=versus.round_rel if versus is not None else None)
+
+
+def _codes(a, *, kink, on_kink, at, within, agree, disagree, unreliable, sym_ok, exact) -> tuple:
+    """(each element's status code, and where SymPy confirms an element or None without SymPy)."""
+    confirmed = None
+    if sym_ok is not None:
+        defensible = sym_ok | on_kink
+        # SymPy confirms; a difference that merely cannot resolve the tolerance does not contradict it
+        confirmed = ~disagree & ~unreliable
+        codes = np.where(kink, np.where(defensible, 1, 3), np.where(~sym_ok, 3, np.where(confirmed, 0, 2)))
+    else:
+        defensible = np.where(at, on_kink, within)
+        codes = np.where(kink, np.where(defensible, 1, 3), np.where(agree, 0, np.where(disagree, 3, 2)))
+    if exact.any():  # an exact column that disagrees is a bug, whatever SymPy's coarser tolerance says
+        codes = np.where(exact & ~np.asarray(kink) & disagree, 3, codes)
+    # No gradient exists to check where backprop's is infinite or nan (sqrt at 0): never a pass,
+    # so a CI job cannot go green on a point where nothing was verified.
+    return np.where(np.isfinite(a), codes, 3), confirmed
 
 
 def _row_scale(s: np.ndarray, sv: np.ndarray | None, groups: np.ndarray | None) -> float | np.ndarray:
