@@ -221,16 +221,18 @@ def _complex_step_notes(cross: complexstep.CrossCheck | None, layer: Layer, runn
     if cross.unused is not None or cross.values is None:
         return {n: (None, f"complex step not used: {cross.unused}") for n in layer.names}
     cs, failing = cross.values, cross.failing
+    scale = float(np.max(np.abs(cs), initial=0.0))
     out = {}
     for k, name in enumerate(layer.names):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
         bad = failing[(failing >= lo) & (failing < hi)]
         if bad.size:
-            e = float(np.max(np.abs(bp[bad] - cs[bad]))) / max(float(np.max(np.abs(cs))), 1e-300)
-            out[name] = ("fail", f"backprop disagrees with the complex-step derivative by {e:.1e} of the row's largest "
-                                 f"(under what finite differences resolve; the complex step is exact to rounding)")
-        else:
-            out[name] = (None, f"complex step agrees to {cross.error:.0e}")
+            gap = float(np.max(np.abs(bp[bad] - cs[bad])))
+            by = f"by {gap / scale:.1e} of the row's largest" if scale > 0 else f", 0 on the whole row, by {gap:.1e}"
+            out[name] = ("fail", f"backprop disagrees with the complex-step derivative{'' if scale == 0 else ' '}{by} "
+                                 "(under what finite differences resolve; the complex step is exact to rounding)")
+        else:  # (a row whose derivative is 0 everywhere has no relative figure to show)
+            out[name] = (None, f"complex step agrees to {cross.error:.0e}" if scale > 0 else "complex step agrees")
     return out
 
 

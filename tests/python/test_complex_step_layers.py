@@ -105,3 +105,18 @@ def test_check_py_takes_complex_step(tmp_path):
     assert subprocess.run(run, capture_output=True, text=True).returncode == 0
     done = subprocess.run(run + ["--complex-step"], capture_output=True, text=True)
     assert done.returncode == 1 and "complex-step" in done.stdout and "--complex-step" in done.stdout
+
+
+def test_a_row_whose_complex_step_derivative_is_zero_shows_absolute_figures():
+    """Where the complex step's derivative is 0 on the whole row there is no relative figure: the note
+    says so and gives the absolute gap (it showed 5.6e+283 "of the row's largest")."""
+    import numpy as np
+    from gradcheck_cli import check_function
+
+    def f(x):
+        return np.array([np.sum(x / (3 + x * x) - x / (3 + x * x))])
+    wrong = check_function(f, lambda d, x: d[0] * (0 * x + 1e-12), {"x": np.array([0.03125, 0.5])}, complex_step=True)
+    assert wrong.nodes[0].status == "fail" and "0 on the whole row, by 1" in wrong.nodes[0].note
+    assert "e+2" not in wrong.nodes[0].note
+    right = check_function(f, lambda d, x: d[0] * 0 * x, {"x": np.array([0.03125, 0.5])}, complex_step=True)
+    assert right.nodes[0].status == "pass" and right.nodes[0].note == "complex step agrees"
