@@ -200,14 +200,14 @@ class Submission:
         own /proc (its processes alone),
         no network, every capability dropped."""
         command = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--uid", str(NOBODY), "--gid",
-                   str(NOBODY), "--cap-drop", "ALL", "--size", str(1 << 20), "--tmpfs", "/"]
+                   str(NOBODY), "--cap-drop", "ALL", "--size", str(1 << 20), "--tmpfs", "/",
+                   "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # first: Python may live under /tmp (a CI's venv)
         for folder in _python_folders():
             command += ["--ro-bind", folder, folder]
         command += _system_links()
         for device in DEVICES:
             command += ["--dev-bind", device, device]
-        command += ["--proc", "/proc", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-                    "--ro-bind", work, "/tmp/submission", "--dir", "/tmp/work", "--remount-ro", "/",
+        command += ["--proc", "/proc", "--ro-bind", work, "/tmp/submission", "--dir", "/tmp/work", "--remount-ro", "/",
                     "--chdir", "/tmp/work", "--", sys.executable, "-I", "/tmp/submission/student_side.py",
                     str(replies), "/tmp/submission/" + student_side.SUBMISSION]
         return command

@@ -61,3 +61,15 @@ def test_nesting_past_the_limit_is_refused_not_recursed():
 def test_a_frame_is_its_length_then_json():
     data = frame({"ok": True})
     assert int.from_bytes(data[:8], "big") == len(data) - 8 and json.loads(data[8:]) == {"ok": True}
+
+
+def test_the_sandbox_mounts_its_tmp_before_pythons_folders(monkeypatch, tmp_path):
+    """A CI's virtual environment may live under /tmp: the sandbox's private /tmp is mounted first,
+    so binding Python's folders afterwards keeps them visible (mounted after, it hid them: every
+    submission's process died at start)."""
+    from gradcheck_cli.teaching import sandbox
+    monkeypatch.setattr(sandbox, "_python_folders", lambda: ["/usr", "/tmp/ci/.venv"])
+    command = sandbox.Submission._sandboxed(object(), "bwrap", str(tmp_path), 5)
+    tmp = next(k for k in range(1, len(command)) if command[k - 1:k + 1] == ["--tmpfs", "/tmp"])
+    venv = next(k for k in range(1, len(command)) if command[k - 1:k + 1] == ["--ro-bind", "/tmp/ci/.venv"])
+    assert tmp < venv
