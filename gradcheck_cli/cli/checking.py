@@ -194,6 +194,7 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
     from ..core.config import load
     from ..core.errors import GradcheckError
     from ..python.pymodule import collect, used_params
+    from ..python.usercode import contained_output
     from ..python.pysource import source_text
     from ..core.report import CheckReport, RunReport
 
@@ -214,18 +215,23 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
         report.error = err.located(path, source_text(path))
         results.append(report)
     for target in targets:
-        try:
-            specs, left = ([target], []) if "::" in target else collect(target, shapes, values, params, settings)
-        except GradcheckError as err:
-            failed(target, err)
-            continue
-        skipped += left
-        for spec in specs:
+        first = len(results)
+        with contained_output() as printed:  # the user's prints never reach our output (JSON, JUnit, ...)
             try:
-                chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
-                results.append(_check_spec(spec, chosen, settings, order))
+                specs, left = ([target], []) if "::" in target else collect(target, shapes, values, params, settings)
             except GradcheckError as err:
-                failed(spec, err)
+                specs, left = [], []
+                failed(target, err)
+            skipped += left
+            for spec in specs:
+                try:
+                    chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
+                    results.append(_check_spec(spec, chosen, settings, order))
+                except GradcheckError as err:
+                    failed(spec, err)
+        said = printed.warning()
+        for report in results[first:] if said else []:
+            report.warnings.append((said, 1, 1))
     if not results:
         _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
     run = RunReport(results, skipped=skipped, noun="layer")

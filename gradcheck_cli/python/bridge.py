@@ -23,7 +23,7 @@ from ..core.errors import GradcheckError
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from .pycheck import check_python
-from .pysource import PythonError, grad_lines, qualname, where
+from .pysource import USER_ERRORS, PythonError, grad_lines, qualname, where
 from .usercode import Layer, flat_size, joined, split_outputs
 
 FLOAT64 = "float64"
@@ -121,7 +121,7 @@ class Bridge:
                 self.vectorises = True
                 whole = self.shapes[0] if len(self.shapes) == 1 else (flat_size(self.shapes),)
                 return out.reshape((n,) + whole)
-            except Exception:  # noqa: BLE001 - a target the batching cannot run (a Function without a vmap rule)
+            except USER_ERRORS:  # noqa: BLE001 - a target the batching cannot run (a Function without a vmap rule)
                 self.vectorises = False
         return np.stack([self.forward([a[r] for a in arrays]) for r in range(n)])
 
@@ -212,7 +212,7 @@ def seeded_gradients(framework: Framework, function: Callable, given: Arguments,
     try:
         pullback = framework.pullback(function, given.values, given.diff, arrays, dtype)
         grads = pullback.pull(framework.seeded_upstream(pullback.shapes))
-    except Exception:  # noqa: BLE001 - the user's code may raise anything
+    except USER_ERRORS:  # noqa: BLE001 - the user's code may raise anything
         return None
     return None if any(g is None for g in grads) else grads
 

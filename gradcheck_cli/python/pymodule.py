@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.errors import did_you_mean
 from .pycheck import check_function, check_layer, check_loss
-from .pysource import PythonError, display, exception_text, parameter_names, qualname, user_position
+from .pysource import USER_ERRORS, PythonError, display, exception_text, parameter_names, qualname, user_position
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
@@ -196,7 +196,7 @@ def _record(module, hfwd, forward, inputs: dict, params: dict):
     try:
         with np.errstate(all="ignore"):
             forward(**{k: np.array(v) for k, v in inputs.items()}, **params)
-    except Exception:  # noqa: BLE001 - the user's code may raise anything: then nothing to fold
+    except USER_ERRORS:  # noqa: BLE001 - the user's code may raise anything: then nothing to fold
         return None
     finally:
         setattr(module, attr, original)
@@ -315,7 +315,7 @@ def load_module(path: str):
             module_spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
-    except Exception as exc:  # noqa: BLE001 - importing the user's file may raise anything
+    except USER_ERRORS as exc:  # noqa: BLE001 - importing the user's file may raise anything
         line, col = user_position(exc, display(path))
         raise PythonError(f"cannot import {path}: {exception_text(exc)}", line, col) from None
     _MODULES[key] = module

@@ -9,7 +9,7 @@ import numpy as np
 from ..oracles import numeric, plan
 from ..oracles.batches import Probe
 from ..core.meter import PRICES, active, count
-from .pysource import PythonError, exception_text, user_position
+from .pysource import USER_ERRORS, PythonError, exception_text, user_position
 from .usercode import quiet
 
 
@@ -41,7 +41,7 @@ class FunctionRunner:
             with quiet():
                 single = np.asarray(self._call(other), dtype=float)
                 both = np.asarray(self._call([np.stack([a, b]) for a, b in zip(self.args, other)]), dtype=float)
-        except Exception:  # noqa: BLE001 - a forward that cannot batch simply raises
+        except USER_ERRORS:  # noqa: BLE001 - a forward that cannot batch simply raises
             return False
         scale = np.abs(out).max() + np.abs(single).max()
         return (both.shape == (2,) + out.shape and np.allclose(both[0], out, rtol=1e-12, atol=1e-14 * scale)
@@ -56,7 +56,7 @@ class FunctionRunner:
             return self.forward(arrays)
         except PythonError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
             line, col = user_position(exc, self.path) if self.path else (None, None)
             raise PythonError(f"the forward raised {exception_text(exc)} at a point within a step of the given one "
                               "(the differences nudge each input by ~6e-6·max(1, |x|)): it must be defined around the point",

@@ -12,6 +12,7 @@ import textwrap
 import traceback
 
 from ..core.errors import GradcheckError
+from ..core.text import student_text
 
 
 class PythonError(GradcheckError):
@@ -166,8 +167,20 @@ def source_text(path: str) -> str | None:
         return None
 
 
+# What the user's code may raise that is its own error, never the tool's: any exception, and sys.exit
+# or a KeyboardInterrupt it raises itself (a real Ctrl-C reaches the command line as its own signal).
+USER_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+
 def exception_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """`Type: message`, made safe to show (an exception whose str() raises, a message of megabytes)."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit (it called sys.exit({student_text(repr(exc.code), 80)}))"
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - its __str__ is the user's code too
+        message = ""
+    return student_text(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
 def describe(value) -> str:

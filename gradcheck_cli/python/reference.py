@@ -15,6 +15,7 @@ from ..core.status import Status
 from ..core.tolerances import ROW_FLOOR
 from ..oracles import complexstep, numeric
 from .pyrunner import FunctionRunner, Subset
+from .pysource import USER_ERRORS
 from .usercode import Layer, call_backward, call_on_copies
 
 POLICY = pipeline.POLICIES["python"]
@@ -106,7 +107,7 @@ def reference_gradients(layer: Layer, u: np.ndarray, args: list) -> np.ndarray |
     """The reference's gradients, flat, or None where it has none (the forward is not autodiff code)."""
     try:
         grads = call_on_copies(layer.reference, u, args, calls=2)
-    except Exception:  # noqa: BLE001 - no reference: the differences alone judge, as for any layer
+    except USER_ERRORS:  # noqa: BLE001 - no reference: the differences alone judge, as for any layer
         return None
     if grads is None or any(g is None or np.shape(g) != a.shape for g, a in zip(grads, args)):
         return None

@@ -5,15 +5,20 @@ errors placed at the user's line, and the second, random point."""
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import sys
+import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.errors import GradcheckError
+from ..core.text import student_text
 from ..core.limits import MAX_ELEMENTS, size_error
 from ..core.meter import active, count
-from .pysource import (PythonError, describe, exception_text, qualname, user_position)
+from .pysource import (USER_ERRORS, PythonError, describe, exception_text, qualname, user_position)
 
 
 @dataclass
@@ -71,8 +76,10 @@ def call_backward(layer: Layer, u: np.ndarray, args: list):
         grads = call_on_copies(layer.backward, u, args)
     except PythonError as err:
         return [np.full(a.shape, np.nan) for a in args], {n: (err.message, None) for n in layer.names}
-    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
         line, col = user_position(exc, layer.path)
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):  # it means to stop: an error at its line, not a gradient
+            raise PythonError(f"the backward raised {exception_text(exc)}", line, col, layer.path if line else None) from None
         why = (f"the backward raised {exception_text(exc)}", (line, col) if line else None)
         return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
     failures = {}
@@ -110,13 +117,88 @@ def quiet():
         yield
 
 
+SHOWN_OUTPUT = 300  # characters of what the user's code printed, shown in the report's warning
+
+
+@dataclass
+class Printed:
+    """What the user's code wrote to standard output and error while it was checked."""
+    size: int = 0
+    head: bytearray = field(default_factory=bytearray)
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if len(self.head) < 4096:
+            self.head += data[: 4096 - len(self.head)]
+
+    def warning(self) -> str | None:
+        """A sentence for the report, or None when it printed nothing."""
+        if not self.size:
+            return None
+        first = student_text(self.head.decode("utf-8", "replace").strip().split("\n")[0], SHOWN_OUTPUT)
+        return (f"the code printed {self.size:,} bytes while it was checked (kept out of this report's output)"
+                + (f"; it began: {first}" if first else ""))
+
+
+class _Writer(io.TextIOBase):
+    """sys.stdout and sys.stderr while the user's code runs: counted, the first lines kept, never shown."""
+
+    def __init__(self, printed: Printed):
+        self.printed = printed
+
+    def write(self, text) -> int:
+        self.printed.add(str(text).encode("utf-8", "replace"))
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def contained_output():
+    """Run the user's code with its output kept from ours: Python's sys.stdout and sys.stderr, and the
+    process's descriptors 1 and 2 (what C code and subprocesses write), go to a reader that counts them
+    and keeps the first lines; afterwards ours are back, whatever the code did to them (closed,
+    replaced). Yields the Printed record."""
+    printed = Printed()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    saved_streams, saved_fds = (sys.stdout, sys.stderr), (os.dup(1), os.dup(2))
+    read_end, write_end = os.pipe()
+
+    def drain():
+        while True:
+            data = os.read(read_end, 1 << 16)
+            if not data:
+                return
+            printed.add(data)
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        sys.stdout = sys.stderr = _Writer(printed)
+        yield printed
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        os.dup2(saved_fds[0], 1)
+        os.dup2(saved_fds[1], 2)
+        for fd in (*saved_fds, write_end):
+            os.close(fd)
+        reader.join(timeout=5)
+        os.close(read_end)
+
+
 def _call(path: str, what: str, thunk):
     try:
         with quiet():
             return thunk()
     except PythonError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
         line, col = user_position(exc, path)
         raise PythonError(f"the {what} raised {exception_text(exc)}", line, col,
                           path if line else None) from None

@@ -21,7 +21,7 @@ from ..core.limits import MAX_FILE_BYTES
 from .exercise import Exercise
 from .grading import Graded, PartResult, grade_python, zero
 from .sandbox import Limits, _environment, _limit
-from .text import student_name, student_text
+from ..core.text import student_name, student_text
 
 __all__ = ["Limits", "grade_class", "students"]
 

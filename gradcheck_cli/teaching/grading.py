@@ -26,7 +26,7 @@ from .diagnose_grads import across_points, diagnose
 from .exercise import Exercise, load_exercise, splice
 from .sandbox import Limits, Stopped, Submission
 from .sealed import Local, Pair, Remote, Student, check_point, failure, function_lines
-from .text import student_text
+from ..core.text import student_text
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
 REFERENCE_RTOL = 1e-8  # a .grad d line against backprop through its gate's forward: two exact float64 formulas

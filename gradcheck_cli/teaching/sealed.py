@@ -25,7 +25,7 @@ from ..python.usercode import Layer, gradients_of
 from .diagnose_grads import diagnose
 from .sandbox import Stopped, Submission
 from .student_side import WireError, decode, encode
-from .text import student_text
+from ..core.text import student_text
 
 SETTINGS = Settings(symbolic=False)
 
