@@ -122,7 +122,10 @@ def _import_what_grading_needs() -> None:
 def _sandbox_or_say() -> None:
     """Python submissions run in bubblewrap's sandbox where it works; $GRADCHECK_SANDBOX=required
     refuses to grade without it, and without it the teacher is told (once, on standard error)."""
-    from ..teaching.sandbox import bubblewrap, mode
+    from ..teaching.sandbox import MODES, bubblewrap, mode
+    if mode() is None:
+        _fail_usage(f"GRADCHECK_SANDBOX must be one of {', '.join(MODES)}, not "
+                    f"{os.environ.get('GRADCHECK_SANDBOX', '')[:40]!r}")
     if bubblewrap() is not None:
         return
     if mode() == "required":

@@ -65,9 +65,10 @@ _NOBODY: list = []  # [bool]: can the user nobody run this Python (probed once, 
 MODES = ("auto", "off", "required")  # $GRADCHECK_SANDBOX: bubblewrap where it works, never, or always
 
 
-def mode() -> str:
+def mode() -> str | None:
+    """$GRADCHECK_SANDBOX (auto when unset), or None when it is none of MODES."""
     value = os.environ.get("GRADCHECK_SANDBOX", "auto").strip().lower() or "auto"
-    return value if value in MODES else "auto"
+    return value if value in MODES else None
 
 
 def bubblewrap() -> str | None:

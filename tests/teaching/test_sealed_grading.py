@@ -593,3 +593,11 @@ def test_the_hidden_points_are_not_the_secret_used_as_a_seed():
     assert hidden_seed(424242) != 424242 and hidden_seed(424242) == hidden_seed(424242)
     assert stream(hidden_seed(7), Stream.GRADE_PYTHON_POINTS).standard_normal() != \
         stream(7, Stream.GRADE_PYTHON_POINTS).standard_normal()
+
+
+def test_a_sandbox_setting_that_means_nothing_is_refused(tmp_path):
+    (tmp_path / "ada.py").write_text(RIGHT, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), str(tmp_path / "ada.py"),
+                           "--secret", SECRET], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "GRADCHECK_SANDBOX": "maybe"})
+    assert done.returncode == 2 and "GRADCHECK_SANDBOX must be one of auto, off, required, not 'maybe'" in done.stderr
