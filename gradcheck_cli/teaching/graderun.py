@@ -20,7 +20,7 @@ from pathlib import Path
 from ..core.limits import MAX_FILE_BYTES
 from .exercise import Exercise
 from .grading import Graded, PartResult, grade_python, zero
-from .sandbox import Limits, _environment, _limit
+from .sandbox import Limits, environment, limited
 from ..core.text import student_name, student_text
 
 __all__ = ["Limits", "grade_class", "students"]
@@ -111,11 +111,11 @@ def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secr
     request = json.dumps({"exercise": dataclasses.asdict(exercise), "text": text, "display": display,
                           "student": student, "secret": secret, "hidden": hidden})
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
-        env = {**_environment(cwd), "PYTHONIOENCODING": "utf-8"}
+        env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
         try:
             done = subprocess.run([sys.executable, "-I", "-m", "gradcheck_cli.teaching.grade_worker"], input=request,
                                   capture_output=True, text=True, encoding="utf-8", errors="replace",
-                                  timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=_limit(limits, False))
+                                  timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=limited(limits, False))
         except subprocess.TimeoutExpired:
             return zero(exercise, student, display, f"ran out of time ({limits.seconds:g} s)")
     if done.returncode == 0:

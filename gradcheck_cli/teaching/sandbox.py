@@ -107,14 +107,14 @@ def _as_nobody() -> None:
     os.setuid(NOBODY)
 
 
-def _environment(home: str) -> dict:
+def environment(home: str) -> dict:
     """All the submission's process sees of the grader's environment: nothing it was not given."""
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
             "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1"}
 
 
-def _limit(limits: Limits, drop_to_nobody: bool):
+def limited(limits: Limits, drop_to_nobody: bool):
     def apply():  # in the child, before it runs anything
         memory = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -175,7 +175,7 @@ class Submission:
         self._stderr = tempfile.TemporaryFile(dir=self.folder)
         bwrap = bubblewrap()
         self.token = b"GRADCHECK_SUBMISSION=" + os.urandom(8).hex().encode("ascii")
-        env = {**_environment(work if not bwrap else "/tmp"), "GRADCHECK_SUBMISSION": self.token.split(b"=")[1].decode()}
+        env = {**environment(work if not bwrap else "/tmp"), "GRADCHECK_SUBMISSION": self.token.split(b"=")[1].decode()}
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
         root = os.geteuid() == 0
@@ -188,7 +188,7 @@ class Submission:
             self.process = subprocess.Popen(
                 command, stdin=requests_read, stdout=subprocess.DEVNULL, stderr=self._stderr,
                 pass_fds=(replies_write,), cwd=work, env=env,
-                start_new_session=True, preexec_fn=_limit(limits, root and not bwrap and nobody_can_run()), close_fds=True)
+                start_new_session=True, preexec_fn=limited(limits, root and not bwrap and nobody_can_run()), close_fds=True)
         finally:
             os.close(requests_read)
             os.close(replies_write)
