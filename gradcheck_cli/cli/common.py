@@ -215,11 +215,12 @@ def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = F
           color: bool | None = None) -> None:
     from io import StringIO
     from ..render import MACHINE_FORMATS, render
+    from ..core.text import visible
     from ..render.table import print_table
 
     for report in run.results:
-        if report.error is not None:
-            click.echo(report.error.format(), err=True)
+        if report.error is not None:  # a file name's control characters escaped, as every face shows them
+            click.echo("\n".join(visible(line) for line in report.error.format().split("\n")), err=True)
     if fmt in MACHINE_FORMATS:
         text = render(run, fmt)
     elif output is None:

@@ -23,3 +23,9 @@ def student_text(text: str, limit: int = MAX_REASON) -> str:
 
 def student_name(name: str) -> str:
     return student_text(name, MAX_NAME)
+
+
+def visible(text: str) -> str:
+    """`text` with every control, format or separator character written as its escape (`\\x1b`,
+    `\\n`, `\\u202e`): a file name shown as itself, never acted on by a terminal or a CI log."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))

@@ -6,10 +6,13 @@ MACHINE_FORMATS = ("json", "junit", "github", "markdown", "html")  # rendered wh
 
 
 def render(run, fmt: str) -> str:
-    """A whole-text format of a RunReport: json, junit, github, markdown or html."""
+    """A whole-text format of a RunReport: json, junit, github, markdown or html. Every face but
+    JSON (which escapes as JSON does) shows file names with their control characters escaped."""
     if fmt == "json":
         from .json_report import render_json
         return render_json(run) + "\n"
+    from .common import displayable
+    run = displayable(run)
     if fmt == "junit":
         from .junit import render_junit
         return render_junit(run)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..checking.diagnosis import causes, inherited, row_name
 from ..core.report import NodeRow, RunReport, at_rounding
+from ..core.text import visible
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "kink": "yellow", "warn": "magenta", "skip": "dim"}
 STATUSES = ("pass", "kink", "warn", "fail", "skip")
@@ -137,3 +140,23 @@ def failure_lines(report) -> list:
         if also:
             out.append(f"  {also}")
     return out + warning_lines(report)
+
+
+def displayable(run: RunReport) -> RunReport:
+    """A copy of the run whose file names (each report's source and path, its error's source) have
+    their control characters escaped: `bad\\x1b[31m.grad` is shown, never sent to a terminal raw, and
+    a newline in a name cannot start a line of its own (a CI log's `::warning::`)."""
+    shown = copy.copy(run)
+    shown.results = [_displayable(r) for r in run.results]
+    shown.skipped = [(visible(source), why) for source, why in run.skipped]
+    return shown
+
+
+def _displayable(report):
+    shown = copy.copy(report)
+    shown.source = visible(report.source) if report.source else report.source
+    shown.path = visible(report.path) if report.path else report.path
+    if report.error is not None:
+        shown.error = copy.copy(report.error)
+        shown.error.source = visible(report.error.source) if report.error.source else report.error.source
+    return shown

@@ -7,7 +7,7 @@ import numpy as np
 from ..core.report import CheckReport, RunReport
 from ..core.tolerances import ROW_FLOOR
 from ..checking.verdict import rel_error
-from .common import (STATUS_STYLE, causes, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
+from .common import (STATUS_STYLE, causes, displayable, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
                      row_name, shown_index, summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
@@ -114,10 +114,12 @@ def fitted_names(names: list, room: int) -> _Names:
 
 def print_table(run: RunReport, console, expand: str | None = None, quiet: bool = False,
                 verbose: bool = False, errors_shown: bool = False) -> None:
-    """Print every report: a heading, the table, notes, then a one-line summary of the run.
+    """Print every report: a heading, the table, notes, then a one-line summary of the run (file
+    names with their control characters escaped).
 
     `quiet`: only the reports that fail; `verbose`: also each gate's own check; `errors_shown`: input
     errors were printed elsewhere (standard error), so a broken file is one line here, in its place."""
+    run = displayable(run)
     from rich.markup import escape
     for report in run.results:
         if report.error is not None:
