@@ -7,6 +7,7 @@ import numpy as np
 from . import nodes
 from .builder import Builder
 from ..core.errors import GradcheckError, GradSyntaxError
+from ..core.limits import MAX_ELEMENTS, MAX_NDIM
 from .expects import compile_expect
 from .graph import Const, Graph
 from ..core.meter import Meter
@@ -50,5 +51,26 @@ def leaf_values(at: dict | None, seed: int) -> dict:
                 value = parse_value(value, seed, f"--at {key}")
             except GradcheckError as err:
                 raise err.located(f"--at {key}", value) from None
-        out[key] = np.asarray(value, dtype=float)
+        out[key] = _array(key, value)
     return out
+
+
+def _array(key: str, value) -> np.ndarray:
+    """An `at=` value as a float array, or a GradcheckError naming the argument (a ragged list, an
+    object, a dict, complex numbers, too many dimensions or elements)."""
+    if isinstance(value, dict):
+        raise GradcheckError(f"at={{'{key}': ...}} must be real numbers or an array of them, not a dict", 1, 1)
+    try:
+        raw = np.asarray(value)
+        if raw.dtype.kind == "c":
+            raise GradcheckError(f"at={{'{key}': ...}} must be real numbers, not complex ones", 1, 1)
+        if raw.dtype.kind not in "biuf":  # objects, None, text inside a list: not numbers
+            raise TypeError
+        array = raw.astype(float)
+    except (TypeError, ValueError, OverflowError):
+        raise GradcheckError(f"at={{'{key}': ...}} must be a number or a rectangular array of numbers, not "
+                             f"{type(value).__name__} {str(value)[:60]!r}", 1, 1) from None
+    if array.ndim > MAX_NDIM or array.size > MAX_ELEMENTS:
+        raise GradcheckError(f"at={{'{key}': ...}} has {array.ndim} dimensions and {array.size:,} elements (at most "
+                             f"{MAX_NDIM} and {MAX_ELEMENTS:,})", 1, 1)
+    return array
