@@ -10,7 +10,7 @@ from ..oracles import numeric, plan
 from ..oracles.batches import Probe
 from ..core.meter import PRICES, active, count
 from .pysource import USER_ERRORS, PythonError, exception_text, user_position
-from .usercode import quiet
+from .usercode import output_values, quiet
 
 
 
@@ -77,8 +77,9 @@ class FunctionRunner:
                  for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
         with quiet():
             if self.batched:
-                return np.asarray(self._call([np.ascontiguousarray(p) for p in parts]), dtype=float).reshape(rows.shape[0], -1)
-            return np.array([np.ravel(np.asarray(self._call([p[r].copy() for p in parts]), dtype=float))
+                return output_values(self._call([np.ascontiguousarray(p) for p in parts]),
+                                     (rows.shape[0],) + tuple(self.out_shape)).reshape(rows.shape[0], -1)
+            return np.array([np.ravel(output_values(self._call([p[r].copy() for p in parts]), self.out_shape))
                              for r in range(rows.shape[0])])
 
     def _perturbed(self, probes: list, n_rows: int) -> list:
@@ -106,10 +107,10 @@ class FunctionRunner:
         rows = self._perturbed(probes, n_rows)
         with quiet():
             if self.batched:
-                out = np.asarray(self._call(rows), dtype=float).reshape(n_rows, -1)
+                out = output_values(self._call(rows), (n_rows,) + tuple(self.out_shape)).reshape(n_rows, -1)
             else:  # one call per row: only the weighted sum of each output is kept
                 u = self.upstream
-                return (np.array([[np.dot(np.asarray(self._call([a[r].copy() for a in rows]), dtype=float).ravel(), u)]
+                return (np.array([[np.dot(output_values(self._call([a[r].copy() for a in rows]), self.out_shape).ravel(), u)]
                                   for r in range(n_rows)]), np.zeros(n_rows, dtype=bool))
         return out @ self.upstream[:, None], np.zeros(n_rows, dtype=bool)
 

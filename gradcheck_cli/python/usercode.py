@@ -58,14 +58,30 @@ def call_forward(layer: Layer, args: list) -> np.ndarray:
     out = _call(layer.forward_at[0], "forward", lambda: layer.forward([a.copy() for a in args]))
     if out is None:
         raise PythonError("the forward returned None as its output: is it written yet?")
-    try:
-        out = np.asarray(out, dtype=float)
-    except (TypeError, ValueError):
-        raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}") from None
+    out = output_values(out)
     if out.size == 0 or not np.all(np.isfinite(out)):
         raise PythonError("the forward's output is empty" if out.size == 0 else
                           "the forward's output is not finite (nan or inf) at this point")
     return out
+
+
+def output_values(out, shape: tuple | None = None) -> np.ndarray:
+    """The forward's output as float64, checked: numbers (its `__array__` is the user's code too), real
+    (a complex output is not cast and its imaginary part dropped), and of `shape` when given (an output
+    whose shape changes as the inputs move has no derivative to check). Raises PythonError."""
+    try:
+        raw = np.asarray(out)
+    except USER_ERRORS as exc:  # noqa: BLE001
+        raise PythonError(f"the forward's output could not be read as numbers: {exception_text(exc)}") from None
+    if raw.dtype.kind == "c":
+        raise PythonError("the forward's output is complex: gradcheck checks real functions (return the real "
+                          "part, or its real and imaginary parts as two outputs)")
+    if raw.dtype.kind not in "biuf":
+        raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}")
+    if shape is not None and raw.shape != tuple(shape):
+        raise PythonError(f"the forward's output has shape {raw.shape} here but {tuple(shape)} where it was first "
+                          "called: its shape must not change as its inputs move")
+    return raw.astype(float)
 
 
 def call_backward(layer: Layer, u: np.ndarray, args: list):

@@ -74,3 +74,53 @@ def test_an_exception_whose_str_raises_is_named(tmp_path):
                backward="    raise Weird()\n")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "the backward raised Weird" in done.stdout
+
+
+ODD = '''import numpy as np
+N = [0]
+
+
+def grow_forward(x):
+    N[0] += 1
+    return np.ones(N[0]) * x.sum(), x
+
+
+def grow_backward(dout, cache):
+    return np.ones_like(cache) * dout.sum()
+
+
+def cplx_forward(x):
+    return x * (1 + 1j), x
+
+
+def cplx_backward(dout, cache):
+    return dout
+
+
+class Bad:
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("no array for you")
+
+
+def arr_forward(x):
+    return Bad(), x
+
+
+def arr_backward(dout, cache):
+    return dout
+'''
+
+
+@pytest.mark.parametrize("name, phrase", [
+    ("grow", "its shape must not change as its inputs move"),
+    ("cplx", "the forward's output is complex"),
+    ("arr", "could not be read as numbers: RuntimeError: no array for you"),
+])
+def test_odd_outputs_are_errors_not_tracebacks_or_quiet_casts(tmp_path, name, phrase):
+    """An output whose shape changes between calls, a complex output (cast to real with numpy's
+    warning before, exit 0), an `__array__` that raises: each an error saying so (exit 2)."""
+    (tmp_path / "odd.py").write_text(ODD, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"odd.py::{name}", "--shape", "x=3",
+                           "--format", "json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "ComplexWarning" not in done.stderr
+    assert phrase in json.loads(done.stdout)["results"][0]["error"]["message"]
