@@ -24,7 +24,7 @@ from ..python.pycheck import check_layer
 from ..python.pymodule import load_module
 from .diagnose_grads import across_points, diagnose
 from .exercise import Exercise, load_exercise, splice
-from .sandbox import Limits, Stopped, Submission
+from .sandbox import NOT_THE_FORMAT, Limits, Stopped, Submission
 from .sealed import Local, Pair, Remote, Student, check_point, failure, function_lines
 from ..core.text import student_text
 
@@ -199,7 +199,7 @@ def grade_python(exercise: Exercise, ours, source: bytes, display: str, student:
                 at = f"{display}:{line}:{col or 1}: error: " if line else ""
                 graded = zero(exercise, student, display, f"{at}cannot import it: {text}")
             elif not isinstance(has, dict):
-                raise Stopped("answered with a message that is not the grader's format")
+                raise Stopped(NOT_THE_FORMAT)
             else:
                 who = Student(display=display, lines=function_lines(source),
                               has={n: has.get(n) is True for n in names})

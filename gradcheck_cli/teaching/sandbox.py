@@ -51,6 +51,9 @@ class Limits:
     processes: int = 16       # processes the submission may start (enforced by the sandbox, or as root)
 
 
+NOT_THE_FORMAT = "answered with a message that is not the grader's format"
+
+
 class Stopped(BaseException):
     """The submission's process is gone or broke the framing: nothing more can be asked of it. A
     BaseException, so that no `except Exception` in the check mistakes it for the student's error."""
@@ -171,14 +174,16 @@ class Submission:
                 f.write(data)
             os.chmod(target, 0o444)
         self.work = work
-        os.chmod(work, 0o777)  # its working folder (outside a sandbox; inside, it works in a private /tmp)
-        self._stderr = tempfile.TemporaryFile(dir=self.folder)
         bwrap = bubblewrap()
+        as_nobody = os.geteuid() == 0 and not bwrap and nobody_can_run()
+        # its working folder (outside a sandbox; inside, it works in a private /tmp): writable by nobody
+        # only when it runs as nobody, else by its own user alone
+        os.chmod(work, 0o777 if as_nobody else 0o700)
+        self._stderr = tempfile.TemporaryFile(dir=self.folder)
         self.token = b"GRADCHECK_SUBMISSION=" + os.urandom(8).hex().encode("ascii")
         env = {**environment(work if not bwrap else "/tmp"), "GRADCHECK_SUBMISSION": self.token.split(b"=")[1].decode()}
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
-        root = os.geteuid() == 0
         if bwrap:
             command = self._sandboxed(bwrap, work, replies_write)
         else:
@@ -188,7 +193,7 @@ class Submission:
             self.process = subprocess.Popen(
                 command, stdin=requests_read, stdout=subprocess.DEVNULL, stderr=self._stderr,
                 pass_fds=(replies_write,), cwd=work, env=env,
-                start_new_session=True, preexec_fn=limited(limits, root and not bwrap and nobody_can_run()), close_fds=True)
+                start_new_session=True, preexec_fn=limited(limits, as_nobody), close_fds=True)
         finally:
             os.close(requests_read)
             os.close(replies_write)
@@ -228,9 +233,9 @@ class Submission:
             try:
                 reply = json.loads(self._receive(size).decode("utf-8"))
             except (ValueError, RecursionError, MemoryError):
-                raise Stopped("answered with a message that is not the grader's format") from None
+                raise Stopped(NOT_THE_FORMAT) from None
             if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-                raise Stopped("answered with a message that is not the grader's format")
+                raise Stopped(NOT_THE_FORMAT)
             return reply
         except Stopped:
             self.close()

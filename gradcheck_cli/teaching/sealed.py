@@ -23,7 +23,7 @@ from ..python.pycheck import check_python
 from ..python.pysource import PythonError, exception_text
 from ..python.usercode import Layer, gradients_of
 from .diagnose_grads import diagnose
-from .sandbox import Stopped, Submission
+from .sandbox import NOT_THE_FORMAT, Stopped, Submission
 from .student_side import WireError, decode, encode
 from ..core.text import student_text
 
@@ -104,10 +104,10 @@ class Remote:
             out = None if out is None else decode(out, cap)
         except Exception as err:  # noqa: BLE001 - whatever the reply holds, it is the submission's fault
             why = err if isinstance(err, WireError) else "a value the grader cannot read"
-            raise Stopped(f"answered with a message that is not the grader's format ({why})") from None
+            raise Stopped(f"{NOT_THE_FORMAT} ({why})") from None
         if any(v is not None and not isinstance(v, np.ndarray) for v in values) or (
                 out is not None and not isinstance(out, np.ndarray)):
-            raise Stopped("answered with a message that is not the grader's format")
+            raise Stopped(NOT_THE_FORMAT)
         if len(values) != len(self.pair.names):
             raise PythonError(f"{self.pair.owner}_backward must return {len(self.pair.names)} gradient(s) "
                               f"(d{', d'.join(self.pair.names)}), not {len(values)}")
