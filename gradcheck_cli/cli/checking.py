@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+from contextlib import closing
+from dataclasses import dataclass
 
 import click
 
@@ -193,10 +195,9 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
     """
     from ..core.config import load
     from ..core.errors import GradcheckError
-    from ..python.pymodule import collect, used_params
-    from ..python.usercode import contained_output
-    from ..python.pysource import source_text
-    from ..core.report import CheckReport, RunReport
+    from ..core.limits import MAX_SECONDS
+    from ..python.isolation import run_isolated
+    from ..core.report import RunReport
 
     try:
         config, _ = load()
@@ -207,35 +208,105 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
     shapes, params = _parse_shapes(shapes), _parse_params(params)
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
     values = _at_values(at, settings)
-    results, skipped = [], []
+    jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, settings=settings, order=order)
+            for t in targets]
+    results, skipped, running = [], [], {}
+    # Your code runs in a process of its own: an os._exit, a crash or an endless loop there ends that
+    # process, not this one, and comes back as an error at your line; only reports cross back.
+    with closing(run_isolated(_check_target, jobs, seconds=MAX_SECONDS)) as messages:  # Ctrl-C: stopped at once
+        for index, message in messages:
+            _take(message, index, targets, settings, running, results, skipped)
+    if not results:
+        _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
+    run = RunReport(results, skipped=skipped, noun="layer")
+    _finish(run, settings.format, output, expand, quiet=quiet, color=color, exit_zero=exit_zero)
+
+
+def _take(message, index: int, targets, settings, running: dict, results: list, skipped: list) -> None:
+    """One message from the process running the user's code, checked for what it claims to be."""
+    from ..core.report import CheckReport
+    from ..python.isolation import Died
+    from ..python.pysource import source_text
+    if isinstance(message, _Begun) and isinstance(message.spec, str):
+        running[index] = message.spec
+    elif isinstance(message, _Checked) and isinstance(message.report, CheckReport):
+        results.append(message.report)
+    elif isinstance(message, _Skipped) and isinstance(message.items, list):
+        skipped += [(str(item[0]), str(item[1])) for item in message.items
+                    if isinstance(item, tuple) and len(item) == 2]
+    elif isinstance(message, Died):
+        spec = running.get(index, targets[index])
+        report = CheckReport(spec, settings=settings)
+        path = message.error.source or spec.rpartition("::")[0] or spec
+        report.error = message.error.located(path, source_text(path))
+        report.path = path
+        results.append(report)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TargetJob:
+    """One FILE.py[::NAME] of check-py, as the process running the user's code gets it."""
+    target: str
+    shapes: dict
+    values: dict
+    params: dict
+    settings: object
+    order: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Begun:
+    spec: str  # the layer being checked now: an error that ends the process is its report
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Checked:
+    report: object
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Skipped:
+    items: list  # (spec, why it was not checked)
+
+
+def _check_target(job: _TargetJob, send) -> None:
+    """In the process that runs the user's code: check one FILE.py[::NAME] target, sending each
+    layer's report (its prints kept out of every output, and said in a warning)."""
+    from ..core.errors import GradcheckError
+    from ..python.pymodule import collect, used_params
+    from ..python.usercode import contained_output
+    from ..python.pysource import source_text
+    from ..core.report import CheckReport
+
+    target, settings, reports = job.target, job.settings, []
 
     def failed(spec, err):
         report = CheckReport(spec, settings=settings)
         path = spec.rpartition("::")[0] or spec
         report.error = err.located(path, source_text(path))
-        results.append(report)
-    for target in targets:
-        first = len(results)
-        with contained_output() as printed:  # the user's prints never reach our output (JSON, JUnit, ...)
+        reports.append(report)
+    with contained_output() as printed:  # the user's prints never reach our output (JSON, JUnit, ...)
+        send(_Begun(spec=target))
+        try:
+            specs, left = ([target], []) if "::" in target else collect(target, job.shapes, job.values, job.params,
+                                                                        settings)
+        except GradcheckError as err:
+            specs, left = [], []
+            failed(target, err)
+        for spec in specs:
+            send(_Begun(spec=spec))
             try:
-                specs, left = ([target], []) if "::" in target else collect(target, shapes, values, params, settings)
+                chosen = ((job.shapes, job.values, job.params) if "::" in target
+                          else used_params(spec, job.shapes, job.values, job.params))
+                reports.append(_check_spec(spec, chosen, settings, job.order))
             except GradcheckError as err:
-                specs, left = [], []
-                failed(target, err)
-            skipped += left
-            for spec in specs:
-                try:
-                    chosen = (shapes, values, params) if "::" in target else used_params(spec, shapes, values, params)
-                    results.append(_check_spec(spec, chosen, settings, order))
-                except GradcheckError as err:
-                    failed(spec, err)
-        said = printed.warning()
-        for report in results[first:] if said else []:
+                failed(spec, err)
+    said = printed.warning()
+    for report in reports:
+        if said:
             report.warnings.append((said, 1, 1))
-    if not results:
-        _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
-    run = RunReport(results, skipped=skipped, noun="layer")
-    _finish(run, settings.format, output, expand, quiet=quiet, color=color, exit_zero=exit_zero)
+        send(_Checked(report=report))
+    send(_Skipped(items=list(left)))
 
 
 def _check_spec(spec: str, chosen: tuple, settings, order: int):

@@ -60,6 +60,8 @@ MAX_WORK = _limit("MAX_WORK", 8_000_000_000)  # work units one check may take, p
 MAX_DESCENT_WORK = _limit("MAX_DESCENT_WORK", 20_000_000)  # steps × (each node's elements + NODE_COST) of `descend`
 MAX_HISTORY = _limit("MAX_HISTORY", 4_000_000)           # leaf values `descend` keeps: (steps + 1) × leaf elements
 MAX_DRAWN_NODES = _limit("MAX_DRAWN_NODES", 1_000)        # nodes `graph` hands Graphviz to lay out (svg, png)
+MAX_SECONDS = _limit("MAX_SECONDS", 300)  # CPU seconds check-py gives one target's code, and 3× that of wall clock (a
+# backstop for code that never returns, not a budget: the largest check MAX_WORK admits takes about a minute)
 
 
 def size_error(what: str, size: int, limit: int, unit: str = "elements", name: str | None = None) -> str:

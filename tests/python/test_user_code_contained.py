@@ -5,6 +5,7 @@ sys.exit or a KeyboardInterrupt it raises is an error at its line (exit 2), neve
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,11 +26,12 @@ def affine_backward(dout, cache):
 '''
 
 
-def run(tmp_path, at_import="", forward="", backward="", fmt="json"):
+def run(tmp_path, at_import="", forward="", backward="", fmt="json", more=(), env=None):
     (tmp_path / "layer.py").write_text(LAYER.format(at_import=at_import, forward=forward, backward=backward),
                                        encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", "--shape", "x=3,4",
-                           "--shape", "w=4,2", "--format", fmt], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", *more,
+                           "--shape", "x=3,4", "--shape", "w=4,2", "--format", fmt], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, env=None if env is None else {**os.environ, **env})
 
 
 def test_prints_stay_out_of_the_json_and_are_said_in_a_warning(tmp_path):
@@ -124,3 +126,145 @@ def test_odd_outputs_are_errors_not_tracebacks_or_quiet_casts(tmp_path, name, ph
                            "--format", "json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "ComplexWarning" not in done.stderr
     assert phrase in json.loads(done.stdout)["results"][0]["error"]["message"]
+
+
+# --- what no exception handler can catch: the code runs in a process of its own --------------------
+
+SECONDS = {"GRADCHECK_MAX_SECONDS": "1"}
+
+
+def _error(done):
+    report = json.loads(done.stdout)
+    return report["results"][0]["error"]
+
+
+@pytest.mark.parametrize("code, phrase", [
+    ("os._exit(3)", "'affine_backward' called os._exit(3), which ends the process at once"),
+    ("os.abort()", "'affine_backward' crashed the process (SIGABRT"),
+    ("import ctypes; ctypes.string_at(0)", "'affine_backward' crashed the process (SIGSEGV"),
+    ("while True: pass", "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s in all"),
+    ("import time; time.sleep(600)", "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s"),
+])
+def test_an_ended_crashed_or_endless_backward_is_an_error_at_its_line(tmp_path, code, phrase):
+    """What kills or hangs the process the code runs in leaves gradcheck standing: exit 2, the error at
+    the line the code was running, the report still valid JSON."""
+    done = run(tmp_path, backward=f"    {code}\n", env=SECONDS)
+    assert done.returncode == 2, (done.returncode, done.stderr[-800:])
+    error = _error(done)
+    assert phrase in error["message"], error
+    assert (error["line"], error["col"]) == (12, 5), error
+    assert done.stderr.startswith("layer.py:12:5: error: ")
+    assert "Traceback" not in done.stderr and "Fatal Python error" not in done.stderr
+
+
+def test_an_exit_at_import_time_is_at_its_line(tmp_path):
+    done = run(tmp_path, at_import="os._exit(0)")
+    assert done.returncode == 2
+    error = _error(done)
+    assert "called os._exit(0)" in error["message"] and error["line"] == 3, error
+
+
+def test_the_time_limit_is_a_backstop_not_a_budget(tmp_path):
+    """Held both ways: a backward that computes for 0.5 s in all passes under a 2 s limit; one that
+    computes for 3 s is stopped (the limit is the environment variable's, not a constant)."""
+    def busy(total):
+        return f"    import time; t = time.process_time()\n    while time.process_time() - t < {total / 10}: pass\n"
+    done = run(tmp_path, backward=busy(0.5), env={"GRADCHECK_MAX_SECONDS": "2"})
+    assert done.returncode == 0, done.stdout[-800:]
+    done = run(tmp_path, backward=busy(30), env={"GRADCHECK_MAX_SECONDS": "2"})
+    assert done.returncode == 2 and "after 2 s of CPU time" in _error(done)["message"]
+    assert _error(done)["line"] == 13  # the loop's line, wherever the process was stopped in it
+
+
+def test_the_next_target_is_checked_after_one_that_died(tmp_path):
+    (tmp_path / "good.py").write_text(LAYER.format(at_import="", forward="", backward=""), encoding="utf-8")
+    done = run(tmp_path, backward="    os._exit(1)\n", more=("good.py::affine",))
+    assert done.returncode == 2
+    results = json.loads(done.stdout)["results"]
+    assert [r["source"] for r in results] == ["layer.py::affine", "good.py::affine"]
+    assert "os._exit(1)" in results[0]["error"]["message"] and results[1]["passed"] is True
+
+
+def _running(marker: str) -> list:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to find processes left behind")
+def test_what_the_code_started_does_not_outlive_the_check(tmp_path):
+    marker = "9" + str(os.getpid()) + "7"
+    done = run(tmp_path, backward=f"    import subprocess; subprocess.Popen(['sleep', '{marker}'])\n    os._exit(0)\n")
+    assert done.returncode == 2
+    assert _running(f"sleep\x00{marker}") == []
+
+
+FORGE = """import os, pickle, struct
+class Evil:
+    def __reduce__(self):
+        return (os.system, ('touch PWNED',))
+data = pickle.dumps(Evil())
+for fd in range(3, 64):
+    try:
+        os.write(fd, struct.pack('<Q', len(data)) + data)
+    except OSError:
+        pass
+"""
+
+
+def test_a_forged_message_on_gradcheck_s_pipe_runs_nothing(tmp_path):
+    """Code that finds the pipe the reports come back on and writes a pickle that would run a command:
+    read by an unpickler that builds only report types, it is an error, and nothing ran."""
+    body = "".join("    " + line + "\n" for line in FORGE.splitlines())
+    done = run(tmp_path, backward=body)
+    assert not (tmp_path / "PWNED").exists()
+    assert done.returncode == 2, done.stdout[-600:]
+    assert "not a report" in _error(done)["message"]
+
+
+def test_the_unpickler_builds_reports_and_refuses_functions():
+    import io
+    import pickle
+
+    import numpy as np
+
+    from gradcheck_cli.core.report import CheckReport
+    from gradcheck_cli.python import isolation
+    report = CheckReport("x.py::f")
+    report.value = np.arange(6.0).reshape(2, 3)
+    back = isolation._Restricted(io.BytesIO(pickle.dumps(report, protocol=5))).load()
+    assert isinstance(back, CheckReport) and np.array_equal(back.value, report.value)
+    for forged in (pickle.dumps(os.system), pickle.dumps(isolation.run_isolated), pickle.dumps(eval)):
+        with pytest.raises(pickle.UnpicklingError):
+            isolation._Restricted(io.BytesIO(forged)).load()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_exits_130_touches_no_report_and_leaves_no_process(tmp_path):
+    import signal
+    import time
+    marker = "8" + str(os.getpid()) + "3"
+    (tmp_path / "layer.py").write_text(LAYER.format(
+        at_import="", forward="",
+        backward=f"    import subprocess, time; subprocess.Popen(['sleep', '{marker}']); time.sleep(600)\n"),
+        encoding="utf-8")
+    (tmp_path / "out.json").write_text("old", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", "--shape", "x=3,4",
+                             "--shape", "w=4,2", "--format", "json", "-o", "out.json"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _running(f"sleep\x00{marker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-600:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert (tmp_path / "out.json").read_text() == "old"
+    time.sleep(0.2)
+    assert _running(f"sleep\x00{marker}") == []
