@@ -180,4 +180,4 @@ def deepest_failing(gate, uses: list, checks: list, user: str | None = None):
 
 def d_local_uses(composite, line_name: str) -> list:
     """The forward locals whose d<local> lines the backward line `line_name` of a composite uses."""
-    return composite.depends.get(composite.backward.names.get(line_name), [])
+    return composite.depends.get(line_name, [])

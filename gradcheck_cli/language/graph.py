@@ -135,7 +135,7 @@ class Composite:
     shapes: tuple                   # the operands' shapes
     failures: Mapping[str, BackwardError]  # parameter -> why its d line cannot be computed
     intermediates: tuple[Intermediate, ...] = ()  # the forward locals with a d<local> line
-    depends: Mapping[int, list] = field(default_factory=dict)  # a d line's backward node -> the locals whose
+    depends: Mapping[str, list] = field(default_factory=dict)  # a d line's name -> the locals whose
                                     # d<local> lines it uses
     cost: int = 1                   # gate applications one call takes (forward and backward)
     local: str                      # the local gradient, as text: the d lines, or how it is differentiated

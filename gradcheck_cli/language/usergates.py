@@ -267,17 +267,18 @@ def _intermediates(user: UserGate, body: Graph, backward: Graph, broken: dict) -
 
 
 def _depends(params: tuple, failures: dict, intermediates: tuple, backward: Graph) -> dict:
-    """A d line's backward node -> the locals whose d<local> lines it uses (sorted by name)."""
+    """A d line's name -> the locals whose d<local> lines it uses (sorted by name). Keyed by name, not
+    node: `dp = dd` is the node of `dd`, and uses `dd`'s line, which `dd` itself does not."""
     marks = {m.backward_id: m.local for m in intermediates if m.backward_id is not None}
     depends = {}
     for p in params:
         if p not in failures:
             nid = backward.names["d" + p]
-            depends[nid] = sorted(marks[a] for a in backward.ancestors(nid) if a in marks)
+            depends["d" + p] = sorted(marks[a] for a in backward.ancestors(nid) if a in marks)
     for m in intermediates:
         if m.backward_id is not None:
             bid = m.backward_id
-            depends[bid] = sorted(marks[a] for a in backward.ancestors(bid) if a in marks and a != bid)
+            depends["d" + m.local] = sorted(marks[a] for a in backward.ancestors(bid) if a in marks and a != bid)
     return depends
 
 

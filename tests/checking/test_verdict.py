@@ -230,6 +230,35 @@ def test_a_bug_in_a_local_line_is_reported_at_that_line(old, new, line, name):
     assert f"its line '{name}' (line {line}) is not the gradient of '{name[1:]}'" in x.note
 
 
+SMOOTH_L1 = """gate smooth_l1(p, t) = where(abs(d) < 1, 0.5 * d * d, abs(d) - 0.5)
+  d = p - t
+  dd = where(abs(d) < 1, d, 2 * sign(d)) * dout
+  dp = dd
+  dt = -dd
+p = [0.3, 2.0, -1.5]
+t = [0.0, 0.5, 0.2]
+f = sum(smooth_l1(p, t))
+"""
+
+
+@pytest.mark.parametrize("dp", ["dd", "-(-dd)", "1 * dd"])
+def test_a_d_line_that_copies_a_failing_one_folds_into_it(dp):
+    """`dp = dd` (the very node of `dd`), `dt = -dd`: one cause (the `2 *` in dd's line), one
+    annotation, at line 3 — not a second one beside the line that only copies it."""
+    from gradcheck_cli.checking.diagnosis import causes
+    r = check(SMOOTH_L1.replace("dp = dd", f"dp = {dp}"))
+    found = causes(r)
+    assert [(c[1], c[2].input) for c in found] == [((3, 3), "dd")], [(c[1], row_name_of(c[2])) for c in found]
+    folded = {getattr(row, "input", None) or row.name for row in found[0][3]}
+    assert {"dp", "dt", "p", "t"} <= folded
+    fixed = check(SMOOTH_L1.replace("2 * sign(d)", "sign(d)").replace("dp = dd", f"dp = {dp}"))
+    assert fixed.passed
+
+
+def row_name_of(row):
+    return getattr(row, "input", None) or getattr(row, "name", None)
+
+
 # --- no misses at the tolerance edges ---------------------------------------------------------------
 
 @pytest.mark.parametrize("symbolic", [True, False])

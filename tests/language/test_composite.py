@@ -81,8 +81,8 @@ def test_a_forward_local_with_a_d_line_is_a_typed_intermediate_and_the_d_lines_u
     assert isinstance(mid, Intermediate)
     assert (mid.local, mid.line.name, mid.error) == ("h", "dh", None)
     assert mid.body_id == composite.body.names["h"] and mid.backward_id == composite.backward.names["dh"]
-    assert composite.depends[composite.backward.names["dx"]] == ["h"]
-    assert composite.depends[mid.backward_id] == []
+    assert composite.depends["dx"] == ["h"]
+    assert composite.depends["dh"] == []
 
 
 def test_a_d_line_of_the_wrong_shape_is_a_failure_of_its_parameter():
