@@ -97,7 +97,8 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
         return line, 1 if line else None
     for key, value in table.items():
         if _depth(value) > MAX_NESTING:  # dotted keys nest without brackets
-            raise UsageError(f"[tool.gradcheck] {key} nests more than {MAX_NESTING} deep", *locate(key), str(path), text)
+            line, col = locate(key)
+            raise UsageError(f"[tool.gradcheck] {key} nests more than {MAX_NESTING} deep", line, col, str(path), text)
     try:
         return Settings.from_mapping(table, locate), path
     except UsageError as err:
