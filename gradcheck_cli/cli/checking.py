@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -101,44 +102,111 @@ _SHAPE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+(?:\s*[,x×]\s*\d+)
 
 
 def _parse_shapes(values) -> dict:
-    out = {}
+    """`--shape NAME=D1,D2` entries as shapes, each and all together counted against the element
+    limits (and its dimensions against MAX_NDIM) before anything is allocated."""
+    from ..core.limits import MAX_ELEMENTS, MAX_NDIM, MAX_TOTAL_ELEMENTS, size_error
+    out, total = {}, 0
     for item in values:
         m = _SHAPE.match(item)
         if not m:
             raise click.BadParameter(f"'{item}': expected NAME=D1,D2,..., e.g. --shape x=10,20,3 (NAME= for a scalar)",
                                      param_hint="--shape")
-        dims = tuple(int(d) for d in re.split(r"\s*[,x×]\s*", m.group(2))) if m.group(2) else ()
+        digits = re.split(r"\s*[,x×]\s*", m.group(2)) if m.group(2) else []
+        if len(digits) > MAX_NDIM:
+            raise click.BadParameter(f"'{m.group(1)}=...' has {len(digits)} dimensions (at most {MAX_NDIM})",
+                                     param_hint="--shape")
+        widest = max((d.lstrip("0") for d in digits), key=len, default="")
+        if len(widest) > 30:  # (and int() of 5,000 digits raises)
+            raise click.BadParameter(f"'{m.group(1)}=...' has a dimension of {len(widest):,} digits (at most "
+                                     f"{MAX_ELEMENTS:,} elements; GRADCHECK_MAX_ELEMENTS raises it)", param_hint="--shape")
+        dims = tuple(int(d.lstrip("0") or "0") for d in digits)
+        size = math.prod(dims)
+        if size > MAX_ELEMENTS:
+            raise click.BadParameter(size_error(f"'{item.strip()}'", size, MAX_ELEMENTS, name="MAX_ELEMENTS"),
+                                     param_hint="--shape")
+        total += size
+        if total > MAX_TOTAL_ELEMENTS:
+            raise click.BadParameter(size_error("the --shape inputs together", total, MAX_TOTAL_ELEMENTS,
+                                                name="MAX_TOTAL_ELEMENTS"), param_hint="--shape")
         out[m.group(1)] = dims
     return out
 
 
-def _at_values(at, settings) -> dict:
-    """`--at NAME=VALUE` entries as arrays (the language's values: 1.5, [1, 2], randn(3), ...)."""
+def _at_values(at, settings, shapes: dict) -> dict:
+    """`--at NAME=VALUE` entries as arrays (the language's values: 1.5, [1, 2], randn(3), ...): each
+    value's size is counted before it is made, and all of them with the --shape inputs after."""
     from ..core.errors import GradcheckError
-    from ..language.frontend import parse_value
-    values = {}
-    for name, text in _parse_at(at).items():
-        try:
-            values[name] = parse_value(text, settings.seed, f"--at {name}")
-        except GradcheckError as err:
-            _fail(err)
+    from ..core.limits import MAX_TOTAL_ELEMENTS, size_error
+    from ..language.frontend import leaf_values
+    try:
+        values = leaf_values(_parse_at(at), settings.seed)
+    except GradcheckError as err:
+        _fail(err)
+    total = sum(math.prod(s) for s in shapes.values()) + sum(v.size for v in values.values())
+    if total > MAX_TOTAL_ELEMENTS:
+        raise click.BadParameter(size_error("the --shape and --at inputs together", total, MAX_TOTAL_ELEMENTS,
+                                            name="MAX_TOTAL_ELEMENTS"), param_hint="--at")
     return values
 
 
 def _parse_params(values) -> dict:
+    """`--param NAME=JSON` entries as values: the text's bytes and nesting, then its elements, counted
+    before it is decoded and made an array."""
     import json
+    from ..core.limits import MAX_ELEMENTS, MAX_FILE_BYTES, MAX_NESTING
     out = {}
     for item in values:
         m = _AT.match(item)
-        try:
-            value = json.loads(m.group(2)) if m else None
-        except ValueError as err:
-            raise click.BadParameter(f"'{item}': the value is not JSON ({err})", param_hint="--param") from None
         if not m:
-            raise click.BadParameter(f"'{item}': expected NAME=JSON, e.g. --param conv_param='{{\"stride\": 1, \"pad\": 1}}'",
+            raise click.BadParameter(f"'{item[:80]}': expected NAME=JSON, e.g. --param conv_param='{{\"stride\": 1, \"pad\": 1}}'",
                                      param_hint="--param")
-        out[m.group(1)] = _array_or_list(value) if isinstance(value, list) else value
+        name, text = m.group(1), m.group(2)
+        size = len(text.encode("utf-8", "surrogateescape"))
+        if size > MAX_FILE_BYTES:
+            raise click.BadParameter(f"'{name}': the value is {size:,} bytes (at most {MAX_FILE_BYTES:,}; "
+                                     "GRADCHECK_MAX_FILE_BYTES raises it)", param_hint="--param")
+        if _json_depth(text) > MAX_NESTING:
+            raise click.BadParameter(f"'{name}': the value nests arrays and objects more than {MAX_NESTING} deep",
+                                     param_hint="--param")
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise click.BadParameter(f"'{item[:80]}': the value is not JSON ({err})", param_hint="--param") from None
+        elements = _json_elements(value)
+        if elements > MAX_ELEMENTS:
+            raise click.BadParameter(f"'{name}': the value has {elements:,} elements (at most {MAX_ELEMENTS:,}; "
+                                     "GRADCHECK_MAX_ELEMENTS raises it)", param_hint="--param")
+        out[name] = _array_or_list(value) if isinstance(value, list) else value
     return out
+
+
+_JSON_TOKEN = re.compile(r'\\.|["\[\]{}]', re.S)
+
+
+def _json_depth(text: str) -> int:
+    """How deep JSON text nests arrays and objects (strings skipped), read without decoding it:
+    Python's decoder recurses, so a deep one would crash it."""
+    depth = deepest = 0
+    in_string = False
+    for token in _JSON_TOKEN.finditer(text):
+        c = token.group()
+        if c == '"':
+            in_string = not in_string
+        elif not in_string and c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif not in_string and c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_elements(value) -> int:
+    """The numbers, strings, booleans and nulls inside a decoded JSON value (its nesting is bounded)."""
+    if isinstance(value, list):
+        return sum(_json_elements(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_json_elements(v) for v in value.values())
+    return 1
 
 
 def _array_or_list(value: list):
@@ -207,7 +275,7 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
         _fail(err)
     shapes, params = _parse_shapes(shapes), _parse_params(params)
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
-    values = _at_values(at, settings)
+    values = _at_values(at, settings, shapes)
     jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, settings=settings, order=order)
             for t in targets]
     results, skipped, running = [], [], {}

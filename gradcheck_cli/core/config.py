@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from .errors import UsageError
+from .limits import MAX_FILE_BYTES, MAX_NESTING
 from .settings import Settings
 
 
@@ -25,9 +26,38 @@ def _line_of(text: str, key: str) -> int | None:
         stripped = line.strip()
         if stripped.startswith("["):
             in_table = stripped.replace(" ", "") == "[tool.gradcheck]"
-        elif in_table and re.match(rf"{re.escape(key)}\s*=", stripped):
+        elif in_table and re.match(rf"{re.escape(key)}\s*[=.]", stripped):
             return number
     return None
+
+
+# What opens or closes a nesting, or hides brackets: strings (multi-line ones first) and comments.
+_TOML_TOKEN = re.compile(r'"""(?:[^\\]|\\.)*?"""(?:"{0,2})|' + r"'''.*?'''(?:'{0,2})|" + r'"(?:[^"\\\n]|\\.)*"|'
+                         + r"'[^'\n]*'|#[^\n]*|[\[\]{}]", re.S)
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """(line, column) where TOML text's arrays and inline tables first nest past MAX_NESTING (strings
+    and comments skipped), found without parsing it; None when they never do."""
+    depth = 0
+    for token in _TOML_TOKEN.finditer(text):
+        c = token.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                start = token.start()
+                return text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+    return None
+
+
+def _depth(value, limit: int = MAX_NESTING) -> int:
+    """How deep a decoded TOML value nests tables and arrays, counted no further than `limit` + 1."""
+    if limit < 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
 
 
 def load(start: Path | None = None) -> tuple[Settings, Path | None]:
@@ -40,9 +70,17 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise UsageError(f"cannot read: {err.strerror or err}", source=str(path)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UsageError(f"longer than {MAX_FILE_BYTES:,} bytes: not read (GRADCHECK_MAX_FILE_BYTES raises it)",
+                         source=str(path))
+    text = raw.decode("utf-8", errors="replace")
+    deep = _too_deep(text)
+    if deep is not None:  # Python's TOML parser recurses: a deep enough file would crash it
+        raise UsageError(f"arrays and tables nest more than {MAX_NESTING} deep here", *deep, str(path), text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -57,6 +95,10 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
     def locate(key):
         line = _line_of(text, key)
         return line, 1 if line else None
+    for key, value in table.items():
+        if _depth(value) > MAX_NESTING:  # dotted keys nest without brackets
+            line, col = locate(key)
+            raise UsageError(f"[tool.gradcheck] {key} nests more than {MAX_NESTING} deep", line, col, str(path), text)
     try:
         return Settings.from_mapping(table, locate), path
     except UsageError as err:

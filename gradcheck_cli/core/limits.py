@@ -45,7 +45,9 @@ def check_environment() -> None:
 MAX_ELEMENTS = _limit("MAX_ELEMENTS", 2_000_000)              # elements in any one array (16 MB of float64)
 MAX_TOTAL_ELEMENTS = _limit("MAX_TOTAL_ELEMENTS", 4_000_000)  # elements in all the nodes of one file together
 MAX_JACOBIAN = _limit("MAX_JACOBIAN", 4_000_000)    # output elements × elements of every node up to it (adjoints held)
-MAX_NDIM = 8                                          # dimensions of any array
+MAX_NDIM = 8                                          # dimensions of any array (a --shape's too)
+MAX_NESTING = 32                                      # arrays and tables inside one another: a --param's JSON,
+                                                      # pyproject.toml (Python's parsers recurse: ~1000 is a crash)
 MAX_NODES = _limit("MAX_NODES", 250_000)              # nodes in one file's graph
 MAX_GATE_WORK = _limit("MAX_GATE_WORK", 40_000)       # gate applications a forward pass expands to (calibrated:
 # a check runs the forward ~30 times over; an automatic VJP runs each nested body once (remembered);

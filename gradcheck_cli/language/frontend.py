@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import nodes
 from .builder import Builder
 from ..core.errors import GradcheckError, GradSyntaxError
-from ..core.limits import MAX_ELEMENTS, MAX_NDIM
+from ..core.limits import MAX_ELEMENTS, MAX_FILE_BYTES, MAX_NDIM, MAX_TOTAL_ELEMENTS, size_error
 from .expects import compile_expect
 from .graph import Const, Graph
 from ..core.meter import Meter
@@ -31,8 +33,19 @@ def load(text: str, source: str = "<expr>", at: dict | None = None, seed: int = 
     return graph
 
 
+_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # the grammar's NUMBER
+
+
 def parse_value(text: str, seed: int = 0, name: str = "value") -> np.ndarray:
-    """A constant written in the language (`2`, `[1, 2]`, `0.1*randn(3)`) as an array."""
+    """A constant written in the language (`2`, `[1, 2]`, `0.1*randn(3)`) as an array. Its bytes and
+    the numbers written in it are counted before it is parsed (parsing takes ~35 µs a number)."""
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > MAX_FILE_BYTES:
+        raise GradSyntaxError(f"{name} is {size:,} bytes (at most {MAX_FILE_BYTES:,}; GRADCHECK_MAX_FILE_BYTES "
+                              "raises it)", 1, 1)
+    numbers = sum(1 for _ in _NUMBER.finditer(text))
+    if numbers > MAX_ELEMENTS:
+        raise GradSyntaxError(size_error(name, numbers, MAX_ELEMENTS, name="MAX_ELEMENTS"), 1, 1)
     program = parse(text)
     if len(program.statements) != 1 or not isinstance(program.statements[0], nodes.ExprStmt):
         raise GradSyntaxError(f"{name} must be a single value", 1, 1)
@@ -44,14 +57,20 @@ def parse_value(text: str, seed: int = 0, name: str = "value") -> np.ndarray:
 
 def leaf_values(at: dict | None, seed: int) -> dict:
     """`--at` values (text in the language, or numbers) as arrays; errors point into the value."""
-    out = {}
-    for key, value in (at or {}).items():
-        if isinstance(value, str):
+    out, total = {}, 0
+    for key, given in (at or {}).items():
+        value = given
+        if isinstance(given, str):
             try:
-                value = parse_value(value, seed, f"--at {key}")
+                value = parse_value(given, seed, f"--at {key}")
             except GradcheckError as err:
-                raise err.located(f"--at {key}", value) from None
+                raise err.located(f"--at {key}", given) from None
         out[key] = _array(key, value)
+        total += out[key].size
+        if total > MAX_TOTAL_ELEMENTS:  # each value is bounded before it is made; all of them here
+            what = "the --at values together" if isinstance(given, str) else "the at= values together"
+            err = GradcheckError(size_error(what, total, MAX_TOTAL_ELEMENTS, name="MAX_TOTAL_ELEMENTS"), 1, 1)
+            raise err.located(f"--at {key}", given) if isinstance(given, str) else err
     return out
 
 

@@ -68,7 +68,8 @@ def call_forward(layer: Layer, args: list) -> np.ndarray:
 def output_values(out, shape: tuple | None = None) -> np.ndarray:
     """The forward's output as float64, checked: numbers (its `__array__` is the user's code too), real
     (a complex output is not cast and its imaginary part dropped), and of `shape` when given (an output
-    whose shape changes as the inputs move has no derivative to check). Raises PythonError."""
+    whose shape changes as the inputs move has no derivative to check). The first output (no `shape`)
+    is counted against MAX_ELEMENTS before it is copied or an upstream is drawn for it. Raises PythonError."""
     try:
         raw = np.asarray(out)
     except USER_ERRORS as exc:  # noqa: BLE001
@@ -78,6 +79,9 @@ def output_values(out, shape: tuple | None = None) -> np.ndarray:
                           "part, or its real and imaginary parts as two outputs)")
     if raw.dtype.kind not in "biuf":
         raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}")
+    if shape is None and raw.size > MAX_ELEMENTS:
+        raise PythonError(f"the forward's output has {raw.size:,} elements (at most {MAX_ELEMENTS:,}; "
+                          "GRADCHECK_MAX_ELEMENTS raises it)")
     if shape is not None and raw.shape != tuple(shape):
         raise PythonError(f"the forward's output has shape {raw.shape} here but {tuple(shape)} where it was first "
                           "called: its shape must not change as its inputs move")
