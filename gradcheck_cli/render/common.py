@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from html import escape
 
 import numpy as np
 
@@ -160,3 +162,19 @@ def _displayable(report):
         shown.error = copy.copy(report.error)
         shown.error.source = visible(report.error.source) if report.error.source else report.error.source
     return shown
+
+
+def md_text(text) -> str:
+    """Text shown as itself in Markdown (a table cell included): its markup characters escaped,
+    HTML's too, a line break a space — a message from the user's code cannot add a link, a tag or a row."""
+    text = escape(str(text).replace("\r", " ").replace("\n", " "), quote=False)
+    return "".join("\\" + c if c in "\\`*_[]#|~<>!" else c for c in text)
+
+
+def md_code(text) -> str:
+    """Text as inline code in a Markdown table: fenced by more backticks than it holds in a row, pipes
+    escaped (GitHub reads `\\|` as a pipe even in code), a line break a space."""
+    text = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    longest = max((len(m) for m in re.findall("`+", text)), default=0)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{'`' * (longest + 1)}{pad}{text}{pad}{'`' * (longest + 1)}"

@@ -8,15 +8,11 @@ import io
 import json
 from html import escape
 
+from .common import md_text
+
 
 def _pts(x: float) -> str:
     return f"{x:g}"
-
-
-def _md(text: str) -> str:
-    """Text shown as itself in Markdown: its markup characters escaped, HTML's too."""
-    text = escape(str(text), quote=False)
-    return "".join("\\" + c if c in "\\`*_[]#|" else c for c in text)
 
 
 def grades_table(graded: list, exercise, console) -> None:
@@ -53,11 +49,11 @@ def grades_json(graded: list, exercise) -> str:
 
 
 def feedback_markdown(g, exercise) -> str:
-    lines = [f"# Feedback: {_md(g.student)}", "", f"**{_pts(g.earned)} / {_pts(g.total)}** for `{exercise.path}`",
+    lines = [f"# Feedback: {md_text(g.student)}", "", f"**{_pts(g.earned)} / {_pts(g.total)}** for `{exercise.path}`",
              "", "| part | points | |", "|---|---|---|"]
     for p in g.parts:
         mark = "✅" if p.status == "right" else "❌"
-        lines.append(f"| `{p.what}` | {_pts(p.earned)} / {_pts(p.points)} | {mark} {_md(p.reason)} |")
+        lines.append(f"| `{p.what}` | {_pts(p.earned)} / {_pts(p.points)} | {mark} {md_text(p.reason)} |")
     lines += ["", "Each part was checked at the exercise's own point and at random points only the teacher "
               "knows; a gradient must be right at all of them."]
     return "\n".join(lines) + "\n"

@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.report import NodeRow, RunReport
-from .common import (STATUSES, causes, element, fmt_number, row_error, fmt_shape, inherited, line_in, row_name,
-                     summary, warning_lines)
-
-
-def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+from .common import (STATUSES, causes, element, fmt_number, row_error, fmt_shape, inherited, line_in, md_code,
+                     md_text, row_name, summary, warning_lines)
 
 
 def _backprop_cell(row) -> str:
@@ -28,22 +24,22 @@ def render_markdown(run: RunReport) -> str:
     lines += ["| file | output | nodes | result |", "|---|---|---|---|"]
     for r in run.results:
         if r.error is not None:
-            lines.append(f"| `{_md_cell(r.source)}` | — | — | ❌ error: {_md_cell(r.error.message)} |")
+            lines.append(f"| {md_code(r.source)} | — | — | ❌ error: {md_text(r.error.message)} |")
             continue
         counts = ", ".join(f"{sum(x.status == s for x in r.nodes)} {s}" for s in STATUSES
                            if any(x.status == s for x in r.nodes))
-        lines.append(f"| `{_md_cell(r.source)}` | {_md_cell(r.output)} | {counts} | {'✅' if r.passed else '❌'} |")
+        lines.append(f"| {md_code(r.source)} | {md_text(r.output)} | {counts} | {'✅' if r.passed else '❌'} |")
     for r in (r for r in run.results if r.error is None and not r.passed):
-        lines += ["", f"### `{_md_cell(r.source)}`", "", "| node | line | status | backprop | numeric error | note |",
+        lines += ["", f"### {md_code(r.source)}", "", "| node | line | status | backprop | numeric error | note |",
                   "|---|---|---|---|---|---|"]
         for status, (line, _), lead, rows, file in causes(r):  # the root cause leads; rows that inherit it fold in
             note = lead.note or ""
             also = inherited(rows, lead)
             note += f" ({also})" if also else ""
-            lines.append(f"| `{_md_cell(row_name(lead))}` | {_md_cell(line_in(line, file, r).removeprefix('line '))} | {status} | {_md_cell(_backprop_cell(lead))} | "
-                         f"{row_error(lead)} | {_md_cell(note)} |")
-        lines += ["", f"Reproduce: `{r.reproduce()}`"]
+            lines.append(f"| {md_code(row_name(lead))} | {md_text(line_in(line, file, r).removeprefix('line '))} | {status} | {md_text(_backprop_cell(lead))} | "
+                         f"{row_error(lead)} | {md_text(note)} |")
+        lines += ["", f"Reproduce: {md_code(r.reproduce())}"]
     warned = [(r, w) for r in run.results for w in warning_lines(r)]
     if warned:
-        lines += ["", "### Warnings", ""] + [f"- `{_md_cell(r.source)}`: {_md_cell(w)}" for r, w in warned]
+        lines += ["", "### Warnings", ""] + [f"- {md_code(r.source)}: {md_text(w)}" for r, w in warned]
     return "\n".join(lines) + "\n"
