@@ -252,11 +252,16 @@ def rounding(rerun: Rerun, bp: np.ndarray | list, signs: tuple) -> np.ndarray | 
 
 
 def second_point(points: list, draws: list, evaluate: Callable[[list], Result | None],
-                 policy: Policy) -> tuple[list, Result] | None:
+                 policy: Policy, move: Callable[[int, np.ndarray, np.ndarray, float], np.ndarray | None] | None = None
+                 ) -> tuple[list, Result] | None:
     """`evaluate(moved)` at the first of the policy's scales where it is defined (not None): every
-    input moved by ~scale·(|v| + 1)·draw. Returns (moved, result), or None."""
+    input moved by ~scale·(|v| + 1)·draw, or as `move(k, v, draw, scale)` says (None: not at this
+    scale). Returns (moved, result), or None."""
     for scale in policy.second_scales:
-        moved = [v + scale * (np.abs(v) + 1.0) * d for v, d in zip(points, draws)]
+        moved = [v + scale * (np.abs(v) + 1.0) * d if move is None else move(k, v, d, scale)
+                 for k, (v, d) in enumerate(zip(points, draws))]
+        if any(m is None for m in moved):
+            continue
         result = evaluate(moved)
         if result is not None:
             return moved, result

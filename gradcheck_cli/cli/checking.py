@@ -209,6 +209,21 @@ def _json_elements(value) -> int:
     return 1
 
 
+def _parse_structure(values) -> dict:
+    """`--structure NAME=KIND` entries as {name: Structure}."""
+    from ..python.structure import Structure
+    out = {}
+    for item in values:
+        m = _AT.match(item)
+        kinds = {k.value: k for k in Structure}
+        kind = kinds.get(m.group(2).strip().lower()) if m else None
+        if kind is None:
+            raise click.BadParameter(f"'{item}': expected NAME=KIND, KIND one of {', '.join(kinds)} "
+                                     "(e.g. --structure x=symmetric)", param_hint="--structure")
+        out[m.group(1)] = kind
+    return out
+
+
 def _array_or_list(value: list):
     """A JSON array of numbers as a numpy array (integers stay integers: an index argument works as
     written); a ragged or non-numeric one stays the list it is."""
@@ -227,6 +242,9 @@ def _array_or_list(value: list):
 @click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="A differentiated input's value: 1.5, [1, 2], randn(3), ...")
 @click.option("--param", "params", multiple=True, metavar="NAME=JSON",
               help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
+@click.option("--structure", "structure", multiple=True, metavar="NAME=KIND",
+              help="An input's structure, kept by the second point and the differences (repeatable): symmetric, "
+                   "spd or simplex.")
 @click.option("--order", type=click.IntRange(min=1, max=2), default=1, show_default=True,
               help="2: check a torch.autograd.Function's double backward (gradgradcheck's job).")
 @click.option("--complex-step", "complex_step", is_flag=True, default=None,
@@ -238,7 +256,7 @@ def _array_or_list(value: list):
               help="A torch Function or JAX rule: difference every element one by one (torch's way) instead of "
                    "comparing each with autodiff through the forward.")
 @_report_options
-def check_py(targets, shapes, at, params, order, complex_step, fast, reference, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, structure, order, complex_step, fast, reference, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -273,11 +291,11 @@ def check_py(targets, shapes, at, params, order, complex_step, fast, reference, 
                                      budget=budget, complex_step=complex_step, reference=reference, fast=fast)
     except GradcheckError as err:
         _fail(err)
-    shapes, params = _parse_shapes(shapes), _parse_params(params)
+    shapes, params, structure = _parse_shapes(shapes), _parse_params(params), _parse_structure(structure)
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
     values = _at_values(at, settings, shapes)
-    jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, settings=settings, order=order)
-            for t in targets]
+    jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, structure=structure, settings=settings,
+                       order=order) for t in targets]
     results, skipped, running = [], [], {}
     # Your code runs in a process of its own: an os._exit, a crash or an endless loop there ends that
     # process, not this one, and comes back as an error at your line; only reports cross back.
@@ -318,6 +336,7 @@ class _TargetJob:
     shapes: dict
     values: dict
     params: dict
+    structure: dict  # name -> Structure
     settings: object
     order: int
 
@@ -366,7 +385,8 @@ def _check_target(job: _TargetJob, send) -> None:
             try:
                 chosen = ((job.shapes, job.values, job.params) if "::" in target
                           else used_params(spec, job.shapes, job.values, job.params))
-                reports.append(_check_spec(spec, chosen, settings, job.order))
+                stated = {n: k for n, k in job.structure.items() if "::" in target or n in chosen[0] or n in chosen[1]}
+                reports.append(_check_spec(spec, chosen, settings, job.order, stated))
             except GradcheckError as err:
                 failed(spec, err)
     said = printed.warning()
@@ -377,7 +397,7 @@ def _check_target(job: _TargetJob, send) -> None:
     send(_Skipped(items=list(left)))
 
 
-def _check_spec(spec: str, chosen: tuple, settings, order: int):
+def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict):
     """One FILE.py::NAME checked: a torch.autograd.Function by the torch bridge (which imports torch),
     anything else as a Python layer (first order only)."""
     from ..core.errors import GradcheckError
@@ -385,7 +405,7 @@ def _check_spec(spec: str, chosen: tuple, settings, order: int):
     function = torch_function(spec)
     if function is not None:
         from ..python.torch import check_spec as check_torch
-        return check_torch(spec, function, *chosen, settings, order)
+        return check_torch(spec, function, *chosen, settings, order, structure)
     if order != 1:
         raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
-    return check_spec(spec, *chosen, settings)
+    return check_spec(spec, *chosen, settings, structure)

@@ -24,6 +24,7 @@ from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from .pycheck import check_python
 from .pysource import USER_ERRORS, PythonError, grad_lines, qualname, where
+from .structure import structures
 from .usercode import Layer, flat_size, joined, split_outputs
 
 FLOAT64 = "float64"
@@ -107,7 +108,7 @@ class Bridge:
             return self._rows(arrays)
         outs = self.framework.evaluate(self.code.call, self.given.values, self.given.diff, arrays)
         if not outs:
-            raise PythonError(f"{qualname(self.code.call)} returned no floating-point {self.framework.word}")
+            raise PythonError(f"{self.code.name} returned no floating-point {self.framework.word}")
         self.shapes = [tuple(o.shape) for o in outs]
         return joined(outs)
 
@@ -148,7 +149,7 @@ class Bridge:
         wanted = [names[i] for i in self.given.diff]
         return Layer(name or code.name, self.forward, self.backward, wanted, path, line, where(code.forward),
                      {n: lines[n] for n in wanted if n in lines}, backward_name=qualname(code.backward),
-                     code=code.backward, reference=self.reference, batched=True)
+                     code=code.backward, reference=self.reference, batched=True, none_is_zero=True)
 
 
 def argument_names(parameters: tuple[str, ...], count: int) -> list[str]:
@@ -181,28 +182,37 @@ def check(framework: Framework, code: UserCode, inputs, *, name: str | None, set
 
 
 def check_arguments(framework: Framework, code: UserCode, given: Arguments, *, name: str | None,
-                    settings: Settings) -> CheckReport:
+                    settings: Settings, structure: dict | None = None) -> CheckReport:
     """The Python-layer check in float64, then, when it found no error, the low-precision rows of
-    the first differentiated argument's dtype that is one."""
+    the first differentiated argument's dtype that is one. `structure`: the inputs' stated
+    structures (structure.py), kept by both."""
     bridge = Bridge(framework=framework, code=code, given=given)
     layer = bridge.layer(name)
-    report = check_python(layer, {given.names[i]: framework.to_numpy(given.values[i]) for i in given.diff}, settings)
+    report = check_python(layer, {given.names[i]: framework.to_numpy(given.values[i]) for i in given.diff}, settings,
+                          structure)
     low = [d for d in (framework.dtype_name(given.values[i]) for i in given.diff) if d in LOW_PRECISION]
     if report.error is None and low:
-        report.gates += low_precision_rows(framework, code, given, low[0], layer)
+        report.gates += low_precision_rows(framework, code, given, low[0], layer, structure)
     return report
 
 
 def low_precision_rows(framework: Framework, code: UserCode, given: Arguments, dtype: str,
-                       layer: Layer) -> list[GateRow]:
+                       layer: Layer, structure: dict | None = None) -> list[GateRow]:
     """GateRows, one per differentiated argument: the target's backward in `dtype` against the
-    float64 reference (autodiff through the forward), allowed K× autodiff's own error in `dtype`."""
-    reference = seeded_gradients(framework, code.autodiff, given, FLOAT64)
-    own = seeded_gradients(framework, code.call, given, dtype)
+    float64 reference (autodiff through the forward), allowed K× autodiff's own error in `dtype`;
+    an input of a stated structure compared as its gradient's part along that structure."""
+    names = [given.names[i] for i in given.diff]
+    stated = structures(structure, names)
+
+    def seeded(function, dtype):
+        grads = seeded_gradients(framework, function, given, dtype)
+        return None if grads is None else [stated[n].pull(g) if n in stated else g for n, g in zip(names, grads)]
+    reference = seeded(code.autodiff, FLOAT64)
+    own = seeded(code.call, dtype)
     if reference is None or own is None:
         return []
-    autodiff = seeded_gradients(framework, code.autodiff, given, dtype)
-    return precision.rows(reference, own, autodiff, [given.names[i] for i in given.diff], dtype, layer)
+    autodiff = seeded(code.autodiff, dtype)
+    return precision.rows(reference, own, autodiff, names, dtype, layer)
 
 
 def seeded_gradients(framework: Framework, function: Callable, given: Arguments, dtype: str) -> list | None:

@@ -17,6 +17,7 @@ from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
 from .pyrunner import FunctionRunner
 from .reference import LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
+from .structure import structured, structures
 from .usercode import (Layer, call_backward, call_forward, check_deterministic, checked_array, gradients_of, joined,
                        node_line, placed_at_forward, split_outputs)
 from .pysource import (PythonError, base_name, describe, grad_lines, qualname, shared_line,
@@ -30,7 +31,7 @@ LOOP_BUDGET = 64        # elements per input differenced one by one when the for
 
 
 def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, name: str | None = None,
-                settings: Settings | None = None, **options) -> CheckReport:
+                settings: Settings | None = None, structure: dict | None = None, **options) -> CheckReport:
     """Check a CS231n-style layer: `forward(*inputs, *params) -> (out, cache)` and
     `backward(dout, cache) -> (dinput, ...)` with one gradient per entry of `inputs`, in order.
     Several outputs, then the cache (`lstm_step_forward -> (next_h, next_c, cache)`), are checked as
@@ -39,6 +40,7 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
     Inputs and params are passed by keyword when their names are all the forward's parameters,
     else by position (inputs first). Params (labels, `conv_param`, ...) are not differentiated and
     are deep-copied for every call, so a forward that updates them (running means) changes nothing.
+    `structure` states what an input is ({"x": "symmetric"}, "spd", "simplex": structure.py).
     """
     names = list(inputs)
     call = _caller(forward, names, params)
@@ -68,11 +70,11 @@ def check_layer(forward, backward, inputs: dict, params: dict | None = None, *, 
         return gradients_of(backward(*split_outputs(dout, shapes), cache), names, backward)
 
     layer = _layer(name or base_name(forward), fwd, bwd, names, forward, backward)
-    return check_python(layer, inputs, layer_settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options), structure)
 
 
 def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | None = None,
-               settings: Settings | None = None, **options) -> CheckReport:
+               settings: Settings | None = None, structure: dict | None = None, **options) -> CheckReport:
     """Check a loss that returns its own gradient, CS231n's `svm_loss(x, y) -> (loss, dx)`: one
     gradient per entry of `inputs` (a tuple when there are several); params as for check_layer."""
     names = list(inputs)
@@ -88,17 +90,17 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
         return [dout * g for g in gradients_of(call(arrays)[1], names, loss)]
     layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
     layer.output = "loss"
-    return check_python(layer, inputs, layer_settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options), structure)
 
 
 def check_function(f, vjp, inputs: dict, *, name: str | None = None, settings: Settings | None = None,
-                   **options) -> CheckReport:
+                   structure: dict | None = None, **options) -> CheckReport:
     """Check a plain function and its vector-Jacobian product: `f(*inputs) -> out` and
     `vjp(dout, *inputs) -> (dinput, ...)` (a single array when there is one input)."""
     names = list(inputs)
     layer = _layer(name or qualname(f), lambda arrays: f(*arrays),
                    lambda dout, arrays: gradients_of(vjp(dout, *arrays), names, vjp), names, f, vjp)
-    return check_python(layer, inputs, layer_settings(settings, options))
+    return check_python(layer, inputs, layer_settings(settings, options), structure)
 
 
 def _caller(fn, names: list, params: dict | None):
@@ -130,16 +132,21 @@ def _layer(name, fwd, bwd, names, forward, backward, first: int = 0) -> Layer:
 
 # --- the check -------------------------------------------------------------------------------------
 
-def check_python(layer: Layer, inputs: dict, settings: Settings) -> CheckReport:
+def check_python(layer: Layer, inputs: dict, settings: Settings, structure: dict | None = None) -> CheckReport:
     """The report of one layer: a row per input at the given point, and each input again at a second
     seeded random point (gate rows; not with `settings.fast`, torch's fast_mode: the given point only,
-    along random directions); never raises for the user's errors (they land in `error`)."""
+    along random directions); never raises for the user's errors (they land in `error`). `structure`
+    ({input name: Structure or its name}) keeps those inputs, their differences and their second
+    point in a structure (structure.py)."""
     started = time.perf_counter()
     report = CheckReport(layer.name, settings=settings)
     report.path = layer.path
     report.rerun = f"rerun the Python check of {layer.name} with seed={settings.seed}"
     try:
         args = [checked_array(layer, k, v) for k, v in inputs.items()]
+        stated = structures(structure, list(inputs))
+        args = [stated[k].given(k, a) if k in stated else a for k, a in zip(inputs, args)]
+        layer = structured(layer, stated)
         rng = stream(settings.seed, Stream.PYTHON_CHECK)  # one stream: upstreams, directions, second point
         if settings.fast:  # along random directions (every element against a reference, where there is one)
             settings = replace(settings, budget=1)
@@ -170,7 +177,8 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
                  first: dict | None = None, out: np.ndarray | None = None):
     out = call_forward(layer, args) if out is None else out
     u = rng.standard_normal(out.shape)
-    grads, failures = call_backward(layer, u, args)
+    zeroed: set = set()
+    grads, failures = call_backward(layer, u, args, zeroed)
     runner = FunctionRunner(layer.forward, args, u, out, layer.batched, layer.forward_at[0])
     layer.batched = runner.batched
     budget = settings.budget if runner.batched else LOOP_BUDGET
@@ -204,6 +212,9 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
             note = extra if override else (f"{note}; {extra}" if note else extra)
         if dropped:
             note = f"{note}; {dropped}" if note else dropped
+        if name in zeroed and status == "fail":
+            note = (f"the backward returned None for {name} (zero, as autograd takes it), but {name}'s gradient is "
+                    "not zero" + (f": {note}" if note else ""))
         if point == 2 and status == "fail":
             special = " (right at the given point, which must be special)" if (first or {}).get(name) == "pass" else ""
             note = f"wrong at a second, random point{special}: {note}"
@@ -274,6 +285,8 @@ def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status,
            f"the forward takes no batch axis, so past {LOOP_BUDGET} elements it is called once per direction")
     method = method or (num.method if num.method == "exhaustive" else
                         f"projection ({num.projected.shape[0]} random directions; {why})")
+    if name in layer.structure:
+        method = f"{method}; {name} {layer.structure[name].said}"
     node = NodeRow(name=name, op="input", shape=a.shape, line=line, col=col, value=a, grad=grad, numeric=value,
                    symbolic=None, numeric_error=j.numeric_error, symbolic_error=None, status=status,
                    note=note, tolerance=j.tolerance, worst_index=worst, numeric_method=method,
@@ -292,10 +305,15 @@ def _rows(layer: Layer, name, a, grad, value, num, j: verdict.Judgement, status,
 
 
 def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
-    """Every input moved by ~10% (less where the forward is not defined that far); the forward's
-    error at the smallest move when it is defined at none. Returns (inputs, output)."""
+    """Every input moved by ~10% (less where the forward is not defined that far), an input of a
+    stated structure within it; the forward's error at the smallest move when it is defined at none.
+    Returns (inputs, output)."""
     draws = [rng.standard_normal(a.shape) for a in args]
     errors: list = []
+    kinds = [layer.structure.get(n) for n in layer.names]
+
+    def move(k, v, d, scale):
+        return v + scale * (np.abs(v) + 1.0) * d if kinds[k] is None else kinds[k].move(v, d, scale)
 
     def evaluate(moved):
         try:
@@ -303,7 +321,8 @@ def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
         except PythonError as err:
             errors.append(err)
             return None
-    found = pipeline.second_point(args, draws, evaluate, POLICY)
+    found = pipeline.second_point(args, draws, evaluate, POLICY, move if layer.structure else None)
     if found is None:
-        raise errors[-1]
+        raise errors[-1] if errors else PythonError("no second point near the given one keeps the inputs' stated "
+                                                    "structure: give a point farther from its edge")
     return found

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.errors import did_you_mean
 from .pycheck import check_function, check_layer, check_loss
+from .structure import structures
 from .pysource import USER_ERRORS, PythonError, display, exception_text, parameter_names, qualname, user_position
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
@@ -107,10 +108,11 @@ def used_params(spec: str, shapes: dict, values: dict, params: dict) -> tuple:
     return pick(shapes), pick(values), pick(params)
 
 
-def check_spec(spec: str, shapes: dict, values: dict, params: dict, settings):
-    """Check one `FILE.py::NAME`; a composite layer that fails is folded into the helper whose own check fails."""
-    report = check_target(spec, shapes, values, params, settings)
-    if report.error is None and not report.passed:
+def check_spec(spec: str, shapes: dict, values: dict, params: dict, settings, structure: dict | None = None):
+    """Check one `FILE.py::NAME`; a composite layer that fails is folded into the helper whose own check
+    fails (not under a stated structure: the helper's inputs have none)."""
+    report = check_target(spec, shapes, values, params, settings, structure)
+    if report.error is None and not report.passed and not structure:
         fold_into_helpers(report, spec, shapes, values, params, settings)
     return report
 
@@ -217,24 +219,29 @@ def _record(module, hfwd, forward, inputs: dict, params: dict):
 
 # --- targets named on the command line: FILE.py::NAME ----------------------------------------------
 
-def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> CheckReport:
+def check_target(spec: str, shapes: dict, values: dict, params: dict, settings: Settings,
+                 structure: dict | None = None) -> CheckReport:
     """Check `FILE.py::NAME` (NAME_forward/NAME_backward, or NAME and NAME_vjp, or FORWARD,BACKWARD)
-    with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order."""
-    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings)
+    with inputs of the given shapes (seeded normal values) or values, in the forward's parameter order;
+    `structure` ({name: Structure}) as `--structure` states it."""
+    forward, backward, layer_style, inputs = target_inputs(spec, shapes, values, params, settings, structure)
     if backward is None:
-        report = check_loss(forward, inputs, params, name=spec, settings=settings)
+        report = check_loss(forward, inputs, params, name=spec, settings=settings, structure=structure)
     elif layer_style:
-        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings)
+        report = check_layer(forward, backward, inputs, params, name=spec, settings=settings, structure=structure)
     else:
-        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings)
+        report = check_function(lambda *a: forward(*a, **params), backward, inputs, name=spec, settings=settings,
+                                structure=structure)
     report.source = spec
-    report.rerun = rerun_command(spec, shapes, values, params, settings)
+    report.rerun = rerun_command(spec, shapes, values, params, settings, structure)
     return report
 
 
-def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings: Settings) -> tuple:
+def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings: Settings,
+                  structure: dict | None = None) -> tuple:
     """(forward, backward, is a layer, inputs) of `FILE.py::NAME`: the differentiated inputs in the
-    forward's parameter order, seeded normal values of the given shapes or the given values."""
+    forward's parameter order, seeded normal values of the given shapes (a point of the input's stated
+    structure, if any) or the given values."""
     forward, backward, layer_style = load_target(spec)
     order = parameter_names(forward)
     given = list(shapes) + [n for n in values if n not in shapes]
@@ -245,8 +252,10 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
     if not given:
         raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
     names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))
+    stated = structures(structure, names)
     rng = stream(settings.seed, Stream.PYTHON_MODULE)
     inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
+    inputs = {n: stated[n].draw(v) if n in stated and n not in values else v for n, v in inputs.items()}
     return forward, backward, layer_style, inputs
 
 
@@ -255,7 +264,7 @@ def torch_function(spec: str):
     path, sep, name = spec.rpartition("::")
     if not sep or not path or not name or "," in name:
         return None  # (load_target says what is wrong with the spec)
-    fn = getattr(load_module(path), name, None)
+    fn = lookup(load_module(path), name)
     if inspect.isclass(fn) and any(c.__module__.startswith("torch.autograd") and c.__name__ == "Function"
                                    for c in fn.__mro__[1:]):
         return fn
@@ -279,16 +288,60 @@ def load_target(spec: str):
             if name.endswith(suffix):  # ::rnn_forward means the rnn_forward/rnn_backward pair
                 pairs.append((name, name[: -len(suffix)] + back, True))
     for fwd_name, bwd_name, layer_style in pairs:
-        fwd, bwd = getattr(module, fwd_name, None), getattr(module, bwd_name, None)
+        fwd, bwd = lookup(module, fwd_name), lookup(module, bwd_name)
         if callable(fwd) and callable(bwd):
             return fwd, bwd, layer_style
-    if "," not in name and callable(getattr(module, name, None)):
-        return getattr(module, name), None, False  # a loss returning its own gradient: svm_loss -> (loss, dx)
+    if "," not in name and callable(lookup(module, name)):
+        return lookup(module, name), None, False  # a loss returning its own gradient: svm_loss -> (loss, dx)
+    for dotted in (p for p in name.split(",") if "." in p):
+        missing = _missing_part(module, path, dotted.strip())
+        if missing:
+            raise PythonError(missing)
     offered = sorted(n[: -len("_forward")] for n in dir(module) if n.endswith("_forward")
                      and callable(getattr(module, n + "", None)))
     hint = f" (layers there: {', '.join(offered)})" if offered else ""
     raise PythonError(f"{path} has no {name}_forward/{name}_backward pair, nor {name} with {name}_vjp, nor a "
                       f"function {name} returning (loss, gradient){hint}")
+
+
+def lookup(module, dotted: str):
+    """The object at `dotted` in the module (`Outer.Inner`: a class's attribute, any depth), or None."""
+    found = module
+    for part in dotted.split("."):
+        try:
+            found = getattr(found, part, None)
+        except USER_ERRORS:  # noqa: BLE001 - an attribute is the user's code (a property) and may raise
+            return None
+        if found is None:
+            return None
+    return found
+
+
+def _missing_part(module, path: str, dotted: str) -> str | None:
+    """What is missing on the way to `dotted` (its last part aside), and what is there instead."""
+    parts = dotted.split(".")
+    for k, part in enumerate(parts[:-1]):
+        owner = lookup(module, ".".join(parts[:k])) if k else module
+        if lookup(owner, part) is None:
+            where = f"{path}::{'.'.join(parts[:k])}" if k else path
+            names = [n for n in _names_of(owner) if not n.startswith("_")]
+            listed = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            return (f"{where} has no '{part}'" + did_you_mean(part, names) + (f" (it has: {listed})" if names else ""))
+    owner = lookup(module, ".".join(parts[:-1]))
+    names = [n for n in _names_of(owner) if not n.startswith("_")]
+    listed = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    return f"{path}::{'.'.join(parts[:-1])} has no '{parts[-1]}'" + did_you_mean(parts[-1], names) + (
+        f" (it has: {listed})" if names else "")
+
+
+def _names_of(owner) -> list:
+    """The names a module or class holds itself (a class's own, not those it inherits; no modules)."""
+    try:
+        held = dict(vars(owner)) if inspect.isclass(owner) or inspect.ismodule(owner) else {}
+    except TypeError:
+        return []
+    names = [n for n, v in held.items() if not inspect.ismodule(v)]
+    return names if inspect.isclass(owner) else sorted(names)
 
 
 _MODULES: dict = {}  # imported user files, by path and version: each is imported (run) once per process
@@ -333,12 +386,13 @@ def _package_of(path: str) -> tuple:
     return (folder, ".".join(parts)) if len(parts) > 1 else (folder, None)
 
 
-def rerun_command(spec, shapes, values, params, settings: Settings) -> str:
+def rerun_command(spec, shapes, values, params, settings: Settings, structure: dict | None = None) -> str:
     """The check-py command line that reruns this check of `spec`."""
     parts = ["gradcheck", "check-py", spec]
     parts += [f"--shape={n}={','.join(str(d) for d in s)}" for n, s in shapes.items()]
     parts += [f"--at={n}={np.asarray(v).tolist()}" for n, v in values.items()]
     parts += [f"--param={n}={json.dumps(_jsonable(v))}" for n, v in params.items()]
+    parts += [f"--structure={n}={getattr(k, 'value', k)}" for n, k in (structure or {}).items()]
     if settings.seed:
         parts.append(f"--seed={settings.seed}")
     if settings.complex_step:

@@ -4,7 +4,9 @@ one more target of the check pipeline (a Python layer whose forward and backward
 
 - `check(fn, inputs)`: rows per differentiable input, seeded upstreams, the second point, kinks told
   from bugs, the culprit at the line of `backward` that returns the failing gradient; non-tensor
-  arguments pass through; several outputs; `None` for a differentiable input is a failure.
+  arguments pass through; several outputs, those autograd does not differentiate (marked
+  non-differentiable, integer) left out; `None` for a differentiable input is zero, as autograd
+  reads it; `structure={"x": "symmetric"}` keeps an input in a structure (structure.py).
 - Low precision: a Function whose inputs are float32, float16 or bfloat16 is checked in float64 (its
   inputs upcast: the engine's oracles need it) and then its backward in its own dtype against that
   float64 reference, allowed K = precision.FACTOR times the error autograd makes through the
@@ -24,27 +26,38 @@ from . import bridge
 from ..core.errors import GradcheckError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
-from .pysource import PythonError, qualname
+from .pysource import PythonError, qualname, source_text, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
-from .torch_bridge import TORCH, unbound, user_code
+from .structure import Structure, structures
+from .torch_bridge import TORCH, differentiable_outputs, unbound, user_code
 from .torch_order2 import check_double
 from ..core.streams import Stream, stream
 
 
 def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Settings | None = None,
-          **options) -> CheckReport:
+          structure: dict | None = None, **options) -> CheckReport:
     """Check `fn` (a torch.autograd.Function subclass, or a function of tensors) at `inputs` (a
-    tuple of arguments, or a dict by name); non-tensor arguments pass through unchanged."""
+    tuple of arguments, or a dict by name); non-tensor arguments pass through unchanged.
+    `structure`: {input name: "symmetric", "spd" or "simplex"} (structure.py)."""
     fn = unbound(fn)
     code = user_code(fn)
     given = bridge.arguments(TORCH, code, inputs)
     settings = layer_settings(settings, options)
     if not given.diff:
         return bridge.nothing_to_differentiate(TORCH, code, name, settings)
+    kept = differentiable_outputs(code, given)
+    if kept is None:  # an error of the Function as a whole: at its forward
+        path, line = where(code.forward)
+        report = CheckReport(name or code.name, settings=settings)
+        report.path = path
+        report.error = GradcheckError(f"no output of {code.name} is differentiable (each is marked "
+                                      "non-differentiable, or does not depend on the inputs): nothing to check",
+                                      line, 1).located(path, source_text(path))
+        return report
     if order == 2:
-        return check_double(code, given, name, settings)
-    return bridge.check_arguments(TORCH, code, given, name=name, settings=settings)
+        return check_double(kept, given, name, settings, structure)
+    return bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
 
 
 def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
@@ -65,9 +78,11 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
     raise GradcheckError("gradcheck failed:\n" + "\n".join(lines), None, None)
 
 
-def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings: Settings, order: int = 1) -> CheckReport:
+def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings: Settings, order: int = 1,
+               structure: dict | None = None) -> CheckReport:
     """`check-py FILE.py::MyFunction --shape x=4,5 [--param dim=1]`: float64 tensors of the given
-    shapes (seeded normal values) or values, params passed through, in the forward's parameter order."""
+    shapes (seeded normal values, made of the input's stated structure) or values, in the forward's
+    parameter order; params passed through, arrays among them as tensors (bool and integer kept)."""
     names = bridge.argument_names(user_code(fn).parameters, 64)
     given = list(shapes) + [n for n in values if n not in shapes]
     unknown = [n for n in given + list(params) if n not in names]
@@ -76,18 +91,34 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
                           + ", ".join(n for n in names if not n.startswith("input")) + ")")
     if not given:
         raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
+    stated = structures(structure, given)
     rng = stream(settings.seed, Stream.TORCH_INPUTS)
     last = max(names.index(n) for n in given + list(params))
     args = []
     for n in names[: last + 1]:
         if n in given:
-            value = values[n] if n in values else rng.standard_normal(shapes[n])
+            value = values[n] if n in values else drawn(rng.standard_normal(shapes[n]), stated.get(n))
             args.append(torch.tensor(np.asarray(value, dtype=float), dtype=torch.float64, requires_grad=True))
         elif n in params:
-            args.append(params[n])
+            args.append(as_tensor(params[n]))
         else:
             raise PythonError(f"{qualname(fn)}.forward's parameter '{n}' comes before the given ones: give it too")
-    report = check(fn, {n: a for n, a in zip(names, args)}, name=spec, order=order, settings=settings)
+    report = check(fn, {n: a for n, a in zip(names, args)}, name=spec, order=order, settings=settings,
+                   structure=stated)
     report.source = spec
-    report.rerun = rerun_command(spec, shapes, values, params, settings) + (" --order 2" if order == 2 else "")
+    report.rerun = rerun_command(spec, shapes, values, params, settings, stated) + (" --order 2" if order == 2 else "")
     return report
+
+
+def drawn(draw: np.ndarray, structure: Structure | None) -> np.ndarray:
+    """A seeded normal draw as an input's value: a point of its stated structure, if any."""
+    return draw if structure is None else structure.draw(draw)
+
+
+def as_tensor(value):
+    """A --param value as the Function takes it: an array as a tensor (bool as torch.bool, integers
+    as torch.long: masks, labels, indices; numbers as float64), anything else as it is."""
+    if not isinstance(value, np.ndarray):
+        return value
+    dtype = {"b": torch.bool, "i": torch.long, "u": torch.long}.get(value.dtype.kind, torch.float64)
+    return torch.tensor(value, dtype=dtype)

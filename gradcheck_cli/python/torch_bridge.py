@@ -5,13 +5,16 @@ classic style), the exact reference that leaves the backward under test out."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 
 import numpy as np
 import torch
 
-from .bridge import Pullback, UserCode, placed
-from .pysource import qualname
+from .bridge import Arguments, Pullback, UserCode, placed
+from .pysource import USER_ERRORS, qualname
+from .usercode import quiet
 
 
 class Torch:
@@ -77,6 +80,31 @@ def floating_outputs(result) -> list:
     return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
 
 
+def differentiable_outputs(code: UserCode, given: Arguments) -> UserCode | None:
+    """`code` with every call keeping only the floating outputs autograd differentiates, as torch's
+    gradcheck does: one marked `ctx.mark_non_differentiable`, or not depending on the differentiated
+    inputs, gets no upstream and is not checked (integer outputs never are). Found by one call with the
+    differentiated inputs requiring grad; None when no output is differentiable. A call that raises
+    changes nothing (the check says what it raised)."""
+    made = placed(given.values, given.diff, [given.values[i].detach().clone().requires_grad_(True) for i in given.diff])
+    try:
+        with torch.enable_grad(), quiet():
+            keep = tuple(o.requires_grad for o in floating_outputs(code.call(*made)))
+    except USER_ERRORS:  # noqa: BLE001 - the user's code may raise anything
+        return code
+    if keep and not any(keep):
+        return None
+    if all(keep):
+        return code
+
+    def kept(function):
+        @functools.wraps(function)
+        def call(*args):
+            return tuple(o for o, k in zip(floating_outputs(function(*args)), keep) if k)
+        return call
+    return dataclasses.replace(code, call=kept(code.call), batched=kept(code.batched), autodiff=kept(code.autodiff))
+
+
 def user_code(fn) -> UserCode:
     """A Function's parts (or a plain function of tensors': it is its own forward and backward, and
     has no reference, since its autograd may run the very backward under test)."""
@@ -100,11 +128,9 @@ def unbound(fn):
 
 
 def _takes_ctx(fn) -> bool:
-    """A Function in the classic style: `forward(ctx, ...)` (the newer one has setup_context)."""
-    try:
-        return next(iter(inspect.signature(fn.forward).parameters), None) == "ctx"
-    except (TypeError, ValueError):
-        return False
+    """A Function in the classic style, `forward(ctx, ...)`, its first parameter ctx whatever its name
+    (`self` in older code); the newer style defines setup_context, and its forward takes no ctx."""
+    return is_function(fn) and fn.setup_context is torch.autograd.Function.setup_context
 
 
 def _plain(fn):
@@ -125,9 +151,7 @@ def _parameters(fn) -> tuple[str, ...]:
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
-    if inspect.isclass(fn) and params[:1] == ["ctx"]:
-        params = params[1:]
-    return tuple(params)
+    return tuple(params[1:] if _takes_ctx(fn) else params)
 
 
 class _Ctx:

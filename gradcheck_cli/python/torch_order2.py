@@ -66,9 +66,10 @@ class _FirstBackward:
                              for g, t in zip(second[len(made):], ups)])]
 
 
-def check_double(code: UserCode, given: Arguments, name: str | None, settings: Settings) -> CheckReport:
+def check_double(code: UserCode, given: Arguments, name: str | None, settings: Settings,
+                 structure: dict | None = None) -> CheckReport:
     """The report of the double backward of a Function (or of a function of tensors): a row per
-    differentiated argument, and one for the upstream gradient."""
+    differentiated argument, and one for the upstream gradient; inputs of a stated structure kept in it."""
     args, diff = given.values, given.diff
     first = _FirstBackward(code.call, args, diff)
     path, line = where(code.backward)
@@ -78,4 +79,4 @@ def check_double(code: UserCode, given: Arguments, name: str | None, settings: S
     layer = Layer((name or code.name) + " (double backward)", first.forward, first.backward, list(inputs), path,
                   line, where(code.forward), {}, backward_name=qualname(code.backward), code=code.backward)
     layer.output = "the first backward"
-    return check_python(layer, inputs, settings)
+    return check_python(layer, inputs, settings, structure)

@@ -41,6 +41,8 @@ class Layer:
     reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
     rerun: bool = True     # may backprop's rounding be measured by calling the backward again, nudged? (not when
                            # the backward is a submission being graded: it could answer the nudge)
+    none_is_zero: bool = False  # a gradient returned as None is zero (autograd's reading), not a missing one
+    structure: dict = field(default_factory=dict)  # input name -> its stated Structure (structure.py)
 
 
 def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
@@ -88,10 +90,11 @@ def output_values(out, shape: tuple | None = None) -> np.ndarray:
     return raw.astype(float)
 
 
-def call_backward(layer: Layer, u: np.ndarray, args: list):
+def call_backward(layer: Layer, u: np.ndarray, args: list, zeroed: set | None = None):
     """The backward's gradients (NaN where it failed) and, per input it failed for, (why, the line
     to blame or None). One cause, one line: a gradient of the wrong shape fails that input alone; an
-    exception fails every input at the line that raised."""
+    exception fails every input at the line that raised. A None taken as zero (`layer.none_is_zero`)
+    adds the input's name to `zeroed`."""
     try:
         grads = call_on_copies(layer.backward, u, args)
     except PythonError as err:
@@ -104,7 +107,11 @@ def call_backward(layer: Layer, u: np.ndarray, args: list):
         return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
     failures = {}
     for k, (name, g, a) in enumerate(zip(layer.names, grads, args)):
-        if g is None:
+        if g is None and layer.none_is_zero:
+            grads[k] = np.zeros(a.shape)
+            if zeroed is not None:
+                zeroed.add(name)
+        elif g is None:
             failures[name] = (f"the backward returned None for {name}, which is differentiable", None)
             grads[k] = np.full(a.shape, np.nan)
         elif g.shape != a.shape:
