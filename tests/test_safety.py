@@ -111,11 +111,15 @@ def test_ctrl_c_stops_the_run_and_its_workers_with_exit_130(tmp_path):
     slow = "x = randn(60)\nW = randn(60, 60)\nf = sum(softmax(softmax(softmax(tanh(W @ x)))))\n"
     for i in range(24):
         (tmp_path / f"f{i}.grad").write_text(slow)
+    report = tmp_path.parent / f"{tmp_path.name}-report.json"
     for jobs in ("1", "2"):
-        proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check", str(tmp_path), "-j", jobs],
+        report.write_text("an earlier report")
+        proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check", str(tmp_path), "-j", jobs,
+                                 "--format", "json", "-o", str(report)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2.5)  # well inside the run (24 files take over 8 s with -j 2), past start-up
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, (jobs, err[-500:])
         assert "interrupted" in err and "Traceback" not in err
+        assert report.read_text() == "an earlier report"  # -o is written whole at the end, or not at all
