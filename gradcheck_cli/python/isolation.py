@@ -322,9 +322,10 @@ def _package_root() -> str:
 
 # --- the child ----------------------------------------------------------------------------------------
 
-# The child's first line: import this copy of gradcheck (the parent's), then leave sys.path as the
-# user's code would see it in a plain `python -c`.
-_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from gradcheck_cli.python.isolation import _child; "
+# The child's first line: import this copy of gradcheck (the parent's) with the working folder off the
+# path (a student's random.py there must not break numpy's import), then leave sys.path as the console
+# script has it; the user's module puts its own folder first when it is imported (pymodule.load_module).
+_BOOT = ("import sys; sys.path[0] = sys.argv[1]; from gradcheck_cli.python.isolation import _child; "
          "del sys.path[0]; _child(int(sys.argv[2]), int(sys.argv[3]))")
 _INTERNAL = "gradcheck: internal error\n"
 
