@@ -358,6 +358,9 @@ def _child(pipe_fd: int, stack_fd: int) -> None:  # pragma: no cover - runs in t
 
     try:
         work = getattr(importlib.import_module(task.module), task.function)
+        # numpy loads numpy.random on first use, and it imports `secrets`: before the user's folder goes
+        # first on the path (as their module is imported), or a secrets.py there would be taken
+        importlib.import_module("numpy.random")
         for index, job in enumerate(task.jobs):
             os.ftruncate(stack_fd, 0)
             os.lseek(stack_fd, 0, os.SEEK_SET)

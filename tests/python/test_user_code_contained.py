@@ -273,7 +273,8 @@ def test_ctrl_c_exits_130_touches_no_report_and_leaves_no_process(tmp_path):
 def test_a_module_in_the_working_folder_named_like_the_standard_library_breaks_nothing(tmp_path):
     """A student's random.py (or numpy.py) beside the layer: gradcheck's own imports in the process
     that runs the code are not taken from the working folder."""
-    for name in ("random", "numpy", "secrets"):
+    for name in ("random", "numpy", "secrets", "json", "copy", "inspect", "ast", "tokenize", "enum", "typing",
+                 "pickle", "struct", "tempfile", "traceback", "faulthandler", "signal", "threading", "warnings"):
         (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('the folder\\'s own {name}.py')\n", encoding="utf-8")
     done = run(tmp_path)
     assert done.returncode == 0, (done.stdout[-600:], done.stderr[-600:])
