@@ -41,6 +41,8 @@ class Layer:
     reference: object = None  # (dout, list of arrays) -> exact gradients (autodiff through the forward), or None
     rerun: bool = True     # may backprop's rounding be measured by calling the backward again, nudged? (not when
                            # the backward is a submission being graded: it could answer the nudge)
+    diagnose: bool = True  # may a failing gradient's numbers be read for its slip (blame.py)? (not for a double
+                           # backward: its backward is autograd's, not code the user wrote)
 
 
 def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
