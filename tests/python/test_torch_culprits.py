@@ -9,6 +9,7 @@ autograd through an independent forward, never this project's output."""
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,42 @@ def test_numpy_layers_get_the_same_diagnoses():
 def here(text: str) -> int:
     return next(i for i, line in enumerate(Path(__file__).read_text(encoding="utf-8").splitlines(), 1)
                 if text in line and "here(" not in line)
+
+
+def test_gradients_torch_refuses_are_blamed_on_the_return():
+    class AffineSwap(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w, b):
+            ctx.save_for_backward(x, w)
+            return x @ w + b
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            dx = g @ w.t()
+            dw = x.t() @ g
+            db = g.sum(0)
+            return dx, db, dw  # wrong order, wrong shapes
+    generator = torch.Generator().manual_seed(0)
+    args = tuple(torch.randn(s, generator=generator, dtype=torch.float64, requires_grad=True) for s in [(3, 4), (4, 2), (2,)])
+    report = check(AffineSwap, args)
+    assert [(r.status, r.line) for r in report.nodes] == [("fail", line_in(AffineSwap, "# wrong order, wrong shapes"))] * 3
+    assert "returned an invalid gradient" in report.nodes[0].note
+
+
+def test_a_second_order_slip_in_another_file_is_annotated_there(tmp_path):
+    (tmp_path / "inner.py").write_text(
+        "import torch\n\n\nclass CubeGrad(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x, g):\n        ctx.save_for_backward(x, g)\n        return 3 * x * x * g\n\n"
+        "    @staticmethod\n    def backward(ctx, gg):\n        x, g = ctx.saved_tensors\n"
+        "        dx = gg * 3 * x * g  # slip: 6\n        dg = gg * 3 * x * x\n        return dx, dg\n")
+    (tmp_path / "outer.py").write_text(
+        "import torch\nfrom inner import CubeGrad\n\n\nclass Cube(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 3\n\n"
+        "    @staticmethod\n    def backward(ctx, grad):\n        (x,) = ctx.saved_tensors\n"
+        "        return CubeGrad.apply(x, grad)\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "outer.py::Cube", "--shape", "x=3",
+                           "--order", "2", "--format", "github"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(HERE.parent.parent)})
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("::error file=inner.py,line=13,col=9,title=gradcheck fail%3A x::the double backward")
