@@ -42,7 +42,7 @@ class Layer:
     rerun: bool = True     # may backprop's rounding be measured by calling the backward again, nudged? (not when
                            # the backward is a submission being graded: it could answer the nudge)
     diagnose: bool = True  # may a failing gradient's numbers be read for its slip (blame.py)? (not for a double
-                           # backward: its backward is autograd's, not code the user wrote)
+                           # backward, whose backward is autograd's, nor a graded submission: grading says its own)
 
 
 def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
