@@ -320,5 +320,7 @@ def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int,
     analysis_calls = planned.rows(n, projected=False) + kinked  # the output-by-output rows, and a backward per kinked output
     analysis = {"python": analysis_calls, "element": analysis_calls * (n + out)} if kinked else {}
     extra = 2 if reference else 0  # the reference's forward and backward; its rows of differences
-    point = {"python": 6 + extra + calls, "element": (6 + extra + rows) * (n + out) + rows * n, "row": 1 + extra // 2}
+    diagnosis = 2  # a failing row's (python/blame.py): the backward at a zero upstream, the reference at ones
+    point = {"python": 6 + extra + diagnosis + calls, "element": (6 + extra + diagnosis + rows) * (n + out) + rows * n,
+             "row": 1 + extra // 2}
     return Cost({"differences": _add({}, point, 2), "recheck": {"element": 2 * recheck}, "kinks": _add({}, analysis, 2)})

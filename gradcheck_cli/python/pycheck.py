@@ -15,6 +15,7 @@ import numpy as np
 from ..oracles import complexstep, numeric
 from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
+from . import blame
 from .pyrunner import FunctionRunner
 from .reference import LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
 from .structure import structured, structures
@@ -193,15 +194,17 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
     exact = _complex_step_notes(compared.complex_step, layer, runner, bp)
-    rows = []
+    judged, right = [], []
     for k, (name, a) in enumerate(zip(layer.names, args)):
         lo, hi = runner.offsets[k], runner.offsets[k + 1]
         if by_ref is not None:
             j, worst, method = by_reference(by_ref, whole, lo, hi, a.shape)
             value = None
+            right.append(ref[lo:hi].reshape(a.shape))
         else:
             j, worst, value = by_differences(ev, whole, num, lo, hi, a.shape)
             method = None
+            right.append(value)
         status, note = j.status, j.note
         culprit = None
         if name in failures:
@@ -215,11 +218,27 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
         if name in zeroed and status == "fail":
             note = (f"the backward returned None for {name} (zero, as autograd takes it), but {name}'s gradient is "
                     "not zero" + (f": {note}" if note else ""))
+        judged.append((j, worst, value, method, status, note, culprit))
+    found = _diagnosis(layer, args, u, grads, right, judged, failures)
+    rows = []
+    for (name, a, g), (j, worst, value, method, status, note, culprit) in zip(zip(layer.names, args, grads), judged):
+        if name in found:
+            note, culprit = f"{found[name].note}; {note}", found[name].at or culprit
         if point == 2 and status == "fail":
             special = " (right at the given point, which must be special)" if (first or {}).get(name) == "pass" else ""
             note = f"wrong at a second, random point{special}: {note}"
-        rows.append(_rows(layer, name, a, grads[k], value, num, j, status, note, point, worst, culprit, method))
+        rows.append(_rows(layer, name, a, g, value, num, j, status, note, point, worst, culprit, method))
     return out, rows
+
+
+def _diagnosis(layer: Layer, args: list, u: np.ndarray, grads: list, right: list, judged: list,
+               failures: dict) -> dict:
+    """blame.diagnose for the inputs whose gradient the backward returned and the check failed."""
+    failing = {name for name, (_, _, _, _, status, _, _) in zip(layer.names, judged)
+               if status == "fail" and name not in failures}
+    if not layer.diagnose or not failing:
+        return {}
+    return blame.diagnose(layer, args, u, grads, right, failing)
 
 
 def _complex_step_notes(cross: complexstep.CrossCheck | None, layer: Layer, runner: FunctionRunner,

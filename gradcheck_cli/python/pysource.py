@@ -30,11 +30,36 @@ def takes_keywords(fn, names: tuple) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def where(fn) -> tuple:
+    """(the file, the line of `def`) where `fn` is written: a function under decorators that keep
+    `__wrapped__` (functools.wraps: torch's once_differentiable and custom_bwd, the user's own) is
+    the function the user wrote, not the wrapper in the decorator's file."""
+    fn = unwrapped(fn)
     try:
         path = inspect.getsourcefile(fn) or fn.__code__.co_filename
-        return display(path), fn.__code__.co_firstlineno
+        return display(path), _def_line(fn)
     except (TypeError, AttributeError):
         return qualname(fn), 1
+
+
+def unwrapped(fn):
+    """`fn` with its decorators' wrappers taken off (those that keep `__wrapped__`)."""
+    try:
+        return inspect.unwrap(fn)
+    except ValueError:  # a cycle of __wrapped__
+        return fn
+
+
+def _def_line(fn) -> int:
+    """The line of `def` (a decorated function's code starts at its first decorator)."""
+    first = fn.__code__.co_firstlineno
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return first
+    for k, text in enumerate(lines):
+        if text.lstrip().startswith(("def ", "async def ")):
+            return start + k
+    return first
 
 
 def display(path: str) -> str:
@@ -73,13 +98,34 @@ def grad_lines(backward, names: tuple, first: int = 0) -> dict:
     for name, value in zip(names, values):
         where = (start + value.lineno - 1, value.col_offset + indent + 1)
         if isinstance(value, ast.Name):
-            assigned = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))
-                        and value.id in assigned_names(t)]
+            assigned = [t for t in _writes(func) if value.id in assigned_names(t)]
             if assigned:
                 last = max(assigned, key=lambda t: (t.lineno, t.col_offset))
                 where = (start + last.lineno - 1, last.col_offset + indent + 1)
         found[name] = where
     return found
+
+
+def return_line(backward, first: int = 0) -> tuple | None:
+    """(line, col) of the `return` that gives the gradients (its last), or None when unread."""
+    parsed = _parsed(backward)
+    if parsed is None:
+        return None
+    func, start, indent, _ = parsed
+    ret = [n for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None][-1]
+    return start + ret.lineno - 1, ret.col_offset + indent + 1
+
+
+@functools.lru_cache(maxsize=256)
+def unused_parameters(fn) -> tuple:
+    """The parameters `fn`'s body never reads (its source parsed), or () when unread."""
+    parsed = _parsed(fn)
+    if parsed is None or isinstance(parsed[0], ast.Lambda):
+        return ()
+    func = parsed[0]
+    read = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
+    params = func.args.posonlyargs + func.args.args + func.args.kwonlyargs
+    return tuple(p.arg for p in params if p.arg not in read)
 
 
 def shared_line(backward, names: tuple, failing: set, first: int = 0):
@@ -91,9 +137,11 @@ def shared_line(backward, names: tuple, failing: set, first: int = 0):
     if parsed is None or len(failing) < 2 or isinstance(parsed[0], ast.Lambda):
         return None
     func, start, indent, values = parsed
-    args = func.args.args
-    dout = {args[0].arg} if args else set()
-    stmts = [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))]
+    args = [a.arg for a in func.args.args]
+    if args[:1] in (["ctx"], ["self"]):  # a torch Function's backward(ctx, grad_output, ...)
+        args = args[1:]
+    dout = set(args[:1])
+    stmts = _writes(func)
     reads = [{n.id for n in ast.walk(t.value) if isinstance(n, ast.Name)} if t.value is not None else set()
              for t in stmts]
     writers: dict = {}
@@ -124,7 +172,36 @@ def shared_line(backward, names: tuple, failing: set, first: int = 0):
     return start + t.lineno - 1, t.col_offset + indent + 1, sorted(assigned_names(t))[0]
 
 
+def _writes(func) -> list:
+    """The statements of `func` that write a name: assignments, and calls that update a name in place
+    (`grad.addcmul_(a, b)`, `g.mul_(s).add_(t)`, `torch.mul(a, b, out=g)`)."""
+    return [t for t in ast.walk(func) if isinstance(t, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+            or isinstance(t, ast.Expr) and _updated(t.value)]
+
+
+def _updated(node) -> set:
+    """The names an expression statement updates in place: the receiver of a chain of in-place
+    methods (a name ending in `_`, torch's convention), and the `out=` of a call."""
+    names = set()
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        names |= {k.value.id for k in call.keywords if k.arg == "out" and isinstance(k.value, ast.Name)}
+        receiver = call
+        while isinstance(receiver, ast.Call) and _in_place(receiver.func):
+            receiver = receiver.func.value  # g.mul_(s).add_(t): g
+        if isinstance(receiver, ast.Subscript):
+            receiver = receiver.value  # g[:, 0].zero_(): g
+        if receiver is not call and isinstance(receiver, ast.Name):
+            names.add(receiver.id)
+    return names
+
+
+def _in_place(func) -> bool:
+    return isinstance(func, ast.Attribute) and func.attr.endswith("_") and not func.attr.startswith("_")
+
+
 def assigned_names(node) -> set:
+    if isinstance(node, ast.Expr):
+        return _updated(node.value)
     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
     names = set()
     for t in targets:

@@ -12,7 +12,8 @@ one more target of the check pipeline (a Python layer whose forward and backward
   float64 reference, allowed K = precision.FACTOR times the error autograd makes through the
   same forward in the same dtype (FlashAttention's rule).
 - `order=2`: the double backward (gradgradcheck's job): the first backward as a function of the
-  inputs and the upstream gradient, its own backward checked against its finite differences.
+  inputs and the upstream gradient, its own backward checked against its finite differences
+  (torch_order2: its failing rows blamed where the slip is).
 - `gradcheck(func, inputs, eps=..., atol=..., rtol=...)`: torch's signature, this project's verdict;
   raises with the table's lines instead of two Jacobians.
 """

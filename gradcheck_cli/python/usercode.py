@@ -18,7 +18,7 @@ from ..core.errors import GradcheckError
 from ..core.text import student_text
 from ..core.limits import MAX_ELEMENTS, size_error
 from ..core.meter import active, count
-from .pysource import (USER_ERRORS, PythonError, describe, exception_text, qualname, user_position)
+from .pysource import (USER_ERRORS, PythonError, describe, exception_text, qualname, return_line, user_position)
 
 
 @dataclass
@@ -43,6 +43,8 @@ class Layer:
                            # the backward is a submission being graded: it could answer the nudge)
     none_is_zero: bool = False  # a gradient returned as None is zero (autograd's reading), not a missing one
     structure: dict = field(default_factory=dict)  # input name -> its stated Structure (structure.py)
+    diagnose: bool = True  # may a failing gradient's numbers be read for its slip (blame.py)? (not for a double
+                           # backward, whose backward is autograd's, nor a graded submission: grading says its own)
 
 
 def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
@@ -103,6 +105,9 @@ def call_backward(layer: Layer, u: np.ndarray, args: list, zeroed: set | None = 
         line, col = user_position(exc, layer.path)
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):  # it means to stop: an error at its line, not a gradient
             raise PythonError(f"the backward raised {exception_text(exc)}", line, col, layer.path if line else None) from None
+        if line is None and user_position(exc, layer.forward_at[0])[0] is None:
+            # raised by the framework on what the backward returned (torch: "returned an invalid gradient"): its return
+            line, col = return_line(layer.code, layer.first) or (None, None)
         why = (f"the backward raised {exception_text(exc)}", (line, col) if line else None)
         return [np.full(a.shape, np.nan) for a in args], {n: why for n in layer.names}
     failures = {}

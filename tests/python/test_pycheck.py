@@ -296,7 +296,9 @@ def test_a_wrong_unbatched_layer_is_refined_rechecked_and_measured_for_noise():
     b = next(r for r in report.nodes if r.name == "b")
     assert b.status == "fail" and b.numeric_method == "exhaustive"  # the failed projection named its element
     assert [r.status for r in report.nodes if r.name != "b"] == ["pass", "pass"]
-    assert len(backwards) == 4  # each point: the backward, then its noise rerun because a row failed
+    # each point: the backward, then its noise rerun because a row failed, and the diagnosis's call at a
+    # zero upstream (is the failing gradient scaled by it?)
+    assert len(backwards) == 6
 
 
 @pytest.mark.parametrize("offset, refined", [(0.5, 0), (2.0, 4)])
