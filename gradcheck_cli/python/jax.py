@@ -396,20 +396,20 @@ def check_spec(spec: str, f, shapes: dict, values: dict, params: dict, settings:
         if held:
             raise PythonError(f"{rule.code.name}'s '{held[0]}' is in its nondiff_argnums: give it with --param")
         rng = stream(settings.seed, Stream.PYTHON_MODULE)
+        defaults = _defaults(rule.code.forward)
+        missing = [n for n in names if n not in defaults and n not in given and n not in params
+                   and not n.startswith("input")]
+        if missing:
+            raise PythonError(f"{rule.code.name}'s parameter '{missing[0]}' has no default: give it too "
+                              "(--shape, --at or --param)")
         last = max(names.index(n) for n in given + list(params))
         args, diff = [], []
         for i, n in enumerate(names[: last + 1]):
             if n in given:
                 args.append(np.asarray(values[n] if n in values else rng.standard_normal(shapes[n]), dtype=float))
                 diff.append(i)
-            elif n in params:
-                args.append(_param(params[n]))
-            else:
-                raise PythonError(f"{rule.code.name}'s parameter '{n}' comes before the given ones: give it too")
-        missing = [n for n in _required(rule.code.forward) if n not in names[: last + 1]]
-        if missing:
-            raise PythonError(f"{rule.code.name}'s parameter '{missing[0]}' has no default: give it too "
-                              "(--shape, --at or --param)")
+            else:  # a param, or a parameter left to its default
+                args.append(_param(params[n]) if n in params else defaults[n])
         given_args = Arguments(values=args, names=names[: last + 1], diff=diff)
         report = check_rule(rule, given_args, name=spec, settings=settings)
     report.source = spec
@@ -417,13 +417,13 @@ def check_spec(spec: str, f, shapes: dict, values: dict, params: dict, settings:
     return report
 
 
-def _required(fn) -> list[str]:
-    """The positional parameters a call must give."""
+def _defaults(fn) -> dict:
+    """The positional parameters that have a default, and it."""
     try:
-        return [p.name for p in inspect.signature(fn).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+        return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty}
     except (TypeError, ValueError):
-        return []
+        return {}
 
 
 def _param(value):
