@@ -11,11 +11,13 @@ line, with these normalisations only:
 - `...` inside a line stands for any text on that line (as doctest's ELLIPSIS).
 
 A block that cannot run here says so on the line before its fence:
-`<!-- readme: not run (the reason) -->`.
+`<!-- readme: not run (the reason) -->`; one that needs an optional extra names its module there,
+`<!-- readme: needs jax -->`, and is skipped where that is not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -27,6 +29,7 @@ import pytest
 from conftest import ROOT
 
 NOT_RUN = re.compile(r"<!--\s*readme:\s*not run\b.*-->")
+NEEDS = re.compile(r"<!--\s*readme:\s*needs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-->")
 LINK = re.compile(r"\]\(((?!https?:)[^)#\s]+\.md)\)")
 
 
@@ -92,6 +95,13 @@ def run(command: str) -> str:
 CASES = [(path, line, runs) for path in documents() for line, runs in console_blocks(path)]
 
 
+def missing_extra(path: Path, line: int) -> str | None:
+    """The optional module the block whose fence is at `line` needs, when it is not installed."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    needs = NEEDS.search(lines[line - 2]) if line >= 2 else None
+    return needs.group(1) if needs and importlib.util.find_spec(needs.group(1)) is None else None
+
+
 def test_the_readme_has_console_blocks_to_run():
     assert len(CASES) >= 8
 
@@ -104,6 +114,8 @@ def test_the_markdown_links_point_at_files_that_exist(path):
 
 @pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])
 def test_console_block_prints_what_it_shows(path, line, runs):
+    if missing_extra(path, line):
+        pytest.skip(f"needs {missing_extra(path, line)}, an optional extra")
     for command, expected in runs:
         got = normalise(run(command))
         want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])

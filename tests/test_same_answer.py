@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from test_readme import CASES, normalise, pattern, run
+from test_readme import CASES, missing_extra, normalise, pattern, run
 
 
 def _cpu_flags() -> set:
@@ -152,6 +152,8 @@ TIMINGS = re.compile(r"\b\d+(\.\d+)?\s?m?s\b")  # a wall-clock time is not a fig
 
 @pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])
 def test_every_console_example_prints_the_same_under_every_kernel(path, line, runs):
+    if missing_extra(path, line):
+        pytest.skip(f"needs {missing_extra(path, line)}, an optional extra")
     for command, expected in runs:
         outputs = _under_each_kernel(command)
         want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])

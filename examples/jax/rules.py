@@ -1,4 +1,5 @@
-"""jax.custom_vjp rules, right and wrong (check them with `gradcheck_cli.jax.check`)."""
+"""JAX rules, right and wrong: custom_vjp and custom_jvp (check them with `gradcheck_cli.jax.check`, or
+`gradcheck check-py examples/jax/rules.py::NAME --shape x=3,2`)."""
 
 import jax
 import jax.numpy as jnp
@@ -76,3 +77,27 @@ def scaled_dot_wrong_bwd(res, g):
 
 
 scaled_dot_wrong.defvjp(scaled_dot_wrong_fwd, scaled_dot_wrong_bwd)
+
+
+@jax.custom_jvp
+def logcosh(x):
+    return jnp.logaddexp(x, -x) - jnp.log(2.0)
+
+
+@logcosh.defjvp
+def logcosh_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y_dot = jnp.tanh(x) * x_dot
+    return logcosh(x), y_dot
+
+
+@jax.custom_jvp
+def logcosh_wrong(x):
+    return jnp.logaddexp(x, -x) - jnp.log(2.0)
+
+
+@logcosh_wrong.defjvp
+def logcosh_wrong_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y_dot = jnp.tanh(-x) * x_dot
+    return logcosh_wrong(x), y_dot

@@ -270,7 +270,10 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     FILE.py::MyFunction checks a torch.autograd.Function (PyTorch installed): its backward in
     float64 — every element against autograd through its forward, differences along random
     directions and at every element where the two disagree — and again in its inputs' dtype against
-    that float64 reference; --order 2 its double backward.
+    that float64 reference; --order 2 its double backward. FILE.py::f checks a function with a
+    jax.custom_vjp, custom_jvp or custom_gradient rule (JAX installed; also jitted) the same way, in
+    float64 under jax.enable_x64, its rule's primal output compared with the function's; FILE.py
+    alone checks its JAX rules too.
 
     This imports FILE.py and runs its code, as pytest does. .grad files are never executed.
 
@@ -399,13 +402,20 @@ def _check_target(job: _TargetJob, send) -> None:
 
 def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict):
     """One FILE.py::NAME checked: a torch.autograd.Function by the torch bridge (which imports torch),
-    anything else as a Python layer (first order only)."""
+    a JAX function with a custom_vjp, custom_jvp or custom_gradient rule by the JAX bridge (which
+    imports jax), anything else as a Python layer (first order only)."""
     from ..core.errors import GradcheckError
-    from ..python.pymodule import check_spec, torch_function
+    from ..python.pymodule import check_spec, jax_function, torch_function
     function = torch_function(spec)
     if function is not None:
         from ..python.torch import check_spec as check_torch
         return check_torch(spec, function, *chosen, settings, order, structure)
+    rule = jax_function(spec)
+    if rule is not None:
+        if order != 1:
+            raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
+        from ..python.jax import check_spec as check_jax
+        return check_jax(spec, rule, *chosen, settings, structure)
     if order != 1:
         raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
     return check_spec(spec, *chosen, settings, structure)

@@ -74,7 +74,10 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
     module = load_module(path)
     pairs = layer_pairs(module, own_only=True)
     taken = {f.__name__ for _, fwd, bwd in pairs for f in (fwd, bwd)}
-    pairs = sorted(pairs + loss_functions(module, taken), key=lambda p: _first_line(p[2] or p[1]))
+    rules = jax_rules(module)  # a JAX rule's fwd and bwd are its parts, never a layer pair or a loss of their own
+    parts = {id(getattr(r, p, None)) for _, r, _ in rules for p in ("fwd", "bwd", "jvp")}
+    pairs = [p for p in pairs + loss_functions(module, taken) if id(p[1]) not in parts and id(p[2]) not in parts]
+    pairs = sorted(pairs + [(n, rule_function(r), None) for n, r, _ in rules], key=lambda p: _first_line(p[2] or p[1]))
     if not pairs:
         raise PythonError(f"{path} has no NAME_forward/NAME_backward pair, nor a NAME_loss function, to check")
     given = set(shapes) | set(values) | set(params)
@@ -102,7 +105,8 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
 
 def used_params(spec: str, shapes: dict, values: dict, params: dict) -> tuple:
     """The --shape, --at and --param entries that the layer of `spec` takes (a module's layers share them)."""
-    forward, _, _ = load_target(spec)
+    rule = _jax_rule(jax_function(spec))
+    forward = rule_function(rule) if rule is not None else load_target(spec)[0]
     names = set(parameter_names(forward))
     pick = lambda d: {k: v for k, v in d.items() if k in names}  # noqa: E731
     return pick(shapes), pick(values), pick(params)
@@ -268,6 +272,70 @@ def torch_function(spec: str):
     if inspect.isclass(fn) and any(c.__module__.startswith("torch.autograd") and c.__name__ == "Function"
                                    for c in fn.__mro__[1:]):
         return fn
+    return None
+
+
+def jax_function(spec: str):
+    """The JAX function with a derivative rule that `FILE.py::NAME` names, or None (jax is not imported
+    here): NAME a `jax.custom_vjp` or `jax.custom_jvp` (what `jax.custom_gradient` makes too), also
+    behind `jax.jit`; or NAME naming the parts of one (NAME_forward and NAME_backward its fwd and bwd,
+    which take JAX's arguments, not CS231n's)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or not path or not name:
+        return None  # (load_target says what is wrong with the spec)
+    module = load_module(path)
+    names = [n.strip() for n in name.split(",")] if "," in name else [name]
+    found = _jax_rule(getattr(module, names[0], None)) if len(names) == 1 else None
+    if found is not None:
+        return getattr(module, names[0])
+    if len(names) == 1:
+        names += [name + suffix for pair in SUFFIXES for suffix in pair]
+    wanted = [getattr(module, n, None) for n in names]
+    for attr in dir(module):
+        obj = getattr(module, attr, None)
+        rule = _jax_rule(obj)
+        parts = [getattr(rule, p, None) for p in ("fwd", "bwd", "jvp")] if rule is not None else []
+        if any(w is not None and any(w is p for p in parts) for w in wanted):
+            return obj
+    return None
+
+
+def jax_rules(module) -> list:
+    """(name, rule, None) for each JAX rule whose function is written in the module's own file, once
+    (by its own name rather than a jitted alias's)."""
+    found, seen = [], set()
+    named = [(attr, getattr(module, attr, None)) for attr in dir(module)]
+    for attr, obj in sorted(named, key=lambda a: _jax_rule(a[1]) is not a[1]):
+        rule = _jax_rule(obj)
+        if rule is not None and id(rule) not in seen and _defined_in(rule_function(rule), module):
+            seen.add(id(rule))
+            found.append((attr, rule, None))
+    return found
+
+
+def rule_function(rule):
+    """A JAX rule's function as the user wrote it (the one `jax.custom_gradient` wraps, too): its
+    parameters and its file."""
+    fun = inspect.unwrap(getattr(rule, "fun", rule))
+    code = getattr(fun, "__code__", None)
+    if code is not None and fun.__qualname__.startswith("custom_gradient.") and "fun" in code.co_freevars:
+        return inspect.unwrap(fun.__closure__[code.co_freevars.index("fun")].cell_contents)
+    return fun
+
+
+def _jax_rule(obj):
+    """The jax.custom_vjp or custom_jvp object `obj` is or wraps (jit, functools.wraps), or None; told
+    by its type's module, without importing jax."""
+    for _ in range(32):
+        kind = type(obj)
+        if kind.__module__.startswith("jax") and kind.__name__ in ("custom_vjp", "custom_jvp"):
+            return obj
+        try:
+            obj = getattr(obj, "__wrapped__", None)
+        except USER_ERRORS:  # noqa: BLE001 - a user object's __getattr__ may raise anything
+            return None
+        if obj is None:
+            return None
     return None
 
 

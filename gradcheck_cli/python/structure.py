@@ -118,6 +118,11 @@ def _positive_definite(a: np.ndarray) -> bool:
     return True
 
 
+def drawn(draw, structure: "Structure | None"):
+    """A seeded normal draw as an input's value: a point of its stated structure, if any."""
+    return draw if structure is None else structure.draw(draw)
+
+
 def structures(stated: dict | None, names: list) -> dict:
     """{input name: Structure} from what the caller stated (names to Structures or their names);
     a PythonError for a name that is not a differentiated input."""

@@ -30,7 +30,7 @@ from .pymodule import rerun_command
 from .pysource import PythonError, qualname, source_text, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
-from .structure import Structure, structures
+from .structure import drawn, structures
 from .torch_bridge import TORCH, differentiable_outputs, unbound, user_code
 from .torch_order2 import check_double
 from ..core.streams import Stream, stream
@@ -109,11 +109,6 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
     report.source = spec
     report.rerun = rerun_command(spec, shapes, values, params, settings, stated) + (" --order 2" if order == 2 else "")
     return report
-
-
-def drawn(draw: np.ndarray, structure: Structure | None) -> np.ndarray:
-    """A seeded normal draw as an input's value: a point of its stated structure, if any."""
-    return draw if structure is None else structure.draw(draw)
 
 
 def as_tensor(value):
