@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -30,8 +31,17 @@ from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_at
 @click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False),
               help="Write one feedback file per student into this directory.")
 @click.option("--feedback-format", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--gradescope", "gradescope_path", type=click.Path(),
+              help="Write Gradescope's results.json: to PATH if it ends in .json (one submission), "
+                   "else PATH/STUDENT/results.json for each.")
+@click.option("--lms-csv", "lms_path", type=click.Path(dir_okay=False),
+              help="Also write student,score,out_of as CSV, for a learning management system.")
+@click.option("--parts", "show_parts", is_flag=True,
+              help="In the table, every part (one table per pair when they do not fit in one).")
+@click.option("--similarity", is_flag=True,
+              help="Also list students whose wrong answers agree (the same values at the same points).")
 def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
-          feedback_format):
+          feedback_format, gradescope_path, lms_path, show_parts, similarity):
     """Grade SUBMISSIONS against EXERCISE, part by part, at the exercise's point and at hidden ones.
 
     \b
@@ -49,6 +59,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     from ..teaching.graderun import Limits, grade_class
     from ..teaching.grading import load_reference
     from ..render.grades import feedback_html, feedback_markdown, grades_csv, grades_json, grades_table
+    from ..render.gradebooks import gradescope_results, lms_csv, similarity_dict, similarity_table, similarity_text
+    from ..teaching.similarity import similar
     if secret is None:
         _fail_usage("give --secret N (or set GRADCHECK_SECRET): the seed of the hidden points, a number only you know")
     for path in submissions:
@@ -56,6 +68,13 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
             _fail_usage(f"'{path}': no such submission file")
     _guard_output(csv_path, [exercise, *submissions])
     _guard_output(json_path, [exercise, *submissions])
+    _guard_output(lms_path, [exercise, *submissions])
+    one_results = bool(gradescope_path) and gradescope_path.endswith(".json")
+    if one_results:
+        _guard_output(gradescope_path, [exercise, *submissions])
+        if len(submissions) != 1:
+            _fail_usage(f"--gradescope {gradescope_path}: a results.json holds one submission, not "
+                        f"{len(submissions)} (give a folder for a class: one STUDENT/results.json each)")
     try:
         ex = load_exercise(exercise)
         ours = load_reference(ex)  # the teacher's module, loaded and checked before any submission runs
@@ -80,19 +99,44 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
         _write_atomically(json_path, grades_json(graded, ex), [exercise, *submissions])
     if feedback_dir:
         _feedback(graded, ex, feedback_dir, feedback_format, feedback_html if feedback_format == "html" else feedback_markdown)
+    if lms_path:
+        _write_atomically(lms_path, lms_csv(graded, ex), [exercise, *submissions])
+    if one_results:
+        _write_atomically(gradescope_path, gradescope_results(graded[0], ex), [exercise, *submissions])
+    elif gradescope_path:
+        os.makedirs(gradescope_path, exist_ok=True)
+        for g, name in zip(graded, _file_names(graded)):
+            os.makedirs(os.path.join(gradescope_path, name), exist_ok=True)
+            _write_atomically(os.path.join(gradescope_path, name, "results.json"), gradescope_results(g, ex), [ex.path])
+    groups = similar(graded) if similarity else None
     if fmt == "csv":
         click.echo(grades_csv(graded, ex), nl=False)
     elif fmt == "json":
-        click.echo(grades_json(graded, ex), nl=False)
+        text = grades_json(graded, ex)
+        if groups is not None:
+            text = json.dumps({**json.loads(text), "similar": similarity_dict(groups)}, indent=2) + "\n"
+        click.echo(text, nl=False)
     else:
-        grades_table(graded, ex, _console())
+        grades_table(graded, ex, _console(), show_parts)
+    if groups is not None and fmt == "table":
+        similarity_table(groups, _console())
+    elif groups is not None and fmt == "csv":
+        click.echo(similarity_text(groups), nl=False, err=True)
 
 
 def _feedback(graded, ex, folder, suffix, render) -> None:
     """One file per student, named after the student; names that would meet (`a b` and `a_b`, or
     names differing only in case) are told apart by a number."""
     os.makedirs(folder, exist_ok=True)
+    for g, name in zip(graded, _file_names(graded)):
+        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+
+
+def _file_names(graded) -> list:
+    """A file or folder name per student: its ASCII letters, digits, - and _; names that would meet
+    (`a b` and `a_b`, or names differing only in case) are told apart by a number."""
     taken: set = set()
+    names = []
     for g in graded:
         base = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in g.student)[:80] or "student"
         name, k = base, 1
@@ -100,7 +144,8 @@ def _feedback(graded, ex, folder, suffix, render) -> None:
             k += 1
             name = f"{base}-{k}"
         taken.add(name.lower())
-        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+        names.append(name)
+    return names
 
 
 def _import_what_grading_needs() -> None:
@@ -115,8 +160,8 @@ def _import_what_grading_needs() -> None:
     import rich.table  # noqa: F401
     import rich.text  # noqa: F401
 
-    from ..render import grades, html as html_face  # noqa: F401
-    from ..teaching import graderun, sandbox, sealed  # noqa: F401
+    from ..render import gradebooks, grades, html as html_face  # noqa: F401
+    from ..teaching import graderun, sandbox, sealed, similarity  # noqa: F401
 
 
 def _sandbox_or_say() -> None:
