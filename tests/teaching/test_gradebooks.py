@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from gradcheck_cli.render.gradebooks import class_table, gradescope_results, lms_csv
+from gradcheck_cli.render.gradebooks import class_table
 from gradcheck_cli.teaching.exercise import Exercise, Part
 from gradcheck_cli.teaching.grading import Graded, PartResult
 from gradcheck_cli.teaching.similarity import fingerprint, similar
@@ -197,7 +197,7 @@ def test_the_parts_on_demand(width):
     exercise, graded = _many_parts()
     text = _render(exercise, graded, width, parts=True)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
-    for owner, inputs in PAIRS.items():
+    for owner in PAIRS:
         assert f"{owner}: out of" in text
     heads = [line for line in text.splitlines() if line.startswith("┃")]
     for i in ("dx", "dw", "db", "dgamma", "dbeta"):
