@@ -58,9 +58,10 @@ def _owners(exercise) -> list:
 
 def _width(columns: list, rows: list) -> int:
     """Columns a rich table needs with every cell whole: each column's widest cell, its padding and rule."""
-    widths = [max(len(line) for line in c.split("\n")) for c in columns]
+    from rich.cells import cell_len  # a wide character takes two columns
+    widths = [max(cell_len(line) for line in c.split("\n")) for c in columns]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+        widths = [max(w, cell_len(cell)) for w, cell in zip(widths, row)]
     return sum(w + 3 for w in widths) + 1
 
 

@@ -26,8 +26,10 @@ from ..core.text import student_name, student_text
 __all__ = ["Limits", "grade_class", "students"]
 
 # The worker runs this very package (isolated, `-I`, its path is not the caller's: another installed
-# copy would be found first).
-WORKER = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
+# copy would be found first); the package's folder is on its path only while the package is found,
+# so nothing else there (a file a submission left beside it) is ever imported.
+_HERE = str(Path(__file__).resolve().parents[2])
+WORKER = (f"import sys; sys.path.insert(0, {_HERE!r}); import gradcheck_cli; sys.path.remove({_HERE!r}); "
           "from gradcheck_cli.teaching.grade_worker import main; sys.exit(main())")
 
 
