@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -30,8 +31,17 @@ from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_at
 @click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False),
               help="Write one feedback file per student into this directory.")
 @click.option("--feedback-format", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--gradescope", "gradescope_path", type=click.Path(),
+              help="Write Gradescope's results.json: to PATH if it ends in .json (one submission), "
+                   "else PATH/STUDENT/results.json for each.")
+@click.option("--lms-csv", "lms_path", type=click.Path(dir_okay=False),
+              help="Also write student,score,out_of as CSV, for a learning management system.")
+@click.option("--parts", "show_parts", is_flag=True,
+              help="In the table, every part (one table per pair when they do not fit in one).")
+@click.option("--similarity", is_flag=True,
+              help="Also list students whose wrong answers agree (the same values at the same points).")
 def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
-          feedback_format):
+          feedback_format, gradescope_path, lms_path, show_parts, similarity):
     """Grade SUBMISSIONS against EXERCISE, part by part, at the exercise's point and at hidden ones.
 
     \b
@@ -48,7 +58,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     from ..teaching.exercise import load_exercise
     from ..teaching.graderun import Limits, grade_class
     from ..teaching.grading import load_reference
-    from ..render.grades import feedback_html, feedback_markdown, grades_csv, grades_json, grades_table
+    from ..render.grades import feedback_html, feedback_markdown, grades_csv
+    from ..teaching.similarity import similar
     if secret is None:
         _fail_usage("give --secret N (or set GRADCHECK_SECRET): the seed of the hidden points, a number only you know")
     for path in submissions:
@@ -56,6 +67,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
             _fail_usage(f"'{path}': no such submission file")
     _guard_output(csv_path, [exercise, *submissions])
     _guard_output(json_path, [exercise, *submissions])
+    _guard_output(lms_path, [exercise, *submissions])
+    one_results = _one_results(gradescope_path, exercise, submissions)
     try:
         ex = load_exercise(exercise)
         ours = load_reference(ex)  # the teacher's module, loaded and checked before any submission runs
@@ -74,25 +87,86 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     for g in graded:
         for note in g.notes:
             click.echo(f"note: {g.student}: {note}", err=True)
+    groups = similar(graded) if similarity else None
+    inputs = [exercise, *submissions]
     if csv_path:
-        _write_atomically(csv_path, grades_csv(graded, ex), [exercise, *submissions])
+        _write_atomically(csv_path, grades_csv(graded, ex), inputs)
     if json_path:
-        _write_atomically(json_path, grades_json(graded, ex), [exercise, *submissions])
+        _write_atomically(json_path, _json(graded, ex, groups), inputs)
     if feedback_dir:
         _feedback(graded, ex, feedback_dir, feedback_format, feedback_html if feedback_format == "html" else feedback_markdown)
+    _gradebooks(graded, ex, inputs, lms_path, gradescope_path, one_results)
+    _show(graded, ex, fmt, groups, show_parts)
+
+
+def _show(graded, ex, fmt, groups, show_parts) -> None:
+    """The gradebook on standard output (--format), and the similarity report when asked for: after
+    the table, in the JSON, or on standard error beside the CSV."""
+    from ..render.grades import grades_csv, grades_table
+    from ..render.gradebooks import similarity_table, similarity_text
     if fmt == "csv":
         click.echo(grades_csv(graded, ex), nl=False)
+        if groups is not None:
+            click.echo(similarity_text(groups), nl=False, err=True)
     elif fmt == "json":
-        click.echo(grades_json(graded, ex), nl=False)
+        click.echo(_json(graded, ex, groups), nl=False)
     else:
-        grades_table(graded, ex, _console())
+        grades_table(graded, ex, _console(), show_parts)
+        if groups is not None:
+            similarity_table(groups, _console())
+
+
+def _json(graded, ex, groups) -> str:
+    """The JSON gradebook, with the similarity report when it was asked for."""
+    from ..render.grades import grades_json
+    from ..render.gradebooks import similarity_dict
+    text = grades_json(graded, ex)
+    return text if groups is None else json.dumps({**json.loads(text), "similar": similarity_dict(groups)}, indent=2) + "\n"
+
+
+def _gradebooks(graded, ex, inputs, lms_path, gradescope_path, one_results) -> None:
+    """The LMS's CSV, and Gradescope's results.json: one file, or one per student in a folder."""
+    from ..render.gradebooks import gradescope_results, lms_csv
+    if lms_path:
+        _write_atomically(lms_path, lms_csv(graded, ex), inputs)
+    if one_results:
+        _write_atomically(gradescope_path, gradescope_results(graded[0], ex), inputs)
+    elif gradescope_path:
+        for g, name in zip(graded, _file_names(graded)):
+            _folder(os.path.join(gradescope_path, name))
+            _write_atomically(os.path.join(gradescope_path, name, "results.json"), gradescope_results(g, ex), [ex.path])
+
+
+def _folder(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        _fail_usage(f"cannot make the folder {path}: {err.strerror or err}")
+
+
+def _one_results(path, exercise, submissions) -> bool:
+    """Is --gradescope one results.json (a path ending in .json: one submission), not a folder?"""
+    if not path or not path.endswith(".json"):
+        return False
+    _guard_output(path, [exercise, *submissions])
+    if len(submissions) != 1:
+        _fail_usage(f"--gradescope {path}: a results.json holds one submission, not {len(submissions)} "
+                    "(give a folder for a class: one STUDENT/results.json each)")
+    return True
 
 
 def _feedback(graded, ex, folder, suffix, render) -> None:
-    """One file per student, named after the student; names that would meet (`a b` and `a_b`, or
-    names differing only in case) are told apart by a number."""
-    os.makedirs(folder, exist_ok=True)
+    """One file per student, named after the student (_file_names)."""
+    _folder(folder)
+    for g, name in zip(graded, _file_names(graded)):
+        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+
+
+def _file_names(graded) -> list:
+    """A file or folder name per student: its ASCII letters, digits, - and _; names that would meet
+    (`a b` and `a_b`, or names differing only in case) are told apart by a number."""
     taken: set = set()
+    names = []
     for g in graded:
         base = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in g.student)[:80] or "student"
         name, k = base, 1
@@ -100,7 +174,8 @@ def _feedback(graded, ex, folder, suffix, render) -> None:
             k += 1
             name = f"{base}-{k}"
         taken.add(name.lower())
-        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+        names.append(name)
+    return names
 
 
 def _import_what_grading_needs() -> None:
@@ -115,8 +190,8 @@ def _import_what_grading_needs() -> None:
     import rich.table  # noqa: F401
     import rich.text  # noqa: F401
 
-    from ..render import grades, html as html_face  # noqa: F401
-    from ..teaching import graderun, sandbox, sealed  # noqa: F401
+    from ..render import gradebooks, grades, html as html_face  # noqa: F401
+    from ..teaching import graderun, sandbox, sealed, similarity  # noqa: F401
 
 
 def _sandbox_or_say() -> None:

@@ -9,27 +9,16 @@ import json
 from html import escape
 
 from .common import md_text
+from .gradebooks import class_table
 
 
 def _pts(x: float) -> str:
     return f"{x:g}"
 
 
-def grades_table(graded: list, exercise, console) -> None:
-    from rich.table import Table
-    from rich.text import Text  # cells as plain text: a student's `[/bold]` is shown, never taken as markup
-    table = Table(title=f"{exercise.path}: {len(graded)} submissions, out of {_pts(exercise.total)}")
-    table.add_column("student", no_wrap=True)
-    table.add_column("score", justify="right", no_wrap=True)
-    one_owner = len({p.owner for p in exercise.parts}) == 1
-    for p in exercise.parts:
-        table.add_column(f"{p.what.rpartition('.')[2] if one_owner else p.what} ({_pts(p.points)})", justify="right")
-    table.add_column("the first wrong part: why", overflow="fold", ratio=1)
-    for g in graded:
-        wrong = next((p for p in g.parts if p.status != "right"), None)
-        table.add_row(Text(g.student), _pts(g.earned), *[_pts(p.earned) for p in g.parts],
-                      Text(f"{wrong.what}: {wrong.reason}" if wrong else "all right"))
-    console.print(table)
+def grades_table(graded: list, exercise, console, parts: bool = False) -> None:
+    """The teacher's table (gradebooks.class_table: totals per pair when the parts do not fit)."""
+    class_table(graded, exercise, console, parts)
 
 
 def grades_csv(graded: list, exercise) -> str:

@@ -26,7 +26,7 @@ def main() -> int:
         graded = zero(exercise, student, display, "ran out of memory")
     except RecursionError:
         graded = zero(exercise, student, display, "nested too deeply to grade")
-    sys.stdout.write("\n" + json.dumps(graded.to_dict()) + "\n")
+    sys.stdout.write("\n" + json.dumps(graded.to_dict(private=True)) + "\n")
     sys.stdout.flush()
     return 0
 

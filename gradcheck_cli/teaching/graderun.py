@@ -25,6 +25,13 @@ from ..core.text import student_name, student_text
 
 __all__ = ["Limits", "grade_class", "students"]
 
+# The worker runs this very package (isolated, `-I`, its path is not the caller's: another installed
+# copy would be found first); the package's folder is on its path only while the package is found,
+# so nothing else there (a file a submission left beside it) is ever imported.
+_HERE = str(Path(__file__).resolve().parents[2])
+WORKER = (f"import sys; sys.path.insert(0, {_HERE!r}); import gradcheck_cli; sys.path.remove({_HERE!r}); "
+          "from gradcheck_cli.teaching.grade_worker import main; sys.exit(main())")
+
 
 def students(paths: list) -> list:
     """(student name, path) for each submission: its file's stem, or its folder's name when the file
@@ -113,7 +120,7 @@ def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secr
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
         env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
         try:
-            done = subprocess.run([sys.executable, "-I", "-m", "gradcheck_cli.teaching.grade_worker"], input=request,
+            done = subprocess.run([sys.executable, "-I", "-c", WORKER], input=request,
                                   capture_output=True, text=True, encoding="utf-8", errors="replace",
                                   timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=limited(limits, False))
         except subprocess.TimeoutExpired:

@@ -22,6 +22,7 @@ from ..oracles.autodiff import backward as backprop
 from ..oracles.autodiff import forward, run_graph
 from ..python.pycheck import check_layer
 from ..python.pymodule import load_module
+from . import similarity
 from .diagnose_grads import across_points, diagnose
 from .exercise import Exercise, load_exercise, splice
 from .sandbox import NOT_THE_FORMAT, Limits, Stopped, Submission
@@ -48,6 +49,11 @@ class PartResult:
     earned: float
     status: str          # "right", "wrong" or "error"
     reason: str
+    fingerprint: str = ""   # the teacher's only (similarity.py): the wrong values, hashed; never in a gradebook
+    wrong_values: int = 0
+
+
+PRIVATE = ("fingerprint", "wrong_values")
 
 
 @dataclass
@@ -65,9 +71,10 @@ class Graded:
     def total(self) -> float:
         return sum(p.points for p in self.parts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, private: bool = False) -> dict:
+        parts = [{k: v for k, v in vars(p).items() if private or k not in PRIVATE} for p in self.parts]
         found = {"student": self.student, "source": self.source, "score": self.earned, "out_of": self.total,
-                 "parts": [vars(p) for p in self.parts]}
+                 "parts": parts}
         return {**found, "notes": list(self.notes)} if self.notes else found
 
 
@@ -76,12 +83,16 @@ def zero(exercise: Exercise, student: str, source: str, why: str) -> Graded:
     return Graded(student, source, [PartResult(p.what, p.points, 0.0, "error", why) for p in exercise.parts])
 
 
-def score(exercise: Exercise, student: str, source: str, verdicts: dict) -> Graded:
-    """Per part, its verdicts at every point [(point name, right, how it is wrong)] into points and a reason."""
+def score(exercise: Exercise, student: str, source: str, verdicts: dict, seen: dict | None = None) -> Graded:
+    """Per part, its verdicts at every point [(point name, right, how it is wrong)] into points and a
+    reason; `seen` (part -> per point, (the student's gradient, the right one) where it was wrong)
+    into the part's fingerprint."""
     graded = Graded(student, source)
     for p in exercise.parts:
         right, reason = across_points(verdicts.get(p.what, []))
-        graded.parts.append(PartResult(p.what, p.points, p.points if right else 0.0, "right" if right else "wrong", reason))
+        found = similarity.NONE if right else similarity.fingerprint((seen or {}).get(p.what, []))
+        graded.parts.append(PartResult(p.what, p.points, p.points if right else 0.0, "right" if right else "wrong", reason,
+                                       found.digest, found.values))
     return graded
 
 
@@ -95,12 +106,14 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
     verdicts: dict = {p.what: [("every point", False, student_text(refused[p.owner].located(path, text).format()
                                                                    .splitlines()[0]))]
                       for p in exercise.parts if p.owner in refused}
+    seen: dict = {}  # part -> per point, (the student's d line, backprop) where it was wrong: its fingerprint
     for name, at, seed in _grad_points(exercise, secret, hidden):
         report = check(program, source=path, at=at, settings=Settings(seed=seed))
         if report.error is not None:
             why = report.error.message
             for p in exercise.parts:
                 verdicts.setdefault(p.what, []).append((name, False, student_text(f"the program fails here: {why}")))
+                seen.setdefault(p.what, []).append(None)
             continue
         for p in (p for p in exercise.parts if p.owner not in refused):
             # its calls' own checks at this point (gradcheck's second point is a random one: the hidden points are ours)
@@ -109,9 +122,11 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
             # at a kink any valid subgradient is right; elsewhere the d line must also be backprop's own
             if right and not any(g.status == "kink" for g in rows) and not _same_as_backprop(program, at, seed, p):
                 right = False
-            how = None if right else _grad_diagnosis(program, at, seed, p, rows)
+            wrong_at: list = []
+            how = None if right else _grad_diagnosis(program, at, seed, p, rows, wrong_at)
             verdicts.setdefault(p.what, []).append((name, right, how))
-    return score(exercise, student, path, verdicts)
+            seen.setdefault(p.what, []).append(wrong_at[0] if wrong_at else None)
+    return score(exercise, student, path, verdicts, seen)
 
 
 def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
@@ -131,13 +146,16 @@ def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
     return points
 
 
-def _grad_diagnosis(program: str, at, seed: int, part, rows) -> str:
-    """How the student's d line differs from backprop through the gate's forward, at its first call."""
+def _grad_diagnosis(program: str, at, seed: int, part, rows, seen: list | None = None) -> str:
+    """How the student's d line differs from backprop through the gate's forward, at its first call
+    (both kept in `seen`, for the part's fingerprint)."""
     note = next((g.note for g in rows if g.status == "fail" and g.note), None)
     found = _vjps(program, at, seed, part)
     if found is None:
         return note or "wrong"
     theirs, right = found
+    if seen is not None:
+        seen.append(found)
     return diagnose(theirs, right, part.input) or note or "wrong"
 
 
@@ -248,6 +266,7 @@ def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, st
                     hidden: int) -> Graded:
     """Each pair's parts judged at every point: `remote_of(pair)` calls the student's functions."""
     verdicts: dict = {}
+    seen: dict = {}  # part -> per point, (the student's gradient, the right one) where it was wrong
     for owner, pair in pairs.items():
         parts = [p for p in exercise.parts if p.owner == owner]
         remote = remote_of(pair)
@@ -256,11 +275,13 @@ def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, st
                 verdicts[p.what] = [("every point", False, f"the submission defines no {owner}_backward")]
             continue
         for k, (name, inputs) in enumerate(_python_points(exercise, owner, secret, hidden)):
-            found = check_point(pair, remote, inputs, seed=k)
+            wrong_at: dict = {}
+            found = check_point(pair, remote, inputs, seed=k, seen=wrong_at)
             for p in parts:
                 right, how = found.get(p.input, (False, f"the exercise has no input '{p.input}'"))
                 verdicts.setdefault(p.what, []).append((name, right, how))
-    return score(exercise, student, display, verdicts)
+                seen.setdefault(p.what, []).append(wrong_at.get(p.input))
+    return score(exercise, student, display, verdicts, seen)
 
 
 def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> list:

@@ -166,8 +166,9 @@ def failure(reply: dict) -> tuple:
     return where, text, line, number(reply.get("col")) if line else None
 
 
-def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int) -> dict:
-    """{input: (right, how it is wrong)} of the student's backward at one point."""
+def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict | None = None) -> dict:
+    """{input: (right, how it is wrong)} of the student's backward at one point; `seen` gets
+    {input: (the student's gradient, the right one)} where it is wrong (for its fingerprint)."""
     names = list(pair.names)
     layer = Layer(pair.owner, pair.output, remote.backward, names, remote.student.display,
                   remote.student.lines.get(pair.owner + "_backward", 1),
@@ -201,6 +202,8 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int) -> dict:
         note = next((r.note for r in report.nodes if r.name == name and r.note), None)
         how = (diagnose(theirs[k], mine[k], name) if theirs[k] is not None
                else f"{pair.owner}_backward returns None as d{name}")
+        if seen is not None and theirs[k] is not None:
+            seen[name] = (theirs[k], mine[k])
         out[name] = (False, student_text(how or note or "wrong"))
     return out
 
