@@ -25,6 +25,9 @@ from ..core.text import student_name, student_text
 
 __all__ = ["Limits", "grade_class", "students"]
 
+# The worker imports the grader's own gradcheck (`-I` leaves the working folder and PYTHONPATH off its path).
+WORKER = "import sys; sys.path.insert(0, sys.argv[1]); from gradcheck_cli.teaching.grade_worker import main; sys.exit(main())"
+
 
 def students(paths: list) -> list:
     """(student name, path) for each submission: its file's stem, or its folder's name when the file
@@ -113,7 +116,7 @@ def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secr
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
         env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
         try:
-            done = subprocess.run([sys.executable, "-I", "-m", "gradcheck_cli.teaching.grade_worker"], input=request,
+            done = subprocess.run([sys.executable, "-I", "-c", WORKER, str(Path(__file__).resolve().parents[2])], input=request,
                                   capture_output=True, text=True, encoding="utf-8", errors="replace",
                                   timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=limited(limits, False))
         except subprocess.TimeoutExpired:
