@@ -319,7 +319,7 @@ class Submission:
             return Stopped(self.broke)
         if self.waited >= self.limits.seconds:
             self.close()
-            return Stopped(f"ran out of time ({self.limits.seconds:g} s): an endless loop?")
+            return Stopped(f"{self._during()}ran out of time ({self.limits.seconds:g} s): an endless loop?")
         try:
             code = self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -331,11 +331,15 @@ class Submission:
         if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return Stopped(f"wrote a file past {FILE_BYTES:,} bytes (File too large)")
         if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-            return Stopped(f"ran out of time ({self.limits.seconds:g} s of CPU): an endless loop?")
+            return Stopped(f"{self._during()}ran out of time ({self.limits.seconds:g} s of CPU): an endless loop?")
         if "MemoryError" in tail[0] or code in (-signal.SIGKILL, 128 + signal.SIGKILL):
             return Stopped(f"ran out of memory ({self.limits.memory_mb:,} MB), or its process was killed")
         return Stopped(f"its process ended with code {code} before answering"
                        + (f": {tail[0][:200]}" if tail[0] else ""))
+
+    def _during(self) -> str:
+        """What was running when the submission's time ran out, as the start of the reason."""
+        return f"{self.call[0]} did not finish: the submission " if self.call and self.call[0] != "import" else ""
 
     def stderr_tail(self) -> str:
         try:

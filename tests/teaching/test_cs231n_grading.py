@@ -369,3 +369,95 @@ def test_students_files_in_cs231n_style_are_graded_with_no_adapter(tmp_path):
     assert {k: p["earned"] for k, p in graded["bea"].items()} == POINTS, {k: p["reason"] for k, p in graded["bea"].items()}
     assert {k: p["earned"] for k, p in graded["cal"].items()} == zero("svm_loss.dx")
     assert "svm_loss" in graded["cal"]["svm_loss.dx"]["reason"] or "dx" in graded["cal"]["svm_loss.dx"]["reason"]
+
+
+# --- the teacher's mistakes: exit 2 at the header, before any student is graded ---------------------
+
+@pytest.mark.parametrize("edit, fragment, line, col", [
+    (('# params: batchnorm bn_param={"mode": "train"}', '# params: batchnorm bn_param={"mode": "train"'),
+     "not JSON", 10, 46),
+    (('# params: batchnorm bn_param={"mode": "train"}', '# inputs: batchnorm bn_param={"mode":"train"}'),
+     "bn_param", 10, 30),
+    (("# points: affine.dx=1", "# points: layernorm.dx=1 affine.dx=1\n# shapes: layernorm x=2,3"),
+     "no layernorm_forward/layernorm_backward pair", 4, 1),
+    (("# points: affine.dx=1", "# points: layernorm.dx=1 affine.dx=1"), "give its inputs", 4, 1),
+    (("# points: affine.dx=1", "# points: affine.dq=1"), "affine_forward has no differentiated input 'q'", 4, 1),
+    (('# params: svm_loss y=[1, 0, 3, 3, 2]', '# params: svm_loss y=[1, 0, 3, 3, 2] margin=1'),
+     "svm_loss has no parameter 'margin'", 19, 38),
+    (('# params: batchnorm bn_param={"mode": "train"}', "#"), "batchnorm_forward needs bn_param", 9, 21),
+    (("# random: dropout keep=dropout_param.p", "# random: dropout keep=dropout_param.q"), "no param dropout_param with a key 'q'", 13, 19),
+    (("# random: dropout keep=dropout_param.p", "# random: dropout keep=2"), "must be a number in (0, 1]", 13, 19),
+])
+def test_a_malformed_header_is_the_teachers_error(tmp_path, edit, fragment, line, col):
+    exercise = tmp_path / "ex.py"
+    text = REFERENCE.replace(*edit)
+    assert text != REFERENCE
+    exercise.write_text(text, encoding="utf-8")
+    student = tmp_path / "ada.py"
+    student.write_text(REFERENCE, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(student), "--secret", "1",
+                           "--format", "csv"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert fragment in done.stderr and f"ex.py:{line}:{col}: error:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_header_lines_keep_json_integers_and_positions(tmp_path):
+    from gradcheck_cli.teaching.exercise import load_exercise
+    ex = load_exercise(str(EXERCISE))
+    assert ex.params["svm_loss"]["y"] == [1, 0, 3, 3, 2] and all(type(v) is int for v in ex.params["svm_loss"]["y"])
+    assert ex.params["conv"]["conv_param"] == {"stride": 2, "pad": 1} and ex.random == {"dropout": "dropout_param.p"}
+    assert ex.where["svm_loss.y"] == [19, 20]
+
+
+# --- several outputs and then the cache (lstm_step), with and without a forward of the student's ------------
+
+LSTM = '''# points: lstm_step.dx=1 lstm_step.dprev_h=1 lstm_step.dprev_c=1 lstm_step.dWx=1 lstm_step.dWh=1 lstm_step.db=1
+# shapes: lstm_step x=3,4 prev_h=3,2 prev_c=3,2 Wx=4,8 Wh=2,8 b=8
+import numpy as np
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    a = x @ Wx + prev_h @ Wh + b
+    h = prev_h.shape[1]
+    i, f, o, g = sigmoid(a[:, :h]), sigmoid(a[:, h:2 * h]), sigmoid(a[:, 2 * h:3 * h]), np.tanh(a[:, 3 * h:])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    t = np.tanh(next_c)
+    dc = dnext_c + dnext_h * o * (1 - t ** 2)
+    da = np.hstack([dc * g * i * (1 - i), dc * prev_c * f * (1 - f), dnext_h * t * o * (1 - o), dc * i * (1 - g ** 2)])
+    return da @ Wx.T, da @ Wh.T, dc * f, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+'''
+
+
+def test_several_outputs_then_the_cache(tmp_path):
+    (tmp_path / "lstm.py").write_text(LSTM, encoding="utf-8")
+    backward_only = LSTM[LSTM.index("def lstm_step_backward"):]
+    subs = {"full": LSTM, "only_backward": "import numpy as np\n\n\n" + backward_only,
+            "no_forget_gate": LSTM.replace("dc * f, x.T", "dc, x.T")}
+    for name, text in subs.items():
+        (tmp_path / f"{name}.py").write_text(text, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(tmp_path / "lstm.py"),
+                           *[str(tmp_path / f"{n}.py") for n in subs], "--secret", "99", "--format", "json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    graded = {s["student"]: {p["what"]: p["earned"] for p in s["parts"]} for s in json.loads(done.stdout)["submissions"]}
+    right = {f"lstm_step.d{n}": 1 for n in ("x", "prev_h", "prev_c", "Wx", "Wh", "b")}
+    assert graded["full"] == right and graded["only_backward"] == right
+    assert graded["no_forget_gate"] == {**right, "lstm_step.dprev_c": 0}
+
+
+def test_a_notebooks_cs231n_functions_earn_partial_credit():
+    from gradcheck_cli import partial_credit
+    namespace: dict = {}
+    exec(compile(slip("dgamma = (dout * xhat).sum(axis=0)", "dgamma = dout * xhat"), "cell", "exec"), namespace)
+    assert partial_credit(str(EXERCISE), namespace, secret=5, hidden=1) == sum(POINTS.values()) - 1
