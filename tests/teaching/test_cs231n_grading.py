@@ -353,7 +353,11 @@ def softmax_loss(x, y):
 # the same student, mask drawn through np.random.uniform and a loop-based svm with its own slip
 STYLE_C = (STYLE_B.replace("mask = (np.random.random_sample(x.shape) < p) / p",
                            "mask = (np.random.uniform(size=x.shape) < p).astype(float) / p")
-           .replace("    dx[np.arange(N), y] -= num_pos\n", "    dx[np.arange(N), y] -= num_pos\n    dx = dx.T\n"))
+           .replace("    dx[np.arange(N), y] -= num_pos\n", "    dx[np.arange(N), y] -= num_pos\n    dx = dx.T\n")
+           # its own names for the arguments: called by position, in the exercise's order
+           .replace("def batchnorm_forward(x, gamma, beta, bn_param):\n",
+                    "def batchnorm_forward(X, g, b, params):\n    x, gamma, beta, bn_param = X, g, b, params\n")
+           .replace("def softmax_loss(x, y):\n", "def softmax_loss(scores, labels):\n    x, y = scores, labels\n"))
 
 
 def test_students_files_in_cs231n_style_are_graded_with_no_adapter(tmp_path):
@@ -461,3 +465,17 @@ def test_a_notebooks_cs231n_functions_earn_partial_credit():
     namespace: dict = {}
     exec(compile(slip("dgamma = (dout * xhat).sum(axis=0)", "dgamma = dout * xhat"), "cell", "exec"), namespace)
     assert partial_credit(str(EXERCISE), namespace, secret=5, hidden=1) == sum(POINTS.values()) - 1
+
+
+def test_params_reach_the_students_functions_as_check_py_gives_them():
+    import numpy as np
+    from gradcheck_cli.teaching.student_side import arguments, call_with
+    found = arguments({"y": [1, 0, 3], "scale": [0.5, 2], "bn_param": {"mode": "train"}, "ragged": [[1], [2, 3]]})
+    assert found["y"].dtype.kind == "i" and found["scale"].dtype.kind == "f"
+    assert found["bn_param"] == {"mode": "train"} and found["ragged"] == [[1], [2, 3]]
+
+    def by_position(a, b, c):
+        return a, b, c
+    assert call_with(by_position, ["x", "w", "p"], {"x": 1, "p": 3, "w": 2}) == (1, 2, 3)
+    assert call_with(lambda x, w, p: (x, w, p), ["x", "w", "p"], {"p": 3, "x": 1, "w": 2}) == (1, 2, 3)
+    assert np.array_equal(np.arange(4)[found["y"]], [1, 0, 3])
