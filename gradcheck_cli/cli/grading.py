@@ -23,6 +23,8 @@ from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_at
               help="Submissions graded at once (at most one per core).")
 @click.option("--timeout", type=click.FloatRange(min=1, max=3600), default=60, show_default=True,
               help="Seconds per submission; past it, 0 for every part with the reason.")
+@click.option("--call-timeout", type=click.FloatRange(min=0.5, max=3600), default=10, show_default=True,
+              help="CPU seconds one call of a student's function may take; past it, 0 for that pair's parts.")
 @click.option("--memory", "memory_mb", type=click.IntRange(min=200, max=1_000_000), default=2000, show_default=True,
               help="Megabytes of memory per submission.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -40,7 +42,7 @@ from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_at
               help="In the table, every part (one table per pair when they do not fit in one).")
 @click.option("--similarity", is_flag=True,
               help="Also list students whose wrong answers agree (the same values at the same points).")
-def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
+def grade(exercise, submissions, secret, hidden, jobs, timeout, call_timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
           feedback_format, gradescope_path, lms_path, show_parts, similarity):
     """Grade SUBMISSIONS against EXERCISE, part by part, at the exercise's point and at hidden ones.
 
@@ -82,7 +84,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
         _fail_usage(f"'{wrong[0]}': the exercise is a {kind} file, so are its submissions")
     _import_what_grading_needs()
     progress = _progress(len(submissions))
-    graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(seconds=timeout, memory_mb=memory_mb),
+    graded = grade_class(ex, list(submissions), secret, hidden, jobs, Limits(seconds=timeout, call_seconds=call_timeout,
+                                                                                 memory_mb=memory_mb),
                          progress, ours=ours)
     for g in graded:
         for note in g.notes:

@@ -4,12 +4,15 @@ A `.grad` exercise is the teacher's solution: its `gate`s with d lines, and `# p
 the d lines a student writes (`dW=2 dx=2 db=1`, or `affine.dW=2` when several gates have a `W`).
 A Python exercise is a module with `NAME_forward`/`NAME_backward` pairs (the teacher's, right),
 `# points: affine.dx=2 affine.dw=2 affine.db=1` and `# shapes: affine x=4,2,3 w=6,5 b=5` lines (or
-`# inputs: affine x=[[1, 2], [2, 1]]` values, fixed). Points may also come from `points.toml`
-beside the exercise (`[points]`, the same names). Every mistake is a positioned error.
+`# inputs: affine x=[[1, 2], [2, 1]]` values, fixed), its arguments that are not differentiated as
+JSON (`# params: batchnorm bn_param={"mode": "train"}`, `# params: svm_loss y=[1, 0, 3]`: integers stay
+integers), and its random forwards (`# random: dropout keep=dropout_param.p`). Points may also come
+from `points.toml` beside the exercise (`[points]`, the same names). Every mistake is a positioned error.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +20,14 @@ from pathlib import Path
 from ..language import nodes
 from ..core.errors import GradcheckError
 from ..checking.files import read_source
+from ..language.frontend import parse_value
 from ..language.syntax import parse
 
 POINTS = re.compile(r"^\s*#\s*points\s*:(.*)$")
 SHAPES = re.compile(r"^\s*#\s*(shapes|inputs)\s*:\s*(\w+)\s+(.*)$")
+PARAMS = re.compile(r"^(\s*#\s*(params|random)\s*:\s*)(\w+)\s+(.*)$")
+PARAM_NAME = re.compile(r"\s*(\w+)=")
+MAX_PARAM_CHARS = 100_000  # of one `# params:` line
 MAX_PARTS = 100  # parts one exercise may name (each is graded at every point)
 
 
@@ -29,9 +36,10 @@ class Part:
     """One thing the student writes: `what` (`dW`, `affine.db`), its gate or pair, its input, its points."""
     what: str
     owner: str      # the gate (a .grad exercise) or the pair's NAME (a Python one)
-    input: str      # the parameter or input whose gradient it is
+    input: str      # the parameter or input whose gradient it is ("" for a forward part)
     points: float
     line: int = 0   # where the exercise names it
+    forward: bool = False  # `NAME.forward` (Python): the student's forward, not a gradient
 
 
 @dataclass
@@ -42,6 +50,9 @@ class Exercise:
     parts: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)  # pair -> {input: shape tuple} (Python)
     values: dict = field(default_factory=dict)  # pair -> {input: value text} (Python, fixed values)
+    params: dict = field(default_factory=dict)  # pair -> {argument: JSON value} (Python, not differentiated)
+    random: dict = field(default_factory=dict)  # pair -> keep probability: a number or a "param.key" (Python)
+    where: dict = field(default_factory=dict)   # "pair.name" -> [line, col] of a header entry (for its errors)
 
     @property
     def total(self) -> float:
@@ -68,6 +79,9 @@ def load_exercise(path: str) -> Exercise:
             m = SHAPES.match(line)
             if m:
                 _inputs(ex, m, number)
+            m = PARAMS.match(line)
+            if m:
+                _params(ex, m, number)
         for p in ex.parts:
             if p.owner not in ex.shapes and p.owner not in ex.values:
                 raise GradcheckError(f"part '{p.what}': give its inputs with `# shapes: {p.owner} x=4,5 ...`", p.line, 1)
@@ -134,16 +148,21 @@ def _grad_parts(text: str, named: list) -> list:
 
 def _python_part(what: str, pts: float, line: int) -> Part:
     owner, _, d = what.partition(".")
+    if owner and d == "forward":
+        return Part(what, owner, "", pts, line, forward=True)
     if not owner or not d.startswith("d") or len(d) < 2:
-        raise GradcheckError(f"part '{what}': name a pair and a gradient (`affine.dx`)", line, 1)
+        raise GradcheckError(f"part '{what}': name a pair and a gradient (`affine.dx`), or its forward "
+                             "(`dropout.forward`)", line, 1)
     return Part(what, owner, d[1:], pts, line)
 
 
 def _inputs(ex: Exercise, m, number: int) -> None:
     kind, pair, rest = m.group(1), m.group(2), m.group(3)
     into = ex.shapes if kind == "shapes" else ex.values
-    for item in re.findall(r"(\w+)=(\[[^=]*\]|[^\s]+)", rest):
-        name, value = item
+    for found in re.finditer(r"(\w+)=(\[[^=]*\]|[^\s]+)", rest):
+        name, value = found.groups()
+        col = m.start(3) + found.start(2) + 1
+        ex.where[f"{pair}.{name}"] = [number, m.start(3) + found.start() + 1]
         if kind == "shapes":
             try:
                 shape = tuple(int(s) for s in value.split(","))
@@ -154,7 +173,47 @@ def _inputs(ex: Exercise, m, number: int) -> None:
                                      number, 1)
             into.setdefault(pair, {})[name] = shape
         else:
+            try:
+                parse_value(value, name=name)
+            except GradcheckError as err:
+                raise GradcheckError(f"`# inputs:` {name}: {err.message}", number, col + (err.col or 1) - 1) from None
             into.setdefault(pair, {})[name] = value
+
+
+def _params(ex: Exercise, m, number: int) -> None:
+    """`# params: PAIR NAME=JSON ...` (each value JSON, as `check-py --param` takes it) or
+    `# random: PAIR keep=P` (a number, or `PARAM.KEY` naming one of the pair's params)."""
+    kind, pair, rest, start = m.group(2), m.group(3), m.group(4), m.start(4)
+    if len(rest) > MAX_PARAM_CHARS:
+        raise GradcheckError(f"`# {kind}:` line of {len(rest):,} characters (at most {MAX_PARAM_CHARS:,})", number, 1)
+    decoder = json.JSONDecoder()
+    k = 0
+    while k < len(rest.rstrip()):
+        name = PARAM_NAME.match(rest, k)
+        if not name:
+            raise GradcheckError(f"`# {kind}:` takes NAME=VALUE after the pair's name, e.g. `# params: batchnorm "
+                                 'bn_param={"mode": "train"}`', number, start + k + 1 + len(rest[k:]) - len(rest[k:].lstrip()))
+        key, k = name.group(1), name.end()
+        ex.where[f"{pair}.{key}"] = [number, start + name.start(1) + 1]
+        if kind == "random":
+            value = rest[k:].split()[0] if rest[k:].split() else ""
+            if key != "keep" or not re.fullmatch(r"[0-9.eE+-]+|\w+\.\w+", value):
+                raise GradcheckError("`# random:` takes keep=P: the keep probability, a number or PARAM.KEY "
+                                     "(`keep=dropout_param.p`)", number, start + name.start(1) + 1)
+            ex.random[pair] = value
+            k += len(value)
+            continue
+        try:
+            value, end = decoder.raw_decode(rest, k)
+        except (ValueError, RecursionError) as err:
+            at = getattr(err, "pos", k)
+            raise GradcheckError(f"`# params:` {key}: not JSON ({getattr(err, 'msg', 'nested too deeply')}); write it "
+                                 "as check-py's --param takes it", number, start + at + 1) from None
+        ex.params.setdefault(pair, {})[key] = value
+        k = end
+        if k < len(rest) and not rest[k].isspace():
+            raise GradcheckError(f"`# params:` {key}: the JSON value ends here; separate NAME=VALUE entries by "
+                                 "spaces", number, start + k + 1)
 
 
 def splice(exercise: Exercise, submission_text: str) -> tuple:

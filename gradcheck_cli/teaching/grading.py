@@ -5,6 +5,7 @@ exercise's own backward, or backprop through the gate's forward) to say how it i
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -20,13 +21,16 @@ from ..core.streams import Stream, stream
 from ..language.frontend import load, parse_value
 from ..oracles.autodiff import backward as backprop
 from ..oracles.autodiff import forward, run_graph
-from ..python.pycheck import check_layer
+from ..python.pycheck import check_layer, check_loss
 from ..python.pymodule import load_module
 from . import similarity
 from .diagnose_grads import across_points, diagnose
 from .exercise import Exercise, load_exercise, splice
+from .pairs import pairs_of
+from .randomfwd import check_random_point
 from .sandbox import NOT_THE_FORMAT, Limits, Stopped, Submission
-from .sealed import Local, Pair, Remote, Student, check_point, failure, function_lines
+from .sealed import Local, Remote, Student, check_point, failure, function_lines
+from .student_side import arguments
 from ..core.text import student_text
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
@@ -203,84 +207,142 @@ def _same_as_backprop(program: str, at, seed: int, part) -> bool:
 
 def grade_python(exercise: Exercise, ours, source: bytes, display: str, student: str, secret: int, hidden: int,
                  limits: Limits) -> Graded:
-    """A Python submission: its NAME_backward (and NAME_forward, if it writes one) for each pair, called
-    in a process of its own (sandbox.Submission); every verdict here, against the exercise's own pair."""
+    """A Python submission: its functions for each pair, called in a process of its own
+    (sandbox.Submission; started again for the pairs left when a call past its limit killed it);
+    every verdict here, against the exercise's own pair."""
     pairs = exercise_pairs(exercise, ours)
-    names = [p.owner + suffix for p in pairs.values() for suffix in ("_forward", "_backward")]
-    process = Submission(source, limits=limits)
+    names = list(dict.fromkeys(n for p in pairs.values() for n in p.functions))
+    session = Session(source, limits, names)
     try:
-        with process:
-            loaded = process.ask({"op": "load", "names": names}, max_elements=0)
-            has = loaded.get("has")
-            if not loaded["ok"]:
-                _, text, line, col = failure(loaded)
-                at = f"{display}:{line}:{col or 1}: error: " if line else ""
-                graded = zero(exercise, student, display, f"{at}cannot import it: {text}")
-            elif not isinstance(has, dict):
-                raise Stopped(NOT_THE_FORMAT)
-            else:
-                who = Student(display=display, lines=function_lines(source),
-                              has={n: has.get(n) is True for n in names})
-                graded = grade_functions(exercise, pairs, lambda pair: Remote(process, pair, who), display, student,
-                                         secret, hidden)
+        loaded = session.start()
+        has = loaded.get("has")
+        if not loaded["ok"]:
+            _, text, line, col = failure(loaded)
+            at = f"{display}:{line}:{col or 1}: error: " if line else ""
+            graded = zero(exercise, student, display, f"{at}cannot import it: {text}")
+        elif not isinstance(has, dict):
+            raise Stopped(NOT_THE_FORMAT)
+        else:
+            who = Student(display=display, lines=function_lines(source), has={n: has.get(n) is True for n in names})
+            graded = grade_functions(exercise, pairs, lambda pair: Remote(session.live(), pair, who), display,
+                                     student, secret, hidden, on_stop=session.stopped)
     except Stopped as stop:
         graded = zero(exercise, student, display, stop.why)
-    if process.survivors:
-        graded.notes.append(f"{process.survivors} process(es) it started were still running after it ended: killed")
+    finally:
+        session.close()
+    if session.survivors:
+        graded.notes.append(f"{session.survivors} process(es) it started were still running after it ended: killed")
     return graded
+
+
+class Session:
+    """A submission's process for the pairs still to grade: started with its module loaded, and started
+    again after a call past its limit (or anything else) ended it; `--timeout` counts the waiting for
+    all of them together, and once it is spent every pair left gets 0 with that reason."""
+
+    def __init__(self, source: bytes, limits: Limits, names: list):
+        self.source, self.limits, self.names = source, limits, names
+        self.process: Submission | None = None
+        self.waited, self.survivors, self.spent = 0.0, 0, ""
+
+    def start(self) -> dict:
+        """A new process, its reply to loading the submission."""
+        self.close()
+        if self.spent:
+            raise Stopped(self.spent)
+        self.process = Submission(self.source, limits=self.limits, waited=self.waited)
+        return self.process.ask({"op": "load", "names": self.names}, max_elements=0)
+
+    def live(self) -> Submission:
+        if self.process is None or getattr(self.process, "_closed", False):
+            loaded = self.start()
+            if not loaded.get("ok") or not isinstance(loaded.get("has"), dict):
+                raise Stopped("could not be started again after a call that did not finish")
+        assert self.process is not None
+        return self.process
+
+    def stopped(self, stop: Stopped) -> None:
+        """After a Stopped: the process is ended; past --timeout, nothing more is asked."""
+        self.close()
+        if self.waited >= self.limits.seconds:
+            self.spent = stop.why
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.close()
+            self.waited = self.process.waited
+            self.survivors += self.process.survivors
+            self.process = None
 
 
 def load_reference(exercise: Exercise):
     """A Python exercise's module (the teacher's code, run here, trusted), with each pair's backward
-    checked by gradcheck against its own forward at the exercise's point: a wrong reference is the
-    teacher's error (exit 2), never every student's 0. None for a `.grad` exercise."""
+    checked by gradcheck against its own forward at the exercise's point (a random forward: by its
+    rule, as a student's is): a wrong reference is the teacher's error (exit 2), never every student's
+    0. None for a `.grad` exercise."""
     if exercise.kind != "python":
         return None
     ours = load_module(exercise.path)
     for owner, pair in exercise_pairs(exercise, ours).items():
         _, inputs = _python_points(exercise, owner, 0, 0)[0]
-        report = check_layer(pair.forward, pair.backward, inputs)
         line = next((p.line for p in exercise.parts if p.owner == owner), 1)
+        if pair.keep is not None:
+            itself = Local(vars(ours), pair, Student(display="the exercise", lines={}, has={}))
+            wrong = [why for right, why in check_random_point(pair, itself, inputs, 0).values() if not right]
+            if wrong:
+                raise GradcheckError(f"the exercise's own {owner} pair does not follow its `# random:` rule: "
+                                     f"{wrong[0]}", line, 1)
+            continue
+        ordered = {n: inputs[n] for n in pair.names}
+        params = arguments(copy.deepcopy(pair.params))
+        report = (check_loss(pair.forward, ordered, params) if pair.loss
+                  else check_layer(pair.forward, pair.backward, ordered, params))
         if report.error is not None:
             raise GradcheckError(f"the exercise's {owner} pair cannot be checked: {report.error.message}", line, 1)
         wrong = [r.name for r in report.nodes + report.gates if r.status == "fail"]
         if wrong:
-            raise GradcheckError(f"the exercise's own {owner}_backward fails gradcheck for d{wrong[0]}: "
+            raise GradcheckError(f"the exercise's own {pair.backward_name or owner} fails gradcheck for d{wrong[0]}: "
                                  "a reference must be right before it grades anyone", line, 1)
     return ours
 
 
 def exercise_pairs(exercise: Exercise, ours) -> dict:
-    """owner -> Pair: the exercise's own forward and backward for each pair its parts name."""
-    pairs = {}
-    for p in exercise.parts:
-        fwd, bwd = getattr(ours, p.owner + "_forward", None), getattr(ours, p.owner + "_backward", None)
-        if fwd is None or bwd is None:
-            raise GradcheckError(f"the exercise has no {p.owner}_forward/{p.owner}_backward pair", p.line, 1)
-        names = tuple({**exercise.values.get(p.owner, {}), **exercise.shapes.get(p.owner, {})})
-        pairs.setdefault(p.owner, Pair(owner=p.owner, forward=fwd, backward=bwd, names=names))
-    return pairs
+    """owner -> Pair: the exercise's own functions for each pair its parts name (pairs.py)."""
+    return pairs_of(exercise, ours)
 
 
 def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, student: str, secret: int,
-                    hidden: int) -> Graded:
-    """Each pair's parts judged at every point: `remote_of(pair)` calls the student's functions."""
+                    hidden: int, on_stop=None) -> Graded:
+    """Each pair's parts judged at every point: `remote_of(pair)` calls the student's functions. A
+    pair whose process stops (a call past its limit) gets 0 with the reason; `on_stop(stop)` is
+    told, and the next pair asks again."""
     verdicts: dict = {}
     seen: dict = {}  # part -> per point, (the student's gradient, the right one) where it was wrong
     for owner, pair in pairs.items():
         parts = [p for p in exercise.parts if p.owner == owner]
-        remote = remote_of(pair)
-        if not remote.student.has.get(owner + "_backward"):
+        try:
+            remote = remote_of(pair)
+            missing = [n for n in pair.functions if not remote.student.has.get(n)]
+            if pair.backward_name in missing or pair.loss and missing:
+                for p in parts:
+                    verdicts[p.what] = [("every point", False, f"the submission defines no {missing[-1]}")]
+                continue
+            check = check_random_point if pair.keep is not None else check_point
+            for k, (name, inputs) in enumerate(_python_points(exercise, owner, secret, hidden)):
+                wrong_at: dict = {}
+                found = check(pair, remote, inputs, seed=k, seen=wrong_at)
+                for p in parts:
+                    if p.forward and missing:
+                        right, how = False, f"the submission defines no {missing[0]}"
+                    else:
+                        right, how = found.get(p.input, (False, "not checked"))
+                    verdicts.setdefault(p.what, []).append((name, right, how))
+                    seen.setdefault(p.what, []).append(wrong_at.get(p.input))
+        except Stopped as stop:
+            if on_stop is not None:
+                on_stop(stop)
             for p in parts:
-                verdicts[p.what] = [("every point", False, f"the submission defines no {owner}_backward")]
-            continue
-        for k, (name, inputs) in enumerate(_python_points(exercise, owner, secret, hidden)):
-            wrong_at: dict = {}
-            found = check_point(pair, remote, inputs, seed=k, seen=wrong_at)
-            for p in parts:
-                right, how = found.get(p.input, (False, f"the exercise has no input '{p.input}'"))
-                verdicts.setdefault(p.what, []).append((name, right, how))
-                seen.setdefault(p.what, []).append(wrong_at.get(p.input))
+                verdicts[p.what] = [("every point", False, stop.why)]
     return score(exercise, student, display, verdicts, seen)
 
 
@@ -325,7 +387,7 @@ def partial_credit(exercise_path: str, namespace: dict, parts=None, secret: int 
         raise GradcheckError("partial_credit grades Python functions: the exercise must be a .py module", 1, 1)
     pairs = exercise_pairs(exercise, load_module(exercise.path))
     who = Student(display="notebook", lines={}, has={name: callable(namespace.get(name))
-                                                     for p in pairs for name in (p + "_forward", p + "_backward")})
+                                                     for p in pairs.values() for name in p.functions})
     graded = grade_functions(exercise, pairs, lambda pair: Local(namespace, pair, who), "notebook", "notebook",
                              secret, hidden)
     credit = Credit(graded.earned)

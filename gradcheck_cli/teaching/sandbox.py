@@ -34,7 +34,7 @@ import numpy
 
 from . import student_side
 from .student_side import HEADER
-from .watch import folder_bytes, processes_of, resident_bytes
+from .watch import cpu_seconds, folder_bytes, processes_of, resident_bytes
 
 FILE_BYTES = 1 << 20         # each file the submission's process writes (and its standard error)
 TMP_BYTES = 16 << 20         # its private /tmp in the sandbox, in all
@@ -47,6 +47,7 @@ WATCH_SECONDS = 0.1          # how often a running submission's processes are co
 @dataclass(frozen=True, kw_only=True)
 class Limits:
     seconds: float = 60.0     # wall-clock time per submission
+    call_seconds: float = 10.0  # CPU time of one call of a student's function (and 2x + 10 s of waiting)
     memory_mb: int = 2_000    # address space per submission
     processes: int = 16       # processes the submission may start (enforced by the sandbox, or as root)
 
@@ -158,11 +159,12 @@ class Submission:
     """One submission's process: `ask(message)` sends a request and returns its validated reply;
     `close()` ends it and every process it started. Use as a context manager."""
 
-    def __init__(self, source: bytes, *, limits: Limits):
+    def __init__(self, source: bytes, *, limits: Limits, waited: float = 0.0):
         self.limits = limits
         self.broke = ""    # why the watch killed it, if it did
         self.ticks = 0
-        self.waited = 0.0  # seconds spent waiting for it (the grader's own work is not charged to it)
+        self.waited = waited  # seconds spent waiting for it (and for the processes before it, on one submission)
+        self.call: list = []  # the call under way: [function, its start, CPU seconds used before it or None]
         self.folder = tempfile.mkdtemp(prefix="gradcheck-submission-")
         os.chmod(self.folder, 0o755)
         work = os.path.join(self.folder, "work")
@@ -220,9 +222,12 @@ class Submission:
 
     # --- asking ---------------------------------------------------------------------------------
 
-    def ask(self, message: dict, max_elements: int) -> dict:
+    def ask(self, message: dict, max_elements: int, function: str | None = None) -> dict:
         """Its reply to `message`: a JSON object, every array of at most `max_elements` elements.
-        Raises Stopped when the process is gone, out of time, or answers outside the framing."""
+        Raises Stopped when the process is gone, out of time, or answers outside the framing; a
+        request that calls the student's `function` past `call_seconds` of CPU time (or twice that
+        and 10 s of waiting) is stopped with a reason that names it."""
+        self.call = [function, time.monotonic(), None] if function else []
         try:
             data = student_side.frame(message)
             self._send(data)
@@ -262,6 +267,8 @@ class Submission:
         self.ticks += 1
         if len(members) > self.limits.processes + 2:  # (+ the sandbox's own two)
             self.broke = f"started more than {self.limits.processes} processes"
+        elif self.call and self._past_call_limit(members):
+            self.broke = f"{self.call[0]} did not finish in {self.limits.call_seconds:g} s"
         elif not self.sandboxed and self.ticks % 10 == 0 and folder_bytes(self.work, most_bytes=TMP_BYTES) > TMP_BYTES:
             self.broke = f"wrote more than {TMP_BYTES:,} bytes of files"
         elif sum(resident_bytes(pid) for pid in members) > self.limits.memory_mb * 1024 * 1024:
@@ -273,6 +280,16 @@ class Submission:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+    def _past_call_limit(self, members: list) -> bool:
+        """Has the call under way used more than its CPU seconds (counted from the first look at its
+        processes, plus the time before it), or waited past twice that and 10 s?"""
+        function, started, before = self.call
+        now = time.monotonic()
+        used = sum(cpu_seconds(pid) for pid in members)
+        if before is None:
+            self.call[2] = before = used - (now - started)
+        return used - before > self.limits.call_seconds or now - started > 2 * self.limits.call_seconds + 10
 
     def _send(self, data: bytes) -> None:
         view = memoryview(data)
@@ -302,7 +319,7 @@ class Submission:
             return Stopped(self.broke)
         if self.waited >= self.limits.seconds:
             self.close()
-            return Stopped(f"ran out of time ({self.limits.seconds:g} s): an endless loop?")
+            return Stopped(f"{self._during()}ran out of time ({self.limits.seconds:g} s): an endless loop?")
         try:
             code = self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -314,11 +331,15 @@ class Submission:
         if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return Stopped(f"wrote a file past {FILE_BYTES:,} bytes (File too large)")
         if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-            return Stopped(f"ran out of time ({self.limits.seconds:g} s of CPU): an endless loop?")
+            return Stopped(f"{self._during()}ran out of time ({self.limits.seconds:g} s of CPU): an endless loop?")
         if "MemoryError" in tail[0] or code in (-signal.SIGKILL, 128 + signal.SIGKILL):
             return Stopped(f"ran out of memory ({self.limits.memory_mb:,} MB), or its process was killed")
         return Stopped(f"its process ended with code {code} before answering"
                        + (f": {tail[0][:200]}" if tail[0] else ""))
+
+    def _during(self) -> str:
+        """What was running when the submission's time ran out, as the start of the reason."""
+        return f"{self.call[0]} did not finish: the submission " if self.call and self.call[0] != "import" else ""
 
     def stderr_tail(self) -> str:
         try:

@@ -12,6 +12,7 @@ written, must give the exercise's output, and only makes the cache the student's
 from __future__ import annotations
 
 import ast
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -21,35 +22,14 @@ from ..core.settings import Settings
 from ..core.streams import Stream, stream
 from ..python.pycheck import check_python
 from ..python.pysource import PythonError, exception_text
-from ..python.usercode import Layer, gradients_of
+from ..python.usercode import Layer, gradients_of, joined
 from .diagnose_grads import diagnose
+from .pairs import Pair
 from .sandbox import NOT_THE_FORMAT, Stopped, Submission
-from .student_side import WireError, decode, encode
+from .student_side import WireError, arguments, call_with, decode, encode
 from ..core.text import student_text
 
 SETTINGS = Settings(symbolic=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Pair:
-    """The exercise's NAME_forward / NAME_backward (the teacher's, trusted, in this process)."""
-    owner: str
-    forward: object
-    backward: object
-    names: tuple
-
-    def output(self, arrays: list) -> np.ndarray:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            return np.asarray(self.forward(*[a.copy() for a in arrays])[0], dtype=float)
-
-    def cache(self, arrays: list):
-        return self.forward(*[a.copy() for a in arrays])[1]
-
-    def gradients(self, dout: np.ndarray, arrays: list) -> list:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            return gradients_of(self.backward(dout.copy(), self.cache(arrays)), list(self.names), self.backward)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,47 +51,82 @@ def function_lines(source: bytes) -> dict:
 
 
 class Remote:
-    """The student's NAME_backward, called in its process at the grader's inputs and upstreams; the
-    cache it reads is its own forward's, or the exercise's sent as data when it writes no forward."""
+    """The student's functions, called in its process at the grader's inputs and upstreams: its forward
+    (whose cache stays there for its backward; the exercise's cache is sent as data when it writes no
+    forward), its backward, or its loss. Each call is limited on its own (sandbox.Limits.call_seconds):
+    one that does not finish is named in the reason."""
 
     def __init__(self, process: Submission, pair: Pair, student: Student):
         self.process, self.pair, self.student = process, pair, student
-        self.own_forward = bool(student.has.get(pair.owner + "_forward"))
+        self.own_forward = bool(student.has.get(pair.forward_name))
+        self.exercise_out = None  # the exercise's output, when its forward made the cache the student's backward read
 
     def call(self, dout: np.ndarray, arrays: list) -> tuple:
-        """(the student's forward output or None, the gradients: one array or None per input).
-        Raises PythonError for what the student's code raised, Stopped when its process is gone."""
-        cache = None
-        if not self.own_forward:
-            try:
-                cache = encode(self.pair.cache(arrays))
-            except WireError as err:
-                raise PythonError(f"the exercise's {self.pair.owner}_forward returns a cache the grader cannot send "
-                                  f"to a submission ({err}): ask students to write {self.pair.owner}_forward too") from None
-        biggest = max([int(np.size(a)) for a in arrays] + [int(dout.size)])
+        """(the student's forward output (several joined) or None, the gradients: one array or None
+        per input). Raises PythonError for what the student's code raised, Stopped when its process
+        is gone."""
+        pair = self.pair
+        biggest = max([int(np.size(a)) for a in arrays] + [int(np.size(dout))])
         cap = 8 * biggest + 1024  # a gradient of the wrong shape is still read (and named), within reason
-        reply = self.process.ask({"op": "call", "owner": self.pair.owner, "names": list(self.pair.names),
-                                  "inputs": [encode(a) for a in arrays], "cache": cache, "upstream": encode(dout)},
-                                 max_elements=cap * (len(arrays) + 1))
+        ask = {"names": list(pair.names), "order": list(pair.order), "params": pair.params,
+               "inputs": [encode(a) for a in arrays]}
+        if pair.loss:
+            reply = self._ask({"op": "loss", "fn": pair.forward_name, **ask}, pair.forward_name, cap * (len(arrays) + 1))
+            out = self._arrays(reply.get("outs"), cap, 1)[0]
+            return out, [None if g is None else dout * g for g in self._gradients(reply, cap)]
+        right_outs, right_cache = pair.run(arrays)
+        out, cache = None, None
+        if self.own_forward:
+            reply = self._ask({"op": "forward", "fn": pair.forward_name, **ask}, pair.forward_name,
+                              cap * (len(right_outs) + 1))
+            out = joined(self._arrays(reply.get("outs"), cap, len(right_outs) + 8))
+        else:
+            self.exercise_out = joined(right_outs)
+            try:
+                cache = encode(right_cache)
+            except WireError as err:
+                raise PythonError(f"the exercise's {pair.forward_name} returns a cache the grader cannot send "
+                                  f"to a submission ({err}): ask students to write {pair.forward_name} too") from None
+        reply = self._ask({"op": "backward", "fn": pair.backward_name, "names": list(pair.names), "cache": cache,
+                           "upstream": [encode(u) for u in pair.upstreams(dout, right_outs)]},
+                          pair.backward_name, cap * (len(arrays) + 1))
+        return out, self._gradients(reply, cap)
+
+    def _ask(self, message: dict, function: str, max_elements: int) -> dict:
+        reply = self.process.ask(message, max_elements=max_elements, function=function)
         if not reply["ok"]:
             raise self._raised(reply)
+        return reply
+
+    @staticmethod
+    def _arrays(found, cap: int, most: int) -> list:
+        """The arrays of a reply's `outs`: a non-empty list of arrays, or the submission broke the format."""
+        try:
+            if not isinstance(found, list) or not found or len(found) > most:
+                raise WireError("outputs that are not a list of arrays")
+            values = [decode(v, cap) for v in found]
+        except Exception as err:  # noqa: BLE001 - whatever the reply holds, it is the submission's fault
+            raise Stopped(f"{NOT_THE_FORMAT} ({err if isinstance(err, WireError) else 'an unreadable value'})") from None
+        if not all(isinstance(v, np.ndarray) for v in values):
+            raise Stopped(NOT_THE_FORMAT)
+        return values
+
+    def _gradients(self, reply: dict, cap: int) -> list:
         try:
             grads = reply.get("grads")
             if not isinstance(grads, list):
                 raise WireError("gradients that are not a list")
             values = [None if g is None else decode(g, cap) for g in grads[: len(self.pair.names) + 1]]
-            out = reply.get("out")
-            out = None if out is None else decode(out, cap)
         except Exception as err:  # noqa: BLE001 - whatever the reply holds, it is the submission's fault
             why = err if isinstance(err, WireError) else "a value the grader cannot read"
             raise Stopped(f"{NOT_THE_FORMAT} ({why})") from None
-        if any(v is not None and not isinstance(v, np.ndarray) for v in values) or (
-                out is not None and not isinstance(out, np.ndarray)):
+        if any(v is not None and not isinstance(v, np.ndarray) for v in values):
             raise Stopped(NOT_THE_FORMAT)
         if len(values) != len(self.pair.names):
-            raise PythonError(f"{self.pair.owner}_backward must return {len(self.pair.names)} gradient(s) "
+            function = self.pair.backward_name or self.pair.forward_name
+            raise PythonError(f"{function} must return {len(self.pair.names)} gradient(s) "
                               f"(d{', d'.join(self.pair.names)}), not {len(values)}")
-        return out, values
+        return values
 
     def _raised(self, reply: dict) -> PythonError:
         where, text, line, col = failure(reply)
@@ -128,24 +143,37 @@ class Local:
 
     def __init__(self, namespace: dict, pair: Pair, student: Student):
         self.pair, self.student = pair, student
-        self.functions = (namespace.get(pair.owner + "_forward"), namespace.get(pair.owner + "_backward"))
+        self.functions = (namespace.get(pair.forward_name), namespace.get(pair.backward_name))
         self.own_forward = callable(self.functions[0])
+        self.exercise_out = None
 
     def call(self, dout: np.ndarray, arrays: list) -> tuple:
         forward, backward = self.functions
+        pair = self.pair
         out = None
+        values = {**dict(zip(pair.names, [a.copy() for a in arrays])), **arguments(copy.deepcopy(pair.params))}
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
+            if pair.loss:
+                try:
+                    loss, grads = call_with(forward, list(pair.order), values)
+                    return (np.asarray(loss, dtype=float),
+                            [None if g is None else dout * g for g in gradients_of(grads, list(pair.names), forward)])
+                except PythonError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
+                    raise PythonError(f"the loss raised {student_text(exception_text(exc))}") from None
+            right_outs, right_cache = pair.run(arrays)
             try:
                 if self.own_forward:
-                    out, cache = forward(*[a.copy() for a in arrays])
-                    out = np.asarray(out, dtype=float)
+                    result = call_with(forward, list(pair.order), values)
+                    out, cache = joined([np.asarray(o, dtype=float) for o in result[:-1]]), result[-1]
                 else:
-                    cache = self.pair.cache(arrays)
+                    cache, self.exercise_out = right_cache, joined(right_outs)
             except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
                 raise PythonError(f"the forward raised {student_text(exception_text(exc))}") from None
             try:
-                return out, gradients_of(backward(dout.copy(), cache), list(self.pair.names), backward)
+                return out, gradients_of(backward(*pair.upstreams(dout, right_outs), cache), list(pair.names), backward)
             except PythonError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -160,37 +188,49 @@ def failure(reply: dict) -> tuple:
     reply saying the student's code raised — each field checked, whatever the process put there."""
     def number(value):
         return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10 ** 7 else None
-    where = reply.get("where") if reply.get("where") in ("import", "forward", "backward") else "backward"
+    where = reply.get("where") if reply.get("where") in ("import", "forward", "backward", "loss") else "backward"
     text = student_text(reply.get("error") if isinstance(reply.get("error"), str) else "an error")
     line = number(reply.get("line"))
     return where, text, line, number(reply.get("col")) if line else None
 
 
+FORWARD = ""  # check_point's key for the forward's own verdict (a `NAME.forward` part)
+
+
 def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict | None = None) -> dict:
-    """{input: (right, how it is wrong)} of the student's backward at one point; `seen` gets
+    """{input: (right, how it is wrong)} of the student's gradients at one point, and under FORWARD
+    the same of its forward's output (a loss: its value) against the exercise's; `seen` gets
     {input: (the student's gradient, the right one)} where it is wrong (for its fingerprint)."""
     names = list(pair.names)
+    function = pair.backward_name or pair.forward_name
     layer = Layer(pair.owner, pair.output, remote.backward, names, remote.student.display,
-                  remote.student.lines.get(pair.owner + "_backward", 1),
-                  ("the exercise", 1), {}, backward_name=pair.owner + "_backward",
+                  remote.student.lines.get(function, 1), ("the exercise", 1), {}, backward_name=function,
                   reference=pair.gradients, rerun=False, diagnose=False)
-    report = check_python(layer, {k: v.copy() for k, v in inputs.items()}, Settings(seed=seed, symbolic=False))
-    arrays = [np.asarray(v, dtype=float) for v in inputs.values()]
+    if pair.loss:
+        layer.output = "loss"
+    ordered = {n: np.asarray(inputs[n], dtype=float) for n in names}
+    report = check_python(layer, {k: v.copy() for k, v in ordered.items()}, Settings(seed=seed, symbolic=False))
+    arrays = list(ordered.values())
     right_out = pair.output(arrays)
     dout = stream(0, Stream.GRADE_UPSTREAM).standard_normal(right_out.shape)
     mine = pair.gradients(dout, arrays)
     try:
         theirs_out, theirs = remote.call(dout, arrays)
     except PythonError as err:
-        return {n: (False, err.message) for n in names}
-    if remote.own_forward and (theirs_out is None or theirs_out.shape != right_out.shape
-                               or not np.allclose(theirs_out, right_out, rtol=1e-6, atol=1e-9)):
-        return {n: (False, "the forward's output differs from the exercise's: fix the forward first") for n in names}
+        return {**{n: (False, err.message) for n in names}, FORWARD: (False, err.message)}
+    out: dict = {}
+    if remote.own_forward or pair.loss:
+        same = (theirs_out is not None and theirs_out.shape == right_out.shape
+                and bool(np.allclose(theirs_out, right_out, rtol=1e-6, atol=1e-9)))
+        what = "the loss" if pair.loss else "the forward's output"
+        out[FORWARD] = (same, None if same else f"{what} differs from the exercise's")
+        if not same and not pair.loss:
+            return {**{n: (False, "the forward's output differs from the exercise's: fix the forward first")
+                       for n in names}, **out}
     if report.error is not None:
-        return {n: (False, student_text(report.error.message)) for n in names}
+        return {**{n: (False, student_text(report.error.message)) for n in names}, **out}
     status = {r.name: r.status for r in report.nodes}
     status.update({g.input: "fail" for g in report.gates if g.status == "fail"})
-    out = {}
     for k, name in enumerate(names):
         # A warning (the differences cannot resolve the tolerance) earns the points only where the
         # student's gradient is also the exercise's own: a gradient is never right by being unresolvable.
@@ -201,9 +241,8 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict 
             continue
         note = next((r.note for r in report.nodes if r.name == name and r.note), None)
         how = (diagnose(theirs[k], mine[k], name) if theirs[k] is not None
-               else f"{pair.owner}_backward returns None as d{name}")
+               else f"{function} returns None as d{name}")
         if seen is not None and theirs[k] is not None:
             seen[name] = (theirs[k], mine[k])
         out[name] = (False, student_text(how or note or "wrong"))
     return out
-

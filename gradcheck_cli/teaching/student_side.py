@@ -14,6 +14,7 @@ own (numbers, strings, booleans, null, lists, objects with string keys); a tuple
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import struct
@@ -179,25 +180,69 @@ def _gradients(result, names: list) -> list:
     return out
 
 
-def _call(module, request: dict) -> dict:
-    owner, names = request["owner"], request["names"]
-    inputs = [np.array(decode(a, 1 << 40)) for a in request["inputs"]]
-    out = None
-    try:
-        if request["cache"] is None:
-            result = getattr(module, owner + "_forward")(*[a.copy() for a in inputs])
-            if not isinstance(result, tuple) or len(result) != 2:
-                raise TypeError(f"{owner}_forward must return (out, cache)")
-            out, cache = np.asarray(result[0], dtype=float), result[1]
+def arguments(params: dict) -> dict:
+    """The exercise's params as its functions get them (check-py's --param reading): a JSON list of
+    numbers is a numpy array, integers staying integers (labels, indices); anything else as it is."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, list):
+            try:
+                found = np.array(value)
+            except ValueError:  # ragged
+                found = None
+            out[key] = found if found is not None and found.dtype.kind in "biuf" else value
         else:
-            cache = decode(request["cache"], 1 << 40)
-    except BaseException as exc:  # noqa: BLE001 - anything the student's code does, SystemExit too
-        return _failure(exc, "forward")
+            out[key] = value
+    return out
+
+
+def call_with(fn, order: list, values: dict):
+    """`fn` called with `values` (inputs and params): by keyword when they are all its parameters'
+    names, else by position in `order` (the exercise's forward's order of them)."""
     try:
-        grads = _gradients(getattr(module, owner + "_backward")(decode(request["upstream"], 1 << 40), cache), names)
+        taken = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        taken = {}
+    if all(name in taken for name in values):
+        return fn(**values)
+    return fn(*[values[name] for name in order if name in values])
+
+
+CACHE: list = []  # the cache of the latest forward call, which the next backward call reads
+
+
+def _call(module, request: dict) -> dict:
+    """One call of the student's functions: `forward` (its outputs answered, its cache kept here),
+    `backward` (the upstreams, and the kept cache or one the grader sends) or `loss` ((loss, dx))."""
+    op, fn, names = request["op"], request["fn"], request["names"]
+    if op in ("forward", "loss"):
+        values = dict(zip(names, [np.array(decode(a, 1 << 40)) for a in request["inputs"]]))
+        values.update(arguments(request.get("params") or {}))
+        CACHE.clear()
+        try:
+            result = call_with(getattr(module, fn), request["order"], values)
+            if op == "loss":
+                if not isinstance(result, tuple) or len(result) != 2:
+                    raise TypeError(f"{fn} must return (loss, gradient)")
+                return {"ok": True, "outs": [encode(np.asarray(result[0], dtype=float))],
+                        "grads": _gradients(result[1], names)}
+            if not isinstance(result, tuple) or len(result) < 2:
+                raise TypeError(f"{fn} must return (out, cache), or several outputs and then the cache")
+            outs = [encode(np.asarray(o, dtype=float)) for o in result[:-1]]
+        except BaseException as exc:  # noqa: BLE001 - anything the student's code does, SystemExit too
+            return _failure(exc, "loss" if op == "loss" else "forward")
+        CACHE.append(result[-1])
+        return {"ok": True, "outs": outs}
+    try:
+        cache = CACHE.pop() if request["cache"] is None and CACHE else decode(request["cache"], 1 << 40)
+        upstream = [decode(u, 1 << 40) for u in request["upstream"]]
     except BaseException as exc:  # noqa: BLE001
         return _failure(exc, "backward")
-    return {"ok": True, "out": None if out is None else encode(out), "grads": grads}
+    try:
+        grads = _gradients(getattr(module, fn)(*upstream, cache), names)
+    except BaseException as exc:  # noqa: BLE001
+        return _failure(exc, "backward")
+    return {"ok": True, "grads": grads}
 
 
 def main() -> int:
@@ -218,7 +263,7 @@ def main() -> int:
                 _write(replies, {"ok": True, "has": has})
             except BaseException as exc:  # noqa: BLE001
                 _write(replies, _failure(exc, "import"))
-        elif request["op"] == "call":
+        elif request["op"] in ("forward", "backward", "loss"):
             _write(replies, _call(module, request))
 
 
