@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -25,15 +26,62 @@ from ..core.text import student_name, student_text
 
 __all__ = ["Limits", "grade_class", "students"]
 
+# The `.grad` worker runs this grader's own package (isolated, `-I`, it would import whichever one is installed)
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+WORKER = ("import sys; sys.path.insert(0, sys.argv[1]); from gradcheck_cli.teaching.grade_worker import main; "
+          "sys.exit(main())")
 
-def students(paths: list) -> list:
-    """(student name, path) for each submission: its file's stem, or its folder's name when the file
-    is named like the others (alice/affine.py, bob/affine.py); duplicates get their relative path.
+
+def students(paths: list, exercise: str | None = None) -> list:
+    """(student name, path, the path shown) for each submission. The name is the file's stem, or its
+    folder's name when the file is named like the others (alice/affine.py, bob/affine.py), like the
+    exercise, or like a file in a sibling folder (class/ada/layers.py graded alone: ada); duplicates
+    get their path in the class folder. The path shown is relative to the class folder (the deepest
+    folder holding every submission, or the one above a lone student's folder): never absolute.
     Names are the grader's, made from the paths, never the submission's."""
     stems = [Path(p).stem for p in paths]
-    names = [Path(p).parent.name if stems.count(Path(p).stem) > 1 and Path(p).parent.name else Path(p).stem
-             for p in paths]
-    return [(student_name(n if names.count(n) == 1 else str(p)), str(p)) for n, p in zip(names, paths)]
+    by_folder = [bool(Path(p).parent.name) and (stems.count(Path(p).stem) > 1 or Path(p).name == Path(exercise or "").name
+                                                or _per_student_folder(Path(p))) for p in paths]
+    names = [Path(p).parent.name if folder else Path(p).stem for p, folder in zip(paths, by_folder)]
+    root = class_folder(paths)
+    if any(by_folder) and all(os.path.dirname(os.path.abspath(p)) == root for p in paths):
+        root = os.path.dirname(root)  # one student's folder graded: shown as ada/layers.py
+    shown = [os.path.relpath(os.path.abspath(p), root) for p in paths]
+    return [(student_name(n if names.count(n) == 1 else os.path.splitext(s)[0] if not folder else os.path.dirname(s)),
+             str(p), student_text(s, 200)) for n, p, s, folder in zip(names, paths, shown, by_folder)]
+
+
+def class_folder(paths: list) -> str:
+    """The folder graded: the deepest one holding every submission (absolute; never shown)."""
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else os.getcwd()
+    except ValueError:  # paths on different drives
+        return os.path.dirname(os.path.abspath(paths[0]))
+
+
+def _per_student_folder(path: Path, looked: int = 200) -> bool:
+    """Does a sibling of the file's folder hold a file of the same name (class/*/layers.py)?"""
+    parent = path.parent
+    try:
+        with os.scandir(parent.parent if parent.name else ".") as entries:
+            for k, entry in enumerate(entries):
+                if k >= looked:
+                    return False
+                if entry.name != parent.name and entry.is_dir(follow_symlinks=False) and os.path.lexists(
+                        os.path.join(entry.path, path.name)):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"`:;,()]+)+/([^\s/'\"`:;,()]+)")
+
+
+def relative_paths(text: str, root: str) -> str:
+    """`text` with no absolute path: the class folder's own paths relative to it, any other its file's name."""
+    text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    return _ABSOLUTE.sub(lambda m: m.group(1), text)
 
 
 def read_submission(path: str) -> bytes | str:
@@ -63,27 +111,32 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
     """Graded for every submission, in their order. `ours` is the exercise's module (a Python
     exercise, loaded by the caller before any submission runs). `on_done(graded)` is told as each
     finishes."""
+    root = class_folder(submissions)
+
     def one(item):
-        student, path = item
-        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits), secret)
+        student, path, shown = item
+        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits, shown), secret, root)
         if on_done is not None:
             on_done(graded)
         return graded
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, students(submissions)))
+        return list(pool.map(one, students(submissions, exercise.path)))
 
 
-def _masked(graded: Graded, secret: int) -> Graded:
+def _masked(graded: Graded, secret: int, root: str = "/") -> Graded:
     """The secret never shown: a submission run without the sandbox may read it (from the grader's
-    command line) and put it in what it raises; any reason holding it has it masked."""
-    if len(str(secret)) >= 4:
-        for part in graded.parts:
+    command line) and put it in what it raises; any reason holding it has it masked. No absolute
+    path either (relative_paths): the teacher's folders are not the student's business."""
+    for part in graded.parts:
+        part.reason = relative_paths(part.reason, root)
+        if len(str(secret)) >= 4:
             part.reason = part.reason.replace(str(secret), "[the secret]")
     return graded
 
 
-def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits) -> Graded:
-    display = student_text(os.path.basename(path), 200)
+def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
+               shown: str | None = None) -> Graded:
+    display = shown or student_text(os.path.basename(path), 200)
     source = read_submission(path)
     if isinstance(source, str):
         return zero(exercise, student, display, f"the submission {source}")
@@ -113,7 +166,7 @@ def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secr
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
         env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
         try:
-            done = subprocess.run([sys.executable, "-I", "-m", "gradcheck_cli.teaching.grade_worker"], input=request,
+            done = subprocess.run([sys.executable, "-I", "-c", WORKER, PACKAGE_ROOT], input=request,
                                   capture_output=True, text=True, encoding="utf-8", errors="replace",
                                   timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=limited(limits, False))
         except subprocess.TimeoutExpired:

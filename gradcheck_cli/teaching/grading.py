@@ -22,7 +22,7 @@ from ..oracles.autodiff import backward as backprop
 from ..oracles.autodiff import forward, run_graph
 from ..python.pycheck import check_layer
 from ..python.pymodule import load_module
-from .diagnose_grads import across_points, diagnose
+from .diagnose_grads import across_points, diagnose, first_wrong
 from .exercise import Exercise, load_exercise, splice
 from .sandbox import NOT_THE_FORMAT, Limits, Stopped, Submission
 from .sealed import Local, Pair, Remote, Student, check_point, failure, function_lines
@@ -48,6 +48,7 @@ class PartResult:
     earned: float
     status: str          # "right", "wrong" or "error"
     reason: str
+    point: int | None = None  # the first point (numbered from 1, the exercise's own first) it is wrong at
 
 
 @dataclass
@@ -56,6 +57,11 @@ class Graded:
     source: str
     parts: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # for the teacher: what the submission's process left behind
+    # not in the gradebook: each pair's points, as graded (pair -> [{input: array}]), for the feedback's
+    # files that reproduce a failure; the student's own sizes under --variants ({dim: size})
+    points: dict = field(default_factory=dict, repr=False)
+    variant: dict = field(default_factory=dict)
+    own_forward: dict = field(default_factory=dict, repr=False)  # pair -> did the submission write NAME_forward
 
     @property
     def earned(self) -> float:
@@ -67,7 +73,9 @@ class Graded:
 
     def to_dict(self) -> dict:
         found = {"student": self.student, "source": self.source, "score": self.earned, "out_of": self.total,
-                 "parts": [vars(p) for p in self.parts]}
+                 "parts": [{k: v for k, v in vars(p).items() if v is not None or k != "point"} for p in self.parts]}
+        if self.variant:
+            found["variant"] = dict(self.variant)
         return {**found, "notes": list(self.notes)} if self.notes else found
 
 
@@ -81,7 +89,8 @@ def score(exercise: Exercise, student: str, source: str, verdicts: dict) -> Grad
     graded = Graded(student, source)
     for p in exercise.parts:
         right, reason = across_points(verdicts.get(p.what, []))
-        graded.parts.append(PartResult(p.what, p.points, p.points if right else 0.0, "right" if right else "wrong", reason))
+        graded.parts.append(PartResult(p.what, p.points, p.points if right else 0.0, "right" if right else "wrong", reason,
+                                       None if right else first_wrong(verdicts.get(p.what, []))))
     return graded
 
 
@@ -202,7 +211,7 @@ def grade_python(exercise: Exercise, ours, source: bytes, display: str, student:
                 raise Stopped(NOT_THE_FORMAT)
             else:
                 who = Student(display=display, lines=function_lines(source),
-                              has={n: has.get(n) is True for n in names})
+                              has={n: has.get(n) is True for n in names}, source=source.decode("utf-8", "replace"))
                 graded = grade_functions(exercise, pairs, lambda pair: Remote(process, pair, who), display, student,
                                          secret, hidden)
     except Stopped as stop:
@@ -248,32 +257,61 @@ def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, st
                     hidden: int) -> Graded:
     """Each pair's parts judged at every point: `remote_of(pair)` calls the student's functions."""
     verdicts: dict = {}
+    dims = variant_dims(exercise, secret, student)
+    points, own_forward = {}, {}
     for owner, pair in pairs.items():
         parts = [p for p in exercise.parts if p.owner == owner]
         remote = remote_of(pair)
+        own_forward[owner] = bool(remote.own_forward)
         if not remote.student.has.get(owner + "_backward"):
             for p in parts:
-                verdicts[p.what] = [("every point", False, f"the submission defines no {owner}_backward")]
+                verdicts[p.what] = [(None, False, f"missing: {owner}_backward is not defined")]
             continue
-        for k, (name, inputs) in enumerate(_python_points(exercise, owner, secret, hidden)):
-            found = check_point(pair, remote, inputs, seed=k)
+        points[owner] = _python_points(exercise, owner, secret, hidden, student, dims)
+        for k, (name, inputs) in enumerate(points[owner]):
+            found = check_point(pair, remote, inputs, seed=k, broadcast="broadcast-shapes" in exercise.accept)
             for p in parts:
                 right, how = found.get(p.input, (False, f"the exercise has no input '{p.input}'"))
                 verdicts.setdefault(p.what, []).append((name, right, how))
-    return score(exercise, student, display, verdicts)
+    graded = score(exercise, student, display, verdicts)
+    graded.points = {owner: [inputs for _, inputs in found] for owner, found in points.items()}
+    graded.own_forward = own_forward
+    graded.variant = {k: v for k, v in dims.items() if ".." not in k} if exercise.variants else {}
+    return graded
 
 
-def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> list:
-    """[(name, inputs)]: the exercise's fixed values (or seeded ones of its shapes), then hidden ones."""
+def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int, student: str | None = None,
+                   dims: dict | None = None) -> list:
+    """[(name, inputs)]: the exercise's fixed values (or seeded ones of its shapes), then hidden ones.
+    Under --variants (exercise.variants) the shapes' dims are the student's and every point not fixed
+    by the exercise is drawn from the secret and the student's name."""
+    dims = variant_dims(exercise, secret, None) if dims is None else dims
     shapes = {**{k: np.shape(parse_value(v)) for k, v in exercise.values.get(owner, {}).items()},
-              **exercise.shapes.get(owner, {})}
+              **{k: tuple(dims[s] if isinstance(s, str) else s for s in shape)
+                 for k, shape in exercise.shapes.get(owner, {}).items()}}
     fixed = {k: parse_value(v) for k, v in exercise.values.get(owner, {}).items()}
-    rng0 = stream(0, Stream.GRADE_EXERCISE_POINT)
+    own = exercise.variants and student is not None
+    rng = (stream(hidden_seed(secret), Stream.GRADE_VARIANT, name_key(student)) if own
+           else stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS))
+    rng0 = rng if own else stream(0, Stream.GRADE_EXERCISE_POINT)
     points = [("the exercise's point", {k: np.asarray(fixed[k], dtype=float) if k in fixed else rng0.standard_normal(s)
                                         for k, s in shapes.items()})]
-    rng = stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS)
     points += [(f"random point {k + 1}", {n: rng.standard_normal(s) for n, s in shapes.items()}) for k in range(hidden)]
     return points
+
+
+def name_key(student: str) -> int:
+    """A student's name as a stream key (its SHA-256, 56 bits): the variant of one name under one secret."""
+    return int.from_bytes(hashlib.sha256(student.encode("utf-8", "surrogatepass")).digest()[:7], "big")
+
+
+def variant_dims(exercise: Exercise, secret: int, student: str | None) -> dict:
+    """{dim: size}: each `# dims:` range's low end, or under --variants the student's own size, drawn
+    from the secret and the student's name (sorted by dim, so adding a student changes no one's)."""
+    if not (exercise.variants and student is not None):
+        return {name: low for name, (low, _) in exercise.dims.items()}
+    rng = stream(hidden_seed(secret), Stream.GRADE_VARIANT_DIMS, name_key(student))
+    return {name: int(rng.integers(low, high + 1)) for name, (low, high) in sorted(exercise.dims.items())}
 
 
 class Credit(float):

@@ -20,9 +20,9 @@ import numpy as np
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
 from ..python.pycheck import check_python
-from ..python.pysource import PythonError, exception_text
+from ..python.pysource import PythonError, exception_text, grad_lines_in
 from ..python.usercode import Layer, gradients_of
-from .diagnose_grads import diagnose
+from .diagnose_grads import diagnose, unit_axes_only
 from .sandbox import NOT_THE_FORMAT, Stopped, Submission
 from .student_side import WireError, decode, encode
 from ..core.text import student_text
@@ -59,6 +59,15 @@ class Student:
     display: str
     lines: dict          # function name -> its `def` line
     has: dict            # function name -> callable in the submission's module (as its process says)
+    source: str = ""     # its text (read, never run here): the line that raised or computes a gradient is shown
+
+    def at(self, line: int | None) -> str:
+        """` at FILE:LINE: `the line`` for a line of the submission ("" when there is none)."""
+        if not line:
+            return ""
+        lines = self.source.splitlines()
+        code = student_text(lines[line - 1].strip(), 160) if 0 < line <= len(lines) else ""
+        return f" at {self.display}:{line}" + (f": `{code}`" if code else "")
 
 
 def function_lines(source: bytes) -> dict:
@@ -115,8 +124,8 @@ class Remote:
 
     def _raised(self, reply: dict) -> PythonError:
         where, text, line, col = failure(reply)
-        at = f" (line {line})" if line else ""
-        return PythonError(f"the {where} raised {text}{at}", line, col, self.student.display if line else None)
+        return PythonError(f"the {where} raised {text}{self.student.at(line)}", line, col,
+                           self.student.display if line else None)
 
     def backward(self, dout: np.ndarray, arrays: list) -> list:
         return self.call(dout, arrays)[1]
@@ -166,10 +175,22 @@ def failure(reply: dict) -> tuple:
     return where, text, line, number(reply.get("col")) if line else None
 
 
-def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int) -> dict:
-    """{input: (right, how it is wrong)} of the student's backward at one point."""
+def fitted(values: list, arrays: list) -> list:
+    """The student's gradients with axes of length 1 dropped or added to fit the inputs' shapes
+    (`# accept: broadcast-shapes`: a db of shape (1, 5) for a b of shape (5,))."""
+    return [v.reshape(np.shape(a)) if isinstance(v, np.ndarray) and unit_axes_only(v.shape, np.shape(a)) else v
+            for v, a in zip(values, arrays)]
+
+
+def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, *, broadcast: bool = False) -> dict:
+    """{input: (right, how it is wrong)} of the student's backward at one point; `broadcast`: a
+    gradient whose shape differs from its input's only by axes of length 1 is taken as reshaped."""
     names = list(pair.names)
-    layer = Layer(pair.owner, pair.output, remote.backward, names, remote.student.display,
+    student_backward = remote.backward
+    if broadcast:
+        def student_backward(dout, arrays):
+            return fitted(remote.backward(dout, arrays), arrays)
+    layer = Layer(pair.owner, pair.output, student_backward, names, remote.student.display,
                   remote.student.lines.get(pair.owner + "_backward", 1),
                   ("the exercise", 1), {}, backward_name=pair.owner + "_backward",
                   reference=pair.gradients, rerun=False)
@@ -180,6 +201,7 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int) -> dict:
     mine = pair.gradients(dout, arrays)
     try:
         theirs_out, theirs = remote.call(dout, arrays)
+        theirs = fitted(theirs, arrays) if broadcast else theirs
     except PythonError as err:
         return {n: (False, err.message) for n in names}
     if remote.own_forward and (theirs_out is None or theirs_out.shape != right_out.shape
@@ -201,6 +223,18 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int) -> dict:
         note = next((r.note for r in report.nodes if r.name == name and r.note), None)
         how = (diagnose(theirs[k], mine[k], name) if theirs[k] is not None
                else f"{pair.owner}_backward returns None as d{name}")
-        out[name] = (False, student_text(how or note or "wrong"))
+        if note and (how is None or how.endswith("the right shape but the wrong values")) and (
+                "tie" in note or "kink" in note):
+            how = f"d{name}: {note}"  # check-py's own words: what the tie's or kink's slope says
+        line = _gradient_line(remote.student, pair, name)
+        out[name] = (False, student_text(how or note or "wrong") + (f" (d{name} is set{line})" if line else ""))
     return out
+
+
+def _gradient_line(student: Student, pair: Pair, name: str) -> str:
+    """` at FILE:LINE: `code`` where the student's backward last assigns the gradient it returns for `name`."""
+    if not student.source:
+        return ""
+    found = grad_lines_in(student.source, pair.owner + "_backward", tuple(pair.names))
+    return student.at(found[name][0]) if name in found else ""
 
