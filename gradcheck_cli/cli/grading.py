@@ -30,8 +30,10 @@ from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_at
 @click.option("--feedback", "feedback_dir", type=click.Path(file_okay=False),
               help="Write one feedback file per student into this directory.")
 @click.option("--feedback-format", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--variants", is_flag=True,
+              help="Each student's own points (and `# dims:` sizes), drawn from the secret and their name.")
 def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
-          feedback_format):
+          feedback_format, variants):
     """Grade SUBMISSIONS against EXERCISE, part by part, at the exercise's point and at hidden ones.
 
     \b
@@ -58,6 +60,7 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
     _guard_output(json_path, [exercise, *submissions])
     try:
         ex = load_exercise(exercise)
+        ex.variants = variants
         ours = load_reference(ex)  # the teacher's module, loaded and checked before any submission runs
     except GradcheckError as err:
         _fail(err, err.source or exercise, None)
@@ -91,6 +94,8 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, memory_mb, fmt, 
 def _feedback(graded, ex, folder, suffix, render) -> None:
     """One file per student, named after the student; names that would meet (`a b` and `a_b`, or
     names differing only in case) are told apart by a number."""
+    import json
+    from ..teaching.grading import point_files
     os.makedirs(folder, exist_ok=True)
     taken: set = set()
     for g in graded:
@@ -100,7 +105,12 @@ def _feedback(graded, ex, folder, suffix, render) -> None:
             k += 1
             name = f"{base}-{k}"
         taken.add(name.lower())
-        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+        files = point_files(g, ex, name)  # where each wrong part failed: the student's own case, to reproduce
+        if files:
+            os.makedirs(os.path.join(folder, f"{name}.points"), exist_ok=True)
+        for file, values in {f.file: f.values for f in files}.items():
+            _write_atomically(os.path.join(folder, file), json.dumps(values) + "\n", [ex.path])
+        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex, files), [ex.path])
 
 
 def _import_what_grading_needs() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from html import escape
 
@@ -219,6 +220,47 @@ def grade_python(exercise: Exercise, ours, source: bytes, display: str, student:
     if process.survivors:
         graded.notes.append(f"{process.survivors} process(es) it started were still running after it ended: killed")
     return graded
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointFile:
+    """A point written beside a student's feedback: where a part of theirs failed (their own failing
+    case, never another part's point or the secret), or under --variants their own first point."""
+    what: str            # the part (affine.db), or the pair (affine) for a variant's own point
+    point: int           # its number, the exercise's own point first
+    file: str            # relative to the feedback folder: ada.points/affine-point2.json (the pair's inputs)
+    values: dict         # input -> nested lists of floats (exact: JSON keeps every digit of a float64)
+    command: str | None  # the check-py command that reproduces it, when the student wrote NAME_forward
+
+
+def point_files(graded: Graded, exercise: Exercise, stem: str) -> list:
+    """The PointFiles of a student's feedback named `stem` (its file's name without the suffix): one
+    per wrong part of a Python exercise at the first point it fails at; under --variants also each
+    pair's own first point, so the feedback shows the student's own values."""
+    found = []
+    source = os.path.basename(graded.source)
+    for p in exercise.parts:
+        done = next((r for r in graded.parts if r.what == p.what), None)
+        points = graded.points.get(p.owner, [])
+        if done is None or done.point is None or not 0 < done.point <= len(points):
+            continue
+        file = f"{stem}.points/{safe_name(p.owner)}-point{done.point}.json"  # the pair's inputs there
+        values = {k: np.asarray(v, dtype=float).tolist() for k, v in points[done.point - 1].items()}
+        command = (f"gradcheck check-py {source}::{p.owner} --at @{file}" if graded.own_forward.get(p.owner) else None)
+        found.append(PointFile(what=p.what, point=done.point, file=file, values=values, command=command))
+    if exercise.variants:
+        for owner, points in graded.points.items():
+            file = f"{stem}.points/{safe_name(owner)}-point1.json"
+            if points and not any(f.file == file for f in found):
+                values = {k: np.asarray(v, dtype=float).tolist() for k, v in points[0].items()}
+                command = f"gradcheck check-py {source}::{owner} --at @{file}" if graded.own_forward.get(owner) else None
+                found.append(PointFile(what=owner, point=1, file=file, values=values, command=command))
+    return found
+
+
+def safe_name(text: str) -> str:
+    """A name as a file name: ASCII letters, digits, `.`, `-` and `_` (others as `_`), at most 80."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)[:80].strip(".") or "student"
 
 
 def load_reference(exercise: Exercise):
