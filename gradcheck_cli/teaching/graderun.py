@@ -35,13 +35,16 @@ WORKER = ("import sys; sys.path.insert(0, sys.argv[1]); from gradcheck_cli.teach
 def students(paths: list, exercise: str | None = None) -> list:
     """(student name, path, the path shown) for each submission. The name is the file's stem, or its
     folder's name when the file is named like the others (alice/affine.py, bob/affine.py), like the
-    exercise, or like a file in a sibling folder (class/ada/layers.py graded alone: ada); duplicates
+    exercise, or, alone in its folder, like a file in a sibling folder (class/ada/layers.py graded
+    alone: ada); duplicates
     get their path in the class folder. The path shown is relative to the class folder (the deepest
     folder holding every submission, or the one above a lone student's folder): never absolute.
     Names are the grader's, made from the paths, never the submission's."""
     stems = [Path(p).stem for p in paths]
+    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
     by_folder = [bool(Path(p).parent.name) and (stems.count(Path(p).stem) > 1 or Path(p).name == Path(exercise or "").name
-                                                or _per_student_folder(Path(p))) for p in paths]
+                                                or folders.count(d) == 1 and _per_student_folder(Path(p)))
+                 for p, d in zip(paths, folders)]
     names = [Path(p).parent.name if folder else Path(p).stem for p, folder in zip(paths, by_folder)]
     root = class_folder(paths)
     if any(by_folder) and all(os.path.dirname(os.path.abspath(p)) == root for p in paths):
@@ -75,12 +78,16 @@ def _per_student_folder(path: Path, looked: int = 200) -> bool:
     return False
 
 
-_ABSOLUTE = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"`:;,()]+)+/([^\s/'\"`:;,()]+)")
+_ABSOLUTE = re.compile(r"(?<![\w.~-])(?:/[\w.@+-]+){2,}/([\w.@+-]+)")  # /a/b/file (a/b: not `dout /n/2`)
 
 
 def relative_paths(text: str, root: str) -> str:
-    """`text` with no absolute path: the class folder's own paths relative to it, any other its file's name."""
+    """`text` with no absolute path: the class folder's own paths relative to it, the grader's folders
+    (working, temporary, home, Python's) left out, and any other path its file's name."""
     text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    for folder in (os.getcwd(), tempfile.gettempdir(), os.path.expanduser("~"), sys.prefix):
+        if len(folder) > 1:
+            text = text.replace(folder.rstrip(os.sep) + os.sep, "")
     return _ABSOLUTE.sub(lambda m: m.group(1), text)
 
 
