@@ -105,7 +105,7 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
     verdicts: dict = {p.what: [("every point", False, student_text(refused[p.owner].located(path, text).format()
                                                                    .splitlines()[0]))]
                       for p in exercise.parts if p.owner in refused}
-    for name, at, seed in _grad_points(exercise, secret, hidden):
+    for name, at, seed in _grad_points(exercise, secret, hidden, student):
         report = check(program, source=path, at=at, settings=Settings(seed=seed))
         if report.error is not None:
             why = report.error.message
@@ -124,13 +124,14 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
     return score(exercise, student, path, verdicts)
 
 
-def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
+def _grad_points(exercise: Exercise, secret: int, hidden: int, student: str | None = None) -> list:
     """[(name, at, seed)]: the exercise's own point, then `hidden` random ones where the exercise's
-    own solution is defined (each leaf drawn again; consts stay)."""
+    own solution is defined (each leaf drawn again; consts stay): under --variants, the student's own."""
     graph = load(exercise.text, exercise.path)
     leaves = graph.leaves()
     points = [("the exercise's point", None, 0)]
-    rng = stream(hidden_seed(secret), Stream.GRADE_POINTS)
+    rng = (stream(hidden_seed(secret), Stream.GRADE_VARIANT, name_key(student)) if exercise.variants and student
+           else stream(hidden_seed(secret), Stream.GRADE_POINTS))
     tries = 0
     while len(points) < hidden + 1 and tries < (hidden + 1) * RETRIES:
         tries += 1

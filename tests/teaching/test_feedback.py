@@ -307,3 +307,20 @@ def test_without_variants_everyone_has_the_same_points(variants):
     assert "variant" not in got["amy"] and got["amy"]["score"] == 5 and got["gus"]["score"] == 4
     point = json.loads((base / "plain" / "gus.points" / "affine-point1.json").read_text(encoding="utf-8"))
     assert np.shape(point["x"]) == (2, 2) and np.shape(point["b"]) == (2,)  # each dim's low end
+
+
+def test_variants_of_a_grad_exercise_keep_its_verdicts(tmp_path):
+    """A .grad exercise under --variants: its hidden points are each student's own; right stays right."""
+    exercise = ROOT / "examples" / "grading" / "affine_gate.grad"
+    text = exercise.read_text(encoding="utf-8")
+    (tmp_path / "amy.grad").write_text(text, encoding="utf-8")
+    (tmp_path / "bo.grad").write_text(text, encoding="utf-8")
+    got = _grade(exercise, [tmp_path / "amy.grad", tmp_path / "bo.grad"], tmp_path, "--variants")
+    assert got["amy"]["score"] == got["bo"]["score"] == got["amy"]["out_of"]
+    from gradcheck_cli.teaching.exercise import load_exercise
+    from gradcheck_cli.teaching.grading import _grad_points
+    ex = load_exercise(str(exercise))
+    ex.variants = True
+    amy, bo, again = (_grad_points(ex, 424242, 2, n) for n in ("amy", "bo", "amy"))
+    assert amy[0][1] is None and bo[0][1] is None  # the exercise's own point is the file's
+    assert not np.allclose(amy[1][1]["x"], bo[1][1]["x"]) and np.array_equal(amy[1][1]["x"], again[1][1]["x"])
