@@ -239,7 +239,8 @@ def _array_or_list(value: list):
 @click.argument("targets", nargs=-1, required=True, metavar="FILE.py[::NAME]...")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D1,D2",
               help="A differentiated input and its shape, filled with seeded normal values (repeatable).")
-@click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="A differentiated input's value: 1.5, [1, 2], randn(3), ...")
+@click.option("--at", "at", multiple=True, metavar="NAME=VALUE",
+              help="A differentiated input's value: 1.5, [1, 2], randn(3), ...; @FILE.json: a point's values.")
 @click.option("--param", "params", multiple=True, metavar="NAME=JSON",
               help="An argument that is not differentiated (labels, conv_param, ...), as JSON (repeatable).")
 @click.option("--structure", "structure", multiple=True, metavar="NAME=KIND",

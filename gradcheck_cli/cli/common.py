@@ -34,6 +34,12 @@ SEED = _Seed()
 def _parse_at(values) -> dict:
     out = {}
     for item in values:
+        if item.strip().startswith("@"):  # --at @FILE.json: a point's values, {"x": [[...]], ...}
+            for name, value in _at_file(item.strip()[1:]).items():
+                if name in out:
+                    raise click.BadParameter(f"'{name}' is given twice", param_hint="--at")
+                out[name] = value
+            continue
         m = _AT.match(item)
         if not m or not m.group(2).strip():
             raise click.BadParameter(f"'{item}': expected NAME=VALUE, e.g. --at x=1.5 or --at W='[[1,2],[3,4]]'",
@@ -42,6 +48,34 @@ def _parse_at(values) -> dict:
             raise click.BadParameter(f"'{m.group(1)}' is given twice", param_hint="--at")
         out[m.group(1)] = m.group(2).strip()
     return out
+
+
+def _at_file(path: str) -> dict:
+    """`--at @FILE`: a JSON object of input names and values (numbers, or arrays as nested lists), as
+    `gradcheck grade --feedback` writes the point a part failed at; its size and nesting are checked
+    before it is decoded."""
+    import json
+    from ..core.limits import MAX_FILE_BYTES, MAX_NDIM
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise click.BadParameter(f"'@{path}': {err.strerror}", param_hint="--at") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise click.BadParameter(f"'@{path}': more than {MAX_FILE_BYTES:,} bytes", param_hint="--at")
+    depth = deepest = 0
+    for c in data:
+        depth += (c in b"[{") - (c in b"]}")
+        deepest = max(deepest, depth)
+    try:
+        if deepest > MAX_NDIM + 1:
+            raise ValueError(f"nested more than {MAX_NDIM} deep")
+        value = json.loads(data.decode("utf-8"))
+        if not isinstance(value, dict) or not all(_AT.match(f"{k}=") for k in value):
+            raise ValueError('expected an object of input names and values, {"x": [[1, 2]], ...}')
+    except ValueError as err:
+        raise click.BadParameter(f"'@{path}': {err}", param_hint="--at") from None
+    return value
 
 
 def _console(file=None, width=None, color: bool | None = None):

@@ -42,8 +42,10 @@ from .common import SEED, _console, _fail, _fail_usage, _guard_output, _write_at
               help="In the table, every part (one table per pair when they do not fit in one).")
 @click.option("--similarity", is_flag=True,
               help="Also list students whose wrong answers agree (the same values at the same points).")
+@click.option("--variants", is_flag=True,
+              help="Each student's own points (and `# dims:` sizes), drawn from the secret and their name.")
 def grade(exercise, submissions, secret, hidden, jobs, timeout, call_timeout, memory_mb, fmt, csv_path, json_path, feedback_dir,
-          feedback_format, gradescope_path, lms_path, show_parts, similarity):
+          feedback_format, gradescope_path, lms_path, show_parts, similarity, variants):
     """Grade SUBMISSIONS against EXERCISE, part by part, at the exercise's point and at hidden ones.
 
     \b
@@ -73,6 +75,7 @@ def grade(exercise, submissions, secret, hidden, jobs, timeout, call_timeout, me
     one_results = _one_results(gradescope_path, exercise, submissions)
     try:
         ex = load_exercise(exercise)
+        ex.variants = variants
         ours = load_reference(ex)  # the teacher's module, loaded and checked before any submission runs
     except GradcheckError as err:
         _fail(err, err.source or exercise, None)
@@ -159,10 +162,18 @@ def _one_results(path, exercise, submissions) -> bool:
 
 
 def _feedback(graded, ex, folder, suffix, render) -> None:
-    """One file per student, named after the student (_file_names)."""
+    """One file per student, named after the student (_file_names), and beside it the points where
+    each wrong part failed (the student's own case, to reproduce)."""
+    import json
+    from ..teaching.grading import point_files
     _folder(folder)
     for g, name in zip(graded, _file_names(graded)):
-        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex), [ex.path])
+        files = point_files(g, ex, name)
+        if files:
+            os.makedirs(os.path.join(folder, f"{name}.points"), exist_ok=True)
+        for file, values in {f.file: f.values for f in files}.items():
+            _write_atomically(os.path.join(folder, file), json.dumps(values) + "\n", [ex.path])
+        _write_atomically(os.path.join(folder, f"{name}.{suffix}"), render(g, ex, files), [ex.path])
 
 
 def _file_names(graded) -> list:

@@ -31,6 +31,8 @@ class Stream(IntEnum):
     GRADE_PYTHON_POINTS = 14  # grading a Python exercise: the hidden points
     GRADE_EXERCISE_POINT = 15  # grading a Python exercise: inputs its point leaves to chance
     GRADE_UPSTREAM = 16      # grading: the upstream gradient a student's backward is called with
+    GRADE_VARIANT = 17       # grading --variants: a student's own points (keyed by the student's name)
+    GRADE_VARIANT_DIMS = 18  # grading --variants: a student's own sizes of the exercise's `# dims:`
 
 
 def stream(seed: int, name: Stream, *keys: int) -> np.random.Generator:

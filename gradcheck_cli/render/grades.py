@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from html import escape
 
 from .common import md_text
@@ -32,29 +33,62 @@ def grades_csv(graded: list, exercise) -> str:
 
 
 def grades_json(graded: list, exercise) -> str:
-    return json.dumps({"exercise": exercise.path, "out_of": exercise.total,
+    return json.dumps({"exercise": shown_path(exercise.path), "out_of": exercise.total,
                        "parts": [{"part": p.what, "points": p.points} for p in exercise.parts],
                        "submissions": [g.to_dict() for g in graded]}, indent=2) + "\n"
 
 
-def feedback_markdown(g, exercise) -> str:
-    lines = [f"# Feedback: {md_text(g.student)}", "", f"**{_pts(g.earned)} / {_pts(g.total)}** for `{exercise.path}`",
+def shown_path(path: str) -> str:
+    """A path as the gradebook shows it: relative to the working folder when it is inside it, else its
+    file's name (never the teacher's absolute path)."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return rel if not rel.startswith("..") and not os.path.isabs(rel) else os.path.basename(path)
+
+
+def _first(exercise) -> str:
+    return "your own point" if getattr(exercise, "variants", False) else "the exercise's own point"
+
+
+def _variant(g) -> str:
+    return ", ".join(f"{k}={v}" for k, v in g.variant.items())
+
+
+def feedback_markdown(g, exercise, files=()) -> str:
+    lines = [f"# Feedback: {md_text(g.student)}", "",
+             f"**{_pts(g.earned)} / {_pts(g.total)}** for `{md_text(os.path.basename(exercise.path))}`",
              "", "| part | points | |", "|---|---|---|"]
     for p in g.parts:
         mark = "✅" if p.status == "right" else "❌"
         lines.append(f"| `{p.what}` | {_pts(p.earned)} / {_pts(p.points)} | {mark} {md_text(p.reason)} |")
-    lines += ["", "Each part was checked at the exercise's own point and at random points only the teacher "
+    if g.variant:
+        lines += ["", f"Your variant: {md_text(_variant(g))}."]
+    if files:
+        lines += ["", "## Your values", ""]
+        for f in files:
+            what = (f"`{f.what}` is wrong at point {f.point}" if "." in f.what else f"your own point of `{f.what}`")
+            run = f": `{md_text(f.command)}`" if f.command else " (write its forward too, and `gradcheck check-py` checks it there)"
+            lines.append(f"- {what}: [{md_text(f.file)}]({f.file}){run}")
+    lines += ["", f"Each part was checked at {_first(exercise)} and at random points only the teacher "
               "knows; a gradient must be right at all of them."]
     return "\n".join(lines) + "\n"
 
 
-def feedback_html(g, exercise) -> str:
+def feedback_html(g, exercise, files=()) -> str:
     from .html import page
     rows = "".join(f"<tr><td><code>{escape(p.what)}</code></td><td class=\"num\">{_pts(p.earned)} / {_pts(p.points)}</td>"
                    f"<td><span class=\"{'pass' if p.status == 'right' else 'fail'}\">"
                    f"{'right' if p.status == 'right' else 'wrong'}</span> {escape(p.reason)}</td></tr>" for p in g.parts)
+    extra = f"<p>Your variant: {escape(_variant(g))}.</p>" if g.variant else ""
+    if files:
+        items = "".join(
+            f"<li>{f'<code>{escape(f.what)}</code> is wrong at point {f.point}' if '.' in f.what else f'your own point of <code>{escape(f.what)}</code>'}: "
+            f"<a href=\"{escape(f.file)}\">{escape(f.file)}</a>"
+            + (f": <code>{escape(f.command)}</code>" if f.command else " (write its forward too, and "
+               "<code>gradcheck check-py</code> checks it there)") + "</li>" for f in files)
+        extra += f"<h2>Your values</h2><ul>{items}</ul>"
     body = (f"<h1>Feedback: {escape(g.student)}</h1><p><b>{_pts(g.earned)} / {_pts(g.total)}</b> for "
-            f"<code>{escape(exercise.path)}</code></p><table><tr><th>part</th><th>points</th><th>why</th></tr>{rows}</table>"
-            "<p class=\"muted\">Each part was checked at the exercise's own point and at random points only the "
+            f"<code>{escape(os.path.basename(exercise.path))}</code></p><table><tr><th>part</th><th>points</th><th>why</th></tr>"
+            f"{rows}</table>{extra}"
+            f"<p class=\"muted\">Each part was checked at {_first(exercise)} and at random points only the "
             "teacher knows; a gradient must be right at all of them.</p>")
     return page(f"Feedback: {g.student}", body)

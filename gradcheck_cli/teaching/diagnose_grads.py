@@ -39,8 +39,16 @@ def diagnose(theirs, right, name: str) -> str | None:
     return f"{d} has the right shape but the wrong values"
 
 
+def unit_axes_only(shape: tuple, target: tuple) -> bool:
+    """Do two shapes differ only by axes of length 1 ((1, 5) and (5,), (5, 1) and (5,))?"""
+    return shape != target and [n for n in shape if n != 1] == [n for n in target if n != 1]
+
+
 def _shape_slip(s, r, d: str) -> str:
-    if s.ndim == r.ndim + 1 and _close(s.sum(axis=0), r):
+    if unit_axes_only(s.shape, r.shape) and _close(s.reshape(r.shape), r):
+        return (f"{d} has shape {s.shape}, not {r.shape}: the right values with an axis of length 1 too many or "
+                "too few (sum without keepdims=True, or reshape it)")
+    if s.ndim == r.ndim + 1 and s.shape[0] > 1 and _close(s.sum(axis=0), r):
         return f"{d} is not summed over the batch (the first axis): it has shape {s.shape}, the input {r.shape}"
     if s.size == r.size and s.ndim == 2 and _close(s.T.reshape(r.shape), r) and s.T.shape == r.shape:
         return f"{d} is the transpose of the right answer (shape {s.shape}, the input's is {r.shape})"
@@ -50,17 +58,37 @@ def _shape_slip(s, r, d: str) -> str:
 
 
 def across_points(verdicts: list) -> tuple:
-    """(right everywhere?, the reason) from [(point name, right, how wrong)], the exercise's own point first."""
+    """(right everywhere?, the reason) from [(point name, right, how wrong)], the exercise's own point
+    first; the points are numbered from 1 in that order. A lone verdict without a point name is a reason
+    said as it is ("missing: ...")."""
     if not verdicts:
         return False, "not checked (the exercise has no call of its gate)"
-    wrong = [(name, how) for name, right, how in verdicts if not right]
+    if len(verdicts) == 1 and verdicts[0][0] is None:
+        return bool(verdicts[0][1]), verdicts[0][2] or "wrong"
+    wrong = [k for k, (_, right, _) in enumerate(verdicts, 1) if not right]
     if not wrong:
         return True, f"right at every point ({len(verdicts)})"
-    first_right = verdicts[0][1]
-    hows = list(dict.fromkeys(how or "wrong" for _, how in wrong))
-    if first_right:
-        return False, (f"right only at the exercise's own point (special there: symmetric, zeros or ties?), "
-                       f"wrong at {len(wrong)} of {len(verdicts) - 1} random points: {hows[0]}")
+    hows = list(dict.fromkeys(how or "wrong" for _, right, how in verdicts if not right))
     if len(wrong) == len(verdicts):
         return False, f"wrong at every point: {hows[0]}" + (f" (elsewhere also: {hows[1]})" if len(hows) > 1 else "")
-    return False, f"wrong at {len(wrong)} of {len(verdicts)} points: {hows[0]}"
+    at = points_said(wrong, len(verdicts))
+    if verdicts[0][1]:
+        return False, (f"right only at the exercise's own point (special there: symmetric, zeros or ties?), "
+                       f"wrong at {at}: {hows[0]}")
+    return False, f"wrong at {at}: {hows[0]}"
+
+
+def first_wrong(verdicts: list) -> int | None:
+    """The number (from 1) of the first point a part is wrong at, None when it is right at every one
+    or its verdict is not at a point."""
+    if len(verdicts) == 1 and verdicts[0][0] is None:
+        return None
+    return next((k for k, (_, right, _) in enumerate(verdicts, 1) if not right), None)
+
+
+def points_said(numbers: list, total: int) -> str:
+    """"point 2 of 4", "points 2 and 4 of 4", "points 2, 3 and 4 of 4"."""
+    if len(numbers) == 1:
+        return f"point {numbers[0]} of {total}"
+    listed = ", ".join(str(n) for n in numbers[:-1]) + f" and {numbers[-1]}"
+    return f"points {listed} of {total}"

@@ -28,6 +28,11 @@ SHAPES = re.compile(r"^\s*#\s*(shapes|inputs)\s*:\s*(\w+)\s+(.*)$")
 PARAMS = re.compile(r"^(\s*#\s*(params|random)\s*:\s*)(\w+)\s+(.*)$")
 PARAM_NAME = re.compile(r"\s*(\w+)=")
 MAX_PARAM_CHARS = 100_000  # of one `# params:` line
+DIMS = re.compile(r"^\s*#\s*dims\s*:(.*)$")
+ACCEPT = re.compile(r"^\s*#\s*accept\s*:(.*)$")
+RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
+ACCEPTED = ("broadcast-shapes",)  # `# accept:` options: a gradient of shape (1, 5) for a (5,) input is right
+MAX_DIM = 10_000
 MAX_PARTS = 100  # parts one exercise may name (each is graded at every point)
 
 
@@ -48,7 +53,10 @@ class Exercise:
     kind: str                                  # "grad" or "python"
     text: str
     parts: list = field(default_factory=list)
-    shapes: dict = field(default_factory=dict)  # pair -> {input: shape tuple} (Python)
+    shapes: dict = field(default_factory=dict)  # pair -> {input: shape tuple} (Python): sizes, dim names, "2..6"
+    dims: dict = field(default_factory=dict)    # dim name (or an inline range's text) -> [low, high] (`# dims:`)
+    accept: list = field(default_factory=list)  # `# accept:` options (ACCEPTED)
+    variants: bool = False                      # grade --variants: points and dims drawn per student
     values: dict = field(default_factory=dict)  # pair -> {input: value text} (Python, fixed values)
     params: dict = field(default_factory=dict)  # pair -> {argument: JSON value} (Python, not differentiated)
     random: dict = field(default_factory=dict)  # pair -> keep probability: a number or a "param.key" (Python)
@@ -82,6 +90,8 @@ def load_exercise(path: str) -> Exercise:
             m = PARAMS.match(line)
             if m:
                 _params(ex, m, number)
+            _options(ex, line, number)
+        _check_dims(ex)
         for p in ex.parts:
             if p.owner not in ex.shapes and p.owner not in ex.values:
                 raise GradcheckError(f"part '{p.what}': give its inputs with `# shapes: {p.owner} x=4,5 ...`", p.line, 1)
@@ -164,13 +174,10 @@ def _inputs(ex: Exercise, m, number: int) -> None:
         col = m.start(3) + found.start(2) + 1
         ex.where[f"{pair}.{name}"] = [number, m.start(3) + found.start() + 1]
         if kind == "shapes":
-            try:
-                shape = tuple(int(s) for s in value.split(","))
-            except ValueError:
-                shape = ()
-            if not shape or any(s <= 0 or s > 10_000 for s in shape) or len(shape) > 8:
-                raise GradcheckError(f"`# shapes:` {name}={value}: a shape is sizes like 4,5 (each 1 to 10,000)",
-                                     number, 1)
+            shape = tuple(_size(s.strip(), ex, number) for s in value.split(","))
+            if not shape or any(isinstance(s, int) and (s <= 0 or s > MAX_DIM) for s in shape) or len(shape) > 8:
+                raise GradcheckError(f"`# shapes:` {name}={value}: a shape is sizes like 4,5 (each 1 to 10,000), "
+                                     "dim names of `# dims:` or ranges like 2..6", number, 1)
             into.setdefault(pair, {})[name] = shape
         else:
             try:
@@ -214,6 +221,52 @@ def _params(ex: Exercise, m, number: int) -> None:
         if k < len(rest) and not rest[k].isspace():
             raise GradcheckError(f"`# params:` {key}: the JSON value ends here; separate NAME=VALUE entries by "
                                  "spaces", number, start + k + 1)
+
+
+def _size(text: str, ex: Exercise, number: int):
+    """One size of a `# shapes:` entry: a number, a dim name (`# dims: N=2..8`), or a range `2..6`
+    (a dim of its own); None when it is none of them (a positioned error follows)."""
+    if text.isdigit():
+        return int(text)
+    m = RANGE.match(text)
+    if m:
+        ex.dims[text] = _range(text, m, number)
+        return text
+    return text if text.isidentifier() else 0
+
+
+def _range(text: str, m, number: int) -> list:
+    low, high = int(m.group(1)), int(m.group(2))
+    if not 1 <= low <= high <= MAX_DIM:
+        raise GradcheckError(f"`{text}`: a range of sizes is LOW..HIGH, 1 ≤ LOW ≤ HIGH ≤ {MAX_DIM:,}", number, 1)
+    return [low, high]
+
+
+def _options(ex: Exercise, line: str, number: int) -> None:
+    """`# dims: N=2..8 M=3` and `# accept: broadcast-shapes` lines."""
+    m = DIMS.match(line)
+    for item in m.group(1).split() if m else []:
+        name, eq, value = item.partition("=")
+        found = RANGE.match(value) or re.match(r"^(\d+)()$", value)
+        if not eq or not name.isidentifier() or not found:
+            raise GradcheckError(f"`# dims:` takes NAME=LOW..HIGH (or NAME=SIZE), not {item!r}", number,
+                                 line.index(item) + 1)
+        ex.dims[name] = _range(value, found, number) if found.group(2) else [int(value)] * 2
+    m = ACCEPT.match(line)
+    for item in m.group(1).split() if m else []:
+        if item not in ACCEPTED:
+            raise GradcheckError(f"`# accept:` knows {', '.join(ACCEPTED)}, not {item!r}", number, line.index(item) + 1)
+        ex.accept.append(item)
+
+
+def _check_dims(ex: Exercise) -> None:
+    for pair, shapes in ex.shapes.items():
+        for name, shape in shapes.items():
+            unknown = [s for s in shape if isinstance(s, str) and s not in ex.dims]
+            if unknown:
+                line = next((p.line for p in ex.parts if p.owner == pair), 1)
+                raise GradcheckError(f"`# shapes: {pair}` {name}: '{unknown[0]}' is not a dim: name it in a line "
+                                     f"like `# dims: {unknown[0]}=2..8`", line, 1)
 
 
 def splice(exercise: Exercise, submission_text: str) -> tuple:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -33,14 +34,64 @@ WORKER = (f"import sys; sys.path.insert(0, {_HERE!r}); import gradcheck_cli; sys
           "from gradcheck_cli.teaching.grade_worker import main; sys.exit(main())")
 
 
-def students(paths: list) -> list:
-    """(student name, path) for each submission: its file's stem, or its folder's name when the file
-    is named like the others (alice/affine.py, bob/affine.py); duplicates get their relative path.
+
+def students(paths: list, exercise: str | None = None) -> list:
+    """(student name, path, the path shown) for each submission. The name is the file's stem, or its
+    folder's name when the file is named like the others (alice/affine.py, bob/affine.py), like the
+    exercise, or, alone in its folder, like a file in a sibling folder (class/ada/layers.py graded
+    alone: ada); duplicates
+    get their path in the class folder. The path shown is relative to the class folder (the deepest
+    folder holding every submission, or the one above a lone student's folder): never absolute.
     Names are the grader's, made from the paths, never the submission's."""
     stems = [Path(p).stem for p in paths]
-    names = [Path(p).parent.name if stems.count(Path(p).stem) > 1 and Path(p).parent.name else Path(p).stem
-             for p in paths]
-    return [(student_name(n if names.count(n) == 1 else str(p)), str(p)) for n, p in zip(names, paths)]
+    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    by_folder = [bool(Path(p).parent.name) and (stems.count(Path(p).stem) > 1 or Path(p).name == Path(exercise or "").name
+                                                or folders.count(d) == 1 and _per_student_folder(Path(p)))
+                 for p, d in zip(paths, folders)]
+    names = [Path(p).parent.name if folder else Path(p).stem for p, folder in zip(paths, by_folder)]
+    root = class_folder(paths)
+    if any(by_folder) and all(os.path.dirname(os.path.abspath(p)) == root for p in paths):
+        root = os.path.dirname(root)  # one student's folder graded: shown as ada/layers.py
+    shown = [os.path.relpath(os.path.abspath(p), root) for p in paths]
+    return [(student_name(n if names.count(n) == 1 else os.path.splitext(s)[0] if not folder else os.path.dirname(s)),
+             str(p), student_text(s, 200)) for n, p, s, folder in zip(names, paths, shown, by_folder)]
+
+
+def class_folder(paths: list) -> str:
+    """The folder graded: the deepest one holding every submission (absolute; never shown)."""
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else os.getcwd()
+    except ValueError:  # paths on different drives
+        return os.path.dirname(os.path.abspath(paths[0]))
+
+
+def _per_student_folder(path: Path, looked: int = 200) -> bool:
+    """Does a sibling of the file's folder hold a file of the same name (class/*/layers.py)?"""
+    parent = path.parent
+    try:
+        with os.scandir(parent.parent if parent.name else ".") as entries:
+            for k, entry in enumerate(entries):
+                if k >= looked:
+                    return False
+                if entry.name != parent.name and entry.is_dir(follow_symlinks=False) and os.path.lexists(
+                        os.path.join(entry.path, path.name)):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~-])(?:/[\w.@+-]+){2,}/([\w.@+-]+)")  # /a/b/file (a/b: not `dout /n/2`)
+
+
+def relative_paths(text: str, root: str) -> str:
+    """`text` with no absolute path: the class folder's own paths relative to it, the grader's folders
+    (working, temporary, home, Python's) left out, and any other path its file's name."""
+    text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    for folder in (os.getcwd(), tempfile.gettempdir(), os.path.expanduser("~"), sys.prefix):
+        if len(folder) > 1:
+            text = text.replace(folder.rstrip(os.sep) + os.sep, "")
+    return _ABSOLUTE.sub(lambda m: m.group(1), text)
 
 
 def read_submission(path: str) -> bytes | str:
@@ -70,27 +121,32 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
     """Graded for every submission, in their order. `ours` is the exercise's module (a Python
     exercise, loaded by the caller before any submission runs). `on_done(graded)` is told as each
     finishes."""
+    root = class_folder(submissions)
+
     def one(item):
-        student, path = item
-        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits), secret)
+        student, path, shown = item
+        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits, shown), secret, root)
         if on_done is not None:
             on_done(graded)
         return graded
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, students(submissions)))
+        return list(pool.map(one, students(submissions, exercise.path)))
 
 
-def _masked(graded: Graded, secret: int) -> Graded:
+def _masked(graded: Graded, secret: int, root: str = "/") -> Graded:
     """The secret never shown: a submission run without the sandbox may read it (from the grader's
-    command line) and put it in what it raises; any reason holding it has it masked."""
-    if len(str(secret)) >= 4:
-        for part in graded.parts:
+    command line) and put it in what it raises; any reason holding it has it masked. No absolute
+    path either (relative_paths): the teacher's folders are not the student's business."""
+    for part in graded.parts:
+        part.reason = relative_paths(part.reason, root)
+        if len(str(secret)) >= 4:
             part.reason = part.reason.replace(str(secret), "[the secret]")
     return graded
 
 
-def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits) -> Graded:
-    display = student_text(os.path.basename(path), 200)
+def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
+               shown: str | None = None) -> Graded:
+    display = shown or student_text(os.path.basename(path), 200)
     source = read_submission(path)
     if isinstance(source, str):
         return zero(exercise, student, display, f"the submission {source}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from html import escape
 
@@ -24,7 +25,7 @@ from ..oracles.autodiff import forward, run_graph
 from ..python.pycheck import check_layer, check_loss
 from ..python.pymodule import load_module
 from . import similarity
-from .diagnose_grads import across_points, diagnose
+from .diagnose_grads import across_points, diagnose, first_wrong
 from .exercise import Exercise, load_exercise, splice
 from .pairs import pairs_of
 from .randomfwd import check_random_point
@@ -55,6 +56,7 @@ class PartResult:
     reason: str
     fingerprint: str = ""   # the teacher's only (similarity.py): the wrong values, hashed; never in a gradebook
     wrong_values: int = 0
+    point: int | None = None  # the first point (numbered from 1, the exercise's own first) it is wrong at
 
 
 PRIVATE = ("fingerprint", "wrong_values")
@@ -66,6 +68,11 @@ class Graded:
     source: str
     parts: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # for the teacher: what the submission's process left behind
+    # not in the gradebook: each pair's points, as graded (pair -> [{input: array}]), for the feedback's
+    # files that reproduce a failure; the student's own sizes under --variants ({dim: size})
+    points: dict = field(default_factory=dict, repr=False)
+    variant: dict = field(default_factory=dict)
+    own_forward: dict = field(default_factory=dict, repr=False)  # pair -> did the submission write NAME_forward
 
     @property
     def earned(self) -> float:
@@ -78,7 +85,9 @@ class Graded:
     def to_dict(self, private: bool = False) -> dict:
         parts = [{k: v for k, v in vars(p).items() if private or k not in PRIVATE} for p in self.parts]
         found = {"student": self.student, "source": self.source, "score": self.earned, "out_of": self.total,
-                 "parts": parts}
+                 "parts": [{k: v for k, v in part.items() if v is not None or k != "point"} for part in parts]}
+        if self.variant:
+            found["variant"] = dict(self.variant)
         return {**found, "notes": list(self.notes)} if self.notes else found
 
 
@@ -96,7 +105,8 @@ def score(exercise: Exercise, student: str, source: str, verdicts: dict, seen: d
         right, reason = across_points(verdicts.get(p.what, []))
         found = similarity.NONE if right else similarity.fingerprint((seen or {}).get(p.what, []))
         graded.parts.append(PartResult(p.what, p.points, p.points if right else 0.0, "right" if right else "wrong", reason,
-                                       found.digest, found.values))
+                                       found.digest, found.values,
+                                       None if right else first_wrong(verdicts.get(p.what, []))))
     return graded
 
 
@@ -111,7 +121,7 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
                                                                    .splitlines()[0]))]
                       for p in exercise.parts if p.owner in refused}
     seen: dict = {}  # part -> per point, (the student's d line, backprop) where it was wrong: its fingerprint
-    for name, at, seed in _grad_points(exercise, secret, hidden):
+    for name, at, seed in _grad_points(exercise, secret, hidden, student):
         report = check(program, source=path, at=at, settings=Settings(seed=seed))
         if report.error is not None:
             why = report.error.message
@@ -133,13 +143,14 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
     return score(exercise, student, path, verdicts, seen)
 
 
-def _grad_points(exercise: Exercise, secret: int, hidden: int) -> list:
+def _grad_points(exercise: Exercise, secret: int, hidden: int, student: str | None = None) -> list:
     """[(name, at, seed)]: the exercise's own point, then `hidden` random ones where the exercise's
-    own solution is defined (each leaf drawn again; consts stay)."""
+    own solution is defined (each leaf drawn again; consts stay): under --variants, the student's own."""
     graph = load(exercise.text, exercise.path)
     leaves = graph.leaves()
     points = [("the exercise's point", None, 0)]
-    rng = stream(hidden_seed(secret), Stream.GRADE_POINTS)
+    rng = (stream(hidden_seed(secret), Stream.GRADE_VARIANT, name_key(student)) if exercise.variants and student
+           else stream(hidden_seed(secret), Stream.GRADE_POINTS))
     tries = 0
     while len(points) < hidden + 1 and tries < (hidden + 1) * RETRIES:
         tries += 1
@@ -223,7 +234,8 @@ def grade_python(exercise: Exercise, ours, source: bytes, display: str, student:
         elif not isinstance(has, dict):
             raise Stopped(NOT_THE_FORMAT)
         else:
-            who = Student(display=display, lines=function_lines(source), has={n: has.get(n) is True for n in names})
+            who = Student(display=display, lines=function_lines(source),
+                          has={n: has.get(n) is True for n in names}, source=source.decode("utf-8", "replace"))
             graded = grade_functions(exercise, pairs, lambda pair: Remote(session.live(), pair, who), display,
                                      student, secret, hidden, on_stop=session.stopped)
     except Stopped as stop:
@@ -275,6 +287,47 @@ class Session:
             self.process = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PointFile:
+    """A point written beside a student's feedback: where a part of theirs failed (their own failing
+    case, never another part's point or the secret), or under --variants their own first point."""
+    what: str            # the part (affine.db), or the pair (affine) for a variant's own point
+    point: int           # its number, the exercise's own point first
+    file: str            # relative to the feedback folder: ada.points/affine-point2.json (the pair's inputs)
+    values: dict         # input -> nested lists of floats (exact: JSON keeps every digit of a float64)
+    command: str | None  # the check-py command that reproduces it, when the student wrote NAME_forward
+
+
+def point_files(graded: Graded, exercise: Exercise, stem: str) -> list:
+    """The PointFiles of a student's feedback named `stem` (its file's name without the suffix): one
+    per wrong part of a Python exercise at the first point it fails at; under --variants also each
+    pair's own first point, so the feedback shows the student's own values."""
+    found = []
+    source = os.path.basename(graded.source)
+    for p in exercise.parts:
+        done = next((r for r in graded.parts if r.what == p.what), None)
+        points = graded.points.get(p.owner, [])
+        if done is None or done.point is None or not 0 < done.point <= len(points):
+            continue
+        file = f"{stem}.points/{safe_name(p.owner)}-point{done.point}.json"  # the pair's inputs there
+        values = {k: np.asarray(v, dtype=float).tolist() for k, v in points[done.point - 1].items()}
+        command = (f"gradcheck check-py {source}::{p.owner} --at @{file}" if graded.own_forward.get(p.owner) else None)
+        found.append(PointFile(what=p.what, point=done.point, file=file, values=values, command=command))
+    if exercise.variants:
+        for owner, points in graded.points.items():
+            file = f"{stem}.points/{safe_name(owner)}-point1.json"
+            if points and not any(f.file == file for f in found):
+                values = {k: np.asarray(v, dtype=float).tolist() for k, v in points[0].items()}
+                command = f"gradcheck check-py {source}::{owner} --at @{file}" if graded.own_forward.get(owner) else None
+                found.append(PointFile(what=owner, point=1, file=file, values=values, command=command))
+    return found
+
+
+def safe_name(text: str) -> str:
+    """A name as a file name: ASCII letters, digits, `.`, `-` and `_` (others as `_`), at most 80."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)[:80].strip(".") or "student"
+
+
 def load_reference(exercise: Exercise):
     """A Python exercise's module (the teacher's code, run here, trusted), with each pair's backward
     checked by gradcheck against its own forward at the exercise's point (a random forward: by its
@@ -318,22 +371,27 @@ def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, st
     told, and the next pair asks again."""
     verdicts: dict = {}
     seen: dict = {}  # part -> per point, (the student's gradient, the right one) where it was wrong
+    dims = variant_dims(exercise, secret, student)
+    points, own_forward = {}, {}
     for owner, pair in pairs.items():
         parts = [p for p in exercise.parts if p.owner == owner]
         try:
             remote = remote_of(pair)
+            own_forward[owner] = bool(remote.own_forward)
             missing = [n for n in pair.functions if not remote.student.has.get(n)]
             if pair.backward_name in missing or pair.loss and missing:
                 for p in parts:
-                    verdicts[p.what] = [("every point", False, f"the submission defines no {missing[-1]}")]
+                    verdicts[p.what] = [(None, False, f"missing: {missing[-1]} is not defined")]
                 continue
             check = check_random_point if pair.keep is not None else check_point
-            for k, (name, inputs) in enumerate(_python_points(exercise, owner, secret, hidden)):
+            points[owner] = _python_points(exercise, owner, secret, hidden, student, dims)
+            broadcast = "broadcast-shapes" in exercise.accept
+            for k, (name, inputs) in enumerate(points[owner]):
                 wrong_at: dict = {}
-                found = check(pair, remote, inputs, seed=k, seen=wrong_at)
+                found = check(pair, remote, inputs, seed=k, seen=wrong_at, broadcast=broadcast)
                 for p in parts:
                     if p.forward and missing:
-                        right, how = False, f"the submission defines no {missing[0]}"
+                        right, how = False, f"missing: {missing[0]} is not defined"
                     else:
                         right, how = found.get(p.input, (False, "not checked"))
                     verdicts.setdefault(p.what, []).append((name, right, how))
@@ -343,20 +401,45 @@ def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, st
                 on_stop(stop)
             for p in parts:
                 verdicts[p.what] = [("every point", False, stop.why)]
-    return score(exercise, student, display, verdicts, seen)
+    graded = score(exercise, student, display, verdicts, seen)
+    graded.points = {owner: [inputs for _, inputs in found] for owner, found in points.items()}
+    graded.own_forward = own_forward
+    graded.variant = {k: v for k, v in dims.items() if ".." not in k} if exercise.variants else {}
+    return graded
 
 
-def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int) -> list:
-    """[(name, inputs)]: the exercise's fixed values (or seeded ones of its shapes), then hidden ones."""
+def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int, student: str | None = None,
+                   dims: dict | None = None) -> list:
+    """[(name, inputs)]: the exercise's fixed values (or seeded ones of its shapes), then hidden ones.
+    Under --variants (exercise.variants) the shapes' dims are the student's and every point not fixed
+    by the exercise is drawn from the secret and the student's name."""
+    dims = variant_dims(exercise, secret, None) if dims is None else dims
     shapes = {**{k: np.shape(parse_value(v)) for k, v in exercise.values.get(owner, {}).items()},
-              **exercise.shapes.get(owner, {})}
+              **{k: tuple(dims[s] if isinstance(s, str) else s for s in shape)
+                 for k, shape in exercise.shapes.get(owner, {}).items()}}
     fixed = {k: parse_value(v) for k, v in exercise.values.get(owner, {}).items()}
-    rng0 = stream(0, Stream.GRADE_EXERCISE_POINT)
+    own = exercise.variants and student is not None
+    rng = (stream(hidden_seed(secret), Stream.GRADE_VARIANT, name_key(student)) if own
+           else stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS))
+    rng0 = rng if own else stream(0, Stream.GRADE_EXERCISE_POINT)
     points = [("the exercise's point", {k: np.asarray(fixed[k], dtype=float) if k in fixed else rng0.standard_normal(s)
                                         for k, s in shapes.items()})]
-    rng = stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS)
     points += [(f"random point {k + 1}", {n: rng.standard_normal(s) for n, s in shapes.items()}) for k in range(hidden)]
     return points
+
+
+def name_key(student: str) -> int:
+    """A student's name as a stream key (its SHA-256, 56 bits): the variant of one name under one secret."""
+    return int.from_bytes(hashlib.sha256(student.encode("utf-8", "surrogatepass")).digest()[:7], "big")
+
+
+def variant_dims(exercise: Exercise, secret: int, student: str | None) -> dict:
+    """{dim: size}: each `# dims:` range's low end, or under --variants the student's own size, drawn
+    from the secret and the student's name (sorted by dim, so adding a student changes no one's)."""
+    if not (exercise.variants and student is not None):
+        return {name: low for name, (low, _) in exercise.dims.items()}
+    rng = stream(hidden_seed(secret), Stream.GRADE_VARIANT_DIMS, name_key(student))
+    return {name: int(rng.integers(low, high + 1)) for name, (low, high) in sorted(exercise.dims.items())}
 
 
 class Credit(float):

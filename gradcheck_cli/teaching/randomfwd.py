@@ -20,9 +20,11 @@ EXACT = 1e-9     # a kept entry is x / p to this (relative): inverted dropout's 
 FORWARD = ""     # (as sealed.FORWARD) the key of the forward's own verdict
 
 
-def check_random_point(pair, remote, inputs: dict, seed: int, seen: dict | None = None) -> dict:
+def check_random_point(pair, remote, inputs: dict, seed: int, seen: dict | None = None, *,
+                       broadcast: bool = False) -> dict:
     """{input: (right, how)} of the student's backward at one point, and under FORWARD its forward's.
-    (`seen` stays empty: a wrong gradient of a random forward has no fingerprint to compare.)"""
+    (`seen` stays empty: a wrong gradient of a random forward has no fingerprint to compare;
+    `broadcast` changes nothing: the mask's gradient has its input's shape.)"""
     name = pair.names[0]
     x = np.asarray(inputs[name], dtype=float)
     dout = stream(seed, Stream.GRADE_UPSTREAM).standard_normal(x.shape)

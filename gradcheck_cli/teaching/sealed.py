@@ -21,9 +21,9 @@ import numpy as np
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
 from ..python.pycheck import check_python
-from ..python.pysource import PythonError, exception_text
+from ..python.pysource import PythonError, exception_text, grad_lines_in
 from ..python.usercode import Layer, gradients_of, joined
-from .diagnose_grads import diagnose
+from .diagnose_grads import diagnose, unit_axes_only
 from .pairs import Pair
 from .sandbox import NOT_THE_FORMAT, Stopped, Submission
 from .student_side import WireError, arguments, call_with, decode, encode
@@ -39,6 +39,15 @@ class Student:
     display: str
     lines: dict          # function name -> its `def` line
     has: dict            # function name -> callable in the submission's module (as its process says)
+    source: str = ""     # its text (read, never run here): the line that raised or computes a gradient is shown
+
+    def at(self, line: int | None) -> str:
+        """` at FILE:LINE: `the line`` for a line of the submission ("" when there is none)."""
+        if not line:
+            return ""
+        lines = self.source.splitlines()
+        code = student_text(lines[line - 1].strip(), 160) if 0 < line <= len(lines) else ""
+        return f" at {self.display}:{line}" + (f": `{code}`" if code else "")
 
 
 def function_lines(source: bytes) -> dict:
@@ -130,8 +139,8 @@ class Remote:
 
     def _raised(self, reply: dict) -> PythonError:
         where, text, line, col = failure(reply)
-        at = f" (line {line})" if line else ""
-        return PythonError(f"the {where} raised {text}{at}", line, col, self.student.display if line else None)
+        return PythonError(f"the {where} raised {text}{self.student.at(line)}", line, col,
+                           self.student.display if line else None)
 
     def backward(self, dout: np.ndarray, arrays: list) -> list:
         return self.call(dout, arrays)[1]
@@ -197,13 +206,27 @@ def failure(reply: dict) -> tuple:
 FORWARD = ""  # check_point's key for the forward's own verdict (a `NAME.forward` part)
 
 
-def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict | None = None) -> dict:
+def fitted(values: list, arrays: list) -> list:
+    """The student's gradients with axes of length 1 dropped or added to fit the inputs' shapes
+    (`# accept: broadcast-shapes`: a db of shape (1, 5) for a b of shape (5,))."""
+    return [v.reshape(np.shape(a)) if isinstance(v, np.ndarray) and unit_axes_only(v.shape, np.shape(a)) else v
+            for v, a in zip(values, arrays)]
+
+
+def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict | None = None, *,
+                broadcast: bool = False) -> dict:
     """{input: (right, how it is wrong)} of the student's gradients at one point, and under FORWARD
     the same of its forward's output (a loss: its value) against the exercise's; `seen` gets
-    {input: (the student's gradient, the right one)} where it is wrong (for its fingerprint)."""
+    {input: (the student's gradient, the right one)} where it is wrong (for its fingerprint);
+    `broadcast`: a gradient whose shape differs from its input's only by axes of length 1 is taken as
+    reshaped."""
     names = list(pair.names)
     function = pair.backward_name or pair.forward_name
-    layer = Layer(pair.owner, pair.output, remote.backward, names, remote.student.display,
+    student_backward = remote.backward
+    if broadcast:
+        def student_backward(dout, arrays):
+            return fitted(remote.backward(dout, arrays), arrays)
+    layer = Layer(pair.owner, pair.output, student_backward, names, remote.student.display,
                   remote.student.lines.get(function, 1), ("the exercise", 1), {}, backward_name=function,
                   reference=pair.gradients, rerun=False, diagnose=False)
     if pair.loss:
@@ -216,6 +239,7 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict 
     mine = pair.gradients(dout, arrays)
     try:
         theirs_out, theirs = remote.call(dout, arrays)
+        theirs = fitted(theirs, arrays) if broadcast else theirs
     except PythonError as err:
         return {**{n: (False, err.message) for n in names}, FORWARD: (False, err.message)}
     out: dict = {}
@@ -229,8 +253,9 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict 
                        for n in names}, **out}
     if report.error is not None:
         return {**{n: (False, student_text(report.error.message)) for n in names}, **out}
+    # this point's own verdicts: check-py's second, random point is not one of the grader's (the hidden
+    # points are), so a part wrong only there is said wrong at the hidden points, where it is reproduced
     status = {r.name: r.status for r in report.nodes}
-    status.update({g.input: "fail" for g in report.gates if g.status == "fail"})
     for k, name in enumerate(names):
         # A warning (the differences cannot resolve the tolerance) earns the points only where the
         # student's gradient is also the exercise's own: a gradient is never right by being unresolvable.
@@ -242,7 +267,20 @@ def check_point(pair: Pair, remote: Remote, inputs: dict, seed: int, seen: dict 
         note = next((r.note for r in report.nodes if r.name == name and r.note), None)
         how = (diagnose(theirs[k], mine[k], name) if theirs[k] is not None
                else f"{function} returns None as d{name}")
+        if note and (how is None or how.endswith("the right shape but the wrong values")) and (
+                "tie" in note or "kink" in note):
+            said = [c for c in note.split("; ") if c.startswith(("at a tie", "a tie", "a kink"))] or [note]
+            how = f"d{name}: {'; '.join(said)}"  # check-py's own words: what the tie's or kink's slope says
         if seen is not None and theirs[k] is not None:
             seen[name] = (theirs[k], mine[k])
-        out[name] = (False, student_text(how or note or "wrong"))
+        line = _gradient_line(remote.student, function, pair, name)
+        out[name] = (False, student_text(how or note or "wrong") + (f" (d{name} is set{line})" if line else ""))
     return out
+
+
+def _gradient_line(student: Student, function: str, pair: Pair, name: str) -> str:
+    """` at FILE:LINE: `code`` where the student's `function` last assigns the gradient it returns for `name`."""
+    if not student.source:
+        return ""
+    found = grad_lines_in(student.source, function, tuple(pair.names))
+    return student.at(found[name][0]) if name in found else ""

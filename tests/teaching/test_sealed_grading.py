@@ -384,7 +384,7 @@ def test_links_odd_names_and_bad_bytes_are_that_students_zero(graded_class):
     assert graded["linked"]["score"] == 0 and "symbolic link" in graded["linked"]["parts"][0]["reason"]
     assert graded["dangling"]["score"] == 0 and "symbolic link" in graded["dangling"]["parts"][0]["reason"]
     assert graded["a b"]["score"] == graded["a_b"]["score"] == 5
-    names = sorted(p.name for p in (graded_class["out"] / "feedback").iterdir())
+    names = sorted(p.name for p in (graded_class["out"] / "feedback").iterdir() if p.is_file())
     assert len(names) == len(graded) and len({n.lower() for n in names}) == len(names)
     assert all(n.isascii() and "\x1b" not in n and "\n" not in n for n in names)
 
@@ -392,7 +392,7 @@ def test_links_odd_names_and_bad_bytes_are_that_students_zero(graded_class):
 def test_nothing_a_submission_says_reaches_the_output_raw(graded_class):
     outputs = [graded_class["done"].stdout, graded_class["done"].stderr, graded_class["csv"],
                (graded_class["out"] / "grades.json").read_text(encoding="utf-8")]
-    outputs += [p.read_text(encoding="utf-8") for p in (graded_class["out"] / "feedback").iterdir()]
+    outputs += [p.read_text(encoding="utf-8") for p in (graded_class["out"] / "feedback").rglob("*") if p.is_file()]
     for text in outputs:
         assert "\x1b" not in text and "\x07" not in text
         assert SECRET not in text, "the secret leaked"
