@@ -9,7 +9,7 @@ import json
 import os
 from html import escape
 
-from .common import md_text
+from .common import md_code, md_text
 from .gradebooks import class_table
 
 
@@ -66,7 +66,7 @@ def feedback_markdown(g, exercise, files=()) -> str:
         lines += ["", "## Your values", ""]
         for f in files:
             what = (f"`{f.what}` is wrong at point {f.point}" if "." in f.what else f"your own point of `{f.what}`")
-            run = f": `{md_text(f.command)}`" if f.command else " (write its forward too, and `gradcheck check-py` checks it there)"
+            run = f": {md_code(f.command)}" if f.command else " (write its forward too, and `gradcheck check-py` checks it there)"
             lines.append(f"- {what}: [{md_text(f.file)}]({f.file}){run}")
     lines += ["", f"Each part was checked at {_first(exercise)} and at random points only the teacher "
               "knows; a gradient must be right at all of them."]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from html import escape
 
@@ -311,16 +313,23 @@ def point_files(graded: Graded, exercise: Exercise, stem: str) -> list:
             continue
         file = f"{stem}.points/{safe_name(p.owner)}-point{done.point}.json"  # the pair's inputs there
         values = {k: np.asarray(v, dtype=float).tolist() for k, v in points[done.point - 1].items()}
-        command = (f"gradcheck check-py {source}::{p.owner} --at @{file}" if graded.own_forward.get(p.owner) else None)
+        command = _reproduce(source, p.owner, file, exercise) if graded.own_forward.get(p.owner) else None
         found.append(PointFile(what=p.what, point=done.point, file=file, values=values, command=command))
     if exercise.variants:
         for owner, points in graded.points.items():
             file = f"{stem}.points/{safe_name(owner)}-point1.json"
             if points and not any(f.file == file for f in found):
                 values = {k: np.asarray(v, dtype=float).tolist() for k, v in points[0].items()}
-                command = f"gradcheck check-py {source}::{owner} --at @{file}" if graded.own_forward.get(owner) else None
+                command = _reproduce(source, owner, file, exercise) if graded.own_forward.get(owner) else None
                 found.append(PointFile(what=owner, point=1, file=file, values=values, command=command))
     return found
+
+
+def _reproduce(source: str, owner: str, file: str, exercise: Exercise) -> str:
+    """The check-py command that checks a student's pair at a point file, with the exercise's
+    `# params:` for it (bn_param, y, ...) as check-py's --param takes them."""
+    params = "".join(f" --param {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in exercise.params.get(owner, {}).items())
+    return f"gradcheck check-py {shlex.quote(source)}::{owner} --at @{shlex.quote(file)}{params}"
 
 
 def safe_name(text: str) -> str:
@@ -400,7 +409,7 @@ def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, st
             if on_stop is not None:
                 on_stop(stop)
             for p in parts:
-                verdicts[p.what] = [("every point", False, stop.why)]
+                verdicts[p.what] = [(None, False, stop.why)]  # not at a point: said as it is
     graded = score(exercise, student, display, verdicts, seen)
     graded.points = {owner: [inputs for _, inputs in found] for owner, found in points.items()}
     graded.own_forward = own_forward

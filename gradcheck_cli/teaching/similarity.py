@@ -11,6 +11,7 @@ have no fingerprint; neither do gradients that are all zeros (a stub left as it 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,15 @@ class Similar:
     values: int         # wrong values they share, over those parts and every point
 
 
+_WHERE = re.compile(r" \(d\w+ is set at [^\n]*\)$")
+
+
+def diagnosis(reason: str) -> str:
+    """A reason without where the student's own file sets the gradient (`(db is set at ann.py:12:
+    `...`)`): two students with one slip, written in their own words and files, say the same."""
+    return _WHERE.sub("", reason)
+
+
 def similar(graded: list) -> list:
     """Groups of at least two students whose wrong answers to one or more parts agree (the same
     fingerprint and the same reason), most shared values first. Students who agree on several
@@ -79,7 +89,7 @@ def similar(graded: list) -> list:
     for g in graded:
         for p in g.parts:
             if p.status == "wrong" and p.fingerprint:
-                clusters.setdefault((p.what, p.fingerprint, p.reason), []).append((g.student, p.wrong_values))
+                clusters.setdefault((p.what, p.fingerprint, diagnosis(p.reason)), []).append((g.student, p.wrong_values))
     together: dict = {}
     for (what, _, reason), members in clusters.items():
         names = tuple(sorted({name for name, _ in members}))

@@ -50,7 +50,7 @@ CLASS = {
     "s01_right": (REFERENCE, POINTS, {}),
     "s02_tie_routing": (slip(TIE_ROUTING, "                    dx[a, c, i * stride:i * stride + ph, j * stride:j * stride "
                                           "+ pw] += (window == window.max()) * dout[a, c, i, j]\n"),
-                        zero("max_pool.dx"), {"max_pool.dx": "wrong at 1 of"}),
+                        zero("max_pool.dx"), {"max_pool.dx": "wrong at point 1 of"}),
     "s03_dw_transposed": (slip("dw = x.reshape(x.shape[0], -1).T.dot(dout)", "dw = dout.T.dot(x.reshape(x.shape[0], -1))"),
                           zero("affine.dw"), {"affine.dw": "transpose"}),
     "s04_dx_not_reshaped": (slip("dx = dout.dot(w.T).reshape(x.shape)", "dx = dout.dot(w.T)"),
@@ -78,7 +78,7 @@ CLASS = {
                                zero("conv.db"), {}),
     "s14_conv_dx_no_stride": (slip("dxp[:, :, rows, cols] +=", "dxp[:, :, i:i + hh, j:j + ww] +="),
                               zero("conv.dx"), {}),
-    "s15_no_svm_loss": (without("svm_loss"), zero("svm_loss.dx"), {"svm_loss.dx": "defines no svm_loss"}),
+    "s15_no_svm_loss": (without("svm_loss"), zero("svm_loss.dx"), {"svm_loss.dx": "missing: svm_loss is not defined"}),
     "s16_softmax_raises": (slip("    n = x.shape[0]\n    shifted", "    raise NotImplementedError('softmax')\n    shifted"),
                            zero("softmax_loss.dx"), {"softmax_loss.dx": "raised NotImplementedError"}),
     "s17_svm_not_averaged": (slip("    return loss, dx / n\n\n\ndef softmax", "    return loss, dx\n\n\ndef softmax"),

@@ -324,3 +324,16 @@ def test_variants_of_a_grad_exercise_keep_its_verdicts(tmp_path):
     amy, bo, again = (_grad_points(ex, 424242, 2, n) for n in ("amy", "bo", "amy"))
     assert amy[0][1] is None and bo[0][1] is None  # the exercise's own point is the file's
     assert not np.allclose(amy[1][1]["x"], bo[1][1]["x"]) and np.array_equal(amy[1][1]["x"], again[1][1]["x"])
+
+
+def test_the_reproduce_command_carries_the_exercise_params():
+    """A pair with `# params:` (batchnorm's bn_param) is reproduced with them: without, check-py
+    would call the student's forward one argument short."""
+    from pathlib import Path
+
+    from gradcheck_cli.teaching.exercise import load_exercise
+    from gradcheck_cli.teaching.grading import _reproduce
+    ex = load_exercise(str(Path(__file__).resolve().parents[2] / "examples" / "grading" / "cs231n_a2.py"))
+    command = _reproduce("layers.py", "batchnorm", "kim.points/batchnorm-point1.json", ex)
+    assert command == ("gradcheck check-py layers.py::batchnorm --at @kim.points/batchnorm-point1.json "
+                       "--param 'bn_param={\"mode\": \"train\"}'")
