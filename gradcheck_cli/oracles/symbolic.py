@@ -203,7 +203,7 @@ def confirmed_at(gate: Gate, shapes: list, attrs: dict, work: Work) -> list | No
     import sympy
     assert gate.index_rule is not None and gate.sym is not None
     small = reduced(shapes)
-    key = (gate.name, repr(sorted(attrs.items())), tuple(small))
+    key = (gate.index_rule, gate.sym, repr(sorted(attrs.items())), tuple(small))
     # charged whether or not this process confirmed it before: the same input spends the same work
     work.spend(sum(int(np.prod(s)) for s in small) * SYMBOL_COST + int(gate.sym_cost(small, attrs) if gate.sym_cost else 0))
     if key not in _confirmed:
