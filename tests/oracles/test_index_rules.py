@@ -142,4 +142,4 @@ def test_the_rows_of_a_comprehensions_terms_visit_those_terms_only():
     # x projected (past the element budget): what is left is the terms' own rows, which once walked every
     # term after theirs (quadratic), and now visit their own term, the stack and the sum
     small, large = _metered(150, budget=100), _metered(600, budget=100)
-    assert large["sweep"] <= 6 * small["sweep"], (small, large)  # four times the terms: was 25 times the sweep
+    assert large["sweep"] <= 6 * small["sweep"], (small, large)  # four times the terms (it was quadratic)
