@@ -111,7 +111,8 @@ class Shape:
     evaluation of it takes."""
 
     def __init__(self, graph, memo: dict):
-        self.graph, self._down = graph, {}
+        self.graph = graph
+        self._down: dict = {}
         self.calls, self.elements, self.windows = (np.zeros(len(graph.nodes), dtype=np.int64) for _ in range(3))
         for node in graph.nodes:
             if node.gate is not None:
@@ -217,7 +218,8 @@ def differences(shape: Shape, width: Callable[[int], int], targets: list, output
                                sum(r * int(down[kind][t]) for t, r in rows.items()))
 
     def run(stream):
-        start, room, rows = None, 0, {}
+        start, room = None, 0
+        rows: dict = {}
         for tid, n, left in stream:
             while left:
                 if room == 0:

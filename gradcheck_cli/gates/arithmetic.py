@@ -176,8 +176,8 @@ def matmul_jacobian(args, a):
     ib = np.swapaxes(np.broadcast_to(np.arange(B.size).reshape(sb), batch + (k, n)), -1, -2).reshape(-1, 1, n, k)
     full = (ia.shape[0], m, n, k)
     rows = np.broadcast_to(np.arange(ia.shape[0] * m * n).reshape(-1, m, n, 1), full).ravel()
-    ia, ib = np.broadcast_to(ia, full).ravel(), np.broadcast_to(ib, full).ravel()
-    return [(rows, ia, B.ravel()[ib]), (rows, ib, A.ravel()[ia])]
+    cols_a, cols_b = np.broadcast_to(ia, full).ravel(), np.broadcast_to(ib, full).ravel()
+    return [(rows, cols_a, B.ravel()[cols_b]), (rows, cols_b, A.ravel()[cols_a])]
 
 
 def transpose_forward(args, a):

@@ -136,7 +136,7 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
         slots = [_symbols(tuple(np.shape(a)), k) for k, a in enumerate(args)]
         out = np.asarray(gate_sym(gate, [sym for sym, _ in slots], attrs), dtype=object).ravel()
         used = set().union(*(e.free_symbols for e in out if hasattr(e, "free_symbols")))
-        where = {}  # the used symbols' places, in time linear in the smaller of the two per slot
+        where: dict = {}  # the used symbols' places, in time linear in the smaller of the two per slot
         for _, place in slots:
             if len(place) <= len(used):
                 where.update((s, w) for s, w in place.items() if s in used)
@@ -365,7 +365,7 @@ def _through_body(node, args: list, adjoint: np.ndarray, magnitude: np.ndarray, 
     found = derivatives(body, inner_values, [leaf.id for leaf in leaves], work.limit - work.used, seed=adjoint,
                         rules=rules, seed_magnitude=magnitude)
     out = []
-    for leaf, a in zip(leaves, args):
+    for leaf in leaves:
         r = found[leaf.id]
         if r.value is None:
             return r.note or "symbolic skipped"
