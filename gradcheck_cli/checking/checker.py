@@ -97,7 +97,9 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
     report.warnings = list(graph.warnings) + _unused_warning(graph, reach, out)
     rows = {n.id: _unreached_row(n, values[n.id]) for n in graph.checked() if n.kind != "const" and n.id not in reach}
     with symbolic.shared(work.parts.get("symbolic", {}).get("sympy", 0)) as sympy:
-        jacobians = _judge_nodes(graph, checked, exhaustive, values, adjoints, noise, settings, rows, reach)
+        rules: dict = {}  # a gate's name and line -> how SymPy's column had its local Jacobian, where by an index rule
+        jacobians = _judge_nodes(graph, checked, exhaustive, values, adjoints, noise, settings, rows, reach, rules)
+        report.symbolic_rules = [f"{where}: {how}" for where, how in reversed(rules.items())]
         room = cost.MAX_WORK - work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
         checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report, lambda calls: _within(calls, units, room))
         report.expects = []
@@ -176,9 +178,10 @@ def _within(extra: list, units: cost.Calls, room: int) -> list:
 
 
 def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adjoints: list, noise: list,
-                 settings: Settings, rows: dict, reach: set) -> dict:
+                 settings: Settings, rows: dict, reach: set, rules: dict | None = None) -> dict:
     """Every checked node's row: all differences in one batched run, SymPy, then the check step per node.
-    Returns SymPy's local Jacobians by gate node (the gates' own checks reuse them)."""
+    Returns SymPy's local Jacobians by gate node (the gates' own checks reuse them); `rules` records
+    the gates whose local Jacobian came from their index rule."""
     out = graph.nodes[graph.output]
     k = out.size
     flat = {n.id: adjoints[n.id].reshape(k, n.size) for n in checked}
@@ -194,7 +197,8 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
                                 settings.atol, flat, settings.seed)
     num.update(confirmed)
     jacobians: dict = {}
-    sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians)
+    sym = (symbolic.derivatives(graph, values, [n.id for n in checked], settings.symbolic_budget, jacobians=jacobians,
+                                   rules=rules)
            if settings.symbolic else {})
     chain_rules = targets.ChainRules(graph, values, np.eye(k).reshape((k,) + out.shape))
     for node in checked:

@@ -6,8 +6,8 @@ A node evaluated for `rows` copies costs its calls and `rows ×` its elements (a
 body's). Every count of passes and rows is read from the plan the engine runs (`CheckPlan`: the
 differences' `plan.DifferencePlan`, the policies whose reruns and attempts the checker makes, the
 chain rules tried at kinks), never copied as a number. The finite differences are batched as the
-engine batches them (rows sorted by node, chunks of CHUNK_ELEMENTS, each walking every node from its
-first row's node to the output); the gates' own checks are the calls the checker will check; SymPy
+engine batches them (rows sorted by node, chunks of CHUNK_ELEMENTS, each visiting the nodes
+downstream of its rows' targets, on the rows that reach them); the gates' own checks are the calls the checker will check; SymPy
 gets what is left of MAX_WORK.
 """
 
@@ -111,10 +111,34 @@ class Shape:
     evaluation of it takes."""
 
     def __init__(self, graph, memo: dict):
+        self.graph = graph
+        self._down: dict = {}
         self.calls, self.elements, self.windows = (np.zeros(len(graph.nodes), dtype=np.int64) for _ in range(3))
         for node in graph.nodes:
             if node.gate is not None:
                 self.calls[node.id], self.elements[node.id], self.windows[node.id] = node_shape(graph, node, memo)
+
+    def downstream(self, output: int) -> dict:
+        """Per node, a bound on what a row nudging it recomputes (the node and those computed from
+        it, up to `output`), as batched_forward runs it: per kind (calls, elements, windows, and the
+        nodes it visits: sweep), the sum over its consumers' own bounds plus its own share, capped by
+        everything after it (shared descendants are counted once per way to them, so a graph that
+        fans out and joins again is held to what walking it whole costs)."""
+        if output in self._down:
+            return self._down[output]
+        n = output + 1
+        own = {"call": self.calls[:n], "element": self.elements[:n], "window": self.windows[:n],
+               "sweep": np.ones(n, dtype=np.int64)}
+        out = {}
+        consumers = self.graph.consumers
+        for kind, a in own.items():
+            after = np.cumsum(a[::-1])[::-1]
+            bound = np.zeros(n, dtype=np.int64)
+            for i in range(n - 1, -1, -1):
+                bound[i] = min(int(after[i]), int(a[i]) + sum(int(bound[c]) for c in consumers[i] if c < n))
+            out[kind] = bound
+        self._down[output] = out
+        return out
 
     def counts(self, rows: int = 1) -> dict:
         return {"call": int(self.calls.sum()), "element": rows * int(self.elements.sum()),
@@ -169,7 +193,7 @@ def vjp(graph, node, k: int, memo: dict, outer: bool = True) -> dict:
 def differences(shape: Shape, width: Callable[[int], int], targets: list, output: int,
                 exact: set | None = None, planned: DifferencePlan | None = None) -> dict:
     """The batched rows of `targets` (id, elements, projected), chunked as batches.run_rows chunks
-    them: each chunk walks every node from its first row's node to the output, for all its rows.
+    them: each chunk visits the nodes downstream of its targets, each on the rows that reach it.
     Targets differenced element by element share chunks, the plan's rows per element; each projected
     one runs on its own, once per step (its directions, then the smaller step where in doubt). The
     `exact` ones (the complex step: its rows per element) run in chunks of their own, with the
@@ -180,25 +204,31 @@ def differences(shape: Shape, width: Callable[[int], int], targets: list, output
     planned = planned or plan.PLAN
     def suffix(a):
         return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
-    calls, elements, windows = suffix(shape.calls), suffix(shape.elements), suffix(shape.windows)
+    whole = {"call": suffix(shape.calls), "element": suffix(shape.elements), "window": suffix(shape.windows),
+             "sweep": np.arange(output + 1, -1, -1)}
+    down = shape.downstream(output)
     total = {"call": 0, "element": 0, "window": 0, "sweep": 0}
 
-    def close(start, rows):
-        total["call"] += int(calls[start])
-        total["element"] += rows * int(elements[start])
-        total["window"] += rows * int(windows[start])
-        total["sweep"] += output + 1 - start
+    def close(start, rows: dict):
+        # a chunk visits the nodes downstream of its targets, each on the rows that reach it
+        for kind in ("call", "sweep"):
+            total[kind] += min(int(whole[kind][start]), sum(int(down[kind][t]) for t in rows))
+        for kind in ("element", "window"):
+            total[kind] += min(sum(rows.values()) * int(whole[kind][start]),
+                               sum(r * int(down[kind][t]) for t, r in rows.items()))
 
     def run(stream):
-        start, room, rows = None, 0, 0
+        start, room = None, 0
+        rows: dict = {}
         for tid, n, left in stream:
             while left:
                 if room == 0:
                     if start is not None:
                         close(start, rows)
-                    start, room, rows = tid, max(1, CHUNK_ELEMENTS // max(1, width(tid))), 0
+                    start, room, rows = tid, max(1, CHUNK_ELEMENTS // max(1, width(tid))), {}
                 take = min(left, room)
-                rows, room, left = rows + take, room - take, left - take
+                rows[tid] = rows.get(tid, 0) + take
+                room, left = room - take, left - take
                 total["element"] += take * n  # the perturbed copies of the target
         if start is not None:
             close(start, rows)

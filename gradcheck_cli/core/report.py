@@ -176,6 +176,7 @@ class CheckReport(Displayed):
     work: Prediction | None = None  # the cost model's prediction (cost.Cost): what the check was expected to take
     text: str | None = None   # the source text that was checked (a face that draws the circuit reads it, never the file again)
     picture: str | None = None  # the circuit as SVG, when a face drew it (a notebook)
+    symbolic_rules: list[str] = field(default_factory=list)  # gates whose SymPy column came from an index rule, and how
 
     @property
     def seed(self) -> int:
@@ -218,6 +219,7 @@ class CheckReport(Displayed):
             "expects": [e.to_dict() for e in self.expects],
             "gates": [g.to_dict() for g in self.gates],
             "symbolic_coverage": self.symbolic_coverage,
+            "symbolic_rules": list(self.symbolic_rules),
             "warnings": [{"message": m, "line": line, "col": col} for m, line, col in self.warnings],
         }
 

@@ -23,7 +23,7 @@ from . import arrays as array_gates
 from . import conv as conv_gates
 from . import shapes as shape_gates
 from . import arithmetic as arithmetic_gates
-from .record import ConstForm, Example, Gate, Operation  # noqa: F401 - the record, here with its table
+from .record import ConstForm, Example, Gate, IndexRule, Operation  # noqa: F401 - the record, here with its table
 from .tensors import by_real_max, fmt_shape, unbroadcast
 from .tensors import sym_sum as _sym_sum
 
@@ -214,6 +214,7 @@ _GATES = [
 
     Gate(analytic=True, name="matmul", arity=2, operator="@", label=lambda a: "@",
          forward=arithmetic_gates.matmul_forward, vjp=arithmetic_gates.matmul_vjp, sym=arithmetic_gates.matmul_sym, infer=arithmetic_gates.matmul_infer, sym_cost=arithmetic_gates.matmul_sym_cost,
+         index_rule=IndexRule(text=arithmetic_gates.MATMUL_RULE, jacobian=arithmetic_gates.matmul_jacobian),
          local="∂(AB)/∂A: dA = dD·Bᵀ, dB = Aᵀ·dD", doc="matrix product A @ B (vectors allowed)",
          routes="dA = upstream @ Bᵀ and dB = Aᵀ @ upstream: the shapes tell you the order",
          examples=(Example(((2, 3), (3, 4))), Example(((3,), (3, 2))), Example(((2, 3), (3,))),

@@ -159,6 +159,27 @@ def matmul_sym(args, a):
     return np.asarray(out, dtype=object)
 
 
+MATMUL_RULE = "∂(AB)[i,j]/∂A[i,k] = B[k,j], ∂(AB)[i,j]/∂B[k,j] = A[i,k]"
+
+
+def matmul_jacobian(args, a):
+    """A @ B's local Jacobian by its index rule (MATMUL_RULE), per operand (rows, cols, values): flat
+    indices into the output and the operand, and the other operand's elements, gathered as they are
+    (exact: no arithmetic). Works on object arrays too, which is how SymPy checks it."""
+    A, B = np.asarray(args[0]), np.asarray(args[1])
+    nda, ndb = a["nd"]
+    sa = (1,) + A.shape if nda == 1 else A.shape
+    sb = B.shape + (1,) if ndb == 1 else B.shape
+    batch = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    ia = np.broadcast_to(np.arange(A.size).reshape(sa), batch + (m, k)).reshape(-1, m, 1, k)
+    ib = np.swapaxes(np.broadcast_to(np.arange(B.size).reshape(sb), batch + (k, n)), -1, -2).reshape(-1, 1, n, k)
+    full = (ia.shape[0], m, n, k)
+    rows = np.broadcast_to(np.arange(ia.shape[0] * m * n).reshape(-1, m, n, 1), full).ravel()
+    cols_a, cols_b = np.broadcast_to(ia, full).ravel(), np.broadcast_to(ib, full).ravel()
+    return [(rows, cols_a, B.ravel()[cols_b]), (rows, cols_b, A.ravel()[cols_a])]
+
+
 def transpose_forward(args, a):
     """x.T as numpy has it: all axes reversed (the last `nd`; leading batch axes stay)."""
     x = args[0]

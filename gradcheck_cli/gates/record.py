@@ -15,6 +15,7 @@ Sym = Callable[[list, dict], Any]                              # (operand expres
 Infer = Callable[[list, dict], tuple[tuple, dict]]             # (operand shapes, params) -> (shape, attrs)
 Branch = Callable[[list, dict], np.ndarray]                    # (operands, attrs) -> the branch taken, per element
 Units = Callable[[list, dict], int]                            # (operand shapes, attrs) -> a count
+Jacobian = Callable[[list, dict], list]                        # (operands, attrs) -> per operand (rows, cols, values)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,16 @@ class ConstForm:
     side: str  # 'left' (c OP x), 'right' (x OP c) or 'either'
     to_attr: Callable[[float], float] = lambda c: c
     accepts: Callable[[float], bool] = lambda c: True
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexRule:
+    """A gate's local Jacobian by an index rule (`text`): which output element depends on which operand
+    element, through which value, as flat (rows, cols, values) per operand (`jacobian`). The values are
+    operand elements gathered as they are (exact), and `jacobian` runs on object arrays too: SymPy
+    checks it against the gate's `sym` form at reduced shapes before it stands in for that form."""
+    text: str
+    jacobian: Jacobian
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Gate:
     const_forms: tuple = ()         # operator forms with one literal operand
     branch: Branch | None = None    # kink test
     sym_cost: Units | None = None   # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
+    index_rule: IndexRule | None = None  # its local Jacobian by indices, for large operands (symbolic)
     workspace: Units | None = None  # (input shapes, attrs) -> elements of its largest temporary, when past its output
     elementwise: bool = False       # operands broadcast elementwise
     domain: str | None = None       # where the forward is finite, for error messages

@@ -89,6 +89,27 @@ class Graph:
                 out[i].append(node.id)
         return out
 
+    @cached_property
+    def last_uses(self) -> list:
+        """For each node, the id of the last node that reads it (itself when none does)."""
+        last = list(range(len(self.nodes)))
+        for node in self.nodes:
+            for i in node.inputs:
+                last[i] = max(last[i], node.id)
+        return last
+
+    def downstream(self, start, upto: int) -> list:
+        """Ids of the nodes `start` and those computed from them, up to `upto`, in topological order:
+        time in proportion to what is found, not to the graph."""
+        seen = set(start)
+        stack = list(seen)
+        while stack:
+            for c in self.consumers[stack.pop()]:
+                if c <= upto and c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return sorted(i for i in seen if i <= upto)
+
     def descendants(self, start) -> list:
         """Ids of the nodes downstream of `start` (excluded), in topological order."""
         seen = set()

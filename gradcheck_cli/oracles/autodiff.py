@@ -261,26 +261,89 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     """Run the forward pass once for `n_rows` perturbed copies of the graph.
 
     Row r of the result is the output when the element named by row r's probe is nudged and
-    everything downstream of it is recomputed; nodes upstream of every probe are shared.
+    everything downstream of it is recomputed; nodes upstream of every probe are shared. Only the
+    nodes downstream of some probe are visited, each on only the rows whose probes reach it (a
+    thousand x[i] in one batch: each x[i] computes its own rows, not the batch's), so a batch costs
+    what its rows change, not the whole graph.
     Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
     set when some gate with a kink switched branch in that row (`centre_branches` from `branch_rows`).
     """
     inject: dict[int, list] = {}
     for p in probes:
         inject.setdefault(p.node, []).append(p)
-    start = min(inject)
     out_id = graph.output
-    batched: dict = {}
+    order = graph.downstream(inject, out_id)
     kinks = np.zeros(n_rows, dtype=bool)
     if active():
-        count("sweep", out_id + 1 - start)
+        count("sweep", len(order))
         count("element", n_rows * sum(graph.nodes[nid].size for nid in inject))  # the perturbed copies
     with np.errstate(all="ignore"):
-        _sweep(graph, list(values), graph.nodes[start: out_id + 1], batched, n_rows, inject=inject,
-               centre_branches=centre_branches, kinks=kinks, last_use=_last_uses(graph), keep=out_id)
-    if out_id not in batched:  # no probe reaches the output
-        return np.broadcast_to(values[out_id], (n_rows,) + graph.nodes[out_id].shape), kinks
-    return batched[out_id], kinks
+        held = _sweep_rows(graph, values, order, inject, centre_branches, kinks, out_id)
+    out = graph.nodes[out_id]
+    if out_id not in held:  # no probe reaches the output
+        return np.broadcast_to(values[out_id], (n_rows,) + out.shape), kinks
+    rows, value = held[out_id]
+    if rows.size == n_rows:
+        return value, kinks
+    full = np.empty((n_rows,) + out.shape, dtype=np.result_type(value, values[out_id]))
+    full[...] = values[out_id]
+    full[rows] = value
+    return full, kinks
+
+
+def _sweep_rows(graph: Graph, values: list, order: list, inject: dict, centre_branches: list, kinks: np.ndarray,
+                keep: int) -> dict:
+    """The nodes of `order` on the rows their probes reach: node id -> (rows (sorted), values (len(rows), *shape)).
+    A gate runs on the union of its batched operands' rows, an operand lacking one of them taking its
+    value at the point there; values no longer read are dropped (all but `keep`'s)."""
+    held: dict = {}
+    last_use = graph.last_uses
+    for nid in order:
+        node = graph.nodes[nid]
+        if node.gate is not None:
+            flags = [i in held for i in node.inputs]
+            if any(flags):
+                sets = [held[i][0] for i, f in zip(node.inputs, flags) if f]
+                rows = sets[0]
+                for other in sets[1:]:
+                    if other is not rows and not np.array_equal(other, rows):
+                        rows = np.union1d(rows, other)
+                args = [_on_rows(held[i], rows, values[i]) if f else values[i] for i, f in zip(node.inputs, flags)]
+                held[nid] = (rows, apply_gate(node, args, flags, rows.size))
+                if node.gate.has_kinks:
+                    kinks[rows] |= (branch_of(node, args, flags, rows.size) != centre_branches[nid]).any(axis=1)
+        if nid in inject:
+            probes = inject[nid]
+            mine = np.unique(np.concatenate([p.rows for p in probes]))
+            if nid in held:
+                rows = np.union1d(held[nid][0], mine)
+                base = _on_rows(held[nid], rows, values[nid])
+            else:
+                rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
+            value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
+            flat = value.reshape(rows.size, -1)
+            for p in probes:
+                at = np.searchsorted(rows, p.rows)
+                if p.flat is None:  # a dense perturbation: one full vector per row
+                    flat[at] += p.delta
+                else:
+                    flat[at, p.flat] += p.delta
+            held[nid] = (rows, value)
+        for i in dict.fromkeys(node.inputs):
+            if i in held and last_use[i] <= nid and i != keep:
+                del held[i]
+    return held
+
+
+def _on_rows(entry: tuple, rows: np.ndarray, centre) -> np.ndarray:
+    """A held (rows, values) on `rows` (a superset): the point's value on the rows it lacks."""
+    have, value = entry
+    if have is rows or have.size == rows.size:
+        return value
+    out = np.empty((rows.size,) + np.shape(value)[1:], dtype=np.result_type(value, centre))
+    out[...] = centre
+    out[np.searchsorted(rows, have)] = value
+    return out
 
 
 def branch_rows(graph: Graph, values: list) -> list:
@@ -291,15 +354,6 @@ def branch_rows(graph: Graph, values: list) -> list:
             if node.gate is not None and node.gate.has_kinks:
                 rows[node.id] = branch_of(node, [values[i] for i in node.inputs], [False] * len(node.inputs), None)
     return rows
-
-
-def _last_uses(graph: Graph) -> list:
-    """For each node, the id of the last node that reads it."""
-    last = list(range(len(graph.nodes)))
-    for node in graph.nodes:
-        for i in node.inputs:
-            last[i] = max(last[i], node.id)
-    return last
 
 
 def _domain_error(graph: Graph, node: Node, args: list, out: np.ndarray) -> GradValueError:

@@ -23,11 +23,16 @@ import numpy as np
 
 from ..gates import sym_number
 from ..gates.record import Gate
+from .autodiff import run_graph
 from ..language.graph import Composite, Graph
 from .symvalues import Exhausted, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
 from ..core.settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
 SYMBOL_COST = 4  # work units per SymPy symbol made for a gate's input element
+RULE_PAST = 20_000   # a gate whose SymPy form would build more expression nodes than this, and which has an
+                     # index rule (matmul), takes its local Jacobian from the rule, checked by SymPy first
+SYMBOL_ARRAYS = 16   # operand shapes whose symbols are kept for the next gate
+RULE_ENTRIES = 64    # index-rule entries per work unit: an entry is a gathered value, not a SymPy node
 
 
 @dataclass
@@ -96,7 +101,7 @@ def gate_sym(gate: Gate | Composite, args: list, attrs: dict):
 
 
 _elementwise: dict = {}
-_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # gate node -> (symbols, where, expressions)
+_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # gate node -> (where its symbols sit, expressions)
 
 
 def _elementwise_partials(gate, attrs: dict, arity: int):
@@ -110,20 +115,38 @@ def _elementwise_partials(gate, attrs: dict, arity: int):
     return _elementwise[key]
 
 
-def local_jacobian(node, args: list, work: Work) -> list:
+def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> list:
     """Per input slot, the gate's exact local Jacobian at the point as (rows, cols, values):
-    ∂out[row]/∂input[col] (flat indices), zero entries left out."""
+    ∂out[row]/∂input[col] (flat indices), zero entries left out. A large gate with an index rule
+    takes it from the rule once SymPy has confirmed the rule at reduced shapes; `rules` (the gate's
+    name and line -> how) records where that happened."""
     gate, attrs = node.gate, node.attrs
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
-    # before any symbol is made: a symbol costs about as much as visiting SYMBOL_COST expression nodes
-    work.spend(build_cost(node, [np.shape(a) for a in args]) + SYMBOL_COST * sum(int(np.size(a)) for a in args))
+    by_rule = _rule_jacobian(node, args, work)
+    if by_rule is not None:
+        jac, how = by_rule
+        if rules is not None:
+            rules[f"{node.name} (line {node.pos.line})"] = how
+        return jac
+    # before any expression is built; a symbol the expressions use costs about as much as visiting
+    # SYMBOL_COST expression nodes (one the gate does not read, as x[i] reads one of x's, costs nothing)
+    work.spend(build_cost(node, [np.shape(a) for a in args]))
     if node not in _built:  # the expressions depend on the shapes only: a second point reuses them
-        slots = [make_symbols(np.shape(a), f"a{k}_") for k, a in enumerate(args)]
-        where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
-        _built[node] = (slots, where, np.asarray(gate_sym(gate, slots, attrs), dtype=object).ravel())
-    slots, where, out = _built[node]
-    point = {s: _number(v) for sym, a in zip(slots, args) for s, v in zip(sym.ravel(), np.ravel(a))}
+        slots = [_symbols(tuple(np.shape(a)), k) for k, a in enumerate(args)]
+        out = np.asarray(gate_sym(gate, [sym for sym, _ in slots], attrs), dtype=object).ravel()
+        used = set().union(*(e.free_symbols for e in out if hasattr(e, "free_symbols")))
+        where: dict = {}  # the used symbols' places, in time linear in the smaller of the two per slot
+        for _, place in slots:
+            if len(place) <= len(used):
+                where.update((s, w) for s, w in place.items() if s in used)
+            else:
+                where.update((s, place[s]) for s in used if s in place)
+        _built[node] = (where, out)
+    where, out = _built[node]
+    work.spend(SYMBOL_COST * len(where))
+    flat = [np.ravel(a) for a in args]
+    point = {s: _number(flat[k][e]) for s, (k, e) in where.items()}
     entries: list[tuple[list, list, list]] = [([], [], []) for _ in args]  # per slot: rows, cols, values
     for o, expr in enumerate(out):
         if not hasattr(expr, "free_symbols"):
@@ -136,6 +159,85 @@ def local_jacobian(node, args: list, work: Work) -> list:
                 entries[k][2].append(d)
     return [(np.asarray(r, dtype=int), np.asarray(c, dtype=int),
              np.asarray(v, dtype=complex if any(isinstance(x, complex) for x in v) else float)) for r, c, v in entries]
+
+
+def _rule_jacobian(node, args: list, work: Work) -> tuple[list, str] | None:
+    """The local Jacobian by the gate's index rule and how it was had, for a gate past RULE_PAST
+    nodes whose rule SymPy confirms at reduced shapes; None otherwise (SymPy's expressions then)."""
+    gate = node.gate
+    rule = gate.index_rule if isinstance(gate, Gate) else None
+    shapes = [tuple(np.shape(a)) for a in args]
+    if rule is None or build_cost(node, shapes) <= RULE_PAST:
+        return None
+    small = confirmed_at(gate, shapes, node.attrs, work)
+    if small is None:
+        return None
+    found = rule.jacobian([np.asarray(a) for a in args], node.attrs)
+    work.spend(max(1, sum(r.size for r, _, _ in found) // RULE_ENTRIES))
+    jac = []
+    for rows, cols, values in found:
+        values = np.asarray(values, dtype=complex if np.iscomplexobj(values) else float)
+        keep = values != 0
+        jac.append((rows[keep], cols[keep], values[keep]))
+    at = " and ".join("×".join(map(str, s)) or "scalar" for s in small)
+    return jac, f"by the index rule {rule.text}, which SymPy confirmed on {gate.name}'s own form at {at}"
+
+
+_confirmed: dict = {}
+
+
+def reduced(shapes: list) -> list:
+    """Small shapes with the same ranks and the same pattern of equal and unit axes: each distinct
+    axis length past 1 becomes the next of 2, 3, 4, ..."""
+    sizes: dict = {}
+    for shape in shapes:
+        for n in shape:
+            if n > 1 and n not in sizes:
+                sizes[n] = len(sizes) + 2
+    return [tuple(sizes.get(n, n) for n in shape) for shape in shapes]
+
+
+def confirmed_at(gate: Gate, shapes: list, attrs: dict, work: Work) -> list | None:
+    """The reduced shapes at which the gate's index rule gives exactly SymPy's partials of its `sym`
+    form (every entry, symbol for symbol), or None where they differ."""
+    import sympy
+    assert gate.index_rule is not None and gate.sym is not None
+    small = reduced(shapes)
+    key = (gate.index_rule, gate.sym, repr(sorted(attrs.items())), tuple(small))
+    # charged whether or not this process confirmed it before: the same input spends the same work
+    work.spend(sum(int(np.prod(s)) for s in small) * SYMBOL_COST + int(gate.sym_cost(small, attrs) if gate.sym_cost else 0))
+    if key not in _confirmed:
+        slots = [make_symbols(s, f"r{k}_") for k, s in enumerate(small)]
+        where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
+        expected: dict = {}
+        for o, expr in enumerate(np.asarray(gate.sym(list(slots), attrs), dtype=object).ravel()):
+            for s in getattr(expr, "free_symbols", ()):
+                d = expr.diff(s)
+                if s in where and d != 0:
+                    expected[(where[s][0], o, where[s][1])] = d
+        got: dict = {}
+        for k, (rows, cols, values) in enumerate(gate.index_rule.jacobian(list(slots), attrs)):
+            for r, c, v in zip(rows, cols, values):
+                got[(k, int(r), int(c))] = got.get((k, int(r), int(c)), 0) + v
+        got = {t: v for t, v in got.items() if v != 0}
+        same = got.keys() == expected.keys() and all(sympy.expand(got[t] - expected[t]) == 0 for t in got)
+        _confirmed[key] = small if same else None
+    return _confirmed[key]
+
+
+_symbol_arrays: dict = {}
+
+
+def _symbols(shape: tuple, slot: int) -> tuple:
+    """Slot `slot`'s symbols for an operand of `shape`, and where each sits ((slot, flat index)): made
+    once per shape and slot, and shared by every gate (a thousand x[i] on one x make x's symbols once)."""
+    key = (shape, slot)
+    if key not in _symbol_arrays:
+        if len(_symbol_arrays) >= SYMBOL_ARRAYS:  # the oldest goes: a long session keeps a few shapes, not all
+            del _symbol_arrays[next(iter(_symbol_arrays))]
+        sym = make_symbols(shape, f"a{slot}_")
+        _symbol_arrays[key] = (sym, {s: (slot, e) for e, s in enumerate(sym.ravel())})
+    return _symbol_arrays[key]
 
 
 def _number(v):
@@ -175,17 +277,21 @@ def pull_back(adjoint: np.ndarray, magnitude: np.ndarray, jac: tuple, size: int)
 # --- derivatives of the output with respect to every node -------------------------------------------
 
 def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDGET,
-                seed: np.ndarray | None = None, jacobians: dict | None = None) -> dict:
+                seed: np.ndarray | None = None, jacobians: dict | None = None, rules: dict | None = None,
+                seed_magnitude: np.ndarray | None = None) -> dict:
     """SymbolicResult per node: SymPy's exact d(output)/d(node), composed in reverse.
 
     `seed` (K, output.size) replaces the identity at the output. Local Jacobians are kept in
-    `jacobians` (node id -> per slot) for reuse. Past the work budget, or at a function SymPy's
-    rules here cannot evaluate, the nodes not yet complete get a note instead of a value.
+    `jacobians` (node id -> per slot) for reuse; `rules` records the gates whose Jacobian came from
+    their index rule (local_jacobian). A user gate whose body would build past RULE_PAST nodes is
+    chained through its body (its own gates' Jacobians, index rules included) instead of being built
+    whole; `seed_magnitude` is then the magnitudes that come with `seed`. Past the work budget, or at a function SymPy's rules here
+    cannot evaluate, the nodes not yet complete get a note instead of a value.
     """
     out = graph.nodes[graph.output]
     adj = {out.id: np.eye(out.size) if seed is None else np.asarray(seed, dtype=float).reshape(-1, out.size)}
     k = adj[out.id].shape[0]
-    mag = {out.id: np.abs(adj[out.id])}
+    mag = {out.id: np.abs(adj[out.id]) if seed_magnitude is None else np.asarray(seed_magnitude, dtype=float).reshape(k, -1)}
     jacobians = {} if jacobians is None else jacobians
     work = Work(budget)
     stopped_at, note = None, None
@@ -193,8 +299,20 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
         if node.gate is None or node.id not in adj:
             continue
         try:
+            if node.id not in jacobians and _chained(node):
+                found = _through_body(node, [values[i] for i in node.inputs], adj[node.id], mag[node.id], work, rules)
+                if isinstance(found, str):
+                    stopped_at, note = node.id, found
+                    break
+                for i, (g, m) in zip(node.inputs, found):
+                    if i in adj:
+                        adj[i] = adj[i] + g
+                        mag[i] += m
+                    else:
+                        adj[i], mag[i] = g, m
+                continue
             if node.id not in jacobians:
-                jacobians[node.id] = local_jacobian(node, [values[i] for i in node.inputs], work)
+                jacobians[node.id] = local_jacobian(node, [values[i] for i in node.inputs], work, rules)
         except Exhausted:
             stopped_at, note = node.id, f"symbolic skipped: past the SymPy work budget ({work.limit:,} expression nodes)"
             break
@@ -223,6 +341,36 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
             continue
         results[nid] = SymbolicResult(value.reshape(shape), magnitude.reshape(shape))
     return results
+
+
+def _chained(node) -> bool:
+    """A user gate whose body, built whole in SymPy, would pass RULE_PAST expression nodes."""
+    if not isinstance(node.gate, Composite):
+        return False
+    return _body_cost(node.gate.body) > RULE_PAST
+
+
+def _body_cost(body: Graph) -> int:
+    return sum(build_cost(n, [body.nodes[i].shape for i in n.inputs]) if isinstance(n.gate, Gate)
+               else _body_cost(n.gate.body) for n in body.nodes if n.gate is not None)
+
+
+def _through_body(node, args: list, adjoint: np.ndarray, magnitude: np.ndarray, work: Work, rules: dict | None):
+    """A user gate's pull-back chained through its body: per operand (gradient (K, size), magnitudes), or
+    the note saying why it stopped."""
+    body = node.gate.body
+    leaves = body.leaves()
+    with np.errstate(all="ignore"):
+        inner_values = run_graph(body, list(args), outputs=list(range(len(body.nodes))))
+    found = derivatives(body, inner_values, [leaf.id for leaf in leaves], work.limit - work.used, seed=adjoint,
+                        rules=rules, seed_magnitude=magnitude)
+    out = []
+    for leaf in leaves:
+        r = found[leaf.id]
+        if r.value is None:
+            return r.note or "symbolic skipped"
+        out.append((r.value.reshape(adjoint.shape[0], -1), r.magnitude.reshape(adjoint.shape[0], -1)))
+    return out
 
 
 def _complete(graph: Graph, stopped_at):

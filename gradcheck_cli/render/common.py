@@ -104,6 +104,9 @@ def summary(run: RunReport) -> str:
         total = sum(n for _, n in covered)
         share = sum(c * n for c, n in covered) / total if total else 1.0
         line += f" · symbolic: {share:.0%}"
+        ruled = sum(len(r.symbolic_rules) for r in run.results if r.error is None)
+        if ruled:
+            line += f" ({ruled} gate{'s' if ruled > 1 else ''} by index rules)"
     gates = [g.status for r in run.results for g in r.gates]
     if gates:
         line += f" · gate checks: {gates.count('pass') + gates.count('kink') + gates.count('warn')} of {len(gates)} pass"

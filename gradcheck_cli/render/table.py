@@ -241,6 +241,9 @@ def method_lines(report: CheckReport, expand: str | None = None) -> list:
     chained = [r for r in report.nodes if r.note and "exact local derivatives" in r.note]
     if chained:
         lines.append("symbolic: SymPy's exact local derivatives, chained (the file is past the whole-expression budget)")
+    if report.symbolic_rules:
+        ruled = [r.partition(" (line ")[0] for r in report.symbolic_rules]
+        lines.append(f"symbolic by index rules SymPy confirmed at reduced shapes (see the JSON): {_names(ruled)}")
     skipped = [r.name for r in report.nodes if r.status != "skip" and r.symbolic is None]
     if skipped and report.settings.symbolic:
         lines.append(f"symbolic skipped (see the JSON note): {_names(skipped)}")

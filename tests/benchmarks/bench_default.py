@@ -1,0 +1,88 @@
+"""The default path, side by side (run by hand): `gradcheck check` as users run it (SymPy on) against
+torch.autograd.gradcheck on the reference network, and 1,000-gate graphs, whole processes.
+
+    python tests/benchmarks/bench_default.py [--repeat 5]
+
+Each repetition runs every command once, one after the other, so a load that comes and goes touches
+both sides of a ratio alike; the script prints each command's median and the median of the
+per-repetition ratios. The workloads: the reference network of bench_tensor.py (9,600 parameters),
+bench_core.py's random formula of 1,000 gates (a tree), and a comprehension of 1,000 terms over one
+vector (`sum(stack(sin(x[i]) * x[i] for i in range(1000)))`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import expression_file  # noqa: E402
+from bench_tensor import TORCH, WORKLOAD  # noqa: E402
+
+COMPREHENSION = "x = randn(1000)\nf = sum(stack(sin(x[i]) * x[i] for i in range(1000)))\n"
+
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def timed(cmd: list) -> tuple[float, int]:
+    env = None
+    if cmd and cmd[0] == "env1":  # torch on one thread: on a loaded 2-core machine its default threads contend
+        cmd, env = cmd[1:], ONE_THREAD
+    t = time.perf_counter()
+    code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env).returncode
+    return time.perf_counter() - t, code
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true", help="leave torch's side out")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for name, text in (("reference.grad", WORKLOAD), ("tree1000.grad", expression_file(1000)),
+                           ("comprehension1000.grad", COMPREHENSION)):
+            files[name] = os.path.join(tmp, name)
+            Path(files[name]).write_text(text, encoding="utf-8")
+        commands = {
+            "reference network, gradcheck check (default: SymPy on)": [py, "-m", "gradcheck_cli", "check", files["reference.grad"]],
+            "reference network, --no-symbolic": [py, "-m", "gradcheck_cli", "check", files["reference.grad"], "--no-symbolic"],
+            "reference network, torch.autograd.gradcheck": [py, "-c", TORCH],
+            "reference network, torch.autograd.gradcheck, OMP_NUM_THREADS=1": ["env1", py, "-c", TORCH],
+            "1,000-gate random formula (a tree), default": [py, "-m", "gradcheck_cli", "check", files["tree1000.grad"]],
+            "1,000-term comprehension over a vector, default": [py, "-m", "gradcheck_cli", "check", files["comprehension1000.grad"]],
+        }
+        if args.no_torch:
+            commands = {k: v for k, v in commands.items() if "torch" not in k}
+        times: dict = {k: [] for k in commands}
+        codes: dict = {}
+        for _ in range(args.repeat):
+            for name, cmd in commands.items():
+                t, codes[name] = timed(cmd)
+                times[name].append(t)
+    for name, ts in times.items():
+        print(f"{name}: {statistics.median(ts):.2f} s (median of {len(ts)}; exit {codes[name]}; "
+              f"runs {', '.join(f'{t:.2f}' for t in ts)})")
+    for torch_name in ("reference network, torch.autograd.gradcheck",
+                       "reference network, torch.autograd.gradcheck, OMP_NUM_THREADS=1"):
+        if torch_name not in times:
+            continue
+        for name in ("reference network, gradcheck check (default: SymPy on)", "reference network, --no-symbolic"):
+            ratios = [a / b for a, b in zip(times[name], times[torch_name])]
+            print(f"ratio {name.split(', ', 1)[1]} / {torch_name.split(', ', 1)[1]}: {statistics.median(ratios):.2f} "
+                  f"(median of per-repetition ratios; target ≤ 0.5 for the default)")
+
+
+if __name__ == "__main__":
+    main()
