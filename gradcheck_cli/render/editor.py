@@ -167,7 +167,7 @@ def analyse(text: str, *, source: str, path: str | None = None) -> Analysis:
     """Check one version of a file. Settings come from the `[tool.gradcheck]` nearest `path` (as the
     command line's); every problem, a bug of ours too, becomes a mark, never an exception."""
     result = Analysis(text=text, source=source)
-    if not text.strip():  # a new file: nothing written yet is not an error
+    if not any(line.split("#", 1)[0].strip() for line in _lines(text)):  # nothing written yet is not an error
         return result
     try:
         _analyse(result, path)
