@@ -228,6 +228,9 @@ def test_a_file_typed_character_by_character_never_stops_the_server(client):
                                                                  "end": {"line": 0, "character": 0}}})
     final = client.diagnostics(uri, len(WRONG) + 1)
     assert [d["range"]["start"]["line"] for d in final if d["severity"] == 1] == [1]
+    published = [n for n in client.notes if n.get("method") == "textDocument/publishDiagnostics"
+                 and n["params"]["uri"] == uri]
+    assert len(published) < len(WRONG) // 3, len(published)  # debounced: a check per pause, not per keystroke
     assert client.process.poll() is None
 
 
