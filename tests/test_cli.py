@@ -196,7 +196,7 @@ def test_exitfirst_on_a_broken_first_file_still_prints_the_summary(tmp_path):
     assert "2 not checked" in result.stdout
 
 
-COMMANDS = ["check", "check-py", "descend", "explain", "gates", "grade", "graph", "quiz"]
+COMMANDS = ["check", "check-py", "descend", "explain", "gates", "grade", "graph", "lsp", "quiz"]
 
 
 def test_help_texts_read_whole_and_say_what_the_tool_does():

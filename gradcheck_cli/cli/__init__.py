@@ -74,4 +74,4 @@ def main():
         _fail_usage(err.message)
 
 
-from . import checking, grading, teaching  # noqa: E402,F401  (registers the commands on `main`)
+from . import checking, grading, lsp, teaching  # noqa: E402,F401  (registers the commands on `main`)
