@@ -1,0 +1,290 @@
+"""A torch target's backward in the memory layouts real graphs give it, and run again at the same
+point (layouts.py names them and holds the constants).
+
+torch.autograd.gradcheck feeds contiguous tensors only; a graph gives a backward transposed views
+(behind `y.t()`), stride-0 ones (behind `y.sum()`), views at a storage offset (a slice) and
+channels-last ones. A layout must not change a gradient's value, so each is a comparison, exact up to
+rounding, of the backward's result in that layout with its result in the contiguous layout at the same
+values — one call per layout, the contiguous result being checked by the main check as before:
+
+- grad_output in each layout (all outputs' at once), the inputs contiguous;
+- each differentiated input in each layout in turn (its output compared too), grad_output contiguous;
+- the contiguous call run RUNS times: a spread within rounding is a warning (a nondeterministic
+  backward, atomic adds), past it a failure; the layouts' comparison allows SPREAD_FACTOR × the spread.
+
+Everything runs in float64 on the inputs' devices, with a seeded grad_output.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..core.report import GateRow
+from ..core.status import Status
+from .bridge import Arguments, UserCode, placed
+from .layouts import RUNS, ROUNDING, SPREAD_FACTOR, Layout
+from .pysource import USER_ERRORS, exception_text, grad_lines, qualname, where
+from .torch_bridge import floating_outputs
+from .usercode import quiet
+
+OFFSET = 3  # the storage offset of the OFFSET layout's views
+# Reading these in a backward is reading memory, not values: a layout failure is placed at such a line.
+STORAGE_CALLS = ("set_", "untyped_storage", "storage", "as_strided", "data_ptr", "storage_offset")
+
+
+@dataclass(kw_only=True)
+class Findings:
+    """What the layouts and the repeated runs found: rows for the report's gates, and warnings."""
+    rows: list[GateRow] = field(default_factory=list)
+    warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (message, line, col)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Result:
+    outputs: list[np.ndarray]
+    grads: list[np.ndarray]
+
+
+class _Raised(Exception):
+    def __init__(self, exc: BaseException):
+        super().__init__(exception_text(exc))
+        self.text = exception_text(exc)
+
+
+def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int) -> Findings:
+    """The layouts in `chosen` (CONTIGUOUS: the repeated runs only) checked at the given point."""
+    found = Findings()
+    if not chosen:
+        return found
+    inputs = [given.values[i].detach().to(torch.float64).contiguous() for i in given.diff]
+    names = [given.names[i] for i in given.diff]
+    try:
+        outs = _call(code, given, inputs)
+    except _Raised:
+        return found  # the main check says what it raised
+    generator = torch.Generator().manual_seed(seed + 7919)
+    upstream = [torch.randn(tuple(o.shape), generator=generator, dtype=torch.float64).to(o.device) for o in outs]
+    try:
+        runs = [_run(code, given, inputs, upstream) for _ in range(RUNS)]
+    except _Raised:
+        return found
+    lines = grad_lines(code.backward, tuple(names))
+    path, def_line = where(code.backward)
+    spread, spreads = _spread(runs)
+    tolerance = max(ROUNDING, SPREAD_FACTOR * spread)
+    reading = _storage_line(code.backward)
+    place = {n: reading or lines.get(n, (def_line, 1)) for n in names}
+    backward = qualname(code.backward)
+
+    def row(name, kind, status, err, tol, note, line_col=None):
+        line, col = line_col or place[name]
+        return GateRow(name=backward, gate=kind, input=name, line=line, col=col, call_line=def_line, status=status,
+                       numeric_error=err, symbolic_error=None, tolerance=tol, point=1, note=note)
+
+    if spread > ROUNDING:
+        for name, s, (lo, hi, at) in zip(names, spreads, _ranges(runs)):
+            if s > ROUNDING:
+                found.rows.append(row(name, "runs", Status.FAIL, s, ROUNDING, (
+                    f"nondeterministic: {RUNS} runs at the same point differ by {s:.1e} of its largest element, "
+                    f"past rounding ({ROUNDING:.1e}): {_element(name, at)} from {lo:.6g} to {hi:.6g}"),
+                    lines.get(name, (def_line, 1))))
+    elif spread > 0:
+        found.warnings.append((f"{backward} is a nondeterministic backward: run-to-run spread {spread:.0e}, within "
+                               f"rounding ({RUNS} runs at the same point; the layouts' comparison allows for it)",
+                               def_line, 1))
+    failed: dict[str, str] = {}
+    checked: list[str] = []
+    base = runs[0]
+    for layout in chosen:
+        if layout is Layout.CONTIGUOUS:
+            continue
+        made = [_made(layout, u, upstream=True) for u in upstream]
+        if all(m is None for m in made):
+            continue
+        checked.append(f"grad_output {layout}")
+        views = [u if m is None else m for u, m in zip(upstream, made)]
+        said = _said(layout, [m for m in made if m is not None][0], "grad_output", "is")
+        try:
+            reference = base if layout is not Layout.EXPANDED else _run(code, given, inputs,
+                                                                        [v.contiguous() for v in views])
+            got = _run(code, given, inputs, views)
+        except _Raised as raised:
+            for name in names:
+                failed.setdefault(name, f"the backward raised {raised.text} when {said}")
+            continue
+        for name, a, b in zip(names, got.grads, reference.grads):
+            bad = _differs(a, b, tolerance)
+            if bad is not None and name not in failed:
+                err, at = bad
+                failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} with a "
+                                f"contiguous grad_output of the same values (error {err:.1e} of its largest)")
+    for k, input_name in enumerate(names):
+        for layout in chosen:
+            made_input = None if layout is Layout.CONTIGUOUS else _made(layout, inputs[k], upstream=False)
+            if made_input is None:
+                continue
+            checked.append(f"{input_name} {layout}")
+            moved = list(inputs)
+            moved[k] = made_input
+            said = _said(layout, made_input, input_name, "is")
+            try:
+                reference = base if layout is not Layout.EXPANDED else _run(
+                    code, given, [m.contiguous() for m in moved], upstream)
+                got = _run(code, given, moved, upstream)
+            except _Raised as raised:
+                found.warnings.append((f"{backward}: not checked with {input_name} in the {layout} layout: it raised "
+                                       f"{raised.text} when {said}", def_line, 1))
+                continue
+            out_bad = [_differs(a, b, tolerance) for a, b in zip(got.outputs, reference.outputs)]
+            if any(b is not None for b in out_bad) and input_name not in failed:
+                err, _ = next(b for b in out_bad if b is not None)
+                failed[input_name] = (f"the forward's output is wrong when {said} (error {err:.1e} of its largest): "
+                                      "it reads the input's memory as if it were contiguous")
+                place[input_name] = where(code.forward)[1], 1
+                continue
+            for name, a, b in zip(names, got.grads, reference.grads):
+                bad = _differs(a, b, tolerance)
+                if bad is not None and name not in failed:
+                    err, at = bad
+                    failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} with "
+                                    f"{input_name} contiguous at the same values (error {err:.1e} of its largest)")
+    for name in names:
+        if name in failed:
+            found.rows.append(row(name, "layouts", Status.FAIL, None, tolerance, failed[name]))
+        elif checked:
+            found.rows.append(row(name, "layouts", Status.PASS, None, tolerance,
+                                  "the same gradient in every layout: " + ", ".join(checked),
+                                  lines.get(name, (def_line, 1))))
+    return found
+
+
+def _call(code: UserCode, given: Arguments, inputs: list) -> list:
+    """The target's floating outputs (detached) for `inputs`."""
+    try:
+        with torch.no_grad(), quiet():
+            return [o.detach() for o in floating_outputs(code.call(*placed(given.values, given.diff, inputs)))]
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise _Raised(exc) from None
+
+
+def _run(code: UserCode, given: Arguments, inputs: list, upstream: list) -> _Result:
+    """One forward and one backward: the inputs as leaves keeping their layout, `upstream` as given."""
+    leaves = [t.detach().requires_grad_(True) for t in inputs]
+    try:
+        with torch.enable_grad(), quiet():
+            outs = floating_outputs(code.call(*placed(given.values, given.diff, leaves)))
+            grads = torch.autograd.grad(outs, leaves, grad_outputs=upstream, allow_unused=True)
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise _Raised(exc) from None
+    as_numpy = [o.detach().to(torch.float64).cpu().numpy() for o in outs]
+    return _Result(outputs=as_numpy, grads=[np.zeros(tuple(t.shape)) if g is None else
+                                            g.detach().to(torch.float64).cpu().numpy() for g, t in zip(grads, leaves)])
+
+
+def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | None:
+    """`t` in `layout` with the same values (EXPANDED: a scalar expanded for an upstream, as behind
+    `y.sum()`; the first row expanded for an input), or None where the layout does not apply."""
+    if layout is Layout.TRANSPOSED:
+        if t.dim() < 2 or sum(d > 1 for d in t.shape) < 2:
+            return None
+        order = tuple(reversed(range(t.dim())))
+        return t.permute(order).contiguous().permute(order)
+    if layout is Layout.EXPANDED:
+        if t.numel() < 2 or t.dim() == 0:
+            return None
+        if upstream:
+            return t.reshape(-1)[:1].clone().reshape(()).expand(t.shape)
+        if t.shape[0] < 2:
+            return None
+        return t[:1].clone().expand(t.shape)
+    if layout is Layout.OFFSET:
+        if t.numel() == 0:
+            return None
+        generator = torch.Generator().manual_seed(t.numel())
+        storage = torch.randn(t.numel() + 2 * OFFSET, generator=generator, dtype=t.dtype).to(t.device) * 1e3
+        storage[OFFSET:OFFSET + t.numel()] = t.reshape(-1)
+        return storage[OFFSET:OFFSET + t.numel()].view(t.shape)
+    if layout is Layout.CHANNELS_LAST:
+        if t.dim() != 4 or t.shape[1] < 2 or t.shape[2] * t.shape[3] < 2:
+            return None
+        return t.contiguous(memory_format=torch.channels_last)
+    return None
+
+
+def _said(layout: Layout, t: torch.Tensor, who: str, verb: str) -> str:
+    """`grad_output is a transposed, non-contiguous view` and the like."""
+    what = {Layout.TRANSPOSED: ("a transposed" if t.dim() == 2 else "a permuted") + ", non-contiguous view",
+            Layout.EXPANDED: ("a stride-0 expanded view (as behind y.sum())" if who == "grad_output"
+                              else "a stride-0 expanded view (one row broadcast)"),
+            Layout.OFFSET: f"a view at storage offset {OFFSET}",
+            Layout.CHANNELS_LAST: "channels-last (4-d)"}[layout]
+    return f"{who} {verb} {what}"
+
+
+def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):
+    """(the relative difference, the worst element's index) when `a` and `b` differ past `tolerance`
+    of the larger's largest element (nan and inf are equal only where both are), else None."""
+    if a.shape != b.shape:
+        return float("inf"), (0,) * a.ndim
+    if a.size == 0:
+        return None
+    same_nonfinite = ~np.isfinite(a) & ~np.isfinite(b) & ((a == b) | (np.isnan(a) & np.isnan(b)))
+    finite = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(all="ignore"):
+        gap = np.where(finite, np.abs(a - b), np.where(same_nonfinite, 0.0, np.inf))
+    scale = max(float(np.max(np.abs(np.where(np.isfinite(a), a, 0.0)))),
+                float(np.max(np.abs(np.where(np.isfinite(b), b, 0.0)))), 1e-300)
+    worst = np.unravel_index(int(np.argmax(gap)), a.shape)
+    err = float(gap[worst]) / scale
+    return (err, worst) if err > tolerance else None
+
+
+def _spread(runs: list[_Result]) -> tuple[float, list[float]]:
+    """The runs' largest relative difference from the first, overall and per gradient."""
+    per = []
+    for k, first in enumerate(runs[0].grads):
+        scale = max(float(np.max(np.abs(first), initial=0.0)), 1e-300)
+        per.append(max((float(np.max(np.abs(r.grads[k] - first), initial=0.0)) / scale for r in runs[1:]), default=0.0))
+    return max(per, default=0.0), per
+
+
+def _ranges(runs: list[_Result]) -> list[tuple[float, float, tuple]]:
+    """Per gradient: the smallest and largest value of its most varying element over the runs, and its index."""
+    out = []
+    for k in range(len(runs[0].grads)):
+        stack = np.stack([r.grads[k] for r in runs])
+        if stack[0].size == 0:
+            out.append((0.0, 0.0, ()))
+            continue
+        at = np.unravel_index(int(np.argmax(np.ptp(stack, axis=0))), stack[0].shape)
+        column = stack[(slice(None),) + tuple(at)]
+        out.append((float(column.min()), float(column.max()), tuple(int(i) for i in at)))
+    return out
+
+
+def _element(name: str, at) -> str:
+    index = tuple(int(i) for i in at)
+    return f"{name}[{', '.join(str(i) for i in index)}]" if index else name
+
+
+def _storage_line(backward) -> tuple[int, int] | None:
+    """(line, col) of the backward's first call that reads memory rather than values (`set_`,
+    `untyped_storage`, `as_strided`, ...), or None."""
+    try:
+        lines, start = inspect.getsourcelines(inspect.unwrap(backward))
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr in STORAGE_CALLS]
+    if not calls:
+        return None
+    first = min(calls, key=lambda n: (n.lineno, n.col_offset))
+    return start + first.lineno - 1, first.col_offset + indent + 1
