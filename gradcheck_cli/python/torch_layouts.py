@@ -71,7 +71,7 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
     generator = torch.Generator().manual_seed(seed + 7919)
     upstream = [torch.randn(tuple(o.shape), generator=generator, dtype=torch.float64).to(o.device) for o in outs]
     try:
-        runs = [_run(code, given, inputs, upstream) for _ in range(RUNS)]
+        runs = [_run(code, given, _fresh(inputs), _fresh(upstream)) for _ in range(RUNS)]
     except _Raised:
         return found
     lines = grad_lines(code.backward, tuple(names))
@@ -92,7 +92,7 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
             if s > ROUNDING:
                 found.rows.append(row(name, "runs", Status.FAIL, s, ROUNDING, (
                     f"nondeterministic: {RUNS} runs at the same point differ by {s:.1e} of its largest element, "
-                    f"past rounding ({ROUNDING:.1e}): {_element(name, at)} from {lo:.6g} to {hi:.6g}"),
+                    f"past rounding ({ROUNDING:.1e}): {_element(name, at)} varies by {hi - lo:.1e} around {lo:.6g}"),
                     lines.get(name, (def_line, 1))))
     elif spread > 0:
         found.warnings.append((f"{backward} is a nondeterministic backward: run-to-run spread {spread:.0e}, within "
@@ -106,15 +106,15 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
         made = [_made(layout, u, upstream=True) for u in upstream]
         if all(m is None for m in made):
             continue
-        views = [u if m is None else m for u, m in zip(upstream, made)]
+        views = [u.clone() if m is None else m for u, m in zip(upstream, made)]
         said = _said(layout, [m for m in made if m is not None][0], "grad_output", "is")
         try:
-            reference = base if layout is not Layout.EXPANDED else _run(code, given, inputs,
-                                                                        [v.contiguous() for v in views])
-            got = _run(code, given, inputs, views)
+            reference = base if layout is not Layout.EXPANDED else _run(code, given, _fresh(inputs),
+                                                                        [v.contiguous().clone() for v in views])
+            got = _run(code, given, _fresh(inputs), views)
         except _Raised as raised:
             for name in names:
-                failed.setdefault(name, f"the backward raised {raised.text} when {said}")
+                failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
             continue
         for name, a, b in zip(names, got.grads, reference.grads):
             bad = _differs(a, b, tolerance)
@@ -127,16 +127,16 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
             made_input = None if layout is Layout.CONTIGUOUS else _made(layout, inputs[k], upstream=False)
             if made_input is None:
                 continue
-            moved = list(inputs)
+            moved = _fresh(inputs)
             moved[k] = made_input
             said = _said(layout, made_input, input_name, "is")
             try:
                 reference = base if layout is not Layout.EXPANDED else _run(
-                    code, given, [m.contiguous() for m in moved], upstream)
-                got = _run(code, given, moved, upstream)
+                    code, given, [m.contiguous().clone() for m in moved], _fresh(upstream))
+                got = _run(code, given, moved, _fresh(upstream))
             except _Raised as raised:
-                found.warnings.append((f"{backward}: not checked with {input_name} in the {layout} layout: it raised "
-                                       f"{raised.text} when {said}", def_line, 1))
+                found.warnings.append((f"{backward}: not checked with {input_name} in the {layout} layout: when {said}, "
+                                       f"it raised {raised.text}", def_line, 1))
                 continue
             out_bad = [_differs(a, b, tolerance) for a, b in zip(got.outputs, reference.outputs)]
             if any(b is not None for b in out_bad) and input_name not in failed:
@@ -155,6 +155,11 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
         if name in failed:
             found.rows.append(row(name, "layouts", Status.FAIL, None, tolerance, failed[name]))
     return found
+
+
+def _fresh(tensors: list) -> list:
+    """Copies: a forward or backward that writes into its arguments changes no other call's."""
+    return [t.clone() for t in tensors]
 
 
 def _call(code: UserCode, given: Arguments, inputs: list) -> list:
