@@ -22,7 +22,7 @@ class Layout(str, Enum):
 
 
 ALL = tuple(Layout)
-RUNS = 3  # the backward's calls at the same point, contiguous layout, to see a run-to-run spread
+RUNS = 2  # the backward's calls at the same point, contiguous layout, to see a run-to-run spread
 # Two results the same up to rounding: a relative difference (to the gradient's largest element) at most
 # ROUNDING_ULPS units in the last place of float64 (a layout may change a reduction's order, not its value).
 ROUNDING_ULPS = 1024

@@ -18,6 +18,7 @@ Everything runs in float64 on the inputs' devices, with a seeded grad_output.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .torch_bridge import floating_outputs
 from .usercode import quiet
 
 OFFSET = 3  # the storage offset of the OFFSET layout's views
+PADDING = 1234.5  # the value of the OFFSET layout's storage around the view
 # Reading these in a backward is reading memory, not values: a layout failure is placed at such a line.
 STORAGE_CALLS = ("set_", "untyped_storage", "storage", "as_strided", "data_ptr", "storage_offset")
 
@@ -58,24 +60,27 @@ class _Raised(Exception):
 
 
 def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int) -> Findings:
-    """The layouts in `chosen` (CONTIGUOUS: the repeated runs only) checked at the given point."""
+    """The layouts in `chosen` (CONTIGUOUS: the repeated runs only) checked at the given point: one
+    call per layout with grad_output and every input in it at once (plus, for EXPANDED, one at the
+    same values contiguous); only when that call differs, one call per part to name the culprit."""
     found = Findings()
     if not chosen:
         return found
     inputs = [given.values[i].detach().to(torch.float64).contiguous() for i in given.diff]
     names = [given.names[i] for i in given.diff]
+    generator = torch.Generator().manual_seed(seed + 7919)
+    upstream: list = []
+
+    def seeded(outs: list) -> list:
+        upstream[:] = [torch.randn(tuple(o.shape), generator=generator, dtype=torch.float64).to(o.device) for o in outs]
+        return _fresh(upstream)
     try:
-        outs = _call(code, given, inputs)
+        runs = [_run(code, given, _fresh(inputs), seeded)]
+        runs += [_run(code, given, _fresh(inputs), _fresh(upstream)) for _ in range(RUNS - 1)]
     except _Raised:
         return found  # the main check says what it raised
-    generator = torch.Generator().manual_seed(seed + 7919)
-    upstream = [torch.randn(tuple(o.shape), generator=generator, dtype=torch.float64).to(o.device) for o in outs]
-    try:
-        runs = [_run(code, given, _fresh(inputs), _fresh(upstream)) for _ in range(RUNS)]
-    except _Raised:
-        return found
     lines = grad_lines(code.backward, tuple(names))
-    path, def_line = where(code.backward)
+    _, def_line = where(code.backward)
     spread, spreads = _spread(runs)
     tolerance = max(ROUNDING, SPREAD_FACTOR * spread)
     reading = _storage_line(code.backward)
@@ -99,41 +104,55 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
                                f"rounding ({RUNS} runs at the same point; the layouts' comparison allows for it)",
                                def_line, 1))
     failed: dict[str, str] = {}
-    base = runs[0]
+
+    def trial(layout: Layout, ins: list, ups: list) -> tuple[_Result, _Result]:
+        """(the reference, the call) with the inputs and grad_output given where not None (in `layout`)."""
+        moved = [t.clone() if m is None else m for t, m in zip(inputs, ins)]
+        views = [u.clone() if m is None else m for u, m in zip(upstream, ups)]
+        reference = runs[0] if layout is not Layout.EXPANDED else _run(
+            code, given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
+        return reference, _run(code, given, moved, views)
+
+    def differs(reference: _Result, got: _Result) -> bool:
+        return any(_differs(a, b, tolerance) is not None
+                   for a, b in zip(got.outputs + got.grads, reference.outputs + reference.grads))
+
     for layout in chosen:
         if layout is Layout.CONTIGUOUS:
             continue
-        made = [_made(layout, u, upstream=True) for u in upstream]
-        if all(m is None for m in made):
+        ups = [_made(layout, u, upstream=True) for u in upstream]
+        ins = [_made(layout, t, upstream=False) for t in inputs]
+        if all(m is None for m in ups + ins):
             continue
-        views = [u.clone() if m is None else m for u, m in zip(upstream, made)]
-        said = _said(layout, [m for m in made if m is not None][0], "grad_output", "is")
         try:
-            reference = base if layout is not Layout.EXPANDED else _run(code, given, _fresh(inputs),
-                                                                        [v.contiguous().clone() for v in views])
-            got = _run(code, given, _fresh(inputs), views)
-        except _Raised as raised:
-            for name in names:
-                failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
-            continue
-        for name, a, b in zip(names, got.grads, reference.grads):
-            bad = _differs(a, b, tolerance)
-            if bad is not None and name not in failed:
-                err, at = bad
-                failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} with a "
-                                f"contiguous grad_output of the same values (error {err:.1e} of its largest)")
-    for k, input_name in enumerate(names):
-        for layout in chosen:
-            made_input = None if layout is Layout.CONTIGUOUS else _made(layout, inputs[k], upstream=False)
-            if made_input is None:
+            if not differs(*trial(layout, ins, ups)):
                 continue
-            moved = _fresh(inputs)
-            moved[k] = made_input
-            said = _said(layout, made_input, input_name, "is")
+        except _Raised:
+            pass
+        # the one call differs or raised: each part in this layout alone says which
+        if any(m is not None for m in ups):
+            said = _said(layout, next(m for m in ups if m is not None), "grad_output")
             try:
-                reference = base if layout is not Layout.EXPANDED else _run(
-                    code, given, [m.contiguous().clone() for m in moved], _fresh(upstream))
-                got = _run(code, given, moved, _fresh(upstream))
+                reference, got = trial(layout, [None] * len(ins), [_made(layout, u, upstream=True) for u in upstream])
+            except _Raised as raised:
+                for name in names:
+                    failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
+            else:
+                for name, a, b in zip(names, got.grads, reference.grads):
+                    bad = _differs(a, b, tolerance)
+                    if bad is not None and name not in failed:
+                        err, at = bad
+                        failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
+                                        f"with a contiguous grad_output of the same values (error {err:.1e} of its "
+                                        "largest)")
+        for k, input_name in enumerate(names):
+            if ins[k] is None:
+                continue
+            said = _said(layout, ins[k], input_name)
+            alone = [None] * len(ins)
+            alone[k] = _made(layout, inputs[k], upstream=False)
+            try:
+                reference, got = trial(layout, alone, [None] * len(ups))
             except _Raised as raised:
                 found.warnings.append((f"{backward}: not checked with {input_name} in the {layout} layout: when {said}, "
                                        f"it raised {raised.text}", def_line, 1))
@@ -162,22 +181,15 @@ def _fresh(tensors: list) -> list:
     return [t.clone() for t in tensors]
 
 
-def _call(code: UserCode, given: Arguments, inputs: list) -> list:
-    """The target's floating outputs (detached) for `inputs`."""
-    try:
-        with torch.no_grad(), quiet():
-            return [o.detach() for o in floating_outputs(code.call(*placed(given.values, given.diff, inputs)))]
-    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
-        raise _Raised(exc) from None
-
-
-def _run(code: UserCode, given: Arguments, inputs: list, upstream: list) -> _Result:
-    """One forward and one backward: the inputs as leaves keeping their layout, `upstream` as given."""
+def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
+    """One forward and one backward: the inputs as leaves keeping their layout, `upstream` as given
+    (or made from the outputs, when it is a function)."""
     leaves = [t.detach().requires_grad_(True) for t in inputs]
     try:
         with torch.enable_grad(), quiet():
             outs = floating_outputs(code.call(*placed(given.values, given.diff, leaves)))
-            grads = torch.autograd.grad(outs, leaves, grad_outputs=upstream, allow_unused=True)
+            given_upstream = upstream(outs) if callable(upstream) else upstream
+            grads = torch.autograd.grad(outs, leaves, grad_outputs=given_upstream, allow_unused=True)
     except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
         raise _Raised(exc) from None
     as_numpy = [o.detach().to(torch.float64).cpu().numpy() for o in outs]
@@ -204,8 +216,8 @@ def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | 
     if layout is Layout.OFFSET:
         if t.numel() == 0:
             return None
-        generator = torch.Generator().manual_seed(t.numel())
-        storage = torch.randn(t.numel() + 2 * OFFSET, generator=generator, dtype=t.dtype).to(t.device) * 1e3
+        storage = t.new_empty(t.numel() + 2 * OFFSET)
+        storage[:OFFSET] = storage[-OFFSET:] = PADDING  # what a read outside the view finds: never a gradient's value
         storage[OFFSET:OFFSET + t.numel()] = t.reshape(-1)
         return storage[OFFSET:OFFSET + t.numel()].view(t.shape)
     if layout is Layout.CHANNELS_LAST:
@@ -215,14 +227,14 @@ def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | 
     return None
 
 
-def _said(layout: Layout, t: torch.Tensor, who: str, verb: str) -> str:
+def _said(layout: Layout, t: torch.Tensor, who: str) -> str:
     """`grad_output is a transposed, non-contiguous view` and the like."""
     what = {Layout.TRANSPOSED: ("a transposed" if t.dim() == 2 else "a permuted") + ", non-contiguous view",
             Layout.EXPANDED: ("a stride-0 expanded view (as behind y.sum())" if who == "grad_output"
                               else "a stride-0 expanded view (one row broadcast)"),
             Layout.OFFSET: f"a view at storage offset {OFFSET}",
             Layout.CHANNELS_LAST: "channels-last (4-d)"}[layout]
-    return f"{who} {verb} {what}"
+    return f"{who} is {what}"
 
 
 def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):
@@ -230,7 +242,7 @@ def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):
     of the larger's largest element (nan and inf are equal only where both are), else None."""
     if a.shape != b.shape:
         return float("inf"), (0,) * a.ndim
-    if a.size == 0:
+    if a.size == 0 or np.array_equal(a, b):
         return None
     same_nonfinite = ~np.isfinite(a) & ~np.isfinite(b) & ((a == b) | (np.isnan(a) & np.isnan(b)))
     finite = np.isfinite(a) & np.isfinite(b)
@@ -271,6 +283,7 @@ def _element(name: str, at) -> str:
     return f"{name}[{', '.join(str(i) for i in index)}]" if index else name
 
 
+@functools.lru_cache(maxsize=256)
 def _storage_line(backward) -> tuple[int, int] | None:
     """(line, col) of the backward's first call that reads memory rather than values (`set_`,
     `untyped_storage`, `as_strided`, ...), or None."""
