@@ -36,8 +36,8 @@ class TripleJitter(Function):
 
 
 class TripleAtomicFloat32(Function):
-    """y = 3x; the backward sums three partial gradients in float32 in a random order, as a kernel's
-    atomic adds do: each call rounds differently, by float32's ε."""
+    """y = 3x; the backward adds three partial gradients in float32, each element in its own random
+    order, as a kernel's atomic adds do: each call rounds differently, by float32's ε."""
 
     @staticmethod
     def forward(ctx, x):
@@ -45,10 +45,10 @@ class TripleAtomicFloat32(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        parts = [0.7 * grad, 1.1 * grad, 1.2 * grad]
-        order = torch.randperm(3).tolist()
-        total = torch.zeros_like(grad, dtype=torch.float32)
-        for k in order:
-            total += parts[k].float()
+        parts = torch.stack([0.7 * grad, 1.1 * grad, 1.2 * grad]).float()
+        order = torch.rand(parts.shape).argsort(0)  # which part each element adds first, second, third
+        total = torch.zeros_like(parts[0])
+        for k in range(3):
+            total += parts.gather(0, order[k:k + 1])[0]
         dx = total.double()
         return dx

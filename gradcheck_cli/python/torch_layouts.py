@@ -62,118 +62,154 @@ class _Raised(Exception):
 def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int) -> Findings:
     """The layouts in `chosen` (CONTIGUOUS: the repeated runs only) checked at the given point: one
     call per layout with grad_output and every input in it at once (plus, for EXPANDED, one at the
-    same values contiguous); only when that call differs, one call per part to name the culprit."""
-    found = Findings()
+    same values contiguous); only when that call differs, a third run at the same point (is it the
+    runs' own spread?), then one call per part to name the culprit."""
     if not chosen:
-        return found
-    inputs = [given.values[i].detach().to(torch.float64).contiguous() for i in given.diff]
-    names = [given.names[i] for i in given.diff]
-    generator = torch.Generator().manual_seed(seed + 7919)
-    upstream: list = []
-
-    def seeded(outs: list) -> list:
-        upstream[:] = [torch.randn(tuple(o.shape), generator=generator, dtype=torch.float64).to(o.device) for o in outs]
-        return _fresh(upstream)
+        return Findings()
+    session = _Session(code, given, seed)
     try:
-        runs = [_run(code, given, _fresh(inputs), seeded)]
-        runs += [_run(code, given, _fresh(inputs), _fresh(upstream)) for _ in range(RUNS - 1)]
+        session.start()
     except _Raised:
-        return found  # the main check says what it raised
-    lines = grad_lines(code.backward, tuple(names))
-    _, def_line = where(code.backward)
-    spread, spreads = _spread(runs)
-    tolerance = max(ROUNDING, SPREAD_FACTOR * spread)
-    reading = _storage_line(code.backward)
-    place = {n: reading or lines.get(n, (def_line, 1)) for n in names}
-    backward = qualname(code.backward)
+        return Findings()  # the main check says what it raised
+    for layout in chosen:
+        if layout is not Layout.CONTIGUOUS:
+            session.layout(layout)
+    return session.findings()
 
-    def row(name, kind, status, err, tol, note, line_col=None):
-        line, col = line_col or place[name]
-        return GateRow(name=backward, gate=kind, input=name, line=line, col=col, call_line=def_line, status=status,
-                       numeric_error=err, symbolic_error=None, tolerance=tol, point=1, note=note)
 
-    if spread > ROUNDING:
-        for name, s, (lo, hi, at) in zip(names, spreads, _ranges(runs)):
-            if s > ROUNDING:
-                found.rows.append(row(name, "runs", Status.FAIL, s, ROUNDING, (
-                    f"nondeterministic: {RUNS} runs at the same point differ by {s:.1e} of its largest element, "
-                    f"past rounding ({ROUNDING:.1e}): {_element(name, at)} varies by {hi - lo:.1e} around {lo:.6g}"),
-                    lines.get(name, (def_line, 1))))
-    elif spread > 0:
-        found.warnings.append((f"{backward} is a nondeterministic backward: run-to-run spread {spread:.0e}, within "
-                               f"rounding ({RUNS} runs at the same point; the layouts' comparison allows for it)",
-                               def_line, 1))
-    failed: dict[str, str] = {}
+class _Session:
+    """One target at one point: its contiguous runs, the tolerance they set, what failed so far."""
 
-    def trial(layout: Layout, ins: list, ups: list) -> tuple[_Result, _Result]:
+    def __init__(self, code: UserCode, given: Arguments, seed: int):
+        self.code, self.given = code, given
+        self.inputs = [given.values[i].detach().to(torch.float64).contiguous() for i in given.diff]
+        self.names = [given.names[i] for i in given.diff]
+        self.generator = torch.Generator().manual_seed(seed + 7919)
+        self.upstream: list = []
+        self.runs: list[_Result] = []
+        self.tolerance = ROUNDING
+        self.failed: dict[str, str] = {}
+        self.warnings: list[tuple[str, int, int]] = []
+        self.lines = grad_lines(code.backward, tuple(self.names))
+        self.def_line = where(code.backward)[1]
+        reading = _storage_line(code.backward)
+        self.place = {n: reading or self.lines.get(n, (self.def_line, 1)) for n in self.names}
+        self.backward = qualname(code.backward)
+
+    def start(self) -> None:
+        def seeded(outs: list) -> list:
+            self.upstream[:] = [torch.randn(tuple(o.shape), generator=self.generator, dtype=torch.float64).to(o.device)
+                                for o in outs]
+            return _fresh(self.upstream)
+        self.runs = [_run(self.code, self.given, _fresh(self.inputs), seeded)]
+        for _ in range(RUNS - 1):
+            self.again()
+
+    def again(self) -> None:
+        """One more contiguous run at the same point; the tolerance allows for the runs' spread."""
+        self.runs.append(_run(self.code, self.given, _fresh(self.inputs), _fresh(self.upstream)))
+        self.tolerance = max(ROUNDING, SPREAD_FACTOR * _spread(self.runs)[0])
+
+    def trial(self, layout: Layout, ins: list, ups: list) -> tuple[_Result, _Result]:
         """(the reference, the call) with the inputs and grad_output given where not None (in `layout`)."""
-        moved = [t.clone() if m is None else m for t, m in zip(inputs, ins)]
-        views = [u.clone() if m is None else m for u, m in zip(upstream, ups)]
-        reference = runs[0] if layout is not Layout.EXPANDED else _run(
-            code, given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
-        return reference, _run(code, given, moved, views)
+        moved = [t.clone() if m is None else m for t, m in zip(self.inputs, ins)]
+        views = [u.clone() if m is None else m for u, m in zip(self.upstream, ups)]
+        reference = self.runs[0] if layout is not Layout.EXPANDED else _run(
+            self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
+        return reference, _run(self.code, self.given, moved, views)
 
-    def differs(reference: _Result, got: _Result) -> bool:
-        return any(_differs(a, b, tolerance) is not None
+    def differs(self, reference: _Result, got: _Result) -> bool:
+        return any(_differs(a, b, self.tolerance) is not None
                    for a, b in zip(got.outputs + got.grads, reference.outputs + reference.grads))
 
-    for layout in chosen:
-        if layout is Layout.CONTIGUOUS:
-            continue
-        ups = [_made(layout, u, upstream=True) for u in upstream]
-        ins = [_made(layout, t, upstream=False) for t in inputs]
+    def layout(self, layout: Layout) -> None:
+        ups = [_made(layout, u, upstream=True) for u in self.upstream]
+        ins = [_made(layout, t, upstream=False) for t in self.inputs]
         if all(m is None for m in ups + ins):
-            continue
+            return
         try:
-            if not differs(*trial(layout, ins, ups)):
-                continue
+            if not self.differs(*self.trial(layout, ins, ups)):
+                return
+            if len(self.runs) == RUNS:  # one more run at the same point: is the difference the runs' own spread?
+                self.again()
+                if not self.differs(*self.trial(layout, ins, ups)):
+                    return
         except _Raised:
             pass
-        # the one call differs or raised: each part in this layout alone says which
-        if any(m is not None for m in ups):
-            said = _said(layout, next(m for m in ups if m is not None), "grad_output")
-            try:
-                reference, got = trial(layout, [None] * len(ins), [_made(layout, u, upstream=True) for u in upstream])
-            except _Raised as raised:
-                for name in names:
-                    failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
-            else:
-                for name, a, b in zip(names, got.grads, reference.grads):
-                    bad = _differs(a, b, tolerance)
-                    if bad is not None and name not in failed:
-                        err, at = bad
-                        failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
-                                        f"with a contiguous grad_output of the same values (error {err:.1e} of its "
-                                        "largest)")
-        for k, input_name in enumerate(names):
-            if ins[k] is None:
-                continue
-            said = _said(layout, ins[k], input_name)
-            alone = [None] * len(ins)
-            alone[k] = _made(layout, inputs[k], upstream=False)
-            try:
-                reference, got = trial(layout, alone, [None] * len(ups))
-            except _Raised as raised:
-                found.warnings.append((f"{backward}: not checked with {input_name} in the {layout} layout: when {said}, "
-                                       f"it raised {raised.text}", def_line, 1))
-                continue
-            out_bad = [_differs(a, b, tolerance) for a, b in zip(got.outputs, reference.outputs)]
-            if any(b is not None for b in out_bad) and input_name not in failed:
-                err, _ = next(b for b in out_bad if b is not None)
-                failed[input_name] = (f"the forward's output is wrong when {said} (error {err:.1e} of its largest): "
-                                      "it reads the input's memory as if it were contiguous")
-                place[input_name] = where(code.forward)[1], 1
-                continue
-            for name, a, b in zip(names, got.grads, reference.grads):
-                bad = _differs(a, b, tolerance)
-                if bad is not None and name not in failed:
-                    err, at = bad
-                    failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} with "
-                                    f"{input_name} contiguous at the same values (error {err:.1e} of its largest)")
-    for name in names:  # a layout that changes nothing adds no row: the rows stay those of the main check
-        if name in failed:
-            found.rows.append(row(name, "layouts", Status.FAIL, None, tolerance, failed[name]))
-    return found
+        if any(m is not None for m in ups):  # the one call differs or raised: each part alone says which
+            self.upstream_alone(layout, next(m for m in ups if m is not None))
+        for k, made in enumerate(ins):
+            if made is not None:
+                self.input_alone(layout, k, made)
+
+    def upstream_alone(self, layout: Layout, sample: torch.Tensor) -> None:
+        said = _said(layout, sample, "grad_output")
+        try:
+            reference, got = self.trial(layout, [None] * len(self.inputs),
+                                        [_made(layout, u, upstream=True) for u in self.upstream])
+        except _Raised as raised:
+            for name in self.names:
+                self.failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
+            return
+        for name, a, b in zip(self.names, got.grads, reference.grads):
+            bad = _differs(a, b, self.tolerance)
+            if bad is not None and name not in self.failed:
+                err, at = bad
+                self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
+                                     f"with a contiguous grad_output of the same values (error {err:.1e} of its "
+                                     "largest)")
+
+    def input_alone(self, layout: Layout, k: int, sample: torch.Tensor) -> None:
+        input_name = self.names[k]
+        said = _said(layout, sample, input_name)
+        alone: list = [None] * len(self.inputs)
+        alone[k] = _made(layout, self.inputs[k], upstream=False)
+        try:
+            reference, got = self.trial(layout, alone, [None] * len(self.upstream))
+        except _Raised as raised:
+            self.warnings.append((f"{self.backward}: not checked with {input_name} in the {layout} layout: when "
+                                  f"{said}, it raised {raised.text}", self.def_line, 1))
+            return
+        out_bad = [b for b in (_differs(a, b, self.tolerance) for a, b in zip(got.outputs, reference.outputs))
+                   if b is not None]
+        if out_bad and input_name not in self.failed:
+            self.failed[input_name] = (f"the forward's output is wrong when {said} (error {out_bad[0][0]:.1e} of its "
+                                       "largest): it reads the input's memory as if it were contiguous")
+            self.place[input_name] = where(self.code.forward)[1], 1
+            return
+        for name, a, b in zip(self.names, got.grads, reference.grads):
+            bad = _differs(a, b, self.tolerance)
+            if bad is not None and name not in self.failed:
+                err, at = bad
+                self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
+                                     f"with {input_name} contiguous at the same values (error {err:.1e} of its largest)")
+
+    def row(self, name: str, kind: str, err: float | None, tol: float, note: str, line_col=None) -> GateRow:
+        line, col = line_col or self.place[name]
+        return GateRow(name=self.backward, gate=kind, input=name, line=line, col=col, call_line=self.def_line,
+                       status=Status.FAIL, numeric_error=err, symbolic_error=None, tolerance=tol, point=1, note=note)
+
+    def findings(self) -> Findings:
+        """A failing row per gradient whose runs spread past rounding, else per gradient a layout changed; a
+        warning for a spread within rounding."""
+        found = Findings(warnings=list(self.warnings))
+        spread, spreads = _spread(self.runs)
+        runs = len(self.runs)
+        if spread > ROUNDING:
+            for name, s, (lo, hi, at) in zip(self.names, spreads, _ranges(self.runs)):
+                if s > ROUNDING:
+                    found.rows.append(self.row(name, "runs", s, ROUNDING, (
+                        f"nondeterministic: {runs} runs at the same point differ by {s:.1e} of its largest element, "
+                        f"past rounding ({ROUNDING:.1e}): {_element(name, at)} varies by {hi - lo:.1e} around "
+                        f"{lo:.6g}"), self.lines.get(name, (self.def_line, 1))))
+        elif spread > 0:
+            found.warnings.append((f"{self.backward} is a nondeterministic backward: run-to-run spread {spread:.0e}, "
+                                   f"within rounding ({runs} runs at the same point; the layouts' comparison allows "
+                                   "for it)", self.def_line, 1))
+        for name in self.names:  # a layout that changes nothing adds no row: the rows stay those of the main check
+            if name in self.failed and name not in {r.input for r in found.rows}:
+                found.rows.append(self.row(name, "layouts", None, self.tolerance, self.failed[name]))
+        return found
 
 
 def _fresh(tensors: list) -> list:
