@@ -256,8 +256,12 @@ def _array_or_list(value: list):
 @click.option("--no-reference", "reference", flag_value=False, default=None,
               help="A torch Function or JAX rule: difference every element one by one (torch's way) instead of "
                    "comparing each with autodiff through the forward.")
+@click.option("--layouts", "layouts", default=None, metavar="LAYOUT,...|all|none",
+              help="A torch Function: the memory layouts its backward is also called in, grad_output and inputs "
+                   "(contiguous, transposed, expanded, offset, channels-last; default all; contiguous alone: the "
+                   "repeated runs only).")
 @_report_options
-def check_py(targets, shapes, at, params, structure, order, complex_step, fast, reference, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, structure, order, complex_step, fast, reference, layouts, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -287,6 +291,7 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     from ..core.errors import GradcheckError
     from ..core.limits import MAX_SECONDS
     from ..python.isolation import run_isolated
+    from ..python.layouts import parse as parse_layouts
     from ..core.report import RunReport
 
     try:
@@ -296,10 +301,14 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     except GradcheckError as err:
         _fail(err)
     shapes, params, structure = _parse_shapes(shapes), _parse_params(params), _parse_structure(structure)
+    try:
+        chosen = parse_layouts(layouts)
+    except GradcheckError as err:
+        raise click.BadParameter(err.message.removeprefix("--layouts: "), param_hint="--layouts") from None
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
     values = _at_values(at, settings, shapes)
     jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, structure=structure, settings=settings,
-                       order=order) for t in targets]
+                       order=order, layouts=chosen) for t in targets]
     results, skipped, running = [], [], {}
     # Your code runs in a process of its own: an os._exit, a crash or an endless loop there ends that
     # process, not this one, and comes back as an error at your line; only reports cross back.
@@ -343,6 +352,7 @@ class _TargetJob:
     structure: dict  # name -> Structure
     settings: object
     order: int
+    layouts: tuple | None = None  # the torch layouts chosen (python/layouts.py; None: all)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -390,7 +400,7 @@ def _check_target(job: _TargetJob, send) -> None:
                 chosen = ((job.shapes, job.values, job.params) if "::" in target
                           else used_params(spec, job.shapes, job.values, job.params))
                 stated = {n: k for n, k in job.structure.items() if "::" in target or n in chosen[0] or n in chosen[1]}
-                reports.append(_check_spec(spec, chosen, settings, job.order, stated))
+                reports.append(_check_spec(spec, chosen, settings, job.order, stated, job.layouts))
             except GradcheckError as err:
                 failed(spec, err)
     said = printed.warning()
@@ -401,7 +411,7 @@ def _check_target(job: _TargetJob, send) -> None:
     send(_Skipped(items=list(left)))
 
 
-def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict):
+def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict, layouts: tuple | None = None):
     """One FILE.py::NAME checked: a torch.autograd.Function by the torch bridge (which imports torch),
     a JAX function with a custom_vjp, custom_jvp or custom_gradient rule by the JAX bridge (which
     imports jax), anything else as a Python layer (first order only)."""
@@ -410,7 +420,7 @@ def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict)
     function = torch_function(spec)
     if function is not None:
         from ..python.torch import check_spec as check_torch
-        return check_torch(spec, function, *chosen, settings, order, structure)
+        return check_torch(spec, function, *chosen, settings, order, structure, layouts)
     rule = jax_function(spec)
     if rule is not None:
         if order != 1:

@@ -20,13 +20,16 @@ one more target of the check pipeline (a Python layer whose forward and backward
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
-from . import bridge
+from . import bridge, torch_layouts
 from ..core.errors import GradcheckError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
+from .layouts import Layout, flag, parse
 from .pysource import PythonError, qualname, source_text, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
@@ -37,10 +40,13 @@ from ..core.streams import Stream, stream
 
 
 def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Settings | None = None,
-          structure: dict | None = None, **options) -> CheckReport:
+          structure: dict | None = None, layouts: str | tuple | None = None, **options) -> CheckReport:
     """Check `fn` (a torch.autograd.Function subclass, or a function of tensors) at `inputs` (a
     tuple of arguments, or a dict by name); non-tensor arguments pass through unchanged.
-    `structure`: {input name: "symmetric", "spd" or "simplex"} (structure.py)."""
+    `structure`: {input name: "symmetric", "spd" or "simplex"} (structure.py). `layouts`: the memory
+    layouts the backward is also called in ("all", the default; "none"; or names separated by commas,
+    layouts.py), and the repeated runs that tell a nondeterministic backward (torch_layouts.py)."""
+    chosen = parse(layouts)
     fn = unbound(fn)
     code = user_code(fn)
     given = bridge.arguments(TORCH, code, inputs)
@@ -58,7 +64,14 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         return report
     if order == 2:
         return check_double(kept, given, name, settings, structure)
-    return bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
+    report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
+    if report.error is None and chosen:
+        started = time.perf_counter()
+        found = torch_layouts.check(kept, given, chosen, settings.seed)
+        report.gates += found.rows
+        report.warnings += found.warnings
+        report.elapsed += time.perf_counter() - started
+    return report
 
 
 def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
@@ -80,7 +93,7 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
 
 
 def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings: Settings, order: int = 1,
-               structure: dict | None = None) -> CheckReport:
+               structure: dict | None = None, layouts: tuple | None = None) -> CheckReport:
     """`check-py FILE.py::MyFunction --shape x=4,5 [--param dim=1]`: float64 tensors of the given
     shapes (seeded normal values, made of the input's stated structure) or values, in the forward's
     parameter order; params passed through, arrays among them as tensors (bool and integer kept)."""
@@ -104,10 +117,12 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
             args.append(as_tensor(params[n]))
         else:
             raise PythonError(f"{qualname(fn)}.forward's parameter '{n}' comes before the given ones: give it too")
+    chosen = parse(None) if layouts is None else tuple(Layout(str(layout)) for layout in layouts)
     report = check(fn, {n: a for n, a in zip(names, args)}, name=spec, order=order, settings=settings,
-                   structure=stated)
+                   structure=stated, layouts=flag(chosen) or "all")
     report.source = spec
-    report.rerun = rerun_command(spec, shapes, values, params, settings, stated) + (" --order 2" if order == 2 else "")
+    report.rerun = (rerun_command(spec, shapes, values, params, settings, stated) + (" --order 2" if order == 2 else "")
+                    + (f" --layouts={flag(chosen)}" if flag(chosen) else ""))
     return report
 
 

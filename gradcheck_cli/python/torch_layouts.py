@@ -1,0 +1,337 @@
+"""A torch target's backward in the memory layouts real graphs give it, and run again at the same
+point (layouts.py names them and holds the constants).
+
+torch.autograd.gradcheck feeds contiguous tensors only; a graph gives a backward transposed views
+(behind `y.t()`), stride-0 ones (behind `y.sum()`), views at a storage offset (a slice) and
+channels-last ones. A layout must not change a gradient's value, so each is a comparison, exact up to
+rounding, of the backward's result in that layout with its result in the contiguous layout at the same
+values — one call per layout, the contiguous result being checked by the main check as before:
+
+- grad_output in each layout (all outputs' at once), the inputs contiguous;
+- each differentiated input in each layout in turn (its output compared too), grad_output contiguous;
+- the contiguous call run RUNS times: a spread within rounding is a warning (a nondeterministic
+  backward, atomic adds), past it a failure; the layouts' comparison allows SPREAD_FACTOR × the spread.
+
+Everything runs in float64 on the inputs' devices, with a seeded grad_output.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..core.report import GateRow
+from ..core.status import Status
+from .bridge import Arguments, UserCode, placed
+from .layouts import RUNS, ROUNDING, SPREAD_FACTOR, Layout
+from .pysource import USER_ERRORS, exception_text, grad_lines, qualname, where
+from .torch_bridge import floating_outputs
+from .usercode import quiet
+
+OFFSET = 3  # the storage offset of the OFFSET layout's views
+PADDING = 1234.5  # the value of the OFFSET layout's storage around the view
+# Reading these in a backward is reading memory, not values: a layout failure is placed at such a line.
+STORAGE_CALLS = ("set_", "untyped_storage", "storage", "as_strided", "data_ptr", "storage_offset")
+
+
+@dataclass(kw_only=True)
+class Findings:
+    """What the layouts and the repeated runs found: rows for the report's gates, and warnings."""
+    rows: list[GateRow] = field(default_factory=list)
+    warnings: list[tuple[str, int, int]] = field(default_factory=list)  # (message, line, col)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Result:
+    outputs: list[np.ndarray]
+    grads: list[np.ndarray]
+
+
+class _Raised(Exception):
+    def __init__(self, exc: BaseException):
+        super().__init__(exception_text(exc))
+        self.text = exception_text(exc)
+
+
+def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int) -> Findings:
+    """The layouts in `chosen` (CONTIGUOUS: the repeated runs only) checked at the given point: one
+    call per layout with grad_output and every input in it at once (plus, for EXPANDED, one at the
+    same values contiguous); only when that call differs, a third run at the same point (is it the
+    runs' own spread?), then one call per part to name the culprit."""
+    if not chosen:
+        return Findings()
+    session = _Session(code, given, seed)
+    try:
+        session.start()
+    except _Raised:
+        return Findings()  # the main check says what it raised
+    for layout in chosen:
+        if layout is not Layout.CONTIGUOUS:
+            session.layout(layout)
+    return session.findings()
+
+
+class _Session:
+    """One target at one point: its contiguous runs, the tolerance they set, what failed so far."""
+
+    def __init__(self, code: UserCode, given: Arguments, seed: int):
+        self.code, self.given = code, given
+        self.inputs = [given.values[i].detach().to(torch.float64).contiguous() for i in given.diff]
+        self.names = [given.names[i] for i in given.diff]
+        self.generator = torch.Generator().manual_seed(seed + 7919)
+        self.upstream: list = []
+        self.runs: list[_Result] = []
+        self.tolerance = ROUNDING
+        self.failed: dict[str, str] = {}
+        self.warnings: list[tuple[str, int, int]] = []
+        self.lines = grad_lines(code.backward, tuple(self.names))
+        self.def_line = where(code.backward)[1]
+        reading = _storage_line(code.backward)
+        self.place = {n: reading or self.lines.get(n, (self.def_line, 1)) for n in self.names}
+        self.backward = qualname(code.backward)
+
+    def start(self) -> None:
+        def seeded(outs: list) -> list:
+            self.upstream[:] = [torch.randn(tuple(o.shape), generator=self.generator, dtype=torch.float64).to(o.device)
+                                for o in outs]
+            return _fresh(self.upstream)
+        self.runs = [_run(self.code, self.given, _fresh(self.inputs), seeded)]
+        for _ in range(RUNS - 1):
+            self.again()
+
+    def again(self) -> None:
+        """One more contiguous run at the same point; the tolerance allows for the runs' spread."""
+        self.runs.append(_run(self.code, self.given, _fresh(self.inputs), _fresh(self.upstream)))
+        self.tolerance = max(ROUNDING, SPREAD_FACTOR * _spread(self.runs)[0])
+
+    def trial(self, layout: Layout, ins: list, ups: list) -> tuple[_Result, _Result]:
+        """(the reference, the call) with the inputs and grad_output given where not None (in `layout`)."""
+        moved = [t.clone() if m is None else m for t, m in zip(self.inputs, ins)]
+        views = [u.clone() if m is None else m for u, m in zip(self.upstream, ups)]
+        reference = self.runs[0] if layout is not Layout.EXPANDED else _run(
+            self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
+        return reference, _run(self.code, self.given, moved, views)
+
+    def differs(self, reference: _Result, got: _Result) -> bool:
+        return any(_differs(a, b, self.tolerance) is not None
+                   for a, b in zip(got.outputs + got.grads, reference.outputs + reference.grads))
+
+    def layout(self, layout: Layout) -> None:
+        ups = [_made(layout, u, upstream=True) for u in self.upstream]
+        ins = [_made(layout, t, upstream=False) for t in self.inputs]
+        if all(m is None for m in ups + ins):
+            return
+        try:
+            if not self.differs(*self.trial(layout, ins, ups)):
+                return
+            if len(self.runs) == RUNS:  # one more run at the same point: is the difference the runs' own spread?
+                self.again()
+                if not self.differs(*self.trial(layout, ins, ups)):
+                    return
+        except _Raised:
+            pass
+        if any(m is not None for m in ups):  # the one call differs or raised: each part alone says which
+            self.upstream_alone(layout, next(m for m in ups if m is not None))
+        for k, made in enumerate(ins):
+            if made is not None:
+                self.input_alone(layout, k, made)
+
+    def upstream_alone(self, layout: Layout, sample: torch.Tensor) -> None:
+        said = _said(layout, sample, "grad_output")
+        try:
+            reference, got = self.trial(layout, [None] * len(self.inputs),
+                                        [_made(layout, u, upstream=True) for u in self.upstream])
+        except _Raised as raised:
+            for name in self.names:
+                self.failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
+            return
+        for name, a, b in zip(self.names, got.grads, reference.grads):
+            bad = _differs(a, b, self.tolerance)
+            if bad is not None and name not in self.failed:
+                err, at = bad
+                self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
+                                     f"with a contiguous grad_output of the same values (error {err:.1e} of its "
+                                     "largest)")
+
+    def input_alone(self, layout: Layout, k: int, sample: torch.Tensor) -> None:
+        input_name = self.names[k]
+        said = _said(layout, sample, input_name)
+        alone: list = [None] * len(self.inputs)
+        alone[k] = _made(layout, self.inputs[k], upstream=False)
+        try:
+            reference, got = self.trial(layout, alone, [None] * len(self.upstream))
+        except _Raised as raised:
+            self.warnings.append((f"{self.backward}: not checked with {input_name} in the {layout} layout: when "
+                                  f"{said}, it raised {raised.text}", self.def_line, 1))
+            return
+        out_bad = [b for b in (_differs(a, b, self.tolerance) for a, b in zip(got.outputs, reference.outputs))
+                   if b is not None]
+        if out_bad and input_name not in self.failed:
+            self.failed[input_name] = (f"the forward's output is wrong when {said} (error {out_bad[0][0]:.1e} of its "
+                                       "largest): it reads the input's memory as if it were contiguous")
+            self.place[input_name] = where(self.code.forward)[1], 1
+            return
+        for name, a, b in zip(self.names, got.grads, reference.grads):
+            bad = _differs(a, b, self.tolerance)
+            if bad is not None and name not in self.failed:
+                err, at = bad
+                self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
+                                     f"with {input_name} contiguous at the same values (error {err:.1e} of its largest)")
+
+    def row(self, name: str, kind: str, err: float | None, tol: float, note: str, line_col=None) -> GateRow:
+        line, col = line_col or self.place[name]
+        return GateRow(name=self.backward, gate=kind, input=name, line=line, col=col, call_line=self.def_line,
+                       status=Status.FAIL, numeric_error=err, symbolic_error=None, tolerance=tol, point=1, note=note)
+
+    def findings(self) -> Findings:
+        """A failing row per gradient whose runs spread past rounding, else per gradient a layout changed; a
+        warning for a spread within rounding."""
+        found = Findings(warnings=list(self.warnings))
+        spread, spreads = _spread(self.runs)
+        runs = len(self.runs)
+        if spread > ROUNDING:
+            for name, s, (lo, hi, at) in zip(self.names, spreads, _ranges(self.runs)):
+                if s > ROUNDING:
+                    found.rows.append(self.row(name, "runs", s, ROUNDING, (
+                        f"nondeterministic: {runs} runs at the same point differ by {s:.1e} of its largest element, "
+                        f"past rounding ({ROUNDING:.1e}): {_element(name, at)} varies by {hi - lo:.1e} around "
+                        f"{lo:.6g}"), self.lines.get(name, (self.def_line, 1))))
+        elif spread > 0:
+            found.warnings.append((f"{self.backward} is a nondeterministic backward: run-to-run spread {spread:.0e}, "
+                                   f"within rounding ({runs} runs at the same point; the layouts' comparison allows "
+                                   "for it)", self.def_line, 1))
+        for name in self.names:  # a layout that changes nothing adds no row: the rows stay those of the main check
+            if name in self.failed and name not in {r.input for r in found.rows}:
+                found.rows.append(self.row(name, "layouts", None, self.tolerance, self.failed[name]))
+        return found
+
+
+def _fresh(tensors: list) -> list:
+    """Copies: a forward or backward that writes into its arguments changes no other call's."""
+    return [t.clone() for t in tensors]
+
+
+def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
+    """One forward and one backward: the inputs as leaves keeping their layout, `upstream` as given
+    (or made from the outputs, when it is a function)."""
+    leaves = [t.detach().requires_grad_(True) for t in inputs]
+    try:
+        with torch.enable_grad(), quiet():
+            outs = floating_outputs(code.call(*placed(given.values, given.diff, leaves)))
+            given_upstream = upstream(outs) if callable(upstream) else upstream
+            grads = torch.autograd.grad(outs, leaves, grad_outputs=given_upstream, allow_unused=True)
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise _Raised(exc) from None
+    as_numpy = [o.detach().to(torch.float64).cpu().numpy() for o in outs]
+    return _Result(outputs=as_numpy, grads=[np.zeros(tuple(t.shape)) if g is None else
+                                            g.detach().to(torch.float64).cpu().numpy() for g, t in zip(grads, leaves)])
+
+
+def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | None:
+    """`t` in `layout` with the same values (EXPANDED: a scalar expanded for an upstream, as behind
+    `y.sum()`; the first row expanded for an input), or None where the layout does not apply."""
+    if layout is Layout.TRANSPOSED:
+        if t.dim() < 2 or sum(d > 1 for d in t.shape) < 2:
+            return None
+        order = tuple(reversed(range(t.dim())))
+        return t.permute(order).contiguous().permute(order)
+    if layout is Layout.EXPANDED:
+        if t.numel() < 2 or t.dim() == 0:
+            return None
+        if upstream:
+            return t.reshape(-1)[:1].clone().reshape(()).expand(t.shape)
+        if t.shape[0] < 2:
+            return None
+        return t[:1].clone().expand(t.shape)
+    if layout is Layout.OFFSET:
+        if t.numel() == 0:
+            return None
+        storage = t.new_empty(t.numel() + 2 * OFFSET)
+        storage[:OFFSET] = storage[-OFFSET:] = PADDING  # what a read outside the view finds: never a gradient's value
+        storage[OFFSET:OFFSET + t.numel()] = t.reshape(-1)
+        return storage[OFFSET:OFFSET + t.numel()].view(t.shape)
+    if layout is Layout.CHANNELS_LAST:
+        if t.dim() != 4 or t.shape[1] < 2 or t.shape[2] * t.shape[3] < 2:
+            return None
+        return t.contiguous(memory_format=torch.channels_last)
+    return None
+
+
+def _said(layout: Layout, t: torch.Tensor, who: str) -> str:
+    """`grad_output is a transposed, non-contiguous view` and the like."""
+    what = {Layout.TRANSPOSED: ("a transposed" if t.dim() == 2 else "a permuted") + ", non-contiguous view",
+            Layout.EXPANDED: ("a stride-0 expanded view (as behind y.sum())" if who == "grad_output"
+                              else "a stride-0 expanded view (one row broadcast)"),
+            Layout.OFFSET: f"a view at storage offset {OFFSET}",
+            Layout.CHANNELS_LAST: "channels-last (4-d)"}[layout]
+    return f"{who} is {what}"
+
+
+def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):
+    """(the relative difference, the worst element's index) when `a` and `b` differ past `tolerance`
+    of the larger's largest element (nan and inf are equal only where both are), else None."""
+    if a.shape != b.shape:
+        return float("inf"), (0,) * a.ndim
+    if a.size == 0 or np.array_equal(a, b):
+        return None
+    same_nonfinite = ~np.isfinite(a) & ~np.isfinite(b) & ((a == b) | (np.isnan(a) & np.isnan(b)))
+    finite = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(all="ignore"):
+        gap = np.where(finite, np.abs(a - b), np.where(same_nonfinite, 0.0, np.inf))
+    scale = max(float(np.max(np.abs(np.where(np.isfinite(a), a, 0.0)))),
+                float(np.max(np.abs(np.where(np.isfinite(b), b, 0.0)))), 1e-300)
+    worst = np.unravel_index(int(np.argmax(gap)), a.shape)
+    err = float(gap[worst]) / scale
+    return (err, worst) if err > tolerance else None
+
+
+def _spread(runs: list[_Result]) -> tuple[float, list[float]]:
+    """The runs' largest relative difference from the first, overall and per gradient."""
+    per = []
+    for k, first in enumerate(runs[0].grads):
+        scale = max(float(np.max(np.abs(first), initial=0.0)), 1e-300)
+        per.append(max((float(np.max(np.abs(r.grads[k] - first), initial=0.0)) / scale for r in runs[1:]), default=0.0))
+    return max(per, default=0.0), per
+
+
+def _ranges(runs: list[_Result]) -> list[tuple[float, float, tuple]]:
+    """Per gradient: the smallest and largest value of its most varying element over the runs, and its index."""
+    out = []
+    for k in range(len(runs[0].grads)):
+        stack = np.stack([r.grads[k] for r in runs])
+        if stack[0].size == 0:
+            out.append((0.0, 0.0, ()))
+            continue
+        at = np.unravel_index(int(np.argmax(np.ptp(stack, axis=0))), stack[0].shape)
+        column = stack[(slice(None),) + tuple(at)]
+        out.append((float(column.min()), float(column.max()), tuple(int(i) for i in at)))
+    return out
+
+
+def _element(name: str, at) -> str:
+    index = tuple(int(i) for i in at)
+    return f"{name}[{', '.join(str(i) for i in index)}]" if index else name
+
+
+@functools.lru_cache(maxsize=256)
+def _storage_line(backward) -> tuple[int, int] | None:
+    """(line, col) of the backward's first call that reads memory rather than values (`set_`,
+    `untyped_storage`, `as_strided`, ...), or None."""
+    try:
+        lines, start = inspect.getsourcelines(inspect.unwrap(backward))
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr in STORAGE_CALLS]
+    if not calls:
+        return None
+    first = min(calls, key=lambda n: (n.lineno, n.col_offset))
+    return start + first.lineno - 1, first.col_offset + indent + 1

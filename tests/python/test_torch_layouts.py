@@ -1,0 +1,218 @@
+"""A torch Function's backward in the memory layouts real graphs give it, and run twice at the same
+point (python/torch_layouts.py): examples/kernels/ right and wrong. Each wrong one is first shown
+wrong by torch itself (autograd through a graph that gives that layout), so the verdict is held to an
+independent oracle; torch.autograd.gradcheck passes each of them (its contiguous grad_outputs).
+Skipped without PyTorch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
+
+from gradcheck_cli.python.layouts import ROUNDING, RUNS  # noqa: E402
+from gradcheck_cli.torch import check  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+KERNELS = ROOT / "examples" / "kernels"
+sys.path.insert(0, str(KERNELS))
+import jitter  # noqa: E402
+import stride0  # noqa: E402
+import strided  # noqa: E402
+
+
+def x(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).requires_grad_()
+
+
+def line_of(path: Path, cls, text: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"class {cls.__name__}("))
+    return next(i for i in range(start, len(lines)) if text in lines[i]) + 1
+
+
+def failing(report) -> list:
+    return [g for g in report.gates if g.status == "fail"]
+
+
+# --- the oracle: torch's own autograd, through graphs that give these layouts -----------------------
+
+def test_torch_itself_shows_each_wrong_kernel_wrong_and_gradcheck_passes_it():
+    a = x(4, 5)
+    (through_t,) = torch.autograd.grad(strided.StridedScale.apply(a).t(), a, torch.ones(5, 4).double() * torch.arange(
+        20.0, dtype=torch.float64).reshape(5, 4))
+    assert not torch.allclose(through_t, 2 * torch.arange(20.0, dtype=torch.float64).reshape(5, 4).t())
+    with pytest.raises(RuntimeError, match="single memory location"):
+        stride0.ScaleInPlace.apply(a).sum().backward()
+    for wrong in (strided.StridedScale, stride0.ScaleInPlace):
+        assert torch.autograd.gradcheck(wrong.apply, (x(4, 5),))
+    g = torch.randn(4, 5, dtype=torch.float64)
+    runs = [torch.autograd.grad(jitter.TripleAtomicFloat32.apply(a), a, g)[0] for _ in range(8)]
+    assert any(not torch.equal(runs[0], r) for r in runs[1:])  # it varies from run to run
+
+
+# --- layouts ---------------------------------------------------------------------------------------
+
+def test_a_backward_reading_memory_fails_naming_the_layout_the_element_and_the_line():
+    report = check(strided.StridedScale, (x(4, 5),))
+    (row,) = failing(report)
+    assert row.gate == "layouts" and row.input == "x"
+    assert "wrong when grad_output is a transposed, non-contiguous view: x[" in row.note
+    assert row.line == line_of(KERNELS / "strided.py", strided.StridedScale, "set_(")  # the line that reads memory
+    assert check(strided.Scale, (x(4, 5),)).passed
+
+
+def test_each_layout_alone_and_none():
+    expanded = failing(check(strided.StridedScale, (x(4, 5),), layouts="expanded"))
+    assert len(expanded) == 1 and "grad_output is a stride-0 expanded view (as behind y.sum())" in expanded[0].note
+    assert failing(check(strided.StridedScale, (x(2, 3, 4, 5),), layouts="channels-last"))[0].note.startswith(
+        "wrong when grad_output is channels-last (4-d)")
+    assert failing(check(strided.StridedScale, (x(2, 3, 4, 5),), layouts="transposed"))[0].note.startswith(
+        "wrong when grad_output is a permuted, non-contiguous view")
+    assert check(strided.StridedScale, (x(4, 5),), layouts="offset").passed  # it honours the storage offset
+    assert check(strided.StridedScale, (x(4, 5),), layouts="none").passed  # today's check, blind to it
+
+
+class IgnoresOffset(torch.autograd.Function):
+    """y = 2x; the backward reads grad_output's storage from its start, ignoring its offset."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        flat = torch.empty(0, dtype=g.dtype).set_(g.untyped_storage(), 0, g.shape, g.stride())
+        return flat * 2
+
+
+def test_a_storage_offset_ignored_fails_at_the_offset_layout_only():
+    assert [g.note.split(":")[0] for g in failing(check(IgnoresOffset, (x(4, 5),)))] == [
+        "wrong when grad_output is a view at storage offset 3"]
+    assert check(IgnoresOffset, (x(4, 5),), layouts="transposed,expanded").passed
+
+
+def test_an_in_place_write_into_a_stride_0_grad_output_fails_as_torch_raises():
+    (row,) = failing(check(stride0.ScaleInPlace, (x(4, 5),)))
+    assert row.note.startswith("when grad_output is a stride-0 expanded view (as behind y.sum()), the backward "
+                               "raised RuntimeError")
+    assert row.line == line_of(KERNELS / "stride0.py", stride0.ScaleInPlace, "dx = grad.mul_(3)")
+    assert check(stride0.Scale, (x(4, 5),)).passed
+
+
+class SquareReadsSavedMemory(torch.autograd.Function):
+    """y = x²; the backward reads the saved input's storage as if it were contiguous."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        xs = torch.empty(0, dtype=x.dtype).set_(x.untyped_storage(), x.storage_offset(), x.shape)
+        return 2 * xs * g
+
+
+class SumsRows(torch.autograd.Function):
+    """y = x.sum(1) with a forward that reads the input's memory as contiguous rows."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        rows = torch.empty(0, dtype=x.dtype).set_(x.untyped_storage(), x.storage_offset(), x.shape)
+        return rows.sum(1)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[:, None].expand(ctx.shape).clone()
+
+
+def test_inputs_in_layouts_the_backward_and_the_forward():
+    (row,) = failing(check(SquareReadsSavedMemory, (x(4, 5),)))
+    assert row.note.startswith("wrong when x is a transposed, non-contiguous view: x[")
+    (row,) = failing(check(SumsRows, (x(4, 5),)))
+    assert row.note.startswith("the forward's output is wrong when x is a transposed, non-contiguous view")
+    assert row.line == SumsRows.forward.__code__.co_firstlineno + 1  # the def line, under @staticmethod
+
+
+class Conv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return torch.nn.functional.conv2d(x, w, padding=1)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return (torch.nn.grad.conv2d_input(x.shape, w, g, padding=1),
+                torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1))
+
+
+def test_right_functions_pass_in_every_layout():
+    assert check(Conv, (x(2, 3, 6, 6), x(4, 3, 3, 3, seed=1))).passed  # channels-last, reductions reordered
+    assert check(jitter.Triple, (x(3, 4, 5),)).passed
+    a = x(5, 4).t()  # a transposed input given by the user
+    report = check(strided.Scale, (a,))
+    assert report.passed and not report.warnings
+
+
+# --- the repeated runs -----------------------------------------------------------------------------
+
+def test_a_spread_within_rounding_is_a_warning_and_past_it_a_failure():
+    report = check(jitter.TripleJitter, (x(4, 5),))
+    assert report.passed and len(report.warnings) == 1
+    message, line, _ = report.warnings[0]
+    assert "is a nondeterministic backward: run-to-run spread" in message and "within rounding" in message
+    assert line == jitter.TripleJitter.backward.__code__.co_firstlineno + 1
+    assert not check(jitter.Triple, (x(4, 5),)).warnings
+    (row,) = failing(check(jitter.TripleAtomicFloat32, (x(4, 5),)))
+    assert row.gate == "runs" and row.note.startswith(f"nondeterministic: {RUNS} runs at the same point differ by")
+
+
+def jittering(size: float):
+    class Jitter(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return 3 * x
+
+        @staticmethod
+        def backward(ctx, g):
+            noise = torch.rand(g.shape, dtype=g.dtype) * 2 - 1
+            return 3 * g * (1 + size * noise)
+    return Jitter
+
+
+def test_the_rounding_constant_is_held_both_ways():
+    under = check(jittering(ROUNDING / 8), (x(6, 7),))
+    assert under.passed and "within rounding" in under.warnings[0][0]
+    over = check(jittering(ROUNDING * 8), (x(6, 7),))
+    assert [g.gate for g in failing(over)] == ["runs"]
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def check_py(*args):
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_command_line_chooses_layouts_and_every_face_says_the_spread():
+    wrong = check_py(KERNELS / "strided.py::StridedScale", "--shape", "x=4,5")
+    assert wrong.returncode == 1 and "transposed, non-contiguous view" in wrong.stdout
+    blind = check_py(KERNELS / "strided.py::StridedScale", "--shape", "x=4,5", "--layouts", "offset,contiguous")
+    assert blind.returncode == 0
+    bad = check_py(KERNELS / "strided.py::StridedScale", "--shape", "x=4,5", "--layouts", "diagonal")
+    assert bad.returncode == 2 and "unknown layout 'diagonal'" in bad.stderr
+    face = check_py(KERNELS / "jitter.py::TripleJitter", "--shape", "x=4,5", "--format", "json")
+    assert face.returncode == 0
+    (warning,) = json.loads(face.stdout)["results"][0]["warnings"]
+    assert "nondeterministic backward" in warning["message"]
+    rerun = check_py(KERNELS / "strided.py::StridedScale", "--shape", "x=4,5", "--layouts", "expanded")
+    assert rerun.returncode == 1 and "--layouts=expanded" in rerun.stdout
