@@ -151,13 +151,7 @@ class _Session:
             for name in self.names:
                 self.failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
             return
-        for name, a, b in zip(self.names, got.grads, reference.grads):
-            bad = _differs(a, b, self.tolerance)
-            if bad is not None and name not in self.failed:
-                err, at = bad
-                self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
-                                     f"with a contiguous grad_output of the same values (error {err:.1e} of its "
-                                     "largest)")
+        self.blame_gradients(said, got, reference, "a contiguous grad_output of the same values")
 
     def input_alone(self, layout: Layout, k: int, sample: torch.Tensor) -> None:
         input_name = self.names[k]
@@ -177,12 +171,17 @@ class _Session:
                                        "largest): it reads the input's memory as if it were contiguous")
             self.place[input_name] = where(self.code.forward)[1], 1
             return
+        self.blame_gradients(said, got, reference, f"{input_name} contiguous at the same values")
+
+    def blame_gradients(self, said: str, got, reference, against: str) -> None:
+        """Each gradient that differs under a layout from the contiguous run (`against` says which),
+        failed with its element, unless it has failed already."""
         for name, a, b in zip(self.names, got.grads, reference.grads):
             bad = _differs(a, b, self.tolerance)
             if bad is not None and name not in self.failed:
                 err, at = bad
                 self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
-                                     f"with {input_name} contiguous at the same values (error {err:.1e} of its largest)")
+                                     f"with {against} (error {err:.1e} of its largest)")
 
     def row(self, name: str, kind: str, err: float | None, tol: float, note: str, line_col=None) -> GateRow:
         line, col = line_col or self.place[name]
