@@ -35,7 +35,7 @@ from .torch_bridge import floating_outputs
 from .usercode import quiet
 
 OFFSET = 3  # the storage offset of the OFFSET layout's views
-PADDING = 1234.5  # the value of the OFFSET layout's storage around the view
+PADDING = 1234.5  # what a storage holds outside a layout's view (OFFSET's around it, EXPANDED's past it)
 # Reading these in a backward is reading memory, not values: a layout failure is placed at such a line.
 STORAGE_CALLS = ("set_", "untyped_storage", "storage", "as_strided", "data_ptr", "storage_offset")
 
@@ -244,10 +244,10 @@ def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | 
         if t.numel() < 2 or t.dim() == 0:
             return None
         if upstream:
-            return t.reshape(-1)[:1].clone().reshape(()).expand(t.shape)
+            return _padded(t.reshape(-1)[:1], t.numel()).reshape(()).expand(t.shape)
         if t.shape[0] < 2:
             return None
-        return t[:1].clone().expand(t.shape)
+        return _padded(t[:1].reshape(-1), t.numel()).view(t[:1].shape).expand(t.shape)
     if layout is Layout.OFFSET:
         if t.numel() == 0:
             return None
@@ -260,6 +260,15 @@ def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | 
             return None
         return t.contiguous(memory_format=torch.channels_last)
     return None
+
+
+def _padded(values: torch.Tensor, whole: int) -> torch.Tensor:
+    """`values` (flat) at the start of a storage of `whole` elements (what the expanded tensor would
+    need if it were contiguous), the rest PADDING: a backward that reads a stride-0 view's storage as
+    if contiguous reads PADDING there, the same on every run — never memory past the storage's end."""
+    storage = values.new_full((max(whole, values.numel()),), PADDING)
+    storage[: values.numel()] = values
+    return storage[: values.numel()]
 
 
 def _said(layout: Layout, t: torch.Tensor, who: str) -> str:
