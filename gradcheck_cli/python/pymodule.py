@@ -76,8 +76,12 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
     taken = {f.__name__ for _, fwd, bwd in pairs for f in (fwd, bwd)}
     rules = jax_rules(module)  # a JAX rule's fwd and bwd are its parts, never a layer pair or a loss of their own
     parts = {id(getattr(r, p, None)) for _, r, _ in rules for p in ("fwd", "bwd", "jvp")}
+    ops = custom_ops(module)  # a custom op's function and its registered backward are its parts, too
+    parts |= {id(getattr(getattr(module, n), p, None)) for n, _, _ in ops
+              for p in ("_init_fn", "_backward_fn", "_setup_context_fn")}
     pairs = [p for p in pairs + loss_functions(module, taken) if id(p[1]) not in parts and id(p[2]) not in parts]
-    pairs = sorted(pairs + [(n, rule_function(r), None) for n, r, _ in rules], key=lambda p: _first_line(p[2] or p[1]))
+    pairs = sorted(pairs + [(n, rule_function(r), None) for n, r, _ in rules] + ops,
+                   key=lambda p: _first_line(p[2] or p[1]))
     if not pairs:
         raise PythonError(f"{path} has no NAME_forward/NAME_backward pair, nor a NAME_loss function, to check")
     given = set(shapes) | set(values) | set(params)
@@ -106,7 +110,9 @@ def collect(path: str, shapes: dict, values: dict, params: dict, settings) -> tu
 def used_params(spec: str, shapes: dict, values: dict, params: dict) -> tuple:
     """The --shape, --at and --param entries that the layer of `spec` takes (a module's layers share them)."""
     rule = _jax_rule(jax_function(spec))
-    forward = rule_function(rule) if rule is not None else load_target(spec)[0]
+    op = torch_function(spec)
+    forward = (rule_function(rule) if rule is not None else op._init_fn if is_custom_op(op)
+               else load_target(spec)[0])
     names = set(parameter_names(forward))
     pick = lambda d: {k: v for k, v in d.items() if k in names}  # noqa: E731
     return pick(shapes), pick(values), pick(params)
@@ -264,7 +270,8 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
 
 
 def torch_function(spec: str):
-    """The torch.autograd.Function subclass `FILE.py::NAME` names, or None (torch is not imported here)."""
+    """The torch.autograd.Function subclass, or the `torch.library.custom_op`, that `FILE.py::NAME`
+    names, or None (torch is not imported here)."""
     path, sep, name = spec.rpartition("::")
     if not sep or not path or not name or "," in name:
         return None  # (load_target says what is wrong with the spec)
@@ -272,7 +279,25 @@ def torch_function(spec: str):
     if inspect.isclass(fn) and any(c.__module__.startswith("torch.autograd") and c.__name__ == "Function"
                                    for c in fn.__mro__[1:]):
         return fn
-    return None
+    return fn if is_custom_op(fn) else None
+
+
+def is_custom_op(obj) -> bool:
+    """A `torch.library.custom_op` (its type, CustomOpDef, told by its module: torch is not imported here)."""
+    kind = type(obj)
+    return kind.__module__.startswith("torch._library") and kind.__name__ == "CustomOpDef"
+
+
+def custom_ops(module) -> list:
+    """(name, the function the op was made from, None) for each `torch.library.custom_op` whose function
+    is written in the module's own file, once."""
+    found, seen = [], set()
+    for attr in dir(module):
+        obj = getattr(module, attr, None)
+        if is_custom_op(obj) and id(obj) not in seen and _defined_in(getattr(obj, "_init_fn", None), module):
+            seen.add(id(obj))
+            found.append((attr, obj._init_fn, None))
+    return found
 
 
 def jax_function(spec: str):

@@ -12,6 +12,7 @@ import inspect
 import numpy as np
 import torch
 
+from . import custom_op
 from .bridge import Arguments, Pullback, UserCode, placed
 from .pysource import USER_ERRORS, qualname
 from .usercode import quiet
@@ -107,7 +108,10 @@ def differentiable_outputs(code: UserCode, given: Arguments) -> UserCode | None:
 
 def user_code(fn) -> UserCode:
     """A Function's parts (or a plain function of tensors': it is its own forward and backward, and
-    has no reference, since its autograd may run the very backward under test)."""
+    has no reference, since its autograd may run the very backward under test); a custom op's
+    (custom_op.py)."""
+    if custom_op.is_custom_op(fn):
+        return custom_op.user_code(fn)
     function = is_function(fn)
     call = fn.apply if function else fn
     plain = _plain(fn)
