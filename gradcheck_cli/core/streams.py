@@ -33,6 +33,7 @@ class Stream(IntEnum):
     GRADE_UPSTREAM = 16      # grading: the upstream gradient a student's backward is called with
     GRADE_VARIANT = 17       # grading --variants: a student's own points (keyed by the student's name)
     GRADE_VARIANT_DIMS = 18  # grading --variants: a student's own sizes of the exercise's `# dims:`
+    FORWARD_TANGENTS = 19    # forward mode: the random tangents a jvp rule is checked along, per input and tangent
 
 
 def stream(seed: int, name: Stream, *keys: int) -> np.random.Generator:

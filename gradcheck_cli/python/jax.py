@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import bridge
+from . import bridge, forward_mode
 from ..checking import precision
 from ..core.errors import GradcheckError, UsageError, did_you_mean
 from ..core.report import CheckReport, GateRow
@@ -302,6 +302,8 @@ def check_rule(rule: Rule, given: Arguments, *, name: str | None, settings: Sett
         if report.error is not None:
             return report
         report.gates += primal_rows(rule, given, rows.points, layer, settings)
+        if rule.kind is Kind.JVP:  # the jvp in forward mode too, as it is written (forward_mode.py)
+            report.gates += jvp_rows(rule, given, layer, settings)
         wrong = any(r.status == "fail" for r in report.nodes + report.gates)
         low = [d for d in [dtype] + [JAX.dtype_name(given.values[i]) for i in given.diff] if d in LOW_PRECISION]
         if low and not wrong:  # (a rule wrong in float64 has nothing to add in float32)
@@ -339,6 +341,34 @@ def primal_rows(rule: Rule, given: Arguments, points: list, layer: Layer, settin
                     col=col, call_line=line, status=Status.FAIL if failed else Status.PASS, numeric_error=err if failed else 0.0,
                     symbolic_error=None, tolerance=settings.rtol, point=point, note=note,
                     file=None if file == layer.path else file)]
+
+
+def jvp_rows(rule: Rule, given: Arguments, layer: Layer, settings: Settings) -> list[GateRow]:
+    """A custom_jvp's rule in forward mode: `jax.jvp` along seeded tangents on each input against the
+    function's directional derivative (forward_mode.py), one row per input, at the rule's lines."""
+    names = [given.names[i] for i in given.diff]
+
+    def call(arrays: list) -> list:
+        dtype = "complex128" if any(np.iscomplexobj(a) for a in arrays) else FLOAT64
+        with jax.enable_x64(True):
+            out = rule.code.call(*placed(given.values, given.diff, _arrays(arrays, dtype)))
+            return [np.asarray(o) for o in jax.tree_util.tree_leaves(out)
+                    if hasattr(o, "dtype") and jnp.issubdtype(o.dtype, jnp.inexact)]
+
+    def jvp(arrays: list, tangents: list) -> list:
+        with jax.enable_x64(True):
+            out, tangent = jax.jvp(lambda *d: rule.code.call(*placed(given.values, given.diff, d)),
+                                   tuple(_arrays(arrays, FLOAT64)), tuple(_arrays(tangents, FLOAT64)))
+            pairs = zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(tangent))
+            return [np.asarray(t, dtype=float) for o, t in pairs if _is_floating(o)]
+    try:
+        lines = rule.lines(list(given.names))
+    except (RecursionError, ValueError, TypeError, AttributeError):  # an odd source: the rule's first line
+        lines = {}
+    said = forward_mode.Rule(name=forward_mode.named(rule.name), file=None if rule.path == layer.path else rule.path,
+                             line=rule.line, lines={n: lines.get(n, (rule.line, 1)) for n in names})
+    arrays = [JAX.to_numpy(given.values[i]) for i in given.diff]
+    return forward_mode.rows(forward_mode.functions(call, jvp), arrays, names, said, settings)
 
 
 def _primal_gap(direct: list, ruled: list, settings: Settings) -> tuple[float, str]:

@@ -284,3 +284,28 @@ class _Tangents:
         else:
             for t in target.elts:
                 self.bind(t, None, inputs)
+
+
+def parameter_tangent_lines(jvp, names: list[str], skip: int) -> dict:
+    """Input name -> the line of a rule taking one tangent per parameter (a torch Function's
+    `jvp(ctx, x_t, y_t)`, after `skip` parameters) and returning the output tangent(s), that computes
+    that input's part of what it returns: as `tangent_lines`, each parameter carrying its own input's
+    tangent."""
+    w = definition(jvp)
+    if w is None or not isinstance(w.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return {}
+    args = [a.arg for a in w.node.args.posonlyargs + w.node.args.args][skip:]
+    value = result(w.node)
+    if value is None:
+        return {}
+    flow = _Tangents("", len(names))
+    flow.carried.update({arg: {k} for k, arg in enumerate(args[: len(names)])})
+    steps = [flow.step(a) for a in assignments(w.node) if a.value is not None]
+    used = _feeding(steps, value)
+    way = [(node, inputs) for node, inputs, _ in (steps[j] for j in sorted(used)) if not flow.is_copy(node.value)]
+    out = {}
+    for k, name in enumerate(names):
+        alone = [node for node, inputs in way if inputs == {k}]
+        mixed = [node for node, inputs in way if k in inputs]
+        out[name] = w.at(alone[-1] if alone else mixed[0] if mixed else value)
+    return out

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from . import bridge, torch_layouts
+from . import bridge, torch_jvp, torch_layouts
 from ..core.errors import GradcheckError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
@@ -71,6 +71,8 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         report.gates += found.rows
         report.warnings += found.warnings
         report.elapsed += time.perf_counter() - started
+    if report.error is None:  # a Function with a jvp: checked in forward mode too (torch_jvp.py)
+        report.gates += torch_jvp.rows(fn, kept.call, given, report.path, settings)
     return report
 
 
