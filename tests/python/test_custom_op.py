@@ -104,3 +104,37 @@ def test_check_py_finds_the_ops_of_a_file_and_by_name():
                        "examples/kernels/softplus_op.py::softplus_numpy": True}
     one = check_py("examples/kernels/softplus_op.py::softplus", "--shape", "x=4,5")
     assert one.returncode == 0, one.stdout + one.stderr
+
+
+def test_blame_reads_the_registered_backward_swapped_gradients_and_an_unused_upstream():
+    @torch.library.custom_op("gradcheck_tests::mul_sq", mutates_args=())
+    def mul_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a * b * b
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def swapped(ctx, grad):
+        a, b = ctx.saved_tensors
+        da = grad * b * b
+        db = grad * 2 * a * b
+        return db, da
+    mul_sq.register_autograd(swapped, setup_context=setup)
+    report = check(mul_sq, (x(3, 4), x(3, 4, seed=1)))
+    assert {r.name: r.status for r in report.nodes} == {"a": "fail", "b": "fail"}
+    assert "the gradients are returned in the wrong order (db where da goes)" in report.nodes[0].note
+
+    @torch.library.custom_op("gradcheck_tests::softplus_unscaled", mutates_args=())
+    def softplus_unscaled(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.softplus(t)
+
+    def keep(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    def unscaled(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return torch.sigmoid(t)
+    softplus_unscaled.register_autograd(unscaled, setup_context=keep)
+    (row,) = check(softplus_unscaled, (x(3, 4),)).nodes
+    assert row.status == "fail" and row.note.startswith("not scaled by the upstream gradient: dt is the same "
+                                                        "whatever the upstream (grad is not used)")
