@@ -9,7 +9,8 @@ directional derivative of the forward along the same tangent. The framework supp
 - the reference along a tangent t: centered differences (f(x + h·t) − f(x − h·t)) / 2h at h and h/2,
   Richardson-extrapolated, their gap the error estimate; and the complex step Im f(x + iH·t) / H where
   the forward is complex-safe (it agrees with the differences within AGREE of their estimate, its
-  real part is the forward's): then it is the reference, exact to rounding;
+  real part is the forward's): then it is the reference, exact to rounding; where the one-sided
+  slopes disagree (a kink between the steps) the differences are unreliable and nothing is judged;
 - an error relative to the output's largest entry (CS231n's relative error, taken over the whole
   output, so a near-zero element is not judged alone), failing past `rtol` and past SAFETY times the
   differences' own estimate; a reference the differences cannot give (their two steps disagree: a
@@ -126,13 +127,19 @@ def reference(target: Directional, arrays: list[np.ndarray], t: list[np.ndarray]
     norm = max([float(np.max(np.abs(d), initial=0.0)) for d in t] + [TINY])
     h = (settings.step or np.cbrt(EPS)) * size / norm
 
-    def central(step: float) -> list[np.ndarray]:
-        plus = target.forward([a + step * d for a, d in zip(arrays, t)])
-        minus = target.forward([a - step * d for a, d in zip(arrays, t)])
-        return [(np.asarray(p, dtype=float) - np.asarray(m, dtype=float)) / (2 * step) for p, m in zip(plus, minus)]
-    coarse, fine = central(h), central(h / 2)
+    def at(step: float) -> list[np.ndarray]:
+        return [np.asarray(o, dtype=float) for o in target.forward([a + step * d for a, d in zip(arrays, t)])]
+    centre, plus, minus = at(0.0), at(h), at(-h)
+    coarse = [(p - m) / (2 * h) for p, m in zip(plus, minus)]
+    fine = [(p - m) / h for p, m in zip(at(h / 2), at(-h / 2))]
     richardson = [(4 * f - c) / 3 for c, f in zip(coarse, fine)]
     estimate = max([float(np.max(np.abs(r - f), initial=0.0)) for r, f in zip(richardson, fine)] + [0.0])
+    # one-sided slopes that differ by more than UNRELIABLE of the slope: a kink between x - h·t and x + h·t
+    # (where the two centred steps can agree, the kink at their middle)
+    sides = max([float(np.max(np.abs((p - c) - (c - m)), initial=0.0)) / h
+                 for p, c, m in zip(plus, centre, minus)] + [0.0])
+    if sides > UNRELIABLE * max([float(np.max(np.abs(c), initial=0.0)) for c in coarse] + [TINY]):
+        return richardson, max(estimate, sides), "finite differences"  # nothing to hold the complex step to
     exact = _complex_step(target, arrays, t, norm)
     if exact is not None and len(exact) == len(richardson) and all(
             np.shape(e) == np.shape(r) for e, r in zip(exact, richardson)):

@@ -199,3 +199,16 @@ def test_jax_labels_and_rows(jax_side):
     assert row.line == line_in(ROOT / "examples" / "jax" / "rules.py", "def logcosh_wrong_jvp(", "y_dot = ")
     vjp_only = check(rules.softplus, (x,))  # a custom_vjp: no forward-mode row
     assert not [g for g in vjp_only.gates if g.gate == "forward mode (jvp)"]
+
+
+def test_a_kink_between_the_steps_is_a_warning_not_a_verdict():
+    def relu(arrays):
+        return [np.maximum(arrays[0], 0.0)]  # complex-safe away from 0: held to the differences, it is not used
+
+    def jvp(arrays, tangents):
+        return [(arrays[0] > 0) * tangents[0]]
+    near = [np.full(3, 1e-7)]  # the kink at 0 lies between x - h and x + h: the two steps disagree
+    (row,) = forward_mode.rows(forward_mode.functions(relu, jvp), near, ["x"], RULE, Settings())
+    assert row.status == "warn" and "unreliable" in row.note
+    (away,) = forward_mode.rows(forward_mode.functions(relu, jvp), [np.full(3, 0.5)], ["x"], RULE, Settings())
+    assert away.status == "pass"
