@@ -56,10 +56,10 @@ class Jax:
     def dtype_name(self, value) -> str:
         return str(_dtype(value))
 
-    def evaluate(self, function, values: list, diff: list[int], arrays: list) -> list[np.ndarray]:
+    def evaluate(self, function, values: list, diff: list[int], arrays: list, dtype: str = FLOAT64) -> list[np.ndarray]:
         with jax.enable_x64(True):
             return [np.asarray(o, dtype=float)
-                    for o in _floating(function(*placed(values, diff, _arrays(arrays, FLOAT64))))]
+                    for o in _floating(function(*placed(values, diff, _arrays(arrays, dtype))))]
 
     def evaluate_rows(self, function, values: list, diff: list[int], arrays: list) -> np.ndarray:
         dims = tuple(0 if i in diff else None for i in range(len(values)))
