@@ -36,7 +36,7 @@ from .bridge import FLOAT64, Arguments, Framework, UserCode
 from .pysource import USER_ERRORS, PythonError, exception_text, qualname, user_position, where
 from .usercode import Layer, joined
 
-K = 16.0              # the model's constant: a right kernel's rounding stays within K·ε·√n of the gradient's largest
+K = 8.0               # the model's constant: a right kernel's rounding stays within K·ε·√n of the gradient's largest
 REFERENCE_ROUNDS = 2.0  # a reference run in the dtype errs as much as the target: the two allowances add
 PROBES = 16           # elements of each input whose reach (n) is measured, spread evenly over it
 EPS = precision.EPS   # ε: the spacing of the dtype's numbers at 1 (2^-23, 2^-10, 2^-7)
