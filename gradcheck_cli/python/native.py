@@ -20,6 +20,7 @@ far coarser than this model.
 
 from __future__ import annotations
 
+import ast
 import enum
 import math
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from ..core.report import Allowance, CheckReport, GateRow, NodeRow, Precision
 from ..core.settings import Settings
 from ..core.status import Status
 from .bridge import FLOAT64, Arguments, Framework, UserCode
-from .pysource import USER_ERRORS, PythonError, exception_text, qualname, user_position, where
+from .pymodule import load_module, lookup
+from .pysource import USER_ERRORS, PythonError, display, exception_text, qualname, source_text, user_position, where
 from .usercode import Layer, joined
 
 K = 8.0               # the model's constant: a right kernel's rounding stays within K·ε·√n of the gradient's largest
@@ -140,7 +142,6 @@ def check(framework: Framework, code: UserCode, given: Arguments, chosen: Plan, 
     try:
         judged = judge(framework, code, given, chosen, layer)
     except PythonError as err:
-        from .pysource import source_text
         report.error = err.located(layer.path, source_text(err.source or layer.path))
         return report
     report.precision = judged.precision
@@ -251,8 +252,6 @@ def _reach(framework: Framework, code: UserCode, given: Arguments, chosen: Plan,
 def load_reference(spec: str) -> Callable:
     """The function `FILE.py::NAME` names (--reference): imports FILE (this runs its code); a missing
     file, a missing name or one that is no function is an error at its place."""
-    from .pymodule import load_module, lookup
-    from .pysource import display, source_text
     path, sep, name = spec.rpartition("::")
     if not sep or not path or not name:
         raise PythonError(f"--reference '{spec}': expected FILE.py::NAME, e.g. kernels.py::gelu_reference")
@@ -271,8 +270,6 @@ def load_reference(spec: str) -> Callable:
 
 def _assigned_line(path: str, name: str) -> int | None:
     """The line of the module's top-level statement that binds `name`, or None."""
-    import ast
-    from .pysource import source_text
     try:
         tree = ast.parse(source_text(path) or "")
     except SyntaxError:
