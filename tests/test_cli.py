@@ -51,7 +51,7 @@ def test_json_schema_1_shape():
     assert data["schema"] == 1 and data["passed"] is True
     res = data["results"][0]
     assert set(res) == {"source", "output", "value", "seed", "passed", "error", "nodes", "expects", "gates",
-                        "warnings", "symbolic_coverage", "symbolic_rules"}
+                        "warnings", "symbolic_coverage", "symbolic_rules", "precision"}
     assert res["symbolic_coverage"] == 1.0
     assert {g["gate"] for g in res["gates"]} == {"+", "*"} and all(g["status"] == "pass" for g in res["gates"])
     assert set(res["gates"][0]) == {"name", "gate", "input", "line", "col", "call_line", "point", "status",

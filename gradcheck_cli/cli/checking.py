@@ -260,8 +260,15 @@ def _array_or_list(value: list):
               help="A torch Function: the memory layouts its backward is also called in, grad_output and inputs "
                    "(contiguous, transposed, expanded, offset, channels-last; default all; contiguous alone: the "
                    "repeated runs only).")
+@click.option("--dtype", "dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+              help="A torch Function or JAX rule: also check it in this dtype, against --reference or autodiff through "
+                   "its forward, with the dtype's error model (a forward that refuses float64 is checked so anyway).")
+@click.option("--reference", "reference_spec", default=None, metavar="FILE.py::fn",
+              help="With --dtype: a plain differentiable function of the same arguments, run in float64, as the "
+                   "reference.")
 @_report_options
-def check_py(targets, shapes, at, params, structure, order, complex_step, fast, reference, layouts, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
+def check_py(targets, shapes, at, params, structure, order, complex_step, fast, reference, layouts, dtype,
+             reference_spec, seed, fmt, output, rtol, atol, step, strict, expand, budget, quiet,
              exit_zero, color):
     """Check your Python layers: FILE.py::NAME finds NAME_forward and NAME_backward (CS231n's
     convention; or NAME with NAME_vjp, FILE.py::FORWARD,BACKWARD, or a loss NAME returning
@@ -308,7 +315,7 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
     values = _at_values(at, settings, shapes)
     jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, structure=structure, settings=settings,
-                       order=order, layouts=chosen) for t in targets]
+                       order=order, layouts=chosen, dtype=dtype, reference=reference_spec) for t in targets]
     results, skipped, running = [], [], {}
     # Your code runs in a process of its own: an os._exit, a crash or an endless loop there ends that
     # process, not this one, and comes back as an error at your line; only reports cross back.
@@ -353,6 +360,8 @@ class _TargetJob:
     settings: object
     order: int
     layouts: tuple | None = None  # the torch layouts chosen (python/layouts.py; None: all)
+    dtype: str | None = None      # --dtype: a native check in it (python/native.py)
+    reference: str | None = None  # --reference FILE.py::fn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,7 +409,8 @@ def _check_target(job: _TargetJob, send) -> None:
                 chosen = ((job.shapes, job.values, job.params) if "::" in target
                           else used_params(spec, job.shapes, job.values, job.params))
                 stated = {n: k for n, k in job.structure.items() if "::" in target or n in chosen[0] or n in chosen[1]}
-                reports.append(_check_spec(spec, chosen, settings, job.order, stated, job.layouts))
+                reports.append(_check_spec(spec, chosen, settings, job.order, stated, job.layouts, job.dtype,
+                                           job.reference))
             except GradcheckError as err:
                 failed(spec, err)
     said = printed.warning()
@@ -411,22 +421,29 @@ def _check_target(job: _TargetJob, send) -> None:
     send(_Skipped(items=list(left)))
 
 
-def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict, layouts: tuple | None = None):
+def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict, layouts: tuple | None = None,
+                dtype: str | None = None, reference: str | None = None):
     """One FILE.py::NAME checked: a torch.autograd.Function by the torch bridge (which imports torch),
     a JAX function with a custom_vjp, custom_jvp or custom_gradient rule by the JAX bridge (which
     imports jax), anything else as a Python layer (first order only)."""
     from ..core.errors import GradcheckError
     from ..python.pymodule import check_spec, jax_function, torch_function
     function = torch_function(spec)
+    native = None
+    if reference is not None:
+        from ..python.native import load_reference
+        native = (reference, load_reference(reference))
     if function is not None:
         from ..python.torch import check_spec as check_torch
-        return check_torch(spec, function, *chosen, settings, order, structure, layouts)
+        return check_torch(spec, function, *chosen, settings, order, structure, layouts, dtype, native)
     rule = jax_function(spec)
     if rule is not None:
         if order != 1:
             raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
         from ..python.jax import check_spec as check_jax
-        return check_jax(spec, rule, *chosen, settings, structure)
+        return check_jax(spec, rule, *chosen, settings, structure, dtype, native)
+    if dtype is not None or reference is not None:
+        raise GradcheckError("--dtype and --reference check a torch.autograd.Function or a JAX rule", None, None)
     if order != 1:
         raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
     return check_spec(spec, *chosen, settings, structure)

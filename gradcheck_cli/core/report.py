@@ -156,6 +156,42 @@ class Prediction(Protocol):
     def total(self) -> int: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class Allowance:
+    """One input's allowance under the native-precision error model (python/native.py)."""
+    name: str
+    n: int            # the outputs one of its elements reaches: the terms its gradient sums
+    allowed: float    # K·ε·√n (× the reference's rounding): of the gradient's largest element
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "n": self.n, "allowed": self.allowed}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Precision:
+    """A check in a native dtype: which, why, against what, and the error model's allowance."""
+    dtype: str
+    refuses_float64: bool      # its forward raises in float64: checked in `dtype` alone
+    reference: str             # what the gradients were compared with, in words
+    k: float                   # the model's constant K
+    eps: float                 # the dtype's ε
+    reference_rounds: float    # 2 when the reference runs in the dtype too, else 1
+    inputs: tuple[Allowance, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"dtype": self.dtype, "refuses_float64": self.refuses_float64, "reference": self.reference,
+                "k": self.k, "eps": self.eps, "reference_rounds": self.reference_rounds,
+                "inputs": [a.to_dict() for a in self.inputs]}
+
+    def sentence(self) -> str:
+        """What every face says of it."""
+        why = " (the forward refuses float64)" if self.refuses_float64 else ""
+        each = ", ".join(f"{a.name} {a.allowed:.1e} (n = {a.n})" for a in self.inputs)
+        return (f"checked in {self.dtype}{why} against {self.reference}; allowed K·ε·√n"
+                + (" · 2" if self.reference_rounds > 1 else "") + f" of the gradient's largest element, K = {self.k:g}, "
+                f"ε = {self.eps:.1e}: {each}")
+
+
 @dataclass
 class CheckReport(Displayed):
     """The check of one source: a file or an inline expression."""
@@ -176,6 +212,7 @@ class CheckReport(Displayed):
     work: Prediction | None = None  # the cost model's prediction (cost.Cost): what the check was expected to take
     text: str | None = None   # the source text that was checked (a face that draws the circuit reads it, never the file again)
     picture: str | None = None  # the circuit as SVG, when a face drew it (a notebook)
+    precision: Precision | None = None  # a check in a native dtype (python/native.py), else None
     symbolic_rules: list[str] = field(default_factory=list)  # gates whose SymPy column came from an index rule, and how
 
     @property
@@ -221,6 +258,7 @@ class CheckReport(Displayed):
             "symbolic_coverage": self.symbolic_coverage,
             "symbolic_rules": list(self.symbolic_rules),
             "warnings": [{"message": m, "line": line, "col": col} for m, line, col in self.warnings],
+            "precision": self.precision.to_dict() if self.precision is not None else None,
         }
 
 

@@ -78,8 +78,9 @@ class Framework(Protocol):
     def dtype_name(self, value: Any) -> str:
         """A differentiated argument's dtype, by name ("float32", ...)."""
 
-    def evaluate(self, function: Callable, values: list, diff: list[int], arrays: list) -> list[np.ndarray]:
-        """`function`'s floating-point outputs at one point, as float64 numpy arrays."""
+    def evaluate(self, function: Callable, values: list, diff: list[int], arrays: list,
+                 dtype: str = "float64") -> list[np.ndarray]:
+        """`function`'s floating-point outputs at one point, called in `dtype`, as float64 numpy arrays."""
 
     def evaluate_rows(self, function: Callable, values: list, diff: list[int], arrays: list) -> np.ndarray:
         """`function`'s outputs, flat, at each row of a leading axis of `arrays`, by the library's
@@ -182,16 +183,17 @@ def check(framework: Framework, code: UserCode, inputs, *, name: str | None, set
 
 
 def check_arguments(framework: Framework, code: UserCode, given: Arguments, *, name: str | None,
-                    settings: Settings, structure: dict | None = None) -> CheckReport:
+                    settings: Settings, structure: dict | None = None, low_rows: bool = True) -> CheckReport:
     """The Python-layer check in float64, then, when it found no error, the low-precision rows of
-    the first differentiated argument's dtype that is one. `structure`: the inputs' stated
-    structures (structure.py), kept by both."""
+    the first differentiated argument's dtype that is one (unless `low_rows` is False: a native
+    check, native.py, adds its own). `structure`: the inputs' stated structures (structure.py),
+    kept by both."""
     bridge = Bridge(framework=framework, code=code, given=given)
     layer = bridge.layer(name)
     report = check_python(layer, {given.names[i]: framework.to_numpy(given.values[i]) for i in given.diff}, settings,
                           structure)
     low = [d for d in (framework.dtype_name(given.values[i]) for i in given.diff) if d in LOW_PRECISION]
-    if report.error is None and low:
+    if report.error is None and low and low_rows:
         report.gates += low_precision_rows(framework, code, given, low[0], layer, structure)
     return report
 

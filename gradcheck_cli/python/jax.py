@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import bridge, forward_mode
+from . import bridge, forward_mode, native
 from ..checking import precision
 from ..core.errors import GradcheckError, UsageError, did_you_mean
 from ..core.report import CheckReport, GateRow
@@ -56,10 +56,10 @@ class Jax:
     def dtype_name(self, value) -> str:
         return str(_dtype(value))
 
-    def evaluate(self, function, values: list, diff: list[int], arrays: list) -> list[np.ndarray]:
+    def evaluate(self, function, values: list, diff: list[int], arrays: list, dtype: str = FLOAT64) -> list[np.ndarray]:
         with jax.enable_x64(True):
             return [np.asarray(o, dtype=float)
-                    for o in _floating(function(*placed(values, diff, _arrays(arrays, FLOAT64))))]
+                    for o in _floating(function(*placed(values, diff, _arrays(arrays, dtype))))]
 
     def evaluate_rows(self, function, values: list, diff: list[int], arrays: list) -> np.ndarray:
         dims = tuple(0 if i in diff else None for i in range(len(values)))
@@ -264,12 +264,14 @@ class RuleBridge(Bridge):
 
 
 def check(f, inputs, *, name: str | None = None, settings: Settings | None = None, dtype: str | None = None,
-          structure: dict | None = None, **options) -> CheckReport:
+          structure: dict | None = None, reference_fn=None, **options) -> CheckReport:
     """Check `f` (a function with a jax.custom_vjp, custom_jvp or custom_gradient rule, jitted or not)
     at `inputs` (a tuple of arguments, or a dict by name): every floating-point array is
     differentiated (but nondiff_argnums), other arguments pass through. `dtype` ("float32",
-    "float16", "bfloat16") also checks the rule in that dtype; inputs in one are checked in it anyway.
-    `structure`: {input name: "symmetric", "spd" or "simplex"} (structure.py), as for torch."""
+    "float16", "bfloat16") also checks the rule in that dtype, with its error model, against
+    `reference_fn` (a plain differentiable function of the same arguments, run in float64) or JAX's
+    autodiff of the primal (native.py); a function that refuses float64 is checked so anyway; inputs
+    in a low dtype without `dtype` get its low-precision rows. `structure`: {input name: "symmetric", "spd" or "simplex"} (structure.py), as for torch."""
     settings = layer_settings(settings, options)
     if dtype is not None and dtype not in LOW_PRECISION:
         raise UsageError(f"dtype must be one of {', '.join(LOW_PRECISION)}, not {dtype!r}")
@@ -286,11 +288,30 @@ def check(f, inputs, *, name: str | None = None, settings: Settings | None = Non
         if not given.diff:
             return bridge.nothing_to_differentiate(JAX, rule.code, name, settings)
         stated = structures(structure, [given.names[i] for i in given.diff])
-        return check_rule(rule, given, name=name, settings=settings, dtype=dtype, structure=stated)
+        return check_native(rule, given, name=name, settings=settings, dtype=dtype, structure=stated,
+                            reference_fn=reference_fn)
+
+
+def check_native(rule: Rule, given: Arguments, *, name: str | None, settings: Settings, dtype: str | None,
+                 structure: dict | None, reference_fn=None) -> CheckReport:
+    """check_rule, and the native check of `dtype` or of a function that refuses float64 (native.py)."""
+    with jax.enable_x64(True), quiet():
+        try:
+            plan = native.plan(JAX, rule.code, given, dtype, reference_fn)
+        except GradcheckError as err:
+            report = CheckReport(name or rule.code.name, settings=settings)
+            report.error = err
+            return report
+        if plan is None:
+            return check_rule(rule, given, name=name, settings=settings, dtype=dtype, structure=structure)
+        layer = RuleBridge(framework=JAX, code=rule.code, given=given, rule=rule).layer(name)
+        float64 = None if plan.refuses_float64 else check_rule(rule, given, name=name, settings=settings,
+                                                               structure=structure, low_rows=False)
+        return native.check(JAX, rule.code, given, plan, layer, float64=float64, settings=settings)
 
 
 def check_rule(rule: Rule, given: Arguments, *, name: str | None, settings: Settings,
-               dtype: str | None = None, structure: dict | None = None) -> CheckReport:
+               dtype: str | None = None, structure: dict | None = None, low_rows: bool = True) -> CheckReport:
     """The Python-layer check in float64; then, when it found no error, the rule's primal output
     against the function's, and, when nothing failed, the low-precision rows (of `dtype`, or of the
     first differentiated argument's dtype that is one)."""
@@ -307,7 +328,7 @@ def check_rule(rule: Rule, given: Arguments, *, name: str | None, settings: Sett
             report.gates += jvp_rows(rule, given, layer, settings)
         wrong = any(r.status == "fail" for r in report.nodes + report.gates)
         low = [d for d in [dtype] + [JAX.dtype_name(given.values[i]) for i in given.diff] if d in LOW_PRECISION]
-        if low and not wrong:  # (a rule wrong in float64 has nothing to add in float32)
+        if low and not wrong and low_rows:  # (a rule wrong in float64 has nothing to add in float32)
             report.gates += low_precision_rows(rule.code, given, low[0], layer)
     return report
 
@@ -412,7 +433,7 @@ def low_precision_rows(code: UserCode, given: Arguments, dtype: str, layer: Laye
 # --- FILE.py::NAME on the command line --------------------------------------------------------------
 
 def check_spec(spec: str, f, shapes: dict, values: dict, params: dict, settings: Settings,
-               structure: dict | None = None) -> CheckReport:
+               structure: dict | None = None, dtype: str | None = None, reference: tuple | None = None) -> CheckReport:
     """`check-py FILE.py::f --shape x=4,5 [--at y=...] [--param k=...]`: float64 arrays of the given
     shapes (seeded normal values) or values, differentiated; params passed as JAX arrays (their
     integer dtypes kept) or as the JSON values they are; in the function's parameter order."""
@@ -449,9 +470,11 @@ def check_spec(spec: str, f, shapes: dict, values: dict, params: dict, settings:
             else:  # a param, or a parameter left to its default
                 args.append(_param(params[n]) if n in params else defaults[n])
         given_args = Arguments(values=args, names=names[: last + 1], diff=diff)
-        report = check_rule(rule, given_args, name=spec, settings=settings, structure=stated)
+        report = check_native(rule, given_args, name=spec, settings=settings, dtype=dtype, structure=stated,
+                              reference_fn=reference[1] if reference else None)
     report.source = spec
-    report.rerun = rerun_command(spec, shapes, values, params, settings, stated)
+    report.rerun = (rerun_command(spec, shapes, values, params, settings, stated) + (f" --dtype={dtype}" if dtype else "")
+                    + (f" --reference={reference[0]}" if reference else ""))
     return report
 
 

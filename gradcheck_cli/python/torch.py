@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from . import bridge, torch_jvp, torch_layouts
+from . import bridge, native, torch_jvp, torch_layouts
 from ..core.errors import GradcheckError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
@@ -40,12 +40,16 @@ from ..core.streams import Stream, stream
 
 
 def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Settings | None = None,
-          structure: dict | None = None, layouts: str | tuple | None = None, **options) -> CheckReport:
+          structure: dict | None = None, layouts: str | tuple | None = None, dtype: str | None = None,
+          reference_fn=None, **options) -> CheckReport:
     """Check `fn` (a torch.autograd.Function subclass, or a function of tensors) at `inputs` (a
     tuple of arguments, or a dict by name); non-tensor arguments pass through unchanged.
     `structure`: {input name: "symmetric", "spd" or "simplex"} (structure.py). `layouts`: the memory
     layouts the backward is also called in ("all", the default; "none"; or names separated by commas,
-    layouts.py), and the repeated runs that tell a nondeterministic backward (torch_layouts.py)."""
+    layouts.py), and the repeated runs that tell a nondeterministic backward (torch_layouts.py).
+    `dtype` ("float32", "float16", "bfloat16"): also checked in that dtype, with its error model,
+    against `reference_fn` (a plain differentiable function of the same arguments, run in float64)
+    or autograd through the forward (native.py); a forward that refuses float64 is checked so anyway."""
     chosen = parse(layouts)
     fn = unbound(fn)
     code = user_code(fn)
@@ -62,10 +66,22 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
                                       "non-differentiable, or does not depend on the inputs): nothing to check",
                                       line, 1).located(path, source_text(path))
         return report
-    if order == 2:
+    try:
+        plan = native.plan(TORCH, kept, given, dtype, reference_fn)
+    except GradcheckError as err:
+        report = CheckReport(name or code.name, settings=settings)
+        report.error = err
+        return report
+    if order == 2 and plan is None:
         return check_double(kept, given, name, settings, structure)
-    report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
-    if report.error is None and chosen:
+    if plan is not None:
+        float64 = None if plan.refuses_float64 else bridge.check_arguments(
+            TORCH, kept, given, name=name, settings=settings, structure=structure, low_rows=False)
+        layer = bridge.Bridge(framework=TORCH, code=kept, given=given).layer(name)
+        report = native.check(TORCH, kept, given, plan, layer, float64=float64, settings=settings)
+    else:
+        report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
+    if report.error is None and chosen and (plan is None or not plan.refuses_float64):
         started = time.perf_counter()
         found = torch_layouts.check(kept, given, chosen, settings.seed)
         report.gates += found.rows
@@ -96,7 +112,8 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
 
 
 def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings: Settings, order: int = 1,
-               structure: dict | None = None, layouts: tuple | None = None) -> CheckReport:
+               structure: dict | None = None, layouts: tuple | None = None, dtype: str | None = None,
+               reference: tuple | None = None) -> CheckReport:
     """`check-py FILE.py::MyFunction --shape x=4,5 [--param dim=1]`: float64 tensors of the given
     shapes (seeded normal values, made of the input's stated structure) or values, in the forward's
     parameter order; params passed through, arrays among them as tensors (bool and integer kept)."""
@@ -122,10 +139,12 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
             raise PythonError(f"{qualname(fn)}.forward's parameter '{n}' comes before the given ones: give it too")
     chosen = parse(None) if layouts is None else tuple(Layout(str(layout)) for layout in layouts)
     report = check(fn, {n: a for n, a in zip(names, args)}, name=spec, order=order, settings=settings,
-                   structure=stated, layouts=flag(chosen) or "all")
+                   structure=stated, layouts=flag(chosen) or "all", dtype=dtype,
+                   reference_fn=reference[1] if reference else None)
     report.source = spec
     report.rerun = (rerun_command(spec, shapes, values, params, settings, stated) + (" --order 2" if order == 2 else "")
-                    + (f" --layouts={flag(chosen)}" if flag(chosen) else ""))
+                    + (f" --layouts={flag(chosen)}" if flag(chosen) else "") + (f" --dtype={dtype}" if dtype else "")
+                    + (f" --reference={reference[0]}" if reference else ""))
     return report
 
 

@@ -35,9 +35,9 @@ class Torch:
     def dtype_name(self, value) -> str:
         return str(value.dtype).removeprefix("torch.")
 
-    def evaluate(self, function, values: list, diff: list[int], arrays: list) -> list[np.ndarray]:
+    def evaluate(self, function, values: list, diff: list[int], arrays: list, dtype: str = "float64") -> list[np.ndarray]:
         with torch.no_grad():
-            outs = floating_outputs(function(*placed(values, diff, _tensors(values, diff, arrays, torch.float64))))
+            outs = floating_outputs(function(*placed(values, diff, _tensors(values, diff, arrays, getattr(torch, dtype)))))
         return [o.detach().to(torch.float64).cpu().numpy() for o in outs]
 
     def evaluate_rows(self, function, values: list, diff: list[int], arrays: list) -> np.ndarray:

@@ -134,6 +134,12 @@ def warning_lines(report) -> list:
             for message, line, _ in report.warnings]
 
 
+def precision_lines(report) -> list:
+    """The dtype a native check ran in and its error model's allowance (python/native.py), or nothing."""
+    said = getattr(report, "precision", None)
+    return [said.sentence()] if said is not None else []
+
+
 def failure_lines(report) -> list:
     """`name (line N): status — note` for each root cause of the report's failure, then its warnings."""
     out = []
@@ -144,7 +150,7 @@ def failure_lines(report) -> list:
         also = inherited(rows, row)
         if also:
             out.append(f"  {also}")
-    return out + warning_lines(report)
+    return out + warning_lines(report) + precision_lines(report)
 
 
 def displayable(run: RunReport) -> RunReport:

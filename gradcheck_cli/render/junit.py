@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..core.report import RunReport
-from .common import failure_lines, warning_lines
+from .common import failure_lines, precision_lines, warning_lines
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -51,7 +51,7 @@ def render_junit(run: RunReport) -> str:
             lines = failure_lines(report)
             el = ET.SubElement(case, "failure", message=_failure_message(report), type="GradientCheckFailure")
             el.text = xml_text("\n".join(lines + ["", "reproduce: " + report.reproduce()]))
-        elif report.warnings:  # a passing file's warnings: in its output, as JUnit readers show it
-            ET.SubElement(case, "system-out").text = xml_text("\n".join(warning_lines(report)))
+        elif report.warnings or precision_lines(report):  # a passing file's warnings: in its output, as JUnit readers show it
+            ET.SubElement(case, "system-out").text = xml_text("\n".join(warning_lines(report) + precision_lines(report)))
     return ('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>\n' + ET.tostring(suite, encoding="unicode")
             + "\n</testsuites>\n")

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core.report import NodeRow, RunReport
 from .common import (STATUSES, causes, element, fmt_number, row_error, fmt_shape, inherited, line_in, md_code,
-                     md_text, row_name, summary, warning_lines)
+                     md_text, precision_lines, row_name, summary, warning_lines)
 
 
 def _backprop_cell(row) -> str:
@@ -39,7 +39,7 @@ def render_markdown(run: RunReport) -> str:
             lines.append(f"| {md_code(row_name(lead))} | {md_text(line_in(line, file, r).removeprefix('line '))} | {status} | {md_text(_backprop_cell(lead))} | "
                          f"{row_error(lead)} | {md_text(note)} |")
         lines += ["", f"Reproduce: {md_code(r.reproduce())}"]
-    warned = [(r, w) for r in run.results for w in warning_lines(r)]
+    warned = [(r, w) for r in run.results for w in warning_lines(r) + precision_lines(r)]
     if warned:
         lines += ["", "### Warnings", ""] + [f"- {md_code(r.source)}: {md_text(w)}" for r, w in warned]
     return "\n".join(lines) + "\n"

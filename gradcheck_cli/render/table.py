@@ -8,7 +8,7 @@ from ..core.report import CheckReport, RunReport
 from ..core.tolerances import ROW_FLOOR
 from ..checking.verdict import rel_error
 from .common import (STATUS_STYLE, causes, displayable, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
-                     row_name, shown_index, summary, warning_lines)
+                     precision_lines, row_name, shown_index, summary, warning_lines)
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -231,7 +231,7 @@ def _cell(value) -> str:
 def method_lines(report: CheckReport, expand: str | None = None) -> list:
     """How the oracles ran, when not the plain way: projections, chained or skipped SymPy. The hint
     about tensor rows only while some tensor row is not the one `expand` lists in full."""
-    lines = []
+    lines = list(precision_lines(report))
     if any(np.ndim(r.grad) > 0 and r.name != expand for r in report.nodes if r.grad is not None):
         lines.append("tensor rows show the worst element; --expand NODE lists them all")
     projected = [r for r in report.nodes if r.numeric_method and r.numeric_method.startswith("projection")]

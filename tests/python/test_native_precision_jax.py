@@ -1,0 +1,83 @@
+"""Native precision for JAX rules (python/native.py): a custom_vjp whose function refuses float64 is
+checked in float32 against JAX's autodiff of the primal in float32, or a reference given in float64,
+allowed K·ε·√n of the gradient's largest element (K = 8; × 2 for a float32 reference), held both
+ways with numbers written here. Golden values: JAX's own float64 autodiff of a forward written here.
+Each check runs in a process of its own (as tests/python/test_jax.py's). Skipped without JAX."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("jax") is None:
+    pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+KERNEL = ROOT / "examples" / "kernels" / "gelu32_jax.py"
+EPS32 = 2.0 ** -23
+
+PRELUDE = f"""
+import json, math, sys
+import numpy as np
+import jax, jax.numpy as jnp
+sys.path.insert(0, {str(KERNEL.parent)!r})
+import gelu32_jax as G
+from gradcheck_cli.jax import check
+
+def scaled(factor):
+    f = jax.custom_vjp(lambda x: G.gelu32(x))
+    f.defvjp(lambda x: (G.gelu32(x), x), lambda x, g: ((G.gelu32_bwd(x, g)[0] * jnp.float32(factor)),))
+    return f
+x = np.random.default_rng(0).standard_normal((4, 5))
+"""
+
+
+def run(body: str):
+    done = subprocess.run([sys.executable, "-c", PRELUDE + body + "\nprint(json.dumps(result))\n"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_rule_that_refuses_float64_is_checked_in_float32_and_a_slip_fails_at_its_bwd_line():
+    result = run("r, w = check(G.gelu32, (x,)), check(G.gelu32_slip, (x,))\n"
+                 "result = [r.passed, r.precision.refuses_float64, r.precision.dtype, w.passed,\n"
+                 "          [(n.status, n.line) for n in w.nodes]]")
+    lines = KERNEL.read_text(encoding="utf-8").splitlines()
+    line = next(i for i, t in enumerate(lines) if "dx = 1.01" in t) + 1
+    assert result == [True, True, "float32", False, [["fail", line]]]
+
+
+def test_golden_reference_and_k_held_both_ways():
+    result = run(
+        "from gradcheck_cli.core.streams import Stream, stream\n"
+        "ref = check(G.gelu32, (x,), reference_fn=G.gelu_reference)\n"
+        "wrong = check(scaled(1 + 16 * 2.0 ** -23), (x,), reference_fn=G.gelu_reference)\n"
+        "row = ref.nodes[0]\n"
+        "def indep(t):\n"
+        "    c = math.sqrt(2 / math.pi)\n"
+        "    return t * (1 + jnp.tanh(c * t + c * 0.044715 * t * t * t)) / 2\n"
+        "with jax.enable_x64(True):\n"
+        "    x32 = jnp.asarray(np.asarray(x, dtype=np.float32), dtype=jnp.float64)\n"
+        "    up = stream(0, Stream.JAX_LOW_PRECISION).standard_normal((4, 5)).astype(np.float32).astype(np.float64)\n"
+        "    golden = np.asarray(jax.vjp(indep, x32)[1](jnp.asarray(up))[0])\n"
+        "scale = np.abs(golden).max()\n"
+        "result = [ref.passed, float(np.abs(row.numeric - golden).max() / scale),\n"
+        "          float(np.abs(row.grad - golden).max() / scale / 2.0 ** -23),\n"
+        "          wrong.passed, wrong.nodes[0].numeric_error / 2.0 ** -23]")
+    passed, reference_gap, own_err, wrong_passed, wrong_err = result
+    assert passed and reference_gap < 1e-12 and own_err <= 8   # the right rule within K·ε of the golden gradient
+    assert not wrong_passed and 12 < wrong_err < 20   # 16 ε: past K·ε = 8 ε, within 10 K's
+
+
+def test_dtype_asked_of_a_rule_that_takes_float64():
+    result = run("sys.path.insert(0, 'examples/jax')\nimport rules\n"
+                 "r = check(rules.softplus, (x,), dtype='float16')\n"
+                 "result = [r.passed, [(g.gate, g.status) for g in r.gates if g.gate == 'float16'],\n"
+                 "          r.precision.refuses_float64, r.precision.reference]")
+    assert result == [True, [["float16", "pass"]], False, "autodiff through the forward, in float64"]
