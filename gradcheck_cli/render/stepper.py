@@ -20,7 +20,7 @@ FONT = 12          # px, monospace: a character is 0.6 of it wide
 CHAR = FONT * 0.6
 LINE = 15          # px between two lines of text
 PAD = 16           # px around the drawing
-PORT = 30          # px between two wires entering one box
+PORT = 38          # px between two wires entering one box (a value above each, a gradient below)
 NAME_WIDTH = 28    # characters of a node's name drawn in its box (a longer one ends in …)
 
 
@@ -121,6 +121,10 @@ def layout_columns(ex: Explanation, faults: Faults = Faults()) -> Drawing:
     depth: dict = {}
     for n in drawn:  # topological order: inputs come first
         depth[n.id] = 1 + max((depth[w["src"]] for w in inputs[n.id] if w["src"] in ids), default=-1)
+    for n in drawn:  # an input sits in the column just before its first use, not always in the first one
+        if not inputs[n.id]:
+            users = [depth[w["node"]] for w in wires if w["src"] == n.id and w["node"] >= 0]
+            depth[n.id] = max(0, min(users, default=1) - 1)
     columns: dict = {}
     for n in drawn:
         columns.setdefault(depth[n.id], []).append(n)
@@ -360,7 +364,7 @@ CSS = """
 .gc .controls button{font:inherit;padding:3px 12px;border:1px solid var(--line);border-radius:6px;
 background:var(--bg);color:var(--fg);cursor:pointer}.gc .controls button:disabled{opacity:.45;cursor:default}
 .gc .counter{font-family:ui-monospace,Menlo,Consolas,monospace;color:var(--muted);min-width:9em}
-.gc .panel{min-height:5.2em;font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}
+.gc .panel{min-height:6.6em;font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}
 .gc .panel .head{font-weight:600}.gc .panel .dline{margin-top:4px}.gc .panel .bad{color:var(--fail);font-weight:600}
 .gc .panel .good{color:var(--pass);font-weight:600}
 .gc .canvas{overflow-x:auto}.gc svg.gc-circuit{max-width:none;height:auto}
@@ -393,7 +397,7 @@ counter.textContent='step '+k+' of '+(steps.length-1);
 panel.textContent='';line('head',s.head);line('text',s.text);
 if(s.dline){var d=s.dline;line('dline','your line '+d.line+': '+d.text+'  gives '+d.value);
 line('dline '+(d.right?'good':'bad'),d.expected===null?'(the true value cannot be computed here)':
-(d.right?'✓ ':'✗ ')+'the gate\\u2019s forward says '+d.expected)}
+(d.right?'✓ ':'✗ ')+'the true value (the gate\\u2019s forward, differentiated) is '+d.expected)}
 if(s.wrong)line('bad',s.wrong);
 back.disabled=k===0;next.disabled=k===steps.length-1;
 document.body.setAttribute('data-step',String(k))}
