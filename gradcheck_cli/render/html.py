@@ -199,8 +199,8 @@ def explain_page(ex, faults) -> str:
     is installed, else in columns; not past PICTURED nodes), then the steps as tables."""
     from .stepper import stepper_html
     drawn = sum(1 for n in ex.graph.nodes[: ex.graph.output + 1] if n.kind != "literal")
-    stepper = stepper_html(ex, faults) if drawn <= PICTURED else None
-    body = explain_html(ex, faults, None if stepper else circuit_svg(ex, faults), stepper=stepper)
+    stepper = stepper_html(ex, faults) if drawn <= PICTURED else None  # past it: the tables alone
+    body = explain_html(ex, faults, stepper=stepper)
     return page(f"gradcheck explain: {ex.source}", body)
 
 
