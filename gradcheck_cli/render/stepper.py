@@ -145,104 +145,98 @@ def layout_columns(ex: Explanation, faults: Faults = Faults()) -> Drawing:
             place[n.id] = (x + (col_width - w) / 2, y + LINE, w, h)
             y += h + 2 * LINE + 24
         x += col_width
-    out_wire = wires[-1]
-    right = x + _label_width(out_wire) + 40
+    return _route(drawn, wires, place, faults, "columns")
+
+
+def _route(drawn: list, wires: list, place: dict, faults: Faults, laid_out_by: str,
+           through: dict | None = None) -> Drawing:
+    """The drawing of boxes placed at `place` (id -> x, y, w, h): each wire leaves its box's right side
+    and enters the box it feeds on a straight piece at its own height (one per input, PORT apart), its
+    value above that piece and its gradient below; `through`: points a long wire passes on its way
+    (Graphviz's, around the boxes between), by the wire's index."""
+    inputs = {n.id: [w for w in wires if w["node"] == n.id] for n in drawn}
+    right = max(x + w for x, _, w, _ in place.values()) + _label_width(wires[-1]) + 40
     boxes = tuple(Box(id=n.id, x=place[n.id][0], y=place[n.id][1], w=place[n.id][2], h=place[n.id][3],
                       name=_clip(n.name), label=_clip(n.label) if n.gate is not None else "",
                       gate=n.gate is not None, culprit=n.id in faults.culprits) for n in drawn)
     drawn_wires = []
-    for w in wires:
+    for k, w in enumerate(wires):
         sx, sy, sw, sh = place[w["src"]]
         start = (sx + sw, sy + sh / 2)
         if w["node"] < 0:
             end = (right, start[1])
-            straight = _label_width(w) + 16
         else:
             tx, ty, _tw, th = place[w["node"]]
             count = len(inputs[w["node"]])
             rank = inputs[w["node"]].index(w)
             end = (tx, ty + th / 2 + (rank - (count - 1) / 2) * PORT)
-            straight = _label_width(w) + 14
-        knee = (end[0] - straight, end[1])
-        mid = (start[0] + knee[0]) / 2
-        path = (f"M{start[0]:.1f},{start[1]:.1f} C{mid:.1f},{start[1]:.1f} {mid:.1f},{knee[1]:.1f} "
-                f"{knee[0]:.1f},{knee[1]:.1f} L{end[0]:.1f},{end[1]:.1f}")
+        knee = (end[0] - _label_width(w) - 14, end[1])
+        path = f"M{start[0]:.1f},{start[1]:.1f}"
+        for point in (through or {}).get(k, []):
+            if start[0] + 10 < point[0] < knee[0] - 10:
+                path += _bend(start, point)
+                start = point
+        path += _bend(start, knee) + f" L{end[0]:.1f},{end[1]:.1f}"
         drawn_wires.append(Wire(node=w["node"], slot=w["slot"], src=w["src"], path=path, lx=end[0] - 8,
                                 ly=end[1], anchor="end", value=w["value"], grad=w["grad"], wrong=w["wrong"]))
-    height = max(PAD * 2 + LINE + tallest, max(b.y + b.h for b in boxes) + 2 * LINE + PAD)
-    return Drawing(width=right + PAD, height=height, boxes=boxes, wires=tuple(drawn_wires), laid_out_by="columns")
+    height = max(b.y + b.h for b in boxes) + 2 * LINE + PAD
+    return Drawing(width=right + PAD, height=height, boxes=boxes, wires=tuple(drawn_wires), laid_out_by=laid_out_by)
+
+
+def _bend(start: tuple, end: tuple) -> str:
+    """A cubic from `start` to `end`, level at both ends."""
+    mid = (start[0] + end[0]) / 2
+    return f" C{mid:.1f},{start[1]:.1f} {mid:.1f},{end[1]:.1f} {end[0]:.1f},{end[1]:.1f}"
 
 
 def layout_graphviz(ex: Explanation, faults: Faults = Faults()) -> Drawing:
-    """Graphviz's layout (`dot -Tjson0`) of the same boxes and labels: it places them, this draws them.
-    Raises GradcheckError without `dot`, past its node limit, or when it fails."""
+    """Graphviz's layout (`dot -Tjson0`) of the same boxes: it places them (ranks, and an order that
+    keeps wires from crossing), and a long wire passes where Graphviz routes it; the wires end as in the
+    columns, labels on their straight piece. Raises GradcheckError without `dot`, past its node limit,
+    or when it fails."""
     from . import graphviz
     drawn, wires = _content(ex, faults)
     inputs = {n.id: sum(1 for w in wires if w["node"] == n.id) for n in drawn}
-    # no labels for Graphviz to place: each wire's value goes above the middle of its path and its
-    # gradient below, so the ranks are set apart by the widest label and the rows by two lines of text
-    gap = max(_label_width(w) for w in wires) + 24
-    lines = ["digraph circuit {", f"  rankdir=LR; nodesep={(3 * LINE + 8) / 72:.3f}; ranksep={gap / 72:.3f};",
-             '  node [shape=box, fixedsize=true, label=""];', "  edge [arrowhead=none];"]
+    gap = max(_label_width(w) for w in wires) + 60  # a wire's labels and its bend fit between two ranks
+    lines = ["digraph circuit {", f"  rankdir=LR; nodesep=0.3; ranksep={gap / 72:.3f};",
+             '  node [shape=box, fixedsize=true, label=""];', "  edge [arrowhead=none, tailport=e, headport=w];"]
     for n in drawn:
         w, h = _box_size(n, inputs[n.id])
-        lines.append(f'  n{n.id} [width={w / 72:.3f}, height={h / 72:.3f}];')
-    lines.append('  out [shape=point, width=0.01, fixedsize=true];')
-    for k, w in enumerate(wires):
-        head = "out" if w["node"] < 0 else f"n{w['node']}"
-        lines.append(f'  n{w["src"]} -> {head} [id="w{k}"];')
+        lines.append(f"  n{n.id} [width={w / 72:.3f}, height={h / 72:.3f}];")
+    for k, w in enumerate(wires[:-1]):  # the last is the output's, out of the circuit
+        lines.append(f'  n{w["src"]} -> n{w["node"]} [id="w{k}"];')
     lines.append("}")
     data = json.loads(graphviz.render("\n".join(lines) + "\n", "json0", len(drawn)).decode("utf-8"))
     bb = [float(v) for v in data["bb"].split(",")]
-    top = bb[3]
 
     def point(text: str) -> tuple:
         x, y = text.split(",")[-2:]
-        return float(x) - bb[0] + PAD, top - float(y) + PAD + LINE
+        return float(x) - bb[0] + PAD, bb[3] - float(y) + PAD + LINE
 
     objects = {o["name"]: o for o in data.get("objects", [])}
-    boxes = []
+    place = {}
     for n in drawn:
         o = objects[f"n{n.id}"]
         cx, cy = point(o["pos"])
         w, h = float(o["width"]) * 72, float(o["height"]) * 72
-        boxes.append(Box(id=n.id, x=cx - w / 2, y=cy - h / 2, w=w, h=h, name=_clip(n.name),
-                         label=_clip(n.label) if n.gate is not None else "", gate=n.gate is not None,
-                         culprit=n.id in faults.culprits))
-    edges = {e["id"]: e for e in data.get("edges", [])}
-    drawn_wires = []
-    for k, w in enumerate(wires):
-        e = edges[f"w{k}"]
-        parts = e["pos"].split()
-        end = None
-        if parts[0].startswith("e,"):
-            end, parts = point(parts[0][2:]), parts[1:]
-        if parts and parts[0].startswith("s,"):
-            parts = parts[1:]
-        pts = [point(p) for p in parts]
-        path = f"M{pts[0][0]:.1f},{pts[0][1]:.1f}" + "".join(
-            f" C{a[0]:.1f},{a[1]:.1f} {b[0]:.1f},{b[1]:.1f} {c[0]:.1f},{c[1]:.1f}"
-            for a, b, c in zip(pts[1::3], pts[2::3], pts[3::3]))
-        if end is not None:
-            path += f" L{end[0]:.1f},{end[1]:.1f}"
-        lx, ly = _middle(pts + ([end] if end is not None else []))
-        drawn_wires.append(Wire(node=w["node"], slot=w["slot"], src=w["src"], path=path, lx=lx, ly=ly,
-                                anchor="middle", value=w["value"], grad=w["grad"], wrong=w["wrong"]))
-    return Drawing(width=bb[2] - bb[0] + 2 * PAD, height=bb[3] - bb[1] + 2 * PAD + 2 * LINE, boxes=tuple(boxes),
-                   wires=tuple(drawn_wires), laid_out_by="graphviz")
-
-
-def _middle(points: list) -> tuple:
-    """The point of a Graphviz spline (a start and Bézier segments of three points, then maybe a straight
-    end) halfway along its horizontal extent: where the middle segment is at t = ½."""
-    segments = [points[i:i + 4] for i in range(0, len(points) - 3, 3)]
-    if not segments:
-        (x0, y0), (x1, y1) = points[0], points[-1]
-        return (x0 + x1) / 2, (y0 + y1) / 2
-    p0, p1, p2, p3 = segments[len(segments) // 2] if len(segments) % 2 else segments[len(segments) // 2 - 1]
-    if len(segments) % 2 == 0:  # an even count: the middle is where two segments meet
-        return p3
-    return ((p0[0] + 3 * p1[0] + 3 * p2[0] + p3[0]) / 8, (p0[1] + 3 * p1[1] + 3 * p2[1] + p3[1]) / 8)
+        place[n.id] = (cx - w / 2, cy - h / 2, w, h)
+    through = {}
+    for e in data.get("edges", []):
+        parts = [p for p in e["pos"].split() if not p.startswith(("e,", "s,"))]
+        through[int(e["id"][1:])] = [point(p) for p in parts[3:-1:3]]  # the points on the curve between its ends
+    # Graphviz sets every rank one gap apart, the widest label's: each gap is narrowed to the labels of
+    # the wires that enter that rank (the points of long wires moved with the ranks either side)
+    centres = sorted({round(x + w / 2, 1) for x, _, w, _ in place.values()})
+    rank_of = {nid: centres.index(round(x + w / 2, 1)) for nid, (x, _, w, _) in place.items()}
+    half = [max(w for nid, (_, _, w, _) in place.items() if rank_of[nid] == r) / 2 for r in range(len(centres))]
+    entering = [max((_label_width(w) for w in wires[:-1] if rank_of[w["node"]] == r), default=0) + 56
+                 for r in range(len(centres))]
+    moved = [PAD + half[0]]
+    for r in range(1, len(centres)):
+        moved.append(moved[-1] + half[r - 1] + entering[r] + half[r])
+    place = {nid: (x + moved[rank_of[nid]] - centres[rank_of[nid]], y, w, h) for nid, (x, y, w, h) in place.items()}
+    through = {k: [(float(np.interp(px, centres, moved)), py) for px, py in pts] for k, pts in through.items()}
+    return _route(drawn, wires, place, faults, "graphviz", through)
 
 
 def layout(ex: Explanation, faults: Faults = Faults()) -> Drawing:
