@@ -11,7 +11,7 @@ from .checking.checker import check, check_graph
 from .core.errors import GradcheckError, UsageError
 from .checking.files import check_file, check_paths
 from .render.common import failure_lines, summary
-from .render.html import circuit_svg, explain_html, fragment, picture, report_block
+from .render.html import explain_frame, fragment, picture, report_block
 from .render.teach import explain_text
 from .core.report import CheckReport, RunReport
 from .core.report import faults as faults_of
@@ -23,8 +23,8 @@ def bundle(obj) -> dict:
     """The MIME bundle of a report (a check, a Python check, a run) or of an explanation."""
     if isinstance(obj, Explanation):
         faults = faults_of(check_graph(obj.graph))
-        return {"text/html": fragment(explain_html(obj, faults, circuit_svg(obj, faults))),
-                "text/plain": explain_text(obj, faults)}
+        # the page with its circuit to step through, in an iframe: its script and ids stay its own
+        return {"text/html": explain_frame(obj, faults), "text/plain": explain_text(obj, faults)}
     reports = obj.results if isinstance(obj, RunReport) else [obj]
     run = obj if isinstance(obj, RunReport) else RunReport([obj], noun="layer" if obj.path else "file")
     html = "".join(f"<section>{report_block(r, r.picture)}</section>" for r in reports)

@@ -90,7 +90,7 @@ def _fail_backward(errors: list, source: str, text: str) -> None:
 @main.command(short_help="Show the chain rule step by step.")
 @_source_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
-              help="text, json, or html: one self-contained page with the circuit (Graphviz permitting).")
+              help="text, json, or html: one self-contained page with the circuit to step through.")
 @click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
 @click.option("--order", type=click.IntRange(min=1, max=2), default=1, show_default=True,
               help="2: the gradient, the Hessian (forward-over-reverse) and one Newton step, for a small function.")
@@ -107,8 +107,8 @@ def explain(target, expr, at, seed, fmt, latex, order, output):
     ex = _explained(target, expr, at, seed)
     faults = _faults(ex, seed)
     if fmt == "html" and not latex:
-        from ..render.html import circuit_svg, explain_html, page
-        text = page(f"gradcheck explain: {ex.source}", explain_html(ex, faults, circuit_svg(ex, faults)))
+        from ..render.html import explain_page
+        text = explain_page(ex, faults)
     else:
         text = explain_latex(ex) if latex else explain_json(ex, faults) if fmt == "json" else explain_text(ex, faults)
     if output:

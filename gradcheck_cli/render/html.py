@@ -1,6 +1,7 @@
 """HTML: one self-contained page of a run (`--format html`), the same blocks as a notebook's display,
 and explain's steps. The culprit leads; every table follows, tensor rows folding out in <details>.
-No scripts, no external fonts or styles; every text from a file, a name or a note is escaped."""
+No external fonts, styles or scripts (explain's page has one inline script: the stepper); every text
+from a file, a name or a note is escaped."""
 
 from __future__ import annotations
 
@@ -193,9 +194,27 @@ def circuit_svg(ex, faults) -> str | None:
     return svg[svg.find("<svg"):]  # the document's XML prologue and DOCTYPE do not belong inside a page
 
 
-def explain_html(ex, faults, svg: str | None = None) -> str:
+def explain_page(ex, faults) -> str:
+    """explain as one self-contained page: the circuit to step through (laid out by Graphviz where it
+    is installed, else in columns; not past PICTURED nodes), then the steps as tables."""
+    from .stepper import stepper_html
+    drawn = sum(1 for n in ex.graph.nodes[: ex.graph.output + 1] if n.kind != "literal")
+    stepper = stepper_html(ex, faults) if drawn <= PICTURED else None  # past it: the tables alone
+    body = explain_html(ex, faults, stepper=stepper)
+    return page(f"gradcheck explain: {ex.source}", body)
+
+
+def explain_frame(ex, faults, height: int = 720) -> str:
+    """explain's page in an iframe (`srcdoc`, scripts allowed, nothing else): a notebook cell's output,
+    its script and ids kept apart from the notebook's and from other cells'."""
+    return (f'<iframe srcdoc="{_e(explain_page(ex, faults))}" sandbox="allow-scripts" title="gradcheck explain" '
+            f'style="width:100%;height:{height}px;border:1px solid #d0d7de;border-radius:6px"></iframe>')
+
+
+def explain_html(ex, faults, svg: str | None = None, stepper: str | None = None) -> str:
     """explain's chain rule as a page: the forward pass, each backward edge as upstream × local =
-    downstream (the wrong ones marked), the inputs' gradients and the circuit."""
+    downstream (the wrong ones marked), the inputs' gradients and the circuit (`svg`, a static
+    picture; or `stepper`, the circuit to step through, placed first)."""
     from ..teaching.teach import grad_name
     from .teach import short
     culprits = [ex.graph.nodes[nid] for nid in sorted(faults.culprits)]
@@ -217,7 +236,8 @@ def explain_html(ex, faults, svg: str | None = None) -> str:
     grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}"
                       + (" ✗" if n.id in faults.wrong else "") for n in leaves)
     body = [f"<h1><code>{_e(ex.source)}</code>: output <code>{_e(ex.output)}</code> = {_e(short(ex.value, 6))}</h1>",
-            lead, "<h2>Forward pass, in topological order</h2>",
+            lead] + ([f"<h2>Step through the circuit</h2>{stepper}"] if stepper else []) + [
+            "<h2>Forward pass, in topological order</h2>",
             f"<table><tr><th>node</th><th>gate</th><th>inputs</th><th>value</th></tr>{forward}</table>",
             "<h2>Backward pass, in reverse order: upstream × local = downstream</h2>",
             f"<table><tr><th>edge</th><th>local gradient</th><th>step</th></tr>{''.join(backward)}</table>",

@@ -33,7 +33,7 @@ def full(value, digits: int = 4, limit: int = 64) -> str:
                            formatter={"float_kind": lambda x: fmt_number(x, digits)})
 
 
-def _wrong(s, faults: Faults) -> str:
+def wrong_reason(s, faults: Faults) -> str:
     """Why a backward step is flagged: its gate's own check fails for this input, or '' when it is right."""
     if faults.wire(s.node_id, s.slot):
         return "this gate's backward is wrong for this input (it fails its own check)" \
@@ -56,8 +56,8 @@ def explain_text(ex: Explanation, faults: Faults = Faults()) -> str:
         lines.append(f"  {s.node} → {s.input}  [{s.gate}: {s.formula}]")
         tail = f"   (total {grad_name(s.input)} = {short(s.total)}, fan-out adds)" if s.accumulate else ""
         lines.append(f"      {grad_name(s.input)} {sign} {short(s.upstream)} × {local} = {short(s.downstream)}{tail}")
-        if _wrong(s, faults):
-            lines.append(f"      ✗ {_wrong(s, faults)}")
+        if wrong_reason(s, faults):
+            lines.append(f"      ✗ {wrong_reason(s, faults)}")
     graph = ex.graph
     leaves = [n for n in graph.nodes if n.kind == "leaf"]  # consts are frozen: no gradient to show
     grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}"
@@ -105,7 +105,7 @@ def explain_json(ex: Explanation, faults: Faults = Faults()) -> str:
                "upstream": to_json_value(s.upstream), "local": to_json_value(s.local),
                "downstream": to_json_value(s.downstream), "accumulate": s.accumulate,
                "total": to_json_value(s.total), "formula": s.formula, "line": s.line,
-               "wrong": bool(_wrong(s, faults))} for s in ex.backward]
+               "wrong": bool(wrong_reason(s, faults))} for s in ex.backward]
     return json.dumps({"source": ex.source, "output": ex.output, "value": to_json_value(ex.value),
                        "steps": steps}, indent=2, allow_nan=False) + "\n"
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..oracles import autodiff
-from ..core.errors import BackwardError, GradValueError
+from ..core.errors import BackwardError, GradcheckError, GradValueError
 from ..language.expects import within, written_tolerance
 from ..language.frontend import load, parse_value
 from ..core.display import Displayed
-from ..language.graph import Graph
+from ..language.graph import Composite, Graph
 from ..core.limits import MAX_DESCENT_WORK, MAX_HISTORY, size_error
 from ..oracles.runners import NODE_COST
 from ..language.syntax import parse
@@ -31,6 +31,19 @@ class ForwardStep:
     line: int
 
 
+D_LINE_WIDTH = 160  # characters of a d line shown beside its step (a longer one ends in …)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DLine:
+    """The learner's own `d<param>` line that a backward step runs: its text, where it is, what it
+    gives, and what the gate's forward body says the gradient is (None where that cannot be computed)."""
+    text: str
+    line: int
+    value: np.ndarray
+    expected: np.ndarray | None
+
+
 @dataclass
 class BackwardStep:
     """One edge of the backward pass: upstream × local = downstream, into `input`."""
@@ -47,6 +60,7 @@ class BackwardStep:
     input_id: int = -1          # the input's node id (names of unnamed gates can repeat)
     node_id: int = -1           # the gate's node id
     slot: int = -1              # which input of the gate
+    d_line: DLine | None = None  # the learner's d line this edge runs (a hand-derived gate's input)
 
 
 @dataclass
@@ -93,7 +107,7 @@ def explain(graph: Graph) -> Explanation:
         ex.backward.append(BackwardStep(
             node.name, node.label, target.name, upstream, _local(node, args, values, slot),
             contribution[0].copy(), node.gate.local, accumulated, total[0].copy(), node.pos.line, target.id,
-            node.id, slot))
+            node.id, slot, _d_line(graph, node, slot, upstream, args, contribution[0])))
 
     def record(node, adjoint):
         upstream_of[node.id] = adjoint[0]
@@ -118,6 +132,28 @@ def _local(node, args, values, slot):
         jac = (err.grads or [np.full((out_size,) + np.shape(a), np.nan) for a in args])[slot]
     jac = np.broadcast_to(jac, (out_size,) + np.shape(args[slot]))
     return jac.reshape(node.shape + np.shape(args[slot]))
+
+
+def _d_line(graph: Graph, node, slot: int, upstream, args: list, value) -> DLine | None:
+    """The d line of a hand-derived gate's input `slot`, with the gradient the gate's body gives."""
+    gate = node.gate
+    if not isinstance(gate, Composite) or not gate.hand_derived:
+        return None
+    param = gate.params[slot]
+    assign = gate.d_lines.get(param)
+    if assign is None:
+        return None
+    written = " ".join(graph.text[assign.expr.pos.start:assign.expr.pos.end].split())
+    text = f"d{param} = {written}"
+    if len(text) > D_LINE_WIDTH:
+        text = text[: D_LINE_WIDTH - 1] + "…"
+    try:
+        with np.errstate(all="ignore"):
+            truth = autodiff.body_vjp(gate, np.asarray(upstream)[None], args)[slot][0]
+        expected = np.broadcast_to(truth, np.shape(args[slot])).copy()
+    except GradcheckError:
+        expected = None
+    return DLine(text=text, line=assign.pos.line, value=np.array(value), expected=expected)
 
 
 @dataclass

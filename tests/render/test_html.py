@@ -19,9 +19,12 @@ def _run(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def _self_contained(page: str):
+def _self_contained(page: str, scripts: int = 0):
+    """A page that fetches nothing; `scripts`: how many inline scripts it has (explain's stepper: its
+    steps as JSON and the script that steps through them; every other page: none)."""
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert not re.search(r"<script|<link|<iframe|\bsrc=|@import|url\(", page, re.I), "fetches or runs something"
+    assert not re.search(r"<link|<iframe|\bsrc=|@import|url\(", page, re.I), "fetches something"
+    assert len(re.findall(r"<script", page, re.I)) == scripts, "runs something"
     for address in re.findall(r"https?://[^\"' )]+", page):
         assert address.startswith(("http://www.w3.org/", "https://www.w3.org/")), address  # SVG's namespaces only
 
@@ -73,7 +76,7 @@ def test_check_py_and_explain_pages(tmp_path):
     assert "<b>b</b> at <b>line 15</b>" in lead[:lead.index("</div>")]
     explained = _run("explain", str(WRONG), "--format", "html")
     assert explained.returncode == 0, explained.stderr
-    _self_contained(explained.stdout)
+    _self_contained(explained.stdout, scripts=2)
     assert "Backward pass" in explained.stdout and "the backward of <b>sq(x)</b>" in explained.stdout
     (tmp_path / "explain.html").write_text(explained.stdout, encoding="utf-8")
     assert "Backward pass" in _open(tmp_path / "explain.html", tmp_path / "explain.png")
