@@ -266,3 +266,53 @@ def test_without_pygls_the_command_says_how_to_install_the_extra():
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "pip install 'gradcheck-cli[lsp]'" in done.stderr
+
+
+# --- a real editor: Neovim's own LSP client, headless --------------------------------------------
+
+NEOVIM_SCRIPT = r"""
+local out = {}
+local file = vim.fn.getenv("GRAD_FILE")
+vim.cmd("edit " .. file)
+local buf = vim.api.nvim_get_current_buf()
+local id = vim.lsp.start_client({ name = "gradcheck", root_dir = vim.fn.fnamemodify(file, ":h"),
+                                  cmd = { vim.fn.getenv("GRAD_PYTHON"), "-m", "gradcheck_cli", "lsp" } })
+vim.lsp.buf_attach_client(buf, id)
+local function diags() return vim.diagnostic.get(buf) end
+vim.wait(120000, function() return #diags() > 0 end, 50)
+for _, d in ipairs(diags()) do
+  table.insert(out, string.format("wrong %d %d %d %s", d.lnum + 1, d.col + 1, d.severity, (d.message:gsub("\n", " "))))
+end
+vim.api.nvim_buf_set_lines(buf, 1, 2, false, { "  dt = 2 * dout * t" })
+local cleared = vim.wait(120000, function() return #diags() == 0 end, 50)
+table.insert(out, "cleared " .. tostring(cleared))
+local params = { textDocument = { uri = vim.uri_from_bufnr(buf) }, position = { line = 3, character = 0 } }
+for _, r in pairs(vim.lsp.buf_request_sync(buf, "textDocument/hover", params, 60000) or {}) do
+  if r.result then table.insert(out, "hover " .. (r.result.contents.value:gsub("\n", " "))) end
+end
+vim.fn.writefile(out, vim.fn.getenv("GRAD_OUT"))
+vim.lsp.stop_client(id)
+vim.cmd("qa!")
+"""
+
+
+def test_neovims_own_client_marks_the_wrong_line_clears_it_when_fixed_and_hovers(tmp_path):
+    import shutil
+    nvim = shutil.which("nvim")
+    if nvim is None:
+        pytest.skip("Neovim is not installed (Debian's neovim package): the real-editor test needs it")
+    (tmp_path / "neuron.grad").write_text(WRONG, encoding="utf-8")
+    (tmp_path / "client.lua").write_text(NEOVIM_SCRIPT, encoding="utf-8")
+    out = tmp_path / "seen.txt"
+    env = {**os.environ, "GRAD_FILE": str(tmp_path / "neuron.grad"), "GRAD_PYTHON": sys.executable,
+           "GRAD_OUT": str(out), "PYTHONPATH": str(ROOT)}
+    subprocess.run([nvim, "--headless", "--clean", "-u", "NONE", "-c", f"luafile {tmp_path / 'client.lua'}"],
+                   env=env, cwd=tmp_path, timeout=400, stdin=subprocess.DEVNULL, capture_output=True)
+    seen = out.read_text(encoding="utf-8").splitlines()
+    wrong = [s for s in seen if s.startswith("wrong ")]
+    # one error (severity 1), at line 2 of the file, the d line, column 3 where `dt` starts
+    assert len(wrong) == 1 and wrong[0].startswith("wrong 2 3 1 "), seen
+    assert "dt" in wrong[0] and "fails its own check" in wrong[0], seen
+    assert "cleared true" in seen, seen
+    (hover,) = [s for s in seen if s.startswith("hover ")]
+    assert "**x**" in hover and f"`{math.exp(1.5) * -0.5 + 2 * 1.5:.4f}`" in hover, hover
