@@ -316,3 +316,35 @@ def test_neovims_own_client_marks_the_wrong_line_clears_it_when_fixed_and_hovers
     assert "cleared true" in seen, seen
     (hover,) = [s for s in seen if s.startswith("hover ")]
     assert "**x**" in hover and f"`{math.exp(1.5) * -0.5 + 2 * 1.5:.4f}`" in hover, hover
+
+
+def test_the_docs_screen_of_neovim_is_what_neovim_shows(tmp_path):
+    """docs/lsp.md shows a terminal screen of Neovim on a file with a wrong d line: here Neovim runs
+    in tmux (110 columns) with the server, and its screen must be that block, line for line."""
+    import re
+    import shutil
+    if shutil.which("nvim") is None or shutil.which("tmux") is None:
+        pytest.skip("Neovim and tmux are needed (Debian's neovim and tmux packages) to take the screen")
+    docs = (ROOT / "docs" / "lsp.md").read_text(encoding="utf-8")
+    shown = re.search(r"<!-- lsp-screen -->\n```text\n(.*?)```", docs, re.S).group(1).splitlines()
+    (tmp_path / "wrong.grad").write_text(WRONG, encoding="utf-8")
+    (tmp_path / "init.lua").write_text(
+        'vim.cmd("autocmd BufRead *.grad lua StartGrad()")\nfunction StartGrad()\n'
+        f'  local id = vim.lsp.start_client({{ name = "gradcheck", cmd = {{ "{sys.executable}", "-m", "gradcheck_cli", "lsp" }},'
+        ' root_dir = vim.fn.getcwd() })\n  vim.lsp.buf_attach_client(0, id)\nend\n', encoding="utf-8")
+    session = f"gradcheck-lsp-{os.getpid()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"}
+    subprocess.run(["tmux", "-L", session, "new-session", "-d", "-s", session, "-x", "110", "-y", "12",
+                    f"cd {tmp_path} && nvim -u {tmp_path / 'init.lua'} wrong.grad"], env=env, check=True, timeout=60)
+    try:
+        screen: list = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            screen = subprocess.run(["tmux", "-L", session, "capture-pane", "-p", "-t", session], capture_output=True,
+                                    text=True, timeout=60).stdout.splitlines()
+            if any(line.startswith("E ") for line in screen):
+                break
+            time.sleep(0.5)
+        assert [line.rstrip() for line in screen[:len(shown)]] == [line.rstrip() for line in shown], "\n".join(screen)
+    finally:
+        subprocess.run(["tmux", "-L", session, "kill-server"], timeout=60)
