@@ -87,16 +87,18 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         layer = bridge.Bridge(framework=TORCH, code=kept, given=given).layer(name)
         return native.check(TORCH, kept, given, plan, layer, settings=settings,
                             float64=check_double(kept, given, name, settings, structure))
+    made = bridge.Bridge(framework=TORCH, code=kept, given=given)  # its first backward call: the layouts' first run
     if plan is not None:
         float64 = None if plan.refuses_float64 else bridge.check_arguments(
-            TORCH, kept, given, name=name, settings=settings, structure=structure, low_rows=False)
+            TORCH, kept, given, name=name, settings=settings, structure=structure, low_rows=False, bridge=made)
         layer = bridge.Bridge(framework=TORCH, code=kept, given=given).layer(name)
         report = native.check(TORCH, kept, given, plan, layer, float64=float64, settings=settings)
     else:
-        report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
+        report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure,
+                                        bridge=made)
     if report.error is None and chosen and (plan is None or not plan.refuses_float64):
         started = time.perf_counter()
-        found = torch_layouts.check(kept, given, chosen, settings.seed)
+        found = torch_layouts.check(kept, given, chosen, settings.seed, first=made.first)
         report.gates += found.rows
         report.warnings += found.warnings
         report.elapsed += time.perf_counter() - started
