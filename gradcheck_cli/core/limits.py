@@ -48,6 +48,8 @@ MAX_JACOBIAN = _limit("MAX_JACOBIAN", 4_000_000)    # output elements × element
 MAX_NDIM = 8                                          # dimensions of any array (a --shape's too)
 MAX_NESTING = 32                                      # arrays and tables inside one another: a --param's JSON,
                                                       # pyproject.toml (Python's parsers recurse: ~1000 is a crash)
+MAX_REACH_PROBES = 16                                 # elements of each input a native-precision check probes (a NaN,
+                                                      # ±inf put in each) to measure n, the outputs one element reaches
 MAX_NODES = _limit("MAX_NODES", 250_000)              # nodes in one file's graph
 MAX_GATE_WORK = _limit("MAX_GATE_WORK", 40_000)       # gate applications a forward pass expands to (calibrated:
 # a check runs the forward ~30 times over; an automatic VJP runs each nested body once (remembered);

@@ -11,9 +11,10 @@ by at most
 
 with S the largest |element| of the reference gradient, n the number of outputs one element of that
 input reaches (the terms its gradient sums: 1 for an elementwise op, d for a softmax over d, m for
-X of X @ W with W k×m), found by putting a NaN into PROBES elements of the input and counting the
-outputs that become NaN. The inputs and the upstream are rounded to the dtype first, so the target
-and its reference see the same values and only the target's arithmetic is measured. No finite
+X of X @ W with W k×m), found by putting a NaN, then +inf, then -inf into MAX_REACH_PROBES elements
+of the input (core/limits.py) and counting the outputs that change. The inputs and the upstream are
+rounded to the dtype first, so the target and its reference see the same values and only the
+target's arithmetic is measured. No finite
 differences: in float16 and bfloat16 they resolve nothing, in float32 at best 1e-3 of a gradient,
 far coarser than this model.
 """
@@ -30,6 +31,7 @@ import numpy as np
 
 from ..checking import precision
 from ..core.errors import UsageError, did_you_mean
+from ..core.limits import MAX_REACH_PROBES
 from ..core.report import Allowance, CheckReport, GateRow, NodeRow, Precision
 from ..core.settings import Settings
 from ..core.status import Status
@@ -40,7 +42,7 @@ from .usercode import Layer, joined
 
 K = 8.0               # the model's constant: a right kernel's rounding stays within K·ε·√n of the gradient's largest
 REFERENCE_ROUNDS = 2.0  # a reference run in the dtype errs as much as the target: the two allowances add
-PROBES = 16           # elements of each input whose reach (n) is measured, spread evenly over it
+PROBE_VALUES = (np.nan, np.inf, -np.inf)  # put in turn into a probed element: the outputs that change are its reach
 EPS = precision.EPS   # ε: the spacing of the dtype's numbers at 1 (2^-23, 2^-10, 2^-7)
 
 
@@ -85,10 +87,12 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
     if reference_fn is not None and not callable(reference_fn):
         raise UsageError(f"reference_fn must be a function, not {type(reference_fn).__name__}")
     refuses = False
-    if not _runs(framework, code, given, FLOAT64):
+    if _raised(framework, code, given, FLOAT64) is not None:
         own = [d for d in (framework.dtype_name(given.values[i]) for i in given.diff) if d in EPS]
         tried = [dtype] if dtype is not None else list(dict.fromkeys(own[:1] + list(EPS)))
-        found = next((d for d in tried if _runs(framework, code, given, d)), None)
+        found = next((d for d in tried if _raised(framework, code, given, d) is None), None)
+        if found is None and dtype is not None:
+            _refuses(framework, code, given, dtype)
         if found is None:
             return None  # it raises in every dtype: the float64 check says what it raised, and where
         dtype, refuses = found, True
@@ -107,14 +111,29 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
     return Plan(dtype=dtype, refuses_float64=refuses, reference=reference, reference_fn=reference_fn)
 
 
-def _runs(framework: Framework, code: UserCode, given: Arguments, dtype: str) -> bool:
-    """Does the target's forward run on the inputs in `dtype`?"""
+def _raised(framework: Framework, code: UserCode, given: Arguments, dtype: str) -> BaseException | None:
+    """What the target's forward raises on the inputs in `dtype`, or None when it runs."""
     arrays = [round_to(dtype, framework.to_numpy(given.values[i])) for i in given.diff]
     try:
         framework.evaluate(code.call, given.values, given.diff, arrays, dtype)
-    except USER_ERRORS:  # noqa: BLE001 - the user's code may raise anything
-        return False
-    return True
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
+        return exc
+    return None
+
+
+def _refuses(framework: Framework, code: UserCode, given: Arguments, dtype: str) -> None:
+    """Raises PythonError, at the line that raised, when the forward refuses the asked `dtype` (as it
+    refuses float64) but runs in another of the native dtypes: it says which."""
+    exc = _raised(framework, code, given, dtype)
+    runs = next((d for d in EPS if d != dtype and _raised(framework, code, given, d) is None), None)
+    if exc is None or runs is None:
+        return  # it raises in every dtype: the float64 check says what it raised, and where
+    path = where(code.forward)[0]
+    line, col = user_position(exc, path)
+    raise PythonError(f"the forward refuses {dtype}, as it refuses float64: in {dtype} it raised "
+                      f"{exception_text(exc)} (it runs in {runs}: --dtype {runs}, or no --dtype, checks it "
+                      f"there)", line, col if line else None, path if line else None,
+                      source_text(path) if line else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,22 +250,33 @@ def _shapes(shapes: list) -> str:
 
 
 def _reach(framework: Framework, code: UserCode, given: Arguments, chosen: Plan, arrays: list, k: int) -> int:
-    """n for input k: the most outputs one of PROBES elements spread over it reaches (a NaN put in
-    it turns them NaN), at least 1; the forward run in float64 where it accepts it."""
+    """n for input k: the most outputs one of MAX_REACH_PROBES elements spread over it reaches, at
+    least 1 — the outputs that change when a NaN, +inf or -inf is put in it (an op that swallows one,
+    `where(x > 0, x, 0)` a NaN or a negative infinity, lets another through); the forward run in
+    float64 where it accepts it."""
     dtype = chosen.dtype if chosen.refuses_float64 else FLOAT64
     function = code.autodiff if code.reference else code.call
-    base = np.isnan(joined(framework.evaluate(function, given.values, given.diff, arrays, dtype)))
-    size = arrays[k].size
+    base = joined(framework.evaluate(function, given.values, given.diff, arrays, dtype))
     most = 1
-    for i in sorted({int(round(v)) for v in np.linspace(0, size - 1, min(PROBES, size))}):
-        probe = [a.copy() for a in arrays]
-        probe[k].flat[i] = np.nan
-        try:
-            out = joined(framework.evaluate(function, given.values, given.diff, probe, dtype))
-        except USER_ERRORS:  # noqa: BLE001 - a forward that refuses a NaN tells nothing
-            continue
-        most = max(most, int(np.count_nonzero(np.isnan(out) & ~base)))
+    for i in probed(arrays[k].size):
+        changed = np.zeros(base.shape, dtype=bool)
+        for value in PROBE_VALUES:
+            probe = [a.copy() for a in arrays]
+            probe[k].flat[i] = value
+            try:
+                out = joined(framework.evaluate(function, given.values, given.diff, probe, dtype))
+            except USER_ERRORS:  # noqa: BLE001 - a forward that refuses a NaN or an inf tells nothing
+                continue
+            if out.shape == base.shape:
+                changed |= ~((out == base) | (np.isnan(out) & np.isnan(base)))
+        most = max(most, int(np.count_nonzero(changed)))
     return most
+
+
+def probed(size: int) -> list[int]:
+    """The flat indices of the elements of an input of `size` elements whose reach is measured: at most
+    MAX_REACH_PROBES of them, spread evenly from the first to the last."""
+    return sorted({int(round(v)) for v in np.linspace(0, size - 1, min(MAX_REACH_PROBES, size))})
 
 
 def load_reference(spec: str) -> Callable:

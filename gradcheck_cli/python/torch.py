@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import bridge, native, torch_jvp, torch_layouts
-from ..core.errors import GradcheckError
+from ..core.errors import GradcheckError, UsageError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
 from .layouts import Layout, flag, parse
@@ -64,7 +64,7 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         report.path = path
         report.error = GradcheckError(f"no output of {code.name} is differentiable (each is marked "
                                       "non-differentiable, or does not depend on the inputs): nothing to check",
-                                      line, 1).located(path, source_text(path))
+                                      line, indent(source_text(path), line)).located(path, source_text(path))
         return report
     try:
         plan = native.plan(TORCH, kept, given, dtype, reference_fn)
@@ -74,16 +74,31 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         return report
     if order == 2 and plan is None:
         return check_double(kept, given, name, settings, structure)
+    if order == 2 and plan.refuses_float64:  # the double backward is checked by differences in float64
+        path, line = where(code.forward)
+        report = CheckReport(name or code.name, settings=settings)
+        report.path = path
+        report.error = UsageError(f"--order 2 (order=2) checks the double backward in float64, by finite differences "
+                                  f"of the first backward, and {code.name}'s forward refuses float64 (it runs in "
+                                  f"{plan.dtype}): check it without --order 2, in {plan.dtype}",
+                                  line, indent(source_text(path), line)).located(path, source_text(path))
+        return report
+    if order == 2:  # the double backward in float64, and the first backward in the dtype asked
+        layer = bridge.Bridge(framework=TORCH, code=kept, given=given).layer(name)
+        return native.check(TORCH, kept, given, plan, layer, settings=settings,
+                            float64=check_double(kept, given, name, settings, structure))
+    made = bridge.Bridge(framework=TORCH, code=kept, given=given)  # its first backward call: the layouts' first run
     if plan is not None:
         float64 = None if plan.refuses_float64 else bridge.check_arguments(
-            TORCH, kept, given, name=name, settings=settings, structure=structure, low_rows=False)
+            TORCH, kept, given, name=name, settings=settings, structure=structure, low_rows=False, bridge=made)
         layer = bridge.Bridge(framework=TORCH, code=kept, given=given).layer(name)
         report = native.check(TORCH, kept, given, plan, layer, float64=float64, settings=settings)
     else:
-        report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure)
+        report = bridge.check_arguments(TORCH, kept, given, name=name, settings=settings, structure=structure,
+                                        bridge=made)
     if report.error is None and chosen and (plan is None or not plan.refuses_float64):
         started = time.perf_counter()
-        found = torch_layouts.check(kept, given, chosen, settings.seed)
+        found = torch_layouts.check(kept, given, chosen, settings.seed, first=made.first)
         report.gates += found.rows
         report.warnings += found.warnings
         report.elapsed += time.perf_counter() - started
@@ -91,6 +106,13 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         # its tangents are free: an input held in a structure would leave it)
         report.gates += torch_jvp.rows(fn, kept.call, given, report.path, settings)
     return report
+
+
+def indent(text: str | None, line: int) -> int:
+    """The column of the first non-blank character of `line` in `text` (1 when it is not there)."""
+    lines = (text or "").splitlines()
+    at = lines[line - 1] if 0 < line <= len(lines) else ""
+    return len(at) - len(at.lstrip()) + 1
 
 
 def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,

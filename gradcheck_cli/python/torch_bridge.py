@@ -60,7 +60,8 @@ class Torch:
             douts = [torch.tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outs)]
             grads = torch.autograd.grad(outs, made, grad_outputs=douts, allow_unused=True)
             return [None if g is None else g.detach().to(torch.float64).cpu().numpy() for g in grads]
-        return Pullback(shapes=[tuple(o.shape) for o in outs], pull=pull)
+        return Pullback(shapes=[tuple(o.shape) for o in outs], pull=pull,
+                        outputs=[o.detach().to(torch.float64).cpu().numpy() for o in outs])
 
     def seeded_upstream(self, shapes: list[tuple]) -> list[np.ndarray]:
         generator = torch.Generator().manual_seed(104729)

@@ -5,14 +5,17 @@ torch.autograd.gradcheck feeds contiguous tensors only; a graph gives a backward
 (behind `y.t()`), stride-0 ones (behind `y.sum()`), views at a storage offset (a slice) and
 channels-last ones. A layout must not change a gradient's value, so each is a comparison, exact up to
 rounding, of the backward's result in that layout with its result in the contiguous layout at the same
-values — one call per layout, the contiguous result being checked by the main check as before:
+values, the contiguous result being checked by the main check as before:
 
-- grad_output in each layout (all outputs' at once), the inputs contiguous;
-- each differentiated input in each layout in turn (its output compared too), grad_output contiguous;
-- the contiguous call run RUNS times: a spread within rounding is a warning (a nondeterministic
-  backward, atomic adds), past it a failure; the layouts' comparison allows SPREAD_FACTOR × the spread.
+- one call per group of layouts with grad_output (all outputs') and every differentiated input in it
+  at once — TRANSPOSED and OFFSET as one group (a permuted view at a storage offset), each other
+  layout alone — its outputs compared too; only when it differs, each layout of the group alone,
+  then each part alone (grad_output; each input), to name the culprit;
+- the contiguous call made RUNS times, the first being the main check's own call of the backward at
+  the point (bridge.Call): a spread within rounding is a warning (a nondeterministic backward, atomic
+  adds), past it a failure; the layouts' comparison allows SPREAD_FACTOR × the spread.
 
-Everything runs in float64 on the inputs' devices, with a seeded grad_output.
+Everything runs in float64 on the inputs' devices, with the main check's seeded grad_output.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 
 from ..core.report import GateRow
 from ..core.status import Status
-from .bridge import Arguments, UserCode, placed
+from .bridge import Arguments, Call, UserCode, placed
 from .layouts import RUNS, ROUNDING, SPREAD_FACTOR, Layout
 from .pysource import USER_ERRORS, exception_text, grad_lines, qualname, where
 from .torch_bridge import floating_outputs
@@ -59,22 +62,35 @@ class _Raised(Exception):
         self.text = exception_text(exc)
 
 
-def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int) -> Findings:
+def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int,
+          first: Call | None = None) -> Findings:
     """The layouts in `chosen` (CONTIGUOUS: the repeated runs only) checked at the given point: one
-    call per layout with grad_output and every input in it at once (plus, for EXPANDED, one at the
-    same values contiguous); only when that call differs, a third run at the same point (is it the
-    runs' own spread?), then one call per part to name the culprit."""
+    call per group of layouts with grad_output and every input in it at once — TRANSPOSED and OFFSET
+    together, a permuted view at a storage offset (plus, for EXPANDED, one at the same values
+    contiguous); only when that call differs, a third run at the same point (is it the runs' own
+    spread?), then each layout of the group alone, then one call per part to name the culprit.
+    `first`: the main check's own call of the backward at the point, the first contiguous run (else
+    one is made, for a seeded grad_output)."""
     if not chosen:
         return Findings()
     session = _Session(code, given, seed)
     try:
-        session.start()
+        session.start(first)
     except _Raised:
         return Findings()  # the main check says what it raised
-    for layout in chosen:
-        if layout is not Layout.CONTIGUOUS:
-            session.layout(layout)
+    for group in groups(chosen):
+        session.group(group)
     return session.findings()
+
+
+def groups(chosen: tuple[Layout, ...]) -> list[tuple[Layout, ...]]:
+    """The calls the layouts in `chosen` take, as groups of layouts one tensor is put in at once:
+    TRANSPOSED and OFFSET in one (a permuted view at a storage offset), every other alone."""
+    wanted = [layout for layout in chosen if layout is not Layout.CONTIGUOUS]
+    if Layout.TRANSPOSED in wanted and Layout.OFFSET in wanted:
+        wanted.remove(Layout.OFFSET)
+        return [(Layout.TRANSPOSED, Layout.OFFSET) if layout is Layout.TRANSPOSED else (layout,) for layout in wanted]
+    return [(layout,) for layout in wanted]
 
 
 class _Session:
@@ -96,12 +112,18 @@ class _Session:
         self.place = {n: reading or self.lines.get(n, (self.def_line, 1)) for n in self.names}
         self.backward = qualname(code.backward)
 
-    def start(self) -> None:
+    def start(self, first: Call | None) -> None:
         def seeded(outs: list) -> list:
             self.upstream[:] = [torch.randn(tuple(o.shape), generator=self.generator, dtype=torch.float64).to(o.device)
                                 for o in outs]
             return _fresh(self.upstream)
-        self.runs = [_run(self.code, self.given, _fresh(self.inputs), seeded)]
+        if first is not None and first.outputs and len(first.grads) == len(self.inputs):
+            device = self.inputs[0].device
+            self.upstream[:] = [torch.from_numpy(np.array(u, dtype=np.float64)).to(device) for u in first.upstream]
+            self.runs = [_Result(outputs=list(first.outputs), grads=[
+                np.zeros(tuple(t.shape)) if g is None else g for g, t in zip(first.grads, self.inputs)])]
+        else:
+            self.runs = [_run(self.code, self.given, _fresh(self.inputs), seeded)]
         for _ in range(RUNS - 1):
             self.again()
 
@@ -110,11 +132,11 @@ class _Session:
         self.runs.append(_run(self.code, self.given, _fresh(self.inputs), _fresh(self.upstream)))
         self.tolerance = max(ROUNDING, SPREAD_FACTOR * _spread(self.runs)[0])
 
-    def trial(self, layout: Layout, ins: list, ups: list) -> tuple[_Result, _Result]:
-        """(the reference, the call) with the inputs and grad_output given where not None (in `layout`)."""
+    def trial(self, group: tuple[Layout, ...], ins: list, ups: list) -> tuple[_Result, _Result]:
+        """(the reference, the call) with the inputs and grad_output given where not None (in `group`)."""
         moved = [t.clone() if m is None else m for t, m in zip(self.inputs, ins)]
         views = [u.clone() if m is None else m for u, m in zip(self.upstream, ups)]
-        reference = self.runs[0] if layout is not Layout.EXPANDED else _run(
+        reference = self.runs[0] if Layout.EXPANDED not in group else _run(
             self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
         return reference, _run(self.code, self.given, moved, views)
 
@@ -122,46 +144,56 @@ class _Session:
         return any(_differs(a, b, self.tolerance) is not None
                    for a, b in zip(got.outputs + got.grads, reference.outputs + reference.grads))
 
-    def layout(self, layout: Layout) -> None:
-        ups = [_made(layout, u, upstream=True) for u in self.upstream]
-        ins = [_made(layout, t, upstream=False) for t in self.inputs]
+    def group(self, group: tuple[Layout, ...]) -> None:
+        """One call with grad_output and the inputs in `group`'s layouts; on a difference, each layout
+        of the group alone, then (when none alone tells it) each part in the group's."""
+        ups = [_made(group, u, upstream=True) for u in self.upstream]
+        ins = [_made(group, t, upstream=False) for t in self.inputs]
         if all(m is None for m in ups + ins):
             return
         try:
-            if not self.differs(*self.trial(layout, ins, ups)):
+            if not self.differs(*self.trial(group, ins, ups)):
                 return
             if len(self.runs) == RUNS:  # one more run at the same point: is the difference the runs' own spread?
                 self.again()
-                if not self.differs(*self.trial(layout, ins, ups)):
+                if not self.differs(*self.trial(group, ins, ups)):
                     return
         except _Raised:
             pass
+        if len(group) > 1:  # which layout of the group: each alone, as if called alone
+            said = len(self.failed), len(self.warnings)
+            for layout in group:
+                self.group((layout,))
+            if (len(self.failed), len(self.warnings)) != said:
+                return
         if any(m is not None for m in ups):  # the one call differs or raised: each part alone says which
-            self.upstream_alone(layout, next(m for m in ups if m is not None))
+            self.upstream_alone(group, next(u for u, m in zip(self.upstream, ups) if m is not None))
         for k, made in enumerate(ins):
             if made is not None:
-                self.input_alone(layout, k, made)
+                self.input_alone(group, k)
 
-    def upstream_alone(self, layout: Layout, sample: torch.Tensor) -> None:
-        said = _said(layout, sample, "grad_output")
+    def upstream_alone(self, group: tuple[Layout, ...], sample: torch.Tensor) -> None:
+        """grad_output alone in `group` (`sample`: one of them, as given), the inputs contiguous."""
+        said = _said(group, sample, "grad_output")
         try:
-            reference, got = self.trial(layout, [None] * len(self.inputs),
-                                        [_made(layout, u, upstream=True) for u in self.upstream])
+            reference, got = self.trial(group, [None] * len(self.inputs),
+                                        [_made(group, u, upstream=True) for u in self.upstream])
         except _Raised as raised:
             for name in self.names:
                 self.failed.setdefault(name, f"when {said}, the backward raised {raised.text}")
             return
         self.blame_gradients(said, got, reference, "a contiguous grad_output of the same values")
 
-    def input_alone(self, layout: Layout, k: int, sample: torch.Tensor) -> None:
+    def input_alone(self, group: tuple[Layout, ...], k: int) -> None:
         input_name = self.names[k]
-        said = _said(layout, sample, input_name)
+        said = _said(group, self.inputs[k], input_name)
         alone: list = [None] * len(self.inputs)
-        alone[k] = _made(layout, self.inputs[k], upstream=False)
+        alone[k] = _made(group, self.inputs[k], upstream=False)
         try:
-            reference, got = self.trial(layout, alone, [None] * len(self.upstream))
+            reference, got = self.trial(group, alone, [None] * len(self.upstream))
         except _Raised as raised:
-            self.warnings.append((f"{self.backward}: not checked with {input_name} in the {layout} layout: when "
+            named = " and ".join(str(layout) for layout in _applied(group, self.inputs[k], upstream=False))
+            self.warnings.append((f"{self.backward}: not checked with {input_name} in the {named} layout: when "
                                   f"{said}, it raised {raised.text}", self.def_line, 1))
             return
         out_bad = [b for b in (_differs(a, b, self.tolerance) for a, b in zip(got.outputs, reference.outputs))
@@ -232,9 +264,25 @@ def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
                                             g.detach().to(torch.float64).cpu().numpy() for g, t in zip(grads, leaves)])
 
 
-def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | None:
+def _made(group: tuple[Layout, ...], t: torch.Tensor, *, upstream: bool) -> torch.Tensor | None:
+    """`t` in each layout of `group` that applies to it, in turn (a permuted view at a storage
+    offset), or None where none applies."""
+    made = None
+    for layout in group:
+        moved = _one(layout, t if made is None else made, upstream=upstream)
+        made = made if moved is None else moved
+    return made
+
+
+def _applied(group: tuple[Layout, ...], t: torch.Tensor, *, upstream: bool) -> list[Layout]:
+    """The layouts of `group` that apply to `t`."""
+    return [layout for layout in group if _one(layout, t, upstream=upstream) is not None]
+
+
+def _one(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | None:
     """`t` in `layout` with the same values (EXPANDED: a scalar expanded for an upstream, as behind
-    `y.sum()`; the first row expanded for an input), or None where the layout does not apply."""
+    `y.sum()`; the first row expanded for an input; OFFSET: `t`'s own strides at a storage offset),
+    or None where the layout does not apply."""
     if layout is Layout.TRANSPOSED:
         if t.dim() < 2 or sum(d > 1 for d in t.shape) < 2:
             return None
@@ -249,12 +297,12 @@ def _made(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | 
             return None
         return _padded(t[:1].reshape(-1), t.numel()).view(t[:1].shape).expand(t.shape)
     if layout is Layout.OFFSET:
-        if t.numel() == 0:
+        if t.numel() == 0 or 0 in t.stride():
             return None
-        storage = t.new_empty(t.numel() + 2 * OFFSET)
-        storage[:OFFSET] = storage[-OFFSET:] = PADDING  # what a read outside the view finds: never a gradient's value
-        storage[OFFSET:OFFSET + t.numel()] = t.reshape(-1)
-        return storage[OFFSET:OFFSET + t.numel()].view(t.shape)
+        # what a read outside the view finds: never a gradient's value
+        moved = t.new_full((t.numel() + 2 * OFFSET,), PADDING).as_strided(t.shape, t.stride(), OFFSET)
+        moved.copy_(t)
+        return moved
     if layout is Layout.CHANNELS_LAST:
         if t.dim() != 4 or t.shape[1] < 2 or t.shape[2] * t.shape[3] < 2:
             return None
@@ -271,14 +319,17 @@ def _padded(values: torch.Tensor, whole: int) -> torch.Tensor:
     return storage[: values.numel()]
 
 
-def _said(layout: Layout, t: torch.Tensor, who: str) -> str:
-    """`grad_output is a transposed, non-contiguous view` and the like."""
+def _said(group: tuple[Layout, ...], t: torch.Tensor, who: str) -> str:
+    """`grad_output is a transposed, non-contiguous view` and the like (`t`: as it was given)."""
+    applied = _applied(group, t, upstream=who == "grad_output")
     what = {Layout.TRANSPOSED: ("a transposed" if t.dim() == 2 else "a permuted") + ", non-contiguous view",
             Layout.EXPANDED: ("a stride-0 expanded view (as behind y.sum())" if who == "grad_output"
                               else "a stride-0 expanded view (one row broadcast)"),
             Layout.OFFSET: f"a view at storage offset {OFFSET}",
-            Layout.CHANNELS_LAST: "channels-last (4-d)"}[layout]
-    return f"{who} is {what}"
+            Layout.CHANNELS_LAST: "channels-last (4-d)"}
+    if len(applied) > 1 and applied[-1] is Layout.OFFSET:
+        return f"{who} is " + " ".join(what[layout] for layout in applied[:-1]) + f" at storage offset {OFFSET}"
+    return f"{who} is " + ", ".join(what[layout] for layout in applied)
 
 
 def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):

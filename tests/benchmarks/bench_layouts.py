@@ -1,12 +1,14 @@
 """The layouts and the repeated runs (python/torch_layouts.py) against today's check: each Function
-checked by gradcheck_cli.torch.check with layouts="none" and with every layout (the default), the
-fastest of 15 runs in-process (the machine's noise is one-sided), side by side with the ratio (the target: at most 1.5×).
+checked by gradcheck_cli.torch.check with layouts="none" and with every layout (the default), in turn,
+15 times in-process: the median CPU seconds of each (the process's own: other load on the machine
+stays out) and the median of the ratios (the target: at most 1.5×).
 
     python tests/benchmarks/bench_layouts.py
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -53,14 +55,21 @@ CASES = [
 ]
 
 
-def seconds(fn, inputs, layouts: str) -> float:
-    times = []
+def seconds(fn, inputs) -> tuple[float, float, float]:
+    """The median seconds of layouts="none" and of every layout, and the median of their ratios, the
+    two run in turn REPEATS times (a loaded machine slows both alike)."""
+    none, every, ratios = [], [], []
     for _ in range(REPEATS):
-        started = time.perf_counter()
-        report = check(fn, inputs, layouts=layouts)
-        times.append(time.perf_counter() - started)
-        assert report.error is None and report.passed, (fn, report.gates, report.warnings)
-    return min(times)
+        pair = []
+        for layouts in ("none", "all"):
+            started = time.process_time()
+            report = check(fn, inputs, layouts=layouts)
+            pair.append(time.process_time() - started)
+            assert report.error is None and report.passed, (fn, report.gates, report.warnings)
+        none.append(pair[0])
+        every.append(pair[1])
+        ratios.append(pair[1] / pair[0])
+    return statistics.median(none), statistics.median(every), statistics.median(ratios)
 
 
 def main() -> None:
@@ -69,10 +78,10 @@ def main() -> None:
     print(f"{'Function':<16} {'layouts=none':>13} {'layouts=all':>12} {'ratio':>6}")
     ratios = []
     for label, fn, inputs in CASES:
-        before, after = seconds(fn, inputs, "none"), seconds(fn, inputs, "all")
-        ratios.append(after / before)
-        print(f"{label:<16} {before:>12.3f}s {after:>11.3f}s {after / before:>5.2f}×")
-    print(f"largest ratio {max(ratios):.2f}× (fastest of {REPEATS} runs each, one thread)")
+        before, after, ratio = seconds(fn, inputs)
+        ratios.append(ratio)
+        print(f"{label:<16} {before:>12.4f}s {after:>11.4f}s {ratio:>5.2f}×")
+    print(f"largest ratio {max(ratios):.2f}× (medians of {REPEATS} runs each, in turn, CPU time, one thread)")
 
 
 if __name__ == "__main__":

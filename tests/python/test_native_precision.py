@@ -170,3 +170,133 @@ def test_cli_bad_references_are_positioned_errors(tmp_path):
         assert done.returncode == 2, (spec, done.stdout + done.stderr)
         assert said in done.stdout + done.stderr, (spec, done.stdout + done.stderr)
         assert "Traceback" not in done.stdout + done.stderr
+
+
+def functions():
+    sys.path.insert(0, str(ROOT / "examples" / "torch"))
+    import functions as T
+    return T
+
+
+def test_order_2_with_a_forward_that_refuses_float64_is_a_usage_error_at_the_forward():
+    report = check(F.FusedGELU32, (x(4, 5),), order=2)
+    assert report.error is not None and report.error.line == line_of(KERNELS / "fused_gelu32.py", "FusedGELU32",
+                                                                      "def forward")
+    assert "refuses float64 (it runs in float32)" in report.error.message and "double backward" in report.error.message
+    done = run("examples/kernels/fused_gelu32.py::FusedGELU32", "--shape", "x=4,5", "--order", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert "--order 2 (order=2) checks the double backward in float64" in done.stderr
+
+
+def test_order_2_with_dtype_checks_the_double_backward_in_float64_and_the_first_in_the_dtype():
+    T = functions()
+
+    class SlipInFloat32(T.FusedGELU):  # right in float64, 0.1% off in float32 only
+        @staticmethod
+        def backward(ctx, grad):
+            dx = T.FusedGELU.backward(ctx, grad)
+            return dx * 1.001 if grad.dtype == torch.float32 else dx
+
+    class DetachedTwice(T.FusedGELU):  # right first backward, its own derivative in x lost
+        @staticmethod
+        def backward(ctx, grad):
+            (saved,) = ctx.saved_tensors
+            x = saved.detach()
+            t = torch.tanh(F.SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+            dinner = F.SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x ** 2)
+            return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
+
+    right = check(T.FusedGELU, (x(4, 5),), order=2, dtype="float32")
+    assert right.error is None and right.passed
+    assert {n.name for n in right.nodes} == {"x", "grad_out"}            # the double backward's rows
+    assert [g.status for g in right.gates if g.gate == "float32"] == ["pass"]
+    slip = check(SlipInFloat32, (x(4, 5),), order=2, dtype="float32")
+    assert all(n.status == "pass" for n in slip.nodes)
+    assert [g.status for g in slip.gates if g.gate == "float32"] == ["fail"] and not slip.passed
+    lost = check(DetachedTwice, (x(4, 5),), order=2, dtype="float32")
+    assert [g.status for g in lost.gates if g.gate == "float32"] == ["pass"]
+    assert not lost.passed and any(n.status == "fail" for n in lost.nodes)
+
+
+def test_a_dtype_the_forward_refuses_says_so_and_the_dtype_it_runs_in():
+    report = check(F.FusedGELU32, (x(4, 5),), dtype="float16")
+    said = report.error.message
+    assert said.startswith("the forward refuses float16, as it refuses float64: in float16 it raised TypeError: "
+                           "this kernel runs in float32 only, not torch.float16")
+    assert "(it runs in float32: --dtype float32, or no --dtype, checks it there)" in said
+    lines = (KERNELS / "fused_gelu32.py").read_text(encoding="utf-8").splitlines()
+    assert report.error.line == next(i for i, line in enumerate(lines) if "raise TypeError" in line) + 1
+    done = run("examples/kernels/fused_gelu32.py::FusedGELU32", "--shape", "x=4,5", "--dtype", "bfloat16")
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert f"fused_gelu32.py:{report.error.line}:9: error: the forward refuses bfloat16" in done.stderr
+
+
+class Probed(torch.autograd.Function):
+    """y = 2x, float32 only, recording which elements of x are ever NaN or infinite in a forward."""
+    seen: set = set()
+
+    @staticmethod
+    def forward(ctx, x):
+        if x.dtype != torch.float32:
+            raise TypeError("float32 only")
+        Probed.seen |= {int(i) for i in torch.nonzero(~torch.isfinite(x.reshape(-1))).reshape(-1)}
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+def test_n_is_measured_on_at_most_the_documented_number_of_elements_spread_over_the_input():
+    row = next(line for line in (ROOT / "docs" / "limits.md").read_text(encoding="utf-8").splitlines()
+               if "measure n" in line)
+    documented = int(row.split("|")[2].strip())
+    assert documented == 16
+    for size, probed in ((100, documented), (10, 10), (1, 1)):
+        Probed.seen = set()
+        assert check(Probed, (x(size),)).passed
+        assert len(Probed.seen) == probed and {0, size - 1} <= Probed.seen
+
+
+def _float32_or_lower(t):
+    if t.dtype == torch.float64:
+        raise TypeError("no float64 build")
+
+
+def relu_matmul(factor: float = 1.0):
+    """y = where(x > 0, x, 0) @ w, no float64 build; its backward sums dx over the m columns one at a
+    time in the dtype (right: its rounding grows as √m), times `factor`."""
+    class ReluMatmul(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            _float32_or_lower(x)
+            h = torch.where(x > 0, x, torch.zeros_like(x))
+            ctx.save_for_backward(x, w, h)
+            return h @ w
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w, h = ctx.saved_tensors
+            acc = torch.zeros_like(x)
+            for j in range(w.shape[1]):
+                acc = acc + g[:, j:j + 1] * w[:, j]
+            dx = torch.where(x > 0, acc, torch.zeros_like(acc)) * factor
+            return dx, h.t() @ g
+    return ReluMatmul
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_an_op_that_swallows_a_nan_still_has_its_reach_measured(dtype):
+    point = (x(8, 32, seed=2), x(32, 64, seed=3))   # one element of x reaches a row of y: 64 outputs
+    report = check(relu_matmul(), point, dtype=dtype)
+    assert report.error is None and report.passed
+    assert [a.n for a in report.precision.inputs] == [64, 8]
+
+
+def test_the_reach_of_a_relu_held_both_ways():
+    point = (x(8, 32, seed=2), x(32, 64, seed=3))
+    # n = 64: allowed K·ε·√64 · 2 = 128 ε; n = 1 (a NaN swallowed) would allow 16 ε
+    within = check(relu_matmul(1.0 + 48 * EPS32), point)
+    past = check(relu_matmul(1.0 + 192 * EPS32), point)
+    assert within.passed and within.nodes[0].numeric_error > 32 * EPS32
+    assert not past.passed and past.nodes[0].numeric_error < 256 * EPS32

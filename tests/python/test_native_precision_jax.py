@@ -81,3 +81,12 @@ def test_dtype_asked_of_a_rule_that_takes_float64():
                  "result = [r.passed, [(g.gate, g.status) for g in r.gates if g.gate == 'float16'],\n"
                  "          r.precision.refuses_float64, r.precision.reference]")
     assert result == [True, [["float16", "pass"]], False, "autodiff through the forward, in float64"]
+
+
+def test_a_dtype_the_rule_refuses_says_so_and_the_dtype_it_runs_in():
+    result = run("r = check(G.gelu32, (x,), dtype='bfloat16')\n"
+                 "result = [r.error.message, r.error.line]")
+    lines = KERNEL.read_text(encoding="utf-8").splitlines()
+    line = next(i for i, t in enumerate(lines) if "raise TypeError" in t) + 1
+    assert result[0].startswith("the forward refuses bfloat16, as it refuses float64: in bfloat16 it raised TypeError")
+    assert "(it runs in float32: --dtype float32, or no --dtype, checks it there)" in result[0] and result[1] == line

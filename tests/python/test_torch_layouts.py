@@ -97,6 +97,54 @@ def test_a_storage_offset_ignored_fails_at_the_offset_layout_only():
     assert check(IgnoresOffset, (x(4, 5),), layouts="transposed,expanded").passed
 
 
+class WrongWhenBoth(torch.autograd.Function):
+    """y = 2x; the backward is wrong only for a grad_output both non-contiguous and at a storage offset."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        factor = 3 if not g.is_contiguous() and g.storage_offset() > 0 else 2
+        return factor * g
+
+
+def test_transposed_and_offset_share_a_call_and_a_difference_only_both_make_is_named_as_both():
+    (row,) = failing(check(WrongWhenBoth, (x(4, 5),)))
+    assert row.note.startswith("wrong when grad_output is a transposed, non-contiguous view at storage offset 3: x[")
+    assert check(WrongWhenBoth, (x(4, 5),), layouts="transposed,expanded,channels-last").passed
+    assert check(WrongWhenBoth, (x(4, 5),), layouts="offset").passed
+
+
+class Counted(torch.autograd.Function):
+    """y = 2x, counting its backward's calls."""
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        Counted.calls += 1
+        return 2 * g
+
+
+def calls(shape, layouts: str) -> int:
+    Counted.calls = 0
+    assert check(Counted, (x(*shape),), layouts=layouts).passed
+    return Counted.calls
+
+
+def test_the_layouts_cost_four_calls_of_the_backward_five_in_4_d():
+    # the main check's own call at the point is the first contiguous run; then one more run, one call
+    # transposed at a storage offset, one expanded and one contiguous at the expanded values
+    assert calls((4, 5), "all") - calls((4, 5), "none") == 4
+    assert calls((2, 3, 4, 5), "all") - calls((2, 3, 4, 5), "none") == 5  # and channels-last
+    assert calls((4, 5), "contiguous") - calls((4, 5), "none") == RUNS - 1
+
+
 def test_an_in_place_write_into_a_stride_0_grad_output_fails_as_torch_raises():
     (row,) = failing(check(stride0.ScaleInPlace, (x(4, 5),)))
     assert row.note.startswith("when grad_output is a stride-0 expanded view (as behind y.sum()), the backward "
