@@ -340,25 +340,7 @@ def _sweep_rows(graph: Graph, values: list, inject: dict, centre_branches: list,
                     if node.gate.has_kinks:
                         kinks[rows] |= (branch_of(node, args, flags, rows.size) != centre_branches[nid]).any(axis=1)
         if nid in inject:
-            probes = inject[nid]
-            mine = np.unique(np.concatenate([p.rows for p in probes]))
-            if nid in held:
-                rows = np.union1d(held[nid][0], mine)
-                base = _on_rows(held[nid], rows, values[nid])
-            else:
-                rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
-                if all(p.flat is not None for p in probes):
-                    nudged[nid] = _Nudged(probes)
-            value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
-            flat = value.reshape(rows.size, -1)
-            for p in probes:
-                at = np.searchsorted(rows, p.rows)
-                if p.flat is None:  # a dense perturbation: one full vector per row
-                    flat[at] += p.delta
-                else:
-                    flat[at, p.flat] += p.delta
-            held[nid] = (rows, value)
-            copies += value.size  # the perturbed copies of the node
+            copies += _inject(node, inject[nid], held, nudged, values)
         if nid in held:
             for c in (consumers[nid] if nid not in nudged else _reached(graph, nid, nudged[nid], reads)):
                 if c <= keep and c not in queued:
@@ -372,6 +354,30 @@ def _sweep_rows(graph: Graph, values: list, inject: dict, centre_branches: list,
         count("sweep", visits)
         count("element", copies)
     return held
+
+
+def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list) -> int:
+    """Add the probes' perturbations to a node's rows (its value at the point where no earlier row
+    reached it; then, sparse probes, which rows nudge which element); returns the elements copied."""
+    nid = node.id
+    mine = np.unique(np.concatenate([p.rows for p in probes]))
+    if nid in held:
+        rows = np.union1d(held[nid][0], mine)
+        base = _on_rows(held[nid], rows, values[nid])
+    else:
+        rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
+        if all(p.flat is not None for p in probes):
+            nudged[nid] = _Nudged(probes)
+    value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
+    flat = value.reshape(rows.size, -1)
+    for p in probes:
+        at = np.searchsorted(rows, p.rows)
+        if p.flat is None:  # a dense perturbation: one full vector per row
+            flat[at] += p.delta
+        else:
+            flat[at, p.flat] += p.delta
+    held[nid] = (rows, value)
+    return value.size
 
 
 def _reached(graph: Graph, nid: int, nudged: _Nudged, reads: dict) -> list:
