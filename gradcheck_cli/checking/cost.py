@@ -140,9 +140,46 @@ class Shape:
         self._down[output] = out
         return out
 
+    def one_element(self, output: int) -> dict:
+        """Per node, a bound on what a row nudging one of its elements recomputes: `downstream`'s, but
+        a consumer that reads a few of its elements (a gate's `reads` rule: x[i]) counted only for the
+        elements it reads, the largest such sum over its elements taken (a thousand x[i] over x: a row
+        nudging x[j] recomputes the terms of x[j], not the comprehension)."""
+        key = ("one", output)
+        if key in self._down:
+            return self._down[key]
+        down = self.downstream(output)
+        out = {kind: bound.copy() for kind, bound in down.items()}
+        own = {"call": self.calls, "element": self.elements, "window": self.windows}
+        graph = self.graph
+        for node in graph.nodes[: output + 1]:
+            readers = [c for c in graph.consumers[node.id] if c <= output and _reads(graph.nodes[c]) is not None]
+            if not readers:
+                continue
+            others = [c for c in graph.consumers[node.id] if c <= output and c not in readers]
+            for kind, bound in down.items():
+                acc = np.zeros(node.size, dtype=np.int64)
+                for c in readers:
+                    acc[_read_elements(graph, graph.nodes[c])] += bound[c]
+                mine = 1 if kind == "sweep" else int(own[kind][node.id])
+                worst = mine + sum(int(bound[c]) for c in others) + int(acc.max(initial=0))
+                out[kind][node.id] = min(int(bound[node.id]), worst)
+        self._down[key] = out
+        return out
+
     def counts(self, rows: int = 1) -> dict:
         return {"call": int(self.calls.sum()), "element": rows * int(self.elements.sum()),
                 "window": rows * int(self.windows.sum())}
+
+
+def _reads(node):
+    """A gate's rule for the elements of its one operand it reads (x[i]), or None."""
+    gate = node.gate
+    return gate.reads if len(node.inputs) == 1 and gate is not None and getattr(gate, "reads", None) is not None else None
+
+
+def _read_elements(graph, node) -> np.ndarray:
+    return np.asarray(node.gate.reads([graph.nodes[node.inputs[0]].shape], node.attrs), dtype=np.int64)
 
 
 def node_shape(graph, node, memo: dict) -> tuple:
@@ -206,42 +243,49 @@ def differences(shape: Shape, width: Callable[[int], int], targets: list, output
         return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
     whole = {"call": suffix(shape.calls), "element": suffix(shape.elements), "window": suffix(shape.windows),
              "sweep": np.arange(output + 1, -1, -1)}
-    down = shape.downstream(output)
+    dense = shape.downstream(output)
+    sparse = shape.one_element(output)
     total = {"call": 0, "element": 0, "window": 0, "sweep": 0}
 
-    def close(start, rows: dict):
-        # a chunk visits the nodes downstream of its targets, each on the rows that reach it
+    def close(start, rows: dict, elements: dict, down: dict):
+        # a chunk visits the nodes some row reaches, each on the rows that reach it: a node at most once,
+        # and no more than the elements its rows nudge reach, one by one
         for kind in ("call", "sweep"):
-            total[kind] += min(int(whole[kind][start]), sum(int(down[kind][t]) for t in rows))
+            total[kind] += min(int(whole[kind][start]),
+                               sum(min(int(dense[kind][t]), elements[t] * int(down[kind][t])) for t in rows))
         for kind in ("element", "window"):
             total[kind] += min(sum(rows.values()) * int(whole[kind][start]),
                                sum(r * int(down[kind][t]) for t, r in rows.items()))
 
-    def run(stream):
+    def run(stream, down):
         start, room = None, 0
         rows: dict = {}
+        elements: dict = {}
         for tid, n, left in stream:
+            per = max(1, left // max(1, n))  # rows per element (a dense target: its rows are its directions)
             while left:
                 if room == 0:
                     if start is not None:
-                        close(start, rows)
-                    start, room, rows = tid, max(1, CHUNK_ELEMENTS // max(1, width(tid))), {}
+                        close(start, rows, elements, down)
+                    start, room, rows, elements = tid, max(1, CHUNK_ELEMENTS // max(1, width(tid))), {}, {}
                 take = min(left, room)
                 rows[tid] = rows.get(tid, 0) + take
+                elements[tid] = elements.get(tid, 0) + -(-take // per) + 1  # a chunk may cut an element's rows
                 room, left = room - take, left - take
                 total["element"] += take * n  # the perturbed copies of the target
         if start is not None:
-            close(start, rows)
+            close(start, rows, elements, down)
     exact_rows = planned.rows_per_element + planned.complex_rows_per_element
     # a failing row's second opinion, where the complex step is on: the complex step off its kinks
     differenced_rows = planned.rows_per_element + (planned.complex_rows_per_element if exact is not None else 0)
     run([(tid, n, differenced_rows * n) for tid, n, projected in sorted(targets)
-         if not projected and tid not in (exact or ())])
-    run([(tid, n, exact_rows * n) for tid, n, projected in sorted(targets) if not projected and tid in (exact or ())])
+         if not projected and tid not in (exact or ())], sparse)
+    run([(tid, n, exact_rows * n) for tid, n, projected in sorted(targets) if not projected and tid in (exact or ())],
+        sparse)
     for tid, n, projected in targets:
-        if projected:
+        if projected:  # a direction nudges every element: it reaches every consumer
             for _ in STEPS:
-                run([(tid, n, planned.direction_rows_per_step)])
+                run([(tid, n, planned.direction_rows_per_step)], dense)
     return {k: int(v * (1 + RARER_PASSES)) for k, v in total.items()}
 
 

@@ -273,6 +273,7 @@ _GATES = [
 
     Gate(analytic=True, name="index", arity=1, operator="x[...]", label=array_gates.index_label, params=("key",),
          forward=array_gates.index_forward, vjp=array_gates.index_vjp, sym=array_gates.index_sym, infer=array_gates.index_infer,
+         reads=array_gates.index_reads,
          local="∂x[i]/∂x[j] = 1 where i picks j (repeats add up)",
          doc="x[...]: numpy indexing and slicing (integers, start:stop:step, None, constant integer arrays)",
          routes="scatters the upstream gradient back to the picked elements (np.add.at: repeats add up)",

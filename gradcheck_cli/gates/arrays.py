@@ -87,6 +87,13 @@ def index_forward(args, a):
     return x[lead(x, a["nd"]) + a["key"]]
 
 
+def index_reads(shapes, a):
+    """The flat elements of the operand that the index picks, sorted, each once."""
+    shape = tuple(shapes[0])
+    picked = index_forward([np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)], a)
+    return np.unique(np.ravel(picked))
+
+
 def index_vjp(g, args, out, a):
     x = args[0]
     dx = np.zeros(g.shape[:1] + x.shape, dtype=np.result_type(g, float))

@@ -16,6 +16,7 @@ Infer = Callable[[list, dict], tuple[tuple, dict]]             # (operand shapes
 Branch = Callable[[list, dict], np.ndarray]                    # (operands, attrs) -> the branch taken, per element
 Units = Callable[[list, dict], int]                            # (operand shapes, attrs) -> a count
 Jacobian = Callable[[list, dict], list]                        # (operands, attrs) -> per operand (rows, cols, values)
+Reads = Callable[[list, dict], np.ndarray]                     # (operand shapes, attrs) -> flat elements read, sorted
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class Gate:
     sym_cost: Units | None = None   # (input shapes, attrs) -> expression nodes `sym` builds past one per output element
     index_rule: IndexRule | None = None  # its local Jacobian by indices, for large operands (symbolic)
     workspace: Units | None = None  # (input shapes, attrs) -> elements of its largest temporary, when past its output
+    reads: Reads | None = None      # (input shapes, attrs) -> the flat elements of its one operand that its output
+                                    # reads (x[i]: one): a batched row nudging none of them leaves it at its value
     elementwise: bool = False       # operands broadcast elementwise
     domain: str | None = None       # where the forward is finite, for error messages
     params: tuple = ()              # keyword parameters, e.g. ('axis', 'keepdims')

@@ -9,6 +9,7 @@ a leading axis carries its own perturbation.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -257,14 +258,16 @@ def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_b
     return results[0] if outputs is None else results
 
 
-def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list):
+def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list,
+                    reads: dict | None = None):
     """Run the forward pass once for `n_rows` perturbed copies of the graph.
 
     Row r of the result is the output when the element named by row r's probe is nudged and
     everything downstream of it is recomputed; nodes upstream of every probe are shared. Only the
-    nodes downstream of some probe are visited, each on only the rows whose probes reach it (a
-    thousand x[i] in one batch: each x[i] computes its own rows, not the batch's), so a batch costs
-    what its rows change, not the whole graph.
+    nodes some row reaches are visited, each on only the rows that reach it (a thousand x[i] in one
+    batch: each x[i] computes the rows that nudge its element, not the batch's, and an x[i] whose
+    element no row nudges is not visited), so a batch costs what its rows change, not the whole graph.
+    `reads`: a cache of the elements each gate with a `reads` rule picks (node id -> flat indices).
     Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
     set when some gate with a kink switched branch in that row (`centre_branches` from `branch_rows`).
     """
@@ -272,13 +275,9 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     for p in probes:
         inject.setdefault(p.node, []).append(p)
     out_id = graph.output
-    order = graph.downstream(inject, out_id)
     kinks = np.zeros(n_rows, dtype=bool)
-    if active():
-        count("sweep", len(order))
-        count("element", n_rows * sum(graph.nodes[nid].size for nid in inject))  # the perturbed copies
     with np.errstate(all="ignore"):
-        held = _sweep_rows(graph, values, order, inject, centre_branches, kinks, out_id)
+        held = _sweep_rows(graph, values, inject, centre_branches, kinks, out_id, {} if reads is None else reads)
     out = graph.nodes[out_id]
     if out_id not in held:  # no probe reaches the output
         return np.broadcast_to(values[out_id], (n_rows,) + out.shape), kinks
@@ -291,48 +290,144 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     return full, kinks
 
 
-def _sweep_rows(graph: Graph, values: list, order: list, inject: dict, centre_branches: list, kinks: np.ndarray,
-                keep: int) -> dict:
-    """The nodes of `order` on the rows their probes reach: node id -> (rows (sorted), values (len(rows), *shape)).
-    A gate runs on the union of its batched operands' rows, an operand lacking one of them taking its
-    value at the point there; values no longer read are dropped (all but `keep`'s)."""
+class _Nudged:
+    """The rows of an injected node that nudge each of its elements (sparse probes only), sorted by element."""
+    __slots__ = ("flat", "rows")
+
+    def __init__(self, probes: list):
+        pairs = [np.broadcast_arrays(p.rows, p.flat) for p in probes]  # a row may nudge several elements
+        flat = np.concatenate([np.ravel(f) for _, f in pairs])
+        rows = np.concatenate([np.ravel(r) for r, _ in pairs])
+        order = np.argsort(flat, kind="stable")
+        self.flat, self.rows = flat[order], rows[order]
+
+    def reaching(self, elements: np.ndarray) -> np.ndarray:
+        """The rows (sorted, each once) that nudge some of `elements` (sorted)."""
+        lo = np.searchsorted(self.flat, elements, side="left")
+        hi = np.searchsorted(self.flat, elements, side="right")
+        if elements.size == 1:
+            return np.unique(self.rows[lo[0]:hi[0]])
+        keep = np.zeros(self.flat.size + 1, dtype=np.int64)
+        np.add.at(keep, lo, 1)
+        np.add.at(keep, hi, -1)
+        return np.unique(self.rows[np.cumsum(keep[:-1]) > 0])
+
+
+def _sweep_rows(graph: Graph, values: list, inject: dict, centre_branches: list, kinks: np.ndarray,
+                keep: int, reads: dict) -> dict:
+    """The nodes that some row reaches, up to `keep`, in order, on the rows that reach them:
+    node id -> (rows (sorted), values (len(rows), *shape)). A gate runs on the union of its batched
+    operands' rows, an operand lacking one of them taking its value at the point there; a gate that
+    reads a few elements of an injected node (its `reads` rule) runs on the rows nudging those only.
+    Values no longer read are dropped (all but `keep`'s). Visits are metered as `sweep`."""
     held: dict = {}
+    nudged: dict = {}
     last_use = graph.last_uses
-    for nid in order:
+    consumers = graph.consumers
+    queue = sorted(inject)
+    queued = set(queue)
+    visits = copies = 0
+    while queue:
+        nid = heapq.heappop(queue)
+        visits += 1
         node = graph.nodes[nid]
         if node.gate is not None:
             flags = [i in held for i in node.inputs]
             if any(flags):
-                sets = [held[i][0] for i, f in zip(node.inputs, flags) if f]
-                rows = sets[0]
-                for other in sets[1:]:
-                    if other is not rows and not np.array_equal(other, rows):
-                        rows = np.union1d(rows, other)
-                args = [_on_rows(held[i], rows, values[i]) if f else values[i] for i, f in zip(node.inputs, flags)]
-                held[nid] = (rows, apply_gate(node, args, flags, rows.size))
-                if node.gate.has_kinks:
-                    kinks[rows] |= (branch_of(node, args, flags, rows.size) != centre_branches[nid]).any(axis=1)
+                rows, args = _operands(graph, node, held, nudged, values, flags, reads)
+                if rows is not None:
+                    held[nid] = (rows, apply_gate(node, args, flags, rows.size))
+                    if node.gate.has_kinks:
+                        kinks[rows] |= (branch_of(node, args, flags, rows.size) != centre_branches[nid]).any(axis=1)
         if nid in inject:
-            probes = inject[nid]
-            mine = np.unique(np.concatenate([p.rows for p in probes]))
-            if nid in held:
-                rows = np.union1d(held[nid][0], mine)
-                base = _on_rows(held[nid], rows, values[nid])
-            else:
-                rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
-            value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
-            flat = value.reshape(rows.size, -1)
-            for p in probes:
-                at = np.searchsorted(rows, p.rows)
-                if p.flat is None:  # a dense perturbation: one full vector per row
-                    flat[at] += p.delta
-                else:
-                    flat[at, p.flat] += p.delta
-            held[nid] = (rows, value)
+            copies += _inject(node, inject[nid], held, nudged, values)
+        if nid in held:
+            for c in (consumers[nid] if nid not in nudged else _reached(graph, nid, nudged[nid], reads)):
+                if c <= keep and c not in queued:
+                    queued.add(c)
+                    heapq.heappush(queue, c)
         for i in dict.fromkeys(node.inputs):
             if i in held and last_use[i] <= nid and i != keep:
                 del held[i]
+                nudged.pop(i, None)
+    if active():
+        count("sweep", visits)
+        count("element", copies)
     return held
+
+
+def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list) -> int:
+    """Add the probes' perturbations to a node's rows (its value at the point where no earlier row
+    reached it; then, sparse probes, which rows nudge which element); returns the elements copied."""
+    nid = node.id
+    mine = np.unique(np.concatenate([p.rows for p in probes]))
+    if nid in held:
+        rows = np.union1d(held[nid][0], mine)
+        base = _on_rows(held[nid], rows, values[nid])
+    else:
+        rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
+        if all(p.flat is not None for p in probes):
+            nudged[nid] = _Nudged(probes)
+    value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
+    flat = value.reshape(rows.size, -1)
+    for p in probes:
+        at = np.searchsorted(rows, p.rows)
+        if p.flat is None:  # a dense perturbation: one full vector per row
+            flat[at] += p.delta
+        else:
+            flat[at, p.flat] += p.delta
+    held[nid] = (rows, value)
+    return value.size
+
+
+def _reached(graph: Graph, nid: int, nudged: _Nudged, reads: dict) -> list:
+    """The consumers of an injected node that its rows reach: those with a `reads` rule only where
+    they read a nudged element (a thousand x[i] and a batch nudging ten elements of x: ten)."""
+    key = ("readers", nid)
+    if key not in reads:
+        others, picks, owners = [], [], []
+        for c in graph.consumers[nid]:
+            node = graph.nodes[c]
+            if len(node.inputs) == 1 and isinstance(node.gate, Gate) and node.gate.reads is not None:
+                picks.append(_picked(graph, node, reads))
+                owners.append(np.full(picks[-1].size, c, dtype=np.int64))
+            else:
+                others.append(c)
+        flat = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+        owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
+        order = np.argsort(flat, kind="stable")
+        reads[key] = (others, flat[order], owner[order])
+    others, flat, owner = reads[key]
+    if not flat.size:
+        return others
+    elements = np.unique(nudged.flat)
+    lo, hi = np.searchsorted(flat, elements, side="left"), np.searchsorted(flat, elements, side="right")
+    hit = np.concatenate([owner[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a] or [owner[:0]])
+    return others + np.unique(hit).tolist()
+
+
+def _picked(graph: Graph, node: Node, reads: dict) -> np.ndarray:
+    """The flat elements of its operand that a gate with a `reads` rule picks (kept in `reads`)."""
+    if node.id not in reads:
+        assert isinstance(node.gate, Gate) and node.gate.reads is not None
+        reads[node.id] = np.asarray(node.gate.reads([graph.nodes[node.inputs[0]].shape], node.attrs), dtype=np.int64)
+    return reads[node.id]
+
+
+def _operands(graph: Graph, node: Node, held: dict, nudged: dict, values: list, flags: list, reads: dict):
+    """The rows a gate runs on and its operands there; (None, None) when no row reaches what it reads."""
+    if len(node.inputs) == 1 and node.inputs[0] in nudged and isinstance(node.gate, Gate) and node.gate.reads is not None:
+        i = node.inputs[0]
+        rows = nudged[i].reaching(_picked(graph, node, reads))
+        if rows.size == 0:
+            return None, None
+        have, value = held[i]
+        return rows, [value[np.searchsorted(have, rows)]]
+    sets = [held[i][0] for i, f in zip(node.inputs, flags) if f]
+    rows = sets[0]
+    if any(other is not rows and not np.array_equal(other, rows) for other in sets[1:]):
+        rows = np.unique(np.concatenate(sets))
+    return rows, [_on_rows(held[i], rows, values[i]) if f else values[i] for i, f in zip(node.inputs, flags)]
 
 
 def _on_rows(entry: tuple, rows: np.ndarray, centre) -> np.ndarray:

@@ -36,6 +36,7 @@ class GraphRunner:
         sizes = [max(n.size, workspace(graph, n)) for n in graph.nodes]  # the largest array a row holds
         self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
         self._branches = branch_rows(graph, values)
+        self._reads: dict = {}  # the elements each gate with a `reads` rule picks, by node id (batched_forward's)
 
     def width(self, node_id) -> int:
         return max(int(self._suffix_max[node_id]), self.out_size)
@@ -45,7 +46,7 @@ class GraphRunner:
         return work(self.graph, [target])
 
     def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-        out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches)
+        out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches, self._reads)
         out = np.asarray(out).reshape(n_rows, -1)
         if self.weights is not None:
             out = out @ np.ravel(self.weights)[:, None]

@@ -1,8 +1,12 @@
 """Core speed benchmark (run by hand, not by CI): start-up, and the per-node check vs. gate count.
 
-    python tests/benchmarks/bench_core.py [--sizes 125,250,500,1000,2000] [--repeat 5]
+    python tests/benchmarks/bench_core.py [--sizes 250,500,1000,2000] [--repeat 5]
 
-Every figure is a whole `gradcheck` process, as a user runs it, timed with time.perf_counter.
+Every figure is a whole `gradcheck` process, as a user runs it, timed with time.perf_counter. The
+scaling table puts side by side, per size n, the random formula of n gates (a tree) and the
+comprehension of n terms over one vector (`sum(stack(sin(x[i]) * x[i] for i in range(n)))`), each
+command once per repetition in turn (a load that comes and goes touches every size alike), with the
+ratio to the previous size: about 2 for each doubling where the cost is linear.
 Last, the smallest formula's full check is timed again with the interpreter torn down normally
 (the CLI run by a `python -c` that lets it exit the ordinary way) instead of the console script's
 `os._exit`: the difference is what tearing down costs.
@@ -14,6 +18,7 @@ import argparse
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,6 +80,11 @@ main()  # click exits with SystemExit: the interpreter then tears down as usual
 """
 
 
+def comprehension_file(n_terms: int) -> str:
+    """A comprehension of `n_terms` terms, each indexing one vector twice."""
+    return f"x = randn({n_terms})\nf = sum(stack(sin(x[i]) * x[i] for i in range({n_terms})))\n"
+
+
 def count_gates(path: str) -> int:
     from gradcheck_cli import load
     with open(path, encoding="utf-8") as f:
@@ -94,7 +104,7 @@ def timed(cmd: list, repeat: int) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="125,250,500,1000,2000")
+    ap.add_argument("--sizes", default="250,500,1000,2000")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     exe = [sys.executable, "-m", "gradcheck_cli"]
@@ -107,16 +117,47 @@ def main() -> None:
     print(f"start-up: python -c 'import click' {click_t*1000:.0f} ms · gradcheck --help {help_t*1000:.0f} ms "
           f"({help_t/click_t:.2f}×) · --version {version_t*1000:.0f} ms ({version_t/click_t:.2f}×)")
 
-    print(f"{'gates':>6} {'nodes':>6} {'full check (s)':>15} {'--no-symbolic (s)':>18} {'exit':>5}")
+    sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (int(s) for s in args.sizes.split(",")):
-            path = os.path.join(tmp, f"bench_{size}.grad")
-            with open(path, "w", encoding="utf-8") as f:
+        commands, gates = {}, {}
+        for size in sizes:
+            tree = os.path.join(tmp, f"tree_{size}.grad")
+            comp = os.path.join(tmp, f"comprehension_{size}.grad")
+            with open(tree, "w", encoding="utf-8") as f:
                 f.write(expression_file(size))
-            gates = count_gates(path)
-            full, code_full = timed(exe + ["check", path], args.repeat)
-            fast, code_fast = timed(exe + ["check", path, "--no-symbolic"], args.repeat)
-            print(f"{gates:>6} {gates + 10:>6} {full:>15.2f} {fast:>18.2f} {code_full:>3}/{code_fast}")
+            with open(comp, "w", encoding="utf-8") as f:
+                f.write(comprehension_file(size))
+            gates[size] = (count_gates(tree), count_gates(comp))
+            commands[size, "tree"] = exe + ["check", tree]
+            commands[size, "tree fast"] = exe + ["check", tree, "--no-symbolic"]
+            commands[size, "comprehension"] = exe + ["check", comp]
+        times: dict = {k: [] for k in commands}
+        cpu: dict = {k: [] for k in commands}
+        codes: dict = {}
+        load = os.getloadavg()[0]
+        for _ in range(args.repeat):
+            for key, cmd in commands.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t, codes[key] = timed(cmd, 1)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                times[key].append(t)
+                cpu[key].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        print(f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; medians of {args.repeat}, "
+              "whole processes: wall-clock seconds (the CPU seconds the process used)")
+        print(f"{'n':>6} | {'tree gates':>10} {'full (s)':>15} {'×':>5} {'--no-symbolic':>15} {'×':>5} | "
+              f"{'comprehension gates':>19} {'full (s)':>15} {'×':>5} | exit")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+        prev = None
+        for size in sizes:
+            row = [med[size, k] for k in ("tree", "tree fast", "comprehension")]
+            shown = [f"{med[size, k]:.2f} ({mcpu[size, k]:.2f})" for k in ("tree", "tree fast", "comprehension")]
+            ratio = [f"{a / b:5.2f}" if prev else "    -" for a, b in zip(row, prev or row)]
+            print(f"{size:>6} | {gates[size][0]:>10} {shown[0]:>15} {ratio[0]} {shown[1]:>15} {ratio[1]} | "
+                  f"{gates[size][1]:>19} {shown[2]:>15} {ratio[2]} | "
+                  + "/".join(str(codes[size, k]) for k in ("tree", "tree fast", "comprehension")))
+            prev = row
+    with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "teardown.grad")
         with open(path, "w", encoding="utf-8") as f:
             f.write(expression_file(int(args.sizes.split(",")[0])))

@@ -225,3 +225,49 @@ def test_a_changed_plan_moves_the_prediction_and_the_metered_work_together(monke
     after, after_metered = run()
     assert after_metered > before_metered
     assert after.work.total - before.work.total == after_metered - before_metered
+
+
+def comprehension(n: int) -> str:
+    return f"x = randn({n})\nf = sum(stack(sin(x[i]) * x[i] for i in range({n})))\n"
+
+
+def balanced_tree(n: int) -> str:
+    """About n gates: products of sines and tanhs paired up level by level over 10 leaves."""
+    lines = [f"x{i} = {0.5 + i / 10}" for i in range(10)]
+    names = [f"x{i % 10}" for i in range(n // 2)]
+    k = 0
+    while len(names) > 1:
+        paired = [f"t{k + j}" for j in range(len(names) // 2)]
+        lines += [f"{t} = {'sin' if (k + j) % 3 else 'tanh'}({a}) * {b}"
+                  for j, (t, a, b) in enumerate(zip(paired, names[0::2], names[1::2]))]
+        k += len(paired)
+        names = paired + names[len(paired) * 2:]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("make", [comprehension, balanced_tree])
+def test_the_work_grows_linearly_with_the_graph(make, monkeypatch):
+    # work, not time: gate calls, nodes walked, nodes built and rows judged for n and 2n terms. Chunks of
+    # as many rows at both sizes (a batch's width is the stacked vector's n) and no gate checked on its own
+    # put both in the regime of large graphs, where each chunk used to walk every term of a comprehension.
+    from gradcheck_cli.checking import checker, cost
+    from gradcheck_cli.oracles import batches
+    monkeypatch.setattr(checker, "ALL_GATES", 0)
+    counts, predicted = [], []
+    for n in (150, 300):
+        monkeypatch.setattr(batches, "CHUNK_ELEMENTS", 40 * n)
+        monkeypatch.setattr(cost, "CHUNK_ELEMENTS", 40 * n)
+        with Meter() as meter:
+            report = check(make(n), symbolic=False)
+        assert report.error is None and report.passed, report.error
+        assert meter.units <= report.work.total
+        counts.append(meter.counts)
+        total: dict = {}
+        for part in report.work.parts.values():
+            for kind, n in part.items():
+                total[kind] = total.get(kind, 0) + n
+        predicted.append(total)
+    for kind in ("call", "sweep", "build", "row"):
+        assert counts[1][kind] <= 2.2 * counts[0][kind], (kind, counts)
+        assert predicted[1].get(kind, 0) <= 2.2 * predicted[0].get(kind, 0), (kind, predicted)
+    assert counts[0]["call"] > 2 * 150  # every gate was evaluated, more than once

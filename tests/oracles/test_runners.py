@@ -138,3 +138,28 @@ def test_allocate_differences_leaves_first_then_the_smallest_within_the_budget()
     assert runners.allocate(sizes, {0}, 70) == {0, 1, 3}
     assert runners.allocate(sizes, set(), 40) == {1, 3}
     assert runners.allocate(sizes, set(), 10, forced={2}) == {1, 2}
+
+
+def test_a_batch_nudging_a_few_elements_visits_only_the_terms_that_read_them():
+    # x[i] reads one element: a row nudging x[j] reaches the terms of x[j] alone, so a batch costs the
+    # terms it nudges, not the comprehension; the values equal each row run alone
+    from gradcheck_cli.core.meter import Meter
+    n = 40
+    graph, values = graph_of(f"x = randn({n})\nf = sum(stack(sin(x[i]) * x[i] for i in range({n})))")
+    runner = runners.GraphRunner(graph, values)
+    x = graph.names["x"]
+    rows = Rows()
+    rows.add(Target(x, values[x]), [np.array([3]), np.array([17]), np.array([3, 4])],
+             [np.array([1e-3]), np.array([-2e-3]), np.array([1e-3, 1e-3])])
+    alone = one_at_a_time(runner, rows)
+    xs = values[x]
+    for row, (elems, deltas) in enumerate(zip(*rows.items[0][1:])):
+        moved = xs.copy()
+        moved[elems] += deltas
+        assert alone[x][row, 0] == pytest.approx(float(np.sum(np.sin(moved) * moved)), rel=1e-14)
+    with Meter() as meter:
+        together = run_rows(runner, rows)
+    np.testing.assert_allclose(together[x][0], alone[x], rtol=1e-14)
+    terms = 3 * 4  # x[3], x[4], x[17]: each term is x[i], sin, x[i], *
+    assert meter.counts["sweep"] == 1 + terms + 2, meter.counts  # x, the terms, stack and sum
+    assert meter.counts["call"] == terms + 2, meter.counts
