@@ -19,6 +19,7 @@ from ..gates.record import Gate
 from ..language.graph import Composite, Graph, Node
 from ..core.meter import active, count, gate_units
 from ..gates.tensors import fmt_note
+from .buffers import WorkBuffers
 
 __all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
 
@@ -120,9 +121,10 @@ def _count_call(node: Node, args: list, batched: list, rows) -> None:
 
 
 def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
-               bodies: BodyValues | None = None) -> np.ndarray:
+               bodies: BodyValues | None = None, buffers: WorkBuffers | None = None) -> np.ndarray:
     """A gate's forward on operands of which those flagged `batched` carry a leading row axis
-    (`bodies`: composites' body values kept by a VJP through a body)."""
+    (`bodies`: composites' body values kept by a VJP through a body; `buffers`: where a batched
+    result on real operands is written, when the gate can write into a given array)."""
     rows = n_rows if n_rows is not None and any(batched) else None
     if active():
         _count_call(node, args, batched, rows)
@@ -130,6 +132,13 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
     if rows is not None:  # then rows is n_rows
         if node.gate.elementwise:
             args = [_pad(a, node.shape, rows) if b else a for a, b in zip(args, batched)]
+        gate = node.gate
+        if buffers is not None and isinstance(gate, Gate) and gate.forward_into is not None:
+            dtypes = {np.asarray(a).dtype for a in args}
+            if dtypes <= _REAL or (dtypes <= _COMPLEX and gate.complex_forward is None):
+                out = buffers.take((rows,) + node.shape, np.result_type(*dtypes))
+                gate.forward_into(args, node.attrs, out)
+                return _numbers_into(out)
         out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True, bodies=bodies))
         return np.broadcast_to(out, (rows,) + node.shape)
     return _numbers(gate_forward(node.gate, args, node.attrs, bodies=bodies))
@@ -137,6 +146,19 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
 
 IMAG_LIMIT = 1e-6  # the complex step's rows: an imaginary part past this left the linear regime (H times a
                    # derivative is not small: exp(i·1e16) is no derivative), so it is poisoned with nan
+
+
+_REAL = {np.dtype(float)}
+_COMPLEX = {np.dtype(float), np.dtype(complex)}
+
+
+def _numbers_into(out: np.ndarray) -> np.ndarray:
+    """_numbers on a result written into a work buffer: the complex step's rows poisoned in place."""
+    if np.iscomplexobj(out):
+        past = np.abs(out.imag) > IMAG_LIMIT
+        if past.any():
+            out[past] = complex(np.nan, np.nan)
+    return out
 
 
 def _numbers(out) -> np.ndarray:
@@ -257,7 +279,8 @@ def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_b
     return results[0] if outputs is None else results
 
 
-def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list):
+def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list,
+                    buffers: WorkBuffers | None = None):
     """Run the forward pass once for `n_rows` perturbed copies of the graph.
 
     Row r of the result is the output when the element named by row r's probe is nudged and
@@ -267,6 +290,7 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     what its rows change, not the whole graph.
     Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
     set when some gate with a kink switched branch in that row (`centre_branches` from `branch_rows`).
+    `buffers`: work buffers the pass writes its batched values into (the output is never one of them).
     """
     inject: dict[int, list] = {}
     for p in probes:
@@ -278,7 +302,7 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
         count("sweep", len(order))
         count("element", n_rows * sum(graph.nodes[nid].size for nid in inject))  # the perturbed copies
     with np.errstate(all="ignore"):
-        held = _sweep_rows(graph, values, order, inject, centre_branches, kinks, out_id)
+        held = _sweep_rows(graph, values, order, inject, centre_branches, kinks, out_id, buffers)
     out = graph.nodes[out_id]
     if out_id not in held:  # no probe reaches the output
         return np.broadcast_to(values[out_id], (n_rows,) + out.shape), kinks
@@ -292,14 +316,16 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
 
 
 def _sweep_rows(graph: Graph, values: list, order: list, inject: dict, centre_branches: list, kinks: np.ndarray,
-                keep: int) -> dict:
+                keep: int, buffers: WorkBuffers | None = None) -> dict:
     """The nodes of `order` on the rows their probes reach: node id -> (rows (sorted), values (len(rows), *shape)).
     A gate runs on the union of its batched operands' rows, an operand lacking one of them taking its
-    value at the point there; values no longer read are dropped (all but `keep`'s)."""
+    value at the point there; values no longer read are dropped (all but `keep`'s). Batched values are
+    written into `buffers` where they can be, `keep`'s never (it outlives the pass)."""
     held: dict = {}
     last_use = graph.last_uses
     for nid in order:
         node = graph.nodes[nid]
+        pool = buffers if nid != keep else None
         if node.gate is not None:
             flags = [i in held for i in node.inputs]
             if any(flags):
@@ -308,8 +334,8 @@ def _sweep_rows(graph: Graph, values: list, order: list, inject: dict, centre_br
                 for other in sets[1:]:
                     if other is not rows and not np.array_equal(other, rows):
                         rows = np.union1d(rows, other)
-                args = [_on_rows(held[i], rows, values[i]) if f else values[i] for i, f in zip(node.inputs, flags)]
-                held[nid] = (rows, apply_gate(node, args, flags, rows.size))
+                args = [_on_rows(held[i], rows, values[i], buffers) if f else values[i] for i, f in zip(node.inputs, flags)]
+                held[nid] = (rows, apply_gate(node, args, flags, rows.size, buffers=pool))
                 if node.gate.has_kinks:
                     kinks[rows] |= (branch_of(node, args, flags, rows.size) != centre_branches[nid]).any(axis=1)
         if nid in inject:
@@ -320,7 +346,12 @@ def _sweep_rows(graph: Graph, values: list, order: list, inject: dict, centre_br
                 base = _on_rows(held[nid], rows, values[nid])
             else:
                 rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
-            value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
+            dtype = np.result_type(base, *[p.delta for p in probes])
+            if pool is None:
+                value = base.astype(dtype, order="C")
+            else:
+                value = pool.take(base.shape, dtype)
+                np.copyto(value, base)
             flat = value.reshape(rows.size, -1)
             for p in probes:
                 at = np.searchsorted(rows, p.rows)
@@ -335,12 +366,13 @@ def _sweep_rows(graph: Graph, values: list, order: list, inject: dict, centre_br
     return held
 
 
-def _on_rows(entry: tuple, rows: np.ndarray, centre) -> np.ndarray:
+def _on_rows(entry: tuple, rows: np.ndarray, centre, buffers: WorkBuffers | None = None) -> np.ndarray:
     """A held (rows, values) on `rows` (a superset): the point's value on the rows it lacks."""
     have, value = entry
     if have is rows or have.size == rows.size:
         return value
-    out = np.empty((rows.size,) + np.shape(value)[1:], dtype=np.result_type(value, centre))
+    shape, dtype = (rows.size,) + np.shape(value)[1:], np.result_type(value, centre)
+    out = np.empty(shape, dtype=dtype) if buffers is None else buffers.take(shape, dtype)
     out[...] = centre
     out[np.searchsorted(rows, have)] = value
     return out
