@@ -1,9 +1,9 @@
 """The default path, side by side (run by hand): `gradcheck check` as users run it (SymPy on) against
 torch.autograd.gradcheck on the reference network, and 1,000-gate graphs, whole processes.
 
-    python tests/benchmarks/bench_default.py [--repeat 5]
+    python tests/benchmarks/bench_default.py [--repeat 5] [--reference-only]
 
-Each repetition runs every command once, one after the other, so a load that comes and goes touches
+Every command runs once untimed first (its bytecode written, as an installation has it). Each repetition runs every command once, one after the other, so a load that comes and goes touches
 both sides of a ratio alike; the script prints each command's median and the median of the
 per-repetition ratios. The workloads: the reference network of bench_tensor.py (9,600 parameters),
 bench_core.py's random formula of 1,000 gates (a tree), and a comprehension of 1,000 terms over one
@@ -29,11 +29,14 @@ from bench_tensor import TORCH, WORKLOAD  # noqa: E402
 COMPREHENSION = "x = randn(1000)\nf = sum(stack(sin(x[i]) * x[i] for i in range(1000)))\n"
 
 
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# as a user's installation runs: with its bytecode cached (a run with PYTHONDONTWRITEBYTECODE set would
+# compile gradcheck's modules afresh each time, and not torch's, which pip compiled); a warm-up run writes it
+AS_INSTALLED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ONE_THREAD = {**AS_INSTALLED, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def timed(cmd: list) -> tuple[float, int]:
-    env = None
+    env = AS_INSTALLED
     if cmd and cmd[0] == "env1":  # torch on one thread: on a loaded 2-core machine its default threads contend
         cmd, env = cmd[1:], ONE_THREAD
     t = time.perf_counter()
@@ -45,6 +48,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true", help="leave torch's side out")
+    ap.add_argument("--reference-only", action="store_true", help="only the reference network's commands")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.1f} at the start")
@@ -65,12 +69,17 @@ def main():
         }
         if args.no_torch:
             commands = {k: v for k, v in commands.items() if "torch" not in k}
+        if args.reference_only:
+            commands = {k: v for k, v in commands.items() if k.startswith("reference network")}
         times: dict = {k: [] for k in commands}
         codes: dict = {}
+        for cmd in commands.values():  # the warm-up: bytecode written, files in the page cache
+            timed(cmd)
         for _ in range(args.repeat):
             for name, cmd in commands.items():
                 t, codes[name] = timed(cmd)
                 times[name].append(t)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     for name, ts in times.items():
         print(f"{name}: {statistics.median(ts):.2f} s (median of {len(ts)}; exit {codes[name]}; "
               f"runs {', '.join(f'{t:.2f}' for t in ts)})")

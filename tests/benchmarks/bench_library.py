@@ -65,8 +65,11 @@ NAMES = {
 }
 
 
+AS_INSTALLED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as bench_default.py
+
+
 def timed(what: str) -> list:
-    done = subprocess.run([sys.executable, "-c", CHILD, what], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CHILD, what], capture_output=True, text=True, env=AS_INSTALLED)
     if done.returncode:
         raise SystemExit(f"{what} failed:\n{done.stderr}")
     return json.loads(done.stdout)
@@ -87,6 +90,8 @@ def main():
         names = ["defaults", "no-symbolic"]
     first: dict = {n: [] for n in names}
     again: dict = {n: [] for n in names}
+    for n in names:  # the warm-up: bytecode written, files in the page cache
+        timed(n)
     for _ in range(args.repeat):
         for n in names:
             a, b = timed(n)
