@@ -1,11 +1,12 @@
 """The default path, side by side (run by hand): `gradcheck check` as users run it (SymPy on) against
 torch.autograd.gradcheck on the reference network, and 1,000-gate graphs, whole processes.
 
-    python tests/benchmarks/bench_default.py [--repeat 5] [--reference-only]
+    python tests/benchmarks/bench_default.py [--repeat 5] [--reference-only] [--torch-default-threads]
 
 Every command runs once untimed first (its bytecode written, as an installation has it). Each repetition runs every command once, one after the other, so a load that comes and goes touches
 both sides of a ratio alike; the script prints each command's median and the median of the
-per-repetition ratios. The workloads: the reference network of bench_tensor.py (9,600 parameters),
+per-repetition ratios. Torch runs with OMP_NUM_THREADS=1 (with its default threads too on request: on a
+loaded 2-core machine they contend, and a run takes minutes). The workloads: the reference network of bench_tensor.py (9,600 parameters),
 bench_core.py's random formula of 1,000 gates (a tree), and a comprehension of 1,000 terms over one
 vector (`sum(stack(sin(x[i]) * x[i] for i in range(1000)))`).
 """
@@ -49,6 +50,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true", help="leave torch's side out")
     ap.add_argument("--reference-only", action="store_true", help="only the reference network's commands")
+    ap.add_argument("--torch-default-threads", action="store_true",
+                    help="also time torch with its default threads (on a loaded machine: minutes a run)")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.1f} at the start")
@@ -69,6 +72,8 @@ def main():
         }
         if args.no_torch:
             commands = {k: v for k, v in commands.items() if "torch" not in k}
+        if not args.torch_default_threads:
+            del commands["reference network, torch.autograd.gradcheck"]
         if args.reference_only:
             commands = {k: v for k, v in commands.items() if k.startswith("reference network")}
         times: dict = {k: [] for k in commands}
