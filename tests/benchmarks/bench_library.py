@@ -12,7 +12,7 @@ threads set to one (`torch.set_num_threads(1)`), as bench_default.py times it wi
 on a loaded 2-core machine torch's default threads contend, and a call then takes minutes
 (`--torch-default-threads` times that too). Each repetition runs every measurement once, one after the other, so a load that
 comes and goes touches both sides of a ratio alike; the script prints medians and the median of the
-per-repetition ratios.
+per-repetition ratios, of wall time and of CPU time (the process's, every thread's).
 """
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ CHILD = textwrap.dedent("""\
             if what == "torch-1":
                 torch.set_num_threads(1)
             exec(torch_source, {{}})
-    times = []
+    times, cpu = [], []
     for _ in range(2):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         run()
         times.append(time.perf_counter() - t)
-    print(json.dumps(times))
+        cpu.append(time.process_time() - c)
+    print(json.dumps(times + cpu))
 """).format(workload=WORKLOAD, torch=TORCH)
 
 NAMES = {
@@ -90,25 +91,30 @@ def main():
         names = ["defaults", "no-symbolic"]
     first: dict = {n: [] for n in names}
     again: dict = {n: [] for n in names}
+    first_cpu: dict = {n: [] for n in names}
+    again_cpu: dict = {n: [] for n in names}
     for n in names:  # the warm-up: bytecode written, files in the page cache
         timed(n)
     for _ in range(args.repeat):
         for n in names:
-            a, b = timed(n)
+            a, b, ca, cb = timed(n)
             first[n].append(a)
             again[n].append(b)
+            first_cpu[n].append(ca)
+            again_cpu[n].append(cb)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    for label, times in (("first call", first), ("second call", again)):
+    for label, times, cpu in (("first call", first, first_cpu), ("second call", again, again_cpu)):
         for n in names:
             print(f"{label}, {NAMES[n]}: {statistics.median(times[n]):.2f} s (median of {len(times[n])}; "
-                  f"runs {', '.join(f'{t:.2f}' for t in times[n])})")
+                  f"runs {', '.join(f'{t:.2f}' for t in times[n])}); CPU time {statistics.median(cpu[n]):.2f} s")
         for theirs in ("torch", "torch-1"):
             if theirs not in names:
                 continue
             for ours, target in (("defaults", "≤ 1"), ("no-symbolic", "≤ 0.5")):
                 ratios = [a / b for a, b in zip(times[ours], times[theirs])]
+                cpu_ratios = [a / b for a, b in zip(cpu[ours], cpu[theirs])]
                 print(f"ratio, {label}: {NAMES[ours]} / {NAMES[theirs]}: {statistics.median(ratios):.2f} "
-                      f"(median of per-repetition ratios; target {target})")
+                      f"(median of per-repetition ratios; target {target}); of CPU time {statistics.median(cpu_ratios):.2f}")
 
 
 if __name__ == "__main__":
