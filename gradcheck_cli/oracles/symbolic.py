@@ -269,7 +269,7 @@ def _one_slice(gate: Gate, attrs: dict, slices: _Slices, work: Work):
     if key not in _one_slices:
         sym = make_symbols(slices.slice_shape, "s")
         symbols = list(np.moveaxis(sym, slices.axes, tuple(range(-len(slices.axes), 0))).reshape(-1))
-        out_cols = _slice_outputs(np.asarray(gate.sym([sym], attrs), dtype=object), slices)
+        out_cols = _slice_outputs(np.asarray(gate_sym(gate, [sym], attrs), dtype=object), slices)
         found = []
         for q, expr in enumerate(out_cols):
             for j, s in enumerate(symbols):
@@ -305,7 +305,7 @@ def _every_slice_is_one(gate: Gate, attrs: dict, slices: _Slices, small: tuple, 
     if reduced_slices.rows is None:
         return False
     sym = make_symbols(small, "c")
-    out = np.asarray(gate.sym([sym], attrs), dtype=object)
+    out = np.asarray(gate_sym(gate, [sym], attrs), dtype=object)
     if out.shape != out_small:
         return False
     flat_sym, flat_out = sym.reshape(-1), out.reshape(-1)
