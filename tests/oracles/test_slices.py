@@ -83,3 +83,4 @@ def test_the_report_says_which_gates_went_by_one_slice():
     softmax = np.exp(S - S.max(axis=1, keepdims=True))
     softmax /= softmax.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(row.symbolic, softmax / 32, rtol=1e-13)  # d mean(lse)/dS = softmax / rows, by hand
+
