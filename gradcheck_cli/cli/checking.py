@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import click
 
 from . import main
-from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options, _reuse_freed_memory
+from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options
 
 
 @main.command(short_help="Check gradients in .grad files or -e SRC.", epilog="""\b
@@ -50,7 +50,6 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, o
     from ..checking.files import check_files, expand_targets
     from ..core.report import RunReport
 
-    _reuse_freed_memory()
     at = _parse_at(at)  # first: `--at x 3` is a malformed --at, not a file named 3
     if expr is not None and targets:
         _fail_usage("give either TARGET files or -e SRC, not both")

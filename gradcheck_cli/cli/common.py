@@ -120,24 +120,6 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _reuse_freed_memory() -> None:
-    """Keep glibc from mmapping (and page-faulting) every large batch array afresh.
-
-    The finite differences allocate many equal 8 MB arrays; glibc's default serves each from a new
-    mmap until a free raises its threshold, which here cost ~40% of a tensor check. Process-wide,
-    so the CLI sets it, not the library; a no-op where glibc's mallopt is absent.
-    """
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-        libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
-    except (OSError, AttributeError):
-        pass
-
-
 class _AsciiFile:
     """A text stream that reports an ASCII encoding, so rich draws with ASCII characters only."""
     encoding = "ascii"

@@ -65,12 +65,17 @@ def _ew2(fn):
     return lambda args, a: np.asarray(uf(args[0], args[1]), dtype=object)
 
 
+def _into1(fwd):
+    """A numpy ufunc's forward into a given array (None for any other function)."""
+    return (lambda args, a, out: fwd(args[0], out=out)) if isinstance(fwd, np.ufunc) else None
+
+
 def _unary(name, *, fwd, dfdx, sym_fn, local, doc, routes, domain=None, branch=None,
-           low=-2.0, high=2.0, label=None, analytic=True, complex_fwd=None):
+           low=-2.0, high=2.0, label=None, analytic=True, complex_fwd=None, into=None):
     """An elementwise one-input gate from its forward and its derivative f'(x, out)."""
     return Gate(analytic=analytic, complex_forward=None if complex_fwd is None else lambda args, a: complex_fwd(args[0]),
         name=name, arity=1, call=name,
-        forward=lambda args, a: fwd(args[0]),
+        forward=lambda args, a: fwd(args[0]), forward_into=_into1(fwd) if into is None else into,
         vjp=lambda g, args, out, a: (g * dfdx(args[0], out),),
         sym=_ew(sym_fn), local=local, doc=doc, routes=routes, infer=_same_infer,
         elementwise=True, domain=domain, branch=branch, label=label,
@@ -89,6 +94,7 @@ def _binary(name, *, operator, fwd, grads, sym_fn, local, doc, routes, branch=No
     shapes = (((), ()), ((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 3)))
     return Gate(name=name, arity=2, operator=operator, call=name if function else None,
                 forward=lambda args, a: fwd(args[0], args[1]), vjp=vjp, sym=_ew2(sym_fn),
+                forward_into=(lambda args, a, out: fwd(args[0], args[1], out=out)) if isinstance(fwd, np.ufunc) else None,
                 local=local, doc=doc, routes=routes, infer=_broadcast_infer, elementwise=True,
                 branch=branch, domain=domain, const_forms=const_forms, analytic=analytic,
                 complex_forward=None if complex_fwd is None else lambda args, a: complex_fwd(args[0], args[1]),
@@ -96,10 +102,11 @@ def _binary(name, *, operator, fwd, grads, sym_fn, local, doc, routes, branch=No
 
 
 def _const_gate(name, *, label, fwd, dfdx, sym_fn, local, doc, routes, forms, domain=None,
-                branch=None, attr_example=2.0, low=-2.0, high=2.0):
+                branch=None, attr_example=2.0, low=-2.0, high=2.0, ufunc=None):
     """A one-input gate with a literal `c` folded in: the CS231n `+c`, `*a`, `1/x` forms."""
     return Gate(name=name, arity=1, label=label, analytic=True,
                 forward=lambda args, a: fwd(args[0], a["c"]),
+                forward_into=None if ufunc is None else lambda args, a, out: ufunc(args[0], a["c"], out=out),
                 vjp=lambda g, args, out, a: (g * dfdx(args[0], a["c"], out),),
                 sym=lambda args, a: np.asarray(np.frompyfunc(lambda x: sym_fn(x, sym_number(a["c"])), 1, 1)(args[0]),
                                                dtype=object),
@@ -158,13 +165,13 @@ _GATES = [
             branch=lambda args, a: args[0] < args[1], function=True, analytic=False, complex_fwd=arithmetic_gates.min_complex),
 
     _const_gate("+c", label=lambda a: f"+{_cfmt(a['c'])}" if a["c"] >= 0 else f"-{_cfmt(-a['c'])}",
-                fwd=lambda x, c: x + c, dfdx=lambda x, c, o: 1.0, sym_fn=lambda x, c: x + c,
+                fwd=lambda x, c: x + c, ufunc=np.add, dfdx=lambda x, c, o: 1.0, sym_fn=lambda x, c: x + c,
                 local="∂(x+c)/∂x = 1", doc="adds a constant c", routes="passes the upstream gradient through unchanged",
                 forms=(ConstForm("+", "either"), ConstForm("-", "right", lambda c: -c))),
     _const_gate("c-x", label=lambda a: f"{_cfmt(a['c'])}-x", fwd=lambda x, c: c - x, dfdx=lambda x, c, o: -1.0,
                 sym_fn=lambda x, c: c - x, local="∂(c-x)/∂x = -1", doc="a constant minus x",
                 routes="passes the negated upstream gradient", forms=(ConstForm("-", "left"),)),
-    _const_gate("*a", label=lambda a: f"*{_cfmt(a['c'])}", fwd=lambda x, c: x * c, dfdx=lambda x, c, o: c,
+    _const_gate("*a", label=lambda a: f"*{_cfmt(a['c'])}", fwd=lambda x, c: x * c, ufunc=np.multiply, dfdx=lambda x, c, o: c,
                 sym_fn=lambda x, c: x * c, local="∂(ax)/∂x = a", doc="multiplies by a constant a (-x is *-1)",
                 routes="scales the upstream gradient by a",
                 forms=(ConstForm("*", "either"), ConstForm("/", "right", lambda c: 1.0 / c, lambda c: c != 0))),
@@ -207,13 +214,13 @@ _GATES = [
     _unary("identity", fwd=lambda x: np.array(x, dtype=np.result_type(x, float)), dfdx=lambda x, o: np.ones_like(o), sym_fn=lambda x: x,
            local="∂x/∂x = 1", doc="the value itself: what `y = x` makes, so the alias is a node of its own",
            routes="passes the upstream gradient through unchanged", label=lambda a: "id"),
-    _unary("relu", fwd=lambda x: np.maximum(x, 0.0), dfdx=arithmetic_gates.relu_grad, sym_fn=arithmetic_gates.sym_relu,
+    _unary("relu", fwd=lambda x: np.maximum(x, 0.0), into=lambda args, a, out: np.maximum(args[0], 0.0, out=out), dfdx=arithmetic_gates.relu_grad, sym_fn=arithmetic_gates.sym_relu,
            local="∂relu(x)/∂x = 1 if x > 0 else 0 (½ at 0)", doc="max(x, 0)",
            routes="routes the gradient where x > 0, blocks it where x < 0",
            branch=lambda args, a: args[0] > 0, analytic=False, complex_fwd=arithmetic_gates.relu_complex),
 
     Gate(analytic=True, name="matmul", arity=2, operator="@", label=lambda a: "@",
-         forward=arithmetic_gates.matmul_forward, vjp=arithmetic_gates.matmul_vjp, sym=arithmetic_gates.matmul_sym, infer=arithmetic_gates.matmul_infer, sym_cost=arithmetic_gates.matmul_sym_cost,
+         forward=arithmetic_gates.matmul_forward, forward_into=arithmetic_gates.matmul_into, vjp=arithmetic_gates.matmul_vjp, sym=arithmetic_gates.matmul_sym, infer=arithmetic_gates.matmul_infer, sym_cost=arithmetic_gates.matmul_sym_cost,
          index_rule=IndexRule(text=arithmetic_gates.MATMUL_RULE, jacobian=arithmetic_gates.matmul_jacobian),
          local="∂(AB)/∂A: dA = dD·Bᵀ, dB = Aᵀ·dD", doc="matrix product A @ B (vectors allowed)",
          routes="dA = upstream @ Bᵀ and dB = Aᵀ @ upstream: the shapes tell you the order",

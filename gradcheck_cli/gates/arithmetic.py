@@ -94,11 +94,31 @@ def align(x, core: int, batch: int):
     return x
 
 
+ONE_THREAD_PRODUCT = 4 * 65536  # m·n·k up to which OpenBLAS runs a product on one thread (its default
+                                # GEMM_MULTITHREAD_THRESHOLD × SMP_THRESHOLD_MIN)
+
+
+def tall_product(A, B, out=None):
+    """A @ B for a tall 2-D A (a batch's rows stacked), in blocks of rows small enough that BLAS runs
+    each on one thread: the rows are many already, and threads that split a product ten columns wide
+    wait on each other more than they work (on a loaded machine, several times over). Each row's sums
+    are the same as in one call."""
+    m, k = A.shape
+    n = B.shape[1]
+    out = np.empty((m, n), dtype=np.result_type(A, B)) if out is None else out
+    step = max(1, ONE_THREAD_PRODUCT // max(1, k * n))
+    if step >= m:
+        return np.matmul(A, B, out=out)
+    for start in range(0, m, step):
+        np.matmul(A[start:start + step], B, out=out[start:start + step])
+    return out
+
+
 def matmul2(A, B):
     """A @ B on 2-D operands that may carry one leading batch axis."""
     if A.ndim == 3 and B.ndim == 2:  # a batch times one matrix: a single tall product
         bt, m, _ = A.shape
-        return (A.reshape(bt * m, A.shape[2]) @ B).reshape(bt, m, B.shape[1])
+        return tall_product(A.reshape(bt * m, A.shape[2]), B).reshape(bt, m, B.shape[1])
     return np.matmul(A, B)
 
 
@@ -116,6 +136,19 @@ def matmul_forward(args, a):
         out = out[..., 0]
     if nda == 1:
         out = out[..., 0] if ndb == 1 else out[..., 0, :]
+    return out
+
+
+def matmul_into(args, a, out):
+    """matmul_forward into `out`, for matrices (no vector operands, no stacks): the same products."""
+    A, B = args
+    if a["nd"] != (2, 2) or a.get("batch", 0):
+        out[...] = matmul_forward(args, a)
+    elif A.ndim == 3 and B.ndim == 2:  # as matmul2: a batch times one matrix, a single tall product
+        bt, m, _ = A.shape
+        tall_product(A.reshape(bt * m, A.shape[2]), B, out=out.reshape(bt * m, B.shape[1]))
+    else:
+        np.matmul(A, B, out=out)
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 # What a gate's functions take and give (operands and attrs as the evaluators hand them over).
 Forward = Callable[[list, dict], Any]                          # (operands, attrs) -> output
+ForwardInto = Callable[[list, dict, np.ndarray], Any]          # (operands, attrs, out) -> writes the output into out
 Vjp = Callable[[np.ndarray, list, Any, dict], Sequence[Any]]   # (upstream rows, operands, output, attrs) -> per operand
 Sym = Callable[[list, dict], Any]                              # (operand expressions, attrs) -> object array
 Infer = Callable[[list, dict], tuple[tuple, dict]]             # (operand shapes, params) -> (shape, attrs)
@@ -80,6 +81,8 @@ class Gate:
                                     # extension, so the complex step differentiates through it exactly
     complex_forward: Forward | None = None  # its forward on complex operands where numpy's is not the right
                                     # one (kink gates follow the real part, as the complex-step literature does)
+    forward_into: ForwardInto | None = None  # the same forward on real operands, written into a given array
+                                    # (the batched passes' work buffers): the same operations, the same bits
 
     def forward_on(self, args: list, attrs: dict):
         """The forward, on real or complex operands (complex_forward where numpy's is not the right one)."""

@@ -20,6 +20,7 @@ from ..gates.record import Gate
 from ..language.graph import Composite, Graph, Node
 from ..core.meter import active, count, gate_units
 from ..gates.tensors import fmt_note
+from .buffers import WorkBuffers
 
 __all__ = ["BackwardError", "forward", "run_graph", "backward", "batched_forward", "jacobian"]
 
@@ -121,9 +122,10 @@ def _count_call(node: Node, args: list, batched: list, rows) -> None:
 
 
 def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
-               bodies: BodyValues | None = None) -> np.ndarray:
+               bodies: BodyValues | None = None, buffers: WorkBuffers | None = None) -> np.ndarray:
     """A gate's forward on operands of which those flagged `batched` carry a leading row axis
-    (`bodies`: composites' body values kept by a VJP through a body)."""
+    (`bodies`: composites' body values kept by a VJP through a body; `buffers`: where a batched
+    result on real operands is written, when the gate can write into a given array)."""
     rows = n_rows if n_rows is not None and any(batched) else None
     if active():
         _count_call(node, args, batched, rows)
@@ -131,6 +133,13 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
     if rows is not None:  # then rows is n_rows
         if node.gate.elementwise:
             args = [_pad(a, node.shape, rows) if b else a for a, b in zip(args, batched)]
+        gate = node.gate
+        if buffers is not None and isinstance(gate, Gate) and gate.forward_into is not None:
+            dtypes = {np.asarray(a).dtype for a in args}
+            if dtypes <= _REAL or (dtypes <= _COMPLEX and gate.complex_forward is None):
+                out = buffers.take((rows,) + node.shape, np.result_type(*dtypes))
+                gate.forward_into(args, node.attrs, out)
+                return _numbers_into(out)
         out = _numbers(gate_forward(node.gate, args, node.attrs, batched=True, bodies=bodies))
         return np.broadcast_to(out, (rows,) + node.shape)
     return _numbers(gate_forward(node.gate, args, node.attrs, bodies=bodies))
@@ -138,6 +147,19 @@ def apply_gate(node: Node, args: list, batched: list, n_rows: int | None,
 
 IMAG_LIMIT = 1e-6  # the complex step's rows: an imaginary part past this left the linear regime (H times a
                    # derivative is not small: exp(i·1e16) is no derivative), so it is poisoned with nan
+
+
+_REAL = {np.dtype(float)}
+_COMPLEX = {np.dtype(float), np.dtype(complex)}
+
+
+def _numbers_into(out: np.ndarray) -> np.ndarray:
+    """_numbers on a result written into a work buffer: the complex step's rows poisoned in place."""
+    if np.iscomplexobj(out):
+        past = np.abs(out.imag) > IMAG_LIMIT
+        if past.any():
+            out[past] = complex(np.nan, np.nan)
+    return out
 
 
 def _numbers(out) -> np.ndarray:
@@ -259,7 +281,7 @@ def run_graph(graph: Graph, inputs: list, outputs: list | None = None, collect_b
 
 
 def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centre_branches: list,
-                    reads: dict | None = None):
+                    reads: dict | None = None, *, buffers: WorkBuffers | None = None):
     """Run the forward pass once for `n_rows` perturbed copies of the graph.
 
     Row r of the result is the output when the element named by row r's probe is nudged and
@@ -270,6 +292,7 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     `reads`: a cache of the elements each gate with a `reads` rule picks (node id -> flat indices).
     Returns (outputs shaped (n_rows, *output.shape), kink flags shaped (n_rows,)): a flag is
     set when some gate with a kink switched branch in that row (`centre_branches` from `branch_rows`).
+    `buffers`: work buffers the pass writes its batched values into (the output is never one of them).
     """
     inject: dict[int, list] = {}
     for p in probes:
@@ -277,7 +300,8 @@ def batched_forward(graph: Graph, values: list, probes: list, n_rows: int, centr
     out_id = graph.output
     kinks = np.zeros(n_rows, dtype=bool)
     with np.errstate(all="ignore"):
-        held = _sweep_rows(graph, values, inject, centre_branches, kinks, out_id, {} if reads is None else reads)
+        held = _sweep_rows(graph, values, inject, centre_branches, kinks, out_id, {} if reads is None else reads,
+                           buffers)
     out = graph.nodes[out_id]
     if out_id not in held:  # no probe reaches the output
         return np.broadcast_to(values[out_id], (n_rows,) + out.shape), kinks
@@ -314,12 +338,13 @@ class _Nudged:
 
 
 def _sweep_rows(graph: Graph, values: list, inject: dict, centre_branches: list, kinks: np.ndarray,
-                keep: int, reads: dict) -> dict:
+                keep: int, reads: dict, buffers: WorkBuffers | None = None) -> dict:
     """The nodes that some row reaches, up to `keep`, in order, on the rows that reach them:
     node id -> (rows (sorted), values (len(rows), *shape)). A gate runs on the union of its batched
     operands' rows, an operand lacking one of them taking its value at the point there; a gate that
     reads a few elements of an injected node (its `reads` rule) runs on the rows nudging those only.
-    Values no longer read are dropped (all but `keep`'s). Visits are metered as `sweep`."""
+    Values no longer read are dropped (all but `keep`'s). Visits are metered as `sweep`. Batched values
+    are written into `buffers` where they can be, `keep`'s never (it outlives the pass)."""
     held: dict = {}
     nudged: dict = {}
     last_use = graph.last_uses
@@ -331,16 +356,17 @@ def _sweep_rows(graph: Graph, values: list, inject: dict, centre_branches: list,
         nid = heapq.heappop(queue)
         visits += 1
         node = graph.nodes[nid]
+        pool = buffers if nid != keep else None
         if node.gate is not None:
             flags = [i in held for i in node.inputs]
             if any(flags):
-                rows, args = _operands(graph, node, held, nudged, values, flags, reads)
+                rows, args = _operands(graph, node, held, nudged, values, flags, reads, buffers)
                 if rows is not None:
-                    held[nid] = (rows, apply_gate(node, args, flags, rows.size))
+                    held[nid] = (rows, apply_gate(node, args, flags, rows.size, buffers=pool))
                     if node.gate.has_kinks:
                         kinks[rows] |= (branch_of(node, args, flags, rows.size) != centre_branches[nid]).any(axis=1)
         if nid in inject:
-            copies += _inject(node, inject[nid], held, nudged, values)
+            copies += _inject(node, inject[nid], held, nudged, values, pool)
         if nid in held:
             for c in (consumers[nid] if nid not in nudged else _reached(graph, nid, nudged[nid], reads)):
                 if c <= keep and c not in queued:
@@ -356,7 +382,7 @@ def _sweep_rows(graph: Graph, values: list, inject: dict, centre_branches: list,
     return held
 
 
-def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list) -> int:
+def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list, pool: WorkBuffers | None = None) -> int:
     """Add the probes' perturbations to a node's rows (its value at the point where no earlier row
     reached it; then, sparse probes, which rows nudge which element); returns the elements copied."""
     nid = node.id
@@ -368,7 +394,12 @@ def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list) ->
         rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
         if all(p.flat is not None for p in probes):
             nudged[nid] = _Nudged(probes)
-    value = base.astype(np.result_type(base, *[p.delta for p in probes]), order="C")
+    dtype = np.result_type(base, *[p.delta for p in probes])
+    if pool is None:
+        value = base.astype(dtype, order="C")
+    else:  # a work buffer (`pool`: none for the output, which outlives the pass)
+        value = pool.take(base.shape, dtype)
+        np.copyto(value, base)
     flat = value.reshape(rows.size, -1)
     for p in probes:
         at = np.searchsorted(rows, p.rows)
@@ -414,7 +445,8 @@ def _picked(graph: Graph, node: Node, reads: dict) -> np.ndarray:
     return reads[node.id]
 
 
-def _operands(graph: Graph, node: Node, held: dict, nudged: dict, values: list, flags: list, reads: dict):
+def _operands(graph: Graph, node: Node, held: dict, nudged: dict, values: list, flags: list, reads: dict,
+              buffers: WorkBuffers | None = None):
     """The rows a gate runs on and its operands there; (None, None) when no row reaches what it reads."""
     if len(node.inputs) == 1 and node.inputs[0] in nudged and isinstance(node.gate, Gate) and node.gate.reads is not None:
         i = node.inputs[0]
@@ -427,15 +459,16 @@ def _operands(graph: Graph, node: Node, held: dict, nudged: dict, values: list, 
     rows = sets[0]
     if any(other is not rows and not np.array_equal(other, rows) for other in sets[1:]):
         rows = np.unique(np.concatenate(sets))
-    return rows, [_on_rows(held[i], rows, values[i]) if f else values[i] for i, f in zip(node.inputs, flags)]
+    return rows, [_on_rows(held[i], rows, values[i], buffers) if f else values[i] for i, f in zip(node.inputs, flags)]
 
 
-def _on_rows(entry: tuple, rows: np.ndarray, centre) -> np.ndarray:
+def _on_rows(entry: tuple, rows: np.ndarray, centre, buffers: WorkBuffers | None = None) -> np.ndarray:
     """A held (rows, values) on `rows` (a superset): the point's value on the rows it lacks."""
     have, value = entry
     if have is rows or have.size == rows.size:
         return value
-    out = np.empty((rows.size,) + np.shape(value)[1:], dtype=np.result_type(value, centre))
+    shape, dtype = (rows.size,) + np.shape(value)[1:], np.result_type(value, centre)
+    out = np.empty(shape, dtype=dtype) if buffers is None else buffers.take(shape, dtype)
     out[...] = centre
     out[np.searchsorted(rows, have)] = value
     return out

@@ -11,6 +11,7 @@ import numpy as np
 from . import plan
 from .autodiff import apply_gate, batched_forward, branch_of, branch_rows, gate_forward
 from .batches import Probe
+from .buffers import WorkBuffers
 from .numeric import Target
 
 
@@ -37,6 +38,7 @@ class GraphRunner:
         self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
         self._branches = branch_rows(graph, values)
         self._reads: dict = {}  # the elements each gate with a `reads` rule picks, by node id (batched_forward's)
+        self._buffers = WorkBuffers()  # reused by every batch this runner runs
 
     def width(self, node_id) -> int:
         return max(int(self._suffix_max[node_id]), self.out_size)
@@ -46,7 +48,8 @@ class GraphRunner:
         return work(self.graph, [target])
 
     def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-        out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches, self._reads)
+        out, switched = batched_forward(self.graph, self.values, probes, n_rows, self._branches, self._reads,
+                                        buffers=self._buffers)
         out = np.asarray(out).reshape(n_rows, -1)
         if self.weights is not None:
             out = out @ np.ravel(self.weights)[:, None]

@@ -16,6 +16,7 @@ the same input gives the same result on any machine, loaded or not.
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 
@@ -124,6 +125,8 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
     by_rule = _rule_jacobian(node, args, work)
+    if by_rule is None:
+        by_rule = _slice_jacobian(node, args, work)
     if by_rule is not None:
         jac, how = by_rule
         if rules is not None:
@@ -181,6 +184,139 @@ def _rule_jacobian(node, args: list, work: Work) -> tuple[list, str] | None:
         jac.append((rows[keep], cols[keep], values[keep]))
     at = " and ".join("×".join(map(str, s)) or "scalar" for s in small)
     return jac, f"by the index rule {rule.text}, which SymPy confirmed on {gate.name}'s own form at {at}"
+
+
+SLICE_PAST = 256  # a one-operand gate along `axes` whose operand has more elements than this (and more than
+                  # one slice) takes its local Jacobian from one slice's SymPy partials, confirmed first
+
+
+class _Slices:
+    """Where a gate along `axes` sits its slices: the operand's and the output's flat indices, one row
+    per slice (the axes not reduced), one column per element within it; None where the output's axes
+    are not the operand's others (the reduced ones dropped, kept as 1, or kept whole)."""
+
+    def __init__(self, shape: tuple, axes: tuple, out_shape: tuple):
+        self.shape, self.axes, self.out_shape = shape, axes, out_shape
+        lead = [i for i in range(len(shape)) if i not in axes]
+        self.n = math.prod(shape[i] for i in lead)
+        self.slice_shape = tuple(1 if i in lead else n for i, n in enumerate(shape))
+        self.cols = self.flat(shape, axes)
+        self.rows = None
+        if len(out_shape) == len(shape) and all(out_shape[i] == shape[i] for i in lead):
+            self.rows = self.flat(out_shape, axes)
+        elif out_shape == tuple(shape[i] for i in lead):
+            self.rows = np.arange(self.n).reshape(self.n, 1)
+
+    def flat(self, shape: tuple, axes: tuple) -> np.ndarray:
+        """Flat indices of an array of `shape`, the `axes` moved last: (slices, per slice)."""
+        return np.moveaxis(np.arange(math.prod(shape)).reshape(shape), axes, tuple(range(-len(axes), 0))).reshape(self.n, -1)
+
+
+def _slice_jacobian(node, args: list, work: Work) -> tuple[list, str] | None:
+    """The local Jacobian of a one-operand gate along `axes` (logsumexp, softmax, sum, mean, norm, ...)
+    from SymPy's partials of its own form on one slice, evaluated at every slice's values at once: for a
+    large operand, what the elementwise gates do per element. SymPy first confirms, on the gate's form
+    at reduced shapes, that each slice's expressions are the one slice's, symbol for symbol; else None
+    (and None below SLICE_PAST elements, or with one slice: SymPy's expressions then)."""
+    gate, attrs = node.gate, node.attrs
+    if not isinstance(gate, Gate) or len(args) != 1 or gate.sym is None or "axes" not in attrs:
+        return None
+    x = np.asarray(args[0])
+    if x.size <= SLICE_PAST or not attrs["axes"]:
+        return None
+    axes = tuple(sorted(a % x.ndim for a in attrs["axes"]))
+    slices = _Slices(x.shape, axes, node.shape)
+    if slices.rows is None or slices.n <= 1:
+        return None
+    one = _one_slice(gate, attrs, slices, work)
+    if one is None:
+        return None
+    symbols, partials_of, small = one
+    point = x.reshape(-1)[slices.cols]  # (slices, per slice)
+    work.spend(node.size + x.size)  # vectorised over the slices: an entry costs about one expression node
+    values_at = {s: point[:, j] for j, s in enumerate(symbols)}
+    rows, cols, vals = [], [], []
+    for q, j, deriv in partials_of:
+        v = np.broadcast_to(array_value(deriv, {s: values_at[s] for s in deriv.free_symbols if s in values_at}),
+                            (slices.n,))
+        rows.append(slices.rows[:, q])
+        cols.append(slices.cols[:, j])
+        vals.append(v)
+    dtype = complex if any(np.iscomplexobj(v) for v in vals) else float
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    v = np.concatenate(vals).astype(dtype)
+    keep = v != 0
+    at = "×".join(map(str, small)) or "scalar"
+    one_shape = "×".join(map(str, slices.slice_shape))
+    return ([(r[keep], c[keep], v[keep])],
+            f"by SymPy's partials of {gate.name}'s own form on one {one_shape} slice, evaluated at each of its "
+            f"{slices.n} slices; SymPy confirmed at {at} that every slice's form is that one's")
+
+
+_one_slices: dict = {}
+
+
+def _one_slice(gate: Gate, attrs: dict, slices: _Slices, work: Work):
+    """One slice's symbols (in the slices' column order), its nonzero partials (output column, operand
+    column, SymPy's derivative), and the reduced shape at which every slice was confirmed to be it;
+    None where a slice of the reduced form differs."""
+    import sympy
+    small = tuple(n if i in slices.axes else min(n, 2) for i, n in enumerate(slices.shape))
+    key = (gate.name, gate.sym, repr(sorted(attrs.items())), slices.shape, slices.axes)
+    one_size, small_size = math.prod(slices.slice_shape), math.prod(small)
+    # charged whether or not this process built it before: the same input spends the same work
+    work.spend(SYMBOL_COST * (one_size + small_size) + 4 * (one_size + small_size))
+    if key not in _one_slices:
+        sym = make_symbols(slices.slice_shape, "s")
+        symbols = list(np.moveaxis(sym, slices.axes, tuple(range(-len(slices.axes), 0))).reshape(-1))
+        out_cols = _slice_outputs(np.asarray(gate_sym(gate, [sym], attrs), dtype=object), slices)
+        found = []
+        for q, expr in enumerate(out_cols):
+            for j, s in enumerate(symbols):
+                d = sympy.diff(expr, s) if s in getattr(expr, "free_symbols", ()) else 0
+                if d != 0:
+                    found.append((q, j, d))
+        same = _every_slice_is_one(gate, attrs, slices, small, symbols, out_cols)
+        _one_slices[key] = (symbols, found, small if same else None)
+    symbols, found, confirmed = _one_slices[key]
+    if confirmed is None:
+        return None
+    return symbols, found, confirmed
+
+
+def _slice_outputs(out: np.ndarray, slices: _Slices) -> list:
+    """One slice's output expressions in the slices' column order."""
+    if len(slices.out_shape) == len(slices.shape):
+        return list(np.moveaxis(out, slices.axes, tuple(range(-len(slices.axes), 0))).reshape(-1))
+    return list(np.ravel(out))
+
+
+def _every_slice_is_one(gate: Gate, attrs: dict, slices: _Slices, small: tuple, symbols: list, one: list) -> bool:
+    """The gate's form on an operand of the reduced shape `small` (its other axes at most 2 long) is, slice
+    by slice, the one slice's expressions with that slice's symbols: symbol for symbol."""
+    import sympy
+    if math.prod(n for i, n in enumerate(small) if i not in slices.axes) < 2:
+        return False  # nothing to compare: a second slice is needed
+    if len(slices.out_shape) == len(slices.shape):
+        out_small = tuple(slices.out_shape[i] if i in slices.axes else n for i, n in enumerate(small))
+    else:
+        out_small = tuple(n for i, n in enumerate(small) if i not in slices.axes)
+    reduced_slices = _Slices(small, slices.axes, out_small)
+    if reduced_slices.rows is None:
+        return False
+    sym = make_symbols(small, "c")
+    out = np.asarray(gate_sym(gate, [sym], attrs), dtype=object)
+    if out.shape != out_small:
+        return False
+    flat_sym, flat_out = sym.reshape(-1), out.reshape(-1)
+    for p in range(reduced_slices.n):
+        rename = {s: flat_sym[c] for s, c in zip(symbols, reduced_slices.cols[p])}
+        for expr, r in zip(one, reduced_slices.rows[p]):
+            got = flat_out[r]
+            want = expr.xreplace(rename) if hasattr(expr, "xreplace") else expr
+            if got != want and sympy.expand(got - want) != 0:
+                return False
+    return True
 
 
 _confirmed: dict = {}

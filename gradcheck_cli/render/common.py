@@ -106,7 +106,7 @@ def summary(run: RunReport) -> str:
         line += f" · symbolic: {share:.0%}"
         ruled = sum(len(r.symbolic_rules) for r in run.results if r.error is None)
         if ruled:
-            line += f" ({ruled} gate{'s' if ruled > 1 else ''} by index rules)"
+            line += f" ({ruled} gate{'s' if ruled > 1 else ''} by rules SymPy confirmed)"
     gates = [g.status for r in run.results for g in r.gates]
     if gates:
         line += f" · gate checks: {gates.count('pass') + gates.count('kink') + gates.count('warn')} of {len(gates)} pass"

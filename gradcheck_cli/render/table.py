@@ -310,7 +310,8 @@ def method_lines(report: CheckReport, expand: str | None = None) -> list:
         lines.append("symbolic: SymPy's exact local derivatives, chained (the file is past the whole-expression budget)")
     if report.symbolic_rules:
         ruled = [r.partition(" (line ")[0] for r in report.symbolic_rules]
-        lines.append(f"symbolic by index rules SymPy confirmed at reduced shapes (see the JSON): {_names(ruled)}")
+        lines.append(f"symbolic by index rules or one slice's partials, SymPy-confirmed at reduced shapes "
+                     f"(see the JSON): {_names(ruled)}")
     skipped = [r.name for r in report.nodes if r.status != "skip" and r.symbolic is None]
     if skipped and report.settings.symbolic:
         lines.append(f"symbolic skipped (see the JSON note): {_names(skipped)}")

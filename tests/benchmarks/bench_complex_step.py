@@ -25,7 +25,6 @@ from gradcheck_cli import check  # noqa: E402
 from gradcheck_cli.oracles import numeric  # noqa: E402
 from gradcheck_cli.checking import checker
 from gradcheck_cli.oracles import complexstep
-from gradcheck_cli.cli.common import _reuse_freed_memory  # noqa: E402
 
 SPENT = [0.0]
 
@@ -44,7 +43,6 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    _reuse_freed_memory()  # as the CLI does: large batch arrays are not mmapped afresh each time
     checker.numeric.differentiate = timed(numeric.differentiate)  # the node rows' numeric column only
     checker.complexstep.exact_columns = timed(complexstep.exact_columns)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}; best of {args.repeat}")
