@@ -18,6 +18,21 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPRESSIONS = ROOT / "expressions"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n auto --dist loadgroup`, pyproject's addopts) the tests are spread over
+    the workers one by one, except those sharing a fixture of this suite wider than a test (a module's
+    graded class, its files, its language server): each such group runs on one worker, so that
+    fixture runs once, not once per worker. Added before xdist reads the marks (tryfirst)."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        for name in getattr(info, "names_closure", ()):
+            defs = info.name2fixturedefs.get(name)
+            if defs and defs[-1].scope != "function" and defs[-1].baseid:  # ours (plugins' have no baseid)
+                item.add_marker(pytest.mark.xdist_group(f"{defs[-1].baseid}::{name}"))
+                break
+
+
 def rows(report) -> dict:
     """A report's node rows by name."""
     return {r.name: r for r in report.nodes}
