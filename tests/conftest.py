@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
         for name in getattr(info, "names_closure", ()):
             defs = info.name2fixturedefs.get(name)
             if defs and defs[-1].scope != "function" and defs[-1].baseid:  # ours (plugins' have no baseid)
-                item.add_marker(pytest.mark.xdist_group(f"{defs[-1].baseid}::{name}"))
+                item.add_marker(pytest.mark.xdist_group(defs[-1].baseid))  # its module's (or conftest's folder)
                 break
 
 
