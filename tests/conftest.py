@@ -3,6 +3,7 @@
 pytest_plugins = ["pytester"]
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,28 @@ def pytest_collection_modifyitems(config, items):
             if defs and defs[-1].scope != "function" and defs[-1].baseid:  # ours (plugins' have no baseid)
                 item.add_marker(pytest.mark.xdist_group(defs[-1].baseid))  # its module's (or conftest's folder)
                 break
+
+
+def gradcheck_in_process(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m gradcheck_cli ARGS` (text mode, as `subprocess.run(..., capture_output=True,
+    text=True, cwd=cwd, env=env)` gives it) run in this process by click's CliRunner: for the tests that
+    are not about the process itself (its exit through the console script, signals, flushing, what it
+    imports), it saves starting one. `env`, when given, is the whole environment, as for subprocess.
+    An exception that escaped the command is raised here: a subprocess would have shown a traceback."""
+    from click.testing import CliRunner
+
+    from gradcheck_cli.cli import main
+    overlay = None if env is None else {**{k: None for k in os.environ if k not in env}, **env}
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(main, [str(a) for a in args], env=overlay)
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def rows(report) -> dict:
