@@ -20,11 +20,24 @@ EXPRESSIONS = ROOT / "expressions"
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The suite runs in parallel where pytest-xdist is installed (the test extra): one worker per core
+    (`-n auto --dist loadgroup`) unless `-n` is given (`-n0`: in this process). Here, not in pyproject's
+    addopts, so that `pytest FILE.grad` elsewhere in the repository (the docs' plugin example) runs as
+    in the user's project. Before xdist's own hook reads the options (tryfirst, registered after it)."""
+    if (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) is None
+            and "PYTEST_XDIST_WORKER" not in os.environ):
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n auto --dist loadgroup`, pyproject's addopts) the tests are spread over
-    the workers one by one, except those sharing a fixture of this suite wider than a test (a module's
-    graded class, its files, its language server): each such group runs on one worker, so that
-    fixture runs once, not once per worker. Added before xdist reads the marks (tryfirst)."""
+    """Under pytest-xdist (see pytest_cmdline_main) the tests are spread over the workers one by one,
+    except those sharing a fixture of this suite wider than a test (a module's graded class, its
+    files, its language server): each such group runs on one worker, so that fixture runs once, not
+    once per worker. Added before xdist reads the marks (tryfirst)."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         for name in getattr(info, "names_closure", ()):
