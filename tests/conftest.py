@@ -48,9 +48,10 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in items:
         marks = [m.args[0] if m.args else m.kwargs.get("name", "default") for m in item.iter_markers("xdist_group")]
-        if marks and "@" not in item.nodeid and hasattr(item, "_id"):
+        group = "_".join(sorted(set(map(str, marks))))
+        if marks and not item.nodeid.endswith(f"@{group}") and hasattr(item, "_id"):
             from _pytest.nodeid import coerce_node_id
-            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(sorted(set(map(str, marks))))}")
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def pytest_itemcollected(item):
