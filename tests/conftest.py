@@ -3,6 +3,7 @@
 pytest_plugins = ["pytester"]
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,76 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPRESSIONS = ROOT / "expressions"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The suite runs in parallel where pytest-xdist is installed (the test extra): one worker per core
+    unless `-n` is given (`-n0`: in this process), `--dist loadgroup` unless `--dist` is. Here, not in
+    pyproject's addopts, so that `pytest FILE.grad` elsewhere in the repository (the docs' plugin
+    example) runs as in the user's project. Before xdist's own hook reads the options (tryfirst,
+    registered after it). A worker is handed the command line only, so it is told of loadgroup here."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    dist_given = any(a in ("-d", "--distload") or a.startswith("--dist") for a in config.invocation_params.args)
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        if not dist_given:
+            config.option.loadgroup = True
+        return
+    if config.getoption("numprocesses", None) is None:
+        config.option.numprocesses = "auto"
+    if config.option.dist == "no" and not dist_given:
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """A worker under loadgroup sends the controller each grouped test as `NODEID@GROUP`: xdist 3.8 does
+    it by setting `item._nodeid`, which pytest 9 no longer reads (its node id is `_id`), so that every
+    test was sent alone and a module's fixture ran once per worker. Done here where it did not take."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        marks = [m.args[0] if m.args else m.kwargs.get("name", "default") for m in item.iter_markers("xdist_group")]
+        group = "_".join(sorted(set(map(str, marks))))
+        if marks and not item.nodeid.endswith(f"@{group}") and hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
+def pytest_itemcollected(item):
+    """Under pytest-xdist (see pytest_cmdline_main) the tests are spread over the workers one by one,
+    except those sharing a fixture of this suite wider than a test (a module's graded class, its
+    files, its language server): each such group runs on one worker, so that fixture runs once, not
+    once per worker. Marked as each test is collected, before xdist reads the marks."""
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(info, "names_closure", ()):
+        defs = info.name2fixturedefs.get(name)
+        if defs and defs[-1].scope != "function" and defs[-1].baseid:  # ours (plugins' have no baseid)
+            item.add_marker(pytest.mark.xdist_group(defs[-1].baseid))  # its module's (or conftest's folder)
+            break
+
+
+def gradcheck_in_process(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m gradcheck_cli ARGS` (text mode, as `subprocess.run(..., capture_output=True,
+    text=True, cwd=cwd, env=env)` gives it) run in this process by click's CliRunner: for the tests that
+    are not about the process itself (its exit through the console script, signals, flushing, what it
+    imports), it saves starting one. `env`, when given, is the whole environment, as for subprocess.
+    An exception that escaped the command is raised here: a subprocess would have shown a traceback."""
+    from click.testing import CliRunner
+
+    from gradcheck_cli.cli import main
+    overlay = None if env is None else {**{k: None for k in os.environ if k not in env}, **env}
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(main, [str(a) for a in args], env=overlay)
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def rows(report) -> dict:

@@ -67,9 +67,16 @@ pytestmark = pytest.mark.skipif(
                              f"(found: {', '.join(KERNELS) or 'none'})")
 
 
+def _threads() -> int:
+    """How many kernels run at once: the cores this test has, with pytest-xdist's other workers
+    (PYTEST_XDIST_WORKER_COUNT) each taking one; at least one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, min(len(KERNELS), (os.cpu_count() or 1) // workers))
+
+
 def _under_each_kernel(command: str) -> dict:
-    """The normalised output of a console command under each kernel (two at a time: two cores)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """The normalised output of a console command under each kernel (as many at a time as `_threads`)."""
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
         outputs = pool.map(lambda k: normalise(run(f"export OPENBLAS_CORETYPE={k}\n{command}")), KERNELS)
     return dict(zip(KERNELS, outputs))
 
@@ -129,7 +136,7 @@ LAYERS = ["--shape", "x=10,20,3", "--shape", "w=60,5", "--shape", "b=5", "--form
     (["check-py", "examples/python/layers_wrong.py::affine_relu", *LAYERS], 3),
 ], ids=["grad files", "wrong affine layer", "affine-relu layer", "wrong affine-relu layer"])
 def test_the_examples_json_is_the_same_under_every_kernel(args, least):
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
         shown = list(pool.map(lambda k: _shown(json.loads(_cli(args, k))), KERNELS))
     nodes = [n for r in shown[0]["results"] for n in r["nodes"]]
     assert len(nodes) >= least  # and a failing tensor row always names its worst element:
@@ -140,7 +147,7 @@ def test_the_examples_json_is_the_same_under_every_kernel(args, least):
 
 def test_the_examples_table_is_the_same_under_every_kernel_at_140_columns():
     args = ["check", "expressions/", "examples/"]
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
         tables = list(pool.map(lambda k: _cli(args, k, columns=140), KERNELS))
     assert "num err" in tables[0] and "at " in tables[0]  # the wide faces: errors and worst elements shown
     for kernel, table in zip(KERNELS[1:], tables[1:]):

@@ -7,12 +7,12 @@ teaches a Newton step. Oracles: SymPy's Hessian of the same function, and the mi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import gradcheck_in_process
 import sympy
 
 from gradcheck_cli import check
@@ -26,7 +26,7 @@ WRONG = "gate cube(t) = t^3\n  dt = dout * 6.75\nx = 1.5\ny = 0.7\nf = cube(x) *
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True)
+    return gradcheck_in_process(*args)
 
 
 def test_a_d_line_right_in_value_but_wrong_in_derivative_fails_at_its_line():

@@ -6,11 +6,11 @@ the true derivative is such a cancellation."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from conftest import gradcheck_in_process
 
 from gradcheck_cli import check, check_function
 from gradcheck_cli.checking import verdict
@@ -43,11 +43,10 @@ def test_a_gradient_zero_by_cancellation_never_fails_against_the_complex_step(sy
 def test_the_cancellation_passes_on_the_command_line_in_every_format(tmp_path):
     src = tmp_path / "cancel.grad"
     src.write_text(CANCELLING, encoding="utf-8")
-    table = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(src)], capture_output=True, text=True)
+    table = gradcheck_in_process("check", str(src))
     assert table.returncode == 0, table.stdout
     assert "1 passed, 0 failed" in table.stdout and "nodes: 14 pass ·" in table.stdout
-    out = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(src), "--format", "json"],
-                         capture_output=True, text=True)
+    out = gradcheck_in_process("check", str(src), "--format", "json")
     assert out.returncode == 0
     z = next(n for n in json.loads(out.stdout)["results"][0]["nodes"] if n["name"] == "z")
     assert z["status"] == "pass"

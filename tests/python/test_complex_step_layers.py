@@ -5,12 +5,13 @@ the differences alone — never a wrong verdict."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import gradcheck_in_process
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
@@ -101,9 +102,9 @@ def test_check_py_takes_complex_step(tmp_path):
                                         encoding="utf-8")
     module = tmp_path / "layer.py"
     module.write_text("from subtle import gelu, gelu_rounded_vjp as gelu_vjp  # noqa: F401\n", encoding="utf-8")
-    run = [sys.executable, "-m", "gradcheck_cli", "check-py", f"{module}::gelu", "--shape", "x=4,8"]
-    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
-    done = subprocess.run(run + ["--complex-step"], capture_output=True, text=True)
+    run = ["check-py", f"{module}::gelu", "--shape", "x=4,8"]
+    assert gradcheck_in_process(*run).returncode == 0
+    done = gradcheck_in_process(*run, "--complex-step")
     assert done.returncode == 1 and "complex-step" in done.stdout and "--complex-step" in done.stdout
 
 

@@ -6,11 +6,12 @@ Skipped without PyTorch."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import gradcheck_in_process
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
@@ -91,8 +92,7 @@ def test_the_drop_in_raises_for_the_wrong_op_with_its_line():
 
 
 def check_py(*args):
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return gradcheck_in_process("check-py", *args, cwd=ROOT)
 
 
 def test_check_py_finds_the_ops_of_a_file_and_by_name():

@@ -8,12 +8,13 @@ derivatives are known in closed form."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import gradcheck_in_process
 
 from gradcheck_cli.core.settings import Settings
 from gradcheck_cli.python import forward_mode
@@ -157,8 +158,7 @@ def test_a_function_without_jvp_gets_no_forward_mode_row(torch_side):
 
 
 def check_py(*args):
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return gradcheck_in_process("check-py", *args, cwd=ROOT)
 
 
 def test_the_json_face_holds_the_forward_mode_rows(torch_side):

@@ -1,7 +1,8 @@
 """jax.custom_vjp rules checked by this project's engine: right ones pass, wrong ones fail
 at the line of the rule's bwd that computes the failing cotangent; float32 against a float64
-reference. Skipped without JAX (`pip install '.[jax]'`). Each runs in a process of its
-own: JAX starts threads, and the suite's other tests fork (-j workers) after it."""
+reference. Skipped without JAX (`pip install '.[jax]'`). They run in a process of their own
+(one for the module, see `ran`): JAX starts threads, and the suite's other tests fork (-j workers)
+after it."""
 
 from __future__ import annotations
 
@@ -20,13 +21,44 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples" / "jax" / "rules.py"
 
 
-def run(body: str) -> dict:
-    """Run `body` (which sets `result`) with numpy, the examples as `rules` and `check`; its result."""
-    code = (f"import json, sys\nimport numpy as np\nsys.path.insert(0, {str(EXAMPLES.parent)!r})\nimport rules\n"
-            "from gradcheck_cli.jax import check\n" + body + "\nprint(json.dumps(result))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+# Each test's body (which sets `result`, with numpy, the examples as `rules` and `check` at hand) runs in
+# one process for the module, each in a namespace of its own and in the order below: JAX is imported once,
+# not once per test. A body that raises fails its own test alone, with its traceback.
+BODIES: dict = {}
+
+RUNNER = """
+import json, sys, traceback
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import rules
+from gradcheck_cli.jax import check
+out = {}
+for name, body in json.loads(sys.stdin.read()).items():
+    space = {'json': json, 'sys': sys, 'np': np, 'rules': rules, 'check': check}
+    try:
+        exec(compile(body, name, 'exec'), space)
+        out[name] = {'result': json.loads(json.dumps(space['result']))}
+    except BaseException:
+        out[name] = {'error': traceback.format_exc()}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("jax_culprits")
+    (folder / "jax_culprits.py").write_text(CULPRITS, encoding="utf-8")
+    bodies = {name: body.replace("CULPRITS_FOLDER", repr(str(folder))) for name, body in BODIES.items()}
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(EXAMPLES.parent)], input=json.dumps(bodies),
+                          capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {"folder": folder, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def run(ran: dict, name: str):
+    """The result the body named `name` set."""
+    assert "error" not in ran[name], ran[name].get("error")
+    return ran[name]["result"]
 
 
 def line_of(function: str, text: str) -> int:
@@ -35,28 +67,38 @@ def line_of(function: str, text: str) -> int:
     return next(i for i in range(start, len(lines)) if text in lines[i]) + 1
 
 
-def test_a_right_rule_passes_and_a_wrong_one_fails_on_its_line():
-    result = run("x = np.random.default_rng(0).standard_normal((4, 3))\n"
-                 "result = [check(rules.softplus, (x,)).passed,\n"
-                 "          [(r.status, r.line) for r in check(rules.softplus_wrong, (x,)).nodes]]")
+BODIES["right_and_wrong"] = ("x = np.random.default_rng(0).standard_normal((4, 3))\n"
+                             "result = [check(rules.softplus, (x,)).passed,\n"
+                             "          [(r.status, r.line) for r in check(rules.softplus_wrong, (x,)).nodes]]")
+
+
+def test_a_right_rule_passes_and_a_wrong_one_fails_on_its_line(ran):
+    result = run(ran, "right_and_wrong")
     assert result == [True, [["fail", line_of("softplus_wrong_bwd", "dx = ")]]]
 
 
-def test_several_inputs_a_passed_through_scalar_and_only_the_wrong_cotangent_fails():
-    result = run("w, v = np.random.default_rng(1).standard_normal((3, 4)), np.random.default_rng(2).standard_normal(4)\n"
-                 "result = [check(rules.scaled_dot, (w, v, 1.7)).passed,\n"
-                 "          {r.name: (r.status, r.line) for r in check(rules.scaled_dot_wrong, (w, v, 1.7)).nodes}]")
+BODIES["several_inputs"] = (
+    "w, v = np.random.default_rng(1).standard_normal((3, 4)), np.random.default_rng(2).standard_normal(4)\n"
+    "result = [check(rules.scaled_dot, (w, v, 1.7)).passed,\n"
+    "          {r.name: (r.status, r.line) for r in check(rules.scaled_dot_wrong, (w, v, 1.7)).nodes}]")
+
+
+def test_several_inputs_a_passed_through_scalar_and_only_the_wrong_cotangent_fails(ran):
+    result = run(ran, "several_inputs")
     assert result[0] is True
     assert result[1]["w"][0] == "pass" and result[1]["x"] == ["fail", line_of("scaled_dot_wrong_bwd", "dx = ")]
 
 
-def test_float32_is_checked_against_a_float64_reference():
-    result = run("import jax.numpy as jnp\n"
-                 "x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 8)), dtype=jnp.float32)\n"
-                 "report = check(rules.softplus, (x,))\n"
-                 "wrong = check(rules.softplus_wrong, (x,))\n"
-                 "result = [report.passed, [g.status for g in report.gates if g.gate == 'float32'],\n"
-                 "          wrong.passed, [g.status for g in wrong.gates if g.gate == 'float32']]")
+BODIES["float32"] = ("import jax.numpy as jnp\n"
+                     "x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 8)), dtype=jnp.float32)\n"
+                     "report = check(rules.softplus, (x,))\n"
+                     "wrong = check(rules.softplus_wrong, (x,))\n"
+                     "result = [report.passed, [g.status for g in report.gates if g.gate == 'float32'],\n"
+                     "          wrong.passed, [g.status for g in wrong.gates if g.gate == 'float32']]")
+
+
+def test_float32_is_checked_against_a_float64_reference(ran):
+    result = run(ran, "float32")
     assert result == [True, ["pass"], False, []]  # a rule wrong in float64 gets no float32 row on top
 
 
@@ -99,19 +141,22 @@ def sinc_rule(slip):
 """
 
 
-def test_float64_inputs_get_no_low_precision_row_and_right_rules_at_ties_and_edges_pass():
-    result = run("import jax, jax.numpy as jnp\n"
-                 f"exec(compile({EDGES!r}, 'edges.py', 'exec'))\n"
-                 "x, y = np.array([0.5, -1.0, 2.0, 0.0]), np.array([0.5, 0.3, 2.0, -0.1])\n"
-                 "reports = [check(tiemax, (x, y)), check(relu, (np.array([0.0, 1.0, -2.0, 0.0]),)),\n"
-                 "           check(sinc_rule(False), (np.array([0.0, 1.0, -2.0]),)),\n"
-                 "           check(sinc_rule(True), (np.array([0.0, 1.0, -2.0]),))]\n"
-                 "with jax.enable_x64(True):  # the oracle: JAX's autodiff of sin(x)/x, away from 0\n"
-                 "    t = jnp.array([1.0, -2.0])\n"
-                 "    want = jax.vmap(jax.grad(lambda v: jnp.sin(v) / v))(t)\n"
-                 "    labels = [bool(np.allclose(jax.vmap(jax.grad(sinc_rule(s)))(t), want)) for s in (False, True)]\n"
-                 "result = [[r.passed for r in reports], [[g.gate for g in r.gates if g.gate not in\n"
-                 "          ('backward', 'forward rule')] for r in reports], labels, bool(jax.config.jax_enable_x64)]")
+BODIES["edges"] = ("import jax, jax.numpy as jnp\n"
+                   f"exec(compile({EDGES!r}, 'edges.py', 'exec'))\n"
+                   "x, y = np.array([0.5, -1.0, 2.0, 0.0]), np.array([0.5, 0.3, 2.0, -0.1])\n"
+                   "reports = [check(tiemax, (x, y)), check(relu, (np.array([0.0, 1.0, -2.0, 0.0]),)),\n"
+                   "           check(sinc_rule(False), (np.array([0.0, 1.0, -2.0]),)),\n"
+                   "           check(sinc_rule(True), (np.array([0.0, 1.0, -2.0]),))]\n"
+                   "with jax.enable_x64(True):  # the oracle: JAX's autodiff of sin(x)/x, away from 0\n"
+                   "    t = jnp.array([1.0, -2.0])\n"
+                   "    want = jax.vmap(jax.grad(lambda v: jnp.sin(v) / v))(t)\n"
+                   "    labels = [bool(np.allclose(jax.vmap(jax.grad(sinc_rule(s)))(t), want)) for s in (False, True)]\n"
+                   "result = [[r.passed for r in reports], [[g.gate for g in r.gates if g.gate not in\n"
+                   "          ('backward', 'forward rule')] for r in reports], labels, bool(jax.config.jax_enable_x64)]")
+
+
+def test_float64_inputs_get_no_low_precision_row_and_right_rules_at_ties_and_edges_pass(ran):
+    result = run(ran, "edges")
     passed, low_rows, labels, x64_after = result
     assert labels == [True, False]                     # the slip is wrong, by JAX's autodiff of sin(x)/x
     assert passed == [True, True, True, False]
@@ -119,41 +164,46 @@ def test_float64_inputs_get_no_low_precision_row_and_right_rules_at_ties_and_edg
     assert x64_after is False                          # the check's x64 was its own
 
 
-def test_low_precision_rows_hold_the_rule_to_itself_in_float64_and_catch_a_float32_only_loss():
-    lossy = ("@jax.custom_vjp\ndef sp(x):\n    return jnp.logaddexp(x, 0.0)\n"
-             "def sp_fwd(x):\n    return sp(x), x\n"
-             "def sp_bwd(x, g):\n    dx = g * jax.nn.sigmoid(x)\n"
-             "    if dx.dtype == jnp.float32:\n        dx = dx.astype(jnp.bfloat16).astype(jnp.float32)\n"
-             "    return (dx,)\nsp.defvjp(sp_fwd, sp_bwd)\n")
-    result = run("import jax, jax.numpy as jnp\n"
-                 f"exec(compile({EDGES!r}, 'edges.py', 'exec'))\n{lossy}"
-                 "x32 = jnp.asarray([0.5, -1.0, 2.0, 0.0], dtype=jnp.float32)\n"
-                 "y32 = jnp.asarray([0.5, 0.3, 2.0, -0.1], dtype=jnp.float32)\n"
-                 "ties = check(tiemax, (x32, y32))\n"
-                 "asked = check(rules.softplus, (np.random.default_rng(0).standard_normal(6),), dtype='bfloat16')\n"
-                 "lost = check(sp, (jnp.asarray(np.random.default_rng(0).standard_normal(6), dtype=jnp.float32),))\n"
-                 "result = [[(g.gate, g.status) for g in r.gates if g.gate in ('float32', 'bfloat16')]\n"
-                 "          for r in (ties, asked, lost)] + [[n.status for n in lost.nodes]]")
+LOSSY = ("@jax.custom_vjp\ndef sp(x):\n    return jnp.logaddexp(x, 0.0)\n"
+         "def sp_fwd(x):\n    return sp(x), x\n"
+         "def sp_bwd(x, g):\n    dx = g * jax.nn.sigmoid(x)\n"
+         "    if dx.dtype == jnp.float32:\n        dx = dx.astype(jnp.bfloat16).astype(jnp.float32)\n"
+         "    return (dx,)\nsp.defvjp(sp_fwd, sp_bwd)\n")
+BODIES["low_precision"] = ("import jax, jax.numpy as jnp\n"
+                           f"exec(compile({EDGES!r}, 'edges.py', 'exec'))\n{LOSSY}"
+                           "x32 = jnp.asarray([0.5, -1.0, 2.0, 0.0], dtype=jnp.float32)\n"
+                           "y32 = jnp.asarray([0.5, 0.3, 2.0, -0.1], dtype=jnp.float32)\n"
+                           "ties = check(tiemax, (x32, y32))\n"
+                           "asked = check(rules.softplus, (np.random.default_rng(0).standard_normal(6),), dtype='bfloat16')\n"
+                           "lost = check(sp, (jnp.asarray(np.random.default_rng(0).standard_normal(6), dtype=jnp.float32),))\n"
+                           "result = [[(g.gate, g.status) for g in r.gates if g.gate in ('float32', 'bfloat16')]\n"
+                           "          for r in (ties, asked, lost)] + [[n.status for n in lost.nodes]]")
+
+
+def test_low_precision_rows_hold_the_rule_to_itself_in_float64_and_catch_a_float32_only_loss(ran):
+    result = run(ran, "low_precision")
     ties, asked, lost, lost_nodes = result
     assert ties == [["float32", "pass"], ["float32", "pass"]]   # the tie's subgradient is the rule's in both
     assert asked == [["bfloat16", "pass"]]                     # asked for, from float64 inputs
     assert lost == [["float32", "fail"]] and lost_nodes == ["pass"]
 
 
-def test_custom_jvp_and_custom_gradient_rules_are_blamed_in_the_users_rule(tmp_path):
-    body = ("import jax\nimport jax.numpy as jnp\n\n\n"
+CULPRITS = ("import jax\nimport jax.numpy as jnp\n\n\n"
             "@jax.custom_jvp\ndef lc(x):\n    return jnp.log(jnp.cosh(x))\n\n\n"
             "@lc.defjvp\ndef lc_jvp(primals, tangents):\n    x, = primals\n    t, = tangents\n"
             "    out = lc(x)\n    t_out = jnp.tanh(-x) * t\n    return out, t_out\n\n\n"
             "@jax.custom_gradient\ndef xs(x):\n    y = x * jnp.sin(x)\n\n"
             "    def rule(g):\n        dx = g * (jnp.sin(x) + jnp.cos(x))\n        return (dx,)\n    return y, rule\n")
-    (tmp_path / "jax_culprits.py").write_text(body, encoding="utf-8")
-    result = run(f"sys.path.insert(0, {str(tmp_path)!r})\nimport jax_culprits as m\n"
-                 "x = np.random.default_rng(0).standard_normal(5)\n"
-                 "a, b = check(m.lc, (x,)), check(m.xs, (x,))\n"
-                 "result = [[(str(n.status), n.line) for n in r.nodes] + [r.path] for r in (a, b)]")
-    lines = body.splitlines()
+BODIES["culprits"] = ("sys.path.insert(0, CULPRITS_FOLDER)\nimport jax_culprits as m\n"
+                      "x = np.random.default_rng(0).standard_normal(5)\n"
+                      "a, b = check(m.lc, (x,)), check(m.xs, (x,))\n"
+                      "result = [[(str(n.status), n.line) for n in r.nodes] + [r.path] for r in (a, b)]")
+
+
+def test_custom_jvp_and_custom_gradient_rules_are_blamed_in_the_users_rule(ran):
+    result = run(ran, "culprits")
+    lines = CULPRITS.splitlines()
     t_out = next(i for i, t in enumerate(lines) if "t_out = " in t) + 1
     dx = next(i for i, t in enumerate(lines) if "dx = " in t) + 1
-    path = str(tmp_path / "jax_culprits.py")
+    path = str(ran["folder"] / "jax_culprits.py")
     assert result == [[["fail", t_out], path], [["fail", dx], path]]

@@ -2,8 +2,9 @@
 custom_gradient function (also behind jax.jit) checks it through the JAX bridge, end to end. Each
 rule below comes right and with one slip; its label (right or wrong) is not ours: it is JAX's own
 autodiff of an independent forward, written plainly, against the rule's VJP at random points, in a
-process of its own (`ORACLE`). Every CLI run is a subprocess too (JAX starts threads, and the
-suite's other tests fork after it). Skipped without JAX."""
+process of its own (`ORACLE`). The CLI runs in this process: it never imports JAX itself (the rule
+runs in check-py's process for user code), which `check_py` asserts each time, as JAX starts threads and
+the suite's other tests fork after it. Skipped without JAX."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+
+from gradcheck_cli.cli import main  # noqa: E402  (after the skip: the CLI, not JAX)
 
 # Rules written for these tests (ideas from the JAX docs' custom derivative tutorial and from brax's
 # safe_arcsin, whose fwd once returned arccos; the code is this file's own).
@@ -444,13 +448,17 @@ def labels(files) -> dict:
 
 
 def check_py(*args: str) -> tuple[int, dict | None, str]:
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *args, "--format", "json"],
-                          capture_output=True, text=True, cwd=ROOT)
+    """`check-py ARGS --format json` in this process (its exit code, report and standard error). The
+    command itself never imports JAX (the rule runs in check-py's own process; asserted here), so no
+    JAX thread is left in this one for the suite's later forks."""
+    had_jax = "jax" in sys.modules  # (another test of this worker may have imported it)
+    done = CliRunner().invoke(main, ["check-py", *args, "--format", "json"])
+    assert had_jax or "jax" not in sys.modules, "check-py imported JAX in its own process"
     try:
         report = json.loads(done.stdout)
     except ValueError:
         report = None
-    return done.returncode, report, done.stderr
+    return done.exit_code, report, done.stderr
 
 
 def line_of(path: Path, after: str, text: str) -> int:

@@ -20,6 +20,14 @@ import functions as F  # noqa: E402
 
 from gradcheck_cli.core.errors import GradcheckError  # noqa: E402
 from gradcheck_cli.torch import check, gradcheck  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from gradcheck_cli.cli import main  # noqa: E402
+
+
+def check_py(*args):
+    """`gradcheck check-py ARGS` in this process (the Function runs in check-py's own child process)."""
+    return CliRunner().invoke(main, ["check-py", *[str(a) for a in args]])
 
 
 def line_of(cls, text: str) -> int:
@@ -161,15 +169,13 @@ def test_the_drop_in_gradcheck_raises_with_lines_not_jacobians():
 
 
 def test_check_py_on_a_function_and_its_double_backward():
-    run = [sys.executable, "-m", "gradcheck_cli", "check-py"]
-    done = subprocess.run(run + [f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6"], capture_output=True, text=True)
-    assert done.returncode == 1 and f"(line {line_of(F.LayerNormNoMean, 'dx = ')})" in done.stdout
-    done = subprocess.run(run + [f"{EXAMPLES}::Softmax", "--shape", "x=3,5", "--order", "2"], capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    done = subprocess.run(run + [f"{ROOT / 'examples/python/layers.py'}::affine", "--shape", "x=2,3", "--shape", "w=3,2",
-                                 "--shape", "b=2", "--order", "2"], capture_output=True, text=True)
-    assert done.returncode == 2 and "torch.autograd.Functions only" in done.stderr
+    done = check_py(f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6")
+    assert done.exit_code == 1 and f"(line {line_of(F.LayerNormNoMean, 'dx = ')})" in done.stdout
+    done = check_py(f"{EXAMPLES}::Softmax", "--shape", "x=3,5", "--order", "2")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    done = check_py(f"{ROOT / 'examples/python/layers.py'}::affine", "--shape", "x=2,3", "--shape", "w=3,2",
+                    "--shape", "b=2", "--order", "2")
+    assert done.exit_code == 2 and "torch.autograd.Functions only" in done.stderr
 
 
 def test_torch_is_imported_only_when_a_target_uses_it():
@@ -317,15 +323,14 @@ def test_the_reference_costs_no_more_than_predicted():
 
 def test_check_py_without_the_reference_differences_every_element():
     import json
-    run = [sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNorm", "--shape", "x=4,6", "--format", "json"]
-    plain = json.loads(subprocess.run(run, capture_output=True, text=True).stdout)
-    alone = json.loads(subprocess.run(run + ["--no-reference"], capture_output=True, text=True).stdout)
+    run = [f"{EXAMPLES}::LayerNorm", "--shape", "x=4,6", "--format", "json"]
+    plain = json.loads(check_py(*run).stdout)
+    alone = json.loads(check_py(*run, "--no-reference").stdout)
     method = [n["numeric_method"] for n in plain["results"][0]["nodes"]]
     assert method[0].startswith("every element against autodiff"), method
     assert [n["numeric_method"] for n in alone["results"][0]["nodes"]] == ["exhaustive"]
-    wrong = [sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6"]
-    done = subprocess.run(wrong + ["--no-reference"], capture_output=True, text=True)
-    assert done.returncode == 1 and "--shape=x=4,6 --no-reference" in done.stdout
+    done = check_py(f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6", "--no-reference")
+    assert done.exit_code == 1 and "--shape=x=4,6 --no-reference" in done.stdout
 
 
 class RightAtThePointOnly(torch.autograd.Function):
@@ -349,6 +354,5 @@ def test_fast_mode_checks_the_given_point_only_as_torchs_does():
     assert gradcheck(F.Softmax.apply, (x(3, 4),), fast_mode=True)
     with pytest.raises(GradcheckError):
         gradcheck(OffByOneInAThousand.apply, mlp(), rtol=1e-5, fast_mode=True)  # torch's default rtol, 1e-3, allows 0.1%
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"{EXAMPLES}::LayerNormNoMean", "--shape",
-                           "x=4,6", "--fast"], capture_output=True, text=True)
-    assert done.returncode == 1 and "--fast" in done.stdout and "second point" not in done.stdout
+    done = check_py(f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6", "--fast")
+    assert done.exit_code == 1 and "--fast" in done.stdout and "second point" not in done.stdout

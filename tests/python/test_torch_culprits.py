@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
+
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
 HERE = Path(__file__).resolve().parent
@@ -133,9 +135,8 @@ def test_second_order_failures_say_so_on_every_face():
     nested = check(S.Cube, inputs(next(c for c in S.CASES if c.function is S.Cube)), order=2)
     (row,) = [r for r in nested.nodes if r.status == "fail"]
     assert f"it runs CubeGrad.backward, whose dx is wrong (line {slip_line(S.CubeGrad)}" in row.note
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"{HERE / 'torch_slips.py'}::MulDetached",
-                           "--shape", "a=3", "--shape", "b=3", "--order", "2", "--format", "github"],
-                          capture_output=True, text=True)
+    done = gradcheck_in_process("check-py", f"{HERE / 'torch_slips.py'}::MulDetached", "--shape", "a=3", "--shape", "b=3",
+                                "--order", "2", "--format", "github")
     assert done.returncode == 1
     assert f"line={slip_line(S.MulDetached)}," in done.stdout and "the double backward (second order)" in done.stdout
 

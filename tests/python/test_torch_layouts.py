@@ -7,11 +7,12 @@ Skipped without PyTorch."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import gradcheck_in_process
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
@@ -247,8 +248,7 @@ def test_the_rounding_constant_is_held_both_ways():
 # --- the command line ------------------------------------------------------------------------------
 
 def check_py(*args):
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return gradcheck_in_process("check-py", *args, cwd=ROOT)
 
 
 def test_the_command_line_chooses_layouts_and_every_face_says_the_spread():

@@ -6,17 +6,18 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import gradcheck_in_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WRONG = ROOT / "examples" / "mistakes" / "sq_forgot_2.grad"
 
 
 def _run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
+    return gradcheck_in_process(*args, cwd=cwd)
 
 
 def _self_contained(page: str, scripts: int = 0):

@@ -4,11 +4,11 @@ every face: no terminal escape, no workflow command, no Markdown link, tag or ta
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from conftest import gradcheck_in_process
 
 from gradcheck_cli.render.common import md_code, md_text
 
@@ -27,9 +27,8 @@ def faces(tmp_path_factory):
     (where / "layer.py").write_text(LAYER, encoding="utf-8")
     out = {}
     for fmt in ("table", "github", "junit", "markdown", "html", "json"):
-        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", "--shape", "x=3,4",
-                               "--shape", "w=4,2", "--format", fmt], capture_output=True, text=True, cwd=where,
-                              timeout=300, env={"COLUMNS": "200", "PATH": ""})
+        done = gradcheck_in_process("check-py", "layer.py::affine", "--shape", "x=3,4", "--shape", "w=4,2", "--format",
+                                    fmt, cwd=where, env={"COLUMNS": "200", "PATH": ""})
         assert done.returncode == 1, (fmt, done.stderr[-500:])
         out[fmt] = done.stdout
     return out

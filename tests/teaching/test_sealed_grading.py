@@ -11,6 +11,7 @@ teacher's files, the parent's command line) are asserted in the sandboxed run on
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -120,9 +121,9 @@ ATTACKS = {
             os.setsid()
             if os.fork() == 0:
                 time.sleep(4)
-                for path in [os.environ.get('GRADEBOOK', ''), '/tmp/gradcheck-redteam-survivor']:
+                for path in [os.environ.get('GRADEBOOK', ''), SURVIVOR]:
                     try:
-                        open(path or '/tmp/gradcheck-redteam-survivor', 'w').write('owned')
+                        open(path or SURVIVOR, 'w').write('owned')
                     except OSError:
                         pass
                 os._exit(0)
@@ -305,6 +306,12 @@ def _attacks(mode: str) -> list:
     return [name for name in ATTACKS if mode == "sandbox" or name not in SANDBOX_ONLY]
 
 
+def _survivor(folder: Path) -> Path:
+    """Where a survivor would write: in /tmp (which any user may write to, `nobody` too; the sandbox
+    shows its own), under a name of this run's class alone, as runs in parallel must not share one."""
+    return Path("/tmp") / f"gradcheck-redteam-survivor-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}"
+
+
 def _write_class(folder: Path, mode: str) -> list:
     subs = folder / "submissions"
     subs.mkdir()
@@ -312,6 +319,7 @@ def _write_class(folder: Path, mode: str) -> list:
     targets = [str(EXERCISE)] + [str(subs / f"{n}.py") for n in CLASSMATES]
     for name, (source, _) in {**chosen, **{k: (v[0], "") for k, v in CLASSMATES.items()}}.items():
         source = source.replace("CLASS_FILES", repr(targets)).replace("REPOSITORY", repr(str(ROOT)))
+        source = source.replace("SURVIVOR", repr(str(_survivor(folder))))
         data = source.encode("latin-1") if name == "not_utf8_source" else source.encode("utf-8")
         (subs / f"{name}.py").write_bytes(data)
     (subs / "linked.py").symlink_to(EXERCISE)                    # the solution, by a symbolic link
@@ -346,8 +354,8 @@ def graded_class(request, tmp_path_factory):
     if request.param == "sandbox" and sandbox.bubblewrap() is None:
         pytest.skip("bubblewrap (bwrap) cannot start a sandbox on this machine")
     folder = tmp_path_factory.mktemp(f"redteam-{request.param}")
-    if os.path.exists("/tmp/gradcheck-redteam-survivor"):
-        os.remove("/tmp/gradcheck-redteam-survivor")
+    if _survivor(folder).exists():
+        _survivor(folder).unlink()
     files = _write_class(folder, request.param)
     before = {p: Path(p).read_bytes() for p in files if not os.path.islink(p)} | {str(EXERCISE): EXERCISE.read_bytes()}
     run = _run(folder, files, "auto" if request.param == "sandbox" else "off")
@@ -418,7 +426,7 @@ def test_the_solution_stays_with_the_teacher(graded_class):
 def test_class_files_are_untouched_and_nothing_survives(graded_class):
     for path, data in graded_class["before"].items():
         assert Path(path).read_bytes() == data, f"{path} was changed"
-    assert not os.path.exists("/tmp/gradcheck-redteam-survivor"), "a process outlived its submission"
+    assert not _survivor(graded_class["folder"]).exists(), "a process outlived its submission"
     if graded_class["mode"] == "off":  # found by its session or its environment, killed, and the teacher told
         assert "note: survivor: 1 process(es) it started were still running after it ended" in graded_class["done"].stderr
     folder = graded_class["folder"]
@@ -519,14 +527,21 @@ def test_grad_links_special_files_and_bad_bytes_are_zero(grad_class):
 
 from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
+# It reads its own environment and every ancestor's command line and environment, the grader's among
+# them (the processes of the machine's other tests, whose secrets are theirs, are not its business:
+# the suite runs in parallel, and the last 300 characters must be of this grader's).
 SNOOP = attack("""
-    seen = [repr(dict(os.environ))]
-    for pid in os.listdir('/proc'):
+    seen, pid = [repr(dict(os.environ))], os.getpid()
+    while pid > 1:
         try:
             seen.append(open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode())
             seen.append(open(f'/proc/{pid}/environ', 'rb').read().replace(b'\\0', b' ').decode())
         except (OSError, UnicodeDecodeError):
             pass
+        try:
+            pid = int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
     found = [s for s in seen if 'secret' in s.lower()]
     raise RuntimeError(' | '.join(found)[-300:])
     """)
