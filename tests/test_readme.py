@@ -10,6 +10,10 @@ line, with these normalisations only:
 - a line that is `...` alone stands for any number of lines (none included);
 - `...` inside a line stands for any text on that line (as doctest's ELLIPSIS).
 
+Where this machine runs three OpenBLAS kernels (`blas_kernels.py`), each command runs under each of them,
+and what it prints must also be the same under each (wall-clock times aside): one answer on any
+machine, as `test_same_answer.py` holds for the examples.
+
 A block that cannot run here says so on the line before its fence:
 `<!-- readme: not run (the reason) -->`; one that needs an optional extra names its module there,
 `<!-- readme: needs jax -->`, and is skipped where that is not installed.
@@ -27,10 +31,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from blas_kernels import under_each_kernel
 
 NOT_RUN = re.compile(r"<!--\s*readme:\s*not run\b.*-->")
 NEEDS = re.compile(r"<!--\s*readme:\s*needs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-->")
 LINK = re.compile(r"\]\(((?!https?:)[^)#\s]+\.md)\)")
+TIMINGS = re.compile(r"\b\d+(\.\d+)?\s?m?s\b")  # a wall-clock time is not a figure of the check
 
 
 def documents() -> list:
@@ -117,10 +123,15 @@ def test_console_block_prints_what_it_shows(path, line, runs):
     if missing_extra(path, line):
         pytest.skip(f"needs {missing_extra(path, line)}, an optional extra")
     for command, expected in runs:
-        got = normalise(run(command))
+        outputs = under_each_kernel(lambda c: normalise(run(c)), command)
         want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])
-        assert want.fullmatch(got), (f"{path.name}:{line}: `$ {command}` printed\n{got}\n"
-                                     f"but the block shows\n" + "\n".join(expected))
+        for kernel, got in outputs.items():
+            assert want.fullmatch(got), (f"{path.name}:{line}: `$ {command}` under the {kernel} kernel printed\n{got}\n"
+                                         f"but the block shows\n" + "\n".join(expected))
+        first, *others = outputs.items()
+        for kernel, got in others:
+            assert TIMINGS.sub("<time>", got) == TIMINGS.sub("<time>", first[1]), \
+                f"`{command}` under {kernel}:\n{got}\nunder {first[0]}:\n{first[1]}"
 
 
 @pytest.mark.parametrize("expected, output, matches", [

@@ -3,82 +3,28 @@
 OpenBLAS picks a kernel for the CPU it runs on (Haswell, SkylakeX, ...), and each sums a matrix
 product in its own order, so raw floats differ in their last bits from one machine to another.
 Nothing shown may depend on those bits: statuses, notes, culprits, worst-element indices and every
-rounded figure. Here the examples' JSON, their table at 140 columns and every console block of the
-README and the docs run under at least three kernels this CPU can execute (OPENBLAS_CORETYPE, set for
-those processes only) and must come out identical: JSON floats agreeing to 6 significant digits,
-error figures at their rounding level (`*_error_at_rounding`) aside, others to the one digit every
-face shows at least.
+rounded figure. Here the examples' JSON and their table at 140 columns run under at least three
+kernels this CPU can execute (OPENBLAS_CORETYPE, set for those processes only: `blas_kernels.py`) and must
+come out identical: JSON floats agreeing to 6 significant digits, error figures at their rounding
+level (`*_error_at_rounding`) aside, others to the one digit every face shows at least. Every console
+block of the README and the docs is run under those kernels too, by `test_readme.py`, and must print
+the same under each.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import ROOT
-from test_readme import CASES, missing_extra, normalise, pattern, run
+from blas_kernels import ENOUGH, KERNELS, WHY_NOT, threads
 
-
-def _cpu_flags() -> set:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
-
-
-def _numpy_uses_openblas() -> bool:
-    try:
-        config = np.show_config(mode="dicts")
-    except TypeError:  # numpy < 1.26 prints instead
-        return False
-    blas = config.get("Build Dependencies", {}).get("blas", {})
-    return "openblas" in str(blas.get("name", "")).lower()
-
-
-def kernels() -> list:
-    """The OpenBLAS kernels this CPU can run, oldest first."""
-    if platform.machine().lower() not in ("x86_64", "amd64") or not _numpy_uses_openblas():
-        return []
-    flags = _cpu_flags()
-    found = ["Prescott"]
-    if "avx" in flags:
-        found.append("Sandybridge")
-    if {"avx2", "fma"} <= flags:
-        found.append("Haswell")
-    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags:
-        found.append("SkylakeX")
-    return found
-
-
-KERNELS = kernels()
-pytestmark = pytest.mark.skipif(
-    len(KERNELS) < 3, reason="needs numpy on OpenBLAS and an x86-64 CPU that runs three of its kernels "
-                             f"(found: {', '.join(KERNELS) or 'none'})")
-
-
-def _threads() -> int:
-    """How many kernels run at once: the cores this test has, with pytest-xdist's other workers
-    (PYTEST_XDIST_WORKER_COUNT) each taking one; at least one."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, min(len(KERNELS), (os.cpu_count() or 1) // workers))
-
-
-def _under_each_kernel(command: str) -> dict:
-    """The normalised output of a console command under each kernel (as many at a time as `_threads`)."""
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        outputs = pool.map(lambda k: normalise(run(f"export OPENBLAS_CORETYPE={k}\n{command}")), KERNELS)
-    return dict(zip(KERNELS, outputs))
+pytestmark = pytest.mark.skipif(not ENOUGH, reason=WHY_NOT)
 
 
 def _cli(args: list, kernel: str, columns: int = 80) -> str:
@@ -136,7 +82,7 @@ LAYERS = ["--shape", "x=10,20,3", "--shape", "w=60,5", "--shape", "b=5", "--form
     (["check-py", "examples/python/layers_wrong.py::affine_relu", *LAYERS], 3),
 ], ids=["grad files", "wrong affine layer", "affine-relu layer", "wrong affine-relu layer"])
 def test_the_examples_json_is_the_same_under_every_kernel(args, least):
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
         shown = list(pool.map(lambda k: _shown(json.loads(_cli(args, k))), KERNELS))
     nodes = [n for r in shown[0]["results"] for n in r["nodes"]]
     assert len(nodes) >= least  # and a failing tensor row always names its worst element:
@@ -147,24 +93,8 @@ def test_the_examples_json_is_the_same_under_every_kernel(args, least):
 
 def test_the_examples_table_is_the_same_under_every_kernel_at_140_columns():
     args = ["check", "expressions/", "examples/"]
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
         tables = list(pool.map(lambda k: _cli(args, k, columns=140), KERNELS))
     assert "num err" in tables[0] and "at " in tables[0]  # the wide faces: errors and worst elements shown
     for kernel, table in zip(KERNELS[1:], tables[1:]):
         assert table == tables[0], f"{kernel} and {KERNELS[0]} disagree"
-
-
-TIMINGS = re.compile(r"\b\d+(\.\d+)?\s?m?s\b")  # a wall-clock time is not a figure of the check
-
-
-@pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])
-def test_every_console_example_prints_the_same_under_every_kernel(path, line, runs):
-    if missing_extra(path, line):
-        pytest.skip(f"needs {missing_extra(path, line)}, an optional extra")
-    for command, expected in runs:
-        outputs = _under_each_kernel(command)
-        want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])
-        first = TIMINGS.sub("<time>", outputs[KERNELS[0]])
-        for kernel, output in outputs.items():
-            assert want.fullmatch(output), f"{path.name}:{line}: `$ {command}` under {kernel} printed\n{output}"
-            assert TIMINGS.sub("<time>", output) == first, f"`{command}` under {kernel}:\n{output}\nunder {KERNELS[0]}:\n{first}"

@@ -1,0 +1,72 @@
+"""The OpenBLAS kernels this machine can run, for the tests that hold every figure shown to be the same
+under each (`test_same_answer.py`, and the console blocks of `test_readme.py`).
+
+OpenBLAS picks a kernel for the CPU it runs on (Haswell, SkylakeX, ...), and each sums a matrix product in
+its own order, so raw floats differ in their last bits from one machine to another. `OPENBLAS_CORETYPE`,
+set for a process only, makes it use another kernel this CPU can execute.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def _cpu_flags() -> set:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def _numpy_uses_openblas() -> bool:
+    try:
+        config = np.show_config(mode="dicts")
+    except TypeError:  # numpy < 1.26 prints instead
+        return False
+    blas = config.get("Build Dependencies", {}).get("blas", {})
+    return "openblas" in str(blas.get("name", "")).lower()
+
+
+def kernels() -> list:
+    """The OpenBLAS kernels this CPU can run, oldest first."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not _numpy_uses_openblas():
+        return []
+    flags = _cpu_flags()
+    found = ["Prescott"]
+    if "avx" in flags:
+        found.append("Sandybridge")
+    if {"avx2", "fma"} <= flags:
+        found.append("Haswell")
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags:
+        found.append("SkylakeX")
+    return found
+
+
+KERNELS = kernels()
+ENOUGH = len(KERNELS) >= 3  # three kernels: the same-answer tests run; fewer, they skip with the reason
+WHY_NOT = ("needs numpy on OpenBLAS and an x86-64 CPU that runs three of its kernels "
+           f"(found: {', '.join(KERNELS) or 'none'})")
+
+
+def threads() -> int:
+    """How many kernels run at once: the cores this test has, with pytest-xdist's other workers
+    (PYTEST_XDIST_WORKER_COUNT) each taking one; at least one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, min(len(KERNELS), (os.cpu_count() or 1) // workers))
+
+
+def under_each_kernel(run, command: str) -> dict:
+    """{kernel: run(command)} under each kernel (as many at a time as `threads`), `run` a bash runner; where
+    this machine has fewer than three kernels, {"default": run(command)} as OpenBLAS picks it."""
+    if not ENOUGH:
+        return {"default": run(command)}
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
+        outputs = pool.map(lambda k: run(f"export OPENBLAS_CORETYPE={k}\n{command}"), KERNELS)
+    return dict(zip(KERNELS, outputs))
