@@ -388,7 +388,7 @@ def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list, po
     nid = node.id
     mine = np.unique(np.concatenate([p.rows for p in probes]))
     if nid in held:
-        rows = np.union1d(held[nid][0], mine)
+        rows = _union(held[nid][0], mine)
         base = _on_rows(held[nid], rows, values[nid])
     else:
         rows, base = mine, np.broadcast_to(values[nid], (mine.size,) + node.shape)
@@ -409,6 +409,18 @@ def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list, po
             flat[at, p.flat] += p.delta
     held[nid] = (rows, value)
     return value.size
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted union of two sorted arrays of distinct rows; joined without sorting where one lies wholly
+    before the other (a deep chain nudging node after node: each node's rows follow those reaching it)."""
+    if not a.size or not b.size:
+        return a if b.size == 0 else b
+    if a[-1] < b[0]:
+        return np.concatenate((a, b))
+    if b[-1] < a[0]:
+        return np.concatenate((b, a))
+    return np.union1d(a, b)
 
 
 def _reached(graph: Graph, nid: int, nudged: _Nudged, reads: dict) -> list:
@@ -469,6 +481,10 @@ def _on_rows(entry: tuple, rows: np.ndarray, centre, buffers: WorkBuffers | None
         return value
     shape, dtype = (rows.size,) + np.shape(value)[1:], np.result_type(value, centre)
     out = np.empty(shape, dtype=dtype) if buffers is None else buffers.take(shape, dtype)
+    if have.size and rows[have.size - 1] == have[-1]:  # `have` is rows' first part (both sorted, have ⊆ rows)
+        out[:have.size] = value
+        out[have.size:] = centre
+        return out
     out[...] = centre
     out[np.searchsorted(rows, have)] = value
     return out

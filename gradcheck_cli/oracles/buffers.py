@@ -13,6 +13,7 @@ buffer can never be handed out while something still reads it.
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 
@@ -27,7 +28,8 @@ class WorkBuffers:
     array of that shape, backed by a free pooled buffer when one is large enough."""
 
     def __init__(self) -> None:
-        self._arrays: list[np.ndarray] = []
+        self._arrays: list[np.ndarray] = []  # by size, smallest first (equal sizes in the order pooled)
+        self._sizes: list[int] = []          # their sizes, for bisect: a take looks at those large enough only
         self._bytes = 0
         probe = [np.empty(1)]
         buf = probe[0]
@@ -42,14 +44,10 @@ class WorkBuffers:
         n = math.prod(shape)
         if n * dtype.itemsize < SMALLEST:
             return np.empty(shape, dtype)
-        best = -1
-        for i in range(len(self._arrays)):
+        for i in range(bisect.bisect_left(self._sizes, n), len(self._arrays)):  # the smallest free one that fits
             buf = self._arrays[i]
-            if buf.dtype == dtype and buf.size >= n and (best < 0 or buf.size < self._arrays[best].size) \
-                    and self._references(buf) <= self._free:
-                best = i
-        if best >= 0:
-            return self._arrays[best][:n].reshape(shape)
+            if buf.dtype == dtype and self._references(buf) <= self._free:
+                return buf[:n].reshape(shape)
         fresh = np.empty(n, dtype)
         self._keep(fresh)
         return fresh.reshape(shape)
@@ -61,11 +59,13 @@ class WorkBuffers:
             buf = self._arrays[i]
             if self._references(buf) <= self._free:
                 self._bytes -= buf.nbytes
-                del self._arrays[i]
+                del self._arrays[i], self._sizes[i]
             else:
                 i += 1
         if self._bytes + fresh.nbytes <= POOL_BYTES:
-            self._arrays.append(fresh)
+            at = bisect.bisect_right(self._sizes, fresh.size)
+            self._arrays.insert(at, fresh)
+            self._sizes.insert(at, fresh.size)
             self._bytes += fresh.nbytes
 
     @property

@@ -84,3 +84,25 @@ def test_a_pass_through_buffers_gives_the_same_bits_chunk_after_chunk():
     assert pool.held_bytes > 0  # the pool was used
     for pooled, plain in kept:  # a later pass wrote into its buffers, not into an earlier pass's result
         assert np.array_equal(pooled, plain)
+
+
+def test_rows_joined_without_sorting_are_the_sorted_union_and_values_land_on_their_rows():
+    """A deep chain nudges node after node: each node's rows follow those reaching it, and are joined
+    by concatenation instead of a sort; any other arrangement takes numpy's union. Both must give what
+    np.union1d and a placement by searchsorted give."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        a = np.unique(rng.integers(0, 60, rng.integers(0, 12)))
+        b = np.unique(rng.integers(0, 60, rng.integers(0, 12)))
+        b = np.setdiff1d(b, a)  # the rows one node adds are new rows
+        if rng.random() < 0.4 and a.size:  # wholly after (or before) the rows reaching the node
+            b = a[-1] + 1 + np.arange(b.size) if rng.random() < 0.5 else a[0] - 1 - np.arange(b.size)[::-1]
+        rows = autodiff._union(a, b)
+        assert np.array_equal(rows, np.union1d(a, b))
+        if not a.size:
+            continue
+        value = rng.standard_normal((a.size, 3))
+        got = autodiff._on_rows((a, value), rows, np.full(3, 9.0), WorkBuffers())
+        want = np.full((rows.size, 3), 9.0)
+        want[np.searchsorted(rows, a)] = value
+        assert np.array_equal(got, want)
