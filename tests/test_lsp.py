@@ -34,9 +34,9 @@ TIMEOUT = 60
 class Client:
     """The client side of the protocol: requests wait for their response, notifications are queued."""
 
-    def __init__(self, env: dict | None = None):
+    def __init__(self, env: dict | None = None, args: tuple = ()):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gradcheck_cli", "lsp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "gradcheck_cli", "lsp", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         self.inbox: queue.Queue = queue.Queue()
         self.notes: list = []
@@ -128,8 +128,8 @@ class Client:
             stream.close()
 
 
-def start(env: dict | None = None) -> Client:
-    client = Client(env)
+def start(env: dict | None = None, args: tuple = ()) -> Client:
+    client = Client(env, args)
     result = client.request("initialize", {"processId": os.getpid(), "rootUri": None, "capabilities": {}})
     caps = result["capabilities"]
     assert caps["hoverProvider"] and caps["definitionProvider"] and caps["codeActionProvider"]
@@ -234,16 +234,38 @@ def test_a_file_typed_character_by_character_never_stops_the_server(client):
     assert client.process.poll() is None
 
 
-def test_every_prefix_of_a_file_gets_diagnostics_not_a_crash(client):
-    """Each half-typed version checked (waiting for each): positioned errors, never the server's own."""
-    uri = URI + ".prefixes"
-    client.open(uri, "")
-    text = "gate sq(t) = t^2\n  dt = 2 * dout * t\nx = [1, 2]\nf = sum(sq(x) @ x)\n"
-    for n in range(1, len(text) + 1):
-        client.change(uri, text[:n], n + 1)
-        found = client.diagnostics(uri, n + 1)
-        assert not any("bug of gradcheck" in d["message"] for d in found), (text[:n], found)
-    assert found == []
+def test_every_prefix_of_a_file_gets_diagnostics_not_a_crash():
+    """Each half-typed version checked (waiting for each): positioned errors, never the server's own.
+    With `--delay 0` each is checked as soon as it arrives (the default pause is held by the test above)."""
+    client = start(args=("--delay", "0"))
+    try:
+        uri = URI + ".prefixes"
+        client.open(uri, "")
+        text = "gate sq(t) = t^2\n  dt = 2 * dout * t\nx = [1, 2]\nf = sum(sq(x) @ x)\n"
+        for n in range(1, len(text) + 1):
+            client.change(uri, text[:n], n + 1)
+            found = client.diagnostics(uri, n + 1)
+            assert not any("bug of gradcheck" in d["message"] for d in found), (text[:n], found)
+        assert found == []
+    finally:
+        client.close()
+
+
+def test_the_delay_is_the_pause_before_a_check():
+    """`--delay MS`: nothing is checked before the pause has passed (a minute here: the file stays
+    unchecked while requests are answered), and a delay that is not 0 to 60,000 ms is a usage error."""
+    client = start(args=("--delay", "60000"))
+    try:
+        client.open(URI + ".waiting", "x = 2\nf = x * x\n")
+        for wait in (0.0, 0.5, 1.5):  # each request answered at once; the hover has no analysis to show yet
+            time.sleep(wait)  # (past the default 300 ms, a file this small has been checked)
+            assert client.at("textDocument/hover", URI + ".waiting", 1, 4) is None
+        assert not [n for n in client.notes if n.get("method") == "textDocument/publishDiagnostics"]
+    finally:
+        client.close()
+    bad = subprocess.run([sys.executable, "-m", "gradcheck_cli", "lsp", "--delay", "-1"], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert bad.returncode == 2 and "--delay" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_limits_are_diagnostics_not_hangs():

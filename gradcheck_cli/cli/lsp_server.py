@@ -1,7 +1,7 @@
 """The language server for `.grad` files (`gradcheck lsp`): pygls over standard input and output.
 
 What it says comes from `render.editor` (plain data); this module only speaks the protocol. Every
-change is checked after a pause in typing (DEBOUNCE), one check at a time on a worker thread, so
+change is checked after a pause in typing (`delay`, 300 ms unless `--delay` says otherwise), one check at a time on a worker thread, so
 requests are answered while a check runs; a check's marks are published only if the file has not
 changed since. Imported only by the `lsp` command: pygls is an optional extra.
 """
@@ -19,15 +19,16 @@ from pygls.uris import to_fs_path
 from .. import __version__
 from ..render import editor
 
-DEBOUNCE = 0.3           # seconds without a change before a file is checked
+DELAY = 0.3              # seconds without a change before a file is checked, unless `--delay` says otherwise
 EXPLAIN = "gradcheck.explain"  # the command a code action runs: the chain rule at a node, shown as a message
 
 
 class GradServer(LanguageServer):
     """The server, with what it holds per open file: the last analysis and the pending check."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = DELAY) -> None:
         super().__init__("gradcheck", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.delay = delay
         self.analyses: dict[str, editor.Analysis] = {}
         self.pending: dict[str, asyncio.Future] = {}
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcheck-check")
@@ -41,14 +42,14 @@ class GradServer(LanguageServer):
         return analysis
 
     def schedule(self, uri: str) -> None:
-        """Check the file after DEBOUNCE seconds without another change (a newer change restarts the wait)."""
+        """Check the file after `delay` seconds without another change (a newer change restarts the wait)."""
         old = self.pending.pop(uri, None)
         if old is not None:
             old.cancel()
         self.pending[uri] = asyncio.ensure_future(self._check(uri))
 
     async def _check(self, uri: str) -> None:
-        await asyncio.sleep(DEBOUNCE)
+        await asyncio.sleep(self.delay)
         document = self.workspace.text_documents.get(uri)
         if document is None:
             return
@@ -80,9 +81,9 @@ def _diagnostic(mark: editor.Mark) -> lsp.Diagnostic:
                           source="gradcheck", code=mark.code)
 
 
-def make_server() -> GradServer:
-    """The server with its features registered."""
-    server = GradServer()
+def make_server(delay: float = DELAY) -> GradServer:
+    """The server with its features registered; a file is checked `delay` seconds after its last change."""
+    server = GradServer(delay)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: GradServer, params: lsp.DidOpenTextDocumentParams) -> None:
@@ -143,6 +144,6 @@ def make_server() -> GradServer:
     return server
 
 
-def serve() -> None:
+def serve(delay: float = DELAY) -> None:
     """Talk the protocol over standard input and output until the client says exit."""
-    make_server().start_io()
+    make_server(delay).start_io()
