@@ -48,28 +48,65 @@ def _server_pids() -> list[int]:
     return [s.process.pid for s in forkserver._SERVERS.values() if s.alive()]
 
 
-def test_two_calls_reuse_one_server_whose_child_has_torch_imported_already(tmp_path):
-    pytest.importorskip("torch")
-    (tmp_path / "sq.py").write_text(
-        "import sys\nopen('seen.txt', 'a').write(str('torch' in sys.modules) + '\\n')\nimport torch\n\n\n"
-        "class Sq(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, x):\n"
-        "        ctx.save_for_backward(x)\n        return x * x\n\n    @staticmethod\n    def backward(ctx, g):\n"
-        "        (x,) = ctx.saved_tensors\n        return 2 * x * g\n", encoding="utf-8")
+TORCH_TARGET = ("sq.py::Sq", """import torch
+
+
+class Sq(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+""")
+JAX_TARGET = ("sq.py::sq", """import jax
+
+
+@jax.custom_vjp
+def sq(x):
+    return x * x
+
+
+def sq_fwd(x):
+    return sq(x), x
+
+
+def sq_bwd(x, g):
+    return (2 * x * g,)
+
+
+sq.defvjp(sq_fwd, sq_bwd)
+""")
+
+
+@pytest.mark.parametrize("framework, target", [("torch", TORCH_TARGET), ("jax", JAX_TARGET)])
+def test_two_calls_reuse_one_server_whose_child_has_the_framework_imported_already(tmp_path, framework, target):
+    """The server imported the framework (the target's file imports it), computed nothing with it (no
+    more threads than a plain import starts), and its children check with it."""
+    pytest.importorskip(framework)
+    spec, source = target
+    (tmp_path / "sq.py").write_text(f"import sys\nopen('seen.txt', 'a').write(str('{framework}' in sys.modules) + "
+                                    f"'\\n')\n{source}", encoding="utf-8")
 
     def run():
-        return gradcheck_in_process("check-py", "sq.py::Sq", "--shape", "x=3", "--format", "json", cwd=tmp_path)
+        done = gradcheck_in_process("check-py", spec, "--shape", "x=3", "--format", "json", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-800:]
+        assert json.loads(done.stdout)["results"][0]["passed"] is True
     before = forkserver.STARTS[0]
-    assert run().returncode == 0
+    run()
     started = forkserver.STARTS[0]
     assert started - before <= 1
-    assert run().returncode == 0
+    run()
     assert forkserver.STARTS[0] == started  # the second call reused the server
-    # the user's module found torch imported before its own `import torch`: the server imported it
+    # the user's module found the framework imported before its own import: the server imported it
     assert (tmp_path / "seen.txt").read_text().split() == ["True", "True"]
-    pid = next(s.process.pid for s in forkserver._SERVERS.values() if "torch" in s.key.modules)
+    pid = next(s.process.pid for s in forkserver._SERVERS.values() if framework in s.key.modules)
     with open(f"/proc/{pid}/status") as f:
         threads = int(f.read().split("Threads:")[1].split()[0])
-    plain = subprocess.run([sys.executable, "-c", "import numpy, torch; "
+    plain = subprocess.run([sys.executable, "-c", f"import numpy, {framework}; "
                             "print(open('/proc/self/status').read().split('Threads:')[1].split()[0])"],
                            capture_output=True, text=True)
     assert threads <= int(plain.stdout), "the server computed something (a thread pool started)"
