@@ -99,12 +99,14 @@ class Child:
         """Its exit status (negative: a signal; None: the server ended first, so it did too, by the
         parent-death signal). It has `grace` seconds to end by itself; then it is killed with its
         process group, and what it left in that group after it."""
-        status = self.server.exit_status(self.pid, grace)
-        if status is None:
+        try:
+            status = self.server.exit_status(self.pid, grace)
+            if status is None:
+                _kill_group(self.pid)
+                status = self.server.exit_status(self.pid, 30.0)
+        finally:  # (Ctrl-C while waiting too)
             _kill_group(self.pid)
-            status = self.server.exit_status(self.pid, 30.0)
-        _kill_group(self.pid)
-        self.server.release()
+            self.server.release()
         return None if status is None else os.waitstatus_to_exitcode(status)
 
 
@@ -141,10 +143,14 @@ class _Server:
         request = _Request(cwd=os.getcwd(), environ=dict(os.environ))
         try:
             socket.send_fds(self.sock, [pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)], fds)
-            reply = self._reply(START_SECONDS)
+            while (reply := self._reply(START_SECONDS)) is not None and reply[0] == _EXITED:
+                self.exits[reply[1]] = reply[2]  # an earlier child's, whose caller stopped waiting
         except OSError:
             reply = None
-        if reply is None or reply[0] != _FORKED:
+        except BaseException:  # Ctrl-C while it starts: it ends, and a child it forked with it
+            self.close()
+            raise
+        if reply is None:
             self.close()
             raise ServerGone
         return Child(self, reply[1])
@@ -219,7 +225,10 @@ def server(modules: tuple[str, ...], root: str) -> _Server | None:
                 if _SERVERS[oldest].lock.locked():
                     break
                 _SERVERS.pop(oldest).close()
-            found = _Server(key)
+            try:
+                found = _Server(key)
+            except OSError:  # no process to be had: a fresh Python is tried instead
+                return None
             STARTS[0] += 1
         _SERVERS[key] = found  # the most recently used last
         if not found.lock.acquire(blocking=False):
@@ -271,6 +280,10 @@ def _serve(sock_fd: int, modules: list[str], run_child) -> None:  # pragma: no c
         except BaseException:  # noqa: BLE001 - not importable here: the child imports it itself, and says why
             pass
     me = os.getpid()
+    try:
+        os.close(os.pidfd_open(me))
+    except OSError:  # a kernel without pidfds: ended before any fork, the caller starts fresh Pythons
+        os._exit(0)
     children: dict[int, int] = {}  # pidfd -> pid
     events = selectors.DefaultSelector()
     events.register(sock, selectors.EVENT_READ)
@@ -300,7 +313,8 @@ def _serve(sock_fd: int, modules: list[str], run_child) -> None:  # pragma: no c
                     sock.send(_REPLY.pack(_EXITED, pid, status))
                 except OSError:
                     os._exit(0)
-        _sweep(me, set(children.values()))
+        if not children:  # between runs: what the last one left (a child running keeps its orphans' company)
+            _sweep(me, set())
 
 
 def _sweep(me: int, ours: set) -> None:  # pragma: no cover - runs in the server process

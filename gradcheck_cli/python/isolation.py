@@ -154,6 +154,10 @@ def _start(write_end: int, stack_fd: int, modules: tuple):
             except forkserver.ServerGone:  # it could not start, or ended: a fresh Python this time
                 server.release()
                 child = None
+            except BaseException:
+                server.release()
+                os.close(task_write)
+                raise
             finally:
                 os.close(task_read)
             if child is not None:
