@@ -318,7 +318,10 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     results, skipped, running = [], [], {}
     # Your code runs in a process of its own: an os._exit, a crash or an endless loop there ends that
     # process, not this one, and comes back as an error at your line; only reports cross back.
-    with closing(run_isolated(_check_target, jobs, seconds=MAX_SECONDS)) as messages:  # Ctrl-C: stopped at once
+    files = [t.rpartition("::")[0] if "::" in t else t for t in targets]
+    if reference_spec:
+        files.append(reference_spec.rpartition("::")[0] or reference_spec)
+    with closing(run_isolated(_check_target, jobs, seconds=MAX_SECONDS, sources=tuple(files))) as messages:  # Ctrl-C
         for index, message in messages:
             _take(message, index, targets, settings, running, results, skipped)
     if not results:

@@ -16,6 +16,7 @@ a backstop for code that never returns, not a budget (budgets count work).
 from __future__ import annotations
 
 import ast
+import ctypes
 import faulthandler
 import importlib
 import io
@@ -36,11 +37,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..core.errors import GradcheckError
+from . import forkserver
 
 HEADER = struct.Struct("<Q")
 MAX_MESSAGE = 1 << 31  # bytes of one message: a report with its arrays, far below this
 WALL_FACTOR = 3  # wall-clock seconds per second of CPU time: code that computes meets the CPU limit first on a
 # machine that is not overloaded, code that waits or sleeps meets this one
+_PR_SET_PDEATHSIG = 1
 EXIT_MARK = "gradcheck: os._exit("  # written to the stack file before a patched os._exit ends the process
 
 
@@ -74,16 +77,19 @@ class _Task:
     seconds: int
 
 
-def run_isolated(work: Callable, jobs: list, *, seconds: int) -> Iterator[tuple[int, object]]:
+def run_isolated(work: Callable, jobs: list, *, seconds: int, sources: tuple = ()) -> Iterator[tuple[int, object]]:
     """(job index, message) for every message `work(job, send)` sends, job by job, in order; a `Died`
     message for a job whose process ended before finishing it (the next jobs then run in a new one).
-    `work` must be a module-level function of gradcheck's (the child imports it by name)."""
+    `work` must be a module-level function of gradcheck's (the child imports it by name). `sources`:
+    the user's files the jobs import, read (never run) for the frameworks worth importing before the
+    process is forked (`forkserver`)."""
+    modules = (work.__module__, *(m for name in forkserver.preloads(sources) for m in forkserver.PRELOADS[name]))
     start = 0
     while start < len(jobs):
-        start = (yield from _one_process(work, jobs, start, seconds)) + 1
+        start = (yield from _one_process(work, jobs, start, seconds, modules)) + 1
 
 
-def _one_process(work: Callable, jobs: list, start: int, seconds: int):
+def _one_process(work: Callable, jobs: list, start: int, seconds: int, modules: tuple):
     """Jobs from `start` on, in one child; returns the index of the last job it finished or died in."""
     task = _Task(module=work.__module__, function=work.__name__, jobs=jobs[start:], seconds=seconds)
     for stream in (sys.stdout, sys.stderr):  # nothing of ours buffered twice
@@ -93,17 +99,15 @@ def _one_process(work: Callable, jobs: list, start: int, seconds: int):
             pass
     read_end, write_end = os.pipe()
     stack = tempfile.TemporaryFile()
-    child = subprocess.Popen(
-        [sys.executable, "-c", _BOOT, _package_root(), str(write_end), str(stack.fileno())],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        pass_fds=(write_end, stack.fileno()), start_new_session=True)
-    os.close(write_end)
+    try:
+        child, task_file = _start(write_end, stack.fileno(), modules)
+    finally:
+        os.close(write_end)
     finished, current, unreadable, read_all = start - 1, None, None, False
     try:
         try:
-            assert child.stdin is not None
-            child.stdin.write(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
-            child.stdin.close()
+            task_file.write(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
+            task_file.close()
         except OSError:  # it is gone already: what it left says why
             pass
         with os.fdopen(read_end, "rb") as pipe:
@@ -123,7 +127,11 @@ def _one_process(work: Callable, jobs: list, start: int, seconds: int):
                     yield (current if current is not None else finished + 1), message
         read_all = True
     finally:
-        code = _stop(child, grace=5.0 if read_all else 0.0)
+        try:
+            task_file.close()
+        except OSError:
+            pass
+        code = child.stop(grace=5.0 if read_all else 0.0)
         stack.seek(0)
         dump = stack.read(1 << 20).decode("utf-8", "replace")
         stack.close()
@@ -132,6 +140,45 @@ def _one_process(work: Callable, jobs: list, start: int, seconds: int):
     index = current if current is not None else finished + 1
     yield index, Died(index=index, error=_death(code, dump, seconds, unreadable))
     return index
+
+
+def _start(write_end: int, stack_fd: int, modules: tuple):
+    """The process that runs the jobs (forked by a fork server, else a fresh Python), and the file its
+    task is written to; it holds `write_end` and `stack_fd` as its own."""
+    if forkserver.enabled():
+        server = forkserver.server(modules, _package_root())
+        if server is not None:
+            task_read, task_write = os.pipe()
+            try:
+                child = server.fork([write_end, stack_fd, task_read])
+            except forkserver.ServerGone:  # it could not start, or ended: a fresh Python this time
+                server.release()
+                child = None
+            except BaseException:
+                server.release()
+                os.close(task_write)
+                raise
+            finally:
+                os.close(task_read)
+            if child is not None:
+                return child, os.fdopen(task_write, "wb")
+            os.close(task_write)
+    popen = subprocess.Popen(
+        [sys.executable, "-c", _BOOT, _package_root(), str(write_end), str(stack_fd)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(write_end, stack_fd), start_new_session=True)
+    assert popen.stdin is not None
+    return _Fresh(popen), popen.stdin
+
+
+class _Fresh:
+    """A child started as a fresh Python (`GRADCHECK_FORKSERVER=0`, or no fork server)."""
+
+    def __init__(self, popen: subprocess.Popen):
+        self.popen = popen
+
+    def stop(self, grace: float) -> int:
+        return _stop(self.popen, grace)
 
 
 def _stop(child: subprocess.Popen, grace: float) -> int:
@@ -208,8 +255,9 @@ class _Restricted(pickle.Unpickler):
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+) in (?P<name>\S+)', re.M)
 
 
-def _death(code: int, dump: str, seconds: int, unreadable: _Unreadable | None) -> GradcheckError:
-    """The error for a process that ended with `code` (negative: a signal) having written `dump`."""
+def _death(code: int | None, dump: str, seconds: int, unreadable: _Unreadable | None) -> GradcheckError:
+    """The error for a process that ended with `code` (negative: a signal; None: unknown, the fork
+    server that started it ended first, and the process with it) having written `dump`."""
     stopped = code == -signal.SIGXCPU or dump.lstrip().startswith("Timeout (")
     frame = _user_frame(dump, in_loop=stopped) or _user_frame(dump)
     who = f"'{frame[2]}'" if frame else "the code"
@@ -222,6 +270,9 @@ def _death(code: int, dump: str, seconds: int, unreadable: _Unreadable | None) -
     elif stopped:  # (which limit came first depends on the machine's load: one message for both)
         why = (f"{who} did not return, and was stopped after {seconds} s of CPU time or {WALL_FACTOR * seconds} s "
                "in all (an endless loop, or waiting for something?); GRADCHECK_MAX_SECONDS raises the limit")
+    elif code is None:
+        why = (f"the process that started the one running the code (gradcheck's fork server) ended while {who} "
+               "ran, and so did the code's process (did the code kill its parent, os.getppid()?)")
     elif code == -signal.SIGKILL:
         why = "the process running the code was killed (SIGKILL: out of memory?)"
     elif code < 0:
@@ -330,8 +381,10 @@ _BOOT = ("import sys; sys.path[0] = sys.argv[1]; from gradcheck_cli.python.isola
 _INTERNAL = "gradcheck: internal error\n"
 
 
-def _child(pipe_fd: int, stack_fd: int) -> None:  # pragma: no cover - runs in the child process
-    """Read the task, then run each job with the limits armed and os._exit reported."""
+def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None:  # pragma: no cover - in the child
+    """Read the task, then run each job with the limits armed and os._exit reported. `orphaned`
+    (signal, pid): forked by the fork server `pid`, the process ends by that signal, its stack written,
+    when the server does."""
     real_exit = os._exit
     task = pickle.loads(sys.stdin.buffer.read())
     null = os.open(os.devnull, os.O_RDWR)
@@ -344,6 +397,11 @@ def _child(pipe_fd: int, stack_fd: int) -> None:  # pragma: no cover - runs in t
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     faulthandler.enable(file=stack, all_threads=True)
     faulthandler.register(signal.SIGXCPU, file=stack, all_threads=True, chain=True)
+    if orphaned is not None:
+        faulthandler.register(orphaned[0], file=stack, all_threads=True, chain=True)
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, orphaned[0], 0, 0, 0)
+        if os.getppid() != orphaned[1]:  # the server ended already
+            os.kill(os.getpid(), orphaned[0])
 
     def reported_exit(status=0):
         stack.write(f"{EXIT_MARK}{status})\n")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import gradcheck_in_process
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 
@@ -140,8 +140,7 @@ def test_bad_arguments_are_said():
 
 
 def run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return gradcheck_in_process("check-py", *args, cwd=cwd)
 
 
 def test_cli_native_check_says_dtype_and_allowance_in_the_table_and_json():

@@ -9,8 +9,6 @@ autograd through an independent forward, never this project's output."""
 from __future__ import annotations
 
 import inspect
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -237,8 +235,7 @@ def test_a_second_order_slip_in_another_file_is_annotated_there(tmp_path):
         "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 3\n\n"
         "    @staticmethod\n    def backward(ctx, grad):\n        (x,) = ctx.saved_tensors\n"
         "        return CubeGrad.apply(x, grad)\n")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "outer.py::Cube", "--shape", "x=3",
-                           "--order", "2", "--format", "github"], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(HERE.parent.parent)})
+    done = gradcheck_in_process("check-py", "outer.py::Cube", "--shape", "x=3", "--order", "2", "--format", "github",
+                                cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("::error file=inner.py,line=13,col=9,title=gradcheck fail%3A x::the double backward")
