@@ -168,7 +168,7 @@ def columns(ev: Evidence, start: int, end: int, num: NumericResult) -> Evidence:
 
     def cut(x):
         return None if x is None else x[:, part]
-    atol = ev.atol[..., part] if np.ndim(ev.atol) else ev.atol
+    atol = ev.atol[..., part] if isinstance(ev.atol, np.ndarray) and ev.atol.ndim else ev.atol
     return Evidence(cut(ev.codes), cut(ev.excess), cut(ev.num_rel), cut(ev.tol_rel), cut(ev.sym_rel),
                     {key: cut(v) for key, v in ev.context.items()}, cut(ev.a), num, ev.have_sym, {}, cut(ev.noise),
                     atol, convention=ev.convention, slack=cut(ev.slack), num_round=cut(ev.num_round),

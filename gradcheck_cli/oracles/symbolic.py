@@ -512,11 +512,8 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
                     else:
                         adj[i], mag[i] = g, m
                 continue
-            if node.id not in jacobians and node.id in grouped:
-                work.spend(node.size)  # as _elementwise_jacobian charges it
-                jacobians[node.id] = grouped[node.id]
-            elif node.id not in jacobians:
-                jacobians[node.id] = local_jacobian(node, [values[i] for i in node.inputs], work, rules)
+            if node.id not in jacobians:
+                jacobians[node.id] = _local_or_grouped(node, values, work, rules, grouped)
         except Exhausted:
             stopped_at, note = node.id, f"symbolic skipped: past the SymPy work budget ({work.limit:,} expression nodes)"
             break
@@ -545,6 +542,15 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
             continue
         results[nid] = SymbolicResult(value.reshape(shape), magnitude.reshape(shape))
     return results
+
+
+def _local_or_grouped(node, values: list, work: Work, rules: dict | None, grouped: dict) -> list:
+    """A gate's local Jacobian: evaluated with its kind's other calls already (`elementwise_jacobians`),
+    charged as `_elementwise_jacobian` charges it, or `local_jacobian` now."""
+    if node.id in grouped:
+        work.spend(node.size)
+        return grouped[node.id]
+    return local_jacobian(node, [values[i] for i in node.inputs], work, rules)
 
 
 def _chained(node) -> bool:

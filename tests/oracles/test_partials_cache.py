@@ -76,7 +76,7 @@ def test_grouped_jacobians_match_sympy_at_the_point():
         expr = np.asarray(symbolic.gate_sym(node.gate, [np.asarray(s, dtype=object) for s in d], node.attrs),
                           dtype=object).item()
         point = {s: sympy.Float(float(values[i]), 30) for s, i in zip(d, node.inputs)}
-        for k, (rows, cols, vals) in enumerate(grouped[node.id]):
+        for k, (_, _, vals) in enumerate(grouped[node.id]):
             want = complex(expr.diff(d[k]).subs(point).evalf(30))
             got = float(vals[0]) if vals.size else 0.0
             assert want.imag == 0
