@@ -28,6 +28,7 @@ SOURCES = ("gates/__init__.py", "gates/arithmetic.py", "gates/arrays.py", "gates
            "gates/shapes.py", "gates/tensors.py", "oracles/symbolic.py", "oracles/symvalues.py",
            "oracles/partials_cache.py")
 HEADS = {"s": 2, "n": 2, "pow": 3}  # a tree node's head -> its length, where fixed
+MAX_KINDS = 2_000  # kinds kept in one file (a constant is an attribute: `x + 0.3` and `x + 0.4` are two kinds)
 
 
 def directory() -> Path | None:
@@ -74,6 +75,7 @@ class Store:
         self.version, self.sources = version, sources
         self.path = None if folder is None or version is None else folder / f"partials-sympy{version}-{sources}.json"
         self.entries: dict | None = None
+        self.pending = False  # kinds made since the file was last written
 
     def get(self, key: str) -> list | None:
         """The trees of one kind of call, or None."""
@@ -83,19 +85,38 @@ class Store:
         return found if isinstance(found, list) and all(valid(t) for t in found) else None
 
     def put(self, key: str, trees: list) -> None:
-        """Keeps the trees of one kind of call (the file rewritten whole, atomically); quietly not where
-        the folder cannot be written."""
+        """Keeps the trees of one kind of call, written with the others made since by `flush`."""
         if self.path is None:
             return
         if self.entries is None:
             self.entries = self._read()
-        self.entries = {**self._read(), **self.entries, key: trees}  # another process's entries kept too
+        self.entries[key] = trees
+        self.pending = True
+
+    def flush(self) -> None:
+        """Writes the kinds made since the last flush (the file rewritten whole, atomically, with what
+        another process wrote meanwhile; at most MAX_KINDS kinds, the ones already kept first); quietly
+        not where the folder cannot be written."""
+        if not self.pending or self.path is None or self.entries is None:
+            return
+        self.pending = False
+        kept = self._read()
+        added = 0
+        for key, trees in self.entries.items():
+            if len(kept) >= MAX_KINDS:
+                break
+            if key not in kept:
+                kept[key] = trees
+                added += 1
+        self.entries = {**kept, **self.entries}
+        if not added:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".partials-", dir=self.path.parent)
             try:
                 with os.fdopen(handle, "w", encoding="utf-8") as f:
-                    json.dump({"sympy": self.version, "sources": self.sources, "partials": self.entries}, f)
+                    json.dump({"sympy": self.version, "sources": self.sources, "partials": kept}, f)
                 os.replace(temporary, self.path)
             except BaseException:
                 os.unlink(temporary)

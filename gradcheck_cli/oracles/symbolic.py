@@ -401,6 +401,7 @@ def _number(v):
 def _elementwise_jacobian(node, args, work: Work) -> list:
     work.spend(node.size)  # vectorised: an element costs about one expression node
     trees = _elementwise_partials(node.gate, node.attrs, len(args))
+    partials_cache.store().flush()
     point = _elementwise_point(node, args)
     return _elementwise_entries(node, args, [np.broadcast_to(tree_value(tree, point), (node.size,)) for tree in trees])
 
@@ -455,6 +456,7 @@ def elementwise_jacobians(nodes: list, values: list) -> dict:
             end = start + node.size
             found[node.id] = _elementwise_entries(node, args, [v[start:end] for v in evaluated])
             start = end
+    partials_cache.store().flush()  # the kinds SymPy differentiated now, kept in one write
     return found
 
 

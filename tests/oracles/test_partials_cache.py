@@ -95,6 +95,7 @@ def test_cached_partials_are_the_fresh_ones(tmp_path):
     writer = partials_cache.Store(tmp_path, "9.9", "sources")
     for gate, attrs, arity in kinds:
         writer.put(f"{gate.name}|{attrs!r}|{arity}", symbolic.fresh_partials(gate, attrs, arity))
+    writer.flush()
     reader = partials_cache.Store(tmp_path, "9.9", "sources")  # another process: read from the file
     rng = np.random.default_rng(0)
     for gate, attrs, arity in kinds:
@@ -108,7 +109,9 @@ def test_cached_partials_are_the_fresh_ones(tmp_path):
 
 def test_a_stale_or_damaged_cache_is_not_used(tmp_path):
     trees = [["f", "exp", ["s", 0]]]
-    partials_cache.Store(tmp_path, "1.0", "aaa").put("exp|[]|1", trees)
+    first = partials_cache.Store(tmp_path, "1.0", "aaa")
+    first.put("exp|[]|1", trees)
+    first.flush()
     assert partials_cache.Store(tmp_path, "1.0", "aaa").get("exp|[]|1") == trees
     assert partials_cache.Store(tmp_path, "1.1", "aaa").get("exp|[]|1") is None  # another SymPy
     assert partials_cache.Store(tmp_path, "1.0", "bbb").get("exp|[]|1") is None  # other gate sources
@@ -146,8 +149,34 @@ def test_an_unwritable_cache_is_as_none(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     store = partials_cache.Store(blocked / "sub", "1.0", "aaa")
-    store.put("exp|[]|1", [["f", "exp", ["s", 0]]])  # no error
+    store.put("exp|[]|1", [["f", "exp", ["s", 0]]])
+    store.flush()  # no error
     assert not (blocked / "sub").exists()
+
+
+def test_kinds_made_in_one_check_are_written_once_and_the_file_is_bounded(tmp_path, monkeypatch):
+    # every constant is an attribute: a file of many constants makes many kinds
+    text = "x = 0.7\nf = " + " + ".join(f"(x * {k + 2})" for k in range(40)) + "\n"
+    writes = []
+    real = partials_cache.os.replace
+    monkeypatch.setattr(partials_cache.os, "replace", lambda a, b: writes.append(b) or real(a, b))
+    monkeypatch.setenv("GRADCHECK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRADCHECK_NO_CACHE", raising=False)
+    monkeypatch.setattr(symbolic, "_elementwise", {})
+    monkeypatch.setattr(partials_cache, "_store", None)
+    graph = load(text)
+    values = autodiff.forward(graph)
+    symbolic.derivatives(graph, values, [n.id for n in graph.nodes])
+    assert len(writes) == 1
+    kept = json.loads(Path(writes[0]).read_text())["partials"]
+    assert len(kept) >= 40 and all(key in kept for key in ("*a|[('c', 2.0)]|1", "*a|[('c', 41.0)]|1"))
+    monkeypatch.setattr(partials_cache, "MAX_KINDS", 45)
+    monkeypatch.setattr(symbolic, "_elementwise", {})
+    monkeypatch.setattr(partials_cache, "_store", None)
+    more = "x = 0.7\nf = " + " + ".join(f"(x * {k + 100})" for k in range(40)) + "\n"
+    graph = load(more)
+    symbolic.derivatives(graph, autodiff.forward(graph), [n.id for n in graph.nodes])
+    assert len(json.loads(Path(writes[-1]).read_text())["partials"]) == 45
 
 
 WARM = """\
