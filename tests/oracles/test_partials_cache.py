@@ -199,3 +199,16 @@ def test_a_warm_run_needs_no_sympy_and_answers_the_same(tmp_path):
     assert runs[0]["sympy"] and not runs[1]["sympy"] and off["sympy"]
     assert runs[0]["nodes"] == runs[1]["nodes"] == off["nodes"]
     assert len(list((tmp_path / "cache").glob("partials-*.json"))) == 1
+
+
+def test_the_sources_hash_follows_every_gate_module(tmp_path, monkeypatch):
+    import shutil
+    package = Path(partials_cache.__file__).resolve().parent.parent
+    copy = tmp_path / "gradcheck_cli"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(partials_cache, "__file__", str(copy / "oracles" / "partials_cache.py"))
+    before = partials_cache.sources_hash()
+    (copy / "gates" / "new_gates.py").write_text("def sym_new(args, attrs):\n    return args[0]\n")
+    added = partials_cache.sources_hash()
+    (copy / "gates" / "arithmetic.py").write_text((copy / "gates" / "arithmetic.py").read_text() + "\n# changed\n")
+    assert len({before, added, partials_cache.sources_hash()}) == 3
