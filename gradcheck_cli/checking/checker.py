@@ -201,15 +201,18 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
                                    rules=rules)
            if settings.symbolic else {})
     chain_rules = targets.ChainRules(graph, values, np.eye(k).reshape((k,) + out.shape))
+    every_target = []
     for node in checked:
-        nid, s = node.id, sym.get(node.id)
+        nid = node.id
         elements = numeric.Target(nid, np.ravel(values[nid]), num[nid].method == "projection")
         step = (complexstep.OnRunner(runner=runner, target=elements, scale=scale)
                 if settings.complex_step is not False else None)
-        target = targets.GraphNode(runner=runner, elements=elements, backprop=flat[nid], chain_rules=chain_rules,
-                                   differences=num[nid], noise=noise[nid].reshape(k, elements.n),
-                                   symbolic=_symbolic_row(s, k, node.size), complex_step=step)
-        compared = pipeline.compare(target, settings, POLICY)
+        every_target.append(targets.GraphNode(runner=runner, elements=elements, backprop=flat[nid],
+                                              chain_rules=chain_rules, differences=num[nid],
+                                              noise=noise[nid].reshape(k, elements.n),
+                                              symbolic=_symbolic_row(sym.get(nid), k, node.size), complex_step=step))
+    for node, compared in zip(checked, pipeline.compare_many(every_target, settings, POLICY)):
+        nid, s = node.id, sym.get(node.id)
 
         def kink_note(ev, w, nid=nid):
             return _kink_note(graph, nid, reach)

@@ -172,6 +172,72 @@ def compare(target: CheckTarget, settings: Settings, policy: Policy) -> Compared
     return compared
 
 
+def compare_many(targets: list, settings: Settings, policy: Policy) -> list[Compared]:
+    """`compare` of each target, the same Compared for each, with the common case done for many at once:
+    a target whose differences and rounding are in hand (a graph's nodes) is compared in one `evidence`
+    over the targets' rows side by side (each judged at its own scale, every comparison elementwise), and
+    where nothing fails that is its whole check step. The rest (projections, ties, a failing element,
+    the targets that must run their differences) go through `compare` one by one."""
+    done: list[Compared | None] = [None] * len(targets)
+    batches: dict = {}
+    for i, target in enumerate(targets):
+        num = target.differences
+        if (num is None or target.noise is None or num.method == "projection" or num.groups
+                or target.groups is not None or np.size(target.backprop) == 0):
+            continue
+        terms = _terms(target, num)
+        key = (np.shape(target.backprop)[0], target.symbolic is not None, terms is not None)
+        batches.setdefault(key, []).append((i, terms))
+    for members in batches.values():
+        found = _evidence_side_by_side([targets[i] for i, _ in members], [terms for _, terms in members], settings)
+        for (i, _), ev in zip(members, found):
+            if _worst(ev) == Status.FAIL:
+                continue  # judged again on its own: the steps a failing row takes
+            target = targets[i]
+            if active():
+                count("row")
+                count("element", int(np.size(target.backprop)))
+            compared = Compared(num=ev.num, evidence=ev)
+            step = target.complex_step
+            if step is not None and ev.num.method == "exhaustive":
+                noise = target.noise
+                cross = step.cross_check(ev.num, np.ravel(target.backprop), lambda noise=noise: noise)
+                compared = replace(compared, complex_step=cross)
+            done[i] = compared
+    return [c if c is not None else compare(t, settings, policy) for c, t in zip(done, targets)]
+
+
+def _evidence_side_by_side(targets: list, terms: list, settings: Settings) -> list[verdict.Evidence]:
+    """`judged`'s first comparison of each target (its differences, its rounding, SymPy's row), made
+    in one `verdict.evidence` over their rows joined along n and split back."""
+    nums = [t.differences for t in targets]
+    widths = [num.kink.size for num in nums]
+    edges = np.cumsum([0] + widths)
+    k = np.shape(targets[0].backprop)[0]
+
+    def joined(get):
+        parts = [get(num) for num in nums]
+        if all(p is None for p in parts):
+            return None
+        return np.concatenate([np.full((k, w), np.nan) if p is None else np.asarray(p) for p, w in zip(parts, widths)],
+                              axis=1)
+    exact = np.concatenate([np.broadcast_to(np.asarray(num.exact, dtype=bool), (w,)) for num, w in zip(nums, widths)])
+    together = numeric.NumericResult(
+        "side by side", estimate=joined(lambda n: n.estimate), truncation=joined(lambda n: n.truncation),
+        kink=np.concatenate([num.kink for num in nums]), value=joined(lambda n: n.value),
+        at_kink=np.concatenate([num.at_kink for num in nums]), lower=joined(lambda n: n.lower),
+        upper=joined(lambda n: n.upper), near=joined(lambda n: n.near), near_error=joined(lambda n: n.near_error),
+        exact=exact if exact.any() else False)
+    sym = [t.symbolic for t in targets]
+    ev = verdict.evidence(
+        np.concatenate([np.asarray(t.backprop, dtype=float) for t in targets], axis=1), together,
+        np.concatenate([np.asarray(t.noise) for t in targets], axis=1),
+        None if sym[0] is None else np.concatenate([s.values for s in sym], axis=1),
+        None if terms[0] is None else np.concatenate([np.broadcast_to(m, (k, w)) for m, w in zip(terms, widths)], axis=1),
+        settings.rtol, settings.atol, groups=np.repeat(np.arange(len(targets)), widths))
+    return [verdict.columns(ev, int(start), int(end), num) for start, end, num in zip(edges[:-1], edges[1:], nums)]
+
+
 def judged(target: CheckTarget, num: numeric.NumericResult, settings: Settings, policy: Policy,
            noise: np.ndarray | None = None) -> tuple[Compared, np.ndarray | None]:
     """The comparison of backprop with `num`, and backprop's rounding where it was measured: the

@@ -161,6 +161,20 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
                     sym_round=versus.round_rel if versus is not None else None)
 
 
+def columns(ev: Evidence, start: int, end: int, num: NumericResult) -> Evidence:
+    """The evidence of the elements start:end of a row that joined several targets' rows side by side
+    (their ties none, each at its own scale), as that target's own `evidence` gives it: `num` its differences."""
+    part = slice(start, end)
+
+    def cut(x):
+        return None if x is None else x[:, part]
+    atol = ev.atol[..., part] if isinstance(ev.atol, np.ndarray) and ev.atol.ndim else ev.atol
+    return Evidence(cut(ev.codes), cut(ev.excess), cut(ev.num_rel), cut(ev.tol_rel), cut(ev.sym_rel),
+                    {key: cut(v) for key, v in ev.context.items()}, cut(ev.a), num, ev.have_sym, {}, cut(ev.noise),
+                    atol, convention=ev.convention, slack=cut(ev.slack), num_round=cut(ev.num_round),
+                    sym_round=cut(ev.sym_round))
+
+
 def _codes(a, *, kink, on_kink, at, within, agree, disagree, unreliable, sym_ok, exact) -> tuple:
     """(each element's status code, and where SymPy confirms an element or None without SymPy)."""
     confirmed = None

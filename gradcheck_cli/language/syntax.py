@@ -180,7 +180,7 @@ def _grammar() -> tuple[str, str]:
 
 
 def _build(grammar: str) -> Lark:
-    return Lark(grammar, parser="lalr", postlex=_GradIndenter(), propagate_positions=True,
+    return Lark(grammar, parser="lalr", postlex=_GradIndenter(), propagate_positions=False,
                 maybe_placeholders=True, keep_all_tokens=True, transformer=_ToAst())
 
 

@@ -386,7 +386,7 @@ def _inject(node: Node, probes: list, held: dict, nudged: dict, values: list, po
     """Add the probes' perturbations to a node's rows (its value at the point where no earlier row
     reached it; then, sparse probes, which rows nudge which element); returns the elements copied."""
     nid = node.id
-    mine = np.unique(np.concatenate([p.rows for p in probes]))
+    mine = _sorted_unique(np.concatenate([p.rows for p in probes]) if len(probes) > 1 else probes[0].rows)
     if nid in held:
         rows = _union(held[nid][0], mine)
         base = _on_rows(held[nid], rows, values[nid])
@@ -420,7 +420,19 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.concatenate((a, b))
     if b[-1] < a[0]:
         return np.concatenate((b, a))
-    return np.union1d(a, b)
+    return _sorted_unique(np.concatenate((a, b)))
+
+
+def _sorted_unique(rows: np.ndarray) -> np.ndarray:
+    """np.unique of an integer array (its distinct values, sorted), without its overhead; an array
+    already strictly increasing is returned as it is (row arrays are never written to)."""
+    if rows.size < 2 or bool((rows[1:] > rows[:-1]).all()):
+        return rows
+    rows = np.sort(rows)
+    keep = np.empty(rows.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=keep[1:])
+    return rows[keep]
 
 
 def _reached(graph: Graph, nid: int, nudged: _Nudged, reads: dict) -> list:
@@ -470,7 +482,7 @@ def _operands(graph: Graph, node: Node, held: dict, nudged: dict, values: list, 
     sets = [held[i][0] for i, f in zip(node.inputs, flags) if f]
     rows = sets[0]
     if any(other is not rows and not np.array_equal(other, rows) for other in sets[1:]):
-        rows = np.unique(np.concatenate(sets))
+        rows = _sorted_unique(np.concatenate(sets))
     return rows, [_on_rows(held[i], rows, values[i], buffers) if f else values[i] for i, f in zip(node.inputs, flags)]
 
 

@@ -25,14 +25,15 @@ SMALLEST = 4096                # bytes: smaller arrays are cheap to allocate and
 
 class WorkBuffers:
     """Arrays reused across batched passes: `take(shape, dtype)` gives an uninitialised C-contiguous
-    array of that shape, backed by a free pooled buffer when one is large enough."""
+    array of that shape, backed by the smallest free pooled buffer large enough (the first pooled of
+    those sizes), found by bisection among the pool's buffers of that dtype, kept sorted by size."""
 
     def __init__(self) -> None:
-        self._arrays: list[np.ndarray] = []  # by size, smallest first (equal sizes in the order pooled)
-        self._sizes: list[int] = []          # their sizes, for bisect: a take looks at those large enough only
+        self._sorted: dict[np.dtype, list[tuple[int, int, np.ndarray]]] = {}  # dtype -> (size, order, buffer)
+        self._order = 0  # buffers in the order pooled: the oldest free ones make room first
         self._bytes = 0
-        probe = [np.empty(1)]
-        buf = probe[0]
+        probe = [(1, 0, np.empty(1))]
+        buf = probe[0][2]
         self._free = self._references(buf)  # what a buffer only the pool holds counts, measured the same way
 
     @staticmethod
@@ -44,31 +45,39 @@ class WorkBuffers:
         n = math.prod(shape)
         if n * dtype.itemsize < SMALLEST:
             return np.empty(shape, dtype)
-        for i in range(bisect.bisect_left(self._sizes, n), len(self._arrays)):  # the smallest free one that fits
-            buf = self._arrays[i]
-            if buf.dtype == dtype and self._references(buf) <= self._free:
+        pooled = self._sorted.get(dtype, [])
+        for i in range(bisect.bisect_left(pooled, n, key=_size), len(pooled)):
+            buf = pooled[i][2]
+            if self._references(buf) <= self._free:
                 return buf[:n].reshape(shape)
         fresh = np.empty(n, dtype)
         self._keep(fresh)
         return fresh.reshape(shape)
 
     def _keep(self, fresh: np.ndarray) -> None:
-        """Pool a new buffer, making room from free ones (smallest first) past POOL_BYTES."""
-        i = 0
-        while self._bytes + fresh.nbytes > POOL_BYTES and i < len(self._arrays):
-            buf = self._arrays[i]
-            if self._references(buf) <= self._free:
-                self._bytes -= buf.nbytes
-                del self._arrays[i], self._sizes[i]
-            else:
-                i += 1
+        """Pool a new buffer, making room from free ones (the oldest first) past POOL_BYTES."""
+        if self._bytes + fresh.nbytes > POOL_BYTES:
+            oldest_first = sorted((entry[1], dtype) for dtype, entries in self._sorted.items() for entry in entries)
+            for order, dtype in oldest_first:
+                if self._bytes + fresh.nbytes <= POOL_BYTES:
+                    break
+                entries = self._sorted[dtype]
+                i = next(k for k, entry in enumerate(entries) if entry[1] == order)
+                buf = entries[i][2]
+                if self._references(buf) <= self._free:
+                    self._bytes -= buf.nbytes
+                    del entries[i]
         if self._bytes + fresh.nbytes <= POOL_BYTES:
-            at = bisect.bisect_right(self._sizes, fresh.size)
-            self._arrays.insert(at, fresh)
-            self._sizes.insert(at, fresh.size)
+            entries = self._sorted.setdefault(fresh.dtype, [])
+            entries.insert(bisect.bisect_right(entries, fresh.size, key=_size), (fresh.size, self._order, fresh))
+            self._order += 1
             self._bytes += fresh.nbytes
 
     @property
     def held_bytes(self) -> int:
         """Bytes the pool keeps."""
         return self._bytes
+
+
+def _size(entry: tuple) -> int:
+    return entry[0]

@@ -159,17 +159,33 @@ def _first_pass(ctx: _Context, targets, state) -> None:
     for t in targets:
         rows.add(t, *pm(np.arange(t.n), state[t.id].h, STEPS[0]))
     out = run_rows(ctx.runner, rows)
-    for t in targets:
+    # every target's elements side by side, (N, out): each operation below is elementwise (or per element,
+    # along the output), so each target's slice is what computing it alone gives
+    edges = np.cumsum([0] + [t.n for t in targets])
+    plus, minus, switched = split(np.concatenate([out[t.id][0] for t in targets]),
+                                  np.concatenate([out[t.id][1] for t in targets]))
+    h = np.concatenate([state[t.id].h for t in targets])[:, None]
+    d1 = (plus - minus) / (2 * h)
+    right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
+    value, truncation = d1.copy(), np.zeros_like(d1)
+    rounding = difference_rounding(plus, minus, ctx.runner.terms) / h
+    kink = switched.copy()
+    upper, lower = np.maximum(right, left), np.minimum(right, left)
+    doubt = _in_doubt(d1, _references(ctx, targets, d1.shape[1]), ctx.rtol, ctx.atol)  # a missing one: nan, in doubt
+    for t, a, b in zip(targets, edges[:-1], edges[1:]):
         s = state[t.id]
-        plus, minus, switched = split(*out[t.id])
-        h = s.h[:, None]
-        d1 = (plus - minus) / (2 * h)
-        right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
-        s.value, s.d1, s.truncation = d1.copy(), d1, np.zeros_like(d1)
-        s.rounding = difference_rounding(plus, minus, ctx.runner.terms) / h
-        s.kink, s.plus, s.minus = switched.copy(), plus, minus
-        s.upper, s.lower = np.maximum(right, left), np.minimum(right, left)
-        s.doubt = np.flatnonzero(_in_doubt(d1, ctx.reference.get(t.id), ctx.rtol, ctx.atol))
+        s.value, s.d1, s.truncation, s.rounding = value[a:b], d1[a:b], truncation[a:b], rounding[a:b]
+        s.kink, s.plus, s.minus = kink[a:b], plus[a:b], minus[a:b]
+        s.upper, s.lower = upper[a:b], lower[a:b]
+        s.doubt = np.flatnonzero(doubt[a:b])
+
+
+def _references(ctx: _Context, targets, width: int) -> np.ndarray:
+    """Every target's reference side by side, (out, N); nan for a target without one."""
+    return np.concatenate([np.full((width, t.n), np.nan) if ctx.reference.get(t.id) is None
+                           else np.broadcast_to(np.asarray(ctx.reference[t.id], dtype=float).T, (t.n, width)).T
+                           for t in targets],
+                          axis=1)
 
 
 def _refine_pass(ctx: _Context, targets, state) -> None:
@@ -203,9 +219,8 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
 def _escalate_pass(ctx: _Context, targets, state) -> None:
     """Rounding-bound elements (the step is too small for |f|): larger steps, Richardson again."""
     rows = Rows()
-    for t in targets:
+    for t, factor in zip(targets, _escalations(ctx, targets, state)):
         s = state[t.id]
-        factor = _escalation(s, ctx.reference.get(t.id), ctx.rtol, ctx.atol)
         s.esc = np.flatnonzero(factor > 1)
         if s.esc.size:
             s.big = s.h[s.esc] * factor[s.esc]
@@ -332,21 +347,30 @@ def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:
     return ~ok.all(axis=1)
 
 
-def _escalation(s: PassState, ref, rtol: float, atol: float) -> np.ndarray:
-    """Per element, how many times larger a step should be (1 = none): for elements whose error
-    estimate is dominated by rounding and too large to judge at `rtol`."""
-    n = s.value.shape[0]
-    if ref is None:
-        return np.ones(n)
-    ref = np.asarray(ref, dtype=float).T
-    scale = np.maximum(np.abs(ref), np.abs(s.value))
-    row = float(np.max(scale[np.isfinite(scale)], initial=0.0))
-    need = np.maximum(atol, rtol * np.maximum(scale, ROW_FLOOR * row))
-    est = s.truncation + s.rounding
+def _escalations(ctx: _Context, targets, state) -> list:
+    """Per target, per element, how many times larger a step should be (1 = none): for elements whose
+    error estimate is dominated by rounding and too large to judge at `rtol` (none without a reference).
+    Every target side by side, (N, out): elementwise, but for each target's largest scale."""
+    if not targets:
+        return []
+    edges = np.cumsum([0] + [t.n for t in targets])
+    states = [state[t.id] for t in targets]
+    value = np.concatenate([s.value for s in states])
+    ref = _references(ctx, targets, value.shape[1]).T
+    scale = np.maximum(np.abs(ref), np.abs(value))
+    finite = np.where(np.isfinite(scale), scale, 0.0).max(axis=1, initial=0.0)
+    row = np.repeat(np.maximum.reduceat(finite, edges[:-1]), np.diff(edges))[:, None]  # each target's largest
+    need = np.maximum(ctx.atol, ctx.rtol * np.maximum(scale, ROW_FLOOR * row))
+    truncation = np.concatenate([s.truncation for s in states])
+    rounding = np.concatenate([s.rounding for s in states])
+    kink = np.concatenate([s.kink for s in states])
+    est = truncation + rounding
     ratio = np.where(need > 0, SAFETY * est / np.where(need > 0, need, 1.0), np.inf)
-    bound = (s.rounding >= s.truncation) & (ratio > 1) & np.isfinite(s.value) & ~s.kink[:, None]
+    bound = (rounding >= truncation) & (ratio > 1) & np.isfinite(value) & ~kink[:, None]
     ratio = np.where(bound, ratio, 0.0).max(axis=1)
-    return np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
+    factor = np.where(ratio > 1, np.clip(4.0 * ratio, 8.0, ESCALATE_MAX), 1.0)
+    return [np.ones(t.n) if ctx.reference.get(t.id) is None else factor[a:b]
+            for t, a, b in zip(targets, edges[:-1], edges[1:])]
 
 
 # --- projections -------------------------------------------------------------------------------

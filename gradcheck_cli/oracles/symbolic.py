@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gates import sym_number
+from ..gates import REGISTRY, sym_number
 from ..gates.record import Gate
 from .autodiff import run_graph
 from ..language.graph import Composite, Graph
+from . import partials_cache
 from .symvalues import Exhausted, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
+from .symvalues import tree_of, tree_value
 from ..core.settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
 SYMBOL_COST = 4  # work units per SymPy symbol made for a gate's input element
@@ -105,15 +107,30 @@ _elementwise: dict = {}
 _built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # gate node -> (where its symbols sit, expressions)
 
 
-def _elementwise_partials(gate, attrs: dict, arity: int):
-    """For an elementwise gate: its one-element expression and SymPy's partial w.r.t. each input."""
+def _elementwise_partials(gate, attrs: dict, arity: int) -> list:
+    """For an elementwise gate: SymPy's partial w.r.t. each input, as a `symvalues.tree_of` tree whose
+    symbol k is input k. Differentiated once per kind of call; a registry gate's are kept between runs
+    (`partials_cache`), where a later run finds them without importing SymPy."""
     key = (gate.name, repr(sorted(attrs.items())), arity)
     if key not in _elementwise:
-        import sympy
-        d = [sympy.Symbol(f"d{k}", real=True) for k in range(arity)]
-        expr = np.asarray(gate_sym(gate, [np.asarray(s, dtype=object) for s in d], attrs), dtype=object).item()
-        _elementwise[key] = (d, [expr.diff(s) for s in d])
+        kept = partials_cache.store() if REGISTRY.get(gate.name) is gate else None
+        name = f"{gate.name}|{key[1]}|{arity}"
+        trees = kept.get(name) if kept is not None else None
+        if trees is None or len(trees) != arity:
+            trees = fresh_partials(gate, attrs, arity)
+            if kept is not None:
+                kept.put(name, trees)
+        _elementwise[key] = trees
     return _elementwise[key]
+
+
+def fresh_partials(gate, attrs: dict, arity: int) -> list:
+    """An elementwise gate's partials as SymPy differentiates them now, as `_elementwise_partials` gives them."""
+    import sympy
+    d = [sympy.Symbol(f"d{k}", real=True) for k in range(arity)]
+    expr = np.asarray(gate_sym(gate, [np.asarray(s, dtype=object) for s in d], attrs), dtype=object).item()
+    where = {s: k for k, s in enumerate(d)}
+    return [tree_of(expr.diff(s), where) for s in d]
 
 
 def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> list:
@@ -382,18 +399,65 @@ def _number(v):
 
 
 def _elementwise_jacobian(node, args, work: Work) -> list:
-    d, derivs = _elementwise_partials(node.gate, node.attrs, len(args))
-    shape = node.shape
     work.spend(node.size)  # vectorised: an element costs about one expression node
-    point = [np.broadcast_to(np.asarray(a, dtype=complex if np.iscomplexobj(a) else float), shape).ravel() for a in args]
+    trees = _elementwise_partials(node.gate, node.attrs, len(args))
+    partials_cache.store().flush()
+    point = _elementwise_point(node, args)
+    return _elementwise_entries(node, args, [np.broadcast_to(tree_value(tree, point), (node.size,)) for tree in trees])
+
+
+def _elementwise_point(node, args: list) -> list:
+    """An elementwise gate's operands at its point, broadcast to its output and flat (complex where one is)."""
+    return [np.broadcast_to(np.asarray(a, dtype=complex if np.iscomplexobj(a) else float), node.shape).ravel()
+            for a in args]
+
+
+def _elementwise_entries(node, args: list, derivatives: list) -> list:
+    """Per input slot, (rows, cols, values) of an elementwise gate from its partials' values, one per
+    output element; zero entries left out."""
     rows = np.arange(node.size)
     result = []
-    for a, deriv in zip(args, derivs):
-        values = np.broadcast_to(array_value(deriv, dict(zip(d, point))), (node.size,))
-        cols = np.broadcast_to(np.arange(np.size(a)).reshape(np.shape(a)), shape).ravel()
+    for a, values in zip(args, derivatives):
+        cols = rows if np.shape(a) == node.shape else \
+            np.broadcast_to(np.arange(np.size(a)).reshape(np.shape(a)), node.shape).ravel()
         keep = values != 0
         result.append((rows[keep], cols[keep], values[keep]))
     return result
+
+
+def elementwise_jacobians(nodes: list, values: list) -> dict:
+    """The local Jacobians of many elementwise gate calls at once (node id -> per slot, as
+    `local_jacobian` gives them): the calls of one gate kind (its name, attributes, arity, and which
+    operands are complex) have their operands joined, each of SymPy's partials is evaluated once over
+    all of them, and the values are split back. The same arrays as call by call, element for element:
+    every operation is elementwise. Calls with a complex operand (second order's complex step) are left
+    out: numpy's complex arithmetic may round an element differently in a longer array. So is a kind
+    whose partials cannot be evaluated here (the call-by-call evaluation then meets the same error at
+    its own node). No work is charged: the reverse pass charges each call as it reaches it."""
+    kinds: dict = {}
+    for node in nodes:
+        args = [values[i] for i in node.inputs]
+        if any(np.iscomplexobj(a) for a in args):
+            continue
+        kinds.setdefault((node.gate.name, repr(sorted(node.attrs.items())), len(args)), []).append((node, args))
+    found: dict = {}
+    for calls in kinds.values():
+        first, first_args = calls[0]
+        try:
+            trees = _elementwise_partials(first.gate, first.attrs, len(first_args))
+            points = [_elementwise_point(node, args) for node, args in calls]
+            joined = [np.concatenate(operand) for operand in zip(*points)]
+            total = sum(node.size for node, _ in calls)
+            evaluated = [np.broadcast_to(tree_value(tree, joined), (total,)) for tree in trees]
+        except Exception:  # noqa: BLE001 - left to the call-by-call evaluation, which raises at its node
+            continue
+        start = 0
+        for node, args in calls:
+            end = start + node.size
+            found[node.id] = _elementwise_entries(node, args, [v[start:end] for v in evaluated])
+            start = end
+    partials_cache.store().flush()  # the kinds SymPy differentiated now, kept in one write
+    return found
 
 
 def pull_back(adjoint: np.ndarray, magnitude: np.ndarray, jac: tuple, size: int) -> tuple:
@@ -430,6 +494,9 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
     mag = {out.id: np.abs(adj[out.id]) if seed_magnitude is None else np.asarray(seed_magnitude, dtype=float).reshape(k, -1)}
     jacobians = {} if jacobians is None else jacobians
     work = Work(budget)
+    reached = graph.ancestors(out.id)
+    grouped = elementwise_jacobians([n for n in graph.nodes[: out.id + 1] if n.id in reached and n.id not in jacobians
+                                     and isinstance(n.gate, Gate) and n.gate.elementwise], values)
     stopped_at, note = None, None
     for node in reversed(graph.nodes[: out.id + 1]):
         if node.gate is None or node.id not in adj:
@@ -448,7 +515,7 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
                         adj[i], mag[i] = g, m
                 continue
             if node.id not in jacobians:
-                jacobians[node.id] = local_jacobian(node, [values[i] for i in node.inputs], work, rules)
+                jacobians[node.id] = _local_or_grouped(node, values, work, rules, grouped)
         except Exhausted:
             stopped_at, note = node.id, f"symbolic skipped: past the SymPy work budget ({work.limit:,} expression nodes)"
             break
@@ -477,6 +544,15 @@ def derivatives(graph: Graph, values: list, node_ids, budget: int = DEFAULT_BUDG
             continue
         results[nid] = SymbolicResult(value.reshape(shape), magnitude.reshape(shape))
     return results
+
+
+def _local_or_grouped(node, values: list, work: Work, rules: dict | None, grouped: dict) -> list:
+    """A gate's local Jacobian: evaluated with its kind's other calls already (`elementwise_jacobians`),
+    charged as `_elementwise_jacobian` charges it, or `local_jacobian` now."""
+    if node.id in grouped:
+        work.spend(node.size)
+        return grouped[node.id]
+    return local_jacobian(node, [values[i] for i in node.inputs], work, rules)
 
 
 def _chained(node) -> bool:

@@ -208,44 +208,89 @@ _ARRAY_FUNCTIONS = {
 
 def array_value(expr, point: dict) -> np.ndarray:
     """`value_at` for many points at once: `point` maps each symbol to an array (broadcast together)."""
-    val: dict = {}
+    symbols = {s: k for k, s in enumerate(point)}
+    return tree_value(tree_of(expr, symbols), list(point.values()))
+
+
+TREE_FUNCTIONS = frozenset(_ARRAY_FUNCTIONS) | {"Heaviside", "Max", "Min", "DiracDelta", "erf"}
+
+
+def tree_of(expr, symbols: dict) -> list:
+    """A SymPy expression as a plain tree of lists, strings and numbers, which `tree_value` evaluates
+    as `array_value` would the expression (its arguments in SymPy's order): `["s", k]` the symbol at
+    position k of `symbols` (symbol -> position), `["n", x]` a number as a float, `["add", ...]`,
+    `["mul", ...]`, `["pow", base, exponent]`, `["f", name, ...]` a function of TREE_FUNCTIONS.
+    Plain data, so that it can be kept between runs as JSON: it is never text read back by SymPy."""
+    made: dict = {}
+    for e in _order(expr, Work(10 ** 9, counted=False)):
+        if e.is_Symbol:
+            made[e] = ["s", symbols[e]]
+        elif e.is_Number or e.is_NumberSymbol:
+            made[e] = ["n", float(e)]
+        elif e.is_Add:
+            made[e] = ["add", *(made[a] for a in e.args)]
+        elif e.is_Mul:
+            made[e] = ["mul", *(made[a] for a in e.args)]
+        elif e.is_Pow:
+            made[e] = ["pow", made[e.args[0]], made[e.args[1]]]
+        elif type(e).__name__ in TREE_FUNCTIONS:
+            made[e] = ["f", type(e).__name__, *(made[a] for a in e.args)]
+        else:
+            raise Unsupported(type(e).__name__)
+    return made[expr]
+
+
+def tree_value(tree: list, operands: list) -> np.ndarray:
+    """A `tree_of` tree's value for many points at once: symbol k is `operands[k]` (arrays broadcast together)."""
+    val: dict = {}  # id of a sub-tree -> its value: a sub-expression SymPy shares is evaluated once
     with np.errstate(all="ignore"):
-        for e in _order(expr, Work(10 ** 9, counted=False)):
-            if e.is_Symbol:
-                val[e] = np.asarray(point[e])
-                val[e] = val[e] if np.iscomplexobj(val[e]) else val[e].astype(float)
-            elif e.is_Number or e.is_NumberSymbol:
-                val[e] = np.asarray(float(e))
-            elif e.is_Add:
-                val[e] = sum(val[a] for a in e.args)
-            elif e.is_Mul:
-                val[e] = np.prod(np.broadcast_arrays(*[val[a] for a in e.args]), axis=0)
-            elif e.is_Pow:
-                b, x = val[e.args[0]], val[e.args[1]]
-                val[e] = np.where((b == 0) & (np.real(x) < 0), np.inf, np.power(b, x))
-            else:
-                name = type(e).__name__
-                args = [val[a] for a in e.args]
-                if name in ("Abs", "sign") and np.iscomplexobj(args[0]):  # the real part decides, as for a gate
-                    re = np.real(args[0])
-                    val[e] = np.where(re >= 0, args[0], -args[0]) if name == "Abs" else np.sign(re)
-                elif name in _ARRAY_FUNCTIONS:
-                    val[e] = _ARRAY_FUNCTIONS[name](args[0])
-                elif name == "Heaviside":
-                    h0 = args[1] if len(args) > 1 else 0.5
-                    re = np.real(args[0])
-                    val[e] = np.where(re > 0, 1.0, np.where(re < 0, 0.0, h0))
-                elif name in ("Max", "Min"):
-                    stacked = np.stack(np.broadcast_arrays(*args))
-                    pick = (np.argmax if name == "Max" else np.argmin)(np.real(stacked), axis=0)
-                    val[e] = np.take_along_axis(stacked, pick[None], axis=0)[0]
-                elif name == "DiracDelta":
-                    val[e] = np.zeros_like(args[0])  # comparisons are constant for differentiation
-                elif name == "erf":
-                    val[e] = np.vectorize(math.erf)(args[0])
-                else:
-                    raise Unsupported(name)
-    return val[expr]
+        stack = [(tree, False)]
+        while stack:
+            t, ready = stack.pop()
+            if id(t) in val:
+                continue
+            head = t[0]
+            args = t[2:] if head == "f" else t[1:]
+            if head not in ("s", "n") and not ready:
+                stack.append((t, True))
+                stack.extend((a, False) for a in args if id(a) not in val)
+                continue
+            val[id(t)] = _tree_node(head, t, [val[id(a)] for a in args] if head not in ("s", "n") else [], operands)
+    return val[id(tree)]
+
+
+def _tree_node(head: str, t: list, args: list, operands: list) -> np.ndarray:
+    if head == "s":
+        v = np.asarray(operands[t[1]])
+        return v if np.iscomplexobj(v) else v.astype(float)
+    if head == "n":
+        return np.asarray(float(t[1]))
+    if head == "add":
+        return sum(args)
+    if head == "mul":
+        return np.prod(np.broadcast_arrays(*args), axis=0)
+    if head == "pow":
+        b, x = args
+        return np.where((b == 0) & (np.real(x) < 0), np.inf, np.power(b, x))
+    name = t[1]
+    if name in ("Abs", "sign") and np.iscomplexobj(args[0]):  # the real part decides, as for a gate
+        re = np.real(args[0])
+        return np.where(re >= 0, args[0], -args[0]) if name == "Abs" else np.sign(re)
+    if name in _ARRAY_FUNCTIONS:
+        return _ARRAY_FUNCTIONS[name](args[0])
+    if name == "Heaviside":
+        h0 = args[1] if len(args) > 1 else 0.5
+        re = np.real(args[0])
+        return np.where(re > 0, 1.0, np.where(re < 0, 0.0, h0))
+    if name in ("Max", "Min"):
+        stacked = np.stack(np.broadcast_arrays(*args))
+        pick = (np.argmax if name == "Max" else np.argmin)(np.real(stacked), axis=0)
+        return np.take_along_axis(stacked, pick[None], axis=0)[0]
+    if name == "DiracDelta":
+        return np.zeros_like(args[0])  # comparisons are constant for differentiation
+    if name == "erf":
+        return np.vectorize(math.erf)(args[0])
+    raise Unsupported(name)
 
 
 def _sum_of_products(expr, point: dict, work: Work) -> dict | None:

@@ -7,9 +7,13 @@ scaling table puts side by side, per size n, the random formula of n gates (a tr
 comprehension of n terms over one vector (`sum(stack(sin(x[i]) * x[i] for i in range(n)))`), each
 command once per repetition in turn (a load that comes and goes touches every size alike), with the
 ratio to the previous size: about 2 for each doubling where the cost is linear.
-Last, the smallest formula's full check is timed again with the interpreter torn down normally
-(the CLI run by a `python -c` that lets it exit the ordinary way) instead of the console script's
-`os._exit`: the difference is what tearing down costs.
+Every command runs once untimed first (its bytecode written, as an installation has it, and SymPy's
+partials of the elementwise gates kept in a cache folder of the benchmark's own: the runs timed are
+warm). Then the 1,000-gate formula (the largest size up to 1,000) is timed cold (an empty partials
+cache: SymPy imported, the partials made and written), warm, and with the cache off
+(GRADCHECK_NO_CACHE=1). Last, the smallest formula's full check is timed again with the interpreter
+torn down normally (the CLI run by a `python -c` that lets it exit the ordinary way) instead of the
+console script's `os._exit`: the difference is what tearing down costs.
 """
 
 from __future__ import annotations
@@ -92,14 +96,36 @@ def count_gates(path: str) -> int:
     return sum(1 for n in graph.nodes if n.kind == "gate")
 
 
-def timed(cmd: list, repeat: int) -> tuple[float, int]:
+def timed(cmd: list, repeat: int, env: dict | None = None) -> tuple[float, int]:
     times = []
     code = None
     for _ in range(repeat):
         t = time.perf_counter()
-        code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env).returncode
         times.append(time.perf_counter() - t)
     return statistics.median(times), code
+
+
+def timed_cpu(cmd: list, env: dict | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, _ = timed(cmd, 1, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def partials_cache(exe: list, path: str, repeat: int) -> None:
+    """The formula at `path` cold (an empty partials cache each time), warm, and with the cache off."""
+    runs: dict = {"cold": [], "warm": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeat):
+            cold = {**os.environ, "GRADCHECK_CACHE_DIR": os.path.join(tmp, f"cold{r}")}
+            runs["cold"].append(timed_cpu(exe + ["check", path], cold))
+            runs["warm"].append(timed_cpu(exe + ["check", path], cold))
+            runs["off"].append(timed_cpu(exe + ["check", path], {**os.environ, "GRADCHECK_NO_CACHE": "1"}))
+    shown = ", ".join(f"{k} {statistics.median(w for w, _ in v):.2f} s ({statistics.median(c for _, c in v):.2f} s CPU)"
+                      for k, v in runs.items())
+    print(f"SymPy's partials cache, {count_gates(path):,}-gate formula: {shown}")
 
 
 def main() -> None:
@@ -108,6 +134,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     exe = [sys.executable, "-m", "gradcheck_cli"]
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installation runs: bytecode cached
+    own_cache = tempfile.TemporaryDirectory()
+    os.environ["GRADCHECK_CACHE_DIR"] = own_cache.name
+    os.environ.pop("GRADCHECK_NO_CACHE", None)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
 
@@ -134,6 +164,8 @@ def main() -> None:
         times: dict = {k: [] for k in commands}
         cpu: dict = {k: [] for k in commands}
         codes: dict = {}
+        for cmd in commands.values():
+            timed(cmd, 1)  # bytecode written, SymPy's partials kept: the runs timed are warm
         load = os.getloadavg()[0]
         for _ in range(args.repeat):
             for key, cmd in commands.items():
@@ -157,6 +189,8 @@ def main() -> None:
                   f"{gates[size][1]:>19} {shown[2]:>15} {ratio[2]} | "
                   + "/".join(str(codes[size, k]) for k in ("tree", "tree fast", "comprehension")))
             prev = row
+        largest = max([n for n in sizes if n <= 1000] or sizes[:1])
+        partials_cache(exe, os.path.join(tmp, f"tree_{largest}.grad"), args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "teardown.grad")
         with open(path, "w", encoding="utf-8") as f:
