@@ -2,8 +2,11 @@
 
 pytest_plugins = ["pytester"]
 
+import compileall
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,26 @@ def pytest_cmdline_main(config):
         config.option.numprocesses = "auto"
     if config.option.dist == "no" and not dist_given:
         config.option.dist = "loadgroup"
+
+
+def pytest_configure(config):
+    """Once per run, before any worker starts (workers inherit the environment): gradcheck's bytecode
+    compiled, so that the many processes the suite starts read it rather than compile every module
+    again where PYTHONDONTWRITEBYTECODE is set; and SymPy's partials kept in a folder of this run's
+    (GRADCHECK_CACHE_DIR), removed at its end, not in the user's cache."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    compileall.compile_dir(str(ROOT / "gradcheck_cli"), quiet=2)
+    if "GRADCHECK_CACHE_DIR" not in os.environ:
+        config.gradcheck_cache = tempfile.mkdtemp(prefix="gradcheck-test-cache-")
+        os.environ["GRADCHECK_CACHE_DIR"] = config.gradcheck_cache
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "gradcheck_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("GRADCHECK_CACHE_DIR", None)
 
 
 @pytest.hookimpl(trylast=True)
