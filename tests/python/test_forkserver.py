@@ -13,26 +13,12 @@ import time
 
 import pytest
 from conftest import gradcheck_in_process
+from test_user_code_contained import LAYER  # the same affine layer, its hooks filled in per test
 
 from gradcheck_cli.python import forkserver
 
 pytestmark = pytest.mark.skipif(not forkserver.enabled() or not os.path.isdir("/proc"),
                                 reason="the fork server runs on Linux")
-
-LAYER = '''import os, sys
-import numpy as np
-{at_import}
-
-
-def affine_forward(x, w):
-{forward}    return x @ w, (x, w)
-
-
-def affine_backward(dout, cache):
-    x, w = cache
-{backward}    return dout @ w.T, x.T @ dout
-'''
-
 
 def write(folder, name, at_import="", forward="", backward=""):
     (folder / name).write_text(LAYER.format(at_import=at_import, forward=forward, backward=backward), encoding="utf-8")
