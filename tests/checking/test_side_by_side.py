@@ -89,6 +89,15 @@ y = [0.5, -1.0, 2.0]
 f = sq(x) * cube(x) + sum(sq(y)) + sum(cube(y) * tanh(y)) + max(x, sin(x))
 """
 
+PROJECTED_AND_INFINITE = """\
+gate root(t) = sqrt(t)
+  dt = dout / (2 * sqrt(t))
+W = randn(9, 9)
+v = randn(9)
+z = 0.0
+f = sum(tanh(W @ v)) + sum(relu(W)) + root(z) + root(v[0] * v[0] + 1)
+"""
+
 
 def _gates_one_by_one(graph, values, nodes, settings, point=1, jacobians=None, memo=None):
     from gradcheck_cli.checking import gatecheck
@@ -102,9 +111,10 @@ def test_gate_checks_side_by_side_are_one_by_one(settings, monkeypatch):
     # Every GateRow and node row equal field for field, bit for bit: the calls compared in one evidence
     # and their differences run side by side (runners.Each) give what each call checked alone gives.
     from gradcheck_cli.checking import gatecheck
-    texts = [p.read_text() for p in FILES] + [TIES, A_WRONG_D_LOCAL, KINKS, WRONG_AND_RIGHT,
+    texts = [p.read_text() for p in FILES] + [TIES, A_WRONG_D_LOCAL, KINKS, WRONG_AND_RIGHT, PROJECTED_AND_INFINITE,
                                               expression_file(150, seed=7), expression_file(60, seed=3)]
-    names = [str(p) for p in FILES] + ["ties", "d local", "kinks", "wrong and right", "tree150", "tree60"]
+    names = [str(p) for p in FILES] + ["ties", "d local", "kinks", "wrong and right", "projected and infinite",
+                                       "tree150", "tree60"]
     together = [_report(t, **settings) for t in texts]
     monkeypatch.setattr(gatecheck, "check_gates", _gates_one_by_one)
     alone = [_report(t, **settings) for t in texts]
