@@ -597,8 +597,8 @@ def test_an_automatic_vjp_of_nested_gates_runs_each_body_once(monkeypatch):
 def test_calls_of_one_gate_at_the_same_operands_share_one_check(monkeypatch):
     from gradcheck_cli.checking import gatecheck
     done = []
-    original = gatecheck._check_gate
-    monkeypatch.setattr(gatecheck, "_check_gate", lambda *a: done.append(a[2].id) or original(*a))
+    original = gatecheck._prepare  # each check made: prepared once, compared with the others side by side
+    monkeypatch.setattr(gatecheck, "_prepare", lambda *a: done.append(a[2].id) or original(*a))
     a, b = "x[0]", "x[1]"
     src = ("gate g(t) = t * t\n  dt = 2 * dout * t\nx = randn(2)\n"
            + "".join(f"y{i} = g({a if i % 2 else b})\n" for i in range(10)) + "f = " + " + ".join(f"y{i}" for i in range(10)))

@@ -277,16 +277,13 @@ def _gate_checks(graph: Graph, values: list, settings: Settings, jacobians: dict
     if warning:
         report.warnings.append((warning, graph.nodes[graph.output].pos.line, graph.nodes[graph.output].pos.col))
     memo: dict = {}
-    checks = []
-    for node in gates:
-        checks += gatecheck.check_gate(graph, values, node, settings, 1, jacobians, memo)
+    checks = gatecheck.check_gates(graph, values, gates, settings, 1, jacobians, memo)
     failed = {c.node for c in checks if c.status == "fail"}
     hand_derived = [n for n in gates if n.composite is not None and n.composite.hand_derived and n.id not in failed]
     if hand_derived:
         second = gatecheck.second_point(graph, settings, POLICY)
         if second is not None:
-            for node in hand_derived:
-                checks += gatecheck.check_gate(graph, second, node, settings, 2, None, memo)
+            checks += gatecheck.check_gates(graph, second, hand_derived, settings, 2, None, memo)
     return checks
 
 

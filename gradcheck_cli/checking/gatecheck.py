@@ -14,6 +14,7 @@ import numpy as np
 from ..oracles import complexstep, numeric, runners, subgradients, symbolic
 from . import pipeline, targets, verdict
 from ..oracles.autodiff import forward, gate_vjp, run_graph
+from ..oracles import batches
 from ..core.errors import BackwardError, GradValueError
 from ..language.graph import Composite, Graph, Node
 from ..core.settings import Settings
@@ -60,14 +61,108 @@ def check_gate(graph: Graph, values: list, node, settings: Settings, point: int 
     args = [values[i] for i in node.inputs]
     key = None
     if memo is not None:
-        key = (id(node.gate), repr(sorted(node.attrs.items())), point, tuple(slots),
-               tuple((np.shape(a), np.asarray(a, dtype=float).tobytes()) for a in args))
+        key = _key(node, point, slots, args)
         if key in memo:
             return [_at_call(graph, node, c) for c in memo[key]]
     checks = _check_gate(graph, values, node, settings, point, jacobians, slots, args)
     if key is not None and memo is not None:  # (key is made only with a memo)
         memo[key] = checks
     return checks
+
+
+def check_gates(graph: Graph, values: list, nodes: list, settings: Settings, point: int = 1,
+                jacobians: dict | None = None, memo: dict | None = None) -> list:
+    """`check_gate` of each node in turn, the same GateChecks in the same order, with the gate calls
+    compared side by side: each call's differences (or complex-step columns) and rounding run on its
+    own, then every call's comparison in one `pipeline.compare_many`; a call whose comparison fails, a
+    projection, a tie take the whole check step alone, as `check_gate` does."""
+    memo = {} if memo is None else memo
+    order: list = []           # per node: (node, key, first) — first: it is the call whose check is made
+    pending: dict = {}         # key -> the call's Prepared, for the distinct calls not in the memo
+    for node in nodes:
+        slots = checkable_slots(graph, node)
+        if not slots:
+            continue
+        args = [values[i] for i in node.inputs]
+        key = _key(node, point, slots, args)
+        first = key not in memo and key not in pending
+        if first:
+            pending[key] = _prepare(graph, values, node, settings, point, jacobians, slots, args)
+        order.append((node, key, first))
+    prepared = list(pending.values())
+    firsts = _first_differences([p.target for p in prepared], settings)
+    ready = [replace(p.target, differences=first,
+                     noise=pipeline.rounding(p.target.rerun, p.target.backprop, POLICY.noise_signs)
+                     if POLICY.noise_first else None) for p, first in zip(prepared, firsts)]
+    for key, p, compared in zip(pending, prepared, pipeline.compare_many(ready, settings, POLICY)):
+        memo[key] = _finish(graph, p, compared, settings)
+    checks: list = []
+    for node, key, first in order:
+        checks += memo[key] if first else [_at_call(graph, node, c) for c in memo[key]]
+    return checks
+
+
+def _first_differences(calls: list, settings: Settings) -> list:
+    """`pipeline.first_differences` of each gate call, the same bits: the complex step's exact columns
+    where it has them, the other calls' element-by-element differences; each kind run for many calls
+    side by side (runners.Each: each call's rows by its own runner, as alone), as many calls a batch as
+    keep every pass within one chunk of rows. Projections, and a call whose rows a runner would chunk
+    alone, on their own."""
+    firsts: list = [None] * len(calls)
+
+    def alone(call) -> bool:
+        n = call.elements.n
+        return (call.elements.projections or n == 0
+                or runners.rows_bound(n) * max(1, call.runner.width(call.elements.id)) > batches.CHUNK_ELEMENTS)
+
+    steps = {i: c.complex_step for i, c in enumerate(calls)
+             if isinstance(c.complex_step, complexstep.OnRunner) and c.complex_step.up_front}
+
+    def columns(batch: list) -> None:
+        found = complexstep.exact_columns(runners.Each({calls[i].elements.id: calls[i].runner for i in batch}),
+                                          [calls[i].elements for i in batch],
+                                          {calls[i].elements.id: steps[i].scale for i in batch})
+        for i in batch:
+            firsts[i] = found.get(calls[i].elements.id)
+
+    def differences(batch: list) -> None:
+        found = numeric.differentiate(runners.Each({calls[i].elements.id: calls[i].runner for i in batch}),
+                                      [calls[i].elements for i in batch], settings.h, settings.rtol, settings.atol,
+                                      {calls[i].elements.id: calls[i].backprop for i in batch}, settings.seed)
+        for i in batch:
+            firsts[i] = found[calls[i].elements.id]
+
+    _batched([i for i in steps if not alone(calls[i])], lambda i: calls[i].elements.n, columns)
+    for i, step in steps.items():
+        if alone(calls[i]):
+            firsts[i] = step.columns()
+    rest = [i for i, first in enumerate(firsts) if first is None]
+    _batched([i for i in rest if not alone(calls[i])], lambda i: runners.rows_bound(calls[i].elements.n), differences)
+    for i in rest:
+        if alone(calls[i]):
+            firsts[i] = pipeline.first_differences(replace(calls[i], complex_step=None), settings)
+    return firsts
+
+
+def _batched(items: list, rows, run) -> None:
+    """`run(batch)` over `items` in batches whose `rows(item)` sum to at most CHUNK_ELEMENTS."""
+    batch: list = []
+    total = 0
+    for i in items:
+        if batch and total + rows(i) > batches.CHUNK_ELEMENTS:
+            run(batch)
+            batch, total = [], 0
+        batch.append(i)
+        total += rows(i)
+    if batch:
+        run(batch)
+
+
+def _key(node, point: int, slots: list, args: list) -> tuple:
+    """Calls of one gate with one key share one check: the gate, its attributes, the point, the
+    checked slots and the operands' bits."""
+    return (id(node.gate), repr(sorted(node.attrs.items())), point, tuple(slots),
+            tuple((np.shape(a), np.asarray(a, dtype=float).tobytes()) for a in args))
 
 
 def _at_call(graph: Graph, node, c: GateCheck) -> GateCheck:
@@ -116,7 +211,21 @@ def _flat(grads: list, slots: list) -> np.ndarray:
     return np.concatenate([np.ravel(grads[k]) for k in slots])[None, :]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Prepared:
+    """One gate call ready for the check step: its target, and what its GateChecks are made of."""
+    target: GateCall
+    grads: list
+    error: BackwardError | None
+    point: int
+
+
 def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int, jacobians, slots, args) -> list:
+    prepared = _prepare(graph, values, node, settings, point, jacobians, slots, args)
+    return _finish(graph, prepared, pipeline.compare(prepared.target, settings, POLICY), settings)
+
+
+def _prepare(graph: Graph, values: list, node, settings: Settings, point: int, jacobians, slots, args) -> Prepared:
     out = values[node.id]
     u = upstream(settings, point, node)
     grads, error = _vjp(node, args, out, u)
@@ -134,7 +243,13 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
     target = GateCall(node=node, args=args, out=out, upstream=u, slots=slots, runner=runner, elements=elements,
                       backprop=_flat(grads, slots), symbolic=_symbolic(node, args, u, slots, settings, jacobians),
                       complex_step=step)
-    compared = pipeline.compare(target, settings, POLICY)
+    return Prepared(target=target, grads=grads, error=error, point=point)
+
+
+def _finish(graph: Graph, prepared: Prepared, compared: pipeline.Compared, settings: Settings) -> list:
+    """The GateChecks of a call from its comparison: one per checked input, then its `d<local>` lines."""
+    target, grads, error, point = prepared.target, prepared.grads, prepared.error, prepared.point
+    node, args, slots = target.node, target.args, target.slots
     ev, num = compared.evidence, compared.num
     checks = []
     offsets = np.concatenate([[0], np.cumsum([np.size(args[k]) for k in slots])]).astype(int)
@@ -150,7 +265,7 @@ def _check_gate(graph: Graph, values: list, node, settings: Settings, point: int
             j.status = Status.FAIL
         checks.append(GateCheck(node.id, k, what, j.status, j, point, line, col, slot_error))
     if composite is not None and composite.backward is not None:
-        checks += _intermediates(node, composite, args, out, u, settings, point)
+        checks += _intermediates(node, composite, args, target.out, target.upstream, settings, point)
     return checks
 
 

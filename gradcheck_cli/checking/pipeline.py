@@ -153,11 +153,7 @@ def compare(target: CheckTarget, settings: Settings, policy: Policy) -> Compared
         count("row")
         count("element", int(np.size(target.backprop)))
     step = target.complex_step
-    first = target.differences
-    if first is None and step is not None:
-        first = step.columns()
-    if first is None:
-        first = _difference(target, target.elements, settings)
+    first = first_differences(target, settings)
     compared, noise = judged(target, first, settings, policy)
     if (policy.second_opinion and step is not None and first.method == "exhaustive"
             and _worst(compared.evidence) == Status.FAIL):
@@ -170,6 +166,17 @@ def compare(target: CheckTarget, settings: Settings, policy: Policy) -> Compared
         cross = step.cross_check(compared.num, np.ravel(target.backprop), measured)
         compared = replace(compared, complex_step=cross)
     return compared
+
+
+def first_differences(target: CheckTarget, settings: Settings) -> numeric.NumericResult:
+    """The target's first numeric row: its differences run already, else the complex step's exact
+    columns, else its differences run now."""
+    first = target.differences
+    if first is None and target.complex_step is not None:
+        first = target.complex_step.columns()
+    if first is None:
+        first = _difference(target, target.elements, settings)
+    return first
 
 
 def compare_many(targets: list, settings: Settings, policy: Policy) -> list[Compared]:

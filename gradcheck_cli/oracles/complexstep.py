@@ -206,12 +206,13 @@ class OnRunner:
         return None  # its columns are judged by the verdict, as any numeric column
 
 
-def exact_columns(runner: BatchRunner, targets: list[Target], scale: float) -> dict:
+def exact_columns(runner: BatchRunner, targets: list[Target], scale: float | dict) -> dict:
     """The complex step for each target it differentiates, NumericResults by target id: not those where
     some intermediate's imaginary part left the linear regime (autodiff.IMAG_LIMIT), poisoning their
     rows with nan — the caller differences those instead: never a wrong verdict.
     `scale` is the function's own (the largest |adjoint|·|value| of its nodes): a derivative that is a
-    cancellation of terms that large rounds at ε of it (softmax's rows summing to 1)."""
+    cancellation of terms that large rounds at ε of it (softmax's rows summing to 1); a dict of them
+    by target id where each target is its own function (runners.Each)."""
     exact = columns(runner, targets, scale=scale)
     return {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
 
@@ -243,7 +244,7 @@ def off_kinks(runner: BatchRunner, target: Target, num: NumericResult, scale: fl
                          near_error=num.near_error, exact=off)
 
 
-def columns(runner: BatchRunner, targets: list[Target], h: float = GRAPH_H, scale: float = 0.0) -> dict:
+def columns(runner: BatchRunner, targets: list[Target], h: float = GRAPH_H, scale: float | dict = 0.0) -> dict:
     """The complex step for every element of each target (a node of the graph), one complex row per
     element run in the engine's batches: target id -> NumericResult, exact to rounding: ε of the
     value and of the function's `scale` over the target's (as a difference's rounding is ε·|f|/h)."""
@@ -255,7 +256,7 @@ def columns(runner: BatchRunner, targets: list[Target], h: float = GRAPH_H, scal
     for t in targets:
         value = (np.imag(out[t.id][0]) / h).T  # (out, n)
         zero = np.zeros(t.n, dtype=bool)
-        floor = _per_input(scale, [t.x])
+        floor = _per_input(scale[t.id] if isinstance(scale, dict) else scale, [t.x])
         results[t.id] = NumericResult("complex step", ROUNDING * EPS * (np.abs(value) + floor), np.zeros_like(value), zero,
                                       value=value, at_kink=zero, lower=value, upper=value, exact=True)
     return results

@@ -119,6 +119,7 @@ def differentiate(runner: Runner, targets: list[Target], step: float, rtol: floa
     centre = np.asarray(runner.centre, dtype=float).ravel()
     exhaustive = [t for t in targets if not t.projections]
     projected = [t for t in targets if t.projections]
+    assert not projected or getattr(runner, "each", None) is None  # runners.Each: element by element only
     results: dict[Hashable, NumericResult] = {}
     if exhaustive:
         results.update(_exhaustive(runner, exhaustive, centre, step, rtol, atol, reference))
@@ -139,6 +140,25 @@ class _Context:
     reference: dict
     rtol: float
     atol: float
+
+    def centre_of(self, t: Target) -> np.ndarray:
+        """The function's value at the point for target `t`: its own runner's where the runner holds one
+        per target (runners.Each), else the one function's."""
+        each = getattr(self.runner, "each", None)
+        return self.centre if each is None else np.asarray(each(t.id).centre, dtype=float).ravel()
+
+    def terms_of(self, t: Target) -> float:
+        """The size of the terms the function of target `t` sums (Runner.terms)."""
+        each = getattr(self.runner, "each", None)
+        return self.runner.terms if each is None else each(t.id).terms
+
+    def side_by_side(self, targets, width: int) -> tuple:
+        """(centre, terms) for every target's elements side by side, (N, out) and (N, 1), where each target
+        has its own; else the one function's (broadcast alike: the same values, elementwise)."""
+        if getattr(self.runner, "each", None) is None:
+            return self.centre, self.runner.terms
+        return (np.concatenate([np.broadcast_to(self.centre_of(t), (t.n, width)) for t in targets]),
+                np.concatenate([np.full((t.n, 1), self.terms_of(t)) for t in targets]))
 
 
 def _exhaustive(runner: Runner, targets: list[Target], centre: np.ndarray, step: float, rtol: float, atol: float,
@@ -166,9 +186,10 @@ def _first_pass(ctx: _Context, targets, state) -> None:
                                   np.concatenate([out[t.id][1] for t in targets]))
     h = np.concatenate([state[t.id].h for t in targets])[:, None]
     d1 = (plus - minus) / (2 * h)
-    right, left = (plus - ctx.centre) / h, (ctx.centre - minus) / h
+    centre, terms = ctx.side_by_side(targets, d1.shape[1])
+    right, left = (plus - centre) / h, (centre - minus) / h
     value, truncation = d1.copy(), np.zeros_like(d1)
-    rounding = difference_rounding(plus, minus, ctx.runner.terms) / h
+    rounding = difference_rounding(plus, minus, terms) / h
     kink = switched.copy()
     upper, lower = np.maximum(right, left), np.minimum(right, left)
     doubt = _in_doubt(d1, _references(ctx, targets, d1.shape[1]), ctx.rtol, ctx.atol)  # a missing one: nan, in doubt
@@ -203,7 +224,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         d2 = (plus - minus) / (2 * h)
         d1 = s.d1[idx]
         s.value[idx], s.truncation[idx] = richardson(d1, d2)
-        s.rounding[idx] = difference_rounding(plus, minus, ctx.runner.terms) / h
+        s.rounding[idx] = difference_rounding(plus, minus, ctx.terms_of(t)) / h
         s.kink[idx] |= switched
         # beyond a kink within h/2 of v, the slopes between ±h/2 and ±h are its one-sided limits
         # (the secants from v itself are biased by the kink's offset): they widen the bounds
@@ -212,7 +233,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         s.upper[idx] = np.maximum(s.upper[idx], outer.max(axis=0))
         s.lower[idx] = np.minimum(s.lower[idx], outer.min(axis=0))
         if not ctx.sees:
-            s.kink[idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre, h, ctx.reference.get(t.id),
+            s.kink[idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre_of(t), h, ctx.reference.get(t.id),
                                                  ctx.rtol, ctx.atol, REFINE)
 
 
@@ -239,7 +260,7 @@ def _escalate_pass(ctx: _Context, targets, state) -> None:
         H = s.big[:, None]
         D1, D2 = (p1 - m1) / (2 * H), (p2 - m2) / (2 * H * REFINE)
         value, trunc = richardson(D1, D2)
-        rounding = difference_rounding(p2, m2, ctx.runner.terms) / (H * REFINE)
+        rounding = difference_rounding(p2, m2, ctx.terms_of(t)) / (H * REFINE)
         old = (s.truncation[idx] + s.rounding[idx]).max(axis=1)
         better = ~(sw1 | sw2) & ((trunc + rounding).max(axis=1) < old) & np.all(np.isfinite(value), axis=1)
         take = idx[better]
@@ -263,14 +284,14 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
         if kinked.size:
             plus, minus, switched = split(*out[t.id])
             small = s.h[kinked, None] * TIE
-            s.at[kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre, small)
+            s.at[kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre_of(t), small)
             # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
             near = (plus - minus) / (2 * small)
             if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
-                big = kinks.gap(s.plus[kinked], s.minus[kinked], ctx.centre, s.h[kinked, None])
-                near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre, small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
+                big = kinks.gap(s.plus[kinked], s.minus[kinked], ctx.centre_of(t), s.h[kinked, None])
+                near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre_of(t), small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
             s.near[kinked] = near
-            s.near_error[kinked] = difference_rounding(plus, minus, ctx.runner.terms) / small
+            s.near_error[kinked] = difference_rounding(plus, minus, ctx.terms_of(t)) / small
         s.classes = kinks.classes(np.flatnonzero(s.at), s.upper - s.lower, s.rounding)
         s.pairs = [p for members in s.classes for p in kinks.pairs(members)]
 
@@ -292,7 +313,7 @@ def _pair_pass(ctx: _Context, targets, state) -> None:
         if s.pairs:
             plus, minus, switched = split(*out[t.id])
             if not ctx.sees:
-                switched = kinks.jump_joint(s, s.pairs, plus, minus, ctx.centre)
+                switched = kinks.jump_joint(s, s.pairs, plus, minus, ctx.centre_of(t))
             s.groups = kinks.union([p for p, sw in zip(s.pairs, switched) if not sw], np.flatnonzero(s.at))
         grouped: np.ndarray | list = np.concatenate(s.groups) if s.groups else []
         for members in s.classes:
@@ -319,7 +340,7 @@ def _tie_pass(ctx: _Context, targets, state) -> None:
             continue
         plus, minus, switched = split(*out[t.id])
         if not ctx.sees:
-            switched = kinks.jump_joint(s, s.groups, plus, minus, ctx.centre)
+            switched = kinks.jump_joint(s, s.groups, plus, minus, ctx.centre_of(t))
         for k, members in enumerate(s.groups):
             if switched[k]:
                 continue  # moving them together still switches: not a tie, judge one by one

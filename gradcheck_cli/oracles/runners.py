@@ -109,6 +109,50 @@ class GateRunner:
         return phi, switched
 
 
+class Each:
+    """Several runners side by side, one per target (gate calls, each its own function): the engine
+    differences all their targets in one pass of each kind, each target's rows run by its own runner
+    exactly as alone — the same probes, the same number of rows — and each target's centre and terms
+    its own runner's (numeric._Context). Element by element only (projections draw per function).
+    Rows of a target are never split between chunks: its `width` is 1, so a pass of up to
+    CHUNK_ELEMENTS rows is one batch; the caller keeps a pass of all its targets within that
+    (`rows_bound`), and a runner would chunk a target's rows alone only past the same bound."""
+
+    centre = np.zeros(0)   # one per target: each(target id).centre
+    terms = 0.0            # one per target: each(target id).terms
+
+    def __init__(self, runners: dict):
+        self._runners = runners
+
+    def each(self, target_id):
+        return self._runners[target_id]
+
+    def width(self, target_id) -> int:
+        return 1
+
+    def work(self, target: Target) -> int:
+        return self._runners[target.id].work(target)
+
+    def run(self, probes: list[Probe], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        outs, flags = [], []
+        end = 0
+        for p in probes:  # run_rows: one probe per target, its rows consecutive, in order
+            start, count = end, (int(p.rows[-1]) + 1 - end if p.rows.size else 0)
+            assert p.rows.size and int(p.rows[0]) == start and count > 0
+            o, sw = self._runners[p.node].run([Probe(p.node, p.rows - start, p.flat, p.delta)], count)
+            outs.append(np.asarray(o).reshape(count, -1))
+            flags.append(np.asarray(sw, dtype=bool))
+            end += count
+        assert end == n_rows
+        return np.concatenate(outs), np.concatenate(flags)
+
+
+def rows_bound(n: int) -> int:
+    """The most rows one pass of the exhaustive differences runs for a target of n elements (±h of each,
+    ±h/2 and the two escalated steps, ±TIE·h, a pair of rows per pair of kink elements, per tie)."""
+    return max(4 * n, n * (n - 1) + 2, 2 * n)
+
+
 NODE_COST = 24  # a node's evaluation in a batched row costs about this many elements' (measured: a chain
                 # of scalars runs ~25 times slower per element than a network of matrices)
 
