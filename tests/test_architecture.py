@@ -2,7 +2,10 @@
 keep start-up fast."""
 
 import ast
+import json
 from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 
@@ -151,39 +154,82 @@ def test_no_evaluator_is_ever_called():
                     raise AssertionError(f"{path.name}:{n.lineno} calls {name}()")
 
 
-def test_saved_parser_tables_match_the_grammar():
-    from gradcheck_cli.language import syntax
-    grammar, digest = syntax._grammar()
-    head = (PACKAGE / "language" / syntax.TABLES).read_bytes().split(b"\n", 1)[0].decode()
-    assert head.split()[0] == digest.split()[0], \
-        "grammar.lark changed: run `python -m gradcheck_cli.language.syntax` to refresh grammar.tables"
-    assert head.split()[1].startswith("lark-")
-
-
-def test_tables_saved_by_another_lark_are_rebuilt_not_loaded(monkeypatch):
-    from gradcheck_cli.language import syntax
-    loaded = []
-    real_load = syntax.Lark._load
-    monkeypatch.setattr(syntax.Lark, "_load", lambda self, *a, **k: loaded.append(1) or real_load(self, *a, **k))
-    for version, expect_loaded in (("0.0.1", False), (syntax.lark.__version__, True)):
-        syntax._parser.cache_clear()
-        monkeypatch.setattr(syntax.lark, "__version__", version)
-        loaded.clear()
-        try:
-            assert syntax.parse("x = 1\nf = x * x").statements[1].name == "f"
-        finally:
-            syntax._parser.cache_clear()
-        assert bool(loaded) == expect_loaded, version
-
-
-def test_the_parser_is_built_when_the_tables_are_stale(monkeypatch):
-    from gradcheck_cli.language import syntax
+def _parse_with_fresh_parser(syntax) -> str:
     syntax._parser.cache_clear()
-    monkeypatch.setattr(syntax, "TABLES", "no-such-file")
     try:
-        assert syntax.parse("x = 1\nf = x * x").statements[1].name == "f"
+        return syntax.parse("x = 1\nf = x * x").statements[1].name
     finally:
         syntax._parser.cache_clear()
+
+
+def test_parser_tables_are_kept_as_json_and_loaded_not_rebuilt(monkeypatch, tmp_path):
+    """The LALR tables lark builds (0.2 s) are kept in the cache folder as tagged JSON, read back
+    through lark's own deserialiser, never a pickle; a second parser loads them instead of building."""
+    from gradcheck_cli.language import syntax
+    monkeypatch.setenv("GRADCHECK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRADCHECK_NO_CACHE", raising=False)
+    loaded, built = [], []
+    real_load, real_build = syntax.Lark._load, syntax._build
+    monkeypatch.setattr(syntax.Lark, "_load", lambda self, *a, **k: loaded.append(1) or real_load(self, *a, **k))
+    monkeypatch.setattr(syntax, "_build", lambda grammar: built.append(1) or real_build(grammar))
+    assert _parse_with_fresh_parser(syntax) == "f" and (built, loaded) == ([1], [])
+    (saved,) = tmp_path.glob("grammar-*.json")
+    assert json.loads(saved.read_text(encoding="utf-8"))["key"] == syntax._grammar()[1]
+    assert _parse_with_fresh_parser(syntax) == "f" and (built, loaded) == ([1], [1])
+    # what the loaded parser gives is what the built one gives, on every file of the repository
+    sources = sorted((ROOT / "expressions").glob("*.grad")) + sorted((ROOT / "examples").rglob("*.grad"))
+    syntax._parser.cache_clear()
+    from_tables = [repr(syntax.parse(p.read_text(encoding="utf-8"))) for p in sources]
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    syntax._parser.cache_clear()
+    assert [repr(syntax.parse(p.read_text(encoding="utf-8"))) for p in sources] == from_tables
+    syntax._parser.cache_clear()
+
+
+@pytest.mark.parametrize("damage", ["another lark", "cut short", "edited", "not tagged"])
+def test_tables_of_another_lark_or_damaged_are_rebuilt_not_loaded(monkeypatch, tmp_path, damage):
+    from gradcheck_cli.language import syntax
+    monkeypatch.setenv("GRADCHECK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRADCHECK_NO_CACHE", raising=False)
+    _parse_with_fresh_parser(syntax)
+    (saved,) = tmp_path.glob("grammar-*.json")
+    text = saved.read_text(encoding="utf-8")
+    data = json.loads(text)
+    if damage == "another lark":
+        data["key"] = data["key"].rsplit("lark-", 1)[0] + "lark-0.0.1"
+        saved.write_text(json.dumps(data), encoding="utf-8")
+    elif damage == "cut short":
+        saved.write_text(text[: len(text) // 2], encoding="utf-8")
+    elif damage == "edited":
+        data["tables"] = {"d": [["data", {"d": []}], ["memo", {"d": []}]]}
+        saved.write_text(json.dumps(data), encoding="utf-8")
+    else:
+        data["tables"] = {"x": 1, "y": 2}
+        saved.write_text(json.dumps(data), encoding="utf-8")
+    built = []
+    real_build = syntax._build
+    monkeypatch.setattr(syntax, "_build", lambda grammar: built.append(1) or real_build(grammar))
+    assert _parse_with_fresh_parser(syntax) == "f" and built == [1]
+    assert json.loads(saved.read_text(encoding="utf-8"))["key"] == syntax._grammar()[1]  # written again, whole
+
+
+def test_without_the_cache_the_parser_is_built_and_nothing_written(monkeypatch, tmp_path):
+    from gradcheck_cli.language import syntax
+    monkeypatch.setenv("GRADCHECK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    assert _parse_with_fresh_parser(syntax) == "f"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_package_holds_no_binary_or_generated_file():
+    """Nothing binary or generated ships: every file of the package is text (what the tool derives
+    once, such as the parser's tables, is made at run time and kept in the user's cache)."""
+    for path in PACKAGE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            try:
+                path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError:
+                raise AssertionError(f"{path.relative_to(PACKAGE)} is not text") from None
 
 
 # The packages, in the order data flows: a module imports only from its own package or one below.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import re
 from contextvars import ContextVar
 from importlib import resources
@@ -15,6 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import DedentError, Indenter
 
 from . import nodes
+from ..core.cache import read_json, write_json
 from ..core.errors import GradSyntaxError
 from ..core.limits import MAX_STATEMENTS
 
@@ -169,9 +169,6 @@ class _ToAst(Transformer):
         return [s for s in statements if s is not None and not isinstance(s, Token)]
 
 
-TABLES = "grammar.tables"  # the LALR tables lark builds from grammar.lark, saved: loading them takes ms, building 0.2 s
-
-
 def _grammar() -> tuple[str, str]:
     """The grammar's text, and the key its saved tables must carry: its digest and lark's version
     (tables saved by another lark are rebuilt, never loaded)."""
@@ -184,27 +181,56 @@ def _build(grammar: str) -> Lark:
                 maybe_placeholders=True, keep_all_tokens=True, transformer=_ToAst())
 
 
+def tables_name(digest: str) -> str:
+    """The cache file of the tables for this grammar and lark (`core/cache.py`'s folder)."""
+    grammar_hash, version = digest.split()
+    return f"grammar-{grammar_hash[:20]}-{version}.json"
+
+
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
+    """The LALR parser: its tables as lark built them for this grammar on an earlier run (0.2 s to build,
+    milliseconds to load), kept in gradcheck's cache folder as JSON and loaded through lark's own
+    deserialiser (never a pickle); built, and kept, where they are missing, stale or damaged."""
     grammar, digest = _grammar()
-    try:  # the saved tables ship with the package (trusted as its code); stale or unreadable: rebuild
-        head, _, body = resources.files(__package__).joinpath(TABLES).read_bytes().partition(b"\n")
-        if head.decode("ascii") == digest:
-            return Lark.__new__(Lark)._load(io.BytesIO(body), postlex=_GradIndenter(), transformer=_ToAst())
-    except Exception:  # noqa: BLE001 - any failure to load the cache means: build the parser instead
-        pass
-    return _build(grammar)
+    saved = read_json(tables_name(digest))
+    if isinstance(saved, dict) and saved.get("key") == digest:
+        try:
+            return Lark.__new__(Lark)._load(_untagged(saved["tables"]), postlex=_GradIndenter(), transformer=_ToAst())
+        except Exception:  # noqa: BLE001 - tables that do not load (damaged, edited) mean: build the parser
+            pass
+    parser = _build(grammar)
+    data, memo = parser.memo_serialize([lark.lexer.TerminalDef, lark.grammar.Rule])
+    data["options"] = {k: v for k, v in data["options"].items() if k not in ("postlex", "transformer")}
+    write_json(tables_name(digest), {"key": digest, "tables": _tagged({"data": data, "memo": memo})})
+    return parser
 
 
-def write_tables(path=None) -> str:
-    """Save the parser tables for the current grammar next to it (run after editing grammar.lark)."""
-    grammar, digest = _grammar()
-    buffer = io.BytesIO()
-    _build(grammar).save(buffer)
-    target = path or str(resources.files(__package__).joinpath(TABLES))
-    with open(target, "wb") as f:
-        f.write(digest.encode("ascii") + b"\n" + buffer.getvalue())
-    return target
+def _tagged(value):
+    """Lark's serialised tables as JSON: tuples and dicts (whose keys may be numbers) tagged."""
+    if isinstance(value, dict):
+        return {"d": [[_tagged(k), _tagged(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"t": [_tagged(v) for v in value]}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot keep {type(value).__name__} in the parser's tables")
+
+
+def _untagged(value):
+    """`_tagged` undone (a value of another shape raises: the tables are then built)."""
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    if isinstance(value, dict):
+        (tag, body), = value.items()
+        if tag == "d":
+            return {_untagged(k): _untagged(v) for k, v in body}
+        if tag == "t":
+            return tuple(_untagged(v) for v in body)
+        raise ValueError(f"unknown tag {tag!r}")
+    return value
 
 
 def _describe(token: Token) -> str:
@@ -319,8 +345,3 @@ def _dedent_position(text: str) -> tuple[int, int]:
             if indent != levels[-1]:
                 return number, 1
     return 1, 1
-
-
-if __name__ == "__main__":  # python -m gradcheck_cli.language.syntax: refresh grammar.tables
-    from gradcheck_cli.language import syntax  # the module by its import name, so the tables refer to it by that name
-    syntax.write_tables()

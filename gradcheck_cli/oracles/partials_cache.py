@@ -7,8 +7,8 @@ partials are stored as `symvalues.tree_of` trees, plain JSON data evaluated by `
 named by SymPy's version and a hash of the sources that make the partials (the gates' SymPy forms, this
 module and the ones that differentiate and evaluate): a new SymPy or a changed gate names another file,
 and an entry is used only when the file's own record of both matches. Only the registry's own gates are
-kept. It lives in GRADCHECK_CACHE_DIR, else `$XDG_CACHE_HOME/gradcheck` (`~/.cache/gradcheck`);
-GRADCHECK_NO_CACHE=1 turns it off. A file that cannot be read or written is as none: SymPy then
+kept. It lives in gradcheck's cache folder (`core/cache.py`: GRADCHECK_CACHE_DIR, else
+`$XDG_CACHE_HOME/gradcheck`, `~/.cache/gradcheck`); GRADCHECK_NO_CACHE=1 turns it off. A file that cannot be read or written is as none: SymPy then
 differentiates, as without the cache.
 """
 
@@ -22,22 +22,12 @@ import re
 import tempfile
 from pathlib import Path
 
+from ..core.cache import directory  # noqa: F401 - where the partials are kept (tests patch the environment)
 from .symvalues import TREE_FUNCTIONS
 
 SOURCES = ("oracles/symbolic.py", "oracles/symvalues.py", "oracles/partials_cache.py")  # and every gates/*.py
 HEADS = {"s": 2, "n": 2, "pow": 3}  # a tree node's head -> its length, where fixed
 MAX_KINDS = 2_000  # kinds kept in one file (a constant is an attribute: `x + 0.3` and `x + 0.4` are two kinds)
-
-
-def directory() -> Path | None:
-    """Where the partials are kept, or None when the cache is off."""
-    if os.environ.get("GRADCHECK_NO_CACHE", "") not in ("", "0"):
-        return None
-    chosen = os.environ.get("GRADCHECK_CACHE_DIR")
-    if chosen:
-        return Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gradcheck"
 
 
 def sympy_version() -> str | None:

@@ -1,0 +1,57 @@
+"""Where gradcheck keeps what it derives once and reuses between runs: SymPy's partials of the
+elementwise gates (`oracles/partials_cache.py`) and the parser's LALR tables (`language/syntax.py`),
+each a JSON file named by what made it, never code and never a pickle.
+
+`GRADCHECK_CACHE_DIR` if set, else `$XDG_CACHE_HOME/gradcheck`, else `~/.cache/gradcheck`;
+`GRADCHECK_NO_CACHE=1` turns it off (everything is derived again on every run). A folder that cannot
+be read or written, or a file damaged or cut short, is as no cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def directory() -> Path | None:
+    """Where derived files are kept, or None when the cache is off."""
+    if os.environ.get("GRADCHECK_NO_CACHE", "") not in ("", "0"):
+        return None
+    chosen = os.environ.get("GRADCHECK_CACHE_DIR")
+    if chosen:
+        return Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gradcheck"
+
+
+def read_json(name: str):
+    """The JSON value of the cache's file `name`, or None (no cache, no such file, unreadable, damaged)."""
+    folder = directory()
+    if folder is None:
+        return None
+    try:
+        return json.loads((folder / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def write_json(name: str, value) -> None:
+    """The cache's file `name` written whole and atomically (another process sees the old file or the
+    new, never half of one); quietly nothing where the cache is off or cannot be written."""
+    folder = directory()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}-", dir=folder)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump(value, f)
+            os.replace(temporary, folder / name)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except (OSError, TypeError, ValueError):
+        pass
