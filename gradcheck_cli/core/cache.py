@@ -26,30 +26,34 @@ def directory() -> Path | None:
     return Path(base) / "gradcheck"
 
 
-def read_json(name: str):
-    """The JSON value of the cache's file `name`, or None (no cache, no such file, unreadable, damaged)."""
+def file(name: str) -> Path | None:
+    """The path of the cache's file `name`, or None when the cache is off."""
     folder = directory()
-    if folder is None:
+    return None if folder is None else folder / name
+
+
+def read_json(path: Path | None):
+    """The JSON value of a cache file, or None (no cache, no such file, unreadable, damaged)."""
+    if path is None:
         return None
     try:
-        return json.loads((folder / name).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
 
 
-def write_json(name: str, value) -> None:
-    """The cache's file `name` written whole and atomically (another process sees the old file or the
-    new, never half of one); quietly nothing where the cache is off or cannot be written."""
-    folder = directory()
-    if folder is None:
+def write_json(path: Path | None, value) -> None:
+    """A cache file written whole and atomically (another process sees the old file or the new, never
+    half of one); quietly nothing where the cache is off or cannot be written."""
+    if path is None:
         return
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{name}-", dir=folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as f:
                 json.dump(value, f)
-            os.replace(temporary, folder / name)
+            os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)
             raise

@@ -14,7 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import DedentError, Indenter
 
 from . import nodes
-from ..core.cache import read_json, write_json
+from ..core.cache import file, read_json, write_json
 from ..core.errors import GradSyntaxError
 from ..core.limits import MAX_STATEMENTS
 
@@ -193,7 +193,8 @@ def _parser() -> Lark:
     milliseconds to load), kept in gradcheck's cache folder as JSON and loaded through lark's own
     deserialiser (never a pickle); built, and kept, where they are missing, stale or damaged."""
     grammar, digest = _grammar()
-    saved = read_json(tables_name(digest))
+    kept = file(tables_name(digest))
+    saved = read_json(kept)
     if isinstance(saved, dict) and saved.get("key") == digest:
         try:
             return Lark.__new__(Lark)._load(_untagged(saved["tables"]), postlex=_GradIndenter(), transformer=_ToAst())
@@ -202,7 +203,7 @@ def _parser() -> Lark:
     parser = _build(grammar)
     data, memo = parser.memo_serialize([lark.lexer.TerminalDef, lark.grammar.Rule])
     data["options"] = {k: v for k, v in data["options"].items() if k not in ("postlex", "transformer")}
-    write_json(tables_name(digest), {"key": digest, "tables": _tagged({"data": data, "memo": memo})})
+    write_json(kept, {"key": digest, "tables": _tagged({"data": data, "memo": memo})})
     return parser
 
 

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
-from ..core.cache import directory  # noqa: F401 - where the partials are kept (tests patch the environment)
+from ..core.cache import directory, read_json, write_json
 from .symvalues import TREE_FUNCTIONS
 
 SOURCES = ("oracles/symbolic.py", "oracles/symvalues.py", "oracles/partials_cache.py")  # and every gates/*.py
@@ -97,31 +94,14 @@ class Store:
                 kept[key] = trees
                 added += 1
         self.entries = {**kept, **self.entries}
-        if not added:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=".partials-", dir=self.path.parent)
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as f:
-                    json.dump({"sympy": self.version, "sources": self.sources, "partials": kept}, f)
-                os.replace(temporary, self.path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except OSError:
-            pass
+        if added:
+            write_json(self.path, {"sympy": self.version, "sources": self.sources, "partials": kept})
 
     def _read(self) -> dict:
-        if self.path is None:
-            return {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        data = read_json(self.path)
         if (not isinstance(data, dict) or data.get("sympy") != self.version or data.get("sources") != self.sources
                 or not isinstance(data.get("partials"), dict)):
-            return {}  # another version's or another source's: never used
+            return {}  # none, damaged, or another version's or another source's: never used
         return data["partials"]
 
 

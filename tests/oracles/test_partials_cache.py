@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sympy
 
+from gradcheck_cli.core import cache
 from gradcheck_cli.gates import REGISTRY
 from gradcheck_cli.language.frontend import load
 from gradcheck_cli.oracles import autodiff, partials_cache, symbolic
@@ -158,8 +159,8 @@ def test_kinds_made_in_one_check_are_written_once_and_the_file_is_bounded(tmp_pa
     # every constant is an attribute: a file of many constants makes many kinds
     text = "x = 0.7\nf = " + " + ".join(f"(x * {k + 2})" for k in range(40)) + "\n"
     writes = []
-    real = partials_cache.os.replace
-    monkeypatch.setattr(partials_cache.os, "replace", lambda a, b: writes.append(b) or real(a, b))
+    real = cache.os.replace
+    monkeypatch.setattr(cache.os, "replace", lambda a, b: writes.append(b) or real(a, b))
     monkeypatch.setenv("GRADCHECK_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("GRADCHECK_NO_CACHE", raising=False)
     monkeypatch.setattr(symbolic, "_elementwise", {})
