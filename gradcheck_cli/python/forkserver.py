@@ -44,7 +44,7 @@ _BASE = ("numpy", "numpy.random", "gradcheck_cli.python.pymodule", "gradcheck_cl
 _REPLY = struct.Struct("<Bqq")  # kind, pid, wait status
 _FORKED, _EXITED = 1, 2
 START_SECONDS = 600.0  # the longest a server may take to import and fork (a loaded machine, torch and JAX)
-_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
+_PR_SET_CHILD_SUBREAPER = 36  # prctl: orphans of the children are reparented here (the parent-death signal is set in isolation._child)
 
 
 def enabled() -> bool:
