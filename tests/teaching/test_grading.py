@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PY_EXERCISE = ROOT / "examples" / "grading" / "affine.py"
 GRAD_EXERCISE = ROOT / "examples" / "grading" / "affine_gate.grad"
@@ -175,8 +177,7 @@ def test_bad_exercises_are_positioned_errors(tmp_path, text, fragment, line):
     path.write_text(text, encoding="utf-8")
     sub = tmp_path / "s.grad"
     sub.write_text(gate(), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(path), str(sub), "--secret", "1"],
-                          capture_output=True, text=True)
+    done = gradcheck_in_process("grade", path, sub, "--secret", "1")  # the exercise read before any submission runs
     assert done.returncode == 2 and fragment in done.stderr and f"ex.grad:{line}:" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
@@ -184,12 +185,12 @@ def test_bad_exercises_are_positioned_errors(tmp_path, text, fragment, line):
 def test_grade_needs_a_secret_and_matching_submissions(tmp_path):
     sub = tmp_path / "s.py"
     sub.write_text(backward(), encoding="utf-8")
-    base = [sys.executable, "-m", "gradcheck_cli", "grade", str(PY_EXERCISE), str(sub)]
-    done = subprocess.run(base, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    base = ["grade", str(PY_EXERCISE), str(sub)]  # refused before any submission runs: in this process
+    done = gradcheck_in_process(*base, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "--secret" in done.stderr
     other = tmp_path / "s.grad"
     other.write_text(gate(), encoding="utf-8")
-    done = subprocess.run(base[:-1] + [str(other), "--secret", "3"], capture_output=True, text=True)
+    done = gradcheck_in_process(*base[:-1], str(other), "--secret", "3")
     assert done.returncode == 2 and "its submissions" in done.stderr
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
 from gradcheck_cli.teaching import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -637,7 +638,6 @@ def test_the_hidden_points_are_not_the_secret_used_as_a_seed():
 
 def test_a_sandbox_setting_that_means_nothing_is_refused(tmp_path):
     (tmp_path / "ada.py").write_text(RIGHT, encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), str(tmp_path / "ada.py"),
-                           "--secret", SECRET], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={**os.environ, "GRADCHECK_SANDBOX": "maybe"})
+    done = gradcheck_in_process("grade", EXERCISE, tmp_path / "ada.py", "--secret", SECRET, cwd=tmp_path,
+                                env={**os.environ, "GRADCHECK_SANDBOX": "maybe"})  # refused before it runs
     assert done.returncode == 2 and "GRADCHECK_SANDBOX must be one of auto, off, required, not 'maybe'" in done.stderr
