@@ -12,7 +12,9 @@ is orphaned. A child dies with the server (the parent-death signal, its stack wr
 code killing its parent (`os.kill(os.getppid(), 9)`) ends its own process, reported as an error at its
 line; the next run starts a new server.
 
-One server per (Python, gradcheck copy, environment, modules preloaded); at most `KEEP` are kept.
+One server per (Python, gradcheck copy, environment, modules preloaded, what its children run, slot);
+servers of at most `KEEP` such families (all but the slot) are kept. `gradcheck grade` forks its `.grad`
+workers from servers of its own (teaching/graderun.py: one per job slot, `-I`, a clean environment).
 `GRADCHECK_FORKSERVER=0` turns it off: a fresh Python is started for each run, as before.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import ast
 import atexit
 import ctypes
+import dataclasses
 import importlib
 import os
 import pickle
@@ -44,6 +47,7 @@ _BASE = ("numpy", "numpy.random", "gradcheck_cli.python.pymodule", "gradcheck_cl
 _REPLY = struct.Struct("<Bqq")  # kind, pid, wait status
 _FORKED, _EXITED = 1, 2
 START_SECONDS = 600.0  # the longest a server may take to import and fork (a loaded machine, torch and JAX)
+CHECK_CHILD = "gradcheck_cli.python.isolation:_child"  # what check-py's children run
 _PR_SET_CHILD_SUBREAPER = 36  # prctl: orphans of the children are reparented here (the parent-death signal is set in isolation._child)
 
 
@@ -83,6 +87,12 @@ class _Key:
     root: str
     environ: tuple
     modules: tuple
+    child: str = CHECK_CHILD  # "module:function" the children run: run_child(pipe_fd, stack_fd, orphaned=...)
+    isolated: bool = False    # the server's Python started with -I
+    slot: int = 0             # several servers of one family for callers at once (one child at a time each)
+
+    def family(self) -> _Key:
+        return dataclasses.replace(self, slot=0)
 
 
 class ServerGone(Exception):
@@ -127,7 +137,8 @@ class _Server:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
-                [key.executable, "-c", _BOOT, key.root, str(theirs.fileno()), *key.modules],
+                [key.executable, *(["-I"] if key.isolated else []), "-c", _BOOT, key.root, str(theirs.fileno()),
+                 key.child, *key.modules],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True, env=dict(key.environ))
         finally:
@@ -138,9 +149,10 @@ class _Server:
     def alive(self) -> bool:
         return not self.gone and self.process.poll() is None
 
-    def fork(self, fds: list[int]) -> Child:
-        """A child with the descriptors `fds` (the report pipe, the stack file, the task's pipe)."""
-        request = _Request(cwd=os.getcwd(), environ=dict(os.environ))
+    def fork(self, fds: list[int], *, cwd: str | None = None, environ: dict | None = None) -> Child:
+        """A child with the descriptors `fds` (the report pipe, the stack file, the task's pipe), in
+        `cwd` with `environ` (by default the caller's own)."""
+        request = _Request(cwd=os.getcwd() if cwd is None else cwd, environ=dict(os.environ if environ is None else environ))
         try:
             socket.send_fds(self.sock, [pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)], fds)
             while (reply := self._reply(START_SECONDS)) is not None and reply[0] == _EXITED:
@@ -209,22 +221,28 @@ _REGISTRY = threading.Lock()
 STARTS = [0]  # servers started by this process (the tests count them)
 
 
-def server(modules: tuple[str, ...], root: str) -> _Server | None:
+def server(modules: tuple[str, ...], root: str, *, child: str = CHECK_CHILD, environ: dict | None = None,
+           isolated: bool = False, slot: int = 0) -> _Server | None:
     """A server for this call, free and alive (started if need be), its lock held; None when all
-    are busy (another thread's run)."""
-    key = _Key(executable=sys.executable, root=root, modules=modules,
-               environ=tuple(sorted((k, v) for k, v in os.environ.items() if k not in VOLATILE)))
+    are busy (another thread's run). Its children run `child`; the server runs with `environ` (by
+    default the caller's environment), started with -I when `isolated`; callers that run children at
+    once each pass a slot of their own."""
+    environ = os.environ if environ is None else environ
+    key = _Key(executable=sys.executable, root=root, modules=modules, child=child, isolated=isolated, slot=slot,
+               environ=tuple(sorted((k, v) for k, v in environ.items() if k not in VOLATILE)))
     with _REGISTRY:
         found = _SERVERS.pop(key, None)
         if found is not None and not found.alive():
             found.close()
             found = None
         if found is None:
-            while len(_SERVERS) >= KEEP:
-                oldest = next(iter(_SERVERS))
-                if _SERVERS[oldest].lock.locked():
+            while True:  # the servers of the least recently used other families ended, down to KEEP - 1 of them
+                families = list(dict.fromkeys(k.family() for k in _SERVERS if k.family() != key.family()))
+                if len(families) < KEEP or any(s.lock.locked() for k, s in _SERVERS.items()
+                                               if k.family() == families[0]):
                     break
-                _SERVERS.pop(oldest).close()
+                for k in [k for k in _SERVERS if k.family() == families[0]]:
+                    _SERVERS.pop(k).close()
             try:
                 found = _Server(key)
             except OSError:  # no process to be had: a fresh Python is tried instead
@@ -261,14 +279,16 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 # --- the server ---------------------------------------------------------------------------------------
 
-# As isolation's child: this copy of gradcheck, the working folder off the path.
-_BOOT = ("import sys; sys.path[0] = sys.argv[1]; from gradcheck_cli.python import forkserver, isolation; "
-         "del sys.path[0]; forkserver._serve(int(sys.argv[2]), sys.argv[3:], isolation._child)")
+# As isolation's child: this copy of gradcheck, the working folder off the path (-I leaves it off already).
+_BOOT = ("import sys; sys.flags.safe_path or sys.path.pop(0); sys.path.insert(0, sys.argv[1]); "
+         "from gradcheck_cli.python import forkserver; del sys.path[0]; "
+         "forkserver._serve(int(sys.argv[2]), sys.argv[4:], sys.argv[3])")
 
 
-def _serve(sock_fd: int, modules: list[str], run_child) -> None:  # pragma: no cover - runs in the server process
+def _serve(sock_fd: int, modules: list[str], child: str) -> None:  # pragma: no cover - runs in the server process
     """Import, then fork a child per request and report how each ended, until the socket closes.
-    `run_child(pipe_fd, stack_fd, orphaned=...)` is what the child runs (it never returns)."""
+    `child` ("module:function", one of gradcheck's) is what the child runs: `run_child(pipe_fd,
+    stack_fd, orphaned=...)`, which never returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
     os.set_inheritable(sock_fd, False)
@@ -279,6 +299,10 @@ def _serve(sock_fd: int, modules: list[str], run_child) -> None:  # pragma: no c
             importlib.import_module(name)
         except BaseException:  # noqa: BLE001 - not importable here: the child imports it itself, and says why
             pass
+    where, name = child.split(":")
+    if not where.startswith("gradcheck_cli."):  # gradcheck's own code only
+        os._exit(2)
+    run_child = getattr(importlib.import_module(where), name)
     me = os.getpid()
     try:
         os.close(os.pidfd_open(me))

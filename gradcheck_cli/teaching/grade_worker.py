@@ -1,16 +1,25 @@
 """One `.grad` submission graded in a worker process (graderun starts it with its limits): reads the
 request (JSON: the exercise, the submission's text, the student's name) on standard input, writes the
 Graded (JSON) as its last line on standard output. The submission is text gradcheck evaluates; no code
-of the student's runs here."""
+of the student's runs here.
+
+The worker is a child forked from a server that imported gradcheck, numpy and SymPy once for the class
+(`forked`, python/forkserver.py), or a fresh Python (`main`) where there is no fork server."""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 
 from ..core.errors import GradcheckError
 from .exercise import Exercise, Part
 from .grading import grade_grad, zero
+from .sandbox import Limits, limited
+
+_PR_SET_PDEATHSIG = 1
 
 
 def main() -> int:
@@ -29,6 +38,36 @@ def main() -> int:
     sys.stdout.write("\n" + json.dumps(graded.to_dict(private=True)) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def forked(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None:  # pragma: no cover - in the child
+    """The worker as a fork server's child: standard output the pipe `pipe_fd`, standard error the file
+    `stack_fd`; the request on standard input, its first line the limits (sandbox.Limits, as JSON),
+    which are set before anything else is read; then `main`. It dies with the server (`orphaned`:
+    (its signal, the server's pid))."""
+    code = 70
+    try:
+        if orphaned is not None:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != orphaned[1]:
+                os._exit(70)
+        limits = json.loads(sys.stdin.readline())
+        limited(Limits(**limits), False)()
+        for fd, target in ((pipe_fd, 1), (stack_fd, 2)):
+            os.dup2(fd, target)
+            os.close(fd)
+        code = main()
+    except MemoryError:
+        os.write(2, b"MemoryError\n")
+    except BaseException:  # noqa: BLE001 - said on standard error, then ended
+        import traceback
+        os.write(2, traceback.format_exc().encode("utf-8", "replace")[-4000:])
+    finally:
+        try:
+            sys.stdout.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        os._exit(code)
 
 
 if __name__ == "__main__":

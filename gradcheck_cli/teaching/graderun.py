@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
 import re
+import select
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core.limits import MAX_FILE_BYTES
+from ..python import forkserver
 from .exercise import Exercise
 from .grading import Graded, PartResult, grade_python, zero
 from .sandbox import Limits, environment, limited
@@ -122,14 +126,23 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
     exercise, loaded by the caller before any submission runs). `on_done(graded)` is told as each
     finishes."""
     root = class_folder(submissions)
+    workers = max(1, min(jobs, os.cpu_count() or 1))
+    slots: queue.Queue = queue.Queue()  # each running grade's own fork server (a .grad worker's)
+    for k in range(workers):
+        slots.put(k)
 
     def one(item):
         student, path, shown = item
-        graded = _masked(_grade_one(exercise, ours, path, student, secret, hidden, limits, shown), secret, root)
+        slot = slots.get()
+        try:
+            graded = _grade_one(exercise, ours, path, student, secret, hidden, limits, shown, slot)
+        finally:
+            slots.put(slot)
+        graded = _masked(graded, secret, root)
         if on_done is not None:
             on_done(graded)
         return graded
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, students(submissions, exercise.path)))
 
 
@@ -145,7 +158,7 @@ def _masked(graded: Graded, secret: int, root: str = "/") -> Graded:
 
 
 def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
-               shown: str | None = None) -> Graded:
+               shown: str | None = None, slot: int = 0) -> Graded:
     display = shown or student_text(os.path.basename(path), 200)
     source = read_submission(path)
     if isinstance(source, str):
@@ -157,7 +170,7 @@ def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, h
             text = source.decode("utf-8")
         except UnicodeDecodeError as err:
             return zero(exercise, student, display, f"the submission is not UTF-8 text (byte {err.start + 1})")
-        return _grad_worker(exercise, text, display, student, secret, hidden, limits)
+        return _grad_worker(exercise, text, display, student, secret, hidden, limits, slot)
     except RecursionError:
         return zero(exercise, student, display, "the submission is nested too deeply to grade")
     except MemoryError:
@@ -168,18 +181,23 @@ def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, h
 
 
 def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secret: int, hidden: int,
-                 limits: Limits) -> Graded:
+                 limits: Limits, slot: int = 0) -> Graded:
     """A `.grad` submission checked in a worker process (gradcheck's own code, with the limits: a
-    submission within the language's limits may still be slow)."""
+    submission within the language's limits may still be slow): a child of the fork server of the
+    grade's `slot` (grade_worker.forked), or a fresh Python where there is none."""
     request = json.dumps({"exercise": dataclasses.asdict(exercise), "text": text, "display": display,
                           "student": student, "secret": secret, "hidden": hidden})
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
         env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
-        try:
-            done = subprocess.run([sys.executable, "-I", "-c", WORKER], input=request,
-                                  capture_output=True, text=True, encoding="utf-8", errors="replace",
-                                  timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=limited(limits, False))
-        except subprocess.TimeoutExpired:
+        done = _forked_worker(request, limits, cwd, env, slot)
+        if done is _NO_SERVER:
+            try:
+                done = subprocess.run([sys.executable, "-I", "-c", WORKER], input=request,
+                                      capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                      timeout=limits.seconds, cwd=cwd, env=env, preexec_fn=limited(limits, False))
+            except subprocess.TimeoutExpired:
+                done = None
+        if done is None:
             return zero(exercise, student, display, f"ran out of time ({limits.seconds:g} s)")
     if done.returncode == 0:
         try:
@@ -191,3 +209,70 @@ def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secr
     why = ("ran out of memory" if "MemoryError" in tail or done.returncode in (-9, 137) else
            f"could not be graded (the worker ended with code {done.returncode})")
     return zero(exercise, student, display, why)
+
+
+OUT_BYTES = 1 << 26  # the most of a worker's standard output read (its Graded: far less)
+
+
+def _forked_worker(request: str, limits: Limits, cwd: str, env: dict, slot: int):
+    """The worker's CompletedProcess (returncode, stdout, stderr) as a fork server's child (the same
+    limits, folder and environment as a fresh Python's), None when it ran past `limits.seconds`;
+    `_NO_SERVER` when there is no fork server to be had (then a fresh Python is started)."""
+    if not forkserver.enabled():
+        return _NO_SERVER
+    server = forkserver.server(WORKER_PRELOAD, _HERE, child="gradcheck_cli.teaching.grade_worker:forked",
+                               environ={**environment(tempfile.gettempdir()), "PYTHONIOENCODING": "utf-8"},
+                               isolated=True, slot=slot)
+    if server is None:
+        return _NO_SERVER
+    out_read, out_write = os.pipe()
+    task_read, task_write = os.pipe()
+    err = tempfile.TemporaryFile(dir=cwd)
+    try:
+        try:
+            child = server.fork([out_write, err.fileno(), task_read], cwd=cwd, environ=env)
+        except forkserver.ServerGone:
+            server.release()
+            return _NO_SERVER
+        except BaseException:
+            server.release()
+            raise
+        finally:
+            os.close(out_write)
+            os.close(task_read)
+        started = time.monotonic()  # (the server's imports, done before it forked, are not the submission's time)
+        out, timed_out, code = bytearray(), True, None
+        try:
+            try:
+                with os.fdopen(task_write, "wb") as task:
+                    task_write = -1
+                    task.write(json.dumps(dataclasses.asdict(limits)).encode("utf-8") + b"\n" + request.encode("utf-8"))
+            except OSError:  # it is gone already: its exit status says why
+                pass
+            while (left := limits.seconds - (time.monotonic() - started)) > 0:
+                if not select.select([out_read], [], [], left)[0]:
+                    continue
+                chunk = os.read(out_read, 1 << 16)
+                if not chunk:
+                    timed_out = False
+                    break
+                if len(out) < OUT_BYTES:
+                    out += chunk
+        finally:  # (Ctrl-C too: it is ended, its server free)
+            code = child.stop(grace=0.0 if timed_out else max(1.0, limits.seconds - (time.monotonic() - started)))
+        if timed_out:
+            return None
+        err.seek(0)
+        return subprocess.CompletedProcess([], -9 if code is None else code, out.decode("utf-8", "replace"),
+                                           err.read(1 << 20).decode("utf-8", "replace"))
+    finally:
+        os.close(out_read)
+        if task_write >= 0:
+            os.close(task_write)
+        err.close()
+
+
+_NO_SERVER = object()  # _forked_worker's answer when there is no fork server: a fresh Python is started
+# What a worker imports as it grades (SymPy among them, for the d lines' partials): its fork server imports
+# them once, before it forks a worker for each submission.
+WORKER_PRELOAD = ("gradcheck_cli.teaching.grade_worker", "gradcheck_cli.oracles.symbolic", "sympy", "lark")

@@ -20,6 +20,7 @@ import os
 import struct
 import sys
 import traceback
+import types
 
 import numpy as np
 
@@ -196,13 +197,26 @@ def arguments(params: dict) -> dict:
     return out
 
 
+_PARAMETERS: dict = {}  # (a plain function, its code) -> its parameters' names: inspect.signature is slow
+
+
+def _parameters(fn):
+    if isinstance(fn, types.FunctionType) and not hasattr(fn, "__signature__") and not hasattr(fn, "__wrapped__"):
+        key = (fn, fn.__code__)
+        found = _PARAMETERS.get(key)
+        if found is None:
+            found = _PARAMETERS[key] = frozenset(inspect.signature(fn).parameters)
+        return found
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def call_with(fn, order: list, values: dict):
     """`fn` called with `values` (inputs and params): by keyword when they are all its parameters'
     names, else by position in `order` (the exercise's forward's order of them)."""
-    try:
-        taken = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        taken = {}
+    taken = _parameters(fn)
     if all(name in taken for name in values):
         return fn(**values)
     return fn(*[values[name] for name in order if name in values])

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXERCISE = ROOT / "examples" / "grading" / "cs231n_a2.py"
 REFERENCE = EXERCISE.read_text(encoding="utf-8")
@@ -399,8 +401,8 @@ def test_a_malformed_header_is_the_teachers_error(tmp_path, edit, fragment, line
     exercise.write_text(text, encoding="utf-8")
     student = tmp_path / "ada.py"
     student.write_text(REFERENCE, encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(student), "--secret", "1",
-                           "--format", "csv"], capture_output=True, text=True, timeout=120)
+    # in this process (the header is read before any submission runs: not about the process)
+    done = gradcheck_in_process("grade", exercise, student, "--secret", "1", "--format", "csv")
     assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
     assert fragment in done.stderr and f"ex.py:{line}:{col}: error:" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import gradcheck_in_process
 from gradcheck_cli.teaching.diagnose_grads import diagnose
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -55,9 +56,11 @@ SCORES = {"ada": 5, "ben": 4, "cai": 0, "dan": 4, "eve": 0, "fay": 4}
 
 
 def _grade(exercise: Path, files: list, cwd: Path, *extra, code: int = 0):
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), *map(str, files),
-                           "--secret", "424242", "--timeout", "20", "--format", "json", *extra],
-                          capture_output=True, text=True, cwd=cwd)
+    args = ["grade", str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", "--format", "json", *extra]
+    if code:  # the teacher's error, said before any submission runs: in this process (not about the process)
+        done = gradcheck_in_process(*args, cwd=cwd)
+    else:
+        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
     assert done.returncode == code, done.stderr
     return done if code else {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
 
@@ -174,14 +177,14 @@ def test_check_py_reads_a_point_file(tmp_path):
     (tmp_path / "layers.py").write_text(CLASS["ada"], encoding="utf-8")
     (tmp_path / "p.json").write_text(json.dumps({"x": [[1.0, 2.0, 3.0]], "w": np.eye(3, 2).tolist(), "b": [0.5, 1]}),
                                      encoding="utf-8")
-    run = [sys.executable, "-m", "gradcheck_cli", "check-py", "layers.py::affine", "--format", "json"]
-    done = subprocess.run([*run, "--at", "@p.json"], capture_output=True, text=True, cwd=tmp_path)
+    run = ["check-py", "layers.py::affine", "--format", "json"]  # in this process: not about the process
+    done = gradcheck_in_process(*run, "--at", "@p.json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["results"][0]["nodes"][0]["value"] == [[1.0, 2.0, 3.0]]
-    done = subprocess.run([*run, "--at", "@missing.json"], capture_output=True, text=True, cwd=tmp_path)
+    done = gradcheck_in_process(*run, "--at", "@missing.json", cwd=tmp_path)
     assert done.returncode == 2 and "'@missing.json': No such file or directory" in done.stderr
     (tmp_path / "q.json").write_text("[1, 2]", encoding="utf-8")
-    done = subprocess.run([*run, "--at", "@q.json"], capture_output=True, text=True, cwd=tmp_path)
+    done = gradcheck_in_process(*run, "--at", "@q.json", cwd=tmp_path)
     assert done.returncode == 2 and "expected an object of input names" in done.stderr
 
 

@@ -250,9 +250,10 @@ def similar_class(tmp_path_factory):
     for name, source in SIMILAR_CLASS.items():
         (folder / f"{name}.py").write_text(source, encoding="utf-8")
     files = sorted(folder.iterdir())
-    as_json = grade(PY_EXERCISE, files, "--similarity", "--format", "json", "-j", "2")
-    as_table = grade(PY_EXERCISE, files, "--similarity", "-j", "2")
-    return json.loads(as_json.stdout), as_table.stdout
+    # one run: the table on standard output, the JSON (the same text --format json prints) in a file
+    out = tmp_path_factory.mktemp("similar-out") / "grades.json"
+    as_table = grade(PY_EXERCISE, files, "--similarity", "-j", "2", "--json", str(out))
+    return json.loads(out.read_text(encoding="utf-8")), as_table.stdout
 
 
 def test_students_with_the_same_slip_are_listed_together(similar_class):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PY_EXERCISE = ROOT / "examples" / "grading" / "affine.py"
 GRAD_EXERCISE = ROOT / "examples" / "grading" / "affine_gate.grad"
@@ -44,7 +46,7 @@ PY_CLASS = {
             {"dx": 0, "dw": 0, "db": 0}, {"dx": "raised NotImplementedError", "db": "raised NotImplementedError"}),
     "lou": ("def affine_backward(dout, cache)\n    return 1\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "lou.py:1:33: error: cannot import"}),
     "max": ("def affine_backward(dout, cache):\n    while True:\n        pass\n", {"dx": 0, "dw": 0, "db": 0},
-            {"dx": "affine_backward did not finish"}),  # in 10 s of CPU, or in --timeout
+            {"dx": "affine_backward did not finish"}),  # in --call-timeout's 3 s of CPU, or in --timeout
     "ned": ("import numpy as np\n\ndef affine_backward(dout, cache):\n    big = np.ones((10 ** 5, 10 ** 5))\n"
             "    return big, big, big\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "MemoryError"}),
     "ola": ("def affine_bwd(dout, cache):\n    return None\n", {"dx": 0, "dw": 0, "db": 0},
@@ -83,7 +85,10 @@ def python_class(tmp_path_factory):
     for name, (source, _, _) in PY_CLASS.items():
         (folder / f"{name}.py").write_text(source, encoding="utf-8")
     feedback = folder.parent / "feedback"
-    graded = _grade(PY_EXERCISE, folder, "--csv", str(folder.parent / "grades.csv"), "--feedback", str(feedback))
+    # (--call-timeout: the endless loop's call stopped after 3 s of CPU, where each call of the others takes
+    # milliseconds of it)
+    graded = _grade(PY_EXERCISE, folder, "--csv", str(folder.parent / "grades.csv"), "--feedback", str(feedback),
+                    "--call-timeout", "3")
     return graded, folder.parent
 
 
@@ -172,8 +177,7 @@ def test_bad_exercises_are_positioned_errors(tmp_path, text, fragment, line):
     path.write_text(text, encoding="utf-8")
     sub = tmp_path / "s.grad"
     sub.write_text(gate(), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(path), str(sub), "--secret", "1"],
-                          capture_output=True, text=True)
+    done = gradcheck_in_process("grade", path, sub, "--secret", "1")  # the exercise read before any submission runs
     assert done.returncode == 2 and fragment in done.stderr and f"ex.grad:{line}:" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
@@ -181,12 +185,12 @@ def test_bad_exercises_are_positioned_errors(tmp_path, text, fragment, line):
 def test_grade_needs_a_secret_and_matching_submissions(tmp_path):
     sub = tmp_path / "s.py"
     sub.write_text(backward(), encoding="utf-8")
-    base = [sys.executable, "-m", "gradcheck_cli", "grade", str(PY_EXERCISE), str(sub)]
-    done = subprocess.run(base, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    base = ["grade", str(PY_EXERCISE), str(sub)]  # refused before any submission runs: in this process
+    done = gradcheck_in_process(*base, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "--secret" in done.stderr
     other = tmp_path / "s.grad"
     other.write_text(gate(), encoding="utf-8")
-    done = subprocess.run(base[:-1] + [str(other), "--secret", "3"], capture_output=True, text=True)
+    done = gradcheck_in_process(*base[:-1], str(other), "--secret", "3")
     assert done.returncode == 2 and "its submissions" in done.stderr
 
 
@@ -221,3 +225,37 @@ def test_points_from_a_toml_beside_the_exercise_and_html_feedback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(folder / "zed.grad"),
                            "--secret", "1"], capture_output=True, text=True)
     assert done.returncode == 2 and "must be a number ≥ 0" in done.stderr
+
+
+@pytest.mark.parametrize("server", ["on", "off"])
+def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits(tmp_path, monkeypatch, server):
+    """A `.grad` worker is a child of a fork server that imported gradcheck and SymPy once (one server per
+    job slot, each used again), or a fresh Python (GRADCHECK_FORKSERVER=0): the same Graded either way
+    (the scores and reasons of GRAD_CLASS above), and the same limits: past --timeout, or past the
+    memory (less than a Python with SymPy imported takes), the student's 0 with the reason."""
+    from gradcheck_cli.python import forkserver
+    from gradcheck_cli.teaching.exercise import load_exercise
+    from gradcheck_cli.teaching.graderun import Limits, grade_class
+    monkeypatch.setenv("GRADCHECK_FORKSERVER", "1" if server == "on" else "0")
+    paths = []
+    for name in ("cy", "flo", "gil"):  # graded, does not parse, has no gate
+        (tmp_path / f"{name}.grad").write_text(GRAD_CLASS[name][0], encoding="utf-8")
+        paths.append(str(tmp_path / f"{name}.grad"))
+    ex = load_exercise(str(GRAD_EXERCISE))
+    before = forkserver.STARTS[0]
+    try:
+        graded = grade_class(ex, paths, 424242, 3, jobs=1)
+        for g in graded:
+            _, expected, phrases = GRAD_CLASS[g.student]
+            parts = {p.what: p for p in g.parts}
+            assert {k: p.earned for k, p in parts.items()} == expected, parts
+            assert all(phrase in parts[part].reason for part, phrase in phrases.items()), parts
+        assert forkserver.STARTS[0] - before == (1 if server == "on" and forkserver.enabled() else 0)
+        slow = grade_class(ex, paths[:1], 424242, 20, limits=Limits(seconds=0.01))[0]
+        assert slow.earned == 0 and slow.parts[0].reason == "ran out of time (0.01 s)", slow
+        small = grade_class(ex, paths[:1], 424242, 3, limits=Limits(memory_mb=120))[0]
+        assert small.earned == 0, small  # (a fresh Python under that limit fails as it starts, with no MemoryError to tell)
+        assert small.parts[0].reason == ("ran out of memory" if server == "on" and forkserver.enabled() else
+                                         "could not be graded (the worker ended with code 1)"), small
+    finally:
+        forkserver.shutdown()

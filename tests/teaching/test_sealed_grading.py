@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
 from gradcheck_cli.teaching import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -331,36 +332,61 @@ def _write_class(folder: Path, mode: str) -> list:
     return sorted(str(p) for p in subs.iterdir())
 
 
-def _run(folder: Path, files: list, sandbox_mode: str) -> dict:
+def _start(folder: Path, files: list, sandbox_mode: str) -> subprocess.Popen:
+    """`gradcheck grade` of the class, started (its standard output and error in files: nothing to drain)."""
     out = folder / "out"
     out.mkdir()
     env = {**os.environ, "GRADCHECK_SANDBOX": sandbox_mode, "GRADEBOOK": str(out / "grades.csv"),
            "GRADCHECK_SECRET": SECRET, "COLUMNS": "200"}
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), *files, "--secret", SECRET,
-                           "--timeout", "8", "--memory", "600", "-j", "2", "--csv", str(out / "grades.csv"),
-                           "--json", str(out / "grades.json"), "--feedback", str(out / "feedback")],
-                          capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=folder, env=env,
-                          timeout=900)
-    elapsed = time.monotonic() - started
-    time.sleep(5)  # a survivor's moment: it would write now
-    return {"done": done, "out": out, "elapsed": elapsed,
+    with open(folder / "stdout.txt", "wb") as stdout, open(folder / "stderr.txt", "wb") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), *files, "--secret", SECRET,
+                                 "--timeout", "8", "--memory", "600", "-j", "2", "--csv", str(out / "grades.csv"),
+                                 "--json", str(out / "grades.json"), "--feedback", str(out / "feedback")],
+                                stdout=stdout, stderr=stderr, cwd=folder, env=env)
+
+
+def _finished(folder: Path, process: subprocess.Popen) -> dict:
+    out = folder / "out"
+    texts = [(folder / f).read_text(encoding="utf-8", errors="replace") for f in ("stdout.txt", "stderr.txt")]
+    done = subprocess.CompletedProcess(process.args, process.returncode, *texts)
+    return {"done": done, "out": out,
             "graded": {s["student"]: s for s in json.loads((out / "grades.json").read_text(encoding="utf-8"))["submissions"]},
             "csv": (out / "grades.csv").read_text(encoding="utf-8")}
 
 
+@pytest.fixture(scope="module")
+def graded_classes(tmp_path_factory):
+    """The class graded in the sandbox (where bwrap can start one) and without it, both runs at once:
+    each spends most of its time waiting out the submissions that wait out --timeout. Then a
+    survivor's moment (it would write now), once for both, after both runs have ended."""
+    modes = ["sandbox", "off"] if sandbox.bubblewrap() is not None else ["off"]
+    runs = {}
+    before_all = {str(EXERCISE): EXERCISE.read_bytes()}
+    try:
+        for mode in modes:
+            folder = tmp_path_factory.mktemp(f"redteam-{mode}")
+            if _survivor(folder).exists():
+                _survivor(folder).unlink()
+            files = _write_class(folder, mode)
+            before = {p: Path(p).read_bytes() for p in files if not os.path.islink(p)} | before_all
+            runs[mode] = (folder, before, _start(folder, files, "auto" if mode == "sandbox" else "off"))
+        for _, _, process in runs.values():
+            process.wait(timeout=900)
+    finally:
+        for _, _, process in runs.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    time.sleep(5)  # a survivor's moment: it would write now
+    return {mode: {**_finished(folder, process), "mode": mode, "before": before, "folder": folder}
+            for mode, (folder, before, process) in runs.items()}
+
+
 @pytest.fixture(scope="module", params=["sandbox", "off"])
-def graded_class(request, tmp_path_factory):
-    if request.param == "sandbox" and sandbox.bubblewrap() is None:
+def graded_class(request, graded_classes):
+    if request.param not in graded_classes:
         pytest.skip("bubblewrap (bwrap) cannot start a sandbox on this machine")
-    folder = tmp_path_factory.mktemp(f"redteam-{request.param}")
-    if _survivor(folder).exists():
-        _survivor(folder).unlink()
-    files = _write_class(folder, request.param)
-    before = {p: Path(p).read_bytes() for p in files if not os.path.islink(p)} | {str(EXERCISE): EXERCISE.read_bytes()}
-    run = _run(folder, files, "auto" if request.param == "sandbox" else "off")
-    run["mode"], run["before"], run["folder"] = request.param, before, folder
-    return run
+    return graded_classes[request.param]
 
 
 def test_the_run_ends_with_exit_0_and_a_full_gradebook(graded_class):
@@ -612,7 +638,6 @@ def test_the_hidden_points_are_not_the_secret_used_as_a_seed():
 
 def test_a_sandbox_setting_that_means_nothing_is_refused(tmp_path):
     (tmp_path / "ada.py").write_text(RIGHT, encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), str(tmp_path / "ada.py"),
-                           "--secret", SECRET], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={**os.environ, "GRADCHECK_SANDBOX": "maybe"})
+    done = gradcheck_in_process("grade", EXERCISE, tmp_path / "ada.py", "--secret", SECRET, cwd=tmp_path,
+                                env={**os.environ, "GRADCHECK_SANDBOX": "maybe"})  # refused before it runs
     assert done.returncode == 2 and "GRADCHECK_SANDBOX must be one of auto, off, required, not 'maybe'" in done.stderr
