@@ -44,6 +44,7 @@ def gc(*args, stdin=None, timeout=60):
     ("x = eye(1e6)\nf = sum(x)", "1,000,000,000,000 elements", 1, 5),
     ("x = eye(40000)\nf = sum(x)", "1,600,000,000 elements", 1, 5),
     ("x = ones(30000, 1) * ones(1, 30000)\nf = sum(x)", "900,000,000 elements", 1, 20),
+    ("A = randn(40000, 1)\nf = sum(A @ A.T)", "'A @ A.T' would have 1,600,000,000 elements", 2, 11),
     ("x = randn(5000000)\nf = sum(x)", "a size of 5,000,000 is too large", 1, 5),
     ("x = randn(1500000)\ny = x * x\nz = y * x\nf = sum(z)", "all the nodes up to here together", 3, 5),
     ("x = " + "[" * 33 + "1" + "]" * 33 + "\nf = sum(x)", "9 dimensions (at most 8)", 1, 29),
