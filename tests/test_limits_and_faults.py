@@ -179,12 +179,14 @@ def test_descend_with_a_one_element_output():
     assert result.exit_code == 0 and json.loads(result.stdout)["steps"][1]["value"] == pytest.approx(0.64)
 
 
-def test_explain_graph_quiz_on_a_3000_gate_chain(tmp_path):
+def test_explain_graph_quiz_on_a_1500_gate_chain(tmp_path):
+    # deeper than Python's recursion limit (1,000 frames): a walk that recursed once per gate would raise
     p = tmp_path / "chain.grad"
-    p.write_text("x = 0.5\nf = " + "sin(" * 3000 + "x" + ")" * 3000 + "\n")
+    p.write_text("x = 0.5\nf = " + "sin(" * 1500 + "x" + ")" * 1500 + "\n")
     for args in (["explain"], ["graph"], ["graph", "--format", "dot"], ["quiz"]):
         result = run(*args, str(p), input="")
         assert result.exit_code in (0, 1) and "Traceback" not in result.output, args
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
 
 
 # --- files, output, configuration ------------------------------------------------------------------
