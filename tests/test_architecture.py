@@ -2,6 +2,7 @@
 keep start-up fast."""
 
 import ast
+import functools
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "gradcheck_cli"
+pytestmark = pytest.mark.xdist_group("architecture")  # one worker: the package is parsed once (_trees)
 # Modules that import the rest of the package lazily, so `gradcheck --help` never pays for numpy.
 LAZY_FRONT = {"cli", "__init__", "pytest_plugin", "render"}
 # Heavy or rarely needed libraries any module may import inside a function, with the reason.
@@ -57,12 +59,19 @@ def _resolve(module: str, node: ast.ImportFrom) -> list:
     return names
 
 
+@functools.cache
+def _trees() -> dict:
+    """Every module of the package, path -> its syntax tree: parsed once for the tests that read them
+    (none changes a tree or the package)."""
+    return {path: ast.parse(path.read_text(encoding="utf-8")) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+@functools.cache
 def _imports():
     """module -> [(imported package module, inside a function?, third-party top name)]"""
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path, tree in _trees().items():
         module = _module_name(path)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
         entries = []
 
         def visit(node, in_function):
@@ -135,18 +144,16 @@ def test_imports_inside_functions_only_keep_start_up_fast():
 
 
 def test_the_library_never_prints():
-    for path in PACKAGE.rglob("*.py"):
+    for path, tree in _trees().items():
         if path.name in ("cli.py",):
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
         assert not calls, f"{path.name} calls print()"
 
 
 def test_no_evaluator_is_ever_called():
     banned = {"eval", "exec", "sympify", "parse_expr", "lambdify", "compile"}
-    for path in PACKAGE.rglob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+    for path, tree in _trees().items():
         for n in ast.walk(tree):
             if isinstance(n, ast.Call):
                 name = getattr(n.func, "id", None) or getattr(n.func, "attr", None)

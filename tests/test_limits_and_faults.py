@@ -44,6 +44,7 @@ def gc(*args, stdin=None, timeout=60):
     ("x = eye(1e6)\nf = sum(x)", "1,000,000,000,000 elements", 1, 5),
     ("x = eye(40000)\nf = sum(x)", "1,600,000,000 elements", 1, 5),
     ("x = ones(30000, 1) * ones(1, 30000)\nf = sum(x)", "900,000,000 elements", 1, 20),
+    ("A = randn(40000, 1)\nf = sum(A @ A.T)", "'A @ A.T' would have 1,600,000,000 elements", 2, 11),
     ("x = randn(5000000)\nf = sum(x)", "a size of 5,000,000 is too large", 1, 5),
     ("x = randn(1500000)\ny = x * x\nz = y * x\nf = sum(z)", "all the nodes up to here together", 3, 5),
     ("x = " + "[" * 33 + "1" + "]" * 33 + "\nf = sum(x)", "9 dimensions (at most 8)", 1, 29),
@@ -178,12 +179,14 @@ def test_descend_with_a_one_element_output():
     assert result.exit_code == 0 and json.loads(result.stdout)["steps"][1]["value"] == pytest.approx(0.64)
 
 
-def test_explain_graph_quiz_on_a_3000_gate_chain(tmp_path):
+def test_explain_graph_quiz_on_a_1500_gate_chain(tmp_path):
+    # deeper than Python's recursion limit (1,000 frames): a walk that recursed once per gate would raise
     p = tmp_path / "chain.grad"
-    p.write_text("x = 0.5\nf = " + "sin(" * 3000 + "x" + ")" * 3000 + "\n")
+    p.write_text("x = 0.5\nf = " + "sin(" * 1500 + "x" + ")" * 1500 + "\n")
     for args in (["explain"], ["graph"], ["graph", "--format", "dot"], ["quiz"]):
         result = run(*args, str(p), input="")
         assert result.exit_code in (0, 1) and "Traceback" not in result.output, args
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
 
 
 # --- files, output, configuration ------------------------------------------------------------------

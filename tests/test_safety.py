@@ -103,11 +103,28 @@ def test_a_dead_worker_is_an_error_for_its_file_and_the_rest_are_checked(tmp_pat
     assert run_.exit_code() == 2
 
 
+def _checking(proc, settle: float = 0.5) -> None:
+    """Wait until the command is running its check: numpy, which the command line imports only to check,
+    is mapped into the process (Python's start-up, where Ctrl-C would be a KeyboardInterrupt, is over);
+    then `settle` seconds more, inside the run. Where /proc is not, a fixed pause past start-up."""
+    import time
+    maps = f"/proc/{proc.pid}/maps"
+    if not os.path.exists(maps):
+        time.sleep(2.5)
+        return
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        with open(maps) as f:
+            if "_multiarray_umath" in f.read():
+                break
+        time.sleep(0.02)
+    time.sleep(settle)
+
+
 def test_ctrl_c_stops_the_run_and_its_workers_with_exit_130(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
     slow = "x = randn(60)\nW = randn(60, 60)\nf = sum(softmax(softmax(softmax(tanh(W @ x)))))\n"
     for i in range(24):
         (tmp_path / f"f{i}.grad").write_text(slow)
@@ -117,7 +134,8 @@ def test_ctrl_c_stops_the_run_and_its_workers_with_exit_130(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check", str(tmp_path), "-j", jobs,
                                  "--format", "json", "-o", str(report)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.5)  # well inside the run (24 files take over 8 s with -j 2), past start-up
+        _checking(proc)  # inside the run (24 files take over 8 s with -j 2), past start-up
+        assert proc.poll() is None, (jobs, proc.communicate())
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, (jobs, err[-500:])

@@ -140,6 +140,18 @@ class Shape:
         self._down[output] = out
         return out
 
+    def after(self, output: int) -> dict:
+        """Per kind, per node up to `output` (and one past it: 0), what every node from it to `output`
+        costs together: a chunk starting at that node visits no more (kept: each recheckable node's
+        differences ask for it)."""
+        key = ("after", output)
+        if key not in self._down:
+            def suffix(a):
+                return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
+            self._down[key] = {"call": suffix(self.calls), "element": suffix(self.elements),
+                               "window": suffix(self.windows), "sweep": np.arange(output + 1, -1, -1)}
+        return self._down[key]
+
     def one_element(self, output: int) -> dict:
         """Per node, a bound on what a row nudging one of its elements recomputes: `downstream`'s, but
         a consumer that reads a few of its elements (a gate's `reads` rule: x[i]) counted only for the
@@ -239,10 +251,7 @@ def differences(shape: Shape, width: Callable[[int], int], targets: list, output
     differences fail is given the complex step off its kinks (a second opinion). None: no complex
     step. `planned`: the differences' plan (else plan.PLAN)."""
     planned = planned or plan.PLAN
-    def suffix(a):
-        return np.concatenate([np.cumsum(a[: output + 1][::-1])[::-1], [0]])
-    whole = {"call": suffix(shape.calls), "element": suffix(shape.elements), "window": suffix(shape.windows),
-             "sweep": np.arange(output + 1, -1, -1)}
+    whole = shape.after(output)
     dense = shape.downstream(output)
     sparse = shape.one_element(output)
     total = {"call": 0, "element": 0, "window": 0, "sweep": 0}

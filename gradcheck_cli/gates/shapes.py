@@ -159,7 +159,7 @@ def concat_infer(shapes, params):
 
 
 def _common_lead(args, nds):
-    return np.broadcast_shapes(*[a.shape[: a.ndim - nd] for a, nd in zip(args, nds)])
+    return np.broadcast_shapes(*{a.shape[: a.ndim - nd] for a, nd in zip(args, nds)})  # the few distinct ones
 
 
 def concat_forward(args, a):
@@ -189,9 +189,18 @@ def stack_infer(shapes, params):
 
 
 def stack_forward(args, a):
-    lead = _common_lead(args, a["nds"])
-    return np.stack([np.broadcast_to(x, lead + x.shape[x.ndim - nd:]) for x, nd in zip(args, a["nds"])],
-                    axis=a["axis"])
+    """np.stack of the parts broadcast to their common leading (batch) axes, each part written into its
+    slice of the result by assignment, which broadcasts it (a comprehension stacks hundreds of parts,
+    most of them one row's or the point's: a view made per part cost more than the copy)."""
+    args = [np.asarray(x) for x in args]
+    nd = a["nds"][0]
+    shape = _common_lead(args, a["nds"]) + args[0].shape[args[0].ndim - nd:]
+    out = np.empty(shape[: len(shape) + 1 + a["axis"]] + (len(args),) + shape[len(shape) + 1 + a["axis"]:],
+                   dtype=np.result_type(*[x.dtype for x in args]))
+    slices = np.moveaxis(out, a["axis"], 0)
+    for k, x in enumerate(args):
+        slices[k] = x
+    return out
 
 
 def stack_vjp(g, args, out, a):

@@ -86,7 +86,7 @@ class CallsMixin:
             _finite_or_raise(value, expr.pos, f"the constant {source_text(self.text, expr.pos)}")
             return Const(value, expr.pos)
         shape = composite.body.nodes[composite.body.output].shape
-        _check_shape(tuple(shape), fpos, f"'{source_text(self.text, expr.pos)}'")
+        _check_shape(tuple(shape), fpos, lambda: f"'{source_text(self.text, expr.pos)}'")
         inputs = tuple(r if isinstance(r, int) else self._literal(r) for r in args)
         return self._add(name=name or self._auto_name(expr), kind="gate", shape=tuple(shape),
                          pos=expr.pos, gate=composite, inputs=inputs, attrs={})
@@ -118,7 +118,7 @@ class CallsMixin:
         except TypeError as err:  # a parameter of the wrong kind that a gate's shape rule did not foresee
             raise GradValueError(f"{gate.call or gate.name}(): {err}", where.line, where.col) from None
         attrs = {**inferred, **attrs}
-        _check_shape(tuple(shape), where, f"'{source_text(self.text, expr.pos)}'")
+        _check_shape(tuple(shape), where, lambda: f"'{source_text(self.text, expr.pos)}'")
         workspace = gate.workspace(shapes, attrs) if gate.workspace is not None else 0
         if workspace > MAX_ELEMENTS:
             raise GradShapeError(size_error(f"the windows of '{source_text(self.text, expr.pos)}'", workspace,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..core.errors import GradShapeError, GradValueError
@@ -15,17 +17,23 @@ def _finite_or_raise(value, pos, what):
         raise GradValueError(f"{what} is not finite ({_describe_bad(value)})", pos.line, pos.col)
 
 
-def _check_shape(shape: tuple, pos, what: str):
-    """Refuse, before anything is allocated, an array past the documented limits."""
+def _check_shape(shape: tuple, pos, what: str | Callable[[], str]):
+    """Refuse, before anything is allocated, an array past the documented limits. `what` names it in the
+    message; given as a function, it is called only for a message (a gate's source text, say)."""
     if len(shape) > MAX_NDIM:
-        raise GradShapeError(f"{what} would have {len(shape)} dimensions (at most {MAX_NDIM})", pos.line, pos.col)
+        raise GradShapeError(f"{_said(what)} would have {len(shape)} dimensions (at most {MAX_NDIM})", pos.line, pos.col)
     size = 1
     for n in shape:
         size *= int(n)
     if size == 0:
-        raise GradShapeError(f"{what} would have no elements (a size is 0); nothing could be checked", pos.line, pos.col)
+        raise GradShapeError(f"{_said(what)} would have no elements (a size is 0); nothing could be checked",
+                             pos.line, pos.col)
     if size > MAX_ELEMENTS:
-        raise GradShapeError(size_error(what, size, MAX_ELEMENTS, name="MAX_ELEMENTS"), pos.line, pos.col)
+        raise GradShapeError(size_error(_said(what), size, MAX_ELEMENTS, name="MAX_ELEMENTS"), pos.line, pos.col)
+
+
+def _said(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 def _describe_bad(value) -> str:

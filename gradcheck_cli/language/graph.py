@@ -249,6 +249,8 @@ def source_text(text: str, pos: nodes.Pos) -> str:
     return name
 
 
+_COMMENT, _SPACES = re.compile(r"#[^\n]*"), re.compile(r"\s+")
+
+
 def _one_line(text: str) -> str:
-    text = re.sub(r"#[^\n]*", "", text)
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACES.sub(" ", _COMMENT.sub("", text)).strip()

@@ -31,9 +31,11 @@ class WorkBuffers:
     def __init__(self) -> None:
         self._sorted: dict[np.dtype, list[tuple[int, int, np.ndarray]]] = {}  # dtype -> (size, order, buffer)
         self._order = 0  # buffers in the order pooled: the oldest free ones make room first
+        self._ages: dict[int, tuple[np.dtype, int, np.ndarray]] = {}  # order -> (dtype, size, buffer), oldest first
         self._bytes = 0
         probe = [(1, 0, np.empty(1))]
         buf = probe[0][2]
+        ages = {0: (buf.dtype, 1, buf)}  # noqa: F841 - held as a pooled buffer is, by its size and by its age
         self._free = self._references(buf)  # what a buffer only the pool holds counts, measured the same way
 
     @staticmethod
@@ -55,21 +57,28 @@ class WorkBuffers:
         return fresh.reshape(shape)
 
     def _keep(self, fresh: np.ndarray) -> None:
-        """Pool a new buffer, making room from free ones (the oldest first) past POOL_BYTES."""
+        """Pool a new buffer, making room from free ones (the oldest first) past POOL_BYTES. The pool's
+        buffers are kept by age too (a dict in the order pooled), so making room walks the oldest only
+        as far as it must, never sorting the pool (a deep chain pools a buffer per node)."""
         if self._bytes + fresh.nbytes > POOL_BYTES:
-            oldest_first = sorted((entry[1], dtype) for dtype, entries in self._sorted.items() for entry in entries)
-            for order, dtype in oldest_first:
+            evicted = []
+            for order, (_, _, buf) in self._ages.items():
                 if self._bytes + fresh.nbytes <= POOL_BYTES:
                     break
-                entries = self._sorted[dtype]
-                i = next(k for k, entry in enumerate(entries) if entry[1] == order)
-                buf = entries[i][2]
                 if self._references(buf) <= self._free:
                     self._bytes -= buf.nbytes
-                    del entries[i]
+                    evicted.append(order)
+            for order in evicted:
+                dtype, size, _ = self._ages.pop(order)
+                entries = self._sorted[dtype]
+                i = bisect.bisect_left(entries, size, key=_size)
+                while entries[i][1] != order:
+                    i += 1
+                del entries[i]
         if self._bytes + fresh.nbytes <= POOL_BYTES:
             entries = self._sorted.setdefault(fresh.dtype, [])
             entries.insert(bisect.bisect_right(entries, fresh.size, key=_size), (fresh.size, self._order, fresh))
+            self._ages[self._order] = (fresh.dtype, fresh.size, fresh)
             self._order += 1
             self._bytes += fresh.nbytes
 

@@ -49,15 +49,29 @@ def _report(text: str, **settings):
     return {"nodes": _raw(r.nodes), "gates": _raw(r.gates), "error": repr(r.error), "warnings": repr(r.warnings)}
 
 
+@pytest.fixture(scope="module")
+def together():
+    """_report as the tool runs (side by side), kept for the module: both tests below compare it, each
+    against its own one-by-one run, for the same files and settings."""
+    kept: dict = {}
+
+    def report(text: str, **settings):
+        key = (text, tuple(sorted(settings.items())))
+        if key not in kept:
+            kept[key] = _report(text, **settings)
+        return kept[key]
+    return report
+
+
 @pytest.mark.parametrize("settings", [{}, {"complex_step": False}, {"symbolic": False}], ids=["default", "no-cstep", "no-sympy"])
-def test_side_by_side_is_one_by_one(settings, monkeypatch):
+def test_side_by_side_is_one_by_one(settings, monkeypatch, together):
     texts = [p.read_text() for p in FILES] + [TIES, expression_file(150, seed=7)]
-    together = [_report(t, **settings) for t in texts]
+    joined = [together(t, **settings) for t in texts]
     monkeypatch.setattr(pipeline, "compare_many", _one_by_one)
     alone = [_report(t, **settings) for t in texts]
     statuses = {n["status"] for r in alone for n in r["nodes"]}
     assert {"<Status.PASS: 'pass'>", "<Status.FAIL: 'fail'>"} <= statuses
-    for path, a, b in zip(FILES + ["ties", "tree"], together, alone):
+    for path, a, b in zip(FILES + ["ties", "tree"], joined, alone):
         assert a == b, path
 
 
@@ -107,7 +121,7 @@ def _gates_one_by_one(graph, values, nodes, settings, point=1, jacobians=None, m
 @pytest.mark.parametrize("settings", [{}, {"complex_step": False}, {"symbolic": False},
                                       {"complex_step": False, "symbolic": False}],
                          ids=["default", "no-cstep", "no-sympy", "neither"])
-def test_gate_checks_side_by_side_are_one_by_one(settings, monkeypatch):
+def test_gate_checks_side_by_side_are_one_by_one(settings, monkeypatch, together):
     # Every GateRow and node row equal field for field, bit for bit: the calls compared in one evidence
     # and their differences run side by side (runners.Each) give what each call checked alone gives.
     from gradcheck_cli.checking import gatecheck
@@ -115,13 +129,13 @@ def test_gate_checks_side_by_side_are_one_by_one(settings, monkeypatch):
                                               expression_file(150, seed=7), expression_file(60, seed=3)]
     names = [str(p) for p in FILES] + ["ties", "d local", "kinks", "wrong and right", "projected and infinite",
                                        "tree150", "tree60"]
-    together = [_report(t, **settings) for t in texts]
+    joined = [together(t, **settings) for t in texts]
     monkeypatch.setattr(gatecheck, "check_gates", _gates_one_by_one)
     alone = [_report(t, **settings) for t in texts]
     statuses = {g["status"] for r in alone for g in r["gates"]}
     assert {"<Status.PASS: 'pass'>", "<Status.FAIL: 'fail'>"} <= statuses  # both kinds of gate row are compared
     assert any(len(r["gates"]) > 100 for r in alone)  # a tree whose gate calls are batched
-    for name, a, b in zip(names, together, alone):
+    for name, a, b in zip(names, joined, alone):
         assert a["gates"] == b["gates"], name
         assert a == b, name
 

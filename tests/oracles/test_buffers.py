@@ -44,6 +44,21 @@ def test_dtypes_are_kept_apart_and_the_pool_is_bounded():
     assert all(h.shape == (1024, 1024) for h in held)
 
 
+def test_a_full_pool_makes_room_from_its_oldest_free_buffers():
+    pool = WorkBuffers()
+    n = POOL_BYTES // 8 // 8  # eight of these fill the pool
+    held = [pool.take((n,)) for _ in range(8)]
+    assert pool.held_bytes == POOL_BYTES
+    addresses = [h.__array_interface__["data"][0] for h in held]
+    del held[6], held[5], held[0]  # three free: the oldest two make room for a larger one, the newest stays
+    larger = pool.take((n + 1,))
+    assert pool.held_bytes == 6 * n * 8 + (n + 1) * 8
+    assert pool.take((n,)).__array_interface__["data"][0] == addresses[6]
+    place = larger.__array_interface__["data"][0]
+    del larger
+    assert pool.take((n + 1,)).__array_interface__["data"][0] == place  # it was pooled
+
+
 NETWORK = """\
 const X = randn(6, 5)
 W1 = 0.3 * randn(5, 7)

@@ -436,10 +436,10 @@ def _gelu_pair():
     c = math.sqrt(2 / math.pi)
 
     def gelu(x):
-        return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x * x * x)))
 
     def gelu_vjp(g, x):
-        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        t = np.tanh(c * (x + 0.044715 * x * x * x))
         return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x ** 2))
     return gelu, gelu_vjp
 

@@ -11,12 +11,11 @@ import math
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import gradcheck_in_process
 from devtools import Browser
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -25,15 +24,15 @@ SIGMA = 1 / (1 + math.exp(-1.0))  # the neuron's dot is 2·(−1) + (−3)·(−
 
 
 def _explain_page(tmp_path: Path, source: Path = NEURON, graphviz: bool = True, name: str = "page.html") -> str:
-    """`gradcheck explain SOURCE --format html -o FILE`; without `graphviz`, `dot` is not on the PATH."""
+    """`gradcheck explain SOURCE --format html -o FILE` (in this process); without `graphviz`, `dot` is not on
+    the PATH."""
     out = tmp_path / name
     env = dict(os.environ)
     if not graphviz:
         empty = tmp_path / "no-dot"
         empty.mkdir(exist_ok=True)
         env["PATH"] = str(empty)
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "explain", str(source), "--format", "html",
-                           "-o", str(out)], capture_output=True, text=True, cwd=ROOT, env=env)
+    done = gradcheck_in_process("explain", source, "--format", "html", "-o", out, cwd=ROOT, env=env)
     assert done.returncode == 0 and done.stdout == "", done.stderr
     return out.read_text(encoding="utf-8")
 

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,22 @@ RAW = [b"\x1b", b"\x07", "\u202e".encode()]
 
 
 def run(folder: Path, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", NAME, *args], capture_output=True,
-                          cwd=folder, env=env, timeout=300)
+    """`gradcheck check NAME ARGS` in `folder`, run in this process by click's CliRunner (the bytes it
+    writes to stdout and stderr, as a subprocess's capture gives them); an exception that escaped fails."""
+    from click.testing import CliRunner
+
+    from gradcheck_cli.cli import main
+    env = {"NO_COLOR": "1", "COLUMNS": "120", "GITHUB_STEP_SUMMARY": None}
+    here = os.getcwd()
+    try:
+        os.chdir(folder)
+        result = CliRunner().invoke(main, ["check", NAME, *args], env=env)
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["check", NAME, *args], result.exit_code, result.stdout_bytes,
+                                       result.stderr_bytes)
 
 
 @pytest.mark.parametrize("fmt", ["table", "github", "junit", "markdown", "html"])
