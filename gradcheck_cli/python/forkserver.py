@@ -12,7 +12,9 @@ is orphaned. A child dies with the server (the parent-death signal, its stack wr
 code killing its parent (`os.kill(os.getppid(), 9)`) ends its own process, reported as an error at its
 line; the next run starts a new server.
 
-One server per (Python, gradcheck copy, environment, modules preloaded); at most `KEEP` are kept.
+One server per (Python, gradcheck copy, environment, modules preloaded); at most `KEEP` are kept: when
+one more is needed, the least recently used of those without a framework goes first (it restarts in a
+fraction of a second; one that imported torch or JAX takes seconds).
 `GRADCHECK_FORKSERVER=0` turns it off: a fresh Python is started for each run, as before.
 """
 
@@ -34,7 +36,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-KEEP = 2  # servers kept at once (a call with another environment or preload set starts its own)
+KEEP = 3  # servers kept at once (numpy alone, with torch, with JAX; a call with another environment or
+# preload set starts its own)
 VOLATILE = frozenset({"PYTEST_CURRENT_TEST"})  # changes with every test, read by no import: not in the key
 # (the child still gets the call's whole environment)
 ORPHAN_SIGNAL = signal.SIGPWR  # a child's parent-death signal: its stack is written, then it ends
@@ -221,10 +224,11 @@ def server(modules: tuple[str, ...], root: str) -> _Server | None:
             found = None
         if found is None:
             while len(_SERVERS) >= KEEP:
-                oldest = next(iter(_SERVERS))
-                if _SERVERS[oldest].lock.locked():
+                free = [k for k, s in _SERVERS.items() if not s.lock.locked()]  # least recently used first
+                if not free:
                     break
-                _SERVERS.pop(oldest).close()
+                gone = next((k for k in free if not _framework(k)), free[0])
+                _SERVERS.pop(gone).close()
             try:
                 found = _Server(key)
             except OSError:  # no process to be had: a fresh Python is tried instead
@@ -234,6 +238,11 @@ def server(modules: tuple[str, ...], root: str) -> _Server | None:
         if not found.lock.acquire(blocking=False):
             return None
         return found
+
+
+def _framework(key: _Key) -> bool:
+    """Has the server imported a framework (a costly start)?"""
+    return any(name in key.modules for name in PRELOADS)
 
 
 def shutdown() -> None:
