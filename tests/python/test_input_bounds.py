@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
+from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 from gradcheck_cli.cli import checking, main
 from gradcheck_cli.core import config, limits
 from gradcheck_cli.core.errors import GradcheckError, GradSyntaxError
