@@ -13,8 +13,10 @@ code killing its parent (`os.kill(os.getppid(), 9)`) ends its own process, repor
 line; the next run starts a new server.
 
 One server per (Python, gradcheck copy, environment, modules preloaded, what its children run, slot);
-servers of at most `KEEP` such families (all but the slot) are kept. `gradcheck grade` forks its `.grad`
-workers from servers of its own (teaching/graderun.py: one per job slot, `-I`, a clean environment).
+servers of at most `KEEP` such families (all but the slot) are kept: when one more is needed, the least
+recently used family without a framework goes first (it restarts in a fraction of a second; one that
+imported torch or JAX takes seconds). `gradcheck grade` forks its `.grad` workers from servers of its own
+(teaching/graderun.py: one per job slot, `-I`, a clean environment).
 `GRADCHECK_FORKSERVER=0` turns it off: a fresh Python is started for each run, as before.
 """
 
@@ -37,7 +39,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-KEEP = 2  # servers kept at once (a call with another environment or preload set starts its own)
+KEEP = 3  # families of servers kept at once (check-py's numpy alone, with torch, with JAX; a call with another
+# environment, preload set or child starts its own family)
 VOLATILE = frozenset({"PYTEST_CURRENT_TEST"})  # changes with every test, read by no import: not in the key
 # (the child still gets the call's whole environment)
 ORPHAN_SIGNAL = signal.SIGPWR  # a child's parent-death signal: its stack is written, then it ends
@@ -236,12 +239,14 @@ def server(modules: tuple[str, ...], root: str, *, child: str = CHECK_CHILD, env
             found.close()
             found = None
         if found is None:
-            while True:  # the servers of the least recently used other families ended, down to KEEP - 1 of them
+            while True:  # other families ended, down to KEEP - 1 of them: the least recently used free one
+                # without a framework first, else the least recently used free one
                 families = list(dict.fromkeys(k.family() for k in _SERVERS if k.family() != key.family()))
-                if len(families) < KEEP or any(s.lock.locked() for k, s in _SERVERS.items()
-                                               if k.family() == families[0]):
+                free = [f for f in families if not any(s.lock.locked() for k, s in _SERVERS.items() if k.family() == f)]
+                if len(families) < KEEP or not free:
                     break
-                for k in [k for k in _SERVERS if k.family() == families[0]]:
+                gone = next((f for f in free if not _framework(f)), free[0])
+                for k in [k for k in _SERVERS if k.family() == gone]:
                     _SERVERS.pop(k).close()
             try:
                 found = _Server(key)
@@ -252,6 +257,11 @@ def server(modules: tuple[str, ...], root: str, *, child: str = CHECK_CHILD, env
         if not found.lock.acquire(blocking=False):
             return None
         return found
+
+
+def _framework(key: _Key) -> bool:
+    """Has the server imported a framework (a costly start)?"""
+    return any(name in key.modules for name in PRELOADS)
 
 
 def shutdown() -> None:

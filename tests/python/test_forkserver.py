@@ -249,6 +249,30 @@ def test_a_call_with_another_environment_gets_a_server_of_its_own(tmp_path, monk
     assert len(forkserver._SERVERS) <= forkserver.KEEP
 
 
+def test_a_server_that_imported_a_framework_outlasts_servers_without_one(tmp_path, monkeypatch):
+    """More environments than KEEP, each a server of numpy alone: they take each other's places, not
+    that of the server which imported torch (seconds to start again); the next torch call reuses it."""
+    pytest.importorskip("torch")
+    spec, source = TORCH_TARGET
+    (tmp_path / "sq.py").write_text(source, encoding="utf-8")
+    write(tmp_path, "layer.py")
+
+    def torch_call():
+        done = gradcheck_in_process("check-py", spec, "--shape", "x=3", "--format", "json", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-800:]
+    torch_call()
+    torch_server = list(forkserver._SERVERS.values())[-1]  # the one just used (the most recently used last)
+    assert "torch" in torch_server.key.modules
+    for value in range(forkserver.KEEP + 1):
+        monkeypatch.setenv("GRADCHECK_TEST_ENV", str(value))
+        assert check(tmp_path, "layer.py::affine")[0].returncode == 0
+    monkeypatch.delenv("GRADCHECK_TEST_ENV")
+    assert torch_server.alive() and torch_server in forkserver._SERVERS.values()
+    started = forkserver.STARTS[0]
+    torch_call()
+    assert forkserver.STARTS[0] == started
+
+
 def test_preloads_are_read_from_the_imports_never_run(tmp_path):
     (tmp_path / "a.py").write_text("import os\nfrom torch import nn\nraise SystemExit\n", encoding="utf-8")
     (tmp_path / "b.py").write_text("def f():\n    import jax.numpy as jnp\n", encoding="utf-8")

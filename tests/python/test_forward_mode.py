@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import gradcheck_in_process
+from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 
 from gradcheck_cli.core.settings import Settings
 from gradcheck_cli.python import forward_mode

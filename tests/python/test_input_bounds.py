@@ -2,7 +2,12 @@
 anything is made from it: `--shape` (elements, all of them together, dimensions), `--at` values,
 `--param` JSON (bytes, nesting, elements), `pyproject.toml` (bytes, nesting) and a layer's output.
 Each refusal is exit 2 naming the option (or a position in the file), never a traceback, and each
-limit is held both ways: just under passes, just over is refused."""
+limit is held both ways: just under passes, just over is refused.
+
+The command-line runs are declared beside their tests (`declare`) and made by one fixture for the
+module (`ran`): those with the same GRADCHECK_* variables and address-space cap in one fresh process
+(the limits are read from the environment as gradcheck is imported), each run through the command in
+a folder of its own, with layers.py (and its pyproject.toml) there."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import resource
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass
 
 import click
 import numpy as np
@@ -19,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
+from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 from gradcheck_cli.cli import checking, main
 from gradcheck_cli.core import config, limits
 from gradcheck_cli.core.errors import GradcheckError, GradSyntaxError
@@ -57,17 +64,69 @@ def wide_backward(dout, cache):
 GiB = 1 << 30
 
 
-def run(tmp_path, *args, env: dict | None = None, memory: int | None = None, command: str = "check-py"):
-    """`gradcheck check-py` (or `command`) in a fresh process, in `tmp_path` with layers.py there,
-    the GRADCHECK_* variables `env` set and its address space capped at `memory` bytes."""
-    (tmp_path / "layers.py").write_text(LAYERS)
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """`gradcheck COMMAND ARGS` with the GRADCHECK_* variables `env` set and the address space capped at
+    `memory` bytes, in a folder holding layers.py and, if given, `toml` as its pyproject.toml."""
+    args: tuple
+    command: str = "check-py"
+    env: tuple = ()
+    memory: int | None = None
+    toml: str | None = None
 
-    def cap():
-        if memory is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", command, *args], cwd=tmp_path, env=environment,
-                          capture_output=True, text=True, preexec_fn=cap, timeout=300)
+
+RUNS: dict[str, Run] = {}
+
+
+def declare(name: str, *args: str, env: dict | None = None, memory: int | None = None, command: str = "check-py",
+            toml: str | None = None) -> None:
+    RUNS[name] = Run(args=args, command=command, env=tuple(sorted((env or {}).items())), memory=memory, toml=toml)
+
+
+# Each run through click's CliRunner (its exit code, standard output and error as a process gives them;
+# an exception that escaped the command written to standard error as its traceback).
+DRIVER = """
+import json, os, sys, traceback
+from click.testing import CliRunner
+from gradcheck_cli.cli import main
+done = []
+for folder, argv in json.loads(sys.stdin.read()):
+    os.chdir(folder)
+    result = CliRunner().invoke(main, argv)
+    err = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        err += "".join(traceback.format_exception(result.exception))
+    done.append([result.exit_code, result.stdout, err])
+print(json.dumps(done))
+"""
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every declared run, by name: one fresh process for the runs of one environment and cap."""
+    groups: dict[tuple, list[str]] = {}
+    for name, spec in RUNS.items():
+        groups.setdefault((spec.env, spec.memory), []).append(name)
+    results = {}
+    for (env, memory), names in groups.items():
+        calls = []
+        for name in names:
+            folder = tmp_path_factory.mktemp(name)
+            (folder / "layers.py").write_text(LAYERS)
+            if RUNS[name].toml is not None:
+                (folder / "pyproject.toml").write_text(RUNS[name].toml)
+            calls.append([str(folder), [RUNS[name].command, *RUNS[name].args]])
+
+        def cap(memory=memory):
+            if memory is not None:
+                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        done = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(calls), capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **dict(env)}, preexec_fn=cap, timeout=600,
+                              cwd=tmp_path_factory.getbasetemp())
+        assert done.returncode == 0, done.stderr[-2000:]
+        for name, (code, out, err) in zip(names, json.loads(done.stdout.strip().splitlines()[-1])):
+            results[name] = subprocess.CompletedProcess(RUNS[name].args, code, out, err)
+    return results
 
 
 def refused(result, *fragments):
@@ -86,37 +145,52 @@ def passed(result):
 
 # --- --shape --------------------------------------------------------------------------------------
 
-def test_a_74_gib_shape_is_refused_before_it_is_allocated(tmp_path):
-    # under a 1 GiB address space, drawing the 10^10 values first would die in numpy (a traceback)
-    result = run(tmp_path, "layers.py::double", "--shape", "x=100000,100000", memory=GiB)
-    refused(result, "--shape", "'x=100000,100000' would have 10,000,000,000 elements (at most 2,000,000; "
+# under a 1 GiB address space, drawing the 10^10 values first would die in numpy (a traceback)
+declare("74_gib", "layers.py::double", "--shape", "x=100000,100000", memory=GiB)
+
+
+def test_a_74_gib_shape_is_refused_before_it_is_allocated(ran):
+    refused(ran["74_gib"], "--shape", "'x=100000,100000' would have 10,000,000,000 elements (at most 2,000,000; "
             "GRADCHECK_MAX_ELEMENTS raises it)")
 
 
-def test_the_elements_of_a_shape_both_ways(tmp_path):
-    env = {"GRADCHECK_MAX_ELEMENTS": "12"}
-    passed(run(tmp_path, "layers.py::double", "--shape", "x=3,4", "-q", env=env))
-    refused(run(tmp_path, "layers.py::double", "--shape", "x=13", env=env), "--shape", "'x=13' would have 13 elements",
-            "at most 12")
+declare("shape_12", "layers.py::double", "--shape", "x=3,4", "-q", env={"GRADCHECK_MAX_ELEMENTS": "12"})
+declare("shape_13", "layers.py::double", "--shape", "x=13", env={"GRADCHECK_MAX_ELEMENTS": "12"})
 
 
-def test_the_shapes_together_both_ways(tmp_path):
-    env = {"GRADCHECK_MAX_TOTAL_ELEMENTS": "20"}
-    passed(run(tmp_path, "layers.py::pair", "--shape", "x=3,4", "--shape", "y=2,4", "-q", env=env))
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=3,4", "--shape", "y=3,3", env=env), "--shape",
+def test_the_elements_of_a_shape_both_ways(ran):
+    passed(ran["shape_12"])
+    refused(ran["shape_13"], "--shape", "'x=13' would have 13 elements", "at most 12")
+
+
+declare("shapes_20", "layers.py::pair", "--shape", "x=3,4", "--shape", "y=2,4", "-q",
+        env={"GRADCHECK_MAX_TOTAL_ELEMENTS": "20"})
+declare("shapes_21", "layers.py::pair", "--shape", "x=3,4", "--shape", "y=3,3", env={"GRADCHECK_MAX_TOTAL_ELEMENTS": "20"})
+
+
+def test_the_shapes_together_both_ways(ran):
+    passed(ran["shapes_20"])
+    refused(ran["shapes_21"], "--shape",
             "the --shape inputs together would have 21 elements (at most 20; GRADCHECK_MAX_TOTAL_ELEMENTS raises it)")
 
 
-def test_the_dimensions_of_a_shape_both_ways(tmp_path):
-    passed(run(tmp_path, "layers.py::double", "--shape", "x=1,1,1,1,1,1,1,2", "-q"))
-    refused(run(tmp_path, "layers.py::double", "--shape", "x=1,1,1,1,1,1,1,1,2"), "--shape", "9 dimensions (at most 8)")
-    refused(run(tmp_path, "layers.py::double", "--shape", "x=" + ",".join(["1"] * 70)), "--shape",
-            "70 dimensions (at most 8)")
+declare("dims_8", "layers.py::double", "--shape", "x=1,1,1,1,1,1,1,2", "-q")
+declare("dims_9", "layers.py::double", "--shape", "x=1,1,1,1,1,1,1,1,2")
+declare("dims_70", "layers.py::double", "--shape", "x=" + ",".join(["1"] * 70))
 
 
-def test_a_dimension_of_thousands_of_digits_is_refused(tmp_path):
-    # int() of more than 4,300 digits raises in Python 3.11: it is never called
-    refused(run(tmp_path, "layers.py::double", "--shape", "x=" + "9" * 5000), "--shape", "a dimension of 5,000 digits")
+def test_the_dimensions_of_a_shape_both_ways(ran):
+    passed(ran["dims_8"])
+    refused(ran["dims_9"], "--shape", "9 dimensions (at most 8)")
+    refused(ran["dims_70"], "--shape", "70 dimensions (at most 8)")
+
+
+# int() of more than 4,300 digits raises in Python 3.11: it is never called
+declare("digits", "layers.py::double", "--shape", "x=" + "9" * 5000)
+
+
+def test_a_dimension_of_thousands_of_digits_is_refused(ran):
+    refused(ran["digits"], "--shape", "a dimension of 5,000 digits")
 
 
 def test_shapes_are_counted_before_any_input_is_drawn(tmp_path, monkeypatch):
@@ -139,17 +213,21 @@ def test_shapes_are_counted_before_any_input_is_drawn(tmp_path, monkeypatch):
 
 # --- --at -----------------------------------------------------------------------------------------
 
-def test_a_huge_at_value_is_refused_before_it_is_drawn(tmp_path):
-    result = run(tmp_path, "layers.py::double", "--at", "x=randn(100000,100000)", memory=GiB)
-    refused(result, "--at x:1:1: error: randn(100000, 100000) is too large: 10,000,000,000 elements")
+declare("huge_at", "layers.py::double", "--at", "x=randn(100000,100000)", memory=GiB)
 
 
-def test_the_numbers_written_in_an_at_value_both_ways(tmp_path):
-    env = {"GRADCHECK_MAX_ELEMENTS": "12"}
-    twelve = "x=[" + ", ".join(str(k) for k in range(1, 13)) + "]"
-    passed(run(tmp_path, "layers.py::double", "--at", twelve, "-q", env=env))
-    refused(run(tmp_path, "layers.py::double", "--at", twelve[:-1] + ", 13]", env=env),
-            "--at x:1:1: error: --at x would have 13 elements (at most 12; GRADCHECK_MAX_ELEMENTS raises it)")
+def test_a_huge_at_value_is_refused_before_it_is_drawn(ran):
+    refused(ran["huge_at"], "--at x:1:1: error: randn(100000, 100000) is too large: 10,000,000,000 elements")
+
+
+TWELVE = "x=[" + ", ".join(str(k) for k in range(1, 13)) + "]"
+declare("at_12", "layers.py::double", "--at", TWELVE, "-q", env={"GRADCHECK_MAX_ELEMENTS": "12"})
+declare("at_13", "layers.py::double", "--at", TWELVE[:-1] + ", 13]", env={"GRADCHECK_MAX_ELEMENTS": "12"})
+
+
+def test_the_numbers_written_in_an_at_value_both_ways(ran):
+    passed(ran["at_12"])
+    refused(ran["at_13"], "--at x:1:1: error: --at x would have 13 elements (at most 12; GRADCHECK_MAX_ELEMENTS raises it)")
 
 
 def test_numbers_are_counted_before_the_value_is_parsed(monkeypatch):
@@ -168,10 +246,14 @@ def test_the_bytes_of_an_at_value_both_ways(monkeypatch):
         frontend.parse_value("[1,  2,  3]")
 
 
-def test_at_values_together_with_the_shapes_both_ways(tmp_path):
-    env = {"GRADCHECK_MAX_TOTAL_ELEMENTS": "20"}
-    passed(run(tmp_path, "layers.py::pair", "--shape", "x=3,4", "--at", "y=randn(8)", "-q", env=env))
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=3,4", "--at", "y=randn(9)", env=env), "--at",
+declare("shape_at_20", "layers.py::pair", "--shape", "x=3,4", "--at", "y=randn(8)", "-q",
+        env={"GRADCHECK_MAX_TOTAL_ELEMENTS": "20"})
+declare("shape_at_21", "layers.py::pair", "--shape", "x=3,4", "--at", "y=randn(9)", env={"GRADCHECK_MAX_TOTAL_ELEMENTS": "20"})
+
+
+def test_at_values_together_with_the_shapes_both_ways(ran):
+    passed(ran["shape_at_20"])
+    refused(ran["shape_at_21"], "--at",
             "the --shape and --at inputs together would have 21 elements (at most 20")
 
 
@@ -191,18 +273,24 @@ def nested(depth: int) -> str:
     return "[" * depth + "1" + "]" * depth
 
 
-def test_the_nesting_of_a_param_both_ways(tmp_path):
-    passed(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", f"p={nested(32)}", "-q"))
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", f"p={nested(33)}"),
-            "--param", "'p': the value nests arrays and objects more than 32 deep")
-    objects = '{"a": ' * 50 + "1" + "}" * 50
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", f"p={objects}"),
-            "--param", "more than 32 deep")
+PAIR = ("layers.py::pair", "--shape", "x=2", "--shape", "y=2")
+declare("param_32", *PAIR, "--param", f"p={nested(32)}", "-q")
+declare("param_33", *PAIR, "--param", f"p={nested(33)}")
+OBJECTS = '{"a": ' * 50 + "1" + "}" * 50
+declare("param_objects", *PAIR, "--param", f"p={OBJECTS}")
 
 
-def test_a_param_thousands_deep_is_refused_without_a_recursion_error(tmp_path):
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", f"p={nested(5000)}"),
-            "--param", "more than 32 deep")
+def test_the_nesting_of_a_param_both_ways(ran):
+    passed(ran["param_32"])
+    refused(ran["param_33"], "--param", "'p': the value nests arrays and objects more than 32 deep")
+    refused(ran["param_objects"], "--param", "more than 32 deep")
+
+
+declare("param_5000", *PAIR, "--param", f"p={nested(5000)}")
+
+
+def test_a_param_thousands_deep_is_refused_without_a_recursion_error(ran):
+    refused(ran["param_5000"], "--param", "more than 32 deep")
 
 
 def test_brackets_inside_json_strings_do_not_nest():
@@ -217,57 +305,75 @@ def test_nesting_is_measured_before_json_decodes(monkeypatch):
         checking._parse_params([f"p={nested(33)}"])
 
 
-def test_the_elements_of_a_param_both_ways(tmp_path, monkeypatch):
-    env = {"GRADCHECK_MAX_ELEMENTS": "10"}
-    ten = "p=" + json.dumps([[1, 2, 3], {"a": [4, 5, 6, 7]}, "x", None, True])
-    passed(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", ten, "-q", env=env))
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", "p=" + json.dumps(list(range(11))),
-                env=env), "--param", "'p': the value has 11 elements (at most 10; GRADCHECK_MAX_ELEMENTS raises it)")
+declare("param_10", *PAIR, "--param", "p=" + json.dumps([[1, 2, 3], {"a": [4, 5, 6, 7]}, "x", None, True]), "-q",
+        env={"GRADCHECK_MAX_ELEMENTS": "10"})
+declare("param_11", *PAIR, "--param", "p=" + json.dumps(list(range(11))), env={"GRADCHECK_MAX_ELEMENTS": "10"})
+
+
+def test_the_elements_of_a_param_both_ways(ran, monkeypatch):
+    passed(ran["param_10"])
+    refused(ran["param_11"], "--param", "'p': the value has 11 elements (at most 10; GRADCHECK_MAX_ELEMENTS raises it)")
     monkeypatch.setattr(limits, "MAX_ELEMENTS", 10)
     monkeypatch.setattr(checking, "_array_or_list", lambda value: pytest.fail("made an array"))
     with pytest.raises(click.BadParameter, match="11 elements"):
         checking._parse_params(["p=" + json.dumps(list(range(11)))])
 
 
-def test_the_bytes_of_a_param_both_ways(tmp_path):
-    env = {"GRADCHECK_MAX_FILE_BYTES": "10"}
-    passed(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", "p=[1,2,3,45]", "-q", env=env))
-    refused(run(tmp_path, "layers.py::pair", "--shape", "x=2", "--shape", "y=2", "--param", "p=[1,2,3,456]", env=env),
-            "--param", "'p': the value is 11 bytes (at most 10; GRADCHECK_MAX_FILE_BYTES raises it)")
+declare("param_10_bytes", *PAIR, "--param", "p=[1,2,3,45]", "-q", env={"GRADCHECK_MAX_FILE_BYTES": "10"})
+declare("param_11_bytes", *PAIR, "--param", "p=[1,2,3,456]", env={"GRADCHECK_MAX_FILE_BYTES": "10"})
+
+
+def test_the_bytes_of_a_param_both_ways(ran):
+    passed(ran["param_10_bytes"])
+    refused(ran["param_11_bytes"], "--param", "'p': the value is 11 bytes (at most 10; GRADCHECK_MAX_FILE_BYTES raises it)")
 
 
 # --- pyproject.toml -------------------------------------------------------------------------------
 
-def check_in(tmp_path, toml: str):
-    (tmp_path / "pyproject.toml").write_text(toml)
-    return run(tmp_path, "-e", "x*x", "-q", command="check")
+def check_in(name: str, toml: str) -> None:
+    """`gradcheck check -e x*x` in a folder whose pyproject.toml is `toml`."""
+    declare(name, "-e", "x*x", "-q", command="check", toml=toml)
 
 
-def test_the_nesting_of_pyproject_both_ways(tmp_path):
-    passed(check_in(tmp_path, f"[tool.gradcheck]\nseed = 3\n[tool.other]\na = {nested(32)}\n"))
-    refused(check_in(tmp_path, f"[tool.gradcheck]\nseed = 3\n[tool.other]\na = {nested(33)}\n"),
-            "pyproject.toml:4:37: error: arrays and tables nest more than 32 deep here")
-    tables = "{b = " * 33 + "1" + "}" * 33
-    refused(check_in(tmp_path, f"[tool.other]\n\na = {tables}\n"), "pyproject.toml:3:", "more than 32 deep")
+check_in("toml_32", f"[tool.gradcheck]\nseed = 3\n[tool.other]\na = {nested(32)}\n")
+check_in("toml_33", f"[tool.gradcheck]\nseed = 3\n[tool.other]\na = {nested(33)}\n")
+TABLES = "{b = " * 33 + "1" + "}" * 33
+check_in("toml_tables", f"[tool.other]\n\na = {TABLES}\n")
 
 
-def test_a_pyproject_thousands_deep_is_refused_without_a_recursion_error(tmp_path):
-    refused(check_in(tmp_path, f"[tool.gradcheck]\nseed = {nested(5000)}\n"), "pyproject.toml:2:", "more than 32 deep")
-    refused(check_in(tmp_path, "[tool.gradcheck]\nseed." + ".".join(["a"] * 3000) + " = 1\n"),
-            "pyproject.toml:2:1: error: [tool.gradcheck] seed nests more than 32 deep")
+def test_the_nesting_of_pyproject_both_ways(ran):
+    passed(ran["toml_32"])
+    refused(ran["toml_33"], "pyproject.toml:4:37: error: arrays and tables nest more than 32 deep here")
+    refused(ran["toml_tables"], "pyproject.toml:3:", "more than 32 deep")
 
 
-def test_dotted_keys_in_the_gradcheck_table_both_ways(tmp_path):
-    under = "[tool.gradcheck]\nseed = 1\nx." + ".".join(["a"] * 32) + " = 1\n"  # x holds 32 tables in one another
-    refused(check_in(tmp_path, under), "unknown key 'x'")  # read, and refused as a setting it is not
-    refused(check_in(tmp_path, under.replace("x.", "x.a.")), "pyproject.toml:3:1", "x nests more than 32 deep")
+check_in("toml_5000", f"[tool.gradcheck]\nseed = {nested(5000)}\n")
+check_in("toml_3000_keys", "[tool.gradcheck]\nseed." + ".".join(["a"] * 3000) + " = 1\n")
 
 
-def test_brackets_in_toml_strings_and_comments_do_not_nest(tmp_path):
-    toml = ('[tool.gradcheck]\nseed = 4  # ' + "[" * 40 + '\n[tool.other]\na = "' + "[" * 40 + '\\""\n'
-            "b = '" + "{" * 40 + "'\nc = '''\n" + "[" * 40 + "\n'''\n" + 'd = """\n' + "[" * 40 + '\\""""\n')
-    assert tomllib.loads(toml)["tool"]["gradcheck"] == {"seed": 4}
-    passed(check_in(tmp_path, toml))
+def test_a_pyproject_thousands_deep_is_refused_without_a_recursion_error(ran):
+    refused(ran["toml_5000"], "pyproject.toml:2:", "more than 32 deep")
+    refused(ran["toml_3000_keys"], "pyproject.toml:2:1: error: [tool.gradcheck] seed nests more than 32 deep")
+
+
+UNDER = "[tool.gradcheck]\nseed = 1\nx." + ".".join(["a"] * 32) + " = 1\n"  # x holds 32 tables in one another
+check_in("dotted_32", UNDER)
+check_in("dotted_33", UNDER.replace("x.", "x.a."))
+
+
+def test_dotted_keys_in_the_gradcheck_table_both_ways(ran):
+    refused(ran["dotted_32"], "unknown key 'x'")  # read, and refused as a setting it is not
+    refused(ran["dotted_33"], "pyproject.toml:3:1", "x nests more than 32 deep")
+
+
+STRINGS = ('[tool.gradcheck]\nseed = 4  # ' + "[" * 40 + '\n[tool.other]\na = "' + "[" * 40 + '\\""\n'
+           "b = '" + "{" * 40 + "'\nc = '''\n" + "[" * 40 + "\n'''\n" + 'd = """\n' + "[" * 40 + '\\""""\n')
+check_in("toml_strings", STRINGS)
+
+
+def test_brackets_in_toml_strings_and_comments_do_not_nest(ran):
+    assert tomllib.loads(STRINGS)["tool"]["gradcheck"] == {"seed": 4}
+    passed(ran["toml_strings"])
 
 
 def test_pyproject_nesting_is_measured_before_toml_decodes(tmp_path, monkeypatch):
@@ -303,13 +409,16 @@ def test_the_elements_of_an_output_both_ways(monkeypatch):
     assert os.path.samefile(report.error.source, __file__) and report.error.line is not None
 
 
-def test_a_huge_output_is_an_error_at_the_forward(tmp_path):
-    result = run(tmp_path, "layers.py::wide", "--shape", "x=2", "--param", "n=100000000")
-    refused(result, "layers.py:21:1: error: the forward's output has 100,000,000 elements (at most 2,000,000; "
+declare("output_10e8", "layers.py::wide", "--shape", "x=2", "--param", "n=100000000")
+declare("output_50", "layers.py::wide", "--shape", "x=2", "--param", "n=50", "-q", env={"GRADCHECK_MAX_ELEMENTS": "50"})
+declare("output_51", "layers.py::wide", "--shape", "x=2", "--param", "n=51", env={"GRADCHECK_MAX_ELEMENTS": "50"})
+
+
+def test_a_huge_output_is_an_error_at_the_forward(ran):
+    refused(ran["output_10e8"], "layers.py:21:1: error: the forward's output has 100,000,000 elements (at most 2,000,000; "
             "GRADCHECK_MAX_ELEMENTS raises it)")
-    env = {"GRADCHECK_MAX_ELEMENTS": "50"}
-    passed(run(tmp_path, "layers.py::wide", "--shape", "x=2", "--param", "n=50", "-q", env=env))
-    refused(run(tmp_path, "layers.py::wide", "--shape", "x=2", "--param", "n=51", env=env), "51 elements (at most 50")
+    passed(ran["output_50"])
+    refused(ran["output_51"], "51 elements (at most 50")
 
 
 def test_a_torch_function_with_a_huge_output():

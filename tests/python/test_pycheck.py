@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 from click.testing import CliRunner
 
 from gradcheck_cli import check_function, check_layer

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import gradcheck_in_process
+from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 from click.testing import CliRunner
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install '.[torch]'")
