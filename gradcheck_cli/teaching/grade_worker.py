@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 
 from ..core.errors import GradcheckError
 from .exercise import Exercise, Part
@@ -60,7 +61,6 @@ def forked(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
     except MemoryError:
         os.write(2, b"MemoryError\n")
     except BaseException:  # noqa: BLE001 - said on standard error, then ended
-        import traceback
         os.write(2, traceback.format_exc().encode("utf-8", "replace")[-4000:])
     finally:
         try:
