@@ -43,6 +43,8 @@ HEADER = struct.Struct("<Q")
 MAX_MESSAGE = 1 << 31  # bytes of one message: a report with its arrays, far below this
 WALL_FACTOR = 3  # wall-clock seconds per second of CPU time: code that computes meets the CPU limit first on a
 # machine that is not overloaded, code that waits or sleeps meets this one
+LAST_RESORT = 2.0  # seconds past the wall-clock limit: faulthandler's own thread ends a process whose code
+# kept the interval timer's signal from being handled (a SIGALRM handler of its own, or signal.alarm)
 _PR_SET_PDEATHSIG = 1
 EXIT_MARK = "gradcheck: os._exit("  # written to the stack file before a patched os._exit ends the process
 
@@ -258,7 +260,7 @@ _FRAME = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+) in (?P<na
 def _death(code: int | None, dump: str, seconds: int, unreadable: _Unreadable | None) -> GradcheckError:
     """The error for a process that ended with `code` (negative: a signal; None: unknown, the fork
     server that started it ended first, and the process with it) having written `dump`."""
-    stopped = code == -signal.SIGXCPU or dump.lstrip().startswith("Timeout (")
+    stopped = code in (-signal.SIGXCPU, -signal.SIGALRM) or dump.lstrip().startswith("Timeout (")
     frame = _user_frame(dump, in_loop=stopped) or _user_frame(dump)
     who = f"'{frame[2]}'" if frame else "the code"
     if unreadable is not None:
@@ -396,7 +398,12 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
     stack = os.fdopen(stack_fd, "w", encoding="utf-8")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     faulthandler.enable(file=stack, all_threads=True)
+    # Both limits write the stack from the stopped code's own thread, in a signal handler, then end the
+    # process (chain=True: the signal's default action): the main thread's frames are still, as they are
+    # not while faulthandler's watchdog thread reads them (on a loaded machine it could cut the stack
+    # short, or crash the process, and the user's line was lost).
     faulthandler.register(signal.SIGXCPU, file=stack, all_threads=True, chain=True)
+    faulthandler.register(signal.SIGALRM, file=stack, all_threads=True, chain=True)
     if orphaned is not None:
         faulthandler.register(orphaned[0], file=stack, all_threads=True, chain=True)
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, orphaned[0], 0, 0, 0)
@@ -426,6 +433,7 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
             send(Started(index=index))
             work(job, send)
             send(Finished(index=index))
+        signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
     except BaseException:  # noqa: BLE001 - ours, not the user's (the work catches theirs): said, then ended
         stack.write(_INTERNAL + traceback.format_exc())
@@ -444,4 +452,5 @@ def _arm(seconds: int, stack) -> None:  # pragma: no cover - runs in the child p
     if hard != resource.RLIM_INFINITY:
         want = min(want, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
-    faulthandler.dump_traceback_later(WALL_FACTOR * seconds, exit=True, file=stack)
+    signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * seconds)  # SIGALRM, to the main thread
+    faulthandler.dump_traceback_later(WALL_FACTOR * seconds + LAST_RESORT, exit=True, file=stack)

@@ -144,6 +144,12 @@ def _error(done):
     ("import ctypes; ctypes.string_at(0)", "'affine_backward' crashed the process (SIGSEGV"),
     ("while True: pass", "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s in all"),
     ("import time; time.sleep(600)", "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s"),
+    # Python that runs while it mostly waits: stopped by the wall clock, its stack written from its own thread
+    ("while __import__('time').sleep(0.001) is None: [i * i for i in range(50)]",
+     "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s in all"),
+    # the wall clock's signal ignored by the code: faulthandler's own thread stops it a moment later
+    ("import signal, time; signal.signal(signal.SIGALRM, signal.SIG_IGN); time.sleep(600)",
+     "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s in all"),
 ])
 def test_an_ended_crashed_or_endless_backward_is_an_error_at_its_line(tmp_path, code, phrase):
     """What kills or hangs the process the code runs in leaves gradcheck standing: exit 2, the error at
