@@ -7,12 +7,11 @@ after it."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from one_process import result as run
+from one_process import run_bodies
 
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
@@ -22,25 +21,15 @@ EXAMPLES = ROOT / "examples" / "jax" / "rules.py"
 
 
 # Each test's body (which sets `result`, with numpy, the examples as `rules` and `check` at hand) runs in
-# one process for the module, each in a namespace of its own and in the order below: JAX is imported once,
-# not once per test. A body that raises fails its own test alone, with its traceback.
+# one process for the module (tests/python/one_process.py): JAX is imported once, not once per test.
 BODIES: dict = {}
-
-RUNNER = """
-import json, sys, traceback
+PRELUDE = f"""
+import json, sys
 import numpy as np
-sys.path.insert(0, sys.argv[1])
+if {str(EXAMPLES.parent)!r} not in sys.path:
+    sys.path.insert(0, {str(EXAMPLES.parent)!r})
 import rules
 from gradcheck_cli.jax import check
-out = {}
-for name, body in json.loads(sys.stdin.read()).items():
-    space = {'json': json, 'sys': sys, 'np': np, 'rules': rules, 'check': check}
-    try:
-        exec(compile(body, name, 'exec'), space)
-        out[name] = {'result': json.loads(json.dumps(space['result']))}
-    except BaseException:
-        out[name] = {'error': traceback.format_exc()}
-print(json.dumps(out))
 """
 
 
@@ -49,16 +38,7 @@ def ran(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("jax_culprits")
     (folder / "jax_culprits.py").write_text(CULPRITS, encoding="utf-8")
     bodies = {name: body.replace("CULPRITS_FOLDER", repr(str(folder))) for name, body in BODIES.items()}
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(EXAMPLES.parent)], input=json.dumps(bodies),
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    return {"folder": folder, **json.loads(done.stdout.strip().splitlines()[-1])}
-
-
-def run(ran: dict, name: str):
-    """The result the body named `name` set."""
-    assert "error" not in ran[name], ran[name].get("error")
-    return ran[name]["result"]
+    return {"folder": folder, **run_bodies(PRELUDE, bodies, ROOT)}
 
 
 def line_of(function: str, text: str) -> int:

@@ -2,19 +2,18 @@
 checked in float32 against JAX's autodiff of the primal in float32, or a reference given in float64,
 allowed K·ε·√n of the gradient's largest element (K = 8; × 2 for a float32 reference), held both
 ways with numbers written here. Golden values: JAX's own float64 autodiff of a forward written here.
-The checks run in a process of their own, one for the module (as tests/python/test_jax.py's): JAX is
+The checks run in a process of their own, one for the module (tests/python/one_process.py, as tests/python/test_jax.py's): JAX is
 imported once, each test's body in a namespace of its own; a body that raises fails its own test
 alone, with its traceback. Skipped without JAX."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from one_process import result as run
+from one_process import run_bodies
 
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
@@ -43,33 +42,9 @@ x = np.random.default_rng(0).standard_normal((4, 5))
 # the module (`ran`): JAX and the kernel imported once.
 BODIES: dict = {}
 
-RUNNER = """
-import json, sys, traceback
-prelude, bodies = json.loads(sys.stdin.read())
-out = {}
-for name, body in bodies.items():
-    space = {}
-    try:
-        exec(compile(prelude + body, name, 'exec'), space)
-        out[name] = {'result': json.loads(json.dumps(space['result']))}
-    except BaseException:
-        out[name] = {'error': traceback.format_exc()}
-print(json.dumps(out))
-"""
-
-
 @pytest.fixture(scope="module")
 def ran() -> dict:
-    done = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps([PRELUDE, BODIES]), capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def run(ran: dict, name: str):
-    """The result the body named `name` set."""
-    assert "error" not in ran[name], ran[name].get("error")
-    return ran[name]["result"]
+    return run_bodies(PRELUDE, BODIES, ROOT)
 
 
 BODIES["float32_and_slip"] = (
