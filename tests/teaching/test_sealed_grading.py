@@ -314,6 +314,12 @@ def _survivor(folder: Path) -> Path:
     return Path("/tmp") / f"gradcheck-redteam-survivor-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}"
 
 
+# Graded first (`grade` takes the submissions in the order given): the survivor, whose moment comes
+# 5 s after its submission is over, then the two that wait out --timeout, side by side in the two
+# slots of -j 2 rather than one after the other; the class in name order after them.
+FIRST = ("survivor", "endless_import", "steal_requests")
+
+
 def _write_class(folder: Path, mode: str) -> list:
     subs = folder / "submissions"
     subs.mkdir()
@@ -330,7 +336,9 @@ def _write_class(folder: Path, mode: str) -> list:
     (subs / "a_b.py").write_text(RIGHT, encoding="utf-8")
     (subs / "esc\x1b[2J\x07.py").write_text(RIGHT, encoding="utf-8")  # a name that would clear the terminal
     (subs / "new\nline.py").write_text(RIGHT, encoding="utf-8")
-    return sorted(str(p) for p in subs.iterdir())
+    files = sorted(str(p) for p in subs.iterdir())
+    first = [str(subs / f"{name}.py") for name in FIRST]
+    return first + [f for f in files if f not in first]
 
 
 def _start(folder: Path, files: list, sandbox_mode: str) -> subprocess.Popen:
