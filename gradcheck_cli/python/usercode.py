@@ -208,8 +208,11 @@ def contained_output():
     last = [0.0]  # when the reader last got output
 
     def drain():
-        while True:
+        left = None  # once woken: what the pipe holds, at most 16 reads more (a flood is not waited for)
+        while left is None or left > 0:
             ready = select.select([read_end, wake_read], [], [])[0]
+            if wake_read in ready and left is None:
+                left = 16
             if read_end not in ready:
                 return
             data = os.read(read_end, 1 << 16)
@@ -217,6 +220,8 @@ def contained_output():
                 return
             printed.add(data)
             last[0] = time.monotonic()
+            if left is not None:
+                left -= 1
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
