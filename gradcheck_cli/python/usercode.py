@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -150,6 +152,8 @@ def quiet():
 
 
 SHOWN_OUTPUT = 300  # characters of what the user's code printed, shown in the report's warning
+LEFT_BEHIND_SECONDS = 5.0  # how long output is still read from processes the code started and left running
+LEFT_BEHIND_QUIET = 0.25   # ... unless they have written nothing for this long (a daemon that keeps the pipe)
 
 
 @dataclass
@@ -200,13 +204,24 @@ def contained_output():
             pass
     saved_streams, saved_fds = (sys.stdout, sys.stderr), (os.dup(1), os.dup(2))
     read_end, write_end = os.pipe()
+    wake_read, wake_write = os.pipe()  # written once: stop reading (what is left behind keeps the pipe open)
+    last = [0.0]  # when the reader last got output
 
     def drain():
-        while True:
+        left = None  # once woken: what the pipe holds, at most 16 reads more (a flood is not waited for)
+        while left is None or left > 0:
+            ready = select.select([read_end, wake_read], [], [])[0]
+            if wake_read in ready and left is None:
+                left = 16
+            if read_end not in ready:
+                return
             data = os.read(read_end, 1 << 16)
             if not data:
                 return
             printed.add(data)
+            last[0] = time.monotonic()
+            if left is not None:
+                left -= 1
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
@@ -220,8 +235,25 @@ def contained_output():
         os.dup2(saved_fds[1], 2)
         for fd in (*saved_fds, write_end):
             os.close(fd)
+        _read_what_is_left(reader, last)
+        os.write(wake_write, b"x")
         reader.join(timeout=5)
-        os.close(read_end)
+        if not reader.is_alive():
+            for fd in (read_end, wake_read, wake_write):
+                os.close(fd)
+
+
+def _read_what_is_left(reader: threading.Thread, last: list) -> None:
+    """Wait for the end of the user's output: at once when no process it started still holds the
+    pipe; otherwise while those processes write, up to LEFT_BEHIND_SECONDS, and not past
+    LEFT_BEHIND_QUIET of their silence (a daemon that keeps the pipe and writes nothing)."""
+    closed = time.monotonic()
+    deadline = closed + LEFT_BEHIND_SECONDS
+    while reader.is_alive():
+        now = time.monotonic()
+        if now >= deadline or now - max(closed, last[0]) >= LEFT_BEHIND_QUIET:
+            return
+        reader.join(timeout=min(0.05, deadline - now))
 
 
 def _call(path: str, what: str, thunk):

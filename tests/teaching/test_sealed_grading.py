@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import gradcheck_in_process
-from gradcheck_cli.teaching import sandbox
+from gradcheck_cli.teaching import sandbox, student_side
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXERCISE = ROOT / "examples" / "grading" / "affine.py"
@@ -313,6 +314,12 @@ def _survivor(folder: Path) -> Path:
     return Path("/tmp") / f"gradcheck-redteam-survivor-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}"
 
 
+# Graded first (`grade` takes the submissions in the order given): the survivor, whose moment comes
+# 5 s after its submission is over, then the two that wait out --timeout, side by side in the two
+# slots of -j 2 rather than one after the other; the class in name order after them.
+FIRST = ("survivor", "endless_import", "steal_requests")
+
+
 def _write_class(folder: Path, mode: str) -> list:
     subs = folder / "submissions"
     subs.mkdir()
@@ -329,7 +336,9 @@ def _write_class(folder: Path, mode: str) -> list:
     (subs / "a_b.py").write_text(RIGHT, encoding="utf-8")
     (subs / "esc\x1b[2J\x07.py").write_text(RIGHT, encoding="utf-8")  # a name that would clear the terminal
     (subs / "new\nline.py").write_text(RIGHT, encoding="utf-8")
-    return sorted(str(p) for p in subs.iterdir())
+    files = sorted(str(p) for p in subs.iterdir())
+    first = [str(subs / f"{name}.py") for name in FIRST]
+    return first + [f for f in files if f not in first]
 
 
 def _start(folder: Path, files: list, sandbox_mode: str) -> subprocess.Popen:
@@ -354,13 +363,49 @@ def _finished(folder: Path, process: subprocess.Popen) -> dict:
             "csv": (out / "grades.csv").read_text(encoding="utf-8")}
 
 
+class _SurvivorsFolder:
+    """When the survivor's submission was over: the grader's private folder for it (its copy of the
+    source, which names this class's survivor file) seen, then gone. The grader removes it last, once
+    it has ended the submission's processes and killed what they left behind; the survivor's process
+    was started before, so it would write within its 4 s of sleep after that moment, as after the run's end."""
+
+    def __init__(self, marker: str):
+        self.marker = marker.encode()
+        self.folder: str | None = None
+        self.gone: float | None = None  # time.monotonic() when it was first seen gone
+        self.looked: set = set()   # folders whose complete source (read-only: written) names another file
+
+    def look(self) -> None:
+        if self.folder is not None:
+            if self.gone is None and not os.path.exists(self.folder):
+                self.gone = time.monotonic()
+            return
+        with os.scandir(tempfile.gettempdir()) as entries:
+            for entry in entries:
+                if not entry.name.startswith("gradcheck-submission-") or entry.path in self.looked:
+                    continue
+                source = os.path.join(entry.path, "work", student_side.SUBMISSION)
+                try:
+                    complete = os.stat(source).st_mode & 0o777 == 0o444
+                    with open(source, "rb") as f:
+                        text = f.read()
+                except OSError:
+                    continue
+                if self.marker in text:
+                    self.folder = entry.path
+                    return
+                if complete:
+                    self.looked.add(entry.path)
+
+
 @pytest.fixture(scope="module")
 def graded_classes(tmp_path_factory):
     """The class graded in the sandbox (where bwrap can start one) and without it, both runs at once:
     each spends most of its time waiting out the submissions that wait out --timeout. Then a
-    survivor's moment (it would write now), once for both, after both runs have ended."""
+    survivor's moment (it would write now): 5 s after each class's survivor submission was over
+    (its private folder gone), or after its run ended when that was not seen, once for both."""
     modes = ["sandbox", "off"] if sandbox.bubblewrap() is not None else ["off"]
-    runs = {}
+    runs, over, watches = {}, {}, {}
     before_all = {str(EXERCISE): EXERCISE.read_bytes()}
     try:
         for mode in modes:
@@ -369,15 +414,27 @@ def graded_classes(tmp_path_factory):
                 _survivor(folder).unlink()
             files = _write_class(folder, mode)
             before = {p: Path(p).read_bytes() for p in files if not os.path.islink(p)} | before_all
+            watches[mode] = _SurvivorsFolder(repr(str(_survivor(folder))))
             runs[mode] = (folder, before, _start(folder, files, "auto" if mode == "sandbox" else "off"))
-        for _, _, process in runs.values():
-            process.wait(timeout=900)
+        deadline = time.monotonic() + 900
+        while len(over) < len(runs) and time.monotonic() < deadline:
+            for mode, (_, _, process) in runs.items():
+                watches[mode].look()
+                if mode not in over and process.poll() is not None:
+                    over[mode] = time.monotonic()
+            time.sleep(0.05)
+        assert len(over) == len(runs), "a class's run went on past 900 s"
     finally:
         for _, _, process in runs.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    time.sleep(5)  # a survivor's moment: it would write now
+    for mode in runs:
+        watches[mode].look()
+        if watches[mode].gone is not None:
+            over[mode] = min(over.get(mode, watches[mode].gone), watches[mode].gone)
+    moment = max(over.values(), default=time.monotonic()) + 5  # a survivor's moment: it would write now
+    time.sleep(max(0.0, moment - time.monotonic()))
     return {mode: {**_finished(folder, process), "mode": mode, "before": before, "folder": folder}
             for mode, (folder, before, process) in runs.items()}
 
