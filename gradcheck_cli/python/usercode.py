@@ -209,8 +209,11 @@ def contained_output():
 
     def drain():
         left = None  # once woken: what the pipe holds, at most 16 reads more (a flood is not waited for)
+        poller = select.poll()  # not select.select: a process with many files open has descriptors past 1024
+        for fd in (read_end, wake_read):
+            poller.register(fd, select.POLLIN)
         while left is None or left > 0:
-            ready = select.select([read_end, wake_read], [], [])[0]
+            ready = {fd for fd, _ in poller.poll()}
             if wake_read in ready and left is None:
                 left = 16
             if read_end not in ready:

@@ -284,3 +284,28 @@ def test_a_module_in_the_working_folder_named_like_the_standard_library_breaks_n
         (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('the folder\\'s own {name}.py')\n", encoding="utf-8")
     done = run(tmp_path)
     assert done.returncode == 0, (done.stdout[-600:], done.stderr[-600:])
+
+
+def test_output_is_kept_from_ours_when_the_process_has_more_than_1024_files_open():
+    """The reader of the code's output waits on its pipe with poll, not select (whose descriptors stop at
+    1,024): in a process with many files open (a notebook, the pytest plugin) the pipe is past that."""
+    import resource
+
+    from gradcheck_cli.python import usercode
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files, fewer than the test needs")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        with usercode.contained_output() as printed:
+            os.write(1, b"C-level hello\n")
+            print("Python's hello")
+        assert printed.size == len("C-level hello\nPython's hello\n")  # (the pipe's part may come second)
+        assert sorted(bytes(printed.head).decode().splitlines()) == ["C-level hello", "Python's hello"]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
