@@ -253,4 +253,6 @@ _COMMENT, _SPACES = re.compile(r"#[^\n]*"), re.compile(r"\s+")
 
 
 def _one_line(text: str) -> str:
+    if text.isascii() and text.isprintable() and "#" not in text and "  " not in text:
+        return text.strip()  # no comment and no run of spaces (nor any other space, a tab or a newline)
     return _SPACES.sub(" ", _COMMENT.sub("", text)).strip()

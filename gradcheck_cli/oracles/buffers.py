@@ -28,7 +28,11 @@ class WorkBuffers:
     array of that shape, backed by the smallest free pooled buffer large enough (the first pooled of
     those sizes), found by bisection among the pool's buffers of that dtype, kept sorted by size."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, headroom: int = 0) -> None:
+        """`headroom`: a new buffer is 1/headroom larger than asked (0: exactly as large), so that a
+        slightly larger array later finds it: a deep chain's batched values grow by a row at every node,
+        and each then reuses the buffer freed two nodes before instead of allocating one more."""
+        self._headroom = headroom
         self._sorted: dict[np.dtype, list[tuple[int, int, np.ndarray]]] = {}  # dtype -> (size, order, buffer)
         self._order = 0  # buffers in the order pooled: the oldest free ones make room first
         self._ages: dict[int, tuple[np.dtype, int, np.ndarray]] = {}  # order -> (dtype, size, buffer), oldest first
@@ -52,9 +56,9 @@ class WorkBuffers:
             buf = pooled[i][2]
             if self._references(buf) <= self._free:
                 return buf[:n].reshape(shape)
-        fresh = np.empty(n, dtype)
+        fresh = np.empty(n + (n // self._headroom if self._headroom else 0), dtype)
         self._keep(fresh)
-        return fresh.reshape(shape)
+        return fresh[:n].reshape(shape)
 
     def _keep(self, fresh: np.ndarray) -> None:
         """Pool a new buffer, making room from free ones (the oldest first) past POOL_BYTES. The pool's

@@ -14,6 +14,8 @@ from .batches import Probe
 from .buffers import WorkBuffers
 from .numeric import Target
 
+HEADROOM = 8  # the work buffers of a graph's batched passes are an eighth larger than asked (buffers.WorkBuffers)
+
 
 def workspace(graph, node, shapes: list | None = None) -> int:
     """Elements of the largest temporary one evaluation of `node` lays out (0 unless its gate says)."""
@@ -38,7 +40,7 @@ class GraphRunner:
         self._suffix_max = np.maximum.accumulate(sizes[::-1])[::-1]
         self._branches = branch_rows(graph, values)
         self._reads: dict = {}  # the elements each gate with a `reads` rule picks, by node id (batched_forward's)
-        self._buffers = WorkBuffers()  # reused by every batch this runner runs
+        self._buffers = WorkBuffers(headroom=HEADROOM)  # reused by every batch this runner runs
 
     def width(self, node_id) -> int:
         return max(int(self._suffix_max[node_id]), self.out_size)

@@ -35,6 +35,8 @@ SYMBOL_COST = 4  # work units per SymPy symbol made for a gate's input element
 RULE_PAST = 20_000   # a gate whose SymPy form would build more expression nodes than this, and which has an
                      # index rule (matmul), takes its local Jacobian from the rule, checked by SymPy first
 SYMBOL_ARRAYS = 16   # operand shapes whose symbols are kept for the next gate
+KEPT_BUILDS = 512    # gate calls' SymPy expressions kept between checks (symbolic._kept), the oldest going first,
+KEPT_COST = 200_000  # and at most this many expression nodes of them (their build cost)
 RULE_ENTRIES = 64    # index-rule entries per work unit: an entry is a gathered value, not a SymPy node
 
 
@@ -105,6 +107,92 @@ def gate_sym(gate: Gate | Composite, args: list, attrs: dict):
 
 _elementwise: dict = {}
 _built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # gate node -> (where its symbols sit, expressions)
+_kept: dict = {}  # (the gate's structure, its attributes, operand shapes) -> (where, expressions, build cost), oldest first
+_kept_cost = [0]  # the build costs _kept holds
+_structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a user gate -> its structure (None: none)
+
+
+def _built_key(node, args: list):
+    """What a gate call's expressions are kept under: its gate's structure, attributes and operand shapes,
+    which are all its SymPy form reads (`_kept`: shared by every call of a gate alike, in this check and
+    the next: a tree calling one gate a hundred times, or a file checked again in one process (the
+    editor's server, a notebook), builds it once); None where an attribute or a constant is not plain
+    data (then its node keeps them, `_built`, for this graph only)."""
+    structure = _structure(node.gate)
+    attrs = _plain(node.attrs)
+    if structure is None or attrs is None:
+        return None
+    return structure, attrs, tuple(tuple(np.shape(a)) for a in args)
+
+
+def _structure(gate):
+    """A registry gate itself (held by the key, so never confused with another); a user gate by what
+    its body is made of, node by node: kinds, gates, inputs, attributes, shapes and constants
+    (two checks of one file, or two definitions alike, share it). None where some part is not plain data."""
+    if not isinstance(gate, Composite):
+        return _Itself(gate)
+    if gate not in _structures:
+        parts = []
+        for n in gate.body.nodes:
+            inner = None if n.gate is None else _structure(n.gate)
+            attrs = _plain(n.attrs)
+            value = None if n.value is None else _plain(np.asarray(n.value))
+            if (n.gate is not None and inner is None) or attrs is None or (n.value is not None and value is None):
+                _structures[gate] = None
+                return None
+            parts.append((n.kind, inner, tuple(n.inputs), attrs, tuple(n.shape), value))
+        _structures[gate] = ("user gate", tuple(parts), gate.body.output, gate.shapes)
+    return _structures[gate]
+
+
+class _Itself:
+    """A registry gate in a key, compared and hashed by identity (its fields need not be hashable)."""
+    __slots__ = ("gate",)
+
+    def __init__(self, gate) -> None:
+        self.gate = gate
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Itself) and other.gate is self.gate
+
+    def __hash__(self) -> int:
+        return id(self.gate)
+
+
+def _plain(x):
+    """x as hashable data that is equal only for an equal x (types, float bits and array bytes
+    included), or None when it is not plain data (an object array, a function, ...)."""
+    if x is None or isinstance(x, (bool, int, str)) and not isinstance(x, np.generic):
+        return (type(x).__name__, x)
+    if isinstance(x, np.ndarray) or isinstance(x, np.generic):
+        a = np.asarray(x)
+        return None if a.dtype.hasobject else ("array", type(x).__name__, a.dtype.str, a.shape, a.tobytes())
+    if isinstance(x, float):
+        return ("float", x.hex())
+    if isinstance(x, complex):
+        return ("complex", x.real.hex(), x.imag.hex())
+    if isinstance(x, slice):
+        parts = (_plain(x.start), _plain(x.stop), _plain(x.step))
+        return None if None in parts else ("slice", parts)
+    if isinstance(x, (tuple, list)):
+        items = tuple(_plain(v) for v in x)
+        return None if None in items else (type(x).__name__, items)
+    if isinstance(x, dict) and all(isinstance(k, str) for k in x):
+        items = tuple((k, _plain(v)) for k, v in sorted(x.items()))
+        return None if any(v is None for _, v in items) else ("dict", items)
+    return None
+
+
+def _keep(key, built: tuple, cost: int) -> bool:
+    """Keep a build in `_kept`, the oldest going past KEPT_BUILDS entries or KEPT_COST expression nodes;
+    False for one larger than KEPT_COST alone."""
+    if cost > KEPT_COST:
+        return False
+    _kept[key] = (*built, cost)
+    _kept_cost[0] += cost
+    while _kept and (len(_kept) > KEPT_BUILDS or _kept_cost[0] > KEPT_COST):
+        _kept_cost[0] -= _kept.pop(next(iter(_kept)))[2]
+    return True
 
 
 def _elementwise_partials(gate, attrs: dict, arity: int) -> list:
@@ -152,18 +240,26 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     # before any expression is built; a symbol the expressions use costs about as much as visiting
     # SYMBOL_COST expression nodes (one the gate does not read, as x[i] reads one of x's, costs nothing)
     work.spend(build_cost(node, [np.shape(a) for a in args]))
-    if node not in _built:  # the expressions depend on the shapes only: a second point reuses them
+    key = _built_key(node, args)
+    kept = _kept.get(key) if key is not None else None
+    if kept is not None:  # the expressions depend on the gate, its attributes and the shapes only
+        where, out, _ = kept
+        _kept.pop(key, None)
+        _kept[key] = kept  # the newest now
+    elif node in _built:
+        where, out = _built[node]
+    else:
         slots = [_symbols(tuple(np.shape(a)), k) for k, a in enumerate(args)]
         out = np.asarray(gate_sym(gate, [sym for sym, _ in slots], attrs), dtype=object).ravel()
         used = set().union(*(e.free_symbols for e in out if hasattr(e, "free_symbols")))
-        where: dict = {}  # the used symbols' places, in time linear in the smaller of the two per slot
+        where = {}  # the used symbols' places, in time linear in the smaller of the two per slot
         for _, place in slots:
             if len(place) <= len(used):
                 where.update((s, w) for s, w in place.items() if s in used)
             else:
                 where.update((s, place[s]) for s in used if s in place)
-        _built[node] = (where, out)
-    where, out = _built[node]
+        if key is None or not _keep(key, (where, out), build_cost(node, [np.shape(a) for a in args])):
+            _built[node] = (where, out)  # for this graph only
     work.spend(SYMBOL_COST * len(where))
     flat = [np.ravel(a) for a in args]
     point = {s: _number(flat[k][e]) for s, (k, e) in where.items()}

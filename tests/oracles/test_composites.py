@@ -128,3 +128,26 @@ def test_it_is_complex_analytic_when_every_gate_of_its_body_is():
     graph = load(TEXT)
     assert complexstep.analytic(composite(graph, "soft"))
     assert not complexstep.analytic(composite(graph, "clip"))
+
+
+def test_sympys_forms_kept_between_checks_are_those_of_the_gate_checked_now():
+    # symbolic._kept shares a gate call's SymPy expressions between checks: a gate of the same name and
+    # shapes whose body, a nested gate's body, a constant, or an attribute differs must be built anew
+    # (each SymPy column against the derivative worked by hand, at x = 1.5 and on a 2 x 2 x)
+    from gradcheck_cli import check
+
+    def grad(text, name="x"):
+        report = check(text, complex_step=False)
+        row = next(n for n in report.nodes if n.name == name)
+        return report.passed, np.asarray(row.symbolic, dtype=float)
+    for body, derivative in (("t * t", 2 * 1.5), ("t * t * t", 3 * 1.5 ** 2), ("t * 2.0", 2.0), ("t * 3.0", 3.0)):
+        assert grad(f"gate g(t) = {body}\nx = 1.5\nf = g(x)\n") == (True, derivative)
+    for c in ([2.0, 3.0], [4.0, 5.0]):  # a constant of the body: a literal node's value
+        passed, column = grad(f"gate g(t) = sum(t * {c})\nx = [1.5, 0.5]\nf = g(x)\n")
+        assert passed and np.array_equal(column, c)
+    for inner, derivative in (("t", 2 * 1.5), ("t * t", 3 * 1.5 ** 2)):
+        assert grad(f"gate h(t) = {inner}\ngate g(t) = h(t) * t\nx = 1.5\nf = g(x)\n") == (True, derivative)
+    w = np.array([1.0, 2.0])
+    for axis, by_hand in ((0, np.tile(w / 2, (2, 1))), (1, np.tile(w[:, None] / 2, (1, 2)))):
+        passed, column = grad(f"x = [[0.5, -1.0], [2.0, 0.25]]\nf = sum(mean(x, axis={axis}) * [1.0, 2.0])\n")
+        assert passed and np.array_equal(column, by_hand)
