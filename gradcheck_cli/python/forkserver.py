@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from enum import Enum
 
 KEEP = 3  # families of servers kept at once (check-py's numpy alone, with torch, with JAX; a call with another
 # environment, preload set or child starts its own family)
@@ -50,8 +51,22 @@ _BASE = ("numpy", "numpy.random", "gradcheck_cli.python.pymodule", "gradcheck_cl
 _REPLY = struct.Struct("<Bqq")  # kind, pid, wait status
 _FORKED, _EXITED = 1, 2
 START_SECONDS = 600.0  # the longest a server may take to import and fork (a loaded machine, torch and JAX)
-CHECK_CHILD = "gradcheck_cli.python.isolation:_child"  # what check-py's children run
-_PR_SET_CHILD_SUBREAPER = 36  # prctl: orphans of the children are reparented here (the parent-death signal is set in isolation._child)
+_PR_SET_CHILD_SUBREAPER = 36  # prctl: orphans of the children are reparented here (the parent-death signal
+_PR_SET_PDEATHSIG = 1          # is set by each child: die_with_server)
+
+
+class Work(Enum):
+    """What a server's children run ("module:function", named to the server on its command line):
+    `run(pipe_fd, stack_fd, orphaned=...)`, which never returns."""
+    CHECK = "gradcheck_cli.python.isolation:_child"          # check-py: the user's code, its jobs
+    GRADE = "gradcheck_cli.teaching.grade_worker:forked"     # grade: one .grad submission's worker
+
+
+def die_with_server(orphaned: tuple, sig: int) -> bool:  # pragma: no cover - runs in a child
+    """A child is sent `sig` when its server ends (`orphaned`: (the server's orphan signal, its pid));
+    False when the server has ended already (before the line above took effect)."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return os.getppid() == orphaned[1]
 
 
 def enabled() -> bool:
@@ -90,7 +105,7 @@ class _Key:
     root: str
     environ: tuple
     modules: tuple
-    child: str = CHECK_CHILD  # "module:function" the children run: run_child(pipe_fd, stack_fd, orphaned=...)
+    child: Work = Work.CHECK  # what the children run
     isolated: bool = False    # the server's Python started with -I
     slot: int = 0             # several servers of one family for callers at once (one child at a time each)
 
@@ -141,7 +156,7 @@ class _Server:
         try:
             self.process = subprocess.Popen(
                 [key.executable, *(["-I"] if key.isolated else []), "-c", _BOOT, key.root, str(theirs.fileno()),
-                 key.child, *key.modules],
+                 key.child.value, *key.modules],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True, env=dict(key.environ))
         finally:
@@ -224,7 +239,7 @@ _REGISTRY = threading.Lock()
 STARTS = [0]  # servers started by this process (the tests count them)
 
 
-def server(modules: tuple[str, ...], root: str, *, child: str = CHECK_CHILD, environ: dict | None = None,
+def server(modules: tuple[str, ...], root: str, *, child: Work = Work.CHECK, environ: dict | None = None,
            isolated: bool = False, slot: int = 0) -> _Server | None:
     """A server for this call, free and alive (started if need be), its lock held; None when all
     are busy (another thread's run). Its children run `child`; the server runs with `environ` (by
@@ -297,8 +312,8 @@ _BOOT = ("import sys; sys.flags.safe_path or sys.path.pop(0); sys.path.insert(0,
 
 def _serve(sock_fd: int, modules: list[str], child: str) -> None:  # pragma: no cover - runs in the server process
     """Import, then fork a child per request and report how each ended, until the socket closes.
-    `child` ("module:function", one of gradcheck's) is what the child runs: `run_child(pipe_fd,
-    stack_fd, orphaned=...)`, which never returns."""
+    `child` (a Work's value) is what the child runs: `run_child(pipe_fd, stack_fd, orphaned=...)`,
+    which never returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
     os.set_inheritable(sock_fd, False)
@@ -309,9 +324,9 @@ def _serve(sock_fd: int, modules: list[str], child: str) -> None:  # pragma: no 
             importlib.import_module(name)
         except BaseException:  # noqa: BLE001 - not importable here: the child imports it itself, and says why
             pass
-    where, name = child.split(":")
-    if not where.startswith("gradcheck_cli."):  # gradcheck's own code only
+    if child not in {w.value for w in Work}:  # gradcheck's own children only
         os._exit(2)
+    where, name = child.split(":")
     run_child = getattr(importlib.import_module(where), name)
     me = os.getpid()
     try:

@@ -16,7 +16,6 @@ a backstop for code that never returns, not a budget (budgets count work).
 from __future__ import annotations
 
 import ast
-import ctypes
 import faulthandler
 import importlib
 import io
@@ -45,7 +44,6 @@ WALL_FACTOR = 3  # wall-clock seconds per second of CPU time: code that computes
 # machine that is not overloaded, code that waits or sleeps meets this one
 LAST_RESORT = 2.0  # seconds past the wall-clock limit: faulthandler's own thread ends a process whose code
 # kept the interval timer's signal from being handled (a SIGALRM handler of its own, or signal.alarm)
-_PR_SET_PDEATHSIG = 1
 EXIT_MARK = "gradcheck: os._exit("  # written to the stack file before a patched os._exit ends the process
 
 
@@ -406,8 +404,7 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
     faulthandler.register(signal.SIGALRM, file=stack, all_threads=True, chain=True)
     if orphaned is not None:
         faulthandler.register(orphaned[0], file=stack, all_threads=True, chain=True)
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, orphaned[0], 0, 0, 0)
-        if os.getppid() != orphaned[1]:  # the server ended already
+        if not forkserver.die_with_server(orphaned, orphaned[0]):  # the server ended already
             os.kill(os.getpid(), orphaned[0])
 
     def reported_exit(status=0):

@@ -8,7 +8,6 @@ The worker is a child forked from a server that imported gradcheck, numpy and Sy
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -16,11 +15,10 @@ import sys
 import traceback
 
 from ..core.errors import GradcheckError
+from ..python import forkserver
 from .exercise import Exercise, Part
 from .grading import grade_grad, zero
 from .sandbox import Limits, limited
-
-_PR_SET_PDEATHSIG = 1
 
 
 def main() -> int:
@@ -49,8 +47,7 @@ def forked(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
     code = 70
     try:
         if orphaned is not None:
-            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != orphaned[1]:
+            if not forkserver.die_with_server(orphaned, signal.SIGKILL):
                 os._exit(70)
         limits = json.loads(sys.stdin.readline())
         limited(Limits(**limits), False)()

@@ -220,7 +220,7 @@ def _forked_worker(request: str, limits: Limits, cwd: str, env: dict, slot: int)
     `_NO_SERVER` when there is no fork server to be had (then a fresh Python is started)."""
     if not forkserver.enabled():
         return _NO_SERVER
-    server = forkserver.server(WORKER_PRELOAD, _HERE, child="gradcheck_cli.teaching.grade_worker:forked",
+    server = forkserver.server(WORKER_PRELOAD, _HERE, child=forkserver.Work.GRADE,
                                environ={**environment(tempfile.gettempdir()), "PYTHONIOENCODING": "utf-8"},
                                isolated=True, slot=slot)
     if server is None:
@@ -249,8 +249,10 @@ def _forked_worker(request: str, limits: Limits, cwd: str, env: dict, slot: int)
                     task.write(json.dumps(dataclasses.asdict(limits)).encode("utf-8") + b"\n" + request.encode("utf-8"))
             except OSError:  # it is gone already: its exit status says why
                 pass
+            poller = select.poll()  # (not select.select: no limit on the descriptor's number)
+            poller.register(out_read, select.POLLIN)
             while (left := limits.seconds - (time.monotonic() - started)) > 0:
-                if not select.select([out_read], [], [], left)[0]:
+                if not poller.poll(left * 1000):
                     continue
                 chunk = os.read(out_read, 1 << 16)
                 if not chunk:
