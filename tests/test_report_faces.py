@@ -134,22 +134,25 @@ def test_the_quiz_can_be_left_at_a_real_terminal(tmp_path, key):
     session = f"gradcheck-quiz-{key}-{tmp_path.name}"
     transcript = tmp_path / "transcript.txt"
     command = f"{sys.executable} -m gradcheck_cli quiz {tmp_path / 'q.grad'} -o {transcript}; echo EXIT=$?; sleep 20"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "30", command], check=True)
+    # A server of its own (-L): on the shared default socket, one test's server, exiting with its last
+    # session, refused the other's new session ("server exited unexpectedly").
+    tmux = ["tmux", "-L", session]
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "80", "-y", "30", command], check=True)
     try:
         def screen():
-            return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            return subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
         deadline = time.time() + 30
         while "dy =" not in screen() and time.time() < deadline:
             time.sleep(0.2)
-        subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", session, "3", "Enter"], check=True)
         while "dx =" not in screen() and time.time() < deadline:
             time.sleep(0.2)
-        subprocess.run(["tmux", "send-keys", "-t", session, key], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", session, key], check=True)
         while "EXIT=" not in screen() and time.time() < deadline:
             time.sleep(0.2)
         text = screen()
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
     assert "quiz stopped after 1 of 2 questions; score: 1/1" in text and "EXIT=1" in text
     assert "(no answer)" not in text
     saved = transcript.read_text()  # -o at a terminal: asked there, and the transcript kept
