@@ -8,9 +8,12 @@ set for a process only, makes it use another kernel this CPU can execute.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
-from concurrent.futures import ThreadPoolExecutor
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +73,18 @@ def threads() -> int:
     return max(1, min(len(KERNELS), (os.cpu_count() or 1) // workers))
 
 
-def under_each_kernel(run, command: str) -> dict:
-    """{kernel: run(command)} under each kernel (as many at a time as `threads`), `run` a bash runner; where
-    this machine has fewer than three kernels, {"default": run(command)} as OpenBLAS picks it."""
-    if not ENOUGH:
-        return {"default": run(command)}
-    with ThreadPoolExecutor(max_workers=threads()) as pool:
-        outputs = pool.map(lambda k: run(f"export OPENBLAS_CORETYPE={k}\n{command}"), KERNELS)
-    return dict(zip(KERNELS, outputs))
+@functools.cache
+def own() -> str | None:
+    """The kernel OpenBLAS picks by itself on this CPU (no `OPENBLAS_CORETYPE`), as it names it when
+    `OPENBLAS_VERBOSE=2` (`Core: SkylakeX`); None where it does not say."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env["OPENBLAS_VERBOSE"] = "2"
+    done = subprocess.run([sys.executable, "-c", "import numpy"], env=env, capture_output=True, text=True, timeout=120)
+    found = re.search(r"^Core: (\w+)", done.stdout + done.stderr, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def others() -> list:
+    """The kernels of `KERNELS` other than the one OpenBLAS picks by itself (all of them where it picks
+    another, or does not say which)."""
+    return [k for k in KERNELS if k != own()]

@@ -11,8 +11,23 @@ line, with these normalisations only:
 - `...` inside a line stands for any text on that line (as doctest's ELLIPSIS).
 
 Where this machine runs three OpenBLAS kernels (`blas_kernels.py`), each command runs under each of them,
-and what it prints must also be the same under each (wall-clock times aside): one answer on any
-machine, as `test_same_answer.py` holds for the examples.
+and what it prints must also be the same under each (wall-clock times aside), its exit status too: one
+answer on any machine, as `test_same_answer.py` holds for the examples. The run above, as a user runs it
+(no `OPENBLAS_CORETYPE`), is under OpenBLAS's own kernel for this CPU (`blas_kernels.own`: the newest of
+the three here). Under each other kernel:
+
+- a simple `gradcheck ARGS...` command (quotes, a `#` comment and globs, no other shell syntax and no
+  `NAME=value` before it: `warm_runner.words`) runs in that kernel's warm runner (`warm_runner.py`), a
+  Python started once per pytest worker with `OPENBLAS_CORETYPE` and the environment above, that runs
+  each command through the console script's own function (`gradcheck_cli.cli.invoke`), its output
+  taken from descriptors 1 and 2: it keeps check-py's fork servers, so torch and JAX are imported
+  once per kernel, not once per command;
+- any other command (a pipe, `$(...)`, `python -c`, `pytest`, a variable set for it) runs by bash as
+  above, `OPENBLAS_CORETYPE` set.
+
+What a warm runner prints must be what bash printed, so a command that prints otherwise when called
+again in one process (state kept between calls, which a notebook or the language server would meet)
+fails here.
 
 A block that cannot run here says so on the line before its fence:
 `<!-- readme: not run (the reason) -->`; one that needs an optional extra names its module there,
@@ -26,12 +41,14 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from blas_kernels import under_each_kernel
+from blas_kernels import ENOUGH, others, own, threads
+from warm_runner import Result, Runner, words
 
 NOT_RUN = re.compile(r"<!--\s*readme:\s*not run\b.*-->")
 NEEDS = re.compile(r"<!--\s*readme:\s*needs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-->")
@@ -85,17 +102,61 @@ def normalise(output: str) -> str:
     return "\n".join(line.rstrip() for line in output.rstrip().splitlines()) + "\n"
 
 
-def run(command: str) -> str:
+def environment(kernel: str | None = None) -> dict:
+    """The environment of a command: this one's without GRADCHECK_ (but the cache folder), GITHUB_,
+    PYTEST_ and CI, in an 80-column terminal, this Python's scripts first on PATH; OpenBLAS's own kernel,
+    or `kernel`."""
     env = {k: v for k, v in os.environ.items() if k == "GRADCHECK_CACHE_DIR" or not k.startswith(("GRADCHECK_", "GITHUB_", "PYTEST_"))}
     env.update(COLUMNS="80", LINES="50", NO_COLOR="1", TERM="dumb",
                PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
-    env.pop("CI", None)
-    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
-    # Where bubblewrap cannot start a sandbox, `grade` says so on standard error; the docs show the
-    # sandboxed run, which prints nothing more.
-    return "".join(line for line in done.stdout.splitlines(keepends=True)
+    for name in ("CI", "OPENBLAS_CORETYPE"):
+        env.pop(name, None)
+    if kernel is not None:
+        env["OPENBLAS_CORETYPE"] = kernel
+    return env
+
+
+def shown(output: str) -> str:
+    """Where bubblewrap cannot start a sandbox, `grade` says so on standard error; the docs show the
+    sandboxed run, which prints nothing more."""
+    return "".join(line for line in output.splitlines(keepends=True)
                    if not (line.startswith("note: ") and "without the OS sandbox" in line))
+
+
+def bash(command: str, kernel: str | None = None) -> Result:
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=environment(kernel), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    return Result(output=shown(done.stdout), code=done.returncode)
+
+
+def run(command: str) -> str:
+    """What `command` prints, run by bash as a user runs it."""
+    return bash(command).output
+
+
+@pytest.fixture(scope="session")
+def warm_runners():
+    """{kernel: its warm runner} for the kernels other than OpenBLAS's own; each started at its first
+    command, all ended (and waited for) when the session ends."""
+    runners = {k: Runner(environment(k), k) for k in others()} if ENOUGH else {}
+    yield runners
+    for runner in runners.values():
+        runner.close()
+
+
+def runs_of(command: str, runners: dict) -> dict:
+    """{how it ran: Result}: by bash under OpenBLAS's own kernel, then under each other kernel by its warm
+    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`."""
+    simple = words(command)
+    jobs = {f"its own kernel ({own() or 'as OpenBLAS picks it'}), by bash": lambda: bash(command)}
+    for kernel, runner in runners.items():
+        if simple is None:
+            jobs[f"the {kernel} kernel, by bash"] = lambda k=kernel: bash(command, k)
+        else:
+            jobs[f"the {kernel} kernel, by its warm runner"] = lambda r=runner: r.run(simple)
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
+        results = list(pool.map(lambda job: job(), jobs.values()))
+    return dict(zip(jobs, results))
 
 
 CASES = [(path, line, runs) for path in documents() for line, runs in console_blocks(path)]
@@ -119,19 +180,20 @@ def test_the_markdown_links_point_at_files_that_exist(path):
 
 
 @pytest.mark.parametrize("path, line, runs", CASES, ids=[f"{p.name}:{n}" for p, n, _ in CASES])
-def test_console_block_prints_what_it_shows(path, line, runs):
+def test_console_block_prints_what_it_shows(path, line, runs, warm_runners):
     if missing_extra(path, line):
         pytest.skip(f"needs {missing_extra(path, line)}, an optional extra")
     for command, expected in runs:
-        outputs = under_each_kernel(lambda c: normalise(run(c)), command)
         want = pattern([e for e in "\n".join(expected).rstrip().splitlines()])
-        for kernel, got in outputs.items():
-            assert want.fullmatch(got), (f"{path.name}:{line}: `$ {command}` under the {kernel} kernel printed\n{got}\n"
-                                         f"but the block shows\n" + "\n".join(expected))
-        first, *others = outputs.items()
-        for kernel, got in others:
-            assert TIMINGS.sub("<time>", got) == TIMINGS.sub("<time>", first[1]), \
-                f"`{command}` under {kernel}:\n{got}\nunder {first[0]}:\n{first[1]}"
+        (first, real), *others_ = runs_of(command, warm_runners).items()
+        for how, got in [(first, real), *others_]:
+            assert want.fullmatch(normalise(got.output)), (
+                f"{path.name}:{line}: `$ {command}` under {how} printed\n{got.output}\nbut the block shows\n"
+                + "\n".join(expected))
+        for how, got in others_:
+            assert (TIMINGS.sub("<time>", normalise(got.output)), got.code) == \
+                (TIMINGS.sub("<time>", normalise(real.output)), real.code), \
+                f"`{command}` under {how} (exit {got.code}):\n{got.output}\nunder {first} (exit {real.code}):\n{real.output}"
 
 
 @pytest.mark.parametrize("expected, output, matches", [

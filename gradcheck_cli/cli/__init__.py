@@ -22,12 +22,24 @@ def _interrupt(signum, frame):
 
 
 def entry() -> None:
-    """The `gradcheck` console script: run the command, then leave without tearing the interpreter down.
+    """The `gradcheck` console script: run the command (`invoke`), then leave without tearing the
+    interpreter down.
 
     A check builds many SymPy objects; freeing them one by one at exit, and the cyclic collector's
     passes over SymPy's import, took a quarter of a short run (0.25 s of ~1 s). Output is flushed
     and every file is closed by then (-o writes are atomic and done; a -j pool has been shut down).
     """
+    code = invoke()
+    forks = sys.modules.get("gradcheck_cli.python.forkserver")
+    if forks is not None:  # check-py's fork server ended and waited for: its CPU time is counted in ours
+        forks.shutdown()
+    os._exit(code)
+
+
+def invoke() -> int:
+    """Run the command of `sys.argv` as the console script does, and give its exit code, its output
+    flushed. The process stays as it was otherwise: check-py's fork servers are kept for the next
+    call (a process that runs several commands, as the docs' tests do, imports torch or JAX once)."""
     import gc
     gc.set_threshold(20_000, 20, 20)
     import signal
@@ -51,10 +63,7 @@ def entry() -> None:
         sys.stderr.flush()
     except BrokenPipeError:
         _silence_stdout()
-    forks = sys.modules.get("gradcheck_cli.python.forkserver")
-    if forks is not None:  # check-py's fork server ended and waited for: its CPU time is counted in ours
-        forks.shutdown()
-    os._exit(code or 0)
+    return code or 0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
