@@ -321,10 +321,10 @@ def test_variants_of_a_grad_exercise_keep_its_verdicts(tmp_path):
     got = _grade(exercise, [tmp_path / "amy.grad", tmp_path / "bo.grad"], tmp_path, "--variants")
     assert got["amy"]["score"] == got["bo"]["score"] == got["amy"]["out_of"]
     from gradcheck_cli.teaching.exercise import load_exercise
-    from gradcheck_cli.teaching.grading import _grad_points
+    from gradcheck_cli.teaching.grading import grad_points
     ex = load_exercise(str(exercise))
     ex.variants = True
-    amy, bo, again = (_grad_points(ex, 424242, 2, n) for n in ("amy", "bo", "amy"))
+    amy, bo, again = (grad_points(ex, 424242, 2, n) for n in ("amy", "bo", "amy"))
     assert amy[0][1] is None and bo[0][1] is None  # the exercise's own point is the file's
     assert not np.allclose(amy[1][1]["x"], bo[1][1]["x"]) and np.array_equal(amy[1][1]["x"], again[1][1]["x"])
 
