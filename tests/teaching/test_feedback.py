@@ -57,7 +57,9 @@ SCORES = {"ada": 5, "ben": 4, "cai": 0, "dan": 4, "eve": 0, "fay": 4}
 
 def _grade(exercise: Path, files: list, cwd: Path, *extra, code: int = 0):
     args = ["grade", str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", "--format", "json", *extra]
-    if code:  # the teacher's error, said before any submission runs: in this process (not about the process)
+    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
+    # exercise, whose workers' fork servers would outlive the command here
+    if code or exercise.suffix == ".py":
         done = gradcheck_in_process(*args, cwd=cwd)
     else:
         done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
