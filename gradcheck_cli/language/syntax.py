@@ -207,6 +207,11 @@ def _parser() -> Lark:
     return parser
 
 
+def warm() -> None:
+    """The parser made now, before any text is parsed (a fork server's children then share it)."""
+    _parser()
+
+
 def _tagged(value):
     """Lark's serialised tables as JSON: tuples and dicts (whose keys may be numbers) tagged."""
     if isinstance(value, dict):

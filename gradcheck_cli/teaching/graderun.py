@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +25,9 @@ from pathlib import Path
 from ..core.limits import MAX_FILE_BYTES
 from ..python import forkserver
 from .exercise import Exercise
-from .grading import Graded, PartResult, grade_python, zero
+from .grading import Graded, PartResult, grad_points, grade_python, zero
 from .sandbox import Limits, environment, limited
+from .student_side import encode
 from ..core.text import student_name, student_text
 
 __all__ = ["Limits", "grade_class", "students"]
@@ -130,12 +132,13 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
     slots: queue.Queue = queue.Queue()  # each running grade's own fork server (a .grad worker's)
     for k in range(workers):
         slots.put(k)
+    shared = _SharedPoints(exercise, secret, hidden)
 
     def one(item):
         student, path, shown = item
         slot = slots.get()
         try:
-            graded = _grade_one(exercise, ours, path, student, secret, hidden, limits, shown, slot)
+            graded = _grade_one(exercise, ours, path, student, secret, hidden, limits, shown, slot, shared)
         finally:
             slots.put(slot)
         graded = _masked(graded, secret, root)
@@ -157,8 +160,31 @@ def _masked(graded: Graded, secret: int, root: str = "/") -> Graded:
     return graded
 
 
+class _SharedPoints:
+    """A `.grad` exercise's points (grading.grad_points), drawn here once for the class and sent to each
+    worker, which then holds no secret; None under --variants (each student's own, drawn by its worker)
+    or when drawing them fails (each worker draws them, and says why as before)."""
+
+    def __init__(self, exercise: Exercise, secret: int, hidden: int):
+        self.exercise, self.secret, self.hidden = exercise, secret, hidden
+        self.lock = threading.Lock()
+        self.drawn: list = []  # [the points as the request carries them, or None]
+
+    def get(self) -> list | None:
+        if self.exercise.variants:
+            return None
+        with self.lock:
+            if not self.drawn:
+                try:
+                    self.drawn.append([[name, None if at is None else {k: encode(v) for k, v in at.items()}, seed]
+                                       for name, at, seed in grad_points(self.exercise, self.secret, self.hidden)])
+                except Exception:  # noqa: BLE001 - each worker draws them and reports what it meets
+                    self.drawn.append(None)
+            return self.drawn[0]
+
+
 def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
-               shown: str | None = None, slot: int = 0) -> Graded:
+               shown: str | None = None, slot: int = 0, shared: _SharedPoints | None = None) -> Graded:
     display = shown or student_text(os.path.basename(path), 200)
     source = read_submission(path)
     if isinstance(source, str):
@@ -170,7 +196,8 @@ def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, h
             text = source.decode("utf-8")
         except UnicodeDecodeError as err:
             return zero(exercise, student, display, f"the submission is not UTF-8 text (byte {err.start + 1})")
-        return _grad_worker(exercise, text, display, student, secret, hidden, limits, slot)
+        return _grad_worker(exercise, text, display, student, secret, hidden, limits, slot,
+                            None if shared is None else shared.get())
     except RecursionError:
         return zero(exercise, student, display, "the submission is nested too deeply to grade")
     except MemoryError:
@@ -181,12 +208,14 @@ def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, h
 
 
 def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secret: int, hidden: int,
-                 limits: Limits, slot: int = 0) -> Graded:
+                 limits: Limits, slot: int = 0, points: list | None = None) -> Graded:
     """A `.grad` submission checked in a worker process (gradcheck's own code, with the limits: a
     submission within the language's limits may still be slow): a child of the fork server of the
-    grade's `slot` (grade_worker.forked), or a fresh Python where there is none."""
+    grade's `slot` (grade_worker.forked), or a fresh Python where there is none. With the class's
+    `points` (as _SharedPoints gives them) the worker gets them and not the secret."""
     request = json.dumps({"exercise": dataclasses.asdict(exercise), "text": text, "display": display,
-                          "student": student, "secret": secret, "hidden": hidden})
+                          "student": student, "hidden": hidden,
+                          **({"secret": secret} if points is None else {"points": points})})
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
         env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
         done = _forked_worker(request, limits, cwd, env, slot)
@@ -221,7 +250,8 @@ def _forked_worker(request: str, limits: Limits, cwd: str, env: dict, slot: int)
     if not forkserver.enabled():
         return _NO_SERVER
     server = forkserver.server(WORKER_PRELOAD, _HERE, child=forkserver.Work.GRADE,
-                               environ={**environment(tempfile.gettempdir()), "PYTHONIOENCODING": "utf-8"},
+                               environ={**environment(tempfile.gettempdir()), "PYTHONIOENCODING": "utf-8",
+                                        "GRADCHECK_NO_CACHE": "1"},  # (its home /tmp: no cache read or written)
                                isolated=True, slot=slot)
     if server is None:
         return _NO_SERVER
@@ -275,6 +305,8 @@ def _forked_worker(request: str, limits: Limits, cwd: str, env: dict, slot: int)
 
 
 _NO_SERVER = object()  # _forked_worker's answer when there is no fork server: a fresh Python is started
-# What a worker imports as it grades (SymPy among them, for the d lines' partials): its fork server imports
-# them once, before it forks a worker for each submission.
-WORKER_PRELOAD = ("gradcheck_cli.teaching.grade_worker", "gradcheck_cli.oracles.symbolic", "sympy", "lark")
+# What a worker imports as it grades (SymPy among them, for the d lines' partials, and the part of it SymPy
+# imports on its first sum): its fork server imports them once, before it forks a worker for each
+# submission; grade_worker's import makes the .grad parser there too.
+WORKER_PRELOAD = ("gradcheck_cli.teaching.grade_worker", "gradcheck_cli.oracles.symbolic", "sympy", "sympy.tensor.tensor",
+                  "lark")

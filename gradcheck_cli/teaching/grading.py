@@ -44,8 +44,13 @@ REFERENCE_RTOL = 1e-8  # a .grad d line against backprop through its gate's forw
 def hidden_seed(secret: int) -> int:
     """The seed of the hidden points: the secret through scrypt (16 MB, ~50 ms), so that a submission
     that sees a hidden point cannot find the secret by trying seeds in the time it is given."""
-    key = hashlib.scrypt(str(int(secret)).encode("ascii"), salt=b"gradcheck: the hidden points", n=2 ** 14, r=8, p=1,
-                         maxmem=64 * 1024 * 1024, dklen=8)
+    try:
+        key = hashlib.scrypt(str(int(secret)).encode("ascii"), salt=b"gradcheck: the hidden points", n=2 ** 14, r=8,
+                             p=1, maxmem=64 * 1024 * 1024, dklen=8)
+    except ValueError as err:  # OpenSSL's "malloc failure" under a memory limit (a worker's)
+        if "malloc" in str(err):
+            raise MemoryError from None
+        raise
     return int.from_bytes(key, "big")
 
 
@@ -112,9 +117,11 @@ def score(exercise: Exercise, student: str, source: str, verdicts: dict, seen: d
     return graded
 
 
-def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: int, hidden: int) -> Graded:
+def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: int, hidden: int,
+               points: list | None = None) -> Graded:
     """A `.grad` submission's text: its d lines for the exercise's gates, checked in the exercise's
-    program (no code of the student's runs: the language is evaluated by gradcheck)."""
+    program (no code of the student's runs: the language is evaluated by gradcheck). `points`: the
+    points `grad_points` gives for them, when the caller has drawn them (once for a class)."""
     try:
         program, refused = splice(exercise, text)
     except GradcheckError as err:
@@ -123,7 +130,7 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
                                                                    .splitlines()[0]))]
                       for p in exercise.parts if p.owner in refused}
     seen: dict = {}  # part -> per point, (the student's d line, backprop) where it was wrong: its fingerprint
-    for name, at, seed in _grad_points(exercise, secret, hidden, student):
+    for name, at, seed in points if points is not None else grad_points(exercise, secret, hidden, student):
         report = check(program, source=path, at=at, settings=Settings(seed=seed))
         if report.error is not None:
             why = report.error.message
@@ -145,7 +152,7 @@ def grade_grad(exercise: Exercise, text: str, path: str, student: str, secret: i
     return score(exercise, student, path, verdicts, seen)
 
 
-def _grad_points(exercise: Exercise, secret: int, hidden: int, student: str | None = None) -> list:
+def grad_points(exercise: Exercise, secret: int, hidden: int, student: str | None = None) -> list:
     """[(name, at, seed)]: the exercise's own point, then `hidden` random ones where the exercise's
     own solution is defined (each leaf drawn again; consts stay): under --variants, the student's own."""
     graph = load(exercise.text, exercise.path)

@@ -57,7 +57,9 @@ SCORES = {"ada": 5, "ben": 4, "cai": 0, "dan": 4, "eve": 0, "fay": 4}
 
 def _grade(exercise: Path, files: list, cwd: Path, *extra, code: int = 0):
     args = ["grade", str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", "--format", "json", *extra]
-    if code:  # the teacher's error, said before any submission runs: in this process (not about the process)
+    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
+    # exercise, whose workers' fork servers would outlive the command here
+    if code or exercise.suffix == ".py":
         done = gradcheck_in_process(*args, cwd=cwd)
     else:
         done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
@@ -321,10 +323,10 @@ def test_variants_of_a_grad_exercise_keep_its_verdicts(tmp_path):
     got = _grade(exercise, [tmp_path / "amy.grad", tmp_path / "bo.grad"], tmp_path, "--variants")
     assert got["amy"]["score"] == got["bo"]["score"] == got["amy"]["out_of"]
     from gradcheck_cli.teaching.exercise import load_exercise
-    from gradcheck_cli.teaching.grading import _grad_points
+    from gradcheck_cli.teaching.grading import grad_points
     ex = load_exercise(str(exercise))
     ex.variants = True
-    amy, bo, again = (_grad_points(ex, 424242, 2, n) for n in ("amy", "bo", "amy"))
+    amy, bo, again = (grad_points(ex, 424242, 2, n) for n in ("amy", "bo", "amy"))
     assert amy[0][1] is None and bo[0][1] is None  # the exercise's own point is the file's
     assert not np.allclose(amy[1][1]["x"], bo[1][1]["x"]) and np.array_equal(amy[1][1]["x"], again[1][1]["x"])
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from conftest import gradcheck_in_process
+
 from gradcheck_cli.render.gradebooks import class_table
 from gradcheck_cli.teaching.exercise import Exercise, Part
 from gradcheck_cli.teaching.grading import Graded, PartResult
@@ -33,8 +35,13 @@ def backward(**slips) -> str:
 
 
 def grade(exercise, files: list, *extra, cwd=None):
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), *map(str, files),
-                           "--secret", "424242", "--timeout", "20", *extra], capture_output=True, text=True, cwd=cwd)
+    args = ["grade", str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", *extra]
+    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
+    # exercise, whose workers' fork servers would outlive the command here
+    if Path(exercise).suffix == ".py":
+        done = gradcheck_in_process(*args, cwd=cwd)
+    else:
+        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -109,8 +116,7 @@ def test_a_results_json_holds_one_submission(tmp_path):
     for name in ("a", "b"):
         files.append(tmp_path / f"{name}.py")
         files[-1].write_text(backward(), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(PY_EXERCISE), *map(str, files),
-                           "--secret", "1", "--gradescope", str(tmp_path / "results.json")], capture_output=True, text=True)
+    done = gradcheck_in_process("grade", PY_EXERCISE, *files, "--secret", "1", "--gradescope", tmp_path / "results.json")
     assert done.returncode == 2 and "one submission" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "results.json").exists()
 

@@ -636,16 +636,20 @@ def test_the_secret_never_appears_in_any_output(tmp_path_factory, secret):
     folder = tmp_path_factory.mktemp("snoop")
     (folder / "snoop.py").write_text(SNOOP, encoding="utf-8")
     (folder / "ada.py").write_text(RIGHT, encoding="utf-8")
+    runs = {}
     for mode in ("off", "auto"):  # without the sandbox it can read the grader's command line: still masked
         out = folder / f"out-{mode}"
         out.mkdir()
-        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), str(folder / "snoop.py"),
-                               str(folder / "ada.py"), "--secret", str(secret), "--timeout", "120", "--json",
-                               str(out / "g.json"), "--csv", str(out / "g.csv"), "--feedback", str(out / "fb")],
-                              capture_output=True, text=True, encoding="utf-8", cwd=folder, timeout=600,
-                              env={**os.environ, "GRADCHECK_SANDBOX": mode, "GRADCHECK_SECRET": str(secret)})
-        assert done.returncode == 0, done.stderr[-1000:]
-        texts = [done.stdout, done.stderr] + [p.read_text(encoding="utf-8") for p in out.rglob("*") if p.is_file()]
+        with open(out / "stdout.txt", "wb") as stdout, open(out / "stderr.txt", "wb") as stderr:  # (the two at once)
+            runs[mode] = subprocess.Popen(
+                [sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), str(folder / "snoop.py"), str(folder / "ada.py"),
+                 "--secret", str(secret), "--timeout", "120", "--json", str(out / "g.json"), "--csv", str(out / "g.csv"),
+                 "--feedback", str(out / "fb")], stdout=stdout, stderr=stderr, cwd=folder,
+                env={**os.environ, "GRADCHECK_SANDBOX": mode, "GRADCHECK_SECRET": str(secret)})
+    for mode, process in runs.items():
+        out = folder / f"out-{mode}"
+        assert process.wait(timeout=600) == 0, (out / "stderr.txt").read_text(encoding="utf-8", errors="replace")[-1000:]
+        texts = [p.read_text(encoding="utf-8") for p in out.rglob("*") if p.is_file()]  # its stdout and stderr among them
         assert not any(str(secret) in t for t in texts)
         snoop = json.loads((out / "g.json").read_text(encoding="utf-8"))["submissions"][0]
         if mode == "off":  # it did read the command line: what it raised shows the mask, not the number
@@ -667,20 +671,33 @@ def relu_backward(dout, cache):
 """
 
 
-@pytest.mark.parametrize("mask, earned", [("x >= 0", 1), ("x > 0", 1), ("x > -1", 0), ("0.5 + 0 * x", 0)])
-def test_any_valid_subgradient_at_the_exercises_kinks_earns_the_points(tmp_path, mask, earned):
+KINK_MASKS = {"ge": ("x >= 0", 1), "gt": ("x > 0", 1), "gt_minus_1": ("x > -1", 0), "half": ("0.5 + 0 * x", 0)}
+
+
+@pytest.fixture(scope="module")
+def kink_class(tmp_path_factory):
+    """One student per mask, graded in one run (in this process: not about the process; each submission
+    still runs in its own, sandboxed)."""
+    folder = tmp_path_factory.mktemp("kinks")
+    exercise = folder / "relu.py"
+    exercise.write_text(RELU_EXERCISE, encoding="utf-8")
+    students = []
+    for name, (mask, _) in KINK_MASKS.items():
+        students.append(folder / f"{name}.py")
+        students[-1].write_text(f"def relu_backward(dout, cache):\n    x = cache\n    return dout * ({mask})\n",
+                                encoding="utf-8")
+    done = gradcheck_in_process("grade", exercise, *students, "--secret", SECRET, "--format", "json", "-j", "2", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
+
+
+@pytest.mark.parametrize("name", list(KINK_MASKS))
+def test_any_valid_subgradient_at_the_exercises_kinks_earns_the_points(kink_class, name):
     """relu at exact zeros (the exercise's own point): the slopes there are 0 and 1, so a backward
     that passes 1 (x >= 0) is as right as the exercise's 0; one that is wrong off the kinks is not;
     0.5 at a zero is a valid subgradient but 0.5 elsewhere is wrong."""
-    exercise = tmp_path / "relu.py"
-    exercise.write_text(RELU_EXERCISE, encoding="utf-8")
-    student = tmp_path / "student.py"
-    student.write_text(f"def relu_backward(dout, cache):\n    x = cache\n    return dout * ({mask})\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(student), "--secret", SECRET,
-                           "--format", "json"], capture_output=True, text=True, encoding="utf-8", cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    part = json.loads(done.stdout)["submissions"][0]["parts"][0]
-    assert part["earned"] == earned, part
+    part = kink_class[name]["parts"][0]
+    assert part["earned"] == KINK_MASKS[name][1], part
 
 
 def test_the_hidden_points_are_not_the_secret_used_as_a_seed():
