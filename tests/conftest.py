@@ -112,6 +112,14 @@ def gradcheck_in_process(*args, cwd=None, env: dict | None = None) -> subprocess
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
+@pytest.fixture(scope="session")
+def jax_bodies(tmp_path_factory) -> dict:
+    """The bodies of the JAX API test modules (tests/python/one_process.py's `share`), all in one process
+    (JAX imported once, not once per module): {module: {"folder": its folder, name: its outcome}}."""
+    from one_process import SHARED, run_shared
+    return run_shared({module: tmp_path_factory.mktemp(module) for module in SHARED}, ROOT)
+
+
 def rows(report) -> dict:
     """A report's node rows by name."""
     return {r.name: r for r in report.nodes}

@@ -5,6 +5,7 @@ line; what a target daemonizes is killed; a second call in the same process reus
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,6 +29,13 @@ def check(folder, *targets):
     done = gradcheck_in_process("check-py", *targets, "--shape", "x=3,4", "--shape", "w=4,2", "--format", "json",
                                 cwd=folder)
     return done, json.loads(done.stdout)["results"]
+
+
+def need(framework: str) -> None:
+    """Skip without `framework`, found but not imported: the checks import it in the processes they
+    start, never in this one (where it would cost its import and start its threads before later forks)."""
+    if importlib.util.find_spec(framework) is None:
+        pytest.skip(f"{framework} is not installed")
 
 
 def _server_pids() -> list[int]:
@@ -72,7 +80,7 @@ sq.defvjp(sq_fwd, sq_bwd)
 def test_two_calls_reuse_one_server_whose_child_has_the_framework_imported_already(tmp_path, framework, target):
     """The server imported the framework (the target's file imports it), computed nothing with it (no
     more threads than a plain import starts), and its children check with it."""
-    pytest.importorskip(framework)
+    need(framework)
     spec, source = target
     (tmp_path / "sq.py").write_text(f"import sys\nopen('seen.txt', 'a').write(str('{framework}' in sys.modules) + "
                                     f"'\\n')\n{source}", encoding="utf-8")
@@ -99,7 +107,7 @@ def test_two_calls_reuse_one_server_whose_child_has_the_framework_imported_alrea
 
 
 def test_without_the_server_the_child_imports_torch_itself(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
+    need("torch")
     monkeypatch.setenv("GRADCHECK_FORKSERVER", "0")
     (tmp_path / "sq.py").write_text(
         "import sys\nopen('seen.txt', 'a').write(str('torch' in sys.modules) + '\\n')\nimport torch\n\n\n"
@@ -252,7 +260,7 @@ def test_a_call_with_another_environment_gets_a_server_of_its_own(tmp_path, monk
 def test_a_server_that_imported_a_framework_outlasts_servers_without_one(tmp_path, monkeypatch):
     """More environments than KEEP, each a server of numpy alone: they take each other's places, not
     that of the server which imported torch (seconds to start again); the next torch call reuses it."""
-    pytest.importorskip("torch")
+    need("torch")
     spec, source = TORCH_TARGET
     (tmp_path / "sq.py").write_text(source, encoding="utf-8")
     write(tmp_path, "layer.py")

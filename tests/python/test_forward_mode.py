@@ -7,6 +7,7 @@ derivatives are known in closed form."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import gradcheck_in_process
+from one_process import result as run
+from one_process import share
 from torch_threads import torch_on_one_thread  # noqa: F401  (autouse: torch on one thread in each test)
 
 from gradcheck_cli.core.settings import Settings
@@ -173,33 +176,42 @@ def test_the_json_face_holds_the_forward_mode_rows(torch_side):
 
 # --- JAX: a custom_jvp in forward mode --------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def jax_side():
-    jax = pytest.importorskip("jax", reason="JAX is an optional extra: pip install '.[jax]'")
-    sys.path.insert(0, str(ROOT / "examples" / "jax"))
-    import rules
-    return jax, rules
+# In the one process of the JAX API tests (tests/python/one_process.py, `jax_bodies`): JAX is not
+# imported in pytest's process.
+JAX_BODY = f"""
+import sys
+import numpy as np
+import jax, jax.numpy as jnp
+sys.path.insert(0, {str(ROOT / "examples" / "jax")!r})
+import rules
+from gradcheck_cli.jax import check
+x = np.random.default_rng(0).standard_normal((3, 2))
+t = np.random.default_rng(1).standard_normal((3, 2))
+with jax.enable_x64(True):
+    _, label = jax.jvp(lambda a: jnp.log(jnp.cosh(a)), (jnp.asarray(x),), (jnp.asarray(t),))
+    _, right = jax.jvp(rules.logcosh, (jnp.asarray(x),), (jnp.asarray(t),))
+    _, wrong = jax.jvp(rules.logcosh_wrong, (jnp.asarray(x),), (jnp.asarray(t),))
+ok, bad, vjp_only = check(rules.logcosh, (x,)), check(rules.logcosh_wrong, (x,)), check(rules.softplus, (x,))
+jvp = lambda report: [g for g in report.gates if g.gate == "forward mode (jvp)"]
+result = [bool(np.allclose(right, label, rtol=1e-12)), bool(np.allclose(wrong, label, rtol=1e-2)),
+          ok.passed, [(g.input, g.status) for g in jvp(ok)], [(g.status, g.name, g.line) for g in jvp(bad)],
+          len(jvp(vjp_only))]
+"""
+if importlib.util.find_spec("jax") is not None:
+    share(__name__, lambda folder: ("", {"jax_labels_and_rows": JAX_BODY}))
 
 
-def test_jax_labels_and_rows(jax_side):
-    jax, rules = jax_side
-    import jax.numpy as jnp
-    from gradcheck_cli.jax import check
-    x = np.random.default_rng(0).standard_normal((3, 2))
-    t = np.random.default_rng(1).standard_normal((3, 2))
-    with jax.enable_x64(True):
-        _, label = jax.jvp(lambda a: jnp.log(jnp.cosh(a)), (jnp.asarray(x),), (jnp.asarray(t),))
-        _, right = jax.jvp(rules.logcosh, (jnp.asarray(x),), (jnp.asarray(t),))
-        _, wrong = jax.jvp(rules.logcosh_wrong, (jnp.asarray(x),), (jnp.asarray(t),))
-    assert np.allclose(right, label, rtol=1e-12) and not np.allclose(wrong, label, rtol=1e-2)
-    ok = check(rules.logcosh, (x,))
-    assert ok.passed and [(g.input, g.status) for g in ok.gates if g.gate == "forward mode (jvp)"] == [("x", "pass")]
-    bad = check(rules.logcosh_wrong, (x,))
-    (row,) = [g for g in bad.gates if g.gate == "forward mode (jvp)"]
-    assert row.status == "fail" and row.name == "logcosh_wrong_jvp (forward mode)"
-    assert row.line == line_in(ROOT / "examples" / "jax" / "rules.py", "def logcosh_wrong_jvp(", "y_dot = ")
-    vjp_only = check(rules.softplus, (x,))  # a custom_vjp: no forward-mode row
-    assert not [g for g in vjp_only.gates if g.gate == "forward mode (jvp)"]
+def test_jax_labels_and_rows(jax_bodies):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is an optional extra: pip install '.[jax]'")
+    right_is_label, wrong_is_label, ok_passed, ok_rows, bad_rows, vjp_only_rows = run(
+        jax_bodies[__name__], "jax_labels_and_rows")
+    assert right_is_label and not wrong_is_label
+    assert ok_passed and ok_rows == [["x", "pass"]]
+    ((status, name, line),) = bad_rows
+    assert status == "fail" and name == "logcosh_wrong_jvp (forward mode)"
+    assert line == line_in(ROOT / "examples" / "jax" / "rules.py", "def logcosh_wrong_jvp(", "y_dot = ")
+    assert vjp_only_rows == 0  # a custom_vjp: no forward-mode row
 
 
 def test_a_kink_between_the_steps_is_a_warning_not_a_verdict():

@@ -1,8 +1,8 @@
 """jax.custom_vjp rules checked by this project's engine: right ones pass, wrong ones fail
 at the line of the rule's bwd that computes the failing cotangent; float32 against a float64
 reference. Skipped without JAX (`pip install '.[jax]'`). They run in a process of their own
-(one for the module, see `ran`): JAX starts threads, and the suite's other tests fork (-j workers)
-after it."""
+(one for this module and the other JAX API tests, see `ran`): JAX starts threads, and the suite's other
+tests fork (-j workers) after it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from one_process import result as run
-from one_process import run_bodies
+from one_process import share
 
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
@@ -21,7 +21,7 @@ EXAMPLES = ROOT / "examples" / "jax" / "rules.py"
 
 
 # Each test's body (which sets `result`, with numpy, the examples as `rules` and `check` at hand) runs in
-# one process for the module (tests/python/one_process.py): JAX is imported once, not once per test.
+# one process for the JAX API tests (tests/python/one_process.py): JAX is imported once, not once per test.
 BODIES: dict = {}
 PRELUDE = f"""
 import json, sys
@@ -33,12 +33,17 @@ from gradcheck_cli.jax import check
 """
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("jax_culprits")
+def make(folder: Path) -> tuple[str, dict]:
     (folder / "jax_culprits.py").write_text(CULPRITS, encoding="utf-8")
-    bodies = {name: body.replace("CULPRITS_FOLDER", repr(str(folder))) for name, body in BODIES.items()}
-    return {"folder": folder, **run_bodies(PRELUDE, bodies, ROOT)}
+    return PRELUDE, {name: body.replace("CULPRITS_FOLDER", repr(str(folder))) for name, body in BODIES.items()}
+
+
+share(__name__, make)
+
+
+@pytest.fixture
+def ran(jax_bodies) -> dict:
+    return jax_bodies[__name__]
 
 
 def line_of(function: str, text: str) -> int:

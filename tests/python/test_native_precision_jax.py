@@ -2,7 +2,7 @@
 checked in float32 against JAX's autodiff of the primal in float32, or a reference given in float64,
 allowed K·ε·√n of the gradient's largest element (K = 8; × 2 for a float32 reference), held both
 ways with numbers written here. Golden values: JAX's own float64 autodiff of a forward written here.
-The checks run in a process of their own, one for the module (tests/python/one_process.py, as tests/python/test_jax.py's): JAX is
+The checks run in a process of their own, with tests/python/test_jax.py's (tests/python/one_process.py): JAX is
 imported once, each test's body in a namespace of its own; a body that raises fails its own test
 alone, with its traceback. Skipped without JAX."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from one_process import result as run
-from one_process import run_bodies
+from one_process import share
 
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
@@ -39,12 +39,14 @@ x = np.random.default_rng(0).standard_normal((4, 5))
 
 
 # Each test's body (which sets `result`) runs after PRELUDE, in a namespace of its own, in one process for
-# the module (`ran`): JAX and the kernel imported once.
+# the JAX API tests (`ran`): JAX and the kernel imported once.
 BODIES: dict = {}
+share(__name__, lambda folder: (PRELUDE, BODIES))
 
-@pytest.fixture(scope="module")
-def ran() -> dict:
-    return run_bodies(PRELUDE, BODIES, ROOT)
+
+@pytest.fixture
+def ran(jax_bodies) -> dict:
+    return jax_bodies[__name__]
 
 
 BODIES["float32_and_slip"] = (

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -138,7 +139,7 @@ def _error(done):
     return report["results"][0]["error"]
 
 
-@pytest.mark.parametrize("code, phrase", [
+ENDED = [
     ("os._exit(3)", "'affine_backward' called os._exit(3), which ends the process at once"),
     ("os.abort()", "'affine_backward' crashed the process (SIGABRT"),
     ("import ctypes; ctypes.string_at(0)", "'affine_backward' crashed the process (SIGSEGV"),
@@ -150,11 +151,33 @@ def _error(done):
     # the wall clock's signal ignored by the code: faulthandler's own thread stops it a moment later
     ("import signal, time; signal.signal(signal.SIGALRM, signal.SIG_IGN); time.sleep(600)",
      "'affine_backward' did not return, and was stopped after 1 s of CPU time or 3 s in all"),
-])
-def test_an_ended_crashed_or_endless_backward_is_an_error_at_its_line(tmp_path, code, phrase):
+]
+
+
+def busy(total):
+    """A backward that computes (no waiting) for `total / 10` s of CPU time in each of its calls."""
+    return f"    import time; t = time.process_time()\n    while time.process_time() - t < {total / 10}: pass\n"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory) -> dict:
+    """The runs under GRADCHECK_MAX_SECONDS=1 whose code never returns (and the cheap ones beside them),
+    by their backward's code: started together, each its own `gradcheck` in a folder of its own, so
+    that the seconds each waits out (up to the wall clock's 3 s and the last resort's 2 more) overlap
+    rather than add up. Each is still a process of its own with its own limit, as run alone."""
+    backwards = [f"    {code}\n" for code, _ in ENDED] + [busy(30)]
+
+    def one(backward):
+        return run(tmp_path_factory.mktemp("limited"), backward=backward, env=SECONDS)
+    with ThreadPoolExecutor(max_workers=len(backwards)) as pool:
+        return dict(zip(backwards, pool.map(one, backwards)))
+
+
+@pytest.mark.parametrize("code, phrase", ENDED)
+def test_an_ended_crashed_or_endless_backward_is_an_error_at_its_line(limited, code, phrase):
     """What kills or hangs the process the code runs in leaves gradcheck standing: exit 2, the error at
     the line the code was running, the report still valid JSON."""
-    done = run(tmp_path, backward=f"    {code}\n", env=SECONDS)
+    done = limited[f"    {code}\n"]
     assert done.returncode == 2, (done.returncode, done.stderr[-800:])
     error = _error(done)
     assert phrase in error["message"], error
@@ -170,14 +193,13 @@ def test_an_exit_at_import_time_is_at_its_line(tmp_path):
     assert "called os._exit(0)" in error["message"] and error["line"] == 3, error
 
 
-def test_the_time_limit_is_a_backstop_not_a_budget(tmp_path):
-    """Held both ways: a backward that computes for 0.25 s in all passes under a 1 s limit; one that
-    computes for 3 s is stopped (the limit is the environment variable's, not a constant)."""
-    def busy(total):
-        return f"    import time; t = time.process_time()\n    while time.process_time() - t < {total / 10}: pass\n"
+def test_the_time_limit_is_a_backstop_not_a_budget(tmp_path, limited):
+    """Held both ways: a backward that computes for 0.25 s in all passes under a 1 s limit (run alone,
+    not beside the others); one that computes for 3 s is stopped (the limit is the environment
+    variable's, not a constant)."""
     done = run(tmp_path, backward=busy(0.25), env=SECONDS)
     assert done.returncode == 0, done.stdout[-800:]
-    done = run(tmp_path, backward=busy(30), env=SECONDS)
+    done = limited[busy(30)]
     assert done.returncode == 2 and "after 1 s of CPU time" in _error(done)["message"]
     assert _error(done)["line"] == 13  # the loop's line, wherever the process was stopped in it
 
