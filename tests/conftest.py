@@ -3,6 +3,7 @@
 pytest_plugins = ["pytester"]
 
 import compileall
+import gc
 import os
 import shutil
 import subprocess
@@ -20,6 +21,11 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPRESSIONS = ROOT / "expressions"
+
+# The checks run in this process collect garbage as the console script's do (cli.entry): a check allocates
+# many objects (SymPy's, a deep graph's), and the default thresholds' passes over them took 5-10% of a test's
+# CPU (the side-by-side, cost and error tests, the 10,000-gate chain).
+gc.set_threshold(20_000, 20, 20)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -27,11 +27,42 @@ from blas_kernels import ENOUGH, KERNELS, WHY_NOT, threads
 pytestmark = pytest.mark.skipif(not ENOUGH, reason=WHY_NOT)
 
 
-def _cli(args: list, kernel: str, columns: int = 80) -> str:
+# Every command below under one kernel, in one process: the kernel is picked as a process starts, so each
+# kernel needs a process of its own, but not one per command (what is compared is what each command prints,
+# not how the process starts or ends: test_cli.py holds those). Each runs as `python -m gradcheck_cli`
+# runs it: its own COLUMNS, its output what it writes to standard output.
+_RUN_EACH = """
+import contextlib, io, json, os, sys
+if sys.path and sys.path[0] in ("", os.getcwd()):
+    del sys.path[0]
+from gradcheck_cli.cli import main
+printed = []
+for args, columns in json.loads(sys.argv[1]):
+    os.environ["COLUMNS"] = str(columns)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(args)
+        except SystemExit:
+            pass
+    printed.append(out.getvalue())
+forks = sys.modules.get("gradcheck_cli.python.forkserver")
+if forks is not None:
+    forks.shutdown()
+sys.stdout.write(json.dumps(printed))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def _cli(commands: list, kernel: str) -> list:
+    """What each of `commands` ((args, columns) pairs) prints under `kernel`."""
     env = {k: v for k, v in os.environ.items() if k == "GRADCHECK_CACHE_DIR" or not k.startswith(("GRADCHECK_", "GITHUB_"))}
-    env.update(OPENBLAS_CORETYPE=kernel, COLUMNS=str(columns), NO_COLOR="1", TERM="dumb")
-    return subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600).stdout
+    env.update(OPENBLAS_CORETYPE=kernel, NO_COLOR="1", TERM="dumb")
+    done = subprocess.run([sys.executable, "-c", _RUN_EACH, json.dumps(commands)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout)
 
 
 def _shown(value, key: str = "", row: dict | None = None):
@@ -73,28 +104,37 @@ def _same(a, b, where: str = "", floor: float = 1e-12) -> str | None:
 
 
 LAYERS = ["--shape", "x=10,20,3", "--shape", "w=60,5", "--shape", "b=5", "--format", "json"]
+JSON = {  # id: the command, how many nodes its results have at least
+    "grad files": (["check", "expressions/", "examples/", "--format", "json"], 100),
+    "wrong affine layer": (["check-py", "examples/python/layers_wrong.py::affine", *LAYERS], 3),  # db wrong by the same in every element
+    "affine-relu layer": (["check-py", "examples/python/layers.py::affine_relu", *LAYERS], 3),
+    "wrong affine-relu layer": (["check-py", "examples/python/layers_wrong.py::affine_relu", *LAYERS], 3),
+}
+TABLE = ["check", "expressions/", "examples/"]
 
 
-@pytest.mark.parametrize("args, least", [
-    (["check", "expressions/", "examples/", "--format", "json"], 100),
-    (["check-py", "examples/python/layers_wrong.py::affine", *LAYERS], 3),      # db wrong by the same in every element
-    (["check-py", "examples/python/layers.py::affine_relu", *LAYERS], 3),
-    (["check-py", "examples/python/layers_wrong.py::affine_relu", *LAYERS], 3),
-], ids=["grad files", "wrong affine layer", "affine-relu layer", "wrong affine-relu layer"])
-def test_the_examples_json_is_the_same_under_every_kernel(args, least):
+@pytest.fixture(scope="module")
+def printed() -> dict:
+    """What each command prints under each kernel (as many kernels at a time as `threads`): its name
+    (a JSON id, or "table") -> one output per kernel, in KERNELS' order."""
+    commands = [(args, 80) for args, _ in JSON.values()] + [(TABLE, 140)]
     with ThreadPoolExecutor(max_workers=threads()) as pool:
-        shown = list(pool.map(lambda k: _shown(json.loads(_cli(args, k))), KERNELS))
+        per_kernel = list(pool.map(lambda k: _cli(commands, k), KERNELS))
+    return {name: [outputs[i] for outputs in per_kernel] for i, name in enumerate([*JSON, "table"])}
+
+
+@pytest.mark.parametrize("name", list(JSON))
+def test_the_examples_json_is_the_same_under_every_kernel(name, printed):
+    shown = [_shown(json.loads(out)) for out in printed[name]]
     nodes = [n for r in shown[0]["results"] for n in r["nodes"]]
-    assert len(nodes) >= least  # and a failing tensor row always names its worst element:
+    assert len(nodes) >= JSON[name][1]  # and a failing tensor row always names its worst element:
     assert all(n["worst_index"] for n in nodes if n["status"] == "fail" and n["shape"])
     for kernel, other in zip(KERNELS[1:], shown[1:]):
         assert _same(shown[0], other) is None, f"{kernel} and {KERNELS[0]} disagree at {_same(shown[0], other)}"
 
 
-def test_the_examples_table_is_the_same_under_every_kernel_at_140_columns():
-    args = ["check", "expressions/", "examples/"]
-    with ThreadPoolExecutor(max_workers=threads()) as pool:
-        tables = list(pool.map(lambda k: _cli(args, k, columns=140), KERNELS))
+def test_the_examples_table_is_the_same_under_every_kernel_at_140_columns(printed):
+    tables = printed["table"]
     assert "num err" in tables[0] and "at " in tables[0]  # the wide faces: errors and worst elements shown
     for kernel, table in zip(KERNELS[1:], tables[1:]):
         assert table == tables[0], f"{kernel} and {KERNELS[0]} disagree"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 from contextvars import ContextVar
 from importlib import resources
 
@@ -309,6 +310,11 @@ def parse(text: str) -> nodes.Program:
     if "\x00" in text:
         raise GradSyntaxError("this is not a text file (it contains NUL bytes)", 1, 1)
     _refuse_long(text)
+    with _parsed_lock:
+        kept = _parsed.pop(text, None)
+        if kept is not None:
+            _parsed[text] = kept  # the newest now
+            return kept
     token = _outer.set({})
     try:
         statements = _parser().parse(text)
@@ -320,7 +326,18 @@ def parse(text: str) -> nodes.Program:
         raise GradSyntaxError(str(err.orig_exc), 1, 1) from None
     finally:
         _outer.reset(token)
-    return nodes.Program(tuple(statements), text)
+    program = nodes.Program(tuple(statements), text)
+    with _parsed_lock:
+        _parsed[text] = program
+        while len(_parsed) > PARSED_KEPT:
+            del _parsed[next(iter(_parsed))]
+    return program
+
+
+PARSED_KEPT = 8  # texts whose trees parse() keeps: the same text checked again in one process (with other
+                 # settings, in the editor's server, a notebook) is not parsed again; the tree is immutable
+_parsed: dict = {}  # normalized text -> its Program, oldest first
+_parsed_lock = threading.Lock()
 
 
 def _refuse_long(text: str) -> None:

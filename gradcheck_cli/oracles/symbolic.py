@@ -251,7 +251,7 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     else:
         slots = [_symbols(tuple(np.shape(a)), k) for k, a in enumerate(args)]
         out = np.asarray(gate_sym(gate, [sym for sym, _ in slots], attrs), dtype=object).ravel()
-        used = set().union(*(e.free_symbols for e in out if hasattr(e, "free_symbols")))
+        used = set().union(*(e.free_symbols for e in out if _is_expression(e)))
         where = {}  # the used symbols' places, in time linear in the smaller of the two per slot
         for _, place in slots:
             if len(place) <= len(used):
@@ -265,7 +265,7 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     point = {s: _number(flat[k][e]) for s, (k, e) in where.items()}
     entries: list[tuple[list, list, list]] = [([], [], []) for _ in args]  # per slot: rows, cols, values
     for o, expr in enumerate(out):
-        if not hasattr(expr, "free_symbols"):
+        if not _is_expression(expr):
             continue  # a plain number: no dependence
         for s, d in partials(expr, point, work).items():
             if s in where and d != 0:
@@ -275,6 +275,12 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
                 entries[k][2].append(d)
     return [(np.asarray(r, dtype=int), np.asarray(c, dtype=int),
              np.asarray(v, dtype=complex if any(isinstance(x, complex) for x in v) else float)) for r, c, v in entries]
+
+
+def _is_expression(e) -> bool:
+    """A SymPy expression, not a plain number: asked of its class, as `hasattr(e, "free_symbols")` did
+    not (SymPy's property walked the whole expression for its symbols to answer)."""
+    return getattr(type(e), "free_symbols", None) is not None
 
 
 def _rule_jacobian(node, args: list, work: Work) -> tuple[list, str] | None:

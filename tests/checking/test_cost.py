@@ -57,11 +57,22 @@ SMALL = {  # shape: a source that runs (in well under a second or two)
 }
 
 
+_metered: dict = {}  # (shape, symbolic) -> the report and the meter of checking SMALL[shape] so, in this process
+
+
+def metered(shape: str, symbolic: bool):
+    """SMALL[shape] checked under a meter: (report, meter), run once for the two tests below."""
+    if (shape, symbolic) not in _metered:
+        with Meter() as meter:
+            report = check(SMALL[shape], symbolic=symbolic)
+        _metered[shape, symbolic] = report, meter
+    return _metered[shape, symbolic]
+
+
 @pytest.mark.parametrize("shape", list(SMALL))
 def test_a_check_does_no_more_work_than_it_predicted(shape):
     for symbolic in (True, False):
-        with Meter() as meter:
-            report = check(SMALL[shape], symbolic=symbolic)
+        report, meter = metered(shape, symbolic)
         assert report.error is None, report.error
         assert 0 < meter.units <= report.work.total, (shape, meter.counts, report.work.parts)
 
@@ -69,8 +80,7 @@ def test_a_check_does_no_more_work_than_it_predicted(shape):
 def test_the_prediction_is_not_wildly_above_the_work():
     # an upper bound that is 100× the work would refuse what runs in a second: held within 12× here
     for shape in ("a deep + chain", "gates calling gates", "a network", "unused leaves", "conv and pool"):
-        with Meter() as meter:
-            report = check(SMALL[shape], symbolic=False)
+        report, meter = metered(shape, symbolic=False)
         assert report.work.total <= 12 * meter.units, (shape, meter.counts, report.work.parts)
 
 

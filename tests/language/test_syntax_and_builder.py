@@ -105,3 +105,21 @@ def test_free_names_in_inline_mode():
     g = build(parse("(x + y) * max(y, z)"), free_names=True, at={"x": np.asarray(1.0)})
     assert [n.name for n in g.nodes if n.kind == "leaf"] == ["x", "y", "z"]
     assert float(g.nodes[0].value) == 1.0 and g.nodes[g.output].name == "f"
+
+
+def test_a_text_parsed_again_is_its_kept_tree_and_still_under_the_limits(monkeypatch):
+    # the last PARSED_KEPT texts' trees are kept (immutable: nodes are frozen): a text checked again in one
+    # process is not parsed again, yet a limit lowered since refuses it as it would a new text
+    from gradcheck_cli.core.errors import GradSyntaxError
+    from gradcheck_cli.language import syntax
+    text = "x = 0.5\na = x + 1\nb = a * 2\nf = b + a\n"
+    first = parse(text)
+    monkeypatch.setattr(syntax, "_parser", lambda: pytest.fail("parsed again"))
+    assert parse(text) is first and parse(text.rstrip("\n")) is first  # the same text once normalized
+    monkeypatch.setattr(syntax, "MAX_STATEMENTS", 3)
+    with pytest.raises(GradSyntaxError, match="4 lines of code"):
+        parse(text)
+    monkeypatch.undo()
+    for k in range(syntax.PARSED_KEPT):  # the oldest go first
+        parse(f"x = {k}\nf = x * x\n")
+    assert parse(text) is not first and parse(text) == first
