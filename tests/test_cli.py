@@ -105,6 +105,25 @@ def test_console_script_flushes_everything_and_keeps_the_exit_code(tmp_path):
     assert usage.returncode == 2 and "No such command" in usage.stderr
 
 
+def test_the_console_script_runs_openblas_on_one_thread_unless_the_user_chose(tmp_path):
+    """OpenBLAS reads its thread count once, as numpy is imported: the console script sets one thread
+    where the user set none, before that import, and the processes it starts (check-py's) inherit it; a
+    count the user set (OPENBLAS_NUM_THREADS, or OMP_NUM_THREADS, which OpenBLAS also reads) is kept."""
+    import os
+    target = tmp_path / "threads.py"
+    target.write_text("import os\n\n\ndef double(x):\n"
+                      "    assert str(os.environ.get('OPENBLAS_NUM_THREADS')) == os.environ['EXPECTED'], 'threads'\n"
+                      "    return float((x * x).sum()), 2 * x\n")  # a loss and its gradient
+    base = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+    for chosen, expected in (({}, "1"), ({"OPENBLAS_NUM_THREADS": "2"}, "2"), ({"OMP_NUM_THREADS": "2"}, "None")):
+        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"{target}::double", "--shape", "x=3"],
+                              env={**base, **chosen, "EXPECTED": expected}, capture_output=True, text=True)
+        assert done.returncode == 0, (chosen, done.stdout + done.stderr)
+    wrong = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"{target}::double", "--shape", "x=3"],
+                           env={**base, "EXPECTED": "2"}, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "AssertionError: threads" in wrong.stderr  # the test can tell
+
+
 def test_failing_check_exits_1(monkeypatch):
     import dataclasses
     from gradcheck_cli import gates

@@ -11,8 +11,9 @@ variables (`NAME=value gradcheck ...`): what is read from the environment when a
 - `sys.argv` is the console script's;
 - its standard output and standard error are one file at the descriptor level (`dup2` onto descriptors
   1 and 2, as `2>&1` makes them): what Python, C code and the processes it starts write is all there;
-- `gradcheck_cli.cli.invoke` runs it, the console script's own function (`entry` is `invoke`, then the
-  fork servers ended and `os._exit`), so check-py's fork servers stay for the next command.
+- `gradcheck_cli.cli.invoke` runs it, the console script's own function (`entry` is `one_blas_thread`
+  once, then `invoke`, then the fork servers ended and `os._exit`), so check-py's fork servers stay for
+  the next command.
 
 The protocol is a pipe each way, not the descriptors captured: one JSON line per request
 (`{"argv": [...]}`), one per reply (`{"output": ..., "code": ...}`). The runner ends when its
@@ -159,7 +160,8 @@ def serve(requests_fd: int, replies_fd: int) -> None:  # pragma: no cover - runs
         os.set_inheritable(fd, False)
     import ctypes
     libc = ctypes.CDLL(None)
-    from gradcheck_cli.cli import invoke
+    from gradcheck_cli.cli import invoke, one_blas_thread
+    one_blas_thread(os.environ)  # as the console script does before numpy is imported
     requests = os.fdopen(requests_fd, "r", encoding="utf-8")
     replies = os.fdopen(replies_fd, "w", encoding="utf-8")
     for line in requests:
