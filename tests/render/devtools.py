@@ -100,9 +100,11 @@ class Browser:
         return self._call(method, self._session, **params)
 
     def open(self, page: Path) -> None:
-        self.send("Page.navigate", url=page.as_uri())
+        """Navigate to the page and wait until it has loaded (its own document: not the one before it)."""
+        url = page.as_uri()
+        self.send("Page.navigate", url=url)
         deadline = time.monotonic() + self.timeout
-        while self.evaluate("document.readyState") != "complete":
+        while self.evaluate(f"document.URL === {json.dumps(url)} && document.readyState") != "complete":
             if time.monotonic() > deadline:
                 raise TimeoutError("the page did not load")
             time.sleep(0.05)
