@@ -132,11 +132,16 @@ class Shape:
         out = {}
         consumers = self.graph.consumers
         for kind, a in own.items():
-            after = np.cumsum(a[::-1])[::-1]
-            bound = np.zeros(n, dtype=np.int64)
+            after = np.cumsum(a[::-1])[::-1].tolist()  # (Python ints: indexed once per node and consumer)
+            mine = a.tolist()
+            bound = [0] * n
             for i in range(n - 1, -1, -1):
-                bound[i] = min(int(after[i]), int(a[i]) + sum(int(bound[c]) for c in consumers[i] if c < n))
-            out[kind] = bound
+                reach = mine[i]
+                for c in consumers[i]:
+                    if c < n:
+                        reach += bound[c]
+                bound[i] = min(after[i], reach)
+            out[kind] = np.array(bound, dtype=np.int64)
         self._down[output] = out
         return out
 
@@ -178,6 +183,15 @@ class Shape:
                 out[kind][node.id] = min(int(bound[node.id]), worst)
         self._down[key] = out
         return out
+
+    def bounds(self, output: int) -> tuple:
+        """(after, downstream, one_element) of `output`, as lists of Python ints (kept): `differences`
+        reads them once per target and chunk, many thousand times in a deep graph."""
+        key = ("lists", output)
+        if key not in self._down:
+            self._down[key] = tuple({kind: a.tolist() for kind, a in found.items()}
+                                    for found in (self.after(output), self.downstream(output), self.one_element(output)))
+        return self._down[key]
 
     def counts(self, rows: int = 1) -> dict:
         return {"call": int(self.calls.sum()), "element": rows * int(self.elements.sum()),
@@ -251,20 +265,16 @@ def differences(shape: Shape, width: Callable[[int], int], targets: list, output
     differences fail is given the complex step off its kinks (a second opinion). None: no complex
     step. `planned`: the differences' plan (else plan.PLAN)."""
     planned = planned or plan.PLAN
-    whole = shape.after(output)
-    dense = shape.downstream(output)
-    sparse = shape.one_element(output)
+    whole, dense, sparse = shape.bounds(output)
     total = {"call": 0, "element": 0, "window": 0, "sweep": 0}
 
     def close(start, rows: dict, elements: dict, down: dict):
         # a chunk visits the nodes some row reaches, each on the rows that reach it: a node at most once,
         # and no more than the elements its rows nudge reach, one by one
         for kind in ("call", "sweep"):
-            total[kind] += min(int(whole[kind][start]),
-                               sum(min(int(dense[kind][t]), elements[t] * int(down[kind][t])) for t in rows))
+            total[kind] += min(whole[kind][start], sum(min(dense[kind][t], elements[t] * down[kind][t]) for t in rows))
         for kind in ("element", "window"):
-            total[kind] += min(sum(rows.values()) * int(whole[kind][start]),
-                               sum(r * int(down[kind][t]) for t, r in rows.items()))
+            total[kind] += min(sum(rows.values()) * whole[kind][start], sum(r * down[kind][t] for t, r in rows.items()))
 
     def run(stream, down):
         start, room = None, 0

@@ -63,12 +63,30 @@ def together():
     return report
 
 
+@pytest.fixture(scope="module")
+def apart():
+    """_report with every comparison one by one (`pipeline.compare` for the nodes, `gatecheck.check_gate`
+    for each gate call), kept for the module: the tests below compare it against the side-by-side run,
+    one for the nodes' comparisons (compare_many), one for the gate calls' (check_gates)."""
+    from gradcheck_cli.checking import gatecheck
+    kept: dict = {}
+
+    def report(text: str, **settings):
+        key = (text, tuple(sorted(settings.items())))
+        if key not in kept:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(pipeline, "compare_many", _one_by_one)
+                patch.setattr(gatecheck, "check_gates", _gates_one_by_one)
+                kept[key] = _report(text, **settings)
+        return kept[key]
+    return report
+
+
 @pytest.mark.parametrize("settings", [{}, {"complex_step": False}, {"symbolic": False}], ids=["default", "no-cstep", "no-sympy"])
-def test_side_by_side_is_one_by_one(settings, monkeypatch, together):
+def test_side_by_side_is_one_by_one(settings, together, apart):
     texts = [p.read_text() for p in FILES] + [TIES, expression_file(150, seed=7)]
     joined = [together(t, **settings) for t in texts]
-    monkeypatch.setattr(pipeline, "compare_many", _one_by_one)
-    alone = [_report(t, **settings) for t in texts]
+    alone = [apart(t, **settings) for t in texts]
     statuses = {n["status"] for r in alone for n in r["nodes"]}
     assert {"<Status.PASS: 'pass'>", "<Status.FAIL: 'fail'>"} <= statuses
     for path, a, b in zip(FILES + ["ties", "tree"], joined, alone):
@@ -121,17 +139,15 @@ def _gates_one_by_one(graph, values, nodes, settings, point=1, jacobians=None, m
 @pytest.mark.parametrize("settings", [{}, {"complex_step": False}, {"symbolic": False},
                                       {"complex_step": False, "symbolic": False}],
                          ids=["default", "no-cstep", "no-sympy", "neither"])
-def test_gate_checks_side_by_side_are_one_by_one(settings, monkeypatch, together):
+def test_gate_checks_side_by_side_are_one_by_one(settings, together, apart):
     # Every GateRow and node row equal field for field, bit for bit: the calls compared in one evidence
     # and their differences run side by side (runners.Each) give what each call checked alone gives.
-    from gradcheck_cli.checking import gatecheck
     texts = [p.read_text() for p in FILES] + [TIES, A_WRONG_D_LOCAL, KINKS, WRONG_AND_RIGHT, PROJECTED_AND_INFINITE,
                                               expression_file(150, seed=7), expression_file(60, seed=3)]
     names = [str(p) for p in FILES] + ["ties", "d local", "kinks", "wrong and right", "projected and infinite",
                                        "tree150", "tree60"]
     joined = [together(t, **settings) for t in texts]
-    monkeypatch.setattr(gatecheck, "check_gates", _gates_one_by_one)
-    alone = [_report(t, **settings) for t in texts]
+    alone = [apart(t, **settings) for t in texts]
     statuses = {g["status"] for r in alone for g in r["gates"]}
     assert {"<Status.PASS: 'pass'>", "<Status.FAIL: 'fail'>"} <= statuses  # both kinds of gate row are compared
     assert any(len(r["gates"]) > 100 for r in alone)  # a tree whose gate calls are batched

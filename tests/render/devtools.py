@@ -43,7 +43,7 @@ class Browser:
         os.set_inheritable(to_child, True)
         os.set_inheritable(from_child, True)
         self.timeout = timeout
-        self.messages: list = []  # console messages and exceptions seen
+        self.messages: list = []  # console messages, exceptions and the browser's log entries seen
         self._buffer = b""
         self._next = 0
         args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
@@ -59,6 +59,7 @@ class Browser:
         self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.send("Log.enable")  # the browser's own messages too (a resource that failed to load, a security error)
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     def _call(self, method: str, session: str | None = None, **params) -> dict:
@@ -83,6 +84,8 @@ class Browser:
             self.messages.append(" ".join(str(a.get("value", a.get("description"))) for a in event["params"]["args"]))
         elif method == "Runtime.exceptionThrown":
             self.messages.append(json.dumps(event["params"]["exceptionDetails"]))
+        elif method == "Log.entryAdded":
+            self.messages.append(json.dumps(event["params"]["entry"]))
 
     def _receive(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
@@ -100,9 +103,11 @@ class Browser:
         return self._call(method, self._session, **params)
 
     def open(self, page: Path) -> None:
-        self.send("Page.navigate", url=page.as_uri())
+        """Navigate to the page and wait until it has loaded (its own document: not the one before it)."""
+        url = page.as_uri()
+        self.send("Page.navigate", url=url)
         deadline = time.monotonic() + self.timeout
-        while self.evaluate("document.readyState") != "complete":
+        while self.evaluate(f"document.URL === {json.dumps(url)} && document.readyState") != "complete":
             if time.monotonic() > deadline:
                 raise TimeoutError("the page did not load")
             time.sleep(0.05)

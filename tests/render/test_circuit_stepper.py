@@ -124,8 +124,17 @@ def _counter(b: Browser) -> str:
     return b.evaluate("document.getElementById('gc-counter').textContent")
 
 
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for both layouts' pages (each test navigates to its own file: nothing of the
+    page before it is left; the page keeps no storage)."""
+    b = Browser(tmp_path_factory.mktemp("chromium") / "profile")
+    yield b
+    b.close()
+
+
 @pytest.mark.parametrize("graphviz", [True, False], ids=["graphviz", "columns"])
-def test_click_and_key_through_the_circuit(tmp_path, graphviz):
+def test_click_and_key_through_the_circuit(tmp_path, graphviz, browser):
     if graphviz and shutil.which("dot") is None:
         pytest.skip("Graphviz is not installed (apt-get install graphviz): its layout is not drawn")
     page = tmp_path / "neuron.html"
@@ -133,45 +142,43 @@ def test_click_and_key_through_the_circuit(tmp_path, graphviz):
     ids = _ids()
     f, into_dot = ids["f"], f"{ids['f']}-0"
     grads = [e for s in steps for e in s["show"] if e.startswith("gc-g")]
-    b = Browser(tmp_path / "profile")
-    try:
-        b.open(page)
-        assert _counter(b) == "step 0 of 16"
-        assert not any(_visible(b, g) for g in grads)  # no gradient before the backward pass
-        assert _visible(b, f"gc-v{ids['w0*x0']}-0") and not _visible(b, "gc-vout")  # inputs' values only
-        for _ in range(5):
-            b.click("gc-next")
-        assert _counter(b) == "step 5 of 16"
-        assert _lit(b) == sorted([f"gc-n{f}", f"gc-w{into_dot}"])  # the last gate of the forward pass
-        assert _visible(b, "gc-vout") and not any(_visible(b, g) for g in grads)
-        shot = b.screenshot(tmp_path / "forward.png")
-        assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
-        b.key("ArrowRight")  # the output's gradient, 1
-        assert _counter(b) == "step 6 of 16" and _visible(b, "gc-gout") and not _visible(b, f"gc-g{into_dot}")
-        b.key("ArrowRight")  # the learner's d line runs: ddot = σ instead of σ(1 − σ)
-        assert _counter(b) == "step 7 of 16"
-        assert _lit(b) == sorted([f"gc-n{f}", f"gc-w{into_dot}", f"gc-n{ids['dot']}"])
-        assert _visible(b, f"gc-g{into_dot}")
-        assert b.evaluate(f"document.getElementById('gc-g{into_dot}').textContent") == f"✗ {SIGMA:.3g}"
-        panel = b.evaluate("document.getElementById('gc-panel').textContent")
-        assert "your line 4: dt = dout * out" in panel and f"{SIGMA * (1 - SIGMA):.4g}" in panel and "✗" in panel
-        wire = f"gc-w{into_dot}"
-        assert b.evaluate(f"document.getElementById('{wire}').getAttribute('class')") == "wire wrong first-wrong lit"
-        assert b.evaluate(f"getComputedStyle(document.querySelector('#{wire} path')).stroke") == "rgb(207, 34, 46)"
-        b.screenshot(tmp_path / "d-line.png")
-        b.key("ArrowLeft")  # back undoes: the gradient goes again
-        assert _counter(b) == "step 6 of 16" and not _visible(b, f"gc-g{into_dot}")
-        b.click("gc-back")
-        assert _counter(b) == "step 5 of 16" and not _visible(b, "gc-gout")
-        for _ in range(20):  # past the end: it stays at the last step
-            b.key("ArrowRight")
-        assert _counter(b) == "step 16 of 16" and all(_visible(b, g) for g in grads)
-        assert b.evaluate("document.getElementById('gc-next').disabled") is True
-        b.click("gc-reset")
-        assert _counter(b) == "step 0 of 16" and not any(_visible(b, g) for g in grads)
-        assert b.messages == []  # no console message, no exception
-    finally:
-        b.close()
+    b = browser
+    b.messages.clear()  # this page's console messages only
+    b.open(page)
+    assert _counter(b) == "step 0 of 16"
+    assert not any(_visible(b, g) for g in grads)  # no gradient before the backward pass
+    assert _visible(b, f"gc-v{ids['w0*x0']}-0") and not _visible(b, "gc-vout")  # inputs' values only
+    for _ in range(5):
+        b.click("gc-next")
+    assert _counter(b) == "step 5 of 16"
+    assert _lit(b) == sorted([f"gc-n{f}", f"gc-w{into_dot}"])  # the last gate of the forward pass
+    assert _visible(b, "gc-vout") and not any(_visible(b, g) for g in grads)
+    shot = b.screenshot(tmp_path / "forward.png")
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
+    b.key("ArrowRight")  # the output's gradient, 1
+    assert _counter(b) == "step 6 of 16" and _visible(b, "gc-gout") and not _visible(b, f"gc-g{into_dot}")
+    b.key("ArrowRight")  # the learner's d line runs: ddot = σ instead of σ(1 − σ)
+    assert _counter(b) == "step 7 of 16"
+    assert _lit(b) == sorted([f"gc-n{f}", f"gc-w{into_dot}", f"gc-n{ids['dot']}"])
+    assert _visible(b, f"gc-g{into_dot}")
+    assert b.evaluate(f"document.getElementById('gc-g{into_dot}').textContent") == f"✗ {SIGMA:.3g}"
+    panel = b.evaluate("document.getElementById('gc-panel').textContent")
+    assert "your line 4: dt = dout * out" in panel and f"{SIGMA * (1 - SIGMA):.4g}" in panel and "✗" in panel
+    wire = f"gc-w{into_dot}"
+    assert b.evaluate(f"document.getElementById('{wire}').getAttribute('class')") == "wire wrong first-wrong lit"
+    assert b.evaluate(f"getComputedStyle(document.querySelector('#{wire} path')).stroke") == "rgb(207, 34, 46)"
+    b.screenshot(tmp_path / "d-line.png")
+    b.key("ArrowLeft")  # back undoes: the gradient goes again
+    assert _counter(b) == "step 6 of 16" and not _visible(b, f"gc-g{into_dot}")
+    b.click("gc-back")
+    assert _counter(b) == "step 5 of 16" and not _visible(b, "gc-gout")
+    for _ in range(20):  # past the end: it stays at the last step
+        b.key("ArrowRight")
+    assert _counter(b) == "step 16 of 16" and all(_visible(b, g) for g in grads)
+    assert b.evaluate("document.getElementById('gc-next').disabled") is True
+    b.click("gc-reset")
+    assert _counter(b) == "step 0 of 16" and not any(_visible(b, g) for g in grads)
+    assert b.messages == []  # no console message, no exception
 
 
 def test_the_notebook_shows_the_page_to_step_through(tmp_path):

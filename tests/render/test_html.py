@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,29 +29,37 @@ def _self_contained(page: str, scripts: int = 0):
         assert address.startswith(("http://www.w3.org/", "https://www.w3.org/")), address  # SVG's namespaces only
 
 
-def _browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium): the page is not opened in a browser")
-    return chromium
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium (the DevTools protocol over a pipe, devtools.py) for every page of this module,
+    started where a test first opens a page (the test skipped there without it, its other checks made):
+    each page is navigated to in turn, its own document loaded afresh."""
+    kept: list = []
+
+    def started():
+        if not kept:
+            from devtools import Browser
+            kept.append(Browser(tmp_path_factory.mktemp("chromium") / "profile"))
+        return kept[0]
+    yield started
+    for b in kept:
+        b.close()
 
 
-def _open(page: Path, shot: Path) -> str:
-    """Load the page headless: its DOM after loading (and a screenshot); fails on a console message."""
-    chromium = _browser()
-    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
-            "--v=0", f"--user-data-dir={shot.parent / 'profile'}"]
-    shoot = ["--window-size=1200,900", f"--screenshot={shot}"]
-    dom = subprocess.run(base + ["--dump-dom"] + shoot + [page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert "CONSOLE" not in dom.stderr, dom.stderr  # a console message (an error) while loading
-    if not shot.exists():  # a Chromium that does one of --dump-dom and --screenshot per run
-        subprocess.run(base + shoot + [page.as_uri()], capture_output=True, timeout=120)
-    data = shot.read_bytes()
+def _open(browser, page: Path, shot: Path) -> str:
+    """Load the page headless: its DOM after loading (and a screenshot); fails on a console message, an
+    exception or a message of the browser's own (a resource it could not load)."""
+    b = browser()
+    b.messages.clear()
+    b.open(page)
+    dom = b.evaluate("document.documentElement.outerHTML")
+    data = b.screenshot(shot)
+    assert b.messages == [], b.messages  # a console message (an error) while loading
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000  # a real picture, not an empty one
-    return dom.stdout
+    return dom
 
 
-def test_a_failing_check_as_one_page_with_the_culprit_first(tmp_path):
+def test_a_failing_check_as_one_page_with_the_culprit_first(tmp_path, browser):
     out = tmp_path / "report.html"
     done = _run("check", str(WRONG), "--format", "html", "-o", str(out))
     assert done.returncode == 1, done.stderr
@@ -63,11 +70,11 @@ def test_a_failing_check_as_one_page_with_the_culprit_first(tmp_path):
     assert "line 3" in page[first:page.index("</div>", first)]
     if shutil.which("dot"):
         assert "<svg" in page and "backward fails its own check" in page
-    dom = _open(out, tmp_path / "report.png")
+    dom = _open(browser, out, tmp_path / "report.png")
     assert 'class="culprit"' in dom and "gate sq(x): dt" in dom
 
 
-def test_check_py_and_explain_pages(tmp_path):
+def test_check_py_and_explain_pages(tmp_path, browser):
     out = tmp_path / "layer.html"
     done = _run("check-py", "examples/python/layers_wrong.py::affine", "--shape", "x=10,20,3", "--shape", "w=60,5",
                 "--shape", "b=5", "--format", "html", "-o", str(out))
@@ -81,10 +88,10 @@ def test_check_py_and_explain_pages(tmp_path):
     _self_contained(explained.stdout, scripts=2)
     assert "Backward pass" in explained.stdout and "the backward of <b>sq(x)</b>" in explained.stdout
     (tmp_path / "explain.html").write_text(explained.stdout, encoding="utf-8")
-    assert "Backward pass" in _open(tmp_path / "explain.html", tmp_path / "explain.png")
+    assert "Backward pass" in _open(browser, tmp_path / "explain.html", tmp_path / "explain.png")
 
 
-def test_hostile_names_and_notes_are_escaped_in_the_page(tmp_path):
+def test_hostile_names_and_notes_are_escaped_in_the_page(tmp_path, browser):
     module = tmp_path / "evil.py"
     module.write_text("import numpy as np\n\n"
                       "def twice_forward(x):\n    return 2 * x, x\n\n"
@@ -100,7 +107,7 @@ def test_hostile_names_and_notes_are_escaped_in_the_page(tmp_path):
     source.write_text("x = 1.5\ny = 2.0\nf = x * (x < y) + y\n", encoding="utf-8")  # a node named `x < y`
     done = _run("check", str(source), "--format", "html")
     assert "x &lt; y" in done.stdout and "x < y" not in done.stdout.replace("&lt;", "")
-    _open(out, tmp_path / "evil.png")
+    _open(browser, out, tmp_path / "evil.png")
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed (apt-get install graphviz): nothing to draw with")
