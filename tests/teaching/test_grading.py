@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import gradcheck_in_process
@@ -269,3 +270,60 @@ def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits
                                          "could not be graded (the worker ended with code 1)"), small
     finally:
         forkserver.shutdown()
+
+
+# --- the exercise's outputs kept for a class (pairs.Outputs) --------------------------------------
+
+def _pair(forward):
+    from gradcheck_cli.teaching.pairs import Outputs, Pair
+    return Pair(owner="f", forward=forward, backward=lambda dout, cache: dout, names=("x",), order=("x",),
+                forward_name="f_forward", backward_name="f_backward", memo=Outputs())
+
+
+def test_a_deterministic_forward_is_computed_once_per_input_and_handed_out_as_copies():
+    calls = []
+
+    def f_forward(x):
+        calls.append(x.copy())
+        return np.sin(x).T, None   # (transposed: its layout is kept too)
+    pair = _pair(f_forward)
+    points = [np.arange(6.0).reshape(2, 3), np.ones((2, 3)), np.arange(6.0).reshape(2, 3) + 1e-300]
+    for _ in range(3):
+        for x in points:
+            got = pair.output([x])
+            assert got.tobytes() == np.sin(x).T.tobytes() and got.shape == (3, 2) and got.flags.f_contiguous
+            got[...] = 7.0  # a caller's own copy: what it does to it changes no later answer
+    # each point once, and the first asked for twice once more (the check that the forward repeats itself)
+    assert len(calls) == len(points) + 1
+    assert pair.output([np.arange(6.0).reshape(2, 3).astype(np.float32)]).dtype == float  # a dtype is another input
+    assert len(calls) == len(points) + 2
+
+
+def test_a_forward_that_touches_the_random_state_or_does_not_repeat_itself_is_computed_every_time():
+    """A dropout-like forward seeds numpy's global random state (its own output the same each time, the
+    state it leaves not): a forward drawn from that state after it sees the draws it would see with every
+    call made. A forward that gives another answer each time is computed each time."""
+    from gradcheck_cli.teaching.pairs import Pair
+
+    def seeds(x):
+        np.random.seed(1)
+        return x * (np.random.random_sample(x.shape) < 0.5), None
+
+    def draws(x):
+        return x + np.random.standard_normal(x.shape), None
+    first = _pair(seeds)
+    second = Pair(**{**vars(_pair(draws)), "owner": "g", "memo": first.memo})
+    x = np.ones(3)
+    got = [(first.output([x]), second.output([x + k])) for k in range(4)]  # (the seeding forward asked again)
+    expected = []
+    for k in range(4):
+        np.random.seed(1)
+        expected.append((x * (np.random.random_sample(3) < 0.5), x + k + np.random.standard_normal(3)))
+    assert [(a.tobytes(), b.tobytes()) for a, b in got] == [(a.tobytes(), b.tobytes()) for a, b in expected]
+    count = []
+
+    def counts(x):  # the same random state, another answer each call
+        count.append(1)
+        return x + len(count), None
+    pair = _pair(counts)
+    assert [float(pair.output([x])[0]) for _ in range(4)] == [2.0, 3.0, 4.0, 5.0]
