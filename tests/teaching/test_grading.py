@@ -7,14 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import gradcheck_in_process
+from conftest import grade_in_process, gradcheck_in_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PY_EXERCISE = ROOT / "examples" / "grading" / "affine.py"
@@ -72,14 +70,10 @@ PY_CLASS = {
 
 def _grade(exercise, folder: Path, *extra):
     files = sorted(str(p) for p in folder.iterdir())
-    args = ["grade", str(exercise), *files, "--secret", "424242", "--timeout", "12", "-j", "2", "--format", "json", *extra]
-    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
-    # exercise, whose workers' fork servers would outlive the command here
-    if Path(exercise).suffix == ".py":
-        done = gradcheck_in_process(*args, cwd=folder.parent)
-    else:
-        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True,
-                              cwd=folder.parent)
+    args = [str(exercise), *files, "--secret", "424242", "--timeout", "12", "-j", "2", "--format", "json", *extra]
+    # in this process (not about the process: each submission still runs in its own, sandboxed or a fork
+    # server's child)
+    done = grade_in_process(*args, cwd=folder.parent)
     assert done.returncode == 0, done.stderr
     return {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
 
@@ -228,8 +222,7 @@ def test_points_from_a_toml_beside_the_exercise_and_html_feedback(tmp_path):
     page = (tmp_path / "fb" / "zed.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "1 / 4" in page and "not summed over the batch" in page
     (tmp_path / "points.toml").write_text("[points]\ndb = -1\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(folder / "zed.grad"),
-                           "--secret", "1"], capture_output=True, text=True)
+    done = grade_in_process(exercise, folder / "zed.grad", "--secret", "1")
     assert done.returncode == 2 and "must be a number ≥ 0" in done.stderr
 
 
@@ -269,7 +262,7 @@ def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits
         assert small.parts[0].reason == ("ran out of memory" if forked else
                                          "could not be graded (the worker ended with code 1)"), small
     finally:
-        forkserver.shutdown()
+        forkserver.shutdown(forkserver.Work.GRADE)
 
 
 # --- the exercise's outputs kept for a class (pairs.Outputs) --------------------------------------
