@@ -7,8 +7,6 @@ points and sizes. Every submission is written here with a known mistake; the lab
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +130,7 @@ def test_the_failing_point_is_written_with_a_command_that_reproduces_it(graded):
     assert "424242" not in json.dumps(point)
     # the student runs it beside their file: check-py fails their db there, and only their db
     (feedback / "layers.py").write_text(CLASS["dan"], encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *command.split()[1:], "--format", "json"],
-                          capture_output=True, text=True, cwd=feedback)
+    done = gradcheck_in_process(*command.split()[1:], "--format", "json", cwd=feedback)  # (the command, run here)
     assert done.returncode == 1, done.stderr
     rows = {r["name"]: r["status"] for r in json.loads(done.stdout)["results"][0]["nodes"]}
     assert rows == {"x": "pass", "w": "pass", "b": "fail"}
