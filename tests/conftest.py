@@ -118,6 +118,17 @@ def gradcheck_in_process(*args, cwd=None, env: dict | None = None) -> subprocess
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
+def grade_in_process(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`gradcheck grade ARGS` in this process (gradcheck_in_process): each submission still runs in a
+    process of its own (a Python one sealed, a `.grad` one's worker a child of a fork server of the
+    grade's); those fork servers end with the command, as they do with its process (not check-py's)."""
+    from gradcheck_cli.python import forkserver
+    try:
+        return gradcheck_in_process("grade", *args, cwd=cwd, env=env)
+    finally:
+        forkserver.shutdown(forkserver.Work.GRADE)
+
+
 @pytest.fixture(scope="session")
 def jax_bodies(tmp_path_factory) -> dict:
     """The bodies of the JAX API test modules (tests/python/one_process.py's `share`), all in one process

@@ -279,11 +279,11 @@ def _framework(key: _Key) -> bool:
     return any(name in key.modules for name in PRELOADS)
 
 
-def shutdown() -> None:
-    """End every server this process started (at exit)."""
+def shutdown(child: Work | None = None) -> None:
+    """End every server this process started (at exit), or only those whose children run `child`."""
     with _REGISTRY:
-        servers = list(_SERVERS.values())
-        _SERVERS.clear()
+        keys = [k for k in _SERVERS if child is None or k.child == child]
+        servers = [_SERVERS.pop(k) for k in keys]
     for s in servers:
         s.close()
 

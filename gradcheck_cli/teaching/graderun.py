@@ -25,7 +25,7 @@ from pathlib import Path
 from ..core.limits import MAX_FILE_BYTES
 from ..python import forkserver
 from .exercise import Exercise
-from .grading import Graded, PartResult, grad_points, grade_python, zero
+from .grading import Graded, PartResult, class_pairs, grad_points, grade_python, zero
 from .sandbox import Limits, environment, limited
 from .student_side import encode
 from ..core.text import student_name, student_text
@@ -133,12 +133,13 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
     for k in range(workers):
         slots.put(k)
     shared = _SharedPoints(exercise, secret, hidden)
+    pairs = class_pairs(exercise, ours) if exercise.kind == "python" and ours is not None else None
 
     def one(item):
         student, path, shown = item
         slot = slots.get()
         try:
-            graded = _grade_one(exercise, ours, path, student, secret, hidden, limits, shown, slot, shared)
+            graded = _grade_one(exercise, ours, path, student, secret, hidden, limits, shown, slot, shared, pairs)
         finally:
             slots.put(slot)
         graded = _masked(graded, secret, root)
@@ -184,14 +185,15 @@ class _SharedPoints:
 
 
 def _grade_one(exercise: Exercise, ours, path: str, student: str, secret: int, hidden: int, limits: Limits,
-               shown: str | None = None, slot: int = 0, shared: _SharedPoints | None = None) -> Graded:
+               shown: str | None = None, slot: int = 0, shared: _SharedPoints | None = None,
+               pairs: dict | None = None) -> Graded:
     display = shown or student_text(os.path.basename(path), 200)
     source = read_submission(path)
     if isinstance(source, str):
         return zero(exercise, student, display, f"the submission {source}")
     try:
         if exercise.kind == "python":
-            return grade_python(exercise, ours, source, display, student, secret, hidden, limits)
+            return grade_python(exercise, ours, source, display, student, secret, hidden, limits, pairs=pairs)
         try:
             text = source.decode("utf-8")
         except UnicodeDecodeError as err:

@@ -6,6 +6,7 @@ exercise's own backward, or backprop through the gate's forward) to say how it i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -29,7 +30,7 @@ from ..python.pymodule import load_module
 from . import similarity
 from .diagnose_grads import across_points, diagnose, first_wrong
 from .exercise import Exercise, load_exercise, splice
-from .pairs import pairs_of
+from .pairs import Outputs, pairs_of
 from .randomfwd import check_random_point
 from .sandbox import NOT_THE_FORMAT, Limits, Stopped, Submission
 from .sealed import Local, Remote, Student, check_point, failure, function_lines
@@ -226,11 +227,11 @@ def _same_as_backprop(program: str, at, seed: int, part) -> bool:
 
 
 def grade_python(exercise: Exercise, ours, source: bytes, display: str, student: str, secret: int, hidden: int,
-                 limits: Limits) -> Graded:
+                 limits: Limits, *, pairs: dict | None = None) -> Graded:
     """A Python submission: its functions for each pair, called in a process of its own
     (sandbox.Submission; started again for the pairs left when a call past its limit killed it);
-    every verdict here, against the exercise's own pair."""
-    pairs = exercise_pairs(exercise, ours)
+    every verdict here, against the exercise's own pair (`pairs`: the class's, class_pairs)."""
+    pairs = exercise_pairs(exercise, ours) if pairs is None else pairs
     names = list(dict.fromkeys(n for p in pairs.values() for n in p.functions))
     session = Session(source, limits, names)
     try:
@@ -378,6 +379,13 @@ def load_reference(exercise: Exercise):
 def exercise_pairs(exercise: Exercise, ours) -> dict:
     """owner -> Pair: the exercise's own functions for each pair its parts name (pairs.py)."""
     return pairs_of(exercise, ours)
+
+
+def class_pairs(exercise: Exercise, ours) -> dict:
+    """The exercise's pairs for grading a class: their forward's outputs kept across its students
+    (pairs.Outputs: each computed once, the same bytes)."""
+    kept = Outputs()
+    return {owner: dataclasses.replace(pair, memo=kept) for owner, pair in exercise_pairs(exercise, ours).items()}
 
 
 def grade_functions(exercise: Exercise, pairs: dict, remote_of, display: str, student: str, secret: int,

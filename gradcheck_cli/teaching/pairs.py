@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import random
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,6 +37,7 @@ class Pair:
     forward_name: str = ""
     backward_name: str = ""
     keep: float | None = None         # a random forward (dropout): its keep probability
+    memo: Outputs | None = field(default=None, compare=False, repr=False)  # the class's outputs, when shared
 
     @property
     def loss(self) -> bool:
@@ -56,6 +59,8 @@ class Pair:
             return [np.asarray(o, dtype=float) for o in result[:-1]], result[-1]
 
     def output(self, arrays: list) -> np.ndarray:
+        if self.memo is not None and self.keep is None:
+            return self.memo.output(self, arrays)
         return joined(self.run(arrays)[0])
 
     def cache(self, arrays: list):
@@ -73,6 +78,72 @@ class Pair:
     def upstreams(dout: np.ndarray, outs: list) -> list:
         """One upstream gradient per output (a flat one cut in the outputs' shapes when there are several)."""
         return [dout.copy()] if len(outs) == 1 else split_outputs(dout, [o.shape for o in outs])
+
+
+class Outputs:
+    """The exercise's forward outputs at the inputs it was called at, kept for a class: the grader
+    differences the same forward at the same points for every student, so each output is computed once
+    and handed out as a copy (the same bytes a new call gives). Only for a forward that gives the same
+    output for the same inputs: a pair is never kept when its forward touches numpy's or Python's global
+    random state (looked at on its first call and when an output is computed again), nor when an output
+    computed again (at the first input asked for twice) differs.
+    At most MOST_BYTES are kept (inputs and outputs); past them, outputs are computed as before."""
+
+    MOST_BYTES = 64 << 20
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.kept: dict = {}      # (owner, the inputs' dtypes, shapes and bytes) -> the output (read-only)
+        self.bytes = 0
+        self.off: set = set()     # owners whose outputs are not kept
+        self.checked: set = set()  # owners whose output, computed again, was the same
+        self.looked: set = set()  # owners whose forward's first call was seen to leave the random states as they were
+
+    def output(self, pair: Pair, arrays: list) -> np.ndarray:
+        owner = pair.owner
+        if owner in self.off:
+            return joined(pair.run(arrays)[0])
+        inputs = [np.asarray(a) for a in arrays]
+        key = (owner, *((a.dtype.str, a.shape, a.tobytes()) for a in inputs))
+        found = self.kept.get(key)
+        if found is not None and owner in self.checked:
+            return found.copy(order="K")
+        looked = owner not in self.looked or found is not None
+        states = (np.random.get_state(legacy=False), random.getstate()) if looked else None
+        out = joined(pair.run(arrays)[0])
+        with self.lock:
+            self.looked.add(owner)
+            if states is not None and not _same_state(states, (np.random.get_state(legacy=False), random.getstate())):
+                self.off.add(owner)  # a random forward: its outputs are its draws'
+            elif found is not None:
+                if _same(found, out):
+                    self.checked.add(owner)
+                else:
+                    self.off.add(owner)
+            elif self.bytes < self.MOST_BYTES and isinstance(out, np.ndarray) and _contiguous(out):
+                kept = out.copy(order="K")  # (its layout too: a sum over it adds in the same order)
+                kept.flags.writeable = False
+                self.kept[key] = kept
+                self.bytes += kept.nbytes + sum(a.nbytes for a in inputs)
+        return out
+
+
+def _contiguous(a: np.ndarray) -> bool:
+    return bool(a.flags.c_contiguous or a.flags.f_contiguous)
+
+
+def _same(a: np.ndarray, b) -> bool:
+    """The same array, bit for bit (dtype, shape, layout and bytes: NaNs and signed zeros too)."""
+    return (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and _contiguous(b)
+            and a.flags.c_contiguous == b.flags.c_contiguous and a.tobytes() == b.tobytes())
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    """The same global random states (numpy's legacy one, Python's): nothing was drawn or seeded."""
+    (np_a, py_a), (np_b, py_b) = a, b
+    return (py_a == py_b and np_a["bit_generator"] == np_b["bit_generator"] and np_a["has_gauss"] == np_b["has_gauss"]
+            and np_a["gauss"] == np_b["gauss"] and np_a["state"]["pos"] == np_b["state"]["pos"]
+            and np.array_equal(np_a["state"]["key"], np_b["state"]["key"]))
 
 
 def find(module, owner: str) -> tuple | None:

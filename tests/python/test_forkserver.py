@@ -281,6 +281,21 @@ def test_a_server_that_imported_a_framework_outlasts_servers_without_one(tmp_pat
     assert forkserver.STARTS[0] == started
 
 
+def test_grades_servers_end_alone(tmp_path):
+    """`shutdown(Work.GRADE)` (a grade run in this process is over) ends the servers of grade's workers
+    and leaves check-py's, kept for the next check."""
+    write(tmp_path, "layer.py")
+    assert check(tmp_path, "layer.py::affine")[0].returncode == 0
+    grade = forkserver.server(("numpy",), str(tmp_path), child=forkserver.Work.GRADE, slot=7)
+    assert grade is not None
+    grade.release()
+    kept = [s for s in forkserver._SERVERS.values() if s.key.child == forkserver.Work.CHECK]
+    assert kept and grade.alive()
+    forkserver.shutdown(forkserver.Work.GRADE)
+    assert not grade.alive() and grade.process.returncode is not None
+    assert [s for s in forkserver._SERVERS.values()] == kept and all(s.alive() for s in kept)
+
+
 def test_preloads_are_read_from_the_imports_never_run(tmp_path):
     (tmp_path / "a.py").write_text("import os\nfrom torch import nn\nraise SystemExit\n", encoding="utf-8")
     (tmp_path / "b.py").write_text("def f():\n    import jax.numpy as jnp\n", encoding="utf-8")

@@ -7,14 +7,12 @@ points and sizes. Every submission is written here with a known mistake; the lab
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import gradcheck_in_process
+from conftest import grade_in_process, gradcheck_in_process
 from gradcheck_cli.teaching.diagnose_grads import diagnose
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -56,13 +54,10 @@ SCORES = {"ada": 5, "ben": 4, "cai": 0, "dan": 4, "eve": 0, "fay": 4}
 
 
 def _grade(exercise: Path, files: list, cwd: Path, *extra, code: int = 0):
-    args = ["grade", str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", "--format", "json", *extra]
-    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
-    # exercise, whose workers' fork servers would outlive the command here
-    if code or exercise.suffix == ".py":
-        done = gradcheck_in_process(*args, cwd=cwd)
-    else:
-        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
+    args = [str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", "--format", "json", *extra]
+    # in this process (not about the process: each submission still runs in its own, sandboxed or a fork
+    # server's child)
+    done = grade_in_process(*args, cwd=cwd)
     assert done.returncode == code, done.stderr
     return done if code else {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
 
@@ -135,8 +130,7 @@ def test_the_failing_point_is_written_with_a_command_that_reproduces_it(graded):
     assert "424242" not in json.dumps(point)
     # the student runs it beside their file: check-py fails their db there, and only their db
     (feedback / "layers.py").write_text(CLASS["dan"], encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *command.split()[1:], "--format", "json"],
-                          capture_output=True, text=True, cwd=feedback)
+    done = gradcheck_in_process(*command.split()[1:], "--format", "json", cwd=feedback)  # (the command, run here)
     assert done.returncode == 1, done.stderr
     rows = {r["name"]: r["status"] for r in json.loads(done.stdout)["results"][0]["nodes"]}
     assert rows == {"x": "pass", "w": "pass", "b": "fail"}

@@ -6,15 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from conftest import gradcheck_in_process
+from conftest import grade_in_process, gradcheck_in_process
 
 from gradcheck_cli.render.gradebooks import class_table
 from gradcheck_cli.teaching.exercise import Exercise, Part
@@ -35,13 +33,10 @@ def backward(**slips) -> str:
 
 
 def grade(exercise, files: list, *extra, cwd=None):
-    args = ["grade", str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", *extra]
-    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
-    # exercise, whose workers' fork servers would outlive the command here
-    if Path(exercise).suffix == ".py":
-        done = gradcheck_in_process(*args, cwd=cwd)
-    else:
-        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True, cwd=cwd)
+    args = [str(exercise), *map(str, files), "--secret", "424242", "--timeout", "20", *extra]
+    # in this process (not about the process: each submission still runs in its own, sandboxed or a fork
+    # server's child)
+    done = grade_in_process(*args, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done
 

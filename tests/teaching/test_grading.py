@@ -7,13 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import gradcheck_in_process
+from conftest import grade_in_process, gradcheck_in_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PY_EXERCISE = ROOT / "examples" / "grading" / "affine.py"
@@ -71,14 +70,10 @@ PY_CLASS = {
 
 def _grade(exercise, folder: Path, *extra):
     files = sorted(str(p) for p in folder.iterdir())
-    args = ["grade", str(exercise), *files, "--secret", "424242", "--timeout", "12", "-j", "2", "--format", "json", *extra]
-    # in this process (not about the process: each submission still runs in its own, sandboxed), but a .grad
-    # exercise, whose workers' fork servers would outlive the command here
-    if Path(exercise).suffix == ".py":
-        done = gradcheck_in_process(*args, cwd=folder.parent)
-    else:
-        done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], capture_output=True, text=True,
-                              cwd=folder.parent)
+    args = [str(exercise), *files, "--secret", "424242", "--timeout", "12", "-j", "2", "--format", "json", *extra]
+    # in this process (not about the process: each submission still runs in its own, sandboxed or a fork
+    # server's child)
+    done = grade_in_process(*args, cwd=folder.parent)
     assert done.returncode == 0, done.stderr
     return {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
 
@@ -227,8 +222,7 @@ def test_points_from_a_toml_beside_the_exercise_and_html_feedback(tmp_path):
     page = (tmp_path / "fb" / "zed.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "1 / 4" in page and "not summed over the batch" in page
     (tmp_path / "points.toml").write_text("[points]\ndb = -1\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), str(folder / "zed.grad"),
-                           "--secret", "1"], capture_output=True, text=True)
+    done = grade_in_process(exercise, folder / "zed.grad", "--secret", "1")
     assert done.returncode == 2 and "must be a number ≥ 0" in done.stderr
 
 
@@ -268,4 +262,61 @@ def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits
         assert small.parts[0].reason == ("ran out of memory" if forked else
                                          "could not be graded (the worker ended with code 1)"), small
     finally:
-        forkserver.shutdown()
+        forkserver.shutdown(forkserver.Work.GRADE)
+
+
+# --- the exercise's outputs kept for a class (pairs.Outputs) --------------------------------------
+
+def _pair(forward):
+    from gradcheck_cli.teaching.pairs import Outputs, Pair
+    return Pair(owner="f", forward=forward, backward=lambda dout, cache: dout, names=("x",), order=("x",),
+                forward_name="f_forward", backward_name="f_backward", memo=Outputs())
+
+
+def test_a_deterministic_forward_is_computed_once_per_input_and_handed_out_as_copies():
+    calls = []
+
+    def f_forward(x):
+        calls.append(x.copy())
+        return np.sin(x).T, None   # (transposed: its layout is kept too)
+    pair = _pair(f_forward)
+    points = [np.arange(6.0).reshape(2, 3), np.ones((2, 3)), np.arange(6.0).reshape(2, 3) + 1e-300]
+    for _ in range(3):
+        for x in points:
+            got = pair.output([x])
+            assert got.tobytes() == np.sin(x).T.tobytes() and got.shape == (3, 2) and got.flags.f_contiguous
+            got[...] = 7.0  # a caller's own copy: what it does to it changes no later answer
+    # each point once, and the first asked for twice once more (the check that the forward repeats itself)
+    assert len(calls) == len(points) + 1
+    assert pair.output([np.arange(6.0).reshape(2, 3).astype(np.float32)]).dtype == float  # a dtype is another input
+    assert len(calls) == len(points) + 2
+
+
+def test_a_forward_that_touches_the_random_state_or_does_not_repeat_itself_is_computed_every_time():
+    """A dropout-like forward seeds numpy's global random state (its own output the same each time, the
+    state it leaves not): a forward drawn from that state after it sees the draws it would see with every
+    call made. A forward that gives another answer each time is computed each time."""
+    from gradcheck_cli.teaching.pairs import Pair
+
+    def seeds(x):
+        np.random.seed(1)
+        return x * (np.random.random_sample(x.shape) < 0.5), None
+
+    def draws(x):
+        return x + np.random.standard_normal(x.shape), None
+    first = _pair(seeds)
+    second = Pair(**{**vars(_pair(draws)), "owner": "g", "memo": first.memo})
+    x = np.ones(3)
+    got = [(first.output([x]), second.output([x + k])) for k in range(4)]  # (the seeding forward asked again)
+    expected = []
+    for k in range(4):
+        np.random.seed(1)
+        expected.append((x * (np.random.random_sample(3) < 0.5), x + k + np.random.standard_normal(3)))
+    assert [(a.tobytes(), b.tobytes()) for a, b in got] == [(a.tobytes(), b.tobytes()) for a, b in expected]
+    count = []
+
+    def counts(x):  # the same random state, another answer each call
+        count.append(1)
+        return x + len(count), None
+    pair = _pair(counts)
+    assert [float(pair.output([x])[0]) for _ in range(4)] == [2.0, 3.0, 4.0, 5.0]

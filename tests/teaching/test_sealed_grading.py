@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gradcheck_in_process
+from conftest import grade_in_process, gradcheck_in_process
 from gradcheck_cli.teaching import sandbox, student_side
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -583,9 +583,9 @@ def grad_class(tmp_path_factory):
     (subs / "fifo.grad").unlink(missing_ok=True)
     os.mkfifo(subs / "fifo.grad")
     files = sorted(str(p) for p in subs.iterdir())
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "grade", str(exercise), *files, "--secret", SECRET,
-                           "--timeout", "60", "-j", "2", "--format", "json"], capture_output=True, text=True,
-                          encoding="utf-8", cwd=folder, timeout=900)
+    # in this process (not about the process: each submission's worker is a child of a fork server of the grade's)
+    done = grade_in_process(exercise, *files, "--secret", SECRET, "--timeout", "60", "-j", "2", "--format", "json",
+                            cwd=folder)
     assert done.returncode == 0, done.stderr[-2000:]
     return {s["student"]: s for s in json.loads(done.stdout)["submissions"]}
 
