@@ -4,6 +4,7 @@ pytest_plugins = ["pytester"]
 
 import compileall
 import gc
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -52,13 +53,26 @@ def pytest_configure(config):
     """Once per run, before any worker starts (workers inherit the environment): gradcheck's bytecode
     compiled, so that the many processes the suite starts read it rather than compile every module
     again where PYTHONDONTWRITEBYTECODE is set; and SymPy's partials kept in a folder of this run's
-    (GRADCHECK_CACHE_DIR), removed at its end, not in the user's cache."""
+    (GRADCHECK_CACHE_DIR), removed at its end, not in the user's cache; JAX's compiled operations shared
+    by the run's processes in another (JAX_CACHE)."""
     if "PYTEST_XDIST_WORKER" in os.environ:
         return
     compileall.compile_dir(str(ROOT / "gradcheck_cli"), quiet=2)
     if "GRADCHECK_CACHE_DIR" not in os.environ:
         config.gradcheck_cache = tempfile.mkdtemp(prefix="gradcheck-test-cache-")
         os.environ["GRADCHECK_CACHE_DIR"] = config.gradcheck_cache
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ and importlib.util.find_spec("filelock") is not None:
+        config.jax_cache = tempfile.mkdtemp(prefix="gradcheck-test-jax-cache-")
+        os.environ.update(JAX_COMPILATION_CACHE_DIR=config.jax_cache, **JAX_CACHE)
+
+
+# JAX's persistent compilation cache, for this run's processes (check-py's children forked one per call, the
+# JAX bodies' process, the oracles): each compiled every operation it ran afresh (XLA, ~25 ms an operation and
+# shape, most of a JAX check's time), and now loads what another compiled: the same executable, the same bits.
+# Every entry kept, however small or quick to compile; its size bounded, which makes JAX lock the folder
+# (filelock) while it reads or writes it, so that the processes of the run never read an entry half written.
+JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+             "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30)}
 
 
 def pytest_unconfigure(config):
@@ -66,6 +80,11 @@ def pytest_unconfigure(config):
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop("GRADCHECK_CACHE_DIR", None)
+    folder = getattr(config, "jax_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        for name in ("JAX_COMPILATION_CACHE_DIR", *JAX_CACHE):
+            os.environ.pop(name, None)
 
 
 @pytest.hookimpl(trylast=True)

@@ -11,6 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import gradcheck_in_process
 
 LAYER = '''import os, sys
 import numpy as np
@@ -33,6 +34,17 @@ def run(tmp_path, at_import="", forward="", backward="", fmt="json", more=(), en
     return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", *more,
                            "--shape", "x=3,4", "--shape", "w=4,2", "--format", fmt], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300, env=None if env is None else {**os.environ, **env})
+
+
+def run_here(tmp_path, at_import="", forward="", backward=""):
+    """`run` with the command in this process (`gradcheck_in_process`): the layer still runs in check-py's own
+    process, so its exit reaches this one only if that process boundary fails (a SystemExit escaping the
+    command is its exit code here, a KeyboardInterrupt click's exit 1, another exception raised here). Not for
+    what the layer writes to descriptors 1 and 2: those are the console script's, which only `run` reads."""
+    (tmp_path / "layer.py").write_text(LAYER.format(at_import=at_import, forward=forward, backward=backward),
+                                       encoding="utf-8")
+    return gradcheck_in_process("check-py", "layer.py::affine", "--shape", "x=3,4", "--shape", "w=4,2", "--format",
+                                "json", cwd=tmp_path)
 
 
 def test_prints_stay_out_of_the_json_and_are_said_in_a_warning(tmp_path):
@@ -58,7 +70,7 @@ def test_junit_stays_xml(tmp_path):
 @pytest.mark.parametrize("where, code", [("backward", "sys.exit(0)"), ("backward", "sys.exit(3)"),
                                          ("forward", "sys.exit(0)"), ("backward", "raise KeyboardInterrupt")])
 def test_an_exit_in_the_layer_is_an_error_at_its_line(tmp_path, where, code):
-    done = run(tmp_path, **{where: f"    {code}\n"})
+    done = run_here(tmp_path, **{where: f"    {code}\n"})
     assert done.returncode == 2, (done.returncode, done.stdout[-500:], done.stderr[-500:])
     report = json.loads(done.stdout)
     error = (report.get("results", [report])[0])["error"]
@@ -67,14 +79,14 @@ def test_an_exit_in_the_layer_is_an_error_at_its_line(tmp_path, where, code):
 
 
 def test_an_exit_at_import_is_an_error(tmp_path):
-    done = run(tmp_path, at_import="sys.exit(0)")
+    done = run_here(tmp_path, at_import="sys.exit(0)")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "sys.exit(0)" in done.stdout + done.stderr
 
 
 def test_an_exception_whose_str_raises_is_named(tmp_path):
-    done = run(tmp_path, at_import="class Weird(Exception):\n    def __str__(self):\n        raise RuntimeError('no')",
-               backward="    raise Weird()\n")
+    done = run_here(tmp_path, at_import="class Weird(Exception):\n    def __str__(self):\n        raise RuntimeError('no')",
+                    backward="    raise Weird()\n")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "the backward raised Weird" in done.stdout
 
