@@ -13,11 +13,29 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 NOTEBOOK = ROOT / "examples" / "notebooks" / "backprop_checks.ipynb"
 
 
-def _execute(nb, allow_errors=False):
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extras: pip install -e '.[test]'")
+@pytest.fixture(scope="module")
+def kernel():
+    """One real kernel (python3, started in the repository by the first notebook run in it) for this
+    module's notebooks, run one after the other: its start and end paid once."""
+    pytest.importorskip("nbclient", reason="nbclient is in the test extras: pip install -e '.[test]'")
     pytest.importorskip("ipykernel", reason="ipykernel is in the test extras")
-    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+    manager = AsyncKernelManager(kernel_name="python3")
+    yield manager
+    if manager.has_kernel:
+        run_sync(manager.shutdown_kernel)(now=True)
+
+
+def _execute(kernel, nb, allow_errors=False):
+    import nbclient
+    client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=allow_errors, km=kernel,
+                                     resources={"metadata": {"path": str(ROOT)}})
+    try:
+        client.execute()
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
     return nb
 
 
@@ -25,9 +43,9 @@ def _outputs(cell) -> list:
     return [o for o in cell.get("outputs", []) if o.output_type in ("execute_result", "display_data", "error")]
 
 
-def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_verdicts():
+def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_verdicts(kernel):
     nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extras")
-    nb = _execute(nbformat.read(NOTEBOOK, as_version=4))
+    nb = _execute(kernel, nbformat.read(NOTEBOOK, as_version=4))
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not any(o.output_type == "error" for c in code for o in c.get("outputs", []))
     circuit, slip, layer, wrong, explained = (_outputs(c) for c in code[1:6])
@@ -49,7 +67,7 @@ def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_verdicts():
     assert "backward pass" in explained[0]["data"]["text/plain"] and "Backward pass" in explained[0]["data"]["text/html"]
 
 
-def test_magic_errors_are_one_line_not_a_traceback():
+def test_magic_errors_are_one_line_not_a_traceback(kernel):
     nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extras")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%load_ext gradcheck_cli"),
@@ -57,7 +75,7 @@ def test_magic_errors_are_one_line_not_a_traceback():
                 nbformat.v4.new_code_cell("%%gradcheck\nx = 1\nf = x +\n"),
                 nbformat.v4.new_code_cell("%gradcheck expressions/cs231n_circuit.grad --seed 3"),
                 nbformat.v4.new_code_cell("%gradcheck nosuch.grad")]
-    nb = _execute(nb, allow_errors=True)
+    nb = _execute(kernel, nb, allow_errors=True)
     bogus = nb.cells[1].outputs  # IPython shows a UsageError as one line on stderr
     assert len(bogus) == 1 and bogus[0].output_type == "stream" and bogus[0].name == "stderr"
     assert bogus[0].text.startswith("UsageError: %%gradcheck: unknown option --bogus") and "Traceback" not in bogus[0].text
