@@ -29,6 +29,9 @@ What a warm runner prints must be what bash printed, so a command that prints ot
 again in one process (state kept between calls, which a notebook or the language server would meet)
 fails here.
 
+A simple command that two blocks show (the same line in two pages) runs once in a pytest worker, and
+both blocks are held to what it printed: no block changes the repository's files it reads.
+
 A block that cannot run here says so on the line before its fence:
 `<!-- readme: not run (the reason) -->`; one that needs an optional extra names its module there,
 `<!-- readme: needs jax -->`, and is skipped where that is not installed.
@@ -144,10 +147,17 @@ def warm_runners():
         runner.close()
 
 
+RAN: dict = {}  # command -> its runs_of, for a simple command a second block shows too
+
+
 def runs_of(command: str, runners: dict) -> dict:
     """{how it ran: Result}: by bash under OpenBLAS's own kernel, then under each other kernel by its warm
-    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`."""
+    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`. A
+    simple command that a block has run already (the same line in two pages) is not run again: what
+    it prints depends on its words and the repository's files alone, which no block changes."""
     simple = words(command)
+    if simple is not None and command in RAN:
+        return RAN[command]
     jobs = {f"its own kernel ({own() or 'as OpenBLAS picks it'}), by bash": lambda: bash(command)}
     for kernel, runner in runners.items():
         if simple is None:
@@ -156,7 +166,10 @@ def runs_of(command: str, runners: dict) -> dict:
             jobs[f"the {kernel} kernel, by its warm runner"] = lambda r=runner: r.run(simple)
     with ThreadPoolExecutor(max_workers=threads()) as pool:
         results = list(pool.map(lambda job: job(), jobs.values()))
-    return dict(zip(jobs, results))
+    ran = dict(zip(jobs, results))
+    if simple is not None:
+        RAN[command] = ran
+    return ran
 
 
 CASES = [(path, line, runs) for path in documents() for line, runs in console_blocks(path)]
