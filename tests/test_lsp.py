@@ -251,21 +251,28 @@ def test_every_prefix_of_a_file_gets_diagnostics_not_a_crash():
         client.close()
 
 
-def test_the_delay_is_the_pause_before_a_check():
+def test_the_delay_is_the_pause_before_a_check(client):
     """`--delay MS`: nothing is checked before the pause has passed (a minute here: the file stays
-    unchecked while requests are answered), and a delay that is not 0 to 60,000 ms is a usage error."""
-    client = start(args=("--delay", "60000"))
+    unchecked while requests are answered), and a delay that is not 0 to 60,000 ms is a usage error.
+    The module's server (the default 300 ms) is the control: the same file opened there after it is opened
+    here is checked and published; twice that long after, this server has still published nothing."""
+    bad = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "lsp", "--delay", "-1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    waiting = start(args=("--delay", "60000"))
     try:
-        client.open(URI + ".waiting", "x = 2\nf = x * x\n")
-        for wait in (0.0, 0.5, 1.5):  # each request answered at once; the hover has no analysis to show yet
-            time.sleep(wait)  # (past the default 300 ms, a file this small has been checked)
-            assert client.at("textDocument/hover", URI + ".waiting", 1, 4) is None
-        assert not [n for n in client.notes if n.get("method") == "textDocument/publishDiagnostics"]
+        text = "x = 2\nf = x * x\n"
+        waiting.open(URI + ".waiting", text)
+        assert waiting.at("textDocument/hover", URI + ".waiting", 1, 4) is None  # answered at once, no analysis yet
+        opened = time.monotonic()
+        client.open(URI + ".control", text)
+        client.diagnostics(URI + ".control", 1)  # past the default pause, a file this small has been checked
+        time.sleep(max(time.monotonic() - opened, 0.5))
+        assert waiting.at("textDocument/hover", URI + ".waiting", 1, 4) is None
+        assert not [n for n in waiting.notes if n.get("method") == "textDocument/publishDiagnostics"]
     finally:
-        client.close()
-    bad = subprocess.run([sys.executable, "-m", "gradcheck_cli", "lsp", "--delay", "-1"], capture_output=True,
-                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
-    assert bad.returncode == 2 and "--delay" in bad.stderr and "Traceback" not in bad.stderr
+        waiting.close()
+    _, stderr = bad.communicate(timeout=60)
+    assert bad.returncode == 2 and "--delay" in stderr and "Traceback" not in stderr
 
 
 def test_limits_are_diagnostics_not_hangs():

@@ -23,11 +23,17 @@ the three here). Under each other kernel:
   taken from descriptors 1 and 2: it keeps check-py's fork servers, so torch and JAX are imported
   once per kernel, not once per command;
 - any other command (a pipe, `$(...)`, `python -c`, `pytest`, a variable set for it) runs by bash as
-  above, `OPENBLAS_CORETYPE` set.
+  above, `OPENBLAS_CORETYPE` set, with that kernel's warm runner's shim first on PATH: each `gradcheck`
+  it runs is run by the warm runner (its arguments, folder and standard input sent; what it writes to
+  descriptors 1 and 2 written back to them, one file where they are one), unless the command sets a
+  variable for it, for which the shim starts the real console script.
 
 What a warm runner prints must be what bash printed, so a command that prints otherwise when called
 again in one process (state kept between calls, which a notebook or the language server would meet)
 fails here.
+
+A simple command that two blocks show (the same line in two pages) runs once in a pytest worker, and
+both blocks are held to what it printed: no block changes the repository's files it reads.
 
 A block that cannot run here says so on the line before its fence:
 `<!-- readme: not run (the reason) -->`; one that needs an optional extra names its module there,
@@ -123,9 +129,9 @@ def shown(output: str) -> str:
                    if not (line.startswith("note: ") and "without the OS sandbox" in line))
 
 
-def bash(command: str, kernel: str | None = None) -> Result:
-    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=environment(kernel), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+def bash(command: str, kernel: str | None = None, env: dict | None = None) -> Result:
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env or environment(kernel), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     return Result(output=shown(done.stdout), code=done.returncode)
 
 
@@ -144,19 +150,30 @@ def warm_runners():
         runner.close()
 
 
+RAN: dict = {}  # command -> its runs_of, for a simple command a second block shows too
+
+
 def runs_of(command: str, runners: dict) -> dict:
     """{how it ran: Result}: by bash under OpenBLAS's own kernel, then under each other kernel by its warm
-    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`."""
+    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`. A
+    simple command that a block has run already (the same line in two pages) is not run again: what
+    it prints depends on its words and the repository's files alone, which no block changes."""
     simple = words(command)
+    if simple is not None and command in RAN:
+        return RAN[command]
     jobs = {f"its own kernel ({own() or 'as OpenBLAS picks it'}), by bash": lambda: bash(command)}
     for kernel, runner in runners.items():
         if simple is None:
-            jobs[f"the {kernel} kernel, by bash"] = lambda k=kernel: bash(command, k)
+            jobs[f"the {kernel} kernel, by bash, its gradcheck by the warm runner"] = \
+                lambda r=runner: bash(command, env=r.shell())
         else:
             jobs[f"the {kernel} kernel, by its warm runner"] = lambda r=runner: r.run(simple)
     with ThreadPoolExecutor(max_workers=threads()) as pool:
         results = list(pool.map(lambda job: job(), jobs.values()))
-    return dict(zip(jobs, results))
+    ran = dict(zip(jobs, results))
+    if simple is not None:
+        RAN[command] = ran
+    return ran
 
 
 CASES = [(path, line, runs) for path in documents() for line, runs in console_blocks(path)]

@@ -45,7 +45,9 @@ KEEP = 3  # families of servers kept at once (check-py's numpy alone, with torch
 VOLATILE = frozenset({"PYTEST_CURRENT_TEST"})  # changes with every test, read by no import: not in the key
 # (the child still gets the call's whole environment)
 ORPHAN_SIGNAL = signal.SIGPWR  # a child's parent-death signal: its stack is written, then it ends
-PRELOADS = {"torch": ("torch",), "jax": ("jax", "jax.numpy")}  # a top-level import in a target's file → preloaded
+PRELOADS = {"torch": ("torch", "torch.fx.experimental.symbolic_shapes"), "jax": ("jax", "jax.numpy")}  # a top-level
+# import in a target's file → preloaded; with torch, what torch.autograd.grad imports at its first call with
+# grad_outputs (sympy among it, ~0.3 s of CPU), which every check of a Function makes: paid once per server
 _BASE = ("numpy", "numpy.random", "gradcheck_cli.python.pymodule", "gradcheck_cli.python.usercode",
          "gradcheck_cli.python.pysource", "gradcheck_cli.python.pycheck", "gradcheck_cli.core.report")
 _REPLY = struct.Struct("<Bqq")  # kind, pid, wait status
