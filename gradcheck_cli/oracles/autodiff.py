@@ -244,7 +244,7 @@ def forward(graph: Graph, inputs: dict | None = None, *, bodies: BodyValues | No
             if node.gate is None:
                 continue
             _sweep(graph, values, (node,), {}, None, bodies=bodies)
-            if not np.all(np.isfinite(values[node.id])):
+            if not np.isfinite(values[node.id]).all():
                 raise _domain_error(graph, node, [values[i] for i in node.inputs], values[node.id])
     return values
 
@@ -586,7 +586,9 @@ def backward(graph: Graph, values: list, errors: dict | None = None, seed: np.nd
                 errors[node.id] = err
                 grads = err.grads or [np.full((k,) + np.shape(a), np.nan) for a in args]
             for slot, (i, gi) in enumerate(zip(node.inputs, grads)):
-                gi = np.broadcast_to(gi, (k,) + graph.nodes[i].shape)
+                shape = (k,) + graph.nodes[i].shape
+                if type(gi) is not np.ndarray or gi.shape != shape:  # (one already shaped is read as it is)
+                    gi = np.broadcast_to(gi, shape)
                 accumulated = adjoints[i] is not None
                 adjoints[i] = adjoints[i] + gi if accumulated else gi.copy()
                 if on_edge is not None:
