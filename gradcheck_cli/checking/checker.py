@@ -19,6 +19,7 @@ from ..core.report import CheckReport, ExpectRow, GateRow, NodeRow
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
 from ..core.status import Status
+from ..core.tolerances import largest_abs
 
 ALL_GATES = 1_000        # up to this many gates every built-in gate is also checked on its own
 LOCAL_CHECKS = 2_000     # past this many gate calls (not below a failing row), a seeded sample this size is checked
@@ -190,7 +191,7 @@ def _judge_nodes(graph: Graph, checked: list, exhaustive: set, values: list, adj
     # a node whose way to the output is complex-analytic gets the complex step (exact); the rest the differences
     analytic = complexstep.analytic_nodes(graph, reach) if settings.complex_step is not False else set()
     exact = [t for t in every if not t.projections and t.id in analytic]
-    scale = max(float(np.max(np.abs(adjoints[n.id]), initial=0.0)) * float(np.max(np.abs(values[n.id]), initial=0.0))
+    scale = max(largest_abs(adjoints[n.id]) * largest_abs(values[n.id])
                 for n in graph.nodes[: graph.output + 1] if adjoints[n.id] is not None and values[n.id] is not None)
     confirmed = complexstep.exact_columns(runner, exact, scale)
     num = numeric.differentiate(runner, [t for t in every if t.id not in confirmed], settings.h, settings.rtol,

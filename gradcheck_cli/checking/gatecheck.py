@@ -279,10 +279,17 @@ def _vjp(node, args, out, u):
     try:
         with np.errstate(all="ignore"):
             grads = gate_vjp(node.gate, u[None], args, out, node.attrs)
-        return [np.broadcast_to(g, (1,) + np.shape(a))[0] for g, a in zip(grads, args)], None
+        return [_row_of(g, a) for g, a in zip(grads, args)], None
     except BackwardError as err:
         grads = err.grads or [np.full((1,) + np.shape(a), np.nan) for a in args]
-        return [np.broadcast_to(g, (1,) + np.shape(a))[0] for g, a in zip(grads, args)], err
+        return [_row_of(g, a) for g, a in zip(grads, args)], err
+
+
+def _row_of(g, a) -> np.ndarray:
+    """The one row of a VJP's gradient for operand `a` (broadcast to its shape where it is not shaped so)."""
+    if type(g) is np.ndarray and g.shape == (1,) + np.shape(a):
+        return g[0]
+    return np.broadcast_to(g, (1,) + np.shape(a))[0]
 
 
 def _symbolic(node, args, u, slots, settings: Settings, jacobians) -> pipeline.Symbolic | None:

@@ -228,7 +228,10 @@ def _evidence_side_by_side(targets: list, terms: list, settings: Settings) -> li
             return None
         return np.concatenate([np.full((k, w), np.nan) if p is None else np.asarray(p) for p, w in zip(parts, widths)],
                               axis=1)
-    exact = np.concatenate([np.broadcast_to(np.asarray(num.exact, dtype=bool), (w,)) for num, w in zip(nums, widths)])
+    if all(np.ndim(num.exact) == 0 for num in nums):  # one flag per target (a deep chain's thousands): repeated
+        exact = np.repeat(np.array([bool(num.exact) for num in nums], dtype=bool), widths)
+    else:
+        exact = np.concatenate([np.broadcast_to(np.asarray(num.exact, dtype=bool), (w,)) for num, w in zip(nums, widths)])
     together = numeric.NumericResult(
         "side by side", estimate=joined(lambda n: n.estimate), truncation=joined(lambda n: n.truncation),
         kink=np.concatenate([num.kink for num in nums]), value=joined(lambda n: n.value),
@@ -240,7 +243,8 @@ def _evidence_side_by_side(targets: list, terms: list, settings: Settings) -> li
         np.concatenate([np.asarray(t.backprop, dtype=float) for t in targets], axis=1), together,
         np.concatenate([np.asarray(t.noise) for t in targets], axis=1),
         None if sym[0] is None else np.concatenate([s.values for s in sym], axis=1),
-        None if terms[0] is None else np.concatenate([np.broadcast_to(m, (k, w)) for m, w in zip(terms, widths)], axis=1),
+        None if terms[0] is None else np.concatenate([m if type(m) is np.ndarray and m.shape == (k, w) else np.broadcast_to(m, (k, w))
+                                                      for m, w in zip(terms, widths)], axis=1),
         settings.rtol, settings.atol, groups=np.repeat(np.arange(len(targets)), widths))
     return [verdict.columns(ev, int(start), int(end), num) for start, end, num in zip(edges[:-1], edges[1:], nums)]
 
@@ -290,7 +294,7 @@ def _terms(target: CheckTarget, num: numeric.NumericResult) -> np.ndarray | None
     if target.symbolic is not None:
         return target.symbolic.magnitudes
     step = target.complex_step
-    return step.terms(num) if step is not None and np.any(num.exact) else None
+    return step.terms(num) if step is not None and (num.exact is True or np.any(num.exact)) else None
 
 
 def _difference(target: CheckTarget, elements: numeric.Target, settings: Settings) -> numeric.NumericResult:

@@ -300,20 +300,21 @@ KinkNote = Callable[[Evidence, tuple], str]  # (the row's evidence, its worst el
 
 def summarize(ev: Evidence, columns=None, *, kink_note: KinkNote | None = None) -> Judgement:
     """The Judgement of a row, or of some of its elements (`columns`: indices along n)."""
-    cols = np.arange(ev.codes.shape[1]) if columns is None else np.asarray(columns)
-    codes, excess = ev.codes[:, cols], ev.excess[:, cols]
+    cols = None if columns is None else np.asarray(columns)
+    pick = slice(None) if cols is None else cols  # every column: the row's own arrays, read as they are
+    codes, excess = ev.codes[:, pick], ev.excess[:, pick]
     if not codes.size:
         return Judgement(Status.PASS, None, 0.0, None, 0.0, (0, 0), codes)
     flat = codes.ravel()
-    slack = ev.slack[:, cols] if ev.slack is not None else np.zeros_like(excess)
-    row, col = np.unravel_index(worst_element(flat, excess.ravel(), slack.ravel()), codes.shape)
-    w = (int(row), int(cols[col]))
+    slack = ev.slack[:, pick] if ev.slack is not None else np.zeros_like(excess)
+    row, col = divmod(worst_element(flat, excess.ravel(), slack.ravel()), codes.shape[1])
+    w = (int(row), int(col if cols is None else cols[col]))
     label = Status.of_code(int(flat.max()))
     num_err = float(ev.num_rel[w])
     num_round = float(ev.num_round[w]) if ev.num_round is not None else None
     sym_err = sym_round = None
     if ev.sym_rel is not None and ev.sym_round is not None:  # (set together)
-        sym_err, sym_round = _largest_measured(ev.sym_rel[:, cols], ev.sym_round[:, cols])
+        sym_err, sym_round = _largest_measured(ev.sym_rel[:, pick], ev.sym_round[:, pick])
     c: dict[str, Any] = {key: (bool(v[w]) if v is not None else None) for key, v in ev.context.items()}
     c["group"] = ev.groups.get(w[1])
     note = _note(label, c, ev.num, ev.have_sym, ev.a, w, (lambda: kink_note(ev, w)) if kink_note else None)
@@ -328,6 +329,10 @@ def worst_element(codes, excess, slack) -> int:
     """The flat index of a row's worst element, the same on any CPU and BLAS kernel: of the elements
     with the worst status, those whose excess could be the largest within its rounding (`slack`) are
     tied, and the tie goes to the lowest index. Rounding never decides which element a report shows."""
+    if codes.size == 1:  # one element is its own worst (where its bounds compare, as below they do)
+        e, s = float(excess[0]), float(slack[0])
+        if e + s >= max(e - s, 0.0):
+            return 0
     worst = codes == codes.max()
     with np.errstate(all="ignore"):
         lower = np.where(worst, np.maximum(excess - slack, 0.0), -1.0)

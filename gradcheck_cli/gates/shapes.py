@@ -194,9 +194,13 @@ def stack_forward(args, a):
     most of them one row's or the point's: a view made per part cost more than the copy)."""
     args = [np.asarray(x) for x in args]
     nd = a["nds"][0]
-    shape = _common_lead(args, a["nds"]) + args[0].shape[args[0].ndim - nd:]
+    leads, dtypes = set(), set()  # the few distinct ones (promotion does not depend on order or repeats)
+    for x, n in zip(args, a["nds"]):
+        leads.add(x.shape[: x.ndim - n])
+        dtypes.add(x.dtype)
+    shape = np.broadcast_shapes(*leads) + args[0].shape[args[0].ndim - nd:]
     out = np.empty(shape[: len(shape) + 1 + a["axis"]] + (len(args),) + shape[len(shape) + 1 + a["axis"]:],
-                   dtype=np.result_type(*[x.dtype for x in args]))
+                   dtype=np.result_type(*dtypes))
     slices = np.moveaxis(out, a["axis"], 0)
     for k, x in enumerate(args):
         slices[k] = x

@@ -21,7 +21,7 @@ import numpy as np
 from ..language.graph import Composite
 from .batches import BatchRunner, Rows, run_rows
 from .numeric import ROUNDING, NumericResult, Target
-from ..core.tolerances import EPS, TERMS_ROUNDING
+from ..core.tolerances import EPS, TERMS_ROUNDING, largest_abs
 
 H = 1e-20          # the complex step (any tiny step will do: nothing cancels)
 VARY = 1.3         # the step scaled by this (not a power of 2, which would round alike) measures its own rounding
@@ -214,7 +214,7 @@ def exact_columns(runner: BatchRunner, targets: list[Target], scale: float | dic
     cancellation of terms that large rounds at ε of it (softmax's rows summing to 1); a dict of them
     by target id where each target is its own function (runners.Each)."""
     exact = columns(runner, targets, scale=scale)
-    return {t.id: exact[t.id] for t in targets if np.all(np.isfinite(exact[t.id].value))}
+    return {t.id: exact[t.id] for t in targets if np.isfinite(exact[t.id].value).all()}
 
 
 def rounding(runner: BatchRunner, target: Target, num: NumericResult) -> np.ndarray:
@@ -265,5 +265,5 @@ def columns(runner: BatchRunner, targets: list[Target], h: float = GRAPH_H, scal
 def _per_input(scale: float, inputs: list) -> float:
     """A function's scale (Σ or max of |adjoint|·|value|) over its inputs' largest size, no less than 1:
     the size of the terms a derivative with respect to them sums, where they cancel."""
-    largest = max((float(np.max(np.abs(np.asarray(x, dtype=float)), initial=0.0)) for x in inputs), default=0.0)
+    largest = max((largest_abs(np.asarray(x, dtype=float)) for x in inputs), default=0.0)
     return scale / max(1.0, largest)

@@ -403,10 +403,20 @@ def test_a_row_whose_errors_are_all_rounding_shows_its_first_element_and_says_so
     ([0, 0, 0], [4.0, 5.0, 0.0], [0.1, 0.1, 0.0], 1),     # apart by more than their rounding
     ([0, 3, 3], [9.0, 1.0, 1.0], [0.0, 0.0, 0.0], 1),     # the worst status first, whatever the excess
     ([0, 0, 0], [1e-3, 2e-3, 0.0], [1.0, 1.0, 1.0], 0),   # all rounding: the first element
+    ([3], [7.0], [0.5], 0),                               # one element (a scalar node's row)
 ])
 def test_the_worst_element_is_chosen_within_rounding_and_ties_go_to_the_lowest_index(codes, excess, slack, worst):
     from gradcheck_cli.checking.verdict import worst_element
     assert worst_element(np.array(codes), np.array(excess), np.array(slack)) == worst
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 2.5, -3.0, 5e-324, np.inf, -np.inf, np.nan])
+def test_the_largest_magnitude_of_one_number_is_numpys(value):
+    # a deep chain's scalars skip numpy's reduction: the same float as np.max(np.abs(a), initial=0.0)
+    from gradcheck_cli.core.tolerances import largest_abs
+    for a in (np.array(value), np.array([value]), np.array([[value]]), np.array([value, -1.0])):
+        want, got = float(np.max(np.abs(a), initial=0.0)), largest_abs(a)
+        assert (np.isnan(want) and np.isnan(got)) or (got == want and np.signbit(got) == np.signbit(want)), (a, got)
 
 
 @pytest.mark.parametrize("factor, status_", [("1+3e-8", "fail"), ("1+3e-9", "pass")])
