@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from gradcheck_cli.cli import one_blas_thread
+
 # Under CI the property tests draw the same examples every run: a red job is reproducible, never luck.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
@@ -54,9 +56,12 @@ def pytest_configure(config):
     compiled, so that the many processes the suite starts read it rather than compile every module
     again where PYTHONDONTWRITEBYTECODE is set; and SymPy's partials kept in a folder of this run's
     (GRADCHECK_CACHE_DIR), removed at its end, not in the user's cache; JAX's compiled operations shared
-    by the run's processes in another (JAX_CACHE)."""
+    by the run's processes in another (JAX_CACHE). And OpenBLAS on one thread, as the console script runs
+    it (cli.one_blas_thread), in the workers and the processes they start: a pool of threads spinning
+    between the many small products of a check cost the in-process tests about a tenth more CPU."""
     if "PYTEST_XDIST_WORKER" in os.environ:
         return
+    one_blas_thread(os.environ)
     compileall.compile_dir(str(ROOT / "gradcheck_cli"), quiet=2)
     if "GRADCHECK_CACHE_DIR" not in os.environ:
         config.gradcheck_cache = tempfile.mkdtemp(prefix="gradcheck-test-cache-")
