@@ -42,8 +42,10 @@ from enum import Enum
 
 KEEP = 3  # families of servers kept at once (check-py's numpy alone, with torch, with JAX; a call with another
 # environment, preload set or child starts its own family)
-VOLATILE = frozenset({"PYTEST_CURRENT_TEST"})  # changes with every test, read by no import: not in the key
-# (the child still gets the call's whole environment)
+VOLATILE = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"})  # read by no import, not in the key (the
+# child still gets the call's whole environment): pytest's changes with every test; torch sets the other itself, to
+# its default, the first time a process calls a torch.library custom op (before it, the same call would have
+# started another torch server)
 ORPHAN_SIGNAL = signal.SIGPWR  # a child's parent-death signal: its stack is written, then it ends
 PRELOADS = {"torch": ("torch",), "jax": ("jax", "jax.numpy")}  # a top-level import in a target's file → preloaded
 _BASE = ("numpy", "numpy.random", "gradcheck_cli.python.pymodule", "gradcheck_cli.python.usercode",

@@ -246,14 +246,20 @@ def test_the_code_s_output_never_reaches_ours(tmp_path, capfd):
 
 
 def test_a_call_with_another_environment_gets_a_server_of_its_own(tmp_path, monkeypatch):
-    write(tmp_path, "layer.py", at_import="open('env.txt', 'a').write(os.environ['GRADCHECK_TEST_ENV'] + chr(10))")
+    """...but not for a variable no import reads (torch's compiler cache folder, which torch sets itself the
+    first time a process calls a custom op): the child still sees the call's value."""
+    write(tmp_path, "layer.py", at_import="open('env.txt', 'a').write(os.environ['GRADCHECK_TEST_ENV'] + ' ' + "
+                                         "os.environ.get('TORCHINDUCTOR_CACHE_DIR', '-') + chr(10))")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     starts = []
-    for value in ("a", "b", "b"):
+    for value, folder in (("a", None), ("b", None), ("b", None), ("b", "inductor")):
         monkeypatch.setenv("GRADCHECK_TEST_ENV", value)
+        if folder:
+            monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / folder))
         check(tmp_path, "layer.py::affine")
         starts.append(forkserver.STARTS[0])
-    assert starts[1] == starts[0] + 1 and starts[2] == starts[1]
-    assert (tmp_path / "env.txt").read_text().split() == ["a", "b", "b"]
+    assert starts[1] == starts[0] + 1 and starts[3] == starts[2] == starts[1]
+    assert (tmp_path / "env.txt").read_text().splitlines() == ["a -", "b -", "b -", f"b {tmp_path / 'inductor'}"]
     assert len(forkserver._SERVERS) <= forkserver.KEEP
 
 
