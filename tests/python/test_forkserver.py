@@ -78,12 +78,16 @@ sq.defvjp(sq_fwd, sq_bwd)
 
 @pytest.mark.parametrize("framework, target", [("torch", TORCH_TARGET), ("jax", JAX_TARGET)])
 def test_two_calls_reuse_one_server_whose_child_has_the_framework_imported_already(tmp_path, framework, target):
-    """The server imported the framework (the target's file imports it), computed nothing with it (no
-    more threads than a plain import starts), and its children check with it."""
+    """The server imported the framework (the target's file imports it) and what the framework imports on
+    its first use in every check (torch.autograd.grad given grad_outputs: its symbolic shapes, SymPy with
+    them), computed nothing with it (no more threads than a plain import starts), and froze what it made
+    (gc.freeze: a child's collections leave those pages shared); its children check with it."""
     need(framework)
     spec, source = target
-    (tmp_path / "sq.py").write_text(f"import sys\nopen('seen.txt', 'a').write(str('{framework}' in sys.modules) + "
-                                    f"'\\n')\n{source}", encoding="utf-8")
+    first_use = {"torch": "torch.fx.experimental.symbolic_shapes", "jax": "jax.numpy"}[framework]
+    (tmp_path / "sq.py").write_text(f"import gc, sys\nopen('seen.txt', 'a').write(str('{framework}' in sys.modules and "
+                                    f"'{first_use}' in sys.modules and gc.get_freeze_count() > 0) + '\\n')\n{source}",
+                                    encoding="utf-8")
 
     def run():
         done = gradcheck_in_process("check-py", spec, "--shape", "x=3", "--format", "json", cwd=tmp_path)
