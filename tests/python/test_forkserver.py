@@ -78,12 +78,16 @@ sq.defvjp(sq_fwd, sq_bwd)
 
 @pytest.mark.parametrize("framework, target", [("torch", TORCH_TARGET), ("jax", JAX_TARGET)])
 def test_two_calls_reuse_one_server_whose_child_has_the_framework_imported_already(tmp_path, framework, target):
-    """The server imported the framework (the target's file imports it), computed nothing with it (no
-    more threads than a plain import starts), and its children check with it."""
+    """The server imported the framework (the target's file imports it) and what the framework imports on
+    its first use in every check (torch.autograd.grad given grad_outputs: its symbolic shapes, SymPy with
+    them), computed nothing with it (no more threads than a plain import starts), and froze what it made
+    (gc.freeze: a child's collections leave those pages shared); its children check with it."""
     need(framework)
     spec, source = target
-    (tmp_path / "sq.py").write_text(f"import sys\nopen('seen.txt', 'a').write(str('{framework}' in sys.modules) + "
-                                    f"'\\n')\n{source}", encoding="utf-8")
+    first_use = {"torch": "torch.fx.experimental.symbolic_shapes", "jax": "jax.numpy"}[framework]
+    (tmp_path / "sq.py").write_text(f"import gc, sys\nopen('seen.txt', 'a').write(str('{framework}' in sys.modules and "
+                                    f"'{first_use}' in sys.modules and gc.get_freeze_count() > 0) + '\\n')\n{source}",
+                                    encoding="utf-8")
 
     def run():
         done = gradcheck_in_process("check-py", spec, "--shape", "x=3", "--format", "json", cwd=tmp_path)
@@ -246,14 +250,20 @@ def test_the_code_s_output_never_reaches_ours(tmp_path, capfd):
 
 
 def test_a_call_with_another_environment_gets_a_server_of_its_own(tmp_path, monkeypatch):
-    write(tmp_path, "layer.py", at_import="open('env.txt', 'a').write(os.environ['GRADCHECK_TEST_ENV'] + chr(10))")
+    """...but not for a variable no import reads (torch's compiler cache folder, which torch sets itself the
+    first time a process calls a custom op): the child still sees the call's value."""
+    write(tmp_path, "layer.py", at_import="open('env.txt', 'a').write(os.environ['GRADCHECK_TEST_ENV'] + ' ' + "
+                                         "os.environ.get('TORCHINDUCTOR_CACHE_DIR', '-') + chr(10))")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     starts = []
-    for value in ("a", "b", "b"):
+    for value, folder in (("a", None), ("b", None), ("b", None), ("b", "inductor")):
         monkeypatch.setenv("GRADCHECK_TEST_ENV", value)
+        if folder:
+            monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / folder))
         check(tmp_path, "layer.py::affine")
         starts.append(forkserver.STARTS[0])
-    assert starts[1] == starts[0] + 1 and starts[2] == starts[1]
-    assert (tmp_path / "env.txt").read_text().split() == ["a", "b", "b"]
+    assert starts[1] == starts[0] + 1 and starts[3] == starts[2] == starts[1]
+    assert (tmp_path / "env.txt").read_text().splitlines() == ["a -", "b -", "b -", f"b {tmp_path / 'inductor'}"]
     assert len(forkserver._SERVERS) <= forkserver.KEEP
 
 

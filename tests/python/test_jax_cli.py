@@ -1,10 +1,10 @@
 """JAX rules from the command line: `check-py FILE.py::f` on a jax.custom_vjp, custom_jvp or
 custom_gradient function (also behind jax.jit) checks it through the JAX bridge, end to end. Each
 rule below comes right and with one slip; its label (right or wrong) is not ours: it is JAX's own
-autodiff of an independent forward, written plainly, against the rule's VJP at random points, in a
-process of its own (`ORACLE`). The CLI runs in this process: it never imports JAX itself (the rule
-runs in check-py's process for user code), which `check_py` asserts each time, as JAX starts threads and
-the suite's other tests fork after it. Skipped without JAX."""
+autodiff of an independent forward, written plainly, against the rule's VJP at random points, in the
+one process of the JAX API tests (`ORACLE`; gradcheck unused there). The CLI runs in this process: it
+never imports JAX itself (the rule runs in check-py's process for user code), which `check_py` asserts
+each time, as JAX starts threads and the suite's other tests fork after it. Skipped without JAX."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from one_process import result as run
+from one_process import share
 
 if importlib.util.find_spec("jax") is None:
     pytest.skip("JAX is an optional extra: pip install '.[jax]'", allow_module_level=True)
@@ -390,40 +392,56 @@ def independent(name: str) -> str:
     return INDEPENDENT.get(name) or INDEPENDENT[name.replace("_slip", "")]
 
 
+# JAX's autodiff of each independent forward against the rule's VJP at three random points: run in the one
+# process of the JAX API tests (tests/python/one_process.py, `jax_bodies`), which has JAX imported already;
+# gradcheck is not used there. The rules' files loaded by path under names of their own (that process has other
+# modules' `rules` imported), float64 by `jax.enable_x64` around the oracle alone (the process's flag untouched).
 ORACLE = '''
-import json, sys
+import importlib.util
 import numpy as np
 import jax, jax.numpy as jnp
-jax.config.update("jax_enable_x64", True)
-sys.path.insert(0, sys.argv[1])
-import forwards
-cases = json.loads(sys.argv[2])
-labels = {}
-for module, name, forward, shapes, extra in cases:
-    rule, plain = getattr(__import__(module), name), getattr(forwards, forward)
-    right = True
-    for seed in range(3):
-        rng = np.random.default_rng(100 + seed)
-        args = [jnp.asarray(0.9 * np.tanh(rng.standard_normal(s))) if forward == "arcsin" else
-                jnp.asarray(rng.standard_normal(s)) for s in shapes]
-        fixed = [jnp.asarray(np.array(e)) for e in extra]
-        out, vjp = jax.vjp(lambda *a: rule(*a, *fixed), *args)
-        want, vjp_want = jax.vjp(lambda *a: plain(*a, *fixed), *args)
-        u = jnp.asarray(rng.standard_normal(np.shape(out)))
-        right &= bool(np.allclose(out, want, rtol=1e-9, atol=1e-12))
-        right &= all(np.allclose(a, b, rtol=1e-7, atol=1e-10) for a, b in zip(vjp(u), vjp_want(u)))
-    labels[name] = "right" if right else "wrong"
-print(json.dumps(labels))
+
+
+def load(stem):
+    spec = importlib.util.spec_from_file_location(f"jax_cli_oracle_{stem}", f"{FOLDER}/{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+forwards = load("forwards")
+modules = {}
+result = {}
+with jax.enable_x64(True):
+    for module, name, forward, shapes, extra in CASES:
+        if module not in modules:
+            modules[module] = load(module)
+        rule, plain = getattr(modules[module], name), getattr(forwards, forward)
+        right = True
+        for seed in range(3):
+            rng = np.random.default_rng(100 + seed)
+            args = [jnp.asarray(0.9 * np.tanh(rng.standard_normal(s))) if forward == "arcsin" else
+                    jnp.asarray(rng.standard_normal(s)) for s in shapes]
+            fixed = [jnp.asarray(np.array(e)) for e in extra]
+            out, vjp = jax.vjp(lambda *a: rule(*a, *fixed), *args)
+            want, vjp_want = jax.vjp(lambda *a: plain(*a, *fixed), *args)
+            u = jnp.asarray(rng.standard_normal(np.shape(out)))
+            right &= bool(np.allclose(out, want, rtol=1e-9, atol=1e-12))
+            right &= all(np.allclose(a, b, rtol=1e-7, atol=1e-10) for a, b in zip(vjp(u), vjp_want(u)))
+        result[name] = "right" if right else "wrong"
 '''
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("jax_rules")
+def write_files(folder: Path) -> None:
     for stem, text in (("rules", RULES), ("rules_xy", RULES_XY), ("rules_index", RULES_INDEX),
                        ("rules_named", RULES_NAMED), ("forwards", FORWARDS)):
         (folder / f"{stem}.py").write_text(text.lstrip(), encoding="utf-8")
-    return folder
+
+
+@pytest.fixture(scope="module")
+def files(jax_bodies) -> Path:
+    """The rules' files, in the folder the oracle read them from (written when `jax_bodies` started)."""
+    return jax_bodies[__name__]["folder"]
 
 
 X_ONLY = ["softplus", "softplus_slip", "lse", "lse_slip", "logcosh", "logcosh_slip", "xsin", "xsin_slip",
@@ -434,17 +452,25 @@ OPTIONS = {n: ["--shape", "x=" + ",".join(map(str, SHAPES.get(n, [(5,)])[0]))] f
 OPTIONS.update({n: ["--at", "x=[0.3, -0.5, 0.8, 0.1, -0.2]"] for n in ("safe_arcsin", "safe_arcsin_slip")})
 
 
-@pytest.fixture(scope="module")
-def labels(files) -> dict:
-    """name -> "right" or "wrong", by JAX's autodiff of the independent forward (not by gradcheck)."""
+def oracle_cases() -> list:
     cases = [["rules", n, independent(n), SHAPES.get(n, [(5,)]), []] for n in X_ONLY]
     cases += [["rules_xy", n, independent(n), [(4,), (4,)], []] for n in ("mix", "mix_slip")]
     cases += [["rules_index", n, independent(n), [(5,)], [[0, 2, 2, 4]]] for n in ("gather", "gather_slip")]
-    cases += [["rules_named", "sigmoid", independent("sigmoid"), [(5,)], []]]
-    done = subprocess.run([sys.executable, "-c", ORACLE, str(files), json.dumps(cases)], capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return cases + [["rules_named", "sigmoid", independent("sigmoid"), [(5,)], []]]
+
+
+def make(folder: Path) -> tuple[str, dict]:
+    write_files(folder)
+    return f"FOLDER = {str(folder)!r}\nCASES = {oracle_cases()!r}\n", {"oracle": ORACLE}
+
+
+share(__name__, make)
+
+
+@pytest.fixture(scope="module")
+def labels(jax_bodies) -> dict:
+    """name -> "right" or "wrong", by JAX's autodiff of the independent forward (not by gradcheck)."""
+    return run(jax_bodies[__name__], "oracle")
 
 
 def check_py(*args: str) -> tuple[int, dict | None, str]:

@@ -126,19 +126,31 @@ def arr_backward(dout, cache):
 '''
 
 
+ODD_NAMES = ("grow", "cplx", "arr")
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory) -> subprocess.CompletedProcess:
+    """One console script checks the three odd targets (what each prints or warns would be in its standard
+    error, shared: none may have any); each target's result is its own."""
+    folder = tmp_path_factory.mktemp("odd")
+    (folder / "odd.py").write_text(ODD, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", *[f"odd.py::{n}" for n in ODD_NAMES],
+                           "--shape", "x=3", "--format", "json"], capture_output=True, text=True, cwd=folder,
+                          timeout=300)
+
+
 @pytest.mark.parametrize("name, phrase", [
     ("grow", "its shape must not change as its inputs move"),
     ("cplx", "the forward's output is complex"),
     ("arr", "could not be read as numbers: RuntimeError: no array for you"),
 ])
-def test_odd_outputs_are_errors_not_tracebacks_or_quiet_casts(tmp_path, name, phrase):
+def test_odd_outputs_are_errors_not_tracebacks_or_quiet_casts(odd, name, phrase):
     """An output whose shape changes between calls, a complex output (cast to real with numpy's
     warning before, exit 0), an `__array__` that raises: each an error saying so (exit 2)."""
-    (tmp_path / "odd.py").write_text(ODD, encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", f"odd.py::{name}", "--shape", "x=3",
-                           "--format", "json"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert done.returncode == 2 and "Traceback" not in done.stderr and "ComplexWarning" not in done.stderr
-    assert phrase in json.loads(done.stdout)["results"][0]["error"]["message"]
+    assert odd.returncode == 2 and "Traceback" not in odd.stderr and "ComplexWarning" not in odd.stderr
+    result = json.loads(odd.stdout)["results"][ODD_NAMES.index(name)]
+    assert result["source"] == f"odd.py::{name}" and phrase in result["error"]["message"], result["error"]
 
 
 # --- what no exception handler can catch: the code runs in a process of its own --------------------
@@ -199,7 +211,7 @@ def test_an_ended_crashed_or_endless_backward_is_an_error_at_its_line(limited, c
 
 
 def test_an_exit_at_import_time_is_at_its_line(tmp_path):
-    done = run(tmp_path, at_import="os._exit(0)")
+    done = run_here(tmp_path, at_import="os._exit(0)")
     assert done.returncode == 2
     error = _error(done)
     assert "called os._exit(0)" in error["message"] and error["line"] == 3, error
@@ -306,7 +318,9 @@ def test_ctrl_c_exits_130_touches_no_report_and_leaves_no_process(tmp_path):
     assert proc.returncode == 130, err[-600:]
     assert "interrupted" in err and "Traceback" not in err
     assert (tmp_path / "out.json").read_text() == "old"
-    time.sleep(0.2)
+    gone = time.monotonic() + 0.2  # the same 0.2 s it was given before, no longer waited out where it is gone at once
+    while _running(f"sleep\x00{marker}") and time.monotonic() < gone:
+        time.sleep(0.01)
     assert _running(f"sleep\x00{marker}") == []
 
 
