@@ -258,7 +258,7 @@ _FRAME = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+) in (?P<na
 def _death(code: int | None, dump: str, seconds: int, unreadable: _Unreadable | None) -> GradcheckError:
     """The error for a process that ended with `code` (negative: a signal; None: unknown, the fork
     server that started it ended first, and the process with it) having written `dump`."""
-    stopped = code in (-signal.SIGXCPU, -signal.SIGALRM) or dump.lstrip().startswith("Timeout (")
+    stopped = code in (-signal.SIGPROF, -signal.SIGXCPU, -signal.SIGALRM) or dump.lstrip().startswith("Timeout (")
     frame = _user_frame(dump, in_loop=stopped) or _user_frame(dump)
     who = f"'{frame[2]}'" if frame else "the code"
     if unreadable is not None:
@@ -396,10 +396,11 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
     stack = os.fdopen(stack_fd, "w", encoding="utf-8")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     faulthandler.enable(file=stack, all_threads=True)
-    # Both limits write the stack from the stopped code's own thread, in a signal handler, then end the
+    # The limits write the stack from the stopped code's own thread, in a signal handler, then end the
     # process (chain=True: the signal's default action): the main thread's frames are still, as they are
     # not while faulthandler's watchdog thread reads them (on a loaded machine it could cut the stack
     # short, or crash the process, and the user's line was lost).
+    faulthandler.register(signal.SIGPROF, file=stack, all_threads=True, chain=True)
     faulthandler.register(signal.SIGXCPU, file=stack, all_threads=True, chain=True)
     faulthandler.register(signal.SIGALRM, file=stack, all_threads=True, chain=True)
     if orphaned is not None:
@@ -431,6 +432,7 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
             work(job, send)
             send(Finished(index=index))
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
         faulthandler.cancel_dump_traceback_later()
     except BaseException:  # noqa: BLE001 - ours, not the user's (the work catches theirs): said, then ended
         stack.write(_INTERNAL + traceback.format_exc())
@@ -441,8 +443,13 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
 
 
 def _arm(seconds: int, stack) -> None:  # pragma: no cover - runs in the child process
-    """`seconds` more of CPU time (then SIGXCPU: the stack written, the process ended) and of wall-clock
-    time (the stack written, the process ended) for the next job."""
+    """`seconds` more of CPU time (then SIGPROF: the stack written, the process ended) and of wall-clock
+    time (the stack written, the process ended) for the next job.
+
+    The CPU time is the profiling timer's, to the scheduler's tick: RLIMIT_CPU counts whole seconds of
+    the process's CPU time, so that alone it let a job run for up to a second more than its limit (code
+    that reset the timer still meets it: SIGXCPU, the same stack and message)."""
+    signal.setitimer(signal.ITIMER_PROF, seconds)  # the process's CPU time, user and system, every thread
     usage = resource.getrusage(resource.RUSAGE_SELF)
     soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
     want = math.ceil(usage.ru_utime + usage.ru_stime) + seconds

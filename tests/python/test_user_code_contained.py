@@ -183,16 +183,25 @@ def busy(total):
     return f"    import time; t = time.process_time()\n    while time.process_time() - t < {total / 10}: pass\n"
 
 
+# A backward that computes without end, writing down the process's CPU time at its start and, every few
+# milliseconds, now (one whole line each: the last is the CPU time a few milliseconds before it was stopped).
+ENDLESS_LOGGED = ("    import time; start = time.process_time(); log = open('cpu.txt', 'a', buffering=1); n = 0\n"
+                  "    while True: n += 1; n % 2000 or log.write(f'{start} {time.process_time()}\\n')\n")
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory) -> dict:
     """The runs under GRADCHECK_MAX_SECONDS=1 whose code never returns (and the cheap ones beside them),
     by their backward's code: started together, each its own `gradcheck` in a folder of its own, so
     that the seconds each waits out (up to the wall clock's 3 s and the last resort's 2 more) overlap
     rather than add up. Each is still a process of its own with its own limit, as run alone."""
-    backwards = [f"    {code}\n" for code, _ in ENDED] + [busy(30)]
+    backwards = [f"    {code}\n" for code, _ in ENDED] + [ENDLESS_LOGGED]
 
     def one(backward):
-        return run(tmp_path_factory.mktemp("limited"), backward=backward, env=SECONDS)
+        folder = tmp_path_factory.mktemp("limited")
+        done = run(folder, backward=backward, env=SECONDS)
+        done.folder = folder  # where the code wrote what it wrote
+        return done
     with ThreadPoolExecutor(max_workers=len(backwards)) as pool:
         return dict(zip(backwards, pool.map(one, backwards)))
 
@@ -223,9 +232,14 @@ def test_the_time_limit_is_a_backstop_not_a_budget(tmp_path, limited):
     variable's, not a constant)."""
     done = run(tmp_path, backward=busy(0.25), env=SECONDS)
     assert done.returncode == 0, done.stdout[-800:]
-    done = limited[busy(30)]
+    done = limited[ENDLESS_LOGGED]
     assert done.returncode == 2 and "after 1 s of CPU time" in _error(done)["message"]
     assert _error(done)["line"] == 13  # the loop's line, wherever the process was stopped in it
+    # and stopped at its limit, not up to a second later (RLIMIT_CPU alone counts whole seconds: 1.9 s here):
+    # the job's second began at or before the backward's start. (Under load the wall clock's 3 s may stop it
+    # sooner, which is why there is no lower bound.)
+    start, last = map(float, (done.folder / "cpu.txt").read_text().splitlines()[-1].split())
+    assert last - start <= 1.15, (start, last)
 
 
 def test_the_next_target_is_checked_after_one_that_died(tmp_path):
