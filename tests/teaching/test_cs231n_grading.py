@@ -73,7 +73,7 @@ CLASS = {
                              POINTS, {}),
     "s12_conv_backward_loops": (slip("    db = dout.sum(axis=(0, 2, 3))\n", "    db = dout.sum(axis=(0, 2, 3))\n    while True:\n"
                                      "        db = db + 0\n"),
-                                zero("conv.dx", "conv.dw", "conv.db"), {"conv.dx": "conv_backward_naive did not finish in 1 s"}),
+                                zero("conv.dx", "conv.dw", "conv.db"), {"conv.dx": "conv_backward_naive did not finish in 0.5 s"}),
     "s13_conv_db_not_summed": (slip("db = dout.sum(axis=(0, 2, 3))", "db = dout.sum(axis=(0, 2))"),
                                zero("conv.db"), {}),
     "s14_conv_dx_no_stride": (slip("dxp[:, :, rows, cols] +=", "dxp[:, :, i:i + hh, j:j + ww] +="),
@@ -100,8 +100,8 @@ CLASS = {
 
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
-    """The class graded once (-j 2, 2 hidden points, a 1 s limit per call, where each call of the others
-    takes milliseconds of CPU): JSON, CSV and the table."""
+    """The class graded once (-j 2, 2 hidden points, a limit of 0.5 s of CPU per call, where each call of
+    the others takes milliseconds of it): JSON, CSV and the table."""
     folder = tmp_path_factory.mktemp("cs231n") / "class"
     folder.mkdir()
     for name, (source, _, _) in CLASS.items():
@@ -110,7 +110,7 @@ def graded_class(tmp_path_factory):
     env = {**os.environ, "COLUMNS": "400"}
     # in this process (not about the process: each submission still runs in its own, sandboxed)
     done = gradcheck_in_process("grade", EXERCISE, *files, "--secret", "8675309", "--hidden", "2", "-j", "2",
-                                "--call-timeout", "1", "--csv", folder.parent / "g.csv", "--json", folder.parent / "g.json",
+                                "--call-timeout", "0.5", "--csv", folder.parent / "g.csv", "--json", folder.parent / "g.json",
                                 cwd=folder.parent, env=env)
     assert done.returncode == 0, done.stderr
     found = json.loads((folder.parent / "g.json").read_text(encoding="utf-8"))

@@ -45,7 +45,7 @@ PY_CLASS = {
             {"dx": 0, "dw": 0, "db": 0}, {"dx": "raised NotImplementedError", "db": "raised NotImplementedError"}),
     "lou": ("def affine_backward(dout, cache)\n    return 1\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "lou.py:1:33: error: cannot import"}),
     "max": ("def affine_backward(dout, cache):\n    while True:\n        pass\n", {"dx": 0, "dw": 0, "db": 0},
-            {"dx": "affine_backward did not finish"}),  # in --call-timeout's 1 s of CPU, or in --timeout
+            {"dx": "affine_backward did not finish"}),  # in --call-timeout's 0.5 s of CPU, or in --timeout
     "ned": ("import numpy as np\n\ndef affine_backward(dout, cache):\n    big = np.ones((10 ** 5, 10 ** 5))\n"
             "    return big, big, big\n", {"dx": 0, "dw": 0, "db": 0}, {"dx": "MemoryError"}),
     "ola": ("def affine_bwd(dout, cache):\n    return None\n", {"dx": 0, "dw": 0, "db": 0},
@@ -85,10 +85,10 @@ def python_class(tmp_path_factory):
     for name, (source, _, _) in PY_CLASS.items():
         (folder / f"{name}.py").write_text(source, encoding="utf-8")
     feedback = folder.parent / "feedback"
-    # (--call-timeout: the endless loop's call stopped after 1 s of CPU, where each call of the others takes
+    # (--call-timeout: the endless loop's call stopped after 0.5 s of CPU, where each call of the others takes
     # well under a millisecond of it)
     graded = _grade(PY_EXERCISE, folder, "--csv", str(folder.parent / "grades.csv"), "--feedback", str(feedback),
-                    "--call-timeout", "1")
+                    "--call-timeout", "0.5")
     return graded, folder.parent
 
 

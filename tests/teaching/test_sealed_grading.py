@@ -5,7 +5,8 @@ deserve (0 here, as none is right), the classmates beside it keep their exact sc
 the secret or the solution, and the run ends with exit 0 and a full gradebook.
 
 The class runs twice: in bubblewrap's sandbox (skipped, with the reason, where bwrap cannot start
-one) and without it (GRADCHECK_SANDBOX=off). Attacks that only the sandbox can stop (reading the
+one) and without it (GRADCHECK_SANDBOX=off); each time in two runs started at once, the submissions
+that wait out --timeout (with a classmate beside them) in one, the rest of the class in the other. Attacks that only the sandbox can stop (reading the
 teacher's files, the parent's command line) are asserted in the sandboxed run only."""
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ SANDBOX_ONLY = {"kill_everyone", "kill_parent", "delete_stderr", "rewrite_class_
 # read, the teacher's solution among it (said in the docs). Sent to both, asserted in the sandbox only.
 SANDBOX_DEFENDS = {"proc_solution", "read_repository"}
 
-CLASSMATES = {"ada": (RIGHT, 5), "ben": (RIGHT.replace("dout.sum(axis=0)", "dout"), 4)}
+CLASSMATES = {"ada": (RIGHT, 5), "ben": (RIGHT.replace("dout.sum(axis=0)", "dout"), 4), "cal": (RIGHT, 5)}
 
 
 def _attacks(mode: str) -> list:
@@ -317,13 +318,17 @@ def _survivor(folder: Path) -> Path:
     return Path("/tmp") / f"gradcheck-redteam-survivor-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}"
 
 
-# Graded first (`grade` takes the submissions in the order given): the survivor, whose moment comes
-# 5 s after its submission is over, then the two that wait out --timeout, side by side in the two
-# slots of -j 2 rather than one after the other; the class in name order after them.
-FIRST = ("survivor", "endless_import", "steal_requests")
+# The class in two runs of `grade`, started at once (it takes the submissions in the order given). The
+# waiting run: the survivor, whose moment comes 5 s after its submission is over, and the two that wait
+# out --timeout, side by side in the two slots of -j 2, a classmate graded beside the first (in the
+# survivor's slot, before the second). The rest of the class in name order in the other run, graded
+# while they wait rather than after them: the two runs' slots hold no more submissions at once than the
+# one run's did (its legitimate ones no slower), and the waits no longer hold its work back.
+WAITING = ("survivor", "endless_import", "cal", "steal_requests")
 
 
-def _write_class(folder: Path, mode: str) -> list:
+def _write_class(folder: Path, mode: str) -> tuple:
+    """The class's files, written: (the waiting run's, the rest's)."""
     subs = folder / "submissions"
     subs.mkdir()
     chosen = {name: ATTACKS[name] for name in _attacks(mode)}
@@ -340,28 +345,29 @@ def _write_class(folder: Path, mode: str) -> list:
     (subs / "esc\x1b[2J\x07.py").write_text(RIGHT, encoding="utf-8")  # a name that would clear the terminal
     (subs / "new\nline.py").write_text(RIGHT, encoding="utf-8")
     files = sorted(str(p) for p in subs.iterdir())
-    first = [str(subs / f"{name}.py") for name in FIRST]
-    return first + [f for f in files if f not in first]
+    waiting = [str(subs / f"{name}.py") for name in WAITING]
+    return waiting, [f for f in files if f not in waiting]
 
 
-def _start(folder: Path, files: list, sandbox_mode: str) -> subprocess.Popen:
-    """`gradcheck grade` of the class, started (its standard output and error in files: nothing to drain)."""
-    out = folder / "out"
+def _start(folder: Path, run: str, files: list, sandbox_mode: str) -> subprocess.Popen:
+    """`gradcheck grade` of `files` of the class, started, writing to the folder `run` (its standard
+    output and error in files there: nothing to drain)."""
+    out = folder / run
     out.mkdir()
     env = {**os.environ, "GRADCHECK_SANDBOX": sandbox_mode, "GRADEBOOK": str(out / "grades.csv"),
            "GRADCHECK_SECRET": SECRET, "COLUMNS": "200"}
-    with open(folder / "stdout.txt", "wb") as stdout, open(folder / "stderr.txt", "wb") as stderr:
+    with open(out / "stdout.txt", "wb") as stdout, open(out / "stderr.txt", "wb") as stderr:
         return subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "grade", str(EXERCISE), *files, "--secret", SECRET,
                                  "--timeout", "8", "--memory", "600", "-j", "2", "--csv", str(out / "grades.csv"),
                                  "--json", str(out / "grades.json"), "--feedback", str(out / "feedback")],
                                 stdout=stdout, stderr=stderr, cwd=folder, env=env)
 
 
-def _finished(folder: Path, process: subprocess.Popen) -> dict:
-    out = folder / "out"
-    texts = [(folder / f).read_text(encoding="utf-8", errors="replace") for f in ("stdout.txt", "stderr.txt")]
+def _finished(folder: Path, run: str, files: list, process: subprocess.Popen) -> dict:
+    out = folder / run
+    texts = [(out / f).read_text(encoding="utf-8", errors="replace") for f in ("stdout.txt", "stderr.txt")]
     done = subprocess.CompletedProcess(process.args, process.returncode, *texts)
-    return {"done": done, "out": out,
+    return {"done": done, "out": out, "files": files,
             "graded": {s["student"]: s for s in json.loads((out / "grades.json").read_text(encoding="utf-8"))["submissions"]},
             "csv": (out / "grades.csv").read_text(encoding="utf-8")}
 
@@ -403,43 +409,53 @@ class _SurvivorsFolder:
 
 @pytest.fixture(scope="module")
 def graded_classes(tmp_path_factory):
-    """The class graded in the sandbox (where bwrap can start one) and without it, both runs at once:
-    each spends most of its time waiting out the submissions that wait out --timeout. Then a
-    survivor's moment (it would write now): 5 s after each class's survivor submission was over
-    (its private folder gone), or after its run ended when that was not seen, once for both."""
+    """The class graded in the sandbox (where bwrap can start one) and without it, its two runs in each
+    (WAITING) all at once: the waiting runs spend most of their time waiting out the submissions that
+    wait out --timeout, while the others grade the rest. Then a survivor's moment (it would write now):
+    5 s after each class's survivor submission was over (its private folder gone), or after its run
+    ended when that was not seen, once for both."""
     modes = ["sandbox", "off"] if sandbox.bubblewrap() is not None else ["off"]
-    runs, over, watches = {}, {}, {}
+    classes, started, over, watches = {}, [], {}, {}
     before_all = {str(EXERCISE): EXERCISE.read_bytes()}
     try:
         for mode in modes:
             folder = tmp_path_factory.mktemp(f"redteam-{mode}")
             if _survivor(folder).exists():
                 _survivor(folder).unlink()
-            files = _write_class(folder, mode)
-            before = {p: Path(p).read_bytes() for p in files if not os.path.islink(p)} | before_all
+            waiting, rest = _write_class(folder, mode)
+            before = {p: Path(p).read_bytes() for p in waiting + rest if not os.path.islink(p)} | before_all
             watches[mode] = _SurvivorsFolder(repr(str(_survivor(folder))))
-            runs[mode] = (folder, before, _start(folder, files, "auto" if mode == "sandbox" else "off"))
+            runs = {}
+            for run, files in (("waiting", waiting), ("rest", rest)):
+                runs[run] = (files, _start(folder, run, files, "auto" if mode == "sandbox" else "off"))
+                started.append(runs[run][1])
+            classes[mode] = (folder, before, runs)
         deadline = time.monotonic() + 900
-        while len(over) < len(runs) and time.monotonic() < deadline:
-            for mode, (_, _, process) in runs.items():
+        while any(p.poll() is None for p in started) and time.monotonic() < deadline:
+            for mode, (_, _, runs) in classes.items():
                 watches[mode].look()
-                if mode not in over and process.poll() is not None:
+                if mode not in over and runs["waiting"][1].poll() is not None:  # the survivor's run
                     over[mode] = time.monotonic()
             time.sleep(0.05)
-        assert len(over) == len(runs), "a class's run went on past 900 s"
+        assert all(p.poll() is not None for p in started), "a class's run went on past 900 s"
     finally:
-        for _, _, process in runs.values():
+        for process in started:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    for mode in runs:
+    for mode in classes:
         watches[mode].look()
+        over.setdefault(mode, time.monotonic())
         if watches[mode].gone is not None:
-            over[mode] = min(over.get(mode, watches[mode].gone), watches[mode].gone)
+            over[mode] = min(over[mode], watches[mode].gone)
     moment = max(over.values(), default=time.monotonic()) + 5  # a survivor's moment: it would write now
     time.sleep(max(0.0, moment - time.monotonic()))
-    return {mode: {**_finished(folder, process), "mode": mode, "before": before, "folder": folder}
-            for mode, (folder, before, process) in runs.items()}
+    graded = {}
+    for mode, (folder, before, runs) in classes.items():
+        done = [_finished(folder, run, files, process) for run, (files, process) in runs.items()]
+        graded[mode] = {"runs": done, "graded": {k: v for d in done for k, v in d["graded"].items()},
+                        "mode": mode, "before": before, "folder": folder}
+    return graded
 
 
 @pytest.fixture(scope="module", params=["sandbox", "off"])
@@ -450,10 +466,11 @@ def graded_class(request, graded_classes):
 
 
 def test_the_run_ends_with_exit_0_and_a_full_gradebook(graded_class):
-    done = graded_class["done"]
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = list(csv.DictReader(io.StringIO(graded_class["csv"])))
-    assert len(rows) == len(_attacks(graded_class["mode"])) + len(CLASSMATES) + 6 == len(graded_class["graded"])
+    for run in graded_class["runs"]:
+        assert run["done"].returncode == 0, run["done"].stderr[-2000:]
+        rows = list(csv.DictReader(io.StringIO(run["csv"])))
+        assert len(rows) == len(run["files"]) == len(run["graded"])
+    assert len(_attacks(graded_class["mode"])) + len(CLASSMATES) + 6 == len(graded_class["graded"])
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -478,15 +495,17 @@ def test_links_odd_names_and_bad_bytes_are_that_students_zero(graded_class):
     assert graded["linked"]["score"] == 0 and "symbolic link" in graded["linked"]["parts"][0]["reason"]
     assert graded["dangling"]["score"] == 0 and "symbolic link" in graded["dangling"]["parts"][0]["reason"]
     assert graded["a b"]["score"] == graded["a_b"]["score"] == 5
-    names = sorted(p.name for p in (graded_class["out"] / "feedback").iterdir() if p.is_file())
-    assert len(names) == len(graded) and len({n.lower() for n in names}) == len(names)
-    assert all(n.isascii() and "\x1b" not in n and "\n" not in n for n in names)
+    for run in graded_class["runs"]:
+        names = sorted(p.name for p in (run["out"] / "feedback").iterdir() if p.is_file())
+        assert len(names) == len(run["graded"]) and len({n.lower() for n in names}) == len(names)
+        assert all(n.isascii() and "\x1b" not in n and "\n" not in n for n in names)
 
 
 def test_nothing_a_submission_says_reaches_the_output_raw(graded_class):
-    outputs = [graded_class["done"].stdout, graded_class["done"].stderr, graded_class["csv"],
-               (graded_class["out"] / "grades.json").read_text(encoding="utf-8")]
-    outputs += [p.read_text(encoding="utf-8") for p in (graded_class["out"] / "feedback").rglob("*") if p.is_file()]
+    outputs = []
+    for run in graded_class["runs"]:
+        outputs += [run["done"].stdout, run["done"].stderr, run["csv"], (run["out"] / "grades.json").read_text(encoding="utf-8")]
+        outputs += [p.read_text(encoding="utf-8") for p in (run["out"] / "feedback").rglob("*") if p.is_file()]
     for text in outputs:
         assert "\x1b" not in text and "\x07" not in text
         assert SECRET not in text, "the secret leaked"
@@ -494,7 +513,7 @@ def test_nothing_a_submission_says_reaches_the_output_raw(graded_class):
     reasons = [p["reason"] for s in graded_class["graded"].values() for p in s["parts"]]
     assert max(len(r) for r in reasons) < 1_000  # the 5 MB message is cut
     assert any("[/bold]" in r for r in reasons)   # shown as text, not taken as markup
-    table = graded_class["done"].stdout
+    table = "".join(run["done"].stdout for run in graded_class["runs"])
     assert "esc" in table and "new" in table
 
 
@@ -514,12 +533,13 @@ def test_class_files_are_untouched_and_nothing_survives(graded_class):
         assert Path(path).read_bytes() == data, f"{path} was changed"
     assert not _survivor(graded_class["folder"]).exists(), "a process outlived its submission"
     if graded_class["mode"] == "off":  # found by its session or its environment, killed, and the teacher told
-        assert "note: survivor: 1 process(es) it started were still running after it ended" in graded_class["done"].stderr
+        assert "note: survivor: 1 process(es) it started were still running after it ended" in \
+            "".join(run["done"].stderr for run in graded_class["runs"])
     folder = graded_class["folder"]
     assert not (folder / "gradcheck_cli").exists() and not (folder / "numpy.py").exists()
     if graded_class["mode"] == "sandbox":  # without it, it can write there: but the grader imported all it needs first
         assert not (folder / "rich.py").exists() and not (folder / "csv.py").exists()
-    assert "owned" not in graded_class["csv"]
+    assert not any("owned" in run["csv"] for run in graded_class["runs"])
 
 
 def test_limits_give_their_reasons(graded_class):
