@@ -8,7 +8,7 @@ it (replayed into the check's budget, so that a budget runs out where it would h
 what the Jacobian is made from: the gate's body node by node (`symbolic._structure`; the registry
 gates it calls by name, only the registry's own), its attributes, its operands' shapes and their
 values' bytes. One file per entry, named by a hash of that key, in a folder named by SymPy's version
-and a hash of the sources that make the Jacobians; an entry is used only when its own record of the
+and a hash of the sources that make the Jacobians, Python's version and numpy's; an entry is used only when its own record of the
 key, the version and the sources matches, its checksum holds and its arrays fit the call: anything
 else is as no entry (SymPy then differentiates, and the entry is written again). Plain JSON data,
 never a pickle and never text read back by SymPy; written whole and atomically (`core/cache.py`),
@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,5 +195,13 @@ def store() -> Store:
     global _store
     folder = directory()
     if _store is None or _store.parent != folder:
-        _store = Store(folder, partials_cache.sympy_version(), partials_cache.sources_hash(SOURCES))
+        _store = Store(folder, partials_cache.sympy_version(), runtime_hash())
     return _store
+
+
+def runtime_hash() -> str:
+    """A hash of the sources that make the Jacobians, Python's version and numpy's (the floats a
+    Jacobian's values are computed with): another of any names another folder."""
+    digest = hashlib.sha256(partials_cache.sources_hash(SOURCES).encode())
+    digest.update(f"|{sys.version}|{np.__version__}".encode())
+    return digest.hexdigest()[:20]
