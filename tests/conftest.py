@@ -54,7 +54,7 @@ def pytest_cmdline_main(config):
 def pytest_configure(config):
     """Once per run, before any worker starts (workers inherit the environment): gradcheck's bytecode
     compiled, so that the many processes the suite starts read it rather than compile every module
-    again where PYTHONDONTWRITEBYTECODE is set; and SymPy's partials kept in a folder of this run's
+    again where PYTHONDONTWRITEBYTECODE is set; and SymPy's partials and Jacobians kept in a folder of this run's
     (GRADCHECK_CACHE_DIR), removed at its end, not in the user's cache; JAX's compiled operations shared
     by the run's processes in another (JAX_CACHE). And OpenBLAS on one thread, as the console script runs
     it (cli.one_blas_thread), in the workers and the processes they start: a pool of threads spinning

@@ -1,5 +1,6 @@
 """Where gradcheck keeps what it derives once and reuses between runs: SymPy's partials of the
-elementwise gates (`oracles/partials_cache.py`) and the parser's LALR tables (`language/syntax.py`),
+elementwise gates (`oracles/partials_cache.py`), SymPy's local Jacobians of user gate calls at their points
+(`oracles/jacobian_cache.py`) and the parser's LALR tables (`language/syntax.py`),
 each a JSON file named by what made it, never code and never a pickle.
 
 `GRADCHECK_CACHE_DIR` if set, else `$XDG_CACHE_HOME/gradcheck`, else `~/.cache/gradcheck`;

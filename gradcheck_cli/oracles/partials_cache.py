@@ -40,11 +40,11 @@ def sympy_version() -> str | None:
     return found.group(1) if found else None
 
 
-def sources_hash() -> str:
-    """A hash of the sources that make the partials."""
+def sources_hash(sources: tuple = SOURCES) -> str:
+    """A hash of the sources that make the partials (or `sources`: paths under gradcheck_cli), and every gates/*.py."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for name in sorted(p.relative_to(root).as_posix() for p in (root / "gates").glob("*.py")) + list(SOURCES):
+    for name in sorted(p.relative_to(root).as_posix() for p in (root / "gates").glob("*.py")) + list(sources):
         digest.update(name.encode())
         try:
             digest.update((root / name).read_bytes())

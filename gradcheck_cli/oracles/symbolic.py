@@ -26,8 +26,8 @@ from ..gates import REGISTRY, sym_number
 from ..gates.record import Gate
 from .autodiff import run_graph
 from ..language.graph import Composite, Graph
-from . import partials_cache
-from .symvalues import Exhausted, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
+from . import jacobian_cache, partials_cache
+from .symvalues import Exhausted, Recorded, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
 from .symvalues import tree_of, tree_value
 from ..core.settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
@@ -225,8 +225,11 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     """Per input slot, the gate's exact local Jacobian at the point as (rows, cols, values):
     ∂out[row]/∂input[col] (flat indices), zero entries left out. A large gate with an index rule
     takes it from the rule once SymPy has confirmed the rule at reduced shapes; `rules` (the gate's
-    name and line -> how) records where that happened."""
-    gate, attrs = node.gate, node.attrs
+    name and line -> how) records where that happened. Otherwise SymPy's expressions of the gate,
+    differentiated at the point: a user gate call's Jacobian is kept between runs (`jacobian_cache`, keyed
+    by the gate's body, its attributes, its operands' shapes and values) with the work it spent, spent again
+    here."""
+    gate = node.gate
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
     by_rule = _rule_jacobian(node, args, work)
@@ -237,10 +240,29 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
         if rules is not None:
             rules[f"{node.name} (line {node.pos.line})"] = how
         return jac
+    key = _built_key(node, args)
+    stored = jacobian_cache.key_of(key, args) if key is not None and isinstance(gate, Composite) else None
+    kept_jacobians = jacobian_cache.store() if stored is not None else None
+    if stored is None or kept_jacobians is None or kept_jacobians.path is None:
+        return _sympy_jacobian(node, args, work, key)
+    found = kept_jacobians.get(stored, node.size, [int(np.size(a)) for a in args])
+    if found is not None:  # this call's Jacobian as SymPy made it in an earlier run, its work spent again
+        spent, jac = found
+        for n in spent:
+            work.spend(n)
+        return jac
+    recorded = Recorded(work)
+    jac = _sympy_jacobian(node, args, recorded, key)
+    kept_jacobians.put(stored, recorded.spent, jac)
+    return jac
+
+
+def _sympy_jacobian(node, args: list, work: Work, key) -> list:
+    """`local_jacobian` from SymPy's expressions of the gate (`key`: what they are kept under, `_built_key`)."""
+    gate, attrs = node.gate, node.attrs
     # before any expression is built; a symbol the expressions use costs about as much as visiting
     # SYMBOL_COST expression nodes (one the gate does not read, as x[i] reads one of x's, costs nothing)
     work.spend(build_cost(node, [np.shape(a) for a in args]))
-    key = _built_key(node, args)
     kept = _kept.get(key) if key is not None else None
     if kept is not None:  # the expressions depend on the gate, its attributes and the shapes only
         where, out, _ = kept

@@ -48,6 +48,18 @@ class Work:
             meter.count("sympy", n)
 
 
+class Recorded(Work):
+    """Spends from `work`, noting each amount in `spent` in order (replayed by spending them again)."""
+
+    def __init__(self, work: Work):  # (no Work.__init__: the budget is `work`'s)
+        self.work = work
+        self.spent: list[int] = []
+
+    def spend(self, n: int):
+        self.spent.append(n)
+        self.work.spend(n)
+
+
 _pool: ContextVar = ContextVar("gradcheck_sympy_pool", default=None)
 
 

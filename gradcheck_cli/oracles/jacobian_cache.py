@@ -1,0 +1,207 @@
+"""SymPy's local Jacobians of user gate calls at their points, kept between runs, so that a second process
+checking the same files (a CI job on every commit, a rerun) need not build a user gate's body in SymPy
+again to differentiate it at the same operands.
+
+An entry is one call's local Jacobian as `symbolic.local_jacobian` returned it (per operand: rows,
+columns and values, the arrays' bytes in base64, exact) and the work it spent, in the order it spent
+it (replayed into the check's budget, so that a budget runs out where it would have). It is keyed by
+what the Jacobian is made from: the gate's body node by node (`symbolic._structure`; the registry
+gates it calls by name, only the registry's own), its attributes, its operands' shapes and their
+values' bytes. One file per entry, named by a hash of that key, in a folder named by SymPy's version
+and a hash of the sources that make the Jacobians, Python's version and numpy's; an entry is used only when its own record of the
+key, the version and the sources matches, its checksum holds and its arrays fit the call: anything
+else is as no entry (SymPy then differentiates, and the entry is written again). Plain JSON data,
+never a pickle and never text read back by SymPy; written whole and atomically (`core/cache.py`),
+so that processes sharing the folder see an entry whole or not at all. At most MAX_FILES entries are
+kept (the least recently written going first), and no call's Jacobian past MAX_VALUES entries.
+Off with the rest of the cache (GRADCHECK_NO_CACHE=1).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..core.cache import directory, read_json, write_json
+from ..gates import REGISTRY
+from . import partials_cache
+
+SOURCES = (*partials_cache.SOURCES, "oracles/jacobian_cache.py", "language/graph.py", "core/cache.py")
+MAX_FILES = 4_000           # entries kept in the folder, and at most MAX_BYTES of them: past either, the
+MAX_BYTES = 64 * 1024 ** 2  # oldest written go, down to three quarters of both
+MAX_VALUES = 10_000         # nonzero entries of one call's Jacobian kept (about 0.3 MB); larger ones are not
+PREFIX = "jacobians-sympy"
+
+
+def key_of(structure, args: list) -> str | None:
+    """The key of a call's Jacobian: a hash of its gate's structure, attributes and operand shapes
+    (`symbolic._built_key`) and its operands' values; None where some part is not plain data."""
+    text = _canonical(structure)
+    if text is None:
+        return None
+    digest = hashlib.sha256(text.encode())
+    for a in args:
+        a = np.asarray(a)
+        if a.dtype.hasobject:
+            return None
+        digest.update(f"|{a.dtype.str}{a.shape}|".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def _canonical(x) -> str | None:
+    """The key's parts as text equal only for equal parts, the same in every process: a registry gate by
+    its name (only the registry's own: a hash of the gates' sources names the folder)."""
+    gate = getattr(x, "gate", None)
+    if gate is not None and not isinstance(x, tuple):
+        name = getattr(gate, "name", None)
+        return f"gate:{name}" if isinstance(name, str) and REGISTRY.get(name) is gate else None
+    if isinstance(x, tuple):
+        parts = [_canonical(v) for v in x]
+        return None if any(p is None for p in parts) else "(" + ",".join(p for p in parts if p is not None) + ")"
+    if x is None or isinstance(x, (bool, int, str, bytes)):
+        return repr(x)
+    return None
+
+
+class Store:
+    """The Jacobians of one SymPy version and one set of sources, one file per entry."""
+
+    def __init__(self, folder: Path | None, version: str | None, sources: str):
+        self.version, self.sources = version, sources
+        self.parent = folder
+        self.path = None if folder is None or version is None else folder / f"{PREFIX}{version}-{sources}"
+        self.written = 0  # entries this process wrote: the folder is bounded again every MAX_FILES // 4
+
+    def get(self, key: str, out_size: int, sizes: list) -> tuple[list, list] | None:
+        """The work spent and the local Jacobian (per operand: rows, cols, values) of the call keyed
+        `key`, whose output has `out_size` elements and operands `sizes`; None where there is no
+        entry or it does not hold (damaged, cut short, another key's, version's or sources')."""
+        if self.path is None:
+            return None
+        data = read_json(self.path / f"{key}.json")
+        if not isinstance(data, dict) or set(data) != {"key", "sympy", "sources", "spent", "slots", "check"}:
+            return None
+        if data["key"] != key or data["sympy"] != self.version or data["sources"] != self.sources:
+            return None
+        if data["check"] != _checksum(data):
+            return None
+        spent, slots = data["spent"], data["slots"]
+        if not isinstance(spent, list) or not all(type(n) is int and n >= 0 for n in spent):
+            return None
+        if not isinstance(slots, list) or len(slots) != len(sizes):
+            return None
+        jac = []
+        for slot, size in zip(slots, sizes):
+            found = _arrays(slot, out_size, size)
+            if found is None:
+                return None
+            jac.append(found)
+        return spent, jac
+
+    def put(self, key: str, spent: list, jac: list) -> None:
+        """Keeps one call's Jacobian and the work it spent (not one past MAX_VALUES entries)."""
+        if self.path is None or sum(len(v) for _, _, v in jac) > MAX_VALUES:
+            return
+        slots = []
+        for rows, cols, values in jac:
+            kind = "complex" if np.iscomplexobj(values) else "float"
+            slots.append({"rows": _b64(np.asarray(rows, dtype="<i8")), "cols": _b64(np.asarray(cols, dtype="<i8")),
+                          "values": _b64(np.asarray(values, dtype="<c16" if kind == "complex" else "<f8")),
+                          "dtype": kind})
+        data = {"key": key, "sympy": self.version, "sources": self.sources, "spent": [int(n) for n in spent],
+                "slots": slots}
+        data["check"] = _checksum(data)
+        if self.written % (MAX_FILES // 4) == 0:
+            self._prune()
+        self.written += 1
+        write_json(self.path / f"{key}.json", data)
+
+    def _prune(self) -> None:
+        """Bounds the cache: other versions' and sources' folders go, and past MAX_FILES entries the
+        oldest written; quietly nothing where the folder cannot be read or written."""
+        assert self.path is not None and self.parent is not None
+        try:
+            for other in self.parent.glob(f"{PREFIX}*"):
+                if other != self.path and other.is_dir():
+                    shutil.rmtree(other, ignore_errors=True)
+            dated = []
+            for e in os.scandir(self.path) if self.path.is_dir() else ():
+                try:
+                    stat = e.stat()
+                except OSError:
+                    continue
+                dated.append((stat.st_mtime, stat.st_size, e.path))
+            total = sum(size for _, size, _ in dated)
+            if len(dated) < MAX_FILES and total < MAX_BYTES:
+                return
+            dated.sort()
+            left = len(dated)
+            for _, size, path in dated:
+                if left <= MAX_FILES * 3 // 4 and total <= MAX_BYTES * 3 // 4:
+                    break
+                left, total = left - 1, total - size
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        except OSError:
+            pass
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
+def _checksum(data: dict) -> str:
+    """A hash of an entry's fields but its checksum (a file edited or damaged in a way JSON still reads)."""
+    body = {k: v for k, v in data.items() if k != "check"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _arrays(slot, out_size: int, size: int) -> tuple | None:
+    """One operand's (rows, cols, values) from an entry, as `local_jacobian` makes them; None where the
+    slot is not of that shape or an index falls outside the output or the operand."""
+    if not isinstance(slot, dict) or set(slot) != {"rows", "cols", "values", "dtype"} or slot["dtype"] not in ("float", "complex"):
+        return None
+    try:
+        raw = [base64.b64decode(slot[k], validate=True) for k in ("rows", "cols", "values")]
+    except (TypeError, ValueError, binascii.Error):
+        return None
+    width = 16 if slot["dtype"] == "complex" else 8
+    if len(raw[0]) % 8 or len(raw[1]) != len(raw[0]) or len(raw[2]) != len(raw[0]) // 8 * width:
+        return None
+    rows = np.frombuffer(raw[0], dtype="<i8").astype(int)
+    cols = np.frombuffer(raw[1], dtype="<i8").astype(int)
+    values = np.frombuffer(raw[2], dtype="<c16" if width == 16 else "<f8").astype(complex if width == 16 else float)
+    if rows.size and (rows.min() < 0 or rows.max() >= out_size or cols.min() < 0 or cols.max() >= size):
+        return None
+    return rows, cols, values
+
+
+_store: Store | None = None
+
+
+def store() -> Store:
+    """This process's store (its folder, SymPy's version and the sources' hash found once)."""
+    global _store
+    folder = directory()
+    if _store is None or _store.parent != folder:
+        _store = Store(folder, partials_cache.sympy_version(), runtime_hash())
+    return _store
+
+
+def runtime_hash() -> str:
+    """A hash of the sources that make the Jacobians, Python's version and numpy's (the floats a
+    Jacobian's values are computed with): another of any names another folder."""
+    digest = hashlib.sha256(partials_cache.sources_hash(SOURCES).encode())
+    digest.update(f"|{sys.version}|{np.__version__}".encode())
+    return digest.hexdigest()[:20]

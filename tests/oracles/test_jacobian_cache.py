@@ -1,0 +1,261 @@
+"""SymPy's local Jacobians of user gate calls kept between runs (`oracles/jacobian_cache.py`): a warm run gives
+every array, note and unit of work a run without the cache gives, without SymPy building a gate; a
+budget runs out at the same node; an entry damaged, cut short, another call's, another SymPy's or other
+sources', or edited, is ignored and made again; the folder stays bounded; the reports are the same bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli.cli import main
+from gradcheck_cli.core import meter
+from gradcheck_cli.language.frontend import load
+from gradcheck_cli.language.graph import Composite
+from gradcheck_cli.oracles import autodiff, jacobian_cache, symbolic
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = (ROOT / "expressions" / "cs231n_layers.grad").read_text()  # user gates of matmul, max, logsumexp, ...
+
+
+def _run(text: str, budget: int = symbolic.DEFAULT_BUDGET):
+    """SymPy's derivatives of every node of `text` and the work it counted (a fresh parse: no build kept)."""
+    symbolic._kept.clear()
+    symbolic._kept_cost[0] = 0
+    graph = load(text)
+    values = autodiff.forward(graph)
+    with meter.Meter() as m:
+        found = symbolic.derivatives(graph, values, [n.id for n in graph.nodes], budget=budget)
+    return found, m.counts
+
+
+def _same(a, b) -> None:
+    (ra, ca), (rb, cb) = a, b
+    assert ca == cb  # every unit of SymPy work, counted as without the cache
+    assert ra.keys() == rb.keys()
+    for k in ra:
+        x, y = ra[k], rb[k]
+        assert x.note == y.note
+        for u, v in ((x.value, y.value), (x.magnitude, y.magnitude)):
+            assert (u is None) == (v is None)
+            if u is not None:
+                assert u.dtype == v.dtype and u.shape == v.shape and u.tobytes() == v.tobytes()
+
+
+def _entries(folder: Path) -> list:
+    return sorted(folder.glob(f"{jacobian_cache.PREFIX}*/*.json"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADCHECK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRADCHECK_NO_CACHE", raising=False)
+    return tmp_path
+
+
+def _no_sympy(monkeypatch):
+    """A warm run: SymPy builds no user gate (registry gates' forms are not kept)."""
+    built = symbolic._sympy_jacobian
+
+    def only_registry(node, *args):
+        assert not isinstance(node.gate, Composite), f"SymPy built {node.name} on a warm run"
+        return built(node, *args)
+    monkeypatch.setattr(symbolic, "_sympy_jacobian", only_registry)
+
+
+@pytest.mark.parametrize("budget", [symbolic.DEFAULT_BUDGET, 400], ids=["whole", "budget-runs-out"])
+def test_a_warm_run_is_the_run_without_the_cache(cache, monkeypatch, budget):
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off = _run(LAYERS, budget)
+    assert not _entries(cache)
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    cold = _run(LAYERS, budget)
+    written = _entries(cache)
+    assert len(written) >= (3 if budget == symbolic.DEFAULT_BUDGET else 1)  # the user gate calls SymPy made
+    if budget == symbolic.DEFAULT_BUDGET:  # (where the budget ran out, SymPy starts that call again: not kept)
+        _no_sympy(monkeypatch)
+    warm = _run(LAYERS, budget)
+    _same(off, cold)
+    _same(off, warm)
+    if budget == 400:  # the budget runs out where it did: some node has the note, others values
+        notes = [r.note for r in off[0].values()]
+        assert any(n and "budget" in n for n in notes) and any(r.value is not None for r in off[0].values())
+
+
+def test_an_entry_is_only_for_its_own_operands(cache, monkeypatch):
+    """The same gates at other operand values (the weights scaled) are other entries, not these."""
+    other = LAYERS.replace("W1 = 0.5 * randn(5, 6)", "W1 = 0.7 * randn(5, 6)")
+    assert other != LAYERS
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off = _run(other)
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    _run(LAYERS)
+    first = set(_entries(cache))
+    _same(off, _run(other))
+    assert set(_entries(cache)) > first  # the calls whose operands changed were made and kept anew
+
+
+def test_the_same_gate_at_other_operands_is_a_foreign_entry(cache, monkeypatch):
+    """An entry of the same gate at the same shapes but other operand values, under this call's name
+    (a whole, valid entry: its checksum holds, its arrays fit), is not used: its record of its key differs."""
+    other = LAYERS.replace("W1 = 0.5 * randn(5, 6)", "W1 = 0.7 * randn(5, 6)")
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off = _run(LAYERS)
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    _run(LAYERS)
+    mine = {p: json.loads(p.read_text()) for p in _entries(cache)}
+    _run(other)
+    theirs = [json.loads(p.read_text()) for p in _entries(cache) if p not in mine]
+    swapped = 0
+    for path, entry in mine.items():
+        twin = next((t for t in theirs if t["spent"] == entry["spent"] and t["slots"] != entry["slots"]), None)
+        if twin is not None:
+            path.write_text(json.dumps(twin))
+            swapped += 1
+    assert swapped >= 1
+    _same(off, _run(LAYERS))
+    assert {p: json.loads(p.read_text()) for p in mine} == mine  # made again
+
+
+def test_complex_values_come_back_exactly(cache):
+    store = jacobian_cache.Store(cache, "1.0", "aaa")
+    jac = [(np.array([0, 1, 1]), np.array([2, 0, 1]), np.array([1.5 + 1e-30j, -0.0, np.nan])),
+           (np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=float))]
+    store.put("c" * 64, [7, 0, 12], jac)
+    spent, back = jacobian_cache.Store(cache, "1.0", "aaa").get("c" * 64, 2, [3, 5])
+    assert spent == [7, 0, 12]
+    for (r, c, v), (r2, c2, v2) in zip(jac, back):
+        assert r.dtype == r2.dtype and c.dtype == c2.dtype and v.dtype == v2.dtype
+        assert r.tobytes() == r2.tobytes() and c.tobytes() == c2.tobytes() and v.tobytes() == v2.tobytes()
+    assert jacobian_cache.Store(cache, "1.0", "aaa").get("c" * 64, 2, [2, 5]) is None  # a column past the operand
+
+
+def _tamper(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _resign(data: dict) -> None:
+    data["check"] = jacobian_cache._checksum(data)
+
+
+def _flip_value(data: dict) -> None:
+    slot = next(s for s in data["slots"] if s["values"])
+    raw = bytearray(jacobian_cache.base64.b64decode(slot["values"]))
+    raw[3] ^= 0x10
+    slot["values"] = jacobian_cache.base64.b64encode(bytes(raw)).decode()
+
+
+def _row_out_of_range(data: dict) -> None:
+    slot = next(s for s in data["slots"] if s["rows"])
+    rows = np.frombuffer(jacobian_cache.base64.b64decode(slot["rows"]), dtype="<i8").copy()
+    rows[0] = 10 ** 6
+    slot["rows"] = jacobian_cache.base64.b64encode(rows.tobytes()).decode()
+    _resign(data)
+
+
+TAMPERED = {
+    "a value's bits flipped": _flip_value,
+    "the work spent changed": lambda d: d.update(spent=[n + 1 for n in d["spent"]]),
+    "another SymPy's": lambda d: (d.update(sympy="0.1"), _resign(d)),
+    "other sources'": lambda d: (d.update(sources="0" * 20), _resign(d)),
+    "an index outside the output (checksum made again)": _row_out_of_range,
+    "a slot missing (checksum made again)": lambda d: (d["slots"].pop(), _resign(d)),
+    "a negative work (checksum made again)": lambda d: (d.update(spent=[-1]), _resign(d)),
+    "values cut to odd bytes (checksum made again)": lambda d: (
+        next(s for s in d["slots"] if s["values"]).update(values="AAAA"), _resign(d)),
+    "rows cut to odd bytes (checksum made again)": lambda d: (
+        next(s for s in d["slots"] if s["rows"]).update(rows="AAAA", cols="AAAA", values=""), _resign(d)),
+    "not base64 (checksum made again)": lambda d: (
+        next(s for s in d["slots"] if s["values"]).update(values="!!"), _resign(d)),
+}
+
+
+@pytest.mark.parametrize("how", [*TAMPERED, "cut short", "not JSON", "another call's entry", "empty"])
+def test_a_damaged_foreign_or_stale_entry_is_ignored_and_made_again(cache, monkeypatch, how):
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off = _run(LAYERS)
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    _run(LAYERS)
+    entries = _entries(cache)
+    sizes = {p: p.stat().st_size for p in entries}
+    largest = max(entries, key=lambda p: p.stat().st_size)
+    before = largest.read_bytes()
+    if how in TAMPERED:
+        _tamper(largest, TAMPERED[how])
+    elif how == "cut short":
+        largest.write_bytes(before[: len(before) // 2])
+    elif how == "not JSON":
+        largest.write_bytes(b"\x00\xff garbage")
+    elif how == "empty":
+        largest.write_bytes(b"")
+    else:  # a whole, valid entry of another call under this call's name
+        other = next(p for p in entries if p != largest and p.stat().st_size > 200)
+        largest.write_bytes(other.read_bytes())
+    assert largest.read_bytes() != before
+    _same(off, _run(LAYERS))  # every figure as without the cache
+    assert largest.read_bytes() == before  # made again by SymPy, and written again whole
+    assert {p: p.stat().st_size for p in _entries(cache)} == sizes
+
+
+def test_an_entry_another_version_wrote_is_not_read_and_its_folder_goes(cache):
+    graph = load(LAYERS)
+    node = next(n for n in graph.nodes if n.gate is not None and not getattr(n.gate, "elementwise", True))
+    jac = [(np.array([0]), np.array([0]), np.array([2.5]))] * len(node.inputs)
+    old = jacobian_cache.Store(cache, "1.0", "aaa")
+    old.put("k" * 64, [3, 4], jac)
+    assert old.get("k" * 64, node.size, [1] * len(node.inputs)) is not None
+    assert jacobian_cache.Store(cache, "1.1", "aaa").get("k" * 64, node.size, [1] * len(node.inputs)) is None
+    assert jacobian_cache.Store(cache, "1.0", "bbb").get("k" * 64, node.size, [1] * len(node.inputs)) is None
+    new = jacobian_cache.Store(cache, "1.1", "aaa")
+    new.put("k" * 64, [3, 4], jac)
+    assert [p.name for p in cache.iterdir()] == [f"{jacobian_cache.PREFIX}1.1-aaa"]  # the stale folder gone
+
+
+def test_the_folder_is_bounded_and_large_jacobians_are_not_kept(cache, monkeypatch):
+    monkeypatch.setattr(jacobian_cache, "MAX_FILES", 8)
+    store = jacobian_cache.Store(cache, "1.0", "aaa")
+    jac = [(np.arange(3), np.arange(3), np.ones(3))]
+    for k in range(30):
+        store.put(f"{k:064d}", [1], jac)
+        assert len(list(store.path.iterdir())) <= 8 + 8 // 4
+    assert store.get(f"{29:064d}", 3, [3]) is not None  # the newest kept
+    monkeypatch.setattr(jacobian_cache, "MAX_BYTES", 2_000)
+    store = jacobian_cache.Store(cache, "1.0", "aaa")
+    for k in range(30, 40):
+        store.put(f"{k:064d}", [1], jac)
+    assert sum(p.stat().st_size for p in store.path.iterdir()) <= 2_000 + 2 * 400
+    monkeypatch.setattr(jacobian_cache, "MAX_VALUES", 2)
+    store.put("b" * 64, [1], jac)  # three values: not kept
+    assert not (store.path / f"{'b' * 64}.json").exists()
+    assert not [p for p in store.path.iterdir() if p.name.startswith(".")]  # no half-written file left
+
+
+def test_the_reports_are_the_same_bytes_off_cold_and_warm(cache, monkeypatch):
+    """What a user sees: `check` on files with user gates, JSON and table, with the cache off, empty and warm."""
+    files = [str(ROOT / "examples" / "mistakes" / "cs231n_layers_db.grad")]  # three user gates, db wrong
+    env = {"COLUMNS": "140", "NO_COLOR": "1"}
+
+    def run(no_cache: bool) -> tuple:
+        symbolic._kept.clear()
+        symbolic._kept_cost[0] = 0
+        outs = []
+        for extra in (["--format", "json"], []):
+            result = CliRunner().invoke(main, ["check", *files, *extra], env={**env, "GRADCHECK_NO_CACHE": "1" if no_cache else "0"})
+            assert result.exit_code in (0, 1) and result.exception is None or isinstance(result.exception, SystemExit), result.output
+            outs.append(result.output)
+        return tuple(outs)
+
+    off = run(True)
+    assert not _entries(cache)
+    cold = run(False)
+    assert _entries(cache)
+    _no_sympy(monkeypatch)
+    warm = run(False)
+    assert off == cold == warm
+    assert "fail" in off[1]  # the wrong db is caught: a report with a verdict, not an empty one
