@@ -64,11 +64,13 @@ class Jax:
     def evaluate_rows(self, function, values: list, diff: list[int], arrays: list) -> np.ndarray:
         dims = tuple(0 if i in diff else None for i in range(len(values)))
 
-        def flat(*args):
-            return jnp.concatenate([jnp.ravel(o) for o in _floating(function(*args))])
+        def outputs(*args):
+            return tuple(_floating(function(*args)))
         with jax.enable_x64(True):
-            return np.asarray(jax.vmap(flat, in_axes=dims)(*placed(values, diff, _arrays(arrays, FLOAT64))),
-                              dtype=float)
+            rows = [np.asarray(o, dtype=float)
+                    for o in jax.vmap(outputs, in_axes=dims)(*placed(values, diff, _arrays(arrays, FLOAT64)))]
+        # flattened and joined in numpy (exact copies): in JAX, one more operation compiled for each number of rows
+        return np.concatenate([o.reshape(o.shape[:1] + (int(np.prod(o.shape[1:])),)) for o in rows], axis=1)
 
     def pullback(self, function, values: list, diff: list[int], arrays: list, dtype: str) -> Pullback:
         with jax.enable_x64(True):

@@ -173,6 +173,45 @@ def test_low_precision_rows_hold_the_rule_to_itself_in_float64_and_catch_a_float
     assert lost == [["float32", "fail"]] and lost_nodes == ["pass"]
 
 
+# A rule with two outputs of different sizes: the differences' batched rows must lay the outputs out as a single
+# call does (each flattened, in order), or the right rule fails too. The oracle: JAX's autodiff of the same outputs.
+# (Written by exec, as EDGES: its rows are at the rule's first line, there being no file to read it from.)
+TWO = """
+import jax, jax.numpy as jnp
+
+def two_rule(slip):
+    @jax.custom_vjp
+    def two(x):
+        return jnp.sin(x), jnp.tanh(x[:3])
+    def two_fwd(x):
+        return two(x), x
+    def two_bwd(x, g):
+        ga, gb = g
+        dx = ga * jnp.cos(x) + jnp.zeros_like(x).at[:3].set(gb * (1.0 if slip else 1.0 - jnp.tanh(x[:3]) ** 2))
+        return (dx,)
+    two.defvjp(two_fwd, two_bwd)
+    return two
+"""
+BODIES["two_outputs"] = ("import jax, jax.numpy as jnp\n"
+                         f"exec(compile({TWO!r}, 'two.py', 'exec'))\n"
+                         "x = np.random.default_rng(0).standard_normal(5)\n"
+                         "reports = [check(two_rule(s), (x,)) for s in (False, True)]\n"
+                         "with jax.enable_x64(True):  # the oracle: JAX's autodiff of the two outputs\n"
+                         "    g = (jnp.asarray(np.cos(np.arange(5.0))), jnp.asarray(np.sin(np.arange(3.0))))\n"
+                         "    want = jax.vjp(lambda v: (jnp.sin(v), jnp.tanh(v[:3])), jnp.asarray(x))[1](g)[0]\n"
+                         "    labels = [bool(np.allclose(jax.vjp(two_rule(s), jnp.asarray(x))[1](g)[0], want)) for s in (False, True)]\n"
+                         "result = [[r.passed for r in reports], [[(n.status, n.line) for n in r.nodes] for r in reports], labels]")
+
+
+def test_a_rule_with_two_outputs_of_different_sizes_passes_and_its_slip_fails_on_its_line(ran):
+    result = run(ran, "two_outputs")
+    passed, rows, labels = result
+    bwd = next(i for i, t in enumerate(TWO.splitlines()) if "def two_bwd" in t) + 1  # (no file to read its lines)
+    assert labels == [True, False]                     # the slip is wrong, by JAX's autodiff
+    assert passed == [True, False]
+    assert rows == [[["pass", bwd]], [["fail", bwd]]]
+
+
 CULPRITS = ("import jax\nimport jax.numpy as jnp\n\n\n"
             "@jax.custom_jvp\ndef lc(x):\n    return jnp.log(jnp.cosh(x))\n\n\n"
             "@lc.defjvp\ndef lc_jvp(primals, tangents):\n    x, = primals\n    t, = tangents\n"
