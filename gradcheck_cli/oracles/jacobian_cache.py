@@ -79,7 +79,8 @@ class Store:
         self.version, self.sources = version, sources
         self.parent = folder
         self.path = None if folder is None or version is None else folder / f"{PREFIX}{version}-{sources}"
-        self.written = 0  # entries this process wrote: the folder is bounded again every MAX_FILES // 4
+        self.written = 0  # entries this process wrote, and about how many bytes since the folder was last
+        self.bytes = 0    # bounded: it is bounded again every MAX_FILES // 4 entries or MAX_BYTES // 4 bytes
 
     def get(self, key: str, out_size: int, sizes: list) -> tuple[list, list] | None:
         """The work spent and the local Jacobian (per operand: rows, cols, values) of the call keyed
@@ -120,9 +121,11 @@ class Store:
         data = {"key": key, "sympy": self.version, "sources": self.sources, "spent": [int(n) for n in spent],
                 "slots": slots}
         data["check"] = _checksum(data)
-        if self.written % (MAX_FILES // 4) == 0:
+        if self.written % (MAX_FILES // 4) == 0 or self.bytes >= MAX_BYTES // 4:
             self._prune()
+            self.bytes = 0
         self.written += 1
+        self.bytes += 512 + sum(len(slot[part]) for slot in slots for part in ("rows", "cols", "values"))
         write_json(self.path / f"{key}.json", data)
 
     def _prune(self) -> None:

@@ -225,11 +225,12 @@ def test_the_folder_is_bounded_and_large_jacobians_are_not_kept(cache, monkeypat
         store.put(f"{k:064d}", [1], jac)
         assert len(list(store.path.iterdir())) <= 8 + 8 // 4
     assert store.get(f"{29:064d}", 3, [3]) is not None  # the newest kept
+    monkeypatch.setattr(jacobian_cache, "MAX_FILES", 4_000)  # bounded by its bytes alone, however few entries
     monkeypatch.setattr(jacobian_cache, "MAX_BYTES", 2_000)
     store = jacobian_cache.Store(cache, "1.0", "aaa")
-    for k in range(30, 40):
+    for k in range(30, 60):
         store.put(f"{k:064d}", [1], jac)
-    assert sum(p.stat().st_size for p in store.path.iterdir()) <= 2_000 + 2 * 400
+        assert sum(p.stat().st_size for p in store.path.iterdir()) <= 2_000 + 2_000 // 4 + 2 * 600
     monkeypatch.setattr(jacobian_cache, "MAX_VALUES", 2)
     store.put("b" * 64, [1], jac)  # three values: not kept
     assert not (store.path / f"{'b' * 64}.json").exists()
