@@ -8,12 +8,15 @@ it (replayed into the check's budget, so that a budget runs out where it would h
 what the Jacobian is made from: the gate's body node by node (`symbolic._structure`; the registry
 gates it calls by name, only the registry's own), its attributes, its operands' shapes and their
 values' bytes. One file per entry, named by a hash of that key, in a folder named by SymPy's version
-and a hash of the sources that make the Jacobians, Python's version and numpy's; an entry is used only when its own record of the
-key, the version and the sources matches, its checksum holds and its arrays fit the call: anything
+and a hash of the sources that make the Jacobians, Python's version, numpy's, the machine's and its C
+library's (a few such folders kept side by side, for environments that share the cache folder); an entry
+is used only when its own record of the key, the version and the sources matches, its checksum holds
+and its arrays fit the call: anything
 else is as no entry (SymPy then differentiates, and the entry is written again). Plain JSON data,
 never a pickle and never text read back by SymPy; written whole and atomically (`core/cache.py`),
 so that processes sharing the folder see an entry whole or not at all. At most MAX_FILES entries are
-kept (the least recently written going first), and no call's Jacobian past MAX_VALUES entries.
+kept, and MAX_BYTES (the least recently written going first), and no call's Jacobian past MAX_VALUES
+entries or units of work.
 Off with the rest of the cache (GRADCHECK_NO_CACHE=1).
 """
 
@@ -24,6 +27,7 @@ import binascii
 import hashlib
 import json
 import os
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -37,7 +41,9 @@ from . import partials_cache
 SOURCES = (*partials_cache.SOURCES, "oracles/jacobian_cache.py", "language/graph.py", "core/cache.py")
 MAX_FILES = 4_000           # entries kept in the folder, and at most MAX_BYTES of them: past either, the
 MAX_BYTES = 64 * 1024 ** 2  # oldest written go, down to three quarters of both
-MAX_VALUES = 10_000         # nonzero entries of one call's Jacobian kept (about 0.3 MB); larger ones are not
+MAX_VALUES = 10_000         # nonzero entries of one call's Jacobian kept (about 0.3 MB), and units of work
+# recorded; larger ones are not
+FOLDERS_KEPT = 3            # folders of versions and sources kept side by side (this one among them)
 PREFIX = "jacobians-sympy"
 
 
@@ -110,7 +116,7 @@ class Store:
 
     def put(self, key: str, spent: list, jac: list) -> None:
         """Keeps one call's Jacobian and the work it spent (not one past MAX_VALUES entries)."""
-        if self.path is None or sum(len(v) for _, _, v in jac) > MAX_VALUES:
+        if self.path is None or sum(len(v) for _, _, v in jac) > MAX_VALUES or len(spent) > MAX_VALUES:
             return
         slots = []
         for rows, cols, values in jac:
@@ -125,17 +131,24 @@ class Store:
             self._prune()
             self.bytes = 0
         self.written += 1
-        self.bytes += 512 + sum(len(slot[part]) for slot in slots for part in ("rows", "cols", "values"))
+        self.bytes += len(json.dumps(data))  # what the file holds, its work list with its arrays
         write_json(self.path / f"{key}.json", data)
 
     def _prune(self) -> None:
-        """Bounds the cache: other versions' and sources' folders go, and past MAX_FILES entries the
-        oldest written; quietly nothing where the folder cannot be read or written."""
+        """Bounds the cache: other versions' and sources' folders past FOLDERS_KEPT go, the least
+        recently written first, and past MAX_FILES entries or MAX_BYTES the oldest written; quietly nothing
+        where the folder cannot be read or written."""
         assert self.path is not None and self.parent is not None
         try:
-            for other in self.parent.glob(f"{PREFIX}*"):
-                if other != self.path and other.is_dir():
-                    shutil.rmtree(other, ignore_errors=True)
+            others = []  # the folders of other versions and sources (another virtual environment's, or
+            for other in self.parent.glob(f"{PREFIX}*"):  # stale ones): the least recently written go,
+                if other != self.path and other.is_dir():  # past FOLDERS_KEPT, so that two environments
+                    try:  # sharing a cache folder keep each its own
+                        others.append((other.stat().st_mtime, str(other)))
+                    except OSError:
+                        continue
+            for _, other_path in sorted(others)[:max(0, len(others) - (FOLDERS_KEPT - 1))]:
+                shutil.rmtree(other_path, ignore_errors=True)
             dated = []
             for e in os.scandir(self.path) if self.path.is_dir() else ():
                 try:
@@ -203,8 +216,14 @@ def store() -> Store:
 
 
 def runtime_hash() -> str:
-    """A hash of the sources that make the Jacobians, Python's version and numpy's (the floats a
-    Jacobian's values are computed with): another of any names another folder."""
+    """A hash of the sources that make the Jacobians, Python's version, numpy's, the machine's and its C
+    library's (the floats a Jacobian's values are computed with: `math`'s functions are the C library's):
+    another of any names another folder, so that a cache folder shared between machines never gives one
+    the other's last bits."""
     digest = hashlib.sha256(partials_cache.sources_hash(SOURCES).encode())
-    digest.update(f"|{sys.version}|{np.__version__}".encode())
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    digest.update(f"|{sys.version}|{np.__version__}|{platform.machine()}|{sys.platform}|{libc}".encode())
     return digest.hexdigest()[:20]

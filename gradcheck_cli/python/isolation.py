@@ -430,6 +430,7 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
             _arm(task.seconds, stack)
             send(Started(index=index))
             work(job, send)
+            signal.setitimer(signal.ITIMER_PROF, 0)  # the job's CPU time ends with it, not while it is sent
             send(Finished(index=index))
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.setitimer(signal.ITIMER_PROF, 0)

@@ -219,7 +219,9 @@ def _grad_worker(exercise: Exercise, text: str, display: str, student: str, secr
                           "student": student, "hidden": hidden,
                           **({"secret": secret} if points is None else {"points": points})})
     with tempfile.TemporaryDirectory(prefix="gradcheck-grade-") as cwd:
-        env = {**environment(cwd), "PYTHONIOENCODING": "utf-8"}
+        # no cache read or written (SymPy's Jacobians, the partials): a worker's home is this folder, deleted
+        # after it, and its time limit is the submission's
+        env = {**environment(cwd), "PYTHONIOENCODING": "utf-8", "GRADCHECK_NO_CACHE": "1"}
         done = _forked_worker(request, limits, cwd, env, slot)
         if done is _NO_SERVER:
             try:

@@ -6,6 +6,7 @@ sources', or edited, is ignored and made again; the folder stays bounded; the re
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +204,7 @@ def test_a_damaged_foreign_or_stale_entry_is_ignored_and_made_again(cache, monke
     assert {p: p.stat().st_size for p in _entries(cache)} == sizes
 
 
-def test_an_entry_another_version_wrote_is_not_read_and_its_folder_goes(cache):
+def test_an_entry_another_version_wrote_is_not_read_and_old_folders_go(cache):
     graph = load(LAYERS)
     node = next(n for n in graph.nodes if n.gate is not None and not getattr(n.gate, "elementwise", True))
     jac = [(np.array([0]), np.array([0]), np.array([2.5]))] * len(node.inputs)
@@ -212,9 +213,14 @@ def test_an_entry_another_version_wrote_is_not_read_and_its_folder_goes(cache):
     assert old.get("k" * 64, node.size, [1] * len(node.inputs)) is not None
     assert jacobian_cache.Store(cache, "1.1", "aaa").get("k" * 64, node.size, [1] * len(node.inputs)) is None
     assert jacobian_cache.Store(cache, "1.0", "bbb").get("k" * 64, node.size, [1] * len(node.inputs)) is None
+    # another environment's folder is kept beside this one (two virtual environments sharing one cache
+    # folder do not wipe each other's), up to FOLDERS_KEPT folders: past them the least recently written go
+    for n, version in enumerate(("0.7", "0.8", "0.9")):
+        jacobian_cache.Store(cache, version, "aaa").put("k" * 64, [3, 4], jac)
+        os.utime(cache / f"{jacobian_cache.PREFIX}{version}-aaa", (n, n))  # written long ago, in this order
     new = jacobian_cache.Store(cache, "1.1", "aaa")
     new.put("k" * 64, [3, 4], jac)
-    assert [p.name for p in cache.iterdir()] == [f"{jacobian_cache.PREFIX}1.1-aaa"]  # the stale folder gone
+    assert sorted(p.name for p in cache.iterdir()) == [f"{jacobian_cache.PREFIX}{v}-aaa" for v in ("0.9", "1.0", "1.1")]
 
 
 def test_the_folder_is_bounded_and_large_jacobians_are_not_kept(cache, monkeypatch):
@@ -231,9 +237,19 @@ def test_the_folder_is_bounded_and_large_jacobians_are_not_kept(cache, monkeypat
     for k in range(30, 60):
         store.put(f"{k:064d}", [1], jac)
         assert sum(p.stat().st_size for p in store.path.iterdir()) <= 2_000 + 2_000 // 4 + 2 * 600
+    # an entry of few values and much recorded work (a gate whose derivatives are mostly zero at the point,
+    # about 9 kB of it) counts for its whole size
+    monkeypatch.setattr(jacobian_cache, "MAX_BYTES", 20_000)
+    store = jacobian_cache.Store(cache, "1.0", "aaa")
+    for k in range(60, 90):
+        store.put(f"{k:064d}", [3] * 3_000, [(np.arange(0), np.arange(0), np.ones(0))])
+        assert sum(p.stat().st_size for p in store.path.iterdir()) <= 20_000 + 20_000 // 4 + 2 * 9_200
+    monkeypatch.setattr(jacobian_cache, "MAX_BYTES", 2_000)
     monkeypatch.setattr(jacobian_cache, "MAX_VALUES", 2)
     store.put("b" * 64, [1], jac)  # three values: not kept
     assert not (store.path / f"{'b' * 64}.json").exists()
+    store.put("c" * 64, [1, 1, 1], jac[:0])  # three units of work recorded: not kept
+    assert not (store.path / f"{'c' * 64}.json").exists()
     assert not [p for p in store.path.iterdir() if p.name.startswith(".")]  # no half-written file left
 
 

@@ -233,9 +233,14 @@ def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits
     (the scores and reasons of GRAD_CLASS above), and the same limits: past --timeout, or past the
     memory (less than a Python with SymPy imported takes), the student's 0 with the reason."""
     from gradcheck_cli.python import forkserver
+    from gradcheck_cli.teaching import graderun
     from gradcheck_cli.teaching.exercise import load_exercise
     from gradcheck_cli.teaching.graderun import Limits, grade_class
     monkeypatch.setenv("GRADCHECK_FORKSERVER", "1" if server == "on" else "0")
+    # a worker reads and writes no cache (SymPy's Jacobians of the student's gates, the partials): shown by a
+    # cache folder put in its environment, which it must leave empty
+    cache, given = tmp_path / "cache", graderun.environment
+    monkeypatch.setattr(graderun, "environment", lambda home: {**given(home), "GRADCHECK_CACHE_DIR": str(cache)})
     paths = []
     for name in ("cy", "flo", "gil"):  # graded, does not parse, has no gate
         (tmp_path / f"{name}.grad").write_text(GRAD_CLASS[name][0], encoding="utf-8")
@@ -250,6 +255,7 @@ def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits
             assert {k: p.earned for k, p in parts.items()} == expected, parts
             assert all(phrase in parts[part].reason for part, phrase in phrases.items()), parts
         assert forkserver.STARTS[0] - before == (1 if server == "on" and forkserver.enabled() else 0)
+        assert not [p for p in cache.rglob("*") if p.is_file()], sorted(cache.rglob("*"))
         slow = grade_class(ex, paths[:1], 424242, 20, limits=Limits(seconds=0.01))[0]
         assert slow.earned == 0 and slow.parts[0].reason == "ran out of time (0.01 s)", slow
         # past the memory: a forked worker, which holds what its server imported and needs little more, is
