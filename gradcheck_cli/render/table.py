@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..core.report import CheckReport, RunReport
@@ -225,11 +227,16 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
     print_note(console, escape(summary(run)))
 
 
+# rich replaces `:name:` emoji codes, colons around no blank, after reading its table of 4,000 names (4 ms):
+# a line with no such span can hold none, and is the same text without the look-up.
+_EMOJI_CODE = re.compile(r":\S*?:")
+
+
 def print_note(console, line: str) -> None:
     """A note (rich markup) under a table, wrapped with its continuation lines indented under it."""
     from rich.text import Text
     indent = len(line) - len(line.lstrip(" "))
-    text = Text.from_markup(line[indent:])
+    text = Text.from_markup(line[indent:], emoji=_EMOJI_CODE.search(line) is not None)
     for i, part in enumerate(text.wrap(console, max(20, console.width - indent - 4))):
         part.rstrip()
         console.print(Text(" " * (indent if i == 0 else indent + 4)) + part, highlight=False, crop=False,
