@@ -134,11 +134,13 @@ def _at_values(at, settings, shapes: dict) -> dict:
     value's size is counted before it is made, and all of them with the --shape inputs after."""
     from ..core.errors import GradcheckError
     from ..core.limits import MAX_TOTAL_ELEMENTS, size_error
-    from ..language.frontend import leaf_values
-    try:
-        values = leaf_values(_parse_at(at), settings.seed)
-    except GradcheckError as err:
-        _fail(err)
+    values: dict = {}
+    if at:  # the language's front end (lark and its tables) is loaded only to read a value
+        from ..language.frontend import leaf_values
+        try:
+            values = leaf_values(_parse_at(at), settings.seed)
+        except GradcheckError as err:
+            _fail(err)
     total = sum(math.prod(s) for s in shapes.values()) + sum(v.size for v in values.values())
     if total > MAX_TOTAL_ELEMENTS:
         raise click.BadParameter(size_error("the --shape and --at inputs together", total, MAX_TOTAL_ELEMENTS,
@@ -208,8 +210,10 @@ def _json_elements(value) -> int:
 
 def _parse_structure(values) -> dict:
     """`--structure NAME=KIND` entries as {name: Structure}."""
+    out: dict = {}
+    if not values:
+        return out
     from ..python.structure import Structure
-    out = {}
     for item in values:
         m = _AT.match(item)
         kinds = {k.value: k for k in Structure}

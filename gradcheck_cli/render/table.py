@@ -218,7 +218,8 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         if expand:
             print_expand(report, expand, console)
         if not report.passed:
-            console.print(f"  reproduce: {escape(report.reproduce())}", highlight=False, soft_wrap=True)
+            line = f"  reproduce: {escape(report.reproduce())}"
+            console.print(line, highlight=False, soft_wrap=True, emoji=_EMOJI_CODE.search(line) is not None)
         for line in method_lines(report, expand):
             print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
@@ -227,9 +228,10 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
     print_note(console, escape(summary(run)))
 
 
-# rich replaces `:name:` emoji codes, colons around no blank, after reading its table of 4,000 names (4 ms):
-# a line with no such span can hold none, and is the same text without the look-up.
-_EMOJI_CODE = re.compile(r":\S*?:")
+# rich replaces `:name:` emoji codes (a name of one or more characters, no blank, between two colons) after
+# importing its table of 4,000 names (4 ms): a line with no such span can hold none (`file.py::f` neither),
+# and is the same text without the look-up.
+_EMOJI_CODE = re.compile(r":\S+?:")
 
 
 def print_note(console, line: str) -> None:
