@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -50,7 +51,6 @@ def write_json(path: Path | None, value) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        import tempfile  # only here: most runs read the cache and write nothing
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as f:
