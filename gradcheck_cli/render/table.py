@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..core.report import CheckReport, RunReport
@@ -11,6 +9,7 @@ from ..core.tolerances import ROW_FLOOR
 from ..checking.verdict import rel_error
 from .common import (STATUS_STYLE, causes, displayable, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
                      precision_lines, row_name, shown_index, summary, warning_lines)
+from .notes import EMOJI_CODE, print_note
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -219,30 +218,13 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
             print_expand(report, expand, console)
         if not report.passed:
             line = f"  reproduce: {escape(report.reproduce())}"
-            console.print(line, highlight=False, soft_wrap=True, emoji=_EMOJI_CODE.search(line) is not None)
+            console.print(line, highlight=False, soft_wrap=True, emoji=EMOJI_CODE.search(line) is not None)
         for line in method_lines(report, expand):
             print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
     for source, why in run.skipped:
         print_note(console, f"[dim]- {escape(source)}: not checked: {escape(why)}[/]")
     print_note(console, escape(summary(run)))
-
-
-# rich replaces `:name:` emoji codes (a name of one or more characters, no blank, between two colons) after
-# importing its table of 4,000 names (4 ms): a line with no such span can hold none (`file.py::f` neither),
-# and is the same text without the look-up.
-_EMOJI_CODE = re.compile(r":\S+?:")
-
-
-def print_note(console, line: str) -> None:
-    """A note (rich markup) under a table, wrapped with its continuation lines indented under it."""
-    from rich.text import Text
-    indent = len(line) - len(line.lstrip(" "))
-    text = Text.from_markup(line[indent:], emoji=_EMOJI_CODE.search(line) is not None)
-    for i, part in enumerate(text.wrap(console, max(20, console.width - indent - 4))):
-        part.rstrip()
-        console.print(Text(" " * (indent if i == 0 else indent + 4)) + part, highlight=False, crop=False,
-                      no_wrap=True)
 
 
 def cause_lines(report: CheckReport, markup: bool = True) -> list:
