@@ -29,6 +29,7 @@ LAZY_LIBRARIES = {
     "jax": "an optional extra: only when a target uses it",
     "torch": "an optional extra: only when a target uses it",
     "resource": "only in a grading child process, as it starts (the limits are Unix's)",
+    "difflib": "only for a suggestion after a wrong name (did you mean ...?)",
 }
 
 

@@ -6,8 +6,6 @@ import math
 import os
 import re
 import sys
-from contextlib import closing
-from dataclasses import dataclass
 
 import click
 
@@ -136,11 +134,13 @@ def _at_values(at, settings, shapes: dict) -> dict:
     value's size is counted before it is made, and all of them with the --shape inputs after."""
     from ..core.errors import GradcheckError
     from ..core.limits import MAX_TOTAL_ELEMENTS, size_error
-    from ..language.frontend import leaf_values
-    try:
-        values = leaf_values(_parse_at(at), settings.seed)
-    except GradcheckError as err:
-        _fail(err)
+    values: dict = {}
+    if at:  # the language's front end (lark and its tables) is loaded only to read a value
+        from ..language.frontend import leaf_values
+        try:
+            values = leaf_values(_parse_at(at), settings.seed)
+        except GradcheckError as err:
+            _fail(err)
     total = sum(math.prod(s) for s in shapes.values()) + sum(v.size for v in values.values())
     if total > MAX_TOTAL_ELEMENTS:
         raise click.BadParameter(size_error("the --shape and --at inputs together", total, MAX_TOTAL_ELEMENTS,
@@ -210,8 +210,10 @@ def _json_elements(value) -> int:
 
 def _parse_structure(values) -> dict:
     """`--structure NAME=KIND` entries as {name: Structure}."""
+    out: dict = {}
+    if not values:
+        return out
     from ..python.structure import Structure
-    out = {}
     for item in values:
         m = _AT.match(item)
         kinds = {k.value: k for k in Structure}
@@ -293,12 +295,14 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     gradcheck check-py layers.py::conv --shape x=2,3,5,5 --shape w=4,3,3,3 --shape b=4 \\
         --param conv_param='{"stride": 1, "pad": 1}'
     """
+    from contextlib import closing
     from ..core.config import load
     from ..core.errors import GradcheckError
     from ..core.limits import MAX_SECONDS
     from ..python.isolation import run_isolated
     from ..python.layouts import parse as parse_layouts
     from ..core.report import RunReport
+    from .pyjobs import TargetJob, check_target, take
 
     try:
         config, _ = load()
@@ -313,139 +317,18 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
         raise click.BadParameter(err.message.removeprefix("--layouts: "), param_hint="--layouts") from None
     _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
     values = _at_values(at, settings, shapes)
-    jobs = [_TargetJob(target=t, shapes=shapes, values=values, params=params, structure=structure, settings=settings,
-                       order=order, layouts=chosen, dtype=dtype, reference=reference_spec) for t in targets]
+    jobs = [TargetJob(target=t, shapes=shapes, values=values, params=params, structure=structure, settings=settings,
+                      order=order, layouts=chosen, dtype=dtype, reference=reference_spec) for t in targets]
     results, skipped, running = [], [], {}
     # Your code runs in a process of its own: an os._exit, a crash or an endless loop there ends that
     # process, not this one, and comes back as an error at your line; only reports cross back.
     files = [t.rpartition("::")[0] if "::" in t else t for t in targets]
     if reference_spec:
         files.append(reference_spec.rpartition("::")[0] or reference_spec)
-    with closing(run_isolated(_check_target, jobs, seconds=MAX_SECONDS, sources=tuple(files))) as messages:  # Ctrl-C
+    with closing(run_isolated(check_target, jobs, seconds=MAX_SECONDS, sources=tuple(files))) as messages:  # Ctrl-C
         for index, message in messages:
-            _take(message, index, targets, settings, running, results, skipped)
+            take(message, index, targets, settings, running, results, skipped)
     if not results:
         _fail_usage("no layer was checked:\n" + "\n".join(f"  {spec}: not checked: {why}" for spec, why in skipped))
     run = RunReport(results, skipped=skipped, noun="layer")
     _finish(run, settings.format, output, expand, quiet=quiet, color=color, exit_zero=exit_zero)
-
-
-def _take(message, index: int, targets, settings, running: dict, results: list, skipped: list) -> None:
-    """One message from the process running the user's code, checked for what it claims to be."""
-    from ..core.report import CheckReport
-    from ..python.isolation import Died
-    from ..python.pysource import source_text
-    if isinstance(message, _Begun) and isinstance(message.spec, str):
-        running[index] = message.spec
-    elif isinstance(message, _Checked) and isinstance(message.report, CheckReport):
-        results.append(message.report)
-    elif isinstance(message, _Skipped) and isinstance(message.items, list):
-        skipped += [(str(item[0]), str(item[1])) for item in message.items
-                    if isinstance(item, tuple) and len(item) == 2]
-    elif isinstance(message, Died):
-        spec = running.get(index, targets[index])
-        report = CheckReport(spec, settings=settings)
-        path = message.error.source or spec.rpartition("::")[0] or spec
-        report.error = message.error.located(path, source_text(path))
-        report.path = path
-        results.append(report)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _TargetJob:
-    """One FILE.py[::NAME] of check-py, as the process running the user's code gets it."""
-    target: str
-    shapes: dict
-    values: dict
-    params: dict
-    structure: dict  # name -> Structure
-    settings: object
-    order: int
-    layouts: tuple | None = None  # the torch layouts chosen (python/layouts.py; None: all)
-    dtype: str | None = None      # --dtype: a native check in it (python/native.py)
-    reference: str | None = None  # --reference FILE.py::fn
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Begun:
-    spec: str  # the layer being checked now: an error that ends the process is its report
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Checked:
-    report: object
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Skipped:
-    items: list  # (spec, why it was not checked)
-
-
-def _check_target(job: _TargetJob, send) -> None:
-    """In the process that runs the user's code: check one FILE.py[::NAME] target, sending each
-    layer's report (its prints kept out of every output, and said in a warning)."""
-    from ..core.errors import GradcheckError
-    from ..python.pymodule import collect, used_params
-    from ..python.usercode import contained_output
-    from ..python.pysource import source_text
-    from ..core.report import CheckReport
-
-    target, settings, reports = job.target, job.settings, []
-
-    def failed(spec, err):
-        report = CheckReport(spec, settings=settings)
-        path = spec.rpartition("::")[0] or spec
-        report.error = err.located(path, source_text(path))
-        reports.append(report)
-    with contained_output() as printed:  # the user's prints never reach our output (JSON, JUnit, ...)
-        send(_Begun(spec=target))
-        try:
-            specs, left = ([target], []) if "::" in target else collect(target, job.shapes, job.values, job.params,
-                                                                        settings)
-        except GradcheckError as err:
-            specs, left = [], []
-            failed(target, err)
-        for spec in specs:
-            send(_Begun(spec=spec))
-            try:
-                chosen = ((job.shapes, job.values, job.params) if "::" in target
-                          else used_params(spec, job.shapes, job.values, job.params))
-                stated = {n: k for n, k in job.structure.items() if "::" in target or n in chosen[0] or n in chosen[1]}
-                reports.append(_check_spec(spec, chosen, settings, job.order, stated, job.layouts, job.dtype,
-                                           job.reference))
-            except GradcheckError as err:
-                failed(spec, err)
-    said = printed.warning()
-    for report in reports:
-        if said:
-            report.warnings.append((said, 1, 1))
-        send(_Checked(report=report))
-    send(_Skipped(items=list(left)))
-
-
-def _check_spec(spec: str, chosen: tuple, settings, order: int, structure: dict, layouts: tuple | None = None,
-                dtype: str | None = None, reference: str | None = None):
-    """One FILE.py::NAME checked: a torch.autograd.Function by the torch bridge (which imports torch),
-    a JAX function with a custom_vjp, custom_jvp or custom_gradient rule by the JAX bridge (which
-    imports jax), anything else as a Python layer (first order only)."""
-    from ..core.errors import GradcheckError
-    from ..python.pymodule import check_spec, jax_function, torch_function
-    function = torch_function(spec)
-    native = None
-    if reference is not None:
-        from ..python.native import load_reference
-        native = (reference, load_reference(reference))
-    if function is not None:
-        from ..python.torch import check_spec as check_torch
-        return check_torch(spec, function, *chosen, settings, order, structure, layouts, dtype, native)
-    rule = jax_function(spec)
-    if rule is not None:
-        if order != 1:
-            raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
-        from ..python.jax import check_spec as check_jax
-        return check_jax(spec, rule, *chosen, settings, structure, dtype, native)
-    if dtype is not None or reference is not None:
-        raise GradcheckError("--dtype and --reference check a torch.autograd.Function or a JAX rule", None, None)
-    if order != 1:
-        raise GradcheckError("--order 2 checks torch.autograd.Functions only", None, None)
-    return check_spec(spec, *chosen, settings, structure)

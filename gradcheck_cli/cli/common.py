@@ -103,8 +103,10 @@ def _write_atomically(path: str, data, inputs=()) -> None:
 
 def _guard_output(output, inputs) -> None:
     """Before any work: -o must not name a file this run reads (by any name), nor one with other hard links."""
+    if not output:
+        return
     from ..core.writer import refusal
-    why = refusal(output, inputs) if output else None
+    why = refusal(output, inputs)
     if why:
         _fail_usage(why)
 

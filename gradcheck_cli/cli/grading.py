@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -124,6 +123,7 @@ def _show(graded, ex, fmt, groups, show_parts) -> None:
 
 def _json(graded, ex, groups) -> str:
     """The JSON gradebook, with the similarity report when it was asked for."""
+    import json
     from ..render.grades import grades_json
     from ..render.gradebooks import similarity_dict
     text = grades_json(graded, ex)

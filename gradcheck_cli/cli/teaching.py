@@ -348,7 +348,7 @@ def descend(target, expr, at, seed, lr, steps, fmt, output):
 def gates():
     """List every gate with its local gradient and how it routes the gradient."""
     from ..render.gatelist import gate_lines, gate_table
-    from ..render.table import print_note
+    from ..render.notes import print_note
     console = _console()
     table = gate_table()
     if console.measure(table, options=console.options.update_width(100_000)).maximum <= console.width:

@@ -33,12 +33,13 @@ def file(name: str) -> Path | None:
     return None if folder is None else folder / name
 
 
-def read_json(path: Path | None):
-    """The JSON value of a cache file, or None (no cache, no such file, unreadable, damaged)."""
+def read_json(path: Path | None, object_hook=None):
+    """The JSON value of a cache file, or None (no cache, no such file, unreadable, damaged). `object_hook`
+    (json's) turns each object into what it stands for as it is read; a ValueError from it is damage."""
     if path is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), object_hook=object_hook)
     except (OSError, ValueError, RecursionError):
         return None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 
 
 class GradcheckError(Exception):
@@ -86,6 +85,7 @@ class BackwardError(Exception):
 
 def did_you_mean(word: str, candidates) -> str:
     """A ' (did you mean X?)' suffix, or '' when nothing is close."""
+    import difflib  # only here: a suggestion is made after something went wrong
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-from html import escape
 
 import numpy as np
 
@@ -176,6 +175,7 @@ def _displayable(report):
 def md_text(text) -> str:
     """Text shown as itself in Markdown (a table cell included): its markup characters escaped,
     HTML's too, a line break a space — a message from the user's code cannot add a link, a tag or a row."""
+    from html import escape  # here: the Markdown faces need it, the table and JSON do not
     text = escape(str(text).replace("\r", " ").replace("\n", " "), quote=False)
     return "".join("\\" + c if c in "\\`*_[]#|~<>!" else c for c in text)
 

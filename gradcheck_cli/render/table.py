@@ -9,6 +9,7 @@ from ..core.tolerances import ROW_FLOOR
 from ..checking.verdict import rel_error
 from .common import (STATUS_STYLE, causes, displayable, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
                      precision_lines, row_name, shown_index, summary, warning_lines)
+from .notes import EMOJI_CODE, print_note
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -216,24 +217,14 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         if expand:
             print_expand(report, expand, console)
         if not report.passed:
-            console.print(f"  reproduce: {escape(report.reproduce())}", highlight=False, soft_wrap=True)
+            line = f"  reproduce: {escape(report.reproduce())}"
+            console.print(line, highlight=False, soft_wrap=True, emoji=EMOJI_CODE.search(line) is not None)
         for line in method_lines(report, expand):
             print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
     for source, why in run.skipped:
         print_note(console, f"[dim]- {escape(source)}: not checked: {escape(why)}[/]")
     print_note(console, escape(summary(run)))
-
-
-def print_note(console, line: str) -> None:
-    """A note (rich markup) under a table, wrapped with its continuation lines indented under it."""
-    from rich.text import Text
-    indent = len(line) - len(line.lstrip(" "))
-    text = Text.from_markup(line[indent:])
-    for i, part in enumerate(text.wrap(console, max(20, console.width - indent - 4))):
-        part.rstrip()
-        console.print(Text(" " * (indent if i == 0 else indent + 4)) + part, highlight=False, crop=False,
-                      no_wrap=True)
 
 
 def cause_lines(report: CheckReport, markup: bool = True) -> list:
