@@ -40,10 +40,26 @@ class GateCheck:
     error: str | None = None   # the backward could not be computed: why
 
 
+UPSTREAMS_KEPT = 4_096      # small upstreams kept between checks (a generator costs 25 µs; a copy 0.3 µs)
+KEPT_SIZE = 256             # ... of at most this many elements
+_upstreams: dict = {}       # (seed, point, node id, shape) -> the upstream drawn for them, read-only
+
+
 def upstream(settings: Settings, point: int, node) -> np.ndarray:
-    """The seeded random upstream gradient a gate is checked with (never all ones)."""
-    rng = stream(settings.seed, Stream.GATE_CHECK, point, node.id)
-    return rng.standard_normal(node.shape)
+    """The seeded random upstream gradient a gate is checked with (never all ones): a function of the
+    seed, the point, the node's id and its shape only, so a small one is drawn once per process and
+    copied after (checks of small programs draw the same few again and again)."""
+    key = (settings.seed, point, node.id, tuple(node.shape))
+    kept = _upstreams.get(key)
+    if kept is None:
+        drawn = stream(settings.seed, Stream.GATE_CHECK, point, node.id).standard_normal(node.shape)
+        if drawn.size > KEPT_SIZE:
+            return drawn
+        if len(_upstreams) >= UPSTREAMS_KEPT:
+            _upstreams.clear()
+        kept = _upstreams[key] = drawn
+        kept.flags.writeable = False
+    return kept.copy()
 
 
 def checkable_slots(graph: Graph, node) -> list:

@@ -92,7 +92,8 @@ class Settings:
 
     def with_flags(self, **flags) -> "Settings":
         """A copy with every flag that was given (not None) applied."""
-        return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
+        given = {k: v for k, v in flags.items() if v is not None}
+        return dataclasses.replace(self, **given) if given else self  # (frozen: itself is its copy)
 
     def reproduce(self, target: str, inline: bool = False, at: dict | None = None) -> str:
         """One shell line that reruns a check of `target` (a file, or source text with `inline`) as it ran."""

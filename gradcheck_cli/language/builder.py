@@ -30,7 +30,7 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         self.source = source
         self.at = dict(at or {})
         self.free_names = free_names
-        self.rng = np.random.default_rng(seed)
+        self._seed, self._rng = seed, None  # `rng`: made at the first draw (most programs draw nothing)
         self.nodes: list[Node] = []
         self.names: dict[str, int] = {}
         self.defined_at: dict[str, nodes.Pos] = {}
@@ -41,6 +41,17 @@ class Builder(CallsMixin, LoopsMixin, IndexMixin):
         self.warnings: list = []
         self.total = 0   # elements in all nodes so far
         self.work = 0    # gate applications one forward pass takes (a user gate counts its body's)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """`default_rng(seed)` of the program's randn(...) values, made when first drawn from."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self._seed)
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng: np.random.Generator) -> None:
+        self._rng = rng
 
     # --- nodes ----------------------------------------------------------------------------------
 

@@ -303,3 +303,21 @@ def test_a_gate_alone_is_rechecked_element_by_element_up_to_its_policys_work(mon
     gate = next(g for g in r.gates if g.gate == "tanh")
     assert gate.status == "fail"
     assert ("random projections" not in (gate.note or "")) == named
+
+
+def test_a_gates_upstream_is_its_streams_draw_each_time_and_the_callers_own():
+    # small upstreams are drawn once per process and copied after: each call still gets the stream's
+    # numbers (numpy's generator is the oracle), in an array of its own that it may change
+    from types import SimpleNamespace
+
+    from gradcheck_cli.checking.gatecheck import KEPT_SIZE, upstream
+    from gradcheck_cli.core.settings import Settings
+    from gradcheck_cli.core.streams import Stream, stream
+    for seed, point, nid, shape in [(0, 1, 3, ()), (7, 2, 3, (2, 3)), (0, 1, 4, (KEPT_SIZE + 1,)), (0, 1, 3, (1,))]:
+        node = SimpleNamespace(id=nid, shape=shape)
+        want = stream(seed, Stream.GATE_CHECK, point, nid).standard_normal(shape)
+        first = upstream(Settings(seed=seed), point, node)
+        assert first.shape == shape and np.array_equal(first, want) and first.flags.writeable
+        first += 1.0
+        again = upstream(Settings(seed=seed), point, node)
+        assert np.array_equal(again, want) and again.flags.writeable

@@ -86,6 +86,15 @@ def test_seeded_values_are_reproducible_and_change_with_the_seed():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_randn_values_are_numpys_default_rng_of_the_seed_in_order():
+    # as documented: the leaves' randn(...) values are default_rng(--seed) itself, drawn in program order
+    src = "W = randn(2)\nv = randn(3)\nf = sum(W) + sum(v)"
+    nodes = build(parse(src), seed=5).nodes
+    want = np.random.default_rng(5)
+    assert np.array_equal(nodes[0].value, want.standard_normal(2))
+    assert np.array_equal(nodes[1].value, want.standard_normal(3))
+
+
 @pytest.mark.parametrize("src,shape", [
     ("W = ones(2, 3); x = ones(3)\nf = W @ x", (2,)),
     ("W = ones(2, 3); x = ones(2)\nf = x @ W", (3,)),
