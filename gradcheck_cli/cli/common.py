@@ -82,7 +82,8 @@ def _console(file=None, width=None, color: bool | None = None):
     """A rich console: colour as the terminal and NO_COLOR say, unless --color/--no-color decides."""
     from rich.console import Console
     options = {} if color is None else ({"force_terminal": True} if color else {"no_color": True, "color_system": None})
-    console = Console(file=file, width=width, highlight=False, soft_wrap=False, **options)
+    # emoji=False: user text (a file's name, a gate's) is shown as written, never a `:name:` read as an emoji
+    console = Console(file=file, width=width, highlight=False, soft_wrap=False, emoji=False, **options)
     console.on_broken_pipe = _raise_broken_pipe  # rich would exit 1; a closed pipe is not a failed check
     return console
 

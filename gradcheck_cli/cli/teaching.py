@@ -140,7 +140,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
         target_file = buffer if output else sys.stdout
         if ascii_only:
             target_file = _AsciiFile(target_file)
-        console = Console(file=target_file, highlight=False, width=120 if output else None,
+        console = Console(file=target_file, highlight=False, emoji=False, width=120 if output else None,
                           **({"color_system": None} if output else {}))
         console.on_broken_pipe = _raise_broken_pipe
         console.print(circuit_tree(ex, ascii_only, faults))

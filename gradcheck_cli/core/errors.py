@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 class GradcheckError(Exception):
     """A user error: bad input or a bad command line (exit code 2)."""
 

@@ -9,7 +9,7 @@ from ..core.tolerances import ROW_FLOOR
 from ..checking.verdict import rel_error
 from .common import (STATUS_STYLE, causes, displayable, element, fmt_error, fmt_number, row_error, fmt_shape, inherited, line_in,
                      precision_lines, row_name, shown_index, summary, warning_lines)
-from .notes import EMOJI_CODE, print_note
+from .notes import print_note
 
 MEDIUM, WIDE = 100, 130  # terminal widths at which the table adds the index, then the oracles' values
 
@@ -217,8 +217,7 @@ def print_table(run: RunReport, console, expand: str | None = None, quiet: bool 
         if expand:
             print_expand(report, expand, console)
         if not report.passed:
-            line = f"  reproduce: {escape(report.reproduce())}"
-            console.print(line, highlight=False, soft_wrap=True, emoji=EMOJI_CODE.search(line) is not None)
+            console.print(f"  reproduce: {escape(report.reproduce())}", highlight=False, soft_wrap=True)
         for line in method_lines(report, expand):
             print_note(console, f"  [dim]{escape(line)}[/]")
         console.print()
@@ -345,7 +344,7 @@ def failure_text(report: CheckReport, width: int = 120) -> str:
     if report.error is not None:
         return report.error.format()
     buffer = StringIO()
-    console = Console(file=buffer, width=width, no_color=True, highlight=False)
+    console = Console(file=buffer, width=width, no_color=True, highlight=False, emoji=False)
     for line in cause_lines(report, markup=False):  # the cause first: pytest's short summary shows this line
         print_note(console, escape(line.strip() if line.startswith("  ") and not line.startswith("    ") else line))
     failing = [r for r in report.nodes if r in report.failures]
