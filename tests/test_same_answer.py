@@ -30,12 +30,23 @@ pytestmark = pytest.mark.skipif(not ENOUGH, reason=WHY_NOT)
 # Every command below under one kernel, in one process: the kernel is picked as a process starts, so each
 # kernel needs a process of its own, but not one per command (what is compared is what each command prints,
 # not how the process starts or ends: test_cli.py holds those). Each runs as `python -m gradcheck_cli`
-# runs it: its own COLUMNS, its output what it writes to standard output.
+# runs it: its own COLUMNS, its output what it writes to standard output. Two commands that check the same
+# files with the same settings but for the face (the examples' JSON, then their table) share one check:
+# the second renders the first's reports (what is compared is each face of this kernel's check; one check
+# of every example is ~1 s of CPU).
 _RUN_EACH = """
-import contextlib, io, json, os, sys
+import contextlib, dataclasses, io, json, os, sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
 from gradcheck_cli.cli import main
+import gradcheck_cli.checking.files as files_module
+checked, check_files = {}, files_module.check_files
+def once(files, settings, exitfirst=False, on_file=None, at=None):
+    key = (tuple(map(str, files)), dataclasses.replace(settings, format="table"), exitfirst, repr(at))
+    if key not in checked:
+        checked[key] = check_files(files, settings, exitfirst=exitfirst, on_file=on_file, at=at)
+    return checked[key]
+files_module.check_files = once
 printed = []
 for args, columns in json.loads(sys.argv[1]):
     os.environ["COLUMNS"] = str(columns)
