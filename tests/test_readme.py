@@ -155,22 +155,26 @@ RAN: dict = {}  # command -> its runs_of, for a simple command a second block sh
 
 def runs_of(command: str, runners: dict) -> dict:
     """{how it ran: Result}: by bash under OpenBLAS's own kernel, then under each other kernel by its warm
-    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`. A
-    simple command that a block has run already (the same line in two pages) is not run again: what
-    it prints depends on its words and the repository's files alone, which no block changes."""
+    runner (bash where the command is not a simple `gradcheck` one), as many at a time as `threads`. The
+    first run ends before the others start, as they do one at a time under pytest-xdist: the caches it
+    fills (SymPy's partials, JAX's compiled operations: `tests/conftest.py`) serve them, not the same
+    work done by each at once (a JAX command's compilation: ~1 s of CPU a run). A simple command that a
+    block has run already (the same line in two pages) is not run again: what it prints depends on its
+    words and the repository's files alone, which no block changes."""
     simple = words(command)
     if simple is not None and command in RAN:
         return RAN[command]
-    jobs = {f"its own kernel ({own() or 'as OpenBLAS picks it'}), by bash": lambda: bash(command)}
+    first = f"its own kernel ({own() or 'as OpenBLAS picks it'}), by bash"
+    jobs = {}
     for kernel, runner in runners.items():
         if simple is None:
             jobs[f"the {kernel} kernel, by bash, its gradcheck by the warm runner"] = \
                 lambda r=runner: bash(command, env=r.shell())
         else:
             jobs[f"the {kernel} kernel, by its warm runner"] = lambda r=runner: r.run(simple)
+    ran = {first: bash(command)}
     with ThreadPoolExecutor(max_workers=threads()) as pool:
-        results = list(pool.map(lambda job: job(), jobs.values()))
-    ran = dict(zip(jobs, results))
+        ran.update(zip(jobs, pool.map(lambda job: job(), jobs.values())))
     if simple is not None:
         RAN[command] = ran
     return ran
