@@ -149,7 +149,7 @@ def grade_in_process(*args, cwd=None, env: dict | None = None) -> subprocess.Com
     grade's). Those fork servers are kept for the next grade in this process, as a grade keeps them from
     one submission to the next: each worker is still forked from a server that has run nothing but its
     imports (their environment is the grade's own, not the caller's), and a server's start (gradcheck and
-    SymPy imported, ~1 s of CPU) is paid once per slot, not once per command. They end with the process
+    SymPy imported, ~0.5 s of CPU) is paid once per slot, not once per command. They end with the process
     (forkserver's atexit), when a check-py family needs their room (forkserver.KEEP), or before a test
     outside tests/teaching/ (grade_servers_for_grading_tests)."""
     return gradcheck_in_process("grade", *args, cwd=cwd, env=env)
