@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -145,11 +146,21 @@ def gradcheck_in_process(*args, cwd=None, env: dict | None = None) -> subprocess
 def grade_in_process(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`gradcheck grade ARGS` in this process (gradcheck_in_process): each submission still runs in a
     process of its own (a Python one sealed, a `.grad` one's worker a child of a fork server of the
-    grade's); those fork servers end with the command, as they do with its process (not check-py's)."""
-    from gradcheck_cli.python import forkserver
-    try:
-        return gradcheck_in_process("grade", *args, cwd=cwd, env=env)
-    finally:
+    grade's). Those fork servers are kept for the next grade in this process, as a grade keeps them from
+    one submission to the next: each worker is still forked from a server that has run nothing but its
+    imports (their environment is the grade's own, not the caller's), and a server's start (gradcheck and
+    SymPy imported, ~0.5 s of CPU) is paid once per slot, not once per command. They end with the process
+    (forkserver's atexit), when a check-py family needs their room (forkserver.KEEP), or before a test
+    outside tests/teaching/ (grade_servers_for_grading_tests)."""
+    return gradcheck_in_process("grade", *args, cwd=cwd, env=env)
+
+
+@pytest.fixture(autouse=True)
+def grade_servers_for_grading_tests(request):
+    """The fork servers grade_in_process keeps serve the grading tests (tests/teaching/) alone: any other
+    test starts without them, as in a process of its own (the fork server's tests count the servers)."""
+    forkserver = sys.modules.get("gradcheck_cli.python.forkserver")
+    if forkserver is not None and not request.node.path.is_relative_to(ROOT / "tests" / "teaching"):
         forkserver.shutdown(forkserver.Work.GRADE)
 
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, gradcheck_in_process
 
 pytest.importorskip("pygls", reason="the language server needs the lsp extra (pip install 'gradcheck-cli[lsp]')")
 
@@ -256,8 +256,6 @@ def test_the_delay_is_the_pause_before_a_check(client):
     unchecked while requests are answered), and a delay that is not 0 to 60,000 ms is a usage error.
     The module's server (the default 300 ms) is the control: the same file opened there after it is opened
     here is checked and published; twice that long after, this server has still published nothing."""
-    bad = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "lsp", "--delay", "-1"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     waiting = start(args=("--delay", "60000"))
     try:
         text = "x = 2\nf = x * x\n"
@@ -271,8 +269,8 @@ def test_the_delay_is_the_pause_before_a_check(client):
         assert not [n for n in waiting.notes if n.get("method") == "textDocument/publishDiagnostics"]
     finally:
         waiting.close()
-    _, stderr = bad.communicate(timeout=60)
-    assert bad.returncode == 2 and "--delay" in stderr and "Traceback" not in stderr
+    bad = gradcheck_in_process("lsp", "--delay", "-1", cwd=ROOT)  # refused before any server starts: in this process
+    assert bad.returncode == 2 and "--delay" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_limits_are_diagnostics_not_hangs():
@@ -288,11 +286,9 @@ def test_limits_are_diagnostics_not_hangs():
         client.close()
 
 
-def test_without_pygls_the_command_says_how_to_install_the_extra():
-    code = ("import sys\nsys.modules['pygls'] = None\nsys.argv = ['gradcheck', 'lsp']\n"
-            "from gradcheck_cli.cli import entry\nentry()\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+def test_without_pygls_the_command_says_how_to_install_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pygls", None)  # (an import of it raises ImportError, as where it is not installed)
+    done = gradcheck_in_process("lsp", cwd=ROOT)  # in this process: said before any server starts
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "pip install 'gradcheck-cli[lsp]'" in done.stderr
 

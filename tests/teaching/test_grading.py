@@ -237,6 +237,9 @@ def test_grad_workers_forked_from_a_server_grade_as_fresh_ones_within_the_limits
     from gradcheck_cli.teaching.exercise import load_exercise
     from gradcheck_cli.teaching.graderun import Limits, grade_class
     monkeypatch.setenv("GRADCHECK_FORKSERVER", "1" if server == "on" else "0")
+    # the servers of this test alone (started, counted and ended here); the process's kept ones, other
+    # grades', are back after it (conftest.grade_in_process)
+    monkeypatch.setattr(forkserver, "_SERVERS", {})
     # a worker reads and writes no cache (SymPy's Jacobians of the student's gates, the partials): shown by a
     # cache folder put in its environment, which it must leave empty
     cache, given = tmp_path / "cache", graderun.environment
