@@ -396,6 +396,7 @@ def independent(name: str) -> str:
 # process of the JAX API tests (tests/python/one_process.py, `jax_bodies`), which has JAX imported already;
 # gradcheck is not used there. The rules' files loaded by path under names of their own (that process has other
 # modules' `rules` imported), float64 by `jax.enable_x64` around the oracle alone (the process's flag untouched).
+# Every case's two VJPs in one jitted program, compiled once and run at each of the three points.
 ORACLE = '''
 import importlib.util
 import numpy as np
@@ -409,26 +410,42 @@ def load(stem):
     return module
 
 
+def vjps(pairs):
+    """Each (rule, plain forward)'s outputs and VJPs, at its arguments for its `u`: one compiled program for
+    them all (jitted: JAX compiles each operation run outside a jit on its own, most of this oracle's time)."""
+    def run(points):
+        found = []
+        for (rule, plain), (args, fixed, u) in zip(pairs, points):
+            out, vjp = jax.vjp(lambda *a: rule(*a, *fixed), *args)
+            want, vjp_want = jax.vjp(lambda *a: plain(*a, *fixed), *args)
+            found.append((out, want, vjp(u), vjp_want(u)))
+        return found
+    return jax.jit(run)
+
+
 forwards = load("forwards")
 modules = {}
-result = {}
+pairs = []
 with jax.enable_x64(True):
     for module, name, forward, shapes, extra in CASES:
         if module not in modules:
             modules[module] = load(module)
-        rule, plain = getattr(modules[module], name), getattr(forwards, forward)
-        right = True
-        for seed in range(3):
+        pairs.append((getattr(modules[module], name), getattr(forwards, forward)))
+    run = vjps(pairs)
+    right = [True] * len(CASES)
+    for seed in range(3):
+        points = []
+        for (module, name, forward, shapes, extra), (rule, plain) in zip(CASES, pairs):
             rng = np.random.default_rng(100 + seed)
             args = [jnp.asarray(0.9 * np.tanh(rng.standard_normal(s))) if forward == "arcsin" else
                     jnp.asarray(rng.standard_normal(s)) for s in shapes]
             fixed = [jnp.asarray(np.array(e)) for e in extra]
-            out, vjp = jax.vjp(lambda *a: rule(*a, *fixed), *args)
-            want, vjp_want = jax.vjp(lambda *a: plain(*a, *fixed), *args)
-            u = jnp.asarray(rng.standard_normal(np.shape(out)))
-            right &= bool(np.allclose(out, want, rtol=1e-9, atol=1e-12))
-            right &= all(np.allclose(a, b, rtol=1e-7, atol=1e-10) for a, b in zip(vjp(u), vjp_want(u)))
-        result[name] = "right" if right else "wrong"
+            shape = jax.eval_shape(lambda *a: rule(*a, *fixed), *args).shape
+            points.append((args, fixed, jnp.asarray(rng.standard_normal(shape))))
+        for k, (out, want, grads, grads_want) in enumerate(run(points)):
+            right[k] &= bool(np.allclose(out, want, rtol=1e-9, atol=1e-12))
+            right[k] &= all(np.allclose(a, b, rtol=1e-7, atol=1e-10) for a, b in zip(grads, grads_want))
+result = {name: "right" if ok else "wrong" for (module, name, *_), ok in zip(CASES, right)}
 '''
 
 
