@@ -115,8 +115,9 @@ def _count_call(node: Node, args: list, batched: list, rows) -> None:
     """The meter's counts for one gate call (a composite's too: running its body costs a call)."""
     count("call")
     if isinstance(node.gate, Gate):
-        elements, windows = gate_units(node.gate, [np.shape(a)[1:] if b and rows else np.shape(a)
-                                                   for a, b in zip(args, batched)], node.attrs, node.size, rows or 1)
+        shapes = [] if node.gate.workspace is None else [np.shape(a)[1:] if b and rows else np.shape(a)
+                                                         for a, b in zip(args, batched)]  # read by workspace only
+        elements, windows = gate_units(node.gate, shapes, node.attrs, node.size, rows or 1)
         count("element", elements)
         count("window", windows)
 

@@ -99,11 +99,13 @@ def _grouped(chunk: list) -> list:
 
 def pm(idx, h, factor):
     """Rows at factor·h on each of SIDES for each element of idx, interleaved (+, −, +, −, ...)."""
-    e, d = [], []
-    for i, hi in zip(idx, h):
-        e += [np.array([i]) for _ in SIDES]
-        d += [np.array([side * factor * hi]) for side in SIDES]
-    return e, d
+    if not len(idx):
+        return [], []
+    # each row's one element and its delta, as rows (views) of two arrays: side · factor · h[i], the
+    # product as each row's own would be, in the rows' order
+    e = np.repeat(np.asarray(idx), len(SIDES)).reshape(-1, 1)
+    d = np.stack([side * factor * np.asarray(h) for side in SIDES], axis=1).reshape(-1, 1)
+    return list(e), list(d)
 
 
 def split(outputs, flags):
