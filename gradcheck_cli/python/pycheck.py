@@ -88,7 +88,12 @@ def check_loss(loss, inputs: dict, params: dict | None = None, *, name: str | No
         return result
 
     def bwd(dout, arrays):
-        return [dout * g for g in gradients_of(call(arrays)[1], names, loss)]
+        grads = gradients_of(call(arrays)[1], names, loss)
+        for name, g, a in zip(names, grads, arrays):
+            if g is not None and g.shape != np.shape(a):  # before the upstream meets it: no broadcasting error
+                raise PythonError(f"{qualname(loss)} is read as (loss, gradient): its gradient for {name} has "
+                                  f"shape {g.shape}, but {name} has {np.shape(a)}")
+        return [None if g is None else dout * g for g in grads]
     layer = _layer(name or qualname(loss), lambda arrays: call(arrays)[0], bwd, names, loss, loss, first=1)
     layer.output = "loss"
     return check_python(layer, inputs, layer_settings(settings, options), structure)

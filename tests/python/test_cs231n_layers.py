@@ -93,6 +93,23 @@ def test_a_loss_that_returns_no_gradient_is_an_input_error(tmp_path):
     assert "must return (loss, gradient)" in result.output and "Traceback" not in result.output
 
 
+def test_a_gradient_of_another_shape_is_named_with_the_convention_it_was_read_by():
+    def two_outputs(x):  # read as (loss, gradient): a second value of another shape than x's
+        return x * 2, x[:2] * 3
+
+    def scalar_loss(x, y):  # a real loss whose dx lost a column
+        loss, dx = rnn_layers.softmax_loss(x, y)
+        return loss, dx[:, :-1]
+    x = np.random.default_rng(2).standard_normal((4, 5))
+    for function, wrong, right in ((two_outputs, (2, 5), (4, 5)), (scalar_loss, (4, 4), (4, 5))):
+        params = {"y": np.array([1, 0, 4, 2])} if function is scalar_loss else None
+        (row,) = check_loss(function, {"x": x}, params).nodes
+        assert row.status == "fail"
+        assert (f"{function.__name__} is read as (loss, gradient): its gradient for x has shape {wrong}, "
+                f"but x has {right}") in row.note, row.note
+        assert "broadcast" not in row.note
+
+
 def test_an_unknown_name_lists_what_could_be_meant(tmp_path):
     (tmp_path / "m.py").write_text("x_forward = None\n")
     result = _run(str(tmp_path / "m.py") + "::nosuch", "--shape", "x=3")
