@@ -145,6 +145,21 @@ def _structure(gate):
     return _structures[gate]
 
 
+def graph_structure(graph: Graph):
+    """What a whole graph is made of, node by node: names, kinds, gates (`_structure`), inputs, attributes,
+    shapes and values, and its output: hashable plain data, equal only for graphs alike (a key of
+    `jacobian_cache`); None where some part is not plain data."""
+    parts = []
+    for n in graph.nodes:
+        inner = None if n.gate is None else _structure(n.gate)
+        attrs = _plain(n.attrs)
+        value = None if n.value is None else _plain(np.asarray(n.value))
+        if (n.gate is not None and inner is None) or attrs is None or (n.value is not None and value is None):
+            return None
+        parts.append((n.name, n.kind, inner, tuple(n.inputs), attrs, tuple(n.shape), value))
+    return ("graph", tuple(parts), graph.output)
+
+
 class _Itself:
     """A registry gate in a key, compared and hashed by identity (its fields need not be hashable)."""
     __slots__ = ("gate",)
@@ -226,9 +241,9 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     ∂out[row]/∂input[col] (flat indices), zero entries left out. A large gate with an index rule
     takes it from the rule once SymPy has confirmed the rule at reduced shapes; `rules` (the gate's
     name and line -> how) records where that happened. Otherwise SymPy's expressions of the gate,
-    differentiated at the point: a user gate call's Jacobian is kept between runs (`jacobian_cache`, keyed
-    by the gate's body, its attributes, its operands' shapes and values) with the work it spent, spent again
-    here."""
+    differentiated at the point: the call's Jacobian is kept between runs (`jacobian_cache`, keyed by the
+    gate (a registry gate by its name, a user gate by its body), its attributes, its operands' shapes and
+    values) with the work it spent, spent again here, so that a later run need not import SymPy."""
     gate = node.gate
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
@@ -241,7 +256,7 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
             rules[f"{node.name} (line {node.pos.line})"] = how
         return jac
     key = _built_key(node, args)
-    stored = jacobian_cache.key_of(key, args) if key is not None and isinstance(gate, Composite) else None
+    stored = jacobian_cache.key_of(key, args) if key is not None else None
     kept_jacobians = jacobian_cache.store() if stored is not None else None
     if stored is None or kept_jacobians is None or kept_jacobians.path is None:
         return _sympy_jacobian(node, args, work, key)
