@@ -1,8 +1,10 @@
 """SymPy's local Jacobians of gate calls at their points (user gates' and the registry's gates but the
 elementwise ones, whose partials `partials_cache` keeps), kept between runs, so that a second process
 checking the same files (a CI job on every commit, a rerun) need not import SymPy, nor build a gate in
-SymPy again to differentiate it at the same operands. `expect` lines' SymPy verdicts are kept the same
-way (`get_answer`, keyed by the whole graph, the formula and the budget).
+SymPy again to differentiate it at the same operands. Other answers SymPy gives are kept the same way
+(`get_answer`): `expect` lines' verdicts (keyed by the whole graph, the formula and the budget), whether
+an index rule is SymPy's at reduced shapes, and one slice's partials as `symvalues.tree_of` trees (keyed
+by the gate, its attributes and the shapes).
 
 An entry is one call's local Jacobian as `symbolic.local_jacobian` returned it (per operand: rows,
 columns and values, the arrays' bytes in base64, exact) and the work it spent, in the order it spent
@@ -46,8 +48,11 @@ MAX_FILES = 4_000           # entries kept in the folder, and at most MAX_BYTES 
 MAX_BYTES = 64 * 1024 ** 2  # oldest written go, down to three quarters of both
 MAX_VALUES = 10_000         # nonzero entries of one call's Jacobian kept (about 0.3 MB), and units of work
 # recorded; larger ones are not
+MAX_ANSWER_BYTES = 1024 ** 2  # another answer (`put_answer`) past this is not kept (a slice of thousands of partials)
 FOLDERS_KEPT = 3            # folders of versions and sources kept side by side (this one among them)
 PREFIX = "jacobians-sympy"
+REGISTRY_AS_IMPORTED = dict(REGISTRY)  # the registry's own gates, whose sources name the folder: a gate put in
+# the registry later (a test's changed copy) is no key
 
 
 def key_of(structure, args: list) -> str | None:
@@ -68,11 +73,11 @@ def key_of(structure, args: list) -> str | None:
 
 def _canonical(x) -> str | None:
     """The key's parts as text equal only for equal parts, the same in every process: a registry gate by
-    its name (only the registry's own: a hash of the gates' sources names the folder)."""
+    its name (only the registry's own, as imported: a hash of the gates' sources names the folder)."""
     gate = getattr(x, "gate", None)
     if gate is not None and not isinstance(x, tuple):
         name = getattr(gate, "name", None)
-        return f"gate:{name}" if isinstance(name, str) and REGISTRY.get(name) is gate else None
+        return f"gate:{name}" if isinstance(name, str) and REGISTRY_AS_IMPORTED.get(name) is gate else None
     if isinstance(x, tuple):
         parts = [_canonical(v) for v in x]
         return None if any(p is None for p in parts) else "(" + ",".join(p for p in parts if p is not None) + ")"
@@ -118,7 +123,8 @@ class Store:
         return spent, jac
 
     def get_answer(self, key: str) -> dict | None:
-        """Another answer SymPy gave (an `expect` line's verdict: plain JSON data, a dict) keyed `key`;
+        """Another answer SymPy gave (an `expect` line's verdict, a rule's confirmation, a slice's partials:
+        plain JSON data, a dict) keyed `key`;
         None where there is none or it does not hold (damaged, another key's, version's or sources').
         The caller checks the answer's fields."""
         if self.path is None:
@@ -133,13 +139,15 @@ class Store:
         return data["answer"]
 
     def put_answer(self, key: str, answer: dict) -> None:
-        """Keeps an answer `get_answer` gives back (plain JSON data), as `put` keeps a Jacobian."""
+        """Keeps an answer `get_answer` gives back (plain JSON data), as `put` keeps a Jacobian; not one
+        past MAX_ANSWER_BYTES."""
         if self.path is None:
             return
         data = {"key": key, "sympy": self.version, "sources": self.sources, "answer": answer}
         data["check"] = _checksum(data)
-        self._count(data)
-        write_json(self.path / f"{key}.json", data)
+        if len(json.dumps(data)) <= MAX_ANSWER_BYTES:
+            self._count(data)
+            write_json(self.path / f"{key}.json", data)
 
     def _count(self, data: dict) -> None:
         """Bounds the folder every MAX_FILES // 4 entries or MAX_BYTES // 4 bytes this process writes."""

@@ -332,3 +332,90 @@ def test_a_damaged_or_foreign_verdict_is_ignored_and_made_again(cache, how):
     assert first.read_bytes() != before
     assert _verdicts(EXPECTS) == VERDICTS
     assert first.read_bytes() == before  # judged by SymPy again, and written again whole
+
+
+RULE_AND_SLICES = """\
+x = randn(20, 30)
+W = randn(30, 40)
+S = x @ W
+L = mean(logsumexp(S, axis=1)) + sum(softmax(S, axis=0) * S)
+"""  # x @ W: 24,000 SymPy products, past RULE_PAST: its index rule; S's 800 elements: one slice's partials
+
+
+def _run_rules(text: str) -> tuple:
+    """`_run`, this process's confirmations and slices forgotten (a new process), and the rules the Jacobians came by."""
+    symbolic._confirmed.clear()
+    symbolic._one_slices.clear()
+    symbolic._kept.clear()
+    symbolic._kept_cost[0] = 0
+    graph = load(text)
+    values = autodiff.forward(graph)
+    rules: dict = {}
+    with meter.Meter() as m:
+        found = symbolic.derivatives(graph, values, [n.id for n in graph.nodes], rules=rules)
+    return (found, m.counts), rules
+
+
+def test_index_rule_and_slice_confirmations_are_kept(cache, monkeypatch):
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off, off_rules = _run_rules(RULE_AND_SLICES)
+    assert any("by the index rule" in how for how in off_rules.values())
+    assert sum("one 1×40 slice" in how or "one 20×1 slice" in how for how in off_rules.values()) == 2
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    cold, cold_rules = _run_rules(RULE_AND_SLICES)
+    assert len(_answers(cache)) == 3  # the rule's confirmation and two slices'
+    monkeypatch.setattr(symbolic, "_rule_is_sympys", lambda *a: pytest.fail("SymPy confirmed a kept rule"))
+    monkeypatch.setattr(symbolic, "_slice_partials", lambda *a: pytest.fail("SymPy differentiated a kept slice"))
+    warm, warm_rules = _run_rules(RULE_AND_SLICES)
+    _same(off, cold)
+    _same(off, warm)
+    assert off_rules == cold_rules == warm_rules
+
+
+SLICE_DAMAGE = {
+    "a symbol past the slice": lambda a: a["partials"][0][2].__setitem__(slice(None), ["s", 10 ** 6]),
+    "not a tree": lambda a: a["partials"][0].__setitem__(2, ["exec", "print(1)"]),
+    "a column past the slice": lambda a: a["partials"][0].__setitem__(1, 10 ** 6),
+    "an output past the slice": lambda a: a["partials"][0].__setitem__(0, -1),
+    "not confirmed": lambda a: a.__setitem__("same", "yes"),
+    "other fields": lambda a: a.__setitem__("more", 1),
+}
+
+
+@pytest.mark.parametrize("how", [*SLICE_DAMAGE, "edited, not signed again"])
+def test_a_damaged_slice_or_rule_answer_is_made_again(cache, monkeypatch, how):
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off, off_rules = _run_rules(RULE_AND_SLICES)
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    _run_rules(RULE_AND_SLICES)
+    slices = [p for p in _answers(cache) if "partials" in json.loads(p.read_text())["answer"]]
+    (rule,) = [p for p in _answers(cache) if p not in slices]
+    before = {p: p.read_bytes() for p in [*slices, rule]}
+    for path in slices:
+        data = json.loads(path.read_text())
+        if how in SLICE_DAMAGE:
+            SLICE_DAMAGE[how](data["answer"])
+            _resign(data)
+        else:
+            data["answer"]["partials"][0][2] = ["n", 0.5]
+        path.write_text(json.dumps(data))
+    data = json.loads(rule.read_text())
+    data["answer"] = {"same": 0} if how in SLICE_DAMAGE else {"same": False}  # (not a bool; edited)
+    if how in SLICE_DAMAGE:
+        _resign(data)
+    rule.write_text(json.dumps(data))
+    assert all(p.read_bytes() != b for p, b in before.items())
+    again, rules = _run_rules(RULE_AND_SLICES)
+    _same(off, again)
+    assert rules == off_rules
+    assert all(p.read_bytes() == b for p, b in before.items())  # made again by SymPy, written again whole
+
+
+def test_an_answer_past_its_bound_is_not_kept(cache, monkeypatch):
+    store = jacobian_cache.Store(cache, "1.0", "aaa")
+    store.put_answer("a" * 64, {"verdict": None})
+    assert jacobian_cache.Store(cache, "1.0", "aaa").get_answer("a" * 64) == {"verdict": None}
+    monkeypatch.setattr(jacobian_cache, "MAX_ANSWER_BYTES", 400)
+    store.put_answer("b" * 64, {"verdict": [True, "x" * 400]})
+    assert store.get_answer("b" * 64) is None and not (store.path / f"{'b' * 64}.json").exists()
+    assert jacobian_cache.Store(cache, "1.0", "bbb").get_answer("a" * 64) is None  # other sources': not read

@@ -226,9 +226,11 @@ def test_a_warm_run_of_tensor_files_user_gates_and_expect_lines_needs_no_sympy(t
     """The command line on files whose every SymPy answer (elementwise partials, other gates' local Jacobians,
     `expect` verdicts) an earlier run kept: no SymPy import (`-X importtime` lists every module imported),
     and the report byte for byte the one without the cache."""
+    large = tmp_path / "rule_and_slices.grad"  # a product past RULE_PAST (its index rule, which SymPy confirms)
+    large.write_text("x = randn(20, 30)\nW = randn(30, 40)\nL = mean(logsumexp(x @ W, axis=1))\n")  # 20 slices
     env = {**os.environ, "GRADCHECK_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     env.pop("GRADCHECK_NO_CACHE", None)
-    command = [sys.executable, "-X", "importtime", "-m", "gradcheck_cli", "check", *WARM_FILES, "--format", "json"]
+    command = [sys.executable, "-X", "importtime", "-m", "gradcheck_cli", "check", *WARM_FILES, str(large), "--format", "json"]
 
     def run(environment: dict) -> tuple[str, bool]:
         done = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True)
@@ -240,4 +242,6 @@ def test_a_warm_run_of_tensor_files_user_gates_and_expect_lines_needs_no_sympy(t
     assert cold_sympy and off_sympy and not warm_sympy
     assert cold == warm == off
     report = json.loads(warm)
-    assert "symbolically equal" in json.dumps(report)  # gate_sigmoid's formula judged by SymPy, kept
+    text = json.dumps(report, ensure_ascii=False)
+    assert "symbolically equal" in text  # gate_sigmoid's formula judged by SymPy, kept
+    assert "by the index rule" in text and "on one 1×40 slice" in text  # the large file's two ways
