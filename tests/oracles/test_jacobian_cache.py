@@ -338,7 +338,7 @@ RULE_AND_SLICES = """\
 x = randn(20, 30)
 W = randn(30, 40)
 S = x @ W
-L = mean(logsumexp(S, axis=1)) + sum(softmax(S, axis=0) * S)
+L = mean(logsumexp(S, axis=1))
 """  # x @ W: 24,000 SymPy products, past RULE_PAST: its index rule; S's 800 elements: one slice's partials
 
 
@@ -360,10 +360,10 @@ def test_index_rule_and_slice_confirmations_are_kept(cache, monkeypatch):
     monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
     off, off_rules = _run_rules(RULE_AND_SLICES)
     assert any("by the index rule" in how for how in off_rules.values())
-    assert sum("one 1×40 slice" in how or "one 20×1 slice" in how for how in off_rules.values()) == 2
+    assert any("one 1×40 slice" in how for how in off_rules.values())
     monkeypatch.delenv("GRADCHECK_NO_CACHE")
     cold, cold_rules = _run_rules(RULE_AND_SLICES)
-    assert len(_answers(cache)) == 3  # the rule's confirmation and two slices'
+    assert len(_answers(cache)) == 2  # the rule's confirmation and the slice's
     monkeypatch.setattr(symbolic, "_rule_is_sympys", lambda *a: pytest.fail("SymPy confirmed a kept rule"))
     monkeypatch.setattr(symbolic, "_slice_partials", lambda *a: pytest.fail("SymPy differentiated a kept slice"))
     warm, warm_rules = _run_rules(RULE_AND_SLICES)
@@ -382,12 +382,24 @@ SLICE_DAMAGE = {
 }
 
 
+@pytest.fixture(scope="module")
+def rule_runs(tmp_path_factory):
+    """The run without the cache, and a cache folder a cold run filled: made once, copied by each case."""
+    folder = tmp_path_factory.mktemp("rule-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADCHECK_CACHE_DIR", str(folder))
+        patch.setenv("GRADCHECK_NO_CACHE", "1")
+        off = _run_rules(RULE_AND_SLICES)
+        patch.delenv("GRADCHECK_NO_CACHE")
+        _run_rules(RULE_AND_SLICES)
+    return off, folder
+
+
 @pytest.mark.parametrize("how", [*SLICE_DAMAGE, "edited, not signed again"])
-def test_a_damaged_slice_or_rule_answer_is_made_again(cache, monkeypatch, how):
-    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
-    off, off_rules = _run_rules(RULE_AND_SLICES)
-    monkeypatch.delenv("GRADCHECK_NO_CACHE")
-    _run_rules(RULE_AND_SLICES)
+def test_a_damaged_slice_or_rule_answer_is_made_again(cache, rule_runs, how):
+    import shutil
+    (off, off_rules), folder = rule_runs
+    shutil.copytree(folder, cache, dirs_exist_ok=True)
     slices = [p for p in _answers(cache) if "partials" in json.loads(p.read_text())["answer"]]
     (rule,) = [p for p in _answers(cache) if p not in slices]
     before = {p: p.read_bytes() for p in [*slices, rule]}
