@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..oracles import symbolic
+from ..oracles import jacobian_cache, symbolic
 from ..oracles.autodiff import run_graph
 from ..core.errors import GradShapeError
 from ..language.expects import Expectation, within
@@ -57,25 +57,56 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
     """(same everywhere?, SymPy's derivative as text), or None when past the work budget.
 
     SymPy differentiates the output written in the named leaves; the expected formula is then
-    compared with that derivative at random points (a formula right only at this point fails)."""
+    compared with that derivative at random points (a formula right only at this point fails). Kept
+    between runs (`jacobian_cache.Store.get_answer`): a later run of the same file need not import SymPy."""
     node, out = graph.nodes[exp.node], graph.nodes[graph.output]
     if node.size * out.size > MAX_DERIVATIVES or len(graph.nodes) > MAX_NODES:
         return None
     if sum(n.size for n in graph.nodes if n.kind in ("leaf", "const")) > MAX_LEAF_ELEMENTS:
         return None
+    key = _verdict_key(exp, graph, budget)
+    kept = jacobian_cache.store() if key is not None else None
+    answer = kept.get_answer(key) if kept is not None and key is not None else None
+    if answer is not None and set(answer) == {"verdict"}:
+        verdict = answer["verdict"]  # as SymPy gave it in an earlier run: no SymPy import
+        if verdict is None:
+            return None
+        if isinstance(verdict, list) and len(verdict) == 2 and isinstance(verdict[0], bool) and isinstance(verdict[1], str):
+            return verdict[0], verdict[1]
+    verdict, keep = _fresh_verdict(exp, graph, budget)
+    if kept is not None and key is not None and keep:
+        kept.put_answer(key, {"verdict": None if verdict is None else list(verdict)})
+    return verdict
+
+
+def _verdict_key(exp: Expectation, graph, budget: int) -> str | None:
+    """What an expectation's verdict is made from, as a `jacobian_cache` key: the whole graph (names
+    included: the derivative's text reads them), the formula, the leaves it reads, the target and the
+    budget; None where some part is not plain data."""
+    main, formula = symbolic.graph_structure(graph), symbolic.graph_structure(exp.formula)
+    if main is None or formula is None:
+        return None
+    return jacobian_cache.key_of(("expect verdict", main, formula, tuple(exp.leaves), exp.node, budget), [])
+
+
+def _fresh_verdict(exp: Expectation, graph, budget: int) -> tuple:
+    """`symbolic_verdict` as SymPy gives it now, and whether to keep it (not where Python's stack, not
+    the input, decided)."""
     named = _named_symbols(graph)
     try:
         found = _derivative_and_expected(exp, graph, named, symbolic.Work(budget))
-    except (symbolic.Exhausted, RecursionError):
-        return None
+    except symbolic.Exhausted:
+        return None, True
+    except RecursionError:
+        return None, False
     if found is None:
-        return None
+        return None, True
     derivative, expected = found
     try:
         same = _same_at_random_points(derivative, expected, [s for arr in named.values() for s in arr.ravel()])
     except (symbolic.Unsupported, KeyError):
-        return None
-    return same, _text(derivative)
+        return None, True
+    return (same, _text(derivative)), True
 
 
 def _named_symbols(graph) -> dict:

@@ -1,12 +1,16 @@
-"""SymPy's local Jacobians of user gate calls at their points, kept between runs, so that a second process
-checking the same files (a CI job on every commit, a rerun) need not build a user gate's body in SymPy
-again to differentiate it at the same operands.
+"""SymPy's local Jacobians of gate calls at their points (user gates' and the registry's gates but the
+elementwise ones, whose partials `partials_cache` keeps), kept between runs, so that a second process
+checking the same files (a CI job on every commit, a rerun) need not import SymPy, nor build a gate in
+SymPy again to differentiate it at the same operands. Other answers SymPy gives are kept the same way
+(`get_answer`): `expect` lines' verdicts (keyed by the whole graph, the formula and the budget), whether
+an index rule is SymPy's at reduced shapes, and one slice's partials as `symvalues.tree_of` trees (keyed
+by the gate, its attributes and the shapes).
 
 An entry is one call's local Jacobian as `symbolic.local_jacobian` returned it (per operand: rows,
 columns and values, the arrays' bytes in base64, exact) and the work it spent, in the order it spent
 it (replayed into the check's budget, so that a budget runs out where it would have). It is keyed by
-what the Jacobian is made from: the gate's body node by node (`symbolic._structure`; the registry
-gates it calls by name, only the registry's own), its attributes, its operands' shapes and their
+what the Jacobian is made from: a registry gate by its name (only the registry's own), a user gate by
+its body node by node (`symbolic._structure`; the registry gates it calls by name), its attributes, its operands' shapes and their
 values' bytes. One file per entry, named by a hash of that key, in a folder named by SymPy's version
 and a hash of the sources that make the Jacobians, Python's version, numpy's, the machine's and its C
 library's (a few such folders kept side by side, for environments that share the cache folder); an entry
@@ -38,13 +42,17 @@ from ..core.cache import directory, read_json, write_json
 from ..gates import REGISTRY
 from . import partials_cache
 
-SOURCES = (*partials_cache.SOURCES, "oracles/jacobian_cache.py", "language/graph.py", "core/cache.py")
+SOURCES = (*partials_cache.SOURCES, "oracles/jacobian_cache.py", "language/graph.py", "core/cache.py",
+           "checking/expectcheck.py", "language/expects.py")  # and the `expect` verdicts kept (`get_answer`)
 MAX_FILES = 4_000           # entries kept in the folder, and at most MAX_BYTES of them: past either, the
 MAX_BYTES = 64 * 1024 ** 2  # oldest written go, down to three quarters of both
 MAX_VALUES = 10_000         # nonzero entries of one call's Jacobian kept (about 0.3 MB), and units of work
 # recorded; larger ones are not
+MAX_ANSWER_BYTES = 1024 ** 2  # another answer (`put_answer`) past this is not kept (a slice of thousands of partials)
 FOLDERS_KEPT = 3            # folders of versions and sources kept side by side (this one among them)
 PREFIX = "jacobians-sympy"
+REGISTRY_AS_IMPORTED = dict(REGISTRY)  # the registry's own gates, whose sources name the folder: a gate put in
+# the registry later (a test's changed copy) is no key
 
 
 def key_of(structure, args: list) -> str | None:
@@ -65,11 +73,11 @@ def key_of(structure, args: list) -> str | None:
 
 def _canonical(x) -> str | None:
     """The key's parts as text equal only for equal parts, the same in every process: a registry gate by
-    its name (only the registry's own: a hash of the gates' sources names the folder)."""
+    its name (only the registry's own, as imported: a hash of the gates' sources names the folder)."""
     gate = getattr(x, "gate", None)
     if gate is not None and not isinstance(x, tuple):
         name = getattr(gate, "name", None)
-        return f"gate:{name}" if isinstance(name, str) and REGISTRY.get(name) is gate else None
+        return f"gate:{name}" if isinstance(name, str) and REGISTRY_AS_IMPORTED.get(name) is gate else None
     if isinstance(x, tuple):
         parts = [_canonical(v) for v in x]
         return None if any(p is None for p in parts) else "(" + ",".join(p for p in parts if p is not None) + ")"
@@ -114,6 +122,41 @@ class Store:
             jac.append(found)
         return spent, jac
 
+    def get_answer(self, key: str) -> dict | None:
+        """Another answer SymPy gave (an `expect` line's verdict, a rule's confirmation, a slice's partials:
+        plain JSON data, a dict) keyed `key`;
+        None where there is none or it does not hold (damaged, another key's, version's or sources').
+        The caller checks the answer's fields."""
+        if self.path is None:
+            return None
+        data = read_json(self.path / f"{key}.json")
+        if not isinstance(data, dict) or set(data) != {"key", "sympy", "sources", "answer", "check"}:
+            return None
+        if data["key"] != key or data["sympy"] != self.version or data["sources"] != self.sources:
+            return None
+        if data["check"] != _checksum(data) or not isinstance(data["answer"], dict):
+            return None
+        return data["answer"]
+
+    def put_answer(self, key: str, answer: dict) -> None:
+        """Keeps an answer `get_answer` gives back (plain JSON data), as `put` keeps a Jacobian; not one
+        past MAX_ANSWER_BYTES."""
+        if self.path is None:
+            return
+        data = {"key": key, "sympy": self.version, "sources": self.sources, "answer": answer}
+        data["check"] = _checksum(data)
+        if len(json.dumps(data)) <= MAX_ANSWER_BYTES:
+            self._count(data)
+            write_json(self.path / f"{key}.json", data)
+
+    def _count(self, data: dict) -> None:
+        """Bounds the folder every MAX_FILES // 4 entries or MAX_BYTES // 4 bytes this process writes."""
+        if self.written % (MAX_FILES // 4) == 0 or self.bytes >= MAX_BYTES // 4:
+            self._prune()
+            self.bytes = 0
+        self.written += 1
+        self.bytes += len(json.dumps(data))  # what the file holds
+
     def put(self, key: str, spent: list, jac: list) -> None:
         """Keeps one call's Jacobian and the work it spent (not one past MAX_VALUES entries)."""
         if self.path is None or sum(len(v) for _, _, v in jac) > MAX_VALUES or len(spent) > MAX_VALUES:
@@ -127,11 +170,7 @@ class Store:
         data = {"key": key, "sympy": self.version, "sources": self.sources, "spent": [int(n) for n in spent],
                 "slots": slots}
         data["check"] = _checksum(data)
-        if self.written % (MAX_FILES // 4) == 0 or self.bytes >= MAX_BYTES // 4:
-            self._prune()
-            self.bytes = 0
-        self.written += 1
-        self.bytes += len(json.dumps(data))  # what the file holds, its work list with its arrays
+        self._count(data)  # its work list with its arrays
         write_json(self.path / f"{key}.json", data)
 
     def _prune(self) -> None:

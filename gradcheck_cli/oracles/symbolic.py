@@ -145,6 +145,21 @@ def _structure(gate):
     return _structures[gate]
 
 
+def graph_structure(graph: Graph):
+    """What a whole graph is made of, node by node: names, kinds, gates (`_structure`), inputs, attributes,
+    shapes and values, and its output: hashable plain data, equal only for graphs alike (a key of
+    `jacobian_cache`); None where some part is not plain data."""
+    parts = []
+    for n in graph.nodes:
+        inner = None if n.gate is None else _structure(n.gate)
+        attrs = _plain(n.attrs)
+        value = None if n.value is None else _plain(np.asarray(n.value))
+        if (n.gate is not None and inner is None) or attrs is None or (n.value is not None and value is None):
+            return None
+        parts.append((n.name, n.kind, inner, tuple(n.inputs), attrs, tuple(n.shape), value))
+    return ("graph", tuple(parts), graph.output)
+
+
 class _Itself:
     """A registry gate in a key, compared and hashed by identity (its fields need not be hashable)."""
     __slots__ = ("gate",)
@@ -226,9 +241,9 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     ∂out[row]/∂input[col] (flat indices), zero entries left out. A large gate with an index rule
     takes it from the rule once SymPy has confirmed the rule at reduced shapes; `rules` (the gate's
     name and line -> how) records where that happened. Otherwise SymPy's expressions of the gate,
-    differentiated at the point: a user gate call's Jacobian is kept between runs (`jacobian_cache`, keyed
-    by the gate's body, its attributes, its operands' shapes and values) with the work it spent, spent again
-    here."""
+    differentiated at the point: the call's Jacobian is kept between runs (`jacobian_cache`, keyed by the
+    gate (a registry gate by its name, a user gate by its body), its attributes, its operands' shapes and
+    values) with the work it spent, spent again here, so that a later run need not import SymPy."""
     gate = node.gate
     if gate.elementwise:
         return _elementwise_jacobian(node, args, work)
@@ -241,7 +256,7 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
             rules[f"{node.name} (line {node.pos.line})"] = how
         return jac
     key = _built_key(node, args)
-    stored = jacobian_cache.key_of(key, args) if key is not None and isinstance(gate, Composite) else None
+    stored = jacobian_cache.key_of(key, args) if key is not None else None
     kept_jacobians = jacobian_cache.store() if stored is not None else None
     if stored is None or kept_jacobians is None or kept_jacobians.path is None:
         return _sympy_jacobian(node, args, work, key)
@@ -375,10 +390,13 @@ def _slice_jacobian(node, args: list, work: Work) -> tuple[list, str] | None:
     symbols, partials_of, small = one
     point = x.reshape(-1)[slices.cols]  # (slices, per slice)
     work.spend(node.size + x.size)  # vectorised over the slices: an entry costs about one expression node
-    values_at = {s: point[:, j] for j, s in enumerate(symbols)}
+    columns = [point[:, j] for j in range(point.shape[1])]
+    values_at = {} if symbols is None else {s: columns[j] for j, s in enumerate(symbols)}
     rows, cols, vals = [], [], []
-    for q, j, deriv in partials_of:
-        v = np.broadcast_to(array_value(deriv, {s: values_at[s] for s in deriv.free_symbols if s in values_at}),
+    for q, j, deriv, tree in partials_of:
+        # a tree's symbol k is column k: the very evaluation `array_value` makes of the derivative
+        v = np.broadcast_to(tree_value(tree, columns) if tree is not None else
+                            array_value(deriv, {s: values_at[s] for s in deriv.free_symbols if s in values_at}),
                             (slices.n,))
         rows.append(slices.rows[:, q])
         cols.append(slices.cols[:, j])
@@ -398,31 +416,81 @@ _one_slices: dict = {}
 
 
 def _one_slice(gate: Gate, attrs: dict, slices: _Slices, work: Work):
-    """One slice's symbols (in the slices' column order), its nonzero partials (output column, operand
-    column, SymPy's derivative), and the reduced shape at which every slice was confirmed to be it;
-    None where a slice of the reduced form differs."""
-    import sympy
+    """One slice's symbols (in the slices' column order; None where an earlier run's answer was read),
+    its nonzero partials (output column, operand column, SymPy's derivative, and the derivative as a
+    `tree_of` tree whose symbol k is column k, or None where it has no such tree), and the reduced shape
+    at which every slice was confirmed to be it; None where a slice of the reduced form differs. Kept
+    between runs (`jacobian_cache`), trees and all, where every derivative has its tree."""
     small = tuple(n if i in slices.axes else min(n, 2) for i, n in enumerate(slices.shape))
     key = (gate.name, gate.sym, repr(sorted(attrs.items())), slices.shape, slices.axes)
     one_size, small_size = math.prod(slices.slice_shape), math.prod(small)
     # charged whether or not this process built it before: the same input spends the same work
     work.spend(SYMBOL_COST * (one_size + small_size) + 4 * (one_size + small_size))
     if key not in _one_slices:
-        sym = make_symbols(slices.slice_shape, "s")
-        symbols = list(np.moveaxis(sym, slices.axes, tuple(range(-len(slices.axes), 0))).reshape(-1))
-        out_cols = _slice_outputs(np.asarray(gate_sym(gate, [sym], attrs), dtype=object), slices)
-        found = []
-        for q, expr in enumerate(out_cols):
-            for j, s in enumerate(symbols):
-                d = sympy.diff(expr, s) if s in getattr(expr, "free_symbols", ()) else 0
-                if d != 0:
-                    found.append((q, j, d))
-        same = _every_slice_is_one(gate, attrs, slices, small, symbols, out_cols)
-        _one_slices[key] = (symbols, found, small if same else None)
+        question = _answer_key(("one slice", _Itself(gate), _plain(attrs), slices.shape, slices.axes))
+        kept = _kept_slice(_answer(question), slices)
+        if kept is not None:  # as SymPy made it in an earlier run
+            same, found = kept
+            _one_slices[key] = (None, found, small if same else None)
+        else:
+            symbols, found, same = _slice_partials(gate, attrs, slices, small)
+            _one_slices[key] = (symbols, found, small if same else None)
+            if len(found) <= jacobian_cache.MAX_VALUES and all(tree is not None for _, _, _, tree in found):
+                _keep_answer(question, {"same": same, "partials": [[q, j, tree] for q, j, _, tree in found] if same else []})
     symbols, found, confirmed = _one_slices[key]
     if confirmed is None:
         return None
     return symbols, found, confirmed
+
+
+def _slice_partials(gate: Gate, attrs: dict, slices: _Slices, small: tuple) -> tuple:
+    """`_one_slice`'s symbols and partials as SymPy makes them now, and whether every slice is the one."""
+    import sympy
+    sym = make_symbols(slices.slice_shape, "s")
+    symbols = list(np.moveaxis(sym, slices.axes, tuple(range(-len(slices.axes), 0))).reshape(-1))
+    out_cols = _slice_outputs(np.asarray(gate_sym(gate, [sym], attrs), dtype=object), slices)
+    column = {s: j for j, s in enumerate(symbols)}
+    found = []
+    for q, expr in enumerate(out_cols):
+        for j, s in enumerate(symbols):
+            d = sympy.diff(expr, s) if s in getattr(expr, "free_symbols", ()) else 0
+            if d != 0:
+                try:
+                    tree = tree_of(d, column)
+                except (Unsupported, KeyError):
+                    tree = None  # evaluated from SymPy's expression, which raises where the tree could not be made
+                found.append((q, j, d, tree))
+    return symbols, found, _every_slice_is_one(gate, attrs, slices, small, symbols, out_cols)
+
+
+def _kept_slice(answer: dict | None, slices: _Slices) -> tuple | None:
+    """(every slice the one?, the partials as `_one_slice` gives them) from a kept answer; None where it
+    does not hold (another shape's, or a tree not of `tree_of`'s shape or reading past the slice)."""
+    if answer is None or set(answer) != {"same", "partials"} or not isinstance(answer["same"], bool):
+        return None
+    found, partials = [], answer["partials"]
+    outputs, inputs = (slices.rows.shape[1] if slices.rows is not None else 0), slices.cols.shape[1]
+    if not isinstance(partials, list):
+        return None
+    for entry in partials:
+        if not (isinstance(entry, list) and len(entry) == 3 and all(type(i) is int for i in entry[:2])):
+            return None
+        q, j, tree = entry
+        if not (0 <= q < outputs and 0 <= j < inputs and partials_cache.valid(tree) and _symbols_below(tree, inputs)):
+            return None
+        found.append((q, j, None, tree))
+    return answer["same"], found
+
+
+def _symbols_below(tree: list, n: int) -> bool:
+    """Whether every symbol of a (valid) tree is one of the first n."""
+    stack = [tree]
+    while stack:
+        t = stack.pop()
+        if t[0] == "s" and t[1] >= n:
+            return False
+        stack.extend(a for a in t[1:] if isinstance(a, list))
+    return True
 
 
 def _slice_outputs(out: np.ndarray, slices: _Slices) -> list:
@@ -477,29 +545,57 @@ def reduced(shapes: list) -> list:
 def confirmed_at(gate: Gate, shapes: list, attrs: dict, work: Work) -> list | None:
     """The reduced shapes at which the gate's index rule gives exactly SymPy's partials of its `sym`
     form (every entry, symbol for symbol), or None where they differ."""
-    import sympy
     assert gate.index_rule is not None and gate.sym is not None
     small = reduced(shapes)
     key = (gate.index_rule, gate.sym, repr(sorted(attrs.items())), tuple(small))
     # charged whether or not this process confirmed it before: the same input spends the same work
     work.spend(sum(int(np.prod(s)) for s in small) * SYMBOL_COST + int(gate.sym_cost(small, attrs) if gate.sym_cost else 0))
     if key not in _confirmed:
-        slots = [make_symbols(s, f"r{k}_") for k, s in enumerate(small)]
-        where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
-        expected: dict = {}
-        for o, expr in enumerate(np.asarray(gate.sym(list(slots), attrs), dtype=object).ravel()):
-            for s in getattr(expr, "free_symbols", ()):
-                d = expr.diff(s)
-                if s in where and d != 0:
-                    expected[(where[s][0], o, where[s][1])] = d
-        got: dict = {}
-        for k, (rows, cols, values) in enumerate(gate.index_rule.jacobian(list(slots), attrs)):
-            for r, c, v in zip(rows, cols, values):
-                got[(k, int(r), int(c))] = got.get((k, int(r), int(c)), 0) + v
-        got = {t: v for t, v in got.items() if v != 0}
-        same = got.keys() == expected.keys() and all(sympy.expand(got[t] - expected[t]) == 0 for t in got)
-        _confirmed[key] = small if same else None
+        question = _answer_key(("index rule confirmed", _Itself(gate), _plain(attrs), tuple(small)))
+        kept = _answer(question)
+        if kept is not None and set(kept) == {"same"} and isinstance(kept["same"], bool):
+            _confirmed[key] = small if kept["same"] else None  # as SymPy found in an earlier run
+        else:
+            same = _rule_is_sympys(gate, small, attrs)
+            _confirmed[key] = small if same else None
+            _keep_answer(question, {"same": same})
     return _confirmed[key]
+
+
+def _answer_key(question) -> str | None:
+    """A question whose answer SymPy gives from it alone, as a `jacobian_cache` key (a registry gate by its
+    name); None where some part is not plain data."""
+    return None if any(p is None for p in question) else jacobian_cache.key_of(question, [])
+
+
+def _answer(key: str | None) -> dict | None:
+    """The answer SymPy gave to the question keyed `key` in an earlier run, or None."""
+    return None if key is None else jacobian_cache.store().get_answer(key)
+
+
+def _keep_answer(key: str | None, answer: dict) -> None:
+    if key is not None:
+        jacobian_cache.store().put_answer(key, answer)
+
+
+def _rule_is_sympys(gate: Gate, small: list, attrs: dict) -> bool:
+    """Whether the gate's index rule gives exactly SymPy's partials of its form at the shapes `small`."""
+    import sympy
+    assert gate.index_rule is not None and gate.sym is not None
+    slots = [make_symbols(s, f"r{k}_") for k, s in enumerate(small)]
+    where = {s: (k, e) for k, sym in enumerate(slots) for e, s in enumerate(sym.ravel())}
+    expected: dict = {}
+    for o, expr in enumerate(np.asarray(gate.sym(list(slots), attrs), dtype=object).ravel()):
+        for s in getattr(expr, "free_symbols", ()):
+            d = expr.diff(s)
+            if s in where and d != 0:
+                expected[(where[s][0], o, where[s][1])] = d
+    got: dict = {}
+    for k, (rows, cols, values) in enumerate(gate.index_rule.jacobian(list(slots), attrs)):
+        for r, c, v in zip(rows, cols, values):
+            got[(k, int(r), int(c))] = got.get((k, int(r), int(c)), 0) + v
+    got = {t: v for t, v in got.items() if v != 0}
+    return got.keys() == expected.keys() and all(sympy.expand(got[t] - expected[t]) == 0 for t in got)
 
 
 _symbol_arrays: dict = {}

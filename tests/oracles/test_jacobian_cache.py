@@ -1,4 +1,4 @@
-"""SymPy's local Jacobians of user gate calls kept between runs (`oracles/jacobian_cache.py`): a warm run gives
+"""SymPy's local Jacobians of gate calls (user gates', matmul's, sum's, ...) and `expect` verdicts kept between runs (`oracles/jacobian_cache.py`): a warm run gives
 every array, note and unit of work a run without the cache gives, without SymPy building a gate; a
 budget runs out at the same node; an entry damaged, cut short, another call's, another SymPy's or other
 sources', or edited, is ignored and made again; the folder stays bounded; the reports are the same bytes."""
@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from gradcheck_cli import check
+from gradcheck_cli.checking import expectcheck
 from gradcheck_cli.cli import main
 from gradcheck_cli.core import meter
 from gradcheck_cli.language.frontend import load
@@ -59,13 +61,10 @@ def cache(tmp_path, monkeypatch):
 
 
 def _no_sympy(monkeypatch):
-    """A warm run: SymPy builds no user gate (registry gates' forms are not kept)."""
-    built = symbolic._sympy_jacobian
-
-    def only_registry(node, *args):
-        assert not isinstance(node.gate, Composite), f"SymPy built {node.name} on a warm run"
-        return built(node, *args)
-    monkeypatch.setattr(symbolic, "_sympy_jacobian", only_registry)
+    """A warm run: SymPy builds no gate, neither a user gate nor a registry one (matmul, sum, ...)."""
+    def none(node, *args):
+        raise AssertionError(f"SymPy built {node.name} ({'user gate' if isinstance(node.gate, Composite) else node.gate.name}) on a warm run")
+    monkeypatch.setattr(symbolic, "_sympy_jacobian", none)
 
 
 @pytest.mark.parametrize("budget", [symbolic.DEFAULT_BUDGET, 400], ids=["whole", "budget-runs-out"])
@@ -276,3 +275,159 @@ def test_the_reports_are_the_same_bytes_off_cold_and_warm(cache, monkeypatch):
     warm = run(False)
     assert off == cold == warm
     assert "fail" in off[1]  # the wrong db is caught: a report with a verdict, not an empty one
+
+
+EXPECTS = "x = -2; y = 5; z = -4\nq = x + y\nf = q * z\nexpect dx = z\nexpect dq = z*z/4 - 8\n"
+# dx = z everywhere; dq is z, and z*z/4 - 8 equals it at z = -4 only: SymPy's verdicts (test_user_gates' own)
+VERDICTS = [("dx", "pass", "symbolically equal"), ("dq", "fail", "equal at this point only: dq = z")]
+
+
+def _verdicts(text: str) -> list:
+    return [(e.target, e.status, e.note) for e in check(text).expects]
+
+
+def _answers(folder: Path) -> list:
+    return [p for p in _entries(folder) if "answer" in json.loads(p.read_text())]
+
+
+def test_expect_verdicts_are_kept_and_answer_their_own_question(cache, monkeypatch):
+    """A warm run judges `expect` lines without SymPy and as before; a formula, a leaf's name (the derivative's
+    text reads it) or the budget changed is another question, answered by SymPy anew."""
+    assert _verdicts(EXPECTS) == VERDICTS
+    assert len(_answers(cache)) == 2
+    fresh = expectcheck._fresh_verdict
+    monkeypatch.setattr(expectcheck, "_fresh_verdict", lambda *a: pytest.fail("SymPy judged a kept expectation"))
+    assert _verdicts(EXPECTS) == VERDICTS
+    monkeypatch.setattr(expectcheck, "_fresh_verdict", fresh)
+    swapped = EXPECTS.replace("expect dx = z\n", "expect dx = z*z/4 - 8\n").replace("expect dq = z*z/4 - 8", "expect dq = z")
+    assert _verdicts(swapped) == [("dx", "fail", "equal at this point only: dx = z"), ("dq", "pass", "symbolically equal")]
+    renamed = EXPECTS.replace("z", "w")
+    assert _verdicts(renamed) == [("dx", "pass", "symbolically equal"), ("dq", "fail", "equal at this point only: dq = w")]
+    assert len(_answers(cache)) == 6
+    graph = load(EXPECTS)
+    assert [expectcheck.symbolic_verdict(e, graph, 3) for e in graph.expects] == [None, None]  # past 3 units of work
+    assert len(_answers(cache)) == 8
+
+
+WRONG_VERDICTS = {"edited": {"verdict": [True, "dq = 0"]}, "not a verdict (signed again)": {"verdict": ["yes", 1]},
+                  "three parts (signed again)": {"verdict": [True, "dq = 0", 1]},
+                  "other fields (signed again)": {"verdict": None, "more": 1}}
+
+
+@pytest.mark.parametrize("how", [*WRONG_VERDICTS, "another expectation's", "cut short"])
+def test_a_damaged_or_foreign_verdict_is_ignored_and_made_again(cache, how):
+    assert _verdicts(EXPECTS) == VERDICTS
+    first, second = sorted(_answers(cache), key=lambda p: json.loads(p.read_text())["answer"]["verdict"][0])  # dq's, dx's
+    before = first.read_bytes()
+    data = json.loads(before)
+    if how == "another expectation's":
+        first.write_bytes(second.read_bytes())
+    elif how == "cut short":
+        first.write_bytes(before[: len(before) // 2])
+    else:
+        data["answer"] = WRONG_VERDICTS[how]
+        if how != "edited":
+            _resign(data)
+        first.write_text(json.dumps(data))
+    assert first.read_bytes() != before
+    assert _verdicts(EXPECTS) == VERDICTS
+    assert first.read_bytes() == before  # judged by SymPy again, and written again whole
+
+
+RULE_AND_SLICES = """\
+x = randn(20, 30)
+W = randn(30, 40)
+S = x @ W
+L = mean(logsumexp(S, axis=1))
+"""  # x @ W: 24,000 SymPy products, past RULE_PAST: its index rule; S's 800 elements: one slice's partials
+
+
+def _run_rules(text: str) -> tuple:
+    """`_run`, this process's confirmations and slices forgotten (a new process), and the rules the Jacobians came by."""
+    symbolic._confirmed.clear()
+    symbolic._one_slices.clear()
+    symbolic._kept.clear()
+    symbolic._kept_cost[0] = 0
+    graph = load(text)
+    values = autodiff.forward(graph)
+    rules: dict = {}
+    with meter.Meter() as m:
+        found = symbolic.derivatives(graph, values, [n.id for n in graph.nodes], rules=rules)
+    return (found, m.counts), rules
+
+
+def test_index_rule_and_slice_confirmations_are_kept(cache, monkeypatch):
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    off, off_rules = _run_rules(RULE_AND_SLICES)
+    assert any("by the index rule" in how for how in off_rules.values())
+    assert any("one 1×40 slice" in how for how in off_rules.values())
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    cold, cold_rules = _run_rules(RULE_AND_SLICES)
+    assert len(_answers(cache)) == 2  # the rule's confirmation and the slice's
+    monkeypatch.setattr(symbolic, "_rule_is_sympys", lambda *a: pytest.fail("SymPy confirmed a kept rule"))
+    monkeypatch.setattr(symbolic, "_slice_partials", lambda *a: pytest.fail("SymPy differentiated a kept slice"))
+    warm, warm_rules = _run_rules(RULE_AND_SLICES)
+    _same(off, cold)
+    _same(off, warm)
+    assert off_rules == cold_rules == warm_rules
+
+
+SLICE_DAMAGE = {
+    "a symbol past the slice": lambda a: a["partials"][0][2].__setitem__(slice(None), ["s", 10 ** 6]),
+    "not a tree": lambda a: a["partials"][0].__setitem__(2, ["exec", "print(1)"]),
+    "a column past the slice": lambda a: a["partials"][0].__setitem__(1, 10 ** 6),
+    "an output past the slice": lambda a: a["partials"][0].__setitem__(0, -1),
+    "not confirmed": lambda a: a.__setitem__("same", "yes"),
+    "other fields": lambda a: a.__setitem__("more", 1),
+}
+
+
+@pytest.fixture(scope="module")
+def rule_runs(tmp_path_factory):
+    """The run without the cache, and a cache folder a cold run filled: made once, copied by each case."""
+    folder = tmp_path_factory.mktemp("rule-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADCHECK_CACHE_DIR", str(folder))
+        patch.setenv("GRADCHECK_NO_CACHE", "1")
+        off = _run_rules(RULE_AND_SLICES)
+        patch.delenv("GRADCHECK_NO_CACHE")
+        _run_rules(RULE_AND_SLICES)
+    return off, folder
+
+
+@pytest.mark.parametrize("how", [*SLICE_DAMAGE, "edited, not signed again"])
+def test_a_damaged_slice_or_rule_answer_is_made_again(cache, rule_runs, how):
+    import shutil
+    (off, off_rules), folder = rule_runs
+    shutil.copytree(folder, cache, dirs_exist_ok=True)
+    slices = [p for p in _answers(cache) if "partials" in json.loads(p.read_text())["answer"]]
+    (rule,) = [p for p in _answers(cache) if p not in slices]
+    before = {p: p.read_bytes() for p in [*slices, rule]}
+    for path in slices:
+        data = json.loads(path.read_text())
+        if how in SLICE_DAMAGE:
+            SLICE_DAMAGE[how](data["answer"])
+            _resign(data)
+        else:
+            data["answer"]["partials"][0][2] = ["n", 0.5]
+        path.write_text(json.dumps(data))
+    data = json.loads(rule.read_text())
+    data["answer"] = {"same": 0} if how in SLICE_DAMAGE else {"same": False}  # (not a bool; edited)
+    if how in SLICE_DAMAGE:
+        _resign(data)
+    rule.write_text(json.dumps(data))
+    assert all(p.read_bytes() != b for p, b in before.items())
+    again, rules = _run_rules(RULE_AND_SLICES)
+    _same(off, again)
+    assert rules == off_rules
+    assert all(p.read_bytes() == b for p, b in before.items())  # made again by SymPy, written again whole
+
+
+def test_an_answer_past_its_bound_is_not_kept(cache, monkeypatch):
+    store = jacobian_cache.Store(cache, "1.0", "aaa")
+    store.put_answer("a" * 64, {"verdict": None})
+    assert jacobian_cache.Store(cache, "1.0", "aaa").get_answer("a" * 64) == {"verdict": None}
+    monkeypatch.setattr(jacobian_cache, "MAX_ANSWER_BYTES", 400)
+    store.put_answer("b" * 64, {"verdict": [True, "x" * 400]})
+    assert store.get_answer("b" * 64) is None and not (store.path / f"{'b' * 64}.json").exists()
+    assert jacobian_cache.Store(cache, "1.0", "bbb").get_answer("a" * 64) is None  # other sources': not read

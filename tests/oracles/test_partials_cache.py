@@ -213,3 +213,35 @@ def test_the_sources_hash_follows_every_gate_module(tmp_path, monkeypatch):
     added = partials_cache.sources_hash()
     (copy / "gates" / "arithmetic.py").write_text((copy / "gates" / "arithmetic.py").read_text() + "\n# changed\n")
     assert len({before, added, partials_cache.sources_hash()}) == 3
+
+
+# a user gate with `expect` lines (their SymPy verdicts), a tensor file (matmul: a registry gate whose Jacobian
+# SymPy builds whole), user gates calling tensor gates (affine: matmul, sum, mean; softmax, logsumexp), and
+# index, concatenate and matmul calls in a recurrent step
+WARM_FILES = ["expressions/gate_sigmoid.grad", "expressions/cs231n_matmul.grad",
+              "examples/mistakes/cs231n_layers_db.grad", "expressions/cs231n_lstm_step.grad"]
+
+
+def test_a_warm_run_of_tensor_files_user_gates_and_expect_lines_needs_no_sympy(tmp_path):
+    """The command line on files whose every SymPy answer (elementwise partials, other gates' local Jacobians,
+    `expect` verdicts, a large gate's rule and slices) an earlier run kept: no SymPy import (`-X importtime`
+    lists every module imported), and the report byte for byte the cold run's."""
+    large = tmp_path / "rule_and_slices.grad"  # a product past RULE_PAST (its index rule, which SymPy confirms)
+    large.write_text("x = randn(20, 30)\nW = randn(30, 40)\nL = mean(logsumexp(x @ W, axis=1))\n")  # 20 slices
+    env = {**os.environ, "GRADCHECK_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    env.pop("GRADCHECK_NO_CACHE", None)
+    command = [sys.executable, "-X", "importtime", "-m", "gradcheck_cli", "check", *WARM_FILES, str(large), "--format", "json"]
+
+    def run(environment: dict) -> tuple[str, bool]:
+        done = subprocess.run(command, env=environment, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 1 and done.stdout.startswith("{"), done.stderr[-2000:]  # a mistake is found
+        return done.stdout, any(line.endswith("| sympy") for line in done.stderr.splitlines())
+
+    # (the cold run's report is the one without the cache: test_jacobian_cache's same bytes off, cold and warm)
+    (cold, cold_sympy), (warm, warm_sympy) = run(env), run(env)
+    assert cold_sympy and not warm_sympy
+    assert cold == warm
+    report = json.loads(warm)
+    text = json.dumps(report, ensure_ascii=False)
+    assert "symbolically equal" in text  # gate_sigmoid's formula judged by SymPy, kept
+    assert "by the index rule" in text and "on one 1×40 slice" in text  # the large file's two ways
