@@ -67,16 +67,35 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
     key = _verdict_key(exp, graph, budget)
     kept = jacobian_cache.store() if key is not None else None
     answer = kept.get_answer(key) if kept is not None and key is not None else None
-    if answer is not None and set(answer) == {"verdict"}:
-        verdict = answer["verdict"]  # as SymPy gave it in an earlier run: no SymPy import
-        if verdict is None:
+    work = symbolic.Work(budget)
+    found = _kept_verdict(answer)
+    if found is not None:  # as SymPy gave it in an earlier run (no SymPy import), its work spent again:
+        verdict, spent = found  # the file's shared budget runs out here exactly where SymPy's run would have
+        try:
+            for n in spent:
+                work.spend(n)
+        except symbolic.Exhausted:
             return None
-        if isinstance(verdict, list) and len(verdict) == 2 and isinstance(verdict[0], bool) and isinstance(verdict[1], str):
-            return verdict[0], verdict[1]
-    verdict, keep = _fresh_verdict(exp, graph, budget)
-    if kept is not None and key is not None and keep:
-        kept.put_answer(key, {"verdict": None if verdict is None else list(verdict)})
+        return verdict
+    recorded = symbolic.Recorded(work)
+    verdict, keep = _fresh_verdict(exp, graph, recorded)
+    if kept is not None and key is not None and keep and len(recorded.spent) <= jacobian_cache.MAX_VALUES:
+        kept.put_answer(key, {"verdict": None if verdict is None else list(verdict), "spent": recorded.spent})
     return verdict
+
+
+def _kept_verdict(answer: dict | None) -> tuple | None:
+    """(the verdict, the work it spent in order) of a kept answer, or None where it does not hold."""
+    if answer is None or set(answer) != {"verdict", "spent"}:
+        return None
+    verdict, spent = answer["verdict"], answer["spent"]
+    if not isinstance(spent, list) or not all(type(n) is int and n >= 0 for n in spent):
+        return None
+    if verdict is None:
+        return None, spent
+    if isinstance(verdict, list) and len(verdict) == 2 and isinstance(verdict[0], bool) and isinstance(verdict[1], str):
+        return (verdict[0], verdict[1]), spent
+    return None
 
 
 def _verdict_key(exp: Expectation, graph, budget: int) -> str | None:
@@ -89,14 +108,15 @@ def _verdict_key(exp: Expectation, graph, budget: int) -> str | None:
     return jacobian_cache.key_of(("expect verdict", main, formula, tuple(exp.leaves), exp.node, budget), [])
 
 
-def _fresh_verdict(exp: Expectation, graph, budget: int) -> tuple:
-    """`symbolic_verdict` as SymPy gives it now, and whether to keep it (not where Python's stack, not
-    the input, decided)."""
+def _fresh_verdict(exp: Expectation, graph, work) -> tuple:
+    """`symbolic_verdict` as SymPy gives it now, spending from `work`, and whether to keep it: not where
+    a budget (its own, or the file's shared one, which earlier lines and settings drew on) or Python's
+    stack decided, rather than the question."""
     named = _named_symbols(graph)
     try:
-        found = _derivative_and_expected(exp, graph, named, symbolic.Work(budget))
+        found = _derivative_and_expected(exp, graph, named, work)
     except symbolic.Exhausted:
-        return None, True
+        return None, False
     except RecursionError:
         return None, False
     if found is None:

@@ -33,13 +33,18 @@ def file(name: str) -> Path | None:
     return None if folder is None else folder / name
 
 
-def read_json(path: Path | None, object_hook=None):
-    """The JSON value of a cache file, or None (no cache, no such file, unreadable, damaged). `object_hook`
-    (json's) turns each object into what it stands for as it is read; a ValueError from it is damage."""
+def read_json(path: Path | None, object_hook=None, max_bytes: int | None = None):
+    """The JSON value of a cache file, or None (no cache, no such file, unreadable, damaged, or longer than
+    `max_bytes`: not read past them). `object_hook` (json's) turns each object into what it stands for as it
+    is read; a ValueError from it is damage."""
     if path is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"), object_hook=object_hook)
+        with open(path, "rb") as f:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            return None
+        return json.loads(data.decode("utf-8"), object_hook=object_hook)
     except (OSError, ValueError, RecursionError):
         return None
 

@@ -49,6 +49,7 @@ MAX_BYTES = 64 * 1024 ** 2  # oldest written go, down to three quarters of both
 MAX_VALUES = 10_000         # nonzero entries of one call's Jacobian kept (about 0.3 MB), and units of work
 # recorded; larger ones are not
 MAX_ANSWER_BYTES = 1024 ** 2  # another answer (`put_answer`) past this is not kept (a slice of thousands of partials)
+MAX_READ_BYTES = 2 * MAX_ANSWER_BYTES  # a file past this is no entry, not read whole (a Jacobian kept is < 1 MB)
 FOLDERS_KEPT = 3            # folders of versions and sources kept side by side (this one among them)
 PREFIX = "jacobians-sympy"
 REGISTRY_AS_IMPORTED = dict(REGISTRY)  # the registry's own gates, whose sources name the folder: a gate put in
@@ -102,7 +103,7 @@ class Store:
         entry or it does not hold (damaged, cut short, another key's, version's or sources')."""
         if self.path is None:
             return None
-        data = read_json(self.path / f"{key}.json")
+        data = read_json(self.path / f"{key}.json", max_bytes=MAX_READ_BYTES)
         if not isinstance(data, dict) or set(data) != {"key", "sympy", "sources", "spent", "slots", "check"}:
             return None
         if data["key"] != key or data["sympy"] != self.version or data["sources"] != self.sources:
@@ -129,7 +130,7 @@ class Store:
         The caller checks the answer's fields."""
         if self.path is None:
             return None
-        data = read_json(self.path / f"{key}.json")
+        data = read_json(self.path / f"{key}.json", max_bytes=MAX_READ_BYTES)
         if not isinstance(data, dict) or set(data) != {"key", "sympy", "sources", "answer", "check"}:
             return None
         if data["key"] != key or data["sympy"] != self.version or data["sources"] != self.sources:

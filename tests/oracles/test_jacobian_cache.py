@@ -306,15 +306,48 @@ def test_expect_verdicts_are_kept_and_answer_their_own_question(cache, monkeypat
     assert len(_answers(cache)) == 6
     graph = load(EXPECTS)
     assert [expectcheck.symbolic_verdict(e, graph, 3) for e in graph.expects] == [None, None]  # past 3 units of work
-    assert len(_answers(cache)) == 8
+    assert len(_answers(cache)) == 6  # a budget decided those, not the question: not kept
 
 
-WRONG_VERDICTS = {"edited": {"verdict": [True, "dq = 0"]}, "not a verdict (signed again)": {"verdict": ["yes", 1]},
-                  "three parts (signed again)": {"verdict": [True, "dq = 0", 1]},
-                  "other fields (signed again)": {"verdict": None, "more": 1}}
+# Right at this point only (dx = 2xy = 12 = 4y at x = 2): SymPy fails it, unless a budget runs out first
+AT_THE_POINT = "x = 2; y = 3\nf = x * x * y\nexpect dx = 4 * y\n"
+SPENT_BEFORE = "x = 2; y = 3\nf = x * x * y\nexpect dy = x * x\nexpect dy = x * x\nexpect dx = 4 * y\n"
 
 
-@pytest.mark.parametrize("how", [*WRONG_VERDICTS, "another expectation's", "cut short"])
+def _judged(text: str, budget: int | None) -> list:
+    return [(e.target, e.status, e.note) for e in check(text, **({} if budget is None else {"symbolic_budget": budget})).expects]
+
+
+AT, SPENT = AT_THE_POINT, SPENT_BEFORE
+
+
+@pytest.mark.parametrize("first, then", [((AT, 5), (AT, None)), ((AT, None), (AT, 5)), ((SPENT, 20), (AT, 20)),
+                                         ((AT, 20), (SPENT, 20))],
+                         ids=["small-then-default", "default-then-small", "spent-before-then-alone", "alone-then-spent-before"])
+def test_a_warm_verdict_runs_out_of_budget_where_sympy_would(cache, monkeypatch, first, then):
+    """A verdict kept from one run is the verdict another run gets cold, whatever budget each had: a budget
+    too small for SymPy (its own, or what the lines before left of the file's) is still too small warm (the
+    work the verdict spent is spent again from it), and a verdict a budget cut short is never kept to pass
+    a formula right at the point only, later, under a budget that decides it."""
+    monkeypatch.setenv("GRADCHECK_NO_CACHE", "1")
+    cold = _judged(*then)
+    monkeypatch.delenv("GRADCHECK_NO_CACHE")
+    _judged(*first)
+    assert _judged(*then) == cold
+    decided = {(AT, None): "fail", (AT, 5): "pass", (AT, 20): "fail", (SPENT, 20): "pass"}  # dx's line, cold
+    assert cold[-1][1] == decided[then] and (cold[-1][1] == "fail") != ("too large" in cold[-1][2])
+
+
+WRONG_VERDICTS = {"edited": lambda a: a.update(verdict=[True, "dq = 0"]),
+                  "not a verdict (signed again)": lambda a: a.update(verdict=["yes", 1]),
+                  "three parts (signed again)": lambda a: a.update(verdict=[True, "dq = 0", 1]),
+                  "other fields (signed again)": lambda a: a.update(more=1),
+                  "no work (signed again)": lambda a: a.pop("spent"),
+                  "negative work (signed again)": lambda a: a.update(spent=[-1]),
+                  "work not counts (signed again)": lambda a: a.update(spent=["1"])}
+
+
+@pytest.mark.parametrize("how", [*WRONG_VERDICTS, "another expectation's", "cut short", "longer than an entry is"])
 def test_a_damaged_or_foreign_verdict_is_ignored_and_made_again(cache, how):
     assert _verdicts(EXPECTS) == VERDICTS
     first, second = sorted(_answers(cache), key=lambda p: json.loads(p.read_text())["answer"]["verdict"][0])  # dq's, dx's
@@ -324,8 +357,10 @@ def test_a_damaged_or_foreign_verdict_is_ignored_and_made_again(cache, how):
         first.write_bytes(second.read_bytes())
     elif how == "cut short":
         first.write_bytes(before[: len(before) // 2])
+    elif how == "longer than an entry is":  # the same entry, whole and signed, padded: not read past the bound
+        first.write_bytes(before + b" " * jacobian_cache.MAX_READ_BYTES)
     else:
-        data["answer"] = WRONG_VERDICTS[how]
+        WRONG_VERDICTS[how](data["answer"])
         if how != "edited":
             _resign(data)
         first.write_text(json.dumps(data))
