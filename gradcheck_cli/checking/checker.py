@@ -8,14 +8,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..oracles import autodiff, complexstep, numeric, runners, symbolic
-from . import cost, diagnosis, gatecheck, hvp, pipeline, targets, verdict
+from . import cost, diagnosis, expectcheck, gatecheck, hvp, pipeline, targets, verdict
 from ..core.errors import GradcheckError
-from .expectcheck import judge as judge_expect
 from ..language.frontend import load
 from ..language.graph import Graph
 from ..core.limits import MAX_JACOBIAN, size_error
 from ..core.meter import PRICES
-from ..core.report import CheckReport, ExpectRow, GateRow, NodeRow
+from ..core.report import CheckReport, GateRow, NodeRow
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
 from ..core.status import Status
@@ -103,11 +102,7 @@ def _fill(report: CheckReport, graph: Graph, settings: Settings):
         report.symbolic_rules = [f"{where}: {how}" for where, how in reversed(rules.items())]
         room = cost.MAX_WORK - work.total + (sympy.budget - sympy.used) * PRICES["sympy"]
         checks = _gate_checks(graph, values, settings, jacobians, rows, reach, report, lambda calls: _within(calls, units, room))
-        report.expects = []
-        for e in graph.expects:
-            actual = autodiff.jacobian(graph, adjoints[e.node], graph.nodes[e.node])
-            expected, status, note = judge_expect(e, graph, values, actual, settings.symbolic)
-            report.expects.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
+        report.expects = expectcheck.rows(graph, values, adjoints, settings.symbolic)
     report.gates = [_gate_row(graph, c, checks) for c in checks]
     diagnosis.name_culprits(graph, rows, checks)
     for node in graph.checked():

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..oracles import jacobian_cache, symbolic
-from ..oracles.autodiff import run_graph
+from ..oracles.autodiff import jacobian, run_graph
 from ..core.errors import GradShapeError
+from ..core.report import ExpectRow
 from ..language.expects import Expectation, within
 from ..core.streams import Stream, stream
 
@@ -17,6 +18,17 @@ MAX_DERIVATIVES = 64    # output elements × target elements SymPy differentiate
 MAX_NODES = 200         # graphs larger than this are compared at the point only
 MAX_LEAF_ELEMENTS = 2_000  # ... and graphs whose leaves hold more elements than this
 RANDOM_POINTS = 3       # points at which SymPy's derivative and the formula must agree
+
+
+def rows(graph, values: list, adjoints: list, symbolic_check: bool) -> list:
+    """The report's row of each `expect` line, at first order and at second alike: its target's gradient
+    (backprop's, from `adjoints`) judged against what the line says."""
+    found = []
+    for e in graph.expects:
+        actual = jacobian(graph, adjoints[e.node], graph.nodes[e.node])
+        expected, status, note = judge(e, graph, values, actual, symbolic_check)
+        found.append(ExpectRow(e.target, expected, actual, status, e.pos.line, e.pos.col, note))
+    return found
 
 
 def judge(exp: Expectation, graph, values: list, actual: np.ndarray, symbolic_check: bool,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cost, verdict
+from . import cost, expectcheck, verdict
 from ..oracles import plan, symbolic
 from ..oracles.autodiff import LocalVjp, backward, body_vjp, branch_rows, forward, gate_vjp, run_graph
 from ..oracles.complexstep import GRAPH_H as H  # (its reasons hold for forward-over-reverse too)
@@ -93,6 +93,9 @@ def fill(report, graph, settings) -> None:
                                     culprit=culprit, node_id=node.id,
                                     numeric_rounding=j.numeric_rounding,
                                     symbolic_rounding=j.symbolic_rounding))
+    if graph.expects:  # the lines state first derivatives: judged as at first order, not left out
+        with symbolic.shared(settings.symbolic_budget):
+            report.expects = expectcheck.rows(graph, values, backward(graph, values, {}), settings.symbolic)
 
 
 def _product(graph, values, leaves, v, seed, errors, local: LocalVjp | None = None) -> tuple:

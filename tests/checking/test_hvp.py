@@ -63,6 +63,22 @@ def test_every_example_passes_at_second_order():
         assert report.error is None and report.passed, (path.name, [(r.name, r.status, r.note) for r in report.nodes])
 
 
+# x³y: dx = 3x²y and dy = x³ everywhere; 2xy is not dx at the point, 6xy equals 3x²y at x = 2 only
+EXPECTS = "x = 2\ny = -0.5\nf = x * x * x * y\nexpect dx = 2 * x * y\nexpect dy = x * x * x\nexpect dx = 3 * x * x * y\n" \
+          "expect dx = 6 * x * y\n"
+
+
+def test_expect_lines_are_judged_at_second_order_as_at_first():
+    """An `expect` line states a first derivative, whatever order the check is at: under --order 2 a wrong
+    one fails the file as it does at first order (backprop's gradient at the point, SymPy's everywhere)."""
+    first, second = check(EXPECTS), check(EXPECTS, order=2)
+    rows = [(e.target, e.status, e.note) for e in second.expects]
+    assert rows == [("dx", "fail", "dx is -6, not -2"), ("dy", "pass", "symbolically equal"),
+                    ("dx", "pass", "symbolically equal"), ("dx", "fail", "equal at this point only: dx = 3*x**2*y")]
+    assert rows == [(e.target, e.status, e.note) for e in first.expects]
+    assert not second.passed and check(EXPECTS.split("expect")[0] + "expect dy = x * x * x\n", order=2).passed
+
+
 def test_a_kink_has_no_second_derivative():
     report = check("x = [0.0, 1.5]\nf = sum(relu(x) * x)\n", order=2)
     assert [r.status for r in report.nodes] == ["kink"] and "no second derivative" in report.nodes[0].note
