@@ -453,7 +453,9 @@ def _arm(seconds: int, stack) -> None:  # pragma: no cover - runs in the child p
     signal.setitimer(signal.ITIMER_PROF, seconds)  # the process's CPU time, user and system, every thread
     usage = resource.getrusage(resource.RUSAGE_SELF)
     soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    want = math.ceil(usage.ru_utime + usage.ru_stime) + seconds
+    # a whole second past the timer at the least: the two never fall together (a dump the other signal cut
+    # into lost the code's line; at a usage of 0.0 s, or 0.999 s, they were the same moment)
+    want = math.ceil(usage.ru_utime + usage.ru_stime + seconds) + 1
     if hard != resource.RLIM_INFINITY:
         want = min(want, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (want, hard))

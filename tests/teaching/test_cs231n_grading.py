@@ -371,7 +371,7 @@ def test_students_files_in_cs231n_style_are_graded_with_no_adapter(tmp_path):
     assert done.returncode == 0, done.stderr
     graded = {s["student"]: {p["what"]: p for p in s["parts"]} for s in json.loads(done.stdout)["submissions"]}
     assert {k: p["earned"] for k, p in graded["bea"].items()} == POINTS, {k: p["reason"] for k, p in graded["bea"].items()}
-    assert {k: p["earned"] for k, p in graded["cal"].items()} == zero("svm_loss.dx")
+    assert {k: p["earned"] for k, p in graded["cal"].items()} == zero("svm_loss.dx"), {k: p["reason"] for k, p in graded["cal"].items()}
     assert "svm_loss" in graded["cal"]["svm_loss.dx"]["reason"] or "dx" in graded["cal"]["svm_loss.dx"]["reason"]
 
 
