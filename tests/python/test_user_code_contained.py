@@ -5,6 +5,7 @@ sys.exit or a KeyboardInterrupt it raises is an error at its line (exit 2), neve
 from __future__ import annotations
 
 import json
+import time
 import os
 import subprocess
 import sys
@@ -200,8 +201,9 @@ def limited(tmp_path_factory) -> dict:
 
     def one(backward):
         folder = tmp_path_factory.mktemp("limited")
+        began = time.monotonic()
         done = run(folder, backward=backward, env=SECONDS)
-        done.folder = folder  # where the code wrote what it wrote
+        done.folder, done.took = folder, time.monotonic() - began  # where the code wrote what it wrote; how long
         return done
     with ThreadPoolExecutor(max_workers=len(backwards)) as pool:
         ran = dict(zip(backwards, pool.map(one, backwards)))
@@ -238,7 +240,10 @@ def test_the_time_limit_is_a_backstop_not_a_budget(tmp_path, limited):
     assert done.returncode == 0, done.stdout[-800:]
     done = limited[ENDLESS_LOGGED]
     assert done.returncode == 2 and "after 1 s of CPU time" in _error(done)["message"]
-    assert _error(done)["line"] == 13, _error(done)  # the loop's line, wherever the process was stopped in it
+    # the loop's line, wherever the process was stopped in it; unless the machine starved the process so
+    # that its CPU second took its 3 s in all, when the two limits fall together and the line can be lost
+    # (known: docs/python.md); never on a machine that gave it the CPU
+    assert _error(done)["line"] == 13 or done.took >= 2.5, (_error(done), done.took)
     # and stopped at its limit, not up to a second later (RLIMIT_CPU alone counts whole seconds: 1.9 s here):
     # the job's second began at or before the backward's start. (Under load the wall clock's 3 s may stop it
     # sooner, which is why there is no lower bound.)
