@@ -84,8 +84,7 @@ def symbolic_verdict(exp: Expectation, graph, budget: int):
     if found is not None:  # as SymPy gave it in an earlier run (no SymPy import), its work spent again:
         verdict, spent = found  # the file's shared budget runs out here exactly where SymPy's run would have
         try:
-            for n in spent:
-                work.spend(n)
+            symbolic.replay(work, spent)
         except symbolic.Exhausted:
             return None
         return verdict
@@ -101,7 +100,7 @@ def _kept_verdict(answer: dict | None) -> tuple | None:
     if answer is None or set(answer) != {"verdict", "spent"}:
         return None
     verdict, spent = answer["verdict"], answer["spent"]
-    if not isinstance(spent, list) or not all(type(n) is int and n >= 0 for n in spent):
+    if not symbolic.valid_spent(spent):
         return None
     if verdict is None:
         return None, spent

@@ -41,6 +41,7 @@ import numpy as np
 from ..core.cache import directory, read_json, write_json
 from ..gates import REGISTRY
 from . import partials_cache
+from .symvalues import valid_spent
 
 SOURCES = (*partials_cache.SOURCES, "oracles/jacobian_cache.py", "language/graph.py", "core/cache.py",
            "checking/expectcheck.py", "language/expects.py")  # and the `expect` verdicts kept (`get_answer`)
@@ -111,7 +112,7 @@ class Store:
         if data["check"] != _checksum(data):
             return None
         spent, slots = data["spent"], data["slots"]
-        if not isinstance(spent, list) or not all(type(n) is int and n >= 0 for n in spent):
+        if not valid_spent(spent):
             return None
         if not isinstance(slots, list) or len(slots) != len(sizes):
             return None

@@ -28,6 +28,7 @@ from .autodiff import run_graph
 from ..language.graph import Composite, Graph
 from . import jacobian_cache, partials_cache
 from .symvalues import Exhausted, Recorded, Unsupported, Work, array_value, shared, count, partials, value_at  # noqa: F401 - part of the module's API
+from .symvalues import replay, valid_spent  # noqa: F401 - part of the module's API
 from .symvalues import tree_of, tree_value
 from ..core.settings import DEFAULT_SYMBOLIC_BUDGET as DEFAULT_BUDGET
 
@@ -263,8 +264,7 @@ def local_jacobian(node, args: list, work: Work, rules: dict | None = None) -> l
     found = kept_jacobians.get(stored, node.size, [int(np.size(a)) for a in args])
     if found is not None:  # this call's Jacobian as SymPy made it in an earlier run, its work spent again
         spent, jac = found
-        for n in spent:
-            work.spend(n)
+        replay(work, spent)
         return jac
     recorded = Recorded(work)
     jac = _sympy_jacobian(node, args, recorded, key)

@@ -60,6 +60,18 @@ class Recorded(Work):
         self.work.spend(n)
 
 
+def replay(work: Work, spent: list) -> None:
+    """Spends from `work`, in order, what a Recorded noted: its budget runs out (Exhausted) where the run
+    that noted them would have run out under it."""
+    for n in spent:
+        work.spend(n)
+
+
+def valid_spent(spent) -> bool:
+    """Whether a kept value is a list of work amounts, as Recorded notes them."""
+    return isinstance(spent, list) and all(type(n) is int and n >= 0 for n in spent)
+
+
 _pool: ContextVar = ContextVar("gradcheck_sympy_pool", default=None)
 
 
