@@ -2,6 +2,7 @@
 
 pytest_plugins = ["pytester"]
 
+import atexit
 import compileall
 import gc
 import importlib.util
@@ -61,6 +62,7 @@ def pytest_configure(config):
     it (cli.one_blas_thread), in the workers and the processes they start: a pool of threads spinning
     between the many small products of a check cost the in-process tests about a tenth more CPU."""
     if "PYTEST_XDIST_WORKER" in os.environ:
+        atexit.register(_end_worker, config)
         return
     one_blas_thread(os.environ)
     compileall.compile_dir(str(ROOT / "gradcheck_cli"), quiet=2)
@@ -81,7 +83,19 @@ JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_
              "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30)}
 
 
+def _end_worker(config) -> None:
+    """A worker whose session ended ends its process here, after the exit handlers registered since it
+    started (check-py's fork servers, torch's, JAX's) and before those registered earlier: skipped is
+    Python's own teardown of a heap of a thousand tests' modules and caches, a second or more of CPU
+    for each worker while the run waits for it (nothing in it is the suite's to check)."""
+    if getattr(config, "gradcheck_ended", False):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def pytest_unconfigure(config):
+    config.gradcheck_ended = True
     folder = getattr(config, "gradcheck_cache", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
