@@ -252,7 +252,9 @@ class _Restricted(pickle.Unpickler):
 
 # --- why the process ended, and where ---------------------------------------------------------------
 
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+) in (?P<name>\S+)', re.M)
+# (line ???: Python 3.11 gives some instructions no line, the POP_TOP after an expression statement among them,
+# and a signal can stop the code at one)
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"\n]+)", line (?P<line>\d+|\?\?\?) in (?P<name>\S+)', re.M)
 
 
 def _death(code: int | None, dump: str, seconds: int, unreadable: _Unreadable | None) -> GradcheckError:
@@ -301,17 +303,47 @@ def _user_frame(dump: str, in_loop: bool = False) -> tuple[str, int, str] | None
     """The most recent frame of the stack in a file that is neither gradcheck's, Python's nor an
     installed package's: (file, line, function). With `in_loop`, the most recent such frame inside a
     loop, at the line of the outermost loop around it in its function: a process stopped at any
-    moment of an endless loop is shown at the same line."""
+    moment of an endless loop is shown at the same line. A frame stopped at an instruction with no
+    line (`line ???`) is at its function's one outermost loop (with `in_loop`) or its `def` line."""
     for m in _FRAME.finditer(dump):
-        path, line = m.group("file"), int(m.group("line"))
+        path = m.group("file")
         if path.startswith("<") or not os.path.isfile(path) or _installed(path):
             continue
-        if in_loop:
-            line = _loop_around(path, line)
-            if line is None:
-                continue
+        if m.group("line").isdigit():
+            line = _loop_around(path, int(m.group("line"))) if in_loop else int(m.group("line"))
+        else:
+            line = _line_of_function(path, m.group("name"), in_loop)
+        if line is None:
+            continue
         return _shown(path), line, m.group("name")
     return None
+
+
+def _line_of_function(path: str, name: str, in_loop: bool) -> int | None:
+    """For a frame of `name` whose line is unknown: with `in_loop`, the first line of the function's
+    outermost loop when it has one only; else its `def` line (None for the module, or a name defined
+    twice)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            tree = ast.parse(f.read(1 << 22))
+    except (OSError, SyntaxError, ValueError, RecursionError):
+        return None
+    defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    scope: ast.AST | None = tree if name == "<module>" else defs[0] if len(defs) == 1 else None
+    if scope is None:
+        return None
+    if not in_loop:
+        return None if scope is tree else getattr(scope, "lineno", None)
+    loops: list = []
+
+    def outermost(node) -> None:  # the loops of this scope not inside another (nor in a function within it)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
+                loops.append(child)
+            elif not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                outermost(child)
+    outermost(scope)
+    return loops[0].lineno if len(loops) == 1 else None
 
 
 def _loop_around(path: str, line: int) -> int | None:
@@ -396,13 +428,7 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
     stack = os.fdopen(stack_fd, "w", encoding="utf-8")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     faulthandler.enable(file=stack, all_threads=True)
-    # The limits write the stack from the stopped code's own thread, in a signal handler, then end the
-    # process (chain=True: the signal's default action): the main thread's frames are still, as they are
-    # not while faulthandler's watchdog thread reads them (on a loaded machine it could cut the stack
-    # short, or crash the process, and the user's line was lost).
-    faulthandler.register(signal.SIGPROF, file=stack, all_threads=True, chain=True)
-    faulthandler.register(signal.SIGXCPU, file=stack, all_threads=True, chain=True)
-    faulthandler.register(signal.SIGALRM, file=stack, all_threads=True, chain=True)
+    _limit_signals(stack)
     if orphaned is not None:
         faulthandler.register(orphaned[0], file=stack, all_threads=True, chain=True)
         if not forkserver.die_with_server(orphaned, orphaned[0]):  # the server ended already
@@ -441,6 +467,34 @@ def _child(pipe_fd: int, stack_fd: int, orphaned: tuple | None = None) -> None: 
         real_exit(70)
     pipe.close()
     real_exit(0)
+
+
+_CPU_SIGNALS = {signal.SIGPROF, signal.SIGXCPU}
+
+
+def _limit_signals(stack) -> None:  # pragma: no cover - runs in the child process
+    """The limits' signals: each writes the stopped code's stack from the code's own thread (whose
+    frames are still, as they are not while faulthandler's watchdog thread reads them: on a loaded
+    machine that cut the stack short), then ends the process by that signal.
+
+    The CPU's (SIGPROF, the job's timer; SIGXCPU, RLIMIT_CPU) in faulthandler's own handler, at once,
+    even inside C code (chain=True: then the signal's default action). The wall clock's (SIGALRM) in a
+    Python handler, at the code's next line (a sleep or a wait is interrupted for it), the CPU's
+    blocked while it writes. On a machine so loaded that the code gets a third of a core, its CPU
+    second and its 3 s in all come together; when both were faulthandler's, the second signal,
+    arriving while the first one's stack was written, entered faulthandler's handler again, which
+    writes nothing then and ended the process at once, the stack half written: the user's line lost.
+    Now the wall clock's, arriving during the CPU's, only marks itself for later (the process ends
+    first), and the CPU's waits while the wall clock's stack is written."""
+    faulthandler.register(signal.SIGPROF, file=stack, all_threads=True, chain=True)
+    faulthandler.register(signal.SIGXCPU, file=stack, all_threads=True, chain=True)
+
+    def wall_clock(signum, frame):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _CPU_SIGNALS)
+        faulthandler.dump_traceback(file=stack, all_threads=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    signal.signal(signal.SIGALRM, wall_clock)
 
 
 def _arm(seconds: int, stack) -> None:  # pragma: no cover - runs in the child process

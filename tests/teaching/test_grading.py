@@ -118,6 +118,55 @@ def test_the_gradebook_and_the_feedback_files(python_class):
     assert {"ben.points", "kim.points"} <= points and not {"ada.points", "lou.points", "max.points"} & points
 
 
+def test_a_grader_with_more_than_1024_files_open_grades_as_any_other(tmp_path):
+    """The grader waits on each submission's pipes with poll, not select (whose descriptors stop at
+    1,024): in a process with many files open (a notebook, a long-lived test process) the second
+    submission's pipes were past that, and a right student got 0 on every part ("ValueError in the
+    grader"). Here every descriptor the grade opens is past 1,024, two submissions at once (-j 2)."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files, fewer than the test needs")
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name in ("ada", "ben"):
+        (folder / f"{name}.py").write_text(PY_CLASS[name][0], encoding="utf-8")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held: list = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        graded = _grade(PY_EXERCISE, folder)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    for name in ("ada", "ben"):
+        parts = {p["what"].split(".")[-1]: p for p in graded[name]["parts"]}
+        assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS[name][1], {k: p["reason"] for k, p in parts.items()}
+    assert "not summed over the batch" in {p["what"]: p for p in graded["ben"]["parts"]}["affine.db"]["reason"]
+
+
+def test_a_call_that_waits_is_not_charged_its_wall_clock_time_as_cpu(tmp_path, monkeypatch):
+    """--call-timeout counts CPU: a right backward whose first call waits 1.5 s (sleeping: no CPU, as a
+    call stretched by a loaded machine) earns its points under a 0.5 s limit, though the grader's
+    first look at its processes comes 1 s into the call (as it does when the grader itself is
+    starved). That look once charged the call the wall-clock time before it: 1 s, past the limit."""
+    from gradcheck_cli.teaching import sandbox
+    monkeypatch.setattr(sandbox, "WATCH_SECONDS", 1.0)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    slow = PY_CLASS["ada"][0].replace("    x, w, b = cache\n", "    x, w, b = cache\n    if not SLEPT:\n"
+                                      "        SLEPT.append(time.sleep(1.5))\n").replace("import numpy as np\n",
+                                                                                     "import time\nimport numpy as np\nSLEPT = []\n")
+    assert "time.sleep(1.5)" in slow
+    (folder / "ada.py").write_text(slow, encoding="utf-8")
+    parts = {p["what"].split(".")[-1]: p for p in _grade(PY_EXERCISE, folder, "--call-timeout", "0.5")["ada"]["parts"]}
+    assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS["ada"][1], {k: p["reason"] for k, p in parts.items()}
+
+
 GATE = "gate affine(x, W, b) = x @ W + b\n"
 POINT = ("\nx = [[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]]\nW = [[1.0, 2.0], [2.0, -1.0]]\nb = [0.5, -0.5]\n"
          "L = sum(tanh(affine(x, W, b)))\n")
