@@ -26,6 +26,7 @@ from ..core.limits import MAX_FILE_BYTES
 from ..python import forkserver
 from .exercise import Exercise
 from .grading import Graded, PartResult, class_pairs, grad_points, grade_python, zero
+from . import sandbox
 from .sandbox import Limits, environment, limited
 from .student_side import encode
 from ..core.text import student_name, student_text
@@ -146,8 +147,11 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
         if on_done is not None:
             on_done(graded)
         return graded
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, students(submissions, exercise.path)))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, students(submissions, exercise.path)))
+    finally:
+        sandbox.removed()  # the submissions' private folders gone before the grader is
 
 
 def _masked(graded: Graded, secret: int, root: str = "/") -> Graded:

@@ -42,6 +42,7 @@ STDERR_TAIL = 4096           # bytes of its standard error kept for a reason
 NOBODY = 65534
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")  # all of /dev a sandbox shows (nowhere to write)
 WATCH_SECONDS = 0.1          # how often a running submission's processes are counted and measured
+REMOVE_SECONDS = 60.0        # the longest the grader waits, at its end, for the private folders to be removed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,7 +390,11 @@ class Submission:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-        threading.Thread(target=_remove, args=(self.folder, self._stderr), daemon=True).start()
+        removal = threading.Thread(target=_remove, args=(self.folder, self._stderr), daemon=True)
+        with _REMOVALS_LOCK:
+            _REMOVALS[:] = [r for r in _REMOVALS if r.is_alive()]
+            _REMOVALS.append(removal)
+        removal.start()
 
     def __enter__(self):
         return self
@@ -399,18 +404,55 @@ class Submission:
         return False
 
 
+_REMOVALS: list[threading.Thread] = []  # the private folders being removed, each in a thread of its own
+_REMOVALS_LOCK = threading.Lock()
+
+
+def removed(timeout: float = REMOVE_SECONDS) -> None:
+    """Wait (`timeout` seconds in all at most) until the private folders of the submissions closed so far
+    are removed: the grader ends after them, not in the middle of one (a daemon thread ends with its
+    process, and what it had not removed stayed in the temporary folder)."""
+    deadline = time.monotonic() + timeout
+    with _REMOVALS_LOCK:
+        waiting = list(_REMOVALS)
+    for removal in waiting:
+        removal.join(max(0.0, deadline - time.monotonic()))
+
+
 def _remove(folder: str, stderr) -> None:
-    """The private folder removed, however deep or odd what the submission left in it."""
+    """The private folder removed, however deep or odd what the submission left in it. Never raises (it
+    runs in a thread of its own, whose exception would be printed on the grader's standard error, the
+    folder left behind): a tree deeper than Python's recursion (os.walk and shutil.rmtree recurse, a
+    thousand folders one in another end them) or than a path can name is removed by chmod and rm, which
+    walk it by descriptors."""
     try:
         stderr.close()
     except OSError:
         pass
-    for root, dirs, _ in os.walk(folder):
-        for d in dirs:
+    try:
+        _open_up(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    except Exception:  # noqa: BLE001 - RecursionError among them: the tools below finish the job
+        pass
+    if os.path.lexists(folder):
+        for command in (["chmod", "-R", "u+rwx", "--", folder], ["rm", "-rf", "--", folder]):
             try:
-                os.chmod(os.path.join(root, d), 0o700)
-            except OSError:
+                subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False,
+                               timeout=REMOVE_SECONDS)
+            except (OSError, subprocess.SubprocessError):
                 pass
-    shutil.rmtree(folder, ignore_errors=True)
-    if os.path.exists(folder):
-        subprocess.run(["rm", "-rf", "--", folder], capture_output=True, check=False)
+
+
+def _open_up(folder: str) -> None:
+    """Every folder under `folder` made readable and enterable by its owner (a submission may take its
+    own folders' permissions away), one folder after another, without recursion; a path too long to
+    name is passed over quietly."""
+    stack = [folder]
+    while stack:
+        path = stack.pop()
+        try:
+            os.chmod(path, 0o700)
+            with os.scandir(path) as entries:
+                stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError:
+            pass

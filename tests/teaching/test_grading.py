@@ -167,6 +167,82 @@ def test_a_call_that_waits_is_not_charged_its_wall_clock_time_as_cpu(tmp_path, m
     assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS["ada"][1], {k: p["reason"] for k, p in parts.items()}
 
 
+def _nest(folder: Path, depth: int) -> None:
+    """Folders `depth` deep under `folder` (made by relative names, as a submission makes them: past what a
+    path can name), a file at the bottom and a folder there whose permissions are all taken away."""
+    import os
+    here = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=here)
+            below = os.open("d", os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here = below
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=here), "w") as f:
+            f.write("x")
+        os.mkdir("locked", dir_fd=here)
+        os.chmod("locked", 0, dir_fd=here)
+    finally:
+        os.close(here)
+
+
+@pytest.mark.parametrize("depth", [1_500, 2_500])  # deeper than Python's recursion; and than a path can name
+def test_a_submissions_private_folder_is_removed_however_deep_it_made_it(tmp_path, depth, capfd):
+    from gradcheck_cli.teaching import sandbox
+    folder = tmp_path / "private"
+    (folder / "work").mkdir(parents=True)
+    _nest(folder / "work", depth)
+    stderr = open(folder / "stderr", "wb")
+    try:
+        sandbox._remove(str(folder), stderr)  # the removal thread's own function: it must never raise
+        assert not folder.exists() and stderr.closed
+        assert capfd.readouterr() == ("", "")
+    finally:
+        _rm_deep(folder)
+
+
+def _rm_deep(*folders) -> None:
+    """What a failing test left removed by the tools (pytest's own removal of its temporary folders recurses,
+    and a tree this deep would end it, run after run)."""
+    import subprocess
+    for folder in folders:
+        subprocess.run(["chmod", "-R", "u+rwx", "--", str(folder)], capture_output=True, check=False)
+        subprocess.run(["rm", "-rf", "--", str(folder)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])  # in the sandbox where bwrap runs here; and without it
+def test_the_grader_ends_after_the_submissions_folders_are_removed(tmp_path, monkeypatch, mode):
+    """A submission that nests 1,500 folders in its private folder (deeper than the recursion of os.walk and
+    shutil.rmtree): its folder is gone when the grade returns, as every other's, and the right student
+    beside it keeps its points. The folder was left in the temporary folder for good: its removal, in
+    a thread of its own, ended in a RecursionError (and a grader could end before such a thread did)."""
+    import os
+    import tempfile
+    monkeypatch.setenv("GRADCHECK_SANDBOX", mode)
+    marker = f"# deep folder {os.getpid()} {tmp_path.name}"
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    deep = ("import os\n" + marker + "\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
+            "os.chdir(os.path.dirname(__file__))\n" + PY_CLASS["ada"][0])
+    (folder / "deep.py").write_text(deep, encoding="utf-8")
+    (folder / "ada.py").write_text(PY_CLASS["ada"][0], encoding="utf-8")
+    graded = _grade(PY_EXERCISE, folder)
+    parts = {p["what"].split(".")[-1]: p for p in graded["ada"]["parts"]}
+    assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS["ada"][1], {k: p["reason"] for k, p in parts.items()}
+    left = []
+    with os.scandir(tempfile.gettempdir()) as entries:
+        for entry in entries:
+            if entry.name.startswith("gradcheck-submission-"):
+                try:
+                    source = (Path(entry.path) / "work" / "submission.py").read_text(encoding="utf-8")
+                except OSError:
+                    continue
+                if marker in source:
+                    left.append(entry.path)
+    _rm_deep(*left)
+    assert not left, left
+
+
 GATE = "gate affine(x, W, b) = x @ W + b\n"
 POINT = ("\nx = [[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]]\nW = [[1.0, 2.0], [2.0, -1.0]]\nb = [0.5, -0.5]\n"
          "L = sum(tanh(affine(x, W, b)))\n")
