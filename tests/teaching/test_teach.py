@@ -156,7 +156,7 @@ def test_quiz_end_of_input_counts_as_unanswered():
     assert result.exit_code == 1 and "score: 1/5" in result.output
 
 
-def test_quiz_answers_file_covers_unnamed_gates_and_rounding():
+def test_quiz_answers_file_covers_unnamed_gates_and_rounding(_answers_file):
     # every node of the written-out neuron, unnamed gates included, to the notes' two decimals
     good = _answers_file(
         "d1 + exp(-dot) = -0.53", "dexp(-dot) = -0.53", "d-dot = -0.20", "ddot = 0.20", "dw2 = 0.20",
@@ -171,15 +171,19 @@ def test_quiz_answers_file_covers_unnamed_gates_and_rounding():
     assert result.exit_code == 0
 
 
-def _answers_file(*lines):
-    import tempfile
-    fd, path = tempfile.mkstemp(suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+@pytest.fixture
+def _answers_file(tmp_path):
+    """An answers file of these lines, in the test's own folder (each call a new one)."""
+    made = []
+
+    def write(*lines):
+        made.append(tmp_path / f"answers{len(made)}.txt")
+        made[-1].write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return str(made[-1])
+    return write
 
 
-def test_quiz_answers_file():
+def test_quiz_answers_file(_answers_file):
     good = _answers_file("# the CS224n example", "db = 3", "da = 2", "dz = 0", "dy = 5", "dx = 2")
     result = run("quiz", MAXCIRCUIT, "--answers", good)
     assert result.exit_code == 0 and "score: 5/5" in result.output
@@ -195,7 +199,7 @@ def test_quiz_answers_file():
     ("x = 2", ":1:1: error: 'x' is not the gradient of a quiz node"),
     ("db 2", ":1:1: error: expected d<node> = value"),
 ])
-def test_quiz_bad_answers_file(line, fragment):
+def test_quiz_bad_answers_file(line, fragment, _answers_file):
     result = run("quiz", MAXCIRCUIT, "--answers", _answers_file("# answers", line))
     fragment = fragment.replace(":1:", ":2:", 1)
     assert result.exit_code == 2 and fragment in result.output, result.output
