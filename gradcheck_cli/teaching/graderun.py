@@ -147,11 +147,10 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
         if on_done is not None:
             on_done(graded)
         return graded
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, students(submissions, exercise.path)))
-    finally:
-        sandbox.removed()  # the submissions' private folders gone before the grader is
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        graded = list(pool.map(one, students(submissions, exercise.path)))
+    sandbox.removed()  # the submissions' private folders gone before the grader is
+    return graded
 
 
 def _masked(graded: Graded, secret: int, root: str = "/") -> Graded:
