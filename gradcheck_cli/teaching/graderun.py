@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -147,8 +148,15 @@ def grade_class(exercise: Exercise, submissions: list, secret: int, hidden: int,
         if on_done is not None:
             on_done(graded)
         return graded
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        graded = list(pool.map(one, students(submissions, exercise.path)))
+    # Warnings ignored for the class, around its threads: each call into the exercise's code (pairs.py, sealed.py)
+    # ignores them in a block of its own, which saves the process's filters and puts them back at its end, and
+    # catch_warnings is not thread-safe: one thread's block ending while another's call ran put the caller's
+    # filters back under that call (`-W error`: the exercise's warning raised, its student got 0). Now every
+    # block a thread enters finds "ignore", and whatever order they end in, puts "ignore" back.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            graded = list(pool.map(one, students(submissions, exercise.path)))
     sandbox.removed()  # the submissions' private folders gone before the grader is
     return graded
 

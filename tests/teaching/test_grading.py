@@ -243,6 +243,34 @@ def test_the_grader_ends_after_the_submissions_folders_are_removed(tmp_path, mon
     assert not left, left
 
 
+def test_the_grading_threads_find_warnings_ignored_when_they_ignore_them(tmp_path, monkeypatch):
+    """Each call into the exercise's code ignores warnings in a block of its own (`warnings.catch_warnings`), which
+    saves the filters it finds and puts them back at its end, and that is not thread-safe: under -j 2, one
+    thread's block ending while the other's call ran put the caller's filters back under that call (under
+    `-W error` the exercise's warning raised there, and its student got 0). Every block a grading thread
+    enters must find warnings ignored already, so that whatever order they end in, "ignore" is what they put
+    back."""
+    import threading
+    import warnings
+    found = []
+    real = warnings.catch_warnings
+
+    class Recording(real):
+        def __enter__(self):
+            if threading.current_thread() is not threading.main_thread():
+                found.append(list(warnings.filters))
+            return super().__enter__()
+    monkeypatch.setattr(warnings, "catch_warnings", Recording)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name in ("ada", "ben"):
+        (folder / f"{name}.py").write_text(PY_CLASS[name][0], encoding="utf-8")
+    graded = _grade(PY_EXERCISE, folder)
+    assert {p["what"]: p["earned"] for p in graded["ada"]["parts"]} == {"affine.dx": 2, "affine.dw": 2, "affine.db": 1}
+    assert found, "no block was entered in a grading thread"
+    assert all(f and f[0][:4] == ("ignore", None, Warning, None) for f in found), [f[:2] for f in found]
+
+
 GATE = "gate affine(x, W, b) = x @ W + b\n"
 POINT = ("\nx = [[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]]\nW = [[1.0, 2.0], [2.0, -1.0]]\nb = [0.5, -0.5]\n"
          "L = sum(tanh(affine(x, W, b)))\n")
