@@ -118,6 +118,21 @@ def test_the_gradebook_and_the_feedback_files(python_class):
     assert {"ben.points", "kim.points"} <= points and not {"ada.points", "lou.points", "max.points"} & points
 
 
+def _submissions(tmp_path: Path, **sources) -> Path:
+    """A folder of submissions: NAME.py holding each source given."""
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name, source in sources.items():
+        (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    return folder
+
+
+def _assert_scored(graded: dict, name: str) -> None:
+    """The student `name` of PY_CLASS earned exactly its points, part by part."""
+    parts = {p["what"].split(".")[-1]: p for p in graded[name]["parts"]}
+    assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS[name][1], {k: p["reason"] for k, p in parts.items()}
+
+
 def test_a_grader_with_more_than_1024_files_open_grades_as_any_other(tmp_path):
     """The grader waits on each submission's pipes with poll, not select (whose descriptors stop at
     1,024): in a process with many files open (a notebook, a long-lived test process) the second
@@ -129,10 +144,7 @@ def test_a_grader_with_more_than_1024_files_open_grades_as_any_other(tmp_path):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 1200:
         pytest.skip(f"this machine allows {hard} open files, fewer than the test needs")
-    folder = tmp_path / "submissions"
-    folder.mkdir()
-    for name in ("ada", "ben"):
-        (folder / f"{name}.py").write_text(PY_CLASS[name][0], encoding="utf-8")
+    folder = _submissions(tmp_path, ada=PY_CLASS["ada"][0], ben=PY_CLASS["ben"][0])
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
     held: list = []
     try:
@@ -143,9 +155,8 @@ def test_a_grader_with_more_than_1024_files_open_grades_as_any_other(tmp_path):
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    for name in ("ada", "ben"):
-        parts = {p["what"].split(".")[-1]: p for p in graded[name]["parts"]}
-        assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS[name][1], {k: p["reason"] for k, p in parts.items()}
+    _assert_scored(graded, "ada")
+    _assert_scored(graded, "ben")
     assert "not summed over the batch" in {p["what"]: p for p in graded["ben"]["parts"]}["affine.db"]["reason"]
 
 
@@ -156,15 +167,11 @@ def test_a_call_that_waits_is_not_charged_its_wall_clock_time_as_cpu(tmp_path, m
     starved). That look once charged the call the wall-clock time before it: 1 s, past the limit."""
     from gradcheck_cli.teaching import sandbox
     monkeypatch.setattr(sandbox, "WATCH_SECONDS", 1.0)
-    folder = tmp_path / "submissions"
-    folder.mkdir()
     slow = PY_CLASS["ada"][0].replace("    x, w, b = cache\n", "    x, w, b = cache\n    if not SLEPT:\n"
                                       "        SLEPT.append(time.sleep(1.5))\n").replace("import numpy as np\n",
                                                                                      "import time\nimport numpy as np\nSLEPT = []\n")
     assert "time.sleep(1.5)" in slow
-    (folder / "ada.py").write_text(slow, encoding="utf-8")
-    parts = {p["what"].split(".")[-1]: p for p in _grade(PY_EXERCISE, folder, "--call-timeout", "0.5")["ada"]["parts"]}
-    assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS["ada"][1], {k: p["reason"] for k, p in parts.items()}
+    _assert_scored(_grade(PY_EXERCISE, _submissions(tmp_path, ada=slow), "--call-timeout", "0.5"), "ada")
 
 
 def _nest(folder: Path, depth: int) -> None:
@@ -220,15 +227,9 @@ def test_the_grader_ends_after_the_submissions_folders_are_removed(tmp_path, mon
     import tempfile
     monkeypatch.setenv("GRADCHECK_SANDBOX", mode)
     marker = f"# deep folder {os.getpid()} {tmp_path.name}"
-    folder = tmp_path / "submissions"
-    folder.mkdir()
     deep = ("import os\n" + marker + "\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
             "os.chdir(os.path.dirname(__file__))\n" + PY_CLASS["ada"][0])
-    (folder / "deep.py").write_text(deep, encoding="utf-8")
-    (folder / "ada.py").write_text(PY_CLASS["ada"][0], encoding="utf-8")
-    graded = _grade(PY_EXERCISE, folder)
-    parts = {p["what"].split(".")[-1]: p for p in graded["ada"]["parts"]}
-    assert {k: p["earned"] for k, p in parts.items()} == PY_CLASS["ada"][1], {k: p["reason"] for k, p in parts.items()}
+    _assert_scored(_grade(PY_EXERCISE, _submissions(tmp_path, deep=deep, ada=PY_CLASS["ada"][0])), "ada")
     left = []
     with os.scandir(tempfile.gettempdir()) as entries:
         for entry in entries:
@@ -261,12 +262,7 @@ def test_the_grading_threads_find_warnings_ignored_when_they_ignore_them(tmp_pat
                 found.append(list(warnings.filters))
             return super().__enter__()
     monkeypatch.setattr(warnings, "catch_warnings", Recording)
-    folder = tmp_path / "submissions"
-    folder.mkdir()
-    for name in ("ada", "ben"):
-        (folder / f"{name}.py").write_text(PY_CLASS[name][0], encoding="utf-8")
-    graded = _grade(PY_EXERCISE, folder)
-    assert {p["what"]: p["earned"] for p in graded["ada"]["parts"]} == {"affine.dx": 2, "affine.dw": 2, "affine.db": 1}
+    _assert_scored(_grade(PY_EXERCISE, _submissions(tmp_path, ada=PY_CLASS["ada"][0], ben=PY_CLASS["ben"][0])), "ada")
     assert found, "no block was entered in a grading thread"
     assert all(f and f[0][:4] == ("ignore", None, Warning, None) for f in found), [f[:2] for f in found]
 
