@@ -323,10 +323,8 @@ def _line_of_function(path: str, name: str, in_loop: bool) -> int | None:
     """For a frame of `name` whose line is unknown: with `in_loop`, the first line of the function's
     outermost loop when it has one only; else its `def` line (None for the module, or a name defined
     twice)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            tree = ast.parse(f.read(1 << 22))
-    except (OSError, SyntaxError, ValueError, RecursionError):
+    tree = _parsed(path)
+    if tree is None:
         return None
     defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
     scope: ast.AST | None = tree if name == "<module>" else defs[0] if len(defs) == 1 else None
@@ -346,13 +344,20 @@ def _line_of_function(path: str, name: str, in_loop: bool) -> int | None:
     return loops[0].lineno if len(loops) == 1 else None
 
 
+def _parsed(path: str) -> ast.Module | None:
+    """The user's file parsed (its first 4 MiB), or None when it cannot be read or parsed."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return ast.parse(f.read(1 << 22))
+    except (OSError, SyntaxError, ValueError, RecursionError):
+        return None
+
+
 def _loop_around(path: str, line: int) -> int | None:
     """The first line of the outermost `for`/`while` around `line` in the innermost function holding
     it (None when it is in no loop)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            tree = ast.parse(f.read(1 << 22))
-    except (OSError, SyntaxError, ValueError, RecursionError):
+    tree = _parsed(path)
+    if tree is None:
         return None
 
     def inside(node) -> bool:
