@@ -28,10 +28,11 @@ class Stream(IntEnum):
     TORCH_DOUBLE = 11        # a torch Function's double backward
     JAX_LOW_PRECISION = 12   # the upstream of a JAX rule's low-precision check
     GRADE_POINTS = 13        # grading a .grad exercise: the hidden points
-    GRADE_PYTHON_POINTS = 14  # grading a Python exercise: the hidden points
+    GRADE_PYTHON_POINTS = 14  # grading a Python exercise: the hidden points (keyed by the pair's name)
     GRADE_EXERCISE_POINT = 15  # grading a Python exercise: inputs its point leaves to chance
     GRADE_UPSTREAM = 16      # grading: the upstream gradient a student's backward is called with
-    GRADE_VARIANT = 17       # grading --variants: a student's own points (keyed by the student's name)
+    GRADE_VARIANT = 17       # grading --variants: a student's own points (keyed by the student's name; a
+    # Python exercise's also by the pair's)
     GRADE_VARIANT_DIMS = 18  # grading --variants: a student's own sizes of the exercise's `# dims:`
     FORWARD_TANGENTS = 19    # forward mode: the random tangents a jvp rule is checked along, per input and tangent
 

@@ -41,13 +41,15 @@ def lms_csv(graded: list, exercise) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["student", "score", "out_of"])
     for g in graded:
-        writer.writerow([_csv_safe(g.student), _pts(g.earned), _pts(g.total)])
+        writer.writerow([csv_safe(g.student), _pts(g.earned), _pts(g.total)])
     return out.getvalue()
 
 
-def _csv_safe(text: str) -> str:
-    """A cell a spreadsheet shows as text: one starting with =, +, - or @ would be taken as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+def csv_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text: one starting with =, +, -, @, a tab or a carriage return would be
+    taken as a formula (a student's name is a file name the student chose). Every CSV gradcheck writes of
+    a class (this one, and `grades.grades_csv`'s) writes the students' text through it."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 # --- the table ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 from html import escape
 
 from .common import md_code, md_text
-from .gradebooks import class_table
+from .gradebooks import class_table, csv_safe
 
 
 def _pts(x: float) -> str:
@@ -28,7 +28,8 @@ def grades_csv(graded: list, exercise) -> str:
     writer.writerow(["student", "score", "out_of"] + [p.what for p in exercise.parts] + ["reasons"])
     for g in graded:
         reasons = "; ".join(f"{p.what}: {p.reason}" for p in g.parts if p.status != "right")
-        writer.writerow([g.student, _pts(g.earned), _pts(g.total)] + [_pts(p.earned) for p in g.parts] + [reasons])
+        writer.writerow([csv_safe(g.student), _pts(g.earned), _pts(g.total)] + [_pts(p.earned) for p in g.parts]
+                        + [csv_safe(reasons)])
     return out.getvalue()
 
 

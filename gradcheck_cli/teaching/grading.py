@@ -443,8 +443,10 @@ def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int, stu
                  for k, shape in exercise.shapes.get(owner, {}).items()}}
     fixed = {k: parse_value(v) for k, v in exercise.values.get(owner, {}).items()}
     own = exercise.variants and student is not None
-    rng = (stream(hidden_seed(secret), Stream.GRADE_VARIANT, name_key(student)) if own
-           else stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS))
+    # each pair's hidden points its own (keyed by the pair's name): a failing point shown to a student is
+    # that pair's, never another pair's hidden one
+    rng = (stream(hidden_seed(secret), Stream.GRADE_VARIANT, name_key(student), name_key(owner)) if own
+           else stream(hidden_seed(secret), Stream.GRADE_PYTHON_POINTS, name_key(owner)))
     rng0 = rng if own else stream(0, Stream.GRADE_EXERCISE_POINT)
     points = [("the exercise's point", {k: np.asarray(fixed[k], dtype=float) if k in fixed else rng0.standard_normal(s)
                                         for k, s in shapes.items()})]
@@ -453,7 +455,8 @@ def _python_points(exercise: Exercise, owner: str, secret: int, hidden: int, stu
 
 
 def name_key(student: str) -> int:
-    """A student's name as a stream key (its SHA-256, 56 bits): the variant of one name under one secret."""
+    """A student's (or a pair's) name as a stream key (its SHA-256, 56 bits): the variant of one name under
+    one secret."""
     return int.from_bytes(hashlib.sha256(student.encode("utf-8", "surrogatepass")).digest()[:7], "big")
 
 

@@ -126,7 +126,8 @@ def test_a_class_for_gradescope_and_an_lms(tmp_path):
     for name, source in sources.items():
         (folder / f"{name}.py").write_text(source, encoding="utf-8")
     out = tmp_path / "gradescope"
-    grade(PY_EXERCISE, sorted(folder.iterdir()), "--gradescope", out, "--lms-csv", tmp_path / "lms.csv", "--format", "csv")
+    done = grade(PY_EXERCISE, sorted(folder.iterdir()), "--gradescope", out, "--lms-csv", tmp_path / "lms.csv",
+                 "--csv", tmp_path / "grades.csv", "--format", "csv")
     assert sorted(p.name for p in out.iterdir()) == ["_cmd", "ada", "ben", "cy"]
     scores = {}
     for student in out.iterdir():
@@ -141,6 +142,10 @@ def test_a_class_for_gradescope_and_an_lms(tmp_path):
     rows = list(csv.reader(io.StringIO((tmp_path / "lms.csv").read_text(encoding="utf-8"))))
     assert rows[0] == ["student", "score", "out_of"]
     assert sorted(rows[1:]) == sorted([["ada", "5", "5"], ["ben", "3", "5"], ["'=cmd", "5", "5"], ["cy", "0", "5"]])
+    # the whole gradebook too, printed and written: a student's name a spreadsheet would run is text there
+    for text in (done.stdout, (tmp_path / "grades.csv").read_text(encoding="utf-8")):
+        students = [row[0] for row in csv.reader(io.StringIO(text))][1:]
+        assert sorted(students) == ["'=cmd", "ada", "ben", "cy"]
 
 
 # --- the table with many parts ------------------------------------------------------------------

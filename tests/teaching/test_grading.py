@@ -315,6 +315,21 @@ def test_the_hidden_points_depend_on_the_secret_only(tmp_path):
     assert (a[0][1]["w"] == c[0][1]["w"]).all() and not (a[1][1]["w"] == c[1][1]["w"]).all()
 
 
+@pytest.mark.parametrize("variants", [False, True])
+def test_each_pair_has_hidden_points_of_its_own(variants):
+    """relu, svm_loss and softmax_loss take an x of their own shapes (4×5, 5×4, 5×4): a failing hidden point
+    shown to a student (their point file) must not be another pair's hidden point, nor start as one."""
+    from gradcheck_cli.teaching.exercise import load_exercise
+    from gradcheck_cli.teaching.grading import _python_points
+    ex = load_exercise(str(ROOT / "examples" / "grading" / "cs231n_a2.py"))
+    ex.variants = variants
+    hidden = {owner: [inputs for _, inputs in _python_points(ex, owner, 11, 3, "ada")[1:]]
+              for owner in ("relu", "svm_loss", "softmax_loss", "affine", "batchnorm")}
+    firsts = {owner: [p[next(iter(p))].ravel()[:4].tolist() for p in points] for owner, points in hidden.items()}
+    seen = [tuple(v) for points in firsts.values() for v in points]
+    assert len(set(seen)) == len(seen), firsts  # 15 hidden points, no two alike, even in their first values
+
+
 @pytest.mark.parametrize("text, fragment, line", [
     ("# points: dq=2\n" + gate(), "no gate of the exercise has a parameter 'q'", 1),
     ("# points: dW=two\n" + gate(), "NAME=POINTS", 1),
