@@ -458,7 +458,15 @@ def load_module(path: str):
             module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            # in sys.modules while its code runs, as an import puts it: what looks a class or a function up by
+            # its module (a dataclass under `from __future__ import annotations`, pickle, multiprocessing,
+            # inspect.getsource) finds the file; taken out again if the file does not import
+            sys.modules[module_name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(module_name, None)
+                raise
     except SyntaxError as exc:
         raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
     except USER_ERRORS as exc:  # noqa: BLE001 - importing the user's file may raise anything

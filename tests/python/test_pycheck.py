@@ -239,6 +239,66 @@ def test_an_import_error_points_at_the_users_line(tmp_path):
     assert result.exit_code == 2 and "syntax.py:2:" in result.output
 
 
+# Python that looks a class or a function up by its module: the file must be in sys.modules while and after
+# its code runs, as an import (and pytest) puts it
+BY_ITS_MODULE = '''from __future__ import annotations
+import dataclasses, inspect, multiprocessing, pickle
+import numpy as np
+
+
+@dataclasses.dataclass
+class Config:
+    scale: float = 2.0
+
+
+def square(v):
+    return v * v
+
+
+def dc_forward(x):
+    return Config().scale * x ** 2, x
+
+
+def dc_backward(dout, cache):
+    return 4 * cache * dout
+
+
+def src_forward(x):
+    assert "scale: float" in inspect.getsource(Config)
+    return x ** 2, x
+
+
+def src_backward(dout, cache):
+    return 2 * cache * dout
+
+
+def pk_forward(x):
+    assert pickle.loads(pickle.dumps(Config(3.0))).scale == 3.0
+    return x ** 2, x
+
+
+def pk_backward(dout, cache):
+    return 2 * cache * dout
+
+
+def pool_forward(x):
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(square, [1.0, 2.0]) == [1.0, 4.0]
+    return x ** 2, x
+
+
+def pool_backward(dout, cache):
+    return 2 * cache * dout
+'''
+
+
+@pytest.mark.parametrize("name", ["dc", "src", "pk", "pool"])
+def test_a_file_whose_code_finds_itself_by_its_module_is_checked(tmp_path, name):
+    (tmp_path / "mod.py").write_text(BY_ITS_MODULE)
+    result = run("check-py", f"{tmp_path}/mod.py::{name}", "--shape", "x=3")
+    assert result.exit_code == 0, result.output
+
+
 def test_check_py_with_a_vjp_and_values(tmp_path):
     (tmp_path / "fns.py").write_text(
         "import numpy as np\n\ndef softplus(x):\n    return np.log1p(np.exp(x))\n\n"
