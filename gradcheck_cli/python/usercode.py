@@ -284,7 +284,12 @@ def gradients_of(result, names: list, backward) -> list:
         raise PythonError(f"{qualname(backward)} must return {len(names)} gradient(s) "
                           f"(d{', d'.join(names)}), not {describe(result)}")
     try:
-        return [None if g is None else np.asarray(g, dtype=float) for g in result]  # None: said per input
+        raw = [None if g is None else np.asarray(g) for g in result]  # None: said per input
+        for name, g in zip(names, raw):
+            if g is not None and g.dtype.kind == "c":  # not cast, its imaginary part dropped: as an output
+                raise PythonError(f"{qualname(backward)} returned a complex gradient for {name}: the gradient "
+                                  "of a real function is real (return its real part)")
+        return [None if g is None else g.astype(float) for g in raw]
     except (TypeError, ValueError):
         raise PythonError(f"{qualname(backward)} must return arrays of numbers") from None
 

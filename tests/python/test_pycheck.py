@@ -299,6 +299,14 @@ def test_a_file_whose_code_finds_itself_by_its_module_is_checked(tmp_path, name)
     assert result.exit_code == 0, result.output
 
 
+def test_a_complex_gradient_fails_its_input_rather_than_lose_its_imaginary_part(tmp_path):
+    # right in its real part: cast to float (its imaginary part dropped, numpy's warning hidden) it passed
+    (tmp_path / "cplx.py").write_text("def sq_forward(x):\n    return x ** 2, x\n\n\n"
+                                      "def sq_backward(dout, cache):\n    return 2 * cache * dout + 5j\n")
+    result = run("check-py", f"{tmp_path}/cplx.py::sq", "--shape", "x=5")
+    assert result.exit_code == 1 and "returned a complex gradient for x" in result.output, result.output
+
+
 def test_check_py_with_a_vjp_and_values(tmp_path):
     (tmp_path / "fns.py").write_text(
         "import numpy as np\n\ndef softplus(x):\n    return np.log1p(np.exp(x))\n\n"
