@@ -77,7 +77,7 @@ class FunctionRunner:
                  for a, lo, hi in zip(self.args, self.offsets[:-1], self.offsets[1:])]
         with quiet():
             if self.batched:
-                return output_values(self._call([np.ascontiguousarray(p) for p in parts]),
+                return output_values(self._call([p.copy() for p in parts]),  # copies: never a view of our rows
                                      (rows.shape[0],) + tuple(self.out_shape)).reshape(rows.shape[0], -1)
             return np.array([np.ravel(output_values(self._call([p[r].copy() for p in parts]), self.out_shape))
                              for r in range(rows.shape[0])])

@@ -85,6 +85,12 @@ def output_values(out, shape: tuple | None = None) -> np.ndarray:
                           "part, or its real and imaginary parts as two outputs)")
     if raw.dtype.kind not in "biuf":
         raise PythonError(f"the forward's output must be an array of numbers, not {describe(out)}")
+    if raw.dtype.kind == "f" and raw.dtype.itemsize < 8:  # differenced at float64's steps, its rounding is read
+        # as its slope: a right layer would fail, beside kinks that are not there
+        raise PythonError(f"the forward's output is {raw.dtype}: a Python layer is checked in float64, where finite "
+                          f"differences resolve its slope, and differences of a {raw.dtype} function measure its "
+                          "rounding; compute it in float64 (a torch or JAX version is checked in "
+                          f"{raw.dtype} too with --dtype {raw.dtype})")
     if shape is None and raw.size > MAX_ELEMENTS:
         raise PythonError(f"the forward's output has {raw.size:,} elements (at most {MAX_ELEMENTS:,}; "
                           "GRADCHECK_MAX_ELEMENTS raises it)")

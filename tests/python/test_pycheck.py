@@ -307,6 +307,34 @@ def test_a_complex_gradient_fails_its_input_rather_than_lose_its_imaginary_part(
     assert result.exit_code == 1 and "returned a complex gradient for x" in result.output, result.output
 
 
+def test_a_forward_is_never_handed_a_view_of_the_checkers_own_arrays(tmp_path):
+    # a forward that wrote into its input in place would move the point the check goes on from: every
+    # call gets arrays of its own (at a kink with these values and seed, the analysis output by output ran
+    # the forward on a view of the runner's point)
+    (tmp_path / "own.py").write_text(
+        "import numpy as np\n\n\ndef plain_forward(x, w):\n"
+        "    if x.base is not None or w.base is not None:\n        raise ValueError('handed a view')\n"
+        "    h = np.maximum(x, 0)\n    a = h @ w\n    return np.maximum(a, 0), (h, w, a)\n\n\n"
+        "def plain_backward(dout, cache):\n    h, w, a = cache\n    da = dout * (a > 0)\n"
+        "    return (da @ w.T) * (h > 0), h.T @ da\n")
+    result = run("check-py", f"{tmp_path}/own.py::plain", "--at", "x=[[1, 1, -1]]", "--at",
+                 "w=[[1, -1], [-1, 1], [1, 1]]", "--seed", "6", "-q")
+    assert "handed a view" not in result.output and result.exit_code in (0, 1), result.output
+
+
+def test_a_float32_forward_is_an_error_at_the_forward_not_a_fail(tmp_path):
+    # a right layer computed in float32: differenced at float64's steps, its rounding read as its slope,
+    # it failed, with notes of kinks that are not there
+    (tmp_path / "f32.py").write_text(
+        "import numpy as np\n\n\ndef affine_forward(x, w, b):\n"
+        "    x, w, b = (a.astype(np.float32) for a in (x, w, b))\n    return x @ w + b, (x, w, b)\n\n\n"
+        "def affine_backward(dout, cache):\n    x, w, b = cache\n"
+        "    return dout @ w.T, x.T @ dout, dout.sum(axis=0)\n")
+    result = run("check-py", f"{tmp_path}/f32.py::affine", "--shape", "x=4,6", "--shape", "w=6,3", "--shape", "b=3")
+    assert result.exit_code == 2 and "f32.py:4:1: error: the forward's output is float32" in result.output, result.output
+    assert "--dtype float32" in result.output and "kink" not in result.output
+
+
 def test_check_py_with_a_vjp_and_values(tmp_path):
     (tmp_path / "fns.py").write_text(
         "import numpy as np\n\ndef softplus(x):\n    return np.log1p(np.exp(x))\n\n"
