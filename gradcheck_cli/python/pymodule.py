@@ -7,6 +7,7 @@ Importing FILE.py runs its code (opt-in, as pytest does); `.grad` files are neve
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -16,6 +17,7 @@ import os
 import shlex
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 
@@ -452,27 +454,43 @@ def load_module(path: str):
     if root not in sys.path:
         sys.path.insert(0, root)  # so the file's own `from layers import ...` works, as under pytest
     try:
-        if dotted:  # a module of a package (cs231n/layer_utils.py's `from .layers import *`): by its dotted name
-            module = importlib.import_module(dotted)
-        else:
-            module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in key[0])
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            # in sys.modules while its code runs, as an import puts it: what looks a class or a function up by
-            # its module (a dataclass under `from __future__ import annotations`, pickle, multiprocessing,
-            # inspect.getsource) finds the file; taken out again if the file does not import
-            sys.modules[module_name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(module_name, None)
-                raise
+        with _own_state():
+            module = _import(key[0], path, dotted)
     except SyntaxError as exc:
         raise PythonError(f"cannot import {path}: {exc.msg}", exc.lineno, exc.offset) from None
     except USER_ERRORS as exc:  # noqa: BLE001 - importing the user's file may raise anything
         line, col = user_position(exc, display(path))
         raise PythonError(f"cannot import {path}: {exception_text(exc)}", line, col) from None
     _MODULES[key] = module
+    return module
+
+
+@contextlib.contextmanager
+def _own_state():
+    """What a file sets for the whole process as it is imported, taken back after it: numpy's floating-point
+    errors (`np.seterr(all="raise")`, a debugging aid) and the warnings filters (`simplefilter("error")`).
+    They would reach gradcheck's own arithmetic in the same process (an underflow in its differences raised
+    as an error of the check); the user's calls run with both silenced anyway (`usercode.quiet`)."""
+    with warnings.catch_warnings(), np.errstate():
+        yield
+
+
+def _import(absolute: str, path: str, dotted: str | None):
+    """The file's module, its code run: by its dotted name inside a package, else by its path."""
+    if dotted:  # a module of a package (cs231n/layer_utils.py's `from .layers import *`): by its dotted name
+        return importlib.import_module(dotted)
+    module_name = "gradcheck_user_" + "".join(c if c.isalnum() else "_" for c in absolute)
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    # in sys.modules while its code runs, as an import puts it: what looks a class or a function up by its
+    # module (a dataclass under `from __future__ import annotations`, pickle, multiprocessing,
+    # inspect.getsource) finds the file; taken out again if the file does not import
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
     return module
 
 

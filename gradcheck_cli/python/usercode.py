@@ -182,18 +182,37 @@ class Printed:
                 + (f"; it began: {first}" if first else ""))
 
 
-class _Writer(io.TextIOBase):
-    """sys.stdout and sys.stderr while the user's code runs: counted, the first lines kept, never shown."""
+class _Sink(io.RawIOBase):
+    """The bytes under sys.stdout or sys.stderr while the user's code runs: counted, the first lines kept,
+    never shown. Its descriptor is the process's own (1 or 2), which goes to the same reader meanwhile."""
 
-    def __init__(self, printed: Printed):
-        self.printed = printed
-
-    def write(self, text) -> int:
-        self.printed.add(str(text).encode("utf-8", "replace"))
-        return len(text)
+    def __init__(self, printed: Printed, fd: int):
+        super().__init__()
+        self.printed, self.fd = printed, fd
 
     def writable(self) -> bool:
         return True
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.printed.add(data)
+        return len(data)
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+class _Text(io.TextIOWrapper):
+    """sys.stdout or sys.stderr while the user's code runs: a text stream as Python's own are (its
+    `buffer`, `fileno()`, `encoding`), every write passed on at once. Closed by the code (a backward's
+    `sys.stdout.close()`), it stays open for the code's next call, which prints as before."""
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _writer(printed: Printed, fd: int) -> io.TextIOWrapper:
+    return _Text(_Sink(printed, fd), encoding="utf-8", errors="replace", write_through=True)
 
 
 @contextlib.contextmanager
@@ -233,13 +252,20 @@ def contained_output():
                 left -= 1
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
+    ours: tuple = ()
     try:
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
-        sys.stdout = sys.stderr = _Writer(printed)
+        ours = (_writer(printed, 1), _writer(printed, 2))
+        sys.stdout, sys.stderr = ours
         yield printed
     finally:
         sys.stdout, sys.stderr = saved_streams
+        for stream in ours:
+            try:
+                stream.flush()  # what the user wrote to `buffer` and did not flush
+            except (OSError, ValueError):  # closed by the code
+                pass
         os.dup2(saved_fds[0], 1)
         os.dup2(saved_fds[1], 2)
         for fd in (*saved_fds, write_end):

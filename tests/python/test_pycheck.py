@@ -335,6 +335,45 @@ def test_a_float32_forward_is_an_error_at_the_forward_not_a_fail(tmp_path):
     assert "--dtype float32" in result.output and "kink" not in result.output
 
 
+# a right softplus with the debugging aids people put at the top of a file, set for the whole process
+SET_FOR_THE_PROCESS = '''import sys, os, warnings
+import numpy as np
+np.seterr(all="raise")
+warnings.simplefilter("error")
+
+
+def softplus_forward(x):
+    return np.logaddexp(0, x), x
+
+
+def softplus_backward(dout, cache):
+    return dout / (1 + np.exp(-cache))
+
+
+def streams_forward(x):
+    sys.stdout.buffer.write(b"debug\\n")
+    os.isatty(sys.stdout.fileno())
+    print("x²".encode(sys.stdout.encoding), file=sys.stderr)
+    return np.logaddexp(0, x), x
+
+
+streams_backward = softplus_backward
+'''
+
+
+@pytest.mark.parametrize("name", ["softplus", "streams"])
+def test_what_a_file_sets_for_the_process_or_asks_of_its_streams_does_not_fail_a_right_layer(tmp_path, name):
+    # np.seterr(all="raise") at import raised in gradcheck's own differences (an underflow at x = -700): exit 2;
+    # sys.stdout.buffer, sys.stdout.fileno() and sys.stdout.encoding were missing while the code ran: exit 2
+    (tmp_path / "debugging.py").write_text(SET_FOR_THE_PROCESS)
+    result = run("check-py", f"{tmp_path}/debugging.py::{name}", "--at", "x=[0.5, -700, 1]", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)  # nothing the code wrote is in it
+    assert report["passed"]
+    if name == "streams":
+        assert "the code printed" in result.output
+
+
 def test_check_py_with_a_vjp_and_values(tmp_path):
     (tmp_path / "fns.py").write_text(
         "import numpy as np\n\ndef softplus(x):\n    return np.log1p(np.exp(x))\n\n"
