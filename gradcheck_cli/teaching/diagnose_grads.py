@@ -26,6 +26,8 @@ def diagnose(theirs, right, name: str) -> str | None:
         return _shape_slip(s, r, d)
     if _close(s, r):
         return None
+    if float(np.max(np.abs(s), initial=0.0)) <= RTOL * float(np.max(np.abs(r), initial=0.0)):
+        return f"{d} is zero everywhere (or nearly), and the right answer is not"  # not "off by a factor of 0"
     if s.ndim == 2 and s.shape[0] == s.shape[1] and _close(s.T, r):
         return f"{d} is the transpose of the right answer"
     if _close(-s, r):

@@ -240,6 +240,14 @@ def test_diagnosis_of_shapes_by_hand():
     assert diagnose(2 * right[None, :], right, "gamma") == "dgamma has shape (1, 3), but the input has shape (3,)"
 
 
+
+@pytest.mark.parametrize("zero", [0.0, -0.0, 5e-324, 1e-300])
+def test_a_zero_gradient_is_said_to_be_zero_not_off_by_a_factor_of_0(zero):
+    right = np.array([1.0, -2.0, 0.5])
+    assert diagnose(np.full(3, zero), right, "x") == "dx is zero everywhere (or nearly), and the right answer is not"
+    assert diagnose(1e-3 * right, right, "x") == "dx is off by a factor of 0.001"  # a small factor still said
+
+
 # --variants: each student's own sizes and points, from the secret and their name
 VARIANT_EXERCISE = """# points: affine.dx=2 affine.dw=2 affine.db=1
 # shapes: affine x=N,D w=D,M b=M
