@@ -12,6 +12,8 @@ import os
 GRADESCOPE_NOTE = ("Each part was checked at the exercise's own point and at random points only the teacher "
                    "knows; a gradient must be right at all of them.")
 WHY_MIN = 24   # columns the reason keeps before the table drops to totals per pair
+STUDENT_MAX = 32  # columns of the student's name, folded past them: a student's long file name cannot squeeze
+# the reasons of the class into a word per line
 
 
 def _pts(x: float) -> str:
@@ -74,7 +76,7 @@ def class_table(graded: list, exercise, console, parts: bool = False) -> None:
     from rich.text import Text  # cells as plain text: a student's `[/bold]` is shown, never taken as markup
     owners = _owners(exercise)
     one_owner = len(owners) == 1
-    names = [g.student for g in graded]
+    names = [g.student[:STUDENT_MAX] for g in graded]  # as wide as the table shows them
     scores = [_pts(g.earned) for g in graded]
     room = console.width - WHY_MIN
 
@@ -124,7 +126,7 @@ def _first_wrong(g, indices=None, short: bool = False) -> str:
 def _table(Table, Text, title: str, heads: list, graded: list, cells: list, why, caption: str | None = None,
            fold: bool = False, earned=None):
     table = Table(title=title, caption=caption)
-    table.add_column("student", no_wrap=True)
+    table.add_column("student", max_width=STUDENT_MAX, overflow="fold")
     table.add_column("score", justify="right", no_wrap=True)
     for head in heads:
         table.add_column(head, justify="left" if fold else "right", overflow="fold" if fold else "ellipsis",

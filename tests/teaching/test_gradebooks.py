@@ -210,6 +210,20 @@ def test_the_parts_on_demand(width):
         assert any(f" {i} " in line for line in heads), i
 
 
+def test_a_long_name_is_folded_and_leaves_the_class_its_reasons():
+    exercise, graded = _many_parts()
+    exercise.parts = exercise.parts[:3]
+    for g in graded:
+        g.parts = g.parts[:3]
+    long = "a" * 150 + "z" * 50  # a student's file name: the student's choice
+    graded[1].student = long
+    text = _render(exercise, graded, 120)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert long in "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2)
+    row = next(line for line in text.splitlines() if line.startswith("│ student0 "))  # its reason, not a word a line
+    assert "wrong at every point: dx has the" in row, text
+
+
 def test_a_small_exercise_keeps_its_table():
     exercise, graded = _many_parts()
     exercise.parts = exercise.parts[:3]
