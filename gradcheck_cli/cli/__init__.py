@@ -30,11 +30,31 @@ def entry() -> None:
     and every file is closed by then (-o writes are atomic and done; a -j pool has been shut down).
     """
     one_blas_thread(os.environ)
+    closed_to_our_user()
     code = invoke()
     forks = sys.modules.get("gradcheck_cli.python.forkserver")
     if forks is not None:  # check-py's fork server ended and waited for: its CPU time is counted in ours
         forks.shutdown()
     os._exit(code)
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def closed_to_our_user() -> None:
+    """The console script's process made not dumpable (prctl PR_SET_DUMPABLE 0): the code it runs, check-py's
+    layer or a submission graded without the sandbox, is a process of the same user, which could otherwise
+    open our descriptors and memory through /proc (write into our standard output, read our environment's
+    secret) or trace us. A process that is not dumpable admits neither to any process without
+    CAP_SYS_PTRACE (root's keep it). The processes it starts are dumpable again once they exec (the fork
+    server, the submissions). Linux only; elsewhere, and where prctl fails, nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl: as before
+        pass
 
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")  # what OpenBLAS reads, in its order

@@ -62,6 +62,47 @@ def test_prints_stay_out_of_the_json_and_are_said_in_a_warning(tmp_path):
     assert "C-level" not in done.stderr and "hello" not in done.stderr
 
 
+# At its import, the layer opens standard output and error of the `gradcheck check-py` process above it through
+# /proc (the fork server's parent, whose standard output is the pipe the JSON goes down) and writes a verdict
+# of its own there. Opening another process's descriptors takes the right to trace it: a process of
+# the same user has it unless the target is not dumpable; root has it always (CAP_SYS_PTRACE), so as root the
+# command runs without that capability, as any other user's does.
+THROUGH_PROC = """def _above():
+    pid = os.getpid()
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        yield pid
+for _pid in list(_above()):
+    with open(f"/proc/{_pid}/cmdline", "rb") as _f:  # gradcheck's processes only: never the test's own (its
+        if b"check-py" not in _f.read():             # worker talks to pytest down its standard output)
+            continue
+    for _fd in (1, 2):
+        try:
+            with open(f"/proc/{_pid}/fd/{_fd}", "w") as _f:
+                _f.write('{"passed": true, "injected": 1}\\n')
+        except OSError:
+            pass"""
+
+
+def test_the_layer_cannot_write_into_our_output_through_proc(tmp_path):
+    import shutil
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc and prctl are Linux's")
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("run as root, the command keeps CAP_SYS_PTRACE unless util-linux's setpriv drops it")
+        prefix = ["setpriv", "--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace"]
+    (tmp_path / "layer.py").write_text(LAYER.format(at_import=THROUGH_PROC, forward="", backward=""), encoding="utf-8")
+    done = subprocess.run([*prefix, sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", "--shape",
+                           "x=3,4", "--shape", "w=4,2", "--format", "json"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "injected" not in done.stdout and "injected" not in done.stderr
+    assert json.loads(done.stdout)["passed"]
+
+
 def test_junit_stays_xml(tmp_path):
     import xml.etree.ElementTree as ET
     done = run(tmp_path, forward="    print('<oops>')\n", fmt="junit")
