@@ -400,7 +400,7 @@ def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Call
 def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int, kinked: int,
                  reference: bool = False) -> Cost:
     """A Python layer checked at two points: per point, its output and backward calls (with the
-    rounding reruns), its rows of differences (each a call of its own unless the forward batches),
+    rounding reruns, and the backward called again at the point itself), its rows of differences (each a call of its own unless the forward batches),
     a failed projection's element-by-element recheck (at most `recheck` units) and the
     output-by-output analysis at kinks, when it runs (`kinked`: at most that many outputs, else 0).
     With an exact `reference`: projections, and up to `exhaustive` elements where it disagrees
@@ -414,6 +414,6 @@ def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int,
     analysis = {"python": analysis_calls, "element": analysis_calls * (n + out)} if kinked else {}
     extra = 2 if reference else 0  # the reference's forward and backward; its rows of differences
     diagnosis = 2  # a failing row's (python/blame.py): the backward at a zero upstream, the reference at ones
-    point = {"python": 6 + extra + diagnosis + calls, "element": (6 + extra + diagnosis + rows) * (n + out) + rows * n,
+    point = {"python": 7 + extra + diagnosis + calls, "element": (7 + extra + diagnosis + rows) * (n + out) + rows * n,
              "row": 1 + extra // 2}
     return Cost({"differences": _add({}, point, 2), "recheck": {"element": 2 * recheck}, "kinks": _add({}, analysis, 2)})

@@ -17,7 +17,7 @@ from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
 from . import blame
 from .pyrunner import FunctionRunner
-from .reference import LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
+from .reference import Again, LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
 from .structure import structured, structures
 from .usercode import (Layer, call_backward, call_forward, check_deterministic, checked_array, gradients_of, joined,
                        node_line, placed_at_forward, split_outputs)
@@ -193,9 +193,11 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
         layer.work = _predict(layer, runner, out, budget, ref is not None)
 
     bp = np.concatenate([g.ravel() for g in grads])
+    again = Again(grads=grads)
     inputs = LayerInputs(layer=layer, forward=runner, args=args, upstream=u, backprop=bp[None, :], settings=settings,
-                         seed=rng, failed=bool(failures))
+                         seed=rng, failed=bool(failures), again=again)
     compared, by_ref, dropped = compare_inputs(inputs, ref, budget)
+    failures = {**failures, **(again.drifted or {})}
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
     exact = _complex_step_notes(compared.complex_step, layer, runner, bp)

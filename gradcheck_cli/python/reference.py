@@ -14,11 +14,44 @@ from ..core.settings import Settings
 from ..core.status import Status
 from ..core.tolerances import ROW_FLOOR
 from ..oracles import complexstep, numeric
+from .layouts import ROUNDING
 from .pyrunner import FunctionRunner, Subset
 from .pysource import USER_ERRORS
-from .usercode import Layer, call_backward, call_on_copies
+from .usercode import Layer, call_backward, call_on_copies, node_line
 
 POLICY = pipeline.POLICIES["python"]
+
+
+@dataclass(kw_only=True)
+class Again:
+    """The backward called again at the point itself, once, before its rounding is first measured by a rerun
+    at a nudged point: a backward that keeps state between its calls (a buffer never zeroed, a count, a table
+    filled on first use, unseeded noise) would have its drift taken for rounding, and its tolerance loosened as
+    far (a wrong gradient passed so). Shared by a target's copies (LayerInputs.again)."""
+    grads: list                  # the backward's gradients at the point, per input (its first call's)
+    drifted: dict | None = None  # None until asked; then {input: (why, the line that sets it)}
+
+
+def drifted(layer: Layer, upstream: np.ndarray, args: list, grads: list) -> dict:
+    """Per input whose gradient the backward gives otherwise when called again at the same point, past
+    rounding (layouts.ROUNDING of its largest element, as torch's runs at one point are held): (why, line)."""
+    again, failed = call_backward(layer, upstream, args)
+    if failed:
+        return {name: (f"the backward raised when called again at the same point ({why}): a gradient must be a "
+                       "function of the point", None) for name, (why, _) in failed.items()}
+    found = {}
+    with np.errstate(all="ignore"):
+        for name, first, second in zip(layer.names, grads, again):
+            if np.array_equal(first, second, equal_nan=True):
+                continue
+            scale = float(np.max(np.abs(first), initial=0.0))
+            off = float(np.max(np.abs(second - first), initial=0.0))
+            if np.isfinite(off) and off <= ROUNDING * scale:
+                continue
+            found[name] = (f"the backward gave another d{name} when called again at the same point (by up to "
+                           f"{off:.3g}): it keeps state between its calls (a buffer never zeroed, a count, unseeded "
+                           "noise?), and a gradient must be a function of the point", node_line(layer, name))
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +73,7 @@ class LayerInputs:
     differences: numeric.NumericResult | None = None
     noise: np.ndarray | None = None
     symbolic: pipeline.Symbolic | None = None
+    again: Again | None = None           # the backward called again at the point, before its rounding is measured
 
     @cached_property
     def runner(self) -> FunctionRunner | Subset:
@@ -66,6 +100,11 @@ class LayerInputs:
     def rerun(self, delta: float) -> np.ndarray | None:
         if self.failed or not self.layer.rerun:
             return None
+        if self.again is not None:
+            if self.again.drifted is None:
+                self.again.drifted = drifted(self.layer, self.upstream, self.args, self.again.grads)
+            if self.again.drifted:  # its drift is not its rounding: none measured (the caller fails those inputs)
+                return None
         moved, failed = call_backward(self.layer, self.upstream * (1 + delta), [a * (1 + delta) for a in self.args])
         if failed:
             return None

@@ -374,6 +374,56 @@ def test_what_a_file_sets_for_the_process_or_asks_of_its_streams_does_not_fail_a
         assert "the code printed" in result.output
 
 
+# A backward that keeps state between its calls: its rerun at a nudged point (which measures its rounding)
+# answered otherwise, and the drift, taken for rounding, loosened its tolerance as far: each passed
+STATEFUL = '''import numpy as np
+
+_buffer, _calls = {}, [0]
+
+
+def accumulates(x):
+    return np.sin(x)
+
+
+def accumulates_vjp(dout, x):
+    dx = _buffer.setdefault(x.shape, np.zeros(x.shape))  # a gradient buffer never zeroed
+    dx += dout * np.cos(x)
+    return dx.copy()
+
+
+def first_call(x):
+    return np.sin(x)
+
+
+def first_call_vjp(dout, x):
+    _calls[0] += 1
+    dx = dout * np.cos(x)
+    return dx * 1.5 if _calls[0] == 1 else dx  # wrong on its first call only (a table filled on first use)
+'''
+
+
+@pytest.mark.parametrize("name", ["accumulates", "first_call"])
+def test_a_backward_that_keeps_state_between_calls_fails_at_the_line_it_sets(tmp_path, name):
+    (tmp_path / "stateful.py").write_text(STATEFUL)
+    result = run("check-py", f"{tmp_path}/stateful.py::{name}", "--shape", "x=3,4")
+    said = " ".join(result.output.split())  # the table's notes wrap
+    assert result.exit_code == 1 and "gave another dx when called again at the same point" in said, result.output
+
+
+@pytest.mark.parametrize("times, drift_said", [(1 / 4, False), (4, True)])  # the drift: ½ and 8 × ROUNDING
+def test_a_backward_that_alternates_within_rounding_is_not_called_stateful(tmp_path, times, drift_said):
+    # wrong by 1% (it fails either way), and alternating call by call by `times` × rounding of itself: the
+    # drift is said past that constant only
+    rounding = 1024 * 2.0 ** -52  # the documented 1,024 ulps (layouts.ROUNDING), written out: the test holds it
+    (tmp_path / "alt.py").write_text(
+        "import numpy as np\n\n_calls = [0]\n\n\ndef f(x):\n    return np.sin(x)\n\n\n"
+        "def f_vjp(dout, x):\n    _calls[0] += 1\n"
+        f"    return 1.01 * dout * np.cos(x) * (1 + (-1) ** _calls[0] * {times * rounding!r})\n")
+    result = run("check-py", f"{tmp_path}/alt.py::f", "--shape", "x=3,4")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and ("called again at the same point" in said) == drift_said, result.output
+
+
 def test_check_py_with_a_vjp_and_values(tmp_path):
     (tmp_path / "fns.py").write_text(
         "import numpy as np\n\ndef softplus(x):\n    return np.log1p(np.exp(x))\n\n"
@@ -432,9 +482,10 @@ def test_a_wrong_unbatched_layer_is_refined_rechecked_and_measured_for_noise():
     b = next(r for r in report.nodes if r.name == "b")
     assert b.status == "fail" and b.numeric_method == "exhaustive"  # the failed projection named its element
     assert [r.status for r in report.nodes if r.name != "b"] == ["pass", "pass"]
-    # each point: the backward, then its noise rerun because a row failed, and the diagnosis's call at a
-    # zero upstream (is the failing gradient scaled by it?)
-    assert len(backwards) == 6
+    # each point: the backward, then, because a row failed, the backward again at the point itself (does it
+    # keep state between calls?) and its noise rerun, and the diagnosis's call at a zero upstream (is the
+    # failing gradient scaled by it?)
+    assert len(backwards) == 8
 
 
 @pytest.mark.parametrize("offset, refined", [(0.5, 0), (2.0, 4)])
