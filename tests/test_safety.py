@@ -56,6 +56,40 @@ def test_check_py_o_never_replaces_the_module(tmp_path):
     assert module.read_text() == before
 
 
+MODULE = "def f(x):\n    return 2 * x\n\n\ndef f_vjp(dout, x):\n    return 2 * dout\n"
+
+
+@pytest.mark.parametrize("kept", ["sibling", "pyproject", "at_file"])
+def test_check_py_o_never_replaces_a_file_the_run_reads_besides_the_module(tmp_path, monkeypatch, kept):
+    # a sibling the module imports (a package's layers.py; any Python source, the --reference file among them),
+    # the pyproject.toml the settings come from, an --at @FILE.json: each was replaced by the report
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("from sibling import TWO\n\n\n" + MODULE.replace("2 *", "TWO *"))
+    (tmp_path / "sibling.py").write_text("TWO = 2\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.gradcheck]\nrtol = 1e-5\n")
+    (tmp_path / "at_file.json").write_text('{"x": [1, 2]}')
+    target = {"sibling": "sibling.py", "pyproject": "pyproject.toml", "at_file": "at_file.json"}
+    path = tmp_path / target[kept]
+    before = path.read_text()
+    result = run("check-py", "m.py::f", "--at", "@at_file.json", "-o", target[kept])
+    assert result.exit_code == 2 and "elsewhere" in result.output, result.output
+    assert path.read_text() == before
+    if kept == "pyproject":  # `check` reads it too
+        (tmp_path / "f.grad").write_text(SOURCE)
+        assert run("check", "f.grad", "-o", "pyproject.toml").exit_code == 2 and path.read_text() == before
+
+
+def test_o_to_a_fifo_nobody_reads_is_an_error_not_a_hang(source, tmp_path):
+    fifo = tmp_path / "report"
+    os.mkfifo(fifo)
+    import subprocess
+    import sys
+    # opening it for writing waited for a reader for ever: a process of its own, so that the test cannot hang
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", str(source), "-o", str(fifo)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot write" in done.stderr, done.stderr
+
+
 def test_o_keeps_a_private_reports_mode(source, tmp_path):
     report = tmp_path / "report.txt"
     report.write_text("old")

@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import main
-from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, _report_options
+from .common import _AT, _fail, _fail_usage, _finish, _guard_output, _parse_at, _read_besides, _report_options
 
 
 @main.command(short_help="Check gradients in .grad files or -e SRC.", epilog="""\b
@@ -54,7 +54,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, o
     if expr is None and not targets:
         _fail_usage("nothing to check: give TARGET files or directories, or -e SRC (see --help)")
     try:
-        config, _ = load()
+        config, config_path = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
                                      symbolic=False if no_symbolic else None, budget=budget,
                                      symbolic_budget=symbolic_budget, jobs=jobs, complex_step=complex_step, order=order)
@@ -67,7 +67,7 @@ def check(targets, expr, at, seed, fmt, output, rtol, atol, step, no_symbolic, o
             files = expand_targets(targets)
         except GradcheckError as err:
             _fail_usage(err.message)
-        _guard_output(output, files)
+        _guard_output(output, [*files, *_read_besides(config_path, at)])
         with _progress(settings.format) as on_file:
             run = check_files(files, settings, exitfirst=exitfirst, on_file=on_file, at=at)
     _finish(run, settings.format, output, expand, quiet=quiet, verbose=verbose, color=color, exit_zero=exit_zero)
@@ -305,7 +305,7 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     from .pyjobs import TargetJob, check_target, take
 
     try:
-        config, _ = load()
+        config, config_path = load()
         settings = config.with_flags(seed=seed, format=fmt, rtol=rtol, atol=atol, step=step, strict=strict,
                                      budget=budget, complex_step=complex_step, reference=reference, fast=fast)
     except GradcheckError as err:
@@ -315,7 +315,9 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
         chosen = parse_layouts(layouts)
     except GradcheckError as err:
         raise click.BadParameter(err.message.removeprefix("--layouts: "), param_hint="--layouts") from None
-    _guard_output(output, [t.rpartition("::")[0] if "::" in t else t for t in targets])
+    _guard_output(output, [*(t.rpartition("::")[0] if "::" in t else t for t in targets),
+                           *([reference_spec.rpartition("::")[0]] if reference_spec else []),
+                           *_read_besides(config_path, at)], python=True)
     values = _at_values(at, settings, shapes)
     jobs = [TargetJob(target=t, shapes=shapes, values=values, params=params, structure=structure, settings=settings,
                       order=order, layouts=chosen, dtype=dtype, reference=reference_spec) for t in targets]

@@ -102,14 +102,25 @@ def _write_atomically(path: str, data, inputs=()) -> None:
         _fail_usage(err.message)
 
 
-def _guard_output(output, inputs) -> None:
-    """Before any work: -o must not name a file this run reads (by any name), nor one with other hard links."""
+def _guard_output(output, inputs, *, python: bool = False) -> None:
+    """Before any work: -o must not name a file this run reads (by any name), nor one with other hard links;
+    with `python` (check-py, whose targets import what they like), nor an existing Python source file."""
     if not output:
         return
     from ..core.writer import refusal
     why = refusal(output, inputs)
     if why:
         _fail_usage(why)
+    if python and str(output).endswith((".py", ".pyi")) and os.path.isfile(output):
+        _fail_usage(f"-o {output} is Python source, which the code this run checks may import: the report would "
+                    "replace it; write it elsewhere")
+
+
+def _read_besides(config_path, at) -> list:
+    """The files a run reads besides its targets: the pyproject.toml its settings came from, and each
+    `--at @FILE.json`. -o must not replace them either."""
+    return ([str(config_path)] if config_path else []) + [item.strip()[1:] for item in at or ()
+                                                          if isinstance(item, str) and item.strip().startswith("@")]
 
 
 def _silence_stdout() -> None:

@@ -67,8 +67,10 @@ def _same_file(info: os.stat_result, path) -> bool:
 
 
 def _write_directly(path: str, raw: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY)
+    # opened without waiting (a FIFO nobody reads is "cannot write", never a hang), then written as blocking
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     try:
+        os.set_blocking(fd, True)
         view = memoryview(raw)
         while view:
             view = view[os.write(fd, view):]
