@@ -130,7 +130,8 @@ class Bridge:
         n = np.shape(arrays[0])[0]
         if self.vectorises is not False:
             try:
-                out = self.framework.evaluate_rows(self.code.batched, self.given.values, self.given.diff, arrays)
+                out = np.asarray(self.framework.evaluate_rows(self.code.batched, self.given.values, self.given.diff,
+                                                              arrays), dtype=np.float64)  # as evaluate gives them
                 self.vectorises = True
                 whole = self.shapes[0] if len(self.shapes) == 1 else (flat_size(self.shapes),)
                 return out.reshape((n,) + whole)

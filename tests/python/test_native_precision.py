@@ -300,3 +300,19 @@ def test_the_reach_of_a_relu_held_both_ways():
     past = check(relu_matmul(1.0 + 192 * EPS32), point)
     assert within.passed and within.nodes[0].numeric_error > 32 * EPS32
     assert not past.passed and past.nodes[0].numeric_error < 256 * EPS32
+
+
+def test_a_function_that_returns_float32_for_float64_inputs_is_read_by_the_bridge_in_float64(tmp_path):
+    # the numpy layer's refusal of a float32 output (the forward's output is float32: ...) is for numpy code
+    # alone: a torch Function's outputs reach the check through the bridge, in float64, batched (torch.func.vmap)
+    # or not, as they did before it; with --dtype float32 its float32 check runs
+    (tmp_path / "k32.py").write_text(
+        "import torch\nfrom torch.autograd import Function\n\n\nclass Exp32(Function):\n    @staticmethod\n"
+        "    def forward(ctx, x):\n        y = x.float().exp()\n        ctx.save_for_backward(y)\n        return y\n\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        (y,) = ctx.saved_tensors\n"
+        "        return (g.float() * y).to(g.dtype)\n")
+    done = gradcheck_in_process("check-py", "k32.py::Exp32", "--shape", "x=3", "--dtype", "float32", "--format", "json",
+                                cwd=tmp_path)
+    assert done.returncode in (0, 1) and "the forward's output is float32" not in done.stdout + done.stderr, done.stderr
+    rows = json.loads(done.stdout)["results"][0]["gates"]
+    assert any("float32" in (row.get("note") or "") for row in rows)
