@@ -46,7 +46,7 @@ def closed_to_our_user() -> None:
     layer or a submission graded without the sandbox, is a process of the same user, which could otherwise
     open our descriptors and memory through /proc (write into our standard output, read our environment's
     secret) or trace us. A process that is not dumpable admits neither to any process without
-    CAP_SYS_PTRACE (root's keep it). The processes it starts are dumpable again once they exec (the fork
+    CAP_SYS_PTRACE (root's keep it). The processes it starts are dumpable again once they run a program (the fork
     server, the submissions). Linux only; elsewhere, and where prctl fails, nothing changes."""
     if not sys.platform.startswith("linux"):
         return
