@@ -171,21 +171,24 @@ class Allowance:
 class Precision:
     """A check in a native dtype: which, why, against what, and the error model's allowance."""
     dtype: str
-    refuses_float64: bool      # its forward raises in float64: checked in `dtype` alone
+    refuses_float64: bool      # not checked in float64: its forward raises there, or computes in `dtype` anyway
     reference: str             # what the gradients were compared with, in words
     k: float                   # the model's constant K
     eps: float                 # the dtype's ε
     reference_rounds: float    # 2 when the reference runs in the dtype too, else 1
     inputs: tuple[Allowance, ...] = ()
+    computes_in_dtype: bool = False  # it takes float64 and computes (its outputs come) in `dtype`
 
     def to_dict(self) -> dict:
-        return {"dtype": self.dtype, "refuses_float64": self.refuses_float64, "reference": self.reference,
+        return {"dtype": self.dtype, "refuses_float64": self.refuses_float64, "computes_in_dtype": self.computes_in_dtype,
+                "reference": self.reference,
                 "k": self.k, "eps": self.eps, "reference_rounds": self.reference_rounds,
                 "inputs": [a.to_dict() for a in self.inputs]}
 
     def sentence(self) -> str:
         """What every face says of it."""
-        why = " (the forward refuses float64)" if self.refuses_float64 else ""
+        why = (f" (the forward computes in {self.dtype})" if self.computes_in_dtype else
+               " (the forward refuses float64)" if self.refuses_float64 else "")
         each = ", ".join(f"{a.name} {a.allowed:.1e} (n = {a.n})" for a in self.inputs)
         return (f"checked in {self.dtype}{why} against {self.reference}; allowed K·ε·√n"
                 + (" · 2" if self.reference_rounds > 1 else "") + f" of the gradient's largest element, K = {self.k:g}, "

@@ -88,6 +88,9 @@ class Framework(Protocol):
     def dtype_name(self, value: Any) -> str:
         """A differentiated argument's dtype, by name ("float32", ...)."""
 
+    def output_dtypes(self, function: Callable, values: list, diff: list[int], arrays: list) -> list[str]:
+        """The dtypes, by name, of `function`'s floating-point outputs when called in float64."""
+
     def evaluate(self, function: Callable, values: list, diff: list[int], arrays: list,
                  dtype: str = "float64") -> list[np.ndarray]:
         """`function`'s floating-point outputs at one point, called in `dtype`, as float64 numpy arrays."""

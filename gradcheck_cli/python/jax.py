@@ -56,6 +56,10 @@ class Jax:
     def dtype_name(self, value) -> str:
         return str(_dtype(value))
 
+    def output_dtypes(self, function, values: list, diff: list[int], arrays: list) -> list[str]:
+        with jax.enable_x64(True):
+            return [str(o.dtype) for o in _floating(function(*placed(values, diff, _arrays(arrays, FLOAT64))))]
+
     def evaluate(self, function, values: list, diff: list[int], arrays: list, dtype: str = FLOAT64) -> list[np.ndarray]:
         with jax.enable_x64(True):
             return [np.asarray(o, dtype=float)

@@ -57,7 +57,8 @@ class Reference(enum.Enum):
 class Plan:
     """How one target is checked natively."""
     dtype: str
-    refuses_float64: bool         # its forward raises in float64 (and runs in `dtype`)
+    refuses_float64: bool         # its forward raises in float64 (and runs in `dtype`), or computes in `dtype`
+    computes_in_dtype: bool = False  # the latter: it takes float64, and its outputs come in `dtype`
     reference: Reference
     reference_fn: Callable | None = None
 
@@ -86,7 +87,7 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
         raise UsageError(f"dtype must be one of {', '.join(EPS)}, not {dtype!r}")
     if reference_fn is not None and not callable(reference_fn):
         raise UsageError(f"reference_fn must be a function, not {type(reference_fn).__name__}")
-    refuses = False
+    refuses = lowers = False
     if _raised(framework, code, given, FLOAT64) is not None:
         own = [d for d in (framework.dtype_name(given.values[i]) for i in given.diff) if d in EPS]
         tried = [dtype] if dtype is not None else list(dict.fromkeys(own[:1] + list(EPS)))
@@ -96,6 +97,10 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
         if found is None:
             return None  # it raises in every dtype: the float64 check says what it raised, and where
         dtype, refuses = found, True
+    elif (lower := _lowered(framework, code, given)) is not None and dtype in (None, lower):
+        # a kernel that takes float64 and computes in a lower dtype: differences of it in float64 would measure
+        # its rounding, not its slope (a right kernel failed); checked in the dtype it computes in
+        dtype, refuses, lowers = lower, True, True
     if dtype is None:
         if reference_fn is not None:
             raise UsageError("a reference is for a check in a native dtype: give dtype= (--dtype) too, or a "
@@ -108,7 +113,19 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
                          "to check it in " + dtype + " against (reference_fn=, --reference FILE.py::fn)")
     else:
         reference = Reference.NATIVE if refuses else Reference.FLOAT64
-    return Plan(dtype=dtype, refuses_float64=refuses, reference=reference, reference_fn=reference_fn)
+    return Plan(dtype=dtype, refuses_float64=refuses, computes_in_dtype=lowers, reference=reference,
+                reference_fn=reference_fn)
+
+
+def _lowered(framework: Framework, code: UserCode, given: Arguments) -> str | None:
+    """The native dtype the forward's outputs come in when it is called in float64 (it computes in it), or
+    None (float64 outputs, or a forward that raises: the float64 check says so)."""
+    arrays = [framework.to_numpy(given.values[i]) for i in given.diff]
+    try:
+        names = framework.output_dtypes(code.call, given.values, given.diff, arrays)
+    except USER_ERRORS:  # noqa: BLE001 - the user's code may raise anything
+        return None
+    return next((n for n in names if n in EPS), None)
 
 
 def _raised(framework: Framework, code: UserCode, given: Arguments, dtype: str) -> BaseException | None:
@@ -218,7 +235,7 @@ def judge(framework: Framework, code: UserCode, given: Arguments, chosen: Plan, 
                              call_line=layer.line, status=status, numeric_error=err, symbolic_error=None,
                              tolerance=allowed, point=1, note=note))
     said = Precision(dtype=dtype, refuses_float64=chosen.refuses_float64, reference=words, k=K, eps=eps,
-                     reference_rounds=rounds, inputs=tuple(allowances))
+                     reference_rounds=rounds, inputs=tuple(allowances), computes_in_dtype=chosen.computes_in_dtype)
     return Judged(nodes=nodes, gates=gates, precision=said, output=output)
 
 

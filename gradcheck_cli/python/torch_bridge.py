@@ -35,6 +35,11 @@ class Torch:
     def dtype_name(self, value) -> str:
         return str(value.dtype).removeprefix("torch.")
 
+    def output_dtypes(self, function, values: list, diff: list[int], arrays: list) -> list[str]:
+        with torch.no_grad():
+            outs = floating_outputs(function(*placed(values, diff, _tensors(values, diff, arrays, torch.float64))))
+        return [str(o.dtype).removeprefix("torch.") for o in outs]
+
     def evaluate(self, function, values: list, diff: list[int], arrays: list, dtype: str = "float64") -> list[np.ndarray]:
         with torch.no_grad():
             outs = floating_outputs(function(*placed(values, diff, _tensors(values, diff, arrays, getattr(torch, dtype)))))

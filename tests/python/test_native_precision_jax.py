@@ -110,3 +110,28 @@ def test_a_dtype_the_rule_refuses_says_so_and_the_dtype_it_runs_in(ran):
     line = next(i for i, t in enumerate(lines) if "raise TypeError" in t) + 1
     assert result[0].startswith("the forward refuses bfloat16, as it refuses float64: in bfloat16 it raised TypeError")
     assert "(it runs in float32: --dtype float32, or no --dtype, checks it there)" in result[0] and result[1] == line
+
+
+# A rule that takes float64 and computes in float32 (`x.astype(jnp.float32)`): its float64 differences measured
+# its rounding (a 1e-4 slip was "beside a kink ... its derivative is 0"); it is checked in float32 now
+BODIES["computes_in_float32"] = (
+    "def exp32(slip):\n"
+    "    @jax.custom_vjp\n"
+    "    def f(x):\n"
+    "        return jnp.exp(x.astype(jnp.float32))\n"
+    "    def fwd(x):\n"
+    "        y = f(x)\n"
+    "        return y, y\n"
+    "    def bwd(y, g):\n"
+    "        return (g * y * slip,)\n"
+    "    f.defvjp(fwd, bwd)\n"
+    "    return f\n"
+    "r, w = check(exp32(1.0), (x,)), check(exp32(1.0001), (x,))\n"
+    "result = [r.passed, r.precision.dtype, r.precision.computes_in_dtype, w.passed,\n"
+    "          ' '.join(n.note or '' for n in w.nodes)]")
+
+
+def test_a_rule_that_takes_float64_and_computes_in_float32_is_checked_in_float32(ran):
+    passed, dtype, computes, wrong_passed, notes = run(ran, "computes_in_float32")
+    assert passed and dtype == "float32" and computes and not wrong_passed, notes
+    assert "in float32" in notes and "kink" not in notes
