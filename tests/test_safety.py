@@ -160,7 +160,9 @@ def test_ctrl_c_stops_the_run_and_its_workers_with_exit_130(tmp_path):
     import subprocess
     import sys
     slow = "x = randn(60)\nW = randn(60, 60)\nf = sum(softmax(softmax(softmax(tanh(W @ x)))))\n"
-    for i in range(24):
+    # 240 files: the run is interrupted half a second in, so its length costs nothing, and no load lets it end
+    # first (24 files, 2 s once SymPy's partials are cached, had once ended before the signal came: exit 0)
+    for i in range(240):
         (tmp_path / f"f{i}.grad").write_text(slow)
     report = tmp_path.parent / f"{tmp_path.name}-report.json"
     for jobs in ("1", "2"):
@@ -168,7 +170,7 @@ def test_ctrl_c_stops_the_run_and_its_workers_with_exit_130(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "gradcheck_cli", "check", str(tmp_path), "-j", jobs,
                                  "--format", "json", "-o", str(report)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _checking(proc)  # inside the run (24 files take over 8 s with -j 2), past start-up
+        _checking(proc)  # inside the run (240 files take over 10 s with -j 2), past start-up
         assert proc.poll() is None, (jobs, proc.communicate())
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
