@@ -400,8 +400,9 @@ def predict(graph, checked: list, exhaustive: set, calls: list, gate_calls: Call
 def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int, kinked: int,
                  reference: bool = False) -> Cost:
     """A Python layer checked at two points: per point, its output and backward calls (with the
-    rounding reruns, and the backward called again at the point itself), its rows of differences (each a call of its own unless the forward batches),
-    a failed projection's element-by-element recheck (at most `recheck` units) and the
+    rounding reruns, and the backward called again at the point itself), its rows of differences (each a
+    call of its own unless the forward batches), a failed projection's element-by-element recheck (at most
+    `recheck` units) and the
     output-by-output analysis at kinks, when it runs (`kinked`: at most that many outputs, else 0).
     With an exact `reference`: projections, and up to `exhaustive` elements where it disagrees
     differenced one by one (or, should it fail the projections, the differences alone)."""

@@ -82,13 +82,15 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
          reference_fn: Callable | None) -> Plan | None:
     """The native check `code` needs at `given`, or None (the float64 check alone): asked for by
     `dtype`, or forced by a forward that raises in float64 and runs in a lower dtype (the given one,
-    the inputs' own, else the first of float32, float16, bfloat16 it runs in)."""
+    the inputs' own, else the first of float32, float16, bfloat16 it runs in), or that takes float64 and
+    computes in a lower dtype anyway (its outputs come in it)."""
     if dtype is not None and dtype not in EPS:
         raise UsageError(f"dtype must be one of {', '.join(EPS)}, not {dtype!r}")
     if reference_fn is not None and not callable(reference_fn):
         raise UsageError(f"reference_fn must be a function, not {type(reference_fn).__name__}")
     refuses = lowers = False
-    if _raised(framework, code, given, FLOAT64) is not None:
+    raised, lower = _in_float64(framework, code, given)
+    if raised is not None:
         own = [d for d in (framework.dtype_name(given.values[i]) for i in given.diff) if d in EPS]
         tried = [dtype] if dtype is not None else list(dict.fromkeys(own[:1] + list(EPS)))
         found = next((d for d in tried if _raised(framework, code, given, d) is None), None)
@@ -97,7 +99,7 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
         if found is None:
             return None  # it raises in every dtype: the float64 check says what it raised, and where
         dtype, refuses = found, True
-    elif (lower := _lowered(framework, code, given)) is not None and dtype in (None, lower):
+    elif lower is not None and dtype in (None, lower):
         # a kernel that takes float64 and computes in a lower dtype: differences of it in float64 would measure
         # its rounding, not its slope (a right kernel failed); checked in the dtype it computes in
         dtype, refuses, lowers = lower, True, True
@@ -117,15 +119,15 @@ def plan(framework: Framework, code: UserCode, given: Arguments, dtype: str | No
                 reference_fn=reference_fn)
 
 
-def _lowered(framework: Framework, code: UserCode, given: Arguments) -> str | None:
-    """The native dtype the forward's outputs come in when it is called in float64 (it computes in it), or
-    None (float64 outputs, or a forward that raises: the float64 check says so)."""
+def _in_float64(framework: Framework, code: UserCode, given: Arguments) -> tuple[BaseException | None, str | None]:
+    """One call of the forward in float64: what it raised (or None), and the native dtype its outputs come in
+    when it computes in one anyway (or None)."""
     arrays = [framework.to_numpy(given.values[i]) for i in given.diff]
     try:
         names = framework.output_dtypes(code.call, given.values, given.diff, arrays)
-    except USER_ERRORS:  # noqa: BLE001 - the user's code may raise anything
-        return None
-    return next((n for n in names if n in EPS), None)
+    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
+        return exc, None
+    return None, next((n for n in names if n in EPS), None)
 
 
 def _raised(framework: Framework, code: UserCode, given: Arguments, dtype: str) -> BaseException | None:

@@ -75,14 +75,14 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
     if order == 2 and plan is None:
         return check_double(kept, given, name, settings, structure)
     if order == 2 and plan.refuses_float64:  # the double backward is checked by differences in float64
+        runs = (f"computes in {plan.dtype}" if plan.computes_in_dtype
+                else f"refuses float64 (it runs in {plan.dtype})")
         path, line = where(code.forward)
         report = CheckReport(name or code.name, settings=settings)
         report.path = path
         report.error = UsageError(f"--order 2 (order=2) checks the double backward in float64, by finite differences "
-                                  f"of the first backward, and {code.name}'s forward "
-                                  + ("computes in" if plan.computes_in_dtype else "refuses float64 (it runs in")
-                                  + f" {plan.dtype}" + ("" if plan.computes_in_dtype else ")")
-                                  + f": check it without --order 2, in {plan.dtype}",
+                                  f"of the first backward, and {code.name}'s forward {runs}: check it without "
+                                  f"--order 2, in {plan.dtype}",
                                   line, indent(source_text(path), line)).located(path, source_text(path))
         return report
     if order == 2:  # the double backward in float64, and the first backward in the dtype asked
