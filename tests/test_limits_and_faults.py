@@ -220,6 +220,16 @@ def test_output_to_dev_stdout_and_through_a_symlink(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".gradcheck-")]
 
 
+@pytest.mark.parametrize("args", [("check", "-e", "x*x", "--format", "json"), ("explain", "-e", "x*x"),
+                                  ("descend", "-e", "x*x", "--steps", "1")])
+def test_output_dash_is_standard_output_never_a_file_named_dash(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    with_dash, without = run(*args, "-o", "-"), run(*args)
+    assert with_dash.exit_code == without.exit_code == 0
+    assert with_dash.stdout == without.stdout and "x" in with_dash.stdout
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     from gradcheck_cli.core import writer
     def refuse(*a, **k):

@@ -178,13 +178,23 @@ def _fail(err, source=None, text=None):
     sys.exit(2)
 
 
+class _Output(click.Path):
+    """-o FILE: `-o -` is standard output, as without -o (never a file named "-")."""
+
+    def convert(self, value, param, ctx):
+        return None if value == "-" else super().convert(value, param, ctx)
+
+
+OUTPUT = _Output(dir_okay=False)
+
+
 def _report_options(f):
     """The options `check` and `check-py` share: the point's seed, the tolerances, what is printed and how."""
     options = [
         click.option("--seed", type=SEED, metavar="N", default=None,
                      help="Seed for randn/rand, unset leaves and the inputs [default: 0]."),
         click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format [default: table]."),
-        click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
+        click.option("-o", "--output", "output", type=OUTPUT, help="Write the report to FILE (-: standard output)."),
         click.option("--rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
                      help="Relative tolerance against finite differences [default: 1e-5]."),
         click.option("--atol", type=click.FloatRange(min=0), default=None,

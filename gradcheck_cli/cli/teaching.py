@@ -7,7 +7,7 @@ import sys
 import click
 
 from . import main
-from .common import (SEED, _AsciiFile, _console, _fail, _fail_usage, _guard_output, _parse_at, _pipe_safe,
+from .common import (OUTPUT, SEED, _AsciiFile, _console, _fail, _fail_usage, _guard_output, _parse_at, _pipe_safe,
                      _raise_broken_pipe, _write_atomically)
 
 def _source_options(f):
@@ -94,7 +94,7 @@ def _fail_backward(errors: list, source: str, text: str) -> None:
 @click.option("--latex", is_flag=True, help="Print the backward steps as LaTeX (an align* block).")
 @click.option("--order", type=click.IntRange(min=1, max=2), default=1, show_default=True,
               help="2: the gradient, the Hessian (forward-over-reverse) and one Newton step, for a small function.")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
+@click.option("-o", "--output", "output", type=OUTPUT, help="Write to FILE (whole or not at all).")
 @_pipe_safe
 def explain(target, expr, at, seed, fmt, latex, order, output):
     """The chain rule step by step: the forward pass, then each edge of the backward pass
@@ -122,7 +122,7 @@ def explain(target, expr, at, seed, fmt, latex, order, output):
 @_source_options
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "svg", "png"]), default="text", show_default=True,
               help="text: a tree in the terminal; dot: Graphviz source; svg/png: rendered by Graphviz (needs -o).")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@click.option("-o", "--output", "output", type=OUTPUT, help="Write to FILE.")
 @click.option("--ascii", "ascii_only", is_flag=True, help="Draw the tree with ASCII characters only.")
 @_pipe_safe
 def graph(target, expr, at, seed, fmt, output, ascii_only):
@@ -170,7 +170,7 @@ def graph(target, expr, at, seed, fmt, output, ascii_only):
 @_source_options
 @click.option("--answers", type=click.Path(dir_okay=False, exists=True),
               help="Grade a file of `d<name> = value` lines instead of asking.")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", "output", type=OUTPUT,
               help="Write the transcript to FILE (whole, at the end); at a terminal the quiz is still asked there.")
 @_pipe_safe
 def quiz(target, expr, at, seed, answers, output):
@@ -308,7 +308,7 @@ def _answer_file(path: str, names: list, output: str) -> dict:
               help="How many steps to take (0: just the starting point).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table: one row per step; json: every step's output and leaves, for a plot.")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="Write to FILE (whole or not at all).")
+@click.option("-o", "--output", "output", type=OUTPUT, help="Write to FILE (whole or not at all).")
 @_pipe_safe
 def descend(target, expr, at, seed, lr, steps, fmt, output):
     """Gradient descent x ← x − η∇f on the leaves (const leaves stay): the output and leaves per step."""
