@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 
 from ..core.report import RunReport, Tensor
 
@@ -14,6 +15,7 @@ def render_json(run: RunReport) -> str:
     and 2 GB; this takes a fraction of a second and the text it needs. The report marks its tensors
     (report.Tensor), so a million nested lists are not searched for a non-number either (14 s)."""
     tensors: list = []
+    mark = secrets.token_hex(8)  # a tensor's place: no text of the user's can spell it (a name, a note)
 
     def lift(value):
         if isinstance(value, dict):
@@ -21,11 +23,12 @@ def render_json(run: RunReport) -> str:
         if isinstance(value, list):
             if isinstance(value, Tensor) or (value and _numeric(value)):
                 tensors.append(value)
-                return f"\0tensor{len(tensors) - 1}\0"
+                return f"\0tensor{mark}:{len(tensors) - 1}\0"
             return [lift(v) for v in value]
         return value
     text = json.dumps(lift(run.to_dict()), indent=2, allow_nan=False)
-    return re.sub(r'"\\u0000tensor(\d+)\\u0000"', lambda m: json.dumps(tensors[int(m.group(1))], allow_nan=False), text)
+    return re.sub(rf'"\\u0000tensor{mark}:(\d+)\\u0000"', lambda m: json.dumps(tensors[int(m.group(1))], allow_nan=False),
+                  text)
 
 
 def _numeric(value) -> bool:
