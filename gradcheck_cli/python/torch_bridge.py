@@ -48,7 +48,7 @@ class Torch:
     def evaluate_rows(self, function, values: list, diff: list[int], arrays: list) -> np.ndarray:
         """With torch.func.vmap (a ctx-style Function's forward runs on a stand-in ctx: its apply
         cannot be vmapped)."""
-        batched = [torch.from_numpy(np.ascontiguousarray(a)).to(torch.float64) for a in arrays]
+        batched = [torch.tensor(np.asarray(a), dtype=torch.float64) for a in arrays]  # copies: a forward may write into them
         dims = tuple(0 if i in diff else None for i in range(len(values)))
 
         def call(*parts):
@@ -59,7 +59,7 @@ class Torch:
 
     def pullback(self, function, values: list, diff: list[int], arrays: list, dtype: str) -> Pullback:
         made = [t.requires_grad_(True) for t in _tensors(values, diff, arrays, getattr(torch, dtype))]
-        outs = floating_outputs(function(*placed(values, diff, made)))
+        outs = floating_outputs(function(*placed(values, diff, [computed(t) for t in made])))
 
         def pull(cotangents: list) -> list:
             douts = [torch.tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outs)]
@@ -81,6 +81,20 @@ def _tensors(values: list, diff: list[int], arrays: list, dtype) -> list:
     return [torch.tensor(np.asarray(a), dtype=dtype, device=values[i].device) for i, a in zip(diff, arrays)]
 
 
+def computed(leaf: torch.Tensor) -> torch.Tensor:
+    """What a Function is called with in place of `leaf` (a tensor that requires grad), as a graph
+    gives it a tensor it computed: a copy that is no leaf, autograd taking its gradient back to `leaf`
+    unchanged. torch refuses an in-place op on a leaf that requires grad (or on a view of one), so a
+    Function that writes into its input (`ctx.mark_dirty`) runs on it (torch's own gradcheck needs it
+    wrapped, `lambda t: F.apply(t.clone())`); its writes reach this copy's storage, never `leaf`'s.
+    The copy keeps `leaf`'s size, strides, storage offset and storage contents (a memory layout and
+    its padding, torch_layouts.py), which `clone()` would not all keep."""
+    copy = leaf.clone()
+    with torch.no_grad():  # the clone's graph (its gradient passed back as it is), over a copy of the whole storage
+        copy.set_(leaf.untyped_storage().clone(), leaf.storage_offset(), leaf.size(), leaf.stride())
+    return copy
+
+
 def floating_outputs(result) -> list:
     """A call's floating-point tensors, in order (one output, or a tuple or list of them)."""
     outs = list(result) if isinstance(result, (tuple, list)) else [result]
@@ -93,7 +107,8 @@ def differentiable_outputs(code: UserCode, given: Arguments) -> UserCode | None:
     inputs, gets no upstream and is not checked (integer outputs never are). Found by one call with the
     differentiated inputs requiring grad; None when no output is differentiable. A call that raises
     changes nothing (the check says what it raised)."""
-    made = placed(given.values, given.diff, [given.values[i].detach().clone().requires_grad_(True) for i in given.diff])
+    made = placed(given.values, given.diff, [computed(given.values[i].detach().clone().requires_grad_(True))
+                                             for i in given.diff])
     try:
         with torch.enable_grad(), quiet():
             keep = tuple(o.requires_grad for o in floating_outputs(code.call(*made)))

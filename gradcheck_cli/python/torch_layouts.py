@@ -34,7 +34,7 @@ from ..core.status import Status
 from .bridge import Arguments, Call, UserCode, placed
 from .layouts import RUNS, ROUNDING, SPREAD_FACTOR, Layout
 from .pysource import USER_ERRORS, exception_text, grad_lines, qualname, where
-from .torch_bridge import floating_outputs
+from .torch_bridge import computed, floating_outputs
 from .usercode import quiet
 
 OFFSET = 3  # the storage offset of the OFFSET layout's views
@@ -249,12 +249,13 @@ def _fresh(tensors: list) -> list:
 
 
 def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
-    """One forward and one backward: the inputs as leaves keeping their layout, `upstream` as given
-    (or made from the outputs, when it is a function)."""
+    """One forward and one backward: the inputs as leaves keeping their layout (the Function given
+    copies of them in the same layout, torch_bridge.computed), `upstream` as given (or made from the
+    outputs, when it is a function)."""
     leaves = [t.detach().requires_grad_(True) for t in inputs]
     try:
         with torch.enable_grad(), quiet():
-            outs = floating_outputs(code.call(*placed(given.values, given.diff, leaves)))
+            outs = floating_outputs(code.call(*placed(given.values, given.diff, [computed(t) for t in leaves])))
             given_upstream = upstream(outs) if callable(upstream) else upstream
             grads = torch.autograd.grad(outs, leaves, grad_outputs=given_upstream, allow_unused=True)
     except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything

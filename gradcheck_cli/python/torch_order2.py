@@ -24,7 +24,7 @@ from .pysource import USER_ERRORS, PythonError, grad_lines, qualname, source_tex
 from ..core.report import CheckReport
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
-from .torch_bridge import TORCH, floating_outputs, user_code
+from .torch_bridge import TORCH, computed, floating_outputs, user_code
 from .usercode import Layer, flat_size, split_outputs
 
 UPSTREAM = "grad_out"  # the name the upstream gradient's row gets
@@ -43,9 +43,10 @@ class _FirstBackward:
         return floating_outputs(self.apply(*args))
 
     def _with(self, values):
+        """(the arguments the Function is called with, the leaves they are copies of: torch_bridge.computed)."""
         made = [torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v, dtype=torch.float64)
                 .detach().clone().requires_grad_(True) for v in values]
-        return placed(self.args, self.diff, made), made
+        return placed(self.args, self.diff, [computed(m) for m in made]), made
 
     def first(self, arrays, create_graph: bool, function=None):
         """(the inputs, the upstreams, the first backward's gradients) at `arrays`: through the

@@ -1,10 +1,12 @@
 """torch.autograd.Function checked by this project's engine: right and wrong examples
 failing on their lines, non-tensor arguments, None gradients, several outputs, low precision
-(float32, float16, bfloat16 against a float64 reference), the double backward, and torch's
-gradcheck signature. Skipped without PyTorch (`pip install '.[torch]'`)."""
+(float32, float16, bfloat16 against a float64 reference), the double backward, torch's gradcheck
+signature, and a Function that writes into its input (ctx.mark_dirty). Skipped without PyTorch
+(`pip install '.[torch]'`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -358,3 +360,100 @@ def test_fast_mode_checks_the_given_point_only_as_torchs_does():
         gradcheck(OffByOneInAThousand.apply, mlp(), rtol=1e-5, fast_mode=True)  # torch's default rtol, 1e-3, allows 0.1%
     done = check_py(f"{EXAMPLES}::LayerNormNoMean", "--shape", "x=4,6", "--fast")
     assert done.exit_code == 1 and "--fast" in done.stdout and "second point" not in done.stdout
+
+
+# --- a Function that writes into its input (ctx.mark_dirty) -------------------------------------------
+
+IN_PLACE = """\
+import torch
+
+
+class ReluInPlace(torch.autograd.Function):
+    \"\"\"relu written into its input, as an in-place activation is.\"\"\"
+
+    @staticmethod
+    def forward(ctx, x):
+        x.clamp_(min=0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (y > 0).to(g.dtype)
+
+
+class ReluInPlaceNoMask(ReluInPlace):
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g  # slip
+
+
+class ReluInPlaceTwice(ReluInPlace):
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return 2 * g * (y > 0).to(g.dtype)  # slip
+"""
+IN_PLACE_WRONG = ("ReluInPlaceNoMask", "ReluInPlaceTwice")
+
+
+@pytest.fixture
+def in_place(tmp_path):
+    """(the file, its module): the Functions of IN_PLACE, written to a file check-py reads."""
+    path = tmp_path / "in_place.py"
+    path.write_text(IN_PLACE, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("in_place_functions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module
+
+
+def slip_line(name: str) -> int:
+    lines = IN_PLACE.splitlines()
+    start = lines.index(f"class {name}(ReluInPlace):")
+    return next(i for i in range(start, len(lines)) if "# slip" in lines[i]) + 1
+
+
+def test_a_function_that_writes_into_its_input_passes_when_right_and_fails_at_its_return_when_wrong(in_place):
+    path, module = in_place
+    a = x(4, 5)
+    # the oracle: torch's gradcheck, given the Function as torch's own tests give it one that writes into its
+    # input, on a clone (applied to a leaf that requires grad, torch refuses it, after its forward wrote into it)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        module.ReluInPlace.apply(x(4, 5))
+    assert torch.autograd.gradcheck(lambda t: module.ReluInPlace.apply(t.clone()), (a,))
+    for wrong in IN_PLACE_WRONG:
+        assert not torch.autograd.gradcheck(lambda t: getattr(module, wrong).apply(t.clone()), (a,),
+                                            raise_exception=False)
+    done = check_py(f"{path}::ReluInPlace", "--shape", "x=4,5")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert "leaf Variable" not in done.stdout
+    for wrong in IN_PLACE_WRONG:
+        done = check_py(f"{path}::{wrong}", "--shape", "x=4,5")
+        assert done.exit_code == 1, done.stdout + done.stderr
+        assert f"(line {slip_line(wrong)}): backprop disagrees with finite differences" in done.stdout, done.stdout
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap has no batching rule for clamp_
+def test_a_function_that_writes_into_its_input_never_writes_into_the_point(in_place):
+    _, module = in_place
+    a = x(4, 5)
+    given = a.detach().clone()
+    for options in ({}, {"order": 2}, {"fast": True}, {"reference": False}):
+        assert check(module.ReluInPlace, (a,), **options).passed, options
+    assert check(module.ReluInPlace, (x(4, 5, dtype=torch.float32),)).passed  # the float32 rows too
+    assert check(module.ReluInPlace, (a,), dtype="float32").passed  # the native check
+    assert gradcheck(module.ReluInPlace.apply, (a,))  # the drop-in, given it unwrapped (torch's raises so)
+    for wrong in IN_PLACE_WRONG:
+        (row,) = check(getattr(module, wrong), (a,)).nodes
+        assert row.status == "fail" and row.line == slip_line(wrong)
+    assert torch.equal(a.detach(), given)
+    # the engine's rows of points, batched by vmap through the forward (on a stand-in ctx), stay as they were
+    from gradcheck_cli.python.torch_bridge import TORCH, user_code
+    rows = torch.randn(6, 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64).numpy()
+    kept = rows.copy()
+    out = TORCH.evaluate_rows(user_code(module.ReluInPlace).batched, [a], [0], [rows])
+    assert (rows == kept).all() and (out == kept.clip(min=0).reshape(6, -1)).all()

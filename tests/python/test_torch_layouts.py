@@ -212,6 +212,52 @@ def test_right_functions_pass_in_every_layout():
     assert report.passed and not report.warnings
 
 
+class SeesItsInput(torch.autograd.Function):
+    """y = 2x, keeping what each call's input was: a leaf? its strides and storage offset."""
+
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        SeesItsInput.seen.append((x.requires_grad and x.is_leaf, x.stride(), x.storage_offset()))
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+class ReluInPlace(torch.autograd.Function):
+    """relu written into its input (ctx.mark_dirty): torch refuses that for a leaf that requires grad."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x.clamp_(min=0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (y > 0).to(g.dtype)
+
+
+def test_the_function_gets_each_layout_as_a_graph_computes_it_and_may_write_into_it():
+    SeesItsInput.seen.clear()
+    assert check(SeesItsInput, (x(2, 3, 4, 5),)).passed
+    assert not any(leaf for leaf, _, _ in SeesItsInput.seen)  # copies of the leaves, as a graph gives (no leaf)
+    layouts = {(stride, offset) for _, stride, offset in SeesItsInput.seen}
+    assert ((1, 2, 6, 24), 3) in layouts  # transposed (permuted) at storage offset 3: not made contiguous
+    assert ((60, 1, 15, 3), 0) in layouts  # channels-last
+    assert any(0 in stride for stride, _ in layouts)  # expanded
+    report = check(ReluInPlace, (x(2, 3, 4, 5),))
+    assert report.passed and not failing(report)
+    # the one layout it is not checked in: torch refuses an in-place write into a stride-0 view, as in a graph
+    (warning,) = report.warnings
+    assert "in the expanded layout" in warning[0] and "more than one element of the written-to tensor" in warning[0]
+
+
 # --- the repeated runs -----------------------------------------------------------------------------
 
 def test_a_spread_within_rounding_is_a_warning_and_past_it_a_failure():
