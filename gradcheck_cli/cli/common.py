@@ -166,7 +166,9 @@ def _pipe_safe(command):
 
 
 def _fail_usage(message: str):
-    click.echo(f"gradcheck: error: {message}", err=True)
+    """Print a usage error and exit 2: a file name or value of the command line in it shown as itself
+    (its control characters as escapes: `visible`), never acted on by the terminal."""
+    click.echo(_shown(f"gradcheck: error: {message}"), err=True)
     sys.exit(2)
 
 
@@ -174,8 +176,13 @@ def _fail(err, source=None, text=None):
     """Print a GradcheckError (located at `source`, `text` when it is not yet) and exit 2."""
     if source is not None:
         err = err.located(source, text)
-    click.echo(err.format(), err=True)
+    click.echo(_shown(err.format()), err=True)
     sys.exit(2)
+
+
+def _shown(text: str) -> str:
+    from ..core.text import visible
+    return "\n".join(visible(line) for line in text.split("\n"))
 
 
 class _Output(click.Path):
@@ -255,12 +262,11 @@ def _emit(run, fmt: str, output: str | None, expand: str | None, quiet: bool = F
           color: bool | None = None) -> None:
     from io import StringIO
     from ..render import MACHINE_FORMATS, render
-    from ..core.text import visible
     from ..render.table import print_table
 
     for report in run.results:
         if report.error is not None:  # a file name's control characters escaped, as every face shows them
-            click.echo("\n".join(visible(line) for line in report.error.format().split("\n")), err=True)
+            click.echo(_shown(report.error.format()), err=True)
     if fmt in MACHINE_FORMATS:
         text = render(run, fmt)
     elif output is None:

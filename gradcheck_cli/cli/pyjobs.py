@@ -15,7 +15,7 @@ def take(message, index: int, targets, settings, running: dict, results: list, s
     if isinstance(message, Begun) and isinstance(message.spec, str):
         running[index] = message.spec
     elif isinstance(message, Checked) and isinstance(message.report, CheckReport):
-        results.append(message.report)
+        results.append(shown(message.report))
     elif isinstance(message, Skipped) and isinstance(message.items, list):
         skipped += [(str(item[0]), str(item[1])) for item in message.items
                     if isinstance(item, tuple) and len(item) == 2]
@@ -26,6 +26,38 @@ def take(message, index: int, targets, settings, running: dict, results: list, s
         report.error = message.error.located(path, source_text(path))
         report.path = path
         results.append(report)
+
+
+SHOWN_MAX = 4000  # characters of one text of a report from the user's process (a note, a name, a message)
+
+
+def shown(report):
+    """A report from the process that runs the user's code, every text in it (names the code gives its
+    functions, notes quoting what it raised, messages) as every face may show it: control, format and
+    separator characters written as escapes (`visible`), each text cut at SHOWN_MAX. That process
+    cleans them too, but it is the user's: what crosses back is cleaned here. The source text an error
+    quotes is read here, from the file the error names."""
+    import dataclasses
+    from ..core.text import visible
+    from ..python.pysource import source_text
+
+    def text(value, lines: bool = False):
+        if not isinstance(value, str):
+            return value
+        value = value if len(value) <= SHOWN_MAX else value[:SHOWN_MAX] + " …"
+        return "\n".join(visible(line) for line in value.split("\n")) if lines else visible(value)
+
+    def row(r):
+        return dataclasses.replace(r, **{f.name: text(getattr(r, f.name), f.name == "note")
+                                         for f in dataclasses.fields(r) if isinstance(getattr(r, f.name), str)})
+    report.nodes = [row(r) for r in report.nodes]
+    report.gates = [row(r) for r in report.gates]
+    report.source, report.output, report.rerun = text(report.source), text(report.output), text(report.rerun)
+    report.warnings = [(text(w[0], lines=True), *w[1:]) for w in report.warnings]
+    if report.error is not None:
+        report.error.message = text(report.error.message, lines=True)
+        report.error.text = source_text(report.error.source) if isinstance(report.error.source, str) else None
+    return report
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -181,6 +181,7 @@ def quiz(target, expr, at, seed, answers, output):
     import signal
     from ..render.teach import feedback_lines
     from ..teaching.teach import grad_name, quiz as questions_of
+    from ..core.text import visible
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C leaves the quiz with its score (exit 1)
     _guard_output(output, [target, answers])
     ex = _explained(target, expr, at, seed)
@@ -190,7 +191,7 @@ def quiz(target, expr, at, seed, answers, output):
     interactive = given is None and sys.stdin is not None and sys.stdin.isatty()
     # With -o and nobody at a terminal, the transcript goes to FILE only; at a terminal, to both.
     say = _Transcript(echo=interactive or not output, inputs=[target, answers])
-    say(f"Quiz on {ex.source}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
+    say(f"Quiz on {visible(ex.source)}: the output is {ex.output}. Give d{ex.output}/d(node) for each node, "
         "in backward order. Numbers or arrays, e.g. 0.39 or [1, 2].")
     right = 0
     for number, q in enumerate(questions):

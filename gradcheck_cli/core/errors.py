@@ -31,8 +31,8 @@ class GradcheckError(Exception):
         """The line of the source the error points at, if known."""
         if self.text is None or self.line is None:
             return None
-        lines = self.text.splitlines()
-        return lines[self.line - 1] if 0 < self.line <= len(lines) else None
+        lines = self.text.split("\n")  # as the lexer counts lines (splitlines also breaks at \r, \f, \x1c, ...)
+        return lines[self.line - 1].removesuffix("\r") if 0 < self.line <= len(lines) else None
 
     def format(self) -> str:
         """`FILE:LINE:COL: error: message`, then the source line and a caret."""

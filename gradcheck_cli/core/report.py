@@ -11,6 +11,7 @@ from .display import Displayed
 from .errors import GradcheckError
 from .settings import Settings
 from .status import Status
+from .text import visible
 
 SCHEMA = 1
 
@@ -243,12 +244,15 @@ class CheckReport(Displayed):
         return sum(r.symbolic is not None for r in checked) / len(checked)
 
     def reproduce(self) -> str:
-        """One shell line that reruns this check as it ran."""
+        """One shell line that reruns this check as it ran, its control, format and separator characters
+        (from a file name, an `--at` value, an `-e` comment) written as escapes, as every face shows it."""
         if self.rerun is not None:
-            return self.rerun
-        if self.inline is not None:
-            return self.settings.reproduce(self.inline, inline=True, at=self.at)
-        return self.settings.reproduce(self.source, at=self.at)
+            line = self.rerun
+        elif self.inline is not None:
+            line = self.settings.reproduce(self.inline, inline=True, at=self.at)
+        else:
+            line = self.settings.reproduce(self.source, at=self.at)
+        return visible(line)
 
     def to_dict(self) -> dict:
         return {

@@ -276,7 +276,7 @@ def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
     if isinstance(err, UnexpectedToken):
         tok = err.token
         if tok.type == "$END" or line in (None, -1):
-            lines = text.rstrip("\n").splitlines() or [""]
+            lines = text.rstrip("\n").split("\n")
             return GradSyntaxError("unexpected end of input: something is unfinished",
                                    len(lines), len(lines[-1]) + 1)
         if tok.type == "_INDENT":  # borrowed from the newline token: point past the indentation
@@ -289,7 +289,7 @@ def _syntax_error(err: UnexpectedInput, text: str) -> GradSyntaxError:
             return GradSyntaxError(f"'{python[0]}' is Python, not part of this language", python[1], python[2])
         return GradSyntaxError(f"unexpected {_describe(tok)}", tok.line, tok.column)
     if isinstance(err, UnexpectedEOF):
-        lines = text.rstrip("\n").splitlines() or [""]
+        lines = text.rstrip("\n").split("\n")
         return GradSyntaxError("unexpected end of input", len(lines), len(lines[-1]) + 1)
     return GradSyntaxError(str(err).splitlines()[0], line, col)
 

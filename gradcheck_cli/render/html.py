@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.errors import GradcheckError
 from ..core.report import CheckReport, NodeRow, RunReport
+from ..core.text import visible
 from .common import causes, element, fmt_number, row_error, fmt_shape, line_in, row_name, summary
 
 # light and dark themes from one set of variables: the status colours keep their contrast in both
@@ -201,7 +202,7 @@ def explain_page(ex, faults) -> str:
     drawn = sum(1 for n in ex.graph.nodes[: ex.graph.output + 1] if n.kind != "literal")
     stepper = stepper_html(ex, faults) if drawn <= PICTURED else None  # past it: the tables alone
     body = explain_html(ex, faults, stepper=stepper)
-    return page(f"gradcheck explain: {ex.source}", body)
+    return page(f"gradcheck explain: {visible(ex.source)}", body)
 
 
 def explain_frame(ex, faults, height: int = 720) -> str:
@@ -235,7 +236,7 @@ def explain_html(ex, faults, svg: str | None = None, stepper: str | None = None)
     leaves = [n for n in ex.graph.nodes if n.kind == "leaf"]
     grads = ", ".join(f"{grad_name(n.name)} = {short(ex.grads.get(n.id, np.zeros(n.shape)))}"
                       + (" ✗" if n.id in faults.wrong else "") for n in leaves)
-    body = [f"<h1><code>{_e(ex.source)}</code>: output <code>{_e(ex.output)}</code> = {_e(short(ex.value, 6))}</h1>",
+    body = [f"<h1><code>{_e(visible(ex.source))}</code>: output <code>{_e(ex.output)}</code> = {_e(short(ex.value, 6))}</h1>",
             lead] + ([f"<h2>Step through the circuit</h2>{stepper}"] if stepper else []) + [
             "<h2>Forward pass, in topological order</h2>",
             f"<table><tr><th>node</th><th>gate</th><th>inputs</th><th>value</th></tr>{forward}</table>",

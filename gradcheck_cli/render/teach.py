@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from ..core.report import Faults, to_json_value
+from ..core.text import visible
 from ..teaching.teach import Explanation, grad_name
 from .common import fmt_number
 
@@ -42,7 +43,7 @@ def wrong_reason(s, faults: Faults) -> str:
 
 
 def explain_text(ex: Explanation, faults: Faults = Faults()) -> str:
-    lines = [f"{ex.source}: output {ex.output} = {short(ex.value, 6)}", "",
+    lines = [f"{visible(ex.source)}: output {ex.output} = {short(ex.value, 6)}", "",
              "forward pass, in topological order (each gate, its inputs, its value):"]
     width = max((len(s.node) for s in ex.forward), default=4)
     for s in ex.forward:

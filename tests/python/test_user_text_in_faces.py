@@ -1,0 +1,108 @@
+"""Text the user's code gives (its functions' names, the messages it raises, a file's name) reaches every
+face as text: no face carries a control, format or separator character from it (a terminal's clipboard
+write, a screen clear, a bidi override), the JSON face stays JSON, and the process that runs the code
+cannot undo the cleaning, because what it sends is cleaned again where the verdict is made."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import unicodedata
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ESCAPES = "\x1b]52;c;cHduZWQ=\x1b\\\x1b[2J\u202e\x07"
+AFFINE = ["--shape", "x=2,3", "--shape", "w=3,2"]
+LAYER = '''import numpy as np
+def affine_forward(x, w):
+    return x @ w, (x, w)
+def affine_backward(dout, cache):
+    x, w = cache
+    return {dx} @ w.T, x.T @ dout
+'''
+
+
+def _run(tmp_path, source: str, *args, fmt: str = "table"):
+    (tmp_path / "layer.py").write_text(source, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::affine", *AFFINE,
+                           "--format", fmt, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "100"})
+
+
+def _controls(text: str) -> list:
+    """The control, format and separator characters in `text` (newlines and tabs aside)."""
+    return sorted({repr(ch) for ch in text if ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")})
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "github", "junit", "markdown", "html"])
+def test_a_backwards_own_name_reaches_no_face_as_escapes(tmp_path, fmt):
+    named = LAYER.format(dx="2 * dout") + f"affine_backward.__qualname__ = {('bw' + ESCAPES)!r}\n"
+    done = _run(tmp_path, named, fmt=fmt)
+    assert done.returncode == 1, done.stderr
+    assert _controls(done.stdout + done.stderr) == []
+    if fmt != "markdown":  # (which names the failing inputs, not the backward)
+        assert "x1b]52" in done.stdout  # shown as itself
+    if fmt == "json":
+        json.loads(done.stdout)
+    if fmt == "junit":
+        ET.fromstring(done.stdout)
+
+
+@pytest.mark.parametrize("name,code", [('a"\x00tensor0\x00', 0), ("\x00tensor999\x00", 0)])
+def test_a_name_that_spells_the_json_faces_tensor_mark_leaves_it_json(tmp_path, name, code):
+    named = LAYER.format(dx="dout") + f"affine_backward.__qualname__ = {name!r}\n"
+    done = _run(tmp_path, named, fmt="json")
+    assert done.returncode == code, done.stderr
+    report = json.loads(done.stdout)
+    assert report["passed"] and "Traceback" not in done.stderr
+    gates = report["results"][0]["gates"]
+    assert gates and all(g["name"] == name.replace("\x00", "\\x00") for g in gates)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "github", "junit"])
+def test_code_that_undoes_the_cleaning_in_its_process_still_reaches_no_face(tmp_path, fmt):
+    # the user's module runs where its check does: it can replace gradcheck's cleaning there
+    message = ESCAPES + " a\nb"
+    source = ("import gradcheck_cli.python.pysource as s, gradcheck_cli.python.usercode as u\n"
+              "s.exception_text = u.exception_text = lambda exc: str(exc)\n"
+              + LAYER.format(dx="dout").replace("    x, w = cache\n", f"    raise ValueError({message!r})\n"))
+    done = _run(tmp_path, source, fmt=fmt)
+    assert done.returncode == 1, done.stderr
+    assert _controls(done.stdout + done.stderr) == []
+    assert "the backward raised" in done.stdout and "x1b]52" in done.stdout
+    if fmt == "json":
+        json.loads(done.stdout)
+
+
+def test_a_reproduce_line_shows_a_values_escapes_as_text(tmp_path):
+    (tmp_path / "ex.grad").write_text("x = 2\nf = x*x\nexpect dx = 5\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "ex.grad", "--at", f"x=2 # {ESCAPES}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "reproduce: " in done.stdout
+    assert _controls(done.stdout + done.stderr) == []
+
+
+@pytest.mark.parametrize("command", ["explain", "quiz", "check"])
+def test_a_files_name_is_shown_as_itself_by_explain_quiz_and_errors(tmp_path, command):
+    name = f"a{ESCAPES}.grad"
+    (tmp_path / name).write_text("x = 2\nf = x*x\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", command, name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, input="4\n4\n")
+    assert done.returncode in (0, 1), done.stderr
+    assert _controls(done.stdout + done.stderr) == []
+    missing = subprocess.run([sys.executable, "-m", "gradcheck_cli", command, "no" + name], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and _controls(missing.stdout + missing.stderr) == []
+    assert "\\x1b]52" in missing.stderr
+
+
+def test_an_errors_line_is_the_line_the_lexer_counts(tmp_path):
+    # a carriage return or form feed inside a line is no line break to the language: the line quoted is
+    # the line the error is on
+    (tmp_path / "cr.grad").write_text("x = 2 # a\rb\ny = 3\nf = x*y $\n", newline="")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "cr.grad"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "cr.grad:3:" in done.stderr
+    assert "f = x*y $" in done.stderr
