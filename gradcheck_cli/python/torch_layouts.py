@@ -104,6 +104,7 @@ class _Session:
         self.upstream: list = []
         self.runs: list[_Result] = []
         self.tolerance = ROUNDING
+        self.floor = 0.0  # the scale a difference is measured against at least (set by start)
         self.failed: dict[str, str] = {}
         self.warnings: list[tuple[str, int, int]] = []
         self.lines = grad_lines(code.backward, tuple(self.names))
@@ -126,6 +127,12 @@ class _Session:
             self.runs = [_run(self.code, self.given, _fresh(self.inputs), seeded)]
         for _ in range(RUNS - 1):
             self.again()
+        # a value that is 0 at this point (a centred gradient for a constant grad_output, x - mean(x) for a
+        # constant x) differs between layouts by rounding alone: measured against its own largest element,
+        # that rounding was an error of ~1 and a right kernel failed; it is measured against the point's
+        # own scale too (its inputs, outputs and gradients)
+        self.floor = max((_largest(a) for a in [*self.runs[0].outputs, *self.runs[0].grads,
+                                                *(t.detach().cpu().numpy() for t in self.inputs)]), default=0.0)
 
     def again(self) -> None:
         """One more contiguous run at the same point; the tolerance allows for the runs' spread."""
@@ -141,7 +148,7 @@ class _Session:
         return reference, _run(self.code, self.given, moved, views)
 
     def differs(self, reference: _Result, got: _Result) -> bool:
-        return any(_differs(a, b, self.tolerance) is not None
+        return any(_differs(a, b, self.tolerance, self.floor) is not None
                    for a, b in zip(got.outputs + got.grads, reference.outputs + reference.grads))
 
     def group(self, group: tuple[Layout, ...]) -> None:
@@ -196,7 +203,7 @@ class _Session:
             self.warnings.append((f"{self.backward}: not checked with {input_name} in the {named} layout: when "
                                   f"{said}, it raised {raised.text}", self.def_line, 1))
             return
-        out_bad = [b for b in (_differs(a, b, self.tolerance) for a, b in zip(got.outputs, reference.outputs))
+        out_bad = [b for b in (_differs(a, b, self.tolerance, self.floor) for a, b in zip(got.outputs, reference.outputs))
                    if b is not None]
         if out_bad and input_name not in self.failed:
             self.failed[input_name] = (f"the forward's output is wrong when {said} (error {out_bad[0][0]:.1e} of its "
@@ -209,7 +216,7 @@ class _Session:
         """Each gradient that differs under a layout from the contiguous run (`against` says which),
         failed with its element, unless it has failed already."""
         for name, a, b in zip(self.names, got.grads, reference.grads):
-            bad = _differs(a, b, self.tolerance)
+            bad = _differs(a, b, self.tolerance, self.floor)
             if bad is not None and name not in self.failed:
                 err, at = bad
                 self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
@@ -333,9 +340,15 @@ def _said(group: tuple[Layout, ...], t: torch.Tensor, who: str) -> str:
     return f"{who} is " + ", ".join(what[layout] for layout in applied)
 
 
-def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):
+def _largest(a) -> float:
+    a = np.asarray(a, dtype=float)
+    return float(np.max(np.abs(np.where(np.isfinite(a), a, 0.0)), initial=0.0))
+
+
+def _differs(a: np.ndarray, b: np.ndarray, tolerance: float, floor: float = 0.0):
     """(the relative difference, the worst element's index) when `a` and `b` differ past `tolerance`
-    of the larger's largest element (nan and inf are equal only where both are), else None."""
+    of the larger's largest element, or of `floor` when that is larger (nan and inf are equal only where
+    both are), else None."""
     if a.shape != b.shape:
         return float("inf"), (0,) * a.ndim
     if a.size == 0 or np.array_equal(a, b):
@@ -344,8 +357,7 @@ def _differs(a: np.ndarray, b: np.ndarray, tolerance: float):
     finite = np.isfinite(a) & np.isfinite(b)
     with np.errstate(all="ignore"):
         gap = np.where(finite, np.abs(a - b), np.where(same_nonfinite, 0.0, np.inf))
-    scale = max(float(np.max(np.abs(np.where(np.isfinite(a), a, 0.0)))),
-                float(np.max(np.abs(np.where(np.isfinite(b), b, 0.0)))), 1e-300)
+    scale = max(_largest(a), _largest(b), floor, 1e-300)
     worst = np.unravel_index(int(np.argmax(gap)), a.shape)
     err = float(gap[worst]) / scale
     return (err, worst) if err > tolerance else None
