@@ -259,7 +259,7 @@ def _array_or_list(value: list):
                    "comparing each with autodiff through the forward.")
 @click.option("--layouts", "layouts", default=None, metavar="LAYOUT,...|all|none",
               help="A torch Function: the memory layouts its backward is also called in, grad_output and inputs "
-                   "(contiguous, transposed, expanded, offset, channels-last; default all; contiguous alone: the "
+                   "(contiguous, transposed, expanded, offset, channels-last, gapped; default all; contiguous alone: the "
                    "repeated runs only).")
 @click.option("--dtype", "dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
               help="A torch Function or JAX rule: also check it in this dtype, against --reference or autodiff through "

@@ -16,6 +16,7 @@ class Layout(str, Enum):
     EXPANDED = "expanded"            # stride 0: grad_output a scalar expanded (behind y.sum()), an input a row expanded
     OFFSET = "offset"                # contiguous, at a storage offset inside a larger storage
     CHANNELS_LAST = "channels-last"  # 4-d tensors only
+    GAPPED = "gapped"                # rows of a wider tensor (a column slice, torch.cat's part): gaps between rows
 
     def __str__(self) -> str:
         return self.value
@@ -32,7 +33,7 @@ SPREAD_FACTOR = 4.0  # a layout's difference is allowed SPREAD_FACTOR × the run
 
 def parse(text: str | None) -> tuple[Layout, ...]:
     """`--layouts` / `layouts=`: "all" (the default, None), "none", or names separated by commas
-    (contiguous, transposed, expanded, offset, channels-last). Raises UsageError."""
+    (contiguous, transposed, expanded, offset, channels-last, gapped). Raises UsageError."""
     if text is None:
         return ALL
     if not isinstance(text, str):

@@ -2,15 +2,20 @@
 point (layouts.py names them and holds the constants).
 
 torch.autograd.gradcheck feeds contiguous tensors only; a graph gives a backward transposed views
-(behind `y.t()`), stride-0 ones (behind `y.sum()`), views at a storage offset (a slice) and
-channels-last ones. A layout must not change a gradient's value, so each is a comparison, exact up to
-rounding, of the backward's result in that layout with its result in the contiguous layout at the same
-values, the contiguous result being checked by the main check as before:
+(behind `y.t()`), stride-0 ones (behind `y.sum()`), views at a storage offset (a slice), rows of a
+wider tensor (behind `torch.cat`) and channels-last ones. A layout must not change a gradient's value,
+so each is a comparison, exact up to rounding (of the larger of the value's largest element and the
+point's own scale), of the backward's result in that layout with its result in the contiguous layout
+at the same values, the contiguous result being checked by the main check as before:
 
 - one call per group of layouts with grad_output (all outputs') and every differentiated input in it
   at once — TRANSPOSED and OFFSET as one group (a permuted view at a storage offset), each other
-  layout alone — its outputs compared too; only when it differs, each layout of the group alone,
-  then each part alone (grad_output; each input), to name the culprit;
+  layout alone — its outputs compared too, and for the TRANSPOSED group one more with the inputs in
+  it and grad_output contiguous (a kernel that takes its tensors to share one layout); only when one
+  differs, each layout of the group alone, then each part alone (grad_output; each input), to name
+  the culprit; an input given in a layout of its own is tried in it too (`as_given`);
+- a backward that writes into a tensor the caller holds (the forward's output, an input) fails, at the
+  line of its first in-place call;
 - the contiguous call made RUNS times, the first being the main check's own call of the backward at
   the point (bridge.Call): a spread within rounding is a warning (a nondeterministic backward, atomic
   adds), past it a failure; the layouts' comparison allows SPREAD_FACTOR × the spread.
@@ -38,6 +43,7 @@ from .torch_bridge import computed, floating_outputs
 from .usercode import quiet
 
 OFFSET = 3  # the storage offset of the OFFSET layout's views
+GAP = 2  # elements between the rows of the GAPPED layout's views (PADDING there)
 PADDING = 1234.5  # what a storage holds outside a layout's view (OFFSET's around it, EXPANDED's past it)
 # Reading these in a backward is reading memory, not values: a layout failure is placed at such a line.
 STORAGE_CALLS = ("set_", "untyped_storage", "storage", "as_strided", "data_ptr", "storage_offset")
@@ -54,6 +60,7 @@ class Findings:
 class _Result:
     outputs: list[np.ndarray]
     grads: list[np.ndarray]
+    wrote: str | None = None  # what the backward wrote into that the caller holds ("its output", "its input x")
 
 
 class _Raised(Exception):
@@ -80,6 +87,7 @@ def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: in
         return Findings()  # the main check says what it raised
     for group in groups(chosen):
         session.group(group)
+    session.as_given()
     return session.findings()
 
 
@@ -127,6 +135,7 @@ class _Session:
             self.runs = [_run(self.code, self.given, _fresh(self.inputs), seeded)]
         for _ in range(RUNS - 1):
             self.again()
+        self.wrote(self.runs[-1])
         # a value that is 0 at this point (a centred gradient for a constant grad_output, x - mean(x) for a
         # constant x) differs between layouts by rounding alone: measured against its own largest element,
         # that rounding was an error of ~1 and a right kernel failed; it is measured against the point's
@@ -145,7 +154,21 @@ class _Session:
         views = [u.clone() if m is None else m for u, m in zip(self.upstream, ups)]
         reference = self.runs[0] if Layout.EXPANDED not in group else _run(
             self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
-        return reference, _run(self.code, self.given, moved, views)
+        got = _run(self.code, self.given, moved, views)
+        self.wrote(got)
+        return reference, got
+
+    def wrote(self, result: _Result) -> None:
+        """Every gradient failed when the backward wrote into a tensor the caller holds."""
+        if result.wrote is None:
+            return
+        for name in self.names:
+            self.failed.setdefault(name, (
+                f"the backward writes into {result.wrote}, a tensor the caller holds (and autograd may have saved): "
+                "after the backward its value has changed, so the caller reads a wrong value and a second backward "
+                "through the graph is wrong (torch raises 'modified by an inplace operation'); compute the "
+                "gradient in a new tensor"))
+            self.place[name] = _in_place_line(self.code.backward) or self.place[name]
 
     def differs(self, reference: _Result, got: _Result) -> bool:
         return any(_differs(a, b, self.tolerance, self.floor) is not None
@@ -158,12 +181,19 @@ class _Session:
         ins = [_made(group, t, upstream=False) for t in self.inputs]
         if all(m is None for m in ups + ins):
             return
+        mixed = Layout.TRANSPOSED in group and any(m is not None for m in ups) and any(m is not None for m in ins)
+
+        def differ() -> bool:  # and, for a dense layout other than the contiguous one, the inputs in it with
+            # grad_output contiguous: a kernel that walks its tensors' storages in step, taking them all to share
+            # one layout, is right when they do (DenseMul.apply(a.t(), w) is not)
+            return self.differs(*self.trial(group, ins, ups)) or (
+                mixed and self.differs(*self.trial(group, ins, [None] * len(self.upstream))))
         try:
-            if not self.differs(*self.trial(group, ins, ups)):
+            if not differ():
                 return
             if len(self.runs) == RUNS:  # one more run at the same point: is the difference the runs' own spread?
                 self.again()
-                if not self.differs(*self.trial(group, ins, ups)):
+                if not differ():
                     return
         except _Raised:
             pass
@@ -178,6 +208,24 @@ class _Session:
         for k, made in enumerate(ins):
             if made is not None:
                 self.input_alone(group, k)
+
+    def as_given(self) -> None:
+        """The inputs in the layouts the caller gave them in (`torch.check(F, (a.t(),))`), when one is not
+        contiguous: the same values contiguous must give the same gradients."""
+        given = [self.given.values[i].detach().to(torch.float64) for i in self.given.diff]
+        moved = [None if t.is_contiguous() else t.clone() for t in given]  # (clone keeps a dense layout's strides)
+        for k, made in enumerate(moved):
+            if made is None:
+                continue
+            said = f"{self.names[k]} is in the layout it was given in (strides {tuple(made.stride())})"
+            alone: list = [None] * len(self.inputs)
+            alone[k] = made
+            try:
+                reference, got = self.trial((), alone, [None] * len(self.upstream))
+            except _Raised as raised:
+                self.failed.setdefault(self.names[k], f"when {said}, the Function raised {raised.text}")
+                continue
+            self.blame_gradients(said, got, reference, f"{self.names[k]} contiguous at the same values")
 
     def upstream_alone(self, group: tuple[Layout, ...], sample: torch.Tensor) -> None:
         """grad_output alone in `group` (`sample`: one of them, as given), the inputs contiguous."""
@@ -260,16 +308,31 @@ def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
     copies of them in the same layout, torch_bridge.computed), `upstream` as given (or made from the
     outputs, when it is a function)."""
     leaves = [t.detach().requires_grad_(True) for t in inputs]
+    given_inputs = [computed(t) for t in leaves]
     try:
         with torch.enable_grad(), quiet():
-            outs = floating_outputs(code.call(*placed(given.values, given.diff, [computed(t) for t in leaves])))
+            outs = floating_outputs(code.call(*placed(given.values, given.diff, given_inputs)))
+            # what the caller holds after the forward (its outputs, its inputs as the forward left them): a
+            # backward must not write into them (torch raises "modified by an inplace operation" at a second
+            # backward through the graph; the caller's own value is wrong meanwhile)
+            held = [t.detach().clone() for t in outs + given_inputs]
             given_upstream = upstream(outs) if callable(upstream) else upstream
             grads = torch.autograd.grad(outs, leaves, grad_outputs=given_upstream, allow_unused=True)
     except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
         raise _Raised(exc) from None
+    names = [f"its output{'' if len(outs) == 1 else f' {k + 1}'}" for k in range(len(outs))] + \
+            [f"its input {given.names[i]}" for i in given.diff]
+    wrote = next((name for name, before, now in zip(names, held, outs + given_inputs) if not _same(before, now.detach())),
+                 None)
     as_numpy = [o.detach().to(torch.float64).cpu().numpy() for o in outs]
     return _Result(outputs=as_numpy, grads=[np.zeros(tuple(t.shape)) if g is None else
-                                            g.detach().to(torch.float64).cpu().numpy() for g, t in zip(grads, leaves)])
+                                            g.detach().to(torch.float64).cpu().numpy() for g, t in zip(grads, leaves)],
+                   wrote=wrote)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same shape and values (nan where both are nan)."""
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
 def _made(group: tuple[Layout, ...], t: torch.Tensor, *, upstream: bool) -> torch.Tensor | None:
@@ -308,13 +371,28 @@ def _one(layout: Layout, t: torch.Tensor, *, upstream: bool) -> torch.Tensor | N
         if t.numel() == 0 or 0 in t.stride():
             return None
         # what a read outside the view finds: never a gradient's value
-        moved = t.new_full((t.numel() + 2 * OFFSET,), PADDING).as_strided(t.shape, t.stride(), OFFSET)
+        extent = 1 + sum((n - 1) * stride for n, stride in zip(t.shape, t.stride()))  # (t's strides kept)
+        moved = t.new_full((extent + 2 * OFFSET,), PADDING).as_strided(t.shape, t.stride(), OFFSET)
         moved.copy_(t)
         return moved
     if layout is Layout.CHANNELS_LAST:
         if t.dim() != 4 or t.shape[1] < 2 or t.shape[2] * t.shape[3] < 2:
             return None
         return t.contiguous(memory_format=torch.channels_last)
+    if layout is Layout.GAPPED:  # a view into a wider tensor: its fastest axis stride 1, GAP more between its
+        # rows, in `t`'s own order of axes in memory (a 1-d tensor: every other element); what a kernel that takes
+        # a row's stride to be its length misreads
+        if t.numel() < 2 or t.dim() == 0 or 0 in t.stride():
+            return None
+        if t.dim() == 1:
+            moved = t.new_full((2 * t.shape[0],), PADDING)[::2]
+        else:
+            order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), d))  # slowest axis first
+            shape = [t.shape[d] for d in order]
+            wide = t.new_full((*shape[:-1], shape[-1] + GAP), PADDING)[..., :shape[-1]]  # (at offset 0: OFFSET's)
+            moved = wide.permute(tuple(order.index(d) for d in range(t.dim())))
+        moved.copy_(t)
+        return moved
     return None
 
 
@@ -334,7 +412,9 @@ def _said(group: tuple[Layout, ...], t: torch.Tensor, who: str) -> str:
             Layout.EXPANDED: ("a stride-0 expanded view (as behind y.sum())" if who == "grad_output"
                               else "a stride-0 expanded view (one row broadcast)"),
             Layout.OFFSET: f"a view at storage offset {OFFSET}",
-            Layout.CHANNELS_LAST: "channels-last (4-d)"}
+            Layout.CHANNELS_LAST: "channels-last (4-d)",
+            Layout.GAPPED: ("a view into a wider tensor (gaps between its rows, as behind y[:, :n])" if t.dim() > 1
+                            else "a strided view (every other element)")}
     if len(applied) > 1 and applied[-1] is Layout.OFFSET:
         return f"{who} is " + " ".join(what[layout] for layout in applied[:-1]) + f" at storage offset {OFFSET}"
     return f"{who} is " + ", ".join(what[layout] for layout in applied)
@@ -392,9 +472,19 @@ def _element(name: str, at) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _in_place_line(backward) -> tuple[int, int] | None:
+    """(line, col) of the backward's first in-place method call (`y.mul_(...)`, `x.copy_(...)`), or None."""
+    return _first_call(backward, lambda name: name.endswith("_") and not name.startswith("_"))
+
+
 def _storage_line(backward) -> tuple[int, int] | None:
     """(line, col) of the backward's first call that reads memory rather than values (`set_`,
     `untyped_storage`, `as_strided`, ...), or None."""
+    return _first_call(backward, lambda name: name in STORAGE_CALLS)
+
+
+def _first_call(backward, chosen) -> tuple[int, int] | None:
+    """(line, col) of the backward's first method call whose name is `chosen`, or None."""
     try:
         lines, start = inspect.getsourcelines(inspect.unwrap(backward))
         tree = ast.parse(textwrap.dedent("".join(lines)))
@@ -402,7 +492,7 @@ def _storage_line(backward) -> tuple[int, int] | None:
         return None
     indent = len(lines[0]) - len(lines[0].lstrip())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-             and n.func.attr in STORAGE_CALLS]
+             and chosen(n.func.attr)]
     if not calls:
         return None
     first = min(calls, key=lambda n: (n.lineno, n.col_offset))

@@ -138,11 +138,12 @@ def calls(shape, layouts: str) -> int:
     return Counted.calls
 
 
-def test_the_layouts_cost_four_calls_of_the_backward_five_in_4_d():
+def test_the_layouts_cost_six_calls_of_the_backward_seven_in_4_d():
     # the main check's own call at the point is the first contiguous run; then one more run, one call
-    # transposed at a storage offset, one expanded and one contiguous at the expanded values
-    assert calls((4, 5), "all") - calls((4, 5), "none") == 4
-    assert calls((2, 3, 4, 5), "all") - calls((2, 3, 4, 5), "none") == 5  # and channels-last
+    # transposed at a storage offset and one with only the inputs so, one expanded and one contiguous at
+    # the expanded values, one gapped
+    assert calls((4, 5), "all") - calls((4, 5), "none") == 6
+    assert calls((2, 3, 4, 5), "all") - calls((2, 3, 4, 5), "none") == 7  # and channels-last
     assert calls((4, 5), "contiguous") - calls((4, 5), "none") == RUNS - 1
 
 
@@ -337,3 +338,117 @@ def test_a_gradient_that_is_zero_in_a_layout_is_not_failed_for_its_rounding(shap
     assert failing(report) == [] and report.passed
     constant = torch.full(shape, 0.1, dtype=torch.float64, requires_grad=True)  # x - mean(x) is 0: the forward's too
     assert failing(check(_Center, (constant,))) == []
+
+
+class _SigmoidIntoItsOutput(torch.autograd.Function):  # right numbers once: it computes dx in the output y
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        dx = y.mul_(1 - y).mul_(grad)
+        return dx
+
+
+class _ScaleIntoItsInput(torch.autograd.Function):  # y = x * w, dw computed in x's own buffer
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        dx = grad * w
+        dw = x.mul_(grad)
+        return dx, dw
+
+
+@pytest.mark.parametrize("fn,args,text", [(_SigmoidIntoItsOutput, 1, "dx = y.mul_("), (_ScaleIntoItsInput, 2, "dw = x.mul_(")])
+def test_a_backward_that_writes_into_what_the_caller_holds_fails_at_that_line(fn, args, text):
+    inputs = tuple(x(4, 5, seed=k) for k in range(args))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):  # torch's own gradcheck sees it
+        torch.autograd.gradcheck(fn.apply, tuple(t.detach().clone().requires_grad_() for t in inputs))
+    report = check(fn, inputs)
+    assert not report.passed
+    bad = [g for g in failing(report) if "writes into" in g.note]
+    assert bad and bad[0].line == line_of(Path(__file__), fn, text)
+    assert [g.status for g in check(fn, inputs, layouts="none").gates if g.status == "fail"] == []  # the gate's finding
+
+
+def _dense(t):  # a pointer kernel's wrapper: any dense layout is walked as it is
+    order = sorted(range(t.dim()), key=lambda d: t.stride(d))
+    expect = 1
+    for d in order:
+        if t.size(d) != 1 and t.stride(d) != expect:
+            return t.contiguous()
+        expect *= t.size(d)
+    return t
+
+
+def _walk(t):
+    return torch.as_strided(t, (t.numel(),), (1,), t.storage_offset())
+
+
+class _InStep(torch.autograd.Function):
+    """y = 3x; the backward walks grad_output's storage and a new dx's (in x's layout) in step: right
+    when they share a layout, wrong when x is transposed and grad_output is not (`_InStep.apply(a.t())`)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 3 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        grad = _dense(grad)
+        dx = torch.empty_like(x)
+        _walk(dx).copy_(3 * _walk(grad))
+        return dx
+
+
+class _RowStride(torch.autograd.Function):
+    """y = 2x; a row kernel that makes the last axis stride 1 but takes the row stride to be the row's length
+    (the forgotten `stride_row`): wrong for grad_output behind `torch.cat([y, z], 1)`."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.stride(-1) != 1:
+            grad = grad.contiguous()
+        rows = torch.as_strided(grad, grad.shape, (grad.shape[1], 1), grad.storage_offset())
+        return 2 * rows
+
+
+def test_a_gapped_grad_output_shows_a_forgotten_row_stride_as_a_graph_does():
+    a, g = x(4, 5), x(4, 7, seed=1).detach()
+    (through_cat,) = torch.autograd.grad(torch.cat([_RowStride.apply(a), a[:, :2]], 1), a, g)  # rows 7 apart
+    right = 2 * g[:, :5] + torch.cat([g[:, 5:], torch.zeros(4, 3, dtype=torch.float64)], 1)
+    assert not torch.allclose(through_cat, right)  # wrong in a graph
+    assert torch.autograd.gradcheck(_RowStride.apply, (x(4, 5),))  # contiguous only: torch's own passes it
+    (row,) = failing(check(_RowStride, (x(4, 5),)))
+    assert "grad_output is a view into a wider tensor" in row.note
+    assert row.line == line_of(Path(__file__), _RowStride, "rows = torch.as_strided(")
+    assert check(_RowStride, (x(4, 5),), layouts="transposed,expanded,offset").passed  # gapped alone shows it
+
+
+def test_a_kernel_that_takes_its_tensors_to_share_a_layout_fails_when_they_do_not():
+    a, g = x(5, 4), x(4, 5, seed=1).detach()
+    (through_t,) = torch.autograd.grad(_InStep.apply(a.t()), a, g)
+    assert not torch.allclose(through_t, 3 * g.t())  # wrong in a graph
+    report = check(_InStep, (x(4, 5),))
+    assert not report.passed and any("transposed" in g.note for g in failing(report))
+    with pytest.raises(Exception, match="Jacobian mismatch"):  # torch's own, given the transposed input
+        torch.autograd.gradcheck(_InStep.apply, (x(5, 4).t().detach().requires_grad_(),))
+    given = check(_InStep, (x(5, 4).t().detach().requires_grad_(),), layouts="none")
+    assert given.passed  # the main check reads values: the layout the caller gave is the gate's to check
+    transposed = check(_InStep, (x(5, 4).t().detach().requires_grad_(),), layouts="contiguous")
+    assert not transposed.passed and "in the layout it was given in" in failing(transposed)[0].note
