@@ -25,7 +25,7 @@ import numpy as np
 
 from . import bridge, forward_mode, native
 from ..checking import precision
-from ..core.errors import GradcheckError, UsageError, did_you_mean
+from ..core.errors import GradcheckError, UsageError
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from ..core.status import Status
@@ -36,7 +36,7 @@ from .pymodule import rerun_command
 from .jax_source import (gradient_rule, own, primal_position, result_position, returned_lines, tangent_lines,
                          vjp_lines)
 from .structure import drawn, structures
-from .pysource import USER_ERRORS, PythonError, exception_text, qualname, source_text, user_position, where
+from .pysource import USER_ERRORS, PythonError, exception_text, no_parameter, qualname, source_text, user_position, where
 from .usercode import Layer, quiet
 
 
@@ -447,12 +447,10 @@ def check_spec(spec: str, f, shapes: dict, values: dict, params: dict, settings:
     with jax.enable_x64(True):
         rule = parts(f)
         names = bridge.argument_names(rule.code.parameters, 64)
-        shown = [n for n in names if not n.startswith("input")]
         given = list(shapes) + [n for n in values if n not in shapes]
         for n in given + list(params):
             if n not in names:
-                raise PythonError(f"{rule.code.name} has no parameter '{n}'" + did_you_mean(n, shown)
-                                  + f" (its parameters: {', '.join(shown)})")
+                raise no_parameter(rule.code.forward, n, names, rule.code.name)
         if not given:
             raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
         held = [n for n in given if names.index(n) in rule.nondiff]

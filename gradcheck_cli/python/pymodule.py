@@ -24,7 +24,7 @@ import numpy as np
 from ..core.errors import did_you_mean
 from .pycheck import check_function, check_layer, check_loss
 from .structure import structures
-from .pysource import USER_ERRORS, PythonError, display, exception_text, parameter_names, qualname, user_position
+from .pysource import USER_ERRORS, PythonError, display, exception_text, no_parameter, parameter_names, user_position
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
@@ -259,8 +259,7 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
     given = list(shapes) + [n for n in values if n not in shapes]
     for name in given + list(params):
         if order and name not in order:
-            raise PythonError(f"{qualname(forward)} has no parameter '{name}'" + did_you_mean(name, order)
-                              + f" (its parameters: {', '.join(order)})")
+            raise no_parameter(forward, name, order)
     if not given:
         raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
     names = sorted(given, key=lambda n: order.index(n) if n in order else len(order))

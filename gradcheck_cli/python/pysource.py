@@ -11,7 +11,7 @@ import os
 import textwrap
 import traceback
 
-from ..core.errors import GradcheckError
+from ..core.errors import GradcheckError, did_you_mean
 from ..core.text import student_text
 
 
@@ -39,6 +39,19 @@ def where(fn) -> tuple:
         return display(path), _def_line(fn)
     except (TypeError, AttributeError):
         return qualname(fn), 1
+
+
+def no_parameter(fn, name: str, parameters: list, label: str | None = None) -> "PythonError":
+    """The error for a --shape, --at or --param NAME that `fn` (the forward) has no parameter for, at
+    its `def` line (the column of `def`), with the names it has."""
+    path, line = where(fn)
+    text = source_text(path) or ""
+    lines = text.split("\n")
+    at = lines[line - 1] if 0 < line <= len(lines) else ""
+    shown = [n for n in parameters if not n.startswith("input")] or list(parameters)
+    return PythonError(f"{label or qualname(fn)} has no parameter '{name}'" + did_you_mean(name, shown)
+                       + f" (its parameters: {', '.join(shown)})", line, len(at) - len(at.lstrip()) + 1,
+                       path if at else None)
 
 
 def unwrapped(fn):

@@ -30,7 +30,7 @@ from ..core.errors import GradcheckError, UsageError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
 from .layouts import Layout, flag, parse
-from .pysource import PythonError, qualname, source_text, where
+from .pysource import PythonError, no_parameter, qualname, source_text, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
 from .structure import drawn, structures
@@ -145,8 +145,7 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
     given = list(shapes) + [n for n in values if n not in shapes]
     unknown = [n for n in given + list(params) if n not in names]
     if unknown:
-        raise PythonError(f"{qualname(fn)}.forward has no parameter '{unknown[0]}' (its parameters: "
-                          + ", ".join(n for n in names if not n.startswith("input")) + ")")
+        raise no_parameter(user_code(fn).forward, unknown[0], names, f"{qualname(fn)}.forward")
     if not given:
         raise PythonError("give each differentiated input's shape with --shape NAME=D1,D2 (or a value with --at)")
     stated = structures(structure, given)

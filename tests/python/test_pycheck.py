@@ -645,3 +645,16 @@ def test_each_input_is_judged_at_its_own_scale():
     inputs = {"x": np.array([1.0, 2.0, 3.0]), "y": np.array([0.5, -0.2])}
     status = {r.name: r.status for r in check_function(f, vjp, inputs).nodes}
     assert status["x"] == "pass" and status["y"] in ("warn", "fail")
+
+
+def test_a_name_the_forward_has_no_parameter_for_is_an_error_at_its_def():
+    result = run("check-py", f"{EXAMPLES}/layers.py::affine", "--shape", "x=2,3", "--shape", "ww=3,4")
+    assert result.exit_code == 2
+    assert f"layers.py:{bug_line_of_def('affine_forward')}:1: error: affine_forward has no parameter 'ww' " \
+           "(did you mean 'w'?)" in result.output
+    assert "def affine_forward(x, w, b):\n  ^" in result.output
+
+
+def bug_line_of_def(name: str) -> int:
+    lines = (EXAMPLES / "layers.py").read_text().splitlines()
+    return next(i for i, line in enumerate(lines) if line.startswith(f"def {name}(")) + 1

@@ -457,3 +457,10 @@ def test_a_function_that_writes_into_its_input_never_writes_into_the_point(in_pl
     kept = rows.copy()
     out = TORCH.evaluate_rows(user_code(module.ReluInPlace).batched, [a], [0], [rows])
     assert (rows == kept).all() and (out == kept.clip(min=0).reshape(6, -1)).all()
+
+
+def test_a_name_the_forward_has_no_parameter_for_is_an_error_at_its_def():
+    result = check_py(f"{EXAMPLES}::LayerNorm", "--shape", "x=4,6", "--shape", "w=6")
+    assert result.exit_code == 2
+    line = next(i for i, text in enumerate(EXAMPLES.read_text().splitlines(), 1) if "def forward(ctx, x, eps=1e-5)" in text)
+    assert f"functions.py:{line}:5: error: LayerNorm.forward has no parameter 'w'" in result.output
