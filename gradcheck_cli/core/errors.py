@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 
+MESSAGE_MAX = 2000  # characters of an error's message (what it quotes of the input is cut past it)
+
+
 class GradcheckError(Exception):
     """A user error: bad input or a bad command line (exit code 2)."""
 
     def __init__(self, message: str, line: int | None = None, col: int | None = None,
                  source: str | None = None, text: str | None = None):
+        if len(message) > MESSAGE_MAX:  # a name of 100,000 characters, quoted: the message stays readable
+            message = message[: MESSAGE_MAX - 40].rstrip() + f" … (cut: {len(message):,} characters in all)"
         super().__init__(message)
         self.message = message
         self.line = line

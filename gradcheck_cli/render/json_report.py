@@ -25,6 +25,8 @@ def render_json(run: RunReport) -> str:
                 tensors.append(value)
                 return f"\0tensor{mark}:{len(tensors) - 1}\0"
             return [lift(v) for v in value]
+        if isinstance(value, str):  # a lone surrogate (a file name's byte that is not UTF-8) as its escape, text:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")  # the JSON stays well-formed Unicode
         return value
     text = json.dumps(lift(run.to_dict()), indent=2, allow_nan=False)
     return re.sub(rf'"\\u0000tensor{mark}:(\d+)\\u0000"', lambda m: json.dumps(tensors[int(m.group(1))], allow_nan=False),

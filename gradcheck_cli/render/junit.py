@@ -7,11 +7,14 @@ import re
 from ..core.report import RunReport
 from .common import failure_lines, precision_lines, warning_lines
 
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+                      "\ud800-\udfff\ufffe\uffff]")  # and what XML holds but a CI page would act on or hide:
+# C1 controls, carriage returns, bidi overrides and isolates, zero-width characters, line separators
 
 
 def xml_text(text: str) -> str:
-    """Text XML 1.0 can hold: control characters and lone surrogates become visible escapes (\\x1b)."""
+    """Text XML 1.0 can hold and a CI page shows as it is: control, format and bidi characters and lone
+    surrogates become visible escapes (\\x1b, \\u202e); newlines and tabs stay."""
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
                         text)
 

@@ -106,3 +106,34 @@ def test_an_errors_line_is_the_line_the_lexer_counts(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "cr.grad:3:" in done.stderr
     assert "f = x*y $" in done.stderr
+
+
+def test_junit_quotes_a_source_line_holding_a_bidi_override_as_text(tmp_path):
+    (tmp_path / "bidi.grad").write_text("x = 2\nf = x\u202e*x\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "bidi.grad", "--format", "junit"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    ET.fromstring(done.stdout)
+    assert _controls(done.stdout) == [] and "\\u202e" in done.stdout
+
+
+def test_an_error_quoting_a_huge_name_is_cut(tmp_path):
+    (tmp_path / "long.grad").write_text("x = 2\nf = " + "a" * 100_000 + "\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "long.grad", "--format", "json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    message = json.loads(done.stdout)["results"][0]["error"]["message"]
+    assert message.startswith("unknown name 'aaa") and len(message) <= 2000 and "characters in all" in message
+    assert len(done.stdout) < 10_000 and len(done.stderr) < 10_000
+
+
+def test_a_file_name_that_is_not_utf8_leaves_the_json_well_formed(tmp_path):
+    name = b"bad\xff.grad"
+    (tmp_path / name.decode("utf-8", "surrogateescape")).write_text("x = 2\nf = x*x\n")
+    done = subprocess.run([sys.executable.encode(), b"-m", b"gradcheck_cli", b"check", name, b"--format", b"json"],
+                          cwd=tmp_path, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.decode("utf-8"))  # strict UTF-8: no lone surrogate escapes in it
+    source = report["results"][0]["source"]
+    source.encode("utf-8")
+    assert source == "bad\\udcff.grad"
