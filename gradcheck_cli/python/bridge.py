@@ -23,7 +23,7 @@ from ..core.errors import GradcheckError
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from .pycheck import check_python
-from .pysource import USER_ERRORS, PythonError, grad_lines, qualname, where
+from .pysource import USER_ERRORS, PythonError, branch_writes, grad_lines, qualname, where
 from .structure import structures
 from .usercode import Layer, flat_size, joined, split_outputs
 
@@ -173,9 +173,11 @@ class Bridge:
         path, line = where(code.backward)
         lines = grad_lines(code.backward, tuple(names))
         wanted = [names[i] for i in self.given.diff]
+        branches = branch_writes(code.backward, tuple(names))
         return Layer(name or code.name, self.forward, self.backward, wanted, path, line, where(code.forward),
                      {n: lines[n] for n in wanted if n in lines}, backward_name=qualname(code.backward),
-                     code=code.backward, reference=self.reference, batched=True, none_is_zero=True)
+                     code=code.backward, reference=self.reference, batched=True, none_is_zero=True,
+                     branches={n: branches[n] for n in wanted if n in branches})
 
 
 def argument_names(parameters: tuple[str, ...], count: int) -> list[str]:

@@ -20,8 +20,8 @@ from .pyrunner import FunctionRunner
 from .reference import Again, LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
 from .structure import structured, structures
 from .usercode import (Layer, call_backward, call_forward, check_deterministic, checked_array, gradients_of, joined,
-                       node_line, placed_at_forward, split_outputs)
-from .pysource import (PythonError, base_name, describe, grad_lines, qualname, shared_line,
+                       node_line, placed_at_forward, ran_lines, split_outputs, traced)
+from .pysource import (PythonError, base_name, branch_writes, describe, grad_lines, qualname, shared_line,
                        source_text, takes_keywords, where)
 from ..core.report import CheckReport, GateRow, NodeRow
 from ..core.settings import Settings
@@ -133,7 +133,8 @@ def layer_settings(settings: Settings | None, options: dict) -> Settings:
 def _layer(name, fwd, bwd, names, forward, backward, first: int = 0) -> Layer:
     path, line = where(backward)
     return Layer(name, fwd, bwd, names, path, line, where(forward), grad_lines(backward, tuple(names), first),
-                 backward_name=qualname(backward), code=backward, first=first)
+                 backward_name=qualname(backward), code=backward, first=first,
+                 branches=branch_writes(backward, tuple(names), first))
 
 
 # --- the check -------------------------------------------------------------------------------------
@@ -184,7 +185,11 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     out = call_forward(layer, args) if out is None else out
     u = rng.standard_normal(out.shape)
     zeroed: set = set()
-    grads, failures = call_backward(layer, u, args, zeroed)
+    if layer.branches:  # a gradient several statements write: the one that ran here is its line at this point
+        (grads, failures), ran = traced(layer.code, lambda: call_backward(layer, u, args, zeroed))
+        layer.grad_lines = {**layer.grad_lines, **ran_lines(layer.branches, ran)}
+    else:
+        grads, failures = call_backward(layer, u, args, zeroed)
     runner = FunctionRunner(layer.forward, args, u, out, layer.batched, layer.forward_at[0])
     layer.batched = runner.batched
     budget = settings.budget if runner.batched else LOOP_BUDGET

@@ -135,6 +135,26 @@ def _assigned_lines(func, start: int, indent: int, values: list, names: tuple, f
     return found
 
 
+def branch_writes(backward, names: tuple, first: int = 0) -> dict:
+    """Input name -> every statement that writes the name the backward returns for it, as ((line, col),
+    (its first line, its last line)), in source order: only for the names written by more than one
+    statement (a branch, `if mode == "train": dx = ... else: dx = ...`), where the statement that ran
+    is the one to blame (`usercode.traced`); {} when unread."""
+    parsed = _parsed(backward)
+    if parsed is None:
+        return {}
+    func, start, indent, values = parsed
+    found = {}
+    for name, value in zip(names, values[first:]):
+        if isinstance(value, ast.Name):
+            writes = sorted((t for t in _writes(func) if value.id in assigned_names(t)),
+                            key=lambda t: (t.lineno, t.col_offset))
+            if len(writes) > 1:
+                found[name] = [((start + t.lineno - 1, t.col_offset + indent + 1),
+                                (start + t.lineno - 1, start + (t.end_lineno or t.lineno) - 1)) for t in writes]
+    return found
+
+
 def return_line(backward, first: int = 0) -> tuple | None:
     """(line, col) of the `return` that gives the gradients (its last), or None when unread."""
     parsed = _parsed(backward)

@@ -38,9 +38,9 @@ from ..core.report import GateRow
 from ..core.status import Status
 from .bridge import Arguments, Call, UserCode, placed
 from .layouts import RUNS, ROUNDING, SPREAD_FACTOR, Layout
-from .pysource import USER_ERRORS, exception_text, grad_lines, qualname, where
+from .pysource import USER_ERRORS, branch_writes, exception_text, grad_lines, qualname, where
 from .torch_bridge import computed, floating_outputs
-from .usercode import quiet
+from .usercode import quiet, ran_lines, traced
 
 OFFSET = 3  # the storage offset of the OFFSET layout's views
 GAP = 2  # elements between the rows of the GAPPED layout's views (PADDING there)
@@ -61,6 +61,7 @@ class _Result:
     outputs: list[np.ndarray]
     grads: list[np.ndarray]
     wrote: str | None = None  # what the backward wrote into that the caller holds ("its output", "its input x")
+    ran: list | None = None   # the backward's lines that ran, in order (traced where it has branches)
 
 
 class _Raised(Exception):
@@ -115,7 +116,10 @@ class _Session:
         self.floor = 0.0  # the scale a difference is measured against at least (set by start)
         self.failed: dict[str, str] = {}
         self.warnings: list[tuple[str, int, int]] = []
-        self.lines = grad_lines(code.backward, tuple(self.names))
+        lines = grad_lines(code.backward, tuple(given.names))  # (the backward returns one per argument)
+        self.lines = {n: lines[n] for n in self.names if n in lines}
+        every = branch_writes(code.backward, tuple(given.names))  # a gradient several statements write:
+        self.branches = {n: every[n] for n in self.names if n in every}  # blamed where one ran (`ran_lines`)
         self.def_line = where(code.backward)[1]
         reading = _storage_line(code.backward)
         self.place = {n: reading or self.lines.get(n, (self.def_line, 1)) for n in self.names}
@@ -154,7 +158,7 @@ class _Session:
         views = [u.clone() if m is None else m for u, m in zip(self.upstream, ups)]
         reference = self.runs[0] if Layout.EXPANDED not in group else _run(
             self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
-        got = _run(self.code, self.given, moved, views)
+        got = _run(self.code, self.given, moved, views, trace=bool(self.branches))
         self.wrote(got)
         return reference, got
 
@@ -265,6 +269,9 @@ class _Session:
         failed with its element, unless it has failed already."""
         for name, a, b in zip(self.names, got.grads, reference.grads):
             bad = _differs(a, b, self.tolerance, self.floor)
+            if bad is not None and name not in self.failed and name in (ran := ran_lines(self.branches, got.ran)) \
+                    and self.place[name] == self.lines.get(name):  # (a storage-reading line is the one to blame)
+                self.place[name] = ran[name]
             if bad is not None and name not in self.failed:
                 err, at = bad
                 self.failed[name] = (f"wrong when {said}: {_element(name, at)} is {a[at]:.6g} there, {b[at]:.6g} "
@@ -303,7 +310,7 @@ def _fresh(tensors: list) -> list:
     return [t.clone() for t in tensors]
 
 
-def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
+def _run(code: UserCode, given: Arguments, inputs: list, upstream, trace: bool = False) -> _Result:
     """One forward and one backward: the inputs as leaves keeping their layout (the Function given
     copies of them in the same layout, torch_bridge.computed), `upstream` as given (or made from the
     outputs, when it is a function)."""
@@ -317,7 +324,8 @@ def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
             # backward through the graph; the caller's own value is wrong meanwhile)
             held = [t.detach().clone() for t in outs + given_inputs]
             given_upstream = upstream(outs) if callable(upstream) else upstream
-            grads = torch.autograd.grad(outs, leaves, grad_outputs=given_upstream, allow_unused=True)
+            grads, ran = traced(code.backward if trace else None, lambda: torch.autograd.grad(
+                outs, leaves, grad_outputs=given_upstream, allow_unused=True))
     except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
         raise _Raised(exc) from None
     names = [f"its output{'' if len(outs) == 1 else f' {k + 1}'}" for k in range(len(outs))] + \
@@ -327,7 +335,7 @@ def _run(code: UserCode, given: Arguments, inputs: list, upstream) -> _Result:
     as_numpy = [o.detach().to(torch.float64).cpu().numpy() for o in outs]
     return _Result(outputs=as_numpy, grads=[np.zeros(tuple(t.shape)) if g is None else
                                             g.detach().to(torch.float64).cpu().numpy() for g, t in zip(grads, leaves)],
-                   wrote=wrote)
+                   wrote=wrote, ran=ran)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

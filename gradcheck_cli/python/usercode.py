@@ -5,6 +5,7 @@ errors placed at the user's line, and the second, random point."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import select
@@ -47,6 +48,8 @@ class Layer:
     structure: dict = field(default_factory=dict)  # input name -> its stated Structure (structure.py)
     diagnose: bool = True  # may a failing gradient's numbers be read for its slip (blame.py)? (not for a double
                            # backward, whose backward is autograd's, nor a graded submission: grading says its own)
+    branches: dict = field(default_factory=dict)  # input name -> the statements that write its gradient, when
+    # more than one does (pysource.branch_writes): the one that ran at a point is its line there (`ran_lines`)
 
 
 def check_deterministic(layer: Layer, args: list, out: np.ndarray) -> None:
@@ -131,6 +134,45 @@ def call_backward(layer: Layer, u: np.ndarray, args: list, zeroed: set | None = 
             failures[name] = (f"the backward's d{name} has shape {g.shape}, but {name} has {a.shape}", None)
             grads[k] = np.full(a.shape, np.nan)
     return grads, failures
+
+
+def traced(function, thunk):
+    """(thunk(), the lines of `function`'s own frames that ran, in order): Python's line tracer on that
+    function's code alone, and only where no other tracer is set (a debugger's, coverage's), else no
+    lines (None)."""
+    code = getattr(inspect.unwrap(function), "__code__", None) if function is not None else None
+    if code is None or sys.gettrace() is not None:
+        return thunk(), None
+    ran: list = []
+
+    def local(frame, event, arg):
+        if event == "line":
+            ran.append(frame.f_lineno)
+        return local
+
+    def calls(frame, event, arg):
+        return local if frame.f_code is code else None
+    sys.settrace(calls)
+    try:
+        result = thunk()
+    finally:
+        sys.settrace(None)
+    return result, ran
+
+
+def ran_lines(branches: dict, ran: list | None) -> dict:
+    """Input name -> (line, col) of the statement writing its gradient that ran last, for the names
+    several statements write (`branches`: Layer.branches); {} when nothing was traced."""
+    if not ran:
+        return {}
+    order = {line: k for k, line in enumerate(ran)}  # each line's last run
+    chosen = {}
+    for name, writes in branches.items():
+        runs = [(max((order[n] for n in range(lo, hi + 1) if n in order), default=-1), at) for at, (lo, hi) in writes]
+        last = max(runs, key=lambda r: r[0])
+        if last[0] >= 0:
+            chosen[name] = last[1]
+    return chosen
 
 
 def node_line(layer: Layer, name: str) -> tuple:

@@ -658,3 +658,37 @@ def test_a_name_the_forward_has_no_parameter_for_is_an_error_at_its_def():
 def bug_line_of_def(name: str) -> int:
     lines = (EXAMPLES / "layers.py").read_text().splitlines()
     return next(i for i, line in enumerate(lines) if line.startswith(f"def {name}(")) + 1
+
+
+BRANCHY = '''import numpy as np
+
+
+def scale_forward(x, mode):
+    return (2 * x if mode == "train" else 3 * x), (x, mode)
+
+
+def scale_backward(dout, cache):
+    x, mode = cache
+    if mode == "train":
+        dx = {train} * dout
+    else:
+        dx = {test} * dout
+    return dx
+'''
+
+
+@pytest.mark.parametrize("mode, train, test, wrong", [("train", "2.5", "3", "dx = 2.5"), ("test", "2", "3.5", "dx = 3.5"),
+                                                       ("train", "2", "3", None)])
+def test_a_gradient_written_in_branches_is_blamed_on_the_branch_that_ran(tmp_path, mode, train, test, wrong):
+    path = tmp_path / "branchy.py"
+    path.write_text(BRANCHY.format(train=train, test=test))
+    result = run("check-py", f"{path}::scale", "--shape", "x=3,4", "--param", f'mode="{mode}"', "--format", "json")
+    report = json.loads(result.output)["results"][0]
+    (node,) = report["nodes"]
+    if wrong is None:
+        assert result.exit_code == 0 and node["status"] == "pass"
+        return
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith(wrong))
+    assert result.exit_code == 1 and node["status"] == "fail" and node["line"] == line
+    # the gradient is wrong where the differences say: the branch's own factor, not the forward's
+    assert abs(float(wrong.split()[-1]) - (2 if mode == "train" else 3)) > 0.4

@@ -452,3 +452,29 @@ def test_a_kernel_that_takes_its_tensors_to_share_a_layout_fails_when_they_do_no
     assert given.passed  # the main check reads values: the layout the caller gave is the gate's to check
     transposed = check(_InStep, (x(5, 4).t().detach().requires_grad_(),), layouts="contiguous")
     assert not transposed.passed and "in the layout it was given in" in failing(transposed)[0].note
+
+
+class _ChannelsLastFastPath(torch.autograd.Function):
+    """y = 2x; the backward's channels-last fast path swaps H and W, its other path is right."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous():
+            dx = 2 * grad.transpose(2, 3).reshape(grad.shape)
+        else:
+            dx = 2 * grad
+        return dx
+
+
+def test_a_layout_failure_is_blamed_on_the_branch_that_ran_in_that_layout():
+    a = x(2, 3, 4, 4)
+    (through_cl,) = torch.autograd.grad(_ChannelsLastFastPath.apply(a.contiguous(memory_format=torch.channels_last)),
+                                        a, x(2, 3, 4, 4, seed=1).detach().contiguous(memory_format=torch.channels_last))
+    assert not torch.allclose(through_cl, 2 * x(2, 3, 4, 4, seed=1).detach())  # wrong in a graph
+    (row,) = failing(check(_ChannelsLastFastPath, (a,)))
+    assert "channels-last" in row.note
+    assert row.line == line_of(Path(__file__), _ChannelsLastFastPath, "dx = 2 * grad.transpose(2, 3)")
