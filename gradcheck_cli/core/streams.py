@@ -35,6 +35,7 @@ class Stream(IntEnum):
     # Python exercise's also by the pair's)
     GRADE_VARIANT_DIMS = 18  # grading --variants: a student's own sizes of the exercise's `# dims:`
     FORWARD_TANGENTS = 19    # forward mode: the random tangents a jvp rule is checked along, per input and tangent
+    PYTHON_PER_INPUT = 20    # a Python layer whose projections over every input fail: each input's own, per input
 
 
 def stream(seed: int, name: Stream, *keys: int) -> np.random.Generator:

@@ -17,7 +17,8 @@ from ..checking import cost, per_output, pipeline, verdict
 from ..core.errors import GradcheckError
 from . import blame
 from .pyrunner import FunctionRunner
-from .reference import Again, LayerInputs, by_differences, by_reference, compare_inputs, reference_gradients
+from .reference import (Again, LayerInputs, by_differences, by_reference, compare_inputs, per_input,
+                        reference_gradients)
 from .structure import structured, structures
 from .usercode import (Layer, call_backward, call_forward, check_deterministic, checked_array, gradients_of, joined,
                        node_line, placed_at_forward, ran_lines, split_outputs, traced)
@@ -202,6 +203,7 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
     inputs = LayerInputs(layer=layer, forward=runner, args=args, upstream=u, backprop=bp[None, :], settings=settings,
                          seed=rng, failed=bool(failures), again=again)
     compared, by_ref, dropped = compare_inputs(inputs, ref, budget)
+    own = per_input(inputs, compared, point) if by_ref is None else None  # a joint projection's failure: whose?
     failures = {**failures, **(again.drifted or {})}
     num, ev = compared.num, compared.evidence
     whole = verdict.summarize(ev)
@@ -213,6 +215,15 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
             j, worst, method = by_reference(by_ref, whole, lo, hi, a.shape)
             value = None
             right.append(ref[lo:hi].reshape(a.shape))
+        elif own is not None:  # its own directions (or elements), the other inputs held at the point
+            mine = own[k]
+            j, worst, value = by_differences(mine.evidence, verdict.summarize(mine.evidence), mine.num, 0, hi - lo,
+                                             a.shape)
+            method = ("exhaustive, this input alone (the random directions over every input failed)"
+                      if mine.num.method == "exhaustive" else
+                      f"projection ({mine.num.projected.shape[0]} random directions within {name} alone, after "
+                      "those over every input failed)")
+            right.append(value)
         else:
             j, worst, value = by_differences(ev, whole, num, lo, hi, a.shape)
             method = None

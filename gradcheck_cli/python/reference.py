@@ -13,6 +13,7 @@ from ..checking import per_output, pipeline, verdict
 from ..core.settings import Settings
 from ..core.status import Status
 from ..core.tolerances import ROW_FLOOR
+from ..core.streams import Stream, stream
 from ..oracles import complexstep, numeric
 from .layouts import ROUNDING
 from .pyrunner import FunctionRunner, Subset
@@ -140,6 +141,27 @@ def compare_inputs(inputs: LayerInputs, ref: np.ndarray | None, budget: int
             return compared, by_ref, None
         return pipeline.compare(whole, inputs.settings, POLICY), None, by_ref
     return pipeline.compare(whole, inputs.settings, POLICY), None, None
+
+
+def per_input(inputs: LayerInputs, compared: pipeline.Compared, point: int) -> list | None:
+    """Each input's own comparison, where the projections over every input at once fail and were not
+    redone element by element (too many calls): along random directions within that input alone, the
+    others held at the point, so a failure is that input's and never its neighbours' (along directions
+    only: a forward that takes no batch axis is called once per direction). None otherwise, and when no
+    input fails alone (then the joint failure stands for every input: no false pass)."""
+    offsets = inputs.forward.offsets
+    if (compared.num.method != "projection" or len(offsets) <= 2
+            or verdict.summarize(compared.evidence).status != Status.FAIL):
+        return None
+    bp = np.ravel(inputs.backprop)
+    own = []
+    for k, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
+        alone = replace(inputs, index=np.arange(lo, hi), backprop=bp[None, lo:hi], projections=True, differences=None,
+                        noise=None, seed=stream(inputs.settings.seed, Stream.PYTHON_PER_INPUT, point, k))
+        own.append(pipeline.compare(alone, inputs.settings, replace(POLICY, recheck_work=0)))  # directions only
+    if all(verdict.summarize(c.evidence).status != Status.FAIL for c in own):
+        return None  # no input fails alone: the joint failure stands for all (an error spread thin over several)
+    return own
 
 
 def reference_gradients(layer: Layer, u: np.ndarray, args: list) -> np.ndarray | None:

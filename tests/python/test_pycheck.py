@@ -692,3 +692,61 @@ def test_a_gradient_written_in_branches_is_blamed_on_the_branch_that_ran(tmp_pat
     assert result.exit_code == 1 and node["status"] == "fail" and node["line"] == line
     # the gradient is wrong where the differences say: the branch's own factor, not the forward's
     assert abs(float(wrong.split()[-1]) - (2 if mode == "train" else 3)) > 0.4
+
+
+def _affine_forward(x, w, b):
+    return x @ w + b, (x, w, b)
+
+
+def _affine_backward_mean_db(dout, cache):
+    x, w, b = cache
+    dx = dout @ w.T
+    dw = x.T @ dout
+    db = np.mean(dout, axis=0)  # the slip: a sum
+    return dx, dw, db
+
+
+def test_a_joint_projections_failure_is_only_the_inputs_that_fail_alone():
+    # 50×100 + 100×50 + 50 elements, a forward that takes no batch axis: the differences run along random
+    # directions over every input at once, and one wrong db failed x and w too, each at its own right line
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((50, 100)), rng.standard_normal((100, 50)), rng.standard_normal(50)
+    dout = rng.standard_normal((50, 50))
+    dx, dw, db = _affine_backward_mean_db(dout, (x, w, b))
+
+    def slope(k, direction):  # the oracle: central differences along one direction, in float64, by hand
+        h = 1e-6
+        moved = [[x, w, b][i] + (h * direction if i == k else 0) for i in range(3)]
+        back = [[x, w, b][i] - (h * direction if i == k else 0) for i in range(3)]
+        return float(np.sum(dout * (_affine_forward(*moved)[0] - _affine_forward(*back)[0])) / (2 * h))
+    for k, (given, g) in enumerate(zip((x, w, b), (dx, dw, db))):
+        d = rng.standard_normal(given.shape)
+        assert (abs(slope(k, d) - float(np.sum(g * d))) < 1e-6 * abs(slope(k, d))) == (k < 2)  # only db is wrong
+    report = check_layer(_affine_forward, _affine_backward_mean_db, {"x": x, "w": w, "b": b},
+                         name="affine_mean_db")
+    assert {r.name: r.status for r in report.nodes} == {"x": "pass", "w": "pass", "b": "fail"}
+    assert "within b alone" in next(r.numeric_method for r in report.nodes if r.name == "b")
+
+
+def _layernorm_forward(x, gamma, beta):
+    mu = x.mean(axis=1, keepdims=True)
+    var = x.var(axis=1, keepdims=True)
+    xhat = (x - mu) / np.sqrt(var + 1e-5)
+    return gamma * xhat + beta, (xhat, gamma, var)
+
+
+def _layernorm_backward_without_eps(dout, cache):  # right but for eps: its error is ~1e-5 relative, everywhere
+    xhat, gamma, var = cache
+    std = np.sqrt(var)  # the slip: var + 1e-5
+    dxhat = dout * gamma
+    dx = (dxhat - dxhat.mean(axis=1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=1, keepdims=True)) / std
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def test_a_joint_failure_no_input_shows_alone_still_fails_every_input():
+    # the slip's error is spread thin over every input: the projections over all of them see it, no
+    # input's own directions do; the check must not pass for that
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.standard_normal((50, 100)), "gamma": rng.standard_normal(100), "beta": rng.standard_normal(100)}
+    report = check_layer(_layernorm_forward, _layernorm_backward_without_eps, inputs, name="layernorm_no_eps")
+    assert not report.passed
