@@ -646,3 +646,26 @@ def test_a_sampled_file_still_checks_every_call_below_a_failing_row(monkeypatch)
     assert not report.passed
     assert any(g.gate == "bad" and g.status == "fail" for g in report.gates)
     assert {r.culprit for r in report.nodes if r.status == "fail"} == {(4, 3)}
+
+
+def test_a_limit_variable_of_thousands_of_digits_is_refused_not_a_traceback():
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "-e", "x*y"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "GRADCHECK_MAX_ELEMENTS": "9" * 5000})
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "GRADCHECK_MAX_ELEMENTS" in done.stderr
+
+
+def test_at_a_fifo_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "point.json")
+    done = gc("check", "-e", "x*y", "--at", f"@{tmp_path / 'point.json'}", timeout=30)
+    assert done.returncode == 2 and b"not a regular file" in done.stderr
+
+
+@pytest.mark.parametrize("line", ['y = "' + '\\"' * 1_000_000, "y = '''" + "'" * 2 + "x" * 1_000_000,
+                                  '"""' * 300_000])
+def test_a_pyproject_full_of_quotes_is_read_in_one_pass(tmp_path, line):
+    # (its nesting is measured by a scan of its tokens: a string left open once made that scan quadratic, so
+    # a 2 MB file held every command for hours; the bound below is a hang's, not a speed's)
+    (tmp_path / "pyproject.toml").write_text("[tool.gradcheck]\n" + line + "\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check", "-e", "x*y"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "pyproject.toml" in done.stderr and "Traceback" not in done.stderr

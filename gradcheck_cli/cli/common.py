@@ -56,8 +56,12 @@ def _at_file(path: str) -> dict:
     before it is decoded."""
     import json
     from ..core.limits import MAX_FILE_BYTES, MAX_NDIM
+    import stat
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # (a FIFO nobody writes: no hang)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise click.BadParameter(f"'@{path}': not a regular file", param_hint="--at")
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise click.BadParameter(f"'@{path}': {err.strerror}", param_hint="--at") from None

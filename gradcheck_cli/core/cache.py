@@ -6,25 +6,49 @@ each a JSON file named by what made it, never code and never a pickle.
 `GRADCHECK_CACHE_DIR` if set, else `$XDG_CACHE_HOME/gradcheck`, else `~/.cache/gradcheck`;
 `GRADCHECK_NO_CACHE=1` turns it off (everything is derived again on every run). A folder that cannot
 be read or written, or a file damaged or cut short, is as no cache.
+
+A cache is data this run did not write, so it is read as such: the folder must be the user's own and
+writable by no one else (made 0700 where it is missing), else it is as no cache (a folder under a
+shared /tmp another user made); a file is read only when it is a regular file of the user's (never
+through a symbolic link, never a FIFO or a device, which could hang or feed a run without end), and
+no more than MAX_FILE_BYTES of it. Processes of the same user can still write it, as they can the
+installed package.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
+MAX_FILE_BYTES = 64 << 20  # the most of one cache file read (the largest, the parser's tables, is ~0.2 MB)
+
 
 def directory() -> Path | None:
-    """Where derived files are kept, or None when the cache is off."""
+    """Where derived files are kept, or None when the cache is off (or its folder is not private)."""
     if os.environ.get("GRADCHECK_NO_CACHE", "") not in ("", "0"):
         return None
     chosen = os.environ.get("GRADCHECK_CACHE_DIR")
     if chosen:
-        return Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gradcheck"
+        folder = Path(chosen)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = Path(base) / "gradcheck"
+    return folder if private(folder) else None
+
+
+def private(folder: Path, make: bool = True) -> bool:
+    """Is `folder` a directory of this user's that no other user can write into (made 0700 first, with
+    `make`, where it is missing)? A symbolic link to such a folder is followed, as `~/.cache` may be one."""
+    try:
+        if make:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(folder)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def file(name: str) -> Path | None:
@@ -39,10 +63,18 @@ def read_json(path: Path | None, object_hook=None, max_bytes: int | None = None)
     is read; a ValueError from it is damage."""
     if path is None:
         return None
+    limit = MAX_FILE_BYTES if max_bytes is None else min(max_bytes, MAX_FILE_BYTES)
     try:
-        with open(path, "rb") as f:
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-        if max_bytes is not None and len(data) > max_bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_size > limit:
+                return None
+            data = f.read(limit + 1)
+        if len(data) > limit:
             return None
         return json.loads(data.decode("utf-8"), object_hook=object_hook)
     except (OSError, ValueError, RecursionError):
@@ -55,7 +87,9 @@ def write_json(path: Path | None, value) -> None:
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not private(path.parent, make=False):
+            return
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as f:

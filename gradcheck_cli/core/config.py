@@ -32,8 +32,10 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 # What opens or closes a nesting, or hides brackets: strings (multi-line ones first) and comments.
-_TOML_TOKEN = re.compile(r'"""(?:[^\\]|\\.)*?"""(?:"{0,2})|' + r"'''.*?'''(?:'{0,2})|" + r'"(?:[^"\\\n]|\\.)*"|'
-                         + r"'[^'\n]*'|#[^\n]*|[\[\]{}]", re.S)
+# Each string alternative also ends where its text does (a string left open is bad TOML, which the parser
+# says): a token always matches and the scan goes on past it, so text full of quotes is read in linear time.
+_TOML_TOKEN = re.compile(r'"""(?:[^\\]|\\.)*?(?:"""(?:"{0,2})|\Z)|' + r"'''.*?(?:'''(?:'{0,2})|\Z)|"
+                         + r'"(?:[^"\\\n]|\\.)*"?|' + r"'[^'\n]*'?|#[^\n]*|[\[\]{}]", re.S)
 
 
 def _too_deep(text: str) -> tuple[int, int] | None:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.cache import directory, read_json, write_json
+from ..core.cache import directory, private, read_json, write_json
 from ..gates import REGISTRY
 from . import partials_cache
 from .symvalues import valid_spent
@@ -95,6 +95,8 @@ class Store:
         self.version, self.sources = version, sources
         self.parent = folder
         self.path = None if folder is None or version is None else folder / f"{PREFIX}{version}-{sources}"
+        if self.path is not None and self.path.is_symlink():  # a link out of the cache folder: never followed
+            self.path = None
         self.written = 0  # entries this process wrote, and about how many bytes since the folder was last
         self.bytes = 0    # bounded: it is bounded again every MAX_FILES // 4 entries or MAX_BYTES // 4 bytes
 
@@ -136,7 +138,7 @@ class Store:
             return None
         if data["key"] != key or data["sympy"] != self.version or data["sources"] != self.sources:
             return None
-        if data["check"] != _checksum(data) or not isinstance(data["answer"], dict):
+        if data["check"] != _checksum(data) or not isinstance(data["answer"], dict) or not _printable(data["answer"]):
             return None
         return data["answer"]
 
@@ -191,7 +193,7 @@ class Store:
             for _, other_path in sorted(others)[:max(0, len(others) - (FOLDERS_KEPT - 1))]:
                 shutil.rmtree(other_path, ignore_errors=True)
             dated = []
-            for e in os.scandir(self.path) if self.path.is_dir() else ():
+            for e in os.scandir(self.path) if private(self.path, make=False) and not self.path.is_symlink() else ():
                 try:
                     stat = e.stat()
                 except OSError:
@@ -212,6 +214,18 @@ class Store:
                     pass
         except OSError:
             pass
+
+
+def _printable(value, depth: int = 0) -> bool:
+    """Is every text in an answer printable? SymPy prints none that is not: an answer holding a control or
+    format character (a terminal's escape, put there by hand) is no answer gradcheck wrote."""
+    if isinstance(value, str):
+        return value.isprintable()
+    if isinstance(value, dict):
+        return depth < 32 and all(_printable(k, depth + 1) and _printable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return depth < 32 and all(_printable(v, depth + 1) for v in value)
+    return True
 
 
 def _b64(a: np.ndarray) -> str:

@@ -468,7 +468,7 @@ def check_spec(spec: str, f, shapes: dict, values: dict, params: dict, settings:
         args, diff = [], []
         for i, n in enumerate(names[: last + 1]):
             if n in given:
-                draw = values[n] if n in values else drawn(rng.standard_normal(shapes[n]), stated.get(n))
+                draw = values[n] if n in values else drawn(rng.standard_normal(shapes[n]), stated.get(n), n)
                 args.append(np.asarray(draw, dtype=float))
                 diff.append(i)
             else:  # a param, or a parameter left to its default

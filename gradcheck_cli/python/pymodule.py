@@ -266,7 +266,7 @@ def target_inputs(spec: str, shapes: dict, values: dict, params: dict, settings:
     stated = structures(structure, names)
     rng = stream(settings.seed, Stream.PYTHON_MODULE)
     inputs = {n: values[n] if n in values else rng.standard_normal(shapes[n]) for n in names}
-    inputs = {n: stated[n].draw(v) if n in stated and n not in values else v for n, v in inputs.items()}
+    inputs = {n: stated[n].draw(v, n) if n in stated and n not in values else v for n, v in inputs.items()}
     return forward, backward, layer_style, inputs
 
 

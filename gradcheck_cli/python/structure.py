@@ -63,19 +63,14 @@ class Structure(Enum):
 
     def given(self, name: str, a: np.ndarray) -> np.ndarray:
         """The given point, checked to be of the structure (a PythonError saying how it is not), exactly so."""
+        self.fits(name, a.shape)
         if self is Structure.SIMPLEX:
-            if a.ndim < 1 or a.shape[-1] < 2:
-                raise PythonError(f"input '{name}' is stated a simplex, so its last axis needs at least 2 entries, "
-                                  f"but its shape is {a.shape}")
             sums = np.sum(a, axis=-1)
             if np.min(a) < 0 or np.max(np.abs(sums - 1)) > SIMPLEX_TOL:
                 raise PythonError(f"input '{name}' is stated a simplex, but " + (
                     f"it has a negative entry ({np.min(a):.3g})" if np.min(a) < 0 else
                     f"its entries sum to {sums.flat[np.argmax(np.abs(sums - 1))]:.6g}, not 1, along the last axis"))
             return self.embed(a / sums[..., None])
-        if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-            raise PythonError(f"input '{name}' is stated {self.value}, so it must be square in its last two axes, "
-                              f"but its shape is {a.shape}")
         gap = float(np.max(np.abs(a - np.swapaxes(a, -1, -2))))
         if gap > SYMMETRY_TOL * float(np.max(np.abs(a))):
             raise PythonError(f"input '{name}' is stated {self.value}, but it is not symmetric (|x - xᵀ| is up to "
@@ -86,8 +81,21 @@ class Structure(Enum):
                               "factorisation fails)")
         return a
 
-    def draw(self, a: np.ndarray) -> np.ndarray:
-        """A point of the structure made from a seeded normal draw `a` (--shape fills inputs so)."""
+    def fits(self, name: str, shape: tuple) -> None:
+        """A PythonError unless an input of `shape` can be of the structure: a simplex's last axis holds at
+        least 2 entries; a symmetric or spd one is square in its last two axes."""
+        if self is Structure.SIMPLEX:
+            if len(shape) < 1 or shape[-1] < 2:
+                raise PythonError(f"input '{name}' is stated a simplex, so its last axis needs at least 2 entries, "
+                                  f"but its shape is {tuple(shape)}")
+        elif len(shape) < 2 or shape[-1] != shape[-2]:
+            raise PythonError(f"input '{name}' is stated {self.value}, so it must be square in its last two axes, "
+                              f"but its shape is {tuple(shape)}")
+
+    def draw(self, a: np.ndarray, name: str = "input") -> np.ndarray:
+        """A point of the structure made from a seeded normal draw `a` (--shape fills inputs so), for an input
+        of a shape it fits (else the PythonError of `fits`)."""
+        self.fits(name, a.shape)
         if self is Structure.SIMPLEX:
             e = np.exp(a - np.max(a, axis=-1, keepdims=True))
             return e / np.sum(e, axis=-1, keepdims=True)
@@ -118,9 +126,9 @@ def _positive_definite(a: np.ndarray) -> bool:
     return True
 
 
-def drawn(draw, structure: "Structure | None"):
-    """A seeded normal draw as an input's value: a point of its stated structure, if any."""
-    return draw if structure is None else structure.draw(draw)
+def drawn(draw, structure: "Structure | None", name: str = "input"):
+    """A seeded normal draw as input `name`'s value: a point of its stated structure, if any."""
+    return draw if structure is None else structure.draw(draw, name)
 
 
 def structures(stated: dict | None, names: list) -> dict:

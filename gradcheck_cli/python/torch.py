@@ -154,7 +154,7 @@ def check_spec(spec: str, fn, shapes: dict, values: dict, params: dict, settings
     args = []
     for n in names[: last + 1]:
         if n in given:
-            value = values[n] if n in values else drawn(rng.standard_normal(shapes[n]), stated.get(n))
+            value = values[n] if n in values else drawn(rng.standard_normal(shapes[n]), stated.get(n), n)
             args.append(torch.tensor(np.asarray(value, dtype=float), dtype=torch.float64, requires_grad=True))
         elif n in params:
             args.append(as_tensor(params[n]))

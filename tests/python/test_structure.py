@@ -5,6 +5,8 @@ targets of numpy layers (`FILE.py::Layers.square`)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -81,3 +83,14 @@ def test_dotted_targets_of_numpy_layers(tmp_path):
     assert done.exit_code == 1 and "(line 8)" in done.output  # 3·x·dout is wrong: 2·x·dout is the gradient
     done = run.invoke(main, ["check-py", f"{path}::Layers.cube", "--shape", "x=3"])
     assert done.exit_code == 2 and "Layers has no 'cube' (it has: square_forward, square_backward)" in done.output
+
+
+@pytest.mark.parametrize("shape, kind", [("3", "spd"), ("3,4", "symmetric"), ("2,3,4", "spd")])
+def test_a_structure_the_shape_cannot_have_is_an_input_error_before_any_draw(tmp_path, shape, kind):
+    (tmp_path / "layer.py").write_text("def scale_forward(x):\n    return 2 * x, None\n\n\n"
+                                       "def scale_backward(dout, cache):\n    return 2 * dout\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", "check-py", "layer.py::scale", "--shape",
+                           f"x={shape}", "--structure", f"x={kind}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "process running the code" not in done.stderr
+    assert f"input 'x' is stated {kind}, so it must be square in its last two axes" in done.stderr
