@@ -177,6 +177,9 @@ def unused_parameters(fn) -> tuple:
     return tuple(p.arg for p in params if p.arg not in read)
 
 
+RESIDUALS = ("res", "residuals")  # what a JAX custom_vjp rule's bwd names what its fwd saved
+
+
 def shared_line(backward, names: tuple, failing: set, first: int = 0):
     """(line, col, variable) of the one assignment that every failing gradient is computed from, no
     passing one is, and that carries `dout` (`dout_t = dout`, its .T forgotten, feeding dx, dgamma and
@@ -189,7 +192,9 @@ def shared_line(backward, names: tuple, failing: set, first: int = 0):
     args = [a.arg for a in func.args.args]
     if args[:1] in (["ctx"], ["self"]):  # a torch Function's backward(ctx, grad_output, ...)
         args = args[1:]
-    dout = set(args[:1])
+    # the upstream: a JAX rule's cotangent comes last, after its residuals (`bwd(res, g)`, `bwd(f, res, g)`);
+    # else first (`backward(dout, cache)`, torch's after ctx)
+    dout = set(args[-1:]) if any(a in RESIDUALS for a in args[:-1]) else set(args[:1])
     stmts = _writes(func)
     reads = [{n.id for n in ast.walk(t.value) if isinstance(n, ast.Name)} if t.value is not None else set()
              for t in stmts]

@@ -677,3 +677,40 @@ def test_a_rule_exact_only_on_symmetric_inputs_passes_with_the_structure_stated(
     assert code == 1
     code, report, _ = check_py(f"{target}::quad", "--at", "x=[[1, 2], [3, 4]]", "--structure", "x=symmetric")
     assert code == 2 and "symmetric" in report["results"][0]["error"]["message"]  # a given point not of it
+
+
+BILINEAR = '''import jax
+import jax.numpy as jnp
+
+
+@jax.custom_vjp
+def bilinear(w, x):
+    return jnp.dot(w, x)
+
+
+def bilinear_fwd(w, x):
+    return bilinear(w, x), (w, x)
+
+
+def bilinear_bwd(res, g):
+    w, x = res
+    dw = 2.0 * jnp.outer(g, x)
+    dx = w.T @ g + 1.0
+    return dw, dx
+
+
+bilinear.defvjp(bilinear_fwd, bilinear_bwd)
+'''
+
+
+def test_two_slips_in_a_rule_are_two_causes_at_their_lines_not_its_residuals(tmp_path):
+    # a JAX bwd takes its residuals first and the cotangent last: the residuals are no upstream that two
+    # failing gradients share (which named `w, x = res`, the one right line, as their cause)
+    path = tmp_path / "bilinear.py"
+    path.write_text(BILINEAR, encoding="utf-8")
+    code, report, err = check_py(f"{path}::bilinear", "--shape", "w=3,4", "--shape", "x=4")
+    assert code == 1, err
+    rows = {r["name"]: r for r in report["results"][0]["nodes"]}
+    assert rows["w"]["status"] == rows["x"]["status"] == "fail"
+    assert rows["w"]["line"] == line_of(path, "def bilinear_bwd", "dw = ")
+    assert rows["x"]["line"] == line_of(path, "def bilinear_bwd", "dx = ")
