@@ -459,3 +459,26 @@ def test_a_smooth_layer_whose_sum_cancels_is_never_a_kink_and_a_wrong_one_fails(
     assert statuses == ["pass"] * 6, statuses
     wrong = check_function(gelu, lambda g, x: gelu_vjp(g, x) * (1 + 1e-3 * (x < -0.7)), {"x": GELU_X})
     assert [r.status for r in wrong.nodes] == ["fail"]
+
+
+def _norm_forward(x):
+    n = np.sqrt(np.sum(x ** 2, axis=1))
+    return n, (x, n)
+
+
+def _norm_backward_ones_at_zero(dout, cache):  # at x = 0 it returns all ones: no subgradient of ‖x‖ is that long
+    x, n = cache
+    safe = np.where(n == 0, 1.0, n)
+    return dout[:, None] * np.where(n[:, None] == 0, 1.0, x / safe[:, None])
+
+
+@pytest.mark.xfail(strict=True, reason="a kink that jumps along every direction (‖x‖ at 0) is judged element by "
+                                       "element: each 1 lies between its own one-sided slopes ±1; a test along "
+                                       "backprop's own direction fails right conv + ReLU composites (not convex)")
+def test_a_gradient_too_long_for_a_cones_apex_fails():
+    x = np.zeros((1, 10))
+    # the oracle: along d = (1, ..., 1)/√10 the slope of ‖x‖ at 0 is 1, backprop's is √10
+    d = np.ones(10) / np.sqrt(10)
+    assert np.sqrt(np.sum((1e-6 * d) ** 2)) / 1e-6 < float(np.ones(10) @ d)
+    report = check_layer(_norm_forward, _norm_backward_ones_at_zero, {"x": x})
+    assert not report.passed
