@@ -9,6 +9,11 @@ changed since. Imported only by the `lsp` command: pygls is an optional extra.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -144,6 +149,54 @@ def make_server(delay: float = DELAY) -> GradServer:
     return server
 
 
+MAX_MESSAGE = 256 << 20  # bytes of one message from the client (a document past the language's own limit
+# is refused by the check; this only bounds what is read before it)
+_LENGTH = re.compile(rb"Content-Length:[ \t]*([0-9]{1,12})[ \t]*\r?$", re.IGNORECASE)
+
+
+def framed(source, sink) -> None:
+    """Copy the client's messages from `source` to `sink` (pygls's reader), each checked first: a header
+    block with a Content-Length of at most MAX_MESSAGE bytes, and a body that is one JSON object. One that
+    is not is dropped, and reading goes on at the next header: a `null` body, a batch, a negative or
+    20-digit length no longer leave the server deaf to every later message, or end it. `sink` is closed
+    at the end of `source`."""
+    try:
+        while True:
+            length, ended = None, True
+            for line in iter(source.readline, b""):
+                found = _LENGTH.search(line.rstrip(b"\n"))
+                if found:  # (anywhere in the line: a dropped body without its newline runs into the next header)
+                    length = int(found.group(1))
+                if line in (b"\r\n", b"\n"):
+                    ended = False
+                    break
+            if ended:
+                return
+            if length is None or length > MAX_MESSAGE:
+                continue
+            body = source.read(length)
+            if len(body) < length:
+                return
+            try:
+                message = json.loads(body)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(message, dict):
+                sink.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                sink.flush()
+    except (OSError, ValueError):
+        return
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
+
+
 def serve(delay: float = DELAY) -> None:
-    """Talk the protocol over standard input and output until the client says exit."""
-    make_server(delay).start_io()
+    """Talk the protocol over standard input and output until the client says exit: the client's messages
+    pass `framed` on their way in."""
+    read, write = os.pipe()
+    guard = threading.Thread(target=framed, args=(sys.stdin.buffer, os.fdopen(write, "wb")), daemon=True)
+    guard.start()
+    make_server(delay).start_io(stdin=os.fdopen(read, "rb"))
