@@ -175,8 +175,16 @@ def _parse_params(values) -> dict:
         if elements > MAX_ELEMENTS:
             raise click.BadParameter(f"'{name}': the value has {elements:,} elements (at most {MAX_ELEMENTS:,}; "
                                      "GRADCHECK_MAX_ELEMENTS raises it)", param_hint="--param")
-        out[name] = _array_or_list(value) if isinstance(value, list) else value
+        out[name] = _arrays_in(value)
     return out
+
+
+def _arrays_in(value):
+    """A JSON value with each array of numbers in it a numpy array, in an object's values too
+    (`bn_param='{"mode": "test", "running_mean": [0.1, 0.2]}'`, as CS231n's batchnorm reads it)."""
+    if isinstance(value, dict):
+        return {k: _arrays_in(v) for k, v in value.items()}
+    return _array_or_list(value) if isinstance(value, list) else value
 
 
 _JSON_TOKEN = re.compile(r'\\.|["\[\]{}]', re.S)

@@ -750,3 +750,12 @@ def test_a_joint_failure_no_input_shows_alone_still_fails_every_input():
     inputs = {"x": rng.standard_normal((50, 100)), "gamma": rng.standard_normal(100), "beta": rng.standard_normal(100)}
     report = check_layer(_layernorm_forward, _layernorm_backward_without_eps, inputs, name="layernorm_no_eps")
     assert not report.passed
+
+
+def test_an_array_inside_a_param_object_arrives_as_a_numpy_array(tmp_path):
+    (tmp_path / "bn.py").write_text(
+        "import numpy as np\n\n\ndef shift_forward(x, bn_param):\n"
+        "    return x - 0.5 * bn_param['running_mean'], None\n\n\ndef shift_backward(dout, cache):\n    return dout\n")
+    result = run("check-py", f"{tmp_path}/bn.py::shift", "--shape", "x=3,2", "--param",
+                 'bn_param={"mode": "test", "running_mean": [0.5, -1.0]}')
+    assert result.exit_code == 0, result.output
