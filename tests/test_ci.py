@@ -169,6 +169,19 @@ def test_bad_config_is_an_input_error_naming_file_and_key(tmp_path, monkeypatch,
     assert f"{where}: error:" in result.output
 
 
+@pytest.mark.parametrize("command", [("explain",), ("graph",), ("descend", "--steps", "0")])
+def test_the_teaching_commands_use_the_seed_check_uses_here(tmp_path, monkeypatch, command):
+    _in(tmp_path, monkeypatch, "[tool.gradcheck]\nseed = 7\n")
+    shown = run(*command, "-e", "x*y").stdout  # (its unset leaves x and y drawn from the seed)
+    assert shown == run(*command, "-e", "x*y", "--seed", "7").stdout != run(*command, "-e", "x*y", "--seed", "0").stdout
+
+
+def test_a_bad_config_is_the_teaching_commands_error_too(tmp_path, monkeypatch):
+    _in(tmp_path, monkeypatch, "[tool.gradcheck]\nrtoll = 1e-6\n")
+    result = run("explain", "-e", "x*y")
+    assert result.exit_code == 2 and "unknown key 'rtoll'" in result.output
+
+
 # --- the pytest plugin ------------------------------------------------------------------------------
 
 def test_pytest_plugin_collects_grad_files(pytester):

@@ -12,11 +12,24 @@ from .common import (OUTPUT, SEED, _AsciiFile, _console, _fail, _fail_usage, _gu
 
 def _source_options(f):
     """TARGET or -e SRC, with --at and --seed: how the teaching commands take their function."""
-    f = click.option("--seed", type=SEED, metavar="N", default=0, show_default=True,
-                     help="Seed for randn/rand and unset leaves.")(f)
+    f = click.option("--seed", type=SEED, metavar="N", default=None, callback=_seed_here,
+                     help="Seed for randn/rand and unset leaves [default: [tool.gradcheck]'s seed, else 0].")(f)
     f = click.option("--at", "at", multiple=True, metavar="NAME=VALUE", help="Set a leaf's value (repeatable).")(f)
     f = click.option("-e", "--expr", "expr", metavar="SRC", help="Use this source text; free names become leaves.")(f)
     return click.argument("target", required=False, type=click.Path())(f)
+
+
+def _seed_here(ctx, param, seed):
+    """--seed, else the seed `check` uses in this folder ([tool.gradcheck]'s, else 0): the same leaves get
+    the same values in every command. A bad pyproject.toml is the error `check` gives for it."""
+    if seed is not None:
+        return seed
+    from ..core.config import load as settings_here
+    from ..core.errors import GradcheckError
+    try:
+        return settings_here()[0].seed
+    except GradcheckError as err:
+        _fail(err)
 
 
 def _load(target, expr, at, seed):
