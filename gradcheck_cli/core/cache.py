@@ -8,7 +8,7 @@ each a JSON file named by what made it, never code and never a pickle.
 be read or written, or a file damaged or cut short, is as no cache.
 
 A cache is data this run did not write, so it is read as such: the folder must be the user's own and
-writable by no one else (made 0700 where it is missing), else it is as no cache (a folder under a
+writable by no one else (made 0700 when a first file is written), else it is as no cache (a folder under a
 shared /tmp another user made); a file is read only when it is a regular file of the user's (never
 through a symbolic link, never a FIFO or a device, which could hang or feed a run without end), and
 no more than MAX_FILE_BYTES of it. Processes of the same user can still write it, as they can the
@@ -36,15 +36,15 @@ def directory() -> Path | None:
     else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         folder = Path(base) / "gradcheck"
-    return folder if private(folder) else None
+    # (made only when a file is written: a run that only looks makes no folder, and never makes one again
+    # in a tree that is being removed, a graded submission's home)
+    return folder if not os.path.lexists(folder) or private(folder) else None
 
 
-def private(folder: Path, make: bool = True) -> bool:
-    """Is `folder` a directory of this user's that no other user can write into (made 0700 first, with
-    `make`, where it is missing)? A symbolic link to such a folder is followed, as `~/.cache` may be one."""
+def private(folder: Path) -> bool:
+    """Is `folder` a directory of this user's that no other user can write into? A symbolic link to such a
+    folder is followed, as `~/.cache` may be one."""
     try:
-        if make:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.stat(folder)
     except (OSError, ValueError):
         return False
@@ -88,7 +88,7 @@ def write_json(path: Path | None, value) -> None:
         return
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not private(path.parent, make=False):
+        if not private(path.parent):  # (made by another user first: not written into)
             return
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         try:

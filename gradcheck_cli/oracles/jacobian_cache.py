@@ -193,7 +193,7 @@ class Store:
             for _, other_path in sorted(others)[:max(0, len(others) - (FOLDERS_KEPT - 1))]:
                 shutil.rmtree(other_path, ignore_errors=True)
             dated = []
-            for e in os.scandir(self.path) if private(self.path, make=False) and not self.path.is_symlink() else ():
+            for e in os.scandir(self.path) if private(self.path) and not self.path.is_symlink() else ():
                 try:
                     stat = e.stat()
                 except OSError:
