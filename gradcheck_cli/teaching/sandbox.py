@@ -167,6 +167,20 @@ class Submission:
         self.waited = waited  # seconds spent waiting for it (and for the processes before it, on one submission)
         self.call: list = []  # the call under way: [function, its start, CPU seconds used before it or None]
         self.folder = tempfile.mkdtemp(prefix="gradcheck-submission-")
+        try:
+            self._start(source, limits)
+        except BaseException:  # it did not start (no process to end): what it made goes now, its folder not
+            for fd in (getattr(self, "_requests", None), getattr(self, "_replies", None)):  # left behind for good
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            _remove(self.folder, getattr(self, "_stderr", None))
+            raise
+
+    def _start(self, source: bytes, limits: Limits) -> None:
+        """The private folder filled and the process started in it (a sandbox where bubblewrap runs)."""
         os.chmod(self.folder, 0o755)
         work = os.path.join(self.folder, "work")
         os.mkdir(work)
@@ -426,7 +440,8 @@ def _remove(folder: str, stderr) -> None:
     thousand folders one in another end them) or than a path can name is removed by chmod and rm, which
     walk it by descriptors."""
     try:
-        stderr.close()
+        if stderr is not None:
+            stderr.close()
     except OSError:
         pass
     try:

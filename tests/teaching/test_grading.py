@@ -493,3 +493,21 @@ def test_a_forward_that_touches_the_random_state_or_does_not_repeat_itself_is_co
         return x + len(count), None
     pair = _pair(counts)
     assert [float(pair.output([x])[0]) for _ in range(4)] == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_a_submission_whose_process_cannot_start_leaves_no_folder(monkeypatch):
+    """A process that cannot be started (no more processes to be had, a failing pre-exec step): its private
+    folder, made first, goes with the error, rather than staying in the temporary folder for good."""
+    import os
+    import subprocess
+    import tempfile
+    from gradcheck_cli.teaching import sandbox
+
+    def refused(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("gradcheck-submission-")}
+    monkeypatch.setattr(subprocess, "Popen", refused)
+    with pytest.raises(OSError):
+        sandbox.Submission(b"x = 1\n", limits=sandbox.Limits())
+    after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("gradcheck-submission-")}
+    assert after <= before
