@@ -159,14 +159,18 @@ def test_config_sets_defaults_and_the_command_line_wins(tmp_path, monkeypatch):
     ("[tool.gradcheck]\nseed = 1\nrtol = 'tight'\n", "rtol must be a number between 0 and 1, not 'tight'", 3),
     ("[tool.gradcheck]\nformat = 'xml'\n", "format must be one of", 2),
     ("[tool.gradcheck]\nstrict = 1\n", "strict must be true or false", 2),
-    ("[tool.gradcheck\nseed = 1\n", "not valid TOML", None),
+    ("[tool.gradcheck\nseed = 1\n", "not valid TOML", (1, 16)),
+    ("[tool.gradcheck]\nseed = = 1\n", "not valid TOML: Invalid value", (2, 8)),
+    ("[tool]\ngradcheck = 5\n", "[tool.gradcheck] must be a table", 2),
+    ("tool.gradcheck = 3\n", "[tool.gradcheck] must be a table", 1),
 ])
 def test_bad_config_is_an_input_error_naming_file_and_key(tmp_path, monkeypatch, toml, fragment, line):
     _in(tmp_path, monkeypatch, toml)
     result = run("check", "a.grad")
     assert result.exit_code == 2 and fragment in result.output
-    where = str(tmp_path / "pyproject.toml") + (f":{line}:1" if line else "")
-    assert f"{where}: error:" in result.output
+    line, col = line if isinstance(line, tuple) else (line, 1)
+    assert f"{tmp_path / 'pyproject.toml'}:{line}:{col}: error:" in result.output
+    assert "^" in result.output  # the line, and a caret under the place
 
 
 @pytest.mark.parametrize("command", [("explain",), ("graph",), ("descend", "--steps", "0")])

@@ -85,14 +85,18 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
         raise UsageError(f"arrays and tables nest more than {MAX_NESTING} deep here", *deep, str(path), text)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"not valid TOML: {err}", source=str(path)) from None
+    except tomllib.TOMLDecodeError as err:  # "... (at line 2, column 9)": the error at that place, with its line
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", str(err))
+        message = str(err)[: where.start()].rstrip() if where else str(err)
+        line, col = (int(where.group(1)), int(where.group(2))) if where else (None, None)
+        raise UsageError(f"not valid TOML: {message}", line, col, str(path), text) from None
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
         raise UsageError("'tool' must be a table", _line_of(text, "tool"), 1, str(path), text)
     table = tool.get("gradcheck", {})
     if not isinstance(table, dict):
-        raise UsageError("[tool.gradcheck] must be a table", source=str(path))
+        line = next((k for k, t in enumerate(text.split("\n"), 1) if re.match(r"\s*(tool\s*\.\s*)?gradcheck\s*=", t)), None)
+        raise UsageError("[tool.gradcheck] must be a table", line, 1 if line else None, str(path), text)
 
     def locate(key):
         line = _line_of(text, key)
