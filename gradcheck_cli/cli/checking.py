@@ -95,7 +95,7 @@ class _progress:
         return False
 
 
-_SHAPE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+(?:\s*[,x×]\s*\d+)*)?\s*$")
+_SHAPE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+(?:\s*[,x×]\s*\d+)*)?\s*$", re.ASCII)  # (digits 0-9 only)
 
 
 def _parse_shapes(values) -> dict:
@@ -125,6 +125,8 @@ def _parse_shapes(values) -> dict:
         if total > MAX_TOTAL_ELEMENTS:
             raise click.BadParameter(size_error("the --shape inputs together", total, MAX_TOTAL_ELEMENTS,
                                                 name="MAX_TOTAL_ELEMENTS"), param_hint="--shape")
+        if m.group(1) in out:
+            raise click.BadParameter(f"'{m.group(1)}' is given twice", param_hint="--shape")
         out[m.group(1)] = dims
     return out
 
@@ -175,6 +177,8 @@ def _parse_params(values) -> dict:
         if elements > MAX_ELEMENTS:
             raise click.BadParameter(f"'{name}': the value has {elements:,} elements (at most {MAX_ELEMENTS:,}; "
                                      "GRADCHECK_MAX_ELEMENTS raises it)", param_hint="--param")
+        if name in out:
+            raise click.BadParameter(f"'{name}' is given twice", param_hint="--param")
         out[name] = _arrays_in(value)
     return out
 
@@ -319,6 +323,10 @@ def check_py(targets, shapes, at, params, structure, order, complex_step, fast, 
     except GradcheckError as err:
         _fail(err)
     shapes, params, structure = _parse_shapes(shapes), _parse_params(params), _parse_structure(structure)
+    both = next((name for name in params if name in shapes), None)
+    if both is not None:  # (the forward was given it twice: "got multiple values", from the user's process)
+        raise click.BadParameter(f"'{both}' is given as a --shape and as a --param: a differentiated input or an "
+                                 "argument passed through, not both", param_hint="--param")
     try:
         chosen = parse_layouts(layouts)
     except GradcheckError as err:

@@ -223,6 +223,10 @@ def test_check_py_machine_formats():
     (["{ex}/layers.py::affine", "--shape", "x=2,a"], "expected NAME=D1,D2"),
     (["{ex}/layers.py::affine", "--shape", "x=2", "--param", "w={bad"], "not JSON"),
     (["{ex}/layers.py::affine", "--shape", "x=2,3", "--shape", "w=4,5", "--shape", "b=5"], "forward raised"),
+    (["{ex}/layers.py::affine", "--shape", "x=2,3", "--shape", "x=3,4"], "'x' is given twice"),
+    (["{ex}/layers.py::affine", "--shape", "x=2,3", "--param", "w=1", "--param", "w=2"], "'w' is given twice"),
+    (["{ex}/layers.py::affine", "--shape", "x=\u0662,\u0663"], "expected NAME=D1,D2"),
+    (["{ex}/layers.py::affine", "--shape", "x=2,3", "--param", "x=1"], "'x' is given as a --shape and as a --param"),
 ])
 def test_check_py_bad_input_is_exit_2_without_a_traceback(args, fragment):
     result = run("check-py", *[a.replace("{ex}", str(EXAMPLES)) for a in args])
