@@ -185,8 +185,8 @@ def _fail(err, source=None, text=None):
 
 
 def _shown(text: str) -> str:
-    from ..core.text import visible
-    return "\n".join(visible(line) for line in text.split("\n"))
+    from ..core.text import visible_lines
+    return visible_lines(text)
 
 
 class _Output(click.Path):

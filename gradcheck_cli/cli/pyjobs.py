@@ -38,14 +38,13 @@ def shown(report):
     cleans them too, but it is the user's: what crosses back is cleaned here. The source text an error
     quotes is read here, from the file the error names."""
     import dataclasses
-    from ..core.text import visible
+    from ..core.text import cut, visible, visible_lines
     from ..python.pysource import source_text
 
     def text(value, lines: bool = False):
         if not isinstance(value, str):
             return value
-        value = value if len(value) <= SHOWN_MAX else value[:SHOWN_MAX] + " …"
-        return "\n".join(visible(line) for line in value.split("\n")) if lines else visible(value)
+        return (visible_lines if lines else visible)(cut(value, SHOWN_MAX))
 
     def row(r):
         return dataclasses.replace(r, **{f.name: text(getattr(r, f.name), f.name == "note")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .text import cut
 
 MESSAGE_MAX = 2000  # characters of an error's message (what it quotes of the input is cut past it)
 
@@ -11,8 +12,7 @@ class GradcheckError(Exception):
 
     def __init__(self, message: str, line: int | None = None, col: int | None = None,
                  source: str | None = None, text: str | None = None):
-        if len(message) > MESSAGE_MAX:  # a name of 100,000 characters, quoted: the message stays readable
-            message = message[: MESSAGE_MAX - 40].rstrip() + f" … (cut: {len(message):,} characters in all)"
+        message = cut(message, MESSAGE_MAX)  # a name of 100,000 characters, quoted: the message stays readable
         super().__init__(message)
         self.message = message
         self.line = line

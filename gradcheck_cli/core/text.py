@@ -16,9 +16,14 @@ def student_text(text: str, limit: int = MAX_REASON) -> str:
     text = str(text).encode("utf-8", "replace").decode("utf-8", "replace")
     text = "".join(" " if ch in "\t\n\r" else ("?" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
                                               else ch) for ch in text)
-    if len(text) > limit:
-        text = text[: limit - 40].rstrip() + f" … (cut: {len(text):,} characters in all)"
-    return text
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or, past `limit` characters, its start and how long it was."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40].rstrip() + f" … (cut: {len(text):,} characters in all)"
 
 
 def student_name(name: str) -> str:
@@ -29,3 +34,9 @@ def visible(text: str) -> str:
     """`text` with every control, format or separator character written as its escape (`\\x1b`,
     `\\n`, `\\u202e`): a file name shown as itself, never acted on by a terminal or a CI log."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def visible_lines(text: str) -> str:
+    """`visible` line by line: the newlines kept (a message of several lines, an error with its source
+    line and caret)."""
+    return "\n".join(visible(line) for line in str(text).split("\n"))

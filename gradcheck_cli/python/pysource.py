@@ -45,13 +45,17 @@ def no_parameter(fn, name: str, parameters: list, label: str | None = None) -> "
     """The error for a --shape, --at or --param NAME that `fn` (the forward) has no parameter for, at
     its `def` line (the column of `def`), with the names it has."""
     path, line = where(fn)
-    text = source_text(path) or ""
-    lines = text.split("\n")
-    at = lines[line - 1] if 0 < line <= len(lines) else ""
+    text = source_text(path)
     shown = [n for n in parameters if not n.startswith("input")] or list(parameters)
     return PythonError(f"{label or qualname(fn)} has no parameter '{name}'" + did_you_mean(name, shown)
-                       + f" (its parameters: {', '.join(shown)})", line, len(at) - len(at.lstrip()) + 1,
-                       path if at else None)
+                       + f" (its parameters: {', '.join(shown)})", line, indent(text, line), path if text else None)
+
+
+def indent(text: str | None, line: int) -> int:
+    """The column of the first non-blank character of `line` in `text` (1 when it is not there)."""
+    lines = (text or "").split("\n")
+    at = lines[line - 1] if 0 < line <= len(lines) else ""
+    return len(at) - len(at.lstrip()) + 1
 
 
 def unwrapped(fn):
@@ -127,7 +131,7 @@ def _assigned_lines(func, start: int, indent: int, values: list, names: tuple, f
     for name, value in zip(names, values):
         where = (start + value.lineno - 1, value.col_offset + indent + 1)
         if isinstance(value, ast.Name):
-            assigned = [t for t in _writes(func) if value.id in assigned_names(t)]
+            assigned = _writers(func, value.id)
             if assigned:
                 last = max(assigned, key=lambda t: (t.lineno, t.col_offset))
                 where = (start + last.lineno - 1, last.col_offset + indent + 1)
@@ -147,8 +151,7 @@ def branch_writes(backward, names: tuple, first: int = 0) -> dict:
     found = {}
     for name, value in zip(names, values[first:]):
         if isinstance(value, ast.Name):
-            writes = sorted((t for t in _writes(func) if value.id in assigned_names(t)),
-                            key=lambda t: (t.lineno, t.col_offset))
+            writes = sorted(_writers(func, value.id), key=lambda t: (t.lineno, t.col_offset))
             if len(writes) > 1:
                 found[name] = [((start + t.lineno - 1, t.col_offset + indent + 1),
                                 (start + t.lineno - 1, start + (t.end_lineno or t.lineno) - 1)) for t in writes]
@@ -224,6 +227,11 @@ def shared_line(backward, names: tuple, failing: set, first: int = 0):
         return None
     t = stmts[carries[0]]
     return start + t.lineno - 1, t.col_offset + indent + 1, sorted(assigned_names(t))[0]
+
+
+def _writers(func, name: str) -> list:
+    """The statements of `func` that write `name` (`_writes`)."""
+    return [t for t in _writes(func) if name in assigned_names(t)]
 
 
 def _writes(func) -> list:

@@ -30,7 +30,7 @@ from ..core.errors import GradcheckError, UsageError
 from .pycheck import layer_settings
 from .pymodule import rerun_command
 from .layouts import Layout, flag, parse
-from .pysource import PythonError, no_parameter, qualname, source_text, where
+from .pysource import PythonError, indent, no_parameter, qualname, source_text, where
 from ..core.report import CheckReport
 from ..core.settings import Settings
 from .structure import drawn, structures
@@ -108,13 +108,6 @@ def check(fn, inputs, *, name: str | None = None, order: int = 1, settings: Sett
         # its tangents are free: an input held in a structure would leave it)
         report.gates += torch_jvp.rows(fn, kept.call, given, report.path, settings)
     return report
-
-
-def indent(text: str | None, line: int) -> int:
-    """The column of the first non-blank character of `line` in `text` (1 when it is not there)."""
-    lines = (text or "").splitlines()
-    at = lines[line - 1] if 0 < line <= len(lines) else ""
-    return len(at) - len(at.lstrip()) + 1
 
 
 def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
