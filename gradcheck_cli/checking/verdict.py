@@ -433,5 +433,9 @@ def slopes_kink_note(ev: Evidence, w: tuple) -> str:
     if ev.num.lower is None or ev.num.upper is None:  # projections have no one-sided slopes
         return KINK_NOTE
     lo, hi = ev.num.lower[w], ev.num.upper[w]
+    if ev.context["near"][w] and ev.num.near is not None:  # decided by the small step, not by the slopes
+        return (f"the forward's slope changes within the step (one-sided slopes {fmt_note(lo)} and {fmt_note(hi)}), "
+                f"but not at the point: a step of 10⁻⁴·h does not reach the change, and backprop's {fmt_note(ev.a[w])} "
+                f"is the derivative there ({fmt_note(ev.num.near[w])})")
     return (f"the forward's slope changes within the step (one-sided slopes {fmt_note(lo)} and {fmt_note(hi)}); "
             f"backprop's {fmt_note(ev.a[w])} is between them: a kink, not a bug")

@@ -15,6 +15,7 @@ JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding erro
 GAP_NOISE = 2.0                      # a slope jump's own rounding: this many of its step's rounding errors
 KEPT = 0.25                          # a jump within this fraction of itself at ±TIE·h stays: on the point
 CLEAR = 1e-2                         # a jump under this fraction of itself at ±TIE·h: that step missed the kink
+POLE = 10.0                          # slopes this many times steeper at a smaller step: a pole, which a kink's are not
 
 
 def gap(plus, minus, centre, h):
@@ -32,10 +33,36 @@ def slope_jumps(s: PassState, idx, plus2, minus2, centre, h2, ref, rtol: float, 
     scale = np.maximum(np.abs(s.d1[idx]), 0.0 if ref is None else np.abs(np.asarray(ref, dtype=float).T[idx]))
     floor = np.maximum.reduce([np.full_like(g1, atol), rtol * scale, JUMP_ROUNDING * s.rounding[idx]])
     big = np.maximum(np.abs(g1), np.abs(g2))
-    # the gaps are differences of rounded values: each carries up to ~2 of its step's rounding errors
-    noise = GAP_NOISE * s.rounding[idx] * (1 + 1 / refine)
-    smooth = np.abs(g2 - refine * g1) <= SMOOTH_RATIO * np.abs(g1) + noise
-    return np.any((big > floor) & ~smooth, axis=1)
+    return np.any((big > floor) & ~_smooth(g1, g2, s.rounding[idx], refine), axis=1)
+
+
+def rough(s: PassState, idx, plus2, minus2, centre, h2, refine: float) -> np.ndarray:
+    """Elements whose slopes' jump does not shrink with the step as a smooth function's does, however
+    small it is: the steps are not yet where the function looks smooth."""
+    g1 = gap(s.plus[idx], s.minus[idx], centre, s.h[idx, None])
+    g2 = gap(plus2, minus2, centre, h2)
+    return ~np.all(_smooth(g1, g2, s.rounding[idx], refine), axis=1)
+
+
+def _smooth(g1, g2, rounding, refine: float) -> np.ndarray:
+    """The jump g2 at refine·h is refine times g1 at h, as f''·h scales, to SMOOTH_RATIO of g1 and the
+    gaps' own rounding (each a difference of rounded values: up to ~GAP_NOISE of its step's rounding
+    errors), per element and output."""
+    noise = GAP_NOISE * rounding * (1 + 1 / refine)
+    return np.abs(g2 - refine * g1) <= SMOOTH_RATIO * np.abs(g1) + noise
+
+
+def smooth_at(plus1, minus1, plus2, minus2, centre, h1, refine: float, rounding) -> np.ndarray:
+    """Per element: at steps h1 and refine·h1 the function looks smooth (`_smooth` for every output, the
+    gaps finite)."""
+    g1 = gap(plus1, minus1, centre, h1)
+    g2 = gap(plus2, minus2, centre, refine * h1)
+    return np.all(_smooth(g1, g2, rounding, refine) & np.isfinite(g1) & np.isfinite(g2), axis=1)
+
+
+def steepest(plus, minus, centre, h) -> np.ndarray:
+    """Per element: the steepest of its one-sided slopes (f(v ± h) − f(v))/h over the outputs."""
+    return np.max(np.maximum(np.abs(plus - centre), np.abs(centre - minus)) / h, axis=1)
 
 
 def jump_kept(s: PassState, idx, plus, minus, centre, h) -> np.ndarray:

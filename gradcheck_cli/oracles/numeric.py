@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from . import kinks, plan
+from .kinks import POLE
 from .passes import PassState
 from .plan import REFINE, SIDES, STEPS
 from .batches import CHUNK_ELEMENTS, BatchRunner, Probe, Rows, pm, run_rows, split
@@ -32,6 +33,8 @@ from ..core.streams import Stream, stream
 ROUNDING = 2.0                       # a centred difference's rounding error: ROUNDING·ε·|f|/h (|f|: see difference_rounding)
 REFINE_RTOL = 0.1                    # "in doubt": off from the reference by more than this × rtol
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
+NARROW = 0.1                         # a narrowed step still too coarse for the tolerance: the next is this × it
+NARROW_LEVELS = 8                    # ... at most this many narrowed pairs of steps (down to TIE·NARROW⁷·h)
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
 
 
@@ -73,6 +76,7 @@ class NumericResult:
     left_domain: bool = False
     refined: int = 0
     escalated: int = 0
+    narrowed: int = 0                      # elements differenced at ±TIE·h: the forward changes fast at the scale of h
 
 
 class Runner(BatchRunner, Protocol):
@@ -235,6 +239,13 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         if not ctx.sees:
             s.kink[idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre_of(t), h, ctx.reference.get(t.id),
                                                  ctx.rtol, ctx.atol, REFINE)
+            # not smooth at ±h and ±h/2 and still off the reference: the step may be too coarse for where
+            # the point is (a pole within it, too small a jump to count as a kink): the narrowed pass
+            rough = kinks.rough(s, idx, plus, minus, ctx.centre_of(t), h, REFINE) & ~s.kink[idx]
+            ref = ctx.reference.get(t.id)
+            if ref is not None and rough.any():
+                off = _in_doubt(s.value[idx], np.asarray(ref, dtype=float)[:, idx], ctx.rtol / REFINE_RTOL, ctx.atol)
+                s.rough = idx[rough & off]
 
 
 def _escalate_pass(ctx: _Context, targets, state) -> None:
@@ -274,10 +285,17 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
     for t in targets:
         s = state[t.id]
         s.kinked = np.flatnonzero(s.kink)
-        rows.add(t, *pm(s.kinked, s.h[s.kinked], TIE))
+        rows.add(t, *pm(np.concatenate([s.kinked, s.rough]), s.h[np.concatenate([s.kinked, s.rough])], TIE))
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s, kinked = state[t.id], state[t.id].kinked
+        if s.rough.size:  # the rough elements' rows follow the kinks': they go to the narrowed pass
+            plus, minus, _ = split(*out[t.id])
+            k = kinked.size
+            out[t.id] = (out[t.id][0][:2 * k], out[t.id][1][:2 * k])
+            rough = (s.rough, plus[k:], minus[k:], s.h[s.rough, None] * TIE)
+        else:
+            rough = (s.rough, None, None, None)
         s.at = np.zeros(t.n, dtype=bool)
         s.near = np.full(s.value.shape, np.nan)
         s.near_error = np.full(s.value.shape, np.inf)
@@ -289,12 +307,93 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
             near = (plus - minus) / (2 * small)
             if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
                 big = kinks.gap(s.plus[kinked], s.minus[kinked], ctx.centre_of(t), s.h[kinked, None])
-                near = np.where(np.abs(kinks.gap(plus, minus, ctx.centre_of(t), small)) <= kinks.CLEAR * np.abs(big), near, np.nan)
+                small_gap = kinks.gap(plus, minus, ctx.centre_of(t), small)
+                clear = np.all(np.abs(small_gap) <= kinks.CLEAR * np.abs(big), axis=1)
+                near = np.where(clear[:, None], near, np.nan)
+                # not clear: a kink within TIE·h, or a forward that changes fast at the scale of h (a pole
+                # or a near-singular matrix the step reaches): the narrowed pass tells them apart
+                narrow = ~clear & ~s.at[kinked]  # a jump kept at ±TIE·h is a kink on the point
+                s.narrow = kinked[narrow]
+                s.narrow_small = (plus[narrow], minus[narrow], small[narrow])
             s.near[kinked] = near
             s.near_error[kinked] = difference_rounding(plus, minus, ctx.terms_of(t)) / small
+        if s.rough.size:
+            if s.narrow.size:
+                s.narrow = np.concatenate([s.narrow, rough[0]])
+                s.narrow_small = tuple(np.concatenate([a, b]) for a, b in zip(s.narrow_small, rough[1:]))
+            else:
+                s.narrow, s.narrow_small = rough[0], rough[1:]
+            order = np.argsort(s.narrow, kind="stable")  # sorted, for the narrowed pass's lookups
+            s.narrow, s.narrow_small = s.narrow[order], tuple(a[order] for a in s.narrow_small)
+    _narrowed_pass(ctx, targets, state)
+    for t in targets:
+        s = state[t.id]
         s.classes = kinks.classes(np.flatnonzero(s.at), s.upper - s.lower, s.rounding)
         s.pairs = [p for members in s.classes for p in kinks.pairs(members)]
 
+
+def _narrowed_pass(ctx: _Context, targets, state) -> None:
+    """For code whose branches cannot be seen, the kink elements off the point whose slopes still jump at
+    ±TIE·h: at ±REFINE·TIE·h too, then at pairs of steps NARROW times smaller, up to NARROW_LEVELS
+    pairs. Where the jump shrinks with the step (as f''·h does), the forward is smooth at v on that
+    scale: no kink is on or beside the point there (a kink's jump stays as the step shrinks), and the
+    step h merely reached something the forward changes fast near, such as a pole or a near-singular
+    matrix. Those elements are differenced at those steps instead (Richardson, as any element), and are
+    no kinks; one still too coarse for the tolerance goes on to the next pair while the function stays
+    smooth there. An element smooth at no pair stays a kink."""
+    todo = {t.id: (state[t.id].narrow, *state[t.id].narrow_small) for t in targets if state[t.id].narrow.size}
+    best = {t.id: np.full(state[t.id].narrow.size, np.inf) for t in targets}  # per narrow element: its estimate so far
+    steep = {t.id: kinks.steepest(state[t.id].plus[state[t.id].narrow], state[t.id].minus[state[t.id].narrow],
+                                  ctx.centre_of(t), state[t.id].h[state[t.id].narrow, None])
+             for t in targets if t.id in todo}  # per narrow element: its steepest slope at the last step
+    for level in range(NARROW_LEVELS):
+        rows = Rows()
+        for t in targets:
+            if t.id in todo:
+                idx, _, _, small = todo[t.id]
+                if level:  # a new pair of steps, NARROW times the last: both are new rows
+                    rows.add(t, *pm(idx, small[:, 0], 1.0))
+                rows.add(t, *pm(idx, small[:, 0], REFINE))
+        if not rows.items:
+            break
+        out = run_rows(ctx.runner, rows)
+        nxt = {}
+        for t in targets:
+            if t.id not in todo:
+                continue
+            s, (idx, plus1, minus1, small) = state[t.id], todo[t.id]
+            plus, minus, _ = split(*out[t.id])
+            if level:  # this level's first step's rows, then its REFINE step's
+                plus1, minus1, plus, minus = plus[:idx.size], minus[:idx.size], plus[idx.size:], minus[idx.size:]
+            centre, terms = ctx.centre_of(t), ctx.terms_of(t)
+            smooth = kinks.smooth_at(plus1, minus1, plus, minus, centre, small, REFINE,
+                                     difference_rounding(plus1, minus1, terms) / small)
+            value, truncation = richardson((plus1 - minus1) / (2 * small), (plus - minus) / (2 * REFINE * small))
+            rounding = difference_rounding(plus, minus, terms) / (REFINE * small)
+            where = np.searchsorted(s.narrow, idx)  # each element's place in s.narrow (sorted: _kink_pass)
+            estimate = (truncation + rounding).max(axis=1)
+            better = smooth & (estimate < best[t.id][where])
+            take = idx[better]
+            best[t.id][where[better]] = estimate[better]
+            s.value[take], s.truncation[take], s.rounding[take] = value[better], truncation[better], rounding[better]
+            s.kink[take], s.near[take], s.near_error[take] = False, np.nan, np.inf
+            # on to the next pair: smooth, too coarse for the tolerance and bound by truncation (a smaller
+            # step rounds more, truncates less); or smooth at none yet, and the slopes grew steeper than at the
+            # last step by POLE: a pole the step still reaches (a kink's slopes stay as they are: a kink within
+            # TIE·h is on the point, as the kink pass says)
+            scale = np.maximum(np.abs(value), ROW_FLOOR * np.max(np.abs(value), axis=1, keepdims=True))
+            coarse = ~np.all(SAFETY * (truncation + rounding) <= np.maximum(ctx.atol, ctx.rtol * scale) / 2, axis=1)
+            slopes = kinks.steepest(plus1, minus1, centre, small)
+            pole = slopes > POLE * steep[t.id][where]
+            steep[t.id][where] = slopes
+            again = np.where(np.isfinite(best[t.id][where]), better & coarse & (truncation.max(axis=1) > rounding.max(axis=1)),
+                             ~smooth & pole)
+            if again.any():
+                nxt[t.id] = (idx[again], None, None, small[again] * NARROW)
+        todo = nxt
+    for t in targets:
+        s = state[t.id]
+        s.narrowed = int(np.count_nonzero(np.isfinite(best[t.id])))
 
 def _pair_pass(ctx: _Context, targets, state) -> None:
     """Pairs of kink elements on the point moved together: a pair that keeps its tie is one group."""
@@ -355,7 +454,7 @@ def _result(s: PassState) -> NumericResult:
         kink=s.kink, value=s.value.T, at_kink=s.at, lower=s.lower.T, upper=s.upper.T,
         near=s.near.T, near_error=s.near_error.T, groups=s.ties,
         left_domain=not np.all(np.isfinite(s.value)), refined=int(s.doubt.size),
-        escalated=s.escalated)
+        escalated=s.escalated, narrowed=s.narrowed)
 
 
 def _in_doubt(d1: np.ndarray, ref, rtol: float, atol: float) -> np.ndarray:

@@ -34,10 +34,14 @@ class PassState:
     esc: np.ndarray = field(default_factory=_no_index)       # elements redone with a larger step ...
     big: np.ndarray = field(default_factory=_none)           # ... that step
     escalated: int = 0                                       # how many of them it improved
+    rough: np.ndarray = field(default_factory=_no_index)     # not smooth at ±h, ±h/2, no kink, off the reference
     kinked: np.ndarray = field(default_factory=_no_index)    # kink elements, tested at ±TIE·h
     at: np.ndarray = field(default_factory=_none)            # (n,) the kink is on the point itself
     near: np.ndarray = field(default_factory=_none)          # off the kink: the difference at ±TIE·h (nan elsewhere)
     near_error: np.ndarray = field(default_factory=_none)    # ... and its rounding error
+    narrow: np.ndarray = field(default_factory=_no_index)    # kink elements whose slopes still jump at ±TIE·h ...
+    narrow_small: tuple = ()                                 # ... their f(v ± TIE·h) and that step
+    narrowed: int = 0                                        # how many of them are smooth at the narrowed steps
     classes: list = field(default_factory=list)              # kink elements that jump alike
     pairs: list = field(default_factory=list)                # pairs of them tested for a tie
     groups: list = field(default_factory=list)               # ties found (member index arrays)

@@ -1,0 +1,129 @@
+"""A step that reaches a pole is not a kink: where the forward changes fast at the scale of the step h
+(1/x at x = 1e-8 with h = 6e-6, the inverse of a nearly singular matrix), the slopes at ±h, ±h/2 and
+±10⁻⁴·h jump as a kink's do, yet the function is smooth at the point. Code whose branches cannot be
+seen (a user's Python) is differenced at narrowed steps there, and held to the derivative like any
+element: a right backward passes, a wrong one fails, and a true kink stays a kink. The expected
+gradients are the closed forms −dout/x² and −Yᵀ·dout·Yᵀ (Y = X⁻¹), computed here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcheck_cli import check_layer
+from gradcheck_cli.oracles import numeric
+from gradcheck_cli.python.pyrunner import FunctionRunner
+
+
+def reciprocal_forward(x):
+    y = 1.0 / x
+    return y, y
+
+
+def reciprocal_backward(dout, cache):
+    y = cache
+    return -dout * y * y
+
+
+def reciprocal_slip_backward(dout, cache):
+    y = cache
+    return dout * y * y  # the sign dropped
+
+
+def inv_forward(x):
+    y = np.linalg.inv(x)
+    return y, y
+
+
+def inv_backward(dout, cache):
+    y = cache
+    return -y.T @ dout @ y.T
+
+
+def inv_slip_backward(dout, cache):
+    y = cache
+    return -y @ dout @ y  # the transposes dropped: right only for a symmetric X
+
+
+def _row(report):
+    assert report.error is None, report.error
+    (row,) = report.nodes
+    return row
+
+
+@pytest.mark.parametrize("x", [[1e-8, 1.0], [1e-10], [-1e-9, 2e-9], [1e-12, -3.0]])
+def test_a_right_reciprocal_passes_beside_its_pole_and_a_slip_fails(x):
+    x = np.array(x)
+    right = _row(check_layer(reciprocal_forward, reciprocal_backward, {"x": x}))
+    assert right.status == "pass", right.note
+    # the differences are backprop's closed form −dout/x², not the secants across the pole (the other
+    # elements are judged at the row's scale: a sum rounded at 1e8 leaves them 1e-3 off)
+    grad, num = np.asarray(right.grad), np.asarray(right.numeric)
+    assert np.allclose(num, grad, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
+    slip = _row(check_layer(reciprocal_forward, reciprocal_slip_backward, {"x": x}))
+    assert slip.status == "fail" and "kink" not in slip.note, slip.note
+
+
+@pytest.mark.parametrize("x, statuses", [
+    ([[1.0, 0.0], [0.0, 1e-8]], {"pass"}),  # cond 1e8: the pole at x₂₂ = 0 is within h
+    # cond 5e6: the change is beyond 10⁻⁴·h, whose difference is the derivative (a kink within the step
+    # but not at the point, as for opaque code a pole and a kink look alike there)
+    ([[1.0, 2.0], [1.0, 2.000002]], {"kink"}),
+    # cond 1e9: inv itself is rounded at cond·ε of its values: no step resolves 1e-5 of the gradient
+    ([[1.0, 2.0], [1.0, 2.0 + 1e-8]], {"warn"}),
+])
+def test_the_inverse_of_a_nearly_singular_matrix_never_fails_when_right(x, statuses):
+    x = np.array(x)
+    right = check_layer(inv_forward, inv_backward, {"x": x})
+    row = _row(right)
+    assert right.passed and row.status in statuses, row.note
+    if row.status == "pass":
+        grad, num = np.asarray(row.grad), np.asarray(row.numeric)
+        assert np.allclose(num, grad, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+    if row.status == "kink":  # the note says what decided: the small step's derivative, which backprop's is
+        assert "not at the point" in row.note and "is the derivative there" in row.note
+    if not np.allclose(x, x.T):
+        slip = _row(check_layer(inv_forward, inv_slip_backward, {"x": x}))
+        assert slip.status == "fail", slip.note
+
+
+def test_past_the_narrowed_steps_it_is_a_warning_never_a_verdict():
+    # at 1e-14 the narrowest step (10⁻¹⁰·h) is still 6% of x: the difference cannot resolve the tolerance
+    row = _row(check_layer(reciprocal_forward, reciprocal_backward, {"x": np.array([1e-14])}))
+    assert row.status == "warn", row.note
+
+
+def _differences(f, x0, reference):
+    x = np.array([x0])
+    runner = FunctionRunner(f, [x], np.ones(1), f([x]))
+    return numeric.differentiate(runner, [numeric.Target("x", x.copy())], 6e-6, 1e-5, 0.0,
+                                 {"x": np.full((1, 1), reference)}, 0)["x"]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-12, -1e-11])
+def test_a_kink_on_the_point_stays_a_kink(offset):
+    # |x − c| with c within 10⁻⁴·h of the point: the jump stays as the step shrinks, at every narrowed step
+    res = _differences(lambda a: np.abs(a[0] - offset), 0.0, 5.0)
+    assert res.kink[0] and res.at_kink[0] and res.narrowed == 0
+
+
+def test_a_kink_within_the_small_step_is_not_narrowed_past():
+    # |x − 3e-10| at 0: ±10⁻⁴·h (6e-10) reaches the kink, a step ten times smaller would not. A kink
+    # within 10⁻⁴·h counts as on the point (test_kinks: any subgradient is valid there, as in .grad);
+    # its slopes do not grow steeper as the step shrinks, as a pole's do, so no smaller step is taken
+    res = _differences(lambda a: np.abs(a[0] - 3e-10), 0.0, 5.0)
+    assert res.kink[0] and res.narrowed == 0
+
+
+@pytest.mark.parametrize("x0", [1e-9, -1e-10, 1e-12])
+def test_the_engine_finds_the_derivative_beside_a_pole(x0):
+    res = _differences(lambda a: 1.0 / a[0], x0, 5.0)  # a reference far off: every element in doubt
+    assert not res.kink[0]
+    assert res.value[0, 0] == pytest.approx(-1.0 / x0 ** 2, rel=1e-6)
+
+
+def test_a_kink_whose_slopes_steepen_less_than_a_pole_is_not_narrowed_past():
+    # near 0, 5·|x − 3e-10| (slopes ±5); beyond ~1e-9, |x| + 4e-9 (slopes ±1): the small step's slopes
+    # are 5 times the large step's. A pole's grow without bound (POLE: ten times); this is a kink's
+    res = _differences(lambda a: np.minimum(5 * np.abs(a[0] - 3e-10), np.abs(a[0]) + 4e-9), 0.0, 50.0)
+    assert res.kink[0] and res.narrowed == 0
