@@ -53,7 +53,7 @@ class CheckPlan:
     @property
     def forward_passes(self) -> int:
         """The point's forward pass, then one for each attempt at the second point."""
-        return 1 + len(self.graph.second_scales)
+        return 1 + self.graph.second_attempts
 
     @property
     def backward_passes(self) -> int:

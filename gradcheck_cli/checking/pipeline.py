@@ -43,6 +43,14 @@ class Policy:
     second_opinion: bool     # a row whose element-by-element differences fail is judged again with the complex
                              # step off its kinks (the differences at them), where the target has the complex step
 
+    @property
+    def second_attempts(self) -> int:
+        """The forward passes the second point may take: each scale, moved each of SECOND_MOVES' ways."""
+        return len(SECOND_MOVES) * len(self.second_scales)
+
+
+SECOND_MOVES = (False, True)   # the second point's moves, in turn: by ~scale·(|v| + 1), then relative, by ~scale·|v|
+
 
 POLICIES = {
     # a graph's rounding is one more backward for every node at once; its recheck holds the graph's rows
@@ -329,17 +337,28 @@ def rounding(rerun: Rerun, bp: np.ndarray | list, signs: tuple) -> np.ndarray | 
 
 
 def second_point(points: list, draws: list, evaluate: Callable[[list], Result | None],
-                 policy: Policy, move: Callable[[int, np.ndarray, np.ndarray, float], np.ndarray | None] | None = None
+                 policy: Policy, move: Callable[..., np.ndarray | None] | None = None
                  ) -> tuple[list, Result] | None:
     """`evaluate(moved)` at the first of the policy's scales where it is defined (not None): every
-    input moved by ~scale·(|v| + 1)·draw, or as `move(k, v, draw, scale)` says (None: not at this
-    scale). Returns (moved, result), or None."""
-    for scale in policy.second_scales:
-        moved = [v + scale * (np.abs(v) + 1.0) * d if move is None else move(k, v, d, scale)
-                 for k, (v, d) in enumerate(zip(points, draws))]
-        if any(m is None for m in moved):
-            continue
-        result = evaluate(moved)
-        if result is not None:
-            return moved, result
+    input moved by ~scale·(|v| + 1)·draw; then, where none of those is, by ~scale·|v|·draw (each
+    element in proportion to itself: its sign kept and a zero left at zero, as a forward defined only
+    for positive inputs needs near 0), or as `move(k, v, draw, scale, relative=...)` says (None: not at
+    this scale). Returns (moved, result), or None."""
+    for relative in SECOND_MOVES:
+        for scale in policy.second_scales:
+            candidate = [(moved(v, d, scale, relative) if move is None else move(k, v, d, scale, relative=relative))
+                         for k, (v, d) in enumerate(zip(points, draws))]
+            if any(m is None for m in candidate):
+                continue
+            result = evaluate(candidate)
+            if result is not None:
+                return candidate, result
     return None
+
+
+def moved(v: np.ndarray, d: np.ndarray, scale: float, relative: bool) -> np.ndarray:
+    """A second point's move of one input: by ~scale·(|v| + 1)·d, or, `relative`, by scale·|v|·d (each
+    element keeps its sign unless its standard normal draw is past 1/scale: 10 at the largest scale)."""
+    if relative:
+        return v * (1.0 + scale * d)
+    return v + scale * (np.abs(v) + 1.0) * d

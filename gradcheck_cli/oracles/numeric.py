@@ -239,13 +239,19 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
         if not ctx.sees:
             s.kink[idx] |= kinks.slope_jumps(s, idx, plus, minus, ctx.centre_of(t), h, ctx.reference.get(t.id),
                                                  ctx.rtol, ctx.atol, REFINE)
-            # not smooth at ±h and ±h/2 and still off the reference: the step may be too coarse for where
-            # the point is (a pole within it, too small a jump to count as a kink): the narrowed pass
-            rough = kinks.rough(s, idx, plus, minus, ctx.centre_of(t), h, REFINE) & ~s.kink[idx]
+            # still off the reference, and the step too coarse for where the point is: not smooth at ±h and
+            # ±h/2 (a pole within the step, a domain's edge, too small a jump to count as a kink), or smooth
+            # but bound by truncation past what the tolerance allows: the narrowed pass, which keeps a
+            # smooth element's difference unless it does better
+            rough = kinks.rough(s, idx, plus, minus, ctx.centre_of(t), h, REFINE)
             ref = ctx.reference.get(t.id)
-            if ref is not None and rough.any():
+            coarse = _coarse(s.value[idx], s.truncation[idx], s.rounding[idx], ctx, _largest(s, ref)) & \
+                np.all(s.truncation[idx] > s.rounding[idx], axis=1)
+            if ref is not None and (rough | coarse).any():
                 off = _in_doubt(s.value[idx], np.asarray(ref, dtype=float)[:, idx], ctx.rtol / REFINE_RTOL, ctx.atol)
-                s.rough = idx[rough & off]
+                pick = (rough | coarse) & off & ~s.kink[idx]
+                s.rough = idx[pick]
+                s.rough_best = np.where(rough[pick], np.inf, (s.truncation[idx] + s.rounding[idx]).max(axis=1)[pick])
 
 
 def _escalate_pass(ctx: _Context, targets, state) -> None:
@@ -342,7 +348,7 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
     no kinks; one still too coarse for the tolerance goes on to the next pair while the function stays
     smooth there. An element smooth at no pair stays a kink."""
     todo = {t.id: (state[t.id].narrow, *state[t.id].narrow_small) for t in targets if state[t.id].narrow.size}
-    best = {t.id: np.full(state[t.id].narrow.size, np.inf) for t in targets}  # per narrow element: its estimate so far
+    best = {t.id: _narrow_best(state[t.id]) for t in targets}  # per narrow element: its estimate so far
     steep = {t.id: kinks.steepest(state[t.id].plus[state[t.id].narrow], state[t.id].minus[state[t.id].narrow],
                                   ctx.centre_of(t), state[t.id].h[state[t.id].narrow, None])
              for t in targets if t.id in todo}  # per narrow element: its steepest slope at the last step
@@ -381,10 +387,10 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
             # step rounds more, truncates less); or smooth at none yet, and the slopes grew steeper than at the
             # last step by POLE: a pole the step still reaches (a kink's slopes stay as they are: a kink within
             # TIE·h is on the point, as the kink pass says)
-            scale = np.maximum(np.abs(value), ROW_FLOOR * np.max(np.abs(value), axis=1, keepdims=True))
-            coarse = ~np.all(SAFETY * (truncation + rounding) <= np.maximum(ctx.atol, ctx.rtol * scale) / 2, axis=1)
+            coarse = _coarse(value, truncation, rounding, ctx, _largest(s, ctx.reference.get(t.id)))
             slopes = kinks.steepest(plus1, minus1, centre, small)
-            pole = slopes > POLE * steep[t.id][where]
+            # steeper by POLE than at the last step; or a step that left the function's domain, or still does
+            pole = ~np.isfinite(slopes) | ~np.isfinite(steep[t.id][where]) | (slopes > POLE * steep[t.id][where])
             steep[t.id][where] = slopes
             again = np.where(np.isfinite(best[t.id][where]), better & coarse & (truncation.max(axis=1) > rounding.max(axis=1)),
                              ~smooth & pole)
@@ -393,7 +399,30 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
         todo = nxt
     for t in targets:
         s = state[t.id]
-        s.narrowed = int(np.count_nonzero(np.isfinite(best[t.id])))
+        s.narrowed = int(np.count_nonzero(best[t.id] < _narrow_best(s)))
+
+
+def _narrow_best(s: PassState) -> np.ndarray:
+    """Per element of s.narrow (sorted): the estimate a narrowed difference must beat to replace its
+    value — a rough element's smooth difference's own; inf for the rest (kinks, not smooth, off the domain)."""
+    best = np.full(s.narrow.size, np.inf)
+    if s.rough.size:
+        best[np.searchsorted(s.narrow, s.rough)] = s.rough_best
+    return best
+
+
+def _coarse(value, truncation, rounding, ctx: _Context, row: float) -> np.ndarray:
+    """Per element: its error estimate (SAFETY times) is past half the tolerance it will be judged at (at
+    least ROW_FLOOR of `row`, its target's largest value: `_largest`): too coarse to decide the verdict."""
+    scale = np.maximum(np.abs(value), ROW_FLOOR * row)
+    with np.errstate(invalid="ignore"):
+        return ~np.all(SAFETY * (truncation + rounding) <= np.maximum(ctx.atol, ctx.rtol * scale) / 2, axis=1)
+
+
+def _largest(s: PassState, ref) -> float:
+    """A target's largest finite difference or reference value (what the verdict's ROW_FLOOR scales)."""
+    parts = [s.value] + ([] if ref is None else [np.asarray(ref, dtype=float)])
+    return max(float(np.max(np.abs(np.where(np.isfinite(p), p, 0.0)), initial=0.0)) for p in parts)
 
 def _pair_pass(ctx: _Context, targets, state) -> None:
     """Pairs of kink elements on the point moved together: a pair that keeps its tie is one group."""

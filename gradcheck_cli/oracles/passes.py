@@ -34,7 +34,9 @@ class PassState:
     esc: np.ndarray = field(default_factory=_no_index)       # elements redone with a larger step ...
     big: np.ndarray = field(default_factory=_none)           # ... that step
     escalated: int = 0                                       # how many of them it improved
-    rough: np.ndarray = field(default_factory=_no_index)     # not smooth at ±h, ±h/2, no kink, off the reference
+    rough: np.ndarray = field(default_factory=_no_index)     # off the reference, no kink, and not smooth at ±h, ±h/2
+                                                             # or too coarse for the tolerance (numeric._refine_pass)
+    rough_best: np.ndarray = field(default_factory=_none)    # ... the estimate a narrowed difference must beat
     kinked: np.ndarray = field(default_factory=_no_index)    # kink elements, tested at ±TIE·h
     at: np.ndarray = field(default_factory=_none)            # (n,) the kink is on the point itself
     near: np.ndarray = field(default_factory=_none)          # off the kink: the difference at ±TIE·h (nan elsewhere)

@@ -354,8 +354,8 @@ def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
     errors: list = []
     kinds = [layer.structure.get(n) for n in layer.names]
 
-    def move(k, v, d, scale):
-        return v + scale * (np.abs(v) + 1.0) * d if kinds[k] is None else kinds[k].move(v, d, scale)
+    def move(k, v, d, scale, relative):
+        return pipeline.moved(v, d, scale, relative) if kinds[k] is None else kinds[k].move(v, d, scale)
 
     def evaluate(moved):
         try:
@@ -365,6 +365,16 @@ def _second_point(layer: Layer, args: list, rng: np.random.Generator) -> tuple:
             return None
     found = pipeline.second_point(args, draws, evaluate, POLICY, move if layer.structure else None)
     if found is None:
-        raise errors[-1] if errors else PythonError("no second point near the given one keeps the inputs' stated "
-                                                    "structure: give a point farther from its edge")
+        if not errors:
+            raise PythonError("no second point near the given one keeps the inputs' stated structure: give a "
+                              "point farther from its edge")
+        first = errors[-1]
+        raise PythonError(f"at a second point near the given one (every input moved by {_percent(POLICY)}, also in "
+                          f"proportion to itself), {first.message}; the check needs the forward defined near the "
+                          "given point: give a point farther from the edge of its domain", first.line, first.col)
     return found
+
+
+def _percent(policy) -> str:
+    scales = sorted(policy.second_scales)
+    return f"{scales[0]:.1%} to {scales[-1]:.0%}"

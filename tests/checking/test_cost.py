@@ -202,10 +202,11 @@ def test_the_check_plan_counts_the_passes_the_engine_makes(monkeypatch):
     from gradcheck_cli.oracles import plan, subgradients
     planned = CheckPlan.of()
     assert planned.differences is plan.PLAN and planned.graph is POLICIES["graph"] and planned.gate is POLICIES["gate"]
-    # the point and three attempts at the second point; backprop, two rounding reruns, five chain rules
-    assert (planned.forward_passes, planned.backward_passes, planned.gate_vjps) == (4, 8, 3)
+    # the point and six attempts at the second point (three scales, each moved by ~scale·(|v| + 1), then
+    # in proportion to |v|); backprop, two rounding reruns, five chain rules
+    assert (planned.forward_passes, planned.backward_passes, planned.gate_vjps) == (7, 8, 3)
     fewer = CheckPlan.of(replace(POLICIES["graph"], noise_signs=(1,), second_scales=(0.1,)))
-    assert (fewer.forward_passes, fewer.backward_passes) == (2, 7)
+    assert (fewer.forward_passes, fewer.backward_passes) == (3, 7)
     monkeypatch.setattr(subgradients, "CONVENTIONS", subgradients.CONVENTIONS[:2])
     assert CheckPlan.of().backward_passes == 1 + 2 + 2
 

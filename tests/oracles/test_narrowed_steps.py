@@ -127,3 +127,42 @@ def test_a_kink_whose_slopes_steepen_less_than_a_pole_is_not_narrowed_past():
     # are 5 times the large step's. A pole's grow without bound (POLE: ten times); this is a kink's
     res = _differences(lambda a: np.minimum(5 * np.abs(a[0] - 3e-10), np.abs(a[0]) + 4e-9), 0.0, 50.0)
     assert res.kink[0] and res.narrowed == 0
+
+
+def log_forward(p):
+    return np.log(p), p
+
+
+def log_backward(dout, cache):
+    return dout / cache
+
+
+def log_eps_backward(dout, cache):
+    return dout / (cache + 1e-12)  # an epsilon that matters only near 0
+
+
+def sqrt_forward(x):
+    y = np.sqrt(x)
+    return y, y
+
+
+def sqrt_backward(dout, cache):
+    return dout * 0.5 / cache
+
+
+@pytest.mark.parametrize("p", [[1e-12, 0.5], [1e-7, 0.5], [1e-5, 0.5], [3e-6, 0.5]])
+def test_a_step_past_the_domains_edge_is_narrowed_to_the_derivative(p):
+    # h = 6e-6 takes log's input below 0 (nan), or to where its differences are far from the derivative;
+    # the second point moves each input in proportion to itself where the usual move leaves the domain
+    p = np.array(p)
+    right = _row(check_layer(log_forward, log_backward, {"p": p}))
+    assert right.status == "pass", right.note
+    grad, num = np.asarray(right.grad), np.asarray(right.numeric)
+    assert np.allclose(num, grad, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
+    root = _row(check_layer(sqrt_forward, sqrt_backward, {"x": p}))
+    assert root.status == "pass", root.note
+
+
+def test_an_epsilon_that_matters_only_near_zero_fails_there():
+    slip = _row(check_layer(log_forward, log_eps_backward, {"p": np.array([1e-10, 0.5])}))
+    assert slip.status == "fail" and slip.numeric_error == pytest.approx(0.0099, rel=0.01), slip.note

@@ -577,6 +577,37 @@ def test_a_forward_that_raises_at_a_nudged_point_is_an_input_error_at_its_line()
     assert report.error.line == picky_forward.__code__.co_firstlineno + 2
 
 
+def test_a_forward_defined_for_positive_inputs_gets_a_second_point_near_zero():
+    # log at 1e-5: a move by ~scale·(|v| + 1) leaves the domain at every scale for a draw below 0; a
+    # move in proportion to each element keeps it positive. A backward right only at the given point
+    # (its input baked in) is caught there
+    given = np.array([1e-5, 0.5])
+
+    def log_forward(p):
+        return np.log(p), p
+
+    def baked_backward(dout, cache):
+        return dout / given
+    report = check_layer(log_forward, baked_backward, {"p": given})
+    assert report.error is None and not report.passed
+    (row,) = report.gates
+    assert row.status == "fail" and row.point == 2 and row.note.startswith("wrong at a second, random point"), row
+    right = check_layer(log_forward, lambda dout, cache: dout / cache, {"p": given})
+    assert right.error is None and right.passed
+
+
+def test_a_forward_defined_at_the_given_point_alone_is_an_error_that_names_the_second_point():
+    given = np.array([1.0, 2.0])
+
+    def only_here_forward(x):
+        return (x.copy() if np.array_equal(x, given) else np.full(x.shape, np.nan)), None
+
+    report = check_layer(only_here_forward, lambda dout, cache: dout, {"x": given})
+    assert report.error is not None
+    assert report.error.message.startswith("at a second point near the given one (every input moved by 0.4% to 10%")
+    assert "not finite" in report.error.message
+
+
 @pytest.mark.parametrize("n, named", [(7_000, True), (7_200, False)])
 def test_a_python_layer_is_rechecked_element_by_element_up_to_its_policys_work(n, named):
     # the Python policy's recheck_work (2·10⁸: 4·inputs·(inputs + outputs) for a forward that takes a
