@@ -26,6 +26,7 @@ Everything runs in float64 on the inputs' devices, with the main check's seeded 
 from __future__ import annotations
 
 import ast
+import enum
 import functools
 import inspect
 import textwrap
@@ -38,7 +39,7 @@ from ..core.report import GateRow
 from ..core.status import Status
 from .bridge import Arguments, Call, UserCode, placed
 from .layouts import RUNS, ROUNDING, SPREAD_FACTOR, Layout
-from .pysource import USER_ERRORS, branch_writes, exception_text, grad_lines, qualname, where
+from .pysource import USER_ERRORS, branch_writes, exception_text, grad_lines, qualname, user_position, where
 from .torch_bridge import computed, floating_outputs
 from .usercode import quiet, ran_lines, traced
 
@@ -64,10 +65,22 @@ class _Result:
     ran: list | None = None   # the backward's lines that ran, in order (traced where it has branches)
 
 
+class _Stage(enum.Enum):
+    FORWARD = "forward"
+    BACKWARD = "backward"
+
+
 class _Raised(Exception):
-    def __init__(self, exc: BaseException):
+    """The user's code raised in a layout's call: in its forward or its backward, at `position` in its file
+    (line, column), where the traceback reaches it."""
+
+    def __init__(self, exc: BaseException, stage: _Stage, fn):
         super().__init__(exception_text(exc))
         self.text = exception_text(exc)
+        self.stage = stage
+        path, line = where(fn)
+        found = user_position(exc, path)
+        self.position = found if found[0] is not None else (line, 1)
 
 
 def check(code: UserCode, given: Arguments, chosen: tuple[Layout, ...], seed: int,
@@ -116,6 +129,8 @@ class _Session:
         self.floor = 0.0  # the scale a difference is measured against at least (set by start)
         self.failed: dict[str, str] = {}
         self.warnings: list[tuple[str, int, int]] = []
+        # (input, what the forward raised, where) -> the layouts it raised for: the backward was not run
+        self.forward_raised: dict[tuple[str, str, tuple[int, int]], list[str]] = {}
         lines = grad_lines(code.backward, tuple(given.names))  # (the backward returns one per argument)
         self.lines = {n: lines[n] for n in self.names if n in lines}
         every = branch_writes(code.backward, tuple(given.names))  # a gradient several statements write:
@@ -202,16 +217,20 @@ class _Session:
         except _Raised:
             pass
         if len(group) > 1:  # which layout of the group: each alone, as if called alone
-            said = len(self.failed), len(self.warnings)
+            said = self.said()
             for layout in group:
                 self.group((layout,))
-            if (len(self.failed), len(self.warnings)) != said:
+            if self.said() != said:
                 return
         if any(m is not None for m in ups):  # the one call differs or raised: each part alone says which
             self.upstream_alone(group, next(u for u, m in zip(self.upstream, ups) if m is not None))
         for k, made in enumerate(ins):
             if made is not None:
                 self.input_alone(group, k)
+
+    def said(self) -> tuple[int, int, int]:
+        """How much has been found so far: failed gradients, warnings, layouts a forward raised for."""
+        return len(self.failed), len(self.warnings), sum(len(v) for v in self.forward_raised.values())
 
     def as_given(self) -> None:
         """The inputs in the layouts the caller gave them in (`torch.check(F, (a.t(),))`), when one is not
@@ -251,9 +270,14 @@ class _Session:
         try:
             reference, got = self.trial(group, alone, [None] * len(self.upstream))
         except _Raised as raised:
-            named = " and ".join(str(layout) for layout in _applied(group, self.inputs[k], upstream=False))
+            applied = _applied(group, self.inputs[k], upstream=False)
+            named = " and ".join(str(layout) for layout in applied)
+            if raised.stage is _Stage.FORWARD:  # the forward's own limit: one warning at its line, layouts listed
+                listed = self.forward_raised.setdefault((input_name, raised.text, raised.position), [])
+                listed.extend(str(layout) for layout in applied if str(layout) not in listed)
+                return
             self.warnings.append((f"{self.backward}: not checked with {input_name} in the {named} layout: when "
-                                  f"{said}, it raised {raised.text}", self.def_line, 1))
+                                  f"{said}, it raised {raised.text}", *raised.position))
             return
         out_bad = [b for b in (_differs(a, b, self.tolerance, self.floor) for a, b in zip(got.outputs, reference.outputs))
                    if b is not None]
@@ -285,7 +309,11 @@ class _Session:
     def findings(self) -> Findings:
         """A failing row per gradient whose runs spread past rounding, else per gradient a layout changed; a
         warning for a spread within rounding."""
-        found = Findings(warnings=list(self.warnings))
+        forward = qualname(self.code.forward)
+        found = Findings(warnings=list(self.warnings) + [
+            (f"{forward} raised when {name} was {_listed(layouts)}, so {self.backward} was not checked with it "
+             f"there: {text}", *position)
+            for (name, text, position), layouts in self.forward_raised.items()])
         spread, spreads = _spread(self.runs)
         runs = len(self.runs)
         if spread > ROUNDING:
@@ -305,6 +333,13 @@ class _Session:
         return found
 
 
+def _listed(layouts: list) -> str:
+    """'in the transposed layout', 'in the transposed, expanded and gapped layouts'."""
+    if len(layouts) == 1:
+        return f"in the {layouts[0]} layout"
+    return f"in the {', '.join(layouts[:-1])} and {layouts[-1]} layouts"
+
+
 def _fresh(tensors: list) -> list:
     """Copies: a forward or backward that writes into its arguments changes no other call's."""
     return [t.clone() for t in tensors]
@@ -316,18 +351,21 @@ def _run(code: UserCode, given: Arguments, inputs: list, upstream, trace: bool =
     outputs, when it is a function)."""
     leaves = [t.detach().requires_grad_(True) for t in inputs]
     given_inputs = [computed(t) for t in leaves]
-    try:
-        with torch.enable_grad(), quiet():
+    with torch.enable_grad(), quiet():
+        try:
             outs = floating_outputs(code.call(*placed(given.values, given.diff, given_inputs)))
-            # what the caller holds after the forward (its outputs, its inputs as the forward left them): a
-            # backward must not write into them (torch raises "modified by an inplace operation" at a second
-            # backward through the graph; the caller's own value is wrong meanwhile)
-            held = [t.detach().clone() for t in outs + given_inputs]
+        except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
+            raise _Raised(exc, _Stage.FORWARD, code.forward) from None
+        # what the caller holds after the forward (its outputs, its inputs as the forward left them): a
+        # backward must not write into them (torch raises "modified by an inplace operation" at a second
+        # backward through the graph; the caller's own value is wrong meanwhile)
+        held = [t.detach().clone() for t in outs + given_inputs]
+        try:
             given_upstream = upstream(outs) if callable(upstream) else upstream
             grads, ran = traced(code.backward if trace else None, lambda: torch.autograd.grad(
                 outs, leaves, grad_outputs=given_upstream, allow_unused=True))
-    except USER_ERRORS as exc:  # noqa: BLE001 - the user's code may raise anything
-        raise _Raised(exc) from None
+        except USER_ERRORS as exc:  # noqa: BLE001
+            raise _Raised(exc, _Stage.BACKWARD, code.backward) from None
     names = [f"its output{'' if len(outs) == 1 else f' {k + 1}'}" for k in range(len(outs))] + \
             [f"its input {given.names[i]}" for i in given.diff]
     wrote = next((name for name, before, now in zip(names, held, outs + given_inputs) if not _same(before, now.detach())),

@@ -192,6 +192,31 @@ def test_inputs_in_layouts_the_backward_and_the_forward():
     assert row.line == SumsRows.forward.__code__.co_firstlineno + 1  # the def line, under @staticmethod
 
 
+class ViewsItsInput(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        flat = x.view(-1)  # raises for a non-contiguous x: the forward's own limit, not its backward's
+        return (flat * 2.0).view(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2.0
+
+
+def test_a_forward_that_raises_in_a_layout_is_one_warning_at_its_line_not_the_backwards():
+    # torch itself raises at the forward's x.view(-1) for a transposed input (the oracle for where it raised)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        ViewsItsInput.apply(x(4, 5).t())
+    report = check(ViewsItsInput, (x(4, 5),))
+    assert report.passed and not failing(report)
+    said = [(text, line) for text, line, _ in report.warnings if "raised" in text]
+    assert len(said) == 1, report.warnings
+    text, line = said[0]
+    assert text.startswith("ViewsItsInput.forward raised when x was in the transposed, expanded and gapped layouts, "
+                           "so ViewsItsInput.backward was not checked with it there: RuntimeError: view size")
+    assert line == ViewsItsInput.forward.__code__.co_firstlineno + 2  # the x.view(-1) line, under @staticmethod
+
+
 class Conv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w):
