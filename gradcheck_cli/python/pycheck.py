@@ -185,6 +185,8 @@ def _check_point(layer: Layer, args: list, settings: Settings, rng: np.random.Ge
                  first: dict | None = None, out: np.ndarray | None = None):
     out = call_forward(layer, args) if out is None else out
     u = rng.standard_normal(out.shape)
+    if layer.first and out.size == 1:  # a loss returning its own gradient takes no upstream: its rows show that
+        u = np.ones_like(u)            # gradient itself (the draw still made: the stream's later draws unmoved)
     zeroed: set = set()
     if layer.branches:  # a gradient several statements write: the one that ran here is its line at this point
         (grads, failures), ran = traced(layer.code, lambda: call_backward(layer, u, args, zeroed))

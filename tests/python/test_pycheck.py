@@ -577,6 +577,20 @@ def test_a_forward_that_raises_at_a_nudged_point_is_an_input_error_at_its_line()
     assert report.error.line == picky_forward.__code__.co_firstlineno + 2
 
 
+def test_a_losss_rows_show_its_own_gradient_not_one_times_a_hidden_upstream():
+    # a loss returning (loss, dx) takes no upstream: the row's backprop is its dx, the differences are the
+    # loss's own slopes (the closed form (softmax − onehot)/N, computed here), with no seeded factor
+    from gradcheck_cli import check_loss
+    x, y = np.array([[1.0, 2.0, 3.0, 1.0], [0.0, 1.0, -1.0, 2.0]]), np.array([1, 0])
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    expected = (p - np.eye(4)[y]) / 2
+    import rnn_layers
+    (row,) = check_loss(rnn_layers.softmax_loss, {"x": x}, {"y": y}).nodes
+    assert row.status == "pass"
+    assert np.allclose(row.grad, expected, rtol=1e-12, atol=0) and np.allclose(row.numeric, expected, rtol=1e-6, atol=1e-9)
+
+
 def test_a_forward_defined_for_positive_inputs_gets_a_second_point_near_zero():
     # log at 1e-5: a move by ~scale·(|v| + 1) leaves the domain at every scale for a draw below 0; a
     # move in proportion to each element keeps it positive. A backward right only at the given point
