@@ -244,8 +244,9 @@ class CheckReport(Displayed):
         return sum(r.symbolic is not None for r in checked) / len(checked)
 
     def reproduce(self) -> str:
-        """One shell line that reruns this check as it ran, its control, format and separator characters
-        (from a file name, an `--at` value, an `-e` comment) written as escapes, as every face shows it."""
+        """One shell line that reruns this check as it ran: a word with a control, format or separator
+        character (a file name's, an `--at` value's, an `-e` comment's) ANSI-C quoted (`$'a\\x1bb.grad'`), so
+        the line is printable and, pasted into bash, runs the same check (`core.text.shell_quote`)."""
         if self.rerun is not None:
             line = self.rerun
         elif self.inline is not None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import UsageError, did_you_mean
+from .text import shell_quote
 
 FORMATS = ("table", "json", "junit", "github", "markdown", "html")
 DEFAULT_RTOL = 1e-5      # finite differences: CS231n's "below 1e-7 is right, above 1e-4 is wrong"
@@ -97,9 +97,9 @@ class Settings:
 
     def reproduce(self, target: str, inline: bool = False, at: dict | None = None) -> str:
         """One shell line that reruns a check of `target` (a file, or source text with `inline`) as it ran."""
-        parts = ["gradcheck", "check"] + (["-e", shlex.quote(target)] if inline else [shlex.quote(target)])
+        parts = ["gradcheck", "check"] + (["-e", shell_quote(target)] if inline else [shell_quote(target)])
         for name, value in sorted((at or {}).items()):
-            parts += ["--at", shlex.quote(f"{name}={value}")]
+            parts += ["--at", shell_quote(f"{name}={value}")]
         parts += ["--seed", str(self.seed)]
         default = Settings()
         for name, flag in (("rtol", "--rtol"), ("atol", "--atol"), ("step", "--step"), ("budget", "--budget"),

@@ -5,6 +5,7 @@ Each face escapes its own markup on top (rich's, Markdown's, HTML's)."""
 
 from __future__ import annotations
 
+import shlex
 import unicodedata
 
 MAX_REASON = 400   # characters of a student's text kept in a reason
@@ -40,3 +41,25 @@ def visible_lines(text: str) -> str:
     """`visible` line by line: the newlines kept (a message of several lines, an error with its source
     line and caret)."""
     return "\n".join(visible(line) for line in str(text).split("\n"))
+
+
+def shell_quote(word: str) -> str:
+    """`word` quoted for bash, as shlex.quote does, or — where it holds a control, format or separator
+    character, or a byte that is not UTF-8 (a file name's surrogate escape) — ANSI-C quoted, `$'a\\x1bb'`,
+    so a command line that holds it is both printable and, pasted into bash, the same word."""
+    if str(word).isprintable():
+        return shlex.quote(word)
+    out = []
+    for ch in str(word):
+        code = ord(ch)
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x80 or 0xDC80 <= code <= 0xDCFF:  # a byte (a surrogate escape holds one)
+            out.append(f"\\x{code & 0xFF:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "$'" + "".join(out) + "'"

@@ -14,7 +14,6 @@ import inspect
 from dataclasses import replace
 import json
 import os
-import shlex
 import sys
 import textwrap
 import warnings
@@ -28,6 +27,7 @@ from .pysource import USER_ERRORS, PythonError, display, exception_text, no_para
 from ..core.report import CheckReport, GateRow
 from ..core.settings import Settings
 from ..core.streams import Stream, stream
+from ..core.text import shell_quote
 
 SUFFIXES = (("_forward", "_backward"), ("_forward_naive", "_backward_naive"))
 
@@ -519,7 +519,7 @@ def rerun_command(spec, shapes, values, params, settings: Settings, structure: d
         parts.append("--no-reference")
     if settings.fast:
         parts.append("--fast")
-    return " ".join(shlex.quote(p) for p in parts)
+    return " ".join(shell_quote(p) for p in parts)
 
 
 def _jsonable(value):

@@ -164,6 +164,7 @@ def displayable(run: RunReport) -> RunReport:
 
 def _displayable(report):
     shown = copy.copy(report)
+    shown.rerun = report.reproduce()  # of the name itself (its own quoting makes it printable), before it is escaped
     shown.source = visible(report.source) if report.source else report.source
     shown.path = visible(report.path) if report.path else report.path
     if report.error is not None:

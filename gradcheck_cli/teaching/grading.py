@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import os
-import shlex
 from dataclasses import dataclass, field
 from html import escape
 
@@ -35,7 +34,7 @@ from .randomfwd import check_random_point
 from .sandbox import NOT_THE_FORMAT, Limits, Stopped, Submission
 from .sealed import Local, Remote, Student, check_point, failure, function_lines
 from .student_side import arguments
-from ..core.text import student_text
+from ..core.text import shell_quote, student_text
 
 RETRIES = 4  # hidden points the exercise itself is not defined at are drawn again, this many times
 REFERENCE_RTOL = 1e-8  # a .grad d line against backprop through its gate's forward: two exact float64 formulas
@@ -336,8 +335,8 @@ def point_files(graded: Graded, exercise: Exercise, stem: str) -> list:
 def _reproduce(source: str, owner: str, file: str, exercise: Exercise) -> str:
     """The check-py command that checks a student's pair at a point file, with the exercise's
     `# params:` for it (bn_param, y, ...) as check-py's --param takes them."""
-    params = "".join(f" --param {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in exercise.params.get(owner, {}).items())
-    return f"gradcheck check-py {shlex.quote(source)}::{owner} --at @{shlex.quote(file)}{params}"
+    params = "".join(f" --param {shell_quote(f'{k}={json.dumps(v)}')}" for k, v in exercise.params.get(owner, {}).items())
+    return f"gradcheck check-py {shell_quote(source)}::{owner} --at @{shell_quote(file)}{params}"
 
 
 def safe_name(text: str) -> str:

@@ -84,6 +84,27 @@ def test_a_reproduce_line_shows_a_values_escapes_as_text(tmp_path):
     assert _controls(done.stdout + done.stderr) == []
 
 
+@pytest.mark.parametrize("kind", ["grad", "py"])
+def test_a_reproduce_line_for_a_name_with_escapes_is_printable_and_reruns_the_check_in_bash(tmp_path, kind):
+    # the line is what the user pastes: bash's $'...' gives the name back byte for byte, so it runs the
+    # same check (the same failure, the same exit code); shown raw it would have cleared the terminal
+    name = f"n{ESCAPES}\n{kind}.{kind}"
+    if kind == "grad":
+        (tmp_path / name).write_text("x = 2\nf = x*x\nexpect dx = 5\n", encoding="utf-8")
+        args = ["check", name]
+    else:
+        (tmp_path / name).write_text(LAYER.format(dx="2 * dout"), encoding="utf-8")
+        args = ["check-py", f"{name}::affine", *AFFINE]
+    done = subprocess.run([sys.executable, "-m", "gradcheck_cli", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1 and _controls(done.stdout + done.stderr) == []
+    (line,) = [ln.split("reproduce: ", 1)[1] for ln in done.stdout.splitlines() if "reproduce: " in ln]
+    assert line.startswith(f"gradcheck {args[0]} $'n\\x1b]52;c;")
+    again = subprocess.run(["bash", "-c", line.replace("gradcheck ", f"{sys.executable} -m gradcheck_cli ", 1)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and again.stdout == done.stdout
+
+
 @pytest.mark.parametrize("command", ["explain", "quiz", "check"])
 def test_a_files_name_is_shown_as_itself_by_explain_quiz_and_errors(tmp_path, command):
     name = f"a{ESCAPES}.grad"

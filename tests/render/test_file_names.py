@@ -44,7 +44,10 @@ def test_every_face_escapes_a_file_names_control_characters(tmp_path, fmt):
     for stream in (done.stdout, done.stderr):
         assert not any(raw in stream for raw in RAW), stream[:400]
         assert not any(line.startswith(b"::warning::x") for line in stream.split(b"\n"))
-    assert b"bad\\x1b[31mname\\x07\\u202e\\n::warning::x.grad" in done.stdout
+    shown = b"bad\\x1b[31mname\\x07\\u202e\\n::warning::x.grad"
+    if fmt == "github":  # the name is in the annotation's file property alone, its colons encoded as GitHub asks
+        shown = shown.replace(b":", b"%3A")
+    assert shown in done.stdout
 
 
 def test_json_keeps_the_real_name(tmp_path):
