@@ -121,7 +121,16 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
     a, b, est, trunc, z, sv, m, kink, at = _aligned(bp, noise, num, sym, mag, projection)
     with np.errstate(all="ignore"):
         finite = np.isfinite(b)
-        s = np.maximum(np.abs(a), np.where(finite, np.abs(b), 0.0))
+        # the scale an element is judged at: backprop's and the difference's, or, beside a kink the small step
+        # missed, that step's derivative (the difference across a jump in value, J/2h, is no scale of f′)
+        scale_b = np.where(finite, np.abs(b), 0.0)
+        beside = np.zeros(np.shape(a), dtype=bool)
+        near = np.zeros(np.shape(a))
+        if not projection and num.near is not None:
+            beside = np.isfinite(num.near) & ~np.asarray(at, dtype=bool)
+            near = np.where(beside, num.near, 0.0)
+            scale_b = np.where(beside, np.abs(near), scale_b)
+        s = np.maximum(np.abs(a), scale_b)
         row_scale = _row_scale(s, sv, None if projection else groups)
         n = np.maximum(s, ROW_FLOOR * row_scale)
         # Where a perturbation crosses a kink, the rerun that measures backprop's rounding (every value
@@ -145,6 +154,9 @@ def evidence(bp: np.ndarray, num: NumericResult, noise: np.ndarray | None = None
                                   disagree=disagree, unreliable=unreliable, sym_ok=sym_ok, exact=exact)
         if confirmed is not None:  # SymPy confirms: the shown tolerance is what the difference could resolve
             tol = np.where(confirmed & ~agree, np.maximum(tol, resolves), tol)
+        # beside a kink the error shown is against the small step's derivative (which decides where it resolves
+        # the tolerance): the difference across the kink is no estimate of f′ at the point
+        diff = np.where(beside, np.abs(a - near), diff)
         # The rounding of each comparison: what another CPU or BLAS kernel may change in |a − b| (the
         # difference's own rounding, backprop's measured noise, float64 at the elements' scale).
         rounding = np.maximum(rounding_level(a, b, z, est, trunc), terms)
@@ -267,7 +279,7 @@ def by_chain_rule(ev: Evidence, references: list) -> Evidence:
     """Failing elements at a kink where backprop equals a valid chain rule become kinks: `references`
     are (convention, (out, n) values); the first that matches every such element (as SymPy is
     matched) is named. Elements away from kinks are never touched."""
-    failing = (ev.codes == 3) & ev.context["kink"] & np.isfinite(ev.a)
+    failing = _explainable(ev)
     if not failing.any():
         return ev
     for name, ref in references:
@@ -284,9 +296,15 @@ def by_chain_rule(ev: Evidence, references: list) -> Evidence:
     return ev
 
 
+def _explainable(ev: Evidence) -> np.ndarray:
+    """Failing elements at a kink that a valid choice there may explain: not those beside a kink whose
+    small step decided them (the function is smooth at the point: its derivative there is the only one)."""
+    return (ev.codes == 3) & ev.context["kink"] & np.isfinite(ev.a) & ~ev.context["near"]
+
+
 def explained(ev: Evidence, note: str, code: int = 1) -> Evidence:
     """`ev` with its failing elements at a kink marked as kinks (or `code`), for the reason `note`."""
-    failing = (ev.codes == 3) & ev.context["kink"] & np.isfinite(ev.a)
+    failing = _explainable(ev)
     ev.codes = np.where(failing, code, ev.codes)
     ev.excess = np.where(failing, 0.0, ev.excess)
     if ev.slack is not None:

@@ -15,7 +15,7 @@ JUMP_ROUNDING = 16.0                 # a jump must stand this many rounding erro
 GAP_NOISE = 2.0                      # a slope jump's own rounding: this many of its step's rounding errors
 KEPT = 0.25                          # a jump within this fraction of itself at ±TIE·h stays: on the point
 CLEAR = 1e-2                         # a jump under this fraction of itself at ±TIE·h: that step missed the kink
-POLE = 10.0                          # slopes this many times steeper at a smaller step: a pole, which a kink's are not
+POLE = 10.0                          # a slopes' jump this many times larger at TIE·h than at h: a pole, which a kink's is not
 
 
 def gap(plus, minus, centre, h):
@@ -58,11 +58,6 @@ def smooth_at(plus1, minus1, plus2, minus2, centre, h1, refine: float, rounding)
     g1 = gap(plus1, minus1, centre, h1)
     g2 = gap(plus2, minus2, centre, refine * h1)
     return np.all(_smooth(g1, g2, rounding, refine) & np.isfinite(g1) & np.isfinite(g2), axis=1)
-
-
-def steepest(plus, minus, centre, h) -> np.ndarray:
-    """Per element: the steepest of its one-sided slopes (f(v ± h) − f(v))/h over the outputs."""
-    return np.max(np.maximum(np.abs(plus - centre), np.abs(centre - minus)) / h, axis=1)
 
 
 def jump_kept(s: PassState, idx, plus, minus, centre, h) -> np.ndarray:

@@ -291,46 +291,49 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
     for t in targets:
         s = state[t.id]
         s.kinked = np.flatnonzero(s.kink)
-        rows.add(t, *pm(np.concatenate([s.kinked, s.rough]), s.h[np.concatenate([s.kinked, s.rough])], TIE))
+        both = np.concatenate([s.kinked, s.rough])
+        rows.add(t, *pm(both, s.h[both], TIE))
     out = run_rows(ctx.runner, rows)
     for t in targets:
         s, kinked = state[t.id], state[t.id].kinked
-        if s.rough.size:  # the rough elements' rows follow the kinks': they go to the narrowed pass
-            plus, minus, _ = split(*out[t.id])
-            k = kinked.size
-            out[t.id] = (out[t.id][0][:2 * k], out[t.id][1][:2 * k])
-            rough = (s.rough, plus[k:], minus[k:], s.h[s.rough, None] * TIE)
-        else:
-            rough = (s.rough, None, None, None)
+        none = (np.zeros((0, s.value.shape[1])), np.zeros(0, dtype=bool))  # a target with neither: no rows
+        plus, minus, switched = split(*out.get(t.id, none))
+        k, centre = kinked.size, ctx.centre_of(t)
         s.at = np.zeros(t.n, dtype=bool)
         s.near = np.full(s.value.shape, np.nan)
         s.near_error = np.full(s.value.shape, np.inf)
-        if kinked.size:
-            plus, minus, switched = split(*out[t.id])
+        narrow = np.zeros(k, dtype=bool)
+        if k:
             small = s.h[kinked, None] * TIE
-            s.at[kinked] = switched if ctx.sees else kinks.jump_kept(s, kinked, plus, minus, ctx.centre_of(t), small)
+            kp, km = plus[:k], minus[:k]
+            s.at[kinked] = switched[:k] if ctx.sees else kinks.jump_kept(s, kinked, kp, km, centre, small)
             # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
-            near = (plus - minus) / (2 * small)
+            near = (kp - km) / (2 * small)
             if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
-                big = kinks.gap(s.plus[kinked], s.minus[kinked], ctx.centre_of(t), s.h[kinked, None])
-                small_gap = kinks.gap(plus, minus, ctx.centre_of(t), small)
-                clear = np.all(np.abs(small_gap) <= kinks.CLEAR * np.abs(big), axis=1)
+                big = kinks.gap(s.plus[kinked], s.minus[kinked], centre, s.h[kinked, None])
+                clear = np.all(np.abs(kinks.gap(kp, km, centre, small)) <= kinks.CLEAR * np.abs(big), axis=1)
                 near = np.where(clear[:, None], near, np.nan)
-                # not clear: a kink within TIE·h, or a forward that changes fast at the scale of h (a pole
-                # or a near-singular matrix the step reaches): the narrowed pass tells them apart
-                narrow = ~clear & ~s.at[kinked]  # a jump kept at ±TIE·h is a kink on the point
-                s.narrow = kinked[narrow]
-                s.narrow_small = (plus[narrow], minus[narrow], small[narrow])
+                # not clear: a kink within TIE·h, or a forward that changes fast at the scale of h (a pole,
+                # a near-singular matrix, a domain's edge the step reaches): the narrowed pass tells them apart
+                # (a jump kept at ±TIE·h is a kink on the point, unless the function is smooth between ±TIE·h
+                # and ±REFINE·TIE·h: a fast oscillation whose jumps at h and TIE·h agree by chance)
+                narrow = ~clear
             s.near[kinked] = near
-            s.near_error[kinked] = difference_rounding(plus, minus, ctx.terms_of(t)) / small
-        if s.rough.size:
-            if s.narrow.size:
-                s.narrow = np.concatenate([s.narrow, rough[0]])
-                s.narrow_small = tuple(np.concatenate([a, b]) for a, b in zip(s.narrow_small, rough[1:]))
-            else:
-                s.narrow, s.narrow_small = rough[0], rough[1:]
-            order = np.argsort(s.narrow, kind="stable")  # sorted, for the narrowed pass's lookups
-            s.narrow, s.narrow_small = s.narrow[order], tuple(a[order] for a in s.narrow_small)
+            s.near_error[kinked] = difference_rounding(kp, km, ctx.terms_of(t)) / small
+        # the narrowed pass's elements, sorted: the kinks off the point not cleared, and the rough elements
+        idx = np.concatenate([kinked[narrow], s.rough])
+        pick = np.concatenate([np.flatnonzero(narrow), k + np.arange(s.rough.size)])
+        order = np.argsort(idx, kind="stable")
+        idx, pick = idx[order], pick[order]
+        small = s.h[idx, None] * TIE
+        s.narrow, s.narrow_small = idx, (plus[pick], minus[pick], small)
+        # a pole (or a domain's edge, or a jump in value): the slopes' jump grows as the step shrinks, where
+        # a kink's stays as it is (at most the jump between its branches)
+        big = kinks.gap(s.plus[idx], s.minus[idx], centre, s.h[idx, None])
+        little = kinks.gap(plus[pick], minus[pick], centre, small)
+        with np.errstate(invalid="ignore"):
+            s.narrow_pole = ~np.all(np.isfinite(big) & np.isfinite(little), axis=1) | \
+                np.any(np.abs(little) > POLE * np.abs(big), axis=1)
     _narrowed_pass(ctx, targets, state)
     for t in targets:
         s = state[t.id]
@@ -339,19 +342,16 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
 
 
 def _narrowed_pass(ctx: _Context, targets, state) -> None:
-    """For code whose branches cannot be seen, the kink elements off the point whose slopes still jump at
-    ±TIE·h: at ±REFINE·TIE·h too, then at pairs of steps NARROW times smaller, up to NARROW_LEVELS
-    pairs. Where the jump shrinks with the step (as f''·h does), the forward is smooth at v on that
-    scale: no kink is on or beside the point there (a kink's jump stays as the step shrinks), and the
-    step h merely reached something the forward changes fast near, such as a pole or a near-singular
-    matrix. Those elements are differenced at those steps instead (Richardson, as any element), and are
-    no kinks; one still too coarse for the tolerance goes on to the next pair while the function stays
-    smooth there. An element smooth at no pair stays a kink."""
+    """For code whose branches cannot be seen: the kink elements off the point whose slopes still jump at
+    ±TIE·h, and the rough elements (`_refine_pass`), at ±REFINE·TIE·h too; then, for a pole (its slopes'
+    jump grows as the step shrinks, a kink's does not: a kink within TIE·h is on the point), at pairs of
+    steps NARROW times smaller, up to NARROW_LEVELS pairs. Where the jump shrinks with the step (as f''·h
+    does), the forward is smooth at v on that scale: the element is differenced there instead
+    (Richardson, as any element), and is no kink; one still too coarse for the tolerance goes on to the
+    next pair. A pole, or a rough element, smooth at no pair has no difference to trust: unreliable (its
+    truncation infinite), never a kink whose slopes are secants across a pole."""
     todo = {t.id: (state[t.id].narrow, *state[t.id].narrow_small) for t in targets if state[t.id].narrow.size}
     best = {t.id: _narrow_best(state[t.id]) for t in targets}  # per narrow element: its estimate so far
-    steep = {t.id: kinks.steepest(state[t.id].plus[state[t.id].narrow], state[t.id].minus[state[t.id].narrow],
-                                  ctx.centre_of(t), state[t.id].h[state[t.id].narrow, None])
-             for t in targets if t.id in todo}  # per narrow element: its steepest slope at the last step
     for level in range(NARROW_LEVELS):
         rows = Rows()
         for t in targets:
@@ -382,24 +382,22 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
             take = idx[better]
             best[t.id][where[better]] = estimate[better]
             s.value[take], s.truncation[take], s.rounding[take] = value[better], truncation[better], rounding[better]
-            s.kink[take], s.near[take], s.near_error[take] = False, np.nan, np.inf
+            s.kink[take], s.at[take], s.near[take], s.near_error[take] = False, False, np.nan, np.inf
             # on to the next pair: smooth, too coarse for the tolerance and bound by truncation (a smaller
-            # step rounds more, truncates less); or smooth at none yet, and the slopes grew steeper than at the
-            # last step by POLE: a pole the step still reaches (a kink's slopes stay as they are: a kink within
-            # TIE·h is on the point, as the kink pass says)
+            # step rounds more, truncates less); or, for a pole, smooth at none yet
             coarse = _coarse(value, truncation, rounding, ctx, _largest(s, ctx.reference.get(t.id)))
-            slopes = kinks.steepest(plus1, minus1, centre, small)
-            # steeper by POLE than at the last step; or a step that left the function's domain, or still does
-            pole = ~np.isfinite(slopes) | ~np.isfinite(steep[t.id][where]) | (slopes > POLE * steep[t.id][where])
-            steep[t.id][where] = slopes
             again = np.where(np.isfinite(best[t.id][where]), better & coarse & (truncation.max(axis=1) > rounding.max(axis=1)),
-                             ~smooth & pole)
+                             ~smooth & s.narrow_pole[where])
             if again.any():
                 nxt[t.id] = (idx[again], None, None, small[again] * NARROW)
         todo = nxt
     for t in targets:
         s = state[t.id]
         s.narrowed = int(np.count_nonzero(best[t.id] < _narrow_best(s)))
+        rough = np.zeros(s.narrow.size, dtype=bool)
+        rough[np.searchsorted(s.narrow, s.rough)] = True
+        lost = s.narrow[~np.isfinite(best[t.id]) & (s.narrow_pole | rough)]
+        s.kink[lost], s.near[lost], s.near_error[lost], s.truncation[lost] = False, np.nan, np.inf, np.inf
 
 
 def _narrow_best(s: PassState) -> np.ndarray:

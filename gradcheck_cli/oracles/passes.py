@@ -43,6 +43,7 @@ class PassState:
     near_error: np.ndarray = field(default_factory=_none)    # ... and its rounding error
     narrow: np.ndarray = field(default_factory=_no_index)    # kink elements whose slopes still jump at ±TIE·h ...
     narrow_small: tuple = ()                                 # ... their f(v ± TIE·h) and that step
+    narrow_pole: np.ndarray = field(default_factory=_none)   # ... whose slopes' jump grows as the step shrinks
     narrowed: int = 0                                        # how many of them are smooth at the narrowed steps
     classes: list = field(default_factory=list)              # kink elements that jump alike
     pairs: list = field(default_factory=list)                # pairs of them tested for a tie

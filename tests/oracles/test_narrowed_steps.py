@@ -166,3 +166,56 @@ def test_a_step_past_the_domains_edge_is_narrowed_to_the_derivative(p):
 def test_an_epsilon_that_matters_only_near_zero_fails_there():
     slip = _row(check_layer(log_forward, log_eps_backward, {"p": np.array([1e-10, 0.5])}))
     assert slip.status == "fail" and slip.numeric_error == pytest.approx(0.0099, rel=0.01), slip.note
+
+
+def _elementwise(f, g, x):
+    """The row of an elementwise layer f whose backward is dout·g(x)."""
+    return _row(check_layer(lambda x: (f(x), x), lambda dout, x: dout * g(x), {"x": np.array(x, dtype=float)}))
+
+
+def _safe(g):
+    """A backward that gives 0 below |x| = 1e-10, 'for safety': wrong wherever f′ is not 0 there."""
+    return lambda x: np.where(np.abs(x) > 1e-10, g(x), 0.0)
+
+
+# singularities milder than a pole (slopes growing ~3 to 1,000 times per tenfold smaller step) and a steep
+# smooth ramp: each right backward passes at 1e-12, and one that zeroes the gradient near 0 fails, where
+# a kink whose one-sided slopes were secants across the singularity held both (the closed forms, here)
+MILD = {
+    "log|x|": (lambda x: np.log(np.abs(x)), lambda x: 1 / x),
+    "cbrt": (np.cbrt, lambda x: 1 / (3 * np.cbrt(x) ** 2)),
+    "sqrt|x|": (lambda x: np.sqrt(np.abs(x)), lambda x: np.sign(x) / (2 * np.sqrt(np.abs(x)))),
+    "tanh(x/1e-12)": (lambda x: np.tanh(x / 1e-12), lambda x: 1e12 / np.cosh(x / 1e-12) ** 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MILD))
+def test_a_singularity_milder_than_a_pole_is_narrowed_past_too(name):
+    f, g = MILD[name]
+    right = _elementwise(f, g, [1e-12, 0.5])
+    assert right.status == "pass", right.note
+    assert np.allclose(right.numeric, right.grad, rtol=1e-6, atol=1e-6 * np.abs(right.grad).max())
+    assert _elementwise(f, _safe(g), [1e-12, 0.5]).status == "fail"
+
+
+def test_past_every_narrowed_step_a_singularity_is_undecided_never_a_kink():
+    # log|x| at 1e-15: no step of the eight resolves it; its slopes across the singularity are no bounds
+    row = _elementwise(lambda x: np.log(np.abs(x)), lambda x: 1 / x, [1e-15, 0.5])
+    assert row.status == "warn", row.note
+
+
+def test_a_jump_in_value_beside_the_point_is_no_scale_for_the_tolerance():
+    # 2x + 10·(x > 1e-9) at 0: ±h crosses the jump (a difference of J/2h = 8e5), ±10⁻⁴·h does not: the
+    # derivative at 0 is 2. Judged at the jump's scale, −5 passed (within 0.83 J); at the derivative's it fails
+    f = lambda x: 2 * x + 10.0 * (x > 1e-9)  # noqa: E731
+    wrong = _elementwise(f, lambda x: np.where(x == 0, -5.0, 2.0), [0.0, 0.5])
+    assert wrong.status == "fail" and "its derivative is" in wrong.note, wrong.note
+    right = _elementwise(f, lambda x: np.full_like(x, 2.0), [0.0, 0.5])
+    assert right.status == "kink" and right.numeric_error < 1e-6, (right.note, right.numeric_error)
+
+
+def test_a_fast_oscillation_is_no_kink_on_the_point():
+    # sin(1/x) at 1e-3: the jumps at h and 10⁻⁴·h agree within KEPT by chance ("on the point"); between
+    # ±10⁻⁴·h and half of it the function is smooth. The right backward was failed "at a kink"
+    row = _elementwise(lambda x: np.sin(1 / x), lambda x: -np.cos(1 / x) / x ** 2, [0.001, 0.01])
+    assert row.status != "fail" and "kink" not in (row.note or ""), row.note
