@@ -372,11 +372,15 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
             if level:  # this level's first step's rows, then its REFINE step's
                 plus1, minus1, plus, minus = plus[:idx.size], minus[:idx.size], plus[idx.size:], minus[idx.size:]
             centre, terms = ctx.centre_of(t), ctx.terms_of(t)
-            smooth = kinks.smooth_at(plus1, minus1, plus, minus, centre, small, REFINE,
-                                     difference_rounding(plus1, minus1, terms) / small)
+            where = np.searchsorted(s.narrow, idx)  # each element's place in s.narrow (sorted: _kink_pass)
+            noise = difference_rounding(plus1, minus1, terms) / small
+            smooth = kinks.smooth_at(plus1, minus1, plus, minus, centre, small, REFINE, noise)
+            # a jump kept at ±TIE·h (on the point) is smooth only where its jump stands above rounding: one
+            # lost in the noise of a large sum is no evidence against the kink
+            kept = s.at[idx]
+            smooth &= ~kept | np.all(np.abs(kinks.gap(plus1, minus1, centre, small)) > kinks.JUMP_ROUNDING * noise, axis=1)
             value, truncation = richardson((plus1 - minus1) / (2 * small), (plus - minus) / (2 * REFINE * small))
             rounding = difference_rounding(plus, minus, terms) / (REFINE * small)
-            where = np.searchsorted(s.narrow, idx)  # each element's place in s.narrow (sorted: _kink_pass)
             estimate = (truncation + rounding).max(axis=1)
             better = smooth & (estimate < best[t.id][where])
             take = idx[better]
