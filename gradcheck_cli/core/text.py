@@ -12,19 +12,21 @@ MAX_REASON = 400   # characters of a student's text kept in a reason
 MAX_NAME = 80      # characters of a student's name (from the file name)
 
 
-def student_text(text: str, limit: int = MAX_REASON) -> str:
-    """`text` with every control or unpaired-surrogate character replaced, cut at `limit` characters."""
+def student_text(text: str, limit: int = MAX_REASON, total: int | None = None) -> str:
+    """`text` with every control or unpaired-surrogate character replaced, cut at `limit` characters
+    (`total`: how long it was before an earlier shortening, as `cut` says it)."""
     text = str(text).encode("utf-8", "replace").decode("utf-8", "replace")
     text = "".join(" " if ch in "\t\n\r" else ("?" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
                                               else ch) for ch in text)
-    return cut(text, limit)
+    return cut(text, limit, total)
 
 
-def cut(text: str, limit: int) -> str:
-    """`text`, or, past `limit` characters, its start and how long it was."""
+def cut(text: str, limit: int, total: int | None = None) -> str:
+    """`text`, or, past `limit` characters, its start and how long it was (`total`, where `text` is
+    itself a shortened one: the length before that)."""
     if len(text) <= limit:
         return text
-    return text[: limit - 40].rstrip() + f" … (cut: {len(text):,} characters in all)"
+    return text[: limit - 40].rstrip() + f" … (cut: {max(total or 0, len(text)):,} characters in all)"
 
 
 def student_name(name: str) -> str:

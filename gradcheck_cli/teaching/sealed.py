@@ -198,7 +198,11 @@ def failure(reply: dict) -> tuple:
     def number(value):
         return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10 ** 7 else None
     where = reply.get("where") if reply.get("where") in ("import", "forward", "backward", "loss") else "backward"
-    text = student_text(reply.get("error") if isinstance(reply.get("error"), str) else "an error")
+    text = reply.get("error") if isinstance(reply.get("error"), str) else "an error"
+    # the length the student's side says its text had before it was shortened to MAX_TEXT: a count the
+    # cut shows, never more than it can be (what arrived, when it says less; the student's own text either way)
+    length = number(reply.get("length"))
+    text = student_text(text, total=max(length or 0, len(text)))
     line = number(reply.get("line"))
     return where, text, line, number(reply.get("col")) if line else None
 
