@@ -21,6 +21,7 @@ import numpy as np
 from ..language.graph import Node
 from ..oracles import plan, subgradients
 from ..oracles.batches import CHUNK_ELEMENTS
+from ..oracles.numeric import narrow_rows
 from ..oracles.plan import STEPS, DifferencePlan
 from ..core.limits import MAX_WORK, size_error
 from ..core.meter import PRICES, gate_units
@@ -409,7 +410,7 @@ def python_layer(n: int, out: int, batched: bool, exhaustive: int, recheck: int,
     planned = plan.PLAN
     alone = planned.rows(n, projected=n > exhaustive)
     rows = alone if not reference else planned.rows(planned.projections + min(n, exhaustive), projected=False) + alone
-    rows = int(rows * (1 + RARER_PASSES))
+    rows = int(rows * (1 + RARER_PASSES)) + narrow_rows(n, projected=n > exhaustive)  # a user's code: narrowed steps
     calls = -(-rows // max(1, CHUNK_ELEMENTS // max(n, out, 1))) if batched else rows
     analysis_calls = planned.rows(n, projected=False) + kinked  # the output-by-output rows, and a backward per kinked output
     analysis = {"python": analysis_calls, "element": analysis_calls * (n + out)} if kinked else {}

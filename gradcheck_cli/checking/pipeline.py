@@ -358,7 +358,9 @@ def second_point(points: list, draws: list, evaluate: Callable[[list], Result | 
 
 def moved(v: np.ndarray, d: np.ndarray, scale: float, relative: bool) -> np.ndarray:
     """A second point's move of one input: by ~scale·(|v| + 1)·d, or, `relative`, by scale·|v|·d (each
-    element keeps its sign unless its standard normal draw is past 1/scale: 10 at the largest scale)."""
+    element keeps its sign unless its standard normal draw is past 1/scale: 10 at the largest scale), a
+    zero moved to scale·|d| (no second point is the first again: a forward defined for x ≥ 0 is checked
+    at positive values)."""
     if relative:
-        return v * (1.0 + scale * d)
+        return np.where(v == 0, scale * np.abs(d), v * (1.0 + scale * d))
     return v + scale * (np.abs(v) + 1.0) * d

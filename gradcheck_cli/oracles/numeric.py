@@ -35,6 +35,9 @@ REFINE_RTOL = 0.1                    # "in doubt": off from the reference by mor
 TIE = 1e-4                           # kink elements: does the branch still switch at ±TIE·h? then v sits on it
 NARROW = 0.1                         # a narrowed step still too coarse for the tolerance: the next is this × it
 NARROW_LEVELS = 8                    # ... at most this many narrowed pairs of steps (down to TIE·NARROW⁷·h)
+NARROW_SHARE = 1.5                   # ... and at most this share of a target's planned rows in all (narrow_rows)
+NARROW_FLOOR = 16                    # ... or, if more, as many rows as this many elements take through every level
+RELATIVE = 1e-2                      # ... each, after the first, at most this fraction of the element's own size
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
 
 
@@ -352,11 +355,17 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
     truncation infinite), never a kink whose slopes are secants across a pole."""
     todo = {t.id: (state[t.id].narrow, *state[t.id].narrow_small) for t in targets if state[t.id].narrow.size}
     best = {t.id: _narrow_best(state[t.id]) for t in targets}  # per narrow element: its estimate so far
+    left = {t.id: narrow_rows(t.n, projected=False) for t in targets}  # the rows each may still run
     for level in range(NARROW_LEVELS):
         rows = Rows()
         for t in targets:
             if t.id in todo:
                 idx, _, _, small = todo[t.id]
+                need = len(SIDES) * idx.size * (2 if level else 1)
+                if need > left[t.id]:  # past its share: what is left undecided stays so
+                    del todo[t.id]
+                    continue
+                left[t.id] -= need
                 if level:  # a new pair of steps, NARROW times the last: both are new rows
                     rows.add(t, *pm(idx, small[:, 0], 1.0))
                 rows.add(t, *pm(idx, small[:, 0], REFINE))
@@ -393,7 +402,11 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
             again = np.where(np.isfinite(best[t.id][where]), better & coarse & (truncation.max(axis=1) > rounding.max(axis=1)),
                              ~smooth & s.narrow_pole[where])
             if again.any():
-                nxt[t.id] = (idx[again], None, None, small[again] * NARROW)
+                # NARROW times smaller, or straight to RELATIVE of the element's own size where that is
+                # smaller still (a value near a domain's edge at 0: log, sqrt at 1e-12 need no eight levels)
+                size = np.abs(t.x[idx[again]])[:, None]
+                nxt[t.id] = (idx[again], None, None,
+                             np.minimum(small[again] * NARROW, np.where(size > 0, RELATIVE * size, np.inf)))
         todo = nxt
     for t in targets:
         s = state[t.id]
@@ -402,6 +415,16 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
         rough[np.searchsorted(s.narrow, s.rough)] = True
         lost = s.narrow[~np.isfinite(best[t.id]) & (s.narrow_pole | rough)]
         s.kink[lost], s.near[lost], s.near_error[lost], s.truncation[lost] = False, np.nan, np.inf, np.inf
+
+
+def narrow_rows(n: int, projected: bool) -> int:
+    """The most rows the narrowed steps may run for a target of n elements (the cost model adds them):
+    NARROW_SHARE of its planned rows, element by element; along projections, every level for every
+    direction (a few directions, each a whole row)."""
+    every_level = 2 * len(SIDES) * NARROW_LEVELS  # one element (or direction) through every level
+    if projected:
+        return every_level * plan.PLAN.projections
+    return max(int(NARROW_SHARE * plan.PLAN.rows(n, projected=False)), every_level * NARROW_FLOOR)
 
 
 def _narrow_best(s: PassState) -> np.ndarray:
@@ -546,9 +569,50 @@ def _projection(runner: Runner, t: Target, centre, step, rng, reference, rtol: f
             value[doubt], truncation[doubt] = richardson(d1[doubt], d2)
             rounding[doubt] = difference_rounding(p2, m2, runner.terms) / (h * REFINE)
             kink[doubt] |= k2
+            off = ~np.all(np.isfinite(value[doubt]), axis=1)
+            if off.any() and not getattr(runner, "sees_branches", True):
+                # code whose branches cannot be seen, whose steps along these directions left its domain (every
+                # element moves by h: past 0 for values below it): narrowed (not where the function is merely
+                # not smooth along them: a direction crosses every kink on the point at once)
+                centre_row = np.broadcast_to(np.asarray(centre, dtype=float).ravel(), plus.shape[1:])
+                _narrowed_directions(runner, t, u, doubt[off], h, centre_row, value, truncation, rounding, rtol, atol)
     return NumericResult("projection", estimate=truncation + rounding, truncation=truncation,
                          kink=kink, directions=u, projected=value, refined=int(doubt.size),
                          left_domain=not np.all(np.isfinite(value)))
+
+
+def _narrowed_directions(runner: Runner, t: Target, u: np.ndarray, which: np.ndarray, h: float, centre,
+                         value, truncation, rounding, rtol: float, atol: float) -> None:
+    """The projections `which` whose steps ±h, ±h/2 leave the function's domain (a direction moves every
+    element by h: past 0 for values below it), differenced at pairs of steps
+    TIE·h, then NARROW times smaller, up to NARROW_LEVELS pairs: a pair where the function is smooth and
+    finite gives the direction's value (in place), as the narrowed pass does for elements, and one still
+    too coarse for the tolerance, bound by truncation, goes on to the next."""
+    small = h * TIE
+    todo = which
+    best = np.full(value.shape[0], np.inf)
+    left = narrow_rows(t.n, projected=True)  # the rows it may run, in all
+    for _ in range(NARROW_LEVELS):
+        need = 2 * len(SIDES) * todo.size
+        if not todo.size or need > left:
+            return
+        left -= need
+        p1, m1, _ = _along(runner, t, u[todo], small)
+        p2, m2, _ = _along(runner, t, u[todo], small * REFINE)
+        noise = difference_rounding(p1, m1, runner.terms) / small
+        with np.errstate(all="ignore"):
+            smooth = kinks.smooth_at(p1, m1, p2, m2, centre, np.full((todo.size, 1), small), REFINE, noise)
+            v, tr = richardson((p1 - m1) / (2 * small), (p2 - m2) / (2 * small * REFINE))
+            ro = difference_rounding(p2, m2, runner.terms) / (small * REFINE)
+            estimate = (tr + ro).max(axis=1)
+            better = smooth & np.all(np.isfinite(v), axis=1) & (estimate < best[todo])
+            scale = np.maximum(np.abs(v), ROW_FLOOR * float(np.max(np.abs(np.where(np.isfinite(v), v, 0.0)), initial=0.0)))
+            coarse = ~np.all(SAFETY * (tr + ro) <= np.maximum(atol, rtol * scale) / 2, axis=1)
+        take = todo[better]
+        value[take], truncation[take], rounding[take], best[take] = v[better], tr[better], ro[better], estimate[better]
+        found = np.isfinite(best[todo])
+        again = np.where(found, better & coarse & (tr.max(axis=1) > ro.max(axis=1)), True)
+        todo, small = todo[again], small * NARROW
 
 
 def _along(runner: Runner, t: Target, u: np.ndarray, h: float):

@@ -88,8 +88,10 @@ def test_the_inverse_of_a_nearly_singular_matrix_never_fails_when_right(x, statu
 
 
 def test_past_the_narrowed_steps_it_is_a_warning_never_a_verdict():
-    # at 1e-14 the narrowest step (10⁻¹⁰·h) is still 6% of x: the difference cannot resolve the tolerance
-    row = _row(check_layer(reciprocal_forward, reciprocal_backward, {"x": np.array([1e-14])}))
+    # a pole 1e-13 from x = 1, not at 0: steps relative to x do not help, and the narrowest (10⁻¹¹·h) are a
+    # few ulps of 1, rounded past any tolerance: undecided
+    c = 1 - 1e-13
+    row = _row(check_layer(lambda x: (1 / (x - c), x), lambda dout, x: -dout / (x - c) ** 2, {"x": np.array([1.0, 0.5])}))
     assert row.status == "warn", row.note
 
 
@@ -198,10 +200,13 @@ def test_a_singularity_milder_than_a_pole_is_narrowed_past_too(name):
     assert _elementwise(f, _safe(g), [1e-12, 0.5]).status == "fail"
 
 
-def test_past_every_narrowed_step_a_singularity_is_undecided_never_a_kink():
-    # log|x| at 1e-15: no step of the eight resolves it; its slopes across the singularity are no bounds
-    row = _elementwise(lambda x: np.log(np.abs(x)), lambda x: 1 / x, [1e-15, 0.5])
-    assert row.status == "warn", row.note
+def test_steps_relative_to_a_tiny_element_reach_its_derivative_where_eight_levels_would_not():
+    # log|x| at 1e-15 and 1e-300: 10⁻¹¹·h is still past 0; a step of 1% of the element is not (RELATIVE)
+    for v in (1e-15, 1e-300):
+        row = _elementwise(lambda x: np.log(np.abs(x)), lambda x: 1 / x, [v, 0.5])
+        assert row.status == "pass", row.note
+        half = _elementwise(lambda x: np.log(np.abs(x)), lambda x, v=v: 1 / (x + v), [v, 0.5])  # 1/(2v) at v
+        assert half.status == "fail", half.note
 
 
 def test_a_jump_in_value_beside_the_point_is_no_scale_for_the_tolerance():
