@@ -610,6 +610,35 @@ def test_a_forward_defined_for_positive_inputs_gets_a_second_point_near_zero():
     assert right.error is None and right.passed
 
 
+def test_at_an_all_zero_input_the_second_point_is_another_point():
+    # x·√x at zeros: moved by ~scale·(|v| + 1), half the draws leave the domain; moved in proportion, a zero
+    # goes to a small positive value (it stayed at 0: the second point was the first, and a slip passed as
+    # `warn` there). The slip √x for 1.5·√x is wrong at every x > 0 (closed form)
+    zeros = np.zeros((3, 4))
+
+    def forward(x):
+        return x * np.sqrt(x), x
+    slip = check_layer(forward, lambda dout, x: dout * np.sqrt(x), {"x": zeros})
+    assert slip.error is None and not slip.passed
+    assert any(g.point == 2 and g.status == "fail" for g in slip.gates), slip.gates
+    right = check_layer(forward, lambda dout, x: dout * 1.5 * np.sqrt(x), {"x": zeros})
+    assert right.error is None and right.passed
+
+
+def test_many_tiny_values_differenced_along_random_directions_narrow_past_the_domains_edge():
+    # 100 values of ~1e-8 (past the element budget: random directions, each moving every element by h =
+    # 6e-6, below 0): narrowed, √x's slip dout/√x (for dout/(2√x)) fails and the right one passes
+    x = (np.abs(np.random.default_rng(3).standard_normal(100)) + 0.1) * 1e-8
+
+    def forward(x):
+        y = np.sqrt(x)
+        return y, y
+    slip = check_layer(forward, lambda dout, y: dout / y, {"x": x})
+    assert slip.error is None and [r.status for r in slip.nodes] == ["fail"], [(r.status, r.note) for r in slip.nodes]
+    right = check_layer(forward, lambda dout, y: dout / (2 * y), {"x": x})
+    assert right.error is None and right.passed and [r.status for r in right.nodes] == ["pass"]
+
+
 def test_a_forward_defined_at_the_given_point_alone_is_an_error_that_names_the_second_point():
     given = np.array([1.0, 2.0])
 
