@@ -51,6 +51,12 @@ def _row(report):
     return row
 
 
+def _differences_are_backprops(row, rtol: float = 1e-6) -> None:
+    """The row's differences equal backprop's (a right closed form) to `rtol` of the row's largest."""
+    grad, num = np.asarray(row.grad), np.asarray(row.numeric)
+    assert np.allclose(num, grad, rtol=rtol, atol=rtol * np.abs(grad).max()), (num, grad)
+
+
 @pytest.mark.parametrize("x", [[1e-8, 1.0], [1e-10], [-1e-9, 2e-9], [1e-12, -3.0]])
 def test_a_right_reciprocal_passes_beside_its_pole_and_a_slip_fails(x):
     x = np.array(x)
@@ -58,8 +64,7 @@ def test_a_right_reciprocal_passes_beside_its_pole_and_a_slip_fails(x):
     assert right.status == "pass", right.note
     # the differences are backprop's closed form −dout/x², not the secants across the pole (the other
     # elements are judged at the row's scale: a sum rounded at 1e8 leaves them 1e-3 off)
-    grad, num = np.asarray(right.grad), np.asarray(right.numeric)
-    assert np.allclose(num, grad, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
+    _differences_are_backprops(right)
     slip = _row(check_layer(reciprocal_forward, reciprocal_slip_backward, {"x": x}))
     assert slip.status == "fail" and "kink" not in slip.note, slip.note
 
@@ -78,8 +83,7 @@ def test_the_inverse_of_a_nearly_singular_matrix_never_fails_when_right(x, statu
     row = _row(right)
     assert right.passed and row.status in statuses, row.note
     if row.status == "pass":
-        grad, num = np.asarray(row.grad), np.asarray(row.numeric)
-        assert np.allclose(num, grad, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+        _differences_are_backprops(row, rtol=1e-5)
     if row.status == "kink":  # the note says what decided: the small step's derivative, which backprop's is
         assert "not at the point" in row.note and "is the derivative there" in row.note
     if not np.allclose(x, x.T):
@@ -159,8 +163,7 @@ def test_a_step_past_the_domains_edge_is_narrowed_to_the_derivative(p):
     p = np.array(p)
     right = _row(check_layer(log_forward, log_backward, {"p": p}))
     assert right.status == "pass", right.note
-    grad, num = np.asarray(right.grad), np.asarray(right.numeric)
-    assert np.allclose(num, grad, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
+    _differences_are_backprops(right)
     root = _row(check_layer(sqrt_forward, sqrt_backward, {"x": p}))
     assert root.status == "pass", root.note
 
@@ -196,7 +199,7 @@ def test_a_singularity_milder_than_a_pole_is_narrowed_past_too(name):
     f, g = MILD[name]
     right = _elementwise(f, g, [1e-12, 0.5])
     assert right.status == "pass", right.note
-    assert np.allclose(right.numeric, right.grad, rtol=1e-6, atol=1e-6 * np.abs(right.grad).max())
+    _differences_are_backprops(right)
     assert _elementwise(f, _safe(g), [1e-12, 0.5]).status == "fail"
 
 
