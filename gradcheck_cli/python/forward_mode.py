@@ -30,6 +30,7 @@ from ..core.status import Status
 from ..core.streams import Stream, stream
 from ..core.tolerances import EPS, SAFETY
 from ..oracles.complexstep import AGREE, H
+from ..oracles.numeric import NARROW, NARROW_LEVELS, TIE
 from .pysource import USER_ERRORS, exception_text
 
 TANGENTS = 3          # random tangents per differentiated input
@@ -128,17 +129,34 @@ def reference(target: Directional, arrays: list[np.ndarray], t: list[np.ndarray]
     h = (settings.step or np.cbrt(EPS)) * size / norm
 
     def at(step: float) -> list[np.ndarray]:
-        return [np.asarray(o, dtype=float) for o in target.forward([a + step * d for a, d in zip(arrays, t)])]
-    centre, plus, minus = at(0.0), at(h), at(-h)
-    coarse = [(p - m) / (2 * h) for p, m in zip(plus, minus)]
-    fine = [(p - m) / h for p, m in zip(at(h / 2), at(-h / 2))]
-    richardson = [(4 * f - c) / 3 for c, f in zip(coarse, fine)]
-    estimate = max([float(np.max(np.abs(r - f), initial=0.0)) for r, f in zip(richardson, fine)] + [0.0])
-    # one-sided slopes that differ by more than UNRELIABLE of the slope: a kink between x - h·t and x + h·t
-    # (where the two centred steps can agree, the kink at their middle)
-    sides = max([float(np.max(np.abs((p - c) - (c - m)), initial=0.0)) / h
-                 for p, c, m in zip(plus, centre, minus)] + [0.0])
-    if sides > UNRELIABLE * max([float(np.max(np.abs(c), initial=0.0)) for c in coarse] + [TINY]):
+        with np.errstate(all="ignore"):
+            return [np.asarray(o, dtype=float) for o in target.forward([a + step * d for a, d in zip(arrays, t)])]
+    centre = at(0.0)
+
+    def along(step: float) -> tuple[list[np.ndarray], float, float]:
+        """(Richardson's derivative from ±step and ±step/2, its estimate, the one-sided slopes' gap)."""
+        plus, minus = at(step), at(-step)
+        with np.errstate(all="ignore"):
+            coarse = [(p - m) / (2 * step) for p, m in zip(plus, minus)]
+            fine = [(p - m) / step for p, m in zip(at(step / 2), at(-step / 2))]
+            richardson = [(4 * f - c) / 3 for c, f in zip(coarse, fine)]
+            estimate = max([float(np.max(np.abs(r - f), initial=0.0)) for r, f in zip(richardson, fine)] + [0.0])
+            sides = max([float(np.max(np.abs((p - c) - (c - m)), initial=0.0)) / step
+                         for p, c, m in zip(plus, centre, minus)] + [0.0])
+            kinked = not sides <= UNRELIABLE * max([float(np.max(np.abs(c), initial=0.0)) for c in coarse] + [TINY])
+        return richardson, estimate, (sides if kinked else 0.0)
+    richardson, estimate, sides = along(h)
+    # one-sided slopes that differ by more than UNRELIABLE of the slope: a kink between x - h·t and x + h·t (where
+    # the two centred steps can agree, the kink at their middle) — or a pole, or the domain's edge, the step
+    # reaches: narrowed steps (numeric's), the first where the slopes agree and the values are finite
+    small = h * TIE
+    for _ in range(NARROW_LEVELS if sides else 0):
+        narrowed = along(small)
+        if not narrowed[2] and all(np.all(np.isfinite(r)) for r in narrowed[0]):
+            richardson, estimate, sides = narrowed
+            break
+        small *= NARROW
+    if sides:
         return richardson, max(estimate, sides), "finite differences"  # nothing to hold the complex step to
     exact = _complex_step(target, arrays, t, norm)
     if exact is not None and len(exact) == len(richardson) and all(

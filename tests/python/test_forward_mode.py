@@ -220,8 +220,25 @@ def test_a_kink_between_the_steps_is_a_warning_not_a_verdict():
 
     def jvp(arrays, tangents):
         return [(arrays[0] > 0) * tangents[0]]
-    near = [np.full(3, 1e-7)]  # the kink at 0 lies between x - h and x + h: the two steps disagree
-    (row,) = forward_mode.rows(forward_mode.functions(relu, jvp), near, ["x"], RULE, Settings())
+    on = [np.zeros(3)]  # the kink on the point: every step, however narrowed, has one-sided slopes 0 and 1
+    (row,) = forward_mode.rows(forward_mode.functions(relu, jvp), on, ["x"], RULE, Settings())
     assert row.status == "warn" and "unreliable" in row.note
+    # at 1e-7 the kink lies between x − h and x + h, not between the narrowed steps (10⁻⁴·h): judged there
+    (near,) = forward_mode.rows(forward_mode.functions(relu, jvp), [np.full(3, 1e-7)], ["x"], RULE, Settings())
+    assert near.status == "pass", near.note
     (away,) = forward_mode.rows(forward_mode.functions(relu, jvp), [np.full(3, 0.5)], ["x"], RULE, Settings())
     assert away.status == "pass"
+
+
+def test_a_jvp_beside_a_pole_is_judged_at_narrowed_steps():
+    # 1/x at 3e-12 and 1e-12: the step h = 6e-6 crosses the pole, and the jvp (−t/x², right) was failed
+    # against a secant across it; the narrowed steps give the derivative (a sign slip still fails)
+    def recip(arrays):
+        return [1.0 / arrays[0]]
+    x = [np.array([3e-12, 1e-12])]
+    (right,) = forward_mode.rows(forward_mode.functions(recip, lambda a, t: [-t[0] / a[0] ** 2]), x, ["x"], RULE,
+                                 Settings())
+    assert right.status == "pass", right.note
+    (slip,) = forward_mode.rows(forward_mode.functions(recip, lambda a, t: [t[0] / a[0] ** 2]), x, ["x"], RULE,
+                                Settings())
+    assert slip.status == "fail", slip.note
