@@ -22,7 +22,6 @@ from typing import Protocol
 import numpy as np
 
 from . import kinks, plan
-from .kinks import POLE
 from .passes import PassState
 from .plan import REFINE, SIDES, STEPS
 from .batches import CHUNK_ELEMENTS, BatchRunner, Probe, Rows, pm, run_rows, split
@@ -248,7 +247,7 @@ def _refine_pass(ctx: _Context, targets, state) -> None:
             # smooth element's difference unless it does better
             rough = kinks.rough(s, idx, plus, minus, ctx.centre_of(t), h, REFINE)
             ref = ctx.reference.get(t.id)
-            coarse = _coarse(s.value[idx], s.truncation[idx], s.rounding[idx], ctx, _largest(s, ref)) & \
+            coarse = _coarse(s.value[idx], s.truncation[idx], s.rounding[idx], ctx.rtol, ctx.atol, _largest(s, ref)) & \
                 np.all(s.truncation[idx] > s.rounding[idx], axis=1)
             if ref is not None and (rough | coarse).any():
                 off = _in_doubt(s.value[idx], np.asarray(ref, dtype=float)[:, idx], ctx.rtol / REFINE_RTOL, ctx.atol)
@@ -336,7 +335,7 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
         little = kinks.gap(plus[pick], minus[pick], centre, small)
         with np.errstate(invalid="ignore"):
             s.narrow_pole = ~np.all(np.isfinite(big) & np.isfinite(little), axis=1) | \
-                np.any(np.abs(little) > POLE * np.abs(big), axis=1)
+                np.any(np.abs(little) > kinks.POLE * np.abs(big), axis=1)
     _narrowed_pass(ctx, targets, state)
     for t in targets:
         s = state[t.id]
@@ -398,7 +397,7 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
             s.kink[take], s.at[take], s.near[take], s.near_error[take] = False, False, np.nan, np.inf
             # on to the next pair: smooth, too coarse for the tolerance and bound by truncation (a smaller
             # step rounds more, truncates less); or, for a pole, smooth at none yet
-            coarse = _coarse(value, truncation, rounding, ctx, _largest(s, ctx.reference.get(t.id)))
+            coarse = _coarse(value, truncation, rounding, ctx.rtol, ctx.atol, _largest(s, ctx.reference.get(t.id)))
             again = np.where(np.isfinite(best[t.id][where]), better & coarse & (truncation.max(axis=1) > rounding.max(axis=1)),
                              ~smooth & s.narrow_pole[where])
             if again.any():
@@ -436,12 +435,12 @@ def _narrow_best(s: PassState) -> np.ndarray:
     return best
 
 
-def _coarse(value, truncation, rounding, ctx: _Context, row: float) -> np.ndarray:
-    """Per element: its error estimate (SAFETY times) is past half the tolerance it will be judged at (at
-    least ROW_FLOOR of `row`, its target's largest value: `_largest`): too coarse to decide the verdict."""
+def _coarse(value, truncation, rounding, rtol: float, atol: float, row: float) -> np.ndarray:
+    """Per element (or direction): its error estimate (SAFETY times) is past half the tolerance it will be
+    judged at (at least ROW_FLOOR of `row`, its target's largest value: `_largest`): too coarse to decide."""
     scale = np.maximum(np.abs(value), ROW_FLOOR * row)
     with np.errstate(invalid="ignore"):
-        return ~np.all(SAFETY * (truncation + rounding) <= np.maximum(ctx.atol, ctx.rtol * scale) / 2, axis=1)
+        return ~np.all(SAFETY * (truncation + rounding) <= np.maximum(atol, rtol * scale) / 2, axis=1)
 
 
 def _largest(s: PassState, ref) -> float:
@@ -606,8 +605,7 @@ def _narrowed_directions(runner: Runner, t: Target, u: np.ndarray, which: np.nda
             ro = difference_rounding(p2, m2, runner.terms) / (small * REFINE)
             estimate = (tr + ro).max(axis=1)
             better = smooth & np.all(np.isfinite(v), axis=1) & (estimate < best[todo])
-            scale = np.maximum(np.abs(v), ROW_FLOOR * float(np.max(np.abs(np.where(np.isfinite(v), v, 0.0)), initial=0.0)))
-            coarse = ~np.all(SAFETY * (tr + ro) <= np.maximum(atol, rtol * scale) / 2, axis=1)
+            coarse = _coarse(v, tr, ro, rtol, atol, float(np.max(np.abs(np.where(np.isfinite(v), v, 0.0)), initial=0.0)))
         take = todo[better]
         value[take], truncation[take], rounding[take], best[take] = v[better], tr[better], ro[better], estimate[better]
         found = np.isfinite(best[todo])
