@@ -7,6 +7,9 @@ gradients are the closed forms −dout/x² and −Yᵀ·dout·Yᵀ (Y = X⁻¹),
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,20 +17,9 @@ from gradcheck_cli import check_layer
 from gradcheck_cli.oracles import numeric
 from gradcheck_cli.python.pyrunner import FunctionRunner
 
-
-def reciprocal_forward(x):
-    y = 1.0 / x
-    return y, y
-
-
-def reciprocal_backward(dout, cache):
-    y = cache
-    return -dout * y * y
-
-
-def reciprocal_slip_backward(dout, cache):
-    y = cache
-    return dout * y * y  # the sign dropped
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "examples" / "python"))
+from poles import (log_backward, log_eps_backward, log_forward, reciprocal_backward,  # noqa: E402
+                   reciprocal_forward, reciprocal_slip_backward)
 
 
 def inv_forward(x):
@@ -133,18 +125,6 @@ def test_a_kink_whose_slopes_steepen_less_than_a_pole_is_not_narrowed_past():
     # are 5 times the large step's. A pole's grow without bound (POLE: ten times); this is a kink's
     res = _differences(lambda a: np.minimum(5 * np.abs(a[0] - 3e-10), np.abs(a[0]) + 4e-9), 0.0, 50.0)
     assert res.kink[0] and res.narrowed == 0
-
-
-def log_forward(p):
-    return np.log(p), p
-
-
-def log_backward(dout, cache):
-    return dout / cache
-
-
-def log_eps_backward(dout, cache):
-    return dout / (cache + 1e-12)  # an epsilon that matters only near 0
 
 
 def sqrt_forward(x):
