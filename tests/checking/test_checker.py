@@ -53,11 +53,25 @@ def test_exact_tie_splits_the_gradient_evenly_like_the_oracles():
 
 
 def test_warn_when_the_difference_is_the_artefact():
-    r = check("x = 0.3\nf = sin(1e5 * x)", complex_step=False)
+    # sin(1e7·x): 1e7·h is ~60 rad at h, still 0.06 rad at the smallest step differences try
+    r = check("x = 0.3\nf = sin(1e7 * x)", complex_step=False)
     row = rows(r)["x"]
     assert row.status == "warn" and "backprop agrees with SymPy" in row.note
     assert r.passed  # a warn is not a failure ...
-    assert not check("x = 0.3\nf = sin(1e5 * x)", strict=True, complex_step=False).passed  # ... unless --strict
+    assert not check("x = 0.3\nf = sin(1e7 * x)", strict=True, complex_step=False).passed  # ... unless --strict
+
+
+@pytest.mark.parametrize("k", [1e5, 3e5])
+def test_a_difference_bound_by_truncation_is_taken_again_at_a_smaller_step(k):
+    # sin(k·x) at h = 6e-6: k·h is 0.6 to 1.8 rad, and the difference's truncation is past the tolerance (a warn,
+    # "unreliable", before); at a step up to 1024 times smaller it resolves f′ = k·cos(k·x), with no other oracle
+    r = check(f"x = 0.3\nf = sin({k!r} * x)", complex_step=False, symbolic=False)
+    row = rows(r)["x"]
+    assert row.status == "pass", row.note
+    assert float(row.numeric) == pytest.approx(k * np.cos(k * 0.3), rel=1e-6)
+    wrong = check(f"gate s(t) = sin(t)\n  dt = dout * cos(t) * 1.001\nx = 0.3\nf = s({k!r} * x)",
+                  complex_step=False, symbolic=False)
+    assert rows(wrong)["x"].status == "fail"  # a slip of 0.1%, resolved there too
     exact = rows(inline("sin(1e5 * x)", x=0.3))["x"]  # the complex step has no step to be too coarse
     assert exact.status == "pass" and exact.numeric_method == "complex step" and exact.numeric_error < 1e-12
 
