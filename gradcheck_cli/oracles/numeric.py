@@ -37,8 +37,6 @@ NARROW_LEVELS = 8                    # ... at most this many narrowed pairs of s
 NARROW_SHARE = 1.5                   # ... and at most this share of a target's planned rows in all (narrow_rows)
 NARROW_FLOOR = 16                    # ... or, if more, as many rows as this many elements take through every level
 RELATIVE = 1e-2                      # ... each, after the first, at most this fraction of the element's own size
-NEAR_SIDE = 1e-3                     # a kink beside the point: one one-sided slope within this × the small
-                                     # step's derivative of it (else a pole the step reaches: narrowed)
 ESCALATE_MAX = 4096.0                # a rounding-bound element is re-done with a step up to this × h
 SHRINK_MAX = 1024.0                  # ... and a truncation-bound one with a step down to h / this
 
@@ -314,7 +312,7 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
             kp, km = plus[:k], minus[:k]
             s.at[kinked] = switched[:k] if ctx.sees else kinks.jump_kept(s, kinked, kp, km, centre, small)
             # off the kink, a step of TIE·h does not reach it: that difference is the derivative at v
-            near, noise = (kp - km) / (2 * small), difference_rounding(kp, km, ctx.terms_of(t)) / small
+            near = (kp - km) / (2 * small)
             if not ctx.sees:  # opaque code: only where the small step shows no jump did it stay off the kink
                 big = kinks.gap(s.plus[kinked], s.minus[kinked], centre, s.h[kinked, None])
                 clear = np.all(np.abs(kinks.gap(kp, km, centre, small)) <= kinks.CLEAR * np.abs(big), axis=1)
@@ -322,13 +320,10 @@ def _kink_pass(ctx: _Context, targets, state) -> None:
                 # not clear: a kink within TIE·h, or a forward that changes fast at the scale of h (a pole,
                 # a near-singular matrix, a domain's edge the step reaches): the narrowed pass tells them apart
                 # (a jump kept at ±TIE·h is a kink on the point, unless the function is smooth between ±TIE·h
-                # and ±REFINE·TIE·h: a fast oscillation whose jumps at h and TIE·h agree by chance). Clear, but
-                # the small step's derivative far from both one-sided slopes (`_outside`): no kink beside the
-                # point, but a pole or a singular matrix the step reaches: differenced at the narrowed steps
-                # too, and a smooth element is no kink there
-                narrow = ~clear | (~s.at[kinked] & _outside(near, noise, s.lower[kinked], s.upper[kinked]))
+                # and ±REFINE·TIE·h: a fast oscillation whose jumps at h and TIE·h agree by chance)
+                narrow = ~clear
             s.near[kinked] = near
-            s.near_error[kinked] = noise
+            s.near_error[kinked] = difference_rounding(kp, km, ctx.terms_of(t)) / small
         # the narrowed pass's elements, sorted: the kinks off the point not cleared, and the rough elements
         idx = np.concatenate([kinked[narrow], s.rough])
         pick = np.concatenate([np.flatnonzero(narrow), k + np.arange(s.rough.size)])
@@ -421,21 +416,6 @@ def _narrowed_pass(ctx: _Context, targets, state) -> None:
         rough[np.searchsorted(s.narrow, s.rough)] = True
         lost = s.narrow[~np.isfinite(best[t.id]) & (s.narrow_pole | rough)]
         s.kink[lost], s.near[lost], s.near_error[lost], s.truncation[lost] = False, np.nan, np.inf, np.inf
-
-
-def _outside(near, noise, lower, upper) -> np.ndarray:
-    """Per element: whether the derivative at a small step (`near`) is far from both one-sided slopes at h
-    (by more than NEAR_SIDE of itself, or of a tenth of the slopes' spread where that is more, and by more than
-    its rounding `noise`), in the output where they spread most. Beside a kink, the side away from it is
-    that branch's line, and its slope the derivative at v (up to f''·h); beside a pole or a singular
-    matrix the step reaches, neither is."""
-    spread = upper - lower
-    with np.errstate(invalid="ignore"):
-        j = np.argmax(np.where(np.isfinite(spread), spread, -np.inf), axis=1)[:, None]
-        at = lambda a: np.take_along_axis(a, j, axis=1)[:, 0]  # noqa: E731
-        off = np.minimum(np.abs(at(near) - at(upper)), np.abs(at(near) - at(lower)))
-        return (off > NEAR_SIDE * np.maximum(np.abs(at(near)), 0.1 * at(spread))) & \
-            (off > kinks.JUMP_ROUNDING * at(noise))
 
 
 def narrow_rows(n: int, projected: bool) -> int:

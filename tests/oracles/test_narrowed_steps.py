@@ -63,9 +63,9 @@ def test_a_right_reciprocal_passes_beside_its_pole_and_a_slip_fails(x):
 
 @pytest.mark.parametrize("x, statuses", [
     ([[1.0, 0.0], [0.0, 1e-8]], {"pass"}),  # cond 1e8: the pole at x₂₂ = 0 is within h
-    # cond 5e6: the pole is beyond 10⁻⁴·h, and that step's derivative is far from both one-sided slopes at h
-    # (beside a kink it is one of them): no kink, differenced at the narrowed steps, and a pass
-    ([[1.0, 2.0], [1.0, 2.000002]], {"pass"}),
+    # cond 5e6: the change is beyond 10⁻⁴·h, whose difference is the derivative (a kink within the step
+    # but not at the point, as for opaque code a pole and a kink look alike there)
+    ([[1.0, 2.0], [1.0, 2.000002]], {"kink"}),
     # cond 1e9: inv itself is rounded at cond·ε of its values: no step resolves 1e-5 of the gradient
     ([[1.0, 2.0], [1.0, 2.0 + 1e-8]], {"warn"}),
 ])
@@ -76,6 +76,8 @@ def test_the_inverse_of_a_nearly_singular_matrix_never_fails_when_right(x, statu
     assert right.passed and row.status in statuses, row.note
     if row.status == "pass":
         _differences_are_backprops(row, rtol=1e-5)
+    if row.status == "kink":  # the note says what decided: the small step's derivative, which backprop's is
+        assert "not at the point" in row.note and "is the derivative there" in row.note
     if not np.allclose(x, x.T):
         slip = _row(check_layer(inv_forward, inv_slip_backward, {"x": x}))
         assert slip.status == "fail", slip.note
@@ -89,12 +91,12 @@ def _conditioned(cond: float, seed: int) -> np.ndarray:
     return u @ np.diag(np.logspace(0, -np.log10(cond), 4)) @ v.T
 
 
-@pytest.mark.parametrize("cond", [1e3, 1e4, 1e5, 1e6, 1e7])
+@pytest.mark.parametrize("cond", [1e3, 1e4, 1e5])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_an_ill_conditioned_inverse_passes_when_right_at_smaller_steps(cond, seed):
-    # a covariance-like matrix: at h the difference is bound by truncation past the tolerance (a `warn` before),
-    # or, where the smallest singular value is within h, its slopes jump (a `kink` before): differenced at a
-    # smaller step, or the narrowed ones, it is the closed form; transposes dropped fail
+    # a covariance-like matrix: at h the difference is bound by truncation past the tolerance (a `warn` before,
+    # "finite differences cannot resolve the tolerance"): at a smaller step it is the closed form; transposes
+    # dropped fail
     x = _conditioned(cond, seed)
     row = _row(check_layer(inv_forward, inv_backward, {"x": x}))
     assert row.status == "pass", row.note
@@ -111,16 +113,13 @@ def relu_backward(dout, cache):
 
 
 def test_a_kink_beside_the_point_stays_a_kink_judged_at_the_small_step():
-    # relu's switch 1e-7 and 2e-7 from the point, within h = 6e-6: one one-sided slope is the derivative at
-    # the point (the side away from the switch), so it is a kink beside the point, not a pole
+    # relu's switch 1e-7 and 2e-7 from the point, within h = 6e-6: a kink beside the point, judged at 10⁻⁴·h
     x = np.array([1e-7, -2e-7, 0.5])
     row = _row(check_layer(relu_forward, relu_backward, {"x": x}))
     assert row.status == "kink" and "not at the point" in row.note and "is the derivative there" in row.note, row.note
     wrong = _row(check_layer(relu_forward, lambda dout, cache: dout * (cache >= 0) * 0.5, {"x": x}))
     assert wrong.status == "fail", wrong.note
-    # curved branches (relu(x) + 10·x²): the far side's slope is the derivative at the point up to 10·h, within
-    # NEAR_SIDE of the slopes' spread: still a kink, not taken for a pole (narrowed, x = −2e-7's derivative of
-    # 4e-6 is past what the small steps resolve: a warning)
+    # curved branches (relu(x) + 10·x²): still a kink, its truncation-bound neighbours not shrunk across it
     curved = _row(check_layer(lambda x: (np.maximum(x, 0.0) + 10 * x * x, x),
                               lambda dout, cache: dout * ((cache > 0) + 20 * cache), {"x": x}))
     assert curved.status == "kink", curved.note
