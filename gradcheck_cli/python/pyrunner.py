@@ -14,6 +14,24 @@ from .usercode import output_values, quiet
 
 
 
+def in_float32(values: np.ndarray, before: np.ndarray) -> bool:
+    """Whether a forward computes in float32 inside: every value it gave (at a point moved from `before`'s) a
+    float32 number, and some value that changed no short binary fraction (more than FLOAT32_PLAIN bits), as
+    float64 arithmetic would leave in nearly every value (a 0/1 mask, a relu of integers, do not count)."""
+    v = np.ravel(np.asarray(values, dtype=float))
+    b = np.ravel(np.asarray(before, dtype=float))
+    finite = v[np.isfinite(v)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if finite.size == 0 or not np.all(finite.astype(np.float32) == finite):
+            return False
+    changed = v[np.isfinite(v) & (v != 0) & ((v != b) if b.shape == v.shape else True)]
+    mantissa = np.frexp(changed)[0] * 2.0 ** FLOAT32_PLAIN
+    return bool(np.any(mantissa != np.round(mantissa)))
+
+
+FLOAT32_PLAIN = 12  # (in_float32) a value with at most this many significant bits: as exact in float64 as in float32
+
+
 class FunctionRunner:
     """Σ upstream ⊙ forward(inputs) as a function of the inputs' elements, concatenated.
 
@@ -40,6 +58,15 @@ class FunctionRunner:
         try:
             with quiet():
                 single = np.asarray(self._call(other), dtype=float)
+        except USER_ERRORS:  # noqa: BLE001 - raising there, it is called one row at a time (and says so then)
+            return False
+        if in_float32(single, out):
+            raise PythonError("the forward computes in float32 and returns float64: at a point moved from the given "
+                              "one, every value it returns is a float32 number, so finite differences would measure "
+                              "float32's rounding, not its slope; compute it in float64 (a torch or JAX version is "
+                              "checked in float32 with --dtype float32)")
+        try:
+            with quiet():
                 both = np.asarray(self._call([np.stack([a, b]) for a, b in zip(self.args, other)]), dtype=float)
         except USER_ERRORS:  # noqa: BLE001 - a forward that cannot batch simply raises
             return False

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli import check_function, check_layer
 from gradcheck_cli.cli import main
+from gradcheck_cli.python import pyrunner
 from gradcheck_cli.python.pyrunner import FunctionRunner
 from gradcheck_cli.testing import assert_function, assert_layer
 
@@ -337,6 +338,34 @@ def test_a_float32_forward_is_an_error_at_the_forward_not_a_fail(tmp_path):
     result = run("check-py", f"{tmp_path}/f32.py::affine", "--shape", "x=4,6", "--shape", "w=6,3", "--shape", "b=3")
     assert result.exit_code == 2 and "f32.py:4:1: error: the forward's output is float32" in result.output, result.output
     assert "--dtype float32" in result.output and "kink" not in result.output
+
+
+def test_a_forward_that_computes_in_float32_inside_is_an_error_at_the_forward_not_a_fail(tmp_path):
+    # the same layer returning float64: its values are float32 numbers, and a right backward failed ("beside
+    # a kink ... its derivative is 0": steps below float32's spacing gave differences of 0)
+    (tmp_path / "f32in.py").write_text(
+        "import numpy as np\n\n\ndef affine_forward(x, w, b):\n"
+        "    x, w, b = (a.astype(np.float32) for a in (x, w, b))\n"
+        "    return (x @ w + b).astype(np.float64), (x, w, b)\n\n\n"
+        "def affine_backward(dout, cache):\n    x, w, b = cache\n"
+        "    return dout @ w.T, x.T @ dout, dout.sum(axis=0)\n")
+    result = run("check-py", f"{tmp_path}/f32in.py::affine", "--shape", "x=4,6", "--shape", "w=6,3", "--shape", "b=3")
+    assert result.exit_code == 2 and "f32in.py:4:1: error: the forward computes in float32 and returns float64" \
+        in result.output, result.output
+    assert "fail" not in result.output and "kink" not in result.output
+
+
+@pytest.mark.parametrize("forward, backward, x", [
+    (lambda x: np.maximum(x, 0.0), lambda d, x: d * (x > 0), [[2.0, -1.0, 0.0], [3.0, 1.0, -2.0]]),  # relu of integers
+    (lambda x: np.round(8 * x) / 8, lambda d, x: 0 * d, [[0.3, -1.2, 0.7], [0.1, 2.0, -0.4]]),       # eighths: 4 bits
+    (lambda x: np.tanh(x), lambda d, x: d * (1 - np.tanh(x) ** 2), [[0.3, -1.2, 0.7], [0.1, 2.0, -0.4]]),
+])
+def test_float64_values_that_happen_to_be_float32_numbers_are_not_taken_for_float32(forward, backward, x):
+    # FLOAT32_PLAIN: integers, short binary fractions and a 0/1 mask are float32 numbers in float64 too
+    report = check_layer(lambda a: (forward(a), a), backward, {"x": np.array(x)})
+    assert report.error is None, report.error.message
+    assert pyrunner.in_float32(np.tanh(np.float32([0.3, 0.7])).astype(float), np.zeros(2))
+    assert not pyrunner.in_float32(np.tanh(np.array([0.3, 0.7])), np.zeros(2))
 
 
 # a right softplus with the debugging aids people put at the top of a file, set for the whole process
