@@ -78,6 +78,7 @@ class _Raised(Exception):
         super().__init__(exception_text(exc))
         self.text = exception_text(exc)
         self.stage = stage
+        self.contiguous = False  # raised for the layout's values contiguous too (the expanded layout's reference)
         path, line = where(fn)
         found = user_position(exc, path)
         self.position = found if found[0] is not None else (line, 1)
@@ -130,7 +131,9 @@ class _Session:
         self.failed: dict[str, str] = {}
         self.warnings: list[tuple[str, int, int]] = []
         # (input, what the forward raised, where) -> the layouts it raised for: the backward was not run
-        self.forward_raised: dict[tuple[str, str, tuple[int, int]], list[str]] = {}
+        # (and whether it raised for the layout's values contiguous too: the values, not the layout, are outside
+        # the forward's domain, as a square matrix's repeated rows are for an inverse)
+        self.forward_raised: dict[tuple[str, str, tuple[int, int], bool], list[str]] = {}
         lines = grad_lines(code.backward, tuple(given.names))  # (the backward returns one per argument)
         self.lines = {n: lines[n] for n in self.names if n in lines}
         every = branch_writes(code.backward, tuple(given.names))  # a gradient several statements write:
@@ -171,8 +174,12 @@ class _Session:
         """(the reference, the call) with the inputs and grad_output given where not None (in `group`)."""
         moved = [t.clone() if m is None else m for t, m in zip(self.inputs, ins)]
         views = [u.clone() if m is None else m for u, m in zip(self.upstream, ups)]
-        reference = self.runs[0] if Layout.EXPANDED not in group else _run(
-            self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
+        try:  # the expanded layout repeats values: its reference is those values, contiguous
+            reference = self.runs[0] if Layout.EXPANDED not in group else _run(
+                self.code, self.given, [m.contiguous().clone() for m in moved], [v.contiguous().clone() for v in views])
+        except _Raised as raised:
+            raised.contiguous = True
+            raise
         got = _run(self.code, self.given, moved, views, trace=bool(self.branches))
         self.wrote(got)
         return reference, got
@@ -273,7 +280,7 @@ class _Session:
             applied = _applied(group, self.inputs[k], upstream=False)
             named = " and ".join(str(layout) for layout in applied)
             if raised.stage is _Stage.FORWARD:  # the forward's own limit: one warning at its line, layouts listed
-                listed = self.forward_raised.setdefault((input_name, raised.text, raised.position), [])
+                listed = self.forward_raised.setdefault((input_name, raised.text, raised.position, raised.contiguous), [])
                 listed.extend(str(layout) for layout in applied if str(layout) not in listed)
                 return
             self.warnings.append((f"{self.backward}: not checked with {input_name} in the {named} layout: when "
@@ -311,9 +318,12 @@ class _Session:
         warning for a spread within rounding."""
         forward = qualname(self.code.forward)
         found = Findings(warnings=list(self.warnings) + [
-            (f"{forward} raised when {name} was {_listed(layouts)}, so {self.backward} was not checked with it "
+            (f"{forward} raised at the values {name} has in the expanded layout (its first row repeated), laid out "
+             f"contiguously too: those values are outside its domain, so {self.backward} was not checked with {name} "
+             f"expanded: {text}" if contiguous else
+             f"{forward} raised when {name} was {_listed(layouts)}, so {self.backward} was not checked with it "
              f"there: {text}", *position)
-            for (name, text, position), layouts in self.forward_raised.items()])
+            for (name, text, position, contiguous), layouts in self.forward_raised.items()])
         spread, spreads = _spread(self.runs)
         runs = len(self.runs)
         if spread > ROUNDING:

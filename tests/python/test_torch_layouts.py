@@ -217,6 +217,33 @@ def test_a_forward_that_raises_in_a_layout_is_one_warning_at_its_line_not_the_ba
     assert line == ViewsItsInput.forward.__code__.co_firstlineno + 2  # the x.view(-1) line, under @staticmethod
 
 
+class Inverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a):
+        inv = torch.linalg.inv(a)
+        ctx.save_for_backward(inv)
+        return inv
+
+    @staticmethod
+    def backward(ctx, g):
+        (inv,) = ctx.saved_tensors
+        return -inv.mT @ g @ inv.mT
+
+
+def test_a_forward_undefined_at_the_expanded_layouts_values_says_so_not_that_the_layout_broke_it():
+    # a stride-0 view of a square matrix repeats its first row: singular, contiguous or not (torch raises for
+    # both, the oracle); the warning says the values are outside the forward's domain, not that the layout is
+    a = x(4, 4)
+    for repeated in (a[:1].expand(4, 4), a[:1].expand(4, 4).contiguous()):
+        with pytest.raises(RuntimeError, match="singular"):
+            torch.linalg.inv(repeated)
+    report = check(Inverse, (a,))
+    assert report.passed and not failing(report)
+    (text,) = [t for t, _, _ in report.warnings if "raised" in t]
+    assert text.startswith("Inverse.forward raised at the values a has in the expanded layout (its first row "
+                           "repeated), laid out contiguously too: those values are outside its domain"), text
+
+
 class Conv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w):
