@@ -49,14 +49,20 @@ def _differences_are_backprops(row, rtol: float = 1e-6) -> None:
     assert np.allclose(num, grad, rtol=rtol, atol=rtol * np.abs(grad).max()), (num, grad)
 
 
+def _passes_as_its_closed_form(forward, backward, inputs: dict, rtol: float = 1e-6):
+    """The row of a right layer (its backward a closed form): it passes, its differences backprop's to `rtol`."""
+    row = _row(check_layer(forward, backward, inputs))
+    assert row.status == "pass", row.note
+    _differences_are_backprops(row, rtol)
+    return row
+
+
 @pytest.mark.parametrize("x", [[1e-8, 1.0], [1e-10], [-1e-9, 2e-9], [1e-12, -3.0]])
 def test_a_right_reciprocal_passes_beside_its_pole_and_a_slip_fails(x):
     x = np.array(x)
-    right = _row(check_layer(reciprocal_forward, reciprocal_backward, {"x": x}))
-    assert right.status == "pass", right.note
     # the differences are backprop's closed form −dout/x², not the secants across the pole (the other
     # elements are judged at the row's scale: a sum rounded at 1e8 leaves them 1e-3 off)
-    _differences_are_backprops(right)
+    _passes_as_its_closed_form(reciprocal_forward, reciprocal_backward, {"x": x})
     slip = _row(check_layer(reciprocal_forward, reciprocal_slip_backward, {"x": x}))
     assert slip.status == "fail" and "kink" not in slip.note, slip.note
 
@@ -98,9 +104,7 @@ def test_an_ill_conditioned_inverse_passes_when_right_at_smaller_steps(cond, see
     # "finite differences cannot resolve the tolerance"): at a smaller step it is the closed form; transposes
     # dropped fail
     x = _conditioned(cond, seed)
-    row = _row(check_layer(inv_forward, inv_backward, {"x": x}))
-    assert row.status == "pass", row.note
-    _differences_are_backprops(row, rtol=1e-5)
+    _passes_as_its_closed_form(inv_forward, inv_backward, {"x": x}, rtol=1e-5)
     assert _row(check_layer(inv_forward, inv_slip_backward, {"x": x})).status == "fail"
 
 
@@ -183,9 +187,7 @@ def test_a_step_past_the_domains_edge_is_narrowed_to_the_derivative(p):
     # h = 6e-6 takes log's input below 0 (nan), or to where its differences are far from the derivative;
     # the second point moves each input in proportion to itself where the usual move leaves the domain
     p = np.array(p)
-    right = _row(check_layer(log_forward, log_backward, {"p": p}))
-    assert right.status == "pass", right.note
-    _differences_are_backprops(right)
+    _passes_as_its_closed_form(log_forward, log_backward, {"p": p})
     root = _row(check_layer(sqrt_forward, sqrt_backward, {"x": p}))
     assert root.status == "pass", root.note
 

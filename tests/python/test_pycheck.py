@@ -364,6 +364,9 @@ def test_float64_values_that_happen_to_be_float32_numbers_are_not_taken_for_floa
     # FLOAT32_PLAIN: integers, short binary fractions and a 0/1 mask are float32 numbers in float64 too
     report = check_layer(lambda a: (forward(a), a), backward, {"x": np.array(x)})
     assert report.error is None, report.error.message
+
+
+def test_float32_values_are_told_from_float64_ones():
     assert pyrunner.in_float32(np.tanh(np.float32([0.3, 0.7])).astype(float), np.zeros(2))
     assert not pyrunner.in_float32(np.tanh(np.array([0.3, 0.7])), np.zeros(2))
 
